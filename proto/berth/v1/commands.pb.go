@@ -507,6 +507,131 @@ func (x *DeploymentCancelCommand) GetDeploymentIds() []string {
 	return nil
 }
 
+// RequestRecord remembers the outcome of a write that carried a request_id,
+// so a retried write returns the first outcome instead of applying twice.
+type RequestRecord struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	RequestId string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	Index     uint64                 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
+	// error_kind is empty on success, else not_found, already_exists,
+	// conflict or invalid.
+	ErrorKind     string `protobuf:"bytes,3,opt,name=error_kind,json=errorKind,proto3" json:"error_kind,omitempty"`
+	ErrorMessage  string `protobuf:"bytes,4,opt,name=error_message,json=errorMessage,proto3" json:"error_message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RequestRecord) Reset() {
+	*x = RequestRecord{}
+	mi := &file_berth_v1_commands_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RequestRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RequestRecord) ProtoMessage() {}
+
+func (x *RequestRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_commands_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RequestRecord.ProtoReflect.Descriptor instead.
+func (*RequestRecord) Descriptor() ([]byte, []int) {
+	return file_berth_v1_commands_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *RequestRecord) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *RequestRecord) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *RequestRecord) GetErrorKind() string {
+	if x != nil {
+		return x.ErrorKind
+	}
+	return ""
+}
+
+func (x *RequestRecord) GetErrorMessage() string {
+	if x != nil {
+		return x.ErrorMessage
+	}
+	return ""
+}
+
+// MetaRecord is one key of the replicated metadata table.
+type MetaRecord struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Value         string                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MetaRecord) Reset() {
+	*x = MetaRecord{}
+	mi := &file_berth_v1_commands_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MetaRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MetaRecord) ProtoMessage() {}
+
+func (x *MetaRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_commands_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MetaRecord.ProtoReflect.Descriptor instead.
+func (*MetaRecord) Descriptor() ([]byte, []int) {
+	return file_berth_v1_commands_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *MetaRecord) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *MetaRecord) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
 var File_berth_v1_commands_proto protoreflect.FileDescriptor
 
 const file_berth_v1_commands_proto_rawDesc = "" +
@@ -551,7 +676,18 @@ const file_berth_v1_commands_proto_rawDesc = "" +
 	"\x17DeploymentCancelCommand\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12%\n" +
-	"\x0edeployment_ids\x18\x02 \x03(\tR\rdeploymentIds*\xea\x01\n" +
+	"\x0edeployment_ids\x18\x02 \x03(\tR\rdeploymentIds\"\x88\x01\n" +
+	"\rRequestRecord\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\tR\trequestId\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\x12\x1d\n" +
+	"\n" +
+	"error_kind\x18\x03 \x01(\tR\terrorKind\x12#\n" +
+	"\rerror_message\x18\x04 \x01(\tR\ferrorMessage\"4\n" +
+	"\n" +
+	"MetaRecord\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value*\xea\x01\n" +
 	"\vCommandType\x12\x1c\n" +
 	"\x18COMMAND_TYPE_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17COMMAND_TYPE_APP_CREATE\x10\x01\x12\x1b\n" +
@@ -575,7 +711,7 @@ func file_berth_v1_commands_proto_rawDescGZIP() []byte {
 }
 
 var file_berth_v1_commands_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_berth_v1_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_berth_v1_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_berth_v1_commands_proto_goTypes = []any{
 	(CommandType)(0),                // 0: berth.v1.CommandType
 	(*AppCreateCommand)(nil),        // 1: berth.v1.AppCreateCommand
@@ -584,21 +720,23 @@ var file_berth_v1_commands_proto_goTypes = []any{
 	(*FrameworkIDSetCommand)(nil),   // 4: berth.v1.FrameworkIDSetCommand
 	(*SchedulerPlanCommand)(nil),    // 5: berth.v1.SchedulerPlanCommand
 	(*DeploymentCancelCommand)(nil), // 6: berth.v1.DeploymentCancelCommand
-	(*App)(nil),                     // 7: berth.v1.App
-	(*Deployment)(nil),              // 8: berth.v1.Deployment
-	(*Instance)(nil),                // 9: berth.v1.Instance
+	(*RequestRecord)(nil),           // 7: berth.v1.RequestRecord
+	(*MetaRecord)(nil),              // 8: berth.v1.MetaRecord
+	(*App)(nil),                     // 9: berth.v1.App
+	(*Deployment)(nil),              // 10: berth.v1.Deployment
+	(*Instance)(nil),                // 11: berth.v1.Instance
 }
 var file_berth_v1_commands_proto_depIdxs = []int32{
-	7,  // 0: berth.v1.AppCreateCommand.app:type_name -> berth.v1.App
-	8,  // 1: berth.v1.AppCreateCommand.deployment:type_name -> berth.v1.Deployment
-	9,  // 2: berth.v1.AppCreateCommand.put_instances:type_name -> berth.v1.Instance
-	7,  // 3: berth.v1.AppUpdateCommand.app:type_name -> berth.v1.App
-	8,  // 4: berth.v1.AppUpdateCommand.deployment:type_name -> berth.v1.Deployment
-	9,  // 5: berth.v1.AppUpdateCommand.put_instances:type_name -> berth.v1.Instance
-	8,  // 6: berth.v1.AppDeleteCommand.deployment:type_name -> berth.v1.Deployment
-	9,  // 7: berth.v1.AppDeleteCommand.put_instances:type_name -> berth.v1.Instance
-	9,  // 8: berth.v1.SchedulerPlanCommand.put_instances:type_name -> berth.v1.Instance
-	8,  // 9: berth.v1.SchedulerPlanCommand.put_deployments:type_name -> berth.v1.Deployment
+	9,  // 0: berth.v1.AppCreateCommand.app:type_name -> berth.v1.App
+	10, // 1: berth.v1.AppCreateCommand.deployment:type_name -> berth.v1.Deployment
+	11, // 2: berth.v1.AppCreateCommand.put_instances:type_name -> berth.v1.Instance
+	9,  // 3: berth.v1.AppUpdateCommand.app:type_name -> berth.v1.App
+	10, // 4: berth.v1.AppUpdateCommand.deployment:type_name -> berth.v1.Deployment
+	11, // 5: berth.v1.AppUpdateCommand.put_instances:type_name -> berth.v1.Instance
+	10, // 6: berth.v1.AppDeleteCommand.deployment:type_name -> berth.v1.Deployment
+	11, // 7: berth.v1.AppDeleteCommand.put_instances:type_name -> berth.v1.Instance
+	11, // 8: berth.v1.SchedulerPlanCommand.put_instances:type_name -> berth.v1.Instance
+	10, // 9: berth.v1.SchedulerPlanCommand.put_deployments:type_name -> berth.v1.Deployment
 	10, // [10:10] is the sub-list for method output_type
 	10, // [10:10] is the sub-list for method input_type
 	10, // [10:10] is the sub-list for extension type_name
@@ -619,7 +757,7 @@ func file_berth_v1_commands_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_berth_v1_commands_proto_rawDesc), len(file_berth_v1_commands_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   6,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
