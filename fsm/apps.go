@@ -1,0 +1,113 @@
+package fsm
+
+import (
+	"github.com/hashicorp/go-memdb"
+	"google.golang.org/protobuf/proto"
+
+	v1 "github.com/berth-dev/berth/proto/berth/v1"
+)
+
+func applyAppCreate(tx *memdb.Txn, index uint64, buf []byte) (string, error) {
+	var cmd v1.AppCreateCommand
+	if err := decode(buf, &cmd); err != nil {
+		return "", err
+	}
+	app := cmd.GetApp()
+	if app.GetId() == "" {
+		return cmd.GetRequestId(), refuse(ErrInvalid, "app create: app id is empty")
+	}
+	if existing, _ := tx.First(tableApps, "id", app.GetId()); existing != nil {
+		return cmd.GetRequestId(), refuse(ErrAlreadyExists, "app %s already exists", app.GetId())
+	}
+	if err := putApp(tx, app); err != nil {
+		return cmd.GetRequestId(), err
+	}
+	return cmd.GetRequestId(), putAll(tx, cmd.GetDeployment(), nil, cmd.GetPutInstances())
+}
+
+func applyAppUpdate(tx *memdb.Txn, index uint64, buf []byte) (string, error) {
+	var cmd v1.AppUpdateCommand
+	if err := decode(buf, &cmd); err != nil {
+		return "", err
+	}
+	app := cmd.GetApp()
+	raw, err := tx.First(tableApps, "id", app.GetId())
+	if err != nil || raw == nil {
+		return cmd.GetRequestId(), refuse(ErrNotFound, "app %s does not exist", app.GetId())
+	}
+	if ev := cmd.GetExpectedVersion(); ev != "" && raw.(*v1.App).GetVersion() != ev {
+		return cmd.GetRequestId(), refuse(ErrConflict, "app %s is at version %s, not %s",
+			app.GetId(), raw.(*v1.App).GetVersion(), ev)
+	}
+	if err := putApp(tx, app); err != nil {
+		return cmd.GetRequestId(), err
+	}
+	return cmd.GetRequestId(), putAll(tx, cmd.GetDeployment(), cmd.GetCancelDeployments(), cmd.GetPutInstances())
+}
+
+func applyAppDelete(tx *memdb.Txn, index uint64, buf []byte) (string, error) {
+	var cmd v1.AppDeleteCommand
+	if err := decode(buf, &cmd); err != nil {
+		return "", err
+	}
+	id := cmd.GetAppId()
+	raw, err := tx.First(tableApps, "id", id)
+	if err != nil || raw == nil {
+		return cmd.GetRequestId(), refuse(ErrNotFound, "app %s does not exist", id)
+	}
+	if err := tx.Delete(tableApps, raw); err != nil {
+		return cmd.GetRequestId(), err
+	}
+	if _, err := tx.DeleteAll(tableAppVersions, "app", id); err != nil {
+		return cmd.GetRequestId(), err
+	}
+	// Every instance of a removed app is decommissioned in the same entry,
+	// so no instance can outlive its app unnoticed: the scheduler destroys
+	// their volumes and releases their reservations.
+	it, err := tx.Get(tableInstances, "app", id)
+	if err != nil {
+		return cmd.GetRequestId(), err
+	}
+	var decommission []*v1.Instance
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		inst := proto.Clone(raw.(*v1.Instance)).(*v1.Instance)
+		inst.Goal = v1.Goal_GOAL_DECOMMISSIONED
+		decommission = append(decommission, inst)
+	}
+	for _, inst := range decommission {
+		if err := putInstance(tx, inst); err != nil {
+			return cmd.GetRequestId(), err
+		}
+	}
+	return cmd.GetRequestId(), putAll(tx, cmd.GetDeployment(), cmd.GetCancelDeployments(), cmd.GetPutInstances())
+}
+
+// putApp stores the app as current and records the version in its history.
+func putApp(tx *memdb.Txn, app *v1.App) error {
+	if app.GetVersion() == "" {
+		return refuse(ErrInvalid, "app %s has no version", app.GetId())
+	}
+	if err := tx.Insert(tableApps, app); err != nil {
+		return err
+	}
+	return tx.Insert(tableAppVersions, &v1.AppVersion{AppId: app.GetId(), Version: app.GetVersion(), App: app})
+}
+
+// putAll stores an optional deployment, cancels deployments and upserts
+// instances: the parts that app commands share.
+func putAll(tx *memdb.Txn, d *v1.Deployment, cancel []string, instances []*v1.Instance) error {
+	if err := cancelDeployments(tx, cancel); err != nil {
+		return err
+	}
+	if d != nil {
+		if err := putDeployment(tx, d); err != nil {
+			return err
+		}
+	}
+	for _, inst := range instances {
+		if err := putInstance(tx, inst); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,225 @@
+// Package fsm is Berth's replicated state machine: the Raft FSM and the
+// in-memory state store it maintains. Every Raft log entry is one
+// CommandType byte followed by the protobuf encoding of that command's
+// message (proto/berth/v1/commands.proto). The package knows nothing of Mesos
+// or of the API; it only applies commands deterministically.
+package fsm
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+
+	"github.com/hashicorp/go-memdb"
+	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/proto"
+
+	v1 "github.com/berth-dev/berth/proto/berth/v1"
+)
+
+// Errors that an applied command can return in ApplyResult.Err. They are
+// part of the replicated outcome: every replica computes the same one.
+var (
+	ErrNotFound      = errors.New("not found")
+	ErrAlreadyExists = errors.New("already exists")
+	ErrConflict      = errors.New("conflict")
+	ErrInvalid       = errors.New("invalid command")
+)
+
+// errorKinds names the sentinel errors in RequestRecords.
+var errorKinds = map[string]error{
+	"not_found":      ErrNotFound,
+	"already_exists": ErrAlreadyExists,
+	"conflict":       ErrConflict,
+	"invalid":        ErrInvalid,
+}
+
+// ApplyResult is what FSM.Apply returns for every entry.
+type ApplyResult struct {
+	// Index is the Raft index of the entry that produced the outcome. For a
+	// de-duplicated retry it is the index of the first application.
+	Index uint64
+	// Err is nil, or wraps one of ErrNotFound, ErrAlreadyExists, ErrConflict
+	// or ErrInvalid.
+	Err error
+}
+
+// requestRetention is how many log entries a request id is remembered for.
+const requestRetention = 100_000
+
+// applyFunc applies one decoded command inside a write transaction. The
+// returned error is the command's outcome; the transaction commits whatever
+// the function wrote only when it returns nil.
+type applyFunc func(tx *memdb.Txn, index uint64, buf []byte) (requestID string, err error)
+
+// FSM implements raft.FSM over a Store.
+type FSM struct {
+	logger *slog.Logger
+	state  atomic.Pointer[Store]
+	apply  map[v1.CommandType]applyFunc
+}
+
+// New returns an FSM with an empty store.
+func New(logger *slog.Logger) *FSM {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	f := &FSM{logger: logger}
+	f.state.Store(NewStore())
+	f.apply = map[v1.CommandType]applyFunc{
+		v1.CommandType_COMMAND_TYPE_APP_CREATE:        applyAppCreate,
+		v1.CommandType_COMMAND_TYPE_APP_UPDATE:        applyAppUpdate,
+		v1.CommandType_COMMAND_TYPE_APP_DELETE:        applyAppDelete,
+		v1.CommandType_COMMAND_TYPE_FRAMEWORK_ID_SET:  applyFrameworkIDSet,
+		v1.CommandType_COMMAND_TYPE_SCHEDULER_PLAN:    applySchedulerPlan,
+		v1.CommandType_COMMAND_TYPE_DEPLOYMENT_CANCEL: applyDeploymentCancel,
+	}
+	return f
+}
+
+// State returns the current store. Restore swaps in a new one, so hold on to
+// the returned pointer only for one read.
+func (f *FSM) State() *Store { return f.state.Load() }
+
+// Encode builds a log entry: the type byte, then msg in protobuf.
+func Encode(t v1.CommandType, msg proto.Message) ([]byte, error) {
+	if t <= 0 || t > 255 {
+		return nil, fmt.Errorf("encode command: type %d out of range", t)
+	}
+	b, err := proto.Marshal(msg)
+	if err != nil {
+		return nil, fmt.Errorf("encode command %s: %w", t, err)
+	}
+	return append([]byte{byte(t)}, b...), nil
+}
+
+// Apply applies one Raft log entry. It returns *ApplyResult. An entry with an
+// unknown command type panics: a replica that cannot apply an entry must
+// stop rather than diverge from the others.
+func (f *FSM) Apply(l *raft.Log) any {
+	if l.Type != raft.LogCommand {
+		return &ApplyResult{Index: l.Index}
+	}
+	if len(l.Data) == 0 {
+		panic(fmt.Sprintf("fsm: empty log entry at index %d", l.Index))
+	}
+	t := v1.CommandType(l.Data[0])
+	fn, ok := f.apply[t]
+	if !ok {
+		f.logger.Error("unknown command type in raft log; stopping to avoid divergence",
+			"type", int(l.Data[0]), "index", l.Index)
+		panic(fmt.Sprintf("fsm: unknown command type %d at index %d", l.Data[0], l.Index))
+	}
+	return f.applyEntry(f.State(), t, fn, l.Index, l.Data[1:])
+}
+
+func (f *FSM) applyEntry(s *Store, t v1.CommandType, fn applyFunc, index uint64, buf []byte) *ApplyResult {
+	tx := s.db.Txn(true)
+	defer tx.Abort()
+
+	reqID, err := fn(tx, index, buf)
+	if reqID != "" {
+		if prev, ok := lookupRequest(tx, reqID); ok {
+			// A retry of a write that was already applied: report the
+			// first outcome and change nothing.
+			tx.Abort()
+			s.lastIndex.Store(index)
+			return prev
+		}
+	}
+	if err != nil {
+		// Discard partial writes, but remember the outcome of the request.
+		tx.Abort()
+		tx = s.db.Txn(true)
+		defer tx.Abort()
+	}
+	if reqID != "" {
+		if rerr := recordRequest(tx, reqID, index, err); rerr != nil {
+			panic(fmt.Sprintf("fsm: record request %q at %d: %v", reqID, index, rerr))
+		}
+	}
+	tx.Commit()
+	s.lastIndex.Store(index)
+	s.notify()
+	if err != nil {
+		f.logger.Debug("command refused", "type", t.String(), "index", index, "err", err)
+	}
+	return &ApplyResult{Index: index, Err: err}
+}
+
+func lookupRequest(tx *memdb.Txn, reqID string) (*ApplyResult, bool) {
+	raw, err := tx.First(tableRequests, "id", reqID)
+	if err != nil || raw == nil {
+		return nil, false
+	}
+	rec := raw.(*v1.RequestRecord)
+	res := &ApplyResult{Index: rec.GetIndex()}
+	if rec.GetErrorKind() != "" {
+		sentinel := errorKinds[rec.GetErrorKind()]
+		if sentinel == nil {
+			sentinel = ErrInvalid
+		}
+		res.Err = &commandError{kind: sentinel, msg: rec.GetErrorMessage()}
+	}
+	return res, true
+}
+
+func recordRequest(tx *memdb.Txn, reqID string, index uint64, outcome error) error {
+	rec := &v1.RequestRecord{RequestId: reqID, Index: index}
+	if outcome != nil {
+		rec.ErrorMessage = outcome.Error()
+		rec.ErrorKind = "invalid"
+		for kind, sentinel := range errorKinds {
+			if errors.Is(outcome, sentinel) {
+				rec.ErrorKind = kind
+			}
+		}
+	}
+	if err := tx.Insert(tableRequests, rec); err != nil {
+		return err
+	}
+	// Forget request ids older than the retention window. Pruning depends
+	// only on the log index, so every replica prunes the same ones.
+	if index <= requestRetention {
+		return nil
+	}
+	it, err := tx.LowerBound(tableRequests, "index", uint64(0))
+	if err != nil {
+		return err
+	}
+	var old []any
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		if raw.(*v1.RequestRecord).GetIndex() >= index-requestRetention {
+			break
+		}
+		old = append(old, raw)
+	}
+	for _, o := range old {
+		if err := tx.Delete(tableRequests, o); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// commandError is a refusal with a message; errors.Is matches its kind.
+type commandError struct {
+	kind error
+	msg  string
+}
+
+func (e *commandError) Error() string { return e.msg }
+func (e *commandError) Unwrap() error { return e.kind }
+
+func refuse(kind error, format string, args ...any) error {
+	return &commandError{kind: kind, msg: fmt.Sprintf(format, args...)}
+}
+
+// decode unmarshals a command payload, reporting ErrInvalid on failure.
+func decode(buf []byte, msg proto.Message) error {
+	if err := proto.Unmarshal(buf, msg); err != nil {
+		return refuse(ErrInvalid, "decode %T: %v", msg, err)
+	}
+	return nil
+}

@@ -1,0 +1,166 @@
+package fsm
+
+import (
+	"github.com/hashicorp/go-memdb"
+	"google.golang.org/protobuf/proto"
+
+	v1 "github.com/berth-dev/berth/proto/berth/v1"
+)
+
+func applyFrameworkIDSet(tx *memdb.Txn, index uint64, buf []byte) (string, error) {
+	var cmd v1.FrameworkIDSetCommand
+	if err := decode(buf, &cmd); err != nil {
+		return "", err
+	}
+	if cmd.GetFrameworkId() == "" {
+		return "", refuse(ErrInvalid, "framework id is empty")
+	}
+	raw, _ := tx.First(tableMeta, "id", metaFrameworkID)
+	if raw != nil && !cmd.GetOverwrite() {
+		if cur := raw.(*v1.MetaRecord).GetValue(); cur != cmd.GetFrameworkId() {
+			return "", refuse(ErrConflict, "framework id is already %s, not %s", cur, cmd.GetFrameworkId())
+		}
+	}
+	return "", tx.Insert(tableMeta, &v1.MetaRecord{Key: metaFrameworkID, Value: cmd.GetFrameworkId()})
+}
+
+func applySchedulerPlan(tx *memdb.Txn, index uint64, buf []byte) (string, error) {
+	var cmd v1.SchedulerPlanCommand
+	if err := decode(buf, &cmd); err != nil {
+		return "", err
+	}
+	for _, id := range cmd.GetDeleteInstances() {
+		if err := deleteInstance(tx, id); err != nil {
+			return "", err
+		}
+	}
+	for _, inst := range cmd.GetPutInstances() {
+		if err := putInstance(tx, inst); err != nil {
+			return "", err
+		}
+	}
+	for _, id := range cmd.GetDeleteDeployments() {
+		if _, err := tx.DeleteAll(tableDeployments, "id", id); err != nil {
+			return "", err
+		}
+	}
+	for _, d := range cmd.GetPutDeployments() {
+		if err := putDeployment(tx, d); err != nil {
+			return "", err
+		}
+	}
+	return "", nil
+}
+
+func applyDeploymentCancel(tx *memdb.Txn, index uint64, buf []byte) (string, error) {
+	var cmd v1.DeploymentCancelCommand
+	if err := decode(buf, &cmd); err != nil {
+		return "", err
+	}
+	for _, id := range cmd.GetDeploymentIds() {
+		if raw, _ := tx.First(tableDeployments, "id", id); raw == nil {
+			return cmd.GetRequestId(), refuse(ErrNotFound, "deployment %s does not exist", id)
+		}
+	}
+	return cmd.GetRequestId(), cancelDeployments(tx, cmd.GetDeploymentIds())
+}
+
+func putDeployment(tx *memdb.Txn, d *v1.Deployment) error {
+	if d.GetId() == "" {
+		return refuse(ErrInvalid, "deployment id is empty")
+	}
+	return tx.Insert(tableDeployments, d)
+}
+
+// cancelDeployments marks running deployments cancelled; finished ones keep
+// their outcome.
+func cancelDeployments(tx *memdb.Txn, ids []string) error {
+	for _, id := range ids {
+		raw, err := tx.First(tableDeployments, "id", id)
+		if err != nil {
+			return err
+		}
+		if raw == nil {
+			continue
+		}
+		d := raw.(*v1.Deployment)
+		if d.GetStatus() != v1.DeploymentStatus_DEPLOYMENT_STATUS_RUNNING {
+			continue
+		}
+		d = proto.Clone(d).(*v1.Deployment)
+		d.Status = v1.DeploymentStatus_DEPLOYMENT_STATUS_CANCELED
+		d.Message = "canceled"
+		if err := tx.Insert(tableDeployments, d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// putInstance upserts an instance and keeps the reservations and volumes
+// tables, which are derived from instances, in step with it.
+func putInstance(tx *memdb.Txn, inst *v1.Instance) error {
+	if inst.GetId() == "" {
+		return refuse(ErrInvalid, "instance id is empty")
+	}
+	if inst.GetAppId() == "" {
+		return refuse(ErrInvalid, "instance %s has no app id", inst.GetId())
+	}
+	if t := inst.GetTask(); t != nil && t.GetId() != "" {
+		if raw, _ := tx.First(tableInstances, "task", t.GetId()); raw != nil && raw.(*v1.Instance).GetId() != inst.GetId() {
+			return refuse(ErrConflict, "task %s already belongs to instance %s", t.GetId(), raw.(*v1.Instance).GetId())
+		}
+	}
+	if err := deleteDerived(tx, inst.GetId()); err != nil {
+		return err
+	}
+	if err := tx.Insert(tableInstances, inst); err != nil {
+		return err
+	}
+	r := inst.GetReservation()
+	if r == nil || r.GetState() == v1.ReservationState_RESERVATION_STATE_NONE ||
+		r.GetState() == v1.ReservationState_RESERVATION_STATE_UNSPECIFIED {
+		return nil
+	}
+	if r.GetInstanceId() != inst.GetId() {
+		r = proto.Clone(r).(*v1.Reservation)
+		r.InstanceId = inst.GetId()
+	}
+	if err := tx.Insert(tableReservation, r); err != nil {
+		return err
+	}
+	for _, v := range r.GetVolumes() {
+		if v.GetPersistenceId() == "" {
+			return refuse(ErrInvalid, "instance %s has a volume without persistence id", inst.GetId())
+		}
+		if raw, _ := tx.First(tableVolumes, "id", v.GetPersistenceId()); raw != nil {
+			return refuse(ErrConflict, "volume %s already belongs to instance %s",
+				v.GetPersistenceId(), raw.(*v1.LocalVolume).GetInstanceId())
+		}
+		if v.GetInstanceId() != inst.GetId() || v.GetAgentId() != r.GetAgentId() {
+			v = proto.Clone(v).(*v1.LocalVolume)
+			v.InstanceId = inst.GetId()
+			v.AgentId = r.GetAgentId()
+		}
+		if err := tx.Insert(tableVolumes, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func deleteInstance(tx *memdb.Txn, id string) error {
+	if err := deleteDerived(tx, id); err != nil {
+		return err
+	}
+	_, err := tx.DeleteAll(tableInstances, "id", id)
+	return err
+}
+
+func deleteDerived(tx *memdb.Txn, instanceID string) error {
+	if _, err := tx.DeleteAll(tableReservation, "id", instanceID); err != nil {
+		return err
+	}
+	_, err := tx.DeleteAll(tableVolumes, "instance", instanceID)
+	return err
+}

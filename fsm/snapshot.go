@@ -1,0 +1,169 @@
+package fsm
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/hashicorp/go-memdb"
+	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/proto"
+
+	v1 "github.com/berth-dev/berth/proto/berth/v1"
+)
+
+// snapshotMagic starts every snapshot; the trailing digit is the format
+// version.
+const snapshotMagic = "BERTHSNAP1\n"
+
+// maxRecordBytes bounds one snapshot record, so a corrupt length cannot make
+// Restore allocate without limit.
+const maxRecordBytes = 64 << 20
+
+// snapshotTables lists every table with its record tag and message type. The
+// tags are part of the snapshot format: never reuse or renumber them.
+var snapshotTables = []struct {
+	tag   byte
+	table string
+	new   func() proto.Message
+}{
+	{1, tableApps, func() proto.Message { return new(v1.App) }},
+	{2, tableAppVersions, func() proto.Message { return new(v1.AppVersion) }},
+	{3, tableInstances, func() proto.Message { return new(v1.Instance) }},
+	{4, tableReservation, func() proto.Message { return new(v1.Reservation) }},
+	{5, tableVolumes, func() proto.Message { return new(v1.LocalVolume) }},
+	{6, tableDeployments, func() proto.Message { return new(v1.Deployment) }},
+	{7, tableMeta, func() proto.Message { return new(v1.MetaRecord) }},
+	{8, tableRequests, func() proto.Message { return new(v1.RequestRecord) }},
+}
+
+// Snapshot captures the store at this point of the log. Persist runs later,
+// concurrently with Apply, on an immutable memdb snapshot.
+func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
+	s := f.State()
+	return &snapshot{db: s.db.Snapshot()}, nil
+}
+
+type snapshot struct{ db *memdb.MemDB }
+
+// Persist streams every table into the sink.
+func (s *snapshot) Persist(sink raft.SnapshotSink) error {
+	if err := WriteSnapshot(s.db, sink); err != nil {
+		_ = sink.Cancel()
+		return err
+	}
+	return sink.Close()
+}
+
+// Release is a no-op: the memdb snapshot is garbage collected.
+func (s *snapshot) Release() {}
+
+// WriteSnapshot writes every table of db to w in the snapshot format.
+func WriteSnapshot(db *memdb.MemDB, w io.Writer) error {
+	bw := bufio.NewWriterSize(w, 1<<16)
+	if _, err := bw.WriteString(snapshotMagic); err != nil {
+		return fmt.Errorf("write snapshot header: %w", err)
+	}
+	tx := db.Txn(false)
+	var lenBuf [binary.MaxVarintLen64]byte
+	for _, t := range snapshotTables {
+		it, err := tx.Get(t.table, "id")
+		if err != nil {
+			return fmt.Errorf("snapshot table %s: %w", t.table, err)
+		}
+		for raw := it.Next(); raw != nil; raw = it.Next() {
+			b, err := proto.Marshal(raw.(proto.Message))
+			if err != nil {
+				return fmt.Errorf("snapshot table %s: %w", t.table, err)
+			}
+			n := binary.PutUvarint(lenBuf[:], uint64(len(b)))
+			if err := bw.WriteByte(t.tag); err != nil {
+				return fmt.Errorf("write snapshot: %w", err)
+			}
+			if _, err := bw.Write(lenBuf[:n]); err != nil {
+				return fmt.Errorf("write snapshot: %w", err)
+			}
+			if _, err := bw.Write(b); err != nil {
+				return fmt.Errorf("write snapshot: %w", err)
+			}
+		}
+	}
+	// Tag 0 ends the stream, so a truncated snapshot is detected.
+	if err := bw.WriteByte(0); err != nil {
+		return fmt.Errorf("write snapshot: %w", err)
+	}
+	return bw.Flush()
+}
+
+// Restore replaces the whole state with a snapshot. The new store is built
+// aside and swapped in at once; readers waiting on the old store's Watch are
+// woken so they re-read from the new one.
+func (f *FSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	s, err := ReadSnapshot(rc)
+	if err != nil {
+		return err
+	}
+	old := f.state.Swap(s)
+	s.lastIndex.Store(old.LastIndex())
+	old.notify()
+	s.notify()
+	return nil
+}
+
+// ReadSnapshot builds a store from a snapshot stream.
+func ReadSnapshot(r io.Reader) (*Store, error) {
+	br := bufio.NewReaderSize(r, 1<<16)
+	magic := make([]byte, len(snapshotMagic))
+	if _, err := io.ReadFull(br, magic); err != nil {
+		return nil, fmt.Errorf("read snapshot header: %w", err)
+	}
+	if string(magic) != snapshotMagic {
+		return nil, fmt.Errorf("read snapshot: not a Berth snapshot (header %q)", magic)
+	}
+	byTag := map[byte]int{}
+	for i, t := range snapshotTables {
+		byTag[t.tag] = i
+	}
+	s := NewStore()
+	tx := s.db.Txn(true)
+	defer tx.Abort()
+	for n := 0; ; n++ {
+		tag, err := br.ReadByte()
+		if err != nil {
+			return nil, fmt.Errorf("read snapshot record %d: %w (truncated?)", n, err)
+		}
+		if tag == 0 {
+			break
+		}
+		i, ok := byTag[tag]
+		if !ok {
+			return nil, fmt.Errorf("read snapshot record %d: unknown table tag %d", n, tag)
+		}
+		size, err := binary.ReadUvarint(br)
+		if err != nil {
+			return nil, fmt.Errorf("read snapshot record %d: %w", n, err)
+		}
+		if size > maxRecordBytes {
+			return nil, fmt.Errorf("read snapshot record %d: %d bytes exceeds the %d limit", n, size, maxRecordBytes)
+		}
+		buf := make([]byte, size)
+		if _, err := io.ReadFull(br, buf); err != nil {
+			return nil, fmt.Errorf("read snapshot record %d: %w", n, err)
+		}
+		msg := snapshotTables[i].new()
+		if err := proto.Unmarshal(buf, msg); err != nil {
+			return nil, fmt.Errorf("read snapshot record %d (%s): %w", n, snapshotTables[i].table, err)
+		}
+		if err := tx.Insert(snapshotTables[i].table, msg); err != nil {
+			return nil, fmt.Errorf("restore %s: %w", snapshotTables[i].table, err)
+		}
+	}
+	if _, err := br.ReadByte(); !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("read snapshot: data after the end marker")
+	}
+	tx.Commit()
+	return s, nil
+}
