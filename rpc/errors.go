@@ -1,0 +1,56 @@
+package rpc
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"connectrpc.com/connect"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+)
+
+// ViolationsError turns validation violations into a Connect InvalidArgument
+// error. The message lists one "path: description" line per violation, and a
+// google.rpc.BadRequest detail carries one FieldViolation per violation for
+// programs. subject names what was refused (e.g. "app /db/pg").
+func ViolationsError(subject string, vs []Violation) *connect.Error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "invalid %s:", subject)
+	br := &errdetails.BadRequest{}
+	for _, v := range vs {
+		b.WriteString("\n  ")
+		b.WriteString(v.String())
+		br.FieldViolations = append(br.FieldViolations, &errdetails.BadRequest_FieldViolation{
+			Field:       v.Field,
+			Description: v.Description,
+		})
+	}
+	cerr := connect.NewError(connect.CodeInvalidArgument, errors.New(b.String()))
+	if d, err := connect.NewErrorDetail(br); err == nil {
+		cerr.AddDetail(d)
+	}
+	return cerr
+}
+
+// ViolationsFromError extracts the field violations of an InvalidArgument
+// error built by ViolationsError (for clients such as the CLI). It returns
+// nil if err carries none.
+func ViolationsFromError(err error) []Violation {
+	var cerr *connect.Error
+	if !errors.As(err, &cerr) {
+		return nil
+	}
+	var out []Violation
+	for _, d := range cerr.Details() {
+		msg, derr := d.Value()
+		if derr != nil {
+			continue
+		}
+		if br, ok := msg.(*errdetails.BadRequest); ok {
+			for _, fv := range br.GetFieldViolations() {
+				out = append(out, Violation{Field: fv.GetField(), Description: fv.GetDescription()})
+			}
+		}
+	}
+	return out
+}
