@@ -1,0 +1,390 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+
+	"connectrpc.com/connect"
+	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	v1 "github.com/berth-dev/berth/proto/berth/v1"
+)
+
+func init() {
+	appCmd := &cobra.Command{Use: "app", Short: "Manage apps (Marathon app definitions)"}
+	appCmd.AddCommand(
+		appAddCmd(), appListCmd(), appShowCmd(), appUpdateCmd(), appScaleCmd(),
+		appStopCmd(), appStartCmd(), appRestartCmd(), appRemoveCmd(), appVersionsCmd(),
+	)
+	rootCmd.AddCommand(appCmd)
+}
+
+// waitFlags are shared by commands that start a deployment.
+type waitFlags struct {
+	wait  bool
+	force bool
+}
+
+func (w *waitFlags) register(c *cobra.Command, force bool) {
+	c.Flags().BoolVar(&w.wait, "wait", false, "follow the deployment until it finishes or fails")
+	if force {
+		c.Flags().BoolVar(&w.force, "force", false, "cancel a running deployment of the app")
+	}
+}
+
+// finish prints the deployment id and, with --wait, follows it.
+func (w *waitFlags) finish(ctx context.Context, c *cobra.Command, cl *clients, what, deploymentID string) error {
+	out := c.OutOrStdout()
+	if deploymentID == "" {
+		fmt.Fprintln(out, what)
+		return nil
+	}
+	fmt.Fprintf(out, "%s (deployment %s)\n", what, deploymentID)
+	if !w.wait {
+		return nil
+	}
+	return watchDeployment(ctx, out, cl, deploymentID)
+}
+
+// readAppFile reads an app definition from a file or "-" for stdin.
+func readAppFile(path string) (*v1.App, error) {
+	var (
+		data []byte
+		err  error
+	)
+	if path == "-" {
+		data, err = io.ReadAll(io.LimitReader(os.Stdin, maxAppFileBytes+1))
+	} else {
+		data, err = os.ReadFile(path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read app definition: %w", err)
+	}
+	if len(data) > maxAppFileBytes {
+		return nil, fmt.Errorf("app definition %s is larger than %d bytes", path, maxAppFileBytes)
+	}
+	app := &v1.App{}
+	if err := protojson.Unmarshal(data, app); err != nil {
+		return nil, fmt.Errorf("app definition %s: %v", path, strings.TrimPrefix(err.Error(), "proto: "))
+	}
+	return app, nil
+}
+
+// maxAppFileBytes bounds an app definition read by the CLI.
+const maxAppFileBytes = 1 << 20
+
+func appAddCmd() *cobra.Command {
+	var w waitFlags
+	c := &cobra.Command{
+		Use:   "add FILE|-",
+		Short: "Create an app from a Marathon app definition",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			cl, err := newClients()
+			if err != nil {
+				return err
+			}
+			app, err := readAppFile(args[0])
+			if err != nil {
+				return err
+			}
+			res, err := cl.apps.CreateApp(c.Context(), connect.NewRequest(&v1.CreateAppRequest{App: app}))
+			if err != nil {
+				return err
+			}
+			if flagOutput == "json" {
+				return printJSON(c.OutOrStdout(), res.Msg.GetApp())
+			}
+			return w.finish(c.Context(), c, cl, fmt.Sprintf("Created app %s version %s", res.Msg.GetApp().GetId(), res.Msg.GetApp().GetVersion()), res.Msg.GetDeploymentId())
+		},
+	}
+	w.register(c, false)
+	return c
+}
+
+func appListCmd() *cobra.Command {
+	var req v1.ListAppsRequest
+	c := &cobra.Command{
+		Use:   "list",
+		Short: "List apps",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, args []string) error {
+			cl, err := newClients()
+			if err != nil {
+				return err
+			}
+			res, err := cl.apps.ListApps(c.Context(), connect.NewRequest(&req))
+			if err != nil {
+				return err
+			}
+			if flagOutput == "json" {
+				return printJSON(c.OutOrStdout(), res.Msg)
+			}
+			var rows [][]string
+			for i, a := range res.Msg.GetApps() {
+				var s *v1.AppSummary
+				if i < len(res.Msg.GetSummaries()) {
+					s = res.Msg.GetSummaries()[i]
+				}
+				deploying := "-"
+				if len(s.GetDeployments()) > 0 {
+					deploying = strings.Join(s.GetDeployments(), ",")
+				}
+				rows = append(rows, []string{
+					a.GetId(), strconv.Itoa(int(a.GetInstances())),
+					fmt.Sprintf("%d/%d", s.GetTasksRunning(), a.GetInstances()),
+					strconv.Itoa(int(s.GetTasksHealthy())),
+					strconv.FormatFloat(a.GetCpus(), 'g', -1, 64),
+					strconv.FormatFloat(a.GetMem(), 'g', -1, 64),
+					deploying,
+				})
+			}
+			return table(c.OutOrStdout(), []string{"ID", "INSTANCES", "RUNNING", "HEALTHY", "CPUS", "MEM", "DEPLOYMENTS"}, rows)
+		},
+	}
+	c.Flags().StringVar(&req.IdContains, "id", "", "only apps whose id contains this")
+	c.Flags().StringVar(&req.CmdContains, "cmd", "", "only apps whose cmd contains this")
+	c.Flags().StringVar(&req.Label, "label", "", `only apps with this label ("key" or "key==value")`)
+	return c
+}
+
+func appShowCmd() *cobra.Command {
+	var version string
+	c := &cobra.Command{
+		Use:   "show ID",
+		Short: "Show an app definition (Marathon JSON with -o json)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			cl, err := newClients()
+			if err != nil {
+				return err
+			}
+			res, err := cl.apps.GetApp(c.Context(), connect.NewRequest(&v1.GetAppRequest{Id: args[0], Version: version}))
+			if err != nil {
+				return err
+			}
+			a, s := res.Msg.GetApp(), res.Msg.GetSummary()
+			if flagOutput == "json" {
+				return printJSON(c.OutOrStdout(), a)
+			}
+			command := a.GetCmd()
+			if command == "" {
+				command = strings.Join(a.GetArgs(), " ")
+			}
+			rows := [][]string{
+				{"ID", a.GetId()},
+				{"VERSION", a.GetVersion()},
+				{"CMD", command},
+				{"INSTANCES", strconv.Itoa(int(a.GetInstances()))},
+				{"CPUS", strconv.FormatFloat(a.GetCpus(), 'g', -1, 64)},
+				{"MEM", strconv.FormatFloat(a.GetMem(), 'g', -1, 64)},
+				{"DISK", strconv.FormatFloat(a.GetDisk(), 'g', -1, 64)},
+				{"RUNNING", strconv.Itoa(int(s.GetTasksRunning()))},
+				{"HEALTHY", strconv.Itoa(int(s.GetTasksHealthy()))},
+				{"STOPPED", strconv.Itoa(int(s.GetInstancesStopped()))},
+				{"DEPLOYMENTS", orNA(strings.Join(s.GetDeployments(), ","))},
+			}
+			for i, v := range a.GetContainer().GetVolumes() {
+				if p := v.GetPersistent(); p != nil {
+					rows = append(rows, []string{fmt.Sprintf("VOLUME %d", i), fmt.Sprintf("%s (%g MiB, persistent)", v.GetContainerPath(), p.GetSize())})
+				}
+			}
+			return table(c.OutOrStdout(), []string{"FIELD", "VALUE"}, rows)
+		},
+	}
+	c.Flags().StringVar(&version, "version", "", "show this stored version")
+	return c
+}
+
+// updateApp sends an update and reports its deployment.
+func updateApp(c *cobra.Command, w *waitFlags, id string, app *v1.App, partial bool, what string) error {
+	cl, err := newClients()
+	if err != nil {
+		return err
+	}
+	res, err := cl.apps.UpdateApp(c.Context(), connect.NewRequest(&v1.UpdateAppRequest{Id: id, App: app, Partial: partial, Force: w.force}))
+	if err != nil {
+		return err
+	}
+	if flagOutput == "json" {
+		return printJSON(c.OutOrStdout(), res.Msg)
+	}
+	return w.finish(c.Context(), c, cl, fmt.Sprintf("%s %s (version %s)", what, res.Msg.GetApp().GetId(), res.Msg.GetApp().GetVersion()), res.Msg.GetDeploymentId())
+}
+
+func appUpdateCmd() *cobra.Command {
+	var (
+		w       waitFlags
+		partial bool
+	)
+	c := &cobra.Command{
+		Use:   "update ID FILE|-",
+		Short: "Replace an app definition (or merge fields with --partial)",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(c *cobra.Command, args []string) error {
+			app, err := readAppFile(args[1])
+			if err != nil {
+				return err
+			}
+			return updateApp(c, &w, args[0], app, partial, "Updated app")
+		},
+	}
+	c.Flags().BoolVar(&partial, "partial", false, "only change the fields given in FILE")
+	w.register(c, true)
+	return c
+}
+
+// parseCount parses an instance count argument.
+func parseCount(s string) (int32, error) {
+	n, err := strconv.ParseInt(s, 10, 32)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("instances: %q is not a non-negative integer", s)
+	}
+	return int32(n), nil
+}
+
+func appScaleCmd() *cobra.Command {
+	var w waitFlags
+	c := &cobra.Command{
+		Use:   "scale ID N",
+		Short: "Set the number of instances",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(c *cobra.Command, args []string) error {
+			n, err := parseCount(args[1])
+			if err != nil {
+				return err
+			}
+			return updateApp(c, &w, args[0], &v1.App{Instances: proto.Int32(n)}, true, "Scaled app")
+		},
+	}
+	w.register(c, true)
+	return c
+}
+
+func appStopCmd() *cobra.Command {
+	var w waitFlags
+	c := &cobra.Command{
+		Use:   "stop ID",
+		Short: "Stop every instance (instances 0); reservations and volumes are kept",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			return updateApp(c, &w, args[0], &v1.App{Instances: proto.Int32(0)}, true, "Stopping app")
+		},
+	}
+	w.register(c, true)
+	return c
+}
+
+func appStartCmd() *cobra.Command {
+	var w waitFlags
+	c := &cobra.Command{
+		Use:   "start ID [N]",
+		Short: "Start a stopped app with N instances (default 1)",
+		Args:  cobra.RangeArgs(1, 2),
+		RunE: func(c *cobra.Command, args []string) error {
+			n := int32(1)
+			if len(args) == 2 {
+				var err error
+				if n, err = parseCount(args[1]); err != nil {
+					return err
+				}
+			}
+			cl, err := newClients()
+			if err != nil {
+				return err
+			}
+			cur, err := cl.apps.GetApp(c.Context(), connect.NewRequest(&v1.GetAppRequest{Id: args[0]}))
+			if err != nil {
+				return err
+			}
+			if cur.Msg.GetApp().GetInstances() > 0 && !w.force {
+				return fmt.Errorf("app %s is already started with %d instances; use `berth app scale` to change that",
+					cur.Msg.GetApp().GetId(), cur.Msg.GetApp().GetInstances())
+			}
+			return updateApp(c, &w, args[0], &v1.App{Instances: proto.Int32(n)}, true, "Starting app")
+		},
+	}
+	w.register(c, true)
+	return c
+}
+
+func appRestartCmd() *cobra.Command {
+	var w waitFlags
+	c := &cobra.Command{
+		Use:   "restart ID",
+		Short: "Relaunch every instance (resident apps on the same berth)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			cl, err := newClients()
+			if err != nil {
+				return err
+			}
+			res, err := cl.apps.RestartApp(c.Context(), connect.NewRequest(&v1.RestartAppRequest{Id: args[0], Force: w.force}))
+			if err != nil {
+				return err
+			}
+			if flagOutput == "json" {
+				return printJSON(c.OutOrStdout(), res.Msg)
+			}
+			return w.finish(c.Context(), c, cl, fmt.Sprintf("Restarting app %s (version %s)", args[0], res.Msg.GetVersion()), res.Msg.GetDeploymentId())
+		},
+	}
+	w.register(c, true)
+	return c
+}
+
+func appRemoveCmd() *cobra.Command {
+	var w waitFlags
+	c := &cobra.Command{
+		Use:   "remove ID",
+		Short: "Remove an app; its volumes are destroyed and reservations released",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			cl, err := newClients()
+			if err != nil {
+				return err
+			}
+			res, err := cl.apps.DeleteApp(c.Context(), connect.NewRequest(&v1.DeleteAppRequest{Id: args[0], Force: w.force}))
+			if err != nil {
+				return err
+			}
+			if flagOutput == "json" {
+				return printJSON(c.OutOrStdout(), res.Msg)
+			}
+			return w.finish(c.Context(), c, cl, "Removing app "+args[0], res.Msg.GetDeploymentId())
+		},
+	}
+	w.register(c, true)
+	return c
+}
+
+func appVersionsCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "versions ID",
+		Short: "List the stored versions of an app, newest first",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			cl, err := newClients()
+			if err != nil {
+				return err
+			}
+			res, err := cl.apps.ListAppVersions(c.Context(), connect.NewRequest(&v1.ListAppVersionsRequest{Id: args[0]}))
+			if err != nil {
+				return err
+			}
+			if flagOutput == "json" {
+				return printJSON(c.OutOrStdout(), res.Msg)
+			}
+			for _, v := range res.Msg.GetVersions() {
+				fmt.Fprintln(c.OutOrStdout(), v)
+			}
+			return nil
+		},
+	}
+}

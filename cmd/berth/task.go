@@ -1,0 +1,84 @@
+package main
+
+import (
+	"fmt"
+	"strconv"
+
+	"connectrpc.com/connect"
+	"github.com/spf13/cobra"
+
+	v1 "github.com/berth-dev/berth/proto/berth/v1"
+)
+
+func init() {
+	taskCmd := &cobra.Command{Use: "task", Short: "List and kill tasks (one per instance)"}
+	taskCmd.AddCommand(taskListCmd(), taskKillCmd())
+	rootCmd.AddCommand(taskCmd)
+}
+
+func taskListCmd() *cobra.Command {
+	var appID string
+	c := &cobra.Command{
+		Use:   "list",
+		Short: "List instances and their tasks, stopped ones included",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, args []string) error {
+			cl, err := newClients()
+			if err != nil {
+				return err
+			}
+			res, err := cl.tasks.ListTasks(c.Context(), connect.NewRequest(&v1.ListTasksRequest{AppId: appID}))
+			if err != nil {
+				return err
+			}
+			if flagOutput == "json" {
+				return printJSON(c.OutOrStdout(), res.Msg)
+			}
+			var rows [][]string
+			for _, t := range res.Msg.GetTasks() {
+				healthy := "N/A"
+				if t.Healthy != nil {
+					healthy = strconv.FormatBool(t.GetHealthy())
+				}
+				rows = append(rows, []string{t.GetAppId(), healthy, orNA(t.GetStartedAt()), orNA(t.GetHost()), orNA(t.GetId())})
+			}
+			return table(c.OutOrStdout(), []string{"APP", "HEALTHY", "STARTED", "HOST", "ID"}, rows)
+		},
+	}
+	c.Flags().StringVar(&appID, "app", "", "only tasks of this app")
+	return c
+}
+
+func taskKillCmd() *cobra.Command {
+	var wipe, scale bool
+	c := &cobra.Command{
+		Use:   "kill ID",
+		Short: "Kill a task (it relaunches on its berth); --wipe destroys the berth too",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			if wipe && scale {
+				return fmt.Errorf("--wipe and --scale cannot be combined")
+			}
+			cl, err := newClients()
+			if err != nil {
+				return err
+			}
+			res, err := cl.tasks.KillTask(c.Context(), connect.NewRequest(&v1.KillTaskRequest{Id: args[0], Wipe: wipe, Scale: scale}))
+			if err != nil {
+				return err
+			}
+			if flagOutput == "json" {
+				return printJSON(c.OutOrStdout(), res.Msg)
+			}
+			what := "Killing task"
+			if wipe {
+				what = "Wiping instance of task"
+			}
+			fmt.Fprintf(c.OutOrStdout(), "%s %s\n", what, orNA(res.Msg.GetTask().GetId()))
+			return nil
+		},
+	}
+	c.Flags().BoolVar(&wipe, "wipe", false, "decommission the instance: destroy its volume, release its reservation; a fresh instance replaces it")
+	c.Flags().BoolVar(&scale, "scale", false, "also lower the app's instance count by one")
+	return c
+}
