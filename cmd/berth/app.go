@@ -10,10 +10,10 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
+	"github.com/berth-dev/berth/rpc"
 )
 
 func init() {
@@ -59,25 +59,19 @@ func readAppFile(path string) (*v1.App, error) {
 		err  error
 	)
 	if path == "-" {
-		data, err = io.ReadAll(io.LimitReader(os.Stdin, maxAppFileBytes+1))
+		data, err = io.ReadAll(io.LimitReader(os.Stdin, rpc.MaxAppBytes+1))
 	} else {
 		data, err = os.ReadFile(path)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read app definition: %w", err)
 	}
-	if len(data) > maxAppFileBytes {
-		return nil, fmt.Errorf("app definition %s is larger than %d bytes", path, maxAppFileBytes)
-	}
-	app := &v1.App{}
-	if err := protojson.Unmarshal(data, app); err != nil {
-		return nil, fmt.Errorf("app definition %s: %v", path, strings.TrimPrefix(err.Error(), "proto: "))
+	app, err := rpc.ParseApp(data)
+	if err != nil {
+		return nil, fmt.Errorf("app definition %s: %w", path, err)
 	}
 	return app, nil
 }
-
-// maxAppFileBytes bounds an app definition read by the CLI.
-const maxAppFileBytes = 1 << 20
 
 func appAddCmd() *cobra.Command {
 	var w waitFlags
