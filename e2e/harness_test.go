@@ -1,0 +1,230 @@
+// Package e2e holds Berth's multi-process end-to-end tests: they build the
+// berth binary once, start real server, dev and mesos-local processes on
+// loopback, and drive them through the CLI and the API.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// berthBin is the binary built once for all tests.
+var berthBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "berth-e2e-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	berthBin = filepath.Join(dir, "berth")
+	build := exec.Command("go", "build", "-o", berthBin, "../cmd/berth")
+	build.Stdout, build.Stderr = os.Stdout, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build berth:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// freePort returns a loopback address with a port the kernel just handed out.
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// syncBuffer is a bytes.Buffer safe for a process writing and a test reading.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// proc is a berth process started by a test.
+type proc struct {
+	t    *testing.T
+	name string
+	args []string
+	cmd  *exec.Cmd
+	out  *syncBuffer
+	done chan struct{}
+}
+
+// startProc starts `berth args...`; it is killed at the end of the test.
+func startProc(t *testing.T, name string, args ...string) *proc {
+	t.Helper()
+	p := &proc{t: t, name: name, args: args}
+	p.start()
+	t.Cleanup(func() {
+		p.stop(syscall.SIGTERM, 30*time.Second)
+		if t.Failed() {
+			t.Logf("---- output of %s ----\n%s", p.name, tail(p.out.String(), 200))
+		}
+	})
+	return p
+}
+
+func (p *proc) start() {
+	p.t.Helper()
+	p.out = &syncBuffer{}
+	p.cmd = exec.Command(berthBin, p.args...)
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	// Own process group, so stopping the process also stops what it runs.
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := p.cmd.Start(); err != nil {
+		p.t.Fatalf("start %s: %v", p.name, err)
+	}
+	p.done = make(chan struct{})
+	go func() {
+		_ = p.cmd.Wait()
+		close(p.done)
+	}()
+}
+
+// stop signals the process and waits up to grace, then kills its group.
+func (p *proc) stop(sig syscall.Signal, grace time.Duration) {
+	if p.cmd == nil || p.cmd.Process == nil {
+		return
+	}
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Signal(sig)
+	select {
+	case <-p.done:
+	case <-time.After(grace):
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		<-p.done
+	}
+}
+
+// kill9 kills the process at once, as a crash would.
+func (p *proc) kill9() {
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.done
+}
+
+// restart starts the process again with the same arguments.
+func (p *proc) restart() { p.start() }
+
+func tail(s string, lines int) string {
+	ls := strings.Split(s, "\n")
+	if len(ls) > lines {
+		ls = ls[len(ls)-lines:]
+	}
+	return strings.Join(ls, "\n")
+}
+
+// cliResult is the outcome of one CLI invocation.
+type cliResult struct {
+	stdout, stderr string
+	err            error
+}
+
+// cli runs `berth --addr addr args...` and returns its output.
+func cli(t *testing.T, addr string, args ...string) cliResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, berthBin, append([]string{"--addr", addr}, args...)...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	return cliResult{stdout: stdout.String(), stderr: stderr.String(), err: err}
+}
+
+// mustCLI runs the CLI and fails the test if it exits non-zero.
+func mustCLI(t *testing.T, addr string, args ...string) string {
+	t.Helper()
+	r := cli(t, addr, args...)
+	if r.err != nil {
+		t.Fatalf("berth %s: %v\nstdout: %s\nstderr: %s", strings.Join(args, " "), r.err, r.stdout, r.stderr)
+	}
+	return r.stdout
+}
+
+// cliJSON runs the CLI with -o json and decodes its output into v.
+func cliJSON(t *testing.T, addr string, v any, args ...string) {
+	t.Helper()
+	out := mustCLI(t, addr, append([]string{"-o", "json"}, args...)...)
+	if err := json.Unmarshal([]byte(out), v); err != nil {
+		t.Fatalf("berth %s: decode JSON: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+// eventually polls cond until it returns true or the deadline passes.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		if cond() {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// waitAPI waits until a server answers the API at addr.
+func waitAPI(t *testing.T, addr string) {
+	t.Helper()
+	eventually(t, 2*time.Minute, "the API at "+addr, func() bool {
+		return cli(t, addr, "app", "list").err == nil
+	})
+}
+
+// testdata returns the path of a shared test data file.
+func testdata(t *testing.T, rel string) string {
+	t.Helper()
+	for _, base := range []string{"../../shared/testdata", "../shared/testdata"} {
+		p := filepath.Join(base, rel)
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	t.Fatalf("shared test data %s not found", rel)
+	return ""
+}
+
+// writeFile writes content to a new file in the test's temp dir.
+func writeFile(t *testing.T, name, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
