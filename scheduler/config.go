@@ -1,0 +1,151 @@
+package scheduler
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Config configures the scheduler. Zero values take the defaults below.
+type Config struct {
+	// MesosMaster is the master's base URL, e.g. http://127.0.0.1:5050.
+	MesosMaster string
+	// Role is the Mesos role reservations are made for (default "berth").
+	Role string
+	// Principal is the framework and reservation principal (default "berth").
+	Principal string
+	// User is FrameworkInfo.user (default: the current user, else "root").
+	User string
+	// FrameworkName is FrameworkInfo.name (default "berth").
+	FrameworkName string
+	// Hostname is FrameworkInfo.hostname (optional).
+	Hostname string
+	// FailoverTimeout is how long Mesos keeps tasks of a disconnected
+	// framework (default one week).
+	FailoverTimeout time.Duration
+	// ReservationTimeout unpins an instance whose RESERVE never showed up in
+	// an offer (default 20s, Marathon's task_reservation_timeout).
+	ReservationTimeout time.Duration
+	// ReconcileInterval is the period of explicit+implicit reconciliation
+	// (default 10m).
+	ReconcileInterval time.Duration
+	// RefuseSeconds is the filter on declined offers (default 5s).
+	RefuseSeconds time.Duration
+	// ReviveInterval re-revives offers while work waits (default 30s).
+	ReviveInterval time.Duration
+	// KillRetryInterval resends a KILL that had no effect (default 30s,
+	// plus the app's kill grace period).
+	KillRetryInterval time.Duration
+	// StagingTimeout reconciles and kills a task stuck in TASK_STAGING
+	// (default 5m; negative disables).
+	StagingTimeout time.Duration
+	// BackoffResetAfter resets an instance's failure count when its task ran
+	// at least this long (default 60s).
+	BackoffResetAfter time.Duration
+	// TickInterval is the period of the level-triggered pass (default 1s).
+	TickInterval time.Duration
+	// MaxInstancesPerOffer caps launches per offer (0 = no cap).
+	MaxInstancesPerOffer int
+	// DeploymentFailureThreshold fails a deployment once an instance of an
+	// affected app has failed this many times in a row (default 10; negative
+	// never fails on crashes). A TASK_ERROR (invalid task) always fails it.
+	DeploymentFailureThreshold int
+	// HealthCheckConcurrency bounds concurrent leader-run health probes
+	// (default 256).
+	HealthCheckConcurrency int
+	// SubscribeBackoffMax caps the delay between subscription attempts
+	// (default 10s).
+	SubscribeBackoffMax time.Duration
+	// NewID returns fresh UUIDs for instance and persistence ids (default
+	// uuid.NewString). The core calls it; tests make it deterministic.
+	NewID func() string
+	// Logger receives structured logs (default slog.Default()).
+	Logger *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if c.Role == "" {
+		c.Role = "berth"
+	}
+	if c.Principal == "" {
+		c.Principal = "berth"
+	}
+	if c.FrameworkName == "" {
+		c.FrameworkName = "berth"
+	}
+	if c.FailoverTimeout == 0 {
+		c.FailoverTimeout = 7 * 24 * time.Hour
+	}
+	if c.ReservationTimeout == 0 {
+		c.ReservationTimeout = 20 * time.Second
+	}
+	if c.ReconcileInterval == 0 {
+		c.ReconcileInterval = 10 * time.Minute
+	}
+	if c.RefuseSeconds == 0 {
+		c.RefuseSeconds = 5 * time.Second
+	}
+	if c.ReviveInterval == 0 {
+		c.ReviveInterval = 30 * time.Second
+	}
+	if c.KillRetryInterval == 0 {
+		c.KillRetryInterval = 30 * time.Second
+	}
+	if c.StagingTimeout == 0 {
+		c.StagingTimeout = 5 * time.Minute
+	}
+	if c.BackoffResetAfter == 0 {
+		c.BackoffResetAfter = 60 * time.Second
+	}
+	if c.TickInterval == 0 {
+		c.TickInterval = time.Second
+	}
+	if c.DeploymentFailureThreshold == 0 {
+		c.DeploymentFailureThreshold = 10
+	}
+	if c.HealthCheckConcurrency == 0 {
+		c.HealthCheckConcurrency = 256
+	}
+	if c.SubscribeBackoffMax == 0 {
+		c.SubscribeBackoffMax = 10 * time.Second
+	}
+	if c.NewID == nil {
+		c.NewID = uuid.NewString
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// Validate reports the first bad setting, naming the field.
+func (c Config) Validate() error {
+	if c.MesosMaster == "" {
+		return errors.New("scheduler: MesosMaster is required")
+	}
+	u, err := url.Parse(c.MesosMaster)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("scheduler: MesosMaster %q: want http(s)://host:port", c.MesosMaster)
+	}
+	if c.Role == "*" {
+		return errors.New(`scheduler: Role "*" cannot hold reservations`)
+	}
+	for name, d := range map[string]time.Duration{
+		"FailoverTimeout": c.FailoverTimeout, "ReservationTimeout": c.ReservationTimeout,
+		"ReconcileInterval": c.ReconcileInterval, "RefuseSeconds": c.RefuseSeconds,
+		"ReviveInterval": c.ReviveInterval, "KillRetryInterval": c.KillRetryInterval,
+		"BackoffResetAfter": c.BackoffResetAfter, "TickInterval": c.TickInterval,
+	} {
+		if d < 0 {
+			return fmt.Errorf("scheduler: %s %v must not be negative", name, d)
+		}
+	}
+	if c.MaxInstancesPerOffer < 0 {
+		return fmt.Errorf("scheduler: MaxInstancesPerOffer %d must not be negative", c.MaxInstancesPerOffer)
+	}
+	return nil
+}

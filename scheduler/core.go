@@ -1,0 +1,618 @@
+package scheduler
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"time"
+
+	mesos "github.com/mesos/mesos-go/api/v1/lib"
+	"github.com/mesos/mesos-go/api/v1/lib/scheduler"
+	"github.com/mesos/mesos-go/api/v1/lib/scheduler/calls"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	v1 "github.com/berth-dev/berth/proto/berth/v1"
+)
+
+// Input is one thing the scheduler reacts to: Subscribed, Offers,
+// StatusUpdate, HealthResult or Tick.
+type Input interface{ isInput() }
+
+// Subscribed reports a (re)subscription to the master with the framework id
+// already committed.
+type Subscribed struct{ FrameworkID string }
+
+// Offers carries one OFFERS event.
+type Offers struct{ Offers []mesos.Offer }
+
+// StatusUpdate carries one task status from an UPDATE event.
+type StatusUpdate struct{ Status mesos.TaskStatus }
+
+// HealthResult is the outcome of Berth's own (HTTP, HTTPS, TCP) health
+// checks for a task: its aggregate health and whether it must be killed.
+type HealthResult struct {
+	TaskID  string
+	Healthy bool
+	Kill    bool
+	Message string
+}
+
+// Tick asks for a level-triggered pass over desired versus actual state:
+// scaling, kills, timeouts, deployments, reconciliation and revives.
+type Tick struct{}
+
+func (Subscribed) isInput()   {}
+func (Offers) isInput()       {}
+func (StatusUpdate) isInput() {}
+func (HealthResult) isInput() {}
+func (Tick) isInput()         {}
+
+// Decision is what the core decided: Plan is committed through Raft first;
+// only once it committed are Calls sent to the master, in order, and Events
+// published. A nil Plan means nothing to commit.
+type Decision struct {
+	Plan   *v1.SchedulerPlanCommand
+	Calls  []*scheduler.Call
+	Events []*v1.Event
+}
+
+// Empty is true when the decision neither commits nor sends anything.
+func (d Decision) Empty() bool { return d.Plan == nil && len(d.Calls) == 0 && len(d.Events) == 0 }
+
+// Decide is the scheduler's pure core: given a snapshot of committed state
+// (and the leader's memory in state.Mem, which it updates), one input and
+// the time, it returns the plan to commit and the Mesos calls to send after.
+// It performs no I/O and reads no clock.
+func Decide(state *State, in Input, now time.Time, cfg Config) Decision {
+	cfg = cfg.withDefaults()
+	p := newPlanner(state, now, cfg)
+	switch in := in.(type) {
+	case Subscribed:
+		p.onSubscribed(in)
+	case Offers:
+		p.onOffers(in.Offers)
+	case StatusUpdate:
+		p.onStatus(in.Status)
+	case HealthResult:
+		p.onHealth(in)
+	case Tick:
+		p.onTick()
+	}
+	return p.finish()
+}
+
+// planner accumulates one decision over working copies of instances.
+type planner struct {
+	st  *State
+	now time.Time
+	cfg Config
+
+	put     map[string]*v1.Instance
+	del     map[string]bool
+	deps    map[string]*v1.Deployment
+	calls   []*scheduler.Call
+	events  []*v1.Event
+	changed map[string]bool // instances to announce with instance_changed_event
+}
+
+func newPlanner(st *State, now time.Time, cfg Config) *planner {
+	if st.Mem == nil {
+		st.Mem = NewMemory()
+	}
+	return &planner{
+		st: st, now: now, cfg: cfg,
+		put:     map[string]*v1.Instance{},
+		del:     map[string]bool{},
+		deps:    map[string]*v1.Deployment{},
+		changed: map[string]bool{},
+	}
+}
+
+// inst returns the current (possibly edited) instance, nil if absent or
+// deleted in this decision.
+func (p *planner) inst(id string) *v1.Instance {
+	if p.del[id] {
+		return nil
+	}
+	if i, ok := p.put[id]; ok {
+		return i
+	}
+	return p.st.Instances[id]
+}
+
+// edit returns a working copy of an instance that will be committed.
+func (p *planner) edit(id string) *v1.Instance {
+	if i, ok := p.put[id]; ok {
+		return i
+	}
+	orig := p.st.Instances[id]
+	if orig == nil {
+		return nil
+	}
+	c := proto.Clone(orig).(*v1.Instance)
+	p.put[id] = c
+	return c
+}
+
+// create adds a new instance to the plan.
+func (p *planner) create(i *v1.Instance) {
+	p.put[i.GetId()] = i
+	p.changed[i.GetId()] = true
+}
+
+// forget deletes an instance in the plan.
+func (p *planner) forget(id string) {
+	delete(p.put, id)
+	if _, known := p.st.Instances[id]; known {
+		p.del[id] = true
+		p.changed[id] = true
+	}
+}
+
+// allInstanceIDs lists current instances (state plus created), sorted.
+func (p *planner) allInstanceIDs() []string {
+	ids := p.st.sortedInstanceIDs()
+	extra := false
+	for id := range p.put {
+		if _, ok := p.st.Instances[id]; !ok {
+			ids = append(ids, id)
+			extra = true
+		}
+	}
+	if extra {
+		sort.Strings(ids)
+	}
+	out := ids[:0]
+	for _, id := range ids {
+		if !p.del[id] {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+func (p *planner) ts() *timestamppb.Timestamp { return timestamppb.New(p.now) }
+
+func (p *planner) call(c *scheduler.Call) { p.calls = append(p.calls, c) }
+
+func (p *planner) event(e *v1.Event) {
+	e.Timestamp = p.now.UTC().Format(time.RFC3339Nano)
+	p.events = append(p.events, e)
+}
+
+// kill sends a KILL for a task unless one was sent recently.
+func (p *planner) kill(t *v1.Task, reason string, grace time.Duration) {
+	if t == nil || t.GetId() == "" {
+		return
+	}
+	if rec, ok := p.st.Mem.kills[t.GetId()]; ok && p.now.Sub(rec.at) < p.cfg.KillRetryInterval+grace {
+		return
+	}
+	p.st.Mem.kills[t.GetId()] = killRecord{at: p.now, reason: reason}
+	p.call(calls.Kill(t.GetId(), t.GetAgentId()))
+}
+
+func killGrace(a *v1.App) time.Duration {
+	if a != nil && a.TaskKillGracePeriodSeconds != nil {
+		return time.Duration(*a.TaskKillGracePeriodSeconds) * time.Second
+	}
+	return 3 * time.Second
+}
+
+// finish assembles the Decision: the plan (sorted for determinism) and the
+// events for instances that changed.
+func (p *planner) finish() Decision {
+	var d Decision
+	if len(p.put) > 0 || len(p.del) > 0 || len(p.deps) > 0 {
+		plan := &v1.SchedulerPlanCommand{}
+		ids := make([]string, 0, len(p.put))
+		for id := range p.put {
+			ids = append(ids, id)
+		}
+		sort.Strings(ids)
+		for _, id := range ids {
+			plan.PutInstances = append(plan.PutInstances, p.put[id])
+		}
+		for id := range p.del {
+			plan.DeleteInstances = append(plan.DeleteInstances, id)
+		}
+		sort.Strings(plan.DeleteInstances)
+		dids := make([]string, 0, len(p.deps))
+		for id := range p.deps {
+			dids = append(dids, id)
+		}
+		sort.Strings(dids)
+		for _, id := range dids {
+			plan.PutDeployments = append(plan.PutDeployments, p.deps[id])
+		}
+		d.Plan = plan
+	}
+	changed := make([]string, 0, len(p.changed))
+	for id := range p.changed {
+		changed = append(changed, id)
+	}
+	sort.Strings(changed)
+	for _, id := range changed {
+		e := &v1.Event{Type: "instance_changed_event", InstanceId: id}
+		if i := p.inst(id); i != nil {
+			e.AppId = i.GetAppId()
+			e.TaskId = i.GetTask().GetId()
+			e.TaskState = i.GetTask().GetState()
+			e.AgentId = i.GetReservation().GetAgentId()
+			e.Host = i.GetReservation().GetHostname()
+			e.Message = "goal " + goalOf(i).String() + ", reservation " + resState(i).String()
+		} else if orig := p.st.Instances[id]; orig != nil {
+			e.AppId = orig.GetAppId()
+			e.Message = "forgotten"
+		}
+		p.event(e)
+	}
+	d.Calls = p.calls
+	d.Events = p.events
+	return d
+}
+
+// onSubscribed reconciles every known task explicitly, then implicitly, and
+// revives so that filters set by a previous leader do not delay work.
+func (p *planner) onSubscribed(_ Subscribed) {
+	p.reconcile()
+	p.st.Mem.lastRevive = p.now
+	p.call(calls.Revive())
+}
+
+// reconcile sends explicit reconciliation for every known live task, then
+// an implicit one.
+func (p *planner) reconcile() {
+	tasks := map[string]string{}
+	for _, id := range p.st.sortedInstanceIDs() {
+		t := p.st.Instances[id].GetTask()
+		if taskLive(t) {
+			tasks[t.GetId()] = t.GetAgentId()
+		}
+	}
+	if len(tasks) > 0 {
+		c := calls.Reconcile(calls.ReconcileTasks(tasks))
+		// ReconcileTasks iterates a map: sort for deterministic output.
+		sort.Slice(c.Reconcile.Tasks, func(i, j int) bool {
+			return c.Reconcile.Tasks[i].TaskID.Value < c.Reconcile.Tasks[j].TaskID.Value
+		})
+		p.call(c)
+	}
+	p.call(calls.Reconcile())
+	p.st.Mem.lastReconcile = p.now
+}
+
+// outdated is true when an instance's recorded version runs a different
+// configuration than the app's current version (a pure scale is not).
+func (p *planner) outdated(i *v1.Instance, a *v1.App) bool {
+	if i.GetAppVersion() == a.GetVersion() {
+		return false
+	}
+	key := a.GetId() + "\x00" + i.GetAppVersion() + "\x00" + a.GetVersion()
+	if eq, ok := p.st.Mem.configEqual[key]; ok {
+		return !eq
+	}
+	eq := sameConfig(p.st.appVersion(a.GetId(), i.GetAppVersion()), a)
+	p.st.Mem.configEqual[key] = eq
+	return !eq
+}
+
+// ready is true for an instance that counts as up: running the app's
+// current configuration, healthy when the app has health checks, and not
+// being killed.
+func (p *planner) ready(i *v1.Instance, a *v1.App) bool {
+	t := i.GetTask()
+	if goalOf(i) != v1.Goal_GOAL_RUNNING || t.GetState() != stRunning || t.KillRequestedAt != nil {
+		return false
+	}
+	if _, killing := p.st.Mem.kills[t.GetId()]; killing {
+		return false
+	}
+	if p.outdated(i, a) {
+		return false
+	}
+	if hasHealthChecks(a) && !t.GetHealthy() {
+		return false
+	}
+	return true
+}
+
+// onTick is the level-triggered pass.
+func (p *planner) onTick() {
+	byApp := map[string][]string{}
+	for _, id := range p.allInstanceIDs() {
+		i := p.inst(id)
+		byApp[i.GetAppId()] = append(byApp[i.GetAppId()], id)
+	}
+	for _, appID := range p.st.sortedAppIDs() {
+		p.scaleApp(p.st.Apps[appID], byApp[appID])
+	}
+	// Instances of removed apps are decommissioned (the FSM normally does it
+	// in the delete entry; this covers anything left behind).
+	for appID, ids := range byApp {
+		if _, ok := p.st.Apps[appID]; ok {
+			continue
+		}
+		for _, id := range ids {
+			if goalOf(p.inst(id)) != v1.Goal_GOAL_DECOMMISSIONED {
+				p.edit(id).Goal = v1.Goal_GOAL_DECOMMISSIONED
+				p.changed[id] = true
+			}
+		}
+	}
+	for _, appID := range p.st.sortedAppIDs() {
+		p.upgradeApp(p.st.Apps[appID], byApp[appID])
+	}
+	for _, id := range p.allInstanceIDs() {
+		p.tickInstance(id)
+	}
+	p.tickDeployments()
+	if p.st.Mem.reconcileNow || (p.cfg.ReconcileInterval > 0 && p.now.Sub(p.st.Mem.lastReconcile) >= p.cfg.ReconcileInterval) {
+		p.st.Mem.reconcileNow = false
+		p.reconcile()
+	}
+	p.maybeRevive()
+}
+
+// scaleApp makes the number of goal-Running instances equal app.instances:
+// stopped instances are reused first, then new ones created; surplus ones
+// are stopped (resident) or decommissioned (stateless) by killSelection.
+func (p *planner) scaleApp(a *v1.App, ids []string) {
+	want := appInstances(a)
+	resident := isResident(a)
+	var running, stopped []*v1.Instance
+	for _, id := range ids {
+		i := p.inst(id)
+		switch goalOf(i) {
+		case v1.Goal_GOAL_RUNNING:
+			running = append(running, i)
+		case v1.Goal_GOAL_STOPPED:
+			stopped = append(stopped, i)
+		}
+	}
+	if len(running) < want {
+		// Reuse stopped instances: reserved first, then pending, then none.
+		sort.SliceStable(stopped, func(x, y int) bool {
+			rx, ry := resRank(stopped[x]), resRank(stopped[y])
+			if rx != ry {
+				return rx < ry
+			}
+			return stopped[x].GetCreatedAt().AsTime().Before(stopped[y].GetCreatedAt().AsTime())
+		})
+		for _, s := range stopped {
+			if len(running) >= want {
+				break
+			}
+			e := p.edit(s.GetId())
+			e.Goal = v1.Goal_GOAL_RUNNING
+			e.ConsecutiveFailures = 0
+			e.LaunchNotBefore = nil
+			p.changed[e.GetId()] = true
+			running = append(running, e)
+		}
+		for len(running) < want {
+			id := instanceIDFor(a.GetId(), p.cfg.NewID())
+			ni := &v1.Instance{
+				Id:          id,
+				AppId:       a.GetId(),
+				AppVersion:  a.GetVersion(),
+				Goal:        v1.Goal_GOAL_RUNNING,
+				Reservation: &v1.Reservation{InstanceId: id, State: v1.ReservationState_RESERVATION_STATE_NONE},
+				CreatedAt:   p.ts(),
+				Resident:    resident,
+			}
+			p.create(ni)
+			running = append(running, ni)
+		}
+		return
+	}
+	if len(running) > want {
+		victims := append([]*v1.Instance(nil), running...)
+		oldestFirst := killSelection(a) == "OLDEST_FIRST"
+		sort.SliceStable(victims, func(x, y int) bool {
+			lx, ly := taskLive(victims[x].GetTask()), taskLive(victims[y].GetTask())
+			if lx != ly {
+				return !lx // instances without a live task go first
+			}
+			tx, ty := instanceAge(victims[x]), instanceAge(victims[y])
+			if oldestFirst {
+				return tx.Before(ty)
+			}
+			return tx.After(ty)
+		})
+		for _, v := range victims[:len(running)-want] {
+			e := p.edit(v.GetId())
+			if e.GetResident() || hasBerth(e) {
+				e.Goal = v1.Goal_GOAL_STOPPED
+			} else {
+				e.Goal = v1.Goal_GOAL_DECOMMISSIONED
+			}
+			p.changed[e.GetId()] = true
+		}
+	}
+}
+
+func resRank(i *v1.Instance) int {
+	switch resState(i) {
+	case v1.ReservationState_RESERVATION_STATE_RESERVED:
+		return 0
+	case v1.ReservationState_RESERVATION_STATE_PENDING:
+		return 1
+	}
+	return 2
+}
+
+// instanceAge is when the instance's current task started (or was staged,
+// or the instance created): the key of killSelection.
+func instanceAge(i *v1.Instance) time.Time {
+	if t := i.GetTask(); t != nil {
+		if t.StartedAt != nil {
+			return t.StartedAt.AsTime()
+		}
+		if t.StagedAt != nil {
+			return t.StagedAt.AsTime()
+		}
+	}
+	return i.GetCreatedAt().AsTime()
+}
+
+// upgradeApp kills goal-Running instances that run an outdated
+// configuration so that they relaunch with the current one, kill-first, at
+// most instances - ceil(instances × minimumHealthCapacity) down at a time
+// (at least one). Instances whose version differs only by scale get the new
+// version recorded without a restart.
+func (p *planner) upgradeApp(a *v1.App, ids []string) {
+	n := appInstances(a)
+	minHealthy := int(math.Ceil(float64(n) * minHealthCapacity(a)))
+	maxDown := n - minHealthy
+	if maxDown < 1 {
+		maxDown = 1
+	}
+	var live []*v1.Instance
+	down := 0
+	for _, id := range ids {
+		i := p.inst(id)
+		if goalOf(i) != v1.Goal_GOAL_RUNNING {
+			continue
+		}
+		if !p.ready(i, a) {
+			down++
+		}
+		if i.GetAppVersion() != a.GetVersion() && !p.outdated(i, a) {
+			e := p.edit(i.GetId())
+			e.AppVersion = a.GetVersion()
+			if e.Task != nil && taskLive(e.Task) {
+				e.Task.AppVersion = a.GetVersion()
+			}
+			continue
+		}
+		if taskLive(i.GetTask()) && p.outdated(i, a) {
+			live = append(live, i)
+		}
+	}
+	// Not-ready outdated instances first: killing them costs no capacity.
+	sort.SliceStable(live, func(x, y int) bool {
+		rx, ry := p.ready(live[x], a), p.ready(live[y], a)
+		if rx != ry {
+			return !rx
+		}
+		return live[x].GetId() < live[y].GetId()
+	})
+	for _, i := range live {
+		t := i.GetTask()
+		if _, sent := p.st.Mem.kills[t.GetId()]; sent {
+			p.kill(t, killUpgrade, killGrace(a)) // resend if due
+			continue
+		}
+		if p.ready(i, a) {
+			if down >= maxDown {
+				continue
+			}
+			down++
+		}
+		if t.GetState() == stUnreachable {
+			continue // kills are no-ops for unreachable tasks
+		}
+		p.kill(t, killUpgrade, killGrace(a))
+	}
+}
+
+// tickInstance handles one instance's kills, timeouts and forgetting.
+func (p *planner) tickInstance(id string) {
+	i := p.inst(id)
+	a := p.st.Apps[i.GetAppId()]
+	t := i.GetTask()
+	live := taskLive(t)
+	goal := goalOf(i)
+
+	if live {
+		switch {
+		case goal == v1.Goal_GOAL_DECOMMISSIONED && t.GetState() == stUnreachable:
+			// Wipe of an instance on an unreachable agent: forget it now; if the
+			// task returns it is unknown and killed, and its labelled resources
+			// are collected when next offered.
+			p.forget(id)
+			return
+		case goal != v1.Goal_GOAL_RUNNING && t.GetState() != stUnreachable:
+			p.kill(t, killGoal, killGrace(a))
+		case t.KillRequestedAt != nil && t.GetState() != stUnreachable:
+			p.kill(t, killOperator, killGrace(a))
+		case t.GetState() == stStaging && t.StagedAt != nil && p.cfg.StagingTimeout > 0 &&
+			p.now.Sub(t.StagedAt.AsTime()) > p.cfg.StagingTimeout:
+			// A launch that never got anywhere: ask the master, then kill.
+			if rec, ok := p.st.Mem.kills[t.GetId()]; !ok || p.now.Sub(rec.at) >= p.cfg.KillRetryInterval {
+				p.call(calls.Reconcile(calls.ReconcileTasks(map[string]string{t.GetId(): t.GetAgentId()})))
+			}
+			p.kill(t, killStaging, 0)
+		}
+		return
+	}
+
+	// No live task from here on.
+	if resState(i) == v1.ReservationState_RESERVATION_STATE_PENDING && i.GetReservation().PendingUntil != nil &&
+		!p.now.Before(i.GetReservation().PendingUntil.AsTime()) {
+		// The labelled resources never showed up: unpin. Should they appear
+		// later they are garbage (this instance is no longer pinned there).
+		e := p.edit(id)
+		e.Reservation = &v1.Reservation{InstanceId: id, State: v1.ReservationState_RESERVATION_STATE_NONE}
+		p.changed[id] = true
+		i = e
+	}
+	if goal == v1.Goal_GOAL_DECOMMISSIONED && !hasBerth(i) {
+		p.forget(id)
+	}
+}
+
+// maybeRevive revives offers when new work appears that needs offers, and
+// again periodically while such work remains. Berth never suppresses:
+// garbage collection by offer needs offers.
+func (p *planner) maybeRevive() {
+	demand := map[string]bool{}
+	fresh := false
+	for _, id := range p.allInstanceIDs() {
+		i := p.inst(id)
+		if p.wantsOffer(i) {
+			demand[id] = true
+			if !p.st.Mem.demand[id] {
+				fresh = true
+			}
+		}
+	}
+	p.st.Mem.demand = demand
+	if len(demand) == 0 {
+		return
+	}
+	if fresh || p.now.Sub(p.st.Mem.lastRevive) >= p.cfg.ReviveInterval {
+		p.st.Mem.lastRevive = p.now
+		p.call(calls.Revive())
+	}
+}
+
+// wantsOffer is true for an instance that needs an offer to progress.
+func (p *planner) wantsOffer(i *v1.Instance) bool {
+	if taskLive(i.GetTask()) {
+		return false
+	}
+	switch goalOf(i) {
+	case v1.Goal_GOAL_RUNNING:
+		return p.st.Apps[i.GetAppId()] != nil
+	case v1.Goal_GOAL_DECOMMISSIONED:
+		return hasBerth(i)
+	}
+	return false
+}
+
+// launchDue is true when a goal-Running instance without a live task may
+// launch now (its backoff elapsed).
+func (p *planner) launchDue(i *v1.Instance) bool {
+	if goalOf(i) != v1.Goal_GOAL_RUNNING || taskLive(i.GetTask()) {
+		return false
+	}
+	if nb := i.GetLaunchNotBefore(); nb != nil && p.now.Before(nb.AsTime()) {
+		return false
+	}
+	return true
+}
+
+func (p *planner) errorf(format string, args ...any) string { return fmt.Sprintf(format, args...) }

@@ -1,0 +1,106 @@
+package scheduler
+
+import (
+	"fmt"
+	"sort"
+
+	"google.golang.org/protobuf/proto"
+
+	v1 "github.com/berth-dev/berth/proto/berth/v1"
+)
+
+// tickDeployments finishes running deployments: SUCCEEDED once every
+// affected app has converged, FAILED when an affected app cannot converge
+// (an invalid task, or an instance crash-looping past the threshold).
+func (p *planner) tickDeployments() {
+	ids := make([]string, 0, len(p.st.Deployments))
+	for id, d := range p.st.Deployments {
+		if d.GetStatus() == v1.DeploymentStatus_DEPLOYMENT_STATUS_RUNNING {
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) == 0 {
+		return
+	}
+	sort.Strings(ids)
+	byApp := map[string][]*v1.Instance{}
+	for _, id := range p.allInstanceIDs() {
+		i := p.inst(id)
+		byApp[i.GetAppId()] = append(byApp[i.GetAppId()], i)
+	}
+	for _, id := range ids {
+		d := p.st.Deployments[id]
+		converged := true
+		failure := ""
+		for _, appID := range d.GetAffectedApps() {
+			ok, msg := p.appConverged(appID, byApp[appID])
+			if msg != "" && failure == "" {
+				failure = msg
+			}
+			if !ok {
+				converged = false
+			}
+		}
+		switch {
+		case failure != "":
+			nd := proto.Clone(d).(*v1.Deployment)
+			nd.Status = v1.DeploymentStatus_DEPLOYMENT_STATUS_FAILED
+			nd.Message = failure
+			nd.FinishedAt = p.ts()
+			p.deps[id] = nd
+			p.event(&v1.Event{Type: "deployment_failed", Deployment: nd, Message: failure, AppId: firstApp(nd)})
+		case converged:
+			nd := proto.Clone(d).(*v1.Deployment)
+			nd.Status = v1.DeploymentStatus_DEPLOYMENT_STATUS_SUCCEEDED
+			nd.CurrentStep = uint32(len(nd.GetSteps()))
+			nd.FinishedAt = p.ts()
+			p.deps[id] = nd
+			p.event(&v1.Event{Type: "deployment_success", Deployment: nd, AppId: firstApp(nd)})
+		}
+	}
+}
+
+func firstApp(d *v1.Deployment) string {
+	if len(d.GetAffectedApps()) > 0 {
+		return d.GetAffectedApps()[0]
+	}
+	return ""
+}
+
+// appConverged reports whether an app reached its desired state: for a
+// removed app, all its instances forgotten; otherwise exactly
+// app.instances goal-Running instances all ready (running the current
+// configuration, healthy if checked) and no other instance of the app with
+// a live task. msg explains why the app cannot converge, if so.
+func (p *planner) appConverged(appID string, insts []*v1.Instance) (ok bool, msg string) {
+	a := p.st.Apps[appID]
+	if a == nil {
+		return len(insts) == 0, ""
+	}
+	want := appInstances(a)
+	running := 0
+	ok = true
+	for _, i := range insts {
+		t := i.GetTask()
+		if goalOf(i) != v1.Goal_GOAL_RUNNING {
+			if taskLive(t) {
+				ok = false
+			}
+			continue
+		}
+		running++
+		if !p.ready(i, a) {
+			ok = false
+		}
+		if t.GetState() == stError && t.GetReason() == "REASON_TASK_INVALID" && msg == "" {
+			msg = fmt.Sprintf("instance %s: task %s is invalid: %s", i.GetId(), t.GetId(), t.GetMessage())
+		}
+		if th := p.cfg.DeploymentFailureThreshold; th > 0 && int(i.GetConsecutiveFailures()) >= th && msg == "" {
+			msg = fmt.Sprintf("instance %s failed %d times in a row (last: %s %s)", i.GetId(), i.GetConsecutiveFailures(), t.GetState(), t.GetMessage())
+		}
+	}
+	if running != want {
+		ok = false
+	}
+	return ok, msg
+}

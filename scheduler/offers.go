@@ -1,0 +1,446 @@
+package scheduler
+
+import (
+	"sort"
+	"time"
+
+	mesos "github.com/mesos/mesos-go/api/v1/lib"
+	"github.com/mesos/mesos-go/api/v1/lib/scheduler/calls"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	v1 "github.com/berth-dev/berth/proto/berth/v1"
+)
+
+// offerRound is the per-decision context of offer matching.
+type offerRound struct {
+	cands       []string // instances to place on unreserved resources, in order
+	placed      map[string]bool
+	constraints map[string][]constraint
+	badApps     map[string]bool
+	values      map[string]map[string]*placedValues // app → field → values
+}
+
+// onOffers matches offers: labelled resources are confirmed, relaunched on,
+// or collected; unreserved resources take new placements; every offer is
+// either accepted with all its operations in one ACCEPT or declined.
+func (p *planner) onOffers(offers []mesos.Offer) {
+	if p.st.FrameworkID == "" {
+		// Cannot label anything without a committed framework id.
+		ids := make([]mesos.OfferID, 0, len(offers))
+		for i := range offers {
+			ids = append(ids, offers[i].ID)
+		}
+		if len(ids) > 0 {
+			p.call(calls.Decline(ids...).With(calls.RefuseSeconds(p.cfg.RefuseSeconds)))
+		}
+		return
+	}
+	r := &offerRound{
+		placed:      map[string]bool{},
+		constraints: map[string][]constraint{},
+		badApps:     map[string]bool{},
+		values:      map[string]map[string]*placedValues{},
+	}
+	for _, id := range p.allInstanceIDs() {
+		i := p.inst(id)
+		if p.launchDue(i) && !hasBerth(i) && p.st.Apps[i.GetAppId()] != nil {
+			r.cands = append(r.cands, id)
+		}
+	}
+	sort.SliceStable(r.cands, func(x, y int) bool {
+		ix, iy := p.inst(r.cands[x]), p.inst(r.cands[y])
+		cx, cy := ix.GetCreatedAt().AsTime(), iy.GetCreatedAt().AsTime()
+		if !cx.Equal(cy) {
+			return cx.Before(cy)
+		}
+		return r.cands[x] < r.cands[y]
+	})
+
+	refuse := p.refuseFor()
+	var declines []mesos.OfferID
+	for idx := range offers {
+		o := &offers[idx]
+		p.st.Mem.recordAgent(o)
+		v := newOfferView(o, p.st.FrameworkID)
+		ops := p.matchOffer(o, v, r)
+		if len(ops) == 0 {
+			declines = append(declines, o.ID)
+			continue
+		}
+		p.call(calls.Accept(calls.OfferOperations(ops).WithOffers(o.ID)).With(calls.RefuseSeconds(refuse)))
+	}
+	if len(declines) > 0 {
+		p.call(calls.Decline(declines...).With(calls.RefuseSeconds(refuse)))
+	}
+}
+
+// refuseFor is the decline filter: the configured refuse time, shortened
+// when an instance's backoff ends sooner so that its relaunch is not held
+// up by our own filter.
+func (p *planner) refuseFor() time.Duration {
+	refuse := p.cfg.RefuseSeconds
+	for _, id := range p.allInstanceIDs() {
+		i := p.inst(id)
+		if goalOf(i) != v1.Goal_GOAL_RUNNING || taskLive(i.GetTask()) || i.GetLaunchNotBefore() == nil {
+			continue
+		}
+		if left := i.GetLaunchNotBefore().AsTime().Sub(p.now); left > 0 && left < refuse {
+			refuse = left
+		}
+	}
+	if refuse < time.Second {
+		refuse = time.Second
+	}
+	return refuse
+}
+
+// matchOffer returns the operations for one offer: garbage collection
+// first, then launches on reservations, then new reservations/launches.
+func (p *planner) matchOffer(o *mesos.Offer, v *offerView, r *offerRound) []mesos.Offer_Operation {
+	var destroy, unreserve []mesos.Resource
+	var launches []mesos.Offer_Operation
+	garbage := func(rs ...mesos.Resource) {
+		for _, res := range rs {
+			if res.Disk != nil && res.Disk.Persistence != nil {
+				destroy = append(destroy, res)
+			}
+			unreserve = append(unreserve, withoutVolume(res))
+		}
+	}
+	nLaunch := 0
+	for _, iid := range v.labelledInstanceIDs() {
+		g := v.labelled[iid]
+		i := p.inst(iid)
+		if i == nil || !hasBerth(i) || i.GetReservation().GetAgentId() != o.AgentID.Value {
+			garbage(g.all()...) // unknown instance, or not pinned here any more
+			continue
+		}
+		if goalOf(i) == v1.Goal_GOAL_DECOMMISSIONED {
+			if taskLive(i.GetTask()) {
+				continue // killed first; collected when offered again
+			}
+			// Write-ahead: the instance is forgotten in the plan that precedes
+			// DESTROY + UNRESERVE.
+			p.forget(iid)
+			garbage(g.all()...)
+			continue
+		}
+		known := map[string]bool{}
+		for _, vol := range i.GetReservation().GetVolumes() {
+			known[vol.GetPersistenceId()] = true
+		}
+		var mine []mesos.Resource
+		mine = append(mine, g.plain...)
+		missing := false
+		for _, pid := range g.volumeIDs() {
+			if known[pid] {
+				mine = append(mine, g.volumes[pid])
+			} else {
+				garbage(g.volumes[pid])
+			}
+		}
+		for pid := range known {
+			if _, ok := g.volumes[pid]; !ok {
+				missing = true
+			}
+		}
+		if resState(i) == v1.ReservationState_RESERVATION_STATE_PENDING {
+			e := p.edit(iid)
+			e.Reservation.State = v1.ReservationState_RESERVATION_STATE_RESERVED
+			e.Reservation.PendingUntil = nil
+			p.changed[iid] = true
+			i = e
+		}
+		a := p.st.Apps[i.GetAppId()]
+		if a == nil || !p.launchDue(i) || missing || !groupCovers(g, i.GetReservation()) {
+			continue
+		}
+		if p.cfg.MaxInstancesPerOffer > 0 && nLaunch >= p.cfg.MaxInstancesPerOffer {
+			continue
+		}
+		if op, ok := p.launch(a, i, o, mine, i.GetReservation().GetPorts()); ok {
+			launches = append(launches, op)
+			nLaunch++
+		}
+	}
+
+	var placeOps []mesos.Offer_Operation
+	for _, iid := range r.cands {
+		if p.cfg.MaxInstancesPerOffer > 0 && nLaunch >= p.cfg.MaxInstancesPerOffer {
+			break
+		}
+		if r.placed[iid] {
+			continue
+		}
+		i := p.inst(iid)
+		a := p.st.Apps[i.GetAppId()]
+		ops, ok := p.place(a, i, o, v, r)
+		if !ok {
+			continue
+		}
+		r.placed[iid] = true
+		placeOps = append(placeOps, ops...)
+		nLaunch++
+	}
+
+	var ops []mesos.Offer_Operation
+	if len(destroy) > 0 {
+		ops = append(ops, calls.OpDestroy(destroy...))
+	}
+	if len(unreserve) > 0 {
+		ops = append(ops, calls.OpUnreserve(unreserve...))
+	}
+	ops = append(ops, launches...)
+	ops = append(ops, placeOps...)
+	return ops
+}
+
+// groupCovers is true when an offer's labelled resources hold the whole
+// reservation (cpus, mem, disk, gpus, ports), so a launch fits.
+func groupCovers(g *labelledGroup, res *v1.Reservation) bool {
+	if g.sum(resCPUs)+epsilon < res.GetCpus() || g.sum(resMem)+epsilon < res.GetMem() ||
+		g.sum(resDisk)+epsilon < res.GetDisk() || g.sum(resGPUs)+epsilon < res.GetGpus() {
+		return false
+	}
+	prs := g.portRanges()
+	for _, port := range res.GetPorts() {
+		if !rangesContain(prs, uint64(port)) {
+			return false
+		}
+	}
+	return true
+}
+
+// launch commits a new incarnation of an instance and returns its LAUNCH
+// on the given resources.
+func (p *planner) launch(a *v1.App, i *v1.Instance, o *mesos.Offer, resources []mesos.Resource, ports []uint32) (mesos.Offer_Operation, bool) {
+	inc := i.GetIncarnation() + 1
+	taskID := taskIDFor(i.GetId(), inc)
+	ti, err := buildTaskInfo(a, taskID, o, resources, ports)
+	if err != nil {
+		p.event(&v1.Event{Type: "instance_changed_event", AppId: a.GetId(), InstanceId: i.GetId(), Message: "cannot launch: " + err.Error()})
+		return mesos.Offer_Operation{}, false
+	}
+	e := p.edit(i.GetId())
+	if e == nil { // created in this decision
+		e = i
+	}
+	p.startTask(e, a, taskID, o, ports, inc)
+	return calls.OpLaunch(ti), true
+}
+
+// startTask records a new task on the instance: write-ahead of its LAUNCH.
+func (p *planner) startTask(e *v1.Instance, a *v1.App, taskID string, o *mesos.Offer, ports []uint32, inc uint32) {
+	e.Incarnation = inc
+	e.AppVersion = a.GetVersion()
+	e.Task = &v1.Task{
+		Id:         taskID,
+		AgentId:    o.AgentID.Value,
+		Hostname:   o.Hostname,
+		State:      stStaging,
+		StagedAt:   p.ts(),
+		Ports:      append([]uint32(nil), ports...),
+		AppVersion: a.GetVersion(),
+		UpdatedAt:  p.ts(),
+	}
+	p.changed[e.GetId()] = true
+	p.event(&v1.Event{
+		Type: "status_update_event", AppId: a.GetId(), InstanceId: e.GetId(), TaskId: taskID,
+		TaskState: stStaging, AgentId: o.AgentID.Value, Host: o.Hostname,
+	})
+}
+
+// place tries to put a new berth (resident) or task (stateless) for an
+// instance on the offer's unreserved resources.
+func (p *planner) place(a *v1.App, i *v1.Instance, o *mesos.Offer, v *offerView, r *offerRound) ([]mesos.Offer_Operation, bool) {
+	appID := a.GetId()
+	if r.badApps[appID] {
+		return nil, false
+	}
+	cs, ok := r.constraints[appID]
+	if !ok {
+		var err error
+		cs, err = parseConstraints(a)
+		if err != nil {
+			r.badApps[appID] = true
+			p.event(&v1.Event{Type: "instance_changed_event", AppId: appID, InstanceId: i.GetId(), Message: "cannot place: " + err.Error()})
+			return nil, false
+		}
+		r.constraints[appID] = cs
+	}
+	agent := agentInfoFromOffer(o)
+	if len(cs) > 0 && !constraintsMet(cs, agent, p.placedValues(a, cs, r)) {
+		return nil, false
+	}
+	resident := isResident(a)
+	cpus, mem, gpus := appCPUs(a), appMem(a), appGPUs(a)
+	sandbox := appDisk(a)
+	vols := persistentVolumes(a)
+	disk := sandbox
+	for _, vol := range vols {
+		disk += vol.GetPersistent().GetSize()
+	}
+	f := &v.free
+	if f.cpus+epsilon < cpus || f.mem+epsilon < mem || f.disk+epsilon < disk || f.gpus+epsilon < gpus {
+		return nil, false
+	}
+	ports, rest, ok := pickPorts(portSpecs(a), f.ports)
+	if !ok {
+		return nil, false
+	}
+	f.cpus -= cpus
+	f.mem -= mem
+	f.disk -= disk
+	f.gpus -= gpus
+	f.ports = rest
+
+	alloc := v.allocRole
+	if alloc == "" {
+		alloc = p.cfg.Role
+	}
+	var base []mesos.Resource
+	addScalar := func(name string, val float64) {
+		if val > epsilon {
+			base = append(base, scalarResource(name, val, alloc))
+		}
+	}
+	addScalar(resCPUs, cpus)
+	addScalar(resMem, mem)
+	addScalar(resGPUs, gpus)
+	if len(ports) > 0 {
+		base = append(base, portsResource(portsToRanges(ports), alloc))
+	}
+
+	e := p.edit(i.GetId())
+	if e == nil {
+		e = i
+	}
+	inc := e.GetIncarnation() + 1
+	taskID := taskIDFor(e.GetId(), inc)
+
+	if !resident {
+		res := append([]mesos.Resource(nil), base...)
+		if sandbox > epsilon {
+			res = append(res, scalarResource(resDisk, sandbox, alloc))
+		}
+		ti, err := buildTaskInfo(a, taskID, o, res, ports)
+		if err != nil {
+			p.event(&v1.Event{Type: "instance_changed_event", AppId: appID, InstanceId: e.GetId(), Message: "cannot launch: " + err.Error()})
+			r.badApps[appID] = true
+			return nil, false
+		}
+		e.Resident = false
+		e.Reservation = &v1.Reservation{InstanceId: e.GetId(), State: v1.ReservationState_RESERVATION_STATE_NONE}
+		p.startTask(e, a, taskID, o, ports, inc)
+		p.notePlaced(a, cs, agent, r)
+		return []mesos.Offer_Operation{calls.OpLaunch(ti)}, true
+	}
+
+	ri := reservationFor(p.cfg.Role, p.cfg.Principal, p.st.FrameworkID, e.GetId())
+	var reserve, taskRes []mesos.Resource
+	for _, b := range base {
+		rr := reserved(b, ri)
+		reserve = append(reserve, rr)
+		taskRes = append(taskRes, rr)
+	}
+	if disk > epsilon {
+		reserve = append(reserve, reserved(scalarResource(resDisk, disk, alloc), ri))
+	}
+	if sandbox > epsilon {
+		taskRes = append(taskRes, reserved(scalarResource(resDisk, sandbox, alloc), ri))
+	}
+	var create []mesos.Resource
+	var local []*v1.LocalVolume
+	for _, vol := range vols {
+		pid := persistenceIDFor(appID, vol.GetContainerPath(), p.cfg.NewID())
+		vr := volumeResource(vol.GetPersistent().GetSize(), alloc, ri, pid, vol.GetContainerPath(), p.cfg.Principal)
+		create = append(create, vr)
+		taskRes = append(taskRes, vr)
+		local = append(local, &v1.LocalVolume{
+			PersistenceId: pid, InstanceId: e.GetId(), ContainerPath: vol.GetContainerPath(),
+			SizeMib: vol.GetPersistent().GetSize(), AgentId: o.AgentID.Value,
+		})
+	}
+	ti, err := buildTaskInfo(a, taskID, o, taskRes, ports)
+	if err != nil {
+		p.event(&v1.Event{Type: "instance_changed_event", AppId: appID, InstanceId: e.GetId(), Message: "cannot launch: " + err.Error()})
+		r.badApps[appID] = true
+		return nil, false
+	}
+	e.Resident = true
+	e.Reservation = &v1.Reservation{
+		InstanceId:   e.GetId(),
+		State:        v1.ReservationState_RESERVATION_STATE_PENDING,
+		AgentId:      o.AgentID.Value,
+		Hostname:     o.Hostname,
+		PendingUntil: timestamppb.New(p.now.Add(p.cfg.ReservationTimeout)),
+		Role:         p.cfg.Role,
+		Principal:    p.cfg.Principal,
+		Cpus:         cpus,
+		Mem:          mem,
+		Disk:         sandbox,
+		Gpus:         gpus,
+		Ports:        append([]uint32(nil), ports...),
+		Volumes:      local,
+	}
+	p.startTask(e, a, taskID, o, ports, inc)
+	p.notePlaced(a, cs, agent, r)
+	ops := []mesos.Offer_Operation{calls.OpReserve(reserve...)}
+	if len(create) > 0 {
+		ops = append(ops, calls.OpCreate(create...))
+	}
+	ops = append(ops, calls.OpLaunch(ti))
+	return ops, true
+}
+
+// placedValues counts, per constraint field, the values of the agents that
+// hold the app's instances (berths or live tasks).
+func (p *planner) placedValues(a *v1.App, cs []constraint, r *offerRound) map[string]*placedValues {
+	if m, ok := r.values[a.GetId()]; ok {
+		return m
+	}
+	m := map[string]*placedValues{}
+	for _, c := range cs {
+		if m[c.field] == nil {
+			m[c.field] = &placedValues{counts: map[string]int{}}
+		}
+	}
+	for _, id := range p.allInstanceIDs() {
+		i := p.inst(id)
+		if i.GetAppId() != a.GetId() || goalOf(i) == v1.Goal_GOAL_DECOMMISSIONED {
+			continue
+		}
+		agentID, host := "", ""
+		switch {
+		case hasBerth(i):
+			agentID, host = i.GetReservation().GetAgentId(), i.GetReservation().GetHostname()
+		case taskLive(i.GetTask()):
+			agentID, host = i.GetTask().GetAgentId(), i.GetTask().GetHostname()
+		default:
+			continue
+		}
+		ai, ok := p.st.Mem.agents[agentID]
+		if !ok {
+			ai = agentInfo{hostname: host}
+		}
+		for field, pv := range m {
+			if val, ok := ai.fieldValue(field); ok {
+				pv.counts[val]++
+			}
+		}
+	}
+	r.values[a.GetId()] = m
+	return m
+}
+
+func (p *planner) notePlaced(a *v1.App, cs []constraint, agent agentInfo, r *offerRound) {
+	if len(cs) == 0 {
+		return
+	}
+	m := p.placedValues(a, cs, r)
+	for field, pv := range m {
+		if val, ok := agent.fieldValue(field); ok {
+			pv.counts[val]++
+		}
+	}
+}

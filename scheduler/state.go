@@ -1,0 +1,203 @@
+package scheduler
+
+import (
+	"sort"
+	"time"
+
+	mesos "github.com/mesos/mesos-go/api/v1/lib"
+
+	v1 "github.com/berth-dev/berth/proto/berth/v1"
+)
+
+// StateReader is the read side of the replicated store that the scheduler
+// needs. *fsm.Store satisfies it. Returned messages are shared and never
+// mutated by the scheduler.
+type StateReader interface {
+	FrameworkID() string
+	Apps() []*v1.App
+	AppVersion(id, version string) *v1.App
+	Instances() []*v1.Instance
+	Deployments() []*v1.Deployment
+}
+
+// State is a plain snapshot of the desired and recorded actual state that a
+// decision is made on: the framework id, apps, instances and deployments as
+// committed, plus the leader's volatile Memory.
+type State struct {
+	FrameworkID string
+	// Apps by id.
+	Apps map[string]*v1.App
+	// Instances by id.
+	Instances map[string]*v1.Instance
+	// Deployments by id.
+	Deployments map[string]*v1.Deployment
+	// AppVersion returns a stored app version, or nil. May be nil itself.
+	AppVersion func(appID, version string) *v1.App
+	// Mem is the leader-local memory of what was sent (kills, revives,
+	// reconciliation). It is lost on failover, which only causes resends.
+	Mem *Memory
+
+	byTask map[string]string
+}
+
+// NewState snapshots r. mem may be nil for a fresh memory.
+func NewState(r StateReader, mem *Memory) *State {
+	if mem == nil {
+		mem = NewMemory()
+	}
+	st := &State{
+		FrameworkID: r.FrameworkID(),
+		Apps:        map[string]*v1.App{},
+		Instances:   map[string]*v1.Instance{},
+		Deployments: map[string]*v1.Deployment{},
+		AppVersion:  r.AppVersion,
+		Mem:         mem,
+	}
+	for _, a := range r.Apps() {
+		st.Apps[a.GetId()] = a
+	}
+	for _, i := range r.Instances() {
+		st.Instances[i.GetId()] = i
+	}
+	for _, d := range r.Deployments() {
+		st.Deployments[d.GetId()] = d
+	}
+	return st
+}
+
+// instanceByTask finds the instance whose current task has the given id.
+func (s *State) instanceByTask(taskID string) *v1.Instance {
+	if s.byTask == nil {
+		s.byTask = make(map[string]string, len(s.Instances))
+		for id, i := range s.Instances {
+			if t := i.GetTask(); t != nil && t.GetId() != "" {
+				s.byTask[t.GetId()] = id
+			}
+		}
+	}
+	if id, ok := s.byTask[taskID]; ok {
+		return s.Instances[id]
+	}
+	return nil
+}
+
+func (s *State) appVersion(appID, version string) *v1.App {
+	if a := s.Apps[appID]; a != nil && a.GetVersion() == version {
+		return a
+	}
+	if s.AppVersion == nil || version == "" {
+		return nil
+	}
+	return s.AppVersion(appID, version)
+}
+
+// sortedInstanceIDs returns the instance ids in order.
+func (s *State) sortedInstanceIDs() []string {
+	ids := make([]string, 0, len(s.Instances))
+	for id := range s.Instances {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+func (s *State) sortedAppIDs() []string {
+	ids := make([]string, 0, len(s.Apps))
+	for id := range s.Apps {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+// killRecord remembers a KILL sent for a task.
+type killRecord struct {
+	at     time.Time
+	reason string
+}
+
+// Kill reasons kept in memory; they decide whether the task's end counts as
+// a failure for the launch backoff.
+const (
+	killUpgrade  = "upgrade"
+	killHealth   = "health"
+	killGoal     = "goal"
+	killOperator = "operator"
+	killUnknown  = "unknown"
+	killStaging  = "staging"
+)
+
+// Memory is the scheduler's volatile, leader-local state. The pure core
+// updates it as part of a decision; it never holds anything that must
+// survive a failover.
+type Memory struct {
+	kills         map[string]killRecord
+	agents        map[string]agentInfo
+	lastReconcile time.Time
+	reconcileNow  bool
+	lastRevive    time.Time
+	demand        map[string]bool
+	configEqual   map[string]bool
+}
+
+// NewMemory returns an empty memory, as after a failover.
+func NewMemory() *Memory {
+	return &Memory{
+		kills:       map[string]killRecord{},
+		agents:      map[string]agentInfo{},
+		demand:      map[string]bool{},
+		configEqual: map[string]bool{},
+	}
+}
+
+// RecordAgent remembers an agent's hostname and attributes (for constraints).
+func (m *Memory) recordAgent(o *mesos.Offer) {
+	m.agents[o.AgentID.Value] = agentInfoFromOffer(o)
+}
+
+// taskStates.
+const (
+	stStaging         = "TASK_STAGING"
+	stStarting        = "TASK_STARTING"
+	stRunning         = "TASK_RUNNING"
+	stKilling         = "TASK_KILLING"
+	stUnreachable     = "TASK_UNREACHABLE"
+	stGoneByOperator  = "TASK_GONE_BY_OPERATOR"
+	stError           = "TASK_ERROR"
+	stFinished        = "TASK_FINISHED"
+	stKilled          = "TASK_KILLED"
+	stGone            = "TASK_GONE"
+	stUnknownTaskStat = "TASK_UNKNOWN"
+)
+
+// isLiveState is true for states in which a task may still hold its
+// resources and volume: Invariant 2 forbids a new launch while one is.
+func isLiveState(s string) bool {
+	switch s {
+	case stStaging, stStarting, stRunning, stKilling, stUnreachable:
+		return true
+	}
+	return false
+}
+
+func taskLive(t *v1.Task) bool { return t != nil && isLiveState(t.GetState()) }
+
+func goalOf(i *v1.Instance) v1.Goal {
+	if i.GetGoal() == v1.Goal_GOAL_UNSPECIFIED {
+		return v1.Goal_GOAL_RUNNING
+	}
+	return i.GetGoal()
+}
+
+func resState(i *v1.Instance) v1.ReservationState {
+	s := i.GetReservation().GetState()
+	if s == v1.ReservationState_RESERVATION_STATE_UNSPECIFIED {
+		return v1.ReservationState_RESERVATION_STATE_NONE
+	}
+	return s
+}
+
+func hasBerth(i *v1.Instance) bool {
+	s := resState(i)
+	return s == v1.ReservationState_RESERVATION_STATE_PENDING || s == v1.ReservationState_RESERVATION_STATE_RESERVED
+}

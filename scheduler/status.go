@@ -1,0 +1,186 @@
+package scheduler
+
+import (
+	"time"
+
+	mesos "github.com/mesos/mesos-go/api/v1/lib"
+	"github.com/mesos/mesos-go/api/v1/lib/scheduler/calls"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	v1 "github.com/berth-dev/berth/proto/berth/v1"
+)
+
+// onStatus records a task status (commit), then acknowledges it. Statuses
+// of tasks Berth does not know (or of an older incarnation) that are not
+// terminal are killed.
+func (p *planner) onStatus(s mesos.TaskStatus) {
+	taskID := s.TaskID.Value
+	state := s.GetState().String()
+	agentID := s.GetAgentID().GetValue()
+	defer func() {
+		if len(s.UUID) > 0 && agentID != "" {
+			p.call(calls.Acknowledge(agentID, taskID, s.UUID))
+		}
+	}()
+	i := p.st.instanceByTask(taskID)
+	if i == nil {
+		if isLiveState(state) {
+			// Unknown to the committed state: never let it hold resources or a
+			// volume that a known instance may need.
+			if rec, ok := p.st.Mem.kills[taskID]; !ok || p.now.Sub(rec.at) >= p.cfg.KillRetryInterval {
+				p.st.Mem.kills[taskID] = killRecord{at: p.now, reason: killUnknown}
+				p.call(calls.Kill(taskID, agentID))
+			}
+		} else {
+			delete(p.st.Mem.kills, taskID)
+		}
+		return
+	}
+	old := i.GetTask()
+	a := p.st.Apps[i.GetAppId()]
+	prevState := old.GetState()
+	healthChanged := false
+	var newHealthy *bool
+	if s.Healthy != nil && state == stRunning {
+		h := *s.Healthy
+		if old.Healthy == nil || *old.Healthy != h {
+			healthChanged = true
+			newHealthy = &h
+		}
+	}
+	confirm := resState(i) == v1.ReservationState_RESERVATION_STATE_PENDING &&
+		s.GetSource() != mesos.SOURCE_MASTER && (agentID == "" || agentID == i.GetReservation().GetAgentId())
+	if prevState == state && !healthChanged && !confirm {
+		return // nothing new to record: just acknowledge
+	}
+
+	e := p.edit(i.GetId())
+	t := e.Task
+	t.State = state
+	t.Message = s.GetMessage()
+	if s.Reason != nil {
+		t.Reason = s.Reason.String()
+	} else {
+		t.Reason = ""
+	}
+	if agentID != "" {
+		t.AgentId = agentID
+	}
+	t.UpdatedAt = p.ts()
+	if state == stRunning && t.StartedAt == nil {
+		t.StartedAt = p.ts()
+	}
+	if healthChanged {
+		t.Healthy = newHealthy
+		if *newHealthy {
+			e.ConsecutiveFailures = 0
+		}
+	}
+	if confirm {
+		e.Reservation.State = v1.ReservationState_RESERVATION_STATE_RESERVED
+		e.Reservation.PendingUntil = nil
+		p.changed[e.GetId()] = true
+	}
+
+	if prevState != state {
+		p.event(&v1.Event{
+			Type: "status_update_event", AppId: e.GetAppId(), InstanceId: e.GetId(), TaskId: taskID,
+			TaskState: state, Message: s.GetMessage(), AgentId: t.GetAgentId(), Host: t.GetHostname(),
+			Healthy: t.Healthy,
+		})
+	}
+	if healthChanged {
+		p.event(&v1.Event{
+			Type: "health_status_changed_event", AppId: e.GetAppId(), InstanceId: e.GetId(), TaskId: taskID,
+			Healthy: newHealthy, AgentId: t.GetAgentId(), Host: t.GetHostname(),
+		})
+	}
+
+	if isLiveState(state) || (!isLiveState(prevState) && prevState != "") {
+		// Still live, or a repeated terminal state: nothing else to decide.
+		if !isLiveState(state) {
+			delete(p.st.Mem.kills, taskID)
+		}
+		return
+	}
+	p.taskEnded(e, a, s)
+}
+
+// taskEnded handles the transition of an instance's current task to a
+// terminal state: backoff accounting, berth abandonment on
+// TASK_GONE_BY_OPERATOR, and forgetting ended stateless or decommissioned
+// instances.
+func (p *planner) taskEnded(e *v1.Instance, a *v1.App, s mesos.TaskStatus) {
+	t := e.Task
+	state := t.GetState()
+	rec, killed := p.st.Mem.kills[t.GetId()]
+	delete(p.st.Mem.kills, t.GetId())
+	t.Healthy = nil
+
+	if state == stGoneByOperator && e.GetResident() {
+		// The agent is gone for good and its berth with it: start afresh.
+		e.Reservation = &v1.Reservation{InstanceId: e.GetId(), State: v1.ReservationState_RESERVATION_STATE_NONE}
+		p.changed[e.GetId()] = true
+	}
+	switch goalOf(e) {
+	case v1.Goal_GOAL_DECOMMISSIONED:
+		if !hasBerth(e) {
+			p.forget(e.GetId()) // nothing left on any agent
+		}
+		return // a berth is destroyed when next offered
+	case v1.Goal_GOAL_STOPPED:
+		if !hasBerth(e) && !e.GetResident() {
+			p.forget(e.GetId())
+		}
+		return
+	}
+	if a == nil {
+		return // the tick decommissions instances of removed apps
+	}
+	requested := t.KillRequestedAt != nil || killed && (rec.reason == killUpgrade || rec.reason == killGoal || rec.reason == killOperator)
+	if requested {
+		e.LaunchNotBefore = nil
+		return
+	}
+	// A crash, failed health checks, or a launch that failed: back off.
+	if t.StartedAt != nil && p.now.Sub(t.StartedAt.AsTime()) >= p.cfg.BackoffResetAfter {
+		e.ConsecutiveFailures = 0
+	}
+	e.ConsecutiveFailures++
+	delay := backoffDelay(a, e.ConsecutiveFailures)
+	e.LaunchNotBefore = timestamppb.New(p.now.Add(time.Duration(delay * float64(time.Second))))
+}
+
+// onHealth records the result of leader-run health checks and kills a task
+// that failed maxConsecutiveFailures checks; its goal stays Running so it is
+// relaunched on the same berth.
+func (p *planner) onHealth(h HealthResult) {
+	i := p.st.instanceByTask(h.TaskID)
+	if i == nil || i.GetTask().GetState() != stRunning {
+		return
+	}
+	t := i.GetTask()
+	if t.Healthy == nil || *t.Healthy != h.Healthy {
+		e := p.edit(i.GetId())
+		hv := h.Healthy
+		e.Task.Healthy = &hv
+		e.Task.UpdatedAt = p.ts()
+		if hv {
+			e.ConsecutiveFailures = 0
+		}
+		p.event(&v1.Event{
+			Type: "health_status_changed_event", AppId: i.GetAppId(), InstanceId: i.GetId(), TaskId: h.TaskID,
+			Healthy: &hv, Message: h.Message, AgentId: t.GetAgentId(), Host: t.GetHostname(),
+		})
+	}
+	if h.Kill {
+		if _, sent := p.st.Mem.kills[h.TaskID]; sent {
+			return
+		}
+		p.event(&v1.Event{
+			Type: "unhealthy_instance_kill_event", AppId: i.GetAppId(), InstanceId: i.GetId(), TaskId: h.TaskID,
+			Message: h.Message, AgentId: t.GetAgentId(), Host: t.GetHostname(),
+		})
+		p.kill(t, killHealth, 0)
+	}
+}
