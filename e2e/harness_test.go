@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net/http"
 	"fmt"
 	"net"
 	"os"
@@ -227,4 +228,21 @@ func writeFile(t *testing.T, name, content string) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }
+
+// mesosStateOrNil returns GET_STATE from mesos-local, or nil if it does not
+// answer yet.
+func mesosStateOrNil(addr string) map[string]any {
+	resp, err := http.Post("http://"+addr+"/api/v1", "application/json", strings.NewReader(`{"type":"GET_STATE"}`))
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	var st map[string]any
+	if resp.StatusCode != 200 || json.NewDecoder(resp.Body).Decode(&st) != nil {
+		return nil
+	}
+	return st
 }
