@@ -1,0 +1,283 @@
+// Package mesoslocal is an embedded Mesos master with agents in one process.
+//
+// It speaks the Mesos v1 scheduler API (POST /api/v1/scheduler, RecordIO
+// event streams in protobuf or JSON) and a subset of the v1 operator API
+// (POST /api/v1), closely enough that a scheduler built on mesos-go cannot
+// tell it from a Mesos 1.11 master. Agents run command tasks as local
+// processes, keep persistent volumes as directories under the work dir and
+// checkpoint their reservations and volumes so that a restart brings them
+// back. In simulation mode tasks run without processes, for scale tests.
+//
+// All master and agent state lives behind one mutex (Cluster.mu); task
+// processes, HTTP streams and timers report back through methods that take
+// it. Nothing here blocks on I/O while holding the mutex except small
+// checkpoint writes.
+package mesoslocal
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	mesos "github.com/mesos/mesos-go/api/v1/lib"
+)
+
+// OperationRecord describes one operation mesos-local applied.
+type OperationRecord struct {
+	Time           time.Time
+	Op             string // RESERVE, UNRESERVE, CREATE, DESTROY, LAUNCH, LAUNCH_GROUP, KILL, TEARDOWN
+	FrameworkID    string
+	StreamID       string
+	AgentID        string
+	TaskIDs        []string
+	PersistenceIDs []string
+	Resources      string
+}
+
+// Cluster is a Mesos master plus agents.
+type Cluster struct {
+	cfg      Config
+	log      *slog.Logger
+	masterID string
+
+	ln     net.Listener
+	srv    *http.Server
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu          sync.Mutex
+	started     bool
+	closed      bool
+	frameworks  map[string]*framework
+	removed     map[string]bool // framework ids that were torn down or timed out
+	completedFw []*framework
+	agents      map[string]*agent
+	agentList   []*agent // stable order for allocation
+	offers      map[string]*offer
+	retrying    map[*task]struct{} // tasks with an unacknowledged agent update
+	operators   map[*stream]struct{}
+	ops         []OperationRecord
+	nextFwID    int
+	nextOfferID int
+	nextAgentID int
+	allocTick   int
+	allocKick   chan struct{}
+	startTime   time.Time
+}
+
+// New validates cfg and prepares a cluster; Start binds and serves.
+func New(cfg Config) (*Cluster, error) {
+	c, err := cfg.withDefaults()
+	if err != nil {
+		return nil, fmt.Errorf("mesos-local config: %w", err)
+	}
+	cl := &Cluster{
+		cfg:        c,
+		log:        c.Logger,
+		masterID:   newUUIDString(),
+		frameworks: map[string]*framework{},
+		removed:    map[string]bool{},
+		agents:     map[string]*agent{},
+		offers:     map[string]*offer{},
+		retrying:   map[*task]struct{}{},
+		operators:  map[*stream]struct{}{},
+		allocKick:  make(chan struct{}, 1),
+	}
+	return cl, nil
+}
+
+// Start binds the listener, recovers checkpointed agents (creating new ones
+// up to Config.Agents) and serves until Close. ctx only bounds start-up.
+func (c *Cluster) Start(ctx context.Context) error {
+	c.mu.Lock()
+	if c.started {
+		c.mu.Unlock()
+		return errors.New("mesos-local: already started")
+	}
+	c.started = true
+	c.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", c.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("mesos-local: listen on %s: %w", c.cfg.Listen, err)
+	}
+	c.ln = ln
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.startTime = time.Now()
+	if err := c.recoverAgents(); err != nil {
+		ln.Close()
+		c.cancel()
+		return fmt.Errorf("mesos-local: recover agents: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/api/v1/scheduler", c.handleScheduler)
+	mux.HandleFunc("/api/v1", c.handleOperator)
+	mux.HandleFunc("/api/v1/", c.handleOperator)
+	mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) })
+	mux.HandleFunc("/version", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"version":%q}`, mesosVersion)
+	})
+	c.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(c.log.Handler(), slog.LevelDebug)}
+	c.wg.Add(2)
+	go func() {
+		defer c.wg.Done()
+		if err := c.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			c.log.Error("mesos-local HTTP server stopped", "err", err)
+		}
+	}()
+	go func() {
+		defer c.wg.Done()
+		c.allocationLoop()
+	}()
+	c.log.Info("mesos-local started", "addr", c.Addr(), "master_id", c.masterID, "agents", len(c.agentList), "simulate", c.cfg.Simulate, "work_dir", c.cfg.WorkDir)
+	return nil
+}
+
+// Addr is the bound "host:port" (empty before Start).
+func (c *Cluster) Addr() string {
+	if c.ln == nil {
+		return ""
+	}
+	return c.ln.Addr().String()
+}
+
+// URL is "http://" + Addr().
+func (c *Cluster) URL() string { return "http://" + c.Addr() }
+
+// Close stops serving, kills every task process and waits for all
+// goroutines. Agents' checkpoints stay, so a new Cluster on the same work
+// dir recovers them.
+func (c *Cluster) Close() error {
+	c.mu.Lock()
+	if c.closed || !c.started || c.cancel == nil {
+		c.closed = true
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	c.cancel()
+	for s := range c.operators {
+		s.close()
+	}
+	for _, fw := range c.frameworks {
+		if fw.sub != nil {
+			fw.sub.close()
+		}
+		if fw.failoverTimer != nil {
+			fw.failoverTimer.Stop()
+		}
+	}
+	var runners []taskRunner
+	for _, a := range c.agentList {
+		for t := range a.tasks {
+			if t.runner != nil {
+				runners = append(runners, t.runner)
+			}
+		}
+	}
+	c.mu.Unlock()
+	for _, r := range runners {
+		r.abandon()
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := c.srv.Shutdown(sctx)
+	if err != nil {
+		c.srv.Close()
+	}
+	c.wg.Wait()
+	c.log.Info("mesos-local stopped", "addr", c.Addr())
+	if errors.Is(err, context.DeadlineExceeded) {
+		err = nil
+	}
+	return err
+}
+
+// Operations returns the operations applied so far, oldest first.
+func (c *Cluster) Operations() []OperationRecord {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]OperationRecord(nil), c.ops...)
+}
+
+// AgentIDs lists the agents in creation order.
+func (c *Cluster) AgentIDs() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ids := make([]string, 0, len(c.agentList))
+	for _, a := range c.agentList {
+		ids = append(ids, a.id)
+	}
+	return ids
+}
+
+// MasterID is this run's master id (new on every start).
+func (c *Cluster) MasterID() string { return c.masterID }
+
+// recordOp logs and records an applied operation. Called with c.mu held.
+func (c *Cluster) recordOp(op string, fw *framework, agentID string, taskIDs, persistenceIDs []string, res rset) {
+	rec := OperationRecord{Time: time.Now(), Op: op, AgentID: agentID, TaskIDs: taskIDs, PersistenceIDs: persistenceIDs}
+	if fw != nil {
+		rec.FrameworkID, rec.StreamID = fw.id, fw.streamID
+	}
+	if res != nil {
+		rec.Resources = res.String()
+	}
+	if len(c.ops) >= c.cfg.MaxOperationRecords {
+		n := copy(c.ops, c.ops[len(c.ops)/10+1:])
+		c.ops = c.ops[:n]
+	}
+	c.ops = append(c.ops, rec)
+	attrs := []any{"op", op, "framework_id", rec.FrameworkID, "stream_id", rec.StreamID, "agent_id", agentID}
+	if len(taskIDs) > 0 {
+		attrs = append(attrs, "task_ids", taskIDs)
+	}
+	if len(persistenceIDs) > 0 {
+		attrs = append(attrs, "persistence_ids", persistenceIDs)
+	}
+	if rec.Resources != "" {
+		attrs = append(attrs, "resources", rec.Resources)
+	}
+	c.log.Info("operation applied", attrs...)
+}
+
+func newUUID() []byte {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		panic(fmt.Sprintf("crypto/rand: %v", err))
+	}
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return b
+}
+
+func formatUUID(b []byte) string {
+	h := hex.EncodeToString(b)
+	if len(h) != 32 {
+		return h
+	}
+	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
+
+func newUUIDString() string { return formatUUID(newUUID()) }
+
+func nowSeconds() float64 { return float64(time.Now().UnixNano()) / 1e9 }
+
+func timeInfo(t time.Time) *mesos.TimeInfo {
+	if t.IsZero() {
+		return nil
+	}
+	return &mesos.TimeInfo{Nanoseconds: t.UnixNano()}
+}

@@ -1,0 +1,358 @@
+package mesoslocal
+
+import (
+	"context"
+	"encoding/binary"
+	"io"
+	"net"
+	"net/http"
+	"sort"
+
+	"github.com/gogo/protobuf/proto"
+	mesos "github.com/mesos/mesos-go/api/v1/lib"
+	"github.com/mesos/mesos-go/api/v1/lib/master"
+)
+
+// handleOperator serves the v1 operator API, POST /api/v1.
+func (c *Cluster) handleOperator(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != "/api/v1" && r.URL.Path != "/api/v1/" {
+		http.NotFound(w, r)
+		return
+	}
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		writeError(w, http.StatusMethodNotAllowed, "Expecting a 'POST' request, received '"+r.Method+"'")
+		return
+	}
+	k, code, msg := requestCodec(r)
+	if code != 0 {
+		writeError(w, code, msg)
+		return
+	}
+	rk, ok := responseCodec(r)
+	if !ok {
+		writeError(w, http.StatusNotAcceptable, "Expecting 'Accept' to allow application/json or application/x-protobuf")
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxBodyBytes))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "Failed to read request body: "+err.Error())
+		return
+	}
+	var call master.Call
+	if err := k.unmarshal(body, &call); err != nil {
+		writeError(w, http.StatusBadRequest, "Failed to parse body into Call protobuf: "+err.Error())
+		return
+	}
+	respond := func(resp *master.Response) {
+		b, err := rk.marshal(resp)
+		if err != nil {
+			writeError(w, http.StatusInternalServerError, err.Error())
+			return
+		}
+		w.Header().Set("Content-Type", string(rk))
+		w.WriteHeader(http.StatusOK)
+		w.Write(b)
+	}
+	switch call.Type {
+	case master.Call_GET_HEALTH:
+		respond(&master.Response{Type: master.Response_GET_HEALTH, GetHealth: &master.Response_GetHealth{Healthy: true}})
+	case master.Call_GET_VERSION:
+		respond(&master.Response{Type: master.Response_GET_VERSION, GetVersion: &master.Response_GetVersion{VersionInfo: versionInfo()}})
+	case master.Call_GET_STATE:
+		c.mu.Lock()
+		st := c.getState()
+		c.mu.Unlock()
+		respond(&master.Response{Type: master.Response_GET_STATE, GetState: st})
+	case master.Call_GET_AGENTS:
+		c.mu.Lock()
+		ag := c.getAgents()
+		c.mu.Unlock()
+		respond(&master.Response{Type: master.Response_GET_AGENTS, GetAgents: ag})
+	case master.Call_GET_FRAMEWORKS:
+		c.mu.Lock()
+		fs := c.getFrameworks()
+		c.mu.Unlock()
+		respond(&master.Response{Type: master.Response_GET_FRAMEWORKS, GetFrameworks: fs})
+	case master.Call_GET_TASKS:
+		c.mu.Lock()
+		ts := c.getTasks()
+		c.mu.Unlock()
+		respond(&master.Response{Type: master.Response_GET_TASKS, GetTasks: ts})
+	case master.Call_GET_EXECUTORS:
+		c.mu.Lock()
+		ex := c.getExecutors()
+		c.mu.Unlock()
+		respond(&master.Response{Type: master.Response_GET_EXECUTORS, GetExecutors: ex})
+	case master.Call_GET_MASTER:
+		respond(&master.Response{Type: master.Response_GET_MASTER, GetMaster: &master.Response_GetMaster{
+			MasterInfo: c.masterInfo(), StartTime: proto.Float64(float64(c.startTime.UnixNano()) / 1e9)}})
+	case master.Call_SUBSCRIBE:
+		c.operatorSubscribe(w, r, rk)
+	case master.Call_TEARDOWN:
+		if call.Teardown == nil {
+			writeError(w, http.StatusBadRequest, "Expecting 'teardown' to be present")
+			return
+		}
+		c.mu.Lock()
+		fw := c.frameworks[call.Teardown.FrameworkID.Value]
+		if fw == nil {
+			c.mu.Unlock()
+			writeError(w, http.StatusBadRequest, "No framework found with specified ID")
+			return
+		}
+		c.recordOp("TEARDOWN", fw, "", nil, nil, nil)
+		c.removeFramework(fw, "operator TEARDOWN")
+		c.mu.Unlock()
+		w.WriteHeader(http.StatusOK)
+	case master.Call_MARK_AGENT_GONE:
+		if call.MarkAgentGone == nil {
+			writeError(w, http.StatusBadRequest, "Expecting 'mark_agent_gone' to be present")
+			return
+		}
+		c.mu.Lock()
+		code, msg, runners := c.markAgentGone(call.MarkAgentGone.AgentID.Value)
+		c.mu.Unlock()
+		for _, rn := range runners {
+			rn.wait()
+		}
+		if code != http.StatusOK {
+			writeError(w, code, msg)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	case master.Call_UNKNOWN:
+		writeError(w, http.StatusBadRequest, "Expecting 'type' to be present")
+	default:
+		writeError(w, http.StatusNotImplemented, "mesos-local does not implement operator call "+call.Type.String())
+	}
+}
+
+func versionInfo() mesos.VersionInfo {
+	return mesos.VersionInfo{Version: mesosVersion, BuildUser: proto.String("mesos-local")}
+}
+
+func (c *Cluster) getState() *master.Response_GetState {
+	return &master.Response_GetState{
+		GetTasks:      c.getTasks(),
+		GetExecutors:  c.getExecutors(),
+		GetFrameworks: c.getFrameworks(),
+		GetAgents:     c.getAgents(),
+	}
+}
+
+func (c *Cluster) agentInfo(a *agent) mesos.AgentInfo {
+	port := int32(0)
+	if _, p, err := net.SplitHostPort(c.Addr()); err == nil {
+		var n int
+		for _, ch := range p {
+			n = n*10 + int(ch-'0')
+		}
+		port = int32(n)
+	}
+	return mesos.AgentInfo{Hostname: a.hostname, Port: &port, ID: &mesos.AgentID{Value: a.id}, Resources: render(a.total, formatEndpoint, "")}
+}
+
+func (c *Cluster) renderAgent(a *agent) master.Response_GetAgents_Agent {
+	return master.Response_GetAgents_Agent{
+		AgentInfo:          c.agentInfo(a),
+		Active:             a.active,
+		Version:            mesosVersion,
+		PID:                proto.String("slave(1)@" + c.Addr()),
+		RegisteredTime:     timeInfo(a.regTime),
+		TotalResources:     render(a.total, formatEndpoint, ""),
+		AllocatedResources: render(a.allocated(), formatEndpoint, ""),
+		OfferedResources:   render(a.offered(), formatEndpoint, ""),
+	}
+}
+
+func (c *Cluster) getAgents() *master.Response_GetAgents {
+	out := &master.Response_GetAgents{}
+	for _, a := range c.agentList {
+		if a.gone {
+			continue
+		}
+		out.Agents = append(out.Agents, c.renderAgent(a))
+	}
+	return out
+}
+
+func (c *Cluster) renderFramework(fw *framework) master.Response_GetFrameworks_Framework {
+	f := master.Response_GetFrameworks_Framework{
+		FrameworkInfo:    fw.info,
+		Active:           fw.connected,
+		Connected:        fw.connected,
+		Recovered:        fw.recovered,
+		RegisteredTime:   timeInfo(fw.registered),
+		ReregisteredTime: timeInfo(fw.reregistered),
+		UnregisteredTime: timeInfo(fw.unregistered),
+	}
+	var alloc, offered rset
+	for _, t := range fw.tasks {
+		if t.alive {
+			alloc = alloc.plus(t.res...)
+		}
+	}
+	oids := make([]string, 0, len(fw.offers))
+	for id := range fw.offers {
+		oids = append(oids, id)
+	}
+	sort.Strings(oids)
+	for _, id := range oids {
+		o := fw.offers[id]
+		f.Offers = append(f.Offers, c.renderOffer(o))
+		offered = offered.plus(o.res...)
+	}
+	f.AllocatedResources = render(alloc, formatEndpoint, "")
+	f.OfferedResources = render(offered, formatEndpoint, "")
+	return f
+}
+
+func (c *Cluster) sortedFrameworks() []*framework {
+	fws := make([]*framework, 0, len(c.frameworks))
+	for _, fw := range c.frameworks {
+		fws = append(fws, fw)
+	}
+	sort.Slice(fws, func(i, j int) bool { return fws[i].id < fws[j].id })
+	return fws
+}
+
+func (c *Cluster) getFrameworks() *master.Response_GetFrameworks {
+	out := &master.Response_GetFrameworks{}
+	for _, fw := range c.sortedFrameworks() {
+		out.Frameworks = append(out.Frameworks, c.renderFramework(fw))
+	}
+	for _, fw := range c.completedFw {
+		out.CompletedFrameworks = append(out.CompletedFrameworks, c.renderFramework(fw))
+	}
+	return out
+}
+
+func sortTasks(ts []mesos.Task) {
+	sort.Slice(ts, func(i, j int) bool { return ts[i].TaskID.Value < ts[j].TaskID.Value })
+}
+
+func (c *Cluster) getTasks() *master.Response_GetTasks {
+	out := &master.Response_GetTasks{}
+	for _, fw := range c.sortedFrameworks() {
+		for _, t := range fw.tasks {
+			if t.state == mesos.TASK_STAGING {
+				out.PendingTasks = append(out.PendingTasks, t.toTask())
+			}
+			if isTerminal(t.state) {
+				out.CompletedTasks = append(out.CompletedTasks, t.toTask())
+			} else {
+				out.Tasks = append(out.Tasks, t.toTask())
+			}
+		}
+		for _, t := range fw.lost {
+			out.UnreachableTasks = append(out.UnreachableTasks, t.toTask())
+		}
+		for _, t := range fw.completed {
+			out.CompletedTasks = append(out.CompletedTasks, t.toTask())
+		}
+	}
+	for _, fw := range c.completedFw {
+		for _, t := range fw.completed {
+			out.CompletedTasks = append(out.CompletedTasks, t.toTask())
+		}
+	}
+	sortTasks(out.Tasks)
+	sortTasks(out.PendingTasks)
+	sortTasks(out.UnreachableTasks)
+	return out
+}
+
+func (c *Cluster) getExecutors() *master.Response_GetExecutors {
+	out := &master.Response_GetExecutors{}
+	for _, a := range c.agentList {
+		for _, g := range a.groups {
+			out.Executors = append(out.Executors, master.Response_GetExecutors_Executor{ExecutorInfo: g.info, AgentID: mesos.AgentID{Value: a.id}})
+		}
+	}
+	return out
+}
+
+// operatorSubscribe streams master events to an operator.
+func (c *Cluster) operatorSubscribe(w http.ResponseWriter, r *http.Request, rk codec) {
+	s := newStream(rk, newUUIDString())
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		writeError(w, http.StatusServiceUnavailable, "Master is shutting down")
+		return
+	}
+	hb := c.cfg.HeartbeatInterval.Seconds()
+	s.send(&master.Event{Type: master.Event_SUBSCRIBED, Subscribed: &master.Event_Subscribed{GetState: c.getState(), HeartbeatIntervalSeconds: &hb}})
+	s.send(&master.Event{Type: master.Event_HEARTBEAT})
+	c.operators[s] = struct{}{}
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.operators, s)
+		c.mu.Unlock()
+	}()
+	w.Header().Set("Content-Type", string(rk))
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	_ = rc.Flush()
+	ctx, cancel := context.WithCancel(r.Context())
+	stop := context.AfterFunc(c.ctx, cancel)
+	defer stop()
+	defer cancel()
+	s.serve(ctx, w, rc, &master.Event{Type: master.Event_HEARTBEAT}, c.cfg.HeartbeatInterval)
+}
+
+// operatorEvent fans an event out to operator subscribers (c.mu held).
+func (c *Cluster) operatorEvent(build func() *master.Event) {
+	if len(c.operators) == 0 {
+		return
+	}
+	ev := build()
+	if ev == nil {
+		return
+	}
+	for s := range c.operators {
+		s.send(ev)
+	}
+}
+
+func frameworkEvent(c *Cluster, fw *framework, added bool) *master.Event {
+	f := c.renderFramework(fw)
+	if added {
+		return &master.Event{Type: master.Event_FRAMEWORK_ADDED, FrameworkAdded: &master.Event_FrameworkAdded{Framework: f}}
+	}
+	return &master.Event{Type: master.Event_FRAMEWORK_UPDATED, FrameworkUpdated: &master.Event_FrameworkUpdated{Framework: f}}
+}
+
+func frameworkRemovedEvent(fw *framework) *master.Event {
+	return &master.Event{Type: master.Event_FRAMEWORK_REMOVED, FrameworkRemoved: &master.Event_FrameworkRemoved{FrameworkInfo: fw.info}}
+}
+
+func taskAddedEvent(t *task) *master.Event {
+	return &master.Event{Type: master.Event_TASK_ADDED, TaskAdded: &master.Event_TaskAdded{Task: t.toTask()}}
+}
+
+func taskUpdatedEvent(fwID string, st mesos.TaskStatus, state mesos.TaskState) *master.Event {
+	return &master.Event{Type: master.Event_TASK_UPDATED, TaskUpdated: &master.Event_TaskUpdated{
+		FrameworkID: mesos.FrameworkID{Value: fwID}, Status: st, State: state.Enum()}}
+}
+
+func agentAddedEvent(c *Cluster, a *agent) *master.Event {
+	return &master.Event{Type: master.Event_AGENT_ADDED, AgentAdded: &master.Event_AgentAdded{Agent: c.renderAgent(a)}}
+}
+
+func agentRemovedEvent(a *agent) *master.Event {
+	return &master.Event{Type: master.Event_AGENT_REMOVED, AgentRemoved: &master.Event_AgentRemoved{AgentID: mesos.AgentID{Value: a.id}}}
+}
+
+func splitHostPort(addr string) (string, string, error) { return net.SplitHostPort(addr) }
+
+func ipv4ToUint32(host string) uint32 {
+	ip := net.ParseIP(host).To4()
+	if ip == nil {
+		return 0
+	}
+	// MasterInfo.ip is in network byte order, read as a little-endian integer.
+	return binary.LittleEndian.Uint32(ip)
+}
