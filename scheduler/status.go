@@ -137,15 +137,15 @@ func (p *planner) taskEnded(e *v1.Instance, a *v1.App, s mesos.TaskStatus) {
 	if a == nil {
 		return // the tick decommissions instances of removed apps
 	}
+	if t.StartedAt != nil && p.now.Sub(t.StartedAt.AsTime()) >= p.cfg.BackoffResetAfter {
+		e.ConsecutiveFailures = 0 // a long run resets the backoff
+	}
 	requested := t.KillRequestedAt != nil || killed && (rec.reason == killUpgrade || rec.reason == killGoal || rec.reason == killOperator)
 	if requested {
 		e.LaunchNotBefore = nil
 		return
 	}
 	// A crash, failed health checks, or a launch that failed: back off.
-	if t.StartedAt != nil && p.now.Sub(t.StartedAt.AsTime()) >= p.cfg.BackoffResetAfter {
-		e.ConsecutiveFailures = 0
-	}
 	e.ConsecutiveFailures++
 	delay := backoffDelay(a, e.ConsecutiveFailures)
 	e.LaunchNotBefore = timestamppb.New(p.now.Add(time.Duration(delay * float64(time.Second))))

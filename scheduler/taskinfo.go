@@ -26,7 +26,8 @@ type portSpec struct {
 
 // portSpecs lists the host ports of an app: its port mappings when it has
 // any, else its port definitions (fixed only with requirePorts), else the
-// legacy ports list, else Marathon's default of one dynamic port.
+// legacy ports list. The rpc layer's normalization already gave host-network
+// apps Marathon's default of one dynamic port.
 func portSpecs(a *v1.App) []portSpec {
 	mappings := a.GetContainer().GetPortMappings()
 	if len(mappings) == 0 {
@@ -76,7 +77,7 @@ func portSpecs(a *v1.App) []portSpec {
 		}
 		return out
 	}
-	return []portSpec{{}}
+	return nil
 }
 
 // pickPorts chooses host ports for specs from available ranges: fixed ports

@@ -1,0 +1,543 @@
+package scheduler
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	mesos "github.com/mesos/mesos-go/api/v1/lib"
+	"github.com/mesos/mesos-go/api/v1/lib/scheduler"
+)
+
+// fakeMaster is a small in-memory Mesos master for the harness: agents with
+// unreserved resources, labelled reservations with persistent volumes, and
+// command tasks. Tests drive it explicitly: it makes offers, applies ACCEPT
+// operations with Mesos' checks (failing the test on a bad operation),
+// answers KILL and RECONCILE with status updates the test delivers.
+type fakeMaster struct {
+	role      string
+	agents    map[string]*fakeAgent
+	order     []string
+	offers    map[string]string // outstanding offer id → agent id
+	nextOffer int
+	nextUUID  int
+	pending   []mesos.TaskStatus // status updates not yet delivered
+	acked     map[string]int     // task id → acknowledgements
+	errors    []string           // operations Mesos would refuse
+	log       []string           // operations applied, for assertions
+	launched  []mesos.TaskInfo
+}
+
+type fakeAgent struct {
+	id, host string
+	attrs    []mesos.Attribute
+	gone     bool // unreachable: makes no offers
+	cpus     float64
+	mem      float64
+	disk     float64
+	ports    []mesos.Value_Range
+	res      map[string]*fakeReservation // by instance-id label
+	tasks    map[string]*fakeTask
+}
+
+type fakeReservation struct {
+	fid, iid  string
+	cpus, mem float64
+	disk      float64 // reserved disk not in volumes
+	ports     []mesos.Value_Range
+	volumes   map[string]fakeVolume // by persistence id
+	usedBy    string                // task id using the reservation, if any
+}
+
+type fakeVolume struct {
+	size float64
+	path string
+}
+
+type fakeTask struct {
+	id        string
+	state     mesos.TaskState
+	resv      string // instance-id label of the reservation used, "" if unreserved
+	cpus, mem float64
+	disk      float64
+	ports     []mesos.Value_Range
+	volumes   []string
+}
+
+func newFakeMaster(role string) *fakeMaster {
+	return &fakeMaster{role: role, agents: map[string]*fakeAgent{}, offers: map[string]string{}, acked: map[string]int{}}
+}
+
+func (m *fakeMaster) addAgent(id, host string, cpus, mem, disk float64, portsFrom, portsTo uint64, attrs map[string]string) *fakeAgent {
+	a := &fakeAgent{
+		id: id, host: host, cpus: cpus, mem: mem, disk: disk,
+		ports: []mesos.Value_Range{{Begin: portsFrom, End: portsTo}},
+		res:   map[string]*fakeReservation{}, tasks: map[string]*fakeTask{},
+	}
+	keys := make([]string, 0, len(attrs))
+	for k := range attrs {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		a.attrs = append(a.attrs, mesos.Attribute{Name: k, Type: mesos.TEXT, Text: &mesos.Value_Text{Value: attrs[k]}})
+	}
+	m.agents[id] = a
+	m.order = append(m.order, id)
+	return a
+}
+
+func (m *fakeMaster) errorf(format string, args ...any) {
+	m.errors = append(m.errors, fmt.Sprintf(format, args...))
+}
+
+// rescindAll drops outstanding offers (as on a framework failover).
+func (m *fakeMaster) rescindAll() { m.offers = map[string]string{} }
+
+// makeOffers returns one offer per reachable agent without an outstanding
+// offer, carrying unreserved resources and unused labelled reservations in
+// the new (RESERVATION_REFINEMENT) format.
+func (m *fakeMaster) makeOffers() []mesos.Offer {
+	busy := map[string]bool{}
+	for _, a := range m.offers {
+		busy[a] = true
+	}
+	var out []mesos.Offer
+	for _, id := range m.order {
+		a := m.agents[id]
+		if a.gone || busy[id] {
+			continue
+		}
+		role := m.role
+		var rs []mesos.Resource
+		add := func(r mesos.Resource) {
+			r.AllocationInfo = &mesos.Resource_AllocationInfo{Role: &role}
+			rs = append(rs, r)
+		}
+		if a.cpus > epsilon {
+			add(scalarResource(resCPUs, a.cpus, ""))
+		}
+		if a.mem > epsilon {
+			add(scalarResource(resMem, a.mem, ""))
+		}
+		if a.disk > epsilon {
+			add(scalarResource(resDisk, a.disk, ""))
+		}
+		if len(a.ports) > 0 {
+			add(portsResource(a.ports, ""))
+		}
+		for _, iid := range sortedKeys(a.res) {
+			r := a.res[iid]
+			if r.usedBy != "" {
+				continue
+			}
+			ri := reservationFor(m.role, "berth", r.fid, r.iid)
+			if r.cpus > epsilon {
+				add(reserved(scalarResource(resCPUs, r.cpus, ""), ri))
+			}
+			if r.mem > epsilon {
+				add(reserved(scalarResource(resMem, r.mem, ""), ri))
+			}
+			if r.disk > epsilon {
+				add(reserved(scalarResource(resDisk, r.disk, ""), ri))
+			}
+			if len(r.ports) > 0 {
+				add(reserved(portsResource(r.ports, ""), ri))
+			}
+			for _, pid := range sortedKeys(r.volumes) {
+				v := r.volumes[pid]
+				add(volumeResource(v.size, "", ri, pid, v.path, "berth"))
+			}
+		}
+		if len(rs) == 0 {
+			continue
+		}
+		m.nextOffer++
+		oid := fmt.Sprintf("O%d", m.nextOffer)
+		m.offers[oid] = id
+		out = append(out, mesos.Offer{
+			ID: mesos.OfferID{Value: oid}, AgentID: mesos.AgentID{Value: id}, Hostname: a.host,
+			Resources: rs, Attributes: a.attrs, AllocationInfo: &mesos.Resource_AllocationInfo{Role: &role},
+		})
+	}
+	return out
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}
+
+func resLabels(r *mesos.Resource) (fid, iid string, ok bool) {
+	ri := currentReservation(r)
+	if ri == nil {
+		return "", "", false
+	}
+	fid, _ = labelValue(ri.Labels, LabelFrameworkID)
+	iid, _ = labelValue(ri.Labels, LabelInstanceID)
+	return fid, iid, true
+}
+
+func rangesSize(rs []mesos.Value_Range) int {
+	n := 0
+	for _, r := range rs {
+		n += int(r.End-r.Begin) + 1
+	}
+	return n
+}
+
+func subtractRanges(have, take []mesos.Value_Range) ([]mesos.Value_Range, bool) {
+	out := normalizeRanges(have)
+	for _, r := range take {
+		for p := r.Begin; p <= r.End; p++ {
+			if !rangesContain(out, p) {
+				return have, false
+			}
+			out = removePort(out, p)
+		}
+	}
+	return out, true
+}
+
+// handle applies one call, as the master would.
+func (m *fakeMaster) handle(c *scheduler.Call) {
+	switch c.Type {
+	case scheduler.Call_ACCEPT:
+		ids := c.Accept.OfferIDs
+		if len(ids) != 1 {
+			m.errorf("ACCEPT with %d offers", len(ids))
+			return
+		}
+		agentID, ok := m.offers[ids[0].Value]
+		if !ok {
+			// Invalid offer: launches are dropped, other operations ignored.
+			for _, op := range c.Accept.Operations {
+				if op.Type == mesos.Offer_Operation_LAUNCH {
+					for _, ti := range op.Launch.TaskInfos {
+						m.status(ti.TaskID.Value, ti.AgentID.Value, mesos.TASK_DROPPED, mesos.SOURCE_MASTER, false)
+					}
+				}
+			}
+			return
+		}
+		delete(m.offers, ids[0].Value)
+		a := m.agents[agentID]
+		for _, op := range c.Accept.Operations {
+			m.apply(a, op)
+		}
+	case scheduler.Call_DECLINE:
+		for _, id := range c.Decline.OfferIDs {
+			delete(m.offers, id.Value)
+		}
+	case scheduler.Call_KILL:
+		tid := c.Kill.TaskID.Value
+		for _, a := range m.agents {
+			if t, ok := a.tasks[tid]; ok && isLiveState(t.state.String()) {
+				if a.gone {
+					return // an unreachable agent cannot kill
+				}
+				m.finish(a, t, mesos.TASK_KILLED)
+				return
+			}
+		}
+		m.log = append(m.log, "KILL "+tid)
+	case scheduler.Call_RECONCILE:
+		if len(c.Reconcile.Tasks) == 0 {
+			for _, id := range m.order {
+				a := m.agents[id]
+				for _, tid := range sortedKeys(a.tasks) {
+					if t := a.tasks[tid]; isLiveState(t.state.String()) {
+						m.status(tid, id, t.state, mesos.SOURCE_MASTER, false)
+					}
+				}
+			}
+			return
+		}
+		for _, rt := range c.Reconcile.Tasks {
+			found := false
+			for _, a := range m.agents {
+				if t, ok := a.tasks[rt.TaskID.Value]; ok {
+					m.status(t.id, a.id, t.state, mesos.SOURCE_MASTER, false)
+					found = true
+				}
+			}
+			if !found {
+				m.status(rt.TaskID.Value, rt.GetAgentID().GetValue(), mesos.TASK_GONE, mesos.SOURCE_MASTER, false)
+			}
+		}
+	case scheduler.Call_ACKNOWLEDGE:
+		m.acked[c.Acknowledge.TaskID.Value]++
+	case scheduler.Call_REVIVE, scheduler.Call_SUPPRESS:
+	default:
+		m.errorf("unexpected call %s", c.Type)
+	}
+}
+
+func (m *fakeMaster) status(taskID, agentID string, st mesos.TaskState, src mesos.TaskStatus_Source, withUUID bool) {
+	s := mesos.TaskStatus{TaskID: mesos.TaskID{Value: taskID}, State: &st, Source: &src}
+	if agentID != "" {
+		s.AgentID = &mesos.AgentID{Value: agentID}
+	}
+	if withUUID {
+		m.nextUUID++
+		s.UUID = []byte(fmt.Sprintf("uuid-%012d", m.nextUUID))
+	}
+	m.pending = append(m.pending, s)
+}
+
+// finish ends a task and frees what it used.
+func (m *fakeMaster) finish(a *fakeAgent, t *fakeTask, st mesos.TaskState) {
+	t.state = st
+	if t.resv != "" {
+		if r := a.res[t.resv]; r != nil && r.usedBy == t.id {
+			r.usedBy = ""
+		}
+	} else {
+		a.cpus += t.cpus
+		a.mem += t.mem
+		a.disk += t.disk
+		a.ports = normalizeRanges(append(a.ports, t.ports...))
+	}
+	m.status(t.id, a.id, st, mesos.SOURCE_EXECUTOR, true)
+}
+
+// crash makes a running task fail by itself.
+func (m *fakeMaster) crash(taskID string) {
+	for _, a := range m.agents {
+		if t, ok := a.tasks[taskID]; ok && isLiveState(t.state.String()) {
+			m.finish(a, t, mesos.TASK_FAILED)
+			return
+		}
+	}
+	m.errorf("crash: no live task %s", taskID)
+}
+
+func (m *fakeMaster) apply(a *fakeAgent, op mesos.Offer_Operation) {
+	switch op.Type {
+	case mesos.Offer_Operation_RESERVE:
+		for _, r := range op.Reserve.Resources {
+			fid, iid, ok := resLabels(&r)
+			if !ok || iid == "" || fid == "" {
+				m.errorf("RESERVE without labels: %v", r)
+				continue
+			}
+			ri := currentReservation(&r)
+			if ri.GetRole() != m.role || ri.GetType() != mesos.Resource_ReservationInfo_DYNAMIC {
+				m.errorf("RESERVE with role %q type %v", ri.GetRole(), ri.GetType())
+			}
+			res := a.res[iid]
+			if res == nil {
+				res = &fakeReservation{fid: fid, iid: iid, volumes: map[string]fakeVolume{}}
+				a.res[iid] = res
+			}
+			switch r.Name {
+			case resCPUs:
+				if a.cpus+epsilon < scalarOf(&r) {
+					m.errorf("RESERVE cpus %v > %v", scalarOf(&r), a.cpus)
+				}
+				a.cpus -= scalarOf(&r)
+				res.cpus += scalarOf(&r)
+			case resMem:
+				a.mem -= scalarOf(&r)
+				res.mem += scalarOf(&r)
+			case resDisk:
+				if a.disk+epsilon < scalarOf(&r) {
+					m.errorf("RESERVE disk %v > %v", scalarOf(&r), a.disk)
+				}
+				a.disk -= scalarOf(&r)
+				res.disk += scalarOf(&r)
+			case resPorts:
+				rest, ok := subtractRanges(a.ports, r.Ranges.Range)
+				if !ok {
+					m.errorf("RESERVE ports %v not free", r.Ranges.Range)
+				}
+				a.ports = rest
+				res.ports = normalizeRanges(append(res.ports, r.Ranges.Range...))
+			}
+			m.log = append(m.log, "RESERVE "+r.Name+" "+iid)
+		}
+	case mesos.Offer_Operation_CREATE:
+		for _, r := range op.Create.Volumes {
+			_, iid, _ := resLabels(&r)
+			res := a.res[iid]
+			if res == nil || r.Disk == nil || r.Disk.Persistence == nil || r.Disk.Volume == nil {
+				m.errorf("CREATE on unreserved disk or without volume: %v", r)
+				continue
+			}
+			pid := r.Disk.Persistence.ID
+			for _, other := range a.res {
+				if _, dup := other.volumes[pid]; dup {
+					m.errorf("CREATE duplicate persistence id %s", pid)
+				}
+			}
+			if res.disk+epsilon < scalarOf(&r) {
+				m.errorf("CREATE %s: %v MiB > reserved %v", pid, scalarOf(&r), res.disk)
+			}
+			res.disk -= scalarOf(&r)
+			res.volumes[pid] = fakeVolume{size: scalarOf(&r), path: r.Disk.Volume.ContainerPath}
+			m.log = append(m.log, "CREATE "+pid)
+		}
+	case mesos.Offer_Operation_DESTROY:
+		for _, r := range op.Destroy.Volumes {
+			_, iid, _ := resLabels(&r)
+			res := a.res[iid]
+			pid := r.Disk.GetPersistence().GetID()
+			if res == nil || res.usedBy != "" {
+				m.errorf("DESTROY %s: missing or in use", pid)
+				continue
+			}
+			v, ok := res.volumes[pid]
+			if !ok {
+				m.errorf("DESTROY %s: no such volume", pid)
+				continue
+			}
+			delete(res.volumes, pid)
+			res.disk += v.size
+			m.log = append(m.log, "DESTROY "+pid)
+		}
+	case mesos.Offer_Operation_UNRESERVE:
+		for _, r := range op.Unreserve.Resources {
+			_, iid, _ := resLabels(&r)
+			res := a.res[iid]
+			if res == nil || res.usedBy != "" {
+				m.errorf("UNRESERVE %s: missing or in use", iid)
+				continue
+			}
+			if r.Disk != nil && r.Disk.Persistence != nil {
+				m.errorf("UNRESERVE of a volume %s (destroy first)", r.Disk.Persistence.ID)
+				continue
+			}
+			switch r.Name {
+			case resCPUs:
+				res.cpus -= scalarOf(&r)
+				a.cpus += scalarOf(&r)
+			case resMem:
+				res.mem -= scalarOf(&r)
+				a.mem += scalarOf(&r)
+			case resDisk:
+				res.disk -= scalarOf(&r)
+				a.disk += scalarOf(&r)
+			case resPorts:
+				rest, ok := subtractRanges(res.ports, r.Ranges.Range)
+				if !ok {
+					m.errorf("UNRESERVE ports %v not reserved", r.Ranges.Range)
+				}
+				res.ports = rest
+				a.ports = normalizeRanges(append(a.ports, r.Ranges.Range...))
+			}
+			m.log = append(m.log, "UNRESERVE "+r.Name+" "+iid)
+			if res.cpus < epsilon && res.mem < epsilon && res.disk < epsilon && len(res.ports) == 0 && len(res.volumes) == 0 {
+				delete(a.res, iid)
+			}
+		}
+	case mesos.Offer_Operation_LAUNCH:
+		for _, ti := range op.Launch.TaskInfos {
+			m.launch(a, ti)
+		}
+	default:
+		m.errorf("unexpected operation %s", op.Type)
+	}
+}
+
+func (m *fakeMaster) launch(a *fakeAgent, ti mesos.TaskInfo) {
+	tid := ti.TaskID.Value
+	if _, dup := a.tasks[tid]; dup {
+		m.errorf("LAUNCH duplicate task id %s", tid)
+		return
+	}
+	if ti.Command == nil {
+		m.errorf("LAUNCH %s without command", tid)
+	}
+	t := &fakeTask{id: tid, state: mesos.TASK_RUNNING}
+	for i := range ti.Resources {
+		r := &ti.Resources[i]
+		if isUnreserved(r) {
+			switch r.Name {
+			case resCPUs:
+				t.cpus += scalarOf(r)
+			case resMem:
+				t.mem += scalarOf(r)
+			case resDisk:
+				t.disk += scalarOf(r)
+			case resPorts:
+				t.ports = append(t.ports, r.Ranges.Range...)
+			}
+			continue
+		}
+		_, iid, _ := resLabels(r)
+		if t.resv != "" && t.resv != iid {
+			m.errorf("LAUNCH %s on two reservations", tid)
+		}
+		t.resv = iid
+		if r.Disk != nil && r.Disk.Persistence != nil {
+			t.volumes = append(t.volumes, r.Disk.Persistence.ID)
+		}
+	}
+	if t.resv != "" {
+		res := a.res[t.resv]
+		if res == nil {
+			m.errorf("LAUNCH %s on missing reservation %s", tid, t.resv)
+			m.status(tid, a.id, mesos.TASK_ERROR, mesos.SOURCE_MASTER, false)
+			return
+		}
+		if res.usedBy != "" {
+			// Invariant 2: a volume is attached to one live task at most.
+			m.errorf("LAUNCH %s on reservation %s in use by %s", tid, t.resv, res.usedBy)
+			return
+		}
+		for _, pid := range t.volumes {
+			if _, ok := res.volumes[pid]; !ok {
+				m.errorf("LAUNCH %s with missing volume %s", tid, pid)
+			}
+		}
+		res.usedBy = tid
+	} else {
+		if a.cpus+epsilon < t.cpus || a.mem+epsilon < t.mem || a.disk+epsilon < t.disk {
+			m.errorf("LAUNCH %s: resources exceed the free pool", tid)
+			return
+		}
+		rest, ok := subtractRanges(a.ports, t.ports)
+		if !ok {
+			m.errorf("LAUNCH %s: ports %v not free", tid, t.ports)
+			return
+		}
+		a.cpus -= t.cpus
+		a.mem -= t.mem
+		a.disk -= t.disk
+		a.ports = rest
+	}
+	a.tasks[tid] = t
+	m.launched = append(m.launched, ti)
+	m.log = append(m.log, "LAUNCH "+tid)
+	m.status(tid, a.id, mesos.TASK_STARTING, mesos.SOURCE_EXECUTOR, true)
+	m.status(tid, a.id, mesos.TASK_RUNNING, mesos.SOURCE_EXECUTOR, true)
+}
+
+// liveTasks lists live task ids on all agents.
+func (m *fakeMaster) liveTasks() []string {
+	var out []string
+	for _, id := range m.order {
+		for _, tid := range sortedKeys(m.agents[id].tasks) {
+			if isLiveState(m.agents[id].tasks[tid].state.String()) {
+				out = append(out, tid)
+			}
+		}
+	}
+	return out
+}
+
+// reservations describes every reservation left on any agent.
+func (m *fakeMaster) reservations() []string {
+	var out []string
+	for _, id := range m.order {
+		for _, iid := range sortedKeys(m.agents[id].res) {
+			r := m.agents[id].res[iid]
+			out = append(out, fmt.Sprintf("%s@%s vols=%s", iid, id, strings.Join(sortedKeys(r.volumes), ",")))
+		}
+	}
+	return out
+}
