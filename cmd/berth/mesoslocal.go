@@ -1,0 +1,75 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/berth-dev/berth/mesoslocal"
+)
+
+func init() { rootCmd.AddCommand(newMesosLocalCmd()) }
+
+// newMesosLocalCmd is `berth mesos-local`: a Mesos master and agents in one
+// process, for machines without a Mesos cluster.
+func newMesosLocalCmd() *cobra.Command {
+	var (
+		cfg      mesoslocal.Config
+		logLevel string
+		simRun   time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "mesos-local",
+		Short: "Run an embedded Mesos-compatible master with local agents",
+		Long: `mesos-local runs a Mesos master and one or more agents in one process.
+It speaks the Mesos v1 scheduler and operator HTTP APIs, runs tasks as local
+processes and keeps persistent volumes and reservations under the work dir,
+so they survive a restart. With --simulate, agents run tasks without processes.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var level slog.Level
+			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+				return fmt.Errorf("--log-level %q: want debug, info, warn or error", logLevel)
+			}
+			cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+			cfg.SimTaskDuration = simRun
+			c, err := mesoslocal.New(cfg)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			if err := c.Start(ctx); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "mesos-local listening on %s (agents: %v)\n", c.URL(), c.AgentIDs())
+			<-ctx.Done()
+			cfg.Logger.Info("shutting down mesos-local")
+			return c.Close()
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.Listen, "listen", mesosLocalEnvOr("BERTH_MESOS_LOCAL_LISTEN", "127.0.0.1:5050"), "master HTTP address HOST:PORT (env BERTH_MESOS_LOCAL_LISTEN)")
+	f.StringVar(&cfg.WorkDir, "work-dir", mesosLocalEnvOr("BERTH_MESOS_LOCAL_WORK_DIR", "./mesos-local-data"), "directory for agent checkpoints, sandboxes and volumes (env BERTH_MESOS_LOCAL_WORK_DIR)")
+	f.IntVar(&cfg.Agents, "agents", 1, "number of agents")
+	f.StringVar(&cfg.AgentResources, "agent-resources", os.Getenv("BERTH_MESOS_LOCAL_AGENT_RESOURCES"), `resources of each agent, e.g. "cpus:4;mem:8192;disk:20000;ports:[31000-32000]" (default: sized from this machine)`)
+	f.BoolVar(&cfg.Simulate, "simulate", false, "simulate tasks without running processes")
+	f.DurationVar(&simRun, "simulate-task-duration", 0, "with --simulate, how long a task runs before finishing (0: until killed)")
+	f.DurationVar(&cfg.AllocationInterval, "allocation-interval", time.Second, "offer batching interval")
+	f.StringVar(&cfg.Hostname, "hostname", "", "agents' hostname in offers (default: the listen host, or 127.0.0.1)")
+	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	return cmd
+}
+
+func mesosLocalEnvOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
