@@ -72,4 +72,3 @@ func mesosLocalEnvOr(key, def string) string {
 	}
 	return def
 }
-
