@@ -1,0 +1,372 @@
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os/user"
+	"strings"
+	"sync"
+	"time"
+
+	mesos "github.com/mesos/mesos-go/api/v1/lib"
+	"github.com/mesos/mesos-go/api/v1/lib/encoding/codecs"
+	"github.com/mesos/mesos-go/api/v1/lib/httpcli"
+	"github.com/mesos/mesos-go/api/v1/lib/httpcli/httpsched"
+	"github.com/mesos/mesos-go/api/v1/lib/scheduler"
+	"github.com/mesos/mesos-go/api/v1/lib/scheduler/calls"
+
+	v1 "github.com/berth-dev/berth/proto/berth/v1"
+)
+
+// Store is the replicated state the driver reads: StateReader plus a
+// channel closed at the next change. *fsm.Store satisfies it.
+type Store interface {
+	StateReader
+	Watch() <-chan struct{}
+}
+
+// Deps are the scheduler's connections to the rest of the server.
+type Deps struct {
+	// Store returns the current state store (it may be swapped on a
+	// snapshot restore, hence a func).
+	Store func() Store
+	// Commit commits a plan through Raft and returns once it is applied
+	// locally. An error means "not committed": nothing is sent.
+	Commit func(ctx context.Context, plan *v1.SchedulerPlanCommand) error
+	// SetFrameworkID commits the framework id through Raft.
+	SetFrameworkID func(ctx context.Context, id string) error
+	// Publish hands an event to the event stream (must not block long).
+	Publish func(*v1.Event)
+}
+
+// ErrFrameworkRemoved is returned by Run when Mesos reports that the
+// framework was removed: a new framework id would orphan every berth, so
+// the scheduler stops and an operator must decide.
+var ErrFrameworkRemoved = errors.New("scheduler: Mesos reports the framework has been removed")
+
+// Scheduler is the Mesos framework driver: it subscribes, feeds events,
+// ticks and health results to the pure core, commits each plan, then sends
+// the calls. It runs on the Raft leader only.
+type Scheduler struct {
+	cfg  Config
+	deps Deps
+	log  *slog.Logger
+	mem  *Memory
+}
+
+// New returns a scheduler; Run starts it.
+func New(cfg Config, deps Deps) *Scheduler {
+	cfg = cfg.withDefaults()
+	return &Scheduler{cfg: cfg, deps: deps, log: cfg.Logger.With("component", "scheduler"), mem: NewMemory()}
+}
+
+// Run subscribes to the master and schedules until ctx is cancelled (then
+// it returns nil at once, having closed its subscription and sent nothing
+// more). The subscription is retried with backoff when it breaks. It
+// returns ErrFrameworkRemoved, or a configuration error, otherwise.
+func (s *Scheduler) Run(ctx context.Context) error {
+	if err := s.cfg.Validate(); err != nil {
+		return err
+	}
+	if s.deps.Store == nil || s.deps.Commit == nil || s.deps.SetFrameworkID == nil {
+		return errors.New("scheduler: Deps.Store, Deps.Commit and Deps.SetFrameworkID are required")
+	}
+	backoff := 250 * time.Millisecond
+	for {
+		started := time.Now()
+		err := s.session(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if errors.Is(err, ErrFrameworkRemoved) || errors.Is(err, errNoFrameworkID) {
+			s.log.Error("scheduler stopped", "err", err)
+			return err
+		}
+		if time.Since(started) > time.Minute {
+			backoff = 250 * time.Millisecond
+		}
+		s.log.Warn("mesos subscription ended; resubscribing", "err", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff *= 2
+		if backoff > s.cfg.SubscribeBackoffMax {
+			backoff = s.cfg.SubscribeBackoffMax
+		}
+	}
+}
+
+var errNoFrameworkID = errors.New("scheduler: no framework id stored but instances hold berths; refusing to register a new framework")
+
+func (s *Scheduler) frameworkInfo(fid string) *mesos.FrameworkInfo {
+	u := s.cfg.User
+	if u == "" {
+		if cu, err := user.Current(); err == nil && cu.Username != "" {
+			u = cu.Username
+		} else {
+			u = "root"
+		}
+	}
+	secs := s.cfg.FailoverTimeout.Seconds()
+	info := &mesos.FrameworkInfo{
+		User:            u,
+		Name:            s.cfg.FrameworkName,
+		Role:            strPtr(s.cfg.Role),
+		Principal:       strPtr(s.cfg.Principal),
+		FailoverTimeout: &secs,
+		Checkpoint:      boolPtr(true),
+		Capabilities: []mesos.FrameworkInfo_Capability{
+			{Type: mesos.FrameworkInfo_Capability_RESERVATION_REFINEMENT},
+			{Type: mesos.FrameworkInfo_Capability_PARTITION_AWARE},
+			{Type: mesos.FrameworkInfo_Capability_TASK_KILLING_STATE},
+		},
+	}
+	if s.cfg.Hostname != "" {
+		info.Hostname = strPtr(s.cfg.Hostname)
+	}
+	if fid != "" {
+		info.ID = &mesos.FrameworkID{Value: fid}
+	}
+	return info
+}
+
+// session runs one subscription until it breaks or ctx ends.
+func (s *Scheduler) session(ctx context.Context) error {
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	store := s.deps.Store()
+	fid := store.FrameworkID()
+	if fid == "" {
+		for _, i := range store.Instances() {
+			if hasBerth(i) || taskLive(i.GetTask()) {
+				return errNoFrameworkID
+			}
+		}
+	}
+	endpoint := strings.TrimRight(s.cfg.MesosMaster, "/") + "/api/v1/scheduler"
+	cli := httpcli.New(
+		httpcli.Endpoint(endpoint),
+		httpcli.Codec(codecs.ByMediaType[codecs.MediaTypeProtobuf]),
+	)
+	caller := httpsched.NewCaller(cli)
+	sub := calls.Subscribe(s.frameworkInfo(fid))
+	if fid != "" {
+		sub = sub.With(calls.SubscribeTo(fid))
+	}
+	resp, err := caller.Call(sctx, sub)
+	if err != nil {
+		return fmt.Errorf("subscribe to %s: %w", endpoint, err)
+	}
+	if resp == nil {
+		return fmt.Errorf("subscribe to %s: empty response", endpoint)
+	}
+	// Closing the response ends the decoder goroutine; it is closed before
+	// the goroutine is waited for.
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer func() { _ = resp.Close() }()
+	defer cancel()
+
+	events := make(chan *scheduler.Event)
+	decodeErr := make(chan error, 1)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			var e scheduler.Event
+			if err := resp.Decode(&e); err != nil {
+				decodeErr <- err
+				return
+			}
+			select {
+			case events <- &e:
+			case <-sctx.Done():
+				return
+			}
+		}
+	}()
+
+	// The first event must be SUBSCRIBED (or ERROR).
+	var first *scheduler.Event
+	select {
+	case <-sctx.Done():
+		return sctx.Err()
+	case err := <-decodeErr:
+		return fmt.Errorf("read subscription: %w", err)
+	case first = <-events:
+	case <-time.After(30 * time.Second):
+		return errors.New("no SUBSCRIBED event within 30s")
+	}
+	switch first.GetType() {
+	case scheduler.Event_ERROR:
+		return s.errorEvent(first.GetError().GetMessage())
+	case scheduler.Event_SUBSCRIBED:
+	default:
+		return fmt.Errorf("first event is %s, not SUBSCRIBED", first.GetType())
+	}
+	newID := first.GetSubscribed().GetFrameworkID().GetValue()
+	if newID == "" {
+		return errors.New("SUBSCRIBED without a framework id")
+	}
+	if fid == "" {
+		// Committed before anything else is done with the subscription.
+		if err := s.deps.SetFrameworkID(sctx, newID); err != nil {
+			return fmt.Errorf("commit framework id %s: %w", newID, err)
+		}
+		s.log.Info("registered new framework", "framework_id", newID)
+		fid = newID
+	} else if newID != fid {
+		return fmt.Errorf("master answered framework id %s for stored id %s", newID, fid)
+	}
+	heartbeat := 15 * time.Second
+	if hb := first.GetSubscribed().GetHeartbeatIntervalSeconds(); hb > 0 {
+		heartbeat = time.Duration(hb * float64(time.Second))
+	}
+	s.log.Info("subscribed to mesos", "master", s.cfg.MesosMaster, "framework_id", fid, "heartbeat", heartbeat)
+
+	s.mem = NewMemory()
+	hc := newHealthChecker(s.cfg.HealthCheckConcurrency)
+	wg.Add(1)
+	go func() { defer wg.Done(); hc.run(sctx) }()
+
+	l := &loop{s: s, ctx: sctx, caller: caller, fid: fid, health: hc}
+	l.apply(Subscribed{FrameworkID: fid})
+	l.apply(Tick{})
+
+	silence := 5 * heartbeat
+	watchdog := time.NewTimer(silence)
+	defer watchdog.Stop()
+	ticker := time.NewTicker(s.cfg.TickInterval)
+	defer ticker.Stop()
+	watch := s.deps.Store().Watch()
+	for {
+		select {
+		case <-sctx.Done():
+			return sctx.Err()
+		case err := <-decodeErr:
+			return fmt.Errorf("subscription stream: %w", err)
+		case <-watchdog.C:
+			return fmt.Errorf("no event from the master for %s", silence)
+		case e := <-events:
+			if !watchdog.Stop() {
+				select {
+				case <-watchdog.C:
+				default:
+				}
+			}
+			watchdog.Reset(silence)
+			if err := l.event(e); err != nil {
+				return err
+			}
+		case <-ticker.C:
+			l.apply(Tick{})
+		case <-watch:
+			watch = s.deps.Store().Watch()
+			l.apply(Tick{})
+		case r := <-hc.results:
+			l.apply(r)
+		}
+		if l.fatal != nil {
+			return l.fatal
+		}
+	}
+}
+
+func (s *Scheduler) errorEvent(msg string) error {
+	if strings.Contains(msg, "Framework has been removed") {
+		return fmt.Errorf("%w: %s", ErrFrameworkRemoved, msg)
+	}
+	return fmt.Errorf("master error: %s", msg)
+}
+
+// loop is one subscription's event loop state.
+type loop struct {
+	s      *Scheduler
+	ctx    context.Context
+	caller calls.Caller
+	fid    string
+	health *healthChecker
+	fatal  error
+}
+
+func (l *loop) event(e *scheduler.Event) error {
+	switch e.GetType() {
+	case scheduler.Event_OFFERS:
+		l.apply(Offers{Offers: e.GetOffers().GetOffers()})
+	case scheduler.Event_UPDATE:
+		l.apply(StatusUpdate{Status: e.GetUpdate().GetStatus()})
+	case scheduler.Event_ERROR:
+		return l.s.errorEvent(e.GetError().GetMessage())
+	case scheduler.Event_FAILURE:
+		f := e.GetFailure()
+		l.s.log.Warn("mesos failure event", "agent_id", f.GetAgentID().GetValue(), "executor_id", f.GetExecutorID().GetValue(), "status", f.GetStatus())
+	case scheduler.Event_RESCIND, scheduler.Event_HEARTBEAT, scheduler.Event_SUBSCRIBED:
+	default:
+		l.s.log.Debug("ignored mesos event", "type", e.GetType().String())
+	}
+	return nil
+}
+
+// apply runs one decision: snapshot, decide, commit, then send and publish.
+func (l *loop) apply(in Input) {
+	if l.ctx.Err() != nil {
+		return
+	}
+	st := NewState(l.s.deps.Store(), l.s.mem)
+	d := Decide(st, in, time.Now(), l.s.cfg)
+	if d.Plan != nil {
+		if err := l.s.deps.Commit(l.ctx, d.Plan); err != nil {
+			// Not committed: send nothing that depends on it. Offers are
+			// declined so they are not held; the memory is dropped so that
+			// whatever it recorded as sent is decided again.
+			l.s.log.Error("commit scheduler plan", "err", err)
+			l.s.mem = NewMemory()
+			l.s.mem.reconcileNow = true
+			if o, ok := in.(Offers); ok && l.ctx.Err() == nil {
+				ids := make([]mesos.OfferID, 0, len(o.Offers))
+				for i := range o.Offers {
+					ids = append(ids, o.Offers[i].ID)
+				}
+				l.send(calls.Decline(ids...).With(calls.RefuseSeconds(time.Second)))
+			}
+			return
+		}
+	}
+	for _, c := range d.Calls {
+		if l.ctx.Err() != nil {
+			return // leadership lost: stop sending at once
+		}
+		if err := l.send(c); err != nil && c.Type == scheduler.Call_ACCEPT {
+			// Launches recorded as staging may never have reached the master;
+			// reconciliation will tell.
+			l.s.mem.reconcileNow = true
+		}
+	}
+	if l.s.deps.Publish != nil {
+		for _, e := range d.Events {
+			l.s.deps.Publish(e)
+		}
+	}
+	if _, ok := in.(Tick); ok {
+		l.health.sync(healthTargets(NewState(l.s.deps.Store(), l.s.mem)))
+	}
+}
+
+func (l *loop) send(c *scheduler.Call) error {
+	c.FrameworkID = &mesos.FrameworkID{Value: l.fid}
+	resp, err := l.caller.Call(l.ctx, c)
+	if resp != nil {
+		_ = resp.Close()
+	}
+	if err != nil {
+		if l.ctx.Err() == nil {
+			l.s.log.Warn("mesos call failed", "call", c.Type.String(), "err", err)
+		}
+		return fmt.Errorf("%s: %w", c.Type, err)
+	}
+	return nil
+}

@@ -1,0 +1,300 @@
+package scheduler
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	v1 "github.com/berth-dev/berth/proto/berth/v1"
+)
+
+// checkTracker applies Marathon's semantics to the results of one
+// leader-run health check of one task: failures are ignored during the
+// grace period (until the first success), and maxConsecutiveFailures
+// failures in a row (when > 0) ask for a kill.
+type checkTracker struct {
+	grace       time.Duration
+	maxFailures int
+	started     time.Time
+
+	seenSuccess bool
+	failures    int
+	alive       *bool
+}
+
+// record takes one probe result. It returns whether the check's health is
+// now known and what it is, and whether the task must be killed.
+func (c *checkTracker) record(ok bool, now time.Time) (known, alive, kill bool) {
+	if ok {
+		c.seenSuccess = true
+		c.failures = 0
+		t := true
+		c.alive = &t
+		return true, true, false
+	}
+	if !c.seenSuccess && now.Sub(c.started) < c.grace {
+		// In the grace period: the failure neither counts nor reports.
+		return c.alive != nil, c.alive != nil && *c.alive, false
+	}
+	c.failures++
+	f := false
+	c.alive = &f
+	return true, false, c.maxFailures > 0 && c.failures >= c.maxFailures
+}
+
+// healthTarget is a running task with leader-run health checks.
+type healthTarget struct {
+	taskID  string
+	host    string
+	ports   []uint32
+	checks  []*v1.HealthCheck
+	started time.Time
+}
+
+type targetState struct {
+	target   healthTarget
+	trackers []*checkTracker
+	next     []time.Time
+	busy     []bool
+	healthy  *bool
+	killed   bool
+}
+
+// healthChecker runs HTTP, HTTPS and TCP checks against task host:port from
+// the leader and reports aggregate health changes and kill requests.
+type healthChecker struct {
+	mu      sync.Mutex
+	targets map[string]*targetState
+	results chan HealthResult
+	sem     chan struct{}
+	client  *http.Client
+	wg      sync.WaitGroup
+	now     func() time.Time
+}
+
+func newHealthChecker(concurrency int) *healthChecker {
+	tr := &http.Transport{
+		TLSClientConfig:   &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // Marathon does not verify health check certificates
+		DisableKeepAlives: true,
+	}
+	return &healthChecker{
+		targets: map[string]*targetState{},
+		results: make(chan HealthResult, 64),
+		sem:     make(chan struct{}, concurrency),
+		client: &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		}},
+		now: time.Now,
+	}
+}
+
+// sync replaces the set of checked tasks; state is kept for tasks that stay.
+func (h *healthChecker) sync(targets []healthTarget) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	keep := map[string]bool{}
+	now := h.now()
+	for _, t := range targets {
+		keep[t.taskID] = true
+		if _, ok := h.targets[t.taskID]; ok {
+			continue
+		}
+		ts := &targetState{target: t}
+		for _, hc := range t.checks {
+			ts.trackers = append(ts.trackers, &checkTracker{
+				grace:       time.Duration(intOr(hc.GracePeriodSeconds, defaultHealthGraceSeconds)) * time.Second,
+				maxFailures: intOr(hc.MaxConsecutiveFailures, defaultHealthMaxConsecutive),
+				started:     t.started,
+			})
+			ts.next = append(ts.next, now)
+			ts.busy = append(ts.busy, false)
+		}
+		h.targets[t.taskID] = ts
+	}
+	for id := range h.targets {
+		if !keep[id] {
+			delete(h.targets, id)
+		}
+	}
+}
+
+// run probes due checks until ctx ends, then waits for probes in flight.
+func (h *healthChecker) run(ctx context.Context) {
+	defer h.wg.Wait()
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		h.dispatch(ctx)
+	}
+}
+
+func (h *healthChecker) dispatch(ctx context.Context) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	now := h.now()
+	for id, ts := range h.targets {
+		if ts.killed {
+			continue
+		}
+		for ci, hc := range ts.target.checks {
+			if ts.busy[ci] || now.Before(ts.next[ci]) {
+				continue
+			}
+			select {
+			case h.sem <- struct{}{}:
+			default:
+				return // saturated: try again next tick
+			}
+			ts.busy[ci] = true
+			interval := time.Duration(intOr(hc.IntervalSeconds, defaultHealthIntervalSecs)) * time.Second
+			ts.next[ci] = now.Add(interval)
+			h.wg.Add(1)
+			go func(taskID string, ci int, hc *v1.HealthCheck, target healthTarget) {
+				defer h.wg.Done()
+				defer func() { <-h.sem }()
+				ok, msg, ignore := h.probe(ctx, hc, target)
+				h.report(ctx, taskID, ci, ok, msg, ignore)
+			}(id, ci, hc, ts.target)
+		}
+	}
+}
+
+// report folds one probe result into the task's state and emits a result
+// when the aggregate health changes or a kill is due.
+func (h *healthChecker) report(ctx context.Context, taskID string, ci int, ok bool, msg string, ignore bool) {
+	h.mu.Lock()
+	ts, found := h.targets[taskID]
+	if !found {
+		h.mu.Unlock()
+		return
+	}
+	ts.busy[ci] = false
+	if ignore || ts.killed {
+		h.mu.Unlock()
+		return
+	}
+	_, _, kill := ts.trackers[ci].record(ok, h.now())
+	// Aggregate: healthy when every check is alive; unknown while any
+	// check has no result yet; unhealthy when any known check failed.
+	var agg *bool
+	allKnown, anyDead := true, false
+	for _, t := range ts.trackers {
+		if t.alive == nil {
+			allKnown = false
+		} else if !*t.alive {
+			anyDead = true
+		}
+	}
+	switch {
+	case anyDead:
+		f := false
+		agg = &f
+	case allKnown:
+		t := true
+		agg = &t
+	}
+	var out *HealthResult
+	changed := agg != nil && (ts.healthy == nil || *ts.healthy != *agg)
+	if changed || kill {
+		ts.healthy = agg
+		r := HealthResult{TaskID: taskID, Healthy: agg != nil && *agg, Kill: kill, Message: msg}
+		out = &r
+	}
+	if kill {
+		ts.killed = true
+	}
+	h.mu.Unlock()
+	if out != nil {
+		select {
+		case h.results <- *out:
+		case <-ctx.Done():
+		}
+	}
+}
+
+// probe runs one check. ignore is true for an HTTP 1xx answer with
+// ignoreHttp1xx set: health stays as it was.
+func (h *healthChecker) probe(ctx context.Context, hc *v1.HealthCheck, t healthTarget) (ok bool, msg string, ignore bool) {
+	port, found := healthCheckPort(hc, t.ports)
+	if !found {
+		return false, fmt.Sprintf("health check port index %d out of range (%d ports)", hc.GetPortIndex(), len(t.ports)), false
+	}
+	timeout := time.Duration(intOr(hc.TimeoutSeconds, defaultHealthTimeoutSecs)) * time.Second
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	addr := net.JoinHostPort(t.host, strconv.Itoa(int(port)))
+	switch healthProtocol(hc) {
+	case "TCP":
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return false, "TCP " + addr + ": " + err.Error(), false
+		}
+		_ = c.Close()
+		return true, "", false
+	default:
+		scheme := "http"
+		if healthProtocol(hc) == "HTTPS" {
+			scheme = "https"
+		}
+		path := hc.GetPath()
+		if path == "" {
+			path = "/"
+		}
+		url := scheme + "://" + addr + path
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return false, err.Error(), false
+		}
+		resp, err := h.client.Do(req)
+		if err != nil {
+			return false, "GET " + url + ": " + err.Error(), false
+		}
+		_ = resp.Body.Close()
+		switch {
+		case resp.StatusCode < 200 && hc.GetIgnoreHttp1Xx():
+			return false, "", true
+		case resp.StatusCode >= 200 && resp.StatusCode < 400:
+			return true, "", false
+		}
+		return false, fmt.Sprintf("GET %s: status %d", url, resp.StatusCode), false
+	}
+}
+
+// healthTargets lists the running tasks with leader-run checks.
+func healthTargets(st *State) []healthTarget {
+	var out []healthTarget
+	for _, id := range st.sortedInstanceIDs() {
+		i := st.Instances[id]
+		t := i.GetTask()
+		if t.GetState() != stRunning || t.KillRequestedAt != nil {
+			continue
+		}
+		a := st.appVersion(i.GetAppId(), t.GetAppVersion())
+		if a == nil {
+			a = st.Apps[i.GetAppId()]
+		}
+		var checks []*v1.HealthCheck
+		for _, hc := range a.GetHealthChecks() {
+			if isLeaderCheck(hc) {
+				checks = append(checks, hc)
+			}
+		}
+		if len(checks) == 0 {
+			continue
+		}
+		started := t.GetStartedAt().AsTime()
+		out = append(out, healthTarget{taskID: t.GetId(), host: t.GetHostname(), ports: t.GetPorts(), checks: checks, started: started})
+	}
+	return out
+}
