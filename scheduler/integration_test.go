@@ -372,3 +372,123 @@ func TestIntegrationResidentLifecycle(t *testing.T) {
 		t.Fatalf("UNRESERVE records %v", c.opsFor("UNRESERVE"))
 	}
 }
+
+// TestIntegrationStatelessScale scales a stateless app 1 → 3 → 0: no
+// reservations are made and ended instances are forgotten.
+func TestIntegrationStatelessScale(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts mesos-local")
+	}
+	c := startCluster(t, 2, "cpus:2;mem:1024;disk:1000;ports:[31000-31100]", false)
+	c.startScheduler(Config{})
+	app := &v1.App{
+		Id: "/web", Version: proto.String("2025-01-01T00:00:00Z"), Cmd: proto.String("exec sleep 3600"),
+		Instances: proto.Int32(1), Cpus: proto.Float64(0.1), Mem: proto.Float64(16),
+		PortDefinitions: []*v1.PortDefinition{{Port: proto.Int32(0)}},
+	}
+	c.createApp(app, "d1")
+	c.waitFor("one instance running", 60*time.Second, func() bool {
+		is := c.instances("/web")
+		return len(is) == 1 && runningTask(is[0]) && c.deploymentDone("d1")
+	})
+	three := proto.Clone(app).(*v1.App)
+	three.Instances = proto.Int32(3)
+	three.Version = proto.String("2025-01-01T00:00:01Z")
+	c.updateApp(three, "d2")
+	c.waitFor("three instances running", 60*time.Second, func() bool {
+		n := 0
+		for _, i := range c.instances("/web") {
+			if runningTask(i) {
+				n++
+			}
+		}
+		return n == 3 && c.deploymentDone("d2")
+	})
+	zero := proto.Clone(app).(*v1.App)
+	zero.Instances = proto.Int32(0)
+	zero.Version = proto.String("2025-01-01T00:00:02Z")
+	c.updateApp(zero, "d3")
+	c.waitFor("all instances forgotten", 60*time.Second, func() bool { return len(c.instances("/web")) == 0 && c.deploymentDone("d3") })
+	if r := c.opsFor("RESERVE"); len(r) != 0 {
+		t.Fatalf("stateless app reserved resources: %v", r)
+	}
+	if r := c.reservedOnAgents(); len(r) != 0 {
+		t.Fatalf("reserved: %v", r)
+	}
+}
+
+// TestIntegrationHealthKill runs a resident app whose TCP health check
+// passes while a marker file is absent from its volume; once the marker is
+// written, the leader's checks fail, the task is killed and relaunched on
+// the same berth (its goal unchanged).
+func TestIntegrationHealthKill(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts mesos-local")
+	}
+	if _, err := os.Stat("/usr/bin/python3"); err != nil {
+		t.Skip("needs python3 for a tiny TCP server")
+	}
+	c := startCluster(t, 1, "cpus:2;mem:1024;disk:1000;ports:[31000-31100]", false)
+	c.startScheduler(Config{})
+	// A TCP server on PORT0 that stops accepting once data/sick exists.
+	server := `import os,socket,time
+s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(os.environ["PORT0"]))); s.listen(16); s.settimeout(0.2)
+while not os.path.exists("data/sick"):
+    try:
+        c,_=s.accept(); c.close()
+    except socket.timeout:
+        pass
+s.close()
+time.sleep(3600)
+`
+	app := &v1.App{
+		Id: "/hc", Version: proto.String("2025-01-01T00:00:00Z"),
+		Cmd:       proto.String("rm -f data/sick; exec python3 -c '" + server + "'"),
+		Instances: proto.Int32(1), Cpus: proto.Float64(0.1), Mem: proto.Float64(32),
+		PortDefinitions: []*v1.PortDefinition{{Port: proto.Int32(0)}},
+		Container: &v1.Container{Type: proto.String("MESOS"), Volumes: []*v1.Volume{{
+			ContainerPath: "data", Mode: proto.String("RW"), Persistent: &v1.PersistentVolume{Size: proto.Float64(5)},
+		}}},
+		HealthChecks: []*v1.HealthCheck{{
+			Protocol: proto.String("TCP"), PortIndex: proto.Int32(0), GracePeriodSeconds: proto.Int32(30),
+			IntervalSeconds: proto.Int32(1), TimeoutSeconds: proto.Int32(1), MaxConsecutiveFailures: proto.Int32(2),
+		}},
+	}
+	c.createApp(app, "d1")
+	c.waitFor("healthy instance and deployment done", 60*time.Second, func() bool {
+		is := c.instances("/hc")
+		return len(is) == 1 && runningTask(is[0]) && is[0].GetTask().GetHealthy() && c.deploymentDone("d1")
+	})
+	inst := c.instances("/hc")[0]
+	pid := inst.GetReservation().GetVolumes()[0].GetPersistenceId()
+	matches, _ := filepath.Glob(filepath.Join(c.workDir, "agents", "*", "volumes", "roles", "berth", pid))
+	if len(matches) != 1 {
+		t.Fatalf("volume dir for %s: %v", pid, matches)
+	}
+	if err := os.WriteFile(filepath.Join(matches[0], "sick"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c.waitFor("relaunched after failed health checks", 60*time.Second, func() bool {
+		is := c.instances("/hc")
+		return len(is) == 1 && is[0].GetIncarnation() >= 2 && runningTask(is[0]) && is[0].GetTask().GetHealthy()
+	})
+	again := c.instances("/hc")[0]
+	if again.GetId() != inst.GetId() || again.GetReservation().GetVolumes()[0].GetPersistenceId() != pid || goalOf(again) != v1.Goal_GOAL_RUNNING {
+		t.Fatalf("relaunch left the berth: %v", again)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var kills, healthEvents int
+	for _, e := range c.events {
+		switch e.GetType() {
+		case "unhealthy_instance_kill_event":
+			kills++
+		case "health_status_changed_event":
+			healthEvents++
+		}
+	}
+	if kills == 0 || healthEvents < 3 {
+		t.Fatalf("events: %d kills, %d health changes", kills, healthEvents)
+	}
+}
