@@ -108,11 +108,13 @@ func (p *planner) matchOffer(o *mesos.Offer, v *offerView, r *offerRound) []meso
 		}
 	}
 	nLaunch := 0
+	collected := map[string]bool{}
 	for _, iid := range v.labelledInstanceIDs() {
 		g := v.labelled[iid]
 		i := p.inst(iid)
 		if i == nil || !hasBerth(i) || i.GetReservation().GetAgentId() != o.AgentID.Value {
 			garbage(g.all()...) // unknown instance, or not pinned here any more
+			collected[iid] = true
 			continue
 		}
 		if goalOf(i) == v1.Goal_GOAL_DECOMMISSIONED {
@@ -169,8 +171,8 @@ func (p *planner) matchOffer(o *mesos.Offer, v *offerView, r *offerRound) []meso
 		if p.cfg.MaxInstancesPerOffer > 0 && nLaunch >= p.cfg.MaxInstancesPerOffer {
 			break
 		}
-		if r.placed[iid] {
-			continue
+		if r.placed[iid] || collected[iid] {
+			continue // a berth is not re-made where its stale one is being collected
 		}
 		i := p.inst(iid)
 		a := p.st.Apps[i.GetAppId()]

@@ -48,8 +48,12 @@ func (p *planner) onStatus(s mesos.TaskStatus) {
 			newHealthy = &h
 		}
 	}
+	// The launch used the reserved resources and volume, so a status from
+	// the agent or executor, or a master report that the task runs, proves
+	// the RESERVE and CREATE took effect.
 	confirm := resState(i) == v1.ReservationState_RESERVATION_STATE_PENDING &&
-		s.GetSource() != mesos.SOURCE_MASTER && (agentID == "" || agentID == i.GetReservation().GetAgentId())
+		(agentID == "" || agentID == i.GetReservation().GetAgentId()) &&
+		(s.GetSource() != mesos.SOURCE_MASTER || state == stStarting || state == stRunning || state == stKilling)
 	if prevState == state && !healthChanged && !confirm {
 		return // nothing new to record: just acknowledge
 	}
