@@ -59,6 +59,10 @@ type nodeMeta struct {
 	// Applied is the last applied Raft index, gossiped only while the
 	// server is not a voter so that the leader can tell when it caught up.
 	Applied uint64 `json:"applied,omitempty"`
+	// Leaving is set by a server that leaves gracefully, just before its
+	// memberlist leave: memberlist itself does not tell event delegates
+	// whether a node left or died.
+	Leaving bool `json:"leaving,omitempty"`
 }
 
 func (m nodeMeta) encode() ([]byte, error) {
@@ -117,6 +121,9 @@ func (t *memberTable) upsert(n *memberlist.Node, status MemberStatus) {
 		t.log.Warn("ignoring gossip member", "member", n.Name, "addr", n.Address(), "err", err)
 		return
 	}
+	if meta.Leaving {
+		status = StatusLeft
+	}
 	now := time.Now()
 	t.mu.Lock()
 	m, ok := t.members[n.Name]
@@ -173,14 +180,9 @@ func (t *memberTable) NotifyJoin(n *memberlist.Node) { t.upsert(n, StatusAlive) 
 // NotifyUpdate implements memberlist.EventDelegate.
 func (t *memberTable) NotifyUpdate(n *memberlist.Node) { t.upsert(n, StatusAlive) }
 
-// NotifyLeave implements memberlist.EventDelegate.
-func (t *memberTable) NotifyLeave(n *memberlist.Node) {
-	status := StatusFailed
-	if n.State == memberlist.StateLeft {
-		status = StatusLeft
-	}
-	t.upsert(n, status)
-}
+// NotifyLeave implements memberlist.EventDelegate. A node that announced
+// its departure (Leaving in its metadata) left; any other died.
+func (t *memberTable) NotifyLeave(n *memberlist.Node) { t.upsert(n, StatusFailed) }
 
 // NotifyConflict implements memberlist.ConflictDelegate.
 func (t *memberTable) NotifyConflict(existing, other *memberlist.Node) {

@@ -128,6 +128,7 @@ func (n *Node) localMeta() nodeMeta {
 		Expect:   n.cfg.BootstrapExpect,
 		HasState: n.hasState.Load(),
 		Applied:  n.gossipApplied.Load(),
+		Leaving:  n.leaving.Load(),
 	}
 }
 
@@ -837,6 +838,14 @@ func (n *Node) Leave(ctx context.Context) error {
 	leaveTimeout := 5 * time.Second
 	if d, err := timeoutFrom(ctx); err == nil && d > 0 && d < leaveTimeout {
 		leaveTimeout = d
+	}
+	// Announce the departure in our metadata first (see nodeMeta.Leaving),
+	// then leave gossip.
+	n.gossipUpdateMu.Lock()
+	err = n.gossip.UpdateNode(leaveTimeout)
+	n.gossipUpdateMu.Unlock()
+	if err != nil {
+		n.log.Warn("leave: gossip metadata update", "err", err)
 	}
 	if err := n.gossip.Leave(leaveTimeout); err != nil {
 		n.log.Warn("leave: gossip leave broadcast", "err", err)

@@ -197,6 +197,9 @@ func (n *Node) readSnapshot(ctx context.Context, r io.Reader) (SnapshotInfo, *os
 	var info SnapshotInfo
 	br := bufio.NewReaderSize(&ctxReader{ctx: ctx, r: r}, 64<<10)
 	magic, err := readLine(br, len(snapshotMagic)+1)
+	if errors.Is(err, io.EOF) {
+		return info, nil, errors.New("not a Berth snapshot (empty input)")
+	}
 	if err != nil || magic != snapshotMagic {
 		if err == nil || errors.Is(err, errLineTooLong) {
 			return info, nil, errors.New("not a Berth snapshot (missing \"" + snapshotMagic + "\" header)")

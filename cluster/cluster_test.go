@@ -1,0 +1,287 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// startCluster starts n on-disk servers on loopback with kernel-assigned
+// ports and BootstrapExpect n; each joins s0 through gossip.
+func startCluster(t *testing.T, n int, mutate func(*Config)) []*tnode {
+	t.Helper()
+	var nodes []*tnode
+	for i := range n {
+		cfg := tcpConfig(t, fmt.Sprintf("s%d", i), n)
+		if i > 0 {
+			cfg.Join = []string{nodes[0].node.GossipAddr()}
+		}
+		if mutate != nil {
+			mutate(&cfg)
+		}
+		nodes = append(nodes, start(t, cfg))
+	}
+	return nodes
+}
+
+func names(nodes []*tnode) []string {
+	var out []string
+	for _, tn := range nodes {
+		out = append(out, tn.cfg.NodeName)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func without(nodes []*tnode, drop ...*tnode) []*tnode {
+	var out []*tnode
+	for _, tn := range nodes {
+		if !slices.Contains(drop, tn) {
+			out = append(out, tn)
+		}
+	}
+	return out
+}
+
+func follower(nodes []*tnode, leader *tnode) *tnode {
+	for _, tn := range nodes {
+		if tn != leader {
+			return tn
+		}
+	}
+	return nil
+}
+
+// checkOneCluster verifies that every server has the same configuration
+// with all servers as voters and agrees on one leader.
+func checkOneCluster(t *testing.T, nodes []*tnode) *tnode {
+	t.Helper()
+	leader := waitLeader(t, nodes, 30*time.Second)
+	for _, tn := range nodes {
+		waitVoters(t, tn.node, names(nodes)...)
+	}
+	return leader
+}
+
+func TestThreeNodeBootstrapFailoverRestart(t *testing.T) {
+	nodes := startCluster(t, 3, nil)
+	leader := checkOneCluster(t, nodes)
+
+	// Writes go through the leader; a follower refuses them and points at
+	// the leader's API address.
+	for i := range 20 {
+		set(t, nodes, fmt.Sprintf("k%d", i), "before")
+	}
+	waitHas(t, nodes, "k19", "before")
+	f := follower(nodes, leader)
+	if _, _, err := f.node.Apply(ctxTimeout(t, 5*time.Second), []byte("set x y")); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("Apply on follower: %v, want ErrNotLeader", err)
+	}
+	waitFor(t, 10*time.Second, "follower knows the leader's API address", func() error {
+		if got := f.node.LeaderAPIAddr(); got != leader.cfg.APIAddr {
+			return fmt.Errorf("follower says leader API is %q, want %q", got, leader.cfg.APIAddr)
+		}
+		return nil
+	})
+	waitFor(t, 10*time.Second, "all members alive with metadata", func() error {
+		ms := f.node.Members()
+		if len(ms) != 3 {
+			return fmt.Errorf("members %+v", ms)
+		}
+		for _, m := range ms {
+			if m.Status != StatusAlive || !m.Voter || m.APIAddr == "" || m.RaftAddr == "" || m.GossipAddr == "" || m.Version != "test" {
+				return fmt.Errorf("member %+v", m)
+			}
+			if m.Leader != (m.Name == leader.cfg.NodeName) {
+				return fmt.Errorf("member %s leader=%v", m.Name, m.Leader)
+			}
+		}
+		return nil
+	})
+	// Snapshots can be saved from a follower.
+	if _, err := f.node.SaveSnapshot(ctxTimeout(t, 10*time.Second), &strings.Builder{}); err != nil {
+		t.Fatalf("SaveSnapshot on follower: %v", err)
+	}
+
+	// Kill the leader: the two others elect a new one.
+	killed := leader
+	killedIndex := killed.node.AppliedIndex()
+	killed.stop(t)
+	survivors := without(nodes, killed)
+	t0 := time.Now()
+	newLeader := waitLeader(t, survivors, 15*time.Second)
+	t.Logf("failover: %s elected %s after leader %s stopped", time.Since(t0).Round(time.Millisecond), newLeader.cfg.NodeName, killed.cfg.NodeName)
+	for i := range 20 {
+		set(t, survivors, fmt.Sprintf("k%d", i), "after")
+	}
+	set(t, survivors, "new", "key")
+
+	// The killed server comes back on its data dir as a follower and
+	// catches up; what it had before is intact.
+	back := killed.restart(t)
+	if got := back.node.raft.LastIndex(); got < killedIndex {
+		t.Fatalf("restarted server's log ends at %d, it had applied %d before", got, killedIndex)
+	}
+	all := append(survivors, back)
+	waitHas(t, all, "new", "key")
+	for i := range 20 {
+		waitHas(t, all, fmt.Sprintf("k%d", i), "after")
+	}
+	l := checkOneCluster(t, all)
+	if l == back {
+		// Allowed by Raft, but with pre-vote a returning server should not
+		// disrupt a healthy leader.
+		t.Logf("note: the restarted server became leader")
+	}
+	if back.node.IsLeader() && l != back {
+		t.Fatal("inconsistent leadership")
+	}
+}
+
+func TestFiveNodesSurviveTwoFailures(t *testing.T) {
+	nodes := startCluster(t, 5, nil)
+	leader := checkOneCluster(t, nodes)
+	for i := range 10 {
+		set(t, nodes, fmt.Sprintf("k%d", i), "v")
+	}
+	// Kill the leader and one follower.
+	other := follower(nodes, leader)
+	leader.stop(t)
+	other.stop(t)
+	survivors := without(nodes, leader, other)
+	t0 := time.Now()
+	newLeader := waitLeader(t, survivors, 20*time.Second)
+	t.Logf("5 servers, 2 killed: %s elected after %s", newLeader.cfg.NodeName, time.Since(t0).Round(time.Millisecond))
+	set(t, survivors, "after", "two failures")
+	waitHas(t, survivors, "after", "two failures")
+	for i := range 10 {
+		waitHas(t, survivors, fmt.Sprintf("k%d", i), "v")
+	}
+	// The configuration still has all five (within DeadServerCleanup).
+	waitVoters(t, newLeader.node, names(nodes)...)
+}
+
+func TestGracefulLeaveRemovesPeer(t *testing.T) {
+	nodes := startCluster(t, 3, func(c *Config) { c.DeadServerCleanup = -1 })
+	leader := checkOneCluster(t, nodes)
+	set(t, nodes, "k", "v")
+
+	// A follower leaves: the leader removes it from the configuration.
+	f := follower(nodes, leader)
+	if err := f.node.Leave(ctxTimeout(t, 20*time.Second)); err != nil {
+		t.Fatalf("follower Leave: %v", err)
+	}
+	f.stop(t)
+	rest := without(nodes, f)
+	waitVoters(t, leader.node, names(rest)...)
+	waitFor(t, 10*time.Second, "left status", func() error {
+		for _, m := range leader.node.Members() {
+			if m.Name == f.cfg.NodeName && m.Status != StatusLeft {
+				return fmt.Errorf("member %s is %s", m.Name, m.Status)
+			}
+		}
+		return nil
+	})
+
+	// The leader leaves: it hands leadership over first, then is removed.
+	if err := leader.node.Leave(ctxTimeout(t, 20*time.Second)); err != nil {
+		t.Fatalf("leader Leave: %v", err)
+	}
+	leader.stop(t)
+	last := without(rest, leader)
+	waitLeader(t, last, 15*time.Second)
+	waitVoters(t, last[0].node, names(last)...)
+	set(t, last, "still", "works")
+}
+
+func TestDeadServerCleanup(t *testing.T) {
+	nodes := startCluster(t, 3, func(c *Config) { c.DeadServerCleanup = time.Second })
+	leader := checkOneCluster(t, nodes)
+	set(t, nodes, "k", "v")
+
+	dead := follower(nodes, leader)
+	dead.stop(t)
+	rest := without(nodes, dead)
+	waitVoters(t, leader.node, names(rest)...)
+	set(t, rest, "k2", "v2")
+
+	// It comes back: the leader adds it again and it catches up.
+	back := dead.restart(t)
+	all := append(rest, back)
+	waitVoters(t, leader.node, names(all)...)
+	waitHas(t, all, "k2", "v2")
+}
+
+func TestJoinFourthServer(t *testing.T) {
+	nodes := startCluster(t, 3, nil)
+	checkOneCluster(t, nodes)
+	for i := range 50 {
+		set(t, nodes, fmt.Sprintf("k%d", i), "v")
+	}
+	// A new server without Raft state joins through gossip (no bootstrap).
+	cfg := tcpConfig(t, "s3", 0, nodes[1].node.GossipAddr())
+	fourth := start(t, cfg)
+	all := append(nodes, fourth)
+	checkOneCluster(t, all)
+	waitHas(t, all, "k49", "v")
+	set(t, all, "after", "join")
+	waitHas(t, all, "after", "join")
+}
+
+// TestInmemJoinPromotesNonvoter grows a single server to three through
+// gossip joins: the second server starts as a non-voter (a single leader
+// cannot keep quorum with an empty voter) and is promoted once caught up.
+func TestInmemJoinPromotesNonvoter(t *testing.T) {
+	network := NewInmemNetwork()
+	s0 := start(t, inmemConfig(t, "s0", network, 0))
+	waitLeader(t, []*tnode{s0}, 10*time.Second)
+	for i := range 300 {
+		set(t, []*tnode{s0}, fmt.Sprintf("k%d", i), "v")
+	}
+	s1 := start(t, inmemConfig(t, "s1", network, 0, s0.node.GossipAddr()))
+	two := []*tnode{s0, s1}
+	checkOneCluster(t, two)
+	waitHas(t, two, "k299", "v")
+	s2 := start(t, inmemConfig(t, "s2", network, 0, s1.node.GossipAddr()))
+	three := []*tnode{s0, s1, s2}
+	checkOneCluster(t, three)
+	set(t, three, "grown", "to three")
+	waitHas(t, three, "grown", "to three")
+}
+
+// TestBootstrapExpectWaits checks that servers do not bootstrap until the
+// expected number see each other, and that a late server with the same
+// settings joins the formed cluster instead of bootstrapping another.
+func TestBootstrapExpectWaits(t *testing.T) {
+	network := NewInmemNetwork()
+	a := start(t, inmemConfig(t, "a", network, 3))
+	b := start(t, inmemConfig(t, "b", network, 3, a.node.GossipAddr()))
+	two := []*tnode{a, b}
+	waitFor(t, 10*time.Second, "both see each other", func() error {
+		if len(a.node.Members()) != 2 || len(b.node.Members()) != 2 {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	// Give them ample time to (wrongly) bootstrap.
+	deadline := time.Now().Add(time.Second)
+	for time.Now().Before(deadline) {
+		for _, tn := range two {
+			if tn.node.AppliedIndex() != 0 || tn.node.IsLeader() {
+				t.Fatalf("%s bootstrapped with only 2 of 3 servers", tn.cfg.NodeName)
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	c := start(t, inmemConfig(t, "c", network, 3, b.node.GossipAddr()))
+	three := []*tnode{a, b, c}
+	checkOneCluster(t, three)
+	set(t, three, "k", "v")
+	d := start(t, inmemConfig(t, "d", network, 3, c.node.GossipAddr()))
+	four := []*tnode{a, b, c, d}
+	checkOneCluster(t, four)
+	waitHas(t, four, "k", "v")
+}
