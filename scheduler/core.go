@@ -298,10 +298,10 @@ func (p *planner) outdated(i *v1.Instance, a *v1.App) bool {
 	return !eq
 }
 
-// ready is true for an instance that counts as up: running the app's
-// current configuration, healthy when the app has health checks, and not
-// being killed.
-func (p *planner) ready(i *v1.Instance, a *v1.App) bool {
+// available is true for an instance that counts as up for capacity:
+// goal Running, task running (healthy when the app has health checks), and
+// not being killed. It may run an outdated configuration.
+func (p *planner) available(i *v1.Instance, a *v1.App) bool {
 	t := i.GetTask()
 	if goalOf(i) != v1.Goal_GOAL_RUNNING || t.GetState() != stRunning || t.KillRequestedAt != nil {
 		return false
@@ -309,13 +309,16 @@ func (p *planner) ready(i *v1.Instance, a *v1.App) bool {
 	if _, killing := p.st.Mem.kills[t.GetId()]; killing {
 		return false
 	}
-	if p.outdated(i, a) {
-		return false
-	}
 	if hasHealthChecks(a) && !t.GetHealthy() {
 		return false
 	}
 	return true
+}
+
+// ready is true for an available instance that runs the app's current
+// configuration: converged.
+func (p *planner) ready(i *v1.Instance, a *v1.App) bool {
+	return p.available(i, a) && !p.outdated(i, a)
 }
 
 // onTick is the level-triggered pass.
@@ -476,7 +479,7 @@ func (p *planner) upgradeApp(a *v1.App, ids []string) {
 		if goalOf(i) != v1.Goal_GOAL_RUNNING {
 			continue
 		}
-		if !p.ready(i, a) {
+		if !p.available(i, a) {
 			down++
 		}
 		if i.GetAppVersion() != a.GetVersion() && !p.outdated(i, a) {
@@ -491,9 +494,9 @@ func (p *planner) upgradeApp(a *v1.App, ids []string) {
 			live = append(live, i)
 		}
 	}
-	// Not-ready outdated instances first: killing them costs no capacity.
+	// Unavailable outdated instances first: killing them costs no capacity.
 	sort.SliceStable(live, func(x, y int) bool {
-		rx, ry := p.ready(live[x], a), p.ready(live[y], a)
+		rx, ry := p.available(live[x], a), p.available(live[y], a)
 		if rx != ry {
 			return !rx
 		}
@@ -505,7 +508,7 @@ func (p *planner) upgradeApp(a *v1.App, ids []string) {
 			p.kill(t, killUpgrade, killGrace(a)) // resend if due
 			continue
 		}
-		if p.ready(i, a) {
+		if p.available(i, a) {
 			if down >= maxDown {
 				continue
 			}

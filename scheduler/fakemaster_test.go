@@ -305,6 +305,31 @@ func (m *fakeMaster) finish(a *fakeAgent, t *fakeTask, st mesos.TaskState) {
 	m.status(t.id, a.id, st, mesos.SOURCE_EXECUTOR, true)
 }
 
+// partition makes an agent unreachable: its tasks become UNREACHABLE.
+func (m *fakeMaster) partition(agentID string) {
+	a := m.agents[agentID]
+	a.gone = true
+	for _, tid := range sortedKeys(a.tasks) {
+		if t := a.tasks[tid]; isLiveState(t.state.String()) {
+			t.state = mesos.TASK_UNREACHABLE
+			m.status(tid, agentID, mesos.TASK_UNREACHABLE, mesos.SOURCE_MASTER, false)
+		}
+	}
+}
+
+// markGone is the operator's MARK_AGENT_GONE: tasks GONE_BY_OPERATOR, the
+// agent and its berths lost for good.
+func (m *fakeMaster) markGone(agentID string) {
+	a := m.agents[agentID]
+	for _, tid := range sortedKeys(a.tasks) {
+		if t := a.tasks[tid]; isLiveState(t.state.String()) {
+			t.state = mesos.TASK_GONE_BY_OPERATOR
+			m.status(tid, agentID, mesos.TASK_GONE_BY_OPERATOR, mesos.SOURCE_MASTER, false)
+		}
+	}
+	a.res = map[string]*fakeReservation{}
+}
+
 // crash makes a running task fail by itself.
 func (m *fakeMaster) crash(taskID string) {
 	for _, a := range m.agents {
