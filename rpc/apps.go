@@ -1,0 +1,449 @@
+package rpc
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/berth-dev/berth/fsm"
+	v1 "github.com/berth-dev/berth/proto/berth/v1"
+)
+
+// Deployment actions (Marathon's names).
+const (
+	ActionStart   = "StartApplication"
+	ActionStop    = "StopApplication"
+	ActionScale   = "ScaleApplication"
+	ActionRestart = "RestartApplication"
+)
+
+// Event types the server itself publishes.
+const (
+	EventAPIPost = "api_post_event"
+)
+
+type appService struct{ *Server }
+
+// newVersion returns a version (RFC 3339 UTC, nanoseconds) for a change made
+// now, strictly after prev so that version history keys always increase,
+// even across leaders with slightly different clocks.
+func (s *Server) newVersion(prev string) (string, time.Time) {
+	now := s.now().UTC()
+	if t, err := time.Parse(time.RFC3339Nano, prev); err == nil && !now.After(t) {
+		now = t.Add(time.Nanosecond)
+	}
+	return now.Format(time.RFC3339Nano), now
+}
+
+// newDeployment builds a running one-step deployment of one action on one
+// app.
+func newDeployment(id, version, appID, action string, now time.Time) *v1.Deployment {
+	return &v1.Deployment{
+		Id:           id,
+		Version:      version,
+		AffectedApps: []string{appID},
+		Steps:        []*v1.DeploymentStep{{Actions: []*v1.DeploymentAction{{Action: action, App: appID}}}},
+		Status:       v1.DeploymentStatus_DEPLOYMENT_STATUS_RUNNING,
+		CreatedAt:    timestamppb.New(now),
+	}
+}
+
+// runningDeployments returns the running deployments that affect an app.
+func runningDeployments(st *fsm.Store, appID string) []*v1.Deployment {
+	var out []*v1.Deployment
+	for _, d := range st.DeploymentsByApp(appID) {
+		if d.GetStatus() == v1.DeploymentStatus_DEPLOYMENT_STATUS_RUNNING {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// lockedError is the refusal of a change to an app that a running
+// deployment holds.
+func lockedError(appID string, running []*v1.Deployment) *connect.Error {
+	ids := make([]string, len(running))
+	for i, d := range running {
+		ids[i] = d.GetId()
+	}
+	return connect.NewError(connect.CodeFailedPrecondition,
+		fmt.Errorf("app %s is locked by deployment %s; use force to cancel it", appID, strings.Join(ids, ", ")))
+}
+
+// checkLock returns the deployments to cancel (with force) or the locked
+// error.
+func checkLock(st *fsm.Store, appID string, force bool) ([]string, error) {
+	running := runningDeployments(st, appID)
+	if len(running) == 0 {
+		return nil, nil
+	}
+	if !force {
+		return nil, lockedError(appID, running)
+	}
+	ids := make([]string, len(running))
+	for i, d := range running {
+		ids[i] = d.GetId()
+	}
+	return ids, nil
+}
+
+// prepareApp normalizes and validates a submitted app definition; the result
+// is a copy.
+func prepareApp(app *v1.App) (*v1.App, error) {
+	if app == nil {
+		return nil, ViolationsError("app", []Violation{{Field: "app", Description: "must be set"}})
+	}
+	app = NormalizeApp(proto.Clone(app).(*v1.App))
+	app.Version, app.VersionInfo = nil, nil
+	if vs := ValidateApp(app); len(vs) > 0 {
+		return nil, ViolationsError("app "+app.GetId(), vs)
+	}
+	return app, nil
+}
+
+// publish sends an event if the configured EventSource accepts events.
+func (s *Server) publish(ev *v1.Event) {
+	if p, ok := s.events.(interface{ Publish(*v1.Event) }); ok {
+		if ev.Timestamp == "" {
+			ev.Timestamp = s.now().UTC().Format(time.RFC3339Nano)
+		}
+		p.Publish(ev)
+	}
+}
+
+func notFound(format string, args ...any) *connect.Error {
+	return connect.NewError(connect.CodeNotFound, fmt.Errorf(format, args...))
+}
+
+func invalid(field, description string) *connect.Error {
+	return ViolationsError("request", []Violation{{Field: field, Description: description}})
+}
+
+// CreateApp stores a new app and starts its deployment.
+func (a *appService) CreateApp(ctx context.Context, req *connect.Request[v1.CreateAppRequest]) (*connect.Response[v1.CreateAppResponse], error) {
+	msg := req.Msg
+	a.ensureRequestID(&msg.RequestId)
+	// Validate here first: cheap, and answers even without a leader.
+	if _, err := prepareApp(msg.App); err != nil {
+		return nil, err
+	}
+	return onLeader(ctx, a.Server, req.Header(), func(ctx context.Context) (*connect.Response[v1.CreateAppResponse], error) {
+		app, err := prepareApp(msg.App)
+		if err != nil {
+			return nil, err
+		}
+		ver, now := a.newVersion("")
+		app.Version = proto.String(ver)
+		app.VersionInfo = &v1.VersionInfo{LastScalingAt: ver, LastConfigChangeAt: ver}
+		dep := newDeployment(deploymentIDFor(msg.RequestId), ver, app.GetId(), ActionStart, now)
+		out, err := a.apply(ctx, v1.CommandType_COMMAND_TYPE_APP_CREATE, &v1.AppCreateCommand{
+			RequestId: msg.RequestId, App: app, Deployment: dep,
+		})
+		if err != nil {
+			return nil, err
+		}
+		if out.Deduplicated {
+			// A retry of a create that was applied before: answer with what
+			// was stored then.
+			if stored := a.store().App(app.GetId()); stored != nil {
+				app = stored
+			}
+		} else {
+			a.publish(&v1.Event{Type: EventAPIPost, AppId: app.GetId(), Message: "app created", Deployment: dep})
+		}
+		a.log.Info("app created", "app", app.GetId(), "version", app.GetVersion(), "deployment", dep.GetId())
+		return connect.NewResponse(&v1.CreateAppResponse{App: app, DeploymentId: dep.GetId()}), nil
+	}, func(ctx context.Context, pc *peerClients) (*connect.Response[v1.CreateAppResponse], error) {
+		return pc.app.CreateApp(ctx, forwarded(msg))
+	})
+}
+
+// summarize counts an app's instances by state, like Marathon's
+// tasksRunning/tasksHealthy/... fields.
+func summarize(st *fsm.Store, appID string) *v1.AppSummary {
+	sum := &v1.AppSummary{}
+	for _, inst := range st.InstancesByApp(appID) {
+		if inst.GetGoal() == v1.Goal_GOAL_STOPPED {
+			sum.InstancesStopped++
+		}
+		t := inst.GetTask()
+		if t == nil || isTerminal(t.GetState()) {
+			continue
+		}
+		switch t.GetState() {
+		case "TASK_STAGING", "TASK_STARTING":
+			sum.TasksStaged++
+		case "TASK_RUNNING":
+			sum.TasksRunning++
+			if t.Healthy != nil {
+				if t.GetHealthy() {
+					sum.TasksHealthy++
+				} else {
+					sum.TasksUnhealthy++
+				}
+			}
+		}
+	}
+	for _, d := range runningDeployments(st, appID) {
+		sum.Deployments = append(sum.Deployments, d.GetId())
+	}
+	return sum
+}
+
+// GetApp returns one app, optionally at a stored version.
+func (a *appService) GetApp(ctx context.Context, req *connect.Request[v1.GetAppRequest]) (*connect.Response[v1.GetAppResponse], error) {
+	msg := req.Msg
+	return readConsistent(ctx, a.Server, msg.Consistency, req.Header(), func() (*connect.Response[v1.GetAppResponse], error) {
+		id := normalizePathID(msg.Id)
+		if id == "" {
+			return nil, invalid("id", "must not be empty")
+		}
+		st := a.store()
+		var app *v1.App
+		if msg.Version != "" {
+			app = st.AppVersion(id, msg.Version)
+			if app == nil {
+				return nil, notFound("app %s has no version %s", id, msg.Version)
+			}
+		} else if app = st.App(id); app == nil {
+			return nil, notFound("app %s does not exist", id)
+		}
+		return connect.NewResponse(&v1.GetAppResponse{App: app, Summary: summarize(st, id)}), nil
+	}, func(ctx context.Context, pc *peerClients) (*connect.Response[v1.GetAppResponse], error) {
+		return pc.app.GetApp(ctx, forwarded(msg))
+	})
+}
+
+// ListApps returns the apps matching the filters, sorted by id.
+func (a *appService) ListApps(ctx context.Context, req *connect.Request[v1.ListAppsRequest]) (*connect.Response[v1.ListAppsResponse], error) {
+	msg := req.Msg
+	labelKey, labelValue, labelHasValue := strings.Cut(msg.Label, "==")
+	return readConsistent(ctx, a.Server, msg.Consistency, req.Header(), func() (*connect.Response[v1.ListAppsResponse], error) {
+		st := a.store()
+		res := &v1.ListAppsResponse{}
+		for _, app := range st.Apps() {
+			if msg.IdContains != "" && !strings.Contains(app.GetId(), msg.IdContains) {
+				continue
+			}
+			if msg.CmdContains != "" && !strings.Contains(app.GetCmd(), msg.CmdContains) {
+				continue
+			}
+			if msg.Label != "" {
+				v, ok := app.GetLabels()[labelKey]
+				if !ok || (labelHasValue && v != labelValue) {
+					continue
+				}
+			}
+			res.Apps = append(res.Apps, app)
+			res.Summaries = append(res.Summaries, summarize(st, app.GetId()))
+		}
+		return connect.NewResponse(res), nil
+	}, func(ctx context.Context, pc *peerClients) (*connect.Response[v1.ListAppsResponse], error) {
+		return pc.app.ListApps(ctx, forwarded(msg))
+	})
+}
+
+// sameConfig reports whether two definitions differ at most in instances
+// and version fields.
+func sameConfig(a, b *v1.App) bool {
+	a, b = proto.Clone(a).(*v1.App), proto.Clone(b).(*v1.App)
+	for _, x := range []*v1.App{a, b} {
+		x.Instances, x.Version, x.VersionInfo = nil, nil, nil
+	}
+	return proto.Equal(a, b)
+}
+
+// alreadyApplied returns the deployment an earlier attempt of this request
+// created, if it was applied (a retry after an unknown outcome).
+func alreadyApplied(st *fsm.Store, requestID string) *v1.Deployment {
+	return st.Deployment(deploymentIDFor(requestID))
+}
+
+// UpdateApp replaces an app, or merges the given top-level fields with
+// partial. A resident app's resources, volumes and host ports cannot
+// change. A running deployment of the app refuses the change unless force,
+// which cancels it in the same write.
+func (a *appService) UpdateApp(ctx context.Context, req *connect.Request[v1.UpdateAppRequest]) (*connect.Response[v1.UpdateAppResponse], error) {
+	msg := req.Msg
+	a.ensureRequestID(&msg.RequestId)
+	if msg.App == nil {
+		return nil, invalid("app", "must be set")
+	}
+	return onLeader(ctx, a.Server, req.Header(), func(ctx context.Context) (*connect.Response[v1.UpdateAppResponse], error) {
+		id := normalizePathID(msg.Id)
+		if id == "" {
+			id = normalizePathID(msg.App.GetId())
+		}
+		if id == "" {
+			return nil, invalid("id", "must not be empty")
+		}
+		st := a.store()
+		if d := alreadyApplied(st, msg.RequestId); d != nil {
+			return connect.NewResponse(&v1.UpdateAppResponse{App: st.App(id), DeploymentId: d.GetId()}), nil
+		}
+		old := st.App(id)
+		if old == nil {
+			return nil, notFound("app %s does not exist", id)
+		}
+		var next *v1.App
+		if msg.Partial {
+			next = MergePartial(old, msg.App)
+		} else {
+			next = proto.Clone(msg.App).(*v1.App)
+			if next.Id != "" && normalizePathID(next.Id) != id {
+				return nil, invalid("id", fmt.Sprintf("must match the app being updated (%s), got %s", id, next.Id))
+			}
+		}
+		next.Id = id
+		next.Version, next.VersionInfo = nil, nil
+		NormalizeApp(next)
+		vs := ValidateApp(next)
+		vs = append(vs, ValidateUpdate(old, next)...)
+		if len(vs) > 0 {
+			return nil, ViolationsError("update of app "+id, vs)
+		}
+		configChanged := !sameConfig(old, next)
+		if !configChanged && old.GetInstances() == next.GetInstances() {
+			// Nothing to change: no new version, no deployment.
+			return connect.NewResponse(&v1.UpdateAppResponse{App: old}), nil
+		}
+		cancel, err := checkLock(st, id, msg.Force)
+		if err != nil {
+			return nil, err
+		}
+		ver, now := a.newVersion(old.GetVersion())
+		next.Version = proto.String(ver)
+		next.VersionInfo = &v1.VersionInfo{LastScalingAt: ver, LastConfigChangeAt: old.GetVersionInfo().GetLastConfigChangeAt()}
+		if configChanged || next.VersionInfo.LastConfigChangeAt == "" {
+			next.VersionInfo.LastConfigChangeAt = ver
+		}
+		action := ActionRestart
+		switch {
+		case next.GetInstances() == 0:
+			action = ActionStop
+		case !configChanged:
+			action = ActionScale
+		}
+		dep := newDeployment(deploymentIDFor(msg.RequestId), ver, id, action, now)
+		out, err := a.apply(ctx, v1.CommandType_COMMAND_TYPE_APP_UPDATE, &v1.AppUpdateCommand{
+			RequestId: msg.RequestId, App: next, ExpectedVersion: old.GetVersion(),
+			Deployment: dep, CancelDeployments: cancel,
+		})
+		if err != nil {
+			return nil, err
+		}
+		if out.Deduplicated {
+			if stored := a.store().App(id); stored != nil {
+				next = stored
+			}
+		} else {
+			a.publish(&v1.Event{Type: EventAPIPost, AppId: id, Message: "app updated (" + action + ")", Deployment: dep})
+		}
+		a.log.Info("app updated", "app", id, "version", ver, "deployment", dep.GetId(), "action", action, "canceled", cancel)
+		return connect.NewResponse(&v1.UpdateAppResponse{App: next, DeploymentId: dep.GetId()}), nil
+	}, func(ctx context.Context, pc *peerClients) (*connect.Response[v1.UpdateAppResponse], error) {
+		return pc.app.UpdateApp(ctx, forwarded(msg))
+	})
+}
+
+// DeleteApp removes an app; the FSM decommissions its instances in the same
+// entry, and a StopApplication deployment tracks the cleanup.
+func (a *appService) DeleteApp(ctx context.Context, req *connect.Request[v1.DeleteAppRequest]) (*connect.Response[v1.DeleteAppResponse], error) {
+	msg := req.Msg
+	a.ensureRequestID(&msg.RequestId)
+	return onLeader(ctx, a.Server, req.Header(), func(ctx context.Context) (*connect.Response[v1.DeleteAppResponse], error) {
+		id := normalizePathID(msg.Id)
+		if id == "" {
+			return nil, invalid("id", "must not be empty")
+		}
+		st := a.store()
+		if d := alreadyApplied(st, msg.RequestId); d != nil {
+			return connect.NewResponse(&v1.DeleteAppResponse{DeploymentId: d.GetId()}), nil
+		}
+		old := st.App(id)
+		if old == nil {
+			return nil, notFound("app %s does not exist", id)
+		}
+		cancel, err := checkLock(st, id, msg.Force)
+		if err != nil {
+			return nil, err
+		}
+		ver, now := a.newVersion(old.GetVersion())
+		dep := newDeployment(deploymentIDFor(msg.RequestId), ver, id, ActionStop, now)
+		out, err := a.apply(ctx, v1.CommandType_COMMAND_TYPE_APP_DELETE, &v1.AppDeleteCommand{
+			RequestId: msg.RequestId, AppId: id, Deployment: dep, CancelDeployments: cancel,
+		})
+		if err != nil {
+			return nil, err
+		}
+		if !out.Deduplicated {
+			a.publish(&v1.Event{Type: EventAPIPost, AppId: id, Message: "app deleted", Deployment: dep})
+		}
+		a.log.Info("app deleted", "app", id, "deployment", dep.GetId(), "canceled", cancel)
+		return connect.NewResponse(&v1.DeleteAppResponse{DeploymentId: dep.GetId()}), nil
+	}, func(ctx context.Context, pc *peerClients) (*connect.Response[v1.DeleteAppResponse], error) {
+		return pc.app.DeleteApp(ctx, forwarded(msg))
+	})
+}
+
+// ListAppVersions lists an app's stored versions, newest first.
+func (a *appService) ListAppVersions(ctx context.Context, req *connect.Request[v1.ListAppVersionsRequest]) (*connect.Response[v1.ListAppVersionsResponse], error) {
+	id := normalizePathID(req.Msg.Id)
+	if id == "" {
+		return nil, invalid("id", "must not be empty")
+	}
+	st := a.store()
+	if st.App(id) == nil {
+		return nil, notFound("app %s does not exist", id)
+	}
+	return connect.NewResponse(&v1.ListAppVersionsResponse{Versions: st.AppVersions(id)}), nil
+}
+
+// RestartApp relaunches every instance: the same definition under a new
+// version, rolled out by a RestartApplication deployment.
+func (a *appService) RestartApp(ctx context.Context, req *connect.Request[v1.RestartAppRequest]) (*connect.Response[v1.RestartAppResponse], error) {
+	msg := req.Msg
+	a.ensureRequestID(&msg.RequestId)
+	return onLeader(ctx, a.Server, req.Header(), func(ctx context.Context) (*connect.Response[v1.RestartAppResponse], error) {
+		id := normalizePathID(msg.Id)
+		if id == "" {
+			return nil, invalid("id", "must not be empty")
+		}
+		st := a.store()
+		if d := alreadyApplied(st, msg.RequestId); d != nil {
+			return connect.NewResponse(&v1.RestartAppResponse{DeploymentId: d.GetId(), Version: d.GetVersion()}), nil
+		}
+		old := st.App(id)
+		if old == nil {
+			return nil, notFound("app %s does not exist", id)
+		}
+		cancel, err := checkLock(st, id, msg.Force)
+		if err != nil {
+			return nil, err
+		}
+		next := proto.Clone(old).(*v1.App)
+		ver, now := a.newVersion(old.GetVersion())
+		next.Version = proto.String(ver)
+		next.VersionInfo = &v1.VersionInfo{LastScalingAt: ver, LastConfigChangeAt: ver}
+		dep := newDeployment(deploymentIDFor(msg.RequestId), ver, id, ActionRestart, now)
+		out, err := a.apply(ctx, v1.CommandType_COMMAND_TYPE_APP_UPDATE, &v1.AppUpdateCommand{
+			RequestId: msg.RequestId, App: next, ExpectedVersion: old.GetVersion(),
+			Deployment: dep, CancelDeployments: cancel,
+		})
+		if err != nil {
+			return nil, err
+		}
+		if !out.Deduplicated {
+			a.publish(&v1.Event{Type: EventAPIPost, AppId: id, Message: "app restarted", Deployment: dep})
+		}
+		a.log.Info("app restarted", "app", id, "version", ver, "deployment", dep.GetId())
+		return connect.NewResponse(&v1.RestartAppResponse{DeploymentId: dep.GetId(), Version: ver}), nil
+	}, func(ctx context.Context, pc *peerClients) (*connect.Response[v1.RestartAppResponse], error) {
+		return pc.app.RestartApp(ctx, forwarded(msg))
+	})
+}

@@ -1,0 +1,215 @@
+package rpc
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
+
+	v1 "github.com/berth-dev/berth/proto/berth/v1"
+)
+
+type clusterService struct{ *Server }
+
+// Members lists the servers known through gossip.
+func (c *clusterService) Members(ctx context.Context, req *connect.Request[v1.MembersRequest]) (*connect.Response[v1.MembersResponse], error) {
+	res := &v1.MembersResponse{}
+	for _, m := range c.clu.Members() {
+		res.Members = append(res.Members, &v1.Member{
+			Name: m.Name, RaftAddr: m.RaftAddr, ApiAddr: m.APIAddr, GossipAddr: m.GossipAddr,
+			Status: m.Status, Version: m.Version, Leader: m.Leader,
+		})
+	}
+	return connect.NewResponse(res), nil
+}
+
+// Leader names the current Raft leader, or fails with Unavailable when none
+// is known (during an election).
+func (c *clusterService) Leader(ctx context.Context, req *connect.Request[v1.LeaderRequest]) (*connect.Response[v1.LeaderResponse], error) {
+	id, raftAddr, apiAddr := c.clu.Leader()
+	if id == "" {
+		return nil, connect.NewError(connect.CodeUnavailable, errors.New("no leader is known (election in progress?)"))
+	}
+	return connect.NewResponse(&v1.LeaderResponse{Id: id, RaftAddr: raftAddr, ApiAddr: apiAddr, Term: c.clu.Term()}), nil
+}
+
+// ListPeers lists the Raft configuration.
+func (c *clusterService) ListPeers(ctx context.Context, req *connect.Request[v1.ListPeersRequest]) (*connect.Response[v1.ListPeersResponse], error) {
+	peers, err := c.clu.Peers()
+	if err != nil {
+		return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("list raft peers: %w", err))
+	}
+	res := &v1.ListPeersResponse{}
+	for _, p := range peers {
+		suffrage := "voter"
+		if !p.Voter {
+			suffrage = "nonvoter"
+		}
+		res.Peers = append(res.Peers, &v1.Peer{Id: p.ID, Address: p.Address, Suffrage: suffrage, Leader: p.Leader})
+	}
+	return connect.NewResponse(res), nil
+}
+
+// leaderOp wraps a leader-only cluster operation's error: not being leader
+// (any more) makes onLeader retry through the leader; anything else is a
+// FailedPrecondition with the cause.
+func (c *clusterService) leaderOp(what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if !c.clu.IsLeader() {
+		return &notLeaderError{err}
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return ctxError(err)
+	}
+	return connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("%s: %w", what, err))
+}
+
+// RemovePeer removes a server from the Raft configuration (on the leader).
+func (c *clusterService) RemovePeer(ctx context.Context, req *connect.Request[v1.RemovePeerRequest]) (*connect.Response[v1.RemovePeerResponse], error) {
+	msg := req.Msg
+	if msg.Id == "" {
+		return nil, invalid("id", "must not be empty")
+	}
+	return onLeader(ctx, c.Server, req.Header(), func(ctx context.Context) (*connect.Response[v1.RemovePeerResponse], error) {
+		if err := c.leaderOp("remove peer "+msg.Id, c.clu.RemovePeer(ctx, msg.Id)); err != nil {
+			return nil, err
+		}
+		c.log.Info("raft peer removed through the api", "peer", msg.Id)
+		return connect.NewResponse(&v1.RemovePeerResponse{}), nil
+	}, func(ctx context.Context, pc *peerClients) (*connect.Response[v1.RemovePeerResponse], error) {
+		return pc.cluster.RemovePeer(ctx, forwarded(msg))
+	})
+}
+
+// TransferLeadership hands leadership to another server and names the new
+// leader.
+func (c *clusterService) TransferLeadership(ctx context.Context, req *connect.Request[v1.TransferLeadershipRequest]) (*connect.Response[v1.TransferLeadershipResponse], error) {
+	msg := req.Msg
+	return onLeader(ctx, c.Server, req.Header(), func(ctx context.Context) (*connect.Response[v1.TransferLeadershipResponse], error) {
+		self, _, _ := c.clu.Leader()
+		if err := c.clu.TransferLeadership(ctx, msg.To); err != nil {
+			if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+				return nil, ctxError(err)
+			}
+			// Not a notLeaderError: a transfer must not be retried on
+			// whichever server leads next.
+			return nil, connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("transfer leadership: %w", err))
+		}
+		// Wait (bounded) until the new leader is known here.
+		wait, cancel := context.WithTimeout(ctx, c.cfg.LeaderWait)
+		defer cancel()
+		t := time.NewTicker(20 * time.Millisecond)
+		defer t.Stop()
+		for {
+			if id, _, _ := c.clu.Leader(); id != "" && id != self {
+				c.log.Info("leadership transferred through the api", "from", self, "to", id)
+				return connect.NewResponse(&v1.TransferLeadershipResponse{Leader: id}), nil
+			}
+			select {
+			case <-wait.Done():
+				return connect.NewResponse(&v1.TransferLeadershipResponse{}), nil
+			case <-t.C:
+			}
+		}
+	}, func(ctx context.Context, pc *peerClients) (*connect.Response[v1.TransferLeadershipResponse], error) {
+		return pc.cluster.TransferLeadership(ctx, forwarded(msg))
+	})
+}
+
+// SaveSnapshot returns a snapshot of the replicated state, taken on this
+// server.
+func (c *clusterService) SaveSnapshot(ctx context.Context, req *connect.Request[v1.SaveSnapshotRequest]) (*connect.Response[v1.SaveSnapshotResponse], error) {
+	var buf bytes.Buffer
+	meta, err := c.clu.SaveSnapshot(ctx, &buf)
+	if err != nil {
+		return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("save snapshot: %w", err))
+	}
+	return connect.NewResponse(&v1.SaveSnapshotResponse{Data: buf.Bytes(), Index: meta.Index, Term: meta.Term}), nil
+}
+
+// RestoreSnapshot replaces the replicated state with a snapshot (on the
+// leader).
+func (c *clusterService) RestoreSnapshot(ctx context.Context, req *connect.Request[v1.RestoreSnapshotRequest]) (*connect.Response[v1.RestoreSnapshotResponse], error) {
+	msg := req.Msg
+	if len(msg.Data) == 0 {
+		return nil, invalid("data", "must not be empty")
+	}
+	return onLeader(ctx, c.Server, req.Header(), func(ctx context.Context) (*connect.Response[v1.RestoreSnapshotResponse], error) {
+		meta, err := c.clu.RestoreSnapshot(ctx, bytes.NewReader(msg.Data))
+		if err != nil {
+			if !c.clu.IsLeader() {
+				return nil, &notLeaderError{err}
+			}
+			return nil, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("restore snapshot: %w", err))
+		}
+		c.log.Info("snapshot restored through the api", "index", meta.Index, "term", meta.Term)
+		return connect.NewResponse(&v1.RestoreSnapshotResponse{}), nil
+	}, func(ctx context.Context, pc *peerClients) (*connect.Response[v1.RestoreSnapshotResponse], error) {
+		return pc.cluster.RestoreSnapshot(ctx, forwarded(msg))
+	})
+}
+
+// commandMessages maps each command type to its payload message, to check
+// forwarded commands before they reach the log: an entry the FSM cannot
+// apply would stop every replica.
+var commandMessages = map[v1.CommandType]func() proto.Message{
+	v1.CommandType_COMMAND_TYPE_APP_CREATE:        func() proto.Message { return &v1.AppCreateCommand{} },
+	v1.CommandType_COMMAND_TYPE_APP_UPDATE:        func() proto.Message { return &v1.AppUpdateCommand{} },
+	v1.CommandType_COMMAND_TYPE_APP_DELETE:        func() proto.Message { return &v1.AppDeleteCommand{} },
+	v1.CommandType_COMMAND_TYPE_FRAMEWORK_ID_SET:  func() proto.Message { return &v1.FrameworkIDSetCommand{} },
+	v1.CommandType_COMMAND_TYPE_SCHEDULER_PLAN:    func() proto.Message { return &v1.SchedulerPlanCommand{} },
+	v1.CommandType_COMMAND_TYPE_DEPLOYMENT_CANCEL: func() proto.Message { return &v1.DeploymentCancelCommand{} },
+}
+
+// CheckCommand verifies that an encoded FSM command has a known type and a
+// payload that decodes as that type's message.
+func CheckCommand(cmd []byte) (v1.CommandType, error) {
+	if len(cmd) == 0 {
+		return 0, errors.New("empty command")
+	}
+	t := v1.CommandType(cmd[0])
+	mk, ok := commandMessages[t]
+	if !ok {
+		return t, fmt.Errorf("unknown command type %d", cmd[0])
+	}
+	if err := proto.Unmarshal(cmd[1:], mk()); err != nil {
+		return t, fmt.Errorf("command %s: payload does not decode: %w", t, err)
+	}
+	return t, nil
+}
+
+// ForwardCommand applies an encoded FSM command. Only the leader accepts
+// it; FSM refusals come back in error_code/error_message.
+func (c *clusterService) ForwardCommand(ctx context.Context, req *connect.Request[v1.ForwardCommandRequest]) (*connect.Response[v1.ForwardCommandResponse], error) {
+	t, err := CheckCommand(req.Msg.Command)
+	if err != nil {
+		return nil, invalid("command", err.Error())
+	}
+	if !c.clu.IsLeader() {
+		return nil, connect.NewError(connect.CodeFailedPrecondition, errors.New("this server is not the leader"))
+	}
+	out, err := c.applyEncoded(ctx, t, req.Msg.Command)
+	if err != nil {
+		var nle *notLeaderError
+		if errors.As(err, &nle) {
+			return nil, connect.NewError(connect.CodeFailedPrecondition, nle)
+		}
+		var cerr *connect.Error
+		if errors.As(err, &cerr) {
+			switch cerr.Code() {
+			case connect.CodeNotFound, connect.CodeAlreadyExists, connect.CodeAborted, connect.CodeInvalidArgument:
+				return connect.NewResponse(&v1.ForwardCommandResponse{
+					ErrorCode: cerr.Code().String(), ErrorMessage: cerr.Message(),
+				}), nil
+			}
+		}
+		return nil, err
+	}
+	return connect.NewResponse(&v1.ForwardCommandResponse{Index: out.Index}), nil
+}

@@ -1,0 +1,235 @@
+package rpc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/google/uuid"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/berth-dev/berth/fsm"
+	v1 "github.com/berth-dev/berth/proto/berth/v1"
+	"github.com/berth-dev/berth/proto/berth/v1/berthv1connect"
+)
+
+// forwardedHeader marks a request that a follower forwarded to the leader.
+// A server that receives one while not leader answers Unavailable instead of
+// forwarding again, so requests never loop; the follower that forwarded it
+// then looks for the new leader and retries.
+const forwardedHeader = "Berth-Forwarded"
+
+// peerClients are Connect clients for one other server's API.
+type peerClients struct {
+	addr       string
+	app        berthv1connect.AppServiceClient
+	task       berthv1connect.TaskServiceClient
+	deployment berthv1connect.DeploymentServiceClient
+	event      berthv1connect.EventServiceClient
+	cluster    berthv1connect.ClusterServiceClient
+}
+
+// peer returns (cached) clients for the server at addr (host:port).
+func (s *Server) peer(addr string) *peerClients {
+	s.peersMu.Lock()
+	defer s.peersMu.Unlock()
+	if pc, ok := s.peers[addr]; ok {
+		return pc
+	}
+	base := "http://" + addr
+	if strings.Contains(addr, "://") {
+		base = addr
+	}
+	opts := []connect.ClientOption{connect.WithSendMaxBytes(s.cfg.MaxSnapshotBytes)}
+	pc := &peerClients{
+		addr:       addr,
+		app:        berthv1connect.NewAppServiceClient(s.httpClient, base, opts...),
+		task:       berthv1connect.NewTaskServiceClient(s.httpClient, base, opts...),
+		deployment: berthv1connect.NewDeploymentServiceClient(s.httpClient, base, opts...),
+		event:      berthv1connect.NewEventServiceClient(s.httpClient, base, opts...),
+		cluster:    berthv1connect.NewClusterServiceClient(s.httpClient, base, opts...),
+	}
+	s.peers[addr] = pc
+	return pc
+}
+
+// forwarded builds the request sent to the leader on behalf of a client.
+func forwarded[T any](msg *T) *connect.Request[T] {
+	req := connect.NewRequest(msg)
+	req.Header().Set(forwardedHeader, "1")
+	return req
+}
+
+// notLeaderError reports that a local Apply failed because this server is
+// (no longer) the leader: the write should be retried through the new one.
+type notLeaderError struct{ err error }
+
+func (e *notLeaderError) Error() string { return "not the leader: " + e.err.Error() }
+func (e *notLeaderError) Unwrap() error { return e.err }
+
+// onLeader runs a request where it must run: locally on the leader, or
+// forwarded to the leader's API from a follower. During an election it
+// waits (up to Config.LeaderWait) for a leader; a forward that fails with
+// Unavailable (leader gone, or no longer leader) is retried against the
+// new leader. Writes carry a request id, so a retry after an unknown
+// outcome applies at most once.
+func onLeader[Res any](ctx context.Context, s *Server, hdr http.Header,
+	local func(context.Context) (*connect.Response[Res], error),
+	remote func(context.Context, *peerClients) (*connect.Response[Res], error),
+) (*connect.Response[Res], error) {
+	deadline := time.Now().Add(s.cfg.LeaderWait)
+	backoff := 20 * time.Millisecond
+	var lastErr error
+	for {
+		if s.clu.IsLeader() {
+			res, err := local(ctx)
+			var nle *notLeaderError
+			if err == nil || !errors.As(err, &nle) {
+				return res, err
+			}
+			lastErr = err
+		} else if hdr.Get(forwardedHeader) != "" {
+			// Forwarded to us, but we are not the leader (any more): let
+			// the forwarding server find the new leader.
+			return nil, connect.NewError(connect.CodeUnavailable, errors.New("this server is not the leader"))
+		} else if _, _, addr := s.clu.Leader(); addr != "" {
+			res, err := remote(ctx, s.peer(addr))
+			if err == nil || connect.CodeOf(err) != connect.CodeUnavailable {
+				return res, err
+			}
+			lastErr = fmt.Errorf("leader at %s: %w", addr, err)
+		}
+		if ctx.Err() != nil {
+			return nil, ctxError(ctx.Err())
+		}
+		if time.Now().After(deadline) {
+			msg := fmt.Sprintf("no leader available after %s", s.cfg.LeaderWait)
+			if lastErr != nil {
+				msg += ": " + lastErr.Error()
+			}
+			return nil, connect.NewError(connect.CodeUnavailable, errors.New(msg))
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctxError(ctx.Err())
+		case <-t.C:
+		}
+		backoff = min(backoff*2, 250*time.Millisecond)
+	}
+}
+
+// ctxError maps a context error to its Connect code.
+func ctxError(err error) *connect.Error {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return connect.NewError(connect.CodeDeadlineExceeded, err)
+	}
+	return connect.NewError(connect.CodeCanceled, err)
+}
+
+// readConsistent serves a read: from the local store by default; with
+// READ_CONSISTENCY_CONSISTENT, on the leader after confirming leadership
+// with a quorum (forwarded from followers).
+func readConsistent[Res any](ctx context.Context, s *Server, c v1.ReadConsistency, hdr http.Header,
+	local func() (*connect.Response[Res], error),
+	remote func(context.Context, *peerClients) (*connect.Response[Res], error),
+) (*connect.Response[Res], error) {
+	if c != v1.ReadConsistency_READ_CONSISTENCY_CONSISTENT {
+		return local()
+	}
+	return onLeader(ctx, s, hdr, func(ctx context.Context) (*connect.Response[Res], error) {
+		if err := s.clu.VerifyLeader(ctx); err != nil {
+			if !s.clu.IsLeader() {
+				return nil, &notLeaderError{err}
+			}
+			return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("verify leadership: %w", err))
+		}
+		return local()
+	}, remote)
+}
+
+// applyOutcome is a committed command's result.
+type applyOutcome struct {
+	// Index is the log index of the entry that applied the command.
+	Index uint64
+	// Deduplicated is true when the FSM had already applied a command with
+	// the same request id: nothing changed now, and the first outcome was
+	// a success.
+	Deduplicated bool
+}
+
+// apply commits one FSM command on the leader and maps the FSM's refusal to
+// a Connect error. A failure because this server is not (or no longer) the
+// leader is a *notLeaderError so that onLeader retries through the new
+// leader.
+func (s *Server) apply(ctx context.Context, t v1.CommandType, msg proto.Message) (applyOutcome, error) {
+	cmd, err := fsm.Encode(t, msg)
+	if err != nil {
+		return applyOutcome{}, connect.NewError(connect.CodeInternal, err)
+	}
+	return s.applyEncoded(ctx, t, cmd)
+}
+
+func (s *Server) applyEncoded(ctx context.Context, t v1.CommandType, cmd []byte) (applyOutcome, error) {
+	resp, index, err := s.clu.Apply(ctx, cmd)
+	if err != nil {
+		if !s.clu.IsLeader() {
+			return applyOutcome{}, &notLeaderError{err}
+		}
+		code := connect.CodeUnavailable
+		if errors.Is(err, context.Canceled) {
+			code = connect.CodeCanceled
+		} else if errors.Is(err, context.DeadlineExceeded) {
+			code = connect.CodeDeadlineExceeded
+		}
+		return applyOutcome{}, connect.NewError(code, fmt.Errorf("commit %s: %w (the write may still apply; retry with the same request_id)", t, err))
+	}
+	res, ok := resp.(*fsm.ApplyResult)
+	if !ok {
+		return applyOutcome{}, connect.NewError(connect.CodeInternal, fmt.Errorf("commit %s: unexpected FSM result %T", t, resp))
+	}
+	if res.Err != nil {
+		return applyOutcome{}, connect.NewError(fsmErrorCode(res.Err), res.Err)
+	}
+	return applyOutcome{Index: res.Index, Deduplicated: res.Index != index}, nil
+}
+
+// fsmErrorCode maps an FSM refusal to the Connect code the client sees.
+func fsmErrorCode(err error) connect.Code {
+	switch {
+	case errors.Is(err, fsm.ErrNotFound):
+		return connect.CodeNotFound
+	case errors.Is(err, fsm.ErrAlreadyExists):
+		return connect.CodeAlreadyExists
+	case errors.Is(err, fsm.ErrConflict):
+		// A concurrent change won (e.g. expected_version mismatch): the
+		// client may re-read and retry.
+		return connect.CodeAborted
+	case errors.Is(err, fsm.ErrInvalid):
+		return connect.CodeInvalidArgument
+	default:
+		return connect.CodeInternal
+	}
+}
+
+// deploymentNamespace derives deployment ids from request ids, so that a
+// retried write (same request id) computes the same deployment id as the
+// first attempt and recognises it.
+var deploymentNamespace = uuid.MustParse("5b0a6a0c-6f1e-4d53-9a57-4e2b8f7f5c11")
+
+func deploymentIDFor(requestID string) string {
+	return uuid.NewSHA1(deploymentNamespace, []byte(requestID)).String()
+}
+
+// ensureRequestID fills in a request id when the client sent none, so that
+// forwarding retries apply once.
+func (s *Server) ensureRequestID(id *string) {
+	if *id == "" {
+		*id = s.newID()
+	}
+}

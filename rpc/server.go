@@ -1,0 +1,286 @@
+package rpc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"connectrpc.com/connect"
+	"connectrpc.com/grpchealth"
+	"connectrpc.com/grpcreflect"
+	"github.com/google/uuid"
+
+	"github.com/berth-dev/berth/fsm"
+	"github.com/berth-dev/berth/proto/berth/v1/berthv1connect"
+)
+
+// Cluster is what the API needs from the Raft layer. The cluster package's
+// Node provides it through rpc/clusteradapter.
+type Cluster interface {
+	// Apply proposes one encoded FSM command (fsm.Encode) and waits until it
+	// is applied on this server. resp is the FSM's *fsm.ApplyResult; index is
+	// the log index of this entry. It fails at once on a follower. After a
+	// failure, IsLeader tells whether to retry through another server.
+	Apply(ctx context.Context, cmd []byte) (resp any, index uint64, err error)
+	// IsLeader reports whether this server is the Raft leader right now.
+	IsLeader() bool
+	// Leader returns the leader's id, Raft address and API address as this
+	// server knows them; empty strings when unknown.
+	Leader() (id, raftAddr, apiAddr string)
+	// VerifyLeader confirms leadership with a quorum (linearizable reads).
+	VerifyLeader(ctx context.Context) error
+	// Term is the current Raft term.
+	Term() uint64
+	// Members lists the servers known through gossip.
+	Members() []MemberInfo
+	// Peers lists the Raft configuration.
+	Peers() ([]PeerInfo, error)
+	// RemovePeer removes a server from the Raft configuration (leader only).
+	RemovePeer(ctx context.Context, id string) error
+	// TransferLeadership hands leadership to `to`, or to the best voter when
+	// empty (leader only).
+	TransferLeadership(ctx context.Context, to string) error
+	// SaveSnapshot streams a snapshot of the replicated state to w.
+	SaveSnapshot(ctx context.Context, w io.Writer) (SnapshotMeta, error)
+	// RestoreSnapshot replaces the replicated state with a snapshot read
+	// from r (leader only).
+	RestoreSnapshot(ctx context.Context, r io.Reader) (SnapshotMeta, error)
+}
+
+// MemberInfo is one server known through gossip.
+type MemberInfo struct {
+	Name, RaftAddr, APIAddr, GossipAddr, Status, Version string
+	Leader                                               bool
+}
+
+// PeerInfo is one server of the Raft configuration.
+type PeerInfo struct {
+	ID, Address string
+	Voter       bool
+	Leader      bool
+}
+
+// SnapshotMeta identifies a saved or restored snapshot.
+type SnapshotMeta struct {
+	Index, Term uint64
+}
+
+// Config configures a Server. Store and Cluster are required.
+type Config struct {
+	// Store returns the current local state store (fsm.FSM.State).
+	Store func() *fsm.Store
+	// Cluster is the Raft layer.
+	Cluster Cluster
+	// Events is where StreamEvents reads from (typically an *EventBroker
+	// the scheduler publishes into). If it also implements
+	// Publish(*v1.Event), the server publishes api_post_event events for
+	// app changes it commits. Nil: StreamEvents streams nothing but the
+	// server's own events are dropped.
+	Events EventSource
+	// Logger gets the server's logs; nil means slog.Default().
+	Logger *slog.Logger
+	// MaxRequestBytes bounds every request message (default 4 MiB; app
+	// definitions are additionally limited to MaxAppBytes when parsed from
+	// files).
+	MaxRequestBytes int
+	// MaxSnapshotBytes bounds RestoreSnapshot requests (default 1 GiB).
+	MaxSnapshotBytes int
+	// LeaderWait is how long a write waits for a leader (during an
+	// election) before failing with Unavailable (default 10 s).
+	LeaderWait time.Duration
+	// Now returns the current time (default time.Now).
+	Now func() time.Time
+	// NewID returns a fresh unique id for request ids (default a random
+	// UUID).
+	NewID func() string
+	// HTTPClient is used to forward requests to the leader (default: a
+	// client speaking HTTP/1.1 and h2c).
+	HTTPClient *http.Client
+}
+
+// Defaults for Config fields.
+const (
+	DefaultMaxRequestBytes  = 4 << 20
+	DefaultMaxSnapshotBytes = 1 << 30
+	DefaultLeaderWait       = 10 * time.Second
+)
+
+// Server serves Berth's Connect API: AppService, TaskService,
+// DeploymentService, EventService and ClusterService, plus gRPC health
+// checking and server reflection, on one HTTP handler.
+type Server struct {
+	cfg    Config
+	log    *slog.Logger
+	store  func() *fsm.Store
+	clu    Cluster
+	events EventSource
+	now    func() time.Time
+	newID  func() string
+
+	httpClient *http.Client
+	peersMu    sync.Mutex
+	peers      map[string]*peerClients
+
+	// streams is cancelled when Serve shuts down, ending event streams so
+	// that graceful shutdown does not wait for them.
+	streams      context.Context
+	cancelStream context.CancelFunc
+}
+
+// NewServer returns a server for cfg. It panics if Store or Cluster is nil
+// (a programming error in the wiring).
+func NewServer(cfg Config) *Server {
+	if cfg.Store == nil || cfg.Cluster == nil {
+		panic("rpc.NewServer: Config.Store and Config.Cluster are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.MaxRequestBytes <= 0 {
+		cfg.MaxRequestBytes = DefaultMaxRequestBytes
+	}
+	if cfg.MaxSnapshotBytes <= 0 {
+		cfg.MaxSnapshotBytes = DefaultMaxSnapshotBytes
+	}
+	if cfg.LeaderWait <= 0 {
+		cfg.LeaderWait = DefaultLeaderWait
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.NewID == nil {
+		cfg.NewID = uuid.NewString
+	}
+	hc := cfg.HTTPClient
+	if hc == nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.Protocols = new(http.Protocols)
+		tr.Protocols.SetHTTP1(true)
+		tr.Protocols.SetUnencryptedHTTP2(true)
+		hc = &http.Client{Transport: tr}
+	}
+	streams, cancel := context.WithCancel(context.Background())
+	return &Server{
+		cfg:          cfg,
+		log:          cfg.Logger,
+		store:        cfg.Store,
+		clu:          cfg.Cluster,
+		events:       cfg.Events,
+		now:          cfg.Now,
+		newID:        cfg.NewID,
+		httpClient:   hc,
+		peers:        map[string]*peerClients{},
+		streams:      streams,
+		cancelStream: cancel,
+	}
+}
+
+// serviceNames are the services the server mounts, for health checking and
+// reflection.
+var serviceNames = []string{
+	berthv1connect.AppServiceName,
+	berthv1connect.TaskServiceName,
+	berthv1connect.DeploymentServiceName,
+	berthv1connect.EventServiceName,
+	berthv1connect.ClusterServiceName,
+}
+
+// Handler returns the HTTP handler with every service mounted. It serves the
+// Connect, gRPC and gRPC-Web protocols; serve it with HTTP/1.1 and h2c (as
+// Serve does) for gRPC clients.
+func (s *Server) Handler() http.Handler {
+	opts := []connect.HandlerOption{
+		connect.WithReadMaxBytes(s.cfg.MaxRequestBytes),
+		connect.WithRecover(s.recoverPanic),
+		connect.WithInterceptors(s.logInterceptor()),
+	}
+	mux := http.NewServeMux()
+	mux.Handle(berthv1connect.NewAppServiceHandler(&appService{s}, opts...))
+	mux.Handle(berthv1connect.NewTaskServiceHandler(&taskService{s}, opts...))
+	mux.Handle(berthv1connect.NewDeploymentServiceHandler(&deploymentService{s}, opts...))
+	mux.Handle(berthv1connect.NewEventServiceHandler(&eventService{s}, opts...))
+	clusterOpts := []connect.HandlerOption{
+		// Snapshots travel whole in one message.
+		connect.WithReadMaxBytes(s.cfg.MaxSnapshotBytes),
+		connect.WithRecover(s.recoverPanic),
+		connect.WithInterceptors(s.logInterceptor()),
+	}
+	mux.Handle(berthv1connect.NewClusterServiceHandler(&clusterService{s}, clusterOpts...))
+	mux.Handle(grpchealth.NewHandler(grpchealth.NewStaticChecker(serviceNames...)))
+	reflector := grpcreflect.NewStaticReflector(append(serviceNames, grpchealth.HealthV1ServiceName)...)
+	mux.Handle(grpcreflect.NewHandlerV1(reflector))
+	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
+	return mux
+}
+
+// recoverPanic turns a handler panic into an Internal error (and a log
+// line) instead of a dropped connection.
+func (s *Server) recoverPanic(_ context.Context, spec connect.Spec, _ http.Header, p any) error {
+	s.log.Error("panic in rpc handler", "procedure", spec.Procedure, "panic", p)
+	return connect.NewError(connect.CodeInternal, fmt.Errorf("internal error in %s", spec.Procedure))
+}
+
+// logInterceptor logs failed calls: server-side faults at warn level,
+// client errors at debug level.
+func (s *Server) logInterceptor() connect.Interceptor {
+	return connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
+		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+			res, err := next(ctx, req)
+			if err != nil {
+				switch connect.CodeOf(err) {
+				case connect.CodeInternal, connect.CodeUnknown, connect.CodeDataLoss, connect.CodeUnavailable:
+					s.log.Warn("rpc failed", "procedure", req.Spec().Procedure, "peer", req.Peer().Addr, "err", err)
+				default:
+					s.log.Debug("rpc refused", "procedure", req.Spec().Procedure, "peer", req.Peer().Addr, "err", err)
+				}
+			}
+			return res, err
+		}
+	})
+}
+
+// Serve serves the API on lis (HTTP/1.1 and unencrypted HTTP/2) until ctx
+// ends, then shuts down gracefully: event streams are ended at once, other
+// requests get up to 5 seconds to finish. It returns nil after a shutdown
+// caused by ctx, or the error that stopped serving.
+func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
+	protocols := new(http.Protocols)
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	srv := &http.Server{
+		Handler:           s.Handler(),
+		Protocols:         protocols,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(lis) }()
+	s.log.Info("api listening", "addr", lis.Addr().String())
+	select {
+	case err := <-errc:
+		s.cancelStream()
+		return fmt.Errorf("serve api on %s: %w", lis.Addr(), err)
+	case <-ctx.Done():
+	}
+	s.cancelStream()
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := srv.Shutdown(shutdownCtx)
+	if err != nil {
+		_ = srv.Close()
+	}
+	if serr := <-errc; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
+		return fmt.Errorf("serve api on %s: %w", lis.Addr(), serr)
+	}
+	if err != nil {
+		return fmt.Errorf("shut down api server: %w", err)
+	}
+	return nil
+}

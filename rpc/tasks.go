@@ -1,0 +1,197 @@
+package rpc
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	v1 "github.com/berth-dev/berth/proto/berth/v1"
+)
+
+type taskService struct{ *Server }
+
+// terminalStates are the Mesos task states after which a task runs no more.
+var terminalStates = map[string]bool{
+	"TASK_FINISHED": true, "TASK_FAILED": true, "TASK_KILLED": true, "TASK_ERROR": true,
+	"TASK_LOST": true, "TASK_DROPPED": true, "TASK_GONE": true, "TASK_GONE_BY_OPERATOR": true,
+}
+
+// isTerminal reports whether a Mesos task state is final.
+func isTerminal(state string) bool { return terminalStates[state] }
+
+// goalNames are Marathon's names for instance goals.
+var goalNames = map[v1.Goal]string{
+	v1.Goal_GOAL_RUNNING:        "Running",
+	v1.Goal_GOAL_STOPPED:        "Stopped",
+	v1.Goal_GOAL_DECOMMISSIONED: "Decommissioned",
+}
+
+// marathonTime formats a timestamp as Marathon does (UTC, milliseconds).
+func marathonTime(ts *timestamppb.Timestamp) string {
+	if ts == nil {
+		return ""
+	}
+	return ts.AsTime().UTC().Format("2006-01-02T15:04:05.000Z07:00")
+}
+
+// TaskViewOf renders an instance as Marathon's task JSON. An instance whose
+// task is not running (stopped, crashed, not launched yet) is still shown,
+// with its local volumes but without startedAt, stagedAt, ports or version,
+// as Marathon shows suspended resident tasks.
+func TaskViewOf(inst *v1.Instance) *v1.TaskView {
+	r := inst.GetReservation()
+	t := inst.GetTask()
+	tv := &v1.TaskView{
+		Id:         inst.GetId(),
+		AppId:      inst.GetAppId(),
+		InstanceId: inst.GetId(),
+		Host:       r.GetHostname(),
+		AgentId:    r.GetAgentId(),
+		Goal:       goalNames[inst.GetGoal()],
+		Role:       r.GetRole(),
+	}
+	if t != nil {
+		tv.Id = t.GetId()
+		tv.State = t.GetState()
+		if t.GetHostname() != "" {
+			tv.Host = t.GetHostname()
+		}
+		if t.GetAgentId() != "" {
+			tv.AgentId = t.GetAgentId()
+		}
+		if !isTerminal(t.GetState()) {
+			tv.Healthy = t.Healthy
+			tv.StartedAt = marathonTime(t.GetStartedAt())
+			tv.StagedAt = marathonTime(t.GetStagedAt())
+			tv.Ports = t.GetPorts()
+			tv.Version = t.GetAppVersion()
+		}
+	}
+	for _, v := range r.GetVolumes() {
+		tv.LocalVolumes = append(tv.LocalVolumes, &v1.TaskLocalVolume{
+			ContainerPath: v.GetContainerPath(), PersistenceId: v.GetPersistenceId(),
+		})
+	}
+	return tv
+}
+
+// ListTasks lists one task view per instance, including stopped ones.
+func (t *taskService) ListTasks(ctx context.Context, req *connect.Request[v1.ListTasksRequest]) (*connect.Response[v1.ListTasksResponse], error) {
+	msg := req.Msg
+	return readConsistent(ctx, t.Server, msg.Consistency, req.Header(), func() (*connect.Response[v1.ListTasksResponse], error) {
+		st := t.store()
+		var insts []*v1.Instance
+		if msg.AppId != "" {
+			insts = st.InstancesByApp(normalizePathID(msg.AppId))
+		} else {
+			insts = st.Instances()
+		}
+		res := &v1.ListTasksResponse{}
+		for _, inst := range insts {
+			res.Tasks = append(res.Tasks, TaskViewOf(inst))
+		}
+		return connect.NewResponse(res), nil
+	}, func(ctx context.Context, pc *peerClients) (*connect.Response[v1.ListTasksResponse], error) {
+		return pc.task.ListTasks(ctx, forwarded(msg))
+	})
+}
+
+// KillTask kills an instance's task (id is a task id or an instance id).
+// A plain kill records the request on the task; the scheduler sends the
+// Mesos KILL and, the goal being unchanged, relaunches on the same berth.
+// wipe decommissions the instance (its volume is destroyed, a fresh
+// instance replaces it); scale stops the instance (keeping its berth) and
+// lowers the app's instances by one.
+func (t *taskService) KillTask(ctx context.Context, req *connect.Request[v1.KillTaskRequest]) (*connect.Response[v1.KillTaskResponse], error) {
+	msg := req.Msg
+	if msg.Wipe && msg.Scale {
+		return nil, invalid("scale", "cannot be combined with wipe")
+	}
+	if msg.Id == "" {
+		return nil, invalid("id", "must not be empty")
+	}
+	t.ensureRequestID(&msg.RequestId)
+	return onLeader(ctx, t.Server, req.Header(), func(ctx context.Context) (*connect.Response[v1.KillTaskResponse], error) {
+		st := t.store()
+		inst := st.Instance(msg.Id)
+		if inst == nil {
+			inst = st.InstanceByTaskID(msg.Id)
+		}
+		if inst == nil {
+			return nil, notFound("no task or instance %s", msg.Id)
+		}
+		next := proto.Clone(inst).(*v1.Instance)
+		now := t.now()
+		switch {
+		case msg.Wipe:
+			next.Goal = v1.Goal_GOAL_DECOMMISSIONED
+			if _, err := t.apply(ctx, v1.CommandType_COMMAND_TYPE_SCHEDULER_PLAN, &v1.SchedulerPlanCommand{PutInstances: []*v1.Instance{next}}); err != nil {
+				return nil, err
+			}
+			t.log.Info("instance wiped", "instance", next.GetId(), "app", next.GetAppId())
+			return connect.NewResponse(&v1.KillTaskResponse{Task: TaskViewOf(next)}), nil
+		case msg.Scale:
+			return t.killAndScale(ctx, msg.RequestId, inst, next, now)
+		default:
+			task := next.GetTask()
+			if task == nil || isTerminal(task.GetState()) {
+				// Nothing runs: nothing to kill.
+				return connect.NewResponse(&v1.KillTaskResponse{Task: TaskViewOf(inst)}), nil
+			}
+			task.KillRequestedAt = timestamppb.New(now)
+			if _, err := t.apply(ctx, v1.CommandType_COMMAND_TYPE_SCHEDULER_PLAN, &v1.SchedulerPlanCommand{PutInstances: []*v1.Instance{next}}); err != nil {
+				return nil, err
+			}
+			t.log.Info("task kill requested", "task", task.GetId(), "instance", next.GetId())
+			return connect.NewResponse(&v1.KillTaskResponse{Task: TaskViewOf(next)}), nil
+		}
+	}, func(ctx context.Context, pc *peerClients) (*connect.Response[v1.KillTaskResponse], error) {
+		return pc.task.KillTask(ctx, forwarded(msg))
+	})
+}
+
+// killAndScale stops one instance and lowers its app's instances by one in
+// one write, with a scale deployment.
+func (t *taskService) killAndScale(ctx context.Context, requestID string, inst, next *v1.Instance, now time.Time) (*connect.Response[v1.KillTaskResponse], error) {
+	st := t.store()
+	if d := alreadyApplied(st, requestID); d != nil {
+		if cur := st.Instance(inst.GetId()); cur != nil {
+			next = cur
+		}
+		return connect.NewResponse(&v1.KillTaskResponse{Task: TaskViewOf(next), DeploymentId: d.GetId()}), nil
+	}
+	if inst.GetGoal() != v1.Goal_GOAL_RUNNING {
+		return nil, connect.NewError(connect.CodeFailedPrecondition,
+			fmt.Errorf("instance %s is not running (goal %s): scaling it down changes nothing", inst.GetId(), goalNames[inst.GetGoal()]))
+	}
+	app := st.App(inst.GetAppId())
+	if app == nil {
+		return nil, notFound("app %s of instance %s does not exist", inst.GetAppId(), inst.GetId())
+	}
+	if running := runningDeployments(st, app.GetId()); len(running) > 0 {
+		return nil, lockedError(app.GetId(), running)
+	}
+	nextApp := proto.Clone(app).(*v1.App)
+	nextApp.Instances = proto.Int32(max(0, app.GetInstances()-1))
+	ver, _ := t.newVersion(app.GetVersion())
+	nextApp.Version = proto.String(ver)
+	nextApp.VersionInfo = &v1.VersionInfo{LastScalingAt: ver, LastConfigChangeAt: app.GetVersionInfo().GetLastConfigChangeAt()}
+	next.Goal = v1.Goal_GOAL_STOPPED
+	action := ActionScale
+	if nextApp.GetInstances() == 0 {
+		action = ActionStop
+	}
+	dep := newDeployment(deploymentIDFor(requestID), ver, app.GetId(), action, now)
+	if _, err := t.apply(ctx, v1.CommandType_COMMAND_TYPE_APP_UPDATE, &v1.AppUpdateCommand{
+		RequestId: requestID, App: nextApp, ExpectedVersion: app.GetVersion(),
+		Deployment: dep, PutInstances: []*v1.Instance{next},
+	}); err != nil {
+		return nil, err
+	}
+	t.log.Info("instance stopped and app scaled down", "instance", next.GetId(), "app", app.GetId(), "instances", nextApp.GetInstances())
+	return connect.NewResponse(&v1.KillTaskResponse{Task: TaskViewOf(next), DeploymentId: dep.GetId()}), nil
+}
