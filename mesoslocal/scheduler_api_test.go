@@ -208,7 +208,7 @@ func TestFrameworkFailover(t *testing.T) {
 	c := startCluster(t, func(cfg *Config) { cfg.Simulate = true })
 	a := subscribe(t, c, frameworkInfo("r"))
 	o := a.awaitOffer("any", nil)
-	a.mustCall(calls.Accept(calls.OfferOperations{calls.OpLaunch(shellTask("keep", o, "sleep 1000", allocated("r", scalar("cpus", 0.1), scalar("mem", 32))))}.WithOffers(o.ID)))
+	a.mustCall(calls.Accept(calls.OfferOperations{calls.OpLaunch(shellTask("keep", o, "sleep 1000", allocated("r", scalar("cpus", 0.1), scalar("mem", 32))))}.WithOffers(o.ID)).With(calls.RefuseSeconds(0)))
 	a.awaitUpdate("keep", mesos.TASK_RUNNING)
 	oldStream := c.streamOf(a.fwID)
 
