@@ -205,6 +205,10 @@ func (s *sched) tryAwait(pred func(*scheduler.Event) bool, timeout time.Duration
 			if e.Type != scheduler.Event_HEARTBEAT {
 				s.backlog = append(s.backlog, e)
 			}
+			if e.Type == scheduler.Event_UPDATE {
+				// Skipped updates are acknowledged so later ones flow.
+				s.ack(e.Update.Status)
+			}
 		case <-time.After(left):
 			return nil
 		}

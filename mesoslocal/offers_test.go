@@ -272,7 +272,9 @@ func TestPersistentVolumeRules(t *testing.T) {
 		calls.OpCreate(volume(scalar50(), "v1", "data")),
 		calls.OpCreate(volume(scalar50(), "v1", "data")), // same id, same role, same agent
 	}.WithOffers(o.ID)).With(calls.RefuseSeconds(0)))
-	eventually(t, "volume created", func() bool { return c.agentTotal(c.firstAgent()).contains(rset{mustUpgrade(t, volume(scalar50(), "v1", "data"))}) })
+	eventually(t, "volume created", func() bool {
+		return c.agentTotal(c.firstAgent()).contains(rset{mustUpgrade(t, volume(scalar50(), "v1", "data"))})
+	})
 	var vols []string
 	for _, r := range c.agentTotal(c.firstAgent()) {
 		if isVolume(&r) {
