@@ -5,8 +5,11 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/raft"
 )
 
 // startCluster starts n on-disk servers on loopback with kernel-assigned
@@ -284,4 +287,44 @@ func TestBootstrapExpectWaits(t *testing.T) {
 	four := []*tnode{a, b, c, d}
 	checkOneCluster(t, four)
 	waitHas(t, four, "k", "v")
+}
+
+// TestConcurrentIdenticalBootstrapIsSafe checks the property bootstrap
+// relies on: if several servers bootstrap at once with the identical
+// configuration, they form one cluster.
+func TestConcurrentIdenticalBootstrapIsSafe(t *testing.T) {
+	network := NewInmemNetwork()
+	var nodes []*tnode
+	for i := range 3 {
+		// BootstrapExpect 0 with Join: nobody bootstraps on its own (s0's
+		// join address does not exist; the others join s0).
+		join := []string{"127.0.0.1:1"}
+		if i > 0 {
+			join = []string{nodes[0].node.GossipAddr()}
+		}
+		nodes = append(nodes, start(t, inmemConfig(t, fmt.Sprintf("s%d", i), network, 0, join...)))
+	}
+	for _, tn := range nodes {
+		if tn.node.raft.LastIndex() != 0 {
+			t.Fatalf("%s bootstrapped on its own", tn.cfg.NodeName)
+		}
+	}
+	var servers []raft.Server
+	for _, tn := range nodes {
+		servers = append(servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(tn.cfg.NodeName), Address: raft.ServerAddress(tn.node.RaftAddr())})
+	}
+	var wg sync.WaitGroup
+	for _, tn := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := tn.node.bootstrap(servers); err != nil {
+				t.Errorf("bootstrap on %s: %v", tn.cfg.NodeName, err)
+			}
+		}()
+	}
+	wg.Wait()
+	checkOneCluster(t, nodes)
+	set(t, nodes, "k", "v")
+	waitHas(t, nodes, "k", "v")
 }

@@ -796,6 +796,13 @@ func (n *Node) Members() []Member {
 	for i := range ms {
 		ms[i].Leader = ms[i].Name == string(leaderID)
 		ms[i].Voter = voters[ms[i].Name]
+		if ms[i].Name == n.cfg.NodeName {
+			// Our own entry reflects what we last gossiped; report now.
+			ms[i].HasRaftState = n.hasState.Load()
+			if n.leaving.Load() {
+				ms[i].Status = StatusLeft
+			}
+		}
 	}
 	return ms
 }
