@@ -1,0 +1,205 @@
+package rpc_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
+
+	v1 "github.com/berth-dev/berth/proto/berth/v1"
+	"github.com/berth-dev/berth/rpc"
+)
+
+// TestForwardingThreeServers: writes sent to followers are applied by the
+// leader, exactly once per request id, reads come from the local replica
+// (or the leader with CONSISTENT), events are relayed from the leader, and
+// when the leader dies a write waits for the new leader.
+func TestForwardingThreeServers(t *testing.T) {
+	servers := startCluster(t, 3, clusterOpts{})
+	leader := waitLeader(t, servers)
+	follower := followerOf(servers)
+	fc := clientsFor(follower)
+	ctx := ctxFor(t, 60*time.Second)
+
+	created, err := fc.app.CreateApp(ctx, connect.NewRequest(&v1.CreateAppRequest{App: appFromFile(t, seedFile), RequestId: "req-1"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if leader.fsm.State().App("/postgres") == nil {
+		t.Fatal("app created through a follower is not on the leader")
+	}
+	// The same request again (a client retry): applied once, same answer.
+	again, err := fc.app.CreateApp(ctx, connect.NewRequest(&v1.CreateAppRequest{App: appFromFile(t, seedFile), RequestId: "req-1"}))
+	if err != nil {
+		t.Fatalf("retried create: %v", err)
+	}
+	if again.Msg.DeploymentId != created.Msg.DeploymentId || again.Msg.App.GetVersion() != created.Msg.App.GetVersion() {
+		t.Fatalf("retry answered differently: %v vs %v", again.Msg, created.Msg)
+	}
+	if n := len(leader.fsm.State().Deployments()); n != 1 {
+		t.Fatalf("%d deployments after a retried create, want 1", n)
+	}
+	// A different request for the same id is AlreadyExists, through the
+	// follower too.
+	_, err = fc.app.CreateApp(ctx, connect.NewRequest(&v1.CreateAppRequest{App: appFromFile(t, seedFile)}))
+	wantCode(t, err, connect.CodeAlreadyExists)
+
+	// Retried update and delete: applied once.
+	upd := &v1.UpdateAppRequest{Id: "/postgres", App: &v1.App{Instances: proto.Int32(0)}, Partial: true, Force: true, RequestId: "req-2"}
+	u1, err := fc.app.UpdateApp(ctx, connect.NewRequest(upd))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u2, err := fc.app.UpdateApp(ctx, connect.NewRequest(upd))
+	if err != nil || u2.Msg.DeploymentId != u1.Msg.DeploymentId {
+		t.Fatalf("retried update = %v, %v (first %v)", u2, err, u1.Msg.DeploymentId)
+	}
+	if v := leader.fsm.State().AppVersions("/postgres"); len(v) != 2 {
+		t.Fatalf("versions after a retried update: %v", v)
+	}
+
+	// Validation errors come back through the forward with their details.
+	_, err = fc.app.CreateApp(ctx, connect.NewRequest(&v1.CreateAppRequest{App: mustApp(t,
+		`{"id": "/bad", "cmd": "x", "container": {"volumes": [{"containerPath": "d", "persistent": {"size": 0}}]}}`)}))
+	cerr := wantCode(t, err, connect.CodeInvalidArgument)
+	if vs := rpc.ViolationsFromError(cerr); len(vs) != 1 || vs[0].Field != "container.volumes[0].persistent.size" {
+		t.Fatalf("violations through a follower = %v", vs)
+	}
+	// So do FSM refusals and lock errors.
+	_, err = fc.app.UpdateApp(ctx, connect.NewRequest(&v1.UpdateAppRequest{Id: "/postgres", App: &v1.App{Instances: proto.Int32(1)}, Partial: true}))
+	wantCode(t, err, connect.CodeFailedPrecondition)
+
+	// Reads: the follower's replica catches up; CONSISTENT reads are
+	// answered by the leader.
+	waitFor(t, 10*time.Second, "the follower's replica", func() error {
+		if follower.fsm.State().App("/postgres").GetInstances() != 0 {
+			return errors.New("follower has not applied the update yet")
+		}
+		return nil
+	})
+	got, err := fc.app.GetApp(ctx, connect.NewRequest(&v1.GetAppRequest{Id: "/postgres", Consistency: v1.ReadConsistency_READ_CONSISTENCY_CONSISTENT}))
+	if err != nil || got.Msg.App.GetVersion() != u1.Msg.App.GetVersion() {
+		t.Fatalf("consistent read = %v, %v", got, err)
+	}
+	tasks, err := fc.task.ListTasks(ctx, connect.NewRequest(&v1.ListTasksRequest{Consistency: v1.ReadConsistency_READ_CONSISTENCY_CONSISTENT}))
+	if err != nil || len(tasks.Msg.Tasks) != 0 {
+		t.Fatalf("consistent ListTasks = %v, %v", tasks, err)
+	}
+
+	// Cluster operations answer from any server.
+	lr, err := fc.cluster.Leader(ctx, connect.NewRequest(&v1.LeaderRequest{}))
+	if err != nil || lr.Msg.Id != leader.name || lr.Msg.ApiAddr != leader.addr {
+		t.Fatalf("Leader via follower = %v, %v", lr, err)
+	}
+	peers, err := fc.cluster.ListPeers(ctx, connect.NewRequest(&v1.ListPeersRequest{}))
+	if err != nil || len(peers.Msg.Peers) != 3 {
+		t.Fatalf("ListPeers via follower = %v, %v", peers, err)
+	}
+	// ForwardCommand is for the leader only.
+	cmd := append([]byte{byte(v1.CommandType_COMMAND_TYPE_DEPLOYMENT_CANCEL)}, mustMarshal(t, &v1.DeploymentCancelCommand{DeploymentIds: []string{"x"}})...)
+	_, err = fc.cluster.ForwardCommand(ctx, connect.NewRequest(&v1.ForwardCommandRequest{Command: cmd}))
+	wantCode(t, err, connect.CodeFailedPrecondition)
+
+	// Events published on the leader reach a client of the follower.
+	sctx, scancel := context.WithCancel(ctx)
+	stream, err := fc.event.StreamEvents(sctx, connect.NewRequest(&v1.StreamEventsRequest{AppId: "/postgres"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev := receive(t, stream); ev.Type != rpc.EventStreamAttached {
+		t.Fatalf("first relayed event = %v", ev)
+	}
+	leader.broker.Publish(&v1.Event{Type: "status_update_event", AppId: "/other"})
+	leader.broker.Publish(&v1.Event{Type: "status_update_event", AppId: "/postgres", TaskState: "TASK_RUNNING"})
+	if ev := receive(t, stream); ev.AppId != "/postgres" || ev.TaskState != "TASK_RUNNING" {
+		t.Fatalf("relayed event = %v", ev)
+	}
+	stream.Close()
+	scancel()
+
+	// Leadership transfer through a follower.
+	tr, err := fc.cluster.TransferLeadership(ctx, connect.NewRequest(&v1.TransferLeadershipRequest{}))
+	if err != nil || tr.Msg.Leader == "" || tr.Msg.Leader == leader.name {
+		t.Fatalf("TransferLeadership = %v, %v", tr, err)
+	}
+	leader = waitLeader(t, servers)
+	if leader.name != tr.Msg.Leader {
+		t.Fatalf("leader is %s, transfer said %s", leader.name, tr.Msg.Leader)
+	}
+
+	// The leader dies: a write through a survivor waits for the new
+	// leader and succeeds.
+	leader.stop(t)
+	var survivor *server
+	for _, s := range servers {
+		if !s.closed {
+			survivor = s
+			break
+		}
+	}
+	sc := clientsFor(survivor)
+	res, err := sc.app.CreateApp(ctx, connect.NewRequest(&v1.CreateAppRequest{App: mustApp(t, `{"id": "/after-failover", "cmd": "x"}`)}))
+	if err != nil {
+		t.Fatalf("write during failover: %v", err)
+	}
+	newLeader := waitLeader(t, servers)
+	if newLeader == leader || newLeader.fsm.State().App("/after-failover") == nil || res.Msg.DeploymentId == "" {
+		t.Fatalf("write after failover not applied by the new leader %s", newLeader.name)
+	}
+}
+
+// TestNoLeaderUnavailable: with no quorum, writes fail with Unavailable
+// after the bounded wait, while local reads still work.
+func TestNoLeaderUnavailable(t *testing.T) {
+	servers := startCluster(t, 3, clusterOpts{leaderWait: 1500 * time.Millisecond})
+	leader := waitLeader(t, servers)
+	c := clientsFor(leader)
+	ctx := ctxFor(t, 60*time.Second)
+	if _, err := c.app.CreateApp(ctx, connect.NewRequest(&v1.CreateAppRequest{App: mustApp(t, `{"id": "/a", "cmd": "x"}`)})); err != nil {
+		t.Fatal(err)
+	}
+	var last *server
+	for _, s := range servers {
+		waitFor(t, 10*time.Second, "replication of /a to "+s.name, func() error {
+			if s.fsm.State().App("/a") == nil {
+				return fmt.Errorf("%s lacks /a", s.name)
+			}
+			return nil
+		})
+	}
+	for _, s := range servers {
+		if s != leader && last == nil {
+			last = s
+			continue
+		}
+		s.stop(t)
+	}
+	lc := clientsFor(last)
+	start := time.Now()
+	_, err := lc.app.CreateApp(ctx, connect.NewRequest(&v1.CreateAppRequest{App: mustApp(t, `{"id": "/b", "cmd": "x"}`)}))
+	cerr := wantCode(t, err, connect.CodeUnavailable)
+	if !strings.Contains(cerr.Message(), "no leader") {
+		t.Fatalf("unavailable message = %q", cerr.Message())
+	}
+	if time.Since(start) < 1500*time.Millisecond {
+		t.Fatalf("gave up before the leader wait: %s", time.Since(start))
+	}
+	got, err := lc.app.GetApp(ctx, connect.NewRequest(&v1.GetAppRequest{Id: "/a"}))
+	if err != nil || got.Msg.App.GetId() != "/a" {
+		t.Fatalf("stale read without a leader = %v, %v", got, err)
+	}
+	_, err = lc.app.GetApp(ctx, connect.NewRequest(&v1.GetAppRequest{Id: "/a", Consistency: v1.ReadConsistency_READ_CONSISTENCY_CONSISTENT}))
+	wantCode(t, err, connect.CodeUnavailable)
+	waitFor(t, 10*time.Second, "the survivor to forget the leader", func() error {
+		_, err = lc.cluster.Leader(ctx, connect.NewRequest(&v1.LeaderRequest{}))
+		if connect.CodeOf(err) != connect.CodeUnavailable {
+			return fmt.Errorf("Leader() = %v", err)
+		}
+		return nil
+	})
+}
