@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -327,4 +328,64 @@ func TestConcurrentIdenticalBootstrapIsSafe(t *testing.T) {
 	checkOneCluster(t, nodes)
 	set(t, nodes, "k", "v")
 	waitHas(t, nodes, "k", "v")
+}
+
+// TestIsolatedLeaderStopsLeaderWork partitions the leader away: its leader
+// work is cancelled (it steps down once its lease runs out), the majority
+// elects a new leader, the old one refuses writes, and after the partition
+// heals it follows the new leader with the new data.
+func TestIsolatedLeaderStopsLeaderWork(t *testing.T) {
+	network := NewInmemNetwork()
+	var nodes []*tnode
+	for i := range 3 {
+		cfg := inmemConfig(t, fmt.Sprintf("s%d", i), network, 3)
+		if i > 0 {
+			cfg.Join = []string{nodes[0].node.GossipAddr()}
+		}
+		nodes = append(nodes, start(t, cfg))
+	}
+	old := checkOneCluster(t, nodes)
+	set(t, nodes, "k", "before")
+
+	ctx := ctxTimeout(t, 60*time.Second)
+	running := make(chan context.Context, 4)
+	runDone := make(chan error, 1)
+	go func() {
+		runDone <- old.node.RunAsLeader(ctx, func(lctx context.Context) {
+			running <- lctx
+			<-lctx.Done()
+		})
+	}()
+	var lctx context.Context
+	select {
+	case lctx = <-running:
+	case <-ctx.Done():
+		t.Fatal("leader work never started")
+	}
+
+	network.Isolate(old.cfg.NodeName)
+	select {
+	case <-lctx.Done():
+	case <-time.After(20 * time.Second):
+		t.Fatal("isolated leader kept running leader work")
+	}
+	if old.node.IsLeader() {
+		t.Fatal("isolated server still claims leadership after its leader work stopped")
+	}
+	if _, _, err := old.node.Apply(ctx, []byte("set k stale")); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("Apply on the deposed leader: %v, want ErrNotLeader", err)
+	}
+	majority := without(nodes, old)
+	waitLeader(t, majority, 20*time.Second)
+	set(t, majority, "k", "after")
+
+	network.Heal()
+	waitHas(t, nodes, "k", "after")
+	checkOneCluster(t, nodes)
+	// The old leader's RunAsLeader is still subscribed; stopping it ends it.
+	select {
+	case err := <-runDone:
+		t.Fatalf("RunAsLeader returned early: %v", err)
+	default:
+	}
 }

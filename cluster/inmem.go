@@ -19,14 +19,55 @@ type InmemNetwork struct {
 	raft     map[raft.ServerAddress]*raft.InmemTransport
 	gossip   map[string]*inmemGossipTransport
 	nextPort int
+	// isolated node names (= in-memory raft addresses) cut off from all.
+	isolated map[string]bool
 }
 
 // NewInmemNetwork returns an empty in-memory network.
 func NewInmemNetwork() *InmemNetwork {
 	return &InmemNetwork{
-		raft:   make(map[raft.ServerAddress]*raft.InmemTransport),
-		gossip: make(map[string]*inmemGossipTransport),
+		raft:     make(map[raft.ServerAddress]*raft.InmemTransport),
+		gossip:   make(map[string]*inmemGossipTransport),
+		isolated: make(map[string]bool),
 	}
+}
+
+// Isolate cuts the named in-memory node off from every other node, Raft
+// and gossip both ways, like a network partition (the node keeps running).
+func (n *InmemNetwork) Isolate(name string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.isolated[name] = true
+	addr := raft.ServerAddress(name)
+	t, ok := n.raft[addr]
+	if !ok {
+		return
+	}
+	t.DisconnectAll()
+	for peerAddr, peer := range n.raft {
+		if peerAddr != addr {
+			peer.Disconnect(addr)
+		}
+	}
+}
+
+// Heal reconnects every isolated node.
+func (n *InmemNetwork) Heal() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.isolated = make(map[string]bool)
+	for a, ta := range n.raft {
+		for b, tb := range n.raft {
+			if a != b {
+				ta.Connect(b, tb)
+			}
+		}
+	}
+}
+
+// cut reports whether traffic between the gossip transports is blocked.
+func (n *InmemNetwork) cut(from, to *inmemGossipTransport) bool {
+	return n.isolated[from.name] || n.isolated[to.name]
 }
 
 // addRaft creates a Raft transport for addr and connects it both ways to
@@ -39,6 +80,9 @@ func (n *InmemNetwork) addRaft(addr raft.ServerAddress) (*raft.InmemTransport, e
 	}
 	_, t := raft.NewInmemTransportWithTimeout(addr, 2*time.Second)
 	for peerAddr, peer := range n.raft {
+		if n.isolated[string(addr)] || n.isolated[string(peerAddr)] {
+			continue
+		}
 		peer.Connect(addr, t)
 		t.Connect(peerAddr, peer)
 	}
@@ -65,13 +109,15 @@ func (n *InmemNetwork) removeRaft(addr raft.ServerAddress) {
 	_ = t.Close()
 }
 
-// addGossip creates a gossip transport with a fresh fake address.
-func (n *InmemNetwork) addGossip() *inmemGossipTransport {
+// addGossip creates a gossip transport for node name with a fresh fake
+// address.
+func (n *InmemNetwork) addGossip(name string) *inmemGossipTransport {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.nextPort++
 	t := &inmemGossipTransport{
 		net:      n,
+		name:     name,
 		addr:     fmt.Sprintf("127.0.0.1:%d", n.nextPort),
 		packetCh: make(chan *memberlist.Packet, 1024),
 		streamCh: make(chan net.Conn, 64),
@@ -81,10 +127,16 @@ func (n *InmemNetwork) addGossip() *inmemGossipTransport {
 	return t
 }
 
-func (n *InmemNetwork) lookupGossip(addr string) *inmemGossipTransport {
+// lookupGossip returns the transport at addr, or nil if there is none or
+// the link from `from` to it is cut.
+func (n *InmemNetwork) lookupGossip(from *inmemGossipTransport, addr string) *inmemGossipTransport {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return n.gossip[addr]
+	t := n.gossip[addr]
+	if t == nil || n.cut(from, t) {
+		return nil
+	}
+	return t
 }
 
 func (n *InmemNetwork) removeGossip(addr string) {
@@ -104,6 +156,7 @@ func (a inmemAddr) String() string  { return string(a) }
 // full); streams are net.Pipe pairs.
 type inmemGossipTransport struct {
 	net      *InmemNetwork
+	name     string
 	addr     string
 	packetCh chan *memberlist.Packet
 	streamCh chan net.Conn
@@ -129,7 +182,7 @@ func (t *inmemGossipTransport) FinalAdvertiseAddr(string, int) (net.IP, int, err
 // WriteTo implements memberlist.Transport.
 func (t *inmemGossipTransport) WriteTo(b []byte, addr string) (time.Time, error) {
 	now := time.Now()
-	dest := t.net.lookupGossip(addr)
+	dest := t.net.lookupGossip(t, addr)
 	if dest == nil {
 		return now, nil // like UDP: silently lost
 	}
@@ -152,7 +205,7 @@ func (t *inmemGossipTransport) PacketCh() <-chan *memberlist.Packet { return t.p
 
 // DialTimeout implements memberlist.Transport.
 func (t *inmemGossipTransport) DialTimeout(addr string, timeout time.Duration) (net.Conn, error) {
-	dest := t.net.lookupGossip(addr)
+	dest := t.net.lookupGossip(t, addr)
 	if dest == nil {
 		return nil, fmt.Errorf("dial inmem %s: %w", addr, errConnRefused)
 	}

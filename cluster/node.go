@@ -307,7 +307,7 @@ func (n *Node) startGossip() error {
 	mc.SuspicionMult = n.cfg.SuspicionMult
 	mc.DeadNodeReclaimTime = 10 * time.Second
 	if n.cfg.InMemory {
-		mc.Transport = n.network.addGossip()
+		mc.Transport = n.network.addGossip(n.cfg.NodeName)
 		mc.TCPTimeout = time.Second
 	} else {
 		host, port, err := splitHostPort(n.cfg.GossipBind)

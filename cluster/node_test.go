@@ -298,6 +298,34 @@ func TestSingleNodeRestartOnDisk(t *testing.T) {
 	}
 }
 
+func TestStartErrorsNameTheSetting(t *testing.T) {
+	cfg := tcpConfig(t, "a", 0)
+	cfg.FSM = newKV()
+	cfg.RaftBind = "0.0.0.0:0"
+	n, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Start(ctxTimeout(t, 10*time.Second)); err == nil || !strings.Contains(err.Error(), "set RaftAdvertise") {
+		t.Fatalf("Start with an unadvertisable raft bind: %v", err)
+	}
+	// A failed Start leaves nothing behind: the data dir can be reused.
+	cfg.RaftBind = "127.0.0.1:0"
+	start(t, cfg)
+
+	busy := tcpConfig(t, "b", 0)
+	busy.FSM = newKV()
+	other := start(t, tcpConfig(t, "c", 0))
+	busy.RaftBind = other.node.RaftAddr()
+	n2, err := New(busy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n2.Start(ctxTimeout(t, 10*time.Second)); err == nil || !strings.Contains(err.Error(), "raft transport on "+busy.RaftBind) {
+		t.Fatalf("Start on a busy raft port: %v", err)
+	}
+}
+
 // TestKill9KeepsAcknowledgedWrites runs a server in a child process, kills
 // it with SIGKILL while it is writing, and checks that every write it
 // acknowledged is there after a restart on the same data directory.
