@@ -1,0 +1,269 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/berth-dev/berth/cluster"
+	"github.com/berth-dev/berth/fsm"
+	v1 "github.com/berth-dev/berth/proto/berth/v1"
+	"github.com/berth-dev/berth/rpc"
+	"github.com/berth-dev/berth/rpc/clusteradapter"
+	"github.com/berth-dev/berth/scheduler"
+)
+
+// version is the software version servers gossip to each other.
+var version = "0.1.0-dev"
+
+// serverOptions configures one Berth server.
+type serverOptions struct {
+	nodeName        string
+	dataDir         string
+	apiAddr         string
+	raftAddr        string
+	raftAdvertise   string
+	gossipAddr      string
+	gossipAdvertise string
+	join            []string
+	bootstrapExpect int
+
+	mesosMaster        string
+	mesosRole          string
+	mesosPrincipal     string
+	mesosUser          string
+	reservationTimeout time.Duration
+	reconcileInterval  time.Duration
+
+	deadServerCleanup time.Duration
+	heartbeatTimeout  time.Duration
+	electionTimeout   time.Duration
+	logLevel          string
+}
+
+func (o *serverOptions) registerServer(fs *pflag.FlagSet) {
+	host, _ := os.Hostname()
+	fs.StringVar(&o.nodeName, "node-name", host, "unique name of this server (also its Raft id)")
+	fs.StringVar(&o.dataDir, "data-dir", "./berth-data", "directory for the Raft log and snapshots")
+	fs.StringVar(&o.apiAddr, "api-addr", defaultAPIAddr, "host:port the API listens on (advertised to other servers)")
+	fs.StringVar(&o.raftAddr, "raft-addr", "127.0.0.1:7071", "host:port for Raft traffic between servers")
+	fs.StringVar(&o.raftAdvertise, "raft-advertise", "", "Raft address other servers dial (default: --raft-addr)")
+	fs.StringVar(&o.gossipAddr, "gossip-addr", "127.0.0.1:7072", "host:port for gossip (TCP and UDP)")
+	fs.StringVar(&o.gossipAdvertise, "gossip-advertise", "", "gossip address other servers use (default: --gossip-addr)")
+	fs.StringSliceVar(&o.join, "join", nil, "gossip address of a server to join (repeatable, or comma-separated)")
+	fs.IntVar(&o.bootstrapExpect, "bootstrap-expect", 0, "number of servers that form a new cluster together (0: a server alone bootstraps itself)")
+	fs.DurationVar(&o.deadServerCleanup, "dead-server-cleanup", cluster.DefaultDeadServerCleanup, "remove a server dead for this long from Raft, when quorum allows (negative: never)")
+	fs.DurationVar(&o.heartbeatTimeout, "raft-heartbeat-timeout", cluster.DefaultHeartbeatTimeout, "Raft heartbeat timeout")
+	fs.DurationVar(&o.electionTimeout, "raft-election-timeout", cluster.DefaultElectionTimeout, "Raft election timeout")
+	o.registerMesos(fs, "http://127.0.0.1:5050")
+}
+
+func (o *serverOptions) registerMesos(fs *pflag.FlagSet, master string) {
+	if master != "" {
+		fs.StringVar(&o.mesosMaster, "mesos-master", master, "URL of the Mesos master")
+	}
+	fs.StringVar(&o.mesosRole, "mesos-role", "berth", "Mesos role for reservations")
+	fs.StringVar(&o.mesosPrincipal, "mesos-principal", "berth", "Mesos principal of the framework and its reservations")
+	fs.StringVar(&o.mesosUser, "mesos-user", "", "FrameworkInfo.user (default: the current user)")
+	fs.DurationVar(&o.reservationTimeout, "reservation-timeout", 20*time.Second, "unpin an instance whose reservation never shows up in an offer after this long")
+	fs.DurationVar(&o.reconcileInterval, "reconcile-interval", 10*time.Minute, "period of task reconciliation with Mesos")
+	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+}
+
+// bindEnv lets every flag of fs fall back to BERTH_<FLAG_NAME> when the flag
+// is not given on the command line.
+func bindEnv(fs *pflag.FlagSet) error {
+	var errs []error
+	fs.VisitAll(func(f *pflag.Flag) {
+		if f.Changed {
+			return
+		}
+		env := "BERTH_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(env); ok {
+			if err := fs.Set(f.Name, v); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", env, err))
+			}
+		}
+	})
+	return errors.Join(errs...)
+}
+
+// newLogger returns the process logger at the given level.
+func newLogger(level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %q is not debug, info, warn or error", level)
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
+}
+
+func init() {
+	var o serverOptions
+	c := &cobra.Command{
+		Use:   "server",
+		Short: "Run a Berth server (one of three or five; alone it is a cluster of one)",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, args []string) error {
+			if err := bindEnv(c.Flags()); err != nil {
+				return err
+			}
+			logger, err := newLogger(o.logLevel)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			return runServer(ctx, &o, logger, nil)
+		},
+	}
+	o.registerServer(c.Flags())
+	rootCmd.AddCommand(c)
+}
+
+// runServer runs a server until ctx ends: Raft and gossip, the API, and, while
+// this server leads, the Mesos scheduler. ready, if set, is called with the
+// bound API address once the API serves.
+func runServer(ctx context.Context, o *serverOptions, logger *slog.Logger, ready func(apiAddr string)) error {
+	if o.nodeName == "" {
+		return errors.New("--node-name: must be set (no hostname available)")
+	}
+	if o.dataDir == "" {
+		return errors.New("--data-dir: must be set")
+	}
+	schedCfg := scheduler.Config{
+		MesosMaster:        o.mesosMaster,
+		Role:               o.mesosRole,
+		Principal:          o.mesosPrincipal,
+		User:               o.mesosUser,
+		ReservationTimeout: o.reservationTimeout,
+		ReconcileInterval:  o.reconcileInterval,
+		Logger:             logger,
+	}
+	if err := schedCfg.Validate(); err != nil {
+		return fmt.Errorf("--mesos-master/--mesos-role: %w", err)
+	}
+	if err := os.MkdirAll(o.dataDir, 0o755); err != nil {
+		return fmt.Errorf("--data-dir: %w", err)
+	}
+
+	lis, err := net.Listen("tcp", o.apiAddr)
+	if err != nil {
+		return fmt.Errorf("--api-addr: %w", err)
+	}
+	defer lis.Close()
+	apiAddr := lis.Addr().String()
+
+	state := fsm.New(logger.With("component", "fsm"))
+	node, err := cluster.New(cluster.Config{
+		NodeName:          o.nodeName,
+		DataDir:           filepath.Clean(o.dataDir),
+		RaftBind:          o.raftAddr,
+		RaftAdvertise:     o.raftAdvertise,
+		GossipBind:        o.gossipAddr,
+		GossipAdvertise:   o.gossipAdvertise,
+		APIAddr:           apiAddr,
+		Join:              o.join,
+		BootstrapExpect:   o.bootstrapExpect,
+		FSM:               state,
+		Logger:            logger,
+		Version:           version,
+		DeadServerCleanup: o.deadServerCleanup,
+		HeartbeatTimeout:  o.heartbeatTimeout,
+		ElectionTimeout:   o.electionTimeout,
+	})
+	if err != nil {
+		return err
+	}
+	if err := node.Start(ctx); err != nil {
+		return fmt.Errorf("start cluster node: %w", err)
+	}
+	defer node.Close()
+
+	events := rpc.NewEventBroker(1024, logger)
+	defer events.Close()
+	api := rpc.NewServer(rpc.Config{
+		Store:   state.State,
+		Cluster: clusteradapter.New(node),
+		Events:  events,
+		Logger:  logger.With("component", "api"),
+	})
+	serveCtx, stopServe := context.WithCancel(context.Background())
+	serveDone := make(chan error, 1)
+	go func() { serveDone <- api.Serve(serveCtx, lis) }()
+	logger.Info("berth server started", "node", o.nodeName, "api", apiAddr, "raft", node.RaftAddr(),
+		"gossip", node.GossipAddr(), "mesos_master", o.mesosMaster, "data_dir", o.dataDir)
+	if ready != nil {
+		ready(apiAddr)
+	}
+
+	deps := scheduler.Deps{
+		Store: func() scheduler.Store { return state.State() },
+		Commit: func(ctx context.Context, plan *v1.SchedulerPlanCommand) error {
+			return applyCommand(ctx, node, v1.CommandType_COMMAND_TYPE_SCHEDULER_PLAN, plan)
+		},
+		SetFrameworkID: func(ctx context.Context, id string) error {
+			return applyCommand(ctx, node, v1.CommandType_COMMAND_TYPE_FRAMEWORK_ID_SET, &v1.FrameworkIDSetCommand{FrameworkId: id})
+		},
+		Publish: events.Publish,
+	}
+	leaderDone := make(chan error, 1)
+	go func() {
+		leaderDone <- node.RunAsLeader(ctx, func(lctx context.Context) {
+			// A fresh scheduler per term: nothing a previous term
+			// remembered in memory may leak into this one.
+			if err := scheduler.New(schedCfg, deps).Run(lctx); err != nil {
+				logger.Error("scheduler stopped; this leader schedules nothing until it restarts or loses leadership", "err", err)
+			}
+		})
+	}()
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-serveDone:
+		logger.Error("API server stopped", "err", serveErr)
+	}
+	logger.Info("shutting down", "node", o.nodeName)
+	// Leave the cluster gracefully so the others need not wait for the
+	// dead-server cleanup (a lone server stays in its own configuration).
+	leaveCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	if err := node.Leave(leaveCtx); err != nil {
+		logger.Warn("leave the cluster", "err", err)
+	}
+	cancel()
+	stopServe()
+	<-leaderDone
+	if serveErr == nil {
+		<-serveDone
+	}
+	return serveErr
+}
+
+// applyCommand commits one FSM command through Raft on this (leader) server
+// and returns the FSM's refusal, if any.
+func applyCommand(ctx context.Context, node *cluster.Node, t v1.CommandType, msg proto.Message) error {
+	data, err := fsm.Encode(t, msg)
+	if err != nil {
+		return err
+	}
+	resp, _, err := node.Apply(ctx, data)
+	if err != nil {
+		return err
+	}
+	if r, ok := resp.(*fsm.ApplyResult); ok && r.Err != nil {
+		return r.Err
+	}
+	return nil
+}
