@@ -194,7 +194,26 @@ func (e *eventService) StreamEvents(ctx context.Context, req *connect.Request[v1
 }
 
 // relay copies the leader's event stream to the client.
-func (e *eventService) relay(ctx context.Context, pc *peerClients, msg *v1.StreamEventsRequest, stream *connect.ServerStream[v1.Event]) error {
+func (e *eventService) relay(parent context.Context, pc *peerClients, msg *v1.StreamEventsRequest, stream *connect.ServerStream[v1.Event]) error {
+	// End the relay when the leader changes (or is lost): the client
+	// reconnects and gets the new leader's stream.
+	ctx, cancel := context.WithCancel(parent)
+	defer cancel()
+	go func() {
+		t := time.NewTicker(250 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if _, _, addr := e.clu.Leader(); addr != pc.addr {
+					cancel()
+					return
+				}
+			}
+		}
+	}()
 	up, err := pc.event.StreamEvents(ctx, forwarded(msg))
 	if err != nil {
 		return connect.NewError(connect.CodeUnavailable, fmt.Errorf("stream events from the leader at %s: %w", pc.addr, err))
@@ -205,11 +224,11 @@ func (e *eventService) relay(ctx context.Context, pc *peerClients, msg *v1.Strea
 			return err
 		}
 	}
-	if ctx.Err() != nil {
-		return nil
+	if parent.Err() != nil {
+		return nil // the client went away or the server is shutting down
 	}
-	if err := up.Err(); err != nil {
+	if err := up.Err(); err != nil && ctx.Err() == nil {
 		return connect.NewError(connect.CodeUnavailable, fmt.Errorf("event stream from the leader at %s ended: %w", pc.addr, err))
 	}
-	return connect.NewError(connect.CodeUnavailable, fmt.Errorf("event stream from the leader at %s ended", pc.addr))
+	return connect.NewError(connect.CodeUnavailable, fmt.Errorf("event stream from the leader at %s ended (leader changed?); reconnect", pc.addr))
 }

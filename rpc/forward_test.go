@@ -4,15 +4,21 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/berth-dev/berth/fsm"
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
+	"github.com/berth-dev/berth/proto/berth/v1/berthv1connect"
 	"github.com/berth-dev/berth/rpc"
+	"github.com/berth-dev/berth/rpc/clusteradapter"
 )
 
 // TestForwardingThreeServers: writes sent to followers are applied by the
@@ -202,4 +208,72 @@ func TestNoLeaderUnavailable(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// pausedCluster is a follower's view of a cluster whose leader first points
+// at a paused server (it accepts connections but never answers), then at
+// the real leader, as after a failover.
+type pausedCluster struct {
+	rpc.Cluster
+	mu     sync.Mutex
+	calls  int
+	paused string
+	real   string
+}
+
+func (p *pausedCluster) IsLeader() bool { return false }
+
+func (p *pausedCluster) Leader() (string, string, string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.calls++
+	if p.calls == 1 {
+		return "paused", "", p.paused
+	}
+	return "real", "", p.real
+}
+
+func TestForwardRetriesPausedLeader(t *testing.T) {
+	leader := startCluster(t, 1, clusterOpts{})[0]
+	// A "paused" leader: the kernel accepts connections, nobody answers.
+	hung, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hung.Close()
+
+	pc := &pausedCluster{Cluster: clusteradapter.New(leader.node), paused: hung.Addr().String(), real: leader.addr}
+	api := rpc.NewServer(rpc.Config{
+		Store:          fsm.New(nil).State,
+		Cluster:        pc,
+		Logger:         testLogger(t),
+		ForwardTimeout: 300 * time.Millisecond,
+	})
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- api.Serve(ctx, lis) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+
+	c := berthv1connect.NewAppServiceClient(http.DefaultClient, "http://"+lis.Addr().String())
+	res, err := c.CreateApp(ctxFor(t, 30*time.Second), connect.NewRequest(&v1.CreateAppRequest{App: mustApp(t, `{"id": "/p", "cmd": "x"}`)}))
+	if err != nil {
+		t.Fatalf("create through a follower whose leader is paused: %v", err)
+	}
+	if leader.fsm.State().App("/p") == nil || res.Msg.DeploymentId == "" {
+		t.Fatal("write not applied by the real leader")
+	}
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	if pc.calls < 2 {
+		t.Fatalf("the paused leader was not retried past (%d leader lookups)", pc.calls)
+	}
 }

@@ -92,6 +92,9 @@ func (s *server) stop(t testing.TB) {
 type clusterOpts struct {
 	leaderWait      time.Duration
 	maxRequestBytes int
+	// onDisk uses the production Raft setup (boltdb log, file snapshots,
+	// TCP transport, real gossip) instead of in-memory stores.
+	onDisk bool
 }
 
 // startServer starts one server; join is the gossip address of a running
@@ -123,6 +126,12 @@ func startServer(t testing.TB, name string, network *cluster.InmemNetwork, expec
 	}
 	if join != "" {
 		cfg.Join = []string{join}
+	}
+	if o.onDisk {
+		cfg.InMemory, cfg.Network = false, nil
+		cfg.DataDir = t.TempDir()
+		cfg.RaftBind = "127.0.0.1:0"
+		cfg.GossipBind = "127.0.0.1:0"
 	}
 	node, err := cluster.New(cfg)
 	if err != nil {

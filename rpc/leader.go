@@ -97,8 +97,11 @@ func onLeader[Res any](ctx context.Context, s *Server, hdr http.Header,
 			// the forwarding server find the new leader.
 			return nil, connect.NewError(connect.CodeUnavailable, errors.New("this server is not the leader"))
 		} else if _, _, addr := s.clu.Leader(); addr != "" {
-			res, err := remote(ctx, s.peer(addr))
-			if err == nil || connect.CodeOf(err) != connect.CodeUnavailable {
+			actx, cancel := context.WithTimeout(ctx, s.cfg.ForwardTimeout)
+			res, err := remote(actx, s.peer(addr))
+			timedOut := actx.Err() != nil && ctx.Err() == nil
+			cancel()
+			if err == nil || (connect.CodeOf(err) != connect.CodeUnavailable && !timedOut) {
 				return res, err
 			}
 			lastErr = fmt.Errorf("leader at %s: %w", addr, err)

@@ -94,6 +94,11 @@ type Config struct {
 	// LeaderWait is how long a write waits for a leader (during an
 	// election) before failing with Unavailable (default 10 s).
 	LeaderWait time.Duration
+	// ForwardTimeout bounds one attempt to forward a request to the
+	// leader (default 5 s); a leader that does not answer in time (e.g. a
+	// paused process) is retried, with the same request id, until
+	// LeaderWait runs out.
+	ForwardTimeout time.Duration
 	// Now returns the current time (default time.Now).
 	Now func() time.Time
 	// NewID returns a fresh unique id for request ids (default a random
@@ -109,6 +114,7 @@ const (
 	DefaultMaxRequestBytes  = 4 << 20
 	DefaultMaxSnapshotBytes = 1 << 30
 	DefaultLeaderWait       = 10 * time.Second
+	DefaultForwardTimeout   = 5 * time.Second
 )
 
 // Server serves Berth's Connect API: AppService, TaskService,
@@ -150,6 +156,9 @@ func NewServer(cfg Config) *Server {
 	}
 	if cfg.LeaderWait <= 0 {
 		cfg.LeaderWait = DefaultLeaderWait
+	}
+	if cfg.ForwardTimeout <= 0 {
+		cfg.ForwardTimeout = DefaultForwardTimeout
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now

@@ -1,0 +1,96 @@
+package rpc_test
+
+import (
+	"fmt"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+
+	v1 "github.com/berth-dev/berth/proto/berth/v1"
+)
+
+// Benchmarks of app creation through the API (Connect protocol over a
+// loopback HTTP/1.1 connection; validation, normalization, Raft commit of
+// the app and its deployment, response). Raft runs on disk (boltdb log,
+// TCP transport) as in production. Each iteration creates one new app.
+//
+//	go test -run '^$' -bench 'CreateApp' -benchtime 1000x ./rpc/
+
+// reportLatencies adds p50/p99 (milliseconds) to the benchmark output.
+func reportLatencies(b *testing.B, lat []time.Duration) {
+	if len(lat) == 0 {
+		return
+	}
+	slices.Sort(lat)
+	pct := func(p float64) float64 {
+		i := int(p * float64(len(lat)-1))
+		return float64(lat[i].Microseconds()) / 1000
+	}
+	b.ReportMetric(pct(0.50), "p50-ms")
+	b.ReportMetric(pct(0.99), "p99-ms")
+}
+
+func benchCreate(b *testing.B, target *server) {
+	c := clientsFor(target)
+	ctx := ctxFor(b, 10*time.Minute)
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := range b.N {
+		app := mustApp(b, fmt.Sprintf(`{"id": "/bench/app-%d", "cmd": "sleep 1000", "mem": 64, "instances": 2,
+			"healthChecks": [{"protocol": "TCP"}]}`, i))
+		start := time.Now()
+		if _, err := c.app.CreateApp(ctx, connect.NewRequest(&v1.CreateAppRequest{App: app})); err != nil {
+			b.Fatal(err)
+		}
+		lat = append(lat, time.Since(start))
+	}
+	b.StopTimer()
+	reportLatencies(b, lat)
+}
+
+// BenchmarkCreateAppSingle: one server, one client, sequential requests.
+func BenchmarkCreateAppSingle(b *testing.B) {
+	s := startCluster(b, 1, clusterOpts{onDisk: true})[0]
+	benchCreate(b, s)
+}
+
+// BenchmarkCreateAppSingleParallel: one server, 16 concurrent clients;
+// ns/op is the inverse of throughput.
+func BenchmarkCreateAppSingleParallel(b *testing.B) {
+	s := startCluster(b, 1, clusterOpts{onDisk: true})[0]
+	c := clientsFor(s)
+	ctx := ctxFor(b, 10*time.Minute)
+	var n atomic.Int64
+	b.SetParallelism(8) // 8 × GOMAXPROCS(2) = 16 writers
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := n.Add(1)
+			app := mustApp(b, fmt.Sprintf(`{"id": "/bench/par-%d", "cmd": "sleep 1000"}`, i))
+			if _, err := c.app.CreateApp(ctx, connect.NewRequest(&v1.CreateAppRequest{App: app})); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "creates/s")
+}
+
+// BenchmarkCreateAppThreeLeader: a 3-server cluster, requests to the
+// leader.
+func BenchmarkCreateAppThreeLeader(b *testing.B) {
+	servers := startCluster(b, 3, clusterOpts{onDisk: true})
+	benchCreate(b, waitLeader(b, servers))
+}
+
+// BenchmarkCreateAppThreeFollower: a 3-server cluster, requests to a
+// follower, which forwards them to the leader.
+func BenchmarkCreateAppThreeFollower(b *testing.B) {
+	servers := startCluster(b, 3, clusterOpts{onDisk: true})
+	waitLeader(b, servers)
+	benchCreate(b, followerOf(servers))
+}
