@@ -71,7 +71,26 @@ func (c *Cluster) accept(fw *framework, offerIDs []mesos.OfferID, ops []mesos.Of
 	// Converted but unused resources come back at once; the rest is
 	// filtered for refuse_seconds.
 	converted := pool.minus(original...)
-	refused := pool.minus(converted...)
+	c.addFilter(fw, a, role, pool.minus(converted...), filters)
+}
+
+// decline handles DECLINE: each of the framework's offers is released and
+// filtered; unknown offers are ignored (Mesos' Master::decline).
+func (c *Cluster) decline(fw *framework, ids []mesos.OfferID, filters *mesos.Filters) {
+	for _, id := range ids {
+		o := c.offers[id.Value]
+		if o == nil || o.fw != fw {
+			c.log.Debug("ignoring DECLINE of an unknown offer", "framework_id", fw.id, "offer_id", id.Value)
+			continue
+		}
+		c.removeOffer(o)
+		c.addFilter(fw, o.agent, o.role, o.res, filters)
+	}
+}
+
+// addFilter refuses res on the agent for refuse_seconds (default 5s,
+// at most a year; zero or less means no filter).
+func (c *Cluster) addFilter(fw *framework, a *agent, role string, refused rset, filters *mesos.Filters) {
 	refuse := c.cfg.DefaultRefuse
 	if filters != nil && filters.RefuseSeconds != nil {
 		v := *filters.RefuseSeconds

@@ -32,6 +32,8 @@ func (c *Cluster) allocationLoop() {
 	}
 }
 
+const maxOffersPerEvent = 1000
+
 // kickAllocation asks for an allocation round soon (coalesced).
 func (c *Cluster) kickAllocation() {
 	select {
@@ -98,11 +100,17 @@ func (c *Cluster) allocate(now time.Time) {
 		if len(offers) == 0 {
 			continue
 		}
-		ev := &scheduler.Event{Type: scheduler.Event_OFFERS, Offers: &scheduler.Event_Offers{Offers: make([]mesos.Offer, 0, len(offers))}}
-		for _, o := range offers {
-			ev.Offers.Offers = append(ev.Offers.Offers, c.renderOffer(o))
+		// Large rounds are split so that no event exceeds mesos-go's 4 MiB
+		// RecordIO frame limit.
+		for len(offers) > 0 {
+			n := min(len(offers), maxOffersPerEvent)
+			ev := &scheduler.Event{Type: scheduler.Event_OFFERS, Offers: &scheduler.Event_Offers{Offers: make([]mesos.Offer, 0, n)}}
+			for _, o := range offers[:n] {
+				ev.Offers.Offers = append(ev.Offers.Offers, c.renderOffer(o))
+			}
+			c.sendEvent(fw, ev)
+			offers = offers[n:]
 		}
-		c.sendEvent(fw, ev)
 	}
 }
 

@@ -463,3 +463,25 @@ func newRequest(ctx context.Context, url string, body []byte) (*http.Request, er
 }
 
 func recordioReader(r io.Reader) func() ([]byte, error) { return recordio.NewReader(r).ReadFrame }
+
+// declineOutstanding declines offers until the framework holds none.
+func (s *sched) declineOutstanding(c *Cluster) {
+	s.t.Helper()
+	held := func() int {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return len(c.frameworks[s.fwID].offers)
+	}
+	eventually(s.t, "no outstanding offers", func() bool {
+		for {
+			e := s.tryAwait(func(e *scheduler.Event) bool { return e.Type == scheduler.Event_OFFERS }, 20*time.Millisecond)
+			if e == nil {
+				break
+			}
+			for _, o := range e.Offers.Offers {
+				s.mustCall(calls.Decline(o.ID).With(calls.RefuseSeconds(0)))
+			}
+		}
+		return held() == 0
+	})
+}

@@ -165,11 +165,14 @@ func TestRestartRecovery(t *testing.T) {
 func TestStopStartAgent(t *testing.T) {
 	c := startCluster(t, nil)
 	pa := subscribe(t, c, berthInfo())
-	plain := subscribe(t, c, frameworkInfo("other"))
 	agent := c.firstAgent()
 	o1 := pa.awaitOffer("pa", nil)
 	launch(pa, o1, smallTask("pa-task", o1, "sleep 1000"))
 	pa.awaitUpdate("pa-task", mesos.TASK_RUNNING)
+	// Let the second framework have the rest of the agent.
+	pa.mustCall(calls.Suppress())
+	pa.declineOutstanding(c)
+	plain := subscribe(t, c, frameworkInfo("other"))
 	o2 := plain.awaitOffer("plain", nil)
 	launch(plain, o2, smallTask("plain-task", o2, "sleep 1000"))
 	plain.awaitUpdate("plain-task", mesos.TASK_RUNNING)
@@ -194,12 +197,14 @@ func TestStopStartAgent(t *testing.T) {
 	if e := pa.tryAwait(func(e *scheduler.Event) bool { return e.Type == scheduler.Event_OFFERS }, 300*time.Millisecond); e != nil {
 		t.Fatal("offer from a stopped agent")
 	}
+	plain.mustCall(calls.Suppress()) // its offers were rescinded with the agent
 	if err := c.StartAgent(agent); err != nil {
 		t.Fatal(err)
 	}
 	if st := pa.awaitUpdate("pa-task", mesos.TASK_GONE); st.GetReason() != mesos.REASON_EXECUTOR_TERMINATED {
 		t.Fatalf("after restart: %v", st)
 	}
+	pa.mustCall(calls.Revive())
 	pa.awaitOffer("agent back", nil)
 	if err := c.StartAgent("nope"); err == nil {
 		t.Fatal("starting an unknown agent succeeded")

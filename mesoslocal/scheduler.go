@@ -430,7 +430,7 @@ func (c *Cluster) handleCall(r *http.Request, call *scheduler.Call) (int, string
 	case scheduler.Call_ACCEPT:
 		c.accept(fw, call.Accept.OfferIDs, call.Accept.Operations, call.Accept.Filters)
 	case scheduler.Call_DECLINE:
-		c.accept(fw, call.Decline.OfferIDs, nil, call.Decline.Filters)
+		c.decline(fw, call.Decline.OfferIDs, call.Decline.Filters)
 	case scheduler.Call_REVIVE:
 		roles := call.GetRevive().GetRoles()
 		if err := checkRoles(fw, roles); err != nil {
