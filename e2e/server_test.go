@@ -58,7 +58,7 @@ func TestServerKeepsAcknowledgedWritesAcrossKill9(t *testing.T) {
 		t.Fatalf("api-example-app.json: want a refusal naming cmd, got err=%v stderr=%q", r.err, r.stderr)
 	}
 
-	mustCLI(t, api, "app", "scale", "/sleep", "3")
+	mustCLI(t, api, "app", "scale", "/sleep", "3", "--force")
 	mustCLI(t, api, "app", "update", "/docker-http-server", "--force", writeFile(t, "dhs.json",
 		`{"id":"/docker-http-server","cmd":"python3 -m http.server 9090","cpus":0.25,"mem":32}`))
 	mustCLI(t, api, "app", "stop", "/readiness-and-health-app", "--force")
@@ -101,7 +101,7 @@ func TestServerKeepsAcknowledgedWritesAcrossKill9(t *testing.T) {
 	}
 
 	// Writes keep working after the restart and survive a second crash.
-	mustCLI(t, api, "app", "remove", "/sleep")
+	mustCLI(t, api, "app", "remove", "/sleep", "--force")
 	srv.kill9()
 	srv.restart()
 	waitAPI(t, api)
@@ -131,7 +131,7 @@ func TestCLIErrors(t *testing.T) {
 		{"bad volume", []string{"app", "add", writeFile(t, "vol.json",
 			`{"id":"/v","cmd":"true","container":{"type":"MESOS","volumes":[{"containerPath":"data","mode":"RW","persistent":{"size":0}}]}}`)},
 			[]string{"invalid_argument", "container.volumes[0].persistent.size"}},
-		{"bad scale", []string{"app", "scale", "/x", "-1"}, []string{"instances"}},
+		{"bad scale", []string{"app", "scale", "/x", "--", "-1"}, []string{"instances"}},
 		{"bad output", []string{"-o", "yaml", "app", "list"}, []string{"--output"}},
 	}
 	for _, c := range cases {

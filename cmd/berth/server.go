@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -201,7 +202,18 @@ func runServer(ctx context.Context, o *serverOptions, logger *slog.Logger, ready
 	})
 	serveCtx, stopServe := context.WithCancel(context.Background())
 	serveDone := make(chan error, 1)
-	go func() { serveDone <- api.Serve(serveCtx, lis) }()
+	startIndex, _ := strconv.ParseUint(node.Stats()["last_log_index"], 10, 64)
+	go func() {
+		// A restarted server applies its log only once it hears from a
+		// leader (or becomes one). Serving before that would answer reads
+		// from an empty store, so the API waits until the log it had on
+		// disk is applied; connections queue meanwhile.
+		if err := waitApplied(serveCtx, node, startIndex, logger); err != nil {
+			serveDone <- nil
+			return
+		}
+		serveDone <- api.Serve(serveCtx, lis)
+	}()
 	logger.Info("berth server started", "node", o.nodeName, "api", apiAddr, "raft", node.RaftAddr(),
 		"gossip", node.GossipAddr(), "mesos_master", o.mesosMaster, "data_dir", o.dataDir)
 	if ready != nil {
@@ -265,5 +277,24 @@ func applyCommand(ctx context.Context, node *cluster.Node, t v1.CommandType, msg
 	if r, ok := resp.(*fsm.ApplyResult); ok && r.Err != nil {
 		return r.Err
 	}
+	return nil
+}
+
+// waitApplied waits until the local FSM has applied the log up to index.
+func waitApplied(ctx context.Context, node *cluster.Node, index uint64, logger *slog.Logger) error {
+	if node.AppliedIndex() >= index {
+		return nil
+	}
+	logger.Info("replaying the raft log before serving the API", "applied", node.AppliedIndex(), "last_index", index)
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for node.AppliedIndex() < index {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	logger.Info("raft log replayed", "applied", node.AppliedIndex())
 	return nil
 }
