@@ -257,7 +257,8 @@ func (s *Server) logInterceptor() connect.Interceptor {
 // Serve serves the API on lis (HTTP/1.1 and unencrypted HTTP/2) until ctx
 // ends, then shuts down gracefully: event streams are ended at once, other
 // requests get up to 5 seconds to finish. It returns nil after a shutdown
-// caused by ctx, or the error that stopped serving.
+// caused by ctx, or the error that stopped serving. Call it once per
+// Server: the shutdown ends the server's event streams for good.
 func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)
