@@ -252,11 +252,14 @@ type clients struct {
 	cluster    berthv1connect.ClusterServiceClient
 }
 
+// clientsFor returns Connect-protocol clients over HTTP/1.1 (with opts,
+// e.g. connect.WithGRPCWeb()).
 func clientsFor(s *server, opts ...connect.ClientOption) clients {
-	hc := http.DefaultClient
-	if len(opts) > 0 {
-		hc = h2cClient()
-	}
+	return clientsWith(s, http.DefaultClient, opts...)
+}
+
+// clientsWith returns clients using hc (h2cClient() for gRPC).
+func clientsWith(s *server, hc *http.Client, opts ...connect.ClientOption) clients {
 	u := s.url()
 	return clients{
 		app:        berthv1connect.NewAppServiceClient(hc, u, opts...),

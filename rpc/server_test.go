@@ -270,13 +270,12 @@ func TestProtocols(t *testing.T) {
 	s := startCluster(t, 1, clusterOpts{})[0]
 	ctx := ctxFor(t, 30*time.Second)
 
-	for i, opts := range [][]connect.ClientOption{
-		nil,
-		{connect.WithGRPC()},
-		{connect.WithGRPCWeb()},
-		{connect.WithProtoJSON()},
+	for i, c := range []clients{
+		clientsFor(s), // Connect, binary, HTTP/1.1
+		clientsWith(s, h2cClient(), connect.WithGRPC()), // gRPC over h2c
+		clientsFor(s, connect.WithGRPCWeb()),            // gRPC-Web over HTTP/1.1
+		clientsFor(s, connect.WithProtoJSON()),          // Connect, JSON
 	} {
-		c := clientsFor(s, opts...)
 		id := "/proto/app-" + string(rune('a'+i))
 		res, err := c.app.CreateApp(ctx, connect.NewRequest(&v1.CreateAppRequest{App: mustApp(t, `{"id": "`+id+`", "cmd": "sleep 1"}`)}))
 		if err != nil {
