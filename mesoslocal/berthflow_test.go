@@ -77,8 +77,14 @@ func TestBerthResidentFlow(t *testing.T) {
 			t.Fatalf("reservation labels lost: %v", r.Reservations[0].GetLabels())
 		}
 	}
-	if got := sumScalar(o2.Resources, "cpus", func(r mesos.Resource) bool { return len(r.Reservations) > 0 }); got != 0.2 {
-		t.Fatalf("reserved cpus offered = %v, want 0.2 (unused leftover included)", got)
+	// The unused reserved cpus came back without a filter (maybe in an
+	// earlier offer than the volume's).
+	var reservedCPU float64
+	for _, off := range append(s.backlogOffers(), o2) {
+		reservedCPU += sumScalar(off.Resources, "cpus", func(r mesos.Resource) bool { return len(r.Reservations) > 0 })
+	}
+	if reservedCPU != 0.2 {
+		t.Fatalf("offered reserved cpus %v, want 0.2 (the unused leftover included)", reservedCPU)
 	}
 	var vol2 mesos.Resource
 	for _, r := range o2.Resources {
@@ -129,7 +135,19 @@ func TestBerthResidentFlow(t *testing.T) {
 	}
 	s.mustCall(calls.Accept(calls.OfferOperations{calls.OpDestroy(vol3), calls.OpUnreserve(unres...)}.WithOffers(o3.ID)))
 	eventually(t, "volume directory removed", func() bool { _, err := os.Stat(hostDir); return os.IsNotExist(err) })
-	o4 := s.awaitOffer("fully unreserved", func(o mesos.Offer) bool {
+	o4 := s.awaitOfferDeclining("fully unreserved", func(o mesos.Offer) bool {
+		// Reserved leftovers that were in another offer are unreserved as
+		// Berth's garbage collection would.
+		var left []mesos.Resource
+		for _, r := range o.Resources {
+			if len(r.Reservations) > 0 && r.Disk == nil {
+				left = append(left, r)
+			}
+		}
+		if len(left) > 0 {
+			s.mustCall(calls.Accept(calls.OfferOperations{calls.OpUnreserve(left...)}.WithOffers(o.ID)).With(calls.RefuseSeconds(0)))
+			return false
+		}
 		return sumScalar(o.Resources, "disk", unreservedRes) == 10000 && sumScalar(o.Resources, "cpus", unreservedRes) == 4
 	})
 	for _, r := range o4.Resources {
@@ -149,7 +167,7 @@ func TestBerthResidentFlow(t *testing.T) {
 	for _, r := range c.Operations() {
 		ops = append(ops, r.Op)
 	}
-	if strings.Join(ops, ",") != "RESERVE,CREATE,LAUNCH,LAUNCH,DESTROY,UNRESERVE" {
+	if j := strings.Join(ops, ","); !strings.HasPrefix(j, "RESERVE,CREATE,LAUNCH,LAUNCH,DESTROY,UNRESERVE") || strings.Trim(strings.TrimPrefix(j, "RESERVE,CREATE,LAUNCH,LAUNCH,DESTROY"), ",UNRESERVE") != "" {
 		t.Fatalf("operations = %v", ops)
 	}
 }

@@ -485,3 +485,36 @@ func (s *sched) declineOutstanding(c *Cluster) {
 		return held() == 0
 	})
 }
+
+// backlogOffers lists offers received but not consumed yet.
+func (s *sched) backlogOffers() []mesos.Offer {
+	var out []mesos.Offer
+	for _, e := range s.backlog {
+		if e.Type == scheduler.Event_OFFERS {
+			out = append(out, e.Offers.Offers...)
+		}
+	}
+	return out
+}
+
+// awaitOfferDeclining returns the first offer satisfying pred and declines
+// (without a filter) every other offer it sees, as a real scheduler would.
+func (s *sched) awaitOfferDeclining(what string, pred func(mesos.Offer) bool) mesos.Offer {
+	s.t.Helper()
+	var found *mesos.Offer
+	s.await("offer "+what, func(e *scheduler.Event) bool {
+		if e.Type != scheduler.Event_OFFERS {
+			return false
+		}
+		for _, o := range e.Offers.Offers {
+			if found == nil && pred(o) {
+				o := o
+				found = &o
+				continue
+			}
+			s.mustCall(calls.Decline(o.ID).With(calls.RefuseSeconds(0)))
+		}
+		return found != nil
+	})
+	return *found
+}
