@@ -401,7 +401,10 @@ func (c *Cluster) finishTask(t *task, state mesos.TaskState, reason mesos.TaskSt
 		return
 	}
 	t.state = state
-	t.status = mesos.TaskStatus{TaskID: t.info.TaskID, State: state.Enum(), Message: proto.String(msg), Reason: reason.Enum()}
+	t.status = mesos.TaskStatus{TaskID: t.info.TaskID, State: state.Enum(), Message: proto.String(msg)}
+	if reason != 0 {
+		t.status.Reason = reason.Enum()
+	}
 	if t.alive {
 		c.releaseTask(t)
 	}

@@ -506,7 +506,6 @@ func (c *Cluster) updateFramework(fw *framework, u *scheduler.Call_UpdateFramewo
 	if info.GetPrincipal() != fw.info.GetPrincipal() {
 		return http.StatusBadRequest, "Changing framework's principal is not allowed"
 	}
-	old := fw.roles
 	fw.setInfo(info)
 	fw.suppressed = map[string]bool{}
 	for _, r := range u.SuppressedRoles {
@@ -518,7 +517,6 @@ func (c *Cluster) updateFramework(fw *framework, u *scheduler.Call_UpdateFramewo
 			c.rescindOffer(o)
 		}
 	}
-	_ = old
 	c.operatorEvent(func() *master.Event { return frameworkEvent(c, fw, false) })
 	c.kickAllocation()
 	return http.StatusOK, ""
