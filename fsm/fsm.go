@@ -125,6 +125,7 @@ func (f *FSM) applyEntry(s *Store, t v1.CommandType, fn applyFunc, index uint64,
 			// first outcome and change nothing.
 			tx.Abort()
 			s.lastIndex.Store(index)
+			s.notify()
 			return prev
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -88,7 +89,14 @@ func onLeader[Res any](ctx context.Context, s *Server, hdr http.Header,
 		if s.clu.IsLeader() {
 			res, err := local(ctx)
 			var nle *notLeaderError
-			if err == nil || !errors.As(err, &nle) {
+			if err == nil {
+				// Tell a forwarding follower how far it must have applied
+				// the log before it answers: its client then reads its
+				// own write from that follower.
+				res.Header().Set(appliedIndexHeader, strconv.FormatUint(s.store().LastIndex(), 10))
+				return res, nil
+			}
+			if !errors.As(err, &nle) {
 				return res, err
 			}
 			lastErr = err
@@ -101,7 +109,11 @@ func onLeader[Res any](ctx context.Context, s *Server, hdr http.Header,
 			res, err := remote(actx, s.peer(addr))
 			timedOut := actx.Err() != nil && ctx.Err() == nil
 			cancel()
-			if err == nil || (connect.CodeOf(err) != connect.CodeUnavailable && !timedOut) {
+			if err == nil {
+				s.waitApplied(ctx, res.Header().Get(appliedIndexHeader))
+				return res, nil
+			}
+			if connect.CodeOf(err) != connect.CodeUnavailable && !timedOut {
 				return res, err
 			}
 			lastErr = fmt.Errorf("leader at %s: %w", addr, err)
@@ -124,6 +136,37 @@ func onLeader[Res any](ctx context.Context, s *Server, hdr http.Header,
 		case <-t.C:
 		}
 		backoff = min(backoff*2, 250*time.Millisecond)
+	}
+}
+
+// appliedIndexHeader carries, on a response from the leader, the index the
+// leader's store had applied when it answered.
+const appliedIndexHeader = "Berth-Applied-Index"
+
+// waitApplied waits (bounded by ForwardTimeout) until the local store has
+// applied the log up to the index the leader reported, so that reads from
+// this server see the write it just forwarded.
+func (s *Server) waitApplied(ctx context.Context, header string) {
+	index, err := strconv.ParseUint(header, 10, 64)
+	if err != nil {
+		return
+	}
+	t := time.NewTimer(s.cfg.ForwardTimeout)
+	defer t.Stop()
+	for {
+		st := s.store()
+		watch := st.Watch()
+		if st.LastIndex() >= index {
+			return
+		}
+		select {
+		case <-watch:
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.log.Warn("forwarded write not yet applied locally; answering anyway", "index", index, "applied", st.LastIndex())
+			return
+		}
 	}
 }
 
