@@ -22,7 +22,7 @@ func applyAppCreate(tx *memdb.Txn, index uint64, buf []byte) (string, error) {
 	if err := putApp(tx, app); err != nil {
 		return cmd.GetRequestId(), err
 	}
-	return cmd.GetRequestId(), putAll(tx, cmd.GetDeployment(), nil, cmd.GetPutInstances())
+	return cmd.GetRequestId(), putAll(tx, index, cmd.GetDeployment(), nil, cmd.GetPutInstances())
 }
 
 func applyAppUpdate(tx *memdb.Txn, index uint64, buf []byte) (string, error) {
@@ -42,7 +42,7 @@ func applyAppUpdate(tx *memdb.Txn, index uint64, buf []byte) (string, error) {
 	if err := putApp(tx, app); err != nil {
 		return cmd.GetRequestId(), err
 	}
-	return cmd.GetRequestId(), putAll(tx, cmd.GetDeployment(), cmd.GetCancelDeployments(), cmd.GetPutInstances())
+	return cmd.GetRequestId(), putAll(tx, index, cmd.GetDeployment(), cmd.GetCancelDeployments(), cmd.GetPutInstances())
 }
 
 func applyAppDelete(tx *memdb.Txn, index uint64, buf []byte) (string, error) {
@@ -75,11 +75,11 @@ func applyAppDelete(tx *memdb.Txn, index uint64, buf []byte) (string, error) {
 		decommission = append(decommission, inst)
 	}
 	for _, inst := range decommission {
-		if err := putInstance(tx, inst); err != nil {
+		if err := putInstance(tx, index, inst); err != nil {
 			return cmd.GetRequestId(), err
 		}
 	}
-	return cmd.GetRequestId(), putAll(tx, cmd.GetDeployment(), cmd.GetCancelDeployments(), cmd.GetPutInstances())
+	return cmd.GetRequestId(), putAll(tx, index, cmd.GetDeployment(), cmd.GetCancelDeployments(), cmd.GetPutInstances())
 }
 
 // putApp stores the app as current and records the version in its history.
@@ -95,7 +95,7 @@ func putApp(tx *memdb.Txn, app *v1.App) error {
 
 // putAll stores an optional deployment, cancels deployments and upserts
 // instances: the parts that app commands share.
-func putAll(tx *memdb.Txn, d *v1.Deployment, cancel []string, instances []*v1.Instance) error {
+func putAll(tx *memdb.Txn, index uint64, d *v1.Deployment, cancel []string, instances []*v1.Instance) error {
 	if err := cancelDeployments(tx, cancel); err != nil {
 		return err
 	}
@@ -105,7 +105,7 @@ func putAll(tx *memdb.Txn, d *v1.Deployment, cancel []string, instances []*v1.In
 		}
 	}
 	for _, inst := range instances {
-		if err := putInstance(tx, inst); err != nil {
+		if err := putInstance(tx, index, inst); err != nil {
 			return err
 		}
 	}

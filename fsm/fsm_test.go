@@ -203,7 +203,7 @@ func TestSchedulerPlanKeepsDerivedTables(t *testing.T) {
 	}
 
 	// Relaunch: new task id, same berth. The old task id is forgotten.
-	next := proto.Clone(inst).(*v1.Instance)
+	next := proto.Clone(s.Instance("db.instance-1")).(*v1.Instance)
 	next.Task = &v1.Task{Id: "db.instance-1._app.2", State: "TASK_STAGING"}
 	next.Incarnation = 2
 	a.mustApply(v1.CommandType_COMMAND_TYPE_SCHEDULER_PLAN, &v1.SchedulerPlanCommand{PutInstances: []*v1.Instance{next}})
@@ -225,7 +225,7 @@ func TestSchedulerPlanKeepsDerivedTables(t *testing.T) {
 	}
 
 	// Unpinning: reservation back to NONE drops the derived rows.
-	unpinned := proto.Clone(next).(*v1.Instance)
+	unpinned := proto.Clone(s.Instance("db.instance-1")).(*v1.Instance)
 	unpinned.Reservation = &v1.Reservation{State: v1.ReservationState_RESERVATION_STATE_NONE}
 	a.mustApply(v1.CommandType_COMMAND_TYPE_SCHEDULER_PLAN, &v1.SchedulerPlanCommand{PutInstances: []*v1.Instance{unpinned}})
 	if s.Reservation("db.instance-1") != nil || s.Volume("db#data#1") != nil {
@@ -243,6 +243,55 @@ func TestSchedulerPlanKeepsDerivedTables(t *testing.T) {
 		if !errors.Is(res.Err, ErrInvalid) {
 			t.Fatalf("instance %v: err = %v, want ErrInvalid", bad, res.Err)
 		}
+	}
+}
+
+// TestInstanceWritesAreCompareAndSet checks that a writer holding a stale
+// copy of an instance cannot overwrite a newer change: a wipe committed by
+// the API must not be undone by a scheduler plan computed before it.
+func TestInstanceWritesAreCompareAndSet(t *testing.T) {
+	a := newApplier(t)
+	s := a.f.State()
+	a.mustApply(v1.CommandType_COMMAND_TYPE_SCHEDULER_PLAN, &v1.SchedulerPlanCommand{
+		PutInstances: []*v1.Instance{residentInstance("pg.instance-1", "/pg", "agent-1", "pg#data#1")},
+	})
+	read := s.Instance("pg.instance-1")
+	if read.GetModifyIndex() != a.index {
+		t.Fatalf("modify index = %d, want the entry's index %d", read.GetModifyIndex(), a.index)
+	}
+
+	// The scheduler reads the instance, then the API wipes it.
+	schedulerCopy := proto.Clone(read).(*v1.Instance)
+	wipe := proto.Clone(read).(*v1.Instance)
+	wipe.Goal = v1.Goal_GOAL_DECOMMISSIONED
+	a.mustApply(v1.CommandType_COMMAND_TYPE_SCHEDULER_PLAN, &v1.SchedulerPlanCommand{PutInstances: []*v1.Instance{wipe}})
+
+	// The scheduler's plan from its stale copy is refused, whole.
+	schedulerCopy.Task = &v1.Task{Id: "pg.instance-1._app.2", State: "TASK_STAGING"}
+	res := a.apply(v1.CommandType_COMMAND_TYPE_SCHEDULER_PLAN, &v1.SchedulerPlanCommand{
+		PutInstances:   []*v1.Instance{schedulerCopy},
+		PutDeployments: []*v1.Deployment{{Id: "d"}},
+	})
+	if !errors.Is(res.Err, ErrConflict) {
+		t.Fatalf("stale write: err = %v, want ErrConflict", res.Err)
+	}
+	if got := s.Instance("pg.instance-1"); got.GetGoal() != v1.Goal_GOAL_DECOMMISSIONED || got.GetTask().GetId() != "pg.instance-1._app.1" {
+		t.Fatalf("stale write changed the instance: %v", got)
+	}
+	if s.Deployment("d") != nil {
+		t.Fatal("a refused plan must not be partially applied")
+	}
+
+	// A new instance must not already exist; a deleted one cannot be revived
+	// from a stale copy.
+	dup := residentInstance("pg.instance-1", "/pg", "agent-1", "pg#data#9")
+	if res := a.apply(v1.CommandType_COMMAND_TYPE_SCHEDULER_PLAN, &v1.SchedulerPlanCommand{PutInstances: []*v1.Instance{dup}}); !errors.Is(res.Err, ErrConflict) {
+		t.Fatalf("creating an existing instance: err = %v, want ErrConflict", res.Err)
+	}
+	stale := s.Instance("pg.instance-1")
+	a.mustApply(v1.CommandType_COMMAND_TYPE_SCHEDULER_PLAN, &v1.SchedulerPlanCommand{DeleteInstances: []string{"pg.instance-1"}})
+	if res := a.apply(v1.CommandType_COMMAND_TYPE_SCHEDULER_PLAN, &v1.SchedulerPlanCommand{PutInstances: []*v1.Instance{stale}}); !errors.Is(res.Err, ErrConflict) {
+		t.Fatalf("reviving a deleted instance: err = %v, want ErrConflict", res.Err)
 	}
 }
 

@@ -35,7 +35,7 @@ func applySchedulerPlan(tx *memdb.Txn, index uint64, buf []byte) (string, error)
 		}
 	}
 	for _, inst := range cmd.GetPutInstances() {
-		if err := putInstance(tx, inst); err != nil {
+		if err := putInstance(tx, index, inst); err != nil {
 			return "", err
 		}
 	}
@@ -99,13 +99,30 @@ func cancelDeployments(tx *memdb.Txn, ids []string) error {
 
 // putInstance upserts an instance and keeps the reservations and volumes
 // tables, which are derived from instances, in step with it.
-func putInstance(tx *memdb.Txn, inst *v1.Instance) error {
+func putInstance(tx *memdb.Txn, index uint64, inst *v1.Instance) error {
 	if inst.GetId() == "" {
 		return refuse(ErrInvalid, "instance id is empty")
 	}
 	if inst.GetAppId() == "" {
 		return refuse(ErrInvalid, "instance %s has no app id", inst.GetId())
 	}
+	raw, err := tx.First(tableInstances, "id", inst.GetId())
+	if err != nil {
+		return err
+	}
+	var stored uint64
+	if raw != nil {
+		stored = raw.(*v1.Instance).GetModifyIndex()
+	}
+	if raw == nil && inst.GetModifyIndex() != 0 {
+		return refuse(ErrConflict, "instance %s was deleted meanwhile", inst.GetId())
+	}
+	if raw != nil && stored != inst.GetModifyIndex() {
+		return refuse(ErrConflict, "instance %s changed meanwhile (written at index %d, this write read index %d)",
+			inst.GetId(), stored, inst.GetModifyIndex())
+	}
+	inst = proto.Clone(inst).(*v1.Instance)
+	inst.ModifyIndex = index
 	if t := inst.GetTask(); t != nil && t.GetId() != "" {
 		if raw, _ := tx.First(tableInstances, "task", t.GetId()); raw != nil && raw.(*v1.Instance).GetId() != inst.GetId() {
 			return refuse(ErrConflict, "task %s already belongs to instance %s", t.GetId(), raw.(*v1.Instance).GetId())

@@ -116,6 +116,27 @@ func (t *taskService) KillTask(ctx context.Context, req *connect.Request[v1.Kill
 	}
 	t.ensureRequestID(&msg.RequestId)
 	return onLeader(ctx, t.Server, req.Header(), func(ctx context.Context) (*connect.Response[v1.KillTaskResponse], error) {
+		// The scheduler writes instances too; a write from a stale read is
+		// refused (Aborted) by the FSM, so read again and retry.
+		var (
+			res *connect.Response[v1.KillTaskResponse]
+			err error
+		)
+		for attempt := 0; attempt < 10; attempt++ {
+			res, err = t.killLocal(ctx, msg)
+			if connect.CodeOf(err) != connect.CodeAborted {
+				break
+			}
+		}
+		return res, err
+	}, func(ctx context.Context, pc *peerClients) (*connect.Response[v1.KillTaskResponse], error) {
+		return pc.task.KillTask(ctx, forwarded(msg))
+	})
+}
+
+// killLocal applies a kill on the leader from the current state.
+func (t *taskService) killLocal(ctx context.Context, msg *v1.KillTaskRequest) (*connect.Response[v1.KillTaskResponse], error) {
+	{
 		st := t.store()
 		inst := st.Instance(msg.Id)
 		if inst == nil {
@@ -149,9 +170,7 @@ func (t *taskService) KillTask(ctx context.Context, req *connect.Request[v1.Kill
 			t.log.Info("task kill requested", "task", task.GetId(), "instance", next.GetId())
 			return connect.NewResponse(&v1.KillTaskResponse{Task: TaskViewOf(next)}), nil
 		}
-	}, func(ctx context.Context, pc *peerClients) (*connect.Response[v1.KillTaskResponse], error) {
-		return pc.task.KillTask(ctx, forwarded(msg))
-	})
+	}
 }
 
 // killAndScale stops one instance and lowers its app's instances by one in

@@ -212,7 +212,12 @@ type Instance struct {
 	LaunchNotBefore *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=launch_not_before,json=launchNotBefore,proto3" json:"launch_not_before,omitempty"`
 	CreatedAt       *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	// resident is true when the instance has persistent volumes.
-	Resident      bool `protobuf:"varint,11,opt,name=resident,proto3" json:"resident,omitempty"`
+	Resident bool `protobuf:"varint,11,opt,name=resident,proto3" json:"resident,omitempty"`
+	// modify_index is the Raft index of the entry that last wrote the
+	// instance, set by the FSM. A write must carry the value it read (0 for a
+	// new instance), else it is refused as a conflict: concurrent writers
+	// (the API and the scheduler) never overwrite each other's changes.
+	ModifyIndex   uint64 `protobuf:"varint,12,opt,name=modify_index,json=modifyIndex,proto3" json:"modify_index,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -322,6 +327,13 @@ func (x *Instance) GetResident() bool {
 		return x.Resident
 	}
 	return false
+}
+
+func (x *Instance) GetModifyIndex() uint64 {
+	if x != nil {
+		return x.ModifyIndex
+	}
+	return 0
 }
 
 // Reservation is an instance's berth: resources reserved on one agent,
@@ -968,7 +980,7 @@ var File_berth_v1_state_proto protoreflect.FileDescriptor
 
 const file_berth_v1_state_proto_rawDesc = "" +
 	"\n" +
-	"\x14berth/v1/state.proto\x12\bberth.v1\x1a\x12berth/v1/app.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc7\x03\n" +
+	"\x14berth/v1/state.proto\x12\bberth.v1\x1a\x12berth/v1/app.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xea\x03\n" +
 	"\bInstance\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
 	"\x06app_id\x18\x02 \x01(\tR\x05appId\x12\x1f\n" +
@@ -983,7 +995,8 @@ const file_berth_v1_state_proto_rawDesc = "" +
 	"\n" +
 	"created_at\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x1a\n" +
-	"\bresident\x18\v \x01(\bR\bresident\"\x9f\x03\n" +
+	"\bresident\x18\v \x01(\bR\bresident\x12!\n" +
+	"\fmodify_index\x18\f \x01(\x04R\vmodifyIndex\"\x9f\x03\n" +
 	"\vReservation\x12\x1f\n" +
 	"\vinstance_id\x18\x01 \x01(\tR\n" +
 	"instanceId\x120\n" +
