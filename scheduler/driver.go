@@ -233,7 +233,15 @@ func (s *Scheduler) session(ctx context.Context) error {
 	wg.Add(1)
 	go func() { defer wg.Done(); hc.run(sctx) }()
 
-	l := &loop{s: s, ctx: sctx, caller: caller, fid: fid, health: hc}
+	// Two lanes: offer calls (ACCEPT, DECLINE), which a master may take a
+	// while to answer, and everything else (ACKNOWLEDGE, KILL, RECONCILE,
+	// REVIVE), so that acknowledgements never wait behind big ACCEPTs.
+	out := &lanes{offers: newSender(sctx, caller, fid, s.log), other: newSender(sctx, caller, fid, s.log)}
+	wg.Add(2)
+	go func() { defer wg.Done(); out.offers.run() }()
+	go func() { defer wg.Done(); out.other.run() }()
+
+	l := &loop{s: s, ctx: sctx, out: out, health: hc}
 	l.apply(Subscribed{FrameworkID: fid})
 	l.apply(Tick{})
 
@@ -243,6 +251,7 @@ func (s *Scheduler) session(ctx context.Context) error {
 	ticker := time.NewTicker(s.cfg.TickInterval)
 	defer ticker.Stop()
 	watch := s.deps.Store().Watch()
+	var coalesce <-chan time.Time
 	for {
 		select {
 		case <-sctx.Done():
@@ -265,6 +274,13 @@ func (s *Scheduler) session(ctx context.Context) error {
 		case <-ticker.C:
 			l.apply(Tick{})
 		case <-watch:
+			// Coalesce bursts of commits (our own included) into one pass.
+			watch = nil
+			if coalesce == nil {
+				coalesce = time.After(25 * time.Millisecond)
+			}
+		case <-coalesce:
+			coalesce = nil
 			watch = s.deps.Store().Watch()
 			l.apply(Tick{})
 		case r := <-hc.results:
@@ -287,8 +303,7 @@ func (s *Scheduler) errorEvent(msg string) error {
 type loop struct {
 	s      *Scheduler
 	ctx    context.Context
-	caller calls.Caller
-	fid    string
+	out    *lanes
 	health *healthChecker
 	fatal  error
 }
@@ -331,21 +346,17 @@ func (l *loop) apply(in Input) {
 				for i := range o.Offers {
 					ids = append(ids, o.Offers[i].ID)
 				}
-				l.send(calls.Decline(ids...).With(calls.RefuseSeconds(time.Second)))
+				l.out.enqueue(calls.Decline(ids...).With(calls.RefuseSeconds(time.Second)))
 			}
 			return
 		}
 	}
-	for _, c := range d.Calls {
-		if l.ctx.Err() != nil {
-			return // leadership lost: stop sending at once
-		}
-		if err := l.send(c); err != nil && c.Type == scheduler.Call_ACCEPT {
-			// Launches recorded as staging may never have reached the master;
-			// reconciliation will tell.
-			l.s.mem.reconcileNow = true
-		}
+	if l.out.failedAccept() {
+		// Launches recorded as staging may never have reached the master;
+		// reconciliation will tell.
+		l.s.mem.reconcileNow = true
 	}
+	l.out.enqueue(d.Calls...)
 	if l.s.deps.Publish != nil {
 		for _, e := range d.Events {
 			l.s.deps.Publish(e)
@@ -356,15 +367,103 @@ func (l *loop) apply(in Input) {
 	}
 }
 
-func (l *loop) send(c *scheduler.Call) error {
-	c.FrameworkID = &mesos.FrameworkID{Value: l.fid}
-	resp, err := l.caller.Call(l.ctx, c)
+// lanes routes calls to two senders, each sending in order.
+type lanes struct{ offers, other *sender }
+
+func (l *lanes) enqueue(cs ...*scheduler.Call) {
+	for _, c := range cs {
+		switch c.Type {
+		case scheduler.Call_ACCEPT, scheduler.Call_DECLINE:
+			l.offers.enqueue(c)
+		default:
+			l.other.enqueue(c)
+		}
+	}
+}
+
+func (l *lanes) failedAccept() bool { return l.offers.failedAccept() }
+
+// sender sends calls to the master in order from its own goroutine, so
+// that a slow master never stalls the event loop (and with it the reading
+// of the subscription stream). Calls are queued only after their plan
+// committed; once ctx ends nothing more is sent.
+type sender struct {
+	ctx    context.Context
+	caller calls.Caller
+	fid    string
+	log    *slog.Logger
+
+	mu       sync.Mutex
+	queue    []*scheduler.Call
+	wake     chan struct{}
+	acceptKO bool
+}
+
+func newSender(ctx context.Context, caller calls.Caller, fid string, log *slog.Logger) *sender {
+	return &sender{ctx: ctx, caller: caller, fid: fid, log: log, wake: make(chan struct{}, 1)}
+}
+
+func (o *sender) enqueue(cs ...*scheduler.Call) {
+	if len(cs) == 0 {
+		return
+	}
+	o.mu.Lock()
+	o.queue = append(o.queue, cs...)
+	o.mu.Unlock()
+	select {
+	case o.wake <- struct{}{}:
+	default:
+	}
+}
+
+// failedAccept reports (and clears) whether an ACCEPT failed since the
+// last call.
+func (o *sender) failedAccept() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	f := o.acceptKO
+	o.acceptKO = false
+	return f
+}
+
+func (o *sender) run() {
+	for {
+		select {
+		case <-o.ctx.Done():
+			return
+		case <-o.wake:
+		}
+		for {
+			o.mu.Lock()
+			if len(o.queue) == 0 {
+				o.mu.Unlock()
+				break
+			}
+			c := o.queue[0]
+			o.queue[0] = nil
+			o.queue = o.queue[1:]
+			o.mu.Unlock()
+			if o.ctx.Err() != nil {
+				return // leadership lost: stop sending at once
+			}
+			if err := o.send(c); err != nil && c.Type == scheduler.Call_ACCEPT {
+				o.mu.Lock()
+				o.acceptKO = true
+				o.mu.Unlock()
+			}
+		}
+	}
+}
+
+func (o *sender) send(c *scheduler.Call) error {
+	c.FrameworkID = &mesos.FrameworkID{Value: o.fid}
+	resp, err := o.caller.Call(o.ctx, c)
 	if resp != nil {
 		_ = resp.Close()
 	}
 	if err != nil {
-		if l.ctx.Err() == nil {
-			l.s.log.Warn("mesos call failed", "call", c.Type.String(), "err", err)
+		if o.ctx.Err() == nil {
+			o.log.Warn("mesos call failed", "call", c.Type.String(), "err", err)
 		}
 		return fmt.Errorf("%s: %w", c.Type, err)
 	}

@@ -26,6 +26,7 @@ type fakeMaster struct {
 	errors    []string           // operations Mesos would refuse
 	log       []string           // operations applied, for assertions
 	launched  []mesos.TaskInfo
+	dirty     bool // tasks launched since the last invariant check
 }
 
 type fakeAgent struct {
@@ -536,6 +537,7 @@ func (m *fakeMaster) launch(a *fakeAgent, ti mesos.TaskInfo) {
 		a.ports = rest
 	}
 	a.tasks[tid] = t
+	m.dirty = true
 	m.launched = append(m.launched, ti)
 	m.log = append(m.log, "LAUNCH "+tid)
 	m.status(tid, a.id, mesos.TASK_STARTING, mesos.SOURCE_EXECUTOR, true)

@@ -21,10 +21,12 @@ type memStore struct {
 	versions    map[string]*v1.App // "id@version"
 	instances   map[string]*v1.Instance
 	deployments map[string]*v1.Deployment
+	byTask      map[string]string // task id → instance id (stale entries are checked by State)
 }
 
 func newMemStore() *memStore {
-	return &memStore{apps: map[string]*v1.App{}, versions: map[string]*v1.App{}, instances: map[string]*v1.Instance{}, deployments: map[string]*v1.Deployment{}}
+	return &memStore{apps: map[string]*v1.App{}, versions: map[string]*v1.App{}, instances: map[string]*v1.Instance{},
+		deployments: map[string]*v1.Deployment{}, byTask: map[string]string{}}
 }
 
 func (s *memStore) FrameworkID() string { return s.fid }
@@ -37,9 +39,9 @@ func (s *memStore) Apps() []*v1.App {
 }
 func (s *memStore) AppVersion(id, version string) *v1.App { return s.versions[id+"@"+version] }
 func (s *memStore) Instances() []*v1.Instance {
-	var out []*v1.Instance
-	for _, k := range sortedKeys(s.instances) {
-		out = append(out, s.instances[k])
+	out := make([]*v1.Instance, 0, len(s.instances))
+	for _, i := range s.instances {
+		out = append(out, i)
 	}
 	return out
 }
@@ -51,6 +53,20 @@ func (s *memStore) Deployments() []*v1.Deployment {
 	return out
 }
 
+// InstanceByTaskID is the store's task index (as in *fsm.Store).
+func (s *memStore) InstanceByTaskID(taskID string) *v1.Instance {
+	if id, ok := s.byTask[taskID]; ok {
+		return s.instances[id]
+	}
+	return nil
+}
+
+func (s *memStore) reindex(id string) {
+	if i := s.instances[id]; i != nil && i.GetTask().GetId() != "" {
+		s.byTask[i.GetTask().GetId()] = id
+	}
+}
+
 func (s *memStore) apply(plan *v1.SchedulerPlanCommand) {
 	plan = proto.Clone(plan).(*v1.SchedulerPlanCommand)
 	for _, id := range plan.DeleteInstances {
@@ -58,6 +74,7 @@ func (s *memStore) apply(plan *v1.SchedulerPlanCommand) {
 	}
 	for _, i := range plan.PutInstances {
 		s.instances[i.Id] = i
+		s.reindex(i.Id)
 	}
 	for _, d := range plan.PutDeployments {
 		s.deployments[d.Id] = d
@@ -210,13 +227,22 @@ func (h *harness) checkMaster() {
 	if len(h.master.errors) > 0 {
 		h.t.Fatalf("master refused operations: %s", strings.Join(h.master.errors, "; "))
 	}
+	if !h.master.dirty {
+		return
+	}
+	h.master.dirty = false
 	perInstance := map[string]string{}
-	for _, tid := range h.master.liveTasks() {
-		iid := tid[:strings.LastIndex(tid, "._app.")]
-		if other, ok := perInstance[iid]; ok {
-			h.t.Fatalf("invariant 2: instance %s has two live tasks %s and %s", iid, other, tid)
+	for _, a := range h.master.agents {
+		for tid, t := range a.tasks {
+			if !isLiveState(t.state.String()) {
+				continue
+			}
+			iid := tid[:strings.LastIndex(tid, "._app.")]
+			if other, ok := perInstance[iid]; ok {
+				h.t.Fatalf("invariant 2: instance %s has two live tasks %s and %s", iid, other, tid)
+			}
+			perInstance[iid] = tid
 		}
-		perInstance[iid] = tid
 	}
 }
 
@@ -260,7 +286,8 @@ func (h *harness) settle() {
 
 func (h *harness) fingerprint() string {
 	var b strings.Builder
-	for _, i := range h.store.Instances() {
+	for _, id := range sortedKeys(h.store.instances) {
+		i := h.store.instances[id]
 		b.WriteString(fmt.Sprintf("%s|%v|%v|%s|%s;", i.Id, i.Goal, resState(i), i.GetTask().GetId(), i.GetTask().GetState()))
 	}
 	for _, d := range h.store.Deployments() {

@@ -48,13 +48,18 @@ func testLogger(t *testing.T) *slog.Logger {
 
 func startCluster(t *testing.T, agents int, resources string, simulate bool) *cluster {
 	t.Helper()
+	return startClusterWith(t, agents, resources, simulate, 100*time.Millisecond)
+}
+
+func startClusterWith(t *testing.T, agents int, resources string, simulate bool, allocation time.Duration) *cluster {
+	t.Helper()
 	c := &cluster{t: t, f: fsm.New(testLogger(t))}
 	if !simulate {
 		c.workDir = t.TempDir()
 	}
 	ml, err := mesoslocal.New(mesoslocal.Config{
 		Listen: "127.0.0.1:0", WorkDir: c.workDir, Agents: agents, AgentResources: resources,
-		Simulate: simulate, Logger: testLogger(t), AllocationInterval: 100 * time.Millisecond,
+		Simulate: simulate, Logger: testLogger(t), AllocationInterval: allocation,
 		KillGracePeriod: 2 * time.Second,
 	})
 	if err != nil {
@@ -144,7 +149,11 @@ func (c *cluster) waitFor(what string, timeout time.Duration, cond func() bool) 
 	deadline := time.Now().Add(timeout)
 	for !cond() {
 		if time.Now().After(deadline) {
-			c.t.Fatalf("timed out after %v waiting for %s\ninstances: %v", timeout, what, c.f.State().Instances())
+			is := c.f.State().Instances()
+			if len(is) > 3 {
+				is = is[:3]
+			}
+			c.t.Fatalf("timed out after %v waiting for %s\n%d instances, first: %v", timeout, what, len(c.f.State().Instances()), is)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

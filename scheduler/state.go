@@ -38,6 +38,7 @@ type State struct {
 	Mem *Memory
 
 	byTask map[string]string
+	lookup func(taskID string) *v1.Instance
 }
 
 // NewState snapshots r. mem may be nil for a fresh memory.
@@ -45,28 +46,48 @@ func NewState(r StateReader, mem *Memory) *State {
 	if mem == nil {
 		mem = NewMemory()
 	}
+	apps, insts, deps := r.Apps(), r.Instances(), r.Deployments()
 	st := &State{
 		FrameworkID: r.FrameworkID(),
-		Apps:        map[string]*v1.App{},
-		Instances:   map[string]*v1.Instance{},
-		Deployments: map[string]*v1.Deployment{},
+		Apps:        make(map[string]*v1.App, len(apps)),
+		Instances:   make(map[string]*v1.Instance, len(insts)),
+		Deployments: make(map[string]*v1.Deployment, len(deps)),
 		AppVersion:  r.AppVersion,
 		Mem:         mem,
 	}
-	for _, a := range r.Apps() {
+	for _, a := range apps {
 		st.Apps[a.GetId()] = a
 	}
-	for _, i := range r.Instances() {
+	for _, i := range insts {
 		st.Instances[i.GetId()] = i
 	}
-	for _, d := range r.Deployments() {
+	for _, d := range deps {
 		st.Deployments[d.GetId()] = d
+	}
+	if tl, ok := r.(taskLookup); ok {
+		st.lookup = tl.InstanceByTaskID
 	}
 	return st
 }
 
+// taskLookup is an optional index of the store (*fsm.Store has it) that
+// spares building a task index for every status update.
+type taskLookup interface {
+	InstanceByTaskID(taskID string) *v1.Instance
+}
+
 // instanceByTask finds the instance whose current task has the given id.
 func (s *State) instanceByTask(taskID string) *v1.Instance {
+	if s.lookup != nil && s.byTask == nil {
+		// Use the store's index, checked against this snapshot.
+		if i := s.lookup(taskID); i != nil {
+			if mine := s.Instances[i.GetId()]; mine != nil && mine.GetTask().GetId() == taskID {
+				return mine
+			}
+		} else if len(s.Instances) > 0 {
+			return nil
+		}
+	}
 	if s.byTask == nil {
 		s.byTask = make(map[string]string, len(s.Instances))
 		for id, i := range s.Instances {
