@@ -120,10 +120,22 @@ func (n *Node) openSnapshot(ctx context.Context) (*raft.SnapshotMeta, io.ReadClo
 	if lerr != nil {
 		return nil, nil, fmt.Errorf("list raft snapshots: %w", lerr)
 	}
-	if len(metas) == 0 {
-		return nil, nil, errors.New("nothing to snapshot: no command has been applied yet")
+	if len(metas) > 0 {
+		return n.snaps.Open(metas[0].ID)
 	}
-	return n.snaps.Open(metas[0].ID)
+	// Nothing has reached the FSM yet (a new, empty cluster). On the leader
+	// a barrier entry gives raft something to snapshot: an empty state.
+	if n.IsLeader() {
+		if err := n.Barrier(ctx); err != nil {
+			return nil, nil, err
+		}
+		f = n.raft.Snapshot()
+		if err := waitFuture(ctx, f); err != nil {
+			return nil, nil, err
+		}
+		return f.Open()
+	}
+	return nil, nil, errors.New("nothing to snapshot yet on this follower: no entry has been applied; try the leader")
 }
 
 // RestoreSnapshot replaces the cluster's state with a snapshot written by
