@@ -42,7 +42,7 @@ func TestMain(m *testing.M) {
 }
 
 // freePort returns a loopback address with a port the kernel just handed out.
-func freePort(t *testing.T) string {
+func freePort(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -72,7 +72,7 @@ func (b *syncBuffer) String() string {
 
 // proc is a berth process started by a test.
 type proc struct {
-	t    *testing.T
+	t    testing.TB
 	name string
 	args []string
 	cmd  *exec.Cmd
@@ -81,7 +81,7 @@ type proc struct {
 }
 
 // startProc starts `berth args...`; it is killed at the end of the test.
-func startProc(t *testing.T, name string, args ...string) *proc {
+func startProc(t testing.TB, name string, args ...string) *proc {
 	t.Helper()
 	p := &proc{t: t, name: name, args: args}
 	p.start()
