@@ -58,6 +58,11 @@ func (p *planner) onOffers(offers []mesos.Offer) {
 
 	refuse := p.refuseFor()
 	var declines []mesos.OfferID
+	type accept struct {
+		id  mesos.OfferID
+		ops []mesos.Offer_Operation
+	}
+	var accepts []accept
 	for idx := range offers {
 		o := &offers[idx]
 		p.st.Mem.recordAgent(o)
@@ -67,7 +72,17 @@ func (p *planner) onOffers(offers []mesos.Offer) {
 			declines = append(declines, o.ID)
 			continue
 		}
-		p.call(calls.Accept(calls.OfferOperations(ops).WithOffers(o.ID)).With(calls.RefuseSeconds(refuse)))
+		accepts = append(accepts, accept{o.ID, ops})
+	}
+	// What an ACCEPT leaves unused is filtered too; while instances are still
+	// waiting for a place (e.g. the per-offer cap was hit), keep that short
+	// so the leftovers come back at the next allocation.
+	acceptRefuse := refuse
+	if len(r.placed) < len(r.cands) {
+		acceptRefuse = time.Second
+	}
+	for _, a := range accepts {
+		p.call(calls.Accept(calls.OfferOperations(a.ops).WithOffers(a.id)).With(calls.RefuseSeconds(acceptRefuse)))
 	}
 	if len(declines) > 0 {
 		p.call(calls.Decline(declines...).With(calls.RefuseSeconds(refuse)))
