@@ -11,7 +11,9 @@ import (
 
 // tickDeployments finishes running deployments: SUCCEEDED once every
 // affected app has converged, FAILED when an affected app cannot converge
-// (an invalid task, or an instance crash-looping past the threshold).
+// (an invalid task, a container that failed to launch three times in a row,
+// or an instance crash-looping past the threshold). Instances keep being
+// relaunched with backoff either way.
 func (p *planner) tickDeployments() {
 	ids := make([]string, 0, len(p.st.Deployments))
 	for id, d := range p.st.Deployments {
@@ -94,6 +96,9 @@ func (p *planner) appConverged(appID string, insts []*v1.Instance) (ok bool, msg
 		}
 		if t.GetState() == stError && t.GetReason() == "REASON_TASK_INVALID" && msg == "" {
 			msg = fmt.Sprintf("instance %s: task %s is invalid: %s", i.GetId(), t.GetId(), t.GetMessage())
+		}
+		if t.GetReason() == "REASON_CONTAINER_LAUNCH_FAILED" && i.GetConsecutiveFailures() >= 3 && msg == "" {
+			msg = fmt.Sprintf("instance %s: container launch failed %d times: %s", i.GetId(), i.GetConsecutiveFailures(), t.GetMessage())
 		}
 		if th := p.cfg.DeploymentFailureThreshold; th > 0 && int(i.GetConsecutiveFailures()) >= th && msg == "" {
 			msg = fmt.Sprintf("instance %s failed %d times in a row (last: %s %s)", i.GetId(), i.GetConsecutiveFailures(), t.GetState(), t.GetMessage())

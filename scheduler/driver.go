@@ -338,7 +338,9 @@ func (l *loop) apply(in Input) {
 			// Not committed: send nothing that depends on it. Offers are
 			// declined so they are not held; the memory is dropped so that
 			// whatever it recorded as sent is decided again.
-			l.s.log.Error("commit scheduler plan", "err", err)
+			// Usually a conflict with a concurrent API write to an instance
+			// (the FSM's compare-and-set), or lost leadership.
+			l.s.log.Warn("scheduler plan not committed; deciding again", "err", err, "input", fmt.Sprintf("%T", in))
 			l.s.mem = NewMemory()
 			l.s.mem.reconcileNow = true
 			if o, ok := in.(Offers); ok && l.ctx.Err() == nil {

@@ -3,6 +3,7 @@ package scheduler
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -499,5 +500,104 @@ time.sleep(3600)
 	}
 	if kills == 0 || healthEvents < 3 {
 		t.Fatalf("events: %d kills, %d health changes", kills, healthEvents)
+	}
+}
+
+// operatorCall posts one operator API call to mesos-local.
+func (c *cluster) operatorCall(call *master.Call) {
+	c.t.Helper()
+	body, err := call.Marshal()
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodPost, c.ml.URL()+"/api/v1", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/x-protobuf")
+	req.Header.Set("Accept", "application/x-protobuf")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		c.t.Fatalf("%s: %s: %s", call.Type, resp.Status, raw)
+	}
+}
+
+// TestIntegrationFailoverKeepsTasks stops the scheduler (leadership lost)
+// and starts a new one on the same state: it resubscribes with the stored
+// framework id, reconciles, leaves the running task alone and goes on
+// scheduling.
+func TestIntegrationFailoverKeepsTasks(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts mesos-local")
+	}
+	c := startCluster(t, 1, "cpus:2;mem:1024;disk:1000;ports:[31000-31100]", false)
+	c.startScheduler(Config{})
+	app := residentApp("/kv", "2025-01-01T00:00:00Z", 1)
+	app.Cmd = proto.String("exec sleep 3600")
+	app.Cpus = proto.Float64(0.1)
+	app.Mem = proto.Float64(16)
+	app.Container.Volumes[0].Persistent.Size = proto.Float64(5)
+	c.createApp(app, "d1")
+	c.waitFor("running", 60*time.Second, func() bool {
+		is := c.instances("/kv")
+		return len(is) == 1 && runningTask(is[0]) && c.deploymentDone("d1")
+	})
+	fid := c.f.State().FrameworkID()
+	before := c.instances("/kv")[0]
+	c.stopScheduler()
+
+	c.startScheduler(Config{})
+	// Proof that the new leader is subscribed and working: it scales the app
+	// up. The first task must not have been touched meanwhile.
+	two := proto.Clone(app).(*v1.App)
+	two.Instances = proto.Int32(2)
+	two.Version = proto.String("2025-01-01T00:00:01Z")
+	c.updateApp(two, "d2")
+	c.waitFor("second instance running under the new leader", 60*time.Second, func() bool { return c.deploymentDone("d2") })
+	after := c.f.State().Instance(before.GetId())
+	if after.GetIncarnation() != before.GetIncarnation() || after.GetTask().GetId() != before.GetTask().GetId() || after.GetTask().GetState() != stRunning {
+		t.Fatalf("task disturbed by failover: %v", after)
+	}
+	if got := c.f.State().FrameworkID(); got != fid {
+		t.Fatalf("framework id changed from %s to %s", fid, got)
+	}
+	for _, r := range c.opsFor("LAUNCH") {
+		if r.FrameworkID != fid {
+			t.Fatalf("launch under framework %s", r.FrameworkID)
+		}
+	}
+	if n := len(c.opsFor("LAUNCH")); n != 2 {
+		t.Fatalf("%d launches, want 2", n)
+	}
+}
+
+// TestIntegrationFrameworkRemoved: once Mesos removed the framework (an
+// operator TEARDOWN), the scheduler stops with ErrFrameworkRemoved rather
+// than registering a new framework id.
+func TestIntegrationFrameworkRemoved(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts mesos-local")
+	}
+	c := startCluster(t, 1, "cpus:2;mem:1024;disk:1000;ports:[31000-31100]", false)
+	s := New(Config{MesosMaster: c.ml.URL(), Logger: testLogger(t), TickInterval: 100 * time.Millisecond}, c.deps())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	c.waitFor("framework id committed", 30*time.Second, func() bool { return c.f.State().FrameworkID() != "" })
+	fid := c.f.State().FrameworkID()
+	c.operatorCall(&master.Call{Type: master.Call_TEARDOWN, Teardown: &master.Call_Teardown{FrameworkID: mesos.FrameworkID{Value: fid}}})
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrFrameworkRemoved) {
+			t.Fatalf("Run returned %v, want ErrFrameworkRemoved", err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("scheduler still running 60s after its framework was removed")
+	}
+	if got := c.f.State().FrameworkID(); got != fid {
+		t.Fatalf("framework id changed to %s", got)
 	}
 }
