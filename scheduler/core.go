@@ -1,7 +1,6 @@
 package scheduler
 
 import (
-	"fmt"
 	"math"
 	"sort"
 	"time"
@@ -565,6 +564,9 @@ func (p *planner) tickInstance(id string) {
 	if goal == v1.Goal_GOAL_DECOMMISSIONED && !hasBerth(i) {
 		p.forget(id)
 	}
+	if goal == v1.Goal_GOAL_STOPPED && !hasBerth(i) && !i.GetResident() {
+		p.forget(id) // a stopped stateless instance has nothing to keep
+	}
 }
 
 // maybeRevive revives offers when new work appears that needs offers, and
@@ -618,4 +620,3 @@ func (p *planner) launchDue(i *v1.Instance) bool {
 	return true
 }
 
-func (p *planner) errorf(format string, args ...any) string { return fmt.Sprintf(format, args...) }

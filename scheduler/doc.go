@@ -1,0 +1,46 @@
+// Package scheduler is Berth's Mesos framework: it runs on the Raft leader
+// only and keeps every app's instances on their berths.
+//
+// It is a level-triggered reconciler with a pure core. Decide takes a State
+// (a snapshot of committed apps, instances and deployments, plus the
+// leader's volatile Memory), one Input (Subscribed, Offers, StatusUpdate,
+// HealthResult or Tick) and the time, and returns a Decision: the
+// SchedulerPlanCommand to commit first, then the Mesos calls to send and the
+// events to publish once it committed (ARCHITECTURE.md invariant 1). The
+// core does no I/O and reads no clock; the tests drive it against an
+// in-memory fake master, including crashes between commit and send.
+//
+// Resident instances (apps with a persistent volume) follow the model of
+// ARCHITECTURE.md: a new instance reserves, creates its volumes and launches
+// in one ACCEPT after committing a PENDING reservation; the reservation is
+// confirmed when its labelled resources are offered or the task reports from
+// the agent, and unpinned when neither happens within the reservation
+// timeout; later launches go on the labelled resources and volume. Stop and
+// scale-down keep berths; start reuses them; decommissioned instances are
+// killed, then their berths destroyed and unreserved when next offered.
+// Labelled resources that no committed instance claims are collected the
+// same way. Stateless apps launch on unreserved resources.
+//
+// Scheduler is the driver: it subscribes with mesos-go's httpsched (the
+// framework id from SUBSCRIBED is committed before anything else and reused
+// on every later subscription), feeds events, ticks, store changes and
+// leader-run health check results to Decide, commits each plan through
+// Deps.Commit and only then sends its calls. It stops sending the moment its
+// context ends.
+//
+// Wiring (as in cmd/berth):
+//
+//	f := fsm.New(logger)
+//	deps := scheduler.Deps{
+//		Store: func() scheduler.Store { return f.State() },
+//		Commit: func(ctx context.Context, plan *v1.SchedulerPlanCommand) error {
+//			return apply(ctx, v1.CommandType_COMMAND_TYPE_SCHEDULER_PLAN, plan) // raft Apply, then ApplyResult.Err
+//		},
+//		SetFrameworkID: func(ctx context.Context, id string) error {
+//			return apply(ctx, v1.CommandType_COMMAND_TYPE_FRAMEWORK_ID_SET, &v1.FrameworkIDSetCommand{FrameworkId: id})
+//		},
+//		Publish: events.Publish,
+//	}
+//	// On gaining leadership, with lctx cancelled when it is lost:
+//	err := scheduler.New(scheduler.Config{MesosMaster: "http://127.0.0.1:5050", Logger: logger}, deps).Run(lctx)
+package scheduler
