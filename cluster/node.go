@@ -476,6 +476,10 @@ func waitFuture(ctx context.Context, f raft.Future) error {
 
 // timeoutFrom is the time left before ctx's deadline, or 0 (no limit).
 func timeoutFrom(ctx context.Context) (time.Duration, error) {
+	if err := ctx.Err(); err != nil {
+		// Already over: propose nothing.
+		return 0, err
+	}
 	dl, ok := ctx.Deadline()
 	if !ok {
 		return 0, nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -34,6 +35,7 @@ type serverOptions struct {
 	nodeName        string
 	dataDir         string
 	apiAddr         string
+	apiAdvertise    string
 	raftAddr        string
 	raftAdvertise   string
 	gossipAddr      string
@@ -59,6 +61,7 @@ func (o *serverOptions) registerServer(fs *pflag.FlagSet) {
 	fs.StringVar(&o.nodeName, "node-name", host, "unique name of this server (also its Raft id)")
 	fs.StringVar(&o.dataDir, "data-dir", "./berth-data", "directory for the Raft log and snapshots")
 	fs.StringVar(&o.apiAddr, "api-addr", defaultAPIAddr, "host:port the API listens on (advertised to other servers)")
+	fs.StringVar(&o.apiAdvertise, "api-advertise", "", "API address other servers forward writes to (default: --api-addr; required when it binds 0.0.0.0)")
 	fs.StringVar(&o.raftAddr, "raft-addr", "127.0.0.1:7071", "host:port for Raft traffic between servers")
 	fs.StringVar(&o.raftAdvertise, "raft-advertise", "", "Raft address other servers dial (default: --raft-addr)")
 	fs.StringVar(&o.gossipAddr, "gossip-addr", "127.0.0.1:7072", "host:port for gossip (TCP and UDP)")
@@ -165,6 +168,10 @@ func runServer(ctx context.Context, o *serverOptions, logger *slog.Logger, ready
 	}
 	defer lis.Close()
 	apiAddr := lis.Addr().String()
+	advertise := apiAddr
+	if o.apiAdvertise != "" {
+		advertise = o.apiAdvertise
+	}
 
 	state := fsm.New(logger.With("component", "fsm"))
 	node, err := cluster.New(cluster.Config{
@@ -174,7 +181,7 @@ func runServer(ctx context.Context, o *serverOptions, logger *slog.Logger, ready
 		RaftAdvertise:     o.raftAdvertise,
 		GossipBind:        o.gossipAddr,
 		GossipAdvertise:   o.gossipAdvertise,
-		APIAddr:           apiAddr,
+		APIAddr:           advertise,
 		Join:              o.join,
 		BootstrapExpect:   o.bootstrapExpect,
 		FSM:               state,
@@ -183,6 +190,9 @@ func runServer(ctx context.Context, o *serverOptions, logger *slog.Logger, ready
 		DeadServerCleanup: o.deadServerCleanup,
 		HeartbeatTimeout:  o.heartbeatTimeout,
 		ElectionTimeout:   o.electionTimeout,
+		// Check a snapshot before Raft sees it: Raft cannot recover from
+		// an FSM that fails to restore.
+		VerifySnapshot: func(r io.Reader) error { return fsm.New(logger).Restore(io.NopCloser(r)) },
 	})
 	if err != nil {
 		return err
