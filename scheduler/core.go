@@ -619,4 +619,3 @@ func (p *planner) launchDue(i *v1.Instance) bool {
 	}
 	return true
 }
-

@@ -438,7 +438,9 @@ func TestIntegrationHealthKill(t *testing.T) {
 	if _, err := os.Stat("/usr/bin/python3"); err != nil {
 		t.Skip("needs python3 for a tiny TCP server")
 	}
-	c := startCluster(t, 1, "cpus:2;mem:1024;disk:1000;ports:[31000-31100]", false)
+	// A port range of its own: processes of other tests' clusters may still
+	// hold ports in the common range.
+	c := startCluster(t, 1, "cpus:2;mem:1024;disk:1000;ports:[32500-32600]", false)
 	c.startScheduler(Config{})
 	// A TCP server on PORT0 that stops accepting once data/sick exists.
 	server := `import os,socket,time
@@ -481,7 +483,7 @@ time.sleep(3600)
 	}
 	c.waitFor("relaunched after failed health checks", 60*time.Second, func() bool {
 		is := c.instances("/hc")
-		return len(is) == 1 && is[0].GetIncarnation() >= 2 && runningTask(is[0]) && is[0].GetTask().GetHealthy()
+		return len(is) == 1 && is[0].GetIncarnation() > inst.GetIncarnation() && runningTask(is[0]) && is[0].GetTask().GetHealthy()
 	})
 	again := c.instances("/hc")[0]
 	if again.GetId() != inst.GetId() || again.GetReservation().GetVolumes()[0].GetPersistenceId() != pid || goalOf(again) != v1.Goal_GOAL_RUNNING {
