@@ -3,22 +3,25 @@ package main
 import (
 	"context"
 	"fmt"
-	"os/signal"
+	"io"
+	"log/slog"
 	"path/filepath"
-	"syscall"
 
 	"github.com/spf13/cobra"
 
 	"github.com/berth-dev/berth/mesoslocal"
 )
 
+// devOptions configures `berth dev`.
+type devOptions struct {
+	server         serverOptions
+	mesosListen    string
+	agents         int
+	agentResources string
+}
+
 func init() {
-	var (
-		o              serverOptions
-		mesosListen    string
-		agents         int
-		agentResources string
-	)
+	var o devOptions
 	c := &cobra.Command{
 		Use:   "dev",
 		Short: "Run Berth on one machine: a server plus an embedded Mesos master and agent",
@@ -28,49 +31,47 @@ and keep persistent volumes as directories under the data dir. State survives
 a restart on the same --data-dir.`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, args []string) error {
-			if err := bindEnv(c.Flags()); err != nil {
-				return err
-			}
-			logger, err := newLogger(o.logLevel)
-			if err != nil {
-				return err
-			}
-			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-			defer stop()
-
-			mesos, err := mesoslocal.New(mesoslocal.Config{
-				Listen:         mesosListen,
-				WorkDir:        filepath.Join(o.dataDir, "mesos"),
-				Agents:         agents,
-				AgentResources: agentResources,
-				Logger:         logger.With("component", "mesos-local"),
-			})
-			if err != nil {
-				return fmt.Errorf("mesos-local: %w", err)
-			}
-			if err := mesos.Start(ctx); err != nil {
-				return fmt.Errorf("mesos-local: %w", err)
-			}
-			defer mesos.Close()
-
-			o.mesosMaster = mesos.URL()
-			o.nodeName = "dev"
-			// Raft and gossip stay on loopback with kernel-chosen ports:
-			// a cluster of one needs no fixed addresses.
-			o.raftAddr, o.gossipAddr = "127.0.0.1:0", "127.0.0.1:0"
-			server := o
-			server.dataDir = filepath.Join(o.dataDir, "server")
-			return runServer(ctx, &server, logger, func(api string) {
-				fmt.Fprintf(c.OutOrStdout(), "berth dev: API on %s, mesos-local on %s, data in %s\n", api, mesos.URL(), o.dataDir)
+			return runDaemon(c, &o.server.logLevel, func(ctx context.Context, logger *slog.Logger) error {
+				return runDev(ctx, c.OutOrStdout(), &o, logger)
 			})
 		},
 	}
 	f := c.Flags()
-	f.StringVar(&o.dataDir, "data-dir", "./berth-dev-data", "directory for all state: Raft, agents, sandboxes and volumes")
-	f.StringVar(&o.apiAddr, "api-addr", defaultAPIAddr, "host:port the API listens on")
-	f.StringVar(&mesosListen, "mesos-listen", "127.0.0.1:5050", "host:port of the embedded Mesos master")
-	f.IntVar(&agents, "agents", 1, "number of embedded agents")
-	f.StringVar(&agentResources, "agent-resources", "", `resources of each agent, e.g. "cpus:4;mem:8192;disk:20000;ports:[31000-32000]" (default: sized from this machine)`)
-	o.registerMesos(f, "")
+	f.StringVar(&o.server.dataDir, "data-dir", "./berth-dev-data", "directory for all state: Raft, agents, sandboxes and volumes")
+	f.StringVar(&o.server.apiAddr, "api-addr", defaultAPIAddr, "host:port the API listens on")
+	f.StringVar(&o.mesosListen, "mesos-listen", "127.0.0.1:5050", "host:port of the embedded Mesos master")
+	f.IntVar(&o.agents, "agents", 1, "number of embedded agents")
+	f.StringVar(&o.agentResources, "agent-resources", "", `resources of each agent, e.g. "cpus:4;mem:8192;disk:20000;ports:[31000-32000]" (default: sized from this machine)`)
+	o.server.registerMesos(f, "")
 	rootCmd.AddCommand(c)
+}
+
+// runDev runs mesos-local and a single-node server in this process until ctx
+// ends.
+func runDev(ctx context.Context, out io.Writer, o *devOptions, logger *slog.Logger) error {
+	mesos, err := mesoslocal.New(mesoslocal.Config{
+		Listen:         o.mesosListen,
+		WorkDir:        filepath.Join(o.server.dataDir, "mesos"),
+		Agents:         o.agents,
+		AgentResources: o.agentResources,
+		Logger:         logger.With("component", "mesos-local"),
+	})
+	if err != nil {
+		return fmt.Errorf("mesos-local: %w", err)
+	}
+	if err := mesos.Start(ctx); err != nil {
+		return fmt.Errorf("mesos-local: %w", err)
+	}
+	defer mesos.Close()
+
+	server := o.server
+	server.mesosMaster = mesos.URL()
+	server.nodeName = "dev"
+	server.dataDir = filepath.Join(o.server.dataDir, "server")
+	// Raft and gossip stay on loopback with kernel-chosen ports: a cluster
+	// of one needs no fixed addresses.
+	server.raftAddr, server.gossipAddr = "127.0.0.1:0", "127.0.0.1:0"
+	return runServer(ctx, &server, logger, func(api string) {
+		fmt.Fprintf(out, "berth dev: API on %s, mesos-local on %s, data in %s\n", api, mesos.URL(), o.server.dataDir)
+	})
 }

@@ -104,6 +104,21 @@ func bindEnv(fs *pflag.FlagSet) error {
 	return errors.Join(errs...)
 }
 
+// runDaemon applies BERTH_* environment fallbacks to c's flags, builds the
+// logger at *level, and runs fn until SIGINT or SIGTERM.
+func runDaemon(c *cobra.Command, level *string, fn func(ctx context.Context, logger *slog.Logger) error) error {
+	if err := bindEnv(c.Flags()); err != nil {
+		return err
+	}
+	logger, err := newLogger(*level)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	return fn(ctx, logger)
+}
+
 // newLogger returns the process logger at the given level.
 func newLogger(level string) (*slog.Logger, error) {
 	var l slog.Level
@@ -120,16 +135,9 @@ func init() {
 		Short: "Run a Berth server (one of three or five; alone it is a cluster of one)",
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, args []string) error {
-			if err := bindEnv(c.Flags()); err != nil {
-				return err
-			}
-			logger, err := newLogger(o.logLevel)
-			if err != nil {
-				return err
-			}
-			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-			defer stop()
-			return runServer(ctx, &o, logger, nil)
+			return runDaemon(c, &o.logLevel, func(ctx context.Context, logger *slog.Logger) error {
+				return runServer(ctx, &o, logger, nil)
+			})
 		},
 	}
 	o.registerServer(c.Flags())
