@@ -217,9 +217,13 @@ type Instance struct {
 	// instance, set by the FSM. A write must carry the value it read (0 for a
 	// new instance), else it is refused as a conflict: concurrent writers
 	// (the API and the scheduler) never overwrite each other's changes.
-	ModifyIndex   uint64 `protobuf:"varint,12,opt,name=modify_index,json=modifyIndex,proto3" json:"modify_index,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ModifyIndex uint64 `protobuf:"varint,12,opt,name=modify_index,json=modifyIndex,proto3" json:"modify_index,omitempty"`
+	// agent_attributes are the attributes of the agent holding the instance's
+	// berth or task, recorded at placement so that constraints on attributes
+	// (UNIQUE, GROUP_BY, MAX_PER...) count it after a leader failover too.
+	AgentAttributes map[string]string `protobuf:"bytes,13,rep,name=agent_attributes,json=agentAttributes,proto3" json:"agent_attributes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Instance) Reset() {
@@ -334,6 +338,13 @@ func (x *Instance) GetModifyIndex() uint64 {
 		return x.ModifyIndex
 	}
 	return 0
+}
+
+func (x *Instance) GetAgentAttributes() map[string]string {
+	if x != nil {
+		return x.AgentAttributes
+	}
+	return nil
 }
 
 // Reservation is an instance's berth: resources reserved on one agent,
@@ -980,7 +991,7 @@ var File_berth_v1_state_proto protoreflect.FileDescriptor
 
 const file_berth_v1_state_proto_rawDesc = "" +
 	"\n" +
-	"\x14berth/v1/state.proto\x12\bberth.v1\x1a\x12berth/v1/app.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xea\x03\n" +
+	"\x14berth/v1/state.proto\x12\bberth.v1\x1a\x12berth/v1/app.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x82\x05\n" +
 	"\bInstance\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
 	"\x06app_id\x18\x02 \x01(\tR\x05appId\x12\x1f\n" +
@@ -996,7 +1007,11 @@ const file_berth_v1_state_proto_rawDesc = "" +
 	"created_at\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x1a\n" +
 	"\bresident\x18\v \x01(\bR\bresident\x12!\n" +
-	"\fmodify_index\x18\f \x01(\x04R\vmodifyIndex\"\x9f\x03\n" +
+	"\fmodify_index\x18\f \x01(\x04R\vmodifyIndex\x12R\n" +
+	"\x10agent_attributes\x18\r \x03(\v2'.berth.v1.Instance.AgentAttributesEntryR\x0fagentAttributes\x1aB\n" +
+	"\x14AgentAttributesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x9f\x03\n" +
 	"\vReservation\x12\x1f\n" +
 	"\vinstance_id\x18\x01 \x01(\tR\n" +
 	"instanceId\x120\n" +
@@ -1095,7 +1110,7 @@ func file_berth_v1_state_proto_rawDescGZIP() []byte {
 }
 
 var file_berth_v1_state_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_berth_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_berth_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_berth_v1_state_proto_goTypes = []any{
 	(Goal)(0),                     // 0: berth.v1.Goal
 	(ReservationState)(0),         // 1: berth.v1.ReservationState
@@ -1108,33 +1123,35 @@ var file_berth_v1_state_proto_goTypes = []any{
 	(*DeploymentStep)(nil),        // 8: berth.v1.DeploymentStep
 	(*DeploymentAction)(nil),      // 9: berth.v1.DeploymentAction
 	(*AppVersion)(nil),            // 10: berth.v1.AppVersion
-	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
-	(*App)(nil),                   // 12: berth.v1.App
+	nil,                           // 11: berth.v1.Instance.AgentAttributesEntry
+	(*timestamppb.Timestamp)(nil), // 12: google.protobuf.Timestamp
+	(*App)(nil),                   // 13: berth.v1.App
 }
 var file_berth_v1_state_proto_depIdxs = []int32{
 	0,  // 0: berth.v1.Instance.goal:type_name -> berth.v1.Goal
 	4,  // 1: berth.v1.Instance.reservation:type_name -> berth.v1.Reservation
 	6,  // 2: berth.v1.Instance.task:type_name -> berth.v1.Task
-	11, // 3: berth.v1.Instance.launch_not_before:type_name -> google.protobuf.Timestamp
-	11, // 4: berth.v1.Instance.created_at:type_name -> google.protobuf.Timestamp
-	1,  // 5: berth.v1.Reservation.state:type_name -> berth.v1.ReservationState
-	11, // 6: berth.v1.Reservation.pending_until:type_name -> google.protobuf.Timestamp
-	5,  // 7: berth.v1.Reservation.volumes:type_name -> berth.v1.LocalVolume
-	11, // 8: berth.v1.Task.staged_at:type_name -> google.protobuf.Timestamp
-	11, // 9: berth.v1.Task.started_at:type_name -> google.protobuf.Timestamp
-	11, // 10: berth.v1.Task.kill_requested_at:type_name -> google.protobuf.Timestamp
-	11, // 11: berth.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
-	8,  // 12: berth.v1.Deployment.steps:type_name -> berth.v1.DeploymentStep
-	2,  // 13: berth.v1.Deployment.status:type_name -> berth.v1.DeploymentStatus
-	11, // 14: berth.v1.Deployment.created_at:type_name -> google.protobuf.Timestamp
-	11, // 15: berth.v1.Deployment.finished_at:type_name -> google.protobuf.Timestamp
-	9,  // 16: berth.v1.DeploymentStep.actions:type_name -> berth.v1.DeploymentAction
-	12, // 17: berth.v1.AppVersion.app:type_name -> berth.v1.App
-	18, // [18:18] is the sub-list for method output_type
-	18, // [18:18] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	12, // 3: berth.v1.Instance.launch_not_before:type_name -> google.protobuf.Timestamp
+	12, // 4: berth.v1.Instance.created_at:type_name -> google.protobuf.Timestamp
+	11, // 5: berth.v1.Instance.agent_attributes:type_name -> berth.v1.Instance.AgentAttributesEntry
+	1,  // 6: berth.v1.Reservation.state:type_name -> berth.v1.ReservationState
+	12, // 7: berth.v1.Reservation.pending_until:type_name -> google.protobuf.Timestamp
+	5,  // 8: berth.v1.Reservation.volumes:type_name -> berth.v1.LocalVolume
+	12, // 9: berth.v1.Task.staged_at:type_name -> google.protobuf.Timestamp
+	12, // 10: berth.v1.Task.started_at:type_name -> google.protobuf.Timestamp
+	12, // 11: berth.v1.Task.kill_requested_at:type_name -> google.protobuf.Timestamp
+	12, // 12: berth.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
+	8,  // 13: berth.v1.Deployment.steps:type_name -> berth.v1.DeploymentStep
+	2,  // 14: berth.v1.Deployment.status:type_name -> berth.v1.DeploymentStatus
+	12, // 15: berth.v1.Deployment.created_at:type_name -> google.protobuf.Timestamp
+	12, // 16: berth.v1.Deployment.finished_at:type_name -> google.protobuf.Timestamp
+	9,  // 17: berth.v1.DeploymentStep.actions:type_name -> berth.v1.DeploymentAction
+	13, // 18: berth.v1.AppVersion.app:type_name -> berth.v1.App
+	19, // [19:19] is the sub-list for method output_type
+	19, // [19:19] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_berth_v1_state_proto_init() }
@@ -1150,7 +1167,7 @@ func file_berth_v1_state_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_berth_v1_state_proto_rawDesc), len(file_berth_v1_state_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   8,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
