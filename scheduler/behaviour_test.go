@@ -417,3 +417,30 @@ func TestFixedPorts(t *testing.T) {
 		t.Fatalf("fixed port outside the offer accepted")
 	}
 }
+
+// Constraints on attributes hold across a failover even for agents that
+// make no offers (full): their attributes were recorded at placement.
+func TestConstraintAttributesSurviveFailover(t *testing.T) {
+	h := newHarness(t)
+	// A1 fits exactly one instance (1 cpu, 32 MiB, one port).
+	h.master.addAgent("A1", "host1", 1, 32, 0, 31000, 31000, map[string]string{"rack": "r1"})
+	app := statelessApp("/u", "v1", 1)
+	app.Cpus = proto.Float64(1)
+	app.Constraints = constraintList([]string{"rack", "UNIQUE"})
+	h.store.putApp(app, "")
+	h.settle()
+	if got := h.only("/u").AgentAttributes["rack"]; got != "r1" {
+		t.Fatalf("recorded rack %q", got)
+	}
+	// New leader; A1 is full and makes no offer; A2 shares its rack.
+	h.mem = NewMemory()
+	if os := h.master.makeOffers(); len(os) != 0 {
+		t.Fatalf("full agent still offers: %v", os)
+	}
+	h.master.addAgent("A2", "host2", 4, 4096, 4000, 31000, 31100, map[string]string{"rack": "r1"})
+	h.store.putApp(withInstances(app, "v2", 2), "")
+	h.settle()
+	if got := hostsOf(h, "/u"); !reflect.DeepEqual(got, []string{"host1"}) {
+		t.Fatalf("second instance placed in the same rack: %v", got)
+	}
+}

@@ -348,6 +348,7 @@ func (p *planner) place(a *v1.App, i *v1.Instance, o *mesos.Offer, v *offerView,
 		}
 		e.Resident = false
 		e.Reservation = &v1.Reservation{InstanceId: e.GetId(), State: v1.ReservationState_RESERVATION_STATE_NONE}
+		e.AgentAttributes = copyAttrs(agent.attributes)
 		p.startTask(e, a, taskID, o, ports, inc)
 		p.notePlaced(a, cs, agent, r)
 		return []mesos.Offer_Operation{calls.OpLaunch(ti)}, true
@@ -385,6 +386,7 @@ func (p *planner) place(a *v1.App, i *v1.Instance, o *mesos.Offer, v *offerView,
 		return nil, false
 	}
 	e.Resident = true
+	e.AgentAttributes = copyAttrs(agent.attributes)
 	e.Reservation = &v1.Reservation{
 		InstanceId:   e.GetId(),
 		State:        v1.ReservationState_RESERVATION_STATE_PENDING,
@@ -438,7 +440,9 @@ func (p *planner) placedValues(a *v1.App, cs []constraint, r *offerRound) map[st
 		}
 		ai, ok := p.st.Mem.agents[agentID]
 		if !ok {
-			ai = agentInfo{hostname: host}
+			// Not offered since this leader started (e.g. a full agent): use
+			// what was recorded at placement.
+			ai = agentInfo{hostname: host, attributes: i.GetAgentAttributes()}
 		}
 		for field, pv := range m {
 			if val, ok := ai.fieldValue(field); ok {
@@ -460,4 +464,15 @@ func (p *planner) notePlaced(a *v1.App, cs []constraint, agent agentInfo, r *off
 			pv.counts[val]++
 		}
 	}
+}
+
+func copyAttrs(m map[string]string) map[string]string {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
 }

@@ -124,6 +124,7 @@ func (p *planner) taskEnded(e *v1.Instance, a *v1.App, s mesos.TaskStatus) {
 	if state == stGoneByOperator && e.GetResident() {
 		// The agent is gone for good and its berth with it: start afresh.
 		e.Reservation = &v1.Reservation{InstanceId: e.GetId(), State: v1.ReservationState_RESERVATION_STATE_NONE}
+		e.AgentAttributes = nil
 		p.changed[e.GetId()] = true
 	}
 	switch goalOf(e) {
