@@ -452,6 +452,12 @@ func (o *sender) run() {
 				o.mu.Lock()
 				o.acceptKO = true
 				o.mu.Unlock()
+				// The master may not have seen the ACCEPT and would then hold
+				// the offer forever (no offer timeout by default): decline
+				// it. Declining an offer already used is harmless.
+				if o.ctx.Err() == nil {
+					_ = o.send(calls.Decline(c.Accept.OfferIDs...).With(calls.RefuseSeconds(time.Second)))
+				}
 			}
 		}
 	}
