@@ -18,6 +18,9 @@ type Config struct {
 	Role string
 	// Principal is the framework and reservation principal (default "berth").
 	Principal string
+	// Secret, when set, authenticates the framework to the master with HTTP
+	// basic authentication as Principal (--authenticate_http_frameworks).
+	Secret string
 	// User is FrameworkInfo.user (default: the current user, else "root").
 	User string
 	// FrameworkName is FrameworkInfo.name (default "berth").

@@ -148,10 +148,15 @@ func (s *Scheduler) session(ctx context.Context) error {
 		}
 	}
 	endpoint := strings.TrimRight(s.cfg.MesosMaster, "/") + "/api/v1/scheduler"
-	cli := httpcli.New(
+	opts := []httpcli.Opt{
 		httpcli.Endpoint(endpoint),
 		httpcli.Codec(codecs.ByMediaType[codecs.MediaTypeProtobuf]),
-	)
+	}
+	if s.cfg.Secret != "" {
+		cfgOpts := append(append([]httpcli.ConfigOpt(nil), httpcli.DefaultConfigOpt...), httpcli.BasicAuth(s.cfg.Principal, s.cfg.Secret))
+		opts = append(opts, httpcli.Do(httpcli.With(cfgOpts...)))
+	}
+	cli := httpcli.New(opts...)
 	caller := httpsched.NewCaller(cli)
 	sub := calls.Subscribe(s.frameworkInfo(fid))
 	if fid != "" {
