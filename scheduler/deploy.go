@@ -58,6 +58,12 @@ func (p *planner) tickDeployments() {
 			nd.FinishedAt = p.ts()
 			p.deps[id] = nd
 			p.event(&v1.Event{Type: "deployment_success", Deployment: nd, AppId: firstApp(nd)})
+		case d.GetCurrentStep() == 0 && len(d.GetSteps()) > 0:
+			// Work has started on the (first) step.
+			nd := proto.Clone(d).(*v1.Deployment)
+			nd.CurrentStep = 1
+			p.deps[id] = nd
+			p.event(&v1.Event{Type: "deployment_info", Deployment: nd, AppId: firstApp(nd)})
 		}
 	}
 }

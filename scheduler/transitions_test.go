@@ -179,3 +179,20 @@ func TestReviveAndShortDeclineDuringBackoff(t *testing.T) {
 		t.Fatalf("decline filter %vs, want the 3s backoff", rs)
 	}
 }
+
+// A deployment's step is marked current when work starts, and the
+// deployment succeeds once the app converged.
+func TestDeploymentProgress(t *testing.T) {
+	h := newHarness(t)
+	h.master.addAgent("A1", "host1", 4, 1024, 1000, 31000, 31010, nil)
+	h.store.putApp(statelessApp("/web", "v1", 1), "d1")
+	h.store.deployments["d1"].Steps = []*v1.DeploymentStep{{Actions: []*v1.DeploymentAction{{Action: "StartApplication", App: "/web"}}}}
+	h.tick()
+	if d := h.store.deployments["d1"]; d.CurrentStep != 1 || d.Status != v1.DeploymentStatus_DEPLOYMENT_STATUS_RUNNING || !h.hasEvent("deployment_info") {
+		t.Fatalf("after first tick: %v", d)
+	}
+	h.settle()
+	if d := h.store.deployments["d1"]; d.CurrentStep != 1 || d.Status != v1.DeploymentStatus_DEPLOYMENT_STATUS_SUCCEEDED || d.FinishedAt == nil {
+		t.Fatalf("after convergence: %v", d)
+	}
+}
