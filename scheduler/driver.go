@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os/user"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -134,8 +135,20 @@ func (s *Scheduler) frameworkInfo(fid string) *mesos.FrameworkInfo {
 	return info
 }
 
-// session runs one subscription until it breaks or ctx ends.
-func (s *Scheduler) session(ctx context.Context) error {
+// session runs one subscription until it breaks or ctx ends. A panic in a
+// decision ends the session (it is logged with its stack and retried after
+// backoff) rather than the whole server.
+func (s *Scheduler) session(ctx context.Context) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("scheduler panic; ending the subscription", "panic", r, "stack", string(debug.Stack()))
+			err = fmt.Errorf("scheduler panic: %v", r)
+		}
+	}()
+	return s.subscribe(ctx)
+}
+
+func (s *Scheduler) subscribe(ctx context.Context) error {
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	store := s.deps.Store()
