@@ -188,7 +188,7 @@ func (p *planner) kill(t *v1.Task, reason string, grace time.Duration) {
 	if rec, ok := p.st.Mem.kills[t.GetId()]; ok && p.now.Sub(rec.at) < p.cfg.KillRetryInterval+grace {
 		return
 	}
-	p.st.Mem.kills[t.GetId()] = killRecord{at: p.now, reason: reason}
+	p.st.Mem.kills[t.GetId()] = killRecord{at: p.now, reason: reason, agentID: t.GetAgentId()}
 	p.call(calls.Kill(t.GetId(), t.GetAgentId()))
 }
 
@@ -349,6 +349,7 @@ func (p *planner) onTick() {
 	for _, id := range p.allInstanceIDs() {
 		p.tickInstance(id)
 	}
+	p.retryUnknownKills()
 	p.tickDeployments()
 	if p.st.Mem.reconcileNow || (p.cfg.ReconcileInterval > 0 && p.now.Sub(p.st.Mem.lastReconcile) >= p.cfg.ReconcileInterval) {
 		p.st.Mem.reconcileNow = false
@@ -564,8 +565,46 @@ func (p *planner) tickInstance(id string) {
 	if goal == v1.Goal_GOAL_DECOMMISSIONED && !hasBerth(i) {
 		p.forget(id)
 	}
-	if goal == v1.Goal_GOAL_STOPPED && !hasBerth(i) && !i.GetResident() {
-		p.forget(id) // a stopped stateless instance has nothing to keep
+	if goal == v1.Goal_GOAL_STOPPED && !hasBerth(i) {
+		// A stopped instance without a berth (stateless, or never placed)
+		// has nothing to keep; scaling up creates a new one.
+		p.forget(id)
+	}
+}
+
+// maxUnknownKills bounds the KILLs sent for a task Berth does not know:
+// the master answers a KILL of a task it does not know with a
+// reconciliation update, which ends the record anyway.
+const maxUnknownKills = 10
+
+// retryUnknownKills resends KILL for live tasks Berth does not know (e.g.
+// the task of an instance wiped while its agent was unreachable, back after
+// the partition) until a terminal update arrives.
+func (p *planner) retryUnknownKills() {
+	ids := make([]string, 0)
+	for id, rec := range p.st.Mem.kills {
+		if rec.reason == killUnknown {
+			ids = append(ids, id)
+		}
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		rec := p.st.Mem.kills[id]
+		if p.st.instanceByTask(id) != nil {
+			delete(p.st.Mem.kills, id) // known after all (e.g. restored state)
+			continue
+		}
+		if rec.attempts >= maxUnknownKills {
+			delete(p.st.Mem.kills, id)
+			continue
+		}
+		if p.now.Sub(rec.at) < p.cfg.KillRetryInterval {
+			continue
+		}
+		rec.at = p.now
+		rec.attempts++
+		p.st.Mem.kills[id] = rec
+		p.call(calls.Kill(id, rec.agentID))
 	}
 }
 

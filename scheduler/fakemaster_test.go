@@ -318,6 +318,18 @@ func (m *fakeMaster) partition(agentID string) {
 	}
 }
 
+// heal brings a partitioned agent back: its tasks report RUNNING again.
+func (m *fakeMaster) heal(agentID string) {
+	a := m.agents[agentID]
+	a.gone = false
+	for _, tid := range sortedKeys(a.tasks) {
+		if t := a.tasks[tid]; t.state == mesos.TASK_UNREACHABLE {
+			t.state = mesos.TASK_RUNNING
+			m.status(tid, agentID, mesos.TASK_RUNNING, mesos.SOURCE_AGENT, true)
+		}
+	}
+}
+
 // markGone is the operator's MARK_AGENT_GONE: tasks GONE_BY_OPERATOR, the
 // agent and its berths lost for good.
 func (m *fakeMaster) markGone(agentID string) {

@@ -133,8 +133,10 @@ func (s *State) sortedAppIDs() []string {
 
 // killRecord remembers a KILL sent for a task.
 type killRecord struct {
-	at     time.Time
-	reason string
+	at       time.Time
+	reason   string
+	agentID  string
+	attempts int
 }
 
 // Kill reasons kept in memory; they decide whether the task's end counts as

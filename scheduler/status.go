@@ -28,8 +28,16 @@ func (p *planner) onStatus(s mesos.TaskStatus) {
 			// Unknown to the committed state: never let it hold resources or a
 			// volume that a known instance may need.
 			if rec, ok := p.st.Mem.kills[taskID]; !ok || p.now.Sub(rec.at) >= p.cfg.KillRetryInterval {
-				p.st.Mem.kills[taskID] = killRecord{at: p.now, reason: killUnknown}
+				p.st.Mem.kills[taskID] = killRecord{at: p.now, reason: killUnknown, agentID: agentID, attempts: rec.attempts + 1}
 				p.call(calls.Kill(taskID, agentID))
+			} else {
+				// A KILL went out recently (maybe while the task was still known):
+				// from now on it is retried as a kill of an unknown task.
+				rec.reason = killUnknown
+				if rec.agentID == "" {
+					rec.agentID = agentID
+				}
+				p.st.Mem.kills[taskID] = rec
 			}
 		} else {
 			delete(p.st.Mem.kills, taskID)
