@@ -135,8 +135,6 @@ func (ai agentInfo) fieldValue(field string) (string, bool) {
 }
 
 // placedValues counts, per field value, the app's instances already placed.
-// unknown counts placed instances whose agent is not known (their value
-// cannot be determined).
 type placedValues struct {
 	counts map[string]int
 }

@@ -321,8 +321,8 @@ func reserved(r mesos.Resource, ri mesos.Resource_ReservationInfo) mesos.Resourc
 	return r
 }
 
-// unreservedCopy strips a volume's disk info and the innermost reservation:
-// the shape UNRESERVE expects after the volume was destroyed.
+// withoutVolume strips a volume's persistence and volume info: the shape
+// of the reserved disk that UNRESERVE expects once the volume is destroyed.
 func withoutVolume(r mesos.Resource) mesos.Resource {
 	if r.Disk != nil {
 		d := *r.Disk

@@ -173,24 +173,21 @@ func NewMemory() *Memory {
 	}
 }
 
-// RecordAgent remembers an agent's hostname and attributes (for constraints).
+// recordAgent remembers an agent's hostname and attributes (for constraints).
 func (m *Memory) recordAgent(o *mesos.Offer) {
 	m.agents[o.AgentID.Value] = agentInfoFromOffer(o)
 }
 
-// taskStates.
+// Task state names as committed (mesos.TaskState.String()).
 const (
-	stStaging         = "TASK_STAGING"
-	stStarting        = "TASK_STARTING"
-	stRunning         = "TASK_RUNNING"
-	stKilling         = "TASK_KILLING"
-	stUnreachable     = "TASK_UNREACHABLE"
-	stGoneByOperator  = "TASK_GONE_BY_OPERATOR"
-	stError           = "TASK_ERROR"
-	stFinished        = "TASK_FINISHED"
-	stKilled          = "TASK_KILLED"
-	stGone            = "TASK_GONE"
-	stUnknownTaskStat = "TASK_UNKNOWN"
+	stStaging        = "TASK_STAGING"
+	stStarting       = "TASK_STARTING"
+	stRunning        = "TASK_RUNNING"
+	stKilling        = "TASK_KILLING"
+	stUnreachable    = "TASK_UNREACHABLE"
+	stGoneByOperator = "TASK_GONE_BY_OPERATOR"
+	stError          = "TASK_ERROR"
+	stGone           = "TASK_GONE"
 )
 
 // isLiveState is true for states in which a task may still hold its
