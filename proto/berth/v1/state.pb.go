@@ -590,8 +590,11 @@ type Task struct {
 	// kill_requested_at is set once a kill was sent for the task.
 	KillRequestedAt *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=kill_requested_at,json=killRequestedAt,proto3" json:"kill_requested_at,omitempty"`
 	UpdatedAt       *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// ready is true once the task passed every readiness check of its app
+	// while a deployment of the app was running (Marathon's readinessChecks).
+	Ready         *bool `protobuf:"varint,14,opt,name=ready,proto3,oneof" json:"ready,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Task) Reset() {
@@ -713,6 +716,13 @@ func (x *Task) GetUpdatedAt() *timestamppb.Timestamp {
 		return x.UpdatedAt
 	}
 	return nil
+}
+
+func (x *Task) GetReady() bool {
+	if x != nil && x.Ready != nil {
+		return *x.Ready
+	}
+	return false
 }
 
 // Deployment is one app change being rolled out, as in Marathon.
@@ -1034,7 +1044,7 @@ const file_berth_v1_state_proto_rawDesc = "" +
 	"instanceId\x12%\n" +
 	"\x0econtainer_path\x18\x03 \x01(\tR\rcontainerPath\x12\x19\n" +
 	"\bsize_mib\x18\x04 \x01(\x01R\asizeMib\x12\x19\n" +
-	"\bagent_id\x18\x05 \x01(\tR\aagentId\"\xee\x03\n" +
+	"\bagent_id\x18\x05 \x01(\tR\aagentId\"\x93\x04\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
 	"\bagent_id\x18\x02 \x01(\tR\aagentId\x12\x1a\n" +
@@ -1052,9 +1062,11 @@ const file_berth_v1_state_proto_rawDesc = "" +
 	"\x06reason\x18\v \x01(\tR\x06reason\x12F\n" +
 	"\x11kill_requested_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\x0fkillRequestedAt\x129\n" +
 	"\n" +
-	"updated_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAtB\n" +
+	"updated_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12\x19\n" +
+	"\x05ready\x18\x0e \x01(\bH\x01R\x05ready\x88\x01\x01B\n" +
 	"\n" +
-	"\b_healthy\"\xf4\x02\n" +
+	"\b_healthyB\b\n" +
+	"\x06_ready\"\xf4\x02\n" +
 	"\n" +
 	"Deployment\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
