@@ -36,6 +36,11 @@ type Config struct {
 	// ReconcileInterval is the period of explicit+implicit reconciliation
 	// (default 10m).
 	ReconcileInterval time.Duration
+	// ReconciliationTimeout bounds the wait for Mesos to answer the explicit
+	// reconciliation sent on subscribe: after it, the reconciliation is
+	// reported incomplete with the number of tasks still unanswered
+	// (default 60s).
+	ReconciliationTimeout time.Duration
 	// RefuseSeconds is the filter on declined offers (default 5s).
 	RefuseSeconds time.Duration
 	// ReviveInterval re-revives offers while work waits (default 30s).
@@ -88,6 +93,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ReconcileInterval == 0 {
 		c.ReconcileInterval = 10 * time.Minute
+	}
+	if c.ReconciliationTimeout == 0 {
+		c.ReconciliationTimeout = 60 * time.Second
 	}
 	if c.RefuseSeconds == 0 {
 		c.RefuseSeconds = 5 * time.Second
@@ -142,6 +150,7 @@ func (c Config) Validate() error {
 		"ReconcileInterval": c.ReconcileInterval, "RefuseSeconds": c.RefuseSeconds,
 		"ReviveInterval": c.ReviveInterval, "KillRetryInterval": c.KillRetryInterval,
 		"BackoffResetAfter": c.BackoffResetAfter, "TickInterval": c.TickInterval,
+		"ReconciliationTimeout": c.ReconciliationTimeout,
 	} {
 		if d < 0 {
 			return fmt.Errorf("scheduler: %s %v must not be negative", name, d)

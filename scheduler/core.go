@@ -54,6 +54,10 @@ type Decision struct {
 	Plan   *v1.SchedulerPlanCommand
 	Calls  []*scheduler.Call
 	Events []*v1.Event
+	// Reconciliation is set by the decision that ended the explicit
+	// reconciliation sent on subscribe (Events then carry a
+	// reconciliation_complete or reconciliation_incomplete event).
+	Reconciliation *ReconciliationReport
 }
 
 // Empty is true when the decision neither commits nor sends anything.
@@ -93,6 +97,7 @@ type planner struct {
 	calls   []*scheduler.Call
 	events  []*v1.Event
 	changed map[string]bool // instances to announce with instance_changed_event
+	report  *ReconciliationReport
 }
 
 func newPlanner(st *State, now time.Time, cfg Config) *planner {
@@ -249,13 +254,17 @@ func (p *planner) finish() Decision {
 	}
 	d.Calls = p.calls
 	d.Events = p.events
+	d.Reconciliation = p.report
 	return d
 }
 
 // onSubscribed reconciles every known task explicitly, then implicitly, and
-// revives so that filters set by a previous leader do not delay work.
+// revives so that filters set by a previous leader do not delay work. The
+// explicit reconciliation is tracked until every task is answered.
 func (p *planner) onSubscribed(_ Subscribed) {
+	p.startReconTracking()
 	p.reconcile()
+	p.reconCheck()
 	p.st.Mem.lastRevive = p.now
 	p.call(calls.Revive())
 }
@@ -278,6 +287,7 @@ func (p *planner) reconcile() {
 		})
 		p.call(c)
 	}
+	p.reconAsked(tasks)
 	p.call(calls.Reconcile())
 	p.st.Mem.lastReconcile = p.now
 }
@@ -355,6 +365,7 @@ func (p *planner) onTick() {
 		p.st.Mem.reconcileNow = false
 		p.reconcile()
 	}
+	p.reconCheck()
 	p.maybeRevive()
 }
 

@@ -359,8 +359,7 @@ func (l *loop) apply(in Input) {
 			// Usually a conflict with a concurrent API write to an instance
 			// (the FSM's compare-and-set), or lost leadership.
 			l.s.log.Warn("scheduler plan not committed; deciding again", "err", err, "input", fmt.Sprintf("%T", in))
-			l.s.mem = NewMemory()
-			l.s.mem.reconcileNow = true
+			l.s.mem = l.s.mem.afterFailedCommit(d)
 			if o, ok := in.(Offers); ok && l.ctx.Err() == nil {
 				ids := make([]mesos.OfferID, 0, len(o.Offers))
 				for i := range o.Offers {
@@ -377,6 +376,13 @@ func (l *loop) apply(in Input) {
 		l.s.mem.reconcileNow = true
 	}
 	l.out.enqueue(d.Calls...)
+	if r := d.Reconciliation; r != nil {
+		if r.Complete() {
+			l.s.log.Info("reconciliation complete", "tasks", r.Tasks, "took", r.Took)
+		} else {
+			l.s.log.Warn("reconciliation incomplete", "tasks", r.Tasks, "missing", r.Missing, "took", r.Took)
+		}
+	}
 	if l.s.deps.Publish != nil {
 		for _, e := range d.Events {
 			l.s.deps.Publish(e)

@@ -550,7 +550,24 @@ func TestIntegrationFailoverKeepsTasks(t *testing.T) {
 	before := c.instances("/kv")[0]
 	c.stopScheduler()
 
-	c.startScheduler(Config{})
+	logs := &lockedBuffer{}
+	c.startScheduler(Config{Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	// The new leader's explicit reconciliation of the running task ends.
+	c.waitFor("reconciliation complete", 60*time.Second, func() bool {
+		return strings.Contains(logs.String(), `msg="reconciliation complete" component=scheduler tasks=1 took=`)
+	})
+	c.mu.Lock()
+	var reconciled []string
+	for _, e := range c.events {
+		if e.Type == EventReconciliationComplete {
+			reconciled = append(reconciled, e.Message)
+		}
+	}
+	c.mu.Unlock()
+	// The first leader had no task to reconcile; the second had one.
+	if len(reconciled) != 2 || !strings.HasPrefix(reconciled[0], "0 tasks reconciled") || !strings.HasPrefix(reconciled[1], "1 tasks reconciled") {
+		t.Fatalf("reconciliation_complete events %q, want one for 0 tasks then one for 1", reconciled)
+	}
 	// Proof that the new leader is subscribed and working: it scales the app
 	// up. The first task must not have been touched meanwhile.
 	two := proto.Clone(app).(*v1.App)

@@ -158,6 +158,7 @@ type Memory struct {
 	agents        map[string]agentInfo
 	lastReconcile time.Time
 	reconcileNow  bool
+	recon         reconTracker
 	lastRevive    time.Time
 	demand        map[string]bool
 	configEqual   map[string]bool

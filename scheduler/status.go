@@ -22,6 +22,7 @@ func (p *planner) onStatus(s mesos.TaskStatus) {
 			p.call(calls.Acknowledge(agentID, taskID, s.UUID))
 		}
 	}()
+	p.reconAnswered(taskID)
 	i := p.st.instanceByTask(taskID)
 	if i == nil {
 		if isLiveState(state) {
