@@ -1,0 +1,75 @@
+package main
+
+import (
+	"fmt"
+	"strconv"
+
+	"connectrpc.com/connect"
+	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	v1 "github.com/berth-dev/berth/proto/berth/v1"
+)
+
+func init() {
+	var req v1.StreamEventsRequest
+	c := &cobra.Command{
+		Use:   "events",
+		Short: "Stream status, health and deployment events until interrupted",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, args []string) error {
+			cl, err := newClients()
+			if err != nil {
+				return err
+			}
+			stream, err := cl.events.StreamEvents(c.Context(), connect.NewRequest(&req))
+			if err != nil {
+				return err
+			}
+			defer stream.Close()
+			out := c.OutOrStdout()
+			for stream.Receive() {
+				ev := stream.Msg()
+				if flagOutput == "json" {
+					b, err := protojson.Marshal(ev)
+					if err != nil {
+						return err
+					}
+					fmt.Fprintln(out, string(b))
+					continue
+				}
+				fmt.Fprintln(out, describeEvent(ev))
+			}
+			return stream.Err()
+		},
+	}
+	c.Flags().StringSliceVar(&req.Types, "type", nil, "only events of these types (repeatable), e.g. status_update_event")
+	c.Flags().StringVar(&req.AppId, "app", "", "only events of this app")
+	rootCmd.AddCommand(c)
+}
+
+// describeEvent renders an event as one line.
+func describeEvent(ev *v1.Event) string {
+	line := ev.GetTimestamp() + " " + ev.GetType()
+	add := func(k, v string) {
+		if v != "" {
+			line += " " + k + "=" + v
+		}
+	}
+	add("app", ev.GetAppId())
+	add("instance", ev.GetInstanceId())
+	add("task", ev.GetTaskId())
+	add("state", ev.GetTaskState())
+	if ev.Healthy != nil {
+		add("healthy", strconv.FormatBool(ev.GetHealthy()))
+	}
+	add("host", ev.GetHost())
+	if d := ev.GetDeployment(); d != nil {
+		add("deployment", d.GetId())
+		add("status", statusName(d.GetStatus()))
+	}
+	if ev.GetMessage() != "" {
+		line += fmt.Sprintf(" message=%q", ev.GetMessage())
+	}
+	return line
+}
