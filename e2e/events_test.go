@@ -23,6 +23,12 @@ func TestEventStreamCLI(t *testing.T) {
 			strings.Contains(out, "state=TASK_RUNNING") &&
 			strings.Contains(out, "deployment_success app=/sleep")
 	})
+	// Another app's events must not pass the --app filter.
+	mustCLI(t, api, "app", "add", writeFile(t, "other.json", `{"id":"/other","cmd":"sleep 1000","cpus":0.01,"mem":8}`), "--wait")
+	mustCLI(t, api, "app", "scale", "/sleep", "2", "--wait")
+	eventually(t, time.Minute, "the scale-up's deployment event", func() bool {
+		return strings.Count(events.out.String(), "deployment_success app=/sleep") >= 2
+	})
 	if out := events.out.String(); strings.Contains(out, "app=/other") {
 		t.Fatalf("--app filter let other apps' events through:\n%s", out)
 	}
