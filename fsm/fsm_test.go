@@ -309,6 +309,12 @@ func TestDeploymentCancel(t *testing.T) {
 	if s.Deployment("done").GetStatus() != v1.DeploymentStatus_DEPLOYMENT_STATUS_SUCCEEDED {
 		t.Fatal("a finished deployment must keep its outcome")
 	}
+	// The scheduler's stale copy cannot turn a cancelled deployment into a
+	// success.
+	stale := &v1.Deployment{Id: "run", Status: v1.DeploymentStatus_DEPLOYMENT_STATUS_SUCCEEDED}
+	if res := a.apply(v1.CommandType_COMMAND_TYPE_SCHEDULER_PLAN, &v1.SchedulerPlanCommand{PutDeployments: []*v1.Deployment{stale}}); !errors.Is(res.Err, ErrConflict) {
+		t.Fatalf("ending an ended deployment again: err = %v, want ErrConflict", res.Err)
+	}
 	res := a.apply(v1.CommandType_COMMAND_TYPE_DEPLOYMENT_CANCEL, &v1.DeploymentCancelCommand{DeploymentIds: []string{"nope"}})
 	if !errors.Is(res.Err, ErrNotFound) {
 		t.Fatalf("cancel unknown: err = %v", res.Err)

@@ -69,6 +69,15 @@ func putDeployment(tx *memdb.Txn, d *v1.Deployment) error {
 	if d.GetId() == "" {
 		return refuse(ErrInvalid, "deployment id is empty")
 	}
+	// A finished deployment keeps its outcome: a writer that read it while
+	// it was running (the scheduler marking it succeeded just as the API
+	// cancelled it) must read again.
+	if raw, _ := tx.First(tableDeployments, "id", d.GetId()); raw != nil {
+		cur := raw.(*v1.Deployment).GetStatus()
+		if cur != v1.DeploymentStatus_DEPLOYMENT_STATUS_RUNNING && cur != d.GetStatus() {
+			return refuse(ErrConflict, "deployment %s already ended (%s)", d.GetId(), cur)
+		}
+	}
 	return tx.Insert(tableDeployments, d)
 }
 
