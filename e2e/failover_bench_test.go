@@ -1,0 +1,358 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+
+	v1 "github.com/berth-dev/berth/proto/berth/v1"
+	"github.com/berth-dev/berth/proto/berth/v1/berthv1connect"
+	"github.com/berth-dev/berth/rpc"
+)
+
+// Issue 5's failover benchmark: mesos-local with simulated agents (tasks run
+// without processes) and three `berth server` processes on loopback; N tasks
+// running; kill -9 the leader and measure
+//
+//	elected:    kill → the new leader logs "gained raft leadership"
+//	agreed:     kill → both survivors' API name the same new leader (polled)
+//	subscribed: kill → the new leader logs "subscribed to mesos"
+//	reconciled: kill → the new leader logs "reconciliation complete" for N tasks
+//
+// then check that every instance kept its task id, restart the killed server
+// as a follower, and repeat for each b.N iteration. Run with
+//
+//	go test -run '^$' -bench 'Failover' -benchtime 3x -timeout 2h ./e2e/
+
+// BenchmarkFailover10Tasks: one stateless app with 6 instances and two
+// resident apps (persistent volume) with 2 each.
+func BenchmarkFailover10Tasks(b *testing.B) {
+	benchFailover(b, []failoverApp{
+		{id: "/web", instances: 6},
+		{id: "/db-a", instances: 2, resident: true},
+		{id: "/db-b", instances: 2, resident: true},
+	})
+}
+
+// BenchmarkFailover10kTasks: four stateless apps with 2,500 instances each.
+func BenchmarkFailover10kTasks(b *testing.B) {
+	benchFailover(b, []failoverApp{
+		{id: "/svc-a", instances: 2500},
+		{id: "/svc-b", instances: 2500},
+		{id: "/svc-c", instances: 2500},
+		{id: "/svc-d", instances: 2500},
+	})
+}
+
+// failoverApp is one app of a failover benchmark.
+type failoverApp struct {
+	id        string
+	instances int
+	resident  bool
+}
+
+func (a failoverApp) json() string {
+	vol := ""
+	if a.resident {
+		vol = `, "container": {"type": "MESOS", "volumes": [{"containerPath": "data", "mode": "RW", "persistent": {"size": 1}}]},
+  "upgradeStrategy": {"minimumHealthCapacity": 0, "maximumOverCapacity": 0}`
+	}
+	return fmt.Sprintf(`{"id": %q, "instances": %d, "cpus": 0.01, "mem": 4, "cmd": "sleep 100000", "portDefinitions": []%s}`,
+		a.id, a.instances, vol)
+}
+
+// benchServer is one berth server of a benchmark cluster with its clients.
+type benchServer struct {
+	server
+	apps    berthv1connect.AppServiceClient
+	tasks   berthv1connect.TaskServiceClient
+	cluster berthv1connect.ClusterServiceClient
+}
+
+// benchCluster is mesos-local (simulated agents) plus three servers.
+type benchCluster struct {
+	b       testing.TB
+	mesos   *proc
+	servers []*benchServer
+}
+
+// tasksPerAgent is how many of the benchmark's small tasks one simulated
+// agent takes (its offer fits them all; see agentResources).
+const tasksPerAgent = 500
+
+// agentResources fits tasksPerAgent tasks of 0.01 cpus and 4 MiB.
+const agentResources = "cpus:8;mem:4096;disk:10000;ports:[31000-32000]"
+
+func startBenchCluster(b testing.TB, tasks int) *benchCluster {
+	b.Helper()
+	c := &benchCluster{b: b}
+	agents := max(2, (tasks+tasksPerAgent-1)/tasksPerAgent)
+	mesosAddr := freePort(b)
+	c.mesos = startProc(b, "mesos-local", "mesos-local", "--listen", mesosAddr, "--work-dir", b.TempDir(),
+		"--simulate", "--agents", strconv.Itoa(agents), "--agent-resources", agentResources)
+	waitUntil(b, time.Minute, "mesos-local to answer", func() bool { return len(mesosStateOrNil(mesosAddr)) > 0 })
+	for i := 0; i < 3; i++ {
+		s := &benchServer{server: server{name: fmt.Sprintf("s%d", i+1), api: freePort(b), raft: freePort(b), gossip: freePort(b)}}
+		base := "http://" + s.api
+		s.apps = berthv1connect.NewAppServiceClient(http.DefaultClient, base)
+		s.tasks = berthv1connect.NewTaskServiceClient(http.DefaultClient, base)
+		s.cluster = berthv1connect.NewClusterServiceClient(http.DefaultClient, base)
+		c.servers = append(c.servers, s)
+	}
+	for _, s := range c.servers {
+		args := []string{"server", "--node-name", s.name, "--data-dir", b.TempDir(),
+			"--api-addr", s.api, "--raft-addr", s.raft, "--gossip-addr", s.gossip,
+			"--bootstrap-expect", "3", "--mesos-master", "http://" + mesosAddr}
+		for _, o := range c.servers {
+			if o != s {
+				args = append(args, "--join", o.gossip)
+			}
+		}
+		s.p = startProc(b, s.name, args...)
+	}
+	for _, s := range c.servers {
+		waitUntil(b, 2*time.Minute, "the API of "+s.name, func() bool {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_, err := s.apps.ListApps(ctx, connect.NewRequest(&v1.ListAppsRequest{}))
+			return err == nil
+		})
+	}
+	return c
+}
+
+// leaderSeenBy is the leader's name as s reports it ("" if unknown).
+func (s *benchServer) leaderSeenBy() string {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	res, err := s.cluster.Leader(ctx, connect.NewRequest(&v1.LeaderRequest{}))
+	if err != nil {
+		return ""
+	}
+	return res.Msg.GetId()
+}
+
+// agreedLeader returns the leader every listed server names, or nil.
+func agreedLeader(among []*benchServer) *benchServer {
+	id := among[0].leaderSeenBy()
+	for _, s := range among[1:] {
+		if id == "" || s.leaderSeenBy() != id {
+			return nil
+		}
+	}
+	for _, s := range among {
+		if s.name == id {
+			return s
+		}
+	}
+	return nil
+}
+
+func (c *benchCluster) others(not *benchServer) []*benchServer {
+	var out []*benchServer
+	for _, s := range c.servers {
+		if s != not {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// runningTasks lists instance id → task id through s, and how many tasks
+// are not TASK_RUNNING.
+func (s *benchServer) runningTasks(b testing.TB) (map[string]string, int, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	res, err := s.tasks.ListTasks(ctx, connect.NewRequest(&v1.ListTasksRequest{}))
+	if err != nil {
+		return nil, 0, err
+	}
+	out := map[string]string{}
+	other := 0
+	for _, t := range res.Msg.GetTasks() {
+		if t.GetState() == "TASK_RUNNING" {
+			out[t.GetInstanceId()] = t.GetId()
+		} else {
+			other++
+		}
+	}
+	return out, other, nil
+}
+
+// logTime finds the first line of out that matches re and returns its
+// slog time.
+func logTime(out string, re *regexp.Regexp) (time.Time, bool) {
+	for _, line := range strings.Split(out, "\n") {
+		if !re.MatchString(line) {
+			continue
+		}
+		f := strings.Fields(line)
+		if len(f) == 0 || !strings.HasPrefix(f[0], "time=") {
+			continue
+		}
+		if t, err := time.Parse(time.RFC3339Nano, strings.TrimPrefix(f[0], "time=")); err == nil {
+			return t, true
+		}
+	}
+	return time.Time{}, false
+}
+
+var (
+	reGained     = regexp.MustCompile(`msg="gained raft leadership"`)
+	reSubscribed = regexp.MustCompile(`msg="subscribed to mesos"`)
+)
+
+func benchFailover(b *testing.B, apps []failoverApp) {
+	total := 0
+	for _, a := range apps {
+		total += a.instances
+	}
+	c := startBenchCluster(b, total)
+	lead := c.waitAgreed(c.servers)
+	api := c.others(lead)[0]
+	placeStart := time.Now()
+	for _, a := range apps {
+		app, err := rpc.ParseApp([]byte(a.json()))
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		_, err = api.apps.CreateApp(ctx, connect.NewRequest(&v1.CreateAppRequest{App: app}))
+		cancel()
+		if err != nil {
+			b.Fatalf("create %s: %v", a.id, err)
+		}
+	}
+	waitUntil(b, 60*time.Minute, fmt.Sprintf("%d tasks running", total), func() bool {
+		run, _, err := api.runningTasks(b)
+		return err == nil && len(run) == total
+	})
+	b.Logf("%d tasks running %s after the first create", total, time.Since(placeStart).Round(time.Millisecond))
+	reReconciled := regexp.MustCompile(`msg="reconciliation complete" component=scheduler tasks=` + strconv.Itoa(total) + ` `)
+
+	var elected, agreed, subscribed, reconciled []time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		lead = c.waitAgreed(c.servers)
+		survivors := c.others(lead)
+		before, _, err := survivors[0].runningTasks(b)
+		if err != nil || len(before) != total {
+			b.Fatalf("before the kill: %d running tasks (%v), want %d", len(before), err, total)
+		}
+		mark := map[*benchServer]int{}
+		for _, s := range survivors {
+			mark[s] = len(s.p.out.String())
+		}
+		b.StartTimer()
+
+		killed := time.Now()
+		lead.p.kill9()
+		var newLead *benchServer
+		waitUntilEvery(b, 2*time.Minute, 10*time.Millisecond, "the survivors to agree on a new leader", func() bool {
+			newLead = agreedLeader(survivors)
+			return newLead != nil
+		})
+		agreed = append(agreed, time.Since(killed))
+		out := func() string { return newLead.p.out.String()[mark[newLead]:] }
+		waitUntil(b, 30*time.Minute, "the new leader to report reconciliation complete", func() bool {
+			return reReconciled.MatchString(out())
+		})
+		b.StopTimer()
+		for _, m := range []struct {
+			re  *regexp.Regexp
+			acc *[]time.Duration
+		}{{reGained, &elected}, {reSubscribed, &subscribed}, {reReconciled, &reconciled}} {
+			at, ok := logTime(out(), m.re)
+			if !ok {
+				b.Fatalf("no %s line in the new leader's log:\n%s", m.re, tail(out(), 50))
+			}
+			*m.acc = append(*m.acc, at.Sub(killed))
+		}
+
+		// No task was restarted: same instances, same task ids, all running.
+		for _, s := range survivors {
+			after, notRunning, err := s.runningTasks(b)
+			if err != nil {
+				b.Fatalf("list tasks through %s: %v", s.name, err)
+			}
+			if notRunning != 0 || len(after) != len(before) {
+				b.Fatalf("through %s after the failover: %d running, %d not running; want %d running", s.name, len(after), notRunning, total)
+			}
+			for iid, tid := range before {
+				if after[iid] != tid {
+					b.Fatalf("instance %s: task %s before the failover, %q after", iid, tid, after[iid])
+				}
+			}
+		}
+
+		// The killed server rejoins as a follower with the whole state.
+		lead.p.restart()
+		waitUntil(b, 5*time.Minute, lead.name+" to rejoin as a follower", func() bool {
+			if lead.leaderSeenBy() != newLead.name {
+				return false
+			}
+			run, _, err := lead.runningTasks(b)
+			return err == nil && len(run) == total
+		})
+		b.StartTimer()
+	}
+	b.StopTimer()
+	reportFailover(b, "elected", elected)
+	reportFailover(b, "agreed", agreed)
+	reportFailover(b, "subscribed", subscribed)
+	reportFailover(b, "reconciled", reconciled)
+	b.ReportMetric(float64(total), "tasks")
+	b.Logf("%d tasks: elected %v, agreed %v, subscribed %v, reconciled %v", total, elected, agreed, subscribed, reconciled)
+}
+
+// waitAgreed waits until the listed servers agree on a leader among them.
+func (c *benchCluster) waitAgreed(among []*benchServer) *benchServer {
+	c.b.Helper()
+	var lead *benchServer
+	waitUntil(c.b, 2*time.Minute, "an agreed leader", func() bool {
+		lead = agreedLeader(among)
+		return lead != nil
+	})
+	return lead
+}
+
+// reportFailover reports the mean and the maximum of ds in milliseconds.
+func reportFailover(b *testing.B, name string, ds []time.Duration) {
+	if len(ds) == 0 {
+		return
+	}
+	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+	var sum time.Duration
+	for _, d := range ds {
+		sum += d
+	}
+	b.ReportMetric(float64(sum.Milliseconds())/float64(len(ds)), name+"-mean-ms")
+	b.ReportMetric(float64(ds[len(ds)-1].Milliseconds()), name+"-max-ms")
+}
+
+// waitUntil polls cond every 200ms until it holds or timeout passes.
+func waitUntil(tb testing.TB, timeout time.Duration, what string, cond func() bool) {
+	tb.Helper()
+	waitUntilEvery(tb, timeout, 200*time.Millisecond, what, cond)
+}
+
+// waitUntilEvery polls cond every period until it holds or timeout passes.
+func waitUntilEvery(tb testing.TB, timeout, period time.Duration, what string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(period)
+	}
+}
