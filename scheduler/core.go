@@ -1,7 +1,6 @@
 package scheduler
 
 import (
-	"math"
 	"sort"
 	"time"
 
@@ -79,6 +78,8 @@ func Decide(state *State, in Input, now time.Time, cfg Config) Decision {
 		p.onStatus(in.Status)
 	case HealthResult:
 		p.onHealth(in)
+	case ReadinessResult:
+		p.onReadiness(in)
 	case Tick:
 		p.onTick()
 	}
@@ -97,6 +98,7 @@ type planner struct {
 	calls   []*scheduler.Call
 	events  []*v1.Event
 	changed map[string]bool // instances to announce with instance_changed_event
+	running map[string]bool // apps with a running deployment (lazy, see deploying)
 	report  *ReconciliationReport
 }
 
@@ -325,9 +327,9 @@ func (p *planner) available(i *v1.Instance, a *v1.App) bool {
 }
 
 // ready is true for an available instance that runs the app's current
-// configuration: converged.
+// configuration and passed its readiness checks: converged.
 func (p *planner) ready(i *v1.Instance, a *v1.App) bool {
-	return p.available(i, a) && !p.outdated(i, a)
+	return p.available(i, a) && !p.outdated(i, a) && p.readinessOK(i, a)
 }
 
 // onTick is the level-triggered pass.
@@ -372,9 +374,12 @@ func (p *planner) onTick() {
 // scaleApp makes the number of goal-Running instances equal app.instances:
 // stopped instances are reused first, then new ones created; surplus ones
 // are stopped (resident) or decommissioned (stateless) by killSelection.
+// A stateless app with outdated instances is rolled instead (rollStateless).
 func (p *planner) scaleApp(a *v1.App, ids []string) {
 	want := appInstances(a)
-	resident := isResident(a)
+	if !isResident(a) && p.rollStateless(a, ids) {
+		return
+	}
 	var running, stopped []*v1.Instance
 	for _, id := range ids {
 		i := p.inst(id)
@@ -406,16 +411,7 @@ func (p *planner) scaleApp(a *v1.App, ids []string) {
 			running = append(running, e)
 		}
 		for len(running) < want {
-			id := instanceIDFor(a.GetId(), p.cfg.NewID())
-			ni := &v1.Instance{
-				Id:          id,
-				AppId:       a.GetId(),
-				AppVersion:  a.GetVersion(),
-				Goal:        v1.Goal_GOAL_RUNNING,
-				Reservation: &v1.Reservation{InstanceId: id, State: v1.ReservationState_RESERVATION_STATE_NONE},
-				CreatedAt:   p.ts(),
-				Resident:    resident,
-			}
+			ni := p.newInstance(a)
 			p.create(ni)
 			running = append(running, ni)
 		}
@@ -423,18 +419,7 @@ func (p *planner) scaleApp(a *v1.App, ids []string) {
 	}
 	if len(running) > want {
 		victims := append([]*v1.Instance(nil), running...)
-		oldestFirst := killSelection(a) == "OLDEST_FIRST"
-		sort.SliceStable(victims, func(x, y int) bool {
-			lx, ly := taskLive(victims[x].GetTask()), taskLive(victims[y].GetTask())
-			if lx != ly {
-				return !lx // instances without a live task go first
-			}
-			tx, ty := instanceAge(victims[x]), instanceAge(victims[y])
-			if oldestFirst {
-				return tx.Before(ty)
-			}
-			return tx.After(ty)
-		})
+		sortByKillSelection(victims, a)
 		for _, v := range victims[:len(running)-want] {
 			e := p.edit(v.GetId())
 			if e.GetResident() || hasBerth(e) {
@@ -471,14 +456,17 @@ func instanceAge(i *v1.Instance) time.Time {
 	return i.GetCreatedAt().AsTime()
 }
 
-// upgradeApp kills goal-Running instances that run an outdated
-// configuration so that they relaunch with the current one, kill-first, at
-// most instances - ceil(instances × minimumHealthCapacity) down at a time
-// (at least one). Instances whose version differs only by scale get the new
-// version recorded without a restart.
+// upgradeApp records the new version on instances whose version differs
+// only by scale (no restart). For a resident app it kills goal-Running
+// instances that run an outdated configuration so that they relaunch with
+// the current one on their berths, kill-first, at most instances -
+// ceil(instances × minimumHealthCapacity) down at a time (at least one: with
+// minHealthy == maxCapacity Marathon kills one extra). An instance of the
+// current configuration counts as down until it is ready. Stateless apps
+// are rolled start-first by scaleApp (rollStateless).
 func (p *planner) upgradeApp(a *v1.App, ids []string) {
 	n := appInstances(a)
-	minHealthy := int(math.Ceil(float64(n) * minHealthCapacity(a)))
+	minHealthy, _ := capacityBounds(a)
 	maxDown := n - minHealthy
 	if maxDown < 1 {
 		maxDown = 1
@@ -490,7 +478,7 @@ func (p *planner) upgradeApp(a *v1.App, ids []string) {
 		if goalOf(i) != v1.Goal_GOAL_RUNNING {
 			continue
 		}
-		if !p.available(i, a) {
+		if !p.up(i, a) {
 			down++
 		}
 		if i.GetAppVersion() != a.GetVersion() && !p.outdated(i, a) {
@@ -504,6 +492,9 @@ func (p *planner) upgradeApp(a *v1.App, ids []string) {
 		if taskLive(i.GetTask()) && p.outdated(i, a) {
 			live = append(live, i)
 		}
+	}
+	if !isResident(a) {
+		return
 	}
 	// Unavailable outdated instances first: killing them costs no capacity.
 	sort.SliceStable(live, func(x, y int) bool {

@@ -250,6 +250,9 @@ func (s *Scheduler) subscribe(ctx context.Context) error {
 	hc := newHealthChecker(s.cfg.HealthCheckConcurrency)
 	wg.Add(1)
 	go func() { defer wg.Done(); hc.run(sctx) }()
+	rc := newReadinessChecker(s.cfg.HealthCheckConcurrency)
+	wg.Add(1)
+	go func() { defer wg.Done(); rc.run(sctx) }()
 
 	// Two lanes: offer calls (ACCEPT, DECLINE), which a master may take a
 	// while to answer, and everything else (ACKNOWLEDGE, KILL, RECONCILE,
@@ -259,7 +262,7 @@ func (s *Scheduler) subscribe(ctx context.Context) error {
 	go func() { defer wg.Done(); out.offers.run() }()
 	go func() { defer wg.Done(); out.other.run() }()
 
-	l := &loop{s: s, ctx: sctx, out: out, health: hc}
+	l := &loop{s: s, ctx: sctx, out: out, health: hc, readiness: rc}
 	l.apply(Subscribed{FrameworkID: fid})
 	l.apply(Tick{})
 
@@ -303,6 +306,8 @@ func (s *Scheduler) subscribe(ctx context.Context) error {
 			l.apply(Tick{})
 		case r := <-hc.results:
 			l.apply(r)
+		case r := <-rc.results:
+			l.apply(r)
 		}
 		if l.fatal != nil {
 			return l.fatal
@@ -319,11 +324,12 @@ func (s *Scheduler) errorEvent(msg string) error {
 
 // loop is one subscription's event loop state.
 type loop struct {
-	s      *Scheduler
-	ctx    context.Context
-	out    *lanes
-	health *healthChecker
-	fatal  error
+	s         *Scheduler
+	ctx       context.Context
+	out       *lanes
+	health    *healthChecker
+	readiness *readinessChecker
+	fatal     error
 }
 
 func (l *loop) event(e *scheduler.Event) error {
@@ -389,7 +395,9 @@ func (l *loop) apply(in Input) {
 		}
 	}
 	if _, ok := in.(Tick); ok {
-		l.health.sync(healthTargets(NewState(l.s.deps.Store(), l.s.mem)))
+		after := NewState(l.s.deps.Store(), l.s.mem)
+		l.health.sync(healthTargets(after))
+		l.readiness.sync(readinessTargets(after))
 	}
 }
 

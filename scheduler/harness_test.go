@@ -122,6 +122,9 @@ type harness struct {
 	// dropCalls simulates a crash between commit and send.
 	dropCalls bool
 	sent      []*scheduler.Call
+	// check, when set, runs after every decision (e.g. a capacity bound
+	// that must hold at every moment).
+	check func()
 }
 
 func newHarness(t *testing.T) *harness {
@@ -159,6 +162,9 @@ func (h *harness) decide(in Input) Decision {
 	}
 	h.events = append(h.events, d.Events...)
 	h.checkMaster()
+	if h.check != nil {
+		h.check()
+	}
 	return d
 }
 

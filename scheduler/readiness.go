@@ -1,0 +1,324 @@
+package scheduler
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	v1 "github.com/berth-dev/berth/proto/berth/v1"
+)
+
+// Marathon's readiness check defaults (the rpc layer normalizes app
+// definitions with the same values).
+const (
+	defaultReadinessPath     = "/"
+	defaultReadinessPortName = "http"
+	defaultReadinessInterval = 30 * time.Second
+	defaultReadinessTimeout  = 10 * time.Second
+	defaultReadyStatusCode   = 200
+)
+
+// ReadinessResult is the outcome of the leader-run readiness checks of a
+// task of a running deployment: Ready once every check of the app passed;
+// a result with Ready false only reports why the task is not ready yet.
+type ReadinessResult struct {
+	TaskID  string
+	Ready   bool
+	Message string
+}
+
+func (ReadinessResult) isInput() {}
+
+// onReadiness commits that a task passed its readiness checks: from then
+// on it counts as ready for its deployment (and, for a stateless upgrade,
+// lets an outdated instance go). A task stays ready for its lifetime.
+func (p *planner) onReadiness(r ReadinessResult) {
+	i := p.st.instanceByTask(r.TaskID)
+	if i == nil || i.GetTask().GetState() != stRunning || i.GetTask().GetReady() {
+		return
+	}
+	t := i.GetTask()
+	e := &v1.Event{
+		Type: "readiness_check_result", AppId: i.GetAppId(), InstanceId: i.GetId(), TaskId: r.TaskID,
+		Message: r.Message, AgentId: t.GetAgentId(), Host: t.GetHostname(),
+	}
+	if !r.Ready {
+		if e.Message == "" {
+			e.Message = "not ready"
+		}
+		p.event(e)
+		return
+	}
+	ed := p.edit(i.GetId())
+	ready := true
+	ed.Task.Ready = &ready
+	ed.Task.UpdatedAt = p.ts()
+	p.changed[i.GetId()] = true
+	if e.Message == "" {
+		e.Message = "ready"
+	}
+	p.event(e)
+}
+
+// readinessTarget is a running task to check for readiness.
+type readinessTarget struct {
+	taskID string
+	host   string
+	// ports are the task's host ports by port name.
+	ports  map[string]uint32
+	checks []*v1.ReadinessCheck
+}
+
+// readinessTargets lists the running tasks that readiness checks must
+// pass before their deployment may progress: tasks of apps with a running
+// deployment, running the app's current configuration, with readiness
+// checks, and not ready yet.
+func readinessTargets(st *State) []readinessTarget {
+	deploying := runningDeploymentApps(st)
+	if len(deploying) == 0 {
+		return nil
+	}
+	var out []readinessTarget
+	for _, id := range st.sortedInstanceIDs() {
+		i := st.Instances[id]
+		t := i.GetTask()
+		a := st.Apps[i.GetAppId()]
+		if a == nil || !deploying[a.GetId()] || len(a.GetReadinessChecks()) == 0 || goalOf(i) != v1.Goal_GOAL_RUNNING ||
+			t.GetState() != stRunning || t.KillRequestedAt != nil || t.GetReady() || i.GetAppVersion() != a.GetVersion() {
+			continue
+		}
+		ports := map[string]uint32{}
+		for k, spec := range portSpecs(a) {
+			if spec.name != "" && k < len(t.GetPorts()) {
+				ports[spec.name] = t.GetPorts()[k]
+			}
+		}
+		out = append(out, readinessTarget{taskID: t.GetId(), host: t.GetHostname(), ports: ports, checks: a.GetReadinessChecks()})
+	}
+	return out
+}
+
+// readinessState is the prober's state for one target.
+type readinessState struct {
+	target   readinessTarget
+	next     []time.Time
+	busy     []bool
+	passed   []bool
+	reported bool   // Ready was sent
+	lastMsg  string // last failure sent
+}
+
+// readinessChecker runs HTTP and HTTPS readiness checks against task
+// host:port from the leader, each at its interval, and reports a task once
+// every one of its checks passed (and failures when their reason changes).
+type readinessChecker struct {
+	mu      sync.Mutex
+	targets map[string]*readinessState
+	results chan ReadinessResult
+	sem     chan struct{}
+	client  *http.Client
+	wg      sync.WaitGroup
+	now     func() time.Time
+}
+
+func newReadinessChecker(concurrency int) *readinessChecker {
+	tr := &http.Transport{
+		TLSClientConfig:   &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // as Marathon, readiness checks do not verify certificates
+		DisableKeepAlives: true,
+	}
+	return &readinessChecker{
+		targets: map[string]*readinessState{},
+		results: make(chan ReadinessResult, 64),
+		sem:     make(chan struct{}, concurrency),
+		client: &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		}},
+		now: time.Now,
+	}
+}
+
+// sync replaces the set of checked tasks; state is kept for tasks that
+// stay. A task still listed after its Ready was sent (the commit did not
+// happen) is checked again.
+func (r *readinessChecker) sync(targets []readinessTarget) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	keep := map[string]bool{}
+	now := r.now()
+	for _, t := range targets {
+		keep[t.taskID] = true
+		if rs, ok := r.targets[t.taskID]; ok {
+			if rs.reported {
+				rs.reported = false
+				for k := range rs.passed {
+					rs.passed[k] = false
+					rs.next[k] = now
+				}
+			}
+			continue
+		}
+		rs := &readinessState{target: t}
+		for range t.checks {
+			rs.next = append(rs.next, now)
+			rs.busy = append(rs.busy, false)
+			rs.passed = append(rs.passed, false)
+		}
+		r.targets[t.taskID] = rs
+	}
+	for id := range r.targets {
+		if !keep[id] {
+			delete(r.targets, id)
+		}
+	}
+}
+
+// run probes due checks until ctx ends, then waits for probes in flight.
+func (r *readinessChecker) run(ctx context.Context) {
+	defer r.wg.Wait()
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		r.dispatch(ctx)
+	}
+}
+
+func (r *readinessChecker) dispatch(ctx context.Context) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := r.now()
+	for id, rs := range r.targets {
+		if rs.reported {
+			continue
+		}
+		for ci, rc := range rs.target.checks {
+			if rs.busy[ci] || now.Before(rs.next[ci]) {
+				continue
+			}
+			select {
+			case r.sem <- struct{}{}:
+			default:
+				return // saturated: try again next tick
+			}
+			rs.busy[ci] = true
+			rs.next[ci] = now.Add(readinessInterval(rc))
+			r.wg.Add(1)
+			go func(taskID string, ci int, rc *v1.ReadinessCheck, target readinessTarget) {
+				defer r.wg.Done()
+				defer func() { <-r.sem }()
+				ok, msg := r.probe(ctx, rc, target)
+				r.report(ctx, taskID, ci, ok, msg)
+			}(id, ci, rc, rs.target)
+		}
+	}
+}
+
+// report folds one probe result into the task's state and emits a result
+// when every check passed, or when the reason for not being ready changed.
+func (r *readinessChecker) report(ctx context.Context, taskID string, ci int, ok bool, msg string) {
+	r.mu.Lock()
+	rs, found := r.targets[taskID]
+	if !found {
+		r.mu.Unlock()
+		return
+	}
+	rs.busy[ci] = false
+	if rs.reported {
+		r.mu.Unlock()
+		return
+	}
+	rs.passed[ci] = ok
+	var out *ReadinessResult
+	switch {
+	case !slices.Contains(rs.passed, false):
+		rs.reported = true
+		out = &ReadinessResult{TaskID: taskID, Ready: true}
+	case !ok && msg != rs.lastMsg:
+		rs.lastMsg = msg
+		out = &ReadinessResult{TaskID: taskID, Message: msg}
+	}
+	r.mu.Unlock()
+	if out != nil {
+		select {
+		case r.results <- *out:
+		case <-ctx.Done():
+		}
+	}
+}
+
+// probe runs one readiness check: ready when the answer's status code is
+// one of httpStatusCodesForReady (200 by default).
+func (r *readinessChecker) probe(ctx context.Context, rc *v1.ReadinessCheck, t readinessTarget) (ok bool, msg string) {
+	name := rc.GetPortName()
+	if name == "" {
+		name = defaultReadinessPortName
+	}
+	port, found := t.ports[name]
+	if !found {
+		return false, fmt.Sprintf("readiness check %q: the task has no port named %q", rc.GetName(), name)
+	}
+	ctx, cancel := context.WithTimeout(ctx, readinessTimeout(rc))
+	defer cancel()
+	scheme := "http"
+	if strings.EqualFold(rc.GetProtocol(), "HTTPS") {
+		scheme = "https"
+	}
+	path := rc.GetPath()
+	if path == "" {
+		path = defaultReadinessPath
+	}
+	if !strings.HasPrefix(path, "/") {
+		path = "/" + path
+	}
+	url := scheme + "://" + net.JoinHostPort(t.host, strconv.Itoa(int(port))) + path
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return false, fmt.Sprintf("readiness check %q: %v", rc.GetName(), err)
+	}
+	resp, err := r.client.Do(req)
+	if err != nil {
+		return false, fmt.Sprintf("readiness check %q: GET %s: %v", rc.GetName(), url, err)
+	}
+	_ = resp.Body.Close()
+	codes := rc.GetHttpStatusCodesForReady()
+	if len(codes) == 0 {
+		codes = []int32{defaultReadyStatusCode}
+	}
+	if slices.Contains(codes, int32(resp.StatusCode)) {
+		return true, ""
+	}
+	return false, fmt.Sprintf("readiness check %q: GET %s: status %d, ready on %v", rc.GetName(), url, resp.StatusCode, codes)
+}
+
+// readinessInterval is intervalSeconds, else the millisecond interval
+// (rounded up), else 30 s.
+func readinessInterval(rc *v1.ReadinessCheck) time.Duration {
+	return secondsOrMillis(rc.IntervalSeconds, rc.Interval, defaultReadinessInterval)
+}
+
+// readinessTimeout is timeoutSeconds, else the millisecond timeout
+// (rounded up), else 10 s.
+func readinessTimeout(rc *v1.ReadinessCheck) time.Duration {
+	return secondsOrMillis(rc.TimeoutSeconds, rc.Timeout, defaultReadinessTimeout)
+}
+
+func secondsOrMillis(secs, millis *int32, def time.Duration) time.Duration {
+	switch {
+	case secs != nil && *secs > 0:
+		return time.Duration(*secs) * time.Second
+	case millis != nil && *millis > 0:
+		return (time.Duration(*millis)*time.Millisecond + time.Second - 1).Truncate(time.Second)
+	}
+	return def
+}
