@@ -78,8 +78,10 @@ func firstApp(d *v1.Deployment) string {
 // appConverged reports whether an app reached its desired state: for a
 // removed app, all its instances forgotten; otherwise exactly
 // app.instances goal-Running instances all ready (running the current
-// configuration, healthy if checked) and no other instance of the app with
-// a live task. msg explains why the app cannot converge, if so.
+// configuration, healthy if checked, ready during a deployment) and no
+// other instance of the app with a live task. msg explains why the app
+// cannot converge, if so (an invalid task, repeated failures, or a role
+// this framework cannot serve).
 func (p *planner) appConverged(appID string, insts []*v1.Instance) (ok bool, msg string) {
 	a := p.st.Apps[appID]
 	if a == nil {
@@ -112,6 +114,9 @@ func (p *planner) appConverged(appID string, insts []*v1.Instance) (ok bool, msg
 	}
 	if running != want {
 		ok = false
+	}
+	if msg == "" && want > 0 && !ok {
+		msg = placementRefusal(a, p.cfg.Role)
 	}
 	return ok, msg
 }

@@ -39,6 +39,38 @@ type fakeAgent struct {
 	ports    []mesos.Value_Range
 	res      map[string]*fakeReservation // by instance-id label
 	tasks    map[string]*fakeTask
+	// pools are resources reserved for a role without Berth labels (static
+	// reservations, or an operator's dynamic ones).
+	pools []*fakePool
+}
+
+// fakePool is a reservation for a role that Berth did not make.
+type fakePool struct {
+	role      string
+	dynamic   bool // else static
+	cpus, mem float64
+	ports     []mesos.Value_Range
+}
+
+// reservationInfo is how the pool's reservation appears in offers.
+func (p *fakePool) reservationInfo() mesos.Resource_ReservationInfo {
+	typ := mesos.Resource_ReservationInfo_STATIC
+	ri := mesos.Resource_ReservationInfo{Type: &typ, Role: strPtr(p.role)}
+	if p.dynamic {
+		typ = mesos.Resource_ReservationInfo_DYNAMIC
+		ri.Principal = strPtr("ops")
+		ri.Labels = &mesos.Labels{Labels: []mesos.Label{{Key: "owner", Value: strPtr("ops")}}}
+	}
+	return ri
+}
+
+// addPool reserves resources of an agent for a role without Berth labels.
+func (a *fakeAgent) addPool(role string, dynamic bool, cpus, mem float64, portsFrom, portsTo uint64) {
+	p := &fakePool{role: role, dynamic: dynamic, cpus: cpus, mem: mem}
+	if portsTo >= portsFrom && portsTo > 0 {
+		p.ports = []mesos.Value_Range{{Begin: portsFrom, End: portsTo}}
+	}
+	a.pools = append(a.pools, p)
 }
 
 type fakeReservation struct {
@@ -63,6 +95,8 @@ type fakeTask struct {
 	disk      float64
 	ports     []mesos.Value_Range
 	volumes   []string
+	// pooled is what the task took from role pools, by pool index.
+	pooled map[int]*fakePool
 }
 
 func newFakeMaster(role string) *fakeMaster {
@@ -126,6 +160,18 @@ func (m *fakeMaster) makeOffers() []mesos.Offer {
 		}
 		if len(a.ports) > 0 {
 			add(portsResource(a.ports, ""))
+		}
+		for _, p := range a.pools {
+			ri := p.reservationInfo()
+			if p.cpus > epsilon {
+				add(reserved(scalarResource(resCPUs, p.cpus, ""), ri))
+			}
+			if p.mem > epsilon {
+				add(reserved(scalarResource(resMem, p.mem, ""), ri))
+			}
+			if len(p.ports) > 0 {
+				add(reserved(portsResource(p.ports, ""), ri))
+			}
 		}
 		for _, iid := range sortedKeys(a.res) {
 			r := a.res[iid]
@@ -303,6 +349,13 @@ func (m *fakeMaster) finish(a *fakeAgent, t *fakeTask, st mesos.TaskState) {
 		a.disk += t.disk
 		a.ports = normalizeRanges(append(a.ports, t.ports...))
 	}
+	for k, used := range t.pooled {
+		p := a.pools[k]
+		p.cpus += used.cpus
+		p.mem += used.mem
+		p.ports = normalizeRanges(append(p.ports, used.ports...))
+	}
+	t.pooled = nil
 	m.status(t.id, a.id, st, mesos.SOURCE_EXECUTOR, true)
 }
 
@@ -507,6 +560,10 @@ func (m *fakeMaster) launch(a *fakeAgent, ti mesos.TaskInfo) {
 			continue
 		}
 		_, iid, _ := resLabels(r)
+		if iid == "" {
+			m.takeFromPool(a, t, r)
+			continue
+		}
 		if t.resv != "" && t.resv != iid {
 			m.errorf("LAUNCH %s on two reservations", tid)
 		}
@@ -554,6 +611,52 @@ func (m *fakeMaster) launch(a *fakeAgent, ti mesos.TaskInfo) {
 	m.log = append(m.log, "LAUNCH "+tid)
 	m.status(tid, a.id, mesos.TASK_STARTING, mesos.SOURCE_EXECUTOR, true)
 	m.status(tid, a.id, mesos.TASK_RUNNING, mesos.SOURCE_EXECUTOR, true)
+}
+
+// takeFromPool consumes a task resource reserved for a role without Berth
+// labels from the matching pool of the agent, as the master checks that a
+// task's resources are offered ones.
+func (m *fakeMaster) takeFromPool(a *fakeAgent, t *fakeTask, r *mesos.Resource) {
+	ri := currentReservation(r)
+	for k, p := range a.pools {
+		want := p.reservationInfo()
+		if ri == nil || ri.GetRole() != p.role || ri.GetType() != want.GetType() || ri.GetPrincipal() != want.GetPrincipal() {
+			continue
+		}
+		if t.pooled == nil {
+			t.pooled = map[int]*fakePool{}
+		}
+		used := t.pooled[k]
+		if used == nil {
+			used = &fakePool{}
+			t.pooled[k] = used
+		}
+		switch r.Name {
+		case resCPUs:
+			if p.cpus+epsilon < scalarOf(r) {
+				m.errorf("LAUNCH %s: cpus %v > reserved %v for %s", t.id, scalarOf(r), p.cpus, p.role)
+			}
+			p.cpus -= scalarOf(r)
+			used.cpus += scalarOf(r)
+		case resMem:
+			if p.mem+epsilon < scalarOf(r) {
+				m.errorf("LAUNCH %s: mem %v > reserved %v for %s", t.id, scalarOf(r), p.mem, p.role)
+			}
+			p.mem -= scalarOf(r)
+			used.mem += scalarOf(r)
+		case resPorts:
+			rest, ok := subtractRanges(p.ports, r.Ranges.Range)
+			if !ok {
+				m.errorf("LAUNCH %s: ports %v not reserved for %s", t.id, r.Ranges.Range, p.role)
+			}
+			p.ports = rest
+			used.ports = append(used.ports, r.Ranges.Range...)
+		default:
+			m.errorf("LAUNCH %s: %s not in the pool of %s", t.id, r.Name, p.role)
+		}
+		return
+	}
+	m.errorf("LAUNCH %s: reserved %s (role %q) matches no reservation on %s", t.id, r.Name, ri.GetRole(), a.id)
 }
 
 // liveTasks lists live task ids on all agents.

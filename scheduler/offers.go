@@ -274,6 +274,11 @@ func (p *planner) place(a *v1.App, i *v1.Instance, o *mesos.Offer, v *offerView,
 	if r.badApps[appID] {
 		return nil, false
 	}
+	if msg := placementRefusal(a, p.cfg.Role); msg != "" {
+		r.badApps[appID] = true
+		p.event(&v1.Event{Type: "instance_changed_event", AppId: appID, InstanceId: i.GetId(), Message: "cannot place: " + msg})
+		return nil, false
+	}
 	cs, ok := r.constraints[appID]
 	if !ok {
 		var err error
@@ -289,7 +294,9 @@ func (p *planner) place(a *v1.App, i *v1.Instance, o *mesos.Offer, v *offerView,
 	if len(cs) > 0 && !constraintsMet(cs, agent, p.placedValues(a, cs, r)) {
 		return nil, false
 	}
-	resident := isResident(a)
+	if !isResident(a) {
+		return p.placeTask(a, i, o, v, r, cs, agent)
+	}
 	cpus, mem, gpus := appCPUs(a), appMem(a), appGPUs(a)
 	sandbox := appDisk(a)
 	vols := persistentVolumes(a)
@@ -334,25 +341,6 @@ func (p *planner) place(a *v1.App, i *v1.Instance, o *mesos.Offer, v *offerView,
 	}
 	inc := e.GetIncarnation() + 1
 	taskID := taskIDFor(e.GetId(), inc)
-
-	if !resident {
-		res := append([]mesos.Resource(nil), base...)
-		if sandbox > epsilon {
-			res = append(res, scalarResource(resDisk, sandbox, alloc))
-		}
-		ti, err := buildTaskInfo(a, taskID, o, res, ports)
-		if err != nil {
-			p.event(&v1.Event{Type: "instance_changed_event", AppId: appID, InstanceId: e.GetId(), Message: "cannot launch: " + err.Error()})
-			r.badApps[appID] = true
-			return nil, false
-		}
-		e.Resident = false
-		e.Reservation = &v1.Reservation{InstanceId: e.GetId(), State: v1.ReservationState_RESERVATION_STATE_NONE}
-		e.AgentAttributes = copyAttrs(agent.attributes)
-		p.startTask(e, a, taskID, o, ports, inc)
-		p.notePlaced(a, cs, agent, r)
-		return []mesos.Offer_Operation{calls.OpLaunch(ti)}, true
-	}
 
 	ri := reservationFor(p.cfg.Role, p.cfg.Principal, p.st.FrameworkID, e.GetId())
 	var reserve, taskRes []mesos.Resource

@@ -27,12 +27,16 @@ const (
 const epsilon = 0.0005
 
 // offerView classifies the resources of one offer: the unreserved pool that
-// new placements draw from, and the groups of resources carrying Berth's
-// labels, keyed by instance id.
+// new placements draw from, resources reserved for a role without Berth
+// labels (usable by stateless apps that accept the role), and the groups
+// of resources carrying Berth's labels, keyed by instance id.
 type offerView struct {
 	offer     *mesos.Offer
 	allocRole string
 	free      pool
+	// reserved are reserved resources without Berth instance labels, in
+	// offer order.
+	reserved []reservedEntry
 	// labelled holds resources reserved with our framework id, by instance id.
 	labelled map[string]*labelledGroup
 }
@@ -105,8 +109,11 @@ func labelValue(ls *mesos.Labels, key string) (string, bool) {
 }
 
 // newOfferView classifies an offer. Resources labelled for another framework
-// id, statically reserved resources, revocable resources and resources from
-// resource providers are ignored: Berth neither uses nor collects them.
+// id, revocable resources, resources from resource providers and disks
+// with a source or volume that Berth did not make are ignored: Berth
+// neither uses nor collects them. Reserved resources without a Berth
+// instance label (static reservations, others' dynamic ones) are kept
+// apart for stateless apps whose acceptedResourceRoles allow them.
 func newOfferView(o *mesos.Offer, frameworkID string) *offerView {
 	v := &offerView{offer: o, allocRole: allocRoleOf(o), labelled: map[string]*labelledGroup{}}
 	for i := range o.Resources {
@@ -135,15 +142,19 @@ func newOfferView(o *mesos.Offer, frameworkID string) *offerView {
 			continue
 		}
 		res := currentReservation(r)
-		if res == nil {
+		iid, labelled := labelValue(res.GetLabels(), LabelInstanceID)
+		if !labelled || iid == "" {
+			if r.Disk == nil {
+				c := *r
+				if c.Ranges != nil {
+					c.Ranges = &mesos.Value_Ranges{Range: normalizeRanges(c.Ranges.Range)}
+				}
+				v.reserved = append(v.reserved, reservedEntry{role: reservationRole(r), res: c})
+			}
 			continue
 		}
 		fid, ok := labelValue(res.Labels, LabelFrameworkID)
 		if !ok || fid != frameworkID || frameworkID == "" {
-			continue
-		}
-		iid, ok := labelValue(res.Labels, LabelInstanceID)
-		if !ok || iid == "" {
 			continue
 		}
 		g := v.labelled[iid]
