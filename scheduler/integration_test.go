@@ -38,6 +38,10 @@ type cluster struct {
 	events  []*v1.Event
 	cancel  context.CancelFunc
 	done    chan error
+
+	// afterApply, when set (under mu), runs after every entry applied
+	// without error, with mu held: e.g. to check a bound at every moment.
+	afterApply func()
 }
 
 func testLogger(t *testing.T) *slog.Logger {
@@ -85,6 +89,9 @@ func (c *cluster) apply(typ v1.CommandType, msg proto.Message) error {
 	defer c.mu.Unlock()
 	c.index++
 	res := c.f.Apply(&raft.Log{Index: c.index, Type: raft.LogCommand, Data: data}).(*fsm.ApplyResult)
+	if res.Err == nil && c.afterApply != nil {
+		c.afterApply()
+	}
 	return res.Err
 }
 
