@@ -75,8 +75,15 @@ func TestRandomizedLifecycle(t *testing.T) {
 					} else {
 						h.master.partition(a)
 					}
-				case 7: // the stateless app scales
+				case 7: // the stateless app scales, or changes (a rolling upgrade)
 					web = withInstances(web, next(), int32(rng.Intn(6)))
+					if rng.Intn(2) == 0 {
+						web.Env = map[string]string{"V": web.GetVersion()}
+						web.UpgradeStrategy = &v1.UpgradeStrategy{
+							MinimumHealthCapacity: proto.Float64(float64(rng.Intn(3)) / 2),
+							MaximumOverCapacity:   proto.Float64(float64(rng.Intn(3)) / 2),
+						}
+					}
 					h.store.putApp(web, "")
 				default:
 					h.tick()
@@ -118,7 +125,7 @@ func TestRandomizedLifecycle(t *testing.T) {
 			}
 			webRunning := 0
 			for _, i := range h.instancesOf("/web") {
-				if i.GetTask().GetState() == stRunning {
+				if i.GetTask().GetState() == stRunning && !(i.AppVersion != web.GetVersion() && !sameConfig(h.store.versions["/web@"+i.AppVersion], web)) {
 					webRunning++
 				} else {
 					t.Fatalf("stateless instance not running: %v", i)
