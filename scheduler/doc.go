@@ -19,7 +19,22 @@
 // scale-down keep berths; start reuses them; decommissioned instances are
 // killed, then their berths destroyed and unreserved when next offered.
 // Labelled resources that no committed instance claims are collected the
-// same way. Stateless apps launch on unreserved resources.
+// same way. Stateless apps launch on unreserved resources, or on resources
+// reserved for the framework's role without Berth labels when their
+// acceptedResourceRoles list that role; an app.role other than the
+// framework's fails the deployment (one role per subscription).
+//
+// Upgrades follow upgradeStrategy as Marathon's TaskReplaceActor does:
+// resident apps kill first and relaunch on the same berths, at most
+// instances - minHealthy down at a time; stateless apps start new
+// instances first, up to maxCapacity, and kill an old one whenever enough
+// others are up that minHealthy (= ceil(instances × minimumHealthCapacity))
+// still holds, with one instance of over-capacity when minHealthy equals
+// maxCapacity (= floor(instances × (1 + maximumOverCapacity))). Scale-only
+// changes restart nothing. During a deployment, a task of the new
+// configuration counts as up only once it is healthy (if checked) and has
+// passed the app's readinessChecks, which the leader runs (HTTP, HTTPS)
+// like its own health checks, for tasks of running deployments only.
 //
 // Scheduler is the driver: it subscribes with mesos-go's httpsched (the
 // framework id from SUBSCRIBED is committed before anything else and reused
