@@ -39,9 +39,9 @@
 // Scheduler is the driver: it subscribes with mesos-go's httpsched (the
 // framework id from SUBSCRIBED is committed before anything else and reused
 // on every later subscription), feeds events, ticks, store changes and
-// leader-run health check results to Decide, commits each plan through
-// Deps.Commit and only then sends its calls. It stops sending the moment its
-// context ends.
+// leader-run health and readiness check results to Decide, commits each
+// plan through Deps.Commit and only then sends its calls. It stops sending
+// the moment its context ends.
 //
 // Wiring (as in cmd/berth):
 //
