@@ -278,3 +278,74 @@ func TestReadinessDurations(t *testing.T) {
 		}
 	}
 }
+
+// HTTPS readiness checks do not verify the certificate (as Marathon).
+func TestReadinessCheckerHTTPS(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/ready" {
+			http.NotFound(w, r)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer srv.Close()
+	host, portStr, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	port, _ := strconv.Atoi(portStr)
+	rc := newReadinessChecker(1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); rc.run(ctx) }()
+	defer func() { cancel(); <-done }()
+	rc.sync([]readinessTarget{{taskID: "t1", host: host, ports: map[string]uint32{"https": uint32(port)}, checks: []*v1.ReadinessCheck{{
+		Protocol: proto.String("HTTPS"), Path: proto.String("ready"), PortName: proto.String("https"), IntervalSeconds: proto.Int32(1),
+	}}}})
+	select {
+	case r := <-rc.results:
+		if !r.Ready {
+			t.Fatalf("HTTPS readiness: %+v", r)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no readiness result within 30s")
+	}
+}
+
+// A task still listed after its Ready was sent (the commit was lost) is
+// checked and reported again; a task no longer listed is dropped.
+func TestReadinessCheckerReportsAgainWhenNotCommitted(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) }))
+	defer srv.Close()
+	host, portStr, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	port, _ := strconv.Atoi(portStr)
+	rc := newReadinessChecker(1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); rc.run(ctx) }()
+	defer func() { cancel(); <-done }()
+	target := readinessTarget{taskID: "t1", host: host, ports: map[string]uint32{"http": uint32(port)},
+		checks: []*v1.ReadinessCheck{{PortName: proto.String("http"), IntervalSeconds: proto.Int32(1)}}}
+	wait := func() ReadinessResult {
+		t.Helper()
+		select {
+		case r := <-rc.results:
+			return r
+		case <-time.After(30 * time.Second):
+			t.Fatal("no readiness result within 30s")
+		}
+		return ReadinessResult{}
+	}
+	rc.sync([]readinessTarget{target})
+	if r := wait(); !r.Ready {
+		t.Fatalf("first: %+v", r)
+	}
+	rc.sync([]readinessTarget{target})
+	if r := wait(); !r.Ready || r.TaskID != "t1" {
+		t.Fatalf("again: %+v", r)
+	}
+	rc.sync(nil)
+	rc.mu.Lock()
+	n := len(rc.targets)
+	rc.mu.Unlock()
+	if n != 0 {
+		t.Fatalf("%d targets after sync(nil)", n)
+	}
+}
