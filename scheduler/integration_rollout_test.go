@@ -116,3 +116,52 @@ func upAndServing(is []*v1.Instance, version string) int {
 	}
 	return n
 }
+
+// TestIntegrationAcceptedResourceRoles runs on a mesos-local agent whose
+// cpus and mem are mostly statically reserved for the framework's role: a
+// stateless app accepting ["berth"] runs there on the reserved resources
+// (mesos-local checks that the task's resources are offered ones); an app
+// with the default (unreserved only) does not fit.
+func TestIntegrationAcceptedResourceRoles(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts mesos-local")
+	}
+	c := startCluster(t, 1, "cpus:0.05;mem:16;disk:100;ports:[32900-32901];cpus(berth):1;mem(berth):256;ports(berth):[32910-32919]", false)
+	c.startScheduler(Config{})
+	reserved := &v1.App{
+		Id: "/reserved", Version: proto.String("2025-01-01T00:00:00Z"), Cmd: proto.String("exec sleep 3600"),
+		Instances: proto.Int32(2), Cpus: proto.Float64(0.1), Mem: proto.Float64(32),
+		PortDefinitions:       []*v1.PortDefinition{{Port: proto.Int32(0)}},
+		AcceptedResourceRoles: []string{"berth"},
+	}
+	plain := proto.Clone(reserved).(*v1.App)
+	plain.Id = "/plain"
+	plain.AcceptedResourceRoles = nil
+	c.createApp(reserved, "d-reserved")
+	c.createApp(plain, "d-plain")
+	c.waitFor("the reserved-role app running", 60*time.Second, func() bool {
+		n := 0
+		for _, i := range c.instances("/reserved") {
+			if runningTask(i) {
+				n++
+			}
+		}
+		return n == 2 && c.deploymentDone("d-reserved")
+	})
+	for _, i := range c.instances("/reserved") {
+		if p := i.GetTask().GetPorts(); len(p) != 1 || p[0] < 32910 || p[0] > 32919 {
+			t.Fatalf("task ports %v not from the reserved range", p)
+		}
+	}
+	for _, i := range c.instances("/plain") {
+		if taskLive(i.GetTask()) {
+			t.Fatalf("an app accepting only unreserved resources runs: %v", i)
+		}
+	}
+	if d := c.f.State().Deployment("d-plain"); d.GetStatus() != v1.DeploymentStatus_DEPLOYMENT_STATUS_RUNNING {
+		t.Fatalf("d-plain %v", d)
+	}
+	if r := c.opsFor("RESERVE"); len(r) != 0 {
+		t.Fatalf("stateless apps reserved resources: %v", r)
+	}
+}
