@@ -42,12 +42,12 @@ func (c *Cluster) accept(fw *framework, offerIDs []mesos.OfferID, ops []mesos.Of
 		return
 	}
 	a, role := offers[0].agent, offers[0].role
-	var pool rset
+	pool := newRindex(nil)
 	for _, o := range offers {
-		pool = pool.plus(o.res...)
+		pool.add(o.res...)
 		c.removeOffer(o)
 	}
-	original := pool
+	original := pool.slice()
 	if !a.active || a.gone {
 		reason := mesos.REASON_AGENT_DISCONNECTED
 		if a.gone {
@@ -61,17 +61,18 @@ func (c *Cluster) accept(fw *framework, offerIDs []mesos.OfferID, ops []mesos.Of
 		}
 		return
 	}
-	totalBefore := a.total
+	a.res.beginJournal()
 	for i := range ops {
-		pool = c.applyOperation(fw, a, role, pool, &ops[i])
+		c.applyOperation(fw, a, role, pool, &ops[i])
 	}
-	if !sameResources(totalBefore, a.total) {
+	if a.res.endJournal() {
 		c.checkpointAgent(a)
 	}
 	// Converted but unused resources come back at once; the rest is
 	// filtered for refuse_seconds.
-	converted := pool.minus(original...)
-	c.addFilter(fw, a, role, pool.minus(converted...), filters)
+	left := pool.slice()
+	converted := left.minus(original...)
+	c.addFilter(fw, a, role, left.minus(converted...), filters)
 }
 
 // decline handles DECLINE: each of the framework's offers is released and
@@ -108,8 +109,6 @@ func (c *Cluster) addFilter(fw *framework, a *agent, role string, refused rset, 
 		fw.filters[a.id] = append(fw.filters[a.id], offerFilter{role: role, res: refused, until: time.Now().Add(refuse)})
 	}
 }
-
-func sameResources(a, b rset) bool { return a.contains(b) && b.contains(a) }
 
 func launchTasks(op mesos.Offer_Operation) []mesos.TaskInfo {
 	switch op.Type {
@@ -171,15 +170,15 @@ func (c *Cluster) operationError(fw *framework, id *mesos.OperationID, agentID, 
 		UpdateOperationStatus: &scheduler.Event_UpdateOperationStatus{Status: st}})
 }
 
-// applyOperation applies one offer operation to the pool (and the agent)
-// and returns the new pool. Invalid operations are dropped.
-func (c *Cluster) applyOperation(fw *framework, a *agent, role string, pool rset, op *mesos.Offer_Operation) rset {
-	drop := func(err error) rset {
+// applyOperation applies one offer operation to the pool (and the agent),
+// changing the pool in place. Invalid operations are dropped and change
+// nothing.
+func (c *Cluster) applyOperation(fw *framework, a *agent, role string, pool *rindex, op *mesos.Offer_Operation) {
+	drop := func(err error) {
 		c.log.Warn("dropping invalid operation", "op", op.Type.String(), "framework_id", fw.id, "stream_id", fw.streamID, "agent_id", a.id, "err", err)
 		if op.ID != nil {
 			c.operationError(fw, op.ID, a.id, err.Error())
 		}
-		return pool
 	}
 	if op.ID != nil {
 		switch op.Type {
@@ -188,60 +187,58 @@ func (c *Cluster) applyOperation(fw *framework, a *agent, role string, pool rset
 				c.masterUpdate(fw, mesos.TaskStatus{TaskID: ti.TaskID, State: mesos.TASK_ERROR.Enum(), Reason: mesos.REASON_TASK_INVALID.Enum(),
 					Message: proto.String("Operation IDs are not supported on LAUNCH or LAUNCH_GROUP operations"), AgentID: &ti.AgentID})
 			}
-			return pool
 		default:
-			return drop(fmt.Errorf("operation feedback ('id' set) requires an agent with the RESOURCE_PROVIDER capability, which mesos-local agents lack"))
+			drop(fmt.Errorf("operation feedback ('id' set) requires an agent with the RESOURCE_PROVIDER capability, which mesos-local agents lack"))
 		}
+		return
 	}
 	switch op.Type {
 	case mesos.Offer_Operation_RESERVE:
 		if op.Reserve == nil {
-			return drop(errors.New("Expecting 'reserve' to be present"))
+			drop(errors.New("Expecting 'reserve' to be present"))
+			return
 		}
-		next, err := c.reserve(fw, a, role, pool, op.Reserve)
-		if err != nil {
-			return drop(fmt.Errorf("Invalid RESERVE operation: %w", err))
+		if err := c.reserve(fw, a, role, pool, op.Reserve); err != nil {
+			drop(fmt.Errorf("Invalid RESERVE operation: %w", err))
 		}
-		return next
 	case mesos.Offer_Operation_UNRESERVE:
 		if op.Unreserve == nil {
-			return drop(errors.New("Expecting 'unreserve' to be present"))
+			drop(errors.New("Expecting 'unreserve' to be present"))
+			return
 		}
-		next, err := c.unreserve(fw, a, role, pool, op.Unreserve.Resources)
-		if err != nil {
-			return drop(fmt.Errorf("Invalid UNRESERVE operation: %w", err))
+		if err := c.unreserve(fw, a, role, pool, op.Unreserve.Resources); err != nil {
+			drop(fmt.Errorf("Invalid UNRESERVE operation: %w", err))
 		}
-		return next
 	case mesos.Offer_Operation_CREATE:
 		if op.Create == nil {
-			return drop(errors.New("Expecting 'create' to be present"))
+			drop(errors.New("Expecting 'create' to be present"))
+			return
 		}
-		next, err := c.create(fw, a, role, pool, op.Create.Volumes)
-		if err != nil {
-			return drop(fmt.Errorf("Invalid CREATE operation: %w", err))
+		if err := c.create(fw, a, role, pool, op.Create.Volumes); err != nil {
+			drop(fmt.Errorf("Invalid CREATE operation: %w", err))
 		}
-		return next
 	case mesos.Offer_Operation_DESTROY:
 		if op.Destroy == nil {
-			return drop(errors.New("Expecting 'destroy' to be present"))
+			drop(errors.New("Expecting 'destroy' to be present"))
+			return
 		}
-		next, err := c.destroy(fw, a, role, pool, op.Destroy.Volumes)
-		if err != nil {
-			return drop(fmt.Errorf("Invalid DESTROY operation: %w", err))
+		if err := c.destroy(fw, a, role, pool, op.Destroy.Volumes); err != nil {
+			drop(fmt.Errorf("Invalid DESTROY operation: %w", err))
 		}
-		return next
 	case mesos.Offer_Operation_LAUNCH:
 		if op.Launch == nil {
-			return drop(errors.New("Expecting 'launch' to be present"))
+			drop(errors.New("Expecting 'launch' to be present"))
+			return
 		}
-		return c.launch(fw, a, role, pool, op.Launch.TaskInfos)
+		c.launch(fw, a, role, pool, op.Launch.TaskInfos)
 	case mesos.Offer_Operation_LAUNCH_GROUP:
 		if op.LaunchGroup == nil {
-			return drop(errors.New("Expecting 'launch_group' to be present"))
+			drop(errors.New("Expecting 'launch_group' to be present"))
+			return
 		}
-		return c.launchGroup(fw, a, role, pool, op.LaunchGroup)
+		c.launchGroup(fw, a, role, pool, op.LaunchGroup)
 	default:
-		return drop(fmt.Errorf("operation type %v is not supported by mesos-local", op.Type))
+		drop(fmt.Errorf("operation type %v is not supported by mesos-local", op.Type))
 	}
 }
 
@@ -263,81 +260,84 @@ func (c *Cluster) checkPrincipal(fw *framework, what, principal string, set bool
 	return nil
 }
 
-func (c *Cluster) reserve(fw *framework, a *agent, role string, pool rset, op *mesos.Offer_Operation_Reserve) (rset, error) {
+func (c *Cluster) reserve(fw *framework, a *agent, role string, pool *rindex, op *mesos.Offer_Operation_Reserve) error {
 	if len(op.Source) > 0 {
-		return nil, errors.New("'reserve.source' (reservation updates) is not supported")
+		return errors.New("'reserve.source' (reservation updates) is not supported")
 	}
 	if len(op.Resources) == 0 {
-		return nil, errors.New("no resources to reserve")
+		return errors.New("no resources to reserve")
 	}
 	if err := checkAllocation(op.Resources, role); err != nil {
-		return nil, err
+		return err
 	}
 	res, err := upgradeResources(op.Resources)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	var source rset
 	for i := range res {
 		r := &res[i]
 		n := len(r.Reservations)
 		if n == 0 {
-			return nil, fmt.Errorf("resources[%d] (%s) has no reservation", i, r.Name)
+			return fmt.Errorf("resources[%d] (%s) has no reservation", i, r.Name)
 		}
 		ri := r.Reservations[n-1]
 		if ri.GetType() != mesos.Resource_ReservationInfo_DYNAMIC {
-			return nil, fmt.Errorf("resources[%d] (%s): a RESERVE must add a DYNAMIC reservation", i, r.Name)
+			return fmt.Errorf("resources[%d] (%s): a RESERVE must add a DYNAMIC reservation", i, r.Name)
 		}
 		if ri.GetRole() != role && !(isSubrole(ri.GetRole(), role)) {
-			return nil, fmt.Errorf("resources[%d] (%s): reservation role %q is not the offer's allocation role %q (or a child of it)", i, r.Name, ri.GetRole(), role)
+			return fmt.Errorf("resources[%d] (%s): reservation role %q is not the offer's allocation role %q (or a child of it)", i, r.Name, ri.GetRole(), role)
 		}
 		if n > 1 && !fw.refinement {
-			return nil, fmt.Errorf("resources[%d] (%s): refined reservations require the RESERVATION_REFINEMENT capability", i, r.Name)
+			return fmt.Errorf("resources[%d] (%s): refined reservations require the RESERVATION_REFINEMENT capability", i, r.Name)
 		}
 		if isVolume(r) {
-			return nil, fmt.Errorf("resources[%d]: persistent volume %q cannot be reserved", i, r.Disk.Persistence.ID)
+			return fmt.Errorf("resources[%d]: persistent volume %q cannot be reserved", i, r.Disk.Persistence.ID)
 		}
 		if err := c.checkPrincipal(fw, "reservation", ri.GetPrincipal(), ri.Principal != nil); err != nil {
-			return nil, fmt.Errorf("resources[%d] (%s): %v", i, r.Name, err)
+			return fmt.Errorf("resources[%d] (%s): %v", i, r.Name, err)
 		}
 		source = append(source, popReservation(*r))
 	}
 	if !pool.contains(source) {
-		return nil, fmt.Errorf("offered resources {%s} do not contain {%s}", pool, rset(nil).plus(source...))
+		return fmt.Errorf("offered resources {%s} do not contain {%s}", pool, rset(nil).plus(source...))
 	}
-	a.total = a.total.minus(source...).plus(res...)
+	a.res.subTotal(source...)
+	a.res.addTotal(res...)
 	c.recordOp("RESERVE", fw, a.id, nil, nil, res)
-	return pool.minus(source...).plus(res...), nil
+	pool.sub(source...)
+	pool.add(res...)
+	return nil
 }
 
-func (c *Cluster) unreserve(fw *framework, a *agent, role string, pool rset, in []mesos.Resource) (rset, error) {
+func (c *Cluster) unreserve(fw *framework, a *agent, role string, pool *rindex, in []mesos.Resource) error {
 	if len(in) == 0 {
-		return nil, errors.New("no resources to unreserve")
+		return errors.New("no resources to unreserve")
 	}
 	if err := checkAllocation(in, role); err != nil {
-		return nil, err
+		return err
 	}
 	res, err := upgradeResources(in)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	var freed rset
 	for i := range res {
 		r := &res[i]
 		if !isDynamic(r) {
-			return nil, fmt.Errorf("resources[%d] (%s) is not dynamically reserved", i, formatRes(*r))
+			return fmt.Errorf("resources[%d] (%s) is not dynamically reserved", i, formatRes(*r))
 		}
 		if isVolume(r) {
-			return nil, fmt.Errorf("resources[%d]: persistent volume %q must be destroyed before its resources can be unreserved", i, r.Disk.Persistence.ID)
+			return fmt.Errorf("resources[%d]: persistent volume %q must be destroyed before its resources can be unreserved", i, r.Disk.Persistence.ID)
 		}
 		if !allocatableTo(r, role) {
-			return nil, fmt.Errorf("resources[%d] (%s) is reserved for another role than %q", i, formatRes(*r), role)
+			return fmt.Errorf("resources[%d] (%s) is reserved for another role than %q", i, formatRes(*r), role)
 		}
 		freed = append(freed, popReservation(*r))
 	}
 	if !pool.contains(res) {
 		hint := ""
-		for _, t := range a.total {
+		for _, t := range a.res.totalSet() {
 			if isVolume(&t) {
 				for _, r := range res {
 					if r.Name == "disk" && resKey(&r) == resKey(ptr(withoutVolume(t))) {
@@ -346,25 +346,28 @@ func (c *Cluster) unreserve(fw *framework, a *agent, role string, pool rset, in 
 				}
 			}
 		}
-		return nil, fmt.Errorf("offered resources {%s} do not contain {%s}%s", pool, rset(nil).plus(res...), hint)
+		return fmt.Errorf("offered resources {%s} do not contain {%s}%s", pool, rset(nil).plus(res...), hint)
 	}
-	a.total = a.total.minus(res...).plus(freed...)
+	a.res.subTotal(res...)
+	a.res.addTotal(freed...)
 	c.recordOp("UNRESERVE", fw, a.id, nil, nil, res)
-	return pool.minus(res...).plus(freed...), nil
+	pool.sub(res...)
+	pool.add(freed...)
+	return nil
 }
 
 func ptr[T any](v T) *T { return &v }
 
-func (c *Cluster) create(fw *framework, a *agent, role string, pool rset, in []mesos.Resource) (rset, error) {
+func (c *Cluster) create(fw *framework, a *agent, role string, pool *rindex, in []mesos.Resource) error {
 	if len(in) == 0 {
-		return nil, errors.New("no volumes to create")
+		return errors.New("no volumes to create")
 	}
 	if err := checkAllocation(in, role); err != nil {
-		return nil, err
+		return err
 	}
 	vols, err := upgradeResources(in)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	var source rset
 	ids := map[string]bool{}
@@ -372,104 +375,108 @@ func (c *Cluster) create(fw *framework, a *agent, role string, pool rset, in []m
 	for i := range vols {
 		v := &vols[i]
 		if !isVolume(v) {
-			return nil, fmt.Errorf("volumes[%d]: expecting 'disk.persistence' to be set", i)
+			return fmt.Errorf("volumes[%d]: expecting 'disk.persistence' to be set", i)
 		}
 		p := v.Disk.Persistence
 		if err := validateID("volumes["+fmt.Sprint(i)+"].disk.persistence.id", p.ID); err != nil {
-			return nil, err
+			return err
 		}
 		if v.Disk.Volume == nil {
-			return nil, fmt.Errorf("volumes[%d] (%q): expecting 'disk.volume' to be set", i, p.ID)
+			return fmt.Errorf("volumes[%d] (%q): expecting 'disk.volume' to be set", i, p.ID)
 		}
 		if v.Disk.Volume.GetMode() != mesos.RW {
-			return nil, fmt.Errorf("volumes[%d] (%q): read-only persistent volumes are not supported (mode must be RW)", i, p.ID)
+			return fmt.Errorf("volumes[%d] (%q): read-only persistent volumes are not supported (mode must be RW)", i, p.ID)
 		}
 		if v.Disk.Volume.HostPath != nil {
-			return nil, fmt.Errorf("volumes[%d] (%q): expecting 'disk.volume.host_path' to be unset", i, p.ID)
+			return fmt.Errorf("volumes[%d] (%q): expecting 'disk.volume.host_path' to be unset", i, p.ID)
 		}
 		if v.Disk.Volume.ContainerPath == "" {
-			return nil, fmt.Errorf("volumes[%d] (%q): 'disk.volume.container_path' must not be empty", i, p.ID)
+			return fmt.Errorf("volumes[%d] (%q): 'disk.volume.container_path' must not be empty", i, p.ID)
 		}
 		if len(v.Reservations) == 0 {
-			return nil, fmt.Errorf("volumes[%d] (%q): persistent volumes cannot be created from unreserved resources", i, p.ID)
+			return fmt.Errorf("volumes[%d] (%q): persistent volumes cannot be created from unreserved resources", i, p.ID)
 		}
 		if v.Revocable != nil {
-			return nil, fmt.Errorf("volumes[%d] (%q): persistent volumes cannot be created from revocable resources", i, p.ID)
+			return fmt.Errorf("volumes[%d] (%q): persistent volumes cannot be created from revocable resources", i, p.ID)
 		}
 		if v.Shared != nil && !fw.shared {
-			return nil, fmt.Errorf("volumes[%d] (%q): shared volumes require the SHARED_RESOURCES capability", i, p.ID)
+			return fmt.Errorf("volumes[%d] (%q): shared volumes require the SHARED_RESOURCES capability", i, p.ID)
 		}
 		if !allocatableTo(v, role) {
-			return nil, fmt.Errorf("volumes[%d] (%q) is reserved for another role than %q", i, p.ID, role)
+			return fmt.Errorf("volumes[%d] (%q) is reserved for another role than %q", i, p.ID, role)
 		}
 		if err := c.checkPrincipal(fw, "persistence", p.GetPrincipal(), p.Principal != nil); err != nil {
-			return nil, fmt.Errorf("volumes[%d] (%q): %v", i, p.ID, err)
+			return fmt.Errorf("volumes[%d] (%q): %v", i, p.ID, err)
 		}
 		vrole := reservationRole(v)
 		if ids[vrole+"\x00"+p.ID] || a.hasVolume(vrole, p.ID) {
-			return nil, fmt.Errorf("volumes[%d]: persistence ID %q is already in use for role %q on agent %s", i, p.ID, vrole, a.id)
+			return fmt.Errorf("volumes[%d]: persistence ID %q is already in use for role %q on agent %s", i, p.ID, vrole, a.id)
 		}
 		ids[vrole+"\x00"+p.ID] = true
 		source = append(source, withoutVolume(*v))
 		pids = append(pids, p.ID)
 	}
 	if !pool.contains(source) {
-		return nil, fmt.Errorf("offered resources {%s} do not contain {%s}", pool, rset(nil).plus(source...))
+		return fmt.Errorf("offered resources {%s} do not contain {%s}", pool, rset(nil).plus(source...))
 	}
 	if !c.cfg.Simulate {
 		for i := range vols {
 			dir := c.volumePath(a, &vols[i])
 			if err := os.MkdirAll(dir, 0o755); err != nil {
-				return nil, fmt.Errorf("create volume directory %s: %v", dir, err)
+				return fmt.Errorf("create volume directory %s: %v", dir, err)
 			}
 		}
 	}
-	a.total = a.total.minus(source...).plus(vols...)
+	a.res.subTotal(source...)
+	a.res.addTotal(vols...)
 	c.recordOp("CREATE", fw, a.id, nil, pids, vols)
-	return pool.minus(source...).plus(vols...), nil
+	pool.sub(source...)
+	pool.add(vols...)
+	return nil
 }
 
 func (a *agent) hasVolume(role, id string) bool {
-	for i := range a.total {
-		if p := a.total[i].GetDisk().GetPersistence(); p != nil && p.ID == id && reservationRole(&a.total[i]) == role {
+	for i := range a.res.ents {
+		e := &a.res.ents[i]
+		if p := e.total.GetDisk().GetPersistence(); e.live && p != nil && p.ID == id && reservationRole(&e.total) == role {
 			return true
 		}
 	}
 	return false
 }
 
-func (c *Cluster) destroy(fw *framework, a *agent, role string, pool rset, in []mesos.Resource) (rset, error) {
+func (c *Cluster) destroy(fw *framework, a *agent, role string, pool *rindex, in []mesos.Resource) error {
 	if len(in) == 0 {
-		return nil, errors.New("no volumes to destroy")
+		return errors.New("no volumes to destroy")
 	}
 	if err := checkAllocation(in, role); err != nil {
-		return nil, err
+		return err
 	}
 	vols, err := upgradeResources(in)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	var freed rset
 	var pids []string
 	for i := range vols {
 		v := &vols[i]
 		if !isVolume(v) {
-			return nil, fmt.Errorf("volumes[%d] (%s) is not a persistent volume", i, formatRes(*v))
+			return fmt.Errorf("volumes[%d] (%s) is not a persistent volume", i, formatRes(*v))
 		}
 		id := v.Disk.Persistence.ID
-		if !a.total.contains(rset{*v}) {
-			return nil, fmt.Errorf("volumes[%d]: persistent volume %q does not exist on agent %s", i, id, a.id)
+		if !a.res.totalContains(v) {
+			return fmt.Errorf("volumes[%d]: persistent volume %q does not exist on agent %s", i, id, a.id)
 		}
 		for t := range a.tasks {
 			if t.res.contains(rset{*v}) {
-				return nil, fmt.Errorf("volumes[%d]: persistent volume %q is in use by task %s", i, id, t.info.TaskID.Value)
+				return fmt.Errorf("volumes[%d]: persistent volume %q is in use by task %s", i, id, t.info.TaskID.Value)
 			}
 		}
 		freed = append(freed, withoutVolume(*v))
 		pids = append(pids, id)
 	}
 	if !pool.contains(vols) {
-		return nil, fmt.Errorf("offered resources {%s} do not contain {%s}", pool, rset(nil).plus(vols...))
+		return fmt.Errorf("offered resources {%s} do not contain {%s}", pool, rset(nil).plus(vols...))
 	}
 	// Other offers holding these (shared) volumes are rescinded.
 	for o := range a.offers {
@@ -488,7 +495,10 @@ func (c *Cluster) destroy(fw *framework, a *agent, role string, pool rset, in []
 			}
 		}
 	}
-	a.total = a.total.minus(vols...).plus(freed...)
+	a.res.subTotal(vols...)
+	a.res.addTotal(freed...)
 	c.recordOp("DESTROY", fw, a.id, nil, pids, vols)
-	return pool.minus(vols...).plus(freed...), nil
+	pool.sub(vols...)
+	pool.add(freed...)
+	return nil
 }

@@ -62,8 +62,9 @@ func (c *Cluster) newAgentRecord(id string, index int, total rset) *agent {
 	a := &agent{
 		id:       id,
 		index:    index,
+		listPos:  len(c.agentList),
 		hostname: c.cfg.Hostname,
-		total:    total,
+		res:      newLedger(total),
 		active:   true,
 		regTime:  time.Now(),
 		tasks:    map[*task]struct{}{},
@@ -76,6 +77,7 @@ func (c *Cluster) newAgentRecord(id string, index int, total rset) *agent {
 	}
 	c.agents[id] = a
 	c.agentList = append(c.agentList, a)
+	c.markDirty(a)
 	return a
 }
 
@@ -124,7 +126,7 @@ func (c *Cluster) recoverAgents() error {
 		if err != nil {
 			return fmt.Errorf("agent %s: %w", cp.ID, err)
 		}
-		a := c.newAgentRecord(cp.ID, cp.Index, rset(nil).plus(total...))
+		a := c.newAgentRecord(cp.ID, cp.Index, total)
 		a.hostname = cp.Hostname
 		a.gone = cp.Gone
 		a.active = !cp.Gone
@@ -138,7 +140,7 @@ func (c *Cluster) recoverAgents() error {
 			}
 		}
 		c.recoverTasks(a, cp.Tasks)
-		c.log.Info("agent recovered", "agent_id", a.id, "resources", a.total.String(), "gone", a.gone, "tasks", len(cp.Tasks))
+		c.log.Info("agent recovered", "agent_id", a.id, "resources", a.res.totalSet().String(), "gone", a.gone, "tasks", len(cp.Tasks))
 	}
 	for live < c.cfg.Agents {
 		total, err := c.agentResources(next)
@@ -197,7 +199,7 @@ func (c *Cluster) checkpointAgent(a *agent) {
 	if c.cfg.WorkDir == "" || a.dir == "" {
 		return
 	}
-	cp := agentCheckpoint{ID: a.id, Index: a.index, Hostname: a.hostname, Gone: a.gone, Resources: render(a.total, formatPostRefinement, "")}
+	cp := agentCheckpoint{ID: a.id, Index: a.index, Hostname: a.hostname, Gone: a.gone, Resources: render(a.res.totalSet(), formatPostRefinement, "")}
 	fids := make([]string, 0, len(a.fwInfos))
 	for id := range a.fwInfos {
 		fids = append(fids, id)
@@ -361,6 +363,9 @@ func (c *Cluster) takeDownAgent(a *agent, gone bool) []taskRunner {
 		}
 		c.sendEvent(fw, &scheduler.Event{Type: scheduler.Event_FAILURE, Failure: &scheduler.Event_Failure{AgentID: &mesos.AgentID{Value: a.id}}})
 	}
+	for _, g := range a.groups {
+		a.res.release(g.res...)
+	}
 	a.groups = map[string]*execGroup{}
 	c.checkpointAgent(a)
 	c.log.Info("agent stopped", "agent_id", a.id, "gone", gone)
@@ -419,6 +424,7 @@ func (c *Cluster) StartAgent(id string) error {
 		}
 	}
 	c.checkpointAgent(a)
+	c.markDirty(a)
 	c.log.Info("agent started", "agent_id", a.id)
 	c.operatorEvent(func() *master.Event { return agentAddedEvent(c, a) })
 	c.kickAllocation()

@@ -1,6 +1,7 @@
 package mesoslocal
 
 import (
+	"container/heap"
 	"fmt"
 	"sort"
 	"time"
@@ -51,6 +52,15 @@ func minAllocatable(s rset) bool {
 // allocate offers every agent's available resources: one offer per agent
 // and role, unreserved resources to one framework at a time (rotating),
 // reserved ones only to frameworks in their role.
+//
+// A round only looks at agents that may have something to offer: those
+// whose free resources changed since their last visit (Cluster.dirty),
+// those whose refused resources' filter has expired (Cluster.wakes), or
+// all of them after a change that concerns every agent (a framework
+// subscribed, revived or changed its roles: Cluster.allDirty). Any other
+// agent was visited before with nothing left that could be offered, and
+// nothing that decides an offer has changed since, so a visit would make no
+// offer: the offers are exactly those of a round over every agent.
 func (c *Cluster) allocate(now time.Time) {
 	var fws []*framework
 	for _, fw := range c.frameworks {
@@ -63,16 +73,32 @@ func (c *Cluster) allocate(now time.Time) {
 	}
 	sort.Slice(fws, func(i, j int) bool { return fws[i].id < fws[j].id })
 	c.allocTick++
+	for len(c.wakes) > 0 && now.After(c.wakes[0].at) {
+		w := heap.Pop(&c.wakes).(wake)
+		if w.a.wakeAt.Equal(w.at) {
+			w.a.wakeAt = time.Time{}
+			c.markDirty(w.a)
+		}
+	}
+	visit := c.dirty
+	if c.allDirty {
+		visit = c.agentList
+	} else {
+		sort.Slice(visit, func(i, j int) bool { return visit[i].listPos < visit[j].listPos })
+	}
+	for _, a := range c.dirty {
+		a.dirty = false
+	}
+	c.dirty = nil
+	c.allDirty = false
 	made := map[*framework][]*offer{}
 	n := len(fws)
-	for i, a := range c.agentList {
-		if !a.active || a.gone {
+	for _, a := range visit {
+		i := a.listPos
+		if !a.active || a.gone || !a.res.hasFree() {
 			continue
 		}
-		avail := a.available()
-		if avail.empty() {
-			continue
-		}
+		avail := a.res.free()
 		for j := 0; j < n && !avail.empty(); j++ {
 			fw := fws[(i+c.allocTick+j)%n]
 			for _, role := range fw.roles {
@@ -82,7 +108,11 @@ func (c *Cluster) allocate(now time.Time) {
 				cand := avail.filter(func(r *mesos.Resource) bool {
 					return allocatableTo(r, role) && (fw.refinement || len(r.Reservations) <= 1) && r.Revocable == nil
 				})
-				if cand.empty() || !minAllocatable(cand) || fw.isFiltered(a.id, role, cand, now) {
+				if cand.empty() || !minAllocatable(cand) {
+					continue
+				}
+				if filtered, until := fw.isFiltered(a.id, role, cand, now); filtered {
+					c.wakeAfter(a, until)
 					continue
 				}
 				o := &offer{id: fmt.Sprintf("%s-O%d", c.masterID, c.nextOfferID), fw: fw, agent: a, role: role, res: cand, created: now}
@@ -90,6 +120,7 @@ func (c *Cluster) allocate(now time.Time) {
 				c.offers[o.id] = o
 				fw.offers[o.id] = o
 				a.offers[o] = struct{}{}
+				a.res.use(cand...)
 				avail = avail.minus(cand...)
 				made[fw] = append(made[fw], o)
 			}
@@ -112,30 +143,84 @@ func (c *Cluster) allocate(now time.Time) {
 			offers = offers[n:]
 		}
 	}
+	if c.afterAllocate != nil {
+		c.afterAllocate(now, fws)
+	}
 }
 
-func (fw *framework) isFiltered(agentID, role string, cand rset, now time.Time) bool {
+// markDirty queues an agent whose free resources changed for the next
+// allocation round.
+func (c *Cluster) markDirty(a *agent) {
+	if !a.dirty {
+		a.dirty = true
+		c.dirty = append(c.dirty, a)
+	}
+}
+
+// markAllDirty makes the next allocation round look at every agent.
+func (c *Cluster) markAllDirty() { c.allDirty = true }
+
+// wakeAfter makes the first allocation round after t look at the agent
+// again: a filter that refused its resources ends at t.
+func (c *Cluster) wakeAfter(a *agent, t time.Time) {
+	if !a.wakeAt.IsZero() && !t.Before(a.wakeAt) {
+		return
+	}
+	a.wakeAt = t
+	heap.Push(&c.wakes, wake{at: t, a: a})
+}
+
+type wake struct {
+	at time.Time
+	a  *agent
+}
+
+// wakeQueue is a min-heap of wakes by time. An entry whose time is no
+// longer its agent's wakeAt is stale and ignored.
+type wakeQueue []wake
+
+func (q wakeQueue) Len() int           { return len(q) }
+func (q wakeQueue) Less(i, j int) bool { return q[i].at.Before(q[j].at) }
+func (q wakeQueue) Swap(i, j int)      { q[i], q[j] = q[j], q[i] }
+func (q *wakeQueue) Push(x any)        { *q = append(*q, x.(wake)) }
+func (q *wakeQueue) Pop() any {
+	old := *q
+	w := old[len(old)-1]
+	old[len(old)-1] = wake{}
+	*q = old[:len(old)-1]
+	return w
+}
+
+// isFiltered reports whether a live filter of the framework refuses cand
+// for role on the agent, and then until when the earliest of those
+// filters lasts. Expired filters are dropped.
+func (fw *framework) isFiltered(agentID, role string, cand rset, now time.Time) (bool, time.Time) {
 	fs := fw.filters[agentID]
 	if len(fs) == 0 {
-		return false
+		return false, time.Time{}
 	}
 	kept := fs[:0]
 	filtered := false
+	var until time.Time
 	for _, f := range fs {
 		if now.After(f.until) {
 			continue
 		}
 		kept = append(kept, f)
 		if f.role == role && f.res.contains(cand) {
+			if !filtered || f.until.Before(until) {
+				until = f.until
+			}
 			filtered = true
 		}
 	}
+	clear(fs[len(kept):])
 	if len(kept) == 0 {
 		delete(fw.filters, agentID)
 	} else {
 		fw.filters[agentID] = kept
 	}
-	return filtered
+	return filtered, until
 }
 
 func (c *Cluster) renderOffer(o *offer) mesos.Offer {
@@ -160,6 +245,10 @@ func (c *Cluster) renderOffer(o *offer) mesos.Offer {
 
 // removeOffer drops an offer; its resources become available again.
 func (c *Cluster) removeOffer(o *offer) {
+	if _, ok := o.agent.offers[o]; ok {
+		o.agent.res.release(o.res...)
+		c.markDirty(o.agent)
+	}
 	delete(c.offers, o.id)
 	delete(o.fw.offers, o.id)
 	delete(o.agent.offers, o)

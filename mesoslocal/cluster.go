@@ -70,6 +70,13 @@ type Cluster struct {
 	nextAgentID int
 	allocTick   int
 	allocKick   chan struct{}
+	dirty       []*agent  // agents whose free resources changed since their last allocation
+	allDirty    bool      // every agent needs a look (frameworks, roles or filters changed)
+	wakes       wakeQueue // agents whose refused resources become offerable again
+
+	// afterAllocate, when set (by tests, before Start), runs at the end of
+	// every allocation round with the frameworks it considered.
+	afterAllocate func(now time.Time, fws []*framework)
 	startTime   time.Time
 }
 

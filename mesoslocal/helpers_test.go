@@ -64,6 +64,9 @@ func startWith(t testing.TB, cfg Config) *Cluster {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
+	if _, bench := t.(*testing.B); !bench {
+		installChecks(t, c)
+	}
 	if err := c.Start(context.Background()); err != nil {
 		t.Fatalf("Start: %v", err)
 	}

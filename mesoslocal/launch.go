@@ -14,7 +14,7 @@ import (
 
 // launch handles a LAUNCH operation: each valid task takes its resources
 // from the pool and starts; invalid ones get TASK_ERROR.
-func (c *Cluster) launch(fw *framework, a *agent, role string, pool rset, tasks []mesos.TaskInfo) rset {
+func (c *Cluster) launch(fw *framework, a *agent, role string, pool *rindex, tasks []mesos.TaskInfo) {
 	var launched []string
 	var launchedRes rset
 	for i := range tasks {
@@ -24,7 +24,7 @@ func (c *Cluster) launch(fw *framework, a *agent, role string, pool rset, tasks 
 			c.taskError(fw, &ti, mesos.REASON_TASK_INVALID, err)
 			continue
 		}
-		pool = pool.minus(res...)
+		pool.sub(res...)
 		launchedRes = launchedRes.plus(res...)
 		c.addTask(fw, a, role, ti, res, nil)
 		launched = append(launched, ti.TaskID.Value)
@@ -35,7 +35,6 @@ func (c *Cluster) launch(fw *framework, a *agent, role string, pool rset, tasks 
 			c.startTask(fw.tasks[id])
 		}
 	}
-	return pool
 }
 
 func volumeIDs(s rset) []string {
@@ -60,54 +59,61 @@ func (c *Cluster) taskError(fw *framework, ti *mesos.TaskInfo, reason mesos.Task
 }
 
 // launchGroup handles LAUNCH_GROUP: all tasks start together under one
-// default executor, or none does.
-func (c *Cluster) launchGroup(fw *framework, a *agent, role string, pool rset, lg *mesos.Offer_Operation_LaunchGroup) rset {
+// default executor, or none does (then the pool is unchanged).
+func (c *Cluster) launchGroup(fw *framework, a *agent, role string, pool *rindex, lg *mesos.Offer_Operation_LaunchGroup) {
 	tasks := make([]mesos.TaskInfo, len(lg.TaskGroup.Tasks))
 	for i := range lg.TaskGroup.Tasks {
 		tasks[i] = *proto.Clone(&lg.TaskGroup.Tasks[i]).(*mesos.TaskInfo)
 	}
-	fail := func(err error) rset {
+	fail := func(err error) {
 		for i := range tasks {
 			c.taskError(fw, &tasks[i], mesos.REASON_TASK_GROUP_INVALID, err)
 		}
-		return pool
 	}
 	ex := *proto.Clone(&lg.Executor).(*mesos.ExecutorInfo)
 	if len(tasks) == 0 {
 		c.log.Warn("dropping LAUNCH_GROUP without tasks", "framework_id", fw.id)
-		return pool
+		return
 	}
 	if ex.Type != mesos.ExecutorInfo_DEFAULT {
-		return fail(fmt.Errorf("LAUNCH_GROUP needs an executor of type DEFAULT, got %v", ex.Type))
+		fail(fmt.Errorf("LAUNCH_GROUP needs an executor of type DEFAULT, got %v", ex.Type))
+		return
 	}
 	if err := validateID("executor.executor_id", ex.ExecutorID.Value); err != nil {
-		return fail(err)
+		fail(err)
+		return
 	}
 	if ex.FrameworkID != nil && ex.FrameworkID.Value != fw.id {
-		return fail(fmt.Errorf("executor.framework_id %q is not this framework (%s)", ex.FrameworkID.Value, fw.id))
+		fail(fmt.Errorf("executor.framework_id %q is not this framework (%s)", ex.FrameworkID.Value, fw.id))
+		return
 	}
 	if ex.Command != nil {
-		return fail(errors.New("executor.command must not be set for the DEFAULT executor"))
+		fail(errors.New("executor.command must not be set for the DEFAULT executor"))
+		return
 	}
 	key := fw.id + "/" + ex.ExecutorID.Value
 	g := a.groups[key]
-	avail := pool
+	avail := pool.clone() // the pool itself changes only once every task is valid
 	var exRes rset
 	if g == nil {
 		if err := checkAllocation(ex.Resources, role); err != nil {
-			return fail(err)
+			fail(err)
+			return
 		}
 		var err error
 		exRes, err = upgradeResources(ex.Resources)
 		if err != nil {
-			return fail(fmt.Errorf("executor: %w", err))
+			fail(fmt.Errorf("executor: %w", err))
+			return
 		}
 		if !avail.contains(exRes) {
-			return fail(fmt.Errorf("executor uses resources {%s} that are not in the offer {%s}", exRes, avail))
+			fail(fmt.Errorf("executor uses resources {%s} that are not in the offer {%s}", exRes, avail))
+			return
 		}
-		avail = avail.minus(exRes...)
+		avail.sub(exRes...)
 	} else if g.killing {
-		return fail(fmt.Errorf("executor %s is shutting down", ex.ExecutorID.Value))
+		fail(fmt.Errorf("executor %s is shutting down", ex.ExecutorID.Value))
+		return
 	}
 	var all rset
 	seen := map[string]bool{}
@@ -115,24 +121,29 @@ func (c *Cluster) launchGroup(fw *framework, a *agent, role string, pool rset, l
 	for i := range tasks {
 		ti := &tasks[i]
 		if seen[ti.TaskID.Value] {
-			return fail(fmt.Errorf("task group has duplicate task ID %q", ti.TaskID.Value))
+			fail(fmt.Errorf("task group has duplicate task ID %q", ti.TaskID.Value))
+			return
 		}
 		seen[ti.TaskID.Value] = true
 		if ti.Executor != nil && ti.Executor.ExecutorID.Value != ex.ExecutorID.Value {
-			return fail(fmt.Errorf("task %s: a task in a group must not set a different executor", ti.TaskID.Value))
+			fail(fmt.Errorf("task %s: a task in a group must not set a different executor", ti.TaskID.Value))
+			return
 		}
 		ti.Executor = nil
 		if ti.Command == nil {
-			return fail(fmt.Errorf("task %s: tasks in a group need 'command'", ti.TaskID.Value))
+			fail(fmt.Errorf("task %s: tasks in a group need 'command'", ti.TaskID.Value))
+			return
 		}
 		if ti.Container != nil && ti.Container.GetType() == mesos.ContainerInfo_DOCKER {
-			return fail(fmt.Errorf("task %s: Docker ContainerInfo is not supported on tasks in a group", ti.TaskID.Value))
+			fail(fmt.Errorf("task %s: Docker ContainerInfo is not supported on tasks in a group", ti.TaskID.Value))
+			return
 		}
 		res, err := c.validateTask(fw, a, role, avail, ti, true)
 		if err != nil {
-			return fail(fmt.Errorf("task %s: %w", ti.TaskID.Value, err))
+			fail(fmt.Errorf("task %s: %w", ti.TaskID.Value, err))
+			return
 		}
-		avail = avail.minus(res...)
+		avail.sub(res...)
 		all = all.plus(res...)
 		resList[i] = res
 	}
@@ -140,6 +151,7 @@ func (c *Cluster) launchGroup(fw *framework, a *agent, role string, pool rset, l
 		g = &execGroup{id: ex.ExecutorID.Value, fwID: fw.id, agent: a, info: ex, res: exRes}
 		g.info.FrameworkID = &mesos.FrameworkID{Value: fw.id}
 		a.groups[key] = g
+		a.res.use(exRes...)
 	}
 	var ids []string
 	for i := range tasks {
@@ -148,15 +160,15 @@ func (c *Cluster) launchGroup(fw *framework, a *agent, role string, pool rset, l
 		ids = append(ids, tasks[i].TaskID.Value)
 	}
 	c.recordOp("LAUNCH_GROUP", fw, a.id, ids, volumeIDs(all), all.plus(exRes...))
+	*pool = *avail
 	for _, id := range ids {
 		c.startTask(fw.tasks[id])
 	}
-	return avail
 }
 
 // validateTask mirrors the master's task validation; it returns the task's
 // resources in canonical form.
-func (c *Cluster) validateTask(fw *framework, a *agent, role string, pool rset, ti *mesos.TaskInfo, inGroup bool) (rset, error) {
+func (c *Cluster) validateTask(fw *framework, a *agent, role string, pool *rindex, ti *mesos.TaskInfo, inGroup bool) (rset, error) {
 	if err := validateID("task_id", ti.TaskID.Value); err != nil {
 		return nil, err
 	}
@@ -279,6 +291,7 @@ func (c *Cluster) addTask(fw *framework, a *agent, role string, ti mesos.TaskInf
 	}
 	fw.tasks[ti.TaskID.Value] = t
 	a.tasks[t] = struct{}{}
+	a.res.use(res...)
 	if fw.checkpoint() {
 		a.fwInfos[fw.id] = fw.info
 	}
@@ -372,6 +385,8 @@ func (c *Cluster) retryUpdates(now time.Time) {
 func (c *Cluster) releaseTask(t *task) {
 	t.alive = false
 	delete(t.agent.tasks, t)
+	t.agent.res.release(t.res...)
+	c.markDirty(t.agent)
 	if g := t.group; g != nil {
 		// The default executor kills the rest of the group when a task fails.
 		if s := t.state; s != mesos.TASK_FINISHED && !g.killing {
@@ -385,6 +400,7 @@ func (c *Cluster) releaseTask(t *task) {
 		}
 		if done {
 			delete(t.agent.groups, g.fwID+"/"+g.id)
+			t.agent.res.release(g.res...)
 		}
 	}
 }

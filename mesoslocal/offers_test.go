@@ -24,7 +24,7 @@ func simCluster(t *testing.T, mod func(*Config)) *Cluster {
 func (c *Cluster) agentTotal(id string) rset {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return append(rset(nil), c.agents[id].total...)
+	return c.agents[id].res.totalSet()
 }
 
 func (c *Cluster) firstAgent() string { return c.AgentIDs()[0] }

@@ -150,7 +150,7 @@ func (c *Cluster) agentInfo(a *agent) mesos.AgentInfo {
 		}
 		port = int32(n)
 	}
-	return mesos.AgentInfo{Hostname: a.hostname, Port: &port, ID: &mesos.AgentID{Value: a.id}, Resources: render(a.total, formatEndpoint, "")}
+	return mesos.AgentInfo{Hostname: a.hostname, Port: &port, ID: &mesos.AgentID{Value: a.id}, Resources: render(a.res.totalSet(), formatEndpoint, "")}
 }
 
 func (c *Cluster) renderAgent(a *agent) master.Response_GetAgents_Agent {
@@ -160,7 +160,7 @@ func (c *Cluster) renderAgent(a *agent) master.Response_GetAgents_Agent {
 		Version:            mesosVersion,
 		PID:                proto.String("slave(1)@" + c.Addr()),
 		RegisteredTime:     timeInfo(a.regTime),
-		TotalResources:     render(a.total, formatEndpoint, ""),
+		TotalResources:     render(a.res.totalSet(), formatEndpoint, ""),
 		AllocatedResources: render(a.allocated(), formatEndpoint, ""),
 		OfferedResources:   render(a.offered(), formatEndpoint, ""),
 	}
@@ -187,10 +187,10 @@ func (c *Cluster) renderFramework(fw *framework) master.Response_GetFrameworks_F
 		ReregisteredTime: timeInfo(fw.reregistered),
 		UnregisteredTime: timeInfo(fw.unregistered),
 	}
-	var alloc, offered rset
+	alloc, offered := newRindex(nil), newRindex(nil)
 	for _, t := range fw.tasks {
 		if t.alive {
-			alloc = alloc.plus(t.res...)
+			alloc.add(t.res...)
 		}
 	}
 	oids := make([]string, 0, len(fw.offers))
@@ -201,10 +201,10 @@ func (c *Cluster) renderFramework(fw *framework) master.Response_GetFrameworks_F
 	for _, id := range oids {
 		o := fw.offers[id]
 		f.Offers = append(f.Offers, c.renderOffer(o))
-		offered = offered.plus(o.res...)
+		offered.add(o.res...)
 	}
-	f.AllocatedResources = render(alloc, formatEndpoint, "")
-	f.OfferedResources = render(offered, formatEndpoint, "")
+	f.AllocatedResources = render(alloc.slice(), formatEndpoint, "")
+	f.OfferedResources = render(offered.slice(), formatEndpoint, "")
 	return f
 }
 

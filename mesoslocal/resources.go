@@ -24,56 +24,6 @@ func milli(v float64) int64 { return int64(math.Round(v * 1000)) }
 
 func fromMilli(m int64) float64 { return float64(m) / 1000 }
 
-// resKey identifies which resources may be merged: everything except the
-// value and the volume's container path/mode (which describe a use, not the
-// resource itself; see Mesos' Resources::operator==).
-func resKey(r *mesos.Resource) string {
-	var b strings.Builder
-	b.WriteString(r.Name)
-	b.WriteByte('|')
-	b.WriteString(strconv.Itoa(int(r.GetType())))
-	for _, ri := range r.Reservations {
-		b.WriteString("|R")
-		b.WriteString(strconv.Itoa(int(ri.GetType())))
-		b.WriteByte(',')
-		b.WriteString(strconv.Quote(ri.GetRole()))
-		b.WriteByte(',')
-		b.WriteString(strconv.Quote(ri.GetPrincipal()))
-		for _, l := range ri.GetLabels().GetLabels() {
-			b.WriteString(",L")
-			b.WriteString(strconv.Quote(l.Key))
-			b.WriteByte('=')
-			if l.Value != nil {
-				b.WriteString(strconv.Quote(*l.Value))
-			}
-		}
-	}
-	if d := r.Disk; d != nil {
-		if p := d.Persistence; p != nil {
-			b.WriteString("|P")
-			b.WriteString(strconv.Quote(p.ID))
-		}
-		if s := d.Source; s != nil {
-			b.WriteString("|S")
-			b.WriteString(s.GetType().String())
-			b.WriteString(strconv.Quote(s.GetPath().GetRoot()))
-			b.WriteString(strconv.Quote(s.GetMount().GetRoot()))
-			b.WriteString(strconv.Quote(s.GetID()))
-			b.WriteString(strconv.Quote(s.GetProfile()))
-		}
-	}
-	if r.Revocable != nil {
-		b.WriteString("|rev")
-	}
-	if r.Shared != nil {
-		b.WriteString("|shared")
-	}
-	if r.ProviderID != nil {
-		b.WriteString("|prov" + strconv.Quote(r.ProviderID.Value))
-	}
-	return b.String()
-}
-
 func isEmptyRes(r *mesos.Resource) bool {
 	switch r.GetType() {
 	case mesos.SCALAR:
@@ -217,26 +167,101 @@ func containsValue(a, b mesos.Resource) bool {
 	return false
 }
 
+// keyIndex finds the first entry of a set with a given identity, computing
+// each entry's key once.
+type keyIndex struct {
+	keys []string
+	pos  map[string]int // first live position per key (large sets only)
+	dups bool           // some key appears twice: fall back to scanning
+}
+
+// smallSet is the size up to which a scan beats building a map.
+const smallSet = 8
+
+func newKeyIndex(s rset) *keyIndex {
+	ix := &keyIndex{keys: make([]string, len(s))}
+	for i := range s {
+		ix.keys[i] = resKey(&s[i])
+	}
+	if len(s) > smallSet {
+		ix.pos = make(map[string]int, len(s))
+		for i, k := range ix.keys {
+			if _, ok := ix.pos[k]; ok {
+				ix.dups = true
+				ix.pos = nil
+				break
+			}
+			ix.pos[k] = i
+		}
+	}
+	return ix
+}
+
+func (ix *keyIndex) find(k string) int {
+	if ix.pos != nil {
+		if i, ok := ix.pos[k]; ok {
+			return i
+		}
+		return -1
+	}
+	for i, kk := range ix.keys {
+		if kk == k {
+			return i
+		}
+	}
+	return -1
+}
+
+func (ix *keyIndex) append(k string) {
+	ix.keys = append(ix.keys, k)
+	if ix.pos != nil {
+		ix.pos[k] = len(ix.keys) - 1
+	} else if !ix.dups && len(ix.keys) > smallSet {
+		pos := make(map[string]int, len(ix.keys))
+		for i, kk := range ix.keys {
+			if _, ok := pos[kk]; ok {
+				ix.dups = true
+				return
+			}
+			pos[kk] = i
+		}
+		ix.pos = pos
+	}
+}
+
+// removeAt drops entry i, shifting the later ones down.
+func (ix *keyIndex) removeAt(i int) {
+	k := ix.keys[i]
+	ix.keys = append(ix.keys[:i], ix.keys[i+1:]...)
+	if ix.pos == nil {
+		return
+	}
+	delete(ix.pos, k)
+	for j := i; j < len(ix.keys); j++ {
+		ix.pos[ix.keys[j]] = j
+	}
+}
+
 // plus returns s + others (s is not modified).
 func (s rset) plus(others ...mesos.Resource) rset {
 	out := append(rset(nil), s...)
-	for _, o := range others {
-		if isEmptyRes(&o) {
+	if len(others) == 0 {
+		return out
+	}
+	ix := newKeyIndex(out)
+	for i := range others {
+		o := &others[i]
+		if isEmptyRes(o) {
 			continue
 		}
-		k := resKey(&o)
-		merged := false
-		for i := range out {
-			if resKey(&out[i]) == k {
-				// Non-shared volumes are unique; keep the first copy's volume info.
-				out[i] = addValue(out[i], o)
-				merged = true
-				break
-			}
+		k := resKey(o)
+		if j := ix.find(k); j >= 0 {
+			// Non-shared volumes are unique; keep the first copy's volume info.
+			out[j] = addValue(out[j], *o)
+			continue
 		}
-		if !merged {
-			out = append(out, o)
-		}
+		out = append(out, *o)
+		ix.append(k)
 	}
 	return out
 }
@@ -244,16 +269,20 @@ func (s rset) plus(others ...mesos.Resource) rset {
 // minus returns s - others, clamped at zero (s is not modified).
 func (s rset) minus(others ...mesos.Resource) rset {
 	out := append(rset(nil), s...)
-	for _, o := range others {
-		k := resKey(&o)
-		for i := range out {
-			if resKey(&out[i]) == k {
-				out[i] = subValue(out[i], o)
-				if isEmptyRes(&out[i]) {
-					out = append(out[:i], out[i+1:]...)
-				}
-				break
-			}
+	if len(others) == 0 || len(out) == 0 {
+		return out
+	}
+	ix := newKeyIndex(out)
+	for i := range others {
+		o := &others[i]
+		j := ix.find(resKey(o))
+		if j < 0 {
+			continue
+		}
+		out[j] = subValue(out[j], *o)
+		if isEmptyRes(&out[j]) {
+			out = append(out[:j], out[j+1:]...)
+			ix.removeAt(j)
 		}
 	}
 	return out
@@ -261,16 +290,17 @@ func (s rset) minus(others ...mesos.Resource) rset {
 
 // contains reports whether every resource in o is within s.
 func (s rset) contains(o rset) bool {
-	for _, r := range rset(nil).plus(o...) {
-		k := resKey(&r)
-		found := false
-		for i := range s {
-			if resKey(&s[i]) == k {
-				found = containsValue(s[i], r)
-				break
-			}
-		}
-		if !found {
+	want := rset(nil).plus(o...)
+	if len(want) == 0 {
+		return true
+	}
+	if len(s) == 0 {
+		return false
+	}
+	ix := newKeyIndex(s)
+	for i := range want {
+		j := ix.find(resKey(&want[i]))
+		if j < 0 || !containsValue(s[j], want[i]) {
 			return false
 		}
 	}

@@ -125,10 +125,8 @@ func (c *Cluster) startProcTask(t *task) {
 		}
 		cp := v.GetDisk().GetVolume().GetContainerPath()
 		if cp == "" {
-			for j := range t.agent.total {
-				if resKey(&t.agent.total[j]) == resKey(v) {
-					cp = t.agent.total[j].GetDisk().GetVolume().GetContainerPath()
-				}
+			if tv := t.agent.res.totalOf(v); tv != nil {
+				cp = tv.GetDisk().GetVolume().GetContainerPath()
 			}
 		}
 		spec.volumes = append(spec.volumes, volumeLink{containerPath: cp, hostPath: c.volumePath(t.agent, v)})

@@ -310,6 +310,7 @@ func (c *Cluster) subscribeLocked(s *stream, info *mesos.FrameworkInfo, suppress
 	} else {
 		c.operatorEvent(func() *master.Event { return frameworkEvent(c, fw, true) })
 	}
+	c.markAllDirty()
 	c.kickAllocation()
 	return fw, ""
 }
@@ -448,6 +449,7 @@ func (c *Cluster) handleCall(r *http.Request, call *scheduler.Call) (int, string
 				fw.filters[aid] = kept
 			}
 		}
+		c.markAllDirty()
 		c.kickAllocation()
 	case scheduler.Call_SUPPRESS:
 		roles := call.GetSuppress().GetRoles()
@@ -518,6 +520,7 @@ func (c *Cluster) updateFramework(fw *framework, u *scheduler.Call_UpdateFramewo
 		}
 	}
 	c.operatorEvent(func() *master.Event { return frameworkEvent(c, fw, false) })
+	c.markAllDirty()
 	c.kickAllocation()
 	return http.StatusOK, ""
 }

@@ -90,8 +90,9 @@ type execGroup struct {
 type agent struct {
 	id       string
 	index    int
+	listPos  int // position in Cluster.agentList
 	hostname string
-	total    rset
+	res      *ledger // total and free resources
 	active   bool
 	gone     bool
 	regTime  time.Time
@@ -100,10 +101,15 @@ type agent struct {
 	offers   map[*offer]struct{}
 	fwInfos  map[string]mesos.FrameworkInfo // checkpointed frameworks
 	dir      string
-	resDirty bool
+
+	dirty  bool      // queued in Cluster.dirty for the next allocation round
+	wakeAt time.Time // a filter on its free resources expires then (zero: none)
 }
 
-func (a *agent) available() rset {
+// recomputeAvailable is what the ledger's free resources must equal: the
+// total minus every task's, executor's and offer's resources. Only for
+// consistency checks.
+func (a *agent) recomputeAvailable() rset {
 	used := rset(nil)
 	for t := range a.tasks {
 		used = append(used, t.res...)
@@ -114,26 +120,26 @@ func (a *agent) available() rset {
 	for o := range a.offers {
 		used = append(used, o.res...)
 	}
-	return a.total.minus(used...)
+	return a.res.totalSet().minus(used...)
 }
 
 func (a *agent) allocated() rset {
-	var out rset
+	sum := newRindex(nil)
 	for t := range a.tasks {
-		out = out.plus(t.res...)
+		sum.add(t.res...)
 	}
 	for _, g := range a.groups {
-		out = out.plus(g.res...)
+		sum.add(g.res...)
 	}
-	return out
+	return sum.slice()
 }
 
 func (a *agent) offered() rset {
-	var out rset
+	sum := newRindex(nil)
 	for o := range a.offers {
-		out = out.plus(o.res...)
+		sum.add(o.res...)
 	}
-	return out
+	return sum.slice()
 }
 
 func isTerminal(s mesos.TaskState) bool {
