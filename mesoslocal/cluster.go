@@ -77,7 +77,7 @@ type Cluster struct {
 	// afterAllocate, when set (by tests, before Start), runs at the end of
 	// every allocation round with the frameworks it considered.
 	afterAllocate func(now time.Time, fws []*framework)
-	startTime   time.Time
+	startTime     time.Time
 }
 
 // New validates cfg and prepares a cluster; Start binds and serves.
