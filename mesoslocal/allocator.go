@@ -2,8 +2,8 @@ package mesoslocal
 
 import (
 	"container/heap"
-	"fmt"
 	"sort"
+	"strconv"
 	"time"
 
 	"github.com/gogo/protobuf/proto"
@@ -105,7 +105,9 @@ func (c *Cluster) allocate(now time.Time) {
 				if fw.suppressed[role] {
 					continue
 				}
-				cand := avail.filter(func(r *mesos.Resource) bool {
+				// avail holds one entry per identity, so avail − cand is
+				// what the filter leaves out.
+				cand, rest := avail.split(func(r *mesos.Resource) bool {
 					return allocatableTo(r, role) && (fw.refinement || len(r.Reservations) <= 1) && r.Revocable == nil
 				})
 				if cand.empty() || !minAllocatable(cand) {
@@ -115,13 +117,13 @@ func (c *Cluster) allocate(now time.Time) {
 					c.wakeAfter(a, until)
 					continue
 				}
-				o := &offer{id: fmt.Sprintf("%s-O%d", c.masterID, c.nextOfferID), fw: fw, agent: a, role: role, res: cand, created: now}
+				o := &offer{id: c.masterID + "-O" + strconv.Itoa(c.nextOfferID), fw: fw, agent: a, role: role, res: cand, created: now}
 				c.nextOfferID++
 				c.offers[o.id] = o
 				fw.offers[o.id] = o
 				a.offers[o] = struct{}{}
 				a.res.use(cand...)
-				avail = avail.minus(cand...)
+				avail = rest
 				made[fw] = append(made[fw], o)
 			}
 		}

@@ -349,9 +349,41 @@ func (l *ledger) use(rs ...mesos.Resource) {
 	for i := range rs {
 		if j, ok := l.lookup(&rs[i]); ok {
 			e := &l.ents[j]
+			if sameValuePointers(&e.free, &rs[i]) {
+				// rs[i] came from free(): all of it is taken.
+				l.setFree(e, emptied(e.free))
+				continue
+			}
 			l.setFree(e, subValue(e.free, rs[i]))
 		}
 	}
+}
+
+// sameValuePointers reports whether a and b share their value (and so hold
+// equal values, values being immutable).
+func sameValuePointers(a, b *mesos.Resource) bool {
+	switch a.GetType() {
+	case mesos.SCALAR:
+		return a.Scalar != nil && a.Scalar == b.Scalar
+	case mesos.RANGES:
+		return a.Ranges != nil && a.Ranges == b.Ranges
+	case mesos.SET:
+		return a.Set != nil && a.Set == b.Set
+	}
+	return false
+}
+
+// emptied returns r with an empty value of its type.
+func emptied(r mesos.Resource) mesos.Resource {
+	switch r.GetType() {
+	case mesos.SCALAR:
+		r.Scalar = &mesos.Value_Scalar{}
+	case mesos.RANGES:
+		r.Ranges = &mesos.Value_Ranges{}
+	case mesos.SET:
+		r.Set = &mesos.Value_Set{}
+	}
+	return r
 }
 
 // release gives used resources back.

@@ -327,6 +327,18 @@ func (s rset) scalar(name string) float64 {
 	return fromMilli(m)
 }
 
+// split returns the resources for which keep is true and the others.
+func (s rset) split(keep func(*mesos.Resource) bool) (yes, no rset) {
+	for i := range s {
+		if keep(&s[i]) {
+			yes = append(yes, s[i])
+		} else {
+			no = append(no, s[i])
+		}
+	}
+	return yes, no
+}
+
 // filter returns the resources for which keep is true.
 func (s rset) filter(keep func(*mesos.Resource) bool) rset {
 	var out rset
