@@ -206,7 +206,7 @@ func (x *rindex) contains(o rset) bool {
 		have := x.get(&o[0])
 		return have != nil && containsValue(*have, o[0])
 	}
-	for _, r := range o.plus() {
+	for _, r := range rset(nil).plus(o...) {
 		have := x.get(&r)
 		if have == nil || !containsValue(*have, r) {
 			return false
