@@ -89,21 +89,25 @@ func (c *Cluster) decline(fw *framework, ids []mesos.OfferID, filters *mesos.Fil
 	}
 }
 
-// addFilter refuses res on the agent for refuse_seconds (default 5s,
-// at most a year; zero or less means no filter).
+// addFilter refuses res on the agent for refuse_seconds, as Mesos'
+// allocator does (recoverResources): unset, negative or invalid values mean
+// the default (5s), zero means no filter, at most a year, and a filter
+// lasts at least one allocation interval so that it holds for the next
+// allocation (MESOS-4302).
 func (c *Cluster) addFilter(fw *framework, a *agent, role string, refused rset, filters *mesos.Filters) {
 	refuse := c.cfg.DefaultRefuse
 	if filters != nil && filters.RefuseSeconds != nil {
 		v := *filters.RefuseSeconds
 		switch {
-		case math.IsNaN(v):
-		case v <= 0:
-			refuse = 0
+		case math.IsNaN(v), v < 0:
 		case v >= maxRefuse.Seconds():
 			refuse = maxRefuse
 		default:
 			refuse = time.Duration(v * float64(time.Second))
 		}
+	}
+	if refuse > 0 && refuse < c.cfg.AllocationInterval {
+		refuse = c.cfg.AllocationInterval
 	}
 	if refuse > 0 && !refused.empty() {
 		fw.filters[a.id] = append(fw.filters[a.id], offerFilter{role: role, res: refused, until: time.Now().Add(refuse)})

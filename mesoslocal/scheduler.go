@@ -329,12 +329,15 @@ func (c *Cluster) newFramework(id string) *framework {
 }
 
 // disconnectFramework deactivates a framework whose stream broke and starts
-// its failover timeout. Tasks keep running.
+// its failover timeout. Tasks keep running. Its offers go back and its
+// filters are dropped, as Mesos' allocator does when a framework is
+// deactivated: after resubscribing it is offered everything afresh.
 func (c *Cluster) disconnectFramework(fw *framework) {
 	fw.sub = nil
 	fw.connected = false
 	fw.unregistered = time.Now()
 	c.removeFrameworkOffers(fw, false)
+	clear(fw.filters)
 	timeout := time.Duration(fw.info.GetFailoverTimeout() * float64(time.Second))
 	c.log.Info("framework disconnected", "framework_id", fw.id, "stream_id", fw.streamID, "failover_timeout", timeout)
 	c.operatorEvent(func() *master.Event { return frameworkEvent(c, fw, false) })
