@@ -158,7 +158,7 @@ func (p *planner) forget(id string) {
 
 // allInstanceIDs lists current instances (state plus created), sorted.
 func (p *planner) allInstanceIDs() []string {
-	ids := p.st.sortedInstanceIDs()
+	ids := append([]string(nil), p.st.sortedInstanceIDs()...) // filtered in place below
 	extra := false
 	for id := range p.put {
 		if _, ok := p.st.Instances[id]; !ok {

@@ -329,6 +329,7 @@ type loop struct {
 	out       *lanes
 	health    *healthChecker
 	readiness *readinessChecker
+	snaps     snapshots
 	fatal     error
 }
 
@@ -355,10 +356,12 @@ func (l *loop) apply(in Input) {
 	if l.ctx.Err() != nil {
 		return
 	}
-	st := NewState(l.s.deps.Store(), l.s.mem)
+	store := l.s.deps.Store()
+	st := l.snaps.get(store, l.s.mem)
 	d := Decide(st, in, time.Now(), l.s.cfg)
 	if d.Plan != nil {
 		if err := l.s.deps.Commit(l.ctx, d.Plan); err != nil {
+			l.snaps.drop()
 			// Not committed: send nothing that depends on it. Offers are
 			// declined so they are not held; the memory is dropped so that
 			// whatever it recorded as sent is decided again.
@@ -375,6 +378,7 @@ func (l *loop) apply(in Input) {
 			}
 			return
 		}
+		l.snaps.committed(store, d.Plan)
 	}
 	if l.out.failedAccept() {
 		// Launches recorded as staging may never have reached the master;
@@ -395,7 +399,7 @@ func (l *loop) apply(in Input) {
 		}
 	}
 	if _, ok := in.(Tick); ok {
-		after := NewState(l.s.deps.Store(), l.s.mem)
+		after := l.snaps.get(l.s.deps.Store(), l.s.mem)
 		l.health.sync(healthTargets(after))
 		l.readiness.sync(readinessTargets(after))
 	}

@@ -39,6 +39,7 @@ type State struct {
 
 	byTask map[string]string
 	lookup func(taskID string) *v1.Instance
+	sorted []string // sortedInstanceIDs, computed once
 }
 
 // NewState snapshots r. mem may be nil for a fresh memory.
@@ -112,14 +113,26 @@ func (s *State) appVersion(appID, version string) *v1.App {
 	return s.AppVersion(appID, version)
 }
 
-// sortedInstanceIDs returns the instance ids in order.
+// sortedInstanceIDs returns the instance ids in order. The slice is
+// shared by every caller: do not modify it.
 func (s *State) sortedInstanceIDs() []string {
+	if s.sorted != nil {
+		return s.sorted
+	}
 	ids := make([]string, 0, len(s.Instances))
 	for id := range s.Instances {
 		ids = append(ids, id)
 	}
 	sort.Strings(ids)
+	s.sorted = ids
 	return ids
+}
+
+// changed drops what was derived from Instances, after the driver updated
+// some in place (see snapshots).
+func (s *State) changed() {
+	s.byTask = nil
+	s.sorted = nil
 }
 
 func (s *State) sortedAppIDs() []string {
