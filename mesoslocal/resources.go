@@ -173,6 +173,7 @@ type keyIndex struct {
 	keys []string
 	pos  map[string]int // first live position per key (large sets only)
 	dups bool           // some key appears twice: fall back to scanning
+	dead []bool         // removed entries (nil: none)
 }
 
 // smallSet is the size up to which a scan beats building a map.
@@ -205,7 +206,7 @@ func (ix *keyIndex) find(k string) int {
 		return -1
 	}
 	for i, kk := range ix.keys {
-		if kk == k {
+		if kk == k && (ix.dead == nil || !ix.dead[i]) {
 			return i
 		}
 	}
@@ -229,16 +230,14 @@ func (ix *keyIndex) append(k string) {
 	}
 }
 
-// removeAt drops entry i, shifting the later ones down.
-func (ix *keyIndex) removeAt(i int) {
-	k := ix.keys[i]
-	ix.keys = append(ix.keys[:i], ix.keys[i+1:]...)
-	if ix.pos == nil {
-		return
+// kill marks entry i removed: find skips it from now on.
+func (ix *keyIndex) kill(i int) {
+	if ix.dead == nil {
+		ix.dead = make([]bool, len(ix.keys))
 	}
-	delete(ix.pos, k)
-	for j := i; j < len(ix.keys); j++ {
-		ix.pos[ix.keys[j]] = j
+	ix.dead[i] = true
+	if ix.pos != nil {
+		delete(ix.pos, ix.keys[i]) // no duplicates when pos is set
 	}
 }
 
@@ -281,11 +280,20 @@ func (s rset) minus(others ...mesos.Resource) rset {
 		}
 		out[j] = subValue(out[j], *o)
 		if isEmptyRes(&out[j]) {
-			out = append(out[:j], out[j+1:]...)
-			ix.removeAt(j)
+			ix.kill(j)
 		}
 	}
-	return out
+	if ix.dead == nil {
+		return out
+	}
+	kept := out[:0]
+	for i := range out {
+		if !ix.dead[i] {
+			kept = append(kept, out[i])
+		}
+	}
+	clear(out[len(kept):])
+	return kept
 }
 
 // contains reports whether every resource in o is within s.
