@@ -258,6 +258,7 @@ type ledger struct {
 	dead  int
 	nfree int // live entries with free resources
 
+	version uint64                  // counts changes (for consistency checks)
 	journal map[string]journalEntry // see beginJournal
 }
 
@@ -304,6 +305,7 @@ func (l *ledger) note(key string, j int, had bool) {
 
 // addTotal adds resources to the total; they are free.
 func (l *ledger) addTotal(rs ...mesos.Resource) {
+	l.version++
 	var buf [128]byte
 	for i := range rs {
 		o := &rs[i]
@@ -328,6 +330,7 @@ func (l *ledger) addTotal(rs ...mesos.Resource) {
 
 // subTotal removes free resources from the total.
 func (l *ledger) subTotal(rs ...mesos.Resource) {
+	l.version++
 	for i := range rs {
 		o := &rs[i]
 		j, ok := l.lookup(o)
@@ -346,6 +349,7 @@ func (l *ledger) subTotal(rs ...mesos.Resource) {
 
 // use marks resources as used (by a task, executor or offer).
 func (l *ledger) use(rs ...mesos.Resource) {
+	l.version++
 	for i := range rs {
 		if j, ok := l.lookup(&rs[i]); ok {
 			e := &l.ents[j]
@@ -388,6 +392,7 @@ func emptied(r mesos.Resource) mesos.Resource {
 
 // release gives used resources back.
 func (l *ledger) release(rs ...mesos.Resource) {
+	l.version++
 	for i := range rs {
 		if isEmptyRes(&rs[i]) {
 			continue
