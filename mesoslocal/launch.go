@@ -18,7 +18,7 @@ func (c *Cluster) launch(fw *framework, a *agent, role string, pool *rindex, tas
 	var launched []string
 	var launchedRes rset
 	for i := range tasks {
-		ti := *proto.Clone(&tasks[i]).(*mesos.TaskInfo)
+		ti := deepCopy(&tasks[i])
 		res, err := c.validateTask(fw, a, role, pool, &ti, false)
 		if err != nil {
 			c.taskError(fw, &ti, mesos.REASON_TASK_INVALID, err)
@@ -63,14 +63,14 @@ func (c *Cluster) taskError(fw *framework, ti *mesos.TaskInfo, reason mesos.Task
 func (c *Cluster) launchGroup(fw *framework, a *agent, role string, pool *rindex, lg *mesos.Offer_Operation_LaunchGroup) {
 	tasks := make([]mesos.TaskInfo, len(lg.TaskGroup.Tasks))
 	for i := range lg.TaskGroup.Tasks {
-		tasks[i] = *proto.Clone(&lg.TaskGroup.Tasks[i]).(*mesos.TaskInfo)
+		tasks[i] = deepCopy(&lg.TaskGroup.Tasks[i])
 	}
 	fail := func(err error) {
 		for i := range tasks {
 			c.taskError(fw, &tasks[i], mesos.REASON_TASK_GROUP_INVALID, err)
 		}
 	}
-	ex := *proto.Clone(&lg.Executor).(*mesos.ExecutorInfo)
+	ex := deepCopy(&lg.Executor)
 	if len(tasks) == 0 {
 		c.log.Warn("dropping LAUNCH_GROUP without tasks", "framework_id", fw.id)
 		return

@@ -382,3 +382,24 @@ func TestLedgerMatchesRecomputation(t *testing.T) {
 		}
 	})
 }
+
+func TestDeepCopy(t *testing.T) {
+	in := newResidentInstance("x", 31000)
+	ti := shellTask("x", mesos.Offer{AgentID: mesos.AgentID{Value: "a"}}, "sleep 1", []mesos.Resource{in.cpus, in.port, in.vol})
+	cp := deepCopy(&ti)
+	if !proto.Equal(&ti, &cp) {
+		t.Fatalf("copy differs: %v vs %v", &cp, &ti)
+	}
+	cp.Resources[0].Scalar.Value = 7
+	cp.Resources[2].Disk.Persistence.ID = "changed"
+	cp.Resources[1].Reservations[0].Labels.Labels[0].Key = "changed"
+	if ti.Resources[0].GetScalar().GetValue() != 0.1 || ti.Resources[2].GetDisk().GetPersistence().GetID() != "v-x" ||
+		ti.Resources[1].Reservations[0].GetLabels().GetLabels()[0].Key != "berth_instance_id" {
+		t.Fatal("the copy shares memory with the original")
+	}
+	// A message missing a required field (possible from JSON) is copied too.
+	bad := mesos.Resource{Name: "cpus", Scalar: &mesos.Value_Scalar{Value: 1}}
+	if c := deepCopy(&bad); !proto.Equal(&bad, &c) || c.Scalar == bad.Scalar {
+		t.Fatalf("copy of a resource without a type: %v", &c)
+	}
+}

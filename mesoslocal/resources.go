@@ -490,7 +490,7 @@ func validateID(what, id string) error {
 // upgradeResource validates a resource sent by a framework (in either
 // reservation format) and converts it to the canonical form.
 func upgradeResource(in mesos.Resource) (mesos.Resource, error) {
-	r := *proto.Clone(&in).(*mesos.Resource)
+	r := deepCopy(&in)
 	name := r.Name
 	if name == "" {
 		return r, fmt.Errorf("resource name must not be empty")
