@@ -100,15 +100,18 @@ func recordIOFrame(b []byte) []byte {
 	return append(out, b...)
 }
 
-// stream is one RecordIO event stream. The master enqueues encoded events
-// without blocking; the HTTP handler that owns the connection drains them.
+// stream is one RecordIO event stream. The master enqueues events without
+// blocking (their place in the stream is fixed when they are queued); the
+// HTTP handler that owns the connection encodes and writes them, outside
+// the master lock. Queued events are never modified afterwards: they are
+// built fresh or share only values that are never mutated in place.
 type stream struct {
 	codec    codec
 	streamID string
 	notify   chan struct{}
 
 	mu     sync.Mutex
-	queue  [][]byte
+	queue  []proto.Message
 	closed bool // no more events will be queued; drain then end
 	gone   bool // the connection ended
 }
@@ -117,18 +120,14 @@ func newStream(k codec, streamID string) *stream {
 	return &stream{codec: k, streamID: streamID, notify: make(chan struct{}, 1)}
 }
 
-// send queues an encoded event; false if the stream is closed.
+// send queues an event; false if the stream is closed.
 func (s *stream) send(m proto.Message) bool {
-	b, err := s.codec.marshal(m)
-	if err != nil {
-		return false
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed || s.gone {
 		return false
 	}
-	s.queue = append(s.queue, recordIOFrame(b))
+	s.queue = append(s.queue, m)
 	select {
 	case s.notify <- struct{}{}:
 	default:
@@ -181,11 +180,19 @@ func (s *stream) serve(ctx context.Context, w http.ResponseWriter, rc *http.Resp
 		}
 		return rc.Flush() == nil
 	}
+	var frames [][]byte
 	for {
 		s.mu.Lock()
-		frames, closed := s.queue, s.closed
+		events, closed := s.queue, s.closed
 		s.queue = nil
 		s.mu.Unlock()
+		frames = frames[:0]
+		for _, m := range events {
+			// An event that cannot be encoded is dropped (none of ours can fail).
+			if b, err := s.codec.marshal(m); err == nil {
+				frames = append(frames, recordIOFrame(b))
+			}
+		}
 		if len(frames) > 0 && !write(frames...) {
 			return
 		}
