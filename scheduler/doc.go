@@ -41,7 +41,14 @@
 // on every later subscription), feeds events, ticks, store changes and
 // leader-run health and readiness check results to Decide, commits each
 // plan through Deps.Commit and only then sends its calls. It stops sending
-// the moment its context ends.
+// the moment its context ends. On each subscription it reconciles every
+// known live task explicitly and tracks the answers: once every task has
+// had a status update it logs "reconciliation complete" (tasks, took) and
+// publishes a reconciliation_complete event (Decision.Reconciliation); after
+// Config.ReconciliationTimeout it reports reconciliation_incomplete with the
+// number still missing instead. Between decisions the driver keeps its State
+// and patches it after its own commits, so a status update does not copy
+// every instance out of the store.
 //
 // Wiring (as in cmd/berth):
 //
