@@ -49,6 +49,7 @@ type serverOptions struct {
 	mesosUser          string
 	reservationTimeout time.Duration
 	reconcileInterval  time.Duration
+	reconcileTimeout   time.Duration
 
 	deadServerCleanup time.Duration
 	heartbeatTimeout  time.Duration
@@ -83,6 +84,7 @@ func (o *serverOptions) registerMesos(fs *pflag.FlagSet, master string) {
 	fs.StringVar(&o.mesosUser, "mesos-user", "", "FrameworkInfo.user (default: the current user)")
 	fs.DurationVar(&o.reservationTimeout, "reservation-timeout", 20*time.Second, "unpin an instance whose reservation never shows up in an offer after this long")
 	fs.DurationVar(&o.reconcileInterval, "reconcile-interval", 10*time.Minute, "period of task reconciliation with Mesos")
+	fs.DurationVar(&o.reconcileTimeout, "reconciliation-timeout", 60*time.Second, "after subscribing, how long to wait for Mesos to answer for every known task before logging reconciliation as incomplete")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 }
 
@@ -155,13 +157,14 @@ func runServer(ctx context.Context, o *serverOptions, logger *slog.Logger, ready
 		return errors.New("--data-dir: must be set")
 	}
 	schedCfg := scheduler.Config{
-		MesosMaster:        o.mesosMaster,
-		Role:               o.mesosRole,
-		Principal:          o.mesosPrincipal,
-		User:               o.mesosUser,
-		ReservationTimeout: o.reservationTimeout,
-		ReconcileInterval:  o.reconcileInterval,
-		Logger:             logger,
+		MesosMaster:           o.mesosMaster,
+		Role:                  o.mesosRole,
+		Principal:             o.mesosPrincipal,
+		User:                  o.mesosUser,
+		ReservationTimeout:    o.reservationTimeout,
+		ReconcileInterval:     o.reconcileInterval,
+		ReconciliationTimeout: o.reconcileTimeout,
+		Logger:                logger,
 	}
 	if err := schedCfg.Validate(); err != nil {
 		return fmt.Errorf("--mesos-master/--mesos-role: %w", err)
