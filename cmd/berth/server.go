@@ -47,6 +47,7 @@ type serverOptions struct {
 	mesosRole          string
 	mesosPrincipal     string
 	mesosUser          string
+	mesosSecretFile    string
 	reservationTimeout time.Duration
 	reconcileInterval  time.Duration
 	reconcileTimeout   time.Duration
@@ -82,6 +83,7 @@ func (o *serverOptions) registerMesos(fs *pflag.FlagSet, master string) {
 	fs.StringVar(&o.mesosRole, "mesos-role", "berth", "Mesos role for reservations")
 	fs.StringVar(&o.mesosPrincipal, "mesos-principal", "berth", "Mesos principal of the framework and its reservations")
 	fs.StringVar(&o.mesosUser, "mesos-user", "", "FrameworkInfo.user (default: the current user)")
+	fs.StringVar(&o.mesosSecretFile, "mesos-secret-file", "", "file holding the principal's secret, for HTTP basic framework authentication")
 	fs.DurationVar(&o.reservationTimeout, "reservation-timeout", 20*time.Second, "unpin an instance whose reservation never shows up in an offer after this long")
 	fs.DurationVar(&o.reconcileInterval, "reconcile-interval", 10*time.Minute, "period of task reconciliation with Mesos")
 	fs.DurationVar(&o.reconcileTimeout, "reconciliation-timeout", 60*time.Second, "after subscribing, how long to wait for Mesos to answer for every known task before logging reconciliation as incomplete")
@@ -165,6 +167,16 @@ func runServer(ctx context.Context, o *serverOptions, logger *slog.Logger, ready
 		ReconcileInterval:     o.reconcileInterval,
 		ReconciliationTimeout: o.reconcileTimeout,
 		Logger:                logger,
+	}
+	if o.mesosSecretFile != "" {
+		secret, err := os.ReadFile(o.mesosSecretFile)
+		if err != nil {
+			return fmt.Errorf("--mesos-secret-file: %w", err)
+		}
+		schedCfg.Secret = strings.TrimSpace(string(secret))
+		if schedCfg.Secret == "" {
+			return fmt.Errorf("--mesos-secret-file: %s is empty", o.mesosSecretFile)
+		}
 	}
 	if err := schedCfg.Validate(); err != nil {
 		return fmt.Errorf("--mesos-master/--mesos-role: %w", err)
