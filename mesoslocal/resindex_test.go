@@ -390,11 +390,11 @@ func TestDeepCopy(t *testing.T) {
 	if !proto.Equal(&ti, &cp) {
 		t.Fatalf("copy differs: %v vs %v", &cp, &ti)
 	}
+	orig := *proto.Clone(&ti).(*mesos.TaskInfo)
 	cp.Resources[0].Scalar.Value = 7
 	cp.Resources[2].Disk.Persistence.ID = "changed"
 	cp.Resources[1].Reservations[0].Labels.Labels[0].Key = "changed"
-	if ti.Resources[0].GetScalar().GetValue() != 0.1 || ti.Resources[2].GetDisk().GetPersistence().GetID() != "v-x" ||
-		ti.Resources[1].Reservations[0].GetLabels().GetLabels()[0].Key != "berth_instance_id" {
+	if !proto.Equal(&ti, &orig) {
 		t.Fatal("the copy shares memory with the original")
 	}
 	// A message missing a required field (possible from JSON) is copied too.

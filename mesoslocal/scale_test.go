@@ -21,8 +21,11 @@ type residentInstance struct {
 	taskDisk, unreserveDisk mesos.Resource
 }
 
+// newResidentInstance labels the reservation as Berth does: framework id
+// and instance id (app id plus a UUID).
 func newResidentInstance(id string, port uint64) residentInstance {
-	lbl := labels("berth_instance_id", id)
+	lbl := labels("berth_framework_id", "9f65e1b1-87e7-495f-b11b-94ef2000ac91-0000",
+		"berth_instance_id", "bench.instance-0035c2b2-8670-4f85-a4f7-"+id)
 	return residentInstance{
 		id:            id,
 		cpus:          reserved(scalar("cpus", 0.1), "berth", "berth", lbl),
@@ -92,7 +95,7 @@ func TestManyResidentInstancesOnOneAgent(t *testing.T) {
 		t.Fatalf("reserved cpus offered back: %v, want 32", got)
 	}
 	for _, r := range back.Resources {
-		if isVolume(&r) && (r.GetDisk().GetVolume().GetContainerPath() != "data" || len(r.Reservations[0].GetLabels().GetLabels()) != 1) {
+		if isVolume(&r) && (r.GetDisk().GetVolume().GetContainerPath() != "data" || len(r.Reservations[0].GetLabels().GetLabels()) != 2) {
 			t.Fatalf("volume offered back without its container path or labels: %v", r)
 		}
 	}
