@@ -14,7 +14,7 @@ import (
 )
 
 // Input is one thing the scheduler reacts to: Subscribed, Offers,
-// StatusUpdate, HealthResult or Tick.
+// StatusUpdate, StatusUpdates, HealthResult, ReadinessResult or Tick.
 type Input interface{ isInput() }
 
 // Subscribed reports a (re)subscription to the master with the framework id
@@ -26,6 +26,13 @@ type Offers struct{ Offers []mesos.Offer }
 
 // StatusUpdate carries one task status from an UPDATE event.
 type StatusUpdate struct{ Status mesos.TaskStatus }
+
+// StatusUpdates carries the statuses of consecutive UPDATE events, decided
+// together: the decision is exactly what deciding them one by one, in
+// order, would have committed, sent and published (one plan holding the
+// final state of every instance touched, every ACKNOWLEDGE and KILL in
+// order, the same events), so that a burst of updates costs one commit.
+type StatusUpdates struct{ Statuses []mesos.TaskStatus }
 
 // HealthResult is the outcome of Berth's own (HTTP, HTTPS, TCP) health
 // checks for a task: its aggregate health and whether it must be killed.
@@ -40,11 +47,12 @@ type HealthResult struct {
 // scaling, kills, timeouts, deployments, reconciliation and revives.
 type Tick struct{}
 
-func (Subscribed) isInput()   {}
-func (Offers) isInput()       {}
-func (StatusUpdate) isInput() {}
-func (HealthResult) isInput() {}
-func (Tick) isInput()         {}
+func (Subscribed) isInput()    {}
+func (Offers) isInput()        {}
+func (StatusUpdate) isInput()  {}
+func (StatusUpdates) isInput() {}
+func (HealthResult) isInput()  {}
+func (Tick) isInput()          {}
 
 // Decision is what the core decided: Plan is committed through Raft first;
 // only once it committed are Calls sent to the master, in order, and Events
@@ -76,6 +84,13 @@ func Decide(state *State, in Input, now time.Time, cfg Config) Decision {
 		p.onOffers(in.Offers)
 	case StatusUpdate:
 		p.onStatus(in.Status)
+	case StatusUpdates:
+		for _, s := range in.Statuses {
+			p.onStatus(s)
+			// Announce what this status changed now, as its own decision
+			// would have, and with the instance as it was then.
+			p.flushChanged()
+		}
 	case HealthResult:
 		p.onHealth(in)
 	case ReadinessResult:
@@ -234,6 +249,19 @@ func (p *planner) finish() Decision {
 		}
 		d.Plan = plan
 	}
+	p.flushChanged()
+	d.Calls = p.calls
+	d.Events = p.events
+	d.Reconciliation = p.report
+	return d
+}
+
+// flushChanged publishes an instance_changed_event for every instance
+// marked changed since the last flush (sorted by id) and clears the marks.
+func (p *planner) flushChanged() {
+	if len(p.changed) == 0 {
+		return
+	}
 	changed := make([]string, 0, len(p.changed))
 	for id := range p.changed {
 		changed = append(changed, id)
@@ -254,10 +282,7 @@ func (p *planner) finish() Decision {
 		}
 		p.event(e)
 	}
-	d.Calls = p.calls
-	d.Events = p.events
-	d.Reconciliation = p.report
-	return d
+	clear(p.changed)
 }
 
 // onSubscribed reconciles every known task explicitly, then implicitly, and

@@ -189,7 +189,9 @@ func (s *Scheduler) subscribe(ctx context.Context) error {
 	defer func() { _ = resp.Close() }()
 	defer cancel()
 
-	events := make(chan *scheduler.Event)
+	// Buffered so that events keep being read while a decision commits:
+	// status updates queued meanwhile are then decided together.
+	events := make(chan *scheduler.Event, maxStatusBatch)
 	decodeErr := make(chan error, 1)
 	wg.Add(1)
 	go func() {
@@ -289,7 +291,7 @@ func (s *Scheduler) subscribe(ctx context.Context) error {
 				}
 			}
 			watchdog.Reset(silence)
-			if err := l.event(e); err != nil {
+			if err := l.events(e, events); err != nil {
 				return err
 			}
 		case <-ticker.C:
@@ -331,6 +333,52 @@ type loop struct {
 	readiness *readinessChecker
 	snaps     snapshots
 	fatal     error
+}
+
+// maxStatusBatch bounds the status updates decided (and committed) together.
+const maxStatusBatch = 512
+
+// events handles e and, when it is an UPDATE, the UPDATEs already queued
+// behind it (without waiting for more: a lone update is not delayed), as
+// one decision. The first other event queued (HEARTBEATs aside, which
+// carry nothing) ends the batch and is handled right after it, so events
+// keep their order.
+func (l *loop) events(e *scheduler.Event, queued <-chan *scheduler.Event) error {
+	if e.GetType() != scheduler.Event_UPDATE {
+		return l.event(e)
+	}
+	statuses, next := drainUpdates(e, queued, maxStatusBatch)
+	if len(statuses) == 1 {
+		l.apply(StatusUpdate{Status: statuses[0]})
+	} else {
+		l.apply(StatusUpdates{Statuses: statuses})
+	}
+	if next == nil {
+		return nil
+	}
+	return l.event(next)
+}
+
+// drainUpdates returns the status of first (an UPDATE) followed by those
+// of the UPDATEs already in queued, at most max in all, and the first
+// other event taken from queued (nil if none). HEARTBEATs are skipped.
+func drainUpdates(first *scheduler.Event, queued <-chan *scheduler.Event, max int) ([]mesos.TaskStatus, *scheduler.Event) {
+	statuses := []mesos.TaskStatus{first.GetUpdate().GetStatus()}
+	for len(statuses) < max {
+		select {
+		case e := <-queued:
+			switch e.GetType() {
+			case scheduler.Event_UPDATE:
+				statuses = append(statuses, e.GetUpdate().GetStatus())
+			case scheduler.Event_HEARTBEAT:
+			default:
+				return statuses, e
+			}
+		default:
+			return statuses, nil
+		}
+	}
+	return statuses, nil
 }
 
 func (l *loop) event(e *scheduler.Event) error {

@@ -23,7 +23,7 @@ func (p *planner) onStatus(s mesos.TaskStatus) {
 		}
 	}()
 	p.reconAnswered(taskID)
-	i := p.st.instanceByTask(taskID)
+	i := p.instByTask(taskID)
 	if i == nil {
 		if isLiveState(state) {
 			// Unknown to the committed state: never let it hold resources or a
@@ -117,6 +117,21 @@ func (p *planner) onStatus(s mesos.TaskStatus) {
 		return
 	}
 	p.taskEnded(e, a, s)
+}
+
+// instByTask returns the current (possibly edited) instance whose current
+// task is taskID, nil if none: an earlier status of the same decision may
+// have edited or forgotten it.
+func (p *planner) instByTask(taskID string) *v1.Instance {
+	i := p.st.instanceByTask(taskID)
+	if i == nil {
+		return nil
+	}
+	cur := p.inst(i.GetId())
+	if cur == nil || cur.GetTask().GetId() != taskID {
+		return nil
+	}
+	return cur
 }
 
 // taskEnded handles the transition of an instance's current task to a
