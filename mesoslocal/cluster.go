@@ -11,7 +11,11 @@
 // All master and agent state lives behind one mutex (Cluster.mu); task
 // processes, HTTP streams and timers report back through methods that take
 // it. Nothing here blocks on I/O while holding the mutex except small
-// checkpoint writes.
+// checkpoint writes; events are queued under it and encoded by each
+// stream's writer. Resource bookkeeping is indexed by resource identity and
+// kept per agent (resindex.go), and allocation rounds visit only agents
+// whose free resources or filters changed (allocator.go), so the cost of a
+// call or a round does not grow with the number of agents or reservations.
 package mesoslocal
 
 import (
