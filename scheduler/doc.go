@@ -4,7 +4,7 @@
 // It is a level-triggered reconciler with a pure core. Decide takes a State
 // (a snapshot of committed apps, instances and deployments, plus the
 // leader's volatile Memory), one Input (Subscribed, Offers, StatusUpdate,
-// HealthResult or Tick) and the time, and returns a Decision: the
+// StatusUpdates, HealthResult, ReadinessResult or Tick) and the time, and returns a Decision: the
 // SchedulerPlanCommand to commit first, then the Mesos calls to send and the
 // events to publish once it committed (ARCHITECTURE.md invariant 1). The
 // core does no I/O and reads no clock; the tests drive it against an
@@ -48,7 +48,10 @@
 // Config.ReconciliationTimeout it reports reconciliation_incomplete with the
 // number still missing instead. Between decisions the driver keeps its State
 // and patches it after its own commits, so a status update does not copy
-// every instance out of the store.
+// every instance out of the store. Status updates already queued behind one
+// another (at most 512) are decided together as StatusUpdates: one plan,
+// one commit, then all their acknowledgements; a lone update is not delayed
+// and other events keep their place in the order.
 //
 // Wiring (as in cmd/berth):
 //
