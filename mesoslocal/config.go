@@ -44,7 +44,8 @@ type Config struct {
 	// HeartbeatInterval is the HEARTBEAT period on event streams (default 15s).
 	HeartbeatInterval time.Duration
 	// DefaultRefuse is the filter for declined or unused resources when a
-	// call carries no refuse_seconds (Mesos: 5s).
+	// call carries no refuse_seconds or a negative one (Mesos: 5s). Filters
+	// last at least AllocationInterval, as in Mesos.
 	DefaultRefuse time.Duration
 	// StatusUpdateRetry is the first resend interval of an unacknowledged
 	// status update; it doubles up to StatusUpdateRetryMax (10s / 10min).
