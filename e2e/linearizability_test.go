@@ -1,0 +1,484 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/anishathalye/porcupine"
+	"google.golang.org/protobuf/proto"
+
+	v1 "github.com/berth-dev/berth/proto/berth/v1"
+	"github.com/berth-dev/berth/proto/berth/v1/berthv1connect"
+)
+
+// Linearizability under faults, after etcd's robustness tests: a real
+// 3-server cluster under traffic from concurrent clients, one fault at a
+// time (kill -9 of the leader then restart; SIGSTOP of the leader then
+// SIGCONT), every request recorded with its call and return times, and the
+// history checked with porcupine against a single-register model.
+//
+// The register is the label "k" of one app with no instances (no Mesos work;
+// the servers' Mesos master is unreachable). A write is a partial UpdateApp
+// setting labels {"k": unique value} with force and a client-chosen
+// request_id; a read is GetApp with READ_CONSISTENCY_CONSISTENT.
+
+const (
+	linApp      = "/lin-register"
+	linKey      = "k"
+	linInit     = "init"
+	linClients  = 4
+	linMaxOps   = 1500             // per client
+	linTraffic  = 40 * time.Second // faults are injected while this runs
+	linHardStop = 75 * time.Second // traffic never runs longer than this
+	linOpWait   = 10 * time.Second // per attempt
+	linPause    = 3 * time.Second  // how long a SIGSTOPped leader stays paused
+)
+
+// linInput is a register operation: a read, or a write of value.
+type linInput struct {
+	write bool
+	value string
+}
+
+// linOutput is what an operation returned: the value read, or for a write
+// whose outcome is unknown, unknown=true (the model accepts it anyway).
+type linOutput struct {
+	value   string
+	unknown bool
+}
+
+// registerModel is a single register holding a string.
+var registerModel = porcupine.Model{
+	Init: func() interface{} { return linInit },
+	Step: func(state, input, output interface{}) (bool, interface{}) {
+		in, out := input.(linInput), output.(linOutput)
+		if in.write {
+			return true, in.value
+		}
+		return out.value == state.(string), state
+	},
+	DescribeOperation: func(input, output interface{}) string {
+		in, out := input.(linInput), output.(linOutput)
+		switch {
+		case in.write && out.unknown:
+			return fmt.Sprintf("put(%q) -> unknown", in.value)
+		case in.write:
+			return fmt.Sprintf("put(%q)", in.value)
+		}
+		return fmt.Sprintf("get() -> %q", out.value)
+	},
+	DescribeState: func(state interface{}) string { return fmt.Sprintf("%q", state) },
+}
+
+// linServer is one server of the cluster with its API clients.
+type linServer struct {
+	server
+	apps    berthv1connect.AppServiceClient
+	cluster berthv1connect.ClusterServiceClient
+}
+
+// leaderSeen is the leader's name as s reports it ("" if unknown).
+func (s *linServer) leaderSeen() string {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	res, err := s.cluster.Leader(ctx, connect.NewRequest(&v1.LeaderRequest{}))
+	if err != nil {
+		return ""
+	}
+	return res.Msg.GetId()
+}
+
+// linRecorder collects the history of every client.
+type linRecorder struct {
+	origin time.Time
+	mu     sync.Mutex
+	ops    []porcupine.Operation
+	// counts by outcome
+	okWrites, okReads, unknownWrites, failedWrites, failedReads int
+	// errSamples counts failures by kind and code; lastErr keeps the
+	// newest message of each.
+	errSamples map[string]int
+	lastErr    map[string]string
+}
+
+func (r *linRecorder) now() int64 { return int64(time.Since(r.origin)) }
+
+func (r *linRecorder) record(op porcupine.Operation) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.ops = append(r.ops, op)
+}
+
+func (r *linRecorder) count(f func(r *linRecorder)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	f(r)
+}
+
+func (r *linRecorder) sampleErr(kind string, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	k := kind + " " + connect.CodeOf(err).String()
+	r.errSamples[k]++
+	r.lastErr[k] = err.Error()
+}
+
+// definiteFailure reports whether a failed write certainly did not apply.
+func definiteFailure(err error) bool {
+	switch connect.CodeOf(err) {
+	case connect.CodeInvalidArgument, connect.CodeNotFound, connect.CodeAlreadyExists,
+		connect.CodeAborted, connect.CodeFailedPrecondition, connect.CodePermissionDenied:
+		return true
+	}
+	return false
+}
+
+// linClient issues random reads and writes against one server until ctx
+// ends or it has done linMaxOps operations.
+func linClient(ctx context.Context, id int, s *linServer, rec *linRecorder, runID string) {
+	rng := rand.New(rand.NewPCG(uint64(id), uint64(time.Now().UnixNano())))
+	backoff := time.Duration(0)
+	for n := 0; n < linMaxOps && ctx.Err() == nil; n++ {
+		var ok bool
+		if rng.IntN(2) == 0 {
+			ok = linRead(ctx, id, s, rec)
+		} else {
+			ok = linWrite(ctx, id, n, s, rec, runID)
+		}
+		// Pace a client whose server is down or has no leader, so that it
+		// neither spins through its budget of operations nor floods the
+		// history with writes of unknown outcome.
+		if ok {
+			backoff = 0
+			continue
+		}
+		backoff = min(max(2*backoff, 50*time.Millisecond), 500*time.Millisecond)
+		linSleep(ctx, backoff)
+	}
+}
+
+// linSleep waits d or until ctx ends.
+func linSleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+// linRead reads the register; it reports whether the read succeeded.
+func linRead(ctx context.Context, id int, s *linServer, rec *linRecorder) bool {
+	call := rec.now()
+	actx, cancel := context.WithTimeout(ctx, linOpWait)
+	res, err := s.apps.GetApp(actx, connect.NewRequest(&v1.GetAppRequest{
+		Id: linApp, Consistency: v1.ReadConsistency_READ_CONSISTENCY_CONSISTENT,
+	}))
+	cancel()
+	ret := rec.now()
+	if err != nil {
+		// A failed read changes nothing: leave it out of the history.
+		rec.count(func(r *linRecorder) { r.failedReads++ })
+		if ctx.Err() == nil {
+			rec.sampleErr("read", err)
+		}
+		return false
+	}
+	v, ok := res.Msg.GetApp().GetLabels()[linKey]
+	if !ok {
+		v = "<no label k>"
+	}
+	rec.record(porcupine.Operation{ClientId: id, Input: linInput{}, Call: call, Output: linOutput{value: v}, Return: ret,
+		Metadata: s.name})
+	rec.count(func(r *linRecorder) { r.okReads++ })
+	return true
+}
+
+// linWrite sets the register to a unique value. After an unknown outcome it
+// retries with the same request_id (the server must apply it once); if the
+// outcome stays unknown the write is recorded as possibly applied. It
+// reports whether the write succeeded.
+func linWrite(ctx context.Context, id, n int, s *linServer, rec *linRecorder, runID string) bool {
+	value := fmt.Sprintf("c%d-%d", id, n)
+	req := &v1.UpdateAppRequest{
+		Id:        linApp,
+		App:       &v1.App{Labels: map[string]string{linKey: value}},
+		Partial:   true,
+		Force:     true,
+		RequestId: fmt.Sprintf("lin-%s-%s", runID, value),
+	}
+	call := rec.now()
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, linOpWait)
+		_, err = s.apps.UpdateApp(actx, connect.NewRequest(req))
+		cancel()
+		if err == nil || definiteFailure(err) || ctx.Err() != nil {
+			break
+		}
+		rec.sampleErr("write attempt", err)
+		linSleep(ctx, time.Duration(attempt+1)*100*time.Millisecond)
+	}
+	ret := rec.now()
+	in := linInput{write: true, value: value}
+	switch {
+	case err == nil:
+		rec.record(porcupine.Operation{ClientId: id, Input: in, Call: call, Output: linOutput{}, Return: ret, Metadata: s.name})
+		rec.count(func(r *linRecorder) { r.okWrites++ })
+	case definiteFailure(err):
+		rec.sampleErr("write", err)
+		rec.count(func(r *linRecorder) { r.failedWrites++ })
+	default:
+		// Unknown outcome: it may apply at any time after the call. Its
+		// return time is fixed to the end of the history once known; a
+		// client id of its own keeps it from overlapping this client's
+		// later operations in the visualization.
+		rec.count(func(r *linRecorder) {
+			r.unknownWrites++
+			r.ops = append(r.ops, porcupine.Operation{ClientId: -1, Input: in, Call: call,
+				Output: linOutput{unknown: true}, Return: -1, Metadata: fmt.Sprintf("%s: %v", s.name, err)})
+		})
+	}
+	return err == nil
+}
+
+// TestLinearizableRegisterUnderFaults checks that consistent reads and
+// forwarded, deduplicated writes of one app stay linearizable while the
+// leader is killed and restarted, and while it is paused and resumed.
+func TestLinearizableRegisterUnderFaults(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process fault test")
+	}
+	// Start three servers whose Mesos master does not exist.
+	mesos := "http://" + freePort(t)
+	var servers []*linServer
+	for i := 0; i < 3; i++ {
+		s := &linServer{server: server{name: fmt.Sprintf("s%d", i+1), api: freePort(t), raft: freePort(t), gossip: freePort(t)}}
+		// A client of its own per server, so a paused server does not hold
+		// connections another client needs.
+		hc := &http.Client{Transport: &http.Transport{}}
+		t.Cleanup(hc.CloseIdleConnections)
+		s.apps = berthv1connect.NewAppServiceClient(hc, "http://"+s.api)
+		s.cluster = berthv1connect.NewClusterServiceClient(hc, "http://"+s.api)
+		servers = append(servers, s)
+	}
+	for _, s := range servers {
+		args := []string{"server", "--node-name", s.name, "--data-dir", t.TempDir(),
+			"--api-addr", s.api, "--raft-addr", s.raft, "--gossip-addr", s.gossip,
+			"--bootstrap-expect", "3", "--mesos-master", mesos}
+		for _, o := range servers {
+			if o != s {
+				args = append(args, "--join", o.gossip)
+			}
+		}
+		s.p = startProc(t, s.name, args...)
+	}
+	others := func(not *linServer) []*linServer {
+		var out []*linServer
+		for _, s := range servers {
+			if s != not {
+				out = append(out, s)
+			}
+		}
+		return out
+	}
+	// agreedLeader waits until every listed server names the same leader
+	// among them.
+	agreedLeader := func(among []*linServer) *linServer {
+		t.Helper()
+		var lead *linServer
+		eventually(t, 2*time.Minute, "an agreed leader", func() bool {
+			id := among[0].leaderSeen()
+			for _, s := range among[1:] {
+				if id == "" || s.leaderSeen() != id {
+					return false
+				}
+			}
+			for _, s := range among {
+				if s.name == id {
+					lead = s
+					return true
+				}
+			}
+			return false
+		})
+		return lead
+	}
+	agreedLeader(servers)
+
+	// The register: an app with no instances and label k = init.
+	eventually(t, 2*time.Minute, "the register app to be created", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), linOpWait)
+		defer cancel()
+		_, err := servers[0].apps.CreateApp(ctx, connect.NewRequest(&v1.CreateAppRequest{
+			RequestId: "lin-create",
+			App: &v1.App{Id: linApp, Cmd: proto.String("sleep 100000"), Instances: proto.Int32(0),
+				Cpus: proto.Float64(0.01), Mem: proto.Float64(8), Labels: map[string]string{linKey: linInit}},
+		}))
+		if err != nil && connect.CodeOf(err) != connect.CodeUnavailable {
+			t.Fatalf("create the register app: %v", err)
+		}
+		return err == nil
+	})
+
+	rec := &linRecorder{origin: time.Now(), errSamples: map[string]int{}, lastErr: map[string]string{}}
+	runID := fmt.Sprintf("%x", rand.Uint64())
+	ctx, stopTraffic := context.WithTimeout(context.Background(), linHardStop)
+	var wg sync.WaitGroup
+	for i := 0; i < linClients; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			linClient(ctx, i, servers[i%len(servers)], rec, runID)
+		}()
+	}
+	clientsDone := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(clientsDone)
+	}()
+	stopped := false
+	stop := func() {
+		if !stopped {
+			stopped = true
+			stopTraffic()
+			wg.Wait()
+		}
+	}
+	t.Cleanup(stop)
+
+	// progress waits until the clients have recorded n more successful
+	// operations, so every phase runs under traffic that gets through.
+	progress := func(n int, what string) {
+		t.Helper()
+		var base int
+		rec.count(func(r *linRecorder) { base = r.okReads + r.okWrites })
+		deadline := time.Now().Add(2 * time.Minute)
+		for {
+			var now int
+			var summary string
+			rec.count(func(r *linRecorder) {
+				now = r.okReads + r.okWrites
+				summary = fmt.Sprintf("writes ok %d, unknown %d, failed %d; reads ok %d, failed %d; errors %v",
+					r.okWrites, r.unknownWrites, r.failedWrites, r.okReads, r.failedReads, r.errSamples)
+				summary += fmt.Sprintf("; last errors %q", r.lastErr)
+			})
+			if now >= base+n {
+				return
+			}
+			select {
+			case <-clientsDone:
+				t.Fatalf("the clients stopped (operation or time budget spent) before %s (%s)", what, summary)
+			default:
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s (%s)", what, summary)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+
+	var faults []porcupine.Annotation
+	annotate := func(start int64, desc string) {
+		faults = append(faults, porcupine.Annotation{Tag: "faults", Start: start, End: rec.now(), Description: desc,
+			BackgroundColor: "#f4c7c3"})
+		t.Logf("%s (%.1fs..%.1fs)", desc, time.Duration(start).Seconds(), time.Duration(rec.now()).Seconds())
+	}
+	progress(20, "traffic before the first fault")
+	kills, pauses := 0, 0
+	for round := 0; round == 0 || time.Since(rec.origin) < linTraffic-10*time.Second; round++ {
+		// Fault 1: kill -9 the leader, wait for a new one under traffic,
+		// restart the old one and wait until it follows.
+		lead := agreedLeader(servers)
+		start := rec.now()
+		lead.p.kill9()
+		newLead := agreedLeader(others(lead))
+		progress(10, "operations after the leader was killed")
+		lead.p.restart()
+		eventually(t, 2*time.Minute, lead.name+" to rejoin as a follower", func() bool {
+			return lead.leaderSeen() == newLead.name
+		})
+		kills++
+		annotate(start, fmt.Sprintf("kill -9 leader %s; %s leads; %s restarted", lead.name, newLead.name, lead.name))
+		progress(10, "operations after the restart")
+
+		// Fault 2: pause the leader, resume it after linPause, wait until
+		// all three agree on a leader again.
+		lead = agreedLeader(servers)
+		start = rec.now()
+		if err := syscall.Kill(lead.p.cmd.Process.Pid, syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(linPause) // the fault's duration, not a wait for state
+		if err := syscall.Kill(lead.p.cmd.Process.Pid, syscall.SIGCONT); err != nil {
+			t.Fatal(err)
+		}
+		newLead = agreedLeader(servers)
+		pauses++
+		annotate(start, fmt.Sprintf("SIGSTOP leader %s for %s; %s leads", lead.name, linPause, newLead.name))
+		progress(10, "operations after the pause")
+	}
+	// Let the traffic run its course (bounded by linTraffic), then stop it.
+	if d := linTraffic - time.Since(rec.origin); d > 0 {
+		select {
+		case <-time.After(d): // the traffic window's length, not a wait for state
+		case <-ctx.Done():
+		}
+	}
+	stop()
+
+	// Unknown writes may take effect any time after their call: they
+	// return after everything else.
+	rec.mu.Lock()
+	ops := rec.ops
+	var end int64
+	for _, op := range ops {
+		end = max(end, op.Return)
+	}
+	nextID := linClients
+	for i := range ops {
+		if ops[i].Return < 0 {
+			ops[i].Return = end + 1
+			ops[i].ClientId = nextID
+			nextID++
+		}
+	}
+	okW, okR, unkW, failW, failR := rec.okWrites, rec.okReads, rec.unknownWrites, rec.failedWrites, rec.failedReads
+	samples := rec.errSamples
+	rec.mu.Unlock()
+	t.Logf("history: %d ops over %.1fs; writes ok %d, unknown %d, failed %d; reads ok %d, failed %d; %d kills, %d pauses; errors %v",
+		len(ops), time.Duration(end).Seconds(), okW, unkW, failW, okR, failR, kills, pauses, samples)
+
+	result, info := porcupine.CheckOperationsVerbose(registerModel, ops, time.Minute)
+	if result != porcupine.Ok {
+		info.AddAnnotations(faults)
+		// Not t.TempDir: it is removed when the test ends, and the file is
+		// what a reader needs afterwards.
+		dir, err := os.MkdirTemp("", "berth-linearizability-")
+		if err != nil {
+			t.Fatalf("history is not linearizable (porcupine: %s); cannot write the visualization: %v", result, err)
+		}
+		path := filepath.Join(dir, "linearizability.html")
+		if err := porcupine.VisualizePath(registerModel, info, path); err != nil {
+			t.Errorf("write the visualization: %v", err)
+		}
+		t.Fatalf("history is not linearizable (porcupine: %s); visualization: %s", result, path)
+	}
+
+	// The check must not pass vacuously.
+	if okW < 50 || okR < 50 {
+		t.Errorf("too little traffic got through: %d writes, %d reads (want at least 50 each)", okW, okR)
+	}
+	if kills < 1 || pauses < 1 {
+		t.Errorf("faults injected: %d kills, %d pauses; want at least one of each", kills, pauses)
+	}
+}
