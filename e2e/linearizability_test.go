@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -67,7 +68,8 @@ var registerModel = porcupine.Model{
 		return out.value == state.(string), state
 	},
 	DescribeOperation: func(input, output interface{}) string {
-		in, out := input.(linInput), output.(linOutput)
+		in, _ := input.(linInput)
+		out, _ := output.(linOutput)
 		switch {
 		case in.write && out.unknown:
 			return fmt.Sprintf("put(%q) -> unknown", in.value)
@@ -249,6 +251,36 @@ func linWrite(ctx context.Context, id, n int, s *linServer, rec *linRecorder, ru
 		})
 	}
 	return err == nil
+}
+
+// linHistory prepares the recorded operations for the checker. A write of
+// unknown outcome may take effect any time after its call, so it returns
+// after everything else. One whose value no read returned is left out:
+// a history with it is linearizable exactly when the history without it
+// is (place it last), and such writes, concurrent with everything, are
+// what makes the search expensive. end is the latest time in the history.
+func linHistory(all []porcupine.Operation) (ops []porcupine.Operation, end int64, dropped int) {
+	read := map[string]bool{}
+	for _, op := range all {
+		end = max(end, op.Call, op.Return)
+		if !op.Input.(linInput).write {
+			read[op.Output.(linOutput).value] = true
+		}
+	}
+	nextID := linClients
+	for _, op := range all {
+		if op.Output.(linOutput).unknown {
+			if !read[op.Input.(linInput).value] {
+				dropped++
+				continue
+			}
+			op.Return = end + 1
+			op.ClientId = nextID
+			nextID++
+		}
+		ops = append(ops, op)
+	}
+	return ops, end, dropped
 }
 
 // TestLinearizableRegisterUnderFaults checks that consistent reads and
@@ -436,42 +468,42 @@ func TestLinearizableRegisterUnderFaults(t *testing.T) {
 	}
 	stop()
 
-	// Unknown writes may take effect any time after their call: they
-	// return after everything else.
 	rec.mu.Lock()
-	ops := rec.ops
-	var end int64
-	for _, op := range ops {
-		end = max(end, op.Return)
-	}
-	nextID := linClients
-	for i := range ops {
-		if ops[i].Return < 0 {
-			ops[i].Return = end + 1
-			ops[i].ClientId = nextID
-			nextID++
-		}
-	}
+	all := rec.ops
 	okW, okR, unkW, failW, failR := rec.okWrites, rec.okReads, rec.unknownWrites, rec.failedWrites, rec.failedReads
 	samples := rec.errSamples
 	rec.mu.Unlock()
-	t.Logf("history: %d ops over %.1fs; writes ok %d, unknown %d, failed %d; reads ok %d, failed %d; %d kills, %d pauses; errors %v",
-		len(ops), time.Duration(end).Seconds(), okW, unkW, failW, okR, failR, kills, pauses, samples)
+	ops, end, dropped := linHistory(all)
+	t.Logf("history: %d ops over %.1fs; writes ok %d, unknown %d (%d never read, left out), failed %d; reads ok %d, failed %d; %d kills, %d pauses; errors %v",
+		len(ops), time.Duration(end).Seconds(), okW, unkW, dropped, failW, okR, failR, kills, pauses, samples)
 
-	result, info := porcupine.CheckOperationsVerbose(registerModel, ops, time.Minute)
+	began := time.Now()
+	result, info := porcupine.CheckOperationsVerbose(registerModel, ops, 2*time.Minute)
+	t.Logf("porcupine: %s in %s", result, time.Since(began).Round(time.Millisecond))
 	if result != porcupine.Ok {
 		info.AddAnnotations(faults)
-		// Not t.TempDir: it is removed when the test ends, and the file is
-		// what a reader needs afterwards.
+		// Not t.TempDir: it is removed when the test ends, and the files
+		// are what a reader needs afterwards.
 		dir, err := os.MkdirTemp("", "berth-linearizability-")
 		if err != nil {
-			t.Fatalf("history is not linearizable (porcupine: %s); cannot write the visualization: %v", result, err)
+			t.Fatalf("porcupine: %s; cannot keep the visualization: %v", result, err)
 		}
 		path := filepath.Join(dir, "linearizability.html")
 		if err := porcupine.VisualizePath(registerModel, info, path); err != nil {
 			t.Errorf("write the visualization: %v", err)
 		}
-		t.Fatalf("history is not linearizable (porcupine: %s); visualization: %s", result, path)
+		var b strings.Builder
+		for _, op := range ops {
+			fmt.Fprintf(&b, "client=%d call=%d return=%d %s [%v]\n", op.ClientId, op.Call, op.Return,
+				registerModel.DescribeOperation(op.Input, op.Output), op.Metadata)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "history.txt"), []byte(b.String()), 0o644); err != nil {
+			t.Errorf("write the history: %v", err)
+		}
+		if result == porcupine.Unknown {
+			t.Fatalf("porcupine could not decide within its time limit; visualization: %s", path)
+		}
+		t.Fatalf("history is not linearizable; visualization: %s (history in %s)", path, filepath.Join(dir, "history.txt"))
 	}
 
 	// The check must not pass vacuously.
@@ -480,5 +512,42 @@ func TestLinearizableRegisterUnderFaults(t *testing.T) {
 	}
 	if kills < 1 || pauses < 1 {
 		t.Errorf("faults injected: %d kills, %d pauses; want at least one of each", kills, pauses)
+	}
+}
+
+// TestRegisterModelCatchesViolations keeps the checker honest: the model and
+// linHistory reject a stale read, a read of a write that failed, and a read
+// of a value before its write was called, and accept an unknown write seen
+// after its caller gave up.
+func TestRegisterModelCatchesViolations(t *testing.T) {
+	w := func(c int, v string, call, ret int64) porcupine.Operation {
+		return porcupine.Operation{ClientId: c, Input: linInput{write: true, value: v}, Call: call, Output: linOutput{}, Return: ret}
+	}
+	unknown := func(c int, v string, call int64) porcupine.Operation {
+		return porcupine.Operation{ClientId: c, Input: linInput{write: true, value: v}, Call: call, Output: linOutput{unknown: true}, Return: -1}
+	}
+	r := func(c int, v string, call, ret int64) porcupine.Operation {
+		return porcupine.Operation{ClientId: c, Input: linInput{}, Call: call, Output: linOutput{value: v}, Return: ret}
+	}
+	cases := []struct {
+		name string
+		ops  []porcupine.Operation
+		want porcupine.CheckResult
+	}{
+		{"sequential", []porcupine.Operation{r(0, linInit, 0, 1), w(0, "a", 2, 3), r(1, "a", 4, 5)}, porcupine.Ok},
+		{"concurrent read sees either", []porcupine.Operation{w(0, "a", 0, 10), r(1, linInit, 1, 2), r(2, "a", 3, 4)}, porcupine.Ok},
+		{"stale read after acknowledged write", []porcupine.Operation{w(0, "a", 0, 1), w(0, "b", 2, 3), r(1, "a", 4, 5)}, porcupine.Illegal},
+		{"read goes back in time", []porcupine.Operation{w(0, "a", 0, 10), r(1, "a", 1, 2), r(2, linInit, 3, 4)}, porcupine.Illegal},
+		{"read of a write that failed", []porcupine.Operation{r(1, "a", 4, 5)}, porcupine.Illegal},
+		{"read before the write was called", []porcupine.Operation{r(1, "a", 0, 1), w(0, "a", 2, 3)}, porcupine.Illegal},
+		{"unknown write seen later", []porcupine.Operation{unknown(0, "a", 0), w(0, "b", 5, 6), r(1, "a", 7, 8)}, porcupine.Ok},
+		{"unknown write never seen", []porcupine.Operation{unknown(0, "a", 0), r(1, linInit, 7, 8)}, porcupine.Ok},
+		{"unknown write seen before its call", []porcupine.Operation{r(1, "a", 0, 1), unknown(0, "a", 2)}, porcupine.Illegal},
+	}
+	for _, c := range cases {
+		ops, _, _ := linHistory(c.ops)
+		if got := porcupine.CheckOperationsTimeout(registerModel, ops, 10*time.Second); got != c.want {
+			t.Errorf("%s: porcupine says %s, want %s", c.name, got, c.want)
+		}
 	}
 }
