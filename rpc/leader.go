@@ -195,8 +195,31 @@ func readConsistent[Res any](ctx context.Context, s *Server, c v1.ReadConsistenc
 			}
 			return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("verify leadership: %w", err))
 		}
+		if err := s.caughtUp(ctx); err != nil {
+			return nil, err
+		}
 		return local()
 	}, remote)
+}
+
+// caughtUp makes sure that this leader has applied every entry committed
+// before its term, once per term: only then does its store reflect every
+// acknowledged write.
+func (s *Server) caughtUp(ctx context.Context) error {
+	term := s.clu.Term()
+	if s.barrierTerm.Load() == term {
+		return nil
+	}
+	if err := s.clu.Barrier(ctx); err != nil {
+		if !s.clu.IsLeader() {
+			return &notLeaderError{err}
+		}
+		return connect.NewError(connect.CodeUnavailable, fmt.Errorf("catch up with the log: %w", err))
+	}
+	if s.clu.Term() == term {
+		s.barrierTerm.Store(term)
+	}
+	return nil
 }
 
 // applyOutcome is a committed command's result.

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -35,6 +36,9 @@ type Cluster interface {
 	Leader() (id, raftAddr, apiAddr string)
 	// VerifyLeader confirms leadership with a quorum (linearizable reads).
 	VerifyLeader(ctx context.Context) error
+	// Barrier waits until every entry committed before it is applied to
+	// the local store (leader only).
+	Barrier(ctx context.Context) error
 	// Term is the current Raft term.
 	Term() uint64
 	// Members lists the servers known through gossip.
@@ -132,6 +136,12 @@ type Server struct {
 	httpClient *http.Client
 	peersMu    sync.Mutex
 	peers      map[string]*peerClients
+
+	// barrierTerm is the last term in which this server, as leader, has
+	// applied everything committed before its term began (a Barrier).
+	// Consistent reads need that: a new leader may not have applied the
+	// previous leader's last acknowledged writes yet.
+	barrierTerm atomic.Uint64
 
 	// streams is cancelled when Serve shuts down, ending event streams so
 	// that graceful shutdown does not wait for them.
