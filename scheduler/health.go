@@ -78,18 +78,41 @@ type healthChecker struct {
 }
 
 func newHealthChecker(concurrency int) *healthChecker {
-	tr := &http.Transport{
-		TLSClientConfig:   &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // Marathon does not verify health check certificates
-		DisableKeepAlives: true,
-	}
 	return &healthChecker{
 		targets: map[string]*targetState{},
 		results: make(chan HealthResult, 64),
 		sem:     make(chan struct{}, concurrency),
-		client: &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error {
-			return http.ErrUseLastResponse
-		}},
-		now: time.Now,
+		client:  newProbeClient(),
+		now:     time.Now,
+	}
+}
+
+// newProbeClient returns the HTTP client of leader-run health and readiness
+// probes: like Marathon's, it does not verify certificates and does not
+// follow redirects; no connection is kept between probes.
+func newProbeClient() *http.Client {
+	tr := &http.Transport{
+		TLSClientConfig:   &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // Marathon does not verify health or readiness check certificates
+		DisableKeepAlives: true,
+	}
+	return &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error {
+		return http.ErrUseLastResponse
+	}}
+}
+
+// runProbes calls dispatch every 200 ms until ctx ends, then waits for the
+// probes in flight (counted by wg).
+func runProbes(ctx context.Context, wg *sync.WaitGroup, dispatch func(context.Context)) {
+	defer wg.Wait()
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		dispatch(ctx)
 	}
 }
 
@@ -124,19 +147,7 @@ func (h *healthChecker) sync(targets []healthTarget) {
 }
 
 // run probes due checks until ctx ends, then waits for probes in flight.
-func (h *healthChecker) run(ctx context.Context) {
-	defer h.wg.Wait()
-	tick := time.NewTicker(200 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-		h.dispatch(ctx)
-	}
-}
+func (h *healthChecker) run(ctx context.Context) { runProbes(ctx, &h.wg, h.dispatch) }
 
 func (h *healthChecker) dispatch(ctx context.Context) {
 	h.mu.Lock()

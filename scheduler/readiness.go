@@ -2,7 +2,6 @@ package scheduler
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"net"
 	"net/http"
@@ -129,18 +128,12 @@ type readinessChecker struct {
 }
 
 func newReadinessChecker(concurrency int) *readinessChecker {
-	tr := &http.Transport{
-		TLSClientConfig:   &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // as Marathon, readiness checks do not verify certificates
-		DisableKeepAlives: true,
-	}
 	return &readinessChecker{
 		targets: map[string]*readinessState{},
 		results: make(chan ReadinessResult, 64),
 		sem:     make(chan struct{}, concurrency),
-		client: &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error {
-			return http.ErrUseLastResponse
-		}},
-		now: time.Now,
+		client:  newProbeClient(),
+		now:     time.Now,
 	}
 }
 
@@ -180,19 +173,7 @@ func (r *readinessChecker) sync(targets []readinessTarget) {
 }
 
 // run probes due checks until ctx ends, then waits for probes in flight.
-func (r *readinessChecker) run(ctx context.Context) {
-	defer r.wg.Wait()
-	tick := time.NewTicker(200 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-		r.dispatch(ctx)
-	}
-}
+func (r *readinessChecker) run(ctx context.Context) { runProbes(ctx, &r.wg, r.dispatch) }
 
 func (r *readinessChecker) dispatch(ctx context.Context) {
 	r.mu.Lock()
