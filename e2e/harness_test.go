@@ -75,6 +75,7 @@ type proc struct {
 	t    testing.TB
 	name string
 	args []string
+	dir  string // working directory; "" is the test's
 	cmd  *exec.Cmd
 	out  *syncBuffer
 	done chan struct{}
@@ -83,7 +84,13 @@ type proc struct {
 // startProc starts `berth args...`; it is killed at the end of the test.
 func startProc(t testing.TB, name string, args ...string) *proc {
 	t.Helper()
-	p := &proc{t: t, name: name, args: args}
+	return startProcIn(t, "", name, args...)
+}
+
+// startProcIn is startProc with dir as the working directory.
+func startProcIn(t testing.TB, dir, name string, args ...string) *proc {
+	t.Helper()
+	p := &proc{t: t, name: name, args: args, dir: dir}
 	p.start()
 	t.Cleanup(func() {
 		p.stop(syscall.SIGTERM, 30*time.Second)
@@ -98,6 +105,7 @@ func (p *proc) start() {
 	p.t.Helper()
 	p.out = &syncBuffer{}
 	p.cmd = exec.Command(berthBin, p.args...)
+	p.cmd.Dir = p.dir
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	// Own process group, so stopping the process also stops what it runs.
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

@@ -27,6 +27,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
@@ -101,6 +102,12 @@ func New(cfg Config) (*Cluster, error) {
 		retrying:   map[*task]struct{}{},
 		operators:  map[*stream]struct{}{},
 		allocKick:  make(chan struct{}, 1),
+	}
+	if !c.Simulate && os.Geteuid() == 0 {
+		if dir := closedAncestor(c.WorkDir); dir != "" {
+			cl.log.Warn("tasks that run as a user other than root cannot reach the work dir: they will fail at launch; use a work dir whose parents other users may enter (e.g. under /var/lib or /srv)",
+				"work_dir", c.WorkDir, "closed_dir", dir)
+		}
 	}
 	return cl, nil
 }

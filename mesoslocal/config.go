@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -94,6 +95,15 @@ func (cfg *Config) withDefaults() (Config, error) {
 	}
 	if c.WorkDir == "" && !c.Simulate {
 		return c, fmt.Errorf("work dir: must be set (agents keep sandboxes, volumes and checkpoints there)")
+	}
+	if c.WorkDir != "" {
+		// Tasks run inside their sandboxes: a relative path handed to them
+		// (MESOS_SANDBOX, volume links) would no longer resolve there.
+		abs, err := filepath.Abs(c.WorkDir)
+		if err != nil {
+			return c, fmt.Errorf("work dir %q: %v", c.WorkDir, err)
+		}
+		c.WorkDir = abs
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -176,6 +176,10 @@ func (r *procRunner) run(s procSpec) {
 		r.fail(mesos.REASON_CONTAINER_LAUNCH_FAILED, "Failed to prepare the sandbox: "+err.Error())
 		return
 	}
+	if err := checkReachable(cred, s.sandboxAndVolumes()...); err != nil {
+		r.fail(mesos.REASON_CONTAINER_LAUNCH_FAILED, "Failed to prepare the sandbox: "+err.Error())
+		return
+	}
 	if err := fetchURIs(ti.Command.URIs, s.sandbox, cred); err != nil {
 		r.fail(mesos.REASON_CONTAINER_LAUNCH_FAILED, "Failed to fetch all URIs for container: "+err.Error())
 		return
@@ -363,6 +367,16 @@ func (cr *credential) chown(path string) error {
 		return nil
 	}
 	return os.Lchown(path, int(cr.uid), int(cr.gid))
+}
+
+// sandboxAndVolumes lists the directories a task works in: its sandbox and
+// the host paths of its persistent volumes.
+func (s procSpec) sandboxAndVolumes() []string {
+	dirs := []string{s.sandbox}
+	for _, v := range s.volumes {
+		dirs = append(dirs, v.hostPath)
+	}
+	return dirs
 }
 
 // prepareSandbox creates the sandbox and links persistent volumes into it,

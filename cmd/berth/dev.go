@@ -49,6 +49,9 @@ a restart on the same --data-dir.`,
 // runDev runs mesos-local and a single-node server in this process until ctx
 // ends.
 func runDev(ctx context.Context, out io.Writer, o *devOptions, logger *slog.Logger) error {
+	if err := absolutePaths(map[string]*string{"--data-dir": &o.server.dataDir}); err != nil {
+		return err
+	}
 	mesos, err := mesoslocal.New(mesoslocal.Config{
 		Listen:         o.mesosListen,
 		WorkDir:        filepath.Join(o.server.dataDir, "mesos"),

@@ -123,6 +123,23 @@ func runDaemon(c *cobra.Command, level *string, fn func(ctx context.Context, log
 	return fn(ctx, logger)
 }
 
+// absolutePaths makes each non-empty path flag absolute, once, at start-up:
+// the working directory of the process is not the one of the tasks, logs or
+// tools that later see these paths.
+func absolutePaths(flags map[string]*string) error {
+	for flag, p := range flags {
+		if *p == "" {
+			continue
+		}
+		abs, err := filepath.Abs(*p)
+		if err != nil {
+			return fmt.Errorf("%s %q: %w", flag, *p, err)
+		}
+		*p = abs
+	}
+	return nil
+}
+
 // newLogger returns the process logger at the given level.
 func newLogger(level string) (*slog.Logger, error) {
 	var l slog.Level
@@ -157,6 +174,9 @@ func runServer(ctx context.Context, o *serverOptions, logger *slog.Logger, ready
 	}
 	if o.dataDir == "" {
 		return errors.New("--data-dir: must be set")
+	}
+	if err := absolutePaths(map[string]*string{"--data-dir": &o.dataDir, "--mesos-secret-file": &o.mesosSecretFile}); err != nil {
+		return err
 	}
 	schedCfg := scheduler.Config{
 		MesosMaster:           o.mesosMaster,
