@@ -122,15 +122,28 @@ func (c *clusterService) TransferLeadership(ctx context.Context, req *connect.Re
 	})
 }
 
-// SaveSnapshot returns a snapshot of the replicated state, taken on this
-// server.
+// SaveSnapshot returns a snapshot of the replicated state, taken on the
+// leader once it has applied everything committed before its term: it holds
+// every write acknowledged before the call, whichever server received it. A
+// follower's store may lag the leader's, so a follower forwards.
 func (c *clusterService) SaveSnapshot(ctx context.Context, req *connect.Request[v1.SaveSnapshotRequest]) (*connect.Response[v1.SaveSnapshotResponse], error) {
-	var buf bytes.Buffer
-	meta, err := c.clu.SaveSnapshot(ctx, &buf)
-	if err != nil {
-		return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("save snapshot: %w", err))
-	}
-	return connect.NewResponse(&v1.SaveSnapshotResponse{Data: buf.Bytes(), Index: meta.Index, Term: meta.Term}), nil
+	msg := req.Msg
+	return onLeader(ctx, c.Server, req.Header(), func(ctx context.Context) (*connect.Response[v1.SaveSnapshotResponse], error) {
+		if err := c.caughtUp(ctx); err != nil {
+			return nil, err
+		}
+		var buf bytes.Buffer
+		meta, err := c.clu.SaveSnapshot(ctx, &buf)
+		if err != nil {
+			if !c.clu.IsLeader() {
+				return nil, &notLeaderError{err}
+			}
+			return nil, connect.NewError(connect.CodeUnavailable, err)
+		}
+		return connect.NewResponse(&v1.SaveSnapshotResponse{Data: buf.Bytes(), Index: meta.Index, Term: meta.Term}), nil
+	}, func(ctx context.Context, pc *peerClients) (*connect.Response[v1.SaveSnapshotResponse], error) {
+		return pc.cluster.SaveSnapshot(ctx, forwarded(msg))
+	})
 }
 
 // RestoreSnapshot replaces the replicated state with a snapshot (on the
@@ -146,7 +159,7 @@ func (c *clusterService) RestoreSnapshot(ctx context.Context, req *connect.Reque
 			if !c.clu.IsLeader() {
 				return nil, &notLeaderError{err}
 			}
-			return nil, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("restore snapshot: %w", err))
+			return nil, connect.NewError(connect.CodeInvalidArgument, err)
 		}
 		c.log.Info("snapshot restored through the api", "index", meta.Index, "term", meta.Term)
 		return connect.NewResponse(&v1.RestoreSnapshotResponse{}), nil

@@ -45,7 +45,8 @@ func (s *Server) peer(addr string) *peerClients {
 	if strings.Contains(addr, "://") {
 		base = addr
 	}
-	opts := []connect.ClientOption{connect.WithSendMaxBytes(s.cfg.MaxSnapshotBytes)}
+	// Snapshots travel whole in one message, both ways.
+	opts := []connect.ClientOption{connect.WithSendMaxBytes(s.cfg.MaxSnapshotBytes), connect.WithReadMaxBytes(s.cfg.MaxSnapshotBytes)}
 	pc := &peerClients{
 		addr:       addr,
 		app:        berthv1connect.NewAppServiceClient(s.httpClient, base, opts...),
