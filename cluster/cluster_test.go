@@ -169,7 +169,7 @@ func TestFiveNodesSurviveTwoFailures(t *testing.T) {
 }
 
 func TestGracefulLeaveRemovesPeer(t *testing.T) {
-	nodes := startCluster(t, 3, func(c *Config) { c.DeadServerCleanup = -1 })
+	nodes := startCluster(t, 3, func(c *Config) { c.DeadServerCleanup, c.MinQuorum = -1, 1 })
 	leader := checkOneCluster(t, nodes)
 	set(t, nodes, "k", "v")
 
@@ -201,8 +201,45 @@ func TestGracefulLeaveRemovesPeer(t *testing.T) {
 	set(t, last, "still", "works")
 }
 
+// TestMinQuorumKeepsVoters: with the default minimum quorum (the
+// bootstrap-expect size), neither a leave nor the dead-server cleanup takes
+// a 3-server cluster below 3 voters, and a leader that steps down before a
+// restart stays a voter.
+func TestMinQuorumKeepsVoters(t *testing.T) {
+	nodes := startCluster(t, 3, func(c *Config) { c.DeadServerCleanup = 500 * time.Millisecond })
+	leader := checkOneCluster(t, nodes)
+	set(t, nodes, "k", "v")
+
+	f := follower(nodes, leader)
+	err := f.node.Leave(ctxTimeout(t, 10*time.Second))
+	if err == nil || !strings.Contains(err.Error(), "minimum quorum of 3") || !strings.Contains(err.Error(), "remove-peer") {
+		t.Fatalf("follower Leave below the minimum quorum: %v", err)
+	}
+	// A failed server outlives the cleanup delay in the configuration.
+	f.stop(t)
+	rest := without(nodes, f)
+	set(t, rest, "k2", "v2")
+	time.Sleep(3 * time.Second) // several cleanup periods: the removal must not happen
+	waitVoters(t, leader.node, names(nodes)...)
+
+	// The leader steps down for a restart: another server leads, and the
+	// configuration still has all three.
+	if err := leader.node.StepDown(ctxTimeout(t, 20*time.Second)); err != nil {
+		t.Fatalf("StepDown: %v", err)
+	}
+	waitFor(t, 15*time.Second, "a new leader", func() error {
+		for _, n := range rest {
+			if n != leader && n.node.IsLeader() {
+				return nil
+			}
+		}
+		return errors.New("no other leader yet")
+	})
+	waitVoters(t, leader.node, names(nodes)...)
+}
+
 func TestDeadServerCleanup(t *testing.T) {
-	nodes := startCluster(t, 3, func(c *Config) { c.DeadServerCleanup = time.Second })
+	nodes := startCluster(t, 3, func(c *Config) { c.DeadServerCleanup, c.MinQuorum = time.Second, 1 })
 	leader := checkOneCluster(t, nodes)
 	set(t, nodes, "k", "v")
 

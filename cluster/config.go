@@ -103,6 +103,12 @@ type Config struct {
 	// configuration, as long as the remaining voters keep a healthy quorum.
 	// Negative disables automatic removal.
 	DeadServerCleanup time.Duration
+	// MinQuorum is the fewest voters that automatic removals (dead-server
+	// cleanup) and graceful leaves may leave in the Raft configuration, as
+	// Consul's autopilot MinQuorum: a rolling restart or a run of failures
+	// never shrinks the cluster to a size where one disk holds the only
+	// copy of acknowledged writes. 0 means BootstrapExpect.
+	MinQuorum int
 	// ReconcileInterval is how often the leader reconciles gossip members
 	// with the Raft configuration (it also reacts to every gossip event).
 	ReconcileInterval time.Duration
@@ -142,6 +148,9 @@ func (c Config) withDefaults() Config {
 	setDur(&c.CommitTimeout, DefaultCommitTimeout)
 	setDur(&c.SnapshotInterval, DefaultSnapshotInterval)
 	setDur(&c.DeadServerCleanup, DefaultDeadServerCleanup)
+	if c.MinQuorum == 0 {
+		c.MinQuorum = c.BootstrapExpect
+	}
 	setDur(&c.ReconcileInterval, DefaultReconcileInterval)
 	setDur(&c.RetryJoinInterval, DefaultRetryJoinInterval)
 	setDur(&c.ReconnectInterval, DefaultReconnectInterval)
@@ -177,6 +186,9 @@ func (c *Config) validate() error {
 	}
 	if c.BootstrapExpect < 0 {
 		add("BootstrapExpect: must be >= 0, got %d", c.BootstrapExpect)
+	}
+	if c.MinQuorum < 0 {
+		add("MinQuorum: must be >= 0, got %d", c.MinQuorum)
 	}
 	if !c.InMemory {
 		if c.DataDir == "" {

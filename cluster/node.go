@@ -819,22 +819,28 @@ func (n *Node) Leave(ctx context.Context) error {
 	if err := n.running(); err != nil {
 		return err
 	}
-	if !n.leaving.CompareAndSwap(false, true) {
-		return errors.New("leave: already leaving")
-	}
 	self := n.cfg.NodeName
-	n.log.Info("leaving the cluster", "node", self)
 	c, err := n.configuration()
 	if err != nil {
 		return fmt.Errorf("leave: %w", err)
 	}
 	inConfig := hasServer(c, self)
-	otherVoters := 0
+	otherVoters, selfVoter := 0, false
 	for _, s := range c.Servers {
-		if string(s.ID) != self && s.Suffrage == raft.Voter {
+		switch {
+		case string(s.ID) == self:
+			selfVoter = s.Suffrage == raft.Voter
+		case s.Suffrage == raft.Voter:
 			otherVoters++
 		}
 	}
+	if selfVoter && otherVoters > 0 && otherVoters < n.cfg.MinQuorum {
+		return fmt.Errorf("leave: the cluster would keep %d voters, fewer than its minimum quorum of %d (--min-quorum); start a replacement first, lower --min-quorum on every server, or remove this server with `berth cluster raft remove-peer %s`", otherVoters, n.cfg.MinQuorum, self)
+	}
+	if !n.leaving.CompareAndSwap(false, true) {
+		return errors.New("leave: already leaving")
+	}
+	n.log.Info("leaving the cluster", "node", self)
 	if inConfig && otherVoters > 0 && n.IsLeader() {
 		if err := waitFuture(ctx, n.raft.LeadershipTransfer()); err != nil {
 			n.log.Warn("leave: leadership transfer failed; removing ourselves as leader", "err", err)
@@ -882,6 +888,27 @@ func (n *Node) Leave(ctx context.Context) error {
 		case <-t.C:
 		}
 	}
+}
+
+// StepDown prepares a shutdown that is not a departure (a restart, an
+// upgrade): the server stays in the Raft configuration and is expected
+// back, but a leader first hands leadership to another voter, so the
+// cluster does not wait an election timeout for a new one. Call Close
+// afterwards.
+func (n *Node) StepDown(ctx context.Context) error {
+	if err := n.running(); err != nil || !n.IsLeader() {
+		return err
+	}
+	c, err := n.configuration()
+	if err != nil {
+		return err
+	}
+	for _, s := range c.Servers {
+		if string(s.ID) != n.cfg.NodeName && s.Suffrage == raft.Voter {
+			return n.TransferLeadership(ctx, "")
+		}
+	}
+	return nil // alone: nobody to hand over to
 }
 
 // WatchLeadership subscribes to this server's leadership transitions; see

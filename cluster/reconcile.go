@@ -64,6 +64,8 @@ type reconcileInput struct {
 	now          time.Time
 	// deadCleanup < 0 disables removal of failed servers.
 	deadCleanup time.Duration
+	// minQuorum is the fewest voters a removal may leave (Config.MinQuorum).
+	minQuorum int
 	// leaderIndex is the leader's last applied index; a non-voter that
 	// reports an applied index within promoteMaxLag of it is promoted.
 	leaderIndex uint64
@@ -105,7 +107,8 @@ func planReconcile(in reconcileInput) []reconcileAction {
 		}
 		return
 	}
-	// safeToRemove: the voters left after removing id keep a healthy quorum.
+	// safeToRemove: the voters left after removing id keep a healthy quorum
+	// and are at least minQuorum.
 	safeToRemove := func(id string) bool {
 		s := servers[id]
 		if s.Suffrage != raft.Voter {
@@ -117,7 +120,7 @@ func planReconcile(in reconcileInput) []reconcileAction {
 		if healthy(id) {
 			healthyRemaining--
 		}
-		return remaining >= 1 && healthyRemaining >= quorum(remaining)
+		return remaining >= max(1, in.minQuorum) && healthyRemaining >= quorum(remaining)
 	}
 
 	var actions []reconcileAction
@@ -267,6 +270,7 @@ func (n *Node) reconcileOnce(ctx context.Context, missing map[string]time.Time) 
 		missingSince: missing,
 		now:          time.Now(),
 		deadCleanup:  n.cfg.DeadServerCleanup,
+		minQuorum:    n.cfg.MinQuorum,
 		leaderIndex:  n.raft.AppliedIndex(),
 	})
 	for _, a := range actions {

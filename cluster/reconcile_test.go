@@ -39,6 +39,7 @@ func TestPlanReconcile(t *testing.T) {
 		members     []Member
 		missing     map[string]time.Time
 		deadCleanup time.Duration
+		minQuorum   int
 		leaderIndex uint64
 		want        []string // "kind id"
 	}{
@@ -152,6 +153,35 @@ func TestPlanReconcile(t *testing.T) {
 			want:        []string{"remove c", "add-voter d"},
 		},
 		{
+			name:      "min quorum: a server that left stays a voter while removing it would go below it",
+			servers:   []raft.Server{voter("a"), voter("b"), voter("c")},
+			members:   append(alive("a", "b"), member("c", StatusLeft, recent)),
+			minQuorum: 3,
+		},
+		{
+			name:        "min quorum: a long-dead server stays while removing it would go below it",
+			servers:     []raft.Server{voter("a"), voter("b"), voter("c")},
+			members:     append(alive("a", "b"), member("c", StatusFailed, long)),
+			deadCleanup: time.Minute,
+			minQuorum:   3,
+		},
+		{
+			name:        "min quorum: above it, a dead server of five is removed",
+			servers:     []raft.Server{voter("a"), voter("b"), voter("c"), voter("d"), voter("e")},
+			members:     append(alive("a", "b", "c", "d"), member("e", StatusFailed, long)),
+			deadCleanup: time.Minute,
+			minQuorum:   3,
+			want:        []string{"remove e"},
+		},
+		{
+			name:        "min quorum: two dead of five, only one removed",
+			servers:     []raft.Server{voter("a"), voter("b"), voter("c"), voter("d"), voter("e")},
+			members:     append(alive("a", "b", "c"), member("d", StatusFailed, long), member("e", StatusFailed, long)),
+			deadCleanup: time.Minute,
+			minQuorum:   4,
+			want:        []string{"remove d"},
+		},
+		{
 			name:        "newcomer while a voter is failed but not yet removed: non-voter",
 			servers:     []raft.Server{voter("a"), voter("b"), voter("c")},
 			members:     append(alive("a", "b", "d"), member("c", StatusFailed, recent)),
@@ -172,6 +202,7 @@ func TestPlanReconcile(t *testing.T) {
 				missingSince: missing,
 				now:          now,
 				deadCleanup:  tc.deadCleanup,
+				minQuorum:    tc.minQuorum,
 				leaderIndex:  tc.leaderIndex,
 			})
 			var got []string

@@ -53,6 +53,8 @@ type serverOptions struct {
 	reconcileTimeout   time.Duration
 
 	deadServerCleanup time.Duration
+	minQuorum         int
+	leaveOnTerminate  bool
 	heartbeatTimeout  time.Duration
 	electionTimeout   time.Duration
 	logLevel          string
@@ -71,6 +73,8 @@ func (o *serverOptions) registerServer(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&o.join, "join", nil, "gossip address of a server to join (repeatable, or comma-separated)")
 	fs.IntVar(&o.bootstrapExpect, "bootstrap-expect", 0, "number of servers that form a new cluster together (0: a server alone bootstraps itself)")
 	fs.DurationVar(&o.deadServerCleanup, "dead-server-cleanup", cluster.DefaultDeadServerCleanup, "remove a server dead for this long from Raft, when quorum allows (negative: never)")
+	fs.IntVar(&o.minQuorum, "min-quorum", 0, "fewest voters that dead-server cleanup and leaves may leave in the Raft configuration (default: --bootstrap-expect)")
+	fs.BoolVar(&o.leaveOnTerminate, "leave-on-terminate", false, "leave the Raft configuration on SIGTERM/SIGINT (for a server being retired; a restart must not leave)")
 	fs.DurationVar(&o.heartbeatTimeout, "raft-heartbeat-timeout", cluster.DefaultHeartbeatTimeout, "Raft heartbeat timeout")
 	fs.DurationVar(&o.electionTimeout, "raft-election-timeout", cluster.DefaultElectionTimeout, "Raft election timeout")
 	o.registerMesos(fs, "http://127.0.0.1:5050")
@@ -231,6 +235,7 @@ func runServer(ctx context.Context, o *serverOptions, logger *slog.Logger, ready
 		Logger:            logger,
 		Version:           version,
 		DeadServerCleanup: o.deadServerCleanup,
+		MinQuorum:         o.minQuorum,
 		HeartbeatTimeout:  o.heartbeatTimeout,
 		ElectionTimeout:   o.electionTimeout,
 		// Check a snapshot before Raft sees it: Raft cannot recover from
@@ -300,12 +305,19 @@ func runServer(ctx context.Context, o *serverOptions, logger *slog.Logger, ready
 	case serveErr = <-serveDone:
 		logger.Error("API server stopped", "err", serveErr)
 	}
-	logger.Info("shutting down", "node", o.nodeName)
-	// Leave the cluster gracefully so the others need not wait for the
-	// dead-server cleanup (a lone server stays in its own configuration).
-	leaveCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	if err := node.Leave(leaveCtx); err != nil {
-		logger.Warn("leave the cluster", "err", err)
+	logger.Info("shutting down", "node", o.nodeName, "leave", o.leaveOnTerminate)
+	// A stop is a restart unless told otherwise: the server stays in the
+	// Raft configuration (leaving on every SIGTERM let a rolling restart
+	// shrink the cluster to one voter), and a leader hands leadership over
+	// first. A retired server leaves (`berth cluster leave`, or
+	// --leave-on-terminate).
+	stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	if o.leaveOnTerminate {
+		if err := node.Leave(stopCtx); err != nil {
+			logger.Warn("leave the cluster", "err", err)
+		}
+	} else if err := node.StepDown(stopCtx); err != nil {
+		logger.Warn("hand leadership over before stopping", "err", err)
 	}
 	cancel()
 	stopServe()
