@@ -58,6 +58,11 @@ type Config struct {
 	TickInterval time.Duration
 	// MaxInstancesPerOffer caps launches per offer (0 = no cap).
 	MaxInstancesPerOffer int
+	// MaxNewInstancesPerDecision bounds the instances one decision creates
+	// (default 1000): an app scaled to millions is created step by step
+	// (each commit triggers the next pass), so no decision holds unbounded
+	// work and a delete takes effect at the next one.
+	MaxNewInstancesPerDecision int
 	// DeploymentFailureThreshold fails a deployment once an instance of an
 	// affected app has failed this many times in a row (default 10; negative
 	// never fails on crashes). A TASK_ERROR (invalid task) always fails it.
@@ -115,6 +120,9 @@ func (c Config) withDefaults() Config {
 	if c.TickInterval == 0 {
 		c.TickInterval = time.Second
 	}
+	if c.MaxNewInstancesPerDecision == 0 {
+		c.MaxNewInstancesPerDecision = 1000
+	}
 	if c.DeploymentFailureThreshold == 0 {
 		c.DeploymentFailureThreshold = 10
 	}
@@ -155,6 +163,9 @@ func (c Config) Validate() error {
 		if d < 0 {
 			return fmt.Errorf("scheduler: %s %v must not be negative", name, d)
 		}
+	}
+	if c.MaxNewInstancesPerDecision < 0 {
+		return fmt.Errorf("scheduler: MaxNewInstancesPerDecision %d must not be negative", c.MaxNewInstancesPerDecision)
 	}
 	if c.MaxInstancesPerOffer < 0 {
 		return fmt.Errorf("scheduler: MaxInstancesPerOffer %d must not be negative", c.MaxInstancesPerOffer)

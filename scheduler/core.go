@@ -115,6 +115,7 @@ type planner struct {
 	changed map[string]bool // instances to announce with instance_changed_event
 	running map[string]bool // apps with a running deployment (lazy, see deploying)
 	report  *ReconciliationReport
+	created int // instances created in this decision (see Config.MaxNewInstancesPerDecision)
 }
 
 func newPlanner(st *State, now time.Time, cfg Config) *planner {
@@ -435,7 +436,7 @@ func (p *planner) scaleApp(a *v1.App, ids []string) {
 			p.changed[e.GetId()] = true
 			running = append(running, e)
 		}
-		for len(running) < want {
+		for len(running) < want && p.mayCreate() {
 			ni := p.newInstance(a)
 			p.create(ni)
 			running = append(running, ni)

@@ -92,7 +92,11 @@ func (p *planner) up(i *v1.Instance, a *v1.App) bool {
 
 // newInstance returns a fresh goal-Running instance of the app's current
 // version, without a berth or task.
+// mayCreate reports whether this decision may still create an instance.
+func (p *planner) mayCreate() bool { return p.created < p.cfg.MaxNewInstancesPerDecision }
+
 func (p *planner) newInstance(a *v1.App) *v1.Instance {
+	p.created++
 	id := instanceIDFor(a.GetId(), p.cfg.NewID())
 	return &v1.Instance{
 		Id:          id,
@@ -203,7 +207,7 @@ func (p *planner) rollStateless(a *v1.App, ids []string) bool {
 		}
 		p.decommission(i.GetId())
 	}
-	for total := len(kept) + len(fresh); len(fresh) < n && total < maxCapacity; total++ {
+	for total := len(kept) + len(fresh); len(fresh) < n && total < maxCapacity && p.mayCreate(); total++ {
 		ni := p.newInstance(a)
 		p.create(ni)
 		fresh = append(fresh, ni)

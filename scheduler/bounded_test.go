@@ -1,0 +1,36 @@
+package scheduler
+
+import (
+	"testing"
+
+	v1 "github.com/berth-dev/berth/proto/berth/v1"
+)
+
+// TestHugeScaleIsCreatedStepByStep: an app asking for a billion instances
+// once made one decision allocate them all (the server's memory ran away,
+// and a delete could not stop the decision in progress). Each decision now
+// creates at most MaxNewInstancesPerDecision, and a delete stops creation
+// at the next decision.
+func TestHugeScaleIsCreatedStepByStep(t *testing.T) {
+	for _, app := range []*v1.App{statelessApp("/huge", "v1", 1_000_000_000), residentApp("/huge", "v1", 1_000_000_000)} {
+		h := newHarness(t)
+		h.cfg.MaxNewInstancesPerDecision = 50
+		h.store.putApp(app, "d1")
+		for step := 1; step <= 3; step++ {
+			h.tick()
+			if n := len(h.instancesOf("/huge")); n != 50*step {
+				t.Fatalf("resident=%v: after %d decisions, %d instances; want %d", app.GetResidency() != nil, step, n, 50*step)
+			}
+		}
+		h.store.deleteApp("/huge", "d2")
+		h.tick()
+		for _, i := range h.instancesOf("/huge") {
+			if goalOf(i) != v1.Goal_GOAL_DECOMMISSIONED {
+				t.Fatalf("after delete, instance %s has goal %v", i.GetId(), goalOf(i))
+			}
+		}
+		if n := len(h.instancesOf("/huge")); n > 150 {
+			t.Fatalf("after delete, %d instances; creation did not stop", n)
+		}
+	}
+}
