@@ -237,6 +237,9 @@ func (n *Node) reconcileLoop(ctx context.Context) {
 		}
 		return
 	}
+	if err := n.updateOwnAddress(ctx); err != nil && ctx.Err() == nil {
+		n.log.Warn("reconcile: own raft address", "err", err)
+	}
 	missing := make(map[string]time.Time)
 	ticker := time.NewTicker(n.cfg.ReconcileInterval)
 	defer ticker.Stop()
