@@ -99,7 +99,7 @@ func (c *clusterService) TransferLeadership(ctx context.Context, req *connect.Re
 			}
 			// Not a notLeaderError: a transfer must not be retried on
 			// whichever server leads next.
-			return nil, connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("transfer leadership: %w", err))
+			return nil, connect.NewError(connect.CodeFailedPrecondition, prefixed("transfer leadership", err))
 		}
 		// Wait (bounded) until the new leader is known here.
 		wait, cancel := context.WithTimeout(ctx, c.cfg.LeaderWait)
@@ -128,7 +128,7 @@ func (c *clusterService) SaveSnapshot(ctx context.Context, req *connect.Request[
 	var buf bytes.Buffer
 	meta, err := c.clu.SaveSnapshot(ctx, &buf)
 	if err != nil {
-		return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("save snapshot: %w", err))
+		return nil, connect.NewError(connect.CodeUnavailable, prefixed("save snapshot", err))
 	}
 	return connect.NewResponse(&v1.SaveSnapshotResponse{Data: buf.Bytes(), Index: meta.Index, Term: meta.Term}), nil
 }
@@ -146,7 +146,7 @@ func (c *clusterService) RestoreSnapshot(ctx context.Context, req *connect.Reque
 			if !c.clu.IsLeader() {
 				return nil, &notLeaderError{err}
 			}
-			return nil, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("restore snapshot: %w", err))
+			return nil, connect.NewError(connect.CodeInvalidArgument, prefixed("restore snapshot", err))
 		}
 		c.log.Info("snapshot restored through the api", "index", meta.Index, "term", meta.Term)
 		return connect.NewResponse(&v1.RestoreSnapshotResponse{}), nil

@@ -6,12 +6,14 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
@@ -21,19 +23,23 @@ import (
 // defaultAPIAddr is where a local server listens unless told otherwise.
 const defaultAPIAddr = "127.0.0.1:7070"
 
-// Global client flags.
+// Client flags, registered on the client commands (see clientCommand); the
+// daemons (server, dev, mesos-local) do not take them.
 var (
 	flagAddr   string
 	flagOutput string
 )
 
-func init() {
+// clientCommand gives c and its subcommands the client flags --addr and
+// --output, and returns c.
+func clientCommand(c *cobra.Command) *cobra.Command {
 	addr := os.Getenv("BERTH_ADDR")
 	if addr == "" {
 		addr = defaultAPIAddr
 	}
-	rootCmd.PersistentFlags().StringVar(&flagAddr, "addr", addr, "address of a Berth server (env BERTH_ADDR)")
-	rootCmd.PersistentFlags().StringVarP(&flagOutput, "output", "o", "table", "output format: table or json")
+	c.PersistentFlags().StringVar(&flagAddr, "addr", addr, "address of a Berth server (env BERTH_ADDR)")
+	c.PersistentFlags().StringVarP(&flagOutput, "output", "o", "table", "output format: table or json")
+	return c
 }
 
 // clients bundles the API clients of one server.
@@ -73,17 +79,59 @@ func newClients() (*clients, error) {
 	}, nil
 }
 
-// describeError renders an API error as the server's message.
+// describeError renders an error for a person at a terminal: a server
+// that cannot be reached (refused, unknown host, not a Berth API) is said
+// so with the address tried; an API error is its code and the server's
+// message, worded for the CLI.
 func describeError(err error) string {
+	if why := unreachable(err); why != "" {
+		return fmt.Sprintf("cannot reach Berth at %s: %s", flagAddr, why)
+	}
 	var ce *connect.Error
 	if errors.As(err, &ce) {
-		if ce.Code() == connect.CodeUnavailable && strings.Contains(ce.Message(), "connect:") {
-			return fmt.Sprintf("cannot reach Berth at %s: %s", flagAddr, ce.Message())
-		}
-		return fmt.Sprintf("%s: %s", ce.Code(), ce.Message())
+		return fmt.Sprintf("%s: %s", ce.Code(), cliWording(ce.Message()))
 	}
 	return err.Error()
 }
+
+// unreachable explains why err means that no Berth API answered at all, or
+// returns "" if a Berth server did answer.
+func unreachable(err error) string {
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) {
+		return dnsErr.Error()
+	}
+	var opErr *net.OpError
+	if errors.As(err, &opErr) && opErr.Op == "dial" {
+		return opErr.Error()
+	}
+	var ce *connect.Error
+	if !errors.As(err, &ce) {
+		return ""
+	}
+	// Berth answers with Connect's JSON or protobuf bodies; a web page or
+	// any other content means another kind of server is listening there.
+	ct := ce.Meta().Get("Content-Type")
+	if ct == "" || strings.HasPrefix(ct, "application/json") || strings.HasPrefix(ct, "application/proto") ||
+		strings.HasPrefix(ct, "application/connect+") || strings.HasPrefix(ct, "application/grpc") {
+		var urlErr *url.Error
+		if errors.As(err, &urlErr) && !urlErr.Timeout() {
+			// The connection broke before any HTTP answer.
+			return urlErr.Err.Error()
+		}
+		return ""
+	}
+	return fmt.Sprintf("the server there is not a Berth API (it answered %s with %s)", ce.Code(), ct)
+}
+
+// apiWords maps the API's wording in server messages to the CLI's.
+var apiWords = strings.NewReplacer(
+	"use force ", "use --force ",
+)
+
+// cliWording rewrites a server message for CLI users: API fields that the
+// CLI exposes as flags are named as the flags.
+func cliWording(msg string) string { return apiWords.Replace(msg) }
 
 var jsonOut = protojson.MarshalOptions{Multiline: true, Indent: "  "}
 

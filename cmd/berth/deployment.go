@@ -16,7 +16,7 @@ import (
 func init() {
 	depCmd := &cobra.Command{Use: "deployment", Short: "Follow and cancel deployments"}
 	depCmd.AddCommand(deploymentListCmd(), deploymentWatchCmd(), deploymentCancelCmd())
-	rootCmd.AddCommand(depCmd)
+	rootCmd.AddCommand(clientCommand(depCmd))
 }
 
 func deploymentListCmd() *cobra.Command {
@@ -24,7 +24,7 @@ func deploymentListCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "list",
 		Short: "List running deployments (--all for finished ones too)",
-		Args:  cobra.NoArgs,
+		Args:  usageArgs,
 		RunE: func(c *cobra.Command, args []string) error {
 			cl, err := newClients()
 			if err != nil {
@@ -50,9 +50,9 @@ func deploymentListCmd() *cobra.Command {
 
 func deploymentWatchCmd() *cobra.Command {
 	return &cobra.Command{
-		Use:   "watch ID",
+		Use:   "watch DEPLOYMENT_ID",
 		Short: "Follow a deployment until it finishes or fails",
-		Args:  cobra.ExactArgs(1),
+		Args:  usageArgs,
 		RunE: func(c *cobra.Command, args []string) error {
 			cl, err := newClients()
 			if err != nil {
@@ -65,9 +65,9 @@ func deploymentWatchCmd() *cobra.Command {
 
 func deploymentCancelCmd() *cobra.Command {
 	return &cobra.Command{
-		Use:   "cancel ID",
+		Use:   "cancel DEPLOYMENT_ID",
 		Short: "Cancel a running deployment where it stands",
-		Args:  cobra.ExactArgs(1),
+		Args:  usageArgs,
 		RunE: func(c *cobra.Command, args []string) error {
 			cl, err := newClients()
 			if err != nil {

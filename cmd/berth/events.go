@@ -16,7 +16,7 @@ func init() {
 	c := &cobra.Command{
 		Use:   "events",
 		Short: "Stream status, health and deployment events until interrupted",
-		Args:  cobra.NoArgs,
+		Args:  usageArgs,
 		RunE: func(c *cobra.Command, args []string) error {
 			cl, err := newClients()
 			if err != nil {
@@ -45,7 +45,7 @@ func init() {
 	}
 	c.Flags().StringSliceVar(&req.Types, "type", nil, "only events of these types (repeatable), e.g. status_update_event")
 	c.Flags().StringVar(&req.AppId, "app", "", "only events of this app")
-	rootCmd.AddCommand(c)
+	rootCmd.AddCommand(clientCommand(c))
 }
 
 // describeEvent renders an event as one line.
