@@ -52,6 +52,18 @@ func (w *waitFlags) finish(ctx context.Context, c *cobra.Command, cl *clients, w
 	return watchDeployment(ctx, out, cl, deploymentID)
 }
 
+// printJSON prints the API's answer as JSON and, with --wait, follows its
+// deployment (printing it as JSON lines).
+func (w *waitFlags) printJSON(ctx context.Context, c *cobra.Command, cl *clients, m proto.Message, deploymentID string) error {
+	if err := printJSON(c.OutOrStdout(), m); err != nil {
+		return err
+	}
+	if !w.wait || deploymentID == "" {
+		return nil
+	}
+	return watchDeployment(ctx, c.OutOrStdout(), cl, deploymentID)
+}
+
 // readAppFile reads an app definition from a file or "-" for stdin.
 func readAppFile(path string) (*v1.App, error) {
 	var (
@@ -93,7 +105,7 @@ func appAddCmd() *cobra.Command {
 				return err
 			}
 			if flagOutput == "json" {
-				return printJSON(c.OutOrStdout(), res.Msg.GetApp())
+				return w.printJSON(c.Context(), c, cl, res.Msg.GetApp(), res.Msg.GetDeploymentId())
 			}
 			return w.finish(c.Context(), c, cl, fmt.Sprintf("Created app %s version %s", res.Msg.GetApp().GetId(), res.Msg.GetApp().GetVersion()), res.Msg.GetDeploymentId())
 		},
@@ -144,7 +156,7 @@ func appListCmd() *cobra.Command {
 	}
 	c.Flags().StringVar(&req.IdContains, "id", "", "only apps whose id contains this")
 	c.Flags().StringVar(&req.CmdContains, "cmd", "", "only apps whose cmd contains this")
-	c.Flags().StringVar(&req.Label, "label", "", `only apps with this label ("key" or "key==value")`)
+	c.Flags().StringVar(&req.Label, "label", "", `only apps whose labels match this Marathon selector: "key", "key==value" (or "key=value"), "key!=value", "key in (a,b)", "key notin (a,b)"; commas join conditions`)
 	return c
 }
 
@@ -207,7 +219,7 @@ func updateApp(c *cobra.Command, w *waitFlags, id string, app *v1.App, partial b
 		return err
 	}
 	if flagOutput == "json" {
-		return printJSON(c.OutOrStdout(), res.Msg)
+		return w.printJSON(c.Context(), c, cl, res.Msg, res.Msg.GetDeploymentId())
 	}
 	return w.finish(c.Context(), c, cl, fmt.Sprintf("%s %s (version %s)", what, res.Msg.GetApp().GetId(), res.Msg.GetApp().GetVersion()), res.Msg.GetDeploymentId())
 }
@@ -325,7 +337,7 @@ func appRestartCmd() *cobra.Command {
 				return err
 			}
 			if flagOutput == "json" {
-				return printJSON(c.OutOrStdout(), res.Msg)
+				return w.printJSON(c.Context(), c, cl, res.Msg, res.Msg.GetDeploymentId())
 			}
 			return w.finish(c.Context(), c, cl, fmt.Sprintf("Restarting app %s (version %s)", args[0], res.Msg.GetVersion()), res.Msg.GetDeploymentId())
 		},
@@ -350,7 +362,7 @@ func appRemoveCmd() *cobra.Command {
 				return err
 			}
 			if flagOutput == "json" {
-				return printJSON(c.OutOrStdout(), res.Msg)
+				return w.printJSON(c.Context(), c, cl, res.Msg, res.Msg.GetDeploymentId())
 			}
 			return w.finish(c.Context(), c, cl, "Removing app "+args[0], res.Msg.GetDeploymentId())
 		},
@@ -376,10 +388,11 @@ func appVersionsCmd() *cobra.Command {
 			if flagOutput == "json" {
 				return printJSON(c.OutOrStdout(), res.Msg)
 			}
+			var rows [][]string
 			for _, v := range res.Msg.GetVersions() {
-				fmt.Fprintln(c.OutOrStdout(), v)
+				rows = append(rows, []string{v})
 			}
-			return nil
+			return table(c.OutOrStdout(), []string{"VERSION"}, rows)
 		},
 	}
 }

@@ -127,6 +127,7 @@ func unreachable(err error) string {
 // apiWords maps the API's wording in server messages to the CLI's.
 var apiWords = strings.NewReplacer(
 	"use force ", "use --force ",
+	"types: unknown event type", "--type: unknown event type",
 )
 
 // cliWording rewrites a server message for CLI users: API fields that the
