@@ -65,10 +65,10 @@ func newClients() (*clients, error) {
 	default:
 		return nil, fmt.Errorf("--output: unknown format %q (want table or json)", flagOutput)
 	}
-	hc := &http.Client{Transport: &http.Transport{
+	hc := &http.Client{Transport: berthOnly{&http.Transport{
 		DialContext:           (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
 		ResponseHeaderTimeout: 2 * time.Minute,
-	}}
+	}}}
 	u := baseURL(flagAddr)
 	return &clients{
 		apps:        berthv1connect.NewAppServiceClient(hc, u),
@@ -97,6 +97,10 @@ func describeError(err error) string {
 // unreachable explains why err means that no Berth API answered at all, or
 // returns "" if a Berth server did answer.
 func unreachable(err error) string {
+	var nb *notBerthError
+	if errors.As(err, &nb) {
+		return nb.Error()
+	}
 	var dnsErr *net.DNSError
 	if errors.As(err, &dnsErr) {
 		return dnsErr.Error()
@@ -105,23 +109,45 @@ func unreachable(err error) string {
 	if errors.As(err, &opErr) && opErr.Op == "dial" {
 		return opErr.Error()
 	}
-	var ce *connect.Error
-	if !errors.As(err, &ce) {
-		return ""
+	var urlErr *url.Error
+	if errors.As(err, &urlErr) && !urlErr.Timeout() {
+		// The connection broke before any HTTP answer.
+		return urlErr.Err.Error()
 	}
-	// Berth answers with Connect's JSON or protobuf bodies; a web page or
-	// any other content means another kind of server is listening there.
-	ct := ce.Meta().Get("Content-Type")
-	if ct == "" || strings.HasPrefix(ct, "application/json") || strings.HasPrefix(ct, "application/proto") ||
-		strings.HasPrefix(ct, "application/connect+") || strings.HasPrefix(ct, "application/grpc") {
-		var urlErr *url.Error
-		if errors.As(err, &urlErr) && !urlErr.Timeout() {
-			// The connection broke before any HTTP answer.
-			return urlErr.Err.Error()
-		}
-		return ""
+	return ""
+}
+
+// notBerthError is an HTTP answer that no Connect server gives: a web
+// page, a proxy's error page, another service.
+type notBerthError struct {
+	status, contentType string
+}
+
+func (e *notBerthError) Error() string {
+	ct := e.contentType
+	if ct == "" {
+		ct = "no content type"
 	}
-	return fmt.Sprintf("the server there is not a Berth API (it answered %s with %s)", ce.Code(), ct)
+	return fmt.Sprintf("no Berth API answers there (got HTTP %s, %s)", e.status, ct)
+}
+
+// berthOnly is an HTTP transport that turns answers no Connect server
+// would give into a notBerthError, so that the CLI does not report a web
+// server's 404 page as an API error.
+type berthOnly struct{ next http.RoundTripper }
+
+func (b berthOnly) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := b.next.RoundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	ct := resp.Header.Get("Content-Type")
+	if strings.HasPrefix(ct, "application/") &&
+		(strings.Contains(ct, "proto") || strings.Contains(ct, "json") || strings.Contains(ct, "grpc")) {
+		return resp, nil
+	}
+	resp.Body.Close()
+	return nil, &notBerthError{status: resp.Status, contentType: ct}
 }
 
 // apiWords maps the API's wording in server messages to the CLI's.
