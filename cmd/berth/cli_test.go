@@ -231,21 +231,27 @@ func TestProgressSummary(t *testing.T) {
 	}
 	yes := true
 	cases := []struct {
-		tasks []*v1.TaskView
-		want  string
+		tasks  []*v1.TaskView
+		target int
+		want   string
 	}{
-		{nil, "no instances"},
+		{nil, -1, "no instances"},
+		{nil, 0, "no instances"},
+		// Not even created yet: pending.
+		{nil, 2, "2 pending"},
+		{[]*v1.TaskView{task("Running", "TASK_RUNNING", nil)}, 3, "2 pending, 1 running"},
+		{[]*v1.TaskView{task("Running", "TASK_RUNNING", nil), task("Stopped", "", nil)}, 1, "1 running, 1 stopped"},
 		// Never launched: pending, not stopped.
-		{[]*v1.TaskView{task("Running", "", nil), task("Running", "", nil)}, "2 pending"},
-		{[]*v1.TaskView{task("Running", "", nil), task("Running", "TASK_STAGING", nil), task("Running", "TASK_RUNNING", &yes)},
+		{[]*v1.TaskView{task("Running", "", nil), task("Running", "", nil)}, 2, "2 pending"},
+		{[]*v1.TaskView{task("Running", "", nil), task("Running", "TASK_STAGING", nil), task("Running", "TASK_RUNNING", &yes)}, 3,
 			"1 pending, 1 staging, 1 running, 1 healthy"},
 		// A task that ended and waits to be relaunched says how it ended.
-		{[]*v1.TaskView{task("Running", "TASK_FAILED", nil), task("Running", "TASK_RUNNING", nil)}, "1 running, 1 failed"},
-		{[]*v1.TaskView{task("Stopped", "TASK_KILLED", nil), task("Stopped", "", nil), task("Stopped", "TASK_KILLING", nil)}, "1 killing, 2 stopped"},
-		{[]*v1.TaskView{task("Decommissioned", "TASK_KILLED", nil)}, "1 removing"},
+		{[]*v1.TaskView{task("Running", "TASK_FAILED", nil), task("Running", "TASK_RUNNING", nil)}, 2, "1 running, 1 failed"},
+		{[]*v1.TaskView{task("Stopped", "TASK_KILLED", nil), task("Stopped", "", nil), task("Stopped", "TASK_KILLING", nil)}, 0, "1 killing, 2 stopped"},
+		{[]*v1.TaskView{task("Decommissioned", "TASK_KILLED", nil)}, -1, "1 removing"},
 	}
 	for _, c := range cases {
-		if got := progressSummary(c.tasks); got != c.want {
+		if got := progressSummary(c.tasks, c.target); got != c.want {
 			t.Errorf("progressSummary(%v) = %q, want %q", c.tasks, got, c.want)
 		}
 	}

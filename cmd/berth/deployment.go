@@ -160,7 +160,11 @@ func instanceProgress(ctx context.Context, cl *clients, apps []string) string {
 		if err != nil {
 			continue
 		}
-		parts = append(parts, app+": "+progressSummary(res.Msg.GetTasks()))
+		target := -1 // unknown: the app is gone (or going)
+		if a, err := cl.apps.GetApp(ctx, connect.NewRequest(&v1.GetAppRequest{Id: app})); err == nil {
+			target = int(a.Msg.GetApp().GetInstances())
+		}
+		parts = append(parts, app+": "+progressSummary(res.Msg.GetTasks(), target))
 	}
 	if len(parts) == 0 {
 		return ""
@@ -173,15 +177,22 @@ func instanceProgress(ctx context.Context, cl *clients, apps []string) string {
 var progressOrder = []string{"pending", "staging", "starting", "running", "killing"}
 
 // progressSummary counts instances by where they stand, e.g. "1 pending,
-// 2 running, 2 healthy".
-func progressSummary(tasks []*v1.TaskView) string {
+// 2 running, 2 healthy". Instances the app wants (target; negative if
+// unknown) that the scheduler has not created yet are pending too.
+func progressSummary(tasks []*v1.TaskView, target int) string {
 	counts := map[string]int{}
-	healthy := 0
+	healthy, wanted := 0, 0
 	for _, t := range tasks {
 		counts[instanceState(t)]++
 		if t.GetHealthy() {
 			healthy++
 		}
+		if t.GetGoal() == "Running" {
+			wanted++
+		}
+	}
+	if target > wanted {
+		counts["pending"] += target - wanted
 	}
 	var others []string
 	for s := range counts {
