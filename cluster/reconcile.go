@@ -237,9 +237,6 @@ func (n *Node) reconcileLoop(ctx context.Context) {
 		}
 		return
 	}
-	if err := n.updateOwnAddress(ctx); err != nil && ctx.Err() == nil {
-		n.log.Warn("reconcile: own raft address", "err", err)
-	}
 	missing := make(map[string]time.Time)
 	ticker := time.NewTicker(n.cfg.ReconcileInterval)
 	defer ticker.Stop()
@@ -257,6 +254,9 @@ func (n *Node) reconcileLoop(ctx context.Context) {
 func (n *Node) reconcileOnce(ctx context.Context, missing map[string]time.Time) {
 	if !n.IsLeader() {
 		return
+	}
+	if err := n.updateOwnAddress(ctx); err != nil && ctx.Err() == nil {
+		n.log.Warn("reconcile: own raft address", "err", err)
 	}
 	f := n.raft.GetConfiguration()
 	if err := f.Error(); err != nil {
