@@ -258,6 +258,9 @@ func (n *Node) reconcileOnce(ctx context.Context, missing map[string]time.Time) 
 	if !n.IsLeader() {
 		return
 	}
+	if err := n.updateOwnAddress(ctx); err != nil && ctx.Err() == nil {
+		n.log.Warn("reconcile: own raft address", "err", err)
+	}
 	f := n.raft.GetConfiguration()
 	if err := f.Error(); err != nil {
 		n.log.Warn("reconcile: read raft configuration", "err", err)

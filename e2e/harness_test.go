@@ -30,7 +30,9 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	berthBin = filepath.Join(dir, "berth")
-	build := exec.Command("go", "build", "-o", berthBin, "../cmd/berth")
+	// -buildvcs=auto: stamp the commit (for `berth version`) where the
+	// checkout allows it, whatever GOFLAGS says.
+	build := exec.Command("go", "build", "-buildvcs=auto", "-o", berthBin, "../cmd/berth")
 	build.Stdout, build.Stderr = os.Stdout, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build berth:", err)

@@ -131,7 +131,7 @@ func TestCLIErrors(t *testing.T) {
 		{"bad volume", []string{"app", "add", writeFile(t, "vol.json",
 			`{"id":"/v","cmd":"true","container":{"type":"MESOS","volumes":[{"containerPath":"data","mode":"RW","persistent":{"size":0}}]}}`)},
 			[]string{"invalid_argument", "container.volumes[0].persistent.size"}},
-		{"bad scale", []string{"app", "scale", "/x", "--", "-1"}, []string{"instances"}},
+		{"bad scale", []string{"app", "scale", "/x", "many"}, []string{"instances", `"many"`}},
 		{"bad output", []string{"-o", "yaml", "app", "list"}, []string{"--output"}},
 	}
 	for _, c := range cases {

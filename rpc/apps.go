@@ -222,7 +222,10 @@ func (a *appService) GetApp(ctx context.Context, req *connect.Request[v1.GetAppR
 // ListApps returns the apps matching the filters, sorted by id.
 func (a *appService) ListApps(ctx context.Context, req *connect.Request[v1.ListAppsRequest]) (*connect.Response[v1.ListAppsResponse], error) {
 	msg := req.Msg
-	labelKey, labelValue, labelHasValue := strings.Cut(msg.Label, "==")
+	selector, err := parseLabelSelector(msg.Label)
+	if msg.Label != "" && err != nil {
+		return nil, invalid("label", err.Error())
+	}
 	return readConsistent(ctx, a.Server, msg.Consistency, req.Header(), func() (*connect.Response[v1.ListAppsResponse], error) {
 		st := a.store()
 		res := &v1.ListAppsResponse{}
@@ -233,11 +236,8 @@ func (a *appService) ListApps(ctx context.Context, req *connect.Request[v1.ListA
 			if msg.CmdContains != "" && !strings.Contains(app.GetCmd(), msg.CmdContains) {
 				continue
 			}
-			if msg.Label != "" {
-				v, ok := app.GetLabels()[labelKey]
-				if !ok || (labelHasValue && v != labelValue) {
-					continue
-				}
+			if msg.Label != "" && !selector.matches(app.GetLabels()) {
+				continue
 			}
 			res.Apps = append(res.Apps, app)
 			res.Summaries = append(res.Summaries, summarize(st, app.GetId()))

@@ -99,7 +99,7 @@ func (c *clusterService) TransferLeadership(ctx context.Context, req *connect.Re
 			}
 			// Not a notLeaderError: a transfer must not be retried on
 			// whichever server leads next.
-			return nil, connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("transfer leadership: %w", err))
+			return nil, connect.NewError(connect.CodeFailedPrecondition, prefixed("transfer leadership", err))
 		}
 		// Wait (bounded) until the new leader is known here.
 		wait, cancel := context.WithTimeout(ctx, c.cfg.LeaderWait)
@@ -138,7 +138,7 @@ func (c *clusterService) SaveSnapshot(ctx context.Context, req *connect.Request[
 			if !c.clu.IsLeader() {
 				return nil, &notLeaderError{err}
 			}
-			return nil, connect.NewError(connect.CodeUnavailable, err)
+			return nil, connect.NewError(connect.CodeUnavailable, prefixed("save snapshot", err))
 		}
 		return connect.NewResponse(&v1.SaveSnapshotResponse{Data: buf.Bytes(), Index: meta.Index, Term: meta.Term}), nil
 	}, func(ctx context.Context, pc *peerClients) (*connect.Response[v1.SaveSnapshotResponse], error) {
@@ -159,7 +159,7 @@ func (c *clusterService) RestoreSnapshot(ctx context.Context, req *connect.Reque
 			if !c.clu.IsLeader() {
 				return nil, &notLeaderError{err}
 			}
-			return nil, connect.NewError(connect.CodeInvalidArgument, err)
+			return nil, connect.NewError(connect.CodeInvalidArgument, prefixed("restore snapshot", err))
 		}
 		c.log.Info("snapshot restored through the api", "index", meta.Index, "term", meta.Term)
 		return connect.NewResponse(&v1.RestoreSnapshotResponse{}), nil

@@ -54,3 +54,13 @@ func ViolationsFromError(err error) []Violation {
 	}
 	return out
 }
+
+// prefixed puts "what: " before err's message unless it starts with that
+// already: the cluster layer names most of its operations itself, and a
+// message must not say "restore snapshot: restore snapshot: ...".
+func prefixed(what string, err error) error {
+	if strings.HasPrefix(err.Error(), what+":") || strings.HasPrefix(err.Error(), what+" ") {
+		return err
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -25,6 +26,24 @@ type EventSource interface {
 // EventStreamAttached is the first event of every stream, sent as soon as
 // the subscription is in place (as Marathon's event stream does).
 const EventStreamAttached = "event_stream_attached"
+
+// EventTypes are the event types a Berth server publishes, in alphabetical
+// order. StreamEvents refuses a filter naming any other type: it could
+// only match nothing, silently.
+var EventTypes = []string{
+	EventAPIPost,
+	"deployment_failed",
+	"deployment_info",
+	"deployment_success",
+	EventStreamAttached,
+	"health_status_changed_event",
+	"instance_changed_event",
+	"readiness_check_result",
+	"reconciliation_complete",
+	"reconciliation_incomplete",
+	"status_update_event",
+	"unhealthy_instance_kill_event",
+}
 
 // DefaultEventBuffer is how many events a subscriber may lag behind before
 // the oldest are dropped (Marathon's limit).
@@ -155,6 +174,11 @@ func eventMatches(ev *v1.Event, types []string, appID string) bool {
 // and the client reconnects.
 func (e *eventService) StreamEvents(ctx context.Context, req *connect.Request[v1.StreamEventsRequest], stream *connect.ServerStream[v1.Event]) error {
 	msg := req.Msg
+	for _, typ := range msg.Types {
+		if !slices.Contains(EventTypes, typ) {
+			return invalid("types", fmt.Sprintf("unknown event type %q (known types: %s)", typ, strings.Join(EventTypes, ", ")))
+		}
+	}
 	appID := normalizePathID(msg.AppId)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -79,6 +79,10 @@ func TestAppLifecycle(t *testing.T) {
 		{&v1.ListAppsRequest{Label: "tier"}, []string{"/web/sleep"}},
 		{&v1.ListAppsRequest{Label: "tier==db"}, nil},
 		{&v1.ListAppsRequest{Label: "tier==web", Consistency: v1.ReadConsistency_READ_CONSISTENCY_CONSISTENT}, []string{"/web/sleep"}},
+		{&v1.ListAppsRequest{Label: "tier=web"}, []string{"/web/sleep"}},
+		{&v1.ListAppsRequest{Label: "tier!=db"}, []string{"/web/sleep"}},
+		{&v1.ListAppsRequest{Label: "tier in (db, web)"}, []string{"/web/sleep"}},
+		{&v1.ListAppsRequest{Label: "tier notin (web)"}, nil},
 	} {
 		res, err := c.app.ListApps(ctx, connect.NewRequest(f.req))
 		if err != nil {
@@ -91,6 +95,12 @@ func TestAppLifecycle(t *testing.T) {
 		if !slices.Equal(ids, f.want) || len(res.Msg.Summaries) != len(ids) {
 			t.Errorf("ListApps(%v) = %v", f.req, ids)
 		}
+	}
+
+	// A selector that cannot be parsed is refused, not an empty list.
+	_, err = c.app.ListApps(ctx, connect.NewRequest(&v1.ListAppsRequest{Label: "tier in web"}))
+	if ce := wantCode(t, err, connect.CodeInvalidArgument); !strings.Contains(ce.Message(), "label") {
+		t.Errorf("bad label selector: %v, want the field named", ce)
 	}
 
 	// The create deployment still runs (no scheduler here): the app is
@@ -575,6 +585,19 @@ func TestEvents(t *testing.T) {
 	}
 	defer filtered.Close()
 	receive(t, filtered)
+	// A type filter that can only match nothing is refused, naming the
+	// known types.
+	typo, err := c.event.StreamEvents(ctx, connect.NewRequest(&v1.StreamEventsRequest{Types: []string{"status_update"}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if typo.Receive() {
+		t.Fatalf("unknown type: got event %v, want a refusal", typo.Msg())
+	}
+	if ce := wantCode(t, typo.Err(), connect.CodeInvalidArgument); !strings.Contains(ce.Message(), `"status_update"`) || !strings.Contains(ce.Message(), "status_update_event") {
+		t.Errorf("unknown type: %q, want the type and the known types named", ce.Message())
+	}
+	typo.Close()
 
 	s.broker.Publish(&v1.Event{Type: "status_update_event", AppId: "/web", TaskState: "TASK_RUNNING"})
 	s.broker.Publish(&v1.Event{Type: "health_status_changed_event", AppId: "/db", Healthy: proto.Bool(true)})
@@ -673,7 +696,9 @@ func TestClusterServiceSingle(t *testing.T) {
 		t.Fatal("restore did not bring back the snapshot's state")
 	}
 	_, err = c.cluster.RestoreSnapshot(ctx, connect.NewRequest(&v1.RestoreSnapshotRequest{Data: []byte("garbage")}))
-	wantCode(t, err, connect.CodeInvalidArgument)
+	if ce := wantCode(t, err, connect.CodeInvalidArgument); strings.Count(ce.Message(), "restore snapshot") != 1 {
+		t.Errorf("restore of garbage: %q, want the operation named once", ce.Message())
+	}
 
 	// ForwardCommand: a known command applies; an unknown type or a bad
 	// payload never reaches the log.

@@ -23,6 +23,10 @@ var terminalStates = map[string]bool{
 // isTerminal reports whether a Mesos task state is final.
 func isTerminal(state string) bool { return terminalStates[state] }
 
+// IsTerminalTaskState reports whether a Mesos task state (TASK_FAILED, ...)
+// is final: the task runs no more.
+func IsTerminalTaskState(state string) bool { return isTerminal(state) }
+
 // goalNames are Marathon's names for instance goals.
 var goalNames = map[v1.Goal]string{
 	v1.Goal_GOAL_RUNNING:        "Running",

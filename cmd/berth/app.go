@@ -22,7 +22,7 @@ func init() {
 		appAddCmd(), appListCmd(), appShowCmd(), appUpdateCmd(), appScaleCmd(),
 		appStopCmd(), appStartCmd(), appRestartCmd(), appRemoveCmd(), appVersionsCmd(),
 	)
-	rootCmd.AddCommand(appCmd)
+	rootCmd.AddCommand(clientCommand(appCmd))
 }
 
 // waitFlags are shared by commands that start a deployment.
@@ -52,6 +52,18 @@ func (w *waitFlags) finish(ctx context.Context, c *cobra.Command, cl *clients, w
 	return watchDeployment(ctx, out, cl, deploymentID)
 }
 
+// printJSON prints the API's answer as JSON and, with --wait, follows its
+// deployment (printing it as JSON lines).
+func (w *waitFlags) printJSON(ctx context.Context, c *cobra.Command, cl *clients, m proto.Message, deploymentID string) error {
+	if err := printJSON(c.OutOrStdout(), m); err != nil {
+		return err
+	}
+	if !w.wait || deploymentID == "" {
+		return nil
+	}
+	return watchDeployment(ctx, c.OutOrStdout(), cl, deploymentID)
+}
+
 // readAppFile reads an app definition from a file or "-" for stdin.
 func readAppFile(path string) (*v1.App, error) {
 	var (
@@ -76,9 +88,9 @@ func readAppFile(path string) (*v1.App, error) {
 func appAddCmd() *cobra.Command {
 	var w waitFlags
 	c := &cobra.Command{
-		Use:   "add FILE|-",
-		Short: "Create an app from a Marathon app definition",
-		Args:  cobra.ExactArgs(1),
+		Use:   "add FILE",
+		Short: "Create an app from a Marathon app definition in FILE (- for stdin)",
+		Args:  usageArgs,
 		RunE: func(c *cobra.Command, args []string) error {
 			cl, err := newClients()
 			if err != nil {
@@ -93,7 +105,7 @@ func appAddCmd() *cobra.Command {
 				return err
 			}
 			if flagOutput == "json" {
-				return printJSON(c.OutOrStdout(), res.Msg.GetApp())
+				return w.printJSON(c.Context(), c, cl, res.Msg.GetApp(), res.Msg.GetDeploymentId())
 			}
 			return w.finish(c.Context(), c, cl, fmt.Sprintf("Created app %s version %s", res.Msg.GetApp().GetId(), res.Msg.GetApp().GetVersion()), res.Msg.GetDeploymentId())
 		},
@@ -107,7 +119,7 @@ func appListCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "list",
 		Short: "List apps",
-		Args:  cobra.NoArgs,
+		Args:  usageArgs,
 		RunE: func(c *cobra.Command, args []string) error {
 			cl, err := newClients()
 			if err != nil {
@@ -144,16 +156,16 @@ func appListCmd() *cobra.Command {
 	}
 	c.Flags().StringVar(&req.IdContains, "id", "", "only apps whose id contains this")
 	c.Flags().StringVar(&req.CmdContains, "cmd", "", "only apps whose cmd contains this")
-	c.Flags().StringVar(&req.Label, "label", "", `only apps with this label ("key" or "key==value")`)
+	c.Flags().StringVar(&req.Label, "label", "", `only apps whose labels match this Marathon selector: "key", "key==value" (or "key=value"), "key!=value", "key in (a,b)", "key notin (a,b)"; commas join conditions`)
 	return c
 }
 
 func appShowCmd() *cobra.Command {
 	var version string
 	c := &cobra.Command{
-		Use:   "show ID",
+		Use:   "show APP_ID",
 		Short: "Show an app definition (Marathon JSON with -o json)",
-		Args:  cobra.ExactArgs(1),
+		Args:  usageArgs,
 		RunE: func(c *cobra.Command, args []string) error {
 			cl, err := newClients()
 			if err != nil {
@@ -207,7 +219,7 @@ func updateApp(c *cobra.Command, w *waitFlags, id string, app *v1.App, partial b
 		return err
 	}
 	if flagOutput == "json" {
-		return printJSON(c.OutOrStdout(), res.Msg)
+		return w.printJSON(c.Context(), c, cl, res.Msg, res.Msg.GetDeploymentId())
 	}
 	return w.finish(c.Context(), c, cl, fmt.Sprintf("%s %s (version %s)", what, res.Msg.GetApp().GetId(), res.Msg.GetApp().GetVersion()), res.Msg.GetDeploymentId())
 }
@@ -218,9 +230,9 @@ func appUpdateCmd() *cobra.Command {
 		partial bool
 	)
 	c := &cobra.Command{
-		Use:   "update ID FILE|-",
-		Short: "Replace an app definition (or merge fields with --partial)",
-		Args:  cobra.ExactArgs(2),
+		Use:   "update APP_ID FILE",
+		Short: "Replace an app definition with FILE (- for stdin), or merge its fields with --partial",
+		Args:  usageArgs,
 		RunE: func(c *cobra.Command, args []string) error {
 			app, err := readAppFile(args[1])
 			if err != nil {
@@ -234,11 +246,12 @@ func appUpdateCmd() *cobra.Command {
 	return c
 }
 
-// parseCount parses an instance count argument.
+// parseCount parses an instance count argument. Its range is the server's
+// to check, so that the CLI and the API refuse the same values alike.
 func parseCount(s string) (int32, error) {
 	n, err := strconv.ParseInt(s, 10, 32)
-	if err != nil || n < 0 {
-		return 0, fmt.Errorf("instances: %q is not a non-negative integer", s)
+	if err != nil {
+		return 0, fmt.Errorf("instances: %q is not an integer", s)
 	}
 	return int32(n), nil
 }
@@ -246,9 +259,9 @@ func parseCount(s string) (int32, error) {
 func appScaleCmd() *cobra.Command {
 	var w waitFlags
 	c := &cobra.Command{
-		Use:   "scale ID N",
+		Use:   "scale APP_ID N",
 		Short: "Set the number of instances",
-		Args:  cobra.ExactArgs(2),
+		Args:  usageArgs,
 		RunE: func(c *cobra.Command, args []string) error {
 			n, err := parseCount(args[1])
 			if err != nil {
@@ -264,9 +277,9 @@ func appScaleCmd() *cobra.Command {
 func appStopCmd() *cobra.Command {
 	var w waitFlags
 	c := &cobra.Command{
-		Use:   "stop ID",
+		Use:   "stop APP_ID",
 		Short: "Stop every instance (instances 0); reservations and volumes are kept",
-		Args:  cobra.ExactArgs(1),
+		Args:  usageArgs,
 		RunE: func(c *cobra.Command, args []string) error {
 			return updateApp(c, &w, args[0], &v1.App{Instances: proto.Int32(0)}, true, "Stopping app")
 		},
@@ -278,9 +291,9 @@ func appStopCmd() *cobra.Command {
 func appStartCmd() *cobra.Command {
 	var w waitFlags
 	c := &cobra.Command{
-		Use:   "start ID [N]",
+		Use:   "start APP_ID [N]",
 		Short: "Start a stopped app with N instances (default 1)",
-		Args:  cobra.RangeArgs(1, 2),
+		Args:  usageArgs,
 		RunE: func(c *cobra.Command, args []string) error {
 			n := int32(1)
 			if len(args) == 2 {
@@ -311,9 +324,9 @@ func appStartCmd() *cobra.Command {
 func appRestartCmd() *cobra.Command {
 	var w waitFlags
 	c := &cobra.Command{
-		Use:   "restart ID",
+		Use:   "restart APP_ID",
 		Short: "Relaunch every instance (resident apps on the same berth)",
-		Args:  cobra.ExactArgs(1),
+		Args:  usageArgs,
 		RunE: func(c *cobra.Command, args []string) error {
 			cl, err := newClients()
 			if err != nil {
@@ -324,7 +337,7 @@ func appRestartCmd() *cobra.Command {
 				return err
 			}
 			if flagOutput == "json" {
-				return printJSON(c.OutOrStdout(), res.Msg)
+				return w.printJSON(c.Context(), c, cl, res.Msg, res.Msg.GetDeploymentId())
 			}
 			return w.finish(c.Context(), c, cl, fmt.Sprintf("Restarting app %s (version %s)", args[0], res.Msg.GetVersion()), res.Msg.GetDeploymentId())
 		},
@@ -336,9 +349,9 @@ func appRestartCmd() *cobra.Command {
 func appRemoveCmd() *cobra.Command {
 	var w waitFlags
 	c := &cobra.Command{
-		Use:   "remove ID",
+		Use:   "remove APP_ID",
 		Short: "Remove an app; its volumes are destroyed and reservations released",
-		Args:  cobra.ExactArgs(1),
+		Args:  usageArgs,
 		RunE: func(c *cobra.Command, args []string) error {
 			cl, err := newClients()
 			if err != nil {
@@ -349,7 +362,7 @@ func appRemoveCmd() *cobra.Command {
 				return err
 			}
 			if flagOutput == "json" {
-				return printJSON(c.OutOrStdout(), res.Msg)
+				return w.printJSON(c.Context(), c, cl, res.Msg, res.Msg.GetDeploymentId())
 			}
 			return w.finish(c.Context(), c, cl, "Removing app "+args[0], res.Msg.GetDeploymentId())
 		},
@@ -360,9 +373,9 @@ func appRemoveCmd() *cobra.Command {
 
 func appVersionsCmd() *cobra.Command {
 	return &cobra.Command{
-		Use:   "versions ID",
+		Use:   "versions APP_ID",
 		Short: "List the stored versions of an app, newest first",
-		Args:  cobra.ExactArgs(1),
+		Args:  usageArgs,
 		RunE: func(c *cobra.Command, args []string) error {
 			cl, err := newClients()
 			if err != nil {
@@ -375,10 +388,11 @@ func appVersionsCmd() *cobra.Command {
 			if flagOutput == "json" {
 				return printJSON(c.OutOrStdout(), res.Msg)
 			}
+			var rows [][]string
 			for _, v := range res.Msg.GetVersions() {
-				fmt.Fprintln(c.OutOrStdout(), v)
+				rows = append(rows, []string{v})
 			}
-			return nil
+			return table(c.OutOrStdout(), []string{"VERSION"}, rows)
 		},
 	}
 }

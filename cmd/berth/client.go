@@ -6,12 +6,14 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
@@ -21,19 +23,23 @@ import (
 // defaultAPIAddr is where a local server listens unless told otherwise.
 const defaultAPIAddr = "127.0.0.1:7070"
 
-// Global client flags.
+// Client flags, registered on the client commands (see clientCommand); the
+// daemons (server, dev, mesos-local) do not take them.
 var (
 	flagAddr   string
 	flagOutput string
 )
 
-func init() {
+// clientCommand gives c and its subcommands the client flags --addr and
+// --output, and returns c.
+func clientCommand(c *cobra.Command) *cobra.Command {
 	addr := os.Getenv("BERTH_ADDR")
 	if addr == "" {
 		addr = defaultAPIAddr
 	}
-	rootCmd.PersistentFlags().StringVar(&flagAddr, "addr", addr, "address of a Berth server (env BERTH_ADDR)")
-	rootCmd.PersistentFlags().StringVarP(&flagOutput, "output", "o", "table", "output format: table or json")
+	c.PersistentFlags().StringVar(&flagAddr, "addr", addr, "address of a Berth server (env BERTH_ADDR)")
+	c.PersistentFlags().StringVarP(&flagOutput, "output", "o", "table", "output format: table or json")
+	return c
 }
 
 // clients bundles the API clients of one server.
@@ -59,10 +65,10 @@ func newClients() (*clients, error) {
 	default:
 		return nil, fmt.Errorf("--output: unknown format %q (want table or json)", flagOutput)
 	}
-	hc := &http.Client{Transport: &http.Transport{
+	hc := &http.Client{Transport: berthOnly{&http.Transport{
 		DialContext:           (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
 		ResponseHeaderTimeout: 2 * time.Minute,
-	}}
+	}}}
 	u := baseURL(flagAddr)
 	return &clients{
 		apps:        berthv1connect.NewAppServiceClient(hc, u),
@@ -73,17 +79,86 @@ func newClients() (*clients, error) {
 	}, nil
 }
 
-// describeError renders an API error as the server's message.
+// describeError renders an error for a person at a terminal: a server
+// that cannot be reached (refused, unknown host, not a Berth API) is said
+// so with the address tried; an API error is its code and the server's
+// message, worded for the CLI.
 func describeError(err error) string {
+	if why := unreachable(err); why != "" {
+		return fmt.Sprintf("cannot reach Berth at %s: %s", flagAddr, why)
+	}
 	var ce *connect.Error
 	if errors.As(err, &ce) {
-		if ce.Code() == connect.CodeUnavailable && strings.Contains(ce.Message(), "connect:") {
-			return fmt.Sprintf("cannot reach Berth at %s: %s", flagAddr, ce.Message())
-		}
-		return fmt.Sprintf("%s: %s", ce.Code(), ce.Message())
+		return fmt.Sprintf("%s: %s", ce.Code(), cliWording(ce.Message()))
 	}
 	return err.Error()
 }
+
+// unreachable explains why err means that no Berth API answered at all, or
+// returns "" if a Berth server did answer.
+func unreachable(err error) string {
+	var nb *notBerthError
+	if errors.As(err, &nb) {
+		return nb.Error()
+	}
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) {
+		return dnsErr.Error()
+	}
+	var opErr *net.OpError
+	if errors.As(err, &opErr) && opErr.Op == "dial" {
+		return opErr.Error()
+	}
+	var urlErr *url.Error
+	if errors.As(err, &urlErr) && !urlErr.Timeout() {
+		// The connection broke before any HTTP answer.
+		return urlErr.Err.Error()
+	}
+	return ""
+}
+
+// notBerthError is an HTTP answer that no Connect server gives: a web
+// page, a proxy's error page, another service.
+type notBerthError struct {
+	status, contentType string
+}
+
+func (e *notBerthError) Error() string {
+	ct := e.contentType
+	if ct == "" {
+		ct = "no content type"
+	}
+	return fmt.Sprintf("no Berth API answers there (got HTTP %s, %s)", e.status, ct)
+}
+
+// berthOnly is an HTTP transport that turns answers no Connect server
+// would give into a notBerthError, so that the CLI does not report a web
+// server's 404 page as an API error.
+type berthOnly struct{ next http.RoundTripper }
+
+func (b berthOnly) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := b.next.RoundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	ct := resp.Header.Get("Content-Type")
+	if strings.HasPrefix(ct, "application/") &&
+		(strings.Contains(ct, "proto") || strings.Contains(ct, "json") || strings.Contains(ct, "grpc")) {
+		return resp, nil
+	}
+	resp.Body.Close()
+	return nil, &notBerthError{status: resp.Status, contentType: ct}
+}
+
+// apiWords maps the API's wording in server messages to the CLI's.
+var apiWords = strings.NewReplacer(
+	"use force ", "use --force ",
+	"types: unknown event type", "--type: unknown event type",
+)
+
+// cliWording rewrites a server message for CLI users: API fields that the
+// CLI exposes as flags are named as the flags.
+func cliWording(msg string) string { return apiWords.Replace(msg) }
 
 var jsonOut = protojson.MarshalOptions{Multiline: true, Indent: "  "}
 

@@ -20,14 +20,14 @@ func init() {
 	snapCmd := &cobra.Command{Use: "snapshot", Short: "Save and restore the replicated state"}
 	snapCmd.AddCommand(clusterSnapshotSaveCmd(), clusterSnapshotRestoreCmd())
 	clusterCmd.AddCommand(clusterMembersCmd(), clusterLeaderCmd(), raftCmd, snapCmd)
-	rootCmd.AddCommand(clusterCmd)
+	rootCmd.AddCommand(clientCommand(clusterCmd))
 }
 
 func clusterMembersCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "members",
 		Short: "List the servers known by gossip",
-		Args:  cobra.NoArgs,
+		Args:  usageArgs,
 		RunE: func(c *cobra.Command, args []string) error {
 			cl, err := newClients()
 			if err != nil {
@@ -53,7 +53,7 @@ func clusterLeaderCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "leader",
 		Short: "Show the current leader",
-		Args:  cobra.NoArgs,
+		Args:  usageArgs,
 		RunE: func(c *cobra.Command, args []string) error {
 			cl, err := newClients()
 			if err != nil {
@@ -76,7 +76,7 @@ func clusterListPeersCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "list-peers",
 		Short: "List the Raft voters",
-		Args:  cobra.NoArgs,
+		Args:  usageArgs,
 		RunE: func(c *cobra.Command, args []string) error {
 			cl, err := newClients()
 			if err != nil {
@@ -104,9 +104,9 @@ func clusterListPeersCmd() *cobra.Command {
 
 func clusterRemovePeerCmd() *cobra.Command {
 	return &cobra.Command{
-		Use:   "remove-peer ID",
+		Use:   "remove-peer SERVER_ID",
 		Short: "Remove a server from the Raft configuration",
-		Args:  cobra.ExactArgs(1),
+		Args:  usageArgs,
 		RunE: func(c *cobra.Command, args []string) error {
 			cl, err := newClients()
 			if err != nil {
@@ -126,7 +126,7 @@ func clusterTransferCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "transfer-leadership",
 		Short: "Hand leadership to another server",
-		Args:  cobra.NoArgs,
+		Args:  usageArgs,
 		RunE: func(c *cobra.Command, args []string) error {
 			cl, err := newClients()
 			if err != nil {
@@ -148,7 +148,7 @@ func clusterSnapshotSaveCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "save FILE",
 		Short: "Save a snapshot of the replicated state to FILE",
-		Args:  cobra.ExactArgs(1),
+		Args:  usageArgs,
 		RunE: func(c *cobra.Command, args []string) error {
 			cl, err := newClients()
 			if err != nil {
@@ -176,7 +176,7 @@ func clusterSnapshotRestoreCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "restore FILE",
 		Short: "Replace the cluster's whole state with a saved snapshot",
-		Args:  cobra.ExactArgs(1),
+		Args:  usageArgs,
 		RunE: func(c *cobra.Command, args []string) error {
 			cl, err := newClients()
 			if err != nil {

@@ -4,19 +4,23 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
+	"sort"
 	"strings"
 	"time"
 
 	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/encoding/protojson"
 
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
+	"github.com/berth-dev/berth/rpc"
 )
 
 func init() {
 	depCmd := &cobra.Command{Use: "deployment", Short: "Follow and cancel deployments"}
 	depCmd.AddCommand(deploymentListCmd(), deploymentWatchCmd(), deploymentCancelCmd())
-	rootCmd.AddCommand(depCmd)
+	rootCmd.AddCommand(clientCommand(depCmd))
 }
 
 func deploymentListCmd() *cobra.Command {
@@ -24,7 +28,7 @@ func deploymentListCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "list",
 		Short: "List running deployments (--all for finished ones too)",
-		Args:  cobra.NoArgs,
+		Args:  usageArgs,
 		RunE: func(c *cobra.Command, args []string) error {
 			cl, err := newClients()
 			if err != nil {
@@ -50,9 +54,9 @@ func deploymentListCmd() *cobra.Command {
 
 func deploymentWatchCmd() *cobra.Command {
 	return &cobra.Command{
-		Use:   "watch ID",
+		Use:   "watch DEPLOYMENT_ID",
 		Short: "Follow a deployment until it finishes or fails",
-		Args:  cobra.ExactArgs(1),
+		Args:  usageArgs,
 		RunE: func(c *cobra.Command, args []string) error {
 			cl, err := newClients()
 			if err != nil {
@@ -65,9 +69,9 @@ func deploymentWatchCmd() *cobra.Command {
 
 func deploymentCancelCmd() *cobra.Command {
 	return &cobra.Command{
-		Use:   "cancel ID",
+		Use:   "cancel DEPLOYMENT_ID",
 		Short: "Cancel a running deployment where it stands",
-		Args:  cobra.ExactArgs(1),
+		Args:  usageArgs,
 		RunE: func(c *cobra.Command, args []string) error {
 			cl, err := newClients()
 			if err != nil {
@@ -97,7 +101,8 @@ func statusName(s v1.DeploymentStatus) string {
 }
 
 // watchDeployment prints the deployment's progress and the app's instances
-// until it finishes. It fails if the deployment fails or is cancelled.
+// until it finishes. It fails if the deployment fails or is cancelled. With
+// -o json it prints the deployment as one line of JSON each time it changes.
 func watchDeployment(ctx context.Context, out io.Writer, cl *clients, id string) error {
 	var last string
 	for {
@@ -106,15 +111,28 @@ func watchDeployment(ctx context.Context, out io.Writer, cl *clients, id string)
 			return err
 		}
 		d := res.Msg.GetDeployment()
-		line := fmt.Sprintf("deployment %s: %s, step %d/%d (%s)", d.GetId(), statusName(d.GetStatus()), d.GetCurrentStep(), len(d.GetSteps()), actions(d))
-		if tasks := instanceProgress(ctx, cl, d.GetAffectedApps()); tasks != "" {
-			line += " " + tasks
-		}
-		if d.GetMessage() != "" {
-			line += ": " + d.GetMessage()
+		var line string
+		if flagOutput == "json" {
+			b, err := protojson.Marshal(d)
+			if err != nil {
+				return err
+			}
+			line = string(b)
+		} else {
+			line = fmt.Sprintf("deployment %s: %s, step %d/%d (%s)", d.GetId(), statusName(d.GetStatus()), d.GetCurrentStep(), len(d.GetSteps()), actions(d))
+			if tasks := instanceProgress(ctx, cl, d.GetAffectedApps()); tasks != "" {
+				line += " " + tasks
+			}
+			if d.GetMessage() != "" {
+				line += ": " + d.GetMessage()
+			}
 		}
 		if line != last {
-			fmt.Fprintf(out, "%s %s\n", time.Now().Format("15:04:05"), line)
+			if flagOutput == "json" {
+				fmt.Fprintln(out, line)
+			} else {
+				fmt.Fprintf(out, "%s %s\n", time.Now().Format("15:04:05"), line)
+			}
 			last = line
 		}
 		switch d.GetStatus() {
@@ -133,8 +151,8 @@ func watchDeployment(ctx context.Context, out io.Writer, cl *clients, id string)
 	}
 }
 
-// instanceProgress summarises task states of the given apps, e.g.
-// "[/db: 1 running, 1 healthy]".
+// instanceProgress summarises the instances of the given apps, e.g.
+// "[/db: 1 pending, 1 running, 1 healthy]".
 func instanceProgress(ctx context.Context, cl *clients, apps []string) string {
 	var parts []string
 	for _, app := range apps {
@@ -142,34 +160,76 @@ func instanceProgress(ctx context.Context, cl *clients, apps []string) string {
 		if err != nil {
 			continue
 		}
-		counts := map[string]int{}
-		healthy := 0
-		for _, t := range res.Msg.GetTasks() {
-			state := strings.ToLower(strings.TrimPrefix(t.GetState(), "TASK_"))
-			if state == "" {
-				state = "stopped"
-			}
-			counts[state]++
-			if t.GetHealthy() {
-				healthy++
-			}
+		target := -1 // unknown: the app is gone (or going)
+		if a, err := cl.apps.GetApp(ctx, connect.NewRequest(&v1.GetAppRequest{Id: app})); err == nil {
+			target = int(a.Msg.GetApp().GetInstances())
 		}
-		var cs []string
-		for _, s := range []string{"staging", "starting", "running", "killing", "stopped"} {
-			if counts[s] > 0 {
-				cs = append(cs, fmt.Sprintf("%d %s", counts[s], s))
-			}
-		}
-		if healthy > 0 {
-			cs = append(cs, fmt.Sprintf("%d healthy", healthy))
-		}
-		if len(cs) == 0 {
-			cs = append(cs, "no instances")
-		}
-		parts = append(parts, app+": "+strings.Join(cs, ", "))
+		parts = append(parts, app+": "+progressSummary(res.Msg.GetTasks(), target))
 	}
 	if len(parts) == 0 {
 		return ""
 	}
 	return "[" + strings.Join(parts, "; ") + "]"
+}
+
+// progressOrder is the order of instance states in a progress line, from
+// not yet launched to gone; other (terminal) states come before stopped.
+var progressOrder = []string{"pending", "staging", "starting", "running", "killing"}
+
+// progressSummary counts instances by where they stand, e.g. "1 pending,
+// 2 running, 2 healthy". Instances the app wants (target; negative if
+// unknown) that the scheduler has not created yet are pending too.
+func progressSummary(tasks []*v1.TaskView, target int) string {
+	counts := map[string]int{}
+	healthy, wanted := 0, 0
+	for _, t := range tasks {
+		counts[instanceState(t)]++
+		if t.GetHealthy() {
+			healthy++
+		}
+		if t.GetGoal() == "Running" {
+			wanted++
+		}
+	}
+	if target > wanted {
+		counts["pending"] += target - wanted
+	}
+	var others []string
+	for s := range counts {
+		if !slices.Contains(progressOrder, s) && s != "stopped" && s != "removing" {
+			others = append(others, s)
+		}
+	}
+	sort.Strings(others)
+	var cs []string
+	for _, s := range slices.Concat(progressOrder, others, []string{"stopped", "removing"}) {
+		if counts[s] > 0 {
+			cs = append(cs, fmt.Sprintf("%d %s", counts[s], s))
+		}
+	}
+	if healthy > 0 {
+		cs = append(cs, fmt.Sprintf("%d healthy", healthy))
+	}
+	if len(cs) == 0 {
+		return "no instances"
+	}
+	return strings.Join(cs, ", ")
+}
+
+// instanceState names where an instance stands: its task's Mesos state
+// while it has a live task; "pending" when it should run but no task was
+// launched yet; the final state (failed, killed, ...) of a task that ended
+// and waits to be relaunched; "stopped" or "removing" once it should not
+// run and its task is gone.
+func instanceState(t *v1.TaskView) string {
+	ended := t.GetState() == "" || rpc.IsTerminalTaskState(t.GetState())
+	switch {
+	case ended && t.GetGoal() == "Stopped":
+		return "stopped"
+	case ended && t.GetGoal() == "Decommissioned":
+		return "removing"
+	case t.GetState() == "":
+		return "pending"
+	}
+	return strings.ToLower(strings.TrimPrefix(t.GetState(), "TASK_"))
 }

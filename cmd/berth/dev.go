@@ -60,10 +60,10 @@ func runDev(ctx context.Context, out io.Writer, o *devOptions, logger *slog.Logg
 		Logger:         logger.With("component", "mesos-local"),
 	})
 	if err != nil {
-		return fmt.Errorf("mesos-local: %w", err)
+		return err // mesoslocal's errors name it already
 	}
 	if err := mesos.Start(ctx); err != nil {
-		return fmt.Errorf("mesos-local: %w", err)
+		return err
 	}
 	defer mesos.Close()
 

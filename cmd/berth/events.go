@@ -3,12 +3,14 @@ package main
 import (
 	"fmt"
 	"strconv"
+	"strings"
 
 	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
+	"github.com/berth-dev/berth/rpc"
 )
 
 func init() {
@@ -16,7 +18,7 @@ func init() {
 	c := &cobra.Command{
 		Use:   "events",
 		Short: "Stream status, health and deployment events until interrupted",
-		Args:  cobra.NoArgs,
+		Args:  usageArgs,
 		RunE: func(c *cobra.Command, args []string) error {
 			cl, err := newClients()
 			if err != nil {
@@ -40,12 +42,20 @@ func init() {
 				}
 				fmt.Fprintln(out, describeEvent(ev))
 			}
-			return stream.Err()
+			if err := stream.Err(); err != nil {
+				return err
+			}
+			if err := c.Context().Err(); err != nil {
+				return err
+			}
+			// The stream never ends while the server runs: the
+			// server went away (shut down, restarted or lost).
+			return fmt.Errorf("the event stream from %s ended: the server closed it (shutting down or restarting?)", flagAddr)
 		},
 	}
-	c.Flags().StringSliceVar(&req.Types, "type", nil, "only events of these types (repeatable), e.g. status_update_event")
+	c.Flags().StringSliceVar(&req.Types, "type", nil, "only events of these types (repeatable): "+strings.Join(rpc.EventTypes, ", "))
 	c.Flags().StringVar(&req.AppId, "app", "", "only events of this app")
-	rootCmd.AddCommand(c)
+	rootCmd.AddCommand(clientCommand(c))
 }
 
 // describeEvent renders an event as one line.

@@ -13,7 +13,7 @@ import (
 func init() {
 	taskCmd := &cobra.Command{Use: "task", Short: "List and kill tasks (one per instance)"}
 	taskCmd.AddCommand(taskListCmd(), taskKillCmd())
-	rootCmd.AddCommand(taskCmd)
+	rootCmd.AddCommand(clientCommand(taskCmd))
 }
 
 func taskListCmd() *cobra.Command {
@@ -21,7 +21,7 @@ func taskListCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "list",
 		Short: "List instances and their tasks, stopped ones included",
-		Args:  cobra.NoArgs,
+		Args:  usageArgs,
 		RunE: func(c *cobra.Command, args []string) error {
 			cl, err := newClients()
 			if err != nil {
@@ -52,9 +52,9 @@ func taskListCmd() *cobra.Command {
 func taskKillCmd() *cobra.Command {
 	var wipe, scale bool
 	c := &cobra.Command{
-		Use:   "kill ID",
+		Use:   "kill TASK_ID",
 		Short: "Kill a task (it relaunches on its berth); --wipe destroys the berth too",
-		Args:  cobra.ExactArgs(1),
+		Args:  usageArgs,
 		RunE: func(c *cobra.Command, args []string) error {
 			if wipe && scale {
 				return fmt.Errorf("--wipe and --scale cannot be combined")

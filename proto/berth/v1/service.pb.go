@@ -385,7 +385,9 @@ type ListAppsRequest struct {
 	IdContains string `protobuf:"bytes,1,opt,name=id_contains,json=idContains,proto3" json:"id_contains,omitempty"`
 	// cmd_contains keeps apps whose cmd contains it.
 	CmdContains string `protobuf:"bytes,2,opt,name=cmd_contains,json=cmdContains,proto3" json:"cmd_contains,omitempty"`
-	// label is "key" (present) or "key==value".
+	// label is a Marathon label selector: conditions joined by commas, each
+	// "key" (present), "key==value" (or "key=value"), "key!=value",
+	// "key in (a,b)" or "key notin (a,b)"; a backslash escapes a character.
 	Label         string          `protobuf:"bytes,3,opt,name=label,proto3" json:"label,omitempty"`
 	Consistency   ReadConsistency `protobuf:"varint,4,opt,name=consistency,proto3,enum=berth.v1.ReadConsistency" json:"consistency,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -1641,9 +1643,11 @@ func (*CancelDeploymentResponse) Descriptor() ([]byte, []int) {
 
 // StreamEventsRequest filters events by type and app.
 type StreamEventsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Types         []string               `protobuf:"bytes,1,rep,name=types,proto3" json:"types,omitempty"`
-	AppId         string                 `protobuf:"bytes,2,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// types keeps events of these types; an unknown type is refused
+	// (InvalidArgument naming the known ones).
+	Types         []string `protobuf:"bytes,1,rep,name=types,proto3" json:"types,omitempty"`
+	AppId         string   `protobuf:"bytes,2,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
