@@ -54,3 +54,9 @@ func ViolationsFromError(err error) []Violation {
 	}
 	return out
 }
+
+// stateError reports a failed read of the local state store (a broken
+// index, never a client's fault) as Internal.
+func stateError(err error) *connect.Error {
+	return connect.NewError(connect.CodeInternal, fmt.Errorf("read state: %w", err))
+}

@@ -57,7 +57,7 @@ func TestRandomizedLifecycle(t *testing.T) {
 					} else if taskLive(i.Task) {
 						i.Task.KillRequestedAt = i.Task.UpdatedAt
 					}
-					h.store.instances[i.Id] = i
+					h.store.putInstance(i)
 				case 4: // crash between commit and send, then failover
 					h.dropCalls = true
 					if rng.Intn(2) == 0 {
@@ -110,7 +110,7 @@ func TestRandomizedLifecycle(t *testing.T) {
 				if goalOf(i) != v1.Goal_GOAL_RUNNING {
 					continue
 				}
-				if i.GetTask().GetState() != stRunning || i.AppVersion != app.GetVersion() && !sameConfig(h.store.versions["/r@"+i.AppVersion], app) {
+				if i.GetTask().GetState() != stRunning || i.AppVersion != app.GetVersion() && !sameConfig(h.store.appVersion("/r", i.AppVersion), app) {
 					t.Fatalf("instance not converged: %v", i)
 				}
 				pid := i.GetReservation().GetVolumes()[0].GetPersistenceId()
@@ -125,7 +125,7 @@ func TestRandomizedLifecycle(t *testing.T) {
 			}
 			webRunning := 0
 			for _, i := range h.instancesOf("/web") {
-				if i.GetTask().GetState() == stRunning && !(i.AppVersion != web.GetVersion() && !sameConfig(h.store.versions["/web@"+i.AppVersion], web)) {
+				if i.GetTask().GetState() == stRunning && !(i.AppVersion != web.GetVersion() && !sameConfig(h.store.appVersion("/web", i.AppVersion), web)) {
 					webRunning++
 				} else {
 					t.Fatalf("stateless instance not running: %v", i)
