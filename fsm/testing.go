@@ -1,21 +1,26 @@
 package fsm
 
 import (
-	"testing"
-
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
 )
+
+// TB is the part of testing.TB a TestReader needs (also met by property
+// testing libraries' test handles).
+type TB interface {
+	Helper()
+	Fatalf(format string, args ...any)
+}
 
 // TestReader reads the current content of a store for tests: every call
 // takes a fresh Snapshot of the store that state returns and fails the
 // test on a read error, so assertions stay one line.
 type TestReader struct {
-	tb    testing.TB
+	tb    TB
 	state func() *Store
 }
 
 // NewTestReader returns a TestReader over state (typically FSM.State).
-func NewTestReader(tb testing.TB, state func() *Store) TestReader {
+func NewTestReader(tb TB, state func() *Store) TestReader {
 	return TestReader{tb: tb, state: state}
 }
 

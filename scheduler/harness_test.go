@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"sort"
 	"strings"
-	"testing"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -18,13 +17,21 @@ import (
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
+// tb is what the harness needs of a test: a *testing.T, or a *rapid.T in
+// property tests (so that a failure shrinks).
+type tb interface {
+	Helper()
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+}
+
 // fsmStore is the committed state of the harness: the real FSM and state
 // store, fed through fsm.Encode and FSM.Apply as Raft would (compare-and-set
 // on instances, derived reservation and volume tables, request records).
 // It implements Store, so the harness decides on the driver's incremental
 // snapshots.
 type fsmStore struct {
-	t     testing.TB
+	t     tb
 	f     *fsm.FSM
 	index uint64
 	term  uint64
@@ -35,7 +42,7 @@ type liveStore struct{ *fsm.Store }
 
 func (s liveStore) Snapshot() StateReader { return s.Store.Snapshot() }
 
-func newFSMStore(t testing.TB) *fsmStore {
+func newFSMStore(t tb) *fsmStore {
 	return &fsmStore{t: t, f: fsm.New(slog.New(slog.NewTextHandler(io.Discard, nil))), term: 1}
 }
 
@@ -135,7 +142,7 @@ func (s *fsmStore) cancelDeployment(id string) {
 
 // harness runs the pure core against the fake master with a manual clock.
 type harness struct {
-	t     *testing.T
+	t     tb
 	now   time.Time
 	cfg   Config
 	store *fsmStore
@@ -157,7 +164,7 @@ type harness struct {
 	check func()
 }
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t tb) *harness {
 	h := &harness{
 		t:      t,
 		now:    time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC),

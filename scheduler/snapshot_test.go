@@ -10,7 +10,7 @@ import (
 
 // sameState fails unless st holds exactly the store's instances and
 // deployments (same stored messages) and a correct sorted id list.
-func sameState(t testing.TB, st *State, s Store) {
+func sameState(t tb, st *State, s Store) {
 	t.Helper()
 	fresh, err := NewState(s.Snapshot(), nil)
 	if err != nil {
