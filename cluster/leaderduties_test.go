@@ -122,6 +122,44 @@ func TestFailingLeaderWorkHandsLeadershipOver(t *testing.T) {
 	wg.Wait()
 }
 
+// TestNoHandoverFailureKeepsLeadership: a failure that another server
+// would meet too (ErrNoHandover) is retried on the leader, past the
+// handover threshold, without moving leadership.
+func TestNoHandoverFailureKeepsLeadership(t *testing.T) {
+	network := NewInmemNetwork()
+	var nodes []*tnode
+	for i := range 3 {
+		cfg := inmemConfig(t, fmt.Sprintf("s%d", i), network, 3)
+		cfg.LeaderRetryBackoff = 5 * time.Millisecond
+		cfg.LeaderRetryBackoffMax = 5 * time.Millisecond
+		cfg.LeaderFailuresBeforeTransfer = 2
+		if i > 0 {
+			cfg.Join = []string{nodes[0].node.GossipAddr()}
+		}
+		nodes = append(nodes, start(t, cfg))
+	}
+	leader := checkOneCluster(t, nodes)
+	ctx := ctxTimeout(t, 30*time.Second)
+	var attempts atomic.Int32
+	enough := make(chan struct{})
+	go func() {
+		_ = leader.node.RunAsLeader(ctx, func(lctx context.Context, term uint64) error {
+			if attempts.Add(1) == 10 {
+				close(enough)
+			}
+			return fmt.Errorf("framework removed: %w", ErrNoHandover)
+		})
+	}()
+	select {
+	case <-enough:
+	case <-ctx.Done():
+		t.Fatalf("leader work retried %d times, want 10", attempts.Load())
+	}
+	if !leader.node.IsLeader() {
+		t.Fatal("leadership moved for a failure that another server would meet too")
+	}
+}
+
 // TestApplyAsksCheckProposalWithServerVersions: Apply hands the checker
 // the version each server of the Raft configuration gossips, and a refusal
 // proposes nothing.

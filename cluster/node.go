@@ -49,6 +49,11 @@ var (
 	// ErrRefused: Config.CheckProposal refused the entry; nothing was
 	// proposed.
 	ErrRefused = errors.New("proposal refused")
+	// ErrNoHandover, wrapped in an error of RunAsLeader's fn, says that
+	// another server would fail the same way (the state, not this server,
+	// is at fault): the work is retried here, and leadership is not handed
+	// over for it.
+	ErrNoHandover = errors.New("another server would fail the same way")
 )
 
 const (
@@ -970,7 +975,8 @@ func (n *Node) WatchLeadership() *LeadershipWatch { return n.lead.subscribe() }
 // barrier fails, or fn returns while still leader (an error or not), the
 // work is retried with backoff. After LeaderFailuresBeforeTransfer failures
 // in a row, leadership is handed to another voter, which may do better;
-// a server alone keeps retrying and logs an error each time.
+// a server alone keeps retrying and logs an error each time, and so does a
+// server whose fn fails with ErrNoHandover.
 //
 // RunAsLeader returns when ctx ends (ctx.Err()) or the node shuts down
 // (ErrShutdown), after fn has returned.
@@ -1024,7 +1030,7 @@ func (n *Node) leaderDuties(lctx context.Context, term uint64, fn func(ctx conte
 		}
 		failures++
 		n.log.Error("leader duties failed; retrying", "term", term, "failures", failures, "retry_in", backoff, "err", err)
-		if failures >= n.cfg.LeaderFailuresBeforeTransfer && n.otherVoters() > 0 {
+		if failures >= n.cfg.LeaderFailuresBeforeTransfer && !errors.Is(err, ErrNoHandover) && n.otherVoters() > 0 {
 			n.log.Error("leader duties keep failing; handing leadership to another server", "term", term, "failures", failures)
 			if terr := n.TransferLeadership(lctx, ""); terr != nil {
 				if lctx.Err() != nil {

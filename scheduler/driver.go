@@ -84,7 +84,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		if errors.Is(err, ErrFrameworkRemoved) || errors.Is(err, errNoFrameworkID) {
+		if errors.Is(err, ErrFrameworkRemoved) || errors.Is(err, ErrNoFrameworkID) {
 			s.log.Error("scheduler stopped", "err", err)
 			return err
 		}
@@ -104,7 +104,10 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	}
 }
 
-var errNoFrameworkID = errors.New("scheduler: no framework id stored but instances hold berths; refusing to register a new framework")
+// ErrNoFrameworkID is returned by Run when no framework id is stored but
+// instances hold berths: registering a new framework would orphan them, so
+// the scheduler stops and an operator must decide.
+var ErrNoFrameworkID = errors.New("scheduler: no framework id stored but instances hold berths; refusing to register a new framework")
 
 func (s *Scheduler) frameworkInfo(fid string) *mesos.FrameworkInfo {
 	u := s.cfg.User
@@ -166,7 +169,7 @@ func (s *Scheduler) subscribe(ctx context.Context) error {
 		}
 		for _, i := range insts {
 			if hasBerth(i) || taskLive(i.GetTask()) {
-				return errNoFrameworkID
+				return ErrNoFrameworkID
 			}
 		}
 	}

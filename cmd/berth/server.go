@@ -273,10 +273,18 @@ func runServer(ctx context.Context, o *serverOptions, logger *slog.Logger, ready
 			}
 			// A fresh scheduler per attempt: nothing a previous term or
 			// attempt remembered in memory may leak into this one.
-			if err := scheduler.New(schedCfg, deps).Run(lctx); err != nil {
+			err := scheduler.New(schedCfg, deps).Run(lctx)
+			switch {
+			case err == nil:
+				return nil
+			case errors.Is(err, scheduler.ErrFrameworkRemoved), errors.Is(err, scheduler.ErrNoFrameworkID):
+				// The replicated state is at fault: every server would
+				// stop the same way. Retry here (and log) until an
+				// operator acts; moving leadership would not help.
+				return fmt.Errorf("scheduler (operator action needed): %w: %w", cluster.ErrNoHandover, err)
+			default:
 				return fmt.Errorf("scheduler: %w", err)
 			}
-			return nil
 		})
 	}()
 
