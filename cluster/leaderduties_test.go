@@ -61,21 +61,29 @@ func TestBarrierFailureIsRetried(t *testing.T) {
 	}
 }
 
-// TestFailingLeaderWorkHandsLeadershipOver: the leader's work keeps
-// failing on one server; after LeaderFailuresBeforeTransfer attempts it
-// hands leadership to another server, whose work then runs.
-func TestFailingLeaderWorkHandsLeadershipOver(t *testing.T) {
+// startDutyCluster starts three in-memory servers that retry leader work
+// every backoff and hand leadership over after two failures.
+func startDutyCluster(t *testing.T, backoff time.Duration) []*tnode {
 	network := NewInmemNetwork()
 	var nodes []*tnode
 	for i := range 3 {
 		cfg := inmemConfig(t, fmt.Sprintf("s%d", i), network, 3)
-		cfg.LeaderRetryBackoff = 20 * time.Millisecond
+		cfg.LeaderRetryBackoff = backoff
+		cfg.LeaderRetryBackoffMax = backoff
 		cfg.LeaderFailuresBeforeTransfer = 2
 		if i > 0 {
 			cfg.Join = []string{nodes[0].node.GossipAddr()}
 		}
 		nodes = append(nodes, start(t, cfg))
 	}
+	return nodes
+}
+
+// TestFailingLeaderWorkHandsLeadershipOver: the leader's work keeps
+// failing on one server; after LeaderFailuresBeforeTransfer attempts it
+// hands leadership to another server, whose work then runs.
+func TestFailingLeaderWorkHandsLeadershipOver(t *testing.T) {
+	nodes := startDutyCluster(t, 20*time.Millisecond)
 	bad := checkOneCluster(t, nodes)
 
 	ctx, cancel := context.WithCancel(ctxTimeout(t, 60*time.Second))
@@ -126,19 +134,7 @@ func TestFailingLeaderWorkHandsLeadershipOver(t *testing.T) {
 // would meet too (ErrNoHandover) is retried on the leader, past the
 // handover threshold, without moving leadership.
 func TestNoHandoverFailureKeepsLeadership(t *testing.T) {
-	network := NewInmemNetwork()
-	var nodes []*tnode
-	for i := range 3 {
-		cfg := inmemConfig(t, fmt.Sprintf("s%d", i), network, 3)
-		cfg.LeaderRetryBackoff = 5 * time.Millisecond
-		cfg.LeaderRetryBackoffMax = 5 * time.Millisecond
-		cfg.LeaderFailuresBeforeTransfer = 2
-		if i > 0 {
-			cfg.Join = []string{nodes[0].node.GossipAddr()}
-		}
-		nodes = append(nodes, start(t, cfg))
-	}
-	leader := checkOneCluster(t, nodes)
+	leader := checkOneCluster(t, startDutyCluster(t, 5*time.Millisecond))
 	ctx := ctxTimeout(t, 30*time.Second)
 	var attempts atomic.Int32
 	enough := make(chan struct{})
