@@ -1028,8 +1028,15 @@ func (n *Node) leaderDuties(lctx context.Context, term uint64, fn func(ctx conte
 		if time.Since(started) >= leaderHealthyRun {
 			failures, backoff = 0, n.cfg.LeaderRetryBackoff
 		}
-		failures++
-		n.log.Error("leader duties failed; retrying", "term", term, "failures", failures, "retry_in", backoff, "err", err)
+		switch {
+		case !n.IsLeader():
+			// Stepping down: the loss cancels lctx as soon as it is
+			// observed. Not a failure of the duties themselves.
+			n.log.Info("leader duties interrupted by a loss of leadership", "term", term, "err", err)
+		default:
+			failures++
+			n.log.Error("leader duties failed; retrying", "term", term, "failures", failures, "retry_in", backoff, "err", err)
+		}
 		if failures >= n.cfg.LeaderFailuresBeforeTransfer && !errors.Is(err, ErrNoHandover) && n.otherVoters() > 0 {
 			n.log.Error("leader duties keep failing; handing leadership to another server", "term", term, "failures", failures)
 			if terr := n.TransferLeadership(lctx, ""); terr != nil {
