@@ -388,9 +388,10 @@ func TestIsolatedLeaderStopsLeaderWork(t *testing.T) {
 	running := make(chan context.Context, 4)
 	runDone := make(chan error, 1)
 	go func() {
-		runDone <- old.node.RunAsLeader(ctx, func(lctx context.Context) {
+		runDone <- old.node.RunAsLeader(ctx, func(lctx context.Context, _ uint64) error {
 			running <- lctx
 			<-lctx.Done()
+			return nil
 		})
 	}()
 	var lctx context.Context

@@ -32,6 +32,10 @@ const (
 	DefaultProbeInterval      = time.Second
 	DefaultProbeTimeout       = 500 * time.Millisecond
 	DefaultSuspicionMult      = 4
+	// Leader duties: retry backoff and failures before handing over.
+	DefaultLeaderRetryBackoff           = 500 * time.Millisecond
+	DefaultLeaderRetryBackoffMax        = 10 * time.Second
+	DefaultLeaderFailuresBeforeTransfer = 3
 	// SnapshotsRetained is how many Raft snapshots are kept on disk.
 	SnapshotsRetained = 2
 )
@@ -84,6 +88,21 @@ type Config struct {
 	// hands it to Raft (for example by restoring it into a scratch FSM):
 	// raft panics if the FSM fails to restore a snapshot.
 	VerifySnapshot func(data io.Reader) error
+	// CheckProposal, if set, is asked by Apply before proposing an entry,
+	// with the gossiped version of every server in the Raft configuration
+	// ("" when unknown). An error refuses the proposal (ErrRefused): the
+	// fsm package uses it to hold back command types that some server is
+	// too old to apply (fsm.CheckProposal).
+	CheckProposal func(cmd []byte, versions []string) error
+
+	// Leader duties (RunAsLeader): after a failure (barrier or leader work)
+	// the work is retried after LeaderRetryBackoff, doubling up to
+	// LeaderRetryBackoffMax; after LeaderFailuresBeforeTransfer failures in
+	// a row the leader hands leadership to another voter (alone, it keeps
+	// retrying and logs an error every time).
+	LeaderRetryBackoff           time.Duration
+	LeaderRetryBackoffMax        time.Duration
+	LeaderFailuresBeforeTransfer int
 
 	// Raft timing. LeaderLeaseTimeout must not exceed HeartbeatTimeout and
 	// ElectionTimeout must be at least HeartbeatTimeout.
@@ -158,6 +177,11 @@ func (c Config) withDefaults() Config {
 	setDur(&c.GossipInterval, DefaultGossipInterval)
 	setDur(&c.ProbeInterval, DefaultProbeInterval)
 	setDur(&c.ProbeTimeout, DefaultProbeTimeout)
+	setDur(&c.LeaderRetryBackoff, DefaultLeaderRetryBackoff)
+	setDur(&c.LeaderRetryBackoffMax, max(DefaultLeaderRetryBackoffMax, c.LeaderRetryBackoff))
+	if c.LeaderFailuresBeforeTransfer == 0 {
+		c.LeaderFailuresBeforeTransfer = DefaultLeaderFailuresBeforeTransfer
+	}
 	if c.SuspicionMult == 0 {
 		c.SuspicionMult = DefaultSuspicionMult
 	}

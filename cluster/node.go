@@ -46,6 +46,14 @@ var (
 	ErrNotStarted = errors.New("cluster node is not started")
 	// ErrUnknownPeer: no server with that id is in the Raft configuration.
 	ErrUnknownPeer = errors.New("no such server in the raft configuration")
+	// ErrRefused: Config.CheckProposal refused the entry; nothing was
+	// proposed.
+	ErrRefused = errors.New("proposal refused")
+	// ErrNoHandover, wrapped in an error of RunAsLeader's fn, says that
+	// another server would fail the same way (the state, not this server,
+	// is at fault): the work is retried here, and leadership is not handed
+	// over for it.
+	ErrNoHandover = errors.New("another server would fail the same way")
 )
 
 const (
@@ -80,6 +88,12 @@ type Node struct {
 	reconcileCh chan struct{}
 	bootstrapCh chan struct{}
 
+	// barrier is Barrier; tests replace it to inject failures.
+	barrier func(ctx context.Context) error
+	// startCommandIndex is the index of the last command entry in the
+	// log found on disk at Start (see StartCommandIndex).
+	startCommandIndex uint64
+
 	hasState       atomic.Bool
 	gossipApplied  atomic.Uint64 // applied index gossiped while not a voter
 	leaving        atomic.Bool
@@ -108,6 +122,7 @@ func New(cfg Config) (*Node, error) {
 		reconcileCh: make(chan struct{}, 1),
 		bootstrapCh: make(chan struct{}, 1),
 	}
+	n.barrier = n.Barrier
 	n.members = newMemberTable(n.log, n.localMeta)
 	probe := nodeMeta{Role: metaRole, Raft: c.RaftAdvertise, API: c.APIAddr, Version: c.Version, Expect: c.BootstrapExpect, HasState: true, Applied: 1 << 62}
 	if probe.Raft == "" {
@@ -161,6 +176,9 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	hasState, err := raft.HasExistingState(logs, stable, snaps)
 	if err != nil {
 		return fmt.Errorf("check existing raft state: %w", err)
+	}
+	if n.startCommandIndex, err = lastCommandIndex(logs); err != nil {
+		return err
 	}
 	n.hasState.Store(hasState)
 
@@ -502,6 +520,9 @@ func (n *Node) Apply(ctx context.Context, cmd []byte) (resp any, index uint64, e
 	if n.raft.State() != raft.Leader {
 		return nil, 0, ErrNotLeader
 	}
+	if err := n.checkProposal(cmd); err != nil {
+		return nil, 0, err
+	}
 	timeout, err := timeoutFrom(ctx)
 	if err != nil {
 		return nil, 0, fmt.Errorf("apply: %w", err)
@@ -533,6 +554,62 @@ func (n *Node) Apply(ctx context.Context, cmd []byte) (resp any, index uint64, e
 		return nil, 0, fmt.Errorf("apply: %w; the command may still be committed", ctx.Err())
 	}
 }
+
+// checkProposal asks Config.CheckProposal about cmd, with the versions
+// that the servers of the Raft configuration gossip.
+func (n *Node) checkProposal(cmd []byte) error {
+	if n.cfg.CheckProposal == nil {
+		return nil
+	}
+	c, err := n.configuration()
+	if err != nil {
+		return err
+	}
+	versions := make([]string, 0, len(c.Servers))
+	for _, s := range c.Servers {
+		v := ""
+		if string(s.ID) == n.cfg.NodeName {
+			v = n.cfg.Version
+		} else if m, ok := n.members.get(string(s.ID)); ok {
+			v = m.Version
+		}
+		versions = append(versions, v)
+	}
+	if err := n.cfg.CheckProposal(cmd, versions); err != nil {
+		return fmt.Errorf("%w: %w", ErrRefused, err)
+	}
+	return nil
+}
+
+// lastCommandIndex returns the index of the last LogCommand entry in the
+// log (0 if none): what the FSM will have applied once the log is replayed.
+// Entries after it (a new leader's no-op, configuration changes) never
+// reach the FSM.
+func lastCommandIndex(logs raft.LogStore) (uint64, error) {
+	first, err := logs.FirstIndex()
+	if err != nil {
+		return 0, fmt.Errorf("read raft log: %w", err)
+	}
+	last, err := logs.LastIndex()
+	if err != nil {
+		return 0, fmt.Errorf("read raft log: %w", err)
+	}
+	for i := last; i >= first && i > 0; i-- {
+		var l raft.Log
+		if err := logs.GetLog(i, &l); err != nil {
+			return 0, fmt.Errorf("read raft log entry %d: %w", i, err)
+		}
+		if l.Type == raft.LogCommand {
+			return i, nil
+		}
+	}
+	return 0, nil
+}
+
+// StartCommandIndex is the index of the last command entry of the log this
+// server found on disk when it started: once its FSM has applied that
+// index, it holds everything it had before the restart.
+func (n *Node) StartCommandIndex() uint64 { return n.startCommandIndex }
 
 // Barrier waits until every entry committed before it is applied to the
 // local FSM. Leader only (ErrNotLeader otherwise). Call it after gaining
@@ -915,13 +992,22 @@ func (n *Node) StepDown(ctx context.Context) error {
 // LeadershipWatch. Close the watch when done.
 func (n *Node) WatchLeadership() *LeadershipWatch { return n.lead.subscribe() }
 
-// RunAsLeader calls fn every time this server gains leadership, after a
-// Barrier (so the FSM holds every committed entry). fn's context is
-// cancelled the moment leadership is lost or the node shuts down; fn must
-// then return promptly, and it is never running twice at once. RunAsLeader
-// returns when ctx ends (ctx.Err()) or the node shuts down (ErrShutdown),
-// after fn has returned.
-func (n *Node) RunAsLeader(ctx context.Context, fn func(ctx context.Context)) error {
+// RunAsLeader runs fn while this server is leader, after a Barrier (so the
+// FSM holds every committed entry); term is the Raft term of this
+// leadership. fn's context is cancelled the moment leadership is lost or the
+// node shuts down; fn must then return promptly, and it is never running
+// twice at once.
+//
+// Leader duties cannot stop silently (as Nomad's leader loop): when the
+// barrier fails, or fn returns while still leader (an error or not), the
+// work is retried with backoff. After LeaderFailuresBeforeTransfer failures
+// in a row, leadership is handed to another voter, which may do better;
+// a server alone keeps retrying and logs an error each time, and so does a
+// server whose fn fails with ErrNoHandover.
+//
+// RunAsLeader returns when ctx ends (ctx.Err()) or the node shuts down
+// (ErrShutdown), after fn has returned.
+func (n *Node) RunAsLeader(ctx context.Context, fn func(ctx context.Context, term uint64) error) error {
 	w := n.WatchLeadership()
 	defer w.Close()
 	var run taskRunner
@@ -937,15 +1023,81 @@ func (n *Node) RunAsLeader(ctx context.Context, fn func(ctx context.Context)) er
 			continue
 		}
 		term := ev.Term
-		run.start(ctx, func(lctx context.Context) {
-			if err := n.Barrier(lctx); err != nil {
-				if lctx.Err() == nil {
-					n.log.Warn("leadership gained but barrier failed; not starting leader work", "term", term, "err", err)
-				}
-				return
-			}
-			n.log.Info("leadership gained; starting leader work", "term", term)
-			fn(lctx)
-		})
+		run.start(ctx, func(lctx context.Context) { n.leaderDuties(lctx, term, fn) })
 	}
+}
+
+// leaderHealthyRun is how long leader work must run before a later failure
+// counts as a first failure again.
+const leaderHealthyRun = time.Minute
+
+// leaderDuties runs fn for one leadership term until lctx ends, retrying
+// failures and handing leadership over when they persist.
+func (n *Node) leaderDuties(lctx context.Context, term uint64, fn func(ctx context.Context, term uint64) error) {
+	backoff := n.cfg.LeaderRetryBackoff
+	failures := 0
+	for lctx.Err() == nil {
+		started := time.Now()
+		err := n.barrier(lctx)
+		if err == nil {
+			n.log.Info("leadership established; starting leader work", "term", term, "attempt", failures+1)
+			err = fn(lctx, term)
+			if err == nil {
+				err = errors.New("leader work returned while still leader")
+			}
+			err = fmt.Errorf("leader work: %w", err)
+		} else {
+			err = fmt.Errorf("establish leadership: %w", err)
+		}
+		if lctx.Err() != nil {
+			return // leadership lost or shutting down: nothing failed
+		}
+		if time.Since(started) >= leaderHealthyRun {
+			failures, backoff = 0, n.cfg.LeaderRetryBackoff
+		}
+		switch {
+		case !n.IsLeader():
+			// Stepping down: the loss cancels lctx as soon as it is
+			// observed. Not a failure of the duties themselves.
+			n.log.Info("leader duties interrupted by a loss of leadership", "term", term, "err", err)
+		default:
+			failures++
+			n.log.Error("leader duties failed; retrying", "term", term, "failures", failures, "retry_in", backoff, "err", err)
+		}
+		if failures >= n.cfg.LeaderFailuresBeforeTransfer && !errors.Is(err, ErrNoHandover) && n.otherVoters() > 0 {
+			n.log.Error("leader duties keep failing; handing leadership to another server", "term", term, "failures", failures)
+			if terr := n.TransferLeadership(lctx, ""); terr != nil {
+				if lctx.Err() != nil {
+					return
+				}
+				n.log.Error("leadership transfer failed; retrying leader duties here", "term", term, "err", terr)
+			} else {
+				return // lctx is cancelled as the loss is observed
+			}
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-lctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		backoff = min(2*backoff, n.cfg.LeaderRetryBackoffMax)
+	}
+}
+
+// otherVoters counts the voters of the Raft configuration other than this
+// server.
+func (n *Node) otherVoters() int {
+	c, err := n.configuration()
+	if err != nil {
+		return 0
+	}
+	count := 0
+	for _, s := range c.Servers {
+		if string(s.ID) != n.cfg.NodeName && s.Suffrage == raft.Voter {
+			count++
+		}
+	}
+	return count
 }

@@ -198,9 +198,10 @@ func TestLeadershipWatchAndRunAsLeader(t *testing.T) {
 	started := make(chan context.Context, 1)
 	runDone := make(chan error, 1)
 	go func() {
-		runDone <- n.RunAsLeader(ctx, func(lctx context.Context) {
+		runDone <- n.RunAsLeader(ctx, func(lctx context.Context, _ uint64) error {
 			started <- lctx
 			<-lctx.Done()
+			return nil
 		})
 	}()
 	if err := n.Start(ctx); err != nil {

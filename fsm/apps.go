@@ -7,16 +7,23 @@ import (
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
-func applyAppCreate(tx *memdb.Txn, index uint64, buf []byte) (string, error) {
-	var cmd v1.AppCreateCommand
-	if err := decode(buf, &cmd); err != nil {
-		return "", err
-	}
+func init() {
+	registerCommand(v1.CommandType_COMMAND_TYPE_APP_CREATE, "", applyAppCreate)
+	registerCommand(v1.CommandType_COMMAND_TYPE_APP_UPDATE, "", applyAppUpdate)
+	registerCommand(v1.CommandType_COMMAND_TYPE_APP_DELETE, "", applyAppDelete)
+}
+
+func applyAppCreate(tx *memdb.Txn, e logEntry, cmd *v1.AppCreateCommand) (string, error) {
+	index := e.index
 	app := cmd.GetApp()
 	if app.GetId() == "" {
 		return cmd.GetRequestId(), refuse(ErrInvalid, "app create: app id is empty")
 	}
-	if existing, _ := tx.First(tableApps, "id", app.GetId()); existing != nil {
+	existing, err := tx.First(tableApps, "id", app.GetId())
+	if err != nil {
+		return cmd.GetRequestId(), err
+	}
+	if existing != nil {
 		return cmd.GetRequestId(), refuse(ErrAlreadyExists, "app %s already exists", app.GetId())
 	}
 	if err := putApp(tx, app); err != nil {
@@ -25,14 +32,14 @@ func applyAppCreate(tx *memdb.Txn, index uint64, buf []byte) (string, error) {
 	return cmd.GetRequestId(), putAll(tx, index, cmd.GetDeployment(), nil, cmd.GetPutInstances())
 }
 
-func applyAppUpdate(tx *memdb.Txn, index uint64, buf []byte) (string, error) {
-	var cmd v1.AppUpdateCommand
-	if err := decode(buf, &cmd); err != nil {
-		return "", err
-	}
+func applyAppUpdate(tx *memdb.Txn, e logEntry, cmd *v1.AppUpdateCommand) (string, error) {
+	index := e.index
 	app := cmd.GetApp()
 	raw, err := tx.First(tableApps, "id", app.GetId())
-	if err != nil || raw == nil {
+	if err != nil {
+		return cmd.GetRequestId(), err
+	}
+	if raw == nil {
 		return cmd.GetRequestId(), refuse(ErrNotFound, "app %s does not exist", app.GetId())
 	}
 	if ev := cmd.GetExpectedVersion(); ev != "" && raw.(*v1.App).GetVersion() != ev {
@@ -45,14 +52,14 @@ func applyAppUpdate(tx *memdb.Txn, index uint64, buf []byte) (string, error) {
 	return cmd.GetRequestId(), putAll(tx, index, cmd.GetDeployment(), cmd.GetCancelDeployments(), cmd.GetPutInstances())
 }
 
-func applyAppDelete(tx *memdb.Txn, index uint64, buf []byte) (string, error) {
-	var cmd v1.AppDeleteCommand
-	if err := decode(buf, &cmd); err != nil {
-		return "", err
-	}
+func applyAppDelete(tx *memdb.Txn, e logEntry, cmd *v1.AppDeleteCommand) (string, error) {
+	index := e.index
 	id := cmd.GetAppId()
 	raw, err := tx.First(tableApps, "id", id)
-	if err != nil || raw == nil {
+	if err != nil {
+		return cmd.GetRequestId(), err
+	}
+	if raw == nil {
 		return cmd.GetRequestId(), refuse(ErrNotFound, "app %s does not exist", id)
 	}
 	if err := tx.Delete(tableApps, raw); err != nil {

@@ -48,16 +48,11 @@ type ApplyResult struct {
 // requestRetention is how many log entries a request id is remembered for.
 const requestRetention = 100_000
 
-// applyFunc applies one decoded command inside a write transaction. The
-// returned error is the command's outcome; the transaction commits whatever
-// the function wrote only when it returns nil.
-type applyFunc func(tx *memdb.Txn, index uint64, buf []byte) (requestID string, err error)
-
-// FSM implements raft.FSM over a Store.
+// FSM implements raft.FSM over a Store. The commands it applies are those
+// of the registry (registry.go).
 type FSM struct {
 	logger *slog.Logger
 	state  atomic.Pointer[Store]
-	apply  map[v1.CommandType]applyFunc
 }
 
 // New returns an FSM with an empty store.
@@ -67,14 +62,6 @@ func New(logger *slog.Logger) *FSM {
 	}
 	f := &FSM{logger: logger}
 	f.state.Store(NewStore())
-	f.apply = map[v1.CommandType]applyFunc{
-		v1.CommandType_COMMAND_TYPE_APP_CREATE:        applyAppCreate,
-		v1.CommandType_COMMAND_TYPE_APP_UPDATE:        applyAppUpdate,
-		v1.CommandType_COMMAND_TYPE_APP_DELETE:        applyAppDelete,
-		v1.CommandType_COMMAND_TYPE_FRAMEWORK_ID_SET:  applyFrameworkIDSet,
-		v1.CommandType_COMMAND_TYPE_SCHEDULER_PLAN:    applySchedulerPlan,
-		v1.CommandType_COMMAND_TYPE_DEPLOYMENT_CANCEL: applyDeploymentCancel,
-	}
 	return f
 }
 
@@ -82,21 +69,10 @@ func New(logger *slog.Logger) *FSM {
 // the returned pointer only for one read.
 func (f *FSM) State() *Store { return f.state.Load() }
 
-// Encode builds a log entry: the type byte, then msg in protobuf.
-func Encode(t v1.CommandType, msg proto.Message) ([]byte, error) {
-	if t <= 0 || t > 255 {
-		return nil, fmt.Errorf("encode command: type %d out of range", t)
-	}
-	b, err := proto.Marshal(msg)
-	if err != nil {
-		return nil, fmt.Errorf("encode command %s: %w", t, err)
-	}
-	return append([]byte{byte(t)}, b...), nil
-}
-
 // Apply applies one Raft log entry. It returns *ApplyResult. An entry with an
-// unknown command type panics: a replica that cannot apply an entry must
-// stop rather than diverge from the others.
+// unknown command type panics, unless its type carries
+// IgnoreUnknownTypeFlag: a replica that cannot apply an entry must stop
+// rather than diverge from the others.
 func (f *FSM) Apply(l *raft.Log) any {
 	if l.Type != raft.LogCommand {
 		return &ApplyResult{Index: l.Index}
@@ -104,28 +80,47 @@ func (f *FSM) Apply(l *raft.Log) any {
 	if len(l.Data) == 0 {
 		panic(fmt.Sprintf("fsm: empty log entry at index %d", l.Index))
 	}
-	t := v1.CommandType(l.Data[0])
-	fn, ok := f.apply[t]
+	flagged := v1.CommandType(l.Data[0])
+	t := flagged &^ IgnoreUnknownTypeFlag
+	spec, ok := commands[t]
 	if !ok {
+		if flagged&IgnoreUnknownTypeFlag != 0 {
+			f.logger.Warn("skipping a log entry of a command type this server does not know (flagged ignorable); upgrade this server",
+				"type", int(t), "index", l.Index)
+			return f.applyEntry(f.State(), t, nil, logEntry{index: l.Index, term: l.Term}, nil)
+		}
 		f.logger.Error("unknown command type in raft log; stopping to avoid divergence",
 			"type", int(l.Data[0]), "index", l.Index)
 		panic(fmt.Sprintf("fsm: unknown command type %d at index %d", l.Data[0], l.Index))
 	}
-	return f.applyEntry(f.State(), t, fn, l.Index, l.Data[1:])
+	return f.applyEntry(f.State(), t, &spec, logEntry{index: l.Index, term: l.Term}, l.Data[1:])
 }
 
-func (f *FSM) applyEntry(s *Store, t v1.CommandType, fn applyFunc, index uint64, buf []byte) *ApplyResult {
+// applyEntry decodes and applies one command (spec nil: an ignored entry
+// that only advances the index) and records its outcome.
+func (f *FSM) applyEntry(s *Store, t v1.CommandType, spec *commandSpec, e logEntry, buf []byte) *ApplyResult {
+	index := e.index
 	tx := s.db.Txn(true)
 	defer tx.Abort()
 
-	reqID, err := fn(tx, index, buf)
+	var reqID string
+	var err error
+	if spec != nil {
+		msg := spec.newMsg()
+		if err = decode(buf, msg); err == nil {
+			reqID, err = spec.apply(tx, e, msg)
+		}
+	}
 	if reqID != "" {
-		if prev, ok := lookupRequest(tx, reqID); ok {
+		prev, lerr := lookupRequest(tx, reqID)
+		if lerr != nil {
+			panic(fmt.Sprintf("fsm: look up request %q at %d: %v", reqID, index, lerr))
+		}
+		if prev != nil {
 			// A retry of a write that was already applied: report the
 			// first outcome and change nothing.
 			tx.Abort()
-			s.lastIndex.Store(index)
-			s.notify()
+			s.commit(nil, index)
 			return prev
 		}
 	}
@@ -140,19 +135,18 @@ func (f *FSM) applyEntry(s *Store, t v1.CommandType, fn applyFunc, index uint64,
 			panic(fmt.Sprintf("fsm: record request %q at %d: %v", reqID, index, rerr))
 		}
 	}
-	tx.Commit()
-	s.lastIndex.Store(index)
-	s.notify()
+	s.commit(tx, index)
 	if err != nil {
 		f.logger.Debug("command refused", "type", t.String(), "index", index, "err", err)
 	}
 	return &ApplyResult{Index: index, Err: err}
 }
 
-func lookupRequest(tx *memdb.Txn, reqID string) (*ApplyResult, bool) {
+// lookupRequest returns the recorded outcome of a request id, or nil.
+func lookupRequest(tx *memdb.Txn, reqID string) (*ApplyResult, error) {
 	raw, err := tx.First(tableRequests, "id", reqID)
 	if err != nil || raw == nil {
-		return nil, false
+		return nil, err
 	}
 	rec := raw.(*v1.RequestRecord)
 	res := &ApplyResult{Index: rec.GetIndex()}
@@ -163,7 +157,7 @@ func lookupRequest(tx *memdb.Txn, reqID string) (*ApplyResult, bool) {
 		}
 		res.Err = &commandError{kind: sentinel, msg: rec.GetErrorMessage()}
 	}
-	return res, true
+	return res, nil
 }
 
 func recordRequest(tx *memdb.Txn, reqID string, index uint64, outcome error) error {

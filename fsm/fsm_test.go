@@ -71,7 +71,7 @@ const (
 
 func TestAppCreateUpdateDelete(t *testing.T) {
 	a := newApplier(t)
-	s := a.f.State()
+	s := NewTestReader(t, a.f.State)
 	dep := &v1.Deployment{Id: "d1", AffectedApps: []string{"/web"}, Status: v1.DeploymentStatus_DEPLOYMENT_STATUS_RUNNING}
 	a.mustApply(v1.CommandType_COMMAND_TYPE_APP_CREATE, &v1.AppCreateCommand{App: testApp("/web", v1Time), Deployment: dep})
 	if got := s.App("/web"); got == nil || got.GetVersion() != v1Time {
@@ -153,7 +153,7 @@ func TestRequestIDAppliesOnce(t *testing.T) {
 	if !errors.Is(res.Err, ErrNotFound) {
 		t.Fatalf("retried update: err = %v, want the remembered ErrNotFound", res.Err)
 	}
-	if got := a.f.State().App("/missing").GetVersion(); got != v1Time {
+	if got := NewTestReader(t, a.f.State).App("/missing").GetVersion(); got != v1Time {
 		t.Fatalf("retried update changed the app to version %s", got)
 	}
 }
@@ -166,11 +166,11 @@ func TestFrameworkIDSet(t *testing.T) {
 	if !errors.Is(res.Err, ErrConflict) {
 		t.Fatalf("replacing the framework id: err = %v, want ErrConflict", res.Err)
 	}
-	if got := a.f.State().FrameworkID(); got != "fw-1" {
+	if got := NewTestReader(t, a.f.State).FrameworkID(); got != "fw-1" {
 		t.Fatalf("framework id = %q", got)
 	}
 	a.mustApply(v1.CommandType_COMMAND_TYPE_FRAMEWORK_ID_SET, &v1.FrameworkIDSetCommand{FrameworkId: "fw-2", Overwrite: true})
-	if got := a.f.State().FrameworkID(); got != "fw-2" {
+	if got := NewTestReader(t, a.f.State).FrameworkID(); got != "fw-2" {
 		t.Fatalf("framework id after overwrite = %q", got)
 	}
 	if res := a.apply(v1.CommandType_COMMAND_TYPE_FRAMEWORK_ID_SET, &v1.FrameworkIDSetCommand{}); !errors.Is(res.Err, ErrInvalid) {
@@ -180,7 +180,7 @@ func TestFrameworkIDSet(t *testing.T) {
 
 func TestSchedulerPlanKeepsDerivedTables(t *testing.T) {
 	a := newApplier(t)
-	s := a.f.State()
+	s := NewTestReader(t, a.f.State)
 	inst := residentInstance("db.instance-1", "/db", "agent-1", "db#data#1")
 	a.mustApply(v1.CommandType_COMMAND_TYPE_SCHEDULER_PLAN, &v1.SchedulerPlanCommand{
 		PutInstances:   []*v1.Instance{inst},
@@ -251,7 +251,7 @@ func TestSchedulerPlanKeepsDerivedTables(t *testing.T) {
 // the API must not be undone by a scheduler plan computed before it.
 func TestInstanceWritesAreCompareAndSet(t *testing.T) {
 	a := newApplier(t)
-	s := a.f.State()
+	s := NewTestReader(t, a.f.State)
 	a.mustApply(v1.CommandType_COMMAND_TYPE_SCHEDULER_PLAN, &v1.SchedulerPlanCommand{
 		PutInstances: []*v1.Instance{residentInstance("pg.instance-1", "/pg", "agent-1", "pg#data#1")},
 	})
@@ -302,7 +302,7 @@ func TestDeploymentCancel(t *testing.T) {
 		{Id: "done", Status: v1.DeploymentStatus_DEPLOYMENT_STATUS_SUCCEEDED},
 	}})
 	a.mustApply(v1.CommandType_COMMAND_TYPE_DEPLOYMENT_CANCEL, &v1.DeploymentCancelCommand{DeploymentIds: []string{"run", "done"}})
-	s := a.f.State()
+	s := NewTestReader(t, a.f.State)
 	if s.Deployment("run").GetStatus() != v1.DeploymentStatus_DEPLOYMENT_STATUS_CANCELED {
 		t.Fatal("running deployment not cancelled")
 	}
@@ -328,7 +328,30 @@ func TestUnknownCommandTypeStopsTheReplica(t *testing.T) {
 			t.Fatal("Apply of an unknown command type must panic")
 		}
 	}()
-	f.Apply(&raft.Log{Index: 1, Type: raft.LogCommand, Data: []byte{200, 1, 2}})
+	f.Apply(&raft.Log{Index: 1, Type: raft.LogCommand, Data: []byte{72, 1, 2}})
+}
+
+func TestUnknownIgnorableCommandIsSkipped(t *testing.T) {
+	f := New(nil)
+	data := []byte{byte(IgnoreUnknownTypeFlag) | 72, 1, 2}
+	res := f.Apply(&raft.Log{Index: 7, Type: raft.LogCommand, Data: data}).(*ApplyResult)
+	if res.Err != nil || res.Index != 7 {
+		t.Fatalf("ignorable unknown entry = %+v, want skipped at index 7", res)
+	}
+	if got := f.State().LastIndex(); got != 7 {
+		t.Fatalf("applied index after a skipped entry = %d, want 7", got)
+	}
+	// A known type with the flag applies as usual.
+	cmd, err := Encode(v1.CommandType_COMMAND_TYPE_FRAMEWORK_ID_SET|IgnoreUnknownTypeFlag, &v1.FrameworkIDSetCommand{FrameworkId: "fw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res := f.Apply(&raft.Log{Index: 8, Type: raft.LogCommand, Data: cmd}).(*ApplyResult); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if got := NewTestReader(t, f.State).FrameworkID(); got != "fw" {
+		t.Fatalf("framework id = %q", got)
+	}
 }
 
 func TestCorruptPayloadIsRefusedNotApplied(t *testing.T) {
@@ -337,14 +360,14 @@ func TestCorruptPayloadIsRefusedNotApplied(t *testing.T) {
 	if !errors.Is(res.Err, ErrInvalid) {
 		t.Fatalf("err = %v, want ErrInvalid", res.Err)
 	}
-	if len(f.State().Apps()) != 0 {
+	if len(NewTestReader(t, f.State).Apps()) != 0 {
 		t.Fatal("corrupt entry changed state")
 	}
 }
 
 func TestWatchFiresOnChange(t *testing.T) {
 	a := newApplier(t)
-	ch := a.f.State().Watch()
+	ch := NewTestReader(t, a.f.State).Watch()
 	select {
 	case <-ch:
 		t.Fatal("watch fired before any change")
@@ -356,8 +379,8 @@ func TestWatchFiresOnChange(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("watch did not fire after an apply")
 	}
-	if a.f.State().LastIndex() != a.index {
-		t.Fatalf("last index = %d, want %d", a.f.State().LastIndex(), a.index)
+	if NewTestReader(t, a.f.State).LastIndex() != a.index {
+		t.Fatalf("last index = %d, want %d", NewTestReader(t, a.f.State).LastIndex(), a.index)
 	}
 }
 
@@ -397,7 +420,7 @@ func TestSnapshotRestoreRoundTrip10000Apps(t *testing.T) {
 	}
 
 	g := New(nil)
-	watch := g.State().Watch()
+	watch := NewTestReader(t, g.State).Watch()
 	if err := g.Restore(io.NopCloser(bytes.NewReader(out.Bytes()))); err != nil {
 		t.Fatal(err)
 	}
@@ -406,7 +429,7 @@ func TestSnapshotRestoreRoundTrip10000Apps(t *testing.T) {
 	default:
 		t.Fatal("restore did not wake readers of the old store")
 	}
-	s := g.State()
+	s := NewTestReader(t, g.State)
 	if got := len(s.Apps()); got != n {
 		t.Fatalf("restored %d apps, want %d", got, n)
 	}
@@ -426,13 +449,6 @@ func TestSnapshotRestoreRoundTrip10000Apps(t *testing.T) {
 	if s.FrameworkID() != "fw" {
 		t.Fatalf("restored framework id = %q", s.FrameworkID())
 	}
-	// Request ids survive a restore: a retry after it still applies once.
-	b := &applier{t: t, f: g, index: a.index + 1}
-	res := b.apply(v1.CommandType_COMMAND_TYPE_APP_CREATE, &v1.AppCreateCommand{RequestId: "r5", App: testApp("/app-00005", v2Time)})
-	if res.Err != nil || s.App("/app-00005").GetVersion() != v1Time {
-		t.Fatalf("retry after restore: %+v, version %s", res, s.App("/app-00005").GetVersion())
-	}
-
 	// A second snapshot of the restored state is byte-identical.
 	snap2, _ := g.Snapshot()
 	var out2 sink
@@ -441,6 +457,13 @@ func TestSnapshotRestoreRoundTrip10000Apps(t *testing.T) {
 	}
 	if !bytes.Equal(out.Bytes(), out2.Bytes()) {
 		t.Fatal("snapshot of restored state differs from the original")
+	}
+
+	// Request ids survive a restore: a retry after it still applies once.
+	b := &applier{t: t, f: g, index: a.index + 1}
+	res := b.apply(v1.CommandType_COMMAND_TYPE_APP_CREATE, &v1.AppCreateCommand{RequestId: "r5", App: testApp("/app-00005", v2Time)})
+	if res.Err != nil || s.App("/app-00005").GetVersion() != v1Time {
+		t.Fatalf("retry after restore: %+v, version %s", res, s.App("/app-00005").GetVersion())
 	}
 }
 
@@ -464,7 +487,7 @@ func TestRestoreRejectsBadSnapshots(t *testing.T) {
 		if err := f.Restore(io.NopCloser(bytes.NewReader(data))); err == nil {
 			t.Errorf("%s: restore succeeded, want an error", name)
 		}
-		if len(f.State().Apps()) != 0 {
+		if len(NewTestReader(t, f.State).Apps()) != 0 {
 			t.Errorf("%s: failed restore changed the state", name)
 		}
 	}

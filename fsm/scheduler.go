@@ -7,15 +7,20 @@ import (
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
-func applyFrameworkIDSet(tx *memdb.Txn, index uint64, buf []byte) (string, error) {
-	var cmd v1.FrameworkIDSetCommand
-	if err := decode(buf, &cmd); err != nil {
-		return "", err
-	}
+func init() {
+	registerCommand(v1.CommandType_COMMAND_TYPE_FRAMEWORK_ID_SET, "", applyFrameworkIDSet)
+	registerCommand(v1.CommandType_COMMAND_TYPE_SCHEDULER_PLAN, "", applySchedulerPlan)
+	registerCommand(v1.CommandType_COMMAND_TYPE_DEPLOYMENT_CANCEL, "", applyDeploymentCancel)
+}
+
+func applyFrameworkIDSet(tx *memdb.Txn, _ logEntry, cmd *v1.FrameworkIDSetCommand) (string, error) {
 	if cmd.GetFrameworkId() == "" {
 		return "", refuse(ErrInvalid, "framework id is empty")
 	}
-	raw, _ := tx.First(tableMeta, "id", metaFrameworkID)
+	raw, err := tx.First(tableMeta, "id", metaFrameworkID)
+	if err != nil {
+		return "", err
+	}
 	if raw != nil && !cmd.GetOverwrite() {
 		if cur := raw.(*v1.MetaRecord).GetValue(); cur != cmd.GetFrameworkId() {
 			return "", refuse(ErrConflict, "framework id is already %s, not %s", cur, cmd.GetFrameworkId())
@@ -24,10 +29,15 @@ func applyFrameworkIDSet(tx *memdb.Txn, index uint64, buf []byte) (string, error
 	return "", tx.Insert(tableMeta, &v1.MetaRecord{Key: metaFrameworkID, Value: cmd.GetFrameworkId()})
 }
 
-func applySchedulerPlan(tx *memdb.Txn, index uint64, buf []byte) (string, error) {
-	var cmd v1.SchedulerPlanCommand
-	if err := decode(buf, &cmd); err != nil {
-		return "", err
+// applySchedulerPlan applies the scheduler's write-ahead record. A plan
+// that carries if_leader_term is refused unless the entry was appended in
+// that term: a plan decided by the leader of one term must not apply in a
+// later one, whose leader may have changed what the plan read. The term is
+// the entry's own (raft.Log.Term), the same on every replica.
+func applySchedulerPlan(tx *memdb.Txn, e logEntry, cmd *v1.SchedulerPlanCommand) (string, error) {
+	index := e.index
+	if t := cmd.GetIfLeaderTerm(); t != 0 && t != e.term {
+		return "", refuse(ErrConflict, "scheduler plan decided in term %d reached the log in term %d", t, e.term)
 	}
 	for _, id := range cmd.GetDeleteInstances() {
 		if err := deleteInstance(tx, id); err != nil {
@@ -52,13 +62,13 @@ func applySchedulerPlan(tx *memdb.Txn, index uint64, buf []byte) (string, error)
 	return "", nil
 }
 
-func applyDeploymentCancel(tx *memdb.Txn, index uint64, buf []byte) (string, error) {
-	var cmd v1.DeploymentCancelCommand
-	if err := decode(buf, &cmd); err != nil {
-		return "", err
-	}
+func applyDeploymentCancel(tx *memdb.Txn, _ logEntry, cmd *v1.DeploymentCancelCommand) (string, error) {
 	for _, id := range cmd.GetDeploymentIds() {
-		if raw, _ := tx.First(tableDeployments, "id", id); raw == nil {
+		raw, err := tx.First(tableDeployments, "id", id)
+		if err != nil {
+			return cmd.GetRequestId(), err
+		}
+		if raw == nil {
 			return cmd.GetRequestId(), refuse(ErrNotFound, "deployment %s does not exist", id)
 		}
 	}
@@ -72,7 +82,11 @@ func putDeployment(tx *memdb.Txn, d *v1.Deployment) error {
 	// A finished deployment keeps its outcome: a writer that read it while
 	// it was running (the scheduler marking it succeeded just as the API
 	// cancelled it) must read again.
-	if raw, _ := tx.First(tableDeployments, "id", d.GetId()); raw != nil {
+	raw, err := tx.First(tableDeployments, "id", d.GetId())
+	if err != nil {
+		return err
+	}
+	if raw != nil {
 		cur := raw.(*v1.Deployment).GetStatus()
 		if cur != v1.DeploymentStatus_DEPLOYMENT_STATUS_RUNNING && cur != d.GetStatus() {
 			return refuse(ErrConflict, "deployment %s already ended (%s)", d.GetId(), cur)
@@ -133,8 +147,12 @@ func putInstance(tx *memdb.Txn, index uint64, inst *v1.Instance) error {
 	inst = proto.Clone(inst).(*v1.Instance)
 	inst.ModifyIndex = index
 	if t := inst.GetTask(); t != nil && t.GetId() != "" {
-		if raw, _ := tx.First(tableInstances, "task", t.GetId()); raw != nil && raw.(*v1.Instance).GetId() != inst.GetId() {
-			return refuse(ErrConflict, "task %s already belongs to instance %s", t.GetId(), raw.(*v1.Instance).GetId())
+		owner, err := tx.First(tableInstances, "task", t.GetId())
+		if err != nil {
+			return err
+		}
+		if owner != nil && owner.(*v1.Instance).GetId() != inst.GetId() {
+			return refuse(ErrConflict, "task %s already belongs to instance %s", t.GetId(), owner.(*v1.Instance).GetId())
 		}
 	}
 	if err := deleteDerived(tx, inst.GetId()); err != nil {
@@ -159,9 +177,13 @@ func putInstance(tx *memdb.Txn, index uint64, inst *v1.Instance) error {
 		if v.GetPersistenceId() == "" {
 			return refuse(ErrInvalid, "instance %s has a volume without persistence id", inst.GetId())
 		}
-		if raw, _ := tx.First(tableVolumes, "id", v.GetPersistenceId()); raw != nil {
+		owner, err := tx.First(tableVolumes, "id", v.GetPersistenceId())
+		if err != nil {
+			return err
+		}
+		if owner != nil {
 			return refuse(ErrConflict, "volume %s already belongs to instance %s",
-				v.GetPersistenceId(), raw.(*v1.LocalVolume).GetInstanceId())
+				v.GetPersistenceId(), owner.(*v1.LocalVolume).GetInstanceId())
 		}
 		if v.GetInstanceId() != inst.GetId() || v.GetAgentId() != r.GetAgentId() {
 			v = proto.Clone(v).(*v1.LocalVolume)

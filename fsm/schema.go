@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/hashicorp/go-memdb"
+	"google.golang.org/protobuf/proto"
 
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
 )
@@ -23,6 +24,9 @@ const (
 // Meta keys.
 const (
 	metaFrameworkID = "framework_id"
+	// metaAppliedIndex is the Raft index of the last entry applied, kept
+	// in the store so that a Snapshot and a snapshot file carry it.
+	metaAppliedIndex = "applied_index"
 )
 
 // funcIndex indexes an object by a string that a function derives from it. It
@@ -51,69 +55,60 @@ func (f funcIndex) FromArgs(args ...any) ([]byte, error) {
 	return []byte(s + "\x00"), nil
 }
 
+// tables is the one list of the store's tables: each with its record tag
+// in snapshots, its message type and its indexes. The tags are part of the
+// snapshot format: never reuse or renumber them. A new table is one entry
+// here; the schema and the snapshot format both derive from this list.
+var tables = []struct {
+	tag     byte
+	name    string
+	new     func() proto.Message
+	indexes map[string]*memdb.IndexSchema
+}{
+	{1, tableApps, func() proto.Message { return new(v1.App) }, map[string]*memdb.IndexSchema{
+		"id": {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Id"}},
+	}},
+	{2, tableAppVersions, func() proto.Message { return new(v1.AppVersion) }, map[string]*memdb.IndexSchema{
+		"id": {Name: "id", Unique: true, Indexer: &memdb.CompoundIndex{Indexes: []memdb.Indexer{
+			&memdb.StringFieldIndex{Field: "AppId"},
+			&memdb.StringFieldIndex{Field: "Version"},
+		}}},
+		"app": {Name: "app", Indexer: &memdb.StringFieldIndex{Field: "AppId"}},
+	}},
+	{3, tableInstances, func() proto.Message { return new(v1.Instance) }, map[string]*memdb.IndexSchema{
+		"id":  {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Id"}},
+		"app": {Name: "app", Indexer: &memdb.StringFieldIndex{Field: "AppId"}},
+		"task": {Name: "task", Unique: true, AllowMissing: true, Indexer: funcIndex{func(o any) (string, bool) {
+			t := o.(*v1.Instance).GetTask()
+			return t.GetId(), t != nil
+		}}},
+	}},
+	{4, tableReservation, func() proto.Message { return new(v1.Reservation) }, map[string]*memdb.IndexSchema{
+		"id":    {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "InstanceId"}},
+		"agent": {Name: "agent", AllowMissing: true, Indexer: &memdb.StringFieldIndex{Field: "AgentId"}},
+	}},
+	{5, tableVolumes, func() proto.Message { return new(v1.LocalVolume) }, map[string]*memdb.IndexSchema{
+		"id":       {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "PersistenceId"}},
+		"instance": {Name: "instance", Indexer: &memdb.StringFieldIndex{Field: "InstanceId"}},
+		"agent":    {Name: "agent", AllowMissing: true, Indexer: &memdb.StringFieldIndex{Field: "AgentId"}},
+	}},
+	{6, tableDeployments, func() proto.Message { return new(v1.Deployment) }, map[string]*memdb.IndexSchema{
+		"id":  {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Id"}},
+		"app": {Name: "app", AllowMissing: true, Indexer: &memdb.StringSliceFieldIndex{Field: "AffectedApps"}},
+	}},
+	{7, tableMeta, func() proto.Message { return new(v1.MetaRecord) }, map[string]*memdb.IndexSchema{
+		"id": {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Key"}},
+	}},
+	{8, tableRequests, func() proto.Message { return new(v1.RequestRecord) }, map[string]*memdb.IndexSchema{
+		"id":    {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "RequestId"}},
+		"index": {Name: "index", Indexer: &memdb.UintFieldIndex{Field: "Index"}},
+	}},
+}
+
 func schema() *memdb.DBSchema {
-	return &memdb.DBSchema{Tables: map[string]*memdb.TableSchema{
-		tableApps: {
-			Name: tableApps,
-			Indexes: map[string]*memdb.IndexSchema{
-				"id": {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Id"}},
-			},
-		},
-		tableAppVersions: {
-			Name: tableAppVersions,
-			Indexes: map[string]*memdb.IndexSchema{
-				"id": {Name: "id", Unique: true, Indexer: &memdb.CompoundIndex{Indexes: []memdb.Indexer{
-					&memdb.StringFieldIndex{Field: "AppId"},
-					&memdb.StringFieldIndex{Field: "Version"},
-				}}},
-				"app": {Name: "app", Indexer: &memdb.StringFieldIndex{Field: "AppId"}},
-			},
-		},
-		tableInstances: {
-			Name: tableInstances,
-			Indexes: map[string]*memdb.IndexSchema{
-				"id":  {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Id"}},
-				"app": {Name: "app", Indexer: &memdb.StringFieldIndex{Field: "AppId"}},
-				"task": {Name: "task", Unique: true, AllowMissing: true, Indexer: funcIndex{func(o any) (string, bool) {
-					t := o.(*v1.Instance).GetTask()
-					return t.GetId(), t != nil
-				}}},
-			},
-		},
-		tableReservation: {
-			Name: tableReservation,
-			Indexes: map[string]*memdb.IndexSchema{
-				"id":    {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "InstanceId"}},
-				"agent": {Name: "agent", AllowMissing: true, Indexer: &memdb.StringFieldIndex{Field: "AgentId"}},
-			},
-		},
-		tableVolumes: {
-			Name: tableVolumes,
-			Indexes: map[string]*memdb.IndexSchema{
-				"id":       {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "PersistenceId"}},
-				"instance": {Name: "instance", Indexer: &memdb.StringFieldIndex{Field: "InstanceId"}},
-				"agent":    {Name: "agent", AllowMissing: true, Indexer: &memdb.StringFieldIndex{Field: "AgentId"}},
-			},
-		},
-		tableDeployments: {
-			Name: tableDeployments,
-			Indexes: map[string]*memdb.IndexSchema{
-				"id":  {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Id"}},
-				"app": {Name: "app", AllowMissing: true, Indexer: &memdb.StringSliceFieldIndex{Field: "AffectedApps"}},
-			},
-		},
-		tableMeta: {
-			Name: tableMeta,
-			Indexes: map[string]*memdb.IndexSchema{
-				"id": {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Key"}},
-			},
-		},
-		tableRequests: {
-			Name: tableRequests,
-			Indexes: map[string]*memdb.IndexSchema{
-				"id":    {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "RequestId"}},
-				"index": {Name: "index", Indexer: &memdb.UintFieldIndex{Field: "Index"}},
-			},
-		},
-	}}
+	db := &memdb.DBSchema{Tables: map[string]*memdb.TableSchema{}}
+	for _, t := range tables {
+		db.Tables[t.name] = &memdb.TableSchema{Name: t.name, Indexes: t.indexes}
+	}
+	return db
 }

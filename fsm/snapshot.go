@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 
 	"github.com/hashicorp/go-memdb"
 	"github.com/hashicorp/raft"
@@ -21,23 +22,6 @@ const snapshotMagic = "BERTHSNAP1\n"
 // maxRecordBytes bounds one snapshot record, so a corrupt length cannot make
 // Restore allocate without limit.
 const maxRecordBytes = 64 << 20
-
-// snapshotTables lists every table with its record tag and message type. The
-// tags are part of the snapshot format: never reuse or renumber them.
-var snapshotTables = []struct {
-	tag   byte
-	table string
-	new   func() proto.Message
-}{
-	{1, tableApps, func() proto.Message { return new(v1.App) }},
-	{2, tableAppVersions, func() proto.Message { return new(v1.AppVersion) }},
-	{3, tableInstances, func() proto.Message { return new(v1.Instance) }},
-	{4, tableReservation, func() proto.Message { return new(v1.Reservation) }},
-	{5, tableVolumes, func() proto.Message { return new(v1.LocalVolume) }},
-	{6, tableDeployments, func() proto.Message { return new(v1.Deployment) }},
-	{7, tableMeta, func() proto.Message { return new(v1.MetaRecord) }},
-	{8, tableRequests, func() proto.Message { return new(v1.RequestRecord) }},
-}
 
 // Snapshot captures the store at this point of the log. Persist runs later,
 // concurrently with Apply, on an immutable memdb snapshot.
@@ -68,15 +52,15 @@ func WriteSnapshot(db *memdb.MemDB, w io.Writer) error {
 	}
 	tx := db.Txn(false)
 	var lenBuf [binary.MaxVarintLen64]byte
-	for _, t := range snapshotTables {
-		it, err := tx.Get(t.table, "id")
+	for _, t := range tables {
+		it, err := tx.Get(t.name, "id")
 		if err != nil {
-			return fmt.Errorf("snapshot table %s: %w", t.table, err)
+			return fmt.Errorf("snapshot table %s: %w", t.name, err)
 		}
 		for raw := it.Next(); raw != nil; raw = it.Next() {
 			b, err := proto.Marshal(raw.(proto.Message))
 			if err != nil {
-				return fmt.Errorf("snapshot table %s: %w", t.table, err)
+				return fmt.Errorf("snapshot table %s: %w", t.name, err)
 			}
 			n := binary.PutUvarint(lenBuf[:], uint64(len(b)))
 			if err := bw.WriteByte(t.tag); err != nil {
@@ -106,8 +90,14 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	if err != nil {
 		return err
 	}
+	// The snapshot carries the index it reflects. A follower installing
+	// the leader's snapshot jumps forward to it; an operator's restore of
+	// an older snapshot keeps this store's index, so the applied index
+	// never goes backwards for readers waiting on it.
+	if cur := f.State().LastIndex(); cur > s.LastIndex() {
+		s.commit(nil, cur)
+	}
 	old := f.state.Swap(s)
-	s.lastIndex.Store(old.LastIndex())
 	old.notify()
 	s.notify()
 	return nil
@@ -124,7 +114,7 @@ func ReadSnapshot(r io.Reader) (*Store, error) {
 		return nil, fmt.Errorf("read snapshot: not a Berth snapshot (header %q)", magic)
 	}
 	byTag := map[byte]int{}
-	for i, t := range snapshotTables {
+	for i, t := range tables {
 		byTag[t.tag] = i
 	}
 	s := NewStore()
@@ -153,17 +143,27 @@ func ReadSnapshot(r io.Reader) (*Store, error) {
 		if _, err := io.ReadFull(br, buf); err != nil {
 			return nil, fmt.Errorf("read snapshot record %d: %w", n, err)
 		}
-		msg := snapshotTables[i].new()
+		msg := tables[i].new()
 		if err := proto.Unmarshal(buf, msg); err != nil {
-			return nil, fmt.Errorf("read snapshot record %d (%s): %w", n, snapshotTables[i].table, err)
+			return nil, fmt.Errorf("read snapshot record %d (%s): %w", n, tables[i].name, err)
 		}
-		if err := tx.Insert(snapshotTables[i].table, msg); err != nil {
-			return nil, fmt.Errorf("restore %s: %w", snapshotTables[i].table, err)
+		if err := tx.Insert(tables[i].name, msg); err != nil {
+			return nil, fmt.Errorf("restore %s: %w", tables[i].name, err)
 		}
 	}
 	if _, err := br.ReadByte(); !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("read snapshot: data after the end marker")
 	}
+	var index uint64
+	if raw, err := tx.First(tableMeta, "id", metaAppliedIndex); err != nil {
+		return nil, fmt.Errorf("read snapshot: applied index: %w", err)
+	} else if raw != nil {
+		v := raw.(*v1.MetaRecord).GetValue()
+		if index, err = strconv.ParseUint(v, 10, 64); err != nil {
+			return nil, fmt.Errorf("read snapshot: applied index %q: %w", v, err)
+		}
+	}
 	tx.Commit()
+	s.lastIndex.Store(index)
 	return s, nil
 }

@@ -1,7 +1,10 @@
 package fsm
 
 import (
+	"context"
+	"fmt"
 	"sort"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -54,125 +57,178 @@ func (s *Store) notify() {
 // LastIndex is the Raft index of the last entry applied to the store.
 func (s *Store) LastIndex() uint64 { return s.lastIndex.Load() }
 
-func first[T any](s *Store, table, index string, args ...any) T {
-	var zero T
-	raw, err := s.db.Txn(false).First(table, index, args...)
-	if err != nil || raw == nil {
-		return zero
+// commit commits tx (nil: a new one), recording index as the store's
+// applied index in the same transaction, and wakes the watchers.
+func (s *Store) commit(tx *memdb.Txn, index uint64) {
+	if tx == nil {
+		tx = s.db.Txn(true)
+		defer tx.Abort()
 	}
-	return raw.(T)
+	if err := tx.Insert(tableMeta, &v1.MetaRecord{Key: metaAppliedIndex, Value: strconv.FormatUint(index, 10)}); err != nil {
+		panic(fmt.Sprintf("fsm: record applied index %d: %v", index, err))
+	}
+	tx.Commit()
+	s.lastIndex.Store(index)
+	s.notify()
 }
 
-func all[T any](s *Store, table, index string, args ...any) []T {
-	it, err := s.db.Txn(false).Get(table, index, args...)
+// Snapshot is a read-only view of the store at one moment: every read
+// through it sees the same applied index, however many tables it spans
+// (as Nomad's StateStore.Snapshot). Taking one is cheap (a memdb read
+// transaction over immutable trees); it never blocks writers and never
+// changes.
+//
+// Messages returned by a Snapshot are shared with the store: callers must
+// not modify them (proto.Clone first).
+type Snapshot struct {
+	tx    *memdb.Txn
+	index uint64
+}
+
+// Snapshot returns a view of the store as it is now.
+func (s *Store) Snapshot() *Snapshot {
+	tx := s.db.Txn(false)
+	snap := &Snapshot{tx: tx}
+	if raw, err := tx.First(tableMeta, "id", metaAppliedIndex); err == nil && raw != nil {
+		snap.index, _ = strconv.ParseUint(raw.(*v1.MetaRecord).GetValue(), 10, 64)
+	}
+	return snap
+}
+
+// Index is the Raft index of the last entry applied to the store when the
+// snapshot was taken.
+func (s *Snapshot) Index() uint64 { return s.index }
+
+func first[T any](s *Snapshot, table, index string, args ...any) (T, error) {
+	var zero T
+	raw, err := s.tx.First(table, index, args...)
 	if err != nil {
-		return nil
+		return zero, fmt.Errorf("read %s by %s: %w", table, index, err)
+	}
+	if raw == nil {
+		return zero, nil
+	}
+	return raw.(T), nil
+}
+
+func all[T any](s *Snapshot, table, index string, args ...any) ([]T, error) {
+	it, err := s.tx.Get(table, index, args...)
+	if err != nil {
+		return nil, fmt.Errorf("read %s by %s: %w", table, index, err)
 	}
 	var out []T
 	for raw := it.Next(); raw != nil; raw = it.Next() {
 		out = append(out, raw.(T))
 	}
-	return out
+	return out, nil
 }
 
 // App returns the app with the given id, or nil.
-func (s *Store) App(id string) *v1.App { return first[*v1.App](s, tableApps, "id", id) }
+func (s *Snapshot) App(id string) (*v1.App, error) { return first[*v1.App](s, tableApps, "id", id) }
 
 // Apps returns every app, sorted by id.
-func (s *Store) Apps() []*v1.App { return all[*v1.App](s, tableApps, "id") }
+func (s *Snapshot) Apps() ([]*v1.App, error) { return all[*v1.App](s, tableApps, "id") }
 
 // AppVersion returns the app as it was stored at version, or nil.
-func (s *Store) AppVersion(id, version string) *v1.App {
-	v := first[*v1.AppVersion](s, tableAppVersions, "id", id, version)
-	if v == nil {
-		return nil
-	}
-	return v.GetApp()
+func (s *Snapshot) AppVersion(id, version string) (*v1.App, error) {
+	v, err := first[*v1.AppVersion](s, tableAppVersions, "id", id, version)
+	return v.GetApp(), err
 }
 
 // AppVersions lists the stored versions of an app, newest first.
-func (s *Store) AppVersions(id string) []string {
-	var out []string
-	for _, v := range all[*v1.AppVersion](s, tableAppVersions, "app", id) {
+func (s *Snapshot) AppVersions(id string) ([]string, error) {
+	vs, err := all[*v1.AppVersion](s, tableAppVersions, "app", id)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, 0, len(vs))
+	for _, v := range vs {
 		out = append(out, v.GetVersion())
 	}
 	sort.SliceStable(out, func(i, j int) bool { return versionAfter(out[i], out[j]) })
-	return out
+	return out, nil
 }
 
 // Instance returns the instance with the given id, or nil.
-func (s *Store) Instance(id string) *v1.Instance {
+func (s *Snapshot) Instance(id string) (*v1.Instance, error) {
 	return first[*v1.Instance](s, tableInstances, "id", id)
 }
 
 // Instances returns every instance, sorted by id.
-func (s *Store) Instances() []*v1.Instance { return all[*v1.Instance](s, tableInstances, "id") }
+func (s *Snapshot) Instances() ([]*v1.Instance, error) {
+	return all[*v1.Instance](s, tableInstances, "id")
+}
 
 // InstancesByApp returns the instances of one app, sorted by id.
-func (s *Store) InstancesByApp(appID string) []*v1.Instance {
+func (s *Snapshot) InstancesByApp(appID string) ([]*v1.Instance, error) {
 	return all[*v1.Instance](s, tableInstances, "app", appID)
 }
 
 // InstanceByTaskID returns the instance whose current task has this id, or nil.
-func (s *Store) InstanceByTaskID(taskID string) *v1.Instance {
+func (s *Snapshot) InstanceByTaskID(taskID string) (*v1.Instance, error) {
 	return first[*v1.Instance](s, tableInstances, "task", taskID)
 }
 
 // Reservation returns the reservation of an instance, or nil if it has none.
-func (s *Store) Reservation(instanceID string) *v1.Reservation {
+func (s *Snapshot) Reservation(instanceID string) (*v1.Reservation, error) {
 	return first[*v1.Reservation](s, tableReservation, "id", instanceID)
 }
 
 // ReservationsByAgent returns the reservations made on one agent.
-func (s *Store) ReservationsByAgent(agentID string) []*v1.Reservation {
+func (s *Snapshot) ReservationsByAgent(agentID string) ([]*v1.Reservation, error) {
 	return all[*v1.Reservation](s, tableReservation, "agent", agentID)
 }
 
 // Volume returns the persistent volume with the given persistence id, or nil.
-func (s *Store) Volume(persistenceID string) *v1.LocalVolume {
+func (s *Snapshot) Volume(persistenceID string) (*v1.LocalVolume, error) {
 	return first[*v1.LocalVolume](s, tableVolumes, "id", persistenceID)
 }
 
 // Volumes returns every known persistent volume, sorted by persistence id.
-func (s *Store) Volumes() []*v1.LocalVolume { return all[*v1.LocalVolume](s, tableVolumes, "id") }
+func (s *Snapshot) Volumes() ([]*v1.LocalVolume, error) {
+	return all[*v1.LocalVolume](s, tableVolumes, "id")
+}
 
 // Deployment returns the deployment with the given id, or nil.
-func (s *Store) Deployment(id string) *v1.Deployment {
+func (s *Snapshot) Deployment(id string) (*v1.Deployment, error) {
 	return first[*v1.Deployment](s, tableDeployments, "id", id)
 }
 
 // Deployments returns every deployment, oldest first.
-func (s *Store) Deployments() []*v1.Deployment {
-	out := all[*v1.Deployment](s, tableDeployments, "id")
-	sort.SliceStable(out, func(i, j int) bool {
-		a, b := out[i].GetCreatedAt().AsTime(), out[j].GetCreatedAt().AsTime()
-		if a.Equal(b) {
-			return out[i].GetId() < out[j].GetId()
-		}
-		return a.Before(b)
-	})
-	return out
+func (s *Snapshot) Deployments() ([]*v1.Deployment, error) {
+	out, err := all[*v1.Deployment](s, tableDeployments, "id")
+	if err != nil {
+		return nil, err
+	}
+	sortDeployments(out)
+	return out, nil
 }
 
 // DeploymentsByApp returns the deployments that affect an app, oldest first.
-func (s *Store) DeploymentsByApp(appID string) []*v1.Deployment {
-	var out []*v1.Deployment
-	for _, d := range s.Deployments() {
-		for _, a := range d.GetAffectedApps() {
-			if a == appID {
-				out = append(out, d)
-				break
-			}
-		}
+func (s *Snapshot) DeploymentsByApp(appID string) ([]*v1.Deployment, error) {
+	out, err := all[*v1.Deployment](s, tableDeployments, "app", appID)
+	if err != nil {
+		return nil, err
 	}
-	return out
+	sortDeployments(out)
+	return out, nil
+}
+
+func sortDeployments(ds []*v1.Deployment) {
+	sort.SliceStable(ds, func(i, j int) bool {
+		a, b := ds[i].GetCreatedAt().AsTime(), ds[j].GetCreatedAt().AsTime()
+		if a.Equal(b) {
+			return ds[i].GetId() < ds[j].GetId()
+		}
+		return a.Before(b)
+	})
 }
 
 // FrameworkID returns the Mesos framework id, or "" before the first
 // subscription.
-func (s *Store) FrameworkID() string {
-	m := first[*v1.MetaRecord](s, tableMeta, "id", metaFrameworkID)
-	return m.GetValue()
+func (s *Snapshot) FrameworkID() (string, error) {
+	m, err := first[*v1.MetaRecord](s, tableMeta, "id", metaFrameworkID)
+	return m.GetValue(), err
 }
 
 // versionAfter reports whether version a is newer than b. Versions are RFC
@@ -189,4 +245,23 @@ func versionAfter(a, b string) bool {
 		return true
 	}
 	return a > b
+}
+
+// WaitIndex waits until the store that state returns has applied the log
+// up to index, or ctx ends (then it returns ctx's error). It watches the
+// store rather than polling, and follows a store swapped in by a snapshot
+// restore (Restore wakes the old store's watchers).
+func WaitIndex(ctx context.Context, state func() *Store, index uint64) error {
+	for {
+		s := state()
+		watch := s.Watch()
+		if s.LastIndex() >= index {
+			return nil
+		}
+		select {
+		case <-watch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }

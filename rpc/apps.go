@@ -54,14 +54,18 @@ func newDeployment(id, version, appID, action string, now time.Time) *v1.Deploym
 }
 
 // runningDeployments returns the running deployments that affect an app.
-func runningDeployments(st *fsm.Store, appID string) []*v1.Deployment {
+func runningDeployments(st *fsm.Snapshot, appID string) ([]*v1.Deployment, error) {
+	deps, err := st.DeploymentsByApp(appID)
+	if err != nil {
+		return nil, stateError(err)
+	}
 	var out []*v1.Deployment
-	for _, d := range st.DeploymentsByApp(appID) {
+	for _, d := range deps {
 		if d.GetStatus() == v1.DeploymentStatus_DEPLOYMENT_STATUS_RUNNING {
 			out = append(out, d)
 		}
 	}
-	return out
+	return out, nil
 }
 
 // lockedError is the refusal of a change to an app that a running
@@ -77,10 +81,10 @@ func lockedError(appID string, running []*v1.Deployment) *connect.Error {
 
 // checkLock returns the deployments to cancel (with force) or the locked
 // error.
-func checkLock(st *fsm.Store, appID string, force bool) ([]string, error) {
-	running := runningDeployments(st, appID)
-	if len(running) == 0 {
-		return nil, nil
+func checkLock(st *fsm.Snapshot, appID string, force bool) ([]string, error) {
+	running, err := runningDeployments(st, appID)
+	if err != nil || len(running) == 0 {
+		return nil, err
 	}
 	if !force {
 		return nil, lockedError(appID, running)
@@ -106,14 +110,15 @@ func prepareApp(app *v1.App) (*v1.App, error) {
 	return app, nil
 }
 
-// publish sends an event if the configured EventSource accepts events.
+// publish sends an event to Config.Publisher, if there is one.
 func (s *Server) publish(ev *v1.Event) {
-	if p, ok := s.events.(interface{ Publish(*v1.Event) }); ok {
-		if ev.Timestamp == "" {
-			ev.Timestamp = s.now().UTC().Format(time.RFC3339Nano)
-		}
-		p.Publish(ev)
+	if s.cfg.Publisher == nil {
+		return
 	}
+	if ev.Timestamp == "" {
+		ev.Timestamp = s.now().UTC().Format(time.RFC3339Nano)
+	}
+	s.cfg.Publisher.Publish(ev)
 }
 
 func notFound(format string, args ...any) *connect.Error {
@@ -150,7 +155,9 @@ func (a *appService) CreateApp(ctx context.Context, req *connect.Request[v1.Crea
 		if out.Deduplicated {
 			// A retry of a create that was applied before: answer with what
 			// was stored then.
-			if stored := a.store().App(app.GetId()); stored != nil {
+			if stored, err := a.store().Snapshot().App(app.GetId()); err != nil {
+				return nil, stateError(err)
+			} else if stored != nil {
 				app = stored
 			}
 		} else {
@@ -165,9 +172,13 @@ func (a *appService) CreateApp(ctx context.Context, req *connect.Request[v1.Crea
 
 // summarize counts an app's instances by state, like Marathon's
 // tasksRunning/tasksHealthy/... fields.
-func summarize(st *fsm.Store, appID string) *v1.AppSummary {
+func summarize(st *fsm.Snapshot, appID string) (*v1.AppSummary, error) {
 	sum := &v1.AppSummary{}
-	for _, inst := range st.InstancesByApp(appID) {
+	insts, err := st.InstancesByApp(appID)
+	if err != nil {
+		return nil, stateError(err)
+	}
+	for _, inst := range insts {
 		if inst.GetGoal() == v1.Goal_GOAL_STOPPED {
 			sum.InstancesStopped++
 		}
@@ -189,10 +200,14 @@ func summarize(st *fsm.Store, appID string) *v1.AppSummary {
 			}
 		}
 	}
-	for _, d := range runningDeployments(st, appID) {
+	running, err := runningDeployments(st, appID)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range running {
 		sum.Deployments = append(sum.Deployments, d.GetId())
 	}
-	return sum
+	return sum, nil
 }
 
 // GetApp returns one app, optionally at a stored version.
@@ -203,17 +218,26 @@ func (a *appService) GetApp(ctx context.Context, req *connect.Request[v1.GetAppR
 		if id == "" {
 			return nil, invalid("id", "must not be empty")
 		}
-		st := a.store()
+		st := a.store().Snapshot()
 		var app *v1.App
+		var err error
 		if msg.Version != "" {
-			app = st.AppVersion(id, msg.Version)
+			if app, err = st.AppVersion(id, msg.Version); err != nil {
+				return nil, stateError(err)
+			}
 			if app == nil {
 				return nil, notFound("app %s has no version %s", id, msg.Version)
 			}
-		} else if app = st.App(id); app == nil {
+		} else if app, err = st.App(id); err != nil {
+			return nil, stateError(err)
+		} else if app == nil {
 			return nil, notFound("app %s does not exist", id)
 		}
-		return connect.NewResponse(&v1.GetAppResponse{App: app, Summary: summarize(st, id)}), nil
+		sum, err := summarize(st, id)
+		if err != nil {
+			return nil, err
+		}
+		return connect.NewResponse(&v1.GetAppResponse{App: app, Summary: sum}), nil
 	}, func(ctx context.Context, pc *peerClients) (*connect.Response[v1.GetAppResponse], error) {
 		return pc.app.GetApp(ctx, forwarded(msg))
 	})
@@ -227,9 +251,13 @@ func (a *appService) ListApps(ctx context.Context, req *connect.Request[v1.ListA
 		return nil, invalid("label", err.Error())
 	}
 	return readConsistent(ctx, a.Server, msg.Consistency, req.Header(), func() (*connect.Response[v1.ListAppsResponse], error) {
-		st := a.store()
+		st := a.store().Snapshot()
+		apps, err := st.Apps()
+		if err != nil {
+			return nil, stateError(err)
+		}
 		res := &v1.ListAppsResponse{}
-		for _, app := range st.Apps() {
+		for _, app := range apps {
 			if msg.IdContains != "" && !strings.Contains(app.GetId(), msg.IdContains) {
 				continue
 			}
@@ -239,8 +267,12 @@ func (a *appService) ListApps(ctx context.Context, req *connect.Request[v1.ListA
 			if msg.Label != "" && !selector.matches(app.GetLabels()) {
 				continue
 			}
+			sum, err := summarize(st, app.GetId())
+			if err != nil {
+				return nil, err
+			}
 			res.Apps = append(res.Apps, app)
-			res.Summaries = append(res.Summaries, summarize(st, app.GetId()))
+			res.Summaries = append(res.Summaries, sum)
 		}
 		return connect.NewResponse(res), nil
 	}, func(ctx context.Context, pc *peerClients) (*connect.Response[v1.ListAppsResponse], error) {
@@ -260,8 +292,12 @@ func sameConfig(a, b *v1.App) bool {
 
 // alreadyApplied returns the deployment an earlier attempt of this request
 // created, if it was applied (a retry after an unknown outcome).
-func alreadyApplied(st *fsm.Store, requestID string) *v1.Deployment {
-	return st.Deployment(deploymentIDFor(requestID))
+func alreadyApplied(st *fsm.Snapshot, requestID string) (*v1.Deployment, error) {
+	d, err := st.Deployment(deploymentIDFor(requestID))
+	if err != nil {
+		return nil, stateError(err)
+	}
+	return d, nil
 }
 
 // UpdateApp replaces an app, or merges the given top-level fields with
@@ -282,11 +318,20 @@ func (a *appService) UpdateApp(ctx context.Context, req *connect.Request[v1.Upda
 		if id == "" {
 			return nil, invalid("id", "must not be empty")
 		}
-		st := a.store()
-		if d := alreadyApplied(st, msg.RequestId); d != nil {
-			return connect.NewResponse(&v1.UpdateAppResponse{App: st.App(id), DeploymentId: d.GetId()}), nil
+		st := a.store().Snapshot()
+		if d, err := alreadyApplied(st, msg.RequestId); err != nil {
+			return nil, err
+		} else if d != nil {
+			app, err := st.App(id)
+			if err != nil {
+				return nil, stateError(err)
+			}
+			return connect.NewResponse(&v1.UpdateAppResponse{App: app, DeploymentId: d.GetId()}), nil
 		}
-		old := st.App(id)
+		old, err := st.App(id)
+		if err != nil {
+			return nil, stateError(err)
+		}
 		if old == nil {
 			return nil, notFound("app %s does not exist", id)
 		}
@@ -338,7 +383,9 @@ func (a *appService) UpdateApp(ctx context.Context, req *connect.Request[v1.Upda
 			return nil, err
 		}
 		if out.Deduplicated {
-			if stored := a.store().App(id); stored != nil {
+			if stored, err := a.store().Snapshot().App(id); err != nil {
+				return nil, stateError(err)
+			} else if stored != nil {
 				next = stored
 			}
 		} else {
@@ -361,11 +408,17 @@ func (a *appService) DeleteApp(ctx context.Context, req *connect.Request[v1.Dele
 		if id == "" {
 			return nil, invalid("id", "must not be empty")
 		}
-		st := a.store()
-		if d := alreadyApplied(st, msg.RequestId); d != nil {
+		st := a.store().Snapshot()
+		if d, err := alreadyApplied(st, msg.RequestId); err != nil || d != nil {
+			if err != nil {
+				return nil, err
+			}
 			return connect.NewResponse(&v1.DeleteAppResponse{DeploymentId: d.GetId()}), nil
 		}
-		old := st.App(id)
+		old, err := st.App(id)
+		if err != nil {
+			return nil, stateError(err)
+		}
 		if old == nil {
 			return nil, notFound("app %s does not exist", id)
 		}
@@ -397,11 +450,17 @@ func (a *appService) ListAppVersions(ctx context.Context, req *connect.Request[v
 	if id == "" {
 		return nil, invalid("id", "must not be empty")
 	}
-	st := a.store()
-	if st.App(id) == nil {
+	st := a.store().Snapshot()
+	if app, err := st.App(id); err != nil {
+		return nil, stateError(err)
+	} else if app == nil {
 		return nil, notFound("app %s does not exist", id)
 	}
-	return connect.NewResponse(&v1.ListAppVersionsResponse{Versions: st.AppVersions(id)}), nil
+	versions, err := st.AppVersions(id)
+	if err != nil {
+		return nil, stateError(err)
+	}
+	return connect.NewResponse(&v1.ListAppVersionsResponse{Versions: versions}), nil
 }
 
 // RestartApp relaunches every instance: the same definition under a new
@@ -414,11 +473,17 @@ func (a *appService) RestartApp(ctx context.Context, req *connect.Request[v1.Res
 		if id == "" {
 			return nil, invalid("id", "must not be empty")
 		}
-		st := a.store()
-		if d := alreadyApplied(st, msg.RequestId); d != nil {
+		st := a.store().Snapshot()
+		if d, err := alreadyApplied(st, msg.RequestId); err != nil || d != nil {
+			if err != nil {
+				return nil, err
+			}
 			return connect.NewResponse(&v1.RestartAppResponse{DeploymentId: d.GetId(), Version: d.GetVersion()}), nil
 		}
-		old := st.App(id)
+		old, err := st.App(id)
+		if err != nil {
+			return nil, stateError(err)
+		}
 		if old == nil {
 			return nil, notFound("app %s does not exist", id)
 		}

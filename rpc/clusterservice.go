@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
-	"google.golang.org/protobuf/proto"
 
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
 )
@@ -166,63 +165,4 @@ func (c *clusterService) RestoreSnapshot(ctx context.Context, req *connect.Reque
 	}, func(ctx context.Context, pc *peerClients) (*connect.Response[v1.RestoreSnapshotResponse], error) {
 		return pc.cluster.RestoreSnapshot(ctx, forwarded(msg))
 	})
-}
-
-// commandMessages maps each command type to its payload message, to check
-// forwarded commands before they reach the log: an entry the FSM cannot
-// apply would stop every replica.
-var commandMessages = map[v1.CommandType]func() proto.Message{
-	v1.CommandType_COMMAND_TYPE_APP_CREATE:        func() proto.Message { return &v1.AppCreateCommand{} },
-	v1.CommandType_COMMAND_TYPE_APP_UPDATE:        func() proto.Message { return &v1.AppUpdateCommand{} },
-	v1.CommandType_COMMAND_TYPE_APP_DELETE:        func() proto.Message { return &v1.AppDeleteCommand{} },
-	v1.CommandType_COMMAND_TYPE_FRAMEWORK_ID_SET:  func() proto.Message { return &v1.FrameworkIDSetCommand{} },
-	v1.CommandType_COMMAND_TYPE_SCHEDULER_PLAN:    func() proto.Message { return &v1.SchedulerPlanCommand{} },
-	v1.CommandType_COMMAND_TYPE_DEPLOYMENT_CANCEL: func() proto.Message { return &v1.DeploymentCancelCommand{} },
-}
-
-// CheckCommand verifies that an encoded FSM command has a known type and a
-// payload that decodes as that type's message.
-func CheckCommand(cmd []byte) (v1.CommandType, error) {
-	if len(cmd) == 0 {
-		return 0, errors.New("empty command")
-	}
-	t := v1.CommandType(cmd[0])
-	mk, ok := commandMessages[t]
-	if !ok {
-		return t, fmt.Errorf("unknown command type %d", cmd[0])
-	}
-	if err := proto.Unmarshal(cmd[1:], mk()); err != nil {
-		return t, fmt.Errorf("command %s: payload does not decode: %w", t, err)
-	}
-	return t, nil
-}
-
-// ForwardCommand applies an encoded FSM command. Only the leader accepts
-// it; FSM refusals come back in error_code/error_message.
-func (c *clusterService) ForwardCommand(ctx context.Context, req *connect.Request[v1.ForwardCommandRequest]) (*connect.Response[v1.ForwardCommandResponse], error) {
-	t, err := CheckCommand(req.Msg.Command)
-	if err != nil {
-		return nil, invalid("command", err.Error())
-	}
-	if !c.clu.IsLeader() {
-		return nil, connect.NewError(connect.CodeFailedPrecondition, errors.New("this server is not the leader"))
-	}
-	out, err := c.applyEncoded(ctx, t, req.Msg.Command)
-	if err != nil {
-		var nle *notLeaderError
-		if errors.As(err, &nle) {
-			return nil, connect.NewError(connect.CodeFailedPrecondition, nle)
-		}
-		var cerr *connect.Error
-		if errors.As(err, &cerr) {
-			switch cerr.Code() {
-			case connect.CodeNotFound, connect.CodeAlreadyExists, connect.CodeAborted, connect.CodeInvalidArgument:
-				return connect.NewResponse(&v1.ForwardCommandResponse{
-					ErrorCode: cerr.Code().String(), ErrorMessage: cerr.Message(),
-				}), nil
-			}
-		}
-		return nil, err
-	}
-	return connect.NewResponse(&v1.ForwardCommandResponse{Index: out.Index}), nil
 }

@@ -14,8 +14,12 @@ type deploymentService struct{ *Server }
 // ListDeployments lists running deployments (all with include_finished),
 // oldest first.
 func (d *deploymentService) ListDeployments(ctx context.Context, req *connect.Request[v1.ListDeploymentsRequest]) (*connect.Response[v1.ListDeploymentsResponse], error) {
+	deps, err := d.store().Snapshot().Deployments()
+	if err != nil {
+		return nil, stateError(err)
+	}
 	res := &v1.ListDeploymentsResponse{}
-	for _, dep := range d.store().Deployments() {
+	for _, dep := range deps {
 		if req.Msg.IncludeFinished || dep.GetStatus() == v1.DeploymentStatus_DEPLOYMENT_STATUS_RUNNING {
 			res.Deployments = append(res.Deployments, dep)
 		}
@@ -28,7 +32,10 @@ func (d *deploymentService) GetDeployment(ctx context.Context, req *connect.Requ
 	if req.Msg.Id == "" {
 		return nil, invalid("id", "must not be empty")
 	}
-	dep := d.store().Deployment(req.Msg.Id)
+	dep, err := d.store().Snapshot().Deployment(req.Msg.Id)
+	if err != nil {
+		return nil, stateError(err)
+	}
 	if dep == nil {
 		return nil, notFound("deployment %s does not exist", req.Msg.Id)
 	}
@@ -45,7 +52,10 @@ func (d *deploymentService) CancelDeployment(ctx context.Context, req *connect.R
 	}
 	d.ensureRequestID(&msg.RequestId)
 	return onLeader(ctx, d.Server, req.Header(), func(ctx context.Context) (*connect.Response[v1.CancelDeploymentResponse], error) {
-		dep := d.store().Deployment(msg.Id)
+		dep, err := d.store().Snapshot().Deployment(msg.Id)
+		if err != nil {
+			return nil, stateError(err)
+		}
 		if dep == nil {
 			return nil, notFound("deployment %s does not exist", msg.Id)
 		}

@@ -64,3 +64,9 @@ func prefixed(what string, err error) error {
 	}
 	return fmt.Errorf("%s: %w", what, err)
 }
+
+// stateError reports a failed read of the local state store (a broken
+// index, never a client's fault) as Internal.
+func stateError(err error) *connect.Error {
+	return connect.NewError(connect.CodeInternal, fmt.Errorf("read state: %w", err))
+}

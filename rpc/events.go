@@ -23,6 +23,12 @@ type EventSource interface {
 	Subscribe(ctx context.Context) (<-chan *v1.Event, func())
 }
 
+// EventPublisher accepts events for the event stream; Publish must not
+// block. *EventBroker implements it.
+type EventPublisher interface {
+	Publish(ev *v1.Event)
+}
+
 // EventStreamAttached is the first event of every stream, sent as soon as
 // the subscription is in place (as Marathon's event stream does).
 const EventStreamAttached = "event_stream_attached"

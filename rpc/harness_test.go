@@ -147,6 +147,7 @@ func startServer(t testing.TB, name string, network *cluster.InmemNetwork, expec
 		Store:           f.State,
 		Cluster:         clusteradapter.New(node),
 		Events:          broker,
+		Publisher:       broker,
 		Logger:          log,
 		LeaderWait:      o.leaderWait,
 		MaxRequestBytes: o.maxRequestBytes,

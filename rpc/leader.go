@@ -152,22 +152,10 @@ func (s *Server) waitApplied(ctx context.Context, header string) {
 	if err != nil {
 		return
 	}
-	t := time.NewTimer(s.cfg.ForwardTimeout)
-	defer t.Stop()
-	for {
-		st := s.store()
-		watch := st.Watch()
-		if st.LastIndex() >= index {
-			return
-		}
-		select {
-		case <-watch:
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			s.log.Warn("forwarded write not yet applied locally; answering anyway", "index", index, "applied", st.LastIndex())
-			return
-		}
+	wctx, cancel := context.WithTimeout(ctx, s.cfg.ForwardTimeout)
+	defer cancel()
+	if err := fsm.WaitIndex(wctx, s.store, index); err != nil && ctx.Err() == nil {
+		s.log.Warn("forwarded write not yet applied locally; answering anyway", "index", index, "applied", s.store().LastIndex())
 	}
 }
 
@@ -242,12 +230,12 @@ func (s *Server) apply(ctx context.Context, t v1.CommandType, msg proto.Message)
 	if err != nil {
 		return applyOutcome{}, connect.NewError(connect.CodeInternal, err)
 	}
-	return s.applyEncoded(ctx, t, cmd)
-}
-
-func (s *Server) applyEncoded(ctx context.Context, t v1.CommandType, cmd []byte) (applyOutcome, error) {
 	resp, index, err := s.clu.Apply(ctx, cmd)
 	if err != nil {
+		if errors.Is(err, fsm.ErrUnsupported) {
+			// Not proposed: nothing to retry until the upgrade is done.
+			return applyOutcome{}, connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("commit %s: %w", t, err))
+		}
 		if !s.clu.IsLeader() {
 			return applyOutcome{}, &notLeaderError{err}
 		}

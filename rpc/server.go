@@ -82,11 +82,13 @@ type Config struct {
 	// Cluster is the Raft layer.
 	Cluster Cluster
 	// Events is where StreamEvents reads from (typically an *EventBroker
-	// the scheduler publishes into). If it also implements
-	// Publish(*v1.Event), the server publishes api_post_event events for
-	// app changes it commits. Nil: StreamEvents streams nothing but the
-	// server's own events are dropped.
+	// the scheduler publishes into). Nil: StreamEvents streams nothing but
+	// the stream-attached event.
 	Events EventSource
+	// Publisher receives the api_post_event events of app changes this
+	// server commits (typically the same *EventBroker as Events). Nil:
+	// they are dropped.
+	Publisher EventPublisher
 	// Logger gets the server's logs; nil means slog.Default().
 	Logger *slog.Logger
 	// MaxRequestBytes bounds every request message (default 4 MiB; app

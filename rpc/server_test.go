@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/berth-dev/berth/fsm"
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
 	"github.com/berth-dev/berth/rpc"
 )
@@ -452,7 +453,7 @@ func TestTasks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	inst := s.fsm.State().Instance("postgres.instance-1")
+	inst := fsm.NewTestReader(t, s.fsm.State).Instance("postgres.instance-1")
 	if inst.GetTask().GetKillRequestedAt() == nil || inst.GetGoal() != v1.Goal_GOAL_RUNNING || killed.Msg.Task.InstanceId != inst.GetId() {
 		t.Fatalf("after kill: %v", inst)
 	}
@@ -478,10 +479,10 @@ func TestTasks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if app := s.fsm.State().App("/postgres"); app.GetInstances() != 0 || app.GetVersion() == ver {
+	if app := fsm.NewTestReader(t, s.fsm.State).App("/postgres"); app.GetInstances() != 0 || app.GetVersion() == ver {
 		t.Fatalf("app after kill+scale: %v", app)
 	}
-	if inst := s.fsm.State().Instance("postgres.instance-1"); inst.GetGoal() != v1.Goal_GOAL_STOPPED || inst.GetReservation() == nil {
+	if inst := fsm.NewTestReader(t, s.fsm.State).Instance("postgres.instance-1"); inst.GetGoal() != v1.Goal_GOAL_STOPPED || inst.GetReservation() == nil {
 		t.Fatalf("instance after kill+scale: %v", inst)
 	}
 	assertDeployment(t, c, scaled.Msg.DeploymentId, rpc.ActionStop, v1.DeploymentStatus_DEPLOYMENT_STATUS_RUNNING)
@@ -491,7 +492,7 @@ func TestTasks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if wiped.Msg.Task.Goal != "Decommissioned" || s.fsm.State().Instance("postgres.instance-2").GetGoal() != v1.Goal_GOAL_DECOMMISSIONED {
+	if wiped.Msg.Task.Goal != "Decommissioned" || fsm.NewTestReader(t, s.fsm.State).Instance("postgres.instance-2").GetGoal() != v1.Goal_GOAL_DECOMMISSIONED {
 		t.Fatalf("after wipe: %v", wiped.Msg.Task)
 	}
 }
@@ -692,7 +693,7 @@ func TestClusterServiceSingle(t *testing.T) {
 	if _, err := c.cluster.RestoreSnapshot(ctx, connect.NewRequest(&v1.RestoreSnapshotRequest{Data: snap.Msg.Data})); err != nil {
 		t.Fatal(err)
 	}
-	if s.fsm.State().App("/kept") == nil || s.fsm.State().App("/lost") != nil {
+	if fsm.NewTestReader(t, s.fsm.State).App("/kept") == nil || fsm.NewTestReader(t, s.fsm.State).App("/lost") != nil {
 		t.Fatal("restore did not bring back the snapshot's state")
 	}
 	_, err = c.cluster.RestoreSnapshot(ctx, connect.NewRequest(&v1.RestoreSnapshotRequest{Data: []byte("garbage")}))
@@ -700,21 +701,6 @@ func TestClusterServiceSingle(t *testing.T) {
 		t.Errorf("restore of garbage: %q, want the operation named once", ce.Message())
 	}
 
-	// ForwardCommand: a known command applies; an unknown type or a bad
-	// payload never reaches the log.
-	cmd := append([]byte{byte(v1.CommandType_COMMAND_TYPE_DEPLOYMENT_CANCEL)}, mustMarshal(t, &v1.DeploymentCancelCommand{DeploymentIds: []string{"nope"}})...)
-	fwd, err := c.cluster.ForwardCommand(ctx, connect.NewRequest(&v1.ForwardCommandRequest{Command: cmd}))
-	if err != nil || fwd.Msg.ErrorCode != connect.CodeNotFound.String() {
-		t.Fatalf("ForwardCommand = %v, %v", fwd, err)
-	}
-	before := s.fsm.State().LastIndex()
-	for _, bad := range [][]byte{nil, {200, 1, 2}, {byte(v1.CommandType_COMMAND_TYPE_APP_CREATE), 0xff, 0xff}} {
-		_, err = c.cluster.ForwardCommand(ctx, connect.NewRequest(&v1.ForwardCommandRequest{Command: bad}))
-		wantCode(t, err, connect.CodeInvalidArgument)
-	}
-	if s.fsm.State().LastIndex() != before {
-		t.Fatal("a refused command reached the log")
-	}
 }
 
 func mustMarshal(t *testing.T, m proto.Message) []byte {

@@ -39,8 +39,9 @@ func TestSaveSnapshotThroughFollowerHoldsAcknowledgedWrites(t *testing.T) {
 		if err := restored.Restore(io.NopCloser(bytes.NewReader(snapshotData(t, resp.Msg.Data)))); err != nil {
 			t.Fatalf("round %d: restore: %v", i, err)
 		}
+		read := fsm.NewTestReader(t, restored.State)
 		for j := 0; j <= i; j++ {
-			if restored.State().App(fmt.Sprintf("/snap-%d", j)) == nil {
+			if read.App(fmt.Sprintf("/snap-%d", j)) == nil {
 				t.Fatalf("round %d: snapshot (index %d) saved through a follower misses acknowledged app /snap-%d", i, resp.Msg.Index, j)
 			}
 		}

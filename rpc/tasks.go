@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/berth-dev/berth/fsm"
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
@@ -87,12 +88,16 @@ func TaskViewOf(inst *v1.Instance) *v1.TaskView {
 func (t *taskService) ListTasks(ctx context.Context, req *connect.Request[v1.ListTasksRequest]) (*connect.Response[v1.ListTasksResponse], error) {
 	msg := req.Msg
 	return readConsistent(ctx, t.Server, msg.Consistency, req.Header(), func() (*connect.Response[v1.ListTasksResponse], error) {
-		st := t.store()
+		st := t.store().Snapshot()
 		var insts []*v1.Instance
+		var err error
 		if msg.AppId != "" {
-			insts = st.InstancesByApp(normalizePathID(msg.AppId))
+			insts, err = st.InstancesByApp(normalizePathID(msg.AppId))
 		} else {
-			insts = st.Instances()
+			insts, err = st.Instances()
+		}
+		if err != nil {
+			return nil, stateError(err)
 		}
 		res := &v1.ListTasksResponse{}
 		for _, inst := range insts {
@@ -141,10 +146,13 @@ func (t *taskService) KillTask(ctx context.Context, req *connect.Request[v1.Kill
 // killLocal applies a kill on the leader from the current state.
 func (t *taskService) killLocal(ctx context.Context, msg *v1.KillTaskRequest) (*connect.Response[v1.KillTaskResponse], error) {
 	{
-		st := t.store()
-		inst := st.Instance(msg.Id)
-		if inst == nil {
-			inst = st.InstanceByTaskID(msg.Id)
+		st := t.store().Snapshot()
+		inst, err := st.Instance(msg.Id)
+		if err == nil && inst == nil {
+			inst, err = st.InstanceByTaskID(msg.Id)
+		}
+		if err != nil {
+			return nil, stateError(err)
 		}
 		if inst == nil {
 			return nil, notFound("no task or instance %s", msg.Id)
@@ -160,7 +168,7 @@ func (t *taskService) killLocal(ctx context.Context, msg *v1.KillTaskRequest) (*
 			t.log.Info("instance wiped", "instance", next.GetId(), "app", next.GetAppId())
 			return connect.NewResponse(&v1.KillTaskResponse{Task: TaskViewOf(next)}), nil
 		case msg.Scale:
-			return t.killAndScale(ctx, msg.RequestId, inst, next, now)
+			return t.killAndScale(ctx, st, msg.RequestId, inst, next, now)
 		default:
 			task := next.GetTask()
 			if task == nil || isTerminal(task.GetState()) {
@@ -179,10 +187,13 @@ func (t *taskService) killLocal(ctx context.Context, msg *v1.KillTaskRequest) (*
 
 // killAndScale stops one instance and lowers its app's instances by one in
 // one write, with a scale deployment.
-func (t *taskService) killAndScale(ctx context.Context, requestID string, inst, next *v1.Instance, now time.Time) (*connect.Response[v1.KillTaskResponse], error) {
-	st := t.store()
-	if d := alreadyApplied(st, requestID); d != nil {
-		if cur := st.Instance(inst.GetId()); cur != nil {
+func (t *taskService) killAndScale(ctx context.Context, st *fsm.Snapshot, requestID string, inst, next *v1.Instance, now time.Time) (*connect.Response[v1.KillTaskResponse], error) {
+	if d, err := alreadyApplied(st, requestID); err != nil {
+		return nil, err
+	} else if d != nil {
+		if cur, err := st.Instance(inst.GetId()); err != nil {
+			return nil, stateError(err)
+		} else if cur != nil {
 			next = cur
 		}
 		return connect.NewResponse(&v1.KillTaskResponse{Task: TaskViewOf(next), DeploymentId: d.GetId()}), nil
@@ -191,11 +202,16 @@ func (t *taskService) killAndScale(ctx context.Context, requestID string, inst, 
 		return nil, connect.NewError(connect.CodeFailedPrecondition,
 			fmt.Errorf("instance %s is not running (goal %s): scaling it down changes nothing", inst.GetId(), goalNames[inst.GetGoal()]))
 	}
-	app := st.App(inst.GetAppId())
+	app, err := st.App(inst.GetAppId())
+	if err != nil {
+		return nil, stateError(err)
+	}
 	if app == nil {
 		return nil, notFound("app %s of instance %s does not exist", inst.GetAppId(), inst.GetId())
 	}
-	if running := runningDeployments(st, app.GetId()); len(running) > 0 {
+	if running, err := runningDeployments(st, app.GetId()); err != nil {
+		return nil, err
+	} else if len(running) > 0 {
 		return nil, lockedError(app.GetId(), running)
 	}
 	nextApp := proto.Clone(app).(*v1.App)

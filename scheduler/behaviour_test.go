@@ -18,7 +18,7 @@ func countLive(h *harness, appID string) (live, outdated int) {
 	for _, i := range h.instancesOf(appID) {
 		if taskLive(i.Task) {
 			live++
-			if i.AppVersion != h.store.apps[appID].GetVersion() {
+			if i.AppVersion != h.store.app(appID).GetVersion() {
 				outdated++
 			}
 		}
@@ -62,8 +62,8 @@ func TestUpgradeRespectsMinimumHealthCapacity(t *testing.T) {
 			t.Fatalf("after upgrade: %v", i)
 		}
 	}
-	if h.store.deployments["d2"].Status != v1.DeploymentStatus_DEPLOYMENT_STATUS_SUCCEEDED {
-		t.Fatalf("deployment %v", h.store.deployments["d2"])
+	if h.store.deployment("d2").Status != v1.DeploymentStatus_DEPLOYMENT_STATUS_SUCCEEDED {
+		t.Fatalf("deployment %v", h.store.deployment("d2"))
 	}
 	// A pure scale change does not restart anything.
 	before := len(h.master.launched)
@@ -140,7 +140,7 @@ func TestStatelessScaling(t *testing.T) {
 	h.deliver()
 	h.advance(2 * time.Second)
 	h.settle()
-	if got := h.store.instances[victim.Id]; got == nil || got.Task.State != stRunning || got.Incarnation != 2 {
+	if got := h.store.instance(victim.Id); got == nil || got.Task.State != stRunning || got.Incarnation != 2 {
 		t.Fatalf("stateless relaunch: %v", got)
 	}
 	h.store.putApp(withInstances(app, "v3", 0), "d3")
@@ -148,8 +148,8 @@ func TestStatelessScaling(t *testing.T) {
 	if n := len(h.instancesOf("/web")); n != 0 {
 		t.Fatalf("%d instances left after scale to 0", n)
 	}
-	if h.store.deployments["d3"].Status != v1.DeploymentStatus_DEPLOYMENT_STATUS_SUCCEEDED {
-		t.Fatalf("d3 %v", h.store.deployments["d3"])
+	if h.store.deployment("d3").Status != v1.DeploymentStatus_DEPLOYMENT_STATUS_SUCCEEDED {
+		t.Fatalf("d3 %v", h.store.deployment("d3"))
 	}
 }
 
@@ -266,7 +266,7 @@ func TestHealthResults(t *testing.T) {
 	app.HealthChecks = []*v1.HealthCheck{{Protocol: proto.String("TCP")}}
 	h.store.putApp(app, "d1")
 	h.settle()
-	if h.store.deployments["d1"].Status == v1.DeploymentStatus_DEPLOYMENT_STATUS_SUCCEEDED {
+	if h.store.deployment("d1").Status == v1.DeploymentStatus_DEPLOYMENT_STATUS_SUCCEEDED {
 		t.Fatalf("deployment succeeded before the instance was healthy")
 	}
 	inst := h.only("/pg")
@@ -278,7 +278,7 @@ func TestHealthResults(t *testing.T) {
 		t.Fatalf("unchanged health committed again")
 	}
 	h.tick()
-	if h.store.deployments["d1"].Status != v1.DeploymentStatus_DEPLOYMENT_STATUS_SUCCEEDED {
+	if h.store.deployment("d1").Status != v1.DeploymentStatus_DEPLOYMENT_STATUS_SUCCEEDED {
 		t.Fatalf("deployment not done once healthy")
 	}
 	d = h.decide(HealthResult{TaskID: inst.Task.Id, Healthy: false, Kill: true, Message: "TCP refused"})
@@ -353,7 +353,7 @@ func TestDeploymentFailsOnInvalidTask(t *testing.T) {
 	msg := "Task uses a DOCKER container, which mesos-local cannot run"
 	h.decide(StatusUpdate{Status: mesos.TaskStatus{TaskID: mesos.TaskID{Value: inst.Task.Id}, State: &st, Source: &src, Reason: &reason, Message: &msg}})
 	h.tick()
-	d := h.store.deployments["d1"]
+	d := h.store.deployment("d1")
 	if d.Status != v1.DeploymentStatus_DEPLOYMENT_STATUS_FAILED || !strings.Contains(d.Message, "DOCKER") || !h.hasEvent("deployment_failed") {
 		t.Fatalf("deployment %v", d)
 	}

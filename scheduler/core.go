@@ -330,7 +330,13 @@ func (p *planner) outdated(i *v1.Instance, a *v1.App) bool {
 	if eq, ok := p.st.Mem.configEqual[key]; ok {
 		return !eq
 	}
-	eq := sameConfig(p.st.appVersion(a.GetId(), i.GetAppVersion()), a)
+	old, err := p.st.appVersion(a.GetId(), i.GetAppVersion())
+	if err != nil {
+		// Unknown: leave the instance alone this time rather than
+		// relaunch it on doubt; the next decision reads again.
+		return false
+	}
+	eq := sameConfig(old, a)
 	p.st.Mem.configEqual[key] = eq
 	return !eq
 }

@@ -243,7 +243,7 @@ func TestSubscribeReconciles(t *testing.T) {
 // labelled.
 func TestNoFrameworkIDDeclines(t *testing.T) {
 	h := newHarness(t)
-	h.store.fid = ""
+	h.store = newFSMStore(t) // no framework id committed
 	h.master.addAgent("A1", "host1", 4, 1024, 1000, 31000, 31010, nil)
 	h.store.putApp(residentApp("/pg", "v1", 1), "")
 	h.tick()

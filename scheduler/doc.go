@@ -6,12 +6,12 @@
 // leader's volatile Memory), one Input (Subscribed, Offers, StatusUpdate,
 // StatusUpdates, HealthResult, ReadinessResult or Tick) and the time, and returns a Decision: the
 // SchedulerPlanCommand to commit first, then the Mesos calls to send and the
-// events to publish once it committed (ARCHITECTURE.md invariant 1). The
+// events to publish once it committed (docs/ARCHITECTURE.md invariant 1). The
 // core does no I/O and reads no clock; the tests drive it against an
 // in-memory fake master, including crashes between commit and send.
 //
 // Resident instances (apps with a persistent volume) follow the model of
-// ARCHITECTURE.md: a new instance reserves, creates its volumes and launches
+// docs/ARCHITECTURE.md: a new instance reserves, creates its volumes and launches
 // in one ACCEPT after committing a PENDING reservation; the reservation is
 // confirmed when its labelled resources are offered or the task reports from
 // the agent, and unpinned when neither happens within the reservation

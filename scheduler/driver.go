@@ -21,10 +21,13 @@ import (
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
-// Store is the replicated state the driver reads: StateReader plus a
-// channel closed at the next change. *fsm.Store satisfies it.
+// Store is the replicated state the driver reads. (The server wires
+// *fsm.Store in through a one-line adapter: the scheduler never imports
+// fsm.)
 type Store interface {
-	StateReader
+	// Snapshot returns a view of the store at one moment.
+	Snapshot() StateReader
+	// Watch returns a channel closed at the next change to the store.
 	Watch() <-chan struct{}
 }
 
@@ -81,7 +84,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		if errors.Is(err, ErrFrameworkRemoved) || errors.Is(err, errNoFrameworkID) {
+		if errors.Is(err, ErrFrameworkRemoved) || errors.Is(err, ErrNoFrameworkID) {
 			s.log.Error("scheduler stopped", "err", err)
 			return err
 		}
@@ -101,7 +104,10 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	}
 }
 
-var errNoFrameworkID = errors.New("scheduler: no framework id stored but instances hold berths; refusing to register a new framework")
+// ErrNoFrameworkID is returned by Run when no framework id is stored but
+// instances hold berths: registering a new framework would orphan them, so
+// the scheduler stops and an operator must decide.
+var ErrNoFrameworkID = errors.New("scheduler: no framework id stored but instances hold berths; refusing to register a new framework")
 
 func (s *Scheduler) frameworkInfo(fid string) *mesos.FrameworkInfo {
 	u := s.cfg.User
@@ -151,12 +157,19 @@ func (s *Scheduler) session(ctx context.Context) (err error) {
 func (s *Scheduler) subscribe(ctx context.Context) error {
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	store := s.deps.Store()
-	fid := store.FrameworkID()
+	view := s.deps.Store().Snapshot()
+	fid, err := view.FrameworkID()
+	if err != nil {
+		return fmt.Errorf("read framework id: %w", err)
+	}
 	if fid == "" {
-		for _, i := range store.Instances() {
+		insts, err := view.Instances()
+		if err != nil {
+			return fmt.Errorf("read instances: %w", err)
+		}
+		for _, i := range insts {
 			if hasBerth(i) || taskLive(i.GetTask()) {
-				return errNoFrameworkID
+				return ErrNoFrameworkID
 			}
 		}
 	}
@@ -405,7 +418,12 @@ func (l *loop) apply(in Input) {
 		return
 	}
 	store := l.s.deps.Store()
-	st := l.snaps.get(store, l.s.mem)
+	st, err := l.snaps.get(store, l.s.mem)
+	if err != nil {
+		l.s.log.Error("cannot read the state store; deciding nothing", "err", err, "input", fmt.Sprintf("%T", in))
+		l.declineOffers(in)
+		return
+	}
 	d := Decide(st, in, time.Now(), l.s.cfg)
 	if d.Plan != nil {
 		if err := l.s.deps.Commit(l.ctx, d.Plan); err != nil {
@@ -417,13 +435,7 @@ func (l *loop) apply(in Input) {
 			// (the FSM's compare-and-set), or lost leadership.
 			l.s.log.Warn("scheduler plan not committed; deciding again", "err", err, "input", fmt.Sprintf("%T", in))
 			l.s.mem = l.s.mem.afterFailedCommit(d)
-			if o, ok := in.(Offers); ok && l.ctx.Err() == nil {
-				ids := make([]mesos.OfferID, 0, len(o.Offers))
-				for i := range o.Offers {
-					ids = append(ids, o.Offers[i].ID)
-				}
-				l.out.enqueue(calls.Decline(ids...).With(calls.RefuseSeconds(time.Second)))
-			}
+			l.declineOffers(in)
 			return
 		}
 		l.snaps.committed(store, d.Plan)
@@ -447,10 +459,28 @@ func (l *loop) apply(in Input) {
 		}
 	}
 	if _, ok := in.(Tick); ok {
-		after := l.snaps.get(l.s.deps.Store(), l.s.mem)
+		after, err := l.snaps.get(l.s.deps.Store(), l.s.mem)
+		if err != nil {
+			l.s.log.Error("cannot read the state store; health and readiness checks unchanged", "err", err)
+			return
+		}
 		l.health.sync(healthTargets(after))
 		l.readiness.sync(readinessTargets(after))
 	}
+}
+
+// declineOffers declines the offers of an input that was not acted on, so
+// that they are not held.
+func (l *loop) declineOffers(in Input) {
+	o, ok := in.(Offers)
+	if !ok || l.ctx.Err() != nil {
+		return
+	}
+	ids := make([]mesos.OfferID, 0, len(o.Offers))
+	for i := range o.Offers {
+		ids = append(ids, o.Offers[i].ID)
+	}
+	l.out.enqueue(calls.Decline(ids...).With(calls.RefuseSeconds(time.Second)))
 }
 
 // lanes routes calls to two senders, each sending in order.

@@ -11,15 +11,6 @@ import (
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
-type emptyStore struct{ watch chan struct{} }
-
-func (emptyStore) FrameworkID() string               { return "" }
-func (emptyStore) Apps() []*v1.App                   { return nil }
-func (emptyStore) AppVersion(string, string) *v1.App { return nil }
-func (emptyStore) Instances() []*v1.Instance         { return nil }
-func (emptyStore) Deployments() []*v1.Deployment     { return nil }
-func (s emptyStore) Watch() <-chan struct{}          { return s.watch }
-
 // The driver authenticates with HTTP basic auth when a secret is set,
 // retries a refused subscription, and returns nil as soon as its context
 // ends.
@@ -31,7 +22,7 @@ func TestDriverAuthRetryAndStop(t *testing.T) {
 	}))
 	defer srv.Close()
 	s := New(Config{MesosMaster: srv.URL, Principal: "berth", Secret: "s3cret", Logger: testLogger(t)}, Deps{
-		Store:          func() Store { return emptyStore{} },
+		Store:          func() Store { return newFSMStore(t) },
 		Commit:         func(context.Context, *v1.SchedulerPlanCommand) error { return nil },
 		SetFrameworkID: func(context.Context, string) error { return nil },
 	})

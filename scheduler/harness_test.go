@@ -2,123 +2,160 @@ package scheduler
 
 import (
 	"fmt"
+	"io"
+	"log/slog"
 	"sort"
 	"strings"
-	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
 	"github.com/mesos/mesos-go/api/v1/lib/scheduler"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/berth-dev/berth/fsm"
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
-// memStore is the committed state of the harness: what Raft would hold.
-type memStore struct {
-	fid         string
-	apps        map[string]*v1.App
-	versions    map[string]*v1.App // "id@version"
-	instances   map[string]*v1.Instance
-	deployments map[string]*v1.Deployment
-	byTask      map[string]string // task id → instance id (stale entries are checked by State)
+// tb is what the harness needs of a test: a *testing.T, or a *rapid.T in
+// property tests (so that a failure shrinks).
+type tb interface {
+	Helper()
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
 }
 
-func newMemStore() *memStore {
-	return &memStore{apps: map[string]*v1.App{}, versions: map[string]*v1.App{}, instances: map[string]*v1.Instance{},
-		deployments: map[string]*v1.Deployment{}, byTask: map[string]string{}}
+// fsmStore is the committed state of the harness: the real FSM and state
+// store, fed through fsm.Encode and FSM.Apply as Raft would (compare-and-set
+// on instances, derived reservation and volume tables, request records).
+// It implements Store, so the harness decides on the driver's incremental
+// snapshots.
+type fsmStore struct {
+	t     tb
+	f     *fsm.FSM
+	index uint64
+	term  uint64
 }
 
-func (s *memStore) FrameworkID() string { return s.fid }
-func (s *memStore) Apps() []*v1.App {
-	var out []*v1.App
-	for _, k := range sortedKeys(s.apps) {
-		out = append(out, s.apps[k])
-	}
-	return out
-}
-func (s *memStore) AppVersion(id, version string) *v1.App { return s.versions[id+"@"+version] }
-func (s *memStore) Instances() []*v1.Instance {
-	out := make([]*v1.Instance, 0, len(s.instances))
-	for _, i := range s.instances {
-		out = append(out, i)
-	}
-	return out
-}
-func (s *memStore) Deployments() []*v1.Deployment {
-	var out []*v1.Deployment
-	for _, k := range sortedKeys(s.deployments) {
-		out = append(out, s.deployments[k])
-	}
-	return out
+// liveStore hands a *fsm.Store to the scheduler, as the server does.
+type liveStore struct{ *fsm.Store }
+
+func (s liveStore) Snapshot() StateReader { return s.Store.Snapshot() }
+
+func newFSMStore(t tb) *fsmStore {
+	return &fsmStore{t: t, f: fsm.New(slog.New(slog.NewTextHandler(io.Discard, nil))), term: 1}
 }
 
-// InstanceByTaskID is the store's task index (as in *fsm.Store).
-func (s *memStore) InstanceByTaskID(taskID string) *v1.Instance {
-	if id, ok := s.byTask[taskID]; ok {
-		return s.instances[id]
+// Snapshot implements Store.
+func (s *fsmStore) Snapshot() StateReader { return s.f.State().Snapshot() }
+
+// Watch implements Store.
+func (s *fsmStore) Watch() <-chan struct{} { return s.f.State().Watch() }
+
+// read reads the current state, failing the test on a read error.
+func (s *fsmStore) read() fsm.TestReader { return fsm.NewTestReader(s.t, s.f.State) }
+
+// apply appends one command to the log and applies it; it returns the
+// FSM's refusal, if any.
+func (s *fsmStore) apply(typ v1.CommandType, msg proto.Message) error {
+	s.t.Helper()
+	data, err := fsm.Encode(typ, msg)
+	if err != nil {
+		s.t.Fatal(err)
 	}
-	return nil
+	s.index++
+	return s.f.Apply(&raft.Log{Index: s.index, Term: s.term, Type: raft.LogCommand, Data: data}).(*fsm.ApplyResult).Err
 }
 
-func (s *memStore) reindex(id string) {
-	if i := s.instances[id]; i != nil && i.GetTask().GetId() != "" {
-		s.byTask[i.GetTask().GetId()] = id
+func (s *fsmStore) mustApply(typ v1.CommandType, msg proto.Message) {
+	s.t.Helper()
+	if err := s.apply(typ, msg); err != nil {
+		s.t.Fatalf("apply %s: %v", typ, err)
 	}
 }
 
-func (s *memStore) apply(plan *v1.SchedulerPlanCommand) {
-	plan = proto.Clone(plan).(*v1.SchedulerPlanCommand)
-	for _, id := range plan.DeleteInstances {
-		delete(s.instances, id)
-	}
-	for _, i := range plan.PutInstances {
-		s.instances[i.Id] = i
-		s.reindex(i.Id)
-	}
-	for _, d := range plan.PutDeployments {
-		s.deployments[d.Id] = d
-	}
+// commit applies a scheduler plan as the server would.
+func (s *fsmStore) commit(plan *v1.SchedulerPlanCommand) error {
+	return s.apply(v1.CommandType_COMMAND_TYPE_SCHEDULER_PLAN, plan)
 }
+
+func (s *fsmStore) setFrameworkID(id string) {
+	s.mustApply(v1.CommandType_COMMAND_TYPE_FRAMEWORK_ID_SET, &v1.FrameworkIDSetCommand{FrameworkId: id, Overwrite: true})
+}
+
+func (s *fsmStore) frameworkID() string                 { return s.read().FrameworkID() }
+func (s *fsmStore) app(id string) *v1.App               { return s.read().App(id) }
+func (s *fsmStore) appVersion(id, v string) *v1.App     { return s.read().AppVersion(id, v) }
+func (s *fsmStore) instance(id string) *v1.Instance     { return s.read().Instance(id) }
+func (s *fsmStore) instances() []*v1.Instance           { return s.read().Instances() }
+func (s *fsmStore) deployment(id string) *v1.Deployment { return s.read().Deployment(id) }
+func (s *fsmStore) deployments() []*v1.Deployment       { return s.read().Deployments() }
 
 // putApp stores a new version of an app (as the rpc layer would), with a
 // RUNNING deployment for it.
-func (s *memStore) putApp(a *v1.App, deploymentID string) {
-	s.apps[a.GetId()] = a
-	s.versions[a.GetId()+"@"+a.GetVersion()] = a
+func (s *fsmStore) putApp(a *v1.App, deploymentID string) {
+	s.t.Helper()
+	var dep *v1.Deployment
 	if deploymentID != "" {
-		s.deployments[deploymentID] = &v1.Deployment{
+		dep = &v1.Deployment{
 			Id: deploymentID, Version: a.GetVersion(), AffectedApps: []string{a.GetId()},
 			Status: v1.DeploymentStatus_DEPLOYMENT_STATUS_RUNNING,
 		}
 	}
+	if s.app(a.GetId()) == nil {
+		s.mustApply(v1.CommandType_COMMAND_TYPE_APP_CREATE, &v1.AppCreateCommand{App: a, Deployment: dep})
+		return
+	}
+	s.mustApply(v1.CommandType_COMMAND_TYPE_APP_UPDATE, &v1.AppUpdateCommand{App: a, Deployment: dep})
 }
 
-// deleteApp removes an app and decommissions its instances, as the FSM does.
-func (s *memStore) deleteApp(id, deploymentID string) {
-	delete(s.apps, id)
-	for _, i := range s.instances {
-		if i.AppId == id {
-			c := proto.Clone(i).(*v1.Instance)
-			c.Goal = v1.Goal_GOAL_DECOMMISSIONED
-			s.instances[c.Id] = c
-		}
-	}
+// deleteApp removes an app; the FSM decommissions its instances.
+func (s *fsmStore) deleteApp(id, deploymentID string) {
+	s.t.Helper()
+	var dep *v1.Deployment
 	if deploymentID != "" {
-		s.deployments[deploymentID] = &v1.Deployment{Id: deploymentID, AffectedApps: []string{id}, Status: v1.DeploymentStatus_DEPLOYMENT_STATUS_RUNNING}
+		dep = &v1.Deployment{Id: deploymentID, AffectedApps: []string{id}, Status: v1.DeploymentStatus_DEPLOYMENT_STATUS_RUNNING}
 	}
+	s.mustApply(v1.CommandType_COMMAND_TYPE_APP_DELETE, &v1.AppDeleteCommand{AppId: id, Deployment: dep})
+}
+
+// putInstance writes an instance as an API request would (a kill, a
+// wipe), over whatever is stored now.
+func (s *fsmStore) putInstance(i *v1.Instance) {
+	s.t.Helper()
+	i = proto.Clone(i).(*v1.Instance)
+	i.ModifyIndex = s.instance(i.GetId()).GetModifyIndex()
+	s.mustApply(v1.CommandType_COMMAND_TYPE_SCHEDULER_PLAN, &v1.SchedulerPlanCommand{PutInstances: []*v1.Instance{i}})
+}
+
+// putDeployment replaces a deployment (a test rewriting its steps).
+func (s *fsmStore) putDeployment(d *v1.Deployment) {
+	s.t.Helper()
+	s.mustApply(v1.CommandType_COMMAND_TYPE_SCHEDULER_PLAN, &v1.SchedulerPlanCommand{PutDeployments: []*v1.Deployment{d}})
+}
+
+// cancelDeployment cancels a running deployment as the API does.
+func (s *fsmStore) cancelDeployment(id string) {
+	s.t.Helper()
+	s.mustApply(v1.CommandType_COMMAND_TYPE_DEPLOYMENT_CANCEL, &v1.DeploymentCancelCommand{DeploymentIds: []string{id}})
 }
 
 // harness runs the pure core against the fake master with a manual clock.
 type harness struct {
-	t      *testing.T
-	now    time.Time
-	cfg    Config
-	store  *memStore
-	mem    *Memory
-	master *fakeMaster
-	events []*v1.Event
-	ids    int
+	t     tb
+	now   time.Time
+	cfg   Config
+	store *fsmStore
+	mem   *Memory
+	// snaps is the driver's snapshot cache: decisions run on the
+	// incremental path the driver takes, and every one is checked
+	// against a fresh read of the store.
+	snaps snapshots
+	// skipStateCheck skips that check (benchmarks).
+	skipStateCheck bool
+	master         *fakeMaster
+	events         []*v1.Event
+	ids            int
 	// dropCalls simulates a crash between commit and send.
 	dropCalls bool
 	sent      []*scheduler.Call
@@ -127,11 +164,11 @@ type harness struct {
 	check func()
 }
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t tb) *harness {
 	h := &harness{
 		t:      t,
 		now:    time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC),
-		store:  newMemStore(),
+		store:  newFSMStore(t),
 		mem:    NewMemory(),
 		master: newFakeMaster("berth"),
 	}
@@ -139,7 +176,7 @@ func newHarness(t *testing.T) *harness {
 		h.ids++
 		return fmt.Sprintf("00000000-0000-0000-0000-%012d", h.ids)
 	}}
-	h.store.fid = "fw-1"
+	h.store.setFrameworkID("fw-1")
 	return h
 }
 
@@ -147,10 +184,13 @@ func newHarness(t *testing.T) *harness {
 // crash is simulated), checking Invariant 1 on every call sent.
 func (h *harness) decide(in Input) Decision {
 	h.t.Helper()
-	st := NewState(h.store, h.mem)
+	st := h.state()
 	d := Decide(st, in, h.now, h.cfg)
 	if d.Plan != nil {
-		h.store.apply(d.Plan)
+		if err := h.store.commit(d.Plan); err != nil {
+			h.t.Fatalf("the FSM refused the plan of %T: %v", in, err)
+		}
+		h.snaps.committed(h.store, d.Plan)
 	}
 	if h.dropCalls {
 		return d
@@ -186,7 +226,7 @@ func (h *harness) checkWriteAhead(c *scheduler.Call) {
 			}
 			for _, r := range rs {
 				_, iid, _ := resLabels(&r)
-				i := h.store.instances[iid]
+				i := h.store.instance(iid)
 				if i == nil || resState(i) != v1.ReservationState_RESERVATION_STATE_PENDING || i.GetReservation().GetAgentId() != agentID {
 					h.t.Fatalf("invariant 1: %s for %s on %s not committed as pending (%v)", op.Type, iid, agentID, i)
 				}
@@ -194,7 +234,7 @@ func (h *harness) checkWriteAhead(c *scheduler.Call) {
 		case mesos.Offer_Operation_LAUNCH:
 			for _, ti := range op.Launch.TaskInfos {
 				found := false
-				for _, i := range h.store.instances {
+				for _, i := range h.store.instances() {
 					if i.GetTask().GetId() == ti.TaskID.Value && i.GetTask().GetState() == stStaging {
 						found = true
 					}
@@ -210,7 +250,7 @@ func (h *harness) checkWriteAhead(c *scheduler.Call) {
 			}
 			for _, r := range rs {
 				_, iid, _ := resLabels(&r)
-				if i := h.store.instances[iid]; i != nil && hasBerth(i) && i.GetReservation().GetAgentId() == agentID && goalOf(i) != v1.Goal_GOAL_DECOMMISSIONED {
+				if i := h.store.instance(iid); i != nil && hasBerth(i) && i.GetReservation().GetAgentId() == agentID && goalOf(i) != v1.Goal_GOAL_DECOMMISSIONED {
 					pid := r.GetDisk().GetPersistence().GetID()
 					claimed := pid == ""
 					for _, v := range i.GetReservation().GetVolumes() {
@@ -254,6 +294,20 @@ func (h *harness) checkMaster() {
 
 func (h *harness) tick() Decision { return h.decide(Tick{}) }
 
+// state returns the State a decision runs on, through the driver's
+// snapshot cache, and checks it against a fresh read of the store.
+func (h *harness) state() *State {
+	h.t.Helper()
+	st, err := h.snaps.get(h.store, h.mem)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if !h.skipStateCheck {
+		sameState(h.t, st, h.store)
+	}
+	return st
+}
+
 // offers has the master offer every agent once and decides on them.
 func (h *harness) offers() Decision {
 	os := h.master.makeOffers()
@@ -292,11 +346,10 @@ func (h *harness) settle() {
 
 func (h *harness) fingerprint() string {
 	var b strings.Builder
-	for _, id := range sortedKeys(h.store.instances) {
-		i := h.store.instances[id]
+	for _, i := range h.store.instances() {
 		b.WriteString(fmt.Sprintf("%s|%v|%v|%s|%s;", i.Id, i.Goal, resState(i), i.GetTask().GetId(), i.GetTask().GetState()))
 	}
-	for _, d := range h.store.Deployments() {
+	for _, d := range h.store.deployments() {
 		b.WriteString(d.Id + d.Status.String() + ";")
 	}
 	b.WriteString(strings.Join(h.master.reservations(), ","))
@@ -312,14 +365,14 @@ func (h *harness) restart() {
 	h.dropCalls = false
 	h.mem = NewMemory()
 	h.master.rescindAll()
-	h.decide(Subscribed{FrameworkID: h.store.fid})
+	h.decide(Subscribed{FrameworkID: h.store.frameworkID()})
 	h.deliver()
 }
 
 // instancesOf returns the app's instances, sorted by id.
 func (h *harness) instancesOf(appID string) []*v1.Instance {
 	var out []*v1.Instance
-	for _, i := range h.store.Instances() {
+	for _, i := range h.store.instances() {
 		if i.AppId == appID {
 			out = append(out, i)
 		}

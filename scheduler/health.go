@@ -291,8 +291,10 @@ func healthTargets(st *State) []healthTarget {
 		if t.GetState() != stRunning || t.KillRequestedAt != nil {
 			continue
 		}
-		a := st.appVersion(i.GetAppId(), t.GetAppVersion())
-		if a == nil {
+		a, err := st.appVersion(i.GetAppId(), t.GetAppVersion())
+		if err != nil || a == nil {
+			// The task's own version unreadable: check it as the
+			// current version says.
 			a = st.Apps[i.GetAppId()]
 		}
 		var checks []*v1.HealthCheck

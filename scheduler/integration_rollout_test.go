@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/berth-dev/berth/fsm"
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
@@ -58,7 +59,7 @@ func TestIntegrationStatelessRollingUpgrade(t *testing.T) {
 	)
 	c.mu.Lock()
 	c.afterApply = func() {
-		is := c.f.State().InstancesByApp("/web")
+		is := fsm.NewTestReader(c.t, c.f.State).InstancesByApp("/web")
 		commits++
 		if n := upAndServing(is, ""); n < 2 && violation == "" {
 			violation = fmt.Sprintf("commit %d: only %d instances running, healthy and not being killed: %v", commits, n, is)
@@ -158,7 +159,7 @@ func TestIntegrationAcceptedResourceRoles(t *testing.T) {
 			t.Fatalf("an app accepting only unreserved resources runs: %v", i)
 		}
 	}
-	if d := c.f.State().Deployment("d-plain"); d.GetStatus() != v1.DeploymentStatus_DEPLOYMENT_STATUS_RUNNING {
+	if d := fsm.NewTestReader(c.t, c.f.State).Deployment("d-plain"); d.GetStatus() != v1.DeploymentStatus_DEPLOYMENT_STATUS_RUNNING {
 		t.Fatalf("d-plain %v", d)
 	}
 	if r := c.opsFor("RESERVE"); len(r) != 0 {

@@ -97,7 +97,7 @@ func (c *cluster) apply(typ v1.CommandType, msg proto.Message) error {
 
 func (c *cluster) deps() Deps {
 	return Deps{
-		Store: func() Store { return c.f.State() },
+		Store: func() Store { return liveStore{c.f.State()} },
 		Commit: func(ctx context.Context, plan *v1.SchedulerPlanCommand) error {
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -157,11 +157,11 @@ func (c *cluster) waitFor(what string, timeout time.Duration, cond func() bool) 
 	deadline := time.Now().Add(timeout)
 	for !cond() {
 		if time.Now().After(deadline) {
-			is := c.f.State().Instances()
+			is := fsm.NewTestReader(c.t, c.f.State).Instances()
 			if len(is) > 3 {
 				is = is[:3]
 			}
-			c.t.Fatalf("timed out after %v waiting for %s\n%d instances, first: %v", timeout, what, len(c.f.State().Instances()), is)
+			c.t.Fatalf("timed out after %v waiting for %s\n%d instances, first: %v", timeout, what, len(fsm.NewTestReader(c.t, c.f.State).Instances()), is)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -206,10 +206,12 @@ func (c *cluster) putInstance(i *v1.Instance) {
 	}
 }
 
-func (c *cluster) instances(appID string) []*v1.Instance { return c.f.State().InstancesByApp(appID) }
+func (c *cluster) instances(appID string) []*v1.Instance {
+	return fsm.NewTestReader(c.t, c.f.State).InstancesByApp(appID)
+}
 
 func (c *cluster) deploymentDone(id string) bool {
-	d := c.f.State().Deployment(id)
+	d := fsm.NewTestReader(c.t, c.f.State).Deployment(id)
 	return d != nil && d.GetStatus() == v1.DeploymentStatus_DEPLOYMENT_STATUS_SUCCEEDED
 }
 
@@ -285,8 +287,8 @@ func TestIntegrationResidentLifecycle(t *testing.T) {
 	}
 	c := startCluster(t, 1, "cpus:4;mem:2048;disk:4000;ports:[31000-31100]", false)
 	c.startScheduler(Config{ReservationTimeout: 20 * time.Second})
-	c.waitFor("framework id committed", 30*time.Second, func() bool { return c.f.State().FrameworkID() != "" })
-	fid := c.f.State().FrameworkID()
+	c.waitFor("framework id committed", 30*time.Second, func() bool { return fsm.NewTestReader(c.t, c.f.State).FrameworkID() != "" })
+	fid := fsm.NewTestReader(c.t, c.f.State).FrameworkID()
 
 	app := &v1.App{
 		Id: "/db/pg", Version: proto.String("2025-01-01T00:00:00Z"), Cmd: proto.String(`echo "$MESOS_TASK_ID" >> data/runs && exec sleep 3600`),
@@ -553,7 +555,7 @@ func TestIntegrationFailoverKeepsTasks(t *testing.T) {
 		is := c.instances("/kv")
 		return len(is) == 1 && runningTask(is[0]) && c.deploymentDone("d1")
 	})
-	fid := c.f.State().FrameworkID()
+	fid := fsm.NewTestReader(c.t, c.f.State).FrameworkID()
 	before := c.instances("/kv")[0]
 	c.stopScheduler()
 
@@ -582,11 +584,11 @@ func TestIntegrationFailoverKeepsTasks(t *testing.T) {
 	two.Version = proto.String("2025-01-01T00:00:01Z")
 	c.updateApp(two, "d2")
 	c.waitFor("second instance running under the new leader", 60*time.Second, func() bool { return c.deploymentDone("d2") })
-	after := c.f.State().Instance(before.GetId())
+	after := fsm.NewTestReader(c.t, c.f.State).Instance(before.GetId())
 	if after.GetIncarnation() != before.GetIncarnation() || after.GetTask().GetId() != before.GetTask().GetId() || after.GetTask().GetState() != stRunning {
 		t.Fatalf("task disturbed by failover: %v", after)
 	}
-	if got := c.f.State().FrameworkID(); got != fid {
+	if got := fsm.NewTestReader(c.t, c.f.State).FrameworkID(); got != fid {
 		t.Fatalf("framework id changed from %s to %s", fid, got)
 	}
 	for _, r := range c.opsFor("LAUNCH") {
@@ -612,8 +614,8 @@ func TestIntegrationFrameworkRemoved(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
-	c.waitFor("framework id committed", 30*time.Second, func() bool { return c.f.State().FrameworkID() != "" })
-	fid := c.f.State().FrameworkID()
+	c.waitFor("framework id committed", 30*time.Second, func() bool { return fsm.NewTestReader(c.t, c.f.State).FrameworkID() != "" })
+	fid := fsm.NewTestReader(c.t, c.f.State).FrameworkID()
 	c.operatorCall(&master.Call{Type: master.Call_TEARDOWN, Teardown: &master.Call_Teardown{FrameworkID: mesos.FrameworkID{Value: fid}}})
 	select {
 	case err := <-done:
@@ -623,7 +625,7 @@ func TestIntegrationFrameworkRemoved(t *testing.T) {
 	case <-time.After(60 * time.Second):
 		t.Fatal("scheduler still running 60s after its framework was removed")
 	}
-	if got := c.f.State().FrameworkID(); got != fid {
+	if got := fsm.NewTestReader(c.t, c.f.State).FrameworkID(); got != fid {
 		t.Fatalf("framework id changed to %s", got)
 	}
 }

@@ -70,8 +70,8 @@ func TestResidentLifecycle(t *testing.T) {
 		t.Fatalf("acks %d", h.master.acked[inst.Task.Id])
 	}
 	h.tick()
-	if h.store.deployments["d1"].Status != v1.DeploymentStatus_DEPLOYMENT_STATUS_SUCCEEDED || !h.hasEvent("deployment_success") {
-		t.Fatalf("deployment d1: %v", h.store.deployments["d1"])
+	if h.store.deployment("d1").Status != v1.DeploymentStatus_DEPLOYMENT_STATUS_SUCCEEDED || !h.hasEvent("deployment_success") {
+		t.Fatalf("deployment d1: %v", h.store.deployment("d1"))
 	}
 
 	// Stop: goal Stopped, KILL, reservation and volume kept.
@@ -90,8 +90,8 @@ func TestResidentLifecycle(t *testing.T) {
 	if res := h.master.reservations(); len(res) != 1 || !strings.Contains(res[0], pid) {
 		t.Fatalf("reservations after stop: %v", res)
 	}
-	if h.store.deployments["d2"].Status != v1.DeploymentStatus_DEPLOYMENT_STATUS_SUCCEEDED {
-		t.Fatalf("deployment d2: %v", h.store.deployments["d2"])
+	if h.store.deployment("d2").Status != v1.DeploymentStatus_DEPLOYMENT_STATUS_SUCCEEDED {
+		t.Fatalf("deployment d2: %v", h.store.deployment("d2"))
 	}
 
 	// Start: the stopped instance is reused on the same berth.
@@ -116,8 +116,8 @@ func TestResidentLifecycle(t *testing.T) {
 	}
 	h.deliver()
 	h.settle()
-	if h.store.deployments["d3"].Status != v1.DeploymentStatus_DEPLOYMENT_STATUS_SUCCEEDED {
-		t.Fatalf("deployment d3: %v", h.store.deployments["d3"])
+	if h.store.deployment("d3").Status != v1.DeploymentStatus_DEPLOYMENT_STATUS_SUCCEEDED {
+		t.Fatalf("deployment d3: %v", h.store.deployment("d3"))
 	}
 
 	// Restart with a changed env: kill first, then the new version on the
@@ -141,8 +141,8 @@ func TestResidentLifecycle(t *testing.T) {
 	if got := lastEnv(h)["MODE"]; got != "new" {
 		t.Fatalf("MODE=%q", got)
 	}
-	if h.store.deployments["d4"].Status != v1.DeploymentStatus_DEPLOYMENT_STATUS_SUCCEEDED {
-		t.Fatalf("deployment d4: %v", h.store.deployments["d4"])
+	if h.store.deployment("d4").Status != v1.DeploymentStatus_DEPLOYMENT_STATUS_SUCCEEDED {
+		t.Fatalf("deployment d4: %v", h.store.deployment("d4"))
 	}
 
 	// Crash: goal unchanged, relaunch on the same berth after backoff.
@@ -167,7 +167,7 @@ func TestResidentLifecycle(t *testing.T) {
 	// count is not raised (nor reset: the task did not run long enough).
 	killed := proto.Clone(inst4).(*v1.Instance)
 	killed.Task.KillRequestedAt = inst4.Task.UpdatedAt
-	h.store.instances[killed.Id] = killed
+	h.store.putInstance(killed)
 	if d = h.tick(); !reflect.DeepEqual(callTypes(d), []string{"KILL"}) {
 		t.Fatalf("plain kill calls %v", callTypes(d))
 	}
@@ -182,7 +182,7 @@ func TestResidentLifecycle(t *testing.T) {
 	// instance with a new persistence id replaces it.
 	wiped := proto.Clone(inst5).(*v1.Instance)
 	wiped.Goal = v1.Goal_GOAL_DECOMMISSIONED
-	h.store.instances[wiped.Id] = wiped
+	h.store.putInstance(wiped)
 	h.tick()
 	h.deliver()
 	d = h.offers()
@@ -190,7 +190,7 @@ func TestResidentLifecycle(t *testing.T) {
 	if len(ops) != 1 || !reflect.DeepEqual(ops[0][:2], []string{"DESTROY", "UNRESERVE"}) {
 		t.Fatalf("wipe ops %v", ops)
 	}
-	if _, still := h.store.instances[wiped.Id]; still {
+	if still := h.store.instance(wiped.Id) != nil; still {
 		t.Fatalf("wiped instance not forgotten")
 	}
 	h.deliver()
@@ -212,8 +212,8 @@ func TestResidentLifecycle(t *testing.T) {
 	if live := h.master.liveTasks(); len(live) != 0 {
 		t.Fatalf("tasks left: %v", live)
 	}
-	if h.store.deployments["d5"].Status != v1.DeploymentStatus_DEPLOYMENT_STATUS_SUCCEEDED {
-		t.Fatalf("removal deployment: %v", h.store.deployments["d5"])
+	if h.store.deployment("d5").Status != v1.DeploymentStatus_DEPLOYMENT_STATUS_SUCCEEDED {
+		t.Fatalf("removal deployment: %v", h.store.deployment("d5"))
 	}
 	a := h.master.agents["A1"]
 	if a.cpus != 4 || a.mem != 1024 || a.disk != 1000 || rangesSize(a.ports) != 11 {

@@ -29,7 +29,7 @@ func readyApp(id, version string, instances int32) *v1.App {
 
 func targetIDs(h *harness) []string {
 	var out []string
-	for _, t := range readinessTargets(NewState(h.store, h.mem)) {
+	for _, t := range readinessTargets(h.state()) {
 		out = append(out, t.taskID)
 	}
 	return out
@@ -46,9 +46,9 @@ func TestReadinessGatesDeployments(t *testing.T) {
 	h.settle()
 	first := h.only("/web")
 	if first.Task.State != stRunning || deploymentStatus(h, "d1") != v1.DeploymentStatus_DEPLOYMENT_STATUS_RUNNING {
-		t.Fatalf("deployment done before readiness: %v %v", first, h.store.deployments["d1"])
+		t.Fatalf("deployment done before readiness: %v %v", first, h.store.deployment("d1"))
 	}
-	targets := readinessTargets(NewState(h.store, h.mem))
+	targets := readinessTargets(h.state())
 	if len(targets) != 1 || targets[0].taskID != first.Task.Id || targets[0].ports["http"] != first.Task.Ports[0] || targets[0].host != "host1" {
 		t.Fatalf("readiness targets %+v", targets)
 	}
@@ -68,7 +68,7 @@ func TestReadinessGatesDeployments(t *testing.T) {
 	}
 	h.tick()
 	if deploymentStatus(h, "d1") != v1.DeploymentStatus_DEPLOYMENT_STATUS_SUCCEEDED {
-		t.Fatalf("deployment %v", h.store.deployments["d1"])
+		t.Fatalf("deployment %v", h.store.deployment("d1"))
 	}
 	if ids := targetIDs(h); len(ids) != 0 {
 		t.Fatalf("targets without a running deployment: %v", ids)
@@ -111,7 +111,7 @@ func TestReadinessGatesDeployments(t *testing.T) {
 	}
 	h.settle()
 	if i := h.only("/web"); i.Task.Id != newTask || deploymentStatus(h, "d2") != v1.DeploymentStatus_DEPLOYMENT_STATUS_SUCCEEDED {
-		t.Fatalf("after the upgrade: %v, deployment %v", i, h.store.deployments["d2"])
+		t.Fatalf("after the upgrade: %v, deployment %v", i, h.store.deployment("d2"))
 	}
 }
 
@@ -132,7 +132,7 @@ func TestReadinessAndHealthBothRequired(t *testing.T) {
 	h.decide(HealthResult{TaskID: task, Healthy: true})
 	h.tick()
 	if deploymentStatus(h, "d1") != v1.DeploymentStatus_DEPLOYMENT_STATUS_SUCCEEDED {
-		t.Fatalf("deployment %v", h.store.deployments["d1"])
+		t.Fatalf("deployment %v", h.store.deployment("d1"))
 	}
 }
 
@@ -152,7 +152,7 @@ func TestResidentRestartWaitsForReadiness(t *testing.T) {
 	}
 	h.settle()
 	if deploymentStatus(h, "d1") != v1.DeploymentStatus_DEPLOYMENT_STATUS_SUCCEEDED {
-		t.Fatalf("d1 %v", h.store.deployments["d1"])
+		t.Fatalf("d1 %v", h.store.deployment("d1"))
 	}
 	h.store.putApp(changed(app, "v2"), "d2")
 	if d := h.tick(); countCalls(d, "KILL") != 1 {
@@ -186,7 +186,7 @@ func TestResidentRestartWaitsForReadiness(t *testing.T) {
 	}
 	h.settle()
 	if deploymentStatus(h, "d2") != v1.DeploymentStatus_DEPLOYMENT_STATUS_SUCCEEDED {
-		t.Fatalf("d2 %v", h.store.deployments["d2"])
+		t.Fatalf("d2 %v", h.store.deployment("d2"))
 	}
 }
 

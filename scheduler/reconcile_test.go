@@ -19,7 +19,7 @@ func (h *harness) failoverWithoutAnswers() Decision {
 	h.mem = NewMemory()
 	h.master.rescindAll()
 	h.events = nil
-	return h.decide(Subscribed{FrameworkID: h.store.fid})
+	return h.decide(Subscribed{FrameworkID: h.store.frameworkID()})
 }
 
 // nextStatus delivers the oldest pending status update.

@@ -7,7 +7,7 @@ import (
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
 )
 
-// Label keys carried by every resource Berth reserves (ARCHITECTURE.md).
+// Label keys carried by every resource Berth reserves (docs/ARCHITECTURE.md).
 const (
 	LabelFrameworkID = "berth_framework_id"
 	LabelInstanceID  = "berth_instance_id"

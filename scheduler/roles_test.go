@@ -66,11 +66,11 @@ func TestStatelessAppUsesResourcesReservedForAcceptedRole(t *testing.T) {
 		t.Fatalf("an app accepting only unreserved resources ran on reserved ones")
 	}
 	if deploymentStatus(h, "d-plain") != v1.DeploymentStatus_DEPLOYMENT_STATUS_RUNNING {
-		t.Fatalf("d-plain %v", h.store.deployments["d-plain"])
+		t.Fatalf("d-plain %v", h.store.deployment("d-plain"))
 	}
 	i := h.only("/reserved")
 	if i.Task.State != stRunning || deploymentStatus(h, "d-reserved") != v1.DeploymentStatus_DEPLOYMENT_STATUS_SUCCEEDED {
-		t.Fatalf("reserved-role app: %v, deployment %v", i, h.store.deployments["d-reserved"])
+		t.Fatalf("reserved-role app: %v, deployment %v", i, h.store.deployment("d-reserved"))
 	}
 	tis := launchedFor(h, "/reserved")
 	want := []string{"cpus:0.25@berth/STATIC", "mem:32@berth/STATIC", "ports:[{32000 32000}]@berth/STATIC"}
@@ -163,7 +163,7 @@ func TestReservedRoleResourcesExcludeBerths(t *testing.T) {
 		t.Fatalf("reservation not passed through unchanged: %v", ri)
 	}
 	if deploymentStatus(h, "d-web") != v1.DeploymentStatus_DEPLOYMENT_STATUS_SUCCEEDED {
-		t.Fatalf("d-web %v", h.store.deployments["d-web"])
+		t.Fatalf("d-web %v", h.store.deployment("d-web"))
 	}
 }
 
@@ -208,7 +208,7 @@ func TestUnservableRolesFailTheDeployment(t *testing.T) {
 			a1.addPool("berth", false, 1, 256, 32000, 32010)
 			h.store.putApp(tc.app(), "d1")
 			h.settle()
-			d := h.store.deployments["d1"]
+			d := h.store.deployment("d1")
 			if d.GetStatus() != v1.DeploymentStatus_DEPLOYMENT_STATUS_FAILED {
 				t.Fatalf("deployment %v", d)
 			}
@@ -239,6 +239,6 @@ func TestUnservableRolesFailTheDeployment(t *testing.T) {
 	h.store.putApp(a, "d1")
 	h.settle()
 	if deploymentStatus(h, "d1") != v1.DeploymentStatus_DEPLOYMENT_STATUS_SUCCEEDED {
-		t.Fatalf("app with the framework's role: %v", h.store.deployments["d1"])
+		t.Fatalf("app with the framework's role: %v", h.store.deployment("d1"))
 	}
 }

@@ -104,7 +104,7 @@ func countCalls(d Decision, typ string) int {
 }
 
 func deploymentStatus(h *harness, id string) v1.DeploymentStatus {
-	return h.store.deployments[id].GetStatus()
+	return h.store.deployment(id).GetStatus()
 }
 
 // startHealthy deploys app and brings all its instances up and healthy.
@@ -118,7 +118,7 @@ func startHealthy(t *testing.T, h *harness, app *v1.App) {
 		t.Fatalf("%d healthy after start, want %d", got, app.GetInstances())
 	}
 	if deploymentStatus(h, "d-start") != v1.DeploymentStatus_DEPLOYMENT_STATUS_SUCCEEDED {
-		t.Fatalf("start deployment %v", h.store.deployments["d-start"])
+		t.Fatalf("start deployment %v", h.store.deployment("d-start"))
 	}
 }
 
@@ -162,7 +162,7 @@ func TestStatelessUpgradeStartsNewInstancesFirst(t *testing.T) {
 		t.Fatalf("after the first replacement: %d old, %d new", old, fresh)
 	}
 	if deploymentStatus(h, "d2") != v1.DeploymentStatus_DEPLOYMENT_STATUS_RUNNING {
-		t.Fatalf("deployment finished early: %v", h.store.deployments["d2"])
+		t.Fatalf("deployment finished early: %v", h.store.deployment("d2"))
 	}
 	// Step 4: the second new instance becomes healthy: the last old one goes.
 	h.markOneHealthy("/web")
@@ -180,7 +180,7 @@ func TestStatelessUpgradeStartsNewInstancesFirst(t *testing.T) {
 		}
 	}
 	if deploymentStatus(h, "d2") != v1.DeploymentStatus_DEPLOYMENT_STATUS_SUCCEEDED {
-		t.Fatalf("deployment %v", h.store.deployments["d2"])
+		t.Fatalf("deployment %v", h.store.deployment("d2"))
 	}
 	if len(h.master.reservations()) != 0 {
 		t.Fatalf("stateless upgrade reserved: %v", h.master.reservations())
@@ -216,7 +216,7 @@ func TestStatelessUpgradeOneExtraWhenMinHealthyEqualsMaxCapacity(t *testing.T) {
 		h.tick()
 	}
 	if deploymentStatus(h, "d2") != v1.DeploymentStatus_DEPLOYMENT_STATUS_SUCCEEDED {
-		t.Fatalf("deployment %v", h.store.deployments["d2"])
+		t.Fatalf("deployment %v", h.store.deployment("d2"))
 	}
 	if old, fresh := byVersion(h, "/web", "v1"); old != 0 || fresh != 2 {
 		t.Fatalf("after the upgrade: %d old, %d new", old, fresh)
@@ -254,7 +254,7 @@ func TestStatelessUpgradeKillsDownToMinHealthyWithoutOverCapacity(t *testing.T) 
 		t.Fatalf("after the upgrade: %d old, %d new", old, fresh)
 	}
 	if deploymentStatus(h, "d2") != v1.DeploymentStatus_DEPLOYMENT_STATUS_SUCCEEDED {
-		t.Fatalf("deployment %v", h.store.deployments["d2"])
+		t.Fatalf("deployment %v", h.store.deployment("d2"))
 	}
 }
 
@@ -275,7 +275,7 @@ func TestStatelessUpgradeWithZeroMinimumHealthReplacesAll(t *testing.T) {
 	}
 	h.settle()
 	if deploymentStatus(h, "d2") != v1.DeploymentStatus_DEPLOYMENT_STATUS_SUCCEEDED || len(h.instancesOf("/web")) != 2 {
-		t.Fatalf("deployment %v, %d instances", h.store.deployments["d2"], len(h.instancesOf("/web")))
+		t.Fatalf("deployment %v, %d instances", h.store.deployment("d2"), len(h.instancesOf("/web")))
 	}
 }
 
@@ -290,8 +290,8 @@ func TestStatelessUpgradeReplacesUnhealthyOldInstanceAtOnce(t *testing.T) {
 	h.decide(HealthResult{TaskID: sick.Task.Id, Healthy: false})
 	h.store.putApp(changed(app, "v2"), "d2")
 	d := h.tick()
-	if n := countCalls(d, "KILL"); n != 1 || goalOf(h.store.instances[sick.Id]) != v1.Goal_GOAL_DECOMMISSIONED {
-		t.Fatalf("unhealthy old instance not replaced at once: %d kills, %v", n, h.store.instances[sick.Id])
+	if n := countCalls(d, "KILL"); n != 1 || goalOf(h.store.instance(sick.Id)) != v1.Goal_GOAL_DECOMMISSIONED {
+		t.Fatalf("unhealthy old instance not replaced at once: %d kills, %v", n, h.store.instance(sick.Id))
 	}
 	if old, fresh := byVersion(h, "/web", "v1"); old != 1 || fresh != 2 {
 		t.Fatalf("%d old, %d new", old, fresh)
@@ -311,7 +311,7 @@ func TestStatelessUpgradeScaledDownMidway(t *testing.T) {
 	if old, fresh := byVersion(h, "/web", "v1"); old != 3 || fresh != 3 {
 		t.Fatalf("%d old, %d new", old, fresh)
 	}
-	h.store.deployments["d2"].Status = v1.DeploymentStatus_DEPLOYMENT_STATUS_CANCELED
+	h.store.cancelDeployment("d2")
 	h.store.putApp(withInstances(v2, "v3", 1), "d3")
 	h.check = func() {
 		if n := upHealthy(h, "/web"); n < 1 {
@@ -326,7 +326,7 @@ func TestStatelessUpgradeScaledDownMidway(t *testing.T) {
 	h.markHealthy("/web")
 	h.settle()
 	if n := len(h.instancesOf("/web")); n != 1 || deploymentStatus(h, "d3") != v1.DeploymentStatus_DEPLOYMENT_STATUS_SUCCEEDED {
-		t.Fatalf("%d instances, deployment %v", n, h.store.deployments["d3"])
+		t.Fatalf("%d instances, deployment %v", n, h.store.deployment("d3"))
 	}
 }
 
@@ -351,7 +351,7 @@ func TestStatelessScaleOnlyDoesNotRestart(t *testing.T) {
 		}
 	}
 	if deploymentStatus(h, "d2") != v1.DeploymentStatus_DEPLOYMENT_STATUS_SUCCEEDED {
-		t.Fatalf("deployment %v", h.store.deployments["d2"])
+		t.Fatalf("deployment %v", h.store.deployment("d2"))
 	}
 }
 

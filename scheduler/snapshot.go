@@ -1,17 +1,10 @@
 package scheduler
 
 import (
+	"errors"
+
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
 )
-
-// indexedStore is the part of *fsm.Store that lets the driver keep its
-// snapshot up to date instead of copying the whole store for each decision.
-type indexedStore interface {
-	// LastIndex is the Raft index of the last entry applied to the store.
-	LastIndex() uint64
-	Instance(id string) *v1.Instance
-	Deployment(id string) *v1.Deployment
-}
 
 // snapshots keeps the driver's State between decisions. Copying every
 // instance for each status update costs O(instances) per update, which
@@ -23,75 +16,91 @@ type indexedStore interface {
 // exactly one). Anything else (an API write, a snapshot restore, a Raft
 // entry that skipped the FSM) takes a fresh snapshot.
 type snapshots struct {
-	store   Store
-	st      *State
-	watch   <-chan struct{}
-	index   uint64
-	indexed bool
+	store Store
+	st    *State
+	watch <-chan struct{}
+	index uint64
 }
 
 // get returns a State of store's current content with mem as its memory.
-func (c *snapshots) get(store Store, mem *Memory) *State {
+func (c *snapshots) get(store Store, mem *Memory) (*State, error) {
 	if c.st != nil && c.store == store && !closed(c.watch) {
 		c.st.Mem = mem
-		return c.st
+		return c.st, nil
 	}
-	c.store = store
-	c.watch = store.Watch()
-	is, ok := store.(indexedStore)
-	c.indexed = ok
-	if ok {
-		c.index = is.LastIndex()
+	// Watch first: anything applied after the view closes watch, so the
+	// next get takes a fresh snapshot.
+	watch := store.Watch()
+	view := store.Snapshot()
+	st, err := NewState(view, mem)
+	if err != nil {
+		c.drop()
+		return nil, err
 	}
-	c.st = NewState(store, mem)
-	return c.st
+	c.store, c.st, c.watch, c.index = store, st, watch, view.Index()
+	return st, nil
 }
 
 // committed updates the snapshot after plan was committed and applied to
 // store, or drops it when other changes may have been applied too.
 func (c *snapshots) committed(store Store, plan *v1.SchedulerPlanCommand) {
-	is, ok := store.(indexedStore)
-	if c.st == nil || !ok || !c.indexed || c.store != store {
+	if c.st == nil || c.store != store {
 		c.drop()
 		return
 	}
-	// Watch first: anything applied after this closes watch, so the next
-	// get takes a fresh snapshot.
 	watch := store.Watch()
-	if is.LastIndex() != c.index+1 {
+	view := store.Snapshot()
+	if view.Index() != c.index+1 {
 		c.drop()
 		return
 	}
 	st := c.st
-	refresh := func(id string) {
-		if cur := is.Instance(id); cur != nil {
+	refresh := func(id string) error {
+		cur, err := view.Instance(id)
+		if err != nil {
+			return err
+		}
+		if cur != nil {
 			st.Instances[id] = cur
 		} else {
 			delete(st.Instances, id)
 		}
+		return nil
 	}
-	for _, i := range plan.GetPutInstances() {
-		refresh(i.GetId())
-	}
-	for _, id := range plan.GetDeleteInstances() {
-		refresh(id)
-	}
-	refreshDeployment := func(id string) {
-		if cur := is.Deployment(id); cur != nil {
+	refreshDeployment := func(id string) error {
+		cur, err := view.Deployment(id)
+		if err != nil {
+			return err
+		}
+		if cur != nil {
 			st.Deployments[id] = cur
 		} else {
 			delete(st.Deployments, id)
 		}
+		return nil
+	}
+	var errs []error
+	for _, i := range plan.GetPutInstances() {
+		errs = append(errs, refresh(i.GetId()))
+	}
+	for _, id := range plan.GetDeleteInstances() {
+		errs = append(errs, refresh(id))
 	}
 	for _, d := range plan.GetPutDeployments() {
-		refreshDeployment(d.GetId())
+		errs = append(errs, refreshDeployment(d.GetId()))
 	}
 	for _, id := range plan.GetDeleteDeployments() {
-		refreshDeployment(id)
+		errs = append(errs, refreshDeployment(id))
 	}
+	if errors.Join(errs...) != nil {
+		c.drop()
+		return
+	}
+	// Lazy reads now go to the view that holds the refreshed instances.
+	st.lookup, st.AppVersion = view.InstanceByTaskID, view.AppVersion
 	st.changed()
 	c.watch = watch
-	c.index++
+	c.index = view.Index()
 }
 
 // drop forgets the snapshot: the next get takes a fresh one.

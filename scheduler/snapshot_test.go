@@ -1,48 +1,21 @@
 package scheduler
 
 import (
-	"io"
-	"log/slog"
 	"testing"
 
-	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/berth-dev/berth/fsm"
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
-// fsmLog applies commands to a real FSM as Raft would, one index each.
-type fsmLog struct {
-	t     *testing.T
-	f     *fsm.FSM
-	index uint64
-}
-
-func (l *fsmLog) apply(typ v1.CommandType, msg proto.Message) {
-	l.t.Helper()
-	data, err := fsm.Encode(typ, msg)
-	if err != nil {
-		l.t.Fatal(err)
-	}
-	l.index++
-	if res := l.f.Apply(&raft.Log{Index: l.index, Type: raft.LogCommand, Data: data}).(*fsm.ApplyResult); res.Err != nil {
-		l.t.Fatalf("apply %s: %v", typ, res.Err)
-	}
-}
-
-func (l *fsmLog) plan(p *v1.SchedulerPlanCommand) {
-	l.t.Helper()
-	l.apply(v1.CommandType_COMMAND_TYPE_SCHEDULER_PLAN, p)
-}
-
-func (l *fsmLog) store() Store { return l.f.State() }
-
 // sameState fails unless st holds exactly the store's instances and
 // deployments (same stored messages) and a correct sorted id list.
-func sameState(t *testing.T, st *State, s Store) {
+func sameState(t tb, st *State, s Store) {
 	t.Helper()
-	fresh := NewState(s, nil)
+	fresh, err := NewState(s.Snapshot(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if len(st.Instances) != len(fresh.Instances) || len(st.Deployments) != len(fresh.Deployments) {
 		t.Fatalf("snapshot has %d instances, %d deployments; store %d, %d",
 			len(st.Instances), len(st.Deployments), len(fresh.Instances), len(fresh.Deployments))
@@ -77,13 +50,21 @@ func inst(id, app, task string) *v1.Instance {
 // commits by re-reading what they touched (as the FSM stored it, modify
 // index included), and is taken afresh after any other write.
 func TestSnapshotsFollowOwnCommitsOnly(t *testing.T) {
-	l := &fsmLog{t: t, f: fsm.New(slog.New(slog.NewTextHandler(io.Discard, nil)))}
-	l.plan(&v1.SchedulerPlanCommand{PutInstances: []*v1.Instance{inst("i1", "/a", "t1"), inst("i2", "/a", "t2")}})
+	l := newFSMStore(t)
+	get := func(c *snapshots, mem *Memory) *State {
+		t.Helper()
+		st, err := c.get(l, mem)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	l.mustApply(v1.CommandType_COMMAND_TYPE_SCHEDULER_PLAN, &v1.SchedulerPlanCommand{PutInstances: []*v1.Instance{inst("i1", "/a", "t1"), inst("i2", "/a", "t2")}})
 	var c snapshots
 	mem := NewMemory()
-	st := c.get(l.store(), mem)
-	sameState(t, st, l.store())
-	if again := c.get(l.store(), mem); again != st {
+	st := get(&c, mem)
+	sameState(t, st, l)
+	if again := get(&c, mem); again != st {
 		t.Fatal("unchanged store: snapshot not reused")
 	}
 	if st.instanceByTask("t2").GetId() != "i2" {
@@ -98,13 +79,13 @@ func TestSnapshotsFollowOwnCommitsOnly(t *testing.T) {
 		DeleteInstances: []string{"i2"},
 		PutDeployments:  []*v1.Deployment{{Id: "d1", Status: v1.DeploymentStatus_DEPLOYMENT_STATUS_RUNNING}},
 	}
-	l.plan(own)
-	c.committed(l.store(), own)
-	after := c.get(l.store(), mem)
+	l.mustApply(v1.CommandType_COMMAND_TYPE_SCHEDULER_PLAN, own)
+	c.committed(l, own)
+	after := get(&c, mem)
 	if after != st {
 		t.Fatal("own commit: snapshot taken afresh instead of updated")
 	}
-	sameState(t, after, l.store())
+	sameState(t, after, l)
 	if after.Instances["i1"].GetModifyIndex() != l.index {
 		t.Fatalf("i1 modify index %d, want the FSM's %d", after.Instances["i1"].GetModifyIndex(), l.index)
 	}
@@ -112,26 +93,26 @@ func TestSnapshotsFollowOwnCommitsOnly(t *testing.T) {
 		t.Fatal("task index not rebuilt after the update")
 	}
 	mem2 := NewMemory()
-	if c.get(l.store(), mem2).Mem != mem2 {
+	if get(&c, mem2).Mem != mem2 {
 		t.Fatal("memory not swapped")
 	}
 
 	// Another writer (the API) changes the store: a fresh snapshot.
-	l.plan(&v1.SchedulerPlanCommand{PutInstances: []*v1.Instance{inst("i4", "/b", "t4")}})
-	fresh := c.get(l.store(), mem)
+	l.mustApply(v1.CommandType_COMMAND_TYPE_SCHEDULER_PLAN, &v1.SchedulerPlanCommand{PutInstances: []*v1.Instance{inst("i4", "/b", "t4")}})
+	fresh := get(&c, mem)
 	if fresh == st {
 		t.Fatal("foreign write: stale snapshot reused")
 	}
-	sameState(t, fresh, l.store())
+	sameState(t, fresh, l)
 
 	// Own commit preceded by a foreign one: not patched, taken afresh.
-	l.plan(&v1.SchedulerPlanCommand{PutInstances: []*v1.Instance{inst("i5", "/b", "t5")}})
+	l.mustApply(v1.CommandType_COMMAND_TYPE_SCHEDULER_PLAN, &v1.SchedulerPlanCommand{PutInstances: []*v1.Instance{inst("i5", "/b", "t5")}})
 	own2 := &v1.SchedulerPlanCommand{PutInstances: []*v1.Instance{inst("i6", "/b", "t6")}}
-	l.plan(own2)
-	c.committed(l.store(), own2)
-	last := c.get(l.store(), mem)
+	l.mustApply(v1.CommandType_COMMAND_TYPE_SCHEDULER_PLAN, own2)
+	c.committed(l, own2)
+	last := get(&c, mem)
 	if last == fresh {
 		t.Fatal("own commit after a foreign one: snapshot patched")
 	}
-	sameState(t, last, l.store())
+	sameState(t, last, l)
 }

@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"fmt"
 	"sort"
 	"time"
 
@@ -9,15 +10,21 @@ import (
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
-// StateReader is the read side of the replicated store that the scheduler
-// needs. *fsm.Store satisfies it. Returned messages are shared and never
+// StateReader is a read-only view of the replicated store at one moment:
+// every read through one StateReader sees the same applied index.
+// *fsm.Snapshot satisfies it. Returned messages are shared and never
 // mutated by the scheduler.
 type StateReader interface {
-	FrameworkID() string
-	Apps() []*v1.App
-	AppVersion(id, version string) *v1.App
-	Instances() []*v1.Instance
-	Deployments() []*v1.Deployment
+	// Index is the Raft index of the last entry the view reflects.
+	Index() uint64
+	FrameworkID() (string, error)
+	Apps() ([]*v1.App, error)
+	AppVersion(id, version string) (*v1.App, error)
+	Instances() ([]*v1.Instance, error)
+	Instance(id string) (*v1.Instance, error)
+	InstanceByTaskID(taskID string) (*v1.Instance, error)
+	Deployments() ([]*v1.Deployment, error)
+	Deployment(id string) (*v1.Deployment, error)
 }
 
 // State is a plain snapshot of the desired and recorded actual state that a
@@ -32,29 +39,47 @@ type State struct {
 	// Deployments by id.
 	Deployments map[string]*v1.Deployment
 	// AppVersion returns a stored app version, or nil. May be nil itself.
-	AppVersion func(appID, version string) *v1.App
+	AppVersion func(appID, version string) (*v1.App, error)
 	// Mem is the leader-local memory of what was sent (kills, revives,
 	// reconciliation). It is lost on failover, which only causes resends.
 	Mem *Memory
 
 	byTask map[string]string
-	lookup func(taskID string) *v1.Instance
+	lookup func(taskID string) (*v1.Instance, error)
 	sorted []string // sortedInstanceIDs, computed once
 }
 
-// NewState snapshots r. mem may be nil for a fresh memory.
-func NewState(r StateReader, mem *Memory) *State {
+// NewState reads apps, instances and deployments from the one view r, so
+// that a decision never mixes two moments of the store. mem may be nil for
+// a fresh memory.
+func NewState(r StateReader, mem *Memory) (*State, error) {
 	if mem == nil {
 		mem = NewMemory()
 	}
-	apps, insts, deps := r.Apps(), r.Instances(), r.Deployments()
+	fid, err := r.FrameworkID()
+	if err != nil {
+		return nil, fmt.Errorf("read framework id: %w", err)
+	}
+	apps, err := r.Apps()
+	if err != nil {
+		return nil, fmt.Errorf("read apps: %w", err)
+	}
+	insts, err := r.Instances()
+	if err != nil {
+		return nil, fmt.Errorf("read instances: %w", err)
+	}
+	deps, err := r.Deployments()
+	if err != nil {
+		return nil, fmt.Errorf("read deployments: %w", err)
+	}
 	st := &State{
-		FrameworkID: r.FrameworkID(),
+		FrameworkID: fid,
 		Apps:        make(map[string]*v1.App, len(apps)),
 		Instances:   make(map[string]*v1.Instance, len(insts)),
 		Deployments: make(map[string]*v1.Deployment, len(deps)),
 		AppVersion:  r.AppVersion,
 		Mem:         mem,
+		lookup:      r.InstanceByTaskID,
 	}
 	for _, a := range apps {
 		st.Apps[a.GetId()] = a
@@ -65,27 +90,20 @@ func NewState(r StateReader, mem *Memory) *State {
 	for _, d := range deps {
 		st.Deployments[d.GetId()] = d
 	}
-	if tl, ok := r.(taskLookup); ok {
-		st.lookup = tl.InstanceByTaskID
-	}
-	return st
-}
-
-// taskLookup is an optional index of the store (*fsm.Store has it) that
-// spares building a task index for every status update.
-type taskLookup interface {
-	InstanceByTaskID(taskID string) *v1.Instance
+	return st, nil
 }
 
 // instanceByTask finds the instance whose current task has the given id.
 func (s *State) instanceByTask(taskID string) *v1.Instance {
 	if s.lookup != nil && s.byTask == nil {
-		// Use the store's index, checked against this snapshot.
-		if i := s.lookup(taskID); i != nil {
+		// Use the store's index, checked against this snapshot (the
+		// driver may have refreshed some instances after its commit).
+		i, err := s.lookup(taskID)
+		if err == nil && i != nil {
 			if mine := s.Instances[i.GetId()]; mine != nil && mine.GetTask().GetId() == taskID {
 				return mine
 			}
-		} else if len(s.Instances) > 0 {
+		} else if err == nil && len(s.Instances) > 0 {
 			return nil
 		}
 	}
@@ -103,12 +121,12 @@ func (s *State) instanceByTask(taskID string) *v1.Instance {
 	return nil
 }
 
-func (s *State) appVersion(appID, version string) *v1.App {
+func (s *State) appVersion(appID, version string) (*v1.App, error) {
 	if a := s.Apps[appID]; a != nil && a.GetVersion() == version {
-		return a
+		return a, nil
 	}
 	if s.AppVersion == nil || version == "" {
-		return nil
+		return nil, nil
 	}
 	return s.AppVersion(appID, version)
 }
@@ -205,7 +223,7 @@ const (
 )
 
 // isLiveState is true for states in which a task may still hold its
-// resources and volume: Invariant 2 forbids a new launch while one is.
+// resources and volume: Invariant 2 (docs/ARCHITECTURE.md) forbids a new launch while one is.
 func isLiveState(s string) bool {
 	switch s {
 	case stStaging, stStarting, stRunning, stKilling, stUnreachable:

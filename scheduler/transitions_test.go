@@ -34,8 +34,8 @@ func TestRemoveStoppedApp(t *testing.T) {
 		t.Fatalf("ops %v", ops)
 	}
 	h.settle()
-	if len(h.instancesOf("/pg")) != 0 || len(h.master.reservations()) != 0 || h.store.deployments["d"].Status != v1.DeploymentStatus_DEPLOYMENT_STATUS_SUCCEEDED {
-		t.Fatalf("after removal: %d instances, %v, %v", len(h.instancesOf("/pg")), h.master.reservations(), h.store.deployments["d"])
+	if len(h.instancesOf("/pg")) != 0 || len(h.master.reservations()) != 0 || h.store.deployment("d").Status != v1.DeploymentStatus_DEPLOYMENT_STATUS_SUCCEEDED {
+		t.Fatalf("after removal: %d instances, %v, %v", len(h.instancesOf("/pg")), h.master.reservations(), h.store.deployment("d"))
 	}
 }
 
@@ -127,9 +127,9 @@ func TestWipeOnUnreachableAgent(t *testing.T) {
 	h.deliver()
 	wiped := proto.Clone(h.only("/pg")).(*v1.Instance)
 	wiped.Goal = v1.Goal_GOAL_DECOMMISSIONED
-	h.store.instances[wiped.Id] = wiped
+	h.store.putInstance(wiped)
 	h.tick()
-	if _, ok := h.store.instances[old.Id]; ok {
+	if ok := h.store.instance(old.Id) != nil; ok {
 		t.Fatalf("wiped unreachable instance kept")
 	}
 	h.settle()
@@ -186,13 +186,15 @@ func TestDeploymentProgress(t *testing.T) {
 	h := newHarness(t)
 	h.master.addAgent("A1", "host1", 4, 1024, 1000, 31000, 31010, nil)
 	h.store.putApp(statelessApp("/web", "v1", 1), "d1")
-	h.store.deployments["d1"].Steps = []*v1.DeploymentStep{{Actions: []*v1.DeploymentAction{{Action: "StartApplication", App: "/web"}}}}
+	steps := proto.Clone(h.store.deployment("d1")).(*v1.Deployment)
+	steps.Steps = []*v1.DeploymentStep{{Actions: []*v1.DeploymentAction{{Action: "StartApplication", App: "/web"}}}}
+	h.store.putDeployment(steps)
 	h.tick()
-	if d := h.store.deployments["d1"]; d.CurrentStep != 1 || d.Status != v1.DeploymentStatus_DEPLOYMENT_STATUS_RUNNING || !h.hasEvent("deployment_info") {
+	if d := h.store.deployment("d1"); d.CurrentStep != 1 || d.Status != v1.DeploymentStatus_DEPLOYMENT_STATUS_RUNNING || !h.hasEvent("deployment_info") {
 		t.Fatalf("after first tick: %v", d)
 	}
 	h.settle()
-	if d := h.store.deployments["d1"]; d.CurrentStep != 1 || d.Status != v1.DeploymentStatus_DEPLOYMENT_STATUS_SUCCEEDED || d.FinishedAt == nil {
+	if d := h.store.deployment("d1"); d.CurrentStep != 1 || d.Status != v1.DeploymentStatus_DEPLOYMENT_STATUS_SUCCEEDED || d.FinishedAt == nil {
 		t.Fatalf("after convergence: %v", d)
 	}
 }

@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -241,6 +240,8 @@ func runServer(ctx context.Context, o *serverOptions, logger *slog.Logger, ready
 		// Check a snapshot before Raft sees it: Raft cannot recover from
 		// an FSM that fails to restore.
 		VerifySnapshot: func(r io.Reader) error { return fsm.New(logger).Restore(io.NopCloser(r)) },
+		// Hold back command types that some server is too old to apply.
+		CheckProposal: fsm.CheckProposal,
 	})
 	if err != nil {
 		return err
@@ -253,20 +254,20 @@ func runServer(ctx context.Context, o *serverOptions, logger *slog.Logger, ready
 	events := rpc.NewEventBroker(1024, logger)
 	defer events.Close()
 	api := rpc.NewServer(rpc.Config{
-		Store:   state.State,
-		Cluster: clusteradapter.New(node),
-		Events:  events,
-		Logger:  logger.With("component", "api"),
+		Store:     state.State,
+		Cluster:   clusteradapter.New(node),
+		Events:    events,
+		Publisher: events,
+		Logger:    logger.With("component", "api"),
 	})
 	serveCtx, stopServe := context.WithCancel(context.Background())
 	serveDone := make(chan error, 1)
-	startIndex, _ := strconv.ParseUint(node.Stats()["last_log_index"], 10, 64)
 	go func() {
 		// A restarted server applies its log only once it hears from a
 		// leader (or becomes one). Serving before that would answer reads
 		// from an empty store, so the API waits until the log it had on
 		// disk is applied; connections queue meanwhile.
-		if err := waitApplied(serveCtx, node, startIndex, logger); err != nil {
+		if err := waitReplayed(serveCtx, state, node.StartCommandIndex(), logger); err != nil {
 			serveDone <- nil
 			return
 		}
@@ -278,23 +279,36 @@ func runServer(ctx context.Context, o *serverOptions, logger *slog.Logger, ready
 		ready(apiAddr)
 	}
 
-	deps := scheduler.Deps{
-		Store: func() scheduler.Store { return state.State() },
-		Commit: func(ctx context.Context, plan *v1.SchedulerPlanCommand) error {
-			return applyCommand(ctx, node, v1.CommandType_COMMAND_TYPE_SCHEDULER_PLAN, plan)
-		},
-		SetFrameworkID: func(ctx context.Context, id string) error {
-			return applyCommand(ctx, node, v1.CommandType_COMMAND_TYPE_FRAMEWORK_ID_SET, &v1.FrameworkIDSetCommand{FrameworkId: id})
-		},
-		Publish: events.Publish,
-	}
 	leaderDone := make(chan error, 1)
 	go func() {
-		leaderDone <- node.RunAsLeader(ctx, func(lctx context.Context) {
-			// A fresh scheduler per term: nothing a previous term
-			// remembered in memory may leak into this one.
-			if err := scheduler.New(schedCfg, deps).Run(lctx); err != nil {
-				logger.Error("scheduler stopped; this leader schedules nothing until it restarts or loses leadership", "err", err)
+		// The cluster retries the scheduler when it stops, and hands
+		// leadership to another server when it keeps stopping.
+		leaderDone <- node.RunAsLeader(ctx, func(lctx context.Context, term uint64) error {
+			deps := scheduler.Deps{
+				Store: func() scheduler.Store { return schedulerStore{state.State()} },
+				Commit: func(ctx context.Context, plan *v1.SchedulerPlanCommand) error {
+					// The plan applies only in the term it was decided in.
+					plan.IfLeaderTerm = term
+					return applyCommand(ctx, node, v1.CommandType_COMMAND_TYPE_SCHEDULER_PLAN, plan)
+				},
+				SetFrameworkID: func(ctx context.Context, id string) error {
+					return applyCommand(ctx, node, v1.CommandType_COMMAND_TYPE_FRAMEWORK_ID_SET, &v1.FrameworkIDSetCommand{FrameworkId: id})
+				},
+				Publish: events.Publish,
+			}
+			// A fresh scheduler per attempt: nothing a previous term or
+			// attempt remembered in memory may leak into this one.
+			err := scheduler.New(schedCfg, deps).Run(lctx)
+			switch {
+			case err == nil:
+				return nil
+			case errors.Is(err, scheduler.ErrFrameworkRemoved), errors.Is(err, scheduler.ErrNoFrameworkID):
+				// The replicated state is at fault: every server would
+				// stop the same way. Retry here (and log) until an
+				// operator acts; moving leadership would not help.
+				return fmt.Errorf("scheduler (operator action needed): %w: %w", cluster.ErrNoHandover, err)
+			default:
+				return fmt.Errorf("scheduler: %w", err)
 			}
 		})
 	}()
@@ -345,21 +359,22 @@ func applyCommand(ctx context.Context, node *cluster.Node, t v1.CommandType, msg
 	return nil
 }
 
-// waitApplied waits until the local FSM has applied the log up to index.
-func waitApplied(ctx context.Context, node *cluster.Node, index uint64, logger *slog.Logger) error {
-	if node.AppliedIndex() >= index {
+// waitReplayed waits until the local FSM has applied the log up to index.
+func waitReplayed(ctx context.Context, state *fsm.FSM, index uint64, logger *slog.Logger) error {
+	if state.State().LastIndex() >= index {
 		return nil
 	}
-	logger.Info("replaying the raft log before serving the API", "applied", node.AppliedIndex(), "last_index", index)
-	t := time.NewTicker(20 * time.Millisecond)
-	defer t.Stop()
-	for node.AppliedIndex() < index {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-t.C:
-		}
+	logger.Info("replaying the raft log before serving the API", "applied", state.State().LastIndex(), "last_index", index)
+	if err := fsm.WaitIndex(ctx, state.State, index); err != nil {
+		return err
 	}
-	logger.Info("raft log replayed", "applied", node.AppliedIndex())
+	logger.Info("raft log replayed", "applied", state.State().LastIndex())
 	return nil
 }
+
+// schedulerStore hands the state store to the scheduler, which reads it
+// through its own interfaces (it does not import fsm).
+type schedulerStore struct{ *fsm.Store }
+
+// Snapshot implements scheduler.Store.
+func (s schedulerStore) Snapshot() scheduler.StateReader { return s.Store.Snapshot() }

@@ -22,8 +22,10 @@ const (
 )
 
 // CommandType is the first byte of every Raft log entry; the rest of the
-// entry is the protobuf encoding of the matching *Command message. A replica
-// that meets an unknown type stops rather than diverge.
+// entry is the protobuf encoding of the matching *Command message (the
+// registry in fsm/registry.go pairs them). A replica that meets an unknown
+// type stops rather than diverge, unless the type byte carries the
+// ignore-if-unknown flag (128, fsm.IgnoreUnknownTypeFlag). Types are 1..127.
 type CommandType int32
 
 const (
@@ -383,7 +385,11 @@ type SchedulerPlanCommand struct {
 	DeleteInstances   []string               `protobuf:"bytes,2,rep,name=delete_instances,json=deleteInstances,proto3" json:"delete_instances,omitempty"`
 	PutDeployments    []*Deployment          `protobuf:"bytes,3,rep,name=put_deployments,json=putDeployments,proto3" json:"put_deployments,omitempty"`
 	DeleteDeployments []string               `protobuf:"bytes,4,rep,name=delete_deployments,json=deleteDeployments,proto3" json:"delete_deployments,omitempty"`
-	// if_leader_term guards against a deposed leader's plan; 0 disables.
+	// if_leader_term, when set, is the Raft term in which the leader decided
+	// the plan: the FSM refuses (conflict) a plan whose log entry was
+	// appended in another term, so a plan never outlives the leadership term
+	// whose state it read. The entry's term comes from the log itself, so
+	// every replica decides alike. 0 disables the check (API writes).
 	IfLeaderTerm  uint64 `protobuf:"varint,5,opt,name=if_leader_term,json=ifLeaderTerm,proto3" json:"if_leader_term,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

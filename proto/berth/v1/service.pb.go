@@ -2607,113 +2607,6 @@ func (*RestoreSnapshotResponse) Descriptor() ([]byte, []int) {
 	return file_berth_v1_service_proto_rawDescGZIP(), []int{44}
 }
 
-// ForwardCommandRequest carries an encoded FSM command.
-type ForwardCommandRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Command       []byte                 `protobuf:"bytes,1,opt,name=command,proto3" json:"command,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *ForwardCommandRequest) Reset() {
-	*x = ForwardCommandRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[45]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *ForwardCommandRequest) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*ForwardCommandRequest) ProtoMessage() {}
-
-func (x *ForwardCommandRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[45]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use ForwardCommandRequest.ProtoReflect.Descriptor instead.
-func (*ForwardCommandRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{45}
-}
-
-func (x *ForwardCommandRequest) GetCommand() []byte {
-	if x != nil {
-		return x.Command
-	}
-	return nil
-}
-
-// ForwardCommandResponse carries the FSM's result.
-type ForwardCommandResponse struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	Index uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
-	// error_code and error_message report an FSM-level refusal (Connect code).
-	ErrorCode     string `protobuf:"bytes,2,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
-	ErrorMessage  string `protobuf:"bytes,3,opt,name=error_message,json=errorMessage,proto3" json:"error_message,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *ForwardCommandResponse) Reset() {
-	*x = ForwardCommandResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[46]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *ForwardCommandResponse) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*ForwardCommandResponse) ProtoMessage() {}
-
-func (x *ForwardCommandResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[46]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use ForwardCommandResponse.ProtoReflect.Descriptor instead.
-func (*ForwardCommandResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{46}
-}
-
-func (x *ForwardCommandResponse) GetIndex() uint64 {
-	if x != nil {
-		return x.Index
-	}
-	return 0
-}
-
-func (x *ForwardCommandResponse) GetErrorCode() string {
-	if x != nil {
-		return x.ErrorCode
-	}
-	return ""
-}
-
-func (x *ForwardCommandResponse) GetErrorMessage() string {
-	if x != nil {
-		return x.ErrorMessage
-	}
-	return ""
-}
-
 var File_berth_v1_service_proto protoreflect.FileDescriptor
 
 const file_berth_v1_service_proto_rawDesc = "" +
@@ -2893,14 +2786,7 @@ const file_berth_v1_service_proto_rawDesc = "" +
 	"\x04term\x18\x03 \x01(\x04R\x04term\",\n" +
 	"\x16RestoreSnapshotRequest\x12\x12\n" +
 	"\x04data\x18\x01 \x01(\fR\x04data\"\x19\n" +
-	"\x17RestoreSnapshotResponse\"1\n" +
-	"\x15ForwardCommandRequest\x12\x18\n" +
-	"\acommand\x18\x01 \x01(\fR\acommand\"r\n" +
-	"\x16ForwardCommandResponse\x12\x14\n" +
-	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x1d\n" +
-	"\n" +
-	"error_code\x18\x02 \x01(\tR\terrorCode\x12#\n" +
-	"\rerror_message\x18\x03 \x01(\tR\ferrorMessage*T\n" +
+	"\x17RestoreSnapshotResponse*T\n" +
 	"\x0fReadConsistency\x12 \n" +
 	"\x1cREAD_CONSISTENCY_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bREAD_CONSISTENCY_CONSISTENT\x10\x012\x8e\x04\n" +
@@ -2922,7 +2808,7 @@ const file_berth_v1_service_proto_rawDesc = "" +
 	"\rGetDeployment\x12\x1e.berth.v1.GetDeploymentRequest\x1a\x1f.berth.v1.GetDeploymentResponse\"\x03\x90\x02\x01\x12Y\n" +
 	"\x10CancelDeployment\x12!.berth.v1.CancelDeploymentRequest\x1a\".berth.v1.CancelDeploymentResponse2P\n" +
 	"\fEventService\x12@\n" +
-	"\fStreamEvents\x12\x1d.berth.v1.StreamEventsRequest\x1a\x0f.berth.v1.Event0\x012\x88\x05\n" +
+	"\fStreamEvents\x12\x1d.berth.v1.StreamEventsRequest\x1a\x0f.berth.v1.Event0\x012\xb3\x04\n" +
 	"\x0eClusterService\x12C\n" +
 	"\aMembers\x12\x18.berth.v1.MembersRequest\x1a\x19.berth.v1.MembersResponse\"\x03\x90\x02\x01\x12@\n" +
 	"\x06Leader\x12\x17.berth.v1.LeaderRequest\x1a\x18.berth.v1.LeaderResponse\"\x03\x90\x02\x01\x12I\n" +
@@ -2931,8 +2817,7 @@ const file_berth_v1_service_proto_rawDesc = "" +
 	"RemovePeer\x12\x1b.berth.v1.RemovePeerRequest\x1a\x1c.berth.v1.RemovePeerResponse\x12_\n" +
 	"\x12TransferLeadership\x12#.berth.v1.TransferLeadershipRequest\x1a$.berth.v1.TransferLeadershipResponse\x12M\n" +
 	"\fSaveSnapshot\x12\x1d.berth.v1.SaveSnapshotRequest\x1a\x1e.berth.v1.SaveSnapshotResponse\x12V\n" +
-	"\x0fRestoreSnapshot\x12 .berth.v1.RestoreSnapshotRequest\x1a!.berth.v1.RestoreSnapshotResponse\x12S\n" +
-	"\x0eForwardCommand\x12\x1f.berth.v1.ForwardCommandRequest\x1a .berth.v1.ForwardCommandResponseB\x90\x01\n" +
+	"\x0fRestoreSnapshot\x12 .berth.v1.RestoreSnapshotRequest\x1a!.berth.v1.RestoreSnapshotResponseB\x90\x01\n" +
 	"\fcom.berth.v1B\fServiceProtoP\x01Z1github.com/berth-dev/berth/proto/berth/v1;berthv1\xa2\x02\x03BXX\xaa\x02\bBerth.V1\xca\x02\bBerth\\V1\xe2\x02\x14Berth\\V1\\GPBMetadata\xea\x02\tBerth::V1b\x06proto3"
 
 var (
@@ -2948,7 +2833,7 @@ func file_berth_v1_service_proto_rawDescGZIP() []byte {
 }
 
 var file_berth_v1_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_berth_v1_service_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
+var file_berth_v1_service_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
 var file_berth_v1_service_proto_goTypes = []any{
 	(ReadConsistency)(0),               // 0: berth.v1.ReadConsistency
 	(*CreateAppRequest)(nil),           // 1: berth.v1.CreateAppRequest
@@ -2996,29 +2881,27 @@ var file_berth_v1_service_proto_goTypes = []any{
 	(*SaveSnapshotResponse)(nil),       // 43: berth.v1.SaveSnapshotResponse
 	(*RestoreSnapshotRequest)(nil),     // 44: berth.v1.RestoreSnapshotRequest
 	(*RestoreSnapshotResponse)(nil),    // 45: berth.v1.RestoreSnapshotResponse
-	(*ForwardCommandRequest)(nil),      // 46: berth.v1.ForwardCommandRequest
-	(*ForwardCommandResponse)(nil),     // 47: berth.v1.ForwardCommandResponse
-	(*App)(nil),                        // 48: berth.v1.App
-	(*Deployment)(nil),                 // 49: berth.v1.Deployment
+	(*App)(nil),                        // 46: berth.v1.App
+	(*Deployment)(nil),                 // 47: berth.v1.Deployment
 }
 var file_berth_v1_service_proto_depIdxs = []int32{
-	48, // 0: berth.v1.CreateAppRequest.app:type_name -> berth.v1.App
-	48, // 1: berth.v1.CreateAppResponse.app:type_name -> berth.v1.App
+	46, // 0: berth.v1.CreateAppRequest.app:type_name -> berth.v1.App
+	46, // 1: berth.v1.CreateAppResponse.app:type_name -> berth.v1.App
 	0,  // 2: berth.v1.GetAppRequest.consistency:type_name -> berth.v1.ReadConsistency
-	48, // 3: berth.v1.GetAppResponse.app:type_name -> berth.v1.App
+	46, // 3: berth.v1.GetAppResponse.app:type_name -> berth.v1.App
 	5,  // 4: berth.v1.GetAppResponse.summary:type_name -> berth.v1.AppSummary
 	0,  // 5: berth.v1.ListAppsRequest.consistency:type_name -> berth.v1.ReadConsistency
-	48, // 6: berth.v1.ListAppsResponse.apps:type_name -> berth.v1.App
+	46, // 6: berth.v1.ListAppsResponse.apps:type_name -> berth.v1.App
 	5,  // 7: berth.v1.ListAppsResponse.summaries:type_name -> berth.v1.AppSummary
-	48, // 8: berth.v1.UpdateAppRequest.app:type_name -> berth.v1.App
-	48, // 9: berth.v1.UpdateAppResponse.app:type_name -> berth.v1.App
+	46, // 8: berth.v1.UpdateAppRequest.app:type_name -> berth.v1.App
+	46, // 9: berth.v1.UpdateAppResponse.app:type_name -> berth.v1.App
 	0,  // 10: berth.v1.ListTasksRequest.consistency:type_name -> berth.v1.ReadConsistency
 	18, // 11: berth.v1.ListTasksResponse.tasks:type_name -> berth.v1.TaskView
 	19, // 12: berth.v1.TaskView.local_volumes:type_name -> berth.v1.TaskLocalVolume
 	18, // 13: berth.v1.KillTaskResponse.task:type_name -> berth.v1.TaskView
-	49, // 14: berth.v1.ListDeploymentsResponse.deployments:type_name -> berth.v1.Deployment
-	49, // 15: berth.v1.GetDeploymentResponse.deployment:type_name -> berth.v1.Deployment
-	49, // 16: berth.v1.Event.deployment:type_name -> berth.v1.Deployment
+	47, // 14: berth.v1.ListDeploymentsResponse.deployments:type_name -> berth.v1.Deployment
+	47, // 15: berth.v1.GetDeploymentResponse.deployment:type_name -> berth.v1.Deployment
+	47, // 16: berth.v1.Event.deployment:type_name -> berth.v1.Deployment
 	31, // 17: berth.v1.MembersResponse.members:type_name -> berth.v1.Member
 	36, // 18: berth.v1.ListPeersResponse.peers:type_name -> berth.v1.Peer
 	1,  // 19: berth.v1.AppService.CreateApp:input_type -> berth.v1.CreateAppRequest
@@ -3041,30 +2924,28 @@ var file_berth_v1_service_proto_depIdxs = []int32{
 	40, // 36: berth.v1.ClusterService.TransferLeadership:input_type -> berth.v1.TransferLeadershipRequest
 	42, // 37: berth.v1.ClusterService.SaveSnapshot:input_type -> berth.v1.SaveSnapshotRequest
 	44, // 38: berth.v1.ClusterService.RestoreSnapshot:input_type -> berth.v1.RestoreSnapshotRequest
-	46, // 39: berth.v1.ClusterService.ForwardCommand:input_type -> berth.v1.ForwardCommandRequest
-	2,  // 40: berth.v1.AppService.CreateApp:output_type -> berth.v1.CreateAppResponse
-	4,  // 41: berth.v1.AppService.GetApp:output_type -> berth.v1.GetAppResponse
-	7,  // 42: berth.v1.AppService.ListApps:output_type -> berth.v1.ListAppsResponse
-	9,  // 43: berth.v1.AppService.UpdateApp:output_type -> berth.v1.UpdateAppResponse
-	11, // 44: berth.v1.AppService.DeleteApp:output_type -> berth.v1.DeleteAppResponse
-	13, // 45: berth.v1.AppService.ListAppVersions:output_type -> berth.v1.ListAppVersionsResponse
-	15, // 46: berth.v1.AppService.RestartApp:output_type -> berth.v1.RestartAppResponse
-	17, // 47: berth.v1.TaskService.ListTasks:output_type -> berth.v1.ListTasksResponse
-	21, // 48: berth.v1.TaskService.KillTask:output_type -> berth.v1.KillTaskResponse
-	23, // 49: berth.v1.DeploymentService.ListDeployments:output_type -> berth.v1.ListDeploymentsResponse
-	25, // 50: berth.v1.DeploymentService.GetDeployment:output_type -> berth.v1.GetDeploymentResponse
-	27, // 51: berth.v1.DeploymentService.CancelDeployment:output_type -> berth.v1.CancelDeploymentResponse
-	29, // 52: berth.v1.EventService.StreamEvents:output_type -> berth.v1.Event
-	32, // 53: berth.v1.ClusterService.Members:output_type -> berth.v1.MembersResponse
-	34, // 54: berth.v1.ClusterService.Leader:output_type -> berth.v1.LeaderResponse
-	37, // 55: berth.v1.ClusterService.ListPeers:output_type -> berth.v1.ListPeersResponse
-	39, // 56: berth.v1.ClusterService.RemovePeer:output_type -> berth.v1.RemovePeerResponse
-	41, // 57: berth.v1.ClusterService.TransferLeadership:output_type -> berth.v1.TransferLeadershipResponse
-	43, // 58: berth.v1.ClusterService.SaveSnapshot:output_type -> berth.v1.SaveSnapshotResponse
-	45, // 59: berth.v1.ClusterService.RestoreSnapshot:output_type -> berth.v1.RestoreSnapshotResponse
-	47, // 60: berth.v1.ClusterService.ForwardCommand:output_type -> berth.v1.ForwardCommandResponse
-	40, // [40:61] is the sub-list for method output_type
-	19, // [19:40] is the sub-list for method input_type
+	2,  // 39: berth.v1.AppService.CreateApp:output_type -> berth.v1.CreateAppResponse
+	4,  // 40: berth.v1.AppService.GetApp:output_type -> berth.v1.GetAppResponse
+	7,  // 41: berth.v1.AppService.ListApps:output_type -> berth.v1.ListAppsResponse
+	9,  // 42: berth.v1.AppService.UpdateApp:output_type -> berth.v1.UpdateAppResponse
+	11, // 43: berth.v1.AppService.DeleteApp:output_type -> berth.v1.DeleteAppResponse
+	13, // 44: berth.v1.AppService.ListAppVersions:output_type -> berth.v1.ListAppVersionsResponse
+	15, // 45: berth.v1.AppService.RestartApp:output_type -> berth.v1.RestartAppResponse
+	17, // 46: berth.v1.TaskService.ListTasks:output_type -> berth.v1.ListTasksResponse
+	21, // 47: berth.v1.TaskService.KillTask:output_type -> berth.v1.KillTaskResponse
+	23, // 48: berth.v1.DeploymentService.ListDeployments:output_type -> berth.v1.ListDeploymentsResponse
+	25, // 49: berth.v1.DeploymentService.GetDeployment:output_type -> berth.v1.GetDeploymentResponse
+	27, // 50: berth.v1.DeploymentService.CancelDeployment:output_type -> berth.v1.CancelDeploymentResponse
+	29, // 51: berth.v1.EventService.StreamEvents:output_type -> berth.v1.Event
+	32, // 52: berth.v1.ClusterService.Members:output_type -> berth.v1.MembersResponse
+	34, // 53: berth.v1.ClusterService.Leader:output_type -> berth.v1.LeaderResponse
+	37, // 54: berth.v1.ClusterService.ListPeers:output_type -> berth.v1.ListPeersResponse
+	39, // 55: berth.v1.ClusterService.RemovePeer:output_type -> berth.v1.RemovePeerResponse
+	41, // 56: berth.v1.ClusterService.TransferLeadership:output_type -> berth.v1.TransferLeadershipResponse
+	43, // 57: berth.v1.ClusterService.SaveSnapshot:output_type -> berth.v1.SaveSnapshotResponse
+	45, // 58: berth.v1.ClusterService.RestoreSnapshot:output_type -> berth.v1.RestoreSnapshotResponse
+	39, // [39:59] is the sub-list for method output_type
+	19, // [19:39] is the sub-list for method input_type
 	19, // [19:19] is the sub-list for extension type_name
 	19, // [19:19] is the sub-list for extension extendee
 	0,  // [0:19] is the sub-list for field type_name
@@ -3085,7 +2966,7 @@ func file_berth_v1_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_berth_v1_service_proto_rawDesc), len(file_berth_v1_service_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   47,
+			NumMessages:   45,
 			NumExtensions: 0,
 			NumServices:   5,
 		},

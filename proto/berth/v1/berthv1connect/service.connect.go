@@ -91,9 +91,6 @@ const (
 	// ClusterServiceRestoreSnapshotProcedure is the fully-qualified name of the ClusterService's
 	// RestoreSnapshot RPC.
 	ClusterServiceRestoreSnapshotProcedure = "/berth.v1.ClusterService/RestoreSnapshot"
-	// ClusterServiceForwardCommandProcedure is the fully-qualified name of the ClusterService's
-	// ForwardCommand RPC.
-	ClusterServiceForwardCommandProcedure = "/berth.v1.ClusterService/ForwardCommand"
 )
 
 // AppServiceClient is a client for the berth.v1.AppService service.
@@ -664,8 +661,6 @@ type ClusterServiceClient interface {
 	SaveSnapshot(context.Context, *connect.Request[v1.SaveSnapshotRequest]) (*connect.Response[v1.SaveSnapshotResponse], error)
 	// RestoreSnapshot replaces the whole replicated state with a snapshot.
 	RestoreSnapshot(context.Context, *connect.Request[v1.RestoreSnapshotRequest]) (*connect.Response[v1.RestoreSnapshotResponse], error)
-	// ForwardCommand applies a raw FSM command on the leader (server to server).
-	ForwardCommand(context.Context, *connect.Request[v1.ForwardCommandRequest]) (*connect.Response[v1.ForwardCommandResponse], error)
 }
 
 // NewClusterServiceClient constructs a client for the berth.v1.ClusterService service. By default,
@@ -724,12 +719,6 @@ func NewClusterServiceClient(httpClient connect.HTTPClient, baseURL string, opts
 			connect.WithSchema(clusterServiceMethods.ByName("RestoreSnapshot")),
 			connect.WithClientOptions(opts...),
 		),
-		forwardCommand: connect.NewClient[v1.ForwardCommandRequest, v1.ForwardCommandResponse](
-			httpClient,
-			baseURL+ClusterServiceForwardCommandProcedure,
-			connect.WithSchema(clusterServiceMethods.ByName("ForwardCommand")),
-			connect.WithClientOptions(opts...),
-		),
 	}
 }
 
@@ -742,7 +731,6 @@ type clusterServiceClient struct {
 	transferLeadership *connect.Client[v1.TransferLeadershipRequest, v1.TransferLeadershipResponse]
 	saveSnapshot       *connect.Client[v1.SaveSnapshotRequest, v1.SaveSnapshotResponse]
 	restoreSnapshot    *connect.Client[v1.RestoreSnapshotRequest, v1.RestoreSnapshotResponse]
-	forwardCommand     *connect.Client[v1.ForwardCommandRequest, v1.ForwardCommandResponse]
 }
 
 // Members calls berth.v1.ClusterService.Members.
@@ -780,11 +768,6 @@ func (c *clusterServiceClient) RestoreSnapshot(ctx context.Context, req *connect
 	return c.restoreSnapshot.CallUnary(ctx, req)
 }
 
-// ForwardCommand calls berth.v1.ClusterService.ForwardCommand.
-func (c *clusterServiceClient) ForwardCommand(ctx context.Context, req *connect.Request[v1.ForwardCommandRequest]) (*connect.Response[v1.ForwardCommandResponse], error) {
-	return c.forwardCommand.CallUnary(ctx, req)
-}
-
 // ClusterServiceHandler is an implementation of the berth.v1.ClusterService service.
 type ClusterServiceHandler interface {
 	// Members lists servers known by gossip.
@@ -801,8 +784,6 @@ type ClusterServiceHandler interface {
 	SaveSnapshot(context.Context, *connect.Request[v1.SaveSnapshotRequest]) (*connect.Response[v1.SaveSnapshotResponse], error)
 	// RestoreSnapshot replaces the whole replicated state with a snapshot.
 	RestoreSnapshot(context.Context, *connect.Request[v1.RestoreSnapshotRequest]) (*connect.Response[v1.RestoreSnapshotResponse], error)
-	// ForwardCommand applies a raw FSM command on the leader (server to server).
-	ForwardCommand(context.Context, *connect.Request[v1.ForwardCommandRequest]) (*connect.Response[v1.ForwardCommandResponse], error)
 }
 
 // NewClusterServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -857,12 +838,6 @@ func NewClusterServiceHandler(svc ClusterServiceHandler, opts ...connect.Handler
 		connect.WithSchema(clusterServiceMethods.ByName("RestoreSnapshot")),
 		connect.WithHandlerOptions(opts...),
 	)
-	clusterServiceForwardCommandHandler := connect.NewUnaryHandler(
-		ClusterServiceForwardCommandProcedure,
-		svc.ForwardCommand,
-		connect.WithSchema(clusterServiceMethods.ByName("ForwardCommand")),
-		connect.WithHandlerOptions(opts...),
-	)
 	return "/berth.v1.ClusterService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case ClusterServiceMembersProcedure:
@@ -879,8 +854,6 @@ func NewClusterServiceHandler(svc ClusterServiceHandler, opts ...connect.Handler
 			clusterServiceSaveSnapshotHandler.ServeHTTP(w, r)
 		case ClusterServiceRestoreSnapshotProcedure:
 			clusterServiceRestoreSnapshotHandler.ServeHTTP(w, r)
-		case ClusterServiceForwardCommandProcedure:
-			clusterServiceForwardCommandHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -916,8 +889,4 @@ func (UnimplementedClusterServiceHandler) SaveSnapshot(context.Context, *connect
 
 func (UnimplementedClusterServiceHandler) RestoreSnapshot(context.Context, *connect.Request[v1.RestoreSnapshotRequest]) (*connect.Response[v1.RestoreSnapshotResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("berth.v1.ClusterService.RestoreSnapshot is not implemented"))
-}
-
-func (UnimplementedClusterServiceHandler) ForwardCommand(context.Context, *connect.Request[v1.ForwardCommandRequest]) (*connect.Response[v1.ForwardCommandResponse], error) {
-	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("berth.v1.ClusterService.ForwardCommand is not implemented"))
 }
