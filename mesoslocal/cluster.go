@@ -135,6 +135,8 @@ func (c *Cluster) Start(ctx context.Context) error {
 	mux.HandleFunc("/api/v1/scheduler", c.handleScheduler)
 	mux.HandleFunc("/api/v1", c.handleOperator)
 	mux.HandleFunc("/api/v1/", c.handleOperator)
+	mux.HandleFunc("/files/read", c.handleFilesRead)
+	mux.HandleFunc("/files/browse", c.handleFilesBrowse)
 	mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) })
 	mux.HandleFunc("/version", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")

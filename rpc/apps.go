@@ -167,7 +167,8 @@ func (a *appService) CreateApp(ctx context.Context, req *connect.Request[v1.Crea
 // tasksRunning/tasksHealthy/... fields.
 func summarize(st *fsm.Store, appID string) *v1.AppSummary {
 	sum := &v1.AppSummary{}
-	for _, inst := range st.InstancesByApp(appID) {
+	insts := st.InstancesByApp(appID)
+	for _, inst := range insts {
 		if inst.GetGoal() == v1.Goal_GOAL_STOPPED {
 			sum.InstancesStopped++
 		}
@@ -192,6 +193,7 @@ func summarize(st *fsm.Store, appID string) *v1.AppSummary {
 	for _, d := range runningDeployments(st, appID) {
 		sum.Deployments = append(sum.Deployments, d.GetId())
 	}
+	sum.LastTaskFailure = lastTaskFailure(insts)
 	return sum
 }
 

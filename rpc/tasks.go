@@ -57,6 +57,10 @@ func TaskViewOf(inst *v1.Instance) *v1.TaskView {
 	if t != nil {
 		tv.Id = t.GetId()
 		tv.State = t.GetState()
+		tv.Message = t.GetMessage()
+		tv.Reason = t.GetReason()
+		tv.Sandbox = t.GetSandbox()
+		tv.AgentUrl = t.GetAgentUrl()
 		if t.GetHostname() != "" {
 			tv.Host = t.GetHostname()
 		}
