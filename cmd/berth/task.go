@@ -11,7 +11,7 @@ import (
 )
 
 func init() {
-	taskCmd := &cobra.Command{Use: "task", Short: "List and kill tasks (one per instance)"}
+	taskCmd := &cobra.Command{Use: "task", Short: "List, kill and read the logs of tasks (one per instance)"}
 	taskCmd.AddCommand(taskListCmd(), taskKillCmd(), taskLogsCmd())
 	rootCmd.AddCommand(taskCmd)
 }
