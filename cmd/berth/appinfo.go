@@ -87,12 +87,10 @@ func printAppsJSON(w io.Writer, apps []*v1.App, summaries []*v1.AppSummary, one 
 	if one && len(infos) == 1 {
 		out = infos[0]
 	}
-	b, err := json.MarshalIndent(out, "", "  ")
-	if err != nil {
-		return err
-	}
-	_, err = fmt.Fprintln(w, string(b))
-	return err
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false) // commands contain >, & and < as they are
+	enc.SetIndent("", "  ")
+	return enc.Encode(out)
 }
 
 // lastFailureRows are the app show rows of a lastTaskFailure.
