@@ -5,8 +5,11 @@ import (
 	"net"
 	"net/url"
 	"strconv"
+	"strings"
+	"time"
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
 )
@@ -53,9 +56,14 @@ func agentURL(o *mesos.Offer) string {
 // recordFailure keeps a task's unexpected end on its instance (Marathon's
 // lastTaskFailure): it is committed with the plan that processes the
 // status, so it survives a leader failover, and reported in the decision
-// so the leader logs it once, after the commit.
-func (p *planner) recordFailure(e *v1.Instance, a *v1.App) {
+// so the leader logs it once, after the commit. Its time is the status'
+// own (when the agent saw the task end), else the decision's.
+func (p *planner) recordFailure(e *v1.Instance, a *v1.App, s mesos.TaskStatus, healthKill bool) {
 	t := e.GetTask()
+	at := p.ts()
+	if secs := s.GetTimestamp(); secs > 0 {
+		at = timestamppb.New(time.Unix(0, int64(secs*float64(time.Second))))
+	}
 	f := &v1.TaskFailure{
 		AppId:      e.GetAppId(),
 		InstanceId: e.GetId(),
@@ -63,12 +71,16 @@ func (p *planner) recordFailure(e *v1.Instance, a *v1.App) {
 		State:      t.GetState(),
 		Reason:     t.GetReason(),
 		Message:    t.GetMessage(),
-		Timestamp:  p.ts(),
+		Timestamp:  at,
 		Host:       t.GetHostname(),
 		Version:    t.GetAppVersion(),
 		AgentId:    t.GetAgentId(),
 		Sandbox:    t.GetSandbox(),
 		AgentUrl:   t.GetAgentUrl(),
+	}
+	if healthKill {
+		// Berth's own health checks killed it: say so, Mesos only saw a kill.
+		f.Message = strings.TrimSuffix("killed after failing its health checks: "+f.Message, ": ")
 	}
 	if f.Version == "" {
 		f.Version = a.GetVersion()

@@ -106,3 +106,32 @@ func TestUnexpectedKillIsAFailure(t *testing.T) {
 		t.Fatalf("last failure after failover: %v", f)
 	}
 }
+
+// A task killed by Berth's own health checks is a failure that says so;
+// the failure's time is when the agent saw the task end.
+func TestHealthKillIsAFailureThatSaysSo(t *testing.T) {
+	h := newHarness(t)
+	h.master.addAgent("A1", "host1", 4, 1024, 1000, 31000, 31010, nil)
+	h.store.putApp(statelessApp("/web", "v1", 1), "")
+	h.settle()
+	task := h.only("/web").GetTask()
+	h.decide(HealthResult{TaskID: task.GetId(), Healthy: false, Kill: true, Message: "HTTP 500"})
+	sts := h.takePending()
+	if len(sts) != 1 || sts[0].GetState() != mesos.TASK_KILLED {
+		t.Fatalf("statuses after the health kill: %v", sts)
+	}
+	sts[0].Message = proto.String("Command terminated with signal Terminated")
+	ended := h.now.Add(-2 * 1e9)
+	sts[0].Timestamp = proto.Float64(float64(ended.UnixNano()) / 1e9)
+	d := h.decide(StatusUpdate{Status: sts[0]})
+	if len(d.TaskFailures) != 1 {
+		t.Fatalf("%d failures recorded for a health kill", len(d.TaskFailures))
+	}
+	f := d.TaskFailures[0]
+	if f.GetMessage() != "killed after failing its health checks: Command terminated with signal Terminated" || f.GetState() != "TASK_KILLED" {
+		t.Errorf("health kill failure = %v", f)
+	}
+	if got := f.GetTimestamp().AsTime(); got.Sub(ended).Abs() > 1e6 {
+		t.Errorf("failure time %v, want the status time %v", got, ended)
+	}
+}

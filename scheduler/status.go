@@ -176,7 +176,7 @@ func (p *planner) taskEnded(e *v1.Instance, a *v1.App, s mesos.TaskStatus) {
 	}
 	// A crash, failed health checks, or a launch that failed: back off.
 	if state != stFinished {
-		p.recordFailure(e, a)
+		p.recordFailure(e, a, s, killed && rec.reason == killHealth)
 	}
 	e.ConsecutiveFailures++
 	delay := backoffDelay(a, e.ConsecutiveFailures)
