@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -22,56 +23,64 @@ func portList(ports []uint32) string {
 }
 
 // appInfoJSON renders an app as Marathon's /v2/apps does: the app
-// definition with its counters (tasksStaged, tasksRunning, tasksHealthy,
-// tasksUnhealthy), its running deployments and, if a task failed, its
-// lastTaskFailure, all inside the app object.
-func appInfoJSON(a *v1.App, s *v1.AppSummary) (map[string]json.RawMessage, error) {
+// definition (its fields in their usual order), then its counters
+// (tasksStaged, tasksRunning, tasksHealthy, tasksUnhealthy), its running
+// deployments and, if a task failed, its lastTaskFailure, all inside the
+// app object.
+func appInfoJSON(a *v1.App, s *v1.AppSummary) ([]byte, error) {
 	b, err := protojson.Marshal(a)
 	if err != nil {
 		return nil, err
 	}
-	obj := map[string]json.RawMessage{}
-	if err := json.Unmarshal(b, &obj); err != nil {
-		return nil, err
+	b = bytes.TrimRight(b, " \n")
+	if len(b) < 2 || b[len(b)-1] != '}' {
+		return nil, fmt.Errorf("app JSON is not an object: %.40q", b)
 	}
-	set := func(key string, v any) error {
-		raw, err := json.Marshal(v)
-		obj[key] = raw
-		return err
-	}
-	deployments := []map[string]string{}
-	for _, id := range s.GetDeployments() {
-		deployments = append(deployments, map[string]string{"id": id})
+	b = b[:len(b)-1]
+	empty := len(bytes.TrimSpace(b)) == 1 // just "{"
+	add := func(key string, raw []byte) {
+		if !empty {
+			b = append(b, ',')
+		}
+		empty = false
+		b = fmt.Appendf(b, "%q:", key)
+		b = append(b, raw...)
 	}
 	for _, kv := range []struct {
 		key string
-		v   any
+		n   int32
 	}{
 		{"tasksStaged", s.GetTasksStaged()},
 		{"tasksRunning", s.GetTasksRunning()},
 		{"tasksHealthy", s.GetTasksHealthy()},
 		{"tasksUnhealthy", s.GetTasksUnhealthy()},
-		{"deployments", deployments},
 	} {
-		if err := set(kv.key, kv.v); err != nil {
-			return nil, err
-		}
+		add(kv.key, []byte(strconv.Itoa(int(kv.n))))
 	}
+	deployments := []map[string]string{}
+	for _, id := range s.GetDeployments() {
+		deployments = append(deployments, map[string]string{"id": id})
+	}
+	raw, err := json.Marshal(deployments)
+	if err != nil {
+		return nil, err
+	}
+	add("deployments", raw)
 	if f := s.GetLastTaskFailure(); f != nil {
-		fb, err := protojson.Marshal(f)
+		raw, err := protojson.Marshal(f)
 		if err != nil {
 			return nil, err
 		}
-		obj["lastTaskFailure"] = fb
+		add("lastTaskFailure", raw)
 	}
-	return obj, nil
+	return append(b, '}'), nil
 }
 
 // printAppsJSON prints {"apps": [...]} (or, with one=true, the one app
 // object, as `app show -o json` always has), each app rendered by
 // appInfoJSON.
 func printAppsJSON(w io.Writer, apps []*v1.App, summaries []*v1.AppSummary, one bool) error {
-	infos := make([]map[string]json.RawMessage, 0, len(apps))
+	infos := make([][]byte, 0, len(apps))
 	for i, a := range apps {
 		var s *v1.AppSummary
 		if i < len(summaries) {
@@ -83,14 +92,21 @@ func printAppsJSON(w io.Writer, apps []*v1.App, summaries []*v1.AppSummary, one 
 		}
 		infos = append(infos, info)
 	}
-	var out any = map[string]any{"apps": infos}
+	var out []byte
 	if one && len(infos) == 1 {
 		out = infos[0]
+	} else {
+		out = append([]byte(`{"apps":[`), bytes.Join(infos, []byte(","))...)
+		out = append(out, "]}"...)
 	}
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false) // commands contain >, & and < as they are
-	enc.SetIndent("", "  ")
-	return enc.Encode(out)
+	// Indent (not Marshal) keeps <, > and & in commands as they are.
+	var buf bytes.Buffer
+	if err := json.Indent(&buf, out, "", "  "); err != nil {
+		return fmt.Errorf("render apps: %w", err)
+	}
+	buf.WriteByte('\n')
+	_, err := w.Write(buf.Bytes())
+	return err
 }
 
 // lastFailureRows are the app show rows of a lastTaskFailure.

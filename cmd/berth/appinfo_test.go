@@ -28,6 +28,9 @@ func TestPrintAppsJSON(t *testing.T) {
 	if !strings.Contains(buf.String(), `"echo boom >&2; exit 3"`) {
 		t.Errorf("cmd escaped:\n%s", buf.String())
 	}
+	if out := buf.String(); strings.Index(out, `"cmd"`) > strings.Index(out, `"tasksStaged"`) {
+		t.Errorf("the app's own fields should come first:\n%s", out)
+	}
 	var list struct {
 		Apps []struct {
 			ID                                                      string
