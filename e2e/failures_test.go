@@ -134,11 +134,45 @@ func TestTaskFailureVisible(t *testing.T) {
 		t.Fatalf("task logs --follow did not end after the task was killed")
 	}
 
-	// The server log: exactly one line for the failure, with every field.
+	// A deployment that fails because its tasks keep failing says where
+	// to look. (The health check keeps the deployment waiting: a task
+	// that is running but not checked yet would count as deployed.)
+	r := cli(t, api, "app", "add", writeFile(t, "flap.json", `{
+		"id": "/flap", "instances": 1, "cpus": 0.01, "mem": 8, "backoffSeconds": 0,
+		"healthChecks": [{"protocol": "TCP", "portIndex": 0, "gracePeriodSeconds": 300}],
+		"cmd": "echo \"cannot open /data/flap.db\" >&2; exit 3"
+	}`), "--wait")
+	if r.err == nil || !strings.Contains(r.stderr, "failed") ||
+		!regexp.MustCompile(`last task failure of /flap: TASK_FAILED Command exited with status 3 \(task flap\.instance-\S+ on 127.0.0.1\)\n  its output: berth task logs flap\.instance-\S+ --stderr`).MatchString(r.stdout) {
+		t.Errorf("failed deployment of /flap: %v\nstdout:\n%s\nstderr:\n%s", r.err, r.stdout, r.stderr)
+	}
+	flapTask := regexp.MustCompile(`berth task logs (\S+) --stderr`).FindStringSubmatch(r.stdout)
+	if flapTask != nil {
+		if out := mustCLI(t, api, "task", "logs", flapTask[1], "--stderr"); out != "cannot open /data/flap.db\n" {
+			t.Errorf("task logs of the hinted task = %q", out)
+		}
+	}
+
+	// The server log: one line per failure, with every field.
+	flapLines := map[string]int{}
 	var failureLines []string
 	for _, l := range strings.Split(dev.out.String(), "\n") {
-		if strings.Contains(l, `msg="task failed"`) {
+		if !strings.Contains(l, `msg="task failed"`) {
+			continue
+		}
+		if strings.Contains(l, "app=/crash ") {
 			failureLines = append(failureLines, l)
+		}
+		if m := regexp.MustCompile(`app=/flap .* task=(\S+)`).FindStringSubmatch(l); m != nil {
+			flapLines[m[1]]++
+		}
+	}
+	if len(flapLines) < 2 {
+		t.Errorf("server log has failure lines for %d /flap tasks, want one per failure (at least 2): %v", len(flapLines), flapLines)
+	}
+	for task, n := range flapLines {
+		if n != 1 {
+			t.Errorf("task %s failed once but has %d failure lines", task, n)
 		}
 	}
 	if len(failureLines) != 1 {

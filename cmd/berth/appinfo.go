@@ -2,12 +2,14 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"strconv"
 	"strings"
 
+	"connectrpc.com/connect"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
@@ -124,5 +126,23 @@ func lastFailureRows(f *v1.TaskFailure) [][]string {
 		{"LAST FAILURE TASK", orNA(f.GetTaskId())},
 		{"LAST FAILURE VERSION", orNA(f.GetVersion())},
 		{"LAST FAILURE SANDBOX", orNA(f.GetSandbox())},
+	}
+}
+
+// printFailureHints tells, for each app whose last task failed, how it
+// failed and how to read that task's stderr: what a user needs when a
+// deployment fails because its tasks keep failing.
+func printFailureHints(ctx context.Context, out io.Writer, cl *clients, appIDs []string) {
+	for _, id := range appIDs {
+		res, err := cl.apps.GetApp(ctx, connect.NewRequest(&v1.GetAppRequest{Id: id}))
+		if err != nil {
+			continue // the app may be gone (a removal); the error says enough
+		}
+		f := res.Msg.GetSummary().GetLastTaskFailure()
+		if f == nil {
+			continue
+		}
+		fmt.Fprintf(out, "last task failure of %s: %s %s (task %s on %s)\n  its output: berth task logs %s --stderr\n",
+			id, f.GetState(), f.GetMessage(), f.GetTaskId(), orNA(f.GetHost()), f.GetTaskId())
 	}
 }
