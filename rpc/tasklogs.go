@@ -57,7 +57,34 @@ func (s *Server) findTaskLog(id string) (*taskLogTarget, error) {
 			return checkLogTarget(&taskLogTarget{taskID: id, agentURL: f.GetAgentUrl(), sandbox: f.GetSandbox()})
 		}
 	}
-	return nil, notFound("no task or instance %s (only an instance's current task and its last failed task are known)", id)
+	if target := earlierTask(st.Instance, id); target != nil {
+		return checkLogTarget(target)
+	}
+	return nil, notFound("no task or instance %s", id)
+}
+
+// earlierTask locates an earlier incarnation of an instance's task
+// ("<instance>._app.<n>", n below the current one): its sandbox is named
+// like the current task's, on the same agent as far as Berth knows (a
+// resident instance never moves; if a stateless one did, the agent answers
+// 404). Nil if id is no such task.
+func earlierTask(instance func(string) *v1.Instance, id string) *taskLogTarget {
+	cut := strings.LastIndex(id, "._app.")
+	if cut < 0 {
+		return nil
+	}
+	n, err := strconv.ParseUint(id[cut+len("._app."):], 10, 32)
+	inst := instance(id[:cut])
+	if err != nil || n == 0 || inst == nil || uint32(n) >= inst.GetIncarnation() {
+		return nil
+	}
+	cur := inst.GetTask()
+	curPart := "/executors/" + cur.GetId() + "/"
+	if cur.GetId() == "" || !strings.Contains(cur.GetSandbox(), curPart) {
+		return nil
+	}
+	return &taskLogTarget{taskID: id, agentURL: cur.GetAgentUrl(),
+		sandbox: strings.Replace(cur.GetSandbox(), curPart, "/executors/"+id+"/", 1)}
 }
 
 func checkLogTarget(t *taskLogTarget) (*taskLogTarget, error) {

@@ -155,6 +155,7 @@ func TestTaskFailureVisibleAndLogs(t *testing.T) {
 	agent.set(sandbox("crash.instance-1._app.2")+"/stdout", "starting\nline 2\nline 3\nlast line\n")
 	agent.set(sandbox("crash.instance-1._app.2")+"/stderr", "FATAL: database files are incompatible with server\n")
 	agent.set(sandbox("crash.instance-2._app.4")+"/stderr", "earlier crash\n")
+	agent.set(sandbox("crash.instance-1._app.1")+"/stdout", "first run\n")
 
 	waitFor(t, 20*time.Second, "the follower to have the instances", func() error {
 		res, err := follower.task.ListTasks(ctx, connect.NewRequest(&v1.ListTasksRequest{AppId: "/crash"}))
@@ -213,6 +214,7 @@ func TestTaskFailureVisibleAndLogs(t *testing.T) {
 		{"more lines than the file", &v1.ReadTaskLogRequest{TaskId: "crash.instance-1._app.2", Lines: 50}, "starting\nline 2\nline 3\nlast line\n"},
 		{"by instance id", &v1.ReadTaskLogRequest{TaskId: "crash.instance-1", File: stderr}, "FATAL: database files are incompatible with server\n"},
 		{"last failed task of a relaunched instance", &v1.ReadTaskLogRequest{TaskId: "crash.instance-2._app.4", File: stderr}, "earlier crash\n"},
+		{"an earlier task of an instance", &v1.ReadTaskLogRequest{TaskId: "crash.instance-1._app.1"}, "first run\n"},
 	}
 	for _, tc := range cases {
 		out, first, err := readLog(t, follower, tc.req)
@@ -234,6 +236,8 @@ func TestTaskFailureVisibleAndLogs(t *testing.T) {
 		{"no id", &v1.ReadTaskLogRequest{}, connect.CodeInvalidArgument, "task_id"},
 		{"unknown file", &v1.ReadTaskLogRequest{TaskId: "crash.instance-1", File: 7}, connect.CodeInvalidArgument, "file"},
 		{"unknown task", &v1.ReadTaskLogRequest{TaskId: "crash.instance-9._app.1"}, connect.CodeNotFound, "crash.instance-9._app.1"},
+		{"a future task", &v1.ReadTaskLogRequest{TaskId: "crash.instance-1._app.3"}, connect.CodeNotFound, "crash.instance-1._app.3"},
+		{"an earlier task whose sandbox is gone", &v1.ReadTaskLogRequest{TaskId: "crash.instance-2._app.1"}, connect.CodeNotFound, "not found on agent"},
 		{"missing file", &v1.ReadTaskLogRequest{TaskId: "crash.instance-2"}, connect.CodeNotFound, "not found on agent"},
 		{"no sandbox on record", &v1.ReadTaskLogRequest{TaskId: "crash.instance-3"}, connect.CodeFailedPrecondition, "no sandbox"},
 	}

@@ -22,9 +22,10 @@ func taskLogsCmd() *cobra.Command {
 		Short: "Print a task's stdout (or stderr) from its sandbox on the agent",
 		Long: `Print a task's stdout (or, with --stderr, its stderr), read from the task's
 sandbox through the files API of the agent that ran it. TASK_ID is a task id
-(an instance's current task, or the task named in its last failure) or an
-instance id. With --follow, keep printing what the task appends until it ends
-or you interrupt.`,
+(an instance's current task, the one named in its last failure, or an earlier
+one whose sandbox the agent still keeps) or an instance id (its current task).
+With --follow, keep printing what the task appends until it ends or you
+interrupt.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			if lines < 0 {

@@ -1009,8 +1009,9 @@ func (x *RestartAppResponse) GetVersion() string {
 // ReadTaskLogRequest names the task and what to read.
 type ReadTaskLogRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// task_id is a task id (the current or last failed task of an instance)
-	// or an instance id (its current task).
+	// task_id is a task id (an instance's current task, its last failed
+	// task, or an earlier incarnation on the same agent) or an instance id
+	// (its current task).
 	TaskId string      `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
 	File   TaskLogFile `protobuf:"varint,2,opt,name=file,proto3,enum=berth.v1.TaskLogFile" json:"file,omitempty"`
 	// follow keeps streaming appended output until the task ends.
