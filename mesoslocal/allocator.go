@@ -233,6 +233,7 @@ func (c *Cluster) renderOffer(o *offer) mesos.Offer {
 		Hostname:       o.agent.hostname,
 		Resources:      render(o.res, o.fw.format(), o.role),
 		AllocationInfo: &mesos.Resource_AllocationInfo{Role: proto.String(o.role)},
+		URL:            c.agentURL(o.agent),
 	}
 	seen := map[string]bool{}
 	for t := range o.agent.tasks {

@@ -3,7 +3,9 @@
 // It speaks the Mesos v1 scheduler API (POST /api/v1/scheduler, RecordIO
 // event streams in protobuf or JSON) and a subset of the v1 operator API
 // (POST /api/v1), closely enough that a scheduler built on mesos-go cannot
-// tell it from a Mesos 1.11 master. Agents run command tasks as local
+// tell it from a Mesos 1.11 master. Its port also serves what agents serve
+// on theirs for task sandboxes, the files API (/files/read, /files/browse,
+// files.go), and offers name that port as the agent's address (Offer.url). Agents run command tasks as local
 // processes, keep persistent volumes as directories under the work dir and
 // checkpoint their reservations and volumes so that a restart brings them
 // back. In simulation mode tasks run without processes, for scale tests.
@@ -142,6 +144,8 @@ func (c *Cluster) Start(ctx context.Context) error {
 	mux.HandleFunc("/api/v1/scheduler", c.handleScheduler)
 	mux.HandleFunc("/api/v1", c.handleOperator)
 	mux.HandleFunc("/api/v1/", c.handleOperator)
+	mux.HandleFunc("/files/read", c.handleFilesRead)
+	mux.HandleFunc("/files/browse", c.handleFilesBrowse)
 	mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) })
 	mux.HandleFunc("/version", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"sort"
+	"strconv"
 
 	"github.com/gogo/protobuf/proto"
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
@@ -141,15 +142,32 @@ func (c *Cluster) getState() *master.Response_GetState {
 	}
 }
 
-func (c *Cluster) agentInfo(a *agent) mesos.AgentInfo {
-	port := int32(0)
-	if _, p, err := net.SplitHostPort(c.Addr()); err == nil {
-		var n int
-		for _, ch := range p {
-			n = n*10 + int(ch-'0')
-		}
-		port = int32(n)
+// agentPort is the port every agent answers on: mesos-local serves the
+// agents' endpoints (such as /files) on the master's listener.
+func (c *Cluster) agentPort() int32 {
+	_, p, err := net.SplitHostPort(c.Addr())
+	if err != nil {
+		return 0
 	}
+	n, _ := strconv.ParseInt(p, 10, 32)
+	return int32(n)
+}
+
+// agentURL is the agent's address as a Mesos master puts it in offers
+// (Offer.url): scheme, hostname, ip when the listener has a specific one,
+// port, and the agent's libprocess path.
+func (c *Cluster) agentURL(a *agent) *mesos.URL {
+	u := &mesos.URL{Scheme: "http", Address: mesos.Address{Hostname: proto.String(a.hostname), Port: c.agentPort()}, Path: proto.String("/slave(1)")}
+	if host, _, err := net.SplitHostPort(c.Addr()); err == nil {
+		if ip := net.ParseIP(host); ip != nil && !ip.IsUnspecified() {
+			u.Address.IP = proto.String(ip.String())
+		}
+	}
+	return u
+}
+
+func (c *Cluster) agentInfo(a *agent) mesos.AgentInfo {
+	port := c.agentPort()
 	return mesos.AgentInfo{Hostname: a.hostname, Port: &port, ID: &mesos.AgentID{Value: a.id}, Resources: render(a.res.totalSet(), formatEndpoint, "")}
 }
 

@@ -388,6 +388,13 @@ func prepareSandbox(s procSpec, cr *credential) error {
 	if err := cr.chown(s.sandbox); err != nil {
 		return fmt.Errorf("chown sandbox to %s: %v", cr.name, err)
 	}
+	// As a Mesos agent: runs/latest links to the executor's newest run, so
+	// /frameworks/<fw>/executors/<ex>/runs/latest names its sandbox.
+	latest := filepath.Join(filepath.Dir(s.sandbox), latestRun)
+	_ = os.Remove(latest)
+	if err := os.Symlink(filepath.Base(s.sandbox), latest); err != nil {
+		return fmt.Errorf("link %s: %v", latest, err)
+	}
 	for _, v := range s.volumes {
 		if err := os.MkdirAll(v.hostPath, 0o755); err != nil {
 			return fmt.Errorf("volume %s: %v", v.hostPath, err)

@@ -207,6 +207,7 @@ func summarize(st *fsm.Snapshot, appID string) (*v1.AppSummary, error) {
 	for _, d := range running {
 		sum.Deployments = append(sum.Deployments, d.GetId())
 	}
+	sum.LastTaskFailure = lastTaskFailure(insts)
 	return sum, nil
 }
 

@@ -46,7 +46,9 @@ func marathonTime(ts *timestamppb.Timestamp) string {
 // TaskViewOf renders an instance as Marathon's task JSON. An instance whose
 // task is not running (stopped, crashed, not launched yet) is still shown,
 // with its local volumes but without startedAt, stagedAt, ports or version,
-// as Marathon shows suspended resident tasks.
+// as Marathon shows suspended resident tasks. The last state, Mesos'
+// message and reason, and where the sandbox is (agentUrl, sandbox) are
+// always shown, so a failed task says why it failed.
 func TaskViewOf(inst *v1.Instance) *v1.TaskView {
 	r := inst.GetReservation()
 	t := inst.GetTask()
@@ -62,6 +64,10 @@ func TaskViewOf(inst *v1.Instance) *v1.TaskView {
 	if t != nil {
 		tv.Id = t.GetId()
 		tv.State = t.GetState()
+		tv.Message = t.GetMessage()
+		tv.Reason = t.GetReason()
+		tv.Sandbox = t.GetSandbox()
+		tv.AgentUrl = t.GetAgentUrl()
 		if t.GetHostname() != "" {
 			tv.Host = t.GetHostname()
 		}

@@ -65,6 +65,9 @@ type Decision struct {
 	// reconciliation sent on subscribe (Events then carry a
 	// reconciliation_complete or reconciliation_incomplete event).
 	Reconciliation *ReconciliationReport
+	// TaskFailures are the task failures this decision recorded on
+	// instances (Instance.last_failure), to be logged once it committed.
+	TaskFailures []*v1.TaskFailure
 }
 
 // Empty is true when the decision neither commits nor sends anything.
@@ -116,6 +119,8 @@ type planner struct {
 	running map[string]bool // apps with a running deployment (lazy, see deploying)
 	report  *ReconciliationReport
 	created int // instances created in this decision (see Config.MaxNewInstancesPerDecision)
+	// failures recorded on instances in this decision (see recordFailure).
+	failures []*v1.TaskFailure
 }
 
 func newPlanner(st *State, now time.Time, cfg Config) *planner {
@@ -254,6 +259,7 @@ func (p *planner) finish() Decision {
 	d.Calls = p.calls
 	d.Events = p.events
 	d.Reconciliation = p.report
+	d.TaskFailures = p.failures
 	return d
 }
 

@@ -53,6 +53,16 @@
 // one commit, then all their acknowledgements; a lone update is not delayed
 // and other events keep their place in the order.
 //
+// A task that ends unexpectedly (TASK_FAILED, TASK_ERROR, TASK_LOST,
+// TASK_DROPPED, TASK_GONE*, or TASK_KILLED without a kill having been
+// asked for; a kill by Berth's health checks counts) is recorded on its
+// instance as Instance.last_failure by the plan that processes the status,
+// and listed in Decision.TaskFailures; the driver logs each once, after the
+// commit ("task failed": app, instance, task, state, reason, message,
+// sandbox, agent). Every task records its sandbox as the agents' files API
+// names it and its agent's HTTP endpoint from the offer, so its stdout and
+// stderr can be read later from any server.
+//
 // Wiring (as in cmd/berth):
 //
 //	f := fsm.New(logger)

@@ -446,6 +446,9 @@ func (l *loop) apply(in Input) {
 		l.s.mem.reconcileNow = true
 	}
 	l.out.enqueue(d.Calls...)
+	for _, f := range d.TaskFailures {
+		LogTaskFailure(l.s.log, f)
+	}
 	if r := d.Reconciliation; r != nil {
 		if r.Complete() {
 			l.s.log.Info("reconciliation complete", "tasks", r.Tasks, "took", r.Took)

@@ -259,6 +259,8 @@ func (p *planner) startTask(e *v1.Instance, a *v1.App, taskID string, o *mesos.O
 		Ports:      append([]uint32(nil), ports...),
 		AppVersion: a.GetVersion(),
 		UpdatedAt:  p.ts(),
+		Sandbox:    sandboxPath(p.st.FrameworkID, taskID),
+		AgentUrl:   agentURL(o),
 	}
 	p.changed[e.GetId()] = true
 	p.event(&v1.Event{

@@ -220,6 +220,7 @@ const (
 	stGoneByOperator = "TASK_GONE_BY_OPERATOR"
 	stError          = "TASK_ERROR"
 	stGone           = "TASK_GONE"
+	stFinished       = "TASK_FINISHED"
 )
 
 // isLiveState is true for states in which a task may still hold its

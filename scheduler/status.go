@@ -175,6 +175,9 @@ func (p *planner) taskEnded(e *v1.Instance, a *v1.App, s mesos.TaskStatus) {
 		return
 	}
 	// A crash, failed health checks, or a launch that failed: back off.
+	if state != stFinished {
+		p.recordFailure(e, a, s, killed && rec.reason == killHealth)
+	}
 	e.ConsecutiveFailures++
 	delay := backoffDelay(a, e.ConsecutiveFailures)
 	e.LaunchNotBefore = timestamppb.New(p.now.Add(time.Duration(delay * float64(time.Second))))

@@ -130,7 +130,7 @@ func appListCmd() *cobra.Command {
 				return err
 			}
 			if flagOutput == "json" {
-				return printJSON(c.OutOrStdout(), res.Msg)
+				return printAppsJSON(c.OutOrStdout(), res.Msg.GetApps(), res.Msg.GetSummaries(), false)
 			}
 			var rows [][]string
 			for i, a := range res.Msg.GetApps() {
@@ -177,7 +177,7 @@ func appShowCmd() *cobra.Command {
 			}
 			a, s := res.Msg.GetApp(), res.Msg.GetSummary()
 			if flagOutput == "json" {
-				return printJSON(c.OutOrStdout(), a)
+				return printAppsJSON(c.OutOrStdout(), []*v1.App{a}, []*v1.AppSummary{s}, true)
 			}
 			command := a.GetCmd()
 			if command == "" {
@@ -196,6 +196,7 @@ func appShowCmd() *cobra.Command {
 				{"STOPPED", strconv.Itoa(int(s.GetInstancesStopped()))},
 				{"DEPLOYMENTS", orNA(strings.Join(s.GetDeployments(), ","))},
 			}
+			rows = append(rows, lastFailureRows(s.GetLastTaskFailure())...)
 			for i, v := range a.GetContainer().GetVolumes() {
 				if p := v.GetPersistent(); p != nil {
 					rows = append(rows, []string{fmt.Sprintf("VOLUME %d", i), fmt.Sprintf("%s (%g MiB, persistent)", v.GetContainerPath(), p.GetSize())})

@@ -139,6 +139,7 @@ func watchDeployment(ctx context.Context, out io.Writer, cl *clients, id string)
 		case v1.DeploymentStatus_DEPLOYMENT_STATUS_SUCCEEDED:
 			return nil
 		case v1.DeploymentStatus_DEPLOYMENT_STATUS_FAILED:
+			printFailureHints(ctx, out, cl, d.GetAffectedApps())
 			return fmt.Errorf("deployment %s failed: %s", id, d.GetMessage())
 		case v1.DeploymentStatus_DEPLOYMENT_STATUS_CANCELED:
 			return fmt.Errorf("deployment %s was cancelled", id)

@@ -11,8 +11,8 @@ import (
 )
 
 func init() {
-	taskCmd := &cobra.Command{Use: "task", Short: "List and kill tasks (one per instance)"}
-	taskCmd.AddCommand(taskListCmd(), taskKillCmd())
+	taskCmd := &cobra.Command{Use: "task", Short: "List, kill and read the logs of tasks (one per instance)"}
+	taskCmd.AddCommand(taskListCmd(), taskKillCmd(), taskLogsCmd())
 	rootCmd.AddCommand(clientCommand(taskCmd))
 }
 
@@ -40,9 +40,10 @@ func taskListCmd() *cobra.Command {
 				if t.Healthy != nil {
 					healthy = strconv.FormatBool(t.GetHealthy())
 				}
-				rows = append(rows, []string{t.GetAppId(), healthy, orNA(t.GetStartedAt()), orNA(t.GetHost()), orNA(t.GetId())})
+				rows = append(rows, []string{t.GetAppId(), orNA(t.GetState()), healthy, orNA(t.GetStartedAt()), orNA(t.GetHost()),
+					orNA(portList(t.GetPorts())), orNA(t.GetId()), orNA(t.GetMessage())})
 			}
-			return table(c.OutOrStdout(), []string{"APP", "HEALTHY", "STARTED", "HOST", "ID"}, rows)
+			return table(c.OutOrStdout(), []string{"APP", "STATE", "HEALTHY", "STARTED", "HOST", "PORTS", "ID", "MESSAGE"}, rows)
 		},
 	}
 	c.Flags().StringVar(&appID, "app", "", "only tasks of this app")

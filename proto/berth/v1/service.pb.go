@@ -70,6 +70,57 @@ func (ReadConsistency) EnumDescriptor() ([]byte, []int) {
 	return file_berth_v1_service_proto_rawDescGZIP(), []int{0}
 }
 
+// TaskLogFile names a file of a task's sandbox.
+type TaskLogFile int32
+
+const (
+	// TASK_LOG_FILE_UNSPECIFIED reads stdout.
+	TaskLogFile_TASK_LOG_FILE_UNSPECIFIED TaskLogFile = 0
+	TaskLogFile_TASK_LOG_FILE_STDOUT      TaskLogFile = 1
+	TaskLogFile_TASK_LOG_FILE_STDERR      TaskLogFile = 2
+)
+
+// Enum value maps for TaskLogFile.
+var (
+	TaskLogFile_name = map[int32]string{
+		0: "TASK_LOG_FILE_UNSPECIFIED",
+		1: "TASK_LOG_FILE_STDOUT",
+		2: "TASK_LOG_FILE_STDERR",
+	}
+	TaskLogFile_value = map[string]int32{
+		"TASK_LOG_FILE_UNSPECIFIED": 0,
+		"TASK_LOG_FILE_STDOUT":      1,
+		"TASK_LOG_FILE_STDERR":      2,
+	}
+)
+
+func (x TaskLogFile) Enum() *TaskLogFile {
+	p := new(TaskLogFile)
+	*p = x
+	return p
+}
+
+func (x TaskLogFile) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (TaskLogFile) Descriptor() protoreflect.EnumDescriptor {
+	return file_berth_v1_service_proto_enumTypes[1].Descriptor()
+}
+
+func (TaskLogFile) Type() protoreflect.EnumType {
+	return &file_berth_v1_service_proto_enumTypes[1]
+}
+
+func (x TaskLogFile) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use TaskLogFile.Descriptor instead.
+func (TaskLogFile) EnumDescriptor() ([]byte, []int) {
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{1}
+}
+
 // CreateAppRequest carries the app to create.
 type CreateAppRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -302,8 +353,11 @@ type AppSummary struct {
 	TasksUnhealthy   int32                  `protobuf:"varint,4,opt,name=tasks_unhealthy,json=tasksUnhealthy,proto3" json:"tasks_unhealthy,omitempty"`
 	InstancesStopped int32                  `protobuf:"varint,5,opt,name=instances_stopped,json=instancesStopped,proto3" json:"instances_stopped,omitempty"`
 	Deployments      []string               `protobuf:"bytes,6,rep,name=deployments,proto3" json:"deployments,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// last_task_failure is the newest task failure of the app's instances
+	// (Marathon's lastTaskFailure), absent if none.
+	LastTaskFailure *TaskFailure `protobuf:"bytes,7,opt,name=last_task_failure,json=lastTaskFailure,proto3" json:"last_task_failure,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *AppSummary) Reset() {
@@ -374,6 +428,13 @@ func (x *AppSummary) GetInstancesStopped() int32 {
 func (x *AppSummary) GetDeployments() []string {
 	if x != nil {
 		return x.Deployments
+	}
+	return nil
+}
+
+func (x *AppSummary) GetLastTaskFailure() *TaskFailure {
+	if x != nil {
+		return x.LastTaskFailure
 	}
 	return nil
 }
@@ -947,6 +1008,153 @@ func (x *RestartAppResponse) GetVersion() string {
 	return ""
 }
 
+// ReadTaskLogRequest names the task and what to read.
+type ReadTaskLogRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// task_id is a task id (an instance's current task, its last failed
+	// task, or an earlier incarnation on the same agent) or an instance id
+	// (its current task).
+	TaskId string      `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	File   TaskLogFile `protobuf:"varint,2,opt,name=file,proto3,enum=berth.v1.TaskLogFile" json:"file,omitempty"`
+	// follow keeps streaming appended output until the task ends.
+	Follow bool `protobuf:"varint,3,opt,name=follow,proto3" json:"follow,omitempty"`
+	// lines, when > 0, starts with the last that many lines instead of the
+	// whole file.
+	Lines         uint32 `protobuf:"varint,4,opt,name=lines,proto3" json:"lines,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadTaskLogRequest) Reset() {
+	*x = ReadTaskLogRequest{}
+	mi := &file_berth_v1_service_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadTaskLogRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadTaskLogRequest) ProtoMessage() {}
+
+func (x *ReadTaskLogRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_service_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadTaskLogRequest.ProtoReflect.Descriptor instead.
+func (*ReadTaskLogRequest) Descriptor() ([]byte, []int) {
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ReadTaskLogRequest) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *ReadTaskLogRequest) GetFile() TaskLogFile {
+	if x != nil {
+		return x.File
+	}
+	return TaskLogFile_TASK_LOG_FILE_UNSPECIFIED
+}
+
+func (x *ReadTaskLogRequest) GetFollow() bool {
+	if x != nil {
+		return x.Follow
+	}
+	return false
+}
+
+func (x *ReadTaskLogRequest) GetLines() uint32 {
+	if x != nil {
+		return x.Lines
+	}
+	return 0
+}
+
+// ReadTaskLogResponse is one chunk of the file, in order.
+type ReadTaskLogResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Data  []byte                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	// offset is where data starts in the file.
+	Offset int64 `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
+	// task_id is the task read (set on the first message).
+	TaskId string `protobuf:"bytes,3,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	// path is the file's path on the agent (set on the first message).
+	Path          string `protobuf:"bytes,4,opt,name=path,proto3" json:"path,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadTaskLogResponse) Reset() {
+	*x = ReadTaskLogResponse{}
+	mi := &file_berth_v1_service_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadTaskLogResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadTaskLogResponse) ProtoMessage() {}
+
+func (x *ReadTaskLogResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_service_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadTaskLogResponse.ProtoReflect.Descriptor instead.
+func (*ReadTaskLogResponse) Descriptor() ([]byte, []int) {
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ReadTaskLogResponse) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *ReadTaskLogResponse) GetOffset() int64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *ReadTaskLogResponse) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *ReadTaskLogResponse) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
 // ListTasksRequest filters by app.
 type ListTasksRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -958,7 +1166,7 @@ type ListTasksRequest struct {
 
 func (x *ListTasksRequest) Reset() {
 	*x = ListTasksRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[15]
+	mi := &file_berth_v1_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -970,7 +1178,7 @@ func (x *ListTasksRequest) String() string {
 func (*ListTasksRequest) ProtoMessage() {}
 
 func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[15]
+	mi := &file_berth_v1_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -983,7 +1191,7 @@ func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
 func (*ListTasksRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{15}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListTasksRequest) GetAppId() string {
@@ -1010,7 +1218,7 @@ type ListTasksResponse struct {
 
 func (x *ListTasksResponse) Reset() {
 	*x = ListTasksResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[16]
+	mi := &file_berth_v1_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1022,7 +1230,7 @@ func (x *ListTasksResponse) String() string {
 func (*ListTasksResponse) ProtoMessage() {}
 
 func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[16]
+	mi := &file_berth_v1_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1035,7 +1243,7 @@ func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
 func (*ListTasksResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{16}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListTasksResponse) GetTasks() []*TaskView {
@@ -1047,28 +1255,36 @@ func (x *ListTasksResponse) GetTasks() []*TaskView {
 
 // TaskView is Marathon's task JSON for an instance.
 type TaskView struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	AppId         string                 `protobuf:"bytes,2,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
-	InstanceId    string                 `protobuf:"bytes,3,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
-	Host          string                 `protobuf:"bytes,4,opt,name=host,proto3" json:"host,omitempty"`
-	AgentId       string                 `protobuf:"bytes,5,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
-	State         string                 `protobuf:"bytes,6,opt,name=state,proto3" json:"state,omitempty"`
-	Healthy       *bool                  `protobuf:"varint,7,opt,name=healthy,proto3,oneof" json:"healthy,omitempty"`
-	StartedAt     string                 `protobuf:"bytes,8,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
-	StagedAt      string                 `protobuf:"bytes,9,opt,name=staged_at,json=stagedAt,proto3" json:"staged_at,omitempty"`
-	Ports         []uint32               `protobuf:"varint,10,rep,packed,name=ports,proto3" json:"ports,omitempty"`
-	LocalVolumes  []*TaskLocalVolume     `protobuf:"bytes,11,rep,name=local_volumes,json=localVolumes,proto3" json:"local_volumes,omitempty"`
-	Version       string                 `protobuf:"bytes,12,opt,name=version,proto3" json:"version,omitempty"`
-	Goal          string                 `protobuf:"bytes,13,opt,name=goal,proto3" json:"goal,omitempty"`
-	Role          string                 `protobuf:"bytes,14,opt,name=role,proto3" json:"role,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Id           string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	AppId        string                 `protobuf:"bytes,2,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
+	InstanceId   string                 `protobuf:"bytes,3,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
+	Host         string                 `protobuf:"bytes,4,opt,name=host,proto3" json:"host,omitempty"`
+	AgentId      string                 `protobuf:"bytes,5,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	State        string                 `protobuf:"bytes,6,opt,name=state,proto3" json:"state,omitempty"`
+	Healthy      *bool                  `protobuf:"varint,7,opt,name=healthy,proto3,oneof" json:"healthy,omitempty"`
+	StartedAt    string                 `protobuf:"bytes,8,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	StagedAt     string                 `protobuf:"bytes,9,opt,name=staged_at,json=stagedAt,proto3" json:"staged_at,omitempty"`
+	Ports        []uint32               `protobuf:"varint,10,rep,packed,name=ports,proto3" json:"ports,omitempty"`
+	LocalVolumes []*TaskLocalVolume     `protobuf:"bytes,11,rep,name=local_volumes,json=localVolumes,proto3" json:"local_volumes,omitempty"`
+	Version      string                 `protobuf:"bytes,12,opt,name=version,proto3" json:"version,omitempty"`
+	Goal         string                 `protobuf:"bytes,13,opt,name=goal,proto3" json:"goal,omitempty"`
+	Role         string                 `protobuf:"bytes,14,opt,name=role,proto3" json:"role,omitempty"`
+	// message and reason are the last status message and reason from Mesos
+	// (e.g. "Command exited with status 3" for a failed task).
+	Message string `protobuf:"bytes,15,opt,name=message,proto3" json:"message,omitempty"`
+	Reason  string `protobuf:"bytes,16,opt,name=reason,proto3" json:"reason,omitempty"`
+	// sandbox is the task's sandbox path on its agent's files API.
+	Sandbox string `protobuf:"bytes,17,opt,name=sandbox,proto3" json:"sandbox,omitempty"`
+	// agent_url is the agent's HTTP endpoint serving the files API.
+	AgentUrl      string `protobuf:"bytes,18,opt,name=agent_url,json=agentUrl,proto3" json:"agent_url,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TaskView) Reset() {
 	*x = TaskView{}
-	mi := &file_berth_v1_service_proto_msgTypes[17]
+	mi := &file_berth_v1_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1080,7 +1296,7 @@ func (x *TaskView) String() string {
 func (*TaskView) ProtoMessage() {}
 
 func (x *TaskView) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[17]
+	mi := &file_berth_v1_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1093,7 +1309,7 @@ func (x *TaskView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskView.ProtoReflect.Descriptor instead.
 func (*TaskView) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{17}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *TaskView) GetId() string {
@@ -1194,6 +1410,34 @@ func (x *TaskView) GetRole() string {
 	return ""
 }
 
+func (x *TaskView) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *TaskView) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *TaskView) GetSandbox() string {
+	if x != nil {
+		return x.Sandbox
+	}
+	return ""
+}
+
+func (x *TaskView) GetAgentUrl() string {
+	if x != nil {
+		return x.AgentUrl
+	}
+	return ""
+}
+
 // TaskLocalVolume is a persistent volume shown on a task.
 type TaskLocalVolume struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1205,7 +1449,7 @@ type TaskLocalVolume struct {
 
 func (x *TaskLocalVolume) Reset() {
 	*x = TaskLocalVolume{}
-	mi := &file_berth_v1_service_proto_msgTypes[18]
+	mi := &file_berth_v1_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1217,7 +1461,7 @@ func (x *TaskLocalVolume) String() string {
 func (*TaskLocalVolume) ProtoMessage() {}
 
 func (x *TaskLocalVolume) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[18]
+	mi := &file_berth_v1_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1230,7 +1474,7 @@ func (x *TaskLocalVolume) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskLocalVolume.ProtoReflect.Descriptor instead.
 func (*TaskLocalVolume) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{18}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *TaskLocalVolume) GetContainerPath() string {
@@ -1262,7 +1506,7 @@ type KillTaskRequest struct {
 
 func (x *KillTaskRequest) Reset() {
 	*x = KillTaskRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[19]
+	mi := &file_berth_v1_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1274,7 +1518,7 @@ func (x *KillTaskRequest) String() string {
 func (*KillTaskRequest) ProtoMessage() {}
 
 func (x *KillTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[19]
+	mi := &file_berth_v1_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1287,7 +1531,7 @@ func (x *KillTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KillTaskRequest.ProtoReflect.Descriptor instead.
 func (*KillTaskRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{19}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *KillTaskRequest) GetId() string {
@@ -1329,7 +1573,7 @@ type KillTaskResponse struct {
 
 func (x *KillTaskResponse) Reset() {
 	*x = KillTaskResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[20]
+	mi := &file_berth_v1_service_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1341,7 +1585,7 @@ func (x *KillTaskResponse) String() string {
 func (*KillTaskResponse) ProtoMessage() {}
 
 func (x *KillTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[20]
+	mi := &file_berth_v1_service_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1354,7 +1598,7 @@ func (x *KillTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KillTaskResponse.ProtoReflect.Descriptor instead.
 func (*KillTaskResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{20}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *KillTaskResponse) GetTask() *TaskView {
@@ -1381,7 +1625,7 @@ type ListDeploymentsRequest struct {
 
 func (x *ListDeploymentsRequest) Reset() {
 	*x = ListDeploymentsRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[21]
+	mi := &file_berth_v1_service_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1393,7 +1637,7 @@ func (x *ListDeploymentsRequest) String() string {
 func (*ListDeploymentsRequest) ProtoMessage() {}
 
 func (x *ListDeploymentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[21]
+	mi := &file_berth_v1_service_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1406,7 +1650,7 @@ func (x *ListDeploymentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeploymentsRequest.ProtoReflect.Descriptor instead.
 func (*ListDeploymentsRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{21}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListDeploymentsRequest) GetIncludeFinished() bool {
@@ -1426,7 +1670,7 @@ type ListDeploymentsResponse struct {
 
 func (x *ListDeploymentsResponse) Reset() {
 	*x = ListDeploymentsResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[22]
+	mi := &file_berth_v1_service_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1438,7 +1682,7 @@ func (x *ListDeploymentsResponse) String() string {
 func (*ListDeploymentsResponse) ProtoMessage() {}
 
 func (x *ListDeploymentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[22]
+	mi := &file_berth_v1_service_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1451,7 +1695,7 @@ func (x *ListDeploymentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeploymentsResponse.ProtoReflect.Descriptor instead.
 func (*ListDeploymentsResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{22}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListDeploymentsResponse) GetDeployments() []*Deployment {
@@ -1471,7 +1715,7 @@ type GetDeploymentRequest struct {
 
 func (x *GetDeploymentRequest) Reset() {
 	*x = GetDeploymentRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[23]
+	mi := &file_berth_v1_service_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1483,7 +1727,7 @@ func (x *GetDeploymentRequest) String() string {
 func (*GetDeploymentRequest) ProtoMessage() {}
 
 func (x *GetDeploymentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[23]
+	mi := &file_berth_v1_service_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1496,7 +1740,7 @@ func (x *GetDeploymentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDeploymentRequest.ProtoReflect.Descriptor instead.
 func (*GetDeploymentRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{23}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GetDeploymentRequest) GetId() string {
@@ -1516,7 +1760,7 @@ type GetDeploymentResponse struct {
 
 func (x *GetDeploymentResponse) Reset() {
 	*x = GetDeploymentResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[24]
+	mi := &file_berth_v1_service_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1528,7 +1772,7 @@ func (x *GetDeploymentResponse) String() string {
 func (*GetDeploymentResponse) ProtoMessage() {}
 
 func (x *GetDeploymentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[24]
+	mi := &file_berth_v1_service_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1541,7 +1785,7 @@ func (x *GetDeploymentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDeploymentResponse.ProtoReflect.Descriptor instead.
 func (*GetDeploymentResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{24}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *GetDeploymentResponse) GetDeployment() *Deployment {
@@ -1562,7 +1806,7 @@ type CancelDeploymentRequest struct {
 
 func (x *CancelDeploymentRequest) Reset() {
 	*x = CancelDeploymentRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[25]
+	mi := &file_berth_v1_service_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1574,7 +1818,7 @@ func (x *CancelDeploymentRequest) String() string {
 func (*CancelDeploymentRequest) ProtoMessage() {}
 
 func (x *CancelDeploymentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[25]
+	mi := &file_berth_v1_service_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1587,7 +1831,7 @@ func (x *CancelDeploymentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelDeploymentRequest.ProtoReflect.Descriptor instead.
 func (*CancelDeploymentRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{25}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *CancelDeploymentRequest) GetId() string {
@@ -1613,7 +1857,7 @@ type CancelDeploymentResponse struct {
 
 func (x *CancelDeploymentResponse) Reset() {
 	*x = CancelDeploymentResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[26]
+	mi := &file_berth_v1_service_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1625,7 +1869,7 @@ func (x *CancelDeploymentResponse) String() string {
 func (*CancelDeploymentResponse) ProtoMessage() {}
 
 func (x *CancelDeploymentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[26]
+	mi := &file_berth_v1_service_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1638,7 +1882,7 @@ func (x *CancelDeploymentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelDeploymentResponse.ProtoReflect.Descriptor instead.
 func (*CancelDeploymentResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{26}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{28}
 }
 
 // StreamEventsRequest filters events by type and app.
@@ -1654,7 +1898,7 @@ type StreamEventsRequest struct {
 
 func (x *StreamEventsRequest) Reset() {
 	*x = StreamEventsRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[27]
+	mi := &file_berth_v1_service_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1666,7 +1910,7 @@ func (x *StreamEventsRequest) String() string {
 func (*StreamEventsRequest) ProtoMessage() {}
 
 func (x *StreamEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[27]
+	mi := &file_berth_v1_service_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1679,7 +1923,7 @@ func (x *StreamEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamEventsRequest.ProtoReflect.Descriptor instead.
 func (*StreamEventsRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{27}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *StreamEventsRequest) GetTypes() []string {
@@ -1718,7 +1962,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_berth_v1_service_proto_msgTypes[28]
+	mi := &file_berth_v1_service_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1730,7 +1974,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[28]
+	mi := &file_berth_v1_service_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1743,7 +1987,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{28}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Event) GetType() string {
@@ -1832,7 +2076,7 @@ type MembersRequest struct {
 
 func (x *MembersRequest) Reset() {
 	*x = MembersRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[29]
+	mi := &file_berth_v1_service_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1844,7 +2088,7 @@ func (x *MembersRequest) String() string {
 func (*MembersRequest) ProtoMessage() {}
 
 func (x *MembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[29]
+	mi := &file_berth_v1_service_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1857,7 +2101,7 @@ func (x *MembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersRequest.ProtoReflect.Descriptor instead.
 func (*MembersRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{29}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{31}
 }
 
 // Member is one server as seen by gossip.
@@ -1876,7 +2120,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_berth_v1_service_proto_msgTypes[30]
+	mi := &file_berth_v1_service_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1888,7 +2132,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[30]
+	mi := &file_berth_v1_service_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1901,7 +2145,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{30}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Member) GetName() string {
@@ -1963,7 +2207,7 @@ type MembersResponse struct {
 
 func (x *MembersResponse) Reset() {
 	*x = MembersResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[31]
+	mi := &file_berth_v1_service_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1975,7 +2219,7 @@ func (x *MembersResponse) String() string {
 func (*MembersResponse) ProtoMessage() {}
 
 func (x *MembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[31]
+	mi := &file_berth_v1_service_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1988,7 +2232,7 @@ func (x *MembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersResponse.ProtoReflect.Descriptor instead.
 func (*MembersResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{31}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *MembersResponse) GetMembers() []*Member {
@@ -2007,7 +2251,7 @@ type LeaderRequest struct {
 
 func (x *LeaderRequest) Reset() {
 	*x = LeaderRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[32]
+	mi := &file_berth_v1_service_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2019,7 +2263,7 @@ func (x *LeaderRequest) String() string {
 func (*LeaderRequest) ProtoMessage() {}
 
 func (x *LeaderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[32]
+	mi := &file_berth_v1_service_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2032,7 +2276,7 @@ func (x *LeaderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaderRequest.ProtoReflect.Descriptor instead.
 func (*LeaderRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{32}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{34}
 }
 
 // LeaderResponse names the leader.
@@ -2048,7 +2292,7 @@ type LeaderResponse struct {
 
 func (x *LeaderResponse) Reset() {
 	*x = LeaderResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[33]
+	mi := &file_berth_v1_service_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2060,7 +2304,7 @@ func (x *LeaderResponse) String() string {
 func (*LeaderResponse) ProtoMessage() {}
 
 func (x *LeaderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[33]
+	mi := &file_berth_v1_service_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2073,7 +2317,7 @@ func (x *LeaderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaderResponse.ProtoReflect.Descriptor instead.
 func (*LeaderResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{33}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *LeaderResponse) GetId() string {
@@ -2113,7 +2357,7 @@ type ListPeersRequest struct {
 
 func (x *ListPeersRequest) Reset() {
 	*x = ListPeersRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[34]
+	mi := &file_berth_v1_service_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2125,7 +2369,7 @@ func (x *ListPeersRequest) String() string {
 func (*ListPeersRequest) ProtoMessage() {}
 
 func (x *ListPeersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[34]
+	mi := &file_berth_v1_service_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2138,7 +2382,7 @@ func (x *ListPeersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPeersRequest.ProtoReflect.Descriptor instead.
 func (*ListPeersRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{34}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{36}
 }
 
 // Peer is one Raft voter or non-voter.
@@ -2154,7 +2398,7 @@ type Peer struct {
 
 func (x *Peer) Reset() {
 	*x = Peer{}
-	mi := &file_berth_v1_service_proto_msgTypes[35]
+	mi := &file_berth_v1_service_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2166,7 +2410,7 @@ func (x *Peer) String() string {
 func (*Peer) ProtoMessage() {}
 
 func (x *Peer) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[35]
+	mi := &file_berth_v1_service_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2179,7 +2423,7 @@ func (x *Peer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Peer.ProtoReflect.Descriptor instead.
 func (*Peer) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{35}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *Peer) GetId() string {
@@ -2220,7 +2464,7 @@ type ListPeersResponse struct {
 
 func (x *ListPeersResponse) Reset() {
 	*x = ListPeersResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[36]
+	mi := &file_berth_v1_service_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2232,7 +2476,7 @@ func (x *ListPeersResponse) String() string {
 func (*ListPeersResponse) ProtoMessage() {}
 
 func (x *ListPeersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[36]
+	mi := &file_berth_v1_service_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2245,7 +2489,7 @@ func (x *ListPeersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPeersResponse.ProtoReflect.Descriptor instead.
 func (*ListPeersResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{36}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ListPeersResponse) GetPeers() []*Peer {
@@ -2265,7 +2509,7 @@ type RemovePeerRequest struct {
 
 func (x *RemovePeerRequest) Reset() {
 	*x = RemovePeerRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[37]
+	mi := &file_berth_v1_service_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2277,7 +2521,7 @@ func (x *RemovePeerRequest) String() string {
 func (*RemovePeerRequest) ProtoMessage() {}
 
 func (x *RemovePeerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[37]
+	mi := &file_berth_v1_service_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2290,7 +2534,7 @@ func (x *RemovePeerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemovePeerRequest.ProtoReflect.Descriptor instead.
 func (*RemovePeerRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{37}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *RemovePeerRequest) GetId() string {
@@ -2309,7 +2553,7 @@ type RemovePeerResponse struct {
 
 func (x *RemovePeerResponse) Reset() {
 	*x = RemovePeerResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[38]
+	mi := &file_berth_v1_service_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2321,7 +2565,7 @@ func (x *RemovePeerResponse) String() string {
 func (*RemovePeerResponse) ProtoMessage() {}
 
 func (x *RemovePeerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[38]
+	mi := &file_berth_v1_service_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2334,7 +2578,7 @@ func (x *RemovePeerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemovePeerResponse.ProtoReflect.Descriptor instead.
 func (*RemovePeerResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{38}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{40}
 }
 
 // TransferLeadershipRequest optionally names the target.
@@ -2347,7 +2591,7 @@ type TransferLeadershipRequest struct {
 
 func (x *TransferLeadershipRequest) Reset() {
 	*x = TransferLeadershipRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[39]
+	mi := &file_berth_v1_service_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2359,7 +2603,7 @@ func (x *TransferLeadershipRequest) String() string {
 func (*TransferLeadershipRequest) ProtoMessage() {}
 
 func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[39]
+	mi := &file_berth_v1_service_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2372,7 +2616,7 @@ func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeadershipRequest.ProtoReflect.Descriptor instead.
 func (*TransferLeadershipRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{39}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *TransferLeadershipRequest) GetTo() string {
@@ -2392,7 +2636,7 @@ type TransferLeadershipResponse struct {
 
 func (x *TransferLeadershipResponse) Reset() {
 	*x = TransferLeadershipResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[40]
+	mi := &file_berth_v1_service_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2404,7 +2648,7 @@ func (x *TransferLeadershipResponse) String() string {
 func (*TransferLeadershipResponse) ProtoMessage() {}
 
 func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[40]
+	mi := &file_berth_v1_service_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2417,7 +2661,7 @@ func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeadershipResponse.ProtoReflect.Descriptor instead.
 func (*TransferLeadershipResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{40}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *TransferLeadershipResponse) GetLeader() string {
@@ -2436,7 +2680,7 @@ type SaveSnapshotRequest struct {
 
 func (x *SaveSnapshotRequest) Reset() {
 	*x = SaveSnapshotRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[41]
+	mi := &file_berth_v1_service_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2448,7 +2692,7 @@ func (x *SaveSnapshotRequest) String() string {
 func (*SaveSnapshotRequest) ProtoMessage() {}
 
 func (x *SaveSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[41]
+	mi := &file_berth_v1_service_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2461,7 +2705,7 @@ func (x *SaveSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SaveSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*SaveSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{41}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{43}
 }
 
 // SaveSnapshotResponse carries the snapshot bytes.
@@ -2476,7 +2720,7 @@ type SaveSnapshotResponse struct {
 
 func (x *SaveSnapshotResponse) Reset() {
 	*x = SaveSnapshotResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[42]
+	mi := &file_berth_v1_service_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2488,7 +2732,7 @@ func (x *SaveSnapshotResponse) String() string {
 func (*SaveSnapshotResponse) ProtoMessage() {}
 
 func (x *SaveSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[42]
+	mi := &file_berth_v1_service_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2501,7 +2745,7 @@ func (x *SaveSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SaveSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*SaveSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{42}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *SaveSnapshotResponse) GetData() []byte {
@@ -2535,7 +2779,7 @@ type RestoreSnapshotRequest struct {
 
 func (x *RestoreSnapshotRequest) Reset() {
 	*x = RestoreSnapshotRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[43]
+	mi := &file_berth_v1_service_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2547,7 +2791,7 @@ func (x *RestoreSnapshotRequest) String() string {
 func (*RestoreSnapshotRequest) ProtoMessage() {}
 
 func (x *RestoreSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[43]
+	mi := &file_berth_v1_service_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2560,7 +2804,7 @@ func (x *RestoreSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*RestoreSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{43}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *RestoreSnapshotRequest) GetData() []byte {
@@ -2579,7 +2823,7 @@ type RestoreSnapshotResponse struct {
 
 func (x *RestoreSnapshotResponse) Reset() {
 	*x = RestoreSnapshotResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[44]
+	mi := &file_berth_v1_service_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2591,7 +2835,7 @@ func (x *RestoreSnapshotResponse) String() string {
 func (*RestoreSnapshotResponse) ProtoMessage() {}
 
 func (x *RestoreSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[44]
+	mi := &file_berth_v1_service_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2604,7 +2848,7 @@ func (x *RestoreSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*RestoreSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{44}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{46}
 }
 
 var File_berth_v1_service_proto protoreflect.FileDescriptor
@@ -2625,7 +2869,7 @@ const file_berth_v1_service_proto_rawDesc = "" +
 	"\vconsistency\x18\x03 \x01(\x0e2\x19.berth.v1.ReadConsistencyR\vconsistency\"a\n" +
 	"\x0eGetAppResponse\x12\x1f\n" +
 	"\x03app\x18\x01 \x01(\v2\r.berth.v1.AppR\x03app\x12.\n" +
-	"\asummary\x18\x02 \x01(\v2\x14.berth.v1.AppSummaryR\asummary\"\xf1\x01\n" +
+	"\asummary\x18\x02 \x01(\v2\x14.berth.v1.AppSummaryR\asummary\"\xb4\x02\n" +
 	"\n" +
 	"AppSummary\x12!\n" +
 	"\ftasks_staged\x18\x01 \x01(\x05R\vtasksStaged\x12#\n" +
@@ -2633,7 +2877,8 @@ const file_berth_v1_service_proto_rawDesc = "" +
 	"\rtasks_healthy\x18\x03 \x01(\x05R\ftasksHealthy\x12'\n" +
 	"\x0ftasks_unhealthy\x18\x04 \x01(\x05R\x0etasksUnhealthy\x12+\n" +
 	"\x11instances_stopped\x18\x05 \x01(\x05R\x10instancesStopped\x12 \n" +
-	"\vdeployments\x18\x06 \x03(\tR\vdeployments\"\xa8\x01\n" +
+	"\vdeployments\x18\x06 \x03(\tR\vdeployments\x12A\n" +
+	"\x11last_task_failure\x18\a \x01(\v2\x15.berth.v1.TaskFailureR\x0flastTaskFailure\"\xa8\x01\n" +
 	"\x0fListAppsRequest\x12\x1f\n" +
 	"\vid_contains\x18\x01 \x01(\tR\n" +
 	"idContains\x12!\n" +
@@ -2671,12 +2916,22 @@ const file_berth_v1_service_proto_rawDesc = "" +
 	"request_id\x18\x03 \x01(\tR\trequestId\"S\n" +
 	"\x12RestartAppResponse\x12#\n" +
 	"\rdeployment_id\x18\x01 \x01(\tR\fdeploymentId\x12\x18\n" +
-	"\aversion\x18\x02 \x01(\tR\aversion\"f\n" +
+	"\aversion\x18\x02 \x01(\tR\aversion\"\x86\x01\n" +
+	"\x12ReadTaskLogRequest\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12)\n" +
+	"\x04file\x18\x02 \x01(\x0e2\x15.berth.v1.TaskLogFileR\x04file\x12\x16\n" +
+	"\x06follow\x18\x03 \x01(\bR\x06follow\x12\x14\n" +
+	"\x05lines\x18\x04 \x01(\rR\x05lines\"n\n" +
+	"\x13ReadTaskLogResponse\x12\x12\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\x12\x16\n" +
+	"\x06offset\x18\x02 \x01(\x03R\x06offset\x12\x17\n" +
+	"\atask_id\x18\x03 \x01(\tR\x06taskId\x12\x12\n" +
+	"\x04path\x18\x04 \x01(\tR\x04path\"f\n" +
 	"\x10ListTasksRequest\x12\x15\n" +
 	"\x06app_id\x18\x01 \x01(\tR\x05appId\x12;\n" +
 	"\vconsistency\x18\x02 \x01(\x0e2\x19.berth.v1.ReadConsistencyR\vconsistency\"=\n" +
 	"\x11ListTasksResponse\x12(\n" +
-	"\x05tasks\x18\x01 \x03(\v2\x12.berth.v1.TaskViewR\x05tasks\"\x96\x03\n" +
+	"\x05tasks\x18\x01 \x03(\v2\x12.berth.v1.TaskViewR\x05tasks\"\xff\x03\n" +
 	"\bTaskView\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
 	"\x06app_id\x18\x02 \x01(\tR\x05appId\x12\x1f\n" +
@@ -2694,7 +2949,11 @@ const file_berth_v1_service_proto_rawDesc = "" +
 	"\rlocal_volumes\x18\v \x03(\v2\x19.berth.v1.TaskLocalVolumeR\flocalVolumes\x12\x18\n" +
 	"\aversion\x18\f \x01(\tR\aversion\x12\x12\n" +
 	"\x04goal\x18\r \x01(\tR\x04goal\x12\x12\n" +
-	"\x04role\x18\x0e \x01(\tR\x04roleB\n" +
+	"\x04role\x18\x0e \x01(\tR\x04role\x12\x18\n" +
+	"\amessage\x18\x0f \x01(\tR\amessage\x12\x16\n" +
+	"\x06reason\x18\x10 \x01(\tR\x06reason\x12\x18\n" +
+	"\asandbox\x18\x11 \x01(\tR\asandbox\x12\x1b\n" +
+	"\tagent_url\x18\x12 \x01(\tR\bagentUrlB\n" +
 	"\n" +
 	"\b_healthy\"_\n" +
 	"\x0fTaskLocalVolume\x12%\n" +
@@ -2789,7 +3048,11 @@ const file_berth_v1_service_proto_rawDesc = "" +
 	"\x17RestoreSnapshotResponse*T\n" +
 	"\x0fReadConsistency\x12 \n" +
 	"\x1cREAD_CONSISTENCY_UNSPECIFIED\x10\x00\x12\x1f\n" +
-	"\x1bREAD_CONSISTENCY_CONSISTENT\x10\x012\x8e\x04\n" +
+	"\x1bREAD_CONSISTENCY_CONSISTENT\x10\x01*`\n" +
+	"\vTaskLogFile\x12\x1d\n" +
+	"\x19TASK_LOG_FILE_UNSPECIFIED\x10\x00\x12\x18\n" +
+	"\x14TASK_LOG_FILE_STDOUT\x10\x01\x12\x18\n" +
+	"\x14TASK_LOG_FILE_STDERR\x10\x022\x8e\x04\n" +
 	"\n" +
 	"AppService\x12D\n" +
 	"\tCreateApp\x12\x1a.berth.v1.CreateAppRequest\x1a\x1b.berth.v1.CreateAppResponse\x12@\n" +
@@ -2799,10 +3062,11 @@ const file_berth_v1_service_proto_rawDesc = "" +
 	"\tDeleteApp\x12\x1a.berth.v1.DeleteAppRequest\x1a\x1b.berth.v1.DeleteAppResponse\x12[\n" +
 	"\x0fListAppVersions\x12 .berth.v1.ListAppVersionsRequest\x1a!.berth.v1.ListAppVersionsResponse\"\x03\x90\x02\x01\x12G\n" +
 	"\n" +
-	"RestartApp\x12\x1b.berth.v1.RestartAppRequest\x1a\x1c.berth.v1.RestartAppResponse2\x9b\x01\n" +
+	"RestartApp\x12\x1b.berth.v1.RestartAppRequest\x1a\x1c.berth.v1.RestartAppResponse2\xe9\x01\n" +
 	"\vTaskService\x12I\n" +
 	"\tListTasks\x12\x1a.berth.v1.ListTasksRequest\x1a\x1b.berth.v1.ListTasksResponse\"\x03\x90\x02\x01\x12A\n" +
-	"\bKillTask\x12\x19.berth.v1.KillTaskRequest\x1a\x1a.berth.v1.KillTaskResponse2\xa2\x02\n" +
+	"\bKillTask\x12\x19.berth.v1.KillTaskRequest\x1a\x1a.berth.v1.KillTaskResponse\x12L\n" +
+	"\vReadTaskLog\x12\x1c.berth.v1.ReadTaskLogRequest\x1a\x1d.berth.v1.ReadTaskLogResponse0\x012\xa2\x02\n" +
 	"\x11DeploymentService\x12[\n" +
 	"\x0fListDeployments\x12 .berth.v1.ListDeploymentsRequest\x1a!.berth.v1.ListDeploymentsResponse\"\x03\x90\x02\x01\x12U\n" +
 	"\rGetDeployment\x12\x1e.berth.v1.GetDeploymentRequest\x1a\x1f.berth.v1.GetDeploymentResponse\"\x03\x90\x02\x01\x12Y\n" +
@@ -2832,123 +3096,131 @@ func file_berth_v1_service_proto_rawDescGZIP() []byte {
 	return file_berth_v1_service_proto_rawDescData
 }
 
-var file_berth_v1_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_berth_v1_service_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
+var file_berth_v1_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_berth_v1_service_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
 var file_berth_v1_service_proto_goTypes = []any{
 	(ReadConsistency)(0),               // 0: berth.v1.ReadConsistency
-	(*CreateAppRequest)(nil),           // 1: berth.v1.CreateAppRequest
-	(*CreateAppResponse)(nil),          // 2: berth.v1.CreateAppResponse
-	(*GetAppRequest)(nil),              // 3: berth.v1.GetAppRequest
-	(*GetAppResponse)(nil),             // 4: berth.v1.GetAppResponse
-	(*AppSummary)(nil),                 // 5: berth.v1.AppSummary
-	(*ListAppsRequest)(nil),            // 6: berth.v1.ListAppsRequest
-	(*ListAppsResponse)(nil),           // 7: berth.v1.ListAppsResponse
-	(*UpdateAppRequest)(nil),           // 8: berth.v1.UpdateAppRequest
-	(*UpdateAppResponse)(nil),          // 9: berth.v1.UpdateAppResponse
-	(*DeleteAppRequest)(nil),           // 10: berth.v1.DeleteAppRequest
-	(*DeleteAppResponse)(nil),          // 11: berth.v1.DeleteAppResponse
-	(*ListAppVersionsRequest)(nil),     // 12: berth.v1.ListAppVersionsRequest
-	(*ListAppVersionsResponse)(nil),    // 13: berth.v1.ListAppVersionsResponse
-	(*RestartAppRequest)(nil),          // 14: berth.v1.RestartAppRequest
-	(*RestartAppResponse)(nil),         // 15: berth.v1.RestartAppResponse
-	(*ListTasksRequest)(nil),           // 16: berth.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),          // 17: berth.v1.ListTasksResponse
-	(*TaskView)(nil),                   // 18: berth.v1.TaskView
-	(*TaskLocalVolume)(nil),            // 19: berth.v1.TaskLocalVolume
-	(*KillTaskRequest)(nil),            // 20: berth.v1.KillTaskRequest
-	(*KillTaskResponse)(nil),           // 21: berth.v1.KillTaskResponse
-	(*ListDeploymentsRequest)(nil),     // 22: berth.v1.ListDeploymentsRequest
-	(*ListDeploymentsResponse)(nil),    // 23: berth.v1.ListDeploymentsResponse
-	(*GetDeploymentRequest)(nil),       // 24: berth.v1.GetDeploymentRequest
-	(*GetDeploymentResponse)(nil),      // 25: berth.v1.GetDeploymentResponse
-	(*CancelDeploymentRequest)(nil),    // 26: berth.v1.CancelDeploymentRequest
-	(*CancelDeploymentResponse)(nil),   // 27: berth.v1.CancelDeploymentResponse
-	(*StreamEventsRequest)(nil),        // 28: berth.v1.StreamEventsRequest
-	(*Event)(nil),                      // 29: berth.v1.Event
-	(*MembersRequest)(nil),             // 30: berth.v1.MembersRequest
-	(*Member)(nil),                     // 31: berth.v1.Member
-	(*MembersResponse)(nil),            // 32: berth.v1.MembersResponse
-	(*LeaderRequest)(nil),              // 33: berth.v1.LeaderRequest
-	(*LeaderResponse)(nil),             // 34: berth.v1.LeaderResponse
-	(*ListPeersRequest)(nil),           // 35: berth.v1.ListPeersRequest
-	(*Peer)(nil),                       // 36: berth.v1.Peer
-	(*ListPeersResponse)(nil),          // 37: berth.v1.ListPeersResponse
-	(*RemovePeerRequest)(nil),          // 38: berth.v1.RemovePeerRequest
-	(*RemovePeerResponse)(nil),         // 39: berth.v1.RemovePeerResponse
-	(*TransferLeadershipRequest)(nil),  // 40: berth.v1.TransferLeadershipRequest
-	(*TransferLeadershipResponse)(nil), // 41: berth.v1.TransferLeadershipResponse
-	(*SaveSnapshotRequest)(nil),        // 42: berth.v1.SaveSnapshotRequest
-	(*SaveSnapshotResponse)(nil),       // 43: berth.v1.SaveSnapshotResponse
-	(*RestoreSnapshotRequest)(nil),     // 44: berth.v1.RestoreSnapshotRequest
-	(*RestoreSnapshotResponse)(nil),    // 45: berth.v1.RestoreSnapshotResponse
-	(*App)(nil),                        // 46: berth.v1.App
-	(*Deployment)(nil),                 // 47: berth.v1.Deployment
+	(TaskLogFile)(0),                   // 1: berth.v1.TaskLogFile
+	(*CreateAppRequest)(nil),           // 2: berth.v1.CreateAppRequest
+	(*CreateAppResponse)(nil),          // 3: berth.v1.CreateAppResponse
+	(*GetAppRequest)(nil),              // 4: berth.v1.GetAppRequest
+	(*GetAppResponse)(nil),             // 5: berth.v1.GetAppResponse
+	(*AppSummary)(nil),                 // 6: berth.v1.AppSummary
+	(*ListAppsRequest)(nil),            // 7: berth.v1.ListAppsRequest
+	(*ListAppsResponse)(nil),           // 8: berth.v1.ListAppsResponse
+	(*UpdateAppRequest)(nil),           // 9: berth.v1.UpdateAppRequest
+	(*UpdateAppResponse)(nil),          // 10: berth.v1.UpdateAppResponse
+	(*DeleteAppRequest)(nil),           // 11: berth.v1.DeleteAppRequest
+	(*DeleteAppResponse)(nil),          // 12: berth.v1.DeleteAppResponse
+	(*ListAppVersionsRequest)(nil),     // 13: berth.v1.ListAppVersionsRequest
+	(*ListAppVersionsResponse)(nil),    // 14: berth.v1.ListAppVersionsResponse
+	(*RestartAppRequest)(nil),          // 15: berth.v1.RestartAppRequest
+	(*RestartAppResponse)(nil),         // 16: berth.v1.RestartAppResponse
+	(*ReadTaskLogRequest)(nil),         // 17: berth.v1.ReadTaskLogRequest
+	(*ReadTaskLogResponse)(nil),        // 18: berth.v1.ReadTaskLogResponse
+	(*ListTasksRequest)(nil),           // 19: berth.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),          // 20: berth.v1.ListTasksResponse
+	(*TaskView)(nil),                   // 21: berth.v1.TaskView
+	(*TaskLocalVolume)(nil),            // 22: berth.v1.TaskLocalVolume
+	(*KillTaskRequest)(nil),            // 23: berth.v1.KillTaskRequest
+	(*KillTaskResponse)(nil),           // 24: berth.v1.KillTaskResponse
+	(*ListDeploymentsRequest)(nil),     // 25: berth.v1.ListDeploymentsRequest
+	(*ListDeploymentsResponse)(nil),    // 26: berth.v1.ListDeploymentsResponse
+	(*GetDeploymentRequest)(nil),       // 27: berth.v1.GetDeploymentRequest
+	(*GetDeploymentResponse)(nil),      // 28: berth.v1.GetDeploymentResponse
+	(*CancelDeploymentRequest)(nil),    // 29: berth.v1.CancelDeploymentRequest
+	(*CancelDeploymentResponse)(nil),   // 30: berth.v1.CancelDeploymentResponse
+	(*StreamEventsRequest)(nil),        // 31: berth.v1.StreamEventsRequest
+	(*Event)(nil),                      // 32: berth.v1.Event
+	(*MembersRequest)(nil),             // 33: berth.v1.MembersRequest
+	(*Member)(nil),                     // 34: berth.v1.Member
+	(*MembersResponse)(nil),            // 35: berth.v1.MembersResponse
+	(*LeaderRequest)(nil),              // 36: berth.v1.LeaderRequest
+	(*LeaderResponse)(nil),             // 37: berth.v1.LeaderResponse
+	(*ListPeersRequest)(nil),           // 38: berth.v1.ListPeersRequest
+	(*Peer)(nil),                       // 39: berth.v1.Peer
+	(*ListPeersResponse)(nil),          // 40: berth.v1.ListPeersResponse
+	(*RemovePeerRequest)(nil),          // 41: berth.v1.RemovePeerRequest
+	(*RemovePeerResponse)(nil),         // 42: berth.v1.RemovePeerResponse
+	(*TransferLeadershipRequest)(nil),  // 43: berth.v1.TransferLeadershipRequest
+	(*TransferLeadershipResponse)(nil), // 44: berth.v1.TransferLeadershipResponse
+	(*SaveSnapshotRequest)(nil),        // 45: berth.v1.SaveSnapshotRequest
+	(*SaveSnapshotResponse)(nil),       // 46: berth.v1.SaveSnapshotResponse
+	(*RestoreSnapshotRequest)(nil),     // 47: berth.v1.RestoreSnapshotRequest
+	(*RestoreSnapshotResponse)(nil),    // 48: berth.v1.RestoreSnapshotResponse
+	(*App)(nil),                        // 49: berth.v1.App
+	(*TaskFailure)(nil),                // 50: berth.v1.TaskFailure
+	(*Deployment)(nil),                 // 51: berth.v1.Deployment
 }
 var file_berth_v1_service_proto_depIdxs = []int32{
-	46, // 0: berth.v1.CreateAppRequest.app:type_name -> berth.v1.App
-	46, // 1: berth.v1.CreateAppResponse.app:type_name -> berth.v1.App
+	49, // 0: berth.v1.CreateAppRequest.app:type_name -> berth.v1.App
+	49, // 1: berth.v1.CreateAppResponse.app:type_name -> berth.v1.App
 	0,  // 2: berth.v1.GetAppRequest.consistency:type_name -> berth.v1.ReadConsistency
-	46, // 3: berth.v1.GetAppResponse.app:type_name -> berth.v1.App
-	5,  // 4: berth.v1.GetAppResponse.summary:type_name -> berth.v1.AppSummary
-	0,  // 5: berth.v1.ListAppsRequest.consistency:type_name -> berth.v1.ReadConsistency
-	46, // 6: berth.v1.ListAppsResponse.apps:type_name -> berth.v1.App
-	5,  // 7: berth.v1.ListAppsResponse.summaries:type_name -> berth.v1.AppSummary
-	46, // 8: berth.v1.UpdateAppRequest.app:type_name -> berth.v1.App
-	46, // 9: berth.v1.UpdateAppResponse.app:type_name -> berth.v1.App
-	0,  // 10: berth.v1.ListTasksRequest.consistency:type_name -> berth.v1.ReadConsistency
-	18, // 11: berth.v1.ListTasksResponse.tasks:type_name -> berth.v1.TaskView
-	19, // 12: berth.v1.TaskView.local_volumes:type_name -> berth.v1.TaskLocalVolume
-	18, // 13: berth.v1.KillTaskResponse.task:type_name -> berth.v1.TaskView
-	47, // 14: berth.v1.ListDeploymentsResponse.deployments:type_name -> berth.v1.Deployment
-	47, // 15: berth.v1.GetDeploymentResponse.deployment:type_name -> berth.v1.Deployment
-	47, // 16: berth.v1.Event.deployment:type_name -> berth.v1.Deployment
-	31, // 17: berth.v1.MembersResponse.members:type_name -> berth.v1.Member
-	36, // 18: berth.v1.ListPeersResponse.peers:type_name -> berth.v1.Peer
-	1,  // 19: berth.v1.AppService.CreateApp:input_type -> berth.v1.CreateAppRequest
-	3,  // 20: berth.v1.AppService.GetApp:input_type -> berth.v1.GetAppRequest
-	6,  // 21: berth.v1.AppService.ListApps:input_type -> berth.v1.ListAppsRequest
-	8,  // 22: berth.v1.AppService.UpdateApp:input_type -> berth.v1.UpdateAppRequest
-	10, // 23: berth.v1.AppService.DeleteApp:input_type -> berth.v1.DeleteAppRequest
-	12, // 24: berth.v1.AppService.ListAppVersions:input_type -> berth.v1.ListAppVersionsRequest
-	14, // 25: berth.v1.AppService.RestartApp:input_type -> berth.v1.RestartAppRequest
-	16, // 26: berth.v1.TaskService.ListTasks:input_type -> berth.v1.ListTasksRequest
-	20, // 27: berth.v1.TaskService.KillTask:input_type -> berth.v1.KillTaskRequest
-	22, // 28: berth.v1.DeploymentService.ListDeployments:input_type -> berth.v1.ListDeploymentsRequest
-	24, // 29: berth.v1.DeploymentService.GetDeployment:input_type -> berth.v1.GetDeploymentRequest
-	26, // 30: berth.v1.DeploymentService.CancelDeployment:input_type -> berth.v1.CancelDeploymentRequest
-	28, // 31: berth.v1.EventService.StreamEvents:input_type -> berth.v1.StreamEventsRequest
-	30, // 32: berth.v1.ClusterService.Members:input_type -> berth.v1.MembersRequest
-	33, // 33: berth.v1.ClusterService.Leader:input_type -> berth.v1.LeaderRequest
-	35, // 34: berth.v1.ClusterService.ListPeers:input_type -> berth.v1.ListPeersRequest
-	38, // 35: berth.v1.ClusterService.RemovePeer:input_type -> berth.v1.RemovePeerRequest
-	40, // 36: berth.v1.ClusterService.TransferLeadership:input_type -> berth.v1.TransferLeadershipRequest
-	42, // 37: berth.v1.ClusterService.SaveSnapshot:input_type -> berth.v1.SaveSnapshotRequest
-	44, // 38: berth.v1.ClusterService.RestoreSnapshot:input_type -> berth.v1.RestoreSnapshotRequest
-	2,  // 39: berth.v1.AppService.CreateApp:output_type -> berth.v1.CreateAppResponse
-	4,  // 40: berth.v1.AppService.GetApp:output_type -> berth.v1.GetAppResponse
-	7,  // 41: berth.v1.AppService.ListApps:output_type -> berth.v1.ListAppsResponse
-	9,  // 42: berth.v1.AppService.UpdateApp:output_type -> berth.v1.UpdateAppResponse
-	11, // 43: berth.v1.AppService.DeleteApp:output_type -> berth.v1.DeleteAppResponse
-	13, // 44: berth.v1.AppService.ListAppVersions:output_type -> berth.v1.ListAppVersionsResponse
-	15, // 45: berth.v1.AppService.RestartApp:output_type -> berth.v1.RestartAppResponse
-	17, // 46: berth.v1.TaskService.ListTasks:output_type -> berth.v1.ListTasksResponse
-	21, // 47: berth.v1.TaskService.KillTask:output_type -> berth.v1.KillTaskResponse
-	23, // 48: berth.v1.DeploymentService.ListDeployments:output_type -> berth.v1.ListDeploymentsResponse
-	25, // 49: berth.v1.DeploymentService.GetDeployment:output_type -> berth.v1.GetDeploymentResponse
-	27, // 50: berth.v1.DeploymentService.CancelDeployment:output_type -> berth.v1.CancelDeploymentResponse
-	29, // 51: berth.v1.EventService.StreamEvents:output_type -> berth.v1.Event
-	32, // 52: berth.v1.ClusterService.Members:output_type -> berth.v1.MembersResponse
-	34, // 53: berth.v1.ClusterService.Leader:output_type -> berth.v1.LeaderResponse
-	37, // 54: berth.v1.ClusterService.ListPeers:output_type -> berth.v1.ListPeersResponse
-	39, // 55: berth.v1.ClusterService.RemovePeer:output_type -> berth.v1.RemovePeerResponse
-	41, // 56: berth.v1.ClusterService.TransferLeadership:output_type -> berth.v1.TransferLeadershipResponse
-	43, // 57: berth.v1.ClusterService.SaveSnapshot:output_type -> berth.v1.SaveSnapshotResponse
-	45, // 58: berth.v1.ClusterService.RestoreSnapshot:output_type -> berth.v1.RestoreSnapshotResponse
-	39, // [39:59] is the sub-list for method output_type
-	19, // [19:39] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	49, // 3: berth.v1.GetAppResponse.app:type_name -> berth.v1.App
+	6,  // 4: berth.v1.GetAppResponse.summary:type_name -> berth.v1.AppSummary
+	50, // 5: berth.v1.AppSummary.last_task_failure:type_name -> berth.v1.TaskFailure
+	0,  // 6: berth.v1.ListAppsRequest.consistency:type_name -> berth.v1.ReadConsistency
+	49, // 7: berth.v1.ListAppsResponse.apps:type_name -> berth.v1.App
+	6,  // 8: berth.v1.ListAppsResponse.summaries:type_name -> berth.v1.AppSummary
+	49, // 9: berth.v1.UpdateAppRequest.app:type_name -> berth.v1.App
+	49, // 10: berth.v1.UpdateAppResponse.app:type_name -> berth.v1.App
+	1,  // 11: berth.v1.ReadTaskLogRequest.file:type_name -> berth.v1.TaskLogFile
+	0,  // 12: berth.v1.ListTasksRequest.consistency:type_name -> berth.v1.ReadConsistency
+	21, // 13: berth.v1.ListTasksResponse.tasks:type_name -> berth.v1.TaskView
+	22, // 14: berth.v1.TaskView.local_volumes:type_name -> berth.v1.TaskLocalVolume
+	21, // 15: berth.v1.KillTaskResponse.task:type_name -> berth.v1.TaskView
+	51, // 16: berth.v1.ListDeploymentsResponse.deployments:type_name -> berth.v1.Deployment
+	51, // 17: berth.v1.GetDeploymentResponse.deployment:type_name -> berth.v1.Deployment
+	51, // 18: berth.v1.Event.deployment:type_name -> berth.v1.Deployment
+	34, // 19: berth.v1.MembersResponse.members:type_name -> berth.v1.Member
+	39, // 20: berth.v1.ListPeersResponse.peers:type_name -> berth.v1.Peer
+	2,  // 21: berth.v1.AppService.CreateApp:input_type -> berth.v1.CreateAppRequest
+	4,  // 22: berth.v1.AppService.GetApp:input_type -> berth.v1.GetAppRequest
+	7,  // 23: berth.v1.AppService.ListApps:input_type -> berth.v1.ListAppsRequest
+	9,  // 24: berth.v1.AppService.UpdateApp:input_type -> berth.v1.UpdateAppRequest
+	11, // 25: berth.v1.AppService.DeleteApp:input_type -> berth.v1.DeleteAppRequest
+	13, // 26: berth.v1.AppService.ListAppVersions:input_type -> berth.v1.ListAppVersionsRequest
+	15, // 27: berth.v1.AppService.RestartApp:input_type -> berth.v1.RestartAppRequest
+	19, // 28: berth.v1.TaskService.ListTasks:input_type -> berth.v1.ListTasksRequest
+	23, // 29: berth.v1.TaskService.KillTask:input_type -> berth.v1.KillTaskRequest
+	17, // 30: berth.v1.TaskService.ReadTaskLog:input_type -> berth.v1.ReadTaskLogRequest
+	25, // 31: berth.v1.DeploymentService.ListDeployments:input_type -> berth.v1.ListDeploymentsRequest
+	27, // 32: berth.v1.DeploymentService.GetDeployment:input_type -> berth.v1.GetDeploymentRequest
+	29, // 33: berth.v1.DeploymentService.CancelDeployment:input_type -> berth.v1.CancelDeploymentRequest
+	31, // 34: berth.v1.EventService.StreamEvents:input_type -> berth.v1.StreamEventsRequest
+	33, // 35: berth.v1.ClusterService.Members:input_type -> berth.v1.MembersRequest
+	36, // 36: berth.v1.ClusterService.Leader:input_type -> berth.v1.LeaderRequest
+	38, // 37: berth.v1.ClusterService.ListPeers:input_type -> berth.v1.ListPeersRequest
+	41, // 38: berth.v1.ClusterService.RemovePeer:input_type -> berth.v1.RemovePeerRequest
+	43, // 39: berth.v1.ClusterService.TransferLeadership:input_type -> berth.v1.TransferLeadershipRequest
+	45, // 40: berth.v1.ClusterService.SaveSnapshot:input_type -> berth.v1.SaveSnapshotRequest
+	47, // 41: berth.v1.ClusterService.RestoreSnapshot:input_type -> berth.v1.RestoreSnapshotRequest
+	3,  // 42: berth.v1.AppService.CreateApp:output_type -> berth.v1.CreateAppResponse
+	5,  // 43: berth.v1.AppService.GetApp:output_type -> berth.v1.GetAppResponse
+	8,  // 44: berth.v1.AppService.ListApps:output_type -> berth.v1.ListAppsResponse
+	10, // 45: berth.v1.AppService.UpdateApp:output_type -> berth.v1.UpdateAppResponse
+	12, // 46: berth.v1.AppService.DeleteApp:output_type -> berth.v1.DeleteAppResponse
+	14, // 47: berth.v1.AppService.ListAppVersions:output_type -> berth.v1.ListAppVersionsResponse
+	16, // 48: berth.v1.AppService.RestartApp:output_type -> berth.v1.RestartAppResponse
+	20, // 49: berth.v1.TaskService.ListTasks:output_type -> berth.v1.ListTasksResponse
+	24, // 50: berth.v1.TaskService.KillTask:output_type -> berth.v1.KillTaskResponse
+	18, // 51: berth.v1.TaskService.ReadTaskLog:output_type -> berth.v1.ReadTaskLogResponse
+	26, // 52: berth.v1.DeploymentService.ListDeployments:output_type -> berth.v1.ListDeploymentsResponse
+	28, // 53: berth.v1.DeploymentService.GetDeployment:output_type -> berth.v1.GetDeploymentResponse
+	30, // 54: berth.v1.DeploymentService.CancelDeployment:output_type -> berth.v1.CancelDeploymentResponse
+	32, // 55: berth.v1.EventService.StreamEvents:output_type -> berth.v1.Event
+	35, // 56: berth.v1.ClusterService.Members:output_type -> berth.v1.MembersResponse
+	37, // 57: berth.v1.ClusterService.Leader:output_type -> berth.v1.LeaderResponse
+	40, // 58: berth.v1.ClusterService.ListPeers:output_type -> berth.v1.ListPeersResponse
+	42, // 59: berth.v1.ClusterService.RemovePeer:output_type -> berth.v1.RemovePeerResponse
+	44, // 60: berth.v1.ClusterService.TransferLeadership:output_type -> berth.v1.TransferLeadershipResponse
+	46, // 61: berth.v1.ClusterService.SaveSnapshot:output_type -> berth.v1.SaveSnapshotResponse
+	48, // 62: berth.v1.ClusterService.RestoreSnapshot:output_type -> berth.v1.RestoreSnapshotResponse
+	42, // [42:63] is the sub-list for method output_type
+	21, // [21:42] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_berth_v1_service_proto_init() }
@@ -2958,15 +3230,15 @@ func file_berth_v1_service_proto_init() {
 	}
 	file_berth_v1_app_proto_init()
 	file_berth_v1_state_proto_init()
-	file_berth_v1_service_proto_msgTypes[17].OneofWrappers = []any{}
-	file_berth_v1_service_proto_msgTypes[28].OneofWrappers = []any{}
+	file_berth_v1_service_proto_msgTypes[19].OneofWrappers = []any{}
+	file_berth_v1_service_proto_msgTypes[30].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_berth_v1_service_proto_rawDesc), len(file_berth_v1_service_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   45,
+			NumEnums:      2,
+			NumMessages:   47,
 			NumExtensions: 0,
 			NumServices:   5,
 		},

@@ -222,8 +222,14 @@ type Instance struct {
 	// berth or task, recorded at placement so that constraints on attributes
 	// (UNIQUE, GROUP_BY, MAX_PER...) count it after a leader failover too.
 	AgentAttributes map[string]string `protobuf:"bytes,13,rep,name=agent_attributes,json=agentAttributes,proto3" json:"agent_attributes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// last_failure is the last time a task of the instance failed (ended in
+	// TASK_FAILED, TASK_ERROR, TASK_LOST, TASK_DROPPED, or TASK_KILLED
+	// without a kill having been asked for), recorded by the scheduler plan
+	// that processed the status. Apps show the newest one of their instances
+	// as Marathon's lastTaskFailure.
+	LastFailure   *TaskFailure `protobuf:"bytes,14,opt,name=last_failure,json=lastFailure,proto3" json:"last_failure,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Instance) Reset() {
@@ -343,6 +349,13 @@ func (x *Instance) GetModifyIndex() uint64 {
 func (x *Instance) GetAgentAttributes() map[string]string {
 	if x != nil {
 		return x.AgentAttributes
+	}
+	return nil
+}
+
+func (x *Instance) GetLastFailure() *TaskFailure {
+	if x != nil {
+		return x.LastFailure
 	}
 	return nil
 }
@@ -592,7 +605,14 @@ type Task struct {
 	UpdatedAt       *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
 	// ready is true once the task passed every readiness check of its app
 	// while a deployment of the app was running (Marathon's readinessChecks).
-	Ready         *bool `protobuf:"varint,14,opt,name=ready,proto3,oneof" json:"ready,omitempty"`
+	Ready *bool `protobuf:"varint,14,opt,name=ready,proto3,oneof" json:"ready,omitempty"`
+	// sandbox is the task's sandbox as the agent's files API (/files/read,
+	// /files/browse) names it: /frameworks/<framework>/executors/<task>/runs/latest
+	// (Berth launches command tasks, whose executor id is the task id).
+	Sandbox string `protobuf:"bytes,15,opt,name=sandbox,proto3" json:"sandbox,omitempty"`
+	// agent_url is the agent's HTTP endpoint ("http://host:port") from the
+	// offer the task was launched on; the files API is served there.
+	AgentUrl      string `protobuf:"bytes,16,opt,name=agent_url,json=agentUrl,proto3" json:"agent_url,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -725,6 +745,159 @@ func (x *Task) GetReady() bool {
 	return false
 }
 
+func (x *Task) GetSandbox() string {
+	if x != nil {
+		return x.Sandbox
+	}
+	return ""
+}
+
+func (x *Task) GetAgentUrl() string {
+	if x != nil {
+		return x.AgentUrl
+	}
+	return ""
+}
+
+// TaskFailure describes a task that ended unexpectedly, as Marathon's
+// lastTaskFailure.
+type TaskFailure struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	AppId      string                 `protobuf:"bytes,1,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
+	InstanceId string                 `protobuf:"bytes,2,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
+	TaskId     string                 `protobuf:"bytes,3,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	// state is the terminal Mesos TaskState name (TASK_FAILED, ...).
+	State string `protobuf:"bytes,4,opt,name=state,proto3" json:"state,omitempty"`
+	// reason is the Mesos TaskStatus reason name (REASON_COMMAND_EXECUTOR_FAILED, ...).
+	Reason string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	// message is the status message, e.g. "Command exited with status 3".
+	Message   string                 `protobuf:"bytes,6,opt,name=message,proto3" json:"message,omitempty"`
+	Timestamp *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
+	Host      string                 `protobuf:"bytes,8,opt,name=host,proto3" json:"host,omitempty"`
+	// version is the app version the task ran.
+	Version string `protobuf:"bytes,9,opt,name=version,proto3" json:"version,omitempty"`
+	AgentId string `protobuf:"bytes,10,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	// sandbox and agent_url locate the task's sandbox (see Task).
+	Sandbox       string `protobuf:"bytes,11,opt,name=sandbox,proto3" json:"sandbox,omitempty"`
+	AgentUrl      string `protobuf:"bytes,12,opt,name=agent_url,json=agentUrl,proto3" json:"agent_url,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskFailure) Reset() {
+	*x = TaskFailure{}
+	mi := &file_berth_v1_state_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskFailure) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskFailure) ProtoMessage() {}
+
+func (x *TaskFailure) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_state_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskFailure.ProtoReflect.Descriptor instead.
+func (*TaskFailure) Descriptor() ([]byte, []int) {
+	return file_berth_v1_state_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *TaskFailure) GetAppId() string {
+	if x != nil {
+		return x.AppId
+	}
+	return ""
+}
+
+func (x *TaskFailure) GetInstanceId() string {
+	if x != nil {
+		return x.InstanceId
+	}
+	return ""
+}
+
+func (x *TaskFailure) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *TaskFailure) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *TaskFailure) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *TaskFailure) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *TaskFailure) GetTimestamp() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Timestamp
+	}
+	return nil
+}
+
+func (x *TaskFailure) GetHost() string {
+	if x != nil {
+		return x.Host
+	}
+	return ""
+}
+
+func (x *TaskFailure) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *TaskFailure) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+func (x *TaskFailure) GetSandbox() string {
+	if x != nil {
+		return x.Sandbox
+	}
+	return ""
+}
+
+func (x *TaskFailure) GetAgentUrl() string {
+	if x != nil {
+		return x.AgentUrl
+	}
+	return ""
+}
+
 // Deployment is one app change being rolled out, as in Marathon.
 type Deployment struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -745,7 +918,7 @@ type Deployment struct {
 
 func (x *Deployment) Reset() {
 	*x = Deployment{}
-	mi := &file_berth_v1_state_proto_msgTypes[4]
+	mi := &file_berth_v1_state_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -757,7 +930,7 @@ func (x *Deployment) String() string {
 func (*Deployment) ProtoMessage() {}
 
 func (x *Deployment) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_state_proto_msgTypes[4]
+	mi := &file_berth_v1_state_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -770,7 +943,7 @@ func (x *Deployment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Deployment.ProtoReflect.Descriptor instead.
 func (*Deployment) Descriptor() ([]byte, []int) {
-	return file_berth_v1_state_proto_rawDescGZIP(), []int{4}
+	return file_berth_v1_state_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Deployment) GetId() string {
@@ -846,7 +1019,7 @@ type DeploymentStep struct {
 
 func (x *DeploymentStep) Reset() {
 	*x = DeploymentStep{}
-	mi := &file_berth_v1_state_proto_msgTypes[5]
+	mi := &file_berth_v1_state_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -858,7 +1031,7 @@ func (x *DeploymentStep) String() string {
 func (*DeploymentStep) ProtoMessage() {}
 
 func (x *DeploymentStep) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_state_proto_msgTypes[5]
+	mi := &file_berth_v1_state_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -871,7 +1044,7 @@ func (x *DeploymentStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeploymentStep.ProtoReflect.Descriptor instead.
 func (*DeploymentStep) Descriptor() ([]byte, []int) {
-	return file_berth_v1_state_proto_rawDescGZIP(), []int{5}
+	return file_berth_v1_state_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *DeploymentStep) GetActions() []*DeploymentAction {
@@ -894,7 +1067,7 @@ type DeploymentAction struct {
 
 func (x *DeploymentAction) Reset() {
 	*x = DeploymentAction{}
-	mi := &file_berth_v1_state_proto_msgTypes[6]
+	mi := &file_berth_v1_state_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -906,7 +1079,7 @@ func (x *DeploymentAction) String() string {
 func (*DeploymentAction) ProtoMessage() {}
 
 func (x *DeploymentAction) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_state_proto_msgTypes[6]
+	mi := &file_berth_v1_state_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -919,7 +1092,7 @@ func (x *DeploymentAction) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeploymentAction.ProtoReflect.Descriptor instead.
 func (*DeploymentAction) Descriptor() ([]byte, []int) {
-	return file_berth_v1_state_proto_rawDescGZIP(), []int{6}
+	return file_berth_v1_state_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *DeploymentAction) GetAction() string {
@@ -948,7 +1121,7 @@ type AppVersion struct {
 
 func (x *AppVersion) Reset() {
 	*x = AppVersion{}
-	mi := &file_berth_v1_state_proto_msgTypes[7]
+	mi := &file_berth_v1_state_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -960,7 +1133,7 @@ func (x *AppVersion) String() string {
 func (*AppVersion) ProtoMessage() {}
 
 func (x *AppVersion) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_state_proto_msgTypes[7]
+	mi := &file_berth_v1_state_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -973,7 +1146,7 @@ func (x *AppVersion) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppVersion.ProtoReflect.Descriptor instead.
 func (*AppVersion) Descriptor() ([]byte, []int) {
-	return file_berth_v1_state_proto_rawDescGZIP(), []int{7}
+	return file_berth_v1_state_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *AppVersion) GetAppId() string {
@@ -1001,7 +1174,7 @@ var File_berth_v1_state_proto protoreflect.FileDescriptor
 
 const file_berth_v1_state_proto_rawDesc = "" +
 	"\n" +
-	"\x14berth/v1/state.proto\x12\bberth.v1\x1a\x12berth/v1/app.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x82\x05\n" +
+	"\x14berth/v1/state.proto\x12\bberth.v1\x1a\x12berth/v1/app.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbc\x05\n" +
 	"\bInstance\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
 	"\x06app_id\x18\x02 \x01(\tR\x05appId\x12\x1f\n" +
@@ -1018,7 +1191,8 @@ const file_berth_v1_state_proto_rawDesc = "" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x1a\n" +
 	"\bresident\x18\v \x01(\bR\bresident\x12!\n" +
 	"\fmodify_index\x18\f \x01(\x04R\vmodifyIndex\x12R\n" +
-	"\x10agent_attributes\x18\r \x03(\v2'.berth.v1.Instance.AgentAttributesEntryR\x0fagentAttributes\x1aB\n" +
+	"\x10agent_attributes\x18\r \x03(\v2'.berth.v1.Instance.AgentAttributesEntryR\x0fagentAttributes\x128\n" +
+	"\flast_failure\x18\x0e \x01(\v2\x15.berth.v1.TaskFailureR\vlastFailure\x1aB\n" +
 	"\x14AgentAttributesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x9f\x03\n" +
@@ -1044,7 +1218,7 @@ const file_berth_v1_state_proto_rawDesc = "" +
 	"instanceId\x12%\n" +
 	"\x0econtainer_path\x18\x03 \x01(\tR\rcontainerPath\x12\x19\n" +
 	"\bsize_mib\x18\x04 \x01(\x01R\asizeMib\x12\x19\n" +
-	"\bagent_id\x18\x05 \x01(\tR\aagentId\"\x93\x04\n" +
+	"\bagent_id\x18\x05 \x01(\tR\aagentId\"\xca\x04\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
 	"\bagent_id\x18\x02 \x01(\tR\aagentId\x12\x1a\n" +
@@ -1063,10 +1237,27 @@ const file_berth_v1_state_proto_rawDesc = "" +
 	"\x11kill_requested_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\x0fkillRequestedAt\x129\n" +
 	"\n" +
 	"updated_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12\x19\n" +
-	"\x05ready\x18\x0e \x01(\bH\x01R\x05ready\x88\x01\x01B\n" +
+	"\x05ready\x18\x0e \x01(\bH\x01R\x05ready\x88\x01\x01\x12\x18\n" +
+	"\asandbox\x18\x0f \x01(\tR\asandbox\x12\x1b\n" +
+	"\tagent_url\x18\x10 \x01(\tR\bagentUrlB\n" +
 	"\n" +
 	"\b_healthyB\b\n" +
-	"\x06_ready\"\xf4\x02\n" +
+	"\x06_ready\"\xe0\x02\n" +
+	"\vTaskFailure\x12\x15\n" +
+	"\x06app_id\x18\x01 \x01(\tR\x05appId\x12\x1f\n" +
+	"\vinstance_id\x18\x02 \x01(\tR\n" +
+	"instanceId\x12\x17\n" +
+	"\atask_id\x18\x03 \x01(\tR\x06taskId\x12\x14\n" +
+	"\x05state\x18\x04 \x01(\tR\x05state\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\x12\x18\n" +
+	"\amessage\x18\x06 \x01(\tR\amessage\x128\n" +
+	"\ttimestamp\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\ttimestamp\x12\x12\n" +
+	"\x04host\x18\b \x01(\tR\x04host\x12\x18\n" +
+	"\aversion\x18\t \x01(\tR\aversion\x12\x19\n" +
+	"\bagent_id\x18\n" +
+	" \x01(\tR\aagentId\x12\x18\n" +
+	"\asandbox\x18\v \x01(\tR\asandbox\x12\x1b\n" +
+	"\tagent_url\x18\f \x01(\tR\bagentUrl\"\xf4\x02\n" +
 	"\n" +
 	"Deployment\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
@@ -1122,7 +1313,7 @@ func file_berth_v1_state_proto_rawDescGZIP() []byte {
 }
 
 var file_berth_v1_state_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_berth_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_berth_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_berth_v1_state_proto_goTypes = []any{
 	(Goal)(0),                     // 0: berth.v1.Goal
 	(ReservationState)(0),         // 1: berth.v1.ReservationState
@@ -1131,39 +1322,42 @@ var file_berth_v1_state_proto_goTypes = []any{
 	(*Reservation)(nil),           // 4: berth.v1.Reservation
 	(*LocalVolume)(nil),           // 5: berth.v1.LocalVolume
 	(*Task)(nil),                  // 6: berth.v1.Task
-	(*Deployment)(nil),            // 7: berth.v1.Deployment
-	(*DeploymentStep)(nil),        // 8: berth.v1.DeploymentStep
-	(*DeploymentAction)(nil),      // 9: berth.v1.DeploymentAction
-	(*AppVersion)(nil),            // 10: berth.v1.AppVersion
-	nil,                           // 11: berth.v1.Instance.AgentAttributesEntry
-	(*timestamppb.Timestamp)(nil), // 12: google.protobuf.Timestamp
-	(*App)(nil),                   // 13: berth.v1.App
+	(*TaskFailure)(nil),           // 7: berth.v1.TaskFailure
+	(*Deployment)(nil),            // 8: berth.v1.Deployment
+	(*DeploymentStep)(nil),        // 9: berth.v1.DeploymentStep
+	(*DeploymentAction)(nil),      // 10: berth.v1.DeploymentAction
+	(*AppVersion)(nil),            // 11: berth.v1.AppVersion
+	nil,                           // 12: berth.v1.Instance.AgentAttributesEntry
+	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
+	(*App)(nil),                   // 14: berth.v1.App
 }
 var file_berth_v1_state_proto_depIdxs = []int32{
 	0,  // 0: berth.v1.Instance.goal:type_name -> berth.v1.Goal
 	4,  // 1: berth.v1.Instance.reservation:type_name -> berth.v1.Reservation
 	6,  // 2: berth.v1.Instance.task:type_name -> berth.v1.Task
-	12, // 3: berth.v1.Instance.launch_not_before:type_name -> google.protobuf.Timestamp
-	12, // 4: berth.v1.Instance.created_at:type_name -> google.protobuf.Timestamp
-	11, // 5: berth.v1.Instance.agent_attributes:type_name -> berth.v1.Instance.AgentAttributesEntry
-	1,  // 6: berth.v1.Reservation.state:type_name -> berth.v1.ReservationState
-	12, // 7: berth.v1.Reservation.pending_until:type_name -> google.protobuf.Timestamp
-	5,  // 8: berth.v1.Reservation.volumes:type_name -> berth.v1.LocalVolume
-	12, // 9: berth.v1.Task.staged_at:type_name -> google.protobuf.Timestamp
-	12, // 10: berth.v1.Task.started_at:type_name -> google.protobuf.Timestamp
-	12, // 11: berth.v1.Task.kill_requested_at:type_name -> google.protobuf.Timestamp
-	12, // 12: berth.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
-	8,  // 13: berth.v1.Deployment.steps:type_name -> berth.v1.DeploymentStep
-	2,  // 14: berth.v1.Deployment.status:type_name -> berth.v1.DeploymentStatus
-	12, // 15: berth.v1.Deployment.created_at:type_name -> google.protobuf.Timestamp
-	12, // 16: berth.v1.Deployment.finished_at:type_name -> google.protobuf.Timestamp
-	9,  // 17: berth.v1.DeploymentStep.actions:type_name -> berth.v1.DeploymentAction
-	13, // 18: berth.v1.AppVersion.app:type_name -> berth.v1.App
-	19, // [19:19] is the sub-list for method output_type
-	19, // [19:19] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	13, // 3: berth.v1.Instance.launch_not_before:type_name -> google.protobuf.Timestamp
+	13, // 4: berth.v1.Instance.created_at:type_name -> google.protobuf.Timestamp
+	12, // 5: berth.v1.Instance.agent_attributes:type_name -> berth.v1.Instance.AgentAttributesEntry
+	7,  // 6: berth.v1.Instance.last_failure:type_name -> berth.v1.TaskFailure
+	1,  // 7: berth.v1.Reservation.state:type_name -> berth.v1.ReservationState
+	13, // 8: berth.v1.Reservation.pending_until:type_name -> google.protobuf.Timestamp
+	5,  // 9: berth.v1.Reservation.volumes:type_name -> berth.v1.LocalVolume
+	13, // 10: berth.v1.Task.staged_at:type_name -> google.protobuf.Timestamp
+	13, // 11: berth.v1.Task.started_at:type_name -> google.protobuf.Timestamp
+	13, // 12: berth.v1.Task.kill_requested_at:type_name -> google.protobuf.Timestamp
+	13, // 13: berth.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
+	13, // 14: berth.v1.TaskFailure.timestamp:type_name -> google.protobuf.Timestamp
+	9,  // 15: berth.v1.Deployment.steps:type_name -> berth.v1.DeploymentStep
+	2,  // 16: berth.v1.Deployment.status:type_name -> berth.v1.DeploymentStatus
+	13, // 17: berth.v1.Deployment.created_at:type_name -> google.protobuf.Timestamp
+	13, // 18: berth.v1.Deployment.finished_at:type_name -> google.protobuf.Timestamp
+	10, // 19: berth.v1.DeploymentStep.actions:type_name -> berth.v1.DeploymentAction
+	14, // 20: berth.v1.AppVersion.app:type_name -> berth.v1.App
+	21, // [21:21] is the sub-list for method output_type
+	21, // [21:21] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_berth_v1_state_proto_init() }
@@ -1179,7 +1373,7 @@ func file_berth_v1_state_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_berth_v1_state_proto_rawDesc), len(file_berth_v1_state_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   9,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

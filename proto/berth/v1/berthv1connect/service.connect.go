@@ -60,6 +60,8 @@ const (
 	TaskServiceListTasksProcedure = "/berth.v1.TaskService/ListTasks"
 	// TaskServiceKillTaskProcedure is the fully-qualified name of the TaskService's KillTask RPC.
 	TaskServiceKillTaskProcedure = "/berth.v1.TaskService/KillTask"
+	// TaskServiceReadTaskLogProcedure is the fully-qualified name of the TaskService's ReadTaskLog RPC.
+	TaskServiceReadTaskLogProcedure = "/berth.v1.TaskService/ReadTaskLog"
 	// DeploymentServiceListDeploymentsProcedure is the fully-qualified name of the DeploymentService's
 	// ListDeployments RPC.
 	DeploymentServiceListDeploymentsProcedure = "/berth.v1.DeploymentService/ListDeployments"
@@ -345,6 +347,11 @@ type TaskServiceClient interface {
 	ListTasks(context.Context, *connect.Request[v1.ListTasksRequest]) (*connect.Response[v1.ListTasksResponse], error)
 	// KillTask kills an instance's task; wipe also destroys its berth.
 	KillTask(context.Context, *connect.Request[v1.KillTaskRequest]) (*connect.Response[v1.KillTaskResponse], error)
+	// ReadTaskLog streams a task's stdout or stderr from its sandbox, read
+	// through the files API of the agent that ran it. With follow it keeps
+	// sending what the task appends until the task has ended (or the client
+	// goes away).
+	ReadTaskLog(context.Context, *connect.Request[v1.ReadTaskLogRequest]) (*connect.ServerStreamForClient[v1.ReadTaskLogResponse], error)
 }
 
 // NewTaskServiceClient constructs a client for the berth.v1.TaskService service. By default, it
@@ -371,13 +378,20 @@ func NewTaskServiceClient(httpClient connect.HTTPClient, baseURL string, opts ..
 			connect.WithSchema(taskServiceMethods.ByName("KillTask")),
 			connect.WithClientOptions(opts...),
 		),
+		readTaskLog: connect.NewClient[v1.ReadTaskLogRequest, v1.ReadTaskLogResponse](
+			httpClient,
+			baseURL+TaskServiceReadTaskLogProcedure,
+			connect.WithSchema(taskServiceMethods.ByName("ReadTaskLog")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // taskServiceClient implements TaskServiceClient.
 type taskServiceClient struct {
-	listTasks *connect.Client[v1.ListTasksRequest, v1.ListTasksResponse]
-	killTask  *connect.Client[v1.KillTaskRequest, v1.KillTaskResponse]
+	listTasks   *connect.Client[v1.ListTasksRequest, v1.ListTasksResponse]
+	killTask    *connect.Client[v1.KillTaskRequest, v1.KillTaskResponse]
+	readTaskLog *connect.Client[v1.ReadTaskLogRequest, v1.ReadTaskLogResponse]
 }
 
 // ListTasks calls berth.v1.TaskService.ListTasks.
@@ -390,12 +404,22 @@ func (c *taskServiceClient) KillTask(ctx context.Context, req *connect.Request[v
 	return c.killTask.CallUnary(ctx, req)
 }
 
+// ReadTaskLog calls berth.v1.TaskService.ReadTaskLog.
+func (c *taskServiceClient) ReadTaskLog(ctx context.Context, req *connect.Request[v1.ReadTaskLogRequest]) (*connect.ServerStreamForClient[v1.ReadTaskLogResponse], error) {
+	return c.readTaskLog.CallServerStream(ctx, req)
+}
+
 // TaskServiceHandler is an implementation of the berth.v1.TaskService service.
 type TaskServiceHandler interface {
 	// ListTasks lists one entry per instance, including stopped ones.
 	ListTasks(context.Context, *connect.Request[v1.ListTasksRequest]) (*connect.Response[v1.ListTasksResponse], error)
 	// KillTask kills an instance's task; wipe also destroys its berth.
 	KillTask(context.Context, *connect.Request[v1.KillTaskRequest]) (*connect.Response[v1.KillTaskResponse], error)
+	// ReadTaskLog streams a task's stdout or stderr from its sandbox, read
+	// through the files API of the agent that ran it. With follow it keeps
+	// sending what the task appends until the task has ended (or the client
+	// goes away).
+	ReadTaskLog(context.Context, *connect.Request[v1.ReadTaskLogRequest], *connect.ServerStream[v1.ReadTaskLogResponse]) error
 }
 
 // NewTaskServiceHandler builds an HTTP handler from the service implementation. It returns the path
@@ -418,12 +442,20 @@ func NewTaskServiceHandler(svc TaskServiceHandler, opts ...connect.HandlerOption
 		connect.WithSchema(taskServiceMethods.ByName("KillTask")),
 		connect.WithHandlerOptions(opts...),
 	)
+	taskServiceReadTaskLogHandler := connect.NewServerStreamHandler(
+		TaskServiceReadTaskLogProcedure,
+		svc.ReadTaskLog,
+		connect.WithSchema(taskServiceMethods.ByName("ReadTaskLog")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/berth.v1.TaskService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case TaskServiceListTasksProcedure:
 			taskServiceListTasksHandler.ServeHTTP(w, r)
 		case TaskServiceKillTaskProcedure:
 			taskServiceKillTaskHandler.ServeHTTP(w, r)
+		case TaskServiceReadTaskLogProcedure:
+			taskServiceReadTaskLogHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -439,6 +471,10 @@ func (UnimplementedTaskServiceHandler) ListTasks(context.Context, *connect.Reque
 
 func (UnimplementedTaskServiceHandler) KillTask(context.Context, *connect.Request[v1.KillTaskRequest]) (*connect.Response[v1.KillTaskResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("berth.v1.TaskService.KillTask is not implemented"))
+}
+
+func (UnimplementedTaskServiceHandler) ReadTaskLog(context.Context, *connect.Request[v1.ReadTaskLogRequest], *connect.ServerStream[v1.ReadTaskLogResponse]) error {
+	return connect.NewError(connect.CodeUnimplemented, errors.New("berth.v1.TaskService.ReadTaskLog is not implemented"))
 }
 
 // DeploymentServiceClient is a client for the berth.v1.DeploymentService service.
