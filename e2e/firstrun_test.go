@@ -16,6 +16,8 @@ func TestFirstRunWithDefaults(t *testing.T) {
 	requirePostgres(t)
 	work := traversableTempDir(t)
 	api, mesosAddr := freePort(t), freePort(t)
+	// Only the addresses differ from the README's command: this test may
+	// run beside others. (The agent's resources are the tests' own.)
 	startProcIn(t, work, "dev", "dev", "--api-addr", api, "--mesos-listen", mesosAddr)
 	waitAPI(t, api)
 

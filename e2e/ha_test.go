@@ -33,7 +33,7 @@ func startMesosLocal(t *testing.T, agents int) (*proc, string, string) {
 	t.Helper()
 	addr, dir := freePort(t), t.TempDir()
 	p := startProc(t, "mesos-local", "mesos-local", "--listen", addr, "--work-dir", dir,
-		"--agents", strconv.Itoa(agents), "--agent-resources", "cpus:8;mem:8192;disk:20000;ports:[31000-32000]")
+		"--agents", strconv.Itoa(agents))
 	eventually(t, time.Minute, "mesos-local to answer", func() bool {
 		defer func() { recover() }()
 		return len(mesosStateOrNil(addr)) > 0

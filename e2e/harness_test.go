@@ -8,11 +8,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -22,6 +24,24 @@ import (
 
 // berthBin is the binary built once for all tests.
 var berthBin string
+
+// testAgentResources are the resources of every test agent. The port range is
+// drawn once per test binary, so that two test runs on one machine (CI and
+// a developer's, or -count runs of two packages) do not hand their tasks
+// the same ports.
+var testAgentResources = func() string {
+	base := 20000 + 200*rand.IntN(60) // below the kernel's ephemeral range
+	return fmt.Sprintf("cpus:8;mem:8192;disk:20000;ports:[%d-%d]", base, base+199)
+}()
+
+// withAgentResources adds --agent-resources to `dev` and `mesos-local`
+// arguments that do not set them.
+func withAgentResources(args []string) []string {
+	if len(args) == 0 || (args[0] != "dev" && args[0] != "mesos-local") || slices.Contains(args, "--agent-resources") {
+		return args
+	}
+	return append(append([]string(nil), args...), "--agent-resources", testAgentResources)
+}
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "berth-e2e-bin")
@@ -92,7 +112,7 @@ func startProc(t testing.TB, name string, args ...string) *proc {
 // startProcIn is startProc with dir as the working directory.
 func startProcIn(t testing.TB, dir, name string, args ...string) *proc {
 	t.Helper()
-	p := &proc{t: t, name: name, args: args, dir: dir}
+	p := &proc{t: t, name: name, args: withAgentResources(args), dir: dir}
 	p.start()
 	t.Cleanup(func() {
 		p.stop(syscall.SIGTERM, 30*time.Second)
