@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/berth-dev/berth/appmodel"
 	"github.com/berth-dev/berth/fsm"
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
 )
@@ -92,15 +93,15 @@ func checkLock(st *fsm.Store, appID string, force bool) ([]string, error) {
 	return ids, nil
 }
 
-// prepareApp normalizes and validates a submitted app definition; the result
+// prepareApp canonicalizes and validates a submitted app definition; the result
 // is a copy.
 func prepareApp(app *v1.App) (*v1.App, error) {
 	if app == nil {
-		return nil, ViolationsError("app", []Violation{{Field: "app", Description: "must be set"}})
+		return nil, ViolationsError("app", []appmodel.Violation{{Field: "app", Description: "must be set"}})
 	}
-	app = NormalizeApp(proto.Clone(app).(*v1.App))
+	app = appmodel.Canonicalize(proto.Clone(app).(*v1.App))
 	app.Version, app.VersionInfo = nil, nil
-	if vs := ValidateApp(app); len(vs) > 0 {
+	if vs := appmodel.Validate(app); len(vs) > 0 {
 		return nil, ViolationsError("app "+app.GetId(), vs)
 	}
 	return app, nil
@@ -121,7 +122,7 @@ func notFound(format string, args ...any) *connect.Error {
 }
 
 func invalid(field, description string) *connect.Error {
-	return ViolationsError("request", []Violation{{Field: field, Description: description}})
+	return ViolationsError("request", []appmodel.Violation{{Field: field, Description: description}})
 }
 
 // CreateApp stores a new app and starts its deployment.
@@ -138,8 +139,7 @@ func (a *appService) CreateApp(ctx context.Context, req *connect.Request[v1.Crea
 			return nil, err
 		}
 		ver, now := a.newVersion("")
-		app.Version = proto.String(ver)
-		app.VersionInfo = &v1.VersionInfo{LastScalingAt: ver, LastConfigChangeAt: ver}
+		appmodel.StampVersion(nil, app, ver, appmodel.Edit)
 		dep := newDeployment(deploymentIDFor(msg.RequestId), ver, app.GetId(), ActionStart, now)
 		out, err := a.apply(ctx, v1.CommandType_COMMAND_TYPE_APP_CREATE, &v1.AppCreateCommand{
 			RequestId: msg.RequestId, App: app, Deployment: dep,
@@ -199,7 +199,7 @@ func summarize(st *fsm.Store, appID string) *v1.AppSummary {
 func (a *appService) GetApp(ctx context.Context, req *connect.Request[v1.GetAppRequest]) (*connect.Response[v1.GetAppResponse], error) {
 	msg := req.Msg
 	return readConsistent(ctx, a.Server, msg.Consistency, req.Header(), func() (*connect.Response[v1.GetAppResponse], error) {
-		id := normalizePathID(msg.Id)
+		id := appmodel.NormalizeID(msg.Id)
 		if id == "" {
 			return nil, invalid("id", "must not be empty")
 		}
@@ -248,16 +248,6 @@ func (a *appService) ListApps(ctx context.Context, req *connect.Request[v1.ListA
 	})
 }
 
-// sameConfig reports whether two definitions differ at most in instances
-// and version fields.
-func sameConfig(a, b *v1.App) bool {
-	a, b = proto.Clone(a).(*v1.App), proto.Clone(b).(*v1.App)
-	for _, x := range []*v1.App{a, b} {
-		x.Instances, x.Version, x.VersionInfo = nil, nil, nil
-	}
-	return proto.Equal(a, b)
-}
-
 // alreadyApplied returns the deployment an earlier attempt of this request
 // created, if it was applied (a retry after an unknown outcome).
 func alreadyApplied(st *fsm.Store, requestID string) *v1.Deployment {
@@ -275,9 +265,9 @@ func (a *appService) UpdateApp(ctx context.Context, req *connect.Request[v1.Upda
 		return nil, invalid("app", "must be set")
 	}
 	return onLeader(ctx, a.Server, req.Header(), func(ctx context.Context) (*connect.Response[v1.UpdateAppResponse], error) {
-		id := normalizePathID(msg.Id)
+		id := appmodel.NormalizeID(msg.Id)
 		if id == "" {
-			id = normalizePathID(msg.App.GetId())
+			id = appmodel.NormalizeID(msg.App.GetId())
 		}
 		if id == "" {
 			return nil, invalid("id", "must not be empty")
@@ -292,23 +282,22 @@ func (a *appService) UpdateApp(ctx context.Context, req *connect.Request[v1.Upda
 		}
 		var next *v1.App
 		if msg.Partial {
-			next = MergePartial(old, msg.App)
+			next = appmodel.MergePartial(old, msg.App)
 		} else {
 			next = proto.Clone(msg.App).(*v1.App)
-			if next.Id != "" && normalizePathID(next.Id) != id {
+			if next.Id != "" && appmodel.NormalizeID(next.Id) != id {
 				return nil, invalid("id", fmt.Sprintf("must match the app being updated (%s), got %s", id, next.Id))
 			}
 		}
 		next.Id = id
-		next.Version, next.VersionInfo = nil, nil
-		NormalizeApp(next)
-		vs := ValidateApp(next)
-		vs = append(vs, ValidateUpdate(old, next)...)
+		appmodel.Canonicalize(next)
+		vs := appmodel.Validate(next)
+		vs = append(vs, appmodel.ValidateUpdate(old, next)...)
 		if len(vs) > 0 {
 			return nil, ViolationsError("update of app "+id, vs)
 		}
-		configChanged := !sameConfig(old, next)
-		if !configChanged && old.GetInstances() == next.GetInstances() {
+		next.Version, next.VersionInfo = old.Version, old.VersionInfo
+		if proto.Equal(old, next) {
 			// Nothing to change: no new version, no deployment.
 			return connect.NewResponse(&v1.UpdateAppResponse{App: old}), nil
 		}
@@ -317,16 +306,12 @@ func (a *appService) UpdateApp(ctx context.Context, req *connect.Request[v1.Upda
 			return nil, err
 		}
 		ver, now := a.newVersion(old.GetVersion())
-		next.Version = proto.String(ver)
-		next.VersionInfo = &v1.VersionInfo{LastScalingAt: ver, LastConfigChangeAt: old.GetVersionInfo().GetLastConfigChangeAt()}
-		if configChanged || next.VersionInfo.LastConfigChangeAt == "" {
-			next.VersionInfo.LastConfigChangeAt = ver
-		}
+		relaunch := appmodel.StampVersion(old, next, ver, appmodel.Edit)
 		action := ActionRestart
 		switch {
 		case next.GetInstances() == 0:
 			action = ActionStop
-		case !configChanged:
+		case !relaunch:
 			action = ActionScale
 		}
 		dep := newDeployment(deploymentIDFor(msg.RequestId), ver, id, action, now)
@@ -357,7 +342,7 @@ func (a *appService) DeleteApp(ctx context.Context, req *connect.Request[v1.Dele
 	msg := req.Msg
 	a.ensureRequestID(&msg.RequestId)
 	return onLeader(ctx, a.Server, req.Header(), func(ctx context.Context) (*connect.Response[v1.DeleteAppResponse], error) {
-		id := normalizePathID(msg.Id)
+		id := appmodel.NormalizeID(msg.Id)
 		if id == "" {
 			return nil, invalid("id", "must not be empty")
 		}
@@ -393,7 +378,7 @@ func (a *appService) DeleteApp(ctx context.Context, req *connect.Request[v1.Dele
 
 // ListAppVersions lists an app's stored versions, newest first.
 func (a *appService) ListAppVersions(ctx context.Context, req *connect.Request[v1.ListAppVersionsRequest]) (*connect.Response[v1.ListAppVersionsResponse], error) {
-	id := normalizePathID(req.Msg.Id)
+	id := appmodel.NormalizeID(req.Msg.Id)
 	if id == "" {
 		return nil, invalid("id", "must not be empty")
 	}
@@ -410,7 +395,7 @@ func (a *appService) RestartApp(ctx context.Context, req *connect.Request[v1.Res
 	msg := req.Msg
 	a.ensureRequestID(&msg.RequestId)
 	return onLeader(ctx, a.Server, req.Header(), func(ctx context.Context) (*connect.Response[v1.RestartAppResponse], error) {
-		id := normalizePathID(msg.Id)
+		id := appmodel.NormalizeID(msg.Id)
 		if id == "" {
 			return nil, invalid("id", "must not be empty")
 		}
@@ -428,8 +413,7 @@ func (a *appService) RestartApp(ctx context.Context, req *connect.Request[v1.Res
 		}
 		next := proto.Clone(old).(*v1.App)
 		ver, now := a.newVersion(old.GetVersion())
-		next.Version = proto.String(ver)
-		next.VersionInfo = &v1.VersionInfo{LastScalingAt: ver, LastConfigChangeAt: ver}
+		appmodel.StampVersion(old, next, ver, appmodel.Restart)
 		dep := newDeployment(deploymentIDFor(msg.RequestId), ver, id, ActionRestart, now)
 		out, err := a.apply(ctx, v1.CommandType_COMMAND_TYPE_APP_UPDATE, &v1.AppUpdateCommand{
 			RequestId: msg.RequestId, App: next, ExpectedVersion: old.GetVersion(),

@@ -10,6 +10,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/berth-dev/berth/appmodel"
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
@@ -155,7 +156,7 @@ func eventMatches(ev *v1.Event, types []string, appID string) bool {
 // and the client reconnects.
 func (e *eventService) StreamEvents(ctx context.Context, req *connect.Request[v1.StreamEventsRequest], stream *connect.ServerStream[v1.Event]) error {
 	msg := req.Msg
-	appID := normalizePathID(msg.AppId)
+	appID := appmodel.NormalizeID(msg.AppId)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stop := context.AfterFunc(e.streams, cancel)

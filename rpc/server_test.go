@@ -22,7 +22,7 @@ import (
 	"github.com/berth-dev/berth/rpc"
 )
 
-const seedFile = "testdata/seed/postgres.marathon.json"
+const seedFile = "../appmodel/testdata/seed/postgres.marathon.json"
 
 func TestAppLifecycle(t *testing.T) {
 	s := startCluster(t, 1, clusterOpts{})[0]
@@ -244,7 +244,7 @@ func TestValidationAndLimits(t *testing.T) {
 	wantCode(t, err, connect.CodeInvalidArgument)
 
 	// The API docs' example sets both cmd and args.
-	_, err = c.app.CreateApp(ctx, connect.NewRequest(&v1.CreateAppRequest{App: appFromFile(t, "testdata/marathon/api-example-app.json")}))
+	_, err = c.app.CreateApp(ctx, connect.NewRequest(&v1.CreateAppRequest{App: appFromFile(t, "../appmodel/testdata/marathon/api-example-app.json")}))
 	cerr = wantCode(t, err, connect.CodeInvalidArgument)
 	if !strings.Contains(cerr.Message(), "cmd: must not be set together with args") {
 		t.Errorf("api example refusal = %q", cerr.Message())

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/berth-dev/berth/appmodel"
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
@@ -86,7 +87,7 @@ func (t *taskService) ListTasks(ctx context.Context, req *connect.Request[v1.Lis
 		st := t.store()
 		var insts []*v1.Instance
 		if msg.AppId != "" {
-			insts = st.InstancesByApp(normalizePathID(msg.AppId))
+			insts = st.InstancesByApp(appmodel.NormalizeID(msg.AppId))
 		} else {
 			insts = st.Instances()
 		}
@@ -197,8 +198,7 @@ func (t *taskService) killAndScale(ctx context.Context, requestID string, inst, 
 	nextApp := proto.Clone(app).(*v1.App)
 	nextApp.Instances = proto.Int32(max(0, app.GetInstances()-1))
 	ver, _ := t.newVersion(app.GetVersion())
-	nextApp.Version = proto.String(ver)
-	nextApp.VersionInfo = &v1.VersionInfo{LastScalingAt: ver, LastConfigChangeAt: app.GetVersionInfo().GetLastConfigChangeAt()}
+	appmodel.StampVersion(app, nextApp, ver, appmodel.Edit)
 	next.Goal = v1.Goal_GOAL_STOPPED
 	action := ActionScale
 	if nextApp.GetInstances() == 0 {

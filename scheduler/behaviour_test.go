@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/berth-dev/berth/appmodel"
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
@@ -326,19 +327,6 @@ func TestMesosHealthFromStatus(t *testing.T) {
 	}
 }
 
-// Backoff: backoffSeconds × backoffFactor^(failures-1), capped.
-func TestBackoffDelay(t *testing.T) {
-	a := &v1.App{BackoffSeconds: proto.Float64(2), BackoffFactor: proto.Float64(2), MaxLaunchDelaySeconds: proto.Int32(10)}
-	for failures, want := range map[uint32]float64{0: 0, 1: 2, 2: 4, 3: 8, 4: 10, 50: 10} {
-		if got := backoffDelay(a, failures); got != want {
-			t.Errorf("failures %d: %v, want %v", failures, got, want)
-		}
-	}
-	if got := backoffDelay(&v1.App{}, 1); got != 1 {
-		t.Errorf("default first delay %v", got)
-	}
-}
-
 // A task the master rejects as invalid fails the deployment with its
 // message; the instance keeps retrying with backoff.
 func TestDeploymentFailsOnInvalidTask(t *testing.T) {
@@ -408,12 +396,12 @@ func TestTaskInfo(t *testing.T) {
 }
 
 func TestFixedPorts(t *testing.T) {
-	specs := []portSpec{{fixed: 31005}, {}}
+	specs := []appmodel.Port{{Fixed: 31005}, {}}
 	ports, _, ok := pickPorts(specs, []mesos.Value_Range{{Begin: 31000, End: 31010}})
 	if !ok || ports[0] != 31005 || ports[1] != 31000 {
 		t.Fatalf("ports %v ok %v", ports, ok)
 	}
-	if _, _, ok := pickPorts([]portSpec{{fixed: 80}}, []mesos.Value_Range{{Begin: 31000, End: 31010}}); ok {
+	if _, _, ok := pickPorts([]appmodel.Port{{Fixed: 80}}, []mesos.Value_Range{{Begin: 31000, End: 31010}}); ok {
 		t.Fatalf("fixed port outside the offer accepted")
 	}
 }

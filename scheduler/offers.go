@@ -8,6 +8,7 @@ import (
 	"github.com/mesos/mesos-go/api/v1/lib/scheduler/calls"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/berth-dev/berth/appmodel"
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
@@ -294,12 +295,12 @@ func (p *planner) place(a *v1.App, i *v1.Instance, o *mesos.Offer, v *offerView,
 	if len(cs) > 0 && !constraintsMet(cs, agent, p.placedValues(a, cs, r)) {
 		return nil, false
 	}
-	if !isResident(a) {
+	if !appmodel.IsResident(a) {
 		return p.placeTask(a, i, o, v, r, cs, agent)
 	}
-	cpus, mem, gpus := appCPUs(a), appMem(a), appGPUs(a)
-	sandbox := appDisk(a)
-	vols := persistentVolumes(a)
+	cpus, mem, gpus := appmodel.CPUs(a), appmodel.Mem(a), appmodel.GPUs(a)
+	sandbox := appmodel.Disk(a)
+	vols := appmodel.PersistentVolumes(a)
 	disk := sandbox
 	for _, vol := range vols {
 		disk += vol.GetPersistent().GetSize()
@@ -308,7 +309,7 @@ func (p *planner) place(a *v1.App, i *v1.Instance, o *mesos.Offer, v *offerView,
 	if f.cpus+epsilon < cpus || f.mem+epsilon < mem || f.disk+epsilon < disk || f.gpus+epsilon < gpus {
 		return nil, false
 	}
-	ports, rest, ok := pickPorts(portSpecs(a), f.ports)
+	ports, rest, ok := pickPorts(appmodel.Ports(a), f.ports)
 	if !ok {
 		return nil, false
 	}

@@ -9,6 +9,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/berth-dev/berth/appmodel"
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
@@ -110,7 +111,7 @@ func TestRandomizedLifecycle(t *testing.T) {
 				if goalOf(i) != v1.Goal_GOAL_RUNNING {
 					continue
 				}
-				if i.GetTask().GetState() != stRunning || i.AppVersion != app.GetVersion() && !sameConfig(h.store.versions["/r@"+i.AppVersion], app) {
+				if i.GetTask().GetState() != stRunning || i.AppVersion != app.GetVersion() && appmodel.NeedsRelaunch(h.store.versions["/r@"+i.AppVersion], app) {
 					t.Fatalf("instance not converged: %v", i)
 				}
 				pid := i.GetReservation().GetVolumes()[0].GetPersistenceId()
@@ -125,7 +126,7 @@ func TestRandomizedLifecycle(t *testing.T) {
 			}
 			webRunning := 0
 			for _, i := range h.instancesOf("/web") {
-				if i.GetTask().GetState() == stRunning && !(i.AppVersion != web.GetVersion() && !sameConfig(h.store.versions["/web@"+i.AppVersion], web)) {
+				if i.GetTask().GetState() == stRunning && !(i.AppVersion != web.GetVersion() && appmodel.NeedsRelaunch(h.store.versions["/web@"+i.AppVersion], web)) {
 					webRunning++
 				} else {
 					t.Fatalf("stateless instance not running: %v", i)

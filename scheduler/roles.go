@@ -7,6 +7,7 @@ import (
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
 	"github.com/mesos/mesos-go/api/v1/lib/scheduler/calls"
 
+	"github.com/berth-dev/berth/appmodel"
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
@@ -37,7 +38,7 @@ func reservationRole(r *mesos.Resource) string {
 // means unreserved only. Resident apps always make their reservations from
 // unreserved resources.
 func acceptedRoles(a *v1.App) (unreserved bool, roles map[string]bool) {
-	if isResident(a) || len(a.GetAcceptedResourceRoles()) == 0 {
+	if appmodel.IsResident(a) || len(a.GetAcceptedResourceRoles()) == 0 {
 		return true, nil
 	}
 	roles = map[string]bool{}
@@ -70,7 +71,7 @@ func placementRefusal(a *v1.App, frameworkRole string) string {
 // taskNeed is what one stateless task takes from an offer.
 type taskNeed struct {
 	cpus, mem, disk, gpus float64
-	ports                 []portSpec
+	ports                 []appmodel.Port
 }
 
 func (f *pool) scalar(name string) *float64 {
@@ -208,7 +209,7 @@ func (p *planner) placeTask(a *v1.App, i *v1.Instance, o *mesos.Offer, v *offerV
 		alloc = p.cfg.Role
 	}
 	unreserved, roles := acceptedRoles(a)
-	need := taskNeed{cpus: appCPUs(a), mem: appMem(a), disk: appDisk(a), gpus: appGPUs(a), ports: portSpecs(a)}
+	need := taskNeed{cpus: appmodel.CPUs(a), mem: appmodel.Mem(a), disk: appmodel.Disk(a), gpus: appmodel.GPUs(a), ports: appmodel.Ports(a)}
 	res, ports, ok := v.take(need, unreserved, roles, alloc)
 	if !ok {
 		return nil, false

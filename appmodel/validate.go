@@ -1,4 +1,4 @@
-package rpc
+package appmodel
 
 import (
 	"fmt"
@@ -94,12 +94,12 @@ func (v *validator) portNumber(field string, value *int32) {
 
 func fmtFloat(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }
 
-// ValidateApp checks an app definition against Marathon's rules, including
+// Validate checks an app definition against Marathon's rules, including
 // the extra rules for resident apps (apps with persistent volumes). It is
-// meant for a normalized app (see NormalizeApp) and returns every violation
+// meant for a canonical app (see Canonicalize) and returns every violation
 // found, in field order; nil means valid. It never panics, whatever the
 // input.
-func ValidateApp(app *v1.App) []Violation {
+func Validate(app *v1.App) []Violation {
 	v := &validator{}
 	if app == nil {
 		v.add("app", "must be set")
@@ -675,7 +675,7 @@ func validateUnreachable(v *validator, us *structpb.Value, resident bool) {
 // ValidateUpdate checks the rules that relate a new definition to the stored
 // one. For a resident app, the resources reserved on its agents (cpus, mem,
 // disk, gpus), its persistent volumes, requirePorts and its host ports cannot
-// change. Both apps should be normalized.
+// change. Both apps should be canonical.
 func ValidateUpdate(old, updated *v1.App) []Violation {
 	v := &validator{}
 	if old == nil || updated == nil || !IsResident(old) {
@@ -695,7 +695,7 @@ func ValidateUpdate(old, updated *v1.App) []Violation {
 			v.add(f.name, immutable, fmtFloat(f.old), fmtFloat(f.new))
 		}
 	}
-	if !slices.EqualFunc(persistentVolumes(old), persistentVolumes(updated), func(a, b *v1.Volume) bool { return proto.Equal(a, b) }) {
+	if !slices.EqualFunc(PersistentVolumes(old), PersistentVolumes(updated), func(a, b *v1.Volume) bool { return proto.Equal(a, b) }) {
 		v.add("container.volumes", "persistent volumes of a resident app cannot change")
 	}
 	if old.GetRequirePorts() != updated.GetRequirePorts() {
@@ -710,17 +710,6 @@ func ValidateUpdate(old, updated *v1.App) []Violation {
 		v.add(field, "host ports of a resident app cannot change (was %v, now %v)", oldPorts, newPorts)
 	}
 	return v.vs
-}
-
-// persistentVolumes returns the app's persistent volumes in order.
-func persistentVolumes(app *v1.App) []*v1.Volume {
-	var out []*v1.Volume
-	for _, vol := range app.GetContainer().GetVolumes() {
-		if vol.GetPersistent() != nil {
-			out = append(out, vol)
-		}
-	}
-	return out
 }
 
 // hostPorts lists the host ports an app asks for (0 = any port): port

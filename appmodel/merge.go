@@ -1,4 +1,4 @@
-package rpc
+package appmodel
 
 import (
 	"google.golang.org/protobuf/proto"

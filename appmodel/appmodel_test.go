@@ -1,4 +1,4 @@
-package rpc
+package appmodel
 
 import (
 	"encoding/json"
@@ -9,7 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	"connectrpc.com/connect"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
@@ -83,11 +82,11 @@ func TestTestdataRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			app, err := ParseApp(data)
+			app, err := Parse(data)
 			if err != nil {
 				t.Fatalf("parse: %v", err)
 			}
-			out, err := RenderApp(app)
+			out, err := Render(app)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -106,12 +105,12 @@ func TestTestdataValidates(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			app, err := ParseApp(data)
+			app, err := Parse(data)
 			if err != nil {
 				t.Fatal(err)
 			}
-			NormalizeApp(app)
-			vs := ValidateApp(app)
+			Canonicalize(app)
+			vs := Validate(app)
 			if filepath.Base(f) == "api-example-app.json" {
 				if !hasViolation(vs, "cmd", "args") {
 					t.Fatalf("want a violation naming cmd and args, got %v", vs)
@@ -119,8 +118,8 @@ func TestTestdataValidates(t *testing.T) {
 				return
 			}
 			if len(vs) != 0 {
-				rendered, _ := RenderApp(app)
-				t.Fatalf("violations: %v\nnormalized app: %s", vs, rendered)
+				rendered, _ := Render(app)
+				t.Fatalf("violations: %v\ncanonical app: %s", vs, rendered)
 			}
 		})
 	}
@@ -144,35 +143,35 @@ func hasViolation(vs []Violation, field string, words ...string) bool {
 	return false
 }
 
-func TestNormalizeIdempotent(t *testing.T) {
+func TestCanonicalizeIdempotent(t *testing.T) {
 	for _, f := range testdataFiles(t) {
 		data, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
 		}
-		app, err := ParseApp(data)
+		app, err := Parse(data)
 		if err != nil {
 			t.Fatal(err)
 		}
-		once := proto.Clone(NormalizeApp(app)).(*v1.App)
-		twice := NormalizeApp(proto.Clone(once).(*v1.App))
+		once := proto.Clone(Canonicalize(app)).(*v1.App)
+		twice := Canonicalize(proto.Clone(once).(*v1.App))
 		if !proto.Equal(once, twice) {
-			t.Errorf("%s: normalize not idempotent\nonce  %v\ntwice %v", f, once, twice)
+			t.Errorf("%s: canonicalize not idempotent\nonce  %v\ntwice %v", f, once, twice)
 		}
 	}
 }
 
 func mustParse(t *testing.T, s string) *v1.App {
 	t.Helper()
-	app, err := ParseApp([]byte(s))
+	app, err := Parse([]byte(s))
 	if err != nil {
 		t.Fatalf("parse %s: %v", s, err)
 	}
 	return app
 }
 
-func TestNormalizeDefaults(t *testing.T) {
-	app := NormalizeApp(mustParse(t, `{"id": "db/pg/", "cmd": "x", "healthChecks": [{}], "uris": ["http://h/a.tgz"]}`))
+func TestCanonicalizeDefaults(t *testing.T) {
+	app := Canonicalize(mustParse(t, `{"id": "db/pg/", "cmd": "x", "healthChecks": [{}], "uris": ["http://h/a.tgz"]}`))
 	checks := []struct {
 		name      string
 		got, want any
@@ -207,17 +206,17 @@ func TestNormalizeDefaults(t *testing.T) {
 			t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
 		}
 	}
-	if vs := ValidateApp(app); len(vs) != 0 {
+	if vs := Validate(app); len(vs) != 0 {
 		t.Errorf("violations: %v", vs)
 	}
 }
 
-func TestNormalizeResident(t *testing.T) {
+func TestCanonicalizeResident(t *testing.T) {
 	data, err := os.ReadFile("testdata/seed/postgres.marathon.json")
 	if err != nil {
 		t.Fatal(err)
 	}
-	app := NormalizeApp(mustParse(t, string(data)))
+	app := Canonicalize(mustParse(t, string(data)))
 	if got := app.GetUnreachableStrategy().GetStringValue(); got != "disabled" {
 		t.Errorf("unreachableStrategy = %q, want disabled", got)
 	}
@@ -234,20 +233,20 @@ func TestNormalizeResident(t *testing.T) {
 		t.Errorf("residency not defaulted")
 	}
 	// A resident app without an upgrade strategy gets {0.5, 0}.
-	app = NormalizeApp(mustParse(t, `{"id":"/r","cmd":"x","container":{"volumes":[{"containerPath":"d","persistent":{"size":1}}]}}`))
+	app = Canonicalize(mustParse(t, `{"id":"/r","cmd":"x","container":{"volumes":[{"containerPath":"d","persistent":{"size":1}}]}}`))
 	if us := app.GetUpgradeStrategy(); us.GetMinimumHealthCapacity() != 0.5 || us.GetMaximumOverCapacity() != 0 {
 		t.Errorf("resident upgradeStrategy = %v", us)
 	}
 	if app.GetContainer().GetType() != "MESOS" || app.GetContainer().GetVolumes()[0].GetMode() != "RW" {
 		t.Errorf("container defaults missing: %v", app.GetContainer())
 	}
-	if vs := ValidateApp(app); len(vs) != 0 {
+	if vs := Validate(app); len(vs) != 0 {
 		t.Errorf("violations: %v", vs)
 	}
 }
 
-func TestNormalizeLegacyNetworking(t *testing.T) {
-	app := NormalizeApp(mustParse(t, `{"id":"/a","container":{"type":"DOCKER","docker":{"image":"i","network":"BRIDGE",
+func TestCanonicalizeLegacyNetworking(t *testing.T) {
+	app := Canonicalize(mustParse(t, `{"id":"/a","container":{"type":"DOCKER","docker":{"image":"i","network":"BRIDGE",
 		"portMappings":[{"containerPort":80,"name":"http"}]}},"healthChecks":[{"protocol":"HTTP"}]}`))
 	if n := app.Networks; len(n) != 1 || n[0].GetMode() != "container/bridge" {
 		t.Fatalf("networks = %v", n)
@@ -259,23 +258,23 @@ func TestNormalizeLegacyNetworking(t *testing.T) {
 	if len(c.PortMappings) != 1 || c.PortMappings[0].HostPort == nil || c.PortMappings[0].GetHostPort() != 0 {
 		t.Errorf("port mappings = %v", c.PortMappings)
 	}
-	if vs := ValidateApp(app); len(vs) != 0 {
+	if vs := Validate(app); len(vs) != 0 {
 		t.Errorf("violations: %v", vs)
 	}
 }
 
 func TestParseErrors(t *testing.T) {
-	_, err := ParseApp([]byte(`{"id": "/a", "cpuz": 1}`))
+	_, err := Parse([]byte(`{"id": "/a", "cpuz": 1}`))
 	if err == nil || !strings.Contains(err.Error(), `unknown field "cpuz"`) {
 		t.Errorf("unknown field: got %v", err)
 	}
-	_, err = ParseApp([]byte("{\n  \"id\": \"/a\",\n  \"cpus\": ,\n}"))
+	_, err = Parse([]byte("{\n  \"id\": \"/a\",\n  \"cpus\": ,\n}"))
 	if err == nil || !strings.Contains(err.Error(), "line 3:11") {
 		t.Errorf("syntax error: got %v", err)
 	}
-	big := []byte(`{"id":"/a","cmd":"` + strings.Repeat("x", MaxAppBytes) + `"}`)
-	_, err = ParseApp(big)
-	if !errors.Is(err, ErrAppTooLarge) {
+	big := []byte(`{"id":"/a","cmd":"` + strings.Repeat("x", MaxBytes) + `"}`)
+	_, err = Parse(big)
+	if !errors.Is(err, ErrTooLarge) {
 		t.Errorf("oversized: got %v", err)
 	}
 }
@@ -292,7 +291,7 @@ const validBase = `{
 }`
 
 func TestValidationRules(t *testing.T) {
-	if vs := ValidateApp(NormalizeApp(mustParse(t, validBase))); len(vs) != 0 {
+	if vs := Validate(Canonicalize(mustParse(t, validBase))); len(vs) != 0 {
 		t.Fatalf("base app invalid: %v", vs)
 	}
 	cases := []struct {
@@ -396,8 +395,8 @@ func TestValidationRules(t *testing.T) {
 					app.ProtoReflect().Clear(fd)
 				}
 			}
-			NormalizeApp(app)
-			vs := ValidateApp(app)
+			Canonicalize(app)
+			vs := Validate(app)
 			if !hasViolation(vs, c.field, c.words...) {
 				t.Fatalf("want violation on %s mentioning %q, got %v", c.field, c.words, vs)
 			}
@@ -406,7 +405,7 @@ func TestValidationRules(t *testing.T) {
 }
 
 func TestValidateUpdateResident(t *testing.T) {
-	old := NormalizeApp(mustParse(t, validBase))
+	old := Canonicalize(mustParse(t, validBase))
 	cases := []struct {
 		patch string
 		field string
@@ -420,26 +419,26 @@ func TestValidateUpdateResident(t *testing.T) {
 		{`{"portDefinitions": [{"port": 5432, "name": "pg"}, {"port": 0, "name": "metrics"}]}`, "portDefinitions"},
 	}
 	for _, c := range cases {
-		updated := NormalizeApp(MergePartial(old, mustParse(t, c.patch)))
+		updated := Canonicalize(MergePartial(old, mustParse(t, c.patch)))
 		vs := ValidateUpdate(old, updated)
 		if !hasViolation(vs, c.field, "resident") {
 			t.Errorf("%s: want violation on %s, got %v", c.patch, c.field, vs)
 		}
 	}
 	// Allowed changes: instances, env, cmd.
-	updated := NormalizeApp(MergePartial(old, mustParse(t, `{"instances": 3, "env": {"A": "b"}, "cmd": "postgres -c x"}`)))
+	updated := Canonicalize(MergePartial(old, mustParse(t, `{"instances": 3, "env": {"A": "b"}, "cmd": "postgres -c x"}`)))
 	if vs := ValidateUpdate(old, updated); len(vs) != 0 {
 		t.Errorf("allowed update refused: %v", vs)
 	}
 	// Non-resident apps may change anything.
-	stateless := NormalizeApp(mustParse(t, `{"id": "/s", "cmd": "x"}`))
-	if vs := ValidateUpdate(stateless, NormalizeApp(MergePartial(stateless, mustParse(t, `{"cpus": 4}`)))); len(vs) != 0 {
+	stateless := Canonicalize(mustParse(t, `{"id": "/s", "cmd": "x"}`))
+	if vs := ValidateUpdate(stateless, Canonicalize(MergePartial(stateless, mustParse(t, `{"cpus": 4}`)))); len(vs) != 0 {
 		t.Errorf("stateless update refused: %v", vs)
 	}
 }
 
 func TestMergePartial(t *testing.T) {
-	old := NormalizeApp(mustParse(t, validBase))
+	old := Canonicalize(mustParse(t, validBase))
 	old.Version = proto.String("2020-01-01T00:00:00Z")
 	patch := mustParse(t, `{"id": "/other", "instances": 0, "env": {"X": "1"}, "version": "x"}`)
 	merged := MergePartial(old, patch)
@@ -462,20 +461,6 @@ func TestMergePartial(t *testing.T) {
 	}
 }
 
-func TestViolationsError(t *testing.T) {
-	vs := []Violation{{"container.volumes[0].persistent.size", "must be greater than 0"}, {"cmd", "must not be set together with args"}}
-	err := ViolationsError("app /x", vs)
-	if err.Code() != connect.CodeInvalidArgument {
-		t.Errorf("code = %v", err.Code())
-	}
-	if !strings.Contains(err.Message(), "container.volumes[0].persistent.size: must be greater than 0") {
-		t.Errorf("message = %q", err.Message())
-	}
-	if got := ViolationsFromError(err); !reflect.DeepEqual(got, vs) {
-		t.Errorf("details = %v", got)
-	}
-}
-
 func FuzzParseAndValidateApp(f *testing.F) {
 	files, _ := filepath.Glob("testdata/*/*.json")
 	for _, file := range files {
@@ -488,25 +473,25 @@ func FuzzParseAndValidateApp(f *testing.F) {
 	f.Add([]byte(validBase))
 	f.Add([]byte(`{"id":"a","container":{"docker":{"network":"USER"}},"ipAddress":{"discovery":{"ports":[{"number":1}]}}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		app, err := ParseApp(data)
+		app, err := Parse(data)
 		if err != nil {
 			return
 		}
-		// Validation of the raw input, then of the normalized app, must not
-		// panic; normalization must be idempotent and keep parseability.
-		_ = ValidateApp(app)
-		NormalizeApp(app)
-		vs := ValidateApp(app)
+		// Validation of the raw input, then of the canonical app, must not
+		// panic; canonicalization must be idempotent and keep parseability.
+		_ = Validate(app)
+		Canonicalize(app)
+		vs := Validate(app)
 		once := proto.Clone(app).(*v1.App)
-		NormalizeApp(app)
+		Canonicalize(app)
 		if !proto.Equal(once, app) {
-			t.Fatalf("normalize not idempotent:\n%v\n%v", once, app)
+			t.Fatalf("canonicalize not idempotent:\n%v\n%v", once, app)
 		}
 		out, err := protojson.Marshal(app)
 		if err != nil {
 			return // e.g. invalid UTF-8 cannot be rendered; parse refused it anyway
 		}
-		back, err := ParseApp(out)
+		back, err := Parse(out)
 		if err != nil {
 			t.Fatalf("rendered app does not parse: %v\n%s", err, out)
 		}
@@ -514,8 +499,10 @@ func FuzzParseAndValidateApp(f *testing.F) {
 			t.Fatalf("render/parse changed the app")
 		}
 		_ = ValidateUpdate(once, app)
-		if len(vs) > 0 {
-			_ = ViolationsError("app", vs)
+		for _, v := range vs {
+			if v.Field == "" || v.Description == "" {
+				t.Fatalf("violation without field or description: %+v", v)
+			}
 		}
 	})
 }
