@@ -440,10 +440,11 @@ func TestValidateUpdateResident(t *testing.T) {
 func TestMergePartial(t *testing.T) {
 	old := Canonicalize(mustParse(t, validBase))
 	old.Version = proto.String("2020-01-01T00:00:00Z")
-	patch := mustParse(t, `{"id": "/other", "instances": 0, "env": {"X": "1"}, "version": "x"}`)
+	old.VersionInfo = &v1.VersionInfo{LastScalingAt: "2020-01-01T00:00:00Z", LastConfigChangeAt: "2020-01-01T00:00:00Z"}
+	patch := mustParse(t, `{"id": "/other", "instances": 0, "env": {"X": "1"}, "version": "x", "versionInfo": {"lastScalingAt": "x"}}`)
 	merged := MergePartial(old, patch)
-	if merged.GetId() != "/db/pg" || merged.GetVersion() != "2020-01-01T00:00:00Z" {
-		t.Errorf("id/version taken from patch: %v %v", merged.GetId(), merged.GetVersion())
+	if merged.GetId() != "/db/pg" || merged.GetVersion() != "2020-01-01T00:00:00Z" || !proto.Equal(merged.GetVersionInfo(), old.GetVersionInfo()) {
+		t.Errorf("id/version taken from patch: %v %v %v", merged.GetId(), merged.GetVersion(), merged.GetVersionInfo())
 	}
 	if merged.Instances == nil || merged.GetInstances() != 0 {
 		t.Errorf("explicit instances 0 not applied: %v", merged.Instances)

@@ -22,10 +22,12 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
-// App is a Marathon application definition, field for field. The JSON names
-// are Marathon's, so a Marathon app file parses directly into this message
-// with protojson. Scalars that Marathon defaults when absent are optional so
-// that "absent" and "explicitly zero" stay distinct and render back as given.
+// App is a Marathon application definition, field for field. Field names
+// are lower_snake_case; their JSON names (lowerCamelCase, as protojson
+// derives them) are Marathon's. Package appmodel parses Marathon's JSON,
+// including its loose forms, into this message and renders it back.
+// Scalars that Marathon defaults when absent are optional so that "absent"
+// and "explicitly zero" stay distinct and render back as given.
 type App struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// id is the app path, e.g. "/db/postgres". A relative id is made absolute.
@@ -45,35 +47,35 @@ type App struct {
 	Constraints     []*structpb.ListValue `protobuf:"bytes,12,rep,name=constraints,proto3" json:"constraints,omitempty"`
 	Container       *Container            `protobuf:"bytes,13,opt,name=container,proto3" json:"container,omitempty"`
 	Networks        []*Network            `protobuf:"bytes,14,rep,name=networks,proto3" json:"networks,omitempty"`
-	PortDefinitions []*PortDefinition     `protobuf:"bytes,15,rep,name=portDefinitions,proto3" json:"portDefinitions,omitempty"`
+	PortDefinitions []*PortDefinition     `protobuf:"bytes,15,rep,name=port_definitions,json=portDefinitions,proto3" json:"port_definitions,omitempty"`
 	Ports           []int32               `protobuf:"varint,16,rep,packed,name=ports,proto3" json:"ports,omitempty"`
-	RequirePorts    *bool                 `protobuf:"varint,17,opt,name=requirePorts,proto3,oneof" json:"requirePorts,omitempty"`
-	HealthChecks    []*HealthCheck        `protobuf:"bytes,18,rep,name=healthChecks,proto3" json:"healthChecks,omitempty"`
-	ReadinessChecks []*ReadinessCheck     `protobuf:"bytes,19,rep,name=readinessChecks,proto3" json:"readinessChecks,omitempty"`
-	UpgradeStrategy *UpgradeStrategy      `protobuf:"bytes,20,opt,name=upgradeStrategy,proto3" json:"upgradeStrategy,omitempty"`
+	RequirePorts    *bool                 `protobuf:"varint,17,opt,name=require_ports,json=requirePorts,proto3,oneof" json:"require_ports,omitempty"`
+	HealthChecks    []*HealthCheck        `protobuf:"bytes,18,rep,name=health_checks,json=healthChecks,proto3" json:"health_checks,omitempty"`
+	ReadinessChecks []*ReadinessCheck     `protobuf:"bytes,19,rep,name=readiness_checks,json=readinessChecks,proto3" json:"readiness_checks,omitempty"`
+	UpgradeStrategy *UpgradeStrategy      `protobuf:"bytes,20,opt,name=upgrade_strategy,json=upgradeStrategy,proto3" json:"upgrade_strategy,omitempty"`
 	// unreachableStrategy is either the string "disabled" or an object with
 	// inactiveAfterSeconds and expungeAfterSeconds.
-	UnreachableStrategy        *structpb.Value `protobuf:"bytes,21,opt,name=unreachableStrategy,proto3" json:"unreachableStrategy,omitempty"`
+	UnreachableStrategy        *structpb.Value `protobuf:"bytes,21,opt,name=unreachable_strategy,json=unreachableStrategy,proto3" json:"unreachable_strategy,omitempty"`
 	Residency                  *Residency      `protobuf:"bytes,22,opt,name=residency,proto3" json:"residency,omitempty"`
-	KillSelection              *string         `protobuf:"bytes,23,opt,name=killSelection,proto3,oneof" json:"killSelection,omitempty"`
-	BackoffSeconds             *float64        `protobuf:"fixed64,24,opt,name=backoffSeconds,proto3,oneof" json:"backoffSeconds,omitempty"`
-	BackoffFactor              *float64        `protobuf:"fixed64,25,opt,name=backoffFactor,proto3,oneof" json:"backoffFactor,omitempty"`
-	MaxLaunchDelaySeconds      *int32          `protobuf:"varint,26,opt,name=maxLaunchDelaySeconds,proto3,oneof" json:"maxLaunchDelaySeconds,omitempty"`
+	KillSelection              *string         `protobuf:"bytes,23,opt,name=kill_selection,json=killSelection,proto3,oneof" json:"kill_selection,omitempty"`
+	BackoffSeconds             *float64        `protobuf:"fixed64,24,opt,name=backoff_seconds,json=backoffSeconds,proto3,oneof" json:"backoff_seconds,omitempty"`
+	BackoffFactor              *float64        `protobuf:"fixed64,25,opt,name=backoff_factor,json=backoffFactor,proto3,oneof" json:"backoff_factor,omitempty"`
+	MaxLaunchDelaySeconds      *int32          `protobuf:"varint,26,opt,name=max_launch_delay_seconds,json=maxLaunchDelaySeconds,proto3,oneof" json:"max_launch_delay_seconds,omitempty"`
 	Fetch                      []*FetchUri     `protobuf:"bytes,27,rep,name=fetch,proto3" json:"fetch,omitempty"`
 	Dependencies               []string        `protobuf:"bytes,28,rep,name=dependencies,proto3" json:"dependencies,omitempty"`
-	AcceptedResourceRoles      []string        `protobuf:"bytes,29,rep,name=acceptedResourceRoles,proto3" json:"acceptedResourceRoles,omitempty"`
+	AcceptedResourceRoles      []string        `protobuf:"bytes,29,rep,name=accepted_resource_roles,json=acceptedResourceRoles,proto3" json:"accepted_resource_roles,omitempty"`
 	Role                       *string         `protobuf:"bytes,30,opt,name=role,proto3,oneof" json:"role,omitempty"`
-	IpAddress                  *IpAddress      `protobuf:"bytes,31,opt,name=ipAddress,proto3" json:"ipAddress,omitempty"`
+	IpAddress                  *IpAddress      `protobuf:"bytes,31,opt,name=ip_address,json=ipAddress,proto3" json:"ip_address,omitempty"`
 	Executor                   *string         `protobuf:"bytes,32,opt,name=executor,proto3,oneof" json:"executor,omitempty"`
-	TaskKillGracePeriodSeconds *int32          `protobuf:"varint,33,opt,name=taskKillGracePeriodSeconds,proto3,oneof" json:"taskKillGracePeriodSeconds,omitempty"`
+	TaskKillGracePeriodSeconds *int32          `protobuf:"varint,33,opt,name=task_kill_grace_period_seconds,json=taskKillGracePeriodSeconds,proto3,oneof" json:"task_kill_grace_period_seconds,omitempty"`
 	// version is the time of the last change (RFC 3339), set by the server.
 	Version     *string            `protobuf:"bytes,34,opt,name=version,proto3,oneof" json:"version,omitempty"`
-	VersionInfo *VersionInfo       `protobuf:"bytes,35,opt,name=versionInfo,proto3" json:"versionInfo,omitempty"`
+	VersionInfo *VersionInfo       `protobuf:"bytes,35,opt,name=version_info,json=versionInfo,proto3" json:"version_info,omitempty"`
 	Secrets     map[string]*Secret `protobuf:"bytes,36,rep,name=secrets,proto3" json:"secrets,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// uris is the pre-fetch list of Marathon before 1.0.
 	Uris           []string `protobuf:"bytes,37,rep,name=uris,proto3" json:"uris,omitempty"`
 	Tty            *bool    `protobuf:"varint,38,opt,name=tty,proto3,oneof" json:"tty,omitempty"`
-	MaxUnavailable *int32   `protobuf:"varint,39,opt,name=maxUnavailable,proto3,oneof" json:"maxUnavailable,omitempty"`
+	MaxUnavailable *int32   `protobuf:"varint,39,opt,name=max_unavailable,json=maxUnavailable,proto3,oneof" json:"max_unavailable,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -388,7 +390,7 @@ type Container struct {
 	Type          *string        `protobuf:"bytes,1,opt,name=type,proto3,oneof" json:"type,omitempty"`
 	Docker        *Docker        `protobuf:"bytes,2,opt,name=docker,proto3" json:"docker,omitempty"`
 	Volumes       []*Volume      `protobuf:"bytes,3,rep,name=volumes,proto3" json:"volumes,omitempty"`
-	PortMappings  []*PortMapping `protobuf:"bytes,4,rep,name=portMappings,proto3" json:"portMappings,omitempty"`
+	PortMappings  []*PortMapping `protobuf:"bytes,4,rep,name=port_mappings,json=portMappings,proto3" json:"port_mappings,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -457,10 +459,10 @@ type Docker struct {
 	Image string                 `protobuf:"bytes,1,opt,name=image,proto3" json:"image,omitempty"`
 	// network is HOST, BRIDGE, USER or NONE (deprecated in favour of networks).
 	Network        *string            `protobuf:"bytes,2,opt,name=network,proto3,oneof" json:"network,omitempty"`
-	PortMappings   []*PortMapping     `protobuf:"bytes,3,rep,name=portMappings,proto3" json:"portMappings,omitempty"`
+	PortMappings   []*PortMapping     `protobuf:"bytes,3,rep,name=port_mappings,json=portMappings,proto3" json:"port_mappings,omitempty"`
 	Privileged     *bool              `protobuf:"varint,4,opt,name=privileged,proto3,oneof" json:"privileged,omitempty"`
 	Parameters     []*DockerParameter `protobuf:"bytes,5,rep,name=parameters,proto3" json:"parameters,omitempty"`
-	ForcePullImage *bool              `protobuf:"varint,6,opt,name=forcePullImage,proto3,oneof" json:"forcePullImage,omitempty"`
+	ForcePullImage *bool              `protobuf:"varint,6,opt,name=force_pull_image,json=forcePullImage,proto3,oneof" json:"force_pull_image,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -593,14 +595,14 @@ func (x *DockerParameter) GetValue() string {
 // PortMapping maps a container port to a host port.
 type PortMapping struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	ContainerPort *int32                 `protobuf:"varint,1,opt,name=containerPort,proto3,oneof" json:"containerPort,omitempty"`
+	ContainerPort *int32                 `protobuf:"varint,1,opt,name=container_port,json=containerPort,proto3,oneof" json:"container_port,omitempty"`
 	// hostPort 0 asks for a port from the offer.
-	HostPort      *int32            `protobuf:"varint,2,opt,name=hostPort,proto3,oneof" json:"hostPort,omitempty"`
-	ServicePort   *int32            `protobuf:"varint,3,opt,name=servicePort,proto3,oneof" json:"servicePort,omitempty"`
+	HostPort      *int32            `protobuf:"varint,2,opt,name=host_port,json=hostPort,proto3,oneof" json:"host_port,omitempty"`
+	ServicePort   *int32            `protobuf:"varint,3,opt,name=service_port,json=servicePort,proto3,oneof" json:"service_port,omitempty"`
 	Protocol      *string           `protobuf:"bytes,4,opt,name=protocol,proto3,oneof" json:"protocol,omitempty"`
 	Name          *string           `protobuf:"bytes,5,opt,name=name,proto3,oneof" json:"name,omitempty"`
 	Labels        map[string]string `protobuf:"bytes,6,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	NetworkNames  []string          `protobuf:"bytes,7,rep,name=networkNames,proto3" json:"networkNames,omitempty"`
+	NetworkNames  []string          `protobuf:"bytes,7,rep,name=network_names,json=networkNames,proto3" json:"network_names,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -687,8 +689,8 @@ func (x *PortMapping) GetNetworkNames() []string {
 // Volume is a host, persistent or external volume of the container.
 type Volume struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	ContainerPath string                 `protobuf:"bytes,1,opt,name=containerPath,proto3" json:"containerPath,omitempty"`
-	HostPath      *string                `protobuf:"bytes,2,opt,name=hostPath,proto3,oneof" json:"hostPath,omitempty"`
+	ContainerPath string                 `protobuf:"bytes,1,opt,name=container_path,json=containerPath,proto3" json:"container_path,omitempty"`
+	HostPath      *string                `protobuf:"bytes,2,opt,name=host_path,json=hostPath,proto3,oneof" json:"host_path,omitempty"`
 	// mode is RW or RO.
 	Mode          *string           `protobuf:"bytes,3,opt,name=mode,proto3,oneof" json:"mode,omitempty"`
 	Persistent    *PersistentVolume `protobuf:"bytes,4,opt,name=persistent,proto3" json:"persistent,omitempty"`
@@ -777,9 +779,9 @@ type PersistentVolume struct {
 	Size *float64 `protobuf:"fixed64,1,opt,name=size,proto3,oneof" json:"size,omitempty"`
 	// type is root, path or mount.
 	Type          *string               `protobuf:"bytes,2,opt,name=type,proto3,oneof" json:"type,omitempty"`
-	MaxSize       *float64              `protobuf:"fixed64,3,opt,name=maxSize,proto3,oneof" json:"maxSize,omitempty"`
+	MaxSize       *float64              `protobuf:"fixed64,3,opt,name=max_size,json=maxSize,proto3,oneof" json:"max_size,omitempty"`
 	Constraints   []*structpb.ListValue `protobuf:"bytes,4,rep,name=constraints,proto3" json:"constraints,omitempty"`
-	ProfileName   *string               `protobuf:"bytes,5,opt,name=profileName,proto3,oneof" json:"profileName,omitempty"`
+	ProfileName   *string               `protobuf:"bytes,5,opt,name=profile_name,json=profileName,proto3,oneof" json:"profile_name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -986,17 +988,17 @@ type HealthCheck struct {
 	state                  protoimpl.MessageState `protogen:"open.v1"`
 	Protocol               *string                `protobuf:"bytes,1,opt,name=protocol,proto3,oneof" json:"protocol,omitempty"`
 	Path                   *string                `protobuf:"bytes,2,opt,name=path,proto3,oneof" json:"path,omitempty"`
-	PortIndex              *int32                 `protobuf:"varint,3,opt,name=portIndex,proto3,oneof" json:"portIndex,omitempty"`
+	PortIndex              *int32                 `protobuf:"varint,3,opt,name=port_index,json=portIndex,proto3,oneof" json:"port_index,omitempty"`
 	Port                   *int32                 `protobuf:"varint,4,opt,name=port,proto3,oneof" json:"port,omitempty"`
 	Command                *HealthCheckCommand    `protobuf:"bytes,5,opt,name=command,proto3" json:"command,omitempty"`
-	GracePeriodSeconds     *int32                 `protobuf:"varint,6,opt,name=gracePeriodSeconds,proto3,oneof" json:"gracePeriodSeconds,omitempty"`
-	IntervalSeconds        *int32                 `protobuf:"varint,7,opt,name=intervalSeconds,proto3,oneof" json:"intervalSeconds,omitempty"`
-	TimeoutSeconds         *int32                 `protobuf:"varint,8,opt,name=timeoutSeconds,proto3,oneof" json:"timeoutSeconds,omitempty"`
-	MaxConsecutiveFailures *int32                 `protobuf:"varint,9,opt,name=maxConsecutiveFailures,proto3,oneof" json:"maxConsecutiveFailures,omitempty"`
-	IgnoreHttp1Xx          *bool                  `protobuf:"varint,10,opt,name=ignoreHttp1xx,proto3,oneof" json:"ignoreHttp1xx,omitempty"`
-	DelaySeconds           *int32                 `protobuf:"varint,11,opt,name=delaySeconds,proto3,oneof" json:"delaySeconds,omitempty"`
+	GracePeriodSeconds     *int32                 `protobuf:"varint,6,opt,name=grace_period_seconds,json=gracePeriodSeconds,proto3,oneof" json:"grace_period_seconds,omitempty"`
+	IntervalSeconds        *int32                 `protobuf:"varint,7,opt,name=interval_seconds,json=intervalSeconds,proto3,oneof" json:"interval_seconds,omitempty"`
+	TimeoutSeconds         *int32                 `protobuf:"varint,8,opt,name=timeout_seconds,json=timeoutSeconds,proto3,oneof" json:"timeout_seconds,omitempty"`
+	MaxConsecutiveFailures *int32                 `protobuf:"varint,9,opt,name=max_consecutive_failures,json=maxConsecutiveFailures,proto3,oneof" json:"max_consecutive_failures,omitempty"`
+	IgnoreHttp1Xx          *bool                  `protobuf:"varint,10,opt,name=ignore_http1xx,json=ignoreHttp1xx,proto3,oneof" json:"ignore_http1xx,omitempty"`
+	DelaySeconds           *int32                 `protobuf:"varint,11,opt,name=delay_seconds,json=delaySeconds,proto3,oneof" json:"delay_seconds,omitempty"`
 	// ipProtocol is IPv4 or IPv6 (MESOS_* checks only).
-	IpProtocol    *string `protobuf:"bytes,12,opt,name=ipProtocol,proto3,oneof" json:"ipProtocol,omitempty"`
+	IpProtocol    *string `protobuf:"bytes,12,opt,name=ip_protocol,json=ipProtocol,proto3,oneof" json:"ip_protocol,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1166,14 +1168,14 @@ type ReadinessCheck struct {
 	Name            *string                `protobuf:"bytes,1,opt,name=name,proto3,oneof" json:"name,omitempty"`
 	Protocol        *string                `protobuf:"bytes,2,opt,name=protocol,proto3,oneof" json:"protocol,omitempty"`
 	Path            *string                `protobuf:"bytes,3,opt,name=path,proto3,oneof" json:"path,omitempty"`
-	PortName        *string                `protobuf:"bytes,4,opt,name=portName,proto3,oneof" json:"portName,omitempty"`
-	IntervalSeconds *int32                 `protobuf:"varint,5,opt,name=intervalSeconds,proto3,oneof" json:"intervalSeconds,omitempty"`
-	TimeoutSeconds  *int32                 `protobuf:"varint,6,opt,name=timeoutSeconds,proto3,oneof" json:"timeoutSeconds,omitempty"`
+	PortName        *string                `protobuf:"bytes,4,opt,name=port_name,json=portName,proto3,oneof" json:"port_name,omitempty"`
+	IntervalSeconds *int32                 `protobuf:"varint,5,opt,name=interval_seconds,json=intervalSeconds,proto3,oneof" json:"interval_seconds,omitempty"`
+	TimeoutSeconds  *int32                 `protobuf:"varint,6,opt,name=timeout_seconds,json=timeoutSeconds,proto3,oneof" json:"timeout_seconds,omitempty"`
 	// interval and timeout are the millisecond forms of the API docs' example.
 	Interval                *int32  `protobuf:"varint,7,opt,name=interval,proto3,oneof" json:"interval,omitempty"`
 	Timeout                 *int32  `protobuf:"varint,8,opt,name=timeout,proto3,oneof" json:"timeout,omitempty"`
-	HttpStatusCodesForReady []int32 `protobuf:"varint,9,rep,packed,name=httpStatusCodesForReady,proto3" json:"httpStatusCodesForReady,omitempty"`
-	PreserveLastResponse    *bool   `protobuf:"varint,10,opt,name=preserveLastResponse,proto3,oneof" json:"preserveLastResponse,omitempty"`
+	HttpStatusCodesForReady []int32 `protobuf:"varint,9,rep,packed,name=http_status_codes_for_ready,json=httpStatusCodesForReady,proto3" json:"http_status_codes_for_ready,omitempty"`
+	PreserveLastResponse    *bool   `protobuf:"varint,10,opt,name=preserve_last_response,json=preserveLastResponse,proto3,oneof" json:"preserve_last_response,omitempty"`
 	unknownFields           protoimpl.UnknownFields
 	sizeCache               protoimpl.SizeCache
 }
@@ -1281,8 +1283,8 @@ func (x *ReadinessCheck) GetPreserveLastResponse() bool {
 // UpgradeStrategy bounds capacity during a deployment.
 type UpgradeStrategy struct {
 	state                 protoimpl.MessageState `protogen:"open.v1"`
-	MinimumHealthCapacity *float64               `protobuf:"fixed64,1,opt,name=minimumHealthCapacity,proto3,oneof" json:"minimumHealthCapacity,omitempty"`
-	MaximumOverCapacity   *float64               `protobuf:"fixed64,2,opt,name=maximumOverCapacity,proto3,oneof" json:"maximumOverCapacity,omitempty"`
+	MinimumHealthCapacity *float64               `protobuf:"fixed64,1,opt,name=minimum_health_capacity,json=minimumHealthCapacity,proto3,oneof" json:"minimum_health_capacity,omitempty"`
+	MaximumOverCapacity   *float64               `protobuf:"fixed64,2,opt,name=maximum_over_capacity,json=maximumOverCapacity,proto3,oneof" json:"maximum_over_capacity,omitempty"`
 	unknownFields         protoimpl.UnknownFields
 	sizeCache             protoimpl.SizeCache
 }
@@ -1334,8 +1336,8 @@ func (x *UpgradeStrategy) GetMaximumOverCapacity() float64 {
 // Residency is accepted for compatibility; Marathon ignores it since 1.6.
 type Residency struct {
 	state                            protoimpl.MessageState `protogen:"open.v1"`
-	RelaunchEscalationTimeoutSeconds *int32                 `protobuf:"varint,1,opt,name=relaunchEscalationTimeoutSeconds,proto3,oneof" json:"relaunchEscalationTimeoutSeconds,omitempty"`
-	TaskLostBehavior                 *string                `protobuf:"bytes,2,opt,name=taskLostBehavior,proto3,oneof" json:"taskLostBehavior,omitempty"`
+	RelaunchEscalationTimeoutSeconds *int32                 `protobuf:"varint,1,opt,name=relaunch_escalation_timeout_seconds,json=relaunchEscalationTimeoutSeconds,proto3,oneof" json:"relaunch_escalation_timeout_seconds,omitempty"`
+	TaskLostBehavior                 *string                `protobuf:"bytes,2,opt,name=task_lost_behavior,json=taskLostBehavior,proto3,oneof" json:"task_lost_behavior,omitempty"`
 	unknownFields                    protoimpl.UnknownFields
 	sizeCache                        protoimpl.SizeCache
 }
@@ -1391,7 +1393,7 @@ type FetchUri struct {
 	Executable    *bool                  `protobuf:"varint,2,opt,name=executable,proto3,oneof" json:"executable,omitempty"`
 	Extract       *bool                  `protobuf:"varint,3,opt,name=extract,proto3,oneof" json:"extract,omitempty"`
 	Cache         *bool                  `protobuf:"varint,4,opt,name=cache,proto3,oneof" json:"cache,omitempty"`
-	DestPath      *string                `protobuf:"bytes,5,opt,name=destPath,proto3,oneof" json:"destPath,omitempty"`
+	DestPath      *string                `protobuf:"bytes,5,opt,name=dest_path,json=destPath,proto3,oneof" json:"dest_path,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1467,7 +1469,7 @@ type IpAddress struct {
 	Discovery     *Discovery             `protobuf:"bytes,1,opt,name=discovery,proto3" json:"discovery,omitempty"`
 	Groups        []string               `protobuf:"bytes,2,rep,name=groups,proto3" json:"groups,omitempty"`
 	Labels        map[string]string      `protobuf:"bytes,3,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	NetworkName   *string                `protobuf:"bytes,4,opt,name=networkName,proto3,oneof" json:"networkName,omitempty"`
+	NetworkName   *string                `protobuf:"bytes,4,opt,name=network_name,json=networkName,proto3,oneof" json:"network_name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1647,8 +1649,8 @@ func (x *DiscoveryPort) GetLabels() map[string]string {
 // VersionInfo records when the app last changed.
 type VersionInfo struct {
 	state              protoimpl.MessageState `protogen:"open.v1"`
-	LastScalingAt      string                 `protobuf:"bytes,1,opt,name=lastScalingAt,proto3" json:"lastScalingAt,omitempty"`
-	LastConfigChangeAt string                 `protobuf:"bytes,2,opt,name=lastConfigChangeAt,proto3" json:"lastConfigChangeAt,omitempty"`
+	LastScalingAt      string                 `protobuf:"bytes,1,opt,name=last_scaling_at,json=lastScalingAt,proto3" json:"last_scaling_at,omitempty"`
+	LastConfigChangeAt string                 `protobuf:"bytes,2,opt,name=last_config_change_at,json=lastConfigChangeAt,proto3" json:"last_config_change_at,omitempty"`
 	unknownFields      protoimpl.UnknownFields
 	sizeCache          protoimpl.SizeCache
 }
@@ -1746,7 +1748,7 @@ var File_berth_v1_app_proto protoreflect.FileDescriptor
 
 const file_berth_v1_app_proto_rawDesc = "" +
 	"\n" +
-	"\x12berth/v1/app.proto\x12\bberth.v1\x1a\x1cgoogle/protobuf/struct.proto\"\xba\x10\n" +
+	"\x12berth/v1/app.proto\x12\bberth.v1\x1a\x1cgoogle/protobuf/struct.proto\"\xdb\x10\n" +
 	"\x03App\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
 	"\x03cmd\x18\x02 \x01(\tH\x00R\x03cmd\x88\x01\x01\x12\x12\n" +
@@ -1762,33 +1764,34 @@ const file_berth_v1_app_proto_rawDesc = "" +
 	"\x04gpus\x18\v \x01(\x05H\x06R\x04gpus\x88\x01\x01\x12<\n" +
 	"\vconstraints\x18\f \x03(\v2\x1a.google.protobuf.ListValueR\vconstraints\x121\n" +
 	"\tcontainer\x18\r \x01(\v2\x13.berth.v1.ContainerR\tcontainer\x12-\n" +
-	"\bnetworks\x18\x0e \x03(\v2\x11.berth.v1.NetworkR\bnetworks\x12B\n" +
-	"\x0fportDefinitions\x18\x0f \x03(\v2\x18.berth.v1.PortDefinitionR\x0fportDefinitions\x12\x14\n" +
-	"\x05ports\x18\x10 \x03(\x05R\x05ports\x12'\n" +
-	"\frequirePorts\x18\x11 \x01(\bH\aR\frequirePorts\x88\x01\x01\x129\n" +
-	"\fhealthChecks\x18\x12 \x03(\v2\x15.berth.v1.HealthCheckR\fhealthChecks\x12B\n" +
-	"\x0freadinessChecks\x18\x13 \x03(\v2\x18.berth.v1.ReadinessCheckR\x0freadinessChecks\x12C\n" +
-	"\x0fupgradeStrategy\x18\x14 \x01(\v2\x19.berth.v1.UpgradeStrategyR\x0fupgradeStrategy\x12H\n" +
-	"\x13unreachableStrategy\x18\x15 \x01(\v2\x16.google.protobuf.ValueR\x13unreachableStrategy\x121\n" +
-	"\tresidency\x18\x16 \x01(\v2\x13.berth.v1.ResidencyR\tresidency\x12)\n" +
-	"\rkillSelection\x18\x17 \x01(\tH\bR\rkillSelection\x88\x01\x01\x12+\n" +
-	"\x0ebackoffSeconds\x18\x18 \x01(\x01H\tR\x0ebackoffSeconds\x88\x01\x01\x12)\n" +
-	"\rbackoffFactor\x18\x19 \x01(\x01H\n" +
-	"R\rbackoffFactor\x88\x01\x01\x129\n" +
-	"\x15maxLaunchDelaySeconds\x18\x1a \x01(\x05H\vR\x15maxLaunchDelaySeconds\x88\x01\x01\x12(\n" +
+	"\bnetworks\x18\x0e \x03(\v2\x11.berth.v1.NetworkR\bnetworks\x12C\n" +
+	"\x10port_definitions\x18\x0f \x03(\v2\x18.berth.v1.PortDefinitionR\x0fportDefinitions\x12\x14\n" +
+	"\x05ports\x18\x10 \x03(\x05R\x05ports\x12(\n" +
+	"\rrequire_ports\x18\x11 \x01(\bH\aR\frequirePorts\x88\x01\x01\x12:\n" +
+	"\rhealth_checks\x18\x12 \x03(\v2\x15.berth.v1.HealthCheckR\fhealthChecks\x12C\n" +
+	"\x10readiness_checks\x18\x13 \x03(\v2\x18.berth.v1.ReadinessCheckR\x0freadinessChecks\x12D\n" +
+	"\x10upgrade_strategy\x18\x14 \x01(\v2\x19.berth.v1.UpgradeStrategyR\x0fupgradeStrategy\x12I\n" +
+	"\x14unreachable_strategy\x18\x15 \x01(\v2\x16.google.protobuf.ValueR\x13unreachableStrategy\x121\n" +
+	"\tresidency\x18\x16 \x01(\v2\x13.berth.v1.ResidencyR\tresidency\x12*\n" +
+	"\x0ekill_selection\x18\x17 \x01(\tH\bR\rkillSelection\x88\x01\x01\x12,\n" +
+	"\x0fbackoff_seconds\x18\x18 \x01(\x01H\tR\x0ebackoffSeconds\x88\x01\x01\x12*\n" +
+	"\x0ebackoff_factor\x18\x19 \x01(\x01H\n" +
+	"R\rbackoffFactor\x88\x01\x01\x12<\n" +
+	"\x18max_launch_delay_seconds\x18\x1a \x01(\x05H\vR\x15maxLaunchDelaySeconds\x88\x01\x01\x12(\n" +
 	"\x05fetch\x18\x1b \x03(\v2\x12.berth.v1.FetchUriR\x05fetch\x12\"\n" +
-	"\fdependencies\x18\x1c \x03(\tR\fdependencies\x124\n" +
-	"\x15acceptedResourceRoles\x18\x1d \x03(\tR\x15acceptedResourceRoles\x12\x17\n" +
-	"\x04role\x18\x1e \x01(\tH\fR\x04role\x88\x01\x01\x121\n" +
-	"\tipAddress\x18\x1f \x01(\v2\x13.berth.v1.IpAddressR\tipAddress\x12\x1f\n" +
-	"\bexecutor\x18  \x01(\tH\rR\bexecutor\x88\x01\x01\x12C\n" +
-	"\x1ataskKillGracePeriodSeconds\x18! \x01(\x05H\x0eR\x1ataskKillGracePeriodSeconds\x88\x01\x01\x12\x1d\n" +
-	"\aversion\x18\" \x01(\tH\x0fR\aversion\x88\x01\x01\x127\n" +
-	"\vversionInfo\x18# \x01(\v2\x15.berth.v1.VersionInfoR\vversionInfo\x124\n" +
+	"\fdependencies\x18\x1c \x03(\tR\fdependencies\x126\n" +
+	"\x17accepted_resource_roles\x18\x1d \x03(\tR\x15acceptedResourceRoles\x12\x17\n" +
+	"\x04role\x18\x1e \x01(\tH\fR\x04role\x88\x01\x01\x122\n" +
+	"\n" +
+	"ip_address\x18\x1f \x01(\v2\x13.berth.v1.IpAddressR\tipAddress\x12\x1f\n" +
+	"\bexecutor\x18  \x01(\tH\rR\bexecutor\x88\x01\x01\x12G\n" +
+	"\x1etask_kill_grace_period_seconds\x18! \x01(\x05H\x0eR\x1ataskKillGracePeriodSeconds\x88\x01\x01\x12\x1d\n" +
+	"\aversion\x18\" \x01(\tH\x0fR\aversion\x88\x01\x01\x128\n" +
+	"\fversion_info\x18# \x01(\v2\x15.berth.v1.VersionInfoR\vversionInfo\x124\n" +
 	"\asecrets\x18$ \x03(\v2\x1a.berth.v1.App.SecretsEntryR\asecrets\x12\x12\n" +
 	"\x04uris\x18% \x03(\tR\x04uris\x12\x15\n" +
-	"\x03tty\x18& \x01(\bH\x10R\x03tty\x88\x01\x01\x12+\n" +
-	"\x0emaxUnavailable\x18' \x01(\x05H\x11R\x0emaxUnavailable\x88\x01\x01\x1a6\n" +
+	"\x03tty\x18& \x01(\bH\x10R\x03tty\x88\x01\x01\x12,\n" +
+	"\x0fmax_unavailable\x18' \x01(\x05H\x11R\x0emaxUnavailable\x88\x01\x01\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a9\n" +
@@ -1805,82 +1808,83 @@ const file_berth_v1_app_proto_rawDesc = "" +
 	"\x05_cpusB\x06\n" +
 	"\x04_memB\a\n" +
 	"\x05_diskB\a\n" +
-	"\x05_gpusB\x0f\n" +
-	"\r_requirePortsB\x10\n" +
-	"\x0e_killSelectionB\x11\n" +
-	"\x0f_backoffSecondsB\x10\n" +
-	"\x0e_backoffFactorB\x18\n" +
-	"\x16_maxLaunchDelaySecondsB\a\n" +
+	"\x05_gpusB\x10\n" +
+	"\x0e_require_portsB\x11\n" +
+	"\x0f_kill_selectionB\x12\n" +
+	"\x10_backoff_secondsB\x11\n" +
+	"\x0f_backoff_factorB\x1b\n" +
+	"\x19_max_launch_delay_secondsB\a\n" +
 	"\x05_roleB\v\n" +
-	"\t_executorB\x1d\n" +
-	"\x1b_taskKillGracePeriodSecondsB\n" +
+	"\t_executorB!\n" +
+	"\x1f_task_kill_grace_period_secondsB\n" +
 	"\n" +
 	"\b_versionB\x06\n" +
-	"\x04_ttyB\x11\n" +
-	"\x0f_maxUnavailable\"\xbe\x01\n" +
+	"\x04_ttyB\x12\n" +
+	"\x10_max_unavailable\"\xbf\x01\n" +
 	"\tContainer\x12\x17\n" +
 	"\x04type\x18\x01 \x01(\tH\x00R\x04type\x88\x01\x01\x12(\n" +
 	"\x06docker\x18\x02 \x01(\v2\x10.berth.v1.DockerR\x06docker\x12*\n" +
-	"\avolumes\x18\x03 \x03(\v2\x10.berth.v1.VolumeR\avolumes\x129\n" +
-	"\fportMappings\x18\x04 \x03(\v2\x15.berth.v1.PortMappingR\fportMappingsB\a\n" +
-	"\x05_type\"\xb3\x02\n" +
+	"\avolumes\x18\x03 \x03(\v2\x10.berth.v1.VolumeR\avolumes\x12:\n" +
+	"\rport_mappings\x18\x04 \x03(\v2\x15.berth.v1.PortMappingR\fportMappingsB\a\n" +
+	"\x05_type\"\xb8\x02\n" +
 	"\x06Docker\x12\x14\n" +
 	"\x05image\x18\x01 \x01(\tR\x05image\x12\x1d\n" +
-	"\anetwork\x18\x02 \x01(\tH\x00R\anetwork\x88\x01\x01\x129\n" +
-	"\fportMappings\x18\x03 \x03(\v2\x15.berth.v1.PortMappingR\fportMappings\x12#\n" +
+	"\anetwork\x18\x02 \x01(\tH\x00R\anetwork\x88\x01\x01\x12:\n" +
+	"\rport_mappings\x18\x03 \x03(\v2\x15.berth.v1.PortMappingR\fportMappings\x12#\n" +
 	"\n" +
 	"privileged\x18\x04 \x01(\bH\x01R\n" +
 	"privileged\x88\x01\x01\x129\n" +
 	"\n" +
 	"parameters\x18\x05 \x03(\v2\x19.berth.v1.DockerParameterR\n" +
-	"parameters\x12+\n" +
-	"\x0eforcePullImage\x18\x06 \x01(\bH\x02R\x0eforcePullImage\x88\x01\x01B\n" +
+	"parameters\x12-\n" +
+	"\x10force_pull_image\x18\x06 \x01(\bH\x02R\x0eforcePullImage\x88\x01\x01B\n" +
 	"\n" +
 	"\b_networkB\r\n" +
-	"\v_privilegedB\x11\n" +
-	"\x0f_forcePullImage\"9\n" +
+	"\v_privilegedB\x13\n" +
+	"\x11_force_pull_image\"9\n" +
 	"\x0fDockerParameter\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value\"\x99\x03\n" +
-	"\vPortMapping\x12)\n" +
-	"\rcontainerPort\x18\x01 \x01(\x05H\x00R\rcontainerPort\x88\x01\x01\x12\x1f\n" +
-	"\bhostPort\x18\x02 \x01(\x05H\x01R\bhostPort\x88\x01\x01\x12%\n" +
-	"\vservicePort\x18\x03 \x01(\x05H\x02R\vservicePort\x88\x01\x01\x12\x1f\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\"\xa0\x03\n" +
+	"\vPortMapping\x12*\n" +
+	"\x0econtainer_port\x18\x01 \x01(\x05H\x00R\rcontainerPort\x88\x01\x01\x12 \n" +
+	"\thost_port\x18\x02 \x01(\x05H\x01R\bhostPort\x88\x01\x01\x12&\n" +
+	"\fservice_port\x18\x03 \x01(\x05H\x02R\vservicePort\x88\x01\x01\x12\x1f\n" +
 	"\bprotocol\x18\x04 \x01(\tH\x03R\bprotocol\x88\x01\x01\x12\x17\n" +
 	"\x04name\x18\x05 \x01(\tH\x04R\x04name\x88\x01\x01\x129\n" +
-	"\x06labels\x18\x06 \x03(\v2!.berth.v1.PortMapping.LabelsEntryR\x06labels\x12\"\n" +
-	"\fnetworkNames\x18\a \x03(\tR\fnetworkNames\x1a9\n" +
+	"\x06labels\x18\x06 \x03(\v2!.berth.v1.PortMapping.LabelsEntryR\x06labels\x12#\n" +
+	"\rnetwork_names\x18\a \x03(\tR\fnetworkNames\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\x10\n" +
-	"\x0e_containerPortB\v\n" +
-	"\t_hostPortB\x0e\n" +
-	"\f_servicePortB\v\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\x11\n" +
+	"\x0f_container_portB\f\n" +
+	"\n" +
+	"_host_portB\x0f\n" +
+	"\r_service_portB\v\n" +
 	"\t_protocolB\a\n" +
-	"\x05_name\"\x97\x02\n" +
-	"\x06Volume\x12$\n" +
-	"\rcontainerPath\x18\x01 \x01(\tR\rcontainerPath\x12\x1f\n" +
-	"\bhostPath\x18\x02 \x01(\tH\x00R\bhostPath\x88\x01\x01\x12\x17\n" +
+	"\x05_name\"\x9a\x02\n" +
+	"\x06Volume\x12%\n" +
+	"\x0econtainer_path\x18\x01 \x01(\tR\rcontainerPath\x12 \n" +
+	"\thost_path\x18\x02 \x01(\tH\x00R\bhostPath\x88\x01\x01\x12\x17\n" +
 	"\x04mode\x18\x03 \x01(\tH\x01R\x04mode\x88\x01\x01\x12:\n" +
 	"\n" +
 	"persistent\x18\x04 \x01(\v2\x1a.berth.v1.PersistentVolumeR\n" +
 	"persistent\x123\n" +
 	"\bexternal\x18\x05 \x01(\v2\x17.google.protobuf.StructR\bexternal\x12\x1b\n" +
-	"\x06secret\x18\x06 \x01(\tH\x02R\x06secret\x88\x01\x01B\v\n" +
-	"\t_hostPathB\a\n" +
+	"\x06secret\x18\x06 \x01(\tH\x02R\x06secret\x88\x01\x01B\f\n" +
+	"\n" +
+	"_host_pathB\a\n" +
 	"\x05_modeB\t\n" +
-	"\a_secret\"\xf6\x01\n" +
+	"\a_secret\"\xfa\x01\n" +
 	"\x10PersistentVolume\x12\x17\n" +
 	"\x04size\x18\x01 \x01(\x01H\x00R\x04size\x88\x01\x01\x12\x17\n" +
-	"\x04type\x18\x02 \x01(\tH\x01R\x04type\x88\x01\x01\x12\x1d\n" +
-	"\amaxSize\x18\x03 \x01(\x01H\x02R\amaxSize\x88\x01\x01\x12<\n" +
-	"\vconstraints\x18\x04 \x03(\v2\x1a.google.protobuf.ListValueR\vconstraints\x12%\n" +
-	"\vprofileName\x18\x05 \x01(\tH\x03R\vprofileName\x88\x01\x01B\a\n" +
+	"\x04type\x18\x02 \x01(\tH\x01R\x04type\x88\x01\x01\x12\x1e\n" +
+	"\bmax_size\x18\x03 \x01(\x01H\x02R\amaxSize\x88\x01\x01\x12<\n" +
+	"\vconstraints\x18\x04 \x03(\v2\x1a.google.protobuf.ListValueR\vconstraints\x12&\n" +
+	"\fprofile_name\x18\x05 \x01(\tH\x03R\vprofileName\x88\x01\x01B\a\n" +
 	"\x05_sizeB\a\n" +
-	"\x05_typeB\n" +
-	"\n" +
-	"\b_maxSizeB\x0e\n" +
-	"\f_profileName\"\xbf\x01\n" +
+	"\x05_typeB\v\n" +
+	"\t_max_sizeB\x0f\n" +
+	"\r_profile_name\"\xbf\x01\n" +
 	"\aNetwork\x12\x17\n" +
 	"\x04mode\x18\x01 \x01(\tH\x00R\x04mode\x88\x01\x01\x12\x17\n" +
 	"\x04name\x18\x02 \x01(\tH\x01R\x04name\x88\x01\x01\x125\n" +
@@ -1900,92 +1904,93 @@ const file_berth_v1_app_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\a\n" +
 	"\x05_portB\v\n" +
 	"\t_protocolB\a\n" +
-	"\x05_name\"\xba\x05\n" +
+	"\x05_name\"\xce\x05\n" +
 	"\vHealthCheck\x12\x1f\n" +
 	"\bprotocol\x18\x01 \x01(\tH\x00R\bprotocol\x88\x01\x01\x12\x17\n" +
-	"\x04path\x18\x02 \x01(\tH\x01R\x04path\x88\x01\x01\x12!\n" +
-	"\tportIndex\x18\x03 \x01(\x05H\x02R\tportIndex\x88\x01\x01\x12\x17\n" +
-	"\x04port\x18\x04 \x01(\x05H\x03R\x04port\x88\x01\x01\x126\n" +
-	"\acommand\x18\x05 \x01(\v2\x1c.berth.v1.HealthCheckCommandR\acommand\x123\n" +
-	"\x12gracePeriodSeconds\x18\x06 \x01(\x05H\x04R\x12gracePeriodSeconds\x88\x01\x01\x12-\n" +
-	"\x0fintervalSeconds\x18\a \x01(\x05H\x05R\x0fintervalSeconds\x88\x01\x01\x12+\n" +
-	"\x0etimeoutSeconds\x18\b \x01(\x05H\x06R\x0etimeoutSeconds\x88\x01\x01\x12;\n" +
-	"\x16maxConsecutiveFailures\x18\t \x01(\x05H\aR\x16maxConsecutiveFailures\x88\x01\x01\x12)\n" +
-	"\rignoreHttp1xx\x18\n" +
-	" \x01(\bH\bR\rignoreHttp1xx\x88\x01\x01\x12'\n" +
-	"\fdelaySeconds\x18\v \x01(\x05H\tR\fdelaySeconds\x88\x01\x01\x12#\n" +
+	"\x04path\x18\x02 \x01(\tH\x01R\x04path\x88\x01\x01\x12\"\n" +
 	"\n" +
-	"ipProtocol\x18\f \x01(\tH\n" +
+	"port_index\x18\x03 \x01(\x05H\x02R\tportIndex\x88\x01\x01\x12\x17\n" +
+	"\x04port\x18\x04 \x01(\x05H\x03R\x04port\x88\x01\x01\x126\n" +
+	"\acommand\x18\x05 \x01(\v2\x1c.berth.v1.HealthCheckCommandR\acommand\x125\n" +
+	"\x14grace_period_seconds\x18\x06 \x01(\x05H\x04R\x12gracePeriodSeconds\x88\x01\x01\x12.\n" +
+	"\x10interval_seconds\x18\a \x01(\x05H\x05R\x0fintervalSeconds\x88\x01\x01\x12,\n" +
+	"\x0ftimeout_seconds\x18\b \x01(\x05H\x06R\x0etimeoutSeconds\x88\x01\x01\x12=\n" +
+	"\x18max_consecutive_failures\x18\t \x01(\x05H\aR\x16maxConsecutiveFailures\x88\x01\x01\x12*\n" +
+	"\x0eignore_http1xx\x18\n" +
+	" \x01(\bH\bR\rignoreHttp1xx\x88\x01\x01\x12(\n" +
+	"\rdelay_seconds\x18\v \x01(\x05H\tR\fdelaySeconds\x88\x01\x01\x12$\n" +
+	"\vip_protocol\x18\f \x01(\tH\n" +
 	"R\n" +
 	"ipProtocol\x88\x01\x01B\v\n" +
 	"\t_protocolB\a\n" +
-	"\x05_pathB\f\n" +
-	"\n" +
-	"_portIndexB\a\n" +
-	"\x05_portB\x15\n" +
-	"\x13_gracePeriodSecondsB\x12\n" +
-	"\x10_intervalSecondsB\x11\n" +
-	"\x0f_timeoutSecondsB\x19\n" +
-	"\x17_maxConsecutiveFailuresB\x10\n" +
-	"\x0e_ignoreHttp1xxB\x0f\n" +
-	"\r_delaySecondsB\r\n" +
-	"\v_ipProtocol\"*\n" +
+	"\x05_pathB\r\n" +
+	"\v_port_indexB\a\n" +
+	"\x05_portB\x17\n" +
+	"\x15_grace_period_secondsB\x13\n" +
+	"\x11_interval_secondsB\x12\n" +
+	"\x10_timeout_secondsB\x1b\n" +
+	"\x19_max_consecutive_failuresB\x11\n" +
+	"\x0f_ignore_http1xxB\x10\n" +
+	"\x0e_delay_secondsB\x0e\n" +
+	"\f_ip_protocol\"*\n" +
 	"\x12HealthCheckCommand\x12\x14\n" +
-	"\x05value\x18\x01 \x01(\tR\x05value\"\x98\x04\n" +
+	"\x05value\x18\x01 \x01(\tR\x05value\"\xa6\x04\n" +
 	"\x0eReadinessCheck\x12\x17\n" +
 	"\x04name\x18\x01 \x01(\tH\x00R\x04name\x88\x01\x01\x12\x1f\n" +
 	"\bprotocol\x18\x02 \x01(\tH\x01R\bprotocol\x88\x01\x01\x12\x17\n" +
-	"\x04path\x18\x03 \x01(\tH\x02R\x04path\x88\x01\x01\x12\x1f\n" +
-	"\bportName\x18\x04 \x01(\tH\x03R\bportName\x88\x01\x01\x12-\n" +
-	"\x0fintervalSeconds\x18\x05 \x01(\x05H\x04R\x0fintervalSeconds\x88\x01\x01\x12+\n" +
-	"\x0etimeoutSeconds\x18\x06 \x01(\x05H\x05R\x0etimeoutSeconds\x88\x01\x01\x12\x1f\n" +
+	"\x04path\x18\x03 \x01(\tH\x02R\x04path\x88\x01\x01\x12 \n" +
+	"\tport_name\x18\x04 \x01(\tH\x03R\bportName\x88\x01\x01\x12.\n" +
+	"\x10interval_seconds\x18\x05 \x01(\x05H\x04R\x0fintervalSeconds\x88\x01\x01\x12,\n" +
+	"\x0ftimeout_seconds\x18\x06 \x01(\x05H\x05R\x0etimeoutSeconds\x88\x01\x01\x12\x1f\n" +
 	"\binterval\x18\a \x01(\x05H\x06R\binterval\x88\x01\x01\x12\x1d\n" +
-	"\atimeout\x18\b \x01(\x05H\aR\atimeout\x88\x01\x01\x128\n" +
-	"\x17httpStatusCodesForReady\x18\t \x03(\x05R\x17httpStatusCodesForReady\x127\n" +
-	"\x14preserveLastResponse\x18\n" +
+	"\atimeout\x18\b \x01(\x05H\aR\atimeout\x88\x01\x01\x12<\n" +
+	"\x1bhttp_status_codes_for_ready\x18\t \x03(\x05R\x17httpStatusCodesForReady\x129\n" +
+	"\x16preserve_last_response\x18\n" +
 	" \x01(\bH\bR\x14preserveLastResponse\x88\x01\x01B\a\n" +
 	"\x05_nameB\v\n" +
 	"\t_protocolB\a\n" +
-	"\x05_pathB\v\n" +
-	"\t_portNameB\x12\n" +
-	"\x10_intervalSecondsB\x11\n" +
-	"\x0f_timeoutSecondsB\v\n" +
+	"\x05_pathB\f\n" +
+	"\n" +
+	"_port_nameB\x13\n" +
+	"\x11_interval_secondsB\x12\n" +
+	"\x10_timeout_secondsB\v\n" +
 	"\t_intervalB\n" +
 	"\n" +
-	"\b_timeoutB\x17\n" +
-	"\x15_preserveLastResponse\"\xb5\x01\n" +
-	"\x0fUpgradeStrategy\x129\n" +
-	"\x15minimumHealthCapacity\x18\x01 \x01(\x01H\x00R\x15minimumHealthCapacity\x88\x01\x01\x125\n" +
-	"\x13maximumOverCapacity\x18\x02 \x01(\x01H\x01R\x13maximumOverCapacity\x88\x01\x01B\x18\n" +
-	"\x16_minimumHealthCapacityB\x16\n" +
-	"\x14_maximumOverCapacity\"\xc7\x01\n" +
-	"\tResidency\x12O\n" +
-	" relaunchEscalationTimeoutSeconds\x18\x01 \x01(\x05H\x00R relaunchEscalationTimeoutSeconds\x88\x01\x01\x12/\n" +
-	"\x10taskLostBehavior\x18\x02 \x01(\tH\x01R\x10taskLostBehavior\x88\x01\x01B#\n" +
-	"!_relaunchEscalationTimeoutSecondsB\x13\n" +
-	"\x11_taskLostBehavior\"\xce\x01\n" +
+	"\b_timeoutB\x19\n" +
+	"\x17_preserve_last_response\"\xbd\x01\n" +
+	"\x0fUpgradeStrategy\x12;\n" +
+	"\x17minimum_health_capacity\x18\x01 \x01(\x01H\x00R\x15minimumHealthCapacity\x88\x01\x01\x127\n" +
+	"\x15maximum_over_capacity\x18\x02 \x01(\x01H\x01R\x13maximumOverCapacity\x88\x01\x01B\x1a\n" +
+	"\x18_minimum_health_capacityB\x18\n" +
+	"\x16_maximum_over_capacity\"\xd1\x01\n" +
+	"\tResidency\x12R\n" +
+	"#relaunch_escalation_timeout_seconds\x18\x01 \x01(\x05H\x00R relaunchEscalationTimeoutSeconds\x88\x01\x01\x121\n" +
+	"\x12task_lost_behavior\x18\x02 \x01(\tH\x01R\x10taskLostBehavior\x88\x01\x01B&\n" +
+	"$_relaunch_escalation_timeout_secondsB\x15\n" +
+	"\x13_task_lost_behavior\"\xd0\x01\n" +
 	"\bFetchUri\x12\x10\n" +
 	"\x03uri\x18\x01 \x01(\tR\x03uri\x12#\n" +
 	"\n" +
 	"executable\x18\x02 \x01(\bH\x00R\n" +
 	"executable\x88\x01\x01\x12\x1d\n" +
 	"\aextract\x18\x03 \x01(\bH\x01R\aextract\x88\x01\x01\x12\x19\n" +
-	"\x05cache\x18\x04 \x01(\bH\x02R\x05cache\x88\x01\x01\x12\x1f\n" +
-	"\bdestPath\x18\x05 \x01(\tH\x03R\bdestPath\x88\x01\x01B\r\n" +
+	"\x05cache\x18\x04 \x01(\bH\x02R\x05cache\x88\x01\x01\x12 \n" +
+	"\tdest_path\x18\x05 \x01(\tH\x03R\bdestPath\x88\x01\x01B\r\n" +
 	"\v_executableB\n" +
 	"\n" +
 	"\b_extractB\b\n" +
-	"\x06_cacheB\v\n" +
-	"\t_destPath\"\x81\x02\n" +
+	"\x06_cacheB\f\n" +
+	"\n" +
+	"_dest_path\"\x83\x02\n" +
 	"\tIpAddress\x121\n" +
 	"\tdiscovery\x18\x01 \x01(\v2\x13.berth.v1.DiscoveryR\tdiscovery\x12\x16\n" +
 	"\x06groups\x18\x02 \x03(\tR\x06groups\x127\n" +
-	"\x06labels\x18\x03 \x03(\v2\x1f.berth.v1.IpAddress.LabelsEntryR\x06labels\x12%\n" +
-	"\vnetworkName\x18\x04 \x01(\tH\x00R\vnetworkName\x88\x01\x01\x1a9\n" +
+	"\x06labels\x18\x03 \x03(\v2\x1f.berth.v1.IpAddress.LabelsEntryR\x06labels\x12&\n" +
+	"\fnetwork_name\x18\x04 \x01(\tH\x00R\vnetworkName\x88\x01\x01\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\x0e\n" +
-	"\f_networkName\":\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\x0f\n" +
+	"\r_network_name\":\n" +
 	"\tDiscovery\x12-\n" +
 	"\x05ports\x18\x01 \x03(\v2\x17.berth.v1.DiscoveryPortR\x05ports\"\xcf\x01\n" +
 	"\rDiscoveryPort\x12\x16\n" +
@@ -1995,10 +2000,10 @@ const file_berth_v1_app_proto_rawDesc = "" +
 	"\x06labels\x18\x04 \x03(\v2#.berth.v1.DiscoveryPort.LabelsEntryR\x06labels\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"c\n" +
-	"\vVersionInfo\x12$\n" +
-	"\rlastScalingAt\x18\x01 \x01(\tR\rlastScalingAt\x12.\n" +
-	"\x12lastConfigChangeAt\x18\x02 \x01(\tR\x12lastConfigChangeAt\" \n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"h\n" +
+	"\vVersionInfo\x12&\n" +
+	"\x0flast_scaling_at\x18\x01 \x01(\tR\rlastScalingAt\x121\n" +
+	"\x15last_config_change_at\x18\x02 \x01(\tR\x12lastConfigChangeAt\" \n" +
 	"\x06Secret\x12\x16\n" +
 	"\x06source\x18\x01 \x01(\tR\x06sourceB\x8c\x01\n" +
 	"\fcom.berth.v1B\bAppProtoP\x01Z1github.com/berth-dev/berth/proto/berth/v1;berthv1\xa2\x02\x03BXX\xaa\x02\bBerth.V1\xca\x02\bBerth\\V1\xe2\x02\x14Berth\\V1\\GPBMetadata\xea\x02\tBerth::V1b\x06proto3"
@@ -2055,20 +2060,20 @@ var file_berth_v1_app_proto_depIdxs = []int32{
 	28, // 2: berth.v1.App.constraints:type_name -> google.protobuf.ListValue
 	1,  // 3: berth.v1.App.container:type_name -> berth.v1.Container
 	7,  // 4: berth.v1.App.networks:type_name -> berth.v1.Network
-	8,  // 5: berth.v1.App.portDefinitions:type_name -> berth.v1.PortDefinition
-	9,  // 6: berth.v1.App.healthChecks:type_name -> berth.v1.HealthCheck
-	11, // 7: berth.v1.App.readinessChecks:type_name -> berth.v1.ReadinessCheck
-	12, // 8: berth.v1.App.upgradeStrategy:type_name -> berth.v1.UpgradeStrategy
-	29, // 9: berth.v1.App.unreachableStrategy:type_name -> google.protobuf.Value
+	8,  // 5: berth.v1.App.port_definitions:type_name -> berth.v1.PortDefinition
+	9,  // 6: berth.v1.App.health_checks:type_name -> berth.v1.HealthCheck
+	11, // 7: berth.v1.App.readiness_checks:type_name -> berth.v1.ReadinessCheck
+	12, // 8: berth.v1.App.upgrade_strategy:type_name -> berth.v1.UpgradeStrategy
+	29, // 9: berth.v1.App.unreachable_strategy:type_name -> google.protobuf.Value
 	13, // 10: berth.v1.App.residency:type_name -> berth.v1.Residency
 	14, // 11: berth.v1.App.fetch:type_name -> berth.v1.FetchUri
-	15, // 12: berth.v1.App.ipAddress:type_name -> berth.v1.IpAddress
-	18, // 13: berth.v1.App.versionInfo:type_name -> berth.v1.VersionInfo
+	15, // 12: berth.v1.App.ip_address:type_name -> berth.v1.IpAddress
+	18, // 13: berth.v1.App.version_info:type_name -> berth.v1.VersionInfo
 	22, // 14: berth.v1.App.secrets:type_name -> berth.v1.App.SecretsEntry
 	2,  // 15: berth.v1.Container.docker:type_name -> berth.v1.Docker
 	5,  // 16: berth.v1.Container.volumes:type_name -> berth.v1.Volume
-	4,  // 17: berth.v1.Container.portMappings:type_name -> berth.v1.PortMapping
-	4,  // 18: berth.v1.Docker.portMappings:type_name -> berth.v1.PortMapping
+	4,  // 17: berth.v1.Container.port_mappings:type_name -> berth.v1.PortMapping
+	4,  // 18: berth.v1.Docker.port_mappings:type_name -> berth.v1.PortMapping
 	3,  // 19: berth.v1.Docker.parameters:type_name -> berth.v1.DockerParameter
 	23, // 20: berth.v1.PortMapping.labels:type_name -> berth.v1.PortMapping.LabelsEntry
 	6,  // 21: berth.v1.Volume.persistent:type_name -> berth.v1.PersistentVolume
