@@ -9,7 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
@@ -199,7 +198,7 @@ func TestCanonicalizeDefaults(t *testing.T) {
 		{"hc.timeout", app.HealthChecks[0].GetTimeoutSeconds(), int32(20)},
 		{"hc.max", app.HealthChecks[0].GetMaxConsecutiveFailures(), int32(3)},
 		{"fetch", len(app.Fetch) == 1 && app.Fetch[0].GetExtract() && len(app.Uris) == 0, true},
-		{"unreachable", app.GetUnreachableStrategy().GetStructValue() != nil, true},
+		{"unreachable", app.GetUnreachableStrategy().GetEnabled() != nil, true},
 	}
 	for _, c := range checks {
 		if !reflect.DeepEqual(c.got, c.want) {
@@ -217,8 +216,8 @@ func TestCanonicalizeResident(t *testing.T) {
 		t.Fatal(err)
 	}
 	app := Canonicalize(mustParse(t, string(data)))
-	if got := app.GetUnreachableStrategy().GetStringValue(); got != "disabled" {
-		t.Errorf("unreachableStrategy = %q, want disabled", got)
+	if got := app.GetUnreachableStrategy(); got.GetDisabled() == nil {
+		t.Errorf("unreachableStrategy = %v, want disabled", got)
 	}
 	if app.GetContainer().GetVolumes()[0].GetPersistent().GetType() != "root" {
 		t.Errorf("persistent type not defaulted to root")
@@ -264,13 +263,53 @@ func TestCanonicalizeLegacyNetworking(t *testing.T) {
 }
 
 func TestParseErrors(t *testing.T) {
-	_, err := Parse([]byte(`{"id": "/a", "cpuz": 1}`))
-	if err == nil || !strings.Contains(err.Error(), `unknown field "cpuz"`) {
-		t.Errorf("unknown field: got %v", err)
+	cases := []struct {
+		name, json, want string
+	}{
+		{"unknown field", `{"id": "/a", "cpuz": 1}`, `cpuz: unknown field (did you mean "cpus"?)`},
+		{"misspelt field", `{"id": "/a", "instaces": 1}`, `instaces: unknown field (did you mean "instances"?)`},
+		{"proto name", `{"id": "/a", "port_definitions": []}`, `port_definitions: unknown field (did you mean "portDefinitions"?)`},
+		{"unknown nested field", `{"container": {"docker": {"image": "x", "imag": "y"}}}`, `container.docker.imag: unknown field (did you mean "image"?)`},
+		{"nothing alike", `{"zzzzzzzz": 1}`, `zzzzzzzz: unknown field`},
+		{"object expected", `{"container": {"volumes": [{"containerPath": "d", "persistent": 100}]}}`, `container.volumes[0].persistent: expected an object`},
+		{"small object named", `{"healthChecks": [{"protocol": "COMMAND", "command": "true"}]}`, `healthChecks[0].command: expected an object with "value"`},
+		{"string expected", `{"cmd": 5}`, `cmd: expected a string`},
+		{"list expected", `{"args": "a b"}`, `args: expected a list`},
+		{"whole number", `{"instances": 1.5}`, `instances: expected a whole number (got 1.5)`},
+		{"int range", `{"instances": 3000000000}`, `instances: must be between`},
+		{"bool expected", `{"requirePorts": "yes"}`, `requirePorts: expected true or false`},
+		{"label value", `{"labels": {"a": 1}}`, `labels["a"]: expected a string`},
+		{"constraint arity", `{"constraints": [["hostname"]]}`, `constraints[0]: expected ["field", "OPERATOR"] or ["field", "OPERATOR", "value"] (got 1 elements)`},
+		{"constraint object", `{"constraints": [{"field": "hostname"}]}`, `constraints[0]: expected ["field", "OPERATOR"]`},
+		{"constraint not string", `{"constraints": [["rack", "MAX_PER", 2]]}`, `constraints[0][2]: expected a string`},
+		{"unreachable string", `{"unreachableStrategy": "sometimes"}`, `unreachableStrategy: expected "disabled" or an object with "inactiveAfterSeconds", "expungeAfterSeconds" (got "sometimes")`},
+		{"unreachable field", `{"unreachableStrategy": {"inactiveAfterSecond": 1}}`, `unreachableStrategy.inactiveAfterSecond: unknown field (did you mean "inactiveAfterSeconds"?)`},
+		{"env number", `{"env": {"A": 1}}`, `env["A"]: expected a string or an object with "secret"`},
+		{"env object", `{"env": {"A": {"secret": "s", "x": 1}}}`, `env["A"]: expected a string or an object with "secret"`},
+		{"duplicate", `{"id": "/a", "id": "/b"}`, `id: given twice`},
+		{"top level", `[1]`, `app: expected an object`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Parse([]byte(c.json))
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("got %v, want %q", err, c.want)
+			}
+		})
+	}
+	// Every problem is reported, each under its path.
+	_, err := Parse([]byte(`{"instaces": 1, "cmd": 5}`))
+	var pe *ParseError
+	if !errors.As(err, &pe) || len(pe.Problems) != 2 || pe.Problems[0].Field != "instaces" || pe.Problems[1].Field != "cmd" {
+		t.Errorf("problems: %v", err)
 	}
 	_, err = Parse([]byte("{\n  \"id\": \"/a\",\n  \"cpus\": ,\n}"))
 	if err == nil || !strings.Contains(err.Error(), "line 3:11") {
 		t.Errorf("syntax error: got %v", err)
+	}
+	_, err = Parse([]byte(`{"id": "/a"`))
+	if err == nil || !strings.Contains(err.Error(), "line 1:") {
+		t.Errorf("truncated: got %v", err)
 	}
 	big := []byte(`{"id":"/a","cmd":"` + strings.Repeat("x", MaxBytes) + `"}`)
 	_, err = Parse(big)
@@ -329,7 +368,9 @@ func TestValidationRules(t *testing.T) {
 		{"min health out of range", `{"upgradeStrategy": {"minimumHealthCapacity": 1.5, "maximumOverCapacity": 0}}`, "upgradeStrategy.minimumHealthCapacity", []string{"between 0 and 1"}},
 		{"accepted roles resident", `{"acceptedResourceRoles": ["slave_public"]}`, "acceptedResourceRoles", []string{"*"}},
 		{"unreachable resident", `{"unreachableStrategy": {"inactiveAfterSeconds": 10, "expungeAfterSeconds": 20}}`, "unreachableStrategy", []string{"disabled"}},
-		{"unreachable shape", `{"unreachableStrategy": "sometimes"}`, "unreachableStrategy", []string{"sometimes"}},
+		{"unreachable negative", `{"unreachableStrategy": {"inactiveAfterSeconds": -1, "expungeAfterSeconds": 5}}`, "unreachableStrategy.inactiveAfterSeconds", nil},
+		{"unreachable expunge before inactive", `{"unreachableStrategy": {"inactiveAfterSeconds": 10, "expungeAfterSeconds": 5}}`, "unreachableStrategy.expungeAfterSeconds", []string{"inactiveAfterSeconds"}},
+		{"env secret unknown", `{"env": {"PW": {"secret": "db"}}}`, `env["PW"].secret`, []string{"db"}},
 		{"role star resident", `{"role": "*"}`, "role", []string{"resident"}},
 		{"duplicate port definition name", `{"portDefinitions": [{"name": "pg"}, {"name": "pg"}]}`, "portDefinitions[1].name", []string{"duplicate"}},
 		{"duplicate port definition port", `{"portDefinitions": [{"port": 80}, {"port": 80}]}`, "portDefinitions[1].port", []string{"duplicate"}},
@@ -352,14 +393,13 @@ func TestValidationRules(t *testing.T) {
 		{"network mode", `{"networks": [{"mode": "overlay"}]}`, "networks[0].mode", []string{"overlay"}},
 		{"host mixed networks", `{"networks": [{"mode": "host"}, {"mode": "container", "name": "a"}]}`, "networks", []string{"host"}},
 		{"constraint operator", `{"constraints": [["hostname", "NEAR"]]}`, "constraints[0]", []string{"NEAR"}},
-		{"constraint arity", `{"constraints": [["hostname"]]}`, "constraints[0]", nil},
+		{"constraint empty field", `{"constraints": [["", "UNIQUE"]]}`, "constraints[0]", []string{"field name"}},
 		{"constraint unique value", `{"constraints": [["hostname", "UNIQUE", "x"]]}`, "constraints[0]", []string{"UNIQUE"}},
 		{"constraint like regex", `{"constraints": [["hostname", "LIKE", "a("]]}`, "constraints[0]", []string{"regular expression"}},
 		{"constraint like missing", `{"constraints": [["hostname", "UNLIKE"]]}`, "constraints[0]", nil},
 		{"constraint max_per", `{"constraints": [["hostname", "MAX_PER", "zero"]]}`, "constraints[0]", []string{"MAX_PER"}},
 		{"constraint group_by", `{"constraints": [["rack", "GROUP_BY", "-1"]]}`, "constraints[0]", []string{"GROUP_BY"}},
 		{"constraint is", `{"constraints": [["rack", "IS"]]}`, "constraints[0]", []string{"IS"}},
-		{"constraint not string", `{"constraints": [["rack", "MAX_PER", 2]]}`, "constraints[0][2]", []string{"string"}},
 		{"env name", `{"env": {"1BAD": "x"}}`, `env["1BAD"]`, nil},
 		{"env name dash", `{"env": {"A-B": "x"}}`, `env["A-B"]`, nil},
 		{"backoff factor", `{"backoffFactor": 0.5}`, "backoffFactor", nil},
@@ -449,15 +489,15 @@ func TestMergePartial(t *testing.T) {
 	if merged.Instances == nil || merged.GetInstances() != 0 {
 		t.Errorf("explicit instances 0 not applied: %v", merged.Instances)
 	}
-	if !reflect.DeepEqual(merged.Env, map[string]string{"X": "1"}) {
+	if len(merged.Env) != 1 || merged.Env["X"].GetValue() != "1" {
 		t.Errorf("env not replaced: %v", merged.Env)
 	}
 	if merged.GetCmd() != "postgres" || merged.GetMem() != 256 {
 		t.Errorf("untouched fields changed")
 	}
 	// No aliasing with the patch or the old app.
-	patch.Env["X"] = "2"
-	if merged.Env["X"] != "1" || old.Env["PGDATA"] != "data" {
+	patch.Env["X"].Kind = &v1.EnvValue_Value{Value: "2"}
+	if merged.Env["X"].GetValue() != "1" || old.Env["PGDATA"].GetValue() != "data" {
 		t.Errorf("merge shares maps")
 	}
 }
@@ -488,7 +528,7 @@ func FuzzParseAndValidateApp(f *testing.F) {
 		if !proto.Equal(once, app) {
 			t.Fatalf("canonicalize not idempotent:\n%v\n%v", once, app)
 		}
-		out, err := protojson.Marshal(app)
+		out, err := Render(app)
 		if err != nil {
 			return // e.g. invalid UTF-8 cannot be rendered; parse refused it anyway
 		}

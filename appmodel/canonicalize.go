@@ -4,7 +4,6 @@ import (
 	"strings"
 
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/structpb"
 
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
 )
@@ -12,40 +11,44 @@ import (
 // Marathon's defaults (Marathon 1.10, app.raml / AppDefinition.scala /
 // AppNormalization.scala). maxLaunchDelaySeconds is 300 s since Marathon 1.8.
 const (
-	DefaultInstances              = 1
-	DefaultCpus                   = 1.0
-	DefaultMem                    = 128.0
-	DefaultDisk                   = 0.0
-	DefaultGpus                   = 0
-	DefaultBackoffSeconds         = 1.0
-	DefaultBackoffFactor          = 1.15
-	DefaultMaxLaunchDelaySeconds  = 300
-	DefaultKillSelection          = "YOUNGEST_FIRST"
-	DefaultMinimumHealthCapacity  = 1.0
-	DefaultMaximumOverCapacity    = 1.0
-	DefaultHealthProtocol         = "HTTP"
-	DefaultHealthPath             = "/"
-	DefaultHealthGracePeriod      = 300
-	DefaultHealthInterval         = 60
-	DefaultHealthTimeout          = 20
-	DefaultHealthMaxFailures      = 3
-	DefaultHealthDelaySeconds     = 15
-	DefaultReadinessInterval      = 30
-	DefaultReadinessTimeout       = 10
-	DefaultReadinessName          = "readinessCheck"
-	DefaultReadinessProtocol      = "HTTP"
-	DefaultReadinessPath          = "/"
-	DefaultReadinessPortName      = "http"
-	DefaultReadinessStatusCode    = 200
-	DefaultResidencyRelaunch      = 3600
-	DefaultResidencyTaskLost      = "WAIT_FOREVER"
-	DefaultPersistentVolumeType   = "root"
-	DefaultContainerType          = "MESOS"
-	DefaultPortProtocol           = "tcp"
-	DefaultPortName               = "default"
-	UnreachableDisabled           = "disabled"
-	residentMinimumHealthCapacity = 0.5
-	residentMaximumOverCapacity   = 0.0
+	DefaultInstances             = 1
+	DefaultCpus                  = 1.0
+	DefaultMem                   = 128.0
+	DefaultDisk                  = 0.0
+	DefaultGpus                  = 0
+	DefaultBackoffSeconds        = 1.0
+	DefaultBackoffFactor         = 1.15
+	DefaultMaxLaunchDelaySeconds = 300
+	DefaultKillSelection         = "YOUNGEST_FIRST"
+	DefaultMinimumHealthCapacity = 1.0
+	DefaultMaximumOverCapacity   = 1.0
+	DefaultHealthProtocol        = "HTTP"
+	DefaultHealthPath            = "/"
+	DefaultHealthGracePeriod     = 300
+	DefaultHealthInterval        = 60
+	DefaultHealthTimeout         = 20
+	DefaultHealthMaxFailures     = 3
+	DefaultHealthDelaySeconds    = 15
+	DefaultReadinessInterval     = 30
+	DefaultReadinessTimeout      = 10
+	DefaultReadinessName         = "readinessCheck"
+	DefaultReadinessProtocol     = "HTTP"
+	DefaultReadinessPath         = "/"
+	DefaultReadinessPortName     = "http"
+	DefaultReadinessStatusCode   = 200
+	DefaultResidencyRelaunch     = 3600
+	DefaultResidencyTaskLost     = "WAIT_FOREVER"
+	DefaultPersistentVolumeType  = "root"
+	DefaultContainerType         = "MESOS"
+	DefaultPortProtocol          = "tcp"
+	DefaultPortName              = "default"
+	UnreachableDisabled          = "disabled"
+	// Marathon's defaults for an enabled unreachable strategy (RAML
+	// UnreachableEnabled); a stateless app gets them when it names none.
+	DefaultUnreachableInactiveAfterSeconds = 0
+	DefaultUnreachableExpungeAfterSeconds  = 0
+	residentMinimumHealthCapacity          = 0.5
+	residentMaximumOverCapacity            = 0.0
 )
 
 // Network modes of App.networks.
@@ -165,14 +168,14 @@ func Canonicalize(app *v1.App) *v1.App {
 			app.UpgradeStrategy.MaximumOverCapacity = proto.Float64(DefaultMaximumOverCapacity)
 		}
 	}
-	if app.UnreachableStrategy == nil || app.UnreachableStrategy.Kind == nil {
+	if app.UnreachableStrategy.GetKind() == nil {
 		if resident {
-			app.UnreachableStrategy = structpb.NewStringValue(UnreachableDisabled)
+			app.UnreachableStrategy = &v1.UnreachableStrategy{Kind: &v1.UnreachableStrategy_Disabled{Disabled: &v1.UnreachableDisabled{}}}
 		} else {
-			app.UnreachableStrategy = structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{
-				"inactiveAfterSeconds": structpb.NewNumberValue(0),
-				"expungeAfterSeconds":  structpb.NewNumberValue(0),
-			}})
+			app.UnreachableStrategy = &v1.UnreachableStrategy{Kind: &v1.UnreachableStrategy_Enabled{Enabled: &v1.UnreachableEnabled{
+				InactiveAfterSeconds: proto.Int32(DefaultUnreachableInactiveAfterSeconds),
+				ExpungeAfterSeconds:  proto.Int32(DefaultUnreachableExpungeAfterSeconds),
+			}}}
 		}
 	}
 	if resident {

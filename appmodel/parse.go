@@ -13,6 +13,7 @@ package appmodel
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"google.golang.org/protobuf/encoding/protojson"
 
@@ -25,27 +26,66 @@ const MaxBytes = 1 << 20
 // ErrTooLarge is wrapped by Parse's error when the input exceeds MaxBytes.
 var ErrTooLarge = errors.New("app definition too large")
 
-// Parse decodes a Marathon app definition (JSON) into an App. Unknown
-// fields are refused with an error naming the field, and malformed JSON with
-// an error giving the line and column. Inputs over MaxBytes are refused
-// without being decoded. The result is not canonical: see Canonicalize.
+// Parse decodes a Marathon app definition (JSON) into an App, including
+// Marathon's loose forms (constraints as arrays, the unreachable strategy as
+// "disabled" or an object, env values as strings or secret references).
+// What does not fit the schema is refused with a *ParseError naming the JSON
+// path of each problem in plain words (`instaces: unknown field (did you
+// mean "instances"?)`), and malformed JSON with its line and column. Inputs
+// over MaxBytes are refused without being decoded. The result is not
+// canonical: see Canonicalize.
 func Parse(data []byte) (*v1.App, error) {
 	if len(data) > MaxBytes {
 		return nil, fmt.Errorf("parse app: %w: %d bytes, limit %d", ErrTooLarge, len(data), MaxBytes)
 	}
+	tree, err := decodeJSON(data)
+	if err != nil {
+		return nil, fmt.Errorf("parse app: %w", err)
+	}
+	var p problems
+	typed := fromMarathon(tree, appDescriptor, "", &p)
+	if len(p) > 0 {
+		return nil, &ParseError{Problems: p}
+	}
 	app := &v1.App{}
-	if err := (protojson.UnmarshalOptions{}).Unmarshal(data, app); err != nil {
+	if err := (protojson.UnmarshalOptions{}).Unmarshal(encodeJSON(typed, false), app); err != nil {
 		return nil, fmt.Errorf("parse app: %w", err)
 	}
 	return app, nil
 }
 
-// Render encodes an app as Marathon JSON (lowerCamelCase field names),
-// indented for people. Unset fields are omitted.
+var appDescriptor = (&v1.App{}).ProtoReflect().Descriptor()
+
+// ParseError lists what in an app definition does not fit the schema, one
+// problem per JSON path.
+type ParseError struct {
+	Problems []Violation
+}
+
+func (e *ParseError) Error() string {
+	if len(e.Problems) == 1 {
+		return "parse app: " + e.Problems[0].String()
+	}
+	var b strings.Builder
+	b.WriteString("parse app:")
+	for _, v := range e.Problems {
+		b.WriteString("\n  ")
+		b.WriteString(v.String())
+	}
+	return b.String()
+}
+
+// Render encodes an app as Marathon JSON (lowerCamelCase field names,
+// Marathon's loose forms), indented for people. Unset fields are omitted.
+// Parse reads it back into the same app.
 func Render(app *v1.App) ([]byte, error) {
-	b, err := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(app)
+	b, err := protojson.Marshal(app)
 	if err != nil {
 		return nil, fmt.Errorf("render app %q: %w", app.GetId(), err)
 	}
-	return b, nil
+	tree, err := decodeJSON(b)
+	if err != nil {
+		return nil, fmt.Errorf("render app %q: %w", app.GetId(), err)
+	}
+	return encodeJSON(toMarathon(tree, appDescriptor), true), nil
 }

@@ -270,3 +270,22 @@ func StampVersion(old, next *v1.App, version string, change Change) (relaunch bo
 	}
 	return relaunch
 }
+
+// EnvString is an env value holding a plain string.
+func EnvString(s string) *v1.EnvValue {
+	return &v1.EnvValue{Kind: &v1.EnvValue_Value{Value: s}}
+}
+
+// EnvSecret is an env value that refers to the app's secret of that name.
+func EnvSecret(name string) *v1.EnvValue {
+	return &v1.EnvValue{Kind: &v1.EnvValue_Secret{Secret: name}}
+}
+
+// Env builds an env of plain strings.
+func Env(vars map[string]string) map[string]*v1.EnvValue {
+	out := make(map[string]*v1.EnvValue, len(vars))
+	for k, v := range vars {
+		out[k] = EnvString(v)
+	}
+	return out
+}

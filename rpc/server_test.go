@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/berth-dev/berth/appmodel"
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
 	"github.com/berth-dev/berth/rpc"
 )
@@ -37,7 +38,7 @@ func TestAppLifecycle(t *testing.T) {
 	if app.GetId() != "/postgres" || app.GetVersion() == "" || app.GetVersionInfo().GetLastConfigChangeAt() != app.GetVersion() {
 		t.Fatalf("created app: id %q version %q info %v", app.GetId(), app.GetVersion(), app.GetVersionInfo())
 	}
-	if app.GetUnreachableStrategy().GetStringValue() != "disabled" || app.GetContainer().GetVolumes()[0].GetPersistent().GetType() != "root" {
+	if app.GetUnreachableStrategy().GetDisabled() == nil || app.GetContainer().GetVolumes()[0].GetPersistent().GetType() != "root" {
 		t.Fatalf("created app not normalized: %v", app)
 	}
 	depID := created.Msg.DeploymentId
@@ -129,7 +130,7 @@ func TestAppLifecycle(t *testing.T) {
 	// cannot change.
 	full := appFromFile(t, seedFile)
 	full.Instances = proto.Int32(2)
-	full.Env["EXTRA"] = "1"
+	full.Env["EXTRA"] = appmodel.EnvString("1")
 	changed, err := c.app.UpdateApp(ctx, connect.NewRequest(&v1.UpdateAppRequest{Id: "/postgres", App: full, Force: true}))
 	if err != nil {
 		t.Fatal(err)
@@ -252,7 +253,7 @@ func TestValidationAndLimits(t *testing.T) {
 
 	// A request over MaxRequestBytes is refused before decoding.
 	huge := mustApp(t, `{"id": "/huge", "cmd": "x"}`)
-	huge.Env = map[string]string{"BIG": strings.Repeat("x", 100<<10)}
+	huge.Env = appmodel.Env(map[string]string{"BIG": strings.Repeat("x", 100<<10)})
 	_, err = c.app.CreateApp(ctx, connect.NewRequest(&v1.CreateAppRequest{App: huge}))
 	wantCode(t, err, connect.CodeResourceExhausted)
 

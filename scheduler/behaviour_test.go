@@ -9,7 +9,6 @@ import (
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/berth-dev/berth/appmodel"
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
@@ -41,7 +40,7 @@ func TestUpgradeRespectsMinimumHealthCapacity(t *testing.T) {
 		berths[i.Id] = i.Reservation.Volumes[0].PersistenceId
 	}
 	v2 := withInstances(app, "v2", 4)
-	v2.Env = map[string]string{"X": "2"}
+	v2.Env = appmodel.Env(map[string]string{"X": "2"})
 	h.store.putApp(v2, "d2")
 	d := h.tick()
 	kills := 0
@@ -154,14 +153,16 @@ func TestStatelessScaling(t *testing.T) {
 	}
 }
 
-func constraintList(cs ...[]string) []*structpb.ListValue {
-	var out []*structpb.ListValue
+// constraintList builds constraints from Marathon's [field, OPERATOR,
+// value?] form.
+func constraintList(cs ...[]string) []*v1.Constraint {
+	var out []*v1.Constraint
 	for _, c := range cs {
-		lv := &structpb.ListValue{}
-		for _, s := range c {
-			lv.Values = append(lv.Values, structpb.NewStringValue(s))
+		con := &v1.Constraint{Field: c[0], Operator: c[1]}
+		if len(c) > 2 {
+			con.Value = proto.String(c[2])
 		}
-		out = append(out, lv)
+		out = append(out, con)
 	}
 	return out
 }
@@ -351,7 +352,7 @@ func TestTaskInfo(t *testing.T) {
 	o := &mesos.Offer{AgentID: mesos.AgentID{Value: "A1"}, Hostname: "h1"}
 	a := &v1.App{
 		Id: "/grp/app", Version: proto.String("v9"), Args: []string{"/bin/server", "--flag"}, User: proto.String("nobody"),
-		Env:                        map[string]string{"FOO": "bar", "PORT": "overridden"},
+		Env:                        appmodel.Env(map[string]string{"FOO": "bar", "PORT": "overridden"}),
 		TaskKillGracePeriodSeconds: proto.Int32(7), Labels: map[string]string{"team": "db"},
 		PortDefinitions: []*v1.PortDefinition{{Port: proto.Int32(10000), Name: proto.String("http")}, {Port: proto.Int32(0)}},
 	}
@@ -377,6 +378,31 @@ func TestTaskInfo(t *testing.T) {
 	}
 	if ti.KillPolicy.GetGracePeriod().GetNanoseconds() != int64(7*time.Second) || ti.Name != "grp/app" {
 		t.Fatalf("kill policy %v name %q", ti.KillPolicy, ti.Name)
+	}
+
+	// An env value that refers to a secret reaches Mesos as a secret
+	// reference to the secret's source, never as a value; it overrides a
+	// variable Berth would set.
+	a.Env["DB_PASS"] = appmodel.EnvSecret("db")
+	a.Env["HOST"] = appmodel.EnvSecret("db")
+	a.Secrets = map[string]*v1.Secret{"db": {Source: "/prod/db/password"}}
+	ti, err = buildTaskInfo(a, "grp_app.instance-x._app.1", o, nil, []uint32{31001, 31002})
+	if err != nil {
+		t.Fatal(err)
+	}
+	secrets := 0
+	for _, v := range ti.Command.Environment.Variables {
+		if v.Name != "DB_PASS" && v.Name != "HOST" {
+			continue
+		}
+		secrets++
+		if v.GetType() != mesos.Environment_Variable_SECRET || v.Value != nil ||
+			v.Secret.GetType() != mesos.Secret_REFERENCE || v.Secret.GetReference().GetName() != "/prod/db/password" {
+			t.Errorf("secret variable %v", v)
+		}
+	}
+	if secrets != 2 {
+		t.Errorf("%d secret variables, want 2", secrets)
 	}
 
 	d := &v1.App{Id: "/d", Container: &v1.Container{Type: proto.String("DOCKER"), Docker: &v1.Docker{Image: "nginx:1", Network: proto.String("BRIDGE")},

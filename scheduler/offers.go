@@ -16,7 +16,7 @@ import (
 type offerRound struct {
 	cands       []string // instances to place on unreserved resources, in order
 	placed      map[string]bool
-	constraints map[string][]constraint
+	constraints map[string][]appmodel.Placement
 	badApps     map[string]bool
 	values      map[string]map[string]*placedValues // app → field → values
 }
@@ -38,7 +38,7 @@ func (p *planner) onOffers(offers []mesos.Offer) {
 	}
 	r := &offerRound{
 		placed:      map[string]bool{},
-		constraints: map[string][]constraint{},
+		constraints: map[string][]appmodel.Placement{},
 		badApps:     map[string]bool{},
 		values:      map[string]map[string]*placedValues{},
 	}
@@ -283,7 +283,7 @@ func (p *planner) place(a *v1.App, i *v1.Instance, o *mesos.Offer, v *offerView,
 	cs, ok := r.constraints[appID]
 	if !ok {
 		var err error
-		cs, err = parseConstraints(a)
+		cs, err = appmodel.Placements(a)
 		if err != nil {
 			r.badApps[appID] = true
 			p.event(&v1.Event{Type: "instance_changed_event", AppId: appID, InstanceId: i.GetId(), Message: "cannot place: " + err.Error()})
@@ -403,14 +403,14 @@ func (p *planner) place(a *v1.App, i *v1.Instance, o *mesos.Offer, v *offerView,
 
 // placedValues counts, per constraint field, the values of the agents that
 // hold the app's instances (berths or live tasks).
-func (p *planner) placedValues(a *v1.App, cs []constraint, r *offerRound) map[string]*placedValues {
+func (p *planner) placedValues(a *v1.App, cs []appmodel.Placement, r *offerRound) map[string]*placedValues {
 	if m, ok := r.values[a.GetId()]; ok {
 		return m
 	}
 	m := map[string]*placedValues{}
 	for _, c := range cs {
-		if m[c.field] == nil {
-			m[c.field] = &placedValues{counts: map[string]int{}}
+		if m[c.Field] == nil {
+			m[c.Field] = &placedValues{counts: map[string]int{}}
 		}
 	}
 	for _, id := range p.allInstanceIDs() {
@@ -443,7 +443,7 @@ func (p *planner) placedValues(a *v1.App, cs []constraint, r *offerRound) map[st
 	return m
 }
 
-func (p *planner) notePlaced(a *v1.App, cs []constraint, agent agentInfo, r *offerRound) {
+func (p *planner) notePlaced(a *v1.App, cs []appmodel.Placement, agent agentInfo, r *offerRound) {
 	if len(cs) == 0 {
 		return
 	}

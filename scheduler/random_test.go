@@ -41,7 +41,7 @@ func TestRandomizedLifecycle(t *testing.T) {
 					h.store.putApp(app, "")
 				case 1: // config change (restart)
 					app = withInstances(app, next(), app.GetInstances())
-					app.Env = map[string]string{"V": app.GetVersion()}
+					app.Env = appmodel.Env(map[string]string{"V": app.GetVersion()})
 					h.store.putApp(app, "")
 				case 2: // a task crashes
 					if live := h.master.liveTasks(); len(live) > 0 {
@@ -79,7 +79,7 @@ func TestRandomizedLifecycle(t *testing.T) {
 				case 7: // the stateless app scales, or changes (a rolling upgrade)
 					web = withInstances(web, next(), int32(rng.Intn(6)))
 					if rng.Intn(2) == 0 {
-						web.Env = map[string]string{"V": web.GetVersion()}
+						web.Env = appmodel.Env(map[string]string{"V": web.GetVersion()})
 						web.UpgradeStrategy = &v1.UpgradeStrategy{
 							MinimumHealthCapacity: proto.Float64(float64(rng.Intn(3)) / 2),
 							MaximumOverCapacity:   proto.Float64(float64(rng.Intn(3)) / 2),

@@ -203,7 +203,7 @@ func (v *offerView) take(need taskNeed, unreserved bool, roles map[string]bool, 
 // placeTask launches a stateless instance's task on the offer: on
 // unreserved resources, or on resources reserved for a role its
 // acceptedResourceRoles list (never on resources carrying Berth labels).
-func (p *planner) placeTask(a *v1.App, i *v1.Instance, o *mesos.Offer, v *offerView, r *offerRound, cs []constraint, agent agentInfo) ([]mesos.Offer_Operation, bool) {
+func (p *planner) placeTask(a *v1.App, i *v1.Instance, o *mesos.Offer, v *offerView, r *offerRound, cs []appmodel.Placement, agent agentInfo) ([]mesos.Offer_Operation, bool) {
 	alloc := v.allocRole
 	if alloc == "" {
 		alloc = p.cfg.Role

@@ -102,19 +102,43 @@ func taskEnv(a *v1.App, taskID, host string, ports []uint32, specs []appmodel.Po
 	} else {
 		delete(env, "MARATHON_APP_CONTAINER_PORTS")
 	}
+	// The app's own variables: strings, or references to the app's secrets
+	// that the agent resolves (Mesos secrets of type REFERENCE, as Marathon
+	// passes them; Berth never holds a secret's value).
+	secrets := map[string]string{}
 	for k, v := range a.GetEnv() {
-		env[k] = v
+		switch kind := v.GetKind().(type) {
+		case *v1.EnvValue_Value:
+			env[k] = kind.Value
+			delete(secrets, k)
+		case *v1.EnvValue_Secret:
+			secrets[k] = a.GetSecrets()[kind.Secret].GetSource()
+			delete(env, k)
+		}
 	}
-	keys := make([]string, 0, len(env))
+	keys := make([]string, 0, len(env)+len(secrets))
 	for k := range env {
+		keys = append(keys, k)
+	}
+	for k := range secrets {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
 	out := make([]mesos.Environment_Variable, 0, len(keys))
 	for _, k := range keys {
+		if source, ok := secrets[k]; ok {
+			out = append(out, mesos.Environment_Variable{Name: k, Type: mesos.Environment_Variable_SECRET.Enum(), Secret: secretReference(source)})
+			continue
+		}
 		out = append(out, mesos.Environment_Variable{Name: k, Value: strPtr(env[k])})
 	}
 	return out
+}
+
+// secretReference is a Mesos secret the agent's secret resolver looks up by
+// name.
+func secretReference(name string) *mesos.Secret {
+	return &mesos.Secret{Type: mesos.Secret_REFERENCE, Reference: &mesos.Secret_Reference{Name: name}}
 }
 
 func formatFloat(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }

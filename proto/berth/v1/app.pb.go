@@ -9,7 +9,6 @@ package berthv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
-	structpb "google.golang.org/protobuf/types/known/structpb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -35,39 +34,40 @@ type App struct {
 	Cmd  *string  `protobuf:"bytes,2,opt,name=cmd,proto3,oneof" json:"cmd,omitempty"`
 	Args []string `protobuf:"bytes,3,rep,name=args,proto3" json:"args,omitempty"`
 	User *string  `protobuf:"bytes,4,opt,name=user,proto3,oneof" json:"user,omitempty"`
-	// env maps variable names to values.
-	Env       map[string]string `protobuf:"bytes,5,rep,name=env,proto3" json:"env,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	Labels    map[string]string `protobuf:"bytes,6,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	Instances *int32            `protobuf:"varint,7,opt,name=instances,proto3,oneof" json:"instances,omitempty"`
-	Cpus      *float64          `protobuf:"fixed64,8,opt,name=cpus,proto3,oneof" json:"cpus,omitempty"`
-	Mem       *float64          `protobuf:"fixed64,9,opt,name=mem,proto3,oneof" json:"mem,omitempty"`
-	Disk      *float64          `protobuf:"fixed64,10,opt,name=disk,proto3,oneof" json:"disk,omitempty"`
-	Gpus      *int32            `protobuf:"varint,11,opt,name=gpus,proto3,oneof" json:"gpus,omitempty"`
-	// constraints are Marathon's ["field", "OPERATOR", "value"?] triples.
-	Constraints     []*structpb.ListValue `protobuf:"bytes,12,rep,name=constraints,proto3" json:"constraints,omitempty"`
-	Container       *Container            `protobuf:"bytes,13,opt,name=container,proto3" json:"container,omitempty"`
-	Networks        []*Network            `protobuf:"bytes,14,rep,name=networks,proto3" json:"networks,omitempty"`
-	PortDefinitions []*PortDefinition     `protobuf:"bytes,15,rep,name=port_definitions,json=portDefinitions,proto3" json:"port_definitions,omitempty"`
-	Ports           []int32               `protobuf:"varint,16,rep,packed,name=ports,proto3" json:"ports,omitempty"`
-	RequirePorts    *bool                 `protobuf:"varint,17,opt,name=require_ports,json=requirePorts,proto3,oneof" json:"require_ports,omitempty"`
-	HealthChecks    []*HealthCheck        `protobuf:"bytes,18,rep,name=health_checks,json=healthChecks,proto3" json:"health_checks,omitempty"`
-	ReadinessChecks []*ReadinessCheck     `protobuf:"bytes,19,rep,name=readiness_checks,json=readinessChecks,proto3" json:"readiness_checks,omitempty"`
-	UpgradeStrategy *UpgradeStrategy      `protobuf:"bytes,20,opt,name=upgrade_strategy,json=upgradeStrategy,proto3" json:"upgrade_strategy,omitempty"`
-	// unreachableStrategy is either the string "disabled" or an object with
-	// inactiveAfterSeconds and expungeAfterSeconds.
-	UnreachableStrategy        *structpb.Value `protobuf:"bytes,21,opt,name=unreachable_strategy,json=unreachableStrategy,proto3" json:"unreachable_strategy,omitempty"`
-	Residency                  *Residency      `protobuf:"bytes,22,opt,name=residency,proto3" json:"residency,omitempty"`
-	KillSelection              *string         `protobuf:"bytes,23,opt,name=kill_selection,json=killSelection,proto3,oneof" json:"kill_selection,omitempty"`
-	BackoffSeconds             *float64        `protobuf:"fixed64,24,opt,name=backoff_seconds,json=backoffSeconds,proto3,oneof" json:"backoff_seconds,omitempty"`
-	BackoffFactor              *float64        `protobuf:"fixed64,25,opt,name=backoff_factor,json=backoffFactor,proto3,oneof" json:"backoff_factor,omitempty"`
-	MaxLaunchDelaySeconds      *int32          `protobuf:"varint,26,opt,name=max_launch_delay_seconds,json=maxLaunchDelaySeconds,proto3,oneof" json:"max_launch_delay_seconds,omitempty"`
-	Fetch                      []*FetchUri     `protobuf:"bytes,27,rep,name=fetch,proto3" json:"fetch,omitempty"`
-	Dependencies               []string        `protobuf:"bytes,28,rep,name=dependencies,proto3" json:"dependencies,omitempty"`
-	AcceptedResourceRoles      []string        `protobuf:"bytes,29,rep,name=accepted_resource_roles,json=acceptedResourceRoles,proto3" json:"accepted_resource_roles,omitempty"`
-	Role                       *string         `protobuf:"bytes,30,opt,name=role,proto3,oneof" json:"role,omitempty"`
-	IpAddress                  *IpAddress      `protobuf:"bytes,31,opt,name=ip_address,json=ipAddress,proto3" json:"ip_address,omitempty"`
-	Executor                   *string         `protobuf:"bytes,32,opt,name=executor,proto3,oneof" json:"executor,omitempty"`
-	TaskKillGracePeriodSeconds *int32          `protobuf:"varint,33,opt,name=task_kill_grace_period_seconds,json=taskKillGracePeriodSeconds,proto3,oneof" json:"task_kill_grace_period_seconds,omitempty"`
+	// env maps variable names to values: a string, or a reference to one of
+	// the app's secrets.
+	Env       map[string]*EnvValue `protobuf:"bytes,40,rep,name=env,proto3" json:"env,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Labels    map[string]string    `protobuf:"bytes,6,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Instances *int32               `protobuf:"varint,7,opt,name=instances,proto3,oneof" json:"instances,omitempty"`
+	Cpus      *float64             `protobuf:"fixed64,8,opt,name=cpus,proto3,oneof" json:"cpus,omitempty"`
+	Mem       *float64             `protobuf:"fixed64,9,opt,name=mem,proto3,oneof" json:"mem,omitempty"`
+	Disk      *float64             `protobuf:"fixed64,10,opt,name=disk,proto3,oneof" json:"disk,omitempty"`
+	Gpus      *int32               `protobuf:"varint,11,opt,name=gpus,proto3,oneof" json:"gpus,omitempty"`
+	// constraints restrict where instances are placed.
+	Constraints     []*Constraint     `protobuf:"bytes,41,rep,name=constraints,proto3" json:"constraints,omitempty"`
+	Container       *Container        `protobuf:"bytes,13,opt,name=container,proto3" json:"container,omitempty"`
+	Networks        []*Network        `protobuf:"bytes,14,rep,name=networks,proto3" json:"networks,omitempty"`
+	PortDefinitions []*PortDefinition `protobuf:"bytes,15,rep,name=port_definitions,json=portDefinitions,proto3" json:"port_definitions,omitempty"`
+	Ports           []int32           `protobuf:"varint,16,rep,packed,name=ports,proto3" json:"ports,omitempty"`
+	RequirePorts    *bool             `protobuf:"varint,17,opt,name=require_ports,json=requirePorts,proto3,oneof" json:"require_ports,omitempty"`
+	HealthChecks    []*HealthCheck    `protobuf:"bytes,18,rep,name=health_checks,json=healthChecks,proto3" json:"health_checks,omitempty"`
+	ReadinessChecks []*ReadinessCheck `protobuf:"bytes,19,rep,name=readiness_checks,json=readinessChecks,proto3" json:"readiness_checks,omitempty"`
+	UpgradeStrategy *UpgradeStrategy  `protobuf:"bytes,20,opt,name=upgrade_strategy,json=upgradeStrategy,proto3" json:"upgrade_strategy,omitempty"`
+	// unreachable_strategy says what becomes of an instance whose agent is
+	// unreachable.
+	UnreachableStrategy        *UnreachableStrategy `protobuf:"bytes,42,opt,name=unreachable_strategy,json=unreachableStrategy,proto3" json:"unreachable_strategy,omitempty"`
+	Residency                  *Residency           `protobuf:"bytes,22,opt,name=residency,proto3" json:"residency,omitempty"`
+	KillSelection              *string              `protobuf:"bytes,23,opt,name=kill_selection,json=killSelection,proto3,oneof" json:"kill_selection,omitempty"`
+	BackoffSeconds             *float64             `protobuf:"fixed64,24,opt,name=backoff_seconds,json=backoffSeconds,proto3,oneof" json:"backoff_seconds,omitempty"`
+	BackoffFactor              *float64             `protobuf:"fixed64,25,opt,name=backoff_factor,json=backoffFactor,proto3,oneof" json:"backoff_factor,omitempty"`
+	MaxLaunchDelaySeconds      *int32               `protobuf:"varint,26,opt,name=max_launch_delay_seconds,json=maxLaunchDelaySeconds,proto3,oneof" json:"max_launch_delay_seconds,omitempty"`
+	Fetch                      []*FetchUri          `protobuf:"bytes,27,rep,name=fetch,proto3" json:"fetch,omitempty"`
+	Dependencies               []string             `protobuf:"bytes,28,rep,name=dependencies,proto3" json:"dependencies,omitempty"`
+	AcceptedResourceRoles      []string             `protobuf:"bytes,29,rep,name=accepted_resource_roles,json=acceptedResourceRoles,proto3" json:"accepted_resource_roles,omitempty"`
+	Role                       *string              `protobuf:"bytes,30,opt,name=role,proto3,oneof" json:"role,omitempty"`
+	IpAddress                  *IpAddress           `protobuf:"bytes,31,opt,name=ip_address,json=ipAddress,proto3" json:"ip_address,omitempty"`
+	Executor                   *string              `protobuf:"bytes,32,opt,name=executor,proto3,oneof" json:"executor,omitempty"`
+	TaskKillGracePeriodSeconds *int32               `protobuf:"varint,33,opt,name=task_kill_grace_period_seconds,json=taskKillGracePeriodSeconds,proto3,oneof" json:"task_kill_grace_period_seconds,omitempty"`
 	// version is the time of the last change (RFC 3339), set by the server.
 	Version     *string            `protobuf:"bytes,34,opt,name=version,proto3,oneof" json:"version,omitempty"`
 	VersionInfo *VersionInfo       `protobuf:"bytes,35,opt,name=version_info,json=versionInfo,proto3" json:"version_info,omitempty"`
@@ -138,7 +138,7 @@ func (x *App) GetUser() string {
 	return ""
 }
 
-func (x *App) GetEnv() map[string]string {
+func (x *App) GetEnv() map[string]*EnvValue {
 	if x != nil {
 		return x.Env
 	}
@@ -187,7 +187,7 @@ func (x *App) GetGpus() int32 {
 	return 0
 }
 
-func (x *App) GetConstraints() []*structpb.ListValue {
+func (x *App) GetConstraints() []*Constraint {
 	if x != nil {
 		return x.Constraints
 	}
@@ -250,7 +250,7 @@ func (x *App) GetUpgradeStrategy() *UpgradeStrategy {
 	return nil
 }
 
-func (x *App) GetUnreachableStrategy() *structpb.Value {
+func (x *App) GetUnreachableStrategy() *UnreachableStrategy {
 	if x != nil {
 		return x.UnreachableStrategy
 	}
@@ -383,6 +383,336 @@ func (x *App) GetMaxUnavailable() int32 {
 	return 0
 }
 
+// EnvValue is the value of one environment variable. Marathon's JSON: a
+// string, or {"secret": "name"}.
+type EnvValue struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Kind:
+	//
+	//	*EnvValue_Value
+	//	*EnvValue_Secret
+	Kind          isEnvValue_Kind `protobuf_oneof:"kind"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EnvValue) Reset() {
+	*x = EnvValue{}
+	mi := &file_berth_v1_app_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EnvValue) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EnvValue) ProtoMessage() {}
+
+func (x *EnvValue) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_app_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EnvValue.ProtoReflect.Descriptor instead.
+func (*EnvValue) Descriptor() ([]byte, []int) {
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *EnvValue) GetKind() isEnvValue_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return nil
+}
+
+func (x *EnvValue) GetValue() string {
+	if x != nil {
+		if x, ok := x.Kind.(*EnvValue_Value); ok {
+			return x.Value
+		}
+	}
+	return ""
+}
+
+func (x *EnvValue) GetSecret() string {
+	if x != nil {
+		if x, ok := x.Kind.(*EnvValue_Secret); ok {
+			return x.Secret
+		}
+	}
+	return ""
+}
+
+type isEnvValue_Kind interface {
+	isEnvValue_Kind()
+}
+
+type EnvValue_Value struct {
+	// value is a plain string.
+	Value string `protobuf:"bytes,1,opt,name=value,proto3,oneof"`
+}
+
+type EnvValue_Secret struct {
+	// secret names an entry of the app's secrets whose value the agent
+	// puts in the variable.
+	Secret string `protobuf:"bytes,2,opt,name=secret,proto3,oneof"`
+}
+
+func (*EnvValue_Value) isEnvValue_Kind() {}
+
+func (*EnvValue_Secret) isEnvValue_Kind() {}
+
+// Constraint is one placement rule. Marathon's JSON: ["field", "OPERATOR"]
+// or ["field", "OPERATOR", "value"].
+type Constraint struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// field is "hostname" or the name of an agent attribute.
+	Field string `protobuf:"bytes,1,opt,name=field,proto3" json:"field,omitempty"`
+	// operator is UNIQUE, CLUSTER, GROUP_BY, LIKE, UNLIKE, MAX_PER or IS.
+	Operator      string  `protobuf:"bytes,2,opt,name=operator,proto3" json:"operator,omitempty"`
+	Value         *string `protobuf:"bytes,3,opt,name=value,proto3,oneof" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Constraint) Reset() {
+	*x = Constraint{}
+	mi := &file_berth_v1_app_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Constraint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Constraint) ProtoMessage() {}
+
+func (x *Constraint) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_app_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Constraint.ProtoReflect.Descriptor instead.
+func (*Constraint) Descriptor() ([]byte, []int) {
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Constraint) GetField() string {
+	if x != nil {
+		return x.Field
+	}
+	return ""
+}
+
+func (x *Constraint) GetOperator() string {
+	if x != nil {
+		return x.Operator
+	}
+	return ""
+}
+
+func (x *Constraint) GetValue() string {
+	if x != nil && x.Value != nil {
+		return *x.Value
+	}
+	return ""
+}
+
+// UnreachableStrategy says what becomes of an instance whose agent is
+// unreachable. Marathon's JSON: the string "disabled", or
+// {"inactiveAfterSeconds": n, "expungeAfterSeconds": m}.
+type UnreachableStrategy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Kind:
+	//
+	//	*UnreachableStrategy_Disabled
+	//	*UnreachableStrategy_Enabled
+	Kind          isUnreachableStrategy_Kind `protobuf_oneof:"kind"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnreachableStrategy) Reset() {
+	*x = UnreachableStrategy{}
+	mi := &file_berth_v1_app_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnreachableStrategy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnreachableStrategy) ProtoMessage() {}
+
+func (x *UnreachableStrategy) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_app_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnreachableStrategy.ProtoReflect.Descriptor instead.
+func (*UnreachableStrategy) Descriptor() ([]byte, []int) {
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *UnreachableStrategy) GetKind() isUnreachableStrategy_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return nil
+}
+
+func (x *UnreachableStrategy) GetDisabled() *UnreachableDisabled {
+	if x != nil {
+		if x, ok := x.Kind.(*UnreachableStrategy_Disabled); ok {
+			return x.Disabled
+		}
+	}
+	return nil
+}
+
+func (x *UnreachableStrategy) GetEnabled() *UnreachableEnabled {
+	if x != nil {
+		if x, ok := x.Kind.(*UnreachableStrategy_Enabled); ok {
+			return x.Enabled
+		}
+	}
+	return nil
+}
+
+type isUnreachableStrategy_Kind interface {
+	isUnreachableStrategy_Kind()
+}
+
+type UnreachableStrategy_Disabled struct {
+	// disabled: the instance waits for its agent (required for resident
+	// apps, whose data lives there).
+	Disabled *UnreachableDisabled `protobuf:"bytes,1,opt,name=disabled,proto3,oneof"`
+}
+
+type UnreachableStrategy_Enabled struct {
+	// enabled: the instance is replaced after inactive_after_seconds and
+	// forgotten after expunge_after_seconds.
+	Enabled *UnreachableEnabled `protobuf:"bytes,2,opt,name=enabled,proto3,oneof"`
+}
+
+func (*UnreachableStrategy_Disabled) isUnreachableStrategy_Kind() {}
+
+func (*UnreachableStrategy_Enabled) isUnreachableStrategy_Kind() {}
+
+// UnreachableDisabled is the "disabled" unreachable strategy.
+type UnreachableDisabled struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnreachableDisabled) Reset() {
+	*x = UnreachableDisabled{}
+	mi := &file_berth_v1_app_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnreachableDisabled) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnreachableDisabled) ProtoMessage() {}
+
+func (x *UnreachableDisabled) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_app_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnreachableDisabled.ProtoReflect.Descriptor instead.
+func (*UnreachableDisabled) Descriptor() ([]byte, []int) {
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{4}
+}
+
+// UnreachableEnabled replaces unreachable instances.
+type UnreachableEnabled struct {
+	state                protoimpl.MessageState `protogen:"open.v1"`
+	InactiveAfterSeconds *int32                 `protobuf:"varint,1,opt,name=inactive_after_seconds,json=inactiveAfterSeconds,proto3,oneof" json:"inactive_after_seconds,omitempty"`
+	ExpungeAfterSeconds  *int32                 `protobuf:"varint,2,opt,name=expunge_after_seconds,json=expungeAfterSeconds,proto3,oneof" json:"expunge_after_seconds,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
+}
+
+func (x *UnreachableEnabled) Reset() {
+	*x = UnreachableEnabled{}
+	mi := &file_berth_v1_app_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnreachableEnabled) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnreachableEnabled) ProtoMessage() {}
+
+func (x *UnreachableEnabled) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_app_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnreachableEnabled.ProtoReflect.Descriptor instead.
+func (*UnreachableEnabled) Descriptor() ([]byte, []int) {
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *UnreachableEnabled) GetInactiveAfterSeconds() int32 {
+	if x != nil && x.InactiveAfterSeconds != nil {
+		return *x.InactiveAfterSeconds
+	}
+	return 0
+}
+
+func (x *UnreachableEnabled) GetExpungeAfterSeconds() int32 {
+	if x != nil && x.ExpungeAfterSeconds != nil {
+		return *x.ExpungeAfterSeconds
+	}
+	return 0
+}
+
 // Container describes how the task is containerized.
 type Container struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -397,7 +727,7 @@ type Container struct {
 
 func (x *Container) Reset() {
 	*x = Container{}
-	mi := &file_berth_v1_app_proto_msgTypes[1]
+	mi := &file_berth_v1_app_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -409,7 +739,7 @@ func (x *Container) String() string {
 func (*Container) ProtoMessage() {}
 
 func (x *Container) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_app_proto_msgTypes[1]
+	mi := &file_berth_v1_app_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -422,7 +752,7 @@ func (x *Container) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Container.ProtoReflect.Descriptor instead.
 func (*Container) Descriptor() ([]byte, []int) {
-	return file_berth_v1_app_proto_rawDescGZIP(), []int{1}
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Container) GetType() string {
@@ -469,7 +799,7 @@ type Docker struct {
 
 func (x *Docker) Reset() {
 	*x = Docker{}
-	mi := &file_berth_v1_app_proto_msgTypes[2]
+	mi := &file_berth_v1_app_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -481,7 +811,7 @@ func (x *Docker) String() string {
 func (*Docker) ProtoMessage() {}
 
 func (x *Docker) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_app_proto_msgTypes[2]
+	mi := &file_berth_v1_app_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -494,7 +824,7 @@ func (x *Docker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Docker.ProtoReflect.Descriptor instead.
 func (*Docker) Descriptor() ([]byte, []int) {
-	return file_berth_v1_app_proto_rawDescGZIP(), []int{2}
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Docker) GetImage() string {
@@ -550,7 +880,7 @@ type DockerParameter struct {
 
 func (x *DockerParameter) Reset() {
 	*x = DockerParameter{}
-	mi := &file_berth_v1_app_proto_msgTypes[3]
+	mi := &file_berth_v1_app_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -562,7 +892,7 @@ func (x *DockerParameter) String() string {
 func (*DockerParameter) ProtoMessage() {}
 
 func (x *DockerParameter) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_app_proto_msgTypes[3]
+	mi := &file_berth_v1_app_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -575,7 +905,7 @@ func (x *DockerParameter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DockerParameter.ProtoReflect.Descriptor instead.
 func (*DockerParameter) Descriptor() ([]byte, []int) {
-	return file_berth_v1_app_proto_rawDescGZIP(), []int{3}
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *DockerParameter) GetKey() string {
@@ -609,7 +939,7 @@ type PortMapping struct {
 
 func (x *PortMapping) Reset() {
 	*x = PortMapping{}
-	mi := &file_berth_v1_app_proto_msgTypes[4]
+	mi := &file_berth_v1_app_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -621,7 +951,7 @@ func (x *PortMapping) String() string {
 func (*PortMapping) ProtoMessage() {}
 
 func (x *PortMapping) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_app_proto_msgTypes[4]
+	mi := &file_berth_v1_app_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -634,7 +964,7 @@ func (x *PortMapping) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PortMapping.ProtoReflect.Descriptor instead.
 func (*PortMapping) Descriptor() ([]byte, []int) {
-	return file_berth_v1_app_proto_rawDescGZIP(), []int{4}
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *PortMapping) GetContainerPort() int32 {
@@ -694,7 +1024,7 @@ type Volume struct {
 	// mode is RW or RO.
 	Mode          *string           `protobuf:"bytes,3,opt,name=mode,proto3,oneof" json:"mode,omitempty"`
 	Persistent    *PersistentVolume `protobuf:"bytes,4,opt,name=persistent,proto3" json:"persistent,omitempty"`
-	External      *structpb.Struct  `protobuf:"bytes,5,opt,name=external,proto3" json:"external,omitempty"`
+	External      *ExternalVolume   `protobuf:"bytes,7,opt,name=external,proto3" json:"external,omitempty"`
 	Secret        *string           `protobuf:"bytes,6,opt,name=secret,proto3,oneof" json:"secret,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -702,7 +1032,7 @@ type Volume struct {
 
 func (x *Volume) Reset() {
 	*x = Volume{}
-	mi := &file_berth_v1_app_proto_msgTypes[5]
+	mi := &file_berth_v1_app_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -714,7 +1044,7 @@ func (x *Volume) String() string {
 func (*Volume) ProtoMessage() {}
 
 func (x *Volume) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_app_proto_msgTypes[5]
+	mi := &file_berth_v1_app_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -727,7 +1057,7 @@ func (x *Volume) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Volume.ProtoReflect.Descriptor instead.
 func (*Volume) Descriptor() ([]byte, []int) {
-	return file_berth_v1_app_proto_rawDescGZIP(), []int{5}
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Volume) GetContainerPath() string {
@@ -758,7 +1088,7 @@ func (x *Volume) GetPersistent() *PersistentVolume {
 	return nil
 }
 
-func (x *Volume) GetExternal() *structpb.Struct {
+func (x *Volume) GetExternal() *ExternalVolume {
 	if x != nil {
 		return x.External
 	}
@@ -772,23 +1102,102 @@ func (x *Volume) GetSecret() string {
 	return ""
 }
 
+// ExternalVolume is a volume of an external storage provider (e.g. DVDI).
+type ExternalVolume struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// size is in GiB.
+	Size          *int32            `protobuf:"varint,1,opt,name=size,proto3,oneof" json:"size,omitempty"`
+	Name          *string           `protobuf:"bytes,2,opt,name=name,proto3,oneof" json:"name,omitempty"`
+	Provider      *string           `protobuf:"bytes,3,opt,name=provider,proto3,oneof" json:"provider,omitempty"`
+	Options       map[string]string `protobuf:"bytes,4,rep,name=options,proto3" json:"options,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Shared        *bool             `protobuf:"varint,5,opt,name=shared,proto3,oneof" json:"shared,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExternalVolume) Reset() {
+	*x = ExternalVolume{}
+	mi := &file_berth_v1_app_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExternalVolume) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExternalVolume) ProtoMessage() {}
+
+func (x *ExternalVolume) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_app_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExternalVolume.ProtoReflect.Descriptor instead.
+func (*ExternalVolume) Descriptor() ([]byte, []int) {
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ExternalVolume) GetSize() int32 {
+	if x != nil && x.Size != nil {
+		return *x.Size
+	}
+	return 0
+}
+
+func (x *ExternalVolume) GetName() string {
+	if x != nil && x.Name != nil {
+		return *x.Name
+	}
+	return ""
+}
+
+func (x *ExternalVolume) GetProvider() string {
+	if x != nil && x.Provider != nil {
+		return *x.Provider
+	}
+	return ""
+}
+
+func (x *ExternalVolume) GetOptions() map[string]string {
+	if x != nil {
+		return x.Options
+	}
+	return nil
+}
+
+func (x *ExternalVolume) GetShared() bool {
+	if x != nil && x.Shared != nil {
+		return *x.Shared
+	}
+	return false
+}
+
 // PersistentVolume is a local persistent volume: a berth.
 type PersistentVolume struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// size is in MiB.
 	Size *float64 `protobuf:"fixed64,1,opt,name=size,proto3,oneof" json:"size,omitempty"`
 	// type is root, path or mount.
-	Type          *string               `protobuf:"bytes,2,opt,name=type,proto3,oneof" json:"type,omitempty"`
-	MaxSize       *float64              `protobuf:"fixed64,3,opt,name=max_size,json=maxSize,proto3,oneof" json:"max_size,omitempty"`
-	Constraints   []*structpb.ListValue `protobuf:"bytes,4,rep,name=constraints,proto3" json:"constraints,omitempty"`
-	ProfileName   *string               `protobuf:"bytes,5,opt,name=profile_name,json=profileName,proto3,oneof" json:"profile_name,omitempty"`
+	Type    *string  `protobuf:"bytes,2,opt,name=type,proto3,oneof" json:"type,omitempty"`
+	MaxSize *float64 `protobuf:"fixed64,3,opt,name=max_size,json=maxSize,proto3,oneof" json:"max_size,omitempty"`
+	// constraints select the agent disk: ["path", "LIKE" or "UNLIKE", regex].
+	Constraints   []*Constraint `protobuf:"bytes,6,rep,name=constraints,proto3" json:"constraints,omitempty"`
+	ProfileName   *string       `protobuf:"bytes,5,opt,name=profile_name,json=profileName,proto3,oneof" json:"profile_name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PersistentVolume) Reset() {
 	*x = PersistentVolume{}
-	mi := &file_berth_v1_app_proto_msgTypes[6]
+	mi := &file_berth_v1_app_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -800,7 +1209,7 @@ func (x *PersistentVolume) String() string {
 func (*PersistentVolume) ProtoMessage() {}
 
 func (x *PersistentVolume) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_app_proto_msgTypes[6]
+	mi := &file_berth_v1_app_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -813,7 +1222,7 @@ func (x *PersistentVolume) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PersistentVolume.ProtoReflect.Descriptor instead.
 func (*PersistentVolume) Descriptor() ([]byte, []int) {
-	return file_berth_v1_app_proto_rawDescGZIP(), []int{6}
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PersistentVolume) GetSize() float64 {
@@ -837,7 +1246,7 @@ func (x *PersistentVolume) GetMaxSize() float64 {
 	return 0
 }
 
-func (x *PersistentVolume) GetConstraints() []*structpb.ListValue {
+func (x *PersistentVolume) GetConstraints() []*Constraint {
 	if x != nil {
 		return x.Constraints
 	}
@@ -864,7 +1273,7 @@ type Network struct {
 
 func (x *Network) Reset() {
 	*x = Network{}
-	mi := &file_berth_v1_app_proto_msgTypes[7]
+	mi := &file_berth_v1_app_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -876,7 +1285,7 @@ func (x *Network) String() string {
 func (*Network) ProtoMessage() {}
 
 func (x *Network) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_app_proto_msgTypes[7]
+	mi := &file_berth_v1_app_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -889,7 +1298,7 @@ func (x *Network) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Network.ProtoReflect.Descriptor instead.
 func (*Network) Descriptor() ([]byte, []int) {
-	return file_berth_v1_app_proto_rawDescGZIP(), []int{7}
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Network) GetMode() string {
@@ -926,7 +1335,7 @@ type PortDefinition struct {
 
 func (x *PortDefinition) Reset() {
 	*x = PortDefinition{}
-	mi := &file_berth_v1_app_proto_msgTypes[8]
+	mi := &file_berth_v1_app_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -938,7 +1347,7 @@ func (x *PortDefinition) String() string {
 func (*PortDefinition) ProtoMessage() {}
 
 func (x *PortDefinition) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_app_proto_msgTypes[8]
+	mi := &file_berth_v1_app_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -951,7 +1360,7 @@ func (x *PortDefinition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PortDefinition.ProtoReflect.Descriptor instead.
 func (*PortDefinition) Descriptor() ([]byte, []int) {
-	return file_berth_v1_app_proto_rawDescGZIP(), []int{8}
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PortDefinition) GetPort() int32 {
@@ -1005,7 +1414,7 @@ type HealthCheck struct {
 
 func (x *HealthCheck) Reset() {
 	*x = HealthCheck{}
-	mi := &file_berth_v1_app_proto_msgTypes[9]
+	mi := &file_berth_v1_app_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1017,7 +1426,7 @@ func (x *HealthCheck) String() string {
 func (*HealthCheck) ProtoMessage() {}
 
 func (x *HealthCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_app_proto_msgTypes[9]
+	mi := &file_berth_v1_app_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1030,7 +1439,7 @@ func (x *HealthCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthCheck.ProtoReflect.Descriptor instead.
 func (*HealthCheck) Descriptor() ([]byte, []int) {
-	return file_berth_v1_app_proto_rawDescGZIP(), []int{9}
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *HealthCheck) GetProtocol() string {
@@ -1127,7 +1536,7 @@ type HealthCheckCommand struct {
 
 func (x *HealthCheckCommand) Reset() {
 	*x = HealthCheckCommand{}
-	mi := &file_berth_v1_app_proto_msgTypes[10]
+	mi := &file_berth_v1_app_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1139,7 +1548,7 @@ func (x *HealthCheckCommand) String() string {
 func (*HealthCheckCommand) ProtoMessage() {}
 
 func (x *HealthCheckCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_app_proto_msgTypes[10]
+	mi := &file_berth_v1_app_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1152,7 +1561,7 @@ func (x *HealthCheckCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthCheckCommand.ProtoReflect.Descriptor instead.
 func (*HealthCheckCommand) Descriptor() ([]byte, []int) {
-	return file_berth_v1_app_proto_rawDescGZIP(), []int{10}
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *HealthCheckCommand) GetValue() string {
@@ -1182,7 +1591,7 @@ type ReadinessCheck struct {
 
 func (x *ReadinessCheck) Reset() {
 	*x = ReadinessCheck{}
-	mi := &file_berth_v1_app_proto_msgTypes[11]
+	mi := &file_berth_v1_app_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1194,7 +1603,7 @@ func (x *ReadinessCheck) String() string {
 func (*ReadinessCheck) ProtoMessage() {}
 
 func (x *ReadinessCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_app_proto_msgTypes[11]
+	mi := &file_berth_v1_app_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1207,7 +1616,7 @@ func (x *ReadinessCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadinessCheck.ProtoReflect.Descriptor instead.
 func (*ReadinessCheck) Descriptor() ([]byte, []int) {
-	return file_berth_v1_app_proto_rawDescGZIP(), []int{11}
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ReadinessCheck) GetName() string {
@@ -1291,7 +1700,7 @@ type UpgradeStrategy struct {
 
 func (x *UpgradeStrategy) Reset() {
 	*x = UpgradeStrategy{}
-	mi := &file_berth_v1_app_proto_msgTypes[12]
+	mi := &file_berth_v1_app_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1303,7 +1712,7 @@ func (x *UpgradeStrategy) String() string {
 func (*UpgradeStrategy) ProtoMessage() {}
 
 func (x *UpgradeStrategy) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_app_proto_msgTypes[12]
+	mi := &file_berth_v1_app_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1316,7 +1725,7 @@ func (x *UpgradeStrategy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpgradeStrategy.ProtoReflect.Descriptor instead.
 func (*UpgradeStrategy) Descriptor() ([]byte, []int) {
-	return file_berth_v1_app_proto_rawDescGZIP(), []int{12}
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *UpgradeStrategy) GetMinimumHealthCapacity() float64 {
@@ -1344,7 +1753,7 @@ type Residency struct {
 
 func (x *Residency) Reset() {
 	*x = Residency{}
-	mi := &file_berth_v1_app_proto_msgTypes[13]
+	mi := &file_berth_v1_app_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1356,7 +1765,7 @@ func (x *Residency) String() string {
 func (*Residency) ProtoMessage() {}
 
 func (x *Residency) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_app_proto_msgTypes[13]
+	mi := &file_berth_v1_app_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1369,7 +1778,7 @@ func (x *Residency) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Residency.ProtoReflect.Descriptor instead.
 func (*Residency) Descriptor() ([]byte, []int) {
-	return file_berth_v1_app_proto_rawDescGZIP(), []int{13}
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Residency) GetRelaunchEscalationTimeoutSeconds() int32 {
@@ -1400,7 +1809,7 @@ type FetchUri struct {
 
 func (x *FetchUri) Reset() {
 	*x = FetchUri{}
-	mi := &file_berth_v1_app_proto_msgTypes[14]
+	mi := &file_berth_v1_app_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1412,7 +1821,7 @@ func (x *FetchUri) String() string {
 func (*FetchUri) ProtoMessage() {}
 
 func (x *FetchUri) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_app_proto_msgTypes[14]
+	mi := &file_berth_v1_app_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1425,7 +1834,7 @@ func (x *FetchUri) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchUri.ProtoReflect.Descriptor instead.
 func (*FetchUri) Descriptor() ([]byte, []int) {
-	return file_berth_v1_app_proto_rawDescGZIP(), []int{14}
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *FetchUri) GetUri() string {
@@ -1476,7 +1885,7 @@ type IpAddress struct {
 
 func (x *IpAddress) Reset() {
 	*x = IpAddress{}
-	mi := &file_berth_v1_app_proto_msgTypes[15]
+	mi := &file_berth_v1_app_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1488,7 +1897,7 @@ func (x *IpAddress) String() string {
 func (*IpAddress) ProtoMessage() {}
 
 func (x *IpAddress) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_app_proto_msgTypes[15]
+	mi := &file_berth_v1_app_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1501,7 +1910,7 @@ func (x *IpAddress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IpAddress.ProtoReflect.Descriptor instead.
 func (*IpAddress) Descriptor() ([]byte, []int) {
-	return file_berth_v1_app_proto_rawDescGZIP(), []int{15}
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *IpAddress) GetDiscovery() *Discovery {
@@ -1542,7 +1951,7 @@ type Discovery struct {
 
 func (x *Discovery) Reset() {
 	*x = Discovery{}
-	mi := &file_berth_v1_app_proto_msgTypes[16]
+	mi := &file_berth_v1_app_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1554,7 +1963,7 @@ func (x *Discovery) String() string {
 func (*Discovery) ProtoMessage() {}
 
 func (x *Discovery) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_app_proto_msgTypes[16]
+	mi := &file_berth_v1_app_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1567,7 +1976,7 @@ func (x *Discovery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Discovery.ProtoReflect.Descriptor instead.
 func (*Discovery) Descriptor() ([]byte, []int) {
-	return file_berth_v1_app_proto_rawDescGZIP(), []int{16}
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Discovery) GetPorts() []*DiscoveryPort {
@@ -1590,7 +1999,7 @@ type DiscoveryPort struct {
 
 func (x *DiscoveryPort) Reset() {
 	*x = DiscoveryPort{}
-	mi := &file_berth_v1_app_proto_msgTypes[17]
+	mi := &file_berth_v1_app_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1602,7 +2011,7 @@ func (x *DiscoveryPort) String() string {
 func (*DiscoveryPort) ProtoMessage() {}
 
 func (x *DiscoveryPort) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_app_proto_msgTypes[17]
+	mi := &file_berth_v1_app_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1615,7 +2024,7 @@ func (x *DiscoveryPort) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DiscoveryPort.ProtoReflect.Descriptor instead.
 func (*DiscoveryPort) Descriptor() ([]byte, []int) {
-	return file_berth_v1_app_proto_rawDescGZIP(), []int{17}
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *DiscoveryPort) GetNumber() int32 {
@@ -1657,7 +2066,7 @@ type VersionInfo struct {
 
 func (x *VersionInfo) Reset() {
 	*x = VersionInfo{}
-	mi := &file_berth_v1_app_proto_msgTypes[18]
+	mi := &file_berth_v1_app_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1669,7 +2078,7 @@ func (x *VersionInfo) String() string {
 func (*VersionInfo) ProtoMessage() {}
 
 func (x *VersionInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_app_proto_msgTypes[18]
+	mi := &file_berth_v1_app_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1682,7 +2091,7 @@ func (x *VersionInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VersionInfo.ProtoReflect.Descriptor instead.
 func (*VersionInfo) Descriptor() ([]byte, []int) {
-	return file_berth_v1_app_proto_rawDescGZIP(), []int{18}
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *VersionInfo) GetLastScalingAt() string {
@@ -1709,7 +2118,7 @@ type Secret struct {
 
 func (x *Secret) Reset() {
 	*x = Secret{}
-	mi := &file_berth_v1_app_proto_msgTypes[19]
+	mi := &file_berth_v1_app_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1721,7 +2130,7 @@ func (x *Secret) String() string {
 func (*Secret) ProtoMessage() {}
 
 func (x *Secret) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_app_proto_msgTypes[19]
+	mi := &file_berth_v1_app_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1734,7 +2143,7 @@ func (x *Secret) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Secret.ProtoReflect.Descriptor instead.
 func (*Secret) Descriptor() ([]byte, []int) {
-	return file_berth_v1_app_proto_rawDescGZIP(), []int{19}
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Secret) GetSource() string {
@@ -1748,21 +2157,21 @@ var File_berth_v1_app_proto protoreflect.FileDescriptor
 
 const file_berth_v1_app_proto_rawDesc = "" +
 	"\n" +
-	"\x12berth/v1/app.proto\x12\bberth.v1\x1a\x1cgoogle/protobuf/struct.proto\"\xdb\x10\n" +
+	"\x12berth/v1/app.proto\x12\bberth.v1\"\x82\x11\n" +
 	"\x03App\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
 	"\x03cmd\x18\x02 \x01(\tH\x00R\x03cmd\x88\x01\x01\x12\x12\n" +
 	"\x04args\x18\x03 \x03(\tR\x04args\x12\x17\n" +
 	"\x04user\x18\x04 \x01(\tH\x01R\x04user\x88\x01\x01\x12(\n" +
-	"\x03env\x18\x05 \x03(\v2\x16.berth.v1.App.EnvEntryR\x03env\x121\n" +
+	"\x03env\x18( \x03(\v2\x16.berth.v1.App.EnvEntryR\x03env\x121\n" +
 	"\x06labels\x18\x06 \x03(\v2\x19.berth.v1.App.LabelsEntryR\x06labels\x12!\n" +
 	"\tinstances\x18\a \x01(\x05H\x02R\tinstances\x88\x01\x01\x12\x17\n" +
 	"\x04cpus\x18\b \x01(\x01H\x03R\x04cpus\x88\x01\x01\x12\x15\n" +
 	"\x03mem\x18\t \x01(\x01H\x04R\x03mem\x88\x01\x01\x12\x17\n" +
 	"\x04disk\x18\n" +
 	" \x01(\x01H\x05R\x04disk\x88\x01\x01\x12\x17\n" +
-	"\x04gpus\x18\v \x01(\x05H\x06R\x04gpus\x88\x01\x01\x12<\n" +
-	"\vconstraints\x18\f \x03(\v2\x1a.google.protobuf.ListValueR\vconstraints\x121\n" +
+	"\x04gpus\x18\v \x01(\x05H\x06R\x04gpus\x88\x01\x01\x126\n" +
+	"\vconstraints\x18) \x03(\v2\x14.berth.v1.ConstraintR\vconstraints\x121\n" +
 	"\tcontainer\x18\r \x01(\v2\x13.berth.v1.ContainerR\tcontainer\x12-\n" +
 	"\bnetworks\x18\x0e \x03(\v2\x11.berth.v1.NetworkR\bnetworks\x12C\n" +
 	"\x10port_definitions\x18\x0f \x03(\v2\x18.berth.v1.PortDefinitionR\x0fportDefinitions\x12\x14\n" +
@@ -1770,8 +2179,8 @@ const file_berth_v1_app_proto_rawDesc = "" +
 	"\rrequire_ports\x18\x11 \x01(\bH\aR\frequirePorts\x88\x01\x01\x12:\n" +
 	"\rhealth_checks\x18\x12 \x03(\v2\x15.berth.v1.HealthCheckR\fhealthChecks\x12C\n" +
 	"\x10readiness_checks\x18\x13 \x03(\v2\x18.berth.v1.ReadinessCheckR\x0freadinessChecks\x12D\n" +
-	"\x10upgrade_strategy\x18\x14 \x01(\v2\x19.berth.v1.UpgradeStrategyR\x0fupgradeStrategy\x12I\n" +
-	"\x14unreachable_strategy\x18\x15 \x01(\v2\x16.google.protobuf.ValueR\x13unreachableStrategy\x121\n" +
+	"\x10upgrade_strategy\x18\x14 \x01(\v2\x19.berth.v1.UpgradeStrategyR\x0fupgradeStrategy\x12P\n" +
+	"\x14unreachable_strategy\x18* \x01(\v2\x1d.berth.v1.UnreachableStrategyR\x13unreachableStrategy\x121\n" +
 	"\tresidency\x18\x16 \x01(\v2\x13.berth.v1.ResidencyR\tresidency\x12*\n" +
 	"\x0ekill_selection\x18\x17 \x01(\tH\bR\rkillSelection\x88\x01\x01\x12,\n" +
 	"\x0fbackoff_seconds\x18\x18 \x01(\x01H\tR\x0ebackoffSeconds\x88\x01\x01\x12*\n" +
@@ -1791,10 +2200,10 @@ const file_berth_v1_app_proto_rawDesc = "" +
 	"\asecrets\x18$ \x03(\v2\x1a.berth.v1.App.SecretsEntryR\asecrets\x12\x12\n" +
 	"\x04uris\x18% \x03(\tR\x04uris\x12\x15\n" +
 	"\x03tty\x18& \x01(\bH\x10R\x03tty\x88\x01\x01\x12,\n" +
-	"\x0fmax_unavailable\x18' \x01(\x05H\x11R\x0emaxUnavailable\x88\x01\x01\x1a6\n" +
+	"\x0fmax_unavailable\x18' \x01(\x05H\x11R\x0emaxUnavailable\x88\x01\x01\x1aJ\n" +
 	"\bEnvEntry\x12\x10\n" +
-	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a9\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12(\n" +
+	"\x05value\x18\x02 \x01(\v2\x12.berth.v1.EnvValueR\x05value:\x028\x01\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1aL\n" +
@@ -1820,7 +2229,27 @@ const file_berth_v1_app_proto_rawDesc = "" +
 	"\n" +
 	"\b_versionB\x06\n" +
 	"\x04_ttyB\x12\n" +
-	"\x10_max_unavailable\"\xbf\x01\n" +
+	"\x10_max_unavailableJ\x04\b\x05\x10\x06J\x04\b\f\x10\rJ\x04\b\x15\x10\x16\"D\n" +
+	"\bEnvValue\x12\x16\n" +
+	"\x05value\x18\x01 \x01(\tH\x00R\x05value\x12\x18\n" +
+	"\x06secret\x18\x02 \x01(\tH\x00R\x06secretB\x06\n" +
+	"\x04kind\"c\n" +
+	"\n" +
+	"Constraint\x12\x14\n" +
+	"\x05field\x18\x01 \x01(\tR\x05field\x12\x1a\n" +
+	"\boperator\x18\x02 \x01(\tR\boperator\x12\x19\n" +
+	"\x05value\x18\x03 \x01(\tH\x00R\x05value\x88\x01\x01B\b\n" +
+	"\x06_value\"\x94\x01\n" +
+	"\x13UnreachableStrategy\x12;\n" +
+	"\bdisabled\x18\x01 \x01(\v2\x1d.berth.v1.UnreachableDisabledH\x00R\bdisabled\x128\n" +
+	"\aenabled\x18\x02 \x01(\v2\x1c.berth.v1.UnreachableEnabledH\x00R\aenabledB\x06\n" +
+	"\x04kind\"\x15\n" +
+	"\x13UnreachableDisabled\"\xbd\x01\n" +
+	"\x12UnreachableEnabled\x129\n" +
+	"\x16inactive_after_seconds\x18\x01 \x01(\x05H\x00R\x14inactiveAfterSeconds\x88\x01\x01\x127\n" +
+	"\x15expunge_after_seconds\x18\x02 \x01(\x05H\x01R\x13expungeAfterSeconds\x88\x01\x01B\x19\n" +
+	"\x17_inactive_after_secondsB\x18\n" +
+	"\x16_expunge_after_seconds\"\xbf\x01\n" +
 	"\tContainer\x12\x17\n" +
 	"\x04type\x18\x01 \x01(\tH\x00R\x04type\x88\x01\x01\x12(\n" +
 	"\x06docker\x18\x02 \x01(\v2\x10.berth.v1.DockerR\x06docker\x12*\n" +
@@ -1861,30 +2290,43 @@ const file_berth_v1_app_proto_rawDesc = "" +
 	"_host_portB\x0f\n" +
 	"\r_service_portB\v\n" +
 	"\t_protocolB\a\n" +
-	"\x05_name\"\x9a\x02\n" +
+	"\x05_name\"\xa1\x02\n" +
 	"\x06Volume\x12%\n" +
 	"\x0econtainer_path\x18\x01 \x01(\tR\rcontainerPath\x12 \n" +
 	"\thost_path\x18\x02 \x01(\tH\x00R\bhostPath\x88\x01\x01\x12\x17\n" +
 	"\x04mode\x18\x03 \x01(\tH\x01R\x04mode\x88\x01\x01\x12:\n" +
 	"\n" +
 	"persistent\x18\x04 \x01(\v2\x1a.berth.v1.PersistentVolumeR\n" +
-	"persistent\x123\n" +
-	"\bexternal\x18\x05 \x01(\v2\x17.google.protobuf.StructR\bexternal\x12\x1b\n" +
+	"persistent\x124\n" +
+	"\bexternal\x18\a \x01(\v2\x18.berth.v1.ExternalVolumeR\bexternal\x12\x1b\n" +
 	"\x06secret\x18\x06 \x01(\tH\x02R\x06secret\x88\x01\x01B\f\n" +
 	"\n" +
 	"_host_pathB\a\n" +
 	"\x05_modeB\t\n" +
-	"\a_secret\"\xfa\x01\n" +
+	"\a_secretJ\x04\b\x05\x10\x06\"\xa7\x02\n" +
+	"\x0eExternalVolume\x12\x17\n" +
+	"\x04size\x18\x01 \x01(\x05H\x00R\x04size\x88\x01\x01\x12\x17\n" +
+	"\x04name\x18\x02 \x01(\tH\x01R\x04name\x88\x01\x01\x12\x1f\n" +
+	"\bprovider\x18\x03 \x01(\tH\x02R\bprovider\x88\x01\x01\x12?\n" +
+	"\aoptions\x18\x04 \x03(\v2%.berth.v1.ExternalVolume.OptionsEntryR\aoptions\x12\x1b\n" +
+	"\x06shared\x18\x05 \x01(\bH\x03R\x06shared\x88\x01\x01\x1a:\n" +
+	"\fOptionsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\a\n" +
+	"\x05_sizeB\a\n" +
+	"\x05_nameB\v\n" +
+	"\t_providerB\t\n" +
+	"\a_shared\"\xfa\x01\n" +
 	"\x10PersistentVolume\x12\x17\n" +
 	"\x04size\x18\x01 \x01(\x01H\x00R\x04size\x88\x01\x01\x12\x17\n" +
 	"\x04type\x18\x02 \x01(\tH\x01R\x04type\x88\x01\x01\x12\x1e\n" +
-	"\bmax_size\x18\x03 \x01(\x01H\x02R\amaxSize\x88\x01\x01\x12<\n" +
-	"\vconstraints\x18\x04 \x03(\v2\x1a.google.protobuf.ListValueR\vconstraints\x12&\n" +
+	"\bmax_size\x18\x03 \x01(\x01H\x02R\amaxSize\x88\x01\x01\x126\n" +
+	"\vconstraints\x18\x06 \x03(\v2\x14.berth.v1.ConstraintR\vconstraints\x12&\n" +
 	"\fprofile_name\x18\x05 \x01(\tH\x03R\vprofileName\x88\x01\x01B\a\n" +
 	"\x05_sizeB\a\n" +
 	"\x05_typeB\v\n" +
 	"\t_max_sizeB\x0f\n" +
-	"\r_profile_name\"\xbf\x01\n" +
+	"\r_profile_nameJ\x04\b\x04\x10\x05\"\xbf\x01\n" +
 	"\aNetwork\x12\x17\n" +
 	"\x04mode\x18\x01 \x01(\tH\x00R\x04mode\x88\x01\x01\x12\x17\n" +
 	"\x04name\x18\x02 \x01(\tH\x01R\x04name\x88\x01\x01\x125\n" +
@@ -2020,78 +2462,86 @@ func file_berth_v1_app_proto_rawDescGZIP() []byte {
 	return file_berth_v1_app_proto_rawDescData
 }
 
-var file_berth_v1_app_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_berth_v1_app_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_berth_v1_app_proto_goTypes = []any{
-	(*App)(nil),                // 0: berth.v1.App
-	(*Container)(nil),          // 1: berth.v1.Container
-	(*Docker)(nil),             // 2: berth.v1.Docker
-	(*DockerParameter)(nil),    // 3: berth.v1.DockerParameter
-	(*PortMapping)(nil),        // 4: berth.v1.PortMapping
-	(*Volume)(nil),             // 5: berth.v1.Volume
-	(*PersistentVolume)(nil),   // 6: berth.v1.PersistentVolume
-	(*Network)(nil),            // 7: berth.v1.Network
-	(*PortDefinition)(nil),     // 8: berth.v1.PortDefinition
-	(*HealthCheck)(nil),        // 9: berth.v1.HealthCheck
-	(*HealthCheckCommand)(nil), // 10: berth.v1.HealthCheckCommand
-	(*ReadinessCheck)(nil),     // 11: berth.v1.ReadinessCheck
-	(*UpgradeStrategy)(nil),    // 12: berth.v1.UpgradeStrategy
-	(*Residency)(nil),          // 13: berth.v1.Residency
-	(*FetchUri)(nil),           // 14: berth.v1.FetchUri
-	(*IpAddress)(nil),          // 15: berth.v1.IpAddress
-	(*Discovery)(nil),          // 16: berth.v1.Discovery
-	(*DiscoveryPort)(nil),      // 17: berth.v1.DiscoveryPort
-	(*VersionInfo)(nil),        // 18: berth.v1.VersionInfo
-	(*Secret)(nil),             // 19: berth.v1.Secret
-	nil,                        // 20: berth.v1.App.EnvEntry
-	nil,                        // 21: berth.v1.App.LabelsEntry
-	nil,                        // 22: berth.v1.App.SecretsEntry
-	nil,                        // 23: berth.v1.PortMapping.LabelsEntry
-	nil,                        // 24: berth.v1.Network.LabelsEntry
-	nil,                        // 25: berth.v1.PortDefinition.LabelsEntry
-	nil,                        // 26: berth.v1.IpAddress.LabelsEntry
-	nil,                        // 27: berth.v1.DiscoveryPort.LabelsEntry
-	(*structpb.ListValue)(nil), // 28: google.protobuf.ListValue
-	(*structpb.Value)(nil),     // 29: google.protobuf.Value
-	(*structpb.Struct)(nil),    // 30: google.protobuf.Struct
+	(*App)(nil),                 // 0: berth.v1.App
+	(*EnvValue)(nil),            // 1: berth.v1.EnvValue
+	(*Constraint)(nil),          // 2: berth.v1.Constraint
+	(*UnreachableStrategy)(nil), // 3: berth.v1.UnreachableStrategy
+	(*UnreachableDisabled)(nil), // 4: berth.v1.UnreachableDisabled
+	(*UnreachableEnabled)(nil),  // 5: berth.v1.UnreachableEnabled
+	(*Container)(nil),           // 6: berth.v1.Container
+	(*Docker)(nil),              // 7: berth.v1.Docker
+	(*DockerParameter)(nil),     // 8: berth.v1.DockerParameter
+	(*PortMapping)(nil),         // 9: berth.v1.PortMapping
+	(*Volume)(nil),              // 10: berth.v1.Volume
+	(*ExternalVolume)(nil),      // 11: berth.v1.ExternalVolume
+	(*PersistentVolume)(nil),    // 12: berth.v1.PersistentVolume
+	(*Network)(nil),             // 13: berth.v1.Network
+	(*PortDefinition)(nil),      // 14: berth.v1.PortDefinition
+	(*HealthCheck)(nil),         // 15: berth.v1.HealthCheck
+	(*HealthCheckCommand)(nil),  // 16: berth.v1.HealthCheckCommand
+	(*ReadinessCheck)(nil),      // 17: berth.v1.ReadinessCheck
+	(*UpgradeStrategy)(nil),     // 18: berth.v1.UpgradeStrategy
+	(*Residency)(nil),           // 19: berth.v1.Residency
+	(*FetchUri)(nil),            // 20: berth.v1.FetchUri
+	(*IpAddress)(nil),           // 21: berth.v1.IpAddress
+	(*Discovery)(nil),           // 22: berth.v1.Discovery
+	(*DiscoveryPort)(nil),       // 23: berth.v1.DiscoveryPort
+	(*VersionInfo)(nil),         // 24: berth.v1.VersionInfo
+	(*Secret)(nil),              // 25: berth.v1.Secret
+	nil,                         // 26: berth.v1.App.EnvEntry
+	nil,                         // 27: berth.v1.App.LabelsEntry
+	nil,                         // 28: berth.v1.App.SecretsEntry
+	nil,                         // 29: berth.v1.PortMapping.LabelsEntry
+	nil,                         // 30: berth.v1.ExternalVolume.OptionsEntry
+	nil,                         // 31: berth.v1.Network.LabelsEntry
+	nil,                         // 32: berth.v1.PortDefinition.LabelsEntry
+	nil,                         // 33: berth.v1.IpAddress.LabelsEntry
+	nil,                         // 34: berth.v1.DiscoveryPort.LabelsEntry
 }
 var file_berth_v1_app_proto_depIdxs = []int32{
-	20, // 0: berth.v1.App.env:type_name -> berth.v1.App.EnvEntry
-	21, // 1: berth.v1.App.labels:type_name -> berth.v1.App.LabelsEntry
-	28, // 2: berth.v1.App.constraints:type_name -> google.protobuf.ListValue
-	1,  // 3: berth.v1.App.container:type_name -> berth.v1.Container
-	7,  // 4: berth.v1.App.networks:type_name -> berth.v1.Network
-	8,  // 5: berth.v1.App.port_definitions:type_name -> berth.v1.PortDefinition
-	9,  // 6: berth.v1.App.health_checks:type_name -> berth.v1.HealthCheck
-	11, // 7: berth.v1.App.readiness_checks:type_name -> berth.v1.ReadinessCheck
-	12, // 8: berth.v1.App.upgrade_strategy:type_name -> berth.v1.UpgradeStrategy
-	29, // 9: berth.v1.App.unreachable_strategy:type_name -> google.protobuf.Value
-	13, // 10: berth.v1.App.residency:type_name -> berth.v1.Residency
-	14, // 11: berth.v1.App.fetch:type_name -> berth.v1.FetchUri
-	15, // 12: berth.v1.App.ip_address:type_name -> berth.v1.IpAddress
-	18, // 13: berth.v1.App.version_info:type_name -> berth.v1.VersionInfo
-	22, // 14: berth.v1.App.secrets:type_name -> berth.v1.App.SecretsEntry
-	2,  // 15: berth.v1.Container.docker:type_name -> berth.v1.Docker
-	5,  // 16: berth.v1.Container.volumes:type_name -> berth.v1.Volume
-	4,  // 17: berth.v1.Container.port_mappings:type_name -> berth.v1.PortMapping
-	4,  // 18: berth.v1.Docker.port_mappings:type_name -> berth.v1.PortMapping
-	3,  // 19: berth.v1.Docker.parameters:type_name -> berth.v1.DockerParameter
-	23, // 20: berth.v1.PortMapping.labels:type_name -> berth.v1.PortMapping.LabelsEntry
-	6,  // 21: berth.v1.Volume.persistent:type_name -> berth.v1.PersistentVolume
-	30, // 22: berth.v1.Volume.external:type_name -> google.protobuf.Struct
-	28, // 23: berth.v1.PersistentVolume.constraints:type_name -> google.protobuf.ListValue
-	24, // 24: berth.v1.Network.labels:type_name -> berth.v1.Network.LabelsEntry
-	25, // 25: berth.v1.PortDefinition.labels:type_name -> berth.v1.PortDefinition.LabelsEntry
-	10, // 26: berth.v1.HealthCheck.command:type_name -> berth.v1.HealthCheckCommand
-	16, // 27: berth.v1.IpAddress.discovery:type_name -> berth.v1.Discovery
-	26, // 28: berth.v1.IpAddress.labels:type_name -> berth.v1.IpAddress.LabelsEntry
-	17, // 29: berth.v1.Discovery.ports:type_name -> berth.v1.DiscoveryPort
-	27, // 30: berth.v1.DiscoveryPort.labels:type_name -> berth.v1.DiscoveryPort.LabelsEntry
-	19, // 31: berth.v1.App.SecretsEntry.value:type_name -> berth.v1.Secret
-	32, // [32:32] is the sub-list for method output_type
-	32, // [32:32] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	26, // 0: berth.v1.App.env:type_name -> berth.v1.App.EnvEntry
+	27, // 1: berth.v1.App.labels:type_name -> berth.v1.App.LabelsEntry
+	2,  // 2: berth.v1.App.constraints:type_name -> berth.v1.Constraint
+	6,  // 3: berth.v1.App.container:type_name -> berth.v1.Container
+	13, // 4: berth.v1.App.networks:type_name -> berth.v1.Network
+	14, // 5: berth.v1.App.port_definitions:type_name -> berth.v1.PortDefinition
+	15, // 6: berth.v1.App.health_checks:type_name -> berth.v1.HealthCheck
+	17, // 7: berth.v1.App.readiness_checks:type_name -> berth.v1.ReadinessCheck
+	18, // 8: berth.v1.App.upgrade_strategy:type_name -> berth.v1.UpgradeStrategy
+	3,  // 9: berth.v1.App.unreachable_strategy:type_name -> berth.v1.UnreachableStrategy
+	19, // 10: berth.v1.App.residency:type_name -> berth.v1.Residency
+	20, // 11: berth.v1.App.fetch:type_name -> berth.v1.FetchUri
+	21, // 12: berth.v1.App.ip_address:type_name -> berth.v1.IpAddress
+	24, // 13: berth.v1.App.version_info:type_name -> berth.v1.VersionInfo
+	28, // 14: berth.v1.App.secrets:type_name -> berth.v1.App.SecretsEntry
+	4,  // 15: berth.v1.UnreachableStrategy.disabled:type_name -> berth.v1.UnreachableDisabled
+	5,  // 16: berth.v1.UnreachableStrategy.enabled:type_name -> berth.v1.UnreachableEnabled
+	7,  // 17: berth.v1.Container.docker:type_name -> berth.v1.Docker
+	10, // 18: berth.v1.Container.volumes:type_name -> berth.v1.Volume
+	9,  // 19: berth.v1.Container.port_mappings:type_name -> berth.v1.PortMapping
+	9,  // 20: berth.v1.Docker.port_mappings:type_name -> berth.v1.PortMapping
+	8,  // 21: berth.v1.Docker.parameters:type_name -> berth.v1.DockerParameter
+	29, // 22: berth.v1.PortMapping.labels:type_name -> berth.v1.PortMapping.LabelsEntry
+	12, // 23: berth.v1.Volume.persistent:type_name -> berth.v1.PersistentVolume
+	11, // 24: berth.v1.Volume.external:type_name -> berth.v1.ExternalVolume
+	30, // 25: berth.v1.ExternalVolume.options:type_name -> berth.v1.ExternalVolume.OptionsEntry
+	2,  // 26: berth.v1.PersistentVolume.constraints:type_name -> berth.v1.Constraint
+	31, // 27: berth.v1.Network.labels:type_name -> berth.v1.Network.LabelsEntry
+	32, // 28: berth.v1.PortDefinition.labels:type_name -> berth.v1.PortDefinition.LabelsEntry
+	16, // 29: berth.v1.HealthCheck.command:type_name -> berth.v1.HealthCheckCommand
+	22, // 30: berth.v1.IpAddress.discovery:type_name -> berth.v1.Discovery
+	33, // 31: berth.v1.IpAddress.labels:type_name -> berth.v1.IpAddress.LabelsEntry
+	23, // 32: berth.v1.Discovery.ports:type_name -> berth.v1.DiscoveryPort
+	34, // 33: berth.v1.DiscoveryPort.labels:type_name -> berth.v1.DiscoveryPort.LabelsEntry
+	1,  // 34: berth.v1.App.EnvEntry.value:type_name -> berth.v1.EnvValue
+	25, // 35: berth.v1.App.SecretsEntry.value:type_name -> berth.v1.Secret
+	36, // [36:36] is the sub-list for method output_type
+	36, // [36:36] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_berth_v1_app_proto_init() }
@@ -2100,26 +2550,37 @@ func file_berth_v1_app_proto_init() {
 		return
 	}
 	file_berth_v1_app_proto_msgTypes[0].OneofWrappers = []any{}
-	file_berth_v1_app_proto_msgTypes[1].OneofWrappers = []any{}
+	file_berth_v1_app_proto_msgTypes[1].OneofWrappers = []any{
+		(*EnvValue_Value)(nil),
+		(*EnvValue_Secret)(nil),
+	}
 	file_berth_v1_app_proto_msgTypes[2].OneofWrappers = []any{}
-	file_berth_v1_app_proto_msgTypes[4].OneofWrappers = []any{}
+	file_berth_v1_app_proto_msgTypes[3].OneofWrappers = []any{
+		(*UnreachableStrategy_Disabled)(nil),
+		(*UnreachableStrategy_Enabled)(nil),
+	}
 	file_berth_v1_app_proto_msgTypes[5].OneofWrappers = []any{}
 	file_berth_v1_app_proto_msgTypes[6].OneofWrappers = []any{}
 	file_berth_v1_app_proto_msgTypes[7].OneofWrappers = []any{}
-	file_berth_v1_app_proto_msgTypes[8].OneofWrappers = []any{}
 	file_berth_v1_app_proto_msgTypes[9].OneofWrappers = []any{}
+	file_berth_v1_app_proto_msgTypes[10].OneofWrappers = []any{}
 	file_berth_v1_app_proto_msgTypes[11].OneofWrappers = []any{}
 	file_berth_v1_app_proto_msgTypes[12].OneofWrappers = []any{}
 	file_berth_v1_app_proto_msgTypes[13].OneofWrappers = []any{}
 	file_berth_v1_app_proto_msgTypes[14].OneofWrappers = []any{}
 	file_berth_v1_app_proto_msgTypes[15].OneofWrappers = []any{}
+	file_berth_v1_app_proto_msgTypes[17].OneofWrappers = []any{}
+	file_berth_v1_app_proto_msgTypes[18].OneofWrappers = []any{}
+	file_berth_v1_app_proto_msgTypes[19].OneofWrappers = []any{}
+	file_berth_v1_app_proto_msgTypes[20].OneofWrappers = []any{}
+	file_berth_v1_app_proto_msgTypes[21].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_berth_v1_app_proto_rawDesc), len(file_berth_v1_app_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   28,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,88 @@
+package appmodel
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+
+	v1 "github.com/berth-dev/berth/proto/berth/v1"
+)
+
+// Marathon's loose JSON forms parse into the typed messages and render back
+// as they were written.
+func TestLooseFormsRoundTrip(t *testing.T) {
+	cases := []struct {
+		name  string
+		json  string
+		check func(a *v1.App) bool
+	}{
+		{"constraints", `{"constraints": [["hostname", "UNIQUE"], ["rack", "GROUP_BY", "3"], ["zone", "LIKE", ""]]}`, func(a *v1.App) bool {
+			c := a.GetConstraints()
+			return len(c) == 3 && c[0].GetField() == "hostname" && c[0].GetOperator() == "UNIQUE" && c[0].Value == nil &&
+				c[1].GetField() == "rack" && c[1].GetOperator() == "GROUP_BY" && c[1].GetValue() == "3" &&
+				c[2].Value != nil && c[2].GetValue() == ""
+		}},
+		{"unreachable disabled", `{"unreachableStrategy": "disabled"}`, func(a *v1.App) bool {
+			return a.GetUnreachableStrategy().GetDisabled() != nil
+		}},
+		{"unreachable enabled", `{"unreachableStrategy": {"inactiveAfterSeconds": 300, "expungeAfterSeconds": 600}}`, func(a *v1.App) bool {
+			e := a.GetUnreachableStrategy().GetEnabled()
+			return e.GetInactiveAfterSeconds() == 300 && e.GetExpungeAfterSeconds() == 600
+		}},
+		{"unreachable enabled, defaults", `{"unreachableStrategy": {}}`, func(a *v1.App) bool {
+			e := a.GetUnreachableStrategy().GetEnabled()
+			return e != nil && e.InactiveAfterSeconds == nil
+		}},
+		{"env", `{"env": {"A": "x", "EMPTY": "", "PW": {"secret": "db"}}, "secrets": {"db": {"source": "/db/password"}}}`, func(a *v1.App) bool {
+			e := a.GetEnv()
+			_, emptyIsValue := e["EMPTY"].GetKind().(*v1.EnvValue_Value)
+			return e["A"].GetValue() == "x" && emptyIsValue && e["PW"].GetSecret() == "db" && a.GetSecrets()["db"].GetSource() == "/db/password"
+		}},
+		{"volume constraints", `{"container": {"volumes": [{"containerPath": "d", "persistent": {"size": 1, "type": "path", "constraints": [["path", "LIKE", "/mnt/.*"]]}}]}}`, func(a *v1.App) bool {
+			c := a.GetContainer().GetVolumes()[0].GetPersistent().GetConstraints()
+			return len(c) == 1 && c[0].GetField() == "path" && c[0].GetOperator() == "LIKE" && c[0].GetValue() == "/mnt/.*"
+		}},
+		{"external volume", `{"container": {"volumes": [{"containerPath": "e", "mode": "RW", "external": {"name": "v", "provider": "dvdi", "size": 5, "options": {"dvdi/driver": "rexray"}}}]}}`, func(a *v1.App) bool {
+			x := a.GetContainer().GetVolumes()[0].GetExternal()
+			return x.GetName() == "v" && x.GetProvider() == "dvdi" && x.GetSize() == 5 && x.GetOptions()["dvdi/driver"] == "rexray"
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			app := mustParse(t, c.json)
+			if !c.check(app) {
+				t.Fatalf("parsed %v", app)
+			}
+			out, err := Render(app)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want, got := canonicalJSON(t, []byte(c.json)), canonicalJSON(t, out); !reflect.DeepEqual(want, got) {
+				t.Fatalf("round trip differs\nwant %v\ngot  %v\n%s", want, got, out)
+			}
+			back := mustParse(t, string(out))
+			if !c.check(back) {
+				t.Fatalf("rendered form parsed to %v", back)
+			}
+		})
+	}
+}
+
+// A canonical app renders with Marathon's forms of its defaults.
+func TestRenderCanonicalDefaults(t *testing.T) {
+	for _, c := range []struct{ json, want string }{
+		{`{"id": "/s", "cmd": "x"}`, `"unreachableStrategy": {
+    "inactiveAfterSeconds": 0,
+    "expungeAfterSeconds": 0
+  }`},
+		{`{"id": "/r", "cmd": "x", "container": {"volumes": [{"containerPath": "d", "persistent": {"size": 1}}]}}`, `"unreachableStrategy": "disabled"`},
+	} {
+		out, err := Render(Canonicalize(mustParse(t, c.json)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(out), c.want) {
+			t.Errorf("%s rendered\n%s\nwant it to contain\n%s", c.json, out, c.want)
+		}
+	}
+}
