@@ -128,36 +128,22 @@ func invalid(field, description string) *connect.Error {
 // CreateApp stores a new app and starts its deployment.
 func (a *appService) CreateApp(ctx context.Context, req *connect.Request[v1.CreateAppRequest]) (*connect.Response[v1.CreateAppResponse], error) {
 	msg := req.Msg
-	a.ensureRequestID(&msg.RequestId)
 	// Validate here first: cheap, and answers even without a leader.
-	if _, err := prepareApp(msg.App); err != nil {
+	app, err := prepareApp(msg.App)
+	if err != nil {
 		return nil, err
 	}
-	return onLeader(ctx, a.Server, req.Header(), func(ctx context.Context) (*connect.Response[v1.CreateAppResponse], error) {
-		app, err := prepareApp(msg.App)
+	return onLeaderWrite(ctx, a.Server, req.Header(), &msg.RequestId, func(ctx context.Context) (*connect.Response[v1.CreateAppResponse], error) {
+		res, err := a.writeApp(ctx, appWrite{requestID: msg.RequestId, appID: app.GetId(),
+			change: func(_ *v1.App, version string) (appChange, error) {
+				app := proto.Clone(app).(*v1.App)
+				appmodel.StampVersion(nil, app, version, appmodel.Edit)
+				return appChange{command: v1.CommandType_COMMAND_TYPE_APP_CREATE, app: app, action: ActionStart, what: "app created"}, nil
+			}})
 		if err != nil {
 			return nil, err
 		}
-		ver, now := a.newVersion("")
-		appmodel.StampVersion(nil, app, ver, appmodel.Edit)
-		dep := newDeployment(deploymentIDFor(msg.RequestId), ver, app.GetId(), ActionStart, now)
-		out, err := a.apply(ctx, v1.CommandType_COMMAND_TYPE_APP_CREATE, &v1.AppCreateCommand{
-			RequestId: msg.RequestId, App: app, Deployment: dep,
-		})
-		if err != nil {
-			return nil, err
-		}
-		if out.Deduplicated {
-			// A retry of a create that was applied before: answer with what
-			// was stored then.
-			if stored := a.store().App(app.GetId()); stored != nil {
-				app = stored
-			}
-		} else {
-			a.publish(&v1.Event{Type: EventAPIPost, AppId: app.GetId(), Message: "app created", Deployment: dep})
-		}
-		a.log.Info("app created", "app", app.GetId(), "version", app.GetVersion(), "deployment", dep.GetId())
-		return connect.NewResponse(&v1.CreateAppResponse{App: app, DeploymentId: dep.GetId()}), nil
+		return connect.NewResponse(&v1.CreateAppResponse{App: res.app, DeploymentId: res.deployment.GetId()}), nil
 	}, func(ctx context.Context, pc *peerClients) (*connect.Response[v1.CreateAppResponse], error) {
 		return pc.app.CreateApp(ctx, forwarded(msg))
 	})
@@ -260,77 +246,52 @@ func alreadyApplied(st *fsm.Store, requestID string) *v1.Deployment {
 // which cancels it in the same write.
 func (a *appService) UpdateApp(ctx context.Context, req *connect.Request[v1.UpdateAppRequest]) (*connect.Response[v1.UpdateAppResponse], error) {
 	msg := req.Msg
-	a.ensureRequestID(&msg.RequestId)
 	if msg.App == nil {
 		return nil, invalid("app", "must be set")
 	}
-	return onLeader(ctx, a.Server, req.Header(), func(ctx context.Context) (*connect.Response[v1.UpdateAppResponse], error) {
-		id := appmodel.NormalizeID(msg.Id)
-		if id == "" {
-			id = appmodel.NormalizeID(msg.App.GetId())
-		}
-		if id == "" {
-			return nil, invalid("id", "must not be empty")
-		}
-		st := a.store()
-		if d := alreadyApplied(st, msg.RequestId); d != nil {
-			return connect.NewResponse(&v1.UpdateAppResponse{App: st.App(id), DeploymentId: d.GetId()}), nil
-		}
-		old := st.App(id)
-		if old == nil {
-			return nil, notFound("app %s does not exist", id)
-		}
-		var next *v1.App
-		if msg.Partial {
-			next = appmodel.MergePartial(old, msg.App)
-		} else {
-			next = proto.Clone(msg.App).(*v1.App)
-			if next.Id != "" && appmodel.NormalizeID(next.Id) != id {
-				return nil, invalid("id", fmt.Sprintf("must match the app being updated (%s), got %s", id, next.Id))
-			}
-		}
-		next.Id = id
-		appmodel.Canonicalize(next)
-		vs := appmodel.Validate(next)
-		vs = append(vs, appmodel.ValidateUpdate(old, next)...)
-		if len(vs) > 0 {
-			return nil, ViolationsError("update of app "+id, vs)
-		}
-		next.Version, next.VersionInfo = old.Version, old.VersionInfo
-		if proto.Equal(old, next) {
-			// Nothing to change: no new version, no deployment.
-			return connect.NewResponse(&v1.UpdateAppResponse{App: old}), nil
-		}
-		cancel, err := checkLock(st, id, msg.Force)
+	id := appmodel.NormalizeID(msg.Id)
+	if id == "" {
+		id = appmodel.NormalizeID(msg.App.GetId())
+	}
+	if id == "" {
+		return nil, invalid("id", "must not be empty")
+	}
+	return onLeaderWrite(ctx, a.Server, req.Header(), &msg.RequestId, func(ctx context.Context) (*connect.Response[v1.UpdateAppResponse], error) {
+		res, err := a.writeApp(ctx, appWrite{requestID: msg.RequestId, appID: id, force: msg.Force, mustExist: true,
+			change: func(old *v1.App, version string) (appChange, error) {
+				var next *v1.App
+				if msg.Partial {
+					next = appmodel.MergePartial(old, msg.App)
+				} else {
+					next = proto.Clone(msg.App).(*v1.App)
+					if next.Id != "" && appmodel.NormalizeID(next.Id) != id {
+						return appChange{}, invalid("id", fmt.Sprintf("must match the app being updated (%s), got %s", id, next.Id))
+					}
+				}
+				next.Id = id
+				appmodel.Canonicalize(next)
+				vs := appmodel.Validate(next)
+				vs = append(vs, appmodel.ValidateUpdate(old, next)...)
+				if len(vs) > 0 {
+					return appChange{}, ViolationsError("update of app "+id, vs)
+				}
+				next.Version, next.VersionInfo = old.Version, old.VersionInfo
+				if proto.Equal(old, next) {
+					return appChange{}, nil // nothing to change: no new version, no deployment
+				}
+				action := ActionRestart
+				switch relaunch := appmodel.StampVersion(old, next, version, appmodel.Edit); {
+				case next.GetInstances() == 0:
+					action = ActionStop
+				case !relaunch:
+					action = ActionScale
+				}
+				return appChange{command: v1.CommandType_COMMAND_TYPE_APP_UPDATE, app: next, action: action, what: "app updated (" + action + ")"}, nil
+			}})
 		if err != nil {
 			return nil, err
 		}
-		ver, now := a.newVersion(old.GetVersion())
-		relaunch := appmodel.StampVersion(old, next, ver, appmodel.Edit)
-		action := ActionRestart
-		switch {
-		case next.GetInstances() == 0:
-			action = ActionStop
-		case !relaunch:
-			action = ActionScale
-		}
-		dep := newDeployment(deploymentIDFor(msg.RequestId), ver, id, action, now)
-		out, err := a.apply(ctx, v1.CommandType_COMMAND_TYPE_APP_UPDATE, &v1.AppUpdateCommand{
-			RequestId: msg.RequestId, App: next, ExpectedVersion: old.GetVersion(),
-			Deployment: dep, CancelDeployments: cancel,
-		})
-		if err != nil {
-			return nil, err
-		}
-		if out.Deduplicated {
-			if stored := a.store().App(id); stored != nil {
-				next = stored
-			}
-		} else {
-			a.publish(&v1.Event{Type: EventAPIPost, AppId: id, Message: "app updated (" + action + ")", Deployment: dep})
-		}
-		a.log.Info("app updated", "app", id, "version", ver, "deployment", dep.GetId(), "action", action, "canceled", cancel)
-		return connect.NewResponse(&v1.UpdateAppResponse{App: next, DeploymentId: dep.GetId()}), nil
+		return connect.NewResponse(&v1.UpdateAppResponse{App: res.app, DeploymentId: res.deployment.GetId()}), nil
 	}, func(ctx context.Context, pc *peerClients) (*connect.Response[v1.UpdateAppResponse], error) {
 		return pc.app.UpdateApp(ctx, forwarded(msg))
 	})
@@ -340,37 +301,19 @@ func (a *appService) UpdateApp(ctx context.Context, req *connect.Request[v1.Upda
 // entry, and a StopApplication deployment tracks the cleanup.
 func (a *appService) DeleteApp(ctx context.Context, req *connect.Request[v1.DeleteAppRequest]) (*connect.Response[v1.DeleteAppResponse], error) {
 	msg := req.Msg
-	a.ensureRequestID(&msg.RequestId)
-	return onLeader(ctx, a.Server, req.Header(), func(ctx context.Context) (*connect.Response[v1.DeleteAppResponse], error) {
-		id := appmodel.NormalizeID(msg.Id)
-		if id == "" {
-			return nil, invalid("id", "must not be empty")
-		}
-		st := a.store()
-		if d := alreadyApplied(st, msg.RequestId); d != nil {
-			return connect.NewResponse(&v1.DeleteAppResponse{DeploymentId: d.GetId()}), nil
-		}
-		old := st.App(id)
-		if old == nil {
-			return nil, notFound("app %s does not exist", id)
-		}
-		cancel, err := checkLock(st, id, msg.Force)
+	id := appmodel.NormalizeID(msg.Id)
+	if id == "" {
+		return nil, invalid("id", "must not be empty")
+	}
+	return onLeaderWrite(ctx, a.Server, req.Header(), &msg.RequestId, func(ctx context.Context) (*connect.Response[v1.DeleteAppResponse], error) {
+		res, err := a.writeApp(ctx, appWrite{requestID: msg.RequestId, appID: id, force: msg.Force, mustExist: true,
+			change: func(old *v1.App, _ string) (appChange, error) {
+				return appChange{command: v1.CommandType_COMMAND_TYPE_APP_DELETE, action: ActionStop, what: "app deleted"}, nil
+			}})
 		if err != nil {
 			return nil, err
 		}
-		ver, now := a.newVersion(old.GetVersion())
-		dep := newDeployment(deploymentIDFor(msg.RequestId), ver, id, ActionStop, now)
-		out, err := a.apply(ctx, v1.CommandType_COMMAND_TYPE_APP_DELETE, &v1.AppDeleteCommand{
-			RequestId: msg.RequestId, AppId: id, Deployment: dep, CancelDeployments: cancel,
-		})
-		if err != nil {
-			return nil, err
-		}
-		if !out.Deduplicated {
-			a.publish(&v1.Event{Type: EventAPIPost, AppId: id, Message: "app deleted", Deployment: dep})
-		}
-		a.log.Info("app deleted", "app", id, "deployment", dep.GetId(), "canceled", cancel)
-		return connect.NewResponse(&v1.DeleteAppResponse{DeploymentId: dep.GetId()}), nil
+		return connect.NewResponse(&v1.DeleteAppResponse{DeploymentId: res.deployment.GetId()}), nil
 	}, func(ctx context.Context, pc *peerClients) (*connect.Response[v1.DeleteAppResponse], error) {
 		return pc.app.DeleteApp(ctx, forwarded(msg))
 	})
@@ -393,40 +336,21 @@ func (a *appService) ListAppVersions(ctx context.Context, req *connect.Request[v
 // version, rolled out by a RestartApplication deployment.
 func (a *appService) RestartApp(ctx context.Context, req *connect.Request[v1.RestartAppRequest]) (*connect.Response[v1.RestartAppResponse], error) {
 	msg := req.Msg
-	a.ensureRequestID(&msg.RequestId)
-	return onLeader(ctx, a.Server, req.Header(), func(ctx context.Context) (*connect.Response[v1.RestartAppResponse], error) {
-		id := appmodel.NormalizeID(msg.Id)
-		if id == "" {
-			return nil, invalid("id", "must not be empty")
-		}
-		st := a.store()
-		if d := alreadyApplied(st, msg.RequestId); d != nil {
-			return connect.NewResponse(&v1.RestartAppResponse{DeploymentId: d.GetId(), Version: d.GetVersion()}), nil
-		}
-		old := st.App(id)
-		if old == nil {
-			return nil, notFound("app %s does not exist", id)
-		}
-		cancel, err := checkLock(st, id, msg.Force)
+	id := appmodel.NormalizeID(msg.Id)
+	if id == "" {
+		return nil, invalid("id", "must not be empty")
+	}
+	return onLeaderWrite(ctx, a.Server, req.Header(), &msg.RequestId, func(ctx context.Context) (*connect.Response[v1.RestartAppResponse], error) {
+		res, err := a.writeApp(ctx, appWrite{requestID: msg.RequestId, appID: id, force: msg.Force, mustExist: true,
+			change: func(old *v1.App, version string) (appChange, error) {
+				next := proto.Clone(old).(*v1.App)
+				appmodel.StampVersion(old, next, version, appmodel.Restart)
+				return appChange{command: v1.CommandType_COMMAND_TYPE_APP_UPDATE, app: next, action: ActionRestart, what: "app restarted"}, nil
+			}})
 		if err != nil {
 			return nil, err
 		}
-		next := proto.Clone(old).(*v1.App)
-		ver, now := a.newVersion(old.GetVersion())
-		appmodel.StampVersion(old, next, ver, appmodel.Restart)
-		dep := newDeployment(deploymentIDFor(msg.RequestId), ver, id, ActionRestart, now)
-		out, err := a.apply(ctx, v1.CommandType_COMMAND_TYPE_APP_UPDATE, &v1.AppUpdateCommand{
-			RequestId: msg.RequestId, App: next, ExpectedVersion: old.GetVersion(),
-			Deployment: dep, CancelDeployments: cancel,
-		})
-		if err != nil {
-			return nil, err
-		}
-		if !out.Deduplicated {
-			a.publish(&v1.Event{Type: EventAPIPost, AppId: id, Message: "app restarted", Deployment: dep})
-		}
-		a.log.Info("app restarted", "app", id, "version", ver, "deployment", dep.GetId())
-		return connect.NewResponse(&v1.RestartAppResponse{DeploymentId: dep.GetId(), Version: ver}), nil
+		return connect.NewResponse(&v1.RestartAppResponse{DeploymentId: res.deployment.GetId(), Version: res.deployment.GetVersion()}), nil
 	}, func(ctx context.Context, pc *peerClients) (*connect.Response[v1.RestartAppResponse], error) {
 		return pc.app.RestartApp(ctx, forwarded(msg))
 	})
