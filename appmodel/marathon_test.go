@@ -42,6 +42,9 @@ func TestLooseFormsRoundTrip(t *testing.T) {
 			c := a.GetContainer().GetVolumes()[0].GetPersistent().GetConstraints()
 			return len(c) == 1 && c[0].GetField() == "path" && c[0].GetOperator() == "LIKE" && c[0].GetValue() == "/mnt/.*"
 		}},
+		{"docker pull config", `{"container": {"type": "MESOS", "docker": {"image": "registry.example.com/db:1", "pullConfig": {"secret": "reg"}}}, "secrets": {"reg": {"source": "/ci/docker-config"}}}`, func(a *v1.App) bool {
+			return a.GetContainer().GetDocker().GetPullConfig().GetSecret() == "reg"
+		}},
 		{"external volume", `{"container": {"volumes": [{"containerPath": "e", "mode": "RW", "external": {"name": "v", "provider": "dvdi", "size": 5, "options": {"dvdi/driver": "rexray"}}}]}}`, func(a *v1.App) bool {
 			x := a.GetContainer().GetVolumes()[0].GetExternal()
 			return x.GetName() == "v" && x.GetProvider() == "dvdi" && x.GetSize() == 5 && x.GetOptions()["dvdi/driver"] == "rexray"
@@ -84,5 +87,16 @@ func TestRenderCanonicalDefaults(t *testing.T) {
 		if !strings.Contains(string(out), c.want) {
 			t.Errorf("%s rendered\n%s\nwant it to contain\n%s", c.json, out, c.want)
 		}
+	}
+}
+
+// Marathon's private-registry example (container.docker.pullConfig with a
+// secret) is a valid app.
+func TestPullConfigValid(t *testing.T) {
+	app := Canonicalize(mustParse(t, `{"id": "/private", "cmd": "serve", "container": {"type": "MESOS",
+		"docker": {"image": "registry.example.com/app:1", "pullConfig": {"secret": "pullConfigSecret"}}},
+		"secrets": {"pullConfigSecret": {"source": "/mesos-docker/pullConfig"}}}`))
+	if vs := Validate(app); len(vs) != 0 {
+		t.Fatalf("violations: %v", vs)
 	}
 }

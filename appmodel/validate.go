@@ -283,6 +283,12 @@ func validateContainer(v *validator, app *v1.App) {
 				v.add(fmt.Sprintf("container.docker.parameters[%d].key", i), "must not be empty")
 			}
 		}
+		if pc := d.PullConfig; pc != nil {
+			validateSecretRef(v, "container.docker.pullConfig.secret", pc.GetSecret(), app)
+			if c.GetType() == "DOCKER" {
+				v.add("container.docker.pullConfig", "is only supported with the MESOS container (got DOCKER)")
+			}
+		}
 		if len(d.PortMappings) > 0 && len(c.PortMappings) > 0 {
 			v.add("container.docker.portMappings", "must not be set together with container.portMappings")
 		}

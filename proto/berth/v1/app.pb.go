@@ -793,8 +793,11 @@ type Docker struct {
 	Privileged     *bool              `protobuf:"varint,4,opt,name=privileged,proto3,oneof" json:"privileged,omitempty"`
 	Parameters     []*DockerParameter `protobuf:"bytes,5,rep,name=parameters,proto3" json:"parameters,omitempty"`
 	ForcePullImage *bool              `protobuf:"varint,6,opt,name=force_pull_image,json=forcePullImage,proto3,oneof" json:"force_pull_image,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// pull_config holds the credentials to pull the image (MESOS container
+	// only).
+	PullConfig    *DockerPullConfig `protobuf:"bytes,7,opt,name=pull_config,json=pullConfig,proto3" json:"pull_config,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Docker) Reset() {
@@ -869,6 +872,60 @@ func (x *Docker) GetForcePullImage() bool {
 	return false
 }
 
+func (x *Docker) GetPullConfig() *DockerPullConfig {
+	if x != nil {
+		return x.PullConfig
+	}
+	return nil
+}
+
+// DockerPullConfig points at the Docker config.json that authenticates
+// image pulls.
+type DockerPullConfig struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// secret names an entry of the app's secrets holding the config.json.
+	Secret        string `protobuf:"bytes,1,opt,name=secret,proto3" json:"secret,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DockerPullConfig) Reset() {
+	*x = DockerPullConfig{}
+	mi := &file_berth_v1_app_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DockerPullConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DockerPullConfig) ProtoMessage() {}
+
+func (x *DockerPullConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_app_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DockerPullConfig.ProtoReflect.Descriptor instead.
+func (*DockerPullConfig) Descriptor() ([]byte, []int) {
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *DockerPullConfig) GetSecret() string {
+	if x != nil {
+		return x.Secret
+	}
+	return ""
+}
+
 // DockerParameter is one extra `docker run` flag.
 type DockerParameter struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -880,7 +937,7 @@ type DockerParameter struct {
 
 func (x *DockerParameter) Reset() {
 	*x = DockerParameter{}
-	mi := &file_berth_v1_app_proto_msgTypes[8]
+	mi := &file_berth_v1_app_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -892,7 +949,7 @@ func (x *DockerParameter) String() string {
 func (*DockerParameter) ProtoMessage() {}
 
 func (x *DockerParameter) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_app_proto_msgTypes[8]
+	mi := &file_berth_v1_app_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -905,7 +962,7 @@ func (x *DockerParameter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DockerParameter.ProtoReflect.Descriptor instead.
 func (*DockerParameter) Descriptor() ([]byte, []int) {
-	return file_berth_v1_app_proto_rawDescGZIP(), []int{8}
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *DockerParameter) GetKey() string {
@@ -939,7 +996,7 @@ type PortMapping struct {
 
 func (x *PortMapping) Reset() {
 	*x = PortMapping{}
-	mi := &file_berth_v1_app_proto_msgTypes[9]
+	mi := &file_berth_v1_app_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -951,7 +1008,7 @@ func (x *PortMapping) String() string {
 func (*PortMapping) ProtoMessage() {}
 
 func (x *PortMapping) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_app_proto_msgTypes[9]
+	mi := &file_berth_v1_app_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -964,7 +1021,7 @@ func (x *PortMapping) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PortMapping.ProtoReflect.Descriptor instead.
 func (*PortMapping) Descriptor() ([]byte, []int) {
-	return file_berth_v1_app_proto_rawDescGZIP(), []int{9}
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *PortMapping) GetContainerPort() int32 {
@@ -1032,7 +1089,7 @@ type Volume struct {
 
 func (x *Volume) Reset() {
 	*x = Volume{}
-	mi := &file_berth_v1_app_proto_msgTypes[10]
+	mi := &file_berth_v1_app_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1044,7 +1101,7 @@ func (x *Volume) String() string {
 func (*Volume) ProtoMessage() {}
 
 func (x *Volume) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_app_proto_msgTypes[10]
+	mi := &file_berth_v1_app_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1057,7 +1114,7 @@ func (x *Volume) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Volume.ProtoReflect.Descriptor instead.
 func (*Volume) Descriptor() ([]byte, []int) {
-	return file_berth_v1_app_proto_rawDescGZIP(), []int{10}
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Volume) GetContainerPath() string {
@@ -1117,7 +1174,7 @@ type ExternalVolume struct {
 
 func (x *ExternalVolume) Reset() {
 	*x = ExternalVolume{}
-	mi := &file_berth_v1_app_proto_msgTypes[11]
+	mi := &file_berth_v1_app_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1129,7 +1186,7 @@ func (x *ExternalVolume) String() string {
 func (*ExternalVolume) ProtoMessage() {}
 
 func (x *ExternalVolume) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_app_proto_msgTypes[11]
+	mi := &file_berth_v1_app_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1142,7 +1199,7 @@ func (x *ExternalVolume) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExternalVolume.ProtoReflect.Descriptor instead.
 func (*ExternalVolume) Descriptor() ([]byte, []int) {
-	return file_berth_v1_app_proto_rawDescGZIP(), []int{11}
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ExternalVolume) GetSize() int32 {
@@ -1197,7 +1254,7 @@ type PersistentVolume struct {
 
 func (x *PersistentVolume) Reset() {
 	*x = PersistentVolume{}
-	mi := &file_berth_v1_app_proto_msgTypes[12]
+	mi := &file_berth_v1_app_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1209,7 +1266,7 @@ func (x *PersistentVolume) String() string {
 func (*PersistentVolume) ProtoMessage() {}
 
 func (x *PersistentVolume) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_app_proto_msgTypes[12]
+	mi := &file_berth_v1_app_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1222,7 +1279,7 @@ func (x *PersistentVolume) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PersistentVolume.ProtoReflect.Descriptor instead.
 func (*PersistentVolume) Descriptor() ([]byte, []int) {
-	return file_berth_v1_app_proto_rawDescGZIP(), []int{12}
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *PersistentVolume) GetSize() float64 {
@@ -1273,7 +1330,7 @@ type Network struct {
 
 func (x *Network) Reset() {
 	*x = Network{}
-	mi := &file_berth_v1_app_proto_msgTypes[13]
+	mi := &file_berth_v1_app_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1285,7 +1342,7 @@ func (x *Network) String() string {
 func (*Network) ProtoMessage() {}
 
 func (x *Network) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_app_proto_msgTypes[13]
+	mi := &file_berth_v1_app_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1298,7 +1355,7 @@ func (x *Network) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Network.ProtoReflect.Descriptor instead.
 func (*Network) Descriptor() ([]byte, []int) {
-	return file_berth_v1_app_proto_rawDescGZIP(), []int{13}
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Network) GetMode() string {
@@ -1335,7 +1392,7 @@ type PortDefinition struct {
 
 func (x *PortDefinition) Reset() {
 	*x = PortDefinition{}
-	mi := &file_berth_v1_app_proto_msgTypes[14]
+	mi := &file_berth_v1_app_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1347,7 +1404,7 @@ func (x *PortDefinition) String() string {
 func (*PortDefinition) ProtoMessage() {}
 
 func (x *PortDefinition) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_app_proto_msgTypes[14]
+	mi := &file_berth_v1_app_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1360,7 +1417,7 @@ func (x *PortDefinition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PortDefinition.ProtoReflect.Descriptor instead.
 func (*PortDefinition) Descriptor() ([]byte, []int) {
-	return file_berth_v1_app_proto_rawDescGZIP(), []int{14}
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *PortDefinition) GetPort() int32 {
@@ -1414,7 +1471,7 @@ type HealthCheck struct {
 
 func (x *HealthCheck) Reset() {
 	*x = HealthCheck{}
-	mi := &file_berth_v1_app_proto_msgTypes[15]
+	mi := &file_berth_v1_app_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1426,7 +1483,7 @@ func (x *HealthCheck) String() string {
 func (*HealthCheck) ProtoMessage() {}
 
 func (x *HealthCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_app_proto_msgTypes[15]
+	mi := &file_berth_v1_app_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1439,7 +1496,7 @@ func (x *HealthCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthCheck.ProtoReflect.Descriptor instead.
 func (*HealthCheck) Descriptor() ([]byte, []int) {
-	return file_berth_v1_app_proto_rawDescGZIP(), []int{15}
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *HealthCheck) GetProtocol() string {
@@ -1536,7 +1593,7 @@ type HealthCheckCommand struct {
 
 func (x *HealthCheckCommand) Reset() {
 	*x = HealthCheckCommand{}
-	mi := &file_berth_v1_app_proto_msgTypes[16]
+	mi := &file_berth_v1_app_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1548,7 +1605,7 @@ func (x *HealthCheckCommand) String() string {
 func (*HealthCheckCommand) ProtoMessage() {}
 
 func (x *HealthCheckCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_app_proto_msgTypes[16]
+	mi := &file_berth_v1_app_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1561,7 +1618,7 @@ func (x *HealthCheckCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthCheckCommand.ProtoReflect.Descriptor instead.
 func (*HealthCheckCommand) Descriptor() ([]byte, []int) {
-	return file_berth_v1_app_proto_rawDescGZIP(), []int{16}
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *HealthCheckCommand) GetValue() string {
@@ -1591,7 +1648,7 @@ type ReadinessCheck struct {
 
 func (x *ReadinessCheck) Reset() {
 	*x = ReadinessCheck{}
-	mi := &file_berth_v1_app_proto_msgTypes[17]
+	mi := &file_berth_v1_app_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1603,7 +1660,7 @@ func (x *ReadinessCheck) String() string {
 func (*ReadinessCheck) ProtoMessage() {}
 
 func (x *ReadinessCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_app_proto_msgTypes[17]
+	mi := &file_berth_v1_app_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1616,7 +1673,7 @@ func (x *ReadinessCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadinessCheck.ProtoReflect.Descriptor instead.
 func (*ReadinessCheck) Descriptor() ([]byte, []int) {
-	return file_berth_v1_app_proto_rawDescGZIP(), []int{17}
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ReadinessCheck) GetName() string {
@@ -1700,7 +1757,7 @@ type UpgradeStrategy struct {
 
 func (x *UpgradeStrategy) Reset() {
 	*x = UpgradeStrategy{}
-	mi := &file_berth_v1_app_proto_msgTypes[18]
+	mi := &file_berth_v1_app_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1712,7 +1769,7 @@ func (x *UpgradeStrategy) String() string {
 func (*UpgradeStrategy) ProtoMessage() {}
 
 func (x *UpgradeStrategy) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_app_proto_msgTypes[18]
+	mi := &file_berth_v1_app_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1725,7 +1782,7 @@ func (x *UpgradeStrategy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpgradeStrategy.ProtoReflect.Descriptor instead.
 func (*UpgradeStrategy) Descriptor() ([]byte, []int) {
-	return file_berth_v1_app_proto_rawDescGZIP(), []int{18}
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *UpgradeStrategy) GetMinimumHealthCapacity() float64 {
@@ -1753,7 +1810,7 @@ type Residency struct {
 
 func (x *Residency) Reset() {
 	*x = Residency{}
-	mi := &file_berth_v1_app_proto_msgTypes[19]
+	mi := &file_berth_v1_app_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1765,7 +1822,7 @@ func (x *Residency) String() string {
 func (*Residency) ProtoMessage() {}
 
 func (x *Residency) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_app_proto_msgTypes[19]
+	mi := &file_berth_v1_app_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1778,7 +1835,7 @@ func (x *Residency) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Residency.ProtoReflect.Descriptor instead.
 func (*Residency) Descriptor() ([]byte, []int) {
-	return file_berth_v1_app_proto_rawDescGZIP(), []int{19}
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Residency) GetRelaunchEscalationTimeoutSeconds() int32 {
@@ -1809,7 +1866,7 @@ type FetchUri struct {
 
 func (x *FetchUri) Reset() {
 	*x = FetchUri{}
-	mi := &file_berth_v1_app_proto_msgTypes[20]
+	mi := &file_berth_v1_app_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1821,7 +1878,7 @@ func (x *FetchUri) String() string {
 func (*FetchUri) ProtoMessage() {}
 
 func (x *FetchUri) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_app_proto_msgTypes[20]
+	mi := &file_berth_v1_app_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1834,7 +1891,7 @@ func (x *FetchUri) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchUri.ProtoReflect.Descriptor instead.
 func (*FetchUri) Descriptor() ([]byte, []int) {
-	return file_berth_v1_app_proto_rawDescGZIP(), []int{20}
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *FetchUri) GetUri() string {
@@ -1885,7 +1942,7 @@ type IpAddress struct {
 
 func (x *IpAddress) Reset() {
 	*x = IpAddress{}
-	mi := &file_berth_v1_app_proto_msgTypes[21]
+	mi := &file_berth_v1_app_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1897,7 +1954,7 @@ func (x *IpAddress) String() string {
 func (*IpAddress) ProtoMessage() {}
 
 func (x *IpAddress) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_app_proto_msgTypes[21]
+	mi := &file_berth_v1_app_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1910,7 +1967,7 @@ func (x *IpAddress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IpAddress.ProtoReflect.Descriptor instead.
 func (*IpAddress) Descriptor() ([]byte, []int) {
-	return file_berth_v1_app_proto_rawDescGZIP(), []int{21}
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *IpAddress) GetDiscovery() *Discovery {
@@ -1951,7 +2008,7 @@ type Discovery struct {
 
 func (x *Discovery) Reset() {
 	*x = Discovery{}
-	mi := &file_berth_v1_app_proto_msgTypes[22]
+	mi := &file_berth_v1_app_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1963,7 +2020,7 @@ func (x *Discovery) String() string {
 func (*Discovery) ProtoMessage() {}
 
 func (x *Discovery) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_app_proto_msgTypes[22]
+	mi := &file_berth_v1_app_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1976,7 +2033,7 @@ func (x *Discovery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Discovery.ProtoReflect.Descriptor instead.
 func (*Discovery) Descriptor() ([]byte, []int) {
-	return file_berth_v1_app_proto_rawDescGZIP(), []int{22}
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Discovery) GetPorts() []*DiscoveryPort {
@@ -1999,7 +2056,7 @@ type DiscoveryPort struct {
 
 func (x *DiscoveryPort) Reset() {
 	*x = DiscoveryPort{}
-	mi := &file_berth_v1_app_proto_msgTypes[23]
+	mi := &file_berth_v1_app_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2011,7 +2068,7 @@ func (x *DiscoveryPort) String() string {
 func (*DiscoveryPort) ProtoMessage() {}
 
 func (x *DiscoveryPort) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_app_proto_msgTypes[23]
+	mi := &file_berth_v1_app_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2024,7 +2081,7 @@ func (x *DiscoveryPort) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DiscoveryPort.ProtoReflect.Descriptor instead.
 func (*DiscoveryPort) Descriptor() ([]byte, []int) {
-	return file_berth_v1_app_proto_rawDescGZIP(), []int{23}
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *DiscoveryPort) GetNumber() int32 {
@@ -2066,7 +2123,7 @@ type VersionInfo struct {
 
 func (x *VersionInfo) Reset() {
 	*x = VersionInfo{}
-	mi := &file_berth_v1_app_proto_msgTypes[24]
+	mi := &file_berth_v1_app_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2078,7 +2135,7 @@ func (x *VersionInfo) String() string {
 func (*VersionInfo) ProtoMessage() {}
 
 func (x *VersionInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_app_proto_msgTypes[24]
+	mi := &file_berth_v1_app_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2091,7 +2148,7 @@ func (x *VersionInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VersionInfo.ProtoReflect.Descriptor instead.
 func (*VersionInfo) Descriptor() ([]byte, []int) {
-	return file_berth_v1_app_proto_rawDescGZIP(), []int{24}
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *VersionInfo) GetLastScalingAt() string {
@@ -2118,7 +2175,7 @@ type Secret struct {
 
 func (x *Secret) Reset() {
 	*x = Secret{}
-	mi := &file_berth_v1_app_proto_msgTypes[25]
+	mi := &file_berth_v1_app_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2130,7 +2187,7 @@ func (x *Secret) String() string {
 func (*Secret) ProtoMessage() {}
 
 func (x *Secret) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_app_proto_msgTypes[25]
+	mi := &file_berth_v1_app_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2143,7 +2200,7 @@ func (x *Secret) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Secret.ProtoReflect.Descriptor instead.
 func (*Secret) Descriptor() ([]byte, []int) {
-	return file_berth_v1_app_proto_rawDescGZIP(), []int{25}
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Secret) GetSource() string {
@@ -2255,7 +2312,7 @@ const file_berth_v1_app_proto_rawDesc = "" +
 	"\x06docker\x18\x02 \x01(\v2\x10.berth.v1.DockerR\x06docker\x12*\n" +
 	"\avolumes\x18\x03 \x03(\v2\x10.berth.v1.VolumeR\avolumes\x12:\n" +
 	"\rport_mappings\x18\x04 \x03(\v2\x15.berth.v1.PortMappingR\fportMappingsB\a\n" +
-	"\x05_type\"\xb8\x02\n" +
+	"\x05_type\"\xf5\x02\n" +
 	"\x06Docker\x12\x14\n" +
 	"\x05image\x18\x01 \x01(\tR\x05image\x12\x1d\n" +
 	"\anetwork\x18\x02 \x01(\tH\x00R\anetwork\x88\x01\x01\x12:\n" +
@@ -2266,11 +2323,15 @@ const file_berth_v1_app_proto_rawDesc = "" +
 	"\n" +
 	"parameters\x18\x05 \x03(\v2\x19.berth.v1.DockerParameterR\n" +
 	"parameters\x12-\n" +
-	"\x10force_pull_image\x18\x06 \x01(\bH\x02R\x0eforcePullImage\x88\x01\x01B\n" +
+	"\x10force_pull_image\x18\x06 \x01(\bH\x02R\x0eforcePullImage\x88\x01\x01\x12;\n" +
+	"\vpull_config\x18\a \x01(\v2\x1a.berth.v1.DockerPullConfigR\n" +
+	"pullConfigB\n" +
 	"\n" +
 	"\b_networkB\r\n" +
 	"\v_privilegedB\x13\n" +
-	"\x11_force_pull_image\"9\n" +
+	"\x11_force_pull_image\"*\n" +
+	"\x10DockerPullConfig\x12\x16\n" +
+	"\x06secret\x18\x01 \x01(\tR\x06secret\"9\n" +
 	"\x0fDockerParameter\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value\"\xa0\x03\n" +
@@ -2462,7 +2523,7 @@ func file_berth_v1_app_proto_rawDescGZIP() []byte {
 	return file_berth_v1_app_proto_rawDescData
 }
 
-var file_berth_v1_app_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_berth_v1_app_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_berth_v1_app_proto_goTypes = []any{
 	(*App)(nil),                 // 0: berth.v1.App
 	(*EnvValue)(nil),            // 1: berth.v1.EnvValue
@@ -2472,76 +2533,78 @@ var file_berth_v1_app_proto_goTypes = []any{
 	(*UnreachableEnabled)(nil),  // 5: berth.v1.UnreachableEnabled
 	(*Container)(nil),           // 6: berth.v1.Container
 	(*Docker)(nil),              // 7: berth.v1.Docker
-	(*DockerParameter)(nil),     // 8: berth.v1.DockerParameter
-	(*PortMapping)(nil),         // 9: berth.v1.PortMapping
-	(*Volume)(nil),              // 10: berth.v1.Volume
-	(*ExternalVolume)(nil),      // 11: berth.v1.ExternalVolume
-	(*PersistentVolume)(nil),    // 12: berth.v1.PersistentVolume
-	(*Network)(nil),             // 13: berth.v1.Network
-	(*PortDefinition)(nil),      // 14: berth.v1.PortDefinition
-	(*HealthCheck)(nil),         // 15: berth.v1.HealthCheck
-	(*HealthCheckCommand)(nil),  // 16: berth.v1.HealthCheckCommand
-	(*ReadinessCheck)(nil),      // 17: berth.v1.ReadinessCheck
-	(*UpgradeStrategy)(nil),     // 18: berth.v1.UpgradeStrategy
-	(*Residency)(nil),           // 19: berth.v1.Residency
-	(*FetchUri)(nil),            // 20: berth.v1.FetchUri
-	(*IpAddress)(nil),           // 21: berth.v1.IpAddress
-	(*Discovery)(nil),           // 22: berth.v1.Discovery
-	(*DiscoveryPort)(nil),       // 23: berth.v1.DiscoveryPort
-	(*VersionInfo)(nil),         // 24: berth.v1.VersionInfo
-	(*Secret)(nil),              // 25: berth.v1.Secret
-	nil,                         // 26: berth.v1.App.EnvEntry
-	nil,                         // 27: berth.v1.App.LabelsEntry
-	nil,                         // 28: berth.v1.App.SecretsEntry
-	nil,                         // 29: berth.v1.PortMapping.LabelsEntry
-	nil,                         // 30: berth.v1.ExternalVolume.OptionsEntry
-	nil,                         // 31: berth.v1.Network.LabelsEntry
-	nil,                         // 32: berth.v1.PortDefinition.LabelsEntry
-	nil,                         // 33: berth.v1.IpAddress.LabelsEntry
-	nil,                         // 34: berth.v1.DiscoveryPort.LabelsEntry
+	(*DockerPullConfig)(nil),    // 8: berth.v1.DockerPullConfig
+	(*DockerParameter)(nil),     // 9: berth.v1.DockerParameter
+	(*PortMapping)(nil),         // 10: berth.v1.PortMapping
+	(*Volume)(nil),              // 11: berth.v1.Volume
+	(*ExternalVolume)(nil),      // 12: berth.v1.ExternalVolume
+	(*PersistentVolume)(nil),    // 13: berth.v1.PersistentVolume
+	(*Network)(nil),             // 14: berth.v1.Network
+	(*PortDefinition)(nil),      // 15: berth.v1.PortDefinition
+	(*HealthCheck)(nil),         // 16: berth.v1.HealthCheck
+	(*HealthCheckCommand)(nil),  // 17: berth.v1.HealthCheckCommand
+	(*ReadinessCheck)(nil),      // 18: berth.v1.ReadinessCheck
+	(*UpgradeStrategy)(nil),     // 19: berth.v1.UpgradeStrategy
+	(*Residency)(nil),           // 20: berth.v1.Residency
+	(*FetchUri)(nil),            // 21: berth.v1.FetchUri
+	(*IpAddress)(nil),           // 22: berth.v1.IpAddress
+	(*Discovery)(nil),           // 23: berth.v1.Discovery
+	(*DiscoveryPort)(nil),       // 24: berth.v1.DiscoveryPort
+	(*VersionInfo)(nil),         // 25: berth.v1.VersionInfo
+	(*Secret)(nil),              // 26: berth.v1.Secret
+	nil,                         // 27: berth.v1.App.EnvEntry
+	nil,                         // 28: berth.v1.App.LabelsEntry
+	nil,                         // 29: berth.v1.App.SecretsEntry
+	nil,                         // 30: berth.v1.PortMapping.LabelsEntry
+	nil,                         // 31: berth.v1.ExternalVolume.OptionsEntry
+	nil,                         // 32: berth.v1.Network.LabelsEntry
+	nil,                         // 33: berth.v1.PortDefinition.LabelsEntry
+	nil,                         // 34: berth.v1.IpAddress.LabelsEntry
+	nil,                         // 35: berth.v1.DiscoveryPort.LabelsEntry
 }
 var file_berth_v1_app_proto_depIdxs = []int32{
-	26, // 0: berth.v1.App.env:type_name -> berth.v1.App.EnvEntry
-	27, // 1: berth.v1.App.labels:type_name -> berth.v1.App.LabelsEntry
+	27, // 0: berth.v1.App.env:type_name -> berth.v1.App.EnvEntry
+	28, // 1: berth.v1.App.labels:type_name -> berth.v1.App.LabelsEntry
 	2,  // 2: berth.v1.App.constraints:type_name -> berth.v1.Constraint
 	6,  // 3: berth.v1.App.container:type_name -> berth.v1.Container
-	13, // 4: berth.v1.App.networks:type_name -> berth.v1.Network
-	14, // 5: berth.v1.App.port_definitions:type_name -> berth.v1.PortDefinition
-	15, // 6: berth.v1.App.health_checks:type_name -> berth.v1.HealthCheck
-	17, // 7: berth.v1.App.readiness_checks:type_name -> berth.v1.ReadinessCheck
-	18, // 8: berth.v1.App.upgrade_strategy:type_name -> berth.v1.UpgradeStrategy
+	14, // 4: berth.v1.App.networks:type_name -> berth.v1.Network
+	15, // 5: berth.v1.App.port_definitions:type_name -> berth.v1.PortDefinition
+	16, // 6: berth.v1.App.health_checks:type_name -> berth.v1.HealthCheck
+	18, // 7: berth.v1.App.readiness_checks:type_name -> berth.v1.ReadinessCheck
+	19, // 8: berth.v1.App.upgrade_strategy:type_name -> berth.v1.UpgradeStrategy
 	3,  // 9: berth.v1.App.unreachable_strategy:type_name -> berth.v1.UnreachableStrategy
-	19, // 10: berth.v1.App.residency:type_name -> berth.v1.Residency
-	20, // 11: berth.v1.App.fetch:type_name -> berth.v1.FetchUri
-	21, // 12: berth.v1.App.ip_address:type_name -> berth.v1.IpAddress
-	24, // 13: berth.v1.App.version_info:type_name -> berth.v1.VersionInfo
-	28, // 14: berth.v1.App.secrets:type_name -> berth.v1.App.SecretsEntry
+	20, // 10: berth.v1.App.residency:type_name -> berth.v1.Residency
+	21, // 11: berth.v1.App.fetch:type_name -> berth.v1.FetchUri
+	22, // 12: berth.v1.App.ip_address:type_name -> berth.v1.IpAddress
+	25, // 13: berth.v1.App.version_info:type_name -> berth.v1.VersionInfo
+	29, // 14: berth.v1.App.secrets:type_name -> berth.v1.App.SecretsEntry
 	4,  // 15: berth.v1.UnreachableStrategy.disabled:type_name -> berth.v1.UnreachableDisabled
 	5,  // 16: berth.v1.UnreachableStrategy.enabled:type_name -> berth.v1.UnreachableEnabled
 	7,  // 17: berth.v1.Container.docker:type_name -> berth.v1.Docker
-	10, // 18: berth.v1.Container.volumes:type_name -> berth.v1.Volume
-	9,  // 19: berth.v1.Container.port_mappings:type_name -> berth.v1.PortMapping
-	9,  // 20: berth.v1.Docker.port_mappings:type_name -> berth.v1.PortMapping
-	8,  // 21: berth.v1.Docker.parameters:type_name -> berth.v1.DockerParameter
-	29, // 22: berth.v1.PortMapping.labels:type_name -> berth.v1.PortMapping.LabelsEntry
-	12, // 23: berth.v1.Volume.persistent:type_name -> berth.v1.PersistentVolume
-	11, // 24: berth.v1.Volume.external:type_name -> berth.v1.ExternalVolume
-	30, // 25: berth.v1.ExternalVolume.options:type_name -> berth.v1.ExternalVolume.OptionsEntry
-	2,  // 26: berth.v1.PersistentVolume.constraints:type_name -> berth.v1.Constraint
-	31, // 27: berth.v1.Network.labels:type_name -> berth.v1.Network.LabelsEntry
-	32, // 28: berth.v1.PortDefinition.labels:type_name -> berth.v1.PortDefinition.LabelsEntry
-	16, // 29: berth.v1.HealthCheck.command:type_name -> berth.v1.HealthCheckCommand
-	22, // 30: berth.v1.IpAddress.discovery:type_name -> berth.v1.Discovery
-	33, // 31: berth.v1.IpAddress.labels:type_name -> berth.v1.IpAddress.LabelsEntry
-	23, // 32: berth.v1.Discovery.ports:type_name -> berth.v1.DiscoveryPort
-	34, // 33: berth.v1.DiscoveryPort.labels:type_name -> berth.v1.DiscoveryPort.LabelsEntry
-	1,  // 34: berth.v1.App.EnvEntry.value:type_name -> berth.v1.EnvValue
-	25, // 35: berth.v1.App.SecretsEntry.value:type_name -> berth.v1.Secret
-	36, // [36:36] is the sub-list for method output_type
-	36, // [36:36] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	11, // 18: berth.v1.Container.volumes:type_name -> berth.v1.Volume
+	10, // 19: berth.v1.Container.port_mappings:type_name -> berth.v1.PortMapping
+	10, // 20: berth.v1.Docker.port_mappings:type_name -> berth.v1.PortMapping
+	9,  // 21: berth.v1.Docker.parameters:type_name -> berth.v1.DockerParameter
+	8,  // 22: berth.v1.Docker.pull_config:type_name -> berth.v1.DockerPullConfig
+	30, // 23: berth.v1.PortMapping.labels:type_name -> berth.v1.PortMapping.LabelsEntry
+	13, // 24: berth.v1.Volume.persistent:type_name -> berth.v1.PersistentVolume
+	12, // 25: berth.v1.Volume.external:type_name -> berth.v1.ExternalVolume
+	31, // 26: berth.v1.ExternalVolume.options:type_name -> berth.v1.ExternalVolume.OptionsEntry
+	2,  // 27: berth.v1.PersistentVolume.constraints:type_name -> berth.v1.Constraint
+	32, // 28: berth.v1.Network.labels:type_name -> berth.v1.Network.LabelsEntry
+	33, // 29: berth.v1.PortDefinition.labels:type_name -> berth.v1.PortDefinition.LabelsEntry
+	17, // 30: berth.v1.HealthCheck.command:type_name -> berth.v1.HealthCheckCommand
+	23, // 31: berth.v1.IpAddress.discovery:type_name -> berth.v1.Discovery
+	34, // 32: berth.v1.IpAddress.labels:type_name -> berth.v1.IpAddress.LabelsEntry
+	24, // 33: berth.v1.Discovery.ports:type_name -> berth.v1.DiscoveryPort
+	35, // 34: berth.v1.DiscoveryPort.labels:type_name -> berth.v1.DiscoveryPort.LabelsEntry
+	1,  // 35: berth.v1.App.EnvEntry.value:type_name -> berth.v1.EnvValue
+	26, // 36: berth.v1.App.SecretsEntry.value:type_name -> berth.v1.Secret
+	37, // [37:37] is the sub-list for method output_type
+	37, // [37:37] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_berth_v1_app_proto_init() }
@@ -2562,25 +2625,25 @@ func file_berth_v1_app_proto_init() {
 	file_berth_v1_app_proto_msgTypes[5].OneofWrappers = []any{}
 	file_berth_v1_app_proto_msgTypes[6].OneofWrappers = []any{}
 	file_berth_v1_app_proto_msgTypes[7].OneofWrappers = []any{}
-	file_berth_v1_app_proto_msgTypes[9].OneofWrappers = []any{}
 	file_berth_v1_app_proto_msgTypes[10].OneofWrappers = []any{}
 	file_berth_v1_app_proto_msgTypes[11].OneofWrappers = []any{}
 	file_berth_v1_app_proto_msgTypes[12].OneofWrappers = []any{}
 	file_berth_v1_app_proto_msgTypes[13].OneofWrappers = []any{}
 	file_berth_v1_app_proto_msgTypes[14].OneofWrappers = []any{}
 	file_berth_v1_app_proto_msgTypes[15].OneofWrappers = []any{}
-	file_berth_v1_app_proto_msgTypes[17].OneofWrappers = []any{}
+	file_berth_v1_app_proto_msgTypes[16].OneofWrappers = []any{}
 	file_berth_v1_app_proto_msgTypes[18].OneofWrappers = []any{}
 	file_berth_v1_app_proto_msgTypes[19].OneofWrappers = []any{}
 	file_berth_v1_app_proto_msgTypes[20].OneofWrappers = []any{}
 	file_berth_v1_app_proto_msgTypes[21].OneofWrappers = []any{}
+	file_berth_v1_app_proto_msgTypes[22].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_berth_v1_app_proto_rawDesc), len(file_berth_v1_app_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   35,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
