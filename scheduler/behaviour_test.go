@@ -416,6 +416,19 @@ func TestTaskInfo(t *testing.T) {
 		len(ti.Container.Docker.PortMappings) != 1 || ti.Container.Docker.PortMappings[0].HostPort != 31005 || ti.Container.Docker.PortMappings[0].ContainerPort != 80 {
 		t.Fatalf("docker container %v", ti.Container)
 	}
+	// A MESOS container pulls a private image with the credentials of its
+	// pullConfig secret.
+	m := &v1.App{Id: "/m", Cmd: proto.String("serve"), Container: &v1.Container{Type: proto.String("MESOS"),
+		Docker: &v1.Docker{Image: "registry.example.com/m:1", PullConfig: &v1.DockerPullConfig{Secret: "reg"}}},
+		Secrets: map[string]*v1.Secret{"reg": {Source: "/ci/docker-config"}}}
+	ti, err = buildTaskInfo(m, "m.instance-z._app.1", o, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img := ti.Container.GetMesos().GetImage().GetDocker(); img.GetName() != "registry.example.com/m:1" ||
+		img.GetConfig().GetType() != mesos.Secret_REFERENCE || img.GetConfig().GetReference().GetName() != "/ci/docker-config" {
+		t.Fatalf("mesos image %v", ti.Container.GetMesos().GetImage())
+	}
 	if _, err := buildTaskInfo(&v1.App{Id: "/empty"}, "x", o, nil, nil); err == nil || !strings.Contains(err.Error(), "cmd, args or container.docker.image") {
 		t.Fatalf("empty app error %v", err)
 	}

@@ -298,8 +298,13 @@ func containerInfo(a *v1.App, ctype, image string, specs []appmodel.Port, ports 
 	case image != "":
 		t := mesos.ContainerInfo_MESOS
 		it := mesos.Image_DOCKER
+		img := &mesos.Image_Docker{Name: image}
+		if pc := a.GetContainer().GetDocker().GetPullConfig(); pc != nil {
+			// Registry credentials: a secret the agent resolves.
+			img.Config = secretReference(a.GetSecrets()[pc.GetSecret()].GetSource())
+		}
 		return &mesos.ContainerInfo{Type: &t, Volumes: vols, Mesos: &mesos.ContainerInfo_MesosInfo{
-			Image: &mesos.Image{Type: &it, Docker: &mesos.Image_Docker{Name: image}},
+			Image: &mesos.Image{Type: &it, Docker: img},
 		}}
 	case len(vols) > 0:
 		t := mesos.ContainerInfo_MESOS
