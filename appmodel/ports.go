@@ -20,10 +20,10 @@ type Port struct {
 	Protocol string
 }
 
-// Ports lists the host ports of an app: its port mappings when it has
-// any, else its port definitions (fixed only with requirePorts), else the
-// legacy ports list. Canonicalize gives host-network apps Marathon's default of one
-// dynamic port.
+// Ports lists the host ports of an app: its port mappings when it has any,
+// else its port definitions (fixed only with requirePorts), else the legacy
+// ports list. (Canonicalize gives a host-network app Marathon's default of
+// one dynamic port.)
 func Ports(a *v1.App) []Port {
 	mappings := a.GetContainer().GetPortMappings()
 	if len(mappings) == 0 {
@@ -32,7 +32,7 @@ func Ports(a *v1.App) []Port {
 	if len(mappings) > 0 {
 		userNet := false
 		for _, n := range a.GetNetworks() {
-			if strings.EqualFold(n.GetMode(), "container") {
+			if strings.EqualFold(n.GetMode(), NetworkModeContainer) {
 				userNet = true
 			}
 		}

@@ -271,6 +271,44 @@ func StampVersion(old, next *v1.App, version string, change Change) (relaunch bo
 	return relaunch
 }
 
+// AcceptedRoles reads an app's acceptedResourceRoles: whether it may use
+// unreserved resources ("*"), and which roles' reserved resources. Absent
+// means unreserved only. Resident apps always make their reservations from
+// unreserved resources.
+func AcceptedRoles(a *v1.App) (unreserved bool, roles map[string]bool) {
+	if IsResident(a) || len(a.GetAcceptedResourceRoles()) == 0 {
+		return true, nil
+	}
+	roles = map[string]bool{}
+	for _, r := range a.GetAcceptedResourceRoles() {
+		if r == "*" {
+			unreserved = true
+		} else {
+			roles[r] = true
+		}
+	}
+	return unreserved, roles
+}
+
+// DockerNetwork is the Docker network mode of a DOCKER container: its
+// deprecated container.docker.network, else the one its networks translate
+// to (HOST, BRIDGE for container/bridge, USER for container).
+func DockerNetwork(app *v1.App) string {
+	if n := app.GetContainer().GetDocker().GetNetwork(); n != "" {
+		return strings.ToUpper(n)
+	}
+	mode := "HOST"
+	for _, n := range app.GetNetworks() {
+		switch strings.ToLower(n.GetMode()) {
+		case NetworkModeContainerBridge:
+			mode = "BRIDGE"
+		case NetworkModeContainer:
+			mode = "USER"
+		}
+	}
+	return mode
+}
+
 // EnvString is an env value holding a plain string.
 func EnvString(s string) *v1.EnvValue {
 	return &v1.EnvValue{Kind: &v1.EnvValue_Value{Value: s}}

@@ -33,25 +33,6 @@ func reservationRole(r *mesos.Resource) string {
 	return r.GetRole()
 }
 
-// acceptedRoles reads an app's acceptedResourceRoles: whether it may use
-// unreserved resources ("*"), and which roles' reserved resources. Absent
-// means unreserved only. Resident apps always make their reservations from
-// unreserved resources.
-func acceptedRoles(a *v1.App) (unreserved bool, roles map[string]bool) {
-	if appmodel.IsResident(a) || len(a.GetAcceptedResourceRoles()) == 0 {
-		return true, nil
-	}
-	roles = map[string]bool{}
-	for _, r := range a.GetAcceptedResourceRoles() {
-		if r == "*" {
-			unreserved = true
-		} else {
-			roles[r] = true
-		}
-	}
-	return unreserved, roles
-}
-
 // placementRefusal explains why an app's instances can never be placed by
 // this framework, or returns "": an app.role other than the framework's
 // (Berth subscribes with one role), or acceptedResourceRoles naming no
@@ -61,7 +42,7 @@ func placementRefusal(a *v1.App, frameworkRole string) string {
 		return fmt.Sprintf("app %s: role %q is not the framework's role %q: Berth subscribes to Mesos with the single role %q and cannot launch tasks for role %q",
 			a.GetId(), r, frameworkRole, frameworkRole, r)
 	}
-	if unreserved, roles := acceptedRoles(a); !unreserved && !roles[frameworkRole] {
+	if unreserved, roles := appmodel.AcceptedRoles(a); !unreserved && !roles[frameworkRole] {
 		return fmt.Sprintf("app %s: acceptedResourceRoles %q: this framework is offered only unreserved (\"*\") resources and resources reserved for role %q",
 			a.GetId(), a.GetAcceptedResourceRoles(), frameworkRole)
 	}
@@ -208,7 +189,7 @@ func (p *planner) placeTask(a *v1.App, i *v1.Instance, o *mesos.Offer, v *offerV
 	if alloc == "" {
 		alloc = p.cfg.Role
 	}
-	unreserved, roles := acceptedRoles(a)
+	unreserved, roles := appmodel.AcceptedRoles(a)
 	need := taskNeed{cpus: appmodel.CPUs(a), mem: appmodel.Mem(a), disk: appmodel.Disk(a), gpus: appmodel.GPUs(a), ports: appmodel.Ports(a)}
 	res, ports, ok := v.take(need, unreserved, roles, alloc)
 	if !ok {

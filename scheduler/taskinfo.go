@@ -256,18 +256,7 @@ func containerInfo(a *v1.App, ctype, image string, specs []appmodel.Port, ports 
 		t := mesos.ContainerInfo_DOCKER
 		d := a.GetContainer().GetDocker()
 		di := &mesos.ContainerInfo_DockerInfo{Image: d.GetImage()}
-		netName := strings.ToUpper(d.GetNetwork())
-		if netName == "" {
-			netName = "HOST"
-			for _, n := range a.GetNetworks() {
-				if strings.EqualFold(n.GetMode(), "container/bridge") {
-					netName = "BRIDGE"
-				} else if strings.EqualFold(n.GetMode(), "container") {
-					netName = "USER"
-				}
-			}
-		}
-		if nv, ok := mesos.ContainerInfo_DockerInfo_Network_value[netName]; ok {
+		if nv, ok := mesos.ContainerInfo_DockerInfo_Network_value[appmodel.DockerNetwork(a)]; ok {
 			n := mesos.ContainerInfo_DockerInfo_Network(nv)
 			di.Network = &n
 		}
