@@ -289,6 +289,8 @@ func TestParseErrors(t *testing.T) {
 		{"env number", `{"env": {"A": 1}}`, `env["A"]: expected a string or an object with "secret"`},
 		{"env object", `{"env": {"A": {"secret": "s", "x": 1}}}`, `env["A"]: expected a string or an object with "secret"`},
 		{"duplicate", `{"id": "/a", "id": "/b"}`, `id: given twice`},
+		{"null element", `{"args": ["a", null]}`, `args[1]: must not be null`},
+		{"null map value", `{"labels": {"a": null}}`, `labels["a"]: must not be null`},
 		{"top level", `[1]`, `app: expected an object`},
 	}
 	for _, c := range cases {

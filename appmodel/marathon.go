@@ -92,7 +92,7 @@ func fieldFromMarathon(v any, fd protoreflect.FieldDescriptor, path string, p *p
 		}
 		out := make(jsonObject, 0, len(obj))
 		for _, m := range obj {
-			out = append(out, jsonMember{m.key, singularFromMarathon(m.val, fd.MapValue(), fmt.Sprintf("%s[%s]", path, strconv.Quote(m.key)), p)})
+			out = append(out, jsonMember{m.key, elementFromMarathon(m.val, fd.MapValue(), fmt.Sprintf("%s[%s]", path, strconv.Quote(m.key)), p)})
 		}
 		return out
 	case fd.IsList():
@@ -103,15 +103,25 @@ func fieldFromMarathon(v any, fd protoreflect.FieldDescriptor, path string, p *p
 		}
 		out := make([]any, len(arr))
 		for i, e := range arr {
-			out[i] = singularFromMarathon(e, fd, fmt.Sprintf("%s[%d]", path, i), p)
+			out[i] = elementFromMarathon(e, fd, fmt.Sprintf("%s[%d]", path, i), p)
 		}
 		return out
 	}
 	return singularFromMarathon(v, fd, path, p)
 }
 
+// elementFromMarathon converts an element of a list or a value of a map,
+// which cannot be null.
+func elementFromMarathon(v any, fd protoreflect.FieldDescriptor, path string, p *problems) any {
+	if v == nil {
+		p.add(path, "must not be null")
+		return nil
+	}
+	return singularFromMarathon(v, fd, path, p)
+}
+
 // singularFromMarathon converts one value of a field's kind (an element of
-// a list, a value of a map, or the field itself).
+// a list, a value of a map, or the field itself; null is absent).
 func singularFromMarathon(v any, fd protoreflect.FieldDescriptor, path string, p *problems) any {
 	if v == nil {
 		return nil
