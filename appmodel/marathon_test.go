@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"google.golang.org/protobuf/reflect/protoreflect"
+
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
@@ -99,4 +101,57 @@ func TestPullConfigValid(t *testing.T) {
 	if vs := Validate(app); len(vs) != 0 {
 		t.Fatalf("violations: %v", vs)
 	}
+}
+
+// Every field name a Marathon file can use is the JSON name protojson
+// derives from the lower_snake_case proto name. The list is Marathon's (app
+// RAML); a proto field renamed without a json_name would fall out of it.
+func TestMarathonFieldNames(t *testing.T) {
+	marathon := strings.Fields(`
+		id cmd args user env labels instances cpus mem disk gpus constraints container networks
+		portDefinitions ports requirePorts healthChecks readinessChecks upgradeStrategy unreachableStrategy
+		residency killSelection backoffSeconds backoffFactor maxLaunchDelaySeconds fetch dependencies
+		acceptedResourceRoles role ipAddress executor taskKillGracePeriodSeconds version versionInfo secrets
+		uris tty maxUnavailable
+		type docker volumes portMappings image network privileged parameters forcePullImage pullConfig secret
+		key value containerPort hostPort servicePort protocol name networkNames
+		containerPath hostPath mode persistent external size maxSize profileName provider options shared
+		path portIndex port command gracePeriodSeconds intervalSeconds timeoutSeconds maxConsecutiveFailures
+		ignoreHttp1xx delaySeconds ipProtocol portName interval timeout httpStatusCodesForReady preserveLastResponse
+		minimumHealthCapacity maximumOverCapacity relaunchEscalationTimeoutSeconds taskLostBehavior
+		uri executable extract cache destPath discovery groups networkName number
+		lastScalingAt lastConfigChangeAt source inactiveAfterSeconds expungeAfterSeconds`)
+	known := map[string]bool{}
+	for _, n := range marathon {
+		known[n] = true
+	}
+	seen := map[protoreflect.FullName]bool{}
+	var walk func(md protoreflect.MessageDescriptor, path string)
+	walk = func(md protoreflect.MessageDescriptor, path string) {
+		if seen[md.FullName()] {
+			return
+		}
+		seen[md.FullName()] = true
+		_, loose := looseForms[md.FullName()]
+		fields := md.Fields()
+		for i := 0; i < fields.Len(); i++ {
+			fd := fields.Get(i)
+			if string(fd.Name()) != strings.ToLower(string(fd.Name())) {
+				t.Errorf("%s: proto name %s is not lower_snake_case", path, fd.Name())
+			}
+			// The typed forms of Marathon's loose values have no names of
+			// their own in Marathon's JSON.
+			if !loose && !known[fd.JSONName()] {
+				t.Errorf("%s.%s: JSON name is not one of Marathon's", path, fd.JSONName())
+			}
+			msg := fd.Message()
+			if fd.IsMap() {
+				msg = fd.MapValue().Message()
+			}
+			if msg != nil {
+				walk(msg, joinField(path, fd.JSONName()))
+			}
+		}
+	}
+	walk(appDescriptor, "app")
 }
