@@ -228,7 +228,7 @@ func editDistance(a, b string) int {
 }
 
 // toMarathon converts protojson output of message type md into Marathon's
-// forms.
+// forms, wherever in md the typed messages of the loose forms appear.
 func toMarathon(v any, md protoreflect.MessageDescriptor) any {
 	obj, ok := v.(jsonObject)
 	if !ok {

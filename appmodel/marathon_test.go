@@ -1,6 +1,7 @@
 package appmodel
 
 import (
+	"encoding/json"
 	"reflect"
 	"strings"
 	"testing"
@@ -154,4 +155,31 @@ func TestMarathonFieldNames(t *testing.T) {
 		}
 	}
 	walk(appDescriptor, "app")
+}
+
+// Apps inside any message (a list of apps, an update's answer) come out in
+// Marathon's forms too.
+func TestMarshalJSONAppsInside(t *testing.T) {
+	app := mustParse(t, `{"id": "/a", "env": {"A": "x", "PW": {"secret": "db"}}, "constraints": [["hostname", "UNIQUE"]], "unreachableStrategy": "disabled"}`)
+	out, err := MarshalJSON(&v1.ListAppsResponse{Apps: []*v1.App{app}, Summaries: []*v1.AppSummary{{TasksRunning: 2}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		Apps      []map[string]any
+		Summaries []map[string]any
+	}
+	if err := json.Unmarshal(out, &got); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	a := got.Apps[0]
+	want := map[string]any{
+		"id":                  "/a",
+		"env":                 map[string]any{"A": "x", "PW": map[string]any{"secret": "db"}},
+		"constraints":         []any{[]any{"hostname", "UNIQUE"}},
+		"unreachableStrategy": "disabled",
+	}
+	if !reflect.DeepEqual(a, want) || got.Summaries[0]["tasksRunning"] != float64(2) {
+		t.Fatalf("got %s", out)
+	}
 }

@@ -16,6 +16,7 @@ import (
 	"strings"
 
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
 )
@@ -79,13 +80,25 @@ func (e *ParseError) Error() string {
 // Marathon's loose forms), indented for people. Unset fields are omitted.
 // Parse reads it back into the same app.
 func Render(app *v1.App) ([]byte, error) {
-	b, err := protojson.Marshal(app)
+	b, err := MarshalJSON(app)
 	if err != nil {
 		return nil, fmt.Errorf("render app %q: %w", app.GetId(), err)
+	}
+	return b, nil
+}
+
+// MarshalJSON encodes any message as indented JSON (protojson's names),
+// with the constraints, unreachable strategies and env values of every app
+// in it in Marathon's forms: what a reader of Marathon's JSON expects, e.g.
+// from a list of apps.
+func MarshalJSON(m proto.Message) ([]byte, error) {
+	b, err := protojson.Marshal(m)
+	if err != nil {
+		return nil, err
 	}
 	tree, err := decodeJSON(b)
 	if err != nil {
-		return nil, fmt.Errorf("render app %q: %w", app.GetId(), err)
+		return nil, err
 	}
-	return encodeJSON(toMarathon(tree, appDescriptor), true), nil
+	return encodeJSON(toMarathon(tree, m.ProtoReflect().Descriptor()), true), nil
 }

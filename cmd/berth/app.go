@@ -165,13 +165,7 @@ func appShowCmd() *cobra.Command {
 			}
 			a, s := res.Msg.GetApp(), res.Msg.GetSummary()
 			if flagOutput == "json" {
-				// Marathon's JSON, which app add and app update read back.
-				out, err := appmodel.Render(a)
-				if err != nil {
-					return err
-				}
-				_, err = fmt.Fprintf(c.OutOrStdout(), "%s\n", out)
-				return err
+				return printJSON(c.OutOrStdout(), a)
 			}
 			command := a.GetCmd()
 			if command == "" {

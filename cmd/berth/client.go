@@ -12,9 +12,9 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/berth-dev/berth/appmodel"
 	"github.com/berth-dev/berth/proto/berth/v1/berthv1connect"
 )
 
@@ -85,11 +85,10 @@ func describeError(err error) string {
 	return err.Error()
 }
 
-var jsonOut = protojson.MarshalOptions{Multiline: true, Indent: "  "}
-
-// printJSON writes a message as indented JSON with its JSON field names.
+// printJSON writes a message as indented JSON with its JSON field names,
+// apps in Marathon's JSON (which app add and app update read back).
 func printJSON(w io.Writer, m proto.Message) error {
-	b, err := jsonOut.Marshal(m)
+	b, err := appmodel.MarshalJSON(m)
 	if err != nil {
 		return err
 	}
