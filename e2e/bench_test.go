@@ -11,9 +11,9 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/berth-dev/berth/appmodel"
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
 	"github.com/berth-dev/berth/proto/berth/v1/berthv1connect"
-	"github.com/berth-dev/berth/rpc"
 )
 
 // benchDev starts `berth dev` for a benchmark and returns API clients.
@@ -86,7 +86,7 @@ func BenchmarkDevAddToRunning(b *testing.B) {
 	var run, health []time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		app, err := rpc.ParseApp([]byte(fmt.Sprintf(`{
+		app, err := appmodel.Parse([]byte(fmt.Sprintf(`{
   "id": "/bench-%d", "cpus": 0.01, "mem": 16,
   "cmd": "exec python3 -m http.server $PORT0 --bind 127.0.0.1",
   "container": {"type": "MESOS", "volumes": [{"containerPath": "data", "mode": "RW", "persistent": {"size": 1}}]},
@@ -115,7 +115,7 @@ func BenchmarkDevPostgresAddToHealthy(b *testing.B) {
 	var run, health []time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		app, err := rpc.ParseApp(data)
+		app, err := appmodel.Parse(data)
 		if err != nil {
 			b.Fatal(err)
 		}

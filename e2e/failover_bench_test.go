@@ -14,9 +14,9 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/berth-dev/berth/appmodel"
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
 	"github.com/berth-dev/berth/proto/berth/v1/berthv1connect"
-	"github.com/berth-dev/berth/rpc"
 )
 
 // Issue 5's failover benchmark: mesos-local with simulated agents (tasks run
@@ -228,7 +228,7 @@ func benchFailover(b *testing.B, apps []failoverApp) {
 	api := c.others(lead)[0]
 	placeStart := time.Now()
 	for _, a := range apps {
-		app, err := rpc.ParseApp([]byte(a.json()))
+		app, err := appmodel.Parse([]byte(a.json()))
 		if err != nil {
 			b.Fatal(err)
 		}

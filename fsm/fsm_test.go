@@ -398,7 +398,7 @@ func TestSnapshotRestoreRoundTrip10000Apps(t *testing.T) {
 	const n = 10000
 	for i := 0; i < n; i++ {
 		app := testApp(fmt.Sprintf("/app-%05d", i), v1Time)
-		app.Env = map[string]string{"N": fmt.Sprint(i)}
+		app.Env = map[string]*v1.EnvValue{"N": {Kind: &v1.EnvValue_Value{Value: fmt.Sprint(i)}}}
 		a.mustApply(v1.CommandType_COMMAND_TYPE_APP_CREATE, &v1.AppCreateCommand{RequestId: fmt.Sprintf("r%d", i), App: app})
 	}
 	a.mustApply(v1.CommandType_COMMAND_TYPE_APP_UPDATE, &v1.AppUpdateCommand{App: testApp("/app-00000", v2Time)})
@@ -436,7 +436,7 @@ func TestSnapshotRestoreRoundTrip10000Apps(t *testing.T) {
 	if s.App("/later") != nil {
 		t.Fatal("snapshot contains a write made after it was taken")
 	}
-	if got := s.App("/app-01234").GetEnv()["N"]; got != "1234" {
+	if got := s.App("/app-01234").GetEnv()["N"].GetValue(); got != "1234" {
 		t.Fatalf("restored app env N = %q", got)
 	}
 	if got := s.AppVersions("/app-00000"); len(got) != 2 {

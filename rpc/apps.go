@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/berth-dev/berth/appmodel"
 	"github.com/berth-dev/berth/fsm"
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
 )
@@ -96,15 +97,15 @@ func checkLock(st *fsm.Snapshot, appID string, force bool) ([]string, error) {
 	return ids, nil
 }
 
-// prepareApp normalizes and validates a submitted app definition; the result
+// prepareApp canonicalizes and validates a submitted app definition; the result
 // is a copy.
 func prepareApp(app *v1.App) (*v1.App, error) {
 	if app == nil {
-		return nil, ViolationsError("app", []Violation{{Field: "app", Description: "must be set"}})
+		return nil, ViolationsError("app", []appmodel.Violation{{Field: "app", Description: "must be set"}})
 	}
-	app = NormalizeApp(proto.Clone(app).(*v1.App))
+	app = appmodel.Canonicalize(proto.Clone(app).(*v1.App))
 	app.Version, app.VersionInfo = nil, nil
-	if vs := ValidateApp(app); len(vs) > 0 {
+	if vs := appmodel.Validate(app); len(vs) > 0 {
 		return nil, ViolationsError("app "+app.GetId(), vs)
 	}
 	return app, nil
@@ -126,45 +127,28 @@ func notFound(format string, args ...any) *connect.Error {
 }
 
 func invalid(field, description string) *connect.Error {
-	return ViolationsError("request", []Violation{{Field: field, Description: description}})
+	return ViolationsError("request", []appmodel.Violation{{Field: field, Description: description}})
 }
 
 // CreateApp stores a new app and starts its deployment.
 func (a *appService) CreateApp(ctx context.Context, req *connect.Request[v1.CreateAppRequest]) (*connect.Response[v1.CreateAppResponse], error) {
 	msg := req.Msg
-	a.ensureRequestID(&msg.RequestId)
 	// Validate here first: cheap, and answers even without a leader.
-	if _, err := prepareApp(msg.App); err != nil {
+	app, err := prepareApp(msg.App)
+	if err != nil {
 		return nil, err
 	}
-	return onLeader(ctx, a.Server, req.Header(), func(ctx context.Context) (*connect.Response[v1.CreateAppResponse], error) {
-		app, err := prepareApp(msg.App)
+	return onLeaderWrite(ctx, a.Server, req.Header(), &msg.RequestId, func(ctx context.Context) (*connect.Response[v1.CreateAppResponse], error) {
+		res, err := a.writeApp(ctx, appWrite{requestID: msg.RequestId, appID: app.GetId(),
+			change: func(_ *v1.App, version string) (appChange, error) {
+				app := proto.Clone(app).(*v1.App)
+				appmodel.StampVersion(nil, app, version, appmodel.Edit)
+				return appChange{command: v1.CommandType_COMMAND_TYPE_APP_CREATE, app: app, action: ActionStart, what: "app created"}, nil
+			}})
 		if err != nil {
 			return nil, err
 		}
-		ver, now := a.newVersion("")
-		app.Version = proto.String(ver)
-		app.VersionInfo = &v1.VersionInfo{LastScalingAt: ver, LastConfigChangeAt: ver}
-		dep := newDeployment(deploymentIDFor(msg.RequestId), ver, app.GetId(), ActionStart, now)
-		out, err := a.apply(ctx, v1.CommandType_COMMAND_TYPE_APP_CREATE, &v1.AppCreateCommand{
-			RequestId: msg.RequestId, App: app, Deployment: dep,
-		})
-		if err != nil {
-			return nil, err
-		}
-		if out.Deduplicated {
-			// A retry of a create that was applied before: answer with what
-			// was stored then.
-			if stored, err := a.store().Snapshot().App(app.GetId()); err != nil {
-				return nil, stateError(err)
-			} else if stored != nil {
-				app = stored
-			}
-		} else {
-			a.publish(&v1.Event{Type: EventAPIPost, AppId: app.GetId(), Message: "app created", Deployment: dep})
-		}
-		a.log.Info("app created", "app", app.GetId(), "version", app.GetVersion(), "deployment", dep.GetId())
-		return connect.NewResponse(&v1.CreateAppResponse{App: app, DeploymentId: dep.GetId()}), nil
+		return connect.NewResponse(&v1.CreateAppResponse{App: res.app, DeploymentId: res.deployment.GetId()}), nil
 	}, func(ctx context.Context, pc *peerClients) (*connect.Response[v1.CreateAppResponse], error) {
 		return pc.app.CreateApp(ctx, forwarded(msg))
 	})
@@ -215,7 +199,7 @@ func summarize(st *fsm.Snapshot, appID string) (*v1.AppSummary, error) {
 func (a *appService) GetApp(ctx context.Context, req *connect.Request[v1.GetAppRequest]) (*connect.Response[v1.GetAppResponse], error) {
 	msg := req.Msg
 	return readConsistent(ctx, a.Server, msg.Consistency, req.Header(), func() (*connect.Response[v1.GetAppResponse], error) {
-		id := normalizePathID(msg.Id)
+		id := appmodel.NormalizeID(msg.Id)
 		if id == "" {
 			return nil, invalid("id", "must not be empty")
 		}
@@ -281,16 +265,6 @@ func (a *appService) ListApps(ctx context.Context, req *connect.Request[v1.ListA
 	})
 }
 
-// sameConfig reports whether two definitions differ at most in instances
-// and version fields.
-func sameConfig(a, b *v1.App) bool {
-	a, b = proto.Clone(a).(*v1.App), proto.Clone(b).(*v1.App)
-	for _, x := range []*v1.App{a, b} {
-		x.Instances, x.Version, x.VersionInfo = nil, nil, nil
-	}
-	return proto.Equal(a, b)
-}
-
 // alreadyApplied returns the deployment an earlier attempt of this request
 // created, if it was applied (a retry after an unknown outcome).
 func alreadyApplied(st *fsm.Snapshot, requestID string) (*v1.Deployment, error) {
@@ -307,93 +281,52 @@ func alreadyApplied(st *fsm.Snapshot, requestID string) (*v1.Deployment, error) 
 // which cancels it in the same write.
 func (a *appService) UpdateApp(ctx context.Context, req *connect.Request[v1.UpdateAppRequest]) (*connect.Response[v1.UpdateAppResponse], error) {
 	msg := req.Msg
-	a.ensureRequestID(&msg.RequestId)
 	if msg.App == nil {
 		return nil, invalid("app", "must be set")
 	}
-	return onLeader(ctx, a.Server, req.Header(), func(ctx context.Context) (*connect.Response[v1.UpdateAppResponse], error) {
-		id := normalizePathID(msg.Id)
-		if id == "" {
-			id = normalizePathID(msg.App.GetId())
-		}
-		if id == "" {
-			return nil, invalid("id", "must not be empty")
-		}
-		st := a.store().Snapshot()
-		if d, err := alreadyApplied(st, msg.RequestId); err != nil {
-			return nil, err
-		} else if d != nil {
-			app, err := st.App(id)
-			if err != nil {
-				return nil, stateError(err)
-			}
-			return connect.NewResponse(&v1.UpdateAppResponse{App: app, DeploymentId: d.GetId()}), nil
-		}
-		old, err := st.App(id)
-		if err != nil {
-			return nil, stateError(err)
-		}
-		if old == nil {
-			return nil, notFound("app %s does not exist", id)
-		}
-		var next *v1.App
-		if msg.Partial {
-			next = MergePartial(old, msg.App)
-		} else {
-			next = proto.Clone(msg.App).(*v1.App)
-			if next.Id != "" && normalizePathID(next.Id) != id {
-				return nil, invalid("id", fmt.Sprintf("must match the app being updated (%s), got %s", id, next.Id))
-			}
-		}
-		next.Id = id
-		next.Version, next.VersionInfo = nil, nil
-		NormalizeApp(next)
-		vs := ValidateApp(next)
-		vs = append(vs, ValidateUpdate(old, next)...)
-		if len(vs) > 0 {
-			return nil, ViolationsError("update of app "+id, vs)
-		}
-		configChanged := !sameConfig(old, next)
-		if !configChanged && old.GetInstances() == next.GetInstances() {
-			// Nothing to change: no new version, no deployment.
-			return connect.NewResponse(&v1.UpdateAppResponse{App: old}), nil
-		}
-		cancel, err := checkLock(st, id, msg.Force)
+	id := appmodel.NormalizeID(msg.Id)
+	if id == "" {
+		id = appmodel.NormalizeID(msg.App.GetId())
+	}
+	if id == "" {
+		return nil, invalid("id", "must not be empty")
+	}
+	return onLeaderWrite(ctx, a.Server, req.Header(), &msg.RequestId, func(ctx context.Context) (*connect.Response[v1.UpdateAppResponse], error) {
+		res, err := a.writeApp(ctx, appWrite{requestID: msg.RequestId, appID: id, force: msg.Force, mustExist: true,
+			change: func(old *v1.App, version string) (appChange, error) {
+				var next *v1.App
+				if msg.Partial {
+					next = appmodel.MergePartial(old, msg.App)
+				} else {
+					next = proto.Clone(msg.App).(*v1.App)
+					if next.Id != "" && appmodel.NormalizeID(next.Id) != id {
+						return appChange{}, invalid("id", fmt.Sprintf("must match the app being updated (%s), got %s", id, next.Id))
+					}
+				}
+				next.Id = id
+				appmodel.Canonicalize(next)
+				vs := appmodel.Validate(next)
+				vs = append(vs, appmodel.ValidateUpdate(old, next)...)
+				if len(vs) > 0 {
+					return appChange{}, ViolationsError("update of app "+id, vs)
+				}
+				next.Version, next.VersionInfo = old.Version, old.VersionInfo
+				if proto.Equal(old, next) {
+					return appChange{}, nil // nothing to change: no new version, no deployment
+				}
+				action := ActionRestart
+				switch relaunch := appmodel.StampVersion(old, next, version, appmodel.Edit); {
+				case next.GetInstances() == 0:
+					action = ActionStop
+				case !relaunch:
+					action = ActionScale
+				}
+				return appChange{command: v1.CommandType_COMMAND_TYPE_APP_UPDATE, app: next, action: action, what: "app updated (" + action + ")"}, nil
+			}})
 		if err != nil {
 			return nil, err
 		}
-		ver, now := a.newVersion(old.GetVersion())
-		next.Version = proto.String(ver)
-		next.VersionInfo = &v1.VersionInfo{LastScalingAt: ver, LastConfigChangeAt: old.GetVersionInfo().GetLastConfigChangeAt()}
-		if configChanged || next.VersionInfo.LastConfigChangeAt == "" {
-			next.VersionInfo.LastConfigChangeAt = ver
-		}
-		action := ActionRestart
-		switch {
-		case next.GetInstances() == 0:
-			action = ActionStop
-		case !configChanged:
-			action = ActionScale
-		}
-		dep := newDeployment(deploymentIDFor(msg.RequestId), ver, id, action, now)
-		out, err := a.apply(ctx, v1.CommandType_COMMAND_TYPE_APP_UPDATE, &v1.AppUpdateCommand{
-			RequestId: msg.RequestId, App: next, ExpectedVersion: old.GetVersion(),
-			Deployment: dep, CancelDeployments: cancel,
-		})
-		if err != nil {
-			return nil, err
-		}
-		if out.Deduplicated {
-			if stored, err := a.store().Snapshot().App(id); err != nil {
-				return nil, stateError(err)
-			} else if stored != nil {
-				next = stored
-			}
-		} else {
-			a.publish(&v1.Event{Type: EventAPIPost, AppId: id, Message: "app updated (" + action + ")", Deployment: dep})
-		}
-		a.log.Info("app updated", "app", id, "version", ver, "deployment", dep.GetId(), "action", action, "canceled", cancel)
-		return connect.NewResponse(&v1.UpdateAppResponse{App: next, DeploymentId: dep.GetId()}), nil
+		return connect.NewResponse(&v1.UpdateAppResponse{App: res.app, DeploymentId: res.deployment.GetId()}), nil
 	}, func(ctx context.Context, pc *peerClients) (*connect.Response[v1.UpdateAppResponse], error) {
 		return pc.app.UpdateApp(ctx, forwarded(msg))
 	})
@@ -403,43 +336,19 @@ func (a *appService) UpdateApp(ctx context.Context, req *connect.Request[v1.Upda
 // entry, and a StopApplication deployment tracks the cleanup.
 func (a *appService) DeleteApp(ctx context.Context, req *connect.Request[v1.DeleteAppRequest]) (*connect.Response[v1.DeleteAppResponse], error) {
 	msg := req.Msg
-	a.ensureRequestID(&msg.RequestId)
-	return onLeader(ctx, a.Server, req.Header(), func(ctx context.Context) (*connect.Response[v1.DeleteAppResponse], error) {
-		id := normalizePathID(msg.Id)
-		if id == "" {
-			return nil, invalid("id", "must not be empty")
-		}
-		st := a.store().Snapshot()
-		if d, err := alreadyApplied(st, msg.RequestId); err != nil || d != nil {
-			if err != nil {
-				return nil, err
-			}
-			return connect.NewResponse(&v1.DeleteAppResponse{DeploymentId: d.GetId()}), nil
-		}
-		old, err := st.App(id)
-		if err != nil {
-			return nil, stateError(err)
-		}
-		if old == nil {
-			return nil, notFound("app %s does not exist", id)
-		}
-		cancel, err := checkLock(st, id, msg.Force)
+	id := appmodel.NormalizeID(msg.Id)
+	if id == "" {
+		return nil, invalid("id", "must not be empty")
+	}
+	return onLeaderWrite(ctx, a.Server, req.Header(), &msg.RequestId, func(ctx context.Context) (*connect.Response[v1.DeleteAppResponse], error) {
+		res, err := a.writeApp(ctx, appWrite{requestID: msg.RequestId, appID: id, force: msg.Force, mustExist: true,
+			change: func(old *v1.App, _ string) (appChange, error) {
+				return appChange{command: v1.CommandType_COMMAND_TYPE_APP_DELETE, action: ActionStop, what: "app deleted"}, nil
+			}})
 		if err != nil {
 			return nil, err
 		}
-		ver, now := a.newVersion(old.GetVersion())
-		dep := newDeployment(deploymentIDFor(msg.RequestId), ver, id, ActionStop, now)
-		out, err := a.apply(ctx, v1.CommandType_COMMAND_TYPE_APP_DELETE, &v1.AppDeleteCommand{
-			RequestId: msg.RequestId, AppId: id, Deployment: dep, CancelDeployments: cancel,
-		})
-		if err != nil {
-			return nil, err
-		}
-		if !out.Deduplicated {
-			a.publish(&v1.Event{Type: EventAPIPost, AppId: id, Message: "app deleted", Deployment: dep})
-		}
-		a.log.Info("app deleted", "app", id, "deployment", dep.GetId(), "canceled", cancel)
-		return connect.NewResponse(&v1.DeleteAppResponse{DeploymentId: dep.GetId()}), nil
+		return connect.NewResponse(&v1.DeleteAppResponse{DeploymentId: res.deployment.GetId()}), nil
 	}, func(ctx context.Context, pc *peerClients) (*connect.Response[v1.DeleteAppResponse], error) {
 		return pc.app.DeleteApp(ctx, forwarded(msg))
 	})
@@ -447,7 +356,7 @@ func (a *appService) DeleteApp(ctx context.Context, req *connect.Request[v1.Dele
 
 // ListAppVersions lists an app's stored versions, newest first.
 func (a *appService) ListAppVersions(ctx context.Context, req *connect.Request[v1.ListAppVersionsRequest]) (*connect.Response[v1.ListAppVersionsResponse], error) {
-	id := normalizePathID(req.Msg.Id)
+	id := appmodel.NormalizeID(req.Msg.Id)
 	if id == "" {
 		return nil, invalid("id", "must not be empty")
 	}
@@ -468,47 +377,21 @@ func (a *appService) ListAppVersions(ctx context.Context, req *connect.Request[v
 // version, rolled out by a RestartApplication deployment.
 func (a *appService) RestartApp(ctx context.Context, req *connect.Request[v1.RestartAppRequest]) (*connect.Response[v1.RestartAppResponse], error) {
 	msg := req.Msg
-	a.ensureRequestID(&msg.RequestId)
-	return onLeader(ctx, a.Server, req.Header(), func(ctx context.Context) (*connect.Response[v1.RestartAppResponse], error) {
-		id := normalizePathID(msg.Id)
-		if id == "" {
-			return nil, invalid("id", "must not be empty")
-		}
-		st := a.store().Snapshot()
-		if d, err := alreadyApplied(st, msg.RequestId); err != nil || d != nil {
-			if err != nil {
-				return nil, err
-			}
-			return connect.NewResponse(&v1.RestartAppResponse{DeploymentId: d.GetId(), Version: d.GetVersion()}), nil
-		}
-		old, err := st.App(id)
-		if err != nil {
-			return nil, stateError(err)
-		}
-		if old == nil {
-			return nil, notFound("app %s does not exist", id)
-		}
-		cancel, err := checkLock(st, id, msg.Force)
+	id := appmodel.NormalizeID(msg.Id)
+	if id == "" {
+		return nil, invalid("id", "must not be empty")
+	}
+	return onLeaderWrite(ctx, a.Server, req.Header(), &msg.RequestId, func(ctx context.Context) (*connect.Response[v1.RestartAppResponse], error) {
+		res, err := a.writeApp(ctx, appWrite{requestID: msg.RequestId, appID: id, force: msg.Force, mustExist: true,
+			change: func(old *v1.App, version string) (appChange, error) {
+				next := proto.Clone(old).(*v1.App)
+				appmodel.StampVersion(old, next, version, appmodel.Restart)
+				return appChange{command: v1.CommandType_COMMAND_TYPE_APP_UPDATE, app: next, action: ActionRestart, what: "app restarted"}, nil
+			}})
 		if err != nil {
 			return nil, err
 		}
-		next := proto.Clone(old).(*v1.App)
-		ver, now := a.newVersion(old.GetVersion())
-		next.Version = proto.String(ver)
-		next.VersionInfo = &v1.VersionInfo{LastScalingAt: ver, LastConfigChangeAt: ver}
-		dep := newDeployment(deploymentIDFor(msg.RequestId), ver, id, ActionRestart, now)
-		out, err := a.apply(ctx, v1.CommandType_COMMAND_TYPE_APP_UPDATE, &v1.AppUpdateCommand{
-			RequestId: msg.RequestId, App: next, ExpectedVersion: old.GetVersion(),
-			Deployment: dep, CancelDeployments: cancel,
-		})
-		if err != nil {
-			return nil, err
-		}
-		if !out.Deduplicated {
-			a.publish(&v1.Event{Type: EventAPIPost, AppId: id, Message: "app restarted", Deployment: dep})
-		}
-		a.log.Info("app restarted", "app", id, "version", ver, "deployment", dep.GetId())
-		return connect.NewResponse(&v1.RestartAppResponse{DeploymentId: dep.GetId(), Version: ver}), nil
+		return connect.NewResponse(&v1.RestartAppResponse{DeploymentId: res.deployment.GetId(), Version: res.deployment.GetVersion()}), nil
 	}, func(ctx context.Context, pc *peerClients) (*connect.Response[v1.RestartAppResponse], error) {
 		return pc.app.RestartApp(ctx, forwarded(msg))
 	})

@@ -50,8 +50,7 @@ func (d *deploymentService) CancelDeployment(ctx context.Context, req *connect.R
 	if msg.Id == "" {
 		return nil, invalid("id", "must not be empty")
 	}
-	d.ensureRequestID(&msg.RequestId)
-	return onLeader(ctx, d.Server, req.Header(), func(ctx context.Context) (*connect.Response[v1.CancelDeploymentResponse], error) {
+	return onLeaderWrite(ctx, d.Server, req.Header(), &msg.RequestId, func(ctx context.Context) (*connect.Response[v1.CancelDeploymentResponse], error) {
 		dep, err := d.store().Snapshot().Deployment(msg.Id)
 		if err != nil {
 			return nil, stateError(err)

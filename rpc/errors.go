@@ -7,13 +7,15 @@ import (
 
 	"connectrpc.com/connect"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
+
+	"github.com/berth-dev/berth/appmodel"
 )
 
 // ViolationsError turns validation violations into a Connect InvalidArgument
 // error. The message lists one "path: description" line per violation, and a
 // google.rpc.BadRequest detail carries one FieldViolation per violation for
 // programs. subject names what was refused (e.g. "app /db/pg").
-func ViolationsError(subject string, vs []Violation) *connect.Error {
+func ViolationsError(subject string, vs []appmodel.Violation) *connect.Error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "invalid %s:", subject)
 	br := &errdetails.BadRequest{}
@@ -35,12 +37,12 @@ func ViolationsError(subject string, vs []Violation) *connect.Error {
 // ViolationsFromError extracts the field violations of an InvalidArgument
 // error built by ViolationsError (for clients such as the CLI). It returns
 // nil if err carries none.
-func ViolationsFromError(err error) []Violation {
+func ViolationsFromError(err error) []appmodel.Violation {
 	var cerr *connect.Error
 	if !errors.As(err, &cerr) {
 		return nil
 	}
-	var out []Violation
+	var out []appmodel.Violation
 	for _, d := range cerr.Details() {
 		msg, derr := d.Value()
 		if derr != nil {
@@ -48,7 +50,7 @@ func ViolationsFromError(err error) []Violation {
 		}
 		if br, ok := msg.(*errdetails.BadRequest); ok {
 			for _, fv := range br.GetFieldViolations() {
-				out = append(out, Violation{Field: fv.GetField(), Description: fv.GetDescription()})
+				out = append(out, appmodel.Violation{Field: fv.GetField(), Description: fv.GetDescription()})
 			}
 		}
 	}

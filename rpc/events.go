@@ -11,6 +11,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/berth-dev/berth/appmodel"
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
@@ -185,7 +186,7 @@ func (e *eventService) StreamEvents(ctx context.Context, req *connect.Request[v1
 			return invalid("types", fmt.Sprintf("unknown event type %q (known types: %s)", typ, strings.Join(EventTypes, ", ")))
 		}
 	}
-	appID := normalizePathID(msg.AppId)
+	appID := appmodel.NormalizeID(msg.AppId)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stop := context.AfterFunc(e.streams, cancel)

@@ -17,6 +17,7 @@ import (
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/berth-dev/berth/appmodel"
 	"github.com/berth-dev/berth/cluster"
 	"github.com/berth-dev/berth/fsm"
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
@@ -278,7 +279,7 @@ func appFromFile(t testing.TB, path string) *v1.App {
 	if err != nil {
 		t.Fatal(err)
 	}
-	app, err := rpc.ParseApp(data)
+	app, err := appmodel.Parse(data)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -287,7 +288,7 @@ func appFromFile(t testing.TB, path string) *v1.App {
 
 func mustApp(t testing.TB, js string) *v1.App {
 	t.Helper()
-	app, err := rpc.ParseApp([]byte(js))
+	app, err := appmodel.Parse([]byte(js))
 	if err != nil {
 		t.Fatal(err)
 	}

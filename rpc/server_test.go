@@ -19,11 +19,12 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/berth-dev/berth/fsm"
+	"github.com/berth-dev/berth/appmodel"
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
 	"github.com/berth-dev/berth/rpc"
 )
 
-const seedFile = "testdata/seed/postgres.marathon.json"
+const seedFile = "../appmodel/testdata/seed/postgres.marathon.json"
 
 func TestAppLifecycle(t *testing.T) {
 	s := startCluster(t, 1, clusterOpts{})[0]
@@ -38,7 +39,7 @@ func TestAppLifecycle(t *testing.T) {
 	if app.GetId() != "/postgres" || app.GetVersion() == "" || app.GetVersionInfo().GetLastConfigChangeAt() != app.GetVersion() {
 		t.Fatalf("created app: id %q version %q info %v", app.GetId(), app.GetVersion(), app.GetVersionInfo())
 	}
-	if app.GetUnreachableStrategy().GetStringValue() != "disabled" || app.GetContainer().GetVolumes()[0].GetPersistent().GetType() != "root" {
+	if app.GetUnreachableStrategy().GetDisabled() == nil || app.GetContainer().GetVolumes()[0].GetPersistent().GetType() != "root" {
 		t.Fatalf("created app not normalized: %v", app)
 	}
 	depID := created.Msg.DeploymentId
@@ -140,7 +141,7 @@ func TestAppLifecycle(t *testing.T) {
 	// cannot change.
 	full := appFromFile(t, seedFile)
 	full.Instances = proto.Int32(2)
-	full.Env["EXTRA"] = "1"
+	full.Env["EXTRA"] = appmodel.EnvString("1")
 	changed, err := c.app.UpdateApp(ctx, connect.NewRequest(&v1.UpdateAppRequest{Id: "/postgres", App: full, Force: true}))
 	if err != nil {
 		t.Fatal(err)
@@ -255,7 +256,7 @@ func TestValidationAndLimits(t *testing.T) {
 	wantCode(t, err, connect.CodeInvalidArgument)
 
 	// The API docs' example sets both cmd and args.
-	_, err = c.app.CreateApp(ctx, connect.NewRequest(&v1.CreateAppRequest{App: appFromFile(t, "testdata/marathon/api-example-app.json")}))
+	_, err = c.app.CreateApp(ctx, connect.NewRequest(&v1.CreateAppRequest{App: appFromFile(t, "../appmodel/testdata/marathon/api-example-app.json")}))
 	cerr = wantCode(t, err, connect.CodeInvalidArgument)
 	if !strings.Contains(cerr.Message(), "cmd: must not be set together with args") {
 		t.Errorf("api example refusal = %q", cerr.Message())
@@ -263,7 +264,7 @@ func TestValidationAndLimits(t *testing.T) {
 
 	// A request over MaxRequestBytes is refused before decoding.
 	huge := mustApp(t, `{"id": "/huge", "cmd": "x"}`)
-	huge.Env = map[string]string{"BIG": strings.Repeat("x", 100<<10)}
+	huge.Env = appmodel.Env(map[string]string{"BIG": strings.Repeat("x", 100<<10)})
 	_, err = c.app.CreateApp(ctx, connect.NewRequest(&v1.CreateAppRequest{App: huge}))
 	wantCode(t, err, connect.CodeResourceExhausted)
 

@@ -3,13 +3,12 @@ package rpc
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/berth-dev/berth/fsm"
+	"github.com/berth-dev/berth/appmodel"
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
@@ -98,7 +97,7 @@ func (t *taskService) ListTasks(ctx context.Context, req *connect.Request[v1.Lis
 		var insts []*v1.Instance
 		var err error
 		if msg.AppId != "" {
-			insts, err = st.InstancesByApp(normalizePathID(msg.AppId))
+			insts, err = st.InstancesByApp(appmodel.NormalizeID(msg.AppId))
 		} else {
 			insts, err = st.Instances()
 		}
@@ -129,8 +128,7 @@ func (t *taskService) KillTask(ctx context.Context, req *connect.Request[v1.Kill
 	if msg.Id == "" {
 		return nil, invalid("id", "must not be empty")
 	}
-	t.ensureRequestID(&msg.RequestId)
-	return onLeader(ctx, t.Server, req.Header(), func(ctx context.Context) (*connect.Response[v1.KillTaskResponse], error) {
+	return onLeaderWrite(ctx, t.Server, req.Header(), &msg.RequestId, func(ctx context.Context) (*connect.Response[v1.KillTaskResponse], error) {
 		// The scheduler writes instances too; a write from a stale read is
 		// refused (Aborted) by the FSM, so read again and retry.
 		var (
@@ -174,7 +172,7 @@ func (t *taskService) killLocal(ctx context.Context, msg *v1.KillTaskRequest) (*
 			t.log.Info("instance wiped", "instance", next.GetId(), "app", next.GetAppId())
 			return connect.NewResponse(&v1.KillTaskResponse{Task: TaskViewOf(next)}), nil
 		case msg.Scale:
-			return t.killAndScale(ctx, st, msg.RequestId, inst, next, now)
+			return t.killAndScale(ctx, msg.RequestId, inst, next)
 		default:
 			task := next.GetTask()
 			if task == nil || isTerminal(task.GetState()) {
@@ -193,50 +191,35 @@ func (t *taskService) killLocal(ctx context.Context, msg *v1.KillTaskRequest) (*
 
 // killAndScale stops one instance and lowers its app's instances by one in
 // one write, with a scale deployment.
-func (t *taskService) killAndScale(ctx context.Context, st *fsm.Snapshot, requestID string, inst, next *v1.Instance, now time.Time) (*connect.Response[v1.KillTaskResponse], error) {
-	if d, err := alreadyApplied(st, requestID); err != nil {
+func (t *taskService) killAndScale(ctx context.Context, requestID string, inst, next *v1.Instance) (*connect.Response[v1.KillTaskResponse], error) {
+	res, err := t.writeApp(ctx, appWrite{requestID: requestID, appID: inst.GetAppId(), mustExist: true,
+		change: func(app *v1.App, version string) (appChange, error) {
+			if inst.GetGoal() != v1.Goal_GOAL_RUNNING {
+				return appChange{}, connect.NewError(connect.CodeFailedPrecondition,
+					fmt.Errorf("instance %s is not running (goal %s): scaling it down changes nothing", inst.GetId(), goalNames[inst.GetGoal()]))
+			}
+			nextApp := proto.Clone(app).(*v1.App)
+			nextApp.Instances = proto.Int32(max(0, app.GetInstances()-1))
+			appmodel.StampVersion(app, nextApp, version, appmodel.Edit)
+			next.Goal = v1.Goal_GOAL_STOPPED
+			action := ActionScale
+			if nextApp.GetInstances() == 0 {
+				action = ActionStop
+			}
+			return appChange{command: v1.CommandType_COMMAND_TYPE_APP_UPDATE, app: nextApp, action: action,
+				putInstances: []*v1.Instance{next}, what: "instance stopped and app scaled down"}, nil
+		}})
+	if err != nil {
 		return nil, err
-	} else if d != nil {
-		if cur, err := st.Instance(inst.GetId()); err != nil {
+	}
+	if res.retried {
+		cur, err := t.store().Snapshot().Instance(inst.GetId())
+		if err != nil {
 			return nil, stateError(err)
-		} else if cur != nil {
+		}
+		if cur != nil {
 			next = cur
 		}
-		return connect.NewResponse(&v1.KillTaskResponse{Task: TaskViewOf(next), DeploymentId: d.GetId()}), nil
 	}
-	if inst.GetGoal() != v1.Goal_GOAL_RUNNING {
-		return nil, connect.NewError(connect.CodeFailedPrecondition,
-			fmt.Errorf("instance %s is not running (goal %s): scaling it down changes nothing", inst.GetId(), goalNames[inst.GetGoal()]))
-	}
-	app, err := st.App(inst.GetAppId())
-	if err != nil {
-		return nil, stateError(err)
-	}
-	if app == nil {
-		return nil, notFound("app %s of instance %s does not exist", inst.GetAppId(), inst.GetId())
-	}
-	if running, err := runningDeployments(st, app.GetId()); err != nil {
-		return nil, err
-	} else if len(running) > 0 {
-		return nil, lockedError(app.GetId(), running)
-	}
-	nextApp := proto.Clone(app).(*v1.App)
-	nextApp.Instances = proto.Int32(max(0, app.GetInstances()-1))
-	ver, _ := t.newVersion(app.GetVersion())
-	nextApp.Version = proto.String(ver)
-	nextApp.VersionInfo = &v1.VersionInfo{LastScalingAt: ver, LastConfigChangeAt: app.GetVersionInfo().GetLastConfigChangeAt()}
-	next.Goal = v1.Goal_GOAL_STOPPED
-	action := ActionScale
-	if nextApp.GetInstances() == 0 {
-		action = ActionStop
-	}
-	dep := newDeployment(deploymentIDFor(requestID), ver, app.GetId(), action, now)
-	if _, err := t.apply(ctx, v1.CommandType_COMMAND_TYPE_APP_UPDATE, &v1.AppUpdateCommand{
-		RequestId: requestID, App: nextApp, ExpectedVersion: app.GetVersion(),
-		Deployment: dep, PutInstances: []*v1.Instance{next},
-	}); err != nil {
-		return nil, err
-	}
-	t.log.Info("instance stopped and app scaled down", "instance", next.GetId(), "app", app.GetId(), "instances", nextApp.GetInstances())
-	return connect.NewResponse(&v1.KillTaskResponse{Task: TaskViewOf(next), DeploymentId: dep.GetId()}), nil
+	return connect.NewResponse(&v1.KillTaskResponse{Task: TaskViewOf(next), DeploymentId: res.deployment.GetId()}), nil
 }

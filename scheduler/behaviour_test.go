@@ -9,8 +9,8 @@ import (
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/berth-dev/berth/appmodel"
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
@@ -40,7 +40,7 @@ func TestUpgradeRespectsMinimumHealthCapacity(t *testing.T) {
 		berths[i.Id] = i.Reservation.Volumes[0].PersistenceId
 	}
 	v2 := withInstances(app, "v2", 4)
-	v2.Env = map[string]string{"X": "2"}
+	v2.Env = appmodel.Env(map[string]string{"X": "2"})
 	h.store.putApp(v2, "d2")
 	d := h.tick()
 	kills := 0
@@ -153,14 +153,16 @@ func TestStatelessScaling(t *testing.T) {
 	}
 }
 
-func constraintList(cs ...[]string) []*structpb.ListValue {
-	var out []*structpb.ListValue
+// constraintList builds constraints from Marathon's [field, OPERATOR,
+// value?] form.
+func constraintList(cs ...[]string) []*v1.Constraint {
+	var out []*v1.Constraint
 	for _, c := range cs {
-		lv := &structpb.ListValue{}
-		for _, s := range c {
-			lv.Values = append(lv.Values, structpb.NewStringValue(s))
+		con := &v1.Constraint{Field: c[0], Operator: c[1]}
+		if len(c) > 2 {
+			con.Value = proto.String(c[2])
 		}
-		out = append(out, lv)
+		out = append(out, con)
 	}
 	return out
 }
@@ -326,19 +328,6 @@ func TestMesosHealthFromStatus(t *testing.T) {
 	}
 }
 
-// Backoff: backoffSeconds × backoffFactor^(failures-1), capped.
-func TestBackoffDelay(t *testing.T) {
-	a := &v1.App{BackoffSeconds: proto.Float64(2), BackoffFactor: proto.Float64(2), MaxLaunchDelaySeconds: proto.Int32(10)}
-	for failures, want := range map[uint32]float64{0: 0, 1: 2, 2: 4, 3: 8, 4: 10, 50: 10} {
-		if got := backoffDelay(a, failures); got != want {
-			t.Errorf("failures %d: %v, want %v", failures, got, want)
-		}
-	}
-	if got := backoffDelay(&v1.App{}, 1); got != 1 {
-		t.Errorf("default first delay %v", got)
-	}
-}
-
 // A task the master rejects as invalid fails the deployment with its
 // message; the instance keeps retrying with backoff.
 func TestDeploymentFailsOnInvalidTask(t *testing.T) {
@@ -363,7 +352,7 @@ func TestTaskInfo(t *testing.T) {
 	o := &mesos.Offer{AgentID: mesos.AgentID{Value: "A1"}, Hostname: "h1"}
 	a := &v1.App{
 		Id: "/grp/app", Version: proto.String("v9"), Args: []string{"/bin/server", "--flag"}, User: proto.String("nobody"),
-		Env:                        map[string]string{"FOO": "bar", "PORT": "overridden"},
+		Env:                        appmodel.Env(map[string]string{"FOO": "bar", "PORT": "overridden"}),
 		TaskKillGracePeriodSeconds: proto.Int32(7), Labels: map[string]string{"team": "db"},
 		PortDefinitions: []*v1.PortDefinition{{Port: proto.Int32(10000), Name: proto.String("http")}, {Port: proto.Int32(0)}},
 	}
@@ -391,6 +380,31 @@ func TestTaskInfo(t *testing.T) {
 		t.Fatalf("kill policy %v name %q", ti.KillPolicy, ti.Name)
 	}
 
+	// An env value that refers to a secret reaches Mesos as a secret
+	// reference to the secret's source, never as a value; it overrides a
+	// variable Berth would set.
+	a.Env["DB_PASS"] = appmodel.EnvSecret("db")
+	a.Env["HOST"] = appmodel.EnvSecret("db")
+	a.Secrets = map[string]*v1.Secret{"db": {Source: "/prod/db/password"}}
+	ti, err = buildTaskInfo(a, "grp_app.instance-x._app.1", o, nil, []uint32{31001, 31002})
+	if err != nil {
+		t.Fatal(err)
+	}
+	secrets := 0
+	for _, v := range ti.Command.Environment.Variables {
+		if v.Name != "DB_PASS" && v.Name != "HOST" {
+			continue
+		}
+		secrets++
+		if v.GetType() != mesos.Environment_Variable_SECRET || v.Value != nil ||
+			v.Secret.GetType() != mesos.Secret_REFERENCE || v.Secret.GetReference().GetName() != "/prod/db/password" {
+			t.Errorf("secret variable %v", v)
+		}
+	}
+	if secrets != 2 {
+		t.Errorf("%d secret variables, want 2", secrets)
+	}
+
 	d := &v1.App{Id: "/d", Container: &v1.Container{Type: proto.String("DOCKER"), Docker: &v1.Docker{Image: "nginx:1", Network: proto.String("BRIDGE")},
 		PortMappings: []*v1.PortMapping{{ContainerPort: proto.Int32(80), HostPort: proto.Int32(0)}}}}
 	ti, err = buildTaskInfo(d, "d.instance-y._app.1", o, nil, []uint32{31005})
@@ -402,18 +416,31 @@ func TestTaskInfo(t *testing.T) {
 		len(ti.Container.Docker.PortMappings) != 1 || ti.Container.Docker.PortMappings[0].HostPort != 31005 || ti.Container.Docker.PortMappings[0].ContainerPort != 80 {
 		t.Fatalf("docker container %v", ti.Container)
 	}
+	// A MESOS container pulls a private image with the credentials of its
+	// pullConfig secret.
+	m := &v1.App{Id: "/m", Cmd: proto.String("serve"), Container: &v1.Container{Type: proto.String("MESOS"),
+		Docker: &v1.Docker{Image: "registry.example.com/m:1", PullConfig: &v1.DockerPullConfig{Secret: "reg"}}},
+		Secrets: map[string]*v1.Secret{"reg": {Source: "/ci/docker-config"}}}
+	ti, err = buildTaskInfo(m, "m.instance-z._app.1", o, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img := ti.Container.GetMesos().GetImage().GetDocker(); img.GetName() != "registry.example.com/m:1" ||
+		img.GetConfig().GetType() != mesos.Secret_REFERENCE || img.GetConfig().GetReference().GetName() != "/ci/docker-config" {
+		t.Fatalf("mesos image %v", ti.Container.GetMesos().GetImage())
+	}
 	if _, err := buildTaskInfo(&v1.App{Id: "/empty"}, "x", o, nil, nil); err == nil || !strings.Contains(err.Error(), "cmd, args or container.docker.image") {
 		t.Fatalf("empty app error %v", err)
 	}
 }
 
 func TestFixedPorts(t *testing.T) {
-	specs := []portSpec{{fixed: 31005}, {}}
+	specs := []appmodel.Port{{Fixed: 31005}, {}}
 	ports, _, ok := pickPorts(specs, []mesos.Value_Range{{Begin: 31000, End: 31010}})
 	if !ok || ports[0] != 31005 || ports[1] != 31000 {
 		t.Fatalf("ports %v ok %v", ports, ok)
 	}
-	if _, _, ok := pickPorts([]portSpec{{fixed: 80}}, []mesos.Value_Range{{Begin: 31000, End: 31010}}); ok {
+	if _, _, ok := pickPorts([]appmodel.Port{{Fixed: 80}}, []mesos.Value_Range{{Begin: 31000, End: 31010}}); ok {
 		t.Fatalf("fixed port outside the offer accepted")
 	}
 }

@@ -2,86 +2,14 @@ package scheduler
 
 import (
 	"fmt"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
-	"google.golang.org/protobuf/types/known/structpb"
 
-	v1 "github.com/berth-dev/berth/proto/berth/v1"
+	"github.com/berth-dev/berth/appmodel"
 )
-
-// constraint is one parsed Marathon constraint ["field", "OPERATOR", "value"].
-type constraint struct {
-	field, op, value string
-	re               *regexp.Regexp
-	n                int
-}
-
-// parseConstraints reads an app's constraints. Invalid ones are reported so
-// that the instance stays unplaced with a clear reason instead of ignoring a
-// rule the operator asked for.
-func parseConstraints(a *v1.App) ([]constraint, error) {
-	var out []constraint
-	for i, lv := range a.GetConstraints() {
-		vals := lv.GetValues()
-		if len(vals) < 2 || len(vals) > 3 {
-			return nil, fmt.Errorf("constraints[%d]: want [field, operator, value?], got %d elements", i, len(vals))
-		}
-		c := constraint{field: valueString(vals[0]), op: strings.ToUpper(valueString(vals[1]))}
-		if len(vals) == 3 {
-			c.value = valueString(vals[2])
-		}
-		if c.field == "" {
-			return nil, fmt.Errorf("constraints[%d]: empty field", i)
-		}
-		switch c.op {
-		case "UNIQUE", "CLUSTER":
-		case "LIKE", "UNLIKE":
-			re, err := regexp.Compile("^(?:" + c.value + ")$")
-			if err != nil {
-				return nil, fmt.Errorf("constraints[%d]: bad regex %q: %w", i, c.value, err)
-			}
-			c.re = re
-		case "GROUP_BY":
-			if c.value != "" {
-				n, err := strconv.Atoi(c.value)
-				if err != nil || n < 0 {
-					return nil, fmt.Errorf("constraints[%d]: GROUP_BY value %q is not a count", i, c.value)
-				}
-				c.n = n
-			}
-		case "MAX_PER":
-			n, err := strconv.Atoi(c.value)
-			if err != nil || n < 1 {
-				return nil, fmt.Errorf("constraints[%d]: MAX_PER value %q must be a positive count", i, c.value)
-			}
-			c.n = n
-		case "IS":
-			if len(vals) != 3 {
-				return nil, fmt.Errorf("constraints[%d]: IS needs a value", i)
-			}
-		default:
-			return nil, fmt.Errorf("constraints[%d]: unknown operator %q", i, c.op)
-		}
-		out = append(out, c)
-	}
-	return out, nil
-}
-
-func valueString(v *structpb.Value) string {
-	switch k := v.GetKind().(type) {
-	case *structpb.Value_StringValue:
-		return k.StringValue
-	case *structpb.Value_NumberValue:
-		return strconv.FormatFloat(k.NumberValue, 'f', -1, 64)
-	case *structpb.Value_BoolValue:
-		return strconv.FormatBool(k.BoolValue)
-	}
-	return ""
-}
 
 // agentInfo is what constraints need to know about an agent.
 type agentInfo struct {
@@ -141,17 +69,17 @@ type placedValues struct {
 
 // constraintsMet checks every constraint of an app for a candidate agent,
 // given the values of the app's already placed instances per field.
-func constraintsMet(cs []constraint, cand agentInfo, placed map[string]*placedValues) bool {
+func constraintsMet(cs []appmodel.Placement, cand agentInfo, placed map[string]*placedValues) bool {
 	for _, c := range cs {
-		val, ok := cand.fieldValue(c.field)
-		pv := placed[c.field]
+		val, ok := cand.fieldValue(c.Field)
+		pv := placed[c.Field]
 		count := func(v string) int {
 			if pv == nil {
 				return 0
 			}
 			return pv.counts[v]
 		}
-		switch c.op {
+		switch c.Operator {
 		case "UNIQUE":
 			if !ok || count(val) > 0 {
 				return false
@@ -160,8 +88,8 @@ func constraintsMet(cs []constraint, cand agentInfo, placed map[string]*placedVa
 			if !ok {
 				return false
 			}
-			if c.value != "" {
-				if val != c.value {
+			if c.Value != "" {
+				if val != c.Value {
 					return false
 				}
 			} else if pv != nil {
@@ -172,19 +100,19 @@ func constraintsMet(cs []constraint, cand agentInfo, placed map[string]*placedVa
 				}
 			}
 		case "IS":
-			if !ok || val != c.value {
+			if !ok || val != c.Value {
 				return false
 			}
 		case "LIKE":
-			if !ok || !c.re.MatchString(val) {
+			if !ok || !c.Regexp.MatchString(val) {
 				return false
 			}
 		case "UNLIKE":
-			if ok && c.re.MatchString(val) {
+			if ok && c.Regexp.MatchString(val) {
 				return false
 			}
 		case "MAX_PER":
-			if !ok || count(val) >= c.n {
+			if !ok || count(val) >= c.Count {
 				return false
 			}
 		case "GROUP_BY":
@@ -208,7 +136,7 @@ func constraintsMet(cs []constraint, cand agentInfo, placed map[string]*placedVa
 					}
 				}
 			}
-			if c.n > 0 && distinct < c.n {
+			if c.Count > 0 && distinct < c.Count {
 				return false // other groups still empty: wait for them
 			}
 			if mine > minOther {

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/berth-dev/berth/appmodel"
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
@@ -342,7 +343,7 @@ func (p *planner) outdated(i *v1.Instance, a *v1.App) bool {
 		// relaunch it on doubt; the next decision reads again.
 		return false
 	}
-	eq := sameConfig(old, a)
+	eq := !appmodel.NeedsRelaunch(old, a)
 	p.st.Mem.configEqual[key] = eq
 	return !eq
 }
@@ -358,7 +359,7 @@ func (p *planner) available(i *v1.Instance, a *v1.App) bool {
 	if _, killing := p.st.Mem.kills[t.GetId()]; killing {
 		return false
 	}
-	if hasHealthChecks(a) && !t.GetHealthy() {
+	if len(a.GetHealthChecks()) > 0 && !t.GetHealthy() {
 		return false
 	}
 	return true
@@ -414,8 +415,8 @@ func (p *planner) onTick() {
 // are stopped (resident) or decommissioned (stateless) by killSelection.
 // A stateless app with outdated instances is rolled instead (rollStateless).
 func (p *planner) scaleApp(a *v1.App, ids []string) {
-	want := appInstances(a)
-	if !isResident(a) && p.rollStateless(a, ids) {
+	want := appmodel.Instances(a)
+	if !appmodel.IsResident(a) && p.rollStateless(a, ids) {
 		return
 	}
 	var running, stopped []*v1.Instance
@@ -503,7 +504,7 @@ func instanceAge(i *v1.Instance) time.Time {
 // current configuration counts as down until it is ready. Stateless apps
 // are rolled start-first by scaleApp (rollStateless).
 func (p *planner) upgradeApp(a *v1.App, ids []string) {
-	n := appInstances(a)
+	n := appmodel.Instances(a)
 	minHealthy, _ := capacityBounds(a)
 	maxDown := n - minHealthy
 	if maxDown < 1 {
@@ -531,7 +532,7 @@ func (p *planner) upgradeApp(a *v1.App, ids []string) {
 			live = append(live, i)
 		}
 	}
-	if !isResident(a) {
+	if !appmodel.IsResident(a) {
 		return
 	}
 	// Unavailable outdated instances first: killing them costs no capacity.

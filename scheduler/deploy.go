@@ -6,6 +6,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/berth-dev/berth/appmodel"
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
@@ -87,7 +88,7 @@ func (p *planner) appConverged(appID string, insts []*v1.Instance) (ok bool, msg
 	if a == nil {
 		return len(insts) == 0, ""
 	}
-	want := appInstances(a)
+	want := appmodel.Instances(a)
 	running := 0
 	ok = true
 	for _, i := range insts {

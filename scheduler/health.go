@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/berth-dev/berth/appmodel"
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
@@ -129,9 +130,10 @@ func (h *healthChecker) sync(targets []healthTarget) {
 		}
 		ts := &targetState{target: t}
 		for _, hc := range t.checks {
+			hc = appmodel.HealthCheckWithDefaults(hc)
 			ts.trackers = append(ts.trackers, &checkTracker{
-				grace:       time.Duration(intOr(hc.GracePeriodSeconds, defaultHealthGraceSeconds)) * time.Second,
-				maxFailures: intOr(hc.MaxConsecutiveFailures, defaultHealthMaxConsecutive),
+				grace:       time.Duration(hc.GetGracePeriodSeconds()) * time.Second,
+				maxFailures: int(hc.GetMaxConsecutiveFailures()),
 				started:     t.started,
 			})
 			ts.next = append(ts.next, now)
@@ -167,7 +169,7 @@ func (h *healthChecker) dispatch(ctx context.Context) {
 				return // saturated: try again next tick
 			}
 			ts.busy[ci] = true
-			interval := time.Duration(intOr(hc.IntervalSeconds, defaultHealthIntervalSecs)) * time.Second
+			interval := time.Duration(appmodel.HealthCheckWithDefaults(hc).GetIntervalSeconds()) * time.Second
 			ts.next[ci] = now.Add(interval)
 			h.wg.Add(1)
 			go func(taskID string, ci int, hc *v1.HealthCheck, target healthTarget) {
@@ -240,11 +242,11 @@ func (h *healthChecker) probe(ctx context.Context, hc *v1.HealthCheck, t healthT
 	if !found {
 		return false, fmt.Sprintf("health check port index %d out of range (%d ports)", hc.GetPortIndex(), len(t.ports)), false
 	}
-	timeout := time.Duration(intOr(hc.TimeoutSeconds, defaultHealthTimeoutSecs)) * time.Second
+	timeout := time.Duration(appmodel.HealthCheckWithDefaults(hc).GetTimeoutSeconds()) * time.Second
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	addr := net.JoinHostPort(t.host, strconv.Itoa(int(port)))
-	switch healthProtocol(hc) {
+	switch appmodel.HealthProtocol(hc) {
 	case "TCP":
 		var d net.Dialer
 		c, err := d.DialContext(ctx, "tcp", addr)
@@ -255,13 +257,10 @@ func (h *healthChecker) probe(ctx context.Context, hc *v1.HealthCheck, t healthT
 		return true, "", false
 	default:
 		scheme := "http"
-		if healthProtocol(hc) == "HTTPS" {
+		if appmodel.HealthProtocol(hc) == "HTTPS" {
 			scheme = "https"
 		}
-		path := hc.GetPath()
-		if path == "" {
-			path = "/"
-		}
+		path := appmodel.HealthPath(hc)
 		url := scheme + "://" + addr + path
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		if err != nil {
@@ -299,7 +298,7 @@ func healthTargets(st *State) []healthTarget {
 		}
 		var checks []*v1.HealthCheck
 		for _, hc := range a.GetHealthChecks() {
-			if isLeaderCheck(hc) {
+			if appmodel.IsMarathonCheck(hc) {
 				checks = append(checks, hc)
 			}
 		}

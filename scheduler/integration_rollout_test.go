@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/berth-dev/berth/fsm"
+	"github.com/berth-dev/berth/appmodel"
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
@@ -76,7 +77,7 @@ func TestIntegrationStatelessRollingUpgrade(t *testing.T) {
 
 	v2 := proto.Clone(app).(*v1.App)
 	v2.Version = proto.String("2025-01-01T00:00:01Z")
-	v2.Env = map[string]string{"COLOR": "blue"}
+	v2.Env = appmodel.Env(map[string]string{"COLOR": "blue"})
 	c.updateApp(v2, "d2")
 	c.waitFor("upgrade deployment done", 120*time.Second, func() bool { return c.deploymentDone("d2") })
 

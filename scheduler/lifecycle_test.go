@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/berth-dev/berth/appmodel"
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
@@ -123,7 +124,7 @@ func TestResidentLifecycle(t *testing.T) {
 	// Restart with a changed env: kill first, then the new version on the
 	// same berth.
 	v4 := withInstances(app, "v4", 1)
-	v4.Env = map[string]string{"MODE": "new"}
+	v4.Env = appmodel.Env(map[string]string{"MODE": "new"})
 	h.store.putApp(v4, "d4")
 	d = h.tick()
 	if !reflect.DeepEqual(callTypes(d), []string{"KILL"}) {

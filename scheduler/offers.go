@@ -8,6 +8,7 @@ import (
 	"github.com/mesos/mesos-go/api/v1/lib/scheduler/calls"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/berth-dev/berth/appmodel"
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
@@ -15,7 +16,7 @@ import (
 type offerRound struct {
 	cands       []string // instances to place on unreserved resources, in order
 	placed      map[string]bool
-	constraints map[string][]constraint
+	constraints map[string][]appmodel.Placement
 	badApps     map[string]bool
 	values      map[string]map[string]*placedValues // app → field → values
 }
@@ -37,7 +38,7 @@ func (p *planner) onOffers(offers []mesos.Offer) {
 	}
 	r := &offerRound{
 		placed:      map[string]bool{},
-		constraints: map[string][]constraint{},
+		constraints: map[string][]appmodel.Placement{},
 		badApps:     map[string]bool{},
 		values:      map[string]map[string]*placedValues{},
 	}
@@ -284,7 +285,7 @@ func (p *planner) place(a *v1.App, i *v1.Instance, o *mesos.Offer, v *offerView,
 	cs, ok := r.constraints[appID]
 	if !ok {
 		var err error
-		cs, err = parseConstraints(a)
+		cs, err = appmodel.Placements(a)
 		if err != nil {
 			r.badApps[appID] = true
 			p.event(&v1.Event{Type: "instance_changed_event", AppId: appID, InstanceId: i.GetId(), Message: "cannot place: " + err.Error()})
@@ -296,12 +297,12 @@ func (p *planner) place(a *v1.App, i *v1.Instance, o *mesos.Offer, v *offerView,
 	if len(cs) > 0 && !constraintsMet(cs, agent, p.placedValues(a, cs, r)) {
 		return nil, false
 	}
-	if !isResident(a) {
+	if !appmodel.IsResident(a) {
 		return p.placeTask(a, i, o, v, r, cs, agent)
 	}
-	cpus, mem, gpus := appCPUs(a), appMem(a), appGPUs(a)
-	sandbox := appDisk(a)
-	vols := persistentVolumes(a)
+	cpus, mem, gpus := appmodel.CPUs(a), appmodel.Mem(a), appmodel.GPUs(a)
+	sandbox := appmodel.Disk(a)
+	vols := appmodel.PersistentVolumes(a)
 	disk := sandbox
 	for _, vol := range vols {
 		disk += vol.GetPersistent().GetSize()
@@ -310,7 +311,7 @@ func (p *planner) place(a *v1.App, i *v1.Instance, o *mesos.Offer, v *offerView,
 	if f.cpus+epsilon < cpus || f.mem+epsilon < mem || f.disk+epsilon < disk || f.gpus+epsilon < gpus {
 		return nil, false
 	}
-	ports, rest, ok := pickPorts(portSpecs(a), f.ports)
+	ports, rest, ok := pickPorts(appmodel.Ports(a), f.ports)
 	if !ok {
 		return nil, false
 	}
@@ -404,14 +405,14 @@ func (p *planner) place(a *v1.App, i *v1.Instance, o *mesos.Offer, v *offerView,
 
 // placedValues counts, per constraint field, the values of the agents that
 // hold the app's instances (berths or live tasks).
-func (p *planner) placedValues(a *v1.App, cs []constraint, r *offerRound) map[string]*placedValues {
+func (p *planner) placedValues(a *v1.App, cs []appmodel.Placement, r *offerRound) map[string]*placedValues {
 	if m, ok := r.values[a.GetId()]; ok {
 		return m
 	}
 	m := map[string]*placedValues{}
 	for _, c := range cs {
-		if m[c.field] == nil {
-			m[c.field] = &placedValues{counts: map[string]int{}}
+		if m[c.Field] == nil {
+			m[c.Field] = &placedValues{counts: map[string]int{}}
 		}
 	}
 	for _, id := range p.allInstanceIDs() {
@@ -444,7 +445,7 @@ func (p *planner) placedValues(a *v1.App, cs []constraint, r *offerRound) map[st
 	return m
 }
 
-func (p *planner) notePlaced(a *v1.App, cs []constraint, agent agentInfo, r *offerRound) {
+func (p *planner) notePlaced(a *v1.App, cs []appmodel.Placement, agent agentInfo, r *offerRound) {
 	if len(cs) == 0 {
 		return
 	}

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"pgregory.net/rapid"
 
+	"github.com/berth-dev/berth/appmodel"
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
@@ -54,7 +55,7 @@ func TestRandomizedLifecycle(t *testing.T) {
 				h.store.putApp(app, "")
 			case 1: // config change (restart)
 				app = withInstances(app, next(), app.GetInstances())
-				app.Env = map[string]string{"V": app.GetVersion()}
+				app.Env = appmodel.Env(map[string]string{"V": app.GetVersion()})
 				h.store.putApp(app, "")
 			case 2: // a task crashes
 				if live := h.master.liveTasks(); len(live) > 0 {
@@ -92,7 +93,7 @@ func TestRandomizedLifecycle(t *testing.T) {
 			case 7: // the stateless app scales, or changes (a rolling upgrade)
 				web = withInstances(web, next(), int32(intn(6, "web")))
 				if intn(2, "upgrade") == 0 {
-					web.Env = map[string]string{"V": web.GetVersion()}
+					web.Env = appmodel.Env(map[string]string{"V": web.GetVersion()})
 					web.UpgradeStrategy = &v1.UpgradeStrategy{
 						MinimumHealthCapacity: proto.Float64(float64(intn(3, "minHealth")) / 2),
 						MaximumOverCapacity:   proto.Float64(float64(intn(3, "maxOver")) / 2),
@@ -124,7 +125,7 @@ func TestRandomizedLifecycle(t *testing.T) {
 			if goalOf(i) != v1.Goal_GOAL_RUNNING {
 				continue
 			}
-			if i.GetTask().GetState() != stRunning || i.AppVersion != app.GetVersion() && !sameConfig(h.store.appVersion("/r", i.AppVersion), app) {
+			if i.GetTask().GetState() != stRunning || i.AppVersion != app.GetVersion() && appmodel.NeedsRelaunch(h.store.appVersion("/r", i.AppVersion), app) {
 				t.Fatalf("instance not converged: %v", i)
 			}
 			pid := i.GetReservation().GetVolumes()[0].GetPersistenceId()
@@ -139,7 +140,7 @@ func TestRandomizedLifecycle(t *testing.T) {
 		}
 		webRunning := 0
 		for _, i := range h.instancesOf("/web") {
-			if i.GetTask().GetState() == stRunning && !(i.AppVersion != web.GetVersion() && !sameConfig(h.store.appVersion("/web", i.AppVersion), web)) {
+			if i.GetTask().GetState() == stRunning && !(i.AppVersion != web.GetVersion() && appmodel.NeedsRelaunch(h.store.appVersion("/web", i.AppVersion), web)) {
 				webRunning++
 			} else {
 				t.Fatalf("stateless instance not running: %v", i)

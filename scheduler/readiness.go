@@ -11,17 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/berth-dev/berth/appmodel"
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
-)
-
-// Marathon's readiness check defaults (the rpc layer normalizes app
-// definitions with the same values).
-const (
-	defaultReadinessPath     = "/"
-	defaultReadinessPortName = "http"
-	defaultReadinessInterval = 30 * time.Second
-	defaultReadinessTimeout  = 10 * time.Second
-	defaultReadyStatusCode   = 200
 )
 
 // ReadinessResult is the outcome of the leader-run readiness checks of a
@@ -94,9 +85,9 @@ func readinessTargets(st *State) []readinessTarget {
 			continue
 		}
 		ports := map[string]uint32{}
-		for k, spec := range portSpecs(a) {
-			if spec.name != "" && k < len(t.GetPorts()) {
-				ports[spec.name] = t.GetPorts()[k]
+		for k, spec := range appmodel.Ports(a) {
+			if spec.Name != "" && k < len(t.GetPorts()) {
+				ports[spec.Name] = t.GetPorts()[k]
 			}
 		}
 		out = append(out, readinessTarget{taskID: t.GetId(), host: t.GetHostname(), ports: ports, checks: a.GetReadinessChecks()})
@@ -193,7 +184,7 @@ func (r *readinessChecker) dispatch(ctx context.Context) {
 				return // saturated: try again next tick
 			}
 			rs.busy[ci] = true
-			rs.next[ci] = now.Add(readinessInterval(rc))
+			rs.next[ci] = now.Add(appmodel.ReadinessInterval(rc))
 			r.wg.Add(1)
 			go func(taskID string, ci int, rc *v1.ReadinessCheck, target readinessTarget) {
 				defer r.wg.Done()
@@ -241,24 +232,18 @@ func (r *readinessChecker) report(ctx context.Context, taskID string, ci int, ok
 // probe runs one readiness check: ready when the answer's status code is
 // one of httpStatusCodesForReady (200 by default).
 func (r *readinessChecker) probe(ctx context.Context, rc *v1.ReadinessCheck, t readinessTarget) (ok bool, msg string) {
-	name := rc.GetPortName()
-	if name == "" {
-		name = defaultReadinessPortName
-	}
+	name := appmodel.ReadinessPortName(rc)
 	port, found := t.ports[name]
 	if !found {
 		return false, fmt.Sprintf("readiness check %q: the task has no port named %q", rc.GetName(), name)
 	}
-	ctx, cancel := context.WithTimeout(ctx, readinessTimeout(rc))
+	ctx, cancel := context.WithTimeout(ctx, appmodel.ReadinessTimeout(rc))
 	defer cancel()
 	scheme := "http"
 	if strings.EqualFold(rc.GetProtocol(), "HTTPS") {
 		scheme = "https"
 	}
-	path := rc.GetPath()
-	if path == "" {
-		path = defaultReadinessPath
-	}
+	path := appmodel.ReadinessPath(rc)
 	if !strings.HasPrefix(path, "/") {
 		path = "/" + path
 	}
@@ -272,34 +257,9 @@ func (r *readinessChecker) probe(ctx context.Context, rc *v1.ReadinessCheck, t r
 		return false, fmt.Sprintf("readiness check %q: GET %s: %v", rc.GetName(), url, err)
 	}
 	_ = resp.Body.Close()
-	codes := rc.GetHttpStatusCodesForReady()
-	if len(codes) == 0 {
-		codes = []int32{defaultReadyStatusCode}
-	}
+	codes := appmodel.ReadinessStatusCodes(rc)
 	if slices.Contains(codes, int32(resp.StatusCode)) {
 		return true, ""
 	}
 	return false, fmt.Sprintf("readiness check %q: GET %s: status %d, ready on %v", rc.GetName(), url, resp.StatusCode, codes)
-}
-
-// readinessInterval is intervalSeconds, else the millisecond interval
-// (rounded up), else 30 s.
-func readinessInterval(rc *v1.ReadinessCheck) time.Duration {
-	return secondsOrMillis(rc.IntervalSeconds, rc.Interval, defaultReadinessInterval)
-}
-
-// readinessTimeout is timeoutSeconds, else the millisecond timeout
-// (rounded up), else 10 s.
-func readinessTimeout(rc *v1.ReadinessCheck) time.Duration {
-	return secondsOrMillis(rc.TimeoutSeconds, rc.Timeout, defaultReadinessTimeout)
-}
-
-func secondsOrMillis(secs, millis *int32, def time.Duration) time.Duration {
-	switch {
-	case secs != nil && *secs > 0:
-		return time.Duration(*secs) * time.Second
-	case millis != nil && *millis > 0:
-		return (time.Duration(*millis)*time.Millisecond + time.Second - 1).Truncate(time.Second)
-	}
-	return def
 }

@@ -260,25 +260,6 @@ func TestReadinessCheckerProbes(t *testing.T) {
 	}
 }
 
-func TestReadinessDurations(t *testing.T) {
-	for _, tc := range []struct {
-		rc       *v1.ReadinessCheck
-		interval time.Duration
-		timeout  time.Duration
-	}{
-		{&v1.ReadinessCheck{}, 30 * time.Second, 10 * time.Second},
-		{&v1.ReadinessCheck{IntervalSeconds: proto.Int32(5), TimeoutSeconds: proto.Int32(2)}, 5 * time.Second, 2 * time.Second},
-		{&v1.ReadinessCheck{Interval: proto.Int32(1500), Timeout: proto.Int32(1000)}, 2 * time.Second, time.Second},
-	} {
-		if got := readinessInterval(tc.rc); got != tc.interval {
-			t.Errorf("%v: interval %v, want %v", tc.rc, got, tc.interval)
-		}
-		if got := readinessTimeout(tc.rc); got != tc.timeout {
-			t.Errorf("%v: timeout %v, want %v", tc.rc, got, tc.timeout)
-		}
-	}
-}
-
 // HTTPS readiness checks do not verify the certificate (as Marathon).
 func TestReadinessCheckerHTTPS(t *testing.T) {
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -7,6 +7,7 @@ import (
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
 	"github.com/mesos/mesos-go/api/v1/lib/scheduler/calls"
 
+	"github.com/berth-dev/berth/appmodel"
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
@@ -32,25 +33,6 @@ func reservationRole(r *mesos.Resource) string {
 	return r.GetRole()
 }
 
-// acceptedRoles reads an app's acceptedResourceRoles: whether it may use
-// unreserved resources ("*"), and which roles' reserved resources. Absent
-// means unreserved only. Resident apps always make their reservations from
-// unreserved resources.
-func acceptedRoles(a *v1.App) (unreserved bool, roles map[string]bool) {
-	if isResident(a) || len(a.GetAcceptedResourceRoles()) == 0 {
-		return true, nil
-	}
-	roles = map[string]bool{}
-	for _, r := range a.GetAcceptedResourceRoles() {
-		if r == "*" {
-			unreserved = true
-		} else {
-			roles[r] = true
-		}
-	}
-	return unreserved, roles
-}
-
 // placementRefusal explains why an app's instances can never be placed by
 // this framework, or returns "": an app.role other than the framework's
 // (Berth subscribes with one role), or acceptedResourceRoles naming no
@@ -60,7 +42,7 @@ func placementRefusal(a *v1.App, frameworkRole string) string {
 		return fmt.Sprintf("app %s: role %q is not the framework's role %q: Berth subscribes to Mesos with the single role %q and cannot launch tasks for role %q",
 			a.GetId(), r, frameworkRole, frameworkRole, r)
 	}
-	if unreserved, roles := acceptedRoles(a); !unreserved && !roles[frameworkRole] {
+	if unreserved, roles := appmodel.AcceptedRoles(a); !unreserved && !roles[frameworkRole] {
 		return fmt.Sprintf("app %s: acceptedResourceRoles %q: this framework is offered only unreserved (\"*\") resources and resources reserved for role %q",
 			a.GetId(), a.GetAcceptedResourceRoles(), frameworkRole)
 	}
@@ -70,7 +52,7 @@ func placementRefusal(a *v1.App, frameworkRole string) string {
 // taskNeed is what one stateless task takes from an offer.
 type taskNeed struct {
 	cpus, mem, disk, gpus float64
-	ports                 []portSpec
+	ports                 []appmodel.Port
 }
 
 func (f *pool) scalar(name string) *float64 {
@@ -202,13 +184,13 @@ func (v *offerView) take(need taskNeed, unreserved bool, roles map[string]bool, 
 // placeTask launches a stateless instance's task on the offer: on
 // unreserved resources, or on resources reserved for a role its
 // acceptedResourceRoles list (never on resources carrying Berth labels).
-func (p *planner) placeTask(a *v1.App, i *v1.Instance, o *mesos.Offer, v *offerView, r *offerRound, cs []constraint, agent agentInfo) ([]mesos.Offer_Operation, bool) {
+func (p *planner) placeTask(a *v1.App, i *v1.Instance, o *mesos.Offer, v *offerView, r *offerRound, cs []appmodel.Placement, agent agentInfo) ([]mesos.Offer_Operation, bool) {
 	alloc := v.allocRole
 	if alloc == "" {
 		alloc = p.cfg.Role
 	}
-	unreserved, roles := acceptedRoles(a)
-	need := taskNeed{cpus: appCPUs(a), mem: appMem(a), disk: appDisk(a), gpus: appGPUs(a), ports: portSpecs(a)}
+	unreserved, roles := appmodel.AcceptedRoles(a)
+	need := taskNeed{cpus: appmodel.CPUs(a), mem: appmodel.Mem(a), disk: appmodel.Disk(a), gpus: appmodel.GPUs(a), ports: appmodel.Ports(a)}
 	res, ports, ok := v.take(need, unreserved, roles, alloc)
 	if !ok {
 		return nil, false

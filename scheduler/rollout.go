@@ -4,32 +4,13 @@ import (
 	"math"
 	"sort"
 
+	"github.com/berth-dev/berth/appmodel"
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
-)
-
-// Marathon's default maximumOverCapacity: resident apps may never run an
-// extra instance (a berth holds one task at a time), others may double.
-const (
-	defaultResidentMaxOver  = 0.0
-	defaultStatelessMaxOver = 1.0
 )
 
 // roundingSlack absorbs float noise in instances × capacity products, so
 // that e.g. 10 × 0.7 rounds up to 7 and not 8.
 const roundingSlack = 1e-9
-
-// maxOverCapacity is the app's upgradeStrategy.maximumOverCapacity, or
-// Marathon's default, clamped to [0, 1]. Resident apps always get 0.
-func maxOverCapacity(a *v1.App) float64 {
-	if isResident(a) {
-		return defaultResidentMaxOver
-	}
-	v := defaultStatelessMaxOver
-	if us := a.GetUpgradeStrategy(); us != nil && us.MaximumOverCapacity != nil {
-		v = *us.MaximumOverCapacity
-	}
-	return clamp01(v)
-}
 
 func clamp01(v float64) float64 {
 	if math.IsNaN(v) || v < 0 {
@@ -46,9 +27,9 @@ func clamp01(v float64) float64 {
 // minimumHealthCapacity) instances stay up, and at most maxCapacity =
 // floor(instances × (1 + maximumOverCapacity)) run at once.
 func capacityBounds(a *v1.App) (minHealthy, maxCapacity int) {
-	n := float64(appInstances(a))
-	minHealthy = int(math.Ceil(n*clamp01(minHealthCapacity(a)) - roundingSlack))
-	maxCapacity = int(math.Floor(n*(1+maxOverCapacity(a)) + roundingSlack))
+	n := float64(appmodel.Instances(a))
+	minHealthy = int(math.Ceil(n*clamp01(appmodel.MinimumHealthCapacity(a)) - roundingSlack))
+	maxCapacity = int(math.Floor(n*(1+clamp01(appmodel.MaximumOverCapacity(a))) + roundingSlack))
 	return minHealthy, maxCapacity
 }
 
@@ -105,7 +86,7 @@ func (p *planner) newInstance(a *v1.App) *v1.Instance {
 		Goal:        v1.Goal_GOAL_RUNNING,
 		Reservation: &v1.Reservation{InstanceId: id, State: v1.ReservationState_RESERVATION_STATE_NONE},
 		CreatedAt:   p.ts(),
-		Resident:    isResident(a),
+		Resident:    appmodel.IsResident(a),
 	}
 }
 
@@ -113,7 +94,7 @@ func (p *planner) newInstance(a *v1.App) *v1.Instance {
 // task first, then by the app's killSelection (youngest first by default),
 // then by id.
 func sortByKillSelection(is []*v1.Instance, a *v1.App) {
-	oldestFirst := killSelection(a) == "OLDEST_FIRST"
+	oldestFirst := appmodel.KillSelection(a) == "OLDEST_FIRST"
 	sort.SliceStable(is, func(x, y int) bool {
 		lx, ly := taskLive(is[x].GetTask()), taskLive(is[y].GetTask())
 		if lx != ly {
@@ -166,7 +147,7 @@ func (p *planner) rollStateless(a *v1.App, ids []string) bool {
 	if len(old) == 0 {
 		return false
 	}
-	n := appInstances(a)
+	n := appmodel.Instances(a)
 	minHealthy, maxCapacity := capacityBounds(a)
 	if minHealthy >= maxCapacity {
 		maxCapacity = minHealthy + 1

@@ -5,6 +5,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/berth-dev/berth/appmodel"
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
@@ -25,7 +26,7 @@ func withStrategy(a *v1.App, minHealth, maxOver float64) *v1.App {
 // restart), keeping its instance count.
 func changed(a *v1.App, version string) *v1.App {
 	c := withInstances(a, version, a.GetInstances())
-	c.Env = map[string]string{"VERSION": version}
+	c.Env = appmodel.Env(map[string]string{"VERSION": version})
 	return c
 }
 

@@ -7,6 +7,7 @@ import (
 	"github.com/mesos/mesos-go/api/v1/lib/scheduler/calls"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/berth-dev/berth/appmodel"
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
@@ -179,7 +180,7 @@ func (p *planner) taskEnded(e *v1.Instance, a *v1.App, s mesos.TaskStatus) {
 		p.recordFailure(e, a, s, killed && rec.reason == killHealth)
 	}
 	e.ConsecutiveFailures++
-	delay := backoffDelay(a, e.ConsecutiveFailures)
+	delay := appmodel.BackoffDelay(a, e.ConsecutiveFailures)
 	e.LaunchNotBefore = timestamppb.New(p.now.Add(time.Duration(delay * float64(time.Second))))
 }
 

@@ -10,94 +10,28 @@ import (
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
 
+	"github.com/berth-dev/berth/appmodel"
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
 )
-
-// portSpec is one host port an app's task needs.
-type portSpec struct {
-	name string
-	// fixed is the required host port; 0 takes any port from the offer.
-	fixed uint32
-	// servicePort is the declared port number, exported as PORT_<n>.
-	servicePort   uint32
-	containerPort uint32
-	protocol      string
-}
-
-// portSpecs lists the host ports of an app: its port mappings when it has
-// any, else its port definitions (fixed only with requirePorts), else the
-// legacy ports list. The rpc layer's normalization already gave host-network
-// apps Marathon's default of one dynamic port.
-func portSpecs(a *v1.App) []portSpec {
-	mappings := a.GetContainer().GetPortMappings()
-	if len(mappings) == 0 {
-		mappings = a.GetContainer().GetDocker().GetPortMappings()
-	}
-	if len(mappings) > 0 {
-		userNet := false
-		for _, n := range a.GetNetworks() {
-			if strings.EqualFold(n.GetMode(), "container") {
-				userNet = true
-			}
-		}
-		var out []portSpec
-		for _, m := range mappings {
-			if m.HostPort == nil && userNet {
-				continue // container network, no host port asked for
-			}
-			out = append(out, portSpec{
-				name:          m.GetName(),
-				fixed:         uint32(max(m.GetHostPort(), 0)),
-				servicePort:   uint32(max(m.GetServicePort(), 0)),
-				containerPort: uint32(max(m.GetContainerPort(), 0)),
-				protocol:      m.GetProtocol(),
-			})
-		}
-		return out
-	}
-	if defs := a.GetPortDefinitions(); len(defs) > 0 {
-		out := make([]portSpec, 0, len(defs))
-		for _, d := range defs {
-			ps := portSpec{name: d.GetName(), servicePort: uint32(max(d.GetPort(), 0)), protocol: d.GetProtocol()}
-			if a.GetRequirePorts() {
-				ps.fixed = ps.servicePort
-			}
-			out = append(out, ps)
-		}
-		return out
-	}
-	if ports := a.GetPorts(); len(ports) > 0 {
-		out := make([]portSpec, 0, len(ports))
-		for _, p := range ports {
-			ps := portSpec{servicePort: uint32(max(p, 0))}
-			if a.GetRequirePorts() {
-				ps.fixed = ps.servicePort
-			}
-			out = append(out, ps)
-		}
-		return out
-	}
-	return nil
-}
 
 // pickPorts chooses host ports for specs from available ranges: fixed ports
 // must be available, dynamic ones take the lowest free port. It returns nil,
 // false when the ranges cannot satisfy the specs.
-func pickPorts(specs []portSpec, avail []mesos.Value_Range) ([]uint32, []mesos.Value_Range, bool) {
+func pickPorts(specs []appmodel.Port, avail []mesos.Value_Range) ([]uint32, []mesos.Value_Range, bool) {
 	out := make([]uint32, len(specs))
 	rs := avail
 	for i, s := range specs {
-		if s.fixed == 0 {
+		if s.Fixed == 0 {
 			continue
 		}
-		if !rangesContain(rs, uint64(s.fixed)) {
+		if !rangesContain(rs, uint64(s.Fixed)) {
 			return nil, avail, false
 		}
-		out[i] = s.fixed
-		rs = removePort(rs, uint64(s.fixed))
+		out[i] = s.Fixed
+		rs = removePort(rs, uint64(s.Fixed))
 	}
 	for i, s := range specs {
-		if s.fixed != 0 {
+		if s.Fixed != 0 {
 			continue
 		}
 		if len(rs) == 0 {
@@ -113,15 +47,15 @@ func pickPorts(specs []portSpec, avail []mesos.Value_Range) ([]uint32, []mesos.V
 var nonEnvChars = regexp.MustCompile(`[^A-Za-z0-9_]`)
 
 // taskEnv builds Marathon's task environment, then the app's own env on top.
-func taskEnv(a *v1.App, taskID, host string, ports []uint32, specs []portSpec) []mesos.Environment_Variable {
+func taskEnv(a *v1.App, taskID, host string, ports []uint32, specs []appmodel.Port) []mesos.Environment_Variable {
 	env := map[string]string{
 		"HOST":                         host,
 		"MESOS_TASK_ID":                taskID,
 		"MARATHON_APP_ID":              a.GetId(),
 		"MARATHON_APP_VERSION":         a.GetVersion(),
-		"MARATHON_APP_RESOURCE_CPUS":   formatFloat(appCPUs(a)),
-		"MARATHON_APP_RESOURCE_MEM":    formatFloat(appMem(a)),
-		"MARATHON_APP_RESOURCE_DISK":   formatFloat(appDisk(a)),
+		"MARATHON_APP_RESOURCE_CPUS":   formatFloat(appmodel.CPUs(a)),
+		"MARATHON_APP_RESOURCE_MEM":    formatFloat(appmodel.Mem(a)),
+		"MARATHON_APP_RESOURCE_DISK":   formatFloat(appmodel.Disk(a)),
 		"MARATHON_APP_RESOURCE_GPUS":   strconv.Itoa(int(a.GetGpus())),
 		"MARATHON_APP_DOCKER_IMAGE":    a.GetContainer().GetDocker().GetImage(),
 		"MARATHON_APP_LABELS":          "",
@@ -148,13 +82,13 @@ func taskEnv(a *v1.App, taskID, host string, ports []uint32, specs []portSpec) [
 		strs[i] = s
 		env["PORT"+strconv.Itoa(i)] = s
 		if i < len(specs) {
-			if n := specs[i].name; n != "" {
+			if n := specs[i].Name; n != "" {
 				env["PORT_"+strings.ToUpper(nonEnvChars.ReplaceAllString(n, "_"))] = s
 			}
-			if sp := specs[i].servicePort; sp != 0 {
+			if sp := specs[i].ServicePort; sp != 0 {
 				env["PORT_"+strconv.Itoa(int(sp))] = s
 			}
-			if cp := specs[i].containerPort; cp != 0 {
+			if cp := specs[i].ContainerPort; cp != 0 {
 				cports = append(cports, strconv.Itoa(int(cp)))
 			}
 		}
@@ -168,19 +102,43 @@ func taskEnv(a *v1.App, taskID, host string, ports []uint32, specs []portSpec) [
 	} else {
 		delete(env, "MARATHON_APP_CONTAINER_PORTS")
 	}
+	// The app's own variables: strings, or references to the app's secrets
+	// that the agent resolves (Mesos secrets of type REFERENCE, as Marathon
+	// passes them; Berth never holds a secret's value).
+	secrets := map[string]string{}
 	for k, v := range a.GetEnv() {
-		env[k] = v
+		switch kind := v.GetKind().(type) {
+		case *v1.EnvValue_Value:
+			env[k] = kind.Value
+			delete(secrets, k)
+		case *v1.EnvValue_Secret:
+			secrets[k] = a.GetSecrets()[kind.Secret].GetSource()
+			delete(env, k)
+		}
 	}
-	keys := make([]string, 0, len(env))
+	keys := make([]string, 0, len(env)+len(secrets))
 	for k := range env {
+		keys = append(keys, k)
+	}
+	for k := range secrets {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
 	out := make([]mesos.Environment_Variable, 0, len(keys))
 	for _, k := range keys {
+		if source, ok := secrets[k]; ok {
+			out = append(out, mesos.Environment_Variable{Name: k, Type: mesos.Environment_Variable_SECRET.Enum(), Secret: secretReference(source)})
+			continue
+		}
 		out = append(out, mesos.Environment_Variable{Name: k, Value: strPtr(env[k])})
 	}
 	return out
+}
+
+// secretReference is a Mesos secret the agent's secret resolver looks up by
+// name.
+func secretReference(name string) *mesos.Secret {
+	return &mesos.Secret{Type: mesos.Secret_REFERENCE, Reference: &mesos.Secret_Reference{Name: name}}
 }
 
 func formatFloat(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }
@@ -198,7 +156,7 @@ func taskName(appID string) string {
 // the resources the task consumes (unreserved for a stateless app; the
 // instance's reserved resources and volumes for a resident one).
 func buildTaskInfo(a *v1.App, taskID string, offer *mesos.Offer, resources []mesos.Resource, ports []uint32) (mesos.TaskInfo, error) {
-	specs := portSpecs(a)
+	specs := appmodel.Ports(a)
 	ti := mesos.TaskInfo{
 		Name:      taskName(a.GetId()),
 		TaskID:    mesos.TaskID{Value: taskID},
@@ -281,7 +239,7 @@ func buildTaskInfo(a *v1.App, taskID string, offer *mesos.Offer, resources []mes
 // containerInfo builds the ContainerInfo: DOCKER for Docker apps, MESOS with
 // a Docker image for a Mesos container with an image, MESOS for host volumes;
 // nil for a plain command task.
-func containerInfo(a *v1.App, ctype, image string, specs []portSpec, ports []uint32) *mesos.ContainerInfo {
+func containerInfo(a *v1.App, ctype, image string, specs []appmodel.Port, ports []uint32) *mesos.ContainerInfo {
 	var vols []mesos.Volume
 	for _, v := range a.GetContainer().GetVolumes() {
 		if v.GetPersistent() != nil || v.HostPath == nil {
@@ -298,18 +256,7 @@ func containerInfo(a *v1.App, ctype, image string, specs []portSpec, ports []uin
 		t := mesos.ContainerInfo_DOCKER
 		d := a.GetContainer().GetDocker()
 		di := &mesos.ContainerInfo_DockerInfo{Image: d.GetImage()}
-		netName := strings.ToUpper(d.GetNetwork())
-		if netName == "" {
-			netName = "HOST"
-			for _, n := range a.GetNetworks() {
-				if strings.EqualFold(n.GetMode(), "container/bridge") {
-					netName = "BRIDGE"
-				} else if strings.EqualFold(n.GetMode(), "container") {
-					netName = "USER"
-				}
-			}
-		}
-		if nv, ok := mesos.ContainerInfo_DockerInfo_Network_value[netName]; ok {
+		if nv, ok := mesos.ContainerInfo_DockerInfo_Network_value[appmodel.DockerNetwork(a)]; ok {
 			n := mesos.ContainerInfo_DockerInfo_Network(nv)
 			di.Network = &n
 		}
@@ -327,12 +274,12 @@ func containerInfo(a *v1.App, ctype, image string, specs []portSpec, ports []uin
 				if i >= len(ports) {
 					break
 				}
-				proto := s.protocol
+				proto := s.Protocol
 				if proto == "" {
 					proto = "tcp"
 				}
 				di.PortMappings = append(di.PortMappings, mesos.ContainerInfo_DockerInfo_PortMapping{
-					HostPort: ports[i], ContainerPort: s.containerPort, Protocol: strPtr(proto),
+					HostPort: ports[i], ContainerPort: s.ContainerPort, Protocol: strPtr(proto),
 				})
 			}
 		}
@@ -340,8 +287,13 @@ func containerInfo(a *v1.App, ctype, image string, specs []portSpec, ports []uin
 	case image != "":
 		t := mesos.ContainerInfo_MESOS
 		it := mesos.Image_DOCKER
+		img := &mesos.Image_Docker{Name: image}
+		if pc := a.GetContainer().GetDocker().GetPullConfig(); pc != nil {
+			// Registry credentials: a secret the agent resolves.
+			img.Config = secretReference(a.GetSecrets()[pc.GetSecret()].GetSource())
+		}
 		return &mesos.ContainerInfo{Type: &t, Volumes: vols, Mesos: &mesos.ContainerInfo_MesosInfo{
-			Image: &mesos.Image{Type: &it, Docker: &mesos.Image_Docker{Name: image}},
+			Image: &mesos.Image{Type: &it, Docker: img},
 		}}
 	case len(vols) > 0:
 		t := mesos.ContainerInfo_MESOS
@@ -366,16 +318,17 @@ func healthCheckPort(hc *v1.HealthCheck, ports []uint32) (uint32, bool) {
 // Mesos HealthCheck run by the executor; Marathon allows at most one.
 func mesosHealthCheck(a *v1.App, ports []uint32) *mesos.HealthCheck {
 	for _, hc := range a.GetHealthChecks() {
-		proto := healthProtocol(hc)
-		if isLeaderCheck(hc) {
+		proto := appmodel.HealthProtocol(hc)
+		if appmodel.IsMarathonCheck(hc) {
 			continue
 		}
+		d := appmodel.HealthCheckWithDefaults(hc)
 		out := &mesos.HealthCheck{
-			DelaySeconds:        f64Ptr(float64(intOr(hc.DelaySeconds, defaultHealthDelaySeconds))),
-			IntervalSeconds:     f64Ptr(float64(intOr(hc.IntervalSeconds, defaultHealthIntervalSecs))),
-			TimeoutSeconds:      f64Ptr(float64(intOr(hc.TimeoutSeconds, defaultHealthTimeoutSecs))),
-			GracePeriodSeconds:  f64Ptr(float64(intOr(hc.GracePeriodSeconds, defaultHealthGraceSeconds))),
-			ConsecutiveFailures: u32Ptr(uint32(max(intOr(hc.MaxConsecutiveFailures, defaultHealthMaxConsecutive), 0))),
+			DelaySeconds:        f64Ptr(float64(d.GetDelaySeconds())),
+			IntervalSeconds:     f64Ptr(float64(d.GetIntervalSeconds())),
+			TimeoutSeconds:      f64Ptr(float64(d.GetTimeoutSeconds())),
+			GracePeriodSeconds:  f64Ptr(float64(d.GetGracePeriodSeconds())),
+			ConsecutiveFailures: u32Ptr(uint32(max(d.GetMaxConsecutiveFailures(), 0))),
 		}
 		switch proto {
 		case "COMMAND":
@@ -391,10 +344,7 @@ func mesosHealthCheck(a *v1.App, ports []uint32) *mesos.HealthCheck {
 			if proto == "MESOS_HTTPS" {
 				scheme = "https"
 			}
-			path := hc.GetPath()
-			if path == "" {
-				path = "/"
-			}
+			path := appmodel.HealthPath(hc)
 			out.HTTP = &mesos.HealthCheck_HTTPCheckInfo{Scheme: strPtr(scheme), Port: port, Path: strPtr(path)}
 		case "MESOS_TCP":
 			port, ok := healthCheckPort(hc, ports)
@@ -409,13 +359,6 @@ func mesosHealthCheck(a *v1.App, ports []uint32) *mesos.HealthCheck {
 		return out
 	}
 	return nil
-}
-
-func intOr(p *int32, d int) int {
-	if p == nil {
-		return d
-	}
-	return int(*p)
 }
 
 func boolPtr(b bool) *bool      { return &b }

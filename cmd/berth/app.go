@@ -12,8 +12,8 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/berth-dev/berth/appmodel"
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
-	"github.com/berth-dev/berth/rpc"
 )
 
 func init() {
@@ -71,14 +71,14 @@ func readAppFile(path string) (*v1.App, error) {
 		err  error
 	)
 	if path == "-" {
-		data, err = io.ReadAll(io.LimitReader(os.Stdin, rpc.MaxAppBytes+1))
+		data, err = io.ReadAll(io.LimitReader(os.Stdin, appmodel.MaxBytes+1))
 	} else {
 		data, err = os.ReadFile(path)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read app definition: %w", err)
 	}
-	app, err := rpc.ParseApp(data)
+	app, err := appmodel.Parse(data)
 	if err != nil {
 		return nil, fmt.Errorf("app definition %s: %w", path, err)
 	}

@@ -12,6 +12,7 @@ import (
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/berth-dev/berth/appmodel"
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
@@ -30,7 +31,7 @@ func portList(ports []uint32) string {
 // deployments and, if a task failed, its lastTaskFailure, all inside the
 // app object.
 func appInfoJSON(a *v1.App, s *v1.AppSummary) ([]byte, error) {
-	b, err := protojson.Marshal(a)
+	b, err := appmodel.Render(a) // Marathon's forms of env, constraints, ...
 	if err != nil {
 		return nil, err
 	}

@@ -14,9 +14,9 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/berth-dev/berth/appmodel"
 	"github.com/berth-dev/berth/proto/berth/v1/berthv1connect"
 )
 
@@ -160,11 +160,10 @@ var apiWords = strings.NewReplacer(
 // CLI exposes as flags are named as the flags.
 func cliWording(msg string) string { return apiWords.Replace(msg) }
 
-var jsonOut = protojson.MarshalOptions{Multiline: true, Indent: "  "}
-
-// printJSON writes a message as indented JSON with its JSON field names.
+// printJSON writes a message as indented JSON with its JSON field names,
+// apps in Marathon's JSON (which app add and app update read back).
 func printJSON(w io.Writer, m proto.Message) error {
-	b, err := jsonOut.Marshal(m)
+	b, err := appmodel.MarshalJSON(m)
 	if err != nil {
 		return err
 	}

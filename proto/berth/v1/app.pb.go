@@ -9,7 +9,6 @@ package berthv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
-	structpb "google.golang.org/protobuf/types/known/structpb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -22,10 +21,12 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
-// App is a Marathon application definition, field for field. The JSON names
-// are Marathon's, so a Marathon app file parses directly into this message
-// with protojson. Scalars that Marathon defaults when absent are optional so
-// that "absent" and "explicitly zero" stay distinct and render back as given.
+// App is a Marathon application definition, field for field. Field names
+// are lower_snake_case; their JSON names (lowerCamelCase, as protojson
+// derives them) are Marathon's. Package appmodel parses Marathon's JSON,
+// including its loose forms, into this message and renders it back.
+// Scalars that Marathon defaults when absent are optional so that "absent"
+// and "explicitly zero" stay distinct and render back as given.
 type App struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// id is the app path, e.g. "/db/postgres". A relative id is made absolute.
@@ -33,47 +34,48 @@ type App struct {
 	Cmd  *string  `protobuf:"bytes,2,opt,name=cmd,proto3,oneof" json:"cmd,omitempty"`
 	Args []string `protobuf:"bytes,3,rep,name=args,proto3" json:"args,omitempty"`
 	User *string  `protobuf:"bytes,4,opt,name=user,proto3,oneof" json:"user,omitempty"`
-	// env maps variable names to values.
-	Env       map[string]string `protobuf:"bytes,5,rep,name=env,proto3" json:"env,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	Labels    map[string]string `protobuf:"bytes,6,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	Instances *int32            `protobuf:"varint,7,opt,name=instances,proto3,oneof" json:"instances,omitempty"`
-	Cpus      *float64          `protobuf:"fixed64,8,opt,name=cpus,proto3,oneof" json:"cpus,omitempty"`
-	Mem       *float64          `protobuf:"fixed64,9,opt,name=mem,proto3,oneof" json:"mem,omitempty"`
-	Disk      *float64          `protobuf:"fixed64,10,opt,name=disk,proto3,oneof" json:"disk,omitempty"`
-	Gpus      *int32            `protobuf:"varint,11,opt,name=gpus,proto3,oneof" json:"gpus,omitempty"`
-	// constraints are Marathon's ["field", "OPERATOR", "value"?] triples.
-	Constraints     []*structpb.ListValue `protobuf:"bytes,12,rep,name=constraints,proto3" json:"constraints,omitempty"`
-	Container       *Container            `protobuf:"bytes,13,opt,name=container,proto3" json:"container,omitempty"`
-	Networks        []*Network            `protobuf:"bytes,14,rep,name=networks,proto3" json:"networks,omitempty"`
-	PortDefinitions []*PortDefinition     `protobuf:"bytes,15,rep,name=portDefinitions,proto3" json:"portDefinitions,omitempty"`
-	Ports           []int32               `protobuf:"varint,16,rep,packed,name=ports,proto3" json:"ports,omitempty"`
-	RequirePorts    *bool                 `protobuf:"varint,17,opt,name=requirePorts,proto3,oneof" json:"requirePorts,omitempty"`
-	HealthChecks    []*HealthCheck        `protobuf:"bytes,18,rep,name=healthChecks,proto3" json:"healthChecks,omitempty"`
-	ReadinessChecks []*ReadinessCheck     `protobuf:"bytes,19,rep,name=readinessChecks,proto3" json:"readinessChecks,omitempty"`
-	UpgradeStrategy *UpgradeStrategy      `protobuf:"bytes,20,opt,name=upgradeStrategy,proto3" json:"upgradeStrategy,omitempty"`
-	// unreachableStrategy is either the string "disabled" or an object with
-	// inactiveAfterSeconds and expungeAfterSeconds.
-	UnreachableStrategy        *structpb.Value `protobuf:"bytes,21,opt,name=unreachableStrategy,proto3" json:"unreachableStrategy,omitempty"`
-	Residency                  *Residency      `protobuf:"bytes,22,opt,name=residency,proto3" json:"residency,omitempty"`
-	KillSelection              *string         `protobuf:"bytes,23,opt,name=killSelection,proto3,oneof" json:"killSelection,omitempty"`
-	BackoffSeconds             *float64        `protobuf:"fixed64,24,opt,name=backoffSeconds,proto3,oneof" json:"backoffSeconds,omitempty"`
-	BackoffFactor              *float64        `protobuf:"fixed64,25,opt,name=backoffFactor,proto3,oneof" json:"backoffFactor,omitempty"`
-	MaxLaunchDelaySeconds      *int32          `protobuf:"varint,26,opt,name=maxLaunchDelaySeconds,proto3,oneof" json:"maxLaunchDelaySeconds,omitempty"`
-	Fetch                      []*FetchUri     `protobuf:"bytes,27,rep,name=fetch,proto3" json:"fetch,omitempty"`
-	Dependencies               []string        `protobuf:"bytes,28,rep,name=dependencies,proto3" json:"dependencies,omitempty"`
-	AcceptedResourceRoles      []string        `protobuf:"bytes,29,rep,name=acceptedResourceRoles,proto3" json:"acceptedResourceRoles,omitempty"`
-	Role                       *string         `protobuf:"bytes,30,opt,name=role,proto3,oneof" json:"role,omitempty"`
-	IpAddress                  *IpAddress      `protobuf:"bytes,31,opt,name=ipAddress,proto3" json:"ipAddress,omitempty"`
-	Executor                   *string         `protobuf:"bytes,32,opt,name=executor,proto3,oneof" json:"executor,omitempty"`
-	TaskKillGracePeriodSeconds *int32          `protobuf:"varint,33,opt,name=taskKillGracePeriodSeconds,proto3,oneof" json:"taskKillGracePeriodSeconds,omitempty"`
+	// env maps variable names to values: a string, or a reference to one of
+	// the app's secrets.
+	Env       map[string]*EnvValue `protobuf:"bytes,40,rep,name=env,proto3" json:"env,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Labels    map[string]string    `protobuf:"bytes,6,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Instances *int32               `protobuf:"varint,7,opt,name=instances,proto3,oneof" json:"instances,omitempty"`
+	Cpus      *float64             `protobuf:"fixed64,8,opt,name=cpus,proto3,oneof" json:"cpus,omitempty"`
+	Mem       *float64             `protobuf:"fixed64,9,opt,name=mem,proto3,oneof" json:"mem,omitempty"`
+	Disk      *float64             `protobuf:"fixed64,10,opt,name=disk,proto3,oneof" json:"disk,omitempty"`
+	Gpus      *int32               `protobuf:"varint,11,opt,name=gpus,proto3,oneof" json:"gpus,omitempty"`
+	// constraints restrict where instances are placed.
+	Constraints     []*Constraint     `protobuf:"bytes,41,rep,name=constraints,proto3" json:"constraints,omitempty"`
+	Container       *Container        `protobuf:"bytes,13,opt,name=container,proto3" json:"container,omitempty"`
+	Networks        []*Network        `protobuf:"bytes,14,rep,name=networks,proto3" json:"networks,omitempty"`
+	PortDefinitions []*PortDefinition `protobuf:"bytes,15,rep,name=port_definitions,json=portDefinitions,proto3" json:"port_definitions,omitempty"`
+	Ports           []int32           `protobuf:"varint,16,rep,packed,name=ports,proto3" json:"ports,omitempty"`
+	RequirePorts    *bool             `protobuf:"varint,17,opt,name=require_ports,json=requirePorts,proto3,oneof" json:"require_ports,omitempty"`
+	HealthChecks    []*HealthCheck    `protobuf:"bytes,18,rep,name=health_checks,json=healthChecks,proto3" json:"health_checks,omitempty"`
+	ReadinessChecks []*ReadinessCheck `protobuf:"bytes,19,rep,name=readiness_checks,json=readinessChecks,proto3" json:"readiness_checks,omitempty"`
+	UpgradeStrategy *UpgradeStrategy  `protobuf:"bytes,20,opt,name=upgrade_strategy,json=upgradeStrategy,proto3" json:"upgrade_strategy,omitempty"`
+	// unreachable_strategy says what becomes of an instance whose agent is
+	// unreachable.
+	UnreachableStrategy        *UnreachableStrategy `protobuf:"bytes,42,opt,name=unreachable_strategy,json=unreachableStrategy,proto3" json:"unreachable_strategy,omitempty"`
+	Residency                  *Residency           `protobuf:"bytes,22,opt,name=residency,proto3" json:"residency,omitempty"`
+	KillSelection              *string              `protobuf:"bytes,23,opt,name=kill_selection,json=killSelection,proto3,oneof" json:"kill_selection,omitempty"`
+	BackoffSeconds             *float64             `protobuf:"fixed64,24,opt,name=backoff_seconds,json=backoffSeconds,proto3,oneof" json:"backoff_seconds,omitempty"`
+	BackoffFactor              *float64             `protobuf:"fixed64,25,opt,name=backoff_factor,json=backoffFactor,proto3,oneof" json:"backoff_factor,omitempty"`
+	MaxLaunchDelaySeconds      *int32               `protobuf:"varint,26,opt,name=max_launch_delay_seconds,json=maxLaunchDelaySeconds,proto3,oneof" json:"max_launch_delay_seconds,omitempty"`
+	Fetch                      []*FetchUri          `protobuf:"bytes,27,rep,name=fetch,proto3" json:"fetch,omitempty"`
+	Dependencies               []string             `protobuf:"bytes,28,rep,name=dependencies,proto3" json:"dependencies,omitempty"`
+	AcceptedResourceRoles      []string             `protobuf:"bytes,29,rep,name=accepted_resource_roles,json=acceptedResourceRoles,proto3" json:"accepted_resource_roles,omitempty"`
+	Role                       *string              `protobuf:"bytes,30,opt,name=role,proto3,oneof" json:"role,omitempty"`
+	IpAddress                  *IpAddress           `protobuf:"bytes,31,opt,name=ip_address,json=ipAddress,proto3" json:"ip_address,omitempty"`
+	Executor                   *string              `protobuf:"bytes,32,opt,name=executor,proto3,oneof" json:"executor,omitempty"`
+	TaskKillGracePeriodSeconds *int32               `protobuf:"varint,33,opt,name=task_kill_grace_period_seconds,json=taskKillGracePeriodSeconds,proto3,oneof" json:"task_kill_grace_period_seconds,omitempty"`
 	// version is the time of the last change (RFC 3339), set by the server.
 	Version     *string            `protobuf:"bytes,34,opt,name=version,proto3,oneof" json:"version,omitempty"`
-	VersionInfo *VersionInfo       `protobuf:"bytes,35,opt,name=versionInfo,proto3" json:"versionInfo,omitempty"`
+	VersionInfo *VersionInfo       `protobuf:"bytes,35,opt,name=version_info,json=versionInfo,proto3" json:"version_info,omitempty"`
 	Secrets     map[string]*Secret `protobuf:"bytes,36,rep,name=secrets,proto3" json:"secrets,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// uris is the pre-fetch list of Marathon before 1.0.
 	Uris           []string `protobuf:"bytes,37,rep,name=uris,proto3" json:"uris,omitempty"`
 	Tty            *bool    `protobuf:"varint,38,opt,name=tty,proto3,oneof" json:"tty,omitempty"`
-	MaxUnavailable *int32   `protobuf:"varint,39,opt,name=maxUnavailable,proto3,oneof" json:"maxUnavailable,omitempty"`
+	MaxUnavailable *int32   `protobuf:"varint,39,opt,name=max_unavailable,json=maxUnavailable,proto3,oneof" json:"max_unavailable,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -136,7 +138,7 @@ func (x *App) GetUser() string {
 	return ""
 }
 
-func (x *App) GetEnv() map[string]string {
+func (x *App) GetEnv() map[string]*EnvValue {
 	if x != nil {
 		return x.Env
 	}
@@ -185,7 +187,7 @@ func (x *App) GetGpus() int32 {
 	return 0
 }
 
-func (x *App) GetConstraints() []*structpb.ListValue {
+func (x *App) GetConstraints() []*Constraint {
 	if x != nil {
 		return x.Constraints
 	}
@@ -248,7 +250,7 @@ func (x *App) GetUpgradeStrategy() *UpgradeStrategy {
 	return nil
 }
 
-func (x *App) GetUnreachableStrategy() *structpb.Value {
+func (x *App) GetUnreachableStrategy() *UnreachableStrategy {
 	if x != nil {
 		return x.UnreachableStrategy
 	}
@@ -381,6 +383,336 @@ func (x *App) GetMaxUnavailable() int32 {
 	return 0
 }
 
+// EnvValue is the value of one environment variable. Marathon's JSON: a
+// string, or {"secret": "name"}.
+type EnvValue struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Kind:
+	//
+	//	*EnvValue_Value
+	//	*EnvValue_Secret
+	Kind          isEnvValue_Kind `protobuf_oneof:"kind"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EnvValue) Reset() {
+	*x = EnvValue{}
+	mi := &file_berth_v1_app_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EnvValue) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EnvValue) ProtoMessage() {}
+
+func (x *EnvValue) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_app_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EnvValue.ProtoReflect.Descriptor instead.
+func (*EnvValue) Descriptor() ([]byte, []int) {
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *EnvValue) GetKind() isEnvValue_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return nil
+}
+
+func (x *EnvValue) GetValue() string {
+	if x != nil {
+		if x, ok := x.Kind.(*EnvValue_Value); ok {
+			return x.Value
+		}
+	}
+	return ""
+}
+
+func (x *EnvValue) GetSecret() string {
+	if x != nil {
+		if x, ok := x.Kind.(*EnvValue_Secret); ok {
+			return x.Secret
+		}
+	}
+	return ""
+}
+
+type isEnvValue_Kind interface {
+	isEnvValue_Kind()
+}
+
+type EnvValue_Value struct {
+	// value is a plain string.
+	Value string `protobuf:"bytes,1,opt,name=value,proto3,oneof"`
+}
+
+type EnvValue_Secret struct {
+	// secret names an entry of the app's secrets whose value the agent
+	// puts in the variable.
+	Secret string `protobuf:"bytes,2,opt,name=secret,proto3,oneof"`
+}
+
+func (*EnvValue_Value) isEnvValue_Kind() {}
+
+func (*EnvValue_Secret) isEnvValue_Kind() {}
+
+// Constraint is one placement rule. Marathon's JSON: ["field", "OPERATOR"]
+// or ["field", "OPERATOR", "value"].
+type Constraint struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// field is "hostname" or the name of an agent attribute.
+	Field string `protobuf:"bytes,1,opt,name=field,proto3" json:"field,omitempty"`
+	// operator is UNIQUE, CLUSTER, GROUP_BY, LIKE, UNLIKE, MAX_PER or IS.
+	Operator      string  `protobuf:"bytes,2,opt,name=operator,proto3" json:"operator,omitempty"`
+	Value         *string `protobuf:"bytes,3,opt,name=value,proto3,oneof" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Constraint) Reset() {
+	*x = Constraint{}
+	mi := &file_berth_v1_app_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Constraint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Constraint) ProtoMessage() {}
+
+func (x *Constraint) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_app_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Constraint.ProtoReflect.Descriptor instead.
+func (*Constraint) Descriptor() ([]byte, []int) {
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Constraint) GetField() string {
+	if x != nil {
+		return x.Field
+	}
+	return ""
+}
+
+func (x *Constraint) GetOperator() string {
+	if x != nil {
+		return x.Operator
+	}
+	return ""
+}
+
+func (x *Constraint) GetValue() string {
+	if x != nil && x.Value != nil {
+		return *x.Value
+	}
+	return ""
+}
+
+// UnreachableStrategy says what becomes of an instance whose agent is
+// unreachable. Marathon's JSON: the string "disabled", or
+// {"inactiveAfterSeconds": n, "expungeAfterSeconds": m}.
+type UnreachableStrategy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Kind:
+	//
+	//	*UnreachableStrategy_Disabled
+	//	*UnreachableStrategy_Enabled
+	Kind          isUnreachableStrategy_Kind `protobuf_oneof:"kind"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnreachableStrategy) Reset() {
+	*x = UnreachableStrategy{}
+	mi := &file_berth_v1_app_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnreachableStrategy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnreachableStrategy) ProtoMessage() {}
+
+func (x *UnreachableStrategy) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_app_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnreachableStrategy.ProtoReflect.Descriptor instead.
+func (*UnreachableStrategy) Descriptor() ([]byte, []int) {
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *UnreachableStrategy) GetKind() isUnreachableStrategy_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return nil
+}
+
+func (x *UnreachableStrategy) GetDisabled() *UnreachableDisabled {
+	if x != nil {
+		if x, ok := x.Kind.(*UnreachableStrategy_Disabled); ok {
+			return x.Disabled
+		}
+	}
+	return nil
+}
+
+func (x *UnreachableStrategy) GetEnabled() *UnreachableEnabled {
+	if x != nil {
+		if x, ok := x.Kind.(*UnreachableStrategy_Enabled); ok {
+			return x.Enabled
+		}
+	}
+	return nil
+}
+
+type isUnreachableStrategy_Kind interface {
+	isUnreachableStrategy_Kind()
+}
+
+type UnreachableStrategy_Disabled struct {
+	// disabled: the instance waits for its agent (required for resident
+	// apps, whose data lives there).
+	Disabled *UnreachableDisabled `protobuf:"bytes,1,opt,name=disabled,proto3,oneof"`
+}
+
+type UnreachableStrategy_Enabled struct {
+	// enabled: the instance is replaced after inactive_after_seconds and
+	// forgotten after expunge_after_seconds.
+	Enabled *UnreachableEnabled `protobuf:"bytes,2,opt,name=enabled,proto3,oneof"`
+}
+
+func (*UnreachableStrategy_Disabled) isUnreachableStrategy_Kind() {}
+
+func (*UnreachableStrategy_Enabled) isUnreachableStrategy_Kind() {}
+
+// UnreachableDisabled is the "disabled" unreachable strategy.
+type UnreachableDisabled struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnreachableDisabled) Reset() {
+	*x = UnreachableDisabled{}
+	mi := &file_berth_v1_app_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnreachableDisabled) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnreachableDisabled) ProtoMessage() {}
+
+func (x *UnreachableDisabled) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_app_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnreachableDisabled.ProtoReflect.Descriptor instead.
+func (*UnreachableDisabled) Descriptor() ([]byte, []int) {
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{4}
+}
+
+// UnreachableEnabled replaces unreachable instances.
+type UnreachableEnabled struct {
+	state                protoimpl.MessageState `protogen:"open.v1"`
+	InactiveAfterSeconds *int32                 `protobuf:"varint,1,opt,name=inactive_after_seconds,json=inactiveAfterSeconds,proto3,oneof" json:"inactive_after_seconds,omitempty"`
+	ExpungeAfterSeconds  *int32                 `protobuf:"varint,2,opt,name=expunge_after_seconds,json=expungeAfterSeconds,proto3,oneof" json:"expunge_after_seconds,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
+}
+
+func (x *UnreachableEnabled) Reset() {
+	*x = UnreachableEnabled{}
+	mi := &file_berth_v1_app_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnreachableEnabled) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnreachableEnabled) ProtoMessage() {}
+
+func (x *UnreachableEnabled) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_app_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnreachableEnabled.ProtoReflect.Descriptor instead.
+func (*UnreachableEnabled) Descriptor() ([]byte, []int) {
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *UnreachableEnabled) GetInactiveAfterSeconds() int32 {
+	if x != nil && x.InactiveAfterSeconds != nil {
+		return *x.InactiveAfterSeconds
+	}
+	return 0
+}
+
+func (x *UnreachableEnabled) GetExpungeAfterSeconds() int32 {
+	if x != nil && x.ExpungeAfterSeconds != nil {
+		return *x.ExpungeAfterSeconds
+	}
+	return 0
+}
+
 // Container describes how the task is containerized.
 type Container struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -388,14 +720,14 @@ type Container struct {
 	Type          *string        `protobuf:"bytes,1,opt,name=type,proto3,oneof" json:"type,omitempty"`
 	Docker        *Docker        `protobuf:"bytes,2,opt,name=docker,proto3" json:"docker,omitempty"`
 	Volumes       []*Volume      `protobuf:"bytes,3,rep,name=volumes,proto3" json:"volumes,omitempty"`
-	PortMappings  []*PortMapping `protobuf:"bytes,4,rep,name=portMappings,proto3" json:"portMappings,omitempty"`
+	PortMappings  []*PortMapping `protobuf:"bytes,4,rep,name=port_mappings,json=portMappings,proto3" json:"port_mappings,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Container) Reset() {
 	*x = Container{}
-	mi := &file_berth_v1_app_proto_msgTypes[1]
+	mi := &file_berth_v1_app_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -407,7 +739,7 @@ func (x *Container) String() string {
 func (*Container) ProtoMessage() {}
 
 func (x *Container) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_app_proto_msgTypes[1]
+	mi := &file_berth_v1_app_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -420,7 +752,7 @@ func (x *Container) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Container.ProtoReflect.Descriptor instead.
 func (*Container) Descriptor() ([]byte, []int) {
-	return file_berth_v1_app_proto_rawDescGZIP(), []int{1}
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Container) GetType() string {
@@ -457,17 +789,20 @@ type Docker struct {
 	Image string                 `protobuf:"bytes,1,opt,name=image,proto3" json:"image,omitempty"`
 	// network is HOST, BRIDGE, USER or NONE (deprecated in favour of networks).
 	Network        *string            `protobuf:"bytes,2,opt,name=network,proto3,oneof" json:"network,omitempty"`
-	PortMappings   []*PortMapping     `protobuf:"bytes,3,rep,name=portMappings,proto3" json:"portMappings,omitempty"`
+	PortMappings   []*PortMapping     `protobuf:"bytes,3,rep,name=port_mappings,json=portMappings,proto3" json:"port_mappings,omitempty"`
 	Privileged     *bool              `protobuf:"varint,4,opt,name=privileged,proto3,oneof" json:"privileged,omitempty"`
 	Parameters     []*DockerParameter `protobuf:"bytes,5,rep,name=parameters,proto3" json:"parameters,omitempty"`
-	ForcePullImage *bool              `protobuf:"varint,6,opt,name=forcePullImage,proto3,oneof" json:"forcePullImage,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	ForcePullImage *bool              `protobuf:"varint,6,opt,name=force_pull_image,json=forcePullImage,proto3,oneof" json:"force_pull_image,omitempty"`
+	// pull_config holds the credentials to pull the image (MESOS container
+	// only).
+	PullConfig    *DockerPullConfig `protobuf:"bytes,7,opt,name=pull_config,json=pullConfig,proto3" json:"pull_config,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Docker) Reset() {
 	*x = Docker{}
-	mi := &file_berth_v1_app_proto_msgTypes[2]
+	mi := &file_berth_v1_app_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -479,7 +814,7 @@ func (x *Docker) String() string {
 func (*Docker) ProtoMessage() {}
 
 func (x *Docker) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_app_proto_msgTypes[2]
+	mi := &file_berth_v1_app_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -492,7 +827,7 @@ func (x *Docker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Docker.ProtoReflect.Descriptor instead.
 func (*Docker) Descriptor() ([]byte, []int) {
-	return file_berth_v1_app_proto_rawDescGZIP(), []int{2}
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Docker) GetImage() string {
@@ -537,6 +872,60 @@ func (x *Docker) GetForcePullImage() bool {
 	return false
 }
 
+func (x *Docker) GetPullConfig() *DockerPullConfig {
+	if x != nil {
+		return x.PullConfig
+	}
+	return nil
+}
+
+// DockerPullConfig points at the Docker config.json that authenticates
+// image pulls.
+type DockerPullConfig struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// secret names an entry of the app's secrets holding the config.json.
+	Secret        string `protobuf:"bytes,1,opt,name=secret,proto3" json:"secret,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DockerPullConfig) Reset() {
+	*x = DockerPullConfig{}
+	mi := &file_berth_v1_app_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DockerPullConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DockerPullConfig) ProtoMessage() {}
+
+func (x *DockerPullConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_app_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DockerPullConfig.ProtoReflect.Descriptor instead.
+func (*DockerPullConfig) Descriptor() ([]byte, []int) {
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *DockerPullConfig) GetSecret() string {
+	if x != nil {
+		return x.Secret
+	}
+	return ""
+}
+
 // DockerParameter is one extra `docker run` flag.
 type DockerParameter struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -548,7 +937,7 @@ type DockerParameter struct {
 
 func (x *DockerParameter) Reset() {
 	*x = DockerParameter{}
-	mi := &file_berth_v1_app_proto_msgTypes[3]
+	mi := &file_berth_v1_app_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -560,7 +949,7 @@ func (x *DockerParameter) String() string {
 func (*DockerParameter) ProtoMessage() {}
 
 func (x *DockerParameter) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_app_proto_msgTypes[3]
+	mi := &file_berth_v1_app_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -573,7 +962,7 @@ func (x *DockerParameter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DockerParameter.ProtoReflect.Descriptor instead.
 func (*DockerParameter) Descriptor() ([]byte, []int) {
-	return file_berth_v1_app_proto_rawDescGZIP(), []int{3}
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *DockerParameter) GetKey() string {
@@ -593,21 +982,21 @@ func (x *DockerParameter) GetValue() string {
 // PortMapping maps a container port to a host port.
 type PortMapping struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	ContainerPort *int32                 `protobuf:"varint,1,opt,name=containerPort,proto3,oneof" json:"containerPort,omitempty"`
+	ContainerPort *int32                 `protobuf:"varint,1,opt,name=container_port,json=containerPort,proto3,oneof" json:"container_port,omitempty"`
 	// hostPort 0 asks for a port from the offer.
-	HostPort      *int32            `protobuf:"varint,2,opt,name=hostPort,proto3,oneof" json:"hostPort,omitempty"`
-	ServicePort   *int32            `protobuf:"varint,3,opt,name=servicePort,proto3,oneof" json:"servicePort,omitempty"`
+	HostPort      *int32            `protobuf:"varint,2,opt,name=host_port,json=hostPort,proto3,oneof" json:"host_port,omitempty"`
+	ServicePort   *int32            `protobuf:"varint,3,opt,name=service_port,json=servicePort,proto3,oneof" json:"service_port,omitempty"`
 	Protocol      *string           `protobuf:"bytes,4,opt,name=protocol,proto3,oneof" json:"protocol,omitempty"`
 	Name          *string           `protobuf:"bytes,5,opt,name=name,proto3,oneof" json:"name,omitempty"`
 	Labels        map[string]string `protobuf:"bytes,6,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	NetworkNames  []string          `protobuf:"bytes,7,rep,name=networkNames,proto3" json:"networkNames,omitempty"`
+	NetworkNames  []string          `protobuf:"bytes,7,rep,name=network_names,json=networkNames,proto3" json:"network_names,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PortMapping) Reset() {
 	*x = PortMapping{}
-	mi := &file_berth_v1_app_proto_msgTypes[4]
+	mi := &file_berth_v1_app_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -619,7 +1008,7 @@ func (x *PortMapping) String() string {
 func (*PortMapping) ProtoMessage() {}
 
 func (x *PortMapping) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_app_proto_msgTypes[4]
+	mi := &file_berth_v1_app_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -632,7 +1021,7 @@ func (x *PortMapping) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PortMapping.ProtoReflect.Descriptor instead.
 func (*PortMapping) Descriptor() ([]byte, []int) {
-	return file_berth_v1_app_proto_rawDescGZIP(), []int{4}
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *PortMapping) GetContainerPort() int32 {
@@ -687,12 +1076,12 @@ func (x *PortMapping) GetNetworkNames() []string {
 // Volume is a host, persistent or external volume of the container.
 type Volume struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	ContainerPath string                 `protobuf:"bytes,1,opt,name=containerPath,proto3" json:"containerPath,omitempty"`
-	HostPath      *string                `protobuf:"bytes,2,opt,name=hostPath,proto3,oneof" json:"hostPath,omitempty"`
+	ContainerPath string                 `protobuf:"bytes,1,opt,name=container_path,json=containerPath,proto3" json:"container_path,omitempty"`
+	HostPath      *string                `protobuf:"bytes,2,opt,name=host_path,json=hostPath,proto3,oneof" json:"host_path,omitempty"`
 	// mode is RW or RO.
 	Mode          *string           `protobuf:"bytes,3,opt,name=mode,proto3,oneof" json:"mode,omitempty"`
 	Persistent    *PersistentVolume `protobuf:"bytes,4,opt,name=persistent,proto3" json:"persistent,omitempty"`
-	External      *structpb.Struct  `protobuf:"bytes,5,opt,name=external,proto3" json:"external,omitempty"`
+	External      *ExternalVolume   `protobuf:"bytes,7,opt,name=external,proto3" json:"external,omitempty"`
 	Secret        *string           `protobuf:"bytes,6,opt,name=secret,proto3,oneof" json:"secret,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -700,7 +1089,7 @@ type Volume struct {
 
 func (x *Volume) Reset() {
 	*x = Volume{}
-	mi := &file_berth_v1_app_proto_msgTypes[5]
+	mi := &file_berth_v1_app_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -712,7 +1101,7 @@ func (x *Volume) String() string {
 func (*Volume) ProtoMessage() {}
 
 func (x *Volume) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_app_proto_msgTypes[5]
+	mi := &file_berth_v1_app_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -725,7 +1114,7 @@ func (x *Volume) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Volume.ProtoReflect.Descriptor instead.
 func (*Volume) Descriptor() ([]byte, []int) {
-	return file_berth_v1_app_proto_rawDescGZIP(), []int{5}
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Volume) GetContainerPath() string {
@@ -756,7 +1145,7 @@ func (x *Volume) GetPersistent() *PersistentVolume {
 	return nil
 }
 
-func (x *Volume) GetExternal() *structpb.Struct {
+func (x *Volume) GetExternal() *ExternalVolume {
 	if x != nil {
 		return x.External
 	}
@@ -770,23 +1159,102 @@ func (x *Volume) GetSecret() string {
 	return ""
 }
 
+// ExternalVolume is a volume of an external storage provider (e.g. DVDI).
+type ExternalVolume struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// size is in GiB.
+	Size          *int32            `protobuf:"varint,1,opt,name=size,proto3,oneof" json:"size,omitempty"`
+	Name          *string           `protobuf:"bytes,2,opt,name=name,proto3,oneof" json:"name,omitempty"`
+	Provider      *string           `protobuf:"bytes,3,opt,name=provider,proto3,oneof" json:"provider,omitempty"`
+	Options       map[string]string `protobuf:"bytes,4,rep,name=options,proto3" json:"options,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Shared        *bool             `protobuf:"varint,5,opt,name=shared,proto3,oneof" json:"shared,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExternalVolume) Reset() {
+	*x = ExternalVolume{}
+	mi := &file_berth_v1_app_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExternalVolume) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExternalVolume) ProtoMessage() {}
+
+func (x *ExternalVolume) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_app_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExternalVolume.ProtoReflect.Descriptor instead.
+func (*ExternalVolume) Descriptor() ([]byte, []int) {
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ExternalVolume) GetSize() int32 {
+	if x != nil && x.Size != nil {
+		return *x.Size
+	}
+	return 0
+}
+
+func (x *ExternalVolume) GetName() string {
+	if x != nil && x.Name != nil {
+		return *x.Name
+	}
+	return ""
+}
+
+func (x *ExternalVolume) GetProvider() string {
+	if x != nil && x.Provider != nil {
+		return *x.Provider
+	}
+	return ""
+}
+
+func (x *ExternalVolume) GetOptions() map[string]string {
+	if x != nil {
+		return x.Options
+	}
+	return nil
+}
+
+func (x *ExternalVolume) GetShared() bool {
+	if x != nil && x.Shared != nil {
+		return *x.Shared
+	}
+	return false
+}
+
 // PersistentVolume is a local persistent volume: a berth.
 type PersistentVolume struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// size is in MiB.
 	Size *float64 `protobuf:"fixed64,1,opt,name=size,proto3,oneof" json:"size,omitempty"`
 	// type is root, path or mount.
-	Type          *string               `protobuf:"bytes,2,opt,name=type,proto3,oneof" json:"type,omitempty"`
-	MaxSize       *float64              `protobuf:"fixed64,3,opt,name=maxSize,proto3,oneof" json:"maxSize,omitempty"`
-	Constraints   []*structpb.ListValue `protobuf:"bytes,4,rep,name=constraints,proto3" json:"constraints,omitempty"`
-	ProfileName   *string               `protobuf:"bytes,5,opt,name=profileName,proto3,oneof" json:"profileName,omitempty"`
+	Type    *string  `protobuf:"bytes,2,opt,name=type,proto3,oneof" json:"type,omitempty"`
+	MaxSize *float64 `protobuf:"fixed64,3,opt,name=max_size,json=maxSize,proto3,oneof" json:"max_size,omitempty"`
+	// constraints select the agent disk: ["path", "LIKE" or "UNLIKE", regex].
+	Constraints   []*Constraint `protobuf:"bytes,6,rep,name=constraints,proto3" json:"constraints,omitempty"`
+	ProfileName   *string       `protobuf:"bytes,5,opt,name=profile_name,json=profileName,proto3,oneof" json:"profile_name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PersistentVolume) Reset() {
 	*x = PersistentVolume{}
-	mi := &file_berth_v1_app_proto_msgTypes[6]
+	mi := &file_berth_v1_app_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -798,7 +1266,7 @@ func (x *PersistentVolume) String() string {
 func (*PersistentVolume) ProtoMessage() {}
 
 func (x *PersistentVolume) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_app_proto_msgTypes[6]
+	mi := &file_berth_v1_app_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -811,7 +1279,7 @@ func (x *PersistentVolume) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PersistentVolume.ProtoReflect.Descriptor instead.
 func (*PersistentVolume) Descriptor() ([]byte, []int) {
-	return file_berth_v1_app_proto_rawDescGZIP(), []int{6}
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *PersistentVolume) GetSize() float64 {
@@ -835,7 +1303,7 @@ func (x *PersistentVolume) GetMaxSize() float64 {
 	return 0
 }
 
-func (x *PersistentVolume) GetConstraints() []*structpb.ListValue {
+func (x *PersistentVolume) GetConstraints() []*Constraint {
 	if x != nil {
 		return x.Constraints
 	}
@@ -862,7 +1330,7 @@ type Network struct {
 
 func (x *Network) Reset() {
 	*x = Network{}
-	mi := &file_berth_v1_app_proto_msgTypes[7]
+	mi := &file_berth_v1_app_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -874,7 +1342,7 @@ func (x *Network) String() string {
 func (*Network) ProtoMessage() {}
 
 func (x *Network) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_app_proto_msgTypes[7]
+	mi := &file_berth_v1_app_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -887,7 +1355,7 @@ func (x *Network) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Network.ProtoReflect.Descriptor instead.
 func (*Network) Descriptor() ([]byte, []int) {
-	return file_berth_v1_app_proto_rawDescGZIP(), []int{7}
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Network) GetMode() string {
@@ -924,7 +1392,7 @@ type PortDefinition struct {
 
 func (x *PortDefinition) Reset() {
 	*x = PortDefinition{}
-	mi := &file_berth_v1_app_proto_msgTypes[8]
+	mi := &file_berth_v1_app_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -936,7 +1404,7 @@ func (x *PortDefinition) String() string {
 func (*PortDefinition) ProtoMessage() {}
 
 func (x *PortDefinition) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_app_proto_msgTypes[8]
+	mi := &file_berth_v1_app_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -949,7 +1417,7 @@ func (x *PortDefinition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PortDefinition.ProtoReflect.Descriptor instead.
 func (*PortDefinition) Descriptor() ([]byte, []int) {
-	return file_berth_v1_app_proto_rawDescGZIP(), []int{8}
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *PortDefinition) GetPort() int32 {
@@ -986,24 +1454,24 @@ type HealthCheck struct {
 	state                  protoimpl.MessageState `protogen:"open.v1"`
 	Protocol               *string                `protobuf:"bytes,1,opt,name=protocol,proto3,oneof" json:"protocol,omitempty"`
 	Path                   *string                `protobuf:"bytes,2,opt,name=path,proto3,oneof" json:"path,omitempty"`
-	PortIndex              *int32                 `protobuf:"varint,3,opt,name=portIndex,proto3,oneof" json:"portIndex,omitempty"`
+	PortIndex              *int32                 `protobuf:"varint,3,opt,name=port_index,json=portIndex,proto3,oneof" json:"port_index,omitempty"`
 	Port                   *int32                 `protobuf:"varint,4,opt,name=port,proto3,oneof" json:"port,omitempty"`
 	Command                *HealthCheckCommand    `protobuf:"bytes,5,opt,name=command,proto3" json:"command,omitempty"`
-	GracePeriodSeconds     *int32                 `protobuf:"varint,6,opt,name=gracePeriodSeconds,proto3,oneof" json:"gracePeriodSeconds,omitempty"`
-	IntervalSeconds        *int32                 `protobuf:"varint,7,opt,name=intervalSeconds,proto3,oneof" json:"intervalSeconds,omitempty"`
-	TimeoutSeconds         *int32                 `protobuf:"varint,8,opt,name=timeoutSeconds,proto3,oneof" json:"timeoutSeconds,omitempty"`
-	MaxConsecutiveFailures *int32                 `protobuf:"varint,9,opt,name=maxConsecutiveFailures,proto3,oneof" json:"maxConsecutiveFailures,omitempty"`
-	IgnoreHttp1Xx          *bool                  `protobuf:"varint,10,opt,name=ignoreHttp1xx,proto3,oneof" json:"ignoreHttp1xx,omitempty"`
-	DelaySeconds           *int32                 `protobuf:"varint,11,opt,name=delaySeconds,proto3,oneof" json:"delaySeconds,omitempty"`
+	GracePeriodSeconds     *int32                 `protobuf:"varint,6,opt,name=grace_period_seconds,json=gracePeriodSeconds,proto3,oneof" json:"grace_period_seconds,omitempty"`
+	IntervalSeconds        *int32                 `protobuf:"varint,7,opt,name=interval_seconds,json=intervalSeconds,proto3,oneof" json:"interval_seconds,omitempty"`
+	TimeoutSeconds         *int32                 `protobuf:"varint,8,opt,name=timeout_seconds,json=timeoutSeconds,proto3,oneof" json:"timeout_seconds,omitempty"`
+	MaxConsecutiveFailures *int32                 `protobuf:"varint,9,opt,name=max_consecutive_failures,json=maxConsecutiveFailures,proto3,oneof" json:"max_consecutive_failures,omitempty"`
+	IgnoreHttp1Xx          *bool                  `protobuf:"varint,10,opt,name=ignore_http1xx,json=ignoreHttp1xx,proto3,oneof" json:"ignore_http1xx,omitempty"`
+	DelaySeconds           *int32                 `protobuf:"varint,11,opt,name=delay_seconds,json=delaySeconds,proto3,oneof" json:"delay_seconds,omitempty"`
 	// ipProtocol is IPv4 or IPv6 (MESOS_* checks only).
-	IpProtocol    *string `protobuf:"bytes,12,opt,name=ipProtocol,proto3,oneof" json:"ipProtocol,omitempty"`
+	IpProtocol    *string `protobuf:"bytes,12,opt,name=ip_protocol,json=ipProtocol,proto3,oneof" json:"ip_protocol,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *HealthCheck) Reset() {
 	*x = HealthCheck{}
-	mi := &file_berth_v1_app_proto_msgTypes[9]
+	mi := &file_berth_v1_app_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1015,7 +1483,7 @@ func (x *HealthCheck) String() string {
 func (*HealthCheck) ProtoMessage() {}
 
 func (x *HealthCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_app_proto_msgTypes[9]
+	mi := &file_berth_v1_app_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1028,7 +1496,7 @@ func (x *HealthCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthCheck.ProtoReflect.Descriptor instead.
 func (*HealthCheck) Descriptor() ([]byte, []int) {
-	return file_berth_v1_app_proto_rawDescGZIP(), []int{9}
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *HealthCheck) GetProtocol() string {
@@ -1125,7 +1593,7 @@ type HealthCheckCommand struct {
 
 func (x *HealthCheckCommand) Reset() {
 	*x = HealthCheckCommand{}
-	mi := &file_berth_v1_app_proto_msgTypes[10]
+	mi := &file_berth_v1_app_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1137,7 +1605,7 @@ func (x *HealthCheckCommand) String() string {
 func (*HealthCheckCommand) ProtoMessage() {}
 
 func (x *HealthCheckCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_app_proto_msgTypes[10]
+	mi := &file_berth_v1_app_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1150,7 +1618,7 @@ func (x *HealthCheckCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthCheckCommand.ProtoReflect.Descriptor instead.
 func (*HealthCheckCommand) Descriptor() ([]byte, []int) {
-	return file_berth_v1_app_proto_rawDescGZIP(), []int{10}
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *HealthCheckCommand) GetValue() string {
@@ -1166,21 +1634,21 @@ type ReadinessCheck struct {
 	Name            *string                `protobuf:"bytes,1,opt,name=name,proto3,oneof" json:"name,omitempty"`
 	Protocol        *string                `protobuf:"bytes,2,opt,name=protocol,proto3,oneof" json:"protocol,omitempty"`
 	Path            *string                `protobuf:"bytes,3,opt,name=path,proto3,oneof" json:"path,omitempty"`
-	PortName        *string                `protobuf:"bytes,4,opt,name=portName,proto3,oneof" json:"portName,omitempty"`
-	IntervalSeconds *int32                 `protobuf:"varint,5,opt,name=intervalSeconds,proto3,oneof" json:"intervalSeconds,omitempty"`
-	TimeoutSeconds  *int32                 `protobuf:"varint,6,opt,name=timeoutSeconds,proto3,oneof" json:"timeoutSeconds,omitempty"`
+	PortName        *string                `protobuf:"bytes,4,opt,name=port_name,json=portName,proto3,oneof" json:"port_name,omitempty"`
+	IntervalSeconds *int32                 `protobuf:"varint,5,opt,name=interval_seconds,json=intervalSeconds,proto3,oneof" json:"interval_seconds,omitempty"`
+	TimeoutSeconds  *int32                 `protobuf:"varint,6,opt,name=timeout_seconds,json=timeoutSeconds,proto3,oneof" json:"timeout_seconds,omitempty"`
 	// interval and timeout are the millisecond forms of the API docs' example.
 	Interval                *int32  `protobuf:"varint,7,opt,name=interval,proto3,oneof" json:"interval,omitempty"`
 	Timeout                 *int32  `protobuf:"varint,8,opt,name=timeout,proto3,oneof" json:"timeout,omitempty"`
-	HttpStatusCodesForReady []int32 `protobuf:"varint,9,rep,packed,name=httpStatusCodesForReady,proto3" json:"httpStatusCodesForReady,omitempty"`
-	PreserveLastResponse    *bool   `protobuf:"varint,10,opt,name=preserveLastResponse,proto3,oneof" json:"preserveLastResponse,omitempty"`
+	HttpStatusCodesForReady []int32 `protobuf:"varint,9,rep,packed,name=http_status_codes_for_ready,json=httpStatusCodesForReady,proto3" json:"http_status_codes_for_ready,omitempty"`
+	PreserveLastResponse    *bool   `protobuf:"varint,10,opt,name=preserve_last_response,json=preserveLastResponse,proto3,oneof" json:"preserve_last_response,omitempty"`
 	unknownFields           protoimpl.UnknownFields
 	sizeCache               protoimpl.SizeCache
 }
 
 func (x *ReadinessCheck) Reset() {
 	*x = ReadinessCheck{}
-	mi := &file_berth_v1_app_proto_msgTypes[11]
+	mi := &file_berth_v1_app_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1192,7 +1660,7 @@ func (x *ReadinessCheck) String() string {
 func (*ReadinessCheck) ProtoMessage() {}
 
 func (x *ReadinessCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_app_proto_msgTypes[11]
+	mi := &file_berth_v1_app_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1205,7 +1673,7 @@ func (x *ReadinessCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadinessCheck.ProtoReflect.Descriptor instead.
 func (*ReadinessCheck) Descriptor() ([]byte, []int) {
-	return file_berth_v1_app_proto_rawDescGZIP(), []int{11}
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ReadinessCheck) GetName() string {
@@ -1281,15 +1749,15 @@ func (x *ReadinessCheck) GetPreserveLastResponse() bool {
 // UpgradeStrategy bounds capacity during a deployment.
 type UpgradeStrategy struct {
 	state                 protoimpl.MessageState `protogen:"open.v1"`
-	MinimumHealthCapacity *float64               `protobuf:"fixed64,1,opt,name=minimumHealthCapacity,proto3,oneof" json:"minimumHealthCapacity,omitempty"`
-	MaximumOverCapacity   *float64               `protobuf:"fixed64,2,opt,name=maximumOverCapacity,proto3,oneof" json:"maximumOverCapacity,omitempty"`
+	MinimumHealthCapacity *float64               `protobuf:"fixed64,1,opt,name=minimum_health_capacity,json=minimumHealthCapacity,proto3,oneof" json:"minimum_health_capacity,omitempty"`
+	MaximumOverCapacity   *float64               `protobuf:"fixed64,2,opt,name=maximum_over_capacity,json=maximumOverCapacity,proto3,oneof" json:"maximum_over_capacity,omitempty"`
 	unknownFields         protoimpl.UnknownFields
 	sizeCache             protoimpl.SizeCache
 }
 
 func (x *UpgradeStrategy) Reset() {
 	*x = UpgradeStrategy{}
-	mi := &file_berth_v1_app_proto_msgTypes[12]
+	mi := &file_berth_v1_app_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1301,7 +1769,7 @@ func (x *UpgradeStrategy) String() string {
 func (*UpgradeStrategy) ProtoMessage() {}
 
 func (x *UpgradeStrategy) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_app_proto_msgTypes[12]
+	mi := &file_berth_v1_app_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1314,7 +1782,7 @@ func (x *UpgradeStrategy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpgradeStrategy.ProtoReflect.Descriptor instead.
 func (*UpgradeStrategy) Descriptor() ([]byte, []int) {
-	return file_berth_v1_app_proto_rawDescGZIP(), []int{12}
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *UpgradeStrategy) GetMinimumHealthCapacity() float64 {
@@ -1334,15 +1802,15 @@ func (x *UpgradeStrategy) GetMaximumOverCapacity() float64 {
 // Residency is accepted for compatibility; Marathon ignores it since 1.6.
 type Residency struct {
 	state                            protoimpl.MessageState `protogen:"open.v1"`
-	RelaunchEscalationTimeoutSeconds *int32                 `protobuf:"varint,1,opt,name=relaunchEscalationTimeoutSeconds,proto3,oneof" json:"relaunchEscalationTimeoutSeconds,omitempty"`
-	TaskLostBehavior                 *string                `protobuf:"bytes,2,opt,name=taskLostBehavior,proto3,oneof" json:"taskLostBehavior,omitempty"`
+	RelaunchEscalationTimeoutSeconds *int32                 `protobuf:"varint,1,opt,name=relaunch_escalation_timeout_seconds,json=relaunchEscalationTimeoutSeconds,proto3,oneof" json:"relaunch_escalation_timeout_seconds,omitempty"`
+	TaskLostBehavior                 *string                `protobuf:"bytes,2,opt,name=task_lost_behavior,json=taskLostBehavior,proto3,oneof" json:"task_lost_behavior,omitempty"`
 	unknownFields                    protoimpl.UnknownFields
 	sizeCache                        protoimpl.SizeCache
 }
 
 func (x *Residency) Reset() {
 	*x = Residency{}
-	mi := &file_berth_v1_app_proto_msgTypes[13]
+	mi := &file_berth_v1_app_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1354,7 +1822,7 @@ func (x *Residency) String() string {
 func (*Residency) ProtoMessage() {}
 
 func (x *Residency) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_app_proto_msgTypes[13]
+	mi := &file_berth_v1_app_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1367,7 +1835,7 @@ func (x *Residency) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Residency.ProtoReflect.Descriptor instead.
 func (*Residency) Descriptor() ([]byte, []int) {
-	return file_berth_v1_app_proto_rawDescGZIP(), []int{13}
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Residency) GetRelaunchEscalationTimeoutSeconds() int32 {
@@ -1391,14 +1859,14 @@ type FetchUri struct {
 	Executable    *bool                  `protobuf:"varint,2,opt,name=executable,proto3,oneof" json:"executable,omitempty"`
 	Extract       *bool                  `protobuf:"varint,3,opt,name=extract,proto3,oneof" json:"extract,omitempty"`
 	Cache         *bool                  `protobuf:"varint,4,opt,name=cache,proto3,oneof" json:"cache,omitempty"`
-	DestPath      *string                `protobuf:"bytes,5,opt,name=destPath,proto3,oneof" json:"destPath,omitempty"`
+	DestPath      *string                `protobuf:"bytes,5,opt,name=dest_path,json=destPath,proto3,oneof" json:"dest_path,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *FetchUri) Reset() {
 	*x = FetchUri{}
-	mi := &file_berth_v1_app_proto_msgTypes[14]
+	mi := &file_berth_v1_app_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1410,7 +1878,7 @@ func (x *FetchUri) String() string {
 func (*FetchUri) ProtoMessage() {}
 
 func (x *FetchUri) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_app_proto_msgTypes[14]
+	mi := &file_berth_v1_app_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1423,7 +1891,7 @@ func (x *FetchUri) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchUri.ProtoReflect.Descriptor instead.
 func (*FetchUri) Descriptor() ([]byte, []int) {
-	return file_berth_v1_app_proto_rawDescGZIP(), []int{14}
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *FetchUri) GetUri() string {
@@ -1467,14 +1935,14 @@ type IpAddress struct {
 	Discovery     *Discovery             `protobuf:"bytes,1,opt,name=discovery,proto3" json:"discovery,omitempty"`
 	Groups        []string               `protobuf:"bytes,2,rep,name=groups,proto3" json:"groups,omitempty"`
 	Labels        map[string]string      `protobuf:"bytes,3,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	NetworkName   *string                `protobuf:"bytes,4,opt,name=networkName,proto3,oneof" json:"networkName,omitempty"`
+	NetworkName   *string                `protobuf:"bytes,4,opt,name=network_name,json=networkName,proto3,oneof" json:"network_name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *IpAddress) Reset() {
 	*x = IpAddress{}
-	mi := &file_berth_v1_app_proto_msgTypes[15]
+	mi := &file_berth_v1_app_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1486,7 +1954,7 @@ func (x *IpAddress) String() string {
 func (*IpAddress) ProtoMessage() {}
 
 func (x *IpAddress) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_app_proto_msgTypes[15]
+	mi := &file_berth_v1_app_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1499,7 +1967,7 @@ func (x *IpAddress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IpAddress.ProtoReflect.Descriptor instead.
 func (*IpAddress) Descriptor() ([]byte, []int) {
-	return file_berth_v1_app_proto_rawDescGZIP(), []int{15}
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *IpAddress) GetDiscovery() *Discovery {
@@ -1540,7 +2008,7 @@ type Discovery struct {
 
 func (x *Discovery) Reset() {
 	*x = Discovery{}
-	mi := &file_berth_v1_app_proto_msgTypes[16]
+	mi := &file_berth_v1_app_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1552,7 +2020,7 @@ func (x *Discovery) String() string {
 func (*Discovery) ProtoMessage() {}
 
 func (x *Discovery) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_app_proto_msgTypes[16]
+	mi := &file_berth_v1_app_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1565,7 +2033,7 @@ func (x *Discovery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Discovery.ProtoReflect.Descriptor instead.
 func (*Discovery) Descriptor() ([]byte, []int) {
-	return file_berth_v1_app_proto_rawDescGZIP(), []int{16}
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Discovery) GetPorts() []*DiscoveryPort {
@@ -1588,7 +2056,7 @@ type DiscoveryPort struct {
 
 func (x *DiscoveryPort) Reset() {
 	*x = DiscoveryPort{}
-	mi := &file_berth_v1_app_proto_msgTypes[17]
+	mi := &file_berth_v1_app_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1600,7 +2068,7 @@ func (x *DiscoveryPort) String() string {
 func (*DiscoveryPort) ProtoMessage() {}
 
 func (x *DiscoveryPort) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_app_proto_msgTypes[17]
+	mi := &file_berth_v1_app_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1613,7 +2081,7 @@ func (x *DiscoveryPort) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DiscoveryPort.ProtoReflect.Descriptor instead.
 func (*DiscoveryPort) Descriptor() ([]byte, []int) {
-	return file_berth_v1_app_proto_rawDescGZIP(), []int{17}
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *DiscoveryPort) GetNumber() int32 {
@@ -1647,15 +2115,15 @@ func (x *DiscoveryPort) GetLabels() map[string]string {
 // VersionInfo records when the app last changed.
 type VersionInfo struct {
 	state              protoimpl.MessageState `protogen:"open.v1"`
-	LastScalingAt      string                 `protobuf:"bytes,1,opt,name=lastScalingAt,proto3" json:"lastScalingAt,omitempty"`
-	LastConfigChangeAt string                 `protobuf:"bytes,2,opt,name=lastConfigChangeAt,proto3" json:"lastConfigChangeAt,omitempty"`
+	LastScalingAt      string                 `protobuf:"bytes,1,opt,name=last_scaling_at,json=lastScalingAt,proto3" json:"last_scaling_at,omitempty"`
+	LastConfigChangeAt string                 `protobuf:"bytes,2,opt,name=last_config_change_at,json=lastConfigChangeAt,proto3" json:"last_config_change_at,omitempty"`
 	unknownFields      protoimpl.UnknownFields
 	sizeCache          protoimpl.SizeCache
 }
 
 func (x *VersionInfo) Reset() {
 	*x = VersionInfo{}
-	mi := &file_berth_v1_app_proto_msgTypes[18]
+	mi := &file_berth_v1_app_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1667,7 +2135,7 @@ func (x *VersionInfo) String() string {
 func (*VersionInfo) ProtoMessage() {}
 
 func (x *VersionInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_app_proto_msgTypes[18]
+	mi := &file_berth_v1_app_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1680,7 +2148,7 @@ func (x *VersionInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VersionInfo.ProtoReflect.Descriptor instead.
 func (*VersionInfo) Descriptor() ([]byte, []int) {
-	return file_berth_v1_app_proto_rawDescGZIP(), []int{18}
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *VersionInfo) GetLastScalingAt() string {
@@ -1707,7 +2175,7 @@ type Secret struct {
 
 func (x *Secret) Reset() {
 	*x = Secret{}
-	mi := &file_berth_v1_app_proto_msgTypes[19]
+	mi := &file_berth_v1_app_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1719,7 +2187,7 @@ func (x *Secret) String() string {
 func (*Secret) ProtoMessage() {}
 
 func (x *Secret) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_app_proto_msgTypes[19]
+	mi := &file_berth_v1_app_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1732,7 +2200,7 @@ func (x *Secret) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Secret.ProtoReflect.Descriptor instead.
 func (*Secret) Descriptor() ([]byte, []int) {
-	return file_berth_v1_app_proto_rawDescGZIP(), []int{19}
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Secret) GetSource() string {
@@ -1746,52 +2214,53 @@ var File_berth_v1_app_proto protoreflect.FileDescriptor
 
 const file_berth_v1_app_proto_rawDesc = "" +
 	"\n" +
-	"\x12berth/v1/app.proto\x12\bberth.v1\x1a\x1cgoogle/protobuf/struct.proto\"\xba\x10\n" +
+	"\x12berth/v1/app.proto\x12\bberth.v1\"\x82\x11\n" +
 	"\x03App\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
 	"\x03cmd\x18\x02 \x01(\tH\x00R\x03cmd\x88\x01\x01\x12\x12\n" +
 	"\x04args\x18\x03 \x03(\tR\x04args\x12\x17\n" +
 	"\x04user\x18\x04 \x01(\tH\x01R\x04user\x88\x01\x01\x12(\n" +
-	"\x03env\x18\x05 \x03(\v2\x16.berth.v1.App.EnvEntryR\x03env\x121\n" +
+	"\x03env\x18( \x03(\v2\x16.berth.v1.App.EnvEntryR\x03env\x121\n" +
 	"\x06labels\x18\x06 \x03(\v2\x19.berth.v1.App.LabelsEntryR\x06labels\x12!\n" +
 	"\tinstances\x18\a \x01(\x05H\x02R\tinstances\x88\x01\x01\x12\x17\n" +
 	"\x04cpus\x18\b \x01(\x01H\x03R\x04cpus\x88\x01\x01\x12\x15\n" +
 	"\x03mem\x18\t \x01(\x01H\x04R\x03mem\x88\x01\x01\x12\x17\n" +
 	"\x04disk\x18\n" +
 	" \x01(\x01H\x05R\x04disk\x88\x01\x01\x12\x17\n" +
-	"\x04gpus\x18\v \x01(\x05H\x06R\x04gpus\x88\x01\x01\x12<\n" +
-	"\vconstraints\x18\f \x03(\v2\x1a.google.protobuf.ListValueR\vconstraints\x121\n" +
+	"\x04gpus\x18\v \x01(\x05H\x06R\x04gpus\x88\x01\x01\x126\n" +
+	"\vconstraints\x18) \x03(\v2\x14.berth.v1.ConstraintR\vconstraints\x121\n" +
 	"\tcontainer\x18\r \x01(\v2\x13.berth.v1.ContainerR\tcontainer\x12-\n" +
-	"\bnetworks\x18\x0e \x03(\v2\x11.berth.v1.NetworkR\bnetworks\x12B\n" +
-	"\x0fportDefinitions\x18\x0f \x03(\v2\x18.berth.v1.PortDefinitionR\x0fportDefinitions\x12\x14\n" +
-	"\x05ports\x18\x10 \x03(\x05R\x05ports\x12'\n" +
-	"\frequirePorts\x18\x11 \x01(\bH\aR\frequirePorts\x88\x01\x01\x129\n" +
-	"\fhealthChecks\x18\x12 \x03(\v2\x15.berth.v1.HealthCheckR\fhealthChecks\x12B\n" +
-	"\x0freadinessChecks\x18\x13 \x03(\v2\x18.berth.v1.ReadinessCheckR\x0freadinessChecks\x12C\n" +
-	"\x0fupgradeStrategy\x18\x14 \x01(\v2\x19.berth.v1.UpgradeStrategyR\x0fupgradeStrategy\x12H\n" +
-	"\x13unreachableStrategy\x18\x15 \x01(\v2\x16.google.protobuf.ValueR\x13unreachableStrategy\x121\n" +
-	"\tresidency\x18\x16 \x01(\v2\x13.berth.v1.ResidencyR\tresidency\x12)\n" +
-	"\rkillSelection\x18\x17 \x01(\tH\bR\rkillSelection\x88\x01\x01\x12+\n" +
-	"\x0ebackoffSeconds\x18\x18 \x01(\x01H\tR\x0ebackoffSeconds\x88\x01\x01\x12)\n" +
-	"\rbackoffFactor\x18\x19 \x01(\x01H\n" +
-	"R\rbackoffFactor\x88\x01\x01\x129\n" +
-	"\x15maxLaunchDelaySeconds\x18\x1a \x01(\x05H\vR\x15maxLaunchDelaySeconds\x88\x01\x01\x12(\n" +
+	"\bnetworks\x18\x0e \x03(\v2\x11.berth.v1.NetworkR\bnetworks\x12C\n" +
+	"\x10port_definitions\x18\x0f \x03(\v2\x18.berth.v1.PortDefinitionR\x0fportDefinitions\x12\x14\n" +
+	"\x05ports\x18\x10 \x03(\x05R\x05ports\x12(\n" +
+	"\rrequire_ports\x18\x11 \x01(\bH\aR\frequirePorts\x88\x01\x01\x12:\n" +
+	"\rhealth_checks\x18\x12 \x03(\v2\x15.berth.v1.HealthCheckR\fhealthChecks\x12C\n" +
+	"\x10readiness_checks\x18\x13 \x03(\v2\x18.berth.v1.ReadinessCheckR\x0freadinessChecks\x12D\n" +
+	"\x10upgrade_strategy\x18\x14 \x01(\v2\x19.berth.v1.UpgradeStrategyR\x0fupgradeStrategy\x12P\n" +
+	"\x14unreachable_strategy\x18* \x01(\v2\x1d.berth.v1.UnreachableStrategyR\x13unreachableStrategy\x121\n" +
+	"\tresidency\x18\x16 \x01(\v2\x13.berth.v1.ResidencyR\tresidency\x12*\n" +
+	"\x0ekill_selection\x18\x17 \x01(\tH\bR\rkillSelection\x88\x01\x01\x12,\n" +
+	"\x0fbackoff_seconds\x18\x18 \x01(\x01H\tR\x0ebackoffSeconds\x88\x01\x01\x12*\n" +
+	"\x0ebackoff_factor\x18\x19 \x01(\x01H\n" +
+	"R\rbackoffFactor\x88\x01\x01\x12<\n" +
+	"\x18max_launch_delay_seconds\x18\x1a \x01(\x05H\vR\x15maxLaunchDelaySeconds\x88\x01\x01\x12(\n" +
 	"\x05fetch\x18\x1b \x03(\v2\x12.berth.v1.FetchUriR\x05fetch\x12\"\n" +
-	"\fdependencies\x18\x1c \x03(\tR\fdependencies\x124\n" +
-	"\x15acceptedResourceRoles\x18\x1d \x03(\tR\x15acceptedResourceRoles\x12\x17\n" +
-	"\x04role\x18\x1e \x01(\tH\fR\x04role\x88\x01\x01\x121\n" +
-	"\tipAddress\x18\x1f \x01(\v2\x13.berth.v1.IpAddressR\tipAddress\x12\x1f\n" +
-	"\bexecutor\x18  \x01(\tH\rR\bexecutor\x88\x01\x01\x12C\n" +
-	"\x1ataskKillGracePeriodSeconds\x18! \x01(\x05H\x0eR\x1ataskKillGracePeriodSeconds\x88\x01\x01\x12\x1d\n" +
-	"\aversion\x18\" \x01(\tH\x0fR\aversion\x88\x01\x01\x127\n" +
-	"\vversionInfo\x18# \x01(\v2\x15.berth.v1.VersionInfoR\vversionInfo\x124\n" +
+	"\fdependencies\x18\x1c \x03(\tR\fdependencies\x126\n" +
+	"\x17accepted_resource_roles\x18\x1d \x03(\tR\x15acceptedResourceRoles\x12\x17\n" +
+	"\x04role\x18\x1e \x01(\tH\fR\x04role\x88\x01\x01\x122\n" +
+	"\n" +
+	"ip_address\x18\x1f \x01(\v2\x13.berth.v1.IpAddressR\tipAddress\x12\x1f\n" +
+	"\bexecutor\x18  \x01(\tH\rR\bexecutor\x88\x01\x01\x12G\n" +
+	"\x1etask_kill_grace_period_seconds\x18! \x01(\x05H\x0eR\x1ataskKillGracePeriodSeconds\x88\x01\x01\x12\x1d\n" +
+	"\aversion\x18\" \x01(\tH\x0fR\aversion\x88\x01\x01\x128\n" +
+	"\fversion_info\x18# \x01(\v2\x15.berth.v1.VersionInfoR\vversionInfo\x124\n" +
 	"\asecrets\x18$ \x03(\v2\x1a.berth.v1.App.SecretsEntryR\asecrets\x12\x12\n" +
 	"\x04uris\x18% \x03(\tR\x04uris\x12\x15\n" +
-	"\x03tty\x18& \x01(\bH\x10R\x03tty\x88\x01\x01\x12+\n" +
-	"\x0emaxUnavailable\x18' \x01(\x05H\x11R\x0emaxUnavailable\x88\x01\x01\x1a6\n" +
+	"\x03tty\x18& \x01(\bH\x10R\x03tty\x88\x01\x01\x12,\n" +
+	"\x0fmax_unavailable\x18' \x01(\x05H\x11R\x0emaxUnavailable\x88\x01\x01\x1aJ\n" +
 	"\bEnvEntry\x12\x10\n" +
-	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a9\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12(\n" +
+	"\x05value\x18\x02 \x01(\v2\x12.berth.v1.EnvValueR\x05value:\x028\x01\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1aL\n" +
@@ -1805,82 +2274,120 @@ const file_berth_v1_app_proto_rawDesc = "" +
 	"\x05_cpusB\x06\n" +
 	"\x04_memB\a\n" +
 	"\x05_diskB\a\n" +
-	"\x05_gpusB\x0f\n" +
-	"\r_requirePortsB\x10\n" +
-	"\x0e_killSelectionB\x11\n" +
-	"\x0f_backoffSecondsB\x10\n" +
-	"\x0e_backoffFactorB\x18\n" +
-	"\x16_maxLaunchDelaySecondsB\a\n" +
+	"\x05_gpusB\x10\n" +
+	"\x0e_require_portsB\x11\n" +
+	"\x0f_kill_selectionB\x12\n" +
+	"\x10_backoff_secondsB\x11\n" +
+	"\x0f_backoff_factorB\x1b\n" +
+	"\x19_max_launch_delay_secondsB\a\n" +
 	"\x05_roleB\v\n" +
-	"\t_executorB\x1d\n" +
-	"\x1b_taskKillGracePeriodSecondsB\n" +
+	"\t_executorB!\n" +
+	"\x1f_task_kill_grace_period_secondsB\n" +
 	"\n" +
 	"\b_versionB\x06\n" +
-	"\x04_ttyB\x11\n" +
-	"\x0f_maxUnavailable\"\xbe\x01\n" +
+	"\x04_ttyB\x12\n" +
+	"\x10_max_unavailableJ\x04\b\x05\x10\x06J\x04\b\f\x10\rJ\x04\b\x15\x10\x16\"D\n" +
+	"\bEnvValue\x12\x16\n" +
+	"\x05value\x18\x01 \x01(\tH\x00R\x05value\x12\x18\n" +
+	"\x06secret\x18\x02 \x01(\tH\x00R\x06secretB\x06\n" +
+	"\x04kind\"c\n" +
+	"\n" +
+	"Constraint\x12\x14\n" +
+	"\x05field\x18\x01 \x01(\tR\x05field\x12\x1a\n" +
+	"\boperator\x18\x02 \x01(\tR\boperator\x12\x19\n" +
+	"\x05value\x18\x03 \x01(\tH\x00R\x05value\x88\x01\x01B\b\n" +
+	"\x06_value\"\x94\x01\n" +
+	"\x13UnreachableStrategy\x12;\n" +
+	"\bdisabled\x18\x01 \x01(\v2\x1d.berth.v1.UnreachableDisabledH\x00R\bdisabled\x128\n" +
+	"\aenabled\x18\x02 \x01(\v2\x1c.berth.v1.UnreachableEnabledH\x00R\aenabledB\x06\n" +
+	"\x04kind\"\x15\n" +
+	"\x13UnreachableDisabled\"\xbd\x01\n" +
+	"\x12UnreachableEnabled\x129\n" +
+	"\x16inactive_after_seconds\x18\x01 \x01(\x05H\x00R\x14inactiveAfterSeconds\x88\x01\x01\x127\n" +
+	"\x15expunge_after_seconds\x18\x02 \x01(\x05H\x01R\x13expungeAfterSeconds\x88\x01\x01B\x19\n" +
+	"\x17_inactive_after_secondsB\x18\n" +
+	"\x16_expunge_after_seconds\"\xbf\x01\n" +
 	"\tContainer\x12\x17\n" +
 	"\x04type\x18\x01 \x01(\tH\x00R\x04type\x88\x01\x01\x12(\n" +
 	"\x06docker\x18\x02 \x01(\v2\x10.berth.v1.DockerR\x06docker\x12*\n" +
-	"\avolumes\x18\x03 \x03(\v2\x10.berth.v1.VolumeR\avolumes\x129\n" +
-	"\fportMappings\x18\x04 \x03(\v2\x15.berth.v1.PortMappingR\fportMappingsB\a\n" +
-	"\x05_type\"\xb3\x02\n" +
+	"\avolumes\x18\x03 \x03(\v2\x10.berth.v1.VolumeR\avolumes\x12:\n" +
+	"\rport_mappings\x18\x04 \x03(\v2\x15.berth.v1.PortMappingR\fportMappingsB\a\n" +
+	"\x05_type\"\xf5\x02\n" +
 	"\x06Docker\x12\x14\n" +
 	"\x05image\x18\x01 \x01(\tR\x05image\x12\x1d\n" +
-	"\anetwork\x18\x02 \x01(\tH\x00R\anetwork\x88\x01\x01\x129\n" +
-	"\fportMappings\x18\x03 \x03(\v2\x15.berth.v1.PortMappingR\fportMappings\x12#\n" +
+	"\anetwork\x18\x02 \x01(\tH\x00R\anetwork\x88\x01\x01\x12:\n" +
+	"\rport_mappings\x18\x03 \x03(\v2\x15.berth.v1.PortMappingR\fportMappings\x12#\n" +
 	"\n" +
 	"privileged\x18\x04 \x01(\bH\x01R\n" +
 	"privileged\x88\x01\x01\x129\n" +
 	"\n" +
 	"parameters\x18\x05 \x03(\v2\x19.berth.v1.DockerParameterR\n" +
-	"parameters\x12+\n" +
-	"\x0eforcePullImage\x18\x06 \x01(\bH\x02R\x0eforcePullImage\x88\x01\x01B\n" +
+	"parameters\x12-\n" +
+	"\x10force_pull_image\x18\x06 \x01(\bH\x02R\x0eforcePullImage\x88\x01\x01\x12;\n" +
+	"\vpull_config\x18\a \x01(\v2\x1a.berth.v1.DockerPullConfigR\n" +
+	"pullConfigB\n" +
 	"\n" +
 	"\b_networkB\r\n" +
-	"\v_privilegedB\x11\n" +
-	"\x0f_forcePullImage\"9\n" +
+	"\v_privilegedB\x13\n" +
+	"\x11_force_pull_image\"*\n" +
+	"\x10DockerPullConfig\x12\x16\n" +
+	"\x06secret\x18\x01 \x01(\tR\x06secret\"9\n" +
 	"\x0fDockerParameter\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value\"\x99\x03\n" +
-	"\vPortMapping\x12)\n" +
-	"\rcontainerPort\x18\x01 \x01(\x05H\x00R\rcontainerPort\x88\x01\x01\x12\x1f\n" +
-	"\bhostPort\x18\x02 \x01(\x05H\x01R\bhostPort\x88\x01\x01\x12%\n" +
-	"\vservicePort\x18\x03 \x01(\x05H\x02R\vservicePort\x88\x01\x01\x12\x1f\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\"\xa0\x03\n" +
+	"\vPortMapping\x12*\n" +
+	"\x0econtainer_port\x18\x01 \x01(\x05H\x00R\rcontainerPort\x88\x01\x01\x12 \n" +
+	"\thost_port\x18\x02 \x01(\x05H\x01R\bhostPort\x88\x01\x01\x12&\n" +
+	"\fservice_port\x18\x03 \x01(\x05H\x02R\vservicePort\x88\x01\x01\x12\x1f\n" +
 	"\bprotocol\x18\x04 \x01(\tH\x03R\bprotocol\x88\x01\x01\x12\x17\n" +
 	"\x04name\x18\x05 \x01(\tH\x04R\x04name\x88\x01\x01\x129\n" +
-	"\x06labels\x18\x06 \x03(\v2!.berth.v1.PortMapping.LabelsEntryR\x06labels\x12\"\n" +
-	"\fnetworkNames\x18\a \x03(\tR\fnetworkNames\x1a9\n" +
+	"\x06labels\x18\x06 \x03(\v2!.berth.v1.PortMapping.LabelsEntryR\x06labels\x12#\n" +
+	"\rnetwork_names\x18\a \x03(\tR\fnetworkNames\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\x10\n" +
-	"\x0e_containerPortB\v\n" +
-	"\t_hostPortB\x0e\n" +
-	"\f_servicePortB\v\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\x11\n" +
+	"\x0f_container_portB\f\n" +
+	"\n" +
+	"_host_portB\x0f\n" +
+	"\r_service_portB\v\n" +
 	"\t_protocolB\a\n" +
-	"\x05_name\"\x97\x02\n" +
-	"\x06Volume\x12$\n" +
-	"\rcontainerPath\x18\x01 \x01(\tR\rcontainerPath\x12\x1f\n" +
-	"\bhostPath\x18\x02 \x01(\tH\x00R\bhostPath\x88\x01\x01\x12\x17\n" +
+	"\x05_name\"\xa1\x02\n" +
+	"\x06Volume\x12%\n" +
+	"\x0econtainer_path\x18\x01 \x01(\tR\rcontainerPath\x12 \n" +
+	"\thost_path\x18\x02 \x01(\tH\x00R\bhostPath\x88\x01\x01\x12\x17\n" +
 	"\x04mode\x18\x03 \x01(\tH\x01R\x04mode\x88\x01\x01\x12:\n" +
 	"\n" +
 	"persistent\x18\x04 \x01(\v2\x1a.berth.v1.PersistentVolumeR\n" +
-	"persistent\x123\n" +
-	"\bexternal\x18\x05 \x01(\v2\x17.google.protobuf.StructR\bexternal\x12\x1b\n" +
-	"\x06secret\x18\x06 \x01(\tH\x02R\x06secret\x88\x01\x01B\v\n" +
-	"\t_hostPathB\a\n" +
+	"persistent\x124\n" +
+	"\bexternal\x18\a \x01(\v2\x18.berth.v1.ExternalVolumeR\bexternal\x12\x1b\n" +
+	"\x06secret\x18\x06 \x01(\tH\x02R\x06secret\x88\x01\x01B\f\n" +
+	"\n" +
+	"_host_pathB\a\n" +
 	"\x05_modeB\t\n" +
-	"\a_secret\"\xf6\x01\n" +
+	"\a_secretJ\x04\b\x05\x10\x06\"\xa7\x02\n" +
+	"\x0eExternalVolume\x12\x17\n" +
+	"\x04size\x18\x01 \x01(\x05H\x00R\x04size\x88\x01\x01\x12\x17\n" +
+	"\x04name\x18\x02 \x01(\tH\x01R\x04name\x88\x01\x01\x12\x1f\n" +
+	"\bprovider\x18\x03 \x01(\tH\x02R\bprovider\x88\x01\x01\x12?\n" +
+	"\aoptions\x18\x04 \x03(\v2%.berth.v1.ExternalVolume.OptionsEntryR\aoptions\x12\x1b\n" +
+	"\x06shared\x18\x05 \x01(\bH\x03R\x06shared\x88\x01\x01\x1a:\n" +
+	"\fOptionsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\a\n" +
+	"\x05_sizeB\a\n" +
+	"\x05_nameB\v\n" +
+	"\t_providerB\t\n" +
+	"\a_shared\"\xfa\x01\n" +
 	"\x10PersistentVolume\x12\x17\n" +
 	"\x04size\x18\x01 \x01(\x01H\x00R\x04size\x88\x01\x01\x12\x17\n" +
-	"\x04type\x18\x02 \x01(\tH\x01R\x04type\x88\x01\x01\x12\x1d\n" +
-	"\amaxSize\x18\x03 \x01(\x01H\x02R\amaxSize\x88\x01\x01\x12<\n" +
-	"\vconstraints\x18\x04 \x03(\v2\x1a.google.protobuf.ListValueR\vconstraints\x12%\n" +
-	"\vprofileName\x18\x05 \x01(\tH\x03R\vprofileName\x88\x01\x01B\a\n" +
+	"\x04type\x18\x02 \x01(\tH\x01R\x04type\x88\x01\x01\x12\x1e\n" +
+	"\bmax_size\x18\x03 \x01(\x01H\x02R\amaxSize\x88\x01\x01\x126\n" +
+	"\vconstraints\x18\x06 \x03(\v2\x14.berth.v1.ConstraintR\vconstraints\x12&\n" +
+	"\fprofile_name\x18\x05 \x01(\tH\x03R\vprofileName\x88\x01\x01B\a\n" +
 	"\x05_sizeB\a\n" +
-	"\x05_typeB\n" +
-	"\n" +
-	"\b_maxSizeB\x0e\n" +
-	"\f_profileName\"\xbf\x01\n" +
+	"\x05_typeB\v\n" +
+	"\t_max_sizeB\x0f\n" +
+	"\r_profile_nameJ\x04\b\x04\x10\x05\"\xbf\x01\n" +
 	"\aNetwork\x12\x17\n" +
 	"\x04mode\x18\x01 \x01(\tH\x00R\x04mode\x88\x01\x01\x12\x17\n" +
 	"\x04name\x18\x02 \x01(\tH\x01R\x04name\x88\x01\x01\x125\n" +
@@ -1900,92 +2407,93 @@ const file_berth_v1_app_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\a\n" +
 	"\x05_portB\v\n" +
 	"\t_protocolB\a\n" +
-	"\x05_name\"\xba\x05\n" +
+	"\x05_name\"\xce\x05\n" +
 	"\vHealthCheck\x12\x1f\n" +
 	"\bprotocol\x18\x01 \x01(\tH\x00R\bprotocol\x88\x01\x01\x12\x17\n" +
-	"\x04path\x18\x02 \x01(\tH\x01R\x04path\x88\x01\x01\x12!\n" +
-	"\tportIndex\x18\x03 \x01(\x05H\x02R\tportIndex\x88\x01\x01\x12\x17\n" +
-	"\x04port\x18\x04 \x01(\x05H\x03R\x04port\x88\x01\x01\x126\n" +
-	"\acommand\x18\x05 \x01(\v2\x1c.berth.v1.HealthCheckCommandR\acommand\x123\n" +
-	"\x12gracePeriodSeconds\x18\x06 \x01(\x05H\x04R\x12gracePeriodSeconds\x88\x01\x01\x12-\n" +
-	"\x0fintervalSeconds\x18\a \x01(\x05H\x05R\x0fintervalSeconds\x88\x01\x01\x12+\n" +
-	"\x0etimeoutSeconds\x18\b \x01(\x05H\x06R\x0etimeoutSeconds\x88\x01\x01\x12;\n" +
-	"\x16maxConsecutiveFailures\x18\t \x01(\x05H\aR\x16maxConsecutiveFailures\x88\x01\x01\x12)\n" +
-	"\rignoreHttp1xx\x18\n" +
-	" \x01(\bH\bR\rignoreHttp1xx\x88\x01\x01\x12'\n" +
-	"\fdelaySeconds\x18\v \x01(\x05H\tR\fdelaySeconds\x88\x01\x01\x12#\n" +
+	"\x04path\x18\x02 \x01(\tH\x01R\x04path\x88\x01\x01\x12\"\n" +
 	"\n" +
-	"ipProtocol\x18\f \x01(\tH\n" +
+	"port_index\x18\x03 \x01(\x05H\x02R\tportIndex\x88\x01\x01\x12\x17\n" +
+	"\x04port\x18\x04 \x01(\x05H\x03R\x04port\x88\x01\x01\x126\n" +
+	"\acommand\x18\x05 \x01(\v2\x1c.berth.v1.HealthCheckCommandR\acommand\x125\n" +
+	"\x14grace_period_seconds\x18\x06 \x01(\x05H\x04R\x12gracePeriodSeconds\x88\x01\x01\x12.\n" +
+	"\x10interval_seconds\x18\a \x01(\x05H\x05R\x0fintervalSeconds\x88\x01\x01\x12,\n" +
+	"\x0ftimeout_seconds\x18\b \x01(\x05H\x06R\x0etimeoutSeconds\x88\x01\x01\x12=\n" +
+	"\x18max_consecutive_failures\x18\t \x01(\x05H\aR\x16maxConsecutiveFailures\x88\x01\x01\x12*\n" +
+	"\x0eignore_http1xx\x18\n" +
+	" \x01(\bH\bR\rignoreHttp1xx\x88\x01\x01\x12(\n" +
+	"\rdelay_seconds\x18\v \x01(\x05H\tR\fdelaySeconds\x88\x01\x01\x12$\n" +
+	"\vip_protocol\x18\f \x01(\tH\n" +
 	"R\n" +
 	"ipProtocol\x88\x01\x01B\v\n" +
 	"\t_protocolB\a\n" +
-	"\x05_pathB\f\n" +
-	"\n" +
-	"_portIndexB\a\n" +
-	"\x05_portB\x15\n" +
-	"\x13_gracePeriodSecondsB\x12\n" +
-	"\x10_intervalSecondsB\x11\n" +
-	"\x0f_timeoutSecondsB\x19\n" +
-	"\x17_maxConsecutiveFailuresB\x10\n" +
-	"\x0e_ignoreHttp1xxB\x0f\n" +
-	"\r_delaySecondsB\r\n" +
-	"\v_ipProtocol\"*\n" +
+	"\x05_pathB\r\n" +
+	"\v_port_indexB\a\n" +
+	"\x05_portB\x17\n" +
+	"\x15_grace_period_secondsB\x13\n" +
+	"\x11_interval_secondsB\x12\n" +
+	"\x10_timeout_secondsB\x1b\n" +
+	"\x19_max_consecutive_failuresB\x11\n" +
+	"\x0f_ignore_http1xxB\x10\n" +
+	"\x0e_delay_secondsB\x0e\n" +
+	"\f_ip_protocol\"*\n" +
 	"\x12HealthCheckCommand\x12\x14\n" +
-	"\x05value\x18\x01 \x01(\tR\x05value\"\x98\x04\n" +
+	"\x05value\x18\x01 \x01(\tR\x05value\"\xa6\x04\n" +
 	"\x0eReadinessCheck\x12\x17\n" +
 	"\x04name\x18\x01 \x01(\tH\x00R\x04name\x88\x01\x01\x12\x1f\n" +
 	"\bprotocol\x18\x02 \x01(\tH\x01R\bprotocol\x88\x01\x01\x12\x17\n" +
-	"\x04path\x18\x03 \x01(\tH\x02R\x04path\x88\x01\x01\x12\x1f\n" +
-	"\bportName\x18\x04 \x01(\tH\x03R\bportName\x88\x01\x01\x12-\n" +
-	"\x0fintervalSeconds\x18\x05 \x01(\x05H\x04R\x0fintervalSeconds\x88\x01\x01\x12+\n" +
-	"\x0etimeoutSeconds\x18\x06 \x01(\x05H\x05R\x0etimeoutSeconds\x88\x01\x01\x12\x1f\n" +
+	"\x04path\x18\x03 \x01(\tH\x02R\x04path\x88\x01\x01\x12 \n" +
+	"\tport_name\x18\x04 \x01(\tH\x03R\bportName\x88\x01\x01\x12.\n" +
+	"\x10interval_seconds\x18\x05 \x01(\x05H\x04R\x0fintervalSeconds\x88\x01\x01\x12,\n" +
+	"\x0ftimeout_seconds\x18\x06 \x01(\x05H\x05R\x0etimeoutSeconds\x88\x01\x01\x12\x1f\n" +
 	"\binterval\x18\a \x01(\x05H\x06R\binterval\x88\x01\x01\x12\x1d\n" +
-	"\atimeout\x18\b \x01(\x05H\aR\atimeout\x88\x01\x01\x128\n" +
-	"\x17httpStatusCodesForReady\x18\t \x03(\x05R\x17httpStatusCodesForReady\x127\n" +
-	"\x14preserveLastResponse\x18\n" +
+	"\atimeout\x18\b \x01(\x05H\aR\atimeout\x88\x01\x01\x12<\n" +
+	"\x1bhttp_status_codes_for_ready\x18\t \x03(\x05R\x17httpStatusCodesForReady\x129\n" +
+	"\x16preserve_last_response\x18\n" +
 	" \x01(\bH\bR\x14preserveLastResponse\x88\x01\x01B\a\n" +
 	"\x05_nameB\v\n" +
 	"\t_protocolB\a\n" +
-	"\x05_pathB\v\n" +
-	"\t_portNameB\x12\n" +
-	"\x10_intervalSecondsB\x11\n" +
-	"\x0f_timeoutSecondsB\v\n" +
+	"\x05_pathB\f\n" +
+	"\n" +
+	"_port_nameB\x13\n" +
+	"\x11_interval_secondsB\x12\n" +
+	"\x10_timeout_secondsB\v\n" +
 	"\t_intervalB\n" +
 	"\n" +
-	"\b_timeoutB\x17\n" +
-	"\x15_preserveLastResponse\"\xb5\x01\n" +
-	"\x0fUpgradeStrategy\x129\n" +
-	"\x15minimumHealthCapacity\x18\x01 \x01(\x01H\x00R\x15minimumHealthCapacity\x88\x01\x01\x125\n" +
-	"\x13maximumOverCapacity\x18\x02 \x01(\x01H\x01R\x13maximumOverCapacity\x88\x01\x01B\x18\n" +
-	"\x16_minimumHealthCapacityB\x16\n" +
-	"\x14_maximumOverCapacity\"\xc7\x01\n" +
-	"\tResidency\x12O\n" +
-	" relaunchEscalationTimeoutSeconds\x18\x01 \x01(\x05H\x00R relaunchEscalationTimeoutSeconds\x88\x01\x01\x12/\n" +
-	"\x10taskLostBehavior\x18\x02 \x01(\tH\x01R\x10taskLostBehavior\x88\x01\x01B#\n" +
-	"!_relaunchEscalationTimeoutSecondsB\x13\n" +
-	"\x11_taskLostBehavior\"\xce\x01\n" +
+	"\b_timeoutB\x19\n" +
+	"\x17_preserve_last_response\"\xbd\x01\n" +
+	"\x0fUpgradeStrategy\x12;\n" +
+	"\x17minimum_health_capacity\x18\x01 \x01(\x01H\x00R\x15minimumHealthCapacity\x88\x01\x01\x127\n" +
+	"\x15maximum_over_capacity\x18\x02 \x01(\x01H\x01R\x13maximumOverCapacity\x88\x01\x01B\x1a\n" +
+	"\x18_minimum_health_capacityB\x18\n" +
+	"\x16_maximum_over_capacity\"\xd1\x01\n" +
+	"\tResidency\x12R\n" +
+	"#relaunch_escalation_timeout_seconds\x18\x01 \x01(\x05H\x00R relaunchEscalationTimeoutSeconds\x88\x01\x01\x121\n" +
+	"\x12task_lost_behavior\x18\x02 \x01(\tH\x01R\x10taskLostBehavior\x88\x01\x01B&\n" +
+	"$_relaunch_escalation_timeout_secondsB\x15\n" +
+	"\x13_task_lost_behavior\"\xd0\x01\n" +
 	"\bFetchUri\x12\x10\n" +
 	"\x03uri\x18\x01 \x01(\tR\x03uri\x12#\n" +
 	"\n" +
 	"executable\x18\x02 \x01(\bH\x00R\n" +
 	"executable\x88\x01\x01\x12\x1d\n" +
 	"\aextract\x18\x03 \x01(\bH\x01R\aextract\x88\x01\x01\x12\x19\n" +
-	"\x05cache\x18\x04 \x01(\bH\x02R\x05cache\x88\x01\x01\x12\x1f\n" +
-	"\bdestPath\x18\x05 \x01(\tH\x03R\bdestPath\x88\x01\x01B\r\n" +
+	"\x05cache\x18\x04 \x01(\bH\x02R\x05cache\x88\x01\x01\x12 \n" +
+	"\tdest_path\x18\x05 \x01(\tH\x03R\bdestPath\x88\x01\x01B\r\n" +
 	"\v_executableB\n" +
 	"\n" +
 	"\b_extractB\b\n" +
-	"\x06_cacheB\v\n" +
-	"\t_destPath\"\x81\x02\n" +
+	"\x06_cacheB\f\n" +
+	"\n" +
+	"_dest_path\"\x83\x02\n" +
 	"\tIpAddress\x121\n" +
 	"\tdiscovery\x18\x01 \x01(\v2\x13.berth.v1.DiscoveryR\tdiscovery\x12\x16\n" +
 	"\x06groups\x18\x02 \x03(\tR\x06groups\x127\n" +
-	"\x06labels\x18\x03 \x03(\v2\x1f.berth.v1.IpAddress.LabelsEntryR\x06labels\x12%\n" +
-	"\vnetworkName\x18\x04 \x01(\tH\x00R\vnetworkName\x88\x01\x01\x1a9\n" +
+	"\x06labels\x18\x03 \x03(\v2\x1f.berth.v1.IpAddress.LabelsEntryR\x06labels\x12&\n" +
+	"\fnetwork_name\x18\x04 \x01(\tH\x00R\vnetworkName\x88\x01\x01\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\x0e\n" +
-	"\f_networkName\":\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\x0f\n" +
+	"\r_network_name\":\n" +
 	"\tDiscovery\x12-\n" +
 	"\x05ports\x18\x01 \x03(\v2\x17.berth.v1.DiscoveryPortR\x05ports\"\xcf\x01\n" +
 	"\rDiscoveryPort\x12\x16\n" +
@@ -1995,10 +2503,10 @@ const file_berth_v1_app_proto_rawDesc = "" +
 	"\x06labels\x18\x04 \x03(\v2#.berth.v1.DiscoveryPort.LabelsEntryR\x06labels\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"c\n" +
-	"\vVersionInfo\x12$\n" +
-	"\rlastScalingAt\x18\x01 \x01(\tR\rlastScalingAt\x12.\n" +
-	"\x12lastConfigChangeAt\x18\x02 \x01(\tR\x12lastConfigChangeAt\" \n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"h\n" +
+	"\vVersionInfo\x12&\n" +
+	"\x0flast_scaling_at\x18\x01 \x01(\tR\rlastScalingAt\x121\n" +
+	"\x15last_config_change_at\x18\x02 \x01(\tR\x12lastConfigChangeAt\" \n" +
 	"\x06Secret\x12\x16\n" +
 	"\x06source\x18\x01 \x01(\tR\x06sourceB\x8c\x01\n" +
 	"\fcom.berth.v1B\bAppProtoP\x01Z1github.com/berth-dev/berth/proto/berth/v1;berthv1\xa2\x02\x03BXX\xaa\x02\bBerth.V1\xca\x02\bBerth\\V1\xe2\x02\x14Berth\\V1\\GPBMetadata\xea\x02\tBerth::V1b\x06proto3"
@@ -2015,78 +2523,88 @@ func file_berth_v1_app_proto_rawDescGZIP() []byte {
 	return file_berth_v1_app_proto_rawDescData
 }
 
-var file_berth_v1_app_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_berth_v1_app_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_berth_v1_app_proto_goTypes = []any{
-	(*App)(nil),                // 0: berth.v1.App
-	(*Container)(nil),          // 1: berth.v1.Container
-	(*Docker)(nil),             // 2: berth.v1.Docker
-	(*DockerParameter)(nil),    // 3: berth.v1.DockerParameter
-	(*PortMapping)(nil),        // 4: berth.v1.PortMapping
-	(*Volume)(nil),             // 5: berth.v1.Volume
-	(*PersistentVolume)(nil),   // 6: berth.v1.PersistentVolume
-	(*Network)(nil),            // 7: berth.v1.Network
-	(*PortDefinition)(nil),     // 8: berth.v1.PortDefinition
-	(*HealthCheck)(nil),        // 9: berth.v1.HealthCheck
-	(*HealthCheckCommand)(nil), // 10: berth.v1.HealthCheckCommand
-	(*ReadinessCheck)(nil),     // 11: berth.v1.ReadinessCheck
-	(*UpgradeStrategy)(nil),    // 12: berth.v1.UpgradeStrategy
-	(*Residency)(nil),          // 13: berth.v1.Residency
-	(*FetchUri)(nil),           // 14: berth.v1.FetchUri
-	(*IpAddress)(nil),          // 15: berth.v1.IpAddress
-	(*Discovery)(nil),          // 16: berth.v1.Discovery
-	(*DiscoveryPort)(nil),      // 17: berth.v1.DiscoveryPort
-	(*VersionInfo)(nil),        // 18: berth.v1.VersionInfo
-	(*Secret)(nil),             // 19: berth.v1.Secret
-	nil,                        // 20: berth.v1.App.EnvEntry
-	nil,                        // 21: berth.v1.App.LabelsEntry
-	nil,                        // 22: berth.v1.App.SecretsEntry
-	nil,                        // 23: berth.v1.PortMapping.LabelsEntry
-	nil,                        // 24: berth.v1.Network.LabelsEntry
-	nil,                        // 25: berth.v1.PortDefinition.LabelsEntry
-	nil,                        // 26: berth.v1.IpAddress.LabelsEntry
-	nil,                        // 27: berth.v1.DiscoveryPort.LabelsEntry
-	(*structpb.ListValue)(nil), // 28: google.protobuf.ListValue
-	(*structpb.Value)(nil),     // 29: google.protobuf.Value
-	(*structpb.Struct)(nil),    // 30: google.protobuf.Struct
+	(*App)(nil),                 // 0: berth.v1.App
+	(*EnvValue)(nil),            // 1: berth.v1.EnvValue
+	(*Constraint)(nil),          // 2: berth.v1.Constraint
+	(*UnreachableStrategy)(nil), // 3: berth.v1.UnreachableStrategy
+	(*UnreachableDisabled)(nil), // 4: berth.v1.UnreachableDisabled
+	(*UnreachableEnabled)(nil),  // 5: berth.v1.UnreachableEnabled
+	(*Container)(nil),           // 6: berth.v1.Container
+	(*Docker)(nil),              // 7: berth.v1.Docker
+	(*DockerPullConfig)(nil),    // 8: berth.v1.DockerPullConfig
+	(*DockerParameter)(nil),     // 9: berth.v1.DockerParameter
+	(*PortMapping)(nil),         // 10: berth.v1.PortMapping
+	(*Volume)(nil),              // 11: berth.v1.Volume
+	(*ExternalVolume)(nil),      // 12: berth.v1.ExternalVolume
+	(*PersistentVolume)(nil),    // 13: berth.v1.PersistentVolume
+	(*Network)(nil),             // 14: berth.v1.Network
+	(*PortDefinition)(nil),      // 15: berth.v1.PortDefinition
+	(*HealthCheck)(nil),         // 16: berth.v1.HealthCheck
+	(*HealthCheckCommand)(nil),  // 17: berth.v1.HealthCheckCommand
+	(*ReadinessCheck)(nil),      // 18: berth.v1.ReadinessCheck
+	(*UpgradeStrategy)(nil),     // 19: berth.v1.UpgradeStrategy
+	(*Residency)(nil),           // 20: berth.v1.Residency
+	(*FetchUri)(nil),            // 21: berth.v1.FetchUri
+	(*IpAddress)(nil),           // 22: berth.v1.IpAddress
+	(*Discovery)(nil),           // 23: berth.v1.Discovery
+	(*DiscoveryPort)(nil),       // 24: berth.v1.DiscoveryPort
+	(*VersionInfo)(nil),         // 25: berth.v1.VersionInfo
+	(*Secret)(nil),              // 26: berth.v1.Secret
+	nil,                         // 27: berth.v1.App.EnvEntry
+	nil,                         // 28: berth.v1.App.LabelsEntry
+	nil,                         // 29: berth.v1.App.SecretsEntry
+	nil,                         // 30: berth.v1.PortMapping.LabelsEntry
+	nil,                         // 31: berth.v1.ExternalVolume.OptionsEntry
+	nil,                         // 32: berth.v1.Network.LabelsEntry
+	nil,                         // 33: berth.v1.PortDefinition.LabelsEntry
+	nil,                         // 34: berth.v1.IpAddress.LabelsEntry
+	nil,                         // 35: berth.v1.DiscoveryPort.LabelsEntry
 }
 var file_berth_v1_app_proto_depIdxs = []int32{
-	20, // 0: berth.v1.App.env:type_name -> berth.v1.App.EnvEntry
-	21, // 1: berth.v1.App.labels:type_name -> berth.v1.App.LabelsEntry
-	28, // 2: berth.v1.App.constraints:type_name -> google.protobuf.ListValue
-	1,  // 3: berth.v1.App.container:type_name -> berth.v1.Container
-	7,  // 4: berth.v1.App.networks:type_name -> berth.v1.Network
-	8,  // 5: berth.v1.App.portDefinitions:type_name -> berth.v1.PortDefinition
-	9,  // 6: berth.v1.App.healthChecks:type_name -> berth.v1.HealthCheck
-	11, // 7: berth.v1.App.readinessChecks:type_name -> berth.v1.ReadinessCheck
-	12, // 8: berth.v1.App.upgradeStrategy:type_name -> berth.v1.UpgradeStrategy
-	29, // 9: berth.v1.App.unreachableStrategy:type_name -> google.protobuf.Value
-	13, // 10: berth.v1.App.residency:type_name -> berth.v1.Residency
-	14, // 11: berth.v1.App.fetch:type_name -> berth.v1.FetchUri
-	15, // 12: berth.v1.App.ipAddress:type_name -> berth.v1.IpAddress
-	18, // 13: berth.v1.App.versionInfo:type_name -> berth.v1.VersionInfo
-	22, // 14: berth.v1.App.secrets:type_name -> berth.v1.App.SecretsEntry
-	2,  // 15: berth.v1.Container.docker:type_name -> berth.v1.Docker
-	5,  // 16: berth.v1.Container.volumes:type_name -> berth.v1.Volume
-	4,  // 17: berth.v1.Container.portMappings:type_name -> berth.v1.PortMapping
-	4,  // 18: berth.v1.Docker.portMappings:type_name -> berth.v1.PortMapping
-	3,  // 19: berth.v1.Docker.parameters:type_name -> berth.v1.DockerParameter
-	23, // 20: berth.v1.PortMapping.labels:type_name -> berth.v1.PortMapping.LabelsEntry
-	6,  // 21: berth.v1.Volume.persistent:type_name -> berth.v1.PersistentVolume
-	30, // 22: berth.v1.Volume.external:type_name -> google.protobuf.Struct
-	28, // 23: berth.v1.PersistentVolume.constraints:type_name -> google.protobuf.ListValue
-	24, // 24: berth.v1.Network.labels:type_name -> berth.v1.Network.LabelsEntry
-	25, // 25: berth.v1.PortDefinition.labels:type_name -> berth.v1.PortDefinition.LabelsEntry
-	10, // 26: berth.v1.HealthCheck.command:type_name -> berth.v1.HealthCheckCommand
-	16, // 27: berth.v1.IpAddress.discovery:type_name -> berth.v1.Discovery
-	26, // 28: berth.v1.IpAddress.labels:type_name -> berth.v1.IpAddress.LabelsEntry
-	17, // 29: berth.v1.Discovery.ports:type_name -> berth.v1.DiscoveryPort
-	27, // 30: berth.v1.DiscoveryPort.labels:type_name -> berth.v1.DiscoveryPort.LabelsEntry
-	19, // 31: berth.v1.App.SecretsEntry.value:type_name -> berth.v1.Secret
-	32, // [32:32] is the sub-list for method output_type
-	32, // [32:32] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	27, // 0: berth.v1.App.env:type_name -> berth.v1.App.EnvEntry
+	28, // 1: berth.v1.App.labels:type_name -> berth.v1.App.LabelsEntry
+	2,  // 2: berth.v1.App.constraints:type_name -> berth.v1.Constraint
+	6,  // 3: berth.v1.App.container:type_name -> berth.v1.Container
+	14, // 4: berth.v1.App.networks:type_name -> berth.v1.Network
+	15, // 5: berth.v1.App.port_definitions:type_name -> berth.v1.PortDefinition
+	16, // 6: berth.v1.App.health_checks:type_name -> berth.v1.HealthCheck
+	18, // 7: berth.v1.App.readiness_checks:type_name -> berth.v1.ReadinessCheck
+	19, // 8: berth.v1.App.upgrade_strategy:type_name -> berth.v1.UpgradeStrategy
+	3,  // 9: berth.v1.App.unreachable_strategy:type_name -> berth.v1.UnreachableStrategy
+	20, // 10: berth.v1.App.residency:type_name -> berth.v1.Residency
+	21, // 11: berth.v1.App.fetch:type_name -> berth.v1.FetchUri
+	22, // 12: berth.v1.App.ip_address:type_name -> berth.v1.IpAddress
+	25, // 13: berth.v1.App.version_info:type_name -> berth.v1.VersionInfo
+	29, // 14: berth.v1.App.secrets:type_name -> berth.v1.App.SecretsEntry
+	4,  // 15: berth.v1.UnreachableStrategy.disabled:type_name -> berth.v1.UnreachableDisabled
+	5,  // 16: berth.v1.UnreachableStrategy.enabled:type_name -> berth.v1.UnreachableEnabled
+	7,  // 17: berth.v1.Container.docker:type_name -> berth.v1.Docker
+	11, // 18: berth.v1.Container.volumes:type_name -> berth.v1.Volume
+	10, // 19: berth.v1.Container.port_mappings:type_name -> berth.v1.PortMapping
+	10, // 20: berth.v1.Docker.port_mappings:type_name -> berth.v1.PortMapping
+	9,  // 21: berth.v1.Docker.parameters:type_name -> berth.v1.DockerParameter
+	8,  // 22: berth.v1.Docker.pull_config:type_name -> berth.v1.DockerPullConfig
+	30, // 23: berth.v1.PortMapping.labels:type_name -> berth.v1.PortMapping.LabelsEntry
+	13, // 24: berth.v1.Volume.persistent:type_name -> berth.v1.PersistentVolume
+	12, // 25: berth.v1.Volume.external:type_name -> berth.v1.ExternalVolume
+	31, // 26: berth.v1.ExternalVolume.options:type_name -> berth.v1.ExternalVolume.OptionsEntry
+	2,  // 27: berth.v1.PersistentVolume.constraints:type_name -> berth.v1.Constraint
+	32, // 28: berth.v1.Network.labels:type_name -> berth.v1.Network.LabelsEntry
+	33, // 29: berth.v1.PortDefinition.labels:type_name -> berth.v1.PortDefinition.LabelsEntry
+	17, // 30: berth.v1.HealthCheck.command:type_name -> berth.v1.HealthCheckCommand
+	23, // 31: berth.v1.IpAddress.discovery:type_name -> berth.v1.Discovery
+	34, // 32: berth.v1.IpAddress.labels:type_name -> berth.v1.IpAddress.LabelsEntry
+	24, // 33: berth.v1.Discovery.ports:type_name -> berth.v1.DiscoveryPort
+	35, // 34: berth.v1.DiscoveryPort.labels:type_name -> berth.v1.DiscoveryPort.LabelsEntry
+	1,  // 35: berth.v1.App.EnvEntry.value:type_name -> berth.v1.EnvValue
+	26, // 36: berth.v1.App.SecretsEntry.value:type_name -> berth.v1.Secret
+	37, // [37:37] is the sub-list for method output_type
+	37, // [37:37] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_berth_v1_app_proto_init() }
@@ -2095,26 +2613,37 @@ func file_berth_v1_app_proto_init() {
 		return
 	}
 	file_berth_v1_app_proto_msgTypes[0].OneofWrappers = []any{}
-	file_berth_v1_app_proto_msgTypes[1].OneofWrappers = []any{}
+	file_berth_v1_app_proto_msgTypes[1].OneofWrappers = []any{
+		(*EnvValue_Value)(nil),
+		(*EnvValue_Secret)(nil),
+	}
 	file_berth_v1_app_proto_msgTypes[2].OneofWrappers = []any{}
-	file_berth_v1_app_proto_msgTypes[4].OneofWrappers = []any{}
+	file_berth_v1_app_proto_msgTypes[3].OneofWrappers = []any{
+		(*UnreachableStrategy_Disabled)(nil),
+		(*UnreachableStrategy_Enabled)(nil),
+	}
 	file_berth_v1_app_proto_msgTypes[5].OneofWrappers = []any{}
 	file_berth_v1_app_proto_msgTypes[6].OneofWrappers = []any{}
 	file_berth_v1_app_proto_msgTypes[7].OneofWrappers = []any{}
-	file_berth_v1_app_proto_msgTypes[8].OneofWrappers = []any{}
-	file_berth_v1_app_proto_msgTypes[9].OneofWrappers = []any{}
+	file_berth_v1_app_proto_msgTypes[10].OneofWrappers = []any{}
 	file_berth_v1_app_proto_msgTypes[11].OneofWrappers = []any{}
 	file_berth_v1_app_proto_msgTypes[12].OneofWrappers = []any{}
 	file_berth_v1_app_proto_msgTypes[13].OneofWrappers = []any{}
 	file_berth_v1_app_proto_msgTypes[14].OneofWrappers = []any{}
 	file_berth_v1_app_proto_msgTypes[15].OneofWrappers = []any{}
+	file_berth_v1_app_proto_msgTypes[16].OneofWrappers = []any{}
+	file_berth_v1_app_proto_msgTypes[18].OneofWrappers = []any{}
+	file_berth_v1_app_proto_msgTypes[19].OneofWrappers = []any{}
+	file_berth_v1_app_proto_msgTypes[20].OneofWrappers = []any{}
+	file_berth_v1_app_proto_msgTypes[21].OneofWrappers = []any{}
+	file_berth_v1_app_proto_msgTypes[22].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_berth_v1_app_proto_rawDesc), len(file_berth_v1_app_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   28,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

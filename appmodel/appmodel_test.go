@@ -1,4 +1,4 @@
-package rpc
+package appmodel
 
 import (
 	"encoding/json"
@@ -9,8 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	"connectrpc.com/connect"
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
@@ -83,11 +81,11 @@ func TestTestdataRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			app, err := ParseApp(data)
+			app, err := Parse(data)
 			if err != nil {
 				t.Fatalf("parse: %v", err)
 			}
-			out, err := RenderApp(app)
+			out, err := Render(app)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -106,12 +104,12 @@ func TestTestdataValidates(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			app, err := ParseApp(data)
+			app, err := Parse(data)
 			if err != nil {
 				t.Fatal(err)
 			}
-			NormalizeApp(app)
-			vs := ValidateApp(app)
+			Canonicalize(app)
+			vs := Validate(app)
 			if filepath.Base(f) == "api-example-app.json" {
 				if !hasViolation(vs, "cmd", "args") {
 					t.Fatalf("want a violation naming cmd and args, got %v", vs)
@@ -119,8 +117,8 @@ func TestTestdataValidates(t *testing.T) {
 				return
 			}
 			if len(vs) != 0 {
-				rendered, _ := RenderApp(app)
-				t.Fatalf("violations: %v\nnormalized app: %s", vs, rendered)
+				rendered, _ := Render(app)
+				t.Fatalf("violations: %v\ncanonical app: %s", vs, rendered)
 			}
 		})
 	}
@@ -144,35 +142,35 @@ func hasViolation(vs []Violation, field string, words ...string) bool {
 	return false
 }
 
-func TestNormalizeIdempotent(t *testing.T) {
+func TestCanonicalizeIdempotent(t *testing.T) {
 	for _, f := range testdataFiles(t) {
 		data, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
 		}
-		app, err := ParseApp(data)
+		app, err := Parse(data)
 		if err != nil {
 			t.Fatal(err)
 		}
-		once := proto.Clone(NormalizeApp(app)).(*v1.App)
-		twice := NormalizeApp(proto.Clone(once).(*v1.App))
+		once := proto.Clone(Canonicalize(app)).(*v1.App)
+		twice := Canonicalize(proto.Clone(once).(*v1.App))
 		if !proto.Equal(once, twice) {
-			t.Errorf("%s: normalize not idempotent\nonce  %v\ntwice %v", f, once, twice)
+			t.Errorf("%s: canonicalize not idempotent\nonce  %v\ntwice %v", f, once, twice)
 		}
 	}
 }
 
 func mustParse(t *testing.T, s string) *v1.App {
 	t.Helper()
-	app, err := ParseApp([]byte(s))
+	app, err := Parse([]byte(s))
 	if err != nil {
 		t.Fatalf("parse %s: %v", s, err)
 	}
 	return app
 }
 
-func TestNormalizeDefaults(t *testing.T) {
-	app := NormalizeApp(mustParse(t, `{"id": "db/pg/", "cmd": "x", "healthChecks": [{}], "uris": ["http://h/a.tgz"]}`))
+func TestCanonicalizeDefaults(t *testing.T) {
+	app := Canonicalize(mustParse(t, `{"id": "db/pg/", "cmd": "x", "healthChecks": [{}], "uris": ["http://h/a.tgz"]}`))
 	checks := []struct {
 		name      string
 		got, want any
@@ -200,26 +198,26 @@ func TestNormalizeDefaults(t *testing.T) {
 		{"hc.timeout", app.HealthChecks[0].GetTimeoutSeconds(), int32(20)},
 		{"hc.max", app.HealthChecks[0].GetMaxConsecutiveFailures(), int32(3)},
 		{"fetch", len(app.Fetch) == 1 && app.Fetch[0].GetExtract() && len(app.Uris) == 0, true},
-		{"unreachable", app.GetUnreachableStrategy().GetStructValue() != nil, true},
+		{"unreachable", app.GetUnreachableStrategy().GetEnabled() != nil, true},
 	}
 	for _, c := range checks {
 		if !reflect.DeepEqual(c.got, c.want) {
 			t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
 		}
 	}
-	if vs := ValidateApp(app); len(vs) != 0 {
+	if vs := Validate(app); len(vs) != 0 {
 		t.Errorf("violations: %v", vs)
 	}
 }
 
-func TestNormalizeResident(t *testing.T) {
+func TestCanonicalizeResident(t *testing.T) {
 	data, err := os.ReadFile("testdata/seed/postgres.marathon.json")
 	if err != nil {
 		t.Fatal(err)
 	}
-	app := NormalizeApp(mustParse(t, string(data)))
-	if got := app.GetUnreachableStrategy().GetStringValue(); got != "disabled" {
-		t.Errorf("unreachableStrategy = %q, want disabled", got)
+	app := Canonicalize(mustParse(t, string(data)))
+	if got := app.GetUnreachableStrategy(); got.GetDisabled() == nil {
+		t.Errorf("unreachableStrategy = %v, want disabled", got)
 	}
 	if app.GetContainer().GetVolumes()[0].GetPersistent().GetType() != "root" {
 		t.Errorf("persistent type not defaulted to root")
@@ -234,20 +232,20 @@ func TestNormalizeResident(t *testing.T) {
 		t.Errorf("residency not defaulted")
 	}
 	// A resident app without an upgrade strategy gets {0.5, 0}.
-	app = NormalizeApp(mustParse(t, `{"id":"/r","cmd":"x","container":{"volumes":[{"containerPath":"d","persistent":{"size":1}}]}}`))
+	app = Canonicalize(mustParse(t, `{"id":"/r","cmd":"x","container":{"volumes":[{"containerPath":"d","persistent":{"size":1}}]}}`))
 	if us := app.GetUpgradeStrategy(); us.GetMinimumHealthCapacity() != 0.5 || us.GetMaximumOverCapacity() != 0 {
 		t.Errorf("resident upgradeStrategy = %v", us)
 	}
 	if app.GetContainer().GetType() != "MESOS" || app.GetContainer().GetVolumes()[0].GetMode() != "RW" {
 		t.Errorf("container defaults missing: %v", app.GetContainer())
 	}
-	if vs := ValidateApp(app); len(vs) != 0 {
+	if vs := Validate(app); len(vs) != 0 {
 		t.Errorf("violations: %v", vs)
 	}
 }
 
-func TestNormalizeLegacyNetworking(t *testing.T) {
-	app := NormalizeApp(mustParse(t, `{"id":"/a","container":{"type":"DOCKER","docker":{"image":"i","network":"BRIDGE",
+func TestCanonicalizeLegacyNetworking(t *testing.T) {
+	app := Canonicalize(mustParse(t, `{"id":"/a","container":{"type":"DOCKER","docker":{"image":"i","network":"BRIDGE",
 		"portMappings":[{"containerPort":80,"name":"http"}]}},"healthChecks":[{"protocol":"HTTP"}]}`))
 	if n := app.Networks; len(n) != 1 || n[0].GetMode() != "container/bridge" {
 		t.Fatalf("networks = %v", n)
@@ -259,23 +257,67 @@ func TestNormalizeLegacyNetworking(t *testing.T) {
 	if len(c.PortMappings) != 1 || c.PortMappings[0].HostPort == nil || c.PortMappings[0].GetHostPort() != 0 {
 		t.Errorf("port mappings = %v", c.PortMappings)
 	}
-	if vs := ValidateApp(app); len(vs) != 0 {
+	if vs := Validate(app); len(vs) != 0 {
 		t.Errorf("violations: %v", vs)
 	}
 }
 
 func TestParseErrors(t *testing.T) {
-	_, err := ParseApp([]byte(`{"id": "/a", "cpuz": 1}`))
-	if err == nil || !strings.Contains(err.Error(), `unknown field "cpuz"`) {
-		t.Errorf("unknown field: got %v", err)
+	cases := []struct {
+		name, json, want string
+	}{
+		{"unknown field", `{"id": "/a", "cpuz": 1}`, `cpuz: unknown field (did you mean "cpus"?)`},
+		{"misspelt field", `{"id": "/a", "instaces": 1}`, `instaces: unknown field (did you mean "instances"?)`},
+		{"proto name", `{"id": "/a", "port_definitions": []}`, `port_definitions: unknown field (did you mean "portDefinitions"?)`},
+		{"unknown nested field", `{"container": {"docker": {"image": "x", "imag": "y"}}}`, `container.docker.imag: unknown field (did you mean "image"?)`},
+		{"nothing alike", `{"zzzzzzzz": 1}`, `zzzzzzzz: unknown field`},
+		{"object expected", `{"container": {"volumes": [{"containerPath": "d", "persistent": 100}]}}`, `container.volumes[0].persistent: expected an object`},
+		{"small object named", `{"healthChecks": [{"protocol": "COMMAND", "command": "true"}]}`, `healthChecks[0].command: expected an object with "value"`},
+		{"string expected", `{"cmd": 5}`, `cmd: expected a string`},
+		{"list expected", `{"args": "a b"}`, `args: expected a list`},
+		{"whole number", `{"instances": 1.5}`, `instances: expected a whole number (got 1.5)`},
+		{"int range", `{"instances": 3000000000}`, `instances: must be between`},
+		{"bool expected", `{"requirePorts": "yes"}`, `requirePorts: expected true or false`},
+		{"label value", `{"labels": {"a": 1}}`, `labels["a"]: expected a string`},
+		{"constraint arity", `{"constraints": [["hostname"]]}`, `constraints[0]: expected ["field", "OPERATOR"] or ["field", "OPERATOR", "value"] (got 1 elements)`},
+		{"constraint object", `{"constraints": [{"field": "hostname"}]}`, `constraints[0]: expected ["field", "OPERATOR"]`},
+		{"constraint not string", `{"constraints": [["rack", "MAX_PER", 2]]}`, `constraints[0][2]: expected a string`},
+		{"unreachable string", `{"unreachableStrategy": "sometimes"}`, `unreachableStrategy: expected "disabled" or an object with "inactiveAfterSeconds", "expungeAfterSeconds" (got "sometimes")`},
+		{"unreachable field", `{"unreachableStrategy": {"inactiveAfterSecond": 1}}`, `unreachableStrategy.inactiveAfterSecond: unknown field (did you mean "inactiveAfterSeconds"?)`},
+		{"pull config string", `{"container": {"docker": {"image": "x", "pullConfig": "reg"}}}`, `container.docker.pullConfig: expected an object with "secret"`},
+		{"pull config field", `{"container": {"docker": {"image": "x", "pullConfig": {"secrets": "reg"}}}}`, `container.docker.pullConfig.secrets: unknown field (did you mean "secret"?)`},
+		{"env number", `{"env": {"A": 1}}`, `env["A"]: expected a string or an object with "secret"`},
+		{"env object", `{"env": {"A": {"secret": "s", "x": 1}}}`, `env["A"]: expected a string or an object with "secret"`},
+		{"duplicate", `{"id": "/a", "id": "/b"}`, `id: given twice`},
+		{"null element", `{"args": ["a", null]}`, `args[1]: must not be null`},
+		{"null map value", `{"labels": {"a": null}}`, `labels["a"]: must not be null`},
+		{"top level", `[1]`, `app: expected an object`},
 	}
-	_, err = ParseApp([]byte("{\n  \"id\": \"/a\",\n  \"cpus\": ,\n}"))
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Parse([]byte(c.json))
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("got %v, want %q", err, c.want)
+			}
+		})
+	}
+	// Every problem is reported, each under its path.
+	_, err := Parse([]byte(`{"instaces": 1, "cmd": 5}`))
+	var pe *ParseError
+	if !errors.As(err, &pe) || len(pe.Problems) != 2 || pe.Problems[0].Field != "instaces" || pe.Problems[1].Field != "cmd" {
+		t.Errorf("problems: %v", err)
+	}
+	_, err = Parse([]byte("{\n  \"id\": \"/a\",\n  \"cpus\": ,\n}"))
 	if err == nil || !strings.Contains(err.Error(), "line 3:11") {
 		t.Errorf("syntax error: got %v", err)
 	}
-	big := []byte(`{"id":"/a","cmd":"` + strings.Repeat("x", MaxAppBytes) + `"}`)
-	_, err = ParseApp(big)
-	if !errors.Is(err, ErrAppTooLarge) {
+	_, err = Parse([]byte(`{"id": "/a"`))
+	if err == nil || !strings.Contains(err.Error(), "line 1:") {
+		t.Errorf("truncated: got %v", err)
+	}
+	big := []byte(`{"id":"/a","cmd":"` + strings.Repeat("x", MaxBytes) + `"}`)
+	_, err = Parse(big)
+	if !errors.Is(err, ErrTooLarge) {
 		t.Errorf("oversized: got %v", err)
 	}
 }
@@ -292,7 +334,7 @@ const validBase = `{
 }`
 
 func TestValidationRules(t *testing.T) {
-	if vs := ValidateApp(NormalizeApp(mustParse(t, validBase))); len(vs) != 0 {
+	if vs := Validate(Canonicalize(mustParse(t, validBase))); len(vs) != 0 {
 		t.Fatalf("base app invalid: %v", vs)
 	}
 	cases := []struct {
@@ -330,7 +372,11 @@ func TestValidationRules(t *testing.T) {
 		{"min health out of range", `{"upgradeStrategy": {"minimumHealthCapacity": 1.5, "maximumOverCapacity": 0}}`, "upgradeStrategy.minimumHealthCapacity", []string{"between 0 and 1"}},
 		{"accepted roles resident", `{"acceptedResourceRoles": ["slave_public"]}`, "acceptedResourceRoles", []string{"*"}},
 		{"unreachable resident", `{"unreachableStrategy": {"inactiveAfterSeconds": 10, "expungeAfterSeconds": 20}}`, "unreachableStrategy", []string{"disabled"}},
-		{"unreachable shape", `{"unreachableStrategy": "sometimes"}`, "unreachableStrategy", []string{"sometimes"}},
+		{"unreachable negative", `{"unreachableStrategy": {"inactiveAfterSeconds": -1, "expungeAfterSeconds": 5}}`, "unreachableStrategy.inactiveAfterSeconds", nil},
+		{"unreachable expunge before inactive", `{"unreachableStrategy": {"inactiveAfterSeconds": 10, "expungeAfterSeconds": 5}}`, "unreachableStrategy.expungeAfterSeconds", []string{"inactiveAfterSeconds"}},
+		{"pull config secret unknown", `{"container": {"type": "MESOS", "docker": {"image": "x", "pullConfig": {"secret": "reg"}}, "volumes": [{"containerPath": "data", "persistent": {"size": 100}}]}}`, "container.docker.pullConfig.secret", []string{"reg"}},
+		{"pull config with docker", `{"secrets": {"reg": {"source": "/r"}}, "container": {"type": "DOCKER", "docker": {"image": "x", "pullConfig": {"secret": "reg"}}, "volumes": [{"containerPath": "data", "persistent": {"size": 100}}]}}`, "container.docker.pullConfig", []string{"MESOS"}},
+		{"env secret unknown", `{"env": {"PW": {"secret": "db"}}}`, `env["PW"].secret`, []string{"db"}},
 		{"role star resident", `{"role": "*"}`, "role", []string{"resident"}},
 		{"duplicate port definition name", `{"portDefinitions": [{"name": "pg"}, {"name": "pg"}]}`, "portDefinitions[1].name", []string{"duplicate"}},
 		{"duplicate port definition port", `{"portDefinitions": [{"port": 80}, {"port": 80}]}`, "portDefinitions[1].port", []string{"duplicate"}},
@@ -353,14 +399,13 @@ func TestValidationRules(t *testing.T) {
 		{"network mode", `{"networks": [{"mode": "overlay"}]}`, "networks[0].mode", []string{"overlay"}},
 		{"host mixed networks", `{"networks": [{"mode": "host"}, {"mode": "container", "name": "a"}]}`, "networks", []string{"host"}},
 		{"constraint operator", `{"constraints": [["hostname", "NEAR"]]}`, "constraints[0]", []string{"NEAR"}},
-		{"constraint arity", `{"constraints": [["hostname"]]}`, "constraints[0]", nil},
+		{"constraint empty field", `{"constraints": [["", "UNIQUE"]]}`, "constraints[0]", []string{"field name"}},
 		{"constraint unique value", `{"constraints": [["hostname", "UNIQUE", "x"]]}`, "constraints[0]", []string{"UNIQUE"}},
 		{"constraint like regex", `{"constraints": [["hostname", "LIKE", "a("]]}`, "constraints[0]", []string{"regular expression"}},
 		{"constraint like missing", `{"constraints": [["hostname", "UNLIKE"]]}`, "constraints[0]", nil},
 		{"constraint max_per", `{"constraints": [["hostname", "MAX_PER", "zero"]]}`, "constraints[0]", []string{"MAX_PER"}},
 		{"constraint group_by", `{"constraints": [["rack", "GROUP_BY", "-1"]]}`, "constraints[0]", []string{"GROUP_BY"}},
 		{"constraint is", `{"constraints": [["rack", "IS"]]}`, "constraints[0]", []string{"IS"}},
-		{"constraint not string", `{"constraints": [["rack", "MAX_PER", 2]]}`, "constraints[0][2]", []string{"string"}},
 		{"env name", `{"env": {"1BAD": "x"}}`, `env["1BAD"]`, nil},
 		{"env name dash", `{"env": {"A-B": "x"}}`, `env["A-B"]`, nil},
 		{"backoff factor", `{"backoffFactor": 0.5}`, "backoffFactor", nil},
@@ -396,8 +441,8 @@ func TestValidationRules(t *testing.T) {
 					app.ProtoReflect().Clear(fd)
 				}
 			}
-			NormalizeApp(app)
-			vs := ValidateApp(app)
+			Canonicalize(app)
+			vs := Validate(app)
 			if !hasViolation(vs, c.field, c.words...) {
 				t.Fatalf("want violation on %s mentioning %q, got %v", c.field, c.words, vs)
 			}
@@ -406,7 +451,7 @@ func TestValidationRules(t *testing.T) {
 }
 
 func TestValidateUpdateResident(t *testing.T) {
-	old := NormalizeApp(mustParse(t, validBase))
+	old := Canonicalize(mustParse(t, validBase))
 	cases := []struct {
 		patch string
 		field string
@@ -420,59 +465,46 @@ func TestValidateUpdateResident(t *testing.T) {
 		{`{"portDefinitions": [{"port": 5432, "name": "pg"}, {"port": 0, "name": "metrics"}]}`, "portDefinitions"},
 	}
 	for _, c := range cases {
-		updated := NormalizeApp(MergePartial(old, mustParse(t, c.patch)))
+		updated := Canonicalize(MergePartial(old, mustParse(t, c.patch)))
 		vs := ValidateUpdate(old, updated)
 		if !hasViolation(vs, c.field, "resident") {
 			t.Errorf("%s: want violation on %s, got %v", c.patch, c.field, vs)
 		}
 	}
 	// Allowed changes: instances, env, cmd.
-	updated := NormalizeApp(MergePartial(old, mustParse(t, `{"instances": 3, "env": {"A": "b"}, "cmd": "postgres -c x"}`)))
+	updated := Canonicalize(MergePartial(old, mustParse(t, `{"instances": 3, "env": {"A": "b"}, "cmd": "postgres -c x"}`)))
 	if vs := ValidateUpdate(old, updated); len(vs) != 0 {
 		t.Errorf("allowed update refused: %v", vs)
 	}
 	// Non-resident apps may change anything.
-	stateless := NormalizeApp(mustParse(t, `{"id": "/s", "cmd": "x"}`))
-	if vs := ValidateUpdate(stateless, NormalizeApp(MergePartial(stateless, mustParse(t, `{"cpus": 4}`)))); len(vs) != 0 {
+	stateless := Canonicalize(mustParse(t, `{"id": "/s", "cmd": "x"}`))
+	if vs := ValidateUpdate(stateless, Canonicalize(MergePartial(stateless, mustParse(t, `{"cpus": 4}`)))); len(vs) != 0 {
 		t.Errorf("stateless update refused: %v", vs)
 	}
 }
 
 func TestMergePartial(t *testing.T) {
-	old := NormalizeApp(mustParse(t, validBase))
+	old := Canonicalize(mustParse(t, validBase))
 	old.Version = proto.String("2020-01-01T00:00:00Z")
-	patch := mustParse(t, `{"id": "/other", "instances": 0, "env": {"X": "1"}, "version": "x"}`)
+	old.VersionInfo = &v1.VersionInfo{LastScalingAt: "2020-01-01T00:00:00Z", LastConfigChangeAt: "2020-01-01T00:00:00Z"}
+	patch := mustParse(t, `{"id": "/other", "instances": 0, "env": {"X": "1"}, "version": "x", "versionInfo": {"lastScalingAt": "x"}}`)
 	merged := MergePartial(old, patch)
-	if merged.GetId() != "/db/pg" || merged.GetVersion() != "2020-01-01T00:00:00Z" {
-		t.Errorf("id/version taken from patch: %v %v", merged.GetId(), merged.GetVersion())
+	if merged.GetId() != "/db/pg" || merged.GetVersion() != "2020-01-01T00:00:00Z" || !proto.Equal(merged.GetVersionInfo(), old.GetVersionInfo()) {
+		t.Errorf("id/version taken from patch: %v %v %v", merged.GetId(), merged.GetVersion(), merged.GetVersionInfo())
 	}
 	if merged.Instances == nil || merged.GetInstances() != 0 {
 		t.Errorf("explicit instances 0 not applied: %v", merged.Instances)
 	}
-	if !reflect.DeepEqual(merged.Env, map[string]string{"X": "1"}) {
+	if len(merged.Env) != 1 || merged.Env["X"].GetValue() != "1" {
 		t.Errorf("env not replaced: %v", merged.Env)
 	}
 	if merged.GetCmd() != "postgres" || merged.GetMem() != 256 {
 		t.Errorf("untouched fields changed")
 	}
 	// No aliasing with the patch or the old app.
-	patch.Env["X"] = "2"
-	if merged.Env["X"] != "1" || old.Env["PGDATA"] != "data" {
+	patch.Env["X"].Kind = &v1.EnvValue_Value{Value: "2"}
+	if merged.Env["X"].GetValue() != "1" || old.Env["PGDATA"].GetValue() != "data" {
 		t.Errorf("merge shares maps")
-	}
-}
-
-func TestViolationsError(t *testing.T) {
-	vs := []Violation{{"container.volumes[0].persistent.size", "must be greater than 0"}, {"cmd", "must not be set together with args"}}
-	err := ViolationsError("app /x", vs)
-	if err.Code() != connect.CodeInvalidArgument {
-		t.Errorf("code = %v", err.Code())
-	}
-	if !strings.Contains(err.Message(), "container.volumes[0].persistent.size: must be greater than 0") {
-		t.Errorf("message = %q", err.Message())
-	}
-	if got := ViolationsFromError(err); !reflect.DeepEqual(got, vs) {
-		t.Errorf("details = %v", got)
 	}
 }
 
@@ -488,25 +520,25 @@ func FuzzParseAndValidateApp(f *testing.F) {
 	f.Add([]byte(validBase))
 	f.Add([]byte(`{"id":"a","container":{"docker":{"network":"USER"}},"ipAddress":{"discovery":{"ports":[{"number":1}]}}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		app, err := ParseApp(data)
+		app, err := Parse(data)
 		if err != nil {
 			return
 		}
-		// Validation of the raw input, then of the normalized app, must not
-		// panic; normalization must be idempotent and keep parseability.
-		_ = ValidateApp(app)
-		NormalizeApp(app)
-		vs := ValidateApp(app)
+		// Validation of the raw input, then of the canonical app, must not
+		// panic; canonicalization must be idempotent and keep parseability.
+		_ = Validate(app)
+		Canonicalize(app)
+		vs := Validate(app)
 		once := proto.Clone(app).(*v1.App)
-		NormalizeApp(app)
+		Canonicalize(app)
 		if !proto.Equal(once, app) {
-			t.Fatalf("normalize not idempotent:\n%v\n%v", once, app)
+			t.Fatalf("canonicalize not idempotent:\n%v\n%v", once, app)
 		}
-		out, err := protojson.Marshal(app)
+		out, err := Render(app)
 		if err != nil {
 			return // e.g. invalid UTF-8 cannot be rendered; parse refused it anyway
 		}
-		back, err := ParseApp(out)
+		back, err := Parse(out)
 		if err != nil {
 			t.Fatalf("rendered app does not parse: %v\n%s", err, out)
 		}
@@ -514,8 +546,10 @@ func FuzzParseAndValidateApp(f *testing.F) {
 			t.Fatalf("render/parse changed the app")
 		}
 		_ = ValidateUpdate(once, app)
-		if len(vs) > 0 {
-			_ = ViolationsError("app", vs)
+		for _, v := range vs {
+			if v.Field == "" || v.Description == "" {
+				t.Fatalf("violation without field or description: %+v", v)
+			}
 		}
 	})
 }

@@ -1,4 +1,4 @@
-package rpc
+package appmodel
 
 import (
 	"fmt"
@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/structpb"
 
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
 )
@@ -44,7 +43,6 @@ var (
 	ipProtocols         = []string{"IPv4", "IPv6"}
 	readinessProtocols  = []string{"HTTP", "HTTPS"}
 	taskLostBehaviors   = []string{"WAIT_FOREVER", "RELAUNCH_AFTER_TIMEOUT"}
-	constraintOperators = []string{"UNIQUE", "CLUSTER", "GROUP_BY", "LIKE", "UNLIKE", "MAX_PER", "IS"}
 )
 
 type validator struct{ vs []Violation }
@@ -94,12 +92,12 @@ func (v *validator) portNumber(field string, value *int32) {
 
 func fmtFloat(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }
 
-// ValidateApp checks an app definition against Marathon's rules, including
+// Validate checks an app definition against Marathon's rules, including
 // the extra rules for resident apps (apps with persistent volumes). It is
-// meant for a normalized app (see NormalizeApp) and returns every violation
+// meant for a canonical app (see Canonicalize) and returns every violation
 // found, in field order; nil means valid. It never panics, whatever the
 // input.
-func ValidateApp(app *v1.App) []Violation {
+func Validate(app *v1.App) []Violation {
 	v := &validator{}
 	if app == nil {
 		v.add("app", "must be set")
@@ -114,9 +112,15 @@ func ValidateApp(app *v1.App) []Violation {
 	if app.GetCmd() == "" && len(app.Args) == 0 && app.Container == nil {
 		v.add("cmd", "one of cmd, args or container must be set")
 	}
-	for name := range app.Env {
+	for name, val := range app.Env {
+		field := fmt.Sprintf("env[%s]", strconv.Quote(name))
 		if !envNameRE.MatchString(name) {
-			v.add(fmt.Sprintf("env[%s]", strconv.Quote(name)), "invalid environment variable name: letters, digits and '_' only, not starting with a digit")
+			v.add(field, "invalid environment variable name: letters, digits and '_' only, not starting with a digit")
+		}
+		if val.GetKind() == nil {
+			v.add(field, "must be a string or a secret reference")
+		} else if ref, isRef := val.GetKind().(*v1.EnvValue_Secret); isRef {
+			validateSecretRef(v, field+".secret", ref.Secret, app)
 		}
 	}
 	for k := range app.Labels {
@@ -202,6 +206,13 @@ func ValidateApp(app *v1.App) []Violation {
 	return v.vs
 }
 
+// validateSecretRef checks a reference to one of the app's secrets.
+func validateSecretRef(v *validator, field, name string, app *v1.App) {
+	if _, ok := app.GetSecrets()[name]; !ok {
+		v.add(field, "must name one of the app's secrets (got %q)", name)
+	}
+}
+
 // validateAppID checks a Marathon path id, absolute or relative.
 func validateAppID(v *validator, field, id string, requireApp bool) {
 	if id == "" {
@@ -241,69 +252,11 @@ func validateRole(v *validator, field, role string) {
 	}
 }
 
-// validateConstraints checks Marathon placement constraints: [field,
-// OPERATOR] or [field, OPERATOR, value].
-func validateConstraints(v *validator, prefix string, constraints []*structpb.ListValue) {
+// validateConstraints checks Marathon placement constraints.
+func validateConstraints(v *validator, prefix string, constraints []*v1.Constraint) {
 	for i, c := range constraints {
-		field := fmt.Sprintf("%s[%d]", prefix, i)
-		vals := c.GetValues()
-		if len(vals) < 2 || len(vals) > 3 {
-			v.add(field, "must be [field, OPERATOR] or [field, OPERATOR, value] (got %d elements)", len(vals))
-			continue
-		}
-		strs := make([]string, len(vals))
-		ok := true
-		for j, e := range vals {
-			s, isStr := e.GetKind().(*structpb.Value_StringValue)
-			if !isStr {
-				v.add(fmt.Sprintf("%s[%d]", field, j), "must be a string")
-				ok = false
-				continue
-			}
-			strs[j] = s.StringValue
-		}
-		if !ok {
-			continue
-		}
-		if strs[0] == "" {
-			v.add(field, "the field name must not be empty")
-		}
-		op := strs[1]
-		hasValue := len(strs) == 3
-		value := ""
-		if hasValue {
-			value = strs[2]
-		}
-		switch op {
-		case "UNIQUE":
-			if hasValue {
-				v.add(field, "UNIQUE takes no value")
-			}
-		case "CLUSTER":
-			// The value is optional: without it, all instances go where the
-			// first one went.
-		case "GROUP_BY":
-			if hasValue {
-				if n, err := strconv.Atoi(value); err != nil || n < 1 {
-					v.add(field, "GROUP_BY value must be a positive integer (got %q)", value)
-				}
-			}
-		case "MAX_PER":
-			if n, err := strconv.Atoi(value); !hasValue || err != nil || n < 1 {
-				v.add(field, "MAX_PER needs a positive integer value (got %q)", value)
-			}
-		case "LIKE", "UNLIKE":
-			if !hasValue {
-				v.add(field, "%s needs a regular expression value", op)
-			} else if _, err := regexp.Compile("^(?:" + value + ")$"); err != nil {
-				v.add(field, "%s value %q is not a valid regular expression: %v", op, value, err)
-			}
-		case "IS":
-			if !hasValue || value == "" {
-				v.add(field, "IS needs a value")
-			}
-		default:
-			v.add(field, "unknown operator %q (allowed: %s)", op, strings.Join(constraintOperators, ", "))
+		if _, err := CompileConstraint(c); err != nil {
+			v.add(fmt.Sprintf("%s[%d]", prefix, i), "%v", err)
 		}
 	}
 }
@@ -328,6 +281,12 @@ func validateContainer(v *validator, app *v1.App) {
 		for i, p := range d.Parameters {
 			if p.GetKey() == "" {
 				v.add(fmt.Sprintf("container.docker.parameters[%d].key", i), "must not be empty")
+			}
+		}
+		if pc := d.PullConfig; pc != nil {
+			validateSecretRef(v, "container.docker.pullConfig.secret", pc.GetSecret(), app)
+			if c.GetType() == "DOCKER" {
+				v.add("container.docker.pullConfig", "is only supported with the MESOS container (got DOCKER)")
 			}
 		}
 		if len(d.PortMappings) > 0 && len(c.PortMappings) > 0 {
@@ -400,14 +359,12 @@ func validatePersistentVolume(v *validator, field string, vol *v1.Volume, p *v1.
 	}
 	for i, c := range p.Constraints {
 		cf := fmt.Sprintf("%s.persistent.constraints[%d]", field, i)
-		vals := c.GetValues()
-		if len(vals) != 3 || vals[0].GetStringValue() != "path" ||
-			(vals[1].GetStringValue() != "LIKE" && vals[1].GetStringValue() != "UNLIKE") {
+		if c.GetField() != "path" || (c.GetOperator() != OpLike && c.GetOperator() != OpUnlike) || c.Value == nil {
 			v.add(cf, `must be ["path", "LIKE" or "UNLIKE", regex]`)
 			continue
 		}
-		if _, err := regexp.Compile("^(?:" + vals[2].GetStringValue() + ")$"); err != nil {
-			v.add(cf, "invalid regular expression %q: %v", vals[2].GetStringValue(), err)
+		if _, err := CompileConstraint(c); err != nil {
+			v.add(cf, "%v", err)
 		}
 	}
 }
@@ -630,42 +587,16 @@ func validateReadinessChecks(v *validator, app *v1.App) {
 
 // validateUnreachable checks the unreachableStrategy: "disabled" or
 // {inactiveAfterSeconds, expungeAfterSeconds}; resident apps need "disabled".
-func validateUnreachable(v *validator, us *structpb.Value, resident bool) {
+func validateUnreachable(v *validator, us *v1.UnreachableStrategy, resident bool) {
 	const field = "unreachableStrategy"
-	if us == nil || us.Kind == nil {
-		return
+	e := us.GetEnabled()
+	if e == nil {
+		return // absent or disabled
 	}
-	switch k := us.Kind.(type) {
-	case *structpb.Value_StringValue:
-		if k.StringValue != UnreachableDisabled {
-			v.add(field, `must be "disabled" or an object with inactiveAfterSeconds and expungeAfterSeconds (got %q)`, k.StringValue)
-			return
-		}
-		return
-	case *structpb.Value_StructValue:
-		var inactive, expunge float64
-		for name, val := range k.StructValue.GetFields() {
-			n, isNum := val.GetKind().(*structpb.Value_NumberValue)
-			switch {
-			case name != "inactiveAfterSeconds" && name != "expungeAfterSeconds":
-				v.add(field+"."+name, "unknown field")
-				continue
-			case !isNum || !(n.NumberValue >= 0) || math.IsInf(n.NumberValue, 0):
-				v.add(field+"."+name, "must be a number of seconds greater than or equal to 0")
-				continue
-			}
-			if name == "inactiveAfterSeconds" {
-				inactive = n.NumberValue
-			} else {
-				expunge = n.NumberValue
-			}
-		}
-		if expunge < inactive {
-			v.add(field+".expungeAfterSeconds", "must be greater than or equal to inactiveAfterSeconds")
-		}
-	default:
-		v.add(field, `must be "disabled" or an object with inactiveAfterSeconds and expungeAfterSeconds`)
-		return
+	v.nonNegativeInt(field+".inactiveAfterSeconds", e.InactiveAfterSeconds)
+	v.nonNegativeInt(field+".expungeAfterSeconds", e.ExpungeAfterSeconds)
+	if e.GetExpungeAfterSeconds() < e.GetInactiveAfterSeconds() {
+		v.add(field+".expungeAfterSeconds", "must be greater than or equal to inactiveAfterSeconds")
 	}
 	if resident {
 		v.add(field, `must be "disabled" for resident apps: an instance waits for its agent`)
@@ -675,7 +606,7 @@ func validateUnreachable(v *validator, us *structpb.Value, resident bool) {
 // ValidateUpdate checks the rules that relate a new definition to the stored
 // one. For a resident app, the resources reserved on its agents (cpus, mem,
 // disk, gpus), its persistent volumes, requirePorts and its host ports cannot
-// change. Both apps should be normalized.
+// change. Both apps should be canonical.
 func ValidateUpdate(old, updated *v1.App) []Violation {
 	v := &validator{}
 	if old == nil || updated == nil || !IsResident(old) {
@@ -695,7 +626,7 @@ func ValidateUpdate(old, updated *v1.App) []Violation {
 			v.add(f.name, immutable, fmtFloat(f.old), fmtFloat(f.new))
 		}
 	}
-	if !slices.EqualFunc(persistentVolumes(old), persistentVolumes(updated), func(a, b *v1.Volume) bool { return proto.Equal(a, b) }) {
+	if !slices.EqualFunc(PersistentVolumes(old), PersistentVolumes(updated), func(a, b *v1.Volume) bool { return proto.Equal(a, b) }) {
 		v.add("container.volumes", "persistent volumes of a resident app cannot change")
 	}
 	if old.GetRequirePorts() != updated.GetRequirePorts() {
@@ -710,17 +641,6 @@ func ValidateUpdate(old, updated *v1.App) []Violation {
 		v.add(field, "host ports of a resident app cannot change (was %v, now %v)", oldPorts, newPorts)
 	}
 	return v.vs
-}
-
-// persistentVolumes returns the app's persistent volumes in order.
-func persistentVolumes(app *v1.App) []*v1.Volume {
-	var out []*v1.Volume
-	for _, vol := range app.GetContainer().GetVolumes() {
-		if vol.GetPersistent() != nil {
-			out = append(out, vol)
-		}
-	}
-	return out
 }
 
 // hostPorts lists the host ports an app asks for (0 = any port): port

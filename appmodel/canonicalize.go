@@ -1,10 +1,9 @@
-package rpc
+package appmodel
 
 import (
 	"strings"
 
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/structpb"
 
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
 )
@@ -12,30 +11,44 @@ import (
 // Marathon's defaults (Marathon 1.10, app.raml / AppDefinition.scala /
 // AppNormalization.scala). maxLaunchDelaySeconds is 300 s since Marathon 1.8.
 const (
-	DefaultInstances              = 1
-	DefaultCpus                   = 1.0
-	DefaultMem                    = 128.0
-	DefaultDisk                   = 0.0
-	DefaultGpus                   = 0
-	DefaultBackoffSeconds         = 1.0
-	DefaultBackoffFactor          = 1.15
-	DefaultMaxLaunchDelaySeconds  = 300
-	DefaultKillSelection          = "YOUNGEST_FIRST"
-	DefaultHealthGracePeriod      = 300
-	DefaultHealthInterval         = 60
-	DefaultHealthTimeout          = 20
-	DefaultHealthMaxFailures      = 3
-	DefaultHealthDelaySeconds     = 15
-	DefaultReadinessInterval      = 30
-	DefaultReadinessTimeout       = 10
-	DefaultResidencyRelaunch      = 3600
-	DefaultResidencyTaskLost      = "WAIT_FOREVER"
-	DefaultPersistentVolumeType   = "root"
-	DefaultContainerType          = "MESOS"
-	DefaultPortProtocol           = "tcp"
-	DefaultPortName               = "default"
-	UnreachableDisabled           = "disabled"
-	residentMinimumHealthCapacity = 0.5
+	DefaultInstances             = 1
+	DefaultCpus                  = 1.0
+	DefaultMem                   = 128.0
+	DefaultDisk                  = 0.0
+	DefaultGpus                  = 0
+	DefaultBackoffSeconds        = 1.0
+	DefaultBackoffFactor         = 1.15
+	DefaultMaxLaunchDelaySeconds = 300
+	DefaultKillSelection         = "YOUNGEST_FIRST"
+	DefaultMinimumHealthCapacity = 1.0
+	DefaultMaximumOverCapacity   = 1.0
+	DefaultHealthProtocol        = "HTTP"
+	DefaultHealthPath            = "/"
+	DefaultHealthGracePeriod     = 300
+	DefaultHealthInterval        = 60
+	DefaultHealthTimeout         = 20
+	DefaultHealthMaxFailures     = 3
+	DefaultHealthDelaySeconds    = 15
+	DefaultReadinessInterval     = 30
+	DefaultReadinessTimeout      = 10
+	DefaultReadinessName         = "readinessCheck"
+	DefaultReadinessProtocol     = "HTTP"
+	DefaultReadinessPath         = "/"
+	DefaultReadinessPortName     = "http"
+	DefaultReadinessStatusCode   = 200
+	DefaultResidencyRelaunch     = 3600
+	DefaultResidencyTaskLost     = "WAIT_FOREVER"
+	DefaultPersistentVolumeType  = "root"
+	DefaultContainerType         = "MESOS"
+	DefaultPortProtocol          = "tcp"
+	DefaultPortName              = "default"
+	UnreachableDisabled          = "disabled"
+	// Marathon's defaults for an enabled unreachable strategy (RAML
+	// UnreachableEnabled); a stateless app gets them when it names none.
+	DefaultUnreachableInactiveAfterSeconds = 0
+	DefaultUnreachableExpungeAfterSeconds  = 0
+	residentMinimumHealthCapacity          = 0.5
+	residentMaximumOverCapacity            = 0.0
 )
 
 // Network modes of App.networks.
@@ -45,18 +58,7 @@ const (
 	NetworkModeContainerBridge = "container/bridge"
 )
 
-// IsResident reports whether the app has at least one persistent volume, which
-// makes every instance of it resident on its berth.
-func IsResident(app *v1.App) bool {
-	for _, v := range app.GetContainer().GetVolumes() {
-		if v.GetPersistent() != nil {
-			return true
-		}
-	}
-	return false
-}
-
-// NormalizeApp applies Marathon's normalization and defaults to app in place
+// Canonicalize applies Marathon's normalization and defaults to app in place
 // and returns it: the id is made absolute, deprecated fields (uris, ports,
 // ipAddress, container.docker.network, container.docker.portMappings) are
 // translated into their canonical forms, networks default to host, port
@@ -68,20 +70,20 @@ func IsResident(app *v1.App) bool {
 // Translations that would lose information (both uris and fetch, both
 // container.portMappings and container.docker.portMappings, deprecated and
 // canonical network fields together, an unknown docker network, discovery
-// ports on a Docker container) are left untouched so that ValidateApp reports
-// them. NormalizeApp is idempotent and never fails; a nil app is returned as
+// ports on a Docker container) are left untouched so that Validate reports
+// them. Canonicalize is idempotent and never fails; a nil app is returned as
 // is.
 //
 // Limitation: protobuf cannot tell an explicitly empty "portDefinitions": []
 // from an absent one, so a host-networking app always gets Marathon's default
 // port definition when it declares none.
-func NormalizeApp(app *v1.App) *v1.App {
+func Canonicalize(app *v1.App) *v1.App {
 	if app == nil {
 		return nil
 	}
-	app.Id = normalizePathID(app.Id)
+	app.Id = NormalizeID(app.Id)
 	for i, d := range app.Dependencies {
-		app.Dependencies[i] = normalizePathID(d)
+		app.Dependencies[i] = NormalizeID(d)
 	}
 	normalizeFetch(app)
 	normalizeNetworks(app)
@@ -156,24 +158,24 @@ func NormalizeApp(app *v1.App) *v1.App {
 		if resident {
 			app.UpgradeStrategy.MinimumHealthCapacity = proto.Float64(residentMinimumHealthCapacity)
 		} else {
-			app.UpgradeStrategy.MinimumHealthCapacity = proto.Float64(1)
+			app.UpgradeStrategy.MinimumHealthCapacity = proto.Float64(DefaultMinimumHealthCapacity)
 		}
 	}
 	if app.UpgradeStrategy.MaximumOverCapacity == nil {
 		if resident {
-			app.UpgradeStrategy.MaximumOverCapacity = proto.Float64(0)
+			app.UpgradeStrategy.MaximumOverCapacity = proto.Float64(residentMaximumOverCapacity)
 		} else {
-			app.UpgradeStrategy.MaximumOverCapacity = proto.Float64(1)
+			app.UpgradeStrategy.MaximumOverCapacity = proto.Float64(DefaultMaximumOverCapacity)
 		}
 	}
-	if app.UnreachableStrategy == nil || app.UnreachableStrategy.Kind == nil {
+	if app.UnreachableStrategy.GetKind() == nil {
 		if resident {
-			app.UnreachableStrategy = structpb.NewStringValue(UnreachableDisabled)
+			app.UnreachableStrategy = &v1.UnreachableStrategy{Kind: &v1.UnreachableStrategy_Disabled{Disabled: &v1.UnreachableDisabled{}}}
 		} else {
-			app.UnreachableStrategy = structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{
-				"inactiveAfterSeconds": structpb.NewNumberValue(0),
-				"expungeAfterSeconds":  structpb.NewNumberValue(0),
-			}})
+			app.UnreachableStrategy = &v1.UnreachableStrategy{Kind: &v1.UnreachableStrategy_Enabled{Enabled: &v1.UnreachableEnabled{
+				InactiveAfterSeconds: proto.Int32(DefaultUnreachableInactiveAfterSeconds),
+				ExpungeAfterSeconds:  proto.Int32(DefaultUnreachableExpungeAfterSeconds),
+			}}}
 		}
 	}
 	if resident {
@@ -190,18 +192,18 @@ func NormalizeApp(app *v1.App) *v1.App {
 
 	hasPorts := len(app.PortDefinitions) > 0 || len(app.GetContainer().GetPortMappings()) > 0
 	for _, hc := range app.HealthChecks {
-		normalizeHealthCheck(hc, hasPorts)
+		canonicalizeHealthCheck(hc, hasPorts)
 	}
 	for _, rc := range app.ReadinessChecks {
-		normalizeReadinessCheck(rc)
+		canonicalizeReadinessCheck(rc)
 	}
 	return app
 }
 
-// normalizePathID makes a Marathon path id absolute and drops trailing
+// NormalizeID makes a Marathon path id absolute and drops trailing
 // slashes. It deliberately does not resolve "." or ".." segments, so that
-// ValidateApp can refuse them instead of silently moving the app.
-func normalizePathID(id string) string {
+// Validate can refuse them instead of silently moving the app.
+func NormalizeID(id string) string {
 	if id == "" {
 		return id
 	}
@@ -217,7 +219,7 @@ func normalizePathID(id string) string {
 // normalizeFetch turns the pre-1.0 uris list into fetch entries.
 func normalizeFetch(app *v1.App) {
 	if len(app.Uris) == 0 || len(app.Fetch) > 0 {
-		return // both set: left for ValidateApp
+		return // both set: left for Validate
 	}
 	for _, u := range app.Uris {
 		app.Fetch = append(app.Fetch, &v1.FetchUri{Uri: u, Extract: proto.Bool(isExtractable(u))})
@@ -245,7 +247,7 @@ func normalizeNetworks(app *v1.App) {
 	ip := app.IpAddress
 	if len(app.Networks) > 0 {
 		// Canonical networks given; any deprecated field alongside is a
-		// conflict that ValidateApp reports.
+		// conflict that Validate reports.
 		return
 	}
 	var networks []*v1.Network
@@ -292,7 +294,7 @@ func normalizeNetworks(app *v1.App) {
 			app.IpAddress = nil
 		case app.Container.GetType() == "DOCKER" || len(app.Container.PortMappings) > 0 || len(app.Container.GetDocker().GetPortMappings()) > 0:
 			// Discovery ports do not apply to Docker, and must not be
-			// combined with port mappings: keep only them for ValidateApp.
+			// combined with port mappings: keep only them for Validate.
 			app.IpAddress = &v1.IpAddress{Discovery: ip.Discovery}
 		default:
 			for _, p := range discovery {
@@ -348,7 +350,7 @@ func normalizeContainer(app *v1.App, nonHost bool, migratedPortDefs int) {
 	}
 	if d := c.Docker; d != nil && len(d.PortMappings) > 0 {
 		if len(c.PortMappings) > 0 {
-			// Both set: a conflict ValidateApp reports; change nothing.
+			// Both set: a conflict Validate reports; change nothing.
 			return
 		}
 		c.PortMappings = d.PortMappings
@@ -401,86 +403,86 @@ func normalizeContainer(app *v1.App, nonHost bool, migratedPortDefs int) {
 	}
 }
 
-// normalizeHealthCheck fills in Marathon's health check defaults.
-func normalizeHealthCheck(hc *v1.HealthCheck, appHasPorts bool) {
+// canonicalizeHealthCheck fills in Marathon's health check defaults.
+func canonicalizeHealthCheck(hc *v1.HealthCheck, appHasPorts bool) {
 	if hc == nil {
 		return
 	}
 	if hc.Protocol == nil {
-		hc.Protocol = proto.String("HTTP")
+		hc.Protocol = proto.String(DefaultHealthProtocol)
 	}
 	protocol := hc.GetProtocol()
 	if protocol != "COMMAND" && appHasPorts && hc.Port == nil && hc.PortIndex == nil {
-		hc.PortIndex = int32Ptr(0)
+		hc.PortIndex = proto.Int32(0)
 	}
 	switch protocol {
 	case "HTTP", "HTTPS", "MESOS_HTTP", "MESOS_HTTPS":
 		if hc.Path == nil {
-			hc.Path = stringPtr("/")
+			hc.Path = proto.String(DefaultHealthPath)
 		}
 	}
 	switch protocol {
 	case "MESOS_HTTP", "MESOS_HTTPS", "MESOS_TCP":
 		if hc.IpProtocol == nil {
-			hc.IpProtocol = stringPtr("IPv4")
+			hc.IpProtocol = proto.String("IPv4")
 		}
 	}
 	if hc.GracePeriodSeconds == nil {
-		hc.GracePeriodSeconds = int32Ptr(DefaultHealthGracePeriod)
+		hc.GracePeriodSeconds = proto.Int32(DefaultHealthGracePeriod)
 	}
 	if hc.IntervalSeconds == nil {
-		hc.IntervalSeconds = int32Ptr(DefaultHealthInterval)
+		hc.IntervalSeconds = proto.Int32(DefaultHealthInterval)
 	}
 	if hc.TimeoutSeconds == nil {
-		hc.TimeoutSeconds = int32Ptr(DefaultHealthTimeout)
+		hc.TimeoutSeconds = proto.Int32(DefaultHealthTimeout)
 	}
 	if hc.MaxConsecutiveFailures == nil {
-		hc.MaxConsecutiveFailures = int32Ptr(DefaultHealthMaxFailures)
+		hc.MaxConsecutiveFailures = proto.Int32(DefaultHealthMaxFailures)
 	}
 	if hc.DelaySeconds == nil {
-		hc.DelaySeconds = int32Ptr(DefaultHealthDelaySeconds)
+		hc.DelaySeconds = proto.Int32(DefaultHealthDelaySeconds)
 	}
 	if hc.IgnoreHttp1Xx == nil {
-		hc.IgnoreHttp1Xx = boolPtr(false)
+		hc.IgnoreHttp1Xx = proto.Bool(false)
 	}
 }
 
-// normalizeReadinessCheck fills in Marathon's readiness check defaults and
+// canonicalizeReadinessCheck fills in Marathon's readiness check defaults and
 // converts the API docs' millisecond interval/timeout fields to seconds.
-func normalizeReadinessCheck(rc *v1.ReadinessCheck) {
+func canonicalizeReadinessCheck(rc *v1.ReadinessCheck) {
 	if rc == nil {
 		return
 	}
 	if rc.Name == nil {
-		rc.Name = stringPtr("readinessCheck")
+		rc.Name = proto.String(DefaultReadinessName)
 	}
 	if rc.Protocol == nil {
-		rc.Protocol = stringPtr("HTTP")
+		rc.Protocol = proto.String(DefaultReadinessProtocol)
 	}
 	if rc.Path == nil {
-		rc.Path = stringPtr("/")
+		rc.Path = proto.String(DefaultReadinessPath)
 	}
 	if rc.PortName == nil {
-		rc.PortName = stringPtr("http")
+		rc.PortName = proto.String(DefaultReadinessPortName)
 	}
 	if rc.IntervalSeconds == nil && rc.Interval != nil {
-		rc.IntervalSeconds = int32Ptr(msToSeconds(rc.GetInterval()))
+		rc.IntervalSeconds = proto.Int32(msToSeconds(rc.GetInterval()))
 	}
 	if rc.TimeoutSeconds == nil && rc.Timeout != nil {
-		rc.TimeoutSeconds = int32Ptr(msToSeconds(rc.GetTimeout()))
+		rc.TimeoutSeconds = proto.Int32(msToSeconds(rc.GetTimeout()))
 	}
 	rc.Interval, rc.Timeout = nil, nil
 	if rc.IntervalSeconds == nil {
-		rc.IntervalSeconds = int32Ptr(DefaultReadinessInterval)
+		rc.IntervalSeconds = proto.Int32(DefaultReadinessInterval)
 	}
 	if rc.TimeoutSeconds == nil {
-		rc.TimeoutSeconds = int32Ptr(DefaultReadinessTimeout)
+		rc.TimeoutSeconds = proto.Int32(DefaultReadinessTimeout)
 	}
 	if len(rc.HttpStatusCodesForReady) == 0 {
-		rc.HttpStatusCodesForReady = []int32{200}
+		rc.HttpStatusCodesForReady = []int32{DefaultReadinessStatusCode}
 	}
 	if rc.PreserveLastResponse == nil {
-		rc.PreserveLastResponse = boolPtr(false)
+		rc.PreserveLastResponse = proto.Bool(false)
 	}
 }
 
@@ -491,7 +493,3 @@ func msToSeconds(ms int32) int32 {
 	}
 	return int32((int64(ms) + 999) / 1000)
 }
-
-func int32Ptr(v int32) *int32    { return &v }
-func stringPtr(v string) *string { return &v }
-func boolPtr(v bool) *bool       { return &v }

@@ -1,4 +1,4 @@
-package rpc
+package appmodel
 
 import (
 	"google.golang.org/protobuf/proto"
@@ -24,7 +24,7 @@ func MergePartial(old, patch *v1.App) *v1.App {
 	dst := merged.ProtoReflect()
 	patch.ProtoReflect().Range(func(fd protoreflect.FieldDescriptor, val protoreflect.Value) bool {
 		switch fd.Name() {
-		case "id", "version", "versionInfo":
+		case "id", "version", "version_info":
 			return true
 		}
 		// Deep copy so that the result shares nothing with patch.
