@@ -33,9 +33,9 @@ import (
 // request_id; a read is GetApp with READ_CONSISTENCY_CONSISTENT.
 
 const (
-	linApp      = "/lin-register"
-	linKey      = "k"
-	linInit     = "init"
+	linApp     = "/lin-register"
+	linKey     = "k"
+	linInit    = "init"
 	linClients = 4
 	// linRounds is the test's budget: each round kills the leader (and
 	// restarts it) and pauses the leader, each under traffic that gets
