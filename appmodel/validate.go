@@ -105,7 +105,9 @@ func Validate(app *v1.App) []Violation {
 	}
 	resident := IsResident(app)
 
+	validateText(v, app.ProtoReflect(), "")
 	validateAppID(v, "id", app.Id, true)
+	validateIDRoom(v, app)
 	if app.GetCmd() != "" && len(app.Args) > 0 {
 		v.add("cmd", "must not be set together with args (set one of cmd or args)")
 	}

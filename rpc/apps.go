@@ -97,18 +97,24 @@ func checkLock(st *fsm.Snapshot, appID string, force bool) ([]string, error) {
 	return ids, nil
 }
 
-// prepareApp canonicalizes and validates a submitted app definition; the result
-// is a copy.
-func prepareApp(app *v1.App) (*v1.App, error) {
+// prepareApp canonicalizes and validates a submitted app definition, within
+// this server's limits; the result is a copy.
+func (s *Server) prepareApp(app *v1.App) (*v1.App, error) {
 	if app == nil {
 		return nil, ViolationsError("app", []appmodel.Violation{{Field: "app", Description: "must be set"}})
 	}
 	app = appmodel.Canonicalize(proto.Clone(app).(*v1.App))
 	app.Version, app.VersionInfo = nil, nil
-	if vs := appmodel.Validate(app); len(vs) > 0 {
+	if vs := s.validate(app); len(vs) > 0 {
 		return nil, ViolationsError("app "+app.GetId(), vs)
 	}
 	return app, nil
+}
+
+// validate checks a canonical app against the model's rules and this
+// server's limits.
+func (s *Server) validate(app *v1.App) []appmodel.Violation {
+	return append(appmodel.Validate(app), appmodel.CheckLimits(app, s.cfg.Limits)...)
 }
 
 // publish sends an event to Config.Publisher, if there is one.
@@ -134,7 +140,7 @@ func invalid(field, description string) *connect.Error {
 func (a *appService) CreateApp(ctx context.Context, req *connect.Request[v1.CreateAppRequest]) (*connect.Response[v1.CreateAppResponse], error) {
 	msg := req.Msg
 	// Validate here first: cheap, and answers even without a leader.
-	app, err := prepareApp(msg.App)
+	app, err := a.prepareApp(msg.App)
 	if err != nil {
 		return nil, err
 	}
@@ -305,7 +311,7 @@ func (a *appService) UpdateApp(ctx context.Context, req *connect.Request[v1.Upda
 				}
 				next.Id = id
 				appmodel.Canonicalize(next)
-				vs := appmodel.Validate(next)
+				vs := a.validate(next)
 				vs = append(vs, appmodel.ValidateUpdate(old, next)...)
 				if len(vs) > 0 {
 					return appChange{}, ViolationsError("update of app "+id, vs)

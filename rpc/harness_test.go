@@ -93,6 +93,8 @@ func (s *server) stop(t testing.TB) {
 type clusterOpts struct {
 	leaderWait      time.Duration
 	maxRequestBytes int
+	// maxApps and maxInstances set rpc.Config's caps (0: defaults).
+	maxApps, maxInstances int
 	// onDisk uses the production Raft setup (boltdb log, file snapshots,
 	// TCP transport, real gossip) instead of in-memory stores.
 	onDisk bool
@@ -152,6 +154,8 @@ func startServer(t testing.TB, name string, network *cluster.InmemNetwork, expec
 		Logger:          log,
 		LeaderWait:      o.leaderWait,
 		MaxRequestBytes: o.maxRequestBytes,
+		MaxApps:         o.maxApps,
+		MaxInstances:    o.maxInstances,
 	})
 	sctx, scancel := context.WithCancel(context.Background())
 	s := &server{name: name, node: node, fsm: f, broker: broker, api: api, addr: lis.Addr().String(), cancel: scancel, done: make(chan error, 1)}

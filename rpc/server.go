@@ -17,6 +17,7 @@ import (
 	"connectrpc.com/grpcreflect"
 	"github.com/google/uuid"
 
+	"github.com/berth-dev/berth/appmodel"
 	"github.com/berth-dev/berth/fsm"
 	"github.com/berth-dev/berth/proto/berth/v1/berthv1connect"
 )
@@ -113,6 +114,14 @@ type Config struct {
 	// HTTPClient is used to forward requests to the leader (default: a
 	// client speaking HTTP/1.1 and h2c).
 	HTTPClient *http.Client
+	// Limits caps each app definition (zero fields: appmodel's defaults).
+	Limits appmodel.Limits
+	// MaxApps caps the apps the cluster holds (default 50,000) and
+	// MaxInstances the instances of all apps together (default 250,000):
+	// with them no accepted request can grow the replicated state, or
+	// the scheduler's work, without bound.
+	MaxApps      int
+	MaxInstances int
 }
 
 // Defaults for Config fields.
@@ -121,6 +130,8 @@ const (
 	DefaultMaxSnapshotBytes = 1 << 30
 	DefaultLeaderWait       = 10 * time.Second
 	DefaultForwardTimeout   = 5 * time.Second
+	DefaultMaxApps          = 50_000
+	DefaultMaxInstances     = 250_000
 )
 
 // Server serves Berth's Connect API: AppService, TaskService,
@@ -171,6 +182,12 @@ func NewServer(cfg Config) *Server {
 	}
 	if cfg.ForwardTimeout <= 0 {
 		cfg.ForwardTimeout = DefaultForwardTimeout
+	}
+	if cfg.MaxApps <= 0 {
+		cfg.MaxApps = DefaultMaxApps
+	}
+	if cfg.MaxInstances <= 0 {
+		cfg.MaxInstances = DefaultMaxInstances
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now

@@ -8,6 +8,7 @@ import (
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/berth-dev/berth/fsm"
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
@@ -93,6 +94,9 @@ func (s *Server) writeApp(ctx context.Context, w appWrite) (appWritten, error) {
 	if c.command == v1.CommandType_COMMAND_TYPE_UNSPECIFIED {
 		return appWritten{app: old}, nil
 	}
+	if err := s.checkCapacity(st, old, c); err != nil {
+		return appWritten{}, err
+	}
 	var cancel []string
 	if old != nil && c.command != v1.CommandType_COMMAND_TYPE_APP_CREATE {
 		// (A create of an existing app is refused by the FSM.)
@@ -138,4 +142,31 @@ func (s *Server) writeApp(ctx context.Context, w appWrite) (appWritten, error) {
 	}
 	s.log.Info(c.what, "app", w.appID, "version", ver, "deployment", dep.GetId(), "action", c.action, "canceled", cancel)
 	return res, nil
+}
+
+// checkCapacity refuses a create beyond Config.MaxApps, and a create or
+// update that takes the instances of all apps beyond Config.MaxInstances.
+// It reads every app: cheap beside a Raft commit at these sizes, and only
+// writes pay for it.
+func (s *Server) checkCapacity(st *fsm.Snapshot, old *v1.App, c appChange) error {
+	if c.app == nil || (c.command == v1.CommandType_COMMAND_TYPE_APP_UPDATE && c.app.GetInstances() <= old.GetInstances()) {
+		return nil // a delete, or no growth
+	}
+	apps, err := st.Apps()
+	if err != nil {
+		return stateError(err)
+	}
+	if c.command == v1.CommandType_COMMAND_TYPE_APP_CREATE && len(apps) >= s.cfg.MaxApps {
+		return connect.NewError(connect.CodeResourceExhausted,
+			fmt.Errorf("the cluster holds %d apps, its maximum (the servers' --max-apps); remove an app first", len(apps)))
+	}
+	total := int64(c.app.GetInstances()) - int64(old.GetInstances())
+	for _, a := range apps {
+		total += int64(a.GetInstances())
+	}
+	if total > int64(s.cfg.MaxInstances) {
+		return connect.NewError(connect.CodeResourceExhausted,
+			fmt.Errorf("instances: this change would give the cluster's apps %d instances together, beyond its maximum of %d (the servers' --max-instances)", total, s.cfg.MaxInstances))
+	}
+	return nil
 }

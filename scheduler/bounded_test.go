@@ -1,7 +1,11 @@
 package scheduler
 
 import (
+	"math"
+	"strings"
 	"testing"
+
+	"github.com/berth-dev/berth/appmodel"
 
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
 )
@@ -32,5 +36,19 @@ func TestHugeScaleIsCreatedStepByStep(t *testing.T) {
 		if n := len(h.instancesOf("/huge")); n > 150 {
 			t.Fatalf("after delete, %d instances; creation did not stop", n)
 		}
+	}
+}
+
+// TestDerivedIDsFitMesos holds appmodel's id-length rule and the ids the
+// scheduler derives together: an app id of the longest length the model
+// accepts gives task ids Mesos accepts, one character more would not.
+func TestDerivedIDsFitMesos(t *testing.T) {
+	uuid := "00000000-0000-0000-0000-000000000000"
+	longest := "/" + strings.Repeat("a", appmodel.MaxAppIDLength)
+	if n := len(taskIDFor(instanceIDFor(longest, uuid), math.MaxUint32)); n > 255 {
+		t.Fatalf("task id of the longest accepted app id has %d characters", n)
+	}
+	if n := len(taskIDFor(instanceIDFor(longest+"a", uuid), math.MaxUint32)); n <= 255 {
+		t.Fatalf("the model refuses an app id whose task ids (%d characters) would fit", n)
 	}
 }

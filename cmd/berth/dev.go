@@ -43,6 +43,7 @@ a restart on the same --data-dir.`,
 	f.IntVar(&o.agents, "agents", 1, "number of embedded agents")
 	f.StringVar(&o.agentResources, "agent-resources", "", `resources of each agent, e.g. "cpus:4;mem:8192;disk:20000;ports:[31000-32000]" (default: sized from this machine)`)
 	o.server.registerMesos(f, "")
+	o.server.registerLimits(f)
 	rootCmd.AddCommand(c)
 }
 

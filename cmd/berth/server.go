@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"os/signal"
@@ -18,6 +19,7 @@ import (
 	"github.com/spf13/pflag"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/berth-dev/berth/appmodel"
 	"github.com/berth-dev/berth/cluster"
 	"github.com/berth-dev/berth/fsm"
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
@@ -54,9 +56,14 @@ type serverOptions struct {
 	deadServerCleanup time.Duration
 	minQuorum         int
 	leaveOnTerminate  bool
-	heartbeatTimeout  time.Duration
-	electionTimeout   time.Duration
-	logLevel          string
+
+	maxApps            int
+	maxInstances       int
+	maxInstancesPerApp int
+	maxEnvBytes        int
+	heartbeatTimeout   time.Duration
+	electionTimeout    time.Duration
+	logLevel           string
 }
 
 func (o *serverOptions) registerServer(fs *pflag.FlagSet) {
@@ -77,6 +84,15 @@ func (o *serverOptions) registerServer(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.heartbeatTimeout, "raft-heartbeat-timeout", cluster.DefaultHeartbeatTimeout, "Raft heartbeat timeout")
 	fs.DurationVar(&o.electionTimeout, "raft-election-timeout", cluster.DefaultElectionTimeout, "Raft election timeout")
 	o.registerMesos(fs, "http://127.0.0.1:5050")
+	o.registerLimits(fs)
+}
+
+// registerLimits registers the caps on what clients may ask for.
+func (o *serverOptions) registerLimits(fs *pflag.FlagSet) {
+	fs.IntVar(&o.maxApps, "max-apps", rpc.DefaultMaxApps, "most apps the cluster holds")
+	fs.IntVar(&o.maxInstances, "max-instances", rpc.DefaultMaxInstances, "most instances of all apps together")
+	fs.IntVar(&o.maxInstancesPerApp, "max-instances-per-app", appmodel.DefaultMaxInstances, "most instances of one app")
+	fs.IntVar(&o.maxEnvBytes, "max-env-bytes", appmodel.DefaultMaxEnvBytes, "most bytes of env names and values of one app")
 }
 
 func (o *serverOptions) registerMesos(fs *pflag.FlagSet, master string) {
@@ -259,6 +275,12 @@ func runServer(ctx context.Context, o *serverOptions, logger *slog.Logger, ready
 		Events:    events,
 		Publisher: events,
 		Logger:    logger.With("component", "api"),
+		Limits: appmodel.Limits{
+			MaxInstances: int32(min(o.maxInstancesPerApp, math.MaxInt32)),
+			MaxEnvBytes:  o.maxEnvBytes,
+		},
+		MaxApps:      o.maxApps,
+		MaxInstances: o.maxInstances,
 	})
 	serveCtx, stopServe := context.WithCancel(context.Background())
 	serveDone := make(chan error, 1)
