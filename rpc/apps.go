@@ -242,13 +242,23 @@ func (a *appService) ListApps(ctx context.Context, req *connect.Request[v1.ListA
 		return nil, invalid("label", err.Error())
 	}
 	return readConsistent(ctx, a.Server, msg.Consistency, req.Header(), func() (*connect.Response[v1.ListAppsResponse], error) {
+		pages, err := newPager(msg.PageSize, msg.PageToken)
+		if err != nil {
+			return nil, err
+		}
 		st := a.store().Snapshot()
 		apps, err := st.Apps()
 		if err != nil {
 			return nil, stateError(err)
 		}
 		res := &v1.ListAppsResponse{}
-		for _, app := range apps {
+		for i, app := range apps {
+			if err := stillWanted(ctx, i); err != nil {
+				return nil, connect.NewError(connect.CodeCanceled, err)
+			}
+			if pages.done() {
+				break
+			}
 			if msg.IdContains != "" && !strings.Contains(app.GetId(), msg.IdContains) {
 				continue
 			}
@@ -258,6 +268,9 @@ func (a *appService) ListApps(ctx context.Context, req *connect.Request[v1.ListA
 			if msg.Label != "" && !selector.matches(app.GetLabels()) {
 				continue
 			}
+			if !pages.take(app.GetId()) {
+				continue
+			}
 			sum, err := summarize(st, app.GetId())
 			if err != nil {
 				return nil, err
@@ -265,6 +278,7 @@ func (a *appService) ListApps(ctx context.Context, req *connect.Request[v1.ListA
 			res.Apps = append(res.Apps, app)
 			res.Summaries = append(res.Summaries, sum)
 		}
+		res.NextPageToken = pages.next()
 		return connect.NewResponse(res), nil
 	}, func(ctx context.Context, pc *peerClients) (*connect.Response[v1.ListAppsResponse], error) {
 		return pc.app.ListApps(ctx, forwarded(msg))

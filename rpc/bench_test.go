@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
 
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
 )
@@ -93,4 +94,25 @@ func BenchmarkCreateAppThreeFollower(b *testing.B) {
 	servers := startCluster(b, 3, clusterOpts{onDisk: true})
 	waitLeader(b, servers)
 	benchCreate(b, followerOf(servers))
+}
+
+// BenchmarkListApps10k lists 10,000 apps (each with a finished deployment)
+// with their summaries, as `berth app list` and /v2/apps do.
+func BenchmarkListApps10k(b *testing.B) {
+	s := startCluster(b, 1, clusterOpts{})[0]
+	for i := range 10_000 {
+		id := fmt.Sprintf("/bench/app-%05d", i)
+		app := &v1.App{Id: id, Cmd: proto.String("sleep 1000"), Instances: proto.Int32(0), Version: proto.String("2025-01-01T00:00:00Z")}
+		applyDirect(b, s, v1.CommandType_COMMAND_TYPE_APP_CREATE, &v1.AppCreateCommand{App: app,
+			Deployment: &v1.Deployment{Id: fmt.Sprintf("d-%d", i), AffectedApps: []string{id}, Status: v1.DeploymentStatus_DEPLOYMENT_STATUS_SUCCEEDED}})
+	}
+	c := clientsFor(s)
+	ctx := ctxFor(b, 10*time.Minute)
+	b.ResetTimer()
+	for range b.N {
+		res, err := c.app.ListApps(ctx, connect.NewRequest(&v1.ListAppsRequest{}))
+		if err != nil || len(res.Msg.Apps) != 10_000 {
+			b.Fatalf("list: %v", err)
+		}
+	}
 }

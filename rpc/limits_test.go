@@ -64,3 +64,46 @@ func TestLimits(t *testing.T) {
 		t.Fatalf("apps after refusals: %v, %v", apps, err)
 	}
 }
+
+// TestListAppsPages: a listing in pages returns every app once, in order,
+// with filters applied before the cut.
+func TestListAppsPages(t *testing.T) {
+	s := startCluster(t, 1, clusterOpts{})[0]
+	c := clientsFor(s)
+	ctx := ctxFor(t, time.Minute)
+	for _, id := range []string{"/a", "/b", "/c", "/d", "/e", "/x"} {
+		labels := `{"team": "t"}`
+		if id == "/c" {
+			labels = `{}`
+		}
+		if _, err := c.app.CreateApp(ctx, connect.NewRequest(&v1.CreateAppRequest{App: mustApp(t,
+			`{"id": "`+id+`", "cmd": "x", "instances": 0, "labels": `+labels+`}`)})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []string
+	token, pages := "", 0
+	for {
+		res, err := c.app.ListApps(ctx, connect.NewRequest(&v1.ListAppsRequest{Label: "team==t", PageSize: 2, PageToken: token}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pages++
+		if len(res.Msg.Apps) != len(res.Msg.Summaries) || len(res.Msg.Apps) > 2 {
+			t.Fatalf("page %d: %d apps, %d summaries", pages, len(res.Msg.Apps), len(res.Msg.Summaries))
+		}
+		for _, a := range res.Msg.Apps {
+			got = append(got, a.GetId())
+		}
+		if token = res.Msg.NextPageToken; token == "" {
+			break
+		}
+	}
+	if strings.Join(got, ",") != "/a,/b,/d,/e,/x" || pages != 3 {
+		t.Fatalf("pages gave %v in %d pages", got, pages)
+	}
+	_, err := c.app.ListApps(ctx, connect.NewRequest(&v1.ListAppsRequest{PageToken: "not a token!"}))
+	wantCode(t, err, connect.CodeInvalidArgument)
+	_, err = c.task.ListTasks(ctx, connect.NewRequest(&v1.ListTasksRequest{PageSize: -1}))
+	wantCode(t, err, connect.CodeInvalidArgument)
+}

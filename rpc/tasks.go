@@ -104,10 +104,23 @@ func (t *taskService) ListTasks(ctx context.Context, req *connect.Request[v1.Lis
 		if err != nil {
 			return nil, stateError(err)
 		}
-		res := &v1.ListTasksResponse{}
-		for _, inst := range insts {
-			res.Tasks = append(res.Tasks, TaskViewOf(inst))
+		pages, err := newPager(msg.PageSize, msg.PageToken)
+		if err != nil {
+			return nil, err
 		}
+		res := &v1.ListTasksResponse{}
+		for i, inst := range insts {
+			if err := stillWanted(ctx, i); err != nil {
+				return nil, connect.NewError(connect.CodeCanceled, err)
+			}
+			if pages.done() {
+				break
+			}
+			if pages.take(inst.GetId()) {
+				res.Tasks = append(res.Tasks, TaskViewOf(inst))
+			}
+		}
+		res.NextPageToken = pages.next()
 		return connect.NewResponse(res), nil
 	}, func(ctx context.Context, pc *peerClients) (*connect.Response[v1.ListTasksResponse], error) {
 		return pc.task.ListTasks(ctx, forwarded(msg))

@@ -449,8 +449,13 @@ type ListAppsRequest struct {
 	// label is a Marathon label selector: conditions joined by commas, each
 	// "key" (present), "key==value" (or "key=value"), "key!=value",
 	// "key in (a,b)" or "key notin (a,b)"; a backslash escapes a character.
-	Label         string          `protobuf:"bytes,3,opt,name=label,proto3" json:"label,omitempty"`
-	Consistency   ReadConsistency `protobuf:"varint,4,opt,name=consistency,proto3,enum=berth.v1.ReadConsistency" json:"consistency,omitempty"`
+	Label       string          `protobuf:"bytes,3,opt,name=label,proto3" json:"label,omitempty"`
+	Consistency ReadConsistency `protobuf:"varint,4,opt,name=consistency,proto3,enum=berth.v1.ReadConsistency" json:"consistency,omitempty"`
+	// page_size returns at most this many apps (0: all of them).
+	PageSize int32 `protobuf:"varint,5,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// page_token continues a listing from a previous response's
+	// next_page_token.
+	PageToken     string `protobuf:"bytes,6,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -513,11 +518,27 @@ func (x *ListAppsRequest) GetConsistency() ReadConsistency {
 	return ReadConsistency_READ_CONSISTENCY_UNSPECIFIED
 }
 
+func (x *ListAppsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListAppsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 // ListAppsResponse returns the apps sorted by id.
 type ListAppsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Apps          []*App                 `protobuf:"bytes,1,rep,name=apps,proto3" json:"apps,omitempty"`
-	Summaries     []*AppSummary          `protobuf:"bytes,2,rep,name=summaries,proto3" json:"summaries,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Apps      []*App                 `protobuf:"bytes,1,rep,name=apps,proto3" json:"apps,omitempty"`
+	Summaries []*AppSummary          `protobuf:"bytes,2,rep,name=summaries,proto3" json:"summaries,omitempty"`
+	// next_page_token, when set, fetches the next page.
+	NextPageToken string `protobuf:"bytes,3,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -564,6 +585,13 @@ func (x *ListAppsResponse) GetSummaries() []*AppSummary {
 		return x.Summaries
 	}
 	return nil
+}
+
+func (x *ListAppsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 // UpdateAppRequest carries the new definition.
@@ -1157,9 +1185,14 @@ func (x *ReadTaskLogResponse) GetPath() string {
 
 // ListTasksRequest filters by app.
 type ListTasksRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	AppId         string                 `protobuf:"bytes,1,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
-	Consistency   ReadConsistency        `protobuf:"varint,2,opt,name=consistency,proto3,enum=berth.v1.ReadConsistency" json:"consistency,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	AppId       string                 `protobuf:"bytes,1,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
+	Consistency ReadConsistency        `protobuf:"varint,2,opt,name=consistency,proto3,enum=berth.v1.ReadConsistency" json:"consistency,omitempty"`
+	// page_size returns at most this many tasks (0: all of them).
+	PageSize int32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// page_token continues a listing from a previous response's
+	// next_page_token.
+	PageToken     string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1208,10 +1241,26 @@ func (x *ListTasksRequest) GetConsistency() ReadConsistency {
 	return ReadConsistency_READ_CONSISTENCY_UNSPECIFIED
 }
 
-// ListTasksResponse returns task views.
+func (x *ListTasksRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListTasksRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ListTasksResponse returns task views, sorted by instance id.
 type ListTasksResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Tasks         []*TaskView            `protobuf:"bytes,1,rep,name=tasks,proto3" json:"tasks,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Tasks []*TaskView            `protobuf:"bytes,1,rep,name=tasks,proto3" json:"tasks,omitempty"`
+	// next_page_token, when set, fetches the next page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1251,6 +1300,13 @@ func (x *ListTasksResponse) GetTasks() []*TaskView {
 		return x.Tasks
 	}
 	return nil
+}
+
+func (x *ListTasksResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 // TaskView is Marathon's task JSON for an instance.
@@ -2878,16 +2934,20 @@ const file_berth_v1_service_proto_rawDesc = "" +
 	"\x0ftasks_unhealthy\x18\x04 \x01(\x05R\x0etasksUnhealthy\x12+\n" +
 	"\x11instances_stopped\x18\x05 \x01(\x05R\x10instancesStopped\x12 \n" +
 	"\vdeployments\x18\x06 \x03(\tR\vdeployments\x12A\n" +
-	"\x11last_task_failure\x18\a \x01(\v2\x15.berth.v1.TaskFailureR\x0flastTaskFailure\"\xa8\x01\n" +
+	"\x11last_task_failure\x18\a \x01(\v2\x15.berth.v1.TaskFailureR\x0flastTaskFailure\"\xe4\x01\n" +
 	"\x0fListAppsRequest\x12\x1f\n" +
 	"\vid_contains\x18\x01 \x01(\tR\n" +
 	"idContains\x12!\n" +
 	"\fcmd_contains\x18\x02 \x01(\tR\vcmdContains\x12\x14\n" +
 	"\x05label\x18\x03 \x01(\tR\x05label\x12;\n" +
-	"\vconsistency\x18\x04 \x01(\x0e2\x19.berth.v1.ReadConsistencyR\vconsistency\"i\n" +
+	"\vconsistency\x18\x04 \x01(\x0e2\x19.berth.v1.ReadConsistencyR\vconsistency\x12\x1b\n" +
+	"\tpage_size\x18\x05 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x06 \x01(\tR\tpageToken\"\x91\x01\n" +
 	"\x10ListAppsResponse\x12!\n" +
 	"\x04apps\x18\x01 \x03(\v2\r.berth.v1.AppR\x04apps\x122\n" +
-	"\tsummaries\x18\x02 \x03(\v2\x14.berth.v1.AppSummaryR\tsummaries\"\x92\x01\n" +
+	"\tsummaries\x18\x02 \x03(\v2\x14.berth.v1.AppSummaryR\tsummaries\x12&\n" +
+	"\x0fnext_page_token\x18\x03 \x01(\tR\rnextPageToken\"\x92\x01\n" +
 	"\x10UpdateAppRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1f\n" +
 	"\x03app\x18\x02 \x01(\v2\r.berth.v1.AppR\x03app\x12\x18\n" +
@@ -2926,12 +2986,16 @@ const file_berth_v1_service_proto_rawDesc = "" +
 	"\x04data\x18\x01 \x01(\fR\x04data\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x03R\x06offset\x12\x17\n" +
 	"\atask_id\x18\x03 \x01(\tR\x06taskId\x12\x12\n" +
-	"\x04path\x18\x04 \x01(\tR\x04path\"f\n" +
+	"\x04path\x18\x04 \x01(\tR\x04path\"\xa2\x01\n" +
 	"\x10ListTasksRequest\x12\x15\n" +
 	"\x06app_id\x18\x01 \x01(\tR\x05appId\x12;\n" +
-	"\vconsistency\x18\x02 \x01(\x0e2\x19.berth.v1.ReadConsistencyR\vconsistency\"=\n" +
+	"\vconsistency\x18\x02 \x01(\x0e2\x19.berth.v1.ReadConsistencyR\vconsistency\x12\x1b\n" +
+	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x04 \x01(\tR\tpageToken\"e\n" +
 	"\x11ListTasksResponse\x12(\n" +
-	"\x05tasks\x18\x01 \x03(\v2\x12.berth.v1.TaskViewR\x05tasks\"\xff\x03\n" +
+	"\x05tasks\x18\x01 \x03(\v2\x12.berth.v1.TaskViewR\x05tasks\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xff\x03\n" +
 	"\bTaskView\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
 	"\x06app_id\x18\x02 \x01(\tR\x05appId\x12\x1f\n" +
