@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 )
 
@@ -43,6 +44,9 @@ type Files struct {
 	// Both or neither.
 	CertFile string
 	KeyFile  string
+	// RequireName, if set, is a DNS SAN the certificate must carry (a
+	// server's identity); a load or reload without it fails.
+	RequireName string
 }
 
 // Validate checks that the set of files given is complete; errors name
@@ -111,6 +115,9 @@ func load(f Files) (material, error) {
 		}
 		if _, err := c.Leaf.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
 			return material{}, fmt.Errorf("tls certificate %s is not signed by the CA in %s: %w", f.CertFile, f.CAFile, err)
+		}
+		if f.RequireName != "" && !HasName(c.Leaf, f.RequireName) {
+			return material{}, fmt.Errorf("tls certificate %s does not carry the identity %s in its DNS names (%s)", f.CertFile, f.RequireName, strings.Join(c.Leaf.DNSNames, ", "))
 		}
 		m.cert = &c
 	}
