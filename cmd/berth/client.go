@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -23,8 +25,11 @@ const defaultAPIAddr = "127.0.0.1:7070"
 
 // Global client flags.
 var (
-	flagAddr   string
-	flagOutput string
+	flagAddr       string
+	flagOutput     string
+	flagCAFile     string
+	flagClientCert string
+	flagClientKey  string
 )
 
 func init() {
@@ -32,12 +37,17 @@ func init() {
 	if addr == "" {
 		addr = defaultAPIAddr
 	}
-	rootCmd.PersistentFlags().StringVar(&flagAddr, "addr", addr, "address of a Berth server (env BERTH_ADDR)")
-	rootCmd.PersistentFlags().StringVarP(&flagOutput, "output", "o", "table", "output format: table or json")
+	pf := rootCmd.PersistentFlags()
+	pf.StringVar(&flagAddr, "addr", addr, "address of a Berth server, host:port or https://host:port (env BERTH_ADDR)")
+	pf.StringVarP(&flagOutput, "output", "o", "table", "output format: table or json")
+	pf.StringVar(&flagCAFile, "ca-file", os.Getenv("BERTH_CACERT"), "CA certificate (PEM) to verify the server with; implies https (env BERTH_CACERT)")
+	pf.StringVar(&flagClientCert, "client-cert", os.Getenv("BERTH_CLIENT_CERT"), "client certificate (PEM) for servers run with --tls-verify-client (env BERTH_CLIENT_CERT)")
+	pf.StringVar(&flagClientKey, "client-key", os.Getenv("BERTH_CLIENT_KEY"), "client private key (PEM) (env BERTH_CLIENT_KEY)")
 }
 
 // clients bundles the API clients of one server.
 type clients struct {
+	keyring     berthv1connect.KeyringServiceClient
 	apps        berthv1connect.AppServiceClient
 	tasks       berthv1connect.TaskServiceClient
 	deployments berthv1connect.DeploymentServiceClient
@@ -45,12 +55,46 @@ type clients struct {
 	cluster     berthv1connect.ClusterServiceClient
 }
 
-// baseURL turns host:port or a URL into a URL.
-func baseURL(addr string) string {
+// baseURL turns host:port or a URL into a URL; a bare host:port is https
+// when a CA file or client certificate is given.
+func baseURL(addr string, tlsOn bool) string {
 	if strings.Contains(addr, "://") {
 		return strings.TrimRight(addr, "/")
 	}
+	if tlsOn {
+		return "https://" + addr
+	}
 	return "http://" + addr
+}
+
+// clientTLS builds the CLI's TLS configuration from --ca-file,
+// --client-cert and --client-key; nil when none is given.
+func clientTLS() (*tls.Config, error) {
+	if flagCAFile == "" && flagClientCert == "" && flagClientKey == "" {
+		return nil, nil
+	}
+	c := &tls.Config{MinVersion: tls.VersionTLS12}
+	if flagCAFile != "" {
+		pem, err := os.ReadFile(flagCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("--ca-file: %w", err)
+		}
+		c.RootCAs = x509.NewCertPool()
+		if !c.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--ca-file %s: no PEM certificate found", flagCAFile)
+		}
+	}
+	if (flagClientCert == "") != (flagClientKey == "") {
+		return nil, errors.New("--client-cert and --client-key: give both or neither")
+	}
+	if flagClientCert != "" {
+		pair, err := tls.LoadX509KeyPair(flagClientCert, flagClientKey)
+		if err != nil {
+			return nil, fmt.Errorf("--client-cert/--client-key: %w", err)
+		}
+		c.Certificates = []tls.Certificate{pair}
+	}
+	return c, nil
 }
 
 func newClients() (*clients, error) {
@@ -59,17 +103,28 @@ func newClients() (*clients, error) {
 	default:
 		return nil, fmt.Errorf("--output: unknown format %q (want table or json)", flagOutput)
 	}
-	hc := &http.Client{Transport: &http.Transport{
+	tc, err := clientTLS()
+	if err != nil {
+		return nil, err
+	}
+	tr := &http.Transport{
 		DialContext:           (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
 		ResponseHeaderTimeout: 2 * time.Minute,
-	}}
-	u := baseURL(flagAddr)
+		TLSClientConfig:       tc,
+		TLSHandshakeTimeout:   10 * time.Second,
+	}
+	tr.Protocols = new(http.Protocols)
+	tr.Protocols.SetHTTP1(true)
+	tr.Protocols.SetHTTP2(true)
+	hc := &http.Client{Transport: tr}
+	u := baseURL(flagAddr, tc != nil)
 	return &clients{
 		apps:        berthv1connect.NewAppServiceClient(hc, u),
 		tasks:       berthv1connect.NewTaskServiceClient(hc, u),
 		deployments: berthv1connect.NewDeploymentServiceClient(hc, u),
 		events:      berthv1connect.NewEventServiceClient(hc, u),
 		cluster:     berthv1connect.NewClusterServiceClient(hc, u),
+		keyring:     berthv1connect.NewKeyringServiceClient(hc, u),
 	}, nil
 }
 
