@@ -96,6 +96,7 @@ func (p pki) tlsConfig(t *testing.T, cert, key string) *tls.Config {
 
 type secureServer struct {
 	name, api, raft, gossip, data string
+	mesos                         string // nothing listens there
 	args                          []string
 	p                             *proc
 }
@@ -105,7 +106,7 @@ func (p pki) secureArgs(s *secureServer, certName, gossipKeyFile string, expect 
 	cert, key := p.server(certName)
 	args := []string{"server", "--node-name", s.name, "--data-dir", s.data,
 		"--api-addr", s.api, "--raft-addr", s.raft, "--gossip-addr", s.gossip,
-		"--bootstrap-expect", strconv.Itoa(expect), "--mesos-master", "http://" + s.api + "-nomesos.invalid:1",
+		"--bootstrap-expect", strconv.Itoa(expect), "--mesos-master", "http://" + s.mesos,
 		"--tls-ca-file", p.ca(), "--tls-cert-file", cert, "--tls-key-file", key, "--tls-verify-client",
 		"--gossip-key-file", gossipKeyFile}
 	for _, j := range join {
@@ -115,7 +116,7 @@ func (p pki) secureArgs(s *secureServer, certName, gossipKeyFile string, expect 
 }
 
 func newSecureServer(t *testing.T, name string) *secureServer {
-	return &secureServer{name: name, api: freePort(t), raft: freePort(t), gossip: freePort(t), data: t.TempDir()}
+	return &secureServer{name: name, api: freePort(t), raft: freePort(t), gossip: freePort(t), mesos: freePort(t), data: t.TempDir()}
 }
 
 type membersJSON struct {
@@ -345,6 +346,9 @@ func TestSecureCluster(t *testing.T) {
 		if m := p.aliveMembers(t, servers[0].api); slices.Contains(m, "s4") {
 			t.Fatalf("a server with the wrong gossip key is a member: %v", m)
 		}
+		if !strings.Contains(rp.out.String(), "no installed keys could decrypt") {
+			t.Fatalf("the rogue's join failed for another reason:\n%s", rp.out.String())
+		}
 		rp.stop(syscall.SIGTERM, 30*time.Second)
 	})
 
@@ -415,8 +419,10 @@ func TestSecureCluster(t *testing.T) {
 		s.p.stop(syscall.SIGTERM, 30*time.Second)
 		s.p.restart()
 		eventually(t, 2*time.Minute, "the restarted server back in gossip", func() bool {
-			other := leader
-			return slices.Equal(p.aliveMembers(t, other.api), []string{"s1", "s2", "s3"}) &&
+			// Its own member list fills only through gossip it can
+			// decrypt.
+			return slices.Equal(p.aliveMembers(t, s.api), []string{"s1", "s2", "s3"}) &&
+				slices.Equal(p.aliveMembers(t, leader.api), []string{"s1", "s2", "s3"}) &&
 				p.secureLeader(t, s.api) == leader.name
 		})
 	})
@@ -463,8 +469,10 @@ func TestSecureCluster(t *testing.T) {
 // loopback without TLS, client verification and a gossip key refuses to
 // start and says what is missing; --insecure starts it with a warning.
 func TestServerRefusesExposedWithoutSecurity(t *testing.T) {
+	api := freePort(t)
+	_, port, _ := strings.Cut(api, ":")
 	args := []string{"server", "--node-name", "exposed", "--data-dir", t.TempDir(),
-		"--api-addr", "0.0.0.0:0", "--raft-addr", freePort(t), "--gossip-addr", freePort(t),
+		"--api-addr", "0.0.0.0:" + port, "--api-advertise", api, "--raft-addr", freePort(t), "--gossip-addr", freePort(t),
 		"--mesos-master", "http://" + freePort(t)}
 	var stderr bytes.Buffer
 	cmd := execBerth(args...)
@@ -472,7 +480,7 @@ func TestServerRefusesExposedWithoutSecurity(t *testing.T) {
 	if err := cmd.Run(); err == nil {
 		t.Fatal("an exposed server without security started")
 	}
-	for _, want := range []string{"--api-addr 0.0.0.0:0", "--tls-verify-client", "--gossip-key-file", "--insecure"} {
+	for _, want := range []string{"--api-addr 0.0.0.0:" + port, "--tls-verify-client", "--gossip-key-file", "--insecure"} {
 		if !strings.Contains(stderr.String(), want) {
 			t.Errorf("refusal does not mention %s:\n%s", want, stderr.String())
 		}
