@@ -46,15 +46,7 @@ func GenerateCA(o CAOptions) (PEMPair, error) {
 	if err := validateLabel(o.Domain); err != nil {
 		return PEMPair{}, fmt.Errorf("--domain: %w", err)
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return PEMPair{}, err
-	}
-	serial, err := randomSerial()
-	if err != nil {
-		return PEMPair{}, err
-	}
-	skid, err := keyID(key.Public())
+	key, serial, skid, err := newKey()
 	if err != nil {
 		return PEMPair{}, err
 	}
@@ -146,15 +138,7 @@ func GenerateCert(ca PEMPair, o CertOptions) (PEMPair, error) {
 		}
 		ips = append(ips, ip)
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return PEMPair{}, err
-	}
-	serial, err := randomSerial()
-	if err != nil {
-		return PEMPair{}, err
-	}
-	skid, err := keyID(key.Public())
+	key, serial, skid, err := newKey()
 	if err != nil {
 		return PEMPair{}, err
 	}
@@ -225,17 +209,23 @@ func encodePair(der []byte, key *ecdsa.PrivateKey) (PEMPair, error) {
 	}, nil
 }
 
-func randomSerial() (*big.Int, error) {
-	return rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
-}
-
-func keyID(pub crypto.PublicKey) ([]byte, error) {
-	der, err := x509.MarshalPKIXPublicKey(pub)
+// newKey returns a fresh ECDSA P-256 key, a random serial number and the
+// key's subject key id.
+func newKey() (*ecdsa.PrivateKey, *big.Int, []byte, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, err
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	der, err := x509.MarshalPKIXPublicKey(key.Public())
+	if err != nil {
+		return nil, nil, nil, err
 	}
 	sum := sha256.Sum256(der)
-	return sum[:20], nil
+	return key, serial, sum[:20], nil
 }
 
 func nowOf(f func() time.Time) time.Time {
