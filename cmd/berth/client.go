@@ -128,6 +128,20 @@ func newClients() (*clients, error) {
 	}, nil
 }
 
+// tlsHint suggests the flag that is probably missing when a server that
+// speaks TLS refused the connection.
+func tlsHint(msg string) string {
+	switch {
+	case strings.Contains(msg, "400 Bad Request") && !strings.HasPrefix(baseURL(flagAddr, false), "https://") && flagCAFile == "":
+		return " (does the server use TLS? give --ca-file or an https:// address)"
+	case strings.Contains(msg, "certificate required"):
+		return " (the server requires a client certificate: give --client-cert and --client-key)"
+	case strings.Contains(msg, "certificate signed by unknown authority"):
+		return " (give the cluster's CA with --ca-file)"
+	}
+	return ""
+}
+
 // describeError renders an API error as the server's message.
 func describeError(err error) string {
 	var ce *connect.Error
@@ -135,7 +149,7 @@ func describeError(err error) string {
 		if ce.Code() == connect.CodeUnavailable && strings.Contains(ce.Message(), "connect:") {
 			return fmt.Sprintf("cannot reach Berth at %s: %s", flagAddr, ce.Message())
 		}
-		return fmt.Sprintf("%s: %s", ce.Code(), ce.Message())
+		return fmt.Sprintf("%s: %s%s", ce.Code(), ce.Message(), tlsHint(ce.Message()))
 	}
 	return err.Error()
 }
