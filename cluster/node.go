@@ -74,6 +74,7 @@ type Node struct {
 	gossip     *memberlist.Memberlist
 	gossipAddr string
 
+	raftStream    raft.StreamLayer    // the TLS stream layer, nil without RaftTLS
 	gossipKeyring *memberlist.Keyring // nil: gossip not encrypted
 	keyringPath   string              // "" in memory
 	keyringMu     sync.Mutex
@@ -293,6 +294,7 @@ func (n *Node) openTransport() error {
 			return fmt.Errorf("raft transport on %s: %w", n.cfg.RaftBind, err)
 		}
 		tcfg.Stream = layer
+		n.raftStream = layer
 		t := raft.NewNetworkTransportWithConfig(tcfg)
 		n.trans = t
 		n.raftAddr = string(t.LocalAddr())

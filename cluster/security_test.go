@@ -139,6 +139,13 @@ func TestServerWithClientCertCannotJoinRaft(t *testing.T) {
 	if _, ok := r.fsm.get("k"); ok {
 		t.Fatal("a server with a client certificate received the replicated state")
 	}
+	peers, err := a.node.Peers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(peers) != 1 {
+		t.Fatalf("a server with a client certificate entered the raft configuration: %+v", peers)
+	}
 }
 
 // TestGossipKeyRequiredToJoin: a server with another gossip key (or none)

@@ -118,3 +118,25 @@ func (c *serverConn) Write(b []byte) (int, error) {
 	}
 	return c.Conn.Write(b)
 }
+
+// verifyRaftPeer checks, with mutual TLS on, that the Raft port at addr
+// presents a certificate with the server identity (the handshake verifies
+// it), before the leader puts that server in the Raft configuration. A
+// member of the gossip pool with a client certificate would otherwise be
+// added and count as a voter that never answers.
+func (n *Node) verifyRaftPeer(addr string) error {
+	layer, ok := n.streamLayer()
+	if !ok {
+		return nil
+	}
+	c, err := layer.Dial(raft.ServerAddress(addr), 5*time.Second)
+	if err != nil {
+		return err
+	}
+	return c.Close()
+}
+
+func (n *Node) streamLayer() (*tlsStreamLayer, bool) {
+	l, ok := n.raftStream.(*tlsStreamLayer)
+	return l, ok && l != nil
+}
