@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/raft"
 )
 
@@ -146,6 +147,14 @@ type Config struct {
 	ProbeTimeout   time.Duration
 	SuspicionMult  int
 
+	// RaftTLS, if set, runs the Raft transport over mutual TLS: only peers
+	// whose certificate carries the server identity may connect.
+	RaftTLS *RaftTLS
+	// GossipKey, if set, encrypts gossip (memberlist keyring, AES with a
+	// 16, 24 or 32-byte key). It seeds the keyring kept in the data dir;
+	// once that exists (after the first start or a rotation), it wins.
+	GossipKey []byte
+
 	// InMemory uses in-memory Raft stores and transports and an in-memory
 	// gossip transport instead of disk and sockets (for unit tests). Nodes
 	// sharing Network can form a cluster; with Network nil the node gets a
@@ -233,6 +242,11 @@ func (c *Config) validate() error {
 			if err := validateHostPort(c.GossipAdvertise, true); err != nil {
 				add("GossipAdvertise: %w", err)
 			}
+		}
+	}
+	if c.GossipKey != nil {
+		if err := memberlist.ValidateKey(c.GossipKey); err != nil {
+			add("GossipKey: %w", err)
 		}
 	}
 	if c.APIAddr != "" {

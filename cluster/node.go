@@ -82,6 +82,11 @@ type Node struct {
 	gossip     *memberlist.Memberlist
 	gossipAddr string
 
+	raftStream    raft.StreamLayer    // the TLS stream layer, nil without RaftTLS
+	gossipKeyring *memberlist.Keyring // nil: gossip not encrypted
+	keyringPath   string              // "" in memory
+	keyringMu     sync.Mutex
+
 	members     *memberTable
 	lead        *leaderBroker
 	notifyCh    chan bool
@@ -296,11 +301,24 @@ func (n *Node) openTransport() error {
 		}
 		advertise = a
 	}
-	t, err := raft.NewTCPTransportWithConfig(n.cfg.RaftBind, advertise, &raft.NetworkTransportConfig{
+	tcfg := &raft.NetworkTransportConfig{
 		MaxPool: 3,
 		Timeout: 10 * time.Second,
 		Logger:  n.hc.Named("raft-net"),
-	})
+	}
+	if n.cfg.RaftTLS != nil {
+		layer, err := newTLSStreamLayer(n.cfg.RaftBind, advertise, n.cfg.RaftTLS, n.log)
+		if err != nil {
+			return fmt.Errorf("raft transport on %s: %w", n.cfg.RaftBind, err)
+		}
+		tcfg.Stream = layer
+		n.raftStream = layer
+		t := raft.NewNetworkTransportWithConfig(tcfg)
+		n.trans = t
+		n.raftAddr = string(t.LocalAddr())
+		return nil
+	}
+	t, err := raft.NewTCPTransportWithConfig(n.cfg.RaftBind, advertise, tcfg)
 	if err != nil {
 		if n.cfg.RaftAdvertise == "" && err.Error() == "local bind address is not advertisable" {
 			return fmt.Errorf("RaftBind %q: set RaftAdvertise to an address other servers can dial", n.cfg.RaftBind)
@@ -324,6 +342,17 @@ func (n *Node) startGossip() error {
 	mc.ProbeTimeout = n.cfg.ProbeTimeout
 	mc.SuspicionMult = n.cfg.SuspicionMult
 	mc.DeadNodeReclaimTime = 10 * time.Second
+	kr, err := n.openKeyring()
+	if err != nil {
+		return err
+	}
+	if kr != nil {
+		// Every message is encrypted, and unencrypted ones are refused:
+		// a server without the key cannot join or be heard.
+		mc.Keyring = kr
+		mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
+		n.gossipKeyring = kr
+	}
 	if n.cfg.InMemory {
 		mc.Transport = n.network.addGossip(n.cfg.NodeName)
 		mc.TCPTimeout = time.Second

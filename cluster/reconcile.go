@@ -282,6 +282,14 @@ func (n *Node) reconcileOnce(ctx context.Context, missing map[string]time.Time) 
 		}
 		var fut raft.IndexFuture
 		timeout := 10 * time.Second
+		if a.kind == actionAddVoter || a.kind == actionAddNonvoter {
+			if err := n.verifyRaftPeer(a.addr); err != nil {
+				// Gossip membership only proves the gossip key; a server
+				// enters Raft only if its Raft port proves the identity.
+				n.log.Warn("reconcile: not adding a server whose raft port does not prove the server identity", "server", a.id, "addr", a.addr, "err", err)
+				continue
+			}
+		}
 		switch a.kind {
 		case actionAddVoter:
 			fut = n.raft.AddVoter(raft.ServerID(a.id), raft.ServerAddress(a.addr), 0, timeout)

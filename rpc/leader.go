@@ -21,7 +21,8 @@ import (
 // forwardedHeader marks a request that a follower forwarded to the leader.
 // A server that receives one while not leader answers Unavailable instead of
 // forwarding again, so requests never loop; the follower that forwarded it
-// then looks for the new leader and retries.
+// then looks for the new leader and retries. With TLS it is honoured only
+// from a caller carrying the server identity (serverOnly checks it).
 const forwardedHeader = "Berth-Forwarded"
 
 // peerClients are Connect clients for one other server's API.
@@ -32,6 +33,7 @@ type peerClients struct {
 	deployment berthv1connect.DeploymentServiceClient
 	event      berthv1connect.EventServiceClient
 	cluster    berthv1connect.ClusterServiceClient
+	keyring    berthv1connect.KeyringServiceClient
 }
 
 // peer returns (cached) clients for the server at addr (host:port).
@@ -42,6 +44,9 @@ func (s *Server) peer(addr string) *peerClients {
 		return pc
 	}
 	base := "http://" + addr
+	if s.cfg.TLS != nil {
+		base = "https://" + addr
+	}
 	if strings.Contains(addr, "://") {
 		base = addr
 	}
@@ -54,6 +59,7 @@ func (s *Server) peer(addr string) *peerClients {
 		deployment: berthv1connect.NewDeploymentServiceClient(s.httpClient, base, opts...),
 		event:      berthv1connect.NewEventServiceClient(s.httpClient, base, opts...),
 		cluster:    berthv1connect.NewClusterServiceClient(s.httpClient, base, opts...),
+		keyring:    berthv1connect.NewKeyringServiceClient(s.httpClient, base, opts...),
 	}
 	s.peers[addr] = pc
 	return pc

@@ -2,6 +2,7 @@ package rpc
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -112,7 +113,8 @@ type Config struct {
 	// UUID).
 	NewID func() string
 	// HTTPClient is used to forward requests to the leader (default: a
-	// client speaking HTTP/1.1 and h2c).
+	// client speaking HTTP/1.1 and h2c). With TLS it is required and must
+	// present this server's certificate.
 	HTTPClient *http.Client
 	// Limits caps each app definition (zero fields: appmodel's defaults).
 	Limits appmodel.Limits
@@ -122,6 +124,17 @@ type Config struct {
 	// the scheduler's work, without bound.
 	MaxApps      int
 	MaxInstances int
+	// TLS, if set, serves the API over TLS, HTTP/2 negotiated by ALPN
+	// (tlsutil.Holder.ServerConfig builds one that reloads), and other
+	// servers are called with https://.
+	TLS *tls.Config
+	// ServerName is the server identity (tlsutil.ServerName) that a
+	// caller's verified certificate must carry for server-only requests
+	// when TLS is set.
+	ServerName string
+	// Keyring is this server's gossip keyring, for KeyringService (nil:
+	// its methods fail with FailedPrecondition).
+	Keyring Keyring
 }
 
 // Defaults for Config fields.
@@ -167,6 +180,9 @@ type Server struct {
 func NewServer(cfg Config) *Server {
 	if cfg.Store == nil || cfg.Cluster == nil {
 		panic("rpc.NewServer: Config.Store and Config.Cluster are required")
+	}
+	if cfg.TLS != nil && cfg.HTTPClient == nil {
+		panic(errNoTLSForPeers)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -227,6 +243,7 @@ var serviceNames = []string{
 	berthv1connect.DeploymentServiceName,
 	berthv1connect.EventServiceName,
 	berthv1connect.ClusterServiceName,
+	berthv1connect.KeyringServiceName,
 }
 
 // Handler returns the HTTP handler with every service mounted. It serves the
@@ -236,7 +253,7 @@ func (s *Server) Handler() http.Handler {
 	opts := []connect.HandlerOption{
 		connect.WithReadMaxBytes(s.cfg.MaxRequestBytes),
 		connect.WithRecover(s.recoverPanic),
-		connect.WithInterceptors(s.logInterceptor()),
+		connect.WithInterceptors(s.logInterceptor(), s.serverOnly()),
 	}
 	mux := http.NewServeMux()
 	mux.Handle(berthv1connect.NewAppServiceHandler(&appService{s}, opts...))
@@ -247,14 +264,15 @@ func (s *Server) Handler() http.Handler {
 		// Snapshots travel whole in one message.
 		connect.WithReadMaxBytes(s.cfg.MaxSnapshotBytes),
 		connect.WithRecover(s.recoverPanic),
-		connect.WithInterceptors(s.logInterceptor()),
+		connect.WithInterceptors(s.logInterceptor(), s.serverOnly()),
 	}
 	mux.Handle(berthv1connect.NewClusterServiceHandler(&clusterService{s}, clusterOpts...))
+	mux.Handle(berthv1connect.NewKeyringServiceHandler(&keyringService{s}, opts...))
 	mux.Handle(grpchealth.NewHandler(grpchealth.NewStaticChecker(serviceNames...)))
 	reflector := grpcreflect.NewStaticReflector(append(serviceNames, grpchealth.HealthV1ServiceName)...)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector))
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
-	return mux
+	return withTLSState(mux)
 }
 
 // recoverPanic turns a handler panic into an Internal error (and a log
@@ -283,7 +301,8 @@ func (s *Server) logInterceptor() connect.Interceptor {
 	})
 }
 
-// Serve serves the API on lis (HTTP/1.1 and unencrypted HTTP/2) until ctx
+// Serve serves the API on lis (HTTP/1.1 and unencrypted HTTP/2; with
+// Config.TLS, TLS with HTTP/2 by ALPN) until ctx
 // ends, then shuts down gracefully: event streams are ended at once, other
 // requests get up to 5 seconds to finish. It returns nil after a shutdown
 // caused by ctx, or the error that stopped serving. Call it once per
@@ -291,8 +310,13 @@ func (s *Server) logInterceptor() connect.Interceptor {
 func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)
-	protocols.SetUnencryptedHTTP2(true)
+	if s.cfg.TLS != nil {
+		protocols.SetHTTP2(true)
+	} else {
+		protocols.SetUnencryptedHTTP2(true)
+	}
 	srv := &http.Server{
+		TLSConfig:         s.cfg.TLS,
 		Handler:           s.Handler(),
 		Protocols:         protocols,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -300,8 +324,14 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(lis) }()
-	s.log.Info("api listening", "addr", lis.Addr().String())
+	go func() {
+		if s.cfg.TLS != nil {
+			errc <- srv.ServeTLS(lis, "", "")
+			return
+		}
+		errc <- srv.Serve(lis)
+	}()
+	s.log.Info("api listening", "addr", lis.Addr().String(), "tls", s.cfg.TLS != nil)
 	select {
 	case err := <-errc:
 		s.cancelStream()

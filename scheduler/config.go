@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,6 +22,9 @@ type Config struct {
 	// Secret, when set, authenticates the framework to the master with HTTP
 	// basic authentication as Principal (--authenticate_http_frameworks).
 	Secret string
+	// MesosTLS, when set, is the TLS configuration for an https:// master
+	// (its CA from --mesos-ca-file).
+	MesosTLS *tls.Config
 	// User is FrameworkInfo.user (default: the current user, else "root").
 	User string
 	// FrameworkName is FrameworkInfo.name (default "berth").

@@ -178,8 +178,15 @@ func (s *Scheduler) subscribe(ctx context.Context) error {
 		httpcli.Endpoint(endpoint),
 		httpcli.Codec(codecs.ByMediaType[codecs.MediaTypeProtobuf]),
 	}
+	var extra []httpcli.ConfigOpt
 	if s.cfg.Secret != "" {
-		cfgOpts := append(append([]httpcli.ConfigOpt(nil), httpcli.DefaultConfigOpt...), httpcli.BasicAuth(s.cfg.Principal, s.cfg.Secret))
+		extra = append(extra, httpcli.BasicAuth(s.cfg.Principal, s.cfg.Secret))
+	}
+	if s.cfg.MesosTLS != nil {
+		extra = append(extra, httpcli.TLSConfig(s.cfg.MesosTLS))
+	}
+	if len(extra) > 0 {
+		cfgOpts := append(append([]httpcli.ConfigOpt(nil), httpcli.DefaultConfigOpt...), extra...)
 		opts = append(opts, httpcli.Do(httpcli.With(cfgOpts...)))
 	}
 	cli := httpcli.New(opts...)

@@ -120,13 +120,13 @@ func TestVersion(t *testing.T) {
 	}
 }
 
-// The daemons take no client flags; every client command does.
+// The daemons and local tools take no client flags; every client command does.
 func TestClientFlagsOnlyOnClientCommands(t *testing.T) {
 	for _, c := range rootCmd.Commands() {
 		if !c.IsAvailableCommand() || c.Name() == "completion" {
 			continue
 		}
-		daemon := slices.Contains([]string{"server", "dev", "mesos-local", "version"}, c.Name())
+		daemon := slices.Contains([]string{"server", "dev", "mesos-local", "version", "tls"}, c.Name()) // no server to talk to
 		for _, name := range []string{"addr", "output"} {
 			has := c.PersistentFlags().Lookup(name) != nil || c.Flags().Lookup(name) != nil
 			if has == daemon {

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -26,8 +28,11 @@ const defaultAPIAddr = "127.0.0.1:7070"
 // Client flags, registered on the client commands (see clientCommand); the
 // daemons (server, dev, mesos-local) do not take them.
 var (
-	flagAddr   string
-	flagOutput string
+	flagAddr       string
+	flagOutput     string
+	flagCAFile     string
+	flagClientCert string
+	flagClientKey  string
 )
 
 // clientCommand gives c and its subcommands the client flags --addr and
@@ -37,13 +42,18 @@ func clientCommand(c *cobra.Command) *cobra.Command {
 	if addr == "" {
 		addr = defaultAPIAddr
 	}
-	c.PersistentFlags().StringVar(&flagAddr, "addr", addr, "address of a Berth server (env BERTH_ADDR)")
-	c.PersistentFlags().StringVarP(&flagOutput, "output", "o", "table", "output format: table or json")
+	pf := c.PersistentFlags()
+	pf.StringVar(&flagAddr, "addr", addr, "address of a Berth server, host:port or https://host:port (env BERTH_ADDR)")
+	pf.StringVarP(&flagOutput, "output", "o", "table", "output format: table or json")
+	pf.StringVar(&flagCAFile, "ca-file", os.Getenv("BERTH_CACERT"), "CA certificate (PEM) to verify the server with; implies https (env BERTH_CACERT)")
+	pf.StringVar(&flagClientCert, "client-cert", os.Getenv("BERTH_CLIENT_CERT"), "client certificate (PEM) for servers run with --tls-verify-client (env BERTH_CLIENT_CERT)")
+	pf.StringVar(&flagClientKey, "client-key", os.Getenv("BERTH_CLIENT_KEY"), "client private key (PEM) (env BERTH_CLIENT_KEY)")
 	return c
 }
 
 // clients bundles the API clients of one server.
 type clients struct {
+	keyring     berthv1connect.KeyringServiceClient
 	apps        berthv1connect.AppServiceClient
 	tasks       berthv1connect.TaskServiceClient
 	deployments berthv1connect.DeploymentServiceClient
@@ -51,12 +61,46 @@ type clients struct {
 	cluster     berthv1connect.ClusterServiceClient
 }
 
-// baseURL turns host:port or a URL into a URL.
-func baseURL(addr string) string {
+// baseURL turns host:port or a URL into a URL; a bare host:port is https
+// when a CA file or client certificate is given.
+func baseURL(addr string, tlsOn bool) string {
 	if strings.Contains(addr, "://") {
 		return strings.TrimRight(addr, "/")
 	}
+	if tlsOn {
+		return "https://" + addr
+	}
 	return "http://" + addr
+}
+
+// clientTLS builds the CLI's TLS configuration from --ca-file,
+// --client-cert and --client-key; nil when none is given.
+func clientTLS() (*tls.Config, error) {
+	if flagCAFile == "" && flagClientCert == "" && flagClientKey == "" {
+		return nil, nil
+	}
+	c := &tls.Config{MinVersion: tls.VersionTLS12}
+	if flagCAFile != "" {
+		pem, err := os.ReadFile(flagCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("--ca-file: %w", err)
+		}
+		c.RootCAs = x509.NewCertPool()
+		if !c.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--ca-file %s: no PEM certificate found", flagCAFile)
+		}
+	}
+	if (flagClientCert == "") != (flagClientKey == "") {
+		return nil, errors.New("--client-cert and --client-key: give both or neither")
+	}
+	if flagClientCert != "" {
+		pair, err := tls.LoadX509KeyPair(flagClientCert, flagClientKey)
+		if err != nil {
+			return nil, fmt.Errorf("--client-cert/--client-key: %w", err)
+		}
+		c.Certificates = []tls.Certificate{pair}
+	}
+	return c, nil
 }
 
 func newClients() (*clients, error) {
@@ -65,18 +109,43 @@ func newClients() (*clients, error) {
 	default:
 		return nil, fmt.Errorf("--output: unknown format %q (want table or json)", flagOutput)
 	}
-	hc := &http.Client{Transport: berthOnly{&http.Transport{
+	tc, err := clientTLS()
+	if err != nil {
+		return nil, err
+	}
+	tr := &http.Transport{
 		DialContext:           (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
 		ResponseHeaderTimeout: 2 * time.Minute,
-	}}}
-	u := baseURL(flagAddr)
+		TLSClientConfig:       tc,
+		TLSHandshakeTimeout:   10 * time.Second,
+	}
+	tr.Protocols = new(http.Protocols)
+	tr.Protocols.SetHTTP1(true)
+	tr.Protocols.SetHTTP2(true)
+	hc := &http.Client{Transport: berthOnly{tr}}
+	u := baseURL(flagAddr, tc != nil)
 	return &clients{
 		apps:        berthv1connect.NewAppServiceClient(hc, u),
 		tasks:       berthv1connect.NewTaskServiceClient(hc, u),
 		deployments: berthv1connect.NewDeploymentServiceClient(hc, u),
 		events:      berthv1connect.NewEventServiceClient(hc, u),
 		cluster:     berthv1connect.NewClusterServiceClient(hc, u),
+		keyring:     berthv1connect.NewKeyringServiceClient(hc, u),
 	}, nil
+}
+
+// tlsHint suggests the flag that is probably missing when a server that
+// speaks TLS refused the connection.
+func tlsHint(msg string) string {
+	switch {
+	case strings.Contains(msg, "400 Bad Request") && !strings.HasPrefix(baseURL(flagAddr, false), "https://") && flagCAFile == "":
+		return " (does the server use TLS? give --ca-file or an https:// address)"
+	case strings.Contains(msg, "certificate required"):
+		return " (the server requires a client certificate: give --client-cert and --client-key)"
+	case strings.Contains(msg, "certificate signed by unknown authority"):
+		return " (give the cluster's CA with --ca-file)"
+	}
+	return ""
 }
 
 // describeError renders an error for a person at a terminal: a server
@@ -89,7 +158,10 @@ func describeError(err error) string {
 	}
 	var ce *connect.Error
 	if errors.As(err, &ce) {
-		return fmt.Sprintf("%s: %s", ce.Code(), cliWording(ce.Message()))
+		if ce.Code() == connect.CodeUnavailable && strings.Contains(ce.Message(), "connect:") {
+			return fmt.Sprintf("cannot reach Berth at %s: %s", flagAddr, ce.Message())
+		}
+		return fmt.Sprintf("%s: %s%s", ce.Code(), cliWording(ce.Message()), tlsHint(ce.Message()))
 	}
 	return err.Error()
 }

@@ -19,7 +19,7 @@ func init() {
 	raftCmd.AddCommand(clusterListPeersCmd(), clusterRemovePeerCmd(), clusterTransferCmd())
 	snapCmd := &cobra.Command{Use: "snapshot", Short: "Save and restore the replicated state"}
 	snapCmd.AddCommand(clusterSnapshotSaveCmd(), clusterSnapshotRestoreCmd())
-	clusterCmd.AddCommand(clusterMembersCmd(), clusterLeaderCmd(), raftCmd, snapCmd)
+	clusterCmd.AddCommand(clusterMembersCmd(), clusterLeaderCmd(), raftCmd, snapCmd, clusterKeygenCmd(), clusterKeyringCmd())
 	rootCmd.AddCommand(clientCommand(clusterCmd))
 }
 

@@ -42,6 +42,7 @@ a restart on the same --data-dir.`,
 	f.StringVar(&o.mesosListen, "mesos-listen", "127.0.0.1:5050", "host:port of the embedded Mesos master")
 	f.IntVar(&o.agents, "agents", 1, "number of embedded agents")
 	f.StringVar(&o.agentResources, "agent-resources", "", `resources of each agent, e.g. "cpus:4;mem:8192;disk:20000;ports:[31000-32000]" (default: sized from this machine)`)
+	f.BoolVar(&o.server.security.insecure, "insecure", false, "allow a non-loopback --api-addr (dev has no TLS: anyone who reaches it owns the server)")
 	o.server.registerMesos(f, "")
 	o.server.registerLimits(f)
 	rootCmd.AddCommand(c)

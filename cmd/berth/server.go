@@ -64,6 +64,8 @@ type serverOptions struct {
 	heartbeatTimeout   time.Duration
 	electionTimeout    time.Duration
 	logLevel           string
+
+	security securityOptions
 }
 
 func (o *serverOptions) registerServer(fs *pflag.FlagSet) {
@@ -83,6 +85,7 @@ func (o *serverOptions) registerServer(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.leaveOnTerminate, "leave-on-terminate", false, "leave the Raft configuration on SIGTERM/SIGINT (for a server being retired; a restart must not leave)")
 	fs.DurationVar(&o.heartbeatTimeout, "raft-heartbeat-timeout", cluster.DefaultHeartbeatTimeout, "Raft heartbeat timeout")
 	fs.DurationVar(&o.electionTimeout, "raft-election-timeout", cluster.DefaultElectionTimeout, "Raft election timeout")
+	o.security.register(fs)
 	o.registerMesos(fs, "http://127.0.0.1:5050")
 	o.registerLimits(fs)
 }
@@ -103,6 +106,7 @@ func (o *serverOptions) registerMesos(fs *pflag.FlagSet, master string) {
 	fs.StringVar(&o.mesosPrincipal, "mesos-principal", "berth", "Mesos principal of the framework and its reservations")
 	fs.StringVar(&o.mesosUser, "mesos-user", "", "FrameworkInfo.user (default: the current user)")
 	fs.StringVar(&o.mesosSecretFile, "mesos-secret-file", "", "file holding the principal's secret, for HTTP basic framework authentication")
+	o.security.registerMesos(fs)
 	fs.DurationVar(&o.reservationTimeout, "reservation-timeout", 20*time.Second, "unpin an instance whose reservation never shows up in an offer after this long")
 	fs.DurationVar(&o.reconcileInterval, "reconcile-interval", 10*time.Minute, "period of task reconciliation with Mesos")
 	fs.DurationVar(&o.reconcileTimeout, "reconciliation-timeout", 60*time.Second, "after subscribing, how long to wait for Mesos to answer for every known task before logging reconciliation as incomplete")
@@ -194,9 +198,16 @@ func runServer(ctx context.Context, o *serverOptions, logger *slog.Logger, ready
 	if o.dataDir == "" {
 		return errors.New("--data-dir: must be set")
 	}
-	if err := absolutePaths(map[string]*string{"--data-dir": &o.dataDir, "--mesos-secret-file": &o.mesosSecretFile}); err != nil {
+	paths := o.security.paths()
+	paths["--data-dir"], paths["--mesos-secret-file"] = &o.dataDir, &o.mesosSecretFile
+	if err := absolutePaths(paths); err != nil {
 		return err
 	}
+	sec, err := resolveSecurity(&o.security, map[string]string{"--api-addr": o.apiAddr, "--raft-addr": o.raftAddr, "--gossip-addr": o.gossipAddr}, logger)
+	if err != nil {
+		return err
+	}
+	sec.reloadOnSIGHUP(ctx, logger)
 	schedCfg := scheduler.Config{
 		MesosMaster:           o.mesosMaster,
 		Role:                  o.mesosRole,
@@ -205,6 +216,7 @@ func runServer(ctx context.Context, o *serverOptions, logger *slog.Logger, ready
 		ReservationTimeout:    o.reservationTimeout,
 		ReconcileInterval:     o.reconcileInterval,
 		ReconciliationTimeout: o.reconcileTimeout,
+		MesosTLS:              sec.mesosTLS,
 		Logger:                logger,
 	}
 	if o.mesosSecretFile != "" {
@@ -253,6 +265,8 @@ func runServer(ctx context.Context, o *serverOptions, logger *slog.Logger, ready
 		MinQuorum:         o.minQuorum,
 		HeartbeatTimeout:  o.heartbeatTimeout,
 		ElectionTimeout:   o.electionTimeout,
+		RaftTLS:           sec.raftTLS(),
+		GossipKey:         sec.gossipKey,
 		// Check a snapshot before Raft sees it: Raft cannot recover from
 		// an FSM that fails to restore.
 		VerifySnapshot: func(r io.Reader) error { return fsm.New(logger).Restore(io.NopCloser(r)) },
@@ -270,11 +284,15 @@ func runServer(ctx context.Context, o *serverOptions, logger *slog.Logger, ready
 	events := rpc.NewEventBroker(1024, logger)
 	defer events.Close()
 	api := rpc.NewServer(rpc.Config{
-		Store:     state.State,
-		Cluster:   clusteradapter.New(node),
-		Events:    events,
-		Publisher: events,
-		Logger:    logger.With("component", "api"),
+		Store:      state.State,
+		Cluster:    clusteradapter.New(node),
+		Events:     events,
+		Publisher:  events,
+		Logger:     logger.With("component", "api"),
+		TLS:        sec.apiTLS(o.security.tlsVerifyClient),
+		HTTPClient: sec.peerClient(),
+		ServerName: sec.serverName,
+		Keyring:    clusteradapter.Keyring{Node: node},
 		Limits: appmodel.Limits{
 			MaxInstances: int32(min(o.maxInstancesPerApp, math.MaxInt32)),
 			MaxEnvBytes:  o.maxEnvBytes,
@@ -296,7 +314,8 @@ func runServer(ctx context.Context, o *serverOptions, logger *slog.Logger, ready
 		serveDone <- api.Serve(serveCtx, lis)
 	}()
 	logger.Info("berth server started", "node", o.nodeName, "api", apiAddr, "raft", node.RaftAddr(),
-		"gossip", node.GossipAddr(), "mesos_master", o.mesosMaster, "data_dir", o.dataDir)
+		"gossip", node.GossipAddr(), "mesos_master", o.mesosMaster, "data_dir", o.dataDir,
+		"tls", sec.tlsOn(), "tls_verify_client", o.security.tlsVerifyClient, "server_identity", sec.serverName, "gossip_encrypted", sec.gossipKey != nil)
 	if ready != nil {
 		ready(apiAddr)
 	}

@@ -59,3 +59,11 @@ func (n Node) RestoreSnapshot(ctx context.Context, r io.Reader) (rpc.SnapshotMet
 	}
 	return rpc.SnapshotMeta{Index: info.Index, Term: info.Term}, nil
 }
+
+// Keyring adapts a *cluster.Node's gossip keyring to rpc.Keyring.
+type Keyring struct{ *cluster.Node }
+
+// ChangeGossipKeyring applies "install", "use" or "remove" with key.
+func (k Keyring) ChangeGossipKeyring(op, key string) error {
+	return k.Node.ChangeGossipKeyring(cluster.KeyringOp(op), key)
+}
