@@ -166,3 +166,18 @@ func (c *clusterService) RestoreSnapshot(ctx context.Context, req *connect.Reque
 		return pc.cluster.RestoreSnapshot(ctx, forwarded(msg))
 	})
 }
+
+// Leave makes this server leave the cluster, then shut down (Config.OnLeft).
+// It is never forwarded: it acts on the server that receives it.
+func (c *clusterService) Leave(ctx context.Context, req *connect.Request[v1.LeaveRequest]) (*connect.Response[v1.LeaveResponse], error) {
+	if err := c.clu.Leave(ctx); err != nil {
+		return nil, connect.NewError(connect.CodeFailedPrecondition, err)
+	}
+	c.log.Info("left the cluster through the api; shutting down")
+	if c.cfg.OnLeft != nil {
+		// After the answer is on its way: shutting the API down first
+		// would cut it off.
+		time.AfterFunc(100*time.Millisecond, c.cfg.OnLeft)
+	}
+	return connect.NewResponse(&v1.LeaveResponse{Id: c.clu.Name()}), nil
+}

@@ -93,6 +93,8 @@ func (s *server) stop(t testing.TB) {
 type clusterOpts struct {
 	leaderWait      time.Duration
 	maxRequestBytes int
+	// onLeft is rpc.Config.OnLeft.
+	onLeft func()
 	// maxApps and maxInstances set rpc.Config's caps (0: defaults).
 	maxApps, maxInstances int
 	// onDisk uses the production Raft setup (boltdb log, file snapshots,
@@ -154,6 +156,7 @@ func startServer(t testing.TB, name string, network *cluster.InmemNetwork, expec
 		Logger:          log,
 		LeaderWait:      o.leaderWait,
 		MaxRequestBytes: o.maxRequestBytes,
+		OnLeft:          o.onLeft,
 		MaxApps:         o.maxApps,
 		MaxInstances:    o.maxInstances,
 	})

@@ -57,6 +57,10 @@ type Cluster interface {
 	// RestoreSnapshot replaces the replicated state with a snapshot read
 	// from r (leader only).
 	RestoreSnapshot(ctx context.Context, r io.Reader) (SnapshotMeta, error)
+	// Leave departs the cluster gracefully (this server).
+	Leave(ctx context.Context) error
+	// Name is this server's id.
+	Name() string
 }
 
 // MemberInfo is one server known through gossip.
@@ -116,6 +120,9 @@ type Config struct {
 	// client speaking HTTP/1.1 and h2c). With TLS it is required and must
 	// present this server's certificate.
 	HTTPClient *http.Client
+	// OnLeft is called once this server has left the cluster through
+	// ClusterService.Leave, to shut the process down (nil: nothing).
+	OnLeft func()
 	// Limits caps each app definition (zero fields: appmodel's defaults).
 	Limits appmodel.Limits
 	// MaxApps caps the apps the cluster holds (default 50,000) and

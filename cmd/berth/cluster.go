@@ -19,7 +19,7 @@ func init() {
 	raftCmd.AddCommand(clusterListPeersCmd(), clusterRemovePeerCmd(), clusterTransferCmd())
 	snapCmd := &cobra.Command{Use: "snapshot", Short: "Save and restore the replicated state"}
 	snapCmd.AddCommand(clusterSnapshotSaveCmd(), clusterSnapshotRestoreCmd())
-	clusterCmd.AddCommand(clusterMembersCmd(), clusterLeaderCmd(), raftCmd, snapCmd, clusterKeygenCmd(), clusterKeyringCmd())
+	clusterCmd.AddCommand(clusterMembersCmd(), clusterLeaderCmd(), raftCmd, snapCmd, clusterKeygenCmd(), clusterKeyringCmd(), clusterLeaveCmd())
 	rootCmd.AddCommand(clientCommand(clusterCmd))
 }
 
@@ -195,6 +195,26 @@ func clusterSnapshotRestoreCmd() *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(c.OutOrStdout(), "Restored snapshot %s (%d bytes)\n", args[0], buf.Len())
+			return nil
+		},
+	}
+}
+
+func clusterLeaveCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "leave",
+		Short: "Make the server at --addr leave the cluster for good, then stop (a restart needs no leave)",
+		Args:  usageArgs,
+		RunE: func(c *cobra.Command, args []string) error {
+			cl, err := newClients()
+			if err != nil {
+				return err
+			}
+			res, err := cl.cluster.Leave(c.Context(), connect.NewRequest(&v1.LeaveRequest{}))
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(c.OutOrStdout(), "Server %s left the cluster and is stopping\n", res.Msg.GetId())
 			return nil
 		},
 	}

@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -192,6 +193,10 @@ func init() {
 // this server leads, the Mesos scheduler. ready, if set, is called with the
 // bound API address once the API serves.
 func runServer(ctx context.Context, o *serverOptions, logger *slog.Logger, ready func(apiAddr string)) error {
+	// `berth cluster leave` ends the server too, once it has left.
+	ctx, leftCluster := context.WithCancel(ctx)
+	defer leftCluster()
+	var left atomic.Bool
 	if o.nodeName == "" {
 		return errors.New("--node-name: must be set (no hostname available)")
 	}
@@ -299,6 +304,7 @@ func runServer(ctx context.Context, o *serverOptions, logger *slog.Logger, ready
 		},
 		MaxApps:      o.maxApps,
 		MaxInstances: o.maxInstances,
+		OnLeft:       func() { left.Store(true); leftCluster() },
 	})
 	serveCtx, stopServe := context.WithCancel(context.Background())
 	serveDone := make(chan error, 1)
@@ -367,12 +373,16 @@ func runServer(ctx context.Context, o *serverOptions, logger *slog.Logger, ready
 	// first. A retired server leaves (`berth cluster leave`, or
 	// --leave-on-terminate).
 	stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	if o.leaveOnTerminate {
+	switch {
+	case left.Load():
+	case o.leaveOnTerminate:
 		if err := node.Leave(stopCtx); err != nil {
 			logger.Warn("leave the cluster", "err", err)
 		}
-	} else if err := node.StepDown(stopCtx); err != nil {
-		logger.Warn("hand leadership over before stopping", "err", err)
+	default:
+		if err := node.StepDown(stopCtx); err != nil {
+			logger.Warn("hand leadership over before stopping", "err", err)
+		}
 	}
 	cancel()
 	stopServe()

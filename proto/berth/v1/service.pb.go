@@ -2123,6 +2123,88 @@ func (x *Event) GetHost() string {
 	return ""
 }
 
+// LeaveRequest asks the receiving server to leave.
+type LeaveRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaveRequest) Reset() {
+	*x = LeaveRequest{}
+	mi := &file_berth_v1_service_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaveRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaveRequest) ProtoMessage() {}
+
+func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_service_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaveRequest.ProtoReflect.Descriptor instead.
+func (*LeaveRequest) Descriptor() ([]byte, []int) {
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{31}
+}
+
+// LeaveResponse names the server that left.
+type LeaveResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaveResponse) Reset() {
+	*x = LeaveResponse{}
+	mi := &file_berth_v1_service_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaveResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaveResponse) ProtoMessage() {}
+
+func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_service_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaveResponse.ProtoReflect.Descriptor instead.
+func (*LeaveResponse) Descriptor() ([]byte, []int) {
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *LeaveResponse) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
 // MembersRequest is empty.
 type MembersRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2132,7 +2214,7 @@ type MembersRequest struct {
 
 func (x *MembersRequest) Reset() {
 	*x = MembersRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[31]
+	mi := &file_berth_v1_service_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2144,7 +2226,7 @@ func (x *MembersRequest) String() string {
 func (*MembersRequest) ProtoMessage() {}
 
 func (x *MembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[31]
+	mi := &file_berth_v1_service_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2157,7 +2239,7 @@ func (x *MembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersRequest.ProtoReflect.Descriptor instead.
 func (*MembersRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{31}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{33}
 }
 
 // Member is one server as seen by gossip.
@@ -2176,7 +2258,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_berth_v1_service_proto_msgTypes[32]
+	mi := &file_berth_v1_service_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2188,7 +2270,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[32]
+	mi := &file_berth_v1_service_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2201,7 +2283,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{32}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *Member) GetName() string {
@@ -2263,7 +2345,7 @@ type MembersResponse struct {
 
 func (x *MembersResponse) Reset() {
 	*x = MembersResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[33]
+	mi := &file_berth_v1_service_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2275,7 +2357,7 @@ func (x *MembersResponse) String() string {
 func (*MembersResponse) ProtoMessage() {}
 
 func (x *MembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[33]
+	mi := &file_berth_v1_service_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2288,7 +2370,7 @@ func (x *MembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersResponse.ProtoReflect.Descriptor instead.
 func (*MembersResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{33}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *MembersResponse) GetMembers() []*Member {
@@ -2307,7 +2389,7 @@ type LeaderRequest struct {
 
 func (x *LeaderRequest) Reset() {
 	*x = LeaderRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[34]
+	mi := &file_berth_v1_service_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2319,7 +2401,7 @@ func (x *LeaderRequest) String() string {
 func (*LeaderRequest) ProtoMessage() {}
 
 func (x *LeaderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[34]
+	mi := &file_berth_v1_service_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2332,7 +2414,7 @@ func (x *LeaderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaderRequest.ProtoReflect.Descriptor instead.
 func (*LeaderRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{34}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{36}
 }
 
 // LeaderResponse names the leader.
@@ -2348,7 +2430,7 @@ type LeaderResponse struct {
 
 func (x *LeaderResponse) Reset() {
 	*x = LeaderResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[35]
+	mi := &file_berth_v1_service_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2360,7 +2442,7 @@ func (x *LeaderResponse) String() string {
 func (*LeaderResponse) ProtoMessage() {}
 
 func (x *LeaderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[35]
+	mi := &file_berth_v1_service_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2373,7 +2455,7 @@ func (x *LeaderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaderResponse.ProtoReflect.Descriptor instead.
 func (*LeaderResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{35}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *LeaderResponse) GetId() string {
@@ -2413,7 +2495,7 @@ type ListPeersRequest struct {
 
 func (x *ListPeersRequest) Reset() {
 	*x = ListPeersRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[36]
+	mi := &file_berth_v1_service_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2425,7 +2507,7 @@ func (x *ListPeersRequest) String() string {
 func (*ListPeersRequest) ProtoMessage() {}
 
 func (x *ListPeersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[36]
+	mi := &file_berth_v1_service_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2438,7 +2520,7 @@ func (x *ListPeersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPeersRequest.ProtoReflect.Descriptor instead.
 func (*ListPeersRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{36}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{38}
 }
 
 // Peer is one Raft voter or non-voter.
@@ -2454,7 +2536,7 @@ type Peer struct {
 
 func (x *Peer) Reset() {
 	*x = Peer{}
-	mi := &file_berth_v1_service_proto_msgTypes[37]
+	mi := &file_berth_v1_service_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2466,7 +2548,7 @@ func (x *Peer) String() string {
 func (*Peer) ProtoMessage() {}
 
 func (x *Peer) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[37]
+	mi := &file_berth_v1_service_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2479,7 +2561,7 @@ func (x *Peer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Peer.ProtoReflect.Descriptor instead.
 func (*Peer) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{37}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *Peer) GetId() string {
@@ -2520,7 +2602,7 @@ type ListPeersResponse struct {
 
 func (x *ListPeersResponse) Reset() {
 	*x = ListPeersResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[38]
+	mi := &file_berth_v1_service_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2532,7 +2614,7 @@ func (x *ListPeersResponse) String() string {
 func (*ListPeersResponse) ProtoMessage() {}
 
 func (x *ListPeersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[38]
+	mi := &file_berth_v1_service_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2545,7 +2627,7 @@ func (x *ListPeersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPeersResponse.ProtoReflect.Descriptor instead.
 func (*ListPeersResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{38}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ListPeersResponse) GetPeers() []*Peer {
@@ -2565,7 +2647,7 @@ type RemovePeerRequest struct {
 
 func (x *RemovePeerRequest) Reset() {
 	*x = RemovePeerRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[39]
+	mi := &file_berth_v1_service_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2577,7 +2659,7 @@ func (x *RemovePeerRequest) String() string {
 func (*RemovePeerRequest) ProtoMessage() {}
 
 func (x *RemovePeerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[39]
+	mi := &file_berth_v1_service_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2590,7 +2672,7 @@ func (x *RemovePeerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemovePeerRequest.ProtoReflect.Descriptor instead.
 func (*RemovePeerRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{39}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *RemovePeerRequest) GetId() string {
@@ -2609,7 +2691,7 @@ type RemovePeerResponse struct {
 
 func (x *RemovePeerResponse) Reset() {
 	*x = RemovePeerResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[40]
+	mi := &file_berth_v1_service_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2621,7 +2703,7 @@ func (x *RemovePeerResponse) String() string {
 func (*RemovePeerResponse) ProtoMessage() {}
 
 func (x *RemovePeerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[40]
+	mi := &file_berth_v1_service_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2634,7 +2716,7 @@ func (x *RemovePeerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemovePeerResponse.ProtoReflect.Descriptor instead.
 func (*RemovePeerResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{40}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{42}
 }
 
 // TransferLeadershipRequest optionally names the target.
@@ -2647,7 +2729,7 @@ type TransferLeadershipRequest struct {
 
 func (x *TransferLeadershipRequest) Reset() {
 	*x = TransferLeadershipRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[41]
+	mi := &file_berth_v1_service_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2659,7 +2741,7 @@ func (x *TransferLeadershipRequest) String() string {
 func (*TransferLeadershipRequest) ProtoMessage() {}
 
 func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[41]
+	mi := &file_berth_v1_service_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2672,7 +2754,7 @@ func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeadershipRequest.ProtoReflect.Descriptor instead.
 func (*TransferLeadershipRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{41}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *TransferLeadershipRequest) GetTo() string {
@@ -2692,7 +2774,7 @@ type TransferLeadershipResponse struct {
 
 func (x *TransferLeadershipResponse) Reset() {
 	*x = TransferLeadershipResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[42]
+	mi := &file_berth_v1_service_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2704,7 +2786,7 @@ func (x *TransferLeadershipResponse) String() string {
 func (*TransferLeadershipResponse) ProtoMessage() {}
 
 func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[42]
+	mi := &file_berth_v1_service_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2717,7 +2799,7 @@ func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeadershipResponse.ProtoReflect.Descriptor instead.
 func (*TransferLeadershipResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{42}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *TransferLeadershipResponse) GetLeader() string {
@@ -2736,7 +2818,7 @@ type SaveSnapshotRequest struct {
 
 func (x *SaveSnapshotRequest) Reset() {
 	*x = SaveSnapshotRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[43]
+	mi := &file_berth_v1_service_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2748,7 +2830,7 @@ func (x *SaveSnapshotRequest) String() string {
 func (*SaveSnapshotRequest) ProtoMessage() {}
 
 func (x *SaveSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[43]
+	mi := &file_berth_v1_service_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2761,7 +2843,7 @@ func (x *SaveSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SaveSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*SaveSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{43}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{45}
 }
 
 // SaveSnapshotResponse carries the snapshot bytes.
@@ -2776,7 +2858,7 @@ type SaveSnapshotResponse struct {
 
 func (x *SaveSnapshotResponse) Reset() {
 	*x = SaveSnapshotResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[44]
+	mi := &file_berth_v1_service_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2788,7 +2870,7 @@ func (x *SaveSnapshotResponse) String() string {
 func (*SaveSnapshotResponse) ProtoMessage() {}
 
 func (x *SaveSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[44]
+	mi := &file_berth_v1_service_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2801,7 +2883,7 @@ func (x *SaveSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SaveSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*SaveSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{44}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *SaveSnapshotResponse) GetData() []byte {
@@ -2835,7 +2917,7 @@ type RestoreSnapshotRequest struct {
 
 func (x *RestoreSnapshotRequest) Reset() {
 	*x = RestoreSnapshotRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[45]
+	mi := &file_berth_v1_service_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2847,7 +2929,7 @@ func (x *RestoreSnapshotRequest) String() string {
 func (*RestoreSnapshotRequest) ProtoMessage() {}
 
 func (x *RestoreSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[45]
+	mi := &file_berth_v1_service_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2860,7 +2942,7 @@ func (x *RestoreSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*RestoreSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{45}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *RestoreSnapshotRequest) GetData() []byte {
@@ -2879,7 +2961,7 @@ type RestoreSnapshotResponse struct {
 
 func (x *RestoreSnapshotResponse) Reset() {
 	*x = RestoreSnapshotResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[46]
+	mi := &file_berth_v1_service_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2891,7 +2973,7 @@ func (x *RestoreSnapshotResponse) String() string {
 func (*RestoreSnapshotResponse) ProtoMessage() {}
 
 func (x *RestoreSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[46]
+	mi := &file_berth_v1_service_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2904,7 +2986,7 @@ func (x *RestoreSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*RestoreSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{46}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{48}
 }
 
 var File_berth_v1_service_proto protoreflect.FileDescriptor
@@ -3068,7 +3150,10 @@ const file_berth_v1_service_proto_rawDesc = "" +
 	" \x01(\tR\aagentId\x12\x12\n" +
 	"\x04host\x18\v \x01(\tR\x04hostB\n" +
 	"\n" +
-	"\b_healthy\"\x10\n" +
+	"\b_healthy\"\x0e\n" +
+	"\fLeaveRequest\"\x1f\n" +
+	"\rLeaveResponse\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x10\n" +
 	"\x0eMembersRequest\"\xbf\x01\n" +
 	"\x06Member\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
@@ -3136,7 +3221,7 @@ const file_berth_v1_service_proto_rawDesc = "" +
 	"\rGetDeployment\x12\x1e.berth.v1.GetDeploymentRequest\x1a\x1f.berth.v1.GetDeploymentResponse\"\x03\x90\x02\x01\x12Y\n" +
 	"\x10CancelDeployment\x12!.berth.v1.CancelDeploymentRequest\x1a\".berth.v1.CancelDeploymentResponse2P\n" +
 	"\fEventService\x12@\n" +
-	"\fStreamEvents\x12\x1d.berth.v1.StreamEventsRequest\x1a\x0f.berth.v1.Event0\x012\xb3\x04\n" +
+	"\fStreamEvents\x12\x1d.berth.v1.StreamEventsRequest\x1a\x0f.berth.v1.Event0\x012\xed\x04\n" +
 	"\x0eClusterService\x12C\n" +
 	"\aMembers\x12\x18.berth.v1.MembersRequest\x1a\x19.berth.v1.MembersResponse\"\x03\x90\x02\x01\x12@\n" +
 	"\x06Leader\x12\x17.berth.v1.LeaderRequest\x1a\x18.berth.v1.LeaderResponse\"\x03\x90\x02\x01\x12I\n" +
@@ -3145,7 +3230,8 @@ const file_berth_v1_service_proto_rawDesc = "" +
 	"RemovePeer\x12\x1b.berth.v1.RemovePeerRequest\x1a\x1c.berth.v1.RemovePeerResponse\x12_\n" +
 	"\x12TransferLeadership\x12#.berth.v1.TransferLeadershipRequest\x1a$.berth.v1.TransferLeadershipResponse\x12M\n" +
 	"\fSaveSnapshot\x12\x1d.berth.v1.SaveSnapshotRequest\x1a\x1e.berth.v1.SaveSnapshotResponse\x12V\n" +
-	"\x0fRestoreSnapshot\x12 .berth.v1.RestoreSnapshotRequest\x1a!.berth.v1.RestoreSnapshotResponseB\x90\x01\n" +
+	"\x0fRestoreSnapshot\x12 .berth.v1.RestoreSnapshotRequest\x1a!.berth.v1.RestoreSnapshotResponse\x128\n" +
+	"\x05Leave\x12\x16.berth.v1.LeaveRequest\x1a\x17.berth.v1.LeaveResponseB\x90\x01\n" +
 	"\fcom.berth.v1B\fServiceProtoP\x01Z1github.com/berth-dev/berth/proto/berth/v1;berthv1\xa2\x02\x03BXX\xaa\x02\bBerth.V1\xca\x02\bBerth\\V1\xe2\x02\x14Berth\\V1\\GPBMetadata\xea\x02\tBerth::V1b\x06proto3"
 
 var (
@@ -3161,7 +3247,7 @@ func file_berth_v1_service_proto_rawDescGZIP() []byte {
 }
 
 var file_berth_v1_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_berth_v1_service_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
+var file_berth_v1_service_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
 var file_berth_v1_service_proto_goTypes = []any{
 	(ReadConsistency)(0),               // 0: berth.v1.ReadConsistency
 	(TaskLogFile)(0),                   // 1: berth.v1.TaskLogFile
@@ -3196,48 +3282,50 @@ var file_berth_v1_service_proto_goTypes = []any{
 	(*CancelDeploymentResponse)(nil),   // 30: berth.v1.CancelDeploymentResponse
 	(*StreamEventsRequest)(nil),        // 31: berth.v1.StreamEventsRequest
 	(*Event)(nil),                      // 32: berth.v1.Event
-	(*MembersRequest)(nil),             // 33: berth.v1.MembersRequest
-	(*Member)(nil),                     // 34: berth.v1.Member
-	(*MembersResponse)(nil),            // 35: berth.v1.MembersResponse
-	(*LeaderRequest)(nil),              // 36: berth.v1.LeaderRequest
-	(*LeaderResponse)(nil),             // 37: berth.v1.LeaderResponse
-	(*ListPeersRequest)(nil),           // 38: berth.v1.ListPeersRequest
-	(*Peer)(nil),                       // 39: berth.v1.Peer
-	(*ListPeersResponse)(nil),          // 40: berth.v1.ListPeersResponse
-	(*RemovePeerRequest)(nil),          // 41: berth.v1.RemovePeerRequest
-	(*RemovePeerResponse)(nil),         // 42: berth.v1.RemovePeerResponse
-	(*TransferLeadershipRequest)(nil),  // 43: berth.v1.TransferLeadershipRequest
-	(*TransferLeadershipResponse)(nil), // 44: berth.v1.TransferLeadershipResponse
-	(*SaveSnapshotRequest)(nil),        // 45: berth.v1.SaveSnapshotRequest
-	(*SaveSnapshotResponse)(nil),       // 46: berth.v1.SaveSnapshotResponse
-	(*RestoreSnapshotRequest)(nil),     // 47: berth.v1.RestoreSnapshotRequest
-	(*RestoreSnapshotResponse)(nil),    // 48: berth.v1.RestoreSnapshotResponse
-	(*App)(nil),                        // 49: berth.v1.App
-	(*TaskFailure)(nil),                // 50: berth.v1.TaskFailure
-	(*Deployment)(nil),                 // 51: berth.v1.Deployment
+	(*LeaveRequest)(nil),               // 33: berth.v1.LeaveRequest
+	(*LeaveResponse)(nil),              // 34: berth.v1.LeaveResponse
+	(*MembersRequest)(nil),             // 35: berth.v1.MembersRequest
+	(*Member)(nil),                     // 36: berth.v1.Member
+	(*MembersResponse)(nil),            // 37: berth.v1.MembersResponse
+	(*LeaderRequest)(nil),              // 38: berth.v1.LeaderRequest
+	(*LeaderResponse)(nil),             // 39: berth.v1.LeaderResponse
+	(*ListPeersRequest)(nil),           // 40: berth.v1.ListPeersRequest
+	(*Peer)(nil),                       // 41: berth.v1.Peer
+	(*ListPeersResponse)(nil),          // 42: berth.v1.ListPeersResponse
+	(*RemovePeerRequest)(nil),          // 43: berth.v1.RemovePeerRequest
+	(*RemovePeerResponse)(nil),         // 44: berth.v1.RemovePeerResponse
+	(*TransferLeadershipRequest)(nil),  // 45: berth.v1.TransferLeadershipRequest
+	(*TransferLeadershipResponse)(nil), // 46: berth.v1.TransferLeadershipResponse
+	(*SaveSnapshotRequest)(nil),        // 47: berth.v1.SaveSnapshotRequest
+	(*SaveSnapshotResponse)(nil),       // 48: berth.v1.SaveSnapshotResponse
+	(*RestoreSnapshotRequest)(nil),     // 49: berth.v1.RestoreSnapshotRequest
+	(*RestoreSnapshotResponse)(nil),    // 50: berth.v1.RestoreSnapshotResponse
+	(*App)(nil),                        // 51: berth.v1.App
+	(*TaskFailure)(nil),                // 52: berth.v1.TaskFailure
+	(*Deployment)(nil),                 // 53: berth.v1.Deployment
 }
 var file_berth_v1_service_proto_depIdxs = []int32{
-	49, // 0: berth.v1.CreateAppRequest.app:type_name -> berth.v1.App
-	49, // 1: berth.v1.CreateAppResponse.app:type_name -> berth.v1.App
+	51, // 0: berth.v1.CreateAppRequest.app:type_name -> berth.v1.App
+	51, // 1: berth.v1.CreateAppResponse.app:type_name -> berth.v1.App
 	0,  // 2: berth.v1.GetAppRequest.consistency:type_name -> berth.v1.ReadConsistency
-	49, // 3: berth.v1.GetAppResponse.app:type_name -> berth.v1.App
+	51, // 3: berth.v1.GetAppResponse.app:type_name -> berth.v1.App
 	6,  // 4: berth.v1.GetAppResponse.summary:type_name -> berth.v1.AppSummary
-	50, // 5: berth.v1.AppSummary.last_task_failure:type_name -> berth.v1.TaskFailure
+	52, // 5: berth.v1.AppSummary.last_task_failure:type_name -> berth.v1.TaskFailure
 	0,  // 6: berth.v1.ListAppsRequest.consistency:type_name -> berth.v1.ReadConsistency
-	49, // 7: berth.v1.ListAppsResponse.apps:type_name -> berth.v1.App
+	51, // 7: berth.v1.ListAppsResponse.apps:type_name -> berth.v1.App
 	6,  // 8: berth.v1.ListAppsResponse.summaries:type_name -> berth.v1.AppSummary
-	49, // 9: berth.v1.UpdateAppRequest.app:type_name -> berth.v1.App
-	49, // 10: berth.v1.UpdateAppResponse.app:type_name -> berth.v1.App
+	51, // 9: berth.v1.UpdateAppRequest.app:type_name -> berth.v1.App
+	51, // 10: berth.v1.UpdateAppResponse.app:type_name -> berth.v1.App
 	1,  // 11: berth.v1.ReadTaskLogRequest.file:type_name -> berth.v1.TaskLogFile
 	0,  // 12: berth.v1.ListTasksRequest.consistency:type_name -> berth.v1.ReadConsistency
 	21, // 13: berth.v1.ListTasksResponse.tasks:type_name -> berth.v1.TaskView
 	22, // 14: berth.v1.TaskView.local_volumes:type_name -> berth.v1.TaskLocalVolume
 	21, // 15: berth.v1.KillTaskResponse.task:type_name -> berth.v1.TaskView
-	51, // 16: berth.v1.ListDeploymentsResponse.deployments:type_name -> berth.v1.Deployment
-	51, // 17: berth.v1.GetDeploymentResponse.deployment:type_name -> berth.v1.Deployment
-	51, // 18: berth.v1.Event.deployment:type_name -> berth.v1.Deployment
-	34, // 19: berth.v1.MembersResponse.members:type_name -> berth.v1.Member
-	39, // 20: berth.v1.ListPeersResponse.peers:type_name -> berth.v1.Peer
+	53, // 16: berth.v1.ListDeploymentsResponse.deployments:type_name -> berth.v1.Deployment
+	53, // 17: berth.v1.GetDeploymentResponse.deployment:type_name -> berth.v1.Deployment
+	53, // 18: berth.v1.Event.deployment:type_name -> berth.v1.Deployment
+	36, // 19: berth.v1.MembersResponse.members:type_name -> berth.v1.Member
+	41, // 20: berth.v1.ListPeersResponse.peers:type_name -> berth.v1.Peer
 	2,  // 21: berth.v1.AppService.CreateApp:input_type -> berth.v1.CreateAppRequest
 	4,  // 22: berth.v1.AppService.GetApp:input_type -> berth.v1.GetAppRequest
 	7,  // 23: berth.v1.AppService.ListApps:input_type -> berth.v1.ListAppsRequest
@@ -3252,36 +3340,38 @@ var file_berth_v1_service_proto_depIdxs = []int32{
 	27, // 32: berth.v1.DeploymentService.GetDeployment:input_type -> berth.v1.GetDeploymentRequest
 	29, // 33: berth.v1.DeploymentService.CancelDeployment:input_type -> berth.v1.CancelDeploymentRequest
 	31, // 34: berth.v1.EventService.StreamEvents:input_type -> berth.v1.StreamEventsRequest
-	33, // 35: berth.v1.ClusterService.Members:input_type -> berth.v1.MembersRequest
-	36, // 36: berth.v1.ClusterService.Leader:input_type -> berth.v1.LeaderRequest
-	38, // 37: berth.v1.ClusterService.ListPeers:input_type -> berth.v1.ListPeersRequest
-	41, // 38: berth.v1.ClusterService.RemovePeer:input_type -> berth.v1.RemovePeerRequest
-	43, // 39: berth.v1.ClusterService.TransferLeadership:input_type -> berth.v1.TransferLeadershipRequest
-	45, // 40: berth.v1.ClusterService.SaveSnapshot:input_type -> berth.v1.SaveSnapshotRequest
-	47, // 41: berth.v1.ClusterService.RestoreSnapshot:input_type -> berth.v1.RestoreSnapshotRequest
-	3,  // 42: berth.v1.AppService.CreateApp:output_type -> berth.v1.CreateAppResponse
-	5,  // 43: berth.v1.AppService.GetApp:output_type -> berth.v1.GetAppResponse
-	8,  // 44: berth.v1.AppService.ListApps:output_type -> berth.v1.ListAppsResponse
-	10, // 45: berth.v1.AppService.UpdateApp:output_type -> berth.v1.UpdateAppResponse
-	12, // 46: berth.v1.AppService.DeleteApp:output_type -> berth.v1.DeleteAppResponse
-	14, // 47: berth.v1.AppService.ListAppVersions:output_type -> berth.v1.ListAppVersionsResponse
-	16, // 48: berth.v1.AppService.RestartApp:output_type -> berth.v1.RestartAppResponse
-	20, // 49: berth.v1.TaskService.ListTasks:output_type -> berth.v1.ListTasksResponse
-	24, // 50: berth.v1.TaskService.KillTask:output_type -> berth.v1.KillTaskResponse
-	18, // 51: berth.v1.TaskService.ReadTaskLog:output_type -> berth.v1.ReadTaskLogResponse
-	26, // 52: berth.v1.DeploymentService.ListDeployments:output_type -> berth.v1.ListDeploymentsResponse
-	28, // 53: berth.v1.DeploymentService.GetDeployment:output_type -> berth.v1.GetDeploymentResponse
-	30, // 54: berth.v1.DeploymentService.CancelDeployment:output_type -> berth.v1.CancelDeploymentResponse
-	32, // 55: berth.v1.EventService.StreamEvents:output_type -> berth.v1.Event
-	35, // 56: berth.v1.ClusterService.Members:output_type -> berth.v1.MembersResponse
-	37, // 57: berth.v1.ClusterService.Leader:output_type -> berth.v1.LeaderResponse
-	40, // 58: berth.v1.ClusterService.ListPeers:output_type -> berth.v1.ListPeersResponse
-	42, // 59: berth.v1.ClusterService.RemovePeer:output_type -> berth.v1.RemovePeerResponse
-	44, // 60: berth.v1.ClusterService.TransferLeadership:output_type -> berth.v1.TransferLeadershipResponse
-	46, // 61: berth.v1.ClusterService.SaveSnapshot:output_type -> berth.v1.SaveSnapshotResponse
-	48, // 62: berth.v1.ClusterService.RestoreSnapshot:output_type -> berth.v1.RestoreSnapshotResponse
-	42, // [42:63] is the sub-list for method output_type
-	21, // [21:42] is the sub-list for method input_type
+	35, // 35: berth.v1.ClusterService.Members:input_type -> berth.v1.MembersRequest
+	38, // 36: berth.v1.ClusterService.Leader:input_type -> berth.v1.LeaderRequest
+	40, // 37: berth.v1.ClusterService.ListPeers:input_type -> berth.v1.ListPeersRequest
+	43, // 38: berth.v1.ClusterService.RemovePeer:input_type -> berth.v1.RemovePeerRequest
+	45, // 39: berth.v1.ClusterService.TransferLeadership:input_type -> berth.v1.TransferLeadershipRequest
+	47, // 40: berth.v1.ClusterService.SaveSnapshot:input_type -> berth.v1.SaveSnapshotRequest
+	49, // 41: berth.v1.ClusterService.RestoreSnapshot:input_type -> berth.v1.RestoreSnapshotRequest
+	33, // 42: berth.v1.ClusterService.Leave:input_type -> berth.v1.LeaveRequest
+	3,  // 43: berth.v1.AppService.CreateApp:output_type -> berth.v1.CreateAppResponse
+	5,  // 44: berth.v1.AppService.GetApp:output_type -> berth.v1.GetAppResponse
+	8,  // 45: berth.v1.AppService.ListApps:output_type -> berth.v1.ListAppsResponse
+	10, // 46: berth.v1.AppService.UpdateApp:output_type -> berth.v1.UpdateAppResponse
+	12, // 47: berth.v1.AppService.DeleteApp:output_type -> berth.v1.DeleteAppResponse
+	14, // 48: berth.v1.AppService.ListAppVersions:output_type -> berth.v1.ListAppVersionsResponse
+	16, // 49: berth.v1.AppService.RestartApp:output_type -> berth.v1.RestartAppResponse
+	20, // 50: berth.v1.TaskService.ListTasks:output_type -> berth.v1.ListTasksResponse
+	24, // 51: berth.v1.TaskService.KillTask:output_type -> berth.v1.KillTaskResponse
+	18, // 52: berth.v1.TaskService.ReadTaskLog:output_type -> berth.v1.ReadTaskLogResponse
+	26, // 53: berth.v1.DeploymentService.ListDeployments:output_type -> berth.v1.ListDeploymentsResponse
+	28, // 54: berth.v1.DeploymentService.GetDeployment:output_type -> berth.v1.GetDeploymentResponse
+	30, // 55: berth.v1.DeploymentService.CancelDeployment:output_type -> berth.v1.CancelDeploymentResponse
+	32, // 56: berth.v1.EventService.StreamEvents:output_type -> berth.v1.Event
+	37, // 57: berth.v1.ClusterService.Members:output_type -> berth.v1.MembersResponse
+	39, // 58: berth.v1.ClusterService.Leader:output_type -> berth.v1.LeaderResponse
+	42, // 59: berth.v1.ClusterService.ListPeers:output_type -> berth.v1.ListPeersResponse
+	44, // 60: berth.v1.ClusterService.RemovePeer:output_type -> berth.v1.RemovePeerResponse
+	46, // 61: berth.v1.ClusterService.TransferLeadership:output_type -> berth.v1.TransferLeadershipResponse
+	48, // 62: berth.v1.ClusterService.SaveSnapshot:output_type -> berth.v1.SaveSnapshotResponse
+	50, // 63: berth.v1.ClusterService.RestoreSnapshot:output_type -> berth.v1.RestoreSnapshotResponse
+	34, // 64: berth.v1.ClusterService.Leave:output_type -> berth.v1.LeaveResponse
+	43, // [43:65] is the sub-list for method output_type
+	21, // [21:43] is the sub-list for method input_type
 	21, // [21:21] is the sub-list for extension type_name
 	21, // [21:21] is the sub-list for extension extendee
 	0,  // [0:21] is the sub-list for field type_name
@@ -3302,7 +3392,7 @@ func file_berth_v1_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_berth_v1_service_proto_rawDesc), len(file_berth_v1_service_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   47,
+			NumMessages:   49,
 			NumExtensions: 0,
 			NumServices:   5,
 		},

@@ -93,6 +93,8 @@ const (
 	// ClusterServiceRestoreSnapshotProcedure is the fully-qualified name of the ClusterService's
 	// RestoreSnapshot RPC.
 	ClusterServiceRestoreSnapshotProcedure = "/berth.v1.ClusterService/RestoreSnapshot"
+	// ClusterServiceLeaveProcedure is the fully-qualified name of the ClusterService's Leave RPC.
+	ClusterServiceLeaveProcedure = "/berth.v1.ClusterService/Leave"
 )
 
 // AppServiceClient is a client for the berth.v1.AppService service.
@@ -697,6 +699,11 @@ type ClusterServiceClient interface {
 	SaveSnapshot(context.Context, *connect.Request[v1.SaveSnapshotRequest]) (*connect.Response[v1.SaveSnapshotResponse], error)
 	// RestoreSnapshot replaces the whole replicated state with a snapshot.
 	RestoreSnapshot(context.Context, *connect.Request[v1.RestoreSnapshotRequest]) (*connect.Response[v1.RestoreSnapshotResponse], error)
+	// Leave makes the server that receives it leave the cluster for good: a
+	// leader hands leadership over, the server is removed from the Raft
+	// configuration (never below the servers' minimum quorum), and then it
+	// shuts down. A server that only restarts must not leave.
+	Leave(context.Context, *connect.Request[v1.LeaveRequest]) (*connect.Response[v1.LeaveResponse], error)
 }
 
 // NewClusterServiceClient constructs a client for the berth.v1.ClusterService service. By default,
@@ -755,6 +762,12 @@ func NewClusterServiceClient(httpClient connect.HTTPClient, baseURL string, opts
 			connect.WithSchema(clusterServiceMethods.ByName("RestoreSnapshot")),
 			connect.WithClientOptions(opts...),
 		),
+		leave: connect.NewClient[v1.LeaveRequest, v1.LeaveResponse](
+			httpClient,
+			baseURL+ClusterServiceLeaveProcedure,
+			connect.WithSchema(clusterServiceMethods.ByName("Leave")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -767,6 +780,7 @@ type clusterServiceClient struct {
 	transferLeadership *connect.Client[v1.TransferLeadershipRequest, v1.TransferLeadershipResponse]
 	saveSnapshot       *connect.Client[v1.SaveSnapshotRequest, v1.SaveSnapshotResponse]
 	restoreSnapshot    *connect.Client[v1.RestoreSnapshotRequest, v1.RestoreSnapshotResponse]
+	leave              *connect.Client[v1.LeaveRequest, v1.LeaveResponse]
 }
 
 // Members calls berth.v1.ClusterService.Members.
@@ -804,6 +818,11 @@ func (c *clusterServiceClient) RestoreSnapshot(ctx context.Context, req *connect
 	return c.restoreSnapshot.CallUnary(ctx, req)
 }
 
+// Leave calls berth.v1.ClusterService.Leave.
+func (c *clusterServiceClient) Leave(ctx context.Context, req *connect.Request[v1.LeaveRequest]) (*connect.Response[v1.LeaveResponse], error) {
+	return c.leave.CallUnary(ctx, req)
+}
+
 // ClusterServiceHandler is an implementation of the berth.v1.ClusterService service.
 type ClusterServiceHandler interface {
 	// Members lists servers known by gossip.
@@ -820,6 +839,11 @@ type ClusterServiceHandler interface {
 	SaveSnapshot(context.Context, *connect.Request[v1.SaveSnapshotRequest]) (*connect.Response[v1.SaveSnapshotResponse], error)
 	// RestoreSnapshot replaces the whole replicated state with a snapshot.
 	RestoreSnapshot(context.Context, *connect.Request[v1.RestoreSnapshotRequest]) (*connect.Response[v1.RestoreSnapshotResponse], error)
+	// Leave makes the server that receives it leave the cluster for good: a
+	// leader hands leadership over, the server is removed from the Raft
+	// configuration (never below the servers' minimum quorum), and then it
+	// shuts down. A server that only restarts must not leave.
+	Leave(context.Context, *connect.Request[v1.LeaveRequest]) (*connect.Response[v1.LeaveResponse], error)
 }
 
 // NewClusterServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -874,6 +898,12 @@ func NewClusterServiceHandler(svc ClusterServiceHandler, opts ...connect.Handler
 		connect.WithSchema(clusterServiceMethods.ByName("RestoreSnapshot")),
 		connect.WithHandlerOptions(opts...),
 	)
+	clusterServiceLeaveHandler := connect.NewUnaryHandler(
+		ClusterServiceLeaveProcedure,
+		svc.Leave,
+		connect.WithSchema(clusterServiceMethods.ByName("Leave")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/berth.v1.ClusterService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case ClusterServiceMembersProcedure:
@@ -890,6 +920,8 @@ func NewClusterServiceHandler(svc ClusterServiceHandler, opts ...connect.Handler
 			clusterServiceSaveSnapshotHandler.ServeHTTP(w, r)
 		case ClusterServiceRestoreSnapshotProcedure:
 			clusterServiceRestoreSnapshotHandler.ServeHTTP(w, r)
+		case ClusterServiceLeaveProcedure:
+			clusterServiceLeaveHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -925,4 +957,8 @@ func (UnimplementedClusterServiceHandler) SaveSnapshot(context.Context, *connect
 
 func (UnimplementedClusterServiceHandler) RestoreSnapshot(context.Context, *connect.Request[v1.RestoreSnapshotRequest]) (*connect.Response[v1.RestoreSnapshotResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("berth.v1.ClusterService.RestoreSnapshot is not implemented"))
+}
+
+func (UnimplementedClusterServiceHandler) Leave(context.Context, *connect.Request[v1.LeaveRequest]) (*connect.Response[v1.LeaveResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("berth.v1.ClusterService.Leave is not implemented"))
 }
