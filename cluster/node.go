@@ -205,6 +205,9 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	if err := raft.ValidateConfig(rc); err != nil {
 		return fmt.Errorf("raft config: %w", err)
 	}
+	if err := n.recoverFromPeersFile(rc, logs, stable, snaps); err != nil {
+		return err
+	}
 	r, err := raft.NewRaft(rc, n.cfg.FSM, logs, stable, snaps, n.trans)
 	if err != nil {
 		return fmt.Errorf("start raft: %w", err)

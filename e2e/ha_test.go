@@ -16,6 +16,7 @@ import (
 // server is one berth server process of a test cluster.
 type server struct {
 	name, api, raft, gossip string
+	dataDir                 string
 	p                       *proc
 }
 
@@ -47,10 +48,10 @@ func startCluster(t *testing.T, n int) *testCluster {
 	c := &testCluster{t: t}
 	c.mesos, c.mesosAddr, c.mesosDir = startMesosLocal(t, 2)
 	for i := 0; i < n; i++ {
-		c.servers = append(c.servers, &server{name: fmt.Sprintf("s%d", i+1), api: freePort(t), raft: freePort(t), gossip: freePort(t)})
+		c.servers = append(c.servers, &server{name: fmt.Sprintf("s%d", i+1), api: freePort(t), raft: freePort(t), gossip: freePort(t), dataDir: t.TempDir()})
 	}
 	for _, s := range c.servers {
-		args := []string{"server", "--node-name", s.name, "--data-dir", t.TempDir(),
+		args := []string{"server", "--node-name", s.name, "--data-dir", s.dataDir,
 			"--api-addr", s.api, "--raft-addr", s.raft, "--gossip-addr", s.gossip,
 			"--bootstrap-expect", strconv.Itoa(n), "--mesos-master", "http://" + c.mesosAddr}
 		for _, o := range c.servers {
