@@ -135,6 +135,11 @@ type Config struct {
 	// RetryJoinInterval is how often Join is retried while this server sees
 	// no other server.
 	RetryJoinInterval time.Duration
+	// DiskProbeInterval is how often a server whose Raft log could not be
+	// written probes its disk (default 2s).
+	DiskProbeInterval time.Duration
+	// logFault, in tests, fails every log append with its result.
+	logFault func() error
 	// ReconnectInterval is how often failed members are re-contacted so that
 	// a healed partition or a restarted server without Join is found again.
 	ReconnectInterval time.Duration
@@ -181,6 +186,7 @@ func (c Config) withDefaults() Config {
 	}
 	setDur(&c.ReconcileInterval, DefaultReconcileInterval)
 	setDur(&c.RetryJoinInterval, DefaultRetryJoinInterval)
+	setDur(&c.DiskProbeInterval, DefaultDiskProbeInterval)
 	setDur(&c.ReconnectInterval, DefaultReconnectInterval)
 	setDur(&c.ReapTimeout, DefaultReapTimeout)
 	setDur(&c.GossipInterval, DefaultGossipInterval)

@@ -112,8 +112,9 @@ func (n *Node) membershipLoop(ctx context.Context) {
 }
 
 // refreshMeta updates the locally gossiped Raft facts and reports whether
-// they changed: whether this server has Raft state, and, while it is not a
-// voter, how far it has applied the log (at most once a second).
+// they changed: whether this server has Raft state, while it is not a
+// voter how far it has applied the log (at most once a second), and
+// whether its Raft disk is failing.
 func (n *Node) refreshMeta(lastAppliedUpdate *time.Time) bool {
 	changed := false
 	if !n.hasState.Load() && n.raft.LastIndex() > 0 {
@@ -129,6 +130,10 @@ func (n *Node) refreshMeta(lastAppliedUpdate *time.Time) bool {
 	if applied != old && (applied == 0 || old == 0 || time.Since(*lastAppliedUpdate) >= time.Second) {
 		n.gossipApplied.Store(applied)
 		*lastAppliedUpdate = time.Now()
+		changed = true
+	}
+	if disk := n.DiskError(); disk != n.gossipedDisk {
+		n.gossipedDisk = disk
 		changed = true
 	}
 	return changed

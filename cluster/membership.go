@@ -41,6 +41,8 @@ type Member struct {
 	HasRaftState bool
 	// StatusSince is when this server last saw the status change.
 	StatusSince time.Time
+	// DiskError says why the server's Raft log cannot be written, if so.
+	DiskError string
 
 	applied uint64 // gossiped applied index while not a voter
 }
@@ -63,6 +65,9 @@ type nodeMeta struct {
 	// memberlist leave: memberlist itself does not tell event delegates
 	// whether a node left or died.
 	Leaving bool `json:"leaving,omitempty"`
+	// Disk is why this server's Raft log cannot be written (shortened to
+	// fit the metadata), "" while it can.
+	Disk string `json:"disk,omitempty"`
 }
 
 func (m nodeMeta) encode() ([]byte, error) {
@@ -147,6 +152,7 @@ func (t *memberTable) upsert(n *memberlist.Node, status MemberStatus) {
 	m.BootstrapExpect = meta.Expect
 	m.HasRaftState = meta.HasState
 	m.applied = meta.Applied
+	m.DiskError = meta.Disk
 	t.mu.Unlock()
 	t.poke()
 }

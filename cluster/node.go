@@ -102,6 +102,12 @@ type Node struct {
 	hasState       atomic.Bool
 	gossipApplied  atomic.Uint64 // applied index gossiped while not a voter
 	leaving        atomic.Bool
+	// disk is the health of the Raft disk; logGuard reports failed appends
+	// to it (see diskhealth.go).
+	disk     *diskHealth
+	logGuard *guardedLogStore
+	// gossipedDisk is the disk error last gossiped (membership loop only).
+	gossipedDisk string
 	gossipUpdateMu sync.Mutex
 
 	ctx    context.Context
@@ -126,6 +132,7 @@ func New(cfg Config) (*Node, error) {
 		notifyCh:    make(chan bool, 16),
 		reconcileCh: make(chan struct{}, 1),
 		bootstrapCh: make(chan struct{}, 1),
+		disk:        newDiskHealth(),
 	}
 	n.barrier = n.Barrier
 	n.members = newMemberTable(n.log, n.localMeta)
@@ -149,6 +156,7 @@ func (n *Node) localMeta() nodeMeta {
 		HasState: n.hasState.Load(),
 		Applied:  n.gossipApplied.Load(),
 		Leaving:  n.leaving.Load(),
+		Disk:     shorten(n.DiskError(), 160),
 	}
 }
 
@@ -171,6 +179,8 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	n.logGuard = &guardedLogStore{LogStore: logs, onFail: n.onDiskFailure, fault: n.cfg.logFault}
+	logs = n.logGuard
 	n.snaps = snaps
 	if err := ctx.Err(); err != nil {
 		return err
@@ -235,6 +245,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	n.spawn(n.leaderLoop)
 	n.spawn(n.membershipLoop)
 	n.spawn(n.joinLoop)
+	n.spawn(n.diskLoop)
 	if !n.hasState.Load() && n.cfg.BootstrapExpect >= 2 {
 		n.spawn(n.bootstrapLoop)
 	}
@@ -912,6 +923,7 @@ func (n *Node) Members() []Member {
 		if ms[i].Name == n.cfg.NodeName {
 			// Our own entry reflects what we last gossiped; report now.
 			ms[i].HasRaftState = n.hasState.Load()
+			ms[i].DiskError = n.DiskError()
 			if n.leaving.Load() {
 				ms[i].Status = StatusLeft
 			}

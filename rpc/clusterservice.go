@@ -20,7 +20,7 @@ func (c *clusterService) Members(ctx context.Context, req *connect.Request[v1.Me
 	for _, m := range c.clu.Members() {
 		res.Members = append(res.Members, &v1.Member{
 			Name: m.Name, RaftAddr: m.RaftAddr, ApiAddr: m.APIAddr, GossipAddr: m.GossipAddr,
-			Status: m.Status, Version: m.Version, Leader: m.Leader,
+			Status: m.Status, Version: m.Version, Leader: m.Leader, DiskError: m.DiskError,
 		})
 	}
 	return connect.NewResponse(res), nil

@@ -67,6 +67,9 @@ type Cluster interface {
 type MemberInfo struct {
 	Name, RaftAddr, APIAddr, GossipAddr, Status, Version string
 	Leader                                               bool
+	// DiskError is why the server's Raft log cannot be written ("" if it
+	// can).
+	DiskError string
 }
 
 // PeerInfo is one server of the Raft configuration.

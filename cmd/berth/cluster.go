@@ -42,7 +42,11 @@ func clusterMembersCmd() *cobra.Command {
 			}
 			var rows [][]string
 			for _, m := range res.Msg.GetMembers() {
-				rows = append(rows, []string{m.GetName(), m.GetStatus(), strconv.FormatBool(m.GetLeader()), m.GetRaftAddr(), m.GetApiAddr(), m.GetGossipAddr(), m.GetVersion()})
+				status := m.GetStatus()
+				if m.GetDiskError() != "" {
+					status += " (disk failing: " + m.GetDiskError() + ")"
+				}
+				rows = append(rows, []string{m.GetName(), status, strconv.FormatBool(m.GetLeader()), m.GetRaftAddr(), m.GetApiAddr(), m.GetGossipAddr(), m.GetVersion()})
 			}
 			return table(c.OutOrStdout(), []string{"NAME", "STATUS", "LEADER", "RAFT", "API", "GOSSIP", "VERSION"}, rows)
 		},

@@ -23,7 +23,7 @@ func (n Node) Members() []rpc.MemberInfo {
 	for _, m := range ms {
 		out = append(out, rpc.MemberInfo{
 			Name: m.Name, RaftAddr: m.RaftAddr, APIAddr: m.APIAddr, GossipAddr: m.GossipAddr,
-			Status: string(m.Status), Version: m.Version, Leader: m.Leader,
+			Status: string(m.Status), Version: m.Version, Leader: m.Leader, DiskError: m.DiskError,
 		})
 	}
 	return out

@@ -2244,14 +2244,17 @@ func (*MembersRequest) Descriptor() ([]byte, []int) {
 
 // Member is one server as seen by gossip.
 type Member struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	RaftAddr      string                 `protobuf:"bytes,2,opt,name=raft_addr,json=raftAddr,proto3" json:"raft_addr,omitempty"`
-	ApiAddr       string                 `protobuf:"bytes,3,opt,name=api_addr,json=apiAddr,proto3" json:"api_addr,omitempty"`
-	GossipAddr    string                 `protobuf:"bytes,4,opt,name=gossip_addr,json=gossipAddr,proto3" json:"gossip_addr,omitempty"`
-	Status        string                 `protobuf:"bytes,5,opt,name=status,proto3" json:"status,omitempty"`
-	Version       string                 `protobuf:"bytes,6,opt,name=version,proto3" json:"version,omitempty"`
-	Leader        bool                   `protobuf:"varint,7,opt,name=leader,proto3" json:"leader,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Name       string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	RaftAddr   string                 `protobuf:"bytes,2,opt,name=raft_addr,json=raftAddr,proto3" json:"raft_addr,omitempty"`
+	ApiAddr    string                 `protobuf:"bytes,3,opt,name=api_addr,json=apiAddr,proto3" json:"api_addr,omitempty"`
+	GossipAddr string                 `protobuf:"bytes,4,opt,name=gossip_addr,json=gossipAddr,proto3" json:"gossip_addr,omitempty"`
+	Status     string                 `protobuf:"bytes,5,opt,name=status,proto3" json:"status,omitempty"`
+	Version    string                 `protobuf:"bytes,6,opt,name=version,proto3" json:"version,omitempty"`
+	Leader     bool                   `protobuf:"varint,7,opt,name=leader,proto3" json:"leader,omitempty"`
+	// disk_error says why the server's Raft log cannot be written, if so
+	// (it then takes no part in elections until its disk recovers).
+	DiskError     string `protobuf:"bytes,8,opt,name=disk_error,json=diskError,proto3" json:"disk_error,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2333,6 +2336,13 @@ func (x *Member) GetLeader() bool {
 		return x.Leader
 	}
 	return false
+}
+
+func (x *Member) GetDiskError() string {
+	if x != nil {
+		return x.DiskError
+	}
+	return ""
 }
 
 // MembersResponse lists servers.
@@ -3154,7 +3164,7 @@ const file_berth_v1_service_proto_rawDesc = "" +
 	"\fLeaveRequest\"\x1f\n" +
 	"\rLeaveResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x10\n" +
-	"\x0eMembersRequest\"\xbf\x01\n" +
+	"\x0eMembersRequest\"\xde\x01\n" +
 	"\x06Member\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
 	"\traft_addr\x18\x02 \x01(\tR\braftAddr\x12\x19\n" +
@@ -3163,7 +3173,9 @@ const file_berth_v1_service_proto_rawDesc = "" +
 	"gossipAddr\x12\x16\n" +
 	"\x06status\x18\x05 \x01(\tR\x06status\x12\x18\n" +
 	"\aversion\x18\x06 \x01(\tR\aversion\x12\x16\n" +
-	"\x06leader\x18\a \x01(\bR\x06leader\"=\n" +
+	"\x06leader\x18\a \x01(\bR\x06leader\x12\x1d\n" +
+	"\n" +
+	"disk_error\x18\b \x01(\tR\tdiskError\"=\n" +
 	"\x0fMembersResponse\x12*\n" +
 	"\amembers\x18\x01 \x03(\v2\x10.berth.v1.MemberR\amembers\"\x0f\n" +
 	"\rLeaderRequest\"l\n" +
