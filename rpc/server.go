@@ -113,7 +113,15 @@ type Config struct {
 	// HTTPClient is used to forward requests to the leader (default: a
 	// client speaking HTTP/1.1 and h2c).
 	HTTPClient *http.Client
+	// REST, when set, builds the handler of Marathon's REST API (/v2/...
+	// and /ping, see package rpc/marathon) from the Connect handler, which
+	// it calls in-process: a REST request goes through the same
+	// interceptors, validation and leader forwarding as a Connect call.
+	REST func(connectAPI http.Handler) http.Handler
 }
+
+// RESTPaths are the path patterns Config.REST serves.
+var RESTPaths = []string{"/v2/", "/ping"}
 
 // Defaults for Config fields.
 const (
@@ -237,7 +245,16 @@ func (s *Server) Handler() http.Handler {
 	reflector := grpcreflect.NewStaticReflector(append(serviceNames, grpchealth.HealthV1ServiceName)...)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector))
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
-	return mux
+	if s.cfg.REST == nil {
+		return mux
+	}
+	rest := s.cfg.REST(mux)
+	outer := http.NewServeMux()
+	for _, p := range RESTPaths {
+		outer.Handle(p, rest)
+	}
+	outer.Handle("/", mux)
+	return outer
 }
 
 // recoverPanic turns a handler panic into an Internal error (and a log
