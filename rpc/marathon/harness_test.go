@@ -269,3 +269,5 @@ func want(t testing.TB, r response, status int, what string) response {
 	}
 	return r
 }
+
+func errorf(format string, args ...any) error { return fmt.Errorf(format, args...) }
