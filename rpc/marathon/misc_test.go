@@ -13,8 +13,10 @@ func TestDeployments(t *testing.T) {
 	var deps []struct {
 		ID, Version  string
 		AffectedApps []string
-		Steps        []struct{ Actions []struct{ Action, App string } }
-		TotalSteps   int
+		Steps        []struct {
+			Actions []struct{ Action, App string }
+		}
+		TotalSteps int
 	}
 	want(t, do(t, s, "GET", "/v2/deployments", nil), 200, "list").json(t, &deps)
 	if len(deps) != 1 || deps[0].AffectedApps[0] != "/a" || deps[0].TotalSteps != 1 || deps[0].Steps[0].Actions[0].Action != "StartApplication" {

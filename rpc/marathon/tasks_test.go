@@ -32,9 +32,9 @@ func putResidentInstances(t *testing.T, s *server, version string) {
 
 type taskJSON struct {
 	ID, AppID, Host, SlaveID, State, StartedAt, StagedAt, Version string
-	Ports, ServicePorts                                            []int
-	HealthCheckResults                                             []struct{ Alive bool }
-	LocalVolumes                                                   []struct{ ContainerPath, PersistenceID string }
+	Ports, ServicePorts                                           []int
+	HealthCheckResults                                            []struct{ Alive bool }
+	LocalVolumes                                                  []struct{ ContainerPath, PersistenceID string }
 }
 
 // Tasks as Marathon lists them: a running task with its times and ports,
