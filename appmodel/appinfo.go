@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"time"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
@@ -24,7 +26,14 @@ type Field struct {
 // deployments as [{"id": ...}], its lastTaskFailure if a task failed, and
 // then extra, all inside the app object. The CLI's -o json and the /v2 REST
 // API both use it, so they print the same object.
+//
+// versionInfo's times are written as Marathon writes times (milliseconds,
+// see Timestamp); version stays whole, as the key of the stored version.
 func AppInfoJSON(a *v1.App, s *v1.AppSummary, extra ...Field) ([]byte, error) {
+	if vi := a.GetVersionInfo(); vi != nil {
+		a = proto.Clone(a).(*v1.App)
+		a.VersionInfo = &v1.VersionInfo{LastScalingAt: marathonTime(vi.GetLastScalingAt()), LastConfigChangeAt: marathonTime(vi.GetLastConfigChangeAt())}
+	}
 	b, err := Render(a)
 	if err != nil {
 		return nil, err
@@ -94,6 +103,16 @@ func marathonTaskFailure(f *v1.TaskFailure) taskFailure {
 		AppID: f.GetAppId(), Host: f.GetHost(), Message: f.GetMessage(), State: f.GetState(),
 		TaskID: f.GetTaskId(), Timestamp: Timestamp(f.GetTimestamp()), Version: f.GetVersion(), SlaveID: f.GetAgentId(),
 	}
+}
+
+// marathonTime rewrites an RFC 3339 time in Marathon's form; other text
+// stays as it is.
+func marathonTime(s string) string {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return s
+	}
+	return Timestamp(timestamppb.New(t))
 }
 
 // Timestamp formats a time as Marathon does (ISO 8601 UTC with

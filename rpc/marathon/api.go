@@ -164,6 +164,15 @@ func call[T any](r *http.Request, msg *T) *connect.Request[T] {
 // split by its known suffixes (as Marathon does).
 func (a *API) serve(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-cache, no-store, must-revalidate")
+	defer func() {
+		if p := recover(); p != nil {
+			if p == http.ErrAbortHandler {
+				panic(p)
+			}
+			a.log.Error("panic in REST handler", "method", r.Method, "path", r.URL.Path, "panic", p)
+			writeMessage(w, http.StatusInternalServerError, fmt.Sprintf("internal error in %s %s", r.Method, r.URL.Path))
+		}
+	}()
 	r = r.WithContext(withRemoteAddr(r.Context(), r.RemoteAddr))
 	p := strings.TrimSuffix(r.URL.Path, "/")
 	switch {

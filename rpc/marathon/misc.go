@@ -1,6 +1,7 @@
 package marathon
 
 import (
+	"connectrpc.com/connect"
 	"fmt"
 	"math"
 	"net/http"
@@ -235,8 +236,9 @@ func (a *API) queue(w http.ResponseWriter, r *http.Request) {
 
 // info serves GET /v2/info.
 func (a *API) info(w http.ResponseWriter, r *http.Request) {
+	// During an election there is no leader: "leader" is null then.
 	leader, err := a.cluster.Leader(r.Context(), call(r, &v1.LeaderRequest{}))
-	if err != nil {
+	if err != nil && connect.CodeOf(err) != connect.CodeUnavailable {
 		a.writeError(w, r, err, failure{})
 		return
 	}
@@ -247,7 +249,8 @@ func (a *API) info(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	var leaderAddr *string
-	if addr := leader.Msg.GetApiAddr(); addr != "" {
+	if err == nil && leader.Msg.GetApiAddr() != "" {
+		addr := leader.Msg.GetApiAddr()
 		leaderAddr = &addr
 	}
 	writeJSON(w, http.StatusOK, map[string]any{
