@@ -131,8 +131,7 @@ var Routes = []Route{
 	{"PUT", "/v2/groups", []string{berthv1connect.AppServiceUpdateAppProcedure, berthv1connect.AppServiceCreateAppProcedure}},
 	{"PUT", "/v2/groups/{id}", []string{berthv1connect.AppServiceUpdateAppProcedure, berthv1connect.AppServiceCreateAppProcedure}},
 	{"DELETE", "/v2/groups/{id}", []string{berthv1connect.AppServiceListAppsProcedure, berthv1connect.AppServiceDeleteAppProcedure}},
-	// The queue is read from the local store, like ListTasks.
-	{"GET", "/v2/queue", []string{berthv1connect.TaskServiceListTasksProcedure}},
+	{"GET", "/v2/queue", []string{berthv1connect.TaskServiceListTasksProcedure, berthv1connect.AppServiceListAppsProcedure}},
 	{"DELETE", "/v2/queue/{id}/delay", nil},
 	{"GET", "/v2/info", []string{berthv1connect.ClusterServiceLeaderProcedure}},
 	{"GET", "/v2/leader", []string{berthv1connect.ClusterServiceLeaderProcedure}},

@@ -8,12 +8,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/berth-dev/berth/appmodel"
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
 // eventJSON renders a Berth event as Marathon's event JSON (its keys per
-// eventType, timestamps with milliseconds).
-func eventJSON(ev *v1.Event, remoteAddr string) map[string]any {
+// eventType, timestamps with milliseconds). appDefinition is the app of
+// an api_post_event, if known (else only its id is given).
+func eventJSON(ev *v1.Event, remoteAddr string, appDefinition json.RawMessage) map[string]any {
 	m := map[string]any{"eventType": ev.GetType(), "timestamp": marathonTimestamp(ev.GetTimestamp())}
 	set := func(k, v string) {
 		if v != "" {
@@ -51,7 +53,11 @@ func eventJSON(ev *v1.Event, remoteAddr string) map[string]any {
 	case "api_post_event":
 		m["clientIp"] = ""
 		m["uri"] = "/v2/apps" + ev.GetAppId()
-		m["appDefinition"] = map[string]string{"id": ev.GetAppId()}
+		if appDefinition != nil {
+			m["appDefinition"] = appDefinition
+		} else {
+			m["appDefinition"] = map[string]string{"id": ev.GetAppId()}
+		}
 	case "deployment_info", "deployment_success", "deployment_failed", "deployment_step_success", "deployment_step_failure":
 		d := ev.GetDeployment()
 		m["plan"] = planJSON{ID: d.GetId(), Version: d.GetVersion(), Steps: stepsOf(d)}
@@ -146,7 +152,7 @@ func (a *API) streamEvents(w http.ResponseWriter, r *http.Request) {
 		if len(types) > 0 && !contains(types, ev.GetType()) {
 			return nil
 		}
-		data, err := json.Marshal(eventJSON(ev, r.RemoteAddr))
+		data, err := json.Marshal(eventJSON(ev, r.RemoteAddr, a.appDefinition(ctx, r, ev)))
 		if err != nil {
 			return err
 		}
@@ -195,4 +201,21 @@ func (a *API) streamEvents(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
+}
+
+// appDefinition is the app an api_post_event is about, as stored now
+// (nil for other events, or if the app is gone).
+func (a *API) appDefinition(ctx context.Context, r *http.Request, ev *v1.Event) json.RawMessage {
+	if ev.GetType() != "api_post_event" || ev.GetAppId() == "" {
+		return nil
+	}
+	res, err := a.apps.GetApp(ctx, call(r, &v1.GetAppRequest{Id: ev.GetAppId()}))
+	if err != nil {
+		return nil
+	}
+	b, err := appmodel.Render(res.Msg.GetApp())
+	if err != nil {
+		return nil
+	}
+	return compact(b)
 }

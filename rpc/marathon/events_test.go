@@ -104,7 +104,7 @@ func TestFollowerAndEvents(t *testing.T) {
 		t.Errorf("Location = %q", r.header.Get("Location"))
 	}
 	ev := all.next(t, "api_post_event")
-	if ev.data["uri"] != "/v2/apps/f" || ev.data["appDefinition"].(map[string]any)["id"] != "/f" || ev.data["timestamp"] == nil {
+	if def, _ := ev.data["appDefinition"].(map[string]any); ev.data["uri"] != "/v2/apps/f" || def["id"] != "/f" || def["cmd"] != "sleep 1" || ev.data["timestamp"] == nil {
 		t.Errorf("api_post_event = %+v", ev.data)
 	}
 	want(t, do(t, follower, "PUT", "/v2/apps/f", `{"instances": 2}`), 409, "locked through follower")

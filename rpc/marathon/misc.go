@@ -180,47 +180,59 @@ func (r rawJSON) MarshalJSON() ([]byte, error) { return r, nil }
 
 // queue serves GET /v2/queue: per app, the instances meant to run that
 // have no live task (waiting for an offer, or for their launch backoff),
-// with the longest backoff left. Berth records no offer statistics, so
-// processedOffersSummary and lastUnusedOffers are not given.
+// with the longest backoff left. The instances and apps come through the
+// Connect services (so a caller needs their permissions); the backoff
+// and creation times, which they do not show, from the local store.
+// Berth records no offer statistics, so processedOffersSummary and
+// lastUnusedOffers are not given.
 func (a *API) queue(w http.ResponseWriter, r *http.Request) {
 	if a.cfg.Store == nil {
 		writeMessage(w, http.StatusNotImplemented, "the queue needs the state store (marathon.Config.Store)")
 		return
 	}
-	st := a.cfg.Store().Snapshot()
-	apps, err := st.Apps()
+	tasks, err := a.tasks.ListTasks(r.Context(), call(r, &v1.ListTasksRequest{}))
 	if err != nil {
-		writeMessage(w, http.StatusInternalServerError, "read state: "+err.Error())
+		a.writeError(w, r, err, failure{})
 		return
 	}
+	apps, err := a.apps.ListApps(r.Context(), call(r, &v1.ListAppsRequest{}))
+	if err != nil {
+		a.writeError(w, r, err, failure{})
+		return
+	}
+	st := a.cfg.Store().Snapshot()
 	now := a.cfg.Now()
+	waiting := map[string]*queueItem{}
+	for _, tv := range tasks.Msg.GetTasks() {
+		if tv.GetGoal() != "Running" || tv.GetState() != "" && !rpc.IsTerminalTaskState(tv.GetState()) {
+			continue
+		}
+		item := waiting[tv.GetAppId()]
+		if item == nil {
+			item = &queueItem{Delay: queueDelay{Overdue: true}}
+			waiting[tv.GetAppId()] = item
+		}
+		item.Count++
+		inst, err := st.Instance(tv.GetInstanceId())
+		if err != nil || inst == nil {
+			continue // gone meanwhile
+		}
+		since := inst.GetCreatedAt()
+		if t := inst.GetTask(); t != nil && t.GetStagedAt() != nil {
+			since = t.GetStagedAt()
+		}
+		if s := appmodel.Timestamp(since); s != "" && (item.Since == "" || s < item.Since) {
+			item.Since = s
+		}
+		if nb := inst.GetLaunchNotBefore(); nb != nil && nb.AsTime().After(now) {
+			left := int(math.Ceil(nb.AsTime().Sub(now).Seconds()))
+			item.Delay = queueDelay{TimeLeftSeconds: max(item.Delay.TimeLeftSeconds, left), Overdue: false}
+		}
+	}
 	items := []queueItem{}
-	for _, app := range apps {
-		insts, err := st.InstancesByApp(app.GetId())
-		if err != nil {
-			writeMessage(w, http.StatusInternalServerError, "read state: "+err.Error())
-			return
-		}
-		item := queueItem{Delay: queueDelay{Overdue: true}, Role: app.GetRole()}
-		for _, inst := range insts {
-			t := inst.GetTask()
-			if inst.GetGoal() != v1.Goal_GOAL_RUNNING || t != nil && !rpc.IsTerminalTaskState(t.GetState()) {
-				continue
-			}
-			item.Count++
-			since := inst.GetCreatedAt()
-			if t != nil && t.GetStagedAt() != nil {
-				since = t.GetStagedAt()
-			}
-			if s := appmodel.Timestamp(since); item.Since == "" || s < item.Since {
-				item.Since = s
-			}
-			if nb := inst.GetLaunchNotBefore(); nb != nil && nb.AsTime().After(now) {
-				left := int(math.Ceil(nb.AsTime().Sub(now).Seconds()))
-				item.Delay = queueDelay{TimeLeftSeconds: max(item.Delay.TimeLeftSeconds, left), Overdue: false}
-			}
-		}
-		if item.Count == 0 {
+	for _, app := range apps.Msg.GetApps() {
+		item := waiting[app.GetId()]
+		if item == nil {
 			continue
 		}
 		b, err := appmodel.Render(app)
@@ -228,8 +240,8 @@ func (a *API) queue(w http.ResponseWriter, r *http.Request) {
 			writeMessage(w, http.StatusInternalServerError, err.Error())
 			return
 		}
-		item.App = compact(b)
-		items = append(items, item)
+		item.App, item.Role = compact(b), app.GetRole()
+		items = append(items, *item)
 	}
 	writeJSON(w, http.StatusOK, map[string][]queueItem{"queue": items})
 }
