@@ -109,4 +109,20 @@ func TestTasks(t *testing.T) {
 	if deps, _ := r.obj(t)["deployments"].([]any); len(deps) != 1 {
 		t.Errorf("409 without the blocking deployment: %s", r.body)
 	}
+	// Wipe one instance: it is decommissioned (its volume will go).
+	want(t, do(t, s, "DELETE", "/v2/apps/pg/tasks/pg.instance-2._app.3?wipe=true", nil), 200, "wipe").json(t, &killed)
+	if killed.Task.ID != "pg.instance-2._app.3" {
+		t.Errorf("wiped task = %+v", killed.Task)
+	}
+	// Scale down every active instance (two: the running one and the one
+	// waiting for an offer) in one deployment, forcing the create out.
+	r = want(t, do(t, s, "DELETE", "/v2/apps/pg/tasks?scale=true&force=true", nil), 200, "scale down all")
+	if res := r.obj(t); res["deploymentId"] == "" || r.header.Get("Marathon-Deployment-Id") != res["deploymentId"] {
+		t.Errorf("scale result = %s", r.body)
+	}
+	var one struct{ App struct{ Instances *int } }
+	want(t, do(t, s, "GET", "/v2/apps/pg", nil), 200, "get").json(t, &one)
+	if one.App.Instances == nil || *one.App.Instances != 0 {
+		t.Errorf("instances after scaling down both active instances = %v", one.App.Instances)
+	}
 }
