@@ -115,6 +115,8 @@ var Routes = []Route{
 	{"PATCH", "/v2/apps/{id}", []string{berthv1connect.AppServiceUpdateAppProcedure}},
 	{"DELETE", "/v2/apps/{id}", []string{berthv1connect.AppServiceDeleteAppProcedure, berthv1connect.DeploymentServiceGetDeploymentProcedure}},
 	{"POST", "/v2/apps/{id}/restart", []string{berthv1connect.AppServiceRestartAppProcedure}},
+	{"GET", "/v2/apps/{id}/*", []string{berthv1connect.AppServiceListAppsProcedure, berthv1connect.TaskServiceListTasksProcedure}},
+	{"GET", "/v2/apps/{id}/*/tasks", []string{berthv1connect.AppServiceListAppsProcedure, berthv1connect.TaskServiceListTasksProcedure}},
 	{"GET", "/v2/apps/{id}/tasks", []string{berthv1connect.AppServiceGetAppProcedure, berthv1connect.TaskServiceListTasksProcedure}},
 	{"DELETE", "/v2/apps/{id}/tasks", []string{berthv1connect.AppServiceGetAppProcedure, berthv1connect.TaskServiceListTasksProcedure, berthv1connect.TaskServiceKillTaskProcedure, berthv1connect.AppServiceUpdateAppProcedure}},
 	{"DELETE", "/v2/apps/{id}/tasks/{taskId}", []string{berthv1connect.AppServiceGetAppProcedure, berthv1connect.TaskServiceListTasksProcedure, berthv1connect.TaskServiceKillTaskProcedure}},
@@ -225,6 +227,10 @@ func (a *API) routeApp(w http.ResponseWriter, r *http.Request, rest string) {
 	n := len(segs)
 	id := func(k int) string { return appmodel.NormalizeID("/" + strings.Join(segs[:n-k], "/")) }
 	switch {
+	case segs[n-1] == "*" && r.Method == http.MethodGet:
+		a.getGroupApps(w, r, id(1))
+	case n >= 2 && segs[n-2] == "*" && segs[n-1] == "tasks" && r.Method == http.MethodGet:
+		a.groupTasks(w, r, id(2))
 	case n >= 2 && segs[n-1] == "restart" && r.Method == http.MethodPost:
 		a.restartApp(w, r, id(1))
 	case n >= 2 && segs[n-1] == "tasks" && r.Method == http.MethodGet:

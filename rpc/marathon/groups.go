@@ -391,3 +391,63 @@ func (a *API) deleteGroup(w http.ResponseWriter, r *http.Request, gid string) {
 	}
 	a.writeDeployment(w, r, http.StatusOK, depID, "")
 }
+
+// getGroupApps serves GET /v2/apps/{group}/*: {"*": [AppInfo...]} of every
+// app under the group, with their tasks.
+func (a *API) getGroupApps(w http.ResponseWriter, r *http.Request, gid string) {
+	if gid == "" {
+		gid = "/"
+	}
+	res, err := a.apps.ListApps(r.Context(), call(r, &v1.ListAppsRequest{}))
+	if err != nil {
+		a.writeError(w, r, err, failure{})
+		return
+	}
+	var apps []*v1.App
+	var sums []*v1.AppSummary
+	for i, app := range res.Msg.GetApps() {
+		if under(app.GetId(), gid) {
+			apps = append(apps, app)
+			sums = append(sums, res.Msg.GetSummaries()[i])
+		}
+	}
+	if len(apps) == 0 && gid != "/" {
+		writeMessage(w, http.StatusNotFound, groupNotFound(gid))
+		return
+	}
+	tasks, err := a.tasksByApp(r, "", false)
+	if err != nil {
+		a.writeError(w, r, err, failure{})
+		return
+	}
+	infos, err := appInfos(apps, sums, tasks)
+	if err != nil {
+		writeMessage(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	writeRaw(w, http.StatusOK, wrapList("*", infos))
+}
+
+// groupTasks serves GET /v2/apps/{group}/*/tasks: the tasks of every app
+// under the group.
+func (a *API) groupTasks(w http.ResponseWriter, r *http.Request, gid string) {
+	if gid == "" {
+		gid = "/"
+	}
+	if _, ok := a.appsUnder(w, r, gid); !ok {
+		return
+	}
+	byApp, err := a.tasksByApp(r, "", false)
+	if err != nil {
+		a.writeError(w, r, err, failure{})
+		return
+	}
+	tasks := []Task{}
+	for appID, ts := range byApp {
+		if under(appID, gid) {
+			tasks = append(tasks, ts...)
+		}
+	}
+	sort.Slice(tasks, func(i, j int) bool { return tasks[i].ID < tasks[j].ID })
+	writeJSON(w, http.StatusOK, map[string][]Task{"tasks": tasks})
+}

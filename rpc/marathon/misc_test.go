@@ -100,6 +100,13 @@ func TestGroups(t *testing.T) {
 		t.Errorf("404 = %v", m)
 	}
 	want(t, do(t, s, "POST", "/v2/groups", `{"id": "/shop", "apps": [{"id": "x", "cmd": "sleep 1"}]}`), 409, "group exists")
+	var star map[string][]struct{ ID string }
+	want(t, do(t, s, "GET", "/v2/apps/shop/cache/*", nil), 200, "apps of a group").json(t, &star)
+	if len(star["*"]) != 1 || star["*"][0].ID != "/shop/cache/redis" {
+		t.Errorf("/v2/apps/shop/cache/* = %+v", star)
+	}
+	want(t, do(t, s, "GET", "/v2/apps/shop/*/tasks", nil), 200, "tasks of a group")
+	want(t, do(t, s, "GET", "/v2/apps/none/*", nil), 404, "apps of a missing group")
 	r = want(t, do(t, s, "POST", "/v2/groups", `{"id": "/loop", "apps": [{"id": "a", "cmd": "c", "dependencies": ["b"]}, {"id": "b", "cmd": "c", "dependencies": ["a"]}]}`), 422, "cycle")
 	if m := r.obj(t)["message"]; m != "Dependency graph has cyclic dependencies." {
 		t.Errorf("cycle = %v", m)
