@@ -145,7 +145,15 @@ type Config struct {
 	// Keyring is this server's gossip keyring, for KeyringService (nil:
 	// its methods fail with FailedPrecondition).
 	Keyring Keyring
+	// REST, when set, builds the handler of Marathon's REST API (/v2/...
+	// and /ping, see package rpc/marathon) from the Connect handler, which
+	// it calls in-process: a REST request goes through the same
+	// interceptors, validation and leader forwarding as a Connect call.
+	REST func(connectAPI http.Handler) http.Handler
 }
+
+// RESTPaths are the path patterns Config.REST serves.
+var RESTPaths = []string{"/v2/", "/ping"}
 
 // Defaults for Config fields.
 const (
@@ -282,7 +290,17 @@ func (s *Server) Handler() http.Handler {
 	reflector := grpcreflect.NewStaticReflector(append(serviceNames, grpchealth.HealthV1ServiceName)...)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector))
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
-	return withTLSState(mux)
+	api := withTLSState(mux)
+	if s.cfg.REST == nil {
+		return api
+	}
+	rest := s.cfg.REST(api)
+	outer := http.NewServeMux()
+	for _, p := range RESTPaths {
+		outer.Handle(p, rest)
+	}
+	outer.Handle("/", api)
+	return outer
 }
 
 // recoverPanic turns a handler panic into an Internal error (and a log

@@ -10,7 +10,6 @@ import (
 	"strings"
 
 	"connectrpc.com/connect"
-	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/berth-dev/berth/appmodel"
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
@@ -25,63 +24,9 @@ func portList(ports []uint32) string {
 	return strings.Join(s, ",")
 }
 
-// appInfoJSON renders an app as Marathon's /v2/apps does: the app
-// definition (its fields in their usual order), then its counters
-// (tasksStaged, tasksRunning, tasksHealthy, tasksUnhealthy), its running
-// deployments and, if a task failed, its lastTaskFailure, all inside the
-// app object.
-func appInfoJSON(a *v1.App, s *v1.AppSummary) ([]byte, error) {
-	b, err := appmodel.Render(a) // Marathon's forms of env, constraints, ...
-	if err != nil {
-		return nil, err
-	}
-	b = bytes.TrimRight(b, " \n")
-	if len(b) < 2 || b[len(b)-1] != '}' {
-		return nil, fmt.Errorf("app JSON is not an object: %.40q", b)
-	}
-	b = b[:len(b)-1]
-	empty := len(bytes.TrimSpace(b)) == 1 // just "{"
-	add := func(key string, raw []byte) {
-		if !empty {
-			b = append(b, ',')
-		}
-		empty = false
-		b = fmt.Appendf(b, "%q:", key)
-		b = append(b, raw...)
-	}
-	for _, kv := range []struct {
-		key string
-		n   int32
-	}{
-		{"tasksStaged", s.GetTasksStaged()},
-		{"tasksRunning", s.GetTasksRunning()},
-		{"tasksHealthy", s.GetTasksHealthy()},
-		{"tasksUnhealthy", s.GetTasksUnhealthy()},
-	} {
-		add(kv.key, []byte(strconv.Itoa(int(kv.n))))
-	}
-	deployments := []map[string]string{}
-	for _, id := range s.GetDeployments() {
-		deployments = append(deployments, map[string]string{"id": id})
-	}
-	raw, err := json.Marshal(deployments)
-	if err != nil {
-		return nil, err
-	}
-	add("deployments", raw)
-	if f := s.GetLastTaskFailure(); f != nil {
-		raw, err := protojson.Marshal(f)
-		if err != nil {
-			return nil, err
-		}
-		add("lastTaskFailure", raw)
-	}
-	return append(b, '}'), nil
-}
-
 // printAppsJSON prints {"apps": [...]} (or, with one=true, the one app
 // object, as `app show -o json` always has), each app rendered by
-// appInfoJSON.
+// appmodel.AppInfoJSON.
 func printAppsJSON(w io.Writer, apps []*v1.App, summaries []*v1.AppSummary, one bool) error {
 	infos := make([][]byte, 0, len(apps))
 	for i, a := range apps {
@@ -89,7 +34,7 @@ func printAppsJSON(w io.Writer, apps []*v1.App, summaries []*v1.AppSummary, one 
 		if i < len(summaries) {
 			s = summaries[i]
 		}
-		info, err := appInfoJSON(a, s)
+		info, err := appmodel.AppInfoJSON(a, s)
 		if err != nil {
 			return fmt.Errorf("render app %s: %w", a.GetId(), err)
 		}

@@ -48,7 +48,7 @@ func TestPrintAppsJSON(t *testing.T) {
 	if len(list.Apps) != 2 || a.ID != "/crash" || a.Instances != 2 || a.TasksRunning == nil || *a.TasksRunning != 1 ||
 		a.TasksStaged == nil || *a.TasksStaged != 1 || a.TasksHealthy == nil || a.TasksUnhealthy == nil ||
 		len(a.Deployments) != 1 || a.Deployments[0].ID != "d1" || a.LastTaskFailure == nil ||
-		a.LastTaskFailure.TaskID != "crash.instance-1._app.1" || a.LastTaskFailure.Timestamp != "2026-01-02T03:04:05Z" {
+		a.LastTaskFailure.TaskID != "crash.instance-1._app.1" || a.LastTaskFailure.Timestamp != "2026-01-02T03:04:05.000Z" {
 		t.Errorf("app list JSON:\n%s", buf.String())
 	}
 	if q := list.Apps[1]; q.LastTaskFailure != nil || q.TasksRunning == nil || q.Deployments == nil {

@@ -26,6 +26,7 @@ import (
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
 	"github.com/berth-dev/berth/rpc"
 	"github.com/berth-dev/berth/rpc/clusteradapter"
+	"github.com/berth-dev/berth/rpc/marathon"
 	"github.com/berth-dev/berth/scheduler"
 )
 
@@ -305,6 +306,11 @@ func runServer(ctx context.Context, o *serverOptions, logger *slog.Logger, ready
 		MaxApps:      o.maxApps,
 		MaxInstances: o.maxInstances,
 		OnLeft:       func() { left.Store(true); leftCluster() },
+		// Marathon's /v2 REST API, next to Connect on the same address.
+		REST: marathon.New(marathon.Config{
+			Store: state.State, Version: version, MesosMaster: o.mesosMaster,
+			Logger: logger.With("component", "marathon-api"),
+		}).Handler,
 	})
 	serveCtx, stopServe := context.WithCancel(context.Background())
 	serveDone := make(chan error, 1)

@@ -2001,17 +2001,20 @@ type Event struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// type is status_update_event, health_status_changed_event,
 	// deployment_info, deployment_success, deployment_failed, ...
-	Type          string      `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
-	Timestamp     string      `protobuf:"bytes,2,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
-	AppId         string      `protobuf:"bytes,3,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
-	InstanceId    string      `protobuf:"bytes,4,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
-	TaskId        string      `protobuf:"bytes,5,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
-	TaskState     string      `protobuf:"bytes,6,opt,name=task_state,json=taskState,proto3" json:"task_state,omitempty"`
-	Healthy       *bool       `protobuf:"varint,7,opt,name=healthy,proto3,oneof" json:"healthy,omitempty"`
-	Message       string      `protobuf:"bytes,8,opt,name=message,proto3" json:"message,omitempty"`
-	Deployment    *Deployment `protobuf:"bytes,9,opt,name=deployment,proto3" json:"deployment,omitempty"`
-	AgentId       string      `protobuf:"bytes,10,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
-	Host          string      `protobuf:"bytes,11,opt,name=host,proto3" json:"host,omitempty"`
+	Type       string      `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
+	Timestamp  string      `protobuf:"bytes,2,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
+	AppId      string      `protobuf:"bytes,3,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
+	InstanceId string      `protobuf:"bytes,4,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
+	TaskId     string      `protobuf:"bytes,5,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	TaskState  string      `protobuf:"bytes,6,opt,name=task_state,json=taskState,proto3" json:"task_state,omitempty"`
+	Healthy    *bool       `protobuf:"varint,7,opt,name=healthy,proto3,oneof" json:"healthy,omitempty"`
+	Message    string      `protobuf:"bytes,8,opt,name=message,proto3" json:"message,omitempty"`
+	Deployment *Deployment `protobuf:"bytes,9,opt,name=deployment,proto3" json:"deployment,omitempty"`
+	AgentId    string      `protobuf:"bytes,10,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	Host       string      `protobuf:"bytes,11,opt,name=host,proto3" json:"host,omitempty"`
+	// app is the definition an api_post_event wrote (none after a delete):
+	// a follower relaying the event may not have applied the write yet.
+	App           *App `protobuf:"bytes,12,opt,name=app,proto3" json:"app,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2121,6 +2124,13 @@ func (x *Event) GetHost() string {
 		return x.Host
 	}
 	return ""
+}
+
+func (x *Event) GetApp() *App {
+	if x != nil {
+		return x.App
+	}
+	return nil
 }
 
 // LeaveRequest asks the receiving server to leave.
@@ -3141,7 +3151,7 @@ const file_berth_v1_service_proto_rawDesc = "" +
 	"\x18CancelDeploymentResponse\"B\n" +
 	"\x13StreamEventsRequest\x12\x14\n" +
 	"\x05types\x18\x01 \x03(\tR\x05types\x12\x15\n" +
-	"\x06app_id\x18\x02 \x01(\tR\x05appId\"\xd3\x02\n" +
+	"\x06app_id\x18\x02 \x01(\tR\x05appId\"\xf4\x02\n" +
 	"\x05Event\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x1c\n" +
 	"\ttimestamp\x18\x02 \x01(\tR\ttimestamp\x12\x15\n" +
@@ -3158,7 +3168,8 @@ const file_berth_v1_service_proto_rawDesc = "" +
 	"deployment\x12\x19\n" +
 	"\bagent_id\x18\n" +
 	" \x01(\tR\aagentId\x12\x12\n" +
-	"\x04host\x18\v \x01(\tR\x04hostB\n" +
+	"\x04host\x18\v \x01(\tR\x04host\x12\x1f\n" +
+	"\x03app\x18\f \x01(\v2\r.berth.v1.AppR\x03appB\n" +
 	"\n" +
 	"\b_healthy\"\x0e\n" +
 	"\fLeaveRequest\"\x1f\n" +
@@ -3336,57 +3347,58 @@ var file_berth_v1_service_proto_depIdxs = []int32{
 	53, // 16: berth.v1.ListDeploymentsResponse.deployments:type_name -> berth.v1.Deployment
 	53, // 17: berth.v1.GetDeploymentResponse.deployment:type_name -> berth.v1.Deployment
 	53, // 18: berth.v1.Event.deployment:type_name -> berth.v1.Deployment
-	36, // 19: berth.v1.MembersResponse.members:type_name -> berth.v1.Member
-	41, // 20: berth.v1.ListPeersResponse.peers:type_name -> berth.v1.Peer
-	2,  // 21: berth.v1.AppService.CreateApp:input_type -> berth.v1.CreateAppRequest
-	4,  // 22: berth.v1.AppService.GetApp:input_type -> berth.v1.GetAppRequest
-	7,  // 23: berth.v1.AppService.ListApps:input_type -> berth.v1.ListAppsRequest
-	9,  // 24: berth.v1.AppService.UpdateApp:input_type -> berth.v1.UpdateAppRequest
-	11, // 25: berth.v1.AppService.DeleteApp:input_type -> berth.v1.DeleteAppRequest
-	13, // 26: berth.v1.AppService.ListAppVersions:input_type -> berth.v1.ListAppVersionsRequest
-	15, // 27: berth.v1.AppService.RestartApp:input_type -> berth.v1.RestartAppRequest
-	19, // 28: berth.v1.TaskService.ListTasks:input_type -> berth.v1.ListTasksRequest
-	23, // 29: berth.v1.TaskService.KillTask:input_type -> berth.v1.KillTaskRequest
-	17, // 30: berth.v1.TaskService.ReadTaskLog:input_type -> berth.v1.ReadTaskLogRequest
-	25, // 31: berth.v1.DeploymentService.ListDeployments:input_type -> berth.v1.ListDeploymentsRequest
-	27, // 32: berth.v1.DeploymentService.GetDeployment:input_type -> berth.v1.GetDeploymentRequest
-	29, // 33: berth.v1.DeploymentService.CancelDeployment:input_type -> berth.v1.CancelDeploymentRequest
-	31, // 34: berth.v1.EventService.StreamEvents:input_type -> berth.v1.StreamEventsRequest
-	35, // 35: berth.v1.ClusterService.Members:input_type -> berth.v1.MembersRequest
-	38, // 36: berth.v1.ClusterService.Leader:input_type -> berth.v1.LeaderRequest
-	40, // 37: berth.v1.ClusterService.ListPeers:input_type -> berth.v1.ListPeersRequest
-	43, // 38: berth.v1.ClusterService.RemovePeer:input_type -> berth.v1.RemovePeerRequest
-	45, // 39: berth.v1.ClusterService.TransferLeadership:input_type -> berth.v1.TransferLeadershipRequest
-	47, // 40: berth.v1.ClusterService.SaveSnapshot:input_type -> berth.v1.SaveSnapshotRequest
-	49, // 41: berth.v1.ClusterService.RestoreSnapshot:input_type -> berth.v1.RestoreSnapshotRequest
-	33, // 42: berth.v1.ClusterService.Leave:input_type -> berth.v1.LeaveRequest
-	3,  // 43: berth.v1.AppService.CreateApp:output_type -> berth.v1.CreateAppResponse
-	5,  // 44: berth.v1.AppService.GetApp:output_type -> berth.v1.GetAppResponse
-	8,  // 45: berth.v1.AppService.ListApps:output_type -> berth.v1.ListAppsResponse
-	10, // 46: berth.v1.AppService.UpdateApp:output_type -> berth.v1.UpdateAppResponse
-	12, // 47: berth.v1.AppService.DeleteApp:output_type -> berth.v1.DeleteAppResponse
-	14, // 48: berth.v1.AppService.ListAppVersions:output_type -> berth.v1.ListAppVersionsResponse
-	16, // 49: berth.v1.AppService.RestartApp:output_type -> berth.v1.RestartAppResponse
-	20, // 50: berth.v1.TaskService.ListTasks:output_type -> berth.v1.ListTasksResponse
-	24, // 51: berth.v1.TaskService.KillTask:output_type -> berth.v1.KillTaskResponse
-	18, // 52: berth.v1.TaskService.ReadTaskLog:output_type -> berth.v1.ReadTaskLogResponse
-	26, // 53: berth.v1.DeploymentService.ListDeployments:output_type -> berth.v1.ListDeploymentsResponse
-	28, // 54: berth.v1.DeploymentService.GetDeployment:output_type -> berth.v1.GetDeploymentResponse
-	30, // 55: berth.v1.DeploymentService.CancelDeployment:output_type -> berth.v1.CancelDeploymentResponse
-	32, // 56: berth.v1.EventService.StreamEvents:output_type -> berth.v1.Event
-	37, // 57: berth.v1.ClusterService.Members:output_type -> berth.v1.MembersResponse
-	39, // 58: berth.v1.ClusterService.Leader:output_type -> berth.v1.LeaderResponse
-	42, // 59: berth.v1.ClusterService.ListPeers:output_type -> berth.v1.ListPeersResponse
-	44, // 60: berth.v1.ClusterService.RemovePeer:output_type -> berth.v1.RemovePeerResponse
-	46, // 61: berth.v1.ClusterService.TransferLeadership:output_type -> berth.v1.TransferLeadershipResponse
-	48, // 62: berth.v1.ClusterService.SaveSnapshot:output_type -> berth.v1.SaveSnapshotResponse
-	50, // 63: berth.v1.ClusterService.RestoreSnapshot:output_type -> berth.v1.RestoreSnapshotResponse
-	34, // 64: berth.v1.ClusterService.Leave:output_type -> berth.v1.LeaveResponse
-	43, // [43:65] is the sub-list for method output_type
-	21, // [21:43] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	51, // 19: berth.v1.Event.app:type_name -> berth.v1.App
+	36, // 20: berth.v1.MembersResponse.members:type_name -> berth.v1.Member
+	41, // 21: berth.v1.ListPeersResponse.peers:type_name -> berth.v1.Peer
+	2,  // 22: berth.v1.AppService.CreateApp:input_type -> berth.v1.CreateAppRequest
+	4,  // 23: berth.v1.AppService.GetApp:input_type -> berth.v1.GetAppRequest
+	7,  // 24: berth.v1.AppService.ListApps:input_type -> berth.v1.ListAppsRequest
+	9,  // 25: berth.v1.AppService.UpdateApp:input_type -> berth.v1.UpdateAppRequest
+	11, // 26: berth.v1.AppService.DeleteApp:input_type -> berth.v1.DeleteAppRequest
+	13, // 27: berth.v1.AppService.ListAppVersions:input_type -> berth.v1.ListAppVersionsRequest
+	15, // 28: berth.v1.AppService.RestartApp:input_type -> berth.v1.RestartAppRequest
+	19, // 29: berth.v1.TaskService.ListTasks:input_type -> berth.v1.ListTasksRequest
+	23, // 30: berth.v1.TaskService.KillTask:input_type -> berth.v1.KillTaskRequest
+	17, // 31: berth.v1.TaskService.ReadTaskLog:input_type -> berth.v1.ReadTaskLogRequest
+	25, // 32: berth.v1.DeploymentService.ListDeployments:input_type -> berth.v1.ListDeploymentsRequest
+	27, // 33: berth.v1.DeploymentService.GetDeployment:input_type -> berth.v1.GetDeploymentRequest
+	29, // 34: berth.v1.DeploymentService.CancelDeployment:input_type -> berth.v1.CancelDeploymentRequest
+	31, // 35: berth.v1.EventService.StreamEvents:input_type -> berth.v1.StreamEventsRequest
+	35, // 36: berth.v1.ClusterService.Members:input_type -> berth.v1.MembersRequest
+	38, // 37: berth.v1.ClusterService.Leader:input_type -> berth.v1.LeaderRequest
+	40, // 38: berth.v1.ClusterService.ListPeers:input_type -> berth.v1.ListPeersRequest
+	43, // 39: berth.v1.ClusterService.RemovePeer:input_type -> berth.v1.RemovePeerRequest
+	45, // 40: berth.v1.ClusterService.TransferLeadership:input_type -> berth.v1.TransferLeadershipRequest
+	47, // 41: berth.v1.ClusterService.SaveSnapshot:input_type -> berth.v1.SaveSnapshotRequest
+	49, // 42: berth.v1.ClusterService.RestoreSnapshot:input_type -> berth.v1.RestoreSnapshotRequest
+	33, // 43: berth.v1.ClusterService.Leave:input_type -> berth.v1.LeaveRequest
+	3,  // 44: berth.v1.AppService.CreateApp:output_type -> berth.v1.CreateAppResponse
+	5,  // 45: berth.v1.AppService.GetApp:output_type -> berth.v1.GetAppResponse
+	8,  // 46: berth.v1.AppService.ListApps:output_type -> berth.v1.ListAppsResponse
+	10, // 47: berth.v1.AppService.UpdateApp:output_type -> berth.v1.UpdateAppResponse
+	12, // 48: berth.v1.AppService.DeleteApp:output_type -> berth.v1.DeleteAppResponse
+	14, // 49: berth.v1.AppService.ListAppVersions:output_type -> berth.v1.ListAppVersionsResponse
+	16, // 50: berth.v1.AppService.RestartApp:output_type -> berth.v1.RestartAppResponse
+	20, // 51: berth.v1.TaskService.ListTasks:output_type -> berth.v1.ListTasksResponse
+	24, // 52: berth.v1.TaskService.KillTask:output_type -> berth.v1.KillTaskResponse
+	18, // 53: berth.v1.TaskService.ReadTaskLog:output_type -> berth.v1.ReadTaskLogResponse
+	26, // 54: berth.v1.DeploymentService.ListDeployments:output_type -> berth.v1.ListDeploymentsResponse
+	28, // 55: berth.v1.DeploymentService.GetDeployment:output_type -> berth.v1.GetDeploymentResponse
+	30, // 56: berth.v1.DeploymentService.CancelDeployment:output_type -> berth.v1.CancelDeploymentResponse
+	32, // 57: berth.v1.EventService.StreamEvents:output_type -> berth.v1.Event
+	37, // 58: berth.v1.ClusterService.Members:output_type -> berth.v1.MembersResponse
+	39, // 59: berth.v1.ClusterService.Leader:output_type -> berth.v1.LeaderResponse
+	42, // 60: berth.v1.ClusterService.ListPeers:output_type -> berth.v1.ListPeersResponse
+	44, // 61: berth.v1.ClusterService.RemovePeer:output_type -> berth.v1.RemovePeerResponse
+	46, // 62: berth.v1.ClusterService.TransferLeadership:output_type -> berth.v1.TransferLeadershipResponse
+	48, // 63: berth.v1.ClusterService.SaveSnapshot:output_type -> berth.v1.SaveSnapshotResponse
+	50, // 64: berth.v1.ClusterService.RestoreSnapshot:output_type -> berth.v1.RestoreSnapshotResponse
+	34, // 65: berth.v1.ClusterService.Leave:output_type -> berth.v1.LeaveResponse
+	44, // [44:66] is the sub-list for method output_type
+	22, // [22:44] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_berth_v1_service_proto_init() }

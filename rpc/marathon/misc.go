@@ -1,0 +1,308 @@
+package marathon
+
+import (
+	"connectrpc.com/connect"
+	"fmt"
+	"math"
+	"net/http"
+	"slices"
+
+	"github.com/berth-dev/berth/appmodel"
+	v1 "github.com/berth-dev/berth/proto/berth/v1"
+	"github.com/berth-dev/berth/rpc"
+)
+
+// deploymentJSON is Marathon's deployment object.
+type deploymentJSON struct {
+	ID             string          `json:"id"`
+	Version        string          `json:"version"`
+	AffectedApps   []string        `json:"affectedApps"`
+	AffectedPods   []string        `json:"affectedPods"`
+	Steps          []stepJSON      `json:"steps"`
+	CurrentActions []currentAction `json:"currentActions"`
+	CurrentStep    uint32          `json:"currentStep"`
+	TotalSteps     int             `json:"totalSteps"`
+}
+
+type stepJSON struct {
+	Actions []actionJSON `json:"actions"`
+}
+
+type actionJSON struct {
+	Action string `json:"action"`
+	App    string `json:"app"`
+}
+
+type currentAction struct {
+	Action                string   `json:"action"`
+	App                   string   `json:"app"`
+	ReadinessCheckResults []string `json:"readinessCheckResults"`
+}
+
+// planJSON is the plan inside deployment events.
+type planJSON struct {
+	ID      string     `json:"id"`
+	Version string     `json:"version"`
+	Steps   []stepJSON `json:"steps"`
+}
+
+func stepsOf(d *v1.Deployment) []stepJSON {
+	steps := []stepJSON{}
+	for _, s := range d.GetSteps() {
+		st := stepJSON{Actions: []actionJSON{}}
+		for _, act := range s.GetActions() {
+			st.Actions = append(st.Actions, actionJSON{Action: act.GetAction(), App: act.GetApp()})
+		}
+		steps = append(steps, st)
+	}
+	return steps
+}
+
+func deploymentOf(d *v1.Deployment) deploymentJSON {
+	out := deploymentJSON{
+		ID: d.GetId(), Version: d.GetVersion(), AffectedApps: d.GetAffectedApps(), AffectedPods: []string{},
+		Steps: stepsOf(d), CurrentActions: []currentAction{}, CurrentStep: d.GetCurrentStep(), TotalSteps: len(d.GetSteps()),
+	}
+	if out.AffectedApps == nil {
+		out.AffectedApps = []string{}
+	}
+	if i := int(d.GetCurrentStep()) - 1; i >= 0 && i < len(d.GetSteps()) {
+		for _, act := range d.GetSteps()[i].GetActions() {
+			out.CurrentActions = append(out.CurrentActions, currentAction{Action: act.GetAction(), App: act.GetApp(), ReadinessCheckResults: []string{}})
+		}
+	}
+	return out
+}
+
+// listDeployments serves GET /v2/deployments: a bare array.
+func (a *API) listDeployments(w http.ResponseWriter, r *http.Request) {
+	res, err := a.deployments.ListDeployments(r.Context(), call(r, &v1.ListDeploymentsRequest{}))
+	if err != nil {
+		a.writeError(w, r, err, failure{})
+		return
+	}
+	out := []deploymentJSON{}
+	for _, d := range res.Msg.GetDeployments() {
+		out = append(out, deploymentOf(d))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// deleteDeployment serves DELETE /v2/deployments/{id}. With force=true
+// the deployment stops where it stands (202, no body). Without, it is
+// rolled back: each affected app returns to the version before the
+// deployment's (an app the deployment created is removed), forcing the
+// original deployment out; the answer names the rollback's deployment.
+func (a *API) deleteDeployment(w http.ResponseWriter, r *http.Request, id string) {
+	params, ok := boolParams(w, r, map[string]bool{"force": false})
+	if !ok {
+		return
+	}
+	notFound := failure{notFound: fmt.Sprintf("DeploymentPlan %s does not exist", id)}
+	got, err := a.deployments.GetDeployment(r.Context(), call(r, &v1.GetDeploymentRequest{Id: id}))
+	if err != nil {
+		a.writeError(w, r, err, notFound)
+		return
+	}
+	d := got.Msg.GetDeployment()
+	if params["force"] || d.GetStatus() != v1.DeploymentStatus_DEPLOYMENT_STATUS_RUNNING {
+		if _, err := a.deployments.CancelDeployment(r.Context(), call(r, &v1.CancelDeploymentRequest{Id: id})); err != nil {
+			a.writeError(w, r, err, notFound)
+			return
+		}
+		w.WriteHeader(http.StatusAccepted)
+		return
+	}
+	var depID, version string
+	for _, appID := range d.GetAffectedApps() {
+		fail := failure{notFound: appNotFound(appID), apps: []string{appID}}
+		vs, err := a.apps.ListAppVersions(r.Context(), call(r, &v1.ListAppVersionsRequest{Id: appID}))
+		if isNotFound(err) {
+			// The deployment removes the app: nothing to restore
+			// (Berth keeps no definition of a removed app); stop it.
+			if _, err := a.deployments.CancelDeployment(r.Context(), call(r, &v1.CancelDeploymentRequest{Id: id})); err != nil {
+				a.writeError(w, r, err, notFound)
+				return
+			}
+			continue
+		}
+		if err != nil {
+			a.writeError(w, r, err, fail)
+			return
+		}
+		// Versions are newest first; the one before the deployment's.
+		prev := ""
+		if i := slices.Index(vs.Msg.GetVersions(), d.GetVersion()); i >= 0 && i+1 < len(vs.Msg.GetVersions()) {
+			prev = vs.Msg.GetVersions()[i+1]
+		}
+		if prev == "" {
+			res, err := a.apps.DeleteApp(r.Context(), call(r, &v1.DeleteAppRequest{Id: appID, Force: true}))
+			if err != nil {
+				a.writeError(w, r, err, fail)
+				return
+			}
+			depID, version = res.Msg.GetDeploymentId(), ""
+			continue
+		}
+		old, err := a.apps.GetApp(r.Context(), call(r, &v1.GetAppRequest{Id: appID, Version: prev}))
+		if err != nil {
+			a.writeError(w, r, err, fail)
+			return
+		}
+		res, err := a.apps.UpdateApp(r.Context(), call(r, &v1.UpdateAppRequest{Id: appID, App: old.Msg.GetApp(), Force: true}))
+		if err != nil {
+			a.writeError(w, r, err, fail)
+			return
+		}
+		depID, version = res.Msg.GetDeploymentId(), res.Msg.GetApp().GetVersion()
+	}
+	a.writeDeployment(w, r, http.StatusOK, depID, version)
+}
+
+// queueItem is one app waiting for offers.
+type queueItem struct {
+	App   rawJSON    `json:"app"`
+	Count int        `json:"count"`
+	Delay queueDelay `json:"delay"`
+	Since string     `json:"since"`
+	Role  string     `json:"role,omitempty"`
+}
+
+type queueDelay struct {
+	TimeLeftSeconds int  `json:"timeLeftSeconds"`
+	Overdue         bool `json:"overdue"`
+}
+
+// rawJSON is pre-encoded JSON.
+type rawJSON []byte
+
+func (r rawJSON) MarshalJSON() ([]byte, error) { return r, nil }
+
+// queue serves GET /v2/queue: per app, the instances meant to run that
+// have no live task (waiting for an offer, or for their launch backoff),
+// with the longest backoff left. The instances and apps come through the
+// Connect services (so a caller needs their permissions); the backoff
+// and creation times, which they do not show, from the local store.
+// Berth records no offer statistics, so processedOffersSummary and
+// lastUnusedOffers are not given.
+func (a *API) queue(w http.ResponseWriter, r *http.Request) {
+	if a.cfg.Store == nil {
+		writeMessage(w, http.StatusNotImplemented, "the queue needs the state store (marathon.Config.Store)")
+		return
+	}
+	tasks, err := a.tasks.ListTasks(r.Context(), call(r, &v1.ListTasksRequest{}))
+	if err != nil {
+		a.writeError(w, r, err, failure{})
+		return
+	}
+	apps, err := a.apps.ListApps(r.Context(), call(r, &v1.ListAppsRequest{}))
+	if err != nil {
+		a.writeError(w, r, err, failure{})
+		return
+	}
+	st := a.cfg.Store().Snapshot()
+	now := a.cfg.Now()
+	waiting := map[string]*queueItem{}
+	for _, tv := range tasks.Msg.GetTasks() {
+		if tv.GetGoal() != "Running" || tv.GetState() != "" && !rpc.IsTerminalTaskState(tv.GetState()) {
+			continue
+		}
+		item := waiting[tv.GetAppId()]
+		if item == nil {
+			item = &queueItem{Delay: queueDelay{Overdue: true}}
+			waiting[tv.GetAppId()] = item
+		}
+		item.Count++
+		inst, err := st.Instance(tv.GetInstanceId())
+		if err != nil || inst == nil {
+			continue // gone meanwhile
+		}
+		since := inst.GetCreatedAt()
+		if t := inst.GetTask(); t != nil && t.GetStagedAt() != nil {
+			since = t.GetStagedAt()
+		}
+		if s := appmodel.Timestamp(since); s != "" && (item.Since == "" || s < item.Since) {
+			item.Since = s
+		}
+		if nb := inst.GetLaunchNotBefore(); nb != nil && nb.AsTime().After(now) {
+			left := int(math.Ceil(nb.AsTime().Sub(now).Seconds()))
+			item.Delay = queueDelay{TimeLeftSeconds: max(item.Delay.TimeLeftSeconds, left), Overdue: false}
+		}
+	}
+	items := []queueItem{}
+	for _, app := range apps.Msg.GetApps() {
+		item := waiting[app.GetId()]
+		if item == nil {
+			continue
+		}
+		b, err := appmodel.Render(app)
+		if err != nil {
+			writeMessage(w, http.StatusInternalServerError, err.Error())
+			return
+		}
+		item.App, item.Role = compact(b), app.GetRole()
+		items = append(items, *item)
+	}
+	writeJSON(w, http.StatusOK, map[string][]queueItem{"queue": items})
+}
+
+// info serves GET /v2/info.
+func (a *API) info(w http.ResponseWriter, r *http.Request) {
+	// During an election there is no leader: "leader" is null then.
+	leader, err := a.cluster.Leader(r.Context(), call(r, &v1.LeaderRequest{}))
+	if err != nil && connect.CodeOf(err) != connect.CodeUnavailable {
+		a.writeError(w, r, err, failure{})
+		return
+	}
+	var frameworkID *string
+	if a.cfg.Store != nil {
+		if id, err := a.cfg.Store().Snapshot().FrameworkID(); err == nil && id != "" {
+			frameworkID = &id
+		}
+	}
+	var leaderAddr *string
+	if err == nil && leader.Msg.GetApiAddr() != "" {
+		addr := leader.Msg.GetApiAddr()
+		leaderAddr = &addr
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"name":        "berth",
+		"version":     a.cfg.Version,
+		"buildref":    a.cfg.Version,
+		"elected":     leaderAddr != nil && *leaderAddr == r.Host,
+		"leader":      leaderAddr,
+		"frameworkId": frameworkID,
+		"marathon_config": map[string]any{
+			"master":   a.cfg.MesosMaster,
+			"features": []string{},
+		},
+		"zookeeper_config": map[string]any{},
+		"http_config":      map[string]any{},
+	})
+}
+
+// leader serves GET /v2/leader and DELETE /v2/leader (abdicate: leadership
+// moves to another server; the process keeps running, unlike Marathon's).
+func (a *API) leader(w http.ResponseWriter, r *http.Request) {
+	switch r.Method {
+	case http.MethodGet:
+		res, err := a.cluster.Leader(r.Context(), call(r, &v1.LeaderRequest{}))
+		if err != nil {
+			a.writeError(w, r, err, failure{})
+			return
+		}
+		if res.Msg.GetApiAddr() == "" {
+			writeMessage(w, http.StatusNotFound, "There is no leader")
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"leader": res.Msg.GetApiAddr()})
+	case http.MethodDelete:
+		if _, err := a.cluster.TransferLeadership(r.Context(), call(r, &v1.TransferLeadershipRequest{})); err != nil {
+			a.writeError(w, r, err, failure{notFound: "There is no leader"})
+			return
+		}
+		writeMessage(w, http.StatusOK, "Leadership abdicated")
+	default:
+		methodNotAllowed(w, r)
+	}
+}
