@@ -32,6 +32,7 @@ type peerClients struct {
 	deployment berthv1connect.DeploymentServiceClient
 	event      berthv1connect.EventServiceClient
 	cluster    berthv1connect.ClusterServiceClient
+	acl        berthv1connect.ACLServiceClient
 }
 
 // peer returns (cached) clients for the server at addr (host:port).
@@ -54,16 +55,10 @@ func (s *Server) peer(addr string) *peerClients {
 		deployment: berthv1connect.NewDeploymentServiceClient(s.httpClient, base, opts...),
 		event:      berthv1connect.NewEventServiceClient(s.httpClient, base, opts...),
 		cluster:    berthv1connect.NewClusterServiceClient(s.httpClient, base, opts...),
+		acl:        berthv1connect.NewACLServiceClient(s.httpClient, base, opts...),
 	}
 	s.peers[addr] = pc
 	return pc
-}
-
-// forwarded builds the request sent to the leader on behalf of a client.
-func forwarded[T any](msg *T) *connect.Request[T] {
-	req := connect.NewRequest(msg)
-	req.Header().Set(forwardedHeader, "1")
-	return req
 }
 
 // notLeaderError reports that a local Apply failed because this server is
@@ -95,6 +90,7 @@ func onLeader[Res any](ctx context.Context, s *Server, hdr http.Header,
 				// the log before it answers: its client then reads its
 				// own write from that follower.
 				res.Header().Set(appliedIndexHeader, strconv.FormatUint(s.store().LastIndex(), 10))
+				s.audit(ctx)
 				return res, nil
 			}
 			if !errors.As(err, &nle) {

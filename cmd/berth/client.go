@@ -28,6 +28,7 @@ const defaultAPIAddr = "127.0.0.1:7070"
 var (
 	flagAddr   string
 	flagOutput string
+	flagToken  string
 )
 
 // clientCommand gives c and its subcommands the client flags --addr and
@@ -39,6 +40,7 @@ func clientCommand(c *cobra.Command) *cobra.Command {
 	}
 	c.PersistentFlags().StringVar(&flagAddr, "addr", addr, "address of a Berth server (env BERTH_ADDR)")
 	c.PersistentFlags().StringVarP(&flagOutput, "output", "o", "table", "output format: table or json")
+	c.PersistentFlags().StringVar(&flagToken, "token", os.Getenv("BERTH_TOKEN"), "ACL token secret sent with every request (env BERTH_TOKEN)")
 	return c
 }
 
@@ -49,6 +51,7 @@ type clients struct {
 	deployments berthv1connect.DeploymentServiceClient
 	events      berthv1connect.EventServiceClient
 	cluster     berthv1connect.ClusterServiceClient
+	acl         berthv1connect.ACLServiceClient
 }
 
 // baseURL turns host:port or a URL into a URL.
@@ -65,10 +68,10 @@ func newClients() (*clients, error) {
 	default:
 		return nil, fmt.Errorf("--output: unknown format %q (want table or json)", flagOutput)
 	}
-	hc := &http.Client{Transport: berthOnly{&http.Transport{
+	hc := &http.Client{Transport: berthOnly{withToken{flagToken, &http.Transport{
 		DialContext:           (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
 		ResponseHeaderTimeout: 2 * time.Minute,
-	}}}
+	}}}}
 	u := baseURL(flagAddr)
 	return &clients{
 		apps:        berthv1connect.NewAppServiceClient(hc, u),
@@ -76,6 +79,7 @@ func newClients() (*clients, error) {
 		deployments: berthv1connect.NewDeploymentServiceClient(hc, u),
 		events:      berthv1connect.NewEventServiceClient(hc, u),
 		cluster:     berthv1connect.NewClusterServiceClient(hc, u),
+		acl:         berthv1connect.NewACLServiceClient(hc, u),
 	}, nil
 }
 
@@ -148,6 +152,21 @@ func (b berthOnly) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	resp.Body.Close()
 	return nil, &notBerthError{status: resp.Status, contentType: ct}
+}
+
+// withToken is an HTTP transport that sends the ACL token, if any, as a
+// bearer token.
+type withToken struct {
+	secret string
+	next   http.RoundTripper
+}
+
+func (w withToken) RoundTrip(req *http.Request) (*http.Response, error) {
+	if w.secret != "" {
+		req = req.Clone(req.Context())
+		req.Header.Set("Authorization", "Bearer "+w.secret)
+	}
+	return w.next.RoundTrip(req)
 }
 
 // apiWords maps the API's wording in server messages to the CLI's.
