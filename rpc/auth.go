@@ -26,7 +26,7 @@ type caller struct {
 	// leader so that it checks the request again.
 	secret string
 	// certName is the common name of the client certificate, if any.
-	certName string
+	certName  string
 	procedure string
 	rule      acl.Rule
 	// msg is the request message (its request_id is filled in later).

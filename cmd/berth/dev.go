@@ -43,6 +43,11 @@ a restart on the same --data-dir.`,
 	f.IntVar(&o.agents, "agents", 1, "number of embedded agents")
 	f.StringVar(&o.agentResources, "agent-resources", "", `resources of each agent, e.g. "cpus:4;mem:8192;disk:20000;ports:[31000-32000]" (default: sized from this machine)`)
 	o.server.registerMesos(f, "")
+	// On one machine the operator is the only user: apps may run as any
+	// user (the PostgreSQL example runs as postgres) while the API listens
+	// on loopback only. Bound elsewhere, dev is as strict as a server.
+	o.server.anyTaskUserOnLoopback = true
+	o.server.registerSecurity(f, "any user while --api-addr is loopback, else the framework user alone")
 	rootCmd.AddCommand(c)
 }
 
