@@ -86,7 +86,7 @@ func CheckAppPrefix(prefix string) error {
 	if prefix == "" {
 		return nil
 	}
-	if !strings.HasPrefix(prefix, "/") || !strings.HasSuffix(prefix, "/") || path.Clean(prefix)+"/" != prefix {
+	if !strings.HasPrefix(prefix, "/") || !strings.HasSuffix(prefix, "/") || path.Clean(prefix)+"/" != prefix || prefix == "//" {
 		return fmt.Errorf("app_prefix %q: must be an app path that starts and ends with / (e.g. /team-a/)", prefix)
 	}
 	return nil

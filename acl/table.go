@@ -91,6 +91,7 @@ func writeApp(fields ...IDField) Rule {
 const (
 	HealthCheckProcedure       = "/grpc.health.v1.Health/Check"
 	HealthWatchProcedure       = "/grpc.health.v1.Health/Watch"
+	HealthListProcedure        = "/grpc.health.v1.Health/List"
 	ReflectionV1Procedure      = "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"
 	ReflectionV1AlphaProcedure = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
 )
@@ -138,6 +139,7 @@ var Table = map[string]Rule{
 	// shows any state.
 	HealthCheckProcedure:       {Permission: PermAnonymous},
 	HealthWatchProcedure:       {Permission: PermAnonymous},
+	HealthListProcedure:        {Permission: PermAnonymous},
 	ReflectionV1Procedure:      {Permission: PermAnonymous},
 	ReflectionV1AlphaProcedure: {Permission: PermAnonymous},
 }
