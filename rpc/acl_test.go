@@ -240,7 +240,7 @@ func TestACLThroughFollower(t *testing.T) {
 	if err != nil || cur.Msg.GetApp().GetVersion() != version {
 		t.Fatalf("app after refused writes = %v, %v; want version %s", cur, err, version)
 	}
-	creates := regexp.MustCompile(`msg=audit node=` + leader.name + ` accessor=` + teamATok.GetAccessorId() + ` method=/berth.v1.AppService/CreateApp apps=\[/team-a/db\] request_id=\S+`).FindAllString(logs.String(), -1)
+	creates := regexp.MustCompile(`msg=audit node=`+leader.name+` accessor=`+teamATok.GetAccessorId()+` method=/berth.v1.AppService/CreateApp apps=\[/team-a/db\] request_id=\S+`).FindAllString(logs.String(), -1)
 	if len(creates) != 1 {
 		t.Errorf("audit lines of the create = %q, want one on the leader %s; logs:\n%s", creates, leader.name, logs.String())
 	}
