@@ -41,8 +41,9 @@ func startMesosLocal(t *testing.T, agents int) (*proc, string, string) {
 	return p, addr, dir
 }
 
-// startCluster starts mesos-local and n servers that bootstrap together.
-func startCluster(t *testing.T, n int) *testCluster {
+// startCluster starts mesos-local and n servers that bootstrap together,
+// each with the extra server flags.
+func startCluster(t *testing.T, n int, extra ...string) *testCluster {
 	t.Helper()
 	c := &testCluster{t: t}
 	c.mesos, c.mesosAddr, c.mesosDir = startMesosLocal(t, 2)
@@ -53,6 +54,7 @@ func startCluster(t *testing.T, n int) *testCluster {
 		args := []string{"server", "--node-name", s.name, "--data-dir", t.TempDir(),
 			"--api-addr", s.api, "--raft-addr", s.raft, "--gossip-addr", s.gossip,
 			"--bootstrap-expect", strconv.Itoa(n), "--mesos-master", "http://" + c.mesosAddr}
+		args = append(args, extra...)
 		for _, o := range c.servers {
 			if o != s {
 				args = append(args, "--join", o.gossip)
