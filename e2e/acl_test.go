@@ -99,7 +99,7 @@ func TestACLThreeServers(t *testing.T) {
 		t.Errorf("token list (want 4 tokens, no secrets):\n%s", list)
 	}
 
-	audit := regexp.MustCompile(`msg=audit accessor=` + write.Token.AccessorID + ` method=/berth.v1.AppService/CreateApp apps=\[/team-a/db\] request_id=\S+`)
+	audit := regexp.MustCompile(`msg=audit (component=api )?accessor=` + write.Token.AccessorID + ` method=/berth.v1.AppService/CreateApp apps=\[/team-a/db\] request_id=\S+`)
 	if n := len(audit.FindAllString(lead.p.out.String(), -1)); n != 1 {
 		t.Errorf("leader %s logged %d audit lines for the create, want 1", lead.name, n)
 	}
@@ -114,13 +114,11 @@ func TestACLThreeServers(t *testing.T) {
 func appVersion(t *testing.T, api, id string) string {
 	t.Helper()
 	var show struct {
-		App struct {
-			Version string `json:"version"`
-		} `json:"app"`
+		Version string `json:"version"`
 	}
 	cliJSON(t, api, &show, "app", "show", id)
-	if show.App.Version == "" {
+	if show.Version == "" {
 		t.Fatalf("app %s has no version", id)
 	}
-	return show.App.Version
+	return show.Version
 }

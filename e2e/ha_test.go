@@ -140,7 +140,7 @@ func (c *testCluster) subscriptions() (int, string) {
 // residentApp is a resident app whose task records its PID in its volume
 // and then becomes that PID (exec), so the test can check the process.
 func residentApp(t *testing.T, id string, instances int) string {
-	return writeFile(t, strings.Trim(id, "/")+".json", fmt.Sprintf(`{
+	return writeFile(t, strings.ReplaceAll(strings.Trim(id, "/"), "/", "_")+".json", fmt.Sprintf(`{
   "id": %q, "instances": %d, "cpus": 0.1, "mem": 32,
   "cmd": "echo $$ > data/pid && exec sleep 100000",
   "container": {"type": "MESOS", "volumes": [{"containerPath": "data", "mode": "RW", "persistent": {"size": 1}}]},
