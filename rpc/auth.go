@@ -174,6 +174,15 @@ func (s *Server) shown(c *caller, msg proto.Message) proto.Message {
 	return msg
 }
 
+// Visible returns what the caller of ctx (a context returned by
+// Authorize) may see of a response or stream message msg: apps outside
+// its token's prefix dropped, env values redacted for a token weaker than
+// write; nil when it may see nothing of it. An HTTP route that calls
+// Authorize answers with Visible(ctx, res). msg is not changed.
+func (s *Server) Visible(ctx context.Context, msg proto.Message) proto.Message {
+	return s.shown(callerFrom(ctx), msg)
+}
+
 // authInterceptor checks every call against the ACL table (Authorize) and
 // trims what the caller may not see from responses.
 type authInterceptor struct{ s *Server }
