@@ -1,7 +1,9 @@
 package fsm
 
 import (
+	"bytes"
 	"errors"
+	"io"
 	"strings"
 	"testing"
 
@@ -71,5 +73,33 @@ func TestACLTokenCreateDelete(t *testing.T) {
 	}
 	if res := a.apply(v1.CommandType_COMMAND_TYPE_ACL_TOKEN_DELETE, &v1.ACLTokenDeleteCommand{AccessorId: "w"}); !errors.Is(res.Err, ErrNotFound) {
 		t.Fatalf("delete of a missing token: err = %v, want ErrNotFound", res.Err)
+	}
+}
+
+// TestACLTokensSurviveSnapshot: tokens and the bootstrap mark travel in
+// snapshots, so a restored server refuses a second bootstrap too.
+func TestACLTokensSurviveSnapshot(t *testing.T) {
+	a := newApplier(t)
+	a.mustApply(v1.CommandType_COMMAND_TYPE_ACL_TOKEN_CREATE, &v1.ACLTokenCreateCommand{Token: aclToken("boot", "a", v1.ACLPolicy_ACL_POLICY_MANAGEMENT, ""), Bootstrap: true})
+	a.mustApply(v1.CommandType_COMMAND_TYPE_ACL_TOKEN_CREATE, &v1.ACLTokenCreateCommand{Token: aclToken("r", "b", v1.ACLPolicy_ACL_POLICY_READ, "/team-a/")})
+	snap, err := a.f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := snap.Persist(&bufSink{Buffer: &buf}); err != nil {
+		t.Fatal(err)
+	}
+	g := New(nil)
+	if err := g.Restore(io.NopCloser(bytes.NewReader(buf.Bytes()))); err != nil {
+		t.Fatal(err)
+	}
+	st := g.State().Snapshot()
+	tok, err := st.ACLTokenBySecretHash(strings.Repeat("b", 64))
+	if err != nil || tok.GetAccessorId() != "r" || tok.GetAppPrefix() != "/team-a/" {
+		t.Fatalf("restored token = %v, %v", tok, err)
+	}
+	if done, _ := st.ACLBootstrapped(); !done {
+		t.Fatal("bootstrap mark lost in the snapshot")
 	}
 }

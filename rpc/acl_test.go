@@ -44,20 +44,11 @@ type aclClients struct {
 }
 
 func withSecret(s *server, secret string) aclClients {
-	opts := []connect.ClientOption{connect.WithInterceptors(connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
-		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-			if secret != "" {
-				req.Header().Set("Authorization", "Bearer "+secret)
-			}
-			return next(ctx, req)
-		}
-	}))}
 	hc := &http.Client{Transport: tokenTransport{secret}}
-	return aclClients{clientsWith(s, hc, opts...), berthv1connect.NewACLServiceClient(hc, s.url(), opts...)}
+	return aclClients{clientsWith(s, hc), berthv1connect.NewACLServiceClient(hc, s.url())}
 }
 
-// tokenTransport sets the token on streams too (which a unary interceptor
-// does not see).
+// tokenTransport sends a token secret ("" for none) in X-Berth-Token.
 type tokenTransport struct{ secret string }
 
 func (t tokenTransport) RoundTrip(req *http.Request) (*http.Response, error) {
