@@ -209,6 +209,21 @@ func TestACLThroughFollower(t *testing.T) {
 	cancel()
 	stream.Close()
 
+	// The same check over gRPC and gRPC-Web.
+	for name, c := range map[string]clients{
+		"grpc":     clientsWith(follower, h2cClient(), connect.WithGRPC()),
+		"grpc-web": clientsFor(follower, connect.WithGRPCWeb()),
+	} {
+		_, err := c.app.ListApps(ctx, connect.NewRequest(&v1.ListAppsRequest{}))
+		wantCode(t, err, connect.CodeUnauthenticated)
+		req := connect.NewRequest(&v1.DeleteAppRequest{Id: "/team-a/db"})
+		req.Header().Set("Authorization", "Bearer "+readSecret)
+		_, err = c.app.DeleteApp(ctx, req)
+		if connect.CodeOf(err) != connect.CodePermissionDenied {
+			t.Errorf("%s: delete with a read token: %v, want PermissionDenied", name, err)
+		}
+	}
+
 	// Token self and token management.
 	self, err := teamA.acl.TokenSelf(ctx, connect.NewRequest(&v1.TokenSelfRequest{}))
 	if err != nil || self.Msg.GetToken().GetAccessorId() != teamATok.GetAccessorId() || self.Msg.GetToken().GetSecretHash() != "" {
