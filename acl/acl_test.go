@@ -281,6 +281,12 @@ func TestFieldValue(t *testing.T) {
 			t.Errorf("FieldValue(%s) = %q, want %q", path, got, want)
 		}
 	}
+	if got := FieldValue(nil, "id"); got != "" {
+		t.Errorf("FieldValue(nil) = %q", got)
+	}
+	if got := FieldValue((*v1.GetAppRequest)(nil), "id"); got != "" {
+		t.Errorf("FieldValue of a typed nil = %q", got)
+	}
 	if got := FieldValue(&v1.UpdateAppRequest{}, "app.id"); got != "" {
 		t.Errorf("FieldValue of a missing message = %q", got)
 	}

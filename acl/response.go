@@ -13,9 +13,16 @@ import (
 const RedactedValue = "<redacted>"
 
 // FieldValue returns the string at a dotted path of proto field names in
-// msg ("app.id"), or "" when a step is missing or not a message or string.
+// msg ("app.id"), or "" when msg is nil or a step is missing or not a
+// message or string.
 func FieldValue(msg proto.Message, path string) string {
+	if msg == nil {
+		return ""
+	}
 	m := msg.ProtoReflect()
+	if !m.IsValid() {
+		return ""
+	}
 	steps := strings.Split(path, ".")
 	for i, name := range steps {
 		fd := m.Descriptor().Fields().ByName(protoreflect.Name(name))
