@@ -129,12 +129,14 @@ func (o *serverOptions) taskUserPolicy(apiAddr string) (allowed []string, framew
 		}
 		return nil, frameworkUser, nil
 	case o.taskUsers != nil:
+		allowed = make([]string, 0, len(o.taskUsers))
 		for _, u := range o.taskUsers {
 			if u = strings.TrimSpace(u); u == "" {
 				return nil, "", fmt.Errorf("--task-users: empty user name in %q", strings.Join(o.taskUsers, ","))
 			}
+			allowed = append(allowed, u)
 		}
-		return o.taskUsers, frameworkUser, nil
+		return allowed, frameworkUser, nil
 	case o.anyTaskUserOnLoopback && isLoopback(apiAddr):
 		return nil, frameworkUser, nil
 	}
