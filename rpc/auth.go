@@ -31,6 +31,9 @@ type caller struct {
 	rule      acl.Rule
 	// msg is the request message (its request_id is filled in later).
 	msg proto.Message
+	// retried is set when the write turns out to be a retry of one
+	// applied before (same request id): it was audited then.
+	retried bool
 }
 
 type callerKey struct{}
@@ -291,12 +294,20 @@ func (c *shownConn) Send(m any) error {
 	return c.StreamingHandlerConn.Send(shown)
 }
 
+// markRetried records that the request of ctx is a retry of a write
+// applied before, so that it is not audited twice.
+func markRetried(ctx context.Context) {
+	if c := callerFrom(ctx); c != nil {
+		c.retried = true
+	}
+}
+
 // audit logs an accepted write once, on the leader that applied it: who
 // (token accessor, certificate name or anonymous), the method, the apps
 // and the request id.
 func (s *Server) audit(ctx context.Context) {
 	c := callerFrom(ctx)
-	if c == nil || !c.rule.Write {
+	if c == nil || !c.rule.Write || c.retried {
 		return
 	}
 	var apps []string

@@ -250,6 +250,9 @@ func (s *Server) apply(ctx context.Context, t v1.CommandType, msg proto.Message)
 	if res.Err != nil {
 		return applyOutcome{}, connect.NewError(fsmErrorCode(res.Err), res.Err)
 	}
+	if res.Index != index {
+		markRetried(ctx)
+	}
 	return applyOutcome{Index: res.Index, Deduplicated: res.Index != index}, nil
 }
 
