@@ -42,8 +42,9 @@ func startMesosLocal(t *testing.T, agents int) (*proc, string, string) {
 	return p, addr, dir
 }
 
-// startCluster starts mesos-local and n servers that bootstrap together.
-func startCluster(t *testing.T, n int) *testCluster {
+// startCluster starts mesos-local and n servers that bootstrap together,
+// each with the extra server flags.
+func startCluster(t *testing.T, n int, extra ...string) *testCluster {
 	t.Helper()
 	c := &testCluster{t: t}
 	c.mesos, c.mesosAddr, c.mesosDir = startMesosLocal(t, 2)
@@ -54,6 +55,7 @@ func startCluster(t *testing.T, n int) *testCluster {
 		args := []string{"server", "--node-name", s.name, "--data-dir", s.dataDir,
 			"--api-addr", s.api, "--raft-addr", s.raft, "--gossip-addr", s.gossip,
 			"--bootstrap-expect", strconv.Itoa(n), "--mesos-master", "http://" + c.mesosAddr}
+		args = append(args, extra...)
 		for _, o := range c.servers {
 			if o != s {
 				args = append(args, "--join", o.gossip)
@@ -139,7 +141,7 @@ func (c *testCluster) subscriptions() (int, string) {
 // residentApp is a resident app whose task records its PID in its volume
 // and then becomes that PID (exec), so the test can check the process.
 func residentApp(t *testing.T, id string, instances int) string {
-	return writeFile(t, strings.Trim(id, "/")+".json", fmt.Sprintf(`{
+	return writeFile(t, strings.ReplaceAll(strings.Trim(id, "/"), "/", "_")+".json", fmt.Sprintf(`{
   "id": %q, "instances": %d, "cpus": 0.1, "mem": 32,
   "cmd": "echo $$ > data/pid && exec sleep 100000",
   "container": {"type": "MESOS", "volumes": [{"containerPath": "data", "mode": "RW", "persistent": {"size": 1}}]},

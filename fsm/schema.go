@@ -19,6 +19,7 @@ const (
 	tableDeployments = "deployments"
 	tableMeta        = "meta"
 	tableRequests    = "requests"
+	tableACLTokens   = "acl_tokens"
 )
 
 // Meta keys.
@@ -102,6 +103,10 @@ var tables = []struct {
 	{8, tableRequests, func() proto.Message { return new(v1.RequestRecord) }, map[string]*memdb.IndexSchema{
 		"id":    {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "RequestId"}},
 		"index": {Name: "index", Indexer: &memdb.UintFieldIndex{Field: "Index"}},
+	}},
+	{9, tableACLTokens, func() proto.Message { return new(v1.ACLToken) }, map[string]*memdb.IndexSchema{
+		"id":     {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "AccessorId"}},
+		"secret": {Name: "secret", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "SecretHash"}},
 	}},
 }
 

@@ -3,6 +3,7 @@ package rpc
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -128,6 +129,32 @@ func (s *Server) publish(ev *v1.Event) {
 	s.cfg.Publisher.Publish(ev)
 }
 
+// taskUser is the user an app's tasks run as: its own, else the
+// framework's.
+func (s *Server) taskUser(app *v1.App) string {
+	if u := app.GetUser(); u != "" {
+		return u
+	}
+	return s.cfg.DefaultTaskUser
+}
+
+// taskUserViolations refuses an app whose tasks would run as a user
+// outside Config.TaskUsers (--task-users).
+func (s *Server) taskUserViolations(app *v1.App) []appmodel.Violation {
+	if s.cfg.TaskUsers == nil {
+		return nil
+	}
+	u := s.taskUser(app)
+	if slices.Contains(s.cfg.TaskUsers, u) {
+		return nil
+	}
+	allowed := strings.Join(s.cfg.TaskUsers, ", ")
+	if allowed == "" {
+		allowed = "none"
+	}
+	return []appmodel.Violation{{Field: "user", Description: fmt.Sprintf("tasks may not run as %q; allowed users: %s (--task-users)", u, allowed)}}
+}
+
 func notFound(format string, args ...any) *connect.Error {
 	return connect.NewError(connect.CodeNotFound, fmt.Errorf(format, args...))
 }
@@ -144,6 +171,9 @@ func (a *appService) CreateApp(ctx context.Context, req *connect.Request[v1.Crea
 	if err != nil {
 		return nil, err
 	}
+	if vs := a.taskUserViolations(app); len(vs) > 0 {
+		return nil, ViolationsError("app "+app.GetId(), vs)
+	}
 	return onLeaderWrite(ctx, a.Server, req.Header(), &msg.RequestId, func(ctx context.Context) (*connect.Response[v1.CreateAppResponse], error) {
 		res, err := a.writeApp(ctx, appWrite{requestID: msg.RequestId, appID: app.GetId(),
 			change: func(_ *v1.App, version string) (appChange, error) {
@@ -156,7 +186,7 @@ func (a *appService) CreateApp(ctx context.Context, req *connect.Request[v1.Crea
 		}
 		return connect.NewResponse(&v1.CreateAppResponse{App: res.app, DeploymentId: res.deployment.GetId()}), nil
 	}, func(ctx context.Context, pc *peerClients) (*connect.Response[v1.CreateAppResponse], error) {
-		return pc.app.CreateApp(ctx, forwarded(msg))
+		return pc.app.CreateApp(ctx, forwarded(ctx, msg))
 	})
 }
 
@@ -230,7 +260,7 @@ func (a *appService) GetApp(ctx context.Context, req *connect.Request[v1.GetAppR
 		}
 		return connect.NewResponse(&v1.GetAppResponse{App: app, Summary: sum}), nil
 	}, func(ctx context.Context, pc *peerClients) (*connect.Response[v1.GetAppResponse], error) {
-		return pc.app.GetApp(ctx, forwarded(msg))
+		return pc.app.GetApp(ctx, forwarded(ctx, msg))
 	})
 }
 
@@ -281,7 +311,7 @@ func (a *appService) ListApps(ctx context.Context, req *connect.Request[v1.ListA
 		res.NextPageToken = pages.next()
 		return connect.NewResponse(res), nil
 	}, func(ctx context.Context, pc *peerClients) (*connect.Response[v1.ListAppsResponse], error) {
-		return pc.app.ListApps(ctx, forwarded(msg))
+		return pc.app.ListApps(ctx, forwarded(ctx, msg))
 	})
 }
 
@@ -327,6 +357,9 @@ func (a *appService) UpdateApp(ctx context.Context, req *connect.Request[v1.Upda
 				appmodel.Canonicalize(next)
 				vs := a.validate(next)
 				vs = append(vs, appmodel.ValidateUpdate(old, next)...)
+				if a.taskUser(old) != a.taskUser(next) {
+					vs = append(vs, a.taskUserViolations(next)...)
+				}
 				if len(vs) > 0 {
 					return appChange{}, ViolationsError("update of app "+id, vs)
 				}
@@ -348,7 +381,7 @@ func (a *appService) UpdateApp(ctx context.Context, req *connect.Request[v1.Upda
 		}
 		return connect.NewResponse(&v1.UpdateAppResponse{App: res.app, DeploymentId: res.deployment.GetId()}), nil
 	}, func(ctx context.Context, pc *peerClients) (*connect.Response[v1.UpdateAppResponse], error) {
-		return pc.app.UpdateApp(ctx, forwarded(msg))
+		return pc.app.UpdateApp(ctx, forwarded(ctx, msg))
 	})
 }
 
@@ -370,7 +403,7 @@ func (a *appService) DeleteApp(ctx context.Context, req *connect.Request[v1.Dele
 		}
 		return connect.NewResponse(&v1.DeleteAppResponse{DeploymentId: res.deployment.GetId()}), nil
 	}, func(ctx context.Context, pc *peerClients) (*connect.Response[v1.DeleteAppResponse], error) {
-		return pc.app.DeleteApp(ctx, forwarded(msg))
+		return pc.app.DeleteApp(ctx, forwarded(ctx, msg))
 	})
 }
 
@@ -413,6 +446,6 @@ func (a *appService) RestartApp(ctx context.Context, req *connect.Request[v1.Res
 		}
 		return connect.NewResponse(&v1.RestartAppResponse{DeploymentId: res.deployment.GetId(), Version: res.deployment.GetVersion()}), nil
 	}, func(ctx context.Context, pc *peerClients) (*connect.Response[v1.RestartAppResponse], error) {
-		return pc.app.RestartApp(ctx, forwarded(msg))
+		return pc.app.RestartApp(ctx, forwarded(ctx, msg))
 	})
 }

@@ -82,7 +82,7 @@ func (c *clusterService) RemovePeer(ctx context.Context, req *connect.Request[v1
 		c.log.Info("raft peer removed through the api", "peer", msg.Id)
 		return connect.NewResponse(&v1.RemovePeerResponse{}), nil
 	}, func(ctx context.Context, pc *peerClients) (*connect.Response[v1.RemovePeerResponse], error) {
-		return pc.cluster.RemovePeer(ctx, forwarded(msg))
+		return pc.cluster.RemovePeer(ctx, forwarded(ctx, msg))
 	})
 }
 
@@ -117,7 +117,7 @@ func (c *clusterService) TransferLeadership(ctx context.Context, req *connect.Re
 			}
 		}
 	}, func(ctx context.Context, pc *peerClients) (*connect.Response[v1.TransferLeadershipResponse], error) {
-		return pc.cluster.TransferLeadership(ctx, forwarded(msg))
+		return pc.cluster.TransferLeadership(ctx, forwarded(ctx, msg))
 	})
 }
 
@@ -141,7 +141,7 @@ func (c *clusterService) SaveSnapshot(ctx context.Context, req *connect.Request[
 		}
 		return connect.NewResponse(&v1.SaveSnapshotResponse{Data: buf.Bytes(), Index: meta.Index, Term: meta.Term}), nil
 	}, func(ctx context.Context, pc *peerClients) (*connect.Response[v1.SaveSnapshotResponse], error) {
-		return pc.cluster.SaveSnapshot(ctx, forwarded(msg))
+		return pc.cluster.SaveSnapshot(ctx, forwarded(ctx, msg))
 	})
 }
 
@@ -163,7 +163,7 @@ func (c *clusterService) RestoreSnapshot(ctx context.Context, req *connect.Reque
 		c.log.Info("snapshot restored through the api", "index", meta.Index, "term", meta.Term)
 		return connect.NewResponse(&v1.RestoreSnapshotResponse{}), nil
 	}, func(ctx context.Context, pc *peerClients) (*connect.Response[v1.RestoreSnapshotResponse], error) {
-		return pc.cluster.RestoreSnapshot(ctx, forwarded(msg))
+		return pc.cluster.RestoreSnapshot(ctx, forwarded(ctx, msg))
 	})
 }
 

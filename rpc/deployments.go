@@ -74,6 +74,6 @@ func (d *deploymentService) CancelDeployment(ctx context.Context, req *connect.R
 		d.log.Info("deployment canceled", "deployment", msg.Id)
 		return connect.NewResponse(&v1.CancelDeploymentResponse{}), nil
 	}, func(ctx context.Context, pc *peerClients) (*connect.Response[v1.CancelDeploymentResponse], error) {
-		return pc.deployment.CancelDeployment(ctx, forwarded(msg))
+		return pc.deployment.CancelDeployment(ctx, forwarded(ctx, msg))
 	})
 }

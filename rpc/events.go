@@ -245,7 +245,7 @@ func (e *eventService) relay(parent context.Context, pc *peerClients, msg *v1.St
 			}
 		}
 	}()
-	up, err := pc.event.StreamEvents(ctx, forwarded(msg))
+	up, err := pc.event.StreamEvents(ctx, forwarded(ctx, msg))
 	if err != nil {
 		return connect.NewError(connect.CodeUnavailable, fmt.Errorf("stream events from the leader at %s: %w", pc.addr, err))
 	}

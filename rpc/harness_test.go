@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -100,6 +101,13 @@ type clusterOpts struct {
 	// onDisk uses the production Raft setup (boltdb log, file snapshots,
 	// TCP transport, real gossip) instead of in-memory stores.
 	onDisk bool
+	// aclEnabled, taskUsers and defaultTaskUser set the same rpc.Config
+	// fields.
+	aclEnabled      bool
+	taskUsers       []string
+	defaultTaskUser string
+	// logs, when set, receives every server's logs too.
+	logs io.Writer
 }
 
 // startServer starts one server; join is the gossip address of a running
@@ -111,6 +119,9 @@ func startServer(t testing.TB, name string, network *cluster.InmemNetwork, expec
 		t.Fatal(err)
 	}
 	log := testLogger(t).With("node", name)
+	if o.logs != nil {
+		log = slog.New(slog.NewTextHandler(o.logs, nil)).With("node", name)
+	}
 	f := fsm.New(log)
 	cfg := cluster.Config{
 		NodeName:          name,
@@ -159,6 +170,9 @@ func startServer(t testing.TB, name string, network *cluster.InmemNetwork, expec
 		OnLeft:          o.onLeft,
 		MaxApps:         o.maxApps,
 		MaxInstances:    o.maxInstances,
+		ACLEnabled:      o.aclEnabled,
+		TaskUsers:       o.taskUsers,
+		DefaultTaskUser: o.defaultTaskUser,
 	})
 	sctx, scancel := context.WithCancel(context.Background())
 	s := &server{name: name, node: node, fsm: f, broker: broker, api: api, addr: lis.Addr().String(), cancel: scancel, done: make(chan error, 1)}

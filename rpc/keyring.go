@@ -35,7 +35,7 @@ type keyringService struct{ *Server }
 
 func (k *keyringService) ListKeys(ctx context.Context, req *connect.Request[v1.ListKeysRequest]) (*connect.Response[v1.KeyringResponse], error) {
 	return k.fanOut(ctx, req.Header(), nil, func(ctx context.Context, pc *peerClients) (*connect.Response[v1.KeyringResponse], error) {
-		return pc.keyring.ListKeys(ctx, forwarded(&v1.ListKeysRequest{}))
+		return pc.keyring.ListKeys(ctx, forwarded(ctx, &v1.ListKeysRequest{}))
 	})
 }
 
@@ -60,7 +60,7 @@ func (k *keyringService) change(ctx context.Context, req *connect.Request[v1.Key
 	}
 	return k.fanOut(ctx, req.Header(), func() error { return k.cfg.Keyring.ChangeGossipKeyring(op, key) },
 		func(ctx context.Context, pc *peerClients) (*connect.Response[v1.KeyringResponse], error) {
-			return call(pc.keyring, ctx, forwarded(&v1.KeyringKeyRequest{Key: key}))
+			return call(pc.keyring, ctx, forwarded(ctx, &v1.KeyringKeyRequest{Key: key}))
 		})
 }
 

@@ -34,6 +34,7 @@ type peerClients struct {
 	event      berthv1connect.EventServiceClient
 	cluster    berthv1connect.ClusterServiceClient
 	keyring    berthv1connect.KeyringServiceClient
+	acl        berthv1connect.ACLServiceClient
 }
 
 // peer returns (cached) clients for the server at addr (host:port).
@@ -60,16 +61,10 @@ func (s *Server) peer(addr string) *peerClients {
 		event:      berthv1connect.NewEventServiceClient(s.httpClient, base, opts...),
 		cluster:    berthv1connect.NewClusterServiceClient(s.httpClient, base, opts...),
 		keyring:    berthv1connect.NewKeyringServiceClient(s.httpClient, base, opts...),
+		acl:        berthv1connect.NewACLServiceClient(s.httpClient, base, opts...),
 	}
 	s.peers[addr] = pc
 	return pc
-}
-
-// forwarded builds the request sent to the leader on behalf of a client.
-func forwarded[T any](msg *T) *connect.Request[T] {
-	req := connect.NewRequest(msg)
-	req.Header().Set(forwardedHeader, "1")
-	return req
 }
 
 // notLeaderError reports that a local Apply failed because this server is
@@ -101,6 +96,7 @@ func onLeader[Res any](ctx context.Context, s *Server, hdr http.Header,
 				// the log before it answers: its client then reads its
 				// own write from that follower.
 				res.Header().Set(appliedIndexHeader, strconv.FormatUint(s.store().LastIndex(), 10))
+				s.audit(ctx)
 				return res, nil
 			}
 			if !errors.As(err, &nle) {
@@ -259,6 +255,9 @@ func (s *Server) apply(ctx context.Context, t v1.CommandType, msg proto.Message)
 	}
 	if res.Err != nil {
 		return applyOutcome{}, connect.NewError(fsmErrorCode(res.Err), res.Err)
+	}
+	if res.Index != index {
+		markRetried(ctx)
 	}
 	return applyOutcome{Index: res.Index, Deduplicated: res.Index != index}, nil
 }

@@ -150,6 +150,15 @@ type Config struct {
 	// it calls in-process: a REST request goes through the same
 	// interceptors, validation and leader forwarding as a Connect call.
 	REST func(connectAPI http.Handler) http.Handler
+	// ACLEnabled requires an ACL token on every call but the few the ACL
+	// table leaves open (acl.Table).
+	ACLEnabled bool
+	// TaskUsers is the allowlist of users that apps' tasks may run as
+	// (an app without user runs as DefaultTaskUser); nil allows any user.
+	TaskUsers []string
+	// DefaultTaskUser is the user of tasks of apps that name none (the
+	// framework's user).
+	DefaultTaskUser string
 }
 
 // RESTPaths are the path patterns Config.REST serves.
@@ -262,34 +271,39 @@ var serviceNames = []string{
 	berthv1connect.EventServiceName,
 	berthv1connect.ClusterServiceName,
 	berthv1connect.KeyringServiceName,
+	berthv1connect.ACLServiceName,
 }
 
 // Handler returns the HTTP handler with every service mounted. It serves the
 // Connect, gRPC and gRPC-Web protocols; serve it with HTTP/1.1 and h2c (as
 // Serve does) for gRPC clients.
 func (s *Server) Handler() http.Handler {
+	// The ACL check comes after the log interceptor, so refused calls
+	// are logged too.
+	interceptors := connect.WithInterceptors(s.logInterceptor(), s.serverOnly(), authInterceptor{s})
 	opts := []connect.HandlerOption{
 		connect.WithReadMaxBytes(s.cfg.MaxRequestBytes),
 		connect.WithRecover(s.recoverPanic),
-		connect.WithInterceptors(s.logInterceptor(), s.serverOnly()),
+		interceptors,
 	}
 	mux := http.NewServeMux()
 	mux.Handle(berthv1connect.NewAppServiceHandler(&appService{s}, opts...))
 	mux.Handle(berthv1connect.NewTaskServiceHandler(&taskService{s}, opts...))
 	mux.Handle(berthv1connect.NewDeploymentServiceHandler(&deploymentService{s}, opts...))
 	mux.Handle(berthv1connect.NewEventServiceHandler(&eventService{s}, opts...))
+	mux.Handle(berthv1connect.NewACLServiceHandler(&aclService{s}, opts...))
 	clusterOpts := []connect.HandlerOption{
 		// Snapshots travel whole in one message.
 		connect.WithReadMaxBytes(s.cfg.MaxSnapshotBytes),
 		connect.WithRecover(s.recoverPanic),
-		connect.WithInterceptors(s.logInterceptor(), s.serverOnly()),
+		interceptors,
 	}
 	mux.Handle(berthv1connect.NewClusterServiceHandler(&clusterService{s}, clusterOpts...))
 	mux.Handle(berthv1connect.NewKeyringServiceHandler(&keyringService{s}, opts...))
-	mux.Handle(grpchealth.NewHandler(grpchealth.NewStaticChecker(serviceNames...)))
+	mux.Handle(grpchealth.NewHandler(grpchealth.NewStaticChecker(serviceNames...), opts...))
 	reflector := grpcreflect.NewStaticReflector(append(serviceNames, grpchealth.HealthV1ServiceName)...)
-	mux.Handle(grpcreflect.NewHandlerV1(reflector))
-	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
+	mux.Handle(grpcreflect.NewHandlerV1(reflector, opts...))
+	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector, opts...))
 	api := withTLSState(mux)
 	if s.cfg.REST == nil {
 		return api

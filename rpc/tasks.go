@@ -123,7 +123,7 @@ func (t *taskService) ListTasks(ctx context.Context, req *connect.Request[v1.Lis
 		res.NextPageToken = pages.next()
 		return connect.NewResponse(res), nil
 	}, func(ctx context.Context, pc *peerClients) (*connect.Response[v1.ListTasksResponse], error) {
-		return pc.task.ListTasks(ctx, forwarded(msg))
+		return pc.task.ListTasks(ctx, forwarded(ctx, msg))
 	})
 }
 
@@ -156,7 +156,7 @@ func (t *taskService) KillTask(ctx context.Context, req *connect.Request[v1.Kill
 		}
 		return res, err
 	}, func(ctx context.Context, pc *peerClients) (*connect.Response[v1.KillTaskResponse], error) {
-		return pc.task.KillTask(ctx, forwarded(msg))
+		return pc.task.KillTask(ctx, forwarded(ctx, msg))
 	})
 }
 

@@ -81,6 +81,7 @@ func (s *Server) writeApp(ctx context.Context, w appWrite) (appWritten, error) {
 		return appWritten{}, stateError(err)
 	}
 	if d != nil {
+		markRetried(ctx)
 		return appWritten{app: old, deployment: d, retried: true}, nil
 	}
 	if old == nil && w.mustExist {

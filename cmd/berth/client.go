@@ -33,6 +33,7 @@ var (
 	flagCAFile     string
 	flagClientCert string
 	flagClientKey  string
+	flagToken      string
 )
 
 // clientCommand gives c and its subcommands the client flags --addr and
@@ -48,6 +49,7 @@ func clientCommand(c *cobra.Command) *cobra.Command {
 	pf.StringVar(&flagCAFile, "ca-file", os.Getenv("BERTH_CACERT"), "CA certificate (PEM) to verify the server with; implies https (env BERTH_CACERT)")
 	pf.StringVar(&flagClientCert, "client-cert", os.Getenv("BERTH_CLIENT_CERT"), "client certificate (PEM) for servers run with --tls-verify-client (env BERTH_CLIENT_CERT)")
 	pf.StringVar(&flagClientKey, "client-key", os.Getenv("BERTH_CLIENT_KEY"), "client private key (PEM) (env BERTH_CLIENT_KEY)")
+	pf.StringVar(&flagToken, "token", os.Getenv("BERTH_TOKEN"), "ACL token secret sent with every request (env BERTH_TOKEN)")
 	return c
 }
 
@@ -59,6 +61,7 @@ type clients struct {
 	deployments berthv1connect.DeploymentServiceClient
 	events      berthv1connect.EventServiceClient
 	cluster     berthv1connect.ClusterServiceClient
+	acl         berthv1connect.ACLServiceClient
 }
 
 // baseURL turns host:port or a URL into a URL; a bare host:port is https
@@ -122,7 +125,7 @@ func newClients() (*clients, error) {
 	tr.Protocols = new(http.Protocols)
 	tr.Protocols.SetHTTP1(true)
 	tr.Protocols.SetHTTP2(true)
-	hc := &http.Client{Transport: berthOnly{tr}}
+	hc := &http.Client{Transport: berthOnly{withToken{flagToken, tr}}}
 	u := baseURL(flagAddr, tc != nil)
 	return &clients{
 		apps:        berthv1connect.NewAppServiceClient(hc, u),
@@ -131,6 +134,7 @@ func newClients() (*clients, error) {
 		events:      berthv1connect.NewEventServiceClient(hc, u),
 		cluster:     berthv1connect.NewClusterServiceClient(hc, u),
 		keyring:     berthv1connect.NewKeyringServiceClient(hc, u),
+		acl:         berthv1connect.NewACLServiceClient(hc, u),
 	}, nil
 }
 
@@ -220,6 +224,21 @@ func (b berthOnly) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	resp.Body.Close()
 	return nil, &notBerthError{status: resp.Status, contentType: ct}
+}
+
+// withToken is an HTTP transport that sends the ACL token, if any, as a
+// bearer token.
+type withToken struct {
+	secret string
+	next   http.RoundTripper
+}
+
+func (w withToken) RoundTrip(req *http.Request) (*http.Response, error) {
+	if w.secret != "" {
+		req = req.Clone(req.Context())
+		req.Header.Set("Authorization", "Bearer "+w.secret)
+	}
+	return w.next.RoundTrip(req)
 }
 
 // apiWords maps the API's wording in server messages to the CLI's.

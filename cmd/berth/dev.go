@@ -45,6 +45,11 @@ a restart on the same --data-dir.`,
 	f.BoolVar(&o.server.security.insecure, "insecure", false, "allow a non-loopback --api-addr (dev has no TLS: anyone who reaches it owns the server)")
 	o.server.registerMesos(f, "")
 	o.server.registerLimits(f)
+	// On one machine the operator is the only user: apps may run as any
+	// user (the PostgreSQL example runs as postgres) while the API listens
+	// on loopback only. Bound elsewhere, dev is as strict as a server.
+	o.server.anyTaskUserOnLoopback = true
+	o.server.registerSecurity(f, "any user while --api-addr is loopback, else the framework user alone")
 	rootCmd.AddCommand(c)
 }
 

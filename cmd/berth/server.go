@@ -10,7 +10,9 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"os/user"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -68,6 +70,14 @@ type serverOptions struct {
 	logLevel           string
 
 	security securityOptions
+
+	aclEnabled bool
+	// taskUsers is --task-users; nil when not given (the default depends
+	// on the command, see taskUserPolicy).
+	taskUsers []string
+	// anyTaskUserOnLoopback is berth dev's default: any task user while
+	// the API listens on loopback only.
+	anyTaskUserOnLoopback bool
 }
 
 func (o *serverOptions) registerServer(fs *pflag.FlagSet) {
@@ -113,6 +123,46 @@ func (o *serverOptions) registerMesos(fs *pflag.FlagSet, master string) {
 	fs.DurationVar(&o.reconcileInterval, "reconcile-interval", 10*time.Minute, "period of task reconciliation with Mesos")
 	fs.DurationVar(&o.reconcileTimeout, "reconciliation-timeout", 60*time.Second, "after subscribing, how long to wait for Mesos to answer for every known task before logging reconciliation as incomplete")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+}
+
+// registerSecurity registers the ACL and task-user flags. taskUsersDefault
+// describes the default of --task-users for the help text.
+func (o *serverOptions) registerSecurity(fs *pflag.FlagSet, taskUsersDefault string) {
+	fs.BoolVar(&o.aclEnabled, "acl-enabled", false, "require an ACL token on every API call (bootstrap with `berth acl bootstrap`)")
+	fs.StringSliceVar(&o.taskUsers, "task-users", nil, "users that apps' tasks may run as, comma-separated; * allows any user (default: "+taskUsersDefault+")")
+}
+
+// taskUserPolicy returns the allowlist of task users (nil: any) and the
+// user of tasks of apps that name none (the framework user).
+func (o *serverOptions) taskUserPolicy(apiAddr string) (allowed []string, frameworkUser string, err error) {
+	frameworkUser = o.mesosUser
+	if frameworkUser == "" {
+		// As the scheduler does (FrameworkInfo.user).
+		if cu, err := user.Current(); err == nil && cu.Username != "" {
+			frameworkUser = cu.Username
+		} else {
+			frameworkUser = "root"
+		}
+	}
+	switch {
+	case slices.Contains(o.taskUsers, "*"):
+		if len(o.taskUsers) > 1 {
+			return nil, "", fmt.Errorf("--task-users: * allows any user and cannot be combined with names")
+		}
+		return nil, frameworkUser, nil
+	case o.taskUsers != nil:
+		allowed = make([]string, 0, len(o.taskUsers))
+		for _, u := range o.taskUsers {
+			if u = strings.TrimSpace(u); u == "" {
+				return nil, "", fmt.Errorf("--task-users: empty user name in %q", strings.Join(o.taskUsers, ","))
+			}
+			allowed = append(allowed, u)
+		}
+		return allowed, frameworkUser, nil
+	case o.anyTaskUserOnLoopback && isLoopback(apiAddr):
+		return nil, frameworkUser, nil
+	}
+	return []string{frameworkUser}, frameworkUser, nil
 }
 
 // bindEnv lets every flag of fs fall back to BERTH_<FLAG_NAME> when the flag
@@ -187,6 +237,7 @@ func init() {
 		},
 	}
 	o.registerServer(c.Flags())
+	o.registerSecurity(c.Flags(), "the framework user alone: --mesos-user, or the current user")
 	rootCmd.AddCommand(c)
 }
 
@@ -253,6 +304,11 @@ func runServer(ctx context.Context, o *serverOptions, logger *slog.Logger, ready
 		advertise = o.apiAdvertise
 	}
 
+	taskUsers, frameworkUser, err := o.taskUserPolicy(apiAddr)
+	if err != nil {
+		return err
+	}
+
 	state := fsm.New(logger.With("component", "fsm"))
 	node, err := cluster.New(cluster.Config{
 		NodeName:          o.nodeName,
@@ -311,6 +367,10 @@ func runServer(ctx context.Context, o *serverOptions, logger *slog.Logger, ready
 			Store: state.State, Version: version, MesosMaster: o.mesosMaster,
 			Logger: logger.With("component", "marathon-api"),
 		}).Handler,
+
+		ACLEnabled:      o.aclEnabled,
+		TaskUsers:       taskUsers,
+		DefaultTaskUser: frameworkUser,
 	})
 	serveCtx, stopServe := context.WithCancel(context.Background())
 	serveDone := make(chan error, 1)
@@ -327,7 +387,8 @@ func runServer(ctx context.Context, o *serverOptions, logger *slog.Logger, ready
 	}()
 	logger.Info("berth server started", "node", o.nodeName, "api", apiAddr, "raft", node.RaftAddr(),
 		"gossip", node.GossipAddr(), "mesos_master", o.mesosMaster, "data_dir", o.dataDir,
-		"tls", sec.tlsOn(), "tls_verify_client", o.security.tlsVerifyClient, "server_identity", sec.serverName, "gossip_encrypted", sec.gossipKey != nil)
+		"tls", sec.tlsOn(), "tls_verify_client", o.security.tlsVerifyClient, "server_identity", sec.serverName, "gossip_encrypted", sec.gossipKey != nil,
+		"acl_enabled", o.aclEnabled, "task_users", taskUsersText(taskUsers))
 	if ready != nil {
 		ready(apiAddr)
 	}
@@ -397,6 +458,14 @@ func runServer(ctx context.Context, o *serverOptions, logger *slog.Logger, ready
 		<-serveDone
 	}
 	return serveErr
+}
+
+// taskUsersText renders the task-user allowlist for the log.
+func taskUsersText(users []string) string {
+	if users == nil {
+		return "any"
+	}
+	return strings.Join(users, ",")
 }
 
 // applyCommand commits one FSM command through Raft on this (leader) server

@@ -36,6 +36,8 @@ const (
 	CommandType_COMMAND_TYPE_FRAMEWORK_ID_SET  CommandType = 4
 	CommandType_COMMAND_TYPE_SCHEDULER_PLAN    CommandType = 5
 	CommandType_COMMAND_TYPE_DEPLOYMENT_CANCEL CommandType = 6
+	CommandType_COMMAND_TYPE_ACL_TOKEN_CREATE  CommandType = 7
+	CommandType_COMMAND_TYPE_ACL_TOKEN_DELETE  CommandType = 8
 )
 
 // Enum value maps for CommandType.
@@ -48,6 +50,8 @@ var (
 		4: "COMMAND_TYPE_FRAMEWORK_ID_SET",
 		5: "COMMAND_TYPE_SCHEDULER_PLAN",
 		6: "COMMAND_TYPE_DEPLOYMENT_CANCEL",
+		7: "COMMAND_TYPE_ACL_TOKEN_CREATE",
+		8: "COMMAND_TYPE_ACL_TOKEN_DELETE",
 	}
 	CommandType_value = map[string]int32{
 		"COMMAND_TYPE_UNSPECIFIED":       0,
@@ -57,6 +61,8 @@ var (
 		"COMMAND_TYPE_FRAMEWORK_ID_SET":  4,
 		"COMMAND_TYPE_SCHEDULER_PLAN":    5,
 		"COMMAND_TYPE_DEPLOYMENT_CANCEL": 6,
+		"COMMAND_TYPE_ACL_TOKEN_CREATE":  7,
+		"COMMAND_TYPE_ACL_TOKEN_DELETE":  8,
 	}
 )
 
@@ -693,7 +699,7 @@ const file_berth_v1_commands_proto_rawDesc = "" +
 	"\n" +
 	"MetaRecord\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value*\xea\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value*\xb0\x02\n" +
 	"\vCommandType\x12\x1c\n" +
 	"\x18COMMAND_TYPE_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17COMMAND_TYPE_APP_CREATE\x10\x01\x12\x1b\n" +
@@ -701,7 +707,9 @@ const file_berth_v1_commands_proto_rawDesc = "" +
 	"\x17COMMAND_TYPE_APP_DELETE\x10\x03\x12!\n" +
 	"\x1dCOMMAND_TYPE_FRAMEWORK_ID_SET\x10\x04\x12\x1f\n" +
 	"\x1bCOMMAND_TYPE_SCHEDULER_PLAN\x10\x05\x12\"\n" +
-	"\x1eCOMMAND_TYPE_DEPLOYMENT_CANCEL\x10\x06B\x91\x01\n" +
+	"\x1eCOMMAND_TYPE_DEPLOYMENT_CANCEL\x10\x06\x12!\n" +
+	"\x1dCOMMAND_TYPE_ACL_TOKEN_CREATE\x10\a\x12!\n" +
+	"\x1dCOMMAND_TYPE_ACL_TOKEN_DELETE\x10\bB\x91\x01\n" +
 	"\fcom.berth.v1B\rCommandsProtoP\x01Z1github.com/berth-dev/berth/proto/berth/v1;berthv1\xa2\x02\x03BXX\xaa\x02\bBerth.V1\xca\x02\bBerth\\V1\xe2\x02\x14Berth\\V1\\GPBMetadata\xea\x02\tBerth::V1b\x06proto3"
 
 var (
