@@ -2,12 +2,10 @@ package scheduler
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"net"
 	"net/http"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/berth-dev/berth/appmodel"
@@ -58,10 +56,9 @@ type healthTarget struct {
 }
 
 type targetState struct {
+	probeSchedule
 	target   healthTarget
 	trackers []*checkTracker
-	next     []time.Time
-	busy     []bool
 	healthy  *bool
 	killed   bool
 }
@@ -69,51 +66,16 @@ type targetState struct {
 // healthChecker runs HTTP, HTTPS and TCP checks against task host:port from
 // the leader and reports aggregate health changes and kill requests.
 type healthChecker struct {
-	mu      sync.Mutex
+	probePool
 	targets map[string]*targetState
 	results chan HealthResult
-	sem     chan struct{}
-	client  *http.Client
-	wg      sync.WaitGroup
-	now     func() time.Time
 }
 
 func newHealthChecker(concurrency int) *healthChecker {
 	return &healthChecker{
-		targets: map[string]*targetState{},
-		results: make(chan HealthResult, 64),
-		sem:     make(chan struct{}, concurrency),
-		client:  newProbeClient(),
-		now:     time.Now,
-	}
-}
-
-// newProbeClient returns the HTTP client of leader-run health and readiness
-// probes: like Marathon's, it does not verify certificates and does not
-// follow redirects; no connection is kept between probes.
-func newProbeClient() *http.Client {
-	tr := &http.Transport{
-		TLSClientConfig:   &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // Marathon does not verify health or readiness check certificates
-		DisableKeepAlives: true,
-	}
-	return &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error {
-		return http.ErrUseLastResponse
-	}}
-}
-
-// runProbes calls dispatch every 200 ms until ctx ends, then waits for the
-// probes in flight (counted by wg).
-func runProbes(ctx context.Context, wg *sync.WaitGroup, dispatch func(context.Context)) {
-	defer wg.Wait()
-	tick := time.NewTicker(200 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-		dispatch(ctx)
+		probePool: newProbePool(concurrency),
+		targets:   map[string]*targetState{},
+		results:   make(chan HealthResult, 64),
 	}
 }
 
@@ -136,8 +98,7 @@ func (h *healthChecker) sync(targets []healthTarget) {
 				maxFailures: int(hc.GetMaxConsecutiveFailures()),
 				started:     t.started,
 			})
-			ts.next = append(ts.next, now)
-			ts.busy = append(ts.busy, false)
+			ts.add(now)
 		}
 		h.targets[t.taskID] = ts
 	}
@@ -149,37 +110,24 @@ func (h *healthChecker) sync(targets []healthTarget) {
 }
 
 // run probes due checks until ctx ends, then waits for probes in flight.
-func (h *healthChecker) run(ctx context.Context) { runProbes(ctx, &h.wg, h.dispatch) }
+func (h *healthChecker) run(ctx context.Context) { h.runProbes(ctx, h.dispatch) }
 
 func (h *healthChecker) dispatch(ctx context.Context) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	now := h.now()
-	for id, ts := range h.targets {
-		if ts.killed {
-			continue
-		}
-		for ci, hc := range ts.target.checks {
-			if ts.busy[ci] || now.Before(ts.next[ci]) {
-				continue
-			}
-			select {
-			case h.sem <- struct{}{}:
-			default:
-				return // saturated: try again next tick
-			}
-			ts.busy[ci] = true
-			interval := time.Duration(appmodel.HealthCheckWithDefaults(hc).GetIntervalSeconds()) * time.Second
-			ts.next[ci] = now.Add(interval)
-			h.wg.Add(1)
-			go func(taskID string, ci int, hc *v1.HealthCheck, target healthTarget) {
-				defer h.wg.Done()
-				defer func() { <-h.sem }()
+	dispatchDue(ctx, &h.probePool, h.targets,
+		func(ts *targetState) *probeSchedule { return &ts.probeSchedule },
+		func(ts *targetState) bool { return ts.killed },
+		func(ts *targetState, ci int) time.Duration {
+			return time.Duration(appmodel.HealthCheckWithDefaults(ts.target.checks[ci]).GetIntervalSeconds()) * time.Second
+		},
+		func(id string, ci int, ts *targetState) func(context.Context) {
+			hc, target := ts.target.checks[ci], ts.target
+			return func(ctx context.Context) {
 				ok, msg, ignore := h.probe(ctx, hc, target)
-				h.report(ctx, taskID, ci, ok, msg, ignore)
-			}(id, ci, hc, ts.target)
-		}
-	}
+				h.report(ctx, id, ci, ok, msg, ignore)
+			}
+		})
 }
 
 // report folds one probe result into the task's state and emits a result

@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/berth-dev/berth/appmodel"
@@ -97,9 +96,8 @@ func readinessTargets(st *State) []readinessTarget {
 
 // readinessState is the prober's state for one target.
 type readinessState struct {
+	probeSchedule
 	target   readinessTarget
-	next     []time.Time
-	busy     []bool
 	passed   []bool
 	reported bool   // Ready was sent
 	lastMsg  string // last failure sent
@@ -109,22 +107,16 @@ type readinessState struct {
 // host:port from the leader, each at its interval, and reports a task once
 // every one of its checks passed (and failures when their reason changes).
 type readinessChecker struct {
-	mu      sync.Mutex
+	probePool
 	targets map[string]*readinessState
 	results chan ReadinessResult
-	sem     chan struct{}
-	client  *http.Client
-	wg      sync.WaitGroup
-	now     func() time.Time
 }
 
 func newReadinessChecker(concurrency int) *readinessChecker {
 	return &readinessChecker{
-		targets: map[string]*readinessState{},
-		results: make(chan ReadinessResult, 64),
-		sem:     make(chan struct{}, concurrency),
-		client:  newProbeClient(),
-		now:     time.Now,
+		probePool: newProbePool(concurrency),
+		targets:   map[string]*readinessState{},
+		results:   make(chan ReadinessResult, 64),
 	}
 }
 
@@ -150,8 +142,7 @@ func (r *readinessChecker) sync(targets []readinessTarget) {
 		}
 		rs := &readinessState{target: t}
 		for range t.checks {
-			rs.next = append(rs.next, now)
-			rs.busy = append(rs.busy, false)
+			rs.add(now)
 			rs.passed = append(rs.passed, false)
 		}
 		r.targets[t.taskID] = rs
@@ -164,36 +155,24 @@ func (r *readinessChecker) sync(targets []readinessTarget) {
 }
 
 // run probes due checks until ctx ends, then waits for probes in flight.
-func (r *readinessChecker) run(ctx context.Context) { runProbes(ctx, &r.wg, r.dispatch) }
+func (r *readinessChecker) run(ctx context.Context) { r.runProbes(ctx, r.dispatch) }
 
 func (r *readinessChecker) dispatch(ctx context.Context) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	now := r.now()
-	for id, rs := range r.targets {
-		if rs.reported {
-			continue
-		}
-		for ci, rc := range rs.target.checks {
-			if rs.busy[ci] || now.Before(rs.next[ci]) {
-				continue
-			}
-			select {
-			case r.sem <- struct{}{}:
-			default:
-				return // saturated: try again next tick
-			}
-			rs.busy[ci] = true
-			rs.next[ci] = now.Add(appmodel.ReadinessInterval(rc))
-			r.wg.Add(1)
-			go func(taskID string, ci int, rc *v1.ReadinessCheck, target readinessTarget) {
-				defer r.wg.Done()
-				defer func() { <-r.sem }()
+	dispatchDue(ctx, &r.probePool, r.targets,
+		func(rs *readinessState) *probeSchedule { return &rs.probeSchedule },
+		func(rs *readinessState) bool { return rs.reported },
+		func(rs *readinessState, ci int) time.Duration {
+			return appmodel.ReadinessInterval(rs.target.checks[ci])
+		},
+		func(id string, ci int, rs *readinessState) func(context.Context) {
+			rc, target := rs.target.checks[ci], rs.target
+			return func(ctx context.Context) {
 				ok, msg := r.probe(ctx, rc, target)
-				r.report(ctx, taskID, ci, ok, msg)
-			}(id, ci, rc, rs.target)
-		}
-	}
+				r.report(ctx, id, ci, ok, msg)
+			}
+		})
 }
 
 // report folds one probe result into the task's state and emits a result
