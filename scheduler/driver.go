@@ -43,6 +43,8 @@ type Deps struct {
 	SetFrameworkID func(ctx context.Context, id string) error
 	// Publish hands an event to the event stream (must not block long).
 	Publish func(*v1.Event)
+	// Observer is told what the driver does (metrics); nil: nothing is.
+	Observer Observer
 }
 
 // ErrFrameworkRemoved is returned by Run when Mesos reports that the
@@ -92,6 +94,9 @@ func (s *Scheduler) Run(ctx context.Context) error {
 			backoff = 250 * time.Millisecond
 		}
 		s.log.Warn("mesos subscription ended; resubscribing", "err", err, "in", backoff)
+		if o := s.deps.Observer; o != nil {
+			o.Resubscribing()
+		}
 		select {
 		case <-ctx.Done():
 			return nil
@@ -260,6 +265,10 @@ func (s *Scheduler) subscribe(ctx context.Context) error {
 		heartbeat = time.Duration(hb * float64(time.Second))
 	}
 	s.log.Info("subscribed to mesos", "master", s.cfg.MesosMaster, "framework_id", fid, "heartbeat", heartbeat)
+	if o := s.deps.Observer; o != nil {
+		o.Subscribed(true)
+		defer o.Subscribed(false)
+	}
 
 	s.mem = NewMemory()
 	hc := newHealthChecker(s.cfg.HealthCheckConcurrency)
@@ -424,9 +433,23 @@ func (l *loop) apply(in Input) {
 		l.declineOffers(in)
 		return
 	}
-	d := Decide(st, in, time.Now(), l.s.cfg)
+	obs := l.s.deps.Observer
+	now := time.Now()
+	var placed []time.Duration
+	if obs != nil {
+		placed = placements(st, in, now)
+	}
+	d := Decide(st, in, now, l.s.cfg)
+	if obs != nil {
+		obs.Decided(inputKind(in), time.Since(now))
+	}
 	if d.Plan != nil {
-		if err := l.s.deps.Commit(l.ctx, d.Plan); err != nil {
+		start := time.Now()
+		err := l.s.deps.Commit(l.ctx, d.Plan)
+		if obs != nil {
+			obs.PlanCommitted(time.Since(start), err == nil)
+		}
+		if err != nil {
 			l.snaps.drop()
 			// Not committed: send nothing that depends on it. Offers are
 			// declined so they are not held; the memory is dropped so that
@@ -439,6 +462,9 @@ func (l *loop) apply(in Input) {
 			return
 		}
 		l.snaps.committed(store, d.Plan)
+	}
+	if obs != nil {
+		observe(obs, in, d, placed)
 	}
 	if l.out.failedAccept() {
 		// Launches recorded as staging may never have reached the master;
@@ -484,6 +510,9 @@ func (l *loop) declineOffers(in Input) {
 		ids = append(ids, o.Offers[i].ID)
 	}
 	l.out.enqueue(calls.Decline(ids...).With(calls.RefuseSeconds(time.Second)))
+	if obs := l.s.deps.Observer; obs != nil {
+		obs.Offers(len(ids), len(ids), 0)
+	}
 }
 
 // lanes routes calls to two senders, each sending in order.
