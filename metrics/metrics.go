@@ -49,6 +49,14 @@ func New() *Registry {
 	return r
 }
 
+// APIMetrics returns r.API, or nil (measuring nothing) when r is nil.
+func (r *Registry) APIMetrics() *API {
+	if r == nil {
+		return nil
+	}
+	return r.API
+}
+
 // MustRegister registers more collectors (e.g. ClusterCollector); it panics
 // on a duplicate, a wiring error.
 func (r *Registry) MustRegister(cs ...prometheus.Collector) { r.reg.MustRegister(cs...) }

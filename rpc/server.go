@@ -18,6 +18,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/berth-dev/berth/fsm"
+	"github.com/berth-dev/berth/metrics"
 	"github.com/berth-dev/berth/proto/berth/v1/berthv1connect"
 )
 
@@ -113,6 +114,17 @@ type Config struct {
 	// HTTPClient is used to forward requests to the leader (default: a
 	// client speaking HTTP/1.1 and h2c).
 	HTTPClient *http.Client
+	// Metrics, when set, measures every request and serves GET /metrics
+	// (with this server's cluster and state gauges) and /v1/debug/
+	// (profiles, recent logs, the scheduler summary). Nil: neither.
+	Metrics *metrics.Registry
+	// SchedulerSubscribed tells /v1/ready whether this server's scheduler
+	// holds a Mesos subscription (asked on the leader only). Nil: not
+	// checked.
+	SchedulerSubscribed func() bool
+	// RecentLogs writes this server's log lines since a time, for
+	// /v1/debug/logs. Nil: that route answers 404.
+	RecentLogs func(w io.Writer, since time.Time) error
 }
 
 // Defaults for Config fields.
@@ -187,7 +199,7 @@ func NewServer(cfg Config) *Server {
 		hc = &http.Client{Transport: tr}
 	}
 	streams, cancel := context.WithCancel(context.Background())
-	return &Server{
+	s := &Server{
 		cfg:          cfg,
 		log:          cfg.Logger,
 		store:        cfg.Store,
@@ -200,6 +212,10 @@ func NewServer(cfg Config) *Server {
 		streams:      streams,
 		cancelStream: cancel,
 	}
+	if cfg.Metrics != nil {
+		s.registerGauges(cfg.Metrics)
+	}
+	return s
 }
 
 // serviceNames are the services the server mounts, for health checking and
@@ -216,10 +232,14 @@ var serviceNames = []string{
 // Connect, gRPC and gRPC-Web protocols; serve it with HTTP/1.1 and h2c (as
 // Serve does) for gRPC clients.
 func (s *Server) Handler() http.Handler {
+	interceptors := []connect.Interceptor{s.logInterceptor()}
+	if s.cfg.Metrics != nil {
+		interceptors = append([]connect.Interceptor{metricsInterceptor{s.cfg.Metrics.API}}, interceptors...)
+	}
 	opts := []connect.HandlerOption{
 		connect.WithReadMaxBytes(s.cfg.MaxRequestBytes),
 		connect.WithRecover(s.recoverPanic),
-		connect.WithInterceptors(s.logInterceptor()),
+		connect.WithInterceptors(interceptors...),
 	}
 	mux := http.NewServeMux()
 	mux.Handle(berthv1connect.NewAppServiceHandler(&appService{s}, opts...))
@@ -230,13 +250,16 @@ func (s *Server) Handler() http.Handler {
 		// Snapshots travel whole in one message.
 		connect.WithReadMaxBytes(s.cfg.MaxSnapshotBytes),
 		connect.WithRecover(s.recoverPanic),
-		connect.WithInterceptors(s.logInterceptor()),
+		connect.WithInterceptors(interceptors...),
 	}
 	mux.Handle(berthv1connect.NewClusterServiceHandler(&clusterService{s}, clusterOpts...))
 	mux.Handle(grpchealth.NewHandler(grpchealth.NewStaticChecker(serviceNames...)))
 	reflector := grpcreflect.NewStaticReflector(append(serviceNames, grpchealth.HealthV1ServiceName)...)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector))
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
+	plain := s.plainRoutes()
+	mux.Handle("/v1/", plain)
+	mux.Handle("/metrics", plain)
 	return mux
 }
 
@@ -254,11 +277,17 @@ func (s *Server) logInterceptor() connect.Interceptor {
 		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
 			res, err := next(ctx, req)
 			if err != nil {
+				// The request id (set by the handler when the client sent
+				// none) ties the line to the write's other log lines.
+				attrs := []any{"procedure", req.Spec().Procedure, "peer", req.Peer().Addr, "err", err}
+				if id := requestIDOf(req.Any()); id != "" {
+					attrs = append(attrs, "request_id", id)
+				}
 				switch connect.CodeOf(err) {
 				case connect.CodeInternal, connect.CodeUnknown, connect.CodeDataLoss, connect.CodeUnavailable:
-					s.log.Warn("rpc failed", "procedure", req.Spec().Procedure, "peer", req.Peer().Addr, "err", err)
+					s.log.Warn("rpc failed", attrs...)
 				default:
-					s.log.Debug("rpc refused", "procedure", req.Spec().Procedure, "peer", req.Peer().Addr, "err", err)
+					s.log.Debug("rpc refused", attrs...)
 				}
 			}
 			return res, err

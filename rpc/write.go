@@ -136,6 +136,6 @@ func (s *Server) writeApp(ctx context.Context, w appWrite) (appWritten, error) {
 	} else {
 		s.publish(&v1.Event{Type: EventAPIPost, AppId: w.appID, Message: c.what, Deployment: dep})
 	}
-	s.log.Info(c.what, "app", w.appID, "version", ver, "deployment", dep.GetId(), "action", c.action, "canceled", cancel)
+	s.log.Info(c.what, "request_id", w.requestID, "app", w.appID, "version", ver, "deployment", dep.GetId(), "action", c.action, "canceled", cancel)
 	return res, nil
 }
