@@ -2,9 +2,9 @@ package mesoslocal
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
-	"fmt"
 	"runtime"
 	"strconv"
 	"strings"
