@@ -216,6 +216,7 @@ func runServer(ctx context.Context, o *serverOptions, logger *slog.Logger, ready
 		}
 	}
 	reg := metrics.New()
+	reg.MustRegister(metrics.DiskCollector(o.dataDir))
 	if err := metrics.InstallGoMetrics(); err != nil {
 		return fmt.Errorf("metrics: install the go-metrics sink: %w", err)
 	}
