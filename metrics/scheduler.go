@@ -104,6 +104,12 @@ func (s *Scheduler) register(reg prometheus.Registerer) {
 	for _, o := range []string{"succeeded", "failed"} {
 		s.deployments.WithLabelValues(o)
 	}
+	for _, r := range []string{"healthy", "unhealthy"} {
+		s.health.WithLabelValues(r)
+	}
+	for _, in := range []string{"subscribed", "offers", "status", "statuses", "tick", "health", "readiness"} {
+		s.decisions.WithLabelValues(in)
+	}
 }
 
 // Decided implements scheduler.Observer.

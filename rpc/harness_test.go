@@ -20,6 +20,7 @@ import (
 	"github.com/berth-dev/berth/appmodel"
 	"github.com/berth-dev/berth/cluster"
 	"github.com/berth-dev/berth/fsm"
+	"github.com/berth-dev/berth/metrics"
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
 	"github.com/berth-dev/berth/proto/berth/v1/berthv1connect"
 	"github.com/berth-dev/berth/rpc"
@@ -68,6 +69,8 @@ type server struct {
 	cancel context.CancelFunc
 	done   chan error
 	closed bool
+	// metrics is the server's registry (nil unless clusterOpts.metrics).
+	metrics *metrics.Registry
 }
 
 // url is the server's API base URL.
@@ -96,6 +99,10 @@ type clusterOpts struct {
 	// onDisk uses the production Raft setup (boltdb log, file snapshots,
 	// TCP transport, real gossip) instead of in-memory stores.
 	onDisk bool
+	// metrics turns the server's metrics on (API, FSM, gauges).
+	metrics bool
+	// schedulerSubscribed is Config.SchedulerSubscribed.
+	schedulerSubscribed func() bool
 }
 
 // startServer starts one server; join is the gossip address of a running
@@ -108,6 +115,11 @@ func startServer(t testing.TB, name string, network *cluster.InmemNetwork, expec
 	}
 	log := testLogger(t).With("node", name)
 	f := fsm.New(log)
+	var reg *metrics.Registry
+	if o.metrics {
+		reg = metrics.New()
+		f.SetObserver(reg.FSM)
+	}
 	cfg := cluster.Config{
 		NodeName:          name,
 		InMemory:          true,
@@ -152,9 +164,12 @@ func startServer(t testing.TB, name string, network *cluster.InmemNetwork, expec
 		Logger:          log,
 		LeaderWait:      o.leaderWait,
 		MaxRequestBytes: o.maxRequestBytes,
+		Metrics:         reg,
+
+		SchedulerSubscribed: o.schedulerSubscribed,
 	})
 	sctx, scancel := context.WithCancel(context.Background())
-	s := &server{name: name, node: node, fsm: f, broker: broker, api: api, addr: lis.Addr().String(), cancel: scancel, done: make(chan error, 1)}
+	s := &server{name: name, node: node, fsm: f, broker: broker, api: api, addr: lis.Addr().String(), cancel: scancel, done: make(chan error, 1), metrics: reg}
 	go func() { s.done <- api.Serve(sctx, lis) }()
 	t.Cleanup(func() { s.stop(t) })
 	return s

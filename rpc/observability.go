@@ -142,10 +142,15 @@ func (s *Server) servePprof(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	switch name {
-	case "profile":
-		pprof.Profile(w, r)
-	case "trace":
-		pprof.Trace(w, r)
+	case "profile", "trace":
+		// Profiling costs CPU: say who asked, in the log the debug bundle
+		// reads back.
+		s.log.Info("serving a "+name, "seconds", r.URL.Query().Get("seconds"), "peer", r.RemoteAddr)
+		if name == "profile" {
+			pprof.Profile(w, r)
+		} else {
+			pprof.Trace(w, r)
+		}
 	case "goroutine", "heap", "allocs", "block", "mutex", "threadcreate":
 		pprof.Handler(name).ServeHTTP(w, r)
 	default:
