@@ -617,9 +617,12 @@ func (o *sender) send(c *scheduler.Call) error {
 	}
 	if err != nil {
 		if o.ctx.Err() == nil {
-			o.log.Warn("mesos call failed", "call", c.Type.String(), "err", err)
+			o.log.Warn("mesos call failed", "call", c.Type.String(), "instance_ids", callInstances(c), "err", err)
 		}
 		return fmt.Errorf("%s: %w", c.Type, err)
+	}
+	if c.Type != scheduler.Call_DECLINE && o.log.Enabled(o.ctx, slog.LevelDebug) {
+		o.log.Debug("mesos call sent", "call", c.Type.String(), "operations", operationNames(c), "instance_ids", callInstances(c))
 	}
 	return nil
 }

@@ -1,7 +1,6 @@
 package scheduler
 
 import (
-	"strings"
 	"time"
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
@@ -153,13 +152,63 @@ func appendPlacement(out []time.Duration, st *State, s mesos.TaskStatus, now tim
 		return out
 	}
 	tid := s.GetTaskID().Value
-	i := strings.LastIndex(tid, "._app.")
-	if i < 0 {
+	iid := instanceIDOfTask(tid)
+	if iid == "" {
 		return out
 	}
-	t := st.Instances[tid[:i]].GetTask()
+	t := st.Instances[iid].GetTask()
 	if t.GetId() != tid || t.GetState() == stRunning || t.GetStagedAt() == nil {
 		return out
 	}
 	return append(out, now.Sub(t.GetStagedAt().AsTime()))
+}
+
+// callInstances returns the instances a call acts on (from task ids and
+// the berth_instance_id label of reserved resources), for its log lines.
+func callInstances(c *scheduler.Call) []string {
+	seen := map[string]bool{}
+	var out []string
+	add := func(id string) {
+		if id != "" && !seen[id] {
+			seen[id] = true
+			out = append(out, id)
+		}
+	}
+	switch c.Type {
+	case scheduler.Call_ACCEPT:
+		for _, op := range c.GetAccept().GetOperations() {
+			for _, t := range op.GetLaunch().GetTaskInfos() {
+				add(instanceIDOfTask(t.GetTaskID().Value))
+			}
+			var rs []mesos.Resource
+			rs = append(rs, op.GetReserve().GetResources()...)
+			rs = append(rs, op.GetUnreserve().GetResources()...)
+			rs = append(rs, op.GetCreate().GetVolumes()...)
+			rs = append(rs, op.GetDestroy().GetVolumes()...)
+			for _, r := range rs {
+				add(resourceInstanceID(r))
+			}
+		}
+	case scheduler.Call_KILL:
+		add(instanceIDOfTask(c.GetKill().GetTaskID().Value))
+	case scheduler.Call_ACKNOWLEDGE:
+		add(instanceIDOfTask(c.GetAcknowledge().GetTaskID().Value))
+	}
+	return out
+}
+
+// resourceInstanceID is the berth_instance_id label of a reserved
+// resource, or "".
+func resourceInstanceID(r mesos.Resource) string {
+	iid, _ := labelValue(currentReservation(&r).GetLabels(), LabelInstanceID)
+	return iid
+}
+
+// operationNames lists the operations of an ACCEPT call, in order.
+func operationNames(c *scheduler.Call) []string {
+	var out []string
+	for _, op := range c.GetAccept().GetOperations() {
+		out = append(out, op.GetType().String())
+	}
+	return out
 }
