@@ -33,13 +33,18 @@ var (
 // clientCommand gives c and its subcommands the client flags --addr and
 // --output, and returns c.
 func clientCommand(c *cobra.Command) *cobra.Command {
+	registerAddr(c)
+	c.PersistentFlags().StringVarP(&flagOutput, "output", "o", "table", "output format: table or json")
+	return c
+}
+
+// registerAddr gives c and its subcommands the --addr flag.
+func registerAddr(c *cobra.Command) {
 	addr := os.Getenv("BERTH_ADDR")
 	if addr == "" {
 		addr = defaultAPIAddr
 	}
 	c.PersistentFlags().StringVar(&flagAddr, "addr", addr, "address of a Berth server (env BERTH_ADDR)")
-	c.PersistentFlags().StringVarP(&flagOutput, "output", "o", "table", "output format: table or json")
-	return c
 }
 
 // clients bundles the API clients of one server.

@@ -27,12 +27,9 @@ import (
 )
 
 func init() {
+	// Not a clientCommand: debug's --output is a file, not a format.
 	opCmd := &cobra.Command{Use: "operator", Short: "Operate and troubleshoot a Berth cluster"}
-	addr := os.Getenv("BERTH_ADDR")
-	if addr == "" {
-		addr = defaultAPIAddr
-	}
-	opCmd.PersistentFlags().StringVar(&flagAddr, "addr", addr, "address of a Berth server (env BERTH_ADDR)")
+	registerAddr(opCmd)
 	opCmd.AddCommand(operatorDebugCmd())
 	rootCmd.AddCommand(opCmd)
 }
