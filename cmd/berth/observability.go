@@ -29,6 +29,13 @@ func loopbackOnly(flag, addr string) error {
 	return nil
 }
 
+// metricsOnly serves h at GET /metrics and nothing else.
+func metricsOnly(h http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", h)
+	return mux
+}
+
 // pprofHandler serves Go's pprof index and profiles under /debug/pprof/.
 func pprofHandler() http.Handler {
 	mux := http.NewServeMux()

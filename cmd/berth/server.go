@@ -232,7 +232,7 @@ func runServer(ctx context.Context, o *serverOptions, logger *slog.Logger, ready
 		flag, addr, what string
 		h                http.Handler
 	}{
-		{"--metrics-addr", o.metricsAddr, "metrics", reg.Handler()},
+		{"--metrics-addr", o.metricsAddr, "metrics", metricsOnly(reg.Handler())},
 		{"--debug-addr", o.debugAddr, "pprof", pprofHandler()},
 	} {
 		if side.addr == "" {
