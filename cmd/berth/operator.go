@@ -110,7 +110,7 @@ func runDebug(ctx context.Context, out io.Writer, o debugOptions) error {
 	if err != nil {
 		return err
 	}
-	b := &bundle{files: map[string][]byte{}, binary: map[string]bool{}}
+	b := &bundle{files: map[string][]byte{}, binary: map[string]bool{}, errs: []string{}}
 	start := time.Now()
 
 	members, err := cl.cluster.Members(ctx, connect.NewRequest(&v1.MembersRequest{}))
