@@ -158,6 +158,14 @@ func runDebug(ctx context.Context, out io.Writer, o debugOptions) error {
 	fmt.Fprintf(out, "collecting from %d servers (%s) for %s...\n", len(servers), strings.Join(servers, ", "), o.duration)
 	wg.Wait()
 
+	// A binary profile cannot be scrubbed: one holding a secret value is
+	// left out, and the manifest says so.
+	for name, data := range b.files {
+		if b.binary[name] && containsAny(data, secrets) {
+			delete(b.files, name)
+			b.fail("%s: left out, it holds an env value or secret", name)
+		}
+	}
 	manifest := map[string]any{
 		"started":  start.UTC().Format(time.RFC3339Nano),
 		"duration": o.duration.String(),
@@ -281,8 +289,8 @@ func scrub(data []byte, secrets []string) []byte {
 	return data
 }
 
-// write writes the bundle as a .tar.gz, text files scrubbed of secrets. A
-// binary profile holding a secret value is left out rather than written.
+// write writes the bundle as a .tar.gz, text files scrubbed of secrets
+// (binary profiles holding one were dropped before).
 func (b *bundle) write(file string, secrets []string) error {
 	f, err := os.OpenFile(file, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
 	if err != nil {
@@ -299,11 +307,7 @@ func (b *bundle) write(file string, secrets []string) error {
 	var werr error
 	for _, n := range names {
 		data := b.files[n]
-		if b.binary[n] {
-			if containsAny(data, secrets) {
-				continue
-			}
-		} else {
+		if !b.binary[n] {
 			data = scrub(data, secrets)
 		}
 		hdr := &tar.Header{Name: path.Join("berth-debug", n), Mode: 0o600, Size: int64(len(data)), ModTime: now, Typeflag: tar.TypeReg}
