@@ -96,6 +96,25 @@ const (
 	ReflectionV1AlphaProcedure = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
 )
 
+// Plain HTTP routes the API serves beside Connect, as Table keys.
+const (
+	RouteHealth  = "GET /v1/health"
+	RouteReady   = "GET /v1/ready"
+	RouteMetrics = "GET /metrics"
+	RouteDebug   = "GET /v1/debug/"
+)
+
+// Routes are the rows of the plain HTTP routes beside the API: health and
+// readiness are open (load balancers and systemd call them); metrics and
+// the debug endpoints (profiles, logs, the scheduler summary) are operator
+// work, as in Nomad and Consul.
+var Routes = map[string]Rule{
+	RouteHealth:  {Permission: PermAnonymous},
+	RouteReady:   {Permission: PermAnonymous},
+	RouteMetrics: {Permission: PermOperator},
+	RouteDebug:   {Permission: PermOperator},
+}
+
 // Table is the one table of method → permission (invariant 6): every
 // procedure the API serves has a row, and a procedure without one is
 // refused. Keys are Connect procedure names ("/berth.v1.AppService/GetApp").

@@ -767,6 +767,15 @@ func (n *Node) AppliedIndex() uint64 {
 	return n.raft.AppliedIndex()
 }
 
+// CommitIndex is the latest log index known committed: on a follower, as
+// the leader last told it (readiness compares it with AppliedIndex).
+func (n *Node) CommitIndex() uint64 {
+	if n.running() != nil {
+		return 0
+	}
+	return n.raft.CommitIndex()
+}
+
 // Stats returns raft's statistics plus this node's identity and gossip
 // counts, for diagnostics.
 func (n *Node) Stats() map[string]string {

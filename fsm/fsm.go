@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/go-memdb"
 	"github.com/hashicorp/raft"
@@ -51,9 +52,25 @@ const requestRetention = 100_000
 // FSM implements raft.FSM over a Store. The commands it applies are those
 // of the registry (registry.go).
 type FSM struct {
-	logger *slog.Logger
-	state  atomic.Pointer[Store]
+	logger   *slog.Logger
+	state    atomic.Pointer[Store]
+	observer Observer
 }
+
+// Observer is told how long each applied entry and each snapshot took (the
+// server's metrics implement it; the FSM does not know Prometheus).
+// Its methods are called from Raft's FSM goroutines and must not block.
+type Observer interface {
+	// CommandApplied is called after each applied log entry with its
+	// command type's name (COMMAND_TYPE_APP_CREATE, ...).
+	CommandApplied(command string, took time.Duration)
+	// SnapshotPersisted is called after each snapshot written by Persist.
+	SnapshotPersisted(bytes int64, took time.Duration)
+}
+
+// SetObserver sets the FSM's observer. Call it before the FSM is handed
+// to Raft.
+func (f *FSM) SetObserver(o Observer) { f.observer = o }
 
 // New returns an FSM with an empty store.
 func New(logger *slog.Logger) *FSM {
@@ -74,6 +91,16 @@ func (f *FSM) State() *Store { return f.state.Load() }
 // IgnoreUnknownTypeFlag: a replica that cannot apply an entry must stop
 // rather than diverge from the others.
 func (f *FSM) Apply(l *raft.Log) any {
+	if f.observer == nil || l.Type != raft.LogCommand || len(l.Data) == 0 {
+		return f.apply(l)
+	}
+	start := time.Now()
+	res := f.apply(l)
+	f.observer.CommandApplied((v1.CommandType(l.Data[0]) &^ IgnoreUnknownTypeFlag).String(), time.Since(start))
+	return res
+}
+
+func (f *FSM) apply(l *raft.Log) any {
 	if l.Type != raft.LogCommand {
 		return &ApplyResult{Index: l.Index}
 	}

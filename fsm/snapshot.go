@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"time"
 
 	"github.com/hashicorp/go-memdb"
 	"github.com/hashicorp/raft"
@@ -27,18 +28,41 @@ const maxRecordBytes = 64 << 20
 // concurrently with Apply, on an immutable memdb snapshot.
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	s := f.State()
-	return &snapshot{db: s.db.Snapshot()}, nil
+	return &snapshot{db: s.db.Snapshot(), observer: f.observer}, nil
 }
 
-type snapshot struct{ db *memdb.MemDB }
+type snapshot struct {
+	db       *memdb.MemDB
+	observer Observer
+}
 
 // Persist streams every table into the sink.
 func (s *snapshot) Persist(sink raft.SnapshotSink) error {
-	if err := WriteSnapshot(s.db, sink); err != nil {
+	start := time.Now()
+	cw := &countingWriter{w: sink}
+	if err := WriteSnapshot(s.db, cw); err != nil {
 		_ = sink.Cancel()
 		return err
 	}
-	return sink.Close()
+	if err := sink.Close(); err != nil {
+		return err
+	}
+	if s.observer != nil {
+		s.observer.SnapshotPersisted(cw.n, time.Since(start))
+	}
+	return nil
+}
+
+// countingWriter counts the bytes written through it.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // Release is a no-op: the memdb snapshot is garbage collected.

@@ -336,6 +336,7 @@ func (c *Cluster) takeDownAgent(a *agent, gone bool) []taskRunner {
 			if gone {
 				state, reason, msg = fw.lostState(mesos.TASK_GONE_BY_OPERATOR), mesos.REASON_AGENT_REMOVED_BY_OPERATOR, "Agent "+a.id+" was marked gone by the operator"
 			}
+			c.countTaskState(t.state, state)
 			t.state = state
 			st := mesos.TaskStatus{TaskID: t.info.TaskID, State: state.Enum(), Reason: reason.Enum(), Message: proto.String(msg),
 				AgentID: &mesos.AgentID{Value: a.id}, ExecutorID: &mesos.ExecutorID{Value: t.executorID}}

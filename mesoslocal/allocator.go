@@ -125,6 +125,7 @@ func (c *Cluster) allocate(now time.Time) {
 				a.res.use(cand...)
 				avail = rest
 				made[fw] = append(made[fw], o)
+				c.count(frameworkKey(fw)+"offers/sent", 1)
 			}
 		}
 	}

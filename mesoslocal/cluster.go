@@ -85,6 +85,8 @@ type Cluster struct {
 	// every allocation round with the frameworks it considered.
 	afterAllocate func(now time.Time, fws []*framework)
 	startTime     time.Time
+	// counters are the /metrics/snapshot counters (metrics.go).
+	counters map[string]float64
 }
 
 // New validates cfg and prepares a cluster; Start binds and serves.
@@ -146,6 +148,8 @@ func (c *Cluster) Start(ctx context.Context) error {
 	mux.HandleFunc("/api/v1/", c.handleOperator)
 	mux.HandleFunc("/files/read", c.handleFilesRead)
 	mux.HandleFunc("/files/browse", c.handleFilesBrowse)
+	mux.HandleFunc("/metrics/snapshot", c.handleMetricsSnapshot)
+	mux.HandleFunc("/slave(1)/metrics/snapshot", c.handleMetricsSnapshot)
 	mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) })
 	mux.HandleFunc("/version", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")

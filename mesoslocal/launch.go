@@ -329,6 +329,7 @@ func (c *Cluster) agentUpdate(t *task, st mesos.TaskStatus) {
 		// A health update while killing keeps the KILLING state.
 		st.State = mesos.TASK_KILLING.Enum()
 	}
+	c.countTaskState(t.state, st.GetState())
 	t.state = st.GetState()
 	t.status = st
 	t.statuses = append(t.statuses, st)
@@ -416,6 +417,7 @@ func (c *Cluster) finishTask(t *task, state mesos.TaskState, reason mesos.TaskSt
 		c.agentUpdate(t, st)
 		return
 	}
+	c.countTaskState(t.state, state)
 	t.state = state
 	t.status = mesos.TaskStatus{TaskID: t.info.TaskID, State: state.Enum(), Message: proto.String(msg)}
 	if reason != 0 {

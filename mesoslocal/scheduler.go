@@ -427,6 +427,7 @@ func (c *Cluster) handleCall(r *http.Request, call *scheduler.Call) (int, string
 	if sid != fw.streamID {
 		return http.StatusBadRequest, fmt.Sprintf("The stream ID '%s' included in this request didn't match the stream ID currently associated with framework ID %s", sid, fw.id)
 	}
+	c.countCall(fw, call)
 	switch call.Type {
 	case scheduler.Call_TEARDOWN:
 		c.recordOp("TEARDOWN", fw, "", nil, nil, nil)

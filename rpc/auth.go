@@ -74,6 +74,9 @@ func certName(ctx context.Context) string {
 func (s *Server) Authorize(ctx context.Context, hdr http.Header, procedure string, msg proto.Message) (context.Context, error) {
 	rule, ok := acl.Table[procedure]
 	if !ok {
+		rule, ok = acl.Routes[procedure]
+	}
+	if !ok {
 		// A method without a row is refused, ACLs on or off: the table
 		// test makes sure none ships.
 		return ctx, connect.NewError(connect.CodePermissionDenied, fmt.Errorf("%s has no entry in the ACL table", procedure))

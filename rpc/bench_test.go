@@ -58,6 +58,13 @@ func BenchmarkCreateAppSingle(b *testing.B) {
 	benchCreate(b, s)
 }
 
+// BenchmarkCreateAppSingleMetrics is BenchmarkCreateAppSingle with the
+// server's metrics on, to measure their overhead.
+func BenchmarkCreateAppSingleMetrics(b *testing.B) {
+	s := startCluster(b, 1, clusterOpts{onDisk: true, metrics: true})[0]
+	benchCreate(b, s)
+}
+
 // BenchmarkCreateAppSingleParallel: one server, 16 concurrent clients;
 // ns/op is the inverse of throughput.
 func BenchmarkCreateAppSingleParallel(b *testing.B) {
@@ -115,4 +122,12 @@ func BenchmarkListApps10k(b *testing.B) {
 			b.Fatalf("list: %v", err)
 		}
 	}
+}
+
+// BenchmarkCreateAppThreeFollowerMetrics is BenchmarkCreateAppThreeFollower
+// with every server's metrics on.
+func BenchmarkCreateAppThreeFollowerMetrics(b *testing.B) {
+	servers := startCluster(b, 3, clusterOpts{onDisk: true, metrics: true})
+	waitLeader(b, servers)
+	benchCreate(b, followerOf(servers))
 }

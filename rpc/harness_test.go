@@ -21,6 +21,7 @@ import (
 	"github.com/berth-dev/berth/appmodel"
 	"github.com/berth-dev/berth/cluster"
 	"github.com/berth-dev/berth/fsm"
+	"github.com/berth-dev/berth/metrics"
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
 	"github.com/berth-dev/berth/proto/berth/v1/berthv1connect"
 	"github.com/berth-dev/berth/rpc"
@@ -69,6 +70,8 @@ type server struct {
 	cancel context.CancelFunc
 	done   chan error
 	closed bool
+	// metrics is the server's registry (nil unless clusterOpts.metrics).
+	metrics *metrics.Registry
 }
 
 // url is the server's API base URL.
@@ -108,6 +111,10 @@ type clusterOpts struct {
 	defaultTaskUser string
 	// logs, when set, receives every server's logs too.
 	logs io.Writer
+	// metrics turns the server's metrics on (API, FSM, gauges).
+	metrics bool
+	// schedulerSubscribed is Config.SchedulerSubscribed.
+	schedulerSubscribed func() bool
 }
 
 // startServer starts one server; join is the gossip address of a running
@@ -123,6 +130,11 @@ func startServer(t testing.TB, name string, network *cluster.InmemNetwork, expec
 		log = slog.New(slog.NewTextHandler(o.logs, nil)).With("node", name)
 	}
 	f := fsm.New(log)
+	var reg *metrics.Registry
+	if o.metrics {
+		reg = metrics.New()
+		f.SetObserver(reg.FSM)
+	}
 	cfg := cluster.Config{
 		NodeName:          name,
 		InMemory:          true,
@@ -173,9 +185,12 @@ func startServer(t testing.TB, name string, network *cluster.InmemNetwork, expec
 		ACLEnabled:      o.aclEnabled,
 		TaskUsers:       o.taskUsers,
 		DefaultTaskUser: o.defaultTaskUser,
+		Metrics:         reg,
+
+		SchedulerSubscribed: o.schedulerSubscribed,
 	})
 	sctx, scancel := context.WithCancel(context.Background())
-	s := &server{name: name, node: node, fsm: f, broker: broker, api: api, addr: lis.Addr().String(), cancel: scancel, done: make(chan error, 1)}
+	s := &server{name: name, node: node, fsm: f, broker: broker, api: api, addr: lis.Addr().String(), cancel: scancel, done: make(chan error, 1), metrics: reg}
 	go func() { s.done <- api.Serve(sctx, lis) }()
 	t.Cleanup(func() { s.stop(t) })
 	return s

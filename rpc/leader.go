@@ -108,6 +108,7 @@ func onLeader[Res any](ctx context.Context, s *Server, hdr http.Header,
 			// the forwarding server find the new leader.
 			return nil, connect.NewError(connect.CodeUnavailable, errors.New("this server is not the leader"))
 		} else if _, _, addr := s.clu.Leader(); addr != "" {
+			markForwarded(ctx)
 			actx, cancel := context.WithTimeout(ctx, s.cfg.ForwardTimeout)
 			res, err := remote(actx, s.peer(addr))
 			timedOut := actx.Err() != nil && ctx.Err() == nil

@@ -20,6 +20,7 @@ import (
 
 	"github.com/berth-dev/berth/appmodel"
 	"github.com/berth-dev/berth/fsm"
+	"github.com/berth-dev/berth/metrics"
 	"github.com/berth-dev/berth/proto/berth/v1/berthv1connect"
 )
 
@@ -159,6 +160,17 @@ type Config struct {
 	// DefaultTaskUser is the user of tasks of apps that name none (the
 	// framework's user).
 	DefaultTaskUser string
+	// Metrics, when set, measures every request and serves GET /metrics
+	// (with this server's cluster and state gauges) and /v1/debug/
+	// (profiles, recent logs, the scheduler summary). Nil: neither.
+	Metrics *metrics.Registry
+	// SchedulerSubscribed tells /v1/ready whether this server's scheduler
+	// holds a Mesos subscription (asked on the leader only). Nil: not
+	// checked.
+	SchedulerSubscribed func() bool
+	// RecentLogs writes this server's log lines since a time, for
+	// /v1/debug/logs. Nil: that route answers 404.
+	RecentLogs func(w io.Writer, since time.Time) error
 }
 
 // RESTPaths are the path patterns Config.REST serves.
@@ -247,7 +259,7 @@ func NewServer(cfg Config) *Server {
 		hc = &http.Client{Transport: tr}
 	}
 	streams, cancel := context.WithCancel(context.Background())
-	return &Server{
+	s := &Server{
 		cfg:          cfg,
 		log:          cfg.Logger,
 		store:        cfg.Store,
@@ -260,6 +272,10 @@ func NewServer(cfg Config) *Server {
 		streams:      streams,
 		cancelStream: cancel,
 	}
+	if cfg.Metrics != nil {
+		s.registerGauges(cfg.Metrics)
+	}
+	return s
 }
 
 // serviceNames are the services the server mounts, for health checking and
@@ -279,12 +295,15 @@ var serviceNames = []string{
 // Serve does) for gRPC clients.
 func (s *Server) Handler() http.Handler {
 	// The ACL check comes after the log interceptor, so refused calls
-	// are logged too.
-	interceptors := connect.WithInterceptors(s.logInterceptor(), s.serverOnly(), authInterceptor{s})
+	// are logged too; metrics, when on, measure everything.
+	interceptors := []connect.Interceptor{s.logInterceptor(), s.serverOnly(), authInterceptor{s}}
+	if s.cfg.Metrics != nil {
+		interceptors = append([]connect.Interceptor{metricsInterceptor{s.cfg.Metrics.API}}, interceptors...)
+	}
 	opts := []connect.HandlerOption{
 		connect.WithReadMaxBytes(s.cfg.MaxRequestBytes),
 		connect.WithRecover(s.recoverPanic),
-		interceptors,
+		connect.WithInterceptors(interceptors...),
 	}
 	mux := http.NewServeMux()
 	mux.Handle(berthv1connect.NewAppServiceHandler(&appService{s}, opts...))
@@ -296,7 +315,7 @@ func (s *Server) Handler() http.Handler {
 		// Snapshots travel whole in one message.
 		connect.WithReadMaxBytes(s.cfg.MaxSnapshotBytes),
 		connect.WithRecover(s.recoverPanic),
-		interceptors,
+		connect.WithInterceptors(interceptors...),
 	}
 	mux.Handle(berthv1connect.NewClusterServiceHandler(&clusterService{s}, clusterOpts...))
 	mux.Handle(berthv1connect.NewKeyringServiceHandler(&keyringService{s}, opts...))
@@ -304,11 +323,14 @@ func (s *Server) Handler() http.Handler {
 	reflector := grpcreflect.NewStaticReflector(append(serviceNames, grpchealth.HealthV1ServiceName)...)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector, opts...))
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector, opts...))
+	plain := s.plainRoutes()
+	mux.Handle("/v1/", plain)
+	mux.Handle("/metrics", plain)
 	api := withTLSState(mux)
 	if s.cfg.REST == nil {
 		return api
 	}
-	rest := s.cfg.REST(api)
+	rest := s.cfg.Metrics.APIMetrics().Middleware(metrics.ProtocolREST, s.cfg.REST(api))
 	outer := http.NewServeMux()
 	for _, p := range RESTPaths {
 		outer.Handle(p, rest)
@@ -331,11 +353,17 @@ func (s *Server) logInterceptor() connect.Interceptor {
 		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
 			res, err := next(ctx, req)
 			if err != nil {
+				// The request id (set by the handler when the client sent
+				// none) ties the line to the write's other log lines.
+				attrs := []any{"procedure", req.Spec().Procedure, "peer", req.Peer().Addr, "err", err}
+				if id := requestIDOf(req.Any()); id != "" {
+					attrs = append(attrs, "request_id", id)
+				}
 				switch connect.CodeOf(err) {
 				case connect.CodeInternal, connect.CodeUnknown, connect.CodeDataLoss, connect.CodeUnavailable:
-					s.log.Warn("rpc failed", "procedure", req.Spec().Procedure, "peer", req.Peer().Addr, "err", err)
+					s.log.Warn("rpc failed", attrs...)
 				default:
-					s.log.Debug("rpc refused", "procedure", req.Spec().Procedure, "peer", req.Peer().Addr, "err", err)
+					s.log.Debug("rpc refused", attrs...)
 				}
 			}
 			return res, err

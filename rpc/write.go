@@ -141,7 +141,7 @@ func (s *Server) writeApp(ctx context.Context, w appWrite) (appWritten, error) {
 	} else {
 		s.publish(&v1.Event{Type: EventAPIPost, AppId: w.appID, Message: c.what, Deployment: dep, App: c.app})
 	}
-	s.log.Info(c.what, "app", w.appID, "version", ver, "deployment", dep.GetId(), "action", c.action, "canceled", cancel)
+	s.log.Info(c.what, "request_id", w.requestID, "app", w.appID, "version", ver, "deployment", dep.GetId(), "action", c.action, "canceled", cancel)
 	return res, nil
 }
 

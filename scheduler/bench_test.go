@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/berth-dev/berth/fsm"
+	"github.com/berth-dev/berth/metrics"
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
@@ -59,11 +60,23 @@ func running(h *harness, appID string) int {
 // protobuf, FSM commits) and reports placements per second, from app
 // creation to all 1,000 tasks RUNNING with confirmed berths. At most 10
 // instances go on one offer (Marathon's max_instances_per_offer is 5).
-func BenchmarkPlacementMesosLocal(b *testing.B) {
+func BenchmarkPlacementMesosLocal(b *testing.B) { benchPlacementMesosLocal(b, false) }
+
+// BenchmarkPlacementMesosLocalMetrics is BenchmarkPlacementMesosLocal with
+// the server's metrics on (the scheduler's observer and the FSM's), to
+// measure their overhead.
+func BenchmarkPlacementMesosLocalMetrics(b *testing.B) { benchPlacementMesosLocal(b, true) }
+
+func benchPlacementMesosLocal(b *testing.B, withMetrics bool) {
 	for n := 0; n < b.N; n++ {
 		t := &testing.T{}
 		c := startClusterWith(t, 100, "cpus:32;mem:65536;disk:1000000;ports:[31000-32000]", true, time.Second)
 		c.t = t
+		if withMetrics {
+			reg := metrics.New()
+			c.f.SetObserver(reg.FSM)
+			c.observer = reg.Scheduler
+		}
 		c.startScheduler(Config{MaxInstancesPerOffer: 10})
 		deadline := time.Now().Add(60 * time.Second)
 		for fsm.NewTestReader(c.t, c.f.State).FrameworkID() == "" {

@@ -43,6 +43,8 @@ type Deps struct {
 	SetFrameworkID func(ctx context.Context, id string) error
 	// Publish hands an event to the event stream (must not block long).
 	Publish func(*v1.Event)
+	// Observer is told what the driver does (metrics); nil: nothing is.
+	Observer Observer
 }
 
 // ErrFrameworkRemoved is returned by Run when Mesos reports that the
@@ -92,6 +94,9 @@ func (s *Scheduler) Run(ctx context.Context) error {
 			backoff = 250 * time.Millisecond
 		}
 		s.log.Warn("mesos subscription ended; resubscribing", "err", err, "in", backoff)
+		if o := s.deps.Observer; o != nil {
+			o.Resubscribing()
+		}
 		select {
 		case <-ctx.Done():
 			return nil
@@ -267,6 +272,10 @@ func (s *Scheduler) subscribe(ctx context.Context) error {
 		heartbeat = time.Duration(hb * float64(time.Second))
 	}
 	s.log.Info("subscribed to mesos", "master", s.cfg.MesosMaster, "framework_id", fid, "heartbeat", heartbeat)
+	if o := s.deps.Observer; o != nil {
+		o.Subscribed(true)
+		defer o.Subscribed(false)
+	}
 
 	s.mem = NewMemory()
 	hc := newHealthChecker(s.cfg.HealthCheckConcurrency)
@@ -431,9 +440,23 @@ func (l *loop) apply(in Input) {
 		l.declineOffers(in)
 		return
 	}
-	d := Decide(st, in, time.Now(), l.s.cfg)
+	obs := l.s.deps.Observer
+	now := time.Now()
+	var placed []time.Duration
+	if obs != nil {
+		placed = placements(st, in, now)
+	}
+	d := Decide(st, in, now, l.s.cfg)
+	if obs != nil {
+		obs.Decided(inputKind(in), time.Since(now))
+	}
 	if d.Plan != nil {
-		if err := l.s.deps.Commit(l.ctx, d.Plan); err != nil {
+		start := time.Now()
+		err := l.s.deps.Commit(l.ctx, d.Plan)
+		if obs != nil {
+			obs.PlanCommitted(time.Since(start), err == nil)
+		}
+		if err != nil {
 			l.snaps.drop()
 			// Not committed: send nothing that depends on it. Offers are
 			// declined so they are not held; the memory is dropped so that
@@ -446,6 +469,9 @@ func (l *loop) apply(in Input) {
 			return
 		}
 		l.snaps.committed(store, d.Plan)
+	}
+	if obs != nil {
+		observe(obs, in, d, placed)
 	}
 	if l.out.failedAccept() {
 		// Launches recorded as staging may never have reached the master;
@@ -491,6 +517,9 @@ func (l *loop) declineOffers(in Input) {
 		ids = append(ids, o.Offers[i].ID)
 	}
 	l.out.enqueue(calls.Decline(ids...).With(calls.RefuseSeconds(time.Second)))
+	if obs := l.s.deps.Observer; obs != nil {
+		obs.Offers(len(ids), len(ids), 0)
+	}
 }
 
 // lanes routes calls to two senders, each sending in order.
@@ -595,9 +624,12 @@ func (o *sender) send(c *scheduler.Call) error {
 	}
 	if err != nil {
 		if o.ctx.Err() == nil {
-			o.log.Warn("mesos call failed", "call", c.Type.String(), "err", err)
+			o.log.Warn("mesos call failed", "call", c.Type.String(), "instance_ids", callInstances(c), "err", err)
 		}
 		return fmt.Errorf("%s: %w", c.Type, err)
+	}
+	if c.Type != scheduler.Call_DECLINE && o.log.Enabled(o.ctx, slog.LevelDebug) {
+		o.log.Debug("mesos call sent", "call", c.Type.String(), "operations", operationNames(c), "instance_ids", callInstances(c))
 	}
 	return nil
 }

@@ -24,6 +24,16 @@ func taskIDFor(instanceID string, incarnation uint32) string {
 	return fmt.Sprintf("%s._app.%d", instanceID, incarnation)
 }
 
+// instanceIDOfTask returns the instance id a task id was built from by
+// taskIDFor, or "" if it is not one of ours.
+func instanceIDOfTask(taskID string) string {
+	i := strings.LastIndex(taskID, "._app.")
+	if i < 0 {
+		return ""
+	}
+	return taskID[:i]
+}
+
 // persistenceIDFor builds "<app_id_with_underscores>#<containerPath>#<uuid>".
 func persistenceIDFor(appID, containerPath, uuid string) string {
 	return appSlug(appID) + "#" + containerPath + "#" + uuid

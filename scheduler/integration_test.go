@@ -42,6 +42,9 @@ type cluster struct {
 	// afterApply, when set (under mu), runs after every entry applied
 	// without error, with mu held: e.g. to check a bound at every moment.
 	afterApply func()
+	// observer, when set before startScheduler, is the scheduler's
+	// Deps.Observer (the metrics benchmarks).
+	observer Observer
 }
 
 func testLogger(t *testing.T) *slog.Logger {
@@ -112,6 +115,7 @@ func (c *cluster) deps() Deps {
 			c.events = append(c.events, e)
 			c.mu.Unlock()
 		},
+		Observer: c.observer,
 	}
 }
 

@@ -39,18 +39,23 @@ var (
 // clientCommand gives c and its subcommands the client flags --addr and
 // --output, and returns c.
 func clientCommand(c *cobra.Command) *cobra.Command {
+	registerAddr(c)
+	c.PersistentFlags().StringVarP(&flagOutput, "output", "o", "table", "output format: table or json")
+	return c
+}
+
+// registerAddr gives c and its subcommands the --addr flag.
+func registerAddr(c *cobra.Command) {
 	addr := os.Getenv("BERTH_ADDR")
 	if addr == "" {
 		addr = defaultAPIAddr
 	}
 	pf := c.PersistentFlags()
 	pf.StringVar(&flagAddr, "addr", addr, "address of a Berth server, host:port or https://host:port (env BERTH_ADDR)")
-	pf.StringVarP(&flagOutput, "output", "o", "table", "output format: table or json")
 	pf.StringVar(&flagCAFile, "ca-file", os.Getenv("BERTH_CACERT"), "CA certificate (PEM) to verify the server with; implies https (env BERTH_CACERT)")
 	pf.StringVar(&flagClientCert, "client-cert", os.Getenv("BERTH_CLIENT_CERT"), "client certificate (PEM) for servers run with --tls-verify-client (env BERTH_CLIENT_CERT)")
 	pf.StringVar(&flagClientKey, "client-key", os.Getenv("BERTH_CLIENT_KEY"), "client private key (PEM) (env BERTH_CLIENT_KEY)")
 	pf.StringVar(&flagToken, "token", os.Getenv("BERTH_TOKEN"), "ACL token secret sent with every request (env BERTH_TOKEN)")
-	return c
 }
 
 // clients bundles the API clients of one server.
@@ -112,9 +117,30 @@ func newClients() (*clients, error) {
 	default:
 		return nil, fmt.Errorf("--output: unknown format %q (want table or json)", flagOutput)
 	}
-	tc, err := clientTLS()
+	hc, tlsOn, err := newHTTPClient()
 	if err != nil {
 		return nil, err
+	}
+	hc.Transport = berthOnly{hc.Transport}
+	u := baseURL(flagAddr, tlsOn)
+	return &clients{
+		apps:        berthv1connect.NewAppServiceClient(hc, u),
+		tasks:       berthv1connect.NewTaskServiceClient(hc, u),
+		deployments: berthv1connect.NewDeploymentServiceClient(hc, u),
+		events:      berthv1connect.NewEventServiceClient(hc, u),
+		cluster:     berthv1connect.NewClusterServiceClient(hc, u),
+		keyring:     berthv1connect.NewKeyringServiceClient(hc, u),
+		acl:         berthv1connect.NewACLServiceClient(hc, u),
+	}, nil
+}
+
+// newHTTPClient is the HTTP client of every call to a Berth server: TLS
+// from --ca-file/--client-cert/--client-key (tlsOn reports whether it is
+// on) and the ACL token from --token.
+func newHTTPClient() (hc *http.Client, tlsOn bool, err error) {
+	tc, err := clientTLS()
+	if err != nil {
+		return nil, false, err
 	}
 	tr := &http.Transport{
 		DialContext:           (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
@@ -125,17 +151,7 @@ func newClients() (*clients, error) {
 	tr.Protocols = new(http.Protocols)
 	tr.Protocols.SetHTTP1(true)
 	tr.Protocols.SetHTTP2(true)
-	hc := &http.Client{Transport: berthOnly{withToken{flagToken, tr}}}
-	u := baseURL(flagAddr, tc != nil)
-	return &clients{
-		apps:        berthv1connect.NewAppServiceClient(hc, u),
-		tasks:       berthv1connect.NewTaskServiceClient(hc, u),
-		deployments: berthv1connect.NewDeploymentServiceClient(hc, u),
-		events:      berthv1connect.NewEventServiceClient(hc, u),
-		cluster:     berthv1connect.NewClusterServiceClient(hc, u),
-		keyring:     berthv1connect.NewKeyringServiceClient(hc, u),
-		acl:         berthv1connect.NewACLServiceClient(hc, u),
-	}, nil
+	return &http.Client{Transport: withToken{flagToken, tr}}, tc != nil, nil
 }
 
 // tlsHint suggests the flag that is probably missing when a server that

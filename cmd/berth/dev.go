@@ -31,7 +31,7 @@ and keep persistent volumes as directories under the data dir. State survives
 a restart on the same --data-dir.`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, args []string) error {
-			return runDaemon(c, &o.server.logLevel, func(ctx context.Context, logger *slog.Logger) error {
+			return runDaemon(c, &o.server, func(ctx context.Context, logger *slog.Logger) error {
 				return runDev(ctx, c.OutOrStdout(), &o, logger)
 			})
 		},

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -19,9 +18,10 @@ func init() { rootCmd.AddCommand(newMesosLocalCmd()) }
 // process, for machines without a Mesos cluster.
 func newMesosLocalCmd() *cobra.Command {
 	var (
-		cfg      mesoslocal.Config
-		logLevel string
-		simRun   time.Duration
+		cfg       mesoslocal.Config
+		logLevel  string
+		logFormat string
+		simRun    time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "mesos-local",
@@ -32,11 +32,11 @@ processes and keeps persistent volumes and reservations under the work dir,
 so they survive a restart. With --simulate, agents run tasks without processes.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var level slog.Level
-			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
-				return fmt.Errorf("--log-level %q: want debug, info, warn or error", logLevel)
+			logger, err := newLogger(logLevel, logFormat, nil)
+			if err != nil {
+				return err
 			}
-			cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+			cfg.Logger = logger
 			cfg.SimTaskDuration = simRun
 			c, err := mesoslocal.New(cfg)
 			if err != nil {
@@ -63,6 +63,7 @@ so they survive a restart. With --simulate, agents run tasks without processes.`
 	f.DurationVar(&cfg.AllocationInterval, "allocation-interval", time.Second, "offer batching interval")
 	f.StringVar(&cfg.Hostname, "hostname", "", "agents' hostname in offers (default: the listen host, or 127.0.0.1)")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	f.StringVar(&logFormat, "log-format", "text", "text or json")
 	return cmd
 }
 

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"os/user"
@@ -25,6 +26,7 @@ import (
 	"github.com/berth-dev/berth/appmodel"
 	"github.com/berth-dev/berth/cluster"
 	"github.com/berth-dev/berth/fsm"
+	"github.com/berth-dev/berth/metrics"
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
 	"github.com/berth-dev/berth/rpc"
 	"github.com/berth-dev/berth/rpc/clusteradapter"
@@ -78,6 +80,11 @@ type serverOptions struct {
 	// anyTaskUserOnLoopback is berth dev's default: any task user while
 	// the API listens on loopback only.
 	anyTaskUserOnLoopback bool
+	logFormat             string
+	metricsAddr           string
+	debugAddr             string
+	// recentLogs keeps the server's recent log lines (set by runDaemon).
+	recentLogs *logRing
 }
 
 func (o *serverOptions) registerServer(fs *pflag.FlagSet) {
@@ -123,6 +130,9 @@ func (o *serverOptions) registerMesos(fs *pflag.FlagSet, master string) {
 	fs.DurationVar(&o.reconcileInterval, "reconcile-interval", 10*time.Minute, "period of task reconciliation with Mesos")
 	fs.DurationVar(&o.reconcileTimeout, "reconciliation-timeout", 60*time.Second, "after subscribing, how long to wait for Mesos to answer for every known task before logging reconciliation as incomplete")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
+	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "host:port to serve GET /metrics on as well (it is always served on the API address)")
+	fs.StringVar(&o.debugAddr, "debug-addr", "", "loopback host:port to serve Go's pprof on (/debug/pprof/; off by default)")
 }
 
 // registerSecurity registers the ACL and task-user flags. taskUsersDefault
@@ -184,12 +194,14 @@ func bindEnv(fs *pflag.FlagSet) error {
 }
 
 // runDaemon applies BERTH_* environment fallbacks to c's flags, builds the
-// logger at *level, and runs fn until SIGINT or SIGTERM.
-func runDaemon(c *cobra.Command, level *string, fn func(ctx context.Context, logger *slog.Logger) error) error {
+// logger from o's log flags (keeping recent lines in o.recentLogs), and
+// runs fn until SIGINT or SIGTERM.
+func runDaemon(c *cobra.Command, o *serverOptions, fn func(ctx context.Context, logger *slog.Logger) error) error {
 	if err := bindEnv(c.Flags()); err != nil {
 		return err
 	}
-	logger, err := newLogger(*level)
+	o.recentLogs = newLogRing(defaultLogRingBytes)
+	logger, err := newLogger(o.logLevel, o.logFormat, o.recentLogs)
 	if err != nil {
 		return err
 	}
@@ -215,15 +227,6 @@ func absolutePaths(flags map[string]*string) error {
 	return nil
 }
 
-// newLogger returns the process logger at the given level.
-func newLogger(level string) (*slog.Logger, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("--log-level: %q is not debug, info, warn or error", level)
-	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
-}
-
 func init() {
 	var o serverOptions
 	c := &cobra.Command{
@@ -231,7 +234,7 @@ func init() {
 		Short: "Run a Berth server (one of three or five; alone it is a cluster of one)",
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, args []string) error {
-			return runDaemon(c, &o.logLevel, func(ctx context.Context, logger *slog.Logger) error {
+			return runDaemon(c, &o, func(ctx context.Context, logger *slog.Logger) error {
 				return runServer(ctx, &o, logger, nil)
 			})
 		},
@@ -292,6 +295,40 @@ func runServer(ctx context.Context, o *serverOptions, logger *slog.Logger, ready
 	if err := os.MkdirAll(o.dataDir, 0o755); err != nil {
 		return fmt.Errorf("--data-dir: %w", err)
 	}
+	if o.debugAddr != "" {
+		if err := loopbackOnly("--debug-addr", o.debugAddr); err != nil {
+			return err
+		}
+	}
+	reg := metrics.New()
+	reg.MustRegister(metrics.DiskCollector(o.dataDir))
+	if err := metrics.InstallGoMetrics(); err != nil {
+		return fmt.Errorf("metrics: install the go-metrics sink: %w", err)
+	}
+	sideCtx, stopSide := context.WithCancel(context.Background())
+	var sideWaits []func()
+	defer func() {
+		stopSide()
+		for _, wait := range sideWaits {
+			wait()
+		}
+	}()
+	for _, side := range []struct {
+		flag, addr, what string
+		h                http.Handler
+	}{
+		{"--metrics-addr", o.metricsAddr, "metrics", metricsOnly(reg.Handler())},
+		{"--debug-addr", o.debugAddr, "pprof", pprofHandler()},
+	} {
+		if side.addr == "" {
+			continue
+		}
+		l, err := listenSide(side.flag, side.addr)
+		if err != nil {
+			return err
+		}
+		sideWaits = append(sideWaits, serveSide(sideCtx, side.what, l, side.h, logger))
+	}
 
 	lis, err := net.Listen("tcp", o.apiAddr)
 	if err != nil {
@@ -310,6 +347,7 @@ func runServer(ctx context.Context, o *serverOptions, logger *slog.Logger, ready
 	}
 
 	state := fsm.New(logger.With("component", "fsm"))
+	state.SetObserver(reg.FSM)
 	node, err := cluster.New(cluster.Config{
 		NodeName:          o.nodeName,
 		DataDir:           filepath.Clean(o.dataDir),
@@ -345,7 +383,7 @@ func runServer(ctx context.Context, o *serverOptions, logger *slog.Logger, ready
 
 	events := rpc.NewEventBroker(1024, logger)
 	defer events.Close()
-	api := rpc.NewServer(rpc.Config{
+	apiCfg := rpc.Config{
 		Store:      state.State,
 		Cluster:    clusteradapter.New(node),
 		Events:     events,
@@ -371,7 +409,14 @@ func runServer(ctx context.Context, o *serverOptions, logger *slog.Logger, ready
 		ACLEnabled:      o.aclEnabled,
 		TaskUsers:       taskUsers,
 		DefaultTaskUser: frameworkUser,
-	})
+
+		Metrics:             reg,
+		SchedulerSubscribed: reg.Scheduler.IsSubscribed,
+	}
+	if o.recentLogs != nil {
+		apiCfg.RecentLogs = o.recentLogs.WriteSince
+	}
+	api := rpc.NewServer(apiCfg)
 	serveCtx, stopServe := context.WithCancel(context.Background())
 	serveDone := make(chan error, 1)
 	go func() {
@@ -408,7 +453,8 @@ func runServer(ctx context.Context, o *serverOptions, logger *slog.Logger, ready
 				SetFrameworkID: func(ctx context.Context, id string) error {
 					return applyCommand(ctx, node, v1.CommandType_COMMAND_TYPE_FRAMEWORK_ID_SET, &v1.FrameworkIDSetCommand{FrameworkId: id})
 				},
-				Publish: events.Publish,
+				Publish:  events.Publish,
+				Observer: reg.Scheduler,
 			}
 			// A fresh scheduler per attempt: nothing a previous term or
 			// attempt remembered in memory may leak into this one.
