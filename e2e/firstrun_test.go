@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestFirstRunWithDefaults follows the README as a newcomer does: `berth dev`
@@ -47,9 +48,11 @@ func TestFirstRunWithDefaults(t *testing.T) {
 		t.Fatalf("PostgreSQL data on the volume: %v", err)
 	}
 	mustCLI(t, api, "app", "remove", "/postgres", "--wait")
-	if vols := volumeDirs(t, dataDir); len(vols) != 0 {
-		t.Fatalf("volumes left after remove: %v", vols)
-	}
+	// The agent destroys the volume when the DESTROY the remove sent
+	// reaches it, right after the deployment ends.
+	eventually(t, 2*time.Minute, "the volume to be destroyed", func() bool {
+		return len(volumeDirs(t, dataDir)) == 0
+	})
 }
 
 // TestTaskUserCannotReachDataDir: a data dir under a directory the task's
