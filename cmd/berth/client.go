@@ -160,7 +160,11 @@ func tlsHint(msg string) string {
 	switch {
 	case strings.Contains(msg, "400 Bad Request") && !strings.HasPrefix(baseURL(flagAddr, false), "https://") && flagCAFile == "":
 		return " (does the server use TLS? give --ca-file or an https:// address)"
-	case strings.Contains(msg, "certificate required"):
+	case strings.Contains(msg, "certificate required"),
+		// TLS 1.3 over HTTP/2: the server's refusal of a missing client
+		// certificate arrives after the handshake and only breaks the
+		// connection.
+		flagClientCert == "" && strings.Contains(msg, "client conn could not be established"):
 		return " (the server requires a client certificate: give --client-cert and --client-key)"
 	case strings.Contains(msg, "certificate signed by unknown authority"):
 		return " (give the cluster's CA with --ca-file)"
