@@ -32,7 +32,8 @@ type testCluster struct {
 // startMesosLocal runs `berth mesos-local` with the given number of agents.
 func startMesosLocal(t *testing.T, agents int) (*proc, string, string) {
 	t.Helper()
-	addr, dir := freePort(t), t.TempDir()
+	// Traversable: tasks may run as another user (postgres) below it.
+	addr, dir := freePort(t), traversableTempDir(t)
 	p := startProc(t, "mesos-local", "mesos-local", "--listen", addr, "--work-dir", dir,
 		"--agents", strconv.Itoa(agents))
 	eventually(t, time.Minute, "mesos-local to answer", func() bool {

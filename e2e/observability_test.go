@@ -87,14 +87,15 @@ func httpStatus(t *testing.T, url string) (int, string) {
 }
 
 // TestMetricsHealthAndDebugBundle is issue 15's promise: on a three-server
-// cluster running an app on mesos-local, every server serves /metrics with
+// cluster running the PostgreSQL example on mesos-local, every server serves /metrics with
 // each family, and they move as the cluster works (offers and placements
 // up, one instance running, exactly one leader); /v1/health and /v1/ready
 // answer; mesos-local serves Mesos' /metrics/snapshot; the deploy/ alerts
 // and dashboard use only series a live scrape has; and `berth operator
 // debug` bundles every server's data without the app's secret env value.
 func TestMetricsHealthAndDebugBundle(t *testing.T) {
-	c := startCluster(t, 3)
+	requirePostgres(t)
+	c := startCluster(t, 3, "--task-users", "postgres")
 	lead := c.waitLeader(c.servers)
 	eventually(t, 2*time.Minute, "every server ready", func() bool {
 		for _, s := range c.servers {
@@ -112,17 +113,23 @@ func TestMetricsHealthAndDebugBundle(t *testing.T) {
 		}
 	}
 
+	// The PostgreSQL walkthrough's app, with a secret env value that must
+	// stay out of the debug bundle.
 	secret := fmt.Sprintf("pw-%d-never-in-a-bundle", time.Now().UnixNano())
-	app := writeFile(t, "obs.json", fmt.Sprintf(`{
-  "id": "/obs", "instances": 1, "cpus": 0.1, "mem": 32,
-  "cmd": "exec sleep 100000",
-  "env": {"DB_PASSWORD": %q},
-  "container": {"type": "MESOS", "volumes": [{"containerPath": "data", "mode": "RW", "persistent": {"size": 1}}]},
-  "upgradeStrategy": {"minimumHealthCapacity": 0, "maximumOverCapacity": 0}
-}`, secret))
+	var def map[string]any
+	if err := json.Unmarshal([]byte(readFile(t, "../deploy/examples/postgres.json")), &def); err != nil {
+		t.Fatal(err)
+	}
+	def["id"] = "/obs"
+	def["env"].(map[string]any)["DB_PASSWORD"] = secret
+	js, err := json.Marshal(def)
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := writeFile(t, "obs.json", string(js))
 	follower := c.others(lead)[0]
 	mustCLI(t, follower.api, "app", "add", app) // forwarded to the leader
-	eventually(t, 3*time.Minute, "/obs running", func() bool { return len(runningTasks(t, lead.api, "/obs")) == 1 })
+	waitHealthy(t, lead.api, "/obs", nil)
 	if out := mustCLI(t, lead.api, "-o", "json", "app", "show", "/obs"); !strings.Contains(out, secret) {
 		t.Fatalf("the app's env value is not in the state, so the bundle check below would prove nothing:\n%s", out)
 	}
