@@ -56,15 +56,15 @@ func under(appID, gid string) bool {
 	return gid == "/" || strings.HasPrefix(appID, gid+"/")
 }
 
-// getGroup serves GET /v2/groups[/{id}]: the tree of the apps under id.
-func (a *API) getGroup(w http.ResponseWriter, r *http.Request, gid string) {
+// groupApps lists the apps under group gid with their summaries; it answers
+// the request itself (and returns ok false) on an error or, for a group
+// other than the root, when there are none.
+func (a *API) groupApps(w http.ResponseWriter, r *http.Request, gid string) (apps []*v1.App, sums []*v1.AppSummary, ok bool) {
 	res, err := a.apps.ListApps(r.Context(), call(r, &v1.ListAppsRequest{}))
 	if err != nil {
 		a.writeError(w, r, err, failure{})
-		return
+		return nil, nil, false
 	}
-	var apps []*v1.App
-	var sums []*v1.AppSummary
 	for i, app := range res.Msg.GetApps() {
 		if under(app.GetId(), gid) {
 			apps = append(apps, app)
@@ -73,6 +73,15 @@ func (a *API) getGroup(w http.ResponseWriter, r *http.Request, gid string) {
 	}
 	if len(apps) == 0 && gid != "/" {
 		writeMessage(w, http.StatusNotFound, groupNotFound(gid))
+		return nil, nil, false
+	}
+	return apps, sums, true
+}
+
+// getGroup serves GET /v2/groups[/{id}]: the tree of the apps under id.
+func (a *API) getGroup(w http.ResponseWriter, r *http.Request, gid string) {
+	apps, sums, ok := a.groupApps(w, r, gid)
+	if !ok {
 		return
 	}
 	infos, err := appInfos(apps, sums, nil)
@@ -398,21 +407,8 @@ func (a *API) getGroupApps(w http.ResponseWriter, r *http.Request, gid string) {
 	if gid == "" {
 		gid = "/"
 	}
-	res, err := a.apps.ListApps(r.Context(), call(r, &v1.ListAppsRequest{}))
-	if err != nil {
-		a.writeError(w, r, err, failure{})
-		return
-	}
-	var apps []*v1.App
-	var sums []*v1.AppSummary
-	for i, app := range res.Msg.GetApps() {
-		if under(app.GetId(), gid) {
-			apps = append(apps, app)
-			sums = append(sums, res.Msg.GetSummaries()[i])
-		}
-	}
-	if len(apps) == 0 && gid != "/" {
-		writeMessage(w, http.StatusNotFound, groupNotFound(gid))
+	apps, sums, ok := a.groupApps(w, r, gid)
+	if !ok {
 		return
 	}
 	tasks, err := a.tasksByApp(r, "", false)
