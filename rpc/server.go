@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -127,6 +128,12 @@ type Config struct {
 	// OnLeft is called once this server has left the cluster through
 	// ClusterService.Leave, to shut the process down (nil: nothing).
 	OnLeft func()
+	// MaxConcurrentLists bounds the listings (ListApps, ListTasks,
+	// ListDeployments) a server runs at once (default half the cores, at
+	// least one: the rest stays free for writes and the scheduler); one
+	// that cannot start within two seconds is refused with
+	// ResourceExhausted and Retry-After.
+	MaxConcurrentLists int
 	// Limits caps each app definition (zero fields: appmodel's defaults).
 	Limits appmodel.Limits
 	// MaxApps caps the apps the cluster holds (default 50,000) and
@@ -208,6 +215,9 @@ type Server struct {
 	// previous leader's last acknowledged writes yet.
 	barrierTerm atomic.Uint64
 
+	// lists bounds the listings running at once (see shed.go).
+	lists listLimiter
+
 	// streams is cancelled when Serve shuts down, ending event streams so
 	// that graceful shutdown does not wait for them.
 	streams      context.Context
@@ -237,6 +247,9 @@ func NewServer(cfg Config) *Server {
 	}
 	if cfg.ForwardTimeout <= 0 {
 		cfg.ForwardTimeout = DefaultForwardTimeout
+	}
+	if cfg.MaxConcurrentLists <= 0 {
+		cfg.MaxConcurrentLists = max(1, runtime.GOMAXPROCS(0)/2)
 	}
 	if cfg.MaxApps <= 0 {
 		cfg.MaxApps = DefaultMaxApps
@@ -271,6 +284,7 @@ func NewServer(cfg Config) *Server {
 		peers:        map[string]*peerClients{},
 		streams:      streams,
 		cancelStream: cancel,
+		lists:        newListLimiter(cfg.MaxConcurrentLists, listQueueWait),
 	}
 	if cfg.Metrics != nil {
 		s.registerGauges(cfg.Metrics)
@@ -296,7 +310,7 @@ var serviceNames = []string{
 func (s *Server) Handler() http.Handler {
 	// The ACL check comes after the log interceptor, so refused calls
 	// are logged too; metrics, when on, measure everything.
-	interceptors := []connect.Interceptor{s.logInterceptor(), s.serverOnly(), authInterceptor{s}}
+	interceptors := []connect.Interceptor{s.logInterceptor(), s.serverOnly(), authInterceptor{s}, s.lists}
 	if s.cfg.Metrics != nil {
 		interceptors = append([]connect.Interceptor{metricsInterceptor{s.cfg.Metrics.API}}, interceptors...)
 	}
