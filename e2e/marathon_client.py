@@ -64,6 +64,13 @@ def running_task(app_id):
     return ts[0] if len(ts) == 1 else None
 
 
+def new_running_task(app_id, old_id):
+    """The one running task of the app if it is not old_id (one read: the
+    task may change between two)."""
+    t = running_task(app_id)
+    return t if t and t.id != old_id else None
+
+
 events = queue.Queue()
 
 
@@ -176,14 +183,13 @@ check(again.id != first.id, "a new task id for the relaunch")
 step("restart")
 d = c.restart_app(APP)
 check(d["deploymentId"] and d["version"], "restart result %r" % d)
-wait("the restart", lambda: not c.get_app(APP).deployments and running_task(APP) and running_task(APP).id != again.id)
-restarted = running_task(APP)
+restarted = wait("the restart", lambda: not c.get_app(APP).deployments and new_running_task(APP, again.id))
 check((restarted.slave_id, restarted.local_volumes[0]["persistenceId"]) == berth, "same berth after restart")
 
 step("kill the task: relaunched on the same berth")
 killed = c.kill_task(APP, restarted.id)
 check(killed.id == restarted.id, "killed %r" % killed)
-relaunched = wait("the relaunch", lambda: running_task(APP) if running_task(APP) and running_task(APP).id != restarted.id else None)
+relaunched = wait("the relaunch", lambda: new_running_task(APP, restarted.id))
 check((relaunched.slave_id, relaunched.local_volumes[0]["persistenceId"]) == berth, "same berth after kill")
 
 step("versions and deployments")
