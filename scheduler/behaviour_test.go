@@ -186,6 +186,10 @@ func TestConstraints(t *testing.T) {
 		want        []string
 	}{
 		{"unique hostname", [][]string{{"hostname", "UNIQUE"}}, 4, []string{"host1", "host2", "host3"}},
+		// Marathon's "@hostname" is the agent's hostname too (its
+		// constraints doc; an attribute of that name is never looked up).
+		{"unique @hostname", [][]string{{"@hostname", "UNIQUE"}}, 4, []string{"host1", "host2", "host3"}},
+		{"like @hostname", [][]string{{"@hostname", "LIKE", "host[12]"}}, 2, []string{"host1", "host1"}},
 		{"cluster rack", [][]string{{"rack", "CLUSTER", "r2"}}, 2, []string{"host3", "host3"}},
 		{"like", [][]string{{"hostname", "LIKE", "host[12]"}}, 2, []string{"host1", "host1"}},
 		{"unlike", [][]string{{"hostname", "UNLIKE", "host[12]"}}, 1, []string{"host3"}},

@@ -53,9 +53,11 @@ func attributeString(a mesos.Attribute) string {
 	return ""
 }
 
-// fieldValue returns the value of a constraint field on an agent.
+// fieldValue returns the value of a constraint field on an agent:
+// "hostname" (or Marathon's "@hostname") is the agent's hostname, anything
+// else an attribute.
 func (ai agentInfo) fieldValue(field string) (string, bool) {
-	if field == "hostname" {
+	if field == "hostname" || field == "@hostname" {
 		return ai.hostname, ai.hostname != ""
 	}
 	v, ok := ai.attributes[field]
