@@ -416,17 +416,20 @@ func externalVolumeFrom(v any, path string, p *problems) any {
 		p.add(path, "expected an object")
 		return nil
 	}
-	if provider, _ := obj.get("provider"); provider == "csi" {
-		renamed := make(jsonObject, len(obj))
-		for i, m := range obj {
-			if m.key == "options" {
-				m.key = "csiOptions"
-			}
-			renamed[i] = m
-		}
-		obj = renamed
+	provider, _ := obj.get("provider")
+	options, hasOptions := obj.get("options")
+	if provider != "csi" || !hasOptions {
+		return objectFromMarathon(obj, externalVolume, path, p)
 	}
-	return objectFromMarathon(obj, externalVolume, path, p)
+	rest := make(jsonObject, 0, len(obj))
+	for _, m := range obj {
+		if m.key != "options" {
+			rest = append(rest, m)
+		}
+	}
+	out := objectFromMarathon(rest, externalVolume, path, p)
+	csi := externalVolume.Fields().ByName("csi_options").Message()
+	return append(out, jsonMember{"csiOptions", fromMarathon(options, csi, joinField(path, "options"), p)})
 }
 
 func externalVolumeTo(obj jsonObject) any {

@@ -144,6 +144,8 @@ func Validate(app *v1.App) []Violation {
 	validatePortDefinitions(v, app)
 	validateHealthChecks(v, app)
 	validateReadinessChecks(v, app)
+	validateCheck(v, app)
+	validateResourceExtras(v, app)
 
 	us := app.UpgradeStrategy
 	if us != nil {
@@ -297,6 +299,8 @@ func validateContainer(v *validator, app *v1.App) {
 		validatePortMappings(v, "container.docker.portMappings", d.PortMappings)
 	}
 	validatePortMappings(v, "container.portMappings", c.PortMappings)
+	validateLinuxInfo(v, c)
+	validateDockerExtras(v, c)
 
 	paths := map[string]int{}
 	for i, vol := range c.Volumes {
@@ -324,11 +328,14 @@ func validateContainer(v *validator, app *v1.App) {
 		if vol.HostPath != nil && vol.GetHostPath() == "" {
 			v.add(field+".hostPath", "must not be empty")
 		}
-		if vol.Secret != nil && vol.GetSecret() == "" {
-			v.add(field+".secret", "must not be empty")
-		}
 		if p := vol.Persistent; p != nil {
 			validatePersistentVolume(v, field, vol, p)
+		}
+		if e := vol.External; e != nil {
+			validateExternalVolume(v, field, e)
+		}
+		if vol.Secret != nil {
+			validateSecretRef(v, field+".secret", vol.GetSecret(), app)
 		}
 	}
 }
