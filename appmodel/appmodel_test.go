@@ -409,8 +409,10 @@ func TestValidationRules(t *testing.T) {
 		{"constraint max_per", `{"constraints": [["hostname", "MAX_PER", "zero"]]}`, "constraints[0]", []string{"MAX_PER"}},
 		{"constraint group_by", `{"constraints": [["rack", "GROUP_BY", "-1"]]}`, "constraints[0]", []string{"GROUP_BY"}},
 		{"constraint is", `{"constraints": [["rack", "IS"]]}`, "constraints[0]", []string{"IS"}},
-		{"env name", `{"env": {"1BAD": "x"}}`, `env["1BAD"]`, nil},
-		{"env name dash", `{"env": {"A-B": "x"}}`, `env["A-B"]`, nil},
+		// Marathon takes any other name for an app (LegacyEnvVars):
+		// "1BAD" and "A-B" are valid.
+		{"env name", `{"env": {"A=B": "x"}}`, `env["A=B"]`, nil},
+		{"env name empty", `{"env": {"": "x"}}`, `env[""]`, nil},
 		{"backoff factor", `{"backoffFactor": 0.5}`, "backoffFactor", nil},
 		{"negative backoff", `{"backoffSeconds": -1}`, "backoffSeconds", nil},
 		{"uris and fetch", `{"uris": ["http://a"], "fetch": [{"uri": "http://b"}]}`, "uris", []string{"fetch"}},

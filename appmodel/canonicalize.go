@@ -250,7 +250,13 @@ func normalizeNetworks(app *v1.App) {
 	ip := app.IpAddress
 	if len(app.Networks) > 0 {
 		// Canonical networks given; any deprecated field alongside is a
-		// conflict that Validate reports.
+		// conflict that Validate reports. A network without a mode is a
+		// container network (network.raml's default).
+		for _, n := range app.Networks {
+			if n != nil && n.Mode == nil {
+				n.Mode = proto.String(NetworkModeContainer)
+			}
+		}
 		return
 	}
 	var networks []*v1.Network

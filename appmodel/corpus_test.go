@@ -292,3 +292,22 @@ func TestParseFieldGroupErrors(t *testing.T) {
 		}
 	}
 }
+
+// Rules where Marathon is looser than a first guess: an app's env names
+// are free-form (Marathon validates them strictly only for pods), and a
+// network without a mode is a container network.
+func TestMarathonLooseRules(t *testing.T) {
+	for _, js := range []string{
+		`{"id": "/a", "cmd": "x", "env": {"1ST": "a", "A-B": "b", "my.var": "c"}}`,
+		`{"id": "/a", "cmd": "x", "networks": [{"name": "dcos"}]}`,
+	} {
+		app := Canonicalize(mustParse(t, js))
+		if vs := Validate(app); len(vs) > 0 {
+			t.Errorf("%s: violations %v", js, vs)
+		}
+	}
+	app := Canonicalize(mustParse(t, `{"id": "/a", "cmd": "x", "networks": [{"name": "dcos"}]}`))
+	if app.Networks[0].GetMode() != NetworkModeContainer {
+		t.Errorf("network mode = %q, want container", app.Networks[0].GetMode())
+	}
+}

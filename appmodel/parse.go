@@ -3,8 +3,9 @@
 // back (Render), Marathon's defaults (Canonicalize), Marathon's validation
 // rules (Validate, ValidateUpdate), partial updates (MergePartial), and the
 // questions the scheduler asks about an app (IsResident, PersistentVolumes,
-// NeedsRelaunch, the effective value of every defaulted field). The rpc
-// layer and the scheduler both call it; neither re-implements a rule.
+// NeedsRelaunch, the effective value of every defaulted field), and which
+// fields Berth keeps without acting upon them (Unsupported). The rpc layer
+// and the scheduler both call it; neither re-implements a rule.
 //
 // A new app field is added to proto/berth/v1/app.proto and, if Marathon
 // defaults or constrains it, here; nowhere else.

@@ -27,8 +27,6 @@ func (v Violation) String() string { return v.Field + ": " + v.Description }
 // pathSegmentRE is Marathon's rule for one segment of an app id.
 var pathSegmentRE = regexp.MustCompile(`^(([a-z0-9]|[a-z0-9][a-z0-9\-]*[a-z0-9])\.)*([a-z0-9]|[a-z0-9][a-z0-9\-]*[a-z0-9])$`)
 
-// envNameRE is the POSIX shell rule for environment variable names.
-var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 var (
 	containerTypes      = []string{"MESOS", "DOCKER"}
@@ -116,8 +114,10 @@ func Validate(app *v1.App) []Violation {
 	}
 	for name, val := range app.Env {
 		field := fmt.Sprintf("env[%s]", strconv.Quote(name))
-		if !envNameRE.MatchString(name) {
-			v.add(field, "invalid environment variable name: letters, digits and '_' only, not starting with a digit")
+		// Marathon's apps take any name (LegacyEnvVars); only what no
+		// process environment can hold is refused.
+		if name == "" || strings.ContainsAny(name, "=\x00") {
+			v.add(field, "invalid environment variable name: must not be empty or contain '=' or NUL")
 		}
 		if val.GetKind() == nil {
 			v.add(field, "must be a string or a secret reference")
