@@ -27,7 +27,6 @@ func (v Violation) String() string { return v.Field + ": " + v.Description }
 // pathSegmentRE is Marathon's rule for one segment of an app id.
 var pathSegmentRE = regexp.MustCompile(`^(([a-z0-9]|[a-z0-9][a-z0-9\-]*[a-z0-9])\.)*([a-z0-9]|[a-z0-9][a-z0-9\-]*[a-z0-9])$`)
 
-
 var (
 	containerTypes      = []string{"MESOS", "DOCKER"}
 	dockerNetworks      = []string{"HOST", "BRIDGE", "USER"}
