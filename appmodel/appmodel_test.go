@@ -524,6 +524,7 @@ func FuzzParseAndValidateApp(f *testing.F) {
 	}
 	f.Add([]byte(validBase))
 	f.Add([]byte(`{"id":"a","container":{"docker":{"network":"USER"}},"ipAddress":{"discovery":{"ports":[{"number":1}]}}}`))
+	f.Add([]byte(`{"id":"a","args":[],"networks":[{"name":"n"}],"container":{"portMappings":[]},"cmd":"x","labels":{},"ports":null}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		app, err := Parse(data)
 		if err != nil {

@@ -64,6 +64,9 @@ func recordPresence(tree any, app *v1.App) {
 		}
 	}
 	walk(obj, appDescriptor, "")
+	// In the order Canonicalize keeps them, so that Parse(Render(app))
+	// equals app.
+	slices.Sort(app.EmptyFields)
 }
 
 // resolveField finds the message holding the field at a JSON path and the
