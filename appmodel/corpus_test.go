@@ -285,6 +285,8 @@ func TestParseFieldGroupErrors(t *testing.T) {
 		{`{"id": "/a", "check": {"http": {"portIndex": "0"}}}`, `check.http.portIndex: expected a whole number`},
 		{`{"id": "/a", "container": {"linuxInfo": {"seccomp": {"unconfined": "no"}}}}`, `container.linuxInfo.seccomp.unconfined: expected true or false`},
 		{`{"id": "/a", "container": {"volumes": [{"containerPath": "d", "external": {"provider": "csi", "options": {"pluginNme": "p"}}}]}}`, `container.volumes[0].external.options.pluginNme: unknown field`},
+		{`{"id": "/a", "container": {"volumes": [{"containerPath": "d", "external": {"provider": "csi", "csiOptions": {}}}]}}`, `container.volumes[0].external.csiOptions: unknown field`},
+		{`{"id": "/a", "container": {"volumes": [{"containerPath": "d", "external": {"provider": "dvdi", "options": {"size": 3}}}]}}`, `container.volumes[0].external.options["size"]: expected a string`},
 	} {
 		_, err := Parse([]byte(c.json))
 		if err == nil || !strings.Contains(err.Error(), c.want) {

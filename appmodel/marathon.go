@@ -418,18 +418,23 @@ func externalVolumeFrom(v any, path string, p *problems) any {
 	}
 	provider, _ := obj.get("provider")
 	options, hasOptions := obj.get("options")
-	if provider != "csi" || !hasOptions {
-		return objectFromMarathon(obj, externalVolume, path, p)
-	}
+	csi := provider == "csi" && hasOptions
 	rest := make(jsonObject, 0, len(obj))
 	for _, m := range obj {
-		if m.key != "options" {
+		switch {
+		case m.key == "csiOptions":
+			// The typed form's own name is not Marathon's.
+			p.add(joinField(path, m.key), "unknown field")
+		case m.key != "options" || !csi:
 			rest = append(rest, m)
 		}
 	}
+	if !csi {
+		return objectFromMarathon(rest, externalVolume, path, p)
+	}
 	out := objectFromMarathon(rest, externalVolume, path, p)
-	csi := externalVolume.Fields().ByName("csi_options").Message()
-	return append(out, jsonMember{"csiOptions", fromMarathon(options, csi, joinField(path, "options"), p)})
+	csiOptions := externalVolume.Fields().ByName("csi_options").Message()
+	return append(out, jsonMember{"csiOptions", fromMarathon(options, csiOptions, joinField(path, "options"), p)})
 }
 
 func externalVolumeTo(obj jsonObject) any {

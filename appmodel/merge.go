@@ -26,8 +26,8 @@ func MergePartial(old, patch *v1.App) *v1.App {
 	}
 	dst := merged.ProtoReflect()
 	fields := dst.Descriptor().Fields()
-	// forget clears a top-level field and what the old app said of its
-	// presence.
+	// forget drops what the old app said of the presence of a top-level
+	// field (and of the lists inside it) that the patch replaces.
 	forget := func(name string) {
 		merged.EmptyFields = slices.DeleteFunc(merged.EmptyFields, func(p string) bool { return underField(p, name) })
 	}
