@@ -38,6 +38,18 @@ func Unsupported(app *v1.App) []string {
 		add("residency.taskLostBehavior", "resident instances always wait for their agent (Berth never destroys on doubt), as WAIT_FOREVER")
 	}
 	c := app.GetContainer()
+	docker := c.GetType() == "DOCKER"
+	for i, n := range app.GetNetworks() {
+		field := fmt.Sprintf("networks[%d]", i)
+		switch {
+		case n.GetMode() == NetworkModeContainer && docker:
+			add(field, "the network's name and labels are not passed to Mesos (no NetworkInfo); Docker's user network needs them")
+		case n.GetMode() == NetworkModeContainer:
+			add(field, "container networks are not joined (no CNI NetworkInfo is passed to Mesos); the task runs on the host network")
+		case n.GetMode() == NetworkModeContainerBridge && !docker:
+			add(field, "the Mesos bridge network is not joined (no CNI NetworkInfo is passed to Mesos); the task runs on the host network")
+		}
+	}
 	if c.GetLinuxInfo() != nil {
 		add("container.linuxInfo", "seccomp and IPC settings are not passed to the container")
 	}
