@@ -34,6 +34,12 @@ func Unsupported(app *v1.App) []string {
 	if app.GetTty() {
 		add("tty", "no TTY is attached to the task")
 	}
+	// Berth never replaces an instance whose agent is unreachable. Said
+	// only when the app asks for timings of its own, not for Marathon's
+	// default (0, 0) that every stateless app gets.
+	if e := app.GetUnreachableStrategy().GetEnabled(); e != nil && (e.GetInactiveAfterSeconds() != DefaultUnreachableInactiveAfterSeconds || e.GetExpungeAfterSeconds() != DefaultUnreachableExpungeAfterSeconds) {
+		add("unreachableStrategy", "instances on an unreachable agent wait for it (as \"disabled\"); they are not replaced after inactiveAfterSeconds")
+	}
 	if app.GetResidency().GetTaskLostBehavior() == "RELAUNCH_AFTER_TIMEOUT" {
 		add("residency.taskLostBehavior", "resident instances always wait for their agent (Berth never destroys on doubt), as WAIT_FOREVER")
 	}
@@ -57,6 +63,9 @@ func Unsupported(app *v1.App) []string {
 		add("container.appc", "AppC images are not supported; use container.docker.image")
 	}
 	if d := c.GetDocker(); d != nil {
+		if d.GetForcePullImage() && !docker {
+			add("container.docker.forcePullImage", "not passed for the MESOS container; the agent's cached image may be used")
+		}
 		if d.RequirePorts != nil {
 			add("container.docker.requirePorts", "ignored, as Marathon does; the app's requirePorts applies")
 		}

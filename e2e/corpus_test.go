@@ -26,7 +26,7 @@ func TestMarathonCorpusCLI(t *testing.T) {
 		{"linuxinfo-seccomp-ipc.json", "/secure/worker", []string{"container.linuxInfo"}, []string{`"shmSize": 16`, `"profileName": "default.json"`}},
 		{"docker-requireports.json", "/legacy/requireports", []string{"container.docker.requirePorts"}, []string{`"requirePorts": true`}},
 		{"portdefinitions-empty.json", "/batch/no-ports", nil, []string{`"portDefinitions": []`}},
-		{"pullconfig-mesos.json", "/private/registry-app", nil, []string{`"pullConfig": {`}},
+		{"pullconfig-mesos.json", "/private/registry-app", []string{"container.docker.forcePullImage"}, []string{`"pullConfig": {`}},
 	} {
 		data, err := os.ReadFile(filepath.Join("../appmodel/testdata/marathon-corpus", c.file))
 		if err != nil {
