@@ -74,13 +74,14 @@ const (
 // them. Canonicalize is idempotent and never fails; a nil app is returned as
 // is.
 //
-// Limitation: protobuf cannot tell an explicitly empty "portDefinitions": []
-// from an absent one, so a host-networking app always gets Marathon's default
-// port definition when it declares none.
+// An explicitly empty "portDefinitions": [] (or "ports": []) means no ports,
+// and "container.portMappings": [] no port mappings, as in Marathon: no
+// default is added (see ExplicitlyEmpty).
 func Canonicalize(app *v1.App) *v1.App {
 	if app == nil {
 		return nil
 	}
+	canonicalizePresence(app)
 	app.Id = NormalizeID(app.Id)
 	for i, d := range app.Dependencies {
 		app.Dependencies[i] = NormalizeID(d)
@@ -101,7 +102,7 @@ func Canonicalize(app *v1.App) *v1.App {
 	nonHost := hasNonHostNetwork(app.Networks)
 	if nonHost {
 		app.PortDefinitions = nil
-	} else if len(app.PortDefinitions) == 0 {
+	} else if len(app.PortDefinitions) == 0 && !ExplicitlyEmpty(app, "portDefinitions") {
 		app.PortDefinitions = []*v1.PortDefinition{{Port: proto.Int32(0), Name: proto.String(DefaultPortName)}}
 	}
 	for _, pd := range app.PortDefinitions {
@@ -197,6 +198,8 @@ func Canonicalize(app *v1.App) *v1.App {
 	for _, rc := range app.ReadinessChecks {
 		canonicalizeReadinessCheck(rc)
 	}
+	canonicalizeCheck(app.Check)
+	canonicalizePresence(app)
 	return app
 }
 
@@ -247,7 +250,13 @@ func normalizeNetworks(app *v1.App) {
 	ip := app.IpAddress
 	if len(app.Networks) > 0 {
 		// Canonical networks given; any deprecated field alongside is a
-		// conflict that Validate reports.
+		// conflict that Validate reports. A network without a mode is a
+		// container network (network.raml's default).
+		for _, n := range app.Networks {
+			if n != nil && n.Mode == nil {
+				n.Mode = proto.String(NetworkModeContainer)
+			}
+		}
 		return
 	}
 	var networks []*v1.Network
@@ -360,7 +369,7 @@ func normalizeContainer(app *v1.App, nonHost bool, migratedPortDefs int) {
 	case !nonHost:
 		// Host networking uses port definitions; port mappings do not apply.
 		c.PortMappings = nil
-	case len(c.PortMappings) == 0:
+	case len(c.PortMappings) == 0 && !ExplicitlyEmpty(app, "container.portMappings"):
 		c.PortMappings = []*v1.PortMapping{{Name: proto.String(DefaultPortName)}}
 	}
 	if nonHost {
@@ -492,4 +501,31 @@ func msToSeconds(ms int32) int32 {
 		return ms / 1000
 	}
 	return int32((int64(ms) + 999) / 1000)
+}
+
+// Marathon's defaults of an app check (check.raml).
+const (
+	DefaultCheckInterval = 60
+	DefaultCheckTimeout  = 20
+	DefaultCheckDelay    = 15
+	DefaultCheckScheme   = "HTTP"
+)
+
+// canonicalizeCheck fills in Marathon's defaults of an app check.
+func canonicalizeCheck(c *v1.AppCheck) {
+	if c == nil {
+		return
+	}
+	if c.IntervalSeconds == nil {
+		c.IntervalSeconds = proto.Int32(DefaultCheckInterval)
+	}
+	if c.TimeoutSeconds == nil {
+		c.TimeoutSeconds = proto.Int32(DefaultCheckTimeout)
+	}
+	if c.DelaySeconds == nil {
+		c.DelaySeconds = proto.Int32(DefaultCheckDelay)
+	}
+	if h := c.Http; h != nil && h.Scheme == nil {
+		h.Scheme = proto.String(DefaultCheckScheme)
+	}
 }

@@ -36,6 +36,8 @@ func init() {
 		(&v1.Constraint{}).ProtoReflect().Descriptor().FullName():          {constraintFrom, constraintTo},
 		(&v1.UnreachableStrategy{}).ProtoReflect().Descriptor().FullName(): {unreachableFrom, unreachableTo},
 		(&v1.EnvValue{}).ProtoReflect().Descriptor().FullName():            {envValueFrom, envValueTo},
+		(&v1.ResourceLimit{}).ProtoReflect().Descriptor().FullName():       {resourceLimitFrom, resourceLimitTo},
+		externalVolume.FullName():                                          {externalVolumeFrom, externalVolumeTo},
 	}
 }
 
@@ -62,10 +64,19 @@ func fromMarathon(v any, md protoreflect.MessageDescriptor, path string, p *prob
 		p.add(path, "expected %s", describeMessage(md))
 		return nil
 	}
+	return objectFromMarathon(obj, md, path, p)
+}
+
+// objectFromMarathon converts the members of a Marathon object of message
+// type md, field by field.
+func objectFromMarathon(obj jsonObject, md protoreflect.MessageDescriptor, path string, p *problems) jsonObject {
 	out := make(jsonObject, 0, len(obj))
 	for _, m := range obj {
 		field := joinField(path, m.key)
 		fd := md.Fields().ByJSONName(m.key)
+		if fd != nil && md == appDescriptor && isPresenceField(fd) {
+			fd = nil // kept by Parse itself, never taken from the input
+		}
 		if fd == nil {
 			if s := suggest(md, m.key); s != "" {
 				p.add(field, "unknown field (did you mean %q?)", s)
@@ -267,6 +278,9 @@ func toMarathon(v any, md protoreflect.MessageDescriptor) any {
 		}
 		out = append(out, jsonMember{m.key, val})
 	}
+	if md == appDescriptor {
+		out = renderPresence(out)
+	}
 	return out
 }
 
@@ -365,4 +379,71 @@ func envValueTo(obj jsonObject) any {
 		return ""
 	}
 	return v
+}
+
+// resourceLimitFrom: a number -> {value: n}; "unlimited" -> {unlimited: true}.
+func resourceLimitFrom(v any, path string, p *problems) any {
+	switch x := v.(type) {
+	case json.Number:
+		return jsonObject{{"value", x}}
+	case string:
+		if x == "unlimited" {
+			return jsonObject{{"unlimited", true}}
+		}
+	}
+	p.add(path, `expected a number or "unlimited"`)
+	return nil
+}
+
+func resourceLimitTo(obj jsonObject) any {
+	if u, ok := obj.get("unlimited"); ok && u == true {
+		return "unlimited"
+	}
+	v, _ := obj.get("value")
+	if v == nil {
+		return json.Number("0")
+	}
+	return v
+}
+
+var externalVolume = (&v1.ExternalVolume{}).ProtoReflect().Descriptor()
+
+// externalVolumeFrom: the options of a CSI volume (provider "csi") are an
+// object of their own (csiOptions); a DVDI volume's are string labels.
+func externalVolumeFrom(v any, path string, p *problems) any {
+	obj, ok := v.(jsonObject)
+	if !ok {
+		p.add(path, "expected an object")
+		return nil
+	}
+	provider, _ := obj.get("provider")
+	options, hasOptions := obj.get("options")
+	csi := provider == "csi" && hasOptions
+	rest := make(jsonObject, 0, len(obj))
+	for _, m := range obj {
+		switch {
+		case m.key == "csiOptions":
+			// The typed form's own name is not Marathon's.
+			p.add(joinField(path, m.key), "unknown field")
+		case m.key != "options" || !csi:
+			rest = append(rest, m)
+		}
+	}
+	if !csi {
+		return objectFromMarathon(rest, externalVolume, path, p)
+	}
+	out := objectFromMarathon(rest, externalVolume, path, p)
+	csiOptions := externalVolume.Fields().ByName("csi_options").Message()
+	return append(out, jsonMember{"csiOptions", fromMarathon(options, csiOptions, joinField(path, "options"), p)})
+}
+
+func externalVolumeTo(obj jsonObject) any {
+	out := make(jsonObject, len(obj))
+	for i, m := range obj {
+		if m.key == "csiOptions" {
+			m.key = "options"
+		}
+		out[i] = m
+	}
+	return out
 }

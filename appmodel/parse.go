@@ -3,8 +3,9 @@
 // back (Render), Marathon's defaults (Canonicalize), Marathon's validation
 // rules (Validate, ValidateUpdate), partial updates (MergePartial), and the
 // questions the scheduler asks about an app (IsResident, PersistentVolumes,
-// NeedsRelaunch, the effective value of every defaulted field). The rpc
-// layer and the scheduler both call it; neither re-implements a rule.
+// NeedsRelaunch, the effective value of every defaulted field), and which
+// fields Berth keeps without acting upon them (Unsupported). The rpc layer
+// and the scheduler both call it; neither re-implements a rule.
 //
 // A new app field is added to proto/berth/v1/app.proto and, if Marathon
 // defaults or constrains it, here; nowhere else.
@@ -33,7 +34,9 @@ var ErrTooLarge = errors.New("app definition too large")
 // What does not fit the schema is refused with a *ParseError naming the JSON
 // path of each problem in plain words (`instaces: unknown field (did you
 // mean "instances"?)`), and malformed JSON with its line and column. Inputs
-// over MaxBytes are refused without being decoded. The result is not
+// over MaxBytes are refused without being decoded. Explicitly empty lists
+// and maps ([] or {}) and top-level nulls are recorded in the app's
+// empty_fields and null_fields (see ExplicitlyEmpty). The result is not
 // canonical: see Canonicalize.
 func Parse(data []byte) (*v1.App, error) {
 	if len(data) > MaxBytes {
@@ -52,6 +55,7 @@ func Parse(data []byte) (*v1.App, error) {
 	if err := (protojson.UnmarshalOptions{}).Unmarshal(encodeJSON(typed, false), app); err != nil {
 		return nil, fmt.Errorf("parse app: %w", err)
 	}
+	recordPresence(tree, app)
 	return app, nil
 }
 
@@ -77,8 +81,9 @@ func (e *ParseError) Error() string {
 }
 
 // Render encodes an app as Marathon JSON (lowerCamelCase field names,
-// Marathon's loose forms), indented for people. Unset fields are omitted.
-// Parse reads it back into the same app.
+// Marathon's loose forms), indented for people. Unset fields are omitted;
+// explicitly empty lists and maps are written as [] and {}. Parse reads it
+// back into the same app.
 func Render(app *v1.App) ([]byte, error) {
 	b, err := MarshalJSON(app)
 	if err != nil {

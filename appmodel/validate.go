@@ -27,9 +27,6 @@ func (v Violation) String() string { return v.Field + ": " + v.Description }
 // pathSegmentRE is Marathon's rule for one segment of an app id.
 var pathSegmentRE = regexp.MustCompile(`^(([a-z0-9]|[a-z0-9][a-z0-9\-]*[a-z0-9])\.)*([a-z0-9]|[a-z0-9][a-z0-9\-]*[a-z0-9])$`)
 
-// envNameRE is the POSIX shell rule for environment variable names.
-var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-
 var (
 	containerTypes      = []string{"MESOS", "DOCKER"}
 	dockerNetworks      = []string{"HOST", "BRIDGE", "USER"}
@@ -116,8 +113,10 @@ func Validate(app *v1.App) []Violation {
 	}
 	for name, val := range app.Env {
 		field := fmt.Sprintf("env[%s]", strconv.Quote(name))
-		if !envNameRE.MatchString(name) {
-			v.add(field, "invalid environment variable name: letters, digits and '_' only, not starting with a digit")
+		// Marathon's apps take any name (LegacyEnvVars); only what no
+		// process environment can hold is refused.
+		if name == "" || strings.ContainsAny(name, "=\x00") {
+			v.add(field, "invalid environment variable name: must not be empty or contain '=' or NUL")
 		}
 		if val.GetKind() == nil {
 			v.add(field, "must be a string or a secret reference")
@@ -144,6 +143,8 @@ func Validate(app *v1.App) []Violation {
 	validatePortDefinitions(v, app)
 	validateHealthChecks(v, app)
 	validateReadinessChecks(v, app)
+	validateCheck(v, app)
+	validateResourceExtras(v, app)
 
 	us := app.UpgradeStrategy
 	if us != nil {
@@ -297,6 +298,8 @@ func validateContainer(v *validator, app *v1.App) {
 		validatePortMappings(v, "container.docker.portMappings", d.PortMappings)
 	}
 	validatePortMappings(v, "container.portMappings", c.PortMappings)
+	validateLinuxInfo(v, c)
+	validateDockerExtras(v, c)
 
 	paths := map[string]int{}
 	for i, vol := range c.Volumes {
@@ -324,11 +327,14 @@ func validateContainer(v *validator, app *v1.App) {
 		if vol.HostPath != nil && vol.GetHostPath() == "" {
 			v.add(field+".hostPath", "must not be empty")
 		}
-		if vol.Secret != nil && vol.GetSecret() == "" {
-			v.add(field+".secret", "must not be empty")
-		}
 		if p := vol.Persistent; p != nil {
 			validatePersistentVolume(v, field, vol, p)
+		}
+		if e := vol.External; e != nil {
+			validateExternalVolume(v, field, e)
+		}
+		if vol.Secret != nil {
+			validateSecretRef(v, field+".secret", vol.GetSecret(), app)
 		}
 	}
 }

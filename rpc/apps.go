@@ -191,9 +191,11 @@ func (a *appService) CreateApp(ctx context.Context, req *connect.Request[v1.Crea
 }
 
 // summarize counts an app's instances by state, like Marathon's
-// tasksRunning/tasksHealthy/... fields.
-func summarize(st *fsm.Snapshot, appID string) (*v1.AppSummary, error) {
-	sum := &v1.AppSummary{}
+// tasksRunning/tasksHealthy/... fields, and lists the app's fields Berth
+// does not act upon.
+func summarize(st *fsm.Snapshot, app *v1.App) (*v1.AppSummary, error) {
+	appID := app.GetId()
+	sum := &v1.AppSummary{Unsupported: appmodel.Unsupported(app)}
 	insts, err := st.InstancesByApp(appID)
 	if err != nil {
 		return nil, stateError(err)
@@ -254,7 +256,7 @@ func (a *appService) GetApp(ctx context.Context, req *connect.Request[v1.GetAppR
 		} else if app == nil {
 			return nil, notFound("app %s does not exist", id)
 		}
-		sum, err := summarize(st, id)
+		sum, err := summarize(st, app)
 		if err != nil {
 			return nil, err
 		}
@@ -301,7 +303,7 @@ func (a *appService) ListApps(ctx context.Context, req *connect.Request[v1.ListA
 			if !pages.take(app.GetId()) {
 				continue
 			}
-			sum, err := summarize(st, app.GetId())
+			sum, err := summarize(st, app)
 			if err != nil {
 				return nil, err
 			}

@@ -202,6 +202,10 @@ func appShowCmd() *cobra.Command {
 					rows = append(rows, []string{fmt.Sprintf("VOLUME %d", i), fmt.Sprintf("%s (%g MiB, persistent)", v.GetContainerPath(), p.GetSize())})
 				}
 			}
+			// Fields kept but not acted upon: say so rather than drop them.
+			for _, u := range s.GetUnsupported() {
+				rows = append(rows, []string{"UNSUPPORTED", u})
+			}
 			return table(c.OutOrStdout(), []string{"FIELD", "VALUE"}, rows)
 		},
 	}

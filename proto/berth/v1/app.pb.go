@@ -76,8 +76,27 @@ type App struct {
 	Uris           []string `protobuf:"bytes,37,rep,name=uris,proto3" json:"uris,omitempty"`
 	Tty            *bool    `protobuf:"varint,38,opt,name=tty,proto3,oneof" json:"tty,omitempty"`
 	MaxUnavailable *int32   `protobuf:"varint,39,opt,name=max_unavailable,json=maxUnavailable,proto3,oneof" json:"max_unavailable,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// check is a Mesos-native app check (not a health check): its result is
+	// reported, never acted upon.
+	Check *AppCheck `protobuf:"bytes,43,opt,name=check,proto3" json:"check,omitempty"`
+	// executor_resources are the resources of a custom executor (pods).
+	ExecutorResources *ExecutorResources `protobuf:"bytes,44,opt,name=executor_resources,json=executorResources,proto3" json:"executor_resources,omitempty"`
+	// resource_limits let a task use more CPU or memory than it asks for.
+	ResourceLimits *ResourceLimits `protobuf:"bytes,45,opt,name=resource_limits,json=resourceLimits,proto3" json:"resource_limits,omitempty"`
+	// store_urls is the artifact store list of Marathon 1.2 to 1.4.
+	StoreUrls []string `protobuf:"bytes,46,rep,name=store_urls,json=storeUrls,proto3" json:"store_urls,omitempty"`
+	// empty_fields lists the JSON paths (e.g. "portDefinitions",
+	// "container.portMappings", "labels") of lists and maps given explicitly
+	// empty ([] or {}): in Marathon an empty list means none (no ports, no
+	// port mappings), not the default, and a partial update with one clears
+	// the field. Set by appmodel.Parse; rendered back as [] or {}.
+	EmptyFields []string `protobuf:"bytes,47,rep,name=empty_fields,json=emptyFields,proto3" json:"empty_fields,omitempty"`
+	// null_fields lists the top-level JSON fields given as null: a partial
+	// update resets them to their default. Set by appmodel.Parse; dropped by
+	// appmodel.Canonicalize.
+	NullFields    []string `protobuf:"bytes,48,rep,name=null_fields,json=nullFields,proto3" json:"null_fields,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *App) Reset() {
@@ -381,6 +400,48 @@ func (x *App) GetMaxUnavailable() int32 {
 		return *x.MaxUnavailable
 	}
 	return 0
+}
+
+func (x *App) GetCheck() *AppCheck {
+	if x != nil {
+		return x.Check
+	}
+	return nil
+}
+
+func (x *App) GetExecutorResources() *ExecutorResources {
+	if x != nil {
+		return x.ExecutorResources
+	}
+	return nil
+}
+
+func (x *App) GetResourceLimits() *ResourceLimits {
+	if x != nil {
+		return x.ResourceLimits
+	}
+	return nil
+}
+
+func (x *App) GetStoreUrls() []string {
+	if x != nil {
+		return x.StoreUrls
+	}
+	return nil
+}
+
+func (x *App) GetEmptyFields() []string {
+	if x != nil {
+		return x.EmptyFields
+	}
+	return nil
+}
+
+func (x *App) GetNullFields() []string {
+	if x != nil {
+		return x.NullFields
+	}
+	return nil
 }
 
 // EnvValue is the value of one environment variable. Marathon's JSON: a
@@ -717,10 +778,15 @@ func (x *UnreachableEnabled) GetExpungeAfterSeconds() int32 {
 type Container struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// type is MESOS or DOCKER.
-	Type          *string        `protobuf:"bytes,1,opt,name=type,proto3,oneof" json:"type,omitempty"`
-	Docker        *Docker        `protobuf:"bytes,2,opt,name=docker,proto3" json:"docker,omitempty"`
-	Volumes       []*Volume      `protobuf:"bytes,3,rep,name=volumes,proto3" json:"volumes,omitempty"`
-	PortMappings  []*PortMapping `protobuf:"bytes,4,rep,name=port_mappings,json=portMappings,proto3" json:"port_mappings,omitempty"`
+	Type         *string        `protobuf:"bytes,1,opt,name=type,proto3,oneof" json:"type,omitempty"`
+	Docker       *Docker        `protobuf:"bytes,2,opt,name=docker,proto3" json:"docker,omitempty"`
+	Volumes      []*Volume      `protobuf:"bytes,3,rep,name=volumes,proto3" json:"volumes,omitempty"`
+	PortMappings []*PortMapping `protobuf:"bytes,4,rep,name=port_mappings,json=portMappings,proto3" json:"port_mappings,omitempty"`
+	// linux_info holds the Linux settings of a MESOS container (seccomp, IPC
+	// namespace and /dev/shm).
+	LinuxInfo *LinuxInfo `protobuf:"bytes,5,opt,name=linux_info,json=linuxInfo,proto3" json:"linux_info,omitempty"`
+	// appc is the AppC image of Marathon 1.3 and 1.4 (removed since).
+	Appc          *AppcContainer `protobuf:"bytes,6,opt,name=appc,proto3" json:"appc,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -783,6 +849,252 @@ func (x *Container) GetPortMappings() []*PortMapping {
 	return nil
 }
 
+func (x *Container) GetLinuxInfo() *LinuxInfo {
+	if x != nil {
+		return x.LinuxInfo
+	}
+	return nil
+}
+
+func (x *Container) GetAppc() *AppcContainer {
+	if x != nil {
+		return x.Appc
+	}
+	return nil
+}
+
+// LinuxInfo is the Linux-specific configuration of a MESOS container.
+type LinuxInfo struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Seccomp       *Seccomp               `protobuf:"bytes,1,opt,name=seccomp,proto3" json:"seccomp,omitempty"`
+	IpcInfo       *IpcInfo               `protobuf:"bytes,2,opt,name=ipc_info,json=ipcInfo,proto3" json:"ipc_info,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LinuxInfo) Reset() {
+	*x = LinuxInfo{}
+	mi := &file_berth_v1_app_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LinuxInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LinuxInfo) ProtoMessage() {}
+
+func (x *LinuxInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_app_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LinuxInfo.ProtoReflect.Descriptor instead.
+func (*LinuxInfo) Descriptor() ([]byte, []int) {
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *LinuxInfo) GetSeccomp() *Seccomp {
+	if x != nil {
+		return x.Seccomp
+	}
+	return nil
+}
+
+func (x *LinuxInfo) GetIpcInfo() *IpcInfo {
+	if x != nil {
+		return x.IpcInfo
+	}
+	return nil
+}
+
+// Seccomp selects the seccomp profile of the container.
+type Seccomp struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// profile_name is a profile file on the agent.
+	ProfileName *string `protobuf:"bytes,1,opt,name=profile_name,json=profileName,proto3,oneof" json:"profile_name,omitempty"`
+	// unconfined: no seccomp filtering at all.
+	Unconfined    *bool `protobuf:"varint,2,opt,name=unconfined,proto3,oneof" json:"unconfined,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Seccomp) Reset() {
+	*x = Seccomp{}
+	mi := &file_berth_v1_app_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Seccomp) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Seccomp) ProtoMessage() {}
+
+func (x *Seccomp) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_app_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Seccomp.ProtoReflect.Descriptor instead.
+func (*Seccomp) Descriptor() ([]byte, []int) {
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *Seccomp) GetProfileName() string {
+	if x != nil && x.ProfileName != nil {
+		return *x.ProfileName
+	}
+	return ""
+}
+
+func (x *Seccomp) GetUnconfined() bool {
+	if x != nil && x.Unconfined != nil {
+		return *x.Unconfined
+	}
+	return false
+}
+
+// IpcInfo configures the IPC namespace and /dev/shm of the container.
+type IpcInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// mode is PRIVATE or SHARE_PARENT.
+	Mode *string `protobuf:"bytes,1,opt,name=mode,proto3,oneof" json:"mode,omitempty"`
+	// shm_size is the size of /dev/shm in MiB (PRIVATE only).
+	ShmSize       *int32 `protobuf:"varint,2,opt,name=shm_size,json=shmSize,proto3,oneof" json:"shm_size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IpcInfo) Reset() {
+	*x = IpcInfo{}
+	mi := &file_berth_v1_app_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IpcInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IpcInfo) ProtoMessage() {}
+
+func (x *IpcInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_app_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IpcInfo.ProtoReflect.Descriptor instead.
+func (*IpcInfo) Descriptor() ([]byte, []int) {
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *IpcInfo) GetMode() string {
+	if x != nil && x.Mode != nil {
+		return *x.Mode
+	}
+	return ""
+}
+
+func (x *IpcInfo) GetShmSize() int32 {
+	if x != nil && x.ShmSize != nil {
+		return *x.ShmSize
+	}
+	return 0
+}
+
+// AppcContainer is an AppC image.
+type AppcContainer struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Image          string                 `protobuf:"bytes,1,opt,name=image,proto3" json:"image,omitempty"`
+	Id             *string                `protobuf:"bytes,2,opt,name=id,proto3,oneof" json:"id,omitempty"`
+	Labels         map[string]string      `protobuf:"bytes,3,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	ForcePullImage *bool                  `protobuf:"varint,4,opt,name=force_pull_image,json=forcePullImage,proto3,oneof" json:"force_pull_image,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *AppcContainer) Reset() {
+	*x = AppcContainer{}
+	mi := &file_berth_v1_app_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AppcContainer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AppcContainer) ProtoMessage() {}
+
+func (x *AppcContainer) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_app_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AppcContainer.ProtoReflect.Descriptor instead.
+func (*AppcContainer) Descriptor() ([]byte, []int) {
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *AppcContainer) GetImage() string {
+	if x != nil {
+		return x.Image
+	}
+	return ""
+}
+
+func (x *AppcContainer) GetId() string {
+	if x != nil && x.Id != nil {
+		return *x.Id
+	}
+	return ""
+}
+
+func (x *AppcContainer) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+func (x *AppcContainer) GetForcePullImage() bool {
+	if x != nil && x.ForcePullImage != nil {
+		return *x.ForcePullImage
+	}
+	return false
+}
+
 // Docker holds the Docker containerizer settings.
 type Docker struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -795,14 +1107,20 @@ type Docker struct {
 	ForcePullImage *bool              `protobuf:"varint,6,opt,name=force_pull_image,json=forcePullImage,proto3,oneof" json:"force_pull_image,omitempty"`
 	// pull_config holds the credentials to pull the image (MESOS container
 	// only).
-	PullConfig    *DockerPullConfig `protobuf:"bytes,7,opt,name=pull_config,json=pullConfig,proto3" json:"pull_config,omitempty"`
+	PullConfig *DockerPullConfig `protobuf:"bytes,7,opt,name=pull_config,json=pullConfig,proto3" json:"pull_config,omitempty"`
+	// require_ports appears in files of old Marathon versions; Marathon
+	// ignores it (the app-level requirePorts is the one that counts).
+	RequirePorts *bool `protobuf:"varint,8,opt,name=require_ports,json=requirePorts,proto3,oneof" json:"require_ports,omitempty"`
+	// credential authenticates image pulls (deprecated since Marathon 1.5 in
+	// favour of pull_config).
+	Credential    *DockerCredential `protobuf:"bytes,9,opt,name=credential,proto3" json:"credential,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Docker) Reset() {
 	*x = Docker{}
-	mi := &file_berth_v1_app_proto_msgTypes[7]
+	mi := &file_berth_v1_app_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -814,7 +1132,7 @@ func (x *Docker) String() string {
 func (*Docker) ProtoMessage() {}
 
 func (x *Docker) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_app_proto_msgTypes[7]
+	mi := &file_berth_v1_app_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -827,7 +1145,7 @@ func (x *Docker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Docker.ProtoReflect.Descriptor instead.
 func (*Docker) Descriptor() ([]byte, []int) {
-	return file_berth_v1_app_proto_rawDescGZIP(), []int{7}
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Docker) GetImage() string {
@@ -879,6 +1197,73 @@ func (x *Docker) GetPullConfig() *DockerPullConfig {
 	return nil
 }
 
+func (x *Docker) GetRequirePorts() bool {
+	if x != nil && x.RequirePorts != nil {
+		return *x.RequirePorts
+	}
+	return false
+}
+
+func (x *Docker) GetCredential() *DockerCredential {
+	if x != nil {
+		return x.Credential
+	}
+	return nil
+}
+
+// DockerCredential is a registry principal and secret.
+type DockerCredential struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Principal     string                 `protobuf:"bytes,1,opt,name=principal,proto3" json:"principal,omitempty"`
+	Secret        *string                `protobuf:"bytes,2,opt,name=secret,proto3,oneof" json:"secret,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DockerCredential) Reset() {
+	*x = DockerCredential{}
+	mi := &file_berth_v1_app_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DockerCredential) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DockerCredential) ProtoMessage() {}
+
+func (x *DockerCredential) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_app_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DockerCredential.ProtoReflect.Descriptor instead.
+func (*DockerCredential) Descriptor() ([]byte, []int) {
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *DockerCredential) GetPrincipal() string {
+	if x != nil {
+		return x.Principal
+	}
+	return ""
+}
+
+func (x *DockerCredential) GetSecret() string {
+	if x != nil && x.Secret != nil {
+		return *x.Secret
+	}
+	return ""
+}
+
 // DockerPullConfig points at the Docker config.json that authenticates
 // image pulls.
 type DockerPullConfig struct {
@@ -891,7 +1276,7 @@ type DockerPullConfig struct {
 
 func (x *DockerPullConfig) Reset() {
 	*x = DockerPullConfig{}
-	mi := &file_berth_v1_app_proto_msgTypes[8]
+	mi := &file_berth_v1_app_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -903,7 +1288,7 @@ func (x *DockerPullConfig) String() string {
 func (*DockerPullConfig) ProtoMessage() {}
 
 func (x *DockerPullConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_app_proto_msgTypes[8]
+	mi := &file_berth_v1_app_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -916,7 +1301,7 @@ func (x *DockerPullConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DockerPullConfig.ProtoReflect.Descriptor instead.
 func (*DockerPullConfig) Descriptor() ([]byte, []int) {
-	return file_berth_v1_app_proto_rawDescGZIP(), []int{8}
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *DockerPullConfig) GetSecret() string {
@@ -937,7 +1322,7 @@ type DockerParameter struct {
 
 func (x *DockerParameter) Reset() {
 	*x = DockerParameter{}
-	mi := &file_berth_v1_app_proto_msgTypes[9]
+	mi := &file_berth_v1_app_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -949,7 +1334,7 @@ func (x *DockerParameter) String() string {
 func (*DockerParameter) ProtoMessage() {}
 
 func (x *DockerParameter) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_app_proto_msgTypes[9]
+	mi := &file_berth_v1_app_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -962,7 +1347,7 @@ func (x *DockerParameter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DockerParameter.ProtoReflect.Descriptor instead.
 func (*DockerParameter) Descriptor() ([]byte, []int) {
-	return file_berth_v1_app_proto_rawDescGZIP(), []int{9}
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *DockerParameter) GetKey() string {
@@ -996,7 +1381,7 @@ type PortMapping struct {
 
 func (x *PortMapping) Reset() {
 	*x = PortMapping{}
-	mi := &file_berth_v1_app_proto_msgTypes[10]
+	mi := &file_berth_v1_app_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1008,7 +1393,7 @@ func (x *PortMapping) String() string {
 func (*PortMapping) ProtoMessage() {}
 
 func (x *PortMapping) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_app_proto_msgTypes[10]
+	mi := &file_berth_v1_app_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1021,7 +1406,7 @@ func (x *PortMapping) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PortMapping.ProtoReflect.Descriptor instead.
 func (*PortMapping) Descriptor() ([]byte, []int) {
-	return file_berth_v1_app_proto_rawDescGZIP(), []int{10}
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *PortMapping) GetContainerPort() int32 {
@@ -1089,7 +1474,7 @@ type Volume struct {
 
 func (x *Volume) Reset() {
 	*x = Volume{}
-	mi := &file_berth_v1_app_proto_msgTypes[11]
+	mi := &file_berth_v1_app_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1101,7 +1486,7 @@ func (x *Volume) String() string {
 func (*Volume) ProtoMessage() {}
 
 func (x *Volume) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_app_proto_msgTypes[11]
+	mi := &file_berth_v1_app_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1114,7 +1499,7 @@ func (x *Volume) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Volume.ProtoReflect.Descriptor instead.
 func (*Volume) Descriptor() ([]byte, []int) {
-	return file_berth_v1_app_proto_rawDescGZIP(), []int{11}
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Volume) GetContainerPath() string {
@@ -1163,18 +1548,21 @@ func (x *Volume) GetSecret() string {
 type ExternalVolume struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// size is in GiB.
-	Size          *int32            `protobuf:"varint,1,opt,name=size,proto3,oneof" json:"size,omitempty"`
-	Name          *string           `protobuf:"bytes,2,opt,name=name,proto3,oneof" json:"name,omitempty"`
-	Provider      *string           `protobuf:"bytes,3,opt,name=provider,proto3,oneof" json:"provider,omitempty"`
-	Options       map[string]string `protobuf:"bytes,4,rep,name=options,proto3" json:"options,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	Shared        *bool             `protobuf:"varint,5,opt,name=shared,proto3,oneof" json:"shared,omitempty"`
+	Size     *int32            `protobuf:"varint,1,opt,name=size,proto3,oneof" json:"size,omitempty"`
+	Name     *string           `protobuf:"bytes,2,opt,name=name,proto3,oneof" json:"name,omitempty"`
+	Provider *string           `protobuf:"bytes,3,opt,name=provider,proto3,oneof" json:"provider,omitempty"`
+	Options  map[string]string `protobuf:"bytes,4,rep,name=options,proto3" json:"options,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Shared   *bool             `protobuf:"varint,5,opt,name=shared,proto3,oneof" json:"shared,omitempty"`
+	// csi_options are the options of a CSI volume (provider "csi"); in
+	// Marathon's JSON they are "options".
+	CsiOptions    *CsiVolumeOptions `protobuf:"bytes,6,opt,name=csi_options,json=csiOptions,proto3" json:"csi_options,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ExternalVolume) Reset() {
 	*x = ExternalVolume{}
-	mi := &file_berth_v1_app_proto_msgTypes[12]
+	mi := &file_berth_v1_app_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1186,7 +1574,7 @@ func (x *ExternalVolume) String() string {
 func (*ExternalVolume) ProtoMessage() {}
 
 func (x *ExternalVolume) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_app_proto_msgTypes[12]
+	mi := &file_berth_v1_app_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1199,7 +1587,7 @@ func (x *ExternalVolume) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExternalVolume.ProtoReflect.Descriptor instead.
 func (*ExternalVolume) Descriptor() ([]byte, []int) {
-	return file_berth_v1_app_proto_rawDescGZIP(), []int{12}
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ExternalVolume) GetSize() int32 {
@@ -1237,6 +1625,163 @@ func (x *ExternalVolume) GetShared() bool {
 	return false
 }
 
+func (x *ExternalVolume) GetCsiOptions() *CsiVolumeOptions {
+	if x != nil {
+		return x.CsiOptions
+	}
+	return nil
+}
+
+// CsiVolumeOptions are the options of a CSI external volume.
+type CsiVolumeOptions struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	PluginName        string                 `protobuf:"bytes,1,opt,name=plugin_name,json=pluginName,proto3" json:"plugin_name,omitempty"`
+	Capability        *CsiCapability         `protobuf:"bytes,2,opt,name=capability,proto3" json:"capability,omitempty"`
+	NodeStageSecret   map[string]string      `protobuf:"bytes,3,rep,name=node_stage_secret,json=nodeStageSecret,proto3" json:"node_stage_secret,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	NodePublishSecret map[string]string      `protobuf:"bytes,4,rep,name=node_publish_secret,json=nodePublishSecret,proto3" json:"node_publish_secret,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	VolumeContext     map[string]string      `protobuf:"bytes,5,rep,name=volume_context,json=volumeContext,proto3" json:"volume_context,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *CsiVolumeOptions) Reset() {
+	*x = CsiVolumeOptions{}
+	mi := &file_berth_v1_app_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CsiVolumeOptions) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CsiVolumeOptions) ProtoMessage() {}
+
+func (x *CsiVolumeOptions) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_app_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CsiVolumeOptions.ProtoReflect.Descriptor instead.
+func (*CsiVolumeOptions) Descriptor() ([]byte, []int) {
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *CsiVolumeOptions) GetPluginName() string {
+	if x != nil {
+		return x.PluginName
+	}
+	return ""
+}
+
+func (x *CsiVolumeOptions) GetCapability() *CsiCapability {
+	if x != nil {
+		return x.Capability
+	}
+	return nil
+}
+
+func (x *CsiVolumeOptions) GetNodeStageSecret() map[string]string {
+	if x != nil {
+		return x.NodeStageSecret
+	}
+	return nil
+}
+
+func (x *CsiVolumeOptions) GetNodePublishSecret() map[string]string {
+	if x != nil {
+		return x.NodePublishSecret
+	}
+	return nil
+}
+
+func (x *CsiVolumeOptions) GetVolumeContext() map[string]string {
+	if x != nil {
+		return x.VolumeContext
+	}
+	return nil
+}
+
+// CsiCapability is the access a CSI volume is published with.
+type CsiCapability struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// access_mode is SINGLE_NODE_WRITER, SINGLE_NODE_READER_ONLY,
+	// MULTI_NODE_READER_ONLY, MULTI_NODE_SINGLE_WRITER or
+	// MULTI_NODE_MULTI_WRITER.
+	AccessMode string `protobuf:"bytes,1,opt,name=access_mode,json=accessMode,proto3" json:"access_mode,omitempty"`
+	// access_type is block or mount.
+	AccessType    string   `protobuf:"bytes,2,opt,name=access_type,json=accessType,proto3" json:"access_type,omitempty"`
+	FsType        *string  `protobuf:"bytes,3,opt,name=fs_type,json=fsType,proto3,oneof" json:"fs_type,omitempty"`
+	MountFlags    []string `protobuf:"bytes,4,rep,name=mount_flags,json=mountFlags,proto3" json:"mount_flags,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CsiCapability) Reset() {
+	*x = CsiCapability{}
+	mi := &file_berth_v1_app_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CsiCapability) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CsiCapability) ProtoMessage() {}
+
+func (x *CsiCapability) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_app_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CsiCapability.ProtoReflect.Descriptor instead.
+func (*CsiCapability) Descriptor() ([]byte, []int) {
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *CsiCapability) GetAccessMode() string {
+	if x != nil {
+		return x.AccessMode
+	}
+	return ""
+}
+
+func (x *CsiCapability) GetAccessType() string {
+	if x != nil {
+		return x.AccessType
+	}
+	return ""
+}
+
+func (x *CsiCapability) GetFsType() string {
+	if x != nil && x.FsType != nil {
+		return *x.FsType
+	}
+	return ""
+}
+
+func (x *CsiCapability) GetMountFlags() []string {
+	if x != nil {
+		return x.MountFlags
+	}
+	return nil
+}
+
 // PersistentVolume is a local persistent volume: a berth.
 type PersistentVolume struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1254,7 +1799,7 @@ type PersistentVolume struct {
 
 func (x *PersistentVolume) Reset() {
 	*x = PersistentVolume{}
-	mi := &file_berth_v1_app_proto_msgTypes[13]
+	mi := &file_berth_v1_app_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1266,7 +1811,7 @@ func (x *PersistentVolume) String() string {
 func (*PersistentVolume) ProtoMessage() {}
 
 func (x *PersistentVolume) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_app_proto_msgTypes[13]
+	mi := &file_berth_v1_app_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1279,7 +1824,7 @@ func (x *PersistentVolume) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PersistentVolume.ProtoReflect.Descriptor instead.
 func (*PersistentVolume) Descriptor() ([]byte, []int) {
-	return file_berth_v1_app_proto_rawDescGZIP(), []int{13}
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *PersistentVolume) GetSize() float64 {
@@ -1330,7 +1875,7 @@ type Network struct {
 
 func (x *Network) Reset() {
 	*x = Network{}
-	mi := &file_berth_v1_app_proto_msgTypes[14]
+	mi := &file_berth_v1_app_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1342,7 +1887,7 @@ func (x *Network) String() string {
 func (*Network) ProtoMessage() {}
 
 func (x *Network) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_app_proto_msgTypes[14]
+	mi := &file_berth_v1_app_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1355,7 +1900,7 @@ func (x *Network) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Network.ProtoReflect.Descriptor instead.
 func (*Network) Descriptor() ([]byte, []int) {
-	return file_berth_v1_app_proto_rawDescGZIP(), []int{14}
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Network) GetMode() string {
@@ -1392,7 +1937,7 @@ type PortDefinition struct {
 
 func (x *PortDefinition) Reset() {
 	*x = PortDefinition{}
-	mi := &file_berth_v1_app_proto_msgTypes[15]
+	mi := &file_berth_v1_app_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1404,7 +1949,7 @@ func (x *PortDefinition) String() string {
 func (*PortDefinition) ProtoMessage() {}
 
 func (x *PortDefinition) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_app_proto_msgTypes[15]
+	mi := &file_berth_v1_app_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1417,7 +1962,7 @@ func (x *PortDefinition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PortDefinition.ProtoReflect.Descriptor instead.
 func (*PortDefinition) Descriptor() ([]byte, []int) {
-	return file_berth_v1_app_proto_rawDescGZIP(), []int{15}
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *PortDefinition) GetPort() int32 {
@@ -1471,7 +2016,7 @@ type HealthCheck struct {
 
 func (x *HealthCheck) Reset() {
 	*x = HealthCheck{}
-	mi := &file_berth_v1_app_proto_msgTypes[16]
+	mi := &file_berth_v1_app_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1483,7 +2028,7 @@ func (x *HealthCheck) String() string {
 func (*HealthCheck) ProtoMessage() {}
 
 func (x *HealthCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_app_proto_msgTypes[16]
+	mi := &file_berth_v1_app_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1496,7 +2041,7 @@ func (x *HealthCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthCheck.ProtoReflect.Descriptor instead.
 func (*HealthCheck) Descriptor() ([]byte, []int) {
-	return file_berth_v1_app_proto_rawDescGZIP(), []int{16}
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *HealthCheck) GetProtocol() string {
@@ -1593,7 +2138,7 @@ type HealthCheckCommand struct {
 
 func (x *HealthCheckCommand) Reset() {
 	*x = HealthCheckCommand{}
-	mi := &file_berth_v1_app_proto_msgTypes[17]
+	mi := &file_berth_v1_app_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1605,7 +2150,7 @@ func (x *HealthCheckCommand) String() string {
 func (*HealthCheckCommand) ProtoMessage() {}
 
 func (x *HealthCheckCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_app_proto_msgTypes[17]
+	mi := &file_berth_v1_app_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1618,7 +2163,7 @@ func (x *HealthCheckCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthCheckCommand.ProtoReflect.Descriptor instead.
 func (*HealthCheckCommand) Descriptor() ([]byte, []int) {
-	return file_berth_v1_app_proto_rawDescGZIP(), []int{17}
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *HealthCheckCommand) GetValue() string {
@@ -1648,7 +2193,7 @@ type ReadinessCheck struct {
 
 func (x *ReadinessCheck) Reset() {
 	*x = ReadinessCheck{}
-	mi := &file_berth_v1_app_proto_msgTypes[18]
+	mi := &file_berth_v1_app_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1660,7 +2205,7 @@ func (x *ReadinessCheck) String() string {
 func (*ReadinessCheck) ProtoMessage() {}
 
 func (x *ReadinessCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_app_proto_msgTypes[18]
+	mi := &file_berth_v1_app_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1673,7 +2218,7 @@ func (x *ReadinessCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadinessCheck.ProtoReflect.Descriptor instead.
 func (*ReadinessCheck) Descriptor() ([]byte, []int) {
-	return file_berth_v1_app_proto_rawDescGZIP(), []int{18}
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ReadinessCheck) GetName() string {
@@ -1757,7 +2302,7 @@ type UpgradeStrategy struct {
 
 func (x *UpgradeStrategy) Reset() {
 	*x = UpgradeStrategy{}
-	mi := &file_berth_v1_app_proto_msgTypes[19]
+	mi := &file_berth_v1_app_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1769,7 +2314,7 @@ func (x *UpgradeStrategy) String() string {
 func (*UpgradeStrategy) ProtoMessage() {}
 
 func (x *UpgradeStrategy) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_app_proto_msgTypes[19]
+	mi := &file_berth_v1_app_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1782,7 +2327,7 @@ func (x *UpgradeStrategy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpgradeStrategy.ProtoReflect.Descriptor instead.
 func (*UpgradeStrategy) Descriptor() ([]byte, []int) {
-	return file_berth_v1_app_proto_rawDescGZIP(), []int{19}
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *UpgradeStrategy) GetMinimumHealthCapacity() float64 {
@@ -1810,7 +2355,7 @@ type Residency struct {
 
 func (x *Residency) Reset() {
 	*x = Residency{}
-	mi := &file_berth_v1_app_proto_msgTypes[20]
+	mi := &file_berth_v1_app_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1822,7 +2367,7 @@ func (x *Residency) String() string {
 func (*Residency) ProtoMessage() {}
 
 func (x *Residency) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_app_proto_msgTypes[20]
+	mi := &file_berth_v1_app_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1835,7 +2380,7 @@ func (x *Residency) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Residency.ProtoReflect.Descriptor instead.
 func (*Residency) Descriptor() ([]byte, []int) {
-	return file_berth_v1_app_proto_rawDescGZIP(), []int{20}
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Residency) GetRelaunchEscalationTimeoutSeconds() int32 {
@@ -1866,7 +2411,7 @@ type FetchUri struct {
 
 func (x *FetchUri) Reset() {
 	*x = FetchUri{}
-	mi := &file_berth_v1_app_proto_msgTypes[21]
+	mi := &file_berth_v1_app_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1878,7 +2423,7 @@ func (x *FetchUri) String() string {
 func (*FetchUri) ProtoMessage() {}
 
 func (x *FetchUri) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_app_proto_msgTypes[21]
+	mi := &file_berth_v1_app_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1891,7 +2436,7 @@ func (x *FetchUri) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchUri.ProtoReflect.Descriptor instead.
 func (*FetchUri) Descriptor() ([]byte, []int) {
-	return file_berth_v1_app_proto_rawDescGZIP(), []int{21}
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *FetchUri) GetUri() string {
@@ -1942,7 +2487,7 @@ type IpAddress struct {
 
 func (x *IpAddress) Reset() {
 	*x = IpAddress{}
-	mi := &file_berth_v1_app_proto_msgTypes[22]
+	mi := &file_berth_v1_app_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1954,7 +2499,7 @@ func (x *IpAddress) String() string {
 func (*IpAddress) ProtoMessage() {}
 
 func (x *IpAddress) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_app_proto_msgTypes[22]
+	mi := &file_berth_v1_app_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1967,7 +2512,7 @@ func (x *IpAddress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IpAddress.ProtoReflect.Descriptor instead.
 func (*IpAddress) Descriptor() ([]byte, []int) {
-	return file_berth_v1_app_proto_rawDescGZIP(), []int{22}
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *IpAddress) GetDiscovery() *Discovery {
@@ -2008,7 +2553,7 @@ type Discovery struct {
 
 func (x *Discovery) Reset() {
 	*x = Discovery{}
-	mi := &file_berth_v1_app_proto_msgTypes[23]
+	mi := &file_berth_v1_app_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2020,7 +2565,7 @@ func (x *Discovery) String() string {
 func (*Discovery) ProtoMessage() {}
 
 func (x *Discovery) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_app_proto_msgTypes[23]
+	mi := &file_berth_v1_app_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2033,7 +2578,7 @@ func (x *Discovery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Discovery.ProtoReflect.Descriptor instead.
 func (*Discovery) Descriptor() ([]byte, []int) {
-	return file_berth_v1_app_proto_rawDescGZIP(), []int{23}
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Discovery) GetPorts() []*DiscoveryPort {
@@ -2056,7 +2601,7 @@ type DiscoveryPort struct {
 
 func (x *DiscoveryPort) Reset() {
 	*x = DiscoveryPort{}
-	mi := &file_berth_v1_app_proto_msgTypes[24]
+	mi := &file_berth_v1_app_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2068,7 +2613,7 @@ func (x *DiscoveryPort) String() string {
 func (*DiscoveryPort) ProtoMessage() {}
 
 func (x *DiscoveryPort) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_app_proto_msgTypes[24]
+	mi := &file_berth_v1_app_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2081,7 +2626,7 @@ func (x *DiscoveryPort) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DiscoveryPort.ProtoReflect.Descriptor instead.
 func (*DiscoveryPort) Descriptor() ([]byte, []int) {
-	return file_berth_v1_app_proto_rawDescGZIP(), []int{24}
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *DiscoveryPort) GetNumber() int32 {
@@ -2123,7 +2668,7 @@ type VersionInfo struct {
 
 func (x *VersionInfo) Reset() {
 	*x = VersionInfo{}
-	mi := &file_berth_v1_app_proto_msgTypes[25]
+	mi := &file_berth_v1_app_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2135,7 +2680,7 @@ func (x *VersionInfo) String() string {
 func (*VersionInfo) ProtoMessage() {}
 
 func (x *VersionInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_app_proto_msgTypes[25]
+	mi := &file_berth_v1_app_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2148,7 +2693,7 @@ func (x *VersionInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VersionInfo.ProtoReflect.Descriptor instead.
 func (*VersionInfo) Descriptor() ([]byte, []int) {
-	return file_berth_v1_app_proto_rawDescGZIP(), []int{25}
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *VersionInfo) GetLastScalingAt() string {
@@ -2175,7 +2720,7 @@ type Secret struct {
 
 func (x *Secret) Reset() {
 	*x = Secret{}
-	mi := &file_berth_v1_app_proto_msgTypes[26]
+	mi := &file_berth_v1_app_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2187,7 +2732,7 @@ func (x *Secret) String() string {
 func (*Secret) ProtoMessage() {}
 
 func (x *Secret) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_app_proto_msgTypes[26]
+	mi := &file_berth_v1_app_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2200,7 +2745,7 @@ func (x *Secret) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Secret.ProtoReflect.Descriptor instead.
 func (*Secret) Descriptor() ([]byte, []int) {
-	return file_berth_v1_app_proto_rawDescGZIP(), []int{26}
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Secret) GetSource() string {
@@ -2210,11 +2755,517 @@ func (x *Secret) GetSource() string {
 	return ""
 }
 
+// AppCheck is a Mesos-native check of an app's task: exactly one of http,
+// tcp and exec.
+type AppCheck struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Http            *AppHttpCheck          `protobuf:"bytes,1,opt,name=http,proto3" json:"http,omitempty"`
+	Tcp             *AppTcpCheck           `protobuf:"bytes,2,opt,name=tcp,proto3" json:"tcp,omitempty"`
+	Exec            *CommandCheck          `protobuf:"bytes,3,opt,name=exec,proto3" json:"exec,omitempty"`
+	IntervalSeconds *int32                 `protobuf:"varint,4,opt,name=interval_seconds,json=intervalSeconds,proto3,oneof" json:"interval_seconds,omitempty"`
+	TimeoutSeconds  *int32                 `protobuf:"varint,5,opt,name=timeout_seconds,json=timeoutSeconds,proto3,oneof" json:"timeout_seconds,omitempty"`
+	DelaySeconds    *int32                 `protobuf:"varint,6,opt,name=delay_seconds,json=delaySeconds,proto3,oneof" json:"delay_seconds,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *AppCheck) Reset() {
+	*x = AppCheck{}
+	mi := &file_berth_v1_app_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AppCheck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AppCheck) ProtoMessage() {}
+
+func (x *AppCheck) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_app_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AppCheck.ProtoReflect.Descriptor instead.
+func (*AppCheck) Descriptor() ([]byte, []int) {
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *AppCheck) GetHttp() *AppHttpCheck {
+	if x != nil {
+		return x.Http
+	}
+	return nil
+}
+
+func (x *AppCheck) GetTcp() *AppTcpCheck {
+	if x != nil {
+		return x.Tcp
+	}
+	return nil
+}
+
+func (x *AppCheck) GetExec() *CommandCheck {
+	if x != nil {
+		return x.Exec
+	}
+	return nil
+}
+
+func (x *AppCheck) GetIntervalSeconds() int32 {
+	if x != nil && x.IntervalSeconds != nil {
+		return *x.IntervalSeconds
+	}
+	return 0
+}
+
+func (x *AppCheck) GetTimeoutSeconds() int32 {
+	if x != nil && x.TimeoutSeconds != nil {
+		return *x.TimeoutSeconds
+	}
+	return 0
+}
+
+func (x *AppCheck) GetDelaySeconds() int32 {
+	if x != nil && x.DelaySeconds != nil {
+		return *x.DelaySeconds
+	}
+	return 0
+}
+
+// AppHttpCheck is an HTTP check on one of the app's ports.
+type AppHttpCheck struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	PortIndex *int32                 `protobuf:"varint,1,opt,name=port_index,json=portIndex,proto3,oneof" json:"port_index,omitempty"`
+	Port      *int32                 `protobuf:"varint,2,opt,name=port,proto3,oneof" json:"port,omitempty"`
+	Path      *string                `protobuf:"bytes,3,opt,name=path,proto3,oneof" json:"path,omitempty"`
+	// scheme is HTTP or HTTPS.
+	Scheme        *string `protobuf:"bytes,4,opt,name=scheme,proto3,oneof" json:"scheme,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AppHttpCheck) Reset() {
+	*x = AppHttpCheck{}
+	mi := &file_berth_v1_app_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AppHttpCheck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AppHttpCheck) ProtoMessage() {}
+
+func (x *AppHttpCheck) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_app_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AppHttpCheck.ProtoReflect.Descriptor instead.
+func (*AppHttpCheck) Descriptor() ([]byte, []int) {
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *AppHttpCheck) GetPortIndex() int32 {
+	if x != nil && x.PortIndex != nil {
+		return *x.PortIndex
+	}
+	return 0
+}
+
+func (x *AppHttpCheck) GetPort() int32 {
+	if x != nil && x.Port != nil {
+		return *x.Port
+	}
+	return 0
+}
+
+func (x *AppHttpCheck) GetPath() string {
+	if x != nil && x.Path != nil {
+		return *x.Path
+	}
+	return ""
+}
+
+func (x *AppHttpCheck) GetScheme() string {
+	if x != nil && x.Scheme != nil {
+		return *x.Scheme
+	}
+	return ""
+}
+
+// AppTcpCheck is a TCP check on one of the app's ports.
+type AppTcpCheck struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	PortIndex     *int32                 `protobuf:"varint,1,opt,name=port_index,json=portIndex,proto3,oneof" json:"port_index,omitempty"`
+	Port          *int32                 `protobuf:"varint,2,opt,name=port,proto3,oneof" json:"port,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AppTcpCheck) Reset() {
+	*x = AppTcpCheck{}
+	mi := &file_berth_v1_app_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AppTcpCheck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AppTcpCheck) ProtoMessage() {}
+
+func (x *AppTcpCheck) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_app_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AppTcpCheck.ProtoReflect.Descriptor instead.
+func (*AppTcpCheck) Descriptor() ([]byte, []int) {
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *AppTcpCheck) GetPortIndex() int32 {
+	if x != nil && x.PortIndex != nil {
+		return *x.PortIndex
+	}
+	return 0
+}
+
+func (x *AppTcpCheck) GetPort() int32 {
+	if x != nil && x.Port != nil {
+		return *x.Port
+	}
+	return 0
+}
+
+// CommandCheck runs a command; it succeeds when the command exits 0.
+type CommandCheck struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Command       *MesosCommand          `protobuf:"bytes,1,opt,name=command,proto3" json:"command,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CommandCheck) Reset() {
+	*x = CommandCheck{}
+	mi := &file_berth_v1_app_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CommandCheck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CommandCheck) ProtoMessage() {}
+
+func (x *CommandCheck) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_app_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CommandCheck.ProtoReflect.Descriptor instead.
+func (*CommandCheck) Descriptor() ([]byte, []int) {
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *CommandCheck) GetCommand() *MesosCommand {
+	if x != nil {
+		return x.Command
+	}
+	return nil
+}
+
+// MesosCommand is a shell command line or an argv vector.
+type MesosCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Shell         *string                `protobuf:"bytes,1,opt,name=shell,proto3,oneof" json:"shell,omitempty"`
+	Argv          []string               `protobuf:"bytes,2,rep,name=argv,proto3" json:"argv,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MesosCommand) Reset() {
+	*x = MesosCommand{}
+	mi := &file_berth_v1_app_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MesosCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MesosCommand) ProtoMessage() {}
+
+func (x *MesosCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_app_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MesosCommand.ProtoReflect.Descriptor instead.
+func (*MesosCommand) Descriptor() ([]byte, []int) {
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *MesosCommand) GetShell() string {
+	if x != nil && x.Shell != nil {
+		return *x.Shell
+	}
+	return ""
+}
+
+func (x *MesosCommand) GetArgv() []string {
+	if x != nil {
+		return x.Argv
+	}
+	return nil
+}
+
+// ExecutorResources are the resources of an executor.
+type ExecutorResources struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Cpus          *float64               `protobuf:"fixed64,1,opt,name=cpus,proto3,oneof" json:"cpus,omitempty"`
+	Mem           *float64               `protobuf:"fixed64,2,opt,name=mem,proto3,oneof" json:"mem,omitempty"`
+	Disk          *float64               `protobuf:"fixed64,3,opt,name=disk,proto3,oneof" json:"disk,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExecutorResources) Reset() {
+	*x = ExecutorResources{}
+	mi := &file_berth_v1_app_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExecutorResources) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExecutorResources) ProtoMessage() {}
+
+func (x *ExecutorResources) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_app_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExecutorResources.ProtoReflect.Descriptor instead.
+func (*ExecutorResources) Descriptor() ([]byte, []int) {
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *ExecutorResources) GetCpus() float64 {
+	if x != nil && x.Cpus != nil {
+		return *x.Cpus
+	}
+	return 0
+}
+
+func (x *ExecutorResources) GetMem() float64 {
+	if x != nil && x.Mem != nil {
+		return *x.Mem
+	}
+	return 0
+}
+
+func (x *ExecutorResources) GetDisk() float64 {
+	if x != nil && x.Disk != nil {
+		return *x.Disk
+	}
+	return 0
+}
+
+// ResourceLimits are upper limits on CPU and memory above the requested
+// resources.
+type ResourceLimits struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Cpus          *ResourceLimit         `protobuf:"bytes,1,opt,name=cpus,proto3" json:"cpus,omitempty"`
+	Mem           *ResourceLimit         `protobuf:"bytes,2,opt,name=mem,proto3" json:"mem,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResourceLimits) Reset() {
+	*x = ResourceLimits{}
+	mi := &file_berth_v1_app_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResourceLimits) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResourceLimits) ProtoMessage() {}
+
+func (x *ResourceLimits) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_app_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResourceLimits.ProtoReflect.Descriptor instead.
+func (*ResourceLimits) Descriptor() ([]byte, []int) {
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *ResourceLimits) GetCpus() *ResourceLimit {
+	if x != nil {
+		return x.Cpus
+	}
+	return nil
+}
+
+func (x *ResourceLimits) GetMem() *ResourceLimit {
+	if x != nil {
+		return x.Mem
+	}
+	return nil
+}
+
+// ResourceLimit is a limit: a number, or "unlimited" in Marathon's JSON.
+type ResourceLimit struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Kind:
+	//
+	//	*ResourceLimit_Value
+	//	*ResourceLimit_Unlimited
+	Kind          isResourceLimit_Kind `protobuf_oneof:"kind"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResourceLimit) Reset() {
+	*x = ResourceLimit{}
+	mi := &file_berth_v1_app_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResourceLimit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResourceLimit) ProtoMessage() {}
+
+func (x *ResourceLimit) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_app_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResourceLimit.ProtoReflect.Descriptor instead.
+func (*ResourceLimit) Descriptor() ([]byte, []int) {
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *ResourceLimit) GetKind() isResourceLimit_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return nil
+}
+
+func (x *ResourceLimit) GetValue() float64 {
+	if x != nil {
+		if x, ok := x.Kind.(*ResourceLimit_Value); ok {
+			return x.Value
+		}
+	}
+	return 0
+}
+
+func (x *ResourceLimit) GetUnlimited() bool {
+	if x != nil {
+		if x, ok := x.Kind.(*ResourceLimit_Unlimited); ok {
+			return x.Unlimited
+		}
+	}
+	return false
+}
+
+type isResourceLimit_Kind interface {
+	isResourceLimit_Kind()
+}
+
+type ResourceLimit_Value struct {
+	Value float64 `protobuf:"fixed64,1,opt,name=value,proto3,oneof"`
+}
+
+type ResourceLimit_Unlimited struct {
+	// unlimited: no limit.
+	Unlimited bool `protobuf:"varint,2,opt,name=unlimited,proto3,oneof"`
+}
+
+func (*ResourceLimit_Value) isResourceLimit_Kind() {}
+
+func (*ResourceLimit_Unlimited) isResourceLimit_Kind() {}
+
 var File_berth_v1_app_proto protoreflect.FileDescriptor
 
 const file_berth_v1_app_proto_rawDesc = "" +
 	"\n" +
-	"\x12berth/v1/app.proto\x12\bberth.v1\"\x82\x11\n" +
+	"\x12berth/v1/app.proto\x12\bberth.v1\"\x9e\x13\n" +
 	"\x03App\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
 	"\x03cmd\x18\x02 \x01(\tH\x00R\x03cmd\x88\x01\x01\x12\x12\n" +
@@ -2257,7 +3308,15 @@ const file_berth_v1_app_proto_rawDesc = "" +
 	"\asecrets\x18$ \x03(\v2\x1a.berth.v1.App.SecretsEntryR\asecrets\x12\x12\n" +
 	"\x04uris\x18% \x03(\tR\x04uris\x12\x15\n" +
 	"\x03tty\x18& \x01(\bH\x10R\x03tty\x88\x01\x01\x12,\n" +
-	"\x0fmax_unavailable\x18' \x01(\x05H\x11R\x0emaxUnavailable\x88\x01\x01\x1aJ\n" +
+	"\x0fmax_unavailable\x18' \x01(\x05H\x11R\x0emaxUnavailable\x88\x01\x01\x12(\n" +
+	"\x05check\x18+ \x01(\v2\x12.berth.v1.AppCheckR\x05check\x12J\n" +
+	"\x12executor_resources\x18, \x01(\v2\x1b.berth.v1.ExecutorResourcesR\x11executorResources\x12A\n" +
+	"\x0fresource_limits\x18- \x01(\v2\x18.berth.v1.ResourceLimitsR\x0eresourceLimits\x12\x1d\n" +
+	"\n" +
+	"store_urls\x18. \x03(\tR\tstoreUrls\x12!\n" +
+	"\fempty_fields\x18/ \x03(\tR\vemptyFields\x12\x1f\n" +
+	"\vnull_fields\x180 \x03(\tR\n" +
+	"nullFields\x1aJ\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12(\n" +
 	"\x05value\x18\x02 \x01(\v2\x12.berth.v1.EnvValueR\x05value:\x028\x01\x1a9\n" +
@@ -2306,13 +3365,41 @@ const file_berth_v1_app_proto_rawDesc = "" +
 	"\x16inactive_after_seconds\x18\x01 \x01(\x05H\x00R\x14inactiveAfterSeconds\x88\x01\x01\x127\n" +
 	"\x15expunge_after_seconds\x18\x02 \x01(\x05H\x01R\x13expungeAfterSeconds\x88\x01\x01B\x19\n" +
 	"\x17_inactive_after_secondsB\x18\n" +
-	"\x16_expunge_after_seconds\"\xbf\x01\n" +
+	"\x16_expunge_after_seconds\"\xa0\x02\n" +
 	"\tContainer\x12\x17\n" +
 	"\x04type\x18\x01 \x01(\tH\x00R\x04type\x88\x01\x01\x12(\n" +
 	"\x06docker\x18\x02 \x01(\v2\x10.berth.v1.DockerR\x06docker\x12*\n" +
 	"\avolumes\x18\x03 \x03(\v2\x10.berth.v1.VolumeR\avolumes\x12:\n" +
-	"\rport_mappings\x18\x04 \x03(\v2\x15.berth.v1.PortMappingR\fportMappingsB\a\n" +
-	"\x05_type\"\xf5\x02\n" +
+	"\rport_mappings\x18\x04 \x03(\v2\x15.berth.v1.PortMappingR\fportMappings\x122\n" +
+	"\n" +
+	"linux_info\x18\x05 \x01(\v2\x13.berth.v1.LinuxInfoR\tlinuxInfo\x12+\n" +
+	"\x04appc\x18\x06 \x01(\v2\x17.berth.v1.AppcContainerR\x04appcB\a\n" +
+	"\x05_type\"f\n" +
+	"\tLinuxInfo\x12+\n" +
+	"\aseccomp\x18\x01 \x01(\v2\x11.berth.v1.SeccompR\aseccomp\x12,\n" +
+	"\bipc_info\x18\x02 \x01(\v2\x11.berth.v1.IpcInfoR\aipcInfo\"v\n" +
+	"\aSeccomp\x12&\n" +
+	"\fprofile_name\x18\x01 \x01(\tH\x00R\vprofileName\x88\x01\x01\x12#\n" +
+	"\n" +
+	"unconfined\x18\x02 \x01(\bH\x01R\n" +
+	"unconfined\x88\x01\x01B\x0f\n" +
+	"\r_profile_nameB\r\n" +
+	"\v_unconfined\"X\n" +
+	"\aIpcInfo\x12\x17\n" +
+	"\x04mode\x18\x01 \x01(\tH\x00R\x04mode\x88\x01\x01\x12\x1e\n" +
+	"\bshm_size\x18\x02 \x01(\x05H\x01R\ashmSize\x88\x01\x01B\a\n" +
+	"\x05_modeB\v\n" +
+	"\t_shm_size\"\xfd\x01\n" +
+	"\rAppcContainer\x12\x14\n" +
+	"\x05image\x18\x01 \x01(\tR\x05image\x12\x13\n" +
+	"\x02id\x18\x02 \x01(\tH\x00R\x02id\x88\x01\x01\x12;\n" +
+	"\x06labels\x18\x03 \x03(\v2#.berth.v1.AppcContainer.LabelsEntryR\x06labels\x12-\n" +
+	"\x10force_pull_image\x18\x04 \x01(\bH\x01R\x0eforcePullImage\x88\x01\x01\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\x05\n" +
+	"\x03_idB\x13\n" +
+	"\x11_force_pull_image\"\xed\x03\n" +
 	"\x06Docker\x12\x14\n" +
 	"\x05image\x18\x01 \x01(\tR\x05image\x12\x1d\n" +
 	"\anetwork\x18\x02 \x01(\tH\x00R\anetwork\x88\x01\x01\x12:\n" +
@@ -2325,11 +3412,20 @@ const file_berth_v1_app_proto_rawDesc = "" +
 	"parameters\x12-\n" +
 	"\x10force_pull_image\x18\x06 \x01(\bH\x02R\x0eforcePullImage\x88\x01\x01\x12;\n" +
 	"\vpull_config\x18\a \x01(\v2\x1a.berth.v1.DockerPullConfigR\n" +
-	"pullConfigB\n" +
+	"pullConfig\x12(\n" +
+	"\rrequire_ports\x18\b \x01(\bH\x03R\frequirePorts\x88\x01\x01\x12:\n" +
+	"\n" +
+	"credential\x18\t \x01(\v2\x1a.berth.v1.DockerCredentialR\n" +
+	"credentialB\n" +
 	"\n" +
 	"\b_networkB\r\n" +
 	"\v_privilegedB\x13\n" +
-	"\x11_force_pull_image\"*\n" +
+	"\x11_force_pull_imageB\x10\n" +
+	"\x0e_require_ports\"X\n" +
+	"\x10DockerCredential\x12\x1c\n" +
+	"\tprincipal\x18\x01 \x01(\tR\tprincipal\x12\x1b\n" +
+	"\x06secret\x18\x02 \x01(\tH\x00R\x06secret\x88\x01\x01B\t\n" +
+	"\a_secret\"*\n" +
 	"\x10DockerPullConfig\x12\x16\n" +
 	"\x06secret\x18\x01 \x01(\tR\x06secret\"9\n" +
 	"\x0fDockerParameter\x12\x10\n" +
@@ -2364,20 +3460,50 @@ const file_berth_v1_app_proto_rawDesc = "" +
 	"\n" +
 	"_host_pathB\a\n" +
 	"\x05_modeB\t\n" +
-	"\a_secretJ\x04\b\x05\x10\x06\"\xa7\x02\n" +
+	"\a_secretJ\x04\b\x05\x10\x06\"\xe4\x02\n" +
 	"\x0eExternalVolume\x12\x17\n" +
 	"\x04size\x18\x01 \x01(\x05H\x00R\x04size\x88\x01\x01\x12\x17\n" +
 	"\x04name\x18\x02 \x01(\tH\x01R\x04name\x88\x01\x01\x12\x1f\n" +
 	"\bprovider\x18\x03 \x01(\tH\x02R\bprovider\x88\x01\x01\x12?\n" +
 	"\aoptions\x18\x04 \x03(\v2%.berth.v1.ExternalVolume.OptionsEntryR\aoptions\x12\x1b\n" +
-	"\x06shared\x18\x05 \x01(\bH\x03R\x06shared\x88\x01\x01\x1a:\n" +
+	"\x06shared\x18\x05 \x01(\bH\x03R\x06shared\x88\x01\x01\x12;\n" +
+	"\vcsi_options\x18\x06 \x01(\v2\x1a.berth.v1.CsiVolumeOptionsR\n" +
+	"csiOptions\x1a:\n" +
 	"\fOptionsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\a\n" +
 	"\x05_sizeB\a\n" +
 	"\x05_nameB\v\n" +
 	"\t_providerB\t\n" +
-	"\a_shared\"\xfa\x01\n" +
+	"\a_shared\"\xce\x04\n" +
+	"\x10CsiVolumeOptions\x12\x1f\n" +
+	"\vplugin_name\x18\x01 \x01(\tR\n" +
+	"pluginName\x127\n" +
+	"\n" +
+	"capability\x18\x02 \x01(\v2\x17.berth.v1.CsiCapabilityR\n" +
+	"capability\x12[\n" +
+	"\x11node_stage_secret\x18\x03 \x03(\v2/.berth.v1.CsiVolumeOptions.NodeStageSecretEntryR\x0fnodeStageSecret\x12a\n" +
+	"\x13node_publish_secret\x18\x04 \x03(\v21.berth.v1.CsiVolumeOptions.NodePublishSecretEntryR\x11nodePublishSecret\x12T\n" +
+	"\x0evolume_context\x18\x05 \x03(\v2-.berth.v1.CsiVolumeOptions.VolumeContextEntryR\rvolumeContext\x1aB\n" +
+	"\x14NodeStageSecretEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1aD\n" +
+	"\x16NodePublishSecretEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a@\n" +
+	"\x12VolumeContextEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x9c\x01\n" +
+	"\rCsiCapability\x12\x1f\n" +
+	"\vaccess_mode\x18\x01 \x01(\tR\n" +
+	"accessMode\x12\x1f\n" +
+	"\vaccess_type\x18\x02 \x01(\tR\n" +
+	"accessType\x12\x1c\n" +
+	"\afs_type\x18\x03 \x01(\tH\x00R\x06fsType\x88\x01\x01\x12\x1f\n" +
+	"\vmount_flags\x18\x04 \x03(\tR\n" +
+	"mountFlagsB\n" +
+	"\n" +
+	"\b_fs_type\"\xfa\x01\n" +
 	"\x10PersistentVolume\x12\x17\n" +
 	"\x04size\x18\x01 \x01(\x01H\x00R\x04size\x88\x01\x01\x12\x17\n" +
 	"\x04type\x18\x02 \x01(\tH\x01R\x04type\x88\x01\x01\x12\x1e\n" +
@@ -2508,7 +3634,53 @@ const file_berth_v1_app_proto_rawDesc = "" +
 	"\x0flast_scaling_at\x18\x01 \x01(\tR\rlastScalingAt\x121\n" +
 	"\x15last_config_change_at\x18\x02 \x01(\tR\x12lastConfigChangeAt\" \n" +
 	"\x06Secret\x12\x16\n" +
-	"\x06source\x18\x01 \x01(\tR\x06sourceB\x8c\x01\n" +
+	"\x06source\x18\x01 \x01(\tR\x06source\"\xce\x02\n" +
+	"\bAppCheck\x12*\n" +
+	"\x04http\x18\x01 \x01(\v2\x16.berth.v1.AppHttpCheckR\x04http\x12'\n" +
+	"\x03tcp\x18\x02 \x01(\v2\x15.berth.v1.AppTcpCheckR\x03tcp\x12*\n" +
+	"\x04exec\x18\x03 \x01(\v2\x16.berth.v1.CommandCheckR\x04exec\x12.\n" +
+	"\x10interval_seconds\x18\x04 \x01(\x05H\x00R\x0fintervalSeconds\x88\x01\x01\x12,\n" +
+	"\x0ftimeout_seconds\x18\x05 \x01(\x05H\x01R\x0etimeoutSeconds\x88\x01\x01\x12(\n" +
+	"\rdelay_seconds\x18\x06 \x01(\x05H\x02R\fdelaySeconds\x88\x01\x01B\x13\n" +
+	"\x11_interval_secondsB\x12\n" +
+	"\x10_timeout_secondsB\x10\n" +
+	"\x0e_delay_seconds\"\xad\x01\n" +
+	"\fAppHttpCheck\x12\"\n" +
+	"\n" +
+	"port_index\x18\x01 \x01(\x05H\x00R\tportIndex\x88\x01\x01\x12\x17\n" +
+	"\x04port\x18\x02 \x01(\x05H\x01R\x04port\x88\x01\x01\x12\x17\n" +
+	"\x04path\x18\x03 \x01(\tH\x02R\x04path\x88\x01\x01\x12\x1b\n" +
+	"\x06scheme\x18\x04 \x01(\tH\x03R\x06scheme\x88\x01\x01B\r\n" +
+	"\v_port_indexB\a\n" +
+	"\x05_portB\a\n" +
+	"\x05_pathB\t\n" +
+	"\a_scheme\"b\n" +
+	"\vAppTcpCheck\x12\"\n" +
+	"\n" +
+	"port_index\x18\x01 \x01(\x05H\x00R\tportIndex\x88\x01\x01\x12\x17\n" +
+	"\x04port\x18\x02 \x01(\x05H\x01R\x04port\x88\x01\x01B\r\n" +
+	"\v_port_indexB\a\n" +
+	"\x05_port\"@\n" +
+	"\fCommandCheck\x120\n" +
+	"\acommand\x18\x01 \x01(\v2\x16.berth.v1.MesosCommandR\acommand\"G\n" +
+	"\fMesosCommand\x12\x19\n" +
+	"\x05shell\x18\x01 \x01(\tH\x00R\x05shell\x88\x01\x01\x12\x12\n" +
+	"\x04argv\x18\x02 \x03(\tR\x04argvB\b\n" +
+	"\x06_shell\"v\n" +
+	"\x11ExecutorResources\x12\x17\n" +
+	"\x04cpus\x18\x01 \x01(\x01H\x00R\x04cpus\x88\x01\x01\x12\x15\n" +
+	"\x03mem\x18\x02 \x01(\x01H\x01R\x03mem\x88\x01\x01\x12\x17\n" +
+	"\x04disk\x18\x03 \x01(\x01H\x02R\x04disk\x88\x01\x01B\a\n" +
+	"\x05_cpusB\x06\n" +
+	"\x04_memB\a\n" +
+	"\x05_disk\"h\n" +
+	"\x0eResourceLimits\x12+\n" +
+	"\x04cpus\x18\x01 \x01(\v2\x17.berth.v1.ResourceLimitR\x04cpus\x12)\n" +
+	"\x03mem\x18\x02 \x01(\v2\x17.berth.v1.ResourceLimitR\x03mem\"O\n" +
+	"\rResourceLimit\x12\x16\n" +
+	"\x05value\x18\x01 \x01(\x01H\x00R\x05value\x12\x1e\n" +
+	"\tunlimited\x18\x02 \x01(\bH\x00R\tunlimitedB\x06\n" +
+	"\x04kindB\x8c\x01\n" +
 	"\fcom.berth.v1B\bAppProtoP\x01Z1github.com/berth-dev/berth/proto/berth/v1;berthv1\xa2\x02\x03BXX\xaa\x02\bBerth.V1\xca\x02\bBerth\\V1\xe2\x02\x14Berth\\V1\\GPBMetadata\xea\x02\tBerth::V1b\x06proto3"
 
 var (
@@ -2523,7 +3695,7 @@ func file_berth_v1_app_proto_rawDescGZIP() []byte {
 	return file_berth_v1_app_proto_rawDescData
 }
 
-var file_berth_v1_app_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_berth_v1_app_proto_msgTypes = make([]protoimpl.MessageInfo, 55)
 var file_berth_v1_app_proto_goTypes = []any{
 	(*App)(nil),                 // 0: berth.v1.App
 	(*EnvValue)(nil),            // 1: berth.v1.EnvValue
@@ -2532,79 +3704,118 @@ var file_berth_v1_app_proto_goTypes = []any{
 	(*UnreachableDisabled)(nil), // 4: berth.v1.UnreachableDisabled
 	(*UnreachableEnabled)(nil),  // 5: berth.v1.UnreachableEnabled
 	(*Container)(nil),           // 6: berth.v1.Container
-	(*Docker)(nil),              // 7: berth.v1.Docker
-	(*DockerPullConfig)(nil),    // 8: berth.v1.DockerPullConfig
-	(*DockerParameter)(nil),     // 9: berth.v1.DockerParameter
-	(*PortMapping)(nil),         // 10: berth.v1.PortMapping
-	(*Volume)(nil),              // 11: berth.v1.Volume
-	(*ExternalVolume)(nil),      // 12: berth.v1.ExternalVolume
-	(*PersistentVolume)(nil),    // 13: berth.v1.PersistentVolume
-	(*Network)(nil),             // 14: berth.v1.Network
-	(*PortDefinition)(nil),      // 15: berth.v1.PortDefinition
-	(*HealthCheck)(nil),         // 16: berth.v1.HealthCheck
-	(*HealthCheckCommand)(nil),  // 17: berth.v1.HealthCheckCommand
-	(*ReadinessCheck)(nil),      // 18: berth.v1.ReadinessCheck
-	(*UpgradeStrategy)(nil),     // 19: berth.v1.UpgradeStrategy
-	(*Residency)(nil),           // 20: berth.v1.Residency
-	(*FetchUri)(nil),            // 21: berth.v1.FetchUri
-	(*IpAddress)(nil),           // 22: berth.v1.IpAddress
-	(*Discovery)(nil),           // 23: berth.v1.Discovery
-	(*DiscoveryPort)(nil),       // 24: berth.v1.DiscoveryPort
-	(*VersionInfo)(nil),         // 25: berth.v1.VersionInfo
-	(*Secret)(nil),              // 26: berth.v1.Secret
-	nil,                         // 27: berth.v1.App.EnvEntry
-	nil,                         // 28: berth.v1.App.LabelsEntry
-	nil,                         // 29: berth.v1.App.SecretsEntry
-	nil,                         // 30: berth.v1.PortMapping.LabelsEntry
-	nil,                         // 31: berth.v1.ExternalVolume.OptionsEntry
-	nil,                         // 32: berth.v1.Network.LabelsEntry
-	nil,                         // 33: berth.v1.PortDefinition.LabelsEntry
-	nil,                         // 34: berth.v1.IpAddress.LabelsEntry
-	nil,                         // 35: berth.v1.DiscoveryPort.LabelsEntry
+	(*LinuxInfo)(nil),           // 7: berth.v1.LinuxInfo
+	(*Seccomp)(nil),             // 8: berth.v1.Seccomp
+	(*IpcInfo)(nil),             // 9: berth.v1.IpcInfo
+	(*AppcContainer)(nil),       // 10: berth.v1.AppcContainer
+	(*Docker)(nil),              // 11: berth.v1.Docker
+	(*DockerCredential)(nil),    // 12: berth.v1.DockerCredential
+	(*DockerPullConfig)(nil),    // 13: berth.v1.DockerPullConfig
+	(*DockerParameter)(nil),     // 14: berth.v1.DockerParameter
+	(*PortMapping)(nil),         // 15: berth.v1.PortMapping
+	(*Volume)(nil),              // 16: berth.v1.Volume
+	(*ExternalVolume)(nil),      // 17: berth.v1.ExternalVolume
+	(*CsiVolumeOptions)(nil),    // 18: berth.v1.CsiVolumeOptions
+	(*CsiCapability)(nil),       // 19: berth.v1.CsiCapability
+	(*PersistentVolume)(nil),    // 20: berth.v1.PersistentVolume
+	(*Network)(nil),             // 21: berth.v1.Network
+	(*PortDefinition)(nil),      // 22: berth.v1.PortDefinition
+	(*HealthCheck)(nil),         // 23: berth.v1.HealthCheck
+	(*HealthCheckCommand)(nil),  // 24: berth.v1.HealthCheckCommand
+	(*ReadinessCheck)(nil),      // 25: berth.v1.ReadinessCheck
+	(*UpgradeStrategy)(nil),     // 26: berth.v1.UpgradeStrategy
+	(*Residency)(nil),           // 27: berth.v1.Residency
+	(*FetchUri)(nil),            // 28: berth.v1.FetchUri
+	(*IpAddress)(nil),           // 29: berth.v1.IpAddress
+	(*Discovery)(nil),           // 30: berth.v1.Discovery
+	(*DiscoveryPort)(nil),       // 31: berth.v1.DiscoveryPort
+	(*VersionInfo)(nil),         // 32: berth.v1.VersionInfo
+	(*Secret)(nil),              // 33: berth.v1.Secret
+	(*AppCheck)(nil),            // 34: berth.v1.AppCheck
+	(*AppHttpCheck)(nil),        // 35: berth.v1.AppHttpCheck
+	(*AppTcpCheck)(nil),         // 36: berth.v1.AppTcpCheck
+	(*CommandCheck)(nil),        // 37: berth.v1.CommandCheck
+	(*MesosCommand)(nil),        // 38: berth.v1.MesosCommand
+	(*ExecutorResources)(nil),   // 39: berth.v1.ExecutorResources
+	(*ResourceLimits)(nil),      // 40: berth.v1.ResourceLimits
+	(*ResourceLimit)(nil),       // 41: berth.v1.ResourceLimit
+	nil,                         // 42: berth.v1.App.EnvEntry
+	nil,                         // 43: berth.v1.App.LabelsEntry
+	nil,                         // 44: berth.v1.App.SecretsEntry
+	nil,                         // 45: berth.v1.AppcContainer.LabelsEntry
+	nil,                         // 46: berth.v1.PortMapping.LabelsEntry
+	nil,                         // 47: berth.v1.ExternalVolume.OptionsEntry
+	nil,                         // 48: berth.v1.CsiVolumeOptions.NodeStageSecretEntry
+	nil,                         // 49: berth.v1.CsiVolumeOptions.NodePublishSecretEntry
+	nil,                         // 50: berth.v1.CsiVolumeOptions.VolumeContextEntry
+	nil,                         // 51: berth.v1.Network.LabelsEntry
+	nil,                         // 52: berth.v1.PortDefinition.LabelsEntry
+	nil,                         // 53: berth.v1.IpAddress.LabelsEntry
+	nil,                         // 54: berth.v1.DiscoveryPort.LabelsEntry
 }
 var file_berth_v1_app_proto_depIdxs = []int32{
-	27, // 0: berth.v1.App.env:type_name -> berth.v1.App.EnvEntry
-	28, // 1: berth.v1.App.labels:type_name -> berth.v1.App.LabelsEntry
+	42, // 0: berth.v1.App.env:type_name -> berth.v1.App.EnvEntry
+	43, // 1: berth.v1.App.labels:type_name -> berth.v1.App.LabelsEntry
 	2,  // 2: berth.v1.App.constraints:type_name -> berth.v1.Constraint
 	6,  // 3: berth.v1.App.container:type_name -> berth.v1.Container
-	14, // 4: berth.v1.App.networks:type_name -> berth.v1.Network
-	15, // 5: berth.v1.App.port_definitions:type_name -> berth.v1.PortDefinition
-	16, // 6: berth.v1.App.health_checks:type_name -> berth.v1.HealthCheck
-	18, // 7: berth.v1.App.readiness_checks:type_name -> berth.v1.ReadinessCheck
-	19, // 8: berth.v1.App.upgrade_strategy:type_name -> berth.v1.UpgradeStrategy
+	21, // 4: berth.v1.App.networks:type_name -> berth.v1.Network
+	22, // 5: berth.v1.App.port_definitions:type_name -> berth.v1.PortDefinition
+	23, // 6: berth.v1.App.health_checks:type_name -> berth.v1.HealthCheck
+	25, // 7: berth.v1.App.readiness_checks:type_name -> berth.v1.ReadinessCheck
+	26, // 8: berth.v1.App.upgrade_strategy:type_name -> berth.v1.UpgradeStrategy
 	3,  // 9: berth.v1.App.unreachable_strategy:type_name -> berth.v1.UnreachableStrategy
-	20, // 10: berth.v1.App.residency:type_name -> berth.v1.Residency
-	21, // 11: berth.v1.App.fetch:type_name -> berth.v1.FetchUri
-	22, // 12: berth.v1.App.ip_address:type_name -> berth.v1.IpAddress
-	25, // 13: berth.v1.App.version_info:type_name -> berth.v1.VersionInfo
-	29, // 14: berth.v1.App.secrets:type_name -> berth.v1.App.SecretsEntry
-	4,  // 15: berth.v1.UnreachableStrategy.disabled:type_name -> berth.v1.UnreachableDisabled
-	5,  // 16: berth.v1.UnreachableStrategy.enabled:type_name -> berth.v1.UnreachableEnabled
-	7,  // 17: berth.v1.Container.docker:type_name -> berth.v1.Docker
-	11, // 18: berth.v1.Container.volumes:type_name -> berth.v1.Volume
-	10, // 19: berth.v1.Container.port_mappings:type_name -> berth.v1.PortMapping
-	10, // 20: berth.v1.Docker.port_mappings:type_name -> berth.v1.PortMapping
-	9,  // 21: berth.v1.Docker.parameters:type_name -> berth.v1.DockerParameter
-	8,  // 22: berth.v1.Docker.pull_config:type_name -> berth.v1.DockerPullConfig
-	30, // 23: berth.v1.PortMapping.labels:type_name -> berth.v1.PortMapping.LabelsEntry
-	13, // 24: berth.v1.Volume.persistent:type_name -> berth.v1.PersistentVolume
-	12, // 25: berth.v1.Volume.external:type_name -> berth.v1.ExternalVolume
-	31, // 26: berth.v1.ExternalVolume.options:type_name -> berth.v1.ExternalVolume.OptionsEntry
-	2,  // 27: berth.v1.PersistentVolume.constraints:type_name -> berth.v1.Constraint
-	32, // 28: berth.v1.Network.labels:type_name -> berth.v1.Network.LabelsEntry
-	33, // 29: berth.v1.PortDefinition.labels:type_name -> berth.v1.PortDefinition.LabelsEntry
-	17, // 30: berth.v1.HealthCheck.command:type_name -> berth.v1.HealthCheckCommand
-	23, // 31: berth.v1.IpAddress.discovery:type_name -> berth.v1.Discovery
-	34, // 32: berth.v1.IpAddress.labels:type_name -> berth.v1.IpAddress.LabelsEntry
-	24, // 33: berth.v1.Discovery.ports:type_name -> berth.v1.DiscoveryPort
-	35, // 34: berth.v1.DiscoveryPort.labels:type_name -> berth.v1.DiscoveryPort.LabelsEntry
-	1,  // 35: berth.v1.App.EnvEntry.value:type_name -> berth.v1.EnvValue
-	26, // 36: berth.v1.App.SecretsEntry.value:type_name -> berth.v1.Secret
-	37, // [37:37] is the sub-list for method output_type
-	37, // [37:37] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	27, // 10: berth.v1.App.residency:type_name -> berth.v1.Residency
+	28, // 11: berth.v1.App.fetch:type_name -> berth.v1.FetchUri
+	29, // 12: berth.v1.App.ip_address:type_name -> berth.v1.IpAddress
+	32, // 13: berth.v1.App.version_info:type_name -> berth.v1.VersionInfo
+	44, // 14: berth.v1.App.secrets:type_name -> berth.v1.App.SecretsEntry
+	34, // 15: berth.v1.App.check:type_name -> berth.v1.AppCheck
+	39, // 16: berth.v1.App.executor_resources:type_name -> berth.v1.ExecutorResources
+	40, // 17: berth.v1.App.resource_limits:type_name -> berth.v1.ResourceLimits
+	4,  // 18: berth.v1.UnreachableStrategy.disabled:type_name -> berth.v1.UnreachableDisabled
+	5,  // 19: berth.v1.UnreachableStrategy.enabled:type_name -> berth.v1.UnreachableEnabled
+	11, // 20: berth.v1.Container.docker:type_name -> berth.v1.Docker
+	16, // 21: berth.v1.Container.volumes:type_name -> berth.v1.Volume
+	15, // 22: berth.v1.Container.port_mappings:type_name -> berth.v1.PortMapping
+	7,  // 23: berth.v1.Container.linux_info:type_name -> berth.v1.LinuxInfo
+	10, // 24: berth.v1.Container.appc:type_name -> berth.v1.AppcContainer
+	8,  // 25: berth.v1.LinuxInfo.seccomp:type_name -> berth.v1.Seccomp
+	9,  // 26: berth.v1.LinuxInfo.ipc_info:type_name -> berth.v1.IpcInfo
+	45, // 27: berth.v1.AppcContainer.labels:type_name -> berth.v1.AppcContainer.LabelsEntry
+	15, // 28: berth.v1.Docker.port_mappings:type_name -> berth.v1.PortMapping
+	14, // 29: berth.v1.Docker.parameters:type_name -> berth.v1.DockerParameter
+	13, // 30: berth.v1.Docker.pull_config:type_name -> berth.v1.DockerPullConfig
+	12, // 31: berth.v1.Docker.credential:type_name -> berth.v1.DockerCredential
+	46, // 32: berth.v1.PortMapping.labels:type_name -> berth.v1.PortMapping.LabelsEntry
+	20, // 33: berth.v1.Volume.persistent:type_name -> berth.v1.PersistentVolume
+	17, // 34: berth.v1.Volume.external:type_name -> berth.v1.ExternalVolume
+	47, // 35: berth.v1.ExternalVolume.options:type_name -> berth.v1.ExternalVolume.OptionsEntry
+	18, // 36: berth.v1.ExternalVolume.csi_options:type_name -> berth.v1.CsiVolumeOptions
+	19, // 37: berth.v1.CsiVolumeOptions.capability:type_name -> berth.v1.CsiCapability
+	48, // 38: berth.v1.CsiVolumeOptions.node_stage_secret:type_name -> berth.v1.CsiVolumeOptions.NodeStageSecretEntry
+	49, // 39: berth.v1.CsiVolumeOptions.node_publish_secret:type_name -> berth.v1.CsiVolumeOptions.NodePublishSecretEntry
+	50, // 40: berth.v1.CsiVolumeOptions.volume_context:type_name -> berth.v1.CsiVolumeOptions.VolumeContextEntry
+	2,  // 41: berth.v1.PersistentVolume.constraints:type_name -> berth.v1.Constraint
+	51, // 42: berth.v1.Network.labels:type_name -> berth.v1.Network.LabelsEntry
+	52, // 43: berth.v1.PortDefinition.labels:type_name -> berth.v1.PortDefinition.LabelsEntry
+	24, // 44: berth.v1.HealthCheck.command:type_name -> berth.v1.HealthCheckCommand
+	30, // 45: berth.v1.IpAddress.discovery:type_name -> berth.v1.Discovery
+	53, // 46: berth.v1.IpAddress.labels:type_name -> berth.v1.IpAddress.LabelsEntry
+	31, // 47: berth.v1.Discovery.ports:type_name -> berth.v1.DiscoveryPort
+	54, // 48: berth.v1.DiscoveryPort.labels:type_name -> berth.v1.DiscoveryPort.LabelsEntry
+	35, // 49: berth.v1.AppCheck.http:type_name -> berth.v1.AppHttpCheck
+	36, // 50: berth.v1.AppCheck.tcp:type_name -> berth.v1.AppTcpCheck
+	37, // 51: berth.v1.AppCheck.exec:type_name -> berth.v1.CommandCheck
+	38, // 52: berth.v1.CommandCheck.command:type_name -> berth.v1.MesosCommand
+	41, // 53: berth.v1.ResourceLimits.cpus:type_name -> berth.v1.ResourceLimit
+	41, // 54: berth.v1.ResourceLimits.mem:type_name -> berth.v1.ResourceLimit
+	1,  // 55: berth.v1.App.EnvEntry.value:type_name -> berth.v1.EnvValue
+	33, // 56: berth.v1.App.SecretsEntry.value:type_name -> berth.v1.Secret
+	57, // [57:57] is the sub-list for method output_type
+	57, // [57:57] is the sub-list for method input_type
+	57, // [57:57] is the sub-list for extension type_name
+	57, // [57:57] is the sub-list for extension extendee
+	0,  // [0:57] is the sub-list for field type_name
 }
 
 func init() { file_berth_v1_app_proto_init() }
@@ -2624,26 +3835,40 @@ func file_berth_v1_app_proto_init() {
 	}
 	file_berth_v1_app_proto_msgTypes[5].OneofWrappers = []any{}
 	file_berth_v1_app_proto_msgTypes[6].OneofWrappers = []any{}
-	file_berth_v1_app_proto_msgTypes[7].OneofWrappers = []any{}
+	file_berth_v1_app_proto_msgTypes[8].OneofWrappers = []any{}
+	file_berth_v1_app_proto_msgTypes[9].OneofWrappers = []any{}
 	file_berth_v1_app_proto_msgTypes[10].OneofWrappers = []any{}
 	file_berth_v1_app_proto_msgTypes[11].OneofWrappers = []any{}
 	file_berth_v1_app_proto_msgTypes[12].OneofWrappers = []any{}
-	file_berth_v1_app_proto_msgTypes[13].OneofWrappers = []any{}
-	file_berth_v1_app_proto_msgTypes[14].OneofWrappers = []any{}
 	file_berth_v1_app_proto_msgTypes[15].OneofWrappers = []any{}
 	file_berth_v1_app_proto_msgTypes[16].OneofWrappers = []any{}
-	file_berth_v1_app_proto_msgTypes[18].OneofWrappers = []any{}
+	file_berth_v1_app_proto_msgTypes[17].OneofWrappers = []any{}
 	file_berth_v1_app_proto_msgTypes[19].OneofWrappers = []any{}
 	file_berth_v1_app_proto_msgTypes[20].OneofWrappers = []any{}
 	file_berth_v1_app_proto_msgTypes[21].OneofWrappers = []any{}
 	file_berth_v1_app_proto_msgTypes[22].OneofWrappers = []any{}
+	file_berth_v1_app_proto_msgTypes[23].OneofWrappers = []any{}
+	file_berth_v1_app_proto_msgTypes[25].OneofWrappers = []any{}
+	file_berth_v1_app_proto_msgTypes[26].OneofWrappers = []any{}
+	file_berth_v1_app_proto_msgTypes[27].OneofWrappers = []any{}
+	file_berth_v1_app_proto_msgTypes[28].OneofWrappers = []any{}
+	file_berth_v1_app_proto_msgTypes[29].OneofWrappers = []any{}
+	file_berth_v1_app_proto_msgTypes[34].OneofWrappers = []any{}
+	file_berth_v1_app_proto_msgTypes[35].OneofWrappers = []any{}
+	file_berth_v1_app_proto_msgTypes[36].OneofWrappers = []any{}
+	file_berth_v1_app_proto_msgTypes[38].OneofWrappers = []any{}
+	file_berth_v1_app_proto_msgTypes[39].OneofWrappers = []any{}
+	file_berth_v1_app_proto_msgTypes[41].OneofWrappers = []any{
+		(*ResourceLimit_Value)(nil),
+		(*ResourceLimit_Unlimited)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_berth_v1_app_proto_rawDesc), len(file_berth_v1_app_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   36,
+			NumMessages:   55,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

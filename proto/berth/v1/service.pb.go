@@ -356,8 +356,11 @@ type AppSummary struct {
 	// last_task_failure is the newest task failure of the app's instances
 	// (Marathon's lastTaskFailure), absent if none.
 	LastTaskFailure *TaskFailure `protobuf:"bytes,7,opt,name=last_task_failure,json=lastTaskFailure,proto3" json:"last_task_failure,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// unsupported lists the app's fields that Berth keeps but does not act
+	// upon on its engine, each "field.path: reason" (appmodel.Unsupported).
+	Unsupported   []string `protobuf:"bytes,8,rep,name=unsupported,proto3" json:"unsupported,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AppSummary) Reset() {
@@ -435,6 +438,13 @@ func (x *AppSummary) GetDeployments() []string {
 func (x *AppSummary) GetLastTaskFailure() *TaskFailure {
 	if x != nil {
 		return x.LastTaskFailure
+	}
+	return nil
+}
+
+func (x *AppSummary) GetUnsupported() []string {
+	if x != nil {
+		return x.Unsupported
 	}
 	return nil
 }
@@ -3027,7 +3037,7 @@ const file_berth_v1_service_proto_rawDesc = "" +
 	"\vconsistency\x18\x03 \x01(\x0e2\x19.berth.v1.ReadConsistencyR\vconsistency\"a\n" +
 	"\x0eGetAppResponse\x12\x1f\n" +
 	"\x03app\x18\x01 \x01(\v2\r.berth.v1.AppR\x03app\x12.\n" +
-	"\asummary\x18\x02 \x01(\v2\x14.berth.v1.AppSummaryR\asummary\"\xb4\x02\n" +
+	"\asummary\x18\x02 \x01(\v2\x14.berth.v1.AppSummaryR\asummary\"\xd6\x02\n" +
 	"\n" +
 	"AppSummary\x12!\n" +
 	"\ftasks_staged\x18\x01 \x01(\x05R\vtasksStaged\x12#\n" +
@@ -3036,7 +3046,8 @@ const file_berth_v1_service_proto_rawDesc = "" +
 	"\x0ftasks_unhealthy\x18\x04 \x01(\x05R\x0etasksUnhealthy\x12+\n" +
 	"\x11instances_stopped\x18\x05 \x01(\x05R\x10instancesStopped\x12 \n" +
 	"\vdeployments\x18\x06 \x03(\tR\vdeployments\x12A\n" +
-	"\x11last_task_failure\x18\a \x01(\v2\x15.berth.v1.TaskFailureR\x0flastTaskFailure\"\xe4\x01\n" +
+	"\x11last_task_failure\x18\a \x01(\v2\x15.berth.v1.TaskFailureR\x0flastTaskFailure\x12 \n" +
+	"\vunsupported\x18\b \x03(\tR\vunsupported\"\xe4\x01\n" +
 	"\x0fListAppsRequest\x12\x1f\n" +
 	"\vid_contains\x18\x01 \x01(\tR\n" +
 	"idContains\x12!\n" +
