@@ -99,15 +99,15 @@ type Node struct {
 	// log found on disk at Start (see StartCommandIndex).
 	startCommandIndex uint64
 
-	hasState       atomic.Bool
-	gossipApplied  atomic.Uint64 // applied index gossiped while not a voter
-	leaving        atomic.Bool
+	hasState      atomic.Bool
+	gossipApplied atomic.Uint64 // applied index gossiped while not a voter
+	leaving       atomic.Bool
 	// disk is the health of the Raft disk; logGuard reports failed appends
 	// to it (see diskhealth.go).
 	disk     *diskHealth
 	logGuard *guardedLogStore
 	// gossipedDisk is the disk error last gossiped (membership loop only).
-	gossipedDisk string
+	gossipedDisk   string
 	gossipUpdateMu sync.Mutex
 
 	ctx    context.Context
