@@ -81,6 +81,9 @@ func TaskViewOf(inst *v1.Instance) *v1.TaskView {
 			tv.Version = t.GetAppVersion()
 		}
 	}
+	if nb := inst.GetLaunchNotBefore(); nb != nil && (t == nil || isTerminal(t.GetState())) {
+		tv.LaunchNotBefore = marathonTime(nb)
+	}
 	for _, v := range r.GetVolumes() {
 		tv.LocalVolumes = append(tv.LocalVolumes, &v1.TaskLocalVolume{
 			ContainerPath: v.GetContainerPath(), PersistenceId: v.GetPersistenceId(),
@@ -215,11 +218,8 @@ func (t *taskService) killAndScale(ctx context.Context, requestID string, inst, 
 			nextApp.Instances = proto.Int32(max(0, app.GetInstances()-1))
 			appmodel.StampVersion(app, nextApp, version, appmodel.Edit)
 			next.Goal = v1.Goal_GOAL_STOPPED
-			action := ActionScale
-			if nextApp.GetInstances() == 0 {
-				action = ActionStop
-			}
-			return appChange{command: v1.CommandType_COMMAND_TYPE_APP_UPDATE, app: nextApp, action: action,
+			// A scale, down to 0 too (see updateChange).
+			return appChange{command: v1.CommandType_COMMAND_TYPE_APP_UPDATE, app: nextApp, action: ActionScale,
 				putInstances: []*v1.Instance{next}, what: "instance stopped and app scaled down"}, nil
 		}})
 	if err != nil {
