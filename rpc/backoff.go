@@ -22,18 +22,7 @@ func (a *appService) ResetDelay(ctx context.Context, req *connect.Request[v1.Res
 		return nil, invalid("id", "must not be empty")
 	}
 	return onLeaderWrite(ctx, a.Server, req.Header(), &msg.RequestId, func(ctx context.Context) (*connect.Response[v1.ResetDelayResponse], error) {
-		// The scheduler writes instances too; a write from a stale read is
-		// refused (Aborted) by the FSM, so read again and retry.
-		var (
-			n   int32
-			err error
-		)
-		for attempt := 0; attempt < 10; attempt++ {
-			n, err = a.resetDelay(ctx, id)
-			if connect.CodeOf(err) != connect.CodeAborted {
-				break
-			}
-		}
+		n, err := retryStale(func() (int32, error) { return a.resetDelay(ctx, id) })
 		if err != nil {
 			return nil, err
 		}

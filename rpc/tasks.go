@@ -145,22 +145,27 @@ func (t *taskService) KillTask(ctx context.Context, req *connect.Request[v1.Kill
 		return nil, invalid("id", "must not be empty")
 	}
 	return onLeaderWrite(ctx, t.Server, req.Header(), &msg.RequestId, func(ctx context.Context) (*connect.Response[v1.KillTaskResponse], error) {
-		// The scheduler writes instances too; a write from a stale read is
-		// refused (Aborted) by the FSM, so read again and retry.
-		var (
-			res *connect.Response[v1.KillTaskResponse]
-			err error
-		)
-		for attempt := 0; attempt < 10; attempt++ {
-			res, err = t.killLocal(ctx, msg)
-			if connect.CodeOf(err) != connect.CodeAborted {
-				break
-			}
-		}
-		return res, err
+		return retryStale(func() (*connect.Response[v1.KillTaskResponse], error) { return t.killLocal(ctx, msg) })
 	}, func(ctx context.Context, pc *peerClients) (*connect.Response[v1.KillTaskResponse], error) {
 		return pc.task.KillTask(ctx, forwarded(ctx, msg))
 	})
+}
+
+// retryStale runs an instance write decided from the current state until
+// it is not refused as stale, at most 10 times: the scheduler writes
+// instances too, and the FSM refuses (Aborted) a write from a stale read.
+func retryStale[T any](write func() (T, error)) (T, error) {
+	var (
+		res T
+		err error
+	)
+	for attempt := 0; attempt < 10; attempt++ {
+		res, err = write()
+		if connect.CodeOf(err) != connect.CodeAborted {
+			break
+		}
+	}
+	return res, err
 }
 
 // killLocal applies a kill on the leader from the current state.
