@@ -126,6 +126,7 @@ var Table = map[string]Rule{
 	berthv1connect.AppServiceDeleteAppProcedure:       writeApp(IDField{"id", AppID}),
 	berthv1connect.AppServiceListAppVersionsProcedure: readApp("id"),
 	berthv1connect.AppServiceRestartAppProcedure:      writeApp(IDField{"id", AppID}),
+	berthv1connect.AppServiceResetDelayProcedure:      writeApp(IDField{"id", AppID}),
 
 	berthv1connect.TaskServiceListTasksProcedure:   {Permission: PermRead, Fields: appField("app_id"), Filtered: true},
 	berthv1connect.TaskServiceKillTaskProcedure:    writeApp(IDField{"id", TaskID}),

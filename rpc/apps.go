@@ -333,8 +333,11 @@ func alreadyApplied(st *fsm.Snapshot, requestID string) (*v1.Deployment, error) 
 // which cancels it in the same write.
 func (a *appService) UpdateApp(ctx context.Context, req *connect.Request[v1.UpdateAppRequest]) (*connect.Response[v1.UpdateAppResponse], error) {
 	msg := req.Msg
-	if msg.App == nil {
-		return nil, invalid("app", "must be set")
+	switch {
+	case msg.VersionToDeploy != "" && msg.App != nil:
+		return nil, invalid("version_to_deploy", "may not be combined with app: a rollback redeploys the stored definition as it was")
+	case msg.App == nil && msg.VersionToDeploy == "":
+		return nil, invalid("app", "must be set (or version_to_deploy, to redeploy a stored version)")
 	}
 	id := appmodel.NormalizeID(msg.Id)
 	if id == "" {
@@ -344,7 +347,7 @@ func (a *appService) UpdateApp(ctx context.Context, req *connect.Request[v1.Upda
 		return nil, invalid("id", "must not be empty")
 	}
 	return onLeaderWrite(ctx, a.Server, req.Header(), &msg.RequestId, func(ctx context.Context) (*connect.Response[v1.UpdateAppResponse], error) {
-		res, err := a.writeApp(ctx, appWrite{requestID: msg.RequestId, appID: id, force: msg.Force, mustExist: true,
+		w := appWrite{requestID: msg.RequestId, appID: id, force: msg.Force, mustExist: true,
 			change: func(old *v1.App, version string) (appChange, error) {
 				var next *v1.App
 				if msg.Partial {
@@ -357,27 +360,21 @@ func (a *appService) UpdateApp(ctx context.Context, req *connect.Request[v1.Upda
 				}
 				next.Id = id
 				appmodel.Canonicalize(next)
-				vs := a.validate(next)
-				vs = append(vs, appmodel.ValidateUpdate(old, next)...)
-				if a.taskUser(old) != a.taskUser(next) {
-					vs = append(vs, a.taskUserViolations(next)...)
-				}
-				if len(vs) > 0 {
-					return appChange{}, ViolationsError("update of app "+id, vs)
-				}
 				next.Version, next.VersionInfo = old.Version, old.VersionInfo
 				if proto.Equal(old, next) {
 					return appChange{}, nil // nothing to change: no new version, no deployment
 				}
-				action := ActionRestart
-				switch relaunch := appmodel.StampVersion(old, next, version, appmodel.Edit); {
-				case next.GetInstances() == 0:
-					action = ActionStop
-				case !relaunch:
-					action = ActionScale
-				}
-				return appChange{command: v1.CommandType_COMMAND_TYPE_APP_UPDATE, app: next, action: action, what: "app updated (" + action + ")"}, nil
-			}})
+				appmodel.StampVersion(old, next, version, appmodel.Edit)
+				return a.updateChange(old, next, "app updated")
+			}}
+		if msg.VersionToDeploy != "" {
+			to, err := storedVersion(a.store().Snapshot(), id, msg.VersionToDeploy)
+			if err != nil {
+				return nil, err
+			}
+			w = a.rollbackWrite(msg.RequestId, id, to, msg.Force, "app rolled back to "+msg.VersionToDeploy)
+		}
+		res, err := a.writeApp(ctx, w)
 		if err != nil {
 			return nil, err
 		}
@@ -385,6 +382,29 @@ func (a *appService) UpdateApp(ctx context.Context, req *connect.Request[v1.Upda
 	}, func(ctx context.Context, pc *peerClients) (*connect.Response[v1.UpdateAppResponse], error) {
 		return pc.app.UpdateApp(ctx, forwarded(ctx, msg))
 	})
+}
+
+// updateChange validates next, an update of old already stamped with its
+// new version, and names its deployment's action: RestartApplication when
+// the instances relaunch, else ScaleApplication. Scaling to 0 is a
+// ScaleApplication too: Marathon's StopApplication is only the removal of
+// an app (core/deployment/DeploymentPlan.scala, DeploymentPlan.apply:
+// StopApplication for apps not in the target, ScaleApplication for a
+// changed instance count).
+func (s *Server) updateChange(old, next *v1.App, what string) (appChange, error) {
+	vs := s.validate(next)
+	vs = append(vs, appmodel.ValidateUpdate(old, next)...)
+	if s.taskUser(old) != s.taskUser(next) {
+		vs = append(vs, s.taskUserViolations(next)...)
+	}
+	if len(vs) > 0 {
+		return appChange{}, ViolationsError("update of app "+old.GetId(), vs)
+	}
+	action := ActionScale
+	if appmodel.NeedsRelaunch(old, next) {
+		action = ActionRestart
+	}
+	return appChange{command: v1.CommandType_COMMAND_TYPE_APP_UPDATE, app: next, action: action, what: what + " (" + action + ")"}, nil
 }
 
 // DeleteApp removes an app; the FSM decommissions its instances in the same

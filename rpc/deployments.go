@@ -42,16 +42,28 @@ func (d *deploymentService) GetDeployment(ctx context.Context, req *connect.Requ
 	return connect.NewResponse(&v1.GetDeploymentResponse{Deployment: dep}), nil
 }
 
-// CancelDeployment stops a running deployment where it stands (no
-// rollback). Cancelling a cancelled deployment succeeds; cancelling one
-// that succeeded or failed is refused.
+// CancelDeployment cancels a running deployment. Without force it rolls
+// the deployment back, as Marathon's DELETE /v2/deployments/{id} does
+// (api/v2/DeploymentsResource.scala): a new deployment returns each
+// affected app to its previous version (see rollBack) and cancels the
+// original in the same write; the response names it. With force the
+// deployment stops where it stands. Cancelling a cancelled deployment
+// succeeds; cancelling one that succeeded or failed is refused.
 func (d *deploymentService) CancelDeployment(ctx context.Context, req *connect.Request[v1.CancelDeploymentRequest]) (*connect.Response[v1.CancelDeploymentResponse], error) {
 	msg := req.Msg
 	if msg.Id == "" {
 		return nil, invalid("id", "must not be empty")
 	}
 	return onLeaderWrite(ctx, d.Server, req.Header(), &msg.RequestId, func(ctx context.Context) (*connect.Response[v1.CancelDeploymentResponse], error) {
-		dep, err := d.store().Snapshot().Deployment(msg.Id)
+		st := d.store().Snapshot()
+		if rb, err := alreadyApplied(st, msg.RequestId); err != nil || rb != nil {
+			if err != nil {
+				return nil, err
+			}
+			markRetried(ctx) // the rollback of an earlier attempt
+			return connect.NewResponse(&v1.CancelDeploymentResponse{DeploymentId: rb.GetId(), Version: rb.GetVersion()}), nil
+		}
+		dep, err := st.Deployment(msg.Id)
 		if err != nil {
 			return nil, stateError(err)
 		}
@@ -66,14 +78,51 @@ func (d *deploymentService) CancelDeployment(ctx context.Context, req *connect.R
 			return nil, connect.NewError(connect.CodeFailedPrecondition,
 				fmt.Errorf("deployment %s has already finished (%s)", msg.Id, dep.GetStatus()))
 		}
-		if _, err := d.apply(ctx, v1.CommandType_COMMAND_TYPE_DEPLOYMENT_CANCEL, &v1.DeploymentCancelCommand{
-			RequestId: msg.RequestId, DeploymentIds: []string{msg.Id},
-		}); err != nil {
-			return nil, err
+		res := &v1.CancelDeploymentResponse{}
+		if !msg.Force {
+			rb, err := d.rollBack(ctx, msg.RequestId, dep)
+			if err != nil {
+				return nil, err
+			}
+			res.DeploymentId, res.Version = rb.GetId(), rb.GetVersion()
 		}
-		d.log.Info("deployment canceled", "deployment", msg.Id)
-		return connect.NewResponse(&v1.CancelDeploymentResponse{}), nil
+		// A forced cancel, or a rollback that changed nothing (or only
+		// removed apps): the deployment is still running.
+		if cur, err := d.store().Snapshot().Deployment(msg.Id); err != nil {
+			return nil, stateError(err)
+		} else if cur.GetStatus() == v1.DeploymentStatus_DEPLOYMENT_STATUS_RUNNING {
+			if _, err := d.apply(ctx, v1.CommandType_COMMAND_TYPE_DEPLOYMENT_CANCEL, &v1.DeploymentCancelCommand{
+				RequestId: msg.RequestId, DeploymentIds: []string{msg.Id},
+			}); err != nil {
+				return nil, err
+			}
+			d.publishCanceled([]string{msg.Id}, "canceled")
+		}
+		d.log.Info("deployment canceled", "deployment", msg.Id, "force", msg.Force, "rollback", res.DeploymentId)
+		return connect.NewResponse(res), nil
 	}, func(ctx context.Context, pc *peerClients) (*connect.Response[v1.CancelDeploymentResponse], error) {
 		return pc.deployment.CancelDeployment(ctx, forwarded(ctx, msg))
 	})
+}
+
+// publishCanceled publishes a deployment_failed event for each cancelled
+// deployment: Marathon ends a cancelled or overridden deployment with
+// deployment_failed (core/deployment/impl/DeploymentManagerActor.scala,
+// DeploymentFailed on cancellation).
+func (s *Server) publishCanceled(ids []string, why string) {
+	st := s.store().Snapshot()
+	for _, id := range ids {
+		dep, err := st.Deployment(id)
+		if err != nil || dep == nil {
+			continue
+		}
+		s.publish(&v1.Event{Type: "deployment_failed", AppId: firstAffected(dep), Deployment: dep, Message: why})
+	}
+}
+
+func firstAffected(d *v1.Deployment) string {
+	if len(d.GetAffectedApps()) > 0 {
+		return d.GetAffectedApps()[0]
+	}
+	return ""
 }

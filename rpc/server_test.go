@@ -124,11 +124,13 @@ func TestAppLifecycle(t *testing.T) {
 		stopped.Msg.App.GetVersionInfo().GetLastConfigChangeAt() != app.GetVersion() {
 		t.Fatalf("stopped app = %v", stopped.Msg.App)
 	}
-	assertDeployment(t, c, stopped.Msg.DeploymentId, rpc.ActionStop, v1.DeploymentStatus_DEPLOYMENT_STATUS_RUNNING)
+	// Scaling to 0 is a ScaleApplication in Marathon (DeploymentPlan.scala:
+	// StopApplication only for an app the target no longer has).
+	assertDeployment(t, c, stopped.Msg.DeploymentId, rpc.ActionScale, v1.DeploymentStatus_DEPLOYMENT_STATUS_RUNNING)
 	assertDeployment(t, c, depID, rpc.ActionStart, v1.DeploymentStatus_DEPLOYMENT_STATUS_CANCELED)
 
-	// Cancel, then scale up: a ScaleApplication deployment.
-	if _, err := c.deployment.CancelDeployment(ctx, connect.NewRequest(&v1.CancelDeploymentRequest{Id: stopped.Msg.DeploymentId})); err != nil {
+	// Cancel (force: no rollback), then scale up: a ScaleApplication deployment.
+	if _, err := c.deployment.CancelDeployment(ctx, connect.NewRequest(&v1.CancelDeploymentRequest{Id: stopped.Msg.DeploymentId, Force: true})); err != nil {
 		t.Fatal(err)
 	}
 	scaled, err := c.app.UpdateApp(ctx, connect.NewRequest(&v1.UpdateAppRequest{Id: "/postgres", App: &v1.App{Instances: proto.Int32(2)}, Partial: true}))
@@ -486,7 +488,7 @@ func TestTasks(t *testing.T) {
 	if inst := fsm.NewTestReader(t, s.fsm.State).Instance("postgres.instance-1"); inst.GetGoal() != v1.Goal_GOAL_STOPPED || inst.GetReservation() == nil {
 		t.Fatalf("instance after kill+scale: %v", inst)
 	}
-	assertDeployment(t, c, scaled.Msg.DeploymentId, rpc.ActionStop, v1.DeploymentStatus_DEPLOYMENT_STATUS_RUNNING)
+	assertDeployment(t, c, scaled.Msg.DeploymentId, rpc.ActionScale, v1.DeploymentStatus_DEPLOYMENT_STATUS_RUNNING)
 
 	// Wipe: decommissioned.
 	wiped, err := c.task.KillTask(ctx, connect.NewRequest(&v1.KillTaskRequest{Id: "postgres.instance-2", Wipe: true}))
@@ -495,6 +497,107 @@ func TestTasks(t *testing.T) {
 	}
 	if wiped.Msg.Task.Goal != "Decommissioned" || fsm.NewTestReader(t, s.fsm.State).Instance("postgres.instance-2").GetGoal() != v1.Goal_GOAL_DECOMMISSIONED {
 		t.Fatalf("after wipe: %v", wiped.Msg.Task)
+	}
+}
+
+// Cancelling a deployment without force rolls it back, as Marathon's
+// DELETE /v2/deployments/{id} (api/v2/DeploymentsResource.scala: the
+// plan's revert, submitted with force, cancels the original): the app
+// returns to its previous definition under a new version that keeps that
+// definition's lastConfigChangeAt, so the instances of the old version are
+// current again. A deployment_failed event ends the cancelled deployment.
+// An app created by the cancelled deployment is removed.
+func TestCancelDeploymentRollsBack(t *testing.T) {
+	s := startCluster(t, 1, clusterOpts{})[0]
+	c := clientsFor(s)
+	ctx := ctxFor(t, 30*time.Second)
+	created, err := c.app.CreateApp(ctx, connect.NewRequest(&v1.CreateAppRequest{App: mustApp(t, `{"id": "/r", "cmd": "v1", "instances": 4}`)}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v1App := created.Msg.App
+	if _, err := c.deployment.CancelDeployment(ctx, connect.NewRequest(&v1.CancelDeploymentRequest{Id: created.Msg.DeploymentId, Force: true})); err != nil {
+		t.Fatal(err)
+	}
+	up, err := c.app.UpdateApp(ctx, connect.NewRequest(&v1.UpdateAppRequest{Id: "/r", App: mustApp(t, `{"cmd": "v2"}`), Partial: true}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	events, err := c.event.StreamEvents(ctx, connect.NewRequest(&v1.StreamEventsRequest{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer events.Close()
+	receive(t, events) // attached
+
+	res, err := c.deployment.CancelDeployment(ctx, connect.NewRequest(&v1.CancelDeploymentRequest{Id: up.Msg.DeploymentId}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb := mustDeployment(t, c, res.Msg.DeploymentId)
+	if rb.GetStatus() != v1.DeploymentStatus_DEPLOYMENT_STATUS_RUNNING || rb.GetSteps()[0].GetActions()[0].GetAction() != rpc.ActionRestart || res.Msg.Version != rb.GetVersion() {
+		t.Fatalf("rollback deployment = %v (response %v)", rb, res.Msg)
+	}
+	assertDeployment(t, c, up.Msg.DeploymentId, rpc.ActionRestart, v1.DeploymentStatus_DEPLOYMENT_STATUS_CANCELED)
+	app := fsm.NewTestReader(t, s.fsm.State).App("/r")
+	if app.GetCmd() != "v1" || app.GetVersion() != rb.GetVersion() || app.GetVersionInfo().GetLastConfigChangeAt() != v1App.GetVersion() {
+		t.Fatalf("app after rollback = %v, want v1's definition (lastConfigChangeAt %s) at %s", app, v1App.GetVersion(), rb.GetVersion())
+	}
+	if ev := receive(t, events); ev.Type != "deployment_failed" || ev.Deployment.GetId() != up.Msg.DeploymentId || ev.AppId != "/r" {
+		t.Fatalf("first event = %v, want deployment_failed of the cancelled deployment", ev)
+	}
+	if ev := receive(t, events); ev.Type != rpc.EventAPIPost || ev.Deployment.GetId() != rb.GetId() {
+		t.Fatalf("second event = %v, want the rollback's api_post_event", ev)
+	}
+
+	// A deployment that created its app: the rollback removes the app.
+	n, err := c.app.CreateApp(ctx, connect.NewRequest(&v1.CreateAppRequest{App: mustApp(t, `{"id": "/n", "cmd": "x"}`)}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err = c.deployment.CancelDeployment(ctx, connect.NewRequest(&v1.CancelDeploymentRequest{Id: n.Msg.DeploymentId}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fsm.NewTestReader(t, s.fsm.State).App("/n") != nil {
+		t.Fatalf("app /n survived the rollback of its creation")
+	}
+	assertDeployment(t, c, res.Msg.DeploymentId, rpc.ActionStop, v1.DeploymentStatus_DEPLOYMENT_STATUS_RUNNING)
+}
+
+// Rollback to a stored version (Marathon's PUT /v2/apps/{id}
+// {"version": V}, api/v2/AppsResource.scala): version_to_deploy makes that
+// version's definition the app's, through the same write; it may not be
+// combined with an app, and an unknown version is NotFound.
+func TestRollbackToVersion(t *testing.T) {
+	s := startCluster(t, 1, clusterOpts{})[0]
+	c := clientsFor(s)
+	ctx := ctxFor(t, 30*time.Second)
+	created, err := c.app.CreateApp(ctx, connect.NewRequest(&v1.CreateAppRequest{App: mustApp(t, `{"id": "/v", "cmd": "one", "instances": 2}`)}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.app.UpdateApp(ctx, connect.NewRequest(&v1.UpdateAppRequest{Id: "/v", App: mustApp(t, `{"cmd": "two", "instances": 3}`), Partial: true, Force: true})); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.app.UpdateApp(ctx, connect.NewRequest(&v1.UpdateAppRequest{Id: "/v", VersionToDeploy: created.Msg.App.GetVersion()}))
+	wantCode(t, err, connect.CodeFailedPrecondition) // locked by the update's deployment
+	back, err := c.app.UpdateApp(ctx, connect.NewRequest(&v1.UpdateAppRequest{Id: "/v", VersionToDeploy: created.Msg.App.GetVersion(), Force: true}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back.Msg.App.GetCmd() != "one" || back.Msg.App.GetInstances() != 2 || back.Msg.App.GetVersion() <= created.Msg.App.GetVersion() ||
+		back.Msg.App.GetVersionInfo().GetLastConfigChangeAt() != created.Msg.App.GetVersion() {
+		t.Fatalf("rolled back app = %v", back.Msg.App)
+	}
+	assertDeployment(t, c, back.Msg.DeploymentId, rpc.ActionRestart, v1.DeploymentStatus_DEPLOYMENT_STATUS_RUNNING)
+	_, err = c.app.UpdateApp(ctx, connect.NewRequest(&v1.UpdateAppRequest{Id: "/v", VersionToDeploy: "2001-01-01T00:00:00Z", Force: true}))
+	if ce := wantCode(t, err, connect.CodeNotFound); !strings.Contains(ce.Message(), "2001-01-01T00:00:00Z") {
+		t.Fatalf("unknown version: %q", ce.Message())
+	}
+	_, err = c.app.UpdateApp(ctx, connect.NewRequest(&v1.UpdateAppRequest{Id: "/v", VersionToDeploy: created.Msg.App.GetVersion(), App: mustApp(t, `{"cmd": "x"}`)}))
+	if ce := wantCode(t, err, connect.CodeInvalidArgument); !strings.Contains(ce.Message(), "version_to_deploy") {
+		t.Fatalf("version with app: %q", ce.Message())
 	}
 }
 
@@ -533,8 +636,13 @@ func TestDeployments(t *testing.T) {
 	if got := list(false); !slices.Equal(got, []string{a.Msg.DeploymentId, b.Msg.DeploymentId}) {
 		t.Fatalf("running = %v", got)
 	}
-	if _, err := c.deployment.CancelDeployment(ctx, connect.NewRequest(&v1.CancelDeploymentRequest{Id: a.Msg.DeploymentId})); err != nil {
+	// With force: stopped where it stands, no rollback deployment.
+	forced, err := c.deployment.CancelDeployment(ctx, connect.NewRequest(&v1.CancelDeploymentRequest{Id: a.Msg.DeploymentId, Force: true}))
+	if err != nil {
 		t.Fatal(err)
+	}
+	if forced.Msg.DeploymentId != "" || fsm.NewTestReader(t, s.fsm.State).App("/a") == nil {
+		t.Fatalf("forced cancel = %v; app /a must stay", forced.Msg)
 	}
 	// Cancelling again is fine.
 	if _, err := c.deployment.CancelDeployment(ctx, connect.NewRequest(&v1.CancelDeploymentRequest{Id: a.Msg.DeploymentId})); err != nil {

@@ -81,6 +81,9 @@ func TaskViewOf(inst *v1.Instance) *v1.TaskView {
 			tv.Version = t.GetAppVersion()
 		}
 	}
+	if nb := inst.GetLaunchNotBefore(); nb != nil && (t == nil || isTerminal(t.GetState())) {
+		tv.LaunchNotBefore = marathonTime(nb)
+	}
 	for _, v := range r.GetVolumes() {
 		tv.LocalVolumes = append(tv.LocalVolumes, &v1.TaskLocalVolume{
 			ContainerPath: v.GetContainerPath(), PersistenceId: v.GetPersistenceId(),
@@ -142,22 +145,27 @@ func (t *taskService) KillTask(ctx context.Context, req *connect.Request[v1.Kill
 		return nil, invalid("id", "must not be empty")
 	}
 	return onLeaderWrite(ctx, t.Server, req.Header(), &msg.RequestId, func(ctx context.Context) (*connect.Response[v1.KillTaskResponse], error) {
-		// The scheduler writes instances too; a write from a stale read is
-		// refused (Aborted) by the FSM, so read again and retry.
-		var (
-			res *connect.Response[v1.KillTaskResponse]
-			err error
-		)
-		for attempt := 0; attempt < 10; attempt++ {
-			res, err = t.killLocal(ctx, msg)
-			if connect.CodeOf(err) != connect.CodeAborted {
-				break
-			}
-		}
-		return res, err
+		return retryStale(func() (*connect.Response[v1.KillTaskResponse], error) { return t.killLocal(ctx, msg) })
 	}, func(ctx context.Context, pc *peerClients) (*connect.Response[v1.KillTaskResponse], error) {
 		return pc.task.KillTask(ctx, forwarded(ctx, msg))
 	})
+}
+
+// retryStale runs an instance write decided from the current state until
+// it is not refused as stale, at most 10 times: the scheduler writes
+// instances too, and the FSM refuses (Aborted) a write from a stale read.
+func retryStale[T any](write func() (T, error)) (T, error) {
+	var (
+		res T
+		err error
+	)
+	for attempt := 0; attempt < 10; attempt++ {
+		res, err = write()
+		if connect.CodeOf(err) != connect.CodeAborted {
+			break
+		}
+	}
+	return res, err
 }
 
 // killLocal applies a kill on the leader from the current state.
@@ -215,11 +223,8 @@ func (t *taskService) killAndScale(ctx context.Context, requestID string, inst, 
 			nextApp.Instances = proto.Int32(max(0, app.GetInstances()-1))
 			appmodel.StampVersion(app, nextApp, version, appmodel.Edit)
 			next.Goal = v1.Goal_GOAL_STOPPED
-			action := ActionScale
-			if nextApp.GetInstances() == 0 {
-				action = ActionStop
-			}
-			return appChange{command: v1.CommandType_COMMAND_TYPE_APP_UPDATE, app: nextApp, action: action,
+			// A scale, down to 0 too (see updateChange).
+			return appChange{command: v1.CommandType_COMMAND_TYPE_APP_UPDATE, app: nextApp, action: ActionScale,
 				putInstances: []*v1.Instance{next}, what: "instance stopped and app scaled down"}, nil
 		}})
 	if err != nil {

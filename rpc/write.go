@@ -139,6 +139,7 @@ func (s *Server) writeApp(ctx context.Context, w appWrite) (appWritten, error) {
 			res.app = stored
 		}
 	} else {
+		s.publishCanceled(cancel, "canceled by deployment "+dep.GetId())
 		s.publish(&v1.Event{Type: EventAPIPost, AppId: w.appID, Message: c.what, Deployment: dep, App: c.app})
 	}
 	s.log.Info(c.what, "request_id", w.requestID, "app", w.appID, "version", ver, "deployment", dep.GetId(), "action", c.action, "canceled", cancel)

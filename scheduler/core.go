@@ -118,6 +118,7 @@ type planner struct {
 	events  []*v1.Event
 	changed map[string]bool // instances to announce with instance_changed_event
 	running map[string]bool // apps with a running deployment (lazy, see deploying)
+	held    map[string]bool // apps whose rollout a forced cancel stopped (lazy, see rolloutHeld)
 	report  *ReconciliationReport
 	created int // instances created in this decision (see Config.MaxNewInstancesPerDecision)
 	// failures recorded on instances in this decision (see recordFailure).
@@ -379,6 +380,7 @@ func (p *planner) onTick() {
 		byApp[i.GetAppId()] = append(byApp[i.GetAppId()], id)
 	}
 	for _, appID := range p.st.sortedAppIDs() {
+		p.resetOutdatedBackoff(p.st.Apps[appID], byApp[appID])
 		p.scaleApp(p.st.Apps[appID], byApp[appID])
 	}
 	// Instances of removed apps are decommissioned (the FSM normally does it
@@ -532,7 +534,7 @@ func (p *planner) upgradeApp(a *v1.App, ids []string) {
 			live = append(live, i)
 		}
 	}
-	if !appmodel.IsResident(a) {
+	if !appmodel.IsResident(a) || p.rolloutHeld(a.GetId()) {
 		return
 	}
 	// Unavailable outdated instances first: killing them costs no capacity.

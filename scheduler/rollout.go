@@ -41,6 +41,56 @@ func (p *planner) deploying(appID string) bool {
 	return p.running[appID]
 }
 
+// rolloutHeld is true when no deployment of the app runs and its newest
+// deployment was cancelled: a deployment cancelled with force stops where
+// it stands, old and new instances left mixed, until the next deployment
+// of the app, as Marathon's DELETE /v2/deployments/{id}?force=true
+// (api/v2/DeploymentsResource.scala: the plan is stopped, nothing rolled
+// back). A cancel without force is followed by its rollback deployment,
+// which then runs. An app without deployments is rolled out as ever.
+func (p *planner) rolloutHeld(appID string) bool {
+	if p.held == nil {
+		p.held = heldApps(p.st)
+	}
+	return p.held[appID]
+}
+
+// heldApps lists the apps whose newest deployment was cancelled.
+func heldApps(st *State) map[string]bool {
+	newest := map[string]*v1.Deployment{}
+	for _, d := range st.Deployments {
+		for _, id := range d.GetAffectedApps() {
+			if cur := newest[id]; cur == nil || deploymentNewer(d, cur) {
+				newest[id] = d
+			}
+		}
+	}
+	out := map[string]bool{}
+	for id, d := range newest {
+		if d.GetStatus() == v1.DeploymentStatus_DEPLOYMENT_STATUS_CANCELED {
+			out[id] = true
+		}
+	}
+	return out
+}
+
+// deploymentNewer orders deployments by creation time, then version, then
+// id (a running one is always newest: it is the one in force).
+func deploymentNewer(d, than *v1.Deployment) bool {
+	dr, tr := d.GetStatus() == v1.DeploymentStatus_DEPLOYMENT_STATUS_RUNNING, than.GetStatus() == v1.DeploymentStatus_DEPLOYMENT_STATUS_RUNNING
+	if dr != tr {
+		return dr
+	}
+	dt, tt := d.GetCreatedAt().AsTime(), than.GetCreatedAt().AsTime()
+	if !dt.Equal(tt) {
+		return dt.After(tt)
+	}
+	if d.GetVersion() != than.GetVersion() {
+		return d.GetVersion() > than.GetVersion()
+	}
+	return d.GetId() > than.GetId()
+}
+
 // runningDeploymentApps lists the apps affected by a running deployment.
 func runningDeploymentApps(st *State) map[string]bool {
 	out := map[string]bool{}
@@ -131,7 +181,13 @@ func (p *planner) decommission(id string) {
 // instance of over-capacity is allowed. Outdated instances that are not up
 // anyway are replaced at once. It returns false when no instance runs an
 // outdated configuration: plain scaling applies then.
+//
+// A rollout that a forced cancel stopped (rolloutHeld) replaces nothing
+// more; plain scaling still keeps app.instances running then.
 func (p *planner) rollStateless(a *v1.App, ids []string) bool {
+	if p.rolloutHeld(a.GetId()) {
+		return false
+	}
 	var old, fresh []*v1.Instance
 	for _, id := range ids {
 		i := p.inst(id)

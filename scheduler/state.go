@@ -221,6 +221,7 @@ const (
 	stError          = "TASK_ERROR"
 	stGone           = "TASK_GONE"
 	stFinished       = "TASK_FINISHED"
+	stKilled         = "TASK_KILLED"
 )
 
 // isLiveState is true for states in which a task may still hold its

@@ -175,13 +175,41 @@ func (p *planner) taskEnded(e *v1.Instance, a *v1.App, s mesos.TaskStatus) {
 		e.LaunchNotBefore = nil
 		return
 	}
-	// A crash, failed health checks, or a launch that failed: back off.
+	// A crash, failed health checks, or a launch that failed.
+	healthKill := killed && rec.reason == killHealth
 	if state != stFinished {
-		p.recordFailure(e, a, s, killed && rec.reason == killHealth)
+		p.recordFailure(e, a, s, healthKill)
+	}
+	// Marathon adds launch delay only when a task ends Dropped, Error,
+	// Failed, Gone or Finished, never when it was killed
+	// (core/task/update/impl/steps/NotifyRateLimiterStepImpl.scala,
+	// limitWorthy): a task killed for failing its health checks, or killed
+	// by anyone else, relaunches without a new delay.
+	if healthKill || state == stKilled {
+		return
 	}
 	e.ConsecutiveFailures++
 	delay := appmodel.BackoffDelay(a, e.ConsecutiveFailures)
 	e.LaunchNotBefore = timestamppb.New(p.now.Add(time.Duration(delay * float64(time.Second))))
+}
+
+// resetOutdatedBackoff clears the launch backoff of an app's instances
+// that wait to relaunch after a task of an older configuration ended: a
+// new version starts without delay. Marathon keys its launch delay by the
+// run spec's configuration version (core/launchqueue/impl/RateLimiter.scala,
+// delays by configRef), so deploying a new version resets it; a pure scale
+// keeps it.
+func (p *planner) resetOutdatedBackoff(a *v1.App, ids []string) {
+	for _, id := range ids {
+		i := p.inst(id)
+		if goalOf(i) != v1.Goal_GOAL_RUNNING || taskLive(i.GetTask()) ||
+			(i.GetLaunchNotBefore() == nil && i.GetConsecutiveFailures() == 0) || !p.outdated(i, a) {
+			continue
+		}
+		e := p.edit(id)
+		e.LaunchNotBefore, e.ConsecutiveFailures = nil, 0
+		p.changed[id] = true
+	}
 }
 
 // onHealth records the result of leader-run health checks and kills a task

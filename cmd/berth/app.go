@@ -21,6 +21,7 @@ func init() {
 	appCmd.AddCommand(
 		appAddCmd(), appListCmd(), appShowCmd(), appUpdateCmd(), appScaleCmd(),
 		appStopCmd(), appStartCmd(), appRestartCmd(), appRemoveCmd(), appVersionsCmd(),
+		appRollbackCmd(), appResetDelayCmd(),
 	)
 	rootCmd.AddCommand(clientCommand(appCmd))
 }
@@ -349,6 +350,61 @@ func appRestartCmd() *cobra.Command {
 	}
 	w.register(c, true)
 	return c
+}
+
+func appRollbackCmd() *cobra.Command {
+	var (
+		w  waitFlags
+		to string
+	)
+	c := &cobra.Command{
+		Use:   "rollback APP_ID",
+		Short: "Redeploy a stored version of an app (see app versions)",
+		Args:  usageArgs,
+		RunE: func(c *cobra.Command, args []string) error {
+			if to == "" {
+				return fmt.Errorf("app rollback needs --to VERSION (one of: berth app versions %s)", args[0])
+			}
+			cl, err := newClients()
+			if err != nil {
+				return err
+			}
+			res, err := cl.apps.UpdateApp(c.Context(), connect.NewRequest(&v1.UpdateAppRequest{Id: args[0], VersionToDeploy: to, Force: w.force}))
+			if err != nil {
+				return err
+			}
+			if flagOutput == "json" {
+				return w.printJSON(c.Context(), c, cl, res.Msg, res.Msg.GetDeploymentId())
+			}
+			return w.finish(c.Context(), c, cl, fmt.Sprintf("Rolling app %s back to %s (version %s)", args[0], to, res.Msg.GetApp().GetVersion()), res.Msg.GetDeploymentId())
+		},
+	}
+	c.Flags().StringVar(&to, "to", "", "the stored version to redeploy")
+	w.register(c, true)
+	return c
+}
+
+func appResetDelayCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "reset-delay APP_ID",
+		Short: "Clear the launch backoff of an app's instances: those waiting for it launch at the next offer",
+		Args:  usageArgs,
+		RunE: func(c *cobra.Command, args []string) error {
+			cl, err := newClients()
+			if err != nil {
+				return err
+			}
+			res, err := cl.apps.ResetDelay(c.Context(), connect.NewRequest(&v1.ResetDelayRequest{Id: args[0]}))
+			if err != nil {
+				return err
+			}
+			if flagOutput == "json" {
+				return printJSON(c.OutOrStdout(), res.Msg)
+			}
+			fmt.Fprintf(c.OutOrStdout(), "Reset the launch delay of app %s (%d instances)\n", args[0], res.Msg.GetInstancesReset())
+			return nil
+		},
+	}
 }
 
 func appRemoveCmd() *cobra.Command {

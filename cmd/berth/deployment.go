@@ -68,22 +68,33 @@ func deploymentWatchCmd() *cobra.Command {
 }
 
 func deploymentCancelCmd() *cobra.Command {
-	return &cobra.Command{
+	var force bool
+	c := &cobra.Command{
 		Use:   "cancel DEPLOYMENT_ID",
-		Short: "Cancel a running deployment where it stands",
+		Short: "Cancel a running deployment: roll it back to the previous version (--force: stop it where it stands)",
 		Args:  usageArgs,
 		RunE: func(c *cobra.Command, args []string) error {
 			cl, err := newClients()
 			if err != nil {
 				return err
 			}
-			if _, err := cl.deployments.CancelDeployment(c.Context(), connect.NewRequest(&v1.CancelDeploymentRequest{Id: args[0]})); err != nil {
+			res, err := cl.deployments.CancelDeployment(c.Context(), connect.NewRequest(&v1.CancelDeploymentRequest{Id: args[0], Force: force}))
+			if err != nil {
 				return err
+			}
+			if flagOutput == "json" {
+				return printJSON(c.OutOrStdout(), res.Msg)
+			}
+			if rb := res.Msg.GetDeploymentId(); rb != "" {
+				fmt.Fprintf(c.OutOrStdout(), "Cancelled deployment %s; rolling back (deployment %s, version %s)\n", args[0], rb, res.Msg.GetVersion())
+				return nil
 			}
 			fmt.Fprintf(c.OutOrStdout(), "Cancelled deployment %s\n", args[0])
 			return nil
 		},
 	}
+	c.Flags().BoolVar(&force, "force", false, "stop the deployment where it stands, without a rollback (old and new instances may stay mixed)")
+	return c
 }
 
 func actions(d *v1.Deployment) string {

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"strconv"
+	"time"
 
 	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
@@ -41,7 +42,7 @@ func taskListCmd() *cobra.Command {
 					healthy = strconv.FormatBool(t.GetHealthy())
 				}
 				rows = append(rows, []string{t.GetAppId(), orNA(t.GetState()), healthy, orNA(t.GetStartedAt()), orNA(t.GetHost()),
-					orNA(portList(t.GetPorts())), orNA(t.GetId()), orNA(t.GetMessage())})
+					orNA(portList(t.GetPorts())), orNA(t.GetId()), orNA(withBackoff(t, time.Now()))})
 			}
 			return table(c.OutOrStdout(), []string{"APP", "STATE", "HEALTHY", "STARTED", "HOST", "PORTS", "ID", "MESSAGE"}, rows)
 		},
@@ -82,4 +83,19 @@ func taskKillCmd() *cobra.Command {
 	c.Flags().BoolVar(&wipe, "wipe", false, "decommission the instance: destroy its volume, release its reservation; a fresh instance replaces it")
 	c.Flags().BoolVar(&scale, "scale", false, "also lower the app's instance count by one")
 	return c
+}
+
+// withBackoff is a task's message, followed by when its instance may
+// relaunch while a launch backoff holds it ("berth app reset-delay" clears
+// it).
+func withBackoff(t *v1.TaskView, now time.Time) string {
+	nb, err := time.Parse(time.RFC3339Nano, t.GetLaunchNotBefore())
+	if err != nil || !nb.After(now) {
+		return t.GetMessage()
+	}
+	wait := fmt.Sprintf("backoff: relaunch not before %s", t.GetLaunchNotBefore())
+	if t.GetMessage() == "" {
+		return wait
+	}
+	return t.GetMessage() + "; " + wait
 }

@@ -125,7 +125,7 @@ var Routes = []Route{
 	{"GET", "/v2/tasks", []string{berthv1connect.TaskServiceListTasksProcedure, berthv1connect.AppServiceListAppsProcedure}},
 	{"POST", "/v2/tasks/delete", []string{berthv1connect.TaskServiceListTasksProcedure, berthv1connect.TaskServiceKillTaskProcedure, berthv1connect.AppServiceGetAppProcedure, berthv1connect.AppServiceUpdateAppProcedure}},
 	{"GET", "/v2/deployments", []string{berthv1connect.DeploymentServiceListDeploymentsProcedure}},
-	{"DELETE", "/v2/deployments/{id}", []string{berthv1connect.DeploymentServiceGetDeploymentProcedure, berthv1connect.DeploymentServiceCancelDeploymentProcedure, berthv1connect.AppServiceListAppVersionsProcedure, berthv1connect.AppServiceGetAppProcedure, berthv1connect.AppServiceUpdateAppProcedure, berthv1connect.AppServiceDeleteAppProcedure}},
+	{"DELETE", "/v2/deployments/{id}", []string{berthv1connect.DeploymentServiceCancelDeploymentProcedure}},
 	{"GET", "/v2/groups", []string{berthv1connect.AppServiceListAppsProcedure}},
 	{"GET", "/v2/groups/{id}", []string{berthv1connect.AppServiceListAppsProcedure}},
 	{"POST", "/v2/groups", []string{berthv1connect.AppServiceCreateAppProcedure}},
@@ -134,7 +134,7 @@ var Routes = []Route{
 	{"PUT", "/v2/groups/{id}", []string{berthv1connect.AppServiceUpdateAppProcedure, berthv1connect.AppServiceCreateAppProcedure}},
 	{"DELETE", "/v2/groups/{id}", []string{berthv1connect.AppServiceListAppsProcedure, berthv1connect.AppServiceDeleteAppProcedure}},
 	{"GET", "/v2/queue", []string{berthv1connect.TaskServiceListTasksProcedure, berthv1connect.AppServiceListAppsProcedure}},
-	{"DELETE", "/v2/queue/{id}/delay", nil},
+	{"DELETE", "/v2/queue/{id}/delay", []string{berthv1connect.AppServiceResetDelayProcedure}},
 	{"GET", "/v2/info", []string{berthv1connect.ClusterServiceLeaderProcedure}},
 	{"GET", "/v2/leader", []string{berthv1connect.ClusterServiceLeaderProcedure}},
 	{"DELETE", "/v2/leader", []string{berthv1connect.ClusterServiceTransferLeadershipProcedure}},
@@ -196,7 +196,7 @@ func (a *API) serve(w http.ResponseWriter, r *http.Request) {
 	case p == "/v2/queue" && r.Method == http.MethodGet:
 		a.queue(w, r)
 	case strings.HasPrefix(p, "/v2/queue/") && strings.HasSuffix(p, "/delay") && r.Method == http.MethodDelete:
-		writeMessage(w, http.StatusNotImplemented, "Berth has no reset of an instance's launch backoff yet: the delay ends by itself (backoffSeconds × backoffFactor^failures, at most maxLaunchDelaySeconds)")
+		a.resetDelay(w, r, strings.TrimSuffix(strings.TrimPrefix(p, "/v2/queue"), "/delay"))
 	case p == "/v2/info" && r.Method == http.MethodGet:
 		a.info(w, r)
 	case p == "/v2/leader":

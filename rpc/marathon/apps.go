@@ -203,12 +203,13 @@ func (a *API) putApp(w http.ResponseWriter, r *http.Request, id string, patch bo
 			writeMessage(w, http.StatusUnprocessableEntity, "The 'version' field may only be combined with the 'id' field.")
 			return
 		}
-		old, err := a.apps.GetApp(r.Context(), call(r, &v1.GetAppRequest{Id: id, Version: app.GetVersion()}))
+		res, err := a.apps.UpdateApp(r.Context(), call(r, &v1.UpdateAppRequest{Id: id, VersionToDeploy: app.GetVersion(), Force: params["force"]}))
 		if err != nil {
-			a.writeError(w, r, err, failure{notFound: appNotFound(id) + " in version " + app.GetVersion()})
+			a.writeError(w, r, err, failure{notFound: appNotFound(id) + " in version " + app.GetVersion(), apps: []string{id}})
 			return
 		}
-		app, partial = old.Msg.GetApp(), false
+		a.writeDeployment(w, r, http.StatusOK, res.Msg.GetDeploymentId(), res.Msg.GetApp().GetVersion())
+		return
 	}
 	if patch {
 		app.Id = "" // PATCH ignores the body's id

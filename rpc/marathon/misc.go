@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"net/http"
-	"slices"
 
 	"github.com/berth-dev/berth/appmodel"
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
@@ -88,75 +87,36 @@ func (a *API) listDeployments(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// deleteDeployment serves DELETE /v2/deployments/{id}. With force=true
-// the deployment stops where it stands (202, no body). Without, it is
-// rolled back: each affected app returns to the version before the
-// deployment's (an app the deployment created is removed), forcing the
-// original deployment out; the answer names the rollback's deployment.
+// deleteDeployment serves DELETE /v2/deployments/{id} through
+// CancelDeployment. With force=true the deployment stops where it stands
+// (202, no body). Without, it is rolled back (each affected app returns to
+// the version before the deployment's; an app the deployment created is
+// removed) and the answer names the rollback's deployment.
 func (a *API) deleteDeployment(w http.ResponseWriter, r *http.Request, id string) {
 	params, ok := boolParams(w, r, map[string]bool{"force": false})
 	if !ok {
 		return
 	}
-	notFound := failure{notFound: fmt.Sprintf("DeploymentPlan %s does not exist", id)}
-	got, err := a.deployments.GetDeployment(r.Context(), call(r, &v1.GetDeploymentRequest{Id: id}))
+	res, err := a.deployments.CancelDeployment(r.Context(), call(r, &v1.CancelDeploymentRequest{Id: id, Force: params["force"]}))
 	if err != nil {
-		a.writeError(w, r, err, notFound)
+		a.writeError(w, r, err, failure{notFound: fmt.Sprintf("DeploymentPlan %s does not exist", id)})
 		return
 	}
-	d := got.Msg.GetDeployment()
-	if params["force"] || d.GetStatus() != v1.DeploymentStatus_DEPLOYMENT_STATUS_RUNNING {
-		if _, err := a.deployments.CancelDeployment(r.Context(), call(r, &v1.CancelDeploymentRequest{Id: id})); err != nil {
-			a.writeError(w, r, err, notFound)
-			return
-		}
-		w.WriteHeader(http.StatusAccepted)
+	if res.Msg.GetDeploymentId() == "" {
+		w.WriteHeader(http.StatusAccepted) // stopped, nothing rolled back
 		return
 	}
-	var depID, version string
-	for _, appID := range d.GetAffectedApps() {
-		fail := failure{notFound: appNotFound(appID), apps: []string{appID}}
-		vs, err := a.apps.ListAppVersions(r.Context(), call(r, &v1.ListAppVersionsRequest{Id: appID}))
-		if isNotFound(err) {
-			// The deployment removes the app: nothing to restore
-			// (Berth keeps no definition of a removed app); stop it.
-			if _, err := a.deployments.CancelDeployment(r.Context(), call(r, &v1.CancelDeploymentRequest{Id: id})); err != nil {
-				a.writeError(w, r, err, notFound)
-				return
-			}
-			continue
-		}
-		if err != nil {
-			a.writeError(w, r, err, fail)
-			return
-		}
-		// Versions are newest first; the one before the deployment's.
-		prev := ""
-		if i := slices.Index(vs.Msg.GetVersions(), d.GetVersion()); i >= 0 && i+1 < len(vs.Msg.GetVersions()) {
-			prev = vs.Msg.GetVersions()[i+1]
-		}
-		if prev == "" {
-			res, err := a.apps.DeleteApp(r.Context(), call(r, &v1.DeleteAppRequest{Id: appID, Force: true}))
-			if err != nil {
-				a.writeError(w, r, err, fail)
-				return
-			}
-			depID, version = res.Msg.GetDeploymentId(), ""
-			continue
-		}
-		old, err := a.apps.GetApp(r.Context(), call(r, &v1.GetAppRequest{Id: appID, Version: prev}))
-		if err != nil {
-			a.writeError(w, r, err, fail)
-			return
-		}
-		res, err := a.apps.UpdateApp(r.Context(), call(r, &v1.UpdateAppRequest{Id: appID, App: old.Msg.GetApp(), Force: true}))
-		if err != nil {
-			a.writeError(w, r, err, fail)
-			return
-		}
-		depID, version = res.Msg.GetDeploymentId(), res.Msg.GetApp().GetVersion()
+	a.writeDeployment(w, r, http.StatusOK, res.Msg.GetDeploymentId(), res.Msg.GetVersion())
+}
+
+// resetDelay serves DELETE /v2/queue/{id}/delay: the app's launch
+// backoff is cleared (204, as Marathon answers; its RAML says 200).
+func (a *API) resetDelay(w http.ResponseWriter, r *http.Request, id string) {
+	if _, err := a.apps.ResetDelay(r.Context(), call(r, &v1.ResetDelayRequest{Id: id})); err != nil {
+		a.writeError(w, r, err, failure{notFound: appNotFound(id)})
+		return
 	}
-	a.writeDeployment(w, r, http.StatusOK, depID, version)
+	w.WriteHeader(http.StatusNoContent)
 }
 
 // queueItem is one app waiting for offers.

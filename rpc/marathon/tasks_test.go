@@ -88,7 +88,14 @@ func TestTasks(t *testing.T) {
 		queue.Queue[0].Delay.TimeLeftSeconds < 3000 || queue.Queue[0].Since != "2024-05-01T10:00:00.000Z" {
 		t.Errorf("queue = %+v", queue.Queue)
 	}
-	want(t, do(t, s, "DELETE", "/v2/queue/pg/delay", nil), 501, "no backoff reset")
+	// Marathon's DELETE /v2/queue/{id}/delay answers 204 and the delay
+	// is gone (api/v2/QueueResource.scala resetDelay).
+	want(t, do(t, s, "DELETE", "/v2/queue/pg/delay", nil), 204, "backoff reset")
+	want(t, do(t, s, "GET", "/v2/queue", nil), 200, "queue").json(t, &queue)
+	if len(queue.Queue) != 1 || !queue.Queue[0].Delay.Overdue || queue.Queue[0].Delay.TimeLeftSeconds != 0 {
+		t.Errorf("queue after the reset = %+v", queue.Queue)
+	}
+	want(t, do(t, s, "DELETE", "/v2/queue/nope/delay", nil), 404, "reset of a missing app")
 
 	// Kills.
 	want(t, do(t, s, "DELETE", "/v2/apps/pg/tasks?scale=true&wipe=true", nil), 400, "scale and wipe")

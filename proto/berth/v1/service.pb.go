@@ -612,10 +612,14 @@ type UpdateAppRequest struct {
 	// partial merges the given top-level fields into the stored app.
 	Partial bool `protobuf:"varint,3,opt,name=partial,proto3" json:"partial,omitempty"`
 	// force cancels a running deployment of the app.
-	Force         bool   `protobuf:"varint,4,opt,name=force,proto3" json:"force,omitempty"`
-	RequestId     string `protobuf:"bytes,5,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Force     bool   `protobuf:"varint,4,opt,name=force,proto3" json:"force,omitempty"`
+	RequestId string `protobuf:"bytes,5,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// version_to_deploy, instead of app, redeploys that stored version of
+	// the app (a rollback, Marathon's PUT /v2/apps/{id} {"version": V}):
+	// its definition becomes the app's under a new version.
+	VersionToDeploy string `protobuf:"bytes,6,opt,name=version_to_deploy,json=versionToDeploy,proto3" json:"version_to_deploy,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *UpdateAppRequest) Reset() {
@@ -679,6 +683,13 @@ func (x *UpdateAppRequest) GetForce() bool {
 func (x *UpdateAppRequest) GetRequestId() string {
 	if x != nil {
 		return x.RequestId
+	}
+	return ""
+}
+
+func (x *UpdateAppRequest) GetVersionToDeploy() string {
+	if x != nil {
+		return x.VersionToDeploy
 	}
 	return ""
 }
@@ -1046,6 +1057,104 @@ func (x *RestartAppResponse) GetVersion() string {
 	return ""
 }
 
+// ResetDelayRequest names the app whose launch backoff to clear.
+type ResetDelayRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	RequestId     string                 `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResetDelayRequest) Reset() {
+	*x = ResetDelayRequest{}
+	mi := &file_berth_v1_service_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResetDelayRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResetDelayRequest) ProtoMessage() {}
+
+func (x *ResetDelayRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_service_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResetDelayRequest.ProtoReflect.Descriptor instead.
+func (*ResetDelayRequest) Descriptor() ([]byte, []int) {
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ResetDelayRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ResetDelayRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+// ResetDelayResponse counts the instances whose backoff was cleared.
+type ResetDelayResponse struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	InstancesReset int32                  `protobuf:"varint,1,opt,name=instances_reset,json=instancesReset,proto3" json:"instances_reset,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ResetDelayResponse) Reset() {
+	*x = ResetDelayResponse{}
+	mi := &file_berth_v1_service_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResetDelayResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResetDelayResponse) ProtoMessage() {}
+
+func (x *ResetDelayResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_service_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResetDelayResponse.ProtoReflect.Descriptor instead.
+func (*ResetDelayResponse) Descriptor() ([]byte, []int) {
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ResetDelayResponse) GetInstancesReset() int32 {
+	if x != nil {
+		return x.InstancesReset
+	}
+	return 0
+}
+
 // ReadTaskLogRequest names the task and what to read.
 type ReadTaskLogRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1065,7 +1174,7 @@ type ReadTaskLogRequest struct {
 
 func (x *ReadTaskLogRequest) Reset() {
 	*x = ReadTaskLogRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[15]
+	mi := &file_berth_v1_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1077,7 +1186,7 @@ func (x *ReadTaskLogRequest) String() string {
 func (*ReadTaskLogRequest) ProtoMessage() {}
 
 func (x *ReadTaskLogRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[15]
+	mi := &file_berth_v1_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1090,7 +1199,7 @@ func (x *ReadTaskLogRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadTaskLogRequest.ProtoReflect.Descriptor instead.
 func (*ReadTaskLogRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{15}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ReadTaskLogRequest) GetTaskId() string {
@@ -1137,7 +1246,7 @@ type ReadTaskLogResponse struct {
 
 func (x *ReadTaskLogResponse) Reset() {
 	*x = ReadTaskLogResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[16]
+	mi := &file_berth_v1_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1149,7 +1258,7 @@ func (x *ReadTaskLogResponse) String() string {
 func (*ReadTaskLogResponse) ProtoMessage() {}
 
 func (x *ReadTaskLogResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[16]
+	mi := &file_berth_v1_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1162,7 +1271,7 @@ func (x *ReadTaskLogResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadTaskLogResponse.ProtoReflect.Descriptor instead.
 func (*ReadTaskLogResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{16}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ReadTaskLogResponse) GetData() []byte {
@@ -1209,7 +1318,7 @@ type ListTasksRequest struct {
 
 func (x *ListTasksRequest) Reset() {
 	*x = ListTasksRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[17]
+	mi := &file_berth_v1_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1221,7 +1330,7 @@ func (x *ListTasksRequest) String() string {
 func (*ListTasksRequest) ProtoMessage() {}
 
 func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[17]
+	mi := &file_berth_v1_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1234,7 +1343,7 @@ func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
 func (*ListTasksRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{17}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListTasksRequest) GetAppId() string {
@@ -1277,7 +1386,7 @@ type ListTasksResponse struct {
 
 func (x *ListTasksResponse) Reset() {
 	*x = ListTasksResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[18]
+	mi := &file_berth_v1_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1289,7 +1398,7 @@ func (x *ListTasksResponse) String() string {
 func (*ListTasksResponse) ProtoMessage() {}
 
 func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[18]
+	mi := &file_berth_v1_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1302,7 +1411,7 @@ func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
 func (*ListTasksResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{18}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListTasksResponse) GetTasks() []*TaskView {
@@ -1343,14 +1452,18 @@ type TaskView struct {
 	// sandbox is the task's sandbox path on its agent's files API.
 	Sandbox string `protobuf:"bytes,17,opt,name=sandbox,proto3" json:"sandbox,omitempty"`
 	// agent_url is the agent's HTTP endpoint serving the files API.
-	AgentUrl      string `protobuf:"bytes,18,opt,name=agent_url,json=agentUrl,proto3" json:"agent_url,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	AgentUrl string `protobuf:"bytes,18,opt,name=agent_url,json=agentUrl,proto3" json:"agent_url,omitempty"`
+	// launch_not_before is when an instance waiting for its launch backoff
+	// may launch again (RFC 3339; in the past once the delay ended); empty
+	// while its task runs or when it has no backoff.
+	LaunchNotBefore string `protobuf:"bytes,19,opt,name=launch_not_before,json=launchNotBefore,proto3" json:"launch_not_before,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *TaskView) Reset() {
 	*x = TaskView{}
-	mi := &file_berth_v1_service_proto_msgTypes[19]
+	mi := &file_berth_v1_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1362,7 +1475,7 @@ func (x *TaskView) String() string {
 func (*TaskView) ProtoMessage() {}
 
 func (x *TaskView) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[19]
+	mi := &file_berth_v1_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1375,7 +1488,7 @@ func (x *TaskView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskView.ProtoReflect.Descriptor instead.
 func (*TaskView) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{19}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *TaskView) GetId() string {
@@ -1504,6 +1617,13 @@ func (x *TaskView) GetAgentUrl() string {
 	return ""
 }
 
+func (x *TaskView) GetLaunchNotBefore() string {
+	if x != nil {
+		return x.LaunchNotBefore
+	}
+	return ""
+}
+
 // TaskLocalVolume is a persistent volume shown on a task.
 type TaskLocalVolume struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1515,7 +1635,7 @@ type TaskLocalVolume struct {
 
 func (x *TaskLocalVolume) Reset() {
 	*x = TaskLocalVolume{}
-	mi := &file_berth_v1_service_proto_msgTypes[20]
+	mi := &file_berth_v1_service_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1527,7 +1647,7 @@ func (x *TaskLocalVolume) String() string {
 func (*TaskLocalVolume) ProtoMessage() {}
 
 func (x *TaskLocalVolume) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[20]
+	mi := &file_berth_v1_service_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1540,7 +1660,7 @@ func (x *TaskLocalVolume) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskLocalVolume.ProtoReflect.Descriptor instead.
 func (*TaskLocalVolume) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{20}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *TaskLocalVolume) GetContainerPath() string {
@@ -1572,7 +1692,7 @@ type KillTaskRequest struct {
 
 func (x *KillTaskRequest) Reset() {
 	*x = KillTaskRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[21]
+	mi := &file_berth_v1_service_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1584,7 +1704,7 @@ func (x *KillTaskRequest) String() string {
 func (*KillTaskRequest) ProtoMessage() {}
 
 func (x *KillTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[21]
+	mi := &file_berth_v1_service_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1597,7 +1717,7 @@ func (x *KillTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KillTaskRequest.ProtoReflect.Descriptor instead.
 func (*KillTaskRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{21}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *KillTaskRequest) GetId() string {
@@ -1639,7 +1759,7 @@ type KillTaskResponse struct {
 
 func (x *KillTaskResponse) Reset() {
 	*x = KillTaskResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[22]
+	mi := &file_berth_v1_service_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1651,7 +1771,7 @@ func (x *KillTaskResponse) String() string {
 func (*KillTaskResponse) ProtoMessage() {}
 
 func (x *KillTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[22]
+	mi := &file_berth_v1_service_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1664,7 +1784,7 @@ func (x *KillTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KillTaskResponse.ProtoReflect.Descriptor instead.
 func (*KillTaskResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{22}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *KillTaskResponse) GetTask() *TaskView {
@@ -1691,7 +1811,7 @@ type ListDeploymentsRequest struct {
 
 func (x *ListDeploymentsRequest) Reset() {
 	*x = ListDeploymentsRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[23]
+	mi := &file_berth_v1_service_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1703,7 +1823,7 @@ func (x *ListDeploymentsRequest) String() string {
 func (*ListDeploymentsRequest) ProtoMessage() {}
 
 func (x *ListDeploymentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[23]
+	mi := &file_berth_v1_service_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1716,7 +1836,7 @@ func (x *ListDeploymentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeploymentsRequest.ProtoReflect.Descriptor instead.
 func (*ListDeploymentsRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{23}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListDeploymentsRequest) GetIncludeFinished() bool {
@@ -1736,7 +1856,7 @@ type ListDeploymentsResponse struct {
 
 func (x *ListDeploymentsResponse) Reset() {
 	*x = ListDeploymentsResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[24]
+	mi := &file_berth_v1_service_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1748,7 +1868,7 @@ func (x *ListDeploymentsResponse) String() string {
 func (*ListDeploymentsResponse) ProtoMessage() {}
 
 func (x *ListDeploymentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[24]
+	mi := &file_berth_v1_service_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1761,7 +1881,7 @@ func (x *ListDeploymentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeploymentsResponse.ProtoReflect.Descriptor instead.
 func (*ListDeploymentsResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{24}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListDeploymentsResponse) GetDeployments() []*Deployment {
@@ -1781,7 +1901,7 @@ type GetDeploymentRequest struct {
 
 func (x *GetDeploymentRequest) Reset() {
 	*x = GetDeploymentRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[25]
+	mi := &file_berth_v1_service_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1793,7 +1913,7 @@ func (x *GetDeploymentRequest) String() string {
 func (*GetDeploymentRequest) ProtoMessage() {}
 
 func (x *GetDeploymentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[25]
+	mi := &file_berth_v1_service_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1806,7 +1926,7 @@ func (x *GetDeploymentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDeploymentRequest.ProtoReflect.Descriptor instead.
 func (*GetDeploymentRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{25}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *GetDeploymentRequest) GetId() string {
@@ -1826,7 +1946,7 @@ type GetDeploymentResponse struct {
 
 func (x *GetDeploymentResponse) Reset() {
 	*x = GetDeploymentResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[26]
+	mi := &file_berth_v1_service_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1838,7 +1958,7 @@ func (x *GetDeploymentResponse) String() string {
 func (*GetDeploymentResponse) ProtoMessage() {}
 
 func (x *GetDeploymentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[26]
+	mi := &file_berth_v1_service_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1851,7 +1971,7 @@ func (x *GetDeploymentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDeploymentResponse.ProtoReflect.Descriptor instead.
 func (*GetDeploymentResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{26}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *GetDeploymentResponse) GetDeployment() *Deployment {
@@ -1863,16 +1983,19 @@ func (x *GetDeploymentResponse) GetDeployment() *Deployment {
 
 // CancelDeploymentRequest names a deployment.
 type CancelDeploymentRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	RequestId     string                 `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Id        string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	RequestId string                 `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// force stops the deployment where it stands, without a rollback: old
+	// and new instances may be left mixed.
+	Force         bool `protobuf:"varint,3,opt,name=force,proto3" json:"force,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CancelDeploymentRequest) Reset() {
 	*x = CancelDeploymentRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[27]
+	mi := &file_berth_v1_service_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1884,7 +2007,7 @@ func (x *CancelDeploymentRequest) String() string {
 func (*CancelDeploymentRequest) ProtoMessage() {}
 
 func (x *CancelDeploymentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[27]
+	mi := &file_berth_v1_service_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1897,7 +2020,7 @@ func (x *CancelDeploymentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelDeploymentRequest.ProtoReflect.Descriptor instead.
 func (*CancelDeploymentRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{27}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *CancelDeploymentRequest) GetId() string {
@@ -1914,16 +2037,26 @@ func (x *CancelDeploymentRequest) GetRequestId() string {
 	return ""
 }
 
-// CancelDeploymentResponse is empty.
+func (x *CancelDeploymentRequest) GetForce() bool {
+	if x != nil {
+		return x.Force
+	}
+	return false
+}
+
+// CancelDeploymentResponse names the rollback deployment (empty with
+// force, or when there was nothing to roll back).
 type CancelDeploymentResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
+	DeploymentId  string                 `protobuf:"bytes,1,opt,name=deployment_id,json=deploymentId,proto3" json:"deployment_id,omitempty"`
+	Version       string                 `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CancelDeploymentResponse) Reset() {
 	*x = CancelDeploymentResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[28]
+	mi := &file_berth_v1_service_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1935,7 +2068,7 @@ func (x *CancelDeploymentResponse) String() string {
 func (*CancelDeploymentResponse) ProtoMessage() {}
 
 func (x *CancelDeploymentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[28]
+	mi := &file_berth_v1_service_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1948,7 +2081,21 @@ func (x *CancelDeploymentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelDeploymentResponse.ProtoReflect.Descriptor instead.
 func (*CancelDeploymentResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{28}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *CancelDeploymentResponse) GetDeploymentId() string {
+	if x != nil {
+		return x.DeploymentId
+	}
+	return ""
+}
+
+func (x *CancelDeploymentResponse) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
 }
 
 // StreamEventsRequest filters events by type and app.
@@ -1964,7 +2111,7 @@ type StreamEventsRequest struct {
 
 func (x *StreamEventsRequest) Reset() {
 	*x = StreamEventsRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[29]
+	mi := &file_berth_v1_service_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1976,7 +2123,7 @@ func (x *StreamEventsRequest) String() string {
 func (*StreamEventsRequest) ProtoMessage() {}
 
 func (x *StreamEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[29]
+	mi := &file_berth_v1_service_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1989,7 +2136,7 @@ func (x *StreamEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamEventsRequest.ProtoReflect.Descriptor instead.
 func (*StreamEventsRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{29}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *StreamEventsRequest) GetTypes() []string {
@@ -2031,7 +2178,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_berth_v1_service_proto_msgTypes[30]
+	mi := &file_berth_v1_service_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2043,7 +2190,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[30]
+	mi := &file_berth_v1_service_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2056,7 +2203,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{30}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Event) GetType() string {
@@ -2152,7 +2299,7 @@ type LeaveRequest struct {
 
 func (x *LeaveRequest) Reset() {
 	*x = LeaveRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[31]
+	mi := &file_berth_v1_service_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2164,7 +2311,7 @@ func (x *LeaveRequest) String() string {
 func (*LeaveRequest) ProtoMessage() {}
 
 func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[31]
+	mi := &file_berth_v1_service_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2177,7 +2324,7 @@ func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveRequest.ProtoReflect.Descriptor instead.
 func (*LeaveRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{31}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{33}
 }
 
 // LeaveResponse names the server that left.
@@ -2190,7 +2337,7 @@ type LeaveResponse struct {
 
 func (x *LeaveResponse) Reset() {
 	*x = LeaveResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[32]
+	mi := &file_berth_v1_service_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2202,7 +2349,7 @@ func (x *LeaveResponse) String() string {
 func (*LeaveResponse) ProtoMessage() {}
 
 func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[32]
+	mi := &file_berth_v1_service_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2215,7 +2362,7 @@ func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveResponse.ProtoReflect.Descriptor instead.
 func (*LeaveResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{32}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *LeaveResponse) GetId() string {
@@ -2234,7 +2381,7 @@ type MembersRequest struct {
 
 func (x *MembersRequest) Reset() {
 	*x = MembersRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[33]
+	mi := &file_berth_v1_service_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2246,7 +2393,7 @@ func (x *MembersRequest) String() string {
 func (*MembersRequest) ProtoMessage() {}
 
 func (x *MembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[33]
+	mi := &file_berth_v1_service_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2259,7 +2406,7 @@ func (x *MembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersRequest.ProtoReflect.Descriptor instead.
 func (*MembersRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{33}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{35}
 }
 
 // Member is one server as seen by gossip.
@@ -2281,7 +2428,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_berth_v1_service_proto_msgTypes[34]
+	mi := &file_berth_v1_service_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2293,7 +2440,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[34]
+	mi := &file_berth_v1_service_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2306,7 +2453,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{34}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *Member) GetName() string {
@@ -2375,7 +2522,7 @@ type MembersResponse struct {
 
 func (x *MembersResponse) Reset() {
 	*x = MembersResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[35]
+	mi := &file_berth_v1_service_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2387,7 +2534,7 @@ func (x *MembersResponse) String() string {
 func (*MembersResponse) ProtoMessage() {}
 
 func (x *MembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[35]
+	mi := &file_berth_v1_service_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2400,7 +2547,7 @@ func (x *MembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersResponse.ProtoReflect.Descriptor instead.
 func (*MembersResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{35}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *MembersResponse) GetMembers() []*Member {
@@ -2419,7 +2566,7 @@ type LeaderRequest struct {
 
 func (x *LeaderRequest) Reset() {
 	*x = LeaderRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[36]
+	mi := &file_berth_v1_service_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2431,7 +2578,7 @@ func (x *LeaderRequest) String() string {
 func (*LeaderRequest) ProtoMessage() {}
 
 func (x *LeaderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[36]
+	mi := &file_berth_v1_service_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2444,7 +2591,7 @@ func (x *LeaderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaderRequest.ProtoReflect.Descriptor instead.
 func (*LeaderRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{36}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{38}
 }
 
 // LeaderResponse names the leader.
@@ -2460,7 +2607,7 @@ type LeaderResponse struct {
 
 func (x *LeaderResponse) Reset() {
 	*x = LeaderResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[37]
+	mi := &file_berth_v1_service_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2472,7 +2619,7 @@ func (x *LeaderResponse) String() string {
 func (*LeaderResponse) ProtoMessage() {}
 
 func (x *LeaderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[37]
+	mi := &file_berth_v1_service_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2485,7 +2632,7 @@ func (x *LeaderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaderResponse.ProtoReflect.Descriptor instead.
 func (*LeaderResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{37}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *LeaderResponse) GetId() string {
@@ -2525,7 +2672,7 @@ type ListPeersRequest struct {
 
 func (x *ListPeersRequest) Reset() {
 	*x = ListPeersRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[38]
+	mi := &file_berth_v1_service_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2537,7 +2684,7 @@ func (x *ListPeersRequest) String() string {
 func (*ListPeersRequest) ProtoMessage() {}
 
 func (x *ListPeersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[38]
+	mi := &file_berth_v1_service_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2550,7 +2697,7 @@ func (x *ListPeersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPeersRequest.ProtoReflect.Descriptor instead.
 func (*ListPeersRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{38}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{40}
 }
 
 // Peer is one Raft voter or non-voter.
@@ -2566,7 +2713,7 @@ type Peer struct {
 
 func (x *Peer) Reset() {
 	*x = Peer{}
-	mi := &file_berth_v1_service_proto_msgTypes[39]
+	mi := &file_berth_v1_service_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2578,7 +2725,7 @@ func (x *Peer) String() string {
 func (*Peer) ProtoMessage() {}
 
 func (x *Peer) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[39]
+	mi := &file_berth_v1_service_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2591,7 +2738,7 @@ func (x *Peer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Peer.ProtoReflect.Descriptor instead.
 func (*Peer) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{39}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *Peer) GetId() string {
@@ -2632,7 +2779,7 @@ type ListPeersResponse struct {
 
 func (x *ListPeersResponse) Reset() {
 	*x = ListPeersResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[40]
+	mi := &file_berth_v1_service_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2644,7 +2791,7 @@ func (x *ListPeersResponse) String() string {
 func (*ListPeersResponse) ProtoMessage() {}
 
 func (x *ListPeersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[40]
+	mi := &file_berth_v1_service_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2657,7 +2804,7 @@ func (x *ListPeersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPeersResponse.ProtoReflect.Descriptor instead.
 func (*ListPeersResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{40}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ListPeersResponse) GetPeers() []*Peer {
@@ -2677,7 +2824,7 @@ type RemovePeerRequest struct {
 
 func (x *RemovePeerRequest) Reset() {
 	*x = RemovePeerRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[41]
+	mi := &file_berth_v1_service_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2689,7 +2836,7 @@ func (x *RemovePeerRequest) String() string {
 func (*RemovePeerRequest) ProtoMessage() {}
 
 func (x *RemovePeerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[41]
+	mi := &file_berth_v1_service_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2702,7 +2849,7 @@ func (x *RemovePeerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemovePeerRequest.ProtoReflect.Descriptor instead.
 func (*RemovePeerRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{41}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *RemovePeerRequest) GetId() string {
@@ -2721,7 +2868,7 @@ type RemovePeerResponse struct {
 
 func (x *RemovePeerResponse) Reset() {
 	*x = RemovePeerResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[42]
+	mi := &file_berth_v1_service_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2733,7 +2880,7 @@ func (x *RemovePeerResponse) String() string {
 func (*RemovePeerResponse) ProtoMessage() {}
 
 func (x *RemovePeerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[42]
+	mi := &file_berth_v1_service_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2746,7 +2893,7 @@ func (x *RemovePeerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemovePeerResponse.ProtoReflect.Descriptor instead.
 func (*RemovePeerResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{42}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{44}
 }
 
 // TransferLeadershipRequest optionally names the target.
@@ -2759,7 +2906,7 @@ type TransferLeadershipRequest struct {
 
 func (x *TransferLeadershipRequest) Reset() {
 	*x = TransferLeadershipRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[43]
+	mi := &file_berth_v1_service_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2771,7 +2918,7 @@ func (x *TransferLeadershipRequest) String() string {
 func (*TransferLeadershipRequest) ProtoMessage() {}
 
 func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[43]
+	mi := &file_berth_v1_service_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2784,7 +2931,7 @@ func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeadershipRequest.ProtoReflect.Descriptor instead.
 func (*TransferLeadershipRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{43}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *TransferLeadershipRequest) GetTo() string {
@@ -2804,7 +2951,7 @@ type TransferLeadershipResponse struct {
 
 func (x *TransferLeadershipResponse) Reset() {
 	*x = TransferLeadershipResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[44]
+	mi := &file_berth_v1_service_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2816,7 +2963,7 @@ func (x *TransferLeadershipResponse) String() string {
 func (*TransferLeadershipResponse) ProtoMessage() {}
 
 func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[44]
+	mi := &file_berth_v1_service_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2829,7 +2976,7 @@ func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeadershipResponse.ProtoReflect.Descriptor instead.
 func (*TransferLeadershipResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{44}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *TransferLeadershipResponse) GetLeader() string {
@@ -2848,7 +2995,7 @@ type SaveSnapshotRequest struct {
 
 func (x *SaveSnapshotRequest) Reset() {
 	*x = SaveSnapshotRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[45]
+	mi := &file_berth_v1_service_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2860,7 +3007,7 @@ func (x *SaveSnapshotRequest) String() string {
 func (*SaveSnapshotRequest) ProtoMessage() {}
 
 func (x *SaveSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[45]
+	mi := &file_berth_v1_service_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2873,7 +3020,7 @@ func (x *SaveSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SaveSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*SaveSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{45}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{47}
 }
 
 // SaveSnapshotResponse carries the snapshot bytes.
@@ -2888,7 +3035,7 @@ type SaveSnapshotResponse struct {
 
 func (x *SaveSnapshotResponse) Reset() {
 	*x = SaveSnapshotResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[46]
+	mi := &file_berth_v1_service_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2900,7 +3047,7 @@ func (x *SaveSnapshotResponse) String() string {
 func (*SaveSnapshotResponse) ProtoMessage() {}
 
 func (x *SaveSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[46]
+	mi := &file_berth_v1_service_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2913,7 +3060,7 @@ func (x *SaveSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SaveSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*SaveSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{46}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *SaveSnapshotResponse) GetData() []byte {
@@ -2947,7 +3094,7 @@ type RestoreSnapshotRequest struct {
 
 func (x *RestoreSnapshotRequest) Reset() {
 	*x = RestoreSnapshotRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[47]
+	mi := &file_berth_v1_service_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2959,7 +3106,7 @@ func (x *RestoreSnapshotRequest) String() string {
 func (*RestoreSnapshotRequest) ProtoMessage() {}
 
 func (x *RestoreSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[47]
+	mi := &file_berth_v1_service_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2972,7 +3119,7 @@ func (x *RestoreSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*RestoreSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{47}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *RestoreSnapshotRequest) GetData() []byte {
@@ -2991,7 +3138,7 @@ type RestoreSnapshotResponse struct {
 
 func (x *RestoreSnapshotResponse) Reset() {
 	*x = RestoreSnapshotResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[48]
+	mi := &file_berth_v1_service_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3003,7 +3150,7 @@ func (x *RestoreSnapshotResponse) String() string {
 func (*RestoreSnapshotResponse) ProtoMessage() {}
 
 func (x *RestoreSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[48]
+	mi := &file_berth_v1_service_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3016,7 +3163,7 @@ func (x *RestoreSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*RestoreSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{48}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{50}
 }
 
 var File_berth_v1_service_proto protoreflect.FileDescriptor
@@ -3060,14 +3207,15 @@ const file_berth_v1_service_proto_rawDesc = "" +
 	"\x10ListAppsResponse\x12!\n" +
 	"\x04apps\x18\x01 \x03(\v2\r.berth.v1.AppR\x04apps\x122\n" +
 	"\tsummaries\x18\x02 \x03(\v2\x14.berth.v1.AppSummaryR\tsummaries\x12&\n" +
-	"\x0fnext_page_token\x18\x03 \x01(\tR\rnextPageToken\"\x92\x01\n" +
+	"\x0fnext_page_token\x18\x03 \x01(\tR\rnextPageToken\"\xbe\x01\n" +
 	"\x10UpdateAppRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1f\n" +
 	"\x03app\x18\x02 \x01(\v2\r.berth.v1.AppR\x03app\x12\x18\n" +
 	"\apartial\x18\x03 \x01(\bR\apartial\x12\x14\n" +
 	"\x05force\x18\x04 \x01(\bR\x05force\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x05 \x01(\tR\trequestId\"Y\n" +
+	"request_id\x18\x05 \x01(\tR\trequestId\x12*\n" +
+	"\x11version_to_deploy\x18\x06 \x01(\tR\x0fversionToDeploy\"Y\n" +
 	"\x11UpdateAppResponse\x12\x1f\n" +
 	"\x03app\x18\x01 \x01(\v2\r.berth.v1.AppR\x03app\x12#\n" +
 	"\rdeployment_id\x18\x02 \x01(\tR\fdeploymentId\"W\n" +
@@ -3089,7 +3237,13 @@ const file_berth_v1_service_proto_rawDesc = "" +
 	"request_id\x18\x03 \x01(\tR\trequestId\"S\n" +
 	"\x12RestartAppResponse\x12#\n" +
 	"\rdeployment_id\x18\x01 \x01(\tR\fdeploymentId\x12\x18\n" +
-	"\aversion\x18\x02 \x01(\tR\aversion\"\x86\x01\n" +
+	"\aversion\x18\x02 \x01(\tR\aversion\"B\n" +
+	"\x11ResetDelayRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x02 \x01(\tR\trequestId\"=\n" +
+	"\x12ResetDelayResponse\x12'\n" +
+	"\x0finstances_reset\x18\x01 \x01(\x05R\x0einstancesReset\"\x86\x01\n" +
 	"\x12ReadTaskLogRequest\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12)\n" +
 	"\x04file\x18\x02 \x01(\x0e2\x15.berth.v1.TaskLogFileR\x04file\x12\x16\n" +
@@ -3108,7 +3262,7 @@ const file_berth_v1_service_proto_rawDesc = "" +
 	"page_token\x18\x04 \x01(\tR\tpageToken\"e\n" +
 	"\x11ListTasksResponse\x12(\n" +
 	"\x05tasks\x18\x01 \x03(\v2\x12.berth.v1.TaskViewR\x05tasks\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xff\x03\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xab\x04\n" +
 	"\bTaskView\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
 	"\x06app_id\x18\x02 \x01(\tR\x05appId\x12\x1f\n" +
@@ -3130,7 +3284,8 @@ const file_berth_v1_service_proto_rawDesc = "" +
 	"\amessage\x18\x0f \x01(\tR\amessage\x12\x16\n" +
 	"\x06reason\x18\x10 \x01(\tR\x06reason\x12\x18\n" +
 	"\asandbox\x18\x11 \x01(\tR\asandbox\x12\x1b\n" +
-	"\tagent_url\x18\x12 \x01(\tR\bagentUrlB\n" +
+	"\tagent_url\x18\x12 \x01(\tR\bagentUrl\x12*\n" +
+	"\x11launch_not_before\x18\x13 \x01(\tR\x0flaunchNotBeforeB\n" +
 	"\n" +
 	"\b_healthy\"_\n" +
 	"\x0fTaskLocalVolume\x12%\n" +
@@ -3154,12 +3309,15 @@ const file_berth_v1_service_proto_rawDesc = "" +
 	"\x15GetDeploymentResponse\x124\n" +
 	"\n" +
 	"deployment\x18\x01 \x01(\v2\x14.berth.v1.DeploymentR\n" +
-	"deployment\"H\n" +
+	"deployment\"^\n" +
 	"\x17CancelDeploymentRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x02 \x01(\tR\trequestId\"\x1a\n" +
-	"\x18CancelDeploymentResponse\"B\n" +
+	"request_id\x18\x02 \x01(\tR\trequestId\x12\x14\n" +
+	"\x05force\x18\x03 \x01(\bR\x05force\"Y\n" +
+	"\x18CancelDeploymentResponse\x12#\n" +
+	"\rdeployment_id\x18\x01 \x01(\tR\fdeploymentId\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\tR\aversion\"B\n" +
 	"\x13StreamEventsRequest\x12\x14\n" +
 	"\x05types\x18\x01 \x03(\tR\x05types\x12\x15\n" +
 	"\x06app_id\x18\x02 \x01(\tR\x05appId\"\xf4\x02\n" +
@@ -3235,7 +3393,7 @@ const file_berth_v1_service_proto_rawDesc = "" +
 	"\vTaskLogFile\x12\x1d\n" +
 	"\x19TASK_LOG_FILE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14TASK_LOG_FILE_STDOUT\x10\x01\x12\x18\n" +
-	"\x14TASK_LOG_FILE_STDERR\x10\x022\x8e\x04\n" +
+	"\x14TASK_LOG_FILE_STDERR\x10\x022\xd7\x04\n" +
 	"\n" +
 	"AppService\x12D\n" +
 	"\tCreateApp\x12\x1a.berth.v1.CreateAppRequest\x1a\x1b.berth.v1.CreateAppResponse\x12@\n" +
@@ -3245,7 +3403,9 @@ const file_berth_v1_service_proto_rawDesc = "" +
 	"\tDeleteApp\x12\x1a.berth.v1.DeleteAppRequest\x1a\x1b.berth.v1.DeleteAppResponse\x12[\n" +
 	"\x0fListAppVersions\x12 .berth.v1.ListAppVersionsRequest\x1a!.berth.v1.ListAppVersionsResponse\"\x03\x90\x02\x01\x12G\n" +
 	"\n" +
-	"RestartApp\x12\x1b.berth.v1.RestartAppRequest\x1a\x1c.berth.v1.RestartAppResponse2\xe9\x01\n" +
+	"RestartApp\x12\x1b.berth.v1.RestartAppRequest\x1a\x1c.berth.v1.RestartAppResponse\x12G\n" +
+	"\n" +
+	"ResetDelay\x12\x1b.berth.v1.ResetDelayRequest\x1a\x1c.berth.v1.ResetDelayResponse2\xe9\x01\n" +
 	"\vTaskService\x12I\n" +
 	"\tListTasks\x12\x1a.berth.v1.ListTasksRequest\x1a\x1b.berth.v1.ListTasksResponse\"\x03\x90\x02\x01\x12A\n" +
 	"\bKillTask\x12\x19.berth.v1.KillTaskRequest\x1a\x1a.berth.v1.KillTaskResponse\x12L\n" +
@@ -3281,7 +3441,7 @@ func file_berth_v1_service_proto_rawDescGZIP() []byte {
 }
 
 var file_berth_v1_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_berth_v1_service_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
+var file_berth_v1_service_proto_msgTypes = make([]protoimpl.MessageInfo, 51)
 var file_berth_v1_service_proto_goTypes = []any{
 	(ReadConsistency)(0),               // 0: berth.v1.ReadConsistency
 	(TaskLogFile)(0),                   // 1: berth.v1.TaskLogFile
@@ -3300,67 +3460,69 @@ var file_berth_v1_service_proto_goTypes = []any{
 	(*ListAppVersionsResponse)(nil),    // 14: berth.v1.ListAppVersionsResponse
 	(*RestartAppRequest)(nil),          // 15: berth.v1.RestartAppRequest
 	(*RestartAppResponse)(nil),         // 16: berth.v1.RestartAppResponse
-	(*ReadTaskLogRequest)(nil),         // 17: berth.v1.ReadTaskLogRequest
-	(*ReadTaskLogResponse)(nil),        // 18: berth.v1.ReadTaskLogResponse
-	(*ListTasksRequest)(nil),           // 19: berth.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),          // 20: berth.v1.ListTasksResponse
-	(*TaskView)(nil),                   // 21: berth.v1.TaskView
-	(*TaskLocalVolume)(nil),            // 22: berth.v1.TaskLocalVolume
-	(*KillTaskRequest)(nil),            // 23: berth.v1.KillTaskRequest
-	(*KillTaskResponse)(nil),           // 24: berth.v1.KillTaskResponse
-	(*ListDeploymentsRequest)(nil),     // 25: berth.v1.ListDeploymentsRequest
-	(*ListDeploymentsResponse)(nil),    // 26: berth.v1.ListDeploymentsResponse
-	(*GetDeploymentRequest)(nil),       // 27: berth.v1.GetDeploymentRequest
-	(*GetDeploymentResponse)(nil),      // 28: berth.v1.GetDeploymentResponse
-	(*CancelDeploymentRequest)(nil),    // 29: berth.v1.CancelDeploymentRequest
-	(*CancelDeploymentResponse)(nil),   // 30: berth.v1.CancelDeploymentResponse
-	(*StreamEventsRequest)(nil),        // 31: berth.v1.StreamEventsRequest
-	(*Event)(nil),                      // 32: berth.v1.Event
-	(*LeaveRequest)(nil),               // 33: berth.v1.LeaveRequest
-	(*LeaveResponse)(nil),              // 34: berth.v1.LeaveResponse
-	(*MembersRequest)(nil),             // 35: berth.v1.MembersRequest
-	(*Member)(nil),                     // 36: berth.v1.Member
-	(*MembersResponse)(nil),            // 37: berth.v1.MembersResponse
-	(*LeaderRequest)(nil),              // 38: berth.v1.LeaderRequest
-	(*LeaderResponse)(nil),             // 39: berth.v1.LeaderResponse
-	(*ListPeersRequest)(nil),           // 40: berth.v1.ListPeersRequest
-	(*Peer)(nil),                       // 41: berth.v1.Peer
-	(*ListPeersResponse)(nil),          // 42: berth.v1.ListPeersResponse
-	(*RemovePeerRequest)(nil),          // 43: berth.v1.RemovePeerRequest
-	(*RemovePeerResponse)(nil),         // 44: berth.v1.RemovePeerResponse
-	(*TransferLeadershipRequest)(nil),  // 45: berth.v1.TransferLeadershipRequest
-	(*TransferLeadershipResponse)(nil), // 46: berth.v1.TransferLeadershipResponse
-	(*SaveSnapshotRequest)(nil),        // 47: berth.v1.SaveSnapshotRequest
-	(*SaveSnapshotResponse)(nil),       // 48: berth.v1.SaveSnapshotResponse
-	(*RestoreSnapshotRequest)(nil),     // 49: berth.v1.RestoreSnapshotRequest
-	(*RestoreSnapshotResponse)(nil),    // 50: berth.v1.RestoreSnapshotResponse
-	(*App)(nil),                        // 51: berth.v1.App
-	(*TaskFailure)(nil),                // 52: berth.v1.TaskFailure
-	(*Deployment)(nil),                 // 53: berth.v1.Deployment
+	(*ResetDelayRequest)(nil),          // 17: berth.v1.ResetDelayRequest
+	(*ResetDelayResponse)(nil),         // 18: berth.v1.ResetDelayResponse
+	(*ReadTaskLogRequest)(nil),         // 19: berth.v1.ReadTaskLogRequest
+	(*ReadTaskLogResponse)(nil),        // 20: berth.v1.ReadTaskLogResponse
+	(*ListTasksRequest)(nil),           // 21: berth.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),          // 22: berth.v1.ListTasksResponse
+	(*TaskView)(nil),                   // 23: berth.v1.TaskView
+	(*TaskLocalVolume)(nil),            // 24: berth.v1.TaskLocalVolume
+	(*KillTaskRequest)(nil),            // 25: berth.v1.KillTaskRequest
+	(*KillTaskResponse)(nil),           // 26: berth.v1.KillTaskResponse
+	(*ListDeploymentsRequest)(nil),     // 27: berth.v1.ListDeploymentsRequest
+	(*ListDeploymentsResponse)(nil),    // 28: berth.v1.ListDeploymentsResponse
+	(*GetDeploymentRequest)(nil),       // 29: berth.v1.GetDeploymentRequest
+	(*GetDeploymentResponse)(nil),      // 30: berth.v1.GetDeploymentResponse
+	(*CancelDeploymentRequest)(nil),    // 31: berth.v1.CancelDeploymentRequest
+	(*CancelDeploymentResponse)(nil),   // 32: berth.v1.CancelDeploymentResponse
+	(*StreamEventsRequest)(nil),        // 33: berth.v1.StreamEventsRequest
+	(*Event)(nil),                      // 34: berth.v1.Event
+	(*LeaveRequest)(nil),               // 35: berth.v1.LeaveRequest
+	(*LeaveResponse)(nil),              // 36: berth.v1.LeaveResponse
+	(*MembersRequest)(nil),             // 37: berth.v1.MembersRequest
+	(*Member)(nil),                     // 38: berth.v1.Member
+	(*MembersResponse)(nil),            // 39: berth.v1.MembersResponse
+	(*LeaderRequest)(nil),              // 40: berth.v1.LeaderRequest
+	(*LeaderResponse)(nil),             // 41: berth.v1.LeaderResponse
+	(*ListPeersRequest)(nil),           // 42: berth.v1.ListPeersRequest
+	(*Peer)(nil),                       // 43: berth.v1.Peer
+	(*ListPeersResponse)(nil),          // 44: berth.v1.ListPeersResponse
+	(*RemovePeerRequest)(nil),          // 45: berth.v1.RemovePeerRequest
+	(*RemovePeerResponse)(nil),         // 46: berth.v1.RemovePeerResponse
+	(*TransferLeadershipRequest)(nil),  // 47: berth.v1.TransferLeadershipRequest
+	(*TransferLeadershipResponse)(nil), // 48: berth.v1.TransferLeadershipResponse
+	(*SaveSnapshotRequest)(nil),        // 49: berth.v1.SaveSnapshotRequest
+	(*SaveSnapshotResponse)(nil),       // 50: berth.v1.SaveSnapshotResponse
+	(*RestoreSnapshotRequest)(nil),     // 51: berth.v1.RestoreSnapshotRequest
+	(*RestoreSnapshotResponse)(nil),    // 52: berth.v1.RestoreSnapshotResponse
+	(*App)(nil),                        // 53: berth.v1.App
+	(*TaskFailure)(nil),                // 54: berth.v1.TaskFailure
+	(*Deployment)(nil),                 // 55: berth.v1.Deployment
 }
 var file_berth_v1_service_proto_depIdxs = []int32{
-	51, // 0: berth.v1.CreateAppRequest.app:type_name -> berth.v1.App
-	51, // 1: berth.v1.CreateAppResponse.app:type_name -> berth.v1.App
+	53, // 0: berth.v1.CreateAppRequest.app:type_name -> berth.v1.App
+	53, // 1: berth.v1.CreateAppResponse.app:type_name -> berth.v1.App
 	0,  // 2: berth.v1.GetAppRequest.consistency:type_name -> berth.v1.ReadConsistency
-	51, // 3: berth.v1.GetAppResponse.app:type_name -> berth.v1.App
+	53, // 3: berth.v1.GetAppResponse.app:type_name -> berth.v1.App
 	6,  // 4: berth.v1.GetAppResponse.summary:type_name -> berth.v1.AppSummary
-	52, // 5: berth.v1.AppSummary.last_task_failure:type_name -> berth.v1.TaskFailure
+	54, // 5: berth.v1.AppSummary.last_task_failure:type_name -> berth.v1.TaskFailure
 	0,  // 6: berth.v1.ListAppsRequest.consistency:type_name -> berth.v1.ReadConsistency
-	51, // 7: berth.v1.ListAppsResponse.apps:type_name -> berth.v1.App
+	53, // 7: berth.v1.ListAppsResponse.apps:type_name -> berth.v1.App
 	6,  // 8: berth.v1.ListAppsResponse.summaries:type_name -> berth.v1.AppSummary
-	51, // 9: berth.v1.UpdateAppRequest.app:type_name -> berth.v1.App
-	51, // 10: berth.v1.UpdateAppResponse.app:type_name -> berth.v1.App
+	53, // 9: berth.v1.UpdateAppRequest.app:type_name -> berth.v1.App
+	53, // 10: berth.v1.UpdateAppResponse.app:type_name -> berth.v1.App
 	1,  // 11: berth.v1.ReadTaskLogRequest.file:type_name -> berth.v1.TaskLogFile
 	0,  // 12: berth.v1.ListTasksRequest.consistency:type_name -> berth.v1.ReadConsistency
-	21, // 13: berth.v1.ListTasksResponse.tasks:type_name -> berth.v1.TaskView
-	22, // 14: berth.v1.TaskView.local_volumes:type_name -> berth.v1.TaskLocalVolume
-	21, // 15: berth.v1.KillTaskResponse.task:type_name -> berth.v1.TaskView
-	53, // 16: berth.v1.ListDeploymentsResponse.deployments:type_name -> berth.v1.Deployment
-	53, // 17: berth.v1.GetDeploymentResponse.deployment:type_name -> berth.v1.Deployment
-	53, // 18: berth.v1.Event.deployment:type_name -> berth.v1.Deployment
-	51, // 19: berth.v1.Event.app:type_name -> berth.v1.App
-	36, // 20: berth.v1.MembersResponse.members:type_name -> berth.v1.Member
-	41, // 21: berth.v1.ListPeersResponse.peers:type_name -> berth.v1.Peer
+	23, // 13: berth.v1.ListTasksResponse.tasks:type_name -> berth.v1.TaskView
+	24, // 14: berth.v1.TaskView.local_volumes:type_name -> berth.v1.TaskLocalVolume
+	23, // 15: berth.v1.KillTaskResponse.task:type_name -> berth.v1.TaskView
+	55, // 16: berth.v1.ListDeploymentsResponse.deployments:type_name -> berth.v1.Deployment
+	55, // 17: berth.v1.GetDeploymentResponse.deployment:type_name -> berth.v1.Deployment
+	55, // 18: berth.v1.Event.deployment:type_name -> berth.v1.Deployment
+	53, // 19: berth.v1.Event.app:type_name -> berth.v1.App
+	38, // 20: berth.v1.MembersResponse.members:type_name -> berth.v1.Member
+	43, // 21: berth.v1.ListPeersResponse.peers:type_name -> berth.v1.Peer
 	2,  // 22: berth.v1.AppService.CreateApp:input_type -> berth.v1.CreateAppRequest
 	4,  // 23: berth.v1.AppService.GetApp:input_type -> berth.v1.GetAppRequest
 	7,  // 24: berth.v1.AppService.ListApps:input_type -> berth.v1.ListAppsRequest
@@ -3368,45 +3530,47 @@ var file_berth_v1_service_proto_depIdxs = []int32{
 	11, // 26: berth.v1.AppService.DeleteApp:input_type -> berth.v1.DeleteAppRequest
 	13, // 27: berth.v1.AppService.ListAppVersions:input_type -> berth.v1.ListAppVersionsRequest
 	15, // 28: berth.v1.AppService.RestartApp:input_type -> berth.v1.RestartAppRequest
-	19, // 29: berth.v1.TaskService.ListTasks:input_type -> berth.v1.ListTasksRequest
-	23, // 30: berth.v1.TaskService.KillTask:input_type -> berth.v1.KillTaskRequest
-	17, // 31: berth.v1.TaskService.ReadTaskLog:input_type -> berth.v1.ReadTaskLogRequest
-	25, // 32: berth.v1.DeploymentService.ListDeployments:input_type -> berth.v1.ListDeploymentsRequest
-	27, // 33: berth.v1.DeploymentService.GetDeployment:input_type -> berth.v1.GetDeploymentRequest
-	29, // 34: berth.v1.DeploymentService.CancelDeployment:input_type -> berth.v1.CancelDeploymentRequest
-	31, // 35: berth.v1.EventService.StreamEvents:input_type -> berth.v1.StreamEventsRequest
-	35, // 36: berth.v1.ClusterService.Members:input_type -> berth.v1.MembersRequest
-	38, // 37: berth.v1.ClusterService.Leader:input_type -> berth.v1.LeaderRequest
-	40, // 38: berth.v1.ClusterService.ListPeers:input_type -> berth.v1.ListPeersRequest
-	43, // 39: berth.v1.ClusterService.RemovePeer:input_type -> berth.v1.RemovePeerRequest
-	45, // 40: berth.v1.ClusterService.TransferLeadership:input_type -> berth.v1.TransferLeadershipRequest
-	47, // 41: berth.v1.ClusterService.SaveSnapshot:input_type -> berth.v1.SaveSnapshotRequest
-	49, // 42: berth.v1.ClusterService.RestoreSnapshot:input_type -> berth.v1.RestoreSnapshotRequest
-	33, // 43: berth.v1.ClusterService.Leave:input_type -> berth.v1.LeaveRequest
-	3,  // 44: berth.v1.AppService.CreateApp:output_type -> berth.v1.CreateAppResponse
-	5,  // 45: berth.v1.AppService.GetApp:output_type -> berth.v1.GetAppResponse
-	8,  // 46: berth.v1.AppService.ListApps:output_type -> berth.v1.ListAppsResponse
-	10, // 47: berth.v1.AppService.UpdateApp:output_type -> berth.v1.UpdateAppResponse
-	12, // 48: berth.v1.AppService.DeleteApp:output_type -> berth.v1.DeleteAppResponse
-	14, // 49: berth.v1.AppService.ListAppVersions:output_type -> berth.v1.ListAppVersionsResponse
-	16, // 50: berth.v1.AppService.RestartApp:output_type -> berth.v1.RestartAppResponse
-	20, // 51: berth.v1.TaskService.ListTasks:output_type -> berth.v1.ListTasksResponse
-	24, // 52: berth.v1.TaskService.KillTask:output_type -> berth.v1.KillTaskResponse
-	18, // 53: berth.v1.TaskService.ReadTaskLog:output_type -> berth.v1.ReadTaskLogResponse
-	26, // 54: berth.v1.DeploymentService.ListDeployments:output_type -> berth.v1.ListDeploymentsResponse
-	28, // 55: berth.v1.DeploymentService.GetDeployment:output_type -> berth.v1.GetDeploymentResponse
-	30, // 56: berth.v1.DeploymentService.CancelDeployment:output_type -> berth.v1.CancelDeploymentResponse
-	32, // 57: berth.v1.EventService.StreamEvents:output_type -> berth.v1.Event
-	37, // 58: berth.v1.ClusterService.Members:output_type -> berth.v1.MembersResponse
-	39, // 59: berth.v1.ClusterService.Leader:output_type -> berth.v1.LeaderResponse
-	42, // 60: berth.v1.ClusterService.ListPeers:output_type -> berth.v1.ListPeersResponse
-	44, // 61: berth.v1.ClusterService.RemovePeer:output_type -> berth.v1.RemovePeerResponse
-	46, // 62: berth.v1.ClusterService.TransferLeadership:output_type -> berth.v1.TransferLeadershipResponse
-	48, // 63: berth.v1.ClusterService.SaveSnapshot:output_type -> berth.v1.SaveSnapshotResponse
-	50, // 64: berth.v1.ClusterService.RestoreSnapshot:output_type -> berth.v1.RestoreSnapshotResponse
-	34, // 65: berth.v1.ClusterService.Leave:output_type -> berth.v1.LeaveResponse
-	44, // [44:66] is the sub-list for method output_type
-	22, // [22:44] is the sub-list for method input_type
+	17, // 29: berth.v1.AppService.ResetDelay:input_type -> berth.v1.ResetDelayRequest
+	21, // 30: berth.v1.TaskService.ListTasks:input_type -> berth.v1.ListTasksRequest
+	25, // 31: berth.v1.TaskService.KillTask:input_type -> berth.v1.KillTaskRequest
+	19, // 32: berth.v1.TaskService.ReadTaskLog:input_type -> berth.v1.ReadTaskLogRequest
+	27, // 33: berth.v1.DeploymentService.ListDeployments:input_type -> berth.v1.ListDeploymentsRequest
+	29, // 34: berth.v1.DeploymentService.GetDeployment:input_type -> berth.v1.GetDeploymentRequest
+	31, // 35: berth.v1.DeploymentService.CancelDeployment:input_type -> berth.v1.CancelDeploymentRequest
+	33, // 36: berth.v1.EventService.StreamEvents:input_type -> berth.v1.StreamEventsRequest
+	37, // 37: berth.v1.ClusterService.Members:input_type -> berth.v1.MembersRequest
+	40, // 38: berth.v1.ClusterService.Leader:input_type -> berth.v1.LeaderRequest
+	42, // 39: berth.v1.ClusterService.ListPeers:input_type -> berth.v1.ListPeersRequest
+	45, // 40: berth.v1.ClusterService.RemovePeer:input_type -> berth.v1.RemovePeerRequest
+	47, // 41: berth.v1.ClusterService.TransferLeadership:input_type -> berth.v1.TransferLeadershipRequest
+	49, // 42: berth.v1.ClusterService.SaveSnapshot:input_type -> berth.v1.SaveSnapshotRequest
+	51, // 43: berth.v1.ClusterService.RestoreSnapshot:input_type -> berth.v1.RestoreSnapshotRequest
+	35, // 44: berth.v1.ClusterService.Leave:input_type -> berth.v1.LeaveRequest
+	3,  // 45: berth.v1.AppService.CreateApp:output_type -> berth.v1.CreateAppResponse
+	5,  // 46: berth.v1.AppService.GetApp:output_type -> berth.v1.GetAppResponse
+	8,  // 47: berth.v1.AppService.ListApps:output_type -> berth.v1.ListAppsResponse
+	10, // 48: berth.v1.AppService.UpdateApp:output_type -> berth.v1.UpdateAppResponse
+	12, // 49: berth.v1.AppService.DeleteApp:output_type -> berth.v1.DeleteAppResponse
+	14, // 50: berth.v1.AppService.ListAppVersions:output_type -> berth.v1.ListAppVersionsResponse
+	16, // 51: berth.v1.AppService.RestartApp:output_type -> berth.v1.RestartAppResponse
+	18, // 52: berth.v1.AppService.ResetDelay:output_type -> berth.v1.ResetDelayResponse
+	22, // 53: berth.v1.TaskService.ListTasks:output_type -> berth.v1.ListTasksResponse
+	26, // 54: berth.v1.TaskService.KillTask:output_type -> berth.v1.KillTaskResponse
+	20, // 55: berth.v1.TaskService.ReadTaskLog:output_type -> berth.v1.ReadTaskLogResponse
+	28, // 56: berth.v1.DeploymentService.ListDeployments:output_type -> berth.v1.ListDeploymentsResponse
+	30, // 57: berth.v1.DeploymentService.GetDeployment:output_type -> berth.v1.GetDeploymentResponse
+	32, // 58: berth.v1.DeploymentService.CancelDeployment:output_type -> berth.v1.CancelDeploymentResponse
+	34, // 59: berth.v1.EventService.StreamEvents:output_type -> berth.v1.Event
+	39, // 60: berth.v1.ClusterService.Members:output_type -> berth.v1.MembersResponse
+	41, // 61: berth.v1.ClusterService.Leader:output_type -> berth.v1.LeaderResponse
+	44, // 62: berth.v1.ClusterService.ListPeers:output_type -> berth.v1.ListPeersResponse
+	46, // 63: berth.v1.ClusterService.RemovePeer:output_type -> berth.v1.RemovePeerResponse
+	48, // 64: berth.v1.ClusterService.TransferLeadership:output_type -> berth.v1.TransferLeadershipResponse
+	50, // 65: berth.v1.ClusterService.SaveSnapshot:output_type -> berth.v1.SaveSnapshotResponse
+	52, // 66: berth.v1.ClusterService.RestoreSnapshot:output_type -> berth.v1.RestoreSnapshotResponse
+	36, // 67: berth.v1.ClusterService.Leave:output_type -> berth.v1.LeaveResponse
+	45, // [45:68] is the sub-list for method output_type
+	22, // [22:45] is the sub-list for method input_type
 	22, // [22:22] is the sub-list for extension type_name
 	22, // [22:22] is the sub-list for extension extendee
 	0,  // [0:22] is the sub-list for field type_name
@@ -3419,15 +3583,15 @@ func file_berth_v1_service_proto_init() {
 	}
 	file_berth_v1_app_proto_init()
 	file_berth_v1_state_proto_init()
-	file_berth_v1_service_proto_msgTypes[19].OneofWrappers = []any{}
-	file_berth_v1_service_proto_msgTypes[30].OneofWrappers = []any{}
+	file_berth_v1_service_proto_msgTypes[21].OneofWrappers = []any{}
+	file_berth_v1_service_proto_msgTypes[32].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_berth_v1_service_proto_rawDesc), len(file_berth_v1_service_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   49,
+			NumMessages:   51,
 			NumExtensions: 0,
 			NumServices:   5,
 		},

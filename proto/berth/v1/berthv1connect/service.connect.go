@@ -56,6 +56,8 @@ const (
 	AppServiceListAppVersionsProcedure = "/berth.v1.AppService/ListAppVersions"
 	// AppServiceRestartAppProcedure is the fully-qualified name of the AppService's RestartApp RPC.
 	AppServiceRestartAppProcedure = "/berth.v1.AppService/RestartApp"
+	// AppServiceResetDelayProcedure is the fully-qualified name of the AppService's ResetDelay RPC.
+	AppServiceResetDelayProcedure = "/berth.v1.AppService/ResetDelay"
 	// TaskServiceListTasksProcedure is the fully-qualified name of the TaskService's ListTasks RPC.
 	TaskServiceListTasksProcedure = "/berth.v1.TaskService/ListTasks"
 	// TaskServiceKillTaskProcedure is the fully-qualified name of the TaskService's KillTask RPC.
@@ -113,6 +115,10 @@ type AppServiceClient interface {
 	ListAppVersions(context.Context, *connect.Request[v1.ListAppVersionsRequest]) (*connect.Response[v1.ListAppVersionsResponse], error)
 	// RestartApp relaunches every instance with the current definition.
 	RestartApp(context.Context, *connect.Request[v1.RestartAppRequest]) (*connect.Response[v1.RestartAppResponse], error)
+	// ResetDelay clears the launch backoff of the app's instances, so that
+	// those waiting for it launch at the next offer (Marathon's DELETE
+	// /v2/queue/{id}/delay).
+	ResetDelay(context.Context, *connect.Request[v1.ResetDelayRequest]) (*connect.Response[v1.ResetDelayResponse], error)
 }
 
 // NewAppServiceClient constructs a client for the berth.v1.AppService service. By default, it uses
@@ -171,6 +177,12 @@ func NewAppServiceClient(httpClient connect.HTTPClient, baseURL string, opts ...
 			connect.WithSchema(appServiceMethods.ByName("RestartApp")),
 			connect.WithClientOptions(opts...),
 		),
+		resetDelay: connect.NewClient[v1.ResetDelayRequest, v1.ResetDelayResponse](
+			httpClient,
+			baseURL+AppServiceResetDelayProcedure,
+			connect.WithSchema(appServiceMethods.ByName("ResetDelay")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -183,6 +195,7 @@ type appServiceClient struct {
 	deleteApp       *connect.Client[v1.DeleteAppRequest, v1.DeleteAppResponse]
 	listAppVersions *connect.Client[v1.ListAppVersionsRequest, v1.ListAppVersionsResponse]
 	restartApp      *connect.Client[v1.RestartAppRequest, v1.RestartAppResponse]
+	resetDelay      *connect.Client[v1.ResetDelayRequest, v1.ResetDelayResponse]
 }
 
 // CreateApp calls berth.v1.AppService.CreateApp.
@@ -220,6 +233,11 @@ func (c *appServiceClient) RestartApp(ctx context.Context, req *connect.Request[
 	return c.restartApp.CallUnary(ctx, req)
 }
 
+// ResetDelay calls berth.v1.AppService.ResetDelay.
+func (c *appServiceClient) ResetDelay(ctx context.Context, req *connect.Request[v1.ResetDelayRequest]) (*connect.Response[v1.ResetDelayResponse], error) {
+	return c.resetDelay.CallUnary(ctx, req)
+}
+
 // AppServiceHandler is an implementation of the berth.v1.AppService service.
 type AppServiceHandler interface {
 	// CreateApp stores a new app and starts its deployment.
@@ -236,6 +254,10 @@ type AppServiceHandler interface {
 	ListAppVersions(context.Context, *connect.Request[v1.ListAppVersionsRequest]) (*connect.Response[v1.ListAppVersionsResponse], error)
 	// RestartApp relaunches every instance with the current definition.
 	RestartApp(context.Context, *connect.Request[v1.RestartAppRequest]) (*connect.Response[v1.RestartAppResponse], error)
+	// ResetDelay clears the launch backoff of the app's instances, so that
+	// those waiting for it launch at the next offer (Marathon's DELETE
+	// /v2/queue/{id}/delay).
+	ResetDelay(context.Context, *connect.Request[v1.ResetDelayRequest]) (*connect.Response[v1.ResetDelayResponse], error)
 }
 
 // NewAppServiceHandler builds an HTTP handler from the service implementation. It returns the path
@@ -290,6 +312,12 @@ func NewAppServiceHandler(svc AppServiceHandler, opts ...connect.HandlerOption) 
 		connect.WithSchema(appServiceMethods.ByName("RestartApp")),
 		connect.WithHandlerOptions(opts...),
 	)
+	appServiceResetDelayHandler := connect.NewUnaryHandler(
+		AppServiceResetDelayProcedure,
+		svc.ResetDelay,
+		connect.WithSchema(appServiceMethods.ByName("ResetDelay")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/berth.v1.AppService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case AppServiceCreateAppProcedure:
@@ -306,6 +334,8 @@ func NewAppServiceHandler(svc AppServiceHandler, opts ...connect.HandlerOption) 
 			appServiceListAppVersionsHandler.ServeHTTP(w, r)
 		case AppServiceRestartAppProcedure:
 			appServiceRestartAppHandler.ServeHTTP(w, r)
+		case AppServiceResetDelayProcedure:
+			appServiceResetDelayHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -341,6 +371,10 @@ func (UnimplementedAppServiceHandler) ListAppVersions(context.Context, *connect.
 
 func (UnimplementedAppServiceHandler) RestartApp(context.Context, *connect.Request[v1.RestartAppRequest]) (*connect.Response[v1.RestartAppResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("berth.v1.AppService.RestartApp is not implemented"))
+}
+
+func (UnimplementedAppServiceHandler) ResetDelay(context.Context, *connect.Request[v1.ResetDelayRequest]) (*connect.Response[v1.ResetDelayResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("berth.v1.AppService.ResetDelay is not implemented"))
 }
 
 // TaskServiceClient is a client for the berth.v1.TaskService service.
@@ -485,7 +519,9 @@ type DeploymentServiceClient interface {
 	ListDeployments(context.Context, *connect.Request[v1.ListDeploymentsRequest]) (*connect.Response[v1.ListDeploymentsResponse], error)
 	// GetDeployment returns one deployment.
 	GetDeployment(context.Context, *connect.Request[v1.GetDeploymentRequest]) (*connect.Response[v1.GetDeploymentResponse], error)
-	// CancelDeployment stops a running deployment where it stands.
+	// CancelDeployment rolls a running deployment back (a new deployment to
+	// each affected app's previous version), or with force stops it where it
+	// stands.
 	CancelDeployment(context.Context, *connect.Request[v1.CancelDeploymentRequest]) (*connect.Response[v1.CancelDeploymentResponse], error)
 }
 
@@ -551,7 +587,9 @@ type DeploymentServiceHandler interface {
 	ListDeployments(context.Context, *connect.Request[v1.ListDeploymentsRequest]) (*connect.Response[v1.ListDeploymentsResponse], error)
 	// GetDeployment returns one deployment.
 	GetDeployment(context.Context, *connect.Request[v1.GetDeploymentRequest]) (*connect.Response[v1.GetDeploymentResponse], error)
-	// CancelDeployment stops a running deployment where it stands.
+	// CancelDeployment rolls a running deployment back (a new deployment to
+	// each affected app's previous version), or with force stops it where it
+	// stands.
 	CancelDeployment(context.Context, *connect.Request[v1.CancelDeploymentRequest]) (*connect.Response[v1.CancelDeploymentResponse], error)
 }
 
