@@ -114,6 +114,21 @@ func (c *testCluster) waitLeader(among []*server) *server {
 	return lead
 }
 
+// stableLeader waits for an agreed leader that is still the leader after
+// three election timeouts: on a loaded machine a new cluster's first
+// leader can lose its term at once, and a test whose event stream relays
+// from it would miss what the next leader publishes.
+func (c *testCluster) stableLeader() *server {
+	c.t.Helper()
+	var lead *server
+	eventually(c.t, 2*time.Minute, "a leader that stays", func() bool {
+		lead = c.waitLeader(c.servers)
+		time.Sleep(3 * time.Second)
+		return c.waitLeader(c.servers) == lead
+	})
+	return lead
+}
+
 func (c *testCluster) others(not ...*server) []*server {
 	var out []*server
 	for _, s := range c.servers {

@@ -75,12 +75,21 @@ events = queue.Queue()
 
 
 def listen():
-    try:
-        for ev in c.event_stream(event_types=[
-                "event_stream_attached", "api_post_event", "status_update_event", "deployment_success"]):
-            events.put(ev)
-    except Exception as e:  # reported by wait_event
-        events.put(e)
+    # A stream ends when the leader changes (as Marathon's does): a client
+    # reconnects.
+    failures = 0
+    while True:
+        try:
+            for ev in c.event_stream(event_types=[
+                    "event_stream_attached", "api_post_event", "status_update_event", "deployment_success"]):
+                failures = 0
+                events.put(ev)
+        except Exception as e:  # reported by wait_event if it persists
+            failures += 1
+            if failures >= 20:
+                events.put(e)
+                return
+        time.sleep(0.5)
 
 
 def wait_event(what, match, timeout=120):

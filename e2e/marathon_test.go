@@ -58,7 +58,7 @@ func TestMarathonClientDev(t *testing.T) {
 func TestMarathonClientCluster(t *testing.T) {
 	requireMarathonClient(t)
 	c := startCluster(t, 3)
-	leader := c.waitLeader(c.servers)
+	leader := c.stableLeader()
 	follower := c.others(leader)[0]
 	runMarathonClient(t, follower.api, "/pg-ha")
 }

@@ -193,7 +193,15 @@ func (e *eventService) StreamEvents(ctx context.Context, req *connect.Request[v1
 	defer stop()
 
 	if !e.clu.IsLeader() && req.Header().Get(forwardedHeader) == "" {
-		if _, _, addr := e.clu.Leader(); addr != "" {
+		// Events are published on the leader: a follower relays its
+		// stream. One that knows no leader yet waits for one (as a write
+		// does); serving its own broker would attach a stream that misses
+		// every event.
+		addr, err := e.leaderAPI(ctx)
+		if err != nil {
+			return err
+		}
+		if addr != "" {
 			return e.relay(ctx, e.peer(addr), msg, stream)
 		}
 	}
@@ -220,6 +228,28 @@ func (e *eventService) StreamEvents(ctx context.Context, req *connect.Request[v1
 			if err := stream.Send(ev); err != nil {
 				return err
 			}
+		}
+	}
+}
+
+// leaderAPI waits (up to Config.LeaderWait) until this server leads ("")
+// or knows the leader's API address.
+func (e *eventService) leaderAPI(ctx context.Context) (string, error) {
+	deadline := time.Now().Add(e.cfg.LeaderWait)
+	for {
+		if e.clu.IsLeader() {
+			return "", nil
+		}
+		if _, _, addr := e.clu.Leader(); addr != "" {
+			return addr, nil
+		}
+		if time.Now().After(deadline) {
+			return "", connect.NewError(connect.CodeUnavailable, fmt.Errorf("no leader available after %s: events come from the leader; retry", e.cfg.LeaderWait))
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctxError(ctx.Err())
+		case <-time.After(50 * time.Millisecond):
 		}
 	}
 }

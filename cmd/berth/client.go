@@ -154,18 +154,24 @@ func newHTTPClient() (hc *http.Client, tlsOn bool, err error) {
 	return &http.Client{Transport: withToken{flagToken, tr}}, tc != nil, nil
 }
 
+// usesTLS reports whether the CLI talks TLS to --addr.
+func usesTLS() bool { return flagCAFile != "" || strings.HasPrefix(flagAddr, "https://") }
+
 // tlsHint suggests the flag that is probably missing when a server that
 // speaks TLS refused the connection.
 func tlsHint(msg string) string {
 	switch {
 	case strings.Contains(msg, "400 Bad Request") && !strings.HasPrefix(baseURL(flagAddr, false), "https://") && flagCAFile == "":
 		return " (does the server use TLS? give --ca-file or an https:// address)"
-	case strings.Contains(msg, "certificate required"),
-		// TLS 1.3 over HTTP/2: the server's refusal of a missing client
-		// certificate arrives after the handshake and only breaks the
-		// connection.
-		flagClientCert == "" && strings.Contains(msg, "client conn could not be established"):
+	case strings.Contains(msg, "certificate required"):
 		return " (the server requires a client certificate: give --client-cert and --client-key)"
+	case flagClientCert == "" && usesTLS() && (strings.Contains(msg, "client conn could not be established") ||
+		strings.Contains(msg, "broken pipe") || strings.Contains(msg, "connection reset")):
+		// TLS 1.3: the server's refusal of a missing client certificate
+		// arrives after the handshake and only breaks the connection
+		// (HTTP/2: "could not be established"; HTTP/1.1: a broken pipe or
+		// a reset on the first write).
+		return " (does the server require a client certificate? give --client-cert and --client-key)"
 	case strings.Contains(msg, "certificate signed by unknown authority"):
 		return " (give the cluster's CA with --ca-file)"
 	}
@@ -178,7 +184,7 @@ func tlsHint(msg string) string {
 // message, worded for the CLI.
 func describeError(err error) string {
 	if why := unreachable(err); why != "" {
-		return fmt.Sprintf("cannot reach Berth at %s: %s", flagAddr, why)
+		return fmt.Sprintf("cannot reach Berth at %s: %s%s", flagAddr, why, tlsHint(why))
 	}
 	var ce *connect.Error
 	if errors.As(err, &ce) {
