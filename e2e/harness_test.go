@@ -63,32 +63,38 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// handedOut are the ports freePort has returned in this test binary: the
-// kernel may hand a closed port out again, and two servers of one cluster
-// must not be given the same one.
+// handedOut are the ports freePort has returned in this test binary: two
+// servers of one cluster must never be given the same one.
 var (
 	handedOutMu sync.Mutex
 	handedOut   = map[string]bool{}
 )
 
-// freePort returns a loopback address with a port the kernel just handed
-// out, never one it returned before in this test binary.
+// freePort returns a loopback address with a free port below the kernel's
+// ephemeral range (32768 and up), never one it returned before in this test
+// binary. A port the kernel handed out for ":0" and that was closed again
+// is soon reused as the source port of some outgoing connection, or by
+// another test binary on the machine, before the server that was meant to
+// listen on it starts: "address already in use" under load.
 func freePort(t testing.TB) string {
 	t.Helper()
 	handedOutMu.Lock()
 	defer handedOutMu.Unlock()
-	for {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+	for range 1000 {
+		addr := fmt.Sprintf("127.0.0.1:%d", 10000+rand.IntN(10000))
+		if handedOut[addr] {
+			continue
+		}
+		l, err := net.Listen("tcp", addr)
 		if err != nil {
-			t.Fatal(err)
+			continue // in use
 		}
-		addr := l.Addr().String()
 		l.Close()
-		if !handedOut[addr] {
-			handedOut[addr] = true
-			return addr
-		}
+		handedOut[addr] = true
+		return addr
 	}
+	t.Fatal("no free port found in 127.0.0.1:10000-19999")
+	return ""
 }
 
 // syncBuffer is a bytes.Buffer safe for a process writing and a test reading.
