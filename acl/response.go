@@ -139,9 +139,28 @@ func FilterApps(tok *v1.ACLToken, msg proto.Message) proto.Message {
 		return out
 	case *v1.ListDeploymentsResponse:
 		out := &v1.ListDeploymentsResponse{}
-		for _, d := range m.GetDeployments() {
+		for i, d := range m.GetDeployments() {
 			if allInPrefix(tok, d.GetAffectedApps()) {
 				out.Deployments = append(out.Deployments, d)
+				if i < len(m.GetCurrentActions()) {
+					out.CurrentActions = append(out.CurrentActions, m.GetCurrentActions()[i])
+				}
+			}
+		}
+		return out
+	case *v1.GetQueueResponse:
+		out := &v1.GetQueueResponse{}
+		for _, e := range m.GetQueue() {
+			if InPrefix(tok, e.GetAppId()) {
+				out.Queue = append(out.Queue, e)
+			}
+		}
+		return out
+	case *v1.ListCheckResultsResponse:
+		out := &v1.ListCheckResultsResponse{}
+		for _, r := range m.GetResults() {
+			if InPrefix(tok, r.GetAppId()) {
+				out.Results = append(out.Results, r)
 			}
 		}
 		return out

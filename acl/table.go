@@ -127,10 +127,12 @@ var Table = map[string]Rule{
 	berthv1connect.AppServiceListAppVersionsProcedure: readApp("id"),
 	berthv1connect.AppServiceRestartAppProcedure:      writeApp(IDField{"id", AppID}),
 	berthv1connect.AppServiceResetDelayProcedure:      writeApp(IDField{"id", AppID}),
+	berthv1connect.AppServiceGetQueueProcedure:        {Permission: PermRead, Fields: appField("app_id"), Filtered: true},
 
-	berthv1connect.TaskServiceListTasksProcedure:   {Permission: PermRead, Fields: appField("app_id"), Filtered: true},
-	berthv1connect.TaskServiceKillTaskProcedure:    writeApp(IDField{"id", TaskID}),
-	berthv1connect.TaskServiceReadTaskLogProcedure: {Permission: PermRead, Fields: []IDField{{"task_id", TaskID}}},
+	berthv1connect.TaskServiceListTasksProcedure:        {Permission: PermRead, Fields: appField("app_id"), Filtered: true},
+	berthv1connect.TaskServiceKillTaskProcedure:         writeApp(IDField{"id", TaskID}),
+	berthv1connect.TaskServiceReadTaskLogProcedure:      {Permission: PermRead, Fields: []IDField{{"task_id", TaskID}}},
+	berthv1connect.TaskServiceListCheckResultsProcedure: {Permission: PermRead, Fields: appField("app_id"), Filtered: true},
 
 	berthv1connect.DeploymentServiceListDeploymentsProcedure:  {Permission: PermRead, Filtered: true},
 	berthv1connect.DeploymentServiceGetDeploymentProcedure:    {Permission: PermRead, Fields: []IDField{{"id", DeploymentID}}},

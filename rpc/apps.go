@@ -206,6 +206,9 @@ func summarize(st *fsm.Snapshot, app *v1.App) (*v1.AppSummary, error) {
 		}
 		t := inst.GetTask()
 		if t == nil || isTerminal(t.GetState()) {
+			if goalOf(inst) == v1.Goal_GOAL_RUNNING {
+				sum.InstancesWaiting++
+			}
 			continue
 		}
 		switch t.GetState() {

@@ -19,10 +19,18 @@ func (d *deploymentService) ListDeployments(ctx context.Context, req *connect.Re
 		return nil, stateError(err)
 	}
 	res := &v1.ListDeploymentsResponse{}
+	var byTask map[string]*v1.TaskCheckResults
+	asked := false
 	for _, dep := range deps {
 		if req.Msg.IncludeFinished || dep.GetStatus() == v1.DeploymentStatus_DEPLOYMENT_STATUS_RUNNING {
 			res.Deployments = append(res.Deployments, dep)
+			if dep.GetStatus() == v1.DeploymentStatus_DEPLOYMENT_STATUS_RUNNING && !asked {
+				byTask, asked = d.checkResults(ctx, ""), true
+			}
 		}
+	}
+	for _, dep := range res.Deployments {
+		res.CurrentActions = append(res.CurrentActions, currentActions(dep, byTask))
 	}
 	return connect.NewResponse(res), nil
 }
@@ -39,7 +47,11 @@ func (d *deploymentService) GetDeployment(ctx context.Context, req *connect.Requ
 	if dep == nil {
 		return nil, notFound("deployment %s does not exist", req.Msg.Id)
 	}
-	return connect.NewResponse(&v1.GetDeploymentResponse{Deployment: dep}), nil
+	var byTask map[string]*v1.TaskCheckResults
+	if dep.GetStatus() == v1.DeploymentStatus_DEPLOYMENT_STATUS_RUNNING {
+		byTask = d.checkResults(ctx, "")
+	}
+	return connect.NewResponse(&v1.GetDeploymentResponse{Deployment: dep, CurrentActions: currentActions(dep, byTask)}), nil
 }
 
 // CancelDeployment cancels a running deployment. Without force it rolls

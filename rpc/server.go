@@ -175,6 +175,9 @@ type Config struct {
 	// holds a Mesos subscription (asked on the leader only). Nil: not
 	// checked.
 	SchedulerSubscribed func() bool
+	// Live is the scheduler's leader-local knowledge (why instances wait,
+	// check results), served by the leader. Nil: none.
+	Live LiveState
 	// RecentLogs writes this server's log lines since a time, for
 	// /v1/debug/logs. Nil: that route answers 404.
 	RecentLogs func(w io.Writer, since time.Time) error

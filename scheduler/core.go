@@ -69,6 +69,10 @@ type Decision struct {
 	// TaskFailures are the task failures this decision recorded on
 	// instances (Instance.last_failure), to be logged once it committed.
 	TaskFailures []*v1.TaskFailure
+	// OfferOutcomes say, per offer and per app with instances waiting for
+	// an offer, whether the offer served the app and if not why (see
+	// ReasonFunnel). They are kept in the leader's memory only.
+	OfferOutcomes []OfferOutcome
 }
 
 // Empty is true when the decision neither commits nor sends anything.
@@ -123,6 +127,8 @@ type planner struct {
 	created int // instances created in this decision (see Config.MaxNewInstancesPerDecision)
 	// failures recorded on instances in this decision (see recordFailure).
 	failures []*v1.TaskFailure
+	// offerOutcomes of the offers matched in this decision.
+	offerOutcomes []OfferOutcome
 }
 
 func newPlanner(st *State, now time.Time, cfg Config) *planner {
@@ -262,6 +268,7 @@ func (p *planner) finish() Decision {
 	d.Events = p.events
 	d.Reconciliation = p.report
 	d.TaskFailures = p.failures
+	d.OfferOutcomes = p.offerOutcomes
 	return d
 }
 

@@ -45,6 +45,9 @@ type Deps struct {
 	Publish func(*v1.Event)
 	// Observer is told what the driver does (metrics); nil: nothing is.
 	Observer Observer
+	// Live receives, while subscribed, why instances wait and the results
+	// of the checks the leader runs, for the API; nil: nobody reads them.
+	Live *Live
 }
 
 // ErrFrameworkRemoved is returned by Run when Mesos reports that the
@@ -284,6 +287,8 @@ func (s *Scheduler) subscribe(ctx context.Context) error {
 	rc := newReadinessChecker(s.cfg.HealthCheckConcurrency)
 	wg.Add(1)
 	go func() { defer wg.Done(); rc.run(sctx) }()
+	s.deps.Live.start(hc, rc)
+	defer s.deps.Live.stop()
 
 	// Two lanes: offer calls (ACCEPT, DECLINE), which a master may take a
 	// while to answer, and everything else (ACKNOWLEDGE, KILL, RECONCILE,
@@ -482,6 +487,7 @@ func (l *loop) apply(in Input) {
 	for _, f := range d.TaskFailures {
 		LogTaskFailure(l.s.log, f)
 	}
+	l.s.deps.Live.recordOffers(d.OfferOutcomes, now)
 	if r := d.Reconciliation; r != nil {
 		if r.Complete() {
 			l.s.log.Info("reconciliation complete", "tasks", r.Tasks, "took", r.Took)
@@ -502,6 +508,9 @@ func (l *loop) apply(in Input) {
 		}
 		l.health.sync(healthTargets(after))
 		l.readiness.sync(readinessTargets(after))
+		if l.s.deps.Live != nil {
+			l.s.deps.Live.syncWaiting(waitingInstances(after))
+		}
 	}
 }
 

@@ -24,6 +24,33 @@ type checkTracker struct {
 	seenSuccess bool
 	failures    int
 	alive       *bool
+
+	// What Marathon's health check results show (kept in the leader's
+	// memory, see Live).
+	firstSuccess, lastSuccess, lastFailure time.Time
+	lastFailureCause                       string
+}
+
+// note remembers when a probe last succeeded or failed, and why it failed.
+func (c *checkTracker) note(ok bool, cause string, now time.Time) {
+	if ok {
+		if c.firstSuccess.IsZero() {
+			c.firstSuccess = now
+		}
+		c.lastSuccess = now
+		return
+	}
+	c.lastFailure, c.lastFailureCause = now, cause
+}
+
+// result is the tracker as Marathon's health check result.
+func (c *checkTracker) result(index int, instanceID, taskID string) *v1.HealthCheckResult {
+	return &v1.HealthCheckResult{
+		Index: int32(index), InstanceId: instanceID, TaskId: taskID,
+		Alive: c.alive != nil && *c.alive, ConsecutiveFailures: int32(c.failures),
+		FirstSuccess: liveTime(c.firstSuccess), LastSuccess: liveTime(c.lastSuccess),
+		LastFailure: liveTime(c.lastFailure), LastFailureCause: c.lastFailureCause,
+	}
 }
 
 // record takes one probe result. It returns whether the check's health is
@@ -48,7 +75,11 @@ func (c *checkTracker) record(ok bool, now time.Time) (known, alive, kill bool) 
 
 // healthTarget is a running task with leader-run health checks.
 type healthTarget struct {
-	taskID  string
+	taskID     string
+	appID      string
+	instanceID string
+	// indexes are the checks' positions in the app's healthChecks.
+	indexes []int
 	host    string
 	ports   []uint32
 	checks  []*v1.HealthCheck
@@ -144,7 +175,9 @@ func (h *healthChecker) report(ctx context.Context, taskID string, ci int, ok bo
 		h.mu.Unlock()
 		return
 	}
-	_, _, kill := ts.trackers[ci].record(ok, h.now())
+	now := h.now()
+	ts.trackers[ci].note(ok, msg, now)
+	_, _, kill := ts.trackers[ci].record(ok, now)
 	// Aggregate: healthy when every check is alive; unknown while any
 	// check has no result yet; unhealthy when any known check failed.
 	var agg *bool
@@ -245,16 +278,42 @@ func healthTargets(st *State) []healthTarget {
 			a = st.Apps[i.GetAppId()]
 		}
 		var checks []*v1.HealthCheck
-		for _, hc := range a.GetHealthChecks() {
+		var indexes []int
+		for k, hc := range a.GetHealthChecks() {
 			if appmodel.IsMarathonCheck(hc) {
 				checks = append(checks, hc)
+				indexes = append(indexes, k)
 			}
 		}
 		if len(checks) == 0 {
 			continue
 		}
 		started := t.GetStartedAt().AsTime()
-		out = append(out, healthTarget{taskID: t.GetId(), host: t.GetHostname(), ports: t.GetPorts(), checks: checks, started: started})
+		out = append(out, healthTarget{
+			taskID: t.GetId(), appID: i.GetAppId(), instanceID: i.GetId(), indexes: indexes,
+			host: t.GetHostname(), ports: t.GetPorts(), checks: checks, started: started,
+		})
 	}
 	return out
+}
+
+// results calls fn with the check results of every checked task (of the
+// app named, or all).
+func (h *healthChecker) checkResults(appID string, fn func(taskID, appID string, res []*v1.HealthCheckResult)) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for id, ts := range h.targets {
+		if appID != "" && ts.target.appID != appID {
+			continue
+		}
+		res := make([]*v1.HealthCheckResult, 0, len(ts.trackers))
+		for k, c := range ts.trackers {
+			idx := k
+			if k < len(ts.target.indexes) {
+				idx = ts.target.indexes[k]
+			}
+			res = append(res, c.result(idx, ts.target.instanceID, id))
+		}
+		fn(id, ts.target.appID, res)
+	}
 }

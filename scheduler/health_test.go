@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -110,6 +111,22 @@ func TestHealthCheckerProbes(t *testing.T) {
 	}
 	if r := next("kill"); !r.Kill {
 		t.Fatalf("after two failures %+v", r)
+	}
+	// Marathon's healthCheckResults, per check, from the leader's memory.
+	live := NewLive()
+	live.start(hc, nil)
+	res := live.CheckResults("")
+	if len(res) != 1 || len(res[0].GetHealthCheckResults()) != 2 {
+		t.Fatalf("check results = %v", res)
+	}
+	httpRes := res[0].GetHealthCheckResults()[0]
+	if httpRes.GetIndex() != 0 || httpRes.GetTaskId() != "t1" || httpRes.GetAlive() || httpRes.GetConsecutiveFailures() < 2 ||
+		httpRes.GetFirstSuccess() == "" || httpRes.GetLastSuccess() == "" || httpRes.GetLastFailure() == "" ||
+		!strings.Contains(httpRes.GetLastFailureCause(), "status 503") {
+		t.Fatalf("HTTP check result = %v", httpRes)
+	}
+	if tcpRes := res[0].GetHealthCheckResults()[1]; tcpRes.GetIndex() != 1 || !tcpRes.GetAlive() || tcpRes.GetLastFailure() != "" {
+		t.Fatalf("TCP check result = %v", tcpRes)
 	}
 	// A target that disappears is no longer probed.
 	hc.sync(nil)

@@ -18,6 +18,12 @@ type offerRound struct {
 	placed      map[string]bool
 	constraints map[string][]appmodel.Placement
 	badApps     map[string]bool
+	badWhy      map[string][]string // why a bad app fits no offer
+	// berthDue are the instances with a berth due to launch on it;
+	// waiting the apps of every instance waiting for an offer (sorted).
+	berthDue []string
+	waiting  []string
+	notes    offerNotes
 	values      map[string]map[string]*placedValues // app → field → values
 }
 
@@ -40,14 +46,21 @@ func (p *planner) onOffers(offers []mesos.Offer) {
 		placed:      map[string]bool{},
 		constraints: map[string][]appmodel.Placement{},
 		badApps:     map[string]bool{},
+		badWhy:      map[string][]string{},
 		values:      map[string]map[string]*placedValues{},
 	}
 	for _, id := range p.allInstanceIDs() {
 		i := p.inst(id)
-		if p.launchDue(i) && !hasBerth(i) && p.st.Apps[i.GetAppId()] != nil {
+		if !p.launchDue(i) || p.st.Apps[i.GetAppId()] == nil {
+			continue
+		}
+		if hasBerth(i) {
+			r.berthDue = append(r.berthDue, id)
+		} else {
 			r.cands = append(r.cands, id)
 		}
 	}
+	r.waiting = p.waitingApps(append(append([]string(nil), r.cands...), r.berthDue...))
 	sort.SliceStable(r.cands, func(x, y int) bool {
 		ix, iy := p.inst(r.cands[x]), p.inst(r.cands[y])
 		cx, cy := ix.GetCreatedAt().AsTime(), iy.GetCreatedAt().AsTime()
@@ -68,7 +81,9 @@ func (p *planner) onOffers(offers []mesos.Offer) {
 		o := &offers[idx]
 		p.st.Mem.recordAgent(o)
 		v := newOfferView(o, p.st.FrameworkID)
+		r.notes.reset()
 		ops := p.matchOffer(o, v, r)
+		p.offerOutcomes = append(p.offerOutcomes, r.notes.outcomes(o, r.waiting)...)
 		if len(ops) == 0 {
 			declines = append(declines, o.ID)
 			continue
@@ -179,6 +194,14 @@ func (p *planner) matchOffer(o *mesos.Offer, v *offerView, r *offerRound) []meso
 		if op, ok := p.launch(a, i, o, mine, i.GetReservation().GetPorts()); ok {
 			launches = append(launches, op)
 			nLaunch++
+			r.notes.use(a.GetId())
+		}
+	}
+	// A berth due to launch whose resources this offer does not hold.
+	for _, iid := range r.berthDue {
+		i := p.inst(iid)
+		if i.GetReservation().GetAgentId() != o.AgentID.Value || v.labelled[iid] == nil {
+			r.notes.decline(i.GetAppId(), ReasonNoCorrespondingReservationFound)
 		}
 	}
 
@@ -192,10 +215,12 @@ func (p *planner) matchOffer(o *mesos.Offer, v *offerView, r *offerRound) []meso
 		}
 		i := p.inst(iid)
 		a := p.st.Apps[i.GetAppId()]
-		ops, ok := p.place(a, i, o, v, r)
+		ops, why, ok := p.place(a, i, o, v, r)
 		if !ok {
+			r.notes.decline(a.GetId(), why...)
 			continue
 		}
+		r.notes.use(a.GetId())
 		r.placed[iid] = true
 		placeOps = append(placeOps, ops...)
 		nLaunch++
@@ -272,15 +297,20 @@ func (p *planner) startTask(e *v1.Instance, a *v1.App, taskID string, o *mesos.O
 
 // place tries to put a new berth (resident) or task (stateless) for an
 // instance on the offer's unreserved resources.
-func (p *planner) place(a *v1.App, i *v1.Instance, o *mesos.Offer, v *offerView, r *offerRound) ([]mesos.Offer_Operation, bool) {
+//
+// When it does not fit, it returns why (the offer's reasons, see
+// ReasonFunnel); none when the app cannot be placed anywhere (an event
+// said why).
+func (p *planner) place(a *v1.App, i *v1.Instance, o *mesos.Offer, v *offerView, r *offerRound) ([]mesos.Offer_Operation, []string, bool) {
 	appID := a.GetId()
 	if r.badApps[appID] {
-		return nil, false
+		return nil, r.badWhy[appID], false
 	}
 	if msg := placementRefusal(a, p.cfg.Role); msg != "" {
 		r.badApps[appID] = true
+		r.badWhy[appID] = []string{ReasonUnfulfilledRole}
 		p.event(&v1.Event{Type: "instance_changed_event", AppId: appID, InstanceId: i.GetId(), Message: "cannot place: " + msg})
-		return nil, false
+		return nil, r.badWhy[appID], false
 	}
 	cs, ok := r.constraints[appID]
 	if !ok {
@@ -289,13 +319,13 @@ func (p *planner) place(a *v1.App, i *v1.Instance, o *mesos.Offer, v *offerView,
 		if err != nil {
 			r.badApps[appID] = true
 			p.event(&v1.Event{Type: "instance_changed_event", AppId: appID, InstanceId: i.GetId(), Message: "cannot place: " + err.Error()})
-			return nil, false
+			return nil, nil, false
 		}
 		r.constraints[appID] = cs
 	}
 	agent := agentInfoFromOffer(o)
 	if len(cs) > 0 && !constraintsMet(cs, agent, p.placedValues(a, cs, r)) {
-		return nil, false
+		return nil, []string{ReasonUnfulfilledConstraint}, false
 	}
 	if !appmodel.IsResident(a) {
 		return p.placeTask(a, i, o, v, r, cs, agent)
@@ -308,13 +338,10 @@ func (p *planner) place(a *v1.App, i *v1.Instance, o *mesos.Offer, v *offerView,
 		disk += vol.GetPersistent().GetSize()
 	}
 	f := &v.free
-	if f.cpus+epsilon < cpus || f.mem+epsilon < mem || f.disk+epsilon < disk || f.gpus+epsilon < gpus {
-		return nil, false
+	if why := shortfalls(f, cpus, mem, disk, gpus, appmodel.Ports(a)); len(why) > 0 {
+		return nil, why, false
 	}
-	ports, rest, ok := pickPorts(appmodel.Ports(a), f.ports)
-	if !ok {
-		return nil, false
-	}
+	ports, rest, _ := pickPorts(appmodel.Ports(a), f.ports)
 	f.cpus -= cpus
 	f.mem -= mem
 	f.disk -= disk
@@ -374,7 +401,7 @@ func (p *planner) place(a *v1.App, i *v1.Instance, o *mesos.Offer, v *offerView,
 	if err != nil {
 		p.event(&v1.Event{Type: "instance_changed_event", AppId: appID, InstanceId: e.GetId(), Message: "cannot launch: " + err.Error()})
 		r.badApps[appID] = true
-		return nil, false
+		return nil, nil, false
 	}
 	e.Resident = true
 	e.AgentAttributes = copyAttrs(agent.attributes)
@@ -400,7 +427,7 @@ func (p *planner) place(a *v1.App, i *v1.Instance, o *mesos.Offer, v *offerView,
 		ops = append(ops, calls.OpCreate(create...))
 	}
 	ops = append(ops, calls.OpLaunch(ti))
-	return ops, true
+	return ops, nil, true
 }
 
 // placedValues counts, per constraint field, the values of the agents that

@@ -3,6 +3,7 @@ package scheduler
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"slices"
@@ -59,6 +60,7 @@ func (p *planner) onReadiness(r ReadinessResult) {
 // readinessTarget is a running task to check for readiness.
 type readinessTarget struct {
 	taskID string
+	appID  string
 	host   string
 	// ports are the task's host ports by port name.
 	ports  map[string]uint32
@@ -89,7 +91,7 @@ func readinessTargets(st *State) []readinessTarget {
 				ports[spec.Name] = t.GetPorts()[k]
 			}
 		}
-		out = append(out, readinessTarget{taskID: t.GetId(), host: t.GetHostname(), ports: ports, checks: a.GetReadinessChecks()})
+		out = append(out, readinessTarget{taskID: t.GetId(), appID: a.GetId(), host: t.GetHostname(), ports: ports, checks: a.GetReadinessChecks()})
 	}
 	return out
 }
@@ -99,7 +101,8 @@ type readinessState struct {
 	probeSchedule
 	target   readinessTarget
 	passed   []bool
-	reported bool   // Ready was sent
+	last     []*v1.ReadinessResponse // each check's last answer (nil before one)
+	reported bool                    // Ready was sent
 	lastMsg  string // last failure sent
 }
 
@@ -144,6 +147,7 @@ func (r *readinessChecker) sync(targets []readinessTarget) {
 		for range t.checks {
 			rs.add(now)
 			rs.passed = append(rs.passed, false)
+			rs.last = append(rs.last, nil)
 		}
 		r.targets[t.taskID] = rs
 	}
@@ -169,15 +173,15 @@ func (r *readinessChecker) dispatch(ctx context.Context) {
 		func(id string, ci int, rs *readinessState) func(context.Context) {
 			rc, target := rs.target.checks[ci], rs.target
 			return func(ctx context.Context) {
-				ok, msg := r.probe(ctx, rc, target)
-				r.report(ctx, id, ci, ok, msg)
+				ok, msg, resp := r.probe(ctx, rc, target)
+				r.report(ctx, id, ci, ok, msg, resp)
 			}
 		})
 }
 
 // report folds one probe result into the task's state and emits a result
 // when every check passed, or when the reason for not being ready changed.
-func (r *readinessChecker) report(ctx context.Context, taskID string, ci int, ok bool, msg string) {
+func (r *readinessChecker) report(ctx context.Context, taskID string, ci int, ok bool, msg string, resp *v1.ReadinessResponse) {
 	r.mu.Lock()
 	rs, found := r.targets[taskID]
 	if !found {
@@ -190,6 +194,9 @@ func (r *readinessChecker) report(ctx context.Context, taskID string, ci int, ok
 		return
 	}
 	rs.passed[ci] = ok
+	if resp != nil {
+		rs.last[ci] = resp
+	}
 	var out *ReadinessResult
 	switch {
 	case !slices.Contains(rs.passed, false):
@@ -210,11 +217,11 @@ func (r *readinessChecker) report(ctx context.Context, taskID string, ci int, ok
 
 // probe runs one readiness check: ready when the answer's status code is
 // one of httpStatusCodesForReady (200 by default).
-func (r *readinessChecker) probe(ctx context.Context, rc *v1.ReadinessCheck, t readinessTarget) (ok bool, msg string) {
+func (r *readinessChecker) probe(ctx context.Context, rc *v1.ReadinessCheck, t readinessTarget) (ok bool, msg string, last *v1.ReadinessResponse) {
 	name := appmodel.ReadinessPortName(rc)
 	port, found := t.ports[name]
 	if !found {
-		return false, fmt.Sprintf("readiness check %q: the task has no port named %q", rc.GetName(), name)
+		return false, fmt.Sprintf("readiness check %q: the task has no port named %q", rc.GetName(), name), nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, appmodel.ReadinessTimeout(rc))
 	defer cancel()
@@ -229,16 +236,42 @@ func (r *readinessChecker) probe(ctx context.Context, rc *v1.ReadinessCheck, t r
 	url := scheme + "://" + net.JoinHostPort(t.host, strconv.Itoa(int(port))) + path
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return false, fmt.Sprintf("readiness check %q: %v", rc.GetName(), err)
+		return false, fmt.Sprintf("readiness check %q: %v", rc.GetName(), err), nil
 	}
 	resp, err := r.client.Do(req)
 	if err != nil {
-		return false, fmt.Sprintf("readiness check %q: GET %s: %v", rc.GetName(), url, err)
+		return false, fmt.Sprintf("readiness check %q: GET %s: %v", rc.GetName(), url, err), nil
 	}
+	// Marathon keeps the answer (preserveLastResponse); a bounded prefix
+	// of the body is enough to say why.
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxReadinessBody))
 	_ = resp.Body.Close()
+	last = &v1.ReadinessResponse{Status: int32(resp.StatusCode), ContentType: resp.Header.Get("Content-Type"), Body: string(body)}
 	codes := appmodel.ReadinessStatusCodes(rc)
 	if slices.Contains(codes, int32(resp.StatusCode)) {
-		return true, ""
+		return true, "", last
 	}
-	return false, fmt.Sprintf("readiness check %q: GET %s: status %d, ready on %v", rc.GetName(), url, resp.StatusCode, codes)
+	return false, fmt.Sprintf("readiness check %q: GET %s: status %d, ready on %v", rc.GetName(), url, resp.StatusCode, codes), last
+}
+
+// maxReadinessBody bounds the body kept of a readiness check's answer.
+const maxReadinessBody = 4096
+
+// checkResults calls fn with the readiness results of every checked task
+// (of the app named, or all).
+func (r *readinessChecker) checkResults(appID string, fn func(taskID, appID string, res []*v1.ReadinessCheckResult)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for id, rs := range r.targets {
+		if appID != "" && rs.target.appID != appID {
+			continue
+		}
+		res := make([]*v1.ReadinessCheckResult, 0, len(rs.passed))
+		for k, ok := range rs.passed {
+			res = append(res, &v1.ReadinessCheckResult{
+				Name: rs.target.checks[k].GetName(), TaskId: id, Ready: ok || rs.reported, LastResponse: rs.last[k],
+			})
+		}
+		fn(id, rs.target.appID, res)
+	}
 }

@@ -184,7 +184,7 @@ func (v *offerView) take(need taskNeed, unreserved bool, roles map[string]bool, 
 // placeTask launches a stateless instance's task on the offer: on
 // unreserved resources, or on resources reserved for a role its
 // acceptedResourceRoles list (never on resources carrying Berth labels).
-func (p *planner) placeTask(a *v1.App, i *v1.Instance, o *mesos.Offer, v *offerView, r *offerRound, cs []appmodel.Placement, agent agentInfo) ([]mesos.Offer_Operation, bool) {
+func (p *planner) placeTask(a *v1.App, i *v1.Instance, o *mesos.Offer, v *offerView, r *offerRound, cs []appmodel.Placement, agent agentInfo) ([]mesos.Offer_Operation, []string, bool) {
 	alloc := v.allocRole
 	if alloc == "" {
 		alloc = p.cfg.Role
@@ -193,7 +193,11 @@ func (p *planner) placeTask(a *v1.App, i *v1.Instance, o *mesos.Offer, v *offerV
 	need := taskNeed{cpus: appmodel.CPUs(a), mem: appmodel.Mem(a), disk: appmodel.Disk(a), gpus: appmodel.GPUs(a), ports: appmodel.Ports(a)}
 	res, ports, ok := v.take(need, unreserved, roles, alloc)
 	if !ok {
-		return nil, false
+		f, hasRole := v.usable(unreserved, roles)
+		if !hasRole {
+			return nil, []string{ReasonUnfulfilledRole}, false
+		}
+		return nil, shortfalls(&f, need.cpus, need.mem, need.disk, need.gpus, need.ports), false
 	}
 	e := p.edit(i.GetId())
 	if e == nil {
@@ -205,12 +209,12 @@ func (p *planner) placeTask(a *v1.App, i *v1.Instance, o *mesos.Offer, v *offerV
 	if err != nil {
 		p.event(&v1.Event{Type: "instance_changed_event", AppId: a.GetId(), InstanceId: e.GetId(), Message: "cannot launch: " + err.Error()})
 		r.badApps[a.GetId()] = true
-		return nil, false
+		return nil, nil, false
 	}
 	e.Resident = false
 	e.Reservation = &v1.Reservation{InstanceId: e.GetId(), State: v1.ReservationState_RESERVATION_STATE_NONE}
 	e.AgentAttributes = copyAttrs(agent.attributes)
 	p.startTask(e, a, taskID, o, ports, inc)
 	p.notePlaced(a, cs, agent, r)
-	return []mesos.Offer_Operation{calls.OpLaunch(ti)}, true
+	return []mesos.Offer_Operation{calls.OpLaunch(ti)}, nil, true
 }

@@ -383,7 +383,10 @@ func runServer(ctx context.Context, o *serverOptions, logger *slog.Logger, ready
 
 	events := rpc.NewEventBroker(1024, logger)
 	defer events.Close()
+	// What the scheduler knows while it leads and does not replicate.
+	live := scheduler.NewLive()
 	apiCfg := rpc.Config{
+		Live:       live,
 		Store:      state.State,
 		Cluster:    clusteradapter.New(node),
 		Events:     events,
@@ -455,6 +458,7 @@ func runServer(ctx context.Context, o *serverOptions, logger *slog.Logger, ready
 				},
 				Publish:  events.Publish,
 				Observer: reg.Scheduler,
+				Live:     live,
 			}
 			// A fresh scheduler per attempt: nothing a previous term or
 			// attempt remembered in memory may leak into this one.

@@ -358,9 +358,12 @@ type AppSummary struct {
 	LastTaskFailure *TaskFailure `protobuf:"bytes,7,opt,name=last_task_failure,json=lastTaskFailure,proto3" json:"last_task_failure,omitempty"`
 	// unsupported lists the app's fields that Berth keeps but does not act
 	// upon on its engine, each "field.path: reason" (appmodel.Unsupported).
-	Unsupported   []string `protobuf:"bytes,8,rep,name=unsupported,proto3" json:"unsupported,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Unsupported []string `protobuf:"bytes,8,rep,name=unsupported,proto3" json:"unsupported,omitempty"`
+	// instances_waiting counts the goal-Running instances without a live
+	// task: waiting for an offer or for their launch backoff.
+	InstancesWaiting int32 `protobuf:"varint,9,opt,name=instances_waiting,json=instancesWaiting,proto3" json:"instances_waiting,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *AppSummary) Reset() {
@@ -447,6 +450,13 @@ func (x *AppSummary) GetUnsupported() []string {
 		return x.Unsupported
 	}
 	return nil
+}
+
+func (x *AppSummary) GetInstancesWaiting() int32 {
+	if x != nil {
+		return x.InstancesWaiting
+	}
+	return 0
 }
 
 // ListAppsRequest filters apps.
@@ -1155,6 +1165,813 @@ func (x *ResetDelayResponse) GetInstancesReset() int32 {
 	return 0
 }
 
+// GetQueueRequest names an app (empty: every app).
+type GetQueueRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AppId         string                 `protobuf:"bytes,1,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetQueueRequest) Reset() {
+	*x = GetQueueRequest{}
+	mi := &file_berth_v1_service_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetQueueRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetQueueRequest) ProtoMessage() {}
+
+func (x *GetQueueRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_service_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetQueueRequest.ProtoReflect.Descriptor instead.
+func (*GetQueueRequest) Descriptor() ([]byte, []int) {
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *GetQueueRequest) GetAppId() string {
+	if x != nil {
+		return x.AppId
+	}
+	return ""
+}
+
+// GetQueueResponse lists the apps with waiting instances, sorted by id.
+type GetQueueResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Queue         []*QueueEntry          `protobuf:"bytes,1,rep,name=queue,proto3" json:"queue,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetQueueResponse) Reset() {
+	*x = GetQueueResponse{}
+	mi := &file_berth_v1_service_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetQueueResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetQueueResponse) ProtoMessage() {}
+
+func (x *GetQueueResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_service_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetQueueResponse.ProtoReflect.Descriptor instead.
+func (*GetQueueResponse) Descriptor() ([]byte, []int) {
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *GetQueueResponse) GetQueue() []*QueueEntry {
+	if x != nil {
+		return x.Queue
+	}
+	return nil
+}
+
+// QueueEntry is one app with instances waiting for an offer.
+type QueueEntry struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	AppId string                 `protobuf:"bytes,1,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
+	// instance_ids are the waiting instances (goal Running, no live task).
+	InstanceIds []string `protobuf:"bytes,2,rep,name=instance_ids,json=instanceIds,proto3" json:"instance_ids,omitempty"`
+	// since is when the oldest of them began waiting (RFC 3339).
+	Since string `protobuf:"bytes,3,opt,name=since,proto3" json:"since,omitempty"`
+	// processed_offers_summary says what happened to the offers processed
+	// since the app began waiting. Absent when the leader processed none
+	// (e.g. right after a failover: it is kept in the leader's memory).
+	ProcessedOffersSummary *ProcessedOffersSummary `protobuf:"bytes,4,opt,name=processed_offers_summary,json=processedOffersSummary,proto3" json:"processed_offers_summary,omitempty"`
+	// last_unused_offers are the last offers that fitted none of the
+	// waiting instances, newest last (at most 10).
+	LastUnusedOffers []*UnusedOffer `protobuf:"bytes,5,rep,name=last_unused_offers,json=lastUnusedOffers,proto3" json:"last_unused_offers,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *QueueEntry) Reset() {
+	*x = QueueEntry{}
+	mi := &file_berth_v1_service_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueueEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueueEntry) ProtoMessage() {}
+
+func (x *QueueEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_service_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueueEntry.ProtoReflect.Descriptor instead.
+func (*QueueEntry) Descriptor() ([]byte, []int) {
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *QueueEntry) GetAppId() string {
+	if x != nil {
+		return x.AppId
+	}
+	return ""
+}
+
+func (x *QueueEntry) GetInstanceIds() []string {
+	if x != nil {
+		return x.InstanceIds
+	}
+	return nil
+}
+
+func (x *QueueEntry) GetSince() string {
+	if x != nil {
+		return x.Since
+	}
+	return ""
+}
+
+func (x *QueueEntry) GetProcessedOffersSummary() *ProcessedOffersSummary {
+	if x != nil {
+		return x.ProcessedOffersSummary
+	}
+	return nil
+}
+
+func (x *QueueEntry) GetLastUnusedOffers() []*UnusedOffer {
+	if x != nil {
+		return x.LastUnusedOffers
+	}
+	return nil
+}
+
+// ProcessedOffersSummary is Marathon's processedOffersSummary.
+type ProcessedOffersSummary struct {
+	state                protoimpl.MessageState `protogen:"open.v1"`
+	ProcessedOffersCount int32                  `protobuf:"varint,1,opt,name=processed_offers_count,json=processedOffersCount,proto3" json:"processed_offers_count,omitempty"`
+	UnusedOffersCount    int32                  `protobuf:"varint,2,opt,name=unused_offers_count,json=unusedOffersCount,proto3" json:"unused_offers_count,omitempty"`
+	LastUnusedOfferAt    string                 `protobuf:"bytes,3,opt,name=last_unused_offer_at,json=lastUnusedOfferAt,proto3" json:"last_unused_offer_at,omitempty"`
+	LastUsedOfferAt      string                 `protobuf:"bytes,4,opt,name=last_used_offer_at,json=lastUsedOfferAt,proto3" json:"last_used_offer_at,omitempty"`
+	// reject_summary_last_offers counts the reasons of the last unused
+	// offers (those of last_unused_offers); reject_summary_launch_attempt
+	// those of every offer since the app began waiting. Every reason is
+	// listed, in Marathon's order, with a count of 0 when it did not occur.
+	RejectSummaryLastOffers    []*OfferRejections `protobuf:"bytes,5,rep,name=reject_summary_last_offers,json=rejectSummaryLastOffers,proto3" json:"reject_summary_last_offers,omitempty"`
+	RejectSummaryLaunchAttempt []*OfferRejections `protobuf:"bytes,6,rep,name=reject_summary_launch_attempt,json=rejectSummaryLaunchAttempt,proto3" json:"reject_summary_launch_attempt,omitempty"`
+	unknownFields              protoimpl.UnknownFields
+	sizeCache                  protoimpl.SizeCache
+}
+
+func (x *ProcessedOffersSummary) Reset() {
+	*x = ProcessedOffersSummary{}
+	mi := &file_berth_v1_service_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProcessedOffersSummary) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProcessedOffersSummary) ProtoMessage() {}
+
+func (x *ProcessedOffersSummary) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_service_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProcessedOffersSummary.ProtoReflect.Descriptor instead.
+func (*ProcessedOffersSummary) Descriptor() ([]byte, []int) {
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ProcessedOffersSummary) GetProcessedOffersCount() int32 {
+	if x != nil {
+		return x.ProcessedOffersCount
+	}
+	return 0
+}
+
+func (x *ProcessedOffersSummary) GetUnusedOffersCount() int32 {
+	if x != nil {
+		return x.UnusedOffersCount
+	}
+	return 0
+}
+
+func (x *ProcessedOffersSummary) GetLastUnusedOfferAt() string {
+	if x != nil {
+		return x.LastUnusedOfferAt
+	}
+	return ""
+}
+
+func (x *ProcessedOffersSummary) GetLastUsedOfferAt() string {
+	if x != nil {
+		return x.LastUsedOfferAt
+	}
+	return ""
+}
+
+func (x *ProcessedOffersSummary) GetRejectSummaryLastOffers() []*OfferRejections {
+	if x != nil {
+		return x.RejectSummaryLastOffers
+	}
+	return nil
+}
+
+func (x *ProcessedOffersSummary) GetRejectSummaryLaunchAttempt() []*OfferRejections {
+	if x != nil {
+		return x.RejectSummaryLaunchAttempt
+	}
+	return nil
+}
+
+// OfferRejections is how many processed offers were declined for one
+// reason (UnfulfilledRole, UnfulfilledConstraint,
+// NoCorrespondingReservationFound, AgentMaintenance, InsufficientCpus,
+// InsufficientMemory, InsufficientDisk, InsufficientGpus,
+// InsufficientPorts, DeclinedScarceResources) out of those processed.
+type OfferRejections struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Reason        string                 `protobuf:"bytes,1,opt,name=reason,proto3" json:"reason,omitempty"`
+	Declined      int32                  `protobuf:"varint,2,opt,name=declined,proto3" json:"declined,omitempty"`
+	Processed     int32                  `protobuf:"varint,3,opt,name=processed,proto3" json:"processed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OfferRejections) Reset() {
+	*x = OfferRejections{}
+	mi := &file_berth_v1_service_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OfferRejections) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OfferRejections) ProtoMessage() {}
+
+func (x *OfferRejections) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_service_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OfferRejections.ProtoReflect.Descriptor instead.
+func (*OfferRejections) Descriptor() ([]byte, []int) {
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *OfferRejections) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *OfferRejections) GetDeclined() int32 {
+	if x != nil {
+		return x.Declined
+	}
+	return 0
+}
+
+func (x *OfferRejections) GetProcessed() int32 {
+	if x != nil {
+		return x.Processed
+	}
+	return 0
+}
+
+// UnusedOffer is one offer that fitted no waiting instance of the app.
+type UnusedOffer struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	OfferId       string                 `protobuf:"bytes,1,opt,name=offer_id,json=offerId,proto3" json:"offer_id,omitempty"`
+	AgentId       string                 `protobuf:"bytes,2,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	Hostname      string                 `protobuf:"bytes,3,opt,name=hostname,proto3" json:"hostname,omitempty"`
+	Reasons       []string               `protobuf:"bytes,4,rep,name=reasons,proto3" json:"reasons,omitempty"`
+	Timestamp     string                 `protobuf:"bytes,5,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnusedOffer) Reset() {
+	*x = UnusedOffer{}
+	mi := &file_berth_v1_service_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnusedOffer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnusedOffer) ProtoMessage() {}
+
+func (x *UnusedOffer) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_service_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnusedOffer.ProtoReflect.Descriptor instead.
+func (*UnusedOffer) Descriptor() ([]byte, []int) {
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *UnusedOffer) GetOfferId() string {
+	if x != nil {
+		return x.OfferId
+	}
+	return ""
+}
+
+func (x *UnusedOffer) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+func (x *UnusedOffer) GetHostname() string {
+	if x != nil {
+		return x.Hostname
+	}
+	return ""
+}
+
+func (x *UnusedOffer) GetReasons() []string {
+	if x != nil {
+		return x.Reasons
+	}
+	return nil
+}
+
+func (x *UnusedOffer) GetTimestamp() string {
+	if x != nil {
+		return x.Timestamp
+	}
+	return ""
+}
+
+// HealthCheckResult is Marathon's health check result of one check of a
+// task (the check at index of the app's healthChecks).
+type HealthCheckResult struct {
+	state               protoimpl.MessageState `protogen:"open.v1"`
+	Index               int32                  `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	InstanceId          string                 `protobuf:"bytes,2,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
+	TaskId              string                 `protobuf:"bytes,3,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	Alive               bool                   `protobuf:"varint,4,opt,name=alive,proto3" json:"alive,omitempty"`
+	ConsecutiveFailures int32                  `protobuf:"varint,5,opt,name=consecutive_failures,json=consecutiveFailures,proto3" json:"consecutive_failures,omitempty"`
+	FirstSuccess        string                 `protobuf:"bytes,6,opt,name=first_success,json=firstSuccess,proto3" json:"first_success,omitempty"`
+	LastSuccess         string                 `protobuf:"bytes,7,opt,name=last_success,json=lastSuccess,proto3" json:"last_success,omitempty"`
+	LastFailure         string                 `protobuf:"bytes,8,opt,name=last_failure,json=lastFailure,proto3" json:"last_failure,omitempty"`
+	LastFailureCause    string                 `protobuf:"bytes,9,opt,name=last_failure_cause,json=lastFailureCause,proto3" json:"last_failure_cause,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
+}
+
+func (x *HealthCheckResult) Reset() {
+	*x = HealthCheckResult{}
+	mi := &file_berth_v1_service_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HealthCheckResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HealthCheckResult) ProtoMessage() {}
+
+func (x *HealthCheckResult) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_service_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HealthCheckResult.ProtoReflect.Descriptor instead.
+func (*HealthCheckResult) Descriptor() ([]byte, []int) {
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *HealthCheckResult) GetIndex() int32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *HealthCheckResult) GetInstanceId() string {
+	if x != nil {
+		return x.InstanceId
+	}
+	return ""
+}
+
+func (x *HealthCheckResult) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *HealthCheckResult) GetAlive() bool {
+	if x != nil {
+		return x.Alive
+	}
+	return false
+}
+
+func (x *HealthCheckResult) GetConsecutiveFailures() int32 {
+	if x != nil {
+		return x.ConsecutiveFailures
+	}
+	return 0
+}
+
+func (x *HealthCheckResult) GetFirstSuccess() string {
+	if x != nil {
+		return x.FirstSuccess
+	}
+	return ""
+}
+
+func (x *HealthCheckResult) GetLastSuccess() string {
+	if x != nil {
+		return x.LastSuccess
+	}
+	return ""
+}
+
+func (x *HealthCheckResult) GetLastFailure() string {
+	if x != nil {
+		return x.LastFailure
+	}
+	return ""
+}
+
+func (x *HealthCheckResult) GetLastFailureCause() string {
+	if x != nil {
+		return x.LastFailureCause
+	}
+	return ""
+}
+
+// ReadinessCheckResult is Marathon's result of one readiness check of a
+// task.
+type ReadinessCheckResult struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Name   string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	TaskId string                 `protobuf:"bytes,2,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	Ready  bool                   `protobuf:"varint,3,opt,name=ready,proto3" json:"ready,omitempty"`
+	// last_response is the check's last HTTP answer (absent before one).
+	LastResponse  *ReadinessResponse `protobuf:"bytes,4,opt,name=last_response,json=lastResponse,proto3" json:"last_response,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadinessCheckResult) Reset() {
+	*x = ReadinessCheckResult{}
+	mi := &file_berth_v1_service_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadinessCheckResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadinessCheckResult) ProtoMessage() {}
+
+func (x *ReadinessCheckResult) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_service_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadinessCheckResult.ProtoReflect.Descriptor instead.
+func (*ReadinessCheckResult) Descriptor() ([]byte, []int) {
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *ReadinessCheckResult) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ReadinessCheckResult) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *ReadinessCheckResult) GetReady() bool {
+	if x != nil {
+		return x.Ready
+	}
+	return false
+}
+
+func (x *ReadinessCheckResult) GetLastResponse() *ReadinessResponse {
+	if x != nil {
+		return x.LastResponse
+	}
+	return nil
+}
+
+// ReadinessResponse is the HTTP answer of a readiness check.
+type ReadinessResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Status        int32                  `protobuf:"varint,1,opt,name=status,proto3" json:"status,omitempty"`
+	ContentType   string                 `protobuf:"bytes,2,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
+	Body          string                 `protobuf:"bytes,3,opt,name=body,proto3" json:"body,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadinessResponse) Reset() {
+	*x = ReadinessResponse{}
+	mi := &file_berth_v1_service_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadinessResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadinessResponse) ProtoMessage() {}
+
+func (x *ReadinessResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_service_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadinessResponse.ProtoReflect.Descriptor instead.
+func (*ReadinessResponse) Descriptor() ([]byte, []int) {
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *ReadinessResponse) GetStatus() int32 {
+	if x != nil {
+		return x.Status
+	}
+	return 0
+}
+
+func (x *ReadinessResponse) GetContentType() string {
+	if x != nil {
+		return x.ContentType
+	}
+	return ""
+}
+
+func (x *ReadinessResponse) GetBody() string {
+	if x != nil {
+		return x.Body
+	}
+	return ""
+}
+
+// TaskCheckResults are a task's health and readiness check results.
+type TaskCheckResults struct {
+	state                 protoimpl.MessageState  `protogen:"open.v1"`
+	TaskId                string                  `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	AppId                 string                  `protobuf:"bytes,2,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
+	HealthCheckResults    []*HealthCheckResult    `protobuf:"bytes,3,rep,name=health_check_results,json=healthCheckResults,proto3" json:"health_check_results,omitempty"`
+	ReadinessCheckResults []*ReadinessCheckResult `protobuf:"bytes,4,rep,name=readiness_check_results,json=readinessCheckResults,proto3" json:"readiness_check_results,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
+}
+
+func (x *TaskCheckResults) Reset() {
+	*x = TaskCheckResults{}
+	mi := &file_berth_v1_service_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskCheckResults) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskCheckResults) ProtoMessage() {}
+
+func (x *TaskCheckResults) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_service_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskCheckResults.ProtoReflect.Descriptor instead.
+func (*TaskCheckResults) Descriptor() ([]byte, []int) {
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *TaskCheckResults) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *TaskCheckResults) GetAppId() string {
+	if x != nil {
+		return x.AppId
+	}
+	return ""
+}
+
+func (x *TaskCheckResults) GetHealthCheckResults() []*HealthCheckResult {
+	if x != nil {
+		return x.HealthCheckResults
+	}
+	return nil
+}
+
+func (x *TaskCheckResults) GetReadinessCheckResults() []*ReadinessCheckResult {
+	if x != nil {
+		return x.ReadinessCheckResults
+	}
+	return nil
+}
+
+// ListCheckResultsRequest names an app (empty: every app).
+type ListCheckResultsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AppId         string                 `protobuf:"bytes,1,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListCheckResultsRequest) Reset() {
+	*x = ListCheckResultsRequest{}
+	mi := &file_berth_v1_service_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCheckResultsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCheckResultsRequest) ProtoMessage() {}
+
+func (x *ListCheckResultsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_service_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCheckResultsRequest.ProtoReflect.Descriptor instead.
+func (*ListCheckResultsRequest) Descriptor() ([]byte, []int) {
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *ListCheckResultsRequest) GetAppId() string {
+	if x != nil {
+		return x.AppId
+	}
+	return ""
+}
+
+// ListCheckResultsResponse lists the results the leader holds, sorted by
+// task id.
+type ListCheckResultsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Results       []*TaskCheckResults    `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListCheckResultsResponse) Reset() {
+	*x = ListCheckResultsResponse{}
+	mi := &file_berth_v1_service_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCheckResultsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCheckResultsResponse) ProtoMessage() {}
+
+func (x *ListCheckResultsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_service_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCheckResultsResponse.ProtoReflect.Descriptor instead.
+func (*ListCheckResultsResponse) Descriptor() ([]byte, []int) {
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *ListCheckResultsResponse) GetResults() []*TaskCheckResults {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
 // ReadTaskLogRequest names the task and what to read.
 type ReadTaskLogRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1174,7 +1991,7 @@ type ReadTaskLogRequest struct {
 
 func (x *ReadTaskLogRequest) Reset() {
 	*x = ReadTaskLogRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[17]
+	mi := &file_berth_v1_service_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1186,7 +2003,7 @@ func (x *ReadTaskLogRequest) String() string {
 func (*ReadTaskLogRequest) ProtoMessage() {}
 
 func (x *ReadTaskLogRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[17]
+	mi := &file_berth_v1_service_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1199,7 +2016,7 @@ func (x *ReadTaskLogRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadTaskLogRequest.ProtoReflect.Descriptor instead.
 func (*ReadTaskLogRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{17}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ReadTaskLogRequest) GetTaskId() string {
@@ -1246,7 +2063,7 @@ type ReadTaskLogResponse struct {
 
 func (x *ReadTaskLogResponse) Reset() {
 	*x = ReadTaskLogResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[18]
+	mi := &file_berth_v1_service_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1258,7 +2075,7 @@ func (x *ReadTaskLogResponse) String() string {
 func (*ReadTaskLogResponse) ProtoMessage() {}
 
 func (x *ReadTaskLogResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[18]
+	mi := &file_berth_v1_service_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1271,7 +2088,7 @@ func (x *ReadTaskLogResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadTaskLogResponse.ProtoReflect.Descriptor instead.
 func (*ReadTaskLogResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{18}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ReadTaskLogResponse) GetData() []byte {
@@ -1318,7 +2135,7 @@ type ListTasksRequest struct {
 
 func (x *ListTasksRequest) Reset() {
 	*x = ListTasksRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[19]
+	mi := &file_berth_v1_service_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1330,7 +2147,7 @@ func (x *ListTasksRequest) String() string {
 func (*ListTasksRequest) ProtoMessage() {}
 
 func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[19]
+	mi := &file_berth_v1_service_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1343,7 +2160,7 @@ func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
 func (*ListTasksRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{19}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ListTasksRequest) GetAppId() string {
@@ -1386,7 +2203,7 @@ type ListTasksResponse struct {
 
 func (x *ListTasksResponse) Reset() {
 	*x = ListTasksResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[20]
+	mi := &file_berth_v1_service_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1398,7 +2215,7 @@ func (x *ListTasksResponse) String() string {
 func (*ListTasksResponse) ProtoMessage() {}
 
 func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[20]
+	mi := &file_berth_v1_service_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1411,7 +2228,7 @@ func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
 func (*ListTasksResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{20}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ListTasksResponse) GetTasks() []*TaskView {
@@ -1457,13 +2274,17 @@ type TaskView struct {
 	// may launch again (RFC 3339; in the past once the delay ended); empty
 	// while its task runs or when it has no backoff.
 	LaunchNotBefore string `protobuf:"bytes,19,opt,name=launch_not_before,json=launchNotBefore,proto3" json:"launch_not_before,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// health_check_results and readiness_check_results come from the
+	// leader's memory (absent when no leader answered).
+	HealthCheckResults    []*HealthCheckResult    `protobuf:"bytes,20,rep,name=health_check_results,json=healthCheckResults,proto3" json:"health_check_results,omitempty"`
+	ReadinessCheckResults []*ReadinessCheckResult `protobuf:"bytes,21,rep,name=readiness_check_results,json=readinessCheckResults,proto3" json:"readiness_check_results,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
 }
 
 func (x *TaskView) Reset() {
 	*x = TaskView{}
-	mi := &file_berth_v1_service_proto_msgTypes[21]
+	mi := &file_berth_v1_service_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1475,7 +2296,7 @@ func (x *TaskView) String() string {
 func (*TaskView) ProtoMessage() {}
 
 func (x *TaskView) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[21]
+	mi := &file_berth_v1_service_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1488,7 +2309,7 @@ func (x *TaskView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskView.ProtoReflect.Descriptor instead.
 func (*TaskView) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{21}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *TaskView) GetId() string {
@@ -1624,6 +2445,20 @@ func (x *TaskView) GetLaunchNotBefore() string {
 	return ""
 }
 
+func (x *TaskView) GetHealthCheckResults() []*HealthCheckResult {
+	if x != nil {
+		return x.HealthCheckResults
+	}
+	return nil
+}
+
+func (x *TaskView) GetReadinessCheckResults() []*ReadinessCheckResult {
+	if x != nil {
+		return x.ReadinessCheckResults
+	}
+	return nil
+}
+
 // TaskLocalVolume is a persistent volume shown on a task.
 type TaskLocalVolume struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1635,7 +2470,7 @@ type TaskLocalVolume struct {
 
 func (x *TaskLocalVolume) Reset() {
 	*x = TaskLocalVolume{}
-	mi := &file_berth_v1_service_proto_msgTypes[22]
+	mi := &file_berth_v1_service_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1647,7 +2482,7 @@ func (x *TaskLocalVolume) String() string {
 func (*TaskLocalVolume) ProtoMessage() {}
 
 func (x *TaskLocalVolume) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[22]
+	mi := &file_berth_v1_service_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1660,7 +2495,7 @@ func (x *TaskLocalVolume) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskLocalVolume.ProtoReflect.Descriptor instead.
 func (*TaskLocalVolume) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{22}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *TaskLocalVolume) GetContainerPath() string {
@@ -1692,7 +2527,7 @@ type KillTaskRequest struct {
 
 func (x *KillTaskRequest) Reset() {
 	*x = KillTaskRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[23]
+	mi := &file_berth_v1_service_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1704,7 +2539,7 @@ func (x *KillTaskRequest) String() string {
 func (*KillTaskRequest) ProtoMessage() {}
 
 func (x *KillTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[23]
+	mi := &file_berth_v1_service_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1717,7 +2552,7 @@ func (x *KillTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KillTaskRequest.ProtoReflect.Descriptor instead.
 func (*KillTaskRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{23}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *KillTaskRequest) GetId() string {
@@ -1759,7 +2594,7 @@ type KillTaskResponse struct {
 
 func (x *KillTaskResponse) Reset() {
 	*x = KillTaskResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[24]
+	mi := &file_berth_v1_service_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1771,7 +2606,7 @@ func (x *KillTaskResponse) String() string {
 func (*KillTaskResponse) ProtoMessage() {}
 
 func (x *KillTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[24]
+	mi := &file_berth_v1_service_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1784,7 +2619,7 @@ func (x *KillTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KillTaskResponse.ProtoReflect.Descriptor instead.
 func (*KillTaskResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{24}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *KillTaskResponse) GetTask() *TaskView {
@@ -1811,7 +2646,7 @@ type ListDeploymentsRequest struct {
 
 func (x *ListDeploymentsRequest) Reset() {
 	*x = ListDeploymentsRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[25]
+	mi := &file_berth_v1_service_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1823,7 +2658,7 @@ func (x *ListDeploymentsRequest) String() string {
 func (*ListDeploymentsRequest) ProtoMessage() {}
 
 func (x *ListDeploymentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[25]
+	mi := &file_berth_v1_service_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1836,7 +2671,7 @@ func (x *ListDeploymentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeploymentsRequest.ProtoReflect.Descriptor instead.
 func (*ListDeploymentsRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{25}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ListDeploymentsRequest) GetIncludeFinished() bool {
@@ -1848,15 +2683,19 @@ func (x *ListDeploymentsRequest) GetIncludeFinished() bool {
 
 // ListDeploymentsResponse returns deployments.
 type ListDeploymentsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Deployments   []*Deployment          `protobuf:"bytes,1,rep,name=deployments,proto3" json:"deployments,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Deployments []*Deployment          `protobuf:"bytes,1,rep,name=deployments,proto3" json:"deployments,omitempty"`
+	// current_actions are, per running deployment (same order), the actions
+	// of its current step with their readiness check results (Marathon's
+	// currentActions).
+	CurrentActions []*CurrentActions `protobuf:"bytes,2,rep,name=current_actions,json=currentActions,proto3" json:"current_actions,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ListDeploymentsResponse) Reset() {
 	*x = ListDeploymentsResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[26]
+	mi := &file_berth_v1_service_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1868,7 +2707,7 @@ func (x *ListDeploymentsResponse) String() string {
 func (*ListDeploymentsResponse) ProtoMessage() {}
 
 func (x *ListDeploymentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[26]
+	mi := &file_berth_v1_service_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1881,12 +2720,134 @@ func (x *ListDeploymentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeploymentsResponse.ProtoReflect.Descriptor instead.
 func (*ListDeploymentsResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{26}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ListDeploymentsResponse) GetDeployments() []*Deployment {
 	if x != nil {
 		return x.Deployments
+	}
+	return nil
+}
+
+func (x *ListDeploymentsResponse) GetCurrentActions() []*CurrentActions {
+	if x != nil {
+		return x.CurrentActions
+	}
+	return nil
+}
+
+// CurrentActions are the actions of a deployment's current step.
+type CurrentActions struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	DeploymentId  string                 `protobuf:"bytes,1,opt,name=deployment_id,json=deploymentId,proto3" json:"deployment_id,omitempty"`
+	Actions       []*CurrentAction       `protobuf:"bytes,2,rep,name=actions,proto3" json:"actions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CurrentActions) Reset() {
+	*x = CurrentActions{}
+	mi := &file_berth_v1_service_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CurrentActions) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CurrentActions) ProtoMessage() {}
+
+func (x *CurrentActions) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_service_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CurrentActions.ProtoReflect.Descriptor instead.
+func (*CurrentActions) Descriptor() ([]byte, []int) {
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *CurrentActions) GetDeploymentId() string {
+	if x != nil {
+		return x.DeploymentId
+	}
+	return ""
+}
+
+func (x *CurrentActions) GetActions() []*CurrentAction {
+	if x != nil {
+		return x.Actions
+	}
+	return nil
+}
+
+// CurrentAction is one action of a deployment's current step with the
+// readiness check results of the app's new tasks.
+type CurrentAction struct {
+	state                 protoimpl.MessageState  `protogen:"open.v1"`
+	Action                string                  `protobuf:"bytes,1,opt,name=action,proto3" json:"action,omitempty"`
+	App                   string                  `protobuf:"bytes,2,opt,name=app,proto3" json:"app,omitempty"`
+	ReadinessCheckResults []*ReadinessCheckResult `protobuf:"bytes,3,rep,name=readiness_check_results,json=readinessCheckResults,proto3" json:"readiness_check_results,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
+}
+
+func (x *CurrentAction) Reset() {
+	*x = CurrentAction{}
+	mi := &file_berth_v1_service_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CurrentAction) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CurrentAction) ProtoMessage() {}
+
+func (x *CurrentAction) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_service_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CurrentAction.ProtoReflect.Descriptor instead.
+func (*CurrentAction) Descriptor() ([]byte, []int) {
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *CurrentAction) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *CurrentAction) GetApp() string {
+	if x != nil {
+		return x.App
+	}
+	return ""
+}
+
+func (x *CurrentAction) GetReadinessCheckResults() []*ReadinessCheckResult {
+	if x != nil {
+		return x.ReadinessCheckResults
 	}
 	return nil
 }
@@ -1901,7 +2862,7 @@ type GetDeploymentRequest struct {
 
 func (x *GetDeploymentRequest) Reset() {
 	*x = GetDeploymentRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[27]
+	mi := &file_berth_v1_service_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1913,7 +2874,7 @@ func (x *GetDeploymentRequest) String() string {
 func (*GetDeploymentRequest) ProtoMessage() {}
 
 func (x *GetDeploymentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[27]
+	mi := &file_berth_v1_service_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1926,7 +2887,7 @@ func (x *GetDeploymentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDeploymentRequest.ProtoReflect.Descriptor instead.
 func (*GetDeploymentRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{27}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *GetDeploymentRequest) GetId() string {
@@ -1938,15 +2899,17 @@ func (x *GetDeploymentRequest) GetId() string {
 
 // GetDeploymentResponse returns it.
 type GetDeploymentResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Deployment    *Deployment            `protobuf:"bytes,1,opt,name=deployment,proto3" json:"deployment,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Deployment *Deployment            `protobuf:"bytes,1,opt,name=deployment,proto3" json:"deployment,omitempty"`
+	// current_actions as in ListDeploymentsResponse.
+	CurrentActions *CurrentActions `protobuf:"bytes,2,opt,name=current_actions,json=currentActions,proto3" json:"current_actions,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *GetDeploymentResponse) Reset() {
 	*x = GetDeploymentResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[28]
+	mi := &file_berth_v1_service_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1958,7 +2921,7 @@ func (x *GetDeploymentResponse) String() string {
 func (*GetDeploymentResponse) ProtoMessage() {}
 
 func (x *GetDeploymentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[28]
+	mi := &file_berth_v1_service_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1971,12 +2934,19 @@ func (x *GetDeploymentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDeploymentResponse.ProtoReflect.Descriptor instead.
 func (*GetDeploymentResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{28}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *GetDeploymentResponse) GetDeployment() *Deployment {
 	if x != nil {
 		return x.Deployment
+	}
+	return nil
+}
+
+func (x *GetDeploymentResponse) GetCurrentActions() *CurrentActions {
+	if x != nil {
+		return x.CurrentActions
 	}
 	return nil
 }
@@ -1995,7 +2965,7 @@ type CancelDeploymentRequest struct {
 
 func (x *CancelDeploymentRequest) Reset() {
 	*x = CancelDeploymentRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[29]
+	mi := &file_berth_v1_service_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2007,7 +2977,7 @@ func (x *CancelDeploymentRequest) String() string {
 func (*CancelDeploymentRequest) ProtoMessage() {}
 
 func (x *CancelDeploymentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[29]
+	mi := &file_berth_v1_service_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2020,7 +2990,7 @@ func (x *CancelDeploymentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelDeploymentRequest.ProtoReflect.Descriptor instead.
 func (*CancelDeploymentRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{29}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *CancelDeploymentRequest) GetId() string {
@@ -2056,7 +3026,7 @@ type CancelDeploymentResponse struct {
 
 func (x *CancelDeploymentResponse) Reset() {
 	*x = CancelDeploymentResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[30]
+	mi := &file_berth_v1_service_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2068,7 +3038,7 @@ func (x *CancelDeploymentResponse) String() string {
 func (*CancelDeploymentResponse) ProtoMessage() {}
 
 func (x *CancelDeploymentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[30]
+	mi := &file_berth_v1_service_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2081,7 +3051,7 @@ func (x *CancelDeploymentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelDeploymentResponse.ProtoReflect.Descriptor instead.
 func (*CancelDeploymentResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{30}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *CancelDeploymentResponse) GetDeploymentId() string {
@@ -2111,7 +3081,7 @@ type StreamEventsRequest struct {
 
 func (x *StreamEventsRequest) Reset() {
 	*x = StreamEventsRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[31]
+	mi := &file_berth_v1_service_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2123,7 +3093,7 @@ func (x *StreamEventsRequest) String() string {
 func (*StreamEventsRequest) ProtoMessage() {}
 
 func (x *StreamEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[31]
+	mi := &file_berth_v1_service_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2136,7 +3106,7 @@ func (x *StreamEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamEventsRequest.ProtoReflect.Descriptor instead.
 func (*StreamEventsRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{31}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *StreamEventsRequest) GetTypes() []string {
@@ -2178,7 +3148,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_berth_v1_service_proto_msgTypes[32]
+	mi := &file_berth_v1_service_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2190,7 +3160,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[32]
+	mi := &file_berth_v1_service_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2203,7 +3173,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{32}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *Event) GetType() string {
@@ -2299,7 +3269,7 @@ type LeaveRequest struct {
 
 func (x *LeaveRequest) Reset() {
 	*x = LeaveRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[33]
+	mi := &file_berth_v1_service_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2311,7 +3281,7 @@ func (x *LeaveRequest) String() string {
 func (*LeaveRequest) ProtoMessage() {}
 
 func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[33]
+	mi := &file_berth_v1_service_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2324,7 +3294,7 @@ func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveRequest.ProtoReflect.Descriptor instead.
 func (*LeaveRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{33}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{47}
 }
 
 // LeaveResponse names the server that left.
@@ -2337,7 +3307,7 @@ type LeaveResponse struct {
 
 func (x *LeaveResponse) Reset() {
 	*x = LeaveResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[34]
+	mi := &file_berth_v1_service_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2349,7 +3319,7 @@ func (x *LeaveResponse) String() string {
 func (*LeaveResponse) ProtoMessage() {}
 
 func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[34]
+	mi := &file_berth_v1_service_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2362,7 +3332,7 @@ func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveResponse.ProtoReflect.Descriptor instead.
 func (*LeaveResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{34}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *LeaveResponse) GetId() string {
@@ -2381,7 +3351,7 @@ type MembersRequest struct {
 
 func (x *MembersRequest) Reset() {
 	*x = MembersRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[35]
+	mi := &file_berth_v1_service_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2393,7 +3363,7 @@ func (x *MembersRequest) String() string {
 func (*MembersRequest) ProtoMessage() {}
 
 func (x *MembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[35]
+	mi := &file_berth_v1_service_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2406,7 +3376,7 @@ func (x *MembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersRequest.ProtoReflect.Descriptor instead.
 func (*MembersRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{35}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{49}
 }
 
 // Member is one server as seen by gossip.
@@ -2428,7 +3398,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_berth_v1_service_proto_msgTypes[36]
+	mi := &file_berth_v1_service_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2440,7 +3410,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[36]
+	mi := &file_berth_v1_service_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2453,7 +3423,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{36}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *Member) GetName() string {
@@ -2522,7 +3492,7 @@ type MembersResponse struct {
 
 func (x *MembersResponse) Reset() {
 	*x = MembersResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[37]
+	mi := &file_berth_v1_service_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2534,7 +3504,7 @@ func (x *MembersResponse) String() string {
 func (*MembersResponse) ProtoMessage() {}
 
 func (x *MembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[37]
+	mi := &file_berth_v1_service_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2547,7 +3517,7 @@ func (x *MembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersResponse.ProtoReflect.Descriptor instead.
 func (*MembersResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{37}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *MembersResponse) GetMembers() []*Member {
@@ -2566,7 +3536,7 @@ type LeaderRequest struct {
 
 func (x *LeaderRequest) Reset() {
 	*x = LeaderRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[38]
+	mi := &file_berth_v1_service_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2578,7 +3548,7 @@ func (x *LeaderRequest) String() string {
 func (*LeaderRequest) ProtoMessage() {}
 
 func (x *LeaderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[38]
+	mi := &file_berth_v1_service_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2591,7 +3561,7 @@ func (x *LeaderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaderRequest.ProtoReflect.Descriptor instead.
 func (*LeaderRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{38}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{52}
 }
 
 // LeaderResponse names the leader.
@@ -2607,7 +3577,7 @@ type LeaderResponse struct {
 
 func (x *LeaderResponse) Reset() {
 	*x = LeaderResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[39]
+	mi := &file_berth_v1_service_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2619,7 +3589,7 @@ func (x *LeaderResponse) String() string {
 func (*LeaderResponse) ProtoMessage() {}
 
 func (x *LeaderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[39]
+	mi := &file_berth_v1_service_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2632,7 +3602,7 @@ func (x *LeaderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaderResponse.ProtoReflect.Descriptor instead.
 func (*LeaderResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{39}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *LeaderResponse) GetId() string {
@@ -2672,7 +3642,7 @@ type ListPeersRequest struct {
 
 func (x *ListPeersRequest) Reset() {
 	*x = ListPeersRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[40]
+	mi := &file_berth_v1_service_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2684,7 +3654,7 @@ func (x *ListPeersRequest) String() string {
 func (*ListPeersRequest) ProtoMessage() {}
 
 func (x *ListPeersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[40]
+	mi := &file_berth_v1_service_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2697,7 +3667,7 @@ func (x *ListPeersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPeersRequest.ProtoReflect.Descriptor instead.
 func (*ListPeersRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{40}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{54}
 }
 
 // Peer is one Raft voter or non-voter.
@@ -2713,7 +3683,7 @@ type Peer struct {
 
 func (x *Peer) Reset() {
 	*x = Peer{}
-	mi := &file_berth_v1_service_proto_msgTypes[41]
+	mi := &file_berth_v1_service_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2725,7 +3695,7 @@ func (x *Peer) String() string {
 func (*Peer) ProtoMessage() {}
 
 func (x *Peer) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[41]
+	mi := &file_berth_v1_service_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2738,7 +3708,7 @@ func (x *Peer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Peer.ProtoReflect.Descriptor instead.
 func (*Peer) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{41}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *Peer) GetId() string {
@@ -2779,7 +3749,7 @@ type ListPeersResponse struct {
 
 func (x *ListPeersResponse) Reset() {
 	*x = ListPeersResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[42]
+	mi := &file_berth_v1_service_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2791,7 +3761,7 @@ func (x *ListPeersResponse) String() string {
 func (*ListPeersResponse) ProtoMessage() {}
 
 func (x *ListPeersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[42]
+	mi := &file_berth_v1_service_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2804,7 +3774,7 @@ func (x *ListPeersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPeersResponse.ProtoReflect.Descriptor instead.
 func (*ListPeersResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{42}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *ListPeersResponse) GetPeers() []*Peer {
@@ -2824,7 +3794,7 @@ type RemovePeerRequest struct {
 
 func (x *RemovePeerRequest) Reset() {
 	*x = RemovePeerRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[43]
+	mi := &file_berth_v1_service_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2836,7 +3806,7 @@ func (x *RemovePeerRequest) String() string {
 func (*RemovePeerRequest) ProtoMessage() {}
 
 func (x *RemovePeerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[43]
+	mi := &file_berth_v1_service_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2849,7 +3819,7 @@ func (x *RemovePeerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemovePeerRequest.ProtoReflect.Descriptor instead.
 func (*RemovePeerRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{43}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *RemovePeerRequest) GetId() string {
@@ -2868,7 +3838,7 @@ type RemovePeerResponse struct {
 
 func (x *RemovePeerResponse) Reset() {
 	*x = RemovePeerResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[44]
+	mi := &file_berth_v1_service_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2880,7 +3850,7 @@ func (x *RemovePeerResponse) String() string {
 func (*RemovePeerResponse) ProtoMessage() {}
 
 func (x *RemovePeerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[44]
+	mi := &file_berth_v1_service_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2893,7 +3863,7 @@ func (x *RemovePeerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemovePeerResponse.ProtoReflect.Descriptor instead.
 func (*RemovePeerResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{44}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{58}
 }
 
 // TransferLeadershipRequest optionally names the target.
@@ -2906,7 +3876,7 @@ type TransferLeadershipRequest struct {
 
 func (x *TransferLeadershipRequest) Reset() {
 	*x = TransferLeadershipRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[45]
+	mi := &file_berth_v1_service_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2918,7 +3888,7 @@ func (x *TransferLeadershipRequest) String() string {
 func (*TransferLeadershipRequest) ProtoMessage() {}
 
 func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[45]
+	mi := &file_berth_v1_service_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2931,7 +3901,7 @@ func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeadershipRequest.ProtoReflect.Descriptor instead.
 func (*TransferLeadershipRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{45}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *TransferLeadershipRequest) GetTo() string {
@@ -2951,7 +3921,7 @@ type TransferLeadershipResponse struct {
 
 func (x *TransferLeadershipResponse) Reset() {
 	*x = TransferLeadershipResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[46]
+	mi := &file_berth_v1_service_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2963,7 +3933,7 @@ func (x *TransferLeadershipResponse) String() string {
 func (*TransferLeadershipResponse) ProtoMessage() {}
 
 func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[46]
+	mi := &file_berth_v1_service_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2976,7 +3946,7 @@ func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeadershipResponse.ProtoReflect.Descriptor instead.
 func (*TransferLeadershipResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{46}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *TransferLeadershipResponse) GetLeader() string {
@@ -2995,7 +3965,7 @@ type SaveSnapshotRequest struct {
 
 func (x *SaveSnapshotRequest) Reset() {
 	*x = SaveSnapshotRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[47]
+	mi := &file_berth_v1_service_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3007,7 +3977,7 @@ func (x *SaveSnapshotRequest) String() string {
 func (*SaveSnapshotRequest) ProtoMessage() {}
 
 func (x *SaveSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[47]
+	mi := &file_berth_v1_service_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3020,7 +3990,7 @@ func (x *SaveSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SaveSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*SaveSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{47}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{61}
 }
 
 // SaveSnapshotResponse carries the snapshot bytes.
@@ -3035,7 +4005,7 @@ type SaveSnapshotResponse struct {
 
 func (x *SaveSnapshotResponse) Reset() {
 	*x = SaveSnapshotResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[48]
+	mi := &file_berth_v1_service_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3047,7 +4017,7 @@ func (x *SaveSnapshotResponse) String() string {
 func (*SaveSnapshotResponse) ProtoMessage() {}
 
 func (x *SaveSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[48]
+	mi := &file_berth_v1_service_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3060,7 +4030,7 @@ func (x *SaveSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SaveSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*SaveSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{48}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *SaveSnapshotResponse) GetData() []byte {
@@ -3094,7 +4064,7 @@ type RestoreSnapshotRequest struct {
 
 func (x *RestoreSnapshotRequest) Reset() {
 	*x = RestoreSnapshotRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[49]
+	mi := &file_berth_v1_service_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3106,7 +4076,7 @@ func (x *RestoreSnapshotRequest) String() string {
 func (*RestoreSnapshotRequest) ProtoMessage() {}
 
 func (x *RestoreSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[49]
+	mi := &file_berth_v1_service_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3119,7 +4089,7 @@ func (x *RestoreSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*RestoreSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{49}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *RestoreSnapshotRequest) GetData() []byte {
@@ -3138,7 +4108,7 @@ type RestoreSnapshotResponse struct {
 
 func (x *RestoreSnapshotResponse) Reset() {
 	*x = RestoreSnapshotResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[50]
+	mi := &file_berth_v1_service_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3150,7 +4120,7 @@ func (x *RestoreSnapshotResponse) String() string {
 func (*RestoreSnapshotResponse) ProtoMessage() {}
 
 func (x *RestoreSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[50]
+	mi := &file_berth_v1_service_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3163,7 +4133,7 @@ func (x *RestoreSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*RestoreSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{50}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{64}
 }
 
 var File_berth_v1_service_proto protoreflect.FileDescriptor
@@ -3184,7 +4154,7 @@ const file_berth_v1_service_proto_rawDesc = "" +
 	"\vconsistency\x18\x03 \x01(\x0e2\x19.berth.v1.ReadConsistencyR\vconsistency\"a\n" +
 	"\x0eGetAppResponse\x12\x1f\n" +
 	"\x03app\x18\x01 \x01(\v2\r.berth.v1.AppR\x03app\x12.\n" +
-	"\asummary\x18\x02 \x01(\v2\x14.berth.v1.AppSummaryR\asummary\"\xd6\x02\n" +
+	"\asummary\x18\x02 \x01(\v2\x14.berth.v1.AppSummaryR\asummary\"\x83\x03\n" +
 	"\n" +
 	"AppSummary\x12!\n" +
 	"\ftasks_staged\x18\x01 \x01(\x05R\vtasksStaged\x12#\n" +
@@ -3194,7 +4164,8 @@ const file_berth_v1_service_proto_rawDesc = "" +
 	"\x11instances_stopped\x18\x05 \x01(\x05R\x10instancesStopped\x12 \n" +
 	"\vdeployments\x18\x06 \x03(\tR\vdeployments\x12A\n" +
 	"\x11last_task_failure\x18\a \x01(\v2\x15.berth.v1.TaskFailureR\x0flastTaskFailure\x12 \n" +
-	"\vunsupported\x18\b \x03(\tR\vunsupported\"\xe4\x01\n" +
+	"\vunsupported\x18\b \x03(\tR\vunsupported\x12+\n" +
+	"\x11instances_waiting\x18\t \x01(\x05R\x10instancesWaiting\"\xe4\x01\n" +
 	"\x0fListAppsRequest\x12\x1f\n" +
 	"\vid_contains\x18\x01 \x01(\tR\n" +
 	"idContains\x12!\n" +
@@ -3243,7 +4214,64 @@ const file_berth_v1_service_proto_rawDesc = "" +
 	"\n" +
 	"request_id\x18\x02 \x01(\tR\trequestId\"=\n" +
 	"\x12ResetDelayResponse\x12'\n" +
-	"\x0finstances_reset\x18\x01 \x01(\x05R\x0einstancesReset\"\x86\x01\n" +
+	"\x0finstances_reset\x18\x01 \x01(\x05R\x0einstancesReset\"(\n" +
+	"\x0fGetQueueRequest\x12\x15\n" +
+	"\x06app_id\x18\x01 \x01(\tR\x05appId\">\n" +
+	"\x10GetQueueResponse\x12*\n" +
+	"\x05queue\x18\x01 \x03(\v2\x14.berth.v1.QueueEntryR\x05queue\"\xfd\x01\n" +
+	"\n" +
+	"QueueEntry\x12\x15\n" +
+	"\x06app_id\x18\x01 \x01(\tR\x05appId\x12!\n" +
+	"\finstance_ids\x18\x02 \x03(\tR\vinstanceIds\x12\x14\n" +
+	"\x05since\x18\x03 \x01(\tR\x05since\x12Z\n" +
+	"\x18processed_offers_summary\x18\x04 \x01(\v2 .berth.v1.ProcessedOffersSummaryR\x16processedOffersSummary\x12C\n" +
+	"\x12last_unused_offers\x18\x05 \x03(\v2\x15.berth.v1.UnusedOfferR\x10lastUnusedOffers\"\x92\x03\n" +
+	"\x16ProcessedOffersSummary\x124\n" +
+	"\x16processed_offers_count\x18\x01 \x01(\x05R\x14processedOffersCount\x12.\n" +
+	"\x13unused_offers_count\x18\x02 \x01(\x05R\x11unusedOffersCount\x12/\n" +
+	"\x14last_unused_offer_at\x18\x03 \x01(\tR\x11lastUnusedOfferAt\x12+\n" +
+	"\x12last_used_offer_at\x18\x04 \x01(\tR\x0flastUsedOfferAt\x12V\n" +
+	"\x1areject_summary_last_offers\x18\x05 \x03(\v2\x19.berth.v1.OfferRejectionsR\x17rejectSummaryLastOffers\x12\\\n" +
+	"\x1dreject_summary_launch_attempt\x18\x06 \x03(\v2\x19.berth.v1.OfferRejectionsR\x1arejectSummaryLaunchAttempt\"c\n" +
+	"\x0fOfferRejections\x12\x16\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason\x12\x1a\n" +
+	"\bdeclined\x18\x02 \x01(\x05R\bdeclined\x12\x1c\n" +
+	"\tprocessed\x18\x03 \x01(\x05R\tprocessed\"\x97\x01\n" +
+	"\vUnusedOffer\x12\x19\n" +
+	"\boffer_id\x18\x01 \x01(\tR\aofferId\x12\x19\n" +
+	"\bagent_id\x18\x02 \x01(\tR\aagentId\x12\x1a\n" +
+	"\bhostname\x18\x03 \x01(\tR\bhostname\x12\x18\n" +
+	"\areasons\x18\x04 \x03(\tR\areasons\x12\x1c\n" +
+	"\ttimestamp\x18\x05 \x01(\tR\ttimestamp\"\xc5\x02\n" +
+	"\x11HealthCheckResult\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x05R\x05index\x12\x1f\n" +
+	"\vinstance_id\x18\x02 \x01(\tR\n" +
+	"instanceId\x12\x17\n" +
+	"\atask_id\x18\x03 \x01(\tR\x06taskId\x12\x14\n" +
+	"\x05alive\x18\x04 \x01(\bR\x05alive\x121\n" +
+	"\x14consecutive_failures\x18\x05 \x01(\x05R\x13consecutiveFailures\x12#\n" +
+	"\rfirst_success\x18\x06 \x01(\tR\ffirstSuccess\x12!\n" +
+	"\flast_success\x18\a \x01(\tR\vlastSuccess\x12!\n" +
+	"\flast_failure\x18\b \x01(\tR\vlastFailure\x12,\n" +
+	"\x12last_failure_cause\x18\t \x01(\tR\x10lastFailureCause\"\x9b\x01\n" +
+	"\x14ReadinessCheckResult\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x17\n" +
+	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x14\n" +
+	"\x05ready\x18\x03 \x01(\bR\x05ready\x12@\n" +
+	"\rlast_response\x18\x04 \x01(\v2\x1b.berth.v1.ReadinessResponseR\flastResponse\"b\n" +
+	"\x11ReadinessResponse\x12\x16\n" +
+	"\x06status\x18\x01 \x01(\x05R\x06status\x12!\n" +
+	"\fcontent_type\x18\x02 \x01(\tR\vcontentType\x12\x12\n" +
+	"\x04body\x18\x03 \x01(\tR\x04body\"\xe9\x01\n" +
+	"\x10TaskCheckResults\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x15\n" +
+	"\x06app_id\x18\x02 \x01(\tR\x05appId\x12M\n" +
+	"\x14health_check_results\x18\x03 \x03(\v2\x1b.berth.v1.HealthCheckResultR\x12healthCheckResults\x12V\n" +
+	"\x17readiness_check_results\x18\x04 \x03(\v2\x1e.berth.v1.ReadinessCheckResultR\x15readinessCheckResults\"0\n" +
+	"\x17ListCheckResultsRequest\x12\x15\n" +
+	"\x06app_id\x18\x01 \x01(\tR\x05appId\"P\n" +
+	"\x18ListCheckResultsResponse\x124\n" +
+	"\aresults\x18\x01 \x03(\v2\x1a.berth.v1.TaskCheckResultsR\aresults\"\x86\x01\n" +
 	"\x12ReadTaskLogRequest\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12)\n" +
 	"\x04file\x18\x02 \x01(\x0e2\x15.berth.v1.TaskLogFileR\x04file\x12\x16\n" +
@@ -3262,7 +4290,7 @@ const file_berth_v1_service_proto_rawDesc = "" +
 	"page_token\x18\x04 \x01(\tR\tpageToken\"e\n" +
 	"\x11ListTasksResponse\x12(\n" +
 	"\x05tasks\x18\x01 \x03(\v2\x12.berth.v1.TaskViewR\x05tasks\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xab\x04\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xd2\x05\n" +
 	"\bTaskView\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
 	"\x06app_id\x18\x02 \x01(\tR\x05appId\x12\x1f\n" +
@@ -3285,7 +4313,9 @@ const file_berth_v1_service_proto_rawDesc = "" +
 	"\x06reason\x18\x10 \x01(\tR\x06reason\x12\x18\n" +
 	"\asandbox\x18\x11 \x01(\tR\asandbox\x12\x1b\n" +
 	"\tagent_url\x18\x12 \x01(\tR\bagentUrl\x12*\n" +
-	"\x11launch_not_before\x18\x13 \x01(\tR\x0flaunchNotBeforeB\n" +
+	"\x11launch_not_before\x18\x13 \x01(\tR\x0flaunchNotBefore\x12M\n" +
+	"\x14health_check_results\x18\x14 \x03(\v2\x1b.berth.v1.HealthCheckResultR\x12healthCheckResults\x12V\n" +
+	"\x17readiness_check_results\x18\x15 \x03(\v2\x1e.berth.v1.ReadinessCheckResultR\x15readinessCheckResultsB\n" +
 	"\n" +
 	"\b_healthy\"_\n" +
 	"\x0fTaskLocalVolume\x12%\n" +
@@ -3301,15 +4331,24 @@ const file_berth_v1_service_proto_rawDesc = "" +
 	"\x04task\x18\x01 \x01(\v2\x12.berth.v1.TaskViewR\x04task\x12#\n" +
 	"\rdeployment_id\x18\x02 \x01(\tR\fdeploymentId\"C\n" +
 	"\x16ListDeploymentsRequest\x12)\n" +
-	"\x10include_finished\x18\x01 \x01(\bR\x0fincludeFinished\"Q\n" +
+	"\x10include_finished\x18\x01 \x01(\bR\x0fincludeFinished\"\x94\x01\n" +
 	"\x17ListDeploymentsResponse\x126\n" +
-	"\vdeployments\x18\x01 \x03(\v2\x14.berth.v1.DeploymentR\vdeployments\"&\n" +
+	"\vdeployments\x18\x01 \x03(\v2\x14.berth.v1.DeploymentR\vdeployments\x12A\n" +
+	"\x0fcurrent_actions\x18\x02 \x03(\v2\x18.berth.v1.CurrentActionsR\x0ecurrentActions\"h\n" +
+	"\x0eCurrentActions\x12#\n" +
+	"\rdeployment_id\x18\x01 \x01(\tR\fdeploymentId\x121\n" +
+	"\aactions\x18\x02 \x03(\v2\x17.berth.v1.CurrentActionR\aactions\"\x91\x01\n" +
+	"\rCurrentAction\x12\x16\n" +
+	"\x06action\x18\x01 \x01(\tR\x06action\x12\x10\n" +
+	"\x03app\x18\x02 \x01(\tR\x03app\x12V\n" +
+	"\x17readiness_check_results\x18\x03 \x03(\v2\x1e.berth.v1.ReadinessCheckResultR\x15readinessCheckResults\"&\n" +
 	"\x14GetDeploymentRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"M\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x90\x01\n" +
 	"\x15GetDeploymentResponse\x124\n" +
 	"\n" +
 	"deployment\x18\x01 \x01(\v2\x14.berth.v1.DeploymentR\n" +
-	"deployment\"^\n" +
+	"deployment\x12A\n" +
+	"\x0fcurrent_actions\x18\x02 \x01(\v2\x18.berth.v1.CurrentActionsR\x0ecurrentActions\"^\n" +
 	"\x17CancelDeploymentRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
@@ -3393,7 +4432,7 @@ const file_berth_v1_service_proto_rawDesc = "" +
 	"\vTaskLogFile\x12\x1d\n" +
 	"\x19TASK_LOG_FILE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14TASK_LOG_FILE_STDOUT\x10\x01\x12\x18\n" +
-	"\x14TASK_LOG_FILE_STDERR\x10\x022\xd7\x04\n" +
+	"\x14TASK_LOG_FILE_STDERR\x10\x022\x9f\x05\n" +
 	"\n" +
 	"AppService\x12D\n" +
 	"\tCreateApp\x12\x1a.berth.v1.CreateAppRequest\x1a\x1b.berth.v1.CreateAppResponse\x12@\n" +
@@ -3405,11 +4444,13 @@ const file_berth_v1_service_proto_rawDesc = "" +
 	"\n" +
 	"RestartApp\x12\x1b.berth.v1.RestartAppRequest\x1a\x1c.berth.v1.RestartAppResponse\x12G\n" +
 	"\n" +
-	"ResetDelay\x12\x1b.berth.v1.ResetDelayRequest\x1a\x1c.berth.v1.ResetDelayResponse2\xe9\x01\n" +
+	"ResetDelay\x12\x1b.berth.v1.ResetDelayRequest\x1a\x1c.berth.v1.ResetDelayResponse\x12F\n" +
+	"\bGetQueue\x12\x19.berth.v1.GetQueueRequest\x1a\x1a.berth.v1.GetQueueResponse\"\x03\x90\x02\x012\xc9\x02\n" +
 	"\vTaskService\x12I\n" +
 	"\tListTasks\x12\x1a.berth.v1.ListTasksRequest\x1a\x1b.berth.v1.ListTasksResponse\"\x03\x90\x02\x01\x12A\n" +
 	"\bKillTask\x12\x19.berth.v1.KillTaskRequest\x1a\x1a.berth.v1.KillTaskResponse\x12L\n" +
-	"\vReadTaskLog\x12\x1c.berth.v1.ReadTaskLogRequest\x1a\x1d.berth.v1.ReadTaskLogResponse0\x012\xa2\x02\n" +
+	"\vReadTaskLog\x12\x1c.berth.v1.ReadTaskLogRequest\x1a\x1d.berth.v1.ReadTaskLogResponse0\x01\x12^\n" +
+	"\x10ListCheckResults\x12!.berth.v1.ListCheckResultsRequest\x1a\".berth.v1.ListCheckResultsResponse\"\x03\x90\x02\x012\xa2\x02\n" +
 	"\x11DeploymentService\x12[\n" +
 	"\x0fListDeployments\x12 .berth.v1.ListDeploymentsRequest\x1a!.berth.v1.ListDeploymentsResponse\"\x03\x90\x02\x01\x12U\n" +
 	"\rGetDeployment\x12\x1e.berth.v1.GetDeploymentRequest\x1a\x1f.berth.v1.GetDeploymentResponse\"\x03\x90\x02\x01\x12Y\n" +
@@ -3441,7 +4482,7 @@ func file_berth_v1_service_proto_rawDescGZIP() []byte {
 }
 
 var file_berth_v1_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_berth_v1_service_proto_msgTypes = make([]protoimpl.MessageInfo, 51)
+var file_berth_v1_service_proto_msgTypes = make([]protoimpl.MessageInfo, 65)
 var file_berth_v1_service_proto_goTypes = []any{
 	(ReadConsistency)(0),               // 0: berth.v1.ReadConsistency
 	(TaskLogFile)(0),                   // 1: berth.v1.TaskLogFile
@@ -3462,118 +4503,151 @@ var file_berth_v1_service_proto_goTypes = []any{
 	(*RestartAppResponse)(nil),         // 16: berth.v1.RestartAppResponse
 	(*ResetDelayRequest)(nil),          // 17: berth.v1.ResetDelayRequest
 	(*ResetDelayResponse)(nil),         // 18: berth.v1.ResetDelayResponse
-	(*ReadTaskLogRequest)(nil),         // 19: berth.v1.ReadTaskLogRequest
-	(*ReadTaskLogResponse)(nil),        // 20: berth.v1.ReadTaskLogResponse
-	(*ListTasksRequest)(nil),           // 21: berth.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),          // 22: berth.v1.ListTasksResponse
-	(*TaskView)(nil),                   // 23: berth.v1.TaskView
-	(*TaskLocalVolume)(nil),            // 24: berth.v1.TaskLocalVolume
-	(*KillTaskRequest)(nil),            // 25: berth.v1.KillTaskRequest
-	(*KillTaskResponse)(nil),           // 26: berth.v1.KillTaskResponse
-	(*ListDeploymentsRequest)(nil),     // 27: berth.v1.ListDeploymentsRequest
-	(*ListDeploymentsResponse)(nil),    // 28: berth.v1.ListDeploymentsResponse
-	(*GetDeploymentRequest)(nil),       // 29: berth.v1.GetDeploymentRequest
-	(*GetDeploymentResponse)(nil),      // 30: berth.v1.GetDeploymentResponse
-	(*CancelDeploymentRequest)(nil),    // 31: berth.v1.CancelDeploymentRequest
-	(*CancelDeploymentResponse)(nil),   // 32: berth.v1.CancelDeploymentResponse
-	(*StreamEventsRequest)(nil),        // 33: berth.v1.StreamEventsRequest
-	(*Event)(nil),                      // 34: berth.v1.Event
-	(*LeaveRequest)(nil),               // 35: berth.v1.LeaveRequest
-	(*LeaveResponse)(nil),              // 36: berth.v1.LeaveResponse
-	(*MembersRequest)(nil),             // 37: berth.v1.MembersRequest
-	(*Member)(nil),                     // 38: berth.v1.Member
-	(*MembersResponse)(nil),            // 39: berth.v1.MembersResponse
-	(*LeaderRequest)(nil),              // 40: berth.v1.LeaderRequest
-	(*LeaderResponse)(nil),             // 41: berth.v1.LeaderResponse
-	(*ListPeersRequest)(nil),           // 42: berth.v1.ListPeersRequest
-	(*Peer)(nil),                       // 43: berth.v1.Peer
-	(*ListPeersResponse)(nil),          // 44: berth.v1.ListPeersResponse
-	(*RemovePeerRequest)(nil),          // 45: berth.v1.RemovePeerRequest
-	(*RemovePeerResponse)(nil),         // 46: berth.v1.RemovePeerResponse
-	(*TransferLeadershipRequest)(nil),  // 47: berth.v1.TransferLeadershipRequest
-	(*TransferLeadershipResponse)(nil), // 48: berth.v1.TransferLeadershipResponse
-	(*SaveSnapshotRequest)(nil),        // 49: berth.v1.SaveSnapshotRequest
-	(*SaveSnapshotResponse)(nil),       // 50: berth.v1.SaveSnapshotResponse
-	(*RestoreSnapshotRequest)(nil),     // 51: berth.v1.RestoreSnapshotRequest
-	(*RestoreSnapshotResponse)(nil),    // 52: berth.v1.RestoreSnapshotResponse
-	(*App)(nil),                        // 53: berth.v1.App
-	(*TaskFailure)(nil),                // 54: berth.v1.TaskFailure
-	(*Deployment)(nil),                 // 55: berth.v1.Deployment
+	(*GetQueueRequest)(nil),            // 19: berth.v1.GetQueueRequest
+	(*GetQueueResponse)(nil),           // 20: berth.v1.GetQueueResponse
+	(*QueueEntry)(nil),                 // 21: berth.v1.QueueEntry
+	(*ProcessedOffersSummary)(nil),     // 22: berth.v1.ProcessedOffersSummary
+	(*OfferRejections)(nil),            // 23: berth.v1.OfferRejections
+	(*UnusedOffer)(nil),                // 24: berth.v1.UnusedOffer
+	(*HealthCheckResult)(nil),          // 25: berth.v1.HealthCheckResult
+	(*ReadinessCheckResult)(nil),       // 26: berth.v1.ReadinessCheckResult
+	(*ReadinessResponse)(nil),          // 27: berth.v1.ReadinessResponse
+	(*TaskCheckResults)(nil),           // 28: berth.v1.TaskCheckResults
+	(*ListCheckResultsRequest)(nil),    // 29: berth.v1.ListCheckResultsRequest
+	(*ListCheckResultsResponse)(nil),   // 30: berth.v1.ListCheckResultsResponse
+	(*ReadTaskLogRequest)(nil),         // 31: berth.v1.ReadTaskLogRequest
+	(*ReadTaskLogResponse)(nil),        // 32: berth.v1.ReadTaskLogResponse
+	(*ListTasksRequest)(nil),           // 33: berth.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),          // 34: berth.v1.ListTasksResponse
+	(*TaskView)(nil),                   // 35: berth.v1.TaskView
+	(*TaskLocalVolume)(nil),            // 36: berth.v1.TaskLocalVolume
+	(*KillTaskRequest)(nil),            // 37: berth.v1.KillTaskRequest
+	(*KillTaskResponse)(nil),           // 38: berth.v1.KillTaskResponse
+	(*ListDeploymentsRequest)(nil),     // 39: berth.v1.ListDeploymentsRequest
+	(*ListDeploymentsResponse)(nil),    // 40: berth.v1.ListDeploymentsResponse
+	(*CurrentActions)(nil),             // 41: berth.v1.CurrentActions
+	(*CurrentAction)(nil),              // 42: berth.v1.CurrentAction
+	(*GetDeploymentRequest)(nil),       // 43: berth.v1.GetDeploymentRequest
+	(*GetDeploymentResponse)(nil),      // 44: berth.v1.GetDeploymentResponse
+	(*CancelDeploymentRequest)(nil),    // 45: berth.v1.CancelDeploymentRequest
+	(*CancelDeploymentResponse)(nil),   // 46: berth.v1.CancelDeploymentResponse
+	(*StreamEventsRequest)(nil),        // 47: berth.v1.StreamEventsRequest
+	(*Event)(nil),                      // 48: berth.v1.Event
+	(*LeaveRequest)(nil),               // 49: berth.v1.LeaveRequest
+	(*LeaveResponse)(nil),              // 50: berth.v1.LeaveResponse
+	(*MembersRequest)(nil),             // 51: berth.v1.MembersRequest
+	(*Member)(nil),                     // 52: berth.v1.Member
+	(*MembersResponse)(nil),            // 53: berth.v1.MembersResponse
+	(*LeaderRequest)(nil),              // 54: berth.v1.LeaderRequest
+	(*LeaderResponse)(nil),             // 55: berth.v1.LeaderResponse
+	(*ListPeersRequest)(nil),           // 56: berth.v1.ListPeersRequest
+	(*Peer)(nil),                       // 57: berth.v1.Peer
+	(*ListPeersResponse)(nil),          // 58: berth.v1.ListPeersResponse
+	(*RemovePeerRequest)(nil),          // 59: berth.v1.RemovePeerRequest
+	(*RemovePeerResponse)(nil),         // 60: berth.v1.RemovePeerResponse
+	(*TransferLeadershipRequest)(nil),  // 61: berth.v1.TransferLeadershipRequest
+	(*TransferLeadershipResponse)(nil), // 62: berth.v1.TransferLeadershipResponse
+	(*SaveSnapshotRequest)(nil),        // 63: berth.v1.SaveSnapshotRequest
+	(*SaveSnapshotResponse)(nil),       // 64: berth.v1.SaveSnapshotResponse
+	(*RestoreSnapshotRequest)(nil),     // 65: berth.v1.RestoreSnapshotRequest
+	(*RestoreSnapshotResponse)(nil),    // 66: berth.v1.RestoreSnapshotResponse
+	(*App)(nil),                        // 67: berth.v1.App
+	(*TaskFailure)(nil),                // 68: berth.v1.TaskFailure
+	(*Deployment)(nil),                 // 69: berth.v1.Deployment
 }
 var file_berth_v1_service_proto_depIdxs = []int32{
-	53, // 0: berth.v1.CreateAppRequest.app:type_name -> berth.v1.App
-	53, // 1: berth.v1.CreateAppResponse.app:type_name -> berth.v1.App
+	67, // 0: berth.v1.CreateAppRequest.app:type_name -> berth.v1.App
+	67, // 1: berth.v1.CreateAppResponse.app:type_name -> berth.v1.App
 	0,  // 2: berth.v1.GetAppRequest.consistency:type_name -> berth.v1.ReadConsistency
-	53, // 3: berth.v1.GetAppResponse.app:type_name -> berth.v1.App
+	67, // 3: berth.v1.GetAppResponse.app:type_name -> berth.v1.App
 	6,  // 4: berth.v1.GetAppResponse.summary:type_name -> berth.v1.AppSummary
-	54, // 5: berth.v1.AppSummary.last_task_failure:type_name -> berth.v1.TaskFailure
+	68, // 5: berth.v1.AppSummary.last_task_failure:type_name -> berth.v1.TaskFailure
 	0,  // 6: berth.v1.ListAppsRequest.consistency:type_name -> berth.v1.ReadConsistency
-	53, // 7: berth.v1.ListAppsResponse.apps:type_name -> berth.v1.App
+	67, // 7: berth.v1.ListAppsResponse.apps:type_name -> berth.v1.App
 	6,  // 8: berth.v1.ListAppsResponse.summaries:type_name -> berth.v1.AppSummary
-	53, // 9: berth.v1.UpdateAppRequest.app:type_name -> berth.v1.App
-	53, // 10: berth.v1.UpdateAppResponse.app:type_name -> berth.v1.App
-	1,  // 11: berth.v1.ReadTaskLogRequest.file:type_name -> berth.v1.TaskLogFile
-	0,  // 12: berth.v1.ListTasksRequest.consistency:type_name -> berth.v1.ReadConsistency
-	23, // 13: berth.v1.ListTasksResponse.tasks:type_name -> berth.v1.TaskView
-	24, // 14: berth.v1.TaskView.local_volumes:type_name -> berth.v1.TaskLocalVolume
-	23, // 15: berth.v1.KillTaskResponse.task:type_name -> berth.v1.TaskView
-	55, // 16: berth.v1.ListDeploymentsResponse.deployments:type_name -> berth.v1.Deployment
-	55, // 17: berth.v1.GetDeploymentResponse.deployment:type_name -> berth.v1.Deployment
-	55, // 18: berth.v1.Event.deployment:type_name -> berth.v1.Deployment
-	53, // 19: berth.v1.Event.app:type_name -> berth.v1.App
-	38, // 20: berth.v1.MembersResponse.members:type_name -> berth.v1.Member
-	43, // 21: berth.v1.ListPeersResponse.peers:type_name -> berth.v1.Peer
-	2,  // 22: berth.v1.AppService.CreateApp:input_type -> berth.v1.CreateAppRequest
-	4,  // 23: berth.v1.AppService.GetApp:input_type -> berth.v1.GetAppRequest
-	7,  // 24: berth.v1.AppService.ListApps:input_type -> berth.v1.ListAppsRequest
-	9,  // 25: berth.v1.AppService.UpdateApp:input_type -> berth.v1.UpdateAppRequest
-	11, // 26: berth.v1.AppService.DeleteApp:input_type -> berth.v1.DeleteAppRequest
-	13, // 27: berth.v1.AppService.ListAppVersions:input_type -> berth.v1.ListAppVersionsRequest
-	15, // 28: berth.v1.AppService.RestartApp:input_type -> berth.v1.RestartAppRequest
-	17, // 29: berth.v1.AppService.ResetDelay:input_type -> berth.v1.ResetDelayRequest
-	21, // 30: berth.v1.TaskService.ListTasks:input_type -> berth.v1.ListTasksRequest
-	25, // 31: berth.v1.TaskService.KillTask:input_type -> berth.v1.KillTaskRequest
-	19, // 32: berth.v1.TaskService.ReadTaskLog:input_type -> berth.v1.ReadTaskLogRequest
-	27, // 33: berth.v1.DeploymentService.ListDeployments:input_type -> berth.v1.ListDeploymentsRequest
-	29, // 34: berth.v1.DeploymentService.GetDeployment:input_type -> berth.v1.GetDeploymentRequest
-	31, // 35: berth.v1.DeploymentService.CancelDeployment:input_type -> berth.v1.CancelDeploymentRequest
-	33, // 36: berth.v1.EventService.StreamEvents:input_type -> berth.v1.StreamEventsRequest
-	37, // 37: berth.v1.ClusterService.Members:input_type -> berth.v1.MembersRequest
-	40, // 38: berth.v1.ClusterService.Leader:input_type -> berth.v1.LeaderRequest
-	42, // 39: berth.v1.ClusterService.ListPeers:input_type -> berth.v1.ListPeersRequest
-	45, // 40: berth.v1.ClusterService.RemovePeer:input_type -> berth.v1.RemovePeerRequest
-	47, // 41: berth.v1.ClusterService.TransferLeadership:input_type -> berth.v1.TransferLeadershipRequest
-	49, // 42: berth.v1.ClusterService.SaveSnapshot:input_type -> berth.v1.SaveSnapshotRequest
-	51, // 43: berth.v1.ClusterService.RestoreSnapshot:input_type -> berth.v1.RestoreSnapshotRequest
-	35, // 44: berth.v1.ClusterService.Leave:input_type -> berth.v1.LeaveRequest
-	3,  // 45: berth.v1.AppService.CreateApp:output_type -> berth.v1.CreateAppResponse
-	5,  // 46: berth.v1.AppService.GetApp:output_type -> berth.v1.GetAppResponse
-	8,  // 47: berth.v1.AppService.ListApps:output_type -> berth.v1.ListAppsResponse
-	10, // 48: berth.v1.AppService.UpdateApp:output_type -> berth.v1.UpdateAppResponse
-	12, // 49: berth.v1.AppService.DeleteApp:output_type -> berth.v1.DeleteAppResponse
-	14, // 50: berth.v1.AppService.ListAppVersions:output_type -> berth.v1.ListAppVersionsResponse
-	16, // 51: berth.v1.AppService.RestartApp:output_type -> berth.v1.RestartAppResponse
-	18, // 52: berth.v1.AppService.ResetDelay:output_type -> berth.v1.ResetDelayResponse
-	22, // 53: berth.v1.TaskService.ListTasks:output_type -> berth.v1.ListTasksResponse
-	26, // 54: berth.v1.TaskService.KillTask:output_type -> berth.v1.KillTaskResponse
-	20, // 55: berth.v1.TaskService.ReadTaskLog:output_type -> berth.v1.ReadTaskLogResponse
-	28, // 56: berth.v1.DeploymentService.ListDeployments:output_type -> berth.v1.ListDeploymentsResponse
-	30, // 57: berth.v1.DeploymentService.GetDeployment:output_type -> berth.v1.GetDeploymentResponse
-	32, // 58: berth.v1.DeploymentService.CancelDeployment:output_type -> berth.v1.CancelDeploymentResponse
-	34, // 59: berth.v1.EventService.StreamEvents:output_type -> berth.v1.Event
-	39, // 60: berth.v1.ClusterService.Members:output_type -> berth.v1.MembersResponse
-	41, // 61: berth.v1.ClusterService.Leader:output_type -> berth.v1.LeaderResponse
-	44, // 62: berth.v1.ClusterService.ListPeers:output_type -> berth.v1.ListPeersResponse
-	46, // 63: berth.v1.ClusterService.RemovePeer:output_type -> berth.v1.RemovePeerResponse
-	48, // 64: berth.v1.ClusterService.TransferLeadership:output_type -> berth.v1.TransferLeadershipResponse
-	50, // 65: berth.v1.ClusterService.SaveSnapshot:output_type -> berth.v1.SaveSnapshotResponse
-	52, // 66: berth.v1.ClusterService.RestoreSnapshot:output_type -> berth.v1.RestoreSnapshotResponse
-	36, // 67: berth.v1.ClusterService.Leave:output_type -> berth.v1.LeaveResponse
-	45, // [45:68] is the sub-list for method output_type
-	22, // [22:45] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	67, // 9: berth.v1.UpdateAppRequest.app:type_name -> berth.v1.App
+	67, // 10: berth.v1.UpdateAppResponse.app:type_name -> berth.v1.App
+	21, // 11: berth.v1.GetQueueResponse.queue:type_name -> berth.v1.QueueEntry
+	22, // 12: berth.v1.QueueEntry.processed_offers_summary:type_name -> berth.v1.ProcessedOffersSummary
+	24, // 13: berth.v1.QueueEntry.last_unused_offers:type_name -> berth.v1.UnusedOffer
+	23, // 14: berth.v1.ProcessedOffersSummary.reject_summary_last_offers:type_name -> berth.v1.OfferRejections
+	23, // 15: berth.v1.ProcessedOffersSummary.reject_summary_launch_attempt:type_name -> berth.v1.OfferRejections
+	27, // 16: berth.v1.ReadinessCheckResult.last_response:type_name -> berth.v1.ReadinessResponse
+	25, // 17: berth.v1.TaskCheckResults.health_check_results:type_name -> berth.v1.HealthCheckResult
+	26, // 18: berth.v1.TaskCheckResults.readiness_check_results:type_name -> berth.v1.ReadinessCheckResult
+	28, // 19: berth.v1.ListCheckResultsResponse.results:type_name -> berth.v1.TaskCheckResults
+	1,  // 20: berth.v1.ReadTaskLogRequest.file:type_name -> berth.v1.TaskLogFile
+	0,  // 21: berth.v1.ListTasksRequest.consistency:type_name -> berth.v1.ReadConsistency
+	35, // 22: berth.v1.ListTasksResponse.tasks:type_name -> berth.v1.TaskView
+	36, // 23: berth.v1.TaskView.local_volumes:type_name -> berth.v1.TaskLocalVolume
+	25, // 24: berth.v1.TaskView.health_check_results:type_name -> berth.v1.HealthCheckResult
+	26, // 25: berth.v1.TaskView.readiness_check_results:type_name -> berth.v1.ReadinessCheckResult
+	35, // 26: berth.v1.KillTaskResponse.task:type_name -> berth.v1.TaskView
+	69, // 27: berth.v1.ListDeploymentsResponse.deployments:type_name -> berth.v1.Deployment
+	41, // 28: berth.v1.ListDeploymentsResponse.current_actions:type_name -> berth.v1.CurrentActions
+	42, // 29: berth.v1.CurrentActions.actions:type_name -> berth.v1.CurrentAction
+	26, // 30: berth.v1.CurrentAction.readiness_check_results:type_name -> berth.v1.ReadinessCheckResult
+	69, // 31: berth.v1.GetDeploymentResponse.deployment:type_name -> berth.v1.Deployment
+	41, // 32: berth.v1.GetDeploymentResponse.current_actions:type_name -> berth.v1.CurrentActions
+	69, // 33: berth.v1.Event.deployment:type_name -> berth.v1.Deployment
+	67, // 34: berth.v1.Event.app:type_name -> berth.v1.App
+	52, // 35: berth.v1.MembersResponse.members:type_name -> berth.v1.Member
+	57, // 36: berth.v1.ListPeersResponse.peers:type_name -> berth.v1.Peer
+	2,  // 37: berth.v1.AppService.CreateApp:input_type -> berth.v1.CreateAppRequest
+	4,  // 38: berth.v1.AppService.GetApp:input_type -> berth.v1.GetAppRequest
+	7,  // 39: berth.v1.AppService.ListApps:input_type -> berth.v1.ListAppsRequest
+	9,  // 40: berth.v1.AppService.UpdateApp:input_type -> berth.v1.UpdateAppRequest
+	11, // 41: berth.v1.AppService.DeleteApp:input_type -> berth.v1.DeleteAppRequest
+	13, // 42: berth.v1.AppService.ListAppVersions:input_type -> berth.v1.ListAppVersionsRequest
+	15, // 43: berth.v1.AppService.RestartApp:input_type -> berth.v1.RestartAppRequest
+	17, // 44: berth.v1.AppService.ResetDelay:input_type -> berth.v1.ResetDelayRequest
+	19, // 45: berth.v1.AppService.GetQueue:input_type -> berth.v1.GetQueueRequest
+	33, // 46: berth.v1.TaskService.ListTasks:input_type -> berth.v1.ListTasksRequest
+	37, // 47: berth.v1.TaskService.KillTask:input_type -> berth.v1.KillTaskRequest
+	31, // 48: berth.v1.TaskService.ReadTaskLog:input_type -> berth.v1.ReadTaskLogRequest
+	29, // 49: berth.v1.TaskService.ListCheckResults:input_type -> berth.v1.ListCheckResultsRequest
+	39, // 50: berth.v1.DeploymentService.ListDeployments:input_type -> berth.v1.ListDeploymentsRequest
+	43, // 51: berth.v1.DeploymentService.GetDeployment:input_type -> berth.v1.GetDeploymentRequest
+	45, // 52: berth.v1.DeploymentService.CancelDeployment:input_type -> berth.v1.CancelDeploymentRequest
+	47, // 53: berth.v1.EventService.StreamEvents:input_type -> berth.v1.StreamEventsRequest
+	51, // 54: berth.v1.ClusterService.Members:input_type -> berth.v1.MembersRequest
+	54, // 55: berth.v1.ClusterService.Leader:input_type -> berth.v1.LeaderRequest
+	56, // 56: berth.v1.ClusterService.ListPeers:input_type -> berth.v1.ListPeersRequest
+	59, // 57: berth.v1.ClusterService.RemovePeer:input_type -> berth.v1.RemovePeerRequest
+	61, // 58: berth.v1.ClusterService.TransferLeadership:input_type -> berth.v1.TransferLeadershipRequest
+	63, // 59: berth.v1.ClusterService.SaveSnapshot:input_type -> berth.v1.SaveSnapshotRequest
+	65, // 60: berth.v1.ClusterService.RestoreSnapshot:input_type -> berth.v1.RestoreSnapshotRequest
+	49, // 61: berth.v1.ClusterService.Leave:input_type -> berth.v1.LeaveRequest
+	3,  // 62: berth.v1.AppService.CreateApp:output_type -> berth.v1.CreateAppResponse
+	5,  // 63: berth.v1.AppService.GetApp:output_type -> berth.v1.GetAppResponse
+	8,  // 64: berth.v1.AppService.ListApps:output_type -> berth.v1.ListAppsResponse
+	10, // 65: berth.v1.AppService.UpdateApp:output_type -> berth.v1.UpdateAppResponse
+	12, // 66: berth.v1.AppService.DeleteApp:output_type -> berth.v1.DeleteAppResponse
+	14, // 67: berth.v1.AppService.ListAppVersions:output_type -> berth.v1.ListAppVersionsResponse
+	16, // 68: berth.v1.AppService.RestartApp:output_type -> berth.v1.RestartAppResponse
+	18, // 69: berth.v1.AppService.ResetDelay:output_type -> berth.v1.ResetDelayResponse
+	20, // 70: berth.v1.AppService.GetQueue:output_type -> berth.v1.GetQueueResponse
+	34, // 71: berth.v1.TaskService.ListTasks:output_type -> berth.v1.ListTasksResponse
+	38, // 72: berth.v1.TaskService.KillTask:output_type -> berth.v1.KillTaskResponse
+	32, // 73: berth.v1.TaskService.ReadTaskLog:output_type -> berth.v1.ReadTaskLogResponse
+	30, // 74: berth.v1.TaskService.ListCheckResults:output_type -> berth.v1.ListCheckResultsResponse
+	40, // 75: berth.v1.DeploymentService.ListDeployments:output_type -> berth.v1.ListDeploymentsResponse
+	44, // 76: berth.v1.DeploymentService.GetDeployment:output_type -> berth.v1.GetDeploymentResponse
+	46, // 77: berth.v1.DeploymentService.CancelDeployment:output_type -> berth.v1.CancelDeploymentResponse
+	48, // 78: berth.v1.EventService.StreamEvents:output_type -> berth.v1.Event
+	53, // 79: berth.v1.ClusterService.Members:output_type -> berth.v1.MembersResponse
+	55, // 80: berth.v1.ClusterService.Leader:output_type -> berth.v1.LeaderResponse
+	58, // 81: berth.v1.ClusterService.ListPeers:output_type -> berth.v1.ListPeersResponse
+	60, // 82: berth.v1.ClusterService.RemovePeer:output_type -> berth.v1.RemovePeerResponse
+	62, // 83: berth.v1.ClusterService.TransferLeadership:output_type -> berth.v1.TransferLeadershipResponse
+	64, // 84: berth.v1.ClusterService.SaveSnapshot:output_type -> berth.v1.SaveSnapshotResponse
+	66, // 85: berth.v1.ClusterService.RestoreSnapshot:output_type -> berth.v1.RestoreSnapshotResponse
+	50, // 86: berth.v1.ClusterService.Leave:output_type -> berth.v1.LeaveResponse
+	62, // [62:87] is the sub-list for method output_type
+	37, // [37:62] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_berth_v1_service_proto_init() }
@@ -3583,15 +4657,15 @@ func file_berth_v1_service_proto_init() {
 	}
 	file_berth_v1_app_proto_init()
 	file_berth_v1_state_proto_init()
-	file_berth_v1_service_proto_msgTypes[21].OneofWrappers = []any{}
-	file_berth_v1_service_proto_msgTypes[32].OneofWrappers = []any{}
+	file_berth_v1_service_proto_msgTypes[33].OneofWrappers = []any{}
+	file_berth_v1_service_proto_msgTypes[46].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_berth_v1_service_proto_rawDesc), len(file_berth_v1_service_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   51,
+			NumMessages:   65,
 			NumExtensions: 0,
 			NumServices:   5,
 		},

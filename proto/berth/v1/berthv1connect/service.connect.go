@@ -58,12 +58,17 @@ const (
 	AppServiceRestartAppProcedure = "/berth.v1.AppService/RestartApp"
 	// AppServiceResetDelayProcedure is the fully-qualified name of the AppService's ResetDelay RPC.
 	AppServiceResetDelayProcedure = "/berth.v1.AppService/ResetDelay"
+	// AppServiceGetQueueProcedure is the fully-qualified name of the AppService's GetQueue RPC.
+	AppServiceGetQueueProcedure = "/berth.v1.AppService/GetQueue"
 	// TaskServiceListTasksProcedure is the fully-qualified name of the TaskService's ListTasks RPC.
 	TaskServiceListTasksProcedure = "/berth.v1.TaskService/ListTasks"
 	// TaskServiceKillTaskProcedure is the fully-qualified name of the TaskService's KillTask RPC.
 	TaskServiceKillTaskProcedure = "/berth.v1.TaskService/KillTask"
 	// TaskServiceReadTaskLogProcedure is the fully-qualified name of the TaskService's ReadTaskLog RPC.
 	TaskServiceReadTaskLogProcedure = "/berth.v1.TaskService/ReadTaskLog"
+	// TaskServiceListCheckResultsProcedure is the fully-qualified name of the TaskService's
+	// ListCheckResults RPC.
+	TaskServiceListCheckResultsProcedure = "/berth.v1.TaskService/ListCheckResults"
 	// DeploymentServiceListDeploymentsProcedure is the fully-qualified name of the DeploymentService's
 	// ListDeployments RPC.
 	DeploymentServiceListDeploymentsProcedure = "/berth.v1.DeploymentService/ListDeployments"
@@ -119,6 +124,10 @@ type AppServiceClient interface {
 	// those waiting for it launch at the next offer (Marathon's DELETE
 	// /v2/queue/{id}/delay).
 	ResetDelay(context.Context, *connect.Request[v1.ResetDelayRequest]) (*connect.Response[v1.ResetDelayResponse], error)
+	// GetQueue lists, per app, the instances waiting for an offer and why
+	// the offers processed meanwhile did not fit (Marathon's /v2/queue
+	// processedOffersSummary). Served from the leader's memory.
+	GetQueue(context.Context, *connect.Request[v1.GetQueueRequest]) (*connect.Response[v1.GetQueueResponse], error)
 }
 
 // NewAppServiceClient constructs a client for the berth.v1.AppService service. By default, it uses
@@ -183,6 +192,13 @@ func NewAppServiceClient(httpClient connect.HTTPClient, baseURL string, opts ...
 			connect.WithSchema(appServiceMethods.ByName("ResetDelay")),
 			connect.WithClientOptions(opts...),
 		),
+		getQueue: connect.NewClient[v1.GetQueueRequest, v1.GetQueueResponse](
+			httpClient,
+			baseURL+AppServiceGetQueueProcedure,
+			connect.WithSchema(appServiceMethods.ByName("GetQueue")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -196,6 +212,7 @@ type appServiceClient struct {
 	listAppVersions *connect.Client[v1.ListAppVersionsRequest, v1.ListAppVersionsResponse]
 	restartApp      *connect.Client[v1.RestartAppRequest, v1.RestartAppResponse]
 	resetDelay      *connect.Client[v1.ResetDelayRequest, v1.ResetDelayResponse]
+	getQueue        *connect.Client[v1.GetQueueRequest, v1.GetQueueResponse]
 }
 
 // CreateApp calls berth.v1.AppService.CreateApp.
@@ -238,6 +255,11 @@ func (c *appServiceClient) ResetDelay(ctx context.Context, req *connect.Request[
 	return c.resetDelay.CallUnary(ctx, req)
 }
 
+// GetQueue calls berth.v1.AppService.GetQueue.
+func (c *appServiceClient) GetQueue(ctx context.Context, req *connect.Request[v1.GetQueueRequest]) (*connect.Response[v1.GetQueueResponse], error) {
+	return c.getQueue.CallUnary(ctx, req)
+}
+
 // AppServiceHandler is an implementation of the berth.v1.AppService service.
 type AppServiceHandler interface {
 	// CreateApp stores a new app and starts its deployment.
@@ -258,6 +280,10 @@ type AppServiceHandler interface {
 	// those waiting for it launch at the next offer (Marathon's DELETE
 	// /v2/queue/{id}/delay).
 	ResetDelay(context.Context, *connect.Request[v1.ResetDelayRequest]) (*connect.Response[v1.ResetDelayResponse], error)
+	// GetQueue lists, per app, the instances waiting for an offer and why
+	// the offers processed meanwhile did not fit (Marathon's /v2/queue
+	// processedOffersSummary). Served from the leader's memory.
+	GetQueue(context.Context, *connect.Request[v1.GetQueueRequest]) (*connect.Response[v1.GetQueueResponse], error)
 }
 
 // NewAppServiceHandler builds an HTTP handler from the service implementation. It returns the path
@@ -318,6 +344,13 @@ func NewAppServiceHandler(svc AppServiceHandler, opts ...connect.HandlerOption) 
 		connect.WithSchema(appServiceMethods.ByName("ResetDelay")),
 		connect.WithHandlerOptions(opts...),
 	)
+	appServiceGetQueueHandler := connect.NewUnaryHandler(
+		AppServiceGetQueueProcedure,
+		svc.GetQueue,
+		connect.WithSchema(appServiceMethods.ByName("GetQueue")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/berth.v1.AppService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case AppServiceCreateAppProcedure:
@@ -336,6 +369,8 @@ func NewAppServiceHandler(svc AppServiceHandler, opts ...connect.HandlerOption) 
 			appServiceRestartAppHandler.ServeHTTP(w, r)
 		case AppServiceResetDelayProcedure:
 			appServiceResetDelayHandler.ServeHTTP(w, r)
+		case AppServiceGetQueueProcedure:
+			appServiceGetQueueHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -377,6 +412,10 @@ func (UnimplementedAppServiceHandler) ResetDelay(context.Context, *connect.Reque
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("berth.v1.AppService.ResetDelay is not implemented"))
 }
 
+func (UnimplementedAppServiceHandler) GetQueue(context.Context, *connect.Request[v1.GetQueueRequest]) (*connect.Response[v1.GetQueueResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("berth.v1.AppService.GetQueue is not implemented"))
+}
+
 // TaskServiceClient is a client for the berth.v1.TaskService service.
 type TaskServiceClient interface {
 	// ListTasks lists one entry per instance, including stopped ones.
@@ -388,6 +427,9 @@ type TaskServiceClient interface {
 	// sending what the task appends until the task has ended (or the client
 	// goes away).
 	ReadTaskLog(context.Context, *connect.Request[v1.ReadTaskLogRequest]) (*connect.ServerStreamForClient[v1.ReadTaskLogResponse], error)
+	// ListCheckResults returns the leader's health and readiness check
+	// results of running tasks (kept in its memory, not replicated).
+	ListCheckResults(context.Context, *connect.Request[v1.ListCheckResultsRequest]) (*connect.Response[v1.ListCheckResultsResponse], error)
 }
 
 // NewTaskServiceClient constructs a client for the berth.v1.TaskService service. By default, it
@@ -420,14 +462,22 @@ func NewTaskServiceClient(httpClient connect.HTTPClient, baseURL string, opts ..
 			connect.WithSchema(taskServiceMethods.ByName("ReadTaskLog")),
 			connect.WithClientOptions(opts...),
 		),
+		listCheckResults: connect.NewClient[v1.ListCheckResultsRequest, v1.ListCheckResultsResponse](
+			httpClient,
+			baseURL+TaskServiceListCheckResultsProcedure,
+			connect.WithSchema(taskServiceMethods.ByName("ListCheckResults")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // taskServiceClient implements TaskServiceClient.
 type taskServiceClient struct {
-	listTasks   *connect.Client[v1.ListTasksRequest, v1.ListTasksResponse]
-	killTask    *connect.Client[v1.KillTaskRequest, v1.KillTaskResponse]
-	readTaskLog *connect.Client[v1.ReadTaskLogRequest, v1.ReadTaskLogResponse]
+	listTasks        *connect.Client[v1.ListTasksRequest, v1.ListTasksResponse]
+	killTask         *connect.Client[v1.KillTaskRequest, v1.KillTaskResponse]
+	readTaskLog      *connect.Client[v1.ReadTaskLogRequest, v1.ReadTaskLogResponse]
+	listCheckResults *connect.Client[v1.ListCheckResultsRequest, v1.ListCheckResultsResponse]
 }
 
 // ListTasks calls berth.v1.TaskService.ListTasks.
@@ -445,6 +495,11 @@ func (c *taskServiceClient) ReadTaskLog(ctx context.Context, req *connect.Reques
 	return c.readTaskLog.CallServerStream(ctx, req)
 }
 
+// ListCheckResults calls berth.v1.TaskService.ListCheckResults.
+func (c *taskServiceClient) ListCheckResults(ctx context.Context, req *connect.Request[v1.ListCheckResultsRequest]) (*connect.Response[v1.ListCheckResultsResponse], error) {
+	return c.listCheckResults.CallUnary(ctx, req)
+}
+
 // TaskServiceHandler is an implementation of the berth.v1.TaskService service.
 type TaskServiceHandler interface {
 	// ListTasks lists one entry per instance, including stopped ones.
@@ -456,6 +511,9 @@ type TaskServiceHandler interface {
 	// sending what the task appends until the task has ended (or the client
 	// goes away).
 	ReadTaskLog(context.Context, *connect.Request[v1.ReadTaskLogRequest], *connect.ServerStream[v1.ReadTaskLogResponse]) error
+	// ListCheckResults returns the leader's health and readiness check
+	// results of running tasks (kept in its memory, not replicated).
+	ListCheckResults(context.Context, *connect.Request[v1.ListCheckResultsRequest]) (*connect.Response[v1.ListCheckResultsResponse], error)
 }
 
 // NewTaskServiceHandler builds an HTTP handler from the service implementation. It returns the path
@@ -484,6 +542,13 @@ func NewTaskServiceHandler(svc TaskServiceHandler, opts ...connect.HandlerOption
 		connect.WithSchema(taskServiceMethods.ByName("ReadTaskLog")),
 		connect.WithHandlerOptions(opts...),
 	)
+	taskServiceListCheckResultsHandler := connect.NewUnaryHandler(
+		TaskServiceListCheckResultsProcedure,
+		svc.ListCheckResults,
+		connect.WithSchema(taskServiceMethods.ByName("ListCheckResults")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/berth.v1.TaskService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case TaskServiceListTasksProcedure:
@@ -492,6 +557,8 @@ func NewTaskServiceHandler(svc TaskServiceHandler, opts ...connect.HandlerOption
 			taskServiceKillTaskHandler.ServeHTTP(w, r)
 		case TaskServiceReadTaskLogProcedure:
 			taskServiceReadTaskLogHandler.ServeHTTP(w, r)
+		case TaskServiceListCheckResultsProcedure:
+			taskServiceListCheckResultsHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -511,6 +578,10 @@ func (UnimplementedTaskServiceHandler) KillTask(context.Context, *connect.Reques
 
 func (UnimplementedTaskServiceHandler) ReadTaskLog(context.Context, *connect.Request[v1.ReadTaskLogRequest], *connect.ServerStream[v1.ReadTaskLogResponse]) error {
 	return connect.NewError(connect.CodeUnimplemented, errors.New("berth.v1.TaskService.ReadTaskLog is not implemented"))
+}
+
+func (UnimplementedTaskServiceHandler) ListCheckResults(context.Context, *connect.Request[v1.ListCheckResultsRequest]) (*connect.Response[v1.ListCheckResultsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("berth.v1.TaskService.ListCheckResults is not implemented"))
 }
 
 // DeploymentServiceClient is a client for the berth.v1.DeploymentService service.

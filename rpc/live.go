@@ -1,0 +1,175 @@
+package rpc
+
+import (
+	"context"
+	"sort"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/berth-dev/berth/appmodel"
+	v1 "github.com/berth-dev/berth/proto/berth/v1"
+)
+
+// LiveState is what the leader's scheduler knows without replicating it
+// (scheduler.Live): why instances wait for offers, and the results of the
+// health and readiness checks it runs. Only the leader's is fed; followers
+// ask the leader.
+type LiveState interface {
+	// Queue lists the apps with waiting instances (all, or appID's).
+	Queue(appID string) []*v1.QueueEntry
+	// CheckResults lists the check results of running tasks (all, or
+	// appID's).
+	CheckResults(appID string) []*v1.TaskCheckResults
+}
+
+// goalOf is an instance's goal, Running when unset.
+func goalOf(i *v1.Instance) v1.Goal {
+	if i.GetGoal() == v1.Goal_GOAL_UNSPECIFIED {
+		return v1.Goal_GOAL_RUNNING
+	}
+	return i.GetGoal()
+}
+
+// liveAppID normalizes the app id of a live read and checks that the app
+// exists ("" names every app).
+func (s *Server) liveAppID(raw string) (string, error) {
+	if raw == "" {
+		return "", nil
+	}
+	id := appmodel.NormalizeID(raw)
+	app, err := s.store().Snapshot().App(id)
+	if err != nil {
+		return "", stateError(err)
+	}
+	if app == nil {
+		return "", notFound("app %s does not exist", id)
+	}
+	return id, nil
+}
+
+// GetQueue serves the leader's queue: per app, the waiting instances and
+// what the offers processed for them said (followers forward).
+func (a *appService) GetQueue(ctx context.Context, req *connect.Request[v1.GetQueueRequest]) (*connect.Response[v1.GetQueueResponse], error) {
+	msg := req.Msg
+	id, err := a.liveAppID(msg.AppId)
+	if err != nil {
+		return nil, err
+	}
+	return onLeader(ctx, a.Server, req.Header(), func(context.Context) (*connect.Response[v1.GetQueueResponse], error) {
+		res := &v1.GetQueueResponse{}
+		if a.cfg.Live != nil {
+			res.Queue = a.cfg.Live.Queue(id)
+		}
+		return connect.NewResponse(res), nil
+	}, func(ctx context.Context, pc *peerClients) (*connect.Response[v1.GetQueueResponse], error) {
+		return pc.app.GetQueue(ctx, forwarded(ctx, msg))
+	})
+}
+
+// ListCheckResults serves the leader's health and readiness check results
+// (followers forward).
+func (t *taskService) ListCheckResults(ctx context.Context, req *connect.Request[v1.ListCheckResultsRequest]) (*connect.Response[v1.ListCheckResultsResponse], error) {
+	msg := req.Msg
+	id, err := t.liveAppID(msg.AppId)
+	if err != nil {
+		return nil, err
+	}
+	return onLeader(ctx, t.Server, req.Header(), func(context.Context) (*connect.Response[v1.ListCheckResultsResponse], error) {
+		res := &v1.ListCheckResultsResponse{}
+		if t.cfg.Live != nil {
+			res.Results = t.cfg.Live.CheckResults(id)
+		}
+		return connect.NewResponse(res), nil
+	}, func(ctx context.Context, pc *peerClients) (*connect.Response[v1.ListCheckResultsResponse], error) {
+		return pc.task.ListCheckResults(ctx, forwarded(ctx, msg))
+	})
+}
+
+// liveWait bounds how long a listing waits for the leader's check results
+// before it answers without them.
+const liveWait = 2 * time.Second
+
+// checkResults returns the leader's check results by task id: this
+// server's own when it leads, else the leader's, asked once (a listing
+// answers without them when no leader answers in time: they are extra).
+func (s *Server) checkResults(ctx context.Context, appID string) map[string]*v1.TaskCheckResults {
+	var list []*v1.TaskCheckResults
+	switch {
+	case s.clu.IsLeader():
+		if s.cfg.Live != nil {
+			list = s.cfg.Live.CheckResults(appID)
+		}
+	default:
+		_, _, addr := s.clu.Leader()
+		if addr == "" {
+			return nil
+		}
+		wctx, cancel := context.WithTimeout(ctx, min(liveWait, s.cfg.ForwardTimeout))
+		defer cancel()
+		res, err := s.peer(addr).task.ListCheckResults(wctx, forwarded(ctx, &v1.ListCheckResultsRequest{AppId: appID}))
+		if err != nil {
+			s.log.Debug("check results from the leader unavailable", "leader", addr, "err", err)
+			return nil
+		}
+		list = res.Msg.GetResults()
+	}
+	if len(list) == 0 {
+		return nil
+	}
+	out := make(map[string]*v1.TaskCheckResults, len(list))
+	for _, r := range list {
+		out[r.GetTaskId()] = r
+	}
+	return out
+}
+
+// withCheckResults adds the leader's check results to task views.
+func (s *Server) withCheckResults(ctx context.Context, appID string, tasks []*v1.TaskView) {
+	if len(tasks) == 0 {
+		return
+	}
+	byTask := s.checkResults(ctx, appID)
+	for _, tv := range tasks {
+		if r := byTask[tv.GetId()]; r != nil {
+			tv.HealthCheckResults = r.GetHealthCheckResults()
+			tv.ReadinessCheckResults = r.GetReadinessCheckResults()
+		}
+	}
+}
+
+// currentActions are a running deployment's current step's actions, each
+// with the readiness check results of its app's tasks.
+func currentActions(d *v1.Deployment, byTask map[string]*v1.TaskCheckResults) *v1.CurrentActions {
+	out := &v1.CurrentActions{DeploymentId: d.GetId()}
+	if d.GetStatus() != v1.DeploymentStatus_DEPLOYMENT_STATUS_RUNNING {
+		return out
+	}
+	step := int(d.GetCurrentStep())
+	if step < 1 {
+		step = 1
+	}
+	if step > len(d.GetSteps()) {
+		return out
+	}
+	for _, act := range d.GetSteps()[step-1].GetActions() {
+		ca := &v1.CurrentAction{Action: act.GetAction(), App: act.GetApp()}
+		for _, r := range byTask {
+			if r.GetAppId() == act.GetApp() {
+				ca.ReadinessCheckResults = append(ca.ReadinessCheckResults, r.GetReadinessCheckResults()...)
+			}
+		}
+		sortReadiness(ca.ReadinessCheckResults)
+		out.Actions = append(out.Actions, ca)
+	}
+	return out
+}
+
+func sortReadiness(rs []*v1.ReadinessCheckResult) {
+	sort.Slice(rs, func(i, j int) bool {
+		if rs[i].GetTaskId() != rs[j].GetTaskId() {
+			return rs[i].GetTaskId() < rs[j].GetTaskId()
+		}
+		return rs[i].GetName() < rs[j].GetName()
+	})
+}
