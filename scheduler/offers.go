@@ -24,7 +24,7 @@ type offerRound struct {
 	berthDue []string
 	waiting  []string
 	notes    offerNotes
-	values      map[string]map[string]*placedValues // app → field → values
+	values   map[string]map[string]*placedValues // app → field → values
 }
 
 // onOffers matches offers: labelled resources are confirmed, relaunched on,

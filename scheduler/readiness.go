@@ -103,7 +103,7 @@ type readinessState struct {
 	passed   []bool
 	last     []*v1.ReadinessResponse // each check's last answer (nil before one)
 	reported bool                    // Ready was sent
-	lastMsg  string // last failure sent
+	lastMsg  string                  // last failure sent
 }
 
 // readinessChecker runs HTTP and HTTPS readiness checks against task
