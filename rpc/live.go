@@ -21,6 +21,8 @@ type LiveState interface {
 	// CheckResults lists the check results of running tasks (all, or
 	// appID's).
 	CheckResults(appID string) []*v1.TaskCheckResults
+	// ReasonFunnel lists the reasons an offer is declined for, in order.
+	ReasonFunnel() []string
 }
 
 // goalOf is an instance's goal, Running when unset.
@@ -60,6 +62,7 @@ func (a *appService) GetQueue(ctx context.Context, req *connect.Request[v1.GetQu
 		res := &v1.GetQueueResponse{}
 		if a.cfg.Live != nil {
 			res.Queue = a.cfg.Live.Queue(id)
+			res.ReasonFunnel = a.cfg.Live.ReasonFunnel()
 		}
 		return connect.NewResponse(res), nil
 	}, func(ctx context.Context, pc *peerClients) (*connect.Response[v1.GetQueueResponse], error) {

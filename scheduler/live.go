@@ -62,6 +62,10 @@ func (l *Live) stop() {
 	l.active, l.apps, l.health, l.ready = false, map[string]*appOffers{}, nil, nil
 }
 
+// ReasonFunnel returns ReasonFunnel (for the API, which does not import
+// the scheduler).
+func (l *Live) ReasonFunnel() []string { return append([]string(nil), ReasonFunnel...) }
+
 // Active reports whether a subscribed scheduler feeds this Live.
 func (l *Live) Active() bool {
 	l.mu.Lock()

@@ -133,7 +133,7 @@ var Routes = []Route{
 	{"PUT", "/v2/groups", []string{berthv1connect.AppServiceUpdateAppProcedure, berthv1connect.AppServiceCreateAppProcedure}},
 	{"PUT", "/v2/groups/{id}", []string{berthv1connect.AppServiceUpdateAppProcedure, berthv1connect.AppServiceCreateAppProcedure}},
 	{"DELETE", "/v2/groups/{id}", []string{berthv1connect.AppServiceListAppsProcedure, berthv1connect.AppServiceDeleteAppProcedure}},
-	{"GET", "/v2/queue", []string{berthv1connect.TaskServiceListTasksProcedure, berthv1connect.AppServiceListAppsProcedure}},
+	{"GET", "/v2/queue", []string{berthv1connect.TaskServiceListTasksProcedure, berthv1connect.AppServiceListAppsProcedure, berthv1connect.AppServiceGetQueueProcedure}},
 	{"DELETE", "/v2/queue/{id}/delay", []string{berthv1connect.AppServiceResetDelayProcedure}},
 	{"GET", "/v2/info", []string{berthv1connect.ClusterServiceLeaderProcedure}},
 	{"GET", "/v2/leader", []string{berthv1connect.ClusterServiceLeaderProcedure}},

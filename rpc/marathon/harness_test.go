@@ -39,6 +39,50 @@ type server struct {
 	cancel context.CancelFunc
 	done   chan error
 	closed bool
+	// live stands in for the scheduler's leader-local knowledge.
+	live *fakeLive
+}
+
+// fakeLive is a scheduler.Live a test fills in.
+type fakeLive struct {
+	mu      sync.Mutex
+	queue   []*v1.QueueEntry
+	results []*v1.TaskCheckResults
+}
+
+func (f *fakeLive) set(queue []*v1.QueueEntry, results []*v1.TaskCheckResults) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.queue, f.results = queue, results
+}
+
+func (f *fakeLive) Queue(appID string) []*v1.QueueEntry {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []*v1.QueueEntry
+	for _, e := range f.queue {
+		if appID == "" || e.GetAppId() == appID {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func (f *fakeLive) CheckResults(appID string) []*v1.TaskCheckResults {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []*v1.TaskCheckResults
+	for _, r := range f.results {
+		if appID == "" || r.GetAppId() == appID {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func (f *fakeLive) ReasonFunnel() []string {
+	return []string{"UnfulfilledRole", "UnfulfilledConstraint", "NoCorrespondingReservationFound", "AgentMaintenance",
+		"InsufficientCpus", "InsufficientMemory", "InsufficientDisk", "InsufficientGpus", "InsufficientPorts", "DeclinedScarceResources"}
 }
 
 func (s *server) url() string { return "http://" + s.addr }
@@ -109,12 +153,13 @@ func startServer(t testing.TB, name string, network *cluster.InmemNetwork, expec
 		t.Fatal(err)
 	}
 	broker := rpc.NewEventBroker(0, log)
+	live := &fakeLive{}
 	api := rpc.NewServer(rpc.Config{
-		Store: f.State, Cluster: clusteradapter.New(node), Events: broker, Publisher: broker, Logger: log,
+		Store: f.State, Cluster: clusteradapter.New(node), Events: broker, Publisher: broker, Logger: log, Live: live,
 		REST: marathon.New(marathon.Config{Store: f.State, Version: "test", Logger: log}).Handler,
 	})
 	sctx, scancel := context.WithCancel(context.Background())
-	s := &server{name: name, node: node, fsm: f, broker: broker, addr: lis.Addr().String(), cancel: scancel, done: make(chan error, 1)}
+	s := &server{name: name, node: node, fsm: f, broker: broker, addr: lis.Addr().String(), cancel: scancel, done: make(chan error, 1), live: live}
 	go func() { s.done <- api.Serve(sctx, lis) }()
 	t.Cleanup(func() { s.stop(t) })
 	return s

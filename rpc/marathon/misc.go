@@ -33,9 +33,35 @@ type actionJSON struct {
 }
 
 type currentAction struct {
-	Action                string   `json:"action"`
-	App                   string   `json:"app"`
-	ReadinessCheckResults []string `json:"readinessCheckResults"`
+	Action                string          `json:"action"`
+	App                   string          `json:"app"`
+	ReadinessCheckResults []readinessJSON `json:"readinessCheckResults"`
+}
+
+// readinessJSON is Marathon's readiness check result.
+type readinessJSON struct {
+	Name         string        `json:"name"`
+	TaskID       string        `json:"taskId"`
+	Ready        bool          `json:"ready"`
+	LastResponse *httpResponse `json:"lastResponse,omitempty"`
+}
+
+type httpResponse struct {
+	Status      int32  `json:"status"`
+	ContentType string `json:"contentType"`
+	Body        string `json:"body"`
+}
+
+func readinessOf(rs []*v1.ReadinessCheckResult) []readinessJSON {
+	out := []readinessJSON{}
+	for _, r := range rs {
+		j := readinessJSON{Name: r.GetName(), TaskID: r.GetTaskId(), Ready: r.GetReady()}
+		if lr := r.GetLastResponse(); lr != nil {
+			j.LastResponse = &httpResponse{Status: lr.GetStatus(), ContentType: lr.GetContentType(), Body: lr.GetBody()}
+		}
+		out = append(out, j)
+	}
+	return out
 }
 
 // planJSON is the plan inside deployment events.
@@ -57,7 +83,9 @@ func stepsOf(d *v1.Deployment) []stepJSON {
 	return steps
 }
 
-func deploymentOf(d *v1.Deployment) deploymentJSON {
+// deploymentOf renders a deployment; current, when given, holds the
+// readiness results of its current actions.
+func deploymentOf(d *v1.Deployment, current *v1.CurrentActions) deploymentJSON {
 	out := deploymentJSON{
 		ID: d.GetId(), Version: d.GetVersion(), AffectedApps: d.GetAffectedApps(), AffectedPods: []string{},
 		Steps: stepsOf(d), CurrentActions: []currentAction{}, CurrentStep: d.GetCurrentStep(), TotalSteps: len(d.GetSteps()),
@@ -67,7 +95,13 @@ func deploymentOf(d *v1.Deployment) deploymentJSON {
 	}
 	if i := int(d.GetCurrentStep()) - 1; i >= 0 && i < len(d.GetSteps()) {
 		for _, act := range d.GetSteps()[i].GetActions() {
-			out.CurrentActions = append(out.CurrentActions, currentAction{Action: act.GetAction(), App: act.GetApp(), ReadinessCheckResults: []string{}})
+			ca := currentAction{Action: act.GetAction(), App: act.GetApp(), ReadinessCheckResults: []readinessJSON{}}
+			for _, c := range current.GetActions() {
+				if c.GetApp() == act.GetApp() && c.GetAction() == act.GetAction() {
+					ca.ReadinessCheckResults = readinessOf(c.GetReadinessCheckResults())
+				}
+			}
+			out.CurrentActions = append(out.CurrentActions, ca)
 		}
 	}
 	return out
@@ -81,8 +115,12 @@ func (a *API) listDeployments(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := []deploymentJSON{}
-	for _, d := range res.Msg.GetDeployments() {
-		out = append(out, deploymentOf(d))
+	for i, d := range res.Msg.GetDeployments() {
+		var current *v1.CurrentActions
+		if i < len(res.Msg.GetCurrentActions()) {
+			current = res.Msg.GetCurrentActions()[i]
+		}
+		out = append(out, deploymentOf(d, current))
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -121,11 +159,81 @@ func (a *API) resetDelay(w http.ResponseWriter, r *http.Request, id string) {
 
 // queueItem is one app waiting for offers.
 type queueItem struct {
-	App   rawJSON    `json:"app"`
-	Count int        `json:"count"`
-	Delay queueDelay `json:"delay"`
-	Since string     `json:"since"`
-	Role  string     `json:"role,omitempty"`
+	App                    rawJSON          `json:"app"`
+	Count                  int              `json:"count"`
+	Delay                  queueDelay       `json:"delay"`
+	Since                  string           `json:"since"`
+	Role                   string           `json:"role,omitempty"`
+	ProcessedOffersSummary offersSummary    `json:"processedOffersSummary"`
+	LastUnusedOffers       []unusedOfferRef `json:"lastUnusedOffers,omitempty"`
+}
+
+// offersSummary is Marathon's processedOffersSummary: both reject
+// summaries are always written, one entry per reason in funnel order.
+type offersSummary struct {
+	ProcessedOffersCount       int32           `json:"processedOffersCount"`
+	UnusedOffersCount          int32           `json:"unusedOffersCount"`
+	LastUnusedOfferAt          string          `json:"lastUnusedOfferAt,omitempty"`
+	LastUsedOfferAt            string          `json:"lastUsedOfferAt,omitempty"`
+	RejectSummaryLastOffers    []rejectSummary `json:"rejectSummaryLastOffers"`
+	RejectSummaryLaunchAttempt []rejectSummary `json:"rejectSummaryLaunchAttempt"`
+}
+
+type rejectSummary struct {
+	Reason    string `json:"reason"`
+	Declined  int32  `json:"declined"`
+	Processed int32  `json:"processed"`
+}
+
+// unusedOfferRef is one of lastUnusedOffers. Berth keeps the offer's id,
+// agent and host, not its resources: resources and attributes are empty.
+type unusedOfferRef struct {
+	Offer struct {
+		ID         string     `json:"id"`
+		Hostname   string     `json:"hostname"`
+		AgentID    string     `json:"agentId"`
+		Resources  []struct{} `json:"resources"`
+		Attributes []struct{} `json:"attributes"`
+	} `json:"offer"`
+	Reason    []string `json:"reason"`
+	Timestamp string   `json:"timestamp"`
+}
+
+func rejectsOf(rs []*v1.OfferRejections) []rejectSummary {
+	out := make([]rejectSummary, 0, len(rs))
+	for _, r := range rs {
+		out = append(out, rejectSummary{Reason: r.GetReason(), Declined: r.GetDeclined(), Processed: r.GetProcessed()})
+	}
+	return out
+}
+
+// withOffers adds what the leader knows of the offers processed for the
+// app (an empty summary, with every reason at 0, when it processed none).
+func (item *queueItem) withOffers(e *v1.QueueEntry, funnel []string, embedOffers bool) {
+	s := e.GetProcessedOffersSummary()
+	item.ProcessedOffersSummary = offersSummary{
+		ProcessedOffersCount: s.GetProcessedOffersCount(), UnusedOffersCount: s.GetUnusedOffersCount(),
+		LastUnusedOfferAt: s.GetLastUnusedOfferAt(), LastUsedOfferAt: s.GetLastUsedOfferAt(),
+		RejectSummaryLastOffers:    rejectsOf(s.GetRejectSummaryLastOffers()),
+		RejectSummaryLaunchAttempt: rejectsOf(s.GetRejectSummaryLaunchAttempt()),
+	}
+	if s == nil {
+		for _, r := range funnel {
+			item.ProcessedOffersSummary.RejectSummaryLastOffers = append(item.ProcessedOffersSummary.RejectSummaryLastOffers, rejectSummary{Reason: r})
+			item.ProcessedOffersSummary.RejectSummaryLaunchAttempt = append(item.ProcessedOffersSummary.RejectSummaryLaunchAttempt, rejectSummary{Reason: r})
+		}
+	}
+	if !embedOffers {
+		return
+	}
+	item.LastUnusedOffers = []unusedOfferRef{}
+	for _, o := range e.GetLastUnusedOffers() {
+		var u unusedOfferRef
+		u.Offer.ID, u.Offer.Hostname, u.Offer.AgentID = o.GetOfferId(), o.GetHostname(), o.GetAgentId()
+		u.Offer.Resources, u.Offer.Attributes = []struct{}{}, []struct{}{}
+		u.Reason, u.Timestamp = append([]string{}, o.GetReasons()...), o.GetTimestamp()
+		item.LastUnusedOffers = append(item.LastUnusedOffers, u)
+	}
 }
 
 type queueDelay struct {
@@ -143,8 +251,8 @@ func (r rawJSON) MarshalJSON() ([]byte, error) { return r, nil }
 // with the longest backoff left. The instances and apps come through the
 // Connect services (so a caller needs their permissions); the backoff
 // and creation times, which they do not show, from the local store.
-// Berth records no offer statistics, so processedOffersSummary and
-// lastUnusedOffers are not given.
+// Why each app waits (processedOffersSummary, and lastUnusedOffers with
+// embed=lastUnusedOffers) comes from the leader's memory (GetQueue).
 func (a *API) queue(w http.ResponseWriter, r *http.Request) {
 	if a.cfg.Store == nil {
 		writeMessage(w, http.StatusNotImplemented, "the queue needs the state store (marathon.Config.Store)")
@@ -159,6 +267,15 @@ func (a *API) queue(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		a.writeError(w, r, err, failure{})
 		return
+	}
+	live, err := a.apps.GetQueue(r.Context(), call(r, &v1.GetQueueRequest{}))
+	if err != nil {
+		a.writeError(w, r, err, failure{})
+		return
+	}
+	offers := map[string]*v1.QueueEntry{}
+	for _, e := range live.Msg.GetQueue() {
+		offers[e.GetAppId()] = e
 	}
 	st := a.cfg.Store().Snapshot()
 	now := a.cfg.Now()
@@ -201,6 +318,7 @@ func (a *API) queue(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		item.App, item.Role = compact(b), app.GetRole()
+		item.withOffers(offers[app.GetId()], live.Msg.GetReasonFunnel(), embeds(r)["lastUnusedOffers"])
 		items = append(items, *item)
 	}
 	writeJSON(w, http.StatusOK, map[string][]queueItem{"queue": items})

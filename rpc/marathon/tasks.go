@@ -38,10 +38,16 @@ type IPAddress struct {
 	Protocol  string `json:"protocol"`
 }
 
-// HealthResult is Marathon's health of an instance.
+// HealthResult is Marathon's health of an instance, per health check.
+// The times and the cause are left out when unknown (Marathon's Option
+// fields).
 type HealthResult struct {
 	Alive               bool   `json:"alive"`
 	ConsecutiveFailures int    `json:"consecutiveFailures"`
+	FirstSuccess        string `json:"firstSuccess,omitempty"`
+	LastSuccess         string `json:"lastSuccess,omitempty"`
+	LastFailure         string `json:"lastFailure,omitempty"`
+	LastFailureCause    string `json:"lastFailureCause,omitempty"`
 	InstanceID          string `json:"instanceId"`
 }
 
@@ -68,7 +74,17 @@ func taskOf(tv *v1.TaskView) (Task, bool) {
 	if t.Ports == nil {
 		t.Ports = []uint32{}
 	}
-	if tv.Healthy != nil {
+	for _, h := range tv.GetHealthCheckResults() {
+		t.HealthCheckResults = append(t.HealthCheckResults, HealthResult{
+			Alive: h.GetAlive(), ConsecutiveFailures: int(h.GetConsecutiveFailures()),
+			FirstSuccess: h.GetFirstSuccess(), LastSuccess: h.GetLastSuccess(),
+			LastFailure: h.GetLastFailure(), LastFailureCause: h.GetLastFailureCause(),
+			InstanceID: tv.GetInstanceId(),
+		})
+	}
+	if tv.Healthy != nil && len(tv.GetHealthCheckResults()) == 0 {
+		// No per-check results from the leader (a Mesos check, or none
+		// answered): the committed aggregate health.
 		hr := HealthResult{Alive: tv.GetHealthy(), InstanceID: tv.GetInstanceId()}
 		if !hr.Alive {
 			hr.ConsecutiveFailures = 1

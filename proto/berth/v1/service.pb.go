@@ -1212,8 +1212,12 @@ func (x *GetQueueRequest) GetAppId() string {
 
 // GetQueueResponse lists the apps with waiting instances, sorted by id.
 type GetQueueResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Queue         []*QueueEntry          `protobuf:"bytes,1,rep,name=queue,proto3" json:"queue,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Queue []*QueueEntry          `protobuf:"bytes,1,rep,name=queue,proto3" json:"queue,omitempty"`
+	// reason_funnel lists every reason an offer is declined for, in
+	// Marathon's funnel order (an offer declined for several counts under
+	// the first).
+	ReasonFunnel  []string `protobuf:"bytes,2,rep,name=reason_funnel,json=reasonFunnel,proto3" json:"reason_funnel,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1251,6 +1255,13 @@ func (*GetQueueResponse) Descriptor() ([]byte, []int) {
 func (x *GetQueueResponse) GetQueue() []*QueueEntry {
 	if x != nil {
 		return x.Queue
+	}
+	return nil
+}
+
+func (x *GetQueueResponse) GetReasonFunnel() []string {
+	if x != nil {
+		return x.ReasonFunnel
 	}
 	return nil
 }
@@ -4216,9 +4227,10 @@ const file_berth_v1_service_proto_rawDesc = "" +
 	"\x12ResetDelayResponse\x12'\n" +
 	"\x0finstances_reset\x18\x01 \x01(\x05R\x0einstancesReset\"(\n" +
 	"\x0fGetQueueRequest\x12\x15\n" +
-	"\x06app_id\x18\x01 \x01(\tR\x05appId\">\n" +
+	"\x06app_id\x18\x01 \x01(\tR\x05appId\"c\n" +
 	"\x10GetQueueResponse\x12*\n" +
-	"\x05queue\x18\x01 \x03(\v2\x14.berth.v1.QueueEntryR\x05queue\"\xfd\x01\n" +
+	"\x05queue\x18\x01 \x03(\v2\x14.berth.v1.QueueEntryR\x05queue\x12#\n" +
+	"\rreason_funnel\x18\x02 \x03(\tR\freasonFunnel\"\xfd\x01\n" +
 	"\n" +
 	"QueueEntry\x12\x15\n" +
 	"\x06app_id\x18\x01 \x01(\tR\x05appId\x12!\n" +
