@@ -105,10 +105,10 @@ func TestLiveThroughFollower(t *testing.T) {
 		Tasks []struct {
 			ID                 string
 			HealthCheckResults []struct {
-				Alive                                                     bool
-				ConsecutiveFailures                                       int
+				Alive                                                    bool
+				ConsecutiveFailures                                      int
 				FirstSuccess, LastSuccess, LastFailure, LastFailureCause string
-				InstanceID                                                string
+				InstanceID                                               string
 			}
 		}
 	}
@@ -122,7 +122,9 @@ func TestLiveThroughFollower(t *testing.T) {
 	}
 	var apps struct {
 		Apps []struct {
-			Tasks []struct{ HealthCheckResults []struct{ LastFailureCause string } }
+			Tasks []struct {
+				HealthCheckResults []struct{ LastFailureCause string }
+			}
 		}
 	}
 	want(t, do(t, follower, "GET", "/v2/apps?embed=apps.tasks", nil), 200, "apps with tasks").json(t, &apps)
