@@ -57,7 +57,7 @@ func TaskViewOf(inst *v1.Instance) *v1.TaskView {
 		InstanceId: inst.GetId(),
 		Host:       r.GetHostname(),
 		AgentId:    r.GetAgentId(),
-		Goal:       goalNames[inst.GetGoal()],
+		Goal:       goalNames[goalOf(inst)],
 		Role:       r.GetRole(),
 	}
 	if t != nil {

@@ -133,26 +133,22 @@ func appListCmd() *cobra.Command {
 			if flagOutput == "json" {
 				return printAppsJSON(c.OutOrStdout(), res.Msg.GetApps(), res.Msg.GetSummaries(), false)
 			}
+			var deps map[string]*v1.Deployment
+			if d, err := cl.deployments.ListDeployments(c.Context(), connect.NewRequest(&v1.ListDeploymentsRequest{})); err == nil {
+				deps = map[string]*v1.Deployment{}
+				for _, dep := range d.Msg.GetDeployments() {
+					deps[dep.GetId()] = dep
+				}
+			}
 			var rows [][]string
 			for i, a := range res.Msg.GetApps() {
 				var s *v1.AppSummary
 				if i < len(res.Msg.GetSummaries()) {
 					s = res.Msg.GetSummaries()[i]
 				}
-				deploying := "-"
-				if len(s.GetDeployments()) > 0 {
-					deploying = strings.Join(s.GetDeployments(), ",")
-				}
-				rows = append(rows, []string{
-					a.GetId(), strconv.Itoa(int(a.GetInstances())),
-					fmt.Sprintf("%d/%d", s.GetTasksRunning(), a.GetInstances()),
-					strconv.Itoa(int(s.GetTasksHealthy())),
-					strconv.FormatFloat(a.GetCpus(), 'g', -1, 64),
-					strconv.FormatFloat(a.GetMem(), 'g', -1, 64),
-					deploying,
-				})
+				rows = append(rows, appListRow(a, s, deps))
 			}
-			return table(c.OutOrStdout(), []string{"ID", "INSTANCES", "RUNNING", "HEALTHY", "CPUS", "MEM", "DEPLOYMENTS"}, rows)
+			return table(c.OutOrStdout(), appListHeader, rows)
 		},
 	}
 	c.Flags().StringVar(&req.IdContains, "id", "", "only apps whose id contains this")
@@ -196,6 +192,9 @@ func appShowCmd() *cobra.Command {
 				{"HEALTHY", strconv.Itoa(int(s.GetTasksHealthy()))},
 				{"STOPPED", strconv.Itoa(int(s.GetInstancesStopped()))},
 				{"DEPLOYMENTS", orNA(strings.Join(s.GetDeployments(), ","))},
+			}
+			if s.GetInstancesWaiting() > 0 && version == "" {
+				rows = append(rows, waitingRows(appQueue(c.Context(), cl, a.GetId()))...)
 			}
 			rows = append(rows, lastFailureRows(s.GetLastTaskFailure())...)
 			for i, v := range a.GetContainer().GetVolumes() {
@@ -456,4 +455,62 @@ func appVersionsCmd() *cobra.Command {
 			return table(c.OutOrStdout(), []string{"VERSION"}, rows)
 		},
 	}
+}
+
+// appListHeader are the columns of `dcos marathon app list`.
+var appListHeader = []string{"ID", "MEM", "CPUS", "TASKS", "HEALTH", "DEPLOYMENT", "WAITING", "CONTAINER", "CMD"}
+
+// appListRow is one app as `dcos marathon app list` shows it: TASKS is
+// running/instances, HEALTH healthy/running when the app has health checks
+// ("---" otherwise), DEPLOYMENT the kind of its running deployment
+// (scale, deploy, restart, stop; "---" if none), WAITING whether some
+// instance waits for an offer, CONTAINER the container type and CMD its
+// command. deps are the running deployments by id (nil: unknown).
+func appListRow(a *v1.App, s *v1.AppSummary, deps map[string]*v1.Deployment) []string {
+	health := "---"
+	if len(a.GetHealthChecks()) > 0 {
+		health = fmt.Sprintf("%d/%d", s.GetTasksHealthy(), s.GetTasksRunning())
+	}
+	deployment := "---"
+	for _, id := range s.GetDeployments() {
+		deployment = deploymentKind(deps[id], a.GetId())
+	}
+	container := "mesos"
+	if t := a.GetContainer().GetType(); t != "" {
+		container = strings.ToLower(t)
+	}
+	command := a.GetCmd()
+	if command == "" {
+		command = strings.Join(a.GetArgs(), " ")
+	}
+	return []string{
+		a.GetId(),
+		strconv.FormatFloat(a.GetMem(), 'g', -1, 64),
+		strconv.FormatFloat(a.GetCpus(), 'g', -1, 64),
+		fmt.Sprintf("%d/%d", s.GetTasksRunning(), a.GetInstances()),
+		health, deployment,
+		strconv.FormatBool(s.GetInstancesWaiting() > 0),
+		container, orNA(command),
+	}
+}
+
+// deploymentKind names a deployment's action on an app as the DC/OS CLI
+// does (scale, deploy, restart, stop); "deploy" when unknown.
+func deploymentKind(d *v1.Deployment, appID string) string {
+	for _, st := range d.GetSteps() {
+		for _, act := range st.GetActions() {
+			if act.GetApp() != appID {
+				continue
+			}
+			switch act.GetAction() {
+			case "ScaleApplication":
+				return "scale"
+			case "RestartApplication":
+				return "restart"
+			case "StopApplication":
+				return "stop"
+			}
+		}
+	}
+	return "deploy"
 }

@@ -19,7 +19,7 @@ import (
 
 func init() {
 	depCmd := &cobra.Command{Use: "deployment", Short: "Follow and cancel deployments"}
-	depCmd.AddCommand(deploymentListCmd(), deploymentWatchCmd(), deploymentCancelCmd())
+	depCmd.AddCommand(deploymentListCmd(), deploymentShowCmd(), deploymentWatchCmd(), deploymentCancelCmd())
 	rootCmd.AddCommand(clientCommand(depCmd))
 }
 
@@ -42,10 +42,15 @@ func deploymentListCmd() *cobra.Command {
 				return printJSON(c.OutOrStdout(), res.Msg)
 			}
 			var rows [][]string
-			for _, d := range res.Msg.GetDeployments() {
-				rows = append(rows, []string{d.GetId(), strings.Join(d.GetAffectedApps(), ","), actions(d), statusName(d.GetStatus()), d.GetCreatedAt().AsTime().Format(time.RFC3339)})
+			for i, d := range res.Msg.GetDeployments() {
+				var current *v1.CurrentActions
+				if i < len(res.Msg.GetCurrentActions()) {
+					current = res.Msg.GetCurrentActions()[i]
+				}
+				rows = append(rows, []string{d.GetId(), strings.Join(d.GetAffectedApps(), ","), actions(d), statusName(d.GetStatus()),
+					readinessSummary(current), d.GetCreatedAt().AsTime().Format(time.RFC3339)})
 			}
-			return table(c.OutOrStdout(), []string{"ID", "APPS", "ACTIONS", "STATUS", "CREATED"}, rows)
+			return table(c.OutOrStdout(), []string{"ID", "APPS", "ACTIONS", "STATUS", "READINESS", "CREATED"}, rows)
 		},
 	}
 	c.Flags().BoolVar(&all, "all", false, "include finished deployments")
@@ -176,7 +181,11 @@ func instanceProgress(ctx context.Context, cl *clients, apps []string) string {
 		if a, err := cl.apps.GetApp(ctx, connect.NewRequest(&v1.GetAppRequest{Id: app})); err == nil {
 			target = int(a.Msg.GetApp().GetInstances())
 		}
-		parts = append(parts, app+": "+progressSummary(res.Msg.GetTasks(), target))
+		part := app + ": " + progressSummary(res.Msg.GetTasks(), target)
+		if q := appQueue(ctx, cl, app); q != nil {
+			part += "; waiting: " + waitingText(q)
+		}
+		parts = append(parts, part)
 	}
 	if len(parts) == 0 {
 		return ""
@@ -244,4 +253,52 @@ func instanceState(t *v1.TaskView) string {
 		return "pending"
 	}
 	return strings.ToLower(strings.TrimPrefix(t.GetState(), "TASK_"))
+}
+
+func deploymentShowCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "show DEPLOYMENT_ID",
+		Short: "Show a deployment: its steps, current actions with readiness results, and why instances wait",
+		Args:  usageArgs,
+		RunE: func(c *cobra.Command, args []string) error {
+			cl, err := newClients()
+			if err != nil {
+				return err
+			}
+			res, err := cl.deployments.GetDeployment(c.Context(), connect.NewRequest(&v1.GetDeploymentRequest{Id: args[0]}))
+			if err != nil {
+				return err
+			}
+			if flagOutput == "json" {
+				return printJSON(c.OutOrStdout(), res.Msg)
+			}
+			d := res.Msg.GetDeployment()
+			rows := [][]string{
+				{"ID", d.GetId()},
+				{"VERSION", d.GetVersion()},
+				{"STATUS", statusName(d.GetStatus())},
+				{"STEP", fmt.Sprintf("%d/%d", d.GetCurrentStep(), len(d.GetSteps()))},
+				{"APPS", strings.Join(d.GetAffectedApps(), ",")},
+				{"ACTIONS", actions(d)},
+				{"CREATED", d.GetCreatedAt().AsTime().Format(time.RFC3339)},
+			}
+			if d.GetMessage() != "" {
+				rows = append(rows, []string{"MESSAGE", d.GetMessage()})
+			}
+			for _, act := range res.Msg.GetCurrentActions().GetActions() {
+				rows = append(rows, []string{"CURRENT ACTION", act.GetAction() + " " + act.GetApp()})
+				for _, r := range act.GetReadinessCheckResults() {
+					rows = append(rows, []string{"  READINESS " + r.GetName(), r.GetTaskId() + ": " + readinessText(r)})
+				}
+			}
+			if d.GetStatus() == v1.DeploymentStatus_DEPLOYMENT_STATUS_RUNNING {
+				for _, app := range d.GetAffectedApps() {
+					if q := appQueue(c.Context(), cl, app); q != nil {
+						rows = append(rows, []string{"WAITING " + app, fmt.Sprintf("%d instance(s): %s", len(q.GetInstanceIds()), waitingText(q))})
+					}
+				}
+			}
+			return table(c.OutOrStdout(), []string{"FIELD", "VALUE"}, rows)
+		},
+	}
 }

@@ -3,17 +3,19 @@ package main
 import (
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
 
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
+	"github.com/berth-dev/berth/rpc"
 )
 
 func init() {
 	taskCmd := &cobra.Command{Use: "task", Short: "List, kill and read the logs of tasks (one per instance)"}
-	taskCmd.AddCommand(taskListCmd(), taskKillCmd(), taskLogsCmd())
+	taskCmd.AddCommand(taskListCmd(), taskShowCmd(), taskKillCmd(), taskLogsCmd())
 	rootCmd.AddCommand(clientCommand(taskCmd))
 }
 
@@ -35,14 +37,26 @@ func taskListCmd() *cobra.Command {
 			if flagOutput == "json" {
 				return printJSON(c.OutOrStdout(), res.Msg)
 			}
+			queues := map[string]*v1.QueueEntry{}
 			var rows [][]string
 			for _, t := range res.Msg.GetTasks() {
 				healthy := "N/A"
 				if t.Healthy != nil {
 					healthy = strconv.FormatBool(t.GetHealthy())
 				}
+				msg := joinNonEmpty("; ", withBackoff(t, time.Now()), healthText(t))
+				if waitingTask(t) {
+					q, ok := queues[t.GetAppId()]
+					if !ok {
+						q = appQueue(c.Context(), cl, t.GetAppId())
+						queues[t.GetAppId()] = q
+					}
+					if q != nil {
+						msg = joinNonEmpty("; ", msg, "waiting: "+waitingText(q))
+					}
+				}
 				rows = append(rows, []string{t.GetAppId(), orNA(t.GetState()), healthy, orNA(t.GetStartedAt()), orNA(t.GetHost()),
-					orNA(portList(t.GetPorts())), orNA(t.GetId()), orNA(withBackoff(t, time.Now()))})
+					orNA(portList(t.GetPorts())), orNA(t.GetId()), orNA(msg)})
 			}
 			return table(c.OutOrStdout(), []string{"APP", "STATE", "HEALTHY", "STARTED", "HOST", "PORTS", "ID", "MESSAGE"}, rows)
 		},
@@ -98,4 +112,76 @@ func withBackoff(t *v1.TaskView, now time.Time) string {
 		return wait
 	}
 	return t.GetMessage() + "; " + wait
+}
+
+// waitingTask is true for an instance meant to run without a live task.
+func waitingTask(t *v1.TaskView) bool {
+	return (t.GetGoal() == "Running" || t.GetGoal() == "") && (t.GetState() == "" || rpc.IsTerminalTaskState(t.GetState()))
+}
+
+func joinNonEmpty(sep string, parts ...string) string {
+	var out []string
+	for _, p := range parts {
+		if p != "" {
+			out = append(out, p)
+		}
+	}
+	return strings.Join(out, sep)
+}
+
+func taskShowCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "show TASK_ID",
+		Short: "Show one instance's task: state, health check and readiness results, why it waits",
+		Args:  usageArgs,
+		RunE: func(c *cobra.Command, args []string) error {
+			cl, err := newClients()
+			if err != nil {
+				return err
+			}
+			res, err := cl.tasks.ListTasks(c.Context(), connect.NewRequest(&v1.ListTasksRequest{}))
+			if err != nil {
+				return err
+			}
+			var t *v1.TaskView
+			for _, tv := range res.Msg.GetTasks() {
+				if tv.GetId() == args[0] || tv.GetInstanceId() == args[0] {
+					t = tv
+				}
+			}
+			if t == nil {
+				return fmt.Errorf("no task or instance %s", args[0])
+			}
+			if flagOutput == "json" {
+				return printJSON(c.OutOrStdout(), t)
+			}
+			healthy := "N/A"
+			if t.Healthy != nil {
+				healthy = strconv.FormatBool(t.GetHealthy())
+			}
+			rows := [][]string{
+				{"ID", orNA(t.GetId())},
+				{"INSTANCE", t.GetInstanceId()},
+				{"APP", t.GetAppId()},
+				{"GOAL", orNA(t.GetGoal())},
+				{"STATE", orNA(t.GetState())},
+				{"HEALTHY", healthy},
+				{"HOST", orNA(t.GetHost())},
+				{"AGENT", orNA(t.GetAgentId())},
+				{"PORTS", orNA(portList(t.GetPorts()))},
+				{"STAGED", orNA(t.GetStagedAt())},
+				{"STARTED", orNA(t.GetStartedAt())},
+				{"VERSION", orNA(t.GetVersion())},
+				{"MESSAGE", orNA(withBackoff(t, time.Now()))},
+			}
+			for _, v := range t.GetLocalVolumes() {
+				rows = append(rows, []string{"VOLUME", v.GetContainerPath() + " (" + v.GetPersistenceId() + ")"})
+			}
+			rows = append(rows, checkRows(t)...)
+			if waitingTask(t) {
+				rows = append(rows, waitingRows(appQueue(c.Context(), cl, t.GetAppId()))...)
+			}
+			return table(c.OutOrStdout(), []string{"FIELD", "VALUE"}, rows)
+		},
+	}
 }
