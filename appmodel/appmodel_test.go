@@ -391,7 +391,8 @@ func TestValidationRules(t *testing.T) {
 		{"health port and portIndex", `{"healthChecks": [{"protocol": "TCP", "portIndex": 0, "port": 80}]}`, "healthChecks[0].port", []string{"portIndex"}},
 		{"health protocol", `{"healthChecks": [{"protocol": "UDP"}]}`, "healthChecks[0].protocol", []string{"UDP"}},
 		{"two mesos checks", `{"healthChecks": [{"protocol": "MESOS_TCP"}, {"protocol": "MESOS_HTTP"}]}`, "healthChecks[1].protocol", []string{"at most one"}},
-		{"mixed checks", `{"healthChecks": [{"protocol": "TCP"}, {"protocol": "MESOS_HTTP"}]}`, "healthChecks[1].protocol", []string{"mixed"}},
+		// Marathon-level checks mix with at most one Mesos check.
+		{"two mesos checks among marathon ones", `{"healthChecks": [{"protocol": "TCP"}, {"protocol": "COMMAND", "command": {"value": "true"}}, {"protocol": "HTTP"}, {"protocol": "MESOS_TCP"}]}`, "healthChecks[3].protocol", []string{"at most one"}},
 		{"command check without command", `{"healthChecks": [{"protocol": "COMMAND"}]}`, "healthChecks[0].command.value", nil},
 		{"health interval", `{"healthChecks": [{"protocol": "TCP", "intervalSeconds": 0}]}`, "healthChecks[0].intervalSeconds", nil},
 		{"health ipProtocol", `{"healthChecks": [{"protocol": "MESOS_TCP", "ipProtocol": "IPv5"}]}`, "healthChecks[0].ipProtocol", nil},
@@ -452,6 +453,23 @@ func TestValidationRules(t *testing.T) {
 				t.Fatalf("want violation on %s mentioning %q, got %v", c.field, c.words, vs)
 			}
 		})
+	}
+}
+
+// TestMixedHealthChecks: Marathon accepts its own checks (HTTP, HTTPS, TCP)
+// together with at most one Mesos check (AppValidation.scala: "AppDefinition
+// can contain at most one Mesos health check"); so does Berth.
+func TestMixedHealthChecks(t *testing.T) {
+	for _, checks := range []string{
+		`[{"protocol": "HTTP", "path": "/h"}, {"protocol": "COMMAND", "command": {"value": "pg_isready"}}]`,
+		`[{"protocol": "TCP"}, {"protocol": "HTTPS"}, {"protocol": "MESOS_HTTP", "path": "/h"}]`,
+		`[{"protocol": "MESOS_TCP"}, {"protocol": "TCP"}]`,
+	} {
+		app := MergePartial(mustParse(t, validBase), mustParse(t, `{"healthChecks": `+checks+`}`))
+		Canonicalize(app)
+		if vs := Validate(app); len(vs) != 0 {
+			t.Errorf("healthChecks %s refused: %v", checks, vs)
+		}
 	}
 }
 

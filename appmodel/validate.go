@@ -516,7 +516,7 @@ func appPorts(app *v1.App) []string {
 
 func validateHealthChecks(v *validator, app *v1.App) {
 	nports := len(appPorts(app))
-	var mesosChecks, marathonChecks []int
+	var mesosChecks []int
 	for i, hc := range app.HealthChecks {
 		field := fmt.Sprintf("healthChecks[%d]", i)
 		if hc == nil {
@@ -528,7 +528,6 @@ func validateHealthChecks(v *validator, app *v1.App) {
 		}
 		switch {
 		case slices.Contains(marathonHealthKinds, protocol):
-			marathonChecks = append(marathonChecks, i)
 		case slices.Contains(mesosHealthKinds, protocol):
 			mesosChecks = append(mesosChecks, i)
 		default:
@@ -563,12 +562,10 @@ func validateHealthChecks(v *validator, app *v1.App) {
 		v.nonNegativeInt(field+".delaySeconds", hc.DelaySeconds)
 		v.oneOf(field+".ipProtocol", hc.IpProtocol, ipProtocols)
 	}
+	// As Marathon: its own checks (run by the leader) mix with at most one
+	// Mesos check (run by the executor; a TaskInfo holds one).
 	if len(mesosChecks) > 1 {
 		v.add(fmt.Sprintf("healthChecks[%d].protocol", mesosChecks[1]), "an app may have at most one Mesos health check (COMMAND or MESOS_*)")
-	}
-	if len(mesosChecks) > 0 && len(marathonChecks) > 0 {
-		v.add(fmt.Sprintf("healthChecks[%d].protocol", max(mesosChecks[0], marathonChecks[0])),
-			"Marathon checks (HTTP, HTTPS, TCP) cannot be mixed with Mesos checks (COMMAND, MESOS_*)")
 	}
 }
 

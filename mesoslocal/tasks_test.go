@@ -2,6 +2,8 @@ package mesoslocal
 
 import (
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -169,8 +171,19 @@ func TestHealthChecks(t *testing.T) {
 	cmdOK.HealthCheck = fast(&mesos.HealthCheck{Command: &mesos.CommandInfo{Value: proto.String("true")}}) // type inferred
 	bad := smallTask("http-bad", o, "sleep 1000")
 	bad.HealthCheck = fast(&mesos.HealthCheck{Type: mesos.HealthCheck_HTTP, HTTP: &mesos.HealthCheck_HTTPCheckInfo{Port: 1, Path: proto.String("/health")}})
-	launch(s, o, good, cmdOK, bad)
-	for _, id := range []string{"tcp-ok", "cmd-ok"} {
+	// A MESOS_HTTP check (Marathon's, as the executor runs it) of a server
+	// that answers 200 on its path.
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/health" {
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+	httpPort := uint32(srv.Listener.Addr().(*net.TCPAddr).Port)
+	httpOK := smallTask("http-ok", o, "sleep 1000")
+	httpOK.HealthCheck = fast(&mesos.HealthCheck{Type: mesos.HealthCheck_HTTP, HTTP: &mesos.HealthCheck_HTTPCheckInfo{Port: httpPort, Path: proto.String("/health")}})
+	launch(s, o, good, cmdOK, bad, httpOK)
+	for _, id := range []string{"tcp-ok", "cmd-ok", "http-ok"} {
 		ev := s.await(id+" healthy", func(e *scheduler.Event) bool {
 			return e.Type == scheduler.Event_UPDATE && e.Update.Status.TaskID.Value == id && e.Update.Status.Healthy != nil
 		})

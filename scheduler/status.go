@@ -49,14 +49,14 @@ func (p *planner) onStatus(s mesos.TaskStatus) {
 	old := i.GetTask()
 	a := p.st.Apps[i.GetAppId()]
 	prevState := old.GetState()
-	healthChanged := false
-	var newHealthy *bool
+	healthChanged, mesosChanged := false, false
+	var newHealthy, newMesos *bool
 	if s.Healthy != nil && state == stRunning {
 		h := *s.Healthy
-		if old.Healthy == nil || *old.Healthy != h {
-			healthChanged = true
-			newHealthy = &h
-		}
+		newMesos = &h
+		mesosChanged = old.MesosHealthy == nil || *old.MesosHealthy != h
+		newHealthy = combinedHealth(a, newMesos, old.CheckedHealthy)
+		healthChanged = !sameHealth(old.Healthy, newHealthy)
 	}
 	// The launch used the reserved resources and volume, so a status from
 	// the agent or executor, or a master report that the task runs, proves
@@ -64,7 +64,7 @@ func (p *planner) onStatus(s mesos.TaskStatus) {
 	confirm := resState(i) == v1.ReservationState_RESERVATION_STATE_PENDING &&
 		(agentID == "" || agentID == i.GetReservation().GetAgentId()) &&
 		(s.GetSource() != mesos.SOURCE_MASTER || state == stStarting || state == stRunning || state == stKilling)
-	if prevState == state && !healthChanged && !confirm {
+	if prevState == state && !healthChanged && !mesosChanged && !confirm {
 		return // nothing new to record: just acknowledge
 	}
 
@@ -84,9 +84,12 @@ func (p *planner) onStatus(s mesos.TaskStatus) {
 	if state == stRunning && t.StartedAt == nil {
 		t.StartedAt = p.ts()
 	}
+	if mesosChanged {
+		t.MesosHealthy = newMesos
+	}
 	if healthChanged {
 		t.Healthy = newHealthy
-		if *newHealthy {
+		if newHealthy != nil && *newHealthy {
 			e.ConsecutiveFailures = 0
 		}
 	}
@@ -221,18 +224,22 @@ func (p *planner) onHealth(h HealthResult) {
 		return
 	}
 	t := i.GetTask()
-	if t.Healthy == nil || *t.Healthy != h.Healthy {
+	checked := h.Healthy
+	if t.CheckedHealthy == nil || *t.CheckedHealthy != checked {
 		e := p.edit(i.GetId())
-		hv := h.Healthy
-		e.Task.Healthy = &hv
+		e.Task.CheckedHealthy = &checked
 		e.Task.UpdatedAt = p.ts()
-		if hv {
-			e.ConsecutiveFailures = 0
+		agg := combinedHealth(p.st.Apps[i.GetAppId()], t.MesosHealthy, &checked)
+		if !sameHealth(t.Healthy, agg) {
+			e.Task.Healthy = agg
+			if agg != nil && *agg {
+				e.ConsecutiveFailures = 0
+			}
+			p.event(&v1.Event{
+				Type: "health_status_changed_event", AppId: i.GetAppId(), InstanceId: i.GetId(), TaskId: h.TaskID,
+				Healthy: agg, Message: h.Message, AgentId: t.GetAgentId(), Host: t.GetHostname(),
+			})
 		}
-		p.event(&v1.Event{
-			Type: "health_status_changed_event", AppId: i.GetAppId(), InstanceId: i.GetId(), TaskId: h.TaskID,
-			Healthy: &hv, Message: h.Message, AgentId: t.GetAgentId(), Host: t.GetHostname(),
-		})
 	}
 	if h.Kill {
 		if _, sent := p.st.Mem.kills[h.TaskID]; sent {
@@ -244,4 +251,49 @@ func (p *planner) onHealth(h HealthResult) {
 		})
 		p.kill(t, killHealth, 0)
 	}
+}
+
+// combinedHealth is a task's health from its parts: the Mesos check's
+// (mesos) and the leader's checks' (checked), of those the app has (an
+// app Berth no longer knows: whichever part is known). Unhealthy as soon
+// as one part is; healthy once every part is; unknown (nil) otherwise.
+func combinedHealth(a *v1.App, mesos, checked *bool) *bool {
+	hasMesos, hasChecked := a == nil, a == nil
+	for _, hc := range a.GetHealthChecks() {
+		if appmodel.IsMarathonCheck(hc) {
+			hasChecked = true
+		} else {
+			hasMesos = true
+		}
+	}
+	var parts []*bool
+	if hasMesos && (a != nil || mesos != nil) {
+		parts = append(parts, mesos)
+	}
+	if hasChecked && (a != nil || checked != nil) {
+		parts = append(parts, checked)
+	}
+	known := len(parts) > 0
+	for _, p := range parts {
+		if p != nil && !*p {
+			f := false
+			return &f
+		}
+		if p == nil {
+			known = false
+		}
+	}
+	if !known {
+		return nil
+	}
+	t := true
+	return &t
+}
+
+// sameHealth compares two optional health values.
+func sameHealth(x, y *bool) bool {
+	if x == nil || y == nil {
+		return x == nil && y == nil
+	}
+	return *x == *y
 }

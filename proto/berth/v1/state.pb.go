@@ -612,9 +612,16 @@ type Task struct {
 	Sandbox string `protobuf:"bytes,15,opt,name=sandbox,proto3" json:"sandbox,omitempty"`
 	// agent_url is the agent's HTTP endpoint ("http://host:port") from the
 	// offer the task was launched on; the files API is served there.
-	AgentUrl      string `protobuf:"bytes,16,opt,name=agent_url,json=agentUrl,proto3" json:"agent_url,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	AgentUrl string `protobuf:"bytes,16,opt,name=agent_url,json=agentUrl,proto3" json:"agent_url,omitempty"`
+	// mesos_healthy is the health Mesos reports (status updates) for the
+	// app's Mesos check (COMMAND, MESOS_*), checked_healthy the aggregate of
+	// the leader's own checks (HTTP, HTTPS, TCP); healthy combines those the
+	// app has (unhealthy if one is, healthy once all are). Both are
+	// committed on change only.
+	MesosHealthy   *bool `protobuf:"varint,17,opt,name=mesos_healthy,json=mesosHealthy,proto3,oneof" json:"mesos_healthy,omitempty"`
+	CheckedHealthy *bool `protobuf:"varint,18,opt,name=checked_healthy,json=checkedHealthy,proto3,oneof" json:"checked_healthy,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Task) Reset() {
@@ -757,6 +764,20 @@ func (x *Task) GetAgentUrl() string {
 		return x.AgentUrl
 	}
 	return ""
+}
+
+func (x *Task) GetMesosHealthy() bool {
+	if x != nil && x.MesosHealthy != nil {
+		return *x.MesosHealthy
+	}
+	return false
+}
+
+func (x *Task) GetCheckedHealthy() bool {
+	if x != nil && x.CheckedHealthy != nil {
+		return *x.CheckedHealthy
+	}
+	return false
 }
 
 // TaskFailure describes a task that ended unexpectedly, as Marathon's
@@ -1218,7 +1239,7 @@ const file_berth_v1_state_proto_rawDesc = "" +
 	"instanceId\x12%\n" +
 	"\x0econtainer_path\x18\x03 \x01(\tR\rcontainerPath\x12\x19\n" +
 	"\bsize_mib\x18\x04 \x01(\x01R\asizeMib\x12\x19\n" +
-	"\bagent_id\x18\x05 \x01(\tR\aagentId\"\xca\x04\n" +
+	"\bagent_id\x18\x05 \x01(\tR\aagentId\"\xc8\x05\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
 	"\bagent_id\x18\x02 \x01(\tR\aagentId\x12\x1a\n" +
@@ -1239,10 +1260,14 @@ const file_berth_v1_state_proto_rawDesc = "" +
 	"updated_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12\x19\n" +
 	"\x05ready\x18\x0e \x01(\bH\x01R\x05ready\x88\x01\x01\x12\x18\n" +
 	"\asandbox\x18\x0f \x01(\tR\asandbox\x12\x1b\n" +
-	"\tagent_url\x18\x10 \x01(\tR\bagentUrlB\n" +
+	"\tagent_url\x18\x10 \x01(\tR\bagentUrl\x12(\n" +
+	"\rmesos_healthy\x18\x11 \x01(\bH\x02R\fmesosHealthy\x88\x01\x01\x12,\n" +
+	"\x0fchecked_healthy\x18\x12 \x01(\bH\x03R\x0echeckedHealthy\x88\x01\x01B\n" +
 	"\n" +
 	"\b_healthyB\b\n" +
-	"\x06_ready\"\xe0\x02\n" +
+	"\x06_readyB\x10\n" +
+	"\x0e_mesos_healthyB\x12\n" +
+	"\x10_checked_healthy\"\xe0\x02\n" +
 	"\vTaskFailure\x12\x15\n" +
 	"\x06app_id\x18\x01 \x01(\tR\x05appId\x12\x1f\n" +
 	"\vinstance_id\x18\x02 \x01(\tR\n" +
