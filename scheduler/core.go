@@ -127,6 +127,8 @@ type planner struct {
 	created int // instances created in this decision (see Config.MaxNewInstancesPerDecision)
 	// failures recorded on instances in this decision (see recordFailure).
 	failures []*v1.TaskFailure
+	// byApp lists the instance ids of each app during a tick.
+	byApp map[string][]string
 	// offerOutcomes of the offers matched in this decision.
 	offerOutcomes []OfferOutcome
 }
@@ -386,6 +388,7 @@ func (p *planner) onTick() {
 		i := p.inst(id)
 		byApp[i.GetAppId()] = append(byApp[i.GetAppId()], id)
 	}
+	p.byApp = byApp
 	for _, appID := range p.st.sortedAppIDs() {
 		p.resetOutdatedBackoff(p.st.Apps[appID], byApp[appID])
 		p.scaleApp(p.st.Apps[appID], byApp[appID])
@@ -437,6 +440,11 @@ func (p *planner) scaleApp(a *v1.App, ids []string) {
 		case v1.Goal_GOAL_STOPPED:
 			stopped = append(stopped, i)
 		}
+	}
+	if len(running) < want && p.deploying(a.GetId()) && p.dependencyPending(a) != "" {
+		// Marathon's deployment plan starts an app only once the apps it
+		// depends on run (and pass their health and readiness checks).
+		return
 	}
 	if len(running) < want {
 		// Reuse stopped instances: reserved first, then pending, then none.

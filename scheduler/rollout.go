@@ -3,6 +3,7 @@ package scheduler
 import (
 	"math"
 	"sort"
+	"strings"
 
 	"github.com/berth-dev/berth/appmodel"
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
@@ -250,4 +251,30 @@ func (p *planner) rollStateless(a *v1.App, ids []string) bool {
 		fresh = append(fresh, ni)
 	}
 	return true
+}
+
+// dependencyPending returns an app that a depends on (its dependencies
+// name apps, or groups: every app under the path) which does not run all
+// its instances up yet; "" when none. Only apps that exist count: a
+// dependency outside Berth is taken to exist already.
+func (p *planner) dependencyPending(a *v1.App) string {
+	for _, dep := range a.GetDependencies() {
+		dep = appmodel.NormalizeID(dep)
+		for _, id := range p.st.sortedAppIDs() {
+			if id == a.GetId() || (id != dep && !strings.HasPrefix(id, dep+"/")) {
+				continue
+			}
+			b := p.st.Apps[id]
+			up := 0
+			for _, iid := range p.byApp[id] {
+				if i := p.inst(iid); i != nil && goalOf(i) == v1.Goal_GOAL_RUNNING && p.up(i, b) && !p.outdated(i, b) {
+					up++
+				}
+			}
+			if up < appmodel.Instances(b) {
+				return id
+			}
+		}
+	}
+	return ""
 }

@@ -243,9 +243,10 @@ func dependencyOrder(apps []groupApp) ([]groupApp, bool) {
 // writeGroup serves POST (create) and PUT (create or replace) of a group:
 // each app of the body is written through the app write path, in
 // dependency order (dependencies first). Berth starts one deployment per
-// app and does not wait for a dependency to be healthy before writing its
-// dependents; the answer names the last deployment. PUT with scaleBy
-// scales every app under the group (rounding up).
+// app; the scheduler starts a dependent app's instances only once the apps
+// it depends on run all theirs healthy and ready, as Marathon's plan puts
+// it in a later step. The answer names the last deployment. PUT with
+// scaleBy scales every app under the group (rounding up).
 func (a *API) writeGroup(w http.ResponseWriter, r *http.Request, pathID string, create bool) {
 	params, ok := boolParams(w, r, map[string]bool{"force": false})
 	if !ok {
