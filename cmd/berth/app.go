@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -65,20 +66,33 @@ func (w *waitFlags) printJSON(ctx context.Context, c *cobra.Command, cl *clients
 	return watchDeployment(ctx, c.OutOrStdout(), cl, deploymentID)
 }
 
-// readAppFile reads an app definition from a file or "-" for stdin.
-func readAppFile(path string) (*v1.App, error) {
+// readDefinition reads a file, or stdin for "-".
+func readDefinition(path string, limit int64) ([]byte, error) {
 	var (
 		data []byte
 		err  error
 	)
 	if path == "-" {
-		data, err = io.ReadAll(io.LimitReader(os.Stdin, appmodel.MaxBytes+1))
+		data, err = io.ReadAll(io.LimitReader(os.Stdin, limit+1))
 	} else {
 		data, err = os.ReadFile(path)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read app definition: %w", err)
 	}
+	return data, nil
+}
+
+// readAppFile reads an app definition from a file or "-" for stdin.
+func readAppFile(path string) (*v1.App, error) {
+	data, err := readDefinition(path, appmodel.MaxBytes)
+	if err != nil {
+		return nil, err
+	}
+	return parseAppFile(path, data)
+}
+
+func parseAppFile(path string, data []byte) (*v1.App, error) {
 	app, err := appmodel.Parse(data)
 	if err != nil {
 		return nil, fmt.Errorf("app definition %s: %w", path, err)
@@ -90,14 +104,26 @@ func appAddCmd() *cobra.Command {
 	var w waitFlags
 	c := &cobra.Command{
 		Use:   "add FILE",
-		Short: "Create an app from a Marathon app definition in FILE (- for stdin)",
-		Args:  usageArgs,
+		Short: "Create an app from a Marathon app definition in FILE (- for stdin), or every app of a Marathon group definition",
+		Long: `Create an app from a Marathon app definition in FILE (- for stdin).
+
+A Marathon group definition ({"id": "/g", "apps": [...], "groups": [...]})
+creates every app in it, ids relative to their group, in dependency order;
+an app that depends on others starts once they run healthy.`,
+		Args: usageArgs,
 		RunE: func(c *cobra.Command, args []string) error {
 			cl, err := newClients()
 			if err != nil {
 				return err
 			}
-			app, err := readAppFile(args[0])
+			data, err := readDefinition(args[0], maxGroupBytes)
+			if err != nil {
+				return err
+			}
+			if appmodel.IsGroupDefinition(data) {
+				return addGroup(c, &w, cl, args[0], data)
+			}
+			app, err := parseAppFile(args[0], data)
 			if err != nil {
 				return err
 			}
@@ -513,4 +539,62 @@ func deploymentKind(d *v1.Deployment, appID string) string {
 		}
 	}
 	return "deploy"
+}
+
+// maxGroupBytes bounds a group definition read by app add.
+const maxGroupBytes = 16 * appmodel.MaxBytes
+
+// addGroup creates every app of a Marathon group definition, dependencies
+// first; with --wait it follows each deployment in that order.
+func addGroup(c *cobra.Command, w *waitFlags, cl *clients, path string, data []byte) error {
+	var g appmodel.GroupDef
+	if err := json.Unmarshal(data, &g); err != nil {
+		return fmt.Errorf("group definition %s: %w", path, err)
+	}
+	if g.ScaleBy != nil || g.Version != nil {
+		return fmt.Errorf("group definition %s: scaleBy and version change a group: use app scale or app rollback per app", path)
+	}
+	gid := "/"
+	if g.ID != "" {
+		gid = appmodel.ResolveID("/", g.ID)
+	}
+	apps, err := appmodel.FlattenGroup(g, gid, func(raw []byte, _ string) (*v1.App, error) { return appmodel.Parse(raw) })
+	if err != nil {
+		return fmt.Errorf("group definition %s: %w", path, err)
+	}
+	if len(apps) == 0 {
+		return fmt.Errorf("group definition %s: no apps (Berth keeps no empty groups)", path)
+	}
+	ordered, ok := appmodel.DependencyOrder(apps)
+	if !ok {
+		return fmt.Errorf("group definition %s: the dependencies form a cycle", path)
+	}
+	type created struct{ app, version, deployment string }
+	var done []created
+	for _, ga := range ordered {
+		res, err := cl.apps.CreateApp(c.Context(), connect.NewRequest(&v1.CreateAppRequest{App: ga.App}))
+		if err != nil {
+			return fmt.Errorf("%s (%s): %w", ga.App.GetId(), ga.Path, err)
+		}
+		done = append(done, created{res.Msg.GetApp().GetId(), res.Msg.GetApp().GetVersion(), res.Msg.GetDeploymentId()})
+		if flagOutput == "json" {
+			if err := printJSON(c.OutOrStdout(), res.Msg); err != nil {
+				return err
+			}
+			continue
+		}
+		fmt.Fprintf(c.OutOrStdout(), "Created app %s version %s (deployment %s)\n", done[len(done)-1].app, done[len(done)-1].version, done[len(done)-1].deployment)
+	}
+	if !w.wait {
+		return nil
+	}
+	for _, d := range done {
+		if d.deployment == "" {
+			continue
+		}
+		if err := watchDeployment(c.Context(), c.OutOrStdout(), cl, d.deployment); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -1,12 +1,21 @@
 package main
 
 import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"reflect"
+	"strings"
+	"sync"
 	"testing"
 
+	"connectrpc.com/connect"
 	"google.golang.org/protobuf/proto"
 
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
+	"github.com/berth-dev/berth/proto/berth/v1/berthv1connect"
 )
 
 func TestWaitingText(t *testing.T) {
@@ -74,5 +83,64 @@ func TestHealthAndReadinessText(t *testing.T) {
 	}
 	if got := readinessSummary(&v1.CurrentActions{Actions: []*v1.CurrentAction{{ReadinessCheckResults: tv.GetReadinessCheckResults()}}}); got != "0/1 ready" {
 		t.Errorf("readinessSummary = %q", got)
+	}
+}
+
+// groupAPI records the apps the CLI creates.
+type groupAPI struct {
+	berthv1connect.UnimplementedAppServiceHandler
+	mu      sync.Mutex
+	created []*v1.App
+}
+
+func (a *groupAPI) CreateApp(_ context.Context, req *connect.Request[v1.CreateAppRequest]) (*connect.Response[v1.CreateAppResponse], error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.created = append(a.created, req.Msg.App)
+	app := proto.Clone(req.Msg.App).(*v1.App)
+	app.Version = proto.String("2026-01-01T00:00:00Z")
+	return connect.NewResponse(&v1.CreateAppResponse{App: app, DeploymentId: "d-" + app.GetId()}), nil
+}
+
+// berth app add of a Marathon group file creates each app of it, ids
+// resolved against their groups, dependencies first.
+func TestAppAddGroup(t *testing.T) {
+	api := &groupAPI{}
+	mux := http.NewServeMux()
+	mux.Handle(berthv1connect.NewAppServiceHandler(api))
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	file := filepath.Join(t.TempDir(), "shop.json")
+	if err := os.WriteFile(file, []byte(`{"id": "/shop", "apps": [
+		{"id": "web", "cmd": "sleep 1000", "dependencies": ["db", "/shop/cache"]},
+		{"id": "db", "cmd": "sleep 1000"}],
+		"groups": [{"id": "cache", "apps": [{"id": "redis", "cmd": "sleep 1000"}]}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr, code := runCLI(t, "app", "add", file, "--addr", srv.Listener.Addr().String())
+	if code != 0 {
+		t.Fatalf("exit %d: %s %s", code, stdout, stderr)
+	}
+	api.mu.Lock()
+	defer api.mu.Unlock()
+	var ids []string
+	for _, a := range api.created {
+		ids = append(ids, a.GetId())
+	}
+	if !reflect.DeepEqual(ids, []string{"/shop/db", "/shop/cache/redis", "/shop/web"}) {
+		t.Fatalf("created %v (stdout %s)", ids, stdout)
+	}
+	if deps := api.created[2].GetDependencies(); !reflect.DeepEqual(deps, []string{"/shop/db", "/shop/cache"}) {
+		t.Errorf("web dependencies %v", deps)
+	}
+	if !strings.Contains(stdout, "Created app /shop/web version 2026-01-01T00:00:00Z (deployment d-/shop/web)") {
+		t.Errorf("stdout %q", stdout)
+	}
+	bad := filepath.Join(t.TempDir(), "loop.json")
+	if err := os.WriteFile(bad, []byte(`{"id": "/loop", "apps": [{"id": "a", "cmd": "c", "dependencies": ["b"]}, {"id": "b", "cmd": "c", "dependencies": ["a"]}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, stderr, code := runCLI(t, "app", "add", bad, "--addr", srv.Listener.Addr().String()); code == 0 || !strings.Contains(stderr, "cycle") {
+		t.Errorf("cycle: exit %d, %q", code, stderr)
 	}
 }

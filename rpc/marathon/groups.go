@@ -2,6 +2,7 @@ package marathon
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"net/http"
@@ -51,11 +52,6 @@ func (a *API) routeGroups(w http.ResponseWriter, r *http.Request, rest string) {
 	}
 }
 
-// under reports whether an app id lies in group gid.
-func under(appID, gid string) bool {
-	return gid == "/" || strings.HasPrefix(appID, gid+"/")
-}
-
 // groupApps lists the apps under group gid with their summaries; it answers
 // the request itself (and returns ok false) on an error or, for a group
 // other than the root, when there are none.
@@ -66,7 +62,7 @@ func (a *API) groupApps(w http.ResponseWriter, r *http.Request, gid string) (app
 		return nil, nil, false
 	}
 	for i, app := range res.Msg.GetApps() {
-		if under(app.GetId(), gid) {
+		if appmodel.UnderGroup(app.GetId(), gid) {
 			apps = append(apps, app)
 			sums = append(sums, res.Msg.GetSummaries()[i])
 		}
@@ -124,122 +120,6 @@ func buildGroup(gid string, apps []*v1.App, infos [][]byte) groupJSON {
 	return g
 }
 
-// groupUpdate is Marathon's GroupUpdate body.
-type groupUpdate struct {
-	ID           string            `json:"id"`
-	Apps         []json.RawMessage `json:"apps"`
-	Groups       []groupUpdate     `json:"groups"`
-	Dependencies []string          `json:"dependencies"`
-	ScaleBy      *float64          `json:"scaleBy"`
-	Version      *string           `json:"version"`
-}
-
-// resolve makes id absolute against base (Marathon's relative ids).
-func resolve(base, id string) string {
-	if strings.HasPrefix(id, "/") {
-		return appmodel.NormalizeID(id)
-	}
-	return appmodel.NormalizeID(path.Join(base, id))
-}
-
-// groupApp is one app of a group body, with where it was in the body.
-type groupApp struct {
-	app    *v1.App
-	prefix string // e.g. /groups(0)/apps(1)
-}
-
-// flatten parses every app of a group body (recursively), resolving
-// relative ids and dependencies against their group; group dependencies
-// apply to each app of the group. It answers the error itself and
-// returns false if an app does not parse.
-func flatten(w http.ResponseWriter, g groupUpdate, gid, prefix string, groupDeps []string, out *[]groupApp) bool {
-	deps := append([]string(nil), groupDeps...)
-	for _, d := range g.Dependencies {
-		deps = append(deps, resolve(path.Dir(gid), d))
-	}
-	for i, raw := range g.Apps {
-		p := fmt.Sprintf("%s/apps(%d)", prefix, i)
-		app := parseApp(w, raw, p)
-		if app == nil {
-			return false
-		}
-		if app.GetId() == "" {
-			writeViolations(w, p, []appmodel.Violation{{Field: "id", Description: "must be set"}})
-			return false
-		}
-		app.Id = resolve(gid, app.GetId())
-		if !under(app.GetId(), gid) {
-			writeViolations(w, p, []appmodel.Violation{{Field: "id", Description: fmt.Sprintf("identifier %s is not child of %s", app.GetId(), gid)}})
-			return false
-		}
-		for j, d := range app.GetDependencies() {
-			app.Dependencies[j] = resolve(gid, d)
-		}
-		app.Dependencies = append(app.Dependencies, deps...)
-		*out = append(*out, groupApp{app: app, prefix: p})
-	}
-	for i, sub := range g.Groups {
-		sid := resolve(gid, sub.ID)
-		if !flatten(w, sub, sid, fmt.Sprintf("%s/groups(%d)", prefix, i), deps, out) {
-			return false
-		}
-	}
-	return true
-}
-
-// dependencyOrder sorts apps so that each comes after the apps of the
-// body it depends on (directly, or through a group it depends on);
-// dependencies outside the body are left to exist already. ok is false on
-// a cycle.
-func dependencyOrder(apps []groupApp) ([]groupApp, bool) {
-	index := map[string]int{}
-	for i, ga := range apps {
-		index[ga.app.GetId()] = i
-	}
-	dependsOn := func(i int) []int {
-		var out []int
-		for _, d := range apps[i].app.GetDependencies() {
-			for j, other := range apps {
-				if j != i && (other.app.GetId() == d || under(other.app.GetId(), d)) {
-					out = append(out, j)
-				}
-			}
-		}
-		return out
-	}
-	const (
-		unvisited = iota
-		visiting
-		done
-	)
-	state := make([]int, len(apps))
-	var order []groupApp
-	var visit func(i int) bool
-	visit = func(i int) bool {
-		switch state[i] {
-		case visiting:
-			return false
-		case done:
-			return true
-		}
-		state[i] = visiting
-		for _, j := range dependsOn(i) {
-			if !visit(j) {
-				return false
-			}
-		}
-		state[i] = done
-		order = append(order, apps[i])
-		return true
-	}
-	for i := range apps {
-		if !visit(i) {
-			return nil, false
-		}
-	}
-	return order, true
-}
-
 // writeGroup serves POST (create) and PUT (create or replace) of a group:
 // each app of the body is written through the app write path, in
 // dependency order (dependencies first). Berth starts one deployment per
@@ -256,7 +136,7 @@ func (a *API) writeGroup(w http.ResponseWriter, r *http.Request, pathID string, 
 	if !ok {
 		return
 	}
-	var g groupUpdate
+	var g appmodel.GroupDef
 	if err := json.Unmarshal(body, &g); err != nil {
 		writeJSON(w, http.StatusBadRequest, struct {
 			Message string `json:"message"`
@@ -266,7 +146,7 @@ func (a *API) writeGroup(w http.ResponseWriter, r *http.Request, pathID string, 
 	}
 	gid := pathID
 	if g.ID != "" {
-		gid = resolve(pathID, g.ID)
+		gid = appmodel.ResolveID(pathID, g.ID)
 	}
 	if g.Version != nil {
 		writeMessage(w, http.StatusNotImplemented, "Berth keeps versions of apps, not of groups: roll back each app with PUT /v2/apps/{id} {\"version\": ...}")
@@ -276,15 +156,26 @@ func (a *API) writeGroup(w http.ResponseWriter, r *http.Request, pathID string, 
 		a.scaleGroup(w, r, gid, *g.ScaleBy, params["force"])
 		return
 	}
-	var apps []groupApp
-	if !flatten(w, g, gid, "", nil, &apps) {
+	answered := errors.New("answered")
+	apps, err := appmodel.FlattenGroup(g, gid, func(raw []byte, p string) (*v1.App, error) {
+		if app := parseApp(w, raw, p); app != nil {
+			return app, nil
+		}
+		return nil, answered // parseApp answered with the error
+	})
+	var ge *appmodel.GroupError
+	switch {
+	case errors.As(err, &ge) && len(ge.Violations) > 0:
+		writeViolations(w, ge.Path, ge.Violations)
+		return
+	case err != nil:
 		return
 	}
 	if len(apps) == 0 {
 		writeMessage(w, http.StatusUnprocessableEntity, "Berth has no empty groups: a group exists through the apps in it; give at least one app")
 		return
 	}
-	apps, ok = dependencyOrder(apps)
+	apps, ok = appmodel.DependencyOrder(apps)
 	if !ok {
 		writeMessage(w, http.StatusUnprocessableEntity, "Dependency graph has cyclic dependencies.")
 		return
@@ -296,7 +187,7 @@ func (a *API) writeGroup(w http.ResponseWriter, r *http.Request, pathID string, 
 			return
 		}
 		for _, app := range existing.Msg.GetApps() {
-			if under(app.GetId(), gid) {
+			if appmodel.UnderGroup(app.GetId(), gid) {
 				writeMessage(w, http.StatusConflict, fmt.Sprintf("Group %s is already created. Use PUT to change this group.", gid))
 				return
 			}
@@ -304,10 +195,10 @@ func (a *API) writeGroup(w http.ResponseWriter, r *http.Request, pathID string, 
 	}
 	var depID, version string
 	for _, ga := range apps {
-		id := ga.app.GetId()
-		fail := failure{notFound: appNotFound(id), apps: []string{id}, prefix: ga.prefix}
+		id := ga.App.GetId()
+		fail := failure{notFound: appNotFound(id), apps: []string{id}, prefix: ga.Path}
 		if !create {
-			res, err := a.apps.UpdateApp(r.Context(), call(r, &v1.UpdateAppRequest{Id: id, App: ga.app, Force: params["force"]}))
+			res, err := a.apps.UpdateApp(r.Context(), call(r, &v1.UpdateAppRequest{Id: id, App: ga.App, Force: params["force"]}))
 			if err == nil {
 				depID, version = res.Msg.GetDeploymentId(), res.Msg.GetApp().GetVersion()
 				continue
@@ -317,7 +208,7 @@ func (a *API) writeGroup(w http.ResponseWriter, r *http.Request, pathID string, 
 				return
 			}
 		}
-		res, err := a.apps.CreateApp(r.Context(), call(r, &v1.CreateAppRequest{App: ga.app}))
+		res, err := a.apps.CreateApp(r.Context(), call(r, &v1.CreateAppRequest{App: ga.App}))
 		if err != nil {
 			a.writeError(w, r, err, fail)
 			return
@@ -342,7 +233,7 @@ func (a *API) appsUnder(w http.ResponseWriter, r *http.Request, gid string) ([]*
 	}
 	var out []*v1.App
 	for _, app := range res.Msg.GetApps() {
-		if under(app.GetId(), gid) {
+		if appmodel.UnderGroup(app.GetId(), gid) {
 			out = append(out, app)
 		}
 	}
@@ -441,7 +332,7 @@ func (a *API) groupTasks(w http.ResponseWriter, r *http.Request, gid string) {
 	}
 	tasks := []Task{}
 	for appID, ts := range byApp {
-		if under(appID, gid) {
+		if appmodel.UnderGroup(appID, gid) {
 			tasks = append(tasks, ts...)
 		}
 	}
