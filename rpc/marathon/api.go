@@ -106,11 +106,11 @@ type Route struct {
 // (it may contain slashes), {taskId} a task or instance id.
 var Routes = []Route{
 	{"GET", "/ping", nil},
-	{"GET", "/v2/apps", []string{berthv1connect.AppServiceListAppsProcedure, berthv1connect.TaskServiceListTasksProcedure}},
+	{"GET", "/v2/apps", []string{berthv1connect.AppServiceListAppsProcedure, berthv1connect.TaskServiceListTasksProcedure, berthv1connect.TaskServiceListCheckResultsProcedure}},
 	{"POST", "/v2/apps", []string{berthv1connect.AppServiceCreateAppProcedure}},
 	{"PUT", "/v2/apps", []string{berthv1connect.AppServiceUpdateAppProcedure, berthv1connect.AppServiceCreateAppProcedure}},
 	{"PATCH", "/v2/apps", []string{berthv1connect.AppServiceUpdateAppProcedure}},
-	{"GET", "/v2/apps/{id}", []string{berthv1connect.AppServiceGetAppProcedure, berthv1connect.TaskServiceListTasksProcedure}},
+	{"GET", "/v2/apps/{id}", []string{berthv1connect.AppServiceGetAppProcedure, berthv1connect.TaskServiceListTasksProcedure, berthv1connect.TaskServiceListCheckResultsProcedure}},
 	{"PUT", "/v2/apps/{id}", []string{berthv1connect.AppServiceUpdateAppProcedure, berthv1connect.AppServiceCreateAppProcedure, berthv1connect.AppServiceGetAppProcedure}},
 	{"PATCH", "/v2/apps/{id}", []string{berthv1connect.AppServiceUpdateAppProcedure}},
 	{"DELETE", "/v2/apps/{id}", []string{berthv1connect.AppServiceDeleteAppProcedure, berthv1connect.DeploymentServiceGetDeploymentProcedure}},

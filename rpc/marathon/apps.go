@@ -34,6 +34,12 @@ func embeds(r *http.Request) map[string]bool {
 // appInfos renders apps as Marathon's AppInfo objects; with tasks, each
 // carries its "tasks" (tasks maps an app id to its task JSON).
 func appInfos(apps []*v1.App, sums []*v1.AppSummary, tasks map[string][]Task) ([][]byte, error) {
+	return appInfosWith(apps, sums, tasks, nil)
+}
+
+// appInfosWith is appInfos with, when readiness is not nil, each app's
+// "readinessCheckResults" (readiness maps an app id to them).
+func appInfosWith(apps []*v1.App, sums []*v1.AppSummary, tasks map[string][]Task, readiness map[string][]readinessJSON) ([][]byte, error) {
 	out := make([][]byte, 0, len(apps))
 	for i, app := range apps {
 		var sum *v1.AppSummary
@@ -51,6 +57,17 @@ func appInfos(apps []*v1.App, sums []*v1.AppSummary, tasks map[string][]Task) ([
 				return nil, err
 			}
 			extra = append(extra, appmodel.Field{Key: "tasks", Value: raw})
+		}
+		if readiness != nil {
+			rs := readiness[app.GetId()]
+			if rs == nil {
+				rs = []readinessJSON{}
+			}
+			raw, err := json.Marshal(rs)
+			if err != nil {
+				return nil, err
+			}
+			extra = append(extra, appmodel.Field{Key: "readinessCheckResults", Value: raw})
 		}
 		b, err := appmodel.AppInfoJSON(app, sum, extra...)
 		if err != nil {
@@ -110,7 +127,12 @@ func (a *API) listApps(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	infos, err := appInfos(res.Msg.GetApps(), res.Msg.GetSummaries(), tasks)
+	readiness, err := a.readinessByApp(r, "")
+	if err != nil {
+		a.writeError(w, r, err, failure{})
+		return
+	}
+	infos, err := appInfosWith(res.Msg.GetApps(), res.Msg.GetSummaries(), tasks, readiness)
 	if err != nil {
 		writeMessage(w, http.StatusInternalServerError, err.Error())
 		return
@@ -131,7 +153,12 @@ func (a *API) getApp(w http.ResponseWriter, r *http.Request, id string) {
 		a.writeError(w, r, err, failure{})
 		return
 	}
-	infos, err := appInfos([]*v1.App{res.Msg.GetApp()}, []*v1.AppSummary{res.Msg.GetSummary()}, tasks)
+	readiness, err := a.readinessByApp(r, id)
+	if err != nil {
+		a.writeError(w, r, err, failure{})
+		return
+	}
+	infos, err := appInfosWith([]*v1.App{res.Msg.GetApp()}, []*v1.AppSummary{res.Msg.GetSummary()}, tasks, readiness)
 	if err != nil {
 		writeMessage(w, http.StatusInternalServerError, err.Error())
 		return
@@ -344,4 +371,21 @@ func (a *API) appVersion(w http.ResponseWriter, r *http.Request, id, version str
 		return
 	}
 	writeRaw(w, http.StatusOK, compact(b))
+}
+
+// readinessByApp returns, with embed=apps.readiness, the readiness check
+// results the leader holds, by app (nil without the embed).
+func (a *API) readinessByApp(r *http.Request, appID string) (map[string][]readinessJSON, error) {
+	if !embeds(r)["readiness"] {
+		return nil, nil
+	}
+	res, err := a.tasks.ListCheckResults(r.Context(), call(r, &v1.ListCheckResultsRequest{AppId: appID}))
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]readinessJSON{}
+	for _, tr := range res.Msg.GetResults() {
+		out[tr.GetAppId()] = append(out[tr.GetAppId()], readinessOf(tr.GetReadinessCheckResults())...)
+	}
+	return out, nil
 }

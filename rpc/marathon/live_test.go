@@ -133,6 +133,23 @@ func TestLiveThroughFollower(t *testing.T) {
 		t.Errorf("apps?embed=apps.tasks = %+v", apps)
 	}
 
+	// embed=apps.readiness: the app's readinessCheckResults.
+	var withReadiness struct {
+		App struct {
+			ReadinessCheckResults []struct {
+				Name, TaskID string
+				Ready        bool
+			}
+		}
+	}
+	want(t, do(t, follower, "GET", "/v2/apps/pg?embed=app.readiness", nil), 200, "app with readiness").json(t, &withReadiness)
+	if rs := withReadiness.App.ReadinessCheckResults; len(rs) != 1 || rs[0].Name != "ready" || rs[0].TaskID != "pg.instance-1._app.1" || rs[0].Ready {
+		t.Errorf("app readinessCheckResults = %+v", rs)
+	}
+	if b := want(t, do(t, follower, "GET", "/v2/apps/pg", nil), 200, "app").body; bytes.Contains(b, []byte("readinessCheckResults")) {
+		t.Errorf("readinessCheckResults without the embed: %s", b)
+	}
+
 	// The deployment (running: no scheduler here) at its first step.
 	var deps []struct{ ID string }
 	want(t, do(t, follower, "GET", "/v2/deployments", nil), 200, "deployments").json(t, &deps)
