@@ -8,6 +8,7 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/berth-dev/berth/appmodel"
+	"github.com/berth-dev/berth/fsm"
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
@@ -127,7 +128,9 @@ func (s *Server) checkResults(ctx context.Context, appID string) map[string]*v1.
 	return out
 }
 
-// withCheckResults adds the leader's check results to task views.
+// withCheckResults adds the leader's check results to task views (after
+// the Mesos check's, see withMesosCheck), in the order of the app's
+// healthChecks.
 func (s *Server) withCheckResults(ctx context.Context, appID string, tasks []*v1.TaskView) {
 	if len(tasks) == 0 {
 		return
@@ -135,10 +138,46 @@ func (s *Server) withCheckResults(ctx context.Context, appID string, tasks []*v1
 	byTask := s.checkResults(ctx, appID)
 	for _, tv := range tasks {
 		if r := byTask[tv.GetId()]; r != nil {
-			tv.HealthCheckResults = r.GetHealthCheckResults()
+			tv.HealthCheckResults = append(tv.HealthCheckResults, r.GetHealthCheckResults()...)
+			sort.SliceStable(tv.HealthCheckResults, func(i, j int) bool {
+				return tv.HealthCheckResults[i].GetIndex() < tv.HealthCheckResults[j].GetIndex()
+			})
 			tv.ReadinessCheckResults = r.GetReadinessCheckResults()
 		}
 	}
+}
+
+// withMesosCheck adds to a running task's view the result of its app's
+// Mesos check (COMMAND, MESOS_*), as its last status update from Mesos
+// reported it (committed: the executor runs it, not the leader). cache
+// maps app ids to the index of their Mesos check (-1: none).
+func withMesosCheck(st *fsm.Snapshot, cache map[string]int, inst *v1.Instance, tv *v1.TaskView) error {
+	t := inst.GetTask()
+	if t == nil || t.MesosHealthy == nil || isTerminal(t.GetState()) {
+		return nil
+	}
+	index, ok := cache[inst.GetAppId()]
+	if !ok {
+		index = -1
+		app, err := st.App(inst.GetAppId())
+		if err != nil {
+			return stateError(err)
+		}
+		for k, hc := range app.GetHealthChecks() {
+			if !appmodel.IsMarathonCheck(hc) {
+				index = k
+				break
+			}
+		}
+		cache[inst.GetAppId()] = index
+	}
+	if index < 0 {
+		return nil
+	}
+	tv.HealthCheckResults = append(tv.HealthCheckResults, &v1.HealthCheckResult{
+		Index: int32(index), InstanceId: inst.GetId(), TaskId: t.GetId(), Alive: t.GetMesosHealthy(),
+	})
+	return nil
 }
 
 // currentActions are a running deployment's current step's actions, each

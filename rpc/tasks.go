@@ -112,6 +112,7 @@ func (t *taskService) ListTasks(ctx context.Context, req *connect.Request[v1.Lis
 			return nil, err
 		}
 		res := &v1.ListTasksResponse{}
+		mesosChecks := map[string]int{} // app id → index of its Mesos check, -1: none
 		for i, inst := range insts {
 			if err := stillWanted(ctx, i); err != nil {
 				return nil, connect.NewError(connect.CodeCanceled, err)
@@ -120,7 +121,11 @@ func (t *taskService) ListTasks(ctx context.Context, req *connect.Request[v1.Lis
 				break
 			}
 			if pages.take(inst.GetId()) {
-				res.Tasks = append(res.Tasks, TaskViewOf(inst))
+				tv := TaskViewOf(inst)
+				if err := withMesosCheck(st, mesosChecks, inst, tv); err != nil {
+					return nil, err
+				}
+				res.Tasks = append(res.Tasks, tv)
 			}
 		}
 		res.NextPageToken = pages.next()

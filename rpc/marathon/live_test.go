@@ -187,4 +187,32 @@ func TestLiveThroughFollower(t *testing.T) {
 		ca.ReadinessCheckResults[0].LastResponse.Body != "starting" {
 		t.Errorf("current action = %+v", ca)
 	}
+
+	// Mixed checks: the leader's result of the HTTP check (index 0) and
+	// the Mesos check's (index 1) as Mesos last reported it.
+	mix := want(t, do(t, follower, "POST", "/v2/apps", `{"id": "/mix", "cmd": "sleep 1000", "portDefinitions": [{"port": 0}],
+		"healthChecks": [{"protocol": "HTTP", "path": "/h"}, {"protocol": "COMMAND", "command": {"value": "true"}}]}`), 201, "create /mix")
+	mixVersion := mix.obj(t)["version"].(string)
+	yes := true
+	applyDirect(t, leaderOf(servers), v1.CommandType_COMMAND_TYPE_SCHEDULER_PLAN, &v1.SchedulerPlanCommand{PutInstances: []*v1.Instance{{
+		Id: "mix.instance-1", AppId: "/mix", AppVersion: mixVersion, Goal: v1.Goal_GOAL_RUNNING,
+		Task: &v1.Task{Id: "mix.instance-1._app.1", AgentId: "agent-1", Hostname: "host-1", State: "TASK_RUNNING",
+			MesosHealthy: &yes, Ports: []uint32{31005}, AppVersion: mixVersion},
+	}}})
+	for _, s := range servers {
+		s.live.set(queue0, append(append([]*v1.TaskCheckResults(nil), results...), &v1.TaskCheckResults{
+			TaskId: "mix.instance-1._app.1", AppId: "/mix",
+			HealthCheckResults: []*v1.HealthCheckResult{{Index: 0, InstanceId: "mix.instance-1", TaskId: "mix.instance-1._app.1", LastFailureCause: "GET /h: status 500"}},
+		}))
+	}
+	waitFor(t, 10*time.Second, "both results of /mix's task", func() error {
+		want(t, do(t, follower, "GET", "/v2/apps/mix/tasks", nil), 200, "mix tasks").json(t, &tasks)
+		if len(tasks.Tasks) != 1 || len(tasks.Tasks[0].HealthCheckResults) != 2 {
+			return errorf("tasks = %+v", tasks.Tasks)
+		}
+		return nil
+	})
+	if hr := tasks.Tasks[0].HealthCheckResults; hr[0].Alive || hr[0].LastFailureCause != "GET /h: status 500" || !hr[1].Alive || hr[1].InstanceID != "mix.instance-1" {
+		t.Errorf("mixed results = %+v", hr)
+	}
 }
