@@ -18,13 +18,21 @@ func TestWaitingInsufficientMemory(t *testing.T) {
 	api, mesosAddr := freePort(t), freePort(t)
 	startProc(t, "dev", "dev", "--data-dir", t.TempDir(), "--api-addr", api, "--mesos-listen", mesosAddr, "--agents", "2")
 	waitAPI(t, api)
-	mustCLI(t, api, "app", "add", writeFile(t, "huge.json", `{"id":"/huge","cmd":"sleep 1000","cpus":0.01,"mem":1000000}`))
+	added := mustCLI(t, api, "app", "add", writeFile(t, "huge.json", `{"id":"/huge","cmd":"sleep 1000","cpus":0.01,"mem":1000000}`))
+	depID := strings.TrimSuffix(strings.TrimSpace(added[strings.LastIndex(added, "(deployment ")+len("(deployment "):]), ")")
+	// The progress line of --wait (deployment watch) says the instance
+	// waits, and why.
+	watch := startProc(t, "watch", "--addr", api, "deployment", "watch", depID)
 	mustCLI(t, api, "app", "add", writeFile(t, "small.json", `{"id":"/small","cmd":"sleep 1000","cpus":0.01,"mem":8}`), "--wait")
 
 	var show string
 	eventually(t, 2*time.Minute, "app show to say why /huge waits", func() bool {
 		show = mustCLI(t, api, "app", "show", "/huge")
 		return strings.Contains(show, "WAITING") && strings.Contains(show, "offers declined: InsufficientMemory")
+	})
+	eventually(t, time.Minute, "the progress line to say why /huge waits", func() bool {
+		out := watch.out.String()
+		return strings.Contains(out, "/huge: 1 pending; waiting: ") && strings.Contains(out, "InsufficientMemory")
 	})
 	if strings.Contains(show, "UnfulfilledConstraint") {
 		t.Errorf("app show names a reason that does not apply:\n%s", show)
