@@ -46,27 +46,33 @@ type OfferOutcome struct {
 }
 
 // offerNotes collects, during the matching of one offer, what happened to
-// each waiting app.
+// each waiting app: used, or the reasons it was declined for (a bit per
+// reason of ReasonFunnel).
 type offerNotes struct {
 	used    map[string]bool
-	reasons map[string]map[string]bool
+	reasons map[string]uint16
+	// slices caches one Reasons slice per set of reasons, shared by the
+	// outcomes (read-only): many apps are declined for the same reasons.
+	slices map[uint16][]string
 }
 
 func (n *offerNotes) reset() {
 	n.used = map[string]bool{}
-	n.reasons = map[string]map[string]bool{}
+	n.reasons = map[string]uint16{}
+	if n.slices == nil {
+		n.slices = map[uint16][]string{}
+	}
 }
 
 func (n *offerNotes) use(appID string) { n.used[appID] = true }
 
 func (n *offerNotes) decline(appID string, why ...string) {
-	m := n.reasons[appID]
-	if m == nil {
-		m = map[string]bool{}
-		n.reasons[appID] = m
-	}
 	for _, w := range why {
-		m[w] = true
+		for k, r := range ReasonFunnel {
+			if r == w {
+				n.reasons[appID] |= 1 << k
+			}
+		}
 	}
 }
 
@@ -77,15 +83,21 @@ func (n *offerNotes) outcomes(o *mesos.Offer, waiting []string) []OfferOutcome {
 	var out []OfferOutcome
 	for _, appID := range waiting {
 		oc := OfferOutcome{AppID: appID, OfferID: o.ID.Value, AgentID: o.AgentID.Value, Hostname: o.Hostname}
+		mask := n.reasons[appID]
 		switch {
 		case n.used[appID]:
 			oc.Used = true
-		case len(n.reasons[appID]) > 0:
-			for _, r := range ReasonFunnel {
-				if n.reasons[appID][r] {
-					oc.Reasons = append(oc.Reasons, r)
+		case mask != 0:
+			rs, ok := n.slices[mask]
+			if !ok {
+				for k, r := range ReasonFunnel {
+					if mask&(1<<k) != 0 {
+						rs = append(rs, r)
+					}
 				}
+				n.slices[mask] = rs
 			}
+			oc.Reasons = rs
 		default:
 			continue
 		}
