@@ -66,13 +66,6 @@ func (l *Live) stop() {
 // the scheduler).
 func (l *Live) ReasonFunnel() []string { return append([]string(nil), ReasonFunnel...) }
 
-// Active reports whether a subscribed scheduler feeds this Live.
-func (l *Live) Active() bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.active
-}
-
 // waitingSet is, per app, the instances waiting for an offer and since
 // when the oldest waits.
 type waitingSet map[string]*appOffers
