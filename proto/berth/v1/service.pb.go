@@ -2171,9 +2171,13 @@ type Event struct {
 	Host       string      `protobuf:"bytes,11,opt,name=host,proto3" json:"host,omitempty"`
 	// app is the definition an api_post_event wrote (none after a delete):
 	// a follower relaying the event may not have applied the write yet.
-	App           *App `protobuf:"bytes,12,opt,name=app,proto3" json:"app,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	App *App `protobuf:"bytes,12,opt,name=app,proto3" json:"app,omitempty"`
+	// backup is the backup or restore a backup_event reports on (its state
+	// and progress: bytes, chunks, rate_bytes_per_second).
+	Backup             *Backup `protobuf:"bytes,20,opt,name=backup,proto3" json:"backup,omitempty"`
+	RateBytesPerSecond float64 `protobuf:"fixed64,21,opt,name=rate_bytes_per_second,json=rateBytesPerSecond,proto3" json:"rate_bytes_per_second,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *Event) Reset() {
@@ -2288,6 +2292,20 @@ func (x *Event) GetApp() *App {
 		return x.App
 	}
 	return nil
+}
+
+func (x *Event) GetBackup() *Backup {
+	if x != nil {
+		return x.Backup
+	}
+	return nil
+}
+
+func (x *Event) GetRateBytesPerSecond() float64 {
+	if x != nil {
+		return x.RateBytesPerSecond
+	}
+	return 0
 }
 
 // LeaveRequest asks the receiving server to leave.
@@ -3170,7 +3188,7 @@ var File_berth_v1_service_proto protoreflect.FileDescriptor
 
 const file_berth_v1_service_proto_rawDesc = "" +
 	"\n" +
-	"\x16berth/v1/service.proto\x12\bberth.v1\x1a\x12berth/v1/app.proto\x1a\x14berth/v1/state.proto\"R\n" +
+	"\x16berth/v1/service.proto\x12\bberth.v1\x1a\x12berth/v1/app.proto\x1a\x15berth/v1/backup.proto\x1a\x14berth/v1/state.proto\"R\n" +
 	"\x10CreateAppRequest\x12\x1f\n" +
 	"\x03app\x18\x01 \x01(\v2\r.berth.v1.AppR\x03app\x12\x1d\n" +
 	"\n" +
@@ -3320,7 +3338,7 @@ const file_berth_v1_service_proto_rawDesc = "" +
 	"\aversion\x18\x02 \x01(\tR\aversion\"B\n" +
 	"\x13StreamEventsRequest\x12\x14\n" +
 	"\x05types\x18\x01 \x03(\tR\x05types\x12\x15\n" +
-	"\x06app_id\x18\x02 \x01(\tR\x05appId\"\xf4\x02\n" +
+	"\x06app_id\x18\x02 \x01(\tR\x05appId\"\xd1\x03\n" +
 	"\x05Event\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x1c\n" +
 	"\ttimestamp\x18\x02 \x01(\tR\ttimestamp\x12\x15\n" +
@@ -3338,7 +3356,9 @@ const file_berth_v1_service_proto_rawDesc = "" +
 	"\bagent_id\x18\n" +
 	" \x01(\tR\aagentId\x12\x12\n" +
 	"\x04host\x18\v \x01(\tR\x04host\x12\x1f\n" +
-	"\x03app\x18\f \x01(\v2\r.berth.v1.AppR\x03appB\n" +
+	"\x03app\x18\f \x01(\v2\r.berth.v1.AppR\x03app\x12(\n" +
+	"\x06backup\x18\x14 \x01(\v2\x10.berth.v1.BackupR\x06backup\x121\n" +
+	"\x15rate_bytes_per_second\x18\x15 \x01(\x01R\x12rateBytesPerSecondB\n" +
 	"\n" +
 	"\b_healthy\"\x0e\n" +
 	"\fLeaveRequest\"\x1f\n" +
@@ -3499,6 +3519,7 @@ var file_berth_v1_service_proto_goTypes = []any{
 	(*App)(nil),                        // 53: berth.v1.App
 	(*TaskFailure)(nil),                // 54: berth.v1.TaskFailure
 	(*Deployment)(nil),                 // 55: berth.v1.Deployment
+	(*Backup)(nil),                     // 56: berth.v1.Backup
 }
 var file_berth_v1_service_proto_depIdxs = []int32{
 	53, // 0: berth.v1.CreateAppRequest.app:type_name -> berth.v1.App
@@ -3521,59 +3542,60 @@ var file_berth_v1_service_proto_depIdxs = []int32{
 	55, // 17: berth.v1.GetDeploymentResponse.deployment:type_name -> berth.v1.Deployment
 	55, // 18: berth.v1.Event.deployment:type_name -> berth.v1.Deployment
 	53, // 19: berth.v1.Event.app:type_name -> berth.v1.App
-	38, // 20: berth.v1.MembersResponse.members:type_name -> berth.v1.Member
-	43, // 21: berth.v1.ListPeersResponse.peers:type_name -> berth.v1.Peer
-	2,  // 22: berth.v1.AppService.CreateApp:input_type -> berth.v1.CreateAppRequest
-	4,  // 23: berth.v1.AppService.GetApp:input_type -> berth.v1.GetAppRequest
-	7,  // 24: berth.v1.AppService.ListApps:input_type -> berth.v1.ListAppsRequest
-	9,  // 25: berth.v1.AppService.UpdateApp:input_type -> berth.v1.UpdateAppRequest
-	11, // 26: berth.v1.AppService.DeleteApp:input_type -> berth.v1.DeleteAppRequest
-	13, // 27: berth.v1.AppService.ListAppVersions:input_type -> berth.v1.ListAppVersionsRequest
-	15, // 28: berth.v1.AppService.RestartApp:input_type -> berth.v1.RestartAppRequest
-	17, // 29: berth.v1.AppService.ResetDelay:input_type -> berth.v1.ResetDelayRequest
-	21, // 30: berth.v1.TaskService.ListTasks:input_type -> berth.v1.ListTasksRequest
-	25, // 31: berth.v1.TaskService.KillTask:input_type -> berth.v1.KillTaskRequest
-	19, // 32: berth.v1.TaskService.ReadTaskLog:input_type -> berth.v1.ReadTaskLogRequest
-	27, // 33: berth.v1.DeploymentService.ListDeployments:input_type -> berth.v1.ListDeploymentsRequest
-	29, // 34: berth.v1.DeploymentService.GetDeployment:input_type -> berth.v1.GetDeploymentRequest
-	31, // 35: berth.v1.DeploymentService.CancelDeployment:input_type -> berth.v1.CancelDeploymentRequest
-	33, // 36: berth.v1.EventService.StreamEvents:input_type -> berth.v1.StreamEventsRequest
-	37, // 37: berth.v1.ClusterService.Members:input_type -> berth.v1.MembersRequest
-	40, // 38: berth.v1.ClusterService.Leader:input_type -> berth.v1.LeaderRequest
-	42, // 39: berth.v1.ClusterService.ListPeers:input_type -> berth.v1.ListPeersRequest
-	45, // 40: berth.v1.ClusterService.RemovePeer:input_type -> berth.v1.RemovePeerRequest
-	47, // 41: berth.v1.ClusterService.TransferLeadership:input_type -> berth.v1.TransferLeadershipRequest
-	49, // 42: berth.v1.ClusterService.SaveSnapshot:input_type -> berth.v1.SaveSnapshotRequest
-	51, // 43: berth.v1.ClusterService.RestoreSnapshot:input_type -> berth.v1.RestoreSnapshotRequest
-	35, // 44: berth.v1.ClusterService.Leave:input_type -> berth.v1.LeaveRequest
-	3,  // 45: berth.v1.AppService.CreateApp:output_type -> berth.v1.CreateAppResponse
-	5,  // 46: berth.v1.AppService.GetApp:output_type -> berth.v1.GetAppResponse
-	8,  // 47: berth.v1.AppService.ListApps:output_type -> berth.v1.ListAppsResponse
-	10, // 48: berth.v1.AppService.UpdateApp:output_type -> berth.v1.UpdateAppResponse
-	12, // 49: berth.v1.AppService.DeleteApp:output_type -> berth.v1.DeleteAppResponse
-	14, // 50: berth.v1.AppService.ListAppVersions:output_type -> berth.v1.ListAppVersionsResponse
-	16, // 51: berth.v1.AppService.RestartApp:output_type -> berth.v1.RestartAppResponse
-	18, // 52: berth.v1.AppService.ResetDelay:output_type -> berth.v1.ResetDelayResponse
-	22, // 53: berth.v1.TaskService.ListTasks:output_type -> berth.v1.ListTasksResponse
-	26, // 54: berth.v1.TaskService.KillTask:output_type -> berth.v1.KillTaskResponse
-	20, // 55: berth.v1.TaskService.ReadTaskLog:output_type -> berth.v1.ReadTaskLogResponse
-	28, // 56: berth.v1.DeploymentService.ListDeployments:output_type -> berth.v1.ListDeploymentsResponse
-	30, // 57: berth.v1.DeploymentService.GetDeployment:output_type -> berth.v1.GetDeploymentResponse
-	32, // 58: berth.v1.DeploymentService.CancelDeployment:output_type -> berth.v1.CancelDeploymentResponse
-	34, // 59: berth.v1.EventService.StreamEvents:output_type -> berth.v1.Event
-	39, // 60: berth.v1.ClusterService.Members:output_type -> berth.v1.MembersResponse
-	41, // 61: berth.v1.ClusterService.Leader:output_type -> berth.v1.LeaderResponse
-	44, // 62: berth.v1.ClusterService.ListPeers:output_type -> berth.v1.ListPeersResponse
-	46, // 63: berth.v1.ClusterService.RemovePeer:output_type -> berth.v1.RemovePeerResponse
-	48, // 64: berth.v1.ClusterService.TransferLeadership:output_type -> berth.v1.TransferLeadershipResponse
-	50, // 65: berth.v1.ClusterService.SaveSnapshot:output_type -> berth.v1.SaveSnapshotResponse
-	52, // 66: berth.v1.ClusterService.RestoreSnapshot:output_type -> berth.v1.RestoreSnapshotResponse
-	36, // 67: berth.v1.ClusterService.Leave:output_type -> berth.v1.LeaveResponse
-	45, // [45:68] is the sub-list for method output_type
-	22, // [22:45] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	56, // 20: berth.v1.Event.backup:type_name -> berth.v1.Backup
+	38, // 21: berth.v1.MembersResponse.members:type_name -> berth.v1.Member
+	43, // 22: berth.v1.ListPeersResponse.peers:type_name -> berth.v1.Peer
+	2,  // 23: berth.v1.AppService.CreateApp:input_type -> berth.v1.CreateAppRequest
+	4,  // 24: berth.v1.AppService.GetApp:input_type -> berth.v1.GetAppRequest
+	7,  // 25: berth.v1.AppService.ListApps:input_type -> berth.v1.ListAppsRequest
+	9,  // 26: berth.v1.AppService.UpdateApp:input_type -> berth.v1.UpdateAppRequest
+	11, // 27: berth.v1.AppService.DeleteApp:input_type -> berth.v1.DeleteAppRequest
+	13, // 28: berth.v1.AppService.ListAppVersions:input_type -> berth.v1.ListAppVersionsRequest
+	15, // 29: berth.v1.AppService.RestartApp:input_type -> berth.v1.RestartAppRequest
+	17, // 30: berth.v1.AppService.ResetDelay:input_type -> berth.v1.ResetDelayRequest
+	21, // 31: berth.v1.TaskService.ListTasks:input_type -> berth.v1.ListTasksRequest
+	25, // 32: berth.v1.TaskService.KillTask:input_type -> berth.v1.KillTaskRequest
+	19, // 33: berth.v1.TaskService.ReadTaskLog:input_type -> berth.v1.ReadTaskLogRequest
+	27, // 34: berth.v1.DeploymentService.ListDeployments:input_type -> berth.v1.ListDeploymentsRequest
+	29, // 35: berth.v1.DeploymentService.GetDeployment:input_type -> berth.v1.GetDeploymentRequest
+	31, // 36: berth.v1.DeploymentService.CancelDeployment:input_type -> berth.v1.CancelDeploymentRequest
+	33, // 37: berth.v1.EventService.StreamEvents:input_type -> berth.v1.StreamEventsRequest
+	37, // 38: berth.v1.ClusterService.Members:input_type -> berth.v1.MembersRequest
+	40, // 39: berth.v1.ClusterService.Leader:input_type -> berth.v1.LeaderRequest
+	42, // 40: berth.v1.ClusterService.ListPeers:input_type -> berth.v1.ListPeersRequest
+	45, // 41: berth.v1.ClusterService.RemovePeer:input_type -> berth.v1.RemovePeerRequest
+	47, // 42: berth.v1.ClusterService.TransferLeadership:input_type -> berth.v1.TransferLeadershipRequest
+	49, // 43: berth.v1.ClusterService.SaveSnapshot:input_type -> berth.v1.SaveSnapshotRequest
+	51, // 44: berth.v1.ClusterService.RestoreSnapshot:input_type -> berth.v1.RestoreSnapshotRequest
+	35, // 45: berth.v1.ClusterService.Leave:input_type -> berth.v1.LeaveRequest
+	3,  // 46: berth.v1.AppService.CreateApp:output_type -> berth.v1.CreateAppResponse
+	5,  // 47: berth.v1.AppService.GetApp:output_type -> berth.v1.GetAppResponse
+	8,  // 48: berth.v1.AppService.ListApps:output_type -> berth.v1.ListAppsResponse
+	10, // 49: berth.v1.AppService.UpdateApp:output_type -> berth.v1.UpdateAppResponse
+	12, // 50: berth.v1.AppService.DeleteApp:output_type -> berth.v1.DeleteAppResponse
+	14, // 51: berth.v1.AppService.ListAppVersions:output_type -> berth.v1.ListAppVersionsResponse
+	16, // 52: berth.v1.AppService.RestartApp:output_type -> berth.v1.RestartAppResponse
+	18, // 53: berth.v1.AppService.ResetDelay:output_type -> berth.v1.ResetDelayResponse
+	22, // 54: berth.v1.TaskService.ListTasks:output_type -> berth.v1.ListTasksResponse
+	26, // 55: berth.v1.TaskService.KillTask:output_type -> berth.v1.KillTaskResponse
+	20, // 56: berth.v1.TaskService.ReadTaskLog:output_type -> berth.v1.ReadTaskLogResponse
+	28, // 57: berth.v1.DeploymentService.ListDeployments:output_type -> berth.v1.ListDeploymentsResponse
+	30, // 58: berth.v1.DeploymentService.GetDeployment:output_type -> berth.v1.GetDeploymentResponse
+	32, // 59: berth.v1.DeploymentService.CancelDeployment:output_type -> berth.v1.CancelDeploymentResponse
+	34, // 60: berth.v1.EventService.StreamEvents:output_type -> berth.v1.Event
+	39, // 61: berth.v1.ClusterService.Members:output_type -> berth.v1.MembersResponse
+	41, // 62: berth.v1.ClusterService.Leader:output_type -> berth.v1.LeaderResponse
+	44, // 63: berth.v1.ClusterService.ListPeers:output_type -> berth.v1.ListPeersResponse
+	46, // 64: berth.v1.ClusterService.RemovePeer:output_type -> berth.v1.RemovePeerResponse
+	48, // 65: berth.v1.ClusterService.TransferLeadership:output_type -> berth.v1.TransferLeadershipResponse
+	50, // 66: berth.v1.ClusterService.SaveSnapshot:output_type -> berth.v1.SaveSnapshotResponse
+	52, // 67: berth.v1.ClusterService.RestoreSnapshot:output_type -> berth.v1.RestoreSnapshotResponse
+	36, // 68: berth.v1.ClusterService.Leave:output_type -> berth.v1.LeaveResponse
+	46, // [46:69] is the sub-list for method output_type
+	23, // [23:46] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_berth_v1_service_proto_init() }
@@ -3582,6 +3604,7 @@ func file_berth_v1_service_proto_init() {
 		return
 	}
 	file_berth_v1_app_proto_init()
+	file_berth_v1_backup_proto_init()
 	file_berth_v1_state_proto_init()
 	file_berth_v1_service_proto_msgTypes[21].OneofWrappers = []any{}
 	file_berth_v1_service_proto_msgTypes[32].OneofWrappers = []any{}
