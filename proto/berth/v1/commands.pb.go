@@ -403,7 +403,11 @@ type SchedulerPlanCommand struct {
 	// appended in another term, so a plan never outlives the leadership term
 	// whose state it read. The entry's term comes from the log itself, so
 	// every replica decides alike. 0 disables the check (API writes).
-	IfLeaderTerm  uint64 `protobuf:"varint,5,opt,name=if_leader_term,json=ifLeaderTerm,proto3" json:"if_leader_term,omitempty"`
+	IfLeaderTerm uint64 `protobuf:"varint,5,opt,name=if_leader_term,json=ifLeaderTerm,proto3" json:"if_leader_term,omitempty"`
+	// put_backups records backup and restore progress decided with the plan
+	// (a copy task committed before its launch, an outcome), with the rules
+	// of BackupPutCommand.
+	PutBackups    []*Backup `protobuf:"bytes,20,rep,name=put_backups,json=putBackups,proto3" json:"put_backups,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -471,6 +475,13 @@ func (x *SchedulerPlanCommand) GetIfLeaderTerm() uint64 {
 		return x.IfLeaderTerm
 	}
 	return 0
+}
+
+func (x *SchedulerPlanCommand) GetPutBackups() []*Backup {
+	if x != nil {
+		return x.PutBackups
+	}
+	return nil
 }
 
 // DeploymentCancelCommand marks running deployments as cancelled.
@@ -811,13 +822,15 @@ const file_berth_v1_commands_proto_rawDesc = "" +
 	"\x12cancel_deployments\x18\x05 \x03(\tR\x11cancelDeployments\"X\n" +
 	"\x15FrameworkIDSetCommand\x12!\n" +
 	"\fframework_id\x18\x01 \x01(\tR\vframeworkId\x12\x1c\n" +
-	"\toverwrite\x18\x02 \x01(\bR\toverwrite\"\x8e\x02\n" +
+	"\toverwrite\x18\x02 \x01(\bR\toverwrite\"\xc1\x02\n" +
 	"\x14SchedulerPlanCommand\x127\n" +
 	"\rput_instances\x18\x01 \x03(\v2\x12.berth.v1.InstanceR\fputInstances\x12)\n" +
 	"\x10delete_instances\x18\x02 \x03(\tR\x0fdeleteInstances\x12=\n" +
 	"\x0fput_deployments\x18\x03 \x03(\v2\x14.berth.v1.DeploymentR\x0eputDeployments\x12-\n" +
 	"\x12delete_deployments\x18\x04 \x03(\tR\x11deleteDeployments\x12$\n" +
-	"\x0eif_leader_term\x18\x05 \x01(\x04R\fifLeaderTerm\"_\n" +
+	"\x0eif_leader_term\x18\x05 \x01(\x04R\fifLeaderTerm\x121\n" +
+	"\vput_backups\x18\x14 \x03(\v2\x10.berth.v1.BackupR\n" +
+	"putBackups\"_\n" +
 	"\x17DeploymentCancelCommand\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12%\n" +
@@ -900,13 +913,14 @@ var file_berth_v1_commands_proto_depIdxs = []int32{
 	13, // 7: berth.v1.AppDeleteCommand.put_instances:type_name -> berth.v1.Instance
 	13, // 8: berth.v1.SchedulerPlanCommand.put_instances:type_name -> berth.v1.Instance
 	12, // 9: berth.v1.SchedulerPlanCommand.put_deployments:type_name -> berth.v1.Deployment
-	14, // 10: berth.v1.BackupPutCommand.backups:type_name -> berth.v1.Backup
-	15, // 11: berth.v1.BackupPutCommand.expect_states:type_name -> berth.v1.BackupState
-	12, // [12:12] is the sub-list for method output_type
-	12, // [12:12] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	14, // 10: berth.v1.SchedulerPlanCommand.put_backups:type_name -> berth.v1.Backup
+	14, // 11: berth.v1.BackupPutCommand.backups:type_name -> berth.v1.Backup
+	15, // 12: berth.v1.BackupPutCommand.expect_states:type_name -> berth.v1.BackupState
+	13, // [13:13] is the sub-list for method output_type
+	13, // [13:13] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_berth_v1_commands_proto_init() }
