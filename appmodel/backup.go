@@ -49,7 +49,7 @@ func BackupRetention(app *v1.App) backup.Retention {
 
 // BackupSchedule is the app's parsed backup schedule, nil when it has none.
 func BackupSchedule(app *v1.App) *Schedule {
-	if app.GetBackup().Schedule == nil {
+	if b := app.GetBackup(); b == nil || b.Schedule == nil {
 		return nil
 	}
 	s, err := ParseSchedule(app.GetBackup().GetSchedule())
