@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	"github.com/berth-dev/berth/backup"
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
 )
@@ -266,4 +268,32 @@ func (s *Schedule) dayMatches(t time.Time) bool {
 		return dom
 	}
 	return dom || dow
+}
+
+// NewBackup is a PENDING backup of instance i of app a to the app's
+// target, as the API and the leader's schedule create them. It copies the
+// app's first persistent volume.
+func NewBackup(a *v1.App, i *v1.Instance, id string, now time.Time) *v1.Backup {
+	b := &v1.Backup{
+		Id: id, AppId: a.GetId(), InstanceId: i.GetId(), Kind: v1.BackupKind_BACKUP_KIND_BACKUP,
+		State: v1.BackupState_BACKUP_STATE_PENDING, Target: a.GetBackup().GetTarget(),
+		CreatedAt: timestamppb.New(now), Consistency: BackupConsistency(a),
+		ManifestKey: backup.ManifestKey(id),
+	}
+	if vs := PersistentVolumes(a); len(vs) > 0 {
+		b.ContainerPath = vs[0].GetContainerPath()
+	}
+	return b
+}
+
+// BackupEnv is the plain part of the app's backup environment (secret
+// references resolve only on agents).
+func BackupEnv(a *v1.App) map[string]string {
+	out := map[string]string{}
+	for k, v := range a.GetBackup().GetEnv() {
+		if plain, ok := v.GetKind().(*v1.EnvValue_Value); ok {
+			out[k] = plain.Value
+		}
+	}
+	return out
 }

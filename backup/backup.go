@@ -293,6 +293,12 @@ type scanned struct {
 // scan walks dir in lexical order (parents before children) and returns
 // its entries and the total size of its regular files.
 func scan(dir string) ([]scanned, int64, error) {
+	// The volume may be a symlink to its directory (mesos-local links it
+	// into the sandbox); walk what it points to.
+	dir, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return nil, 0, fmt.Errorf("volume: %w", err)
+	}
 	info, err := os.Stat(dir)
 	if err != nil {
 		return nil, 0, fmt.Errorf("volume: %w", err)

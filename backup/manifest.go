@@ -110,30 +110,39 @@ var ErrNotFound = fmt.Errorf("backup not found")
 // checksum recorded when the backup was made; a manifest that does not
 // match it is refused.
 func (t *Target) Manifest(ctx context.Context, id, wantSHA256 string) (*Manifest, error) {
+	m, sum, err := t.ManifestWithSum(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if wantSHA256 != "" && sum != wantSHA256 {
+		return nil, fmt.Errorf("manifest %s: checksum %s, recorded %s: the manifest was changed or damaged", id, sum, wantSHA256)
+	}
+	return m, nil
+}
+
+// ManifestWithSum reads a backup's manifest and returns it with the
+// SHA-256 of its stored bytes.
+func (t *Target) ManifestWithSum(ctx context.Context, id string) (*Manifest, string, error) {
 	data, err := t.bucket.ReadAll(ctx, ManifestKey(id))
 	if gcerrors.Code(err) == gcerrors.NotFound {
-		return nil, fmt.Errorf("backup %s in %s: %w", id, Redact(t.url), ErrNotFound)
+		return nil, "", fmt.Errorf("backup %s in %s: %w", id, Redact(t.url), ErrNotFound)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read manifest %s: %w", id, err)
+		return nil, "", fmt.Errorf("read manifest %s: %w", id, err)
 	}
-	if wantSHA256 != "" {
-		sum := sha256.Sum256(data)
-		if got := hex.EncodeToString(sum[:]); got != wantSHA256 {
-			return nil, fmt.Errorf("manifest %s: checksum %s, recorded %s: the manifest was changed or damaged", id, got, wantSHA256)
-		}
-	}
+	raw := sha256.Sum256(data)
+	sum := hex.EncodeToString(raw[:])
 	var m Manifest
 	if err := json.Unmarshal(data, &m); err != nil {
-		return nil, fmt.Errorf("decode manifest %s: %w", id, err)
+		return nil, "", fmt.Errorf("decode manifest %s: %w", id, err)
 	}
 	if m.Version > FormatVersion {
-		return nil, fmt.Errorf("manifest %s: format version %d is newer than this berth's %d", id, m.Version, FormatVersion)
+		return nil, "", fmt.Errorf("manifest %s: format version %d is newer than this berth's %d", id, m.Version, FormatVersion)
 	}
 	if m.Compression != compressionName {
-		return nil, fmt.Errorf("manifest %s: unknown compression %q", id, m.Compression)
+		return nil, "", fmt.Errorf("manifest %s: unknown compression %q", id, m.Compression)
 	}
-	return &m, nil
+	return &m, sum, nil
 }
 
 // Manifests lists the ids of the backups stored in the target.

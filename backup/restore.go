@@ -50,6 +50,9 @@ func (t *Target) Restore(ctx context.Context, id, dir string, opts RestoreOption
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("restore %s: %w", id, err)
 	}
+	if dir, err = filepath.EvalSymlinks(dir); err != nil { // a volume linked into the sandbox
+		return nil, fmt.Errorf("restore %s: %w", id, err)
+	}
 	if err := prepareDir(dir, opts.Wipe); err != nil {
 		return nil, fmt.Errorf("restore %s: %w", id, err)
 	}

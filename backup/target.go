@@ -21,9 +21,13 @@ import (
 	"io"
 	"net/url"
 	"path"
+	"strconv"
 	"strings"
 
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/restic/chunker"
+	gcaws "gocloud.dev/aws"
 	"gocloud.dev/blob"
 	"gocloud.dev/blob/fileblob"
 	"gocloud.dev/blob/s3blob"
@@ -101,7 +105,12 @@ func ParseTarget(raw string) (*url.URL, error) {
 // Open opens a target and reads (or, on first use, writes) its config.
 // S3 credentials come from the environment as for any AWS SDK client
 // (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN).
-func Open(ctx context.Context, raw string) (*Target, error) {
+func Open(ctx context.Context, raw string) (*Target, error) { return OpenEnv(ctx, raw, nil) }
+
+// OpenEnv is Open with S3 credentials taken from env (the variables of an
+// app's backup policy) when it holds AWS_ACCESS_KEY_ID and
+// AWS_SECRET_ACCESS_KEY, rather than from the process environment.
+func OpenEnv(ctx context.Context, raw string, env map[string]string) (*Target, error) {
 	u, err := ParseTarget(raw)
 	if err != nil {
 		return nil, err
@@ -111,7 +120,7 @@ func Open(ctx context.Context, raw string) (*Target, error) {
 	case "file":
 		b, err = fileblob.OpenBucket(u.Path, &fileblob.Options{CreateDir: true, Metadata: fileblob.MetadataDontWrite, NoTempDir: true})
 	case "s3":
-		b, err = openS3(ctx, u)
+		b, err = openS3(ctx, u, env)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open target %s: %w", Redact(raw), err)
@@ -124,19 +133,34 @@ func Open(ctx context.Context, raw string) (*Target, error) {
 	return t, nil
 }
 
-func openS3(ctx context.Context, u *url.URL) (*blob.Bucket, error) {
+func openS3(ctx context.Context, u *url.URL, env map[string]string) (*blob.Bucket, error) {
 	prefix := strings.Trim(u.Path, "/")
 	q := u.Query()
 	// An explicit endpoint is nearly always an S3-compatible server
 	// (MinIO, Ceph, a test server) that wants path-style addressing.
-	if q.Get("endpoint") != "" && q.Get("use_path_style") == "" && q.Get("s3ForcePathStyle") == "" {
-		q.Set("use_path_style", "true")
+	pathStyle := q.Get("endpoint") != ""
+	for _, k := range []string{"use_path_style", "s3ForcePathStyle"} {
+		if v := q.Get(k); v != "" {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return nil, fmt.Errorf("%s=%q: %w", k, v, err)
+			}
+			pathStyle = b
+			q.Del(k)
+		}
 	}
 	if q.Get("region") == "" {
 		q.Set("region", "us-east-1")
 	}
-	bu := &url.URL{Scheme: "s3", Host: u.Host, RawQuery: q.Encode()}
-	b, err := (&s3blob.URLOpener{}).OpenBucketURL(ctx, bu)
+	cfg, err := gcaws.V2ConfigFromURLParams(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	if id, secret := env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]; id != "" && secret != "" {
+		cfg.Credentials = credentials.NewStaticCredentialsProvider(id, secret, env["AWS_SESSION_TOKEN"])
+	}
+	client := s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = pathStyle })
+	b, err := s3blob.OpenBucket(ctx, client, u.Host, &s3blob.Options{RequestChecksumCalculation: cfg.RequestChecksumCalculation})
 	if err != nil {
 		return nil, err
 	}

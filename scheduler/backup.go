@@ -4,12 +4,10 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-	"time"
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
 	"github.com/mesos/mesos-go/api/v1/lib/scheduler/calls"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/berth-dev/berth/appmodel"
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
@@ -237,26 +235,11 @@ func (p *planner) scheduleBackups() {
 			if next := sched.Next(from); next.IsZero() || next.After(p.now) {
 				continue
 			}
-			b := NewBackupRecord(a, i, p.cfg.NewID(), p.now)
+			b := appmodel.NewBackup(a, i, p.cfg.NewID(), p.now)
 			b.Scheduled = true
 			p.putBackupRecord(b)
 		}
 	}
-}
-
-// NewBackupRecord is a PENDING backup of instance i of app a to the app's
-// target, as the API and the schedule create them.
-func NewBackupRecord(a *v1.App, i *v1.Instance, id string, now time.Time) *v1.Backup {
-	b := &v1.Backup{
-		Id: id, AppId: a.GetId(), InstanceId: i.GetId(), Kind: v1.BackupKind_BACKUP_KIND_BACKUP,
-		State: v1.BackupState_BACKUP_STATE_PENDING, Target: a.GetBackup().GetTarget(),
-		CreatedAt: timestamppb.New(now), Consistency: appmodel.BackupConsistency(a),
-		ManifestKey: "manifests/" + id + ".json",
-	}
-	if vs := appmodel.PersistentVolumes(a); len(vs) > 0 {
-		b.ContainerPath = vs[0].GetContainerPath()
-	}
-	return b
 }
 
 // launchCopy commits a PENDING record's copy task and returns its LAUNCH

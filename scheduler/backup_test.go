@@ -7,6 +7,7 @@ import (
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
 
+	"github.com/berth-dev/berth/appmodel"
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
@@ -63,7 +64,7 @@ func TestBackupStopsCopiesAndStartsAgain(t *testing.T) {
 	h, app, inst := backupHarness(t, &v1.BackupPolicy{Target: "file:///backups", PreCommand: strPtr("sync"),
 		Env: map[string]*v1.EnvValue{"AWS_ACCESS_KEY_ID": {Kind: &v1.EnvValue_Value{Value: "k"}}}})
 	appTask := inst.GetTask().GetId()
-	h.putBackup(NewBackupRecord(app, inst, "bk1", h.now))
+	h.putBackup(appmodel.NewBackup(app, inst, "bk1", h.now))
 
 	h.tick()
 	if h.mem.kills[appTask].reason != killBackup {
@@ -140,7 +141,7 @@ func TestBackupStopsCopiesAndStartsAgain(t *testing.T) {
 // fails lets the app start again with the backup marked failed.
 func TestBackupSurvivesFailoverAndFailsCleanly(t *testing.T) {
 	h, app, inst := backupHarness(t, &v1.BackupPolicy{Target: "file:///backups"})
-	h.putBackup(NewBackupRecord(app, inst, "bk1", h.now))
+	h.putBackup(appmodel.NewBackup(app, inst, "bk1", h.now))
 	// The leader commits nothing and dies before its KILL is sent.
 	h.dropCalls = true
 	h.tick()
@@ -179,12 +180,12 @@ func TestBackupSurvivesFailoverAndFailsCleanly(t *testing.T) {
 		t.Fatalf("app after a failed backup: %v", got)
 	}
 	// A new backup of the same instance may start now.
-	h.putBackup(NewBackupRecord(app, inst, "bk2", h.now))
+	h.putBackup(appmodel.NewBackup(app, inst, "bk2", h.now))
 }
 
 func TestRestoreRunsRestoreCommand(t *testing.T) {
 	h, app, inst := backupHarness(t, &v1.BackupPolicy{Target: "file:///backups"})
-	r := NewBackupRecord(app, inst, "rs1", h.now)
+	r := appmodel.NewBackup(app, inst, "rs1", h.now)
 	r.Kind = v1.BackupKind_BACKUP_KIND_RESTORE
 	r.SourceBackupId = "bk1"
 	r.ManifestSha256 = strings.Repeat("a", 64)
