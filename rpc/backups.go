@@ -537,7 +537,7 @@ func (s *Server) publishProgress(ctx context.Context, st *fsm.Snapshot, r *v1.Ba
 	ev.Bytes, ev.ChunksTotal, ev.ChunksNew, ev.BytesUploaded = uint64(p.Bytes), uint64(p.Chunks), uint64(p.NewChunks), uint64(p.UploadedBytes)
 	s.publish(&v1.Event{Type: "backup_progress", AppId: r.GetAppId(), InstanceId: r.GetInstanceId(), TaskId: r.GetTaskId(),
 		Message: fmt.Sprintf("backup %s: %d of %d bytes, %d chunks (%d new)", r.GetId(), p.Bytes, p.TotalBytes, p.Chunks, p.NewChunks),
-		Backup: ev, RateBytesPerSecond: p.Rate(), Timestamp: time.Now().UTC().Format(time.RFC3339Nano)})
+		Backup:  ev, RateBytesPerSecond: p.Rate(), Timestamp: time.Now().UTC().Format(time.RFC3339Nano)})
 	return nil
 }
 
@@ -565,7 +565,7 @@ func (s *Server) recordTotals(ctx context.Context, st *fsm.Snapshot, r *v1.Backu
 		return aerr
 	}
 	s.publish(&v1.Event{Type: "backup_event", AppId: r.GetAppId(), InstanceId: r.GetInstanceId(), Backup: next,
-		Message: fmt.Sprintf("backup %s: %d bytes, %d chunks, %d new (%d bytes uploaded)", r.GetId(), next.GetBytes(), next.GetChunksTotal(), next.GetChunksNew(), next.GetBytesUploaded()),
+		Message:   fmt.Sprintf("backup %s: %d bytes, %d chunks, %d new (%d bytes uploaded)", r.GetId(), next.GetBytes(), next.GetChunksTotal(), next.GetChunksNew(), next.GetBytesUploaded()),
 		Timestamp: time.Now().UTC().Format(time.RFC3339Nano)})
 	return nil
 }

@@ -173,4 +173,3 @@ func waitEvent(t *testing.T, events <-chan *v1.Event, typ string) *v1.Event {
 		}
 	}
 }
-
