@@ -22,8 +22,8 @@ const (
 	// BackupStop stops the task for the copy and starts it again on the
 	// same berth: the default, consistent for any app.
 	BackupStop = "stop"
-	// BackupOnline copies while the task runs, between the policy's pre
-	// and post commands.
+	// BackupOnline would copy while the task runs, between the policy's
+	// pre and post commands. Reserved: validation refuses it for now.
 	BackupOnline = "online"
 )
 
@@ -86,8 +86,12 @@ func validateBackup(v *validator, app *v1.App) {
 		}
 	}
 	v.oneOf("backup.consistency", b.Consistency, []string{BackupStop, BackupOnline})
-	if b.GetConsistency() == BackupOnline && b.GetPreCommand() == "" {
-		v.add("backup.preCommand", "must be set for online backups: a running app must be told to make its files consistent (a checkpoint, a backup mode)")
+	if b.GetConsistency() == BackupOnline {
+		// A copy beside the running task needs the volume attached to two
+		// tasks (Mesos' shared persistent volumes); invariant 2 allows
+		// one. Refused rather than run as "stop", where a pre command
+		// meant for a running app (a CHECKPOINT) would fail.
+		v.add("backup.consistency", `"online" is not supported yet: a berth's volume is attached to one task at a time; use "stop" (the task is stopped for the copy)`)
 	}
 	for name, val := range b.Env {
 		field := fmt.Sprintf("backup.env[%s]", strconv.Quote(name))

@@ -68,7 +68,7 @@ func TestBackupPolicyValidation(t *testing.T) {
 		{"negative keep", `{"target": "file:///b", "retention": {"keep": -1}}`, "backup.retention.keep", "greater than or equal to 0", false},
 		{"bad age", `{"target": "file:///b", "retention": {"maxAge": "soon"}}`, "backup.retention.maxAge", "positive duration", false},
 		{"bad consistency", `{"target": "file:///b", "consistency": "lazy"}`, "backup.consistency", "allowed: stop, online", false},
-		{"online without pre", `{"target": "file:///b", "consistency": "online"}`, "backup.preCommand", "must be set", false},
+		{"online", `{"target": "file:///b", "consistency": "online", "preCommand": "psql -c CHECKPOINT"}`, "backup.consistency", "not supported yet", false},
 		{"unknown secret", `{"target": "file:///b", "env": {"K": {"secret": "nope"}}}`, `backup.env["K"].secret`, "must name one of the app's secrets", false},
 		{"not resident", `{"target": "file:///b"}`, "backup", "persistent volume", true},
 	} {

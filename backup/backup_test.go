@@ -238,9 +238,22 @@ func TestVerifyDetectsCorruptAndMissingChunks(t *testing.T) {
 	if v.Err() == nil {
 		t.Fatal("Err() is nil for a damaged backup")
 	}
-	// A restore stops at the damage instead of writing wrong data.
-	if _, err := tg.Restore(ctx, "b1", t.TempDir(), RestoreOptions{}); err == nil {
-		t.Fatal("restore of a damaged backup succeeded")
+	// A restore with a chunk missing changes nothing, not even with Wipe.
+	keep := t.TempDir()
+	must(t, os.WriteFile(filepath.Join(keep, "old"), []byte("old data"), 0o600))
+	if _, err := tg.Restore(ctx, "b1", keep, RestoreOptions{Wipe: true}); err == nil || !strings.Contains(err.Error(), "nothing was changed") {
+		t.Fatalf("restore with a missing chunk: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(keep, "old")); err != nil {
+		t.Fatalf("the volume was wiped for a restore that could not succeed: %v", err)
+	}
+	// With every chunk present, a corrupt one stops the restore instead
+	// of writing wrong data.
+	other2, err := os.ReadFile(filepath.Join(root, "chunks", refs[3].Hash[:2], refs[3].Hash))
+	must(t, err)
+	must(t, os.WriteFile(filepath.Join(root, "chunks", gone[:2], gone), other2, 0o600))
+	if _, err := tg.Restore(ctx, "b1", t.TempDir(), RestoreOptions{}); err == nil || !strings.Contains(err.Error(), "does not match its hash") {
+		t.Fatalf("restore of a damaged backup: %v", err)
 	}
 }
 

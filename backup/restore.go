@@ -47,6 +47,21 @@ func (t *Target) Restore(ctx context.Context, id, dir string, opts RestoreOption
 			return nil, fmt.Errorf("manifest %s: path %q leaves the volume", id, f.Path)
 		}
 	}
+	// Every chunk must be there before anything of the volume is wiped:
+	// a missing chunk found half way would leave a half-restored volume.
+	have, err := t.chunkSet(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("restore %s: %w", id, err)
+	}
+	missing := 0
+	for _, c := range m.uniqueChunks() {
+		if _, ok := have[c.Hash]; !ok {
+			missing++
+		}
+	}
+	if missing > 0 {
+		return nil, fmt.Errorf("restore %s: %d chunk(s) missing from the target; nothing was changed (run verify)", id, missing)
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("restore %s: %w", id, err)
 	}
