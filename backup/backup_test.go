@@ -381,3 +381,23 @@ func TestParseTarget(t *testing.T) {
 		}
 	}
 }
+
+// A server reading a target creates nothing in it: a target no backup
+// wrote to is ErrNotFound, and its directory is not made.
+func TestOpenExistingCreatesNothing(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "backups")
+	if _, err := OpenExisting(context.Background(), "file://"+dir, nil); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("OpenExisting of a missing dir: %v", err)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Fatalf("OpenExisting created %s: %v", dir, err)
+	}
+	must(t, os.Mkdir(dir, 0o700))
+	if _, err := OpenExisting(context.Background(), "file://"+dir, nil); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("OpenExisting of an empty dir: %v", err)
+	}
+	openTarget(t, "file://"+dir) // a backup's Open initializes it
+	tg, err := OpenExisting(context.Background(), "file://"+dir, nil)
+	must(t, err)
+	tg.Close()
+}

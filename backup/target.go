@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"os"
 	"path"
 	"strconv"
 	"strings"
@@ -105,12 +106,20 @@ func ParseTarget(raw string) (*url.URL, error) {
 // Open opens a target and reads (or, on first use, writes) its config.
 // S3 credentials come from the environment as for any AWS SDK client
 // (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN).
-func Open(ctx context.Context, raw string) (*Target, error) { return OpenEnv(ctx, raw, nil) }
+func Open(ctx context.Context, raw string) (*Target, error) { return open(ctx, raw, nil, true) }
 
-// OpenEnv is Open with S3 credentials taken from env (the variables of an
-// app's backup policy) when it holds AWS_ACCESS_KEY_ID and
-// AWS_SECRET_ACCESS_KEY, rather than from the process environment.
-func OpenEnv(ctx context.Context, raw string, env map[string]string) (*Target, error) {
+// OpenExisting opens a target that a backup has written to before: it
+// creates nothing (no directory, no config), so that a server reading a
+// target does not leave it owned by the server's user before the copy
+// tasks (running as the apps' users) write to it; a target never written
+// to is ErrNotFound. S3 credentials are taken from env (the plain
+// variables of an app's backup policy) when it holds AWS_ACCESS_KEY_ID and
+// AWS_SECRET_ACCESS_KEY, else from the process environment.
+func OpenExisting(ctx context.Context, raw string, env map[string]string) (*Target, error) {
+	return open(ctx, raw, env, false)
+}
+
+func open(ctx context.Context, raw string, env map[string]string, create bool) (*Target, error) {
 	u, err := ParseTarget(raw)
 	if err != nil {
 		return nil, err
@@ -118,7 +127,12 @@ func OpenEnv(ctx context.Context, raw string, env map[string]string) (*Target, e
 	var b *blob.Bucket
 	switch u.Scheme {
 	case "file":
-		b, err = fileblob.OpenBucket(u.Path, &fileblob.Options{CreateDir: true, Metadata: fileblob.MetadataDontWrite, NoTempDir: true})
+		if !create {
+			if _, serr := os.Stat(u.Path); errors.Is(serr, os.ErrNotExist) {
+				return nil, fmt.Errorf("target %s: %w (no backup wrote to it yet)", Redact(raw), ErrNotFound)
+			}
+		}
+		b, err = fileblob.OpenBucket(u.Path, &fileblob.Options{CreateDir: create, Metadata: fileblob.MetadataDontWrite, NoTempDir: true})
 	case "s3":
 		b, err = openS3(ctx, u, env)
 	}
@@ -126,7 +140,7 @@ func OpenEnv(ctx context.Context, raw string, env map[string]string) (*Target, e
 		return nil, fmt.Errorf("open target %s: %w", Redact(raw), err)
 	}
 	t := &Target{url: raw, bucket: b}
-	if err := t.loadConfig(ctx); err != nil {
+	if err := t.loadConfig(ctx, create); err != nil {
 		b.Close()
 		return nil, err
 	}
@@ -181,8 +195,11 @@ func Redact(raw string) string {
 	return u.String()
 }
 
-func (t *Target) loadConfig(ctx context.Context) error {
+func (t *Target) loadConfig(ctx context.Context, create bool) error {
 	data, err := t.bucket.ReadAll(ctx, configKey)
+	if gcerrors.Code(err) == gcerrors.NotFound && !create {
+		return fmt.Errorf("target %s: %w (no backup wrote to it yet)", Redact(t.url), ErrNotFound)
+	}
 	if gcerrors.Code(err) == gcerrors.NotFound {
 		pol, perr := chunker.RandomPolynomial()
 		if perr != nil {

@@ -180,7 +180,7 @@ func (s *Server) openTarget(ctx context.Context, st *fsm.Snapshot, r *v1.Backup)
 	if app, err := st.App(r.GetAppId()); err == nil && app != nil {
 		env = appmodel.BackupEnv(app)
 	}
-	t, err := backup.OpenEnv(ctx, r.GetTarget(), env)
+	t, err := backup.OpenExisting(ctx, r.GetTarget(), env)
 	if err != nil {
 		return nil, connect.NewError(connect.CodeUnavailable, err)
 	}
@@ -524,6 +524,9 @@ func (s *Server) backupDuties(ctx context.Context, seen map[string]backup.Progre
 
 func (s *Server) publishProgress(ctx context.Context, st *fsm.Snapshot, r *v1.Backup, seen map[string]backup.Progress) error {
 	t, err := s.openTarget(ctx, st, r)
+	if errors.Is(err, backup.ErrNotFound) {
+		return nil // the copy has not written to the target yet
+	}
 	if err != nil {
 		return err
 	}
