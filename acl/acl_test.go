@@ -235,6 +235,13 @@ func TestRedactEnv(t *testing.T) {
 	if RedactEnv(plain) != proto.Message(plain) {
 		t.Error("a message without env was copied")
 	}
+	// The backup policy's env (a target's credentials) is redacted too.
+	withBackup := &v1.App{Id: "/db", Backup: &v1.BackupPolicy{Target: "s3://b", Env: map[string]*v1.EnvValue{
+		"AWS_SECRET_ACCESS_KEY": {Kind: &v1.EnvValue_Value{Value: "s3cr3t"}}}}}
+	red := RedactEnv(&v1.GetAppResponse{App: withBackup}).(*v1.GetAppResponse)
+	if got := red.GetApp().GetBackup().GetEnv()["AWS_SECRET_ACCESS_KEY"].GetValue(); got != RedactedValue {
+		t.Errorf("backup env value = %q, want it redacted", got)
+	}
 }
 
 func TestFilterApps(t *testing.T) {

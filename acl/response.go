@@ -53,9 +53,11 @@ func RedactEnv(msg proto.Message) proto.Message {
 	}
 	out := proto.Clone(msg)
 	walkApps(out.ProtoReflect(), func(app *v1.App) {
-		for _, v := range app.GetEnv() {
-			if _, plain := v.GetKind().(*v1.EnvValue_Value); plain {
-				v.Kind = &v1.EnvValue_Value{Value: RedactedValue}
+		for _, env := range appEnvs(app) {
+			for _, v := range env {
+				if _, plain := v.GetKind().(*v1.EnvValue_Value); plain {
+					v.Kind = &v1.EnvValue_Value{Value: RedactedValue}
+				}
 			}
 		}
 	})
@@ -65,13 +67,21 @@ func RedactEnv(msg proto.Message) proto.Message {
 func hasEnvValue(m protoreflect.Message) bool {
 	found := false
 	walkApps(m, func(app *v1.App) {
-		for _, v := range app.GetEnv() {
-			if _, plain := v.GetKind().(*v1.EnvValue_Value); plain {
-				found = true
+		for _, env := range appEnvs(app) {
+			for _, v := range env {
+				if _, plain := v.GetKind().(*v1.EnvValue_Value); plain {
+					found = true
+				}
 			}
 		}
 	})
 	return found
+}
+
+// appEnvs are an app's environments: its tasks' and its backup tasks'
+// (which typically hold the target's credentials).
+func appEnvs(app *v1.App) []map[string]*v1.EnvValue {
+	return []map[string]*v1.EnvValue{app.GetEnv(), app.GetBackup().GetEnv()}
 }
 
 var appDescriptor = (&v1.App{}).ProtoReflect().Descriptor()
@@ -161,6 +171,14 @@ func FilterApps(tok *v1.ACLToken, msg proto.Message) proto.Message {
 		for _, r := range m.GetResults() {
 			if InPrefix(tok, r.GetAppId()) {
 				out.Results = append(out.Results, r)
+			}
+		}
+		return out
+	case *v1.ListBackupsResponse:
+		out := &v1.ListBackupsResponse{}
+		for _, b := range m.GetBackups() {
+			if InPrefix(tok, b.GetAppId()) {
+				out.Backups = append(out.Backups, b)
 			}
 		}
 		return out

@@ -48,6 +48,8 @@ const (
 	TaskID
 	// DeploymentID: a deployment id; its apps are the affected apps.
 	DeploymentID
+	// BackupID: a backup or restore id; its app is the record's.
+	BackupID
 )
 
 // IDField is a request field (a dotted path of proto field names, e.g.
@@ -102,6 +104,9 @@ const (
 	RouteReady   = "GET /v1/ready"
 	RouteMetrics = "GET /metrics"
 	RouteDebug   = "GET /v1/debug/"
+	// RouteBinary serves the berth binary the Mesos fetcher downloads for
+	// backup and restore tasks.
+	RouteBinary = "GET /v1/binary/berth"
 )
 
 // Routes are the rows of the plain HTTP routes beside the API: health and
@@ -113,6 +118,10 @@ var Routes = map[string]Rule{
 	RouteReady:   {Permission: PermAnonymous},
 	RouteMetrics: {Permission: PermOperator},
 	RouteDebug:   {Permission: PermOperator},
+	// The binary is open: the Mesos fetcher on an agent carries no Berth
+	// token, and the binary holds no secret (it is the release anyone can
+	// download). It shows no state.
+	RouteBinary: {Permission: PermAnonymous},
 }
 
 // Table is the one table of method → permission (invariant 6): every
@@ -139,6 +148,18 @@ var Table = map[string]Rule{
 	berthv1connect.DeploymentServiceCancelDeploymentProcedure: writeApp(IDField{"id", DeploymentID}),
 
 	berthv1connect.EventServiceStreamEventsProcedure: {Permission: PermRead, Fields: appField("app_id"), Filtered: true},
+
+	// Backups act on an app's berths as its other writes do: a write
+	// token for the app starts, deletes, prunes and restores them (a
+	// restore replaces the volume's data, as a wipe does); a read token
+	// lists and gets them. Verify records its outcome: write.
+	berthv1connect.BackupServiceCreateBackupProcedure: writeApp(IDField{"app_id", AppID}),
+	berthv1connect.BackupServiceListBackupsProcedure:  {Permission: PermRead, Fields: appField("app_id"), Filtered: true},
+	berthv1connect.BackupServiceGetBackupProcedure:    {Permission: PermRead, Fields: []IDField{{"id", BackupID}}},
+	berthv1connect.BackupServiceVerifyBackupProcedure: writeApp(IDField{"id", BackupID}),
+	berthv1connect.BackupServiceDeleteBackupProcedure: writeApp(IDField{"id", BackupID}),
+	berthv1connect.BackupServicePruneBackupsProcedure: writeApp(IDField{"app_id", AppID}),
+	berthv1connect.BackupServiceRestoreProcedure:      writeApp(IDField{"app_id", AppID}, IDField{"backup_id", BackupID}),
 
 	berthv1connect.ClusterServiceMembersProcedure:            read,
 	berthv1connect.ClusterServiceLeaderProcedure:             read,

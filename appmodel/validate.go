@@ -145,6 +145,7 @@ func Validate(app *v1.App) []Violation {
 	validateReadinessChecks(v, app)
 	validateCheck(v, app)
 	validateResourceExtras(v, app)
+	validateBackup(v, app)
 
 	us := app.UpgradeStrategy
 	if us != nil {

@@ -59,6 +59,11 @@ func applySchedulerPlan(tx *memdb.Txn, e logEntry, cmd *v1.SchedulerPlanCommand)
 			return "", err
 		}
 	}
+	for _, b := range cmd.GetPutBackups() {
+		if err := putBackup(tx, b); err != nil {
+			return "", err
+		}
+	}
 	return "", nil
 }
 

@@ -20,6 +20,7 @@ const (
 	tableMeta        = "meta"
 	tableRequests    = "requests"
 	tableACLTokens   = "acl_tokens"
+	tableBackups     = "backups"
 )
 
 // Meta keys.
@@ -107,6 +108,11 @@ var tables = []struct {
 	{9, tableACLTokens, func() proto.Message { return new(v1.ACLToken) }, map[string]*memdb.IndexSchema{
 		"id":     {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "AccessorId"}},
 		"secret": {Name: "secret", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "SecretHash"}},
+	}},
+	{10, tableBackups, func() proto.Message { return new(v1.Backup) }, map[string]*memdb.IndexSchema{
+		"id":       {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Id"}},
+		"instance": {Name: "instance", Indexer: &memdb.StringFieldIndex{Field: "InstanceId"}},
+		"app":      {Name: "app", Indexer: &memdb.StringFieldIndex{Field: "AppId"}},
 	}},
 }
 

@@ -132,3 +132,12 @@ func (r TestReader) FrameworkID() string {
 	v, err := r.snap().FrameworkID()
 	return testRead(r, v, err)
 }
+
+// Backup reads Snapshot.Backup.
+func (r TestReader) Backup(id string) *v1.Backup {
+	v, err := r.snap().Backup(id)
+	return testRead(r, v, err)
+}
+
+// Backups reads Snapshot.Backups.
+func (r TestReader) Backups() []*v1.Backup { v, err := r.snap().Backups(); return testRead(r, v, err) }

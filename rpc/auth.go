@@ -145,6 +145,15 @@ func requestApps(st *fsm.Snapshot, rule acl.Rule, msg proto.Message) ([]string, 
 				return nil, connect.NewError(connect.CodePermissionDenied, fmt.Errorf("%s: the apps of deployment %s are %w", f.Path, id, errUnknownApp))
 			}
 			apps = append(apps, d.GetAffectedApps()...)
+		case acl.BackupID:
+			b, err := st.Backup(id)
+			if err != nil {
+				return nil, stateError(err)
+			}
+			if b == nil {
+				return nil, connect.NewError(connect.CodePermissionDenied, fmt.Errorf("%s: the app of backup %s is %w", f.Path, id, errUnknownApp))
+			}
+			apps = append(apps, b.GetAppId())
 		}
 	}
 	return apps, nil

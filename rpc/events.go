@@ -39,6 +39,8 @@ const EventStreamAttached = "event_stream_attached"
 // only match nothing, silently.
 var EventTypes = []string{
 	EventAPIPost,
+	"backup_event",
+	"backup_progress",
 	"deployment_failed",
 	"deployment_info",
 	"deployment_success",

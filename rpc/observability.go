@@ -97,6 +97,7 @@ func (s *Server) plainRoutes() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"ready": true})
 	})
+	mux.Handle(acl.RouteBinary, s.guard(acl.RouteBinary, http.HandlerFunc(s.serveBinary)))
 	if reg := s.cfg.Metrics; reg != nil {
 		mux.Handle("GET /metrics", s.guard(acl.RouteMetrics, reg.Handler()))
 		mux.Handle("GET /v1/debug/pprof/{profile}", s.guard(acl.RouteDebug, http.HandlerFunc(s.servePprof)))

@@ -100,6 +100,9 @@ type Config struct {
 	// server commits (typically the same *EventBroker as Events). Nil:
 	// they are dropped.
 	Publisher EventPublisher
+	// BinaryPath is the berth binary served at GET /v1/binary/berth for
+	// backup and restore tasks (default: this process's executable).
+	BinaryPath string
 	// Logger gets the server's logs; nil means slog.Default().
 	Logger *slog.Logger
 	// MaxRequestBytes bounds every request message (default 4 MiB; app
@@ -305,6 +308,7 @@ var serviceNames = []string{
 	berthv1connect.ClusterServiceName,
 	berthv1connect.KeyringServiceName,
 	berthv1connect.ACLServiceName,
+	berthv1connect.BackupServiceName,
 }
 
 // Handler returns the HTTP handler with every service mounted. It serves the
@@ -328,6 +332,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle(berthv1connect.NewDeploymentServiceHandler(&deploymentService{s}, opts...))
 	mux.Handle(berthv1connect.NewEventServiceHandler(&eventService{s}, opts...))
 	mux.Handle(berthv1connect.NewACLServiceHandler(&aclService{s}, opts...))
+	mux.Handle(berthv1connect.NewBackupServiceHandler(&backupService{s}, opts...))
 	clusterOpts := []connect.HandlerOption{
 		// Snapshots travel whole in one message.
 		connect.WithReadMaxBytes(s.cfg.MaxSnapshotBytes),

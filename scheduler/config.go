@@ -80,6 +80,10 @@ type Config struct {
 	// NewID returns fresh UUIDs for instance and persistence ids (default
 	// uuid.NewString). The core calls it; tests make it deterministic.
 	NewID func() string
+	// BinaryURL is where agents fetch the berth binary for backup and
+	// restore tasks (a Berth server's GET /v1/binary/berth). Without it
+	// backups fail with a message saying so.
+	BinaryURL string
 	// Logger receives structured logs (default slog.Default()).
 	Logger *slog.Logger
 }

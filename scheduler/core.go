@@ -131,6 +131,10 @@ type planner struct {
 	byApp map[string][]string
 	// offerOutcomes of the offers matched in this decision.
 	offerOutcomes []OfferOutcome
+	// bput holds the backup records edited in this decision; opByInst
+	// indexes the active ones by instance (lazy, see activeOp).
+	bput     map[string]*v1.Backup
+	opByInst map[string]string
 }
 
 func newPlanner(st *State, now time.Time, cfg Config) *planner {
@@ -143,6 +147,7 @@ func newPlanner(st *State, now time.Time, cfg Config) *planner {
 		del:     map[string]bool{},
 		deps:    map[string]*v1.Deployment{},
 		changed: map[string]bool{},
+		bput:    map[string]*v1.Backup{},
 	}
 }
 
@@ -241,7 +246,7 @@ func killGrace(a *v1.App) time.Duration {
 // events for instances that changed.
 func (p *planner) finish() Decision {
 	var d Decision
-	if len(p.put) > 0 || len(p.del) > 0 || len(p.deps) > 0 {
+	if len(p.put) > 0 || len(p.del) > 0 || len(p.deps) > 0 || len(p.bput) > 0 {
 		plan := &v1.SchedulerPlanCommand{}
 		ids := make([]string, 0, len(p.put))
 		for id := range p.put {
@@ -263,6 +268,7 @@ func (p *planner) finish() Decision {
 		for _, id := range dids {
 			plan.PutDeployments = append(plan.PutDeployments, p.deps[id])
 		}
+		p.finishBackups(plan)
 		d.Plan = plan
 	}
 	p.flushChanged()
@@ -324,6 +330,7 @@ func (p *planner) reconcile() {
 			tasks[t.GetId()] = t.GetAgentId()
 		}
 	}
+	p.copyTasks(tasks)
 	if len(tasks) > 0 {
 		c := calls.Reconcile(calls.ReconcileTasks(tasks))
 		// ReconcileTasks iterates a map: sort for deterministic output.
@@ -409,6 +416,7 @@ func (p *planner) onTick() {
 	for _, appID := range p.st.sortedAppIDs() {
 		p.upgradeApp(p.st.Apps[appID], byApp[appID])
 	}
+	p.tickBackups()
 	for _, id := range p.allInstanceIDs() {
 		p.tickInstance(id)
 	}
@@ -696,6 +704,9 @@ func (p *planner) wantsOffer(i *v1.Instance) bool {
 	if taskLive(i.GetTask()) {
 		return false
 	}
+	if op := p.activeOp(i.GetId()); op != nil {
+		return op.GetState() == v1.BackupState_BACKUP_STATE_PENDING
+	}
 	switch goalOf(i) {
 	case v1.Goal_GOAL_RUNNING:
 		return p.st.Apps[i.GetAppId()] != nil
@@ -710,6 +721,9 @@ func (p *planner) wantsOffer(i *v1.Instance) bool {
 func (p *planner) launchDue(i *v1.Instance) bool {
 	if goalOf(i) != v1.Goal_GOAL_RUNNING || taskLive(i.GetTask()) {
 		return false
+	}
+	if p.activeOp(i.GetId()) != nil {
+		return false // the berth is held for a backup or restore
 	}
 	if nb := i.GetLaunchNotBefore(); nb != nil && p.now.Before(nb.AsTime()) {
 		return false

@@ -239,6 +239,9 @@ func (h *harness) checkWriteAhead(c *scheduler.Call) {
 						found = true
 					}
 				}
+				if b := h.store.read().Backup(backupIDOfTask(ti.TaskID.Value)); b != nil && b.GetTaskId() == ti.TaskID.Value && b.GetState() == v1.BackupState_BACKUP_STATE_RUNNING {
+					found = true // a copy task
+				}
 				if !found {
 					h.t.Fatalf("invariant 1: LAUNCH %s not committed", ti.TaskID.Value)
 				}
@@ -283,7 +286,7 @@ func (h *harness) checkMaster() {
 			if !isLiveState(t.state.String()) {
 				continue
 			}
-			iid := tid[:strings.LastIndex(tid, "._app.")]
+			iid := instanceIDOfAnyTask(tid)
 			if other, ok := perInstance[iid]; ok {
 				h.t.Fatalf("invariant 2: instance %s has two live tasks %s and %s", iid, other, tid)
 			}
@@ -293,6 +296,17 @@ func (h *harness) checkMaster() {
 }
 
 func (h *harness) tick() Decision { return h.decide(Tick{}) }
+
+// instanceIDOfAnyTask is the instance of an app task or a copy task: both
+// count for invariant 2.
+func instanceIDOfAnyTask(tid string) string {
+	for _, m := range []string{"._app.", backupTaskMarker, restoreTaskMarker} {
+		if i := strings.LastIndex(tid, m); i >= 0 {
+			return tid[:i]
+		}
+	}
+	return tid
+}
 
 // state returns the State a decision runs on, through the driver's
 // snapshot cache, and checks it against a fresh read of the store.

@@ -185,6 +185,17 @@ func (p *planner) matchOffer(o *mesos.Offer, v *offerView, r *offerRound) []meso
 			i = e
 		}
 		a := p.st.Apps[i.GetAppId()]
+		if op := p.activeOp(iid); op != nil {
+			// The berth is held for a copy: it runs once the app's task is
+			// gone and the whole berth is offered.
+			if a != nil && op.GetState() == v1.BackupState_BACKUP_STATE_PENDING && !taskLive(i.GetTask()) && !missing && groupCovers(g, i.GetReservation()) {
+				if launch, ok := p.launchCopy(op, a, i, o, mine); ok {
+					launches = append(launches, launch)
+					nLaunch++
+				}
+			}
+			continue
+		}
 		if a == nil || !p.launchDue(i) || missing || !groupCovers(g, i.GetReservation()) {
 			continue
 		}

@@ -44,7 +44,8 @@ func (c *snapshots) get(store Store, mem *Memory) (*State, error) {
 // committed updates the snapshot after plan was committed and applied to
 // store, or drops it when other changes may have been applied too.
 func (c *snapshots) committed(store Store, plan *v1.SchedulerPlanCommand) {
-	if c.st == nil || c.store != store {
+	if c.st == nil || c.store != store || len(plan.GetPutBackups()) > 0 {
+		// Backup records change rarely: read them afresh.
 		c.drop()
 		return
 	}

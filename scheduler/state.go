@@ -38,6 +38,8 @@ type State struct {
 	Instances map[string]*v1.Instance
 	// Deployments by id.
 	Deployments map[string]*v1.Deployment
+	// Backups are the backup and restore records by id (see backup.go).
+	Backups map[string]*v1.Backup
 	// AppVersion returns a stored app version, or nil. May be nil itself.
 	AppVersion func(appID, version string) (*v1.App, error)
 	// Mem is the leader-local memory of what was sent (kills, revives,
@@ -89,6 +91,9 @@ func NewState(r StateReader, mem *Memory) (*State, error) {
 	}
 	for _, d := range deps {
 		st.Deployments[d.GetId()] = d
+	}
+	if err := st.loadBackups(r); err != nil {
+		return nil, err
 	}
 	return st, nil
 }

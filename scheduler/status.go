@@ -24,6 +24,10 @@ func (p *planner) onStatus(s mesos.TaskStatus) {
 		}
 	}()
 	p.reconAnswered(taskID)
+	if op := p.opByTask(taskID); op != nil {
+		p.copyStatus(op, s)
+		return
+	}
 	i := p.instByTask(taskID)
 	if i == nil {
 		if isLiveState(state) {
@@ -173,7 +177,7 @@ func (p *planner) taskEnded(e *v1.Instance, a *v1.App, s mesos.TaskStatus) {
 	if t.StartedAt != nil && p.now.Sub(t.StartedAt.AsTime()) >= p.cfg.BackoffResetAfter {
 		e.ConsecutiveFailures = 0 // a long run resets the backoff
 	}
-	requested := t.KillRequestedAt != nil || killed && (rec.reason == killUpgrade || rec.reason == killGoal || rec.reason == killOperator)
+	requested := t.KillRequestedAt != nil || killed && (rec.reason == killUpgrade || rec.reason == killGoal || rec.reason == killOperator || rec.reason == killBackup)
 	if requested {
 		e.LaunchNotBefore = nil
 		return

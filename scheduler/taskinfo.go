@@ -106,16 +106,27 @@ func taskEnv(a *v1.App, taskID, host string, ports []uint32, specs []appmodel.Po
 	// that the agent resolves (Mesos secrets of type REFERENCE, as Marathon
 	// passes them; Berth never holds a secret's value).
 	secrets := map[string]string{}
-	for k, v := range a.GetEnv() {
+	splitEnv(a.GetEnv(), a.GetSecrets(), env, secrets)
+	return mesosEnv(env, secrets)
+}
+
+// splitEnv adds variables to env (plain values) and secrets (variable →
+// secret source), a later one replacing an earlier one of the same name.
+func splitEnv(vars map[string]*v1.EnvValue, appSecrets map[string]*v1.Secret, env, secrets map[string]string) {
+	for k, v := range vars {
 		switch kind := v.GetKind().(type) {
 		case *v1.EnvValue_Value:
 			env[k] = kind.Value
 			delete(secrets, k)
 		case *v1.EnvValue_Secret:
-			secrets[k] = a.GetSecrets()[kind.Secret].GetSource()
+			secrets[k] = appSecrets[kind.Secret].GetSource()
 			delete(env, k)
 		}
 	}
+}
+
+// mesosEnv is the Mesos environment of plain and secret variables, sorted.
+func mesosEnv(env, secrets map[string]string) []mesos.Environment_Variable {
 	keys := make([]string, 0, len(env)+len(secrets))
 	for k := range env {
 		keys = append(keys, k)

@@ -126,7 +126,7 @@ func TestClientFlagsOnlyOnClientCommands(t *testing.T) {
 		if !c.IsAvailableCommand() || c.Name() == "completion" {
 			continue
 		}
-		daemon := slices.Contains([]string{"server", "dev", "mesos-local", "version", "tls"}, c.Name()) // no server to talk to
+		daemon := slices.Contains([]string{"server", "dev", "mesos-local", "version", "tls", "volume"}, c.Name()) // no server to talk to
 		for _, name := range []string{"addr", "output"} {
 			has := c.PersistentFlags().Lookup(name) != nil || c.Flags().Lookup(name) != nil
 			for _, sub := range c.Commands() { // operator debug's --output is its bundle file

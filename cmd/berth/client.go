@@ -67,6 +67,7 @@ type clients struct {
 	events      berthv1connect.EventServiceClient
 	cluster     berthv1connect.ClusterServiceClient
 	acl         berthv1connect.ACLServiceClient
+	backups     berthv1connect.BackupServiceClient
 }
 
 // baseURL turns host:port or a URL into a URL; a bare host:port is https
@@ -131,6 +132,7 @@ func newClients() (*clients, error) {
 		cluster:     berthv1connect.NewClusterServiceClient(hc, u),
 		keyring:     berthv1connect.NewKeyringServiceClient(hc, u),
 		acl:         berthv1connect.NewACLServiceClient(hc, u),
+		backups:     berthv1connect.NewBackupServiceClient(hc, u),
 	}, nil
 }
 

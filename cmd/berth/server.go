@@ -47,6 +47,9 @@ type serverOptions struct {
 	raftAdvertise   string
 	gossipAddr      string
 	gossipAdvertise string
+	// backupBinaryURL is where agents fetch the berth binary for backup
+	// and restore tasks.
+	backupBinaryURL string
 	join            []string
 	bootstrapExpect int
 
@@ -97,6 +100,7 @@ func (o *serverOptions) registerServer(fs *pflag.FlagSet) {
 	fs.StringVar(&o.raftAdvertise, "raft-advertise", "", "Raft address other servers dial (default: --raft-addr)")
 	fs.StringVar(&o.gossipAddr, "gossip-addr", "127.0.0.1:7072", "host:port for gossip (TCP and UDP)")
 	fs.StringVar(&o.gossipAdvertise, "gossip-advertise", "", "gossip address other servers use (default: --gossip-addr)")
+	fs.StringVar(&o.backupBinaryURL, "backup-binary-url", os.Getenv("BERTH_BACKUP_BINARY_URL"), "URL agents fetch the berth binary from for backup and restore tasks (default: this server's GET /v1/binary/berth at --api-advertise)")
 	fs.StringSliceVar(&o.join, "join", nil, "gossip address of a server to join (repeatable, or comma-separated)")
 	fs.IntVar(&o.bootstrapExpect, "bootstrap-expect", 0, "number of servers that form a new cluster together (0: a server alone bootstraps itself)")
 	fs.DurationVar(&o.deadServerCleanup, "dead-server-cleanup", cluster.DefaultDeadServerCleanup, "remove a server dead for this long from Raft, when quorum allows (negative: never)")
@@ -340,6 +344,14 @@ func runServer(ctx context.Context, o *serverOptions, logger *slog.Logger, ready
 	if o.apiAdvertise != "" {
 		advertise = o.apiAdvertise
 	}
+	schedCfg.BinaryURL = o.backupBinaryURL
+	if schedCfg.BinaryURL == "" {
+		scheme := "http"
+		if sec.tlsOn() {
+			scheme = "https"
+		}
+		schedCfg.BinaryURL = scheme + "://" + advertise + "/v1/binary/berth"
+	}
 
 	taskUsers, frameworkUser, err := o.taskUserPolicy(apiAddr)
 	if err != nil {
@@ -460,6 +472,11 @@ func runServer(ctx context.Context, o *serverOptions, logger *slog.Logger, ready
 				Observer: reg.Scheduler,
 				Live:     live,
 			}
+			// The leader's backup duties (progress, totals, retention)
+			// last as long as this term's scheduler.
+			dutiesCtx, stopDuties := context.WithCancel(lctx)
+			defer stopDuties()
+			go api.RunBackupDuties(dutiesCtx)
 			// A fresh scheduler per attempt: nothing a previous term or
 			// attempt remembered in memory may leak into this one.
 			err := scheduler.New(schedCfg, deps).Run(lctx)

@@ -94,7 +94,11 @@ type App struct {
 	// null_fields lists the top-level JSON fields given as null: a partial
 	// update resets them to their default. Set by appmodel.Parse; dropped by
 	// appmodel.Canonicalize.
-	NullFields    []string `protobuf:"bytes,48,rep,name=null_fields,json=nullFields,proto3" json:"null_fields,omitempty"`
+	NullFields []string `protobuf:"bytes,48,rep,name=null_fields,json=nullFields,proto3" json:"null_fields,omitempty"`
+	// backup is a Berth extension to Marathon's app definition (JSON
+	// "backup"): where and when the volumes of the app's instances are backed
+	// up. Marathon has no such field; an app without it renders unchanged.
+	Backup        *BackupPolicy `protobuf:"bytes,49,opt,name=backup,proto3" json:"backup,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -440,6 +444,13 @@ func (x *App) GetEmptyFields() []string {
 func (x *App) GetNullFields() []string {
 	if x != nil {
 		return x.NullFields
+	}
+	return nil
+}
+
+func (x *App) GetBackup() *BackupPolicy {
+	if x != nil {
+		return x.Backup
 	}
 	return nil
 }
@@ -3261,11 +3272,174 @@ func (*ResourceLimit_Value) isResourceLimit_Kind() {}
 
 func (*ResourceLimit_Unlimited) isResourceLimit_Kind() {}
 
+// BackupPolicy is the Berth extension "backup" of an app definition: the
+// target the berths' volumes are copied to, when, and how many copies are
+// kept. See docs/BACKUPS.md.
+type BackupPolicy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// target is file:///path (a filesystem mounted on every agent and
+	// server) or s3://bucket/prefix?endpoint=URL&region=R.
+	Target string `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
+	// schedule is "@every <duration>", "@hourly", "@daily", "@weekly" or a
+	// five-field cron expression (UTC); absent: backups on request only.
+	Schedule  *string          `protobuf:"bytes,2,opt,name=schedule,proto3,oneof" json:"schedule,omitempty"`
+	Retention *BackupRetention `protobuf:"bytes,3,opt,name=retention,proto3" json:"retention,omitempty"`
+	// consistency is "stop" (default: the task is stopped for the copy and
+	// started again on the same berth). "online" (a copy beside the running
+	// task) is reserved and refused for now.
+	Consistency *string `protobuf:"bytes,4,opt,name=consistency,proto3,oneof" json:"consistency,omitempty"`
+	// pre_command and post_command run (sh -c) in the copy task, before and
+	// after the copy, with the volume as working directory.
+	PreCommand  *string `protobuf:"bytes,5,opt,name=pre_command,json=preCommand,proto3,oneof" json:"pre_command,omitempty"`
+	PostCommand *string `protobuf:"bytes,6,opt,name=post_command,json=postCommand,proto3,oneof" json:"post_command,omitempty"`
+	// env is given to the copy task (e.g. AWS_ACCESS_KEY_ID and
+	// AWS_SECRET_ACCESS_KEY, values or {"secret": "name"} references to the
+	// app's secrets).
+	Env           map[string]*EnvValue `protobuf:"bytes,7,rep,name=env,proto3" json:"env,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BackupPolicy) Reset() {
+	*x = BackupPolicy{}
+	mi := &file_berth_v1_app_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackupPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackupPolicy) ProtoMessage() {}
+
+func (x *BackupPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_app_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackupPolicy.ProtoReflect.Descriptor instead.
+func (*BackupPolicy) Descriptor() ([]byte, []int) {
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *BackupPolicy) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *BackupPolicy) GetSchedule() string {
+	if x != nil && x.Schedule != nil {
+		return *x.Schedule
+	}
+	return ""
+}
+
+func (x *BackupPolicy) GetRetention() *BackupRetention {
+	if x != nil {
+		return x.Retention
+	}
+	return nil
+}
+
+func (x *BackupPolicy) GetConsistency() string {
+	if x != nil && x.Consistency != nil {
+		return *x.Consistency
+	}
+	return ""
+}
+
+func (x *BackupPolicy) GetPreCommand() string {
+	if x != nil && x.PreCommand != nil {
+		return *x.PreCommand
+	}
+	return ""
+}
+
+func (x *BackupPolicy) GetPostCommand() string {
+	if x != nil && x.PostCommand != nil {
+		return *x.PostCommand
+	}
+	return ""
+}
+
+func (x *BackupPolicy) GetEnv() map[string]*EnvValue {
+	if x != nil {
+		return x.Env
+	}
+	return nil
+}
+
+// BackupRetention says which backups of an instance are kept.
+type BackupRetention struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// keep is how many of the newest backups of each instance are kept.
+	Keep *int32 `protobuf:"varint,1,opt,name=keep,proto3,oneof" json:"keep,omitempty"`
+	// max_age removes older backups ("720h", "30d"); an instance's newest
+	// backup is kept whatever its age.
+	MaxAge        *string `protobuf:"bytes,2,opt,name=max_age,json=maxAge,proto3,oneof" json:"max_age,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BackupRetention) Reset() {
+	*x = BackupRetention{}
+	mi := &file_berth_v1_app_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackupRetention) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackupRetention) ProtoMessage() {}
+
+func (x *BackupRetention) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_app_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackupRetention.ProtoReflect.Descriptor instead.
+func (*BackupRetention) Descriptor() ([]byte, []int) {
+	return file_berth_v1_app_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *BackupRetention) GetKeep() int32 {
+	if x != nil && x.Keep != nil {
+		return *x.Keep
+	}
+	return 0
+}
+
+func (x *BackupRetention) GetMaxAge() string {
+	if x != nil && x.MaxAge != nil {
+		return *x.MaxAge
+	}
+	return ""
+}
+
 var File_berth_v1_app_proto protoreflect.FileDescriptor
 
 const file_berth_v1_app_proto_rawDesc = "" +
 	"\n" +
-	"\x12berth/v1/app.proto\x12\bberth.v1\"\x9e\x13\n" +
+	"\x12berth/v1/app.proto\x12\bberth.v1\"\xce\x13\n" +
 	"\x03App\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
 	"\x03cmd\x18\x02 \x01(\tH\x00R\x03cmd\x88\x01\x01\x12\x12\n" +
@@ -3316,7 +3490,8 @@ const file_berth_v1_app_proto_rawDesc = "" +
 	"store_urls\x18. \x03(\tR\tstoreUrls\x12!\n" +
 	"\fempty_fields\x18/ \x03(\tR\vemptyFields\x12\x1f\n" +
 	"\vnull_fields\x180 \x03(\tR\n" +
-	"nullFields\x1aJ\n" +
+	"nullFields\x12.\n" +
+	"\x06backup\x181 \x01(\v2\x16.berth.v1.BackupPolicyR\x06backup\x1aJ\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12(\n" +
 	"\x05value\x18\x02 \x01(\v2\x12.berth.v1.EnvValueR\x05value:\x028\x01\x1a9\n" +
@@ -3680,7 +3855,29 @@ const file_berth_v1_app_proto_rawDesc = "" +
 	"\rResourceLimit\x12\x16\n" +
 	"\x05value\x18\x01 \x01(\x01H\x00R\x05value\x12\x1e\n" +
 	"\tunlimited\x18\x02 \x01(\bH\x00R\tunlimitedB\x06\n" +
-	"\x04kindB\x8c\x01\n" +
+	"\x04kind\"\xb2\x03\n" +
+	"\fBackupPolicy\x12\x16\n" +
+	"\x06target\x18\x01 \x01(\tR\x06target\x12\x1f\n" +
+	"\bschedule\x18\x02 \x01(\tH\x00R\bschedule\x88\x01\x01\x127\n" +
+	"\tretention\x18\x03 \x01(\v2\x19.berth.v1.BackupRetentionR\tretention\x12%\n" +
+	"\vconsistency\x18\x04 \x01(\tH\x01R\vconsistency\x88\x01\x01\x12$\n" +
+	"\vpre_command\x18\x05 \x01(\tH\x02R\n" +
+	"preCommand\x88\x01\x01\x12&\n" +
+	"\fpost_command\x18\x06 \x01(\tH\x03R\vpostCommand\x88\x01\x01\x121\n" +
+	"\x03env\x18\a \x03(\v2\x1f.berth.v1.BackupPolicy.EnvEntryR\x03env\x1aJ\n" +
+	"\bEnvEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12(\n" +
+	"\x05value\x18\x02 \x01(\v2\x12.berth.v1.EnvValueR\x05value:\x028\x01B\v\n" +
+	"\t_scheduleB\x0e\n" +
+	"\f_consistencyB\x0e\n" +
+	"\f_pre_commandB\x0f\n" +
+	"\r_post_command\"]\n" +
+	"\x0fBackupRetention\x12\x17\n" +
+	"\x04keep\x18\x01 \x01(\x05H\x00R\x04keep\x88\x01\x01\x12\x1c\n" +
+	"\amax_age\x18\x02 \x01(\tH\x01R\x06maxAge\x88\x01\x01B\a\n" +
+	"\x05_keepB\n" +
+	"\n" +
+	"\b_max_ageB\x8c\x01\n" +
 	"\fcom.berth.v1B\bAppProtoP\x01Z1github.com/berth-dev/berth/proto/berth/v1;berthv1\xa2\x02\x03BXX\xaa\x02\bBerth.V1\xca\x02\bBerth\\V1\xe2\x02\x14Berth\\V1\\GPBMetadata\xea\x02\tBerth::V1b\x06proto3"
 
 var (
@@ -3695,7 +3892,7 @@ func file_berth_v1_app_proto_rawDescGZIP() []byte {
 	return file_berth_v1_app_proto_rawDescData
 }
 
-var file_berth_v1_app_proto_msgTypes = make([]protoimpl.MessageInfo, 55)
+var file_berth_v1_app_proto_msgTypes = make([]protoimpl.MessageInfo, 58)
 var file_berth_v1_app_proto_goTypes = []any{
 	(*App)(nil),                 // 0: berth.v1.App
 	(*EnvValue)(nil),            // 1: berth.v1.EnvValue
@@ -3739,23 +3936,26 @@ var file_berth_v1_app_proto_goTypes = []any{
 	(*ExecutorResources)(nil),   // 39: berth.v1.ExecutorResources
 	(*ResourceLimits)(nil),      // 40: berth.v1.ResourceLimits
 	(*ResourceLimit)(nil),       // 41: berth.v1.ResourceLimit
-	nil,                         // 42: berth.v1.App.EnvEntry
-	nil,                         // 43: berth.v1.App.LabelsEntry
-	nil,                         // 44: berth.v1.App.SecretsEntry
-	nil,                         // 45: berth.v1.AppcContainer.LabelsEntry
-	nil,                         // 46: berth.v1.PortMapping.LabelsEntry
-	nil,                         // 47: berth.v1.ExternalVolume.OptionsEntry
-	nil,                         // 48: berth.v1.CsiVolumeOptions.NodeStageSecretEntry
-	nil,                         // 49: berth.v1.CsiVolumeOptions.NodePublishSecretEntry
-	nil,                         // 50: berth.v1.CsiVolumeOptions.VolumeContextEntry
-	nil,                         // 51: berth.v1.Network.LabelsEntry
-	nil,                         // 52: berth.v1.PortDefinition.LabelsEntry
-	nil,                         // 53: berth.v1.IpAddress.LabelsEntry
-	nil,                         // 54: berth.v1.DiscoveryPort.LabelsEntry
+	(*BackupPolicy)(nil),        // 42: berth.v1.BackupPolicy
+	(*BackupRetention)(nil),     // 43: berth.v1.BackupRetention
+	nil,                         // 44: berth.v1.App.EnvEntry
+	nil,                         // 45: berth.v1.App.LabelsEntry
+	nil,                         // 46: berth.v1.App.SecretsEntry
+	nil,                         // 47: berth.v1.AppcContainer.LabelsEntry
+	nil,                         // 48: berth.v1.PortMapping.LabelsEntry
+	nil,                         // 49: berth.v1.ExternalVolume.OptionsEntry
+	nil,                         // 50: berth.v1.CsiVolumeOptions.NodeStageSecretEntry
+	nil,                         // 51: berth.v1.CsiVolumeOptions.NodePublishSecretEntry
+	nil,                         // 52: berth.v1.CsiVolumeOptions.VolumeContextEntry
+	nil,                         // 53: berth.v1.Network.LabelsEntry
+	nil,                         // 54: berth.v1.PortDefinition.LabelsEntry
+	nil,                         // 55: berth.v1.IpAddress.LabelsEntry
+	nil,                         // 56: berth.v1.DiscoveryPort.LabelsEntry
+	nil,                         // 57: berth.v1.BackupPolicy.EnvEntry
 }
 var file_berth_v1_app_proto_depIdxs = []int32{
-	42, // 0: berth.v1.App.env:type_name -> berth.v1.App.EnvEntry
-	43, // 1: berth.v1.App.labels:type_name -> berth.v1.App.LabelsEntry
+	44, // 0: berth.v1.App.env:type_name -> berth.v1.App.EnvEntry
+	45, // 1: berth.v1.App.labels:type_name -> berth.v1.App.LabelsEntry
 	2,  // 2: berth.v1.App.constraints:type_name -> berth.v1.Constraint
 	6,  // 3: berth.v1.App.container:type_name -> berth.v1.Container
 	21, // 4: berth.v1.App.networks:type_name -> berth.v1.Network
@@ -3768,54 +3968,58 @@ var file_berth_v1_app_proto_depIdxs = []int32{
 	28, // 11: berth.v1.App.fetch:type_name -> berth.v1.FetchUri
 	29, // 12: berth.v1.App.ip_address:type_name -> berth.v1.IpAddress
 	32, // 13: berth.v1.App.version_info:type_name -> berth.v1.VersionInfo
-	44, // 14: berth.v1.App.secrets:type_name -> berth.v1.App.SecretsEntry
+	46, // 14: berth.v1.App.secrets:type_name -> berth.v1.App.SecretsEntry
 	34, // 15: berth.v1.App.check:type_name -> berth.v1.AppCheck
 	39, // 16: berth.v1.App.executor_resources:type_name -> berth.v1.ExecutorResources
 	40, // 17: berth.v1.App.resource_limits:type_name -> berth.v1.ResourceLimits
-	4,  // 18: berth.v1.UnreachableStrategy.disabled:type_name -> berth.v1.UnreachableDisabled
-	5,  // 19: berth.v1.UnreachableStrategy.enabled:type_name -> berth.v1.UnreachableEnabled
-	11, // 20: berth.v1.Container.docker:type_name -> berth.v1.Docker
-	16, // 21: berth.v1.Container.volumes:type_name -> berth.v1.Volume
-	15, // 22: berth.v1.Container.port_mappings:type_name -> berth.v1.PortMapping
-	7,  // 23: berth.v1.Container.linux_info:type_name -> berth.v1.LinuxInfo
-	10, // 24: berth.v1.Container.appc:type_name -> berth.v1.AppcContainer
-	8,  // 25: berth.v1.LinuxInfo.seccomp:type_name -> berth.v1.Seccomp
-	9,  // 26: berth.v1.LinuxInfo.ipc_info:type_name -> berth.v1.IpcInfo
-	45, // 27: berth.v1.AppcContainer.labels:type_name -> berth.v1.AppcContainer.LabelsEntry
-	15, // 28: berth.v1.Docker.port_mappings:type_name -> berth.v1.PortMapping
-	14, // 29: berth.v1.Docker.parameters:type_name -> berth.v1.DockerParameter
-	13, // 30: berth.v1.Docker.pull_config:type_name -> berth.v1.DockerPullConfig
-	12, // 31: berth.v1.Docker.credential:type_name -> berth.v1.DockerCredential
-	46, // 32: berth.v1.PortMapping.labels:type_name -> berth.v1.PortMapping.LabelsEntry
-	20, // 33: berth.v1.Volume.persistent:type_name -> berth.v1.PersistentVolume
-	17, // 34: berth.v1.Volume.external:type_name -> berth.v1.ExternalVolume
-	47, // 35: berth.v1.ExternalVolume.options:type_name -> berth.v1.ExternalVolume.OptionsEntry
-	18, // 36: berth.v1.ExternalVolume.csi_options:type_name -> berth.v1.CsiVolumeOptions
-	19, // 37: berth.v1.CsiVolumeOptions.capability:type_name -> berth.v1.CsiCapability
-	48, // 38: berth.v1.CsiVolumeOptions.node_stage_secret:type_name -> berth.v1.CsiVolumeOptions.NodeStageSecretEntry
-	49, // 39: berth.v1.CsiVolumeOptions.node_publish_secret:type_name -> berth.v1.CsiVolumeOptions.NodePublishSecretEntry
-	50, // 40: berth.v1.CsiVolumeOptions.volume_context:type_name -> berth.v1.CsiVolumeOptions.VolumeContextEntry
-	2,  // 41: berth.v1.PersistentVolume.constraints:type_name -> berth.v1.Constraint
-	51, // 42: berth.v1.Network.labels:type_name -> berth.v1.Network.LabelsEntry
-	52, // 43: berth.v1.PortDefinition.labels:type_name -> berth.v1.PortDefinition.LabelsEntry
-	24, // 44: berth.v1.HealthCheck.command:type_name -> berth.v1.HealthCheckCommand
-	30, // 45: berth.v1.IpAddress.discovery:type_name -> berth.v1.Discovery
-	53, // 46: berth.v1.IpAddress.labels:type_name -> berth.v1.IpAddress.LabelsEntry
-	31, // 47: berth.v1.Discovery.ports:type_name -> berth.v1.DiscoveryPort
-	54, // 48: berth.v1.DiscoveryPort.labels:type_name -> berth.v1.DiscoveryPort.LabelsEntry
-	35, // 49: berth.v1.AppCheck.http:type_name -> berth.v1.AppHttpCheck
-	36, // 50: berth.v1.AppCheck.tcp:type_name -> berth.v1.AppTcpCheck
-	37, // 51: berth.v1.AppCheck.exec:type_name -> berth.v1.CommandCheck
-	38, // 52: berth.v1.CommandCheck.command:type_name -> berth.v1.MesosCommand
-	41, // 53: berth.v1.ResourceLimits.cpus:type_name -> berth.v1.ResourceLimit
-	41, // 54: berth.v1.ResourceLimits.mem:type_name -> berth.v1.ResourceLimit
-	1,  // 55: berth.v1.App.EnvEntry.value:type_name -> berth.v1.EnvValue
-	33, // 56: berth.v1.App.SecretsEntry.value:type_name -> berth.v1.Secret
-	57, // [57:57] is the sub-list for method output_type
-	57, // [57:57] is the sub-list for method input_type
-	57, // [57:57] is the sub-list for extension type_name
-	57, // [57:57] is the sub-list for extension extendee
-	0,  // [0:57] is the sub-list for field type_name
+	42, // 18: berth.v1.App.backup:type_name -> berth.v1.BackupPolicy
+	4,  // 19: berth.v1.UnreachableStrategy.disabled:type_name -> berth.v1.UnreachableDisabled
+	5,  // 20: berth.v1.UnreachableStrategy.enabled:type_name -> berth.v1.UnreachableEnabled
+	11, // 21: berth.v1.Container.docker:type_name -> berth.v1.Docker
+	16, // 22: berth.v1.Container.volumes:type_name -> berth.v1.Volume
+	15, // 23: berth.v1.Container.port_mappings:type_name -> berth.v1.PortMapping
+	7,  // 24: berth.v1.Container.linux_info:type_name -> berth.v1.LinuxInfo
+	10, // 25: berth.v1.Container.appc:type_name -> berth.v1.AppcContainer
+	8,  // 26: berth.v1.LinuxInfo.seccomp:type_name -> berth.v1.Seccomp
+	9,  // 27: berth.v1.LinuxInfo.ipc_info:type_name -> berth.v1.IpcInfo
+	47, // 28: berth.v1.AppcContainer.labels:type_name -> berth.v1.AppcContainer.LabelsEntry
+	15, // 29: berth.v1.Docker.port_mappings:type_name -> berth.v1.PortMapping
+	14, // 30: berth.v1.Docker.parameters:type_name -> berth.v1.DockerParameter
+	13, // 31: berth.v1.Docker.pull_config:type_name -> berth.v1.DockerPullConfig
+	12, // 32: berth.v1.Docker.credential:type_name -> berth.v1.DockerCredential
+	48, // 33: berth.v1.PortMapping.labels:type_name -> berth.v1.PortMapping.LabelsEntry
+	20, // 34: berth.v1.Volume.persistent:type_name -> berth.v1.PersistentVolume
+	17, // 35: berth.v1.Volume.external:type_name -> berth.v1.ExternalVolume
+	49, // 36: berth.v1.ExternalVolume.options:type_name -> berth.v1.ExternalVolume.OptionsEntry
+	18, // 37: berth.v1.ExternalVolume.csi_options:type_name -> berth.v1.CsiVolumeOptions
+	19, // 38: berth.v1.CsiVolumeOptions.capability:type_name -> berth.v1.CsiCapability
+	50, // 39: berth.v1.CsiVolumeOptions.node_stage_secret:type_name -> berth.v1.CsiVolumeOptions.NodeStageSecretEntry
+	51, // 40: berth.v1.CsiVolumeOptions.node_publish_secret:type_name -> berth.v1.CsiVolumeOptions.NodePublishSecretEntry
+	52, // 41: berth.v1.CsiVolumeOptions.volume_context:type_name -> berth.v1.CsiVolumeOptions.VolumeContextEntry
+	2,  // 42: berth.v1.PersistentVolume.constraints:type_name -> berth.v1.Constraint
+	53, // 43: berth.v1.Network.labels:type_name -> berth.v1.Network.LabelsEntry
+	54, // 44: berth.v1.PortDefinition.labels:type_name -> berth.v1.PortDefinition.LabelsEntry
+	24, // 45: berth.v1.HealthCheck.command:type_name -> berth.v1.HealthCheckCommand
+	30, // 46: berth.v1.IpAddress.discovery:type_name -> berth.v1.Discovery
+	55, // 47: berth.v1.IpAddress.labels:type_name -> berth.v1.IpAddress.LabelsEntry
+	31, // 48: berth.v1.Discovery.ports:type_name -> berth.v1.DiscoveryPort
+	56, // 49: berth.v1.DiscoveryPort.labels:type_name -> berth.v1.DiscoveryPort.LabelsEntry
+	35, // 50: berth.v1.AppCheck.http:type_name -> berth.v1.AppHttpCheck
+	36, // 51: berth.v1.AppCheck.tcp:type_name -> berth.v1.AppTcpCheck
+	37, // 52: berth.v1.AppCheck.exec:type_name -> berth.v1.CommandCheck
+	38, // 53: berth.v1.CommandCheck.command:type_name -> berth.v1.MesosCommand
+	41, // 54: berth.v1.ResourceLimits.cpus:type_name -> berth.v1.ResourceLimit
+	41, // 55: berth.v1.ResourceLimits.mem:type_name -> berth.v1.ResourceLimit
+	43, // 56: berth.v1.BackupPolicy.retention:type_name -> berth.v1.BackupRetention
+	57, // 57: berth.v1.BackupPolicy.env:type_name -> berth.v1.BackupPolicy.EnvEntry
+	1,  // 58: berth.v1.App.EnvEntry.value:type_name -> berth.v1.EnvValue
+	33, // 59: berth.v1.App.SecretsEntry.value:type_name -> berth.v1.Secret
+	1,  // 60: berth.v1.BackupPolicy.EnvEntry.value:type_name -> berth.v1.EnvValue
+	61, // [61:61] is the sub-list for method output_type
+	61, // [61:61] is the sub-list for method input_type
+	61, // [61:61] is the sub-list for extension type_name
+	61, // [61:61] is the sub-list for extension extendee
+	0,  // [0:61] is the sub-list for field type_name
 }
 
 func init() { file_berth_v1_app_proto_init() }
@@ -3862,13 +4066,15 @@ func file_berth_v1_app_proto_init() {
 		(*ResourceLimit_Value)(nil),
 		(*ResourceLimit_Unlimited)(nil),
 	}
+	file_berth_v1_app_proto_msgTypes[42].OneofWrappers = []any{}
+	file_berth_v1_app_proto_msgTypes[43].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_berth_v1_app_proto_rawDesc), len(file_berth_v1_app_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   55,
+			NumMessages:   58,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -38,20 +38,25 @@ const (
 	CommandType_COMMAND_TYPE_DEPLOYMENT_CANCEL CommandType = 6
 	CommandType_COMMAND_TYPE_ACL_TOKEN_CREATE  CommandType = 7
 	CommandType_COMMAND_TYPE_ACL_TOKEN_DELETE  CommandType = 8
+	// Backups (fsm/backups.go). Numbered from 40 to leave room.
+	CommandType_COMMAND_TYPE_BACKUP_PUT    CommandType = 40
+	CommandType_COMMAND_TYPE_BACKUP_DELETE CommandType = 41
 )
 
 // Enum value maps for CommandType.
 var (
 	CommandType_name = map[int32]string{
-		0: "COMMAND_TYPE_UNSPECIFIED",
-		1: "COMMAND_TYPE_APP_CREATE",
-		2: "COMMAND_TYPE_APP_UPDATE",
-		3: "COMMAND_TYPE_APP_DELETE",
-		4: "COMMAND_TYPE_FRAMEWORK_ID_SET",
-		5: "COMMAND_TYPE_SCHEDULER_PLAN",
-		6: "COMMAND_TYPE_DEPLOYMENT_CANCEL",
-		7: "COMMAND_TYPE_ACL_TOKEN_CREATE",
-		8: "COMMAND_TYPE_ACL_TOKEN_DELETE",
+		0:  "COMMAND_TYPE_UNSPECIFIED",
+		1:  "COMMAND_TYPE_APP_CREATE",
+		2:  "COMMAND_TYPE_APP_UPDATE",
+		3:  "COMMAND_TYPE_APP_DELETE",
+		4:  "COMMAND_TYPE_FRAMEWORK_ID_SET",
+		5:  "COMMAND_TYPE_SCHEDULER_PLAN",
+		6:  "COMMAND_TYPE_DEPLOYMENT_CANCEL",
+		7:  "COMMAND_TYPE_ACL_TOKEN_CREATE",
+		8:  "COMMAND_TYPE_ACL_TOKEN_DELETE",
+		40: "COMMAND_TYPE_BACKUP_PUT",
+		41: "COMMAND_TYPE_BACKUP_DELETE",
 	}
 	CommandType_value = map[string]int32{
 		"COMMAND_TYPE_UNSPECIFIED":       0,
@@ -63,6 +68,8 @@ var (
 		"COMMAND_TYPE_DEPLOYMENT_CANCEL": 6,
 		"COMMAND_TYPE_ACL_TOKEN_CREATE":  7,
 		"COMMAND_TYPE_ACL_TOKEN_DELETE":  8,
+		"COMMAND_TYPE_BACKUP_PUT":        40,
+		"COMMAND_TYPE_BACKUP_DELETE":     41,
 	}
 )
 
@@ -396,7 +403,11 @@ type SchedulerPlanCommand struct {
 	// appended in another term, so a plan never outlives the leadership term
 	// whose state it read. The entry's term comes from the log itself, so
 	// every replica decides alike. 0 disables the check (API writes).
-	IfLeaderTerm  uint64 `protobuf:"varint,5,opt,name=if_leader_term,json=ifLeaderTerm,proto3" json:"if_leader_term,omitempty"`
+	IfLeaderTerm uint64 `protobuf:"varint,5,opt,name=if_leader_term,json=ifLeaderTerm,proto3" json:"if_leader_term,omitempty"`
+	// put_backups records backup and restore progress decided with the plan
+	// (a copy task committed before its launch, an outcome), with the rules
+	// of BackupPutCommand.
+	PutBackups    []*Backup `protobuf:"bytes,20,rep,name=put_backups,json=putBackups,proto3" json:"put_backups,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -464,6 +475,13 @@ func (x *SchedulerPlanCommand) GetIfLeaderTerm() uint64 {
 		return x.IfLeaderTerm
 	}
 	return 0
+}
+
+func (x *SchedulerPlanCommand) GetPutBackups() []*Backup {
+	if x != nil {
+		return x.PutBackups
+	}
+	return nil
 }
 
 // DeploymentCancelCommand marks running deployments as cancelled.
@@ -644,11 +662,137 @@ func (x *MetaRecord) GetValue() string {
 	return ""
 }
 
+// BackupPutCommand stores backup and restore records (create or replace).
+// With if_leader_term set it applies only in that term (a scheduler plan);
+// with expect_states set, each record replaces one whose stored state is
+// one of them (or, for UNSPECIFIED, that does not exist yet).
+type BackupPutCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RequestId     string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	Backups       []*Backup              `protobuf:"bytes,2,rep,name=backups,proto3" json:"backups,omitempty"`
+	IfLeaderTerm  uint64                 `protobuf:"varint,3,opt,name=if_leader_term,json=ifLeaderTerm,proto3" json:"if_leader_term,omitempty"`
+	ExpectStates  []BackupState          `protobuf:"varint,4,rep,packed,name=expect_states,json=expectStates,proto3,enum=berth.v1.BackupState" json:"expect_states,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BackupPutCommand) Reset() {
+	*x = BackupPutCommand{}
+	mi := &file_berth_v1_commands_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackupPutCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackupPutCommand) ProtoMessage() {}
+
+func (x *BackupPutCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_commands_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackupPutCommand.ProtoReflect.Descriptor instead.
+func (*BackupPutCommand) Descriptor() ([]byte, []int) {
+	return file_berth_v1_commands_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *BackupPutCommand) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *BackupPutCommand) GetBackups() []*Backup {
+	if x != nil {
+		return x.Backups
+	}
+	return nil
+}
+
+func (x *BackupPutCommand) GetIfLeaderTerm() uint64 {
+	if x != nil {
+		return x.IfLeaderTerm
+	}
+	return 0
+}
+
+func (x *BackupPutCommand) GetExpectStates() []BackupState {
+	if x != nil {
+		return x.ExpectStates
+	}
+	return nil
+}
+
+// BackupDeleteCommand forgets backup records (their manifests were deleted
+// from the target first).
+type BackupDeleteCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RequestId     string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	Ids           []string               `protobuf:"bytes,2,rep,name=ids,proto3" json:"ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BackupDeleteCommand) Reset() {
+	*x = BackupDeleteCommand{}
+	mi := &file_berth_v1_commands_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackupDeleteCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackupDeleteCommand) ProtoMessage() {}
+
+func (x *BackupDeleteCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_commands_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackupDeleteCommand.ProtoReflect.Descriptor instead.
+func (*BackupDeleteCommand) Descriptor() ([]byte, []int) {
+	return file_berth_v1_commands_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *BackupDeleteCommand) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *BackupDeleteCommand) GetIds() []string {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
 var File_berth_v1_commands_proto protoreflect.FileDescriptor
 
 const file_berth_v1_commands_proto_rawDesc = "" +
 	"\n" +
-	"\x17berth/v1/commands.proto\x12\bberth.v1\x1a\x12berth/v1/app.proto\x1a\x14berth/v1/state.proto\"\xc1\x01\n" +
+	"\x17berth/v1/commands.proto\x12\bberth.v1\x1a\x12berth/v1/app.proto\x1a\x15berth/v1/backup.proto\x1a\x14berth/v1/state.proto\"\xc1\x01\n" +
 	"\x10AppCreateCommand\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x1f\n" +
@@ -678,13 +822,15 @@ const file_berth_v1_commands_proto_rawDesc = "" +
 	"\x12cancel_deployments\x18\x05 \x03(\tR\x11cancelDeployments\"X\n" +
 	"\x15FrameworkIDSetCommand\x12!\n" +
 	"\fframework_id\x18\x01 \x01(\tR\vframeworkId\x12\x1c\n" +
-	"\toverwrite\x18\x02 \x01(\bR\toverwrite\"\x8e\x02\n" +
+	"\toverwrite\x18\x02 \x01(\bR\toverwrite\"\xc1\x02\n" +
 	"\x14SchedulerPlanCommand\x127\n" +
 	"\rput_instances\x18\x01 \x03(\v2\x12.berth.v1.InstanceR\fputInstances\x12)\n" +
 	"\x10delete_instances\x18\x02 \x03(\tR\x0fdeleteInstances\x12=\n" +
 	"\x0fput_deployments\x18\x03 \x03(\v2\x14.berth.v1.DeploymentR\x0eputDeployments\x12-\n" +
 	"\x12delete_deployments\x18\x04 \x03(\tR\x11deleteDeployments\x12$\n" +
-	"\x0eif_leader_term\x18\x05 \x01(\x04R\fifLeaderTerm\"_\n" +
+	"\x0eif_leader_term\x18\x05 \x01(\x04R\fifLeaderTerm\x121\n" +
+	"\vput_backups\x18\x14 \x03(\v2\x10.berth.v1.BackupR\n" +
+	"putBackups\"_\n" +
 	"\x17DeploymentCancelCommand\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12%\n" +
@@ -699,7 +845,17 @@ const file_berth_v1_commands_proto_rawDesc = "" +
 	"\n" +
 	"MetaRecord\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value*\xb0\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\"\xbf\x01\n" +
+	"\x10BackupPutCommand\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\tR\trequestId\x12*\n" +
+	"\abackups\x18\x02 \x03(\v2\x10.berth.v1.BackupR\abackups\x12$\n" +
+	"\x0eif_leader_term\x18\x03 \x01(\x04R\fifLeaderTerm\x12:\n" +
+	"\rexpect_states\x18\x04 \x03(\x0e2\x15.berth.v1.BackupStateR\fexpectStates\"F\n" +
+	"\x13BackupDeleteCommand\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\tR\trequestId\x12\x10\n" +
+	"\x03ids\x18\x02 \x03(\tR\x03ids*\xed\x02\n" +
 	"\vCommandType\x12\x1c\n" +
 	"\x18COMMAND_TYPE_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17COMMAND_TYPE_APP_CREATE\x10\x01\x12\x1b\n" +
@@ -709,7 +865,9 @@ const file_berth_v1_commands_proto_rawDesc = "" +
 	"\x1bCOMMAND_TYPE_SCHEDULER_PLAN\x10\x05\x12\"\n" +
 	"\x1eCOMMAND_TYPE_DEPLOYMENT_CANCEL\x10\x06\x12!\n" +
 	"\x1dCOMMAND_TYPE_ACL_TOKEN_CREATE\x10\a\x12!\n" +
-	"\x1dCOMMAND_TYPE_ACL_TOKEN_DELETE\x10\bB\x91\x01\n" +
+	"\x1dCOMMAND_TYPE_ACL_TOKEN_DELETE\x10\b\x12\x1b\n" +
+	"\x17COMMAND_TYPE_BACKUP_PUT\x10(\x12\x1e\n" +
+	"\x1aCOMMAND_TYPE_BACKUP_DELETE\x10)B\x91\x01\n" +
 	"\fcom.berth.v1B\rCommandsProtoP\x01Z1github.com/berth-dev/berth/proto/berth/v1;berthv1\xa2\x02\x03BXX\xaa\x02\bBerth.V1\xca\x02\bBerth\\V1\xe2\x02\x14Berth\\V1\\GPBMetadata\xea\x02\tBerth::V1b\x06proto3"
 
 var (
@@ -725,7 +883,7 @@ func file_berth_v1_commands_proto_rawDescGZIP() []byte {
 }
 
 var file_berth_v1_commands_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_berth_v1_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_berth_v1_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_berth_v1_commands_proto_goTypes = []any{
 	(CommandType)(0),                // 0: berth.v1.CommandType
 	(*AppCreateCommand)(nil),        // 1: berth.v1.AppCreateCommand
@@ -736,26 +894,33 @@ var file_berth_v1_commands_proto_goTypes = []any{
 	(*DeploymentCancelCommand)(nil), // 6: berth.v1.DeploymentCancelCommand
 	(*RequestRecord)(nil),           // 7: berth.v1.RequestRecord
 	(*MetaRecord)(nil),              // 8: berth.v1.MetaRecord
-	(*App)(nil),                     // 9: berth.v1.App
-	(*Deployment)(nil),              // 10: berth.v1.Deployment
-	(*Instance)(nil),                // 11: berth.v1.Instance
+	(*BackupPutCommand)(nil),        // 9: berth.v1.BackupPutCommand
+	(*BackupDeleteCommand)(nil),     // 10: berth.v1.BackupDeleteCommand
+	(*App)(nil),                     // 11: berth.v1.App
+	(*Deployment)(nil),              // 12: berth.v1.Deployment
+	(*Instance)(nil),                // 13: berth.v1.Instance
+	(*Backup)(nil),                  // 14: berth.v1.Backup
+	(BackupState)(0),                // 15: berth.v1.BackupState
 }
 var file_berth_v1_commands_proto_depIdxs = []int32{
-	9,  // 0: berth.v1.AppCreateCommand.app:type_name -> berth.v1.App
-	10, // 1: berth.v1.AppCreateCommand.deployment:type_name -> berth.v1.Deployment
-	11, // 2: berth.v1.AppCreateCommand.put_instances:type_name -> berth.v1.Instance
-	9,  // 3: berth.v1.AppUpdateCommand.app:type_name -> berth.v1.App
-	10, // 4: berth.v1.AppUpdateCommand.deployment:type_name -> berth.v1.Deployment
-	11, // 5: berth.v1.AppUpdateCommand.put_instances:type_name -> berth.v1.Instance
-	10, // 6: berth.v1.AppDeleteCommand.deployment:type_name -> berth.v1.Deployment
-	11, // 7: berth.v1.AppDeleteCommand.put_instances:type_name -> berth.v1.Instance
-	11, // 8: berth.v1.SchedulerPlanCommand.put_instances:type_name -> berth.v1.Instance
-	10, // 9: berth.v1.SchedulerPlanCommand.put_deployments:type_name -> berth.v1.Deployment
-	10, // [10:10] is the sub-list for method output_type
-	10, // [10:10] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	11, // 0: berth.v1.AppCreateCommand.app:type_name -> berth.v1.App
+	12, // 1: berth.v1.AppCreateCommand.deployment:type_name -> berth.v1.Deployment
+	13, // 2: berth.v1.AppCreateCommand.put_instances:type_name -> berth.v1.Instance
+	11, // 3: berth.v1.AppUpdateCommand.app:type_name -> berth.v1.App
+	12, // 4: berth.v1.AppUpdateCommand.deployment:type_name -> berth.v1.Deployment
+	13, // 5: berth.v1.AppUpdateCommand.put_instances:type_name -> berth.v1.Instance
+	12, // 6: berth.v1.AppDeleteCommand.deployment:type_name -> berth.v1.Deployment
+	13, // 7: berth.v1.AppDeleteCommand.put_instances:type_name -> berth.v1.Instance
+	13, // 8: berth.v1.SchedulerPlanCommand.put_instances:type_name -> berth.v1.Instance
+	12, // 9: berth.v1.SchedulerPlanCommand.put_deployments:type_name -> berth.v1.Deployment
+	14, // 10: berth.v1.SchedulerPlanCommand.put_backups:type_name -> berth.v1.Backup
+	14, // 11: berth.v1.BackupPutCommand.backups:type_name -> berth.v1.Backup
+	15, // 12: berth.v1.BackupPutCommand.expect_states:type_name -> berth.v1.BackupState
+	13, // [13:13] is the sub-list for method output_type
+	13, // [13:13] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_berth_v1_commands_proto_init() }
@@ -764,6 +929,7 @@ func file_berth_v1_commands_proto_init() {
 		return
 	}
 	file_berth_v1_app_proto_init()
+	file_berth_v1_backup_proto_init()
 	file_berth_v1_state_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -771,7 +937,7 @@ func file_berth_v1_commands_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_berth_v1_commands_proto_rawDesc), len(file_berth_v1_commands_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   8,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

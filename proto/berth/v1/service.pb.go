@@ -3152,9 +3152,13 @@ type Event struct {
 	Host       string      `protobuf:"bytes,11,opt,name=host,proto3" json:"host,omitempty"`
 	// app is the definition an api_post_event wrote (none after a delete):
 	// a follower relaying the event may not have applied the write yet.
-	App           *App `protobuf:"bytes,12,opt,name=app,proto3" json:"app,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	App *App `protobuf:"bytes,12,opt,name=app,proto3" json:"app,omitempty"`
+	// backup is the backup or restore a backup_event reports on (its state
+	// and progress: bytes, chunks, rate_bytes_per_second).
+	Backup             *Backup `protobuf:"bytes,20,opt,name=backup,proto3" json:"backup,omitempty"`
+	RateBytesPerSecond float64 `protobuf:"fixed64,21,opt,name=rate_bytes_per_second,json=rateBytesPerSecond,proto3" json:"rate_bytes_per_second,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *Event) Reset() {
@@ -3269,6 +3273,20 @@ func (x *Event) GetApp() *App {
 		return x.App
 	}
 	return nil
+}
+
+func (x *Event) GetBackup() *Backup {
+	if x != nil {
+		return x.Backup
+	}
+	return nil
+}
+
+func (x *Event) GetRateBytesPerSecond() float64 {
+	if x != nil {
+		return x.RateBytesPerSecond
+	}
+	return 0
 }
 
 // LeaveRequest asks the receiving server to leave.
@@ -4151,7 +4169,7 @@ var File_berth_v1_service_proto protoreflect.FileDescriptor
 
 const file_berth_v1_service_proto_rawDesc = "" +
 	"\n" +
-	"\x16berth/v1/service.proto\x12\bberth.v1\x1a\x12berth/v1/app.proto\x1a\x14berth/v1/state.proto\"R\n" +
+	"\x16berth/v1/service.proto\x12\bberth.v1\x1a\x12berth/v1/app.proto\x1a\x15berth/v1/backup.proto\x1a\x14berth/v1/state.proto\"R\n" +
 	"\x10CreateAppRequest\x12\x1f\n" +
 	"\x03app\x18\x01 \x01(\v2\r.berth.v1.AppR\x03app\x12\x1d\n" +
 	"\n" +
@@ -4371,7 +4389,7 @@ const file_berth_v1_service_proto_rawDesc = "" +
 	"\aversion\x18\x02 \x01(\tR\aversion\"B\n" +
 	"\x13StreamEventsRequest\x12\x14\n" +
 	"\x05types\x18\x01 \x03(\tR\x05types\x12\x15\n" +
-	"\x06app_id\x18\x02 \x01(\tR\x05appId\"\xf4\x02\n" +
+	"\x06app_id\x18\x02 \x01(\tR\x05appId\"\xd1\x03\n" +
 	"\x05Event\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x1c\n" +
 	"\ttimestamp\x18\x02 \x01(\tR\ttimestamp\x12\x15\n" +
@@ -4389,7 +4407,9 @@ const file_berth_v1_service_proto_rawDesc = "" +
 	"\bagent_id\x18\n" +
 	" \x01(\tR\aagentId\x12\x12\n" +
 	"\x04host\x18\v \x01(\tR\x04host\x12\x1f\n" +
-	"\x03app\x18\f \x01(\v2\r.berth.v1.AppR\x03appB\n" +
+	"\x03app\x18\f \x01(\v2\r.berth.v1.AppR\x03app\x12(\n" +
+	"\x06backup\x18\x14 \x01(\v2\x10.berth.v1.BackupR\x06backup\x121\n" +
+	"\x15rate_bytes_per_second\x18\x15 \x01(\x01R\x12rateBytesPerSecondB\n" +
 	"\n" +
 	"\b_healthy\"\x0e\n" +
 	"\fLeaveRequest\"\x1f\n" +
@@ -4566,6 +4586,7 @@ var file_berth_v1_service_proto_goTypes = []any{
 	(*App)(nil),                        // 67: berth.v1.App
 	(*TaskFailure)(nil),                // 68: berth.v1.TaskFailure
 	(*Deployment)(nil),                 // 69: berth.v1.Deployment
+	(*Backup)(nil),                     // 70: berth.v1.Backup
 }
 var file_berth_v1_service_proto_depIdxs = []int32{
 	67, // 0: berth.v1.CreateAppRequest.app:type_name -> berth.v1.App
@@ -4603,63 +4624,64 @@ var file_berth_v1_service_proto_depIdxs = []int32{
 	41, // 32: berth.v1.GetDeploymentResponse.current_actions:type_name -> berth.v1.CurrentActions
 	69, // 33: berth.v1.Event.deployment:type_name -> berth.v1.Deployment
 	67, // 34: berth.v1.Event.app:type_name -> berth.v1.App
-	52, // 35: berth.v1.MembersResponse.members:type_name -> berth.v1.Member
-	57, // 36: berth.v1.ListPeersResponse.peers:type_name -> berth.v1.Peer
-	2,  // 37: berth.v1.AppService.CreateApp:input_type -> berth.v1.CreateAppRequest
-	4,  // 38: berth.v1.AppService.GetApp:input_type -> berth.v1.GetAppRequest
-	7,  // 39: berth.v1.AppService.ListApps:input_type -> berth.v1.ListAppsRequest
-	9,  // 40: berth.v1.AppService.UpdateApp:input_type -> berth.v1.UpdateAppRequest
-	11, // 41: berth.v1.AppService.DeleteApp:input_type -> berth.v1.DeleteAppRequest
-	13, // 42: berth.v1.AppService.ListAppVersions:input_type -> berth.v1.ListAppVersionsRequest
-	15, // 43: berth.v1.AppService.RestartApp:input_type -> berth.v1.RestartAppRequest
-	17, // 44: berth.v1.AppService.ResetDelay:input_type -> berth.v1.ResetDelayRequest
-	19, // 45: berth.v1.AppService.GetQueue:input_type -> berth.v1.GetQueueRequest
-	33, // 46: berth.v1.TaskService.ListTasks:input_type -> berth.v1.ListTasksRequest
-	37, // 47: berth.v1.TaskService.KillTask:input_type -> berth.v1.KillTaskRequest
-	31, // 48: berth.v1.TaskService.ReadTaskLog:input_type -> berth.v1.ReadTaskLogRequest
-	29, // 49: berth.v1.TaskService.ListCheckResults:input_type -> berth.v1.ListCheckResultsRequest
-	39, // 50: berth.v1.DeploymentService.ListDeployments:input_type -> berth.v1.ListDeploymentsRequest
-	43, // 51: berth.v1.DeploymentService.GetDeployment:input_type -> berth.v1.GetDeploymentRequest
-	45, // 52: berth.v1.DeploymentService.CancelDeployment:input_type -> berth.v1.CancelDeploymentRequest
-	47, // 53: berth.v1.EventService.StreamEvents:input_type -> berth.v1.StreamEventsRequest
-	51, // 54: berth.v1.ClusterService.Members:input_type -> berth.v1.MembersRequest
-	54, // 55: berth.v1.ClusterService.Leader:input_type -> berth.v1.LeaderRequest
-	56, // 56: berth.v1.ClusterService.ListPeers:input_type -> berth.v1.ListPeersRequest
-	59, // 57: berth.v1.ClusterService.RemovePeer:input_type -> berth.v1.RemovePeerRequest
-	61, // 58: berth.v1.ClusterService.TransferLeadership:input_type -> berth.v1.TransferLeadershipRequest
-	63, // 59: berth.v1.ClusterService.SaveSnapshot:input_type -> berth.v1.SaveSnapshotRequest
-	65, // 60: berth.v1.ClusterService.RestoreSnapshot:input_type -> berth.v1.RestoreSnapshotRequest
-	49, // 61: berth.v1.ClusterService.Leave:input_type -> berth.v1.LeaveRequest
-	3,  // 62: berth.v1.AppService.CreateApp:output_type -> berth.v1.CreateAppResponse
-	5,  // 63: berth.v1.AppService.GetApp:output_type -> berth.v1.GetAppResponse
-	8,  // 64: berth.v1.AppService.ListApps:output_type -> berth.v1.ListAppsResponse
-	10, // 65: berth.v1.AppService.UpdateApp:output_type -> berth.v1.UpdateAppResponse
-	12, // 66: berth.v1.AppService.DeleteApp:output_type -> berth.v1.DeleteAppResponse
-	14, // 67: berth.v1.AppService.ListAppVersions:output_type -> berth.v1.ListAppVersionsResponse
-	16, // 68: berth.v1.AppService.RestartApp:output_type -> berth.v1.RestartAppResponse
-	18, // 69: berth.v1.AppService.ResetDelay:output_type -> berth.v1.ResetDelayResponse
-	20, // 70: berth.v1.AppService.GetQueue:output_type -> berth.v1.GetQueueResponse
-	34, // 71: berth.v1.TaskService.ListTasks:output_type -> berth.v1.ListTasksResponse
-	38, // 72: berth.v1.TaskService.KillTask:output_type -> berth.v1.KillTaskResponse
-	32, // 73: berth.v1.TaskService.ReadTaskLog:output_type -> berth.v1.ReadTaskLogResponse
-	30, // 74: berth.v1.TaskService.ListCheckResults:output_type -> berth.v1.ListCheckResultsResponse
-	40, // 75: berth.v1.DeploymentService.ListDeployments:output_type -> berth.v1.ListDeploymentsResponse
-	44, // 76: berth.v1.DeploymentService.GetDeployment:output_type -> berth.v1.GetDeploymentResponse
-	46, // 77: berth.v1.DeploymentService.CancelDeployment:output_type -> berth.v1.CancelDeploymentResponse
-	48, // 78: berth.v1.EventService.StreamEvents:output_type -> berth.v1.Event
-	53, // 79: berth.v1.ClusterService.Members:output_type -> berth.v1.MembersResponse
-	55, // 80: berth.v1.ClusterService.Leader:output_type -> berth.v1.LeaderResponse
-	58, // 81: berth.v1.ClusterService.ListPeers:output_type -> berth.v1.ListPeersResponse
-	60, // 82: berth.v1.ClusterService.RemovePeer:output_type -> berth.v1.RemovePeerResponse
-	62, // 83: berth.v1.ClusterService.TransferLeadership:output_type -> berth.v1.TransferLeadershipResponse
-	64, // 84: berth.v1.ClusterService.SaveSnapshot:output_type -> berth.v1.SaveSnapshotResponse
-	66, // 85: berth.v1.ClusterService.RestoreSnapshot:output_type -> berth.v1.RestoreSnapshotResponse
-	50, // 86: berth.v1.ClusterService.Leave:output_type -> berth.v1.LeaveResponse
-	62, // [62:87] is the sub-list for method output_type
-	37, // [37:62] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	70, // 35: berth.v1.Event.backup:type_name -> berth.v1.Backup
+	52, // 36: berth.v1.MembersResponse.members:type_name -> berth.v1.Member
+	57, // 37: berth.v1.ListPeersResponse.peers:type_name -> berth.v1.Peer
+	2,  // 38: berth.v1.AppService.CreateApp:input_type -> berth.v1.CreateAppRequest
+	4,  // 39: berth.v1.AppService.GetApp:input_type -> berth.v1.GetAppRequest
+	7,  // 40: berth.v1.AppService.ListApps:input_type -> berth.v1.ListAppsRequest
+	9,  // 41: berth.v1.AppService.UpdateApp:input_type -> berth.v1.UpdateAppRequest
+	11, // 42: berth.v1.AppService.DeleteApp:input_type -> berth.v1.DeleteAppRequest
+	13, // 43: berth.v1.AppService.ListAppVersions:input_type -> berth.v1.ListAppVersionsRequest
+	15, // 44: berth.v1.AppService.RestartApp:input_type -> berth.v1.RestartAppRequest
+	17, // 45: berth.v1.AppService.ResetDelay:input_type -> berth.v1.ResetDelayRequest
+	19, // 46: berth.v1.AppService.GetQueue:input_type -> berth.v1.GetQueueRequest
+	33, // 47: berth.v1.TaskService.ListTasks:input_type -> berth.v1.ListTasksRequest
+	37, // 48: berth.v1.TaskService.KillTask:input_type -> berth.v1.KillTaskRequest
+	31, // 49: berth.v1.TaskService.ReadTaskLog:input_type -> berth.v1.ReadTaskLogRequest
+	29, // 50: berth.v1.TaskService.ListCheckResults:input_type -> berth.v1.ListCheckResultsRequest
+	39, // 51: berth.v1.DeploymentService.ListDeployments:input_type -> berth.v1.ListDeploymentsRequest
+	43, // 52: berth.v1.DeploymentService.GetDeployment:input_type -> berth.v1.GetDeploymentRequest
+	45, // 53: berth.v1.DeploymentService.CancelDeployment:input_type -> berth.v1.CancelDeploymentRequest
+	47, // 54: berth.v1.EventService.StreamEvents:input_type -> berth.v1.StreamEventsRequest
+	51, // 55: berth.v1.ClusterService.Members:input_type -> berth.v1.MembersRequest
+	54, // 56: berth.v1.ClusterService.Leader:input_type -> berth.v1.LeaderRequest
+	56, // 57: berth.v1.ClusterService.ListPeers:input_type -> berth.v1.ListPeersRequest
+	59, // 58: berth.v1.ClusterService.RemovePeer:input_type -> berth.v1.RemovePeerRequest
+	61, // 59: berth.v1.ClusterService.TransferLeadership:input_type -> berth.v1.TransferLeadershipRequest
+	63, // 60: berth.v1.ClusterService.SaveSnapshot:input_type -> berth.v1.SaveSnapshotRequest
+	65, // 61: berth.v1.ClusterService.RestoreSnapshot:input_type -> berth.v1.RestoreSnapshotRequest
+	49, // 62: berth.v1.ClusterService.Leave:input_type -> berth.v1.LeaveRequest
+	3,  // 63: berth.v1.AppService.CreateApp:output_type -> berth.v1.CreateAppResponse
+	5,  // 64: berth.v1.AppService.GetApp:output_type -> berth.v1.GetAppResponse
+	8,  // 65: berth.v1.AppService.ListApps:output_type -> berth.v1.ListAppsResponse
+	10, // 66: berth.v1.AppService.UpdateApp:output_type -> berth.v1.UpdateAppResponse
+	12, // 67: berth.v1.AppService.DeleteApp:output_type -> berth.v1.DeleteAppResponse
+	14, // 68: berth.v1.AppService.ListAppVersions:output_type -> berth.v1.ListAppVersionsResponse
+	16, // 69: berth.v1.AppService.RestartApp:output_type -> berth.v1.RestartAppResponse
+	18, // 70: berth.v1.AppService.ResetDelay:output_type -> berth.v1.ResetDelayResponse
+	20, // 71: berth.v1.AppService.GetQueue:output_type -> berth.v1.GetQueueResponse
+	34, // 72: berth.v1.TaskService.ListTasks:output_type -> berth.v1.ListTasksResponse
+	38, // 73: berth.v1.TaskService.KillTask:output_type -> berth.v1.KillTaskResponse
+	32, // 74: berth.v1.TaskService.ReadTaskLog:output_type -> berth.v1.ReadTaskLogResponse
+	30, // 75: berth.v1.TaskService.ListCheckResults:output_type -> berth.v1.ListCheckResultsResponse
+	40, // 76: berth.v1.DeploymentService.ListDeployments:output_type -> berth.v1.ListDeploymentsResponse
+	44, // 77: berth.v1.DeploymentService.GetDeployment:output_type -> berth.v1.GetDeploymentResponse
+	46, // 78: berth.v1.DeploymentService.CancelDeployment:output_type -> berth.v1.CancelDeploymentResponse
+	48, // 79: berth.v1.EventService.StreamEvents:output_type -> berth.v1.Event
+	53, // 80: berth.v1.ClusterService.Members:output_type -> berth.v1.MembersResponse
+	55, // 81: berth.v1.ClusterService.Leader:output_type -> berth.v1.LeaderResponse
+	58, // 82: berth.v1.ClusterService.ListPeers:output_type -> berth.v1.ListPeersResponse
+	60, // 83: berth.v1.ClusterService.RemovePeer:output_type -> berth.v1.RemovePeerResponse
+	62, // 84: berth.v1.ClusterService.TransferLeadership:output_type -> berth.v1.TransferLeadershipResponse
+	64, // 85: berth.v1.ClusterService.SaveSnapshot:output_type -> berth.v1.SaveSnapshotResponse
+	66, // 86: berth.v1.ClusterService.RestoreSnapshot:output_type -> berth.v1.RestoreSnapshotResponse
+	50, // 87: berth.v1.ClusterService.Leave:output_type -> berth.v1.LeaveResponse
+	63, // [63:88] is the sub-list for method output_type
+	38, // [38:63] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	38, // [38:38] is the sub-list for extension extendee
+	0,  // [0:38] is the sub-list for field type_name
 }
 
 func init() { file_berth_v1_service_proto_init() }
@@ -4668,6 +4690,7 @@ func file_berth_v1_service_proto_init() {
 		return
 	}
 	file_berth_v1_app_proto_init()
+	file_berth_v1_backup_proto_init()
 	file_berth_v1_state_proto_init()
 	file_berth_v1_service_proto_msgTypes[33].OneofWrappers = []any{}
 	file_berth_v1_service_proto_msgTypes[46].OneofWrappers = []any{}

@@ -1,0 +1,129 @@
+package e2e
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// backupJSON is a backup record as `berth backup list -o json` prints it
+// (protojson: 64-bit integers are strings).
+type backupJSON struct {
+	ID             string `json:"id"`
+	InstanceID     string `json:"instanceId"`
+	State          string `json:"state"`
+	Bytes          string `json:"bytes"`
+	ChunksTotal    string `json:"chunksTotal"`
+	ChunksNew      string `json:"chunksNew"`
+	ManifestSha256 string `json:"manifestSha256"`
+	Scheduled      bool   `json:"scheduled"`
+}
+
+func (b backupJSON) chunksNew() int { n, _ := strconv.Atoi(b.ChunksNew); return n }
+
+func listBackups(t *testing.T, api, app string) []backupJSON {
+	t.Helper()
+	var out struct{ Backups []backupJSON }
+	cliJSON(t, api, &out, "backup", "list", app)
+	return out.Backups
+}
+
+// backupDone creates a backup with --wait and returns its record once the
+// leader recorded its totals.
+func backupDone(t *testing.T, api, app string) backupJSON {
+	t.Helper()
+	before := map[string]bool{}
+	for _, b := range listBackups(t, api, app) {
+		before[b.ID] = true
+	}
+	mustCLI(t, api, "backup", "create", app, "--wait")
+	var got backupJSON
+	eventually(t, 2*time.Minute, "the new backup's totals", func() bool {
+		for _, b := range listBackups(t, api, app) {
+			if !before[b.ID] && b.State == "BACKUP_STATE_SUCCEEDED" && b.ManifestSha256 != "" {
+				got = b
+				return true
+			}
+		}
+		return false
+	})
+	return got
+}
+
+// TestBackupRestorePostgres: PostgreSQL on `berth dev` backed up to a
+// file:// target (the copy task is the berth binary fetched from the
+// server), an incremental backup uploads fewer chunks, and a restore of the
+// first backup brings back exactly its rows.
+func TestBackupRestorePostgres(t *testing.T) {
+	requirePostgres(t)
+	dataDir := traversableTempDir(t)
+	target := filepath.Join(dataDir, "backups")
+	if err := os.Mkdir(target, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(target, 0o777); err != nil { // the copy task runs as user postgres
+		t.Fatal(err)
+	}
+	api, mesosAddr := freePort(t), freePort(t)
+	startProc(t, "dev", "dev", "--data-dir", dataDir, "--api-addr", api, "--mesos-listen", mesosAddr, "--agents", "1")
+	waitAPI(t, api)
+
+	def, err := os.ReadFile("../deploy/examples/postgres.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	withBackup := strings.Replace(string(def), `"instances": 1,`, `"instances": 1, "backup": {"target": "file://`+target+`", "retention": {"keep": 5}},`, 1)
+	mustCLI(t, api, "app", "add", writeFile(t, "pg-backup.json", withBackup), "--wait")
+	first := waitHealthy(t, api, "/postgres", nil)
+
+	ctx := context.Background()
+	conn := pgConnect(t, first.Ports[0])
+	if _, err := conn.Exec(ctx, "CREATE TABLE berth_seed (id int primary key, note text)"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, "INSERT INTO berth_seed SELECT g, repeat(md5(g::text), 8) FROM generate_series(1, 20000) g"); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close(ctx)
+
+	b1 := backupDone(t, api, "/postgres")
+	if b1.InstanceID != first.InstanceID || b1.chunksNew() == 0 {
+		t.Fatalf("first backup %+v", b1)
+	}
+	afterBackup := waitHealthy(t, api, "/postgres", func(tk taskJSON) bool { return tk.ID != first.ID })
+	if afterBackup.AgentID != first.AgentID || persistenceID(t, afterBackup) != persistenceID(t, first) {
+		t.Fatalf("the backup moved the instance: %+v", afterBackup)
+	}
+	if n := countRows(t, afterBackup.Ports[0]); n != 20000 {
+		t.Fatalf("after the backup: %d rows, want 20000", n)
+	}
+
+	conn = pgConnect(t, afterBackup.Ports[0])
+	if _, err := conn.Exec(ctx, "INSERT INTO berth_seed SELECT g, 'later' FROM generate_series(20001, 21000) g"); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close(ctx)
+	b2 := backupDone(t, api, "/postgres")
+	t.Logf("full backup: %s chunks, %s new, %s bytes; incremental: %s chunks, %s new", b1.ChunksTotal, b1.ChunksNew, b1.Bytes, b2.ChunksTotal, b2.ChunksNew)
+	if b2.chunksNew() >= b1.chunksNew() {
+		t.Fatalf("the incremental backup uploaded %d chunks, the full one %d", b2.chunksNew(), b1.chunksNew())
+	}
+
+	if out := mustCLI(t, api, "backup", "verify", b1.ID); !strings.Contains(out, "0 missing, 0 corrupt") {
+		t.Fatalf("verify: %s", out)
+	}
+
+	before := waitHealthy(t, api, "/postgres", nil)
+	mustCLI(t, api, "restore", "/postgres", "--instance", first.InstanceID, "--backup", b1.ID, "--wait")
+	restored := waitHealthy(t, api, "/postgres", func(tk taskJSON) bool { return tk.ID != before.ID })
+	if restored.AgentID != first.AgentID || persistenceID(t, restored) != persistenceID(t, first) {
+		t.Fatalf("the restore moved the instance: %+v", restored)
+	}
+	if n := countRows(t, restored.Ports[0]); n != 20000 {
+		t.Fatalf("after restoring the first backup: %d rows, want 20000", n)
+	}
+}
