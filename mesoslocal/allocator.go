@@ -28,6 +28,7 @@ func (c *Cluster) allocationLoop() {
 			now := time.Now()
 			c.allocate(now)
 			c.retryUpdates(now)
+			c.checkDrained()
 		}
 		c.mu.Unlock()
 	}
@@ -95,7 +96,7 @@ func (c *Cluster) allocate(now time.Time) {
 	n := len(fws)
 	for _, a := range visit {
 		i := a.listPos
-		if !a.active || a.gone || !a.res.hasFree() {
+		if !a.active || a.gone || a.deactivated || !a.res.hasFree() {
 			continue
 		}
 		avail := a.res.free()
@@ -235,6 +236,8 @@ func (c *Cluster) renderOffer(o *offer) mesos.Offer {
 		Resources:      render(o.res, o.fw.format(), o.role),
 		AllocationInfo: &mesos.Resource_AllocationInfo{Role: proto.String(o.role)},
 		URL:            c.agentURL(o.agent),
+		Attributes:     o.agent.attrs,
+		Unavailability: c.unavailability(o.agent),
 	}
 	seen := map[string]bool{}
 	for t := range o.agent.tasks {

@@ -34,6 +34,7 @@ import (
 	"time"
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
+	"github.com/mesos/mesos-go/api/v1/lib/maintenance"
 )
 
 // OperationRecord describes one operation mesos-local applied.
@@ -80,6 +81,10 @@ type Cluster struct {
 	dirty       []*agent  // agents whose free resources changed since their last allocation
 	allDirty    bool      // every agent needs a look (frameworks, roles or filters changed)
 	wakes       wakeQueue // agents whose refused resources become offerable again
+	// schedule is the maintenance schedule (nil: none); down holds the
+	// machines (machineKey) that are DOWN. See drain.go.
+	schedule *maintenance.Schedule
+	down     map[string]bool
 
 	// afterAllocate, when set (by tests, before Start), runs at the end of
 	// every allocation round with the frameworks it considered.
@@ -106,6 +111,7 @@ func New(cfg Config) (*Cluster, error) {
 		retrying:   map[*task]struct{}{},
 		operators:  map[*stream]struct{}{},
 		allocKick:  make(chan struct{}, 1),
+		down:       map[string]bool{},
 	}
 	if !c.Simulate && os.Geteuid() == 0 {
 		if dir := closedAncestor(c.WorkDir); dir != "" {
