@@ -1457,8 +1457,14 @@ type TaskView struct {
 	// may launch again (RFC 3339; in the past once the delay ended); empty
 	// while its task runs or when it has no backoff.
 	LaunchNotBefore string `protobuf:"bytes,19,opt,name=launch_not_before,json=launchNotBefore,proto3" json:"launch_not_before,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// agent_notice is what affects the instance's agent (draining, scheduled
+	// maintenance, gone), empty when nothing does (a Berth extension).
+	AgentNotice string `protobuf:"bytes,40,opt,name=agent_notice,json=agentNotice,proto3" json:"agent_notice,omitempty"`
+	// berth_epoch numbers the instance's berths (a Berth extension): it
+	// grows each time the instance gets a new berth.
+	BerthEpoch    uint64 `protobuf:"varint,41,opt,name=berth_epoch,json=berthEpoch,proto3" json:"berth_epoch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TaskView) Reset() {
@@ -1622,6 +1628,20 @@ func (x *TaskView) GetLaunchNotBefore() string {
 		return x.LaunchNotBefore
 	}
 	return ""
+}
+
+func (x *TaskView) GetAgentNotice() string {
+	if x != nil {
+		return x.AgentNotice
+	}
+	return ""
+}
+
+func (x *TaskView) GetBerthEpoch() uint64 {
+	if x != nil {
+		return x.BerthEpoch
+	}
+	return 0
 }
 
 // TaskLocalVolume is a persistent volume shown on a task.
@@ -3262,7 +3282,7 @@ const file_berth_v1_service_proto_rawDesc = "" +
 	"page_token\x18\x04 \x01(\tR\tpageToken\"e\n" +
 	"\x11ListTasksResponse\x12(\n" +
 	"\x05tasks\x18\x01 \x03(\v2\x12.berth.v1.TaskViewR\x05tasks\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xab\x04\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xef\x04\n" +
 	"\bTaskView\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
 	"\x06app_id\x18\x02 \x01(\tR\x05appId\x12\x1f\n" +
@@ -3285,7 +3305,10 @@ const file_berth_v1_service_proto_rawDesc = "" +
 	"\x06reason\x18\x10 \x01(\tR\x06reason\x12\x18\n" +
 	"\asandbox\x18\x11 \x01(\tR\asandbox\x12\x1b\n" +
 	"\tagent_url\x18\x12 \x01(\tR\bagentUrl\x12*\n" +
-	"\x11launch_not_before\x18\x13 \x01(\tR\x0flaunchNotBeforeB\n" +
+	"\x11launch_not_before\x18\x13 \x01(\tR\x0flaunchNotBefore\x12!\n" +
+	"\fagent_notice\x18( \x01(\tR\vagentNotice\x12\x1f\n" +
+	"\vberth_epoch\x18) \x01(\x04R\n" +
+	"berthEpochB\n" +
 	"\n" +
 	"\b_healthy\"_\n" +
 	"\x0fTaskLocalVolume\x12%\n" +
