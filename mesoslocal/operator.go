@@ -184,7 +184,7 @@ func (c *Cluster) renderAgent(a *agent) master.Response_GetAgents_Agent {
 		AgentInfo:          c.agentInfo(a),
 		Active:             a.active,
 		Version:            mesosVersion,
-		PID:                proto.String("slave(1)@" + c.Addr()),
+		PID:                proto.String("slave(1)@" + net.JoinHostPort(*c.machineOf(a).IP, strconv.Itoa(int(c.agentPort())))),
 		RegisteredTime:     timeInfo(a.regTime),
 		TotalResources:     render(a.res.totalSet(), formatEndpoint, ""),
 		AllocatedResources: render(a.allocated(), formatEndpoint, ""),

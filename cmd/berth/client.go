@@ -67,6 +67,7 @@ type clients struct {
 	events      berthv1connect.EventServiceClient
 	cluster     berthv1connect.ClusterServiceClient
 	acl         berthv1connect.ACLServiceClient
+	agents      berthv1connect.AgentServiceClient
 }
 
 // baseURL turns host:port or a URL into a URL; a bare host:port is https
@@ -130,6 +131,7 @@ func newClients() (*clients, error) {
 		events:      berthv1connect.NewEventServiceClient(hc, u),
 		cluster:     berthv1connect.NewClusterServiceClient(hc, u),
 		keyring:     berthv1connect.NewKeyringServiceClient(hc, u),
+		agents:      berthv1connect.NewAgentServiceClient(hc, u),
 		acl:         berthv1connect.NewACLServiceClient(hc, u),
 	}, nil
 }
