@@ -3,6 +3,7 @@ package mesoslocal
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -481,10 +482,12 @@ func (c *Cluster) bringUpAgent(a *agent) {
 func (c *Cluster) markAgentGone(id string) (int, string, []taskRunner) {
 	a := c.agents[id]
 	if a == nil {
-		return 400, "Unknown agent " + strconv.Quote(id), nil
+		// Mesos answers 404 for an agent it neither has registered, nor
+		// recovered, nor holds as unreachable (http.cpp _markAgentGone).
+		return http.StatusNotFound, "Agent " + strconv.Quote(id) + " not found", nil
 	}
 	if a.gone {
-		return 200, "", nil
+		return http.StatusOK, "", nil // idempotent
 	}
-	return 200, "", c.takeDownAgent(a, downGone)
+	return http.StatusOK, "", c.takeDownAgent(a, downGone)
 }

@@ -132,6 +132,17 @@ func TestDrainAgentMarkGone(t *testing.T) {
 	if code, _ := operatorStatus(t, c, drainCall(o.AgentID.Value, nil, false)); code != http.StatusBadRequest {
 		t.Fatalf("DRAIN of a gone agent: %d", code)
 	}
+	// MARK_AGENT_GONE is idempotent, and 404 for an agent never known.
+	gone := func(id string) int {
+		code, _ := operatorStatus(t, c, &master.Call{Type: master.Call_MARK_AGENT_GONE, MarkAgentGone: &master.Call_MarkAgentGone{AgentID: mesos.AgentID{Value: id}}})
+		return code
+	}
+	if code := gone(o.AgentID.Value); code != http.StatusOK {
+		t.Fatalf("MARK_AGENT_GONE again: %d", code)
+	}
+	if code := gone("nope"); code != http.StatusNotFound {
+		t.Fatalf("MARK_AGENT_GONE of an unknown agent: %d", code)
+	}
 }
 
 // DEACTIVATE stops offers but leaves tasks running; REACTIVATE of an
