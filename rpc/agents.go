@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"net"
 	"net/http"
 	"sort"
 	"strconv"
@@ -104,24 +103,8 @@ func (s *agentService) ListAgents(ctx context.Context, req *connect.Request[v1.L
 	return connect.NewResponse(out), nil
 }
 
-// agentMachine is an agent's MachineID: its hostname, and the IP of its
-// libprocess PID ("slave(1)@ip:port").
-func agentMachine(a master.Response_GetAgents_Agent) mesos.MachineID {
-	m := mesos.MachineID{Hostname: &a.AgentInfo.Hostname}
-	if _, addr, ok := strings.Cut(a.GetPID(), "@"); ok {
-		if host, _, err := net.SplitHostPort(addr); err == nil {
-			m.IP = &host
-		}
-	}
-	return m
-}
-
-func sameMachine(a, b mesos.MachineID) bool {
-	return strings.EqualFold(a.GetHostname(), b.GetHostname()) && a.GetIP() == b.GetIP()
-}
-
 func agentView(a master.Response_GetAgents_Agent, sched maintenance.Schedule) *v1.AgentView {
-	m := agentMachine(a)
+	m := scheduler.AgentMachine(a)
 	v := &v1.AgentView{
 		Id:        a.AgentInfo.GetID().GetValue(),
 		Hostname:  a.AgentInfo.Hostname,
@@ -151,14 +134,10 @@ func agentView(a master.Response_GetAgents_Agent, sched maintenance.Schedule) *v
 		}
 		v.Attributes[at.Name] = attributeText(at)
 	}
-	for _, w := range sched.Windows {
-		for _, wm := range w.MachineIDs {
-			if sameMachine(wm, m) {
-				v.MaintenanceStart = time.Unix(0, w.Unavailability.Start.Nanoseconds).UTC().Format(time.RFC3339)
-				if d := w.Unavailability.Duration; d != nil {
-					v.MaintenanceDuration = time.Duration(d.Nanoseconds).String()
-				}
-			}
+	if w := scheduler.MachineWindow(sched, m); w != nil {
+		v.MaintenanceStart = time.Unix(0, w.Unavailability.Start.Nanoseconds).UTC().Format(time.RFC3339)
+		if d := w.Unavailability.Duration; d != nil {
+			v.MaintenanceDuration = time.Duration(d.Nanoseconds).String()
 		}
 	}
 	return v
@@ -290,7 +269,7 @@ func (s *agentService) machines(ctx context.Context, field string, names []strin
 		found := false
 		for _, a := range res.GetGetAgents().GetAgents() {
 			if a.AgentInfo.GetID().GetValue() == name {
-				out, found = append(out, agentMachine(a)), true
+				out, found = append(out, scheduler.AgentMachine(a)), true
 				break
 			}
 		}
@@ -337,7 +316,7 @@ func (s *agentService) ScheduleMaintenance(ctx context.Context, req *connect.Req
 		for _, m := range old.MachineIDs {
 			named := false
 			for _, n := range machines {
-				named = named || sameMachine(m, n)
+				named = named || scheduler.SameMachine(m, n)
 			}
 			if !named {
 				keep = append(keep, m)

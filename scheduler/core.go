@@ -101,6 +101,8 @@ func Decide(state *State, in Input, now time.Time, cfg Config) Decision {
 		p.onReadiness(in)
 	case Tick:
 		p.onTick()
+	case AgentStates:
+		p.onAgentStates(in)
 	}
 	return p.finish()
 }

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
+
+	v1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
 // A drain's TASK_KILLED (REASON_AGENT_DRAINING) is no failure: no launch
@@ -95,5 +97,46 @@ func TestMaintenanceUnavailabilityMarksInstancesAndAvoidsNewBerths(t *testing.T)
 	h.settle()
 	if got := h.only("/pg"); got.AgentNotice != "" {
 		t.Fatalf("notice %q after the maintenance was unscheduled", got.AgentNotice)
+	}
+}
+
+// The master's agent states (polled): a stopped instance on a draining
+// agent is marked (no task update would tell), so is one on a machine with
+// scheduled maintenance or a deactivated agent; the notice ends with the
+// state; a notice from a task update (unreachable) is left alone.
+func TestAgentStatesMarkInstances(t *testing.T) {
+	h, inst := twoAgentsOneBerth(t)
+	agent := inst.Reservation.AgentId
+	h.store.putApp(withInstances(residentApp("/pg", "v1", 1), "v2", 0), "")
+	h.settle()
+	if got := h.only("/pg"); goalOf(got) != v1.Goal_GOAL_STOPPED || !hasBerth(got) {
+		t.Fatalf("not stopped on its berth: %v", got)
+	}
+	notice := func() string { return h.only("/pg").GetAgentNotice() }
+	h.decide(AgentStates{Agents: map[string]AgentState{agent: {Drain: "DRAINING", Deactivated: true}}})
+	if !strings.HasPrefix(notice(), noticeDraining) || !strings.Contains(notice(), "draining") {
+		t.Fatalf("draining: %q", notice())
+	}
+	h.decide(AgentStates{Agents: map[string]AgentState{agent: {Drain: "DRAINED", Deactivated: true}}})
+	if !strings.Contains(notice(), "drained") {
+		t.Fatalf("drained: %q", notice())
+	}
+	u := &mesos.Unavailability{Start: mesos.TimeInfo{Nanoseconds: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()}}
+	h.decide(AgentStates{Agents: map[string]AgentState{agent: {Maintenance: u}}})
+	if notice() != "agent scheduled for maintenance from 2030-01-01T00:00:00Z (no end)" {
+		t.Fatalf("maintenance: %q", notice())
+	}
+	h.decide(AgentStates{Agents: map[string]AgentState{agent: {Deactivated: true}}})
+	if !strings.HasPrefix(notice(), noticeDeactivated) {
+		t.Fatalf("deactivated: %q", notice())
+	}
+	h.decide(AgentStates{Agents: map[string]AgentState{agent: {}}})
+	if notice() != "" {
+		t.Fatalf("after the agent is back to normal: %q", notice())
+	}
+	// Another agent's state changes nothing here.
+	h.decide(AgentStates{Agents: map[string]AgentState{"other": {Drain: "DRAINING"}}})
+	if notice() != "" {
+		t.Fatalf("another agent's drain: %q", notice())
 	}
 }

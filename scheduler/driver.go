@@ -293,6 +293,10 @@ func (s *Scheduler) subscribe(ctx context.Context) error {
 	go func() { defer wg.Done(); out.offers.run() }()
 	go func() { defer wg.Done(); out.other.run() }()
 
+	agentStates := make(chan AgentStates)
+	wg.Add(1)
+	go func() { defer wg.Done(); s.watchAgents(sctx, agentStates) }()
+
 	l := &loop{s: s, ctx: sctx, out: out, health: hc, readiness: rc}
 	l.apply(Subscribed{FrameworkID: fid})
 	l.apply(Tick{})
@@ -339,6 +343,8 @@ func (s *Scheduler) subscribe(ctx context.Context) error {
 			l.apply(r)
 		case r := <-rc.results:
 			l.apply(r)
+		case st := <-agentStates:
+			l.apply(st)
 		}
 		if l.fatal != nil {
 			return l.fatal
