@@ -160,7 +160,7 @@ func agentMaintScheduleCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "schedule AGENT...",
 		Short: "Schedule maintenance of the agents' machines: their offers carry the unavailability, no new berth goes there",
-		Args:  cobra.MinimumNArgs(1),
+		Args:  usageArgs,
 		RunE: func(c *cobra.Command, args []string) error {
 			cl, err := newClients()
 			if err != nil {
@@ -186,7 +186,7 @@ func agentMaintMachinesCmd(verb, short string) *cobra.Command {
 	return &cobra.Command{
 		Use:   verb + " AGENT...",
 		Short: short,
-		Args:  cobra.MinimumNArgs(1),
+		Args:  usageArgs,
 		RunE: func(c *cobra.Command, args []string) error {
 			cl, err := newClients()
 			if err != nil {
