@@ -1,6 +1,7 @@
 package mesoslocal
 
 import (
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -303,5 +304,33 @@ func TestParseAttributes(t *testing.T) {
 		if _, err := parseAttributes(bad); err == nil {
 			t.Errorf("%q: no error", bad)
 		}
+	}
+}
+
+// With distinct hosts, an agent's MESOS_TCP/MESOS_HTTP checks connect to
+// its own address (Mesos checks 127.0.0.1 of the task's machine): a task
+// on the second agent listening on 127.0.0.2 is healthy.
+func TestDistinctHostsHealthChecksUseAgentAddress(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Agents = 2
+	cfg.DistinctHosts = true
+	c := startWith(t, cfg)
+	s := subscribe(t, c, frameworkInfo("*"))
+	o := s.awaitOffer("offer of the second agent", func(x mesos.Offer) bool { return x.Hostname == "127.0.0.2" })
+	ln, err := net.Listen("tcp", "127.0.0.2:0")
+	if err != nil {
+		t.Skipf("cannot listen on 127.0.0.2: %v", err)
+	}
+	defer ln.Close()
+	ti := smallTask("on-two", o, "sleep 1000")
+	ti.HealthCheck = &mesos.HealthCheck{Type: mesos.HealthCheck_TCP, TCP: &mesos.HealthCheck_TCPCheckInfo{Port: uint32(ln.Addr().(*net.TCPAddr).Port)},
+		DelaySeconds: proto.Float64(0), IntervalSeconds: proto.Float64(0.1), GracePeriodSeconds: proto.Float64(0),
+		TimeoutSeconds: proto.Float64(5), ConsecutiveFailures: proto.Uint32(2)}
+	launch(s, o, ti)
+	ev := s.await("healthy", func(e *scheduler.Event) bool {
+		return e.Type == scheduler.Event_UPDATE && e.Update.Status.TaskID.Value == "on-two" && e.Update.Status.Healthy != nil
+	})
+	if !ev.Update.Status.GetHealthy() {
+		t.Fatalf("a check of 127.0.0.2 was not healthy: %v", ev.Update.Status)
 	}
 }
