@@ -337,6 +337,7 @@ func (c *Cluster) takeDownAgent(a *agent, kind downKind) []taskRunner {
 	for o := range a.offers {
 		c.rescindOffer(o)
 	}
+	c.rescindInverseOffers(func(io *inverseOffer) bool { return io.agent == a }, true)
 	var runners []taskRunner
 	for t := range a.tasks {
 		if t.runner != nil {

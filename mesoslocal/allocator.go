@@ -27,6 +27,7 @@ func (c *Cluster) allocationLoop() {
 		if !c.closed {
 			now := time.Now()
 			c.allocate(now)
+			c.makeInverseOffers(now)
 			c.retryUpdates(now)
 			c.checkDrained()
 		}
@@ -268,6 +269,7 @@ func (c *Cluster) rescindOffer(o *offer) {
 }
 
 func (c *Cluster) removeFrameworkOffers(fw *framework, rescind bool) {
+	c.rescindInverseOffers(func(io *inverseOffer) bool { return io.fw == fw }, rescind)
 	for _, o := range fw.offers {
 		if rescind {
 			c.rescindOffer(o)

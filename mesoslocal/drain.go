@@ -94,6 +94,7 @@ func (c *Cluster) deactivate(a *agent) {
 	for o := range a.offers {
 		c.rescindOffer(o)
 	}
+	c.rescindInverseOffers(func(io *inverseOffer) bool { return io.agent == a }, true)
 }
 
 // drainAgent is DRAIN_AGENT: the agent is deactivated and its tasks are
@@ -323,6 +324,7 @@ func (c *Cluster) updateSchedule(s maintenance.Schedule) (int, string) {
 	if err := c.saveMaintenance(); err != nil {
 		return http.StatusInternalServerError, err.Error()
 	}
+	c.rescindInverseOffers(func(io *inverseOffer) bool { return !c.scheduled(io.agent) }, true)
 	for _, a := range c.agentList {
 		if before[a] != c.scheduled(a) || c.scheduled(a) {
 			for o := range a.offers {
@@ -423,15 +425,14 @@ func (c *Cluster) stopMaintenance(ms []mesos.MachineID) (int, string) {
 }
 
 // maintStatus is GET_MAINTENANCE_STATUS: the scheduled machines not yet
-// DOWN are draining; mesos-local sends no inverse offers, so there are no
-// framework responses to report.
+// DOWN are draining, with the frameworks' answers to their inverse offers.
 func (c *Cluster) maintStatus() maintenance.ClusterStatus {
 	var st maintenance.ClusterStatus
 	if c.schedule != nil {
 		for _, w := range c.schedule.Windows {
 			for _, m := range w.MachineIDs {
 				if !c.down[machineKey(m)] {
-					st.DrainingMachines = append(st.DrainingMachines, maintenance.ClusterStatus_DrainingMachine{ID: m})
+					st.DrainingMachines = append(st.DrainingMachines, maintenance.ClusterStatus_DrainingMachine{ID: m, Statuses: c.inverseStatuses(m)})
 				}
 			}
 		}

@@ -52,6 +52,18 @@ func noOfferFrom(t *testing.T, c *Cluster, s *sched, agentID string) {
 	}
 }
 
+// runningTask starts a one-agent cluster, a partition-aware framework and
+// its task "t", running.
+func runningTask(t *testing.T) (*Cluster, *sched, mesos.Offer) {
+	t.Helper()
+	c := startCluster(t, nil)
+	s := subscribe(t, c, berthInfo())
+	o := s.awaitOffer("any", nil)
+	launch(s, o, smallTask("t", o, "sleep 1000"))
+	s.awaitUpdate("t", mesos.TASK_RUNNING)
+	return c, s, o
+}
+
 func drainCall(id string, grace *time.Duration, markGone bool) *master.Call {
 	d := &master.Call_DrainAgent{AgentID: mesos.AgentID{Value: id}, MarkGone: proto.Bool(markGone)}
 	if grace != nil {
@@ -114,11 +126,7 @@ func TestDrainAgentKillsWithCappedGraceAndEndsDrained(t *testing.T) {
 // (reason AGENT_DRAINING), then the agent is gone: FAILURE, no longer
 // listed, never back.
 func TestDrainAgentMarkGone(t *testing.T) {
-	c := startCluster(t, nil)
-	s := subscribe(t, c, berthInfo())
-	o := s.awaitOffer("any", nil)
-	launch(s, o, smallTask("t", o, "sleep 1000"))
-	s.awaitUpdate("t", mesos.TASK_RUNNING)
+	c, s, o := runningTask(t)
 	operator(t, c, drainCall(o.AgentID.Value, nil, true))
 	st := s.awaitUpdate("t", mesos.TASK_GONE_BY_OPERATOR)
 	if st.GetReason() != mesos.REASON_AGENT_DRAINING {
@@ -333,4 +341,35 @@ func TestDistinctHostsHealthChecksUseAgentAddress(t *testing.T) {
 	if !ev.Update.Status.GetHealthy() {
 		t.Fatalf("a check of 127.0.0.2 was not healthy: %v", ev.Update.Status)
 	}
+}
+
+// Inverse offers: a framework with a task on a scheduled agent gets one
+// (with the window's unavailability); its DECLINE is recorded in the
+// maintenance status; the next one waits for the filter; taking the
+// machine DOWN rescinds the outstanding one.
+func TestInverseOffersForScheduledAgent(t *testing.T) {
+	c, s, o := runningTask(t)
+	ag := agentByID(t, c, o.AgentID.Value)
+	machine := mesos.MachineID{Hostname: proto.String(ag.AgentInfo.Hostname), IP: proto.String("127.0.0.1")}
+	start := time.Now().Add(time.Hour)
+	operator(t, c, &master.Call{Type: master.Call_UPDATE_MAINTENANCE_SCHEDULE, UpdateMaintenanceSchedule: &master.Call_UpdateMaintenanceSchedule{
+		Schedule: maintenance.Schedule{Windows: []maintenance.Window{{MachineIDs: []mesos.MachineID{machine},
+			Unavailability: mesos.Unavailability{Start: mesos.TimeInfo{Nanoseconds: start.UnixNano()}}}}}}})
+	inv := s.await("inverse offer", func(e *scheduler.Event) bool { return e.Type == scheduler.Event_INVERSE_OFFERS })
+	io := inv.InverseOffers.InverseOffers[0]
+	if len(inv.InverseOffers.InverseOffers) != 1 || io.GetAgentID().GetValue() != o.AgentID.Value || io.Unavailability.Start.Nanoseconds != start.UnixNano() {
+		t.Fatalf("inverse offer %+v", inv.InverseOffers)
+	}
+	s.mustCall(calls.DeclineInverseOffers(io.OfferID).With(calls.RefuseSeconds(200 * time.Millisecond)))
+	eventually(t, "DECLINE recorded", func() bool {
+		st := operator(t, c, &master.Call{Type: master.Call_GET_MAINTENANCE_STATUS}).GetMaintenanceStatus.Status
+		return len(st.DrainingMachines) == 1 && len(st.DrainingMachines[0].Statuses) == 1 &&
+			st.DrainingMachines[0].Statuses[0].GetStatus().String() == "DECLINE"
+	})
+	again := s.await("a new inverse offer once the filter ends", func(e *scheduler.Event) bool { return e.Type == scheduler.Event_INVERSE_OFFERS })
+	id := again.InverseOffers.InverseOffers[0].OfferID
+	operator(t, c, &master.Call{Type: master.Call_START_MAINTENANCE, StartMaintenance: &master.Call_StartMaintenance{Machines: []mesos.MachineID{machine}}})
+	s.await("rescind of the inverse offer", func(e *scheduler.Event) bool {
+		return e.Type == scheduler.Event_RESCIND_INVERSE_OFFER && e.RescindInverseOffer.InverseOfferID == id
+	})
 }

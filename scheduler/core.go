@@ -103,6 +103,8 @@ func Decide(state *State, in Input, now time.Time, cfg Config) Decision {
 		p.onTick()
 	case AgentStates:
 		p.onAgentStates(in)
+	case InverseOffers:
+		p.onInverseOffers(in.Offers)
 	}
 	return p.finish()
 }

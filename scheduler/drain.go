@@ -6,6 +6,7 @@ import (
 	"time"
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
+	"github.com/mesos/mesos-go/api/v1/lib/scheduler/calls"
 
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
 )
@@ -109,4 +110,42 @@ func (p *planner) noteStatusAgent(e *v1.Instance, s mesos.TaskStatus) {
 // not a failure of the task, and no reason for a launch delay.
 func drainKilled(s mesos.TaskStatus) bool {
 	return s.GetReason() == mesos.REASON_AGENT_DRAINING
+}
+
+// InverseOffers carries one INVERSE_OFFERS event: the master asks for
+// agents whose machines are scheduled for maintenance to be vacated.
+type InverseOffers struct{ Offers []mesos.InverseOffer }
+
+func (InverseOffers) isInput() {}
+
+// inverseRefuse is how long a declined inverse offer stays declined: Berth
+// cannot vacate a berth (its data) before migration exists, and says so
+// rarely rather than every few seconds.
+const inverseRefuse = 10 * time.Minute
+
+// onInverseOffers marks the instances on the agents asked for, and
+// declines: the answer is advisory (Mesos records it in the maintenance
+// status), and an instance's data stays on its berth until it is migrated,
+// which is for later. This is where migration off a maintenance window
+// will start.
+func (p *planner) onInverseOffers(ios []mesos.InverseOffer) {
+	byAgent := map[string]string{}
+	ids := make([]mesos.OfferID, 0, len(ios))
+	for _, io := range ios {
+		byAgent[io.GetAgentID().GetValue()] = maintenanceNotice(&io.Unavailability)
+		ids = append(ids, io.OfferID)
+	}
+	for _, id := range p.allInstanceIDs() {
+		i := p.inst(id)
+		n, ok := byAgent[instanceAgent(i)]
+		if !ok {
+			continue
+		}
+		if cur := i.GetAgentNotice(); cur == "" || strings.HasPrefix(cur, noticeMaintenance) {
+			p.setNotice(id, n)
+		}
+	}
+	if len(ids) > 0 {
+		p.call(calls.DeclineInverseOffers(ids...).With(calls.RefuseSeconds(inverseRefuse)))
+	}
 }

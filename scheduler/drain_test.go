@@ -140,3 +140,19 @@ func TestAgentStatesMarkInstances(t *testing.T) {
 		t.Fatalf("another agent's drain: %q", notice())
 	}
 }
+
+// Inverse offers mark the instances on the agent with its maintenance and
+// are declined (Berth keeps the data there until it can migrate it).
+func TestInverseOffersMarkAndDecline(t *testing.T) {
+	h, inst := twoAgentsOneBerth(t)
+	start := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	io := mesos.InverseOffer{OfferID: mesos.OfferID{Value: "io-1"}, FrameworkID: mesos.FrameworkID{Value: "fw-1"},
+		AgentID: &mesos.AgentID{Value: inst.Reservation.AgentId}, Unavailability: mesos.Unavailability{Start: mesos.TimeInfo{Nanoseconds: start.UnixNano()}}}
+	d := h.decide(InverseOffers{Offers: []mesos.InverseOffer{io}})
+	if got := h.only("/pg").GetAgentNotice(); got != "agent scheduled for maintenance from 2030-01-01T00:00:00Z (no end)" {
+		t.Fatalf("notice %q", got)
+	}
+	if len(d.Calls) != 1 || d.Calls[0].GetDeclineInverseOffers() == nil || d.Calls[0].GetDeclineInverseOffers().InverseOfferIDs[0].Value != "io-1" {
+		t.Fatalf("calls %v", d.Calls)
+	}
+}

@@ -427,7 +427,9 @@ func (l *loop) event(e *scheduler.Event) error {
 	case scheduler.Event_FAILURE:
 		f := e.GetFailure()
 		l.s.log.Warn("mesos failure event", "agent_id", f.GetAgentID().GetValue(), "executor_id", f.GetExecutorID().GetValue(), "status", f.GetStatus())
-	case scheduler.Event_RESCIND, scheduler.Event_HEARTBEAT, scheduler.Event_SUBSCRIBED:
+	case scheduler.Event_INVERSE_OFFERS:
+		l.apply(InverseOffers{Offers: e.GetInverseOffers().GetInverseOffers()})
+	case scheduler.Event_RESCIND, scheduler.Event_RESCIND_INVERSE_OFFER, scheduler.Event_HEARTBEAT, scheduler.Event_SUBSCRIBED:
 	default:
 		l.s.log.Debug("ignored mesos event", "type", e.GetType().String())
 	}
