@@ -148,8 +148,19 @@ func TestAgentsDistinctHostsDrainAndGone(t *testing.T) {
 	if _, listed := agentsByID(t, api)[victim.AgentID]; listed {
 		t.Fatalf("the gone agent is still listed")
 	}
+
+	// Maintenance scheduled for the moved instance's agent: the agent list
+	// shows the window, the instance says so, nothing moves or stops.
+	mustCLI(t, api, "agent", "maintenance", "schedule", moved.AgentID, "--start", "2030-01-02T03:04:05Z", "--duration", "2h")
 	out := mustCLI(t, api, "agent", "list")
-	if !strings.Contains(out, "HOSTNAME") || !strings.Contains(out, "rack:") {
+	if !strings.Contains(out, "HOSTNAME") || !strings.Contains(out, "rack:") || !strings.Contains(out, "from 2030-01-02T03:04:05Z for 2h0m0s") {
 		t.Fatalf("agent list:\n%s", out)
+	}
+	eventually(t, time.Minute, "the instance to show the maintenance", func() bool {
+		tasks = tasksByInstance(t, api, "/spread")
+		return tasks[victim.InstanceID].AgentNotice == "agent scheduled for maintenance from 2030-01-02T03:04:05Z for 2h0m0s"
+	})
+	if tk := tasks[victim.InstanceID]; tk.State != "TASK_RUNNING" || tk.ID != moved.ID {
+		t.Fatalf("scheduled maintenance disturbed the task: %+v", tk)
 	}
 }
