@@ -169,7 +169,9 @@ func (c *Cluster) drainStatus(t *task, st *mesos.TaskStatus) {
 func (c *Cluster) checkDrained() {
 	var draining []*agent
 	for _, a := range c.agentList {
-		if a.drain != nil && a.drain.State == mesos.DrainState_DRAINING && !a.gone {
+		// An unreachable (stopped) agent stays DRAINING until it is back
+		// and its tasks' ends are acknowledged.
+		if a.drain != nil && a.drain.State == mesos.DrainState_DRAINING && !a.gone && a.active {
 			draining = append(draining, a)
 		}
 	}

@@ -373,3 +373,26 @@ func TestInverseOffersForScheduledAgent(t *testing.T) {
 		return e.Type == scheduler.Event_RESCIND_INVERSE_OFFER && e.RescindInverseOffer.InverseOfferID == id
 	})
 }
+
+// Draining an unreachable (stopped) agent is accepted; it stays DRAINING
+// while away, and is DRAINED once it is back and the end of its task
+// (which did not survive) is acknowledged.
+func TestDrainUnreachableAgentWaitsForItsReturn(t *testing.T) {
+	c, s, o := runningTask(t)
+	if err := c.StopAgent(o.AgentID.Value); err != nil {
+		t.Fatal(err)
+	}
+	s.awaitUpdate("t", mesos.TASK_UNREACHABLE)
+	operator(t, c, drainCall(o.AgentID.Value, nil, false))
+	time.Sleep(300 * time.Millisecond)
+	if st := agentByID(t, c, o.AgentID.Value).GetDrainInfo().GetState(); st != mesos.DrainState_DRAINING {
+		t.Fatalf("an unreachable agent is %v", st)
+	}
+	if err := c.StartAgent(o.AgentID.Value); err != nil {
+		t.Fatal(err)
+	}
+	s.awaitUpdate("t", mesos.TASK_GONE)
+	eventually(t, "DRAINED after the agent returned", func() bool {
+		return agentByID(t, c, o.AgentID.Value).GetDrainInfo().GetState() == mesos.DrainState_DRAINED
+	})
+}
