@@ -181,6 +181,17 @@ var Table = map[string]Rule{
 	berthv1connect.KeyringServiceUseKeyProcedure:     managementW,
 	berthv1connect.KeyringServiceRemoveKeyProcedure:  managementW,
 
+	// Mesos agents: what the master says of them, and the operator calls
+	// that take them away (drain, gone, maintenance) are operator work, as
+	// Mesos' own operator API is.
+	berthv1connect.AgentServiceListAgentsProcedure:          {Permission: PermOperator},
+	berthv1connect.AgentServiceDrainAgentProcedure:          operatorW,
+	berthv1connect.AgentServiceReactivateAgentProcedure:     operatorW,
+	berthv1connect.AgentServiceMarkAgentGoneProcedure:       operatorW,
+	berthv1connect.AgentServiceScheduleMaintenanceProcedure: operatorW,
+	berthv1connect.AgentServiceStartMaintenanceProcedure:    operatorW,
+	berthv1connect.AgentServiceStopMaintenanceProcedure:     operatorW,
+
 	// Bootstrap is open, and works once per cluster.
 	berthv1connect.ACLServiceBootstrapProcedure:   {Permission: PermAnonymous, Write: true},
 	berthv1connect.ACLServiceCreateTokenProcedure: managementW,

@@ -3,6 +3,7 @@ package mesoslocal
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -21,13 +22,18 @@ import (
 // restarted mesos-local to bring back the same agent with its reservations,
 // volumes, and the tasks it has to report on.
 type agentCheckpoint struct {
-	ID         string                `json:"id"`
-	Index      int                   `json:"index"`
-	Hostname   string                `json:"hostname"`
-	Gone       bool                  `json:"gone,omitempty"`
-	Resources  []mesos.Resource      `json:"resources"`
-	Frameworks []mesos.FrameworkInfo `json:"frameworks,omitempty"`
-	Tasks      []taskCheckpoint      `json:"tasks,omitempty"`
+	ID         string            `json:"id"`
+	Index      int               `json:"index"`
+	Hostname   string            `json:"hostname"`
+	Gone       bool              `json:"gone,omitempty"`
+	Attributes []mesos.Attribute `json:"attributes,omitempty"`
+	// Deactivated and Drain survive restarts as Mesos keeps them in its
+	// registry.
+	Deactivated bool                  `json:"deactivated,omitempty"`
+	Drain       *mesos.DrainInfo      `json:"drain,omitempty"`
+	Resources   []mesos.Resource      `json:"resources"`
+	Frameworks  []mesos.FrameworkInfo `json:"frameworks,omitempty"`
+	Tasks       []taskCheckpoint      `json:"tasks,omitempty"`
 }
 
 type taskCheckpoint struct {
@@ -87,6 +93,9 @@ func (c *Cluster) newAgentRecord(id string, index int, total rset) *agent {
 func (c *Cluster) recoverAgents() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if err := c.loadMaintenance(); err != nil {
+		return err
+	}
 	var cps []agentCheckpoint
 	if c.cfg.WorkDir != "" {
 		if err := os.MkdirAll(c.agentsDir(), 0o755); err != nil {
@@ -130,6 +139,15 @@ func (c *Cluster) recoverAgents() error {
 		a.hostname = cp.Hostname
 		a.gone = cp.Gone
 		a.active = !cp.Gone
+		a.attrs = cp.Attributes
+		if attrs, ok := c.cfg.attributesFor(cp.Index); ok {
+			a.attrs = attrs
+		}
+		a.deactivated = cp.Deactivated
+		a.drain = cp.Drain
+		if c.machineDown(a) {
+			a.down, a.active = true, false
+		}
 		next = max(next, cp.Index+1)
 		if !a.gone {
 			live++
@@ -148,6 +166,8 @@ func (c *Cluster) recoverAgents() error {
 			return fmt.Errorf("agent resources: %w", err)
 		}
 		a := c.newAgentRecord(fmt.Sprintf("%s-S%d", c.masterID, next), next, total)
+		a.hostname = c.cfg.hostnameFor(next)
+		a.attrs, _ = c.cfg.attributesFor(next)
 		next++
 		live++
 		c.checkpointAgent(a)
@@ -199,7 +219,8 @@ func (c *Cluster) checkpointAgent(a *agent) {
 	if c.cfg.WorkDir == "" || a.dir == "" {
 		return
 	}
-	cp := agentCheckpoint{ID: a.id, Index: a.index, Hostname: a.hostname, Gone: a.gone, Resources: render(a.res.totalSet(), formatPostRefinement, "")}
+	cp := agentCheckpoint{ID: a.id, Index: a.index, Hostname: a.hostname, Gone: a.gone, Resources: render(a.res.totalSet(), formatPostRefinement, ""),
+		Attributes: a.attrs, Deactivated: a.deactivated, Drain: a.drain}
 	fids := make([]string, 0, len(a.fwInfos))
 	for id := range a.fwInfos {
 		fids = append(fids, id)
@@ -286,7 +307,7 @@ func (c *Cluster) StopAgent(id string) error {
 		c.mu.Unlock()
 		return fmt.Errorf("stop agent: agent %s is already stopped", id)
 	}
-	runners := c.takeDownAgent(a, false)
+	runners := c.takeDownAgent(a, downUnreachable)
 	c.mu.Unlock()
 	for _, r := range runners {
 		r.wait()
@@ -294,14 +315,29 @@ func (c *Cluster) StopAgent(id string) error {
 	return nil
 }
 
-// takeDownAgent deactivates an agent; gone marks it removed for good.
+// downKind is why an agent goes away.
+type downKind int
+
+const (
+	downUnreachable downKind = iota // stopped: its tasks are unreachable
+	downGone                        // marked gone: removed for good
+	downMaintenance                 // its machine is DOWN for maintenance
+)
+
+// takeDownAgent deactivates an agent for the given reason.
 // Called with c.mu held; returns the runners to wait for.
-func (c *Cluster) takeDownAgent(a *agent, gone bool) []taskRunner {
+func (c *Cluster) takeDownAgent(a *agent, kind downKind) []taskRunner {
+	gone := kind == downGone
+	// removed: the master forgets the agent's tasks (gone, or DOWN, where
+	// Mesos removes the agent), instead of keeping them as unreachable.
+	removed := kind != downUnreachable
 	a.active = false
 	a.gone = a.gone || gone
+	a.down = kind == downMaintenance
 	for o := range a.offers {
 		c.rescindOffer(o)
 	}
+	c.rescindInverseOffers(func(io *inverseOffer) bool { return io.agent == a }, true)
 	var runners []taskRunner
 	for t := range a.tasks {
 		if t.runner != nil {
@@ -326,21 +362,25 @@ func (c *Cluster) takeDownAgent(a *agent, gone bool) []taskRunner {
 				c.releaseTask(t)
 			}
 			t.runner = nil
-			if !wasAlive && !gone {
+			if !wasAlive && !removed {
 				continue // terminal, update pending: resent when the agent returns
 			}
 			delete(fw.tasks, tid)
 			delete(c.retrying, t)
 			t.pending = nil
 			state, reason, msg := fw.lostState(mesos.TASK_UNREACHABLE), mesos.REASON_AGENT_REMOVED, "Agent "+a.id+" is unreachable (stopped)"
-			if gone {
+			switch kind {
+			case downGone:
 				state, reason, msg = fw.lostState(mesos.TASK_GONE_BY_OPERATOR), mesos.REASON_AGENT_REMOVED_BY_OPERATOR, "Agent "+a.id+" was marked gone by the operator"
+			case downMaintenance:
+				// Mesos sends TASK_LOST even to PARTITION_AWARE frameworks here.
+				state, reason, msg = mesos.TASK_LOST, mesos.REASON_AGENT_REMOVED, "Agent "+a.id+" was removed: its machine is down for maintenance"
 			}
 			c.countTaskState(t.state, state)
 			t.state = state
 			st := mesos.TaskStatus{TaskID: t.info.TaskID, State: state.Enum(), Reason: reason.Enum(), Message: proto.String(msg),
 				AgentID: &mesos.AgentID{Value: a.id}, ExecutorID: &mesos.ExecutorID{Value: t.executorID}}
-			if state == mesos.TASK_UNREACHABLE || (!gone && state == mesos.TASK_LOST) {
+			if kind == downUnreachable {
 				st.UnreachableTime = timeInfo(now)
 			}
 			t.status = st
@@ -348,13 +388,13 @@ func (c *Cluster) takeDownAgent(a *agent, gone bool) []taskRunner {
 			if wasAlive {
 				c.masterUpdate(fw, st)
 			}
-			if gone {
+			if removed {
 				fw.addCompleted(t)
 			} else {
 				fw.lost[tid] = t
 			}
 		}
-		if gone {
+		if removed {
 			for tid, t := range fw.lost {
 				if t.agent == a {
 					delete(fw.lost, tid)
@@ -369,7 +409,7 @@ func (c *Cluster) takeDownAgent(a *agent, gone bool) []taskRunner {
 	}
 	a.groups = map[string]*execGroup{}
 	c.checkpointAgent(a)
-	c.log.Info("agent stopped", "agent_id", a.id, "gone", gone)
+	c.log.Info("agent stopped", "agent_id", a.id, "gone", gone, "down_for_maintenance", a.down)
 	c.operatorEvent(func() *master.Event { return agentRemovedEvent(a) })
 	return runners
 }
@@ -390,7 +430,15 @@ func (c *Cluster) StartAgent(id string) error {
 		return fmt.Errorf("start agent: agent %s was marked gone and cannot come back", id)
 	case a.active:
 		return fmt.Errorf("start agent: agent %s is already running", id)
+	case a.down:
+		return fmt.Errorf("start agent: the machine of agent %s is down for maintenance (STOP_MAINTENANCE brings it up)", id)
 	}
+	c.bringUpAgent(a)
+	return nil
+}
+
+// bringUpAgent makes a stopped agent register again (c.mu held).
+func (c *Cluster) bringUpAgent(a *agent) {
 	a.active = true
 	a.regTime = time.Now()
 	ids := make([]string, 0, len(c.frameworks))
@@ -429,17 +477,18 @@ func (c *Cluster) StartAgent(id string) error {
 	c.log.Info("agent started", "agent_id", a.id)
 	c.operatorEvent(func() *master.Event { return agentAddedEvent(c, a) })
 	c.kickAllocation()
-	return nil
 }
 
 // markAgentGone removes an agent for good (operator MARK_AGENT_GONE).
 func (c *Cluster) markAgentGone(id string) (int, string, []taskRunner) {
 	a := c.agents[id]
 	if a == nil {
-		return 400, "Unknown agent " + strconv.Quote(id), nil
+		// Mesos answers 404 for an agent it neither has registered, nor
+		// recovered, nor holds as unreachable (http.cpp _markAgentGone).
+		return http.StatusNotFound, "Agent " + strconv.Quote(id) + " not found", nil
 	}
 	if a.gone {
-		return 200, "", nil
+		return http.StatusOK, "", nil // idempotent
 	}
-	return 200, "", c.takeDownAgent(a, true)
+	return http.StatusOK, "", c.takeDownAgent(a, downGone)
 }

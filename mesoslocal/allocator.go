@@ -27,7 +27,9 @@ func (c *Cluster) allocationLoop() {
 		if !c.closed {
 			now := time.Now()
 			c.allocate(now)
+			c.makeInverseOffers(now)
 			c.retryUpdates(now)
+			c.checkDrained()
 		}
 		c.mu.Unlock()
 	}
@@ -95,7 +97,7 @@ func (c *Cluster) allocate(now time.Time) {
 	n := len(fws)
 	for _, a := range visit {
 		i := a.listPos
-		if !a.active || a.gone || !a.res.hasFree() {
+		if !a.active || a.gone || a.deactivated || !a.res.hasFree() {
 			continue
 		}
 		avail := a.res.free()
@@ -235,6 +237,8 @@ func (c *Cluster) renderOffer(o *offer) mesos.Offer {
 		Resources:      render(o.res, o.fw.format(), o.role),
 		AllocationInfo: &mesos.Resource_AllocationInfo{Role: proto.String(o.role)},
 		URL:            c.agentURL(o.agent),
+		Attributes:     o.agent.attrs,
+		Unavailability: c.unavailability(o.agent),
 	}
 	seen := map[string]bool{}
 	for t := range o.agent.tasks {
@@ -265,6 +269,7 @@ func (c *Cluster) rescindOffer(o *offer) {
 }
 
 func (c *Cluster) removeFrameworkOffers(fw *framework, rescind bool) {
+	c.rescindInverseOffers(func(io *inverseOffer) bool { return io.fw == fw }, rescind)
 	for _, o := range fw.offers {
 		if rescind {
 			c.rescindOffer(o)

@@ -34,6 +34,8 @@ import (
 	"time"
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
+	"github.com/mesos/mesos-go/api/v1/lib/allocator"
+	"github.com/mesos/mesos-go/api/v1/lib/maintenance"
 )
 
 // OperationRecord describes one operation mesos-local applied.
@@ -80,6 +82,17 @@ type Cluster struct {
 	dirty       []*agent  // agents whose free resources changed since their last allocation
 	allDirty    bool      // every agent needs a look (frameworks, roles or filters changed)
 	wakes       wakeQueue // agents whose refused resources become offerable again
+	// schedule is the maintenance schedule (nil: none); down holds the
+	// machines (machineKey) that are DOWN. See drain.go.
+	schedule *maintenance.Schedule
+	down     map[string]bool
+	// inverse offers (inverse.go): outstanding by id and by
+	// framework/agent, filters from answers, and the answers by agent and
+	// framework.
+	inverse        map[string]*inverseOffer
+	inverseByKey   map[string]*inverseOffer
+	inverseRefused map[string]time.Time
+	inverseStatus  map[string]map[string]allocator.InverseOfferStatus
 
 	// afterAllocate, when set (by tests, before Start), runs at the end of
 	// every allocation round with the frameworks it considered.
@@ -106,6 +119,12 @@ func New(cfg Config) (*Cluster, error) {
 		retrying:   map[*task]struct{}{},
 		operators:  map[*stream]struct{}{},
 		allocKick:  make(chan struct{}, 1),
+		down:       map[string]bool{},
+
+		inverse:        map[string]*inverseOffer{},
+		inverseByKey:   map[string]*inverseOffer{},
+		inverseRefused: map[string]time.Time{},
+		inverseStatus:  map[string]map[string]allocator.InverseOfferStatus{},
 	}
 	if !c.Simulate && os.Geteuid() == 0 {
 		if dir := closedAncestor(c.WorkDir); dir != "" {

@@ -40,6 +40,17 @@ type Config struct {
 	// Hostname is the agents' hostname in offers (default "127.0.0.1", or
 	// the host part of Listen when it names a specific address).
 	Hostname string
+	// DistinctHosts gives each new agent its own loopback address as its
+	// hostname: agent i is 127.0.0.(i+1) (Linux routes all of 127/8 to the
+	// loopback interface), so that constraints on the hostname
+	// (hostname:UNIQUE) spread instances and each task binds its agent's
+	// address ($HOST). Hostname is then ignored.
+	DistinctHosts bool
+	// AgentAttributes are the agents' attributes in the Mesos --attributes
+	// syntax ("rack:r1;zone:a"). Several specs separated by '|' are given to
+	// the agents in turn: agent i gets spec i mod n
+	// ("rack:r1;zone:a|rack:r2;zone:b").
+	AgentAttributes string
 	// AllocationInterval is the offer batching interval (default 1s).
 	AllocationInterval time.Duration
 	// HeartbeatInterval is the HEARTBEAT period on event streams (default 15s).
@@ -154,7 +165,104 @@ func (cfg *Config) withDefaults() (Config, error) {
 			return c, fmt.Errorf("agent resources: %w", err)
 		}
 	}
+	if c.DistinctHosts && c.Agents > 254*254 {
+		return c, fmt.Errorf("agents: %d is more than the loopback addresses of distinct hosts allow", c.Agents)
+	}
+	if _, err := parseAttributeSpecs(c.AgentAttributes); err != nil {
+		return c, fmt.Errorf("agent attributes: %w", err)
+	}
 	return c, nil
+}
+
+// hostnameFor is the hostname of the agent with index i.
+func (c *Config) hostnameFor(i int) string {
+	if !c.DistinctHosts {
+		return c.Hostname
+	}
+	return loopbackAddr(i)
+}
+
+// loopbackAddr is the i-th loopback address: 127.0.0.1, 127.0.0.2, ...,
+// 127.0.0.254, 127.0.1.1, ...
+func loopbackAddr(i int) string {
+	return fmt.Sprintf("127.0.%d.%d", i/254, i%254+1)
+}
+
+// attributesFor returns the attributes of the agent with index i, false
+// when none are configured.
+func (c *Config) attributesFor(i int) ([]mesos.Attribute, bool) {
+	specs, _ := parseAttributeSpecs(c.AgentAttributes)
+	if len(specs) == 0 {
+		return nil, false
+	}
+	return specs[i%len(specs)], true
+}
+
+// parseAttributeSpecs parses '|'-separated attribute specs.
+func parseAttributeSpecs(s string) ([][]mesos.Attribute, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	var out [][]mesos.Attribute
+	for i, spec := range strings.Split(s, "|") {
+		attrs, err := parseAttributes(spec)
+		if err != nil {
+			return nil, fmt.Errorf("spec %d %q: %w", i+1, spec, err)
+		}
+		out = append(out, attrs)
+	}
+	return out, nil
+}
+
+// parseAttributes parses the Mesos agent --attributes syntax:
+// "name:value;name:value". A value is a scalar when it is a number, ranges
+// as "[a-b,c-d]", a set as "{a,b}", else text.
+func parseAttributes(spec string) ([]mesos.Attribute, error) {
+	var out []mesos.Attribute
+	seen := map[string]bool{}
+	for _, part := range strings.Split(spec, ";") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		name, value, ok := strings.Cut(part, ":")
+		name, value = strings.TrimSpace(name), strings.TrimSpace(value)
+		if !ok || name == "" || value == "" {
+			return nil, fmt.Errorf("attribute %q: expected name:value", part)
+		}
+		if seen[name] {
+			return nil, fmt.Errorf("attribute %q: %s given twice", part, name)
+		}
+		seen[name] = true
+		a := mesos.Attribute{Name: name}
+		switch {
+		case strings.HasPrefix(value, "["):
+			r, err := parseResources("x:" + value)
+			if err != nil || len(r) != 1 || r[0].Ranges == nil {
+				return nil, fmt.Errorf("attribute %q: bad ranges", part)
+			}
+			a.Type, a.Ranges = mesos.RANGES, r[0].Ranges
+		case strings.HasPrefix(value, "{"):
+			if !strings.HasSuffix(value, "}") {
+				return nil, fmt.Errorf("attribute %q: a set must end with '}'", part)
+			}
+			set := &mesos.Value_Set{}
+			for _, it := range strings.Split(value[1:len(value)-1], ",") {
+				if it = strings.TrimSpace(it); it != "" {
+					set.Item = append(set.Item, it)
+				}
+			}
+			a.Type, a.Set = mesos.SET, set
+		default:
+			if f, err := strconv.ParseFloat(value, 64); err == nil {
+				a.Type, a.Scalar = mesos.SCALAR, &mesos.Value_Scalar{Value: f}
+			} else {
+				a.Type, a.Text = mesos.TEXT, &mesos.Value_Text{Value: value}
+			}
+		}
+		out = append(out, a)
+	}
+	return out, nil
 }
 
 // agentResources returns the total for the i-th agent.

@@ -92,7 +92,7 @@ func (c *Cluster) checkNothingOfferable(now time.Time, fws []*framework) error {
 		return nil
 	}
 	for _, a := range c.agentList {
-		if a.dirty || !a.active || a.gone || !a.res.hasFree() {
+		if a.dirty || !a.active || a.gone || a.deactivated || !a.res.hasFree() {
 			continue
 		}
 		if !a.wakeAt.IsZero() && !now.Before(a.wakeAt) {

@@ -329,6 +329,7 @@ func (c *Cluster) agentUpdate(t *task, st mesos.TaskStatus) {
 		// A health update while killing keeps the KILLING state.
 		st.State = mesos.TASK_KILLING.Enum()
 	}
+	c.drainStatus(t, &st)
 	c.countTaskState(t.state, st.GetState())
 	t.state = st.GetState()
 	t.status = st

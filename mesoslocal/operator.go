@@ -106,13 +106,10 @@ func (c *Cluster) handleOperator(w http.ResponseWriter, r *http.Request) {
 		c.removeFramework(fw, "operator TEARDOWN")
 		c.mu.Unlock()
 		w.WriteHeader(http.StatusOK)
-	case master.Call_MARK_AGENT_GONE:
-		if call.MarkAgentGone == nil {
-			writeError(w, http.StatusBadRequest, "Expecting 'mark_agent_gone' to be present")
-			return
-		}
+	case master.Call_MARK_AGENT_GONE, master.Call_DRAIN_AGENT, master.Call_DEACTIVATE_AGENT, master.Call_REACTIVATE_AGENT,
+		master.Call_UPDATE_MAINTENANCE_SCHEDULE, master.Call_START_MAINTENANCE, master.Call_STOP_MAINTENANCE:
 		c.mu.Lock()
-		code, msg, runners := c.markAgentGone(call.MarkAgentGone.AgentID.Value)
+		code, msg, runners := c.agentCall(&call)
 		c.mu.Unlock()
 		for _, rn := range runners {
 			rn.wait()
@@ -122,6 +119,16 @@ func (c *Cluster) handleOperator(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		w.WriteHeader(http.StatusOK)
+	case master.Call_GET_MAINTENANCE_SCHEDULE:
+		c.mu.Lock()
+		sch := c.maintSchedule()
+		c.mu.Unlock()
+		respond(&master.Response{Type: master.Response_GET_MAINTENANCE_SCHEDULE, GetMaintenanceSchedule: &master.Response_GetMaintenanceSchedule{Schedule: sch}})
+	case master.Call_GET_MAINTENANCE_STATUS:
+		c.mu.Lock()
+		st := c.maintStatus()
+		c.mu.Unlock()
+		respond(&master.Response{Type: master.Response_GET_MAINTENANCE_STATUS, GetMaintenanceStatus: &master.Response_GetMaintenanceStatus{Status: st}})
 	case master.Call_UNKNOWN:
 		writeError(w, http.StatusBadRequest, "Expecting 'type' to be present")
 	default:
@@ -168,7 +175,8 @@ func (c *Cluster) agentURL(a *agent) *mesos.URL {
 
 func (c *Cluster) agentInfo(a *agent) mesos.AgentInfo {
 	port := c.agentPort()
-	return mesos.AgentInfo{Hostname: a.hostname, Port: &port, ID: &mesos.AgentID{Value: a.id}, Resources: render(a.res.totalSet(), formatEndpoint, "")}
+	return mesos.AgentInfo{Hostname: a.hostname, Port: &port, ID: &mesos.AgentID{Value: a.id}, Resources: render(a.res.totalSet(), formatEndpoint, ""),
+		Attributes: a.attrs}
 }
 
 func (c *Cluster) renderAgent(a *agent) master.Response_GetAgents_Agent {
@@ -176,12 +184,24 @@ func (c *Cluster) renderAgent(a *agent) master.Response_GetAgents_Agent {
 		AgentInfo:          c.agentInfo(a),
 		Active:             a.active,
 		Version:            mesosVersion,
-		PID:                proto.String("slave(1)@" + c.Addr()),
+		PID:                proto.String("slave(1)@" + net.JoinHostPort(*c.machineOf(a).IP, strconv.Itoa(int(c.agentPort())))),
 		RegisteredTime:     timeInfo(a.regTime),
 		TotalResources:     render(a.res.totalSet(), formatEndpoint, ""),
 		AllocatedResources: render(a.allocated(), formatEndpoint, ""),
 		OfferedResources:   render(a.offered(), formatEndpoint, ""),
+		Deactivated:        proto.Bool(a.deactivated),
+		DrainInfo:          cloneDrainInfo(a.drain),
+		Capabilities:       []mesos.AgentInfo_Capability{{Type: mesos.AgentInfo_Capability_AGENT_DRAINING}},
 	}
+}
+
+// cloneDrainInfo copies a drain info: responses are encoded after the
+// master lock is released.
+func cloneDrainInfo(d *mesos.DrainInfo) *mesos.DrainInfo {
+	if d == nil {
+		return nil
+	}
+	return proto.Clone(d).(*mesos.DrainInfo)
 }
 
 func (c *Cluster) getAgents() *master.Response_GetAgents {

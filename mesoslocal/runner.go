@@ -94,6 +94,11 @@ type procSpec struct {
 	volumes    []volumeLink
 	endpoint   string
 	grace      time.Duration
+	// checkHost is the agent machine's own address, where its MESOS_HTTP
+	// and MESOS_TCP checks connect (Mesos checks 127.0.0.1 of the task's
+	// machine; with distinct hosts an agent's machine is its loopback
+	// address).
+	checkHost string
 }
 
 type volumeLink struct {
@@ -114,9 +119,13 @@ func (c *Cluster) startProcTask(t *task) {
 		sandbox:    c.sandboxPath(t),
 		endpoint:   c.Addr(),
 		grace:      c.cfg.KillGracePeriod,
+		checkHost:  "127.0.0.1",
 	}
 	if kp := t.info.KillPolicy; kp != nil && kp.GracePeriod != nil {
 		spec.grace = time.Duration(kp.GracePeriod.Nanoseconds)
+	}
+	if ip := net.ParseIP(t.agent.hostname); ip != nil && ip.IsLoopback() {
+		spec.checkHost = ip.String()
 	}
 	for i := range t.res {
 		v := &t.res[i]
@@ -710,7 +719,7 @@ func checkOnce(ctx context.Context, hc *mesos.HealthCheck, s procSpec, env []str
 		if !strings.HasPrefix(path, "/") {
 			path = "/" + path
 		}
-		url := fmt.Sprintf("%s://127.0.0.1:%d%s", scheme, hc.HTTP.Port, path)
+		url := fmt.Sprintf("%s://%s%s", scheme, net.JoinHostPort(s.checkHost, strconv.Itoa(int(hc.HTTP.Port))), path)
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		if err != nil {
 			return err
@@ -736,7 +745,7 @@ func checkOnce(ctx context.Context, hc *mesos.HealthCheck, s procSpec, env []str
 		return nil
 	case mesos.HealthCheck_TCP:
 		var d net.Dialer
-		conn, err := d.DialContext(ctx, "tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(int(hc.TCP.Port))))
+		conn, err := d.DialContext(ctx, "tcp", net.JoinHostPort(s.checkHost, strconv.Itoa(int(hc.TCP.Port))))
 		if err != nil {
 			return err
 		}

@@ -473,9 +473,12 @@ func (c *Cluster) handleCall(r *http.Request, call *scheduler.Call) (int, string
 		c.reconcile(fw, call.Reconcile.Tasks)
 	case scheduler.Call_MESSAGE:
 		// Command and default executors ignore framework messages.
-	case scheduler.Call_REQUEST, scheduler.Call_ACCEPT_INVERSE_OFFERS, scheduler.Call_DECLINE_INVERSE_OFFERS,
-		scheduler.Call_ACKNOWLEDGE_OPERATION_STATUS, scheduler.Call_RECONCILE_OPERATIONS:
-		// No resource providers and no maintenance: nothing to do.
+	case scheduler.Call_ACCEPT_INVERSE_OFFERS:
+		c.answerInverseOffers(fw, call.AcceptInverseOffers.InverseOfferIDs, call.AcceptInverseOffers.Filters, true)
+	case scheduler.Call_DECLINE_INVERSE_OFFERS:
+		c.answerInverseOffers(fw, call.DeclineInverseOffers.InverseOfferIDs, call.DeclineInverseOffers.Filters, false)
+	case scheduler.Call_REQUEST, scheduler.Call_ACKNOWLEDGE_OPERATION_STATUS, scheduler.Call_RECONCILE_OPERATIONS:
+		// No resource providers: nothing to do.
 	case scheduler.Call_UPDATE_FRAMEWORK:
 		return c.updateFramework(fw, call.UpdateFramework)
 	}

@@ -92,15 +92,23 @@ type agent struct {
 	index    int
 	listPos  int // position in Cluster.agentList
 	hostname string
+	attrs    []mesos.Attribute
 	res      *ledger // total and free resources
 	active   bool
 	gone     bool
-	regTime  time.Time
-	tasks    map[*task]struct{} // alive tasks
-	groups   map[string]*execGroup
-	offers   map[*offer]struct{}
-	fwInfos  map[string]mesos.FrameworkInfo // checkpointed frameworks
-	dir      string
+	// deactivated agents make no offers (operator DEACTIVATE_AGENT, or a
+	// drain); their tasks keep running unless drained.
+	deactivated bool
+	// drain is set from DRAIN_AGENT until REACTIVATE_AGENT (drain.go).
+	drain *mesos.DrainInfo
+	// down is true while the agent's machine is DOWN for maintenance.
+	down    bool
+	regTime time.Time
+	tasks   map[*task]struct{} // alive tasks
+	groups  map[string]*execGroup
+	offers  map[*offer]struct{}
+	fwInfos map[string]mesos.FrameworkInfo // checkpointed frameworks
+	dir     string
 
 	dirty  bool      // queued in Cluster.dirty for the next allocation round
 	wakeAt time.Time // a filter on its free resources expires then (zero: none)

@@ -156,6 +156,9 @@ type Config struct {
 	// Keyring is this server's gossip keyring, for KeyringService (nil:
 	// its methods fail with FailedPrecondition).
 	Keyring Keyring
+	// MesosOperator calls the Mesos master's operator API, for
+	// AgentService (nil: its methods fail with FailedPrecondition).
+	MesosOperator MesosOperator
 	// REST, when set, builds the handler of Marathon's REST API (/v2/...
 	// and /ping, see package rpc/marathon) from the Connect handler, which
 	// it calls in-process: a REST request goes through the same
@@ -307,6 +310,7 @@ var serviceNames = []string{
 	berthv1connect.EventServiceName,
 	berthv1connect.ClusterServiceName,
 	berthv1connect.KeyringServiceName,
+	berthv1connect.AgentServiceName,
 	berthv1connect.ACLServiceName,
 	berthv1connect.BackupServiceName,
 }
@@ -341,6 +345,7 @@ func (s *Server) Handler() http.Handler {
 	}
 	mux.Handle(berthv1connect.NewClusterServiceHandler(&clusterService{s}, clusterOpts...))
 	mux.Handle(berthv1connect.NewKeyringServiceHandler(&keyringService{s}, opts...))
+	mux.Handle(berthv1connect.NewAgentServiceHandler(&agentService{s}, opts...))
 	mux.Handle(grpchealth.NewHandler(grpchealth.NewStaticChecker(serviceNames...), opts...))
 	reflector := grpcreflect.NewStaticReflector(append(serviceNames, grpchealth.HealthV1ServiceName)...)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector, opts...))

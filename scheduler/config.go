@@ -60,6 +60,11 @@ type Config struct {
 	BackoffResetAfter time.Duration
 	// TickInterval is the period of the level-triggered pass (default 1s).
 	TickInterval time.Duration
+	// AgentPollInterval is how often the leader asks the master's operator
+	// API for the agents' drain state and the maintenance schedule, to
+	// mark the instances on draining or scheduled agents (default 10s;
+	// negative: never).
+	AgentPollInterval time.Duration
 	// MaxInstancesPerOffer caps launches per offer (0 = no cap).
 	MaxInstancesPerOffer int
 	// MaxNewInstancesPerDecision bounds the instances one decision creates
@@ -124,6 +129,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.BackoffResetAfter == 0 {
 		c.BackoffResetAfter = 60 * time.Second
+	}
+	if c.AgentPollInterval == 0 {
+		c.AgentPollInterval = 10 * time.Second
 	}
 	if c.TickInterval == 0 {
 		c.TickInterval = time.Second

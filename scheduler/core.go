@@ -105,6 +105,10 @@ func Decide(state *State, in Input, now time.Time, cfg Config) Decision {
 		p.onReadiness(in)
 	case Tick:
 		p.onTick()
+	case AgentStates:
+		p.onAgentStates(in)
+	case InverseOffers:
+		p.onInverseOffers(in.Offers)
 	}
 	return p.finish()
 }
@@ -624,7 +628,7 @@ func (p *planner) tickInstance(id string) {
 		// The labelled resources never showed up: unpin. Should they appear
 		// later they are garbage (this instance is no longer pinned there).
 		e := p.edit(id)
-		e.Reservation = &v1.Reservation{InstanceId: id, State: v1.ReservationState_RESERVATION_STATE_NONE}
+		abandonBerth(e)
 		p.changed[id] = true
 		i = e
 	}

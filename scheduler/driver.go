@@ -298,6 +298,10 @@ func (s *Scheduler) subscribe(ctx context.Context) error {
 	go func() { defer wg.Done(); out.offers.run() }()
 	go func() { defer wg.Done(); out.other.run() }()
 
+	agentStates := make(chan AgentStates)
+	wg.Add(1)
+	go func() { defer wg.Done(); s.watchAgents(sctx, agentStates) }()
+
 	l := &loop{s: s, ctx: sctx, out: out, health: hc, readiness: rc}
 	l.apply(Subscribed{FrameworkID: fid})
 	l.apply(Tick{})
@@ -344,6 +348,8 @@ func (s *Scheduler) subscribe(ctx context.Context) error {
 			l.apply(r)
 		case r := <-rc.results:
 			l.apply(r)
+		case st := <-agentStates:
+			l.apply(st)
 		}
 		if l.fatal != nil {
 			return l.fatal
@@ -426,7 +432,9 @@ func (l *loop) event(e *scheduler.Event) error {
 	case scheduler.Event_FAILURE:
 		f := e.GetFailure()
 		l.s.log.Warn("mesos failure event", "agent_id", f.GetAgentID().GetValue(), "executor_id", f.GetExecutorID().GetValue(), "status", f.GetStatus())
-	case scheduler.Event_RESCIND, scheduler.Event_HEARTBEAT, scheduler.Event_SUBSCRIBED:
+	case scheduler.Event_INVERSE_OFFERS:
+		l.apply(InverseOffers{Offers: e.GetInverseOffers().GetInverseOffers()})
+	case scheduler.Event_RESCIND, scheduler.Event_RESCIND_INVERSE_OFFER, scheduler.Event_HEARTBEAT, scheduler.Event_SUBSCRIBED:
 	default:
 		l.s.log.Debug("ignored mesos event", "type", e.GetType().String())
 	}

@@ -33,12 +33,16 @@ type fakeAgent struct {
 	id, host string
 	attrs    []mesos.Attribute
 	gone     bool // unreachable: makes no offers
-	cpus     float64
-	mem      float64
-	disk     float64
-	ports    []mesos.Value_Range
-	res      map[string]*fakeReservation // by instance-id label
-	tasks    map[string]*fakeTask
+	// draining agents make no offers (deactivated by DRAIN_AGENT).
+	draining bool
+	// unavailability is carried by its offers (scheduled maintenance).
+	unavailability *mesos.Unavailability
+	cpus           float64
+	mem            float64
+	disk           float64
+	ports          []mesos.Value_Range
+	res            map[string]*fakeReservation // by instance-id label
+	tasks          map[string]*fakeTask
 	// pools are resources reserved for a role without Berth labels (static
 	// reservations, or an operator's dynamic ones).
 	pools []*fakePool
@@ -75,6 +79,7 @@ func (a *fakeAgent) addPool(role string, dynamic bool, cpus, mem float64, portsF
 
 type fakeReservation struct {
 	fid, iid  string
+	epoch     uint64 // berth_epoch label (0: none)
 	cpus, mem float64
 	disk      float64 // reserved disk not in volumes
 	ports     []mesos.Value_Range
@@ -140,7 +145,7 @@ func (m *fakeMaster) makeOffers() []mesos.Offer {
 	var out []mesos.Offer
 	for _, id := range m.order {
 		a := m.agents[id]
-		if a.gone || busy[id] {
+		if a.gone || a.draining || busy[id] {
 			continue
 		}
 		role := m.role
@@ -178,7 +183,7 @@ func (m *fakeMaster) makeOffers() []mesos.Offer {
 			if r.usedBy != "" {
 				continue
 			}
-			ri := reservationFor(m.role, "berth", r.fid, r.iid)
+			ri := reservationFor(m.role, "berth", r.fid, r.iid, r.epoch)
 			if r.cpus > epsilon {
 				add(reserved(scalarResource(resCPUs, r.cpus, ""), ri))
 			}
@@ -205,6 +210,7 @@ func (m *fakeMaster) makeOffers() []mesos.Offer {
 		out = append(out, mesos.Offer{
 			ID: mesos.OfferID{Value: oid}, AgentID: mesos.AgentID{Value: id}, Hostname: a.host,
 			Resources: rs, Attributes: a.attrs, AllocationInfo: &mesos.Resource_AllocationInfo{Role: &role},
+			Unavailability: a.unavailability,
 		})
 	}
 	return out
@@ -219,6 +225,8 @@ func sortedKeys[V any](m map[string]V) []string {
 	return ks
 }
 
+// resLabels returns the framework and instance id labels of a reserved
+// resource.
 func resLabels(r *mesos.Resource) (fid, iid string, ok bool) {
 	ri := currentReservation(r)
 	if ri == nil {
@@ -227,6 +235,17 @@ func resLabels(r *mesos.Resource) (fid, iid string, ok bool) {
 	fid, _ = labelValue(ri.Labels, LabelFrameworkID)
 	iid, _ = labelValue(ri.Labels, LabelInstanceID)
 	return fid, iid, true
+}
+
+// resBerthKey returns the framework id label of a reserved resource and
+// the key of its berth: the instance id label, with "@<epoch>" when it
+// carries an epoch label (one instance may hold berths of several epochs).
+func resBerthKey(r *mesos.Resource) (fid, key string, ok bool) {
+	fid, key, ok = resLabels(r)
+	if ep := labelEpoch(currentReservation(r).GetLabels()); ok && ep > 0 && key != "" {
+		key += "@" + epochLabel(ep)
+	}
+	return fid, key, ok
 }
 
 func rangesSize(rs []mesos.Value_Range) int {
@@ -318,7 +337,7 @@ func (m *fakeMaster) handle(c *scheduler.Call) {
 		}
 	case scheduler.Call_ACKNOWLEDGE:
 		m.acked[c.Acknowledge.TaskID.Value]++
-	case scheduler.Call_REVIVE, scheduler.Call_SUPPRESS:
+	case scheduler.Call_REVIVE, scheduler.Call_SUPPRESS, scheduler.Call_DECLINE_INVERSE_OFFERS:
 	default:
 		m.errorf("unexpected call %s", c.Type)
 	}
@@ -396,6 +415,29 @@ func (m *fakeMaster) markGone(agentID string) {
 	a.res = map[string]*fakeReservation{}
 }
 
+// drain is the operator's DRAIN_AGENT: no more offers from the agent, its
+// live tasks are killed with REASON_AGENT_DRAINING (TASK_GONE_BY_OPERATOR
+// with mark_gone, whose berths are then lost).
+func (m *fakeMaster) drain(agentID string, markGone bool) {
+	a := m.agents[agentID]
+	a.draining = true
+	for _, tid := range sortedKeys(a.tasks) {
+		t := a.tasks[tid]
+		if !isLiveState(t.state.String()) {
+			continue
+		}
+		st := mesos.TASK_KILLED
+		if markGone {
+			st = mesos.TASK_GONE_BY_OPERATOR
+		}
+		m.finish(a, t, st)
+		m.pending[len(m.pending)-1].Reason = mesos.REASON_AGENT_DRAINING.Enum()
+	}
+	if markGone {
+		a.res = map[string]*fakeReservation{}
+	}
+}
+
 // crash makes a running task fail by itself.
 func (m *fakeMaster) crash(taskID string) {
 	for _, a := range m.agents {
@@ -411,8 +453,8 @@ func (m *fakeMaster) apply(a *fakeAgent, op mesos.Offer_Operation) {
 	switch op.Type {
 	case mesos.Offer_Operation_RESERVE:
 		for _, r := range op.Reserve.Resources {
-			fid, iid, ok := resLabels(&r)
-			if !ok || iid == "" || fid == "" {
+			fid, key, ok := resBerthKey(&r)
+			if !ok || key == "" || fid == "" {
 				m.errorf("RESERVE without labels: %v", r)
 				continue
 			}
@@ -420,10 +462,11 @@ func (m *fakeMaster) apply(a *fakeAgent, op mesos.Offer_Operation) {
 			if ri.GetRole() != m.role || ri.GetType() != mesos.Resource_ReservationInfo_DYNAMIC {
 				m.errorf("RESERVE with role %q type %v", ri.GetRole(), ri.GetType())
 			}
-			res := a.res[iid]
+			res := a.res[key]
 			if res == nil {
-				res = &fakeReservation{fid: fid, iid: iid, volumes: map[string]fakeVolume{}}
-				a.res[iid] = res
+				iid, _ := labelValue(ri.Labels, LabelInstanceID)
+				res = &fakeReservation{fid: fid, iid: iid, epoch: labelEpoch(ri.Labels), volumes: map[string]fakeVolume{}}
+				a.res[key] = res
 			}
 			switch r.Name {
 			case resCPUs:
@@ -449,11 +492,11 @@ func (m *fakeMaster) apply(a *fakeAgent, op mesos.Offer_Operation) {
 				a.ports = rest
 				res.ports = normalizeRanges(append(res.ports, r.Ranges.Range...))
 			}
-			m.log = append(m.log, "RESERVE "+r.Name+" "+iid)
+			m.log = append(m.log, "RESERVE "+r.Name+" "+key)
 		}
 	case mesos.Offer_Operation_CREATE:
 		for _, r := range op.Create.Volumes {
-			_, iid, _ := resLabels(&r)
+			_, iid, _ := resBerthKey(&r)
 			res := a.res[iid]
 			if res == nil || r.Disk == nil || r.Disk.Persistence == nil || r.Disk.Volume == nil {
 				m.errorf("CREATE on unreserved disk or without volume: %v", r)
@@ -474,7 +517,7 @@ func (m *fakeMaster) apply(a *fakeAgent, op mesos.Offer_Operation) {
 		}
 	case mesos.Offer_Operation_DESTROY:
 		for _, r := range op.Destroy.Volumes {
-			_, iid, _ := resLabels(&r)
+			_, iid, _ := resBerthKey(&r)
 			res := a.res[iid]
 			pid := r.Disk.GetPersistence().GetID()
 			if res == nil || res.usedBy != "" {
@@ -492,7 +535,7 @@ func (m *fakeMaster) apply(a *fakeAgent, op mesos.Offer_Operation) {
 		}
 	case mesos.Offer_Operation_UNRESERVE:
 		for _, r := range op.Unreserve.Resources {
-			_, iid, _ := resLabels(&r)
+			_, iid, _ := resBerthKey(&r)
 			res := a.res[iid]
 			if res == nil || res.usedBy != "" {
 				m.errorf("UNRESERVE %s: missing or in use", iid)
@@ -559,7 +602,7 @@ func (m *fakeMaster) launch(a *fakeAgent, ti mesos.TaskInfo) {
 			}
 			continue
 		}
-		_, iid, _ := resLabels(r)
+		_, iid, _ := resBerthKey(r)
 		if iid == "" {
 			m.takeFromPool(a, t, r)
 			continue
@@ -676,9 +719,9 @@ func (m *fakeMaster) liveTasks() []string {
 func (m *fakeMaster) reservations() []string {
 	var out []string
 	for _, id := range m.order {
-		for _, iid := range sortedKeys(m.agents[id].res) {
-			r := m.agents[id].res[iid]
-			out = append(out, fmt.Sprintf("%s@%s vols=%s", iid, id, strings.Join(sortedKeys(r.volumes), ",")))
+		for _, key := range sortedKeys(m.agents[id].res) {
+			r := m.agents[id].res[key]
+			out = append(out, fmt.Sprintf("%s@%s vols=%s", r.iid, id, strings.Join(sortedKeys(r.volumes), ",")))
 		}
 	}
 	return out

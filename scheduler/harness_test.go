@@ -227,7 +227,8 @@ func (h *harness) checkWriteAhead(c *scheduler.Call) {
 			for _, r := range rs {
 				_, iid, _ := resLabels(&r)
 				i := h.store.instance(iid)
-				if i == nil || resState(i) != v1.ReservationState_RESERVATION_STATE_PENDING || i.GetReservation().GetAgentId() != agentID {
+				if i == nil || resState(i) != v1.ReservationState_RESERVATION_STATE_PENDING || i.GetReservation().GetAgentId() != agentID ||
+					labelEpoch(currentReservation(&r).GetLabels()) != i.GetReservation().GetEpoch() {
 					h.t.Fatalf("invariant 1: %s for %s on %s not committed as pending (%v)", op.Type, iid, agentID, i)
 				}
 			}
@@ -253,7 +254,8 @@ func (h *harness) checkWriteAhead(c *scheduler.Call) {
 			}
 			for _, r := range rs {
 				_, iid, _ := resLabels(&r)
-				if i := h.store.instance(iid); i != nil && hasBerth(i) && i.GetReservation().GetAgentId() == agentID && goalOf(i) != v1.Goal_GOAL_DECOMMISSIONED {
+				if i := h.store.instance(iid); i != nil && hasBerth(i) && i.GetReservation().GetAgentId() == agentID && goalOf(i) != v1.Goal_GOAL_DECOMMISSIONED &&
+					labelEpoch(currentReservation(&r).GetLabels()) == i.GetReservation().GetEpoch() {
 					pid := r.GetDisk().GetPersistence().GetID()
 					claimed := pid == ""
 					for _, v := range i.GetReservation().GetVolumes() {

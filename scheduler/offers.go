@@ -42,6 +42,7 @@ func (p *planner) onOffers(offers []mesos.Offer) {
 		}
 		return
 	}
+	p.noteOfferedAgents(offers)
 	r := &offerRound{
 		placed:      map[string]bool{},
 		constraints: map[string][]appmodel.Placement{},
@@ -140,11 +141,14 @@ func (p *planner) matchOffer(o *mesos.Offer, v *offerView, r *offerRound) []meso
 	}
 	nLaunch := 0
 	collected := map[string]bool{}
-	for _, iid := range v.labelledInstanceIDs() {
-		g := v.labelled[iid]
+	for _, g := range v.labelledGroups() {
+		iid := g.instanceID
 		i := p.inst(iid)
-		if i == nil || !hasBerth(i) || i.GetReservation().GetAgentId() != o.AgentID.Value {
-			garbage(g.all()...) // unknown instance, or not pinned here any more
+		if i == nil || !hasBerth(i) || i.GetReservation().GetAgentId() != o.AgentID.Value ||
+			g.epoch != i.GetReservation().GetEpoch() {
+			// Unknown instance, or one that is not pinned here any more or
+			// has moved on to a newer berth: never launched on.
+			garbage(g.all()...)
 			collected[iid] = true
 			continue
 		}
@@ -279,6 +283,7 @@ func (p *planner) launch(a *v1.App, i *v1.Instance, o *mesos.Offer, resources []
 	if e == nil { // created in this decision
 		e = i
 	}
+	labelTask(&ti, e)
 	p.startTask(e, a, taskID, o, ports, inc)
 	return calls.OpLaunch(ti), true
 }
@@ -341,6 +346,9 @@ func (p *planner) place(a *v1.App, i *v1.Instance, o *mesos.Offer, v *offerView,
 	if !appmodel.IsResident(a) {
 		return p.placeTask(a, i, o, v, r, cs, agent)
 	}
+	if o.Unavailability != nil {
+		return nil, []string{ReasonAgentMaintenance}, false // no new berth on a machine going into maintenance
+	}
 	cpus, mem, gpus := appmodel.CPUs(a), appmodel.Mem(a), appmodel.GPUs(a)
 	sandbox := appmodel.Disk(a)
 	vols := appmodel.PersistentVolumes(a)
@@ -383,7 +391,8 @@ func (p *planner) place(a *v1.App, i *v1.Instance, o *mesos.Offer, v *offerView,
 	inc := e.GetIncarnation() + 1
 	taskID := taskIDFor(e.GetId(), inc)
 
-	ri := reservationFor(p.cfg.Role, p.cfg.Principal, p.st.FrameworkID, e.GetId())
+	epoch := nextEpoch(e)
+	ri := reservationFor(p.cfg.Role, p.cfg.Principal, p.st.FrameworkID, e.GetId(), epoch)
 	var reserve, taskRes []mesos.Resource
 	for _, b := range base {
 		rr := reserved(b, ri)
@@ -416,6 +425,7 @@ func (p *planner) place(a *v1.App, i *v1.Instance, o *mesos.Offer, v *offerView,
 	}
 	e.Resident = true
 	e.AgentAttributes = copyAttrs(agent.attributes)
+	e.AgentNotice = maintenanceNotice(o.Unavailability)
 	e.Reservation = &v1.Reservation{
 		InstanceId:   e.GetId(),
 		State:        v1.ReservationState_RESERVATION_STATE_PENDING,
@@ -430,7 +440,9 @@ func (p *planner) place(a *v1.App, i *v1.Instance, o *mesos.Offer, v *offerView,
 		Gpus:         gpus,
 		Ports:        append([]uint32(nil), ports...),
 		Volumes:      local,
+		Epoch:        epoch,
 	}
+	labelTask(&ti, e)
 	p.startTask(e, a, taskID, o, ports, inc)
 	p.notePlaced(a, cs, agent, r)
 	ops := []mesos.Offer_Operation{calls.OpReserve(reserve...)}

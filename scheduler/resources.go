@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"fmt"
 	"math"
 	"sort"
 
@@ -37,13 +38,16 @@ type offerView struct {
 	// reserved are reserved resources without Berth instance labels, in
 	// offer order.
 	reserved []reservedEntry
-	// labelled holds resources reserved with our framework id, by instance id.
+	// labelled holds resources reserved with our framework id, by instance
+	// id and epoch (groupKey).
 	labelled map[string]*labelledGroup
 }
 
-// labelledGroup is every resource of one offer labelled with one instance id.
+// labelledGroup is every resource of one offer labelled with one instance
+// id and one berth epoch.
 type labelledGroup struct {
 	instanceID string
+	epoch      uint64
 	// plain are non-volume reserved resources (cpus, mem, disk, ports...).
 	plain []mesos.Resource
 	// volumes are persistent volumes, keyed by persistence id.
@@ -157,10 +161,12 @@ func newOfferView(o *mesos.Offer, frameworkID string) *offerView {
 		if !ok || fid != frameworkID || frameworkID == "" {
 			continue
 		}
-		g := v.labelled[iid]
+		epoch := labelEpoch(res.Labels)
+		key := groupKey(iid, epoch)
+		g := v.labelled[key]
 		if g == nil {
-			g = &labelledGroup{instanceID: iid, volumes: map[string]mesos.Resource{}}
-			v.labelled[iid] = g
+			g = &labelledGroup{instanceID: iid, epoch: epoch, volumes: map[string]mesos.Resource{}}
+			v.labelled[key] = g
 		}
 		if r.Disk != nil && r.Disk.Persistence != nil {
 			g.volumes[r.Disk.Persistence.ID] = *r
@@ -172,14 +178,24 @@ func newOfferView(o *mesos.Offer, frameworkID string) *offerView {
 	return v
 }
 
-// labelledInstanceIDs returns the instance ids of the labelled groups, sorted.
-func (v *offerView) labelledInstanceIDs() []string {
-	ids := make([]string, 0, len(v.labelled))
-	for id := range v.labelled {
-		ids = append(ids, id)
+// groupKey keys a labelled group: instance id, then epoch, so that the
+// berths of one instance sort together, oldest epoch first.
+func groupKey(instanceID string, epoch uint64) string {
+	return instanceID + "\x00" + fmt.Sprintf("%020d", epoch)
+}
+
+// labelledGroups returns the labelled groups in groupKey order.
+func (v *offerView) labelledGroups() []*labelledGroup {
+	keys := make([]string, 0, len(v.labelled))
+	for k := range v.labelled {
+		keys = append(keys, k)
 	}
-	sort.Strings(ids)
-	return ids
+	sort.Strings(keys)
+	gs := make([]*labelledGroup, 0, len(keys))
+	for _, k := range keys {
+		gs = append(gs, v.labelled[k])
+	}
+	return gs
 }
 
 // sum adds up a named scalar over plain resources.
@@ -308,7 +324,7 @@ func portsResource(rs []mesos.Value_Range, allocRole string) mesos.Resource {
 
 // reservationFor is the dynamic reservation Berth pushes onto resources of
 // one instance.
-func reservationFor(role, principal, frameworkID, instanceID string) mesos.Resource_ReservationInfo {
+func reservationFor(role, principal, frameworkID, instanceID string, epoch uint64) mesos.Resource_ReservationInfo {
 	typ := mesos.Resource_ReservationInfo_DYNAMIC
 	ri := mesos.Resource_ReservationInfo{
 		Type: &typ,
@@ -317,6 +333,9 @@ func reservationFor(role, principal, frameworkID, instanceID string) mesos.Resou
 			{Key: LabelFrameworkID, Value: strPtr(frameworkID)},
 			{Key: LabelInstanceID, Value: strPtr(instanceID)},
 		}},
+	}
+	if epoch > 0 {
+		ri.Labels.Labels = append(ri.Labels.Labels, mesos.Label{Key: LabelEpoch, Value: strPtr(epochLabel(epoch))})
 	}
 	if principal != "" {
 		ri.Principal = strPtr(principal)

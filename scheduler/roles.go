@@ -214,6 +214,7 @@ func (p *planner) placeTask(a *v1.App, i *v1.Instance, o *mesos.Offer, v *offerV
 	e.Resident = false
 	e.Reservation = &v1.Reservation{InstanceId: e.GetId(), State: v1.ReservationState_RESERVATION_STATE_NONE}
 	e.AgentAttributes = copyAttrs(agent.attributes)
+	labelTask(&ti, e)
 	p.startTask(e, a, taskID, o, ports, inc)
 	p.notePlaced(a, cs, agent, r)
 	return []mesos.Offer_Operation{calls.OpLaunch(ti)}, nil, true

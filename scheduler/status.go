@@ -104,6 +104,7 @@ func (p *planner) onStatus(s mesos.TaskStatus) {
 	}
 
 	if prevState != state {
+		p.noteStatusAgent(e, s)
 		p.event(&v1.Event{
 			Type: "status_update_event", AppId: e.GetAppId(), InstanceId: e.GetId(), TaskId: taskID,
 			TaskState: state, Message: s.GetMessage(), AgentId: t.GetAgentId(), Host: t.GetHostname(),
@@ -154,10 +155,7 @@ func (p *planner) taskEnded(e *v1.Instance, a *v1.App, s mesos.TaskStatus) {
 	t.Healthy = nil
 
 	if state == stGoneByOperator && e.GetResident() {
-		// The agent is gone for good and its berth with it: start afresh.
-		e.Reservation = &v1.Reservation{InstanceId: e.GetId(), State: v1.ReservationState_RESERVATION_STATE_NONE}
-		e.AgentAttributes = nil
-		p.changed[e.GetId()] = true
+		p.berthLost(e, a)
 	}
 	switch goalOf(e) {
 	case v1.Goal_GOAL_DECOMMISSIONED:
@@ -184,7 +182,7 @@ func (p *planner) taskEnded(e *v1.Instance, a *v1.App, s mesos.TaskStatus) {
 	}
 	// A crash, failed health checks, or a launch that failed.
 	healthKill := killed && rec.reason == killHealth
-	if state != stFinished {
+	if state != stFinished && !drainKilled(s) {
 		p.recordFailure(e, a, s, healthKill)
 	}
 	// Marathon adds launch delay only when a task ends Dropped, Error,
@@ -192,8 +190,8 @@ func (p *planner) taskEnded(e *v1.Instance, a *v1.App, s mesos.TaskStatus) {
 	// (core/task/update/impl/steps/NotifyRateLimiterStepImpl.scala,
 	// limitWorthy): a task killed for failing its health checks, or killed
 	// by anyone else, relaunches without a new delay.
-	if healthKill || state == stKilled {
-		return
+	if healthKill || state == stKilled || drainKilled(s) {
+		return // a drain's kill (even one that loses the berth) is planned
 	}
 	e.ConsecutiveFailures++
 	delay := appmodel.BackoffDelay(a, e.ConsecutiveFailures)

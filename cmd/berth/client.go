@@ -68,6 +68,7 @@ type clients struct {
 	cluster     berthv1connect.ClusterServiceClient
 	acl         berthv1connect.ACLServiceClient
 	backups     berthv1connect.BackupServiceClient
+	agents      berthv1connect.AgentServiceClient
 }
 
 // baseURL turns host:port or a URL into a URL; a bare host:port is https
@@ -131,6 +132,7 @@ func newClients() (*clients, error) {
 		events:      berthv1connect.NewEventServiceClient(hc, u),
 		cluster:     berthv1connect.NewClusterServiceClient(hc, u),
 		keyring:     berthv1connect.NewKeyringServiceClient(hc, u),
+		agents:      berthv1connect.NewAgentServiceClient(hc, u),
 		acl:         berthv1connect.NewACLServiceClient(hc, u),
 		backups:     berthv1connect.NewBackupServiceClient(hc, u),
 	}, nil

@@ -14,10 +14,12 @@ import (
 
 // devOptions configures `berth dev`.
 type devOptions struct {
-	server         serverOptions
-	mesosListen    string
-	agents         int
-	agentResources string
+	server          serverOptions
+	mesosListen     string
+	agents          int
+	agentResources  string
+	distinctHosts   bool
+	agentAttributes string
 }
 
 func init() {
@@ -42,6 +44,8 @@ a restart on the same --data-dir.`,
 	f.StringVar(&o.mesosListen, "mesos-listen", "127.0.0.1:5050", "host:port of the embedded Mesos master")
 	f.IntVar(&o.agents, "agents", 1, "number of embedded agents")
 	f.StringVar(&o.agentResources, "agent-resources", "", `resources of each agent, e.g. "cpus:4;mem:8192;disk:20000;ports:[31000-32000]" (default: sized from this machine)`)
+	f.BoolVar(&o.distinctHosts, "distinct-hosts", true, "give each agent its own loopback address as its hostname (127.0.0.1, 127.0.0.2, ...), so hostname:UNIQUE spreads instances and tasks bind $HOST")
+	f.StringVar(&o.agentAttributes, "agent-attributes", "", `agents' attributes, "rack:r1;zone:a"; several specs separated by '|' go to the agents in turn ("rack:r1;zone:a|rack:r2;zone:b")`)
 	f.BoolVar(&o.server.security.insecure, "insecure", false, "allow a non-loopback --api-addr (dev has no TLS: anyone who reaches it owns the server)")
 	o.server.registerMesos(f, "")
 	o.server.registerLimits(f)
@@ -60,11 +64,13 @@ func runDev(ctx context.Context, out io.Writer, o *devOptions, logger *slog.Logg
 		return err
 	}
 	mesos, err := mesoslocal.New(mesoslocal.Config{
-		Listen:         o.mesosListen,
-		WorkDir:        filepath.Join(o.server.dataDir, "mesos"),
-		Agents:         o.agents,
-		AgentResources: o.agentResources,
-		Logger:         logger.With("component", "mesos-local"),
+		Listen:          o.mesosListen,
+		WorkDir:         filepath.Join(o.server.dataDir, "mesos"),
+		Agents:          o.agents,
+		AgentResources:  o.agentResources,
+		DistinctHosts:   o.distinctHosts,
+		AgentAttributes: o.agentAttributes,
+		Logger:          logger.With("component", "mesos-local"),
 	})
 	if err != nil {
 		return err // mesoslocal's errors name it already

@@ -104,4 +104,8 @@ func TestWithBackoff(t *testing.T) {
 	if got := withBackoff(tv, now.Add(time.Minute)); got != "Command exited with status 3" {
 		t.Errorf("delay over: %q", got)
 	}
+	tv.AgentNotice = "agent draining: agent S1 is draining"
+	if got := withBackoff(tv, now.Add(time.Minute)); got != "agent draining: agent S1 is draining; Command exited with status 3" {
+		t.Errorf("with an agent notice: %q", got)
+	}
 }

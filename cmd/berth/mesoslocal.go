@@ -62,6 +62,8 @@ so they survive a restart. With --simulate, agents run tasks without processes.`
 	f.DurationVar(&simRun, "simulate-task-duration", 0, "with --simulate, how long a task runs before finishing (0: until killed)")
 	f.DurationVar(&cfg.AllocationInterval, "allocation-interval", time.Second, "offer batching interval")
 	f.StringVar(&cfg.Hostname, "hostname", "", "agents' hostname in offers (default: the listen host, or 127.0.0.1)")
+	f.BoolVar(&cfg.DistinctHosts, "distinct-hosts", false, "give each agent its own loopback address as its hostname (127.0.0.1, 127.0.0.2, ...) instead of --hostname")
+	f.StringVar(&cfg.AgentAttributes, "agent-attributes", os.Getenv("BERTH_MESOS_LOCAL_AGENT_ATTRIBUTES"), `agents' attributes, "rack:r1;zone:a"; several specs separated by '|' go to the agents in turn (env BERTH_MESOS_LOCAL_AGENT_ATTRIBUTES)`)
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.StringVar(&logFormat, "log-format", "text", "text or json")
 	return cmd

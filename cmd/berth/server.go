@@ -296,6 +296,10 @@ func runServer(ctx context.Context, o *serverOptions, logger *slog.Logger, ready
 	if err := schedCfg.Validate(); err != nil {
 		return fmt.Errorf("--mesos-master/--mesos-role: %w", err)
 	}
+	mesosOperator, err := scheduler.NewOperatorClient(schedCfg)
+	if err != nil {
+		return fmt.Errorf("--mesos-master: %w", err)
+	}
 	if err := os.MkdirAll(o.dataDir, 0o755); err != nil {
 		return fmt.Errorf("--data-dir: %w", err)
 	}
@@ -408,6 +412,9 @@ func runServer(ctx context.Context, o *serverOptions, logger *slog.Logger, ready
 		HTTPClient: sec.peerClient(),
 		ServerName: sec.serverName,
 		Keyring:    clusteradapter.Keyring{Node: node},
+		// berth agent: the Mesos operator API with the framework's
+		// credentials.
+		MesosOperator: mesosOperator,
 		Limits: appmodel.Limits{
 			MaxInstances: int32(min(o.maxInstancesPerApp, math.MaxInt32)),
 			MaxEnvBytes:  o.maxEnvBytes,

@@ -102,16 +102,19 @@ func taskKillCmd() *cobra.Command {
 // withBackoff is a task's message, followed by when its instance may
 // relaunch while a launch backoff holds it ("berth app reset-delay" clears
 // it).
+// What affects its agent (draining, maintenance, gone) comes first.
 func withBackoff(t *v1.TaskView, now time.Time) string {
-	nb, err := time.Parse(time.RFC3339Nano, t.GetLaunchNotBefore())
-	if err != nil || !nb.After(now) {
-		return t.GetMessage()
+	parts := []string{t.GetAgentNotice(), t.GetMessage()}
+	if nb, err := time.Parse(time.RFC3339Nano, t.GetLaunchNotBefore()); err == nil && nb.After(now) {
+		parts = append(parts, fmt.Sprintf("backoff: relaunch not before %s", t.GetLaunchNotBefore()))
 	}
-	wait := fmt.Sprintf("backoff: relaunch not before %s", t.GetLaunchNotBefore())
-	if t.GetMessage() == "" {
-		return wait
+	kept := parts[:0]
+	for _, p := range parts {
+		if p != "" {
+			kept = append(kept, p)
+		}
 	}
-	return t.GetMessage() + "; " + wait
+	return strings.Join(kept, "; ")
 }
 
 // waitingTask is true for an instance meant to run without a live task.

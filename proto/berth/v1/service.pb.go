@@ -2289,8 +2289,14 @@ type TaskView struct {
 	// leader's memory (absent when no leader answered).
 	HealthCheckResults    []*HealthCheckResult    `protobuf:"bytes,20,rep,name=health_check_results,json=healthCheckResults,proto3" json:"health_check_results,omitempty"`
 	ReadinessCheckResults []*ReadinessCheckResult `protobuf:"bytes,21,rep,name=readiness_check_results,json=readinessCheckResults,proto3" json:"readiness_check_results,omitempty"`
-	unknownFields         protoimpl.UnknownFields
-	sizeCache             protoimpl.SizeCache
+	// agent_notice is what affects the instance's agent (draining, scheduled
+	// maintenance, gone), empty when nothing does (a Berth extension).
+	AgentNotice string `protobuf:"bytes,40,opt,name=agent_notice,json=agentNotice,proto3" json:"agent_notice,omitempty"`
+	// berth_epoch numbers the instance's berths (a Berth extension): it
+	// grows each time the instance gets a new berth.
+	BerthEpoch    uint64 `protobuf:"varint,41,opt,name=berth_epoch,json=berthEpoch,proto3" json:"berth_epoch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TaskView) Reset() {
@@ -2468,6 +2474,20 @@ func (x *TaskView) GetReadinessCheckResults() []*ReadinessCheckResult {
 		return x.ReadinessCheckResults
 	}
 	return nil
+}
+
+func (x *TaskView) GetAgentNotice() string {
+	if x != nil {
+		return x.AgentNotice
+	}
+	return ""
+}
+
+func (x *TaskView) GetBerthEpoch() uint64 {
+	if x != nil {
+		return x.BerthEpoch
+	}
+	return 0
 }
 
 // TaskLocalVolume is a persistent volume shown on a task.
@@ -4320,7 +4340,7 @@ const file_berth_v1_service_proto_rawDesc = "" +
 	"page_token\x18\x04 \x01(\tR\tpageToken\"e\n" +
 	"\x11ListTasksResponse\x12(\n" +
 	"\x05tasks\x18\x01 \x03(\v2\x12.berth.v1.TaskViewR\x05tasks\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xd2\x05\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x96\x06\n" +
 	"\bTaskView\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
 	"\x06app_id\x18\x02 \x01(\tR\x05appId\x12\x1f\n" +
@@ -4345,7 +4365,10 @@ const file_berth_v1_service_proto_rawDesc = "" +
 	"\tagent_url\x18\x12 \x01(\tR\bagentUrl\x12*\n" +
 	"\x11launch_not_before\x18\x13 \x01(\tR\x0flaunchNotBefore\x12M\n" +
 	"\x14health_check_results\x18\x14 \x03(\v2\x1b.berth.v1.HealthCheckResultR\x12healthCheckResults\x12V\n" +
-	"\x17readiness_check_results\x18\x15 \x03(\v2\x1e.berth.v1.ReadinessCheckResultR\x15readinessCheckResultsB\n" +
+	"\x17readiness_check_results\x18\x15 \x03(\v2\x1e.berth.v1.ReadinessCheckResultR\x15readinessCheckResults\x12!\n" +
+	"\fagent_notice\x18( \x01(\tR\vagentNotice\x12\x1f\n" +
+	"\vberth_epoch\x18) \x01(\x04R\n" +
+	"berthEpochB\n" +
 	"\n" +
 	"\b_healthy\"_\n" +
 	"\x0fTaskLocalVolume\x12%\n" +

@@ -227,7 +227,12 @@ type Instance struct {
 	// without a kill having been asked for), recorded by the scheduler plan
 	// that processed the status. Apps show the newest one of their instances
 	// as Marathon's lastTaskFailure.
-	LastFailure   *TaskFailure `protobuf:"bytes,14,opt,name=last_failure,json=lastFailure,proto3" json:"last_failure,omitempty"`
+	LastFailure *TaskFailure `protobuf:"bytes,14,opt,name=last_failure,json=lastFailure,proto3" json:"last_failure,omitempty"`
+	// agent_notice says what is known about the agent holding the
+	// instance's berth that affects it: "agent draining", "agent scheduled
+	// for maintenance from ...", "agent gone: berth lost". Set and cleared by
+	// the scheduler (scheduler/drain.go); empty when there is nothing to say.
+	AgentNotice   string `protobuf:"bytes,30,opt,name=agent_notice,json=agentNotice,proto3" json:"agent_notice,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -360,6 +365,13 @@ func (x *Instance) GetLastFailure() *TaskFailure {
 	return nil
 }
 
+func (x *Instance) GetAgentNotice() string {
+	if x != nil {
+		return x.AgentNotice
+	}
+	return ""
+}
+
 // Reservation is an instance's berth: resources reserved on one agent,
 // labelled berth_framework_id / berth_instance_id, with its volumes.
 type Reservation struct {
@@ -377,8 +389,17 @@ type Reservation struct {
 	Disk         float64                `protobuf:"fixed64,10,opt,name=disk,proto3" json:"disk,omitempty"`
 	Gpus         float64                `protobuf:"fixed64,11,opt,name=gpus,proto3" json:"gpus,omitempty"`
 	// ports are the host ports reserved for the instance.
-	Ports         []uint32       `protobuf:"varint,12,rep,packed,name=ports,proto3" json:"ports,omitempty"`
-	Volumes       []*LocalVolume `protobuf:"bytes,13,rep,name=volumes,proto3" json:"volumes,omitempty"`
+	Ports   []uint32       `protobuf:"varint,12,rep,packed,name=ports,proto3" json:"ports,omitempty"`
+	Volumes []*LocalVolume `protobuf:"bytes,13,rep,name=volumes,proto3" json:"volumes,omitempty"`
+	// epoch numbers the instance's berths: each new berth (first placement,
+	// or a new berth after the old one was abandoned, restored or migrated)
+	// gets the previous epoch + 1, and it is kept when the reservation is
+	// reset to NONE so that the next berth counts on. The berth's reserved
+	// resources and volumes carry it in the berth_epoch label, its tasks in
+	// theirs; an offered berth whose epoch is not the instance's current one
+	// is destroyed, never launched on (docs: never two live copies). 0 is a
+	// berth made before epochs existed (its resources carry no label).
+	Epoch         uint64 `protobuf:"varint,14,opt,name=epoch,proto3" json:"epoch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -502,6 +523,13 @@ func (x *Reservation) GetVolumes() []*LocalVolume {
 		return x.Volumes
 	}
 	return nil
+}
+
+func (x *Reservation) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
 }
 
 // LocalVolume is one persistent volume of a berth.
@@ -1195,7 +1223,7 @@ var File_berth_v1_state_proto protoreflect.FileDescriptor
 
 const file_berth_v1_state_proto_rawDesc = "" +
 	"\n" +
-	"\x14berth/v1/state.proto\x12\bberth.v1\x1a\x12berth/v1/app.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbc\x05\n" +
+	"\x14berth/v1/state.proto\x12\bberth.v1\x1a\x12berth/v1/app.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdf\x05\n" +
 	"\bInstance\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
 	"\x06app_id\x18\x02 \x01(\tR\x05appId\x12\x1f\n" +
@@ -1213,10 +1241,11 @@ const file_berth_v1_state_proto_rawDesc = "" +
 	"\bresident\x18\v \x01(\bR\bresident\x12!\n" +
 	"\fmodify_index\x18\f \x01(\x04R\vmodifyIndex\x12R\n" +
 	"\x10agent_attributes\x18\r \x03(\v2'.berth.v1.Instance.AgentAttributesEntryR\x0fagentAttributes\x128\n" +
-	"\flast_failure\x18\x0e \x01(\v2\x15.berth.v1.TaskFailureR\vlastFailure\x1aB\n" +
+	"\flast_failure\x18\x0e \x01(\v2\x15.berth.v1.TaskFailureR\vlastFailure\x12!\n" +
+	"\fagent_notice\x18\x1e \x01(\tR\vagentNotice\x1aB\n" +
 	"\x14AgentAttributesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x9f\x03\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb5\x03\n" +
 	"\vReservation\x12\x1f\n" +
 	"\vinstance_id\x18\x01 \x01(\tR\n" +
 	"instanceId\x120\n" +
@@ -1232,7 +1261,8 @@ const file_berth_v1_state_proto_rawDesc = "" +
 	" \x01(\x01R\x04disk\x12\x12\n" +
 	"\x04gpus\x18\v \x01(\x01R\x04gpus\x12\x14\n" +
 	"\x05ports\x18\f \x03(\rR\x05ports\x12/\n" +
-	"\avolumes\x18\r \x03(\v2\x15.berth.v1.LocalVolumeR\avolumes\"\xb2\x01\n" +
+	"\avolumes\x18\r \x03(\v2\x15.berth.v1.LocalVolumeR\avolumes\x12\x14\n" +
+	"\x05epoch\x18\x0e \x01(\x04R\x05epoch\"\xb2\x01\n" +
 	"\vLocalVolume\x12%\n" +
 	"\x0epersistence_id\x18\x01 \x01(\tR\rpersistenceId\x12\x1f\n" +
 	"\vinstance_id\x18\x02 \x01(\tR\n" +

@@ -1,0 +1,161 @@
+package scheduler
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	mesos "github.com/mesos/mesos-go/api/v1/lib"
+	"github.com/mesos/mesos-go/api/v1/lib/maintenance"
+	"github.com/mesos/mesos-go/api/v1/lib/master"
+)
+
+// AgentStates is what the master's operator API says of the agents (polled
+// by the leader): their drain state and maintenance windows. A draining
+// agent makes no offers, and a busy one may make none either, so offers
+// alone cannot tell the scheduler about them.
+type AgentStates struct {
+	Agents map[string]AgentState
+}
+
+// AgentState is one agent's state as the master reports it.
+type AgentState struct {
+	// Drain is "DRAINING" or "DRAINED" while the agent is drained, "" else.
+	Drain       string
+	Deactivated bool
+	// Maintenance is the unavailability of its machine's maintenance
+	// window, nil when none is scheduled.
+	Maintenance *mesos.Unavailability
+}
+
+func (AgentStates) isInput() {}
+
+const noticeDeactivated = "agent deactivated"
+
+// onAgentStates marks the instances on the agents the master reports with
+// the agents' drain, maintenance or deactivation, and ends such notices
+// when they no longer hold. Notices learnt from task statuses (unreachable,
+// gone) are left to those.
+func (p *planner) onAgentStates(in AgentStates) {
+	for _, id := range p.allInstanceIDs() {
+		i := p.inst(id)
+		agentID := instanceAgent(i)
+		st, ok := in.Agents[agentID]
+		if !ok {
+			continue
+		}
+		cur := i.GetAgentNotice()
+		if cur != "" && !strings.HasPrefix(cur, noticeDraining) && !strings.HasPrefix(cur, noticeMaintenance) &&
+			!strings.HasPrefix(cur, noticeDeactivated) {
+			continue
+		}
+		p.setNotice(id, agentStateNotice(agentID, st))
+	}
+}
+
+func agentStateNotice(agentID string, st AgentState) string {
+	switch {
+	case st.Drain != "":
+		return fmt.Sprintf("%s: agent %s is %s; the instance waits for it to be reactivated or marked gone", noticeDraining, agentID, strings.ToLower(st.Drain))
+	case st.Maintenance != nil:
+		return maintenanceNotice(st.Maintenance)
+	case st.Deactivated:
+		return fmt.Sprintf("%s: agent %s makes no offers until it is reactivated", noticeDeactivated, agentID)
+	}
+	return ""
+}
+
+// AgentMachine is an agent's MachineID as Mesos' maintenance matches it:
+// its hostname, and the IP of its libprocess PID ("slave(1)@ip:port").
+func AgentMachine(a master.Response_GetAgents_Agent) mesos.MachineID {
+	m := mesos.MachineID{Hostname: &a.AgentInfo.Hostname}
+	if _, addr, ok := strings.Cut(a.GetPID(), "@"); ok {
+		if host, _, err := net.SplitHostPort(addr); err == nil {
+			m.IP = &host
+		}
+	}
+	return m
+}
+
+// SameMachine compares machine ids as Mesos does: hostnames ignoring case,
+// IPs exactly, an omitted field as "".
+func SameMachine(a, b mesos.MachineID) bool {
+	return strings.EqualFold(a.GetHostname(), b.GetHostname()) && a.GetIP() == b.GetIP()
+}
+
+// MachineWindow returns the schedule's window listing the machine, nil if
+// none does.
+func MachineWindow(s maintenance.Schedule, m mesos.MachineID) *maintenance.Window {
+	for i := range s.Windows {
+		for _, wm := range s.Windows[i].MachineIDs {
+			if SameMachine(wm, m) {
+				return &s.Windows[i]
+			}
+		}
+	}
+	return nil
+}
+
+// pollAgents reads the agents' states from the master's operator API.
+func pollAgents(ctx context.Context, op *OperatorClient) (AgentStates, error) {
+	res, err := op.Call(ctx, &master.Call{Type: master.Call_GET_AGENTS})
+	if err != nil {
+		return AgentStates{}, err
+	}
+	var sched maintenance.Schedule
+	if ms, err := op.Call(ctx, &master.Call{Type: master.Call_GET_MAINTENANCE_SCHEDULE}); err == nil && ms.GetMaintenanceSchedule != nil {
+		sched = ms.GetMaintenanceSchedule.Schedule
+	}
+	out := AgentStates{Agents: map[string]AgentState{}}
+	for _, a := range res.GetGetAgents().GetAgents() {
+		st := AgentState{Deactivated: a.GetDeactivated()}
+		if a.DrainInfo != nil {
+			st.Drain = a.DrainInfo.State.String()
+		}
+		if w := MachineWindow(sched, AgentMachine(a)); w != nil {
+			u := w.Unavailability
+			st.Maintenance = &u
+		}
+		out.Agents[a.AgentInfo.GetID().GetValue()] = st
+	}
+	return out, nil
+}
+
+// watchAgents polls the master every interval and sends what it reports,
+// until ctx ends. A master that cannot answer (an older Mesos, an operator
+// API the framework's principal may not use) is logged once and retried.
+func (s *Scheduler) watchAgents(ctx context.Context, out chan<- AgentStates) {
+	if s.cfg.AgentPollInterval < 0 {
+		return
+	}
+	op, err := NewOperatorClient(s.cfg)
+	if err != nil {
+		s.log.Warn("agent states: no operator client", "err", err)
+		return
+	}
+	warned := false
+	for {
+		pctx, cancel := context.WithTimeout(ctx, operatorTimeout)
+		st, err := pollAgents(pctx, op)
+		cancel()
+		if err != nil && ctx.Err() == nil && !warned {
+			s.log.Warn("agent states: the master's operator API did not answer; draining agents are known only from their tasks' updates", "err", err)
+			warned = true
+		}
+		if err == nil {
+			warned = false
+			select {
+			case out <- st:
+			case <-ctx.Done():
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(s.cfg.AgentPollInterval):
+		}
+	}
+}

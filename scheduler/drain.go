@@ -1,0 +1,151 @@
+package scheduler
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	mesos "github.com/mesos/mesos-go/api/v1/lib"
+	"github.com/mesos/mesos-go/api/v1/lib/scheduler/calls"
+
+	v1 "github.com/berth-dev/berth/proto/berth/v1"
+)
+
+// Agents that go away: what the scheduler learns about an agent from
+// Mesos (a drain's kills, maintenance unavailability in offers, an agent
+// marked gone) is shown on the instances whose berth is there
+// (Instance.agent_notice, in task views), so that an operator sees why an
+// instance is down or at risk. Data migration off a draining agent builds
+// on this later; today a drained instance waits for its agent (a drain
+// never destroys data: invariant 7).
+
+// Notices, the prefixes of Instance.agent_notice.
+const (
+	noticeDraining    = "agent draining"
+	noticeMaintenance = "agent scheduled for maintenance"
+	noticeGone        = "agent gone"
+	noticeUnreachable = "agent unreachable"
+)
+
+// setNotice records an agent notice on an instance when it changes.
+func (p *planner) setNotice(id, notice string) {
+	i := p.inst(id)
+	if i == nil || i.GetAgentNotice() == notice {
+		return
+	}
+	e := p.edit(id)
+	if e == nil {
+		e = i // created in this decision
+	}
+	e.AgentNotice = notice
+	p.changed[id] = true
+	if notice != "" {
+		p.event(&v1.Event{Type: "instance_changed_event", AppId: e.GetAppId(), InstanceId: id,
+			AgentId: e.GetReservation().GetAgentId(), Host: e.GetReservation().GetHostname(), Message: notice})
+	}
+}
+
+// instanceAgent is the agent an instance depends on: its berth's, else its
+// live task's.
+func instanceAgent(i *v1.Instance) string {
+	if hasBerth(i) {
+		return i.GetReservation().GetAgentId()
+	}
+	if taskLive(i.GetTask()) {
+		return i.GetTask().GetAgentId()
+	}
+	return ""
+}
+
+// noteOfferedAgents updates the notices of instances on the agents that
+// made offers: an offer carrying an unavailability means scheduled
+// maintenance; an offer without one means the agent is up and active (a
+// draining or deactivated agent makes no offers), so an older notice ends.
+func (p *planner) noteOfferedAgents(offers []mesos.Offer) {
+	notices := map[string]string{}
+	for idx := range offers {
+		o := &offers[idx]
+		notices[o.AgentID.Value] = maintenanceNotice(o.Unavailability)
+	}
+	for _, id := range p.allInstanceIDs() {
+		i := p.inst(id)
+		if n, ok := notices[instanceAgent(i)]; ok {
+			p.setNotice(id, n)
+		}
+	}
+}
+
+// maintenanceNotice describes an offer's unavailability ("" for none).
+func maintenanceNotice(u *mesos.Unavailability) string {
+	if u == nil {
+		return ""
+	}
+	start := time.Unix(0, u.Start.Nanoseconds).UTC().Format(time.RFC3339)
+	if d := u.GetDuration(); d != nil {
+		return fmt.Sprintf("%s from %s for %s", noticeMaintenance, start, time.Duration(d.Nanoseconds))
+	}
+	return fmt.Sprintf("%s from %s (no end)", noticeMaintenance, start)
+}
+
+// noteStatusAgent records what a task status says about its agent: a
+// drain killed it (REASON_AGENT_DRAINING), or the agent was marked gone.
+func (p *planner) noteStatusAgent(e *v1.Instance, s mesos.TaskStatus) {
+	agentID := s.GetAgentID().GetValue()
+	if agentID == "" {
+		agentID = e.GetTask().GetAgentId()
+	}
+	switch {
+	case s.GetState() == mesos.TASK_UNREACHABLE:
+		p.setNotice(e.GetId(), fmt.Sprintf("%s: agent %s is unreachable; the instance waits for it (its data lives there), or for the operator to mark it gone or wipe the instance", noticeUnreachable, agentID))
+	case s.GetState() == mesos.TASK_RUNNING && strings.HasPrefix(e.GetAgentNotice(), noticeUnreachable):
+		p.setNotice(e.GetId(), "")
+	case s.GetState() == mesos.TASK_GONE_BY_OPERATOR:
+		p.setNotice(e.GetId(), fmt.Sprintf("%s: agent %s was marked gone by the operator and its berth with it", noticeGone, agentID))
+	case s.GetReason() == mesos.REASON_AGENT_DRAINING:
+		p.setNotice(e.GetId(), fmt.Sprintf("%s: agent %s is draining; the instance waits for it to be reactivated or marked gone", noticeDraining, agentID))
+	}
+}
+
+// drainKilled is true for a status of a task killed by its agent's drain:
+// not a failure of the task, and no reason for a launch delay.
+func drainKilled(s mesos.TaskStatus) bool {
+	return s.GetReason() == mesos.REASON_AGENT_DRAINING
+}
+
+// InverseOffers carries one INVERSE_OFFERS event: the master asks for
+// agents whose machines are scheduled for maintenance to be vacated.
+type InverseOffers struct{ Offers []mesos.InverseOffer }
+
+func (InverseOffers) isInput() {}
+
+// inverseRefuse is how long a declined inverse offer stays declined: Berth
+// cannot vacate a berth (its data) before migration exists, and says so
+// rarely rather than every few seconds.
+const inverseRefuse = 10 * time.Minute
+
+// onInverseOffers marks the instances on the agents asked for, and
+// declines: the answer is advisory (Mesos records it in the maintenance
+// status), and an instance's data stays on its berth until it is migrated,
+// which is for later. This is where migration off a maintenance window
+// will start.
+func (p *planner) onInverseOffers(ios []mesos.InverseOffer) {
+	byAgent := map[string]string{}
+	ids := make([]mesos.OfferID, 0, len(ios))
+	for _, io := range ios {
+		byAgent[io.GetAgentID().GetValue()] = maintenanceNotice(&io.Unavailability)
+		ids = append(ids, io.OfferID)
+	}
+	for _, id := range p.allInstanceIDs() {
+		i := p.inst(id)
+		n, ok := byAgent[instanceAgent(i)]
+		if !ok {
+			continue
+		}
+		if cur := i.GetAgentNotice(); cur == "" || strings.HasPrefix(cur, noticeMaintenance) {
+			p.setNotice(id, n)
+		}
+	}
+	if len(ids) > 0 {
+		p.call(calls.DeclineInverseOffers(ids...).With(calls.RefuseSeconds(inverseRefuse)))
+	}
+}

@@ -1,0 +1,96 @@
+package scheduler
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gogo/protobuf/proto"
+	"github.com/mesos/mesos-go/api/v1/lib/master"
+)
+
+// OperatorClient calls the Mesos master's v1 operator API (POST /api/v1)
+// with the framework's master URL, TLS and credentials: what `berth agent`
+// asks of Mesos (drain, gone, maintenance) goes through it.
+type OperatorClient struct {
+	endpoint  string
+	hc        *http.Client
+	principal string
+	secret    string
+}
+
+// operatorTimeout bounds one operator call.
+const operatorTimeout = 30 * time.Second
+
+// maxOperatorResponse bounds an operator response (GET_AGENTS of a large
+// cluster).
+const maxOperatorResponse = 64 << 20
+
+// NewOperatorClient returns a client for the master of cfg.
+func NewOperatorClient(cfg Config) (*OperatorClient, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if cfg.MesosTLS != nil {
+		tr.TLSClientConfig = cfg.MesosTLS
+	}
+	return &OperatorClient{
+		endpoint:  strings.TrimRight(cfg.MesosMaster, "/") + "/api/v1",
+		hc:        &http.Client{Transport: tr, Timeout: operatorTimeout},
+		principal: cfg.Principal,
+		secret:    cfg.Secret,
+	}, nil
+}
+
+// OperatorError is a call the master refused: its HTTP status and message.
+type OperatorError struct {
+	Call    master.Call_Type
+	Status  int
+	Message string
+}
+
+func (e *OperatorError) Error() string {
+	return fmt.Sprintf("mesos master refused %v: HTTP %d: %s", e.Call, e.Status, e.Message)
+}
+
+// Call sends one operator call and decodes the response (empty for calls
+// that answer with no body).
+func (c *OperatorClient) Call(ctx context.Context, call *master.Call) (*master.Response, error) {
+	body, err := proto.Marshal(call)
+	if err != nil {
+		return nil, fmt.Errorf("encode %v: %w", call.Type, err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.endpoint, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/x-protobuf")
+	req.Header.Set("Accept", "application/x-protobuf")
+	if c.secret != "" {
+		req.SetBasicAuth(c.principal, c.secret)
+	}
+	res, err := c.hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%v to %s: %w", call.Type, c.endpoint, err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(res.Body, maxOperatorResponse))
+	if err != nil {
+		return nil, fmt.Errorf("%v to %s: read response: %w", call.Type, c.endpoint, err)
+	}
+	if res.StatusCode/100 != 2 {
+		return nil, &OperatorError{Call: call.Type, Status: res.StatusCode, Message: strings.TrimSpace(string(b))}
+	}
+	out := &master.Response{}
+	if len(b) > 0 {
+		if err := proto.Unmarshal(b, out); err != nil {
+			return nil, fmt.Errorf("%v to %s: decode response: %w", call.Type, c.endpoint, err)
+		}
+	}
+	return out, nil
+}
