@@ -102,13 +102,16 @@ const (
 	RouteReady   = "GET /v1/ready"
 	RouteMetrics = "GET /metrics"
 	RouteDebug   = "GET /v1/debug/"
+	RouteUI      = "GET /ui/"
 )
 
 // Routes are the rows of the plain HTTP routes beside the API: health and
 // readiness are open (load balancers and systemd call them); metrics and
 // the debug endpoints (profiles, logs, the scheduler summary) are operator
-// work, as in Nomad and Consul.
+// work, as in Nomad and Consul. The web UI's files are public: they hold
+// no state, and every API call the UI makes carries the user's token.
 var Routes = map[string]Rule{
+	RouteUI:      {Permission: PermAnonymous},
 	RouteHealth:  {Permission: PermAnonymous},
 	RouteReady:   {Permission: PermAnonymous},
 	RouteMetrics: {Permission: PermOperator},
@@ -127,6 +130,10 @@ var Table = map[string]Rule{
 	berthv1connect.AppServiceListAppVersionsProcedure: readApp("id"),
 	berthv1connect.AppServiceRestartAppProcedure:      writeApp(IDField{"id", AppID}),
 	berthv1connect.AppServiceResetDelayProcedure:      writeApp(IDField{"id", AppID}),
+	// Conversions between Marathon JSON and App read no state: any token
+	// that may read apps may ask for them.
+	berthv1connect.AppServiceParseAppProcedure:  read,
+	berthv1connect.AppServiceRenderAppProcedure: read,
 
 	berthv1connect.TaskServiceListTasksProcedure:   {Permission: PermRead, Fields: appField("app_id"), Filtered: true},
 	berthv1connect.TaskServiceKillTaskProcedure:    writeApp(IDField{"id", TaskID}),

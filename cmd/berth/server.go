@@ -32,6 +32,7 @@ import (
 	"github.com/berth-dev/berth/rpc/clusteradapter"
 	"github.com/berth-dev/berth/rpc/marathon"
 	"github.com/berth-dev/berth/scheduler"
+	"github.com/berth-dev/berth/ui"
 )
 
 // version is the software version servers gossip to each other.
@@ -412,6 +413,8 @@ func runServer(ctx context.Context, o *serverOptions, logger *slog.Logger, ready
 
 		Metrics:             reg,
 		SchedulerSubscribed: reg.Scheduler.IsSubscribed,
+
+		UI: ui.Handler(),
 	}
 	if o.recentLogs != nil {
 		apiCfg.RecentLogs = o.recentLogs.WriteSince

@@ -121,6 +121,187 @@ func (TaskLogFile) EnumDescriptor() ([]byte, []int) {
 	return file_berth_v1_service_proto_rawDescGZIP(), []int{1}
 }
 
+// ParseAppRequest carries a Marathon app definition.
+type ParseAppRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Json          string                 `protobuf:"bytes,1,opt,name=json,proto3" json:"json,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ParseAppRequest) Reset() {
+	*x = ParseAppRequest{}
+	mi := &file_berth_v1_service_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ParseAppRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ParseAppRequest) ProtoMessage() {}
+
+func (x *ParseAppRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_service_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ParseAppRequest.ProtoReflect.Descriptor instead.
+func (*ParseAppRequest) Descriptor() ([]byte, []int) {
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ParseAppRequest) GetJson() string {
+	if x != nil {
+		return x.Json
+	}
+	return ""
+}
+
+// ParseAppResponse returns the parsed app (not canonicalized: CreateApp
+// and UpdateApp fill defaults and validate).
+type ParseAppResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	App           *App                   `protobuf:"bytes,1,opt,name=app,proto3" json:"app,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ParseAppResponse) Reset() {
+	*x = ParseAppResponse{}
+	mi := &file_berth_v1_service_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ParseAppResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ParseAppResponse) ProtoMessage() {}
+
+func (x *ParseAppResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_service_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ParseAppResponse.ProtoReflect.Descriptor instead.
+func (*ParseAppResponse) Descriptor() ([]byte, []int) {
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ParseAppResponse) GetApp() *App {
+	if x != nil {
+		return x.App
+	}
+	return nil
+}
+
+// RenderAppRequest carries the app to write.
+type RenderAppRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	App           *App                   `protobuf:"bytes,1,opt,name=app,proto3" json:"app,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenderAppRequest) Reset() {
+	*x = RenderAppRequest{}
+	mi := &file_berth_v1_service_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenderAppRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenderAppRequest) ProtoMessage() {}
+
+func (x *RenderAppRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_service_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenderAppRequest.ProtoReflect.Descriptor instead.
+func (*RenderAppRequest) Descriptor() ([]byte, []int) {
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *RenderAppRequest) GetApp() *App {
+	if x != nil {
+		return x.App
+	}
+	return nil
+}
+
+// RenderAppResponse returns the app as indented Marathon JSON.
+type RenderAppResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Json          string                 `protobuf:"bytes,1,opt,name=json,proto3" json:"json,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenderAppResponse) Reset() {
+	*x = RenderAppResponse{}
+	mi := &file_berth_v1_service_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenderAppResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenderAppResponse) ProtoMessage() {}
+
+func (x *RenderAppResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_service_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenderAppResponse.ProtoReflect.Descriptor instead.
+func (*RenderAppResponse) Descriptor() ([]byte, []int) {
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *RenderAppResponse) GetJson() string {
+	if x != nil {
+		return x.Json
+	}
+	return ""
+}
+
 // CreateAppRequest carries the app to create.
 type CreateAppRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -133,7 +314,7 @@ type CreateAppRequest struct {
 
 func (x *CreateAppRequest) Reset() {
 	*x = CreateAppRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[0]
+	mi := &file_berth_v1_service_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -145,7 +326,7 @@ func (x *CreateAppRequest) String() string {
 func (*CreateAppRequest) ProtoMessage() {}
 
 func (x *CreateAppRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[0]
+	mi := &file_berth_v1_service_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -158,7 +339,7 @@ func (x *CreateAppRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateAppRequest.ProtoReflect.Descriptor instead.
 func (*CreateAppRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{0}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *CreateAppRequest) GetApp() *App {
@@ -186,7 +367,7 @@ type CreateAppResponse struct {
 
 func (x *CreateAppResponse) Reset() {
 	*x = CreateAppResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[1]
+	mi := &file_berth_v1_service_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -198,7 +379,7 @@ func (x *CreateAppResponse) String() string {
 func (*CreateAppResponse) ProtoMessage() {}
 
 func (x *CreateAppResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[1]
+	mi := &file_berth_v1_service_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -211,7 +392,7 @@ func (x *CreateAppResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateAppResponse.ProtoReflect.Descriptor instead.
 func (*CreateAppResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{1}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *CreateAppResponse) GetApp() *App {
@@ -241,7 +422,7 @@ type GetAppRequest struct {
 
 func (x *GetAppRequest) Reset() {
 	*x = GetAppRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[2]
+	mi := &file_berth_v1_service_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -253,7 +434,7 @@ func (x *GetAppRequest) String() string {
 func (*GetAppRequest) ProtoMessage() {}
 
 func (x *GetAppRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[2]
+	mi := &file_berth_v1_service_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -266,7 +447,7 @@ func (x *GetAppRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAppRequest.ProtoReflect.Descriptor instead.
 func (*GetAppRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{2}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetAppRequest) GetId() string {
@@ -302,7 +483,7 @@ type GetAppResponse struct {
 
 func (x *GetAppResponse) Reset() {
 	*x = GetAppResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[3]
+	mi := &file_berth_v1_service_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -314,7 +495,7 @@ func (x *GetAppResponse) String() string {
 func (*GetAppResponse) ProtoMessage() {}
 
 func (x *GetAppResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[3]
+	mi := &file_berth_v1_service_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -327,7 +508,7 @@ func (x *GetAppResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAppResponse.ProtoReflect.Descriptor instead.
 func (*GetAppResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{3}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetAppResponse) GetApp() *App {
@@ -365,7 +546,7 @@ type AppSummary struct {
 
 func (x *AppSummary) Reset() {
 	*x = AppSummary{}
-	mi := &file_berth_v1_service_proto_msgTypes[4]
+	mi := &file_berth_v1_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -377,7 +558,7 @@ func (x *AppSummary) String() string {
 func (*AppSummary) ProtoMessage() {}
 
 func (x *AppSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[4]
+	mi := &file_berth_v1_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -390,7 +571,7 @@ func (x *AppSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppSummary.ProtoReflect.Descriptor instead.
 func (*AppSummary) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{4}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *AppSummary) GetTasksStaged() int32 {
@@ -472,7 +653,7 @@ type ListAppsRequest struct {
 
 func (x *ListAppsRequest) Reset() {
 	*x = ListAppsRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[5]
+	mi := &file_berth_v1_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -484,7 +665,7 @@ func (x *ListAppsRequest) String() string {
 func (*ListAppsRequest) ProtoMessage() {}
 
 func (x *ListAppsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[5]
+	mi := &file_berth_v1_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -497,7 +678,7 @@ func (x *ListAppsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAppsRequest.ProtoReflect.Descriptor instead.
 func (*ListAppsRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{5}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListAppsRequest) GetIdContains() string {
@@ -555,7 +736,7 @@ type ListAppsResponse struct {
 
 func (x *ListAppsResponse) Reset() {
 	*x = ListAppsResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[6]
+	mi := &file_berth_v1_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -567,7 +748,7 @@ func (x *ListAppsResponse) String() string {
 func (*ListAppsResponse) ProtoMessage() {}
 
 func (x *ListAppsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[6]
+	mi := &file_berth_v1_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -580,7 +761,7 @@ func (x *ListAppsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAppsResponse.ProtoReflect.Descriptor instead.
 func (*ListAppsResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{6}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListAppsResponse) GetApps() []*App {
@@ -624,7 +805,7 @@ type UpdateAppRequest struct {
 
 func (x *UpdateAppRequest) Reset() {
 	*x = UpdateAppRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[7]
+	mi := &file_berth_v1_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -636,7 +817,7 @@ func (x *UpdateAppRequest) String() string {
 func (*UpdateAppRequest) ProtoMessage() {}
 
 func (x *UpdateAppRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[7]
+	mi := &file_berth_v1_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -649,7 +830,7 @@ func (x *UpdateAppRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateAppRequest.ProtoReflect.Descriptor instead.
 func (*UpdateAppRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{7}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *UpdateAppRequest) GetId() string {
@@ -705,7 +886,7 @@ type UpdateAppResponse struct {
 
 func (x *UpdateAppResponse) Reset() {
 	*x = UpdateAppResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[8]
+	mi := &file_berth_v1_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -717,7 +898,7 @@ func (x *UpdateAppResponse) String() string {
 func (*UpdateAppResponse) ProtoMessage() {}
 
 func (x *UpdateAppResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[8]
+	mi := &file_berth_v1_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -730,7 +911,7 @@ func (x *UpdateAppResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateAppResponse.ProtoReflect.Descriptor instead.
 func (*UpdateAppResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{8}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *UpdateAppResponse) GetApp() *App {
@@ -759,7 +940,7 @@ type DeleteAppRequest struct {
 
 func (x *DeleteAppRequest) Reset() {
 	*x = DeleteAppRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[9]
+	mi := &file_berth_v1_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -771,7 +952,7 @@ func (x *DeleteAppRequest) String() string {
 func (*DeleteAppRequest) ProtoMessage() {}
 
 func (x *DeleteAppRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[9]
+	mi := &file_berth_v1_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -784,7 +965,7 @@ func (x *DeleteAppRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteAppRequest.ProtoReflect.Descriptor instead.
 func (*DeleteAppRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{9}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *DeleteAppRequest) GetId() string {
@@ -818,7 +999,7 @@ type DeleteAppResponse struct {
 
 func (x *DeleteAppResponse) Reset() {
 	*x = DeleteAppResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[10]
+	mi := &file_berth_v1_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -830,7 +1011,7 @@ func (x *DeleteAppResponse) String() string {
 func (*DeleteAppResponse) ProtoMessage() {}
 
 func (x *DeleteAppResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[10]
+	mi := &file_berth_v1_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -843,7 +1024,7 @@ func (x *DeleteAppResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteAppResponse.ProtoReflect.Descriptor instead.
 func (*DeleteAppResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{10}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *DeleteAppResponse) GetDeploymentId() string {
@@ -863,7 +1044,7 @@ type ListAppVersionsRequest struct {
 
 func (x *ListAppVersionsRequest) Reset() {
 	*x = ListAppVersionsRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[11]
+	mi := &file_berth_v1_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -875,7 +1056,7 @@ func (x *ListAppVersionsRequest) String() string {
 func (*ListAppVersionsRequest) ProtoMessage() {}
 
 func (x *ListAppVersionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[11]
+	mi := &file_berth_v1_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -888,7 +1069,7 @@ func (x *ListAppVersionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAppVersionsRequest.ProtoReflect.Descriptor instead.
 func (*ListAppVersionsRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{11}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListAppVersionsRequest) GetId() string {
@@ -908,7 +1089,7 @@ type ListAppVersionsResponse struct {
 
 func (x *ListAppVersionsResponse) Reset() {
 	*x = ListAppVersionsResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[12]
+	mi := &file_berth_v1_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -920,7 +1101,7 @@ func (x *ListAppVersionsResponse) String() string {
 func (*ListAppVersionsResponse) ProtoMessage() {}
 
 func (x *ListAppVersionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[12]
+	mi := &file_berth_v1_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -933,7 +1114,7 @@ func (x *ListAppVersionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAppVersionsResponse.ProtoReflect.Descriptor instead.
 func (*ListAppVersionsResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{12}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListAppVersionsResponse) GetVersions() []string {
@@ -955,7 +1136,7 @@ type RestartAppRequest struct {
 
 func (x *RestartAppRequest) Reset() {
 	*x = RestartAppRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[13]
+	mi := &file_berth_v1_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -967,7 +1148,7 @@ func (x *RestartAppRequest) String() string {
 func (*RestartAppRequest) ProtoMessage() {}
 
 func (x *RestartAppRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[13]
+	mi := &file_berth_v1_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -980,7 +1161,7 @@ func (x *RestartAppRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartAppRequest.ProtoReflect.Descriptor instead.
 func (*RestartAppRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{13}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RestartAppRequest) GetId() string {
@@ -1015,7 +1196,7 @@ type RestartAppResponse struct {
 
 func (x *RestartAppResponse) Reset() {
 	*x = RestartAppResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[14]
+	mi := &file_berth_v1_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1027,7 +1208,7 @@ func (x *RestartAppResponse) String() string {
 func (*RestartAppResponse) ProtoMessage() {}
 
 func (x *RestartAppResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[14]
+	mi := &file_berth_v1_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1040,7 +1221,7 @@ func (x *RestartAppResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartAppResponse.ProtoReflect.Descriptor instead.
 func (*RestartAppResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{14}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RestartAppResponse) GetDeploymentId() string {
@@ -1068,7 +1249,7 @@ type ResetDelayRequest struct {
 
 func (x *ResetDelayRequest) Reset() {
 	*x = ResetDelayRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[15]
+	mi := &file_berth_v1_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1080,7 +1261,7 @@ func (x *ResetDelayRequest) String() string {
 func (*ResetDelayRequest) ProtoMessage() {}
 
 func (x *ResetDelayRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[15]
+	mi := &file_berth_v1_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1093,7 +1274,7 @@ func (x *ResetDelayRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetDelayRequest.ProtoReflect.Descriptor instead.
 func (*ResetDelayRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{15}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ResetDelayRequest) GetId() string {
@@ -1120,7 +1301,7 @@ type ResetDelayResponse struct {
 
 func (x *ResetDelayResponse) Reset() {
 	*x = ResetDelayResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[16]
+	mi := &file_berth_v1_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1132,7 +1313,7 @@ func (x *ResetDelayResponse) String() string {
 func (*ResetDelayResponse) ProtoMessage() {}
 
 func (x *ResetDelayResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[16]
+	mi := &file_berth_v1_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1145,7 +1326,7 @@ func (x *ResetDelayResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetDelayResponse.ProtoReflect.Descriptor instead.
 func (*ResetDelayResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{16}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ResetDelayResponse) GetInstancesReset() int32 {
@@ -1174,7 +1355,7 @@ type ReadTaskLogRequest struct {
 
 func (x *ReadTaskLogRequest) Reset() {
 	*x = ReadTaskLogRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[17]
+	mi := &file_berth_v1_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1186,7 +1367,7 @@ func (x *ReadTaskLogRequest) String() string {
 func (*ReadTaskLogRequest) ProtoMessage() {}
 
 func (x *ReadTaskLogRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[17]
+	mi := &file_berth_v1_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1199,7 +1380,7 @@ func (x *ReadTaskLogRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadTaskLogRequest.ProtoReflect.Descriptor instead.
 func (*ReadTaskLogRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{17}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ReadTaskLogRequest) GetTaskId() string {
@@ -1246,7 +1427,7 @@ type ReadTaskLogResponse struct {
 
 func (x *ReadTaskLogResponse) Reset() {
 	*x = ReadTaskLogResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[18]
+	mi := &file_berth_v1_service_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1258,7 +1439,7 @@ func (x *ReadTaskLogResponse) String() string {
 func (*ReadTaskLogResponse) ProtoMessage() {}
 
 func (x *ReadTaskLogResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[18]
+	mi := &file_berth_v1_service_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1271,7 +1452,7 @@ func (x *ReadTaskLogResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadTaskLogResponse.ProtoReflect.Descriptor instead.
 func (*ReadTaskLogResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{18}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ReadTaskLogResponse) GetData() []byte {
@@ -1318,7 +1499,7 @@ type ListTasksRequest struct {
 
 func (x *ListTasksRequest) Reset() {
 	*x = ListTasksRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[19]
+	mi := &file_berth_v1_service_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1330,7 +1511,7 @@ func (x *ListTasksRequest) String() string {
 func (*ListTasksRequest) ProtoMessage() {}
 
 func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[19]
+	mi := &file_berth_v1_service_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1343,7 +1524,7 @@ func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
 func (*ListTasksRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{19}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListTasksRequest) GetAppId() string {
@@ -1386,7 +1567,7 @@ type ListTasksResponse struct {
 
 func (x *ListTasksResponse) Reset() {
 	*x = ListTasksResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[20]
+	mi := &file_berth_v1_service_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1398,7 +1579,7 @@ func (x *ListTasksResponse) String() string {
 func (*ListTasksResponse) ProtoMessage() {}
 
 func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[20]
+	mi := &file_berth_v1_service_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1411,7 +1592,7 @@ func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
 func (*ListTasksResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{20}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListTasksResponse) GetTasks() []*TaskView {
@@ -1457,13 +1638,18 @@ type TaskView struct {
 	// may launch again (RFC 3339; in the past once the delay ended); empty
 	// while its task runs or when it has no backoff.
 	LaunchNotBefore string `protobuf:"bytes,19,opt,name=launch_not_before,json=launchNotBefore,proto3" json:"launch_not_before,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// reservation_state is how far the instance's berth has got on its
+	// agent: none, pending or reserved.
+	ReservationState string `protobuf:"bytes,20,opt,name=reservation_state,json=reservationState,proto3" json:"reservation_state,omitempty"`
+	// last_failure is the instance's last task failure, absent if none.
+	LastFailure   *TaskFailure `protobuf:"bytes,21,opt,name=last_failure,json=lastFailure,proto3" json:"last_failure,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TaskView) Reset() {
 	*x = TaskView{}
-	mi := &file_berth_v1_service_proto_msgTypes[21]
+	mi := &file_berth_v1_service_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1475,7 +1661,7 @@ func (x *TaskView) String() string {
 func (*TaskView) ProtoMessage() {}
 
 func (x *TaskView) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[21]
+	mi := &file_berth_v1_service_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1488,7 +1674,7 @@ func (x *TaskView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskView.ProtoReflect.Descriptor instead.
 func (*TaskView) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{21}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *TaskView) GetId() string {
@@ -1624,18 +1810,34 @@ func (x *TaskView) GetLaunchNotBefore() string {
 	return ""
 }
 
+func (x *TaskView) GetReservationState() string {
+	if x != nil {
+		return x.ReservationState
+	}
+	return ""
+}
+
+func (x *TaskView) GetLastFailure() *TaskFailure {
+	if x != nil {
+		return x.LastFailure
+	}
+	return nil
+}
+
 // TaskLocalVolume is a persistent volume shown on a task.
 type TaskLocalVolume struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ContainerPath string                 `protobuf:"bytes,1,opt,name=container_path,json=containerPath,proto3" json:"container_path,omitempty"`
 	PersistenceId string                 `protobuf:"bytes,2,opt,name=persistence_id,json=persistenceId,proto3" json:"persistence_id,omitempty"`
+	// size_mib is the volume's size as reserved on the agent.
+	SizeMib       float64 `protobuf:"fixed64,3,opt,name=size_mib,json=sizeMib,proto3" json:"size_mib,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TaskLocalVolume) Reset() {
 	*x = TaskLocalVolume{}
-	mi := &file_berth_v1_service_proto_msgTypes[22]
+	mi := &file_berth_v1_service_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1647,7 +1849,7 @@ func (x *TaskLocalVolume) String() string {
 func (*TaskLocalVolume) ProtoMessage() {}
 
 func (x *TaskLocalVolume) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[22]
+	mi := &file_berth_v1_service_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1660,7 +1862,7 @@ func (x *TaskLocalVolume) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskLocalVolume.ProtoReflect.Descriptor instead.
 func (*TaskLocalVolume) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{22}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *TaskLocalVolume) GetContainerPath() string {
@@ -1675,6 +1877,13 @@ func (x *TaskLocalVolume) GetPersistenceId() string {
 		return x.PersistenceId
 	}
 	return ""
+}
+
+func (x *TaskLocalVolume) GetSizeMib() float64 {
+	if x != nil {
+		return x.SizeMib
+	}
+	return 0
 }
 
 // KillTaskRequest names a task id or an instance id.
@@ -1692,7 +1901,7 @@ type KillTaskRequest struct {
 
 func (x *KillTaskRequest) Reset() {
 	*x = KillTaskRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[23]
+	mi := &file_berth_v1_service_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1704,7 +1913,7 @@ func (x *KillTaskRequest) String() string {
 func (*KillTaskRequest) ProtoMessage() {}
 
 func (x *KillTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[23]
+	mi := &file_berth_v1_service_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1717,7 +1926,7 @@ func (x *KillTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KillTaskRequest.ProtoReflect.Descriptor instead.
 func (*KillTaskRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{23}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *KillTaskRequest) GetId() string {
@@ -1759,7 +1968,7 @@ type KillTaskResponse struct {
 
 func (x *KillTaskResponse) Reset() {
 	*x = KillTaskResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[24]
+	mi := &file_berth_v1_service_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1771,7 +1980,7 @@ func (x *KillTaskResponse) String() string {
 func (*KillTaskResponse) ProtoMessage() {}
 
 func (x *KillTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[24]
+	mi := &file_berth_v1_service_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1784,7 +1993,7 @@ func (x *KillTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KillTaskResponse.ProtoReflect.Descriptor instead.
 func (*KillTaskResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{24}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *KillTaskResponse) GetTask() *TaskView {
@@ -1811,7 +2020,7 @@ type ListDeploymentsRequest struct {
 
 func (x *ListDeploymentsRequest) Reset() {
 	*x = ListDeploymentsRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[25]
+	mi := &file_berth_v1_service_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1823,7 +2032,7 @@ func (x *ListDeploymentsRequest) String() string {
 func (*ListDeploymentsRequest) ProtoMessage() {}
 
 func (x *ListDeploymentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[25]
+	mi := &file_berth_v1_service_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1836,7 +2045,7 @@ func (x *ListDeploymentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeploymentsRequest.ProtoReflect.Descriptor instead.
 func (*ListDeploymentsRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{25}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ListDeploymentsRequest) GetIncludeFinished() bool {
@@ -1856,7 +2065,7 @@ type ListDeploymentsResponse struct {
 
 func (x *ListDeploymentsResponse) Reset() {
 	*x = ListDeploymentsResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[26]
+	mi := &file_berth_v1_service_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1868,7 +2077,7 @@ func (x *ListDeploymentsResponse) String() string {
 func (*ListDeploymentsResponse) ProtoMessage() {}
 
 func (x *ListDeploymentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[26]
+	mi := &file_berth_v1_service_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1881,7 +2090,7 @@ func (x *ListDeploymentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeploymentsResponse.ProtoReflect.Descriptor instead.
 func (*ListDeploymentsResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{26}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ListDeploymentsResponse) GetDeployments() []*Deployment {
@@ -1901,7 +2110,7 @@ type GetDeploymentRequest struct {
 
 func (x *GetDeploymentRequest) Reset() {
 	*x = GetDeploymentRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[27]
+	mi := &file_berth_v1_service_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1913,7 +2122,7 @@ func (x *GetDeploymentRequest) String() string {
 func (*GetDeploymentRequest) ProtoMessage() {}
 
 func (x *GetDeploymentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[27]
+	mi := &file_berth_v1_service_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1926,7 +2135,7 @@ func (x *GetDeploymentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDeploymentRequest.ProtoReflect.Descriptor instead.
 func (*GetDeploymentRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{27}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *GetDeploymentRequest) GetId() string {
@@ -1946,7 +2155,7 @@ type GetDeploymentResponse struct {
 
 func (x *GetDeploymentResponse) Reset() {
 	*x = GetDeploymentResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[28]
+	mi := &file_berth_v1_service_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1958,7 +2167,7 @@ func (x *GetDeploymentResponse) String() string {
 func (*GetDeploymentResponse) ProtoMessage() {}
 
 func (x *GetDeploymentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[28]
+	mi := &file_berth_v1_service_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1971,7 +2180,7 @@ func (x *GetDeploymentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDeploymentResponse.ProtoReflect.Descriptor instead.
 func (*GetDeploymentResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{28}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *GetDeploymentResponse) GetDeployment() *Deployment {
@@ -1995,7 +2204,7 @@ type CancelDeploymentRequest struct {
 
 func (x *CancelDeploymentRequest) Reset() {
 	*x = CancelDeploymentRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[29]
+	mi := &file_berth_v1_service_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2007,7 +2216,7 @@ func (x *CancelDeploymentRequest) String() string {
 func (*CancelDeploymentRequest) ProtoMessage() {}
 
 func (x *CancelDeploymentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[29]
+	mi := &file_berth_v1_service_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2020,7 +2229,7 @@ func (x *CancelDeploymentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelDeploymentRequest.ProtoReflect.Descriptor instead.
 func (*CancelDeploymentRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{29}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *CancelDeploymentRequest) GetId() string {
@@ -2056,7 +2265,7 @@ type CancelDeploymentResponse struct {
 
 func (x *CancelDeploymentResponse) Reset() {
 	*x = CancelDeploymentResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[30]
+	mi := &file_berth_v1_service_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2068,7 +2277,7 @@ func (x *CancelDeploymentResponse) String() string {
 func (*CancelDeploymentResponse) ProtoMessage() {}
 
 func (x *CancelDeploymentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[30]
+	mi := &file_berth_v1_service_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2081,7 +2290,7 @@ func (x *CancelDeploymentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelDeploymentResponse.ProtoReflect.Descriptor instead.
 func (*CancelDeploymentResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{30}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *CancelDeploymentResponse) GetDeploymentId() string {
@@ -2111,7 +2320,7 @@ type StreamEventsRequest struct {
 
 func (x *StreamEventsRequest) Reset() {
 	*x = StreamEventsRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[31]
+	mi := &file_berth_v1_service_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2123,7 +2332,7 @@ func (x *StreamEventsRequest) String() string {
 func (*StreamEventsRequest) ProtoMessage() {}
 
 func (x *StreamEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[31]
+	mi := &file_berth_v1_service_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2136,7 +2345,7 @@ func (x *StreamEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamEventsRequest.ProtoReflect.Descriptor instead.
 func (*StreamEventsRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{31}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *StreamEventsRequest) GetTypes() []string {
@@ -2178,7 +2387,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_berth_v1_service_proto_msgTypes[32]
+	mi := &file_berth_v1_service_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2190,7 +2399,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[32]
+	mi := &file_berth_v1_service_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2203,7 +2412,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{32}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *Event) GetType() string {
@@ -2299,7 +2508,7 @@ type LeaveRequest struct {
 
 func (x *LeaveRequest) Reset() {
 	*x = LeaveRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[33]
+	mi := &file_berth_v1_service_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2311,7 +2520,7 @@ func (x *LeaveRequest) String() string {
 func (*LeaveRequest) ProtoMessage() {}
 
 func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[33]
+	mi := &file_berth_v1_service_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2324,7 +2533,7 @@ func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveRequest.ProtoReflect.Descriptor instead.
 func (*LeaveRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{33}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{37}
 }
 
 // LeaveResponse names the server that left.
@@ -2337,7 +2546,7 @@ type LeaveResponse struct {
 
 func (x *LeaveResponse) Reset() {
 	*x = LeaveResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[34]
+	mi := &file_berth_v1_service_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2349,7 +2558,7 @@ func (x *LeaveResponse) String() string {
 func (*LeaveResponse) ProtoMessage() {}
 
 func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[34]
+	mi := &file_berth_v1_service_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2362,7 +2571,7 @@ func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveResponse.ProtoReflect.Descriptor instead.
 func (*LeaveResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{34}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *LeaveResponse) GetId() string {
@@ -2381,7 +2590,7 @@ type MembersRequest struct {
 
 func (x *MembersRequest) Reset() {
 	*x = MembersRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[35]
+	mi := &file_berth_v1_service_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2393,7 +2602,7 @@ func (x *MembersRequest) String() string {
 func (*MembersRequest) ProtoMessage() {}
 
 func (x *MembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[35]
+	mi := &file_berth_v1_service_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2406,7 +2615,7 @@ func (x *MembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersRequest.ProtoReflect.Descriptor instead.
 func (*MembersRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{35}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{39}
 }
 
 // Member is one server as seen by gossip.
@@ -2428,7 +2637,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_berth_v1_service_proto_msgTypes[36]
+	mi := &file_berth_v1_service_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2440,7 +2649,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[36]
+	mi := &file_berth_v1_service_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2453,7 +2662,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{36}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *Member) GetName() string {
@@ -2522,7 +2731,7 @@ type MembersResponse struct {
 
 func (x *MembersResponse) Reset() {
 	*x = MembersResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[37]
+	mi := &file_berth_v1_service_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2534,7 +2743,7 @@ func (x *MembersResponse) String() string {
 func (*MembersResponse) ProtoMessage() {}
 
 func (x *MembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[37]
+	mi := &file_berth_v1_service_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2547,7 +2756,7 @@ func (x *MembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersResponse.ProtoReflect.Descriptor instead.
 func (*MembersResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{37}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *MembersResponse) GetMembers() []*Member {
@@ -2566,7 +2775,7 @@ type LeaderRequest struct {
 
 func (x *LeaderRequest) Reset() {
 	*x = LeaderRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[38]
+	mi := &file_berth_v1_service_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2578,7 +2787,7 @@ func (x *LeaderRequest) String() string {
 func (*LeaderRequest) ProtoMessage() {}
 
 func (x *LeaderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[38]
+	mi := &file_berth_v1_service_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2591,7 +2800,7 @@ func (x *LeaderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaderRequest.ProtoReflect.Descriptor instead.
 func (*LeaderRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{38}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{42}
 }
 
 // LeaderResponse names the leader.
@@ -2607,7 +2816,7 @@ type LeaderResponse struct {
 
 func (x *LeaderResponse) Reset() {
 	*x = LeaderResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[39]
+	mi := &file_berth_v1_service_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2619,7 +2828,7 @@ func (x *LeaderResponse) String() string {
 func (*LeaderResponse) ProtoMessage() {}
 
 func (x *LeaderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[39]
+	mi := &file_berth_v1_service_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2632,7 +2841,7 @@ func (x *LeaderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaderResponse.ProtoReflect.Descriptor instead.
 func (*LeaderResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{39}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *LeaderResponse) GetId() string {
@@ -2672,7 +2881,7 @@ type ListPeersRequest struct {
 
 func (x *ListPeersRequest) Reset() {
 	*x = ListPeersRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[40]
+	mi := &file_berth_v1_service_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2684,7 +2893,7 @@ func (x *ListPeersRequest) String() string {
 func (*ListPeersRequest) ProtoMessage() {}
 
 func (x *ListPeersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[40]
+	mi := &file_berth_v1_service_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2697,7 +2906,7 @@ func (x *ListPeersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPeersRequest.ProtoReflect.Descriptor instead.
 func (*ListPeersRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{40}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{44}
 }
 
 // Peer is one Raft voter or non-voter.
@@ -2713,7 +2922,7 @@ type Peer struct {
 
 func (x *Peer) Reset() {
 	*x = Peer{}
-	mi := &file_berth_v1_service_proto_msgTypes[41]
+	mi := &file_berth_v1_service_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2725,7 +2934,7 @@ func (x *Peer) String() string {
 func (*Peer) ProtoMessage() {}
 
 func (x *Peer) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[41]
+	mi := &file_berth_v1_service_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2738,7 +2947,7 @@ func (x *Peer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Peer.ProtoReflect.Descriptor instead.
 func (*Peer) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{41}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *Peer) GetId() string {
@@ -2779,7 +2988,7 @@ type ListPeersResponse struct {
 
 func (x *ListPeersResponse) Reset() {
 	*x = ListPeersResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[42]
+	mi := &file_berth_v1_service_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2791,7 +3000,7 @@ func (x *ListPeersResponse) String() string {
 func (*ListPeersResponse) ProtoMessage() {}
 
 func (x *ListPeersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[42]
+	mi := &file_berth_v1_service_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2804,7 +3013,7 @@ func (x *ListPeersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPeersResponse.ProtoReflect.Descriptor instead.
 func (*ListPeersResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{42}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ListPeersResponse) GetPeers() []*Peer {
@@ -2824,7 +3033,7 @@ type RemovePeerRequest struct {
 
 func (x *RemovePeerRequest) Reset() {
 	*x = RemovePeerRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[43]
+	mi := &file_berth_v1_service_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2836,7 +3045,7 @@ func (x *RemovePeerRequest) String() string {
 func (*RemovePeerRequest) ProtoMessage() {}
 
 func (x *RemovePeerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[43]
+	mi := &file_berth_v1_service_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2849,7 +3058,7 @@ func (x *RemovePeerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemovePeerRequest.ProtoReflect.Descriptor instead.
 func (*RemovePeerRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{43}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *RemovePeerRequest) GetId() string {
@@ -2868,7 +3077,7 @@ type RemovePeerResponse struct {
 
 func (x *RemovePeerResponse) Reset() {
 	*x = RemovePeerResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[44]
+	mi := &file_berth_v1_service_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2880,7 +3089,7 @@ func (x *RemovePeerResponse) String() string {
 func (*RemovePeerResponse) ProtoMessage() {}
 
 func (x *RemovePeerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[44]
+	mi := &file_berth_v1_service_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2893,7 +3102,7 @@ func (x *RemovePeerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemovePeerResponse.ProtoReflect.Descriptor instead.
 func (*RemovePeerResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{44}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{48}
 }
 
 // TransferLeadershipRequest optionally names the target.
@@ -2906,7 +3115,7 @@ type TransferLeadershipRequest struct {
 
 func (x *TransferLeadershipRequest) Reset() {
 	*x = TransferLeadershipRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[45]
+	mi := &file_berth_v1_service_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2918,7 +3127,7 @@ func (x *TransferLeadershipRequest) String() string {
 func (*TransferLeadershipRequest) ProtoMessage() {}
 
 func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[45]
+	mi := &file_berth_v1_service_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2931,7 +3140,7 @@ func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeadershipRequest.ProtoReflect.Descriptor instead.
 func (*TransferLeadershipRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{45}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *TransferLeadershipRequest) GetTo() string {
@@ -2951,7 +3160,7 @@ type TransferLeadershipResponse struct {
 
 func (x *TransferLeadershipResponse) Reset() {
 	*x = TransferLeadershipResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[46]
+	mi := &file_berth_v1_service_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2963,7 +3172,7 @@ func (x *TransferLeadershipResponse) String() string {
 func (*TransferLeadershipResponse) ProtoMessage() {}
 
 func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[46]
+	mi := &file_berth_v1_service_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2976,7 +3185,7 @@ func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeadershipResponse.ProtoReflect.Descriptor instead.
 func (*TransferLeadershipResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{46}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *TransferLeadershipResponse) GetLeader() string {
@@ -2995,7 +3204,7 @@ type SaveSnapshotRequest struct {
 
 func (x *SaveSnapshotRequest) Reset() {
 	*x = SaveSnapshotRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[47]
+	mi := &file_berth_v1_service_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3007,7 +3216,7 @@ func (x *SaveSnapshotRequest) String() string {
 func (*SaveSnapshotRequest) ProtoMessage() {}
 
 func (x *SaveSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[47]
+	mi := &file_berth_v1_service_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3020,7 +3229,7 @@ func (x *SaveSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SaveSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*SaveSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{47}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{51}
 }
 
 // SaveSnapshotResponse carries the snapshot bytes.
@@ -3035,7 +3244,7 @@ type SaveSnapshotResponse struct {
 
 func (x *SaveSnapshotResponse) Reset() {
 	*x = SaveSnapshotResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[48]
+	mi := &file_berth_v1_service_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3047,7 +3256,7 @@ func (x *SaveSnapshotResponse) String() string {
 func (*SaveSnapshotResponse) ProtoMessage() {}
 
 func (x *SaveSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[48]
+	mi := &file_berth_v1_service_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3060,7 +3269,7 @@ func (x *SaveSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SaveSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*SaveSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{48}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *SaveSnapshotResponse) GetData() []byte {
@@ -3094,7 +3303,7 @@ type RestoreSnapshotRequest struct {
 
 func (x *RestoreSnapshotRequest) Reset() {
 	*x = RestoreSnapshotRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[49]
+	mi := &file_berth_v1_service_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3106,7 +3315,7 @@ func (x *RestoreSnapshotRequest) String() string {
 func (*RestoreSnapshotRequest) ProtoMessage() {}
 
 func (x *RestoreSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[49]
+	mi := &file_berth_v1_service_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3119,7 +3328,7 @@ func (x *RestoreSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*RestoreSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{49}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *RestoreSnapshotRequest) GetData() []byte {
@@ -3138,7 +3347,7 @@ type RestoreSnapshotResponse struct {
 
 func (x *RestoreSnapshotResponse) Reset() {
 	*x = RestoreSnapshotResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[50]
+	mi := &file_berth_v1_service_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3150,7 +3359,7 @@ func (x *RestoreSnapshotResponse) String() string {
 func (*RestoreSnapshotResponse) ProtoMessage() {}
 
 func (x *RestoreSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[50]
+	mi := &file_berth_v1_service_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3163,14 +3372,22 @@ func (x *RestoreSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*RestoreSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{50}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{54}
 }
 
 var File_berth_v1_service_proto protoreflect.FileDescriptor
 
 const file_berth_v1_service_proto_rawDesc = "" +
 	"\n" +
-	"\x16berth/v1/service.proto\x12\bberth.v1\x1a\x12berth/v1/app.proto\x1a\x14berth/v1/state.proto\"R\n" +
+	"\x16berth/v1/service.proto\x12\bberth.v1\x1a\x12berth/v1/app.proto\x1a\x14berth/v1/state.proto\"%\n" +
+	"\x0fParseAppRequest\x12\x12\n" +
+	"\x04json\x18\x01 \x01(\tR\x04json\"3\n" +
+	"\x10ParseAppResponse\x12\x1f\n" +
+	"\x03app\x18\x01 \x01(\v2\r.berth.v1.AppR\x03app\"3\n" +
+	"\x10RenderAppRequest\x12\x1f\n" +
+	"\x03app\x18\x01 \x01(\v2\r.berth.v1.AppR\x03app\"'\n" +
+	"\x11RenderAppResponse\x12\x12\n" +
+	"\x04json\x18\x01 \x01(\tR\x04json\"R\n" +
 	"\x10CreateAppRequest\x12\x1f\n" +
 	"\x03app\x18\x01 \x01(\v2\r.berth.v1.AppR\x03app\x12\x1d\n" +
 	"\n" +
@@ -3262,7 +3479,7 @@ const file_berth_v1_service_proto_rawDesc = "" +
 	"page_token\x18\x04 \x01(\tR\tpageToken\"e\n" +
 	"\x11ListTasksResponse\x12(\n" +
 	"\x05tasks\x18\x01 \x03(\v2\x12.berth.v1.TaskViewR\x05tasks\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xab\x04\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x92\x05\n" +
 	"\bTaskView\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
 	"\x06app_id\x18\x02 \x01(\tR\x05appId\x12\x1f\n" +
@@ -3285,12 +3502,15 @@ const file_berth_v1_service_proto_rawDesc = "" +
 	"\x06reason\x18\x10 \x01(\tR\x06reason\x12\x18\n" +
 	"\asandbox\x18\x11 \x01(\tR\asandbox\x12\x1b\n" +
 	"\tagent_url\x18\x12 \x01(\tR\bagentUrl\x12*\n" +
-	"\x11launch_not_before\x18\x13 \x01(\tR\x0flaunchNotBeforeB\n" +
+	"\x11launch_not_before\x18\x13 \x01(\tR\x0flaunchNotBefore\x12+\n" +
+	"\x11reservation_state\x18\x14 \x01(\tR\x10reservationState\x128\n" +
+	"\flast_failure\x18\x15 \x01(\v2\x15.berth.v1.TaskFailureR\vlastFailureB\n" +
 	"\n" +
-	"\b_healthy\"_\n" +
+	"\b_healthy\"z\n" +
 	"\x0fTaskLocalVolume\x12%\n" +
 	"\x0econtainer_path\x18\x01 \x01(\tR\rcontainerPath\x12%\n" +
-	"\x0epersistence_id\x18\x02 \x01(\tR\rpersistenceId\"j\n" +
+	"\x0epersistence_id\x18\x02 \x01(\tR\rpersistenceId\x12\x19\n" +
+	"\bsize_mib\x18\x03 \x01(\x01R\asizeMib\"j\n" +
 	"\x0fKillTaskRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04wipe\x18\x02 \x01(\bR\x04wipe\x12\x14\n" +
@@ -3393,7 +3613,7 @@ const file_berth_v1_service_proto_rawDesc = "" +
 	"\vTaskLogFile\x12\x1d\n" +
 	"\x19TASK_LOG_FILE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14TASK_LOG_FILE_STDOUT\x10\x01\x12\x18\n" +
-	"\x14TASK_LOG_FILE_STDERR\x10\x022\xd7\x04\n" +
+	"\x14TASK_LOG_FILE_STDERR\x10\x022\xea\x05\n" +
 	"\n" +
 	"AppService\x12D\n" +
 	"\tCreateApp\x12\x1a.berth.v1.CreateAppRequest\x1a\x1b.berth.v1.CreateAppResponse\x12@\n" +
@@ -3405,7 +3625,9 @@ const file_berth_v1_service_proto_rawDesc = "" +
 	"\n" +
 	"RestartApp\x12\x1b.berth.v1.RestartAppRequest\x1a\x1c.berth.v1.RestartAppResponse\x12G\n" +
 	"\n" +
-	"ResetDelay\x12\x1b.berth.v1.ResetDelayRequest\x1a\x1c.berth.v1.ResetDelayResponse2\xe9\x01\n" +
+	"ResetDelay\x12\x1b.berth.v1.ResetDelayRequest\x1a\x1c.berth.v1.ResetDelayResponse\x12F\n" +
+	"\bParseApp\x12\x19.berth.v1.ParseAppRequest\x1a\x1a.berth.v1.ParseAppResponse\"\x03\x90\x02\x01\x12I\n" +
+	"\tRenderApp\x12\x1a.berth.v1.RenderAppRequest\x1a\x1b.berth.v1.RenderAppResponse\"\x03\x90\x02\x012\xe9\x01\n" +
 	"\vTaskService\x12I\n" +
 	"\tListTasks\x12\x1a.berth.v1.ListTasksRequest\x1a\x1b.berth.v1.ListTasksResponse\"\x03\x90\x02\x01\x12A\n" +
 	"\bKillTask\x12\x19.berth.v1.KillTaskRequest\x1a\x1a.berth.v1.KillTaskResponse\x12L\n" +
@@ -3441,139 +3663,150 @@ func file_berth_v1_service_proto_rawDescGZIP() []byte {
 }
 
 var file_berth_v1_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_berth_v1_service_proto_msgTypes = make([]protoimpl.MessageInfo, 51)
+var file_berth_v1_service_proto_msgTypes = make([]protoimpl.MessageInfo, 55)
 var file_berth_v1_service_proto_goTypes = []any{
 	(ReadConsistency)(0),               // 0: berth.v1.ReadConsistency
 	(TaskLogFile)(0),                   // 1: berth.v1.TaskLogFile
-	(*CreateAppRequest)(nil),           // 2: berth.v1.CreateAppRequest
-	(*CreateAppResponse)(nil),          // 3: berth.v1.CreateAppResponse
-	(*GetAppRequest)(nil),              // 4: berth.v1.GetAppRequest
-	(*GetAppResponse)(nil),             // 5: berth.v1.GetAppResponse
-	(*AppSummary)(nil),                 // 6: berth.v1.AppSummary
-	(*ListAppsRequest)(nil),            // 7: berth.v1.ListAppsRequest
-	(*ListAppsResponse)(nil),           // 8: berth.v1.ListAppsResponse
-	(*UpdateAppRequest)(nil),           // 9: berth.v1.UpdateAppRequest
-	(*UpdateAppResponse)(nil),          // 10: berth.v1.UpdateAppResponse
-	(*DeleteAppRequest)(nil),           // 11: berth.v1.DeleteAppRequest
-	(*DeleteAppResponse)(nil),          // 12: berth.v1.DeleteAppResponse
-	(*ListAppVersionsRequest)(nil),     // 13: berth.v1.ListAppVersionsRequest
-	(*ListAppVersionsResponse)(nil),    // 14: berth.v1.ListAppVersionsResponse
-	(*RestartAppRequest)(nil),          // 15: berth.v1.RestartAppRequest
-	(*RestartAppResponse)(nil),         // 16: berth.v1.RestartAppResponse
-	(*ResetDelayRequest)(nil),          // 17: berth.v1.ResetDelayRequest
-	(*ResetDelayResponse)(nil),         // 18: berth.v1.ResetDelayResponse
-	(*ReadTaskLogRequest)(nil),         // 19: berth.v1.ReadTaskLogRequest
-	(*ReadTaskLogResponse)(nil),        // 20: berth.v1.ReadTaskLogResponse
-	(*ListTasksRequest)(nil),           // 21: berth.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),          // 22: berth.v1.ListTasksResponse
-	(*TaskView)(nil),                   // 23: berth.v1.TaskView
-	(*TaskLocalVolume)(nil),            // 24: berth.v1.TaskLocalVolume
-	(*KillTaskRequest)(nil),            // 25: berth.v1.KillTaskRequest
-	(*KillTaskResponse)(nil),           // 26: berth.v1.KillTaskResponse
-	(*ListDeploymentsRequest)(nil),     // 27: berth.v1.ListDeploymentsRequest
-	(*ListDeploymentsResponse)(nil),    // 28: berth.v1.ListDeploymentsResponse
-	(*GetDeploymentRequest)(nil),       // 29: berth.v1.GetDeploymentRequest
-	(*GetDeploymentResponse)(nil),      // 30: berth.v1.GetDeploymentResponse
-	(*CancelDeploymentRequest)(nil),    // 31: berth.v1.CancelDeploymentRequest
-	(*CancelDeploymentResponse)(nil),   // 32: berth.v1.CancelDeploymentResponse
-	(*StreamEventsRequest)(nil),        // 33: berth.v1.StreamEventsRequest
-	(*Event)(nil),                      // 34: berth.v1.Event
-	(*LeaveRequest)(nil),               // 35: berth.v1.LeaveRequest
-	(*LeaveResponse)(nil),              // 36: berth.v1.LeaveResponse
-	(*MembersRequest)(nil),             // 37: berth.v1.MembersRequest
-	(*Member)(nil),                     // 38: berth.v1.Member
-	(*MembersResponse)(nil),            // 39: berth.v1.MembersResponse
-	(*LeaderRequest)(nil),              // 40: berth.v1.LeaderRequest
-	(*LeaderResponse)(nil),             // 41: berth.v1.LeaderResponse
-	(*ListPeersRequest)(nil),           // 42: berth.v1.ListPeersRequest
-	(*Peer)(nil),                       // 43: berth.v1.Peer
-	(*ListPeersResponse)(nil),          // 44: berth.v1.ListPeersResponse
-	(*RemovePeerRequest)(nil),          // 45: berth.v1.RemovePeerRequest
-	(*RemovePeerResponse)(nil),         // 46: berth.v1.RemovePeerResponse
-	(*TransferLeadershipRequest)(nil),  // 47: berth.v1.TransferLeadershipRequest
-	(*TransferLeadershipResponse)(nil), // 48: berth.v1.TransferLeadershipResponse
-	(*SaveSnapshotRequest)(nil),        // 49: berth.v1.SaveSnapshotRequest
-	(*SaveSnapshotResponse)(nil),       // 50: berth.v1.SaveSnapshotResponse
-	(*RestoreSnapshotRequest)(nil),     // 51: berth.v1.RestoreSnapshotRequest
-	(*RestoreSnapshotResponse)(nil),    // 52: berth.v1.RestoreSnapshotResponse
-	(*App)(nil),                        // 53: berth.v1.App
-	(*TaskFailure)(nil),                // 54: berth.v1.TaskFailure
-	(*Deployment)(nil),                 // 55: berth.v1.Deployment
+	(*ParseAppRequest)(nil),            // 2: berth.v1.ParseAppRequest
+	(*ParseAppResponse)(nil),           // 3: berth.v1.ParseAppResponse
+	(*RenderAppRequest)(nil),           // 4: berth.v1.RenderAppRequest
+	(*RenderAppResponse)(nil),          // 5: berth.v1.RenderAppResponse
+	(*CreateAppRequest)(nil),           // 6: berth.v1.CreateAppRequest
+	(*CreateAppResponse)(nil),          // 7: berth.v1.CreateAppResponse
+	(*GetAppRequest)(nil),              // 8: berth.v1.GetAppRequest
+	(*GetAppResponse)(nil),             // 9: berth.v1.GetAppResponse
+	(*AppSummary)(nil),                 // 10: berth.v1.AppSummary
+	(*ListAppsRequest)(nil),            // 11: berth.v1.ListAppsRequest
+	(*ListAppsResponse)(nil),           // 12: berth.v1.ListAppsResponse
+	(*UpdateAppRequest)(nil),           // 13: berth.v1.UpdateAppRequest
+	(*UpdateAppResponse)(nil),          // 14: berth.v1.UpdateAppResponse
+	(*DeleteAppRequest)(nil),           // 15: berth.v1.DeleteAppRequest
+	(*DeleteAppResponse)(nil),          // 16: berth.v1.DeleteAppResponse
+	(*ListAppVersionsRequest)(nil),     // 17: berth.v1.ListAppVersionsRequest
+	(*ListAppVersionsResponse)(nil),    // 18: berth.v1.ListAppVersionsResponse
+	(*RestartAppRequest)(nil),          // 19: berth.v1.RestartAppRequest
+	(*RestartAppResponse)(nil),         // 20: berth.v1.RestartAppResponse
+	(*ResetDelayRequest)(nil),          // 21: berth.v1.ResetDelayRequest
+	(*ResetDelayResponse)(nil),         // 22: berth.v1.ResetDelayResponse
+	(*ReadTaskLogRequest)(nil),         // 23: berth.v1.ReadTaskLogRequest
+	(*ReadTaskLogResponse)(nil),        // 24: berth.v1.ReadTaskLogResponse
+	(*ListTasksRequest)(nil),           // 25: berth.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),          // 26: berth.v1.ListTasksResponse
+	(*TaskView)(nil),                   // 27: berth.v1.TaskView
+	(*TaskLocalVolume)(nil),            // 28: berth.v1.TaskLocalVolume
+	(*KillTaskRequest)(nil),            // 29: berth.v1.KillTaskRequest
+	(*KillTaskResponse)(nil),           // 30: berth.v1.KillTaskResponse
+	(*ListDeploymentsRequest)(nil),     // 31: berth.v1.ListDeploymentsRequest
+	(*ListDeploymentsResponse)(nil),    // 32: berth.v1.ListDeploymentsResponse
+	(*GetDeploymentRequest)(nil),       // 33: berth.v1.GetDeploymentRequest
+	(*GetDeploymentResponse)(nil),      // 34: berth.v1.GetDeploymentResponse
+	(*CancelDeploymentRequest)(nil),    // 35: berth.v1.CancelDeploymentRequest
+	(*CancelDeploymentResponse)(nil),   // 36: berth.v1.CancelDeploymentResponse
+	(*StreamEventsRequest)(nil),        // 37: berth.v1.StreamEventsRequest
+	(*Event)(nil),                      // 38: berth.v1.Event
+	(*LeaveRequest)(nil),               // 39: berth.v1.LeaveRequest
+	(*LeaveResponse)(nil),              // 40: berth.v1.LeaveResponse
+	(*MembersRequest)(nil),             // 41: berth.v1.MembersRequest
+	(*Member)(nil),                     // 42: berth.v1.Member
+	(*MembersResponse)(nil),            // 43: berth.v1.MembersResponse
+	(*LeaderRequest)(nil),              // 44: berth.v1.LeaderRequest
+	(*LeaderResponse)(nil),             // 45: berth.v1.LeaderResponse
+	(*ListPeersRequest)(nil),           // 46: berth.v1.ListPeersRequest
+	(*Peer)(nil),                       // 47: berth.v1.Peer
+	(*ListPeersResponse)(nil),          // 48: berth.v1.ListPeersResponse
+	(*RemovePeerRequest)(nil),          // 49: berth.v1.RemovePeerRequest
+	(*RemovePeerResponse)(nil),         // 50: berth.v1.RemovePeerResponse
+	(*TransferLeadershipRequest)(nil),  // 51: berth.v1.TransferLeadershipRequest
+	(*TransferLeadershipResponse)(nil), // 52: berth.v1.TransferLeadershipResponse
+	(*SaveSnapshotRequest)(nil),        // 53: berth.v1.SaveSnapshotRequest
+	(*SaveSnapshotResponse)(nil),       // 54: berth.v1.SaveSnapshotResponse
+	(*RestoreSnapshotRequest)(nil),     // 55: berth.v1.RestoreSnapshotRequest
+	(*RestoreSnapshotResponse)(nil),    // 56: berth.v1.RestoreSnapshotResponse
+	(*App)(nil),                        // 57: berth.v1.App
+	(*TaskFailure)(nil),                // 58: berth.v1.TaskFailure
+	(*Deployment)(nil),                 // 59: berth.v1.Deployment
 }
 var file_berth_v1_service_proto_depIdxs = []int32{
-	53, // 0: berth.v1.CreateAppRequest.app:type_name -> berth.v1.App
-	53, // 1: berth.v1.CreateAppResponse.app:type_name -> berth.v1.App
-	0,  // 2: berth.v1.GetAppRequest.consistency:type_name -> berth.v1.ReadConsistency
-	53, // 3: berth.v1.GetAppResponse.app:type_name -> berth.v1.App
-	6,  // 4: berth.v1.GetAppResponse.summary:type_name -> berth.v1.AppSummary
-	54, // 5: berth.v1.AppSummary.last_task_failure:type_name -> berth.v1.TaskFailure
-	0,  // 6: berth.v1.ListAppsRequest.consistency:type_name -> berth.v1.ReadConsistency
-	53, // 7: berth.v1.ListAppsResponse.apps:type_name -> berth.v1.App
-	6,  // 8: berth.v1.ListAppsResponse.summaries:type_name -> berth.v1.AppSummary
-	53, // 9: berth.v1.UpdateAppRequest.app:type_name -> berth.v1.App
-	53, // 10: berth.v1.UpdateAppResponse.app:type_name -> berth.v1.App
-	1,  // 11: berth.v1.ReadTaskLogRequest.file:type_name -> berth.v1.TaskLogFile
-	0,  // 12: berth.v1.ListTasksRequest.consistency:type_name -> berth.v1.ReadConsistency
-	23, // 13: berth.v1.ListTasksResponse.tasks:type_name -> berth.v1.TaskView
-	24, // 14: berth.v1.TaskView.local_volumes:type_name -> berth.v1.TaskLocalVolume
-	23, // 15: berth.v1.KillTaskResponse.task:type_name -> berth.v1.TaskView
-	55, // 16: berth.v1.ListDeploymentsResponse.deployments:type_name -> berth.v1.Deployment
-	55, // 17: berth.v1.GetDeploymentResponse.deployment:type_name -> berth.v1.Deployment
-	55, // 18: berth.v1.Event.deployment:type_name -> berth.v1.Deployment
-	53, // 19: berth.v1.Event.app:type_name -> berth.v1.App
-	38, // 20: berth.v1.MembersResponse.members:type_name -> berth.v1.Member
-	43, // 21: berth.v1.ListPeersResponse.peers:type_name -> berth.v1.Peer
-	2,  // 22: berth.v1.AppService.CreateApp:input_type -> berth.v1.CreateAppRequest
-	4,  // 23: berth.v1.AppService.GetApp:input_type -> berth.v1.GetAppRequest
-	7,  // 24: berth.v1.AppService.ListApps:input_type -> berth.v1.ListAppsRequest
-	9,  // 25: berth.v1.AppService.UpdateApp:input_type -> berth.v1.UpdateAppRequest
-	11, // 26: berth.v1.AppService.DeleteApp:input_type -> berth.v1.DeleteAppRequest
-	13, // 27: berth.v1.AppService.ListAppVersions:input_type -> berth.v1.ListAppVersionsRequest
-	15, // 28: berth.v1.AppService.RestartApp:input_type -> berth.v1.RestartAppRequest
-	17, // 29: berth.v1.AppService.ResetDelay:input_type -> berth.v1.ResetDelayRequest
-	21, // 30: berth.v1.TaskService.ListTasks:input_type -> berth.v1.ListTasksRequest
-	25, // 31: berth.v1.TaskService.KillTask:input_type -> berth.v1.KillTaskRequest
-	19, // 32: berth.v1.TaskService.ReadTaskLog:input_type -> berth.v1.ReadTaskLogRequest
-	27, // 33: berth.v1.DeploymentService.ListDeployments:input_type -> berth.v1.ListDeploymentsRequest
-	29, // 34: berth.v1.DeploymentService.GetDeployment:input_type -> berth.v1.GetDeploymentRequest
-	31, // 35: berth.v1.DeploymentService.CancelDeployment:input_type -> berth.v1.CancelDeploymentRequest
-	33, // 36: berth.v1.EventService.StreamEvents:input_type -> berth.v1.StreamEventsRequest
-	37, // 37: berth.v1.ClusterService.Members:input_type -> berth.v1.MembersRequest
-	40, // 38: berth.v1.ClusterService.Leader:input_type -> berth.v1.LeaderRequest
-	42, // 39: berth.v1.ClusterService.ListPeers:input_type -> berth.v1.ListPeersRequest
-	45, // 40: berth.v1.ClusterService.RemovePeer:input_type -> berth.v1.RemovePeerRequest
-	47, // 41: berth.v1.ClusterService.TransferLeadership:input_type -> berth.v1.TransferLeadershipRequest
-	49, // 42: berth.v1.ClusterService.SaveSnapshot:input_type -> berth.v1.SaveSnapshotRequest
-	51, // 43: berth.v1.ClusterService.RestoreSnapshot:input_type -> berth.v1.RestoreSnapshotRequest
-	35, // 44: berth.v1.ClusterService.Leave:input_type -> berth.v1.LeaveRequest
-	3,  // 45: berth.v1.AppService.CreateApp:output_type -> berth.v1.CreateAppResponse
-	5,  // 46: berth.v1.AppService.GetApp:output_type -> berth.v1.GetAppResponse
-	8,  // 47: berth.v1.AppService.ListApps:output_type -> berth.v1.ListAppsResponse
-	10, // 48: berth.v1.AppService.UpdateApp:output_type -> berth.v1.UpdateAppResponse
-	12, // 49: berth.v1.AppService.DeleteApp:output_type -> berth.v1.DeleteAppResponse
-	14, // 50: berth.v1.AppService.ListAppVersions:output_type -> berth.v1.ListAppVersionsResponse
-	16, // 51: berth.v1.AppService.RestartApp:output_type -> berth.v1.RestartAppResponse
-	18, // 52: berth.v1.AppService.ResetDelay:output_type -> berth.v1.ResetDelayResponse
-	22, // 53: berth.v1.TaskService.ListTasks:output_type -> berth.v1.ListTasksResponse
-	26, // 54: berth.v1.TaskService.KillTask:output_type -> berth.v1.KillTaskResponse
-	20, // 55: berth.v1.TaskService.ReadTaskLog:output_type -> berth.v1.ReadTaskLogResponse
-	28, // 56: berth.v1.DeploymentService.ListDeployments:output_type -> berth.v1.ListDeploymentsResponse
-	30, // 57: berth.v1.DeploymentService.GetDeployment:output_type -> berth.v1.GetDeploymentResponse
-	32, // 58: berth.v1.DeploymentService.CancelDeployment:output_type -> berth.v1.CancelDeploymentResponse
-	34, // 59: berth.v1.EventService.StreamEvents:output_type -> berth.v1.Event
-	39, // 60: berth.v1.ClusterService.Members:output_type -> berth.v1.MembersResponse
-	41, // 61: berth.v1.ClusterService.Leader:output_type -> berth.v1.LeaderResponse
-	44, // 62: berth.v1.ClusterService.ListPeers:output_type -> berth.v1.ListPeersResponse
-	46, // 63: berth.v1.ClusterService.RemovePeer:output_type -> berth.v1.RemovePeerResponse
-	48, // 64: berth.v1.ClusterService.TransferLeadership:output_type -> berth.v1.TransferLeadershipResponse
-	50, // 65: berth.v1.ClusterService.SaveSnapshot:output_type -> berth.v1.SaveSnapshotResponse
-	52, // 66: berth.v1.ClusterService.RestoreSnapshot:output_type -> berth.v1.RestoreSnapshotResponse
-	36, // 67: berth.v1.ClusterService.Leave:output_type -> berth.v1.LeaveResponse
-	45, // [45:68] is the sub-list for method output_type
-	22, // [22:45] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	57, // 0: berth.v1.ParseAppResponse.app:type_name -> berth.v1.App
+	57, // 1: berth.v1.RenderAppRequest.app:type_name -> berth.v1.App
+	57, // 2: berth.v1.CreateAppRequest.app:type_name -> berth.v1.App
+	57, // 3: berth.v1.CreateAppResponse.app:type_name -> berth.v1.App
+	0,  // 4: berth.v1.GetAppRequest.consistency:type_name -> berth.v1.ReadConsistency
+	57, // 5: berth.v1.GetAppResponse.app:type_name -> berth.v1.App
+	10, // 6: berth.v1.GetAppResponse.summary:type_name -> berth.v1.AppSummary
+	58, // 7: berth.v1.AppSummary.last_task_failure:type_name -> berth.v1.TaskFailure
+	0,  // 8: berth.v1.ListAppsRequest.consistency:type_name -> berth.v1.ReadConsistency
+	57, // 9: berth.v1.ListAppsResponse.apps:type_name -> berth.v1.App
+	10, // 10: berth.v1.ListAppsResponse.summaries:type_name -> berth.v1.AppSummary
+	57, // 11: berth.v1.UpdateAppRequest.app:type_name -> berth.v1.App
+	57, // 12: berth.v1.UpdateAppResponse.app:type_name -> berth.v1.App
+	1,  // 13: berth.v1.ReadTaskLogRequest.file:type_name -> berth.v1.TaskLogFile
+	0,  // 14: berth.v1.ListTasksRequest.consistency:type_name -> berth.v1.ReadConsistency
+	27, // 15: berth.v1.ListTasksResponse.tasks:type_name -> berth.v1.TaskView
+	28, // 16: berth.v1.TaskView.local_volumes:type_name -> berth.v1.TaskLocalVolume
+	58, // 17: berth.v1.TaskView.last_failure:type_name -> berth.v1.TaskFailure
+	27, // 18: berth.v1.KillTaskResponse.task:type_name -> berth.v1.TaskView
+	59, // 19: berth.v1.ListDeploymentsResponse.deployments:type_name -> berth.v1.Deployment
+	59, // 20: berth.v1.GetDeploymentResponse.deployment:type_name -> berth.v1.Deployment
+	59, // 21: berth.v1.Event.deployment:type_name -> berth.v1.Deployment
+	57, // 22: berth.v1.Event.app:type_name -> berth.v1.App
+	42, // 23: berth.v1.MembersResponse.members:type_name -> berth.v1.Member
+	47, // 24: berth.v1.ListPeersResponse.peers:type_name -> berth.v1.Peer
+	6,  // 25: berth.v1.AppService.CreateApp:input_type -> berth.v1.CreateAppRequest
+	8,  // 26: berth.v1.AppService.GetApp:input_type -> berth.v1.GetAppRequest
+	11, // 27: berth.v1.AppService.ListApps:input_type -> berth.v1.ListAppsRequest
+	13, // 28: berth.v1.AppService.UpdateApp:input_type -> berth.v1.UpdateAppRequest
+	15, // 29: berth.v1.AppService.DeleteApp:input_type -> berth.v1.DeleteAppRequest
+	17, // 30: berth.v1.AppService.ListAppVersions:input_type -> berth.v1.ListAppVersionsRequest
+	19, // 31: berth.v1.AppService.RestartApp:input_type -> berth.v1.RestartAppRequest
+	21, // 32: berth.v1.AppService.ResetDelay:input_type -> berth.v1.ResetDelayRequest
+	2,  // 33: berth.v1.AppService.ParseApp:input_type -> berth.v1.ParseAppRequest
+	4,  // 34: berth.v1.AppService.RenderApp:input_type -> berth.v1.RenderAppRequest
+	25, // 35: berth.v1.TaskService.ListTasks:input_type -> berth.v1.ListTasksRequest
+	29, // 36: berth.v1.TaskService.KillTask:input_type -> berth.v1.KillTaskRequest
+	23, // 37: berth.v1.TaskService.ReadTaskLog:input_type -> berth.v1.ReadTaskLogRequest
+	31, // 38: berth.v1.DeploymentService.ListDeployments:input_type -> berth.v1.ListDeploymentsRequest
+	33, // 39: berth.v1.DeploymentService.GetDeployment:input_type -> berth.v1.GetDeploymentRequest
+	35, // 40: berth.v1.DeploymentService.CancelDeployment:input_type -> berth.v1.CancelDeploymentRequest
+	37, // 41: berth.v1.EventService.StreamEvents:input_type -> berth.v1.StreamEventsRequest
+	41, // 42: berth.v1.ClusterService.Members:input_type -> berth.v1.MembersRequest
+	44, // 43: berth.v1.ClusterService.Leader:input_type -> berth.v1.LeaderRequest
+	46, // 44: berth.v1.ClusterService.ListPeers:input_type -> berth.v1.ListPeersRequest
+	49, // 45: berth.v1.ClusterService.RemovePeer:input_type -> berth.v1.RemovePeerRequest
+	51, // 46: berth.v1.ClusterService.TransferLeadership:input_type -> berth.v1.TransferLeadershipRequest
+	53, // 47: berth.v1.ClusterService.SaveSnapshot:input_type -> berth.v1.SaveSnapshotRequest
+	55, // 48: berth.v1.ClusterService.RestoreSnapshot:input_type -> berth.v1.RestoreSnapshotRequest
+	39, // 49: berth.v1.ClusterService.Leave:input_type -> berth.v1.LeaveRequest
+	7,  // 50: berth.v1.AppService.CreateApp:output_type -> berth.v1.CreateAppResponse
+	9,  // 51: berth.v1.AppService.GetApp:output_type -> berth.v1.GetAppResponse
+	12, // 52: berth.v1.AppService.ListApps:output_type -> berth.v1.ListAppsResponse
+	14, // 53: berth.v1.AppService.UpdateApp:output_type -> berth.v1.UpdateAppResponse
+	16, // 54: berth.v1.AppService.DeleteApp:output_type -> berth.v1.DeleteAppResponse
+	18, // 55: berth.v1.AppService.ListAppVersions:output_type -> berth.v1.ListAppVersionsResponse
+	20, // 56: berth.v1.AppService.RestartApp:output_type -> berth.v1.RestartAppResponse
+	22, // 57: berth.v1.AppService.ResetDelay:output_type -> berth.v1.ResetDelayResponse
+	3,  // 58: berth.v1.AppService.ParseApp:output_type -> berth.v1.ParseAppResponse
+	5,  // 59: berth.v1.AppService.RenderApp:output_type -> berth.v1.RenderAppResponse
+	26, // 60: berth.v1.TaskService.ListTasks:output_type -> berth.v1.ListTasksResponse
+	30, // 61: berth.v1.TaskService.KillTask:output_type -> berth.v1.KillTaskResponse
+	24, // 62: berth.v1.TaskService.ReadTaskLog:output_type -> berth.v1.ReadTaskLogResponse
+	32, // 63: berth.v1.DeploymentService.ListDeployments:output_type -> berth.v1.ListDeploymentsResponse
+	34, // 64: berth.v1.DeploymentService.GetDeployment:output_type -> berth.v1.GetDeploymentResponse
+	36, // 65: berth.v1.DeploymentService.CancelDeployment:output_type -> berth.v1.CancelDeploymentResponse
+	38, // 66: berth.v1.EventService.StreamEvents:output_type -> berth.v1.Event
+	43, // 67: berth.v1.ClusterService.Members:output_type -> berth.v1.MembersResponse
+	45, // 68: berth.v1.ClusterService.Leader:output_type -> berth.v1.LeaderResponse
+	48, // 69: berth.v1.ClusterService.ListPeers:output_type -> berth.v1.ListPeersResponse
+	50, // 70: berth.v1.ClusterService.RemovePeer:output_type -> berth.v1.RemovePeerResponse
+	52, // 71: berth.v1.ClusterService.TransferLeadership:output_type -> berth.v1.TransferLeadershipResponse
+	54, // 72: berth.v1.ClusterService.SaveSnapshot:output_type -> berth.v1.SaveSnapshotResponse
+	56, // 73: berth.v1.ClusterService.RestoreSnapshot:output_type -> berth.v1.RestoreSnapshotResponse
+	40, // 74: berth.v1.ClusterService.Leave:output_type -> berth.v1.LeaveResponse
+	50, // [50:75] is the sub-list for method output_type
+	25, // [25:50] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_berth_v1_service_proto_init() }
@@ -3583,15 +3816,15 @@ func file_berth_v1_service_proto_init() {
 	}
 	file_berth_v1_app_proto_init()
 	file_berth_v1_state_proto_init()
-	file_berth_v1_service_proto_msgTypes[21].OneofWrappers = []any{}
-	file_berth_v1_service_proto_msgTypes[32].OneofWrappers = []any{}
+	file_berth_v1_service_proto_msgTypes[25].OneofWrappers = []any{}
+	file_berth_v1_service_proto_msgTypes[36].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_berth_v1_service_proto_rawDesc), len(file_berth_v1_service_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   51,
+			NumMessages:   55,
 			NumExtensions: 0,
 			NumServices:   5,
 		},

@@ -58,6 +58,10 @@ const (
 	AppServiceRestartAppProcedure = "/berth.v1.AppService/RestartApp"
 	// AppServiceResetDelayProcedure is the fully-qualified name of the AppService's ResetDelay RPC.
 	AppServiceResetDelayProcedure = "/berth.v1.AppService/ResetDelay"
+	// AppServiceParseAppProcedure is the fully-qualified name of the AppService's ParseApp RPC.
+	AppServiceParseAppProcedure = "/berth.v1.AppService/ParseApp"
+	// AppServiceRenderAppProcedure is the fully-qualified name of the AppService's RenderApp RPC.
+	AppServiceRenderAppProcedure = "/berth.v1.AppService/RenderApp"
 	// TaskServiceListTasksProcedure is the fully-qualified name of the TaskService's ListTasks RPC.
 	TaskServiceListTasksProcedure = "/berth.v1.TaskService/ListTasks"
 	// TaskServiceKillTaskProcedure is the fully-qualified name of the TaskService's KillTask RPC.
@@ -119,6 +123,14 @@ type AppServiceClient interface {
 	// those waiting for it launch at the next offer (Marathon's DELETE
 	// /v2/queue/{id}/delay).
 	ResetDelay(context.Context, *connect.Request[v1.ResetDelayRequest]) (*connect.Response[v1.ResetDelayResponse], error)
+	// ParseApp reads a Marathon app definition (JSON, with Marathon's loose
+	// forms) into an App, as the CLI does with a file: for clients that hold
+	// JSON text but not the app model (the web UI). What does not fit the
+	// schema is refused with InvalidArgument naming each field.
+	ParseApp(context.Context, *connect.Request[v1.ParseAppRequest]) (*connect.Response[v1.ParseAppResponse], error)
+	// RenderApp writes an App as Marathon JSON, the form ParseApp reads
+	// back (to show or edit a definition).
+	RenderApp(context.Context, *connect.Request[v1.RenderAppRequest]) (*connect.Response[v1.RenderAppResponse], error)
 }
 
 // NewAppServiceClient constructs a client for the berth.v1.AppService service. By default, it uses
@@ -183,6 +195,20 @@ func NewAppServiceClient(httpClient connect.HTTPClient, baseURL string, opts ...
 			connect.WithSchema(appServiceMethods.ByName("ResetDelay")),
 			connect.WithClientOptions(opts...),
 		),
+		parseApp: connect.NewClient[v1.ParseAppRequest, v1.ParseAppResponse](
+			httpClient,
+			baseURL+AppServiceParseAppProcedure,
+			connect.WithSchema(appServiceMethods.ByName("ParseApp")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
+		renderApp: connect.NewClient[v1.RenderAppRequest, v1.RenderAppResponse](
+			httpClient,
+			baseURL+AppServiceRenderAppProcedure,
+			connect.WithSchema(appServiceMethods.ByName("RenderApp")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -196,6 +222,8 @@ type appServiceClient struct {
 	listAppVersions *connect.Client[v1.ListAppVersionsRequest, v1.ListAppVersionsResponse]
 	restartApp      *connect.Client[v1.RestartAppRequest, v1.RestartAppResponse]
 	resetDelay      *connect.Client[v1.ResetDelayRequest, v1.ResetDelayResponse]
+	parseApp        *connect.Client[v1.ParseAppRequest, v1.ParseAppResponse]
+	renderApp       *connect.Client[v1.RenderAppRequest, v1.RenderAppResponse]
 }
 
 // CreateApp calls berth.v1.AppService.CreateApp.
@@ -238,6 +266,16 @@ func (c *appServiceClient) ResetDelay(ctx context.Context, req *connect.Request[
 	return c.resetDelay.CallUnary(ctx, req)
 }
 
+// ParseApp calls berth.v1.AppService.ParseApp.
+func (c *appServiceClient) ParseApp(ctx context.Context, req *connect.Request[v1.ParseAppRequest]) (*connect.Response[v1.ParseAppResponse], error) {
+	return c.parseApp.CallUnary(ctx, req)
+}
+
+// RenderApp calls berth.v1.AppService.RenderApp.
+func (c *appServiceClient) RenderApp(ctx context.Context, req *connect.Request[v1.RenderAppRequest]) (*connect.Response[v1.RenderAppResponse], error) {
+	return c.renderApp.CallUnary(ctx, req)
+}
+
 // AppServiceHandler is an implementation of the berth.v1.AppService service.
 type AppServiceHandler interface {
 	// CreateApp stores a new app and starts its deployment.
@@ -258,6 +296,14 @@ type AppServiceHandler interface {
 	// those waiting for it launch at the next offer (Marathon's DELETE
 	// /v2/queue/{id}/delay).
 	ResetDelay(context.Context, *connect.Request[v1.ResetDelayRequest]) (*connect.Response[v1.ResetDelayResponse], error)
+	// ParseApp reads a Marathon app definition (JSON, with Marathon's loose
+	// forms) into an App, as the CLI does with a file: for clients that hold
+	// JSON text but not the app model (the web UI). What does not fit the
+	// schema is refused with InvalidArgument naming each field.
+	ParseApp(context.Context, *connect.Request[v1.ParseAppRequest]) (*connect.Response[v1.ParseAppResponse], error)
+	// RenderApp writes an App as Marathon JSON, the form ParseApp reads
+	// back (to show or edit a definition).
+	RenderApp(context.Context, *connect.Request[v1.RenderAppRequest]) (*connect.Response[v1.RenderAppResponse], error)
 }
 
 // NewAppServiceHandler builds an HTTP handler from the service implementation. It returns the path
@@ -318,6 +364,20 @@ func NewAppServiceHandler(svc AppServiceHandler, opts ...connect.HandlerOption) 
 		connect.WithSchema(appServiceMethods.ByName("ResetDelay")),
 		connect.WithHandlerOptions(opts...),
 	)
+	appServiceParseAppHandler := connect.NewUnaryHandler(
+		AppServiceParseAppProcedure,
+		svc.ParseApp,
+		connect.WithSchema(appServiceMethods.ByName("ParseApp")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	appServiceRenderAppHandler := connect.NewUnaryHandler(
+		AppServiceRenderAppProcedure,
+		svc.RenderApp,
+		connect.WithSchema(appServiceMethods.ByName("RenderApp")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/berth.v1.AppService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case AppServiceCreateAppProcedure:
@@ -336,6 +396,10 @@ func NewAppServiceHandler(svc AppServiceHandler, opts ...connect.HandlerOption) 
 			appServiceRestartAppHandler.ServeHTTP(w, r)
 		case AppServiceResetDelayProcedure:
 			appServiceResetDelayHandler.ServeHTTP(w, r)
+		case AppServiceParseAppProcedure:
+			appServiceParseAppHandler.ServeHTTP(w, r)
+		case AppServiceRenderAppProcedure:
+			appServiceRenderAppHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -375,6 +439,14 @@ func (UnimplementedAppServiceHandler) RestartApp(context.Context, *connect.Reque
 
 func (UnimplementedAppServiceHandler) ResetDelay(context.Context, *connect.Request[v1.ResetDelayRequest]) (*connect.Response[v1.ResetDelayResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("berth.v1.AppService.ResetDelay is not implemented"))
+}
+
+func (UnimplementedAppServiceHandler) ParseApp(context.Context, *connect.Request[v1.ParseAppRequest]) (*connect.Response[v1.ParseAppResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("berth.v1.AppService.ParseApp is not implemented"))
+}
+
+func (UnimplementedAppServiceHandler) RenderApp(context.Context, *connect.Request[v1.RenderAppRequest]) (*connect.Response[v1.RenderAppResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("berth.v1.AppService.RenderApp is not implemented"))
 }
 
 // TaskServiceClient is a client for the berth.v1.TaskService service.
