@@ -82,10 +82,10 @@ export function fieldViolations(err: unknown): FieldViolation[] {
   return out;
 }
 
-// errorText is what the user reads of a failed call: the server's message.
+// errorText is what the user reads of a failed call: the server's message
+// after its code ("[permission_denied] ...").
 export function errorText(err: unknown): string {
-  const ce = ConnectError.from(err);
-  return ce.rawMessage || ce.message;
+  return ConnectError.from(err).message;
 }
 
 export function isUnauthenticated(err: unknown): boolean {

@@ -222,7 +222,7 @@ function Actions({ app, act, ask }: { app: App; act: Act; ask: Ask }) {
 
 function Deployments({ ids, act, ask }: { ids: string[]; act: Act; ask: Ask }) {
   return (
-    <div class="note">
+    <div class="note" data-testid="deployments-note">
       Deployments in progress:
       <ul>
         {ids.map((d) => (
