@@ -286,14 +286,17 @@ func TestUIPostgresWalkthrough(t *testing.T) {
 	if err != nil || first == "" {
 		t.Fatalf("instance id on the page: %q, %v", first, err)
 	}
+	// The task's stderr, read through the task-logs RPC.
+	b.click("stderr", "article.instance .logs button:nth-of-type(2)")
+	b.waitFor(time.Minute, "PostgreSQL's log in the page", `(document.querySelector("[data-testid=log]")?.innerText ?? "").includes("ready to accept connections")`)
 	if shot := os.Getenv("BERTH_UI_README_SCREENSHOT"); shot != "" {
+		// The README's picture of the app page: deployed, counted, healthy.
+		b.waitFor(2*time.Minute, "the deployment to end", `!document.querySelector("[data-testid=deployments-note]") &&
+			document.querySelector("[data-testid=healthy]")?.innerText === "1"`)
 		if err := b.screenshot(shot); err != nil {
 			t.Errorf("README screenshot: %v", err)
 		}
 	}
-	// The task's stderr, read through the task-logs RPC.
-	b.click("stderr", "article.instance .logs button:nth-of-type(2)")
-	b.waitFor(time.Minute, "PostgreSQL's log in the page", `(document.querySelector("[data-testid=log]")?.innerText ?? "").includes("ready to accept connections")`)
 
 	// The data written now must survive stop and start.
 	tk := waitHealthy(t, api, "/postgres", nil)

@@ -97,6 +97,10 @@ export function isPermissionDenied(err: unknown): boolean {
   return ConnectError.from(err).code === Code.PermissionDenied;
 }
 
+export function isNotFound(err: unknown): boolean {
+  return ConnectError.from(err).code === Code.NotFound;
+}
+
 export function isAbort(err: unknown): boolean {
   return ConnectError.from(err).code === Code.Canceled;
 }

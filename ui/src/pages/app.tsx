@@ -2,7 +2,7 @@ import { useEffect, useState } from "preact/hooks";
 import type { App } from "../gen/berth/v1/app_pb";
 import type { TaskView } from "../gen/berth/v1/service_pb";
 import { TaskLogFile } from "../gen/berth/v1/service_pb";
-import { apps, deployments, errorText, fmtTime, tasks } from "../api";
+import { apps, deployments, fmtTime, isNotFound, tasks } from "../api";
 import { lineDiff } from "../diff";
 import { Confirm, ErrorBox, Healthy, Link, go, usePoll } from "../util";
 
@@ -33,9 +33,10 @@ export function AppPage({ id }: { id: string }) {
   };
   const ask = (p: Pending) => setConfirm(p);
 
-  const a = app.data?.app;
-  const s = app.data?.summary;
-  const notFound = !a && app.error && errorText(app.error).includes("does not exist");
+  // A removed app is gone, whatever was shown of it before.
+  const notFound = app.error !== undefined && isNotFound(app.error);
+  const a = notFound ? undefined : app.data?.app;
+  const s = notFound ? undefined : app.data?.summary;
   return (
     <section aria-labelledby="app-title">
       <h1 id="app-title">
@@ -110,7 +111,7 @@ export function AppPage({ id }: { id: string }) {
       <ErrorBox error={actionError} what="action failed" />
       <h2>Instances</h2>
       <ErrorBox error={list.error} />
-      {list.data && <Instances app={a} views={list.data.tasks} act={act} ask={ask} />}
+      {list.data && !notFound && <Instances app={a} views={list.data.tasks} act={act} ask={ask} />}
       {a && <Definition app={a} />}
       {a && <Versions id={id} current={a.version ?? ""} ask={ask} />}
       {confirm && (
