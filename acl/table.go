@@ -147,6 +147,7 @@ var Table = map[string]Rule{
 
 	berthv1connect.ClusterServiceMembersProcedure:            read,
 	berthv1connect.ClusterServiceLeaderProcedure:             read,
+	berthv1connect.ClusterServiceMesosStatusProcedure:        read,
 	berthv1connect.ClusterServiceListPeersProcedure:          read,
 	berthv1connect.ClusterServiceRemovePeerProcedure:         operatorW,
 	berthv1connect.ClusterServiceTransferLeadershipProcedure: operatorW,

@@ -479,3 +479,34 @@ func TestUIRequiresToken(t *testing.T) {
 		t.Errorf("a read token started the app: %d instances", show.Instances)
 	}
 }
+
+// TestUIClusterEventsDeployments: the cluster page shows the leader, the
+// Raft peers, Berth's Mesos subscription and the agent with its
+// resources; the events page streams what happens live; the deployments
+// page shows a deployment's steps.
+func TestUIClusterEventsDeployments(t *testing.T) {
+	chromiumPath(t)
+	api, mesosAddr := freePort(t), freePort(t)
+	startProc(t, "dev", "dev", "--data-dir", t.TempDir(), "--api-addr", api, "--mesos-listen", mesosAddr)
+	waitAPI(t, api)
+	b := newBrowser(t, api, "/ticker")
+
+	b.open("#/cluster")
+	b.waitFor(uiTimeout, "the leader", `(document.querySelector("[data-testid=leader]")?.innerText ?? "").startsWith("dev")`)
+	b.waitFor(uiTimeout, "the Raft peer", `(document.querySelector("[data-testid=peers] tbody")?.innerText ?? "").includes("voter")`)
+	b.waitFor(uiTimeout, "the Mesos subscription", `(document.querySelector("[data-testid=mesos-subscription]")?.innerText ?? "").includes("subscribed") &&
+		!document.querySelector("[data-testid=mesos-subscription] .bad")`)
+	b.waitFor(uiTimeout, "the agent", `document.querySelectorAll("[data-testid=agents] tbody tr").length === 1 &&
+		document.querySelector("[data-testid=agents] tbody").innerText.includes("8 cpus")`)
+
+	b.open("#/events")
+	b.waitFor(uiTimeout, "the event stream", `document.body.innerText.includes("live")`)
+	mustCLI(t, api, "app", "add", writeFile(t, "ticker.json", `{"id": "/ticker", "cmd": "sleep 100000", "cpus": 0.1, "mem": 16, "instances": 1}`))
+	b.waitFor(2*time.Minute, "the task's status event", `[...document.querySelectorAll("[data-testid=events] tbody tr")].some(r =>
+		r.innerText.includes("status_update_event") && r.innerText.includes("/ticker") && r.innerText.includes("TASK_RUNNING"))`)
+
+	b.open("#/deployments")
+	b.click("Include finished deployments", "main input[type=checkbox]")
+	b.waitFor(uiTimeout, "the deployment's step", `[...document.querySelectorAll("article.deployment")].some(d =>
+		d.innerText.includes("succeeded") && d.innerText.includes("Step 1 of 1") && d.innerText.includes("StartApplication /ticker"))`)
+}

@@ -115,6 +115,8 @@ type clusterOpts struct {
 	metrics bool
 	// schedulerSubscribed is Config.SchedulerSubscribed.
 	schedulerSubscribed func() bool
+	// mesos is Config.Mesos.
+	mesos *rpc.MesosOperator
 }
 
 // startServer starts one server; join is the gossip address of a running
@@ -188,6 +190,7 @@ func startServer(t testing.TB, name string, network *cluster.InmemNetwork, expec
 		Metrics:         reg,
 
 		SchedulerSubscribed: o.schedulerSubscribed,
+		Mesos:               o.mesos,
 	})
 	sctx, scancel := context.WithCancel(context.Background())
 	s := &server{name: name, node: node, fsm: f, broker: broker, api: api, addr: lis.Addr().String(), cancel: scancel, done: make(chan error, 1), metrics: reg}

@@ -179,6 +179,9 @@ type Config struct {
 	// RecentLogs writes this server's log lines since a time, for
 	// /v1/debug/logs. Nil: that route answers 404.
 	RecentLogs func(w io.Writer, since time.Time) error
+	// Mesos, when set, is the Mesos master that ClusterService.MesosStatus
+	// asks (nil: that method fails with FailedPrecondition).
+	Mesos *MesosOperator
 	// UI, when set, serves the web UI (static files) under /ui/ on the API
 	// port; it is public (acl.RouteUI): the UI's API calls carry the
 	// user's token.

@@ -414,7 +414,8 @@ func runServer(ctx context.Context, o *serverOptions, logger *slog.Logger, ready
 		Metrics:             reg,
 		SchedulerSubscribed: reg.Scheduler.IsSubscribed,
 
-		UI: ui.Handler(),
+		Mesos: &rpc.MesosOperator{Master: o.mesosMaster, Principal: schedCfg.Principal, Secret: schedCfg.Secret, TLS: sec.mesosTLS},
+		UI:    ui.Handler(),
 	}
 	if o.recentLogs != nil {
 		apiCfg.RecentLogs = o.recentLogs.WriteSince

@@ -2499,6 +2499,301 @@ func (x *Event) GetApp() *App {
 	return nil
 }
 
+// MesosStatusRequest is empty.
+type MesosStatusRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MesosStatusRequest) Reset() {
+	*x = MesosStatusRequest{}
+	mi := &file_berth_v1_service_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MesosStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MesosStatusRequest) ProtoMessage() {}
+
+func (x *MesosStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_service_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MesosStatusRequest.ProtoReflect.Descriptor instead.
+func (*MesosStatusRequest) Descriptor() ([]byte, []int) {
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{37}
+}
+
+// MesosStatusResponse is the Mesos master's view of Berth.
+type MesosStatusResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// master is the URL of the Mesos master asked.
+	Master string `protobuf:"bytes,1,opt,name=master,proto3" json:"master,omitempty"`
+	// framework_id is Berth's framework id (empty before the first
+	// subscription).
+	FrameworkId string `protobuf:"bytes,2,opt,name=framework_id,json=frameworkId,proto3" json:"framework_id,omitempty"`
+	// framework_connected: the master has a live subscription of the
+	// framework (the leader's scheduler).
+	FrameworkConnected bool `protobuf:"varint,3,opt,name=framework_connected,json=frameworkConnected,proto3" json:"framework_connected,omitempty"`
+	// framework_active: the master sends the framework offers.
+	FrameworkActive bool          `protobuf:"varint,4,opt,name=framework_active,json=frameworkActive,proto3" json:"framework_active,omitempty"`
+	Agents          []*MesosAgent `protobuf:"bytes,5,rep,name=agents,proto3" json:"agents,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *MesosStatusResponse) Reset() {
+	*x = MesosStatusResponse{}
+	mi := &file_berth_v1_service_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MesosStatusResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MesosStatusResponse) ProtoMessage() {}
+
+func (x *MesosStatusResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_service_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MesosStatusResponse.ProtoReflect.Descriptor instead.
+func (*MesosStatusResponse) Descriptor() ([]byte, []int) {
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *MesosStatusResponse) GetMaster() string {
+	if x != nil {
+		return x.Master
+	}
+	return ""
+}
+
+func (x *MesosStatusResponse) GetFrameworkId() string {
+	if x != nil {
+		return x.FrameworkId
+	}
+	return ""
+}
+
+func (x *MesosStatusResponse) GetFrameworkConnected() bool {
+	if x != nil {
+		return x.FrameworkConnected
+	}
+	return false
+}
+
+func (x *MesosStatusResponse) GetFrameworkActive() bool {
+	if x != nil {
+		return x.FrameworkActive
+	}
+	return false
+}
+
+func (x *MesosStatusResponse) GetAgents() []*MesosAgent {
+	if x != nil {
+		return x.Agents
+	}
+	return nil
+}
+
+// MesosAgent is one agent the master knows.
+type MesosAgent struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Id       string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Hostname string                 `protobuf:"bytes,2,opt,name=hostname,proto3" json:"hostname,omitempty"`
+	Active   bool                   `protobuf:"varint,3,opt,name=active,proto3" json:"active,omitempty"`
+	Total    *MesosResources        `protobuf:"bytes,4,opt,name=total,proto3" json:"total,omitempty"`
+	// allocated is what the agent's tasks and executors use.
+	Allocated *MesosResources `protobuf:"bytes,5,opt,name=allocated,proto3" json:"allocated,omitempty"`
+	// free is total minus allocated (offered resources count as free).
+	Free *MesosResources `protobuf:"bytes,6,opt,name=free,proto3" json:"free,omitempty"`
+	// reserved is the part of total reserved for a role (statically or
+	// dynamically), whether in use or not.
+	Reserved      *MesosResources `protobuf:"bytes,7,opt,name=reserved,proto3" json:"reserved,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MesosAgent) Reset() {
+	*x = MesosAgent{}
+	mi := &file_berth_v1_service_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MesosAgent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MesosAgent) ProtoMessage() {}
+
+func (x *MesosAgent) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_service_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MesosAgent.ProtoReflect.Descriptor instead.
+func (*MesosAgent) Descriptor() ([]byte, []int) {
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *MesosAgent) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *MesosAgent) GetHostname() string {
+	if x != nil {
+		return x.Hostname
+	}
+	return ""
+}
+
+func (x *MesosAgent) GetActive() bool {
+	if x != nil {
+		return x.Active
+	}
+	return false
+}
+
+func (x *MesosAgent) GetTotal() *MesosResources {
+	if x != nil {
+		return x.Total
+	}
+	return nil
+}
+
+func (x *MesosAgent) GetAllocated() *MesosResources {
+	if x != nil {
+		return x.Allocated
+	}
+	return nil
+}
+
+func (x *MesosAgent) GetFree() *MesosResources {
+	if x != nil {
+		return x.Free
+	}
+	return nil
+}
+
+func (x *MesosAgent) GetReserved() *MesosResources {
+	if x != nil {
+		return x.Reserved
+	}
+	return nil
+}
+
+// MesosResources sums an agent's resources by kind.
+type MesosResources struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Cpus  float64                `protobuf:"fixed64,1,opt,name=cpus,proto3" json:"cpus,omitempty"`
+	Mem   float64                `protobuf:"fixed64,2,opt,name=mem,proto3" json:"mem,omitempty"`
+	Disk  float64                `protobuf:"fixed64,3,opt,name=disk,proto3" json:"disk,omitempty"`
+	Gpus  float64                `protobuf:"fixed64,4,opt,name=gpus,proto3" json:"gpus,omitempty"`
+	// ports counts the ports in the port ranges.
+	Ports         uint64 `protobuf:"varint,5,opt,name=ports,proto3" json:"ports,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MesosResources) Reset() {
+	*x = MesosResources{}
+	mi := &file_berth_v1_service_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MesosResources) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MesosResources) ProtoMessage() {}
+
+func (x *MesosResources) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_service_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MesosResources.ProtoReflect.Descriptor instead.
+func (*MesosResources) Descriptor() ([]byte, []int) {
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *MesosResources) GetCpus() float64 {
+	if x != nil {
+		return x.Cpus
+	}
+	return 0
+}
+
+func (x *MesosResources) GetMem() float64 {
+	if x != nil {
+		return x.Mem
+	}
+	return 0
+}
+
+func (x *MesosResources) GetDisk() float64 {
+	if x != nil {
+		return x.Disk
+	}
+	return 0
+}
+
+func (x *MesosResources) GetGpus() float64 {
+	if x != nil {
+		return x.Gpus
+	}
+	return 0
+}
+
+func (x *MesosResources) GetPorts() uint64 {
+	if x != nil {
+		return x.Ports
+	}
+	return 0
+}
+
 // LeaveRequest asks the receiving server to leave.
 type LeaveRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2508,7 +2803,7 @@ type LeaveRequest struct {
 
 func (x *LeaveRequest) Reset() {
 	*x = LeaveRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[37]
+	mi := &file_berth_v1_service_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2520,7 +2815,7 @@ func (x *LeaveRequest) String() string {
 func (*LeaveRequest) ProtoMessage() {}
 
 func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[37]
+	mi := &file_berth_v1_service_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2533,7 +2828,7 @@ func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveRequest.ProtoReflect.Descriptor instead.
 func (*LeaveRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{37}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{41}
 }
 
 // LeaveResponse names the server that left.
@@ -2546,7 +2841,7 @@ type LeaveResponse struct {
 
 func (x *LeaveResponse) Reset() {
 	*x = LeaveResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[38]
+	mi := &file_berth_v1_service_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2558,7 +2853,7 @@ func (x *LeaveResponse) String() string {
 func (*LeaveResponse) ProtoMessage() {}
 
 func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[38]
+	mi := &file_berth_v1_service_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2571,7 +2866,7 @@ func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveResponse.ProtoReflect.Descriptor instead.
 func (*LeaveResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{38}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *LeaveResponse) GetId() string {
@@ -2590,7 +2885,7 @@ type MembersRequest struct {
 
 func (x *MembersRequest) Reset() {
 	*x = MembersRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[39]
+	mi := &file_berth_v1_service_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2602,7 +2897,7 @@ func (x *MembersRequest) String() string {
 func (*MembersRequest) ProtoMessage() {}
 
 func (x *MembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[39]
+	mi := &file_berth_v1_service_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2615,7 +2910,7 @@ func (x *MembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersRequest.ProtoReflect.Descriptor instead.
 func (*MembersRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{39}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{43}
 }
 
 // Member is one server as seen by gossip.
@@ -2637,7 +2932,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_berth_v1_service_proto_msgTypes[40]
+	mi := &file_berth_v1_service_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2649,7 +2944,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[40]
+	mi := &file_berth_v1_service_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2662,7 +2957,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{40}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *Member) GetName() string {
@@ -2731,7 +3026,7 @@ type MembersResponse struct {
 
 func (x *MembersResponse) Reset() {
 	*x = MembersResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[41]
+	mi := &file_berth_v1_service_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2743,7 +3038,7 @@ func (x *MembersResponse) String() string {
 func (*MembersResponse) ProtoMessage() {}
 
 func (x *MembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[41]
+	mi := &file_berth_v1_service_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2756,7 +3051,7 @@ func (x *MembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersResponse.ProtoReflect.Descriptor instead.
 func (*MembersResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{41}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *MembersResponse) GetMembers() []*Member {
@@ -2775,7 +3070,7 @@ type LeaderRequest struct {
 
 func (x *LeaderRequest) Reset() {
 	*x = LeaderRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[42]
+	mi := &file_berth_v1_service_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2787,7 +3082,7 @@ func (x *LeaderRequest) String() string {
 func (*LeaderRequest) ProtoMessage() {}
 
 func (x *LeaderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[42]
+	mi := &file_berth_v1_service_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2800,7 +3095,7 @@ func (x *LeaderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaderRequest.ProtoReflect.Descriptor instead.
 func (*LeaderRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{42}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{46}
 }
 
 // LeaderResponse names the leader.
@@ -2816,7 +3111,7 @@ type LeaderResponse struct {
 
 func (x *LeaderResponse) Reset() {
 	*x = LeaderResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[43]
+	mi := &file_berth_v1_service_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2828,7 +3123,7 @@ func (x *LeaderResponse) String() string {
 func (*LeaderResponse) ProtoMessage() {}
 
 func (x *LeaderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[43]
+	mi := &file_berth_v1_service_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2841,7 +3136,7 @@ func (x *LeaderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaderResponse.ProtoReflect.Descriptor instead.
 func (*LeaderResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{43}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *LeaderResponse) GetId() string {
@@ -2881,7 +3176,7 @@ type ListPeersRequest struct {
 
 func (x *ListPeersRequest) Reset() {
 	*x = ListPeersRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[44]
+	mi := &file_berth_v1_service_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2893,7 +3188,7 @@ func (x *ListPeersRequest) String() string {
 func (*ListPeersRequest) ProtoMessage() {}
 
 func (x *ListPeersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[44]
+	mi := &file_berth_v1_service_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2906,7 +3201,7 @@ func (x *ListPeersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPeersRequest.ProtoReflect.Descriptor instead.
 func (*ListPeersRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{44}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{48}
 }
 
 // Peer is one Raft voter or non-voter.
@@ -2922,7 +3217,7 @@ type Peer struct {
 
 func (x *Peer) Reset() {
 	*x = Peer{}
-	mi := &file_berth_v1_service_proto_msgTypes[45]
+	mi := &file_berth_v1_service_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2934,7 +3229,7 @@ func (x *Peer) String() string {
 func (*Peer) ProtoMessage() {}
 
 func (x *Peer) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[45]
+	mi := &file_berth_v1_service_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2947,7 +3242,7 @@ func (x *Peer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Peer.ProtoReflect.Descriptor instead.
 func (*Peer) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{45}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *Peer) GetId() string {
@@ -2988,7 +3283,7 @@ type ListPeersResponse struct {
 
 func (x *ListPeersResponse) Reset() {
 	*x = ListPeersResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[46]
+	mi := &file_berth_v1_service_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3000,7 +3295,7 @@ func (x *ListPeersResponse) String() string {
 func (*ListPeersResponse) ProtoMessage() {}
 
 func (x *ListPeersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[46]
+	mi := &file_berth_v1_service_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3013,7 +3308,7 @@ func (x *ListPeersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPeersResponse.ProtoReflect.Descriptor instead.
 func (*ListPeersResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{46}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ListPeersResponse) GetPeers() []*Peer {
@@ -3033,7 +3328,7 @@ type RemovePeerRequest struct {
 
 func (x *RemovePeerRequest) Reset() {
 	*x = RemovePeerRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[47]
+	mi := &file_berth_v1_service_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3045,7 +3340,7 @@ func (x *RemovePeerRequest) String() string {
 func (*RemovePeerRequest) ProtoMessage() {}
 
 func (x *RemovePeerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[47]
+	mi := &file_berth_v1_service_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3058,7 +3353,7 @@ func (x *RemovePeerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemovePeerRequest.ProtoReflect.Descriptor instead.
 func (*RemovePeerRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{47}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *RemovePeerRequest) GetId() string {
@@ -3077,7 +3372,7 @@ type RemovePeerResponse struct {
 
 func (x *RemovePeerResponse) Reset() {
 	*x = RemovePeerResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[48]
+	mi := &file_berth_v1_service_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3089,7 +3384,7 @@ func (x *RemovePeerResponse) String() string {
 func (*RemovePeerResponse) ProtoMessage() {}
 
 func (x *RemovePeerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[48]
+	mi := &file_berth_v1_service_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3102,7 +3397,7 @@ func (x *RemovePeerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemovePeerResponse.ProtoReflect.Descriptor instead.
 func (*RemovePeerResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{48}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{52}
 }
 
 // TransferLeadershipRequest optionally names the target.
@@ -3115,7 +3410,7 @@ type TransferLeadershipRequest struct {
 
 func (x *TransferLeadershipRequest) Reset() {
 	*x = TransferLeadershipRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[49]
+	mi := &file_berth_v1_service_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3127,7 +3422,7 @@ func (x *TransferLeadershipRequest) String() string {
 func (*TransferLeadershipRequest) ProtoMessage() {}
 
 func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[49]
+	mi := &file_berth_v1_service_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3140,7 +3435,7 @@ func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeadershipRequest.ProtoReflect.Descriptor instead.
 func (*TransferLeadershipRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{49}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *TransferLeadershipRequest) GetTo() string {
@@ -3160,7 +3455,7 @@ type TransferLeadershipResponse struct {
 
 func (x *TransferLeadershipResponse) Reset() {
 	*x = TransferLeadershipResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[50]
+	mi := &file_berth_v1_service_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3172,7 +3467,7 @@ func (x *TransferLeadershipResponse) String() string {
 func (*TransferLeadershipResponse) ProtoMessage() {}
 
 func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[50]
+	mi := &file_berth_v1_service_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3185,7 +3480,7 @@ func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeadershipResponse.ProtoReflect.Descriptor instead.
 func (*TransferLeadershipResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{50}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *TransferLeadershipResponse) GetLeader() string {
@@ -3204,7 +3499,7 @@ type SaveSnapshotRequest struct {
 
 func (x *SaveSnapshotRequest) Reset() {
 	*x = SaveSnapshotRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[51]
+	mi := &file_berth_v1_service_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3216,7 +3511,7 @@ func (x *SaveSnapshotRequest) String() string {
 func (*SaveSnapshotRequest) ProtoMessage() {}
 
 func (x *SaveSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[51]
+	mi := &file_berth_v1_service_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3229,7 +3524,7 @@ func (x *SaveSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SaveSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*SaveSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{51}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{55}
 }
 
 // SaveSnapshotResponse carries the snapshot bytes.
@@ -3244,7 +3539,7 @@ type SaveSnapshotResponse struct {
 
 func (x *SaveSnapshotResponse) Reset() {
 	*x = SaveSnapshotResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[52]
+	mi := &file_berth_v1_service_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3256,7 +3551,7 @@ func (x *SaveSnapshotResponse) String() string {
 func (*SaveSnapshotResponse) ProtoMessage() {}
 
 func (x *SaveSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[52]
+	mi := &file_berth_v1_service_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3269,7 +3564,7 @@ func (x *SaveSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SaveSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*SaveSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{52}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *SaveSnapshotResponse) GetData() []byte {
@@ -3303,7 +3598,7 @@ type RestoreSnapshotRequest struct {
 
 func (x *RestoreSnapshotRequest) Reset() {
 	*x = RestoreSnapshotRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[53]
+	mi := &file_berth_v1_service_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3315,7 +3610,7 @@ func (x *RestoreSnapshotRequest) String() string {
 func (*RestoreSnapshotRequest) ProtoMessage() {}
 
 func (x *RestoreSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[53]
+	mi := &file_berth_v1_service_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3328,7 +3623,7 @@ func (x *RestoreSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*RestoreSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{53}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *RestoreSnapshotRequest) GetData() []byte {
@@ -3347,7 +3642,7 @@ type RestoreSnapshotResponse struct {
 
 func (x *RestoreSnapshotResponse) Reset() {
 	*x = RestoreSnapshotResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[54]
+	mi := &file_berth_v1_service_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3359,7 +3654,7 @@ func (x *RestoreSnapshotResponse) String() string {
 func (*RestoreSnapshotResponse) ProtoMessage() {}
 
 func (x *RestoreSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[54]
+	mi := &file_berth_v1_service_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3372,7 +3667,7 @@ func (x *RestoreSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*RestoreSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{54}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{58}
 }
 
 var File_berth_v1_service_proto protoreflect.FileDescriptor
@@ -3560,7 +3855,29 @@ const file_berth_v1_service_proto_rawDesc = "" +
 	"\x04host\x18\v \x01(\tR\x04host\x12\x1f\n" +
 	"\x03app\x18\f \x01(\v2\r.berth.v1.AppR\x03appB\n" +
 	"\n" +
-	"\b_healthy\"\x0e\n" +
+	"\b_healthy\"\x14\n" +
+	"\x12MesosStatusRequest\"\xda\x01\n" +
+	"\x13MesosStatusResponse\x12\x16\n" +
+	"\x06master\x18\x01 \x01(\tR\x06master\x12!\n" +
+	"\fframework_id\x18\x02 \x01(\tR\vframeworkId\x12/\n" +
+	"\x13framework_connected\x18\x03 \x01(\bR\x12frameworkConnected\x12)\n" +
+	"\x10framework_active\x18\x04 \x01(\bR\x0fframeworkActive\x12,\n" +
+	"\x06agents\x18\x05 \x03(\v2\x14.berth.v1.MesosAgentR\x06agents\"\x9c\x02\n" +
+	"\n" +
+	"MesosAgent\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1a\n" +
+	"\bhostname\x18\x02 \x01(\tR\bhostname\x12\x16\n" +
+	"\x06active\x18\x03 \x01(\bR\x06active\x12.\n" +
+	"\x05total\x18\x04 \x01(\v2\x18.berth.v1.MesosResourcesR\x05total\x126\n" +
+	"\tallocated\x18\x05 \x01(\v2\x18.berth.v1.MesosResourcesR\tallocated\x12,\n" +
+	"\x04free\x18\x06 \x01(\v2\x18.berth.v1.MesosResourcesR\x04free\x124\n" +
+	"\breserved\x18\a \x01(\v2\x18.berth.v1.MesosResourcesR\breserved\"t\n" +
+	"\x0eMesosResources\x12\x12\n" +
+	"\x04cpus\x18\x01 \x01(\x01R\x04cpus\x12\x10\n" +
+	"\x03mem\x18\x02 \x01(\x01R\x03mem\x12\x12\n" +
+	"\x04disk\x18\x03 \x01(\x01R\x04disk\x12\x12\n" +
+	"\x04gpus\x18\x04 \x01(\x01R\x04gpus\x12\x14\n" +
+	"\x05ports\x18\x05 \x01(\x04R\x05ports\"\x0e\n" +
 	"\fLeaveRequest\"\x1f\n" +
 	"\rLeaveResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x10\n" +
@@ -3637,7 +3954,7 @@ const file_berth_v1_service_proto_rawDesc = "" +
 	"\rGetDeployment\x12\x1e.berth.v1.GetDeploymentRequest\x1a\x1f.berth.v1.GetDeploymentResponse\"\x03\x90\x02\x01\x12Y\n" +
 	"\x10CancelDeployment\x12!.berth.v1.CancelDeploymentRequest\x1a\".berth.v1.CancelDeploymentResponse2P\n" +
 	"\fEventService\x12@\n" +
-	"\fStreamEvents\x12\x1d.berth.v1.StreamEventsRequest\x1a\x0f.berth.v1.Event0\x012\xed\x04\n" +
+	"\fStreamEvents\x12\x1d.berth.v1.StreamEventsRequest\x1a\x0f.berth.v1.Event0\x012\xbe\x05\n" +
 	"\x0eClusterService\x12C\n" +
 	"\aMembers\x12\x18.berth.v1.MembersRequest\x1a\x19.berth.v1.MembersResponse\"\x03\x90\x02\x01\x12@\n" +
 	"\x06Leader\x12\x17.berth.v1.LeaderRequest\x1a\x18.berth.v1.LeaderResponse\"\x03\x90\x02\x01\x12I\n" +
@@ -3647,7 +3964,8 @@ const file_berth_v1_service_proto_rawDesc = "" +
 	"\x12TransferLeadership\x12#.berth.v1.TransferLeadershipRequest\x1a$.berth.v1.TransferLeadershipResponse\x12M\n" +
 	"\fSaveSnapshot\x12\x1d.berth.v1.SaveSnapshotRequest\x1a\x1e.berth.v1.SaveSnapshotResponse\x12V\n" +
 	"\x0fRestoreSnapshot\x12 .berth.v1.RestoreSnapshotRequest\x1a!.berth.v1.RestoreSnapshotResponse\x128\n" +
-	"\x05Leave\x12\x16.berth.v1.LeaveRequest\x1a\x17.berth.v1.LeaveResponseB\x90\x01\n" +
+	"\x05Leave\x12\x16.berth.v1.LeaveRequest\x1a\x17.berth.v1.LeaveResponse\x12O\n" +
+	"\vMesosStatus\x12\x1c.berth.v1.MesosStatusRequest\x1a\x1d.berth.v1.MesosStatusResponse\"\x03\x90\x02\x01B\x90\x01\n" +
 	"\fcom.berth.v1B\fServiceProtoP\x01Z1github.com/berth-dev/berth/proto/berth/v1;berthv1\xa2\x02\x03BXX\xaa\x02\bBerth.V1\xca\x02\bBerth\\V1\xe2\x02\x14Berth\\V1\\GPBMetadata\xea\x02\tBerth::V1b\x06proto3"
 
 var (
@@ -3663,7 +3981,7 @@ func file_berth_v1_service_proto_rawDescGZIP() []byte {
 }
 
 var file_berth_v1_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_berth_v1_service_proto_msgTypes = make([]protoimpl.MessageInfo, 55)
+var file_berth_v1_service_proto_msgTypes = make([]protoimpl.MessageInfo, 59)
 var file_berth_v1_service_proto_goTypes = []any{
 	(ReadConsistency)(0),               // 0: berth.v1.ReadConsistency
 	(TaskLogFile)(0),                   // 1: berth.v1.TaskLogFile
@@ -3704,109 +4022,120 @@ var file_berth_v1_service_proto_goTypes = []any{
 	(*CancelDeploymentResponse)(nil),   // 36: berth.v1.CancelDeploymentResponse
 	(*StreamEventsRequest)(nil),        // 37: berth.v1.StreamEventsRequest
 	(*Event)(nil),                      // 38: berth.v1.Event
-	(*LeaveRequest)(nil),               // 39: berth.v1.LeaveRequest
-	(*LeaveResponse)(nil),              // 40: berth.v1.LeaveResponse
-	(*MembersRequest)(nil),             // 41: berth.v1.MembersRequest
-	(*Member)(nil),                     // 42: berth.v1.Member
-	(*MembersResponse)(nil),            // 43: berth.v1.MembersResponse
-	(*LeaderRequest)(nil),              // 44: berth.v1.LeaderRequest
-	(*LeaderResponse)(nil),             // 45: berth.v1.LeaderResponse
-	(*ListPeersRequest)(nil),           // 46: berth.v1.ListPeersRequest
-	(*Peer)(nil),                       // 47: berth.v1.Peer
-	(*ListPeersResponse)(nil),          // 48: berth.v1.ListPeersResponse
-	(*RemovePeerRequest)(nil),          // 49: berth.v1.RemovePeerRequest
-	(*RemovePeerResponse)(nil),         // 50: berth.v1.RemovePeerResponse
-	(*TransferLeadershipRequest)(nil),  // 51: berth.v1.TransferLeadershipRequest
-	(*TransferLeadershipResponse)(nil), // 52: berth.v1.TransferLeadershipResponse
-	(*SaveSnapshotRequest)(nil),        // 53: berth.v1.SaveSnapshotRequest
-	(*SaveSnapshotResponse)(nil),       // 54: berth.v1.SaveSnapshotResponse
-	(*RestoreSnapshotRequest)(nil),     // 55: berth.v1.RestoreSnapshotRequest
-	(*RestoreSnapshotResponse)(nil),    // 56: berth.v1.RestoreSnapshotResponse
-	(*App)(nil),                        // 57: berth.v1.App
-	(*TaskFailure)(nil),                // 58: berth.v1.TaskFailure
-	(*Deployment)(nil),                 // 59: berth.v1.Deployment
+	(*MesosStatusRequest)(nil),         // 39: berth.v1.MesosStatusRequest
+	(*MesosStatusResponse)(nil),        // 40: berth.v1.MesosStatusResponse
+	(*MesosAgent)(nil),                 // 41: berth.v1.MesosAgent
+	(*MesosResources)(nil),             // 42: berth.v1.MesosResources
+	(*LeaveRequest)(nil),               // 43: berth.v1.LeaveRequest
+	(*LeaveResponse)(nil),              // 44: berth.v1.LeaveResponse
+	(*MembersRequest)(nil),             // 45: berth.v1.MembersRequest
+	(*Member)(nil),                     // 46: berth.v1.Member
+	(*MembersResponse)(nil),            // 47: berth.v1.MembersResponse
+	(*LeaderRequest)(nil),              // 48: berth.v1.LeaderRequest
+	(*LeaderResponse)(nil),             // 49: berth.v1.LeaderResponse
+	(*ListPeersRequest)(nil),           // 50: berth.v1.ListPeersRequest
+	(*Peer)(nil),                       // 51: berth.v1.Peer
+	(*ListPeersResponse)(nil),          // 52: berth.v1.ListPeersResponse
+	(*RemovePeerRequest)(nil),          // 53: berth.v1.RemovePeerRequest
+	(*RemovePeerResponse)(nil),         // 54: berth.v1.RemovePeerResponse
+	(*TransferLeadershipRequest)(nil),  // 55: berth.v1.TransferLeadershipRequest
+	(*TransferLeadershipResponse)(nil), // 56: berth.v1.TransferLeadershipResponse
+	(*SaveSnapshotRequest)(nil),        // 57: berth.v1.SaveSnapshotRequest
+	(*SaveSnapshotResponse)(nil),       // 58: berth.v1.SaveSnapshotResponse
+	(*RestoreSnapshotRequest)(nil),     // 59: berth.v1.RestoreSnapshotRequest
+	(*RestoreSnapshotResponse)(nil),    // 60: berth.v1.RestoreSnapshotResponse
+	(*App)(nil),                        // 61: berth.v1.App
+	(*TaskFailure)(nil),                // 62: berth.v1.TaskFailure
+	(*Deployment)(nil),                 // 63: berth.v1.Deployment
 }
 var file_berth_v1_service_proto_depIdxs = []int32{
-	57, // 0: berth.v1.ParseAppResponse.app:type_name -> berth.v1.App
-	57, // 1: berth.v1.RenderAppRequest.app:type_name -> berth.v1.App
-	57, // 2: berth.v1.CreateAppRequest.app:type_name -> berth.v1.App
-	57, // 3: berth.v1.CreateAppResponse.app:type_name -> berth.v1.App
+	61, // 0: berth.v1.ParseAppResponse.app:type_name -> berth.v1.App
+	61, // 1: berth.v1.RenderAppRequest.app:type_name -> berth.v1.App
+	61, // 2: berth.v1.CreateAppRequest.app:type_name -> berth.v1.App
+	61, // 3: berth.v1.CreateAppResponse.app:type_name -> berth.v1.App
 	0,  // 4: berth.v1.GetAppRequest.consistency:type_name -> berth.v1.ReadConsistency
-	57, // 5: berth.v1.GetAppResponse.app:type_name -> berth.v1.App
+	61, // 5: berth.v1.GetAppResponse.app:type_name -> berth.v1.App
 	10, // 6: berth.v1.GetAppResponse.summary:type_name -> berth.v1.AppSummary
-	58, // 7: berth.v1.AppSummary.last_task_failure:type_name -> berth.v1.TaskFailure
+	62, // 7: berth.v1.AppSummary.last_task_failure:type_name -> berth.v1.TaskFailure
 	0,  // 8: berth.v1.ListAppsRequest.consistency:type_name -> berth.v1.ReadConsistency
-	57, // 9: berth.v1.ListAppsResponse.apps:type_name -> berth.v1.App
+	61, // 9: berth.v1.ListAppsResponse.apps:type_name -> berth.v1.App
 	10, // 10: berth.v1.ListAppsResponse.summaries:type_name -> berth.v1.AppSummary
-	57, // 11: berth.v1.UpdateAppRequest.app:type_name -> berth.v1.App
-	57, // 12: berth.v1.UpdateAppResponse.app:type_name -> berth.v1.App
+	61, // 11: berth.v1.UpdateAppRequest.app:type_name -> berth.v1.App
+	61, // 12: berth.v1.UpdateAppResponse.app:type_name -> berth.v1.App
 	1,  // 13: berth.v1.ReadTaskLogRequest.file:type_name -> berth.v1.TaskLogFile
 	0,  // 14: berth.v1.ListTasksRequest.consistency:type_name -> berth.v1.ReadConsistency
 	27, // 15: berth.v1.ListTasksResponse.tasks:type_name -> berth.v1.TaskView
 	28, // 16: berth.v1.TaskView.local_volumes:type_name -> berth.v1.TaskLocalVolume
-	58, // 17: berth.v1.TaskView.last_failure:type_name -> berth.v1.TaskFailure
+	62, // 17: berth.v1.TaskView.last_failure:type_name -> berth.v1.TaskFailure
 	27, // 18: berth.v1.KillTaskResponse.task:type_name -> berth.v1.TaskView
-	59, // 19: berth.v1.ListDeploymentsResponse.deployments:type_name -> berth.v1.Deployment
-	59, // 20: berth.v1.GetDeploymentResponse.deployment:type_name -> berth.v1.Deployment
-	59, // 21: berth.v1.Event.deployment:type_name -> berth.v1.Deployment
-	57, // 22: berth.v1.Event.app:type_name -> berth.v1.App
-	42, // 23: berth.v1.MembersResponse.members:type_name -> berth.v1.Member
-	47, // 24: berth.v1.ListPeersResponse.peers:type_name -> berth.v1.Peer
-	6,  // 25: berth.v1.AppService.CreateApp:input_type -> berth.v1.CreateAppRequest
-	8,  // 26: berth.v1.AppService.GetApp:input_type -> berth.v1.GetAppRequest
-	11, // 27: berth.v1.AppService.ListApps:input_type -> berth.v1.ListAppsRequest
-	13, // 28: berth.v1.AppService.UpdateApp:input_type -> berth.v1.UpdateAppRequest
-	15, // 29: berth.v1.AppService.DeleteApp:input_type -> berth.v1.DeleteAppRequest
-	17, // 30: berth.v1.AppService.ListAppVersions:input_type -> berth.v1.ListAppVersionsRequest
-	19, // 31: berth.v1.AppService.RestartApp:input_type -> berth.v1.RestartAppRequest
-	21, // 32: berth.v1.AppService.ResetDelay:input_type -> berth.v1.ResetDelayRequest
-	2,  // 33: berth.v1.AppService.ParseApp:input_type -> berth.v1.ParseAppRequest
-	4,  // 34: berth.v1.AppService.RenderApp:input_type -> berth.v1.RenderAppRequest
-	25, // 35: berth.v1.TaskService.ListTasks:input_type -> berth.v1.ListTasksRequest
-	29, // 36: berth.v1.TaskService.KillTask:input_type -> berth.v1.KillTaskRequest
-	23, // 37: berth.v1.TaskService.ReadTaskLog:input_type -> berth.v1.ReadTaskLogRequest
-	31, // 38: berth.v1.DeploymentService.ListDeployments:input_type -> berth.v1.ListDeploymentsRequest
-	33, // 39: berth.v1.DeploymentService.GetDeployment:input_type -> berth.v1.GetDeploymentRequest
-	35, // 40: berth.v1.DeploymentService.CancelDeployment:input_type -> berth.v1.CancelDeploymentRequest
-	37, // 41: berth.v1.EventService.StreamEvents:input_type -> berth.v1.StreamEventsRequest
-	41, // 42: berth.v1.ClusterService.Members:input_type -> berth.v1.MembersRequest
-	44, // 43: berth.v1.ClusterService.Leader:input_type -> berth.v1.LeaderRequest
-	46, // 44: berth.v1.ClusterService.ListPeers:input_type -> berth.v1.ListPeersRequest
-	49, // 45: berth.v1.ClusterService.RemovePeer:input_type -> berth.v1.RemovePeerRequest
-	51, // 46: berth.v1.ClusterService.TransferLeadership:input_type -> berth.v1.TransferLeadershipRequest
-	53, // 47: berth.v1.ClusterService.SaveSnapshot:input_type -> berth.v1.SaveSnapshotRequest
-	55, // 48: berth.v1.ClusterService.RestoreSnapshot:input_type -> berth.v1.RestoreSnapshotRequest
-	39, // 49: berth.v1.ClusterService.Leave:input_type -> berth.v1.LeaveRequest
-	7,  // 50: berth.v1.AppService.CreateApp:output_type -> berth.v1.CreateAppResponse
-	9,  // 51: berth.v1.AppService.GetApp:output_type -> berth.v1.GetAppResponse
-	12, // 52: berth.v1.AppService.ListApps:output_type -> berth.v1.ListAppsResponse
-	14, // 53: berth.v1.AppService.UpdateApp:output_type -> berth.v1.UpdateAppResponse
-	16, // 54: berth.v1.AppService.DeleteApp:output_type -> berth.v1.DeleteAppResponse
-	18, // 55: berth.v1.AppService.ListAppVersions:output_type -> berth.v1.ListAppVersionsResponse
-	20, // 56: berth.v1.AppService.RestartApp:output_type -> berth.v1.RestartAppResponse
-	22, // 57: berth.v1.AppService.ResetDelay:output_type -> berth.v1.ResetDelayResponse
-	3,  // 58: berth.v1.AppService.ParseApp:output_type -> berth.v1.ParseAppResponse
-	5,  // 59: berth.v1.AppService.RenderApp:output_type -> berth.v1.RenderAppResponse
-	26, // 60: berth.v1.TaskService.ListTasks:output_type -> berth.v1.ListTasksResponse
-	30, // 61: berth.v1.TaskService.KillTask:output_type -> berth.v1.KillTaskResponse
-	24, // 62: berth.v1.TaskService.ReadTaskLog:output_type -> berth.v1.ReadTaskLogResponse
-	32, // 63: berth.v1.DeploymentService.ListDeployments:output_type -> berth.v1.ListDeploymentsResponse
-	34, // 64: berth.v1.DeploymentService.GetDeployment:output_type -> berth.v1.GetDeploymentResponse
-	36, // 65: berth.v1.DeploymentService.CancelDeployment:output_type -> berth.v1.CancelDeploymentResponse
-	38, // 66: berth.v1.EventService.StreamEvents:output_type -> berth.v1.Event
-	43, // 67: berth.v1.ClusterService.Members:output_type -> berth.v1.MembersResponse
-	45, // 68: berth.v1.ClusterService.Leader:output_type -> berth.v1.LeaderResponse
-	48, // 69: berth.v1.ClusterService.ListPeers:output_type -> berth.v1.ListPeersResponse
-	50, // 70: berth.v1.ClusterService.RemovePeer:output_type -> berth.v1.RemovePeerResponse
-	52, // 71: berth.v1.ClusterService.TransferLeadership:output_type -> berth.v1.TransferLeadershipResponse
-	54, // 72: berth.v1.ClusterService.SaveSnapshot:output_type -> berth.v1.SaveSnapshotResponse
-	56, // 73: berth.v1.ClusterService.RestoreSnapshot:output_type -> berth.v1.RestoreSnapshotResponse
-	40, // 74: berth.v1.ClusterService.Leave:output_type -> berth.v1.LeaveResponse
-	50, // [50:75] is the sub-list for method output_type
-	25, // [25:50] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	63, // 19: berth.v1.ListDeploymentsResponse.deployments:type_name -> berth.v1.Deployment
+	63, // 20: berth.v1.GetDeploymentResponse.deployment:type_name -> berth.v1.Deployment
+	63, // 21: berth.v1.Event.deployment:type_name -> berth.v1.Deployment
+	61, // 22: berth.v1.Event.app:type_name -> berth.v1.App
+	41, // 23: berth.v1.MesosStatusResponse.agents:type_name -> berth.v1.MesosAgent
+	42, // 24: berth.v1.MesosAgent.total:type_name -> berth.v1.MesosResources
+	42, // 25: berth.v1.MesosAgent.allocated:type_name -> berth.v1.MesosResources
+	42, // 26: berth.v1.MesosAgent.free:type_name -> berth.v1.MesosResources
+	42, // 27: berth.v1.MesosAgent.reserved:type_name -> berth.v1.MesosResources
+	46, // 28: berth.v1.MembersResponse.members:type_name -> berth.v1.Member
+	51, // 29: berth.v1.ListPeersResponse.peers:type_name -> berth.v1.Peer
+	6,  // 30: berth.v1.AppService.CreateApp:input_type -> berth.v1.CreateAppRequest
+	8,  // 31: berth.v1.AppService.GetApp:input_type -> berth.v1.GetAppRequest
+	11, // 32: berth.v1.AppService.ListApps:input_type -> berth.v1.ListAppsRequest
+	13, // 33: berth.v1.AppService.UpdateApp:input_type -> berth.v1.UpdateAppRequest
+	15, // 34: berth.v1.AppService.DeleteApp:input_type -> berth.v1.DeleteAppRequest
+	17, // 35: berth.v1.AppService.ListAppVersions:input_type -> berth.v1.ListAppVersionsRequest
+	19, // 36: berth.v1.AppService.RestartApp:input_type -> berth.v1.RestartAppRequest
+	21, // 37: berth.v1.AppService.ResetDelay:input_type -> berth.v1.ResetDelayRequest
+	2,  // 38: berth.v1.AppService.ParseApp:input_type -> berth.v1.ParseAppRequest
+	4,  // 39: berth.v1.AppService.RenderApp:input_type -> berth.v1.RenderAppRequest
+	25, // 40: berth.v1.TaskService.ListTasks:input_type -> berth.v1.ListTasksRequest
+	29, // 41: berth.v1.TaskService.KillTask:input_type -> berth.v1.KillTaskRequest
+	23, // 42: berth.v1.TaskService.ReadTaskLog:input_type -> berth.v1.ReadTaskLogRequest
+	31, // 43: berth.v1.DeploymentService.ListDeployments:input_type -> berth.v1.ListDeploymentsRequest
+	33, // 44: berth.v1.DeploymentService.GetDeployment:input_type -> berth.v1.GetDeploymentRequest
+	35, // 45: berth.v1.DeploymentService.CancelDeployment:input_type -> berth.v1.CancelDeploymentRequest
+	37, // 46: berth.v1.EventService.StreamEvents:input_type -> berth.v1.StreamEventsRequest
+	45, // 47: berth.v1.ClusterService.Members:input_type -> berth.v1.MembersRequest
+	48, // 48: berth.v1.ClusterService.Leader:input_type -> berth.v1.LeaderRequest
+	50, // 49: berth.v1.ClusterService.ListPeers:input_type -> berth.v1.ListPeersRequest
+	53, // 50: berth.v1.ClusterService.RemovePeer:input_type -> berth.v1.RemovePeerRequest
+	55, // 51: berth.v1.ClusterService.TransferLeadership:input_type -> berth.v1.TransferLeadershipRequest
+	57, // 52: berth.v1.ClusterService.SaveSnapshot:input_type -> berth.v1.SaveSnapshotRequest
+	59, // 53: berth.v1.ClusterService.RestoreSnapshot:input_type -> berth.v1.RestoreSnapshotRequest
+	43, // 54: berth.v1.ClusterService.Leave:input_type -> berth.v1.LeaveRequest
+	39, // 55: berth.v1.ClusterService.MesosStatus:input_type -> berth.v1.MesosStatusRequest
+	7,  // 56: berth.v1.AppService.CreateApp:output_type -> berth.v1.CreateAppResponse
+	9,  // 57: berth.v1.AppService.GetApp:output_type -> berth.v1.GetAppResponse
+	12, // 58: berth.v1.AppService.ListApps:output_type -> berth.v1.ListAppsResponse
+	14, // 59: berth.v1.AppService.UpdateApp:output_type -> berth.v1.UpdateAppResponse
+	16, // 60: berth.v1.AppService.DeleteApp:output_type -> berth.v1.DeleteAppResponse
+	18, // 61: berth.v1.AppService.ListAppVersions:output_type -> berth.v1.ListAppVersionsResponse
+	20, // 62: berth.v1.AppService.RestartApp:output_type -> berth.v1.RestartAppResponse
+	22, // 63: berth.v1.AppService.ResetDelay:output_type -> berth.v1.ResetDelayResponse
+	3,  // 64: berth.v1.AppService.ParseApp:output_type -> berth.v1.ParseAppResponse
+	5,  // 65: berth.v1.AppService.RenderApp:output_type -> berth.v1.RenderAppResponse
+	26, // 66: berth.v1.TaskService.ListTasks:output_type -> berth.v1.ListTasksResponse
+	30, // 67: berth.v1.TaskService.KillTask:output_type -> berth.v1.KillTaskResponse
+	24, // 68: berth.v1.TaskService.ReadTaskLog:output_type -> berth.v1.ReadTaskLogResponse
+	32, // 69: berth.v1.DeploymentService.ListDeployments:output_type -> berth.v1.ListDeploymentsResponse
+	34, // 70: berth.v1.DeploymentService.GetDeployment:output_type -> berth.v1.GetDeploymentResponse
+	36, // 71: berth.v1.DeploymentService.CancelDeployment:output_type -> berth.v1.CancelDeploymentResponse
+	38, // 72: berth.v1.EventService.StreamEvents:output_type -> berth.v1.Event
+	47, // 73: berth.v1.ClusterService.Members:output_type -> berth.v1.MembersResponse
+	49, // 74: berth.v1.ClusterService.Leader:output_type -> berth.v1.LeaderResponse
+	52, // 75: berth.v1.ClusterService.ListPeers:output_type -> berth.v1.ListPeersResponse
+	54, // 76: berth.v1.ClusterService.RemovePeer:output_type -> berth.v1.RemovePeerResponse
+	56, // 77: berth.v1.ClusterService.TransferLeadership:output_type -> berth.v1.TransferLeadershipResponse
+	58, // 78: berth.v1.ClusterService.SaveSnapshot:output_type -> berth.v1.SaveSnapshotResponse
+	60, // 79: berth.v1.ClusterService.RestoreSnapshot:output_type -> berth.v1.RestoreSnapshotResponse
+	44, // 80: berth.v1.ClusterService.Leave:output_type -> berth.v1.LeaveResponse
+	40, // 81: berth.v1.ClusterService.MesosStatus:output_type -> berth.v1.MesosStatusResponse
+	56, // [56:82] is the sub-list for method output_type
+	30, // [30:56] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_berth_v1_service_proto_init() }
@@ -3824,7 +4153,7 @@ func file_berth_v1_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_berth_v1_service_proto_rawDesc), len(file_berth_v1_service_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   55,
+			NumMessages:   59,
 			NumExtensions: 0,
 			NumServices:   5,
 		},

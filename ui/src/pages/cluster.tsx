@@ -1,5 +1,73 @@
+import type { MesosResources } from "../gen/berth/v1/service_pb";
 import { cluster } from "../api";
 import { ErrorBox, usePoll } from "../util";
+
+function Res({ r }: { r: MesosResources | undefined }) {
+  if (!r) return null;
+  const parts = [`${+r.cpus.toFixed(2)} cpus`, `${+r.mem.toFixed(0)} MiB mem`, `${+r.disk.toFixed(0)} MiB disk`];
+  if (r.gpus) parts.push(`${r.gpus} gpus`);
+  parts.push(`${r.ports} ports`);
+  return <>{parts.join(", ")}</>;
+}
+
+// MesosSection shows the Mesos master's view: Berth's subscription and the
+// agents with their resources (ClusterService.MesosStatus).
+function MesosSection() {
+  const load = usePoll((signal) => cluster.mesosStatus({}, { signal }), [], 5000);
+  const m = load.data;
+  return (
+    <section aria-labelledby="mesos-title">
+      <h2 id="mesos-title">Mesos</h2>
+      <ErrorBox error={load.error} what="Mesos master" />
+      {m && (
+        <>
+          <p data-testid="mesos-subscription">
+            Master {m.master}: framework <code>{m.frameworkId || "(none yet)"}</code>{" "}
+            {m.frameworkConnected ? (
+              <span class="ok">subscribed{m.frameworkActive ? "" : " (inactive)"}</span>
+            ) : (
+              <span class="bad">not subscribed</span>
+            )}
+          </p>
+          <table class="list" data-testid="agents">
+            <thead>
+              <tr>
+                <th scope="col">Agent</th>
+                <th scope="col">Active</th>
+                <th scope="col">Total</th>
+                <th scope="col">Free</th>
+                <th scope="col">Reserved</th>
+                <th scope="col">In use</th>
+              </tr>
+            </thead>
+            <tbody>
+              {m.agents.map((a) => (
+                <tr key={a.id}>
+                  <th scope="row">
+                    {a.hostname} <code>{a.id}</code>
+                  </th>
+                  <td class={a.active ? "ok" : "bad"}>{a.active ? "yes" : "no"}</td>
+                  <td>
+                    <Res r={a.total} />
+                  </td>
+                  <td>
+                    <Res r={a.free} />
+                  </td>
+                  <td>
+                    <Res r={a.reserved} />
+                  </td>
+                  <td>
+                    <Res r={a.allocated} />
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </>
+      )}
+    </section>
+  );
+}
 
 // ClusterPage shows the Berth servers (gossip), the Raft leader and the
 // Raft configuration.
@@ -85,6 +153,7 @@ export function ClusterPage() {
           </table>
         </>
       )}
+      <MesosSection />
     </section>
   );
 }

@@ -101,6 +101,9 @@ const (
 	ClusterServiceRestoreSnapshotProcedure = "/berth.v1.ClusterService/RestoreSnapshot"
 	// ClusterServiceLeaveProcedure is the fully-qualified name of the ClusterService's Leave RPC.
 	ClusterServiceLeaveProcedure = "/berth.v1.ClusterService/Leave"
+	// ClusterServiceMesosStatusProcedure is the fully-qualified name of the ClusterService's
+	// MesosStatus RPC.
+	ClusterServiceMesosStatusProcedure = "/berth.v1.ClusterService/MesosStatus"
 )
 
 // AppServiceClient is a client for the berth.v1.AppService service.
@@ -814,6 +817,9 @@ type ClusterServiceClient interface {
 	// configuration (never below the servers' minimum quorum), and then it
 	// shuts down. A server that only restarts must not leave.
 	Leave(context.Context, *connect.Request[v1.LeaveRequest]) (*connect.Response[v1.LeaveResponse], error)
+	// MesosStatus asks the Mesos master (its operator API) whether Berth's
+	// framework is subscribed, and for the agents with their resources.
+	MesosStatus(context.Context, *connect.Request[v1.MesosStatusRequest]) (*connect.Response[v1.MesosStatusResponse], error)
 }
 
 // NewClusterServiceClient constructs a client for the berth.v1.ClusterService service. By default,
@@ -878,6 +884,13 @@ func NewClusterServiceClient(httpClient connect.HTTPClient, baseURL string, opts
 			connect.WithSchema(clusterServiceMethods.ByName("Leave")),
 			connect.WithClientOptions(opts...),
 		),
+		mesosStatus: connect.NewClient[v1.MesosStatusRequest, v1.MesosStatusResponse](
+			httpClient,
+			baseURL+ClusterServiceMesosStatusProcedure,
+			connect.WithSchema(clusterServiceMethods.ByName("MesosStatus")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -891,6 +904,7 @@ type clusterServiceClient struct {
 	saveSnapshot       *connect.Client[v1.SaveSnapshotRequest, v1.SaveSnapshotResponse]
 	restoreSnapshot    *connect.Client[v1.RestoreSnapshotRequest, v1.RestoreSnapshotResponse]
 	leave              *connect.Client[v1.LeaveRequest, v1.LeaveResponse]
+	mesosStatus        *connect.Client[v1.MesosStatusRequest, v1.MesosStatusResponse]
 }
 
 // Members calls berth.v1.ClusterService.Members.
@@ -933,6 +947,11 @@ func (c *clusterServiceClient) Leave(ctx context.Context, req *connect.Request[v
 	return c.leave.CallUnary(ctx, req)
 }
 
+// MesosStatus calls berth.v1.ClusterService.MesosStatus.
+func (c *clusterServiceClient) MesosStatus(ctx context.Context, req *connect.Request[v1.MesosStatusRequest]) (*connect.Response[v1.MesosStatusResponse], error) {
+	return c.mesosStatus.CallUnary(ctx, req)
+}
+
 // ClusterServiceHandler is an implementation of the berth.v1.ClusterService service.
 type ClusterServiceHandler interface {
 	// Members lists servers known by gossip.
@@ -954,6 +973,9 @@ type ClusterServiceHandler interface {
 	// configuration (never below the servers' minimum quorum), and then it
 	// shuts down. A server that only restarts must not leave.
 	Leave(context.Context, *connect.Request[v1.LeaveRequest]) (*connect.Response[v1.LeaveResponse], error)
+	// MesosStatus asks the Mesos master (its operator API) whether Berth's
+	// framework is subscribed, and for the agents with their resources.
+	MesosStatus(context.Context, *connect.Request[v1.MesosStatusRequest]) (*connect.Response[v1.MesosStatusResponse], error)
 }
 
 // NewClusterServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -1014,6 +1036,13 @@ func NewClusterServiceHandler(svc ClusterServiceHandler, opts ...connect.Handler
 		connect.WithSchema(clusterServiceMethods.ByName("Leave")),
 		connect.WithHandlerOptions(opts...),
 	)
+	clusterServiceMesosStatusHandler := connect.NewUnaryHandler(
+		ClusterServiceMesosStatusProcedure,
+		svc.MesosStatus,
+		connect.WithSchema(clusterServiceMethods.ByName("MesosStatus")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/berth.v1.ClusterService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case ClusterServiceMembersProcedure:
@@ -1032,6 +1061,8 @@ func NewClusterServiceHandler(svc ClusterServiceHandler, opts ...connect.Handler
 			clusterServiceRestoreSnapshotHandler.ServeHTTP(w, r)
 		case ClusterServiceLeaveProcedure:
 			clusterServiceLeaveHandler.ServeHTTP(w, r)
+		case ClusterServiceMesosStatusProcedure:
+			clusterServiceMesosStatusHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -1071,4 +1102,8 @@ func (UnimplementedClusterServiceHandler) RestoreSnapshot(context.Context, *conn
 
 func (UnimplementedClusterServiceHandler) Leave(context.Context, *connect.Request[v1.LeaveRequest]) (*connect.Response[v1.LeaveResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("berth.v1.ClusterService.Leave is not implemented"))
+}
+
+func (UnimplementedClusterServiceHandler) MesosStatus(context.Context, *connect.Request[v1.MesosStatusRequest]) (*connect.Response[v1.MesosStatusResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("berth.v1.ClusterService.MesosStatus is not implemented"))
 }

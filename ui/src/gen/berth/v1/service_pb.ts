@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file berth/v1/service.proto.
  */
 export const file_berth_v1_service: GenFile = /*@__PURE__*/
-  fileDesc("ChZiZXJ0aC92MS9zZXJ2aWNlLnByb3RvEghiZXJ0aC52MSIfCg9QYXJzZUFwcFJlcXVlc3QSDAoEanNvbhgBIAEoCSIuChBQYXJzZUFwcFJlc3BvbnNlEhoKA2FwcBgBIAEoCzINLmJlcnRoLnYxLkFwcCIuChBSZW5kZXJBcHBSZXF1ZXN0EhoKA2FwcBgBIAEoCzINLmJlcnRoLnYxLkFwcCIhChFSZW5kZXJBcHBSZXNwb25zZRIMCgRqc29uGAEgASgJIkIKEENyZWF0ZUFwcFJlcXVlc3QSGgoDYXBwGAEgASgLMg0uYmVydGgudjEuQXBwEhIKCnJlcXVlc3RfaWQYAiABKAkiRgoRQ3JlYXRlQXBwUmVzcG9uc2USGgoDYXBwGAEgASgLMg0uYmVydGgudjEuQXBwEhUKDWRlcGxveW1lbnRfaWQYAiABKAkiXAoNR2V0QXBwUmVxdWVzdBIKCgJpZBgBIAEoCRIPCgd2ZXJzaW9uGAIgASgJEi4KC2NvbnNpc3RlbmN5GAMgASgOMhkuYmVydGgudjEuUmVhZENvbnNpc3RlbmN5IlMKDkdldEFwcFJlc3BvbnNlEhoKA2FwcBgBIAEoCzINLmJlcnRoLnYxLkFwcBIlCgdzdW1tYXJ5GAIgASgLMhQuYmVydGgudjEuQXBwU3VtbWFyeSLgAQoKQXBwU3VtbWFyeRIUCgx0YXNrc19zdGFnZWQYASABKAUSFQoNdGFza3NfcnVubmluZxgCIAEoBRIVCg10YXNrc19oZWFsdGh5GAMgASgFEhcKD3Rhc2tzX3VuaGVhbHRoeRgEIAEoBRIZChFpbnN0YW5jZXNfc3RvcHBlZBgFIAEoBRITCgtkZXBsb3ltZW50cxgGIAMoCRIwChFsYXN0X3Rhc2tfZmFpbHVyZRgHIAEoCzIVLmJlcnRoLnYxLlRhc2tGYWlsdXJlEhMKC3Vuc3VwcG9ydGVkGAggAygJIqIBCg9MaXN0QXBwc1JlcXVlc3QSEwoLaWRfY29udGFpbnMYASABKAkSFAoMY21kX2NvbnRhaW5zGAIgASgJEg0KBWxhYmVsGAMgASgJEi4KC2NvbnNpc3RlbmN5GAQgASgOMhkuYmVydGgudjEuUmVhZENvbnNpc3RlbmN5EhEKCXBhZ2Vfc2l6ZRgFIAEoBRISCgpwYWdlX3Rva2VuGAYgASgJInEKEExpc3RBcHBzUmVzcG9uc2USGwoEYXBwcxgBIAMoCzINLmJlcnRoLnYxLkFwcBInCglzdW1tYXJpZXMYAiADKAsyFC5iZXJ0aC52MS5BcHBTdW1tYXJ5EhcKD25leHRfcGFnZV90b2tlbhgDIAEoCSKJAQoQVXBkYXRlQXBwUmVxdWVzdBIKCgJpZBgBIAEoCRIaCgNhcHAYAiABKAsyDS5iZXJ0aC52MS5BcHASDwoHcGFydGlhbBgDIAEoCBINCgVmb3JjZRgEIAEoCBISCgpyZXF1ZXN0X2lkGAUgASgJEhkKEXZlcnNpb25fdG9fZGVwbG95GAYgASgJIkYKEVVwZGF0ZUFwcFJlc3BvbnNlEhoKA2FwcBgBIAEoCzINLmJlcnRoLnYxLkFwcBIVCg1kZXBsb3ltZW50X2lkGAIgASgJIkEKEERlbGV0ZUFwcFJlcXVlc3QSCgoCaWQYASABKAkSDQoFZm9yY2UYAiABKAgSEgoKcmVxdWVzdF9pZBgDIAEoCSIqChFEZWxldGVBcHBSZXNwb25zZRIVCg1kZXBsb3ltZW50X2lkGAEgASgJIiQKFkxpc3RBcHBWZXJzaW9uc1JlcXVlc3QSCgoCaWQYASABKAkiKwoXTGlzdEFwcFZlcnNpb25zUmVzcG9uc2USEAoIdmVyc2lvbnMYASADKAkiQgoRUmVzdGFydEFwcFJlcXVlc3QSCgoCaWQYASABKAkSDQoFZm9yY2UYAiABKAgSEgoKcmVxdWVzdF9pZBgDIAEoCSI8ChJSZXN0YXJ0QXBwUmVzcG9uc2USFQoNZGVwbG95bWVudF9pZBgBIAEoCRIPCgd2ZXJzaW9uGAIgASgJIjMKEVJlc2V0RGVsYXlSZXF1ZXN0EgoKAmlkGAEgASgJEhIKCnJlcXVlc3RfaWQYAiABKAkiLQoSUmVzZXREZWxheVJlc3BvbnNlEhcKD2luc3RhbmNlc19yZXNldBgBIAEoBSJpChJSZWFkVGFza0xvZ1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCRIjCgRmaWxlGAIgASgOMhUuYmVydGgudjEuVGFza0xvZ0ZpbGUSDgoGZm9sbG93GAMgASgIEg0KBWxpbmVzGAQgASgNIlIKE1JlYWRUYXNrTG9nUmVzcG9uc2USDAoEZGF0YRgBIAEoDBIOCgZvZmZzZXQYAiABKAMSDwoHdGFza19pZBgDIAEoCRIMCgRwYXRoGAQgASgJInkKEExpc3RUYXNrc1JlcXVlc3QSDgoGYXBwX2lkGAEgASgJEi4KC2NvbnNpc3RlbmN5GAIgASgOMhkuYmVydGgudjEuUmVhZENvbnNpc3RlbmN5EhEKCXBhZ2Vfc2l6ZRgDIAEoBRISCgpwYWdlX3Rva2VuGAQgASgJIk8KEUxpc3RUYXNrc1Jlc3BvbnNlEiEKBXRhc2tzGAEgAygLMhIuYmVydGgudjEuVGFza1ZpZXcSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIskDCghUYXNrVmlldxIKCgJpZBgBIAEoCRIOCgZhcHBfaWQYAiABKAkSEwoLaW5zdGFuY2VfaWQYAyABKAkSDAoEaG9zdBgEIAEoCRIQCghhZ2VudF9pZBgFIAEoCRINCgVzdGF0ZRgGIAEoCRIUCgdoZWFsdGh5GAcgASgISACIAQESEgoKc3RhcnRlZF9hdBgIIAEoCRIRCglzdGFnZWRfYXQYCSABKAkSDQoFcG9ydHMYCiADKA0SMAoNbG9jYWxfdm9sdW1lcxgLIAMoCzIZLmJlcnRoLnYxLlRhc2tMb2NhbFZvbHVtZRIPCgd2ZXJzaW9uGAwgASgJEgwKBGdvYWwYDSABKAkSDAoEcm9sZRgOIAEoCRIPCgdtZXNzYWdlGA8gASgJEg4KBnJlYXNvbhgQIAEoCRIPCgdzYW5kYm94GBEgASgJEhEKCWFnZW50X3VybBgSIAEoCRIZChFsYXVuY2hfbm90X2JlZm9yZRgTIAEoCRIZChFyZXNlcnZhdGlvbl9zdGF0ZRgUIAEoCRIrCgxsYXN0X2ZhaWx1cmUYFSABKAsyFS5iZXJ0aC52MS5UYXNrRmFpbHVyZUIKCghfaGVhbHRoeSJTCg9UYXNrTG9jYWxWb2x1bWUSFgoOY29udGFpbmVyX3BhdGgYASABKAkSFgoOcGVyc2lzdGVuY2VfaWQYAiABKAkSEAoIc2l6ZV9taWIYAyABKAEiTgoPS2lsbFRhc2tSZXF1ZXN0EgoKAmlkGAEgASgJEgwKBHdpcGUYAiABKAgSDQoFc2NhbGUYAyABKAgSEgoKcmVxdWVzdF9pZBgEIAEoCSJLChBLaWxsVGFza1Jlc3BvbnNlEiAKBHRhc2sYASABKAsyEi5iZXJ0aC52MS5UYXNrVmlldxIVCg1kZXBsb3ltZW50X2lkGAIgASgJIjIKFkxpc3REZXBsb3ltZW50c1JlcXVlc3QSGAoQaW5jbHVkZV9maW5pc2hlZBgBIAEoCCJEChdMaXN0RGVwbG95bWVudHNSZXNwb25zZRIpCgtkZXBsb3ltZW50cxgBIAMoCzIULmJlcnRoLnYxLkRlcGxveW1lbnQiIgoUR2V0RGVwbG95bWVudFJlcXVlc3QSCgoCaWQYASABKAkiQQoVR2V0RGVwbG95bWVudFJlc3BvbnNlEigKCmRlcGxveW1lbnQYASABKAsyFC5iZXJ0aC52MS5EZXBsb3ltZW50IkgKF0NhbmNlbERlcGxveW1lbnRSZXF1ZXN0EgoKAmlkGAEgASgJEhIKCnJlcXVlc3RfaWQYAiABKAkSDQoFZm9yY2UYAyABKAgiQgoYQ2FuY2VsRGVwbG95bWVudFJlc3BvbnNlEhUKDWRlcGxveW1lbnRfaWQYASABKAkSDwoHdmVyc2lvbhgCIAEoCSI0ChNTdHJlYW1FdmVudHNSZXF1ZXN0Eg0KBXR5cGVzGAEgAygJEg4KBmFwcF9pZBgCIAEoCSKLAgoFRXZlbnQSDAoEdHlwZRgBIAEoCRIRCgl0aW1lc3RhbXAYAiABKAkSDgoGYXBwX2lkGAMgASgJEhMKC2luc3RhbmNlX2lkGAQgASgJEg8KB3Rhc2tfaWQYBSABKAkSEgoKdGFza19zdGF0ZRgGIAEoCRIUCgdoZWFsdGh5GAcgASgISACIAQESDwoHbWVzc2FnZRgIIAEoCRIoCgpkZXBsb3ltZW50GAkgASgLMhQuYmVydGgudjEuRGVwbG95bWVudBIQCghhZ2VudF9pZBgKIAEoCRIMCgRob3N0GAsgASgJEhoKA2FwcBgMIAEoCzINLmJlcnRoLnYxLkFwcEIKCghfaGVhbHRoeSIOCgxMZWF2ZVJlcXVlc3QiGwoNTGVhdmVSZXNwb25zZRIKCgJpZBgBIAEoCSIQCg5NZW1iZXJzUmVxdWVzdCKVAQoGTWVtYmVyEgwKBG5hbWUYASABKAkSEQoJcmFmdF9hZGRyGAIgASgJEhAKCGFwaV9hZGRyGAMgASgJEhMKC2dvc3NpcF9hZGRyGAQgASgJEg4KBnN0YXR1cxgFIAEoCRIPCgd2ZXJzaW9uGAYgASgJEg4KBmxlYWRlchgHIAEoCBISCgpkaXNrX2Vycm9yGAggASgJIjQKD01lbWJlcnNSZXNwb25zZRIhCgdtZW1iZXJzGAEgAygLMhAuYmVydGgudjEuTWVtYmVyIg8KDUxlYWRlclJlcXVlc3QiTwoOTGVhZGVyUmVzcG9uc2USCgoCaWQYASABKAkSEQoJcmFmdF9hZGRyGAIgASgJEhAKCGFwaV9hZGRyGAMgASgJEgwKBHRlcm0YBCABKAQiEgoQTGlzdFBlZXJzUmVxdWVzdCJFCgRQZWVyEgoKAmlkGAEgASgJEg8KB2FkZHJlc3MYAiABKAkSEAoIc3VmZnJhZ2UYAyABKAkSDgoGbGVhZGVyGAQgASgIIjIKEUxpc3RQZWVyc1Jlc3BvbnNlEh0KBXBlZXJzGAEgAygLMg4uYmVydGgudjEuUGVlciIfChFSZW1vdmVQZWVyUmVxdWVzdBIKCgJpZBgBIAEoCSIUChJSZW1vdmVQZWVyUmVzcG9uc2UiJwoZVHJhbnNmZXJMZWFkZXJzaGlwUmVxdWVzdBIKCgJ0bxgBIAEoCSIsChpUcmFuc2ZlckxlYWRlcnNoaXBSZXNwb25zZRIOCgZsZWFkZXIYASABKAkiFQoTU2F2ZVNuYXBzaG90UmVxdWVzdCJBChRTYXZlU25hcHNob3RSZXNwb25zZRIMCgRkYXRhGAEgASgMEg0KBWluZGV4GAIgASgEEgwKBHRlcm0YAyABKAQiJgoWUmVzdG9yZVNuYXBzaG90UmVxdWVzdBIMCgRkYXRhGAEgASgMIhkKF1Jlc3RvcmVTbmFwc2hvdFJlc3BvbnNlKlQKD1JlYWRDb25zaXN0ZW5jeRIgChxSRUFEX0NPTlNJU1RFTkNZX1VOU1BFQ0lGSUVEEAASHwobUkVBRF9DT05TSVNURU5DWV9DT05TSVNURU5UEAEqYAoLVGFza0xvZ0ZpbGUSHQoZVEFTS19MT0dfRklMRV9VTlNQRUNJRklFRBAAEhgKFFRBU0tfTE9HX0ZJTEVfU1RET1VUEAESGAoUVEFTS19MT0dfRklMRV9TVERFUlIQAjLqBQoKQXBwU2VydmljZRJECglDcmVhdGVBcHASGi5iZXJ0aC52MS5DcmVhdGVBcHBSZXF1ZXN0GhsuYmVydGgudjEuQ3JlYXRlQXBwUmVzcG9uc2USQAoGR2V0QXBwEhcuYmVydGgudjEuR2V0QXBwUmVxdWVzdBoYLmJlcnRoLnYxLkdldEFwcFJlc3BvbnNlIgOQAgESRgoITGlzdEFwcHMSGS5iZXJ0aC52MS5MaXN0QXBwc1JlcXVlc3QaGi5iZXJ0aC52MS5MaXN0QXBwc1Jlc3BvbnNlIgOQAgESRAoJVXBkYXRlQXBwEhouYmVydGgudjEuVXBkYXRlQXBwUmVxdWVzdBobLmJlcnRoLnYxLlVwZGF0ZUFwcFJlc3BvbnNlEkQKCURlbGV0ZUFwcBIaLmJlcnRoLnYxLkRlbGV0ZUFwcFJlcXVlc3QaGy5iZXJ0aC52MS5EZWxldGVBcHBSZXNwb25zZRJbCg9MaXN0QXBwVmVyc2lvbnMSIC5iZXJ0aC52MS5MaXN0QXBwVmVyc2lvbnNSZXF1ZXN0GiEuYmVydGgudjEuTGlzdEFwcFZlcnNpb25zUmVzcG9uc2UiA5ACARJHCgpSZXN0YXJ0QXBwEhsuYmVydGgudjEuUmVzdGFydEFwcFJlcXVlc3QaHC5iZXJ0aC52MS5SZXN0YXJ0QXBwUmVzcG9uc2USRwoKUmVzZXREZWxheRIbLmJlcnRoLnYxLlJlc2V0RGVsYXlSZXF1ZXN0GhwuYmVydGgudjEuUmVzZXREZWxheVJlc3BvbnNlEkYKCFBhcnNlQXBwEhkuYmVydGgudjEuUGFyc2VBcHBSZXF1ZXN0GhouYmVydGgudjEuUGFyc2VBcHBSZXNwb25zZSIDkAIBEkkKCVJlbmRlckFwcBIaLmJlcnRoLnYxLlJlbmRlckFwcFJlcXVlc3QaGy5iZXJ0aC52MS5SZW5kZXJBcHBSZXNwb25zZSIDkAIBMukBCgtUYXNrU2VydmljZRJJCglMaXN0VGFza3MSGi5iZXJ0aC52MS5MaXN0VGFza3NSZXF1ZXN0GhsuYmVydGgudjEuTGlzdFRhc2tzUmVzcG9uc2UiA5ACARJBCghLaWxsVGFzaxIZLmJlcnRoLnYxLktpbGxUYXNrUmVxdWVzdBoaLmJlcnRoLnYxLktpbGxUYXNrUmVzcG9uc2USTAoLUmVhZFRhc2tMb2cSHC5iZXJ0aC52MS5SZWFkVGFza0xvZ1JlcXVlc3QaHS5iZXJ0aC52MS5SZWFkVGFza0xvZ1Jlc3BvbnNlMAEyogIKEURlcGxveW1lbnRTZXJ2aWNlElsKD0xpc3REZXBsb3ltZW50cxIgLmJlcnRoLnYxLkxpc3REZXBsb3ltZW50c1JlcXVlc3QaIS5iZXJ0aC52MS5MaXN0RGVwbG95bWVudHNSZXNwb25zZSIDkAIBElUKDUdldERlcGxveW1lbnQSHi5iZXJ0aC52MS5HZXREZXBsb3ltZW50UmVxdWVzdBofLmJlcnRoLnYxLkdldERlcGxveW1lbnRSZXNwb25zZSIDkAIBElkKEENhbmNlbERlcGxveW1lbnQSIS5iZXJ0aC52MS5DYW5jZWxEZXBsb3ltZW50UmVxdWVzdBoiLmJlcnRoLnYxLkNhbmNlbERlcGxveW1lbnRSZXNwb25zZTJQCgxFdmVudFNlcnZpY2USQAoMU3RyZWFtRXZlbnRzEh0uYmVydGgudjEuU3RyZWFtRXZlbnRzUmVxdWVzdBoPLmJlcnRoLnYxLkV2ZW50MAEy7QQKDkNsdXN0ZXJTZXJ2aWNlEkMKB01lbWJlcnMSGC5iZXJ0aC52MS5NZW1iZXJzUmVxdWVzdBoZLmJlcnRoLnYxLk1lbWJlcnNSZXNwb25zZSIDkAIBEkAKBkxlYWRlchIXLmJlcnRoLnYxLkxlYWRlclJlcXVlc3QaGC5iZXJ0aC52MS5MZWFkZXJSZXNwb25zZSIDkAIBEkkKCUxpc3RQZWVycxIaLmJlcnRoLnYxLkxpc3RQZWVyc1JlcXVlc3QaGy5iZXJ0aC52MS5MaXN0UGVlcnNSZXNwb25zZSIDkAIBEkcKClJlbW92ZVBlZXISGy5iZXJ0aC52MS5SZW1vdmVQZWVyUmVxdWVzdBocLmJlcnRoLnYxLlJlbW92ZVBlZXJSZXNwb25zZRJfChJUcmFuc2ZlckxlYWRlcnNoaXASIy5iZXJ0aC52MS5UcmFuc2ZlckxlYWRlcnNoaXBSZXF1ZXN0GiQuYmVydGgudjEuVHJhbnNmZXJMZWFkZXJzaGlwUmVzcG9uc2USTQoMU2F2ZVNuYXBzaG90Eh0uYmVydGgudjEuU2F2ZVNuYXBzaG90UmVxdWVzdBoeLmJlcnRoLnYxLlNhdmVTbmFwc2hvdFJlc3BvbnNlElYKD1Jlc3RvcmVTbmFwc2hvdBIgLmJlcnRoLnYxLlJlc3RvcmVTbmFwc2hvdFJlcXVlc3QaIS5iZXJ0aC52MS5SZXN0b3JlU25hcHNob3RSZXNwb25zZRI4CgVMZWF2ZRIWLmJlcnRoLnYxLkxlYXZlUmVxdWVzdBoXLmJlcnRoLnYxLkxlYXZlUmVzcG9uc2VCkAEKDGNvbS5iZXJ0aC52MUIMU2VydmljZVByb3RvUAFaMWdpdGh1Yi5jb20vYmVydGgtZGV2L2JlcnRoL3Byb3RvL2JlcnRoL3YxO2JlcnRodjGiAgNCWFiqAghCZXJ0aC5WMcoCCEJlcnRoXFYx4gIUQmVydGhcVjFcR1BCTWV0YWRhdGHqAglCZXJ0aDo6VjFiBnByb3RvMw", [file_berth_v1_app, file_berth_v1_state]);
+  fileDesc("ChZiZXJ0aC92MS9zZXJ2aWNlLnByb3RvEghiZXJ0aC52MSIfCg9QYXJzZUFwcFJlcXVlc3QSDAoEanNvbhgBIAEoCSIuChBQYXJzZUFwcFJlc3BvbnNlEhoKA2FwcBgBIAEoCzINLmJlcnRoLnYxLkFwcCIuChBSZW5kZXJBcHBSZXF1ZXN0EhoKA2FwcBgBIAEoCzINLmJlcnRoLnYxLkFwcCIhChFSZW5kZXJBcHBSZXNwb25zZRIMCgRqc29uGAEgASgJIkIKEENyZWF0ZUFwcFJlcXVlc3QSGgoDYXBwGAEgASgLMg0uYmVydGgudjEuQXBwEhIKCnJlcXVlc3RfaWQYAiABKAkiRgoRQ3JlYXRlQXBwUmVzcG9uc2USGgoDYXBwGAEgASgLMg0uYmVydGgudjEuQXBwEhUKDWRlcGxveW1lbnRfaWQYAiABKAkiXAoNR2V0QXBwUmVxdWVzdBIKCgJpZBgBIAEoCRIPCgd2ZXJzaW9uGAIgASgJEi4KC2NvbnNpc3RlbmN5GAMgASgOMhkuYmVydGgudjEuUmVhZENvbnNpc3RlbmN5IlMKDkdldEFwcFJlc3BvbnNlEhoKA2FwcBgBIAEoCzINLmJlcnRoLnYxLkFwcBIlCgdzdW1tYXJ5GAIgASgLMhQuYmVydGgudjEuQXBwU3VtbWFyeSLgAQoKQXBwU3VtbWFyeRIUCgx0YXNrc19zdGFnZWQYASABKAUSFQoNdGFza3NfcnVubmluZxgCIAEoBRIVCg10YXNrc19oZWFsdGh5GAMgASgFEhcKD3Rhc2tzX3VuaGVhbHRoeRgEIAEoBRIZChFpbnN0YW5jZXNfc3RvcHBlZBgFIAEoBRITCgtkZXBsb3ltZW50cxgGIAMoCRIwChFsYXN0X3Rhc2tfZmFpbHVyZRgHIAEoCzIVLmJlcnRoLnYxLlRhc2tGYWlsdXJlEhMKC3Vuc3VwcG9ydGVkGAggAygJIqIBCg9MaXN0QXBwc1JlcXVlc3QSEwoLaWRfY29udGFpbnMYASABKAkSFAoMY21kX2NvbnRhaW5zGAIgASgJEg0KBWxhYmVsGAMgASgJEi4KC2NvbnNpc3RlbmN5GAQgASgOMhkuYmVydGgudjEuUmVhZENvbnNpc3RlbmN5EhEKCXBhZ2Vfc2l6ZRgFIAEoBRISCgpwYWdlX3Rva2VuGAYgASgJInEKEExpc3RBcHBzUmVzcG9uc2USGwoEYXBwcxgBIAMoCzINLmJlcnRoLnYxLkFwcBInCglzdW1tYXJpZXMYAiADKAsyFC5iZXJ0aC52MS5BcHBTdW1tYXJ5EhcKD25leHRfcGFnZV90b2tlbhgDIAEoCSKJAQoQVXBkYXRlQXBwUmVxdWVzdBIKCgJpZBgBIAEoCRIaCgNhcHAYAiABKAsyDS5iZXJ0aC52MS5BcHASDwoHcGFydGlhbBgDIAEoCBINCgVmb3JjZRgEIAEoCBISCgpyZXF1ZXN0X2lkGAUgASgJEhkKEXZlcnNpb25fdG9fZGVwbG95GAYgASgJIkYKEVVwZGF0ZUFwcFJlc3BvbnNlEhoKA2FwcBgBIAEoCzINLmJlcnRoLnYxLkFwcBIVCg1kZXBsb3ltZW50X2lkGAIgASgJIkEKEERlbGV0ZUFwcFJlcXVlc3QSCgoCaWQYASABKAkSDQoFZm9yY2UYAiABKAgSEgoKcmVxdWVzdF9pZBgDIAEoCSIqChFEZWxldGVBcHBSZXNwb25zZRIVCg1kZXBsb3ltZW50X2lkGAEgASgJIiQKFkxpc3RBcHBWZXJzaW9uc1JlcXVlc3QSCgoCaWQYASABKAkiKwoXTGlzdEFwcFZlcnNpb25zUmVzcG9uc2USEAoIdmVyc2lvbnMYASADKAkiQgoRUmVzdGFydEFwcFJlcXVlc3QSCgoCaWQYASABKAkSDQoFZm9yY2UYAiABKAgSEgoKcmVxdWVzdF9pZBgDIAEoCSI8ChJSZXN0YXJ0QXBwUmVzcG9uc2USFQoNZGVwbG95bWVudF9pZBgBIAEoCRIPCgd2ZXJzaW9uGAIgASgJIjMKEVJlc2V0RGVsYXlSZXF1ZXN0EgoKAmlkGAEgASgJEhIKCnJlcXVlc3RfaWQYAiABKAkiLQoSUmVzZXREZWxheVJlc3BvbnNlEhcKD2luc3RhbmNlc19yZXNldBgBIAEoBSJpChJSZWFkVGFza0xvZ1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCRIjCgRmaWxlGAIgASgOMhUuYmVydGgudjEuVGFza0xvZ0ZpbGUSDgoGZm9sbG93GAMgASgIEg0KBWxpbmVzGAQgASgNIlIKE1JlYWRUYXNrTG9nUmVzcG9uc2USDAoEZGF0YRgBIAEoDBIOCgZvZmZzZXQYAiABKAMSDwoHdGFza19pZBgDIAEoCRIMCgRwYXRoGAQgASgJInkKEExpc3RUYXNrc1JlcXVlc3QSDgoGYXBwX2lkGAEgASgJEi4KC2NvbnNpc3RlbmN5GAIgASgOMhkuYmVydGgudjEuUmVhZENvbnNpc3RlbmN5EhEKCXBhZ2Vfc2l6ZRgDIAEoBRISCgpwYWdlX3Rva2VuGAQgASgJIk8KEUxpc3RUYXNrc1Jlc3BvbnNlEiEKBXRhc2tzGAEgAygLMhIuYmVydGgudjEuVGFza1ZpZXcSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIskDCghUYXNrVmlldxIKCgJpZBgBIAEoCRIOCgZhcHBfaWQYAiABKAkSEwoLaW5zdGFuY2VfaWQYAyABKAkSDAoEaG9zdBgEIAEoCRIQCghhZ2VudF9pZBgFIAEoCRINCgVzdGF0ZRgGIAEoCRIUCgdoZWFsdGh5GAcgASgISACIAQESEgoKc3RhcnRlZF9hdBgIIAEoCRIRCglzdGFnZWRfYXQYCSABKAkSDQoFcG9ydHMYCiADKA0SMAoNbG9jYWxfdm9sdW1lcxgLIAMoCzIZLmJlcnRoLnYxLlRhc2tMb2NhbFZvbHVtZRIPCgd2ZXJzaW9uGAwgASgJEgwKBGdvYWwYDSABKAkSDAoEcm9sZRgOIAEoCRIPCgdtZXNzYWdlGA8gASgJEg4KBnJlYXNvbhgQIAEoCRIPCgdzYW5kYm94GBEgASgJEhEKCWFnZW50X3VybBgSIAEoCRIZChFsYXVuY2hfbm90X2JlZm9yZRgTIAEoCRIZChFyZXNlcnZhdGlvbl9zdGF0ZRgUIAEoCRIrCgxsYXN0X2ZhaWx1cmUYFSABKAsyFS5iZXJ0aC52MS5UYXNrRmFpbHVyZUIKCghfaGVhbHRoeSJTCg9UYXNrTG9jYWxWb2x1bWUSFgoOY29udGFpbmVyX3BhdGgYASABKAkSFgoOcGVyc2lzdGVuY2VfaWQYAiABKAkSEAoIc2l6ZV9taWIYAyABKAEiTgoPS2lsbFRhc2tSZXF1ZXN0EgoKAmlkGAEgASgJEgwKBHdpcGUYAiABKAgSDQoFc2NhbGUYAyABKAgSEgoKcmVxdWVzdF9pZBgEIAEoCSJLChBLaWxsVGFza1Jlc3BvbnNlEiAKBHRhc2sYASABKAsyEi5iZXJ0aC52MS5UYXNrVmlldxIVCg1kZXBsb3ltZW50X2lkGAIgASgJIjIKFkxpc3REZXBsb3ltZW50c1JlcXVlc3QSGAoQaW5jbHVkZV9maW5pc2hlZBgBIAEoCCJEChdMaXN0RGVwbG95bWVudHNSZXNwb25zZRIpCgtkZXBsb3ltZW50cxgBIAMoCzIULmJlcnRoLnYxLkRlcGxveW1lbnQiIgoUR2V0RGVwbG95bWVudFJlcXVlc3QSCgoCaWQYASABKAkiQQoVR2V0RGVwbG95bWVudFJlc3BvbnNlEigKCmRlcGxveW1lbnQYASABKAsyFC5iZXJ0aC52MS5EZXBsb3ltZW50IkgKF0NhbmNlbERlcGxveW1lbnRSZXF1ZXN0EgoKAmlkGAEgASgJEhIKCnJlcXVlc3RfaWQYAiABKAkSDQoFZm9yY2UYAyABKAgiQgoYQ2FuY2VsRGVwbG95bWVudFJlc3BvbnNlEhUKDWRlcGxveW1lbnRfaWQYASABKAkSDwoHdmVyc2lvbhgCIAEoCSI0ChNTdHJlYW1FdmVudHNSZXF1ZXN0Eg0KBXR5cGVzGAEgAygJEg4KBmFwcF9pZBgCIAEoCSKLAgoFRXZlbnQSDAoEdHlwZRgBIAEoCRIRCgl0aW1lc3RhbXAYAiABKAkSDgoGYXBwX2lkGAMgASgJEhMKC2luc3RhbmNlX2lkGAQgASgJEg8KB3Rhc2tfaWQYBSABKAkSEgoKdGFza19zdGF0ZRgGIAEoCRIUCgdoZWFsdGh5GAcgASgISACIAQESDwoHbWVzc2FnZRgIIAEoCRIoCgpkZXBsb3ltZW50GAkgASgLMhQuYmVydGgudjEuRGVwbG95bWVudBIQCghhZ2VudF9pZBgKIAEoCRIMCgRob3N0GAsgASgJEhoKA2FwcBgMIAEoCzINLmJlcnRoLnYxLkFwcEIKCghfaGVhbHRoeSIUChJNZXNvc1N0YXR1c1JlcXVlc3QimAEKE01lc29zU3RhdHVzUmVzcG9uc2USDgoGbWFzdGVyGAEgASgJEhQKDGZyYW1ld29ya19pZBgCIAEoCRIbChNmcmFtZXdvcmtfY29ubmVjdGVkGAMgASgIEhgKEGZyYW1ld29ya19hY3RpdmUYBCABKAgSJAoGYWdlbnRzGAUgAygLMhQuYmVydGgudjEuTWVzb3NBZ2VudCLkAQoKTWVzb3NBZ2VudBIKCgJpZBgBIAEoCRIQCghob3N0bmFtZRgCIAEoCRIOCgZhY3RpdmUYAyABKAgSJwoFdG90YWwYBCABKAsyGC5iZXJ0aC52MS5NZXNvc1Jlc291cmNlcxIrCglhbGxvY2F0ZWQYBSABKAsyGC5iZXJ0aC52MS5NZXNvc1Jlc291cmNlcxImCgRmcmVlGAYgASgLMhguYmVydGgudjEuTWVzb3NSZXNvdXJjZXMSKgoIcmVzZXJ2ZWQYByABKAsyGC5iZXJ0aC52MS5NZXNvc1Jlc291cmNlcyJWCg5NZXNvc1Jlc291cmNlcxIMCgRjcHVzGAEgASgBEgsKA21lbRgCIAEoARIMCgRkaXNrGAMgASgBEgwKBGdwdXMYBCABKAESDQoFcG9ydHMYBSABKAQiDgoMTGVhdmVSZXF1ZXN0IhsKDUxlYXZlUmVzcG9uc2USCgoCaWQYASABKAkiEAoOTWVtYmVyc1JlcXVlc3QilQEKBk1lbWJlchIMCgRuYW1lGAEgASgJEhEKCXJhZnRfYWRkchgCIAEoCRIQCghhcGlfYWRkchgDIAEoCRITCgtnb3NzaXBfYWRkchgEIAEoCRIOCgZzdGF0dXMYBSABKAkSDwoHdmVyc2lvbhgGIAEoCRIOCgZsZWFkZXIYByABKAgSEgoKZGlza19lcnJvchgIIAEoCSI0Cg9NZW1iZXJzUmVzcG9uc2USIQoHbWVtYmVycxgBIAMoCzIQLmJlcnRoLnYxLk1lbWJlciIPCg1MZWFkZXJSZXF1ZXN0Ik8KDkxlYWRlclJlc3BvbnNlEgoKAmlkGAEgASgJEhEKCXJhZnRfYWRkchgCIAEoCRIQCghhcGlfYWRkchgDIAEoCRIMCgR0ZXJtGAQgASgEIhIKEExpc3RQZWVyc1JlcXVlc3QiRQoEUGVlchIKCgJpZBgBIAEoCRIPCgdhZGRyZXNzGAIgASgJEhAKCHN1ZmZyYWdlGAMgASgJEg4KBmxlYWRlchgEIAEoCCIyChFMaXN0UGVlcnNSZXNwb25zZRIdCgVwZWVycxgBIAMoCzIOLmJlcnRoLnYxLlBlZXIiHwoRUmVtb3ZlUGVlclJlcXVlc3QSCgoCaWQYASABKAkiFAoSUmVtb3ZlUGVlclJlc3BvbnNlIicKGVRyYW5zZmVyTGVhZGVyc2hpcFJlcXVlc3QSCgoCdG8YASABKAkiLAoaVHJhbnNmZXJMZWFkZXJzaGlwUmVzcG9uc2USDgoGbGVhZGVyGAEgASgJIhUKE1NhdmVTbmFwc2hvdFJlcXVlc3QiQQoUU2F2ZVNuYXBzaG90UmVzcG9uc2USDAoEZGF0YRgBIAEoDBINCgVpbmRleBgCIAEoBBIMCgR0ZXJtGAMgASgEIiYKFlJlc3RvcmVTbmFwc2hvdFJlcXVlc3QSDAoEZGF0YRgBIAEoDCIZChdSZXN0b3JlU25hcHNob3RSZXNwb25zZSpUCg9SZWFkQ29uc2lzdGVuY3kSIAocUkVBRF9DT05TSVNURU5DWV9VTlNQRUNJRklFRBAAEh8KG1JFQURfQ09OU0lTVEVOQ1lfQ09OU0lTVEVOVBABKmAKC1Rhc2tMb2dGaWxlEh0KGVRBU0tfTE9HX0ZJTEVfVU5TUEVDSUZJRUQQABIYChRUQVNLX0xPR19GSUxFX1NURE9VVBABEhgKFFRBU0tfTE9HX0ZJTEVfU1RERVJSEAIy6gUKCkFwcFNlcnZpY2USRAoJQ3JlYXRlQXBwEhouYmVydGgudjEuQ3JlYXRlQXBwUmVxdWVzdBobLmJlcnRoLnYxLkNyZWF0ZUFwcFJlc3BvbnNlEkAKBkdldEFwcBIXLmJlcnRoLnYxLkdldEFwcFJlcXVlc3QaGC5iZXJ0aC52MS5HZXRBcHBSZXNwb25zZSIDkAIBEkYKCExpc3RBcHBzEhkuYmVydGgudjEuTGlzdEFwcHNSZXF1ZXN0GhouYmVydGgudjEuTGlzdEFwcHNSZXNwb25zZSIDkAIBEkQKCVVwZGF0ZUFwcBIaLmJlcnRoLnYxLlVwZGF0ZUFwcFJlcXVlc3QaGy5iZXJ0aC52MS5VcGRhdGVBcHBSZXNwb25zZRJECglEZWxldGVBcHASGi5iZXJ0aC52MS5EZWxldGVBcHBSZXF1ZXN0GhsuYmVydGgudjEuRGVsZXRlQXBwUmVzcG9uc2USWwoPTGlzdEFwcFZlcnNpb25zEiAuYmVydGgudjEuTGlzdEFwcFZlcnNpb25zUmVxdWVzdBohLmJlcnRoLnYxLkxpc3RBcHBWZXJzaW9uc1Jlc3BvbnNlIgOQAgESRwoKUmVzdGFydEFwcBIbLmJlcnRoLnYxLlJlc3RhcnRBcHBSZXF1ZXN0GhwuYmVydGgudjEuUmVzdGFydEFwcFJlc3BvbnNlEkcKClJlc2V0RGVsYXkSGy5iZXJ0aC52MS5SZXNldERlbGF5UmVxdWVzdBocLmJlcnRoLnYxLlJlc2V0RGVsYXlSZXNwb25zZRJGCghQYXJzZUFwcBIZLmJlcnRoLnYxLlBhcnNlQXBwUmVxdWVzdBoaLmJlcnRoLnYxLlBhcnNlQXBwUmVzcG9uc2UiA5ACARJJCglSZW5kZXJBcHASGi5iZXJ0aC52MS5SZW5kZXJBcHBSZXF1ZXN0GhsuYmVydGgudjEuUmVuZGVyQXBwUmVzcG9uc2UiA5ACATLpAQoLVGFza1NlcnZpY2USSQoJTGlzdFRhc2tzEhouYmVydGgudjEuTGlzdFRhc2tzUmVxdWVzdBobLmJlcnRoLnYxLkxpc3RUYXNrc1Jlc3BvbnNlIgOQAgESQQoIS2lsbFRhc2sSGS5iZXJ0aC52MS5LaWxsVGFza1JlcXVlc3QaGi5iZXJ0aC52MS5LaWxsVGFza1Jlc3BvbnNlEkwKC1JlYWRUYXNrTG9nEhwuYmVydGgudjEuUmVhZFRhc2tMb2dSZXF1ZXN0Gh0uYmVydGgudjEuUmVhZFRhc2tMb2dSZXNwb25zZTABMqICChFEZXBsb3ltZW50U2VydmljZRJbCg9MaXN0RGVwbG95bWVudHMSIC5iZXJ0aC52MS5MaXN0RGVwbG95bWVudHNSZXF1ZXN0GiEuYmVydGgudjEuTGlzdERlcGxveW1lbnRzUmVzcG9uc2UiA5ACARJVCg1HZXREZXBsb3ltZW50Eh4uYmVydGgudjEuR2V0RGVwbG95bWVudFJlcXVlc3QaHy5iZXJ0aC52MS5HZXREZXBsb3ltZW50UmVzcG9uc2UiA5ACARJZChBDYW5jZWxEZXBsb3ltZW50EiEuYmVydGgudjEuQ2FuY2VsRGVwbG95bWVudFJlcXVlc3QaIi5iZXJ0aC52MS5DYW5jZWxEZXBsb3ltZW50UmVzcG9uc2UyUAoMRXZlbnRTZXJ2aWNlEkAKDFN0cmVhbUV2ZW50cxIdLmJlcnRoLnYxLlN0cmVhbUV2ZW50c1JlcXVlc3QaDy5iZXJ0aC52MS5FdmVudDABMr4FCg5DbHVzdGVyU2VydmljZRJDCgdNZW1iZXJzEhguYmVydGgudjEuTWVtYmVyc1JlcXVlc3QaGS5iZXJ0aC52MS5NZW1iZXJzUmVzcG9uc2UiA5ACARJACgZMZWFkZXISFy5iZXJ0aC52MS5MZWFkZXJSZXF1ZXN0GhguYmVydGgudjEuTGVhZGVyUmVzcG9uc2UiA5ACARJJCglMaXN0UGVlcnMSGi5iZXJ0aC52MS5MaXN0UGVlcnNSZXF1ZXN0GhsuYmVydGgudjEuTGlzdFBlZXJzUmVzcG9uc2UiA5ACARJHCgpSZW1vdmVQZWVyEhsuYmVydGgudjEuUmVtb3ZlUGVlclJlcXVlc3QaHC5iZXJ0aC52MS5SZW1vdmVQZWVyUmVzcG9uc2USXwoSVHJhbnNmZXJMZWFkZXJzaGlwEiMuYmVydGgudjEuVHJhbnNmZXJMZWFkZXJzaGlwUmVxdWVzdBokLmJlcnRoLnYxLlRyYW5zZmVyTGVhZGVyc2hpcFJlc3BvbnNlEk0KDFNhdmVTbmFwc2hvdBIdLmJlcnRoLnYxLlNhdmVTbmFwc2hvdFJlcXVlc3QaHi5iZXJ0aC52MS5TYXZlU25hcHNob3RSZXNwb25zZRJWCg9SZXN0b3JlU25hcHNob3QSIC5iZXJ0aC52MS5SZXN0b3JlU25hcHNob3RSZXF1ZXN0GiEuYmVydGgudjEuUmVzdG9yZVNuYXBzaG90UmVzcG9uc2USOAoFTGVhdmUSFi5iZXJ0aC52MS5MZWF2ZVJlcXVlc3QaFy5iZXJ0aC52MS5MZWF2ZVJlc3BvbnNlEk8KC01lc29zU3RhdHVzEhwuYmVydGgudjEuTWVzb3NTdGF0dXNSZXF1ZXN0Gh0uYmVydGgudjEuTWVzb3NTdGF0dXNSZXNwb25zZSIDkAIBQpABCgxjb20uYmVydGgudjFCDFNlcnZpY2VQcm90b1ABWjFnaXRodWIuY29tL2JlcnRoLWRldi9iZXJ0aC9wcm90by9iZXJ0aC92MTtiZXJ0aHYxogIDQlhYqgIIQmVydGguVjHKAghCZXJ0aFxWMeICFEJlcnRoXFYxXEdQQk1ldGFkYXRh6gIJQmVydGg6OlYxYgZwcm90bzM", [file_berth_v1_app, file_berth_v1_state]);
 
 /**
  * ParseAppRequest carries a Marathon app definition.
@@ -1223,6 +1223,167 @@ export const EventSchema: GenMessage<Event> = /*@__PURE__*/
   messageDesc(file_berth_v1_service, 36);
 
 /**
+ * MesosStatusRequest is empty.
+ *
+ * @generated from message berth.v1.MesosStatusRequest
+ */
+export type MesosStatusRequest = Message<"berth.v1.MesosStatusRequest"> & {
+};
+
+/**
+ * Describes the message berth.v1.MesosStatusRequest.
+ * Use `create(MesosStatusRequestSchema)` to create a new message.
+ */
+export const MesosStatusRequestSchema: GenMessage<MesosStatusRequest> = /*@__PURE__*/
+  messageDesc(file_berth_v1_service, 37);
+
+/**
+ * MesosStatusResponse is the Mesos master's view of Berth.
+ *
+ * @generated from message berth.v1.MesosStatusResponse
+ */
+export type MesosStatusResponse = Message<"berth.v1.MesosStatusResponse"> & {
+  /**
+   * master is the URL of the Mesos master asked.
+   *
+   * @generated from field: string master = 1;
+   */
+  master: string;
+
+  /**
+   * framework_id is Berth's framework id (empty before the first
+   * subscription).
+   *
+   * @generated from field: string framework_id = 2;
+   */
+  frameworkId: string;
+
+  /**
+   * framework_connected: the master has a live subscription of the
+   * framework (the leader's scheduler).
+   *
+   * @generated from field: bool framework_connected = 3;
+   */
+  frameworkConnected: boolean;
+
+  /**
+   * framework_active: the master sends the framework offers.
+   *
+   * @generated from field: bool framework_active = 4;
+   */
+  frameworkActive: boolean;
+
+  /**
+   * @generated from field: repeated berth.v1.MesosAgent agents = 5;
+   */
+  agents: MesosAgent[];
+};
+
+/**
+ * Describes the message berth.v1.MesosStatusResponse.
+ * Use `create(MesosStatusResponseSchema)` to create a new message.
+ */
+export const MesosStatusResponseSchema: GenMessage<MesosStatusResponse> = /*@__PURE__*/
+  messageDesc(file_berth_v1_service, 38);
+
+/**
+ * MesosAgent is one agent the master knows.
+ *
+ * @generated from message berth.v1.MesosAgent
+ */
+export type MesosAgent = Message<"berth.v1.MesosAgent"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: string hostname = 2;
+   */
+  hostname: string;
+
+  /**
+   * @generated from field: bool active = 3;
+   */
+  active: boolean;
+
+  /**
+   * @generated from field: berth.v1.MesosResources total = 4;
+   */
+  total?: MesosResources | undefined;
+
+  /**
+   * allocated is what the agent's tasks and executors use.
+   *
+   * @generated from field: berth.v1.MesosResources allocated = 5;
+   */
+  allocated?: MesosResources | undefined;
+
+  /**
+   * free is total minus allocated (offered resources count as free).
+   *
+   * @generated from field: berth.v1.MesosResources free = 6;
+   */
+  free?: MesosResources | undefined;
+
+  /**
+   * reserved is the part of total reserved for a role (statically or
+   * dynamically), whether in use or not.
+   *
+   * @generated from field: berth.v1.MesosResources reserved = 7;
+   */
+  reserved?: MesosResources | undefined;
+};
+
+/**
+ * Describes the message berth.v1.MesosAgent.
+ * Use `create(MesosAgentSchema)` to create a new message.
+ */
+export const MesosAgentSchema: GenMessage<MesosAgent> = /*@__PURE__*/
+  messageDesc(file_berth_v1_service, 39);
+
+/**
+ * MesosResources sums an agent's resources by kind.
+ *
+ * @generated from message berth.v1.MesosResources
+ */
+export type MesosResources = Message<"berth.v1.MesosResources"> & {
+  /**
+   * @generated from field: double cpus = 1;
+   */
+  cpus: number;
+
+  /**
+   * @generated from field: double mem = 2;
+   */
+  mem: number;
+
+  /**
+   * @generated from field: double disk = 3;
+   */
+  disk: number;
+
+  /**
+   * @generated from field: double gpus = 4;
+   */
+  gpus: number;
+
+  /**
+   * ports counts the ports in the port ranges.
+   *
+   * @generated from field: uint64 ports = 5;
+   */
+  ports: bigint;
+};
+
+/**
+ * Describes the message berth.v1.MesosResources.
+ * Use `create(MesosResourcesSchema)` to create a new message.
+ */
+export const MesosResourcesSchema: GenMessage<MesosResources> = /*@__PURE__*/
+  messageDesc(file_berth_v1_service, 40);
+
+/**
  * LeaveRequest asks the receiving server to leave.
  *
  * @generated from message berth.v1.LeaveRequest
@@ -1235,7 +1396,7 @@ export type LeaveRequest = Message<"berth.v1.LeaveRequest"> & {
  * Use `create(LeaveRequestSchema)` to create a new message.
  */
 export const LeaveRequestSchema: GenMessage<LeaveRequest> = /*@__PURE__*/
-  messageDesc(file_berth_v1_service, 37);
+  messageDesc(file_berth_v1_service, 41);
 
 /**
  * LeaveResponse names the server that left.
@@ -1254,7 +1415,7 @@ export type LeaveResponse = Message<"berth.v1.LeaveResponse"> & {
  * Use `create(LeaveResponseSchema)` to create a new message.
  */
 export const LeaveResponseSchema: GenMessage<LeaveResponse> = /*@__PURE__*/
-  messageDesc(file_berth_v1_service, 38);
+  messageDesc(file_berth_v1_service, 42);
 
 /**
  * MembersRequest is empty.
@@ -1269,7 +1430,7 @@ export type MembersRequest = Message<"berth.v1.MembersRequest"> & {
  * Use `create(MembersRequestSchema)` to create a new message.
  */
 export const MembersRequestSchema: GenMessage<MembersRequest> = /*@__PURE__*/
-  messageDesc(file_berth_v1_service, 39);
+  messageDesc(file_berth_v1_service, 43);
 
 /**
  * Member is one server as seen by gossip.
@@ -1326,7 +1487,7 @@ export type Member = Message<"berth.v1.Member"> & {
  * Use `create(MemberSchema)` to create a new message.
  */
 export const MemberSchema: GenMessage<Member> = /*@__PURE__*/
-  messageDesc(file_berth_v1_service, 40);
+  messageDesc(file_berth_v1_service, 44);
 
 /**
  * MembersResponse lists servers.
@@ -1345,7 +1506,7 @@ export type MembersResponse = Message<"berth.v1.MembersResponse"> & {
  * Use `create(MembersResponseSchema)` to create a new message.
  */
 export const MembersResponseSchema: GenMessage<MembersResponse> = /*@__PURE__*/
-  messageDesc(file_berth_v1_service, 41);
+  messageDesc(file_berth_v1_service, 45);
 
 /**
  * LeaderRequest is empty.
@@ -1360,7 +1521,7 @@ export type LeaderRequest = Message<"berth.v1.LeaderRequest"> & {
  * Use `create(LeaderRequestSchema)` to create a new message.
  */
 export const LeaderRequestSchema: GenMessage<LeaderRequest> = /*@__PURE__*/
-  messageDesc(file_berth_v1_service, 42);
+  messageDesc(file_berth_v1_service, 46);
 
 /**
  * LeaderResponse names the leader.
@@ -1394,7 +1555,7 @@ export type LeaderResponse = Message<"berth.v1.LeaderResponse"> & {
  * Use `create(LeaderResponseSchema)` to create a new message.
  */
 export const LeaderResponseSchema: GenMessage<LeaderResponse> = /*@__PURE__*/
-  messageDesc(file_berth_v1_service, 43);
+  messageDesc(file_berth_v1_service, 47);
 
 /**
  * ListPeersRequest is empty.
@@ -1409,7 +1570,7 @@ export type ListPeersRequest = Message<"berth.v1.ListPeersRequest"> & {
  * Use `create(ListPeersRequestSchema)` to create a new message.
  */
 export const ListPeersRequestSchema: GenMessage<ListPeersRequest> = /*@__PURE__*/
-  messageDesc(file_berth_v1_service, 44);
+  messageDesc(file_berth_v1_service, 48);
 
 /**
  * Peer is one Raft voter or non-voter.
@@ -1443,7 +1604,7 @@ export type Peer = Message<"berth.v1.Peer"> & {
  * Use `create(PeerSchema)` to create a new message.
  */
 export const PeerSchema: GenMessage<Peer> = /*@__PURE__*/
-  messageDesc(file_berth_v1_service, 45);
+  messageDesc(file_berth_v1_service, 49);
 
 /**
  * ListPeersResponse lists the Raft configuration.
@@ -1462,7 +1623,7 @@ export type ListPeersResponse = Message<"berth.v1.ListPeersResponse"> & {
  * Use `create(ListPeersResponseSchema)` to create a new message.
  */
 export const ListPeersResponseSchema: GenMessage<ListPeersResponse> = /*@__PURE__*/
-  messageDesc(file_berth_v1_service, 46);
+  messageDesc(file_berth_v1_service, 50);
 
 /**
  * RemovePeerRequest names the server to remove.
@@ -1481,7 +1642,7 @@ export type RemovePeerRequest = Message<"berth.v1.RemovePeerRequest"> & {
  * Use `create(RemovePeerRequestSchema)` to create a new message.
  */
 export const RemovePeerRequestSchema: GenMessage<RemovePeerRequest> = /*@__PURE__*/
-  messageDesc(file_berth_v1_service, 47);
+  messageDesc(file_berth_v1_service, 51);
 
 /**
  * RemovePeerResponse is empty.
@@ -1496,7 +1657,7 @@ export type RemovePeerResponse = Message<"berth.v1.RemovePeerResponse"> & {
  * Use `create(RemovePeerResponseSchema)` to create a new message.
  */
 export const RemovePeerResponseSchema: GenMessage<RemovePeerResponse> = /*@__PURE__*/
-  messageDesc(file_berth_v1_service, 48);
+  messageDesc(file_berth_v1_service, 52);
 
 /**
  * TransferLeadershipRequest optionally names the target.
@@ -1515,7 +1676,7 @@ export type TransferLeadershipRequest = Message<"berth.v1.TransferLeadershipRequ
  * Use `create(TransferLeadershipRequestSchema)` to create a new message.
  */
 export const TransferLeadershipRequestSchema: GenMessage<TransferLeadershipRequest> = /*@__PURE__*/
-  messageDesc(file_berth_v1_service, 49);
+  messageDesc(file_berth_v1_service, 53);
 
 /**
  * TransferLeadershipResponse names the new leader.
@@ -1534,7 +1695,7 @@ export type TransferLeadershipResponse = Message<"berth.v1.TransferLeadershipRes
  * Use `create(TransferLeadershipResponseSchema)` to create a new message.
  */
 export const TransferLeadershipResponseSchema: GenMessage<TransferLeadershipResponse> = /*@__PURE__*/
-  messageDesc(file_berth_v1_service, 50);
+  messageDesc(file_berth_v1_service, 54);
 
 /**
  * SaveSnapshotRequest is empty.
@@ -1549,7 +1710,7 @@ export type SaveSnapshotRequest = Message<"berth.v1.SaveSnapshotRequest"> & {
  * Use `create(SaveSnapshotRequestSchema)` to create a new message.
  */
 export const SaveSnapshotRequestSchema: GenMessage<SaveSnapshotRequest> = /*@__PURE__*/
-  messageDesc(file_berth_v1_service, 51);
+  messageDesc(file_berth_v1_service, 55);
 
 /**
  * SaveSnapshotResponse carries the snapshot bytes.
@@ -1578,7 +1739,7 @@ export type SaveSnapshotResponse = Message<"berth.v1.SaveSnapshotResponse"> & {
  * Use `create(SaveSnapshotResponseSchema)` to create a new message.
  */
 export const SaveSnapshotResponseSchema: GenMessage<SaveSnapshotResponse> = /*@__PURE__*/
-  messageDesc(file_berth_v1_service, 52);
+  messageDesc(file_berth_v1_service, 56);
 
 /**
  * RestoreSnapshotRequest carries snapshot bytes.
@@ -1597,7 +1758,7 @@ export type RestoreSnapshotRequest = Message<"berth.v1.RestoreSnapshotRequest"> 
  * Use `create(RestoreSnapshotRequestSchema)` to create a new message.
  */
 export const RestoreSnapshotRequestSchema: GenMessage<RestoreSnapshotRequest> = /*@__PURE__*/
-  messageDesc(file_berth_v1_service, 53);
+  messageDesc(file_berth_v1_service, 57);
 
 /**
  * RestoreSnapshotResponse is empty.
@@ -1612,7 +1773,7 @@ export type RestoreSnapshotResponse = Message<"berth.v1.RestoreSnapshotResponse"
  * Use `create(RestoreSnapshotResponseSchema)` to create a new message.
  */
 export const RestoreSnapshotResponseSchema: GenMessage<RestoreSnapshotResponse> = /*@__PURE__*/
-  messageDesc(file_berth_v1_service, 54);
+  messageDesc(file_berth_v1_service, 58);
 
 /**
  * ReadConsistency chooses how fresh a read must be.
@@ -1976,6 +2137,17 @@ export const ClusterService: GenService<{
     methodKind: "unary";
     input: typeof LeaveRequestSchema;
     output: typeof LeaveResponseSchema;
+  },
+  /**
+   * MesosStatus asks the Mesos master (its operator API) whether Berth's
+   * framework is subscribed, and for the agents with their resources.
+   *
+   * @generated from rpc berth.v1.ClusterService.MesosStatus
+   */
+  mesosStatus: {
+    methodKind: "unary";
+    input: typeof MesosStatusRequestSchema;
+    output: typeof MesosStatusResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_berth_v1_service, 4);
