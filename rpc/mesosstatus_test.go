@@ -12,8 +12,8 @@ import (
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/berth-dev/berth/rpc"
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
+	"github.com/berth-dev/berth/rpc"
 )
 
 // fakeOperatorAPI answers GET_FRAMEWORKS and GET_AGENTS as a Mesos master
