@@ -90,6 +90,7 @@ func TaskViewOf(inst *v1.Instance) *v1.TaskView {
 			tv.StagedAt = marathonTime(t.GetStagedAt())
 			tv.Ports = t.GetPorts()
 			tv.Version = t.GetAppVersion()
+			tv.Ready = t.Ready
 		}
 	}
 	if nb := inst.GetLaunchNotBefore(); nb != nil && (t == nil || isTerminal(t.GetState())) {

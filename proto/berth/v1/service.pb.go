@@ -1642,7 +1642,10 @@ type TaskView struct {
 	// agent: none, pending or reserved.
 	ReservationState string `protobuf:"bytes,20,opt,name=reservation_state,json=reservationState,proto3" json:"reservation_state,omitempty"`
 	// last_failure is the instance's last task failure, absent if none.
-	LastFailure   *TaskFailure `protobuf:"bytes,21,opt,name=last_failure,json=lastFailure,proto3" json:"last_failure,omitempty"`
+	LastFailure *TaskFailure `protobuf:"bytes,21,opt,name=last_failure,json=lastFailure,proto3" json:"last_failure,omitempty"`
+	// ready is set once the task's readiness checks have a result during a
+	// deployment of its app (true: passed them all).
+	Ready         *bool `protobuf:"varint,22,opt,name=ready,proto3,oneof" json:"ready,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1822,6 +1825,13 @@ func (x *TaskView) GetLastFailure() *TaskFailure {
 		return x.LastFailure
 	}
 	return nil
+}
+
+func (x *TaskView) GetReady() bool {
+	if x != nil && x.Ready != nil {
+		return *x.Ready
+	}
+	return false
 }
 
 // TaskLocalVolume is a persistent volume shown on a task.
@@ -3774,7 +3784,7 @@ const file_berth_v1_service_proto_rawDesc = "" +
 	"page_token\x18\x04 \x01(\tR\tpageToken\"e\n" +
 	"\x11ListTasksResponse\x12(\n" +
 	"\x05tasks\x18\x01 \x03(\v2\x12.berth.v1.TaskViewR\x05tasks\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x92\x05\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xb7\x05\n" +
 	"\bTaskView\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
 	"\x06app_id\x18\x02 \x01(\tR\x05appId\x12\x1f\n" +
@@ -3799,9 +3809,11 @@ const file_berth_v1_service_proto_rawDesc = "" +
 	"\tagent_url\x18\x12 \x01(\tR\bagentUrl\x12*\n" +
 	"\x11launch_not_before\x18\x13 \x01(\tR\x0flaunchNotBefore\x12+\n" +
 	"\x11reservation_state\x18\x14 \x01(\tR\x10reservationState\x128\n" +
-	"\flast_failure\x18\x15 \x01(\v2\x15.berth.v1.TaskFailureR\vlastFailureB\n" +
+	"\flast_failure\x18\x15 \x01(\v2\x15.berth.v1.TaskFailureR\vlastFailure\x12\x19\n" +
+	"\x05ready\x18\x16 \x01(\bH\x01R\x05ready\x88\x01\x01B\n" +
 	"\n" +
-	"\b_healthy\"z\n" +
+	"\b_healthyB\b\n" +
+	"\x06_ready\"z\n" +
 	"\x0fTaskLocalVolume\x12%\n" +
 	"\x0econtainer_path\x18\x01 \x01(\tR\rcontainerPath\x12%\n" +
 	"\x0epersistence_id\x18\x02 \x01(\tR\rpersistenceId\x12\x19\n" +

@@ -280,6 +280,14 @@ function Instances({ app, views, act, ask }: { app: App | undefined; views: Task
             <dd data-testid="task-health">
               <Healthy v={t.healthy} />
             </dd>
+            {t.ready !== undefined && (
+              <>
+                <dt>Readiness</dt>
+                <dd>{t.ready ? <span class="ok">ready</span> : <span class="bad">not ready</span>}</dd>
+              </>
+            )}
+            <dt>Version</dt>
+            <dd>{t.version}</dd>
             <dt>Agent</dt>
             <dd>
               {t.host} <code>{t.agentId}</code>

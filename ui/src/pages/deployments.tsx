@@ -1,7 +1,7 @@
 import { useState } from "preact/hooks";
 import { DeploymentStatus, type Deployment } from "../gen/berth/v1/state_pb";
-import { deployments, fmtTime } from "../api";
-import { ErrorBox, Link, appPath, usePoll } from "../util";
+import { deployments, fmtTime, tasks } from "../api";
+import { ErrorBox, Healthy, Link, appPath, usePoll } from "../util";
 
 const statusNames: Record<number, string> = {
   [DeploymentStatus.RUNNING]: "running",
@@ -72,6 +72,7 @@ function DeploymentCard({ d, cancel }: { d: Deployment; cancel: (id: string, for
           );
         })}
       </ol>
+      {running && d.affectedApps.map((a) => <AppInstances key={a} appId={a} version={d.version} />)}
       {running && (
         <div class="buttons">
           <button type="button" onClick={() => cancel(d.id, false)}>
@@ -83,5 +84,61 @@ function DeploymentCard({ d, cancel }: { d: Deployment; cancel: (id: string, for
         </div>
       )}
     </article>
+  );
+}
+
+// AppInstances shows where each instance of an app being deployed stands:
+// the version it runs, its task state, health and readiness.
+function AppInstances({ appId, version }: { appId: string; version: string }) {
+  const load = usePoll((signal) => tasks.listTasks({ appId }, { signal }), [appId]);
+  const list = load.data?.tasks ?? [];
+  return (
+    <div>
+      <h3>
+        Instances of <Link to={appPath(appId)}>{appId}</Link>
+      </h3>
+      <ErrorBox error={load.error} />
+      {load.data && list.length === 0 && <p class="muted">None yet.</p>}
+      {list.length > 0 && (
+        <table class="list" data-testid="deployment-instances">
+          <thead>
+            <tr>
+              <th scope="col">Instance</th>
+              <th scope="col">Version</th>
+              <th scope="col">Goal</th>
+              <th scope="col">State</th>
+              <th scope="col">Health</th>
+              <th scope="col">Readiness</th>
+              <th scope="col">Waiting for</th>
+            </tr>
+          </thead>
+          <tbody>
+            {list.map((t) => (
+              <tr key={t.instanceId}>
+                <th scope="row">
+                  <code>{t.instanceId}</code>
+                </th>
+                <td>{t.version ? (t.version === version ? "target" : t.version) : ""}</td>
+                <td>{t.goal}</td>
+                <td>{t.state || "no task"}</td>
+                <td>
+                  <Healthy v={t.healthy} />
+                </td>
+                <td>{t.ready === undefined ? "" : t.ready ? "ready" : "not ready"}</td>
+                <td>
+                  {t.launchNotBefore
+                    ? `launch backoff until ${t.launchNotBefore}`
+                    : t.reservationState === "pending"
+                      ? "its reservation to show up in an offer"
+                      : t.reservationState === "none" && t.goal === "Running"
+                        ? "an offer that fits"
+                        : ""}
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+    </div>
   );
 }
