@@ -509,4 +509,32 @@ func TestUIClusterEventsDeployments(t *testing.T) {
 	b.click("Include finished deployments", "main input[type=checkbox]")
 	b.waitFor(uiTimeout, "the deployment's step", `[...document.querySelectorAll("article.deployment")].some(d =>
 		d.innerText.includes("succeeded") && d.innerText.includes("Step 1 of 1") && d.innerText.includes("StartApplication /ticker"))`)
+
+	// Edit the definition as JSON, compare the two versions, roll back.
+	b.open("#/edit/%2Fticker")
+	b.waitFor(uiTimeout, "the app's JSON in the editor", `document.querySelector("#app-json").value.includes("sleep 100000")`)
+	edited, err := eval[string](b, `document.querySelector("#app-json").value.replace("sleep 100000", "sleep 200000")`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.paste("#app-json", edited)
+	b.click("Save and deploy", "[data-testid=save-app]")
+	b.waitFor(uiTimeout, "the app page", `location.hash === "#/app/%2Fticker"`)
+	b.waitFor(2*time.Minute, "the new version deployed", `document.querySelectorAll("ol.versions li").length === 2 &&
+		!document.querySelector("[data-testid=deployments-note]") && document.querySelector("[data-testid=running]")?.innerText === "1"`)
+	b.click("Compare", "[data-testid=compare]")
+	b.waitFor(uiTimeout, "the diff", `[...document.querySelectorAll("pre.diff .del")].some(l => l.innerText.includes("sleep 100000")) &&
+		[...document.querySelectorAll("pre.diff .add")].some(l => l.innerText.includes("sleep 200000"))`)
+	b.click("Roll back", "ol.versions li button")
+	b.waitFor(uiTimeout, "the confirmation", `!!document.querySelector("dialog[open][data-testid=confirm]")`)
+	b.click("confirm the rollback", "dialog[open] [data-testid=confirm-ok]")
+	b.waitFor(2*time.Minute, "the rolled back version", `document.querySelectorAll("ol.versions li").length === 3 &&
+		document.querySelector("[data-testid=definition]").textContent.includes("sleep 100000")`)
+	var show struct {
+		Cmd string `json:"cmd"`
+	}
+	cliJSON(t, api, &show, "app", "show", "/ticker")
+	if show.Cmd != "sleep 100000" {
+		t.Errorf("after the rollback the app's cmd is %q", show.Cmd)
+	}
 }

@@ -502,7 +502,9 @@ function Versions({ id, current, ask }: { id: string; current: string; ask: Ask 
               ))}
             </select>
           </label>{" "}
-          <button type="submit">Compare</button>
+          <button type="submit" data-testid="compare">
+            Compare
+          </button>
         </form>
       )}
       {diff && (
