@@ -83,7 +83,7 @@ export function AppPage({ id }: { id: string }) {
           </dl>
           {s.lastTaskFailure && (
             <p class="error" data-testid="app-last-failure">
-              Last failure: {s.lastTaskFailure.state} {s.lastTaskFailure.reason} — {s.lastTaskFailure.message} (task{" "}
+              Last failure: {[s.lastTaskFailure.state, s.lastTaskFailure.reason].filter(Boolean).join(" ")}: {s.lastTaskFailure.message} (task{" "}
               {s.lastTaskFailure.taskId} on {s.lastTaskFailure.host}, {fmtTime(s.lastTaskFailure.timestamp)})
             </p>
           )}
@@ -286,8 +286,12 @@ function Instances({ app, views, act, ask }: { app: App | undefined; views: Task
                 <dd>{t.ready ? <span class="ok">ready</span> : <span class="bad">not ready</span>}</dd>
               </>
             )}
-            <dt>Version</dt>
-            <dd>{t.version}</dd>
+            {t.version && (
+              <>
+                <dt>Version</dt>
+                <dd>{t.version}</dd>
+              </>
+            )}
             <dt>Agent</dt>
             <dd>
               {t.host} <code>{t.agentId}</code>
@@ -307,10 +311,18 @@ function Instances({ app, views, act, ask }: { app: App | undefined; views: Task
                     </div>
                   ))}
             </dd>
-            <dt>Ports</dt>
-            <dd>{t.ports.join(", ")}</dd>
-            <dt>Started</dt>
-            <dd>{t.startedAt}</dd>
+            {t.ports.length > 0 && (
+              <>
+                <dt>Ports</dt>
+                <dd>{t.ports.join(", ")}</dd>
+              </>
+            )}
+            {t.startedAt && (
+              <>
+                <dt>Started</dt>
+                <dd>{t.startedAt}</dd>
+              </>
+            )}
             {t.launchNotBefore && (
               <>
                 <dt>Next launch not before</dt>
@@ -329,7 +341,8 @@ function Instances({ app, views, act, ask }: { app: App | undefined; views: Task
               <>
                 <dt>Last failure</dt>
                 <dd class="bad" data-testid="instance-failure">
-                  {t.lastFailure.state} {t.lastFailure.reason}: {t.lastFailure.message} ({fmtTime(t.lastFailure.timestamp)})
+                  {[t.lastFailure.state, t.lastFailure.reason].filter(Boolean).join(" ")}: {t.lastFailure.message} (
+                  {fmtTime(t.lastFailure.timestamp)})
                 </dd>
               </>
             )}
