@@ -26,6 +26,11 @@ export function usePoll<T>(fetch: (signal: AbortSignal) => Promise<T>, deps: unk
     const ctl = new AbortController();
     let timer: number | undefined;
     const run = async () => {
+      // A tab in the background does not poll (it catches up when shown).
+      if (document.hidden && every > 0) {
+        timer = window.setTimeout(run, every);
+        return;
+      }
       try {
         const data = await fetchRef.current(ctl.signal);
         if (!ctl.signal.aborted) setState({ data });
