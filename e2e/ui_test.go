@@ -505,6 +505,14 @@ func TestUIClusterEventsDeployments(t *testing.T) {
 	b.waitFor(2*time.Minute, "the task's status event", `[...document.querySelectorAll("[data-testid=events] tbody tr")].some(r =>
 		r.innerText.includes("status_update_event") && r.innerText.includes("/ticker") && r.innerText.includes("TASK_RUNNING"))`)
 
+	// An unknown event type is refused, naming the known ones.
+	b.paste("main input[placeholder^='all (or']", "no_such_event")
+	if _, err := eval[bool](b, `(() => { document.activeElement.blur(); return true })()`); err != nil { // commit the field
+		t.Fatal(err)
+	}
+	b.waitFor(uiTimeout, "the refusal of the filter", `document.querySelector("main [role=alert]")?.innerText.includes("status_update_event") &&
+		document.body.innerText.includes("refused")`)
+
 	b.open("#/deployments")
 	b.click("Include finished deployments", "main input[type=checkbox]")
 	b.waitFor(uiTimeout, "the deployment's step", `[...document.querySelectorAll("article.deployment")].some(d =>

@@ -101,6 +101,13 @@ export function isNotFound(err: unknown): boolean {
   return ConnectError.from(err).code === Code.NotFound;
 }
 
+// isRefusal tells a request the server refused (retrying it as it is
+// cannot help) from a failure to reach it.
+export function isRefusal(err: unknown): boolean {
+  const c = ConnectError.from(err).code;
+  return c === Code.InvalidArgument || c === Code.PermissionDenied || c === Code.Unauthenticated || c === Code.NotFound;
+}
+
 export function isAbort(err: unknown): boolean {
   return ConnectError.from(err).code === Code.Canceled;
 }

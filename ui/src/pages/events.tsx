@@ -1,6 +1,6 @@
 import { useEffect, useState } from "preact/hooks";
 import type { Event } from "../gen/berth/v1/service_pb";
-import { events, isAbort, onTokenChange } from "../api";
+import { events, isAbort, isRefusal, onTokenChange } from "../api";
 import { ErrorBox, Link, appPath } from "../util";
 
 const keep = 200;
@@ -9,8 +9,9 @@ const keep = 200;
 export function EventsPage() {
   const [list, setList] = useState<Event[]>([]);
   const [appId, setAppId] = useState("");
+  const [types, setTypes] = useState("");
   const [error, setError] = useState<unknown>();
-  const [connected, setConnected] = useState(false);
+  const [status, setStatus] = useState("connecting…");
   const [tick, setTick] = useState(0);
   useEffect(() => onTokenChange(() => setTick((t) => t + 1)), []);
   useEffect(() => {
@@ -21,21 +22,30 @@ export function EventsPage() {
       // page is left.
       while (!ctl.signal.aborted) {
         try {
-          setConnected(true);
-          for await (const ev of events.streamEvents({ appId }, { signal: ctl.signal })) {
+          const want = types.split(",").map((t) => t.trim()).filter(Boolean);
+          for await (const ev of events.streamEvents({ appId, types: want }, { signal: ctl.signal })) {
+            // The server's first event (event_stream_attached) says the
+            // stream is attached.
+            setStatus("live");
             setError(undefined);
             setList((l) => [ev, ...l].slice(0, keep));
           }
         } catch (e) {
           if (ctl.signal.aborted || isAbort(e)) return;
           setError(e);
+          // A refused stream is tried again when the filter or the token
+          // changes.
+          if (isRefusal(e)) {
+            setStatus("refused");
+            return;
+          }
         }
-        setConnected(false);
+        setStatus("reconnecting…");
         await new Promise((r) => setTimeout(r, 2000));
       }
     })();
     return () => ctl.abort();
-  }, [appId, tick]);
+  }, [appId, types, tick]);
   return (
     <section aria-labelledby="events-title">
       <h1 id="events-title">Events</h1>
@@ -44,8 +54,18 @@ export function EventsPage() {
           App id
           <input type="search" value={appId} onChange={(e) => setAppId(e.currentTarget.value)} placeholder="all apps" />
         </label>
+        <label>
+          Types
+          <input
+            type="search"
+            value={types}
+            onChange={(e) => setTypes(e.currentTarget.value)}
+            placeholder="all (or e.g. status_update_event, deployment_success)"
+            size={40}
+          />
+        </label>
         <span class="muted" aria-live="polite">
-          {connected ? "live" : "reconnecting…"}
+          {status}
         </span>
         <button type="button" onClick={() => setList([])}>
           Clear
