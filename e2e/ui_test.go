@@ -401,6 +401,9 @@ func TestUIValidationErrorAtField(t *testing.T) {
 	if !strings.Contains(got, "line 11") || !strings.Contains(got, `"size": 0`) {
 		t.Errorf("violation shown as %q; want it at line 11 with the field's text", got)
 	}
+	if marked, _ := eval[string](b, `[...document.querySelectorAll(".gutter .err")].map(e => e.innerText).join(",")`); marked != "11" {
+		t.Errorf("the gutter marks lines %q, want 11", marked)
+	}
 	if invalid, _ := eval[string](b, `document.querySelector("#app-json").getAttribute("aria-invalid")`); invalid != "true" {
 		t.Errorf("the editor's aria-invalid is %q, want true", invalid)
 	}

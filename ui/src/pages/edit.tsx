@@ -38,6 +38,16 @@ export function EditPage({ id }: { id?: string }) {
 
   const lines = useMemo(() => fieldLines(text), [text]);
   const textLines = useMemo(() => text.split("\n"), [text]);
+  const gutter = useRef<HTMLPreElement>(null);
+  // The lines the violations point at are marked in the gutter.
+  const badLines = useMemo(() => {
+    const out = new Set<number>();
+    for (const v of violations) {
+      const l = lineOf(lines, v.field);
+      if (l !== undefined) out.add(l);
+    }
+    return out;
+  }, [violations, lines]);
 
   const fail = (e: unknown) => {
     const vs = fieldViolations(e);
@@ -87,17 +97,29 @@ export function EditPage({ id }: { id?: string }) {
       <ErrorBox error={loadError} what="load app" />
       <form onSubmit={submit} class="editor">
         <label for="app-json">App definition (Marathon JSON)</label>
-        <textarea
-          id="app-json"
-          ref={area}
-          rows={Math.min(40, Math.max(14, textLines.length + 2))}
-          spellcheck={false}
-          value={text}
-          aria-invalid={violations.length > 0 || error !== ""}
-          aria-describedby="edit-errors"
-          onInput={(e) => setText(e.currentTarget.value)}
-          data-testid="app-json"
-        />
+        <div class="code">
+          <pre class="gutter" aria-hidden="true" ref={gutter}>
+            {textLines.map((_, i) => (
+              <div key={i} class={badLines.has(i + 1) ? "err" : ""}>
+                {i + 1}
+              </div>
+            ))}
+          </pre>
+          <textarea
+            id="app-json"
+            ref={area}
+            onScroll={(e) => {
+              if (gutter.current) gutter.current.scrollTop = e.currentTarget.scrollTop;
+            }}
+            rows={Math.min(40, Math.max(14, textLines.length + 2))}
+            spellcheck={false}
+            value={text}
+            aria-invalid={violations.length > 0 || error !== ""}
+            aria-describedby="edit-errors"
+            onInput={(e) => setText(e.currentTarget.value)}
+            data-testid="app-json"
+          />
+        </div>
         {id && (
           <label class="inline">
             <input type="checkbox" checked={force} onChange={(e) => setForce(e.currentTarget.checked)} /> Force (cancel
