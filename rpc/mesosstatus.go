@@ -114,8 +114,8 @@ func minus(a, b *v1.MesosResources) *v1.MesosResources {
 	return &v1.MesosResources{Cpus: sub(a.Cpus, b.Cpus), Mem: sub(a.Mem, b.Mem), Disk: sub(a.Disk, b.Disk), Gpus: sub(a.Gpus, b.Gpus), Ports: ports}
 }
 
-// operatorCall POSTs one operator API call and decodes the JSON answer.
-func (s *Server) operatorCall(ctx context.Context, m *MesosOperator, hc *http.Client, typ string, out any) error {
+// call POSTs one operator API call and decodes the JSON answer.
+func (m *MesosOperator) call(ctx context.Context, hc *http.Client, typ string, out any) error {
 	url := strings.TrimSuffix(m.Master, "/") + "/api/v1"
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader([]byte(`{"type":"`+typ+`"}`)))
 	if err != nil {
@@ -173,7 +173,7 @@ func (c *clusterService) MesosStatus(ctx context.Context, _ *connect.Request[v1.
 			} `json:"frameworks"`
 		} `json:"get_frameworks"`
 	}
-	if err := c.operatorCall(ctx, m, hc, "GET_FRAMEWORKS", &fw); err != nil {
+	if err := m.call(ctx, hc, "GET_FRAMEWORKS", &fw); err != nil {
 		return nil, unavailable(err)
 	}
 	for _, f := range fw.GetFrameworks.Frameworks {
@@ -197,7 +197,7 @@ func (c *clusterService) MesosStatus(ctx context.Context, _ *connect.Request[v1.
 			} `json:"agents"`
 		} `json:"get_agents"`
 	}
-	if err := c.operatorCall(ctx, m, hc, "GET_AGENTS", &ag); err != nil {
+	if err := m.call(ctx, hc, "GET_AGENTS", &ag); err != nil {
 		return nil, unavailable(err)
 	}
 	for _, a := range ag.GetAgents.Agents {
