@@ -107,13 +107,16 @@ const (
 	// RouteBinary serves the berth binary the Mesos fetcher downloads for
 	// backup and restore tasks.
 	RouteBinary = "GET /v1/binary/berth"
+	RouteUI      = "GET /ui/"
 )
 
 // Routes are the rows of the plain HTTP routes beside the API: health and
 // readiness are open (load balancers and systemd call them); metrics and
 // the debug endpoints (profiles, logs, the scheduler summary) are operator
-// work, as in Nomad and Consul.
+// work, as in Nomad and Consul. The web UI's files are public: they hold
+// no state, and every API call the UI makes carries the user's token.
 var Routes = map[string]Rule{
+	RouteUI:      {Permission: PermAnonymous},
 	RouteHealth:  {Permission: PermAnonymous},
 	RouteReady:   {Permission: PermAnonymous},
 	RouteMetrics: {Permission: PermOperator},
@@ -137,6 +140,10 @@ var Table = map[string]Rule{
 	berthv1connect.AppServiceRestartAppProcedure:      writeApp(IDField{"id", AppID}),
 	berthv1connect.AppServiceResetDelayProcedure:      writeApp(IDField{"id", AppID}),
 	berthv1connect.AppServiceGetQueueProcedure:        {Permission: PermRead, Fields: appField("app_id"), Filtered: true},
+	// Conversions between Marathon JSON and App read no state: any token
+	// that may read apps may ask for them.
+	berthv1connect.AppServiceParseAppProcedure:  read,
+	berthv1connect.AppServiceRenderAppProcedure: read,
 
 	berthv1connect.TaskServiceListTasksProcedure:        {Permission: PermRead, Fields: appField("app_id"), Filtered: true},
 	berthv1connect.TaskServiceKillTaskProcedure:         writeApp(IDField{"id", TaskID}),
@@ -163,6 +170,7 @@ var Table = map[string]Rule{
 
 	berthv1connect.ClusterServiceMembersProcedure:            read,
 	berthv1connect.ClusterServiceLeaderProcedure:             read,
+	berthv1connect.ClusterServiceMesosStatusProcedure:        read,
 	berthv1connect.ClusterServiceListPeersProcedure:          read,
 	berthv1connect.ClusterServiceRemovePeerProcedure:         operatorW,
 	berthv1connect.ClusterServiceTransferLeadershipProcedure: operatorW,

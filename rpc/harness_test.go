@@ -117,6 +117,10 @@ type clusterOpts struct {
 	schedulerSubscribed func() bool
 	// mesosOperator is Config.MesosOperator.
 	mesosOperator rpc.MesosOperator
+	// mesos is Config.Mesos.
+	mesos *rpc.MesosMaster
+	// ui is Config.UI.
+	ui http.Handler
 }
 
 // startServer starts one server; join is the gossip address of a running
@@ -191,6 +195,8 @@ func startServer(t testing.TB, name string, network *cluster.InmemNetwork, expec
 
 		SchedulerSubscribed: o.schedulerSubscribed,
 		MesosOperator:       o.mesosOperator,
+		Mesos:               o.mesos,
+		UI:                  o.ui,
 	})
 	sctx, scancel := context.WithCancel(context.Background())
 	s := &server{name: name, node: node, fsm: f, broker: broker, api: api, addr: lis.Addr().String(), cancel: scancel, done: make(chan error, 1), metrics: reg}

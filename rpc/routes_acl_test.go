@@ -1,6 +1,7 @@
 package rpc_test
 
 import (
+	"io"
 	"net/http"
 	"testing"
 	"time"
@@ -40,4 +41,32 @@ func TestPlainRoutesBehindACL(t *testing.T) {
 	if got := get("/metrics", boot.Msg.GetSecretId()); got != 200 {
 		t.Errorf("GET /metrics with a management token: %d", got)
 	}
+}
+
+// TestUIIsPublic: with ACLs on, the web UI's files are served without a
+// token (they hold no state), /ui redirects to /ui/, and the API calls the
+// UI makes still need one.
+func TestUIIsPublic(t *testing.T) {
+	files := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ui "+r.URL.Path) })
+	s := startCluster(t, 1, clusterOpts{aclEnabled: true, ui: files})[0]
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	res, err := client.Get(s.url() + "/ui/assets/app.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK || string(body) != "ui /ui/assets/app.js" {
+		t.Errorf("GET /ui/assets/app.js without a token: %d %q", res.StatusCode, body)
+	}
+	res, err = client.Get(s.url() + "/ui")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusMovedPermanently || res.Header.Get("Location") != "/ui/" {
+		t.Errorf("GET /ui: %d to %q, want a redirect to /ui/", res.StatusCode, res.Header.Get("Location"))
+	}
+	_, err = clientsFor(s).app.ListApps(ctxFor(t, time.Minute), connect.NewRequest(&v1.ListAppsRequest{}))
+	wantCode(t, err, connect.CodeUnauthenticated)
 }

@@ -19,6 +19,7 @@ import (
 	"connectrpc.com/grpcreflect"
 	"github.com/google/uuid"
 
+	"github.com/berth-dev/berth/acl"
 	"github.com/berth-dev/berth/appmodel"
 	"github.com/berth-dev/berth/fsm"
 	"github.com/berth-dev/berth/metrics"
@@ -187,6 +188,13 @@ type Config struct {
 	// RecentLogs writes this server's log lines since a time, for
 	// /v1/debug/logs. Nil: that route answers 404.
 	RecentLogs func(w io.Writer, since time.Time) error
+	// Mesos, when set, is the Mesos master that ClusterService.MesosStatus
+	// asks (nil: that method fails with FailedPrecondition).
+	Mesos *MesosMaster
+	// UI, when set, serves the web UI (static files) under /ui/ on the API
+	// port; it is public (acl.RouteUI): the UI's API calls carry the
+	// user's token.
+	UI http.Handler
 }
 
 // RESTPaths are the path patterns Config.REST serves.
@@ -353,6 +361,10 @@ func (s *Server) Handler() http.Handler {
 	plain := s.plainRoutes()
 	mux.Handle("/v1/", plain)
 	mux.Handle("/metrics", plain)
+	if s.cfg.UI != nil {
+		mux.Handle("GET /ui/", s.guard(acl.RouteUI, s.cfg.UI))
+		mux.Handle("GET /ui", http.RedirectHandler("/ui/", http.StatusMovedPermanently))
+	}
 	api := withTLSState(mux)
 	if s.cfg.REST == nil {
 		return api

@@ -34,6 +34,15 @@ var goalNames = map[v1.Goal]string{
 	v1.Goal_GOAL_DECOMMISSIONED: "Decommissioned",
 }
 
+// reservationStateNames name a berth's reservation state in task views; an
+// instance with no reservation yet is "none".
+var reservationStateNames = map[v1.ReservationState]string{
+	v1.ReservationState_RESERVATION_STATE_UNSPECIFIED: "none",
+	v1.ReservationState_RESERVATION_STATE_NONE:        "none",
+	v1.ReservationState_RESERVATION_STATE_PENDING:     "pending",
+	v1.ReservationState_RESERVATION_STATE_RESERVED:    "reserved",
+}
+
 // marathonTime formats a timestamp as Marathon does (UTC, milliseconds).
 func marathonTime(ts *timestamppb.Timestamp) string {
 	if ts == nil {
@@ -61,6 +70,8 @@ func TaskViewOf(inst *v1.Instance) *v1.TaskView {
 		Role:        r.GetRole(),
 		AgentNotice: inst.GetAgentNotice(),
 		BerthEpoch:  r.GetEpoch(),
+		ReservationState: reservationStateNames[r.GetState()],
+		LastFailure:      inst.GetLastFailure(),
 	}
 	if t != nil {
 		tv.Id = t.GetId()
@@ -81,6 +92,7 @@ func TaskViewOf(inst *v1.Instance) *v1.TaskView {
 			tv.StagedAt = marathonTime(t.GetStagedAt())
 			tv.Ports = t.GetPorts()
 			tv.Version = t.GetAppVersion()
+			tv.Ready = t.Ready
 		}
 	}
 	if nb := inst.GetLaunchNotBefore(); nb != nil && (t == nil || isTerminal(t.GetState())) {
@@ -88,7 +100,7 @@ func TaskViewOf(inst *v1.Instance) *v1.TaskView {
 	}
 	for _, v := range r.GetVolumes() {
 		tv.LocalVolumes = append(tv.LocalVolumes, &v1.TaskLocalVolume{
-			ContainerPath: v.GetContainerPath(), PersistenceId: v.GetPersistenceId(),
+			ContainerPath: v.GetContainerPath(), PersistenceId: v.GetPersistenceId(), SizeMib: v.GetSizeMib(),
 		})
 	}
 	return tv

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/berth-dev/berth/mesoslocal"
+	"github.com/berth-dev/berth/ui"
 )
 
 // devOptions configures `berth dev`.
@@ -89,5 +90,10 @@ func runDev(ctx context.Context, out io.Writer, o *devOptions, logger *slog.Logg
 	server.raftAddr, server.gossipAddr = "127.0.0.1:0", "127.0.0.1:0"
 	return runServer(ctx, &server, logger, func(api string) {
 		fmt.Fprintf(out, "berth dev: API on %s, mesos-local on %s, data in %s\n", api, mesos.URL(), o.server.dataDir)
+		scheme := "http"
+		if o.server.security.tlsCertFile != "" {
+			scheme = "https"
+		}
+		fmt.Fprintf(out, "berth dev: web UI on %s://%s%s\n", scheme, api, ui.Prefix)
 	})
 }

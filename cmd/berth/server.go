@@ -32,6 +32,7 @@ import (
 	"github.com/berth-dev/berth/rpc/clusteradapter"
 	"github.com/berth-dev/berth/rpc/marathon"
 	"github.com/berth-dev/berth/scheduler"
+	"github.com/berth-dev/berth/ui"
 )
 
 // version is the software version servers gossip to each other.
@@ -434,6 +435,9 @@ func runServer(ctx context.Context, o *serverOptions, logger *slog.Logger, ready
 
 		Metrics:             reg,
 		SchedulerSubscribed: reg.Scheduler.IsSubscribed,
+
+		Mesos: &rpc.MesosMaster{Master: o.mesosMaster, Principal: schedCfg.Principal, Secret: schedCfg.Secret, TLS: sec.mesosTLS},
+		UI:    ui.Handler(),
 	}
 	if o.recentLogs != nil {
 		apiCfg.RecentLogs = o.recentLogs.WriteSince

@@ -121,6 +121,187 @@ func (TaskLogFile) EnumDescriptor() ([]byte, []int) {
 	return file_berth_v1_service_proto_rawDescGZIP(), []int{1}
 }
 
+// ParseAppRequest carries a Marathon app definition.
+type ParseAppRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Json          string                 `protobuf:"bytes,1,opt,name=json,proto3" json:"json,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ParseAppRequest) Reset() {
+	*x = ParseAppRequest{}
+	mi := &file_berth_v1_service_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ParseAppRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ParseAppRequest) ProtoMessage() {}
+
+func (x *ParseAppRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_service_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ParseAppRequest.ProtoReflect.Descriptor instead.
+func (*ParseAppRequest) Descriptor() ([]byte, []int) {
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ParseAppRequest) GetJson() string {
+	if x != nil {
+		return x.Json
+	}
+	return ""
+}
+
+// ParseAppResponse returns the parsed app (not canonicalized: CreateApp
+// and UpdateApp fill defaults and validate).
+type ParseAppResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	App           *App                   `protobuf:"bytes,1,opt,name=app,proto3" json:"app,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ParseAppResponse) Reset() {
+	*x = ParseAppResponse{}
+	mi := &file_berth_v1_service_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ParseAppResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ParseAppResponse) ProtoMessage() {}
+
+func (x *ParseAppResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_service_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ParseAppResponse.ProtoReflect.Descriptor instead.
+func (*ParseAppResponse) Descriptor() ([]byte, []int) {
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ParseAppResponse) GetApp() *App {
+	if x != nil {
+		return x.App
+	}
+	return nil
+}
+
+// RenderAppRequest carries the app to write.
+type RenderAppRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	App           *App                   `protobuf:"bytes,1,opt,name=app,proto3" json:"app,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenderAppRequest) Reset() {
+	*x = RenderAppRequest{}
+	mi := &file_berth_v1_service_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenderAppRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenderAppRequest) ProtoMessage() {}
+
+func (x *RenderAppRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_service_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenderAppRequest.ProtoReflect.Descriptor instead.
+func (*RenderAppRequest) Descriptor() ([]byte, []int) {
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *RenderAppRequest) GetApp() *App {
+	if x != nil {
+		return x.App
+	}
+	return nil
+}
+
+// RenderAppResponse returns the app as indented Marathon JSON.
+type RenderAppResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Json          string                 `protobuf:"bytes,1,opt,name=json,proto3" json:"json,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenderAppResponse) Reset() {
+	*x = RenderAppResponse{}
+	mi := &file_berth_v1_service_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenderAppResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenderAppResponse) ProtoMessage() {}
+
+func (x *RenderAppResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_service_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenderAppResponse.ProtoReflect.Descriptor instead.
+func (*RenderAppResponse) Descriptor() ([]byte, []int) {
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *RenderAppResponse) GetJson() string {
+	if x != nil {
+		return x.Json
+	}
+	return ""
+}
+
 // CreateAppRequest carries the app to create.
 type CreateAppRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -133,7 +314,7 @@ type CreateAppRequest struct {
 
 func (x *CreateAppRequest) Reset() {
 	*x = CreateAppRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[0]
+	mi := &file_berth_v1_service_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -145,7 +326,7 @@ func (x *CreateAppRequest) String() string {
 func (*CreateAppRequest) ProtoMessage() {}
 
 func (x *CreateAppRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[0]
+	mi := &file_berth_v1_service_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -158,7 +339,7 @@ func (x *CreateAppRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateAppRequest.ProtoReflect.Descriptor instead.
 func (*CreateAppRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{0}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *CreateAppRequest) GetApp() *App {
@@ -186,7 +367,7 @@ type CreateAppResponse struct {
 
 func (x *CreateAppResponse) Reset() {
 	*x = CreateAppResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[1]
+	mi := &file_berth_v1_service_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -198,7 +379,7 @@ func (x *CreateAppResponse) String() string {
 func (*CreateAppResponse) ProtoMessage() {}
 
 func (x *CreateAppResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[1]
+	mi := &file_berth_v1_service_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -211,7 +392,7 @@ func (x *CreateAppResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateAppResponse.ProtoReflect.Descriptor instead.
 func (*CreateAppResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{1}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *CreateAppResponse) GetApp() *App {
@@ -241,7 +422,7 @@ type GetAppRequest struct {
 
 func (x *GetAppRequest) Reset() {
 	*x = GetAppRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[2]
+	mi := &file_berth_v1_service_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -253,7 +434,7 @@ func (x *GetAppRequest) String() string {
 func (*GetAppRequest) ProtoMessage() {}
 
 func (x *GetAppRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[2]
+	mi := &file_berth_v1_service_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -266,7 +447,7 @@ func (x *GetAppRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAppRequest.ProtoReflect.Descriptor instead.
 func (*GetAppRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{2}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetAppRequest) GetId() string {
@@ -302,7 +483,7 @@ type GetAppResponse struct {
 
 func (x *GetAppResponse) Reset() {
 	*x = GetAppResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[3]
+	mi := &file_berth_v1_service_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -314,7 +495,7 @@ func (x *GetAppResponse) String() string {
 func (*GetAppResponse) ProtoMessage() {}
 
 func (x *GetAppResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[3]
+	mi := &file_berth_v1_service_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -327,7 +508,7 @@ func (x *GetAppResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAppResponse.ProtoReflect.Descriptor instead.
 func (*GetAppResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{3}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetAppResponse) GetApp() *App {
@@ -368,7 +549,7 @@ type AppSummary struct {
 
 func (x *AppSummary) Reset() {
 	*x = AppSummary{}
-	mi := &file_berth_v1_service_proto_msgTypes[4]
+	mi := &file_berth_v1_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -380,7 +561,7 @@ func (x *AppSummary) String() string {
 func (*AppSummary) ProtoMessage() {}
 
 func (x *AppSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[4]
+	mi := &file_berth_v1_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -393,7 +574,7 @@ func (x *AppSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppSummary.ProtoReflect.Descriptor instead.
 func (*AppSummary) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{4}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *AppSummary) GetTasksStaged() int32 {
@@ -482,7 +663,7 @@ type ListAppsRequest struct {
 
 func (x *ListAppsRequest) Reset() {
 	*x = ListAppsRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[5]
+	mi := &file_berth_v1_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -494,7 +675,7 @@ func (x *ListAppsRequest) String() string {
 func (*ListAppsRequest) ProtoMessage() {}
 
 func (x *ListAppsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[5]
+	mi := &file_berth_v1_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -507,7 +688,7 @@ func (x *ListAppsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAppsRequest.ProtoReflect.Descriptor instead.
 func (*ListAppsRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{5}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListAppsRequest) GetIdContains() string {
@@ -565,7 +746,7 @@ type ListAppsResponse struct {
 
 func (x *ListAppsResponse) Reset() {
 	*x = ListAppsResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[6]
+	mi := &file_berth_v1_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -577,7 +758,7 @@ func (x *ListAppsResponse) String() string {
 func (*ListAppsResponse) ProtoMessage() {}
 
 func (x *ListAppsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[6]
+	mi := &file_berth_v1_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -590,7 +771,7 @@ func (x *ListAppsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAppsResponse.ProtoReflect.Descriptor instead.
 func (*ListAppsResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{6}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListAppsResponse) GetApps() []*App {
@@ -634,7 +815,7 @@ type UpdateAppRequest struct {
 
 func (x *UpdateAppRequest) Reset() {
 	*x = UpdateAppRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[7]
+	mi := &file_berth_v1_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -646,7 +827,7 @@ func (x *UpdateAppRequest) String() string {
 func (*UpdateAppRequest) ProtoMessage() {}
 
 func (x *UpdateAppRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[7]
+	mi := &file_berth_v1_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -659,7 +840,7 @@ func (x *UpdateAppRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateAppRequest.ProtoReflect.Descriptor instead.
 func (*UpdateAppRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{7}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *UpdateAppRequest) GetId() string {
@@ -715,7 +896,7 @@ type UpdateAppResponse struct {
 
 func (x *UpdateAppResponse) Reset() {
 	*x = UpdateAppResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[8]
+	mi := &file_berth_v1_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -727,7 +908,7 @@ func (x *UpdateAppResponse) String() string {
 func (*UpdateAppResponse) ProtoMessage() {}
 
 func (x *UpdateAppResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[8]
+	mi := &file_berth_v1_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -740,7 +921,7 @@ func (x *UpdateAppResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateAppResponse.ProtoReflect.Descriptor instead.
 func (*UpdateAppResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{8}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *UpdateAppResponse) GetApp() *App {
@@ -769,7 +950,7 @@ type DeleteAppRequest struct {
 
 func (x *DeleteAppRequest) Reset() {
 	*x = DeleteAppRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[9]
+	mi := &file_berth_v1_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -781,7 +962,7 @@ func (x *DeleteAppRequest) String() string {
 func (*DeleteAppRequest) ProtoMessage() {}
 
 func (x *DeleteAppRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[9]
+	mi := &file_berth_v1_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -794,7 +975,7 @@ func (x *DeleteAppRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteAppRequest.ProtoReflect.Descriptor instead.
 func (*DeleteAppRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{9}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *DeleteAppRequest) GetId() string {
@@ -828,7 +1009,7 @@ type DeleteAppResponse struct {
 
 func (x *DeleteAppResponse) Reset() {
 	*x = DeleteAppResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[10]
+	mi := &file_berth_v1_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -840,7 +1021,7 @@ func (x *DeleteAppResponse) String() string {
 func (*DeleteAppResponse) ProtoMessage() {}
 
 func (x *DeleteAppResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[10]
+	mi := &file_berth_v1_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -853,7 +1034,7 @@ func (x *DeleteAppResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteAppResponse.ProtoReflect.Descriptor instead.
 func (*DeleteAppResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{10}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *DeleteAppResponse) GetDeploymentId() string {
@@ -873,7 +1054,7 @@ type ListAppVersionsRequest struct {
 
 func (x *ListAppVersionsRequest) Reset() {
 	*x = ListAppVersionsRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[11]
+	mi := &file_berth_v1_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -885,7 +1066,7 @@ func (x *ListAppVersionsRequest) String() string {
 func (*ListAppVersionsRequest) ProtoMessage() {}
 
 func (x *ListAppVersionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[11]
+	mi := &file_berth_v1_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -898,7 +1079,7 @@ func (x *ListAppVersionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAppVersionsRequest.ProtoReflect.Descriptor instead.
 func (*ListAppVersionsRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{11}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListAppVersionsRequest) GetId() string {
@@ -918,7 +1099,7 @@ type ListAppVersionsResponse struct {
 
 func (x *ListAppVersionsResponse) Reset() {
 	*x = ListAppVersionsResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[12]
+	mi := &file_berth_v1_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -930,7 +1111,7 @@ func (x *ListAppVersionsResponse) String() string {
 func (*ListAppVersionsResponse) ProtoMessage() {}
 
 func (x *ListAppVersionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[12]
+	mi := &file_berth_v1_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -943,7 +1124,7 @@ func (x *ListAppVersionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAppVersionsResponse.ProtoReflect.Descriptor instead.
 func (*ListAppVersionsResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{12}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListAppVersionsResponse) GetVersions() []string {
@@ -965,7 +1146,7 @@ type RestartAppRequest struct {
 
 func (x *RestartAppRequest) Reset() {
 	*x = RestartAppRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[13]
+	mi := &file_berth_v1_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -977,7 +1158,7 @@ func (x *RestartAppRequest) String() string {
 func (*RestartAppRequest) ProtoMessage() {}
 
 func (x *RestartAppRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[13]
+	mi := &file_berth_v1_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -990,7 +1171,7 @@ func (x *RestartAppRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartAppRequest.ProtoReflect.Descriptor instead.
 func (*RestartAppRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{13}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RestartAppRequest) GetId() string {
@@ -1025,7 +1206,7 @@ type RestartAppResponse struct {
 
 func (x *RestartAppResponse) Reset() {
 	*x = RestartAppResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[14]
+	mi := &file_berth_v1_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1037,7 +1218,7 @@ func (x *RestartAppResponse) String() string {
 func (*RestartAppResponse) ProtoMessage() {}
 
 func (x *RestartAppResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[14]
+	mi := &file_berth_v1_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1050,7 +1231,7 @@ func (x *RestartAppResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartAppResponse.ProtoReflect.Descriptor instead.
 func (*RestartAppResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{14}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RestartAppResponse) GetDeploymentId() string {
@@ -1078,7 +1259,7 @@ type ResetDelayRequest struct {
 
 func (x *ResetDelayRequest) Reset() {
 	*x = ResetDelayRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[15]
+	mi := &file_berth_v1_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1090,7 +1271,7 @@ func (x *ResetDelayRequest) String() string {
 func (*ResetDelayRequest) ProtoMessage() {}
 
 func (x *ResetDelayRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[15]
+	mi := &file_berth_v1_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1103,7 +1284,7 @@ func (x *ResetDelayRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetDelayRequest.ProtoReflect.Descriptor instead.
 func (*ResetDelayRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{15}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ResetDelayRequest) GetId() string {
@@ -1130,7 +1311,7 @@ type ResetDelayResponse struct {
 
 func (x *ResetDelayResponse) Reset() {
 	*x = ResetDelayResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[16]
+	mi := &file_berth_v1_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1142,7 +1323,7 @@ func (x *ResetDelayResponse) String() string {
 func (*ResetDelayResponse) ProtoMessage() {}
 
 func (x *ResetDelayResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[16]
+	mi := &file_berth_v1_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1155,7 +1336,7 @@ func (x *ResetDelayResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetDelayResponse.ProtoReflect.Descriptor instead.
 func (*ResetDelayResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{16}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ResetDelayResponse) GetInstancesReset() int32 {
@@ -1175,7 +1356,7 @@ type GetQueueRequest struct {
 
 func (x *GetQueueRequest) Reset() {
 	*x = GetQueueRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[17]
+	mi := &file_berth_v1_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1187,7 +1368,7 @@ func (x *GetQueueRequest) String() string {
 func (*GetQueueRequest) ProtoMessage() {}
 
 func (x *GetQueueRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[17]
+	mi := &file_berth_v1_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1200,7 +1381,7 @@ func (x *GetQueueRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetQueueRequest.ProtoReflect.Descriptor instead.
 func (*GetQueueRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{17}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetQueueRequest) GetAppId() string {
@@ -1224,7 +1405,7 @@ type GetQueueResponse struct {
 
 func (x *GetQueueResponse) Reset() {
 	*x = GetQueueResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[18]
+	mi := &file_berth_v1_service_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1236,7 +1417,7 @@ func (x *GetQueueResponse) String() string {
 func (*GetQueueResponse) ProtoMessage() {}
 
 func (x *GetQueueResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[18]
+	mi := &file_berth_v1_service_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1249,7 +1430,7 @@ func (x *GetQueueResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetQueueResponse.ProtoReflect.Descriptor instead.
 func (*GetQueueResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{18}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetQueueResponse) GetQueue() []*QueueEntry {
@@ -1287,7 +1468,7 @@ type QueueEntry struct {
 
 func (x *QueueEntry) Reset() {
 	*x = QueueEntry{}
-	mi := &file_berth_v1_service_proto_msgTypes[19]
+	mi := &file_berth_v1_service_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1299,7 +1480,7 @@ func (x *QueueEntry) String() string {
 func (*QueueEntry) ProtoMessage() {}
 
 func (x *QueueEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[19]
+	mi := &file_berth_v1_service_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1312,7 +1493,7 @@ func (x *QueueEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueEntry.ProtoReflect.Descriptor instead.
 func (*QueueEntry) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{19}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *QueueEntry) GetAppId() string {
@@ -1369,7 +1550,7 @@ type ProcessedOffersSummary struct {
 
 func (x *ProcessedOffersSummary) Reset() {
 	*x = ProcessedOffersSummary{}
-	mi := &file_berth_v1_service_proto_msgTypes[20]
+	mi := &file_berth_v1_service_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1381,7 +1562,7 @@ func (x *ProcessedOffersSummary) String() string {
 func (*ProcessedOffersSummary) ProtoMessage() {}
 
 func (x *ProcessedOffersSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[20]
+	mi := &file_berth_v1_service_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1394,7 +1575,7 @@ func (x *ProcessedOffersSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProcessedOffersSummary.ProtoReflect.Descriptor instead.
 func (*ProcessedOffersSummary) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{20}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ProcessedOffersSummary) GetProcessedOffersCount() int32 {
@@ -1455,7 +1636,7 @@ type OfferRejections struct {
 
 func (x *OfferRejections) Reset() {
 	*x = OfferRejections{}
-	mi := &file_berth_v1_service_proto_msgTypes[21]
+	mi := &file_berth_v1_service_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1467,7 +1648,7 @@ func (x *OfferRejections) String() string {
 func (*OfferRejections) ProtoMessage() {}
 
 func (x *OfferRejections) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[21]
+	mi := &file_berth_v1_service_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1480,7 +1661,7 @@ func (x *OfferRejections) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OfferRejections.ProtoReflect.Descriptor instead.
 func (*OfferRejections) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{21}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *OfferRejections) GetReason() string {
@@ -1518,7 +1699,7 @@ type UnusedOffer struct {
 
 func (x *UnusedOffer) Reset() {
 	*x = UnusedOffer{}
-	mi := &file_berth_v1_service_proto_msgTypes[22]
+	mi := &file_berth_v1_service_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1530,7 +1711,7 @@ func (x *UnusedOffer) String() string {
 func (*UnusedOffer) ProtoMessage() {}
 
 func (x *UnusedOffer) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[22]
+	mi := &file_berth_v1_service_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1543,7 +1724,7 @@ func (x *UnusedOffer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnusedOffer.ProtoReflect.Descriptor instead.
 func (*UnusedOffer) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{22}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *UnusedOffer) GetOfferId() string {
@@ -1600,7 +1781,7 @@ type HealthCheckResult struct {
 
 func (x *HealthCheckResult) Reset() {
 	*x = HealthCheckResult{}
-	mi := &file_berth_v1_service_proto_msgTypes[23]
+	mi := &file_berth_v1_service_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1612,7 +1793,7 @@ func (x *HealthCheckResult) String() string {
 func (*HealthCheckResult) ProtoMessage() {}
 
 func (x *HealthCheckResult) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[23]
+	mi := &file_berth_v1_service_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1625,7 +1806,7 @@ func (x *HealthCheckResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthCheckResult.ProtoReflect.Descriptor instead.
 func (*HealthCheckResult) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{23}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *HealthCheckResult) GetIndex() int32 {
@@ -1706,7 +1887,7 @@ type ReadinessCheckResult struct {
 
 func (x *ReadinessCheckResult) Reset() {
 	*x = ReadinessCheckResult{}
-	mi := &file_berth_v1_service_proto_msgTypes[24]
+	mi := &file_berth_v1_service_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1718,7 +1899,7 @@ func (x *ReadinessCheckResult) String() string {
 func (*ReadinessCheckResult) ProtoMessage() {}
 
 func (x *ReadinessCheckResult) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[24]
+	mi := &file_berth_v1_service_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1731,7 +1912,7 @@ func (x *ReadinessCheckResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadinessCheckResult.ProtoReflect.Descriptor instead.
 func (*ReadinessCheckResult) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{24}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ReadinessCheckResult) GetName() string {
@@ -1774,7 +1955,7 @@ type ReadinessResponse struct {
 
 func (x *ReadinessResponse) Reset() {
 	*x = ReadinessResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[25]
+	mi := &file_berth_v1_service_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1786,7 +1967,7 @@ func (x *ReadinessResponse) String() string {
 func (*ReadinessResponse) ProtoMessage() {}
 
 func (x *ReadinessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[25]
+	mi := &file_berth_v1_service_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1799,7 +1980,7 @@ func (x *ReadinessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadinessResponse.ProtoReflect.Descriptor instead.
 func (*ReadinessResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{25}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ReadinessResponse) GetStatus() int32 {
@@ -1836,7 +2017,7 @@ type TaskCheckResults struct {
 
 func (x *TaskCheckResults) Reset() {
 	*x = TaskCheckResults{}
-	mi := &file_berth_v1_service_proto_msgTypes[26]
+	mi := &file_berth_v1_service_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1848,7 +2029,7 @@ func (x *TaskCheckResults) String() string {
 func (*TaskCheckResults) ProtoMessage() {}
 
 func (x *TaskCheckResults) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[26]
+	mi := &file_berth_v1_service_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1861,7 +2042,7 @@ func (x *TaskCheckResults) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskCheckResults.ProtoReflect.Descriptor instead.
 func (*TaskCheckResults) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{26}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *TaskCheckResults) GetTaskId() string {
@@ -1902,7 +2083,7 @@ type ListCheckResultsRequest struct {
 
 func (x *ListCheckResultsRequest) Reset() {
 	*x = ListCheckResultsRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[27]
+	mi := &file_berth_v1_service_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1914,7 +2095,7 @@ func (x *ListCheckResultsRequest) String() string {
 func (*ListCheckResultsRequest) ProtoMessage() {}
 
 func (x *ListCheckResultsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[27]
+	mi := &file_berth_v1_service_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1927,7 +2108,7 @@ func (x *ListCheckResultsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCheckResultsRequest.ProtoReflect.Descriptor instead.
 func (*ListCheckResultsRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{27}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ListCheckResultsRequest) GetAppId() string {
@@ -1948,7 +2129,7 @@ type ListCheckResultsResponse struct {
 
 func (x *ListCheckResultsResponse) Reset() {
 	*x = ListCheckResultsResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[28]
+	mi := &file_berth_v1_service_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1960,7 +2141,7 @@ func (x *ListCheckResultsResponse) String() string {
 func (*ListCheckResultsResponse) ProtoMessage() {}
 
 func (x *ListCheckResultsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[28]
+	mi := &file_berth_v1_service_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1973,7 +2154,7 @@ func (x *ListCheckResultsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCheckResultsResponse.ProtoReflect.Descriptor instead.
 func (*ListCheckResultsResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{28}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ListCheckResultsResponse) GetResults() []*TaskCheckResults {
@@ -2002,7 +2183,7 @@ type ReadTaskLogRequest struct {
 
 func (x *ReadTaskLogRequest) Reset() {
 	*x = ReadTaskLogRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[29]
+	mi := &file_berth_v1_service_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2014,7 +2195,7 @@ func (x *ReadTaskLogRequest) String() string {
 func (*ReadTaskLogRequest) ProtoMessage() {}
 
 func (x *ReadTaskLogRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[29]
+	mi := &file_berth_v1_service_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2027,7 +2208,7 @@ func (x *ReadTaskLogRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadTaskLogRequest.ProtoReflect.Descriptor instead.
 func (*ReadTaskLogRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{29}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ReadTaskLogRequest) GetTaskId() string {
@@ -2074,7 +2255,7 @@ type ReadTaskLogResponse struct {
 
 func (x *ReadTaskLogResponse) Reset() {
 	*x = ReadTaskLogResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[30]
+	mi := &file_berth_v1_service_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2086,7 +2267,7 @@ func (x *ReadTaskLogResponse) String() string {
 func (*ReadTaskLogResponse) ProtoMessage() {}
 
 func (x *ReadTaskLogResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[30]
+	mi := &file_berth_v1_service_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2099,7 +2280,7 @@ func (x *ReadTaskLogResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadTaskLogResponse.ProtoReflect.Descriptor instead.
 func (*ReadTaskLogResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{30}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ReadTaskLogResponse) GetData() []byte {
@@ -2146,7 +2327,7 @@ type ListTasksRequest struct {
 
 func (x *ListTasksRequest) Reset() {
 	*x = ListTasksRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[31]
+	mi := &file_berth_v1_service_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2158,7 +2339,7 @@ func (x *ListTasksRequest) String() string {
 func (*ListTasksRequest) ProtoMessage() {}
 
 func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[31]
+	mi := &file_berth_v1_service_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2171,7 +2352,7 @@ func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
 func (*ListTasksRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{31}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ListTasksRequest) GetAppId() string {
@@ -2214,7 +2395,7 @@ type ListTasksResponse struct {
 
 func (x *ListTasksResponse) Reset() {
 	*x = ListTasksResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[32]
+	mi := &file_berth_v1_service_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2226,7 +2407,7 @@ func (x *ListTasksResponse) String() string {
 func (*ListTasksResponse) ProtoMessage() {}
 
 func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[32]
+	mi := &file_berth_v1_service_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2239,7 +2420,7 @@ func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
 func (*ListTasksResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{32}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ListTasksResponse) GetTasks() []*TaskView {
@@ -2294,14 +2475,22 @@ type TaskView struct {
 	AgentNotice string `protobuf:"bytes,40,opt,name=agent_notice,json=agentNotice,proto3" json:"agent_notice,omitempty"`
 	// berth_epoch numbers the instance's berths (a Berth extension): it
 	// grows each time the instance gets a new berth.
-	BerthEpoch    uint64 `protobuf:"varint,41,opt,name=berth_epoch,json=berthEpoch,proto3" json:"berth_epoch,omitempty"`
+	BerthEpoch uint64 `protobuf:"varint,41,opt,name=berth_epoch,json=berthEpoch,proto3" json:"berth_epoch,omitempty"`
+	// reservation_state is how far the instance's berth has got on its
+	// agent: none, pending or reserved.
+	ReservationState string `protobuf:"bytes,42,opt,name=reservation_state,json=reservationState,proto3" json:"reservation_state,omitempty"`
+	// last_failure is the instance's last task failure, absent if none.
+	LastFailure *TaskFailure `protobuf:"bytes,43,opt,name=last_failure,json=lastFailure,proto3" json:"last_failure,omitempty"`
+	// ready is set once the task's readiness checks have a result during a
+	// deployment of its app (true: passed them all).
+	Ready         *bool `protobuf:"varint,44,opt,name=ready,proto3,oneof" json:"ready,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TaskView) Reset() {
 	*x = TaskView{}
-	mi := &file_berth_v1_service_proto_msgTypes[33]
+	mi := &file_berth_v1_service_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2313,7 +2502,7 @@ func (x *TaskView) String() string {
 func (*TaskView) ProtoMessage() {}
 
 func (x *TaskView) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[33]
+	mi := &file_berth_v1_service_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2326,7 +2515,7 @@ func (x *TaskView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskView.ProtoReflect.Descriptor instead.
 func (*TaskView) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{33}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *TaskView) GetId() string {
@@ -2490,18 +2679,41 @@ func (x *TaskView) GetBerthEpoch() uint64 {
 	return 0
 }
 
+func (x *TaskView) GetReservationState() string {
+	if x != nil {
+		return x.ReservationState
+	}
+	return ""
+}
+
+func (x *TaskView) GetLastFailure() *TaskFailure {
+	if x != nil {
+		return x.LastFailure
+	}
+	return nil
+}
+
+func (x *TaskView) GetReady() bool {
+	if x != nil && x.Ready != nil {
+		return *x.Ready
+	}
+	return false
+}
+
 // TaskLocalVolume is a persistent volume shown on a task.
 type TaskLocalVolume struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ContainerPath string                 `protobuf:"bytes,1,opt,name=container_path,json=containerPath,proto3" json:"container_path,omitempty"`
 	PersistenceId string                 `protobuf:"bytes,2,opt,name=persistence_id,json=persistenceId,proto3" json:"persistence_id,omitempty"`
+	// size_mib is the volume's size as reserved on the agent.
+	SizeMib       float64 `protobuf:"fixed64,3,opt,name=size_mib,json=sizeMib,proto3" json:"size_mib,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TaskLocalVolume) Reset() {
 	*x = TaskLocalVolume{}
-	mi := &file_berth_v1_service_proto_msgTypes[34]
+	mi := &file_berth_v1_service_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2513,7 +2725,7 @@ func (x *TaskLocalVolume) String() string {
 func (*TaskLocalVolume) ProtoMessage() {}
 
 func (x *TaskLocalVolume) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[34]
+	mi := &file_berth_v1_service_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2526,7 +2738,7 @@ func (x *TaskLocalVolume) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskLocalVolume.ProtoReflect.Descriptor instead.
 func (*TaskLocalVolume) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{34}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *TaskLocalVolume) GetContainerPath() string {
@@ -2541,6 +2753,13 @@ func (x *TaskLocalVolume) GetPersistenceId() string {
 		return x.PersistenceId
 	}
 	return ""
+}
+
+func (x *TaskLocalVolume) GetSizeMib() float64 {
+	if x != nil {
+		return x.SizeMib
+	}
+	return 0
 }
 
 // KillTaskRequest names a task id or an instance id.
@@ -2558,7 +2777,7 @@ type KillTaskRequest struct {
 
 func (x *KillTaskRequest) Reset() {
 	*x = KillTaskRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[35]
+	mi := &file_berth_v1_service_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2570,7 +2789,7 @@ func (x *KillTaskRequest) String() string {
 func (*KillTaskRequest) ProtoMessage() {}
 
 func (x *KillTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[35]
+	mi := &file_berth_v1_service_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2583,7 +2802,7 @@ func (x *KillTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KillTaskRequest.ProtoReflect.Descriptor instead.
 func (*KillTaskRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{35}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *KillTaskRequest) GetId() string {
@@ -2625,7 +2844,7 @@ type KillTaskResponse struct {
 
 func (x *KillTaskResponse) Reset() {
 	*x = KillTaskResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[36]
+	mi := &file_berth_v1_service_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2637,7 +2856,7 @@ func (x *KillTaskResponse) String() string {
 func (*KillTaskResponse) ProtoMessage() {}
 
 func (x *KillTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[36]
+	mi := &file_berth_v1_service_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2650,7 +2869,7 @@ func (x *KillTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KillTaskResponse.ProtoReflect.Descriptor instead.
 func (*KillTaskResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{36}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *KillTaskResponse) GetTask() *TaskView {
@@ -2677,7 +2896,7 @@ type ListDeploymentsRequest struct {
 
 func (x *ListDeploymentsRequest) Reset() {
 	*x = ListDeploymentsRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[37]
+	mi := &file_berth_v1_service_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2689,7 +2908,7 @@ func (x *ListDeploymentsRequest) String() string {
 func (*ListDeploymentsRequest) ProtoMessage() {}
 
 func (x *ListDeploymentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[37]
+	mi := &file_berth_v1_service_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2702,7 +2921,7 @@ func (x *ListDeploymentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeploymentsRequest.ProtoReflect.Descriptor instead.
 func (*ListDeploymentsRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{37}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ListDeploymentsRequest) GetIncludeFinished() bool {
@@ -2726,7 +2945,7 @@ type ListDeploymentsResponse struct {
 
 func (x *ListDeploymentsResponse) Reset() {
 	*x = ListDeploymentsResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[38]
+	mi := &file_berth_v1_service_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2738,7 +2957,7 @@ func (x *ListDeploymentsResponse) String() string {
 func (*ListDeploymentsResponse) ProtoMessage() {}
 
 func (x *ListDeploymentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[38]
+	mi := &file_berth_v1_service_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2751,7 +2970,7 @@ func (x *ListDeploymentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeploymentsResponse.ProtoReflect.Descriptor instead.
 func (*ListDeploymentsResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{38}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ListDeploymentsResponse) GetDeployments() []*Deployment {
@@ -2779,7 +2998,7 @@ type CurrentActions struct {
 
 func (x *CurrentActions) Reset() {
 	*x = CurrentActions{}
-	mi := &file_berth_v1_service_proto_msgTypes[39]
+	mi := &file_berth_v1_service_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2791,7 +3010,7 @@ func (x *CurrentActions) String() string {
 func (*CurrentActions) ProtoMessage() {}
 
 func (x *CurrentActions) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[39]
+	mi := &file_berth_v1_service_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2804,7 +3023,7 @@ func (x *CurrentActions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CurrentActions.ProtoReflect.Descriptor instead.
 func (*CurrentActions) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{39}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *CurrentActions) GetDeploymentId() string {
@@ -2834,7 +3053,7 @@ type CurrentAction struct {
 
 func (x *CurrentAction) Reset() {
 	*x = CurrentAction{}
-	mi := &file_berth_v1_service_proto_msgTypes[40]
+	mi := &file_berth_v1_service_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2846,7 +3065,7 @@ func (x *CurrentAction) String() string {
 func (*CurrentAction) ProtoMessage() {}
 
 func (x *CurrentAction) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[40]
+	mi := &file_berth_v1_service_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2859,7 +3078,7 @@ func (x *CurrentAction) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CurrentAction.ProtoReflect.Descriptor instead.
 func (*CurrentAction) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{40}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *CurrentAction) GetAction() string {
@@ -2893,7 +3112,7 @@ type GetDeploymentRequest struct {
 
 func (x *GetDeploymentRequest) Reset() {
 	*x = GetDeploymentRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[41]
+	mi := &file_berth_v1_service_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2905,7 +3124,7 @@ func (x *GetDeploymentRequest) String() string {
 func (*GetDeploymentRequest) ProtoMessage() {}
 
 func (x *GetDeploymentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[41]
+	mi := &file_berth_v1_service_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2918,7 +3137,7 @@ func (x *GetDeploymentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDeploymentRequest.ProtoReflect.Descriptor instead.
 func (*GetDeploymentRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{41}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *GetDeploymentRequest) GetId() string {
@@ -2940,7 +3159,7 @@ type GetDeploymentResponse struct {
 
 func (x *GetDeploymentResponse) Reset() {
 	*x = GetDeploymentResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[42]
+	mi := &file_berth_v1_service_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2952,7 +3171,7 @@ func (x *GetDeploymentResponse) String() string {
 func (*GetDeploymentResponse) ProtoMessage() {}
 
 func (x *GetDeploymentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[42]
+	mi := &file_berth_v1_service_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2965,7 +3184,7 @@ func (x *GetDeploymentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDeploymentResponse.ProtoReflect.Descriptor instead.
 func (*GetDeploymentResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{42}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *GetDeploymentResponse) GetDeployment() *Deployment {
@@ -2996,7 +3215,7 @@ type CancelDeploymentRequest struct {
 
 func (x *CancelDeploymentRequest) Reset() {
 	*x = CancelDeploymentRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[43]
+	mi := &file_berth_v1_service_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3008,7 +3227,7 @@ func (x *CancelDeploymentRequest) String() string {
 func (*CancelDeploymentRequest) ProtoMessage() {}
 
 func (x *CancelDeploymentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[43]
+	mi := &file_berth_v1_service_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3021,7 +3240,7 @@ func (x *CancelDeploymentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelDeploymentRequest.ProtoReflect.Descriptor instead.
 func (*CancelDeploymentRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{43}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *CancelDeploymentRequest) GetId() string {
@@ -3057,7 +3276,7 @@ type CancelDeploymentResponse struct {
 
 func (x *CancelDeploymentResponse) Reset() {
 	*x = CancelDeploymentResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[44]
+	mi := &file_berth_v1_service_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3069,7 +3288,7 @@ func (x *CancelDeploymentResponse) String() string {
 func (*CancelDeploymentResponse) ProtoMessage() {}
 
 func (x *CancelDeploymentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[44]
+	mi := &file_berth_v1_service_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3082,7 +3301,7 @@ func (x *CancelDeploymentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelDeploymentResponse.ProtoReflect.Descriptor instead.
 func (*CancelDeploymentResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{44}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *CancelDeploymentResponse) GetDeploymentId() string {
@@ -3112,7 +3331,7 @@ type StreamEventsRequest struct {
 
 func (x *StreamEventsRequest) Reset() {
 	*x = StreamEventsRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[45]
+	mi := &file_berth_v1_service_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3124,7 +3343,7 @@ func (x *StreamEventsRequest) String() string {
 func (*StreamEventsRequest) ProtoMessage() {}
 
 func (x *StreamEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[45]
+	mi := &file_berth_v1_service_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3137,7 +3356,7 @@ func (x *StreamEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamEventsRequest.ProtoReflect.Descriptor instead.
 func (*StreamEventsRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{45}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *StreamEventsRequest) GetTypes() []string {
@@ -3183,7 +3402,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_berth_v1_service_proto_msgTypes[46]
+	mi := &file_berth_v1_service_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3195,7 +3414,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[46]
+	mi := &file_berth_v1_service_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3208,7 +3427,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{46}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *Event) GetType() string {
@@ -3309,6 +3528,301 @@ func (x *Event) GetRateBytesPerSecond() float64 {
 	return 0
 }
 
+// MesosStatusRequest is empty.
+type MesosStatusRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MesosStatusRequest) Reset() {
+	*x = MesosStatusRequest{}
+	mi := &file_berth_v1_service_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MesosStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MesosStatusRequest) ProtoMessage() {}
+
+func (x *MesosStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_service_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MesosStatusRequest.ProtoReflect.Descriptor instead.
+func (*MesosStatusRequest) Descriptor() ([]byte, []int) {
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{51}
+}
+
+// MesosStatusResponse is the Mesos master's view of Berth.
+type MesosStatusResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// master is the URL of the Mesos master asked.
+	Master string `protobuf:"bytes,1,opt,name=master,proto3" json:"master,omitempty"`
+	// framework_id is Berth's framework id (empty before the first
+	// subscription).
+	FrameworkId string `protobuf:"bytes,2,opt,name=framework_id,json=frameworkId,proto3" json:"framework_id,omitempty"`
+	// framework_connected: the master has a live subscription of the
+	// framework (the leader's scheduler).
+	FrameworkConnected bool `protobuf:"varint,3,opt,name=framework_connected,json=frameworkConnected,proto3" json:"framework_connected,omitempty"`
+	// framework_active: the master sends the framework offers.
+	FrameworkActive bool          `protobuf:"varint,4,opt,name=framework_active,json=frameworkActive,proto3" json:"framework_active,omitempty"`
+	Agents          []*MesosAgent `protobuf:"bytes,5,rep,name=agents,proto3" json:"agents,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *MesosStatusResponse) Reset() {
+	*x = MesosStatusResponse{}
+	mi := &file_berth_v1_service_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MesosStatusResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MesosStatusResponse) ProtoMessage() {}
+
+func (x *MesosStatusResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_service_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MesosStatusResponse.ProtoReflect.Descriptor instead.
+func (*MesosStatusResponse) Descriptor() ([]byte, []int) {
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *MesosStatusResponse) GetMaster() string {
+	if x != nil {
+		return x.Master
+	}
+	return ""
+}
+
+func (x *MesosStatusResponse) GetFrameworkId() string {
+	if x != nil {
+		return x.FrameworkId
+	}
+	return ""
+}
+
+func (x *MesosStatusResponse) GetFrameworkConnected() bool {
+	if x != nil {
+		return x.FrameworkConnected
+	}
+	return false
+}
+
+func (x *MesosStatusResponse) GetFrameworkActive() bool {
+	if x != nil {
+		return x.FrameworkActive
+	}
+	return false
+}
+
+func (x *MesosStatusResponse) GetAgents() []*MesosAgent {
+	if x != nil {
+		return x.Agents
+	}
+	return nil
+}
+
+// MesosAgent is one agent the master knows.
+type MesosAgent struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Id       string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Hostname string                 `protobuf:"bytes,2,opt,name=hostname,proto3" json:"hostname,omitempty"`
+	Active   bool                   `protobuf:"varint,3,opt,name=active,proto3" json:"active,omitempty"`
+	Total    *MesosResources        `protobuf:"bytes,4,opt,name=total,proto3" json:"total,omitempty"`
+	// allocated is what the agent's tasks and executors use.
+	Allocated *MesosResources `protobuf:"bytes,5,opt,name=allocated,proto3" json:"allocated,omitempty"`
+	// free is total minus allocated (offered resources count as free).
+	Free *MesosResources `protobuf:"bytes,6,opt,name=free,proto3" json:"free,omitempty"`
+	// reserved is the part of total reserved for a role (statically or
+	// dynamically), whether in use or not.
+	Reserved      *MesosResources `protobuf:"bytes,7,opt,name=reserved,proto3" json:"reserved,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MesosAgent) Reset() {
+	*x = MesosAgent{}
+	mi := &file_berth_v1_service_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MesosAgent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MesosAgent) ProtoMessage() {}
+
+func (x *MesosAgent) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_service_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MesosAgent.ProtoReflect.Descriptor instead.
+func (*MesosAgent) Descriptor() ([]byte, []int) {
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *MesosAgent) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *MesosAgent) GetHostname() string {
+	if x != nil {
+		return x.Hostname
+	}
+	return ""
+}
+
+func (x *MesosAgent) GetActive() bool {
+	if x != nil {
+		return x.Active
+	}
+	return false
+}
+
+func (x *MesosAgent) GetTotal() *MesosResources {
+	if x != nil {
+		return x.Total
+	}
+	return nil
+}
+
+func (x *MesosAgent) GetAllocated() *MesosResources {
+	if x != nil {
+		return x.Allocated
+	}
+	return nil
+}
+
+func (x *MesosAgent) GetFree() *MesosResources {
+	if x != nil {
+		return x.Free
+	}
+	return nil
+}
+
+func (x *MesosAgent) GetReserved() *MesosResources {
+	if x != nil {
+		return x.Reserved
+	}
+	return nil
+}
+
+// MesosResources sums an agent's resources by kind.
+type MesosResources struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Cpus  float64                `protobuf:"fixed64,1,opt,name=cpus,proto3" json:"cpus,omitempty"`
+	Mem   float64                `protobuf:"fixed64,2,opt,name=mem,proto3" json:"mem,omitempty"`
+	Disk  float64                `protobuf:"fixed64,3,opt,name=disk,proto3" json:"disk,omitempty"`
+	Gpus  float64                `protobuf:"fixed64,4,opt,name=gpus,proto3" json:"gpus,omitempty"`
+	// ports counts the ports in the port ranges.
+	Ports         uint64 `protobuf:"varint,5,opt,name=ports,proto3" json:"ports,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MesosResources) Reset() {
+	*x = MesosResources{}
+	mi := &file_berth_v1_service_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MesosResources) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MesosResources) ProtoMessage() {}
+
+func (x *MesosResources) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_service_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MesosResources.ProtoReflect.Descriptor instead.
+func (*MesosResources) Descriptor() ([]byte, []int) {
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *MesosResources) GetCpus() float64 {
+	if x != nil {
+		return x.Cpus
+	}
+	return 0
+}
+
+func (x *MesosResources) GetMem() float64 {
+	if x != nil {
+		return x.Mem
+	}
+	return 0
+}
+
+func (x *MesosResources) GetDisk() float64 {
+	if x != nil {
+		return x.Disk
+	}
+	return 0
+}
+
+func (x *MesosResources) GetGpus() float64 {
+	if x != nil {
+		return x.Gpus
+	}
+	return 0
+}
+
+func (x *MesosResources) GetPorts() uint64 {
+	if x != nil {
+		return x.Ports
+	}
+	return 0
+}
+
 // LeaveRequest asks the receiving server to leave.
 type LeaveRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -3318,7 +3832,7 @@ type LeaveRequest struct {
 
 func (x *LeaveRequest) Reset() {
 	*x = LeaveRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[47]
+	mi := &file_berth_v1_service_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3330,7 +3844,7 @@ func (x *LeaveRequest) String() string {
 func (*LeaveRequest) ProtoMessage() {}
 
 func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[47]
+	mi := &file_berth_v1_service_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3343,7 +3857,7 @@ func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveRequest.ProtoReflect.Descriptor instead.
 func (*LeaveRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{47}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{55}
 }
 
 // LeaveResponse names the server that left.
@@ -3356,7 +3870,7 @@ type LeaveResponse struct {
 
 func (x *LeaveResponse) Reset() {
 	*x = LeaveResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[48]
+	mi := &file_berth_v1_service_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3368,7 +3882,7 @@ func (x *LeaveResponse) String() string {
 func (*LeaveResponse) ProtoMessage() {}
 
 func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[48]
+	mi := &file_berth_v1_service_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3381,7 +3895,7 @@ func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveResponse.ProtoReflect.Descriptor instead.
 func (*LeaveResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{48}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *LeaveResponse) GetId() string {
@@ -3400,7 +3914,7 @@ type MembersRequest struct {
 
 func (x *MembersRequest) Reset() {
 	*x = MembersRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[49]
+	mi := &file_berth_v1_service_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3412,7 +3926,7 @@ func (x *MembersRequest) String() string {
 func (*MembersRequest) ProtoMessage() {}
 
 func (x *MembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[49]
+	mi := &file_berth_v1_service_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3425,7 +3939,7 @@ func (x *MembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersRequest.ProtoReflect.Descriptor instead.
 func (*MembersRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{49}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{57}
 }
 
 // Member is one server as seen by gossip.
@@ -3447,7 +3961,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_berth_v1_service_proto_msgTypes[50]
+	mi := &file_berth_v1_service_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3459,7 +3973,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[50]
+	mi := &file_berth_v1_service_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3472,7 +3986,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{50}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *Member) GetName() string {
@@ -3541,7 +4055,7 @@ type MembersResponse struct {
 
 func (x *MembersResponse) Reset() {
 	*x = MembersResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[51]
+	mi := &file_berth_v1_service_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3553,7 +4067,7 @@ func (x *MembersResponse) String() string {
 func (*MembersResponse) ProtoMessage() {}
 
 func (x *MembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[51]
+	mi := &file_berth_v1_service_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3566,7 +4080,7 @@ func (x *MembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersResponse.ProtoReflect.Descriptor instead.
 func (*MembersResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{51}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *MembersResponse) GetMembers() []*Member {
@@ -3585,7 +4099,7 @@ type LeaderRequest struct {
 
 func (x *LeaderRequest) Reset() {
 	*x = LeaderRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[52]
+	mi := &file_berth_v1_service_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3597,7 +4111,7 @@ func (x *LeaderRequest) String() string {
 func (*LeaderRequest) ProtoMessage() {}
 
 func (x *LeaderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[52]
+	mi := &file_berth_v1_service_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3610,7 +4124,7 @@ func (x *LeaderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaderRequest.ProtoReflect.Descriptor instead.
 func (*LeaderRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{52}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{60}
 }
 
 // LeaderResponse names the leader.
@@ -3626,7 +4140,7 @@ type LeaderResponse struct {
 
 func (x *LeaderResponse) Reset() {
 	*x = LeaderResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[53]
+	mi := &file_berth_v1_service_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3638,7 +4152,7 @@ func (x *LeaderResponse) String() string {
 func (*LeaderResponse) ProtoMessage() {}
 
 func (x *LeaderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[53]
+	mi := &file_berth_v1_service_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3651,7 +4165,7 @@ func (x *LeaderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaderResponse.ProtoReflect.Descriptor instead.
 func (*LeaderResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{53}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *LeaderResponse) GetId() string {
@@ -3691,7 +4205,7 @@ type ListPeersRequest struct {
 
 func (x *ListPeersRequest) Reset() {
 	*x = ListPeersRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[54]
+	mi := &file_berth_v1_service_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3703,7 +4217,7 @@ func (x *ListPeersRequest) String() string {
 func (*ListPeersRequest) ProtoMessage() {}
 
 func (x *ListPeersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[54]
+	mi := &file_berth_v1_service_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3716,7 +4230,7 @@ func (x *ListPeersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPeersRequest.ProtoReflect.Descriptor instead.
 func (*ListPeersRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{54}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{62}
 }
 
 // Peer is one Raft voter or non-voter.
@@ -3732,7 +4246,7 @@ type Peer struct {
 
 func (x *Peer) Reset() {
 	*x = Peer{}
-	mi := &file_berth_v1_service_proto_msgTypes[55]
+	mi := &file_berth_v1_service_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3744,7 +4258,7 @@ func (x *Peer) String() string {
 func (*Peer) ProtoMessage() {}
 
 func (x *Peer) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[55]
+	mi := &file_berth_v1_service_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3757,7 +4271,7 @@ func (x *Peer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Peer.ProtoReflect.Descriptor instead.
 func (*Peer) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{55}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *Peer) GetId() string {
@@ -3798,7 +4312,7 @@ type ListPeersResponse struct {
 
 func (x *ListPeersResponse) Reset() {
 	*x = ListPeersResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[56]
+	mi := &file_berth_v1_service_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3810,7 +4324,7 @@ func (x *ListPeersResponse) String() string {
 func (*ListPeersResponse) ProtoMessage() {}
 
 func (x *ListPeersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[56]
+	mi := &file_berth_v1_service_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3823,7 +4337,7 @@ func (x *ListPeersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPeersResponse.ProtoReflect.Descriptor instead.
 func (*ListPeersResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{56}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *ListPeersResponse) GetPeers() []*Peer {
@@ -3843,7 +4357,7 @@ type RemovePeerRequest struct {
 
 func (x *RemovePeerRequest) Reset() {
 	*x = RemovePeerRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[57]
+	mi := &file_berth_v1_service_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3855,7 +4369,7 @@ func (x *RemovePeerRequest) String() string {
 func (*RemovePeerRequest) ProtoMessage() {}
 
 func (x *RemovePeerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[57]
+	mi := &file_berth_v1_service_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3868,7 +4382,7 @@ func (x *RemovePeerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemovePeerRequest.ProtoReflect.Descriptor instead.
 func (*RemovePeerRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{57}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *RemovePeerRequest) GetId() string {
@@ -3887,7 +4401,7 @@ type RemovePeerResponse struct {
 
 func (x *RemovePeerResponse) Reset() {
 	*x = RemovePeerResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[58]
+	mi := &file_berth_v1_service_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3899,7 +4413,7 @@ func (x *RemovePeerResponse) String() string {
 func (*RemovePeerResponse) ProtoMessage() {}
 
 func (x *RemovePeerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[58]
+	mi := &file_berth_v1_service_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3912,7 +4426,7 @@ func (x *RemovePeerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemovePeerResponse.ProtoReflect.Descriptor instead.
 func (*RemovePeerResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{58}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{66}
 }
 
 // TransferLeadershipRequest optionally names the target.
@@ -3925,7 +4439,7 @@ type TransferLeadershipRequest struct {
 
 func (x *TransferLeadershipRequest) Reset() {
 	*x = TransferLeadershipRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[59]
+	mi := &file_berth_v1_service_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3937,7 +4451,7 @@ func (x *TransferLeadershipRequest) String() string {
 func (*TransferLeadershipRequest) ProtoMessage() {}
 
 func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[59]
+	mi := &file_berth_v1_service_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3950,7 +4464,7 @@ func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeadershipRequest.ProtoReflect.Descriptor instead.
 func (*TransferLeadershipRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{59}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *TransferLeadershipRequest) GetTo() string {
@@ -3970,7 +4484,7 @@ type TransferLeadershipResponse struct {
 
 func (x *TransferLeadershipResponse) Reset() {
 	*x = TransferLeadershipResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[60]
+	mi := &file_berth_v1_service_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3982,7 +4496,7 @@ func (x *TransferLeadershipResponse) String() string {
 func (*TransferLeadershipResponse) ProtoMessage() {}
 
 func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[60]
+	mi := &file_berth_v1_service_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3995,7 +4509,7 @@ func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeadershipResponse.ProtoReflect.Descriptor instead.
 func (*TransferLeadershipResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{60}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *TransferLeadershipResponse) GetLeader() string {
@@ -4014,7 +4528,7 @@ type SaveSnapshotRequest struct {
 
 func (x *SaveSnapshotRequest) Reset() {
 	*x = SaveSnapshotRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[61]
+	mi := &file_berth_v1_service_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4026,7 +4540,7 @@ func (x *SaveSnapshotRequest) String() string {
 func (*SaveSnapshotRequest) ProtoMessage() {}
 
 func (x *SaveSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[61]
+	mi := &file_berth_v1_service_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4039,7 +4553,7 @@ func (x *SaveSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SaveSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*SaveSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{61}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{69}
 }
 
 // SaveSnapshotResponse carries the snapshot bytes.
@@ -4054,7 +4568,7 @@ type SaveSnapshotResponse struct {
 
 func (x *SaveSnapshotResponse) Reset() {
 	*x = SaveSnapshotResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[62]
+	mi := &file_berth_v1_service_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4066,7 +4580,7 @@ func (x *SaveSnapshotResponse) String() string {
 func (*SaveSnapshotResponse) ProtoMessage() {}
 
 func (x *SaveSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[62]
+	mi := &file_berth_v1_service_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4079,7 +4593,7 @@ func (x *SaveSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SaveSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*SaveSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{62}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *SaveSnapshotResponse) GetData() []byte {
@@ -4113,7 +4627,7 @@ type RestoreSnapshotRequest struct {
 
 func (x *RestoreSnapshotRequest) Reset() {
 	*x = RestoreSnapshotRequest{}
-	mi := &file_berth_v1_service_proto_msgTypes[63]
+	mi := &file_berth_v1_service_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4125,7 +4639,7 @@ func (x *RestoreSnapshotRequest) String() string {
 func (*RestoreSnapshotRequest) ProtoMessage() {}
 
 func (x *RestoreSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[63]
+	mi := &file_berth_v1_service_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4138,7 +4652,7 @@ func (x *RestoreSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*RestoreSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{63}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *RestoreSnapshotRequest) GetData() []byte {
@@ -4157,7 +4671,7 @@ type RestoreSnapshotResponse struct {
 
 func (x *RestoreSnapshotResponse) Reset() {
 	*x = RestoreSnapshotResponse{}
-	mi := &file_berth_v1_service_proto_msgTypes[64]
+	mi := &file_berth_v1_service_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4169,7 +4683,7 @@ func (x *RestoreSnapshotResponse) String() string {
 func (*RestoreSnapshotResponse) ProtoMessage() {}
 
 func (x *RestoreSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_service_proto_msgTypes[64]
+	mi := &file_berth_v1_service_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4182,14 +4696,22 @@ func (x *RestoreSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*RestoreSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_service_proto_rawDescGZIP(), []int{64}
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{72}
 }
 
 var File_berth_v1_service_proto protoreflect.FileDescriptor
 
 const file_berth_v1_service_proto_rawDesc = "" +
 	"\n" +
-	"\x16berth/v1/service.proto\x12\bberth.v1\x1a\x12berth/v1/app.proto\x1a\x15berth/v1/backup.proto\x1a\x14berth/v1/state.proto\"R\n" +
+	"\x16berth/v1/service.proto\x12\bberth.v1\x1a\x12berth/v1/app.proto\x1a\x15berth/v1/backup.proto\x1a\x14berth/v1/state.proto\"%\n" +
+	"\x0fParseAppRequest\x12\x12\n" +
+	"\x04json\x18\x01 \x01(\tR\x04json\"3\n" +
+	"\x10ParseAppResponse\x12\x1f\n" +
+	"\x03app\x18\x01 \x01(\v2\r.berth.v1.AppR\x03app\"3\n" +
+	"\x10RenderAppRequest\x12\x1f\n" +
+	"\x03app\x18\x01 \x01(\v2\r.berth.v1.AppR\x03app\"'\n" +
+	"\x11RenderAppResponse\x12\x12\n" +
+	"\x04json\x18\x01 \x01(\tR\x04json\"R\n" +
 	"\x10CreateAppRequest\x12\x1f\n" +
 	"\x03app\x18\x01 \x01(\v2\r.berth.v1.AppR\x03app\x12\x1d\n" +
 	"\n" +
@@ -4340,7 +4862,7 @@ const file_berth_v1_service_proto_rawDesc = "" +
 	"page_token\x18\x04 \x01(\tR\tpageToken\"e\n" +
 	"\x11ListTasksResponse\x12(\n" +
 	"\x05tasks\x18\x01 \x03(\v2\x12.berth.v1.TaskViewR\x05tasks\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x96\x06\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xa2\a\n" +
 	"\bTaskView\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
 	"\x06app_id\x18\x02 \x01(\tR\x05appId\x12\x1f\n" +
@@ -4368,12 +4890,17 @@ const file_berth_v1_service_proto_rawDesc = "" +
 	"\x17readiness_check_results\x18\x15 \x03(\v2\x1e.berth.v1.ReadinessCheckResultR\x15readinessCheckResults\x12!\n" +
 	"\fagent_notice\x18( \x01(\tR\vagentNotice\x12\x1f\n" +
 	"\vberth_epoch\x18) \x01(\x04R\n" +
-	"berthEpochB\n" +
+	"berthEpoch\x12+\n" +
+	"\x11reservation_state\x18* \x01(\tR\x10reservationState\x128\n" +
+	"\flast_failure\x18+ \x01(\v2\x15.berth.v1.TaskFailureR\vlastFailure\x12\x19\n" +
+	"\x05ready\x18, \x01(\bH\x01R\x05ready\x88\x01\x01B\n" +
 	"\n" +
-	"\b_healthy\"_\n" +
+	"\b_healthyB\b\n" +
+	"\x06_ready\"z\n" +
 	"\x0fTaskLocalVolume\x12%\n" +
 	"\x0econtainer_path\x18\x01 \x01(\tR\rcontainerPath\x12%\n" +
-	"\x0epersistence_id\x18\x02 \x01(\tR\rpersistenceId\"j\n" +
+	"\x0epersistence_id\x18\x02 \x01(\tR\rpersistenceId\x12\x19\n" +
+	"\bsize_mib\x18\x03 \x01(\x01R\asizeMib\"j\n" +
 	"\x0fKillTaskRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04wipe\x18\x02 \x01(\bR\x04wipe\x12\x14\n" +
@@ -4434,7 +4961,29 @@ const file_berth_v1_service_proto_rawDesc = "" +
 	"\x06backup\x18\x14 \x01(\v2\x10.berth.v1.BackupR\x06backup\x121\n" +
 	"\x15rate_bytes_per_second\x18\x15 \x01(\x01R\x12rateBytesPerSecondB\n" +
 	"\n" +
-	"\b_healthy\"\x0e\n" +
+	"\b_healthy\"\x14\n" +
+	"\x12MesosStatusRequest\"\xda\x01\n" +
+	"\x13MesosStatusResponse\x12\x16\n" +
+	"\x06master\x18\x01 \x01(\tR\x06master\x12!\n" +
+	"\fframework_id\x18\x02 \x01(\tR\vframeworkId\x12/\n" +
+	"\x13framework_connected\x18\x03 \x01(\bR\x12frameworkConnected\x12)\n" +
+	"\x10framework_active\x18\x04 \x01(\bR\x0fframeworkActive\x12,\n" +
+	"\x06agents\x18\x05 \x03(\v2\x14.berth.v1.MesosAgentR\x06agents\"\x9c\x02\n" +
+	"\n" +
+	"MesosAgent\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1a\n" +
+	"\bhostname\x18\x02 \x01(\tR\bhostname\x12\x16\n" +
+	"\x06active\x18\x03 \x01(\bR\x06active\x12.\n" +
+	"\x05total\x18\x04 \x01(\v2\x18.berth.v1.MesosResourcesR\x05total\x126\n" +
+	"\tallocated\x18\x05 \x01(\v2\x18.berth.v1.MesosResourcesR\tallocated\x12,\n" +
+	"\x04free\x18\x06 \x01(\v2\x18.berth.v1.MesosResourcesR\x04free\x124\n" +
+	"\breserved\x18\a \x01(\v2\x18.berth.v1.MesosResourcesR\breserved\"t\n" +
+	"\x0eMesosResources\x12\x12\n" +
+	"\x04cpus\x18\x01 \x01(\x01R\x04cpus\x12\x10\n" +
+	"\x03mem\x18\x02 \x01(\x01R\x03mem\x12\x12\n" +
+	"\x04disk\x18\x03 \x01(\x01R\x04disk\x12\x12\n" +
+	"\x04gpus\x18\x04 \x01(\x01R\x04gpus\x12\x14\n" +
+	"\x05ports\x18\x05 \x01(\x04R\x05ports\"\x0e\n" +
 	"\fLeaveRequest\"\x1f\n" +
 	"\rLeaveResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x10\n" +
@@ -4487,7 +5036,7 @@ const file_berth_v1_service_proto_rawDesc = "" +
 	"\vTaskLogFile\x12\x1d\n" +
 	"\x19TASK_LOG_FILE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14TASK_LOG_FILE_STDOUT\x10\x01\x12\x18\n" +
-	"\x14TASK_LOG_FILE_STDERR\x10\x022\x9f\x05\n" +
+	"\x14TASK_LOG_FILE_STDERR\x10\x022\xb2\x06\n" +
 	"\n" +
 	"AppService\x12D\n" +
 	"\tCreateApp\x12\x1a.berth.v1.CreateAppRequest\x1a\x1b.berth.v1.CreateAppResponse\x12@\n" +
@@ -4500,7 +5049,9 @@ const file_berth_v1_service_proto_rawDesc = "" +
 	"RestartApp\x12\x1b.berth.v1.RestartAppRequest\x1a\x1c.berth.v1.RestartAppResponse\x12G\n" +
 	"\n" +
 	"ResetDelay\x12\x1b.berth.v1.ResetDelayRequest\x1a\x1c.berth.v1.ResetDelayResponse\x12F\n" +
-	"\bGetQueue\x12\x19.berth.v1.GetQueueRequest\x1a\x1a.berth.v1.GetQueueResponse\"\x03\x90\x02\x012\xc9\x02\n" +
+	"\bGetQueue\x12\x19.berth.v1.GetQueueRequest\x1a\x1a.berth.v1.GetQueueResponse\"\x03\x90\x02\x01\x12F\n" +
+	"\bParseApp\x12\x19.berth.v1.ParseAppRequest\x1a\x1a.berth.v1.ParseAppResponse\"\x03\x90\x02\x01\x12I\n" +
+	"\tRenderApp\x12\x1a.berth.v1.RenderAppRequest\x1a\x1b.berth.v1.RenderAppResponse\"\x03\x90\x02\x012\xc9\x02\n" +
 	"\vTaskService\x12I\n" +
 	"\tListTasks\x12\x1a.berth.v1.ListTasksRequest\x1a\x1b.berth.v1.ListTasksResponse\"\x03\x90\x02\x01\x12A\n" +
 	"\bKillTask\x12\x19.berth.v1.KillTaskRequest\x1a\x1a.berth.v1.KillTaskResponse\x12L\n" +
@@ -4511,7 +5062,7 @@ const file_berth_v1_service_proto_rawDesc = "" +
 	"\rGetDeployment\x12\x1e.berth.v1.GetDeploymentRequest\x1a\x1f.berth.v1.GetDeploymentResponse\"\x03\x90\x02\x01\x12Y\n" +
 	"\x10CancelDeployment\x12!.berth.v1.CancelDeploymentRequest\x1a\".berth.v1.CancelDeploymentResponse2P\n" +
 	"\fEventService\x12@\n" +
-	"\fStreamEvents\x12\x1d.berth.v1.StreamEventsRequest\x1a\x0f.berth.v1.Event0\x012\xed\x04\n" +
+	"\fStreamEvents\x12\x1d.berth.v1.StreamEventsRequest\x1a\x0f.berth.v1.Event0\x012\xbe\x05\n" +
 	"\x0eClusterService\x12C\n" +
 	"\aMembers\x12\x18.berth.v1.MembersRequest\x1a\x19.berth.v1.MembersResponse\"\x03\x90\x02\x01\x12@\n" +
 	"\x06Leader\x12\x17.berth.v1.LeaderRequest\x1a\x18.berth.v1.LeaderResponse\"\x03\x90\x02\x01\x12I\n" +
@@ -4521,7 +5072,8 @@ const file_berth_v1_service_proto_rawDesc = "" +
 	"\x12TransferLeadership\x12#.berth.v1.TransferLeadershipRequest\x1a$.berth.v1.TransferLeadershipResponse\x12M\n" +
 	"\fSaveSnapshot\x12\x1d.berth.v1.SaveSnapshotRequest\x1a\x1e.berth.v1.SaveSnapshotResponse\x12V\n" +
 	"\x0fRestoreSnapshot\x12 .berth.v1.RestoreSnapshotRequest\x1a!.berth.v1.RestoreSnapshotResponse\x128\n" +
-	"\x05Leave\x12\x16.berth.v1.LeaveRequest\x1a\x17.berth.v1.LeaveResponseB\x90\x01\n" +
+	"\x05Leave\x12\x16.berth.v1.LeaveRequest\x1a\x17.berth.v1.LeaveResponse\x12O\n" +
+	"\vMesosStatus\x12\x1c.berth.v1.MesosStatusRequest\x1a\x1d.berth.v1.MesosStatusResponse\"\x03\x90\x02\x01B\x90\x01\n" +
 	"\fcom.berth.v1B\fServiceProtoP\x01Z1github.com/berth-dev/berth/proto/berth/v1;berthv1\xa2\x02\x03BXX\xaa\x02\bBerth.V1\xca\x02\bBerth\\V1\xe2\x02\x14Berth\\V1\\GPBMetadata\xea\x02\tBerth::V1b\x06proto3"
 
 var (
@@ -4537,174 +5089,196 @@ func file_berth_v1_service_proto_rawDescGZIP() []byte {
 }
 
 var file_berth_v1_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_berth_v1_service_proto_msgTypes = make([]protoimpl.MessageInfo, 65)
+var file_berth_v1_service_proto_msgTypes = make([]protoimpl.MessageInfo, 73)
 var file_berth_v1_service_proto_goTypes = []any{
 	(ReadConsistency)(0),               // 0: berth.v1.ReadConsistency
 	(TaskLogFile)(0),                   // 1: berth.v1.TaskLogFile
-	(*CreateAppRequest)(nil),           // 2: berth.v1.CreateAppRequest
-	(*CreateAppResponse)(nil),          // 3: berth.v1.CreateAppResponse
-	(*GetAppRequest)(nil),              // 4: berth.v1.GetAppRequest
-	(*GetAppResponse)(nil),             // 5: berth.v1.GetAppResponse
-	(*AppSummary)(nil),                 // 6: berth.v1.AppSummary
-	(*ListAppsRequest)(nil),            // 7: berth.v1.ListAppsRequest
-	(*ListAppsResponse)(nil),           // 8: berth.v1.ListAppsResponse
-	(*UpdateAppRequest)(nil),           // 9: berth.v1.UpdateAppRequest
-	(*UpdateAppResponse)(nil),          // 10: berth.v1.UpdateAppResponse
-	(*DeleteAppRequest)(nil),           // 11: berth.v1.DeleteAppRequest
-	(*DeleteAppResponse)(nil),          // 12: berth.v1.DeleteAppResponse
-	(*ListAppVersionsRequest)(nil),     // 13: berth.v1.ListAppVersionsRequest
-	(*ListAppVersionsResponse)(nil),    // 14: berth.v1.ListAppVersionsResponse
-	(*RestartAppRequest)(nil),          // 15: berth.v1.RestartAppRequest
-	(*RestartAppResponse)(nil),         // 16: berth.v1.RestartAppResponse
-	(*ResetDelayRequest)(nil),          // 17: berth.v1.ResetDelayRequest
-	(*ResetDelayResponse)(nil),         // 18: berth.v1.ResetDelayResponse
-	(*GetQueueRequest)(nil),            // 19: berth.v1.GetQueueRequest
-	(*GetQueueResponse)(nil),           // 20: berth.v1.GetQueueResponse
-	(*QueueEntry)(nil),                 // 21: berth.v1.QueueEntry
-	(*ProcessedOffersSummary)(nil),     // 22: berth.v1.ProcessedOffersSummary
-	(*OfferRejections)(nil),            // 23: berth.v1.OfferRejections
-	(*UnusedOffer)(nil),                // 24: berth.v1.UnusedOffer
-	(*HealthCheckResult)(nil),          // 25: berth.v1.HealthCheckResult
-	(*ReadinessCheckResult)(nil),       // 26: berth.v1.ReadinessCheckResult
-	(*ReadinessResponse)(nil),          // 27: berth.v1.ReadinessResponse
-	(*TaskCheckResults)(nil),           // 28: berth.v1.TaskCheckResults
-	(*ListCheckResultsRequest)(nil),    // 29: berth.v1.ListCheckResultsRequest
-	(*ListCheckResultsResponse)(nil),   // 30: berth.v1.ListCheckResultsResponse
-	(*ReadTaskLogRequest)(nil),         // 31: berth.v1.ReadTaskLogRequest
-	(*ReadTaskLogResponse)(nil),        // 32: berth.v1.ReadTaskLogResponse
-	(*ListTasksRequest)(nil),           // 33: berth.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),          // 34: berth.v1.ListTasksResponse
-	(*TaskView)(nil),                   // 35: berth.v1.TaskView
-	(*TaskLocalVolume)(nil),            // 36: berth.v1.TaskLocalVolume
-	(*KillTaskRequest)(nil),            // 37: berth.v1.KillTaskRequest
-	(*KillTaskResponse)(nil),           // 38: berth.v1.KillTaskResponse
-	(*ListDeploymentsRequest)(nil),     // 39: berth.v1.ListDeploymentsRequest
-	(*ListDeploymentsResponse)(nil),    // 40: berth.v1.ListDeploymentsResponse
-	(*CurrentActions)(nil),             // 41: berth.v1.CurrentActions
-	(*CurrentAction)(nil),              // 42: berth.v1.CurrentAction
-	(*GetDeploymentRequest)(nil),       // 43: berth.v1.GetDeploymentRequest
-	(*GetDeploymentResponse)(nil),      // 44: berth.v1.GetDeploymentResponse
-	(*CancelDeploymentRequest)(nil),    // 45: berth.v1.CancelDeploymentRequest
-	(*CancelDeploymentResponse)(nil),   // 46: berth.v1.CancelDeploymentResponse
-	(*StreamEventsRequest)(nil),        // 47: berth.v1.StreamEventsRequest
-	(*Event)(nil),                      // 48: berth.v1.Event
-	(*LeaveRequest)(nil),               // 49: berth.v1.LeaveRequest
-	(*LeaveResponse)(nil),              // 50: berth.v1.LeaveResponse
-	(*MembersRequest)(nil),             // 51: berth.v1.MembersRequest
-	(*Member)(nil),                     // 52: berth.v1.Member
-	(*MembersResponse)(nil),            // 53: berth.v1.MembersResponse
-	(*LeaderRequest)(nil),              // 54: berth.v1.LeaderRequest
-	(*LeaderResponse)(nil),             // 55: berth.v1.LeaderResponse
-	(*ListPeersRequest)(nil),           // 56: berth.v1.ListPeersRequest
-	(*Peer)(nil),                       // 57: berth.v1.Peer
-	(*ListPeersResponse)(nil),          // 58: berth.v1.ListPeersResponse
-	(*RemovePeerRequest)(nil),          // 59: berth.v1.RemovePeerRequest
-	(*RemovePeerResponse)(nil),         // 60: berth.v1.RemovePeerResponse
-	(*TransferLeadershipRequest)(nil),  // 61: berth.v1.TransferLeadershipRequest
-	(*TransferLeadershipResponse)(nil), // 62: berth.v1.TransferLeadershipResponse
-	(*SaveSnapshotRequest)(nil),        // 63: berth.v1.SaveSnapshotRequest
-	(*SaveSnapshotResponse)(nil),       // 64: berth.v1.SaveSnapshotResponse
-	(*RestoreSnapshotRequest)(nil),     // 65: berth.v1.RestoreSnapshotRequest
-	(*RestoreSnapshotResponse)(nil),    // 66: berth.v1.RestoreSnapshotResponse
-	(*App)(nil),                        // 67: berth.v1.App
-	(*TaskFailure)(nil),                // 68: berth.v1.TaskFailure
-	(*Deployment)(nil),                 // 69: berth.v1.Deployment
-	(*Backup)(nil),                     // 70: berth.v1.Backup
+	(*ParseAppRequest)(nil),            // 2: berth.v1.ParseAppRequest
+	(*ParseAppResponse)(nil),           // 3: berth.v1.ParseAppResponse
+	(*RenderAppRequest)(nil),           // 4: berth.v1.RenderAppRequest
+	(*RenderAppResponse)(nil),          // 5: berth.v1.RenderAppResponse
+	(*CreateAppRequest)(nil),           // 6: berth.v1.CreateAppRequest
+	(*CreateAppResponse)(nil),          // 7: berth.v1.CreateAppResponse
+	(*GetAppRequest)(nil),              // 8: berth.v1.GetAppRequest
+	(*GetAppResponse)(nil),             // 9: berth.v1.GetAppResponse
+	(*AppSummary)(nil),                 // 10: berth.v1.AppSummary
+	(*ListAppsRequest)(nil),            // 11: berth.v1.ListAppsRequest
+	(*ListAppsResponse)(nil),           // 12: berth.v1.ListAppsResponse
+	(*UpdateAppRequest)(nil),           // 13: berth.v1.UpdateAppRequest
+	(*UpdateAppResponse)(nil),          // 14: berth.v1.UpdateAppResponse
+	(*DeleteAppRequest)(nil),           // 15: berth.v1.DeleteAppRequest
+	(*DeleteAppResponse)(nil),          // 16: berth.v1.DeleteAppResponse
+	(*ListAppVersionsRequest)(nil),     // 17: berth.v1.ListAppVersionsRequest
+	(*ListAppVersionsResponse)(nil),    // 18: berth.v1.ListAppVersionsResponse
+	(*RestartAppRequest)(nil),          // 19: berth.v1.RestartAppRequest
+	(*RestartAppResponse)(nil),         // 20: berth.v1.RestartAppResponse
+	(*ResetDelayRequest)(nil),          // 21: berth.v1.ResetDelayRequest
+	(*ResetDelayResponse)(nil),         // 22: berth.v1.ResetDelayResponse
+	(*GetQueueRequest)(nil),            // 23: berth.v1.GetQueueRequest
+	(*GetQueueResponse)(nil),           // 24: berth.v1.GetQueueResponse
+	(*QueueEntry)(nil),                 // 25: berth.v1.QueueEntry
+	(*ProcessedOffersSummary)(nil),     // 26: berth.v1.ProcessedOffersSummary
+	(*OfferRejections)(nil),            // 27: berth.v1.OfferRejections
+	(*UnusedOffer)(nil),                // 28: berth.v1.UnusedOffer
+	(*HealthCheckResult)(nil),          // 29: berth.v1.HealthCheckResult
+	(*ReadinessCheckResult)(nil),       // 30: berth.v1.ReadinessCheckResult
+	(*ReadinessResponse)(nil),          // 31: berth.v1.ReadinessResponse
+	(*TaskCheckResults)(nil),           // 32: berth.v1.TaskCheckResults
+	(*ListCheckResultsRequest)(nil),    // 33: berth.v1.ListCheckResultsRequest
+	(*ListCheckResultsResponse)(nil),   // 34: berth.v1.ListCheckResultsResponse
+	(*ReadTaskLogRequest)(nil),         // 35: berth.v1.ReadTaskLogRequest
+	(*ReadTaskLogResponse)(nil),        // 36: berth.v1.ReadTaskLogResponse
+	(*ListTasksRequest)(nil),           // 37: berth.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),          // 38: berth.v1.ListTasksResponse
+	(*TaskView)(nil),                   // 39: berth.v1.TaskView
+	(*TaskLocalVolume)(nil),            // 40: berth.v1.TaskLocalVolume
+	(*KillTaskRequest)(nil),            // 41: berth.v1.KillTaskRequest
+	(*KillTaskResponse)(nil),           // 42: berth.v1.KillTaskResponse
+	(*ListDeploymentsRequest)(nil),     // 43: berth.v1.ListDeploymentsRequest
+	(*ListDeploymentsResponse)(nil),    // 44: berth.v1.ListDeploymentsResponse
+	(*CurrentActions)(nil),             // 45: berth.v1.CurrentActions
+	(*CurrentAction)(nil),              // 46: berth.v1.CurrentAction
+	(*GetDeploymentRequest)(nil),       // 47: berth.v1.GetDeploymentRequest
+	(*GetDeploymentResponse)(nil),      // 48: berth.v1.GetDeploymentResponse
+	(*CancelDeploymentRequest)(nil),    // 49: berth.v1.CancelDeploymentRequest
+	(*CancelDeploymentResponse)(nil),   // 50: berth.v1.CancelDeploymentResponse
+	(*StreamEventsRequest)(nil),        // 51: berth.v1.StreamEventsRequest
+	(*Event)(nil),                      // 52: berth.v1.Event
+	(*MesosStatusRequest)(nil),         // 53: berth.v1.MesosStatusRequest
+	(*MesosStatusResponse)(nil),        // 54: berth.v1.MesosStatusResponse
+	(*MesosAgent)(nil),                 // 55: berth.v1.MesosAgent
+	(*MesosResources)(nil),             // 56: berth.v1.MesosResources
+	(*LeaveRequest)(nil),               // 57: berth.v1.LeaveRequest
+	(*LeaveResponse)(nil),              // 58: berth.v1.LeaveResponse
+	(*MembersRequest)(nil),             // 59: berth.v1.MembersRequest
+	(*Member)(nil),                     // 60: berth.v1.Member
+	(*MembersResponse)(nil),            // 61: berth.v1.MembersResponse
+	(*LeaderRequest)(nil),              // 62: berth.v1.LeaderRequest
+	(*LeaderResponse)(nil),             // 63: berth.v1.LeaderResponse
+	(*ListPeersRequest)(nil),           // 64: berth.v1.ListPeersRequest
+	(*Peer)(nil),                       // 65: berth.v1.Peer
+	(*ListPeersResponse)(nil),          // 66: berth.v1.ListPeersResponse
+	(*RemovePeerRequest)(nil),          // 67: berth.v1.RemovePeerRequest
+	(*RemovePeerResponse)(nil),         // 68: berth.v1.RemovePeerResponse
+	(*TransferLeadershipRequest)(nil),  // 69: berth.v1.TransferLeadershipRequest
+	(*TransferLeadershipResponse)(nil), // 70: berth.v1.TransferLeadershipResponse
+	(*SaveSnapshotRequest)(nil),        // 71: berth.v1.SaveSnapshotRequest
+	(*SaveSnapshotResponse)(nil),       // 72: berth.v1.SaveSnapshotResponse
+	(*RestoreSnapshotRequest)(nil),     // 73: berth.v1.RestoreSnapshotRequest
+	(*RestoreSnapshotResponse)(nil),    // 74: berth.v1.RestoreSnapshotResponse
+	(*App)(nil),                        // 75: berth.v1.App
+	(*TaskFailure)(nil),                // 76: berth.v1.TaskFailure
+	(*Deployment)(nil),                 // 77: berth.v1.Deployment
+	(*Backup)(nil),                     // 78: berth.v1.Backup
 }
 var file_berth_v1_service_proto_depIdxs = []int32{
-	67, // 0: berth.v1.CreateAppRequest.app:type_name -> berth.v1.App
-	67, // 1: berth.v1.CreateAppResponse.app:type_name -> berth.v1.App
-	0,  // 2: berth.v1.GetAppRequest.consistency:type_name -> berth.v1.ReadConsistency
-	67, // 3: berth.v1.GetAppResponse.app:type_name -> berth.v1.App
-	6,  // 4: berth.v1.GetAppResponse.summary:type_name -> berth.v1.AppSummary
-	68, // 5: berth.v1.AppSummary.last_task_failure:type_name -> berth.v1.TaskFailure
-	0,  // 6: berth.v1.ListAppsRequest.consistency:type_name -> berth.v1.ReadConsistency
-	67, // 7: berth.v1.ListAppsResponse.apps:type_name -> berth.v1.App
-	6,  // 8: berth.v1.ListAppsResponse.summaries:type_name -> berth.v1.AppSummary
-	67, // 9: berth.v1.UpdateAppRequest.app:type_name -> berth.v1.App
-	67, // 10: berth.v1.UpdateAppResponse.app:type_name -> berth.v1.App
-	21, // 11: berth.v1.GetQueueResponse.queue:type_name -> berth.v1.QueueEntry
-	22, // 12: berth.v1.QueueEntry.processed_offers_summary:type_name -> berth.v1.ProcessedOffersSummary
-	24, // 13: berth.v1.QueueEntry.last_unused_offers:type_name -> berth.v1.UnusedOffer
-	23, // 14: berth.v1.ProcessedOffersSummary.reject_summary_last_offers:type_name -> berth.v1.OfferRejections
-	23, // 15: berth.v1.ProcessedOffersSummary.reject_summary_launch_attempt:type_name -> berth.v1.OfferRejections
-	27, // 16: berth.v1.ReadinessCheckResult.last_response:type_name -> berth.v1.ReadinessResponse
-	25, // 17: berth.v1.TaskCheckResults.health_check_results:type_name -> berth.v1.HealthCheckResult
-	26, // 18: berth.v1.TaskCheckResults.readiness_check_results:type_name -> berth.v1.ReadinessCheckResult
-	28, // 19: berth.v1.ListCheckResultsResponse.results:type_name -> berth.v1.TaskCheckResults
-	1,  // 20: berth.v1.ReadTaskLogRequest.file:type_name -> berth.v1.TaskLogFile
-	0,  // 21: berth.v1.ListTasksRequest.consistency:type_name -> berth.v1.ReadConsistency
-	35, // 22: berth.v1.ListTasksResponse.tasks:type_name -> berth.v1.TaskView
-	36, // 23: berth.v1.TaskView.local_volumes:type_name -> berth.v1.TaskLocalVolume
-	25, // 24: berth.v1.TaskView.health_check_results:type_name -> berth.v1.HealthCheckResult
-	26, // 25: berth.v1.TaskView.readiness_check_results:type_name -> berth.v1.ReadinessCheckResult
-	35, // 26: berth.v1.KillTaskResponse.task:type_name -> berth.v1.TaskView
-	69, // 27: berth.v1.ListDeploymentsResponse.deployments:type_name -> berth.v1.Deployment
-	41, // 28: berth.v1.ListDeploymentsResponse.current_actions:type_name -> berth.v1.CurrentActions
-	42, // 29: berth.v1.CurrentActions.actions:type_name -> berth.v1.CurrentAction
-	26, // 30: berth.v1.CurrentAction.readiness_check_results:type_name -> berth.v1.ReadinessCheckResult
-	69, // 31: berth.v1.GetDeploymentResponse.deployment:type_name -> berth.v1.Deployment
-	41, // 32: berth.v1.GetDeploymentResponse.current_actions:type_name -> berth.v1.CurrentActions
-	69, // 33: berth.v1.Event.deployment:type_name -> berth.v1.Deployment
-	67, // 34: berth.v1.Event.app:type_name -> berth.v1.App
-	70, // 35: berth.v1.Event.backup:type_name -> berth.v1.Backup
-	52, // 36: berth.v1.MembersResponse.members:type_name -> berth.v1.Member
-	57, // 37: berth.v1.ListPeersResponse.peers:type_name -> berth.v1.Peer
-	2,  // 38: berth.v1.AppService.CreateApp:input_type -> berth.v1.CreateAppRequest
-	4,  // 39: berth.v1.AppService.GetApp:input_type -> berth.v1.GetAppRequest
-	7,  // 40: berth.v1.AppService.ListApps:input_type -> berth.v1.ListAppsRequest
-	9,  // 41: berth.v1.AppService.UpdateApp:input_type -> berth.v1.UpdateAppRequest
-	11, // 42: berth.v1.AppService.DeleteApp:input_type -> berth.v1.DeleteAppRequest
-	13, // 43: berth.v1.AppService.ListAppVersions:input_type -> berth.v1.ListAppVersionsRequest
-	15, // 44: berth.v1.AppService.RestartApp:input_type -> berth.v1.RestartAppRequest
-	17, // 45: berth.v1.AppService.ResetDelay:input_type -> berth.v1.ResetDelayRequest
-	19, // 46: berth.v1.AppService.GetQueue:input_type -> berth.v1.GetQueueRequest
-	33, // 47: berth.v1.TaskService.ListTasks:input_type -> berth.v1.ListTasksRequest
-	37, // 48: berth.v1.TaskService.KillTask:input_type -> berth.v1.KillTaskRequest
-	31, // 49: berth.v1.TaskService.ReadTaskLog:input_type -> berth.v1.ReadTaskLogRequest
-	29, // 50: berth.v1.TaskService.ListCheckResults:input_type -> berth.v1.ListCheckResultsRequest
-	39, // 51: berth.v1.DeploymentService.ListDeployments:input_type -> berth.v1.ListDeploymentsRequest
-	43, // 52: berth.v1.DeploymentService.GetDeployment:input_type -> berth.v1.GetDeploymentRequest
-	45, // 53: berth.v1.DeploymentService.CancelDeployment:input_type -> berth.v1.CancelDeploymentRequest
-	47, // 54: berth.v1.EventService.StreamEvents:input_type -> berth.v1.StreamEventsRequest
-	51, // 55: berth.v1.ClusterService.Members:input_type -> berth.v1.MembersRequest
-	54, // 56: berth.v1.ClusterService.Leader:input_type -> berth.v1.LeaderRequest
-	56, // 57: berth.v1.ClusterService.ListPeers:input_type -> berth.v1.ListPeersRequest
-	59, // 58: berth.v1.ClusterService.RemovePeer:input_type -> berth.v1.RemovePeerRequest
-	61, // 59: berth.v1.ClusterService.TransferLeadership:input_type -> berth.v1.TransferLeadershipRequest
-	63, // 60: berth.v1.ClusterService.SaveSnapshot:input_type -> berth.v1.SaveSnapshotRequest
-	65, // 61: berth.v1.ClusterService.RestoreSnapshot:input_type -> berth.v1.RestoreSnapshotRequest
-	49, // 62: berth.v1.ClusterService.Leave:input_type -> berth.v1.LeaveRequest
-	3,  // 63: berth.v1.AppService.CreateApp:output_type -> berth.v1.CreateAppResponse
-	5,  // 64: berth.v1.AppService.GetApp:output_type -> berth.v1.GetAppResponse
-	8,  // 65: berth.v1.AppService.ListApps:output_type -> berth.v1.ListAppsResponse
-	10, // 66: berth.v1.AppService.UpdateApp:output_type -> berth.v1.UpdateAppResponse
-	12, // 67: berth.v1.AppService.DeleteApp:output_type -> berth.v1.DeleteAppResponse
-	14, // 68: berth.v1.AppService.ListAppVersions:output_type -> berth.v1.ListAppVersionsResponse
-	16, // 69: berth.v1.AppService.RestartApp:output_type -> berth.v1.RestartAppResponse
-	18, // 70: berth.v1.AppService.ResetDelay:output_type -> berth.v1.ResetDelayResponse
-	20, // 71: berth.v1.AppService.GetQueue:output_type -> berth.v1.GetQueueResponse
-	34, // 72: berth.v1.TaskService.ListTasks:output_type -> berth.v1.ListTasksResponse
-	38, // 73: berth.v1.TaskService.KillTask:output_type -> berth.v1.KillTaskResponse
-	32, // 74: berth.v1.TaskService.ReadTaskLog:output_type -> berth.v1.ReadTaskLogResponse
-	30, // 75: berth.v1.TaskService.ListCheckResults:output_type -> berth.v1.ListCheckResultsResponse
-	40, // 76: berth.v1.DeploymentService.ListDeployments:output_type -> berth.v1.ListDeploymentsResponse
-	44, // 77: berth.v1.DeploymentService.GetDeployment:output_type -> berth.v1.GetDeploymentResponse
-	46, // 78: berth.v1.DeploymentService.CancelDeployment:output_type -> berth.v1.CancelDeploymentResponse
-	48, // 79: berth.v1.EventService.StreamEvents:output_type -> berth.v1.Event
-	53, // 80: berth.v1.ClusterService.Members:output_type -> berth.v1.MembersResponse
-	55, // 81: berth.v1.ClusterService.Leader:output_type -> berth.v1.LeaderResponse
-	58, // 82: berth.v1.ClusterService.ListPeers:output_type -> berth.v1.ListPeersResponse
-	60, // 83: berth.v1.ClusterService.RemovePeer:output_type -> berth.v1.RemovePeerResponse
-	62, // 84: berth.v1.ClusterService.TransferLeadership:output_type -> berth.v1.TransferLeadershipResponse
-	64, // 85: berth.v1.ClusterService.SaveSnapshot:output_type -> berth.v1.SaveSnapshotResponse
-	66, // 86: berth.v1.ClusterService.RestoreSnapshot:output_type -> berth.v1.RestoreSnapshotResponse
-	50, // 87: berth.v1.ClusterService.Leave:output_type -> berth.v1.LeaveResponse
-	63, // [63:88] is the sub-list for method output_type
-	38, // [38:63] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	75, // 0: berth.v1.ParseAppResponse.app:type_name -> berth.v1.App
+	75, // 1: berth.v1.RenderAppRequest.app:type_name -> berth.v1.App
+	75, // 2: berth.v1.CreateAppRequest.app:type_name -> berth.v1.App
+	75, // 3: berth.v1.CreateAppResponse.app:type_name -> berth.v1.App
+	0,  // 4: berth.v1.GetAppRequest.consistency:type_name -> berth.v1.ReadConsistency
+	75, // 5: berth.v1.GetAppResponse.app:type_name -> berth.v1.App
+	10, // 6: berth.v1.GetAppResponse.summary:type_name -> berth.v1.AppSummary
+	76, // 7: berth.v1.AppSummary.last_task_failure:type_name -> berth.v1.TaskFailure
+	0,  // 8: berth.v1.ListAppsRequest.consistency:type_name -> berth.v1.ReadConsistency
+	75, // 9: berth.v1.ListAppsResponse.apps:type_name -> berth.v1.App
+	10, // 10: berth.v1.ListAppsResponse.summaries:type_name -> berth.v1.AppSummary
+	75, // 11: berth.v1.UpdateAppRequest.app:type_name -> berth.v1.App
+	75, // 12: berth.v1.UpdateAppResponse.app:type_name -> berth.v1.App
+	25, // 13: berth.v1.GetQueueResponse.queue:type_name -> berth.v1.QueueEntry
+	26, // 14: berth.v1.QueueEntry.processed_offers_summary:type_name -> berth.v1.ProcessedOffersSummary
+	28, // 15: berth.v1.QueueEntry.last_unused_offers:type_name -> berth.v1.UnusedOffer
+	27, // 16: berth.v1.ProcessedOffersSummary.reject_summary_last_offers:type_name -> berth.v1.OfferRejections
+	27, // 17: berth.v1.ProcessedOffersSummary.reject_summary_launch_attempt:type_name -> berth.v1.OfferRejections
+	31, // 18: berth.v1.ReadinessCheckResult.last_response:type_name -> berth.v1.ReadinessResponse
+	29, // 19: berth.v1.TaskCheckResults.health_check_results:type_name -> berth.v1.HealthCheckResult
+	30, // 20: berth.v1.TaskCheckResults.readiness_check_results:type_name -> berth.v1.ReadinessCheckResult
+	32, // 21: berth.v1.ListCheckResultsResponse.results:type_name -> berth.v1.TaskCheckResults
+	1,  // 22: berth.v1.ReadTaskLogRequest.file:type_name -> berth.v1.TaskLogFile
+	0,  // 23: berth.v1.ListTasksRequest.consistency:type_name -> berth.v1.ReadConsistency
+	39, // 24: berth.v1.ListTasksResponse.tasks:type_name -> berth.v1.TaskView
+	40, // 25: berth.v1.TaskView.local_volumes:type_name -> berth.v1.TaskLocalVolume
+	29, // 26: berth.v1.TaskView.health_check_results:type_name -> berth.v1.HealthCheckResult
+	30, // 27: berth.v1.TaskView.readiness_check_results:type_name -> berth.v1.ReadinessCheckResult
+	76, // 28: berth.v1.TaskView.last_failure:type_name -> berth.v1.TaskFailure
+	39, // 29: berth.v1.KillTaskResponse.task:type_name -> berth.v1.TaskView
+	77, // 30: berth.v1.ListDeploymentsResponse.deployments:type_name -> berth.v1.Deployment
+	45, // 31: berth.v1.ListDeploymentsResponse.current_actions:type_name -> berth.v1.CurrentActions
+	46, // 32: berth.v1.CurrentActions.actions:type_name -> berth.v1.CurrentAction
+	30, // 33: berth.v1.CurrentAction.readiness_check_results:type_name -> berth.v1.ReadinessCheckResult
+	77, // 34: berth.v1.GetDeploymentResponse.deployment:type_name -> berth.v1.Deployment
+	45, // 35: berth.v1.GetDeploymentResponse.current_actions:type_name -> berth.v1.CurrentActions
+	77, // 36: berth.v1.Event.deployment:type_name -> berth.v1.Deployment
+	75, // 37: berth.v1.Event.app:type_name -> berth.v1.App
+	78, // 38: berth.v1.Event.backup:type_name -> berth.v1.Backup
+	55, // 39: berth.v1.MesosStatusResponse.agents:type_name -> berth.v1.MesosAgent
+	56, // 40: berth.v1.MesosAgent.total:type_name -> berth.v1.MesosResources
+	56, // 41: berth.v1.MesosAgent.allocated:type_name -> berth.v1.MesosResources
+	56, // 42: berth.v1.MesosAgent.free:type_name -> berth.v1.MesosResources
+	56, // 43: berth.v1.MesosAgent.reserved:type_name -> berth.v1.MesosResources
+	60, // 44: berth.v1.MembersResponse.members:type_name -> berth.v1.Member
+	65, // 45: berth.v1.ListPeersResponse.peers:type_name -> berth.v1.Peer
+	6,  // 46: berth.v1.AppService.CreateApp:input_type -> berth.v1.CreateAppRequest
+	8,  // 47: berth.v1.AppService.GetApp:input_type -> berth.v1.GetAppRequest
+	11, // 48: berth.v1.AppService.ListApps:input_type -> berth.v1.ListAppsRequest
+	13, // 49: berth.v1.AppService.UpdateApp:input_type -> berth.v1.UpdateAppRequest
+	15, // 50: berth.v1.AppService.DeleteApp:input_type -> berth.v1.DeleteAppRequest
+	17, // 51: berth.v1.AppService.ListAppVersions:input_type -> berth.v1.ListAppVersionsRequest
+	19, // 52: berth.v1.AppService.RestartApp:input_type -> berth.v1.RestartAppRequest
+	21, // 53: berth.v1.AppService.ResetDelay:input_type -> berth.v1.ResetDelayRequest
+	23, // 54: berth.v1.AppService.GetQueue:input_type -> berth.v1.GetQueueRequest
+	2,  // 55: berth.v1.AppService.ParseApp:input_type -> berth.v1.ParseAppRequest
+	4,  // 56: berth.v1.AppService.RenderApp:input_type -> berth.v1.RenderAppRequest
+	37, // 57: berth.v1.TaskService.ListTasks:input_type -> berth.v1.ListTasksRequest
+	41, // 58: berth.v1.TaskService.KillTask:input_type -> berth.v1.KillTaskRequest
+	35, // 59: berth.v1.TaskService.ReadTaskLog:input_type -> berth.v1.ReadTaskLogRequest
+	33, // 60: berth.v1.TaskService.ListCheckResults:input_type -> berth.v1.ListCheckResultsRequest
+	43, // 61: berth.v1.DeploymentService.ListDeployments:input_type -> berth.v1.ListDeploymentsRequest
+	47, // 62: berth.v1.DeploymentService.GetDeployment:input_type -> berth.v1.GetDeploymentRequest
+	49, // 63: berth.v1.DeploymentService.CancelDeployment:input_type -> berth.v1.CancelDeploymentRequest
+	51, // 64: berth.v1.EventService.StreamEvents:input_type -> berth.v1.StreamEventsRequest
+	59, // 65: berth.v1.ClusterService.Members:input_type -> berth.v1.MembersRequest
+	62, // 66: berth.v1.ClusterService.Leader:input_type -> berth.v1.LeaderRequest
+	64, // 67: berth.v1.ClusterService.ListPeers:input_type -> berth.v1.ListPeersRequest
+	67, // 68: berth.v1.ClusterService.RemovePeer:input_type -> berth.v1.RemovePeerRequest
+	69, // 69: berth.v1.ClusterService.TransferLeadership:input_type -> berth.v1.TransferLeadershipRequest
+	71, // 70: berth.v1.ClusterService.SaveSnapshot:input_type -> berth.v1.SaveSnapshotRequest
+	73, // 71: berth.v1.ClusterService.RestoreSnapshot:input_type -> berth.v1.RestoreSnapshotRequest
+	57, // 72: berth.v1.ClusterService.Leave:input_type -> berth.v1.LeaveRequest
+	53, // 73: berth.v1.ClusterService.MesosStatus:input_type -> berth.v1.MesosStatusRequest
+	7,  // 74: berth.v1.AppService.CreateApp:output_type -> berth.v1.CreateAppResponse
+	9,  // 75: berth.v1.AppService.GetApp:output_type -> berth.v1.GetAppResponse
+	12, // 76: berth.v1.AppService.ListApps:output_type -> berth.v1.ListAppsResponse
+	14, // 77: berth.v1.AppService.UpdateApp:output_type -> berth.v1.UpdateAppResponse
+	16, // 78: berth.v1.AppService.DeleteApp:output_type -> berth.v1.DeleteAppResponse
+	18, // 79: berth.v1.AppService.ListAppVersions:output_type -> berth.v1.ListAppVersionsResponse
+	20, // 80: berth.v1.AppService.RestartApp:output_type -> berth.v1.RestartAppResponse
+	22, // 81: berth.v1.AppService.ResetDelay:output_type -> berth.v1.ResetDelayResponse
+	24, // 82: berth.v1.AppService.GetQueue:output_type -> berth.v1.GetQueueResponse
+	3,  // 83: berth.v1.AppService.ParseApp:output_type -> berth.v1.ParseAppResponse
+	5,  // 84: berth.v1.AppService.RenderApp:output_type -> berth.v1.RenderAppResponse
+	38, // 85: berth.v1.TaskService.ListTasks:output_type -> berth.v1.ListTasksResponse
+	42, // 86: berth.v1.TaskService.KillTask:output_type -> berth.v1.KillTaskResponse
+	36, // 87: berth.v1.TaskService.ReadTaskLog:output_type -> berth.v1.ReadTaskLogResponse
+	34, // 88: berth.v1.TaskService.ListCheckResults:output_type -> berth.v1.ListCheckResultsResponse
+	44, // 89: berth.v1.DeploymentService.ListDeployments:output_type -> berth.v1.ListDeploymentsResponse
+	48, // 90: berth.v1.DeploymentService.GetDeployment:output_type -> berth.v1.GetDeploymentResponse
+	50, // 91: berth.v1.DeploymentService.CancelDeployment:output_type -> berth.v1.CancelDeploymentResponse
+	52, // 92: berth.v1.EventService.StreamEvents:output_type -> berth.v1.Event
+	61, // 93: berth.v1.ClusterService.Members:output_type -> berth.v1.MembersResponse
+	63, // 94: berth.v1.ClusterService.Leader:output_type -> berth.v1.LeaderResponse
+	66, // 95: berth.v1.ClusterService.ListPeers:output_type -> berth.v1.ListPeersResponse
+	68, // 96: berth.v1.ClusterService.RemovePeer:output_type -> berth.v1.RemovePeerResponse
+	70, // 97: berth.v1.ClusterService.TransferLeadership:output_type -> berth.v1.TransferLeadershipResponse
+	72, // 98: berth.v1.ClusterService.SaveSnapshot:output_type -> berth.v1.SaveSnapshotResponse
+	74, // 99: berth.v1.ClusterService.RestoreSnapshot:output_type -> berth.v1.RestoreSnapshotResponse
+	58, // 100: berth.v1.ClusterService.Leave:output_type -> berth.v1.LeaveResponse
+	54, // 101: berth.v1.ClusterService.MesosStatus:output_type -> berth.v1.MesosStatusResponse
+	74, // [74:102] is the sub-list for method output_type
+	46, // [46:74] is the sub-list for method input_type
+	46, // [46:46] is the sub-list for extension type_name
+	46, // [46:46] is the sub-list for extension extendee
+	0,  // [0:46] is the sub-list for field type_name
 }
 
 func init() { file_berth_v1_service_proto_init() }
@@ -4715,15 +5289,15 @@ func file_berth_v1_service_proto_init() {
 	file_berth_v1_app_proto_init()
 	file_berth_v1_backup_proto_init()
 	file_berth_v1_state_proto_init()
-	file_berth_v1_service_proto_msgTypes[33].OneofWrappers = []any{}
-	file_berth_v1_service_proto_msgTypes[46].OneofWrappers = []any{}
+	file_berth_v1_service_proto_msgTypes[37].OneofWrappers = []any{}
+	file_berth_v1_service_proto_msgTypes[50].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_berth_v1_service_proto_rawDesc), len(file_berth_v1_service_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   65,
+			NumMessages:   73,
 			NumExtensions: 0,
 			NumServices:   5,
 		},

@@ -60,6 +60,10 @@ const (
 	AppServiceResetDelayProcedure = "/berth.v1.AppService/ResetDelay"
 	// AppServiceGetQueueProcedure is the fully-qualified name of the AppService's GetQueue RPC.
 	AppServiceGetQueueProcedure = "/berth.v1.AppService/GetQueue"
+	// AppServiceParseAppProcedure is the fully-qualified name of the AppService's ParseApp RPC.
+	AppServiceParseAppProcedure = "/berth.v1.AppService/ParseApp"
+	// AppServiceRenderAppProcedure is the fully-qualified name of the AppService's RenderApp RPC.
+	AppServiceRenderAppProcedure = "/berth.v1.AppService/RenderApp"
 	// TaskServiceListTasksProcedure is the fully-qualified name of the TaskService's ListTasks RPC.
 	TaskServiceListTasksProcedure = "/berth.v1.TaskService/ListTasks"
 	// TaskServiceKillTaskProcedure is the fully-qualified name of the TaskService's KillTask RPC.
@@ -102,6 +106,9 @@ const (
 	ClusterServiceRestoreSnapshotProcedure = "/berth.v1.ClusterService/RestoreSnapshot"
 	// ClusterServiceLeaveProcedure is the fully-qualified name of the ClusterService's Leave RPC.
 	ClusterServiceLeaveProcedure = "/berth.v1.ClusterService/Leave"
+	// ClusterServiceMesosStatusProcedure is the fully-qualified name of the ClusterService's
+	// MesosStatus RPC.
+	ClusterServiceMesosStatusProcedure = "/berth.v1.ClusterService/MesosStatus"
 )
 
 // AppServiceClient is a client for the berth.v1.AppService service.
@@ -128,6 +135,14 @@ type AppServiceClient interface {
 	// the offers processed meanwhile did not fit (Marathon's /v2/queue
 	// processedOffersSummary). Served from the leader's memory.
 	GetQueue(context.Context, *connect.Request[v1.GetQueueRequest]) (*connect.Response[v1.GetQueueResponse], error)
+	// ParseApp reads a Marathon app definition (JSON, with Marathon's loose
+	// forms) into an App, as the CLI does with a file: for clients that hold
+	// JSON text but not the app model (the web UI). What does not fit the
+	// schema is refused with InvalidArgument naming each field.
+	ParseApp(context.Context, *connect.Request[v1.ParseAppRequest]) (*connect.Response[v1.ParseAppResponse], error)
+	// RenderApp writes an App as Marathon JSON, the form ParseApp reads
+	// back (to show or edit a definition).
+	RenderApp(context.Context, *connect.Request[v1.RenderAppRequest]) (*connect.Response[v1.RenderAppResponse], error)
 }
 
 // NewAppServiceClient constructs a client for the berth.v1.AppService service. By default, it uses
@@ -199,6 +214,20 @@ func NewAppServiceClient(httpClient connect.HTTPClient, baseURL string, opts ...
 			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
+		parseApp: connect.NewClient[v1.ParseAppRequest, v1.ParseAppResponse](
+			httpClient,
+			baseURL+AppServiceParseAppProcedure,
+			connect.WithSchema(appServiceMethods.ByName("ParseApp")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
+		renderApp: connect.NewClient[v1.RenderAppRequest, v1.RenderAppResponse](
+			httpClient,
+			baseURL+AppServiceRenderAppProcedure,
+			connect.WithSchema(appServiceMethods.ByName("RenderApp")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -213,6 +242,8 @@ type appServiceClient struct {
 	restartApp      *connect.Client[v1.RestartAppRequest, v1.RestartAppResponse]
 	resetDelay      *connect.Client[v1.ResetDelayRequest, v1.ResetDelayResponse]
 	getQueue        *connect.Client[v1.GetQueueRequest, v1.GetQueueResponse]
+	parseApp        *connect.Client[v1.ParseAppRequest, v1.ParseAppResponse]
+	renderApp       *connect.Client[v1.RenderAppRequest, v1.RenderAppResponse]
 }
 
 // CreateApp calls berth.v1.AppService.CreateApp.
@@ -260,6 +291,16 @@ func (c *appServiceClient) GetQueue(ctx context.Context, req *connect.Request[v1
 	return c.getQueue.CallUnary(ctx, req)
 }
 
+// ParseApp calls berth.v1.AppService.ParseApp.
+func (c *appServiceClient) ParseApp(ctx context.Context, req *connect.Request[v1.ParseAppRequest]) (*connect.Response[v1.ParseAppResponse], error) {
+	return c.parseApp.CallUnary(ctx, req)
+}
+
+// RenderApp calls berth.v1.AppService.RenderApp.
+func (c *appServiceClient) RenderApp(ctx context.Context, req *connect.Request[v1.RenderAppRequest]) (*connect.Response[v1.RenderAppResponse], error) {
+	return c.renderApp.CallUnary(ctx, req)
+}
+
 // AppServiceHandler is an implementation of the berth.v1.AppService service.
 type AppServiceHandler interface {
 	// CreateApp stores a new app and starts its deployment.
@@ -284,6 +325,14 @@ type AppServiceHandler interface {
 	// the offers processed meanwhile did not fit (Marathon's /v2/queue
 	// processedOffersSummary). Served from the leader's memory.
 	GetQueue(context.Context, *connect.Request[v1.GetQueueRequest]) (*connect.Response[v1.GetQueueResponse], error)
+	// ParseApp reads a Marathon app definition (JSON, with Marathon's loose
+	// forms) into an App, as the CLI does with a file: for clients that hold
+	// JSON text but not the app model (the web UI). What does not fit the
+	// schema is refused with InvalidArgument naming each field.
+	ParseApp(context.Context, *connect.Request[v1.ParseAppRequest]) (*connect.Response[v1.ParseAppResponse], error)
+	// RenderApp writes an App as Marathon JSON, the form ParseApp reads
+	// back (to show or edit a definition).
+	RenderApp(context.Context, *connect.Request[v1.RenderAppRequest]) (*connect.Response[v1.RenderAppResponse], error)
 }
 
 // NewAppServiceHandler builds an HTTP handler from the service implementation. It returns the path
@@ -351,6 +400,20 @@ func NewAppServiceHandler(svc AppServiceHandler, opts ...connect.HandlerOption) 
 		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
+	appServiceParseAppHandler := connect.NewUnaryHandler(
+		AppServiceParseAppProcedure,
+		svc.ParseApp,
+		connect.WithSchema(appServiceMethods.ByName("ParseApp")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	appServiceRenderAppHandler := connect.NewUnaryHandler(
+		AppServiceRenderAppProcedure,
+		svc.RenderApp,
+		connect.WithSchema(appServiceMethods.ByName("RenderApp")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/berth.v1.AppService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case AppServiceCreateAppProcedure:
@@ -371,6 +434,10 @@ func NewAppServiceHandler(svc AppServiceHandler, opts ...connect.HandlerOption) 
 			appServiceResetDelayHandler.ServeHTTP(w, r)
 		case AppServiceGetQueueProcedure:
 			appServiceGetQueueHandler.ServeHTTP(w, r)
+		case AppServiceParseAppProcedure:
+			appServiceParseAppHandler.ServeHTTP(w, r)
+		case AppServiceRenderAppProcedure:
+			appServiceRenderAppHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -414,6 +481,14 @@ func (UnimplementedAppServiceHandler) ResetDelay(context.Context, *connect.Reque
 
 func (UnimplementedAppServiceHandler) GetQueue(context.Context, *connect.Request[v1.GetQueueRequest]) (*connect.Response[v1.GetQueueResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("berth.v1.AppService.GetQueue is not implemented"))
+}
+
+func (UnimplementedAppServiceHandler) ParseApp(context.Context, *connect.Request[v1.ParseAppRequest]) (*connect.Response[v1.ParseAppResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("berth.v1.AppService.ParseApp is not implemented"))
+}
+
+func (UnimplementedAppServiceHandler) RenderApp(context.Context, *connect.Request[v1.RenderAppRequest]) (*connect.Response[v1.RenderAppResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("berth.v1.AppService.RenderApp is not implemented"))
 }
 
 // TaskServiceClient is a client for the berth.v1.TaskService service.
@@ -813,6 +888,9 @@ type ClusterServiceClient interface {
 	// configuration (never below the servers' minimum quorum), and then it
 	// shuts down. A server that only restarts must not leave.
 	Leave(context.Context, *connect.Request[v1.LeaveRequest]) (*connect.Response[v1.LeaveResponse], error)
+	// MesosStatus asks the Mesos master (its operator API) whether Berth's
+	// framework is subscribed, and for the agents with their resources.
+	MesosStatus(context.Context, *connect.Request[v1.MesosStatusRequest]) (*connect.Response[v1.MesosStatusResponse], error)
 }
 
 // NewClusterServiceClient constructs a client for the berth.v1.ClusterService service. By default,
@@ -877,6 +955,13 @@ func NewClusterServiceClient(httpClient connect.HTTPClient, baseURL string, opts
 			connect.WithSchema(clusterServiceMethods.ByName("Leave")),
 			connect.WithClientOptions(opts...),
 		),
+		mesosStatus: connect.NewClient[v1.MesosStatusRequest, v1.MesosStatusResponse](
+			httpClient,
+			baseURL+ClusterServiceMesosStatusProcedure,
+			connect.WithSchema(clusterServiceMethods.ByName("MesosStatus")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -890,6 +975,7 @@ type clusterServiceClient struct {
 	saveSnapshot       *connect.Client[v1.SaveSnapshotRequest, v1.SaveSnapshotResponse]
 	restoreSnapshot    *connect.Client[v1.RestoreSnapshotRequest, v1.RestoreSnapshotResponse]
 	leave              *connect.Client[v1.LeaveRequest, v1.LeaveResponse]
+	mesosStatus        *connect.Client[v1.MesosStatusRequest, v1.MesosStatusResponse]
 }
 
 // Members calls berth.v1.ClusterService.Members.
@@ -932,6 +1018,11 @@ func (c *clusterServiceClient) Leave(ctx context.Context, req *connect.Request[v
 	return c.leave.CallUnary(ctx, req)
 }
 
+// MesosStatus calls berth.v1.ClusterService.MesosStatus.
+func (c *clusterServiceClient) MesosStatus(ctx context.Context, req *connect.Request[v1.MesosStatusRequest]) (*connect.Response[v1.MesosStatusResponse], error) {
+	return c.mesosStatus.CallUnary(ctx, req)
+}
+
 // ClusterServiceHandler is an implementation of the berth.v1.ClusterService service.
 type ClusterServiceHandler interface {
 	// Members lists servers known by gossip.
@@ -953,6 +1044,9 @@ type ClusterServiceHandler interface {
 	// configuration (never below the servers' minimum quorum), and then it
 	// shuts down. A server that only restarts must not leave.
 	Leave(context.Context, *connect.Request[v1.LeaveRequest]) (*connect.Response[v1.LeaveResponse], error)
+	// MesosStatus asks the Mesos master (its operator API) whether Berth's
+	// framework is subscribed, and for the agents with their resources.
+	MesosStatus(context.Context, *connect.Request[v1.MesosStatusRequest]) (*connect.Response[v1.MesosStatusResponse], error)
 }
 
 // NewClusterServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -1013,6 +1107,13 @@ func NewClusterServiceHandler(svc ClusterServiceHandler, opts ...connect.Handler
 		connect.WithSchema(clusterServiceMethods.ByName("Leave")),
 		connect.WithHandlerOptions(opts...),
 	)
+	clusterServiceMesosStatusHandler := connect.NewUnaryHandler(
+		ClusterServiceMesosStatusProcedure,
+		svc.MesosStatus,
+		connect.WithSchema(clusterServiceMethods.ByName("MesosStatus")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/berth.v1.ClusterService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case ClusterServiceMembersProcedure:
@@ -1031,6 +1132,8 @@ func NewClusterServiceHandler(svc ClusterServiceHandler, opts ...connect.Handler
 			clusterServiceRestoreSnapshotHandler.ServeHTTP(w, r)
 		case ClusterServiceLeaveProcedure:
 			clusterServiceLeaveHandler.ServeHTTP(w, r)
+		case ClusterServiceMesosStatusProcedure:
+			clusterServiceMesosStatusHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -1070,4 +1173,8 @@ func (UnimplementedClusterServiceHandler) RestoreSnapshot(context.Context, *conn
 
 func (UnimplementedClusterServiceHandler) Leave(context.Context, *connect.Request[v1.LeaveRequest]) (*connect.Response[v1.LeaveResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("berth.v1.ClusterService.Leave is not implemented"))
+}
+
+func (UnimplementedClusterServiceHandler) MesosStatus(context.Context, *connect.Request[v1.MesosStatusRequest]) (*connect.Response[v1.MesosStatusResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("berth.v1.ClusterService.MesosStatus is not implemented"))
 }
