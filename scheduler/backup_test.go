@@ -239,15 +239,21 @@ func TestScheduledBackups(t *testing.T) {
 	}
 }
 
-// Wiping an instance during its backup stops the copy first; its volume is
-// destroyed only once the copy released it, and the backup ends failed.
-func TestWipeDuringBackupStopsTheCopyFirst(t *testing.T) {
+// runningBackup is a harness whose one instance has backup bk1 running.
+func runningBackup(t *testing.T) (*harness, string) {
+	t.Helper()
 	h, app, inst := backupHarness(t, &v1.BackupPolicy{Target: "file:///backups"})
 	h.putBackup(appmodel.NewBackup(app, inst, "bk1", h.now))
 	h.tick()
 	h.deliver()
 	h.offers()
-	copyID := inst.GetId() + "._backup.bk1"
+	return h, inst.GetId() + "._backup.bk1"
+}
+
+// Wiping an instance during its backup stops the copy first; its volume is
+// destroyed only once the copy released it, and the backup ends failed.
+func TestWipeDuringBackupStopsTheCopyFirst(t *testing.T) {
+	h, copyID := runningBackup(t)
 	if h.backupRecord("bk1").GetState() != v1.BackupState_BACKUP_STATE_RUNNING {
 		t.Fatalf("backup not running: %v", h.backupRecord("bk1"))
 	}
@@ -269,12 +275,7 @@ func TestWipeDuringBackupStopsTheCopyFirst(t *testing.T) {
 // A copy task that reports running for a record that already ended (a
 // leader failed it) is killed: it must not hold the berth's volume.
 func TestStrayCopyTaskIsKilled(t *testing.T) {
-	h, app, inst := backupHarness(t, &v1.BackupPolicy{Target: "file:///backups"})
-	h.putBackup(appmodel.NewBackup(app, inst, "bk1", h.now))
-	h.tick()
-	h.deliver()
-	h.offers()
-	copyID := inst.GetId() + "._backup.bk1"
+	h, copyID := runningBackup(t)
 	ended := h.backupRecord("bk1")
 	ended.State = v1.BackupState_BACKUP_STATE_FAILED
 	h.store.mustApply(v1.CommandType_COMMAND_TYPE_SCHEDULER_PLAN, &v1.SchedulerPlanCommand{PutBackups: []*v1.Backup{ended}})
