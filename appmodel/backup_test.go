@@ -7,7 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/berth-dev/berth/backup"
+	v1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
 const backupApp = `{"id": "/db", "cmd": "postgres", "instances": 1,
@@ -42,6 +45,12 @@ func TestBackupPolicyRoundTrips(t *testing.T) {
 	}
 	if !reflect.DeepEqual(got["backup"], want["backup"]) {
 		t.Errorf("backup rendered as\n%v\nwant\n%v", got["backup"], want["backup"])
+	}
+	// Changing the policy does not relaunch the app's tasks.
+	changed := proto.Clone(app).(*v1.App)
+	changed.Backup.Schedule = proto.String("@every 1h")
+	if NeedsRelaunch(app, changed) {
+		t.Error("a new backup schedule relaunches the tasks")
 	}
 	// A Marathon app without the extension renders without it.
 	plain, err := Render(Canonicalize(mustParse(t, `{"id":"/r","cmd":"x"}`)))

@@ -230,10 +230,11 @@ func NeedsRelaunch(old, updated *v1.App) bool {
 	return !proto.Equal(relaunchKey(old), relaunchKey(updated))
 }
 
-// relaunchKey is a copy of the app without what a pure scale changes.
+// relaunchKey is a copy of the app without what a pure scale changes, and
+// without its backup policy (which the app's tasks never see).
 func relaunchKey(app *v1.App) *v1.App {
 	c := proto.Clone(app).(*v1.App)
-	c.Instances, c.Version = nil, nil
+	c.Instances, c.Version, c.Backup = nil, nil, nil
 	if c.VersionInfo != nil {
 		c.VersionInfo.LastScalingAt = ""
 		if c.VersionInfo.LastConfigChangeAt == "" {

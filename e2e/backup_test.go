@@ -126,4 +126,24 @@ func TestBackupRestorePostgres(t *testing.T) {
 	if n := countRows(t, restored.Ports[0]); n != 20000 {
 		t.Fatalf("after restoring the first backup: %d rows, want 20000", n)
 	}
+
+	// A schedule and a retention of two: the leader starts a backup on its
+	// own, then prunes the oldest. A policy change relaunches nothing.
+	scheduled := strings.Replace(withBackup, `"retention": {"keep": 5}`, `"schedule": "@every 1m", "retention": {"keep": 2}`, 1)
+	mustCLI(t, api, "app", "update", "/postgres", writeFile(t, "pg-scheduled.json", scheduled), "--wait")
+	if ts := tasks(t, api, "/postgres"); len(ts) != 1 || ts[0].ID != restored.ID {
+		t.Fatalf("the policy change relaunched the task: %+v", ts)
+	}
+	eventually(t, 4*time.Minute, "a scheduled backup and the retention of two", func() bool {
+		bs := listBackups(t, api, "/postgres")
+		sched := false
+		for _, b := range bs {
+			sched = sched || (b.Scheduled && b.State == "BACKUP_STATE_SUCCEEDED" && b.ManifestSha256 != "")
+		}
+		return sched && len(bs) == 2 && bs[0].ID != b1.ID && bs[1].ID != b1.ID
+	})
+	manifests, err := os.ReadDir(filepath.Join(target, "manifests"))
+	if err != nil || len(manifests) != 2 {
+		t.Fatalf("manifests after pruning: %v, %v", manifests, err)
+	}
 }

@@ -315,6 +315,12 @@ func copyTaskInfo(a *v1.App, b *v1.Backup, taskID string, o *mesos.Offer, resour
 // shellQuote quotes s for sh.
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
+// copyRunning is true while a copy task may hold the instance's volume.
+func (p *planner) copyRunning(instanceID string) bool {
+	op := p.activeOp(instanceID)
+	return op != nil && op.GetState() == v1.BackupState_BACKUP_STATE_RUNNING
+}
+
 // opByTask returns the current record whose copy task is taskID, or nil.
 func (p *planner) opByTask(taskID string) *v1.Backup {
 	id := backupIDOfTask(taskID)

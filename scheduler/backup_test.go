@@ -238,3 +238,54 @@ func TestScheduledBackups(t *testing.T) {
 		t.Fatalf("backup without a binary URL: %v", b)
 	}
 }
+
+// runningBackup is a harness whose one instance has backup bk1 running.
+func runningBackup(t *testing.T) (*harness, string) {
+	t.Helper()
+	h, app, inst := backupHarness(t, &v1.BackupPolicy{Target: "file:///backups"})
+	h.putBackup(appmodel.NewBackup(app, inst, "bk1", h.now))
+	h.tick()
+	h.deliver()
+	h.offers()
+	return h, inst.GetId() + "._backup.bk1"
+}
+
+// Wiping an instance during its backup stops the copy first; its volume is
+// destroyed only once the copy released it, and the backup ends failed.
+func TestWipeDuringBackupStopsTheCopyFirst(t *testing.T) {
+	h, copyID := runningBackup(t)
+	if h.backupRecord("bk1").GetState() != v1.BackupState_BACKUP_STATE_RUNNING {
+		t.Fatalf("backup not running: %v", h.backupRecord("bk1"))
+	}
+	wiped := h.only("/db/pg")
+	wiped.Goal = v1.Goal_GOAL_DECOMMISSIONED
+	h.store.putInstance(wiped)
+	h.tick()
+	if _, ok := h.mem.kills[copyID]; !ok {
+		t.Fatalf("copy task not killed after the wipe: %v", h.mem.kills)
+	}
+	// The fake master checks that no DESTROY touches a volume in use.
+	h.deliver()
+	h.settle()
+	if b := h.backupRecord("bk1"); b.GetState() != v1.BackupState_BACKUP_STATE_FAILED {
+		t.Fatalf("backup after the wipe: %v", b)
+	}
+}
+
+// A copy task that reports running for a record that already ended (a
+// leader failed it) is killed: it must not hold the berth's volume.
+func TestStrayCopyTaskIsKilled(t *testing.T) {
+	h, copyID := runningBackup(t)
+	ended := h.backupRecord("bk1")
+	ended.State = v1.BackupState_BACKUP_STATE_FAILED
+	h.store.mustApply(v1.CommandType_COMMAND_TYPE_SCHEDULER_PLAN, &v1.SchedulerPlanCommand{PutBackups: []*v1.Backup{ended}})
+	h.restart() // reconciliation reports the copy task running
+	if _, ok := h.mem.kills[copyID]; !ok {
+		t.Fatalf("stray copy task not killed: %v", h.mem.kills)
+	}
+	h.deliver()
+	h.settle()
+	if got := h.only("/db/pg"); got.GetTask().GetState() != stRunning {
+		t.Fatalf("app after the stray copy was killed: %v", got)
+	}
+}

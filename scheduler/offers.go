@@ -153,7 +153,7 @@ func (p *planner) matchOffer(o *mesos.Offer, v *offerView, r *offerRound) []meso
 			continue
 		}
 		if goalOf(i) == v1.Goal_GOAL_DECOMMISSIONED {
-			if taskLive(i.GetTask()) {
+			if taskLive(i.GetTask()) || p.copyRunning(iid) {
 				continue // killed first; collected when offered again
 			}
 			// Write-ahead: the instance is forgotten in the plan that precedes
