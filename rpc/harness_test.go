@@ -115,6 +115,8 @@ type clusterOpts struct {
 	metrics bool
 	// schedulerSubscribed is Config.SchedulerSubscribed.
 	schedulerSubscribed func() bool
+	// forwardTimeout is Config.ForwardTimeout (0: the default).
+	forwardTimeout time.Duration
 }
 
 // startServer starts one server; join is the gossip address of a running
@@ -178,6 +180,7 @@ func startServer(t testing.TB, name string, network *cluster.InmemNetwork, expec
 		Publisher:       broker,
 		Logger:          log,
 		LeaderWait:      o.leaderWait,
+		ForwardTimeout:  o.forwardTimeout,
 		MaxRequestBytes: o.maxRequestBytes,
 		OnLeft:          o.onLeft,
 		MaxApps:         o.maxApps,

@@ -215,6 +215,12 @@ type Server struct {
 	// previous leader's last acknowledged writes yet.
 	barrierTerm atomic.Uint64
 
+	// forwardedIndex is the highest log index a write this server
+	// forwarded to the leader was answered at. Local reads wait until
+	// the store has applied it (see readBarrier): a client reads its own
+	// writes from this server, and the write does not wait for it.
+	forwardedIndex atomic.Uint64
+
 	// lists bounds the listings running at once (see shed.go).
 	lists listLimiter
 
@@ -310,7 +316,7 @@ var serviceNames = []string{
 func (s *Server) Handler() http.Handler {
 	// The ACL check comes after the log interceptor, so refused calls
 	// are logged too; metrics, when on, measure everything.
-	interceptors := []connect.Interceptor{s.logInterceptor(), s.serverOnly(), authInterceptor{s}, s.lists}
+	interceptors := []connect.Interceptor{s.logInterceptor(), s.serverOnly(), authInterceptor{s}, s.readBarrier(), s.lists}
 	if s.cfg.Metrics != nil {
 		interceptors = append([]connect.Interceptor{metricsInterceptor{s.cfg.Metrics.API}}, interceptors...)
 	}
