@@ -1,7 +1,10 @@
 package fsm
 
 import (
+	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 
 	"github.com/hashicorp/go-memdb"
 	"google.golang.org/protobuf/proto"
@@ -147,15 +150,20 @@ func readAppTotals(tx *memdb.Txn) (AppTotals, error) {
 	if err != nil || raw == nil {
 		return AppTotals{}, err
 	}
+	v := raw.(*v1.MetaRecord).GetValue()
+	apps, instances, _ := strings.Cut(v, " ")
 	var t AppTotals
-	if _, err := fmt.Sscan(raw.(*v1.MetaRecord).GetValue(), &t.Apps, &t.Instances); err != nil {
-		return AppTotals{}, fmt.Errorf("read %s %q: %w", metaAppTotals, raw.(*v1.MetaRecord).GetValue(), err)
+	var err1, err2 error
+	t.Apps, err1 = strconv.Atoi(apps)
+	t.Instances, err2 = strconv.ParseInt(instances, 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return AppTotals{}, fmt.Errorf("read %s %q: %w", metaAppTotals, v, err)
 	}
 	return t, nil
 }
 
 func writeAppTotals(tx *memdb.Txn, t AppTotals) error {
-	return tx.Insert(tableMeta, &v1.MetaRecord{Key: metaAppTotals, Value: fmt.Sprintf("%d %d", t.Apps, t.Instances)})
+	return tx.Insert(tableMeta, &v1.MetaRecord{Key: metaAppTotals, Value: strconv.Itoa(t.Apps) + " " + strconv.FormatInt(t.Instances, 10)})
 }
 
 // addAppTotals changes the totals by apps and instances.
