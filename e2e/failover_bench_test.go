@@ -60,6 +60,18 @@ func BenchmarkFailover10kTasks(b *testing.B) {
 	})
 }
 
+// BenchmarkFailover10kResident: issue 14's placement figure, 10,000
+// resident instances (RESERVE + CREATE + LAUNCH each) on 1,000 simulated
+// agents through 3 servers, then failover with all of them running.
+func BenchmarkFailover10kResident(b *testing.B) {
+	benchFailoverOn(b, 1000, []failoverApp{
+		{id: "/db-a", instances: 2500, resident: true},
+		{id: "/db-b", instances: 2500, resident: true},
+		{id: "/db-c", instances: 2500, resident: true},
+		{id: "/db-d", instances: 2500, resident: true},
+	})
+}
+
 // failoverApp is one app of a failover benchmark.
 type failoverApp struct {
 	id        string
@@ -99,10 +111,11 @@ const tasksPerAgent = 500
 // agentResources fits tasksPerAgent tasks of 0.01 cpus and 4 MiB.
 const agentResources = "cpus:8;mem:4096;disk:10000;ports:[31000-32000]"
 
-func startBenchCluster(b testing.TB, tasks int) *benchCluster {
+// startBenchCluster starts mesos-local with the given number of simulated
+// agents and three servers.
+func startBenchCluster(b testing.TB, agents int) *benchCluster {
 	b.Helper()
 	c := &benchCluster{b: b}
-	agents := max(2, (tasks+tasksPerAgent-1)/tasksPerAgent)
 	mesosAddr := freePort(b)
 	c.mesos = startProc(b, "mesos-local", "mesos-local", "--listen", mesosAddr, "--work-dir", b.TempDir(),
 		"--simulate", "--agents", strconv.Itoa(agents), "--agent-resources", agentResources)
@@ -218,12 +231,19 @@ var (
 	reSubscribed = regexp.MustCompile(`msg="subscribed to mesos"`)
 )
 
-func benchFailover(b *testing.B, apps []failoverApp) {
+func benchFailover(b *testing.B, apps []failoverApp) { benchFailoverOn(b, 0, apps) }
+
+// benchFailoverOn is benchFailover on the given number of agents (0: as
+// many as the tasks need, tasksPerAgent each).
+func benchFailoverOn(b *testing.B, agents int, apps []failoverApp) {
 	total := 0
 	for _, a := range apps {
 		total += a.instances
 	}
-	c := startBenchCluster(b, total)
+	if agents == 0 {
+		agents = max(2, (total+tasksPerAgent-1)/tasksPerAgent)
+	}
+	c := startBenchCluster(b, agents)
 	lead := c.waitAgreed(c.servers)
 	api := c.others(lead)[0]
 	placeStart := time.Now()
@@ -243,7 +263,8 @@ func benchFailover(b *testing.B, apps []failoverApp) {
 		run, _, err := api.runningTasks(b)
 		return err == nil && len(run) == total
 	})
-	b.Logf("%d tasks running %s after the first create", total, time.Since(placeStart).Round(time.Millisecond))
+	placed := time.Since(placeStart)
+	b.Logf("%d tasks running %s after the first create (%.0f/s)", total, placed.Round(time.Millisecond), float64(total)/placed.Seconds())
 	reReconciled := regexp.MustCompile(`msg="reconciliation complete" component=scheduler tasks=` + strconv.Itoa(total) + ` `)
 
 	var elected, agreed, subscribed, reconciled []time.Duration

@@ -1,0 +1,101 @@
+package fsm
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	v1 "github.com/berth-dev/berth/proto/berth/v1"
+)
+
+// BenchmarkSnapshot100kInstances measures issue 14's state figures on one
+// replica: 100 resident apps of 1,000 running instances each (reservation,
+// volume, task, as the scheduler stores them), then per iteration a
+// snapshot save (Persist) and a restore (Restore) of all of it, and the
+// heap the store holds.
+//
+//	go test -run '^$' -bench Snapshot100k -benchtime 3x ./fsm/
+func BenchmarkSnapshot100kInstances(b *testing.B) {
+	const apps, perApp, perEntry = 100, 1000, 500
+	var before runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	f := New(nil)
+	index := uint64(0)
+	apply := func(t v1.CommandType, msg proto.Message) {
+		data, err := Encode(t, msg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		index++
+		if res := f.Apply(&raft.Log{Index: index, Term: 1, Type: raft.LogCommand, Data: data}).(*ApplyResult); res.Err != nil {
+			b.Fatalf("apply %s: %v", t, res.Err)
+		}
+	}
+	now := timestamppb.New(time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC))
+	for a := range apps {
+		appID := fmt.Sprintf("/db-%03d", a)
+		app := testApp(appID, v1Time)
+		app.Instances = proto.Int32(perApp)
+		apply(v1.CommandType_COMMAND_TYPE_APP_CREATE, &v1.AppCreateCommand{App: app})
+		var batch []*v1.Instance
+		for i := range perApp {
+			id := fmt.Sprintf("db-%03d.instance-%08x-7c2d-4f0e-9d7b-3c5a1e2f%04x", a, a*perApp+i, i)
+			agent := fmt.Sprintf("agent-%04d-S%d", (a*perApp+i)%1000, a)
+			inst := residentInstance(id, appID, agent, fmt.Sprintf("db-%03d#data#%08x-4b1d-4c7a-a2f1-0e9d8c7b%04x", a, a*perApp+i, i))
+			inst.AppVersion, inst.CreatedAt, inst.Incarnation = v1Time, now, 1
+			r := inst.Reservation
+			r.InstanceId, r.Hostname, r.Principal, r.Cpus, r.Mem, r.Disk = id, "host-"+agent, "berth", 0.1, 64, 10
+			t := inst.Task
+			t.Hostname, t.StagedAt, t.StartedAt, t.UpdatedAt, t.AppVersion = "host-"+agent, now, now, now, v1Time
+			t.Ports = []uint32{31000 + uint32(i%1000)}
+			batch = append(batch, inst)
+			if len(batch) == perEntry {
+				apply(v1.CommandType_COMMAND_TYPE_SCHEDULER_PLAN, &v1.SchedulerPlanCommand{PutInstances: batch})
+				batch = nil
+			}
+		}
+	}
+	var after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	storeHeap := float64(after.HeapAlloc-before.HeapAlloc) / (1 << 20)
+
+	var size int
+	var save, restore time.Duration
+	b.ResetTimer()
+	for range b.N {
+		start := time.Now()
+		snap, err := f.Snapshot()
+		if err != nil {
+			b.Fatal(err)
+		}
+		var out sink
+		if err := snap.Persist(&out); err != nil {
+			b.Fatal(err)
+		}
+		save += time.Since(start)
+		size = out.Len()
+		start = time.Now()
+		g := New(nil)
+		if err := g.Restore(io.NopCloser(bytes.NewReader(out.Bytes()))); err != nil {
+			b.Fatal(err)
+		}
+		restore += time.Since(start)
+		if n := len(NewTestReader(b, g.State).Instances()); n != apps*perApp {
+			b.Fatalf("restored %d instances, want %d", n, apps*perApp)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(storeHeap, "store-heap-MiB")
+	b.ReportMetric(float64(size)/(1<<20), "snapshot-MiB")
+	b.ReportMetric(save.Seconds()/float64(b.N), "save-s")
+	b.ReportMetric(restore.Seconds()/float64(b.N), "restore-s")
+}
