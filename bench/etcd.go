@@ -89,15 +89,27 @@ func startEtcd(ctx context.Context, dir string, n int) (*etcdCluster, error) {
 	}
 	// Ready means a leader was known once; wait until every member knows
 	// the same one.
+	if err := c.waitAgreed(ctx); err != nil {
+		c.stop()
+		return nil, err
+	}
+	return c, nil
+}
+
+// waitAgreed waits until every member names the same leader.
+func (c *etcdCluster) waitAgreed(ctx context.Context) error {
 	deadline := time.Now().Add(2 * time.Minute)
 	for !c.agreed() {
 		if time.Now().After(deadline) {
-			c.stop()
-			return nil, errors.New("etcd: no agreed leader after 2m")
+			return errors.New("etcd: no agreed leader after 2m")
 		}
-		time.Sleep(20 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
-	return c, nil
+	return nil
 }
 
 func (c *etcdCluster) agreed() bool {

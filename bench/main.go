@@ -67,6 +67,7 @@ type figure struct {
 	rate     bool // writes/s (higher is better) instead of latency
 	onLeader bool
 	berthRaw bool // Berth's row is a raw Raft apply, etcd has none
+	read     bool // reads of what the first write of the run created
 }
 
 var figures = []figure{
@@ -78,6 +79,7 @@ var figures = []figure{
 	{key: "3-conc-leader", servers: 3, title: "3 servers, %d clients on the leader (writes/s)", rate: true, onLeader: true},
 	{key: "3-conc-follower", servers: 3, title: "3 servers, %d clients on a follower (writes/s)", rate: true},
 	{key: "3-raw", servers: 3, title: "3 servers, raw Raft apply of a create's size p50 / p99", onLeader: true, berthRaw: true},
+	{key: "3-read-follower", servers: 3, title: "3 servers, read from a follower p50 / p99 (Berth GetApp, etcd serializable get)", read: true},
 }
 
 func figureKeys() []string {
@@ -176,9 +178,20 @@ func runTopology(ctx context.Context, o options, dir string, n int, figs []figur
 	if err != nil {
 		return 0, fmt.Errorf("berth: first create: %w", err)
 	}
-	size, err := createEntrySize(b.leader(), fmt.Sprintf("/bench/size-%d/app-0", n))
+	size, err := createEntrySize(b.leader(), sizeAppID(b))
 	if err != nil {
 		return 0, err
+	}
+	if e != nil {
+		put, closePut, err := etcdPut(e.leader(), fmt.Sprintf("size-%d", n))
+		if err != nil {
+			return 0, err
+		}
+		err = put(ctx, 0)
+		closePut()
+		if err != nil {
+			return 0, fmt.Errorf("etcd: first put: %w", err)
+		}
 	}
 	for round := range o.rounds {
 		for _, f := range figs {
@@ -196,7 +209,23 @@ func runTopology(ctx context.Context, o options, dir string, n int, figs []figur
 				if side == "etcd" && (e == nil || f.berthRaw) {
 					continue
 				}
-				s, err := measure(ctx, o, f, side, tag, b, e, size)
+				var s sample
+				var err error
+				// On a busy machine a server may miss heartbeats and an
+				// election move the leader mid-series: measure again on
+				// the new leader (twice at most), and say so.
+				for try := range 3 {
+					if err = b.waitAgreed(ctx); err == nil && e != nil {
+						err = e.waitAgreed(ctx)
+					}
+					if err == nil {
+						s, err = measure(ctx, o, f, side, fmt.Sprintf("%s-%d", tag, try), b, e, size)
+					}
+					if err == nil {
+						break
+					}
+					fmt.Fprintf(os.Stderr, "round %d %s %s: %v; measuring again\n", round+1, f.key, side, err)
+				}
 				if err != nil {
 					return 0, fmt.Errorf("round %d, %s, %s: %w", round+1, f.key, side, err)
 				}
@@ -227,11 +256,18 @@ func measure(ctx context.Context, o options, f figure, side, tag string, b *bert
 		return sample{}, fmt.Errorf("berth has no leader")
 	}
 	newOp := func() (op, func(), error) {
+		if side == "etcd" && f.read {
+			return etcdGet(eTarget, etcdSizeKey(len(b.servers)))
+		}
 		if side == "etcd" {
 			return etcdPut(eTarget, tag)
 		}
 		if f.berthRaw {
 			return berthRawApply(bTarget, size), func() {}, nil
+		}
+		if f.read {
+			do, closeOp := berthGet(bTarget.url(), sizeAppID(b))
+			return do, closeOp, nil
 		}
 		do, closeOp := berthCreate(bTarget.url(), tag)
 		return do, closeOp, nil
@@ -359,3 +395,9 @@ func startProfiles(prefix string) (func() error, error) {
 		return nil
 	}, nil
 }
+
+// sizeAppID is the app the first create of a run made (read by the read
+// figures), and etcdSizeKey the key of etcd's first put.
+func sizeAppID(b *berthCluster) string { return fmt.Sprintf("/bench/size-%d/app-0", len(b.servers)) }
+
+func etcdSizeKey(n int) string { return fmt.Sprintf("/bench/size-%d/0", n) }

@@ -96,3 +96,33 @@ func berthRawApply(s *berthServer, n int) op {
 		return err
 	}
 }
+
+// berthGet returns an op that reads the app id from the server at url
+// (default consistency: the server's replica), as Connect JSON.
+func berthGet(url, id string) (op, func()) {
+	hc := newHTTP1Client()
+	c := berthv1connect.NewAppServiceClient(hc, url, connect.WithProtoJSON())
+	do := func(ctx context.Context, _ int) error {
+		_, err := c.GetApp(ctx, connect.NewRequest(&v1.GetAppRequest{Id: id}))
+		return err
+	}
+	return do, hc.CloseIdleConnections
+}
+
+// etcdGet returns an op that reads key from the member at url without
+// asking the leader (a serializable read: the member's replica, as
+// Berth's default read).
+func etcdGet(url, key string) (op, func(), error) {
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{url}, DialTimeout: 10 * time.Second})
+	if err != nil {
+		return nil, nil, fmt.Errorf("etcd client: %w", err)
+	}
+	do := func(ctx context.Context, _ int) error {
+		res, err := cli.Get(ctx, key, clientv3.WithSerializable())
+		if err == nil && len(res.Kvs) != 1 {
+			err = fmt.Errorf("get %s: %d keys", key, len(res.Kvs))
+		}
+		return err
+	}
+	return do, func() { cli.Close() }, nil
+}
