@@ -321,7 +321,7 @@ func stat(samples []sample, get func(sample) float64, unit string, prec int) (st
 
 func printTable(w io.Writer, o options, figs []figure, results map[string]*result, entrySize int) {
 	load, _ := exec.Command("uptime").Output()
-	fmt.Fprintf(w, "\n%d rounds, %d sequential writes and %d concurrent writes per figure per round; GOMAXPROCS %d; %s",
+	fmt.Fprintf(w, "\n%d rounds, %d sequential operations and %d concurrent writes per figure per round; GOMAXPROCS %d; %s",
 		o.rounds, o.seq, o.conc, runtime.GOMAXPROCS(0), load)
 	fmt.Fprintf(w, "Berth: CreateApp (instances 0) as Connect JSON over HTTP/1.1; raw apply: a %d-byte entry the FSM skips. etcd: a %d-byte put.\n", entrySize, etcdValueBytes)
 	fmt.Fprintf(w, "Each cell: median of the rounds (min–max).\n\n")
