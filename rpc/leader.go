@@ -191,12 +191,32 @@ func (s *Server) readBarrier() connect.Interceptor {
 				}
 				asked = v
 			}
-			if err := s.waitApplied(ctx, asked); err != nil {
+			if err := s.waitApplied(ctx, asked, readsState(req.Spec().Procedure)); err != nil {
 				return nil, err
 			}
 			return next(ctx, req)
 		}
 	})
+}
+
+// stateServices are the services whose reads answer from the replicated
+// state of apps, tasks, deployments and tokens: those wait for this
+// server's forwarded writes. Health checks and cluster status never do (a
+// follower cut off from its leader must still say so at once).
+var stateServices = []string{
+	"/" + berthv1connect.AppServiceName + "/",
+	"/" + berthv1connect.TaskServiceName + "/",
+	"/" + berthv1connect.DeploymentServiceName + "/",
+	"/" + berthv1connect.ACLServiceName + "/",
+}
+
+func readsState(procedure string) bool {
+	for _, prefix := range stateServices {
+		if strings.HasPrefix(procedure, prefix) {
+			return true
+		}
+	}
+	return false
 }
 
 // consistentRead reports whether msg asks for READ_CONSISTENCY_CONSISTENT.
@@ -206,12 +226,16 @@ func consistentRead(msg any) bool {
 }
 
 // waitApplied waits, bounded by ForwardTimeout, until the local store has
-// applied the client's index asked and this server's forwarded writes. A
-// store that does not catch up fails a read that asked for an index
-// (Unavailable); the implicit wait for forwarded writes gives up with a
-// warning and serves the read, as a follower cut off from its leader does.
-func (s *Server) waitApplied(ctx context.Context, asked uint64) error {
-	forwarded := s.forwardedIndex.Load()
+// applied the client's index asked and, with forwarded, this server's
+// forwarded writes. A store that does not catch up fails a read that asked
+// for an index (Unavailable); the implicit wait for forwarded writes gives
+// up with a warning and serves the read, as a follower cut off from its
+// leader does.
+func (s *Server) waitApplied(ctx context.Context, asked uint64, withForwarded bool) error {
+	var forwarded uint64
+	if withForwarded {
+		forwarded = s.forwardedIndex.Load()
+	}
 	target := max(asked, forwarded)
 	if target == 0 || s.store().LastIndex() >= target {
 		return nil
