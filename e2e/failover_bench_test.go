@@ -2,9 +2,12 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net/http"
+	"os"
 	"regexp"
 	"sort"
 	"strconv"
@@ -39,6 +42,10 @@ import (
 
 // failovers is how many leader kills each benchmark iteration measures.
 var failovers = flag.Int("failovers", 1, "leader kills per iteration of the BenchmarkFailover* benchmarks")
+
+// placementProfile, when set, names a file for a CPU profile of the leader
+// during the first 30 s of placement (the servers then serve pprof).
+var placementProfile = flag.String("placement-profile", "", "file for a 30 s CPU profile of the leader while BenchmarkFailover* places its tasks")
 
 // BenchmarkFailover10Tasks: one stateless app with 6 instances and two
 // resident apps (persistent volume) with 2 each.
@@ -92,6 +99,7 @@ func (a failoverApp) json() string {
 // benchServer is one berth server of a benchmark cluster with its clients.
 type benchServer struct {
 	server
+	debug   string // pprof address, with -placement-profile
 	apps    berthv1connect.AppServiceClient
 	tasks   berthv1connect.TaskServiceClient
 	cluster berthv1connect.ClusterServiceClient
@@ -136,6 +144,10 @@ func startBenchCluster(b testing.TB, agents int) *benchCluster {
 			if o != s {
 				args = append(args, "--join", o.gossip)
 			}
+		}
+		if *placementProfile != "" {
+			s.debug = freePort(b)
+			args = append(args, "--debug-addr", s.debug)
 		}
 		s.p = startProc(b, s.name, args...)
 	}
@@ -247,6 +259,7 @@ func benchFailoverOn(b *testing.B, agents int, apps []failoverApp) {
 	lead := c.waitAgreed(c.servers)
 	api := c.others(lead)[0]
 	placeStart := time.Now()
+	profiled := profileLeader(b, lead)
 	for _, a := range apps {
 		app, err := appmodel.Parse([]byte(a.json()))
 		if err != nil {
@@ -264,6 +277,9 @@ func benchFailoverOn(b *testing.B, agents int, apps []failoverApp) {
 		return err == nil && len(run) == total
 	})
 	placed := time.Since(placeStart)
+	if err := <-profiled; err != nil {
+		b.Errorf("placement profile: %v", err)
+	}
 	b.Logf("%d tasks running %s after the first create (%.0f/s)", total, placed.Round(time.Millisecond), float64(total)/placed.Seconds())
 	reReconciled := regexp.MustCompile(`msg="reconciliation complete" component=scheduler tasks=` + strconv.Itoa(total) + ` `)
 
@@ -384,4 +400,31 @@ func waitUntilEvery(tb testing.TB, timeout, period time.Duration, what string, c
 		}
 		time.Sleep(period)
 	}
+}
+
+// profileLeader fetches a 30 s CPU profile from the leader into
+// -placement-profile, in the background; the channel gets the outcome
+// (nil at once without the flag).
+func profileLeader(b *testing.B, lead *benchServer) <-chan error {
+	done := make(chan error, 1)
+	if *placementProfile == "" {
+		done <- nil
+		return done
+	}
+	go func() {
+		res, err := http.Get("http://" + lead.debug + "/debug/pprof/profile?seconds=30")
+		if err != nil {
+			done <- err
+			return
+		}
+		defer res.Body.Close()
+		f, err := os.Create(*placementProfile)
+		if err != nil {
+			done <- err
+			return
+		}
+		_, err = io.Copy(f, res.Body)
+		done <- errors.Join(err, f.Close())
+	}()
+	return done
 }
