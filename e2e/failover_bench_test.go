@@ -402,29 +402,38 @@ func waitUntilEvery(tb testing.TB, timeout, period time.Duration, what string, c
 	}
 }
 
-// profileLeader fetches a 30 s CPU profile from the leader into
-// -placement-profile, in the background; the channel gets the outcome
-// (nil at once without the flag).
+// profileLeader fetches, in the background, a 30 s CPU profile from the
+// leader into -placement-profile and a 5 s execution trace (from 5 s in)
+// into the same name + ".trace" (`go tool trace -pprof=sync` shows where
+// the leader's goroutines wait); the channel gets the outcome (nil at once
+// without the flag).
 func profileLeader(b *testing.B, lead *benchServer) <-chan error {
 	done := make(chan error, 1)
 	if *placementProfile == "" {
 		done <- nil
 		return done
 	}
-	go func() {
-		res, err := http.Get("http://" + lead.debug + "/debug/pprof/profile?seconds=30")
+	fetch := func(path, file string) error {
+		res, err := http.Get("http://" + lead.debug + path)
 		if err != nil {
-			done <- err
-			return
+			return err
 		}
 		defer res.Body.Close()
-		f, err := os.Create(*placementProfile)
+		f, err := os.Create(file)
 		if err != nil {
-			done <- err
-			return
+			return err
 		}
 		_, err = io.Copy(f, res.Body)
-		done <- errors.Join(err, f.Close())
+		return errors.Join(err, f.Close())
+	}
+	go func() {
+		traced := make(chan error, 1)
+		go func() {
+			time.Sleep(5 * time.Second)
+			traced <- fetch("/debug/pprof/trace?seconds=5", *placementProfile+".trace")
+		}()
+		err := fetch("/debug/pprof/profile?seconds=30", *placementProfile)
+		done <- errors.Join(err, <-traced)
 	}()
 	return done
 }
