@@ -2,9 +2,12 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net/http"
+	"os"
 	"regexp"
 	"sort"
 	"strconv"
@@ -40,6 +43,10 @@ import (
 // failovers is how many leader kills each benchmark iteration measures.
 var failovers = flag.Int("failovers", 1, "leader kills per iteration of the BenchmarkFailover* benchmarks")
 
+// placementProfile, when set, names a file for a CPU profile of the leader
+// during the first 30 s of placement (the servers then serve pprof).
+var placementProfile = flag.String("placement-profile", "", "file for a 30 s CPU profile of the leader while BenchmarkFailover* places its tasks")
+
 // BenchmarkFailover10Tasks: one stateless app with 6 instances and two
 // resident apps (persistent volume) with 2 each.
 func BenchmarkFailover10Tasks(b *testing.B) {
@@ -57,6 +64,18 @@ func BenchmarkFailover10kTasks(b *testing.B) {
 		{id: "/svc-b", instances: 2500},
 		{id: "/svc-c", instances: 2500},
 		{id: "/svc-d", instances: 2500},
+	})
+}
+
+// BenchmarkFailover10kResident: issue 14's placement figure, 10,000
+// resident instances (RESERVE + CREATE + LAUNCH each) on 1,000 simulated
+// agents through 3 servers, then failover with all of them running.
+func BenchmarkFailover10kResident(b *testing.B) {
+	benchFailoverOn(b, 1000, []failoverApp{
+		{id: "/db-a", instances: 2500, resident: true},
+		{id: "/db-b", instances: 2500, resident: true},
+		{id: "/db-c", instances: 2500, resident: true},
+		{id: "/db-d", instances: 2500, resident: true},
 	})
 }
 
@@ -80,6 +99,7 @@ func (a failoverApp) json() string {
 // benchServer is one berth server of a benchmark cluster with its clients.
 type benchServer struct {
 	server
+	debug   string // pprof address, with -placement-profile
 	apps    berthv1connect.AppServiceClient
 	tasks   berthv1connect.TaskServiceClient
 	cluster berthv1connect.ClusterServiceClient
@@ -99,10 +119,11 @@ const tasksPerAgent = 500
 // agentResources fits tasksPerAgent tasks of 0.01 cpus and 4 MiB.
 const agentResources = "cpus:8;mem:4096;disk:10000;ports:[31000-32000]"
 
-func startBenchCluster(b testing.TB, tasks int) *benchCluster {
+// startBenchCluster starts mesos-local with the given number of simulated
+// agents and three servers.
+func startBenchCluster(b testing.TB, agents int) *benchCluster {
 	b.Helper()
 	c := &benchCluster{b: b}
-	agents := max(2, (tasks+tasksPerAgent-1)/tasksPerAgent)
 	mesosAddr := freePort(b)
 	c.mesos = startProc(b, "mesos-local", "mesos-local", "--listen", mesosAddr, "--work-dir", b.TempDir(),
 		"--simulate", "--agents", strconv.Itoa(agents), "--agent-resources", agentResources)
@@ -123,6 +144,10 @@ func startBenchCluster(b testing.TB, tasks int) *benchCluster {
 			if o != s {
 				args = append(args, "--join", o.gossip)
 			}
+		}
+		if *placementProfile != "" {
+			s.debug = freePort(b)
+			args = append(args, "--debug-addr", s.debug)
 		}
 		s.p = startProc(b, s.name, args...)
 	}
@@ -218,15 +243,23 @@ var (
 	reSubscribed = regexp.MustCompile(`msg="subscribed to mesos"`)
 )
 
-func benchFailover(b *testing.B, apps []failoverApp) {
+func benchFailover(b *testing.B, apps []failoverApp) { benchFailoverOn(b, 0, apps) }
+
+// benchFailoverOn is benchFailover on the given number of agents (0: as
+// many as the tasks need, tasksPerAgent each).
+func benchFailoverOn(b *testing.B, agents int, apps []failoverApp) {
 	total := 0
 	for _, a := range apps {
 		total += a.instances
 	}
-	c := startBenchCluster(b, total)
+	if agents == 0 {
+		agents = max(2, (total+tasksPerAgent-1)/tasksPerAgent)
+	}
+	c := startBenchCluster(b, agents)
 	lead := c.waitAgreed(c.servers)
 	api := c.others(lead)[0]
 	placeStart := time.Now()
+	profiled := profileLeader(b, lead)
 	for _, a := range apps {
 		app, err := appmodel.Parse([]byte(a.json()))
 		if err != nil {
@@ -243,7 +276,11 @@ func benchFailover(b *testing.B, apps []failoverApp) {
 		run, _, err := api.runningTasks(b)
 		return err == nil && len(run) == total
 	})
-	b.Logf("%d tasks running %s after the first create", total, time.Since(placeStart).Round(time.Millisecond))
+	placed := time.Since(placeStart)
+	if err := <-profiled; err != nil {
+		b.Errorf("placement profile: %v", err)
+	}
+	b.Logf("%d tasks running %s after the first create (%.0f/s)", total, placed.Round(time.Millisecond), float64(total)/placed.Seconds())
 	reReconciled := regexp.MustCompile(`msg="reconciliation complete" component=scheduler tasks=` + strconv.Itoa(total) + ` `)
 
 	var elected, agreed, subscribed, reconciled []time.Duration
@@ -363,4 +400,40 @@ func waitUntilEvery(tb testing.TB, timeout, period time.Duration, what string, c
 		}
 		time.Sleep(period)
 	}
+}
+
+// profileLeader fetches, in the background, a 30 s CPU profile from the
+// leader into -placement-profile and a 5 s execution trace (from 5 s in)
+// into the same name + ".trace" (`go tool trace -pprof=sync` shows where
+// the leader's goroutines wait); the channel gets the outcome (nil at once
+// without the flag).
+func profileLeader(b *testing.B, lead *benchServer) <-chan error {
+	done := make(chan error, 1)
+	if *placementProfile == "" {
+		done <- nil
+		return done
+	}
+	fetch := func(path, file string) error {
+		res, err := http.Get("http://" + lead.debug + path)
+		if err != nil {
+			return err
+		}
+		defer res.Body.Close()
+		f, err := os.Create(file)
+		if err != nil {
+			return err
+		}
+		_, err = io.Copy(f, res.Body)
+		return errors.Join(err, f.Close())
+	}
+	go func() {
+		traced := make(chan error, 1)
+		go func() {
+			time.Sleep(5 * time.Second)
+			traced <- fetch("/debug/pprof/trace?seconds=5", *placementProfile+".trace")
+		}()
+		err := fetch("/debug/pprof/profile?seconds=30", *placementProfile)
+		done <- errors.Join(err, <-traced)
+	}()
+	return done
 }

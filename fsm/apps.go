@@ -1,6 +1,11 @@
 package fsm
 
 import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
 	"github.com/hashicorp/go-memdb"
 	"google.golang.org/protobuf/proto"
 
@@ -65,6 +70,9 @@ func applyAppDelete(tx *memdb.Txn, e logEntry, cmd *v1.AppDeleteCommand) (string
 	if err := tx.Delete(tableApps, raw); err != nil {
 		return cmd.GetRequestId(), err
 	}
+	if err := addAppTotals(tx, -1, -int64(raw.(*v1.App).GetInstances())); err != nil {
+		return cmd.GetRequestId(), err
+	}
 	if _, err := tx.DeleteAll(tableAppVersions, "app", id); err != nil {
 		return cmd.GetRequestId(), err
 	}
@@ -94,7 +102,18 @@ func putApp(tx *memdb.Txn, app *v1.App) error {
 	if app.GetVersion() == "" {
 		return refuse(ErrInvalid, "app %s has no version", app.GetId())
 	}
+	old, err := tx.First(tableApps, "id", app.GetId())
+	if err != nil {
+		return err
+	}
+	apps, instances := 1, int64(app.GetInstances())
+	if old != nil {
+		apps, instances = 0, instances-int64(old.(*v1.App).GetInstances())
+	}
 	if err := tx.Insert(tableApps, app); err != nil {
+		return err
+	}
+	if err := addAppTotals(tx, apps, instances); err != nil {
 		return err
 	}
 	return tx.Insert(tableAppVersions, &v1.AppVersion{AppId: app.GetId(), Version: app.GetVersion(), App: app})
@@ -118,3 +137,60 @@ func putAll(tx *memdb.Txn, index uint64, d *v1.Deployment, cancel []string, inst
 	}
 	return nil
 }
+
+// AppTotals is the number of apps and the sum of their instances.
+type AppTotals struct {
+	Apps      int
+	Instances int64
+}
+
+// readAppTotals reads the totals that app writes keep in the meta table.
+func readAppTotals(tx *memdb.Txn) (AppTotals, error) {
+	raw, err := tx.First(tableMeta, "id", metaAppTotals)
+	if err != nil || raw == nil {
+		return AppTotals{}, err
+	}
+	v := raw.(*v1.MetaRecord).GetValue()
+	apps, instances, _ := strings.Cut(v, " ")
+	var t AppTotals
+	var err1, err2 error
+	t.Apps, err1 = strconv.Atoi(apps)
+	t.Instances, err2 = strconv.ParseInt(instances, 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return AppTotals{}, fmt.Errorf("read %s %q: %w", metaAppTotals, v, err)
+	}
+	return t, nil
+}
+
+func writeAppTotals(tx *memdb.Txn, t AppTotals) error {
+	return tx.Insert(tableMeta, &v1.MetaRecord{Key: metaAppTotals, Value: strconv.Itoa(t.Apps) + " " + strconv.FormatInt(t.Instances, 10)})
+}
+
+// addAppTotals changes the totals by apps and instances.
+func addAppTotals(tx *memdb.Txn, apps int, instances int64) error {
+	t, err := readAppTotals(tx)
+	if err != nil {
+		return err
+	}
+	t.Apps += apps
+	t.Instances += instances
+	return writeAppTotals(tx, t)
+}
+
+// recountAppTotals computes the totals from every app (after a restore).
+func recountAppTotals(tx *memdb.Txn) error {
+	it, err := tx.Get(tableApps, "id")
+	if err != nil {
+		return err
+	}
+	var t AppTotals
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		t.Apps++
+		t.Instances += int64(raw.(*v1.App).GetInstances())
+	}
+	return writeAppTotals(tx, t)
+}
+
+// AppTotals returns the number of apps and the sum of their instances
+// without reading every app.
+func (s *Snapshot) AppTotals() (AppTotals, error) { return readAppTotals(s.tx) }

@@ -500,3 +500,56 @@ func BenchmarkApplyAppCreate(b *testing.B) {
 		f.Apply(&raft.Log{Index: uint64(i + 1), Type: raft.LogCommand, Data: data})
 	}
 }
+
+// TestAppTotals: every app write keeps the count of apps and the sum of
+// their instances (the API's capacity check reads them instead of every
+// app), and a restore recounts them, also from a snapshot taken before
+// the totals existed.
+func TestAppTotals(t *testing.T) {
+	a := newApplier(t)
+	totals := func(f *FSM) AppTotals {
+		t.Helper()
+		got, err := f.State().Snapshot().AppTotals()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	withInstances := func(app *v1.App, n int32) *v1.App { app.Instances = proto.Int32(n); return app }
+	a.mustApply(v1.CommandType_COMMAND_TYPE_APP_CREATE, &v1.AppCreateCommand{App: withInstances(testApp("/a", v1Time), 3)})
+	a.mustApply(v1.CommandType_COMMAND_TYPE_APP_CREATE, &v1.AppCreateCommand{App: withInstances(testApp("/b", v1Time), 2)})
+	// A refused create changes nothing.
+	if res := a.apply(v1.CommandType_COMMAND_TYPE_APP_CREATE, &v1.AppCreateCommand{App: withInstances(testApp("/b", v2Time), 7)}); res.Err == nil {
+		t.Fatal("second create of /b applied")
+	}
+	a.mustApply(v1.CommandType_COMMAND_TYPE_APP_UPDATE, &v1.AppUpdateCommand{App: withInstances(testApp("/a", v2Time), 5)})
+	if got := totals(a.f); got != (AppTotals{Apps: 2, Instances: 7}) {
+		t.Fatalf("after creates and an update: %+v, want 2 apps, 7 instances", got)
+	}
+	a.mustApply(v1.CommandType_COMMAND_TYPE_APP_DELETE, &v1.AppDeleteCommand{AppId: "/b"})
+	if got := totals(a.f); got != (AppTotals{Apps: 1, Instances: 5}) {
+		t.Fatalf("after a delete: %+v, want 1 app, 5 instances", got)
+	}
+
+	// A snapshot without the totals (as older servers wrote them).
+	tx := a.f.State().db.Txn(true)
+	if _, err := tx.DeleteAll(tableMeta, "id", metaAppTotals); err != nil {
+		t.Fatal(err)
+	}
+	tx.Commit()
+	snap, err := a.f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out sink
+	if err := snap.Persist(&out); err != nil {
+		t.Fatal(err)
+	}
+	g := New(nil)
+	if err := g.Restore(io.NopCloser(bytes.NewReader(out.Bytes()))); err != nil {
+		t.Fatal(err)
+	}
+	if got := totals(g); got != (AppTotals{Apps: 1, Instances: 5}) {
+		t.Fatalf("after a restore: %+v, want 1 app, 5 instances", got)
+	}
+}

@@ -160,6 +160,12 @@ func putInstance(tx *memdb.Txn, index uint64, inst *v1.Instance) error {
 			return refuse(ErrConflict, "task %s already belongs to instance %s", t.GetId(), owner.(*v1.Instance).GetId())
 		}
 	}
+	if raw != nil && proto.Equal(raw.(*v1.Instance).GetReservation(), inst.GetReservation()) {
+		// Most instance writes (task status, goal, health) leave the
+		// reservation as it was: its derived rows stay as they are,
+		// instead of being deleted and inserted again with every index.
+		return tx.Insert(tableInstances, inst)
+	}
 	if err := deleteDerived(tx, inst.GetId()); err != nil {
 		return err
 	}

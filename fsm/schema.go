@@ -29,6 +29,11 @@ const (
 	// metaAppliedIndex is the Raft index of the last entry applied, kept
 	// in the store so that a Snapshot and a snapshot file carry it.
 	metaAppliedIndex = "applied_index"
+	// metaAppTotals is the number of apps and the sum of their instances
+	// ("<apps> <instances>"), kept up to date by every app write so that a
+	// write's capacity check does not read every app. ReadSnapshot
+	// recomputes it from the apps it restores.
+	metaAppTotals = "app_totals"
 )
 
 // funcIndex indexes an object by a string that a function derives from it. It

@@ -178,6 +178,9 @@ func ReadSnapshot(r io.Reader) (*Store, error) {
 	if _, err := br.ReadByte(); !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("read snapshot: data after the end marker")
 	}
+	if err := recountAppTotals(tx); err != nil {
+		return nil, fmt.Errorf("read snapshot: count apps: %w", err)
+	}
 	var index uint64
 	if raw, err := tx.First(tableMeta, "id", metaAppliedIndex); err != nil {
 		return nil, fmt.Errorf("read snapshot: applied index: %w", err)

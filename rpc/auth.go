@@ -87,6 +87,15 @@ func (s *Server) Authorize(ctx context.Context, hdr http.Header, procedure strin
 		st := s.store().Snapshot()
 		if c.secret != "" {
 			tok, err := st.ACLTokenBySecretHash(acl.HashSecret(c.secret))
+			if err == nil && tok == nil && s.forwardedIndex.Load() > st.Index() {
+				// A token created through this server may not be
+				// applied here yet (a write does not wait for that).
+				if werr := s.waitApplied(ctx, 0, true); werr != nil {
+					return ctx, werr
+				}
+				st = s.store().Snapshot()
+				tok, err = st.ACLTokenBySecretHash(acl.HashSecret(c.secret))
+			}
 			if err != nil {
 				return ctx, stateError(err)
 			}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -271,4 +272,56 @@ func TestForwardRetriesPausedLeader(t *testing.T) {
 	if pc.calls < 2 {
 		t.Fatalf("the paused leader was not retried past (%d leader lookups)", pc.calls)
 	}
+}
+
+// TestReadYourWritesThroughFollower: a write through a follower is
+// answered as soon as the leader has committed it, with its index in the
+// Berth-Index header. The same follower's next read sees the write
+// without the client sending anything; another server sees it when the
+// client sends that index back as Berth-Min-Index; an index no server
+// reaches fails the read with Unavailable instead of answering stale.
+func TestReadYourWritesThroughFollower(t *testing.T) {
+	servers := startCluster(t, 3, clusterOpts{forwardTimeout: 500 * time.Millisecond})
+	leader := waitLeader(t, servers)
+	var followers []*server
+	for _, s := range servers {
+		if s != leader {
+			followers = append(followers, s)
+		}
+	}
+	via, other := clientsFor(followers[0]), clientsFor(followers[1])
+	ctx := ctxFor(t, 60*time.Second)
+
+	var last uint64
+	for i := range 10 {
+		id := fmt.Sprintf("/ryw/app-%d", i)
+		res, err := via.app.CreateApp(ctx, connect.NewRequest(&v1.CreateAppRequest{App: mustApp(t, fmt.Sprintf(`{"id": %q, "cmd": "sleep 1000", "instances": 0}`, id))}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		index, err := strconv.ParseUint(res.Header().Get("Berth-Index"), 10, 64)
+		if err != nil || index <= last {
+			t.Fatalf("create %d: Berth-Index %q (%v), previous %d", i, res.Header().Get("Berth-Index"), err, last)
+		}
+		last = index
+		if _, err := via.app.GetApp(ctx, connect.NewRequest(&v1.GetAppRequest{Id: id})); err != nil {
+			t.Fatalf("read of %s from the follower it was written through: %v", id, err)
+		}
+		req := connect.NewRequest(&v1.GetAppRequest{Id: id})
+		req.Header().Set("Berth-Min-Index", strconv.FormatUint(index, 10))
+		if _, err := other.app.GetApp(ctx, req); err != nil {
+			t.Fatalf("read of %s from another follower with Berth-Min-Index %d: %v", id, index, err)
+		}
+	}
+
+	bad := connect.NewRequest(&v1.ListAppsRequest{})
+	bad.Header().Set("Berth-Min-Index", "yesterday")
+	_, err := other.app.ListApps(ctx, bad)
+	if cerr := wantCode(t, err, connect.CodeInvalidArgument); !strings.Contains(cerr.Message(), "Berth-Min-Index") {
+		t.Fatalf("error does not name the header: %v", cerr)
+	}
+	future := connect.NewRequest(&v1.ListAppsRequest{})
+	future.Header().Set("Berth-Min-Index", strconv.FormatUint(last+1_000_000, 10))
+	_, err = other.app.ListApps(ctx, future)
+	wantCode(t, err, connect.CodeUnavailable)
 }

@@ -121,6 +121,8 @@ type clusterOpts struct {
 	mesos *rpc.MesosMaster
 	// ui is Config.UI.
 	ui http.Handler
+	// forwardTimeout is Config.ForwardTimeout (0: the default).
+	forwardTimeout time.Duration
 }
 
 // startServer starts one server; join is the gossip address of a running
@@ -184,6 +186,7 @@ func startServer(t testing.TB, name string, network *cluster.InmemNetwork, expec
 		Publisher:       broker,
 		Logger:          log,
 		LeaderWait:      o.leaderWait,
+		ForwardTimeout:  o.forwardTimeout,
 		MaxRequestBytes: o.maxRequestBytes,
 		OnLeft:          o.onLeft,
 		MaxApps:         o.maxApps,

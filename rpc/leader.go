@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/berth-dev/berth/acl"
 	"github.com/berth-dev/berth/fsm"
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
 	"github.com/berth-dev/berth/proto/berth/v1/berthv1connect"
@@ -92,10 +93,10 @@ func onLeader[Res any](ctx context.Context, s *Server, hdr http.Header,
 			res, err := local(ctx)
 			var nle *notLeaderError
 			if err == nil {
-				// Tell a forwarding follower how far it must have applied
-				// the log before it answers: its client then reads its
-				// own write from that follower.
-				res.Header().Set(appliedIndexHeader, strconv.FormatUint(s.store().LastIndex(), 10))
+				// The index the write is applied at: a forwarding
+				// follower makes its later reads wait for it, and a
+				// client may send it back as minIndexHeader.
+				res.Header().Set(indexHeader, strconv.FormatUint(s.store().LastIndex(), 10))
 				s.audit(ctx)
 				return res, nil
 			}
@@ -114,7 +115,7 @@ func onLeader[Res any](ctx context.Context, s *Server, hdr http.Header,
 			timedOut := actx.Err() != nil && ctx.Err() == nil
 			cancel()
 			if err == nil {
-				s.waitApplied(ctx, res.Header().Get(appliedIndexHeader))
+				s.noteForwarded(res.Header().Get(indexHeader))
 				return res, nil
 			}
 			if connect.CodeOf(err) != connect.CodeUnavailable && !timedOut {
@@ -143,23 +144,116 @@ func onLeader[Res any](ctx context.Context, s *Server, hdr http.Header,
 	}
 }
 
-// appliedIndexHeader carries, on a response from the leader, the index the
-// leader's store had applied when it answered.
-const appliedIndexHeader = "Berth-Applied-Index"
+// indexHeader carries, on the response to a write, the log index the
+// leader had applied when it answered (the write's index or later). The
+// write is committed there; a forwarding follower answers at once, without
+// waiting until it has applied that index itself (that wait is an idle
+// leader's next replication round, up to twice Raft's CommitTimeout).
+const indexHeader = "Berth-Index"
 
-// waitApplied waits (bounded by ForwardTimeout) until the local store has
-// applied the log up to the index the leader reported, so that reads from
-// this server see the write it just forwarded.
-func (s *Server) waitApplied(ctx context.Context, header string) {
+// minIndexHeader, on a read, asks the server to answer only once its store
+// has applied the log up to this index (a Berth-Index a write returned),
+// so that the client reads its write from any server. After
+// Config.ForwardTimeout the read fails with Unavailable instead.
+const minIndexHeader = "Berth-Min-Index"
+
+// noteForwarded records the index a forwarded write was answered at: this
+// server's later local reads wait for it (readBarrier).
+func (s *Server) noteForwarded(header string) {
 	index, err := strconv.ParseUint(header, 10, 64)
 	if err != nil {
 		return
 	}
+	for {
+		cur := s.forwardedIndex.Load()
+		if index <= cur || s.forwardedIndex.CompareAndSwap(cur, index) {
+			return
+		}
+	}
+}
+
+// readBarrier makes a unary read wait until the local store has applied
+// every write this server forwarded and answered (read-your-writes through
+// a follower, for clients that send nothing), and the index the client
+// asked for with minIndexHeader. Writes do not wait: they are answered by
+// the leader. Nor do consistent reads, which the leader answers.
+func (s *Server) readBarrier() connect.Interceptor {
+	return connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
+		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+			if rule, ok := acl.Table[req.Spec().Procedure]; (ok && rule.Write) || consistentRead(req.Any()) {
+				return next(ctx, req)
+			}
+			var asked uint64
+			if h := req.Header().Get(minIndexHeader); h != "" {
+				v, err := strconv.ParseUint(h, 10, 64)
+				if err != nil {
+					return nil, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("header %s: %q is not a log index", minIndexHeader, h))
+				}
+				asked = v
+			}
+			if err := s.waitApplied(ctx, asked, readsState(req.Spec().Procedure)); err != nil {
+				return nil, err
+			}
+			return next(ctx, req)
+		}
+	})
+}
+
+// stateServices are the services whose reads answer from the replicated
+// state of apps, tasks, deployments and tokens: those wait for this
+// server's forwarded writes. Health checks and cluster status never do (a
+// follower cut off from its leader must still say so at once).
+var stateServices = []string{
+	"/" + berthv1connect.AppServiceName + "/",
+	"/" + berthv1connect.TaskServiceName + "/",
+	"/" + berthv1connect.DeploymentServiceName + "/",
+	"/" + berthv1connect.ACLServiceName + "/",
+}
+
+func readsState(procedure string) bool {
+	for _, prefix := range stateServices {
+		if strings.HasPrefix(procedure, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+// consistentRead reports whether msg asks for READ_CONSISTENCY_CONSISTENT.
+func consistentRead(msg any) bool {
+	c, ok := msg.(interface{ GetConsistency() v1.ReadConsistency })
+	return ok && c.GetConsistency() == v1.ReadConsistency_READ_CONSISTENCY_CONSISTENT
+}
+
+// waitApplied waits, bounded by ForwardTimeout, until the local store has
+// applied the client's index asked and, with forwarded, this server's
+// forwarded writes. A store that does not catch up fails a read that asked
+// for an index (Unavailable); the implicit wait for forwarded writes gives
+// up with a warning and serves the read, as a follower cut off from its
+// leader does.
+func (s *Server) waitApplied(ctx context.Context, asked uint64, withForwarded bool) error {
+	var forwarded uint64
+	if withForwarded {
+		forwarded = s.forwardedIndex.Load()
+	}
+	target := max(asked, forwarded)
+	if target == 0 || s.store().LastIndex() >= target {
+		return nil
+	}
 	wctx, cancel := context.WithTimeout(ctx, s.cfg.ForwardTimeout)
 	defer cancel()
-	if err := fsm.WaitIndex(wctx, s.store, index); err != nil && ctx.Err() == nil {
-		s.log.Warn("forwarded write not yet applied locally; answering anyway", "index", index, "applied", s.store().LastIndex())
+	err := fsm.WaitIndex(wctx, s.store, target)
+	switch {
+	case err == nil:
+		return nil
+	case ctx.Err() != nil:
+		return ctxError(ctx.Err())
+	case asked > 0 && s.store().LastIndex() < asked:
+		return connect.NewError(connect.CodeUnavailable, fmt.Errorf("this server has applied the log up to index %d, not yet %d (%s) after %s; retry, or read from the leader",
+			s.store().LastIndex(), asked, minIndexHeader, s.cfg.ForwardTimeout))
 	}
+	s.log.Warn("forwarded writes not yet applied locally; answering a read anyway", "index", forwarded, "applied", s.store().LastIndex())
+	return nil
 }
 
 // ctxError maps a context error to its Connect code.

@@ -148,24 +148,20 @@ func (s *Server) writeApp(ctx context.Context, w appWrite) (appWritten, error) {
 
 // checkCapacity refuses a create beyond Config.MaxApps, and a create or
 // update that takes the instances of all apps beyond Config.MaxInstances.
-// It reads every app: cheap beside a Raft commit at these sizes, and only
-// writes pay for it.
+// The store keeps both totals, so the check does not read every app.
 func (s *Server) checkCapacity(st *fsm.Snapshot, old *v1.App, c appChange) error {
 	if c.app == nil || (c.command == v1.CommandType_COMMAND_TYPE_APP_UPDATE && c.app.GetInstances() <= old.GetInstances()) {
 		return nil // a delete, or no growth
 	}
-	apps, err := st.Apps()
+	totals, err := st.AppTotals()
 	if err != nil {
 		return stateError(err)
 	}
-	if c.command == v1.CommandType_COMMAND_TYPE_APP_CREATE && len(apps) >= s.cfg.MaxApps {
+	if c.command == v1.CommandType_COMMAND_TYPE_APP_CREATE && totals.Apps >= s.cfg.MaxApps {
 		return connect.NewError(connect.CodeResourceExhausted,
-			fmt.Errorf("the cluster holds %d apps, its maximum (the servers' --max-apps); remove an app first", len(apps)))
+			fmt.Errorf("the cluster holds %d apps, its maximum (the servers' --max-apps); remove an app first", totals.Apps))
 	}
-	total := int64(c.app.GetInstances()) - int64(old.GetInstances())
-	for _, a := range apps {
-		total += int64(a.GetInstances())
-	}
+	total := totals.Instances + int64(c.app.GetInstances()) - int64(old.GetInstances())
 	if total > int64(s.cfg.MaxInstances) {
 		return connect.NewError(connect.CodeResourceExhausted,
 			fmt.Errorf("instances: this change would give the cluster's apps %d instances together, beyond its maximum of %d (the servers' --max-instances)", total, s.cfg.MaxInstances))
