@@ -549,3 +549,106 @@ func TestUIClusterEventsDeployments(t *testing.T) {
 		t.Errorf("after the rollback the app's cmd is %q", show.Cmd)
 	}
 }
+
+// TestUIWaitingInsufficientMemory: an app that fits no agent shows, on its
+// page and on the deployments page, that its instance waits and that the
+// offers were declined for InsufficientMemory (GetQueue).
+func TestUIWaitingInsufficientMemory(t *testing.T) {
+	chromiumPath(t)
+	api, mesosAddr := freePort(t), freePort(t)
+	startProc(t, "dev", "dev", "--data-dir", t.TempDir(), "--api-addr", api, "--mesos-listen", mesosAddr, "--agents", "2")
+	waitAPI(t, api)
+	b := newBrowser(t, api, "/huge")
+	mustCLI(t, api, "app", "add", writeFile(t, "huge.json", `{"id": "/huge", "cmd": "sleep 1000", "cpus": 0.01, "mem": 1000000}`))
+
+	declined := `(document.querySelector("[data-testid=declined] tr[data-reason=InsufficientMemory]")?.innerText ?? "").match(/InsufficientMemory\s+[1-9]/) !== null`
+	b.open(appRoute("/huge"))
+	b.waitFor(2*time.Minute, "InsufficientMemory on the app page", declined)
+	if got := b.text("[data-testid=waiting-count]"); got != "1" {
+		t.Errorf("waiting instances shown: %q, want 1", got)
+	}
+	b.open("#/deployments")
+	b.waitFor(time.Minute, "InsufficientMemory on the deployments page", declined)
+}
+
+// TestUIBackupCreateVerify: on the page of an app with a backup policy (a
+// file:// target), a backup created in the UI shows in the list until it
+// succeeds with its size and chunks; verifying it says every chunk was
+// read; restoring asks for a confirmation that says the volume's data is
+// replaced.
+func TestUIBackupCreateVerify(t *testing.T) {
+	chromiumPath(t)
+	dataDir := traversableTempDir(t)
+	target := filepath.Join(dataDir, "backups")
+	if err := os.Mkdir(target, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(target, 0o777); err != nil { // the copy task runs as the task user
+		t.Fatal(err)
+	}
+	api, mesosAddr := freePort(t), freePort(t)
+	startProc(t, "dev", "dev", "--data-dir", filepath.Join(dataDir, "dev"), "--api-addr", api, "--mesos-listen", mesosAddr, "--agents", "1")
+	waitAPI(t, api)
+	b := newBrowser(t, api, "/vault")
+	mustCLI(t, api, "app", "add", writeFile(t, "vault.json", `{"id": "/vault", "instances": 1, "cpus": 0.1, "mem": 32,
+		"cmd": "head -c 300000 /dev/urandom > data/blob && sleep 100000",
+		"container": {"type": "MESOS", "volumes": [{"containerPath": "data", "mode": "RW", "persistent": {"size": 8}}]},
+		"backup": {"target": "file://`+target+`", "retention": {"keep": 5}}}`), "--wait")
+
+	b.open(appRoute("/vault"))
+	b.waitFor(uiTimeout, "the backups section", `!!document.querySelector("[data-testid=backup-create]") && document.querySelector("[data-testid=running]")?.innerText === "1"`)
+	b.click("Create backup", "[data-testid=backup-create]")
+	b.waitFor(uiTimeout, "the backup requested", `(document.querySelector("[data-testid=backup-notice]")?.innerText ?? "").startsWith("Backup requested")`)
+	b.waitFor(3*time.Minute, "the backup succeeded with its totals", `[...document.querySelectorAll("[data-testid=backup-list] tbody tr")].some(r =>
+		r.dataset.state === "SUCCEEDED" && !r.innerText.includes("0.0 MiB") && !!r.querySelector("[data-testid=backup-verify]"))`)
+	b.click("Verify", "[data-testid=backup-list] tr[data-state=SUCCEEDED] [data-testid=backup-verify]")
+	b.waitFor(2*time.Minute, "the verification", `/verified: [1-9][0-9]* chunks read, 0 missing, 0 corrupt/.test(document.querySelector("[data-testid=backup-notice]")?.innerText ?? "") &&
+		(document.querySelector("[data-testid=backup-list] tr[data-state=SUCCEEDED] [data-testid=backup-verified]")?.innerText ?? "") !== ""`)
+
+	b.click("Restore", "[data-testid=backup-list] tr[data-state=SUCCEEDED] [data-testid=backup-restore]")
+	b.waitFor(uiTimeout, "the restore confirmation", `(document.querySelector("dialog[open][data-testid=confirm]")?.innerText ?? "").includes("current data of its volume is replaced")`)
+	b.click("cancel the restore", "dialog[open] button:not([data-testid])")
+	var list struct {
+		Backups []backupJSON `json:"backups"`
+	}
+	cliJSON(t, api, &list, "backup", "list", "/vault")
+	if len(list.Backups) != 1 || list.Backups[0].State != "BACKUP_STATE_SUCCEEDED" {
+		t.Errorf("backups after the UI's: %+v", list.Backups)
+	}
+}
+
+// TestUIAgentsDrain: the cluster page lists both agents of `berth dev
+// --agents 2` as ACTIVE; one drained from the UI turns DRAINING or
+// DRAINED, and reactivated turns ACTIVE again; marking one gone asks for a
+// confirmation that says what is destroyed.
+func TestUIAgentsDrain(t *testing.T) {
+	chromiumPath(t)
+	api, mesosAddr := freePort(t), freePort(t)
+	startProc(t, "dev", "dev", "--data-dir", t.TempDir(), "--api-addr", api, "--mesos-listen", mesosAddr, "--agents", "2")
+	waitAPI(t, api)
+	b := newBrowser(t, api)
+
+	b.open("#/cluster")
+	b.waitFor(uiTimeout, "two active agents", `[...document.querySelectorAll("[data-testid=agents] [data-testid=agent-state]")].filter(c => c.innerText === "ACTIVE").length === 2`)
+	first, err := eval[string](b, `document.querySelector("[data-testid=agents] tbody tr").dataset.agent`)
+	if err != nil || first == "" {
+		t.Fatalf("first agent's id: %q, %v", first, err)
+	}
+	row := fmt.Sprintf("[data-testid=agents] tr[data-agent=%q]", first)
+	stateJS := fmt.Sprintf(`(document.querySelector(%s)?.querySelector("[data-testid=agent-state]")?.innerText ?? "")`, jsString(row))
+
+	b.paste(row+" [data-testid=agent-grace]", "1")
+	b.click("Drain", row+" [data-testid=agent-drain]")
+	b.waitFor(time.Minute, "the agent draining", stateJS+`.startsWith("DRAIN")`)
+	if a := agentsByID(t, api)[first]; !strings.HasPrefix(a.State, "DRAIN") {
+		t.Errorf("the API says agent %s is %q after the UI drained it", first, a.State)
+	}
+
+	b.click("Reactivate", row+" [data-testid=agent-reactivate]")
+	b.waitFor(time.Minute, "the agent active again", stateJS+` === "ACTIVE"`)
+
+	b.click("Mark gone", row+" [data-testid=agent-gone]")
+	b.waitFor(uiTimeout, "the confirmation", `(document.querySelector("dialog[open][data-testid=confirm]")?.innerText ?? "").includes("persistent volumes on it, with their data, are destroyed")`)
+	b.click("cancel", "dialog[open] button:not([data-testid])")
+	b.waitFor(uiTimeout, "both agents still active", `[...document.querySelectorAll("[data-testid=agents] [data-testid=agent-state]")].filter(c => c.innerText === "ACTIVE").length === 2`)
+}
