@@ -571,8 +571,9 @@ func TestUIWaitingInsufficientMemory(t *testing.T) {
 	b.waitFor(time.Minute, "InsufficientMemory on the deployments page", declined)
 }
 
-// TestUIBackupCreateVerify: on the page of an app with a backup policy (a
-// file:// target), a backup created in the UI shows in the list until it
+// TestUIBackupCreateVerify: an instance shows its health check results,
+// one per check. On the page of an app with a backup policy (a file://
+// target), a backup created in the UI shows in the list until it
 // succeeds with its size and chunks; verifying it says every chunk was
 // read; restoring asks for a confirmation that says the volume's data is
 // replaced.
@@ -591,11 +592,23 @@ func TestUIBackupCreateVerify(t *testing.T) {
 	waitAPI(t, api)
 	b := newBrowser(t, api, "/vault")
 	mustCLI(t, api, "app", "add", writeFile(t, "vault.json", `{"id": "/vault", "instances": 1, "cpus": 0.1, "mem": 32,
-		"cmd": "head -c 300000 /dev/urandom > data/blob && sleep 100000",
+		"cmd": "head -c 300000 /dev/urandom > data/blob && exec python3 -m http.server $PORT0 --bind 127.0.0.1",
+		"portDefinitions": [{"port": 0}],
+		"healthChecks": [
+			{"protocol": "HTTP", "path": "/", "portIndex": 0, "intervalSeconds": 1, "gracePeriodSeconds": 30},
+			{"protocol": "COMMAND", "command": {"value": "test -f data/blob"}, "intervalSeconds": 1, "gracePeriodSeconds": 30, "delaySeconds": 0}
+		],
 		"container": {"type": "MESOS", "volumes": [{"containerPath": "data", "mode": "RW", "persistent": {"size": 8}}]},
 		"backup": {"target": "file://`+target+`", "retention": {"keep": 5}}}`), "--wait")
 
+	// Each health check's result shows on the instance, with its berth's
+	// epoch.
 	b.open(appRoute("/vault"))
+	b.waitFor(2*time.Minute, "both health checks alive", `[...document.querySelectorAll("article.instance [data-testid=health-results] tbody tr")].filter(r =>
+		r.innerText.includes("alive") && !r.innerText.includes("not alive")).length === 2`)
+	if got := b.text("article.instance [data-testid=berth-epoch]"); got != "1" {
+		t.Errorf("berth epoch shown: %q, want 1", got)
+	}
 	b.waitFor(uiTimeout, "the backups section", `!!document.querySelector("[data-testid=backup-create]") && document.querySelector("[data-testid=running]")?.innerText === "1"`)
 	b.click("Create backup", "[data-testid=backup-create]")
 	b.waitFor(uiTimeout, "the backup requested", `(document.querySelector("[data-testid=backup-notice]")?.innerText ?? "").startsWith("Backup requested")`)

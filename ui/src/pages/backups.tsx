@@ -163,7 +163,8 @@ export function Backups({ app, instances, ask }: { app: App; instances: TaskView
                   <td class={b.verifyError ? "bad" : ""} data-testid="backup-verified">
                     {b.verifyError || fmtTime(b.verifiedAt)}
                   </td>
-                  <td class="buttons">
+                  <td>
+                    <div class="buttons">
                     {isBackup && b.state === BackupState.SUCCEEDED && (
                       <>
                         <button
@@ -213,6 +214,7 @@ export function Backups({ app, instances, ask }: { app: App; instances: TaskView
                         Delete
                       </button>
                     )}
+                    </div>
                   </td>
                 </tr>
               );

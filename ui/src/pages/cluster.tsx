@@ -150,7 +150,8 @@ function AgentRow({
       <td data-testid="agent-maintenance">
         {a.maintenanceStart ? `${a.maintenanceStart}${a.maintenanceDuration ? ` for ${a.maintenanceDuration}` : ""}` : "none"}
       </td>
-      <td class="buttons">
+      <td>
+        <div class="buttons">
         {draining ? (
           <button type="button" data-testid="agent-reactivate" onClick={() => act(`Agent ${a.hostname} reactivated`, () => agents.reactivateAgent({ agentId: a.id }))}>
             Reactivate
@@ -165,7 +166,7 @@ function AgentRow({
           >
             <label>
               Grace (s){" "}
-              <input type="number" min={0} size={5} value={grace} placeholder="tasks' own" aria-invalid={!graceValid} onInput={(e) => setGrace(e.currentTarget.value)} data-testid="agent-grace" />
+              <input type="number" min={0} size={5} value={grace} placeholder="default" aria-invalid={!graceValid} onInput={(e) => setGrace(e.currentTarget.value)} data-testid="agent-grace" />
             </label>{" "}
             <button type="submit" disabled={!graceValid} data-testid="agent-drain">
               Drain
@@ -175,6 +176,7 @@ function AgentRow({
         <button type="button" class="danger" data-testid="agent-gone" onClick={askGone}>
           Mark gone
         </button>
+        </div>
         <details>
           <summary>Maintenance</summary>
           <form
