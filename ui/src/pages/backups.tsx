@@ -15,12 +15,13 @@ interface Progress {
   rate: number;
 }
 
-// useBackupEvents follows the app's backup events: progress by backup id,
-// and a counter that changes whenever a record changed state.
-function useBackupEvents(appId: string): { progress: Record<string, Progress>; changed: number } {
+// useBackupEvents follows the app's backup events while enabled: progress
+// by backup id, and a counter that changes whenever a record changed state.
+function useBackupEvents(appId: string, enabled: boolean): { progress: Record<string, Progress>; changed: number } {
   const [progress, setProgress] = useState<Record<string, Progress>>({});
   const [changed, setChanged] = useState(0);
   useEffect(() => {
+    if (!enabled) return;
     const ctl = new AbortController();
     (async () => {
       while (!ctl.signal.aborted) {
@@ -38,7 +39,7 @@ function useBackupEvents(appId: string): { progress: Record<string, Progress>; c
       }
     })();
     return () => ctl.abort();
-  }, [appId]);
+  }, [appId, enabled]);
   return { progress, changed };
 }
 
@@ -52,7 +53,7 @@ function mib(n: bigint): string {
 // sorts them) with their actions.
 export function Backups({ app, instances, ask }: { app: App; instances: TaskView[]; ask: Ask }) {
   const appId = app.id;
-  const live = useBackupEvents(appId);
+  const live = useBackupEvents(appId, !!app.backup);
   const list = usePoll((signal) => backups.listBackups({ appId, includeRestores: true }, { signal }), [appId, live.changed]);
   const [notice, setNotice] = useState("");
   const [error, setError] = useState<unknown>();
