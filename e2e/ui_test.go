@@ -665,3 +665,28 @@ func TestUIAgentsDrain(t *testing.T) {
 	b.click("cancel", "dialog[open] button:not([data-testid])")
 	b.waitFor(uiTimeout, "both agents still active", `[...document.querySelectorAll("[data-testid=agents] [data-testid=agent-state]")].filter(c => c.innerText === "ACTIVE").length === 2`)
 }
+
+// TestUIReadinessResults: a deployment whose new task never gets ready
+// shows, on the deployments page, its current action with the readiness
+// check's result and the check's last HTTP answer; the instance on the app
+// page shows it too.
+func TestUIReadinessResults(t *testing.T) {
+	chromiumPath(t)
+	api, mesosAddr := freePort(t), freePort(t)
+	startProc(t, "dev", "dev", "--data-dir", t.TempDir(), "--api-addr", api, "--mesos-listen", mesosAddr, "--agents", "1")
+	waitAPI(t, api)
+	b := newBrowser(t, api, "/unready")
+	mustCLI(t, api, "app", "add", writeFile(t, "unready.json", `{"id": "/unready", "cmd": "exec python3 -m http.server $PORT0 --bind 127.0.0.1",
+		"cpus": 0.05, "mem": 32, "instances": 1, "portDefinitions": [{"port": 0, "name": "http"}],
+		"readinessChecks": [{"name": "ready", "protocol": "HTTP", "path": "/ready", "portName": "http", "intervalSeconds": 1, "httpStatusCodesForReady": [200]}]}`))
+
+	notReady := func(scope string) string {
+		return fmt.Sprintf(`[...document.querySelectorAll(%s)].some(r => r.innerText.includes("not ready") && r.innerText.includes("HTTP 404"))`,
+			jsString(scope+" [data-testid=readiness-results] tbody tr"))
+	}
+	b.open("#/deployments")
+	b.waitFor(2*time.Minute, "the current action's readiness result", `(document.querySelector("[data-testid=current-action]")?.innerText ?? "").includes("/unready") && `+
+		notReady("[data-testid=current-action]"))
+	b.open(appRoute("/unready"))
+	b.waitFor(time.Minute, "the instance's readiness result", notReady("article.instance"))
+}
