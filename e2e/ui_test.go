@@ -631,35 +631,50 @@ func TestUIBackupCreateVerify(t *testing.T) {
 }
 
 // TestUIAgentsDrain: the cluster page lists both agents of `berth dev
-// --agents 2` as ACTIVE; one drained from the UI turns DRAINING or
-// DRAINED, and reactivated turns ACTIVE again; marking one gone asks for a
-// confirmation that says what is destroyed.
+// --agents 2` as ACTIVE; the agent of a resident app's instance, drained
+// from the UI, turns DRAINING or DRAINED and the instance's page says its
+// agent is draining; reactivated, the agent is ACTIVE again and the
+// instance runs. Marking an agent gone asks for a confirmation that says
+// what is destroyed.
 func TestUIAgentsDrain(t *testing.T) {
 	chromiumPath(t)
 	api, mesosAddr := freePort(t), freePort(t)
 	startProc(t, "dev", "dev", "--data-dir", t.TempDir(), "--api-addr", api, "--mesos-listen", mesosAddr, "--agents", "2")
 	waitAPI(t, api)
-	b := newBrowser(t, api)
+	b := newBrowser(t, api, "/pinned")
+	mustCLI(t, api, "app", "add", writeFile(t, "pinned.json", `{"id": "/pinned", "cmd": "sleep 100000", "cpus": 0.05, "mem": 16, "instances": 1,
+		"container": {"type": "MESOS", "volumes": [{"containerPath": "data", "mode": "RW", "persistent": {"size": 1}}]}}`), "--wait")
+	var agentID string
+	for _, tk := range tasksByInstance(t, api, "/pinned") {
+		agentID = tk.AgentID
+	}
+	if agentID == "" {
+		t.Fatal("the instance of /pinned has no agent")
+	}
 
 	b.open("#/cluster")
 	b.waitFor(uiTimeout, "two active agents", `[...document.querySelectorAll("[data-testid=agents] [data-testid=agent-state]")].filter(c => c.innerText === "ACTIVE").length === 2`)
-	first, err := eval[string](b, `document.querySelector("[data-testid=agents] tbody tr").dataset.agent`)
-	if err != nil || first == "" {
-		t.Fatalf("first agent's id: %q, %v", first, err)
-	}
-	row := fmt.Sprintf("[data-testid=agents] tr[data-agent=%q]", first)
+	row := fmt.Sprintf("[data-testid=agents] tr[data-agent=%q]", agentID)
 	stateJS := fmt.Sprintf(`(document.querySelector(%s)?.querySelector("[data-testid=agent-state]")?.innerText ?? "")`, jsString(row))
 
 	b.paste(row+" [data-testid=agent-grace]", "1")
 	b.click("Drain", row+" [data-testid=agent-drain]")
 	b.waitFor(time.Minute, "the agent draining", stateJS+`.startsWith("DRAIN")`)
-	if a := agentsByID(t, api)[first]; !strings.HasPrefix(a.State, "DRAIN") {
-		t.Errorf("the API says agent %s is %q after the UI drained it", first, a.State)
+	if a := agentsByID(t, api)[agentID]; !strings.HasPrefix(a.State, "DRAIN") {
+		t.Errorf("the API says agent %s is %q after the UI drained it", agentID, a.State)
 	}
+	b.open(appRoute("/pinned"))
+	b.waitFor(time.Minute, "the instance's agent notice", `(document.querySelector("article.instance [data-testid=agent-notice]")?.innerText ?? "").startsWith("agent draining")`)
 
+	b.open("#/cluster")
 	b.click("Reactivate", row+" [data-testid=agent-reactivate]")
 	b.waitFor(time.Minute, "the agent active again", stateJS+` === "ACTIVE"`)
+	b.open(appRoute("/pinned"))
+	b.waitFor(2*time.Minute, "the instance running again without notice", `document.querySelector("article.instance")?.dataset.state === "TASK_RUNNING" &&
+		!document.querySelector("article.instance [data-testid=agent-notice]")`)
 
+	b.open("#/cluster")
+	b.waitFor(uiTimeout, "the agents", `!!document.querySelector(`+jsString(row+" [data-testid=agent-gone]")+`)`)
 	b.click("Mark gone", row+" [data-testid=agent-gone]")
 	b.waitFor(uiTimeout, "the confirmation", `(document.querySelector("dialog[open][data-testid=confirm]")?.innerText ?? "").includes("persistent volumes on it, with their data, are destroyed")`)
 	b.click("cancel", "dialog[open] button:not([data-testid])")

@@ -53,7 +53,7 @@ function MesosSection() {
       <ErrorBox error={list.error} what="agents" />
       <div aria-live="polite">
         {notice && (
-          <p class="notice" data-testid="agent-notice">
+          <p class="notice" data-testid="agent-action-notice">
             {notice}
           </p>
         )}
