@@ -679,6 +679,13 @@ func TestUIAgentsDrain(t *testing.T) {
 	b.waitFor(uiTimeout, "the confirmation", `(document.querySelector("dialog[open][data-testid=confirm]")?.innerText ?? "").includes("persistent volumes on it, with their data, are destroyed")`)
 	b.click("cancel", "dialog[open] button:not([data-testid])")
 	b.waitFor(uiTimeout, "both agents still active", `[...document.querySelectorAll("[data-testid=agents] [data-testid=agent-state]")].filter(c => c.innerText === "ACTIVE").length === 2`)
+
+	// A maintenance window of one hour from now, scheduled for the other
+	// agent, shows on its row.
+	other := fmt.Sprintf("[data-testid=agents] tr:not([data-agent=%q])", agentID)
+	b.click("Maintenance", other+" details summary")
+	b.click("Schedule", other+" [data-testid=agent-schedule]")
+	b.waitFor(time.Minute, "the maintenance window", `(document.querySelector(`+jsString(other+" [data-testid=agent-maintenance]")+`)?.innerText ?? "").endsWith("for 1h0m0s")`)
 }
 
 // TestUIReadinessResults: a deployment whose new task never gets ready

@@ -195,7 +195,7 @@ function AgentRow({
             <label>
               Hours <input type="number" min={0} step="any" size={4} value={hours} onInput={(e) => setHours(e.currentTarget.value)} />
             </label>{" "}
-            <button type="submit" disabled={!(h >= 0)}>
+            <button type="submit" disabled={!(h >= 0)} data-testid="agent-schedule">
               Schedule
             </button>
           </form>
