@@ -107,7 +107,7 @@ const (
 	// RouteBinary serves the berth binary the Mesos fetcher downloads for
 	// backup and restore tasks.
 	RouteBinary = "GET /v1/binary/berth"
-	RouteUI      = "GET /ui/"
+	RouteUI     = "GET /ui/"
 )
 
 // Routes are the rows of the plain HTTP routes beside the API: health and

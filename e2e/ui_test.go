@@ -549,3 +549,166 @@ func TestUIClusterEventsDeployments(t *testing.T) {
 		t.Errorf("after the rollback the app's cmd is %q", show.Cmd)
 	}
 }
+
+// TestUIWaitingInsufficientMemory: an app that fits no agent shows, on its
+// page and on the deployments page, that its instance waits and that the
+// offers were declined for InsufficientMemory (GetQueue).
+func TestUIWaitingInsufficientMemory(t *testing.T) {
+	chromiumPath(t)
+	api, mesosAddr := freePort(t), freePort(t)
+	startProc(t, "dev", "dev", "--data-dir", t.TempDir(), "--api-addr", api, "--mesos-listen", mesosAddr, "--agents", "2")
+	waitAPI(t, api)
+	b := newBrowser(t, api, "/huge")
+	mustCLI(t, api, "app", "add", writeFile(t, "huge.json", `{"id": "/huge", "cmd": "sleep 1000", "cpus": 0.01, "mem": 1000000}`))
+
+	declined := `(document.querySelector("[data-testid=declined] tr[data-reason=InsufficientMemory]")?.innerText ?? "").match(/InsufficientMemory\s+[1-9]/) !== null`
+	b.open(appRoute("/huge"))
+	b.waitFor(2*time.Minute, "InsufficientMemory on the app page", declined)
+	if got := b.text("[data-testid=waiting-count]"); got != "1" {
+		t.Errorf("waiting instances shown: %q, want 1", got)
+	}
+	b.open("#/deployments")
+	b.waitFor(time.Minute, "InsufficientMemory on the deployments page", declined)
+}
+
+// TestUIBackupCreateVerify: an instance shows its health check results,
+// one per check. On the page of an app with a backup policy (a file://
+// target), a backup created in the UI shows in the list until it
+// succeeds with its size and chunks; verifying it says every chunk was
+// read; restoring asks for a confirmation that says the volume's data is
+// replaced.
+func TestUIBackupCreateVerify(t *testing.T) {
+	chromiumPath(t)
+	dataDir := traversableTempDir(t)
+	target := filepath.Join(dataDir, "backups")
+	if err := os.Mkdir(target, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(target, 0o777); err != nil { // the copy task runs as the task user
+		t.Fatal(err)
+	}
+	api, mesosAddr := freePort(t), freePort(t)
+	startProc(t, "dev", "dev", "--data-dir", filepath.Join(dataDir, "dev"), "--api-addr", api, "--mesos-listen", mesosAddr, "--agents", "1")
+	waitAPI(t, api)
+	b := newBrowser(t, api, "/vault")
+	mustCLI(t, api, "app", "add", writeFile(t, "vault.json", `{"id": "/vault", "instances": 1, "cpus": 0.1, "mem": 32,
+		"cmd": "head -c 300000 /dev/urandom > data/blob && exec python3 -m http.server $PORT0 --bind 127.0.0.1",
+		"portDefinitions": [{"port": 0}],
+		"healthChecks": [
+			{"protocol": "HTTP", "path": "/", "portIndex": 0, "intervalSeconds": 1, "gracePeriodSeconds": 30},
+			{"protocol": "COMMAND", "command": {"value": "test -f data/blob"}, "intervalSeconds": 1, "gracePeriodSeconds": 30, "delaySeconds": 0}
+		],
+		"container": {"type": "MESOS", "volumes": [{"containerPath": "data", "mode": "RW", "persistent": {"size": 8}}]},
+		"backup": {"target": "file://`+target+`", "retention": {"keep": 5}}}`), "--wait")
+
+	// Each health check's result shows on the instance, with its berth's
+	// epoch.
+	b.open(appRoute("/vault"))
+	b.waitFor(2*time.Minute, "both health checks alive", `[...document.querySelectorAll("article.instance [data-testid=health-results] tbody tr")].filter(r =>
+		r.innerText.includes("alive") && !r.innerText.includes("not alive")).length === 2`)
+	if got := b.text("article.instance [data-testid=berth-epoch]"); got != "1" {
+		t.Errorf("berth epoch shown: %q, want 1", got)
+	}
+	b.waitFor(uiTimeout, "the backups section", `!!document.querySelector("[data-testid=backup-create]") && document.querySelector("[data-testid=running]")?.innerText === "1"`)
+	b.click("Create backup", "[data-testid=backup-create]")
+	b.waitFor(uiTimeout, "the backup requested", `(document.querySelector("[data-testid=backup-notice]")?.innerText ?? "").startsWith("Backup requested")`)
+	b.waitFor(3*time.Minute, "the backup succeeded with its totals", `[...document.querySelectorAll("[data-testid=backup-list] tbody tr")].some(r =>
+		r.dataset.state === "SUCCEEDED" && !r.innerText.includes("0.0 MiB") && !!r.querySelector("[data-testid=backup-verify]"))`)
+	b.click("Verify", "[data-testid=backup-list] tr[data-state=SUCCEEDED] [data-testid=backup-verify]")
+	b.waitFor(2*time.Minute, "the verification", `/verified: [1-9][0-9]* chunks read, 0 missing, 0 corrupt/.test(document.querySelector("[data-testid=backup-notice]")?.innerText ?? "") &&
+		(document.querySelector("[data-testid=backup-list] tr[data-state=SUCCEEDED] [data-testid=backup-verified]")?.innerText ?? "") !== ""`)
+
+	b.click("Restore", "[data-testid=backup-list] tr[data-state=SUCCEEDED] [data-testid=backup-restore]")
+	b.waitFor(uiTimeout, "the restore confirmation", `(document.querySelector("dialog[open][data-testid=confirm]")?.innerText ?? "").includes("current data of its volume is replaced")`)
+	b.click("cancel the restore", "dialog[open] button:not([data-testid])")
+	var list struct {
+		Backups []backupJSON `json:"backups"`
+	}
+	cliJSON(t, api, &list, "backup", "list", "/vault")
+	if len(list.Backups) != 1 || list.Backups[0].State != "BACKUP_STATE_SUCCEEDED" {
+		t.Errorf("backups after the UI's: %+v", list.Backups)
+	}
+}
+
+// TestUIAgentsDrain: the cluster page lists both agents of `berth dev
+// --agents 2` as ACTIVE; the agent of a resident app's instance, drained
+// from the UI, turns DRAINING or DRAINED and the instance's page says its
+// agent is draining; reactivated, the agent is ACTIVE again and the
+// instance runs. Marking an agent gone asks for a confirmation that says
+// what is destroyed.
+func TestUIAgentsDrain(t *testing.T) {
+	chromiumPath(t)
+	api, mesosAddr := freePort(t), freePort(t)
+	startProc(t, "dev", "dev", "--data-dir", t.TempDir(), "--api-addr", api, "--mesos-listen", mesosAddr, "--agents", "2")
+	waitAPI(t, api)
+	b := newBrowser(t, api, "/pinned")
+	mustCLI(t, api, "app", "add", writeFile(t, "pinned.json", `{"id": "/pinned", "cmd": "sleep 100000", "cpus": 0.05, "mem": 16, "instances": 1,
+		"container": {"type": "MESOS", "volumes": [{"containerPath": "data", "mode": "RW", "persistent": {"size": 1}}]}}`), "--wait")
+	var agentID string
+	for _, tk := range tasksByInstance(t, api, "/pinned") {
+		agentID = tk.AgentID
+	}
+	if agentID == "" {
+		t.Fatal("the instance of /pinned has no agent")
+	}
+
+	b.open("#/cluster")
+	b.waitFor(uiTimeout, "two active agents", `[...document.querySelectorAll("[data-testid=agents] [data-testid=agent-state]")].filter(c => c.innerText === "ACTIVE").length === 2`)
+	row := fmt.Sprintf("[data-testid=agents] tr[data-agent=%q]", agentID)
+	stateJS := fmt.Sprintf(`(document.querySelector(%s)?.querySelector("[data-testid=agent-state]")?.innerText ?? "")`, jsString(row))
+
+	b.paste(row+" [data-testid=agent-grace]", "1")
+	b.click("Drain", row+" [data-testid=agent-drain]")
+	b.waitFor(time.Minute, "the agent draining", stateJS+`.startsWith("DRAIN")`)
+	if a := agentsByID(t, api)[agentID]; !strings.HasPrefix(a.State, "DRAIN") {
+		t.Errorf("the API says agent %s is %q after the UI drained it", agentID, a.State)
+	}
+	b.open(appRoute("/pinned"))
+	b.waitFor(time.Minute, "the instance's agent notice", `(document.querySelector("article.instance [data-testid=agent-notice]")?.innerText ?? "").startsWith("agent draining")`)
+
+	b.open("#/cluster")
+	b.click("Reactivate", row+" [data-testid=agent-reactivate]")
+	b.waitFor(time.Minute, "the agent active again", stateJS+` === "ACTIVE"`)
+	b.open(appRoute("/pinned"))
+	b.waitFor(2*time.Minute, "the instance running again without notice", `document.querySelector("article.instance")?.dataset.state === "TASK_RUNNING" &&
+		!document.querySelector("article.instance [data-testid=agent-notice]")`)
+
+	b.open("#/cluster")
+	b.waitFor(uiTimeout, "the agents", `!!document.querySelector(`+jsString(row+" [data-testid=agent-gone]")+`)`)
+	b.click("Mark gone", row+" [data-testid=agent-gone]")
+	b.waitFor(uiTimeout, "the confirmation", `(document.querySelector("dialog[open][data-testid=confirm]")?.innerText ?? "").includes("persistent volumes on it, with their data, are destroyed")`)
+	b.click("cancel", "dialog[open] button:not([data-testid])")
+	b.waitFor(uiTimeout, "both agents still active", `[...document.querySelectorAll("[data-testid=agents] [data-testid=agent-state]")].filter(c => c.innerText === "ACTIVE").length === 2`)
+
+	// A maintenance window of one hour from now, scheduled for the other
+	// agent, shows on its row.
+	other := fmt.Sprintf("[data-testid=agents] tr:not([data-agent=%q])", agentID)
+	b.click("Maintenance", other+" details summary")
+	b.click("Schedule", other+" [data-testid=agent-schedule]")
+	b.waitFor(time.Minute, "the maintenance window", `(document.querySelector(`+jsString(other+" [data-testid=agent-maintenance]")+`)?.innerText ?? "").endsWith("for 1h0m0s")`)
+}
+
+// TestUIReadinessResults: a deployment whose new task never gets ready
+// shows, on the deployments page, its current action with the readiness
+// check's result and the check's last HTTP answer; the instance on the app
+// page shows it too.
+func TestUIReadinessResults(t *testing.T) {
+	chromiumPath(t)
+	api, mesosAddr := freePort(t), freePort(t)
+	startProc(t, "dev", "dev", "--data-dir", t.TempDir(), "--api-addr", api, "--mesos-listen", mesosAddr, "--agents", "1")
+	waitAPI(t, api)
+	b := newBrowser(t, api, "/unready")
+	mustCLI(t, api, "app", "add", writeFile(t, "unready.json", `{"id": "/unready", "cmd": "exec python3 -m http.server $PORT0 --bind 127.0.0.1",
+		"cpus": 0.05, "mem": 32, "instances": 1, "portDefinitions": [{"port": 0, "name": "http"}],
+		"readinessChecks": [{"name": "ready", "protocol": "HTTP", "path": "/ready", "portName": "http", "intervalSeconds": 1, "httpStatusCodesForReady": [200]}]}`))
+
+	notReady := func(scope string) string {
+		return fmt.Sprintf(`[...document.querySelectorAll(%s)].some(r => r.innerText.includes("not ready") && r.innerText.includes("HTTP 404"))`,
+			jsString(scope+" [data-testid=readiness-results] tbody tr"))
+	}
+	b.open("#/deployments")
+	b.waitFor(2*time.Minute, "the current action's readiness result", `(document.querySelector("[data-testid=current-action]")?.innerText ?? "").includes("/unready") && `+
+		notReady("[data-testid=current-action]"))
+	b.open(appRoute("/unready"))
+	b.waitFor(time.Minute, "the instance's readiness result", notReady("article.instance"))
+}

@@ -32,25 +32,21 @@ type MesosOperator interface {
 // state changes, so no forwarding to the leader).
 type agentService struct{ *Server }
 
-// operator returns the configured operator client, or the error every
-// method gives without one.
-func (s *agentService) operator() (MesosOperator, error) {
-	if s.cfg.MesosOperator == nil {
+// mesosCall makes one call of the master's operator API
+// (Config.MesosOperator), mapping the master's refusals to Connect codes
+// with its message. Without an operator client it fails with
+// FailedPrecondition.
+func (s *Server) mesosCall(ctx context.Context, c *master.Call) (*master.Response, error) {
+	op := s.cfg.MesosOperator
+	if op == nil {
 		return nil, connect.NewError(connect.CodeFailedPrecondition, errors.New("this server has no Mesos master configured"))
-	}
-	return s.cfg.MesosOperator, nil
-}
-
-// call makes one operator call, mapping the master's refusals to Connect
-// codes with its message.
-func (s *agentService) call(ctx context.Context, c *master.Call) (*master.Response, error) {
-	op, err := s.operator()
-	if err != nil {
-		return nil, err
 	}
 	res, err := op.Call(ctx, c)
 	if err == nil {
 		return res, nil
+	}
+	if m := s.cfg.MesosMasterURL; m != "" && !strings.Contains(err.Error(), m) {
+		err = fmt.Errorf("ask the Mesos master at %s: %w", m, err)
 	}
 	var oe *scheduler.OperatorError
 	if errors.As(err, &oe) {
@@ -86,14 +82,14 @@ const (
 
 // ListAgents lists the agents with their drain state and maintenance.
 func (s *agentService) ListAgents(ctx context.Context, req *connect.Request[v1.ListAgentsRequest]) (*connect.Response[v1.ListAgentsResponse], error) {
-	res, err := s.call(ctx, &master.Call{Type: master.Call_GET_AGENTS})
+	res, err := s.mesosCall(ctx, &master.Call{Type: master.Call_GET_AGENTS})
 	if err != nil {
 		return nil, err
 	}
 	// The schedule is best effort: a master without maintenance support
 	// still lists its agents.
 	var sched maintenance.Schedule
-	if ms, err := s.call(ctx, &master.Call{Type: master.Call_GET_MAINTENANCE_SCHEDULE}); err == nil && ms.GetMaintenanceSchedule != nil {
+	if ms, err := s.mesosCall(ctx, &master.Call{Type: master.Call_GET_MAINTENANCE_SCHEDULE}); err == nil && ms.GetMaintenanceSchedule != nil {
 		sched = ms.GetMaintenanceSchedule.Schedule
 	}
 	out := &v1.ListAgentsResponse{}
@@ -147,25 +143,10 @@ func isReserved(r *mesos.Resource) bool {
 	return len(r.Reservations) > 0 || r.Reservation != nil || (r.Role != nil && *r.Role != "*")
 }
 
+// scalars sums the scalar resources by kind; keep selects which.
 func scalars(rs []mesos.Resource, keep func(*mesos.Resource) bool) *v1.AgentResources {
-	out := &v1.AgentResources{}
-	for i := range rs {
-		r := &rs[i]
-		if r.Scalar == nil || (keep != nil && !keep(r)) {
-			continue
-		}
-		switch r.Name {
-		case "cpus":
-			out.Cpus += r.Scalar.Value
-		case "mem":
-			out.Mem += r.Scalar.Value
-		case "disk":
-			out.Disk += r.Scalar.Value
-		case "gpus":
-			out.Gpus += r.Scalar.Value
-		}
-	}
-	return out
+	m := sumResources(rs, keep)
+	return &v1.AgentResources{Cpus: m.Cpus, Mem: m.Mem, Disk: m.Disk, Gpus: m.Gpus}
 }
 
 // attributeText renders an attribute's value as Mesos' --attributes does.
@@ -210,7 +191,7 @@ func (s *agentService) DrainAgent(ctx context.Context, req *connect.Request[v1.D
 		}
 		d.MaxGracePeriod = types.DurationProto(time.Duration(g * float64(time.Second)))
 	}
-	if _, err := s.call(ctx, &master.Call{Type: master.Call_DRAIN_AGENT, DrainAgent: d}); err != nil {
+	if _, err := s.mesosCall(ctx, &master.Call{Type: master.Call_DRAIN_AGENT, DrainAgent: d}); err != nil {
 		return nil, err
 	}
 	s.audit(ctx)
@@ -224,7 +205,7 @@ func (s *agentService) ReactivateAgent(ctx context.Context, req *connect.Request
 		return nil, err
 	}
 	c := &master.Call{Type: master.Call_REACTIVATE_AGENT, ReactivateAgent: &master.Call_ReactivateAgent{AgentID: mesos.AgentID{Value: req.Msg.AgentId}}}
-	if _, err := s.call(ctx, c); err != nil {
+	if _, err := s.mesosCall(ctx, c); err != nil {
 		return nil, err
 	}
 	s.audit(ctx)
@@ -237,7 +218,7 @@ func (s *agentService) MarkAgentGone(ctx context.Context, req *connect.Request[v
 		return nil, err
 	}
 	c := &master.Call{Type: master.Call_MARK_AGENT_GONE, MarkAgentGone: &master.Call_MarkAgentGone{AgentID: mesos.AgentID{Value: req.Msg.AgentId}}}
-	if _, err := s.call(ctx, c); err != nil {
+	if _, err := s.mesosCall(ctx, c); err != nil {
 		return nil, err
 	}
 	s.audit(ctx)
@@ -253,11 +234,11 @@ func (s *agentService) machines(ctx context.Context, field string, names []strin
 	if len(names) == 0 {
 		return nil, sched, invalid(field, "name at least one agent")
 	}
-	res, err := s.call(ctx, &master.Call{Type: master.Call_GET_AGENTS})
+	res, err := s.mesosCall(ctx, &master.Call{Type: master.Call_GET_AGENTS})
 	if err != nil {
 		return nil, sched, err
 	}
-	ms, err := s.call(ctx, &master.Call{Type: master.Call_GET_MAINTENANCE_SCHEDULE})
+	ms, err := s.mesosCall(ctx, &master.Call{Type: master.Call_GET_MAINTENANCE_SCHEDULE})
 	if err != nil {
 		return nil, sched, err
 	}
@@ -329,7 +310,7 @@ func (s *agentService) ScheduleMaintenance(ctx context.Context, req *connect.Req
 	}
 	windows = append(windows, w)
 	c := &master.Call{Type: master.Call_UPDATE_MAINTENANCE_SCHEDULE, UpdateMaintenanceSchedule: &master.Call_UpdateMaintenanceSchedule{Schedule: maintenance.Schedule{Windows: windows}}}
-	if _, err := s.call(ctx, c); err != nil {
+	if _, err := s.mesosCall(ctx, c); err != nil {
 		return nil, err
 	}
 	s.audit(ctx)
@@ -355,7 +336,7 @@ func (s *agentService) machineCall(ctx context.Context, msg *v1.MaintenanceMachi
 	if err != nil {
 		return nil, err
 	}
-	if _, err := s.call(ctx, build(machines)); err != nil {
+	if _, err := s.mesosCall(ctx, build(machines)); err != nil {
 		return nil, err
 	}
 	s.audit(ctx)

@@ -117,8 +117,8 @@ type clusterOpts struct {
 	schedulerSubscribed func() bool
 	// mesosOperator is Config.MesosOperator.
 	mesosOperator rpc.MesosOperator
-	// mesos is Config.Mesos.
-	mesos *rpc.MesosMaster
+	// mesosMasterURL is Config.MesosMasterURL.
+	mesosMasterURL string
 	// ui is Config.UI.
 	ui http.Handler
 	// forwardTimeout is Config.ForwardTimeout (0: the default).
@@ -198,7 +198,7 @@ func startServer(t testing.TB, name string, network *cluster.InmemNetwork, expec
 
 		SchedulerSubscribed: o.schedulerSubscribed,
 		MesosOperator:       o.mesosOperator,
-		Mesos:               o.mesos,
+		MesosMasterURL:      o.mesosMasterURL,
 		UI:                  o.ui,
 	})
 	sctx, scancel := context.WithCancel(context.Background())

@@ -1,68 +1,72 @@
 package rpc_test
 
 import (
-	"encoding/json"
-	"io"
+	"context"
+	"errors"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"connectrpc.com/connect"
+	mesos "github.com/mesos/mesos-go/api/v1/lib"
+	"github.com/mesos/mesos-go/api/v1/lib/master"
 	"google.golang.org/protobuf/proto"
 
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
-	"github.com/berth-dev/berth/rpc"
+	"github.com/berth-dev/berth/scheduler"
 )
 
-// fakeOperatorAPI answers GET_FRAMEWORKS and GET_AGENTS as a Mesos master
-// does (JSON), checking the basic authentication the server sends.
-func fakeOperatorAPI(t *testing.T, frameworkID string) *httptest.Server {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if user, pass, ok := r.BasicAuth(); !ok || user != "berth" || pass != "s3cret" {
-			http.Error(w, "unauthorized", http.StatusUnauthorized)
-			return
-		}
-		body, _ := io.ReadAll(r.Body)
-		var call struct{ Type string }
-		if r.URL.Path != "/api/v1" || json.Unmarshal(body, &call) != nil {
-			http.Error(w, "bad call", http.StatusBadRequest)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		switch call.Type {
-		case "GET_FRAMEWORKS":
-			io.WriteString(w, `{"type":"GET_FRAMEWORKS","get_frameworks":{"frameworks":[
-				{"framework_info":{"id":{"value":"other"}},"active":false,"connected":false},
-				{"framework_info":{"id":{"value":"`+frameworkID+`"}},"active":true,"connected":true}]}}`)
-		case "GET_AGENTS":
-			io.WriteString(w, `{"type":"GET_AGENTS","get_agents":{"agents":[{
-				"agent_info":{"hostname":"a1","id":{"value":"S0"}},"active":true,
-				"total_resources":[
-					{"name":"cpus","type":"SCALAR","scalar":{"value":4}},
-					{"name":"cpus","type":"SCALAR","scalar":{"value":1},"reservations":[{"type":"DYNAMIC","role":"berth"}]},
-					{"name":"mem","type":"SCALAR","scalar":{"value":4096}},
-					{"name":"mem","type":"SCALAR","scalar":{"value":512},"role":"berth","reservation":{"principal":"berth"}},
-					{"name":"ports","type":"RANGES","ranges":{"range":[{"begin":31000,"end":31099},{"begin":32000,"end":32000}]}}],
-				"allocated_resources":[
-					{"name":"cpus","type":"SCALAR","scalar":{"value":0.5}},
-					{"name":"mem","type":"SCALAR","scalar":{"value":256}},
-					{"name":"ports","type":"RANGES","ranges":{"range":[{"begin":31000,"end":31000}]}}]}]}}`)
-		default:
-			http.Error(w, "unknown call", http.StatusBadRequest)
-		}
-	}))
-	t.Cleanup(srv.Close)
-	return srv
+// fakeOperator answers GET_FRAMEWORKS and GET_AGENTS as a Mesos master
+// does; err, when set, is every call's answer.
+type fakeOperator struct {
+	frameworkID string
+	err         error
+}
+
+func (f *fakeOperator) Call(_ context.Context, c *master.Call) (*master.Response, error) {
+	if f.err != nil {
+		return nil, f.err
+	}
+	scalar := func(name string, v float64) mesos.Resource {
+		return mesos.Resource{Name: name, Type: mesos.SCALAR.Enum(), Scalar: &mesos.Value_Scalar{Value: v}}
+	}
+	reserved := func(r mesos.Resource) mesos.Resource {
+		r.Reservations = []mesos.Resource_ReservationInfo{{Type: mesos.Resource_ReservationInfo_DYNAMIC.Enum(), Role: proto.String("berth")}}
+		return r
+	}
+	ports := func(rs ...mesos.Value_Range) mesos.Resource {
+		return mesos.Resource{Name: "ports", Type: mesos.RANGES.Enum(), Ranges: &mesos.Value_Ranges{Range: rs}}
+	}
+	switch c.Type {
+	case master.Call_GET_FRAMEWORKS:
+		return &master.Response{Type: master.Response_GET_FRAMEWORKS, GetFrameworks: &master.Response_GetFrameworks{Frameworks: []master.Response_GetFrameworks_Framework{
+			{FrameworkInfo: mesos.FrameworkInfo{ID: &mesos.FrameworkID{Value: "other"}}},
+			{FrameworkInfo: mesos.FrameworkInfo{ID: &mesos.FrameworkID{Value: f.frameworkID}}, Active: true, Connected: true},
+		}}}, nil
+	case master.Call_GET_AGENTS:
+		return &master.Response{Type: master.Response_GET_AGENTS, GetAgents: &master.Response_GetAgents{Agents: []master.Response_GetAgents_Agent{{
+			AgentInfo: mesos.AgentInfo{Hostname: "a1", ID: &mesos.AgentID{Value: "S0"}},
+			Active:    true,
+			TotalResources: []mesos.Resource{
+				scalar("cpus", 4), reserved(scalar("cpus", 1)), scalar("mem", 4096), reserved(scalar("mem", 512)),
+				ports(mesos.Value_Range{Begin: 31000, End: 31099}, mesos.Value_Range{Begin: 32000, End: 32000}),
+			},
+			AllocatedResources: []mesos.Resource{scalar("cpus", 0.5), scalar("mem", 256), ports(mesos.Value_Range{Begin: 31000, End: 31000})},
+		}}}}, nil
+	}
+	return nil, &scheduler.OperatorError{Call: c.Type, Status: http.StatusBadRequest, Message: "unknown call"}
 }
 
 // TestMesosStatus: the framework's subscription and every agent's total,
 // allocated, free and reserved resources come from the master's operator
-// API; a master that cannot be asked is Unavailable, naming it.
+// API (the operator client AgentService uses); a master that cannot be
+// reached is Unavailable, one that refuses Berth's credentials is
+// PermissionDenied, both naming the master; no master is
+// FailedPrecondition.
 func TestMesosStatus(t *testing.T) {
-	master := fakeOperatorAPI(t, "fw-1")
-	s := startCluster(t, 1, clusterOpts{mesos: &rpc.MesosMaster{Master: master.URL, Principal: "berth", Secret: "s3cret"}})[0]
+	const url = "http://master.example:5050"
+	s := startCluster(t, 1, clusterOpts{mesosOperator: &fakeOperator{frameworkID: "fw-1"}, mesosMasterURL: url})[0]
 	applyDirect(t, s, v1.CommandType_COMMAND_TYPE_FRAMEWORK_ID_SET, &v1.FrameworkIDSetCommand{FrameworkId: "fw-1"})
 	ctx := ctxFor(t, time.Minute)
 	res, err := clientsFor(s).cluster.MesosStatus(ctx, connect.NewRequest(&v1.MesosStatusRequest{}))
@@ -70,7 +74,7 @@ func TestMesosStatus(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := res.Msg
-	if got.GetMaster() != master.URL || got.GetFrameworkId() != "fw-1" || !got.GetFrameworkConnected() || !got.GetFrameworkActive() {
+	if got.GetMaster() != url || got.GetFrameworkId() != "fw-1" || !got.GetFrameworkConnected() || !got.GetFrameworkActive() {
 		t.Errorf("framework: %v", got)
 	}
 	want := &v1.MesosAgent{
@@ -84,10 +88,18 @@ func TestMesosStatus(t *testing.T) {
 		t.Errorf("agents: %v\nwant %v", got.GetAgents(), want)
 	}
 
-	wrong := startCluster(t, 1, clusterOpts{mesos: &rpc.MesosMaster{Master: master.URL, Principal: "berth", Secret: "wrong"}})[0]
-	_, err = clientsFor(wrong).cluster.MesosStatus(ctx, connect.NewRequest(&v1.MesosStatusRequest{}))
-	if ce := wantCode(t, err, connect.CodeUnavailable); !strings.Contains(ce.Message(), master.URL) {
-		t.Errorf("error %q does not name the master", ce.Message())
+	for _, tc := range []struct {
+		err  error
+		code connect.Code
+	}{
+		{errors.New("dial tcp: connection refused"), connect.CodeUnavailable},
+		{&scheduler.OperatorError{Call: master.Call_GET_FRAMEWORKS, Status: http.StatusUnauthorized, Message: "bad credentials"}, connect.CodePermissionDenied},
+	} {
+		bad := startCluster(t, 1, clusterOpts{mesosOperator: &fakeOperator{err: tc.err}, mesosMasterURL: url})[0]
+		_, err = clientsFor(bad).cluster.MesosStatus(ctx, connect.NewRequest(&v1.MesosStatusRequest{}))
+		if ce := wantCode(t, err, tc.code); !strings.Contains(ce.Message(), url) || !strings.Contains(ce.Message(), tc.err.Error()) {
+			t.Errorf("error %q does not name the master and the cause %q", ce.Message(), tc.err)
+		}
 	}
 	none := startCluster(t, 1, clusterOpts{})[0]
 	_, err = clientsFor(none).cluster.MesosStatus(ctx, connect.NewRequest(&v1.MesosStatusRequest{}))

@@ -158,8 +158,12 @@ type Config struct {
 	// its methods fail with FailedPrecondition).
 	Keyring Keyring
 	// MesosOperator calls the Mesos master's operator API, for
-	// AgentService (nil: its methods fail with FailedPrecondition).
+	// AgentService and ClusterService.MesosStatus (nil: they fail with
+	// FailedPrecondition).
 	MesosOperator MesosOperator
+	// MesosMasterURL is the master MesosOperator calls, shown by
+	// MesosStatus and named in the errors of its calls.
+	MesosMasterURL string
 	// REST, when set, builds the handler of Marathon's REST API (/v2/...
 	// and /ping, see package rpc/marathon) from the Connect handler, which
 	// it calls in-process: a REST request goes through the same
@@ -188,9 +192,6 @@ type Config struct {
 	// RecentLogs writes this server's log lines since a time, for
 	// /v1/debug/logs. Nil: that route answers 404.
 	RecentLogs func(w io.Writer, since time.Time) error
-	// Mesos, when set, is the Mesos master that ClusterService.MesosStatus
-	// asks (nil: that method fails with FailedPrecondition).
-	Mesos *MesosMaster
 	// UI, when set, serves the web UI (static files) under /ui/ on the API
 	// port; it is public (acl.RouteUI): the UI's API calls carry the
 	// user's token.

@@ -61,15 +61,15 @@ func TaskViewOf(inst *v1.Instance) *v1.TaskView {
 	r := inst.GetReservation()
 	t := inst.GetTask()
 	tv := &v1.TaskView{
-		Id:          inst.GetId(),
-		AppId:       inst.GetAppId(),
-		InstanceId:  inst.GetId(),
-		Host:        r.GetHostname(),
-		AgentId:     r.GetAgentId(),
-		Goal:        goalNames[goalOf(inst)],
-		Role:        r.GetRole(),
-		AgentNotice: inst.GetAgentNotice(),
-		BerthEpoch:  r.GetEpoch(),
+		Id:               inst.GetId(),
+		AppId:            inst.GetAppId(),
+		InstanceId:       inst.GetId(),
+		Host:             r.GetHostname(),
+		AgentId:          r.GetAgentId(),
+		Goal:             goalNames[goalOf(inst)],
+		Role:             r.GetRole(),
+		AgentNotice:      inst.GetAgentNotice(),
+		BerthEpoch:       r.GetEpoch(),
 		ReservationState: reservationStateNames[r.GetState()],
 		LastFailure:      inst.GetLastFailure(),
 	}

@@ -415,7 +415,8 @@ func runServer(ctx context.Context, o *serverOptions, logger *slog.Logger, ready
 		Keyring:    clusteradapter.Keyring{Node: node},
 		// berth agent: the Mesos operator API with the framework's
 		// credentials.
-		MesosOperator: mesosOperator,
+		MesosOperator:  mesosOperator,
+		MesosMasterURL: o.mesosMaster,
 		Limits: appmodel.Limits{
 			MaxInstances: int32(min(o.maxInstancesPerApp, math.MaxInt32)),
 			MaxEnvBytes:  o.maxEnvBytes,
@@ -436,8 +437,7 @@ func runServer(ctx context.Context, o *serverOptions, logger *slog.Logger, ready
 		Metrics:             reg,
 		SchedulerSubscribed: reg.Scheduler.IsSubscribed,
 
-		Mesos: &rpc.MesosMaster{Master: o.mesosMaster, Principal: schedCfg.Principal, Secret: schedCfg.Secret, TLS: sec.mesosTLS},
-		UI:    ui.Handler(),
+		UI: ui.Handler(),
 	}
 	if o.recentLogs != nil {
 		apiCfg.RecentLogs = o.recentLogs.WriteSince

@@ -7,6 +7,8 @@ import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
 import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { AppService, ClusterService, DeploymentService, EventService, TaskService } from "./gen/berth/v1/service_pb";
 import { ACLService } from "./gen/berth/v1/acl_pb";
+import { AgentService } from "./gen/berth/v1/agent_pb";
+import { BackupService } from "./gen/berth/v1/backup_pb";
 
 const tokenKey = "berth.token";
 
@@ -46,6 +48,8 @@ export const deployments = createClient(DeploymentService, transport);
 export const events = createClient(EventService, transport);
 export const cluster = createClient(ClusterService, transport);
 export const aclClient = createClient(ACLService, transport);
+export const agents = createClient(AgentService, transport);
+export const backups = createClient(BackupService, transport);
 
 export interface FieldViolation {
   field: string;

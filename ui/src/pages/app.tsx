@@ -5,6 +5,8 @@ import { TaskLogFile } from "../gen/berth/v1/service_pb";
 import { apps, deployments, fmtTime, isNotFound, tasks } from "../api";
 import { lineDiff } from "../diff";
 import { Confirm, ErrorBox, Healthy, Link, go, usePoll } from "../util";
+import { HealthResults, ReadinessResults, Waiting } from "./waiting";
+import { Backups } from "./backups";
 
 type Pending = { title: string; body: string; label: string; danger?: boolean; run: () => Promise<unknown> };
 
@@ -77,6 +79,10 @@ export function AppPage({ id }: { id: string }) {
               <dd data-testid="stopped">{s.instancesStopped}</dd>
             </div>
             <div>
+              <dt>Waiting</dt>
+              <dd data-testid="waiting-count">{s.instancesWaiting}</dd>
+            </div>
+            <div>
               <dt>Version</dt>
               <dd>{a.version}</dd>
             </div>
@@ -97,6 +103,7 @@ export function AppPage({ id }: { id: string }) {
               </ul>
             </div>
           )}
+          {s.instancesWaiting > 0 && <Waiting appId={id} />}
           {s.deployments.length > 0 && <Deployments ids={s.deployments} act={act} ask={ask} />}
           <Actions app={a} act={act} ask={ask} />
         </>
@@ -112,6 +119,7 @@ export function AppPage({ id }: { id: string }) {
       <h2>Instances</h2>
       <ErrorBox error={list.error} />
       {list.data && !notFound && <Instances app={a} views={list.data.tasks} act={act} ask={ask} />}
+      {a && <Backups app={a} instances={list.data?.tasks ?? []} ask={ask} />}
       {a && <Definition app={a} />}
       {a && <Versions id={id} current={a.version ?? ""} ask={ask} />}
       {confirm && (
@@ -296,6 +304,20 @@ function Instances({ app, views, act, ask }: { app: App | undefined; views: Task
             <dd>
               {t.host} <code>{t.agentId}</code>
             </dd>
+            {t.agentNotice && (
+              <>
+                <dt>Agent notice</dt>
+                <dd class="bad" data-testid="agent-notice">
+                  {t.agentNotice}
+                </dd>
+              </>
+            )}
+            {t.berthEpoch > 0n && (
+              <>
+                <dt>Berth epoch</dt>
+                <dd data-testid="berth-epoch">{String(t.berthEpoch)}</dd>
+              </>
+            )}
             <dt>Reservation</dt>
             <dd data-testid="reservation">
               {t.reservationState}
@@ -347,6 +369,8 @@ function Instances({ app, views, act, ask }: { app: App | undefined; views: Task
               </>
             )}
           </dl>
+          <HealthResults results={t.healthCheckResults} />
+          <ReadinessResults results={t.readinessCheckResults} />
           <div class="buttons">
             <button
               type="button"

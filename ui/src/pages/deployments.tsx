@@ -1,7 +1,9 @@
 import { useState } from "preact/hooks";
 import { DeploymentStatus, type Deployment } from "../gen/berth/v1/state_pb";
 import { deployments, fmtTime, tasks } from "../api";
+import type { CurrentActions } from "../gen/berth/v1/service_pb";
 import { ErrorBox, Healthy, Link, appPath, usePoll } from "../util";
+import { ReadinessResults, Waiting } from "./waiting";
 
 const statusNames: Record<number, string> = {
   [DeploymentStatus.RUNNING]: "running",
@@ -36,13 +38,13 @@ export function DeploymentsPage() {
       <ErrorBox error={load.error ?? error} />
       {load.data && list.length === 0 && <p class="muted">No deployments{all ? "" : " in progress"}.</p>}
       {list.map((d) => (
-        <DeploymentCard key={d.id} d={d} cancel={cancel} />
+        <DeploymentCard key={d.id} d={d} current={load.data?.currentActions.find((c) => c.deploymentId === d.id)} cancel={cancel} />
       ))}
     </section>
   );
 }
 
-function DeploymentCard({ d, cancel }: { d: Deployment; cancel: (id: string, force: boolean) => void }) {
+function DeploymentCard({ d, current, cancel }: { d: Deployment; current?: CurrentActions; cancel: (id: string, force: boolean) => void }) {
   const running = d.status === DeploymentStatus.RUNNING;
   return (
     <article class="deployment" aria-label={`Deployment ${d.id}`} data-deployment={d.id}>
@@ -72,6 +74,15 @@ function DeploymentCard({ d, cancel }: { d: Deployment; cancel: (id: string, for
           );
         })}
       </ol>
+      {running &&
+        current?.actions.map((a) => (
+          <div key={a.action + a.app} data-testid="current-action">
+            <p>
+              Now: {a.action} {a.app}
+            </p>
+            <ReadinessResults results={a.readinessCheckResults} />
+          </div>
+        ))}
       {running && d.affectedApps.map((a) => <AppInstances key={a} appId={a} version={d.version} />)}
       {running && (
         <div class="buttons">
@@ -98,6 +109,7 @@ function AppInstances({ appId, version }: { appId: string; version: string }) {
         Instances of <Link to={appPath(appId)}>{appId}</Link>
       </h3>
       <ErrorBox error={load.error} />
+      <Waiting appId={appId} />
       {load.data && list.length === 0 && <p class="muted">None yet.</p>}
       {list.length > 0 && (
         <table class="list" data-testid="deployment-instances">
