@@ -1,0 +1,583 @@
+package e2e
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	v1 "github.com/berth-dev/berth/proto/berth/v1"
+	"github.com/berth-dev/berth/proto/berth/v1/berthv1connect"
+)
+
+// The nemesis suite, after etcd's robustness tests: three servers and
+// mesos-local on loopback run resident apps while a client keeps scaling
+// and restarting them, and a nemesis injects one fault per round, chosen
+// by a seeded random generator:
+//
+//   - kill -9 of the leader, or of a follower, then a restart;
+//   - a partition of one server's Raft traffic, both ways (raftNet);
+//   - SIGSTOP of a server beyond the election timeout, then SIGCONT;
+//   - a restart of mesos-local, by SIGTERM or kill -9 (its tasks keep
+//     running and are adopted: mesoslocal/recover.go).
+//
+// A full disk is not among them: it needs a small file system (tmpfs or a
+// loop device), which needs root; the Raft disk-full step-down is covered
+// by cluster's unit tests.
+//
+// After each fault is healed, with the client stopped, the cluster must
+// converge within a generous deadline: one leader, every app's instance
+// count the last acknowledged one on every server, that many tasks
+// running. Throughout and after each round:
+//
+//   - no instance ever runs twice: a sampler scans /proc for the tasks'
+//     processes (they carry the test's mark in their environment) and
+//     counts live processes per instance;
+//   - every instance keeps its agent and its persistence id, and the file
+//     its first task wrote into its volume is still there;
+//
+// and after the final removal of every app, no reservation or volume is
+// left on any agent and no task process runs.
+//
+// Run the long version with, e.g.:
+//
+//	go test ./e2e/ -run TestNemesis -timeout 6h -nemesis.rounds 100 -v
+//
+// and reproduce a failure's sequence of faults with -nemesis.seed (printed
+// at the start).
+var (
+	nemesisRounds = flag.Int("nemesis.rounds", 6, "rounds of the nemesis suite (TestNemesis), one fault each")
+	nemesisSeed   = flag.Uint64("nemesis.seed", 0, "seed of the nemesis' choices (0: random, printed)")
+)
+
+const (
+	nemesisApps     = 3
+	nemesisMaxInst  = 3
+	nemesisConverge = 4 * time.Minute // per round, after the heal
+	nemesisOpWait   = 10 * time.Second
+)
+
+// nemesisServer is one server with its API clients.
+type nemesisServer = linServer
+
+// nemesisApp is the resident app the suite runs: its task writes, once per
+// volume, the id of the task that first used it (the instance id is a
+// prefix of it), then records each start and sleeps.
+func nemesisApp(t *testing.T, id string, instances int) *v1.App {
+	t.Helper()
+	js := fmt.Sprintf(`{
+  "id": %q, "instances": %d, "cpus": 0.05, "mem": 16,
+  "cmd": "[ -f data/born ] || echo $MESOS_EXECUTOR_ID > data/born; echo $$ >> data/starts; exec sleep 100000",
+  "container": {"type": "MESOS", "volumes": [{"containerPath": "data", "mode": "RW", "persistent": {"size": 1}}]},
+  "upgradeStrategy": {"minimumHealthCapacity": 0, "maximumOverCapacity": 0}
+}`, id, instances)
+	var app v1.App
+	if err := protojson.Unmarshal([]byte(js), &app); err != nil {
+		t.Fatalf("nemesis app: %v", err)
+	}
+	return &app
+}
+
+// instanceOfTask is the instance part of a task id
+// (<app>.instance-<uuid>._app.<incarnation>).
+func instanceOfTask(taskID string) string {
+	if i := strings.Index(taskID, "._app."); i >= 0 {
+		return taskID[:i]
+	}
+	return taskID
+}
+
+// nemesis holds the suite's cluster and what it has observed.
+type nemesis struct {
+	t         *testing.T
+	rng       *rand.Rand
+	servers   []*nemesisServer
+	net       *raftNet
+	mesos     *proc
+	mesosAddr string
+	mesosDir  string
+	runID     string
+
+	mu        sync.Mutex
+	want      map[string]int    // app → last acknowledged instance count
+	agentOf   map[string]string // instance → its agent, first seen
+	volumeOf  map[string]string // instance → its persistence id, first seen
+	twice     []string          // instances seen running twice
+	okOps     int
+	failedOps int
+	unknown   int
+	opSeq     int
+}
+
+func (n *nemesis) leader(among []*nemesisServer) *nemesisServer {
+	n.t.Helper()
+	return agreedLeaderOf(n.t, among)
+}
+
+func (n *nemesis) others(not *nemesisServer) []*nemesisServer {
+	var out []*nemesisServer
+	for _, s := range n.servers {
+		if s != not {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// write runs one client write with a request id, retried while its outcome
+// is unknown; it reports whether it was acknowledged.
+func (n *nemesis) write(ctx context.Context, s *nemesisServer, call func(ctx context.Context, reqID string) error) bool {
+	n.mu.Lock()
+	n.opSeq++
+	reqID := fmt.Sprintf("nemesis-%s-%d", n.runID, n.opSeq)
+	n.mu.Unlock()
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, nemesisOpWait)
+		err = call(actx, reqID)
+		cancel()
+		if err == nil || definiteFailure(err) || ctx.Err() != nil {
+			break
+		}
+		linSleep(ctx, time.Duration(attempt+1)*200*time.Millisecond)
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	switch {
+	case err == nil:
+		n.okOps++
+	case definiteFailure(err):
+		n.failedOps++
+	default:
+		n.unknown++
+	}
+	return err == nil
+}
+
+func (n *nemesis) scale(ctx context.Context, s *nemesisServer, app string, count int) bool {
+	return n.write(ctx, s, func(ctx context.Context, reqID string) error {
+		_, err := s.apps.UpdateApp(ctx, connect.NewRequest(&v1.UpdateAppRequest{
+			Id: app, App: &v1.App{Instances: ptr(int32(count))}, Partial: true, Force: true, RequestId: reqID}))
+		return err
+	})
+}
+
+// client scales and restarts app through server s until ctx ends. A scale
+// that is acknowledged becomes the app's wanted count; one of unknown
+// outcome leaves it uncertain until the settle step writes it again.
+func (n *nemesis) client(ctx context.Context, app string, s *nemesisServer, rng *rand.Rand) {
+	for ctx.Err() == nil {
+		if rng.IntN(4) == 0 {
+			n.write(ctx, s, func(ctx context.Context, reqID string) error {
+				_, err := s.apps.RestartApp(ctx, connect.NewRequest(&v1.RestartAppRequest{Id: app, Force: true, RequestId: reqID}))
+				return err
+			})
+		} else {
+			count := 1 + rng.IntN(nemesisMaxInst)
+			if n.scale(ctx, s, app, count) {
+				n.mu.Lock()
+				n.want[app] = count
+				n.mu.Unlock()
+			}
+		}
+		linSleep(ctx, time.Duration(500+rng.IntN(1000))*time.Millisecond)
+	}
+}
+
+// taskProcesses maps each instance to the pids of its live task processes
+// (session leaders carrying the mark of mesos-local's process).
+func (n *nemesis) taskProcesses() map[string][]int {
+	mark := []byte("\x00" + ownerEnv + "=" + n.mesos.owner + "\x00")
+	out := map[string][]int{}
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return out
+	}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		env, err := os.ReadFile("/proc/" + e.Name() + "/environ")
+		if err != nil {
+			continue
+		}
+		env = append([]byte{0}, env...)
+		if !strings.Contains(string(env), string(mark)) {
+			continue
+		}
+		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		i := strings.LastIndexByte(string(stat), ')')
+		if i < 0 {
+			continue
+		}
+		// state ppid pgrp session ...: a live session leader is a task (a
+		// health check or a task's child is not).
+		f := strings.Fields(string(stat[i+1:]))
+		if len(f) < 4 || f[0] == "Z" || f[3] != e.Name() {
+			continue
+		}
+		for _, kv := range strings.Split(string(env), "\x00") {
+			if v, ok := strings.CutPrefix(kv, "MESOS_EXECUTOR_ID="); ok {
+				inst := instanceOfTask(v)
+				out[inst] = append(out[inst], pid)
+			}
+		}
+	}
+	return out
+}
+
+// sampleTwice records instances with more than one live process.
+func (n *nemesis) sampleTwice() {
+	for inst, pids := range n.taskProcesses() {
+		if len(pids) > 1 {
+			n.mu.Lock()
+			n.twice = append(n.twice, fmt.Sprintf("%s runs as pids %v", inst, pids))
+			n.mu.Unlock()
+		}
+	}
+}
+
+// listTasks lists an app's tasks through s (nil on error).
+func (n *nemesis) listTasks(s *nemesisServer, app string) []*v1.TaskView {
+	ctx, cancel := context.WithTimeout(context.Background(), nemesisOpWait)
+	defer cancel()
+	res, err := s.tasks.ListTasks(ctx, connect.NewRequest(&v1.ListTasksRequest{AppId: app}))
+	if err != nil {
+		return nil
+	}
+	return res.Msg.GetTasks()
+}
+
+// appInstances is the app's instance count as s stores it (-1 on error).
+func (n *nemesis) appInstances(s *nemesisServer, app string) int {
+	ctx, cancel := context.WithTimeout(context.Background(), nemesisOpWait)
+	defer cancel()
+	res, err := s.apps.GetApp(ctx, connect.NewRequest(&v1.GetAppRequest{Id: app}))
+	if err != nil {
+		return -1
+	}
+	return int(res.Msg.GetApp().GetInstances())
+}
+
+// volumeDir finds the host directory of a persistence id under the work dir.
+func (n *nemesis) volumeDir(persistenceID string) string {
+	for _, d := range volumeDirs(n.t, n.mesosDir) {
+		if filepath.Base(d) == persistenceID {
+			return d
+		}
+	}
+	return ""
+}
+
+// converge waits until the cluster is quiet and right after round: every
+// server agrees on the leader and stores each app's wanted count, and
+// that many of its tasks run; then it checks identity and data.
+func (n *nemesis) converge(round int, apps []string) {
+	t := n.t
+	t.Helper()
+	lead := n.leader(n.servers)
+	n.mu.Lock()
+	want := map[string]int{}
+	for k, v := range n.want {
+		want[k] = v
+	}
+	n.mu.Unlock()
+	for _, app := range apps {
+		eventually(t, nemesisConverge, fmt.Sprintf("round %d: %s to run %d tasks on every server's view", round, app, want[app]), func() bool {
+			for _, s := range n.servers {
+				if n.appInstances(s, app) != want[app] {
+					return false
+				}
+			}
+			running := 0
+			for _, tk := range n.listTasks(lead, app) {
+				if tk.GetState() == "TASK_RUNNING" {
+					running++
+				}
+			}
+			return running == want[app]
+		})
+		for _, tk := range n.listTasks(lead, app) {
+			inst := tk.GetInstanceId()
+			var pid string
+			for _, v := range tk.GetLocalVolumes() {
+				pid = v.GetPersistenceId()
+			}
+			n.mu.Lock()
+			if a, ok := n.agentOf[inst]; ok && tk.GetAgentId() != "" && a != tk.GetAgentId() {
+				t.Errorf("round %d: instance %s moved from agent %s to %s", round, inst, a, tk.GetAgentId())
+			} else if !ok && tk.GetAgentId() != "" {
+				n.agentOf[inst] = tk.GetAgentId()
+			}
+			if v, ok := n.volumeOf[inst]; ok && pid != "" && v != pid {
+				t.Errorf("round %d: instance %s changed volume from %s to %s", round, inst, v, pid)
+			} else if !ok && pid != "" {
+				n.volumeOf[inst] = pid
+			}
+			n.mu.Unlock()
+			if tk.GetState() != "TASK_RUNNING" {
+				continue
+			}
+			dir := n.volumeDir(pid)
+			b, err := os.ReadFile(filepath.Join(dir, "born"))
+			if err != nil || !strings.HasPrefix(strings.TrimSpace(string(b)), inst) {
+				t.Errorf("round %d: instance %s: the file its first task wrote in volume %s is gone or foreign: %q %v", round, inst, dir, b, err)
+			}
+		}
+	}
+	// The processes agree with Berth: one per running instance, once the
+	// tasks being killed have ended.
+	wantTotal := 0
+	for _, app := range apps {
+		wantTotal += want[app]
+	}
+	var procs map[string][]int
+	eventually(t, nemesisConverge, fmt.Sprintf("round %d: %d task processes, one per running instance", round, wantTotal), func() bool {
+		procs = n.taskProcesses()
+		total := 0
+		for _, pids := range procs {
+			total += len(pids)
+		}
+		return total == wantTotal
+	})
+	for inst, pids := range procs {
+		if len(pids) > 1 {
+			t.Errorf("round %d: instance %s runs twice: pids %v", round, inst, pids)
+		}
+	}
+}
+
+// settle writes each app's wanted count once more until it is
+// acknowledged, so that the count to converge to is known after writes of
+// unknown outcome.
+func (n *nemesis) settle(apps []string) {
+	n.t.Helper()
+	for _, app := range apps {
+		n.mu.Lock()
+		count := n.want[app]
+		n.mu.Unlock()
+		eventually(n.t, 3*time.Minute, "the settling write of "+app, func() bool {
+			return n.scale(context.Background(), n.servers[n.rng.IntN(len(n.servers))], app, count)
+		})
+	}
+}
+
+// target picks the server a fault hits: the leader or a follower, evenly.
+func (n *nemesis) target() (*nemesisServer, string) {
+	lead := n.leader(n.servers)
+	if n.rng.IntN(2) == 0 {
+		return lead, "leader"
+	}
+	return n.others(lead)[n.rng.IntN(2)], "follower"
+}
+
+// fault is one kind of fault: inject returns what heals it and a description.
+type fault struct {
+	name   string
+	inject func(n *nemesis) (heal func(), desc string)
+}
+
+var nemesisFaults = []fault{
+	{"kill-leader", func(n *nemesis) (func(), string) {
+		lead := n.leader(n.servers)
+		lead.p.kill9()
+		n.leader(n.others(lead))
+		return func() { lead.p.restart() }, "kill -9 leader " + lead.name
+	}},
+	{"kill-follower", func(n *nemesis) (func(), string) {
+		lead := n.leader(n.servers)
+		f := n.others(lead)[n.rng.IntN(2)]
+		f.p.kill9()
+		return func() { f.p.restart() }, "kill -9 follower " + f.name
+	}},
+	{"partition", func(n *nemesis) (func(), string) {
+		s, role := n.target()
+		n.net.isolate(s.name)
+		// The cut is real: the other two have (or elect) a leader
+		// among themselves.
+		lead := n.leader(n.others(s))
+		return n.net.heal, fmt.Sprintf("partition %s %s (Raft, both ways; %s leads the rest)", role, s.name, lead.name)
+	}},
+	{"pause", func(n *nemesis) (func(), string) {
+		s, role := n.target()
+		_ = syscall.Kill(s.p.cmd.Process.Pid, syscall.SIGSTOP)
+		return func() { _ = syscall.Kill(s.p.cmd.Process.Pid, syscall.SIGCONT) }, "SIGSTOP " + role + " " + s.name
+	}},
+	{"restart-mesos-local", func(n *nemesis) (func(), string) {
+		how := "SIGTERM"
+		if n.rng.IntN(2) == 0 {
+			how = "kill -9"
+			n.mesos.kill9()
+		} else {
+			n.mesos.stop(syscall.SIGTERM, 30*time.Second)
+		}
+		return func() {
+			n.mesos.restart()
+			eventually(n.t, time.Minute, "mesos-local to answer", func() bool { return len(mesosStateOrNil(n.mesosAddr)) > 0 })
+		}, "restart mesos-local (" + how + ")"
+	}},
+}
+
+// TestNemesis runs the suite for -nemesis.rounds rounds.
+func TestNemesis(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process fault suite")
+	}
+	seed := *nemesisSeed
+	if seed == 0 {
+		seed = rand.Uint64()
+	}
+	t.Logf("nemesis: %d rounds, seed %d (rerun with -nemesis.seed %d)", *nemesisRounds, seed, seed)
+	n := &nemesis{t: t, rng: rand.New(rand.NewPCG(seed, 0x6e656d65)), runID: fmt.Sprintf("%x", rand.Uint64()),
+		want: map[string]int{}, agentOf: map[string]string{}, volumeOf: map[string]string{}}
+
+	// Kill what mesos-local leaves running after everything else stopped.
+	n.mesos, n.mesosAddr, n.mesosDir = startMesosLocal(t, 2)
+	names := []string{"nemesis-a", "nemesis-b", "nemesis-c"}
+	n.net = newRaftNet()
+	for _, name := range names {
+		s := &nemesisServer{server: server{name: name, api: freePort(t), raft: freePort(t), gossip: freePort(t), dataDir: t.TempDir()}}
+		hc := &http.Client{Transport: &http.Transport{}}
+		t.Cleanup(hc.CloseIdleConnections)
+		s.apps = berthv1connect.NewAppServiceClient(hc, "http://"+s.api)
+		s.tasks = berthv1connect.NewTaskServiceClient(hc, "http://"+s.api)
+		s.cluster = berthv1connect.NewClusterServiceClient(hc, "http://"+s.api)
+		n.servers = append(n.servers, s)
+	}
+	proxies := map[string]string{}
+	for _, s := range n.servers {
+		proxies[s.name] = freePort(t)
+		n.net.proxy(t, s.name, proxies[s.name], s.raft)
+	}
+	for _, s := range n.servers {
+		args := []string{"server", "--node-name", s.name, "--data-dir", s.dataDir,
+			"--api-addr", s.api, "--raft-addr", s.raft, "--raft-advertise", proxies[s.name], "--gossip-addr", s.gossip,
+			"--bootstrap-expect", "3", "--mesos-master", "http://" + n.mesosAddr}
+		for _, o := range n.servers {
+			if o != s {
+				args = append(args, "--join", o.gossip)
+			}
+		}
+		s.p = startProc(t, s.name, args...)
+	}
+	n.leader(n.servers)
+
+	var apps []string
+	for i := 0; i < nemesisApps; i++ {
+		app := fmt.Sprintf("/nemesis/app-%d", i)
+		apps = append(apps, app)
+		def := nemesisApp(t, app, 1)
+		eventually(t, 2*time.Minute, "create "+app, func() bool {
+			return n.write(context.Background(), n.servers[0], func(ctx context.Context, reqID string) error {
+				_, err := n.servers[0].apps.CreateApp(ctx, connect.NewRequest(&v1.CreateAppRequest{App: def, RequestId: "create-" + app}))
+				if connect.CodeOf(err) == connect.CodeAlreadyExists {
+					return nil
+				}
+				return err
+			})
+		})
+		n.want[app] = 1
+	}
+	n.converge(0, apps)
+
+	// The sampler looks for an instance running twice throughout.
+	sampleCtx, stopSampler := context.WithCancel(context.Background())
+	var sampler sync.WaitGroup
+	sampler.Add(1)
+	go func() {
+		defer sampler.Done()
+		for sampleCtx.Err() == nil {
+			n.sampleTwice()
+			linSleep(sampleCtx, 300*time.Millisecond)
+		}
+	}()
+	defer func() { stopSampler(); sampler.Wait() }()
+
+	counts := map[string]int{}
+	for round := 1; round <= *nemesisRounds; round++ {
+		f := nemesisFaults[n.rng.IntN(len(nemesisFaults))]
+		hold := time.Duration(3000+n.rng.IntN(5000)) * time.Millisecond
+		ctx, stopClients := context.WithCancel(context.Background())
+		var clients sync.WaitGroup
+		for i, app := range apps {
+			clients.Add(1)
+			crng := rand.New(rand.NewPCG(seed+uint64(round), uint64(i)))
+			go func() {
+				defer clients.Done()
+				n.client(ctx, app, n.servers[(i+round)%len(n.servers)], crng)
+			}()
+		}
+		linSleep(context.Background(), 2*time.Second) // traffic before the fault
+		began := time.Now()
+		heal, desc := f.inject(n)
+		linSleep(context.Background(), hold) // the fault's duration
+		heal()
+		linSleep(context.Background(), 2*time.Second) // traffic after the heal
+		stopClients()
+		clients.Wait()
+		n.settle(apps)
+		n.converge(round, apps)
+		counts[f.name]++
+		n.mu.Lock()
+		ok, failed, unknown := n.okOps, n.failedOps, n.unknown
+		n.mu.Unlock()
+		t.Logf("round %d: %s for %s; converged and checked %s after the fault began; ops ok %d, failed %d, unknown %d",
+			round, desc, hold, time.Since(began).Round(time.Second), ok, failed, unknown)
+		if t.Failed() {
+			t.Fatalf("round %d broke an invariant (seed %d)", round, seed)
+		}
+	}
+
+	// Remove everything: no task, reservation or volume may remain.
+	for _, app := range apps {
+		eventually(t, 2*time.Minute, "delete "+app, func() bool {
+			return n.write(context.Background(), n.servers[0], func(ctx context.Context, reqID string) error {
+				_, err := n.servers[0].apps.DeleteApp(ctx, connect.NewRequest(&v1.DeleteAppRequest{Id: app, Force: true, RequestId: reqID}))
+				if connect.CodeOf(err) == connect.CodeNotFound {
+					return nil
+				}
+				return err
+			})
+		})
+	}
+	eventually(t, nemesisConverge, "every reservation and volume released and every task process gone", func() bool {
+		return len(reservedResources(t, n.mesosAddr)) == 0 && len(n.taskProcesses()) == 0
+	})
+	stopSampler()
+	sampler.Wait()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if len(n.twice) > 0 {
+		t.Errorf("instances ran twice:\n%s", strings.Join(n.twice, "\n"))
+	}
+	n.net.mu.Lock()
+	untagged := n.net.untagged
+	n.net.mu.Unlock()
+	if untagged > 0 {
+		t.Errorf("%d Raft connections could not be attributed to a server: the partitions were not complete", untagged)
+	}
+	var kinds []string
+	for k, v := range counts {
+		kinds = append(kinds, fmt.Sprintf("%s×%d", k, v))
+	}
+	sort.Strings(kinds)
+	t.Logf("nemesis: %d rounds (%s), seed %d; ops ok %d, failed %d, unknown %d; %d instances, none ran twice, none moved; nothing leaked",
+		*nemesisRounds, strings.Join(kinds, ", "), seed, n.okOps, n.failedOps, n.unknown, len(n.agentOf))
+}
