@@ -17,8 +17,8 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
-	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/berth-dev/berth/appmodel"
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
 	"github.com/berth-dev/berth/proto/berth/v1/berthv1connect"
 )
@@ -49,8 +49,10 @@ import (
 //   - every instance keeps its agent and its persistence id, and the file
 //     its first task wrote into its volume is still there;
 //
-// and after the final removal of every app, no reservation or volume is
-// left on any agent and no task process runs.
+// where PostgreSQL is installed (and the test runs as root), every row a
+// writer committed to a PostgreSQL app on a persistent volume is still
+// there (nemesis_pg_test.go); and after the final removal of every app, no
+// reservation or volume is left on any agent and no task process runs.
 //
 // Run the long version with, e.g.:
 //
@@ -84,11 +86,11 @@ func nemesisApp(t *testing.T, id string, instances int) *v1.App {
   "container": {"type": "MESOS", "volumes": [{"containerPath": "data", "mode": "RW", "persistent": {"size": 1}}]},
   "upgradeStrategy": {"minimumHealthCapacity": 0, "maximumOverCapacity": 0}
 }`, id, instances)
-	var app v1.App
-	if err := protojson.Unmarshal([]byte(js), &app); err != nil {
+	app, err := appmodel.Parse([]byte(js))
+	if err != nil {
 		t.Fatalf("nemesis app: %v", err)
 	}
-	return &app
+	return app
 }
 
 // instanceOfTask is the instance part of a task id
@@ -197,14 +199,19 @@ func (n *nemesis) client(ctx context.Context, app string, s *nemesisServer, rng 
 	}
 }
 
-// taskProcesses maps each instance to the pids of its live task processes
-// (session leaders carrying the mark of mesos-local's process).
+// taskProcesses maps each instance to the pids of its live task processes:
+// processes carrying the mark of mesos-local's process in their
+// environment (tasks inherit it) whose parent is not a process of the same
+// task (PostgreSQL's backends, each in a session of its own, are children
+// of the postmaster; a task's own process has mesos-local or, adopted
+// after a restart, init as its parent).
 func (n *nemesis) taskProcesses() map[string][]int {
-	mark := []byte("\x00" + ownerEnv + "=" + n.mesos.owner + "\x00")
-	out := map[string][]int{}
+	mark := "\x00" + ownerEnv + "=" + n.mesos.owner + "\x00"
+	type proc struct{ pid, ppid int }
+	byTask := map[string][]proc{}
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
-		return out
+		return nil
 	}
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
@@ -212,11 +219,7 @@ func (n *nemesis) taskProcesses() map[string][]int {
 			continue
 		}
 		env, err := os.ReadFile("/proc/" + e.Name() + "/environ")
-		if err != nil {
-			continue
-		}
-		env = append([]byte{0}, env...)
-		if !strings.Contains(string(env), string(mark)) {
+		if err != nil || !strings.Contains("\x00"+string(env), mark) {
 			continue
 		}
 		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
@@ -227,16 +230,27 @@ func (n *nemesis) taskProcesses() map[string][]int {
 		if i < 0 {
 			continue
 		}
-		// state ppid pgrp session ...: a live session leader is a task (a
-		// health check or a task's child is not).
-		f := strings.Fields(string(stat[i+1:]))
-		if len(f) < 4 || f[0] == "Z" || f[3] != e.Name() {
+		f := strings.Fields(string(stat[i+1:])) // state ppid ...
+		if len(f) < 2 || f[0] == "Z" {
 			continue
 		}
+		ppid, _ := strconv.Atoi(f[1])
 		for _, kv := range strings.Split(string(env), "\x00") {
 			if v, ok := strings.CutPrefix(kv, "MESOS_EXECUTOR_ID="); ok {
-				inst := instanceOfTask(v)
-				out[inst] = append(out[inst], pid)
+				byTask[v] = append(byTask[v], proc{pid, ppid})
+			}
+		}
+	}
+	out := map[string][]int{}
+	for taskID, ps := range byTask {
+		own := map[int]bool{}
+		for _, p := range ps {
+			own[p.pid] = true
+		}
+		for _, p := range ps {
+			if !own[p.ppid] {
+				inst := instanceOfTask(taskID)
+				out[inst] = append(out[inst], p.pid)
 			}
 		}
 	}
@@ -300,7 +314,7 @@ func (n *nemesis) converge(round int, apps []string) {
 	}
 	n.mu.Unlock()
 	for _, app := range apps {
-		eventually(t, nemesisConverge, fmt.Sprintf("round %d: %s to run %d tasks on every server's view", round, app, want[app]), func() bool {
+		n.await(nemesisConverge, fmt.Sprintf("round %d: %s to run %d tasks on every server's view", round, app, want[app]), func() bool {
 			for _, s := range n.servers {
 				if n.appInstances(s, app) != want[app] {
 					return false
@@ -332,8 +346,8 @@ func (n *nemesis) converge(round int, apps []string) {
 				n.volumeOf[inst] = pid
 			}
 			n.mu.Unlock()
-			if tk.GetState() != "TASK_RUNNING" {
-				continue
+			if tk.GetState() != "TASK_RUNNING" || app == nemesisPG {
+				continue // PostgreSQL's data is checked by its rows
 			}
 			dir := n.volumeDir(pid)
 			b, err := os.ReadFile(filepath.Join(dir, "born"))
@@ -349,7 +363,7 @@ func (n *nemesis) converge(round int, apps []string) {
 		wantTotal += want[app]
 	}
 	var procs map[string][]int
-	eventually(t, nemesisConverge, fmt.Sprintf("round %d: %d task processes, one per running instance", round, wantTotal), func() bool {
+	n.await(nemesisConverge, fmt.Sprintf("round %d: %d task processes, one per running instance", round, wantTotal), func() bool {
 		procs = n.taskProcesses()
 		total := 0
 		for _, pids := range procs {
@@ -361,6 +375,67 @@ func (n *nemesis) converge(round int, apps []string) {
 		if len(pids) > 1 {
 			t.Errorf("round %d: instance %s runs twice: pids %v", round, inst, pids)
 		}
+	}
+}
+
+// await is eventually with a dump of what Berth and mesos-local think when
+// it times out.
+func (n *nemesis) await(timeout time.Duration, what string, cond func() bool) {
+	n.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			n.dump()
+			n.t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// dump logs every server's view of the leader, tasks and deployments, and
+// mesos-local's tasks.
+func (n *nemesis) dump() {
+	t := n.t
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, s := range n.servers {
+		t.Logf("dump: %s says the leader is %q", s.name, s.leaderSeen())
+	}
+	lead := n.servers[0]
+	for _, s := range n.servers {
+		if s.leaderSeen() == s.name {
+			lead = s
+		}
+	}
+	n.mu.Lock()
+	want := fmt.Sprint(n.want)
+	n.mu.Unlock()
+	t.Logf("dump: wanted counts %s; asking %s", want, lead.name)
+	if res, err := lead.tasks.ListTasks(ctx, connect.NewRequest(&v1.ListTasksRequest{})); err == nil {
+		for _, tk := range res.Msg.GetTasks() {
+			t.Logf("dump: task %s instance %s agent %s state %s goal %s message %q reason %s launchNotBefore %s",
+				tk.GetId(), tk.GetInstanceId(), tk.GetAgentId(), tk.GetState(), tk.GetGoal(), tk.GetMessage(), tk.GetReason(), tk.GetLaunchNotBefore())
+		}
+	} else {
+		t.Logf("dump: list tasks: %v", err)
+	}
+	deps := berthv1connect.NewDeploymentServiceClient(http.DefaultClient, "http://"+lead.api)
+	if res, err := deps.ListDeployments(ctx, connect.NewRequest(&v1.ListDeploymentsRequest{})); err == nil {
+		for _, d := range res.Msg.GetDeployments() {
+			t.Logf("dump: deployment %s apps %v step %d/%d status %s message %q", d.GetId(), d.GetAffectedApps(), d.GetCurrentStep(), len(d.GetSteps()), d.GetStatus(), d.GetMessage())
+		}
+	} else {
+		t.Logf("dump: list deployments: %v", err)
+	}
+	st := mesosStateOrNil(n.mesosAddr)
+	tasks, _ := dig(st, "get_state", "get_tasks", "tasks").([]any)
+	for _, tk := range tasks {
+		t.Logf("dump: mesos-local task %v state %v", dig(tk, "task_id", "value"), dig(tk, "state"))
+	}
+	fws, _ := dig(st, "get_state", "get_frameworks", "frameworks").([]any)
+	for _, fw := range fws {
+		offers, _ := dig(fw, "offers").([]any)
+		t.Logf("dump: mesos-local framework %v active %v connected %v offers %d", dig(fw, "framework_info", "id", "value"), dig(fw, "active"), dig(fw, "connected"), len(offers))
 	}
 }
 
@@ -469,7 +544,8 @@ func TestNemesis(t *testing.T) {
 	for _, s := range n.servers {
 		args := []string{"server", "--node-name", s.name, "--data-dir", s.dataDir,
 			"--api-addr", s.api, "--raft-addr", s.raft, "--raft-advertise", proxies[s.name], "--gossip-addr", s.gossip,
-			"--bootstrap-expect", "3", "--mesos-master", "http://" + n.mesosAddr}
+			"--bootstrap-expect", "3", "--mesos-master", "http://" + n.mesosAddr,
+			"--task-users", "*"} // PostgreSQL runs as postgres
 		for _, o := range n.servers {
 			if o != s {
 				args = append(args, "--join", o.gossip)
@@ -495,7 +571,21 @@ func TestNemesis(t *testing.T) {
 		})
 		n.want[app] = 1
 	}
-	n.converge(0, apps)
+	all := apps // every app the checks cover; the client writes to apps
+	var pg *pgWriter
+	if havePostgres() {
+		var stopPG func()
+		pg, stopPG = n.startPostgres()
+		defer stopPG()
+		all = append(append([]string(nil), apps...), nemesisPG)
+	} else {
+		t.Log("nemesis: no PostgreSQL here (needs it in /usr/lib/postgresql, a postgres user and root); running without it")
+	}
+	n.converge(0, all)
+	if pg != nil {
+		pg.awaitRows(10)
+		pg.check(0)
+	}
 
 	// The sampler looks for an instance running twice throughout.
 	sampleCtx, stopSampler := context.WithCancel(context.Background())
@@ -527,13 +617,17 @@ func TestNemesis(t *testing.T) {
 		linSleep(context.Background(), 2*time.Second) // traffic before the fault
 		began := time.Now()
 		heal, desc := f.inject(n)
+		t.Logf("round %d: %s", round, desc)
 		linSleep(context.Background(), hold) // the fault's duration
 		heal()
 		linSleep(context.Background(), 2*time.Second) // traffic after the heal
 		stopClients()
 		clients.Wait()
 		n.settle(apps)
-		n.converge(round, apps)
+		n.converge(round, all)
+		if pg != nil {
+			pg.check(round)
+		}
 		counts[f.name]++
 		n.mu.Lock()
 		ok, failed, unknown := n.okOps, n.failedOps, n.unknown
@@ -546,7 +640,7 @@ func TestNemesis(t *testing.T) {
 	}
 
 	// Remove everything: no task, reservation or volume may remain.
-	for _, app := range apps {
+	for _, app := range all {
 		eventually(t, 2*time.Minute, "delete "+app, func() bool {
 			return n.write(context.Background(), n.servers[0], func(ctx context.Context, reqID string) error {
 				_, err := n.servers[0].apps.DeleteApp(ctx, connect.NewRequest(&v1.DeleteAppRequest{Id: app, Force: true, RequestId: reqID}))
@@ -578,6 +672,6 @@ func TestNemesis(t *testing.T) {
 		kinds = append(kinds, fmt.Sprintf("%s×%d", k, v))
 	}
 	sort.Strings(kinds)
-	t.Logf("nemesis: %d rounds (%s), seed %d; ops ok %d, failed %d, unknown %d; %d instances, none ran twice, none moved; nothing leaked",
-		*nemesisRounds, strings.Join(kinds, ", "), seed, n.okOps, n.failedOps, n.unknown, len(n.agentOf))
+	t.Logf("nemesis: %d rounds (%s), seed %d; ops ok %d, failed %d, unknown %d; %d instances; %d seen running twice; nothing leaked",
+		*nemesisRounds, strings.Join(kinds, ", "), seed, n.okOps, n.failedOps, n.unknown, len(n.agentOf), len(n.twice))
 }
