@@ -378,6 +378,27 @@ func (n *nemesis) converge(round int, apps []string) {
 	}
 }
 
+// keepLogs writes every process's whole output to a directory that
+// outlives the test, when it failed.
+func (n *nemesis) keepLogs() {
+	if !n.t.Failed() {
+		return
+	}
+	dir, err := os.MkdirTemp("", "berth-nemesis-")
+	if err != nil {
+		n.t.Logf("cannot keep the logs: %v", err)
+		return
+	}
+	procs := []*proc{n.mesos}
+	for _, s := range n.servers {
+		procs = append(procs, s.p)
+	}
+	for _, p := range procs {
+		_ = os.WriteFile(filepath.Join(dir, p.name+".log"), []byte(p.out.String()), 0o644)
+	}
+	n.t.Logf("the processes' logs are in %s", dir)
+}
+
 // await is eventually with a dump of what Berth and mesos-local think when
 // it times out.
 func (n *nemesis) await(timeout time.Duration, what string, cond func() bool) {
@@ -554,6 +575,7 @@ func TestNemesis(t *testing.T) {
 		s.p = startProc(t, s.name, args...)
 	}
 	n.leader(n.servers)
+	t.Cleanup(n.keepLogs)
 
 	var apps []string
 	for i := 0; i < nemesisApps; i++ {
