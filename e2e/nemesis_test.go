@@ -448,6 +448,14 @@ func (n *nemesis) dump() {
 	} else {
 		t.Logf("dump: list deployments: %v", err)
 	}
+	for _, s := range n.servers {
+		for app := range n.want {
+			if res, err := s.apps.GetApp(ctx, connect.NewRequest(&v1.GetAppRequest{Id: app})); err == nil {
+				t.Logf("dump: %s: app %s instances %d version %s summary %v", s.name, app, res.Msg.GetApp().GetInstances(),
+					res.Msg.GetApp().GetVersion(), res.Msg.GetSummary())
+			}
+		}
+	}
 	st := mesosStateOrNil(n.mesosAddr)
 	tasks, _ := dig(st, "get_state", "get_tasks", "tasks").([]any)
 	for _, tk := range tasks {
@@ -457,6 +465,12 @@ func (n *nemesis) dump() {
 	for _, fw := range fws {
 		offers, _ := dig(fw, "offers").([]any)
 		t.Logf("dump: mesos-local framework %v active %v connected %v offers %d", dig(fw, "framework_info", "id", "value"), dig(fw, "active"), dig(fw, "connected"), len(offers))
+	}
+	// The leader's goroutines, in its log (SIGQUIT ends it with a dump).
+	_ = syscall.Kill(lead.p.cmd.Process.Pid, syscall.SIGQUIT)
+	select {
+	case <-lead.p.done:
+	case <-time.After(10 * time.Second):
 	}
 }
 
