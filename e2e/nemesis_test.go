@@ -122,6 +122,10 @@ type nemesis struct {
 	failedOps int
 	unknown   int
 	opSeq     int
+	// late holds, per app, the counts written with an unknown outcome
+	// since the last convergence: they may apply at any time.
+	late       map[string]map[int]bool
+	lateWrites int
 }
 
 func (n *nemesis) leader(among []*nemesisServer) *nemesisServer {
@@ -142,6 +146,13 @@ func (n *nemesis) others(not *nemesisServer) []*nemesisServer {
 // write runs one client write with a request id, retried while its outcome
 // is unknown; it reports whether it was acknowledged.
 func (n *nemesis) write(ctx context.Context, s *nemesisServer, call func(ctx context.Context, reqID string) error) bool {
+	ok, _ := n.writeOutcome(ctx, s, call)
+	return ok
+}
+
+// writeOutcome is write, also reporting whether the outcome is unknown (the
+// write may still apply, at any later time).
+func (n *nemesis) writeOutcome(ctx context.Context, s *nemesisServer, call func(ctx context.Context, reqID string) error) (ok, unknown bool) {
 	n.mu.Lock()
 	n.opSeq++
 	reqID := fmt.Sprintf("nemesis-%s-%d", n.runID, n.opSeq)
@@ -166,15 +177,47 @@ func (n *nemesis) write(ctx context.Context, s *nemesisServer, call func(ctx con
 	default:
 		n.unknown++
 	}
-	return err == nil
+	return err == nil, err != nil && !definiteFailure(err)
 }
 
+// scale sets app's instance count; a write of unknown outcome is
+// remembered as one that may still apply (n.late).
 func (n *nemesis) scale(ctx context.Context, s *nemesisServer, app string, count int) bool {
-	return n.write(ctx, s, func(ctx context.Context, reqID string) error {
+	ok, unknown := n.writeOutcome(ctx, s, func(ctx context.Context, reqID string) error {
 		_, err := s.apps.UpdateApp(ctx, connect.NewRequest(&v1.UpdateAppRequest{
 			Id: app, App: &v1.App{Instances: ptr(int32(count))}, Partial: true, Force: true, RequestId: reqID}))
 		return err
 	})
+	if unknown {
+		n.mu.Lock()
+		if n.late[app] == nil {
+			n.late[app] = map[int]bool{}
+		}
+		n.late[app][count] = true
+		n.mu.Unlock()
+	}
+	return ok
+}
+
+// lateWrite handles a stored count that differs from the wanted one: if a
+// write of unknown outcome set it (it applied after the settling write:
+// a client cancelled as the clients stopped, or a request held by a paused
+// server), the wanted count is written again and true returned; any other
+// count is an acknowledged write lost or a phantom one, and fails the test.
+func (n *nemesis) lateWrite(round int, app string, stored, want int) bool {
+	n.mu.Lock()
+	late := n.late[app][stored]
+	if late {
+		n.lateWrites++
+	}
+	n.mu.Unlock()
+	if !late {
+		n.t.Errorf("round %d: %s stores %d instances: neither the acknowledged %d nor a write of unknown outcome", round, app, stored, want)
+		return false
+	}
+	n.t.Logf("round %d: %s: a write of unknown outcome (%d instances) applied after the settling write; writing %d again", round, app, stored, want)
+	n.scale(context.Background(), n.servers[n.rng.IntN(len(n.servers))], app, want)
+	return true
 }
 
 // client scales and restarts app through server s until ctx ends. A scale
@@ -315,6 +358,14 @@ func (n *nemesis) converge(round int, apps []string) {
 	n.mu.Unlock()
 	for _, app := range apps {
 		n.await(nemesisConverge, fmt.Sprintf("round %d: %s to run %d tasks on every server's view", round, app, want[app]), func() bool {
+			if got := n.appInstances(lead, app); got >= 0 && got != want[app] {
+				// Settled, yet another count: a late write, or a failure.
+				if !n.lateWrite(round, app, got, want[app]) {
+					n.dump()
+					t.FailNow()
+				}
+				return false
+			}
 			for _, s := range n.servers {
 				if n.appInstances(s, app) != want[app] {
 					return false
@@ -376,6 +427,9 @@ func (n *nemesis) converge(round int, apps []string) {
 			t.Errorf("round %d: instance %s runs twice: pids %v", round, inst, pids)
 		}
 	}
+	n.mu.Lock()
+	clear(n.late)
+	n.mu.Unlock()
 }
 
 // keepLogs writes every process's whole output to a directory that
@@ -556,7 +610,7 @@ func TestNemesis(t *testing.T) {
 	}
 	t.Logf("nemesis: %d rounds, seed %d (rerun with -nemesis.seed %d)", *nemesisRounds, seed, seed)
 	n := &nemesis{t: t, rng: rand.New(rand.NewPCG(seed, 0x6e656d65)), runID: fmt.Sprintf("%x", rand.Uint64()),
-		want: map[string]int{}, agentOf: map[string]string{}, volumeOf: map[string]string{}}
+		want: map[string]int{}, agentOf: map[string]string{}, volumeOf: map[string]string{}, late: map[string]map[int]bool{}}
 
 	// Kill what mesos-local leaves running after everything else stopped.
 	n.mesos, n.mesosAddr, n.mesosDir = startMesosLocal(t, 2)
@@ -708,6 +762,6 @@ func TestNemesis(t *testing.T) {
 		kinds = append(kinds, fmt.Sprintf("%s×%d", k, v))
 	}
 	sort.Strings(kinds)
-	t.Logf("nemesis: %d rounds (%s), seed %d; ops ok %d, failed %d, unknown %d; %d instances; %d seen running twice; nothing leaked",
-		*nemesisRounds, strings.Join(kinds, ", "), seed, n.okOps, n.failedOps, n.unknown, len(n.agentOf), len(n.twice))
+	t.Logf("nemesis: %d rounds (%s), seed %d; ops ok %d, failed %d, unknown %d (%d applied after the settling write); %d instances; %d seen running twice; nothing leaked",
+		*nemesisRounds, strings.Join(kinds, ", "), seed, n.okOps, n.failedOps, n.unknown, n.lateWrites, len(n.agentOf), len(n.twice))
 }
