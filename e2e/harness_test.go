@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -124,7 +125,14 @@ type proc struct {
 	cmd  *exec.Cmd
 	out  *syncBuffer
 	done chan struct{}
+	// owner marks the process's environment (BERTH_E2E_OWNER), which the
+	// tasks it runs inherit: mesos-local leaves tasks running when it
+	// stops, in sessions of their own, and the test kills them by it.
+	owner string
 }
+
+// ownerEnv is the environment variable that marks what a test started.
+const ownerEnv = "BERTH_E2E_OWNER"
 
 // startProc starts `berth args...`; it is killed at the end of the test.
 func startProc(t testing.TB, name string, args ...string) *proc {
@@ -135,10 +143,13 @@ func startProc(t testing.TB, name string, args ...string) *proc {
 // startProcIn is startProc with dir as the working directory.
 func startProcIn(t testing.TB, dir, name string, args ...string) *proc {
 	t.Helper()
-	p := &proc{t: t, name: name, args: withAgentResources(args), dir: dir}
+	p := &proc{t: t, name: name, args: withAgentResources(args), dir: dir, owner: fmt.Sprintf("%s-%x", name, rand.Uint64())}
 	p.start()
 	t.Cleanup(func() {
 		p.stop(syscall.SIGTERM, 30*time.Second)
+		if n := killOwned(p.owner); n > 0 {
+			t.Logf("killed %d process(es) %s left running (its tasks)", n, p.name)
+		}
 		if t.Failed() {
 			t.Logf("---- output of %s ----\n%s", p.name, tail(p.out.String(), 200))
 		}
@@ -151,6 +162,7 @@ func (p *proc) start() {
 	p.out = &syncBuffer{}
 	p.cmd = exec.Command(berthBin, p.args...)
 	p.cmd.Dir = p.dir
+	p.cmd.Env = append(os.Environ(), ownerEnv+"="+p.owner)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	// Own process group, so stopping the process also stops what it runs.
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -181,6 +193,33 @@ func (p *proc) stop(sig syscall.Signal, grace time.Duration) {
 		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
 		<-p.done
 	}
+}
+
+// killOwned kills, with their process groups, every process whose
+// environment carries the owner mark, and returns how many it found.
+func killOwned(owner string) int {
+	mark := []byte("\x00" + ownerEnv + "=" + owner + "\x00")
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		env, err := os.ReadFile("/proc/" + e.Name() + "/environ")
+		if err != nil || !bytes.Contains(append([]byte{0}, env...), mark) {
+			continue
+		}
+		if pgid, err := syscall.Getpgid(pid); err == nil && pgid > 1 && pgid != syscall.Getpgrp() {
+			_ = syscall.Kill(-pgid, syscall.SIGKILL)
+		}
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+		n++
+	}
+	return n
 }
 
 // kill9 kills the process at once, as a crash would.

@@ -89,6 +89,7 @@ var registerModel = porcupine.Model{
 type linServer struct {
 	server
 	apps    berthv1connect.AppServiceClient
+	tasks   berthv1connect.TaskServiceClient // the nemesis suite's
 	cluster berthv1connect.ClusterServiceClient
 }
 
@@ -101,6 +102,29 @@ func (s *linServer) leaderSeen() string {
 		return ""
 	}
 	return res.Msg.GetId()
+}
+
+// agreedLeaderOf waits until every listed server names the same leader
+// among them, and returns it.
+func agreedLeaderOf(t *testing.T, among []*linServer) *linServer {
+	t.Helper()
+	var lead *linServer
+	eventually(t, 3*time.Minute, "an agreed leader", func() bool {
+		id := among[0].leaderSeen()
+		for _, s := range among[1:] {
+			if id == "" || s.leaderSeen() != id {
+				return false
+			}
+		}
+		for _, s := range among {
+			if s.name == id {
+				lead = s
+				return true
+			}
+		}
+		return false
+	})
+	return lead
 }
 
 // linRecorder collects the history of every client.
@@ -328,27 +352,9 @@ func TestLinearizableRegisterUnderFaults(t *testing.T) {
 		}
 		return out
 	}
-	// agreedLeader waits until every listed server names the same leader
-	// among them.
 	agreedLeader := func(among []*linServer) *linServer {
 		t.Helper()
-		var lead *linServer
-		eventually(t, 2*time.Minute, "an agreed leader", func() bool {
-			id := among[0].leaderSeen()
-			for _, s := range among[1:] {
-				if id == "" || s.leaderSeen() != id {
-					return false
-				}
-			}
-			for _, s := range among {
-				if s.name == id {
-					lead = s
-					return true
-				}
-			}
-			return false
-		})
-		return lead
+		return agreedLeaderOf(t, among)
 	}
 	agreedLeader(servers)
 

@@ -88,8 +88,8 @@ func (c *Cluster) newAgentRecord(id string, index int, total rset) *agent {
 }
 
 // recoverAgents loads checkpointed agents and creates new ones up to
-// Config.Agents. Tasks that were running when mesos-local stopped get a
-// terminal update: their processes did not survive.
+// Config.Agents. Tasks whose processes still run are adopted (recover.go);
+// the others that were live when mesos-local stopped get a terminal update.
 func (c *Cluster) recoverAgents() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -178,11 +178,14 @@ func (c *Cluster) recoverAgents() error {
 
 func (c *Cluster) recoverTasks(a *agent, tcs []taskCheckpoint) {
 	for _, tc := range tcs {
-		if tc.PID > 0 && tc.PIDStart != "" && procStartTime(tc.PID) == tc.PIDStart {
-			// The process outlived a crashed mesos-local: kill its group.
-			_ = syscall.Kill(-tc.PID, syscall.SIGKILL)
-		}
 		fi, ok := a.fwInfos[tc.FrameworkID]
+		state := mesos.TaskState(mesos.TaskState_value[tc.State])
+		pid, start := taskProcess(&tc)
+		adopt := pid > 0 && ok && c.adoptable(&tc, fi, state)
+		if pid > 0 && !adopt {
+			// A process nobody can take over: kill its group.
+			_ = syscall.Kill(-pid, syscall.SIGKILL)
+		}
 		if !ok {
 			continue
 		}
@@ -192,7 +195,6 @@ func (c *Cluster) recoverTasks(a *agent, tcs []taskCheckpoint) {
 			fw.setInfo(fi)
 			fw.recovered = true
 		}
-		state := mesos.TaskState(mesos.TaskState_value[tc.State])
 		t := &task{info: tc.Info, fwID: tc.FrameworkID, agent: a, executorID: tc.ExecutorID, role: tc.Role,
 			state: state, sandbox: tc.Sandbox, user: fi.User}
 		t.res, _ = upgradeResources(tc.Info.Resources)
@@ -201,6 +203,13 @@ func (c *Cluster) recoverTasks(a *agent, tcs []taskCheckpoint) {
 		}
 		t.pending = tc.Pending
 		fw.tasks[t.info.TaskID.Value] = t
+		if adopt {
+			c.adoptTask(t, pid, start)
+			if len(t.pending) > 0 {
+				c.retrying[t] = struct{}{}
+			}
+			continue
+		}
 		if !isTerminal(state) {
 			c.agentUpdate(t, mesos.TaskStatus{
 				State:   fw.lostState(mesos.TASK_GONE).Enum(),

@@ -201,9 +201,11 @@ func (c *Cluster) Addr() string {
 // URL is "http://" + Addr().
 func (c *Cluster) URL() string { return "http://" + c.Addr() }
 
-// Close stops serving, kills every task process and waits for all
-// goroutines. Agents' checkpoints stay, so a new Cluster on the same work
-// dir recovers them.
+// Close stops serving and waits for all goroutines. As a Mesos agent
+// restart, it leaves the task processes of checkpointing frameworks
+// running (unless Config.KillTasksOnClose) and kills the others. Agents'
+// checkpoints stay, so a new Cluster on the same work dir recovers them
+// and adopts the tasks still running (recover.go).
 func (c *Cluster) Close() error {
 	c.mu.Lock()
 	if c.closed || !c.started || c.cancel == nil {
@@ -224,18 +226,14 @@ func (c *Cluster) Close() error {
 			fw.failoverTimer.Stop()
 		}
 	}
-	var runners []taskRunner
 	for _, a := range c.agentList {
 		for t := range a.tasks {
 			if t.runner != nil {
-				runners = append(runners, t.runner)
+				c.leaveOrKill(t)
 			}
 		}
 	}
 	c.mu.Unlock()
-	for _, r := range runners {
-		r.abandon()
-	}
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	err := c.srv.Shutdown(sctx)

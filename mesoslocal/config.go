@@ -72,6 +72,10 @@ type Config struct {
 	// SimTaskFinalState is the state a simulated task ends in after
 	// SimTaskDuration (default TASK_FINISHED).
 	SimTaskFinalState mesos.TaskState
+	// KillTasksOnClose makes Close kill every task process. By default, as
+	// a Mesos agent restart, the tasks of checkpointing frameworks keep
+	// running and the next start on the same work dir adopts them.
+	KillTasksOnClose bool
 	// MaxOperationRecords bounds the history kept for Operations()
 	// (default 100000; the oldest are dropped).
 	MaxOperationRecords int

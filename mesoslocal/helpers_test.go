@@ -46,6 +46,9 @@ func testConfig(t testing.TB) Config {
 		StatusUpdateRetry:  10 * time.Second,
 		KillGracePeriod:    2 * time.Second,
 		Logger:             testLogger(),
+		// Tests that need tasks to outlive Close (agent recovery) turn
+		// this off and kill what they leave behind themselves.
+		KillTasksOnClose: true,
 	}
 }
 

@@ -104,18 +104,15 @@ func TestStatusUpdatesRetriedUntilAcked(t *testing.T) {
 }
 
 // TestRestartRecovery: a new Cluster on the same work dir brings back the
-// agents with their reservations and volumes; running tasks end with a
-// clear reason; the data is intact.
+// agents with their reservations and volumes; tasks killed at Close
+// (KillTasksOnClose) end with a clear reason; the data is intact.
 func TestRestartRecovery(t *testing.T) {
 	cfg := testConfig(t)
 	c := startWith(t, cfg)
 	info := berthInfo()
 	s := subscribe(t, c, info)
 	o := s.awaitOffer("any", nil)
-	lbl := labels("berth_instance_id", "i1")
-	cpus := reserved(scalar("cpus", 0.5), "berth", "berth", lbl)
-	disk := reserved(scalar("disk", 64), "berth", "berth", lbl)
-	vol := volume(disk, "pid-1", "data")
+	lbl, cpus, disk, vol := berthReservation("i1", "pid-1")
 	task := shellTask("db", o, "echo keep > data/f && sleep 1000", []mesos.Resource{cpus, vol})
 	s.mustCall(calls.Accept(calls.OfferOperations{calls.OpReserve(cpus, disk), calls.OpCreate(vol), calls.OpLaunch(task)}.WithOffers(o.ID)))
 	s.awaitUpdate("db", mesos.TASK_RUNNING)

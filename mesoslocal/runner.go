@@ -29,6 +29,10 @@ type taskRunner interface {
 	// abandon kills the task without reporting anything (agent stopped or
 	// mesos-local closing). It does not wait.
 	abandon()
+	// detach stops watching the task and leaves its process running, for a
+	// later mesos-local on the same work dir to adopt (recover.go). It
+	// does not wait.
+	detach()
 	// wait blocks until the runner has finished.
 	wait()
 }
@@ -38,14 +42,22 @@ type killRequest struct {
 	health bool
 }
 
-// procRunner runs a command task as a local process group.
+// procRunner runs a command task as a local process in a session of its
+// own, or watches one adopted after a restart (recover.go).
 type procRunner struct {
-	c      *Cluster
-	t      *task
-	killCh chan killRequest
-	stop   chan struct{}
-	once   sync.Once
-	done   chan struct{}
+	c          *Cluster
+	t          *task
+	killCh     chan killRequest
+	stop       chan struct{} // closed by abandon: kill, report nothing
+	once       sync.Once
+	detached   chan struct{} // closed by detach: leave running, report nothing
+	detachOnce sync.Once
+	done       chan struct{}
+}
+
+func newProcRunner(c *Cluster, t *task) *procRunner {
+	return &procRunner{c: c, t: t, killCh: make(chan killRequest, 1), stop: make(chan struct{}),
+		detached: make(chan struct{}), done: make(chan struct{})}
 }
 
 func (r *procRunner) kill(grace time.Duration, health bool) {
@@ -56,11 +68,16 @@ func (r *procRunner) kill(grace time.Duration, health bool) {
 }
 
 func (r *procRunner) abandon() { r.once.Do(func() { close(r.stop) }) }
+func (r *procRunner) detach()  { r.detachOnce.Do(func() { close(r.detached) }) }
 func (r *procRunner) wait()    { <-r.done }
 
+// abandoned reports whether the runner was abandoned or detached: it
+// reports nothing more either way.
 func (r *procRunner) abandoned() bool {
 	select {
 	case <-r.stop:
+		return true
+	case <-r.detached:
 		return true
 	default:
 		return false
@@ -99,6 +116,9 @@ type procSpec struct {
 	// machine; with distinct hosts an agent's machine is its loopback
 	// address).
 	checkHost string
+	// lostState is what an adopted task whose exit status is unknown ends
+	// in: TASK_GONE for PARTITION_AWARE frameworks, else TASK_LOST.
+	lostState mesos.TaskState
 }
 
 type volumeLink struct {
@@ -106,7 +126,9 @@ type volumeLink struct {
 	hostPath      string
 }
 
-func (c *Cluster) startProcTask(t *task) {
+// procSpecOf copies what a runner of t needs, with sandbox as its sandbox.
+// Called with c.mu held.
+func (c *Cluster) procSpecOf(t *task, sandbox string) procSpec {
 	fw := c.frameworks[t.fwID]
 	spec := procSpec{
 		info:       t.info,
@@ -116,10 +138,11 @@ func (c *Cluster) startProcTask(t *task) {
 		role:       t.role,
 		user:       t.user,
 		checkpoint: fw != nil && fw.checkpoint(),
-		sandbox:    c.sandboxPath(t),
+		sandbox:    sandbox,
 		endpoint:   c.Addr(),
 		grace:      c.cfg.KillGracePeriod,
 		checkHost:  "127.0.0.1",
+		lostState:  fw.lostState(mesos.TASK_GONE),
 	}
 	if kp := t.info.KillPolicy; kp != nil && kp.GracePeriod != nil {
 		spec.grace = time.Duration(kp.GracePeriod.Nanoseconds)
@@ -140,7 +163,12 @@ func (c *Cluster) startProcTask(t *task) {
 		}
 		spec.volumes = append(spec.volumes, volumeLink{containerPath: cp, hostPath: c.volumePath(t.agent, v)})
 	}
-	r := &procRunner{c: c, t: t, killCh: make(chan killRequest, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	return spec
+}
+
+func (c *Cluster) startProcTask(t *task) {
+	spec := c.procSpecOf(t, c.sandboxPath(t))
+	r := newProcRunner(c, t)
 	t.runner = r
 	t.sandbox = spec.sandbox
 	t.started = time.Now()
@@ -224,19 +252,41 @@ func (r *procRunner) run(s procSpec) {
 	}
 	pid := cmd.Process.Pid
 	exited := make(chan error, 1)
+	// This goroutine outlives the runner when it is detached: it reaps the
+	// process whenever it ends.
 	go func() { exited <- cmd.Wait() }()
-	killGroup := func(sig syscall.Signal) { _ = syscall.Kill(-pid, sig) }
 	startTime := procStartTime(pid)
 	if !r.report(mesos.TaskStatus{State: mesos.TASK_RUNNING.Enum()}, func(t *task) { t.pid, t.pidStart = pid, startTime }) {
-		killGroup(syscall.SIGKILL)
+		if r.isDetached() {
+			return
+		}
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
 		<-exited
 		return
 	}
+	r.supervise(s, env, cred, pid, exited, time.Now())
+}
+
+func (r *procRunner) isDetached() bool {
+	select {
+	case <-r.detached:
+		return true
+	default:
+		return false
+	}
+}
+
+// supervise watches the task's process (pid, the leader of its session and
+// process group) until exited delivers its end, running its health checks
+// and kills. launched is when it started (zero if unknown).
+func (r *procRunner) supervise(s procSpec, env []string, cred *credential, pid int, exited <-chan error, launched time.Time) {
+	ti := &s.info
+	killGroup := func(sig syscall.Signal) { _ = syscall.Kill(-pid, sig) }
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	health := make(chan healthResult, 1)
 	if hc := ti.HealthCheck; hc != nil {
-		go runHealthChecks(ctx, hc, s, env, cred, time.Now(), health)
+		go runHealthChecks(ctx, hc, s, env, cred, launched, health)
 	}
 	var (
 		killed, killedByHealth bool
@@ -259,7 +309,7 @@ func (r *procRunner) run(s procSpec) {
 		case err := <-exited:
 			killGroup(syscall.SIGKILL) // leftovers of the process group
 			cancel()
-			r.report(terminalStatus(err, killed, killedByHealth), nil)
+			r.report(terminalStatus(err, killed, killedByHealth, s.lostState), nil)
 			return
 		case req := <-r.killCh:
 			killedByHealth = killedByHealth || req.health
@@ -269,6 +319,8 @@ func (r *procRunner) run(s procSpec) {
 		case <-r.stop:
 			killGroup(syscall.SIGKILL)
 			<-exited
+			return
+		case <-r.detached:
 			return
 		case h := <-health:
 			if killed {
@@ -285,14 +337,20 @@ func (r *procRunner) run(s procSpec) {
 	}
 }
 
-func terminalStatus(waitErr error, killed, byHealth bool) mesos.TaskStatus {
+// terminalStatus is the update for a task process that ended with waitErr
+// (errExitUnknown for an adopted process: no status to read). lost is the
+// state of a task that ended unkilled with an unknown status.
+func terminalStatus(waitErr error, killed, byHealth bool, lost mesos.TaskState) mesos.TaskStatus {
 	var ws syscall.WaitStatus
 	var ee *exec.ExitError
 	if errors.As(waitErr, &ee) {
 		ws, _ = ee.Sys().(syscall.WaitStatus)
 	}
+	unknown := errors.Is(waitErr, errExitUnknown)
 	var msg string
 	switch {
+	case unknown:
+		msg = "Command ended; its exit status is unknown (" + waitErr.Error() + ")"
 	case waitErr == nil:
 		msg = "Command exited with status 0"
 	case ws.Signaled():
@@ -310,6 +368,14 @@ func terminalStatus(waitErr error, killed, byHealth bool) mesos.TaskStatus {
 			st.Healthy = proto.Bool(false)
 			st.Message = proto.String("Task killed because it failed its health check: " + msg)
 		}
+	case unknown:
+		// As a Mesos agent whose executor terminated without a
+		// checkpointed terminal update: GONE (or LOST), never FINISHED
+		// or FAILED on a guess.
+		st.State = lost.Enum()
+		st.Reason = mesos.REASON_EXECUTOR_TERMINATED.Enum()
+		st.Source = mesos.SOURCE_AGENT.Enum()
+		st.Message = proto.String("Abnormal executor termination: " + msg)
 	case waitErr == nil:
 		st.State = mesos.TASK_FINISHED.Enum()
 	default:
@@ -363,8 +429,12 @@ func taskCredential(name string) (*credential, error) {
 	return cr, nil
 }
 
+// sysProcAttr starts a process in a session of its own (so also its own
+// process group): a task outlives mesos-local as a Mesos executor outlives
+// its agent's restart, a terminal's signals to mesos-local do not reach
+// it, and a signal to the group reaches everything it started.
 func (cr *credential) sysProcAttr() *syscall.SysProcAttr {
-	attr := &syscall.SysProcAttr{Setpgid: true}
+	attr := &syscall.SysProcAttr{Setsid: true}
 	if cr != nil {
 		attr.Credential = &syscall.Credential{Uid: cr.uid, Gid: cr.gid, Groups: cr.groups}
 	}
@@ -589,18 +659,8 @@ func fetchOne(src, dst string) error {
 // procStartTime reads a process's start time (clock ticks since boot), to
 // recognise it after a restart despite pid reuse.
 func procStartTime(pid int) string {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return ""
-	}
-	s := string(b)
-	if i := strings.LastIndexByte(s, ')'); i >= 0 {
-		f := strings.Fields(s[i+1:])
-		if len(f) > 19 {
-			return f[19]
-		}
-	}
-	return ""
+	ps, _ := procInfo(pid)
+	return ps.start
 }
 
 type healthResult struct {

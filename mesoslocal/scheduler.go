@@ -586,9 +586,11 @@ func (c *Cluster) acknowledge(fw *framework, taskID string, uuid []byte) {
 		// The terminal update was acknowledged: forget the task.
 		delete(fw.tasks, taskID)
 		fw.addCompleted(t)
-		if c.cfg.WorkDir != "" && !c.cfg.Simulate {
-			c.checkpointAgent(t.agent)
-		}
+	}
+	if c.cfg.WorkDir != "" {
+		// The acknowledgement is checkpointed too, as by Mesos' status
+		// update manager: a restarted agent resends only what is unacked.
+		c.checkpointTasks(t.agent)
 	}
 }
 

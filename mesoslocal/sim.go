@@ -58,6 +58,7 @@ func (r *simRunner) kill(time.Duration, bool) {
 }
 
 func (r *simRunner) abandon() { r.stopTimer() }
+func (r *simRunner) detach()  { r.stopTimer() }
 func (r *simRunner) wait()    {}
 
 func (r *simRunner) stopTimer() {

@@ -240,7 +240,7 @@ type Server struct {
 	forwardedIndex atomic.Uint64
 
 	// lists bounds the listings running at once (see shed.go).
-	lists listLimiter
+	lists *listLimiter
 
 	// streams is cancelled when Serve shuts down, ending event streams so
 	// that graceful shutdown does not wait for them.

@@ -3,11 +3,14 @@ package rpc
 import (
 	"context"
 	"fmt"
+	"net"
 	"strconv"
+	"sync"
 	"time"
 
 	"connectrpc.com/connect"
 
+	"github.com/berth-dev/berth/acl"
 	"github.com/berth-dev/berth/proto/berth/v1/berthv1connect"
 )
 
@@ -16,7 +19,8 @@ import (
 // writes and the scheduler, so a server runs at most Config.MaxConcurrentLists
 // of them; a listing that cannot start within listQueueWait is shed with
 // ResourceExhausted (HTTP 429 with Retry-After), a clear answer a client can
-// retry, rather than queued without bound.
+// retry, rather than queued without bound. Slots are shared fairly between
+// clients (listLimiter).
 var heavyReads = map[string]bool{
 	berthv1connect.AppServiceListAppsProcedure:               true,
 	berthv1connect.TaskServiceListTasksProcedure:             true,
@@ -29,43 +33,151 @@ const listQueueWait = 2 * time.Second
 // listRetryAfter is the Retry-After a shed listing suggests, in seconds.
 const listRetryAfter = 1
 
+// listLimiter runs at most n listings at once, fairly between clients: one
+// client holds at most perClient of the slots (half of them, at least
+// one), and a freed slot goes to the waiting client that holds the fewest
+// and, among those, was served longest ago, so a client that keeps
+// listing cannot take every slot in turn from the others.
 type listLimiter struct {
-	slots chan struct{}
-	wait  time.Duration
+	n, perClient int
+	wait         time.Duration
+
+	mu      sync.Mutex
+	running int
+	held    map[string]int    // slots by client
+	served  map[string]uint64 // when each client last got a slot (a counter)
+	clock   uint64
+	queue   []*listWaiter // in arrival order
 }
 
-func newListLimiter(n int, wait time.Duration) listLimiter {
-	return listLimiter{slots: make(chan struct{}, n), wait: wait}
+type listWaiter struct {
+	client  string
+	ready   chan struct{} // closed when granted
+	granted bool
 }
 
-// acquire takes a slot, or fails with ResourceExhausted after l.wait.
-func (l listLimiter) acquire(ctx context.Context, procedure string) (release func(), err error) {
+func newListLimiter(n int, wait time.Duration) *listLimiter {
+	return &listLimiter{n: n, perClient: max(1, (n+1)/2), wait: wait, held: map[string]int{}, served: map[string]uint64{}}
+}
+
+// grant gives client a slot. Called with l.mu held.
+func (l *listLimiter) grant(client string) {
+	l.running++
+	l.held[client]++
+	l.clock++
+	l.served[client] = l.clock
+}
+
+// release frees client's slot and hands free slots to waiters.
+func (l *listLimiter) release(client string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.running--
+	if l.held[client]--; l.held[client] <= 0 {
+		delete(l.held, client)
+	}
+	l.dispatch()
+	if len(l.queue) == 0 && len(l.held) == 0 {
+		clear(l.served) // forget idle clients
+	}
+}
+
+// dispatch grants free slots to the waiters that come first (before).
+// Called with l.mu held.
+func (l *listLimiter) dispatch() {
+	for l.running < l.n {
+		best := -1
+		for i, w := range l.queue {
+			if l.held[w.client] >= l.perClient {
+				continue
+			}
+			if best < 0 || l.before(w.client, l.queue[best].client) {
+				best = i
+			}
+		}
+		if best < 0 {
+			return
+		}
+		w := l.queue[best]
+		l.queue = append(l.queue[:best], l.queue[best+1:]...)
+		l.grant(w.client)
+		w.granted = true
+		close(w.ready)
+	}
+}
+
+// before reports whether client a comes before client b for a free slot:
+// fewer slots held, then served longer ago.
+func (l *listLimiter) before(a, b string) bool {
+	if l.held[a] != l.held[b] {
+		return l.held[a] < l.held[b]
+	}
+	return l.served[a] < l.served[b]
+}
+
+// acquire takes a slot for client, or fails with ResourceExhausted after
+// l.wait.
+func (l *listLimiter) acquire(ctx context.Context, procedure, client string) (release func(), err error) {
+	rel := func() { l.release(client) }
+	w := &listWaiter{client: client, ready: make(chan struct{})}
+	l.mu.Lock()
+	l.queue = append(l.queue, w)
+	l.dispatch()
+	l.mu.Unlock()
 	select {
-	case l.slots <- struct{}{}:
-		return func() { <-l.slots }, nil
+	case <-w.ready:
+		return rel, nil
 	default:
 	}
 	t := time.NewTimer(l.wait)
 	defer t.Stop()
+	var fail error
 	select {
-	case l.slots <- struct{}{}:
-		return func() { <-l.slots }, nil
+	case <-w.ready:
+		return rel, nil
 	case <-ctx.Done():
-		return nil, connect.NewError(connect.CodeCanceled, ctx.Err())
+		fail = connect.NewError(connect.CodeCanceled, ctx.Err())
 	case <-t.C:
-		err := connect.NewError(connect.CodeResourceExhausted,
-			fmt.Errorf("%s: this server is running %d listings already; retry in %d s, or use page_size", procedure, cap(l.slots), listRetryAfter))
-		err.Meta().Set("Retry-After", strconv.Itoa(listRetryAfter))
-		return nil, err
+		ce := connect.NewError(connect.CodeResourceExhausted,
+			fmt.Errorf("%s: this server is running %d listings already (at most %d for one client); retry in %d s, or use page_size", procedure, l.n, l.perClient, listRetryAfter))
+		ce.Meta().Set("Retry-After", strconv.Itoa(listRetryAfter))
+		fail = ce
 	}
+	l.mu.Lock()
+	if w.granted {
+		// Granted as the wait ended: hand the slot on.
+		l.mu.Unlock()
+		l.release(client)
+		return nil, fail
+	}
+	for i, q := range l.queue {
+		if q == w {
+			l.queue = append(l.queue[:i], l.queue[i+1:]...)
+			break
+		}
+	}
+	l.mu.Unlock()
+	return nil, fail
 }
 
-func (l listLimiter) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+// listClient names the client of a listing for fairness: its token
+// accessor or certificate name, else its IP address.
+func listClient(ctx context.Context, peer connect.Peer) string {
+	if c := callerFrom(ctx); c != nil && c.name() != acl.Anonymous {
+		return "caller " + c.name()
+	}
+	if host, _, err := net.SplitHostPort(peer.Addr); err == nil {
+		return "addr " + host
+	}
+	return "addr " + peer.Addr
+}
+
+func (l *listLimiter) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
 		if req.Spec().IsClient || !heavyReads[req.Spec().Procedure] {
 			return next(ctx, req)
 		}
-		release, err := l.acquire(ctx, req.Spec().Procedure)
+		release, err := l.acquire(ctx, req.Spec().Procedure, listClient(ctx, req.Peer()))
 		if err != nil {
 			return nil, err
 		}
@@ -74,10 +186,10 @@ func (l listLimiter) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 	}
 }
 
-func (l listLimiter) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+func (l *listLimiter) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
 	return next
 }
 
-func (l listLimiter) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+func (l *listLimiter) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
 	return next
 }

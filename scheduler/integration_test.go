@@ -69,6 +69,8 @@ func startClusterWith(t *testing.T, agents int, resources string, simulate bool,
 		Listen: "127.0.0.1:0", WorkDir: c.workDir, Agents: agents, AgentResources: resources,
 		Simulate: simulate, Logger: testLogger(t), AllocationInterval: allocation,
 		KillGracePeriod: 2 * time.Second,
+		// Close stops the tasks: the test starts no process it leaves behind.
+		KillTasksOnClose: true,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -21,6 +21,7 @@ type devOptions struct {
 	agentResources  string
 	distinctHosts   bool
 	agentAttributes string
+	killTasks       bool
 }
 
 func init() {
@@ -31,7 +32,9 @@ func init() {
 		Long: `dev runs a single-node Berth server together with mesos-local, an
 embedded Mesos-compatible master and agent(s) that run tasks as local processes
 and keep persistent volumes as directories under the data dir. State survives
-a restart on the same --data-dir.`,
+a restart on the same --data-dir, and so do running tasks: they keep running
+while dev is stopped and are adopted when it starts again on the same
+--data-dir (--kill-tasks-on-exit stops them with dev).`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, args []string) error {
 			return runDaemon(c, &o.server, func(ctx context.Context, logger *slog.Logger) error {
@@ -47,6 +50,7 @@ a restart on the same --data-dir.`,
 	f.StringVar(&o.agentResources, "agent-resources", "", `resources of each agent, e.g. "cpus:4;mem:8192;disk:20000;ports:[31000-32000]" (default: sized from this machine)`)
 	f.BoolVar(&o.distinctHosts, "distinct-hosts", true, "give each agent its own loopback address as its hostname (127.0.0.1, 127.0.0.2, ...), so hostname:UNIQUE spreads instances and tasks bind $HOST")
 	f.StringVar(&o.agentAttributes, "agent-attributes", "", `agents' attributes, "rack:r1;zone:a"; several specs separated by '|' go to the agents in turn ("rack:r1;zone:a|rack:r2;zone:b")`)
+	f.BoolVar(&o.killTasks, "kill-tasks-on-exit", false, "kill every task when dev stops (default: tasks keep running and the next dev on this --data-dir adopts them)")
 	f.BoolVar(&o.server.security.insecure, "insecure", false, "allow a non-loopback --api-addr (dev has no TLS: anyone who reaches it owns the server)")
 	o.server.registerMesos(f, "")
 	o.server.registerLimits(f)
@@ -65,13 +69,14 @@ func runDev(ctx context.Context, out io.Writer, o *devOptions, logger *slog.Logg
 		return err
 	}
 	mesos, err := mesoslocal.New(mesoslocal.Config{
-		Listen:          o.mesosListen,
-		WorkDir:         filepath.Join(o.server.dataDir, "mesos"),
-		Agents:          o.agents,
-		AgentResources:  o.agentResources,
-		DistinctHosts:   o.distinctHosts,
-		AgentAttributes: o.agentAttributes,
-		Logger:          logger.With("component", "mesos-local"),
+		Listen:           o.mesosListen,
+		WorkDir:          filepath.Join(o.server.dataDir, "mesos"),
+		Agents:           o.agents,
+		AgentResources:   o.agentResources,
+		DistinctHosts:    o.distinctHosts,
+		AgentAttributes:  o.agentAttributes,
+		KillTasksOnClose: o.killTasks,
+		Logger:           logger.With("component", "mesos-local"),
 	})
 	if err != nil {
 		return err // mesoslocal's errors name it already

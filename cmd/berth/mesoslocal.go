@@ -29,7 +29,11 @@ func newMesosLocalCmd() *cobra.Command {
 		Long: `mesos-local runs a Mesos master and one or more agents in one process.
 It speaks the Mesos v1 scheduler and operator HTTP APIs, runs tasks as local
 processes and keeps persistent volumes and reservations under the work dir,
-so they survive a restart. With --simulate, agents run tasks without processes.`,
+so they survive a restart. As Mesos agents with checkpointing, it leaves the
+tasks of checkpointing frameworks (Berth is one) running when it stops or
+crashes, and adopts them when it starts again on the same work dir
+(--kill-tasks-on-exit stops them with it). With --simulate, agents run tasks
+without processes.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			logger, err := newLogger(logLevel, logFormat, nil)
@@ -59,6 +63,7 @@ so they survive a restart. With --simulate, agents run tasks without processes.`
 	f.IntVar(&cfg.Agents, "agents", 1, "number of agents")
 	f.StringVar(&cfg.AgentResources, "agent-resources", os.Getenv("BERTH_MESOS_LOCAL_AGENT_RESOURCES"), `resources of each agent, e.g. "cpus:4;mem:8192;disk:20000;ports:[31000-32000]" (default: sized from this machine)`)
 	f.BoolVar(&cfg.Simulate, "simulate", false, "simulate tasks without running processes")
+	f.BoolVar(&cfg.KillTasksOnClose, "kill-tasks-on-exit", false, "kill every task when mesos-local stops (default: tasks of checkpointing frameworks keep running and are adopted by the next start)")
 	f.DurationVar(&simRun, "simulate-task-duration", 0, "with --simulate, how long a task runs before finishing (0: until killed)")
 	f.DurationVar(&cfg.AllocationInterval, "allocation-interval", time.Second, "offer batching interval")
 	f.StringVar(&cfg.Hostname, "hostname", "", "agents' hostname in offers (default: the listen host, or 127.0.0.1)")

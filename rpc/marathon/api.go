@@ -20,9 +20,11 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"connectrpc.com/connect"
 
@@ -175,6 +177,16 @@ func (a *API) serve(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 	r = r.WithContext(withRemoteAddr(r.Context(), r.RemoteAddr))
+	// Ids and query values become protobuf strings, which must be UTF-8:
+	// say so instead of failing to encode the Connect call.
+	if !utf8.ValidString(r.URL.Path) {
+		writeMessage(w, http.StatusBadRequest, fmt.Sprintf("path %q is not valid UTF-8", r.URL.Path))
+		return
+	}
+	if q, err := url.QueryUnescape(r.URL.RawQuery); err == nil && !utf8.ValidString(q) {
+		writeMessage(w, http.StatusBadRequest, fmt.Sprintf("query %q is not valid UTF-8", r.URL.RawQuery))
+		return
+	}
 	p := strings.TrimSuffix(r.URL.Path, "/")
 	switch {
 	case p == "/ping":
