@@ -290,6 +290,23 @@ func NewBackup(a *v1.App, i *v1.Instance, id string, now time.Time) *v1.Backup {
 	return b
 }
 
+// NewRestore returns a PENDING restore of the succeeded backup src into
+// instance i's berth (a restore always stops the task).
+func NewRestore(a *v1.App, i *v1.Instance, src *v1.Backup, id string, now time.Time) *v1.Backup {
+	r := NewBackup(a, i, id, now)
+	r.Kind = v1.BackupKind_BACKUP_KIND_RESTORE
+	r.Target = src.GetTarget()
+	r.SourceBackupId = src.GetId()
+	r.ManifestKey = src.GetManifestKey()
+	r.ManifestSha256 = src.GetManifestSha256()
+	r.Bytes = src.GetBytes()
+	r.Consistency = BackupStop
+	if src.GetContainerPath() != "" {
+		r.ContainerPath = src.GetContainerPath()
+	}
+	return r
+}
+
 // BackupEnv is the plain part of the app's backup environment (secret
 // references resolve only on agents).
 func BackupEnv(a *v1.App) map[string]string {

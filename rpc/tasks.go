@@ -61,6 +61,7 @@ func TaskViewOf(inst *v1.Instance) *v1.TaskView {
 		Role:        r.GetRole(),
 		AgentNotice: inst.GetAgentNotice(),
 		BerthEpoch:  r.GetEpoch(),
+		Move:        inst.GetMove(),
 	}
 	if t != nil {
 		tv.Id = t.GetId()

@@ -2294,7 +2294,10 @@ type TaskView struct {
 	AgentNotice string `protobuf:"bytes,40,opt,name=agent_notice,json=agentNotice,proto3" json:"agent_notice,omitempty"`
 	// berth_epoch numbers the instance's berths (a Berth extension): it
 	// grows each time the instance gets a new berth.
-	BerthEpoch    uint64 `protobuf:"varint,41,opt,name=berth_epoch,json=berthEpoch,proto3" json:"berth_epoch,omitempty"`
+	BerthEpoch uint64 `protobuf:"varint,41,opt,name=berth_epoch,json=berthEpoch,proto3" json:"berth_epoch,omitempty"`
+	// move is the instance's current or last move to a new berth
+	// (migration, restore to another agent, replacement; a Berth extension).
+	Move          *Move `protobuf:"bytes,42,opt,name=move,proto3" json:"move,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2488,6 +2491,13 @@ func (x *TaskView) GetBerthEpoch() uint64 {
 		return x.BerthEpoch
 	}
 	return 0
+}
+
+func (x *TaskView) GetMove() *Move {
+	if x != nil {
+		return x.Move
+	}
+	return nil
 }
 
 // TaskLocalVolume is a persistent volume shown on a task.
@@ -3177,8 +3187,11 @@ type Event struct {
 	// and progress: bytes, chunks, rate_bytes_per_second).
 	Backup             *Backup `protobuf:"bytes,20,opt,name=backup,proto3" json:"backup,omitempty"`
 	RateBytesPerSecond float64 `protobuf:"fixed64,21,opt,name=rate_bytes_per_second,json=rateBytesPerSecond,proto3" json:"rate_bytes_per_second,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// move is the instance's move an instance_move_event reports on (step,
+	// agents, downtime).
+	Move          *Move `protobuf:"bytes,22,opt,name=move,proto3" json:"move,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Event) Reset() {
@@ -3307,6 +3320,13 @@ func (x *Event) GetRateBytesPerSecond() float64 {
 		return x.RateBytesPerSecond
 	}
 	return 0
+}
+
+func (x *Event) GetMove() *Move {
+	if x != nil {
+		return x.Move
+	}
+	return nil
 }
 
 // LeaveRequest asks the receiving server to leave.
@@ -4340,7 +4360,7 @@ const file_berth_v1_service_proto_rawDesc = "" +
 	"page_token\x18\x04 \x01(\tR\tpageToken\"e\n" +
 	"\x11ListTasksResponse\x12(\n" +
 	"\x05tasks\x18\x01 \x03(\v2\x12.berth.v1.TaskViewR\x05tasks\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x96\x06\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xba\x06\n" +
 	"\bTaskView\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
 	"\x06app_id\x18\x02 \x01(\tR\x05appId\x12\x1f\n" +
@@ -4368,7 +4388,8 @@ const file_berth_v1_service_proto_rawDesc = "" +
 	"\x17readiness_check_results\x18\x15 \x03(\v2\x1e.berth.v1.ReadinessCheckResultR\x15readinessCheckResults\x12!\n" +
 	"\fagent_notice\x18( \x01(\tR\vagentNotice\x12\x1f\n" +
 	"\vberth_epoch\x18) \x01(\x04R\n" +
-	"berthEpochB\n" +
+	"berthEpoch\x12\"\n" +
+	"\x04move\x18* \x01(\v2\x0e.berth.v1.MoveR\x04moveB\n" +
 	"\n" +
 	"\b_healthy\"_\n" +
 	"\x0fTaskLocalVolume\x12%\n" +
@@ -4412,7 +4433,7 @@ const file_berth_v1_service_proto_rawDesc = "" +
 	"\aversion\x18\x02 \x01(\tR\aversion\"B\n" +
 	"\x13StreamEventsRequest\x12\x14\n" +
 	"\x05types\x18\x01 \x03(\tR\x05types\x12\x15\n" +
-	"\x06app_id\x18\x02 \x01(\tR\x05appId\"\xd1\x03\n" +
+	"\x06app_id\x18\x02 \x01(\tR\x05appId\"\xf5\x03\n" +
 	"\x05Event\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x1c\n" +
 	"\ttimestamp\x18\x02 \x01(\tR\ttimestamp\x12\x15\n" +
@@ -4432,7 +4453,8 @@ const file_berth_v1_service_proto_rawDesc = "" +
 	"\x04host\x18\v \x01(\tR\x04host\x12\x1f\n" +
 	"\x03app\x18\f \x01(\v2\r.berth.v1.AppR\x03app\x12(\n" +
 	"\x06backup\x18\x14 \x01(\v2\x10.berth.v1.BackupR\x06backup\x121\n" +
-	"\x15rate_bytes_per_second\x18\x15 \x01(\x01R\x12rateBytesPerSecondB\n" +
+	"\x15rate_bytes_per_second\x18\x15 \x01(\x01R\x12rateBytesPerSecond\x12\"\n" +
+	"\x04move\x18\x16 \x01(\v2\x0e.berth.v1.MoveR\x04moveB\n" +
 	"\n" +
 	"\b_healthy\"\x0e\n" +
 	"\fLeaveRequest\"\x1f\n" +
@@ -4608,8 +4630,9 @@ var file_berth_v1_service_proto_goTypes = []any{
 	(*RestoreSnapshotResponse)(nil),    // 66: berth.v1.RestoreSnapshotResponse
 	(*App)(nil),                        // 67: berth.v1.App
 	(*TaskFailure)(nil),                // 68: berth.v1.TaskFailure
-	(*Deployment)(nil),                 // 69: berth.v1.Deployment
-	(*Backup)(nil),                     // 70: berth.v1.Backup
+	(*Move)(nil),                       // 69: berth.v1.Move
+	(*Deployment)(nil),                 // 70: berth.v1.Deployment
+	(*Backup)(nil),                     // 71: berth.v1.Backup
 }
 var file_berth_v1_service_proto_depIdxs = []int32{
 	67, // 0: berth.v1.CreateAppRequest.app:type_name -> berth.v1.App
@@ -4638,73 +4661,75 @@ var file_berth_v1_service_proto_depIdxs = []int32{
 	36, // 23: berth.v1.TaskView.local_volumes:type_name -> berth.v1.TaskLocalVolume
 	25, // 24: berth.v1.TaskView.health_check_results:type_name -> berth.v1.HealthCheckResult
 	26, // 25: berth.v1.TaskView.readiness_check_results:type_name -> berth.v1.ReadinessCheckResult
-	35, // 26: berth.v1.KillTaskResponse.task:type_name -> berth.v1.TaskView
-	69, // 27: berth.v1.ListDeploymentsResponse.deployments:type_name -> berth.v1.Deployment
-	41, // 28: berth.v1.ListDeploymentsResponse.current_actions:type_name -> berth.v1.CurrentActions
-	42, // 29: berth.v1.CurrentActions.actions:type_name -> berth.v1.CurrentAction
-	26, // 30: berth.v1.CurrentAction.readiness_check_results:type_name -> berth.v1.ReadinessCheckResult
-	69, // 31: berth.v1.GetDeploymentResponse.deployment:type_name -> berth.v1.Deployment
-	41, // 32: berth.v1.GetDeploymentResponse.current_actions:type_name -> berth.v1.CurrentActions
-	69, // 33: berth.v1.Event.deployment:type_name -> berth.v1.Deployment
-	67, // 34: berth.v1.Event.app:type_name -> berth.v1.App
-	70, // 35: berth.v1.Event.backup:type_name -> berth.v1.Backup
-	52, // 36: berth.v1.MembersResponse.members:type_name -> berth.v1.Member
-	57, // 37: berth.v1.ListPeersResponse.peers:type_name -> berth.v1.Peer
-	2,  // 38: berth.v1.AppService.CreateApp:input_type -> berth.v1.CreateAppRequest
-	4,  // 39: berth.v1.AppService.GetApp:input_type -> berth.v1.GetAppRequest
-	7,  // 40: berth.v1.AppService.ListApps:input_type -> berth.v1.ListAppsRequest
-	9,  // 41: berth.v1.AppService.UpdateApp:input_type -> berth.v1.UpdateAppRequest
-	11, // 42: berth.v1.AppService.DeleteApp:input_type -> berth.v1.DeleteAppRequest
-	13, // 43: berth.v1.AppService.ListAppVersions:input_type -> berth.v1.ListAppVersionsRequest
-	15, // 44: berth.v1.AppService.RestartApp:input_type -> berth.v1.RestartAppRequest
-	17, // 45: berth.v1.AppService.ResetDelay:input_type -> berth.v1.ResetDelayRequest
-	19, // 46: berth.v1.AppService.GetQueue:input_type -> berth.v1.GetQueueRequest
-	33, // 47: berth.v1.TaskService.ListTasks:input_type -> berth.v1.ListTasksRequest
-	37, // 48: berth.v1.TaskService.KillTask:input_type -> berth.v1.KillTaskRequest
-	31, // 49: berth.v1.TaskService.ReadTaskLog:input_type -> berth.v1.ReadTaskLogRequest
-	29, // 50: berth.v1.TaskService.ListCheckResults:input_type -> berth.v1.ListCheckResultsRequest
-	39, // 51: berth.v1.DeploymentService.ListDeployments:input_type -> berth.v1.ListDeploymentsRequest
-	43, // 52: berth.v1.DeploymentService.GetDeployment:input_type -> berth.v1.GetDeploymentRequest
-	45, // 53: berth.v1.DeploymentService.CancelDeployment:input_type -> berth.v1.CancelDeploymentRequest
-	47, // 54: berth.v1.EventService.StreamEvents:input_type -> berth.v1.StreamEventsRequest
-	51, // 55: berth.v1.ClusterService.Members:input_type -> berth.v1.MembersRequest
-	54, // 56: berth.v1.ClusterService.Leader:input_type -> berth.v1.LeaderRequest
-	56, // 57: berth.v1.ClusterService.ListPeers:input_type -> berth.v1.ListPeersRequest
-	59, // 58: berth.v1.ClusterService.RemovePeer:input_type -> berth.v1.RemovePeerRequest
-	61, // 59: berth.v1.ClusterService.TransferLeadership:input_type -> berth.v1.TransferLeadershipRequest
-	63, // 60: berth.v1.ClusterService.SaveSnapshot:input_type -> berth.v1.SaveSnapshotRequest
-	65, // 61: berth.v1.ClusterService.RestoreSnapshot:input_type -> berth.v1.RestoreSnapshotRequest
-	49, // 62: berth.v1.ClusterService.Leave:input_type -> berth.v1.LeaveRequest
-	3,  // 63: berth.v1.AppService.CreateApp:output_type -> berth.v1.CreateAppResponse
-	5,  // 64: berth.v1.AppService.GetApp:output_type -> berth.v1.GetAppResponse
-	8,  // 65: berth.v1.AppService.ListApps:output_type -> berth.v1.ListAppsResponse
-	10, // 66: berth.v1.AppService.UpdateApp:output_type -> berth.v1.UpdateAppResponse
-	12, // 67: berth.v1.AppService.DeleteApp:output_type -> berth.v1.DeleteAppResponse
-	14, // 68: berth.v1.AppService.ListAppVersions:output_type -> berth.v1.ListAppVersionsResponse
-	16, // 69: berth.v1.AppService.RestartApp:output_type -> berth.v1.RestartAppResponse
-	18, // 70: berth.v1.AppService.ResetDelay:output_type -> berth.v1.ResetDelayResponse
-	20, // 71: berth.v1.AppService.GetQueue:output_type -> berth.v1.GetQueueResponse
-	34, // 72: berth.v1.TaskService.ListTasks:output_type -> berth.v1.ListTasksResponse
-	38, // 73: berth.v1.TaskService.KillTask:output_type -> berth.v1.KillTaskResponse
-	32, // 74: berth.v1.TaskService.ReadTaskLog:output_type -> berth.v1.ReadTaskLogResponse
-	30, // 75: berth.v1.TaskService.ListCheckResults:output_type -> berth.v1.ListCheckResultsResponse
-	40, // 76: berth.v1.DeploymentService.ListDeployments:output_type -> berth.v1.ListDeploymentsResponse
-	44, // 77: berth.v1.DeploymentService.GetDeployment:output_type -> berth.v1.GetDeploymentResponse
-	46, // 78: berth.v1.DeploymentService.CancelDeployment:output_type -> berth.v1.CancelDeploymentResponse
-	48, // 79: berth.v1.EventService.StreamEvents:output_type -> berth.v1.Event
-	53, // 80: berth.v1.ClusterService.Members:output_type -> berth.v1.MembersResponse
-	55, // 81: berth.v1.ClusterService.Leader:output_type -> berth.v1.LeaderResponse
-	58, // 82: berth.v1.ClusterService.ListPeers:output_type -> berth.v1.ListPeersResponse
-	60, // 83: berth.v1.ClusterService.RemovePeer:output_type -> berth.v1.RemovePeerResponse
-	62, // 84: berth.v1.ClusterService.TransferLeadership:output_type -> berth.v1.TransferLeadershipResponse
-	64, // 85: berth.v1.ClusterService.SaveSnapshot:output_type -> berth.v1.SaveSnapshotResponse
-	66, // 86: berth.v1.ClusterService.RestoreSnapshot:output_type -> berth.v1.RestoreSnapshotResponse
-	50, // 87: berth.v1.ClusterService.Leave:output_type -> berth.v1.LeaveResponse
-	63, // [63:88] is the sub-list for method output_type
-	38, // [38:63] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	69, // 26: berth.v1.TaskView.move:type_name -> berth.v1.Move
+	35, // 27: berth.v1.KillTaskResponse.task:type_name -> berth.v1.TaskView
+	70, // 28: berth.v1.ListDeploymentsResponse.deployments:type_name -> berth.v1.Deployment
+	41, // 29: berth.v1.ListDeploymentsResponse.current_actions:type_name -> berth.v1.CurrentActions
+	42, // 30: berth.v1.CurrentActions.actions:type_name -> berth.v1.CurrentAction
+	26, // 31: berth.v1.CurrentAction.readiness_check_results:type_name -> berth.v1.ReadinessCheckResult
+	70, // 32: berth.v1.GetDeploymentResponse.deployment:type_name -> berth.v1.Deployment
+	41, // 33: berth.v1.GetDeploymentResponse.current_actions:type_name -> berth.v1.CurrentActions
+	70, // 34: berth.v1.Event.deployment:type_name -> berth.v1.Deployment
+	67, // 35: berth.v1.Event.app:type_name -> berth.v1.App
+	71, // 36: berth.v1.Event.backup:type_name -> berth.v1.Backup
+	69, // 37: berth.v1.Event.move:type_name -> berth.v1.Move
+	52, // 38: berth.v1.MembersResponse.members:type_name -> berth.v1.Member
+	57, // 39: berth.v1.ListPeersResponse.peers:type_name -> berth.v1.Peer
+	2,  // 40: berth.v1.AppService.CreateApp:input_type -> berth.v1.CreateAppRequest
+	4,  // 41: berth.v1.AppService.GetApp:input_type -> berth.v1.GetAppRequest
+	7,  // 42: berth.v1.AppService.ListApps:input_type -> berth.v1.ListAppsRequest
+	9,  // 43: berth.v1.AppService.UpdateApp:input_type -> berth.v1.UpdateAppRequest
+	11, // 44: berth.v1.AppService.DeleteApp:input_type -> berth.v1.DeleteAppRequest
+	13, // 45: berth.v1.AppService.ListAppVersions:input_type -> berth.v1.ListAppVersionsRequest
+	15, // 46: berth.v1.AppService.RestartApp:input_type -> berth.v1.RestartAppRequest
+	17, // 47: berth.v1.AppService.ResetDelay:input_type -> berth.v1.ResetDelayRequest
+	19, // 48: berth.v1.AppService.GetQueue:input_type -> berth.v1.GetQueueRequest
+	33, // 49: berth.v1.TaskService.ListTasks:input_type -> berth.v1.ListTasksRequest
+	37, // 50: berth.v1.TaskService.KillTask:input_type -> berth.v1.KillTaskRequest
+	31, // 51: berth.v1.TaskService.ReadTaskLog:input_type -> berth.v1.ReadTaskLogRequest
+	29, // 52: berth.v1.TaskService.ListCheckResults:input_type -> berth.v1.ListCheckResultsRequest
+	39, // 53: berth.v1.DeploymentService.ListDeployments:input_type -> berth.v1.ListDeploymentsRequest
+	43, // 54: berth.v1.DeploymentService.GetDeployment:input_type -> berth.v1.GetDeploymentRequest
+	45, // 55: berth.v1.DeploymentService.CancelDeployment:input_type -> berth.v1.CancelDeploymentRequest
+	47, // 56: berth.v1.EventService.StreamEvents:input_type -> berth.v1.StreamEventsRequest
+	51, // 57: berth.v1.ClusterService.Members:input_type -> berth.v1.MembersRequest
+	54, // 58: berth.v1.ClusterService.Leader:input_type -> berth.v1.LeaderRequest
+	56, // 59: berth.v1.ClusterService.ListPeers:input_type -> berth.v1.ListPeersRequest
+	59, // 60: berth.v1.ClusterService.RemovePeer:input_type -> berth.v1.RemovePeerRequest
+	61, // 61: berth.v1.ClusterService.TransferLeadership:input_type -> berth.v1.TransferLeadershipRequest
+	63, // 62: berth.v1.ClusterService.SaveSnapshot:input_type -> berth.v1.SaveSnapshotRequest
+	65, // 63: berth.v1.ClusterService.RestoreSnapshot:input_type -> berth.v1.RestoreSnapshotRequest
+	49, // 64: berth.v1.ClusterService.Leave:input_type -> berth.v1.LeaveRequest
+	3,  // 65: berth.v1.AppService.CreateApp:output_type -> berth.v1.CreateAppResponse
+	5,  // 66: berth.v1.AppService.GetApp:output_type -> berth.v1.GetAppResponse
+	8,  // 67: berth.v1.AppService.ListApps:output_type -> berth.v1.ListAppsResponse
+	10, // 68: berth.v1.AppService.UpdateApp:output_type -> berth.v1.UpdateAppResponse
+	12, // 69: berth.v1.AppService.DeleteApp:output_type -> berth.v1.DeleteAppResponse
+	14, // 70: berth.v1.AppService.ListAppVersions:output_type -> berth.v1.ListAppVersionsResponse
+	16, // 71: berth.v1.AppService.RestartApp:output_type -> berth.v1.RestartAppResponse
+	18, // 72: berth.v1.AppService.ResetDelay:output_type -> berth.v1.ResetDelayResponse
+	20, // 73: berth.v1.AppService.GetQueue:output_type -> berth.v1.GetQueueResponse
+	34, // 74: berth.v1.TaskService.ListTasks:output_type -> berth.v1.ListTasksResponse
+	38, // 75: berth.v1.TaskService.KillTask:output_type -> berth.v1.KillTaskResponse
+	32, // 76: berth.v1.TaskService.ReadTaskLog:output_type -> berth.v1.ReadTaskLogResponse
+	30, // 77: berth.v1.TaskService.ListCheckResults:output_type -> berth.v1.ListCheckResultsResponse
+	40, // 78: berth.v1.DeploymentService.ListDeployments:output_type -> berth.v1.ListDeploymentsResponse
+	44, // 79: berth.v1.DeploymentService.GetDeployment:output_type -> berth.v1.GetDeploymentResponse
+	46, // 80: berth.v1.DeploymentService.CancelDeployment:output_type -> berth.v1.CancelDeploymentResponse
+	48, // 81: berth.v1.EventService.StreamEvents:output_type -> berth.v1.Event
+	53, // 82: berth.v1.ClusterService.Members:output_type -> berth.v1.MembersResponse
+	55, // 83: berth.v1.ClusterService.Leader:output_type -> berth.v1.LeaderResponse
+	58, // 84: berth.v1.ClusterService.ListPeers:output_type -> berth.v1.ListPeersResponse
+	60, // 85: berth.v1.ClusterService.RemovePeer:output_type -> berth.v1.RemovePeerResponse
+	62, // 86: berth.v1.ClusterService.TransferLeadership:output_type -> berth.v1.TransferLeadershipResponse
+	64, // 87: berth.v1.ClusterService.SaveSnapshot:output_type -> berth.v1.SaveSnapshotResponse
+	66, // 88: berth.v1.ClusterService.RestoreSnapshot:output_type -> berth.v1.RestoreSnapshotResponse
+	50, // 89: berth.v1.ClusterService.Leave:output_type -> berth.v1.LeaveResponse
+	65, // [65:90] is the sub-list for method output_type
+	40, // [40:65] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_berth_v1_service_proto_init() }
