@@ -343,6 +343,9 @@ func (p *planner) copyStatus(b *v1.Backup, s mesos.TaskStatus) {
 		}
 		return
 	}
+	if state == stRunning || state == stFinished {
+		p.moveBerthConfirmed(b, s)
+	}
 	if isLiveState(state) {
 		return
 	}

@@ -191,6 +191,22 @@ func keepsPrevious(i *v1.Instance, g *labelledGroup, agentID string) bool {
 	return prev != nil && g.epoch == prev.GetEpoch() && prev.GetAgentId() == agentID
 }
 
+// moveBerthConfirmed marks a move's new berth RESERVED once its restore
+// task runs there: the task holds the berth's resources, so they are not
+// offered (which would confirm it) and the pending timeout must not
+// abandon a berth being filled.
+func (p *planner) moveBerthConfirmed(b *v1.Backup, s mesos.TaskStatus) {
+	i := p.inst(b.GetInstanceId())
+	if !moveRecord(b) || i == nil || moveOf(i, b) == nil || resState(i) != v1.ReservationState_RESERVATION_STATE_PENDING ||
+		i.GetReservation().GetAgentId() != s.GetAgentID().GetValue() {
+		return
+	}
+	e := p.edit(i.GetId())
+	e.Reservation.State = v1.ReservationState_RESERVATION_STATE_RESERVED
+	e.Reservation.PendingUntil = nil
+	p.changed[e.GetId()] = true
+}
+
 // moveCopyEnded continues a move whose record just ended.
 func (p *planner) moveCopyEnded(b *v1.Backup) {
 	i := p.inst(b.GetInstanceId())

@@ -94,6 +94,10 @@ func runDev(ctx context.Context, out io.Writer, o *devOptions, logger *slog.Logg
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return err
 		}
+		// Copy tasks run as the app's user (e.g. postgres), not ours.
+		if err := os.Chmod(dir, 0o777); err != nil {
+			return err
+		}
 		server.migrationTarget = "file://" + dir
 	}
 	return runServer(ctx, &server, logger, func(api string) {
