@@ -43,7 +43,7 @@ func BackupConsistency(app *v1.App) string {
 func BackupRetention(app *v1.App) backup.Retention {
 	r := app.GetBackup().GetRetention()
 	out := backup.Retention{Keep: int(r.GetKeep())}
-	if r.MaxAge != nil {
+	if r != nil && r.MaxAge != nil { // an app without a policy (a migration through the server's target)
 		out.MaxAge, _ = parseAge(r.GetMaxAge())
 	}
 	return out

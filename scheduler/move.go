@@ -292,11 +292,23 @@ func (p *planner) tickMoveInstance(i *v1.Instance, a *v1.App) {
 	}
 	prev := e.Move.GetPrevious()
 	e.Move.Previous = nil
+	if n := p.moveSourceBytes(e.GetMove()); n > 0 {
+		e.Move.Bytes = n // the leader records a backup's totals after it ended
+	}
 	msg := "new berth healthy"
 	if prev != nil {
 		msg += fmt.Sprintf("; the old berth on agent %s (epoch %d) is released and destroyed when offered", prev.GetAgentId(), prev.GetEpoch())
 	}
 	p.setStep(e, stepDone, msg)
+}
+
+// moveSourceBytes is the size of the backup a move restored from.
+func (p *planner) moveSourceBytes(m *v1.Move) uint64 {
+	r := p.backup(m.GetId() + "-restore") // a migration's restore
+	if r == nil {
+		r = p.backup(m.GetId())
+	}
+	return p.backup(r.GetSourceBackupId()).GetBytes()
 }
 
 // newMoveRestore is the restore record of a replacement from a backup.
