@@ -200,6 +200,7 @@ func (p *planner) tickBackups() {
 		}
 	}
 	p.scheduleBackups()
+	p.tickAutoMoves()
 }
 
 // scheduleBackups creates the backups that apps' schedules make due: an

@@ -242,3 +242,83 @@ func TestRestoreToAgentIsPinned(t *testing.T) {
 		t.Fatalf("restore not on A3: %v", ti)
 	}
 }
+
+// Scheduled maintenance on the berth's agent: the instance is migrated
+// off it (copy on the old berth, restore on a new berth elsewhere), and
+// the agent's inverse offer is accepted once no berth is left there.
+func TestMaintenanceMigratesAndThenAcceptsInverseOffer(t *testing.T) {
+	h, _, inst := movingHarness(t, nil)
+	h.cfg.MigrationTarget = "file:///staging"
+	from := inst.GetReservation().GetAgentId()
+	start := h.now.Add(24 * time.Hour)
+	h.master.agents[from].unavailability = &mesos.Unavailability{Start: mesos.TimeInfo{Nanoseconds: start.UnixNano()}}
+	h.advance(time.Minute)
+	h.settle()
+	h.advance(time.Second) // the settle ends once instances stop changing: the record is new
+	h.settle()
+	var b *v1.Backup
+	for _, r := range h.state().Backups {
+		if r.GetMigrate() && r.GetInstanceId() == inst.GetId() {
+			b = r
+		}
+	}
+	if b == nil || b.GetTarget() != "file:///staging" || b.GetState() != v1.BackupState_BACKUP_STATE_RUNNING {
+		t.Fatalf("no migration copy running: %v\n%v\n%v", h.state().Backups, h.only("/pg"), h.master.log)
+	}
+	io := mesos.InverseOffer{OfferID: mesos.OfferID{Value: "io-1"}, FrameworkID: mesos.FrameworkID{Value: "fw-1"},
+		AgentID: &mesos.AgentID{Value: from}, Unavailability: *h.master.agents[from].unavailability}
+	if d := h.decide(InverseOffers{Offers: []mesos.InverseOffer{io}}); len(d.Calls) != 1 || d.Calls[0].GetDeclineInverseOffers() == nil {
+		t.Fatalf("inverse offer not declined while a berth is there: %v", callTypes(d))
+	}
+	h.finishTask(b.GetTaskId(), mesos.TASK_FINISHED)
+	h.deliver()
+	h.settle()
+	r := h.backupRecord(b.GetId() + "-restore")
+	h.finishTask(r.GetTaskId(), mesos.TASK_FINISHED)
+	h.deliver()
+	h.advance(time.Minute)
+	h.settle()
+	got := h.only("/pg")
+	if got.GetReservation().GetAgentId() == from || got.GetTask().GetState() != stRunning || got.GetMove().GetStep() != stepDone {
+		t.Fatalf("not migrated off the maintenance: %v", got)
+	}
+	if left := h.master.agents[from].res; len(left) != 0 {
+		t.Fatalf("berth left on the agent: %v", h.master.reservations())
+	}
+	io.OfferID.Value = "io-2"
+	if d := h.decide(InverseOffers{Offers: []mesos.InverseOffer{io}}); len(d.Calls) != 1 || d.Calls[0].GetAcceptInverseOffers() == nil {
+		t.Fatalf("inverse offer of the vacated agent not accepted: %v", callTypes(d))
+	}
+}
+
+// DRAIN_AGENT kills the task and the agent accepts no launch: without a
+// policy the instance waits on its berth (never destroyed); with
+// replaceFromBackup it is restored from its latest backup elsewhere.
+func TestDrainWaitsOrReplacesFromBackup(t *testing.T) {
+	for _, replace := range []bool{false, true} {
+		h, app, inst := movingHarness(t, &v1.BackupPolicy{Target: "file:///b", ReplaceFromBackup: replace})
+		from := inst.GetReservation().GetAgentId()
+		src := appmodel.NewBackup(app, inst, "b0", h.now)
+		src.State = v1.BackupState_BACKUP_STATE_SUCCEEDED
+		h.putBackup(src)
+		h.master.drain(from, false)
+		h.deliver()
+		h.advance(time.Minute)
+		h.settle()
+		h.advance(time.Minute)
+		h.settle()
+		got := h.only("/pg")
+		if !replace {
+			if got.GetReservation().GetAgentId() != from || got.GetMove() != nil || !strings.HasPrefix(got.GetAgentNotice(), noticeDraining) {
+				t.Fatalf("without the policy: %v", got)
+			}
+			if d := masterLogHas(h.master, "DESTROY"); len(d) > 0 {
+				t.Fatalf("destroyed on drain: %v", d)
+			}
+			continue
+		}
+		if got.GetMove().GetKind() != moveReplace || got.GetReservation().GetAgentId() == from {
+			t.Fatalf("with replaceFromBackup: %v", got)
+		}
+	}
+}

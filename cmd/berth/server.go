@@ -353,6 +353,7 @@ func runServer(ctx context.Context, o *serverOptions, logger *slog.Logger, ready
 		advertise = o.apiAdvertise
 	}
 	schedCfg.BinaryURL = o.backupBinaryURL
+	schedCfg.MigrationTarget = o.migrationTarget
 	if schedCfg.BinaryURL == "" {
 		scheme := "http"
 		if sec.tlsOn() {
