@@ -142,6 +142,13 @@ func (p *planner) tickMove(b *v1.Backup, i *v1.Instance) bool {
 	}
 	// The task is gone (or lost with its berth): switch to a new berth.
 	e := p.edit(i.GetId())
+	if taskLive(e.GetTask()) {
+		// Unreachable with its lost berth: forgotten; should it come back it
+		// is an unknown task, killed (leftBehind).
+		e.Task.State = stGone
+		e.Task.Message = "left behind: the instance is replaced from a backup"
+		e.Task.UpdatedAt = p.ts()
+	}
 	if hasBerth(e) && !b.GetReplace() {
 		e.Move.Previous = proto.Clone(e.GetReservation()).(*v1.Reservation)
 	}
@@ -161,6 +168,18 @@ func moveWhere(b *v1.Backup) string {
 		return "an agent other than " + b.GetFromAgent()
 	}
 	return "any agent"
+}
+
+// leftBehind is true for an instance whose recorded task is on the berth
+// a move left (a replacement's lost berth): a status of that task is of an
+// unknown task (killed if live), never the instance's.
+func leftBehind(i *v1.Instance) bool {
+	m := i.GetMove()
+	switch m.GetStep() {
+	case stepPlacing, stepRestore, stepLaunch:
+		return i.GetTask().GetAgentId() == m.GetFromAgent() && m.GetPrevious() == nil
+	}
+	return false
 }
 
 // movePlacing returns the move restore waiting for a new berth, or nil.

@@ -322,3 +322,52 @@ func TestDrainWaitsOrReplacesFromBackup(t *testing.T) {
 		}
 	}
 }
+
+// Replacement by hand of an instance on an unreachable agent: the new
+// berth is filled from the backup; when the agent comes back its task is
+// killed (unknown) and its berth destroyed, never launched on.
+func TestReplaceUnreachableThenOldAgentReturns(t *testing.T) {
+	h, app, inst := movingHarness(t, &v1.BackupPolicy{Target: "file:///b"})
+	from := inst.GetReservation().GetAgentId()
+	src := appmodel.NewBackup(app, inst, "b0", h.now)
+	src.State = v1.BackupState_BACKUP_STATE_SUCCEEDED
+	h.putBackup(src)
+	h.master.partition(from)
+	h.deliver()
+	h.settle()
+	if d := masterLogHas(h.master, "DESTROY"); len(d) > 0 {
+		t.Fatalf("destroyed on unreachable: %v", d)
+	}
+	cur := h.only("/pg")
+	r := appmodel.NewRestore(app, cur, src, "r1", h.now)
+	r.Move, r.Replace, r.MigrationId, r.FromAgent = true, true, "r1", from
+	h.putBackup(r)
+	h.settle()
+	h.advance(time.Second)
+	h.settle()
+	restore := h.backupRecord("r1")
+	if restore.GetState() != v1.BackupState_BACKUP_STATE_RUNNING || restore.GetAgentId() == from {
+		t.Fatalf("replacement restore: %v", restore)
+	}
+	h.finishTask(restore.GetTaskId(), mesos.TASK_FINISHED)
+	h.deliver()
+	h.advance(time.Minute)
+	h.settle()
+	moved := h.only("/pg")
+	if moved.GetReservation().GetAgentId() == from || moved.GetTask().GetState() != stRunning || moved.GetMove().GetStep() != stepDone {
+		t.Fatalf("after the replacement: %v", moved)
+	}
+	// The old agent returns with its task and berth.
+	h.master.heal(from)
+	h.deliver()
+	h.advance(time.Minute)
+	h.settle()
+	h.advance(time.Minute)
+	h.settle()
+	if live := liveTasksOf(h.master, inst.GetId()); len(live) != 1 || strings.HasPrefix(live[0], from+"/") {
+		t.Fatalf("live tasks after the old agent returned: %v", live)
+	}
+	if d := masterLogHas(h.master, "DESTROY "+inst.GetReservation().GetVolumes()[0].GetPersistenceId()); len(d) != 1 {
+		t.Fatalf("old berth not destroyed once: %v", h.master.log)
+	}
+}
