@@ -371,3 +371,47 @@ func TestReplaceUnreachableThenOldAgentReturns(t *testing.T) {
 		t.Fatalf("old berth not destroyed once: %v", h.master.log)
 	}
 }
+
+// A leader failover at every step of a migration resumes it: the new
+// leader finds the move and its records in the replicated state and ends
+// with one task on the new berth and the old berth destroyed once.
+func TestMigrationResumesAfterFailoverAtEachStep(t *testing.T) {
+	h, app, inst := movingHarness(t, &v1.BackupPolicy{Target: "file:///b"})
+	from := inst.GetReservation().GetAgentId()
+	oldPID := inst.GetReservation().GetVolumes()[0].GetPersistenceId()
+	h.putBackup(migrateRecord(app, inst, "m1", h.now))
+	h.restart() // committed, nothing done yet
+	h.settle()
+	h.restart() // the copy runs
+	h.settle()
+	h.finishTask(inst.GetId()+"._backup.m1", mesos.TASK_FINISHED)
+	h.restart() // the copy's end is learned by reconciliation
+	h.deliver()
+	h.settle()
+	h.advance(time.Second)
+	h.settle()
+	if m := h.only("/pg").GetMove(); m.GetStep() != stepRestore {
+		t.Fatalf("move after the copy and failovers: %v", m)
+	}
+	h.restart() // the restore runs on the new berth
+	h.settle()
+	r := h.backupRecord("m1-restore")
+	h.finishTask(r.GetTaskId(), mesos.TASK_FINISHED)
+	h.deliver()
+	h.restart() // launch
+	h.advance(time.Minute)
+	h.settle()
+	h.restart() // done: the old berth is collected by the new leader
+	h.advance(time.Minute)
+	h.settle()
+	got := h.only("/pg")
+	if got.GetReservation().GetAgentId() == from || got.GetMove().GetStep() != stepDone || got.GetTask().GetState() != stRunning {
+		t.Fatalf("after the migration with failovers: %v", got)
+	}
+	if d := masterLogHas(h.master, "DESTROY "+oldPID); len(d) != 1 {
+		t.Fatalf("old volume destroyed %d times: %v", len(d), h.master.log)
+	}
+	if live := liveTasksOf(h.master, inst.GetId()); len(live) != 1 {
+		t.Fatalf("live tasks %v", live)
+	}
+}
