@@ -25,12 +25,12 @@ func TestMigrateDowntimeBySize(t *testing.T) {
 	for _, mb := range strings.Split(sizes, ",") {
 		app := "/blob" + mb
 		def := fmt.Sprintf(`{"id": %q, "instances": 1, "cpus": 0.2, "mem": 64, "disk": 0,
-  "cmd": "test -f data/blob || head -c %sM /dev/urandom > data/blob; sleep 100000",
+  "cmd": "test -f data/blob || { head -c %sM /dev/urandom > data/blob.tmp && sync && mv data/blob.tmp data/blob; }; sleep 100000",
+  "healthChecks": [{"protocol": "COMMAND", "command": {"value": "test -f data/blob"}, "intervalSeconds": 1, "gracePeriodSeconds": 300}],
   "container": {"type": "MESOS", "volumes": [{"containerPath": "data", "mode": "RW", "persistent": {"size": %s}}]}}`,
 			app, mb, fmt.Sprint(mustAtoi(t, mb)+64))
 		mustCLI(t, api, "app", "add", writeFile(t, "blob"+mb+".json", def), "--wait")
 		first := waitHealthy(t, api, app, nil)
-		time.Sleep(2 * time.Second) // the blob is written before sleep starts; let it land
 		start := time.Now()
 		out := mustCLI(t, api, "instance", "migrate", first.InstanceID, "--wait")
 		total := time.Since(start)
