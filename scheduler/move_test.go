@@ -415,3 +415,43 @@ func TestMigrationResumesAfterFailoverAtEachStep(t *testing.T) {
 		t.Fatalf("live tasks %v", live)
 	}
 }
+
+// The restore task of a move becoming UNREACHABLE is waited for: nothing
+// is destroyed, neither berth is launched on, and the move goes on once
+// the agent is back.
+func TestMoveWaitsForUnreachableRestore(t *testing.T) {
+	h, app, inst := movingHarness(t, &v1.BackupPolicy{Target: "file:///b"})
+	from := inst.GetReservation().GetAgentId()
+	to := otherAgent(from)
+	src := appmodel.NewBackup(app, inst, "b0", h.now)
+	src.State = v1.BackupState_BACKUP_STATE_SUCCEEDED
+	h.putBackup(src)
+	r := appmodel.NewRestore(app, inst, src, "r1", h.now)
+	r.Move, r.MigrationId, r.FromAgent, r.ToAgent = true, "r1", from, to
+	h.putBackup(r)
+	h.settle()
+	h.master.partition(to)
+	h.deliver()
+	for k := 0; k < 3; k++ {
+		h.advance(10 * time.Minute)
+		h.settle()
+	}
+	if d := masterLogHas(h.master, "DESTROY"); len(d) > 0 {
+		t.Fatalf("destroyed while the restore was unreachable: %v", d)
+	}
+	if got := h.only("/pg"); got.GetMove().GetStep() != stepRestore || got.GetMove().GetPrevious() == nil {
+		t.Fatalf("move while unreachable: %v", got.GetMove())
+	}
+	if live := liveTasksOf(h.master, inst.GetId()); len(live) != 0 {
+		t.Fatalf("app launched while its restore is unreachable: %v", live)
+	}
+	h.master.heal(to)
+	h.deliver()
+	h.finishTask(inst.GetId()+"._restore.r1", mesos.TASK_FINISHED)
+	h.deliver()
+	h.advance(time.Minute)
+	h.settle()
+	if got := h.only("/pg"); got.GetMove().GetStep() != stepDone || got.GetReservation().GetAgentId() != to {
+		t.Fatalf("after the agent came back: %v", got)
+	}
+}
