@@ -71,6 +71,9 @@ func movable(st *fsm.Snapshot, instanceID string, needBerth bool) (*v1.Instance,
 	if inst.GetGoal() != v1.Goal_GOAL_RUNNING {
 		return nil, nil, failedPrecondition("instance %s has goal %s; only a running instance moves", instanceID, inst.GetGoal())
 	}
+	if m := inst.GetMove(); m != nil && m.GetStep() != "done" && m.GetStep() != "failed" {
+		return nil, nil, failedPrecondition("instance %s is moving (%s %s, %s): wait for it to end", instanceID, m.GetKind(), m.GetId(), m.GetStep())
+	}
 	if needBerth && inst.GetReservation().GetState() != v1.ReservationState_RESERVATION_STATE_RESERVED {
 		return nil, nil, failedPrecondition("instance %s has no berth to move (reservation %s)", instanceID, inst.GetReservation().GetState())
 	}
