@@ -416,6 +416,9 @@ func (b *backupService) Restore(ctx context.Context, req *connect.Request[v1.Res
 		}
 		r := appmodel.NewRestore(app, inst, src, id, time.Now())
 		if msg.ToAgent != "" {
+			if err := stillMoving(inst); err != nil {
+				return nil, err
+			}
 			if r.ToAgent, err = b.agentNamed(ctx, msg.ToAgent); err != nil {
 				return nil, err
 			}

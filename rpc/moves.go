@@ -49,6 +49,15 @@ func (s *Server) agentNamed(ctx context.Context, name string) (string, error) {
 	return "", invalid("to_agent", fmt.Sprintf("hostname %q names %d agents (%s): give the agent id", name, len(ids), strings.Join(ids, ", ")))
 }
 
+// stillMoving refuses a new move while the instance's last one runs (its
+// old berth is still kept).
+func stillMoving(inst *v1.Instance) error {
+	if m := inst.GetMove(); m != nil && m.GetStep() != "done" && m.GetStep() != "failed" {
+		return failedPrecondition("instance %s is moving (%s %s, %s): wait for it to end", inst.GetId(), m.GetKind(), m.GetId(), m.GetStep())
+	}
+	return nil
+}
+
 // movable returns the instance and its app when the instance can move.
 func movable(st *fsm.Snapshot, instanceID string, needBerth bool) (*v1.Instance, *v1.App, error) {
 	if instanceID == "" {
@@ -71,8 +80,8 @@ func movable(st *fsm.Snapshot, instanceID string, needBerth bool) (*v1.Instance,
 	if inst.GetGoal() != v1.Goal_GOAL_RUNNING {
 		return nil, nil, failedPrecondition("instance %s has goal %s; only a running instance moves", instanceID, inst.GetGoal())
 	}
-	if m := inst.GetMove(); m != nil && m.GetStep() != "done" && m.GetStep() != "failed" {
-		return nil, nil, failedPrecondition("instance %s is moving (%s %s, %s): wait for it to end", instanceID, m.GetKind(), m.GetId(), m.GetStep())
+	if err := stillMoving(inst); err != nil {
+		return nil, nil, err
 	}
 	if needBerth && inst.GetReservation().GetState() != v1.ReservationState_RESERVATION_STATE_RESERVED {
 		return nil, nil, failedPrecondition("instance %s has no berth to move (reservation %s)", instanceID, inst.GetReservation().GetState())
