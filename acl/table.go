@@ -167,6 +167,9 @@ var Table = map[string]Rule{
 	berthv1connect.BackupServiceDeleteBackupProcedure: writeApp(IDField{"id", BackupID}),
 	berthv1connect.BackupServicePruneBackupsProcedure: writeApp(IDField{"app_id", AppID}),
 	berthv1connect.BackupServiceRestoreProcedure:      writeApp(IDField{"app_id", AppID}, IDField{"backup_id", BackupID}),
+	// Moving an instance destroys its old berth once the new one runs.
+	berthv1connect.BackupServiceMigrateInstanceProcedure: writeApp(IDField{"instance_id", TaskID}),
+	berthv1connect.BackupServiceReplaceInstanceProcedure: writeApp(IDField{"instance_id", TaskID}, IDField{"backup_id", BackupID}),
 
 	berthv1connect.ClusterServiceMembersProcedure:            read,
 	berthv1connect.ClusterServiceLeaderProcedure:             read,

@@ -43,7 +43,7 @@ func BackupConsistency(app *v1.App) string {
 func BackupRetention(app *v1.App) backup.Retention {
 	r := app.GetBackup().GetRetention()
 	out := backup.Retention{Keep: int(r.GetKeep())}
-	if r.MaxAge != nil {
+	if r != nil && r.MaxAge != nil { // an app without a policy (a migration through the server's target)
 		out.MaxAge, _ = parseAge(r.GetMaxAge())
 	}
 	return out
@@ -288,6 +288,23 @@ func NewBackup(a *v1.App, i *v1.Instance, id string, now time.Time) *v1.Backup {
 		b.ContainerPath = vs[0].GetContainerPath()
 	}
 	return b
+}
+
+// NewRestore returns a PENDING restore of the succeeded backup src into
+// instance i's berth (a restore always stops the task).
+func NewRestore(a *v1.App, i *v1.Instance, src *v1.Backup, id string, now time.Time) *v1.Backup {
+	r := NewBackup(a, i, id, now)
+	r.Kind = v1.BackupKind_BACKUP_KIND_RESTORE
+	r.Target = src.GetTarget()
+	r.SourceBackupId = src.GetId()
+	r.ManifestKey = src.GetManifestKey()
+	r.ManifestSha256 = src.GetManifestSha256()
+	r.Bytes = src.GetBytes()
+	r.Consistency = BackupStop
+	if src.GetContainerPath() != "" {
+		r.ContainerPath = src.GetContainerPath()
+	}
+	return r
 }
 
 // BackupEnv is the plain part of the app's backup environment (secret

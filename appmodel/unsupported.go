@@ -37,7 +37,7 @@ func Unsupported(app *v1.App) []string {
 	// Berth never replaces an instance whose agent is unreachable. Said
 	// only when the app asks for timings of its own, not for Marathon's
 	// default (0, 0) that every stateless app gets.
-	if e := app.GetUnreachableStrategy().GetEnabled(); e != nil && (e.GetInactiveAfterSeconds() != DefaultUnreachableInactiveAfterSeconds || e.GetExpungeAfterSeconds() != DefaultUnreachableExpungeAfterSeconds) {
+	if e := app.GetUnreachableStrategy().GetEnabled(); e != nil && !app.GetBackup().GetReplaceFromBackup() && (e.GetInactiveAfterSeconds() != DefaultUnreachableInactiveAfterSeconds || e.GetExpungeAfterSeconds() != DefaultUnreachableExpungeAfterSeconds) {
 		add("unreachableStrategy", "instances on an unreachable agent wait for it (as \"disabled\"); they are not replaced after inactiveAfterSeconds")
 	}
 	if app.GetResidency().GetTaskLostBehavior() == "RELAUNCH_AFTER_TIMEOUT" {

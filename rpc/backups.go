@@ -378,8 +378,6 @@ func (b *backupService) Restore(ctx context.Context, req *connect.Request[v1.Res
 		return nil, invalid("instance_id", "must not be empty")
 	case msg.BackupId == "":
 		return nil, invalid("backup_id", "must not be empty")
-	case msg.ToAgent != "":
-		return nil, connect.NewError(connect.CodeUnimplemented, errors.New("to_agent: restoring onto a new berth on another agent is not supported yet (it comes with migration); restore into the instance's own berth"))
 	}
 	return onLeaderWrite(ctx, b.Server, req.Header(), &msg.RequestId, func(ctx context.Context) (*connect.Response[v1.RestoreResponse], error) {
 		st := b.store().Snapshot()
@@ -416,14 +414,21 @@ func (b *backupService) Restore(ctx context.Context, req *connect.Request[v1.Res
 		if src.GetAppId() != appID {
 			return nil, failedPrecondition("backup_id: backup %s belongs to app %s, not %s", src.GetId(), src.GetAppId(), appID)
 		}
-		r := appmodel.NewBackup(app, inst, id, time.Now())
-		r.Kind = v1.BackupKind_BACKUP_KIND_RESTORE
-		r.Target = src.GetTarget()
-		r.SourceBackupId = src.GetId()
-		r.ManifestKey = src.GetManifestKey()
-		r.ManifestSha256 = src.GetManifestSha256()
-		r.Bytes = src.GetBytes()
-		r.Consistency = appmodel.BackupStop // a restore always stops the task
+		r := appmodel.NewRestore(app, inst, src, id, time.Now())
+		if msg.ToAgent != "" {
+			if err := stillMoving(inst); err != nil {
+				return nil, err
+			}
+			if r.ToAgent, err = b.agentNamed(ctx, msg.ToAgent); err != nil {
+				return nil, err
+			}
+			if r.ToAgent == inst.GetReservation().GetAgentId() {
+				return nil, invalid("to_agent", fmt.Sprintf("%q already holds the instance's berth; restore without to_agent", msg.ToAgent))
+			}
+			r.Move = true
+			r.MigrationId = r.GetId()
+			r.FromAgent = inst.GetReservation().GetAgentId()
+		}
 		if _, err := b.apply(ctx, v1.CommandType_COMMAND_TYPE_BACKUP_PUT, &v1.BackupPutCommand{RequestId: msg.RequestId, Backups: []*v1.Backup{r}}); err != nil {
 			return nil, err
 		}

@@ -116,9 +116,18 @@ func TestBackupService(t *testing.T) {
 		t.Fatalf("list: %v, %v", list, err)
 	}
 
-	// Restore: into the instance's own berth only, from a succeeded backup.
-	_, err = bk.Restore(ctx, connect.NewRequest(&v1.RestoreRequest{AppId: "/db", InstanceId: inst.Id, BackupId: b1.Id, ToAgent: "A2"}))
-	wantCode(t, err, connect.CodeUnimplemented)
+	// Restore: from a succeeded backup; to another agent than the berth's.
+	_, err = bk.Restore(ctx, connect.NewRequest(&v1.RestoreRequest{AppId: "/db", InstanceId: inst.Id, BackupId: b1.Id, ToAgent: inst.GetReservation().GetAgentId()}))
+	wantCode(t, err, connect.CodeInvalidArgument)
+	// Moves name an instance that exists; a replacement a backup of its own.
+	_, err = bk.MigrateInstance(ctx, connect.NewRequest(&v1.MigrateInstanceRequest{}))
+	wantCode(t, err, connect.CodeInvalidArgument)
+	_, err = bk.MigrateInstance(ctx, connect.NewRequest(&v1.MigrateInstanceRequest{InstanceId: "db.instance-nope"}))
+	wantCode(t, err, connect.CodeNotFound)
+	_, err = bk.MigrateInstance(ctx, connect.NewRequest(&v1.MigrateInstanceRequest{InstanceId: inst.Id, ToAgent: inst.GetReservation().GetAgentId()}))
+	wantCode(t, err, connect.CodeInvalidArgument)
+	_, err = bk.ReplaceInstance(ctx, connect.NewRequest(&v1.ReplaceInstanceRequest{InstanceId: inst.Id, BackupId: "nope"}))
+	wantCode(t, err, connect.CodeNotFound)
 	_, err = bk.Restore(ctx, connect.NewRequest(&v1.RestoreRequest{AppId: "/db", InstanceId: inst.Id, BackupId: "nope"}))
 	wantCode(t, err, connect.CodeNotFound)
 	rs, err := bk.Restore(ctx, connect.NewRequest(&v1.RestoreRequest{AppId: "/db", InstanceId: inst.Id, BackupId: b1.Id}))

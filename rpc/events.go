@@ -47,6 +47,7 @@ var EventTypes = []string{
 	EventStreamAttached,
 	"health_status_changed_event",
 	"instance_changed_event",
+	"instance_move_event",
 	"readiness_check_result",
 	"reconciliation_complete",
 	"reconciliation_incomplete",

@@ -101,6 +101,9 @@ type Config struct {
 	// server commits (typically the same *EventBroker as Events). Nil:
 	// they are dropped.
 	Publisher EventPublisher
+	// MigrationTarget is the staging target (file:///path or s3://...) of
+	// migrations of apps without a backup target.
+	MigrationTarget string
 	// BinaryPath is the berth binary served at GET /v1/binary/berth for
 	// backup and restore tasks (default: this process's executable).
 	BinaryPath string

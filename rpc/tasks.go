@@ -72,6 +72,7 @@ func TaskViewOf(inst *v1.Instance) *v1.TaskView {
 		BerthEpoch:       r.GetEpoch(),
 		ReservationState: reservationStateNames[r.GetState()],
 		LastFailure:      inst.GetLastFailure(),
+		Move:             inst.GetMove(),
 	}
 	if t != nil {
 		tv.Id = t.GetId()

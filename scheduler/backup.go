@@ -170,6 +170,7 @@ func (p *planner) failBackup(id, reason string) {
 	e.Error = reason
 	e.FinishedAt = p.ts()
 	p.backupEvent(e, "")
+	p.moveCopyEnded(e)
 }
 
 // tickBackups moves backups and restores along: it fails those whose
@@ -182,6 +183,9 @@ func (p *planner) tickBackups() {
 			continue
 		}
 		i := p.inst(b.GetInstanceId())
+		if p.tickMove(b, i) {
+			continue
+		}
 		if i == nil || goalOf(i) == v1.Goal_GOAL_DECOMMISSIONED || !hasBerth(i) {
 			if b.GetState() == v1.BackupState_BACKUP_STATE_RUNNING {
 				// The copy may still hold the volume: stop it first.
@@ -196,6 +200,7 @@ func (p *planner) tickBackups() {
 		}
 	}
 	p.scheduleBackups()
+	p.tickAutoMoves()
 }
 
 // scheduleBackups creates the backups that apps' schedules make due: an
@@ -345,6 +350,9 @@ func (p *planner) copyStatus(b *v1.Backup, s mesos.TaskStatus) {
 		}
 		return
 	}
+	if state == stRunning || state == stFinished {
+		p.moveBerthConfirmed(b, s)
+	}
 	if isLiveState(state) {
 		return
 	}
@@ -361,6 +369,7 @@ func (p *planner) copyStatus(b *v1.Backup, s mesos.TaskStatus) {
 		e.Error = fmt.Sprintf("copy task ended %s: %s", state, s.GetMessage())
 	}
 	p.backupEvent(e, "")
+	p.moveCopyEnded(e)
 }
 
 // copyTasks lists the copy tasks in progress (task id → agent id), for

@@ -89,6 +89,10 @@ type Config struct {
 	// restore tasks (a Berth server's GET /v1/binary/berth). Without it
 	// backups fail with a message saying so.
 	BinaryURL string
+	// MigrationTarget is the backup target migrations of apps without one
+	// go through (server --migration-target). Without it such apps are not
+	// migrated automatically.
+	MigrationTarget string
 	// Logger receives structured logs (default slog.Default()).
 	Logger *slog.Logger
 }

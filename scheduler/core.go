@@ -595,6 +595,8 @@ func (p *planner) upgradeApp(a *v1.App, ids []string) {
 func (p *planner) tickInstance(id string) {
 	i := p.inst(id)
 	a := p.st.Apps[i.GetAppId()]
+	p.tickMoveInstance(i, a)
+	i = p.inst(id)
 	t := i.GetTask()
 	live := taskLive(t)
 	goal := goalOf(i)

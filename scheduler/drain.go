@@ -102,7 +102,7 @@ func (p *planner) noteStatusAgent(e *v1.Instance, s mesos.TaskStatus) {
 	case s.GetState() == mesos.TASK_GONE_BY_OPERATOR:
 		p.setNotice(e.GetId(), fmt.Sprintf("%s: agent %s was marked gone by the operator and its berth with it", noticeGone, agentID))
 	case s.GetReason() == mesos.REASON_AGENT_DRAINING:
-		p.setNotice(e.GetId(), fmt.Sprintf("%s: agent %s is draining; the instance waits for it to be reactivated or marked gone", noticeDraining, agentID))
+		p.setNotice(e.GetId(), fmt.Sprintf("%s: agent %s is draining; its berth cannot be copied (a draining agent accepts no launch): the instance waits for it to be reactivated or marked gone, or is restored from its latest backup with backup.replaceFromBackup", noticeDraining, agentID))
 	}
 }
 
@@ -131,9 +131,17 @@ const inverseRefuse = 10 * time.Minute
 func (p *planner) onInverseOffers(ios []mesos.InverseOffer) {
 	byAgent := map[string]string{}
 	ids := make([]mesos.OfferID, 0, len(ios))
+	var vacated []mesos.OfferID
 	for _, io := range ios {
 		byAgent[io.GetAgentID().GetValue()] = maintenanceNotice(&io.Unavailability)
-		ids = append(ids, io.OfferID)
+		if p.berthsOn(io.GetAgentID().GetValue()) {
+			ids = append(ids, io.OfferID)
+		} else {
+			vacated = append(vacated, io.OfferID) // every berth migrated off
+		}
+	}
+	if len(vacated) > 0 {
+		p.call(calls.AcceptInverseOffers(vacated...))
 	}
 	for _, id := range p.allInstanceIDs() {
 		i := p.inst(id)

@@ -24,7 +24,9 @@ const LabelEpoch = "berth_epoch"
 
 // nextEpoch is the epoch of a new berth for an instance: one more than the
 // last one it had (kept in its reservation, even when that is NONE).
-func nextEpoch(i *v1.Instance) uint64 { return i.GetReservation().GetEpoch() + 1 }
+func nextEpoch(i *v1.Instance) uint64 {
+	return max(i.GetReservation().GetEpoch(), i.GetMaxEpoch()) + 1
+}
 
 // abandonBerth forgets an instance's berth (its resources are collected
 // when offered, if ever) and keeps the epoch so that the next berth counts
@@ -80,7 +82,8 @@ func labelTask(ti *mesos.TaskInfo, i *v1.Instance) {
 // This is where replacement from a backup will hook in: an app whose
 // policy asks for it restores its latest backup into the new berth
 // instead of starting empty.
-func (p *planner) berthLost(e *v1.Instance, _ *v1.App) {
+func (p *planner) berthLost(e *v1.Instance, a *v1.App) {
+	p.replaceFromBackup(e, a, "agent gone")
 	abandonBerth(e)
 	p.changed[e.GetId()] = true
 }

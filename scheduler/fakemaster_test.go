@@ -337,7 +337,7 @@ func (m *fakeMaster) handle(c *scheduler.Call) {
 		}
 	case scheduler.Call_ACKNOWLEDGE:
 		m.acked[c.Acknowledge.TaskID.Value]++
-	case scheduler.Call_REVIVE, scheduler.Call_SUPPRESS, scheduler.Call_DECLINE_INVERSE_OFFERS:
+	case scheduler.Call_REVIVE, scheduler.Call_SUPPRESS, scheduler.Call_DECLINE_INVERSE_OFFERS, scheduler.Call_ACCEPT_INVERSE_OFFERS:
 	default:
 		m.errorf("unexpected call %s", c.Type)
 	}

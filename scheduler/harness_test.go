@@ -285,7 +285,10 @@ func (h *harness) checkMaster() {
 	perInstance := map[string]string{}
 	for _, a := range h.master.agents {
 		for tid, t := range a.tasks {
-			if !isLiveState(t.state.String()) {
+			if !isLiveState(t.state.String()) || t.state == mesos.TASK_UNREACHABLE {
+				// An unreachable task is out of reach: a replacement from a
+				// backup runs beside it on another berth; should it come
+				// back it must be killed before anything else is checked.
 				continue
 			}
 			iid := instanceIDOfAnyTask(tid)

@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"fmt"
 	"sort"
 	"time"
 
@@ -52,7 +53,14 @@ func (p *planner) onOffers(offers []mesos.Offer) {
 	}
 	for _, id := range p.allInstanceIDs() {
 		i := p.inst(id)
-		if !p.launchDue(i) || p.st.Apps[i.GetAppId()] == nil {
+		if p.st.Apps[i.GetAppId()] == nil {
+			continue
+		}
+		if p.movePlacing(i) != nil {
+			r.cands = append(r.cands, id) // a new berth for a move, filled by its restore
+			continue
+		}
+		if !p.launchDue(i) {
 			continue
 		}
 		if hasBerth(i) {
@@ -144,6 +152,9 @@ func (p *planner) matchOffer(o *mesos.Offer, v *offerView, r *offerRound) []meso
 	for _, g := range v.labelledGroups() {
 		iid := g.instanceID
 		i := p.inst(iid)
+		if i != nil && keepsPrevious(i, g, o.AgentID.Value) {
+			continue // the old berth of a move in progress: kept until the new task is healthy
+		}
 		if i == nil || !hasBerth(i) || i.GetReservation().GetAgentId() != o.AgentID.Value ||
 			g.epoch != i.GetReservation().GetEpoch() {
 			// Unknown instance, or one that is not pinned here any more or
@@ -192,7 +203,7 @@ func (p *planner) matchOffer(o *mesos.Offer, v *offerView, r *offerRound) []meso
 		if op := p.activeOp(iid); op != nil {
 			// The berth is held for a copy: it runs once the app's task is
 			// gone and the whole berth is offered.
-			if a != nil && op.GetState() == v1.BackupState_BACKUP_STATE_PENDING && !taskLive(i.GetTask()) && !missing && groupCovers(g, i.GetReservation()) {
+			if a != nil && !moveRecord(op) && op.GetState() == v1.BackupState_BACKUP_STATE_PENDING && !taskLive(i.GetTask()) && !missing && groupCovers(g, i.GetReservation()) {
 				if launch, ok := p.launchCopy(op, a, i, o, mine); ok {
 					launches = append(launches, launch)
 					nLaunch++
@@ -349,6 +360,14 @@ func (p *planner) place(a *v1.App, i *v1.Instance, o *mesos.Offer, v *offerView,
 	if o.Unavailability != nil {
 		return nil, []string{ReasonAgentMaintenance}, false // no new berth on a machine going into maintenance
 	}
+	move := p.movePlacing(i)
+	if move != nil && !moveAllows(move, o) {
+		return nil, []string{ReasonUnfulfilledConstraint}, false
+	}
+	if move != nil && p.cfg.BinaryURL == "" {
+		p.failBackup(move.GetId(), "the scheduler has no URL of the berth binary to fetch (server --advertise-api)")
+		return nil, nil, false
+	}
 	cpus, mem, gpus := appmodel.CPUs(a), appmodel.Mem(a), appmodel.GPUs(a)
 	sandbox := appmodel.Disk(a)
 	vols := appmodel.PersistentVolumes(a)
@@ -442,15 +461,28 @@ func (p *planner) place(a *v1.App, i *v1.Instance, o *mesos.Offer, v *offerView,
 		Volumes:      local,
 		Epoch:        epoch,
 	}
-	labelTask(&ti, e)
-	p.startTask(e, a, taskID, o, ports, inc)
-	p.notePlaced(a, cs, agent, r)
+	if epoch > e.GetMaxEpoch() {
+		e.MaxEpoch = epoch
+	}
 	ops := []mesos.Offer_Operation{calls.OpReserve(reserve...)}
 	if len(create) > 0 {
 		ops = append(ops, calls.OpCreate(create...))
 	}
-	ops = append(ops, calls.OpLaunch(ti))
-	return ops, nil, true
+	p.notePlaced(a, cs, agent, r)
+	if move != nil {
+		// The new berth of a move: the restore fills it before the app's
+		// task launches there.
+		p.changed[e.GetId()] = true
+		launch, ok := p.launchCopy(move, a, e, o, taskRes)
+		if !ok {
+			return nil, nil, false
+		}
+		p.setStep(e, stepRestore, fmt.Sprintf("new berth (epoch %d) on agent %s, restoring backup %s", epoch, o.AgentID.Value, move.GetSourceBackupId()))
+		return append(ops, launch), nil, true
+	}
+	labelTask(&ti, e)
+	p.startTask(e, a, taskID, o, ports, inc)
+	return append(ops, calls.OpLaunch(ti)), nil, true
 }
 
 // placedValues counts, per constraint field, the values of the agents that

@@ -198,6 +198,9 @@ type Memory struct {
 	lastRevive    time.Time
 	demand        map[string]bool
 	configEqual   map[string]bool
+	// unmovable holds the instances already told they cannot be migrated
+	// (no target), so the event is published once per leader.
+	unmovable map[string]bool
 }
 
 // NewMemory returns an empty memory, as after a failover.
@@ -207,6 +210,7 @@ func NewMemory() *Memory {
 		agents:      map[string]agentInfo{},
 		demand:      map[string]bool{},
 		configEqual: map[string]bool{},
+		unmovable:   map[string]bool{},
 	}
 }
 

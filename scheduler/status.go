@@ -137,7 +137,7 @@ func (p *planner) instByTask(taskID string) *v1.Instance {
 		return nil
 	}
 	cur := p.inst(i.GetId())
-	if cur == nil || cur.GetTask().GetId() != taskID {
+	if cur == nil || cur.GetTask().GetId() != taskID || leftBehind(cur) {
 		return nil
 	}
 	return cur

@@ -192,12 +192,15 @@ func restoreCmd() *cobra.Command {
 				}
 				return backupTable(c, []*v1.Backup{res.Msg.GetRestore()})
 			}
+			if toAgent != "" {
+				return waitMove(c.Context(), c, cl, res.Msg.GetRestore())
+			}
 			return waitBackups(c.Context(), c, cl, args[0], []*v1.Backup{res.Msg.GetRestore()})
 		},
 	}
 	c.Flags().StringVar(&instance, "instance", "", "instance whose berth is restored into")
 	c.Flags().StringVar(&backupID, "backup", "", "backup to restore")
-	c.Flags().StringVar(&toAgent, "to-agent", "", "restore onto a new berth on this agent (not supported yet)")
+	c.Flags().StringVar(&toAgent, "to-agent", "", "restore onto a new berth on this agent (id or hostname); the old berth is destroyed once the new task runs (healthy)")
 	c.Flags().BoolVar(&wait, "wait", false, "follow the restore until it ends; fail if it fails")
 	return c
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 
 	"github.com/spf13/cobra"
@@ -93,6 +94,18 @@ func runDev(ctx context.Context, out io.Writer, o *devOptions, logger *slog.Logg
 	// Raft and gossip stay on loopback with kernel-chosen ports: a cluster
 	// of one needs no fixed addresses.
 	server.raftAddr, server.gossipAddr = "127.0.0.1:0", "127.0.0.1:0"
+	if server.migrationTarget == "" {
+		// The dev agents share this machine: a directory is mounted on all.
+		dir := filepath.Join(o.server.dataDir, "migration")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		// Copy tasks run as the app's user (e.g. postgres), not ours.
+		if err := os.Chmod(dir, 0o777); err != nil {
+			return err
+		}
+		server.migrationTarget = "file://" + dir
+	}
 	return runServer(ctx, &server, logger, func(api string) {
 		fmt.Fprintf(out, "berth dev: API on %s, mesos-local on %s, data in %s\n", api, mesos.URL(), o.server.dataDir)
 		scheme := "http"

@@ -51,6 +51,9 @@ type serverOptions struct {
 	// backupBinaryURL is where agents fetch the berth binary for backup
 	// and restore tasks.
 	backupBinaryURL string
+	// migrationTarget is the staging target of migrations of apps without
+	// a backup target.
+	migrationTarget string
 	join            []string
 	bootstrapExpect int
 
@@ -101,6 +104,7 @@ func (o *serverOptions) registerServer(fs *pflag.FlagSet) {
 	fs.StringVar(&o.raftAdvertise, "raft-advertise", "", "Raft address other servers dial (default: --raft-addr)")
 	fs.StringVar(&o.gossipAddr, "gossip-addr", "127.0.0.1:7072", "host:port for gossip (TCP and UDP)")
 	fs.StringVar(&o.gossipAdvertise, "gossip-advertise", "", "gossip address other servers use (default: --gossip-addr)")
+	fs.StringVar(&o.migrationTarget, "migration-target", os.Getenv("BERTH_MIGRATION_TARGET"), "backup target (file:///path mounted on every agent and server, or s3://bucket/prefix) through which instances of apps without a backup target are migrated (berth dev: under --data-dir)")
 	fs.StringVar(&o.backupBinaryURL, "backup-binary-url", os.Getenv("BERTH_BACKUP_BINARY_URL"), "URL agents fetch the berth binary from for backup and restore tasks (default: this server's GET /v1/binary/berth at --api-advertise)")
 	fs.StringSliceVar(&o.join, "join", nil, "gossip address of a server to join (repeatable, or comma-separated)")
 	fs.IntVar(&o.bootstrapExpect, "bootstrap-expect", 0, "number of servers that form a new cluster together (0: a server alone bootstraps itself)")
@@ -350,6 +354,7 @@ func runServer(ctx context.Context, o *serverOptions, logger *slog.Logger, ready
 		advertise = o.apiAdvertise
 	}
 	schedCfg.BinaryURL = o.backupBinaryURL
+	schedCfg.MigrationTarget = o.migrationTarget
 	if schedCfg.BinaryURL == "" {
 		scheme := "http"
 		if sec.tlsOn() {
@@ -415,8 +420,9 @@ func runServer(ctx context.Context, o *serverOptions, logger *slog.Logger, ready
 		Keyring:    clusteradapter.Keyring{Node: node},
 		// berth agent: the Mesos operator API with the framework's
 		// credentials.
-		MesosOperator:  mesosOperator,
-		MesosMasterURL: o.mesosMaster,
+		MesosOperator:   mesosOperator,
+		MesosMasterURL:  o.mesosMaster,
+		MigrationTarget: o.migrationTarget,
 		Limits: appmodel.Limits{
 			MaxInstances: int32(min(o.maxInstancesPerApp, math.MaxInt32)),
 			MaxEnvBytes:  o.maxEnvBytes,

@@ -104,7 +104,7 @@ func taskKillCmd() *cobra.Command {
 // it).
 // What affects its agent (draining, maintenance, gone) comes first.
 func withBackoff(t *v1.TaskView, now time.Time) string {
-	parts := []string{t.GetAgentNotice(), t.GetMessage()}
+	parts := []string{t.GetAgentNotice(), moveText(t.GetMove()), t.GetMessage()}
 	if nb, err := time.Parse(time.RFC3339Nano, t.GetLaunchNotBefore()); err == nil && nb.After(now) {
 		parts = append(parts, fmt.Sprintf("backoff: relaunch not before %s", t.GetLaunchNotBefore()))
 	}

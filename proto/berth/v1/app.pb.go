@@ -3295,9 +3295,15 @@ type BackupPolicy struct {
 	// env is given to the copy task (e.g. AWS_ACCESS_KEY_ID and
 	// AWS_SECRET_ACCESS_KEY, values or {"secret": "name"} references to the
 	// app's secrets).
-	Env           map[string]*EnvValue `protobuf:"bytes,7,rep,name=env,proto3" json:"env,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Env map[string]*EnvValue `protobuf:"bytes,7,rep,name=env,proto3" json:"env,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// replace_from_backup ("replaceFromBackup"): when the agent holding an
+	// instance's berth is marked gone, or unreachable longer than the
+	// unreachableStrategy's inactiveAfterSeconds, the instance is restored
+	// from its latest backup onto a new berth on another agent (opt-in: the
+	// writes since that backup are lost).
+	ReplaceFromBackup bool `protobuf:"varint,8,opt,name=replace_from_backup,json=replaceFromBackup,proto3" json:"replace_from_backup,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *BackupPolicy) Reset() {
@@ -3377,6 +3383,13 @@ func (x *BackupPolicy) GetEnv() map[string]*EnvValue {
 		return x.Env
 	}
 	return nil
+}
+
+func (x *BackupPolicy) GetReplaceFromBackup() bool {
+	if x != nil {
+		return x.ReplaceFromBackup
+	}
+	return false
 }
 
 // BackupRetention says which backups of an instance are kept.
@@ -3855,7 +3868,7 @@ const file_berth_v1_app_proto_rawDesc = "" +
 	"\rResourceLimit\x12\x16\n" +
 	"\x05value\x18\x01 \x01(\x01H\x00R\x05value\x12\x1e\n" +
 	"\tunlimited\x18\x02 \x01(\bH\x00R\tunlimitedB\x06\n" +
-	"\x04kind\"\xb2\x03\n" +
+	"\x04kind\"\xe2\x03\n" +
 	"\fBackupPolicy\x12\x16\n" +
 	"\x06target\x18\x01 \x01(\tR\x06target\x12\x1f\n" +
 	"\bschedule\x18\x02 \x01(\tH\x00R\bschedule\x88\x01\x01\x127\n" +
@@ -3864,7 +3877,8 @@ const file_berth_v1_app_proto_rawDesc = "" +
 	"\vpre_command\x18\x05 \x01(\tH\x02R\n" +
 	"preCommand\x88\x01\x01\x12&\n" +
 	"\fpost_command\x18\x06 \x01(\tH\x03R\vpostCommand\x88\x01\x01\x121\n" +
-	"\x03env\x18\a \x03(\v2\x1f.berth.v1.BackupPolicy.EnvEntryR\x03env\x1aJ\n" +
+	"\x03env\x18\a \x03(\v2\x1f.berth.v1.BackupPolicy.EnvEntryR\x03env\x12.\n" +
+	"\x13replace_from_backup\x18\b \x01(\bR\x11replaceFromBackup\x1aJ\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12(\n" +
 	"\x05value\x18\x02 \x01(\v2\x12.berth.v1.EnvValueR\x05value:\x028\x01B\v\n" +

@@ -177,6 +177,26 @@ type Backup struct {
 	// container_path is the volume copied (the app's first persistent
 	// volume unless named).
 	ContainerPath string `protobuf:"bytes,24,opt,name=container_path,json=containerPath,proto3" json:"container_path,omitempty"`
+	// move is true for a restore onto a new berth (restore --to-agent,
+	// the restore step of a migration, a replacement): the instance gets a
+	// new berth (epoch + 1) on another agent, the restore fills it, and the
+	// old berth is destroyed only once the new task runs (healthy, when the
+	// app has health checks).
+	Move bool `protobuf:"varint,25,opt,name=move,proto3" json:"move,omitempty"`
+	// to_agent is the agent (id or hostname) the new berth must be on;
+	// empty: any agent but from_agent.
+	ToAgent string `protobuf:"bytes,26,opt,name=to_agent,json=toAgent,proto3" json:"to_agent,omitempty"`
+	// from_agent is the agent of the berth moved from.
+	FromAgent string `protobuf:"bytes,27,opt,name=from_agent,json=fromAgent,proto3" json:"from_agent,omitempty"`
+	// migrate is true for the backup that is the copy step of a migration:
+	// its success commits the restore onto the new berth.
+	Migrate bool `protobuf:"varint,28,opt,name=migrate,proto3" json:"migrate,omitempty"`
+	// migration_id groups the records of one migration, restore to another
+	// agent or replacement (the id of its first record).
+	MigrationId string `protobuf:"bytes,29,opt,name=migration_id,json=migrationId,proto3" json:"migration_id,omitempty"`
+	// replace is true for a move whose old berth is lost (agent gone or
+	// unreachable): it is not waited for nor kept to fall back on.
+	Replace       bool `protobuf:"varint,30,opt,name=replace,proto3" json:"replace,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -379,6 +399,271 @@ func (x *Backup) GetContainerPath() string {
 	return ""
 }
 
+func (x *Backup) GetMove() bool {
+	if x != nil {
+		return x.Move
+	}
+	return false
+}
+
+func (x *Backup) GetToAgent() string {
+	if x != nil {
+		return x.ToAgent
+	}
+	return ""
+}
+
+func (x *Backup) GetFromAgent() string {
+	if x != nil {
+		return x.FromAgent
+	}
+	return ""
+}
+
+func (x *Backup) GetMigrate() bool {
+	if x != nil {
+		return x.Migrate
+	}
+	return false
+}
+
+func (x *Backup) GetMigrationId() string {
+	if x != nil {
+		return x.MigrationId
+	}
+	return ""
+}
+
+func (x *Backup) GetReplace() bool {
+	if x != nil {
+		return x.Replace
+	}
+	return false
+}
+
+// MigrateInstanceRequest names the instance and, optionally, the agent.
+type MigrateInstanceRequest struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	InstanceId string                 `protobuf:"bytes,1,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
+	// to_agent is an agent id or hostname; empty: any other agent.
+	ToAgent       string `protobuf:"bytes,2,opt,name=to_agent,json=toAgent,proto3" json:"to_agent,omitempty"`
+	RequestId     string `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MigrateInstanceRequest) Reset() {
+	*x = MigrateInstanceRequest{}
+	mi := &file_berth_v1_backup_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MigrateInstanceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MigrateInstanceRequest) ProtoMessage() {}
+
+func (x *MigrateInstanceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_backup_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MigrateInstanceRequest.ProtoReflect.Descriptor instead.
+func (*MigrateInstanceRequest) Descriptor() ([]byte, []int) {
+	return file_berth_v1_backup_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *MigrateInstanceRequest) GetInstanceId() string {
+	if x != nil {
+		return x.InstanceId
+	}
+	return ""
+}
+
+func (x *MigrateInstanceRequest) GetToAgent() string {
+	if x != nil {
+		return x.ToAgent
+	}
+	return ""
+}
+
+func (x *MigrateInstanceRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+// MigrateInstanceResponse returns the migration's copy (its first record;
+// its id is the migration id).
+type MigrateInstanceResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Backup        *Backup                `protobuf:"bytes,1,opt,name=backup,proto3" json:"backup,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MigrateInstanceResponse) Reset() {
+	*x = MigrateInstanceResponse{}
+	mi := &file_berth_v1_backup_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MigrateInstanceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MigrateInstanceResponse) ProtoMessage() {}
+
+func (x *MigrateInstanceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_backup_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MigrateInstanceResponse.ProtoReflect.Descriptor instead.
+func (*MigrateInstanceResponse) Descriptor() ([]byte, []int) {
+	return file_berth_v1_backup_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *MigrateInstanceResponse) GetBackup() *Backup {
+	if x != nil {
+		return x.Backup
+	}
+	return nil
+}
+
+// ReplaceInstanceRequest names the instance and the backup ("latest" or
+// empty: the instance's newest succeeded backup).
+type ReplaceInstanceRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	InstanceId    string                 `protobuf:"bytes,1,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
+	BackupId      string                 `protobuf:"bytes,2,opt,name=backup_id,json=backupId,proto3" json:"backup_id,omitempty"`
+	ToAgent       string                 `protobuf:"bytes,3,opt,name=to_agent,json=toAgent,proto3" json:"to_agent,omitempty"`
+	RequestId     string                 `protobuf:"bytes,4,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplaceInstanceRequest) Reset() {
+	*x = ReplaceInstanceRequest{}
+	mi := &file_berth_v1_backup_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplaceInstanceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplaceInstanceRequest) ProtoMessage() {}
+
+func (x *ReplaceInstanceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_backup_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplaceInstanceRequest.ProtoReflect.Descriptor instead.
+func (*ReplaceInstanceRequest) Descriptor() ([]byte, []int) {
+	return file_berth_v1_backup_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ReplaceInstanceRequest) GetInstanceId() string {
+	if x != nil {
+		return x.InstanceId
+	}
+	return ""
+}
+
+func (x *ReplaceInstanceRequest) GetBackupId() string {
+	if x != nil {
+		return x.BackupId
+	}
+	return ""
+}
+
+func (x *ReplaceInstanceRequest) GetToAgent() string {
+	if x != nil {
+		return x.ToAgent
+	}
+	return ""
+}
+
+func (x *ReplaceInstanceRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+// ReplaceInstanceResponse returns the restore.
+type ReplaceInstanceResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Restore       *Backup                `protobuf:"bytes,1,opt,name=restore,proto3" json:"restore,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplaceInstanceResponse) Reset() {
+	*x = ReplaceInstanceResponse{}
+	mi := &file_berth_v1_backup_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplaceInstanceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplaceInstanceResponse) ProtoMessage() {}
+
+func (x *ReplaceInstanceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_backup_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplaceInstanceResponse.ProtoReflect.Descriptor instead.
+func (*ReplaceInstanceResponse) Descriptor() ([]byte, []int) {
+	return file_berth_v1_backup_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ReplaceInstanceResponse) GetRestore() *Backup {
+	if x != nil {
+		return x.Restore
+	}
+	return nil
+}
+
 // CreateBackupRequest names the app and, optionally, one instance.
 type CreateBackupRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -392,7 +677,7 @@ type CreateBackupRequest struct {
 
 func (x *CreateBackupRequest) Reset() {
 	*x = CreateBackupRequest{}
-	mi := &file_berth_v1_backup_proto_msgTypes[1]
+	mi := &file_berth_v1_backup_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -404,7 +689,7 @@ func (x *CreateBackupRequest) String() string {
 func (*CreateBackupRequest) ProtoMessage() {}
 
 func (x *CreateBackupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_backup_proto_msgTypes[1]
+	mi := &file_berth_v1_backup_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -417,7 +702,7 @@ func (x *CreateBackupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateBackupRequest.ProtoReflect.Descriptor instead.
 func (*CreateBackupRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_backup_proto_rawDescGZIP(), []int{1}
+	return file_berth_v1_backup_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *CreateBackupRequest) GetAppId() string {
@@ -451,7 +736,7 @@ type CreateBackupResponse struct {
 
 func (x *CreateBackupResponse) Reset() {
 	*x = CreateBackupResponse{}
-	mi := &file_berth_v1_backup_proto_msgTypes[2]
+	mi := &file_berth_v1_backup_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -463,7 +748,7 @@ func (x *CreateBackupResponse) String() string {
 func (*CreateBackupResponse) ProtoMessage() {}
 
 func (x *CreateBackupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_backup_proto_msgTypes[2]
+	mi := &file_berth_v1_backup_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -476,7 +761,7 @@ func (x *CreateBackupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateBackupResponse.ProtoReflect.Descriptor instead.
 func (*CreateBackupResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_backup_proto_rawDescGZIP(), []int{2}
+	return file_berth_v1_backup_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *CreateBackupResponse) GetBackups() []*Backup {
@@ -499,7 +784,7 @@ type ListBackupsRequest struct {
 
 func (x *ListBackupsRequest) Reset() {
 	*x = ListBackupsRequest{}
-	mi := &file_berth_v1_backup_proto_msgTypes[3]
+	mi := &file_berth_v1_backup_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -511,7 +796,7 @@ func (x *ListBackupsRequest) String() string {
 func (*ListBackupsRequest) ProtoMessage() {}
 
 func (x *ListBackupsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_backup_proto_msgTypes[3]
+	mi := &file_berth_v1_backup_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -524,7 +809,7 @@ func (x *ListBackupsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListBackupsRequest.ProtoReflect.Descriptor instead.
 func (*ListBackupsRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_backup_proto_rawDescGZIP(), []int{3}
+	return file_berth_v1_backup_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ListBackupsRequest) GetAppId() string {
@@ -558,7 +843,7 @@ type ListBackupsResponse struct {
 
 func (x *ListBackupsResponse) Reset() {
 	*x = ListBackupsResponse{}
-	mi := &file_berth_v1_backup_proto_msgTypes[4]
+	mi := &file_berth_v1_backup_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -570,7 +855,7 @@ func (x *ListBackupsResponse) String() string {
 func (*ListBackupsResponse) ProtoMessage() {}
 
 func (x *ListBackupsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_backup_proto_msgTypes[4]
+	mi := &file_berth_v1_backup_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -583,7 +868,7 @@ func (x *ListBackupsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListBackupsResponse.ProtoReflect.Descriptor instead.
 func (*ListBackupsResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_backup_proto_rawDescGZIP(), []int{4}
+	return file_berth_v1_backup_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ListBackupsResponse) GetBackups() []*Backup {
@@ -603,7 +888,7 @@ type GetBackupRequest struct {
 
 func (x *GetBackupRequest) Reset() {
 	*x = GetBackupRequest{}
-	mi := &file_berth_v1_backup_proto_msgTypes[5]
+	mi := &file_berth_v1_backup_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -615,7 +900,7 @@ func (x *GetBackupRequest) String() string {
 func (*GetBackupRequest) ProtoMessage() {}
 
 func (x *GetBackupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_backup_proto_msgTypes[5]
+	mi := &file_berth_v1_backup_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -628,7 +913,7 @@ func (x *GetBackupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBackupRequest.ProtoReflect.Descriptor instead.
 func (*GetBackupRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_backup_proto_rawDescGZIP(), []int{5}
+	return file_berth_v1_backup_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetBackupRequest) GetId() string {
@@ -648,7 +933,7 @@ type GetBackupResponse struct {
 
 func (x *GetBackupResponse) Reset() {
 	*x = GetBackupResponse{}
-	mi := &file_berth_v1_backup_proto_msgTypes[6]
+	mi := &file_berth_v1_backup_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -660,7 +945,7 @@ func (x *GetBackupResponse) String() string {
 func (*GetBackupResponse) ProtoMessage() {}
 
 func (x *GetBackupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_backup_proto_msgTypes[6]
+	mi := &file_berth_v1_backup_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -673,7 +958,7 @@ func (x *GetBackupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBackupResponse.ProtoReflect.Descriptor instead.
 func (*GetBackupResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_backup_proto_rawDescGZIP(), []int{6}
+	return file_berth_v1_backup_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetBackupResponse) GetBackup() *Backup {
@@ -693,7 +978,7 @@ type VerifyBackupRequest struct {
 
 func (x *VerifyBackupRequest) Reset() {
 	*x = VerifyBackupRequest{}
-	mi := &file_berth_v1_backup_proto_msgTypes[7]
+	mi := &file_berth_v1_backup_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -705,7 +990,7 @@ func (x *VerifyBackupRequest) String() string {
 func (*VerifyBackupRequest) ProtoMessage() {}
 
 func (x *VerifyBackupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_backup_proto_msgTypes[7]
+	mi := &file_berth_v1_backup_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -718,7 +1003,7 @@ func (x *VerifyBackupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyBackupRequest.ProtoReflect.Descriptor instead.
 func (*VerifyBackupRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_backup_proto_rawDescGZIP(), []int{7}
+	return file_berth_v1_backup_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *VerifyBackupRequest) GetId() string {
@@ -743,7 +1028,7 @@ type VerifyBackupResponse struct {
 
 func (x *VerifyBackupResponse) Reset() {
 	*x = VerifyBackupResponse{}
-	mi := &file_berth_v1_backup_proto_msgTypes[8]
+	mi := &file_berth_v1_backup_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -755,7 +1040,7 @@ func (x *VerifyBackupResponse) String() string {
 func (*VerifyBackupResponse) ProtoMessage() {}
 
 func (x *VerifyBackupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_backup_proto_msgTypes[8]
+	mi := &file_berth_v1_backup_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -768,7 +1053,7 @@ func (x *VerifyBackupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyBackupResponse.ProtoReflect.Descriptor instead.
 func (*VerifyBackupResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_backup_proto_rawDescGZIP(), []int{8}
+	return file_berth_v1_backup_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *VerifyBackupResponse) GetBackup() *Backup {
@@ -824,7 +1109,7 @@ type DeleteBackupRequest struct {
 
 func (x *DeleteBackupRequest) Reset() {
 	*x = DeleteBackupRequest{}
-	mi := &file_berth_v1_backup_proto_msgTypes[9]
+	mi := &file_berth_v1_backup_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -836,7 +1121,7 @@ func (x *DeleteBackupRequest) String() string {
 func (*DeleteBackupRequest) ProtoMessage() {}
 
 func (x *DeleteBackupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_backup_proto_msgTypes[9]
+	mi := &file_berth_v1_backup_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -849,7 +1134,7 @@ func (x *DeleteBackupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteBackupRequest.ProtoReflect.Descriptor instead.
 func (*DeleteBackupRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_backup_proto_rawDescGZIP(), []int{9}
+	return file_berth_v1_backup_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *DeleteBackupRequest) GetId() string {
@@ -875,7 +1160,7 @@ type DeleteBackupResponse struct {
 
 func (x *DeleteBackupResponse) Reset() {
 	*x = DeleteBackupResponse{}
-	mi := &file_berth_v1_backup_proto_msgTypes[10]
+	mi := &file_berth_v1_backup_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -887,7 +1172,7 @@ func (x *DeleteBackupResponse) String() string {
 func (*DeleteBackupResponse) ProtoMessage() {}
 
 func (x *DeleteBackupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_backup_proto_msgTypes[10]
+	mi := &file_berth_v1_backup_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -900,7 +1185,7 @@ func (x *DeleteBackupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteBackupResponse.ProtoReflect.Descriptor instead.
 func (*DeleteBackupResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_backup_proto_rawDescGZIP(), []int{10}
+	return file_berth_v1_backup_proto_rawDescGZIP(), []int{14}
 }
 
 // PruneBackupsRequest names the app.
@@ -914,7 +1199,7 @@ type PruneBackupsRequest struct {
 
 func (x *PruneBackupsRequest) Reset() {
 	*x = PruneBackupsRequest{}
-	mi := &file_berth_v1_backup_proto_msgTypes[11]
+	mi := &file_berth_v1_backup_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -926,7 +1211,7 @@ func (x *PruneBackupsRequest) String() string {
 func (*PruneBackupsRequest) ProtoMessage() {}
 
 func (x *PruneBackupsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_backup_proto_msgTypes[11]
+	mi := &file_berth_v1_backup_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -939,7 +1224,7 @@ func (x *PruneBackupsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PruneBackupsRequest.ProtoReflect.Descriptor instead.
 func (*PruneBackupsRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_backup_proto_rawDescGZIP(), []int{11}
+	return file_berth_v1_backup_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *PruneBackupsRequest) GetAppId() string {
@@ -967,7 +1252,7 @@ type PruneBackupsResponse struct {
 
 func (x *PruneBackupsResponse) Reset() {
 	*x = PruneBackupsResponse{}
-	mi := &file_berth_v1_backup_proto_msgTypes[12]
+	mi := &file_berth_v1_backup_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -979,7 +1264,7 @@ func (x *PruneBackupsResponse) String() string {
 func (*PruneBackupsResponse) ProtoMessage() {}
 
 func (x *PruneBackupsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_backup_proto_msgTypes[12]
+	mi := &file_berth_v1_backup_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -992,7 +1277,7 @@ func (x *PruneBackupsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PruneBackupsResponse.ProtoReflect.Descriptor instead.
 func (*PruneBackupsResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_backup_proto_rawDescGZIP(), []int{12}
+	return file_berth_v1_backup_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *PruneBackupsResponse) GetDeleted() []string {
@@ -1015,8 +1300,8 @@ type RestoreRequest struct {
 	AppId      string                 `protobuf:"bytes,1,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
 	InstanceId string                 `protobuf:"bytes,2,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
 	BackupId   string                 `protobuf:"bytes,3,opt,name=backup_id,json=backupId,proto3" json:"backup_id,omitempty"`
-	// to_agent is reserved for restoring onto a new berth on another agent
-	// (not supported yet: it comes with migration).
+	// to_agent restores onto a new berth on that agent (id or hostname); the
+	// old berth is destroyed once the new task runs.
 	ToAgent       string `protobuf:"bytes,4,opt,name=to_agent,json=toAgent,proto3" json:"to_agent,omitempty"`
 	RequestId     string `protobuf:"bytes,5,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -1025,7 +1310,7 @@ type RestoreRequest struct {
 
 func (x *RestoreRequest) Reset() {
 	*x = RestoreRequest{}
-	mi := &file_berth_v1_backup_proto_msgTypes[13]
+	mi := &file_berth_v1_backup_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1037,7 +1322,7 @@ func (x *RestoreRequest) String() string {
 func (*RestoreRequest) ProtoMessage() {}
 
 func (x *RestoreRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_backup_proto_msgTypes[13]
+	mi := &file_berth_v1_backup_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1050,7 +1335,7 @@ func (x *RestoreRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreRequest.ProtoReflect.Descriptor instead.
 func (*RestoreRequest) Descriptor() ([]byte, []int) {
-	return file_berth_v1_backup_proto_rawDescGZIP(), []int{13}
+	return file_berth_v1_backup_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RestoreRequest) GetAppId() string {
@@ -1098,7 +1383,7 @@ type RestoreResponse struct {
 
 func (x *RestoreResponse) Reset() {
 	*x = RestoreResponse{}
-	mi := &file_berth_v1_backup_proto_msgTypes[14]
+	mi := &file_berth_v1_backup_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1110,7 +1395,7 @@ func (x *RestoreResponse) String() string {
 func (*RestoreResponse) ProtoMessage() {}
 
 func (x *RestoreResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_backup_proto_msgTypes[14]
+	mi := &file_berth_v1_backup_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1123,7 +1408,7 @@ func (x *RestoreResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreResponse.ProtoReflect.Descriptor instead.
 func (*RestoreResponse) Descriptor() ([]byte, []int) {
-	return file_berth_v1_backup_proto_rawDescGZIP(), []int{14}
+	return file_berth_v1_backup_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RestoreResponse) GetRestore() *Backup {
@@ -1137,7 +1422,7 @@ var File_berth_v1_backup_proto protoreflect.FileDescriptor
 
 const file_berth_v1_backup_proto_rawDesc = "" +
 	"\n" +
-	"\x15berth/v1/backup.proto\x12\bberth.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf8\x06\n" +
+	"\x15berth/v1/backup.proto\x12\bberth.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9d\b\n" +
 	"\x06Backup\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
 	"\x06app_id\x18\x02 \x01(\tR\x05appId\x12\x1f\n" +
@@ -1169,7 +1454,31 @@ const file_berth_v1_backup_proto_rawDesc = "" +
 	"\vverified_at\x18\x16 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"verifiedAt\x12!\n" +
 	"\fverify_error\x18\x17 \x01(\tR\vverifyError\x12%\n" +
-	"\x0econtainer_path\x18\x18 \x01(\tR\rcontainerPath\"l\n" +
+	"\x0econtainer_path\x18\x18 \x01(\tR\rcontainerPath\x12\x12\n" +
+	"\x04move\x18\x19 \x01(\bR\x04move\x12\x19\n" +
+	"\bto_agent\x18\x1a \x01(\tR\atoAgent\x12\x1d\n" +
+	"\n" +
+	"from_agent\x18\x1b \x01(\tR\tfromAgent\x12\x18\n" +
+	"\amigrate\x18\x1c \x01(\bR\amigrate\x12!\n" +
+	"\fmigration_id\x18\x1d \x01(\tR\vmigrationId\x12\x18\n" +
+	"\areplace\x18\x1e \x01(\bR\areplace\"s\n" +
+	"\x16MigrateInstanceRequest\x12\x1f\n" +
+	"\vinstance_id\x18\x01 \x01(\tR\n" +
+	"instanceId\x12\x19\n" +
+	"\bto_agent\x18\x02 \x01(\tR\atoAgent\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\"C\n" +
+	"\x17MigrateInstanceResponse\x12(\n" +
+	"\x06backup\x18\x01 \x01(\v2\x10.berth.v1.BackupR\x06backup\"\x90\x01\n" +
+	"\x16ReplaceInstanceRequest\x12\x1f\n" +
+	"\vinstance_id\x18\x01 \x01(\tR\n" +
+	"instanceId\x12\x1b\n" +
+	"\tbackup_id\x18\x02 \x01(\tR\bbackupId\x12\x19\n" +
+	"\bto_agent\x18\x03 \x01(\tR\atoAgent\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x04 \x01(\tR\trequestId\"E\n" +
+	"\x17ReplaceInstanceResponse\x12*\n" +
+	"\arestore\x18\x01 \x01(\v2\x10.berth.v1.BackupR\arestore\"l\n" +
 	"\x13CreateBackupRequest\x12\x15\n" +
 	"\x06app_id\x18\x01 \x01(\tR\x05appId\x12\x1f\n" +
 	"\vinstance_id\x18\x02 \x01(\tR\n" +
@@ -1230,7 +1539,7 @@ const file_berth_v1_backup_proto_rawDesc = "" +
 	"\x14BACKUP_STATE_PENDING\x10\x01\x12\x18\n" +
 	"\x14BACKUP_STATE_RUNNING\x10\x02\x12\x1a\n" +
 	"\x16BACKUP_STATE_SUCCEEDED\x10\x03\x12\x17\n" +
-	"\x13BACKUP_STATE_FAILED\x10\x042\xa7\x04\n" +
+	"\x13BACKUP_STATE_FAILED\x10\x042\xd7\x05\n" +
 	"\rBackupService\x12M\n" +
 	"\fCreateBackup\x12\x1d.berth.v1.CreateBackupRequest\x1a\x1e.berth.v1.CreateBackupResponse\x12O\n" +
 	"\vListBackups\x12\x1c.berth.v1.ListBackupsRequest\x1a\x1d.berth.v1.ListBackupsResponse\"\x03\x90\x02\x01\x12I\n" +
@@ -1238,7 +1547,9 @@ const file_berth_v1_backup_proto_rawDesc = "" +
 	"\fVerifyBackup\x12\x1d.berth.v1.VerifyBackupRequest\x1a\x1e.berth.v1.VerifyBackupResponse\x12M\n" +
 	"\fDeleteBackup\x12\x1d.berth.v1.DeleteBackupRequest\x1a\x1e.berth.v1.DeleteBackupResponse\x12M\n" +
 	"\fPruneBackups\x12\x1d.berth.v1.PruneBackupsRequest\x1a\x1e.berth.v1.PruneBackupsResponse\x12>\n" +
-	"\aRestore\x12\x18.berth.v1.RestoreRequest\x1a\x19.berth.v1.RestoreResponseB\x8f\x01\n" +
+	"\aRestore\x12\x18.berth.v1.RestoreRequest\x1a\x19.berth.v1.RestoreResponse\x12V\n" +
+	"\x0fMigrateInstance\x12 .berth.v1.MigrateInstanceRequest\x1a!.berth.v1.MigrateInstanceResponse\x12V\n" +
+	"\x0fReplaceInstance\x12 .berth.v1.ReplaceInstanceRequest\x1a!.berth.v1.ReplaceInstanceResponseB\x8f\x01\n" +
 	"\fcom.berth.v1B\vBackupProtoP\x01Z1github.com/berth-dev/berth/proto/berth/v1;berthv1\xa2\x02\x03BXX\xaa\x02\bBerth.V1\xca\x02\bBerth\\V1\xe2\x02\x14Berth\\V1\\GPBMetadata\xea\x02\tBerth::V1b\x06proto3"
 
 var (
@@ -1254,58 +1565,68 @@ func file_berth_v1_backup_proto_rawDescGZIP() []byte {
 }
 
 var file_berth_v1_backup_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_berth_v1_backup_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_berth_v1_backup_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_berth_v1_backup_proto_goTypes = []any{
-	(BackupKind)(0),               // 0: berth.v1.BackupKind
-	(BackupState)(0),              // 1: berth.v1.BackupState
-	(*Backup)(nil),                // 2: berth.v1.Backup
-	(*CreateBackupRequest)(nil),   // 3: berth.v1.CreateBackupRequest
-	(*CreateBackupResponse)(nil),  // 4: berth.v1.CreateBackupResponse
-	(*ListBackupsRequest)(nil),    // 5: berth.v1.ListBackupsRequest
-	(*ListBackupsResponse)(nil),   // 6: berth.v1.ListBackupsResponse
-	(*GetBackupRequest)(nil),      // 7: berth.v1.GetBackupRequest
-	(*GetBackupResponse)(nil),     // 8: berth.v1.GetBackupResponse
-	(*VerifyBackupRequest)(nil),   // 9: berth.v1.VerifyBackupRequest
-	(*VerifyBackupResponse)(nil),  // 10: berth.v1.VerifyBackupResponse
-	(*DeleteBackupRequest)(nil),   // 11: berth.v1.DeleteBackupRequest
-	(*DeleteBackupResponse)(nil),  // 12: berth.v1.DeleteBackupResponse
-	(*PruneBackupsRequest)(nil),   // 13: berth.v1.PruneBackupsRequest
-	(*PruneBackupsResponse)(nil),  // 14: berth.v1.PruneBackupsResponse
-	(*RestoreRequest)(nil),        // 15: berth.v1.RestoreRequest
-	(*RestoreResponse)(nil),       // 16: berth.v1.RestoreResponse
-	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
+	(BackupKind)(0),                 // 0: berth.v1.BackupKind
+	(BackupState)(0),                // 1: berth.v1.BackupState
+	(*Backup)(nil),                  // 2: berth.v1.Backup
+	(*MigrateInstanceRequest)(nil),  // 3: berth.v1.MigrateInstanceRequest
+	(*MigrateInstanceResponse)(nil), // 4: berth.v1.MigrateInstanceResponse
+	(*ReplaceInstanceRequest)(nil),  // 5: berth.v1.ReplaceInstanceRequest
+	(*ReplaceInstanceResponse)(nil), // 6: berth.v1.ReplaceInstanceResponse
+	(*CreateBackupRequest)(nil),     // 7: berth.v1.CreateBackupRequest
+	(*CreateBackupResponse)(nil),    // 8: berth.v1.CreateBackupResponse
+	(*ListBackupsRequest)(nil),      // 9: berth.v1.ListBackupsRequest
+	(*ListBackupsResponse)(nil),     // 10: berth.v1.ListBackupsResponse
+	(*GetBackupRequest)(nil),        // 11: berth.v1.GetBackupRequest
+	(*GetBackupResponse)(nil),       // 12: berth.v1.GetBackupResponse
+	(*VerifyBackupRequest)(nil),     // 13: berth.v1.VerifyBackupRequest
+	(*VerifyBackupResponse)(nil),    // 14: berth.v1.VerifyBackupResponse
+	(*DeleteBackupRequest)(nil),     // 15: berth.v1.DeleteBackupRequest
+	(*DeleteBackupResponse)(nil),    // 16: berth.v1.DeleteBackupResponse
+	(*PruneBackupsRequest)(nil),     // 17: berth.v1.PruneBackupsRequest
+	(*PruneBackupsResponse)(nil),    // 18: berth.v1.PruneBackupsResponse
+	(*RestoreRequest)(nil),          // 19: berth.v1.RestoreRequest
+	(*RestoreResponse)(nil),         // 20: berth.v1.RestoreResponse
+	(*timestamppb.Timestamp)(nil),   // 21: google.protobuf.Timestamp
 }
 var file_berth_v1_backup_proto_depIdxs = []int32{
 	0,  // 0: berth.v1.Backup.kind:type_name -> berth.v1.BackupKind
 	1,  // 1: berth.v1.Backup.state:type_name -> berth.v1.BackupState
-	17, // 2: berth.v1.Backup.created_at:type_name -> google.protobuf.Timestamp
-	17, // 3: berth.v1.Backup.started_at:type_name -> google.protobuf.Timestamp
-	17, // 4: berth.v1.Backup.finished_at:type_name -> google.protobuf.Timestamp
-	17, // 5: berth.v1.Backup.verified_at:type_name -> google.protobuf.Timestamp
-	2,  // 6: berth.v1.CreateBackupResponse.backups:type_name -> berth.v1.Backup
-	2,  // 7: berth.v1.ListBackupsResponse.backups:type_name -> berth.v1.Backup
-	2,  // 8: berth.v1.GetBackupResponse.backup:type_name -> berth.v1.Backup
-	2,  // 9: berth.v1.VerifyBackupResponse.backup:type_name -> berth.v1.Backup
-	2,  // 10: berth.v1.RestoreResponse.restore:type_name -> berth.v1.Backup
-	3,  // 11: berth.v1.BackupService.CreateBackup:input_type -> berth.v1.CreateBackupRequest
-	5,  // 12: berth.v1.BackupService.ListBackups:input_type -> berth.v1.ListBackupsRequest
-	7,  // 13: berth.v1.BackupService.GetBackup:input_type -> berth.v1.GetBackupRequest
-	9,  // 14: berth.v1.BackupService.VerifyBackup:input_type -> berth.v1.VerifyBackupRequest
-	11, // 15: berth.v1.BackupService.DeleteBackup:input_type -> berth.v1.DeleteBackupRequest
-	13, // 16: berth.v1.BackupService.PruneBackups:input_type -> berth.v1.PruneBackupsRequest
-	15, // 17: berth.v1.BackupService.Restore:input_type -> berth.v1.RestoreRequest
-	4,  // 18: berth.v1.BackupService.CreateBackup:output_type -> berth.v1.CreateBackupResponse
-	6,  // 19: berth.v1.BackupService.ListBackups:output_type -> berth.v1.ListBackupsResponse
-	8,  // 20: berth.v1.BackupService.GetBackup:output_type -> berth.v1.GetBackupResponse
-	10, // 21: berth.v1.BackupService.VerifyBackup:output_type -> berth.v1.VerifyBackupResponse
-	12, // 22: berth.v1.BackupService.DeleteBackup:output_type -> berth.v1.DeleteBackupResponse
-	14, // 23: berth.v1.BackupService.PruneBackups:output_type -> berth.v1.PruneBackupsResponse
-	16, // 24: berth.v1.BackupService.Restore:output_type -> berth.v1.RestoreResponse
-	18, // [18:25] is the sub-list for method output_type
-	11, // [11:18] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	21, // 2: berth.v1.Backup.created_at:type_name -> google.protobuf.Timestamp
+	21, // 3: berth.v1.Backup.started_at:type_name -> google.protobuf.Timestamp
+	21, // 4: berth.v1.Backup.finished_at:type_name -> google.protobuf.Timestamp
+	21, // 5: berth.v1.Backup.verified_at:type_name -> google.protobuf.Timestamp
+	2,  // 6: berth.v1.MigrateInstanceResponse.backup:type_name -> berth.v1.Backup
+	2,  // 7: berth.v1.ReplaceInstanceResponse.restore:type_name -> berth.v1.Backup
+	2,  // 8: berth.v1.CreateBackupResponse.backups:type_name -> berth.v1.Backup
+	2,  // 9: berth.v1.ListBackupsResponse.backups:type_name -> berth.v1.Backup
+	2,  // 10: berth.v1.GetBackupResponse.backup:type_name -> berth.v1.Backup
+	2,  // 11: berth.v1.VerifyBackupResponse.backup:type_name -> berth.v1.Backup
+	2,  // 12: berth.v1.RestoreResponse.restore:type_name -> berth.v1.Backup
+	7,  // 13: berth.v1.BackupService.CreateBackup:input_type -> berth.v1.CreateBackupRequest
+	9,  // 14: berth.v1.BackupService.ListBackups:input_type -> berth.v1.ListBackupsRequest
+	11, // 15: berth.v1.BackupService.GetBackup:input_type -> berth.v1.GetBackupRequest
+	13, // 16: berth.v1.BackupService.VerifyBackup:input_type -> berth.v1.VerifyBackupRequest
+	15, // 17: berth.v1.BackupService.DeleteBackup:input_type -> berth.v1.DeleteBackupRequest
+	17, // 18: berth.v1.BackupService.PruneBackups:input_type -> berth.v1.PruneBackupsRequest
+	19, // 19: berth.v1.BackupService.Restore:input_type -> berth.v1.RestoreRequest
+	3,  // 20: berth.v1.BackupService.MigrateInstance:input_type -> berth.v1.MigrateInstanceRequest
+	5,  // 21: berth.v1.BackupService.ReplaceInstance:input_type -> berth.v1.ReplaceInstanceRequest
+	8,  // 22: berth.v1.BackupService.CreateBackup:output_type -> berth.v1.CreateBackupResponse
+	10, // 23: berth.v1.BackupService.ListBackups:output_type -> berth.v1.ListBackupsResponse
+	12, // 24: berth.v1.BackupService.GetBackup:output_type -> berth.v1.GetBackupResponse
+	14, // 25: berth.v1.BackupService.VerifyBackup:output_type -> berth.v1.VerifyBackupResponse
+	16, // 26: berth.v1.BackupService.DeleteBackup:output_type -> berth.v1.DeleteBackupResponse
+	18, // 27: berth.v1.BackupService.PruneBackups:output_type -> berth.v1.PruneBackupsResponse
+	20, // 28: berth.v1.BackupService.Restore:output_type -> berth.v1.RestoreResponse
+	4,  // 29: berth.v1.BackupService.MigrateInstance:output_type -> berth.v1.MigrateInstanceResponse
+	6,  // 30: berth.v1.BackupService.ReplaceInstance:output_type -> berth.v1.ReplaceInstanceResponse
+	22, // [22:31] is the sub-list for method output_type
+	13, // [13:22] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_berth_v1_backup_proto_init() }
@@ -1319,7 +1640,7 @@ func file_berth_v1_backup_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_berth_v1_backup_proto_rawDesc), len(file_berth_v1_backup_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   15,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -2483,7 +2483,10 @@ type TaskView struct {
 	LastFailure *TaskFailure `protobuf:"bytes,43,opt,name=last_failure,json=lastFailure,proto3" json:"last_failure,omitempty"`
 	// ready is set once the task's readiness checks have a result during a
 	// deployment of its app (true: passed them all).
-	Ready         *bool `protobuf:"varint,44,opt,name=ready,proto3,oneof" json:"ready,omitempty"`
+	Ready *bool `protobuf:"varint,44,opt,name=ready,proto3,oneof" json:"ready,omitempty"`
+	// move is the instance's current or last move to a new berth
+	// (migration, restore to another agent, replacement; a Berth extension).
+	Move          *Move `protobuf:"bytes,45,opt,name=move,proto3" json:"move,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2698,6 +2701,13 @@ func (x *TaskView) GetReady() bool {
 		return *x.Ready
 	}
 	return false
+}
+
+func (x *TaskView) GetMove() *Move {
+	if x != nil {
+		return x.Move
+	}
+	return nil
 }
 
 // TaskLocalVolume is a persistent volume shown on a task.
@@ -3396,8 +3406,11 @@ type Event struct {
 	// and progress: bytes, chunks, rate_bytes_per_second).
 	Backup             *Backup `protobuf:"bytes,20,opt,name=backup,proto3" json:"backup,omitempty"`
 	RateBytesPerSecond float64 `protobuf:"fixed64,21,opt,name=rate_bytes_per_second,json=rateBytesPerSecond,proto3" json:"rate_bytes_per_second,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// move is the instance's move an instance_move_event reports on (step,
+	// agents, downtime).
+	Move          *Move `protobuf:"bytes,22,opt,name=move,proto3" json:"move,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Event) Reset() {
@@ -3526,6 +3539,13 @@ func (x *Event) GetRateBytesPerSecond() float64 {
 		return x.RateBytesPerSecond
 	}
 	return 0
+}
+
+func (x *Event) GetMove() *Move {
+	if x != nil {
+		return x.Move
+	}
+	return nil
 }
 
 // MesosStatusRequest is empty.
@@ -4862,7 +4882,7 @@ const file_berth_v1_service_proto_rawDesc = "" +
 	"page_token\x18\x04 \x01(\tR\tpageToken\"e\n" +
 	"\x11ListTasksResponse\x12(\n" +
 	"\x05tasks\x18\x01 \x03(\v2\x12.berth.v1.TaskViewR\x05tasks\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xa2\a\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xc6\a\n" +
 	"\bTaskView\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
 	"\x06app_id\x18\x02 \x01(\tR\x05appId\x12\x1f\n" +
@@ -4893,7 +4913,8 @@ const file_berth_v1_service_proto_rawDesc = "" +
 	"berthEpoch\x12+\n" +
 	"\x11reservation_state\x18* \x01(\tR\x10reservationState\x128\n" +
 	"\flast_failure\x18+ \x01(\v2\x15.berth.v1.TaskFailureR\vlastFailure\x12\x19\n" +
-	"\x05ready\x18, \x01(\bH\x01R\x05ready\x88\x01\x01B\n" +
+	"\x05ready\x18, \x01(\bH\x01R\x05ready\x88\x01\x01\x12\"\n" +
+	"\x04move\x18- \x01(\v2\x0e.berth.v1.MoveR\x04moveB\n" +
 	"\n" +
 	"\b_healthyB\b\n" +
 	"\x06_ready\"z\n" +
@@ -4939,7 +4960,7 @@ const file_berth_v1_service_proto_rawDesc = "" +
 	"\aversion\x18\x02 \x01(\tR\aversion\"B\n" +
 	"\x13StreamEventsRequest\x12\x14\n" +
 	"\x05types\x18\x01 \x03(\tR\x05types\x12\x15\n" +
-	"\x06app_id\x18\x02 \x01(\tR\x05appId\"\xd1\x03\n" +
+	"\x06app_id\x18\x02 \x01(\tR\x05appId\"\xf5\x03\n" +
 	"\x05Event\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x1c\n" +
 	"\ttimestamp\x18\x02 \x01(\tR\ttimestamp\x12\x15\n" +
@@ -4959,7 +4980,8 @@ const file_berth_v1_service_proto_rawDesc = "" +
 	"\x04host\x18\v \x01(\tR\x04host\x12\x1f\n" +
 	"\x03app\x18\f \x01(\v2\r.berth.v1.AppR\x03app\x12(\n" +
 	"\x06backup\x18\x14 \x01(\v2\x10.berth.v1.BackupR\x06backup\x121\n" +
-	"\x15rate_bytes_per_second\x18\x15 \x01(\x01R\x12rateBytesPerSecondB\n" +
+	"\x15rate_bytes_per_second\x18\x15 \x01(\x01R\x12rateBytesPerSecond\x12\"\n" +
+	"\x04move\x18\x16 \x01(\v2\x0e.berth.v1.MoveR\x04moveB\n" +
 	"\n" +
 	"\b_healthy\"\x14\n" +
 	"\x12MesosStatusRequest\"\xda\x01\n" +
@@ -5168,8 +5190,9 @@ var file_berth_v1_service_proto_goTypes = []any{
 	(*RestoreSnapshotResponse)(nil),    // 74: berth.v1.RestoreSnapshotResponse
 	(*App)(nil),                        // 75: berth.v1.App
 	(*TaskFailure)(nil),                // 76: berth.v1.TaskFailure
-	(*Deployment)(nil),                 // 77: berth.v1.Deployment
-	(*Backup)(nil),                     // 78: berth.v1.Backup
+	(*Move)(nil),                       // 77: berth.v1.Move
+	(*Deployment)(nil),                 // 78: berth.v1.Deployment
+	(*Backup)(nil),                     // 79: berth.v1.Backup
 }
 var file_berth_v1_service_proto_depIdxs = []int32{
 	75, // 0: berth.v1.ParseAppResponse.app:type_name -> berth.v1.App
@@ -5201,84 +5224,86 @@ var file_berth_v1_service_proto_depIdxs = []int32{
 	29, // 26: berth.v1.TaskView.health_check_results:type_name -> berth.v1.HealthCheckResult
 	30, // 27: berth.v1.TaskView.readiness_check_results:type_name -> berth.v1.ReadinessCheckResult
 	76, // 28: berth.v1.TaskView.last_failure:type_name -> berth.v1.TaskFailure
-	39, // 29: berth.v1.KillTaskResponse.task:type_name -> berth.v1.TaskView
-	77, // 30: berth.v1.ListDeploymentsResponse.deployments:type_name -> berth.v1.Deployment
-	45, // 31: berth.v1.ListDeploymentsResponse.current_actions:type_name -> berth.v1.CurrentActions
-	46, // 32: berth.v1.CurrentActions.actions:type_name -> berth.v1.CurrentAction
-	30, // 33: berth.v1.CurrentAction.readiness_check_results:type_name -> berth.v1.ReadinessCheckResult
-	77, // 34: berth.v1.GetDeploymentResponse.deployment:type_name -> berth.v1.Deployment
-	45, // 35: berth.v1.GetDeploymentResponse.current_actions:type_name -> berth.v1.CurrentActions
-	77, // 36: berth.v1.Event.deployment:type_name -> berth.v1.Deployment
-	75, // 37: berth.v1.Event.app:type_name -> berth.v1.App
-	78, // 38: berth.v1.Event.backup:type_name -> berth.v1.Backup
-	55, // 39: berth.v1.MesosStatusResponse.agents:type_name -> berth.v1.MesosAgent
-	56, // 40: berth.v1.MesosAgent.total:type_name -> berth.v1.MesosResources
-	56, // 41: berth.v1.MesosAgent.allocated:type_name -> berth.v1.MesosResources
-	56, // 42: berth.v1.MesosAgent.free:type_name -> berth.v1.MesosResources
-	56, // 43: berth.v1.MesosAgent.reserved:type_name -> berth.v1.MesosResources
-	60, // 44: berth.v1.MembersResponse.members:type_name -> berth.v1.Member
-	65, // 45: berth.v1.ListPeersResponse.peers:type_name -> berth.v1.Peer
-	6,  // 46: berth.v1.AppService.CreateApp:input_type -> berth.v1.CreateAppRequest
-	8,  // 47: berth.v1.AppService.GetApp:input_type -> berth.v1.GetAppRequest
-	11, // 48: berth.v1.AppService.ListApps:input_type -> berth.v1.ListAppsRequest
-	13, // 49: berth.v1.AppService.UpdateApp:input_type -> berth.v1.UpdateAppRequest
-	15, // 50: berth.v1.AppService.DeleteApp:input_type -> berth.v1.DeleteAppRequest
-	17, // 51: berth.v1.AppService.ListAppVersions:input_type -> berth.v1.ListAppVersionsRequest
-	19, // 52: berth.v1.AppService.RestartApp:input_type -> berth.v1.RestartAppRequest
-	21, // 53: berth.v1.AppService.ResetDelay:input_type -> berth.v1.ResetDelayRequest
-	23, // 54: berth.v1.AppService.GetQueue:input_type -> berth.v1.GetQueueRequest
-	2,  // 55: berth.v1.AppService.ParseApp:input_type -> berth.v1.ParseAppRequest
-	4,  // 56: berth.v1.AppService.RenderApp:input_type -> berth.v1.RenderAppRequest
-	37, // 57: berth.v1.TaskService.ListTasks:input_type -> berth.v1.ListTasksRequest
-	41, // 58: berth.v1.TaskService.KillTask:input_type -> berth.v1.KillTaskRequest
-	35, // 59: berth.v1.TaskService.ReadTaskLog:input_type -> berth.v1.ReadTaskLogRequest
-	33, // 60: berth.v1.TaskService.ListCheckResults:input_type -> berth.v1.ListCheckResultsRequest
-	43, // 61: berth.v1.DeploymentService.ListDeployments:input_type -> berth.v1.ListDeploymentsRequest
-	47, // 62: berth.v1.DeploymentService.GetDeployment:input_type -> berth.v1.GetDeploymentRequest
-	49, // 63: berth.v1.DeploymentService.CancelDeployment:input_type -> berth.v1.CancelDeploymentRequest
-	51, // 64: berth.v1.EventService.StreamEvents:input_type -> berth.v1.StreamEventsRequest
-	59, // 65: berth.v1.ClusterService.Members:input_type -> berth.v1.MembersRequest
-	62, // 66: berth.v1.ClusterService.Leader:input_type -> berth.v1.LeaderRequest
-	64, // 67: berth.v1.ClusterService.ListPeers:input_type -> berth.v1.ListPeersRequest
-	67, // 68: berth.v1.ClusterService.RemovePeer:input_type -> berth.v1.RemovePeerRequest
-	69, // 69: berth.v1.ClusterService.TransferLeadership:input_type -> berth.v1.TransferLeadershipRequest
-	71, // 70: berth.v1.ClusterService.SaveSnapshot:input_type -> berth.v1.SaveSnapshotRequest
-	73, // 71: berth.v1.ClusterService.RestoreSnapshot:input_type -> berth.v1.RestoreSnapshotRequest
-	57, // 72: berth.v1.ClusterService.Leave:input_type -> berth.v1.LeaveRequest
-	53, // 73: berth.v1.ClusterService.MesosStatus:input_type -> berth.v1.MesosStatusRequest
-	7,  // 74: berth.v1.AppService.CreateApp:output_type -> berth.v1.CreateAppResponse
-	9,  // 75: berth.v1.AppService.GetApp:output_type -> berth.v1.GetAppResponse
-	12, // 76: berth.v1.AppService.ListApps:output_type -> berth.v1.ListAppsResponse
-	14, // 77: berth.v1.AppService.UpdateApp:output_type -> berth.v1.UpdateAppResponse
-	16, // 78: berth.v1.AppService.DeleteApp:output_type -> berth.v1.DeleteAppResponse
-	18, // 79: berth.v1.AppService.ListAppVersions:output_type -> berth.v1.ListAppVersionsResponse
-	20, // 80: berth.v1.AppService.RestartApp:output_type -> berth.v1.RestartAppResponse
-	22, // 81: berth.v1.AppService.ResetDelay:output_type -> berth.v1.ResetDelayResponse
-	24, // 82: berth.v1.AppService.GetQueue:output_type -> berth.v1.GetQueueResponse
-	3,  // 83: berth.v1.AppService.ParseApp:output_type -> berth.v1.ParseAppResponse
-	5,  // 84: berth.v1.AppService.RenderApp:output_type -> berth.v1.RenderAppResponse
-	38, // 85: berth.v1.TaskService.ListTasks:output_type -> berth.v1.ListTasksResponse
-	42, // 86: berth.v1.TaskService.KillTask:output_type -> berth.v1.KillTaskResponse
-	36, // 87: berth.v1.TaskService.ReadTaskLog:output_type -> berth.v1.ReadTaskLogResponse
-	34, // 88: berth.v1.TaskService.ListCheckResults:output_type -> berth.v1.ListCheckResultsResponse
-	44, // 89: berth.v1.DeploymentService.ListDeployments:output_type -> berth.v1.ListDeploymentsResponse
-	48, // 90: berth.v1.DeploymentService.GetDeployment:output_type -> berth.v1.GetDeploymentResponse
-	50, // 91: berth.v1.DeploymentService.CancelDeployment:output_type -> berth.v1.CancelDeploymentResponse
-	52, // 92: berth.v1.EventService.StreamEvents:output_type -> berth.v1.Event
-	61, // 93: berth.v1.ClusterService.Members:output_type -> berth.v1.MembersResponse
-	63, // 94: berth.v1.ClusterService.Leader:output_type -> berth.v1.LeaderResponse
-	66, // 95: berth.v1.ClusterService.ListPeers:output_type -> berth.v1.ListPeersResponse
-	68, // 96: berth.v1.ClusterService.RemovePeer:output_type -> berth.v1.RemovePeerResponse
-	70, // 97: berth.v1.ClusterService.TransferLeadership:output_type -> berth.v1.TransferLeadershipResponse
-	72, // 98: berth.v1.ClusterService.SaveSnapshot:output_type -> berth.v1.SaveSnapshotResponse
-	74, // 99: berth.v1.ClusterService.RestoreSnapshot:output_type -> berth.v1.RestoreSnapshotResponse
-	58, // 100: berth.v1.ClusterService.Leave:output_type -> berth.v1.LeaveResponse
-	54, // 101: berth.v1.ClusterService.MesosStatus:output_type -> berth.v1.MesosStatusResponse
-	74, // [74:102] is the sub-list for method output_type
-	46, // [46:74] is the sub-list for method input_type
-	46, // [46:46] is the sub-list for extension type_name
-	46, // [46:46] is the sub-list for extension extendee
-	0,  // [0:46] is the sub-list for field type_name
+	77, // 29: berth.v1.TaskView.move:type_name -> berth.v1.Move
+	39, // 30: berth.v1.KillTaskResponse.task:type_name -> berth.v1.TaskView
+	78, // 31: berth.v1.ListDeploymentsResponse.deployments:type_name -> berth.v1.Deployment
+	45, // 32: berth.v1.ListDeploymentsResponse.current_actions:type_name -> berth.v1.CurrentActions
+	46, // 33: berth.v1.CurrentActions.actions:type_name -> berth.v1.CurrentAction
+	30, // 34: berth.v1.CurrentAction.readiness_check_results:type_name -> berth.v1.ReadinessCheckResult
+	78, // 35: berth.v1.GetDeploymentResponse.deployment:type_name -> berth.v1.Deployment
+	45, // 36: berth.v1.GetDeploymentResponse.current_actions:type_name -> berth.v1.CurrentActions
+	78, // 37: berth.v1.Event.deployment:type_name -> berth.v1.Deployment
+	75, // 38: berth.v1.Event.app:type_name -> berth.v1.App
+	79, // 39: berth.v1.Event.backup:type_name -> berth.v1.Backup
+	77, // 40: berth.v1.Event.move:type_name -> berth.v1.Move
+	55, // 41: berth.v1.MesosStatusResponse.agents:type_name -> berth.v1.MesosAgent
+	56, // 42: berth.v1.MesosAgent.total:type_name -> berth.v1.MesosResources
+	56, // 43: berth.v1.MesosAgent.allocated:type_name -> berth.v1.MesosResources
+	56, // 44: berth.v1.MesosAgent.free:type_name -> berth.v1.MesosResources
+	56, // 45: berth.v1.MesosAgent.reserved:type_name -> berth.v1.MesosResources
+	60, // 46: berth.v1.MembersResponse.members:type_name -> berth.v1.Member
+	65, // 47: berth.v1.ListPeersResponse.peers:type_name -> berth.v1.Peer
+	6,  // 48: berth.v1.AppService.CreateApp:input_type -> berth.v1.CreateAppRequest
+	8,  // 49: berth.v1.AppService.GetApp:input_type -> berth.v1.GetAppRequest
+	11, // 50: berth.v1.AppService.ListApps:input_type -> berth.v1.ListAppsRequest
+	13, // 51: berth.v1.AppService.UpdateApp:input_type -> berth.v1.UpdateAppRequest
+	15, // 52: berth.v1.AppService.DeleteApp:input_type -> berth.v1.DeleteAppRequest
+	17, // 53: berth.v1.AppService.ListAppVersions:input_type -> berth.v1.ListAppVersionsRequest
+	19, // 54: berth.v1.AppService.RestartApp:input_type -> berth.v1.RestartAppRequest
+	21, // 55: berth.v1.AppService.ResetDelay:input_type -> berth.v1.ResetDelayRequest
+	23, // 56: berth.v1.AppService.GetQueue:input_type -> berth.v1.GetQueueRequest
+	2,  // 57: berth.v1.AppService.ParseApp:input_type -> berth.v1.ParseAppRequest
+	4,  // 58: berth.v1.AppService.RenderApp:input_type -> berth.v1.RenderAppRequest
+	37, // 59: berth.v1.TaskService.ListTasks:input_type -> berth.v1.ListTasksRequest
+	41, // 60: berth.v1.TaskService.KillTask:input_type -> berth.v1.KillTaskRequest
+	35, // 61: berth.v1.TaskService.ReadTaskLog:input_type -> berth.v1.ReadTaskLogRequest
+	33, // 62: berth.v1.TaskService.ListCheckResults:input_type -> berth.v1.ListCheckResultsRequest
+	43, // 63: berth.v1.DeploymentService.ListDeployments:input_type -> berth.v1.ListDeploymentsRequest
+	47, // 64: berth.v1.DeploymentService.GetDeployment:input_type -> berth.v1.GetDeploymentRequest
+	49, // 65: berth.v1.DeploymentService.CancelDeployment:input_type -> berth.v1.CancelDeploymentRequest
+	51, // 66: berth.v1.EventService.StreamEvents:input_type -> berth.v1.StreamEventsRequest
+	59, // 67: berth.v1.ClusterService.Members:input_type -> berth.v1.MembersRequest
+	62, // 68: berth.v1.ClusterService.Leader:input_type -> berth.v1.LeaderRequest
+	64, // 69: berth.v1.ClusterService.ListPeers:input_type -> berth.v1.ListPeersRequest
+	67, // 70: berth.v1.ClusterService.RemovePeer:input_type -> berth.v1.RemovePeerRequest
+	69, // 71: berth.v1.ClusterService.TransferLeadership:input_type -> berth.v1.TransferLeadershipRequest
+	71, // 72: berth.v1.ClusterService.SaveSnapshot:input_type -> berth.v1.SaveSnapshotRequest
+	73, // 73: berth.v1.ClusterService.RestoreSnapshot:input_type -> berth.v1.RestoreSnapshotRequest
+	57, // 74: berth.v1.ClusterService.Leave:input_type -> berth.v1.LeaveRequest
+	53, // 75: berth.v1.ClusterService.MesosStatus:input_type -> berth.v1.MesosStatusRequest
+	7,  // 76: berth.v1.AppService.CreateApp:output_type -> berth.v1.CreateAppResponse
+	9,  // 77: berth.v1.AppService.GetApp:output_type -> berth.v1.GetAppResponse
+	12, // 78: berth.v1.AppService.ListApps:output_type -> berth.v1.ListAppsResponse
+	14, // 79: berth.v1.AppService.UpdateApp:output_type -> berth.v1.UpdateAppResponse
+	16, // 80: berth.v1.AppService.DeleteApp:output_type -> berth.v1.DeleteAppResponse
+	18, // 81: berth.v1.AppService.ListAppVersions:output_type -> berth.v1.ListAppVersionsResponse
+	20, // 82: berth.v1.AppService.RestartApp:output_type -> berth.v1.RestartAppResponse
+	22, // 83: berth.v1.AppService.ResetDelay:output_type -> berth.v1.ResetDelayResponse
+	24, // 84: berth.v1.AppService.GetQueue:output_type -> berth.v1.GetQueueResponse
+	3,  // 85: berth.v1.AppService.ParseApp:output_type -> berth.v1.ParseAppResponse
+	5,  // 86: berth.v1.AppService.RenderApp:output_type -> berth.v1.RenderAppResponse
+	38, // 87: berth.v1.TaskService.ListTasks:output_type -> berth.v1.ListTasksResponse
+	42, // 88: berth.v1.TaskService.KillTask:output_type -> berth.v1.KillTaskResponse
+	36, // 89: berth.v1.TaskService.ReadTaskLog:output_type -> berth.v1.ReadTaskLogResponse
+	34, // 90: berth.v1.TaskService.ListCheckResults:output_type -> berth.v1.ListCheckResultsResponse
+	44, // 91: berth.v1.DeploymentService.ListDeployments:output_type -> berth.v1.ListDeploymentsResponse
+	48, // 92: berth.v1.DeploymentService.GetDeployment:output_type -> berth.v1.GetDeploymentResponse
+	50, // 93: berth.v1.DeploymentService.CancelDeployment:output_type -> berth.v1.CancelDeploymentResponse
+	52, // 94: berth.v1.EventService.StreamEvents:output_type -> berth.v1.Event
+	61, // 95: berth.v1.ClusterService.Members:output_type -> berth.v1.MembersResponse
+	63, // 96: berth.v1.ClusterService.Leader:output_type -> berth.v1.LeaderResponse
+	66, // 97: berth.v1.ClusterService.ListPeers:output_type -> berth.v1.ListPeersResponse
+	68, // 98: berth.v1.ClusterService.RemovePeer:output_type -> berth.v1.RemovePeerResponse
+	70, // 99: berth.v1.ClusterService.TransferLeadership:output_type -> berth.v1.TransferLeadershipResponse
+	72, // 100: berth.v1.ClusterService.SaveSnapshot:output_type -> berth.v1.SaveSnapshotResponse
+	74, // 101: berth.v1.ClusterService.RestoreSnapshot:output_type -> berth.v1.RestoreSnapshotResponse
+	58, // 102: berth.v1.ClusterService.Leave:output_type -> berth.v1.LeaveResponse
+	54, // 103: berth.v1.ClusterService.MesosStatus:output_type -> berth.v1.MesosStatusResponse
+	76, // [76:104] is the sub-list for method output_type
+	48, // [48:76] is the sub-list for method input_type
+	48, // [48:48] is the sub-list for extension type_name
+	48, // [48:48] is the sub-list for extension extendee
+	0,  // [0:48] is the sub-list for field type_name
 }
 
 func init() { file_berth_v1_service_proto_init() }

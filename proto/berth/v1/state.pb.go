@@ -232,7 +232,13 @@ type Instance struct {
 	// instance's berth that affects it: "agent draining", "agent scheduled
 	// for maintenance from ...", "agent gone: berth lost". Set and cleared by
 	// the scheduler (scheduler/drain.go); empty when there is nothing to say.
-	AgentNotice   string `protobuf:"bytes,30,opt,name=agent_notice,json=agentNotice,proto3" json:"agent_notice,omitempty"`
+	AgentNotice string `protobuf:"bytes,30,opt,name=agent_notice,json=agentNotice,proto3" json:"agent_notice,omitempty"`
+	// move is the instance's current or last move to a new berth
+	// (migration, restore to another agent, replacement).
+	Move *Move `protobuf:"bytes,31,opt,name=move,proto3" json:"move,omitempty"`
+	// max_epoch is the highest berth epoch the instance ever had (a new
+	// berth abandoned by a failed move keeps its epoch used).
+	MaxEpoch      uint64 `protobuf:"varint,32,opt,name=max_epoch,json=maxEpoch,proto3" json:"max_epoch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -372,6 +378,163 @@ func (x *Instance) GetAgentNotice() string {
 	return ""
 }
 
+func (x *Instance) GetMove() *Move {
+	if x != nil {
+		return x.Move
+	}
+	return nil
+}
+
+func (x *Instance) GetMaxEpoch() uint64 {
+	if x != nil {
+		return x.MaxEpoch
+	}
+	return 0
+}
+
+// Move is an instance's move to a new berth on another agent.
+type Move struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id is the migration id (Backup.migration_id).
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// kind is "migrate", "restore" or "replace".
+	Kind string `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	// step is "copy", "restore", "launch", "wait healthy", "done" or
+	// "failed".
+	Step      string `protobuf:"bytes,3,opt,name=step,proto3" json:"step,omitempty"`
+	FromAgent string `protobuf:"bytes,4,opt,name=from_agent,json=fromAgent,proto3" json:"from_agent,omitempty"`
+	ToAgent   string `protobuf:"bytes,5,opt,name=to_agent,json=toAgent,proto3" json:"to_agent,omitempty"`
+	// previous is the old berth, kept until the new task runs (healthy),
+	// then destroyed when offered; absent once released, or for a
+	// replacement (the old berth is lost).
+	Previous *Reservation `protobuf:"bytes,6,opt,name=previous,proto3" json:"previous,omitempty"`
+	// stopped_at is when the app's task was seen stopped, running_at when
+	// the new task ran; downtime_ms is the time between.
+	StoppedAt  *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=stopped_at,json=stoppedAt,proto3" json:"stopped_at,omitempty"`
+	RunningAt  *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=running_at,json=runningAt,proto3" json:"running_at,omitempty"`
+	DowntimeMs uint64                 `protobuf:"varint,9,opt,name=downtime_ms,json=downtimeMs,proto3" json:"downtime_ms,omitempty"`
+	Error      string                 `protobuf:"bytes,10,opt,name=error,proto3" json:"error,omitempty"`
+	CreatedAt  *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	// bytes is the size of the volume copied.
+	Bytes         uint64 `protobuf:"varint,12,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Move) Reset() {
+	*x = Move{}
+	mi := &file_berth_v1_state_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Move) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Move) ProtoMessage() {}
+
+func (x *Move) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_state_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Move.ProtoReflect.Descriptor instead.
+func (*Move) Descriptor() ([]byte, []int) {
+	return file_berth_v1_state_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Move) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Move) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *Move) GetStep() string {
+	if x != nil {
+		return x.Step
+	}
+	return ""
+}
+
+func (x *Move) GetFromAgent() string {
+	if x != nil {
+		return x.FromAgent
+	}
+	return ""
+}
+
+func (x *Move) GetToAgent() string {
+	if x != nil {
+		return x.ToAgent
+	}
+	return ""
+}
+
+func (x *Move) GetPrevious() *Reservation {
+	if x != nil {
+		return x.Previous
+	}
+	return nil
+}
+
+func (x *Move) GetStoppedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StoppedAt
+	}
+	return nil
+}
+
+func (x *Move) GetRunningAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RunningAt
+	}
+	return nil
+}
+
+func (x *Move) GetDowntimeMs() uint64 {
+	if x != nil {
+		return x.DowntimeMs
+	}
+	return 0
+}
+
+func (x *Move) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *Move) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *Move) GetBytes() uint64 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
+
 // Reservation is an instance's berth: resources reserved on one agent,
 // labelled berth_framework_id / berth_instance_id, with its volumes.
 type Reservation struct {
@@ -406,7 +569,7 @@ type Reservation struct {
 
 func (x *Reservation) Reset() {
 	*x = Reservation{}
-	mi := &file_berth_v1_state_proto_msgTypes[1]
+	mi := &file_berth_v1_state_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -418,7 +581,7 @@ func (x *Reservation) String() string {
 func (*Reservation) ProtoMessage() {}
 
 func (x *Reservation) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_state_proto_msgTypes[1]
+	mi := &file_berth_v1_state_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -431,7 +594,7 @@ func (x *Reservation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reservation.ProtoReflect.Descriptor instead.
 func (*Reservation) Descriptor() ([]byte, []int) {
-	return file_berth_v1_state_proto_rawDescGZIP(), []int{1}
+	return file_berth_v1_state_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Reservation) GetInstanceId() string {
@@ -547,7 +710,7 @@ type LocalVolume struct {
 
 func (x *LocalVolume) Reset() {
 	*x = LocalVolume{}
-	mi := &file_berth_v1_state_proto_msgTypes[2]
+	mi := &file_berth_v1_state_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -559,7 +722,7 @@ func (x *LocalVolume) String() string {
 func (*LocalVolume) ProtoMessage() {}
 
 func (x *LocalVolume) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_state_proto_msgTypes[2]
+	mi := &file_berth_v1_state_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -572,7 +735,7 @@ func (x *LocalVolume) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LocalVolume.ProtoReflect.Descriptor instead.
 func (*LocalVolume) Descriptor() ([]byte, []int) {
-	return file_berth_v1_state_proto_rawDescGZIP(), []int{2}
+	return file_berth_v1_state_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *LocalVolume) GetPersistenceId() string {
@@ -654,7 +817,7 @@ type Task struct {
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_berth_v1_state_proto_msgTypes[3]
+	mi := &file_berth_v1_state_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -666,7 +829,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_state_proto_msgTypes[3]
+	mi := &file_berth_v1_state_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -679,7 +842,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_berth_v1_state_proto_rawDescGZIP(), []int{3}
+	return file_berth_v1_state_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Task) GetId() string {
@@ -835,7 +998,7 @@ type TaskFailure struct {
 
 func (x *TaskFailure) Reset() {
 	*x = TaskFailure{}
-	mi := &file_berth_v1_state_proto_msgTypes[4]
+	mi := &file_berth_v1_state_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -847,7 +1010,7 @@ func (x *TaskFailure) String() string {
 func (*TaskFailure) ProtoMessage() {}
 
 func (x *TaskFailure) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_state_proto_msgTypes[4]
+	mi := &file_berth_v1_state_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -860,7 +1023,7 @@ func (x *TaskFailure) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskFailure.ProtoReflect.Descriptor instead.
 func (*TaskFailure) Descriptor() ([]byte, []int) {
-	return file_berth_v1_state_proto_rawDescGZIP(), []int{4}
+	return file_berth_v1_state_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *TaskFailure) GetAppId() string {
@@ -967,7 +1130,7 @@ type Deployment struct {
 
 func (x *Deployment) Reset() {
 	*x = Deployment{}
-	mi := &file_berth_v1_state_proto_msgTypes[5]
+	mi := &file_berth_v1_state_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -979,7 +1142,7 @@ func (x *Deployment) String() string {
 func (*Deployment) ProtoMessage() {}
 
 func (x *Deployment) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_state_proto_msgTypes[5]
+	mi := &file_berth_v1_state_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -992,7 +1155,7 @@ func (x *Deployment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Deployment.ProtoReflect.Descriptor instead.
 func (*Deployment) Descriptor() ([]byte, []int) {
-	return file_berth_v1_state_proto_rawDescGZIP(), []int{5}
+	return file_berth_v1_state_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Deployment) GetId() string {
@@ -1068,7 +1231,7 @@ type DeploymentStep struct {
 
 func (x *DeploymentStep) Reset() {
 	*x = DeploymentStep{}
-	mi := &file_berth_v1_state_proto_msgTypes[6]
+	mi := &file_berth_v1_state_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1080,7 +1243,7 @@ func (x *DeploymentStep) String() string {
 func (*DeploymentStep) ProtoMessage() {}
 
 func (x *DeploymentStep) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_state_proto_msgTypes[6]
+	mi := &file_berth_v1_state_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1093,7 +1256,7 @@ func (x *DeploymentStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeploymentStep.ProtoReflect.Descriptor instead.
 func (*DeploymentStep) Descriptor() ([]byte, []int) {
-	return file_berth_v1_state_proto_rawDescGZIP(), []int{6}
+	return file_berth_v1_state_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *DeploymentStep) GetActions() []*DeploymentAction {
@@ -1116,7 +1279,7 @@ type DeploymentAction struct {
 
 func (x *DeploymentAction) Reset() {
 	*x = DeploymentAction{}
-	mi := &file_berth_v1_state_proto_msgTypes[7]
+	mi := &file_berth_v1_state_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1128,7 +1291,7 @@ func (x *DeploymentAction) String() string {
 func (*DeploymentAction) ProtoMessage() {}
 
 func (x *DeploymentAction) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_state_proto_msgTypes[7]
+	mi := &file_berth_v1_state_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1141,7 +1304,7 @@ func (x *DeploymentAction) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeploymentAction.ProtoReflect.Descriptor instead.
 func (*DeploymentAction) Descriptor() ([]byte, []int) {
-	return file_berth_v1_state_proto_rawDescGZIP(), []int{7}
+	return file_berth_v1_state_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *DeploymentAction) GetAction() string {
@@ -1170,7 +1333,7 @@ type AppVersion struct {
 
 func (x *AppVersion) Reset() {
 	*x = AppVersion{}
-	mi := &file_berth_v1_state_proto_msgTypes[8]
+	mi := &file_berth_v1_state_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1182,7 +1345,7 @@ func (x *AppVersion) String() string {
 func (*AppVersion) ProtoMessage() {}
 
 func (x *AppVersion) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_v1_state_proto_msgTypes[8]
+	mi := &file_berth_v1_state_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1195,7 +1358,7 @@ func (x *AppVersion) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppVersion.ProtoReflect.Descriptor instead.
 func (*AppVersion) Descriptor() ([]byte, []int) {
-	return file_berth_v1_state_proto_rawDescGZIP(), []int{8}
+	return file_berth_v1_state_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *AppVersion) GetAppId() string {
@@ -1223,7 +1386,7 @@ var File_berth_v1_state_proto protoreflect.FileDescriptor
 
 const file_berth_v1_state_proto_rawDesc = "" +
 	"\n" +
-	"\x14berth/v1/state.proto\x12\bberth.v1\x1a\x12berth/v1/app.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdf\x05\n" +
+	"\x14berth/v1/state.proto\x12\bberth.v1\x1a\x12berth/v1/app.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa0\x06\n" +
 	"\bInstance\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
 	"\x06app_id\x18\x02 \x01(\tR\x05appId\x12\x1f\n" +
@@ -1242,10 +1405,31 @@ const file_berth_v1_state_proto_rawDesc = "" +
 	"\fmodify_index\x18\f \x01(\x04R\vmodifyIndex\x12R\n" +
 	"\x10agent_attributes\x18\r \x03(\v2'.berth.v1.Instance.AgentAttributesEntryR\x0fagentAttributes\x128\n" +
 	"\flast_failure\x18\x0e \x01(\v2\x15.berth.v1.TaskFailureR\vlastFailure\x12!\n" +
-	"\fagent_notice\x18\x1e \x01(\tR\vagentNotice\x1aB\n" +
+	"\fagent_notice\x18\x1e \x01(\tR\vagentNotice\x12\"\n" +
+	"\x04move\x18\x1f \x01(\v2\x0e.berth.v1.MoveR\x04move\x12\x1b\n" +
+	"\tmax_epoch\x18  \x01(\x04R\bmaxEpoch\x1aB\n" +
 	"\x14AgentAttributesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb5\x03\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa9\x03\n" +
+	"\x04Move\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x12\n" +
+	"\x04step\x18\x03 \x01(\tR\x04step\x12\x1d\n" +
+	"\n" +
+	"from_agent\x18\x04 \x01(\tR\tfromAgent\x12\x19\n" +
+	"\bto_agent\x18\x05 \x01(\tR\atoAgent\x121\n" +
+	"\bprevious\x18\x06 \x01(\v2\x15.berth.v1.ReservationR\bprevious\x129\n" +
+	"\n" +
+	"stopped_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tstoppedAt\x129\n" +
+	"\n" +
+	"running_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\trunningAt\x12\x1f\n" +
+	"\vdowntime_ms\x18\t \x01(\x04R\n" +
+	"downtimeMs\x12\x14\n" +
+	"\x05error\x18\n" +
+	" \x01(\tR\x05error\x129\n" +
+	"\n" +
+	"created_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x14\n" +
+	"\x05bytes\x18\f \x01(\x04R\x05bytes\"\xb5\x03\n" +
 	"\vReservation\x12\x1f\n" +
 	"\vinstance_id\x18\x01 \x01(\tR\n" +
 	"instanceId\x120\n" +
@@ -1368,51 +1552,57 @@ func file_berth_v1_state_proto_rawDescGZIP() []byte {
 }
 
 var file_berth_v1_state_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_berth_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_berth_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_berth_v1_state_proto_goTypes = []any{
 	(Goal)(0),                     // 0: berth.v1.Goal
 	(ReservationState)(0),         // 1: berth.v1.ReservationState
 	(DeploymentStatus)(0),         // 2: berth.v1.DeploymentStatus
 	(*Instance)(nil),              // 3: berth.v1.Instance
-	(*Reservation)(nil),           // 4: berth.v1.Reservation
-	(*LocalVolume)(nil),           // 5: berth.v1.LocalVolume
-	(*Task)(nil),                  // 6: berth.v1.Task
-	(*TaskFailure)(nil),           // 7: berth.v1.TaskFailure
-	(*Deployment)(nil),            // 8: berth.v1.Deployment
-	(*DeploymentStep)(nil),        // 9: berth.v1.DeploymentStep
-	(*DeploymentAction)(nil),      // 10: berth.v1.DeploymentAction
-	(*AppVersion)(nil),            // 11: berth.v1.AppVersion
-	nil,                           // 12: berth.v1.Instance.AgentAttributesEntry
-	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
-	(*App)(nil),                   // 14: berth.v1.App
+	(*Move)(nil),                  // 4: berth.v1.Move
+	(*Reservation)(nil),           // 5: berth.v1.Reservation
+	(*LocalVolume)(nil),           // 6: berth.v1.LocalVolume
+	(*Task)(nil),                  // 7: berth.v1.Task
+	(*TaskFailure)(nil),           // 8: berth.v1.TaskFailure
+	(*Deployment)(nil),            // 9: berth.v1.Deployment
+	(*DeploymentStep)(nil),        // 10: berth.v1.DeploymentStep
+	(*DeploymentAction)(nil),      // 11: berth.v1.DeploymentAction
+	(*AppVersion)(nil),            // 12: berth.v1.AppVersion
+	nil,                           // 13: berth.v1.Instance.AgentAttributesEntry
+	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
+	(*App)(nil),                   // 15: berth.v1.App
 }
 var file_berth_v1_state_proto_depIdxs = []int32{
 	0,  // 0: berth.v1.Instance.goal:type_name -> berth.v1.Goal
-	4,  // 1: berth.v1.Instance.reservation:type_name -> berth.v1.Reservation
-	6,  // 2: berth.v1.Instance.task:type_name -> berth.v1.Task
-	13, // 3: berth.v1.Instance.launch_not_before:type_name -> google.protobuf.Timestamp
-	13, // 4: berth.v1.Instance.created_at:type_name -> google.protobuf.Timestamp
-	12, // 5: berth.v1.Instance.agent_attributes:type_name -> berth.v1.Instance.AgentAttributesEntry
-	7,  // 6: berth.v1.Instance.last_failure:type_name -> berth.v1.TaskFailure
-	1,  // 7: berth.v1.Reservation.state:type_name -> berth.v1.ReservationState
-	13, // 8: berth.v1.Reservation.pending_until:type_name -> google.protobuf.Timestamp
-	5,  // 9: berth.v1.Reservation.volumes:type_name -> berth.v1.LocalVolume
-	13, // 10: berth.v1.Task.staged_at:type_name -> google.protobuf.Timestamp
-	13, // 11: berth.v1.Task.started_at:type_name -> google.protobuf.Timestamp
-	13, // 12: berth.v1.Task.kill_requested_at:type_name -> google.protobuf.Timestamp
-	13, // 13: berth.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
-	13, // 14: berth.v1.TaskFailure.timestamp:type_name -> google.protobuf.Timestamp
-	9,  // 15: berth.v1.Deployment.steps:type_name -> berth.v1.DeploymentStep
-	2,  // 16: berth.v1.Deployment.status:type_name -> berth.v1.DeploymentStatus
-	13, // 17: berth.v1.Deployment.created_at:type_name -> google.protobuf.Timestamp
-	13, // 18: berth.v1.Deployment.finished_at:type_name -> google.protobuf.Timestamp
-	10, // 19: berth.v1.DeploymentStep.actions:type_name -> berth.v1.DeploymentAction
-	14, // 20: berth.v1.AppVersion.app:type_name -> berth.v1.App
-	21, // [21:21] is the sub-list for method output_type
-	21, // [21:21] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	5,  // 1: berth.v1.Instance.reservation:type_name -> berth.v1.Reservation
+	7,  // 2: berth.v1.Instance.task:type_name -> berth.v1.Task
+	14, // 3: berth.v1.Instance.launch_not_before:type_name -> google.protobuf.Timestamp
+	14, // 4: berth.v1.Instance.created_at:type_name -> google.protobuf.Timestamp
+	13, // 5: berth.v1.Instance.agent_attributes:type_name -> berth.v1.Instance.AgentAttributesEntry
+	8,  // 6: berth.v1.Instance.last_failure:type_name -> berth.v1.TaskFailure
+	4,  // 7: berth.v1.Instance.move:type_name -> berth.v1.Move
+	5,  // 8: berth.v1.Move.previous:type_name -> berth.v1.Reservation
+	14, // 9: berth.v1.Move.stopped_at:type_name -> google.protobuf.Timestamp
+	14, // 10: berth.v1.Move.running_at:type_name -> google.protobuf.Timestamp
+	14, // 11: berth.v1.Move.created_at:type_name -> google.protobuf.Timestamp
+	1,  // 12: berth.v1.Reservation.state:type_name -> berth.v1.ReservationState
+	14, // 13: berth.v1.Reservation.pending_until:type_name -> google.protobuf.Timestamp
+	6,  // 14: berth.v1.Reservation.volumes:type_name -> berth.v1.LocalVolume
+	14, // 15: berth.v1.Task.staged_at:type_name -> google.protobuf.Timestamp
+	14, // 16: berth.v1.Task.started_at:type_name -> google.protobuf.Timestamp
+	14, // 17: berth.v1.Task.kill_requested_at:type_name -> google.protobuf.Timestamp
+	14, // 18: berth.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
+	14, // 19: berth.v1.TaskFailure.timestamp:type_name -> google.protobuf.Timestamp
+	10, // 20: berth.v1.Deployment.steps:type_name -> berth.v1.DeploymentStep
+	2,  // 21: berth.v1.Deployment.status:type_name -> berth.v1.DeploymentStatus
+	14, // 22: berth.v1.Deployment.created_at:type_name -> google.protobuf.Timestamp
+	14, // 23: berth.v1.Deployment.finished_at:type_name -> google.protobuf.Timestamp
+	11, // 24: berth.v1.DeploymentStep.actions:type_name -> berth.v1.DeploymentAction
+	15, // 25: berth.v1.AppVersion.app:type_name -> berth.v1.App
+	26, // [26:26] is the sub-list for method output_type
+	26, // [26:26] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_berth_v1_state_proto_init() }
@@ -1421,14 +1611,14 @@ func file_berth_v1_state_proto_init() {
 		return
 	}
 	file_berth_v1_app_proto_init()
-	file_berth_v1_state_proto_msgTypes[3].OneofWrappers = []any{}
+	file_berth_v1_state_proto_msgTypes[4].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_berth_v1_state_proto_rawDesc), len(file_berth_v1_state_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   10,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -52,6 +52,12 @@ const (
 	BackupServicePruneBackupsProcedure = "/berth.v1.BackupService/PruneBackups"
 	// BackupServiceRestoreProcedure is the fully-qualified name of the BackupService's Restore RPC.
 	BackupServiceRestoreProcedure = "/berth.v1.BackupService/Restore"
+	// BackupServiceMigrateInstanceProcedure is the fully-qualified name of the BackupService's
+	// MigrateInstance RPC.
+	BackupServiceMigrateInstanceProcedure = "/berth.v1.BackupService/MigrateInstance"
+	// BackupServiceReplaceInstanceProcedure is the fully-qualified name of the BackupService's
+	// ReplaceInstance RPC.
+	BackupServiceReplaceInstanceProcedure = "/berth.v1.BackupService/ReplaceInstance"
 )
 
 // BackupServiceClient is a client for the berth.v1.BackupService service.
@@ -71,8 +77,17 @@ type BackupServiceClient interface {
 	// PruneBackups applies the app's retention now.
 	PruneBackups(context.Context, *connect.Request[v1.PruneBackupsRequest]) (*connect.Response[v1.PruneBackupsResponse], error)
 	// Restore replaces the volume contents of an instance's berth by a
-	// backup: stop the task, wipe, copy, start it again.
+	// backup: stop the task, wipe, copy, start it again; with to_agent, onto
+	// a new berth on that agent.
 	Restore(context.Context, *connect.Request[v1.RestoreRequest]) (*connect.Response[v1.RestoreResponse], error)
+	// MigrateInstance moves an instance's berth to another agent: a copy of
+	// the volume, a restore onto a new berth there, launch, and only once
+	// the new task runs (healthy) the old berth is destroyed.
+	MigrateInstance(context.Context, *connect.Request[v1.MigrateInstanceRequest]) (*connect.Response[v1.MigrateInstanceResponse], error)
+	// ReplaceInstance gives an instance whose berth is lost or unreachable a
+	// new berth on another agent, filled from a backup (it loses the writes
+	// made since that backup).
+	ReplaceInstance(context.Context, *connect.Request[v1.ReplaceInstanceRequest]) (*connect.Response[v1.ReplaceInstanceResponse], error)
 }
 
 // NewBackupServiceClient constructs a client for the berth.v1.BackupService service. By default, it
@@ -130,18 +145,32 @@ func NewBackupServiceClient(httpClient connect.HTTPClient, baseURL string, opts 
 			connect.WithSchema(backupServiceMethods.ByName("Restore")),
 			connect.WithClientOptions(opts...),
 		),
+		migrateInstance: connect.NewClient[v1.MigrateInstanceRequest, v1.MigrateInstanceResponse](
+			httpClient,
+			baseURL+BackupServiceMigrateInstanceProcedure,
+			connect.WithSchema(backupServiceMethods.ByName("MigrateInstance")),
+			connect.WithClientOptions(opts...),
+		),
+		replaceInstance: connect.NewClient[v1.ReplaceInstanceRequest, v1.ReplaceInstanceResponse](
+			httpClient,
+			baseURL+BackupServiceReplaceInstanceProcedure,
+			connect.WithSchema(backupServiceMethods.ByName("ReplaceInstance")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // backupServiceClient implements BackupServiceClient.
 type backupServiceClient struct {
-	createBackup *connect.Client[v1.CreateBackupRequest, v1.CreateBackupResponse]
-	listBackups  *connect.Client[v1.ListBackupsRequest, v1.ListBackupsResponse]
-	getBackup    *connect.Client[v1.GetBackupRequest, v1.GetBackupResponse]
-	verifyBackup *connect.Client[v1.VerifyBackupRequest, v1.VerifyBackupResponse]
-	deleteBackup *connect.Client[v1.DeleteBackupRequest, v1.DeleteBackupResponse]
-	pruneBackups *connect.Client[v1.PruneBackupsRequest, v1.PruneBackupsResponse]
-	restore      *connect.Client[v1.RestoreRequest, v1.RestoreResponse]
+	createBackup    *connect.Client[v1.CreateBackupRequest, v1.CreateBackupResponse]
+	listBackups     *connect.Client[v1.ListBackupsRequest, v1.ListBackupsResponse]
+	getBackup       *connect.Client[v1.GetBackupRequest, v1.GetBackupResponse]
+	verifyBackup    *connect.Client[v1.VerifyBackupRequest, v1.VerifyBackupResponse]
+	deleteBackup    *connect.Client[v1.DeleteBackupRequest, v1.DeleteBackupResponse]
+	pruneBackups    *connect.Client[v1.PruneBackupsRequest, v1.PruneBackupsResponse]
+	restore         *connect.Client[v1.RestoreRequest, v1.RestoreResponse]
+	migrateInstance *connect.Client[v1.MigrateInstanceRequest, v1.MigrateInstanceResponse]
+	replaceInstance *connect.Client[v1.ReplaceInstanceRequest, v1.ReplaceInstanceResponse]
 }
 
 // CreateBackup calls berth.v1.BackupService.CreateBackup.
@@ -179,6 +208,16 @@ func (c *backupServiceClient) Restore(ctx context.Context, req *connect.Request[
 	return c.restore.CallUnary(ctx, req)
 }
 
+// MigrateInstance calls berth.v1.BackupService.MigrateInstance.
+func (c *backupServiceClient) MigrateInstance(ctx context.Context, req *connect.Request[v1.MigrateInstanceRequest]) (*connect.Response[v1.MigrateInstanceResponse], error) {
+	return c.migrateInstance.CallUnary(ctx, req)
+}
+
+// ReplaceInstance calls berth.v1.BackupService.ReplaceInstance.
+func (c *backupServiceClient) ReplaceInstance(ctx context.Context, req *connect.Request[v1.ReplaceInstanceRequest]) (*connect.Response[v1.ReplaceInstanceResponse], error) {
+	return c.replaceInstance.CallUnary(ctx, req)
+}
+
 // BackupServiceHandler is an implementation of the berth.v1.BackupService service.
 type BackupServiceHandler interface {
 	// CreateBackup starts a backup of one instance (or of every instance of
@@ -196,8 +235,17 @@ type BackupServiceHandler interface {
 	// PruneBackups applies the app's retention now.
 	PruneBackups(context.Context, *connect.Request[v1.PruneBackupsRequest]) (*connect.Response[v1.PruneBackupsResponse], error)
 	// Restore replaces the volume contents of an instance's berth by a
-	// backup: stop the task, wipe, copy, start it again.
+	// backup: stop the task, wipe, copy, start it again; with to_agent, onto
+	// a new berth on that agent.
 	Restore(context.Context, *connect.Request[v1.RestoreRequest]) (*connect.Response[v1.RestoreResponse], error)
+	// MigrateInstance moves an instance's berth to another agent: a copy of
+	// the volume, a restore onto a new berth there, launch, and only once
+	// the new task runs (healthy) the old berth is destroyed.
+	MigrateInstance(context.Context, *connect.Request[v1.MigrateInstanceRequest]) (*connect.Response[v1.MigrateInstanceResponse], error)
+	// ReplaceInstance gives an instance whose berth is lost or unreachable a
+	// new berth on another agent, filled from a backup (it loses the writes
+	// made since that backup).
+	ReplaceInstance(context.Context, *connect.Request[v1.ReplaceInstanceRequest]) (*connect.Response[v1.ReplaceInstanceResponse], error)
 }
 
 // NewBackupServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -251,6 +299,18 @@ func NewBackupServiceHandler(svc BackupServiceHandler, opts ...connect.HandlerOp
 		connect.WithSchema(backupServiceMethods.ByName("Restore")),
 		connect.WithHandlerOptions(opts...),
 	)
+	backupServiceMigrateInstanceHandler := connect.NewUnaryHandler(
+		BackupServiceMigrateInstanceProcedure,
+		svc.MigrateInstance,
+		connect.WithSchema(backupServiceMethods.ByName("MigrateInstance")),
+		connect.WithHandlerOptions(opts...),
+	)
+	backupServiceReplaceInstanceHandler := connect.NewUnaryHandler(
+		BackupServiceReplaceInstanceProcedure,
+		svc.ReplaceInstance,
+		connect.WithSchema(backupServiceMethods.ByName("ReplaceInstance")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/berth.v1.BackupService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case BackupServiceCreateBackupProcedure:
@@ -267,6 +327,10 @@ func NewBackupServiceHandler(svc BackupServiceHandler, opts ...connect.HandlerOp
 			backupServicePruneBackupsHandler.ServeHTTP(w, r)
 		case BackupServiceRestoreProcedure:
 			backupServiceRestoreHandler.ServeHTTP(w, r)
+		case BackupServiceMigrateInstanceProcedure:
+			backupServiceMigrateInstanceHandler.ServeHTTP(w, r)
+		case BackupServiceReplaceInstanceProcedure:
+			backupServiceReplaceInstanceHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -302,4 +366,12 @@ func (UnimplementedBackupServiceHandler) PruneBackups(context.Context, *connect.
 
 func (UnimplementedBackupServiceHandler) Restore(context.Context, *connect.Request[v1.RestoreRequest]) (*connect.Response[v1.RestoreResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("berth.v1.BackupService.Restore is not implemented"))
+}
+
+func (UnimplementedBackupServiceHandler) MigrateInstance(context.Context, *connect.Request[v1.MigrateInstanceRequest]) (*connect.Response[v1.MigrateInstanceResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("berth.v1.BackupService.MigrateInstance is not implemented"))
+}
+
+func (UnimplementedBackupServiceHandler) ReplaceInstance(context.Context, *connect.Request[v1.ReplaceInstanceRequest]) (*connect.Response[v1.ReplaceInstanceResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("berth.v1.BackupService.ReplaceInstance is not implemented"))
 }

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file berth/v1/backup.proto.
  */
 export const file_berth_v1_backup: GenFile = /*@__PURE__*/
-  fileDesc("ChViZXJ0aC92MS9iYWNrdXAucHJvdG8SCGJlcnRoLnYxIvcECgZCYWNrdXASCgoCaWQYASABKAkSDgoGYXBwX2lkGAIgASgJEhMKC2luc3RhbmNlX2lkGAMgASgJEiIKBGtpbmQYBCABKA4yFC5iZXJ0aC52MS5CYWNrdXBLaW5kEiQKBXN0YXRlGAUgASgOMhUuYmVydGgudjEuQmFja3VwU3RhdGUSDgoGdGFyZ2V0GAYgASgJEhQKDG1hbmlmZXN0X2tleRgHIAEoCRIXCg9tYW5pZmVzdF9zaGEyNTYYCCABKAkSLgoKY3JlYXRlZF9hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKc3RhcnRlZF9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZmluaXNoZWRfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg0KBWJ5dGVzGAwgASgEEhQKDGNodW5rc190b3RhbBgNIAEoBBISCgpjaHVua3NfbmV3GA4gASgEEhYKDmJ5dGVzX3VwbG9hZGVkGA8gASgEEg0KBWVycm9yGBAgASgJEg8KB3Rhc2tfaWQYESABKAkSEAoIYWdlbnRfaWQYEiABKAkSGAoQc291cmNlX2JhY2t1cF9pZBgTIAEoCRITCgtjb25zaXN0ZW5jeRgUIAEoCRIRCglzY2hlZHVsZWQYFSABKAgSLwoLdmVyaWZpZWRfYXQYFiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDHZlcmlmeV9lcnJvchgXIAEoCRIWCg5jb250YWluZXJfcGF0aBgYIAEoCSJOChNDcmVhdGVCYWNrdXBSZXF1ZXN0Eg4KBmFwcF9pZBgBIAEoCRITCgtpbnN0YW5jZV9pZBgCIAEoCRISCgpyZXF1ZXN0X2lkGAMgASgJIjkKFENyZWF0ZUJhY2t1cFJlc3BvbnNlEiEKB2JhY2t1cHMYASADKAsyEC5iZXJ0aC52MS5CYWNrdXAiUwoSTGlzdEJhY2t1cHNSZXF1ZXN0Eg4KBmFwcF9pZBgBIAEoCRITCgtpbnN0YW5jZV9pZBgCIAEoCRIYChBpbmNsdWRlX3Jlc3RvcmVzGAMgASgIIjgKE0xpc3RCYWNrdXBzUmVzcG9uc2USIQoHYmFja3VwcxgBIAMoCzIQLmJlcnRoLnYxLkJhY2t1cCIeChBHZXRCYWNrdXBSZXF1ZXN0EgoKAmlkGAEgASgJIjUKEUdldEJhY2t1cFJlc3BvbnNlEiAKBmJhY2t1cBgBIAEoCzIQLmJlcnRoLnYxLkJhY2t1cCIhChNWZXJpZnlCYWNrdXBSZXF1ZXN0EgoKAmlkGAEgASgJIpMBChRWZXJpZnlCYWNrdXBSZXNwb25zZRIgCgZiYWNrdXAYASABKAsyEC5iZXJ0aC52MS5CYWNrdXASCgoCb2sYAiABKAgSDgoGY2h1bmtzGAMgASgEEg0KBWJ5dGVzGAQgASgEEhYKDm1pc3NpbmdfY2h1bmtzGAUgAygJEhYKDmNvcnJ1cHRfY2h1bmtzGAYgAygJIjUKE0RlbGV0ZUJhY2t1cFJlcXVlc3QSCgoCaWQYASABKAkSEgoKcmVxdWVzdF9pZBgCIAEoCSIWChREZWxldGVCYWNrdXBSZXNwb25zZSI5ChNQcnVuZUJhY2t1cHNSZXF1ZXN0Eg4KBmFwcF9pZBgBIAEoCRISCgpyZXF1ZXN0X2lkGAIgASgJIj8KFFBydW5lQmFja3Vwc1Jlc3BvbnNlEg8KB2RlbGV0ZWQYASADKAkSFgoOY2h1bmtzX2RlbGV0ZWQYAiABKAQibgoOUmVzdG9yZVJlcXVlc3QSDgoGYXBwX2lkGAEgASgJEhMKC2luc3RhbmNlX2lkGAIgASgJEhEKCWJhY2t1cF9pZBgDIAEoCRIQCgh0b19hZ2VudBgEIAEoCRISCgpyZXF1ZXN0X2lkGAUgASgJIjQKD1Jlc3RvcmVSZXNwb25zZRIhCgdyZXN0b3JlGAEgASgLMhAuYmVydGgudjEuQmFja3VwKloKCkJhY2t1cEtpbmQSGwoXQkFDS1VQX0tJTkRfVU5TUEVDSUZJRUQQABIWChJCQUNLVVBfS0lORF9CQUNLVVAQARIXChNCQUNLVVBfS0lORF9SRVNUT1JFEAIqlAEKC0JhY2t1cFN0YXRlEhwKGEJBQ0tVUF9TVEFURV9VTlNQRUNJRklFRBAAEhgKFEJBQ0tVUF9TVEFURV9QRU5ESU5HEAESGAoUQkFDS1VQX1NUQVRFX1JVTk5JTkcQAhIaChZCQUNLVVBfU1RBVEVfU1VDQ0VFREVEEAMSFwoTQkFDS1VQX1NUQVRFX0ZBSUxFRBAEMqcECg1CYWNrdXBTZXJ2aWNlEk0KDENyZWF0ZUJhY2t1cBIdLmJlcnRoLnYxLkNyZWF0ZUJhY2t1cFJlcXVlc3QaHi5iZXJ0aC52MS5DcmVhdGVCYWNrdXBSZXNwb25zZRJPCgtMaXN0QmFja3VwcxIcLmJlcnRoLnYxLkxpc3RCYWNrdXBzUmVxdWVzdBodLmJlcnRoLnYxLkxpc3RCYWNrdXBzUmVzcG9uc2UiA5ACARJJCglHZXRCYWNrdXASGi5iZXJ0aC52MS5HZXRCYWNrdXBSZXF1ZXN0GhsuYmVydGgudjEuR2V0QmFja3VwUmVzcG9uc2UiA5ACARJNCgxWZXJpZnlCYWNrdXASHS5iZXJ0aC52MS5WZXJpZnlCYWNrdXBSZXF1ZXN0Gh4uYmVydGgudjEuVmVyaWZ5QmFja3VwUmVzcG9uc2USTQoMRGVsZXRlQmFja3VwEh0uYmVydGgudjEuRGVsZXRlQmFja3VwUmVxdWVzdBoeLmJlcnRoLnYxLkRlbGV0ZUJhY2t1cFJlc3BvbnNlEk0KDFBydW5lQmFja3VwcxIdLmJlcnRoLnYxLlBydW5lQmFja3Vwc1JlcXVlc3QaHi5iZXJ0aC52MS5QcnVuZUJhY2t1cHNSZXNwb25zZRI+CgdSZXN0b3JlEhguYmVydGgudjEuUmVzdG9yZVJlcXVlc3QaGS5iZXJ0aC52MS5SZXN0b3JlUmVzcG9uc2VCjwEKDGNvbS5iZXJ0aC52MUILQmFja3VwUHJvdG9QAVoxZ2l0aHViLmNvbS9iZXJ0aC1kZXYvYmVydGgvcHJvdG8vYmVydGgvdjE7YmVydGh2MaICA0JYWKoCCEJlcnRoLlYxygIIQmVydGhcVjHiAhRCZXJ0aFxWMVxHUEJNZXRhZGF0YeoCCUJlcnRoOjpWMWIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("ChViZXJ0aC92MS9iYWNrdXAucHJvdG8SCGJlcnRoLnYxIuMFCgZCYWNrdXASCgoCaWQYASABKAkSDgoGYXBwX2lkGAIgASgJEhMKC2luc3RhbmNlX2lkGAMgASgJEiIKBGtpbmQYBCABKA4yFC5iZXJ0aC52MS5CYWNrdXBLaW5kEiQKBXN0YXRlGAUgASgOMhUuYmVydGgudjEuQmFja3VwU3RhdGUSDgoGdGFyZ2V0GAYgASgJEhQKDG1hbmlmZXN0X2tleRgHIAEoCRIXCg9tYW5pZmVzdF9zaGEyNTYYCCABKAkSLgoKY3JlYXRlZF9hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKc3RhcnRlZF9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZmluaXNoZWRfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg0KBWJ5dGVzGAwgASgEEhQKDGNodW5rc190b3RhbBgNIAEoBBISCgpjaHVua3NfbmV3GA4gASgEEhYKDmJ5dGVzX3VwbG9hZGVkGA8gASgEEg0KBWVycm9yGBAgASgJEg8KB3Rhc2tfaWQYESABKAkSEAoIYWdlbnRfaWQYEiABKAkSGAoQc291cmNlX2JhY2t1cF9pZBgTIAEoCRITCgtjb25zaXN0ZW5jeRgUIAEoCRIRCglzY2hlZHVsZWQYFSABKAgSLwoLdmVyaWZpZWRfYXQYFiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDHZlcmlmeV9lcnJvchgXIAEoCRIWCg5jb250YWluZXJfcGF0aBgYIAEoCRIMCgRtb3ZlGBkgASgIEhAKCHRvX2FnZW50GBogASgJEhIKCmZyb21fYWdlbnQYGyABKAkSDwoHbWlncmF0ZRgcIAEoCBIUCgxtaWdyYXRpb25faWQYHSABKAkSDwoHcmVwbGFjZRgeIAEoCCJTChZNaWdyYXRlSW5zdGFuY2VSZXF1ZXN0EhMKC2luc3RhbmNlX2lkGAEgASgJEhAKCHRvX2FnZW50GAIgASgJEhIKCnJlcXVlc3RfaWQYAyABKAkiOwoXTWlncmF0ZUluc3RhbmNlUmVzcG9uc2USIAoGYmFja3VwGAEgASgLMhAuYmVydGgudjEuQmFja3VwImYKFlJlcGxhY2VJbnN0YW5jZVJlcXVlc3QSEwoLaW5zdGFuY2VfaWQYASABKAkSEQoJYmFja3VwX2lkGAIgASgJEhAKCHRvX2FnZW50GAMgASgJEhIKCnJlcXVlc3RfaWQYBCABKAkiPAoXUmVwbGFjZUluc3RhbmNlUmVzcG9uc2USIQoHcmVzdG9yZRgBIAEoCzIQLmJlcnRoLnYxLkJhY2t1cCJOChNDcmVhdGVCYWNrdXBSZXF1ZXN0Eg4KBmFwcF9pZBgBIAEoCRITCgtpbnN0YW5jZV9pZBgCIAEoCRISCgpyZXF1ZXN0X2lkGAMgASgJIjkKFENyZWF0ZUJhY2t1cFJlc3BvbnNlEiEKB2JhY2t1cHMYASADKAsyEC5iZXJ0aC52MS5CYWNrdXAiUwoSTGlzdEJhY2t1cHNSZXF1ZXN0Eg4KBmFwcF9pZBgBIAEoCRITCgtpbnN0YW5jZV9pZBgCIAEoCRIYChBpbmNsdWRlX3Jlc3RvcmVzGAMgASgIIjgKE0xpc3RCYWNrdXBzUmVzcG9uc2USIQoHYmFja3VwcxgBIAMoCzIQLmJlcnRoLnYxLkJhY2t1cCIeChBHZXRCYWNrdXBSZXF1ZXN0EgoKAmlkGAEgASgJIjUKEUdldEJhY2t1cFJlc3BvbnNlEiAKBmJhY2t1cBgBIAEoCzIQLmJlcnRoLnYxLkJhY2t1cCIhChNWZXJpZnlCYWNrdXBSZXF1ZXN0EgoKAmlkGAEgASgJIpMBChRWZXJpZnlCYWNrdXBSZXNwb25zZRIgCgZiYWNrdXAYASABKAsyEC5iZXJ0aC52MS5CYWNrdXASCgoCb2sYAiABKAgSDgoGY2h1bmtzGAMgASgEEg0KBWJ5dGVzGAQgASgEEhYKDm1pc3NpbmdfY2h1bmtzGAUgAygJEhYKDmNvcnJ1cHRfY2h1bmtzGAYgAygJIjUKE0RlbGV0ZUJhY2t1cFJlcXVlc3QSCgoCaWQYASABKAkSEgoKcmVxdWVzdF9pZBgCIAEoCSIWChREZWxldGVCYWNrdXBSZXNwb25zZSI5ChNQcnVuZUJhY2t1cHNSZXF1ZXN0Eg4KBmFwcF9pZBgBIAEoCRISCgpyZXF1ZXN0X2lkGAIgASgJIj8KFFBydW5lQmFja3Vwc1Jlc3BvbnNlEg8KB2RlbGV0ZWQYASADKAkSFgoOY2h1bmtzX2RlbGV0ZWQYAiABKAQibgoOUmVzdG9yZVJlcXVlc3QSDgoGYXBwX2lkGAEgASgJEhMKC2luc3RhbmNlX2lkGAIgASgJEhEKCWJhY2t1cF9pZBgDIAEoCRIQCgh0b19hZ2VudBgEIAEoCRISCgpyZXF1ZXN0X2lkGAUgASgJIjQKD1Jlc3RvcmVSZXNwb25zZRIhCgdyZXN0b3JlGAEgASgLMhAuYmVydGgudjEuQmFja3VwKloKCkJhY2t1cEtpbmQSGwoXQkFDS1VQX0tJTkRfVU5TUEVDSUZJRUQQABIWChJCQUNLVVBfS0lORF9CQUNLVVAQARIXChNCQUNLVVBfS0lORF9SRVNUT1JFEAIqlAEKC0JhY2t1cFN0YXRlEhwKGEJBQ0tVUF9TVEFURV9VTlNQRUNJRklFRBAAEhgKFEJBQ0tVUF9TVEFURV9QRU5ESU5HEAESGAoUQkFDS1VQX1NUQVRFX1JVTk5JTkcQAhIaChZCQUNLVVBfU1RBVEVfU1VDQ0VFREVEEAMSFwoTQkFDS1VQX1NUQVRFX0ZBSUxFRBAEMtcFCg1CYWNrdXBTZXJ2aWNlEk0KDENyZWF0ZUJhY2t1cBIdLmJlcnRoLnYxLkNyZWF0ZUJhY2t1cFJlcXVlc3QaHi5iZXJ0aC52MS5DcmVhdGVCYWNrdXBSZXNwb25zZRJPCgtMaXN0QmFja3VwcxIcLmJlcnRoLnYxLkxpc3RCYWNrdXBzUmVxdWVzdBodLmJlcnRoLnYxLkxpc3RCYWNrdXBzUmVzcG9uc2UiA5ACARJJCglHZXRCYWNrdXASGi5iZXJ0aC52MS5HZXRCYWNrdXBSZXF1ZXN0GhsuYmVydGgudjEuR2V0QmFja3VwUmVzcG9uc2UiA5ACARJNCgxWZXJpZnlCYWNrdXASHS5iZXJ0aC52MS5WZXJpZnlCYWNrdXBSZXF1ZXN0Gh4uYmVydGgudjEuVmVyaWZ5QmFja3VwUmVzcG9uc2USTQoMRGVsZXRlQmFja3VwEh0uYmVydGgudjEuRGVsZXRlQmFja3VwUmVxdWVzdBoeLmJlcnRoLnYxLkRlbGV0ZUJhY2t1cFJlc3BvbnNlEk0KDFBydW5lQmFja3VwcxIdLmJlcnRoLnYxLlBydW5lQmFja3Vwc1JlcXVlc3QaHi5iZXJ0aC52MS5QcnVuZUJhY2t1cHNSZXNwb25zZRI+CgdSZXN0b3JlEhguYmVydGgudjEuUmVzdG9yZVJlcXVlc3QaGS5iZXJ0aC52MS5SZXN0b3JlUmVzcG9uc2USVgoPTWlncmF0ZUluc3RhbmNlEiAuYmVydGgudjEuTWlncmF0ZUluc3RhbmNlUmVxdWVzdBohLmJlcnRoLnYxLk1pZ3JhdGVJbnN0YW5jZVJlc3BvbnNlElYKD1JlcGxhY2VJbnN0YW5jZRIgLmJlcnRoLnYxLlJlcGxhY2VJbnN0YW5jZVJlcXVlc3QaIS5iZXJ0aC52MS5SZXBsYWNlSW5zdGFuY2VSZXNwb25zZUKPAQoMY29tLmJlcnRoLnYxQgtCYWNrdXBQcm90b1ABWjFnaXRodWIuY29tL2JlcnRoLWRldi9iZXJ0aC9wcm90by9iZXJ0aC92MTtiZXJ0aHYxogIDQlhYqgIIQmVydGguVjHKAghCZXJ0aFxWMeICFEJlcnRoXFYxXEdQQk1ldGFkYXRh6gIJQmVydGg6OlYxYgZwcm90bzM", [file_google_protobuf_timestamp]);
 
 /**
  * Backup is the replicated record of one backup (or restore) of one
@@ -164,6 +164,56 @@ export type Backup = Message<"berth.v1.Backup"> & {
    * @generated from field: string container_path = 24;
    */
   containerPath: string;
+
+  /**
+   * move is true for a restore onto a new berth (restore --to-agent,
+   * the restore step of a migration, a replacement): the instance gets a
+   * new berth (epoch + 1) on another agent, the restore fills it, and the
+   * old berth is destroyed only once the new task runs (healthy, when the
+   * app has health checks).
+   *
+   * @generated from field: bool move = 25;
+   */
+  move: boolean;
+
+  /**
+   * to_agent is the agent (id or hostname) the new berth must be on;
+   * empty: any agent but from_agent.
+   *
+   * @generated from field: string to_agent = 26;
+   */
+  toAgent: string;
+
+  /**
+   * from_agent is the agent of the berth moved from.
+   *
+   * @generated from field: string from_agent = 27;
+   */
+  fromAgent: string;
+
+  /**
+   * migrate is true for the backup that is the copy step of a migration:
+   * its success commits the restore onto the new berth.
+   *
+   * @generated from field: bool migrate = 28;
+   */
+  migrate: boolean;
+
+  /**
+   * migration_id groups the records of one migration, restore to another
+   * agent or replacement (the id of its first record).
+   *
+   * @generated from field: string migration_id = 29;
+   */
+  migrationId: string;
+
+  /**
+   * replace is true for a move whose old berth is lost (agent gone or
+   * unreachable): it is not waited for nor kept to fall back on.
+   *
+   * @generated from field: bool replace = 30;
+   */
+  replace: boolean;
 };
 
 /**
@@ -172,6 +222,111 @@ export type Backup = Message<"berth.v1.Backup"> & {
  */
 export const BackupSchema: GenMessage<Backup> = /*@__PURE__*/
   messageDesc(file_berth_v1_backup, 0);
+
+/**
+ * MigrateInstanceRequest names the instance and, optionally, the agent.
+ *
+ * @generated from message berth.v1.MigrateInstanceRequest
+ */
+export type MigrateInstanceRequest = Message<"berth.v1.MigrateInstanceRequest"> & {
+  /**
+   * @generated from field: string instance_id = 1;
+   */
+  instanceId: string;
+
+  /**
+   * to_agent is an agent id or hostname; empty: any other agent.
+   *
+   * @generated from field: string to_agent = 2;
+   */
+  toAgent: string;
+
+  /**
+   * @generated from field: string request_id = 3;
+   */
+  requestId: string;
+};
+
+/**
+ * Describes the message berth.v1.MigrateInstanceRequest.
+ * Use `create(MigrateInstanceRequestSchema)` to create a new message.
+ */
+export const MigrateInstanceRequestSchema: GenMessage<MigrateInstanceRequest> = /*@__PURE__*/
+  messageDesc(file_berth_v1_backup, 1);
+
+/**
+ * MigrateInstanceResponse returns the migration's copy (its first record;
+ * its id is the migration id).
+ *
+ * @generated from message berth.v1.MigrateInstanceResponse
+ */
+export type MigrateInstanceResponse = Message<"berth.v1.MigrateInstanceResponse"> & {
+  /**
+   * @generated from field: berth.v1.Backup backup = 1;
+   */
+  backup?: Backup | undefined;
+};
+
+/**
+ * Describes the message berth.v1.MigrateInstanceResponse.
+ * Use `create(MigrateInstanceResponseSchema)` to create a new message.
+ */
+export const MigrateInstanceResponseSchema: GenMessage<MigrateInstanceResponse> = /*@__PURE__*/
+  messageDesc(file_berth_v1_backup, 2);
+
+/**
+ * ReplaceInstanceRequest names the instance and the backup ("latest" or
+ * empty: the instance's newest succeeded backup).
+ *
+ * @generated from message berth.v1.ReplaceInstanceRequest
+ */
+export type ReplaceInstanceRequest = Message<"berth.v1.ReplaceInstanceRequest"> & {
+  /**
+   * @generated from field: string instance_id = 1;
+   */
+  instanceId: string;
+
+  /**
+   * @generated from field: string backup_id = 2;
+   */
+  backupId: string;
+
+  /**
+   * @generated from field: string to_agent = 3;
+   */
+  toAgent: string;
+
+  /**
+   * @generated from field: string request_id = 4;
+   */
+  requestId: string;
+};
+
+/**
+ * Describes the message berth.v1.ReplaceInstanceRequest.
+ * Use `create(ReplaceInstanceRequestSchema)` to create a new message.
+ */
+export const ReplaceInstanceRequestSchema: GenMessage<ReplaceInstanceRequest> = /*@__PURE__*/
+  messageDesc(file_berth_v1_backup, 3);
+
+/**
+ * ReplaceInstanceResponse returns the restore.
+ *
+ * @generated from message berth.v1.ReplaceInstanceResponse
+ */
+export type ReplaceInstanceResponse = Message<"berth.v1.ReplaceInstanceResponse"> & {
+  /**
+   * @generated from field: berth.v1.Backup restore = 1;
+   */
+  restore?: Backup | undefined;
+};
+
+/**
+ * Describes the message berth.v1.ReplaceInstanceResponse.
+ * Use `create(ReplaceInstanceResponseSchema)` to create a new message.
+ */
+export const ReplaceInstanceResponseSchema: GenMessage<ReplaceInstanceResponse> = /*@__PURE__*/
+  messageDesc(file_berth_v1_backup, 4);
 
 /**
  * CreateBackupRequest names the app and, optionally, one instance.
@@ -202,7 +357,7 @@ export type CreateBackupRequest = Message<"berth.v1.CreateBackupRequest"> & {
  * Use `create(CreateBackupRequestSchema)` to create a new message.
  */
 export const CreateBackupRequestSchema: GenMessage<CreateBackupRequest> = /*@__PURE__*/
-  messageDesc(file_berth_v1_backup, 1);
+  messageDesc(file_berth_v1_backup, 5);
 
 /**
  * CreateBackupResponse returns the backups started.
@@ -221,7 +376,7 @@ export type CreateBackupResponse = Message<"berth.v1.CreateBackupResponse"> & {
  * Use `create(CreateBackupResponseSchema)` to create a new message.
  */
 export const CreateBackupResponseSchema: GenMessage<CreateBackupResponse> = /*@__PURE__*/
-  messageDesc(file_berth_v1_backup, 2);
+  messageDesc(file_berth_v1_backup, 6);
 
 /**
  * ListBackupsRequest filters by app (prefix of the app id) and instance.
@@ -252,7 +407,7 @@ export type ListBackupsRequest = Message<"berth.v1.ListBackupsRequest"> & {
  * Use `create(ListBackupsRequestSchema)` to create a new message.
  */
 export const ListBackupsRequestSchema: GenMessage<ListBackupsRequest> = /*@__PURE__*/
-  messageDesc(file_berth_v1_backup, 3);
+  messageDesc(file_berth_v1_backup, 7);
 
 /**
  * ListBackupsResponse holds the backups, newest first.
@@ -271,7 +426,7 @@ export type ListBackupsResponse = Message<"berth.v1.ListBackupsResponse"> & {
  * Use `create(ListBackupsResponseSchema)` to create a new message.
  */
 export const ListBackupsResponseSchema: GenMessage<ListBackupsResponse> = /*@__PURE__*/
-  messageDesc(file_berth_v1_backup, 4);
+  messageDesc(file_berth_v1_backup, 8);
 
 /**
  * GetBackupRequest names a backup or restore.
@@ -290,7 +445,7 @@ export type GetBackupRequest = Message<"berth.v1.GetBackupRequest"> & {
  * Use `create(GetBackupRequestSchema)` to create a new message.
  */
 export const GetBackupRequestSchema: GenMessage<GetBackupRequest> = /*@__PURE__*/
-  messageDesc(file_berth_v1_backup, 5);
+  messageDesc(file_berth_v1_backup, 9);
 
 /**
  * GetBackupResponse holds it.
@@ -309,7 +464,7 @@ export type GetBackupResponse = Message<"berth.v1.GetBackupResponse"> & {
  * Use `create(GetBackupResponseSchema)` to create a new message.
  */
 export const GetBackupResponseSchema: GenMessage<GetBackupResponse> = /*@__PURE__*/
-  messageDesc(file_berth_v1_backup, 6);
+  messageDesc(file_berth_v1_backup, 10);
 
 /**
  * VerifyBackupRequest names a backup.
@@ -328,7 +483,7 @@ export type VerifyBackupRequest = Message<"berth.v1.VerifyBackupRequest"> & {
  * Use `create(VerifyBackupRequestSchema)` to create a new message.
  */
 export const VerifyBackupRequestSchema: GenMessage<VerifyBackupRequest> = /*@__PURE__*/
-  messageDesc(file_berth_v1_backup, 7);
+  messageDesc(file_berth_v1_backup, 11);
 
 /**
  * VerifyBackupResponse reports what re-reading found.
@@ -372,7 +527,7 @@ export type VerifyBackupResponse = Message<"berth.v1.VerifyBackupResponse"> & {
  * Use `create(VerifyBackupResponseSchema)` to create a new message.
  */
 export const VerifyBackupResponseSchema: GenMessage<VerifyBackupResponse> = /*@__PURE__*/
-  messageDesc(file_berth_v1_backup, 8);
+  messageDesc(file_berth_v1_backup, 12);
 
 /**
  * DeleteBackupRequest names a backup.
@@ -396,7 +551,7 @@ export type DeleteBackupRequest = Message<"berth.v1.DeleteBackupRequest"> & {
  * Use `create(DeleteBackupRequestSchema)` to create a new message.
  */
 export const DeleteBackupRequestSchema: GenMessage<DeleteBackupRequest> = /*@__PURE__*/
-  messageDesc(file_berth_v1_backup, 9);
+  messageDesc(file_berth_v1_backup, 13);
 
 /**
  * DeleteBackupResponse is empty.
@@ -411,7 +566,7 @@ export type DeleteBackupResponse = Message<"berth.v1.DeleteBackupResponse"> & {
  * Use `create(DeleteBackupResponseSchema)` to create a new message.
  */
 export const DeleteBackupResponseSchema: GenMessage<DeleteBackupResponse> = /*@__PURE__*/
-  messageDesc(file_berth_v1_backup, 10);
+  messageDesc(file_berth_v1_backup, 14);
 
 /**
  * PruneBackupsRequest names the app.
@@ -435,7 +590,7 @@ export type PruneBackupsRequest = Message<"berth.v1.PruneBackupsRequest"> & {
  * Use `create(PruneBackupsRequestSchema)` to create a new message.
  */
 export const PruneBackupsRequestSchema: GenMessage<PruneBackupsRequest> = /*@__PURE__*/
-  messageDesc(file_berth_v1_backup, 11);
+  messageDesc(file_berth_v1_backup, 15);
 
 /**
  * PruneBackupsResponse lists the backups deleted.
@@ -459,7 +614,7 @@ export type PruneBackupsResponse = Message<"berth.v1.PruneBackupsResponse"> & {
  * Use `create(PruneBackupsResponseSchema)` to create a new message.
  */
 export const PruneBackupsResponseSchema: GenMessage<PruneBackupsResponse> = /*@__PURE__*/
-  messageDesc(file_berth_v1_backup, 12);
+  messageDesc(file_berth_v1_backup, 16);
 
 /**
  * RestoreRequest names the instance and the backup.
@@ -483,8 +638,8 @@ export type RestoreRequest = Message<"berth.v1.RestoreRequest"> & {
   backupId: string;
 
   /**
-   * to_agent is reserved for restoring onto a new berth on another agent
-   * (not supported yet: it comes with migration).
+   * to_agent restores onto a new berth on that agent (id or hostname); the
+   * old berth is destroyed once the new task runs.
    *
    * @generated from field: string to_agent = 4;
    */
@@ -501,7 +656,7 @@ export type RestoreRequest = Message<"berth.v1.RestoreRequest"> & {
  * Use `create(RestoreRequestSchema)` to create a new message.
  */
 export const RestoreRequestSchema: GenMessage<RestoreRequest> = /*@__PURE__*/
-  messageDesc(file_berth_v1_backup, 13);
+  messageDesc(file_berth_v1_backup, 17);
 
 /**
  * RestoreResponse returns the restore operation.
@@ -520,7 +675,7 @@ export type RestoreResponse = Message<"berth.v1.RestoreResponse"> & {
  * Use `create(RestoreResponseSchema)` to create a new message.
  */
 export const RestoreResponseSchema: GenMessage<RestoreResponse> = /*@__PURE__*/
-  messageDesc(file_berth_v1_backup, 14);
+  messageDesc(file_berth_v1_backup, 18);
 
 /**
  * BackupKind tells a backup from a restore: both are volume copies of one
@@ -670,7 +825,8 @@ export const BackupService: GenService<{
   },
   /**
    * Restore replaces the volume contents of an instance's berth by a
-   * backup: stop the task, wipe, copy, start it again.
+   * backup: stop the task, wipe, copy, start it again; with to_agent, onto
+   * a new berth on that agent.
    *
    * @generated from rpc berth.v1.BackupService.Restore
    */
@@ -678,6 +834,30 @@ export const BackupService: GenService<{
     methodKind: "unary";
     input: typeof RestoreRequestSchema;
     output: typeof RestoreResponseSchema;
+  },
+  /**
+   * MigrateInstance moves an instance's berth to another agent: a copy of
+   * the volume, a restore onto a new berth there, launch, and only once
+   * the new task runs (healthy) the old berth is destroyed.
+   *
+   * @generated from rpc berth.v1.BackupService.MigrateInstance
+   */
+  migrateInstance: {
+    methodKind: "unary";
+    input: typeof MigrateInstanceRequestSchema;
+    output: typeof MigrateInstanceResponseSchema;
+  },
+  /**
+   * ReplaceInstance gives an instance whose berth is lost or unreachable a
+   * new berth on another agent, filled from a backup (it loses the writes
+   * made since that backup).
+   *
+   * @generated from rpc berth.v1.BackupService.ReplaceInstance
+   */
+  replaceInstance: {
+    methodKind: "unary";
+    input: typeof ReplaceInstanceRequestSchema;
+    output: typeof ReplaceInstanceResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_berth_v1_backup, 0);

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file berth/v1/state.proto.
  */
 export const file_berth_v1_state: GenFile = /*@__PURE__*/
-  fileDesc("ChRiZXJ0aC92MS9zdGF0ZS5wcm90bxIIYmVydGgudjEiowQKCEluc3RhbmNlEgoKAmlkGAEgASgJEg4KBmFwcF9pZBgCIAEoCRITCgthcHBfdmVyc2lvbhgDIAEoCRIcCgRnb2FsGAQgASgOMg4uYmVydGgudjEuR29hbBIqCgtyZXNlcnZhdGlvbhgFIAEoCzIVLmJlcnRoLnYxLlJlc2VydmF0aW9uEhwKBHRhc2sYBiABKAsyDi5iZXJ0aC52MS5UYXNrEhMKC2luY2FybmF0aW9uGAcgASgNEhwKFGNvbnNlY3V0aXZlX2ZhaWx1cmVzGAggASgNEjUKEWxhdW5jaF9ub3RfYmVmb3JlGAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpjcmVhdGVkX2F0GAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghyZXNpZGVudBgLIAEoCBIUCgxtb2RpZnlfaW5kZXgYDCABKAQSQQoQYWdlbnRfYXR0cmlidXRlcxgNIAMoCzInLmJlcnRoLnYxLkluc3RhbmNlLkFnZW50QXR0cmlidXRlc0VudHJ5EisKDGxhc3RfZmFpbHVyZRgOIAEoCzIVLmJlcnRoLnYxLlRhc2tGYWlsdXJlEhQKDGFnZW50X25vdGljZRgeIAEoCRo2ChRBZ2VudEF0dHJpYnV0ZXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIsICCgtSZXNlcnZhdGlvbhITCgtpbnN0YW5jZV9pZBgBIAEoCRIpCgVzdGF0ZRgCIAEoDjIaLmJlcnRoLnYxLlJlc2VydmF0aW9uU3RhdGUSEAoIYWdlbnRfaWQYAyABKAkSEAoIaG9zdG5hbWUYBCABKAkSMQoNcGVuZGluZ191bnRpbBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDAoEcm9sZRgGIAEoCRIRCglwcmluY2lwYWwYByABKAkSDAoEY3B1cxgIIAEoARILCgNtZW0YCSABKAESDAoEZGlzaxgKIAEoARIMCgRncHVzGAsgASgBEg0KBXBvcnRzGAwgAygNEiYKB3ZvbHVtZXMYDSADKAsyFS5iZXJ0aC52MS5Mb2NhbFZvbHVtZRINCgVlcG9jaBgOIAEoBCJ2CgtMb2NhbFZvbHVtZRIWCg5wZXJzaXN0ZW5jZV9pZBgBIAEoCRITCgtpbnN0YW5jZV9pZBgCIAEoCRIWCg5jb250YWluZXJfcGF0aBgDIAEoCRIQCghzaXplX21pYhgEIAEoARIQCghhZ2VudF9pZBgFIAEoCSKUBAoEVGFzaxIKCgJpZBgBIAEoCRIQCghhZ2VudF9pZBgCIAEoCRIQCghob3N0bmFtZRgDIAEoCRINCgVzdGF0ZRgEIAEoCRIUCgdoZWFsdGh5GAUgASgISACIAQESLQoJc3RhZ2VkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpzdGFydGVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgVwb3J0cxgIIAMoDRITCgthcHBfdmVyc2lvbhgJIAEoCRIPCgdtZXNzYWdlGAogASgJEg4KBnJlYXNvbhgLIAEoCRI1ChFraWxsX3JlcXVlc3RlZF9hdBgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoFcmVhZHkYDiABKAhIAYgBARIPCgdzYW5kYm94GA8gASgJEhEKCWFnZW50X3VybBgQIAEoCRIaCg1tZXNvc19oZWFsdGh5GBEgASgISAKIAQESHAoPY2hlY2tlZF9oZWFsdGh5GBIgASgISAOIAQFCCgoIX2hlYWx0aHlCCAoGX3JlYWR5QhAKDl9tZXNvc19oZWFsdGh5QhIKEF9jaGVja2VkX2hlYWx0aHki9wEKC1Rhc2tGYWlsdXJlEg4KBmFwcF9pZBgBIAEoCRITCgtpbnN0YW5jZV9pZBgCIAEoCRIPCgd0YXNrX2lkGAMgASgJEg0KBXN0YXRlGAQgASgJEg4KBnJlYXNvbhgFIAEoCRIPCgdtZXNzYWdlGAYgASgJEi0KCXRpbWVzdGFtcBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDAoEaG9zdBgIIAEoCRIPCgd2ZXJzaW9uGAkgASgJEhAKCGFnZW50X2lkGAogASgJEg8KB3NhbmRib3gYCyABKAkSEQoJYWdlbnRfdXJsGAwgASgJIp0CCgpEZXBsb3ltZW50EgoKAmlkGAEgASgJEg8KB3ZlcnNpb24YAiABKAkSFQoNYWZmZWN0ZWRfYXBwcxgDIAMoCRInCgVzdGVwcxgEIAMoCzIYLmJlcnRoLnYxLkRlcGxveW1lbnRTdGVwEhQKDGN1cnJlbnRfc3RlcBgFIAEoDRIqCgZzdGF0dXMYBiABKA4yGi5iZXJ0aC52MS5EZXBsb3ltZW50U3RhdHVzEg8KB21lc3NhZ2UYByABKAkSLgoKY3JlYXRlZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZmluaXNoZWRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIj0KDkRlcGxveW1lbnRTdGVwEisKB2FjdGlvbnMYASADKAsyGi5iZXJ0aC52MS5EZXBsb3ltZW50QWN0aW9uIi8KEERlcGxveW1lbnRBY3Rpb24SDgoGYWN0aW9uGAEgASgJEgsKA2FwcBgCIAEoCSJJCgpBcHBWZXJzaW9uEg4KBmFwcF9pZBgBIAEoCRIPCgd2ZXJzaW9uGAIgASgJEhoKA2FwcBgDIAEoCzINLmJlcnRoLnYxLkFwcCpZCgRHb2FsEhQKEEdPQUxfVU5TUEVDSUZJRUQQABIQCgxHT0FMX1JVTk5JTkcQARIQCgxHT0FMX1NUT1BQRUQQAhIXChNHT0FMX0RFQ09NTUlTU0lPTkVEEAMqkAEKEFJlc2VydmF0aW9uU3RhdGUSIQodUkVTRVJWQVRJT05fU1RBVEVfVU5TUEVDSUZJRUQQABIaChZSRVNFUlZBVElPTl9TVEFURV9OT05FEAESHQoZUkVTRVJWQVRJT05fU1RBVEVfUEVORElORxACEh4KGlJFU0VSVkFUSU9OX1NUQVRFX1JFU0VSVkVEEAMqswEKEERlcGxveW1lbnRTdGF0dXMSIQodREVQTE9ZTUVOVF9TVEFUVVNfVU5TUEVDSUZJRUQQABIdChlERVBMT1lNRU5UX1NUQVRVU19SVU5OSU5HEAESHwobREVQTE9ZTUVOVF9TVEFUVVNfU1VDQ0VFREVEEAISHAoYREVQTE9ZTUVOVF9TVEFUVVNfRkFJTEVEEAMSHgoaREVQTE9ZTUVOVF9TVEFUVVNfQ0FOQ0VMRUQQBEKOAQoMY29tLmJlcnRoLnYxQgpTdGF0ZVByb3RvUAFaMWdpdGh1Yi5jb20vYmVydGgtZGV2L2JlcnRoL3Byb3RvL2JlcnRoL3YxO2JlcnRodjGiAgNCWFiqAghCZXJ0aC5WMcoCCEJlcnRoXFYx4gIUQmVydGhcVjFcR1BCTWV0YWRhdGHqAglCZXJ0aDo6VjFiBnByb3RvMw", [file_berth_v1_app, file_google_protobuf_timestamp]);
+  fileDesc("ChRiZXJ0aC92MS9zdGF0ZS5wcm90bxIIYmVydGgudjEi1AQKCEluc3RhbmNlEgoKAmlkGAEgASgJEg4KBmFwcF9pZBgCIAEoCRITCgthcHBfdmVyc2lvbhgDIAEoCRIcCgRnb2FsGAQgASgOMg4uYmVydGgudjEuR29hbBIqCgtyZXNlcnZhdGlvbhgFIAEoCzIVLmJlcnRoLnYxLlJlc2VydmF0aW9uEhwKBHRhc2sYBiABKAsyDi5iZXJ0aC52MS5UYXNrEhMKC2luY2FybmF0aW9uGAcgASgNEhwKFGNvbnNlY3V0aXZlX2ZhaWx1cmVzGAggASgNEjUKEWxhdW5jaF9ub3RfYmVmb3JlGAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpjcmVhdGVkX2F0GAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghyZXNpZGVudBgLIAEoCBIUCgxtb2RpZnlfaW5kZXgYDCABKAQSQQoQYWdlbnRfYXR0cmlidXRlcxgNIAMoCzInLmJlcnRoLnYxLkluc3RhbmNlLkFnZW50QXR0cmlidXRlc0VudHJ5EisKDGxhc3RfZmFpbHVyZRgOIAEoCzIVLmJlcnRoLnYxLlRhc2tGYWlsdXJlEhQKDGFnZW50X25vdGljZRgeIAEoCRIcCgRtb3ZlGB8gASgLMg4uYmVydGgudjEuTW92ZRIRCgltYXhfZXBvY2gYICABKAQaNgoUQWdlbnRBdHRyaWJ1dGVzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASLAAgoETW92ZRIKCgJpZBgBIAEoCRIMCgRraW5kGAIgASgJEgwKBHN0ZXAYAyABKAkSEgoKZnJvbV9hZ2VudBgEIAEoCRIQCgh0b19hZ2VudBgFIAEoCRInCghwcmV2aW91cxgGIAEoCzIVLmJlcnRoLnYxLlJlc2VydmF0aW9uEi4KCnN0b3BwZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnJ1bm5pbmdfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC2Rvd250aW1lX21zGAkgASgEEg0KBWVycm9yGAogASgJEi4KCmNyZWF0ZWRfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg0KBWJ5dGVzGAwgASgEIsICCgtSZXNlcnZhdGlvbhITCgtpbnN0YW5jZV9pZBgBIAEoCRIpCgVzdGF0ZRgCIAEoDjIaLmJlcnRoLnYxLlJlc2VydmF0aW9uU3RhdGUSEAoIYWdlbnRfaWQYAyABKAkSEAoIaG9zdG5hbWUYBCABKAkSMQoNcGVuZGluZ191bnRpbBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDAoEcm9sZRgGIAEoCRIRCglwcmluY2lwYWwYByABKAkSDAoEY3B1cxgIIAEoARILCgNtZW0YCSABKAESDAoEZGlzaxgKIAEoARIMCgRncHVzGAsgASgBEg0KBXBvcnRzGAwgAygNEiYKB3ZvbHVtZXMYDSADKAsyFS5iZXJ0aC52MS5Mb2NhbFZvbHVtZRINCgVlcG9jaBgOIAEoBCJ2CgtMb2NhbFZvbHVtZRIWCg5wZXJzaXN0ZW5jZV9pZBgBIAEoCRITCgtpbnN0YW5jZV9pZBgCIAEoCRIWCg5jb250YWluZXJfcGF0aBgDIAEoCRIQCghzaXplX21pYhgEIAEoARIQCghhZ2VudF9pZBgFIAEoCSKUBAoEVGFzaxIKCgJpZBgBIAEoCRIQCghhZ2VudF9pZBgCIAEoCRIQCghob3N0bmFtZRgDIAEoCRINCgVzdGF0ZRgEIAEoCRIUCgdoZWFsdGh5GAUgASgISACIAQESLQoJc3RhZ2VkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpzdGFydGVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgVwb3J0cxgIIAMoDRITCgthcHBfdmVyc2lvbhgJIAEoCRIPCgdtZXNzYWdlGAogASgJEg4KBnJlYXNvbhgLIAEoCRI1ChFraWxsX3JlcXVlc3RlZF9hdBgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoFcmVhZHkYDiABKAhIAYgBARIPCgdzYW5kYm94GA8gASgJEhEKCWFnZW50X3VybBgQIAEoCRIaCg1tZXNvc19oZWFsdGh5GBEgASgISAKIAQESHAoPY2hlY2tlZF9oZWFsdGh5GBIgASgISAOIAQFCCgoIX2hlYWx0aHlCCAoGX3JlYWR5QhAKDl9tZXNvc19oZWFsdGh5QhIKEF9jaGVja2VkX2hlYWx0aHki9wEKC1Rhc2tGYWlsdXJlEg4KBmFwcF9pZBgBIAEoCRITCgtpbnN0YW5jZV9pZBgCIAEoCRIPCgd0YXNrX2lkGAMgASgJEg0KBXN0YXRlGAQgASgJEg4KBnJlYXNvbhgFIAEoCRIPCgdtZXNzYWdlGAYgASgJEi0KCXRpbWVzdGFtcBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDAoEaG9zdBgIIAEoCRIPCgd2ZXJzaW9uGAkgASgJEhAKCGFnZW50X2lkGAogASgJEg8KB3NhbmRib3gYCyABKAkSEQoJYWdlbnRfdXJsGAwgASgJIp0CCgpEZXBsb3ltZW50EgoKAmlkGAEgASgJEg8KB3ZlcnNpb24YAiABKAkSFQoNYWZmZWN0ZWRfYXBwcxgDIAMoCRInCgVzdGVwcxgEIAMoCzIYLmJlcnRoLnYxLkRlcGxveW1lbnRTdGVwEhQKDGN1cnJlbnRfc3RlcBgFIAEoDRIqCgZzdGF0dXMYBiABKA4yGi5iZXJ0aC52MS5EZXBsb3ltZW50U3RhdHVzEg8KB21lc3NhZ2UYByABKAkSLgoKY3JlYXRlZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZmluaXNoZWRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIj0KDkRlcGxveW1lbnRTdGVwEisKB2FjdGlvbnMYASADKAsyGi5iZXJ0aC52MS5EZXBsb3ltZW50QWN0aW9uIi8KEERlcGxveW1lbnRBY3Rpb24SDgoGYWN0aW9uGAEgASgJEgsKA2FwcBgCIAEoCSJJCgpBcHBWZXJzaW9uEg4KBmFwcF9pZBgBIAEoCRIPCgd2ZXJzaW9uGAIgASgJEhoKA2FwcBgDIAEoCzINLmJlcnRoLnYxLkFwcCpZCgRHb2FsEhQKEEdPQUxfVU5TUEVDSUZJRUQQABIQCgxHT0FMX1JVTk5JTkcQARIQCgxHT0FMX1NUT1BQRUQQAhIXChNHT0FMX0RFQ09NTUlTU0lPTkVEEAMqkAEKEFJlc2VydmF0aW9uU3RhdGUSIQodUkVTRVJWQVRJT05fU1RBVEVfVU5TUEVDSUZJRUQQABIaChZSRVNFUlZBVElPTl9TVEFURV9OT05FEAESHQoZUkVTRVJWQVRJT05fU1RBVEVfUEVORElORxACEh4KGlJFU0VSVkFUSU9OX1NUQVRFX1JFU0VSVkVEEAMqswEKEERlcGxveW1lbnRTdGF0dXMSIQodREVQTE9ZTUVOVF9TVEFUVVNfVU5TUEVDSUZJRUQQABIdChlERVBMT1lNRU5UX1NUQVRVU19SVU5OSU5HEAESHwobREVQTE9ZTUVOVF9TVEFUVVNfU1VDQ0VFREVEEAISHAoYREVQTE9ZTUVOVF9TVEFUVVNfRkFJTEVEEAMSHgoaREVQTE9ZTUVOVF9TVEFUVVNfQ0FOQ0VMRUQQBEKOAQoMY29tLmJlcnRoLnYxQgpTdGF0ZVByb3RvUAFaMWdpdGh1Yi5jb20vYmVydGgtZGV2L2JlcnRoL3Byb3RvL2JlcnRoL3YxO2JlcnRodjGiAgNCWFiqAghCZXJ0aC5WMcoCCEJlcnRoXFYx4gIUQmVydGhcVjFcR1BCTWV0YWRhdGHqAglCZXJ0aDo6VjFiBnByb3RvMw", [file_berth_v1_app, file_google_protobuf_timestamp]);
 
 /**
  * Instance is one member of an app: goal, berth and current task.
@@ -131,6 +131,22 @@ export type Instance = Message<"berth.v1.Instance"> & {
    * @generated from field: string agent_notice = 30;
    */
   agentNotice: string;
+
+  /**
+   * move is the instance's current or last move to a new berth
+   * (migration, restore to another agent, replacement).
+   *
+   * @generated from field: berth.v1.Move move = 31;
+   */
+  move?: Move | undefined;
+
+  /**
+   * max_epoch is the highest berth epoch the instance ever had (a new
+   * berth abandoned by a failed move keeps its epoch used).
+   *
+   * @generated from field: uint64 max_epoch = 32;
+   */
+  maxEpoch: bigint;
 };
 
 /**
@@ -139,6 +155,96 @@ export type Instance = Message<"berth.v1.Instance"> & {
  */
 export const InstanceSchema: GenMessage<Instance> = /*@__PURE__*/
   messageDesc(file_berth_v1_state, 0);
+
+/**
+ * Move is an instance's move to a new berth on another agent.
+ *
+ * @generated from message berth.v1.Move
+ */
+export type Move = Message<"berth.v1.Move"> & {
+  /**
+   * id is the migration id (Backup.migration_id).
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * kind is "migrate", "restore" or "replace".
+   *
+   * @generated from field: string kind = 2;
+   */
+  kind: string;
+
+  /**
+   * step is "copy", "restore", "launch", "wait healthy", "done" or
+   * "failed".
+   *
+   * @generated from field: string step = 3;
+   */
+  step: string;
+
+  /**
+   * @generated from field: string from_agent = 4;
+   */
+  fromAgent: string;
+
+  /**
+   * @generated from field: string to_agent = 5;
+   */
+  toAgent: string;
+
+  /**
+   * previous is the old berth, kept until the new task runs (healthy),
+   * then destroyed when offered; absent once released, or for a
+   * replacement (the old berth is lost).
+   *
+   * @generated from field: berth.v1.Reservation previous = 6;
+   */
+  previous?: Reservation | undefined;
+
+  /**
+   * stopped_at is when the app's task was seen stopped, running_at when
+   * the new task ran; downtime_ms is the time between.
+   *
+   * @generated from field: google.protobuf.Timestamp stopped_at = 7;
+   */
+  stoppedAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp running_at = 8;
+   */
+  runningAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: uint64 downtime_ms = 9;
+   */
+  downtimeMs: bigint;
+
+  /**
+   * @generated from field: string error = 10;
+   */
+  error: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp created_at = 11;
+   */
+  createdAt?: Timestamp | undefined;
+
+  /**
+   * bytes is the size of the volume copied.
+   *
+   * @generated from field: uint64 bytes = 12;
+   */
+  bytes: bigint;
+};
+
+/**
+ * Describes the message berth.v1.Move.
+ * Use `create(MoveSchema)` to create a new message.
+ */
+export const MoveSchema: GenMessage<Move> = /*@__PURE__*/
+  messageDesc(file_berth_v1_state, 1);
 
 /**
  * Reservation is an instance's berth: resources reserved on one agent,
@@ -236,7 +342,7 @@ export type Reservation = Message<"berth.v1.Reservation"> & {
  * Use `create(ReservationSchema)` to create a new message.
  */
 export const ReservationSchema: GenMessage<Reservation> = /*@__PURE__*/
-  messageDesc(file_berth_v1_state, 1);
+  messageDesc(file_berth_v1_state, 2);
 
 /**
  * LocalVolume is one persistent volume of a berth.
@@ -277,7 +383,7 @@ export type LocalVolume = Message<"berth.v1.LocalVolume"> & {
  * Use `create(LocalVolumeSchema)` to create a new message.
  */
 export const LocalVolumeSchema: GenMessage<LocalVolume> = /*@__PURE__*/
-  messageDesc(file_berth_v1_state, 2);
+  messageDesc(file_berth_v1_state, 3);
 
 /**
  * Task is one Mesos task launched for an instance.
@@ -407,7 +513,7 @@ export type Task = Message<"berth.v1.Task"> & {
  * Use `create(TaskSchema)` to create a new message.
  */
 export const TaskSchema: GenMessage<Task> = /*@__PURE__*/
-  messageDesc(file_berth_v1_state, 3);
+  messageDesc(file_berth_v1_state, 4);
 
 /**
  * TaskFailure describes a task that ended unexpectedly, as Marathon's
@@ -492,7 +598,7 @@ export type TaskFailure = Message<"berth.v1.TaskFailure"> & {
  * Use `create(TaskFailureSchema)` to create a new message.
  */
 export const TaskFailureSchema: GenMessage<TaskFailure> = /*@__PURE__*/
-  messageDesc(file_berth_v1_state, 4);
+  messageDesc(file_berth_v1_state, 5);
 
 /**
  * Deployment is one app change being rolled out, as in Marathon.
@@ -555,7 +661,7 @@ export type Deployment = Message<"berth.v1.Deployment"> & {
  * Use `create(DeploymentSchema)` to create a new message.
  */
 export const DeploymentSchema: GenMessage<Deployment> = /*@__PURE__*/
-  messageDesc(file_berth_v1_state, 5);
+  messageDesc(file_berth_v1_state, 6);
 
 /**
  * DeploymentStep is a set of actions run in parallel.
@@ -574,7 +680,7 @@ export type DeploymentStep = Message<"berth.v1.DeploymentStep"> & {
  * Use `create(DeploymentStepSchema)` to create a new message.
  */
 export const DeploymentStepSchema: GenMessage<DeploymentStep> = /*@__PURE__*/
-  messageDesc(file_berth_v1_state, 6);
+  messageDesc(file_berth_v1_state, 7);
 
 /**
  * DeploymentAction is one action of a step.
@@ -601,7 +707,7 @@ export type DeploymentAction = Message<"berth.v1.DeploymentAction"> & {
  * Use `create(DeploymentActionSchema)` to create a new message.
  */
 export const DeploymentActionSchema: GenMessage<DeploymentAction> = /*@__PURE__*/
-  messageDesc(file_berth_v1_state, 7);
+  messageDesc(file_berth_v1_state, 8);
 
 /**
  * AppVersion is one stored version of an app definition.
@@ -630,7 +736,7 @@ export type AppVersion = Message<"berth.v1.AppVersion"> & {
  * Use `create(AppVersionSchema)` to create a new message.
  */
 export const AppVersionSchema: GenMessage<AppVersion> = /*@__PURE__*/
-  messageDesc(file_berth_v1_state, 8);
+  messageDesc(file_berth_v1_state, 9);
 
 /**
  * Goal is what the operator wants for an instance.

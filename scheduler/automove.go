@@ -1,0 +1,106 @@
+package scheduler
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/berth-dev/berth/appmodel"
+	v1 "github.com/berth-dev/berth/proto/berth/v1"
+)
+
+// Automatic moves (docs/MIGRATION.md):
+//
+//   - scheduled maintenance (an unavailability in the agent's offers, or an
+//     inverse offer): the agent still runs tasks and accepts launches until
+//     its window, so the instance is migrated with a live agent: the copy
+//     runs on the old berth, the restore on a new berth elsewhere. Inverse
+//     offers are accepted once no berth of ours is left on the agent.
+//   - DRAIN_AGENT: Mesos kills the tasks at once and the agent accepts no
+//     launch any more, so its berth cannot be copied. An app with
+//     backup.replaceFromBackup is restored from its latest backup onto a new
+//     berth (losing the writes since); any other instance waits for the
+//     agent to be reactivated (its berth is intact) or marked gone, and
+//     says so.
+//   - an agent unreachable longer than the app's enabled unreachableStrategy
+//     inactiveAfterSeconds, with backup.replaceFromBackup: replaced from the
+//     latest backup (the old berth is destroyed if the agent returns).
+
+// autoMoveRetry is how long after a failed automatic move the next starts.
+const autoMoveRetry = 10 * time.Minute
+
+// tickAutoMoves starts the moves that agents' states call for.
+func (p *planner) tickAutoMoves() {
+	for _, id := range p.allInstanceIDs() {
+		i := p.inst(id)
+		a := p.st.Apps[i.GetAppId()]
+		if a == nil || goalOf(i) != v1.Goal_GOAL_RUNNING || !i.GetResident() || p.activeOp(id) != nil {
+			continue
+		}
+		if m := i.GetMove(); m != nil && m.GetStep() != stepDone &&
+			(m.GetStep() != stepFailed || p.now.Sub(m.GetCreatedAt().AsTime()) < autoMoveRetry) {
+			continue
+		}
+		notice := i.GetAgentNotice()
+		switch {
+		case strings.HasPrefix(notice, noticeMaintenance) && hasBerth(i) && resState(i) == v1.ReservationState_RESERVATION_STATE_RESERVED:
+			p.autoMigrate(i, a)
+		case strings.HasPrefix(notice, noticeDraining) && hasBerth(i):
+			if p.replaceFromBackup(p.edit(id), a, "agent draining") {
+				p.changed[id] = true
+			}
+		case strings.HasPrefix(notice, noticeUnreachable) && i.GetTask().GetState() == stUnreachable:
+			en := a.GetUnreachableStrategy().GetEnabled()
+			since := i.GetTask().GetUpdatedAt()
+			if en == nil || since == nil || p.now.Sub(since.AsTime()) < time.Duration(en.GetInactiveAfterSeconds())*time.Second {
+				continue
+			}
+			if p.replaceFromBackup(p.edit(id), a, fmt.Sprintf("agent unreachable for more than %ds", en.GetInactiveAfterSeconds())) {
+				p.changed[id] = true
+			}
+		}
+	}
+}
+
+// autoMigrate starts the migration of an instance off an agent scheduled
+// for maintenance, through the app's backup target or the server's
+// migration target.
+func (p *planner) autoMigrate(i *v1.Instance, a *v1.App) {
+	target := a.GetBackup().GetTarget()
+	if target == "" {
+		target = p.cfg.MigrationTarget
+	}
+	if target == "" {
+		if !p.st.Mem.unmovable[i.GetId()] {
+			p.st.Mem.unmovable[i.GetId()] = true
+			p.event(&v1.Event{Type: "instance_move_event", AppId: a.GetId(), InstanceId: i.GetId(), AgentId: i.GetReservation().GetAgentId(),
+				Message: "cannot migrate off " + i.GetAgentNotice() + ": the app has no backup target and the server no --migration-target"})
+		}
+		return
+	}
+	b := appmodel.NewBackup(a, i, p.cfg.NewID(), p.now)
+	b.Target = target
+	b.Consistency = appmodel.BackupStop
+	b.Migrate, b.MigrationId, b.FromAgent = true, b.GetId(), i.GetReservation().GetAgentId()
+	p.putBackupRecord(b)
+	p.event(&v1.Event{Type: "instance_move_event", AppId: a.GetId(), InstanceId: i.GetId(), AgentId: b.GetFromAgent(),
+		Message: "migrating off " + i.GetAgentNotice()})
+}
+
+// berthsOn is true when an instance of ours has a berth (current, or the
+// previous one of a move in progress) on the agent.
+func (p *planner) berthsOn(agentID string) bool {
+	for _, id := range p.allInstanceIDs() {
+		i := p.inst(id)
+		if hasBerth(i) && i.GetReservation().GetAgentId() == agentID {
+			return true
+		}
+		if prev := i.GetMove().GetPrevious(); prev != nil && prev.GetAgentId() == agentID {
+			return true
+		}
+		if taskLive(i.GetTask()) && i.GetTask().GetAgentId() == agentID {
+			return true
+		}
+	}
+	return false
+}
