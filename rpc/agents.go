@@ -195,7 +195,7 @@ func (s *agentService) DrainAgent(ctx context.Context, req *connect.Request[v1.D
 		return nil, err
 	}
 	s.audit(ctx)
-	s.log.Info("agent drain requested", "agent", msg.AgentId, "mark_gone", msg.MarkGone, "max_grace_seconds", msg.MaxGraceSeconds)
+	s.log.Info("agent drain requested", "agent", msg.AgentId, "mark_gone", msg.MarkGone, "max_grace_seconds", msg.GetMaxGraceSeconds())
 	return connect.NewResponse(&v1.DrainAgentResponse{}), nil
 }
 

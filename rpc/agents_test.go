@@ -1,6 +1,7 @@
 package rpc_test
 
 import (
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -80,7 +81,7 @@ func TestAgentServiceAgainstMesosLocal(t *testing.T) {
 	}
 	waitFor(t, 30*time.Second, "agent drained", func() error {
 		if st := list()["127.0.0.1"].GetState(); st != "DRAINED" {
-			return connect.NewError(connect.CodeUnknown, nil)
+			return fmt.Errorf("state %s", st)
 		}
 		return nil
 	})
