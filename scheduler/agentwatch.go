@@ -39,6 +39,7 @@ const noticeDeactivated = "agent deactivated"
 // when they no longer hold. Notices learnt from task statuses (unreachable,
 // gone) are left to those.
 func (p *planner) onAgentStates(in AgentStates) {
+	p.st.Mem.agentStates = in.Agents
 	for _, id := range p.allInstanceIDs() {
 		i := p.inst(id)
 		agentID := instanceAgent(i)

@@ -78,6 +78,17 @@ func (p *planner) autoMigrate(i *v1.Instance, a *v1.App) {
 		}
 		return
 	}
+	if why := p.noMigrationPlace(i, a); why != "" {
+		// The task keeps running on its berth: a migration stops it first,
+		// and with nowhere to go it would stay down until the window.
+		if !p.st.Mem.unmovable[i.GetId()] {
+			p.st.Mem.unmovable[i.GetId()] = true
+			p.event(&v1.Event{Type: "instance_move_event", AppId: a.GetId(), InstanceId: i.GetId(), AgentId: i.GetReservation().GetAgentId(),
+				Message: "not migrating off " + i.GetAgentNotice() + " yet: " + why})
+		}
+		return
+	}
+	delete(p.st.Mem.unmovable, i.GetId())
 	b := appmodel.NewBackup(a, i, p.cfg.NewID(), p.now)
 	b.Target = target
 	b.Consistency = appmodel.BackupStop
@@ -103,4 +114,36 @@ func (p *planner) berthsOn(agentID string) bool {
 		}
 	}
 	return false
+}
+
+// noMigrationPlace says why an instance cannot be migrated off its agent
+// now, or "" when another agent can take it: one the master's last poll
+// reports active (not drained, deactivated or scheduled for maintenance),
+// that has made an offer since this leader started, and that meets the
+// app's constraints beside the app's other instances. Resources are not
+// checked: the move waits for an offer that fits, as a launch does.
+func (p *planner) noMigrationPlace(i *v1.Instance, a *v1.App) string {
+	states := p.st.Mem.agentStates
+	if states == nil {
+		return "the agents' states are not known yet"
+	}
+	cs, err := appmodel.Placements(a)
+	if err != nil {
+		return err.Error()
+	}
+	placed := p.placedValues(a, cs, &offerRound{values: map[string]map[string]*placedValues{}})
+	from := i.GetReservation().GetAgentId()
+	for id, st := range states {
+		if id == from || st.Drain != "" || st.Deactivated || st.Maintenance != nil {
+			continue
+		}
+		ai, ok := p.st.Mem.agents[id]
+		if !ok {
+			continue
+		}
+		if len(cs) == 0 || constraintsMet(cs, ai, placed) {
+			return ""
+		}
+	}
+	return "no other active agent fits the app's constraints"
 }

@@ -94,6 +94,19 @@ func (p *planner) noteStatusAgent(e *v1.Instance, s mesos.TaskStatus) {
 	if agentID == "" {
 		agentID = e.GetTask().GetAgentId()
 	}
+	if states := p.st.Mem.agentStates; states != nil {
+		// Until the next poll, an agent that lost its task this way is no
+		// place to migrate to.
+		switch {
+		case s.GetState() == mesos.TASK_UNREACHABLE, s.GetState() == mesos.TASK_GONE_BY_OPERATOR:
+			delete(states, agentID)
+		case s.GetReason() == mesos.REASON_AGENT_DRAINING:
+			if st, ok := states[agentID]; ok {
+				st.Drain, st.Deactivated = "DRAINING", true
+				states[agentID] = st
+			}
+		}
+	}
 	switch {
 	case s.GetState() == mesos.TASK_UNREACHABLE:
 		p.setNotice(e.GetId(), fmt.Sprintf("%s: agent %s is unreachable; the instance waits for it (its data lives there), or for the operator to mark it gone or wipe the instance", noticeUnreachable, agentID))

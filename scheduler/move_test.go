@@ -254,6 +254,14 @@ func TestMaintenanceMigratesAndThenAcceptsInverseOffer(t *testing.T) {
 	h.master.agents[from].unavailability = &mesos.Unavailability{Start: mesos.TimeInfo{Nanoseconds: start.UnixNano()}}
 	h.advance(time.Minute)
 	h.settle()
+	// Until the leader has polled the master's agents, it does not know
+	// where the instance could go: the task keeps running.
+	for _, r := range h.state().Backups {
+		if r.GetMigrate() {
+			t.Fatalf("a migration started before the agents' states were known: %v", r)
+		}
+	}
+	h.decide(h.agentStates())
 	h.advance(time.Second) // the settle ends once instances stop changing: the record is new
 	h.settle()
 	var b *v1.Backup
@@ -453,5 +461,49 @@ func TestMoveWaitsForUnreachableRestore(t *testing.T) {
 	h.settle()
 	if got := h.only("/pg"); got.GetMove().GetStep() != stepDone || got.GetReservation().GetAgentId() != to {
 		t.Fatalf("after the agent came back: %v", got)
+	}
+}
+
+// agentStates is what the leader's poll of the master reports of the
+// fake master's agents.
+func (h *harness) agentStates() AgentStates {
+	in := AgentStates{Agents: map[string]AgentState{}}
+	for id, a := range h.master.agents {
+		if a.gone {
+			continue
+		}
+		st := AgentState{Maintenance: a.unavailability}
+		if a.draining {
+			st.Drain, st.Deactivated = "DRAINING", true
+		}
+		in.Agents[id] = st
+	}
+	return in
+}
+
+// Scheduled maintenance with no other agent the app's constraints allow:
+// the instance is not stopped for a migration that could not be placed.
+func TestMaintenanceMigrationWaitsForAPlace(t *testing.T) {
+	h, _, inst := movingHarness(t, nil)
+	h.cfg.MigrationTarget = "file:///staging"
+	from := inst.GetReservation().GetAgentId()
+	for id, a := range h.master.agents {
+		if id != from {
+			a.draining = true
+		}
+	}
+	h.master.agents[from].unavailability = &mesos.Unavailability{Start: mesos.TimeInfo{Nanoseconds: h.now.Add(24 * time.Hour).UnixNano()}}
+	h.advance(time.Minute)
+	h.settle()
+	h.decide(h.agentStates())
+	h.advance(time.Minute)
+	h.settle()
+	for _, r := range h.state().Backups {
+		if r.GetMigrate() {
+			t.Fatalf("a migration started with nowhere to go: %v", r)
+		}
+	}
+	if got := h.only("/pg"); got.GetTask().GetState() != stRunning || got.GetReservation().GetAgentId() != from {
+		t.Fatalf("the instance was disturbed: %v", got)
 	}
 }

@@ -201,6 +201,10 @@ type Memory struct {
 	// unmovable holds the instances already told they cannot be migrated
 	// (no target), so the event is published once per leader.
 	unmovable map[string]bool
+	// agentStates is the last poll of the master's agents (nil before
+	// the first): an automatic migration starts only when one of them,
+	// active and not the instance's own, fits the app's constraints.
+	agentStates map[string]AgentState
 }
 
 // NewMemory returns an empty memory, as after a failover.
