@@ -65,12 +65,9 @@ func (b *backupService) CreateBackup(ctx context.Context, req *connect.Request[v
 	}
 	return onLeaderWrite(ctx, b.Server, req.Header(), &msg.RequestId, func(ctx context.Context) (*connect.Response[v1.CreateBackupResponse], error) {
 		st := b.store().Snapshot()
-		app, err := st.App(appID)
+		app, err := existingApp(st, appID)
 		if err != nil {
-			return nil, stateError(err)
-		}
-		if app == nil {
-			return nil, notFound("app %s does not exist", appID)
+			return nil, err
 		}
 		if !appmodel.HasBackup(app) {
 			return nil, failedPrecondition("app %s has no backup target: set backup.target in its definition", appID)
@@ -318,12 +315,9 @@ func (b *backupService) PruneBackups(ctx context.Context, req *connect.Request[v
 	}
 	return onLeaderWrite(ctx, b.Server, req.Header(), &msg.RequestId, func(ctx context.Context) (*connect.Response[v1.PruneBackupsResponse], error) {
 		st := b.store().Snapshot()
-		app, err := st.App(appID)
+		app, err := existingApp(st, appID)
 		if err != nil {
-			return nil, stateError(err)
-		}
-		if app == nil {
-			return nil, notFound("app %s does not exist", appID)
+			return nil, err
 		}
 		ids, gc, err := b.pruneApp(ctx, st, app, time.Now())
 		if err != nil {
@@ -387,12 +381,9 @@ func (b *backupService) Restore(ctx context.Context, req *connect.Request[v1.Res
 		} else if prev != nil {
 			return connect.NewResponse(&v1.RestoreResponse{Restore: prev}), nil
 		}
-		app, err := st.App(appID)
+		app, err := existingApp(st, appID)
 		if err != nil {
-			return nil, stateError(err)
-		}
-		if app == nil {
-			return nil, notFound("app %s does not exist", appID)
+			return nil, err
 		}
 		inst, err := st.Instance(msg.InstanceId)
 		if err != nil {

@@ -9,6 +9,8 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 
 	"github.com/berth-dev/berth/appmodel"
+	"github.com/berth-dev/berth/fsm"
+	v1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
 // ViolationsError turns validation violations into a Connect InvalidArgument
@@ -71,4 +73,17 @@ func prefixed(what string, err error) error {
 // index, never a client's fault) as Internal.
 func stateError(err error) *connect.Error {
 	return connect.NewError(connect.CodeInternal, fmt.Errorf("read state: %w", err))
+}
+
+// existingApp reads an app from st: a read failure is Internal, a missing
+// app NotFound naming it.
+func existingApp(st *fsm.Snapshot, id string) (*v1.App, error) {
+	app, err := st.App(id)
+	if err != nil {
+		return nil, stateError(err)
+	}
+	if app == nil {
+		return nil, notFound("app %s does not exist", id)
+	}
+	return app, nil
 }

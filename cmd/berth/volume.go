@@ -40,6 +40,19 @@ func openTargetFlag(c *cobra.Command) (*backup.Target, error) {
 	return backup.Open(c.Context(), raw)
 }
 
+// openCopy starts a copy command: its context (see copyContext) and the
+// target of its --target flag; done closes both.
+func openCopy(c *cobra.Command) (context.Context, *backup.Target, func(), error) {
+	ctx, cancel := copyContext(c.Context())
+	c.SetContext(ctx)
+	t, err := openTargetFlag(c)
+	if err != nil {
+		cancel()
+		return nil, nil, nil, err
+	}
+	return ctx, t, func() { t.Close(); cancel() }, nil
+}
+
 // copyContext ends on SIGTERM or SIGINT: Mesos kills a task with SIGTERM
 // first, and an interrupted copy must stop without writing a manifest.
 func copyContext(parent context.Context) (context.Context, context.CancelFunc) {
@@ -76,14 +89,11 @@ func volumeBackupCmd() *cobra.Command {
 		Short: "Back up a directory to the target (only chunks the target lacks are uploaded)",
 		Args:  usageArgs,
 		RunE: func(c *cobra.Command, args []string) error {
-			ctx, cancel := copyContext(c.Context())
-			defer cancel()
-			c.SetContext(ctx)
-			t, err := openTargetFlag(c)
+			ctx, t, done, err := openCopy(c)
 			if err != nil {
 				return err
 			}
-			defer t.Close()
+			defer done()
 			if dir == "" || id == "" {
 				return fmt.Errorf("--dir and --id are required")
 			}
@@ -136,14 +146,11 @@ func volumeRestoreCmd() *cobra.Command {
 		Short: "Restore a backup into a directory (empty, or emptied with --wipe)",
 		Args:  usageArgs,
 		RunE: func(c *cobra.Command, args []string) error {
-			ctx, cancel := copyContext(c.Context())
-			defer cancel()
-			c.SetContext(ctx)
-			t, err := openTargetFlag(c)
+			ctx, t, done, err := openCopy(c)
 			if err != nil {
 				return err
 			}
-			defer t.Close()
+			defer done()
 			if dir == "" || id == "" {
 				return fmt.Errorf("--dir and --backup are required")
 			}
