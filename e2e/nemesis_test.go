@@ -605,9 +605,9 @@ func TestNemesis(t *testing.T) {
 		t.Skip("multi-process fault suite")
 	}
 	if *nemesisRounds <= 0 {
-		// Off in the default suite until the scale-down that never comes
-		// after some forced scale/restart bursts is found and fixed (see
-		// issue 11's note): it fails about one short run in three.
+		// Out of the default suite until the cause of the scale-down that
+		// did not come (BENCHMARKS.md, "the fault suite") is pinned down:
+		// the periodic tick now bounds it to one tick interval.
 		t.Skip("nemesis suite off by default; run it with -nemesis.rounds N")
 	}
 	seed := *nemesisSeed

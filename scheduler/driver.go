@@ -333,6 +333,13 @@ func (s *Scheduler) subscribe(ctx context.Context) error {
 				return err
 			}
 		case <-ticker.C:
+			// The periodic pass decides on a fresh read of the store, not
+			// on the cached snapshot: whatever a change notification or
+			// the own-commit patch may miss, every TickInterval the
+			// level-triggered pass sees the store as it is (a scale-down
+			// must never wait for an unrelated write). onTick walks every
+			// instance anyway, so this adds a constant factor to it.
+			l.snaps.drop()
 			l.apply(Tick{})
 		case <-watch:
 			// Coalesce bursts of commits (our own included) into one pass.

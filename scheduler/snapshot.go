@@ -14,7 +14,9 @@ import (
 // brought up to date by re-reading only what the plan touched, provided
 // that commit is the only entry applied since (the store's index moved by
 // exactly one). Anything else (an API write, a snapshot restore, a Raft
-// entry that skipped the FSM) takes a fresh snapshot.
+// entry that skipped the FSM) takes a fresh snapshot. The driver's periodic
+// tick drops the snapshot first, so that at least once per TickInterval a
+// decision reads the store as it is, whatever this cache may have missed.
 type snapshots struct {
 	store Store
 	st    *State
