@@ -307,6 +307,25 @@ func NewRestore(a *v1.App, i *v1.Instance, src *v1.Backup, id string, now time.T
 	return r
 }
 
+// NewMigration returns the PENDING copy step of a migration of instance
+// i off its agent: a stop-consistency backup of its berth to the app's
+// backup target, or to serverTarget (the server's --migration-target) when
+// the app has none; "" when neither is set.
+func NewMigration(a *v1.App, i *v1.Instance, id, serverTarget string, now time.Time) *v1.Backup {
+	target := a.GetBackup().GetTarget()
+	if target == "" {
+		target = serverTarget
+	}
+	if target == "" {
+		return nil
+	}
+	b := NewBackup(a, i, id, now)
+	b.Target = target
+	b.Consistency = BackupStop
+	b.Migrate, b.MigrationId, b.FromAgent = true, id, i.GetReservation().GetAgentId()
+	return b
+}
+
 // BackupEnv is the plain part of the app's backup environment (secret
 // references resolve only on agents).
 func BackupEnv(a *v1.App) map[string]string {

@@ -109,19 +109,10 @@ func (b *backupService) MigrateInstance(ctx context.Context, req *connect.Reques
 		if err != nil {
 			return nil, err
 		}
-		target := app.GetBackup().GetTarget()
-		if target == "" {
-			target = b.cfg.MigrationTarget
-		}
-		if target == "" {
+		r := appmodel.NewMigration(app, inst, id, b.cfg.MigrationTarget, time.Now())
+		if r == nil {
 			return nil, failedPrecondition("app %s has no backup target and the server no --migration-target to copy the volume through", app.GetId())
 		}
-		r := appmodel.NewBackup(app, inst, id, time.Now())
-		r.Target = target
-		r.Consistency = appmodel.BackupStop
-		r.Migrate = true
-		r.MigrationId = id
-		r.FromAgent = inst.GetReservation().GetAgentId()
 		if msg.ToAgent != "" {
 			if r.ToAgent, err = b.agentNamed(ctx, msg.ToAgent); err != nil {
 				return nil, err

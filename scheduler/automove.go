@@ -66,33 +66,24 @@ func (p *planner) tickAutoMoves() {
 // for maintenance, through the app's backup target or the server's
 // migration target.
 func (p *planner) autoMigrate(i *v1.Instance, a *v1.App) {
-	target := a.GetBackup().GetTarget()
-	if target == "" {
-		target = p.cfg.MigrationTarget
+	why := ""
+	if a.GetBackup().GetTarget() == "" && p.cfg.MigrationTarget == "" {
+		why = "the app has no backup target and the server no --migration-target"
+	} else {
+		// A migration stops the task first: with nowhere to go, the
+		// instance would stay down until the window.
+		why = p.noMigrationPlace(i, a)
 	}
-	if target == "" {
+	if why != "" {
 		if !p.st.Mem.unmovable[i.GetId()] {
 			p.st.Mem.unmovable[i.GetId()] = true
 			p.event(&v1.Event{Type: "instance_move_event", AppId: a.GetId(), InstanceId: i.GetId(), AgentId: i.GetReservation().GetAgentId(),
-				Message: "cannot migrate off " + i.GetAgentNotice() + ": the app has no backup target and the server no --migration-target"})
-		}
-		return
-	}
-	if why := p.noMigrationPlace(i, a); why != "" {
-		// The task keeps running on its berth: a migration stops it first,
-		// and with nowhere to go it would stay down until the window.
-		if !p.st.Mem.unmovable[i.GetId()] {
-			p.st.Mem.unmovable[i.GetId()] = true
-			p.event(&v1.Event{Type: "instance_move_event", AppId: a.GetId(), InstanceId: i.GetId(), AgentId: i.GetReservation().GetAgentId(),
-				Message: "not migrating off " + i.GetAgentNotice() + " yet: " + why})
+				Message: "not migrating off " + i.GetAgentNotice() + ": " + why})
 		}
 		return
 	}
 	delete(p.st.Mem.unmovable, i.GetId())
-	b := appmodel.NewBackup(a, i, p.cfg.NewID(), p.now)
-	b.Target = target
-	b.Consistency = appmodel.BackupStop
-	b.Migrate, b.MigrationId, b.FromAgent = true, b.GetId(), i.GetReservation().GetAgentId()
+	b := appmodel.NewMigration(a, i, p.cfg.NewID(), p.cfg.MigrationTarget, p.now)
 	p.putBackupRecord(b)
 	p.event(&v1.Event{Type: "instance_move_event", AppId: a.GetId(), InstanceId: i.GetId(), AgentId: b.GetFromAgent(),
 		Message: "migrating off " + i.GetAgentNotice()})
