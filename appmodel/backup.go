@@ -93,17 +93,7 @@ func validateBackup(v *validator, app *v1.App) {
 		// meant for a running app (a CHECKPOINT) would fail.
 		v.add("backup.consistency", `"online" is not supported yet: a berth's volume is attached to one task at a time; use "stop" (the task is stopped for the copy)`)
 	}
-	for name, val := range b.Env {
-		field := fmt.Sprintf("backup.env[%s]", strconv.Quote(name))
-		if name == "" || strings.ContainsAny(name, "=\x00") {
-			v.add(field, "invalid environment variable name: must not be empty or contain '=' or NUL")
-		}
-		if val.GetKind() == nil {
-			v.add(field, "must be a string or a secret reference")
-		} else if ref, isRef := val.GetKind().(*v1.EnvValue_Secret); isRef {
-			validateSecretRef(v, field+".secret", ref.Secret, app)
-		}
-	}
+	validateEnv(v, "backup.env", b.Env, app)
 }
 
 // parseAge reads a retention age: a Go duration ("720h") or whole days

@@ -111,19 +111,7 @@ func Validate(app *v1.App) []Violation {
 	if app.GetCmd() == "" && len(app.Args) == 0 && app.Container == nil {
 		v.add("cmd", "one of cmd, args or container must be set")
 	}
-	for name, val := range app.Env {
-		field := fmt.Sprintf("env[%s]", strconv.Quote(name))
-		// Marathon's apps take any name (LegacyEnvVars); only what no
-		// process environment can hold is refused.
-		if name == "" || strings.ContainsAny(name, "=\x00") {
-			v.add(field, "invalid environment variable name: must not be empty or contain '=' or NUL")
-		}
-		if val.GetKind() == nil {
-			v.add(field, "must be a string or a secret reference")
-		} else if ref, isRef := val.GetKind().(*v1.EnvValue_Secret); isRef {
-			validateSecretRef(v, field+".secret", ref.Secret, app)
-		}
-	}
+	validateEnv(v, "env", app.Env, app)
 	for k := range app.Labels {
 		if k == "" {
 			v.add("labels", "label names must not be empty")
@@ -666,4 +654,21 @@ func hostPorts(app *v1.App) []int32 {
 		out = append(out, pd.GetPort())
 	}
 	return out
+}
+
+// validateEnv checks an environment (the app's, or its backup's) whose
+// fields are named prefix[NAME]. Marathon's apps take any name
+// (LegacyEnvVars); only what no process environment can hold is refused.
+func validateEnv(v *validator, prefix string, env map[string]*v1.EnvValue, app *v1.App) {
+	for name, val := range env {
+		field := fmt.Sprintf("%s[%s]", prefix, strconv.Quote(name))
+		if name == "" || strings.ContainsAny(name, "=\x00") {
+			v.add(field, "invalid environment variable name: must not be empty or contain '=' or NUL")
+		}
+		if val.GetKind() == nil {
+			v.add(field, "must be a string or a secret reference")
+		} else if ref, isRef := val.GetKind().(*v1.EnvValue_Secret); isRef {
+			validateSecretRef(v, field+".secret", ref.Secret, app)
+		}
+	}
 }
