@@ -93,7 +93,43 @@ func validateBackup(v *validator, app *v1.App) {
 		// meant for a running app (a CHECKPOINT) would fail.
 		v.add("backup.consistency", `"online" is not supported yet: a berth's volume is attached to one task at a time; use "stop" (the task is stopped for the copy)`)
 	}
+	if b.MoveTimeout != nil {
+		if d, err := time.ParseDuration(b.GetMoveTimeout()); err != nil || d < MinMoveTimeout {
+			v.add("backup.moveTimeout", "must be a duration of at least %s such as \"15m\" (got %q)", MinMoveTimeout, b.GetMoveTimeout())
+		}
+	}
 	validateEnv(v, "backup.env", b.Env, app)
+}
+
+// MinMoveTimeout is the shortest backup.moveTimeout accepted.
+const MinMoveTimeout = 10 * time.Second
+
+// DefaultMoveTimeout is the least time a move waits for its new task to be
+// healthy when the app does not say (backup.moveTimeout): a launch on a new
+// agent fetches the app's URIs and may pull an image.
+const DefaultMoveTimeout = 10 * time.Minute
+
+// MoveTimeout is how long a move waits for the task on the new berth to be
+// healthy once the restore is done: backup.moveTimeout, else twice the
+// window in which the slowest health check either passes or kills the
+// task (delay + grace + (maxConsecutiveFailures + 1) intervals + timeout:
+// room for a relaunch after a first attempt killed as unhealthy), and at
+// least DefaultMoveTimeout. Readiness checks and the upgrade strategy do
+// not enter it: they gate deployments, and a move waits for health only.
+func MoveTimeout(app *v1.App) time.Duration {
+	if s := app.GetBackup().GetMoveTimeout(); s != "" {
+		if d, err := time.ParseDuration(s); err == nil && d >= MinMoveTimeout {
+			return d
+		}
+	}
+	window := time.Duration(0)
+	for _, hc := range app.GetHealthChecks() {
+		c := HealthCheckWithDefaults(hc)
+		w := time.Duration(c.GetDelaySeconds()+c.GetGracePeriodSeconds()+
+			(c.GetMaxConsecutiveFailures()+1)*c.GetIntervalSeconds()+c.GetTimeoutSeconds()) * time.Second
+		window = max(window, w)
+	}
+	return max(DefaultMoveTimeout, 2*window)
 }
 
 // parseAge reads a retention age: a Go duration ("720h") or whole days

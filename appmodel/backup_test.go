@@ -80,6 +80,8 @@ func TestBackupPolicyValidation(t *testing.T) {
 		{"online", `{"target": "file:///b", "consistency": "online", "preCommand": "psql -c CHECKPOINT"}`, "backup.consistency", "not supported yet", false},
 		{"unknown secret", `{"target": "file:///b", "env": {"K": {"secret": "nope"}}}`, `backup.env["K"].secret`, "must name one of the app's secrets", false},
 		{"not resident", `{"target": "file:///b"}`, "backup", "persistent volume", true},
+		{"bad move timeout", `{"target": "file:///b", "moveTimeout": "soon"}`, "backup.moveTimeout", `at least 10s such as "15m" (got "soon")`, false},
+		{"short move timeout", `{"target": "file:///b", "moveTimeout": "1s"}`, "backup.moveTimeout", "at least 10s", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			js := `{"id": "/db", "cmd": "x", ` + resident + `, "backup": ` + tc.backup + `}`

@@ -29,6 +29,16 @@ import (
 // autoMoveRetry is how long after a failed automatic move the next starts.
 const autoMoveRetry = 10 * time.Minute
 
+// moveEnded is about when a failed move ended: an abandoned one at its
+// healthy_by deadline, any other soon after it started.
+func moveEnded(m *v1.Move) time.Time {
+	t := m.GetCreatedAt().AsTime()
+	if hb := m.GetHealthyBy(); hb != nil && hb.AsTime().After(t) {
+		t = hb.AsTime()
+	}
+	return t
+}
+
 // tickAutoMoves starts the moves that agents' states call for.
 func (p *planner) tickAutoMoves() {
 	for _, id := range p.allInstanceIDs() {
@@ -38,7 +48,7 @@ func (p *planner) tickAutoMoves() {
 			continue
 		}
 		if m := i.GetMove(); m != nil && m.GetStep() != stepDone &&
-			(m.GetStep() != stepFailed || p.now.Sub(m.GetCreatedAt().AsTime()) < autoMoveRetry) {
+			(m.GetStep() != stepFailed || p.now.Sub(moveEnded(m)) < autoMoveRetry) {
 			continue
 		}
 		notice := i.GetAgentNotice()

@@ -731,6 +731,9 @@ func (p *planner) launchDue(i *v1.Instance) bool {
 	if p.activeOp(i.GetId()) != nil {
 		return false // the berth is held for a backup or restore
 	}
+	if i.GetMove().GetStep() == stepAbandon {
+		return false // back to the old berth once the new task is gone
+	}
 	if nb := i.GetLaunchNotBefore(); nb != nil && p.now.Before(nb.AsTime()) {
 		return false
 	}

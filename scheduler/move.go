@@ -6,6 +6,7 @@ import (
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/berth-dev/berth/appmodel"
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
@@ -34,7 +35,24 @@ import (
 //
 // A failed restore goes back to the old berth (its epoch is still the
 // instance's previous one; the abandoned new berth's epoch is kept in
-// max_epoch so that no later berth reuses it).
+// max_epoch so that no later berth reuses it). So does a move whose new
+// task is not healthy by Move.healthy_by (the app's backup.moveTimeout,
+// counted from the end of the restore):
+//
+//	abandoning  the deadline passed: the new task is killed (an
+//	            unreachable one is waited for: never two live copies);
+//	            nothing launches on the new berth meanwhile
+//	failed      the new task is gone: the instance's berth is the old one
+//	            again (relaunched there), the new berth is destroyed when
+//	            offered and its epoch never reused
+//
+// A replacement has no old berth to go back to: past its deadline it ends
+// failed and the instance stays on its new berth, which holds the only
+// copy of its data (the restored backup), relaunching there like any
+// resident instance; the operator replaces it again from another backup or
+// wipes it. Trying other agents by itself would restore the same backup
+// again, and a new task that is never healthy on it is more likely the
+// data's or the app's doing than the agent's.
 
 // Move kinds and steps (Instance.move).
 const (
@@ -48,6 +66,7 @@ const (
 	stepRestore  = "restore"
 	stepLaunch   = "launch"
 	stepHealthy  = "wait healthy"
+	stepAbandon  = "abandoning"
 	stepDone     = "done"
 	stepFailed   = "failed"
 )
@@ -256,20 +275,40 @@ func (p *planner) moveCopyEnded(b *v1.Backup) {
 	case ok:
 		e := p.edit(i.GetId())
 		e.Move.Bytes = b.GetBytes()
-		p.setStep(e, stepLaunch, "restore done")
+		p.setHealthyBy(e)
+		p.setStep(e, stepLaunch, "restore done; the new task must be healthy by "+e.Move.GetHealthyBy().AsTime().UTC().Format(time.RFC3339))
 	default:
 		e := p.edit(i.GetId())
-		if prev := e.Move.GetPrevious(); prev != nil {
-			// Back to the old berth: its data is intact.
-			if ep := e.GetReservation().GetEpoch(); ep > e.GetMaxEpoch() {
-				e.MaxEpoch = ep
-			}
-			e.Reservation = prev
-			e.Move.Previous = nil
-			e.AgentAttributes = nil
-		}
+		backToPrevious(e)
 		p.failMove(e, b.GetId(), b.GetError())
 	}
+}
+
+// backToPrevious makes a move's old berth the instance's berth again (its
+// data is intact) and keeps the epoch of the abandoned new berth in
+// max_epoch, so that no later berth reuses it; the new berth is destroyed
+// when offered. Without an old berth (a replacement) nothing changes.
+func backToPrevious(e *v1.Instance) {
+	prev := e.GetMove().GetPrevious()
+	if prev == nil {
+		return
+	}
+	if ep := e.GetReservation().GetEpoch(); ep > prev.GetEpoch() {
+		e.Move.AbandonedEpoch = ep
+		e.MaxEpoch = max(e.GetMaxEpoch(), ep)
+	}
+	e.Reservation = prev
+	e.Move.Previous = nil
+	e.AgentAttributes = nil
+	// The new berth's failures say nothing of the old one.
+	e.LaunchNotBefore = nil
+	e.ConsecutiveFailures = 0
+}
+
+// setHealthyBy records by when the move's new task must be healthy.
+func (p *planner) setHealthyBy(e *v1.Instance) {
+	e.Move.HealthyBy = timestamppb.New(p.now.Add(appmodel.MoveTimeout(p.st.Apps[e.GetAppId()])))
+	p.changed[e.GetId()] = true
 }
 
 // failMove ends a move as failed.
@@ -283,16 +322,38 @@ func (p *planner) failMove(i *v1.Instance, recordID, reason string) {
 }
 
 // tickMoveInstance measures the downtime of a moved instance once its new
-// task runs and releases the old berth once it is healthy.
+// task runs, releases the old berth once it is healthy, and abandons the
+// move when the new task is not healthy by its deadline.
 func (p *planner) tickMoveInstance(i *v1.Instance, a *v1.App) {
 	m := i.GetMove()
-	if m == nil || (m.GetStep() != stepLaunch && m.GetStep() != stepHealthy) || a == nil {
+	if m == nil || a == nil {
 		return
 	}
+	switch m.GetStep() {
+	case stepAbandon:
+		p.tickAbandon(i, a)
+		return
+	case stepLaunch, stepHealthy:
+	default:
+		return
+	}
+	if m.GetHealthyBy() == nil {
+		// A move that reached its launch before deadlines were recorded.
+		p.setHealthyBy(p.edit(i.GetId()))
+		i = p.inst(i.GetId())
+	}
+	if t := i.GetTask(); t.GetState() == stRunning && t.GetAgentId() == i.GetReservation().GetAgentId() && p.moveRunning(i, a) {
+		return
+	}
+	if by := i.GetMove().GetHealthyBy().AsTime(); !p.now.Before(by) {
+		p.abandonMove(i, a)
+	}
+}
+
+// moveRunning records the new task's start (downtime) and ends the move
+// once the task is healthy. It returns true when the move is done.
+func (p *planner) moveRunning(i *v1.Instance, a *v1.App) bool {
 	t := i.GetTask()
-	if t.GetState() != stRunning || t.GetAgentId() != i.GetReservation().GetAgentId() {
-		return
-	}
 	e := p.edit(i.GetId())
 	if e.Move.RunningAt == nil {
 		e.Move.RunningAt = t.GetStartedAt()
@@ -307,7 +368,7 @@ func (p *planner) tickMoveInstance(i *v1.Instance, a *v1.App) {
 			(time.Duration(e.Move.DowntimeMs)*time.Millisecond).String()))
 	}
 	if !p.available(e, a) {
-		return
+		return false
 	}
 	prev := e.Move.GetPrevious()
 	e.Move.Previous = nil
@@ -319,6 +380,42 @@ func (p *planner) tickMoveInstance(i *v1.Instance, a *v1.App) {
 		msg += fmt.Sprintf("; the old berth on agent %s (epoch %d) is released and destroyed when offered", prev.GetAgentId(), prev.GetEpoch())
 	}
 	p.setStep(e, stepDone, msg)
+	return true
+}
+
+// abandonMove gives up a move whose new task was not healthy in time: a
+// move with an old berth goes back to it (the new task is killed first);
+// a replacement stops there and says so.
+func (p *planner) abandonMove(i *v1.Instance, a *v1.App) {
+	e := p.edit(i.GetId())
+	res := e.GetReservation()
+	why := fmt.Sprintf("the task on the new berth (agent %s, epoch %d) was not healthy within %s", res.GetAgentId(), res.GetEpoch(),
+		appmodel.MoveTimeout(a))
+	prev := e.Move.GetPrevious()
+	if prev == nil {
+		e.Move.Error = why + "; a replacement has no old berth to go back to: the instance stays on its new berth (the restored data) " +
+			"and relaunches there; replace it again from another backup, or wipe it"
+		p.setStep(e, stepFailed, e.Move.Error)
+		return
+	}
+	e.Move.Error = why + fmt.Sprintf("; back to the old berth on agent %s (epoch %d)", prev.GetAgentId(), prev.GetEpoch())
+	p.setStep(e, stepAbandon, e.Move.Error)
+	p.tickAbandon(e, a)
+}
+
+// tickAbandon kills the task on an abandoned move's new berth and, once it
+// is gone, puts the instance back on its old berth. An unreachable task is
+// waited for: it may come back, and the old berth must not run beside it.
+func (p *planner) tickAbandon(i *v1.Instance, a *v1.App) {
+	if t := i.GetTask(); taskLive(t) {
+		if t.GetState() != stUnreachable {
+			p.kill(t, killBackup, killGrace(a)) // a planned stop, as for a copy: no backoff
+		}
+		return
+	}
+	e := p.edit(i.GetId())
+	backToPrevious(e)
+	p.setStep(e, stepFailed, e.Move.GetError())
 }
 
 // moveSourceBytes is the size of the backup a move restored from.

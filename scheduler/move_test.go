@@ -13,7 +13,7 @@ import (
 
 // movingHarness is twoAgentsOneBerth with a backup target and the binary
 // URL copy tasks fetch.
-func movingHarness(t *testing.T, policy *v1.BackupPolicy) (*harness, *v1.App, *v1.Instance) {
+func movingHarness(t *testing.T, policy *v1.BackupPolicy, edits ...func(*v1.App)) (*harness, *v1.App, *v1.Instance) {
 	t.Helper()
 	h := newHarness(t)
 	h.cfg.BinaryURL = testBinaryURL
@@ -21,6 +21,9 @@ func movingHarness(t *testing.T, policy *v1.BackupPolicy) (*harness, *v1.App, *v
 	h.master.addAgent("A2", "host2", 4, 1024, 1000, 31000, 31010, nil)
 	app := residentApp("/pg", "v1", 1)
 	app.Backup = policy
+	for _, edit := range edits {
+		edit(app)
+	}
 	h.store.putApp(app, "")
 	h.settle()
 	inst := h.only("/pg")

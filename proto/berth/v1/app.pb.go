@@ -3302,8 +3302,18 @@ type BackupPolicy struct {
 	// from its latest backup onto a new berth on another agent (opt-in: the
 	// writes since that backup are lost).
 	ReplaceFromBackup bool `protobuf:"varint,8,opt,name=replace_from_backup,json=replaceFromBackup,proto3" json:"replace_from_backup,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// move_timeout ("moveTimeout", a duration such as "15m") is how long a
+	// move (migration, restore to another agent, replacement) waits for the
+	// task on the new berth to become healthy (running, for an app without
+	// health checks) once the restore is done. Past it the move is
+	// abandoned: a migration or restore goes back to the old berth; a
+	// replacement stops and reports (it has no old berth). Absent: twice the
+	// slowest health check's window (delaySeconds + gracePeriodSeconds +
+	// (maxConsecutiveFailures + 1) x intervalSeconds + timeoutSeconds), at
+	// least 10 minutes.
+	MoveTimeout   *string `protobuf:"bytes,9,opt,name=move_timeout,json=moveTimeout,proto3,oneof" json:"move_timeout,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *BackupPolicy) Reset() {
@@ -3390,6 +3400,13 @@ func (x *BackupPolicy) GetReplaceFromBackup() bool {
 		return x.ReplaceFromBackup
 	}
 	return false
+}
+
+func (x *BackupPolicy) GetMoveTimeout() string {
+	if x != nil && x.MoveTimeout != nil {
+		return *x.MoveTimeout
+	}
+	return ""
 }
 
 // BackupRetention says which backups of an instance are kept.
@@ -3868,7 +3885,7 @@ const file_berth_v1_app_proto_rawDesc = "" +
 	"\rResourceLimit\x12\x16\n" +
 	"\x05value\x18\x01 \x01(\x01H\x00R\x05value\x12\x1e\n" +
 	"\tunlimited\x18\x02 \x01(\bH\x00R\tunlimitedB\x06\n" +
-	"\x04kind\"\xe2\x03\n" +
+	"\x04kind\"\x9b\x04\n" +
 	"\fBackupPolicy\x12\x16\n" +
 	"\x06target\x18\x01 \x01(\tR\x06target\x12\x1f\n" +
 	"\bschedule\x18\x02 \x01(\tH\x00R\bschedule\x88\x01\x01\x127\n" +
@@ -3878,14 +3895,16 @@ const file_berth_v1_app_proto_rawDesc = "" +
 	"preCommand\x88\x01\x01\x12&\n" +
 	"\fpost_command\x18\x06 \x01(\tH\x03R\vpostCommand\x88\x01\x01\x121\n" +
 	"\x03env\x18\a \x03(\v2\x1f.berth.v1.BackupPolicy.EnvEntryR\x03env\x12.\n" +
-	"\x13replace_from_backup\x18\b \x01(\bR\x11replaceFromBackup\x1aJ\n" +
+	"\x13replace_from_backup\x18\b \x01(\bR\x11replaceFromBackup\x12&\n" +
+	"\fmove_timeout\x18\t \x01(\tH\x04R\vmoveTimeout\x88\x01\x01\x1aJ\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12(\n" +
 	"\x05value\x18\x02 \x01(\v2\x12.berth.v1.EnvValueR\x05value:\x028\x01B\v\n" +
 	"\t_scheduleB\x0e\n" +
 	"\f_consistencyB\x0e\n" +
 	"\f_pre_commandB\x0f\n" +
-	"\r_post_command\"]\n" +
+	"\r_post_commandB\x0f\n" +
+	"\r_move_timeout\"]\n" +
 	"\x0fBackupRetention\x12\x17\n" +
 	"\x04keep\x18\x01 \x01(\x05H\x00R\x04keep\x88\x01\x01\x12\x1c\n" +
 	"\amax_age\x18\x02 \x01(\tH\x01R\x06maxAge\x88\x01\x01B\a\n" +

@@ -399,8 +399,9 @@ type Move struct {
 	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	// kind is "migrate", "restore" or "replace".
 	Kind string `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
-	// step is "copy", "restore", "launch", "wait healthy", "done" or
-	// "failed".
+	// step is "copy", "stopping", "placing", "restore", "launch", "wait
+	// healthy", "abandoning" (the new task was not healthy in time: it is
+	// being killed), "done" or "failed".
 	Step      string `protobuf:"bytes,3,opt,name=step,proto3" json:"step,omitempty"`
 	FromAgent string `protobuf:"bytes,4,opt,name=from_agent,json=fromAgent,proto3" json:"from_agent,omitempty"`
 	ToAgent   string `protobuf:"bytes,5,opt,name=to_agent,json=toAgent,proto3" json:"to_agent,omitempty"`
@@ -416,9 +417,16 @@ type Move struct {
 	Error      string                 `protobuf:"bytes,10,opt,name=error,proto3" json:"error,omitempty"`
 	CreatedAt  *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	// bytes is the size of the volume copied.
-	Bytes         uint64 `protobuf:"varint,12,opt,name=bytes,proto3" json:"bytes,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Bytes uint64 `protobuf:"varint,12,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	// healthy_by is the deadline, set when the restore is done, by which the
+	// task on the new berth must be healthy (the app's backup.moveTimeout);
+	// past it the move is abandoned (step "abandoning", then "failed").
+	HealthyBy *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=healthy_by,json=healthyBy,proto3" json:"healthy_by,omitempty"`
+	// abandoned_epoch is the epoch of the new berth an abandoned move left:
+	// destroyed when offered, never reused (Instance.max_epoch).
+	AbandonedEpoch uint64 `protobuf:"varint,14,opt,name=abandoned_epoch,json=abandonedEpoch,proto3" json:"abandoned_epoch,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Move) Reset() {
@@ -531,6 +539,20 @@ func (x *Move) GetCreatedAt() *timestamppb.Timestamp {
 func (x *Move) GetBytes() uint64 {
 	if x != nil {
 		return x.Bytes
+	}
+	return 0
+}
+
+func (x *Move) GetHealthyBy() *timestamppb.Timestamp {
+	if x != nil {
+		return x.HealthyBy
+	}
+	return nil
+}
+
+func (x *Move) GetAbandonedEpoch() uint64 {
+	if x != nil {
+		return x.AbandonedEpoch
 	}
 	return 0
 }
@@ -1410,7 +1432,7 @@ const file_berth_v1_state_proto_rawDesc = "" +
 	"\tmax_epoch\x18  \x01(\x04R\bmaxEpoch\x1aB\n" +
 	"\x14AgentAttributesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa9\x03\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x8d\x04\n" +
 	"\x04Move\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x12\n" +
@@ -1429,7 +1451,10 @@ const file_berth_v1_state_proto_rawDesc = "" +
 	" \x01(\tR\x05error\x129\n" +
 	"\n" +
 	"created_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x14\n" +
-	"\x05bytes\x18\f \x01(\x04R\x05bytes\"\xb5\x03\n" +
+	"\x05bytes\x18\f \x01(\x04R\x05bytes\x129\n" +
+	"\n" +
+	"healthy_by\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\thealthyBy\x12'\n" +
+	"\x0fabandoned_epoch\x18\x0e \x01(\x04R\x0eabandonedEpoch\"\xb5\x03\n" +
 	"\vReservation\x12\x1f\n" +
 	"\vinstance_id\x18\x01 \x01(\tR\n" +
 	"instanceId\x120\n" +
@@ -1584,25 +1609,26 @@ var file_berth_v1_state_proto_depIdxs = []int32{
 	14, // 9: berth.v1.Move.stopped_at:type_name -> google.protobuf.Timestamp
 	14, // 10: berth.v1.Move.running_at:type_name -> google.protobuf.Timestamp
 	14, // 11: berth.v1.Move.created_at:type_name -> google.protobuf.Timestamp
-	1,  // 12: berth.v1.Reservation.state:type_name -> berth.v1.ReservationState
-	14, // 13: berth.v1.Reservation.pending_until:type_name -> google.protobuf.Timestamp
-	6,  // 14: berth.v1.Reservation.volumes:type_name -> berth.v1.LocalVolume
-	14, // 15: berth.v1.Task.staged_at:type_name -> google.protobuf.Timestamp
-	14, // 16: berth.v1.Task.started_at:type_name -> google.protobuf.Timestamp
-	14, // 17: berth.v1.Task.kill_requested_at:type_name -> google.protobuf.Timestamp
-	14, // 18: berth.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
-	14, // 19: berth.v1.TaskFailure.timestamp:type_name -> google.protobuf.Timestamp
-	10, // 20: berth.v1.Deployment.steps:type_name -> berth.v1.DeploymentStep
-	2,  // 21: berth.v1.Deployment.status:type_name -> berth.v1.DeploymentStatus
-	14, // 22: berth.v1.Deployment.created_at:type_name -> google.protobuf.Timestamp
-	14, // 23: berth.v1.Deployment.finished_at:type_name -> google.protobuf.Timestamp
-	11, // 24: berth.v1.DeploymentStep.actions:type_name -> berth.v1.DeploymentAction
-	15, // 25: berth.v1.AppVersion.app:type_name -> berth.v1.App
-	26, // [26:26] is the sub-list for method output_type
-	26, // [26:26] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	14, // 12: berth.v1.Move.healthy_by:type_name -> google.protobuf.Timestamp
+	1,  // 13: berth.v1.Reservation.state:type_name -> berth.v1.ReservationState
+	14, // 14: berth.v1.Reservation.pending_until:type_name -> google.protobuf.Timestamp
+	6,  // 15: berth.v1.Reservation.volumes:type_name -> berth.v1.LocalVolume
+	14, // 16: berth.v1.Task.staged_at:type_name -> google.protobuf.Timestamp
+	14, // 17: berth.v1.Task.started_at:type_name -> google.protobuf.Timestamp
+	14, // 18: berth.v1.Task.kill_requested_at:type_name -> google.protobuf.Timestamp
+	14, // 19: berth.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
+	14, // 20: berth.v1.TaskFailure.timestamp:type_name -> google.protobuf.Timestamp
+	10, // 21: berth.v1.Deployment.steps:type_name -> berth.v1.DeploymentStep
+	2,  // 22: berth.v1.Deployment.status:type_name -> berth.v1.DeploymentStatus
+	14, // 23: berth.v1.Deployment.created_at:type_name -> google.protobuf.Timestamp
+	14, // 24: berth.v1.Deployment.finished_at:type_name -> google.protobuf.Timestamp
+	11, // 25: berth.v1.DeploymentStep.actions:type_name -> berth.v1.DeploymentAction
+	15, // 26: berth.v1.AppVersion.app:type_name -> berth.v1.App
+	27, // [27:27] is the sub-list for method output_type
+	27, // [27:27] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_berth_v1_state_proto_init() }
