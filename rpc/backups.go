@@ -463,8 +463,9 @@ const BackupDutiesInterval = 2 * time.Second
 // RunBackupDuties looks after backups while this server leads, until ctx
 // ends: it publishes the progress of running copies (read from their
 // targets) as backup_progress events, records the totals and manifest
-// checksum of each finished backup, and applies the apps' retention after
-// each backup that succeeded.
+// checksum of each finished backup, applies the apps' retention after
+// each backup that succeeded, and deletes the staging copies of moves that
+// ended (staging.go).
 func (s *Server) RunBackupDuties(ctx context.Context) {
 	tick := time.NewTicker(BackupDutiesInterval)
 	defer tick.Stop()
@@ -515,6 +516,7 @@ func (s *Server) backupDuties(ctx context.Context, seen map[string]backup.Progre
 			errs = append(errs, fmt.Errorf("retention of %s: %w", appID, err))
 		}
 	}
+	errs = append(errs, s.pruneStaging(ctx))
 	return errors.Join(errs...)
 }
 
