@@ -10,6 +10,8 @@ import (
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
 	"github.com/mesos/mesos-go/api/v1/lib/maintenance"
 	"github.com/mesos/mesos-go/api/v1/lib/master"
+
+	v1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
 // AgentStates is what the master's operator API says of the agents (polled
@@ -52,14 +54,14 @@ func (p *planner) onAgentStates(in AgentStates) {
 			!strings.HasPrefix(cur, noticeDeactivated) {
 			continue
 		}
-		p.setNotice(id, agentStateNotice(agentID, st))
+		p.setNotice(id, p.agentStateNotice(i, agentID, st))
 	}
 }
 
-func agentStateNotice(agentID string, st AgentState) string {
+func (p *planner) agentStateNotice(i *v1.Instance, agentID string, st AgentState) string {
 	switch {
 	case st.Drain != "":
-		return fmt.Sprintf("%s: agent %s is %s; the instance waits for it to be reactivated or marked gone", noticeDraining, agentID, strings.ToLower(st.Drain))
+		return p.drainNotice(i, agentID, strings.ToLower(st.Drain))
 	case st.Maintenance != nil:
 		return maintenanceNotice(st.Maintenance)
 	case st.Deactivated:

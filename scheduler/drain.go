@@ -115,8 +115,24 @@ func (p *planner) noteStatusAgent(e *v1.Instance, s mesos.TaskStatus) {
 	case s.GetState() == mesos.TASK_GONE_BY_OPERATOR:
 		p.setNotice(e.GetId(), fmt.Sprintf("%s: agent %s was marked gone by the operator and its berth with it", noticeGone, agentID))
 	case s.GetReason() == mesos.REASON_AGENT_DRAINING:
-		p.setNotice(e.GetId(), fmt.Sprintf("%s: agent %s is draining; its berth cannot be copied (a draining agent accepts no launch): the instance waits for it to be reactivated or marked gone, or is restored from its latest backup with backup.replaceFromBackup", noticeDraining, agentID))
+		p.setNotice(e.GetId(), p.drainNotice(e, agentID, "draining"))
 	}
+}
+
+// drainNotice says what an instance on a draining (or drained) agent does,
+// and why: the same words from the task's kill and from the master's poll.
+func (p *planner) drainNotice(i *v1.Instance, agentID, state string) string {
+	head := fmt.Sprintf("%s: agent %s is %s; its berth cannot be copied (a draining agent accepts no launch)", noticeDraining, agentID, state)
+	a := p.st.Apps[i.GetAppId()]
+	switch {
+	case !a.GetBackup().GetReplaceFromBackup():
+		return head + ": the instance waits on its intact berth for the agent to be reactivated or marked gone " +
+			"(the app does not opt in to backup.replaceFromBackup, which would restore its latest backup on another agent)"
+	case p.latestBackup(i.GetId()) == nil:
+		return head + ": the app opts in to backup.replaceFromBackup but the instance has no succeeded backup; " +
+			"it waits for the agent to be reactivated or marked gone"
+	}
+	return head + ": the instance is replaced from its latest backup on another agent (backup.replaceFromBackup; the writes since are lost)"
 }
 
 // drainKilled is true for a status of a task killed by its agent's drain:
@@ -131,27 +147,51 @@ type InverseOffers struct{ Offers []mesos.InverseOffer }
 
 func (InverseOffers) isInput() {}
 
-// inverseRefuse is how long a declined inverse offer stays declined: Berth
-// cannot vacate a berth (its data) before migration exists, and says so
-// rarely rather than every few seconds.
+// inverseRefuse is how long a declined inverse offer stays declined when
+// no berth on the agent can be migrated off it: said rarely rather than
+// every few seconds.
 const inverseRefuse = 10 * time.Minute
 
-// onInverseOffers marks the instances on the agents asked for, and
-// declines: the answer is advisory (Mesos records it in the maintenance
-// status), and an instance's data stays on its berth until it is migrated,
-// which is for later. This is where migration off a maintenance window
-// will start.
+// inverseRefuseMoving is how long a declined inverse offer stays declined
+// while a berth on the agent may still be migrated off it.
+const inverseRefuseMoving = 15 * time.Second
+
+// berthsMayLeave is true when a berth on the agent belongs to an instance
+// that has not been found unable to migrate (automove.go).
+func (p *planner) berthsMayLeave(agentID string) bool {
+	for _, id := range p.allInstanceIDs() {
+		i := p.inst(id)
+		if (instanceAgent(i) == agentID || i.GetMove().GetPrevious().GetAgentId() == agentID) && !p.st.Mem.unmovable[id] {
+			return true
+		}
+	}
+	return false
+}
+
+// onInverseOffers marks the instances on the agents asked for, accepts
+// for agents no berth of ours is on any more, and declines for the others
+// (the answer is advisory: Mesos records it in the maintenance status):
+// briefly while their berths are being (or may be) migrated off
+// (automove.go), for long when none can be.
 func (p *planner) onInverseOffers(ios []mesos.InverseOffer) {
 	byAgent := map[string]string{}
 	ids := make([]mesos.OfferID, 0, len(ios))
-	var vacated []mesos.OfferID
+	var vacated, leaving []mesos.OfferID
 	for _, io := range ios {
-		byAgent[io.GetAgentID().GetValue()] = maintenanceNotice(&io.Unavailability)
-		if p.berthsOn(io.GetAgentID().GetValue()) {
-			ids = append(ids, io.OfferID)
-		} else {
+		agentID := io.GetAgentID().GetValue()
+		byAgent[agentID] = maintenanceNotice(&io.Unavailability)
+		switch {
+		case !p.berthsOn(agentID):
 			vacated = append(vacated, io.OfferID) // every berth migrated off
+		case p.berthsMayLeave(agentID):
+			leaving = append(leaving, io.OfferID)
+		default:
+			ids = append(ids, io.OfferID)
 		}
+	}
+	if len(leaving) > 0 {
+		// Asked again soon: the accept follows shortly after the last berth left.
+		p.call(calls.DeclineInverseOffers(leaving...).With(calls.RefuseSeconds(inverseRefuseMoving)))
 	}
 	if len(vacated) > 0 {
 		p.call(calls.AcceptInverseOffers(vacated...))

@@ -280,6 +280,8 @@ func TestMaintenanceMigratesAndThenAcceptsInverseOffer(t *testing.T) {
 		AgentID: &mesos.AgentID{Value: from}, Unavailability: *h.master.agents[from].unavailability}
 	if d := h.decide(InverseOffers{Offers: []mesos.InverseOffer{io}}); len(d.Calls) != 1 || d.Calls[0].GetDeclineInverseOffers() == nil {
 		t.Fatalf("inverse offer not declined while a berth is there: %v", callTypes(d))
+	} else if r := d.Calls[0].GetDeclineInverseOffers().GetFilters().GetRefuseSeconds(); r != inverseRefuseMoving.Seconds() {
+		t.Fatalf("declined for %vs while the berth is migrating off, want %v", r, inverseRefuseMoving.Seconds())
 	}
 	h.finishTask(b.GetTaskId(), mesos.TASK_FINISHED)
 	h.deliver()
@@ -318,9 +320,11 @@ func TestDrainWaitsOrReplacesFromBackup(t *testing.T) {
 		h.settle()
 		h.advance(time.Minute)
 		h.settle()
+		h.decide(h.agentStates()) // the master's poll says the same as the kill
 		got := h.only("/pg")
 		if !replace {
-			if got.GetReservation().GetAgentId() != from || got.GetMove() != nil || !strings.HasPrefix(got.GetAgentNotice(), noticeDraining) {
+			if got.GetReservation().GetAgentId() != from || got.GetMove() != nil || !strings.HasPrefix(got.GetAgentNotice(), noticeDraining) ||
+				!strings.Contains(got.GetAgentNotice(), "waits on its intact berth") || !strings.Contains(got.GetAgentNotice(), "does not opt in to backup.replaceFromBackup") {
 				t.Fatalf("without the policy: %v", got)
 			}
 			if d := masterLogHas(h.master, "DESTROY"); len(d) > 0 {
@@ -508,5 +512,11 @@ func TestMaintenanceMigrationWaitsForAPlace(t *testing.T) {
 	}
 	if got := h.only("/pg"); got.GetTask().GetState() != stRunning || got.GetReservation().GetAgentId() != from {
 		t.Fatalf("the instance was disturbed: %v", got)
+	}
+	io := mesos.InverseOffer{OfferID: mesos.OfferID{Value: "io-1"}, FrameworkID: mesos.FrameworkID{Value: "fw-1"},
+		AgentID: &mesos.AgentID{Value: from}, Unavailability: *h.master.agents[from].unavailability}
+	d := h.decide(InverseOffers{Offers: []mesos.InverseOffer{io}})
+	if len(d.Calls) != 1 || d.Calls[0].GetDeclineInverseOffers().GetFilters().GetRefuseSeconds() != inverseRefuse.Seconds() {
+		t.Fatalf("inverse offer of an agent nothing can leave: %v", d.Calls)
 	}
 }
