@@ -100,6 +100,9 @@ type Cluster struct {
 	startTime     time.Time
 	// counters are the /metrics/snapshot counters (metrics.go).
 	counters map[string]float64
+	// partitions are the agents cut off the master by fault injection
+	// (partition.go), by agent id.
+	partitions map[string]*partition
 }
 
 // New validates cfg and prepares a cluster; Start binds and serves.
@@ -169,6 +172,9 @@ func (c *Cluster) Start(ctx context.Context) error {
 	mux.HandleFunc("/files/browse", c.handleFilesBrowse)
 	mux.HandleFunc("/metrics/snapshot", c.handleMetricsSnapshot)
 	mux.HandleFunc("/slave(1)/metrics/snapshot", c.handleMetricsSnapshot)
+	if c.cfg.FaultInjection {
+		c.handleFaults(mux)
+	}
 	mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) })
 	mux.HandleFunc("/version", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")

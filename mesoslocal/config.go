@@ -79,12 +79,23 @@ type Config struct {
 	// MaxOperationRecords bounds the history kept for Operations()
 	// (default 100000; the oldest are dropped).
 	MaxOperationRecords int
+	// FaultInjection serves /fault/partition and /fault/heal, which cut an
+	// agent off the master and reconnect it (partition.go): a facility for
+	// tests and demos, not a Mesos API. Off by default.
+	FaultInjection bool
+	// AgentPingTimeout is how long the master waits for a partitioned
+	// agent before it marks it unreachable: Mesos' agent_ping_timeout ×
+	// max_agent_ping_timeouts (default 15s × 5 = 75s).
+	AgentPingTimeout time.Duration
 }
 
 const (
 	defaultListen       = "127.0.0.1:5050"
 	mesosVersion        = "1.11.0"
 	defaultPortsPerSlot = 1000
+	// defaultAgentPingTimeout is Mesos' agent_ping_timeout (15s) times
+	// max_agent_ping_timeouts (5).
+	defaultAgentPingTimeout = 75 * time.Second
 )
 
 func (cfg *Config) withDefaults() (Config, error) {
@@ -122,6 +133,12 @@ func (cfg *Config) withDefaults() (Config, error) {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.AgentPingTimeout < 0 {
+		return c, fmt.Errorf("agent ping timeout: %s must not be negative", c.AgentPingTimeout)
+	}
+	if c.AgentPingTimeout == 0 {
+		c.AgentPingTimeout = defaultAgentPingTimeout
 	}
 	if c.Hostname == "" {
 		c.Hostname = "127.0.0.1"

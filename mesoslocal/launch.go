@@ -359,6 +359,9 @@ func (c *Cluster) forwardUpdate(t *task) {
 		delete(c.retrying, t)
 		return
 	}
+	if c.partitioned(t.agent) {
+		return // held on the agent until it reregisters (partition.go)
+	}
 	fw := c.frameworks[t.fwID]
 	c.sendEvent(fw, &scheduler.Event{Type: scheduler.Event_UPDATE, Update: &scheduler.Event_Update{Status: t.pending[0]}})
 	if t.retryDelay == 0 {

@@ -668,7 +668,8 @@ func (c *Cluster) killCall(fw *framework, k *scheduler.Call_Kill) {
 	if k.AgentID != nil {
 		aid = k.AgentID.Value
 	}
-	if t == nil || !t.alive {
+	if t == nil || !t.alive || c.partitioned(t.agent) {
+		// Unknown, ended, or out of reach (partition.go): its state says so.
 		c.reconcileOne(fw, k.TaskID.Value, aid)
 		return
 	}

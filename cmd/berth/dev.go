@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -23,6 +24,8 @@ type devOptions struct {
 	distinctHosts   bool
 	agentAttributes string
 	killTasks       bool
+	faultInjection  bool
+	agentPing       time.Duration
 }
 
 func init() {
@@ -51,6 +54,8 @@ while dev is stopped and are adopted when it starts again on the same
 	f.StringVar(&o.agentResources, "agent-resources", "", `resources of each agent, e.g. "cpus:4;mem:8192;disk:20000;ports:[31000-32000]" (default: sized from this machine)`)
 	f.BoolVar(&o.distinctHosts, "distinct-hosts", true, "give each agent its own loopback address as its hostname (127.0.0.1, 127.0.0.2, ...), so hostname:UNIQUE spreads instances and tasks bind $HOST")
 	f.StringVar(&o.agentAttributes, "agent-attributes", "", `agents' attributes, "rack:r1;zone:a"; several specs separated by '|' go to the agents in turn ("rack:r1;zone:a|rack:r2;zone:b")`)
+	f.BoolVar(&o.faultInjection, "fault-injection", false, "let mesos-local cut an agent off the master and reconnect it: POST /fault/partition and /fault/heal?agent_id=ID on its address (for tests and demos; not a Mesos API)")
+	f.DurationVar(&o.agentPing, "agent-ping-timeout", 75*time.Second, "how long a partitioned agent stays registered before mesos-local marks it unreachable")
 	f.BoolVar(&o.killTasks, "kill-tasks-on-exit", false, "kill every task when dev stops (default: tasks keep running and the next dev on this --data-dir adopts them)")
 	f.BoolVar(&o.server.security.insecure, "insecure", false, "allow a non-loopback --api-addr (dev has no TLS: anyone who reaches it owns the server)")
 	o.server.registerMesos(f, "")
@@ -77,6 +82,8 @@ func runDev(ctx context.Context, out io.Writer, o *devOptions, logger *slog.Logg
 		DistinctHosts:    o.distinctHosts,
 		AgentAttributes:  o.agentAttributes,
 		KillTasksOnClose: o.killTasks,
+		FaultInjection:   o.faultInjection,
+		AgentPingTimeout: o.agentPing,
 		Logger:           logger.With("component", "mesos-local"),
 	})
 	if err != nil {

@@ -69,6 +69,8 @@ without processes.`,
 	f.StringVar(&cfg.Hostname, "hostname", "", "agents' hostname in offers (default: the listen host, or 127.0.0.1)")
 	f.BoolVar(&cfg.DistinctHosts, "distinct-hosts", false, "give each agent its own loopback address as its hostname (127.0.0.1, 127.0.0.2, ...) instead of --hostname")
 	f.StringVar(&cfg.AgentAttributes, "agent-attributes", os.Getenv("BERTH_MESOS_LOCAL_AGENT_ATTRIBUTES"), `agents' attributes, "rack:r1;zone:a"; several specs separated by '|' go to the agents in turn (env BERTH_MESOS_LOCAL_AGENT_ATTRIBUTES)`)
+	f.BoolVar(&cfg.FaultInjection, "fault-injection", false, "serve /fault/partition and /fault/heal?agent_id=ID to cut an agent off the master and reconnect it (for tests and demos; not a Mesos API)")
+	f.DurationVar(&cfg.AgentPingTimeout, "agent-ping-timeout", 75*time.Second, "how long a partitioned agent stays registered before it is marked unreachable (Mesos: agent_ping_timeout × max_agent_ping_timeouts)")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.StringVar(&logFormat, "log-format", "text", "text or json")
 	return cmd
