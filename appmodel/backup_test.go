@@ -2,6 +2,7 @@ package appmodel
 
 import (
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -128,6 +129,27 @@ func TestScheduleNext(t *testing.T) {
 		}
 		if got := s.Next(at(tc.last)); !got.Equal(at(tc.want)) {
 			t.Errorf("%s after %s = %s, want %s", tc.spec, tc.last, got.Format(time.RFC3339), tc.want)
+		}
+	}
+}
+
+// A resident app may enable unreachableStrategy only when it opts in to
+// replacement from a backup (the timing is when it is replaced).
+func TestUnreachableStrategyWithReplaceFromBackup(t *testing.T) {
+	base := `{"id": "/db", "cmd": "x", "container": {"volumes": [{"containerPath": "d", "persistent": {"size": 1}}]},
+		"unreachableStrategy": {"inactiveAfterSeconds": 30, "expungeAfterSeconds": 60}, "backup": {"target": "file:///b"%s}}`
+	for _, tc := range []struct {
+		opt     string
+		refused bool
+	}{{"", true}, {`, "replaceFromBackup": true`, false}} {
+		refused := false
+		for _, v := range Validate(mustParse(t, fmt.Sprintf(base, tc.opt))) {
+			if v.Field == "unreachableStrategy" && strings.Contains(v.Description, "unless backup.replaceFromBackup is true") {
+				refused = true
+			}
+		}
+		if refused != tc.refused {
+			t.Errorf("backup%s: refused %v, want %v", tc.opt, refused, tc.refused)
 		}
 	}
 }

@@ -149,7 +149,7 @@ func Validate(app *v1.App) []Violation {
 			v.add("upgradeStrategy.maximumOverCapacity", "must be 0 for resident apps (got %s): a berth holds one task at a time", fmtFloat(us.GetMaximumOverCapacity()))
 		}
 	}
-	validateUnreachable(v, app.UnreachableStrategy, resident)
+	validateUnreachable(v, app.UnreachableStrategy, resident && !app.GetBackup().GetReplaceFromBackup())
 	if r := app.Residency; r != nil {
 		v.nonNegativeInt("residency.relaunchEscalationTimeoutSeconds", r.RelaunchEscalationTimeoutSeconds)
 		v.oneOf("residency.taskLostBehavior", r.TaskLostBehavior, taskLostBehaviors)
@@ -580,7 +580,10 @@ func validateReadinessChecks(v *validator, app *v1.App) {
 }
 
 // validateUnreachable checks the unreachableStrategy: "disabled" or
-// {inactiveAfterSeconds, expungeAfterSeconds}; resident apps need "disabled".
+// {inactiveAfterSeconds, expungeAfterSeconds}; resident apps need
+// "disabled" (waiting is resident) unless they opt in to replacement from
+// a backup (backup.replaceFromBackup, docs/MIGRATION.md), passed here as
+// resident false.
 func validateUnreachable(v *validator, us *v1.UnreachableStrategy, resident bool) {
 	const field = "unreachableStrategy"
 	e := us.GetEnabled()
@@ -593,7 +596,7 @@ func validateUnreachable(v *validator, us *v1.UnreachableStrategy, resident bool
 		v.add(field+".expungeAfterSeconds", "must be greater than or equal to inactiveAfterSeconds")
 	}
 	if resident {
-		v.add(field, `must be "disabled" for resident apps: an instance waits for its agent`)
+		v.add(field, `must be "disabled" for resident apps: an instance waits for its agent (unless backup.replaceFromBackup is true: then it is replaced from its latest backup after inactiveAfterSeconds)`)
 	}
 }
 
