@@ -1,0 +1,187 @@
+package e2e
+
+import (
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// masterTasks are the tasks mesos-local's GET_STATE lists as its
+// frameworks' tasks (live or unreachable; not completed).
+type masterTask struct {
+	TaskID  struct{ Value string } `json:"task_id"`
+	AgentID struct{ Value string } `json:"agent_id"`
+	State   string                 `json:"state"`
+}
+
+func masterTasks(mesosAddr string) ([]masterTask, bool) {
+	resp, err := http.Post("http://"+mesosAddr+"/api/v1", "application/json", strings.NewReader(`{"type":"GET_STATE"}`))
+	if err != nil {
+		return nil, false
+	}
+	defer resp.Body.Close()
+	var st struct {
+		GetState struct {
+			GetTasks struct{ Tasks []masterTask } `json:"get_tasks"`
+		} `json:"get_state"`
+	}
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&st) != nil {
+		return nil, false
+	}
+	return st.GetState.GetTasks.Tasks, true
+}
+
+func faultCall(t *testing.T, mesosAddr, what, agentID string) {
+	t.Helper()
+	resp, err := http.Post("http://"+mesosAddr+"/fault/"+what+"?agent_id="+agentID, "application/json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("fault %s of %s: HTTP %d", what, agentID, resp.StatusCode)
+	}
+}
+
+// The old agent returns (issue 16): an app with an enabled
+// unreachableStrategy and replaceFromBackup, backed up; its agent is
+// partitioned from the master (mesos-local --fault-injection): past
+// inactiveAfterSeconds the instance is replaced from its backup on another
+// agent. The partition heals: the agent reregisters with the old task
+// still running and the old berth: the old task is killed, the old berth
+// destroyed and unreserved (mesos-local's operation log), never launched
+// on. Sampled throughout, the master never lists two live tasks of the
+// instance other than the returned old one between its return and its
+// kill, and the replacement runs on, untouched.
+func TestPartitionedAgentReturnsAfterReplacement(t *testing.T) {
+	dataDir := traversableTempDir(t)
+	target := filepath.Join(dataDir, "backups")
+	if err := os.Mkdir(target, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	api, mesosAddr := freePort(t), freePort(t)
+	dev := startProc(t, "dev", "dev", "--data-dir", dataDir, "--api-addr", api, "--mesos-listen", mesosAddr, "--agents", "3",
+		"--fault-injection", "--agent-ping-timeout", "2s")
+	waitAPI(t, api)
+	eventually(t, time.Minute, "three agents", func() bool { return len(agentsByID(t, api)) == 3 })
+	mustCLI(t, api, "app", "add", "--wait", writeFile(t, "part.json", markerApp("/part",
+		`, "unreachableStrategy": {"inactiveAfterSeconds": 5, "expungeAfterSeconds": 600}, "backup": {"target": "file://`+target+`", "replaceFromBackup": true}`)))
+	onlyTask(t, api, "/part", nil)
+	backupDone(t, api, "/part")
+	first := onlyTask(t, api, "/part", nil)
+	marker := readVolumeFile(t, dataDir, first.agentTaskJSON, "marker")
+	oldVolume := volumeDir(dataDir, first.agentTaskJSON)
+	oldPID := first.LocalVolumes[0].PersistenceID
+
+	// Sample the master's tasks of the instance throughout.
+	var healed atomic.Bool
+	var mu sync.Mutex
+	var violations []string
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			tasks, ok := masterTasks(mesosAddr)
+			if !ok {
+				continue
+			}
+			var live []string
+			for _, tk := range tasks {
+				switch tk.State {
+				case "TASK_STAGING", "TASK_STARTING", "TASK_RUNNING", "TASK_KILLING":
+					if strings.HasPrefix(tk.TaskID.Value, first.InstanceID+".") {
+						live = append(live, tk.TaskID.Value)
+					}
+				}
+			}
+			if len(live) < 2 {
+				continue
+			}
+			// Two live tasks: only the old one come back, before its kill.
+			returned := false
+			for _, id := range live {
+				returned = returned || id == first.ID
+			}
+			if len(live) > 2 || !returned || !healed.Load() {
+				mu.Lock()
+				violations = append(violations, strings.Join(live, ", "))
+				mu.Unlock()
+			}
+		}
+	}()
+	defer func() {
+		close(stop)
+		wg.Wait()
+	}()
+
+	faultCall(t, mesosAddr, "partition", first.AgentID)
+	replaced := onlyTask(t, api, "/part", func(tk moveTaskJSON) bool {
+		return tk.AgentID != first.AgentID && tk.Move.Kind == "replace" && tk.Move.Step == "done"
+	})
+	if replaced.BerthEpoch != "2" {
+		t.Fatalf("replacement: %+v", replaced)
+	}
+	if got := readVolumeFile(t, dataDir, replaced.agentTaskJSON, "marker"); got != marker {
+		t.Fatalf("marker after the replacement %q, want %q", got, marker)
+	}
+	if _, err := os.Stat(oldVolume); err != nil {
+		t.Fatalf("the old berth's volume went while its agent was unreachable: %v", err)
+	}
+
+	healed.Store(true)
+	healAt := len(dev.out.String())
+	faultCall(t, mesosAddr, "heal", first.AgentID)
+	eventually(t, 2*time.Minute, "the old berth destroyed and unreserved", func() bool {
+		_, err := os.Stat(oldVolume)
+		out := dev.out.String()
+		destroyed, unreserved := false, false
+		for _, line := range strings.Split(out, "\n") {
+			if !strings.Contains(line, `msg="operation applied"`) || !strings.Contains(line, "agent_id="+first.AgentID) {
+				continue
+			}
+			destroyed = destroyed || strings.Contains(line, "op=DESTROY") && strings.Contains(line, oldPID)
+			unreserved = unreserved || strings.Contains(line, "op=UNRESERVE")
+		}
+		return os.IsNotExist(err) && destroyed && unreserved
+	})
+	eventually(t, time.Minute, "the old task killed", func() bool {
+		tasks, ok := masterTasks(mesosAddr)
+		if !ok {
+			return false
+		}
+		for _, tk := range tasks {
+			if tk.TaskID.Value == first.ID {
+				return false
+			}
+		}
+		return true
+	})
+	time.Sleep(3 * time.Second) // offer rounds: nothing launches on the old agent
+	now := onlyTask(t, api, "/part", nil)
+	if now.ID != replaced.ID || now.AgentID != replaced.AgentID {
+		t.Fatalf("the replacement was disturbed: %+v, was %+v", now, replaced)
+	}
+	for _, line := range strings.Split(dev.out.String()[healAt:], "\n") {
+		if strings.Contains(line, "op=LAUNCH") && strings.Contains(line, "agent_id="+first.AgentID) && strings.Contains(line, first.InstanceID) {
+			t.Fatalf("the instance launched on the old agent after it returned: %s", line)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(violations) > 0 {
+		t.Fatalf("two live tasks of the instance: %v", violations)
+	}
+}
