@@ -59,7 +59,15 @@ func faultCall(t *testing.T, mesosAddr, what, agentID string) {
 // on. Sampled throughout, the master never lists two live tasks of the
 // instance other than the returned old one between its return and its
 // kill, and the replacement runs on, untouched.
-func TestPartitionedAgentReturnsAfterReplacement(t *testing.T) {
+//
+// Two timings: the agent returns once the replacement is done, and while
+// it is under way (mid-migration: the new berth being placed or filled).
+func TestPartitionedAgentReturns(t *testing.T) {
+	t.Run("after the replacement", func(t *testing.T) { partitionedAgentReturns(t, false) })
+	t.Run("during the replacement", func(t *testing.T) { partitionedAgentReturns(t, true) })
+}
+
+func partitionedAgentReturns(t *testing.T, midMove bool) {
 	dataDir := traversableTempDir(t)
 	target := filepath.Join(dataDir, "backups")
 	if err := os.Mkdir(target, 0o777); err != nil {
@@ -128,6 +136,22 @@ func TestPartitionedAgentReturnsAfterReplacement(t *testing.T) {
 	}()
 
 	faultCall(t, mesosAddr, "partition", first.AgentID)
+	healAt := -1
+	heal := func() {
+		healed.Store(true)
+		healAt = len(dev.out.String())
+		faultCall(t, mesosAddr, "heal", first.AgentID)
+	}
+	if midMove {
+		step := ""
+		eventually(t, 3*time.Minute, "the replacement to start", func() bool {
+			tk := movesByInstance(t, api, "/part")[first.InstanceID]
+			step = tk.Move.Step
+			return tk.Move.Kind == "replace" && step != "done"
+		})
+		heal()
+		t.Logf("healed during the replacement, at step %q", step)
+	}
 	replaced := onlyTask(t, api, "/part", func(tk moveTaskJSON) bool {
 		return tk.AgentID != first.AgentID && tk.Move.Kind == "replace" && tk.Move.Step == "done"
 	})
@@ -137,13 +161,12 @@ func TestPartitionedAgentReturnsAfterReplacement(t *testing.T) {
 	if got := readVolumeFile(t, dataDir, replaced.agentTaskJSON, "marker"); got != marker {
 		t.Fatalf("marker after the replacement %q, want %q", got, marker)
 	}
-	if _, err := os.Stat(oldVolume); err != nil {
-		t.Fatalf("the old berth's volume went while its agent was unreachable: %v", err)
+	if !midMove {
+		if _, err := os.Stat(oldVolume); err != nil {
+			t.Fatalf("the old berth's volume went while its agent was unreachable: %v", err)
+		}
+		heal()
 	}
-
-	healed.Store(true)
-	healAt := len(dev.out.String())
-	faultCall(t, mesosAddr, "heal", first.AgentID)
 	eventually(t, 2*time.Minute, "the old berth destroyed and unreserved", func() bool {
 		_, err := os.Stat(oldVolume)
 		out := dev.out.String()
