@@ -25,7 +25,7 @@ func markerApp(id, extra string) string {
 
 type moveTaskJSON struct {
 	agentTaskJSON
-	Move struct{ ID, Kind, Step, FromAgent, ToAgent, Error string }
+	Move struct{ ID, Kind, Step, FromAgent, ToAgent, Error, DowntimeMs string }
 }
 
 func movesByInstance(t *testing.T, api, app string) map[string]moveTaskJSON {
@@ -110,10 +110,12 @@ func TestAutoMigrateOffScheduledMaintenance(t *testing.T) {
 	}
 
 	window := time.Now().Add(time.Hour).UTC()
+	scheduled := time.Now()
 	mustCLI(t, api, "agent", "maintenance", "schedule", first.AgentID, "--start", window.Format(time.RFC3339), "--duration", "1h")
 	moved := onlyTask(t, api, "/keeper", func(tk moveTaskJSON) bool {
 		return tk.AgentID != first.AgentID && tk.Move.Step == "done"
 	})
+	t.Logf("maintenance scheduled → migrated and healthy on %s: %s (downtime %s ms)", moved.AgentID, time.Since(scheduled).Round(100*time.Millisecond), moved.Move.DowntimeMs)
 	if moved.Move.Kind != "migrate" || moved.BerthEpoch != "2" || moved.InstanceID != first.InstanceID {
 		t.Fatalf("after the migration: %+v", moved)
 	}
@@ -184,12 +186,14 @@ func TestDrainReplacesFromBackupOnlyWithOptIn(t *testing.T) {
 		return last.State == "TASK_KILLED" && strings.HasPrefix(last.AgentNotice, "agent draining") &&
 			strings.Contains(last.AgentNotice, "waits on its intact berth") && strings.Contains(last.AgentNotice, "does not opt in to backup.replaceFromBackup")
 	})
+	drained := time.Now()
 	if optin.AgentID != waits.AgentID {
 		mustCLI(t, api, "agent", "drain", optin.AgentID, "--grace", "2s")
 	}
 	replaced := onlyTask(t, api, "/optin", func(tk moveTaskJSON) bool {
 		return tk.AgentID != optin.AgentID && tk.AgentID != waits.AgentID && tk.Move.Step == "done"
 	})
+	t.Logf("drain → replaced from the backup and healthy on %s: %s (downtime %s ms)", replaced.AgentID, time.Since(drained).Round(100*time.Millisecond), replaced.Move.DowntimeMs)
 	if replaced.Move.Kind != "replace" || replaced.BerthEpoch != "2" {
 		t.Fatalf("replacement: %+v", replaced)
 	}

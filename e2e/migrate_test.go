@@ -148,3 +148,53 @@ func TestReplacePostgresFromBackupOnGone(t *testing.T) {
 	out := mustCLI(t, api, "task", "list", "--app", "/postgres")
 	t.Logf("task list after the replacement:\n%s", out)
 }
+
+// TestAutoMigratePostgresOffMaintenance is the issue's end to end: on
+// berth dev --agents 3, PostgreSQL with 100,000 rows and a backup target,
+// backed up once; maintenance is scheduled (an hour ahead) on its agent:
+// PostgreSQL runs on another agent with every row, the old berth is
+// destroyed, the inverse offer accepted, and the downtime is measured. The
+// migration copies through the app's own target, so only what changed
+// since the backup is uploaded while PostgreSQL is stopped.
+func TestAutoMigratePostgresOffMaintenance(t *testing.T) {
+	target := filepath.Join(traversableTempDir(t), "backups")
+	if err := os.Mkdir(target, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(target, 0o777); err != nil { // the copy task runs as user postgres
+		t.Fatal(err)
+	}
+	api, first := pgOnAgents(t, func(def string) string {
+		return strings.Replace(def, `"instances": 1,`, `"instances": 1, "backup": {"target": "file://`+target+`"},`, 1)
+	})
+	execAt(t, first, "INSERT INTO berth_seed SELECT g, repeat(md5(g::text), 8) FROM generate_series(20001, 100000) g")
+	b := backupDone(t, api, "/postgres")
+	t.Logf("backup before the maintenance: %+v", b)
+	first = waitHealthy(t, api, "/postgres", func(tk taskJSON) bool { return tk.ID != first.ID })
+	execAt(t, first, "INSERT INTO berth_seed SELECT g, 'after the backup' FROM generate_series(100001, 100500) g")
+
+	start := time.Now()
+	mustCLI(t, api, "agent", "maintenance", "schedule", first.AgentID, "--start", time.Now().Add(time.Hour).UTC().Format(time.RFC3339), "--duration", "1h")
+	var moved moveTaskJSON
+	eventually(t, 5*time.Minute, "PostgreSQL migrated off the maintenance", func() bool {
+		moved = movesByInstance(t, api, "/postgres")[first.InstanceID]
+		return moved.AgentID != first.AgentID && moved.Move.Step == "done" && moved.State == "TASK_RUNNING"
+	})
+	t.Logf("maintenance scheduled → PostgreSQL migrated and healthy: %s, downtime %s ms", time.Since(start).Round(100*time.Millisecond), moved.Move.DowntimeMs)
+	healthy := waitHealthy(t, api, "/postgres", func(tk taskJSON) bool { return tk.AgentID == moved.AgentID })
+	if n := rowsAt(t, healthy); n != 100500 {
+		t.Fatalf("after the migration: %d rows, want 100500", n)
+	}
+	eventually(t, 2*time.Minute, "the old berth destroyed", func() bool {
+		d, ok := reservedDisk(t, api, first.AgentID)
+		return ok && d == 0
+	})
+	if moved.BerthEpoch != "2" || moved.Move.Kind != "migrate" {
+		t.Fatalf("moved %+v", moved)
+	}
+	for _, bk := range listBackups(t, api, "/postgres") {
+		if bk.ID != b.ID {
+			t.Logf("the migration's copy: %s bytes, %s chunks, %s new", bk.Bytes, bk.ChunksTotal, bk.ChunksNew)
+		}
+	}
+}

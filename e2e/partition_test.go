@@ -135,10 +135,13 @@ func partitionedAgentReturns(t *testing.T, midMove bool) {
 		wg.Wait()
 	}()
 
+	partitioned := time.Now()
 	faultCall(t, mesosAddr, "partition", first.AgentID)
 	healAt := -1
+	var healedAt time.Time
 	heal := func() {
 		healed.Store(true)
+		healedAt = time.Now()
 		healAt = len(dev.out.String())
 		faultCall(t, mesosAddr, "heal", first.AgentID)
 	}
@@ -155,6 +158,8 @@ func partitionedAgentReturns(t *testing.T, midMove bool) {
 	replaced := onlyTask(t, api, "/part", func(tk moveTaskJSON) bool {
 		return tk.AgentID != first.AgentID && tk.Move.Kind == "replace" && tk.Move.Step == "done"
 	})
+	t.Logf("partition → replaced from the backup and running on %s: %s (ping timeout 2 s, inactiveAfterSeconds 5; downtime %s ms)",
+		replaced.AgentID, time.Since(partitioned).Round(100*time.Millisecond), replaced.Move.DowntimeMs)
 	if replaced.BerthEpoch != "2" {
 		t.Fatalf("replacement: %+v", replaced)
 	}
@@ -192,6 +197,7 @@ func partitionedAgentReturns(t *testing.T, midMove bool) {
 		}
 		return true
 	})
+	t.Logf("heal → old task killed, old berth destroyed and unreserved: %s", time.Since(healedAt).Round(100*time.Millisecond))
 	time.Sleep(3 * time.Second) // offer rounds: nothing launches on the old agent
 	now := onlyTask(t, api, "/part", nil)
 	if now.ID != replaced.ID || now.AgentID != replaced.AgentID {
