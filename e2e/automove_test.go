@@ -25,7 +25,8 @@ func markerApp(id, extra string) string {
 
 type moveTaskJSON struct {
 	agentTaskJSON
-	Move struct{ ID, Kind, Step, FromAgent, ToAgent, Error, DowntimeMs string }
+	Healthy *bool
+	Move    struct{ ID, Kind, Step, FromAgent, ToAgent, Error, DowntimeMs string }
 }
 
 func movesByInstance(t *testing.T, api, app string) map[string]moveTaskJSON {
@@ -212,4 +213,48 @@ func TestDrainReplacesFromBackupOnlyWithOptIn(t *testing.T) {
 	if got := readVolumeFile(t, dataDir, waits.agentTaskJSON, "marker"); !strings.HasPrefix(got, "first started on "+waits.Host) {
 		t.Fatalf("the waiting berth's data: %q", got)
 	}
+}
+
+// A move whose new task is never healthy is abandoned at the app's
+// backup.moveTimeout: here the health check passes only on the agent that
+// first wrote the volume's marker, so the migrated task fails it. `berth
+// instance migrate --wait` fails saying why; the instance runs again,
+// healthy, on its old berth (epoch 1, its data); the new berth is
+// destroyed (no disk reserved anywhere else).
+func TestMoveNotHealthyInTimeGoesBack(t *testing.T) {
+	dataDir, api, _ := devWithAgents(t)
+	target := filepath.Join(dataDir, "backups")
+	if err := os.Mkdir(target, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	mustCLI(t, api, "app", "add", "--wait", writeFile(t, "picky.json", markerApp("/picky",
+		`, "healthChecks": [{"protocol": "COMMAND", "command": {"value": "grep -q \"on $HOST\\$\" data/marker"},
+			"gracePeriodSeconds": 3, "intervalSeconds": 1, "timeoutSeconds": 2, "maxConsecutiveFailures": 3}],
+		"backup": {"target": "file://`+target+`", "moveTimeout": "20s"}`)))
+	healthy := func(tk moveTaskJSON) bool { return tk.Healthy != nil && *tk.Healthy }
+	first := onlyTask(t, api, "/picky", healthy)
+	marker := readVolumeFile(t, dataDir, first.agentTaskJSON, "marker")
+
+	start := time.Now()
+	r := cli(t, api, "instance", "migrate", first.InstanceID, "--wait")
+	t.Logf("berth instance migrate --wait (%s): %v\n%s%s", time.Since(start).Round(100*time.Millisecond), r.err, r.stdout, r.stderr)
+	if r.err == nil || !strings.Contains(r.stdout+r.stderr, "was not healthy within 20s") {
+		t.Fatalf("migrate --wait should fail on the timeout: %v\n%s%s", r.err, r.stdout, r.stderr)
+	}
+	back := onlyTask(t, api, "/picky", func(tk moveTaskJSON) bool { return healthy(tk) && tk.AgentID == first.AgentID })
+	if back.BerthEpoch != "1" || back.Move.Step != "failed" || !strings.Contains(back.Move.Error, "back to the old berth on agent "+first.AgentID) ||
+		back.LocalVolumes[0].PersistenceID != first.LocalVolumes[0].PersistenceID {
+		t.Fatalf("after the abandoned move: %+v", back)
+	}
+	if got := readVolumeFile(t, dataDir, back.agentTaskJSON, "marker"); got != marker {
+		t.Fatalf("marker %q, want %q", got, marker)
+	}
+	eventually(t, 2*time.Minute, "the abandoned new berth destroyed", func() bool {
+		for id := range agentsByID(t, api) {
+			if d, ok := reservedDisk(t, api, id); id != first.AgentID && (!ok || d != 0) {
+				return false
+			}
+		}
+		return true
+	})
 }
