@@ -244,6 +244,9 @@ type Server struct {
 
 	// lists bounds the listings running at once (see shed.go).
 	lists *listLimiter
+	// appLists keeps the ListApps answers of the newest store index
+	// (listcache.go).
+	appLists appListCache
 
 	// streams is cancelled when Serve shuts down, ending event streams so
 	// that graceful shutdown does not wait for them.
@@ -356,6 +359,7 @@ func (s *Server) Handler() http.Handler {
 		// Gzip only what is worth it: compressing every small answer
 		// (a created app, one task) cost about 5% of a write's CPU.
 		connect.WithCompressMinBytes(compressMinBytes),
+		connect.WithCodec(listCodec{&s.appLists}),
 	}
 	mux := http.NewServeMux()
 	mux.Handle(berthv1connect.NewAppServiceHandler(&appService{s}, opts...))
@@ -385,7 +389,7 @@ func (s *Server) Handler() http.Handler {
 		mux.Handle("GET /ui/", s.guard(acl.RouteUI, s.cfg.UI))
 		mux.Handle("GET /ui", http.RedirectHandler("/ui/", http.StatusMovedPermanently))
 	}
-	api := withTLSState(mux)
+	api := withTLSState(holdListSlots(mux))
 	if s.cfg.REST == nil {
 		return api
 	}
