@@ -389,7 +389,7 @@ func (s *Server) Handler() http.Handler {
 		mux.Handle("GET /ui/", s.guard(acl.RouteUI, s.cfg.UI))
 		mux.Handle("GET /ui", http.RedirectHandler("/ui/", http.StatusMovedPermanently))
 	}
-	api := withTLSState(holdListSlots(mux))
+	api := withTLSState(mux)
 	if s.cfg.REST == nil {
 		return api
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"net/http"
 	"strconv"
 	"sync"
 	"time"
@@ -182,40 +181,9 @@ func (l *listLimiter) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 		if err != nil {
 			return nil, err
 		}
-		if h, ok := ctx.Value(listSlotKey{}).(*listSlot); ok {
-			// Held until the answer is written (holdListSlots).
-			h.release = release
-		} else {
-			defer release()
-		}
+		defer release()
 		return next(ctx, req)
 	}
-}
-
-// listSlot carries a listing's slot from the interceptor that takes it to
-// holdListSlots, which gives it back once the answer is written.
-type listSlot struct{ release func() }
-
-type listSlotKey struct{}
-
-// holdListSlots makes a listing hold its slot while its answer is encoded,
-// compressed and written, not only while it is computed: an answer of a
-// few thousand apps costs as much to send as to compute, and a slot that
-// ended before the sending let that cost run unbounded beside writes.
-func holdListSlots(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !heavyReads[r.URL.Path] {
-			next.ServeHTTP(w, r)
-			return
-		}
-		h := &listSlot{}
-		defer func() {
-			if h.release != nil {
-				h.release()
-			}
-		}()
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), listSlotKey{}, h)))
-	})
 }
 
 func (l *listLimiter) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
