@@ -80,18 +80,17 @@ func TestListAppsLongListingMatchesGetApp(t *testing.T) {
 		t.Fatalf("summary of app-003: %v", s)
 	}
 
-	// Concurrent listings of the same store, binary and JSON.
-	json := clientsFor(s, connect.WithProtoJSON())
+	// Concurrent listings of the same store, over Connect (binary and
+	// JSON), gRPC and gRPC-Web.
+	protocols := []clients{c, clientsFor(s, connect.WithProtoJSON()), clientsWith(s, h2cClient(), connect.WithGRPC()),
+		clientsFor(s, connect.WithGRPCWeb())}
 	var wg sync.WaitGroup
 	got := make([]*v1.ListAppsResponse, 8)
 	for i := range got {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			cl := c
-			if i%2 == 1 {
-				cl = json
-			}
+			cl := protocols[i%len(protocols)]
 			res, err := cl.app.ListApps(ctx, connect.NewRequest(&v1.ListAppsRequest{}))
 			if err != nil {
 				t.Error(err)
