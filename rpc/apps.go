@@ -293,7 +293,7 @@ func (a *appService) ListApps(ctx context.Context, req *connect.Request[v1.ListA
 		if err != nil {
 			return nil, err
 		}
-		return connect.NewResponse(res), nil
+		return connect.NewResponse(answer(res)), nil
 	}, func(ctx context.Context, pc *peerClients) (*connect.Response[v1.ListAppsResponse], error) {
 		return pc.app.ListApps(ctx, forwarded(ctx, msg))
 	})

@@ -138,25 +138,48 @@ func (c *appListCache) get(ctx context.Context, index uint64, key string, comput
 	}
 	c.mu.Unlock()
 
-	e.res, e.err = compute()
-	close(e.done)
-	if e.err != nil && keep {
-		c.mu.Lock()
-		if c.entries[key] == e {
-			delete(c.entries, key)
-		}
-		c.mu.Unlock()
+	res, err := compute()
+	c.mu.Lock()
+	e.res, e.err = res, err
+	if err != nil && keep && c.entries[key] == e {
+		delete(c.entries, key)
 	}
-	return e.res, e.err
+	c.mu.Unlock()
+	close(e.done)
+	return res, err
 }
 
-// encoded returns the wire encoding of res if res is a kept answer,
-// encoding it once; ok is false for any other message.
-func (c *appListCache) encoded(res *v1.ListAppsResponse) (b []byte, ok bool, err error) {
+// answer is a response for one caller of a kept answer: a message of its
+// own (interceptors replace a response's content in place, authInterceptor)
+// sharing the answer's apps and summaries, capped so that an append cannot
+// write into them.
+func answer(res *v1.ListAppsResponse) *v1.ListAppsResponse {
+	return &v1.ListAppsResponse{
+		Apps:          res.Apps[:len(res.Apps):len(res.Apps)],
+		Summaries:     res.Summaries[:len(res.Summaries):len(res.Summaries)],
+		NextPageToken: res.NextPageToken,
+	}
+}
+
+// sameAnswer reports whether m still holds exactly the answer of e: the
+// same apps and summaries (not copies: an interceptor that filtered m made
+// new ones) and the same page token.
+func sameAnswer(m, res *v1.ListAppsResponse) bool {
+	same := func(a, b []*v1.App) bool { return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0]) }
+	sameSums := func(a, b []*v1.AppSummary) bool { return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0]) }
+	return same(m.Apps, res.Apps) && sameSums(m.Summaries, res.Summaries) && m.NextPageToken == res.NextPageToken
+}
+
+// encoded returns the wire encoding of m if it holds a kept answer
+// unchanged, encoding that answer once; ok is false for any other message.
+func (c *appListCache) encoded(m *v1.ListAppsResponse) (b []byte, ok bool, err error) {
+	if len(m.Apps) == 0 {
+		return nil, false, nil // nothing worth sharing
+	}
 	c.mu.Lock()
 	var e *appListEntry
 	for _, x := range c.entries {
-		if x.res == res {
+		if x.res != nil && sameAnswer(m, x.res) {
 			e = x
 			break
 		}
@@ -165,7 +188,7 @@ func (c *appListCache) encoded(res *v1.ListAppsResponse) (b []byte, ok bool, err
 	if e == nil {
 		return nil, false, nil
 	}
-	e.encodeOnce.Do(func() { e.encoded, e.encodeErr = proto.Marshal(res) })
+	e.encodeOnce.Do(func() { e.encoded, e.encodeErr = proto.Marshal(e.res) })
 	return e.encoded, true, e.encodeErr
 }
 
