@@ -31,6 +31,23 @@ func startCluster(t *testing.T, n int, mutate func(*Config)) []*tnode {
 	return nodes
 }
 
+// startInmemCluster is startCluster with in-memory servers on network.
+func startInmemCluster(t *testing.T, network *InmemNetwork, n int, mutate func(*Config)) []*tnode {
+	t.Helper()
+	var nodes []*tnode
+	for i := range n {
+		cfg := inmemConfig(t, fmt.Sprintf("s%d", i), network, n)
+		if i > 0 {
+			cfg.Join = []string{nodes[0].node.GossipAddr()}
+		}
+		if mutate != nil {
+			mutate(&cfg)
+		}
+		nodes = append(nodes, start(t, cfg))
+	}
+	return nodes
+}
+
 func names(nodes []*tnode) []string {
 	var out []string
 	for _, tn := range nodes {
@@ -373,14 +390,7 @@ func TestConcurrentIdenticalBootstrapIsSafe(t *testing.T) {
 // heals it follows the new leader with the new data.
 func TestIsolatedLeaderStopsLeaderWork(t *testing.T) {
 	network := NewInmemNetwork()
-	var nodes []*tnode
-	for i := range 3 {
-		cfg := inmemConfig(t, fmt.Sprintf("s%d", i), network, 3)
-		if i > 0 {
-			cfg.Join = []string{nodes[0].node.GossipAddr()}
-		}
-		nodes = append(nodes, start(t, cfg))
-	}
+	nodes := startInmemCluster(t, network, 3, nil)
 	old := checkOneCluster(t, nodes)
 	set(t, nodes, "k", "before")
 

@@ -140,6 +140,9 @@ type Config struct {
 	DiskProbeInterval time.Duration
 	// logFault, in tests, fails every log append with its result.
 	logFault func() error
+	// stableFault, in tests, fails every write of Raft's stable store
+	// (current term, vote) with its result.
+	stableFault func() error
 	// ReconnectInterval is how often failed members are re-contacted so that
 	// a healed partition or a restarted server without Join is found again.
 	ReconnectInterval time.Duration

@@ -106,7 +106,7 @@ func (n *Node) onDiskFailure(err error) {
 	if !n.disk.failed(err) {
 		return
 	}
-	n.log.Error("the raft log cannot be written: this server stops taking part in elections until its disk recovers", "err", err, "data_dir", n.cfg.DataDir)
+	n.log.Error("the raft log or stable store cannot be written: this server stops taking part in elections until its disk recovers", "err", err, "data_dir", n.cfg.DataDir)
 	if n.raft == nil {
 		return
 	}
@@ -160,6 +160,11 @@ func (n *Node) probeDisk() error {
 			return err
 		}
 	}
+	if n.stableGuard != nil {
+		if err := n.stableGuard.injected(); err != nil {
+			return err
+		}
+	}
 	if n.cfg.InMemory {
 		return nil
 	}
@@ -181,7 +186,7 @@ func (n *Node) DiskError() string {
 	if err == nil {
 		return ""
 	}
-	return fmt.Sprintf("raft log cannot be written since %s: %v", since.UTC().Format(time.RFC3339), err)
+	return fmt.Sprintf("raft disk cannot be written since %s: %v", since.UTC().Format(time.RFC3339), err)
 }
 
 // shorten cuts s to at most n bytes, marking the cut.

@@ -41,7 +41,8 @@ type Member struct {
 	HasRaftState bool
 	// StatusSince is when this server last saw the status change.
 	StatusSince time.Time
-	// DiskError says why the server's Raft log cannot be written, if so.
+	// DiskError says why the server's Raft log or stable store cannot be
+	// written, if so.
 	DiskError string
 
 	applied uint64 // gossiped applied index while not a voter

@@ -106,6 +106,9 @@ type Node struct {
 	// to it (see diskhealth.go).
 	disk     *diskHealth
 	logGuard *guardedLogStore
+	// stableGuard keeps Raft from panicking when its term cannot be
+	// persisted (see stablestore.go).
+	stableGuard *guardedStableStore
 	// gossipedDisk is the disk error last gossiped (membership loop only).
 	gossipedDisk   string
 	gossipUpdateMu sync.Mutex
@@ -181,6 +184,8 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	}
 	n.logGuard = &guardedLogStore{LogStore: logs, onFail: n.onDiskFailure, fault: n.cfg.logFault}
 	logs = n.logGuard
+	n.stableGuard = newGuardedStableStore(stable, n.onDiskFailure, n.cfg.stableFault)
+	stable = n.stableGuard
 	n.snaps = snaps
 	if err := ctx.Err(); err != nil {
 		return err
@@ -473,8 +478,12 @@ func (n *Node) teardown() error {
 			errs = append(errs, fmt.Errorf("stop gossip: %w", err))
 		}
 	}
+	abandoned := false
 	if n.raft != nil {
-		if err := n.raft.Shutdown().Error(); err != nil {
+		if err := n.stopRaft(); errors.Is(err, errRaftStalled) {
+			abandoned = true
+			errs = append(errs, err)
+		} else if err != nil {
 			errs = append(errs, fmt.Errorf("stop raft: %w", err))
 		}
 	}
@@ -487,7 +496,9 @@ func (n *Node) teardown() error {
 			}
 		}
 	}
-	if n.bolt != nil {
+	// Raft's goroutine, abandoned while it waits for the disk, still
+	// writes to the store: leave it open (the process is exiting).
+	if n.bolt != nil && !abandoned {
 		if err := n.bolt.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close raft log: %w", err))
 		}

@@ -312,14 +312,11 @@ func linHistory(all []porcupine.Operation) (ops []porcupine.Operation, end int64
 	return ops, end, dropped
 }
 
-// TestLinearizableRegisterUnderFaults checks that consistent reads and
-// forwarded, deduplicated writes of one app stay linearizable while the
-// leader is killed and restarted, and while it is paused and resumed.
-func TestLinearizableRegisterUnderFaults(t *testing.T) {
-	if testing.Short() {
-		t.Skip("multi-process fault test")
-	}
-	// Start three servers whose Mesos master does not exist.
+// startLinCluster starts three servers whose Mesos master does not exist
+// (no Mesos work: instances stay waiting), joined by gossip with
+// bootstrap-expect 3. The test's cleanup stops them.
+func startLinCluster(t *testing.T) []*linServer {
+	t.Helper()
 	mesos := "http://" + freePort(t)
 	var servers []*linServer
 	for i := 0; i < 3; i++ {
@@ -343,15 +340,29 @@ func TestLinearizableRegisterUnderFaults(t *testing.T) {
 		}
 		s.p = startProc(t, s.name, args...)
 	}
-	others := func(not *linServer) []*linServer {
-		var out []*linServer
-		for _, s := range servers {
-			if s != not {
-				out = append(out, s)
-			}
+	return servers
+}
+
+// othersThan is servers without not.
+func othersThan(servers []*linServer, not *linServer) []*linServer {
+	var out []*linServer
+	for _, s := range servers {
+		if s != not {
+			out = append(out, s)
 		}
-		return out
 	}
+	return out
+}
+
+// TestLinearizableRegisterUnderFaults checks that consistent reads and
+// forwarded, deduplicated writes of one app stay linearizable while the
+// leader is killed and restarted, and while it is paused and resumed.
+func TestLinearizableRegisterUnderFaults(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process fault test")
+	}
+	servers := startLinCluster(t)
+	others := func(not *linServer) []*linServer { return othersThan(servers, not) }
 	agreedLeader := func(among []*linServer) *linServer {
 		t.Helper()
 		return agreedLeaderOf(t, among)

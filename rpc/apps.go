@@ -194,12 +194,21 @@ func (a *appService) CreateApp(ctx context.Context, req *connect.Request[v1.Crea
 // tasksRunning/tasksHealthy/... fields, and lists the app's fields Berth
 // does not act upon.
 func summarize(st *fsm.Snapshot, app *v1.App) (*v1.AppSummary, error) {
-	appID := app.GetId()
-	sum := &v1.AppSummary{Unsupported: appmodel.Unsupported(app)}
-	insts, err := st.InstancesByApp(appID)
+	insts, err := st.InstancesByApp(app.GetId())
 	if err != nil {
 		return nil, stateError(err)
 	}
+	running, err := runningDeployments(st, app.GetId())
+	if err != nil {
+		return nil, err
+	}
+	return summaryOf(app, insts, running), nil
+}
+
+// summaryOf is the summary of app given its instances and its running
+// deployments (oldest first).
+func summaryOf(app *v1.App, insts []*v1.Instance, running []*v1.Deployment) *v1.AppSummary {
+	sum := &v1.AppSummary{Unsupported: appmodel.Unsupported(app)}
 	for _, inst := range insts {
 		if inst.GetGoal() == v1.Goal_GOAL_STOPPED {
 			sum.InstancesStopped++
@@ -225,15 +234,11 @@ func summarize(st *fsm.Snapshot, app *v1.App) (*v1.AppSummary, error) {
 			}
 		}
 	}
-	running, err := runningDeployments(st, appID)
-	if err != nil {
-		return nil, err
-	}
 	for _, d := range running {
 		sum.Deployments = append(sum.Deployments, d.GetId())
 	}
 	sum.LastTaskFailure = lastTaskFailure(insts)
-	return sum, nil
+	return sum
 }
 
 // GetApp returns one app, optionally at a stored version.
@@ -282,42 +287,63 @@ func (a *appService) ListApps(ctx context.Context, req *connect.Request[v1.ListA
 			return nil, err
 		}
 		st := a.store().Snapshot()
-		apps, err := st.Apps()
+		res, err := a.appLists.get(ctx, st.Index(), appListKey(msg), func() (*v1.ListAppsResponse, error) {
+			return a.listApps(ctx, st, msg, selector, pages)
+		})
 		if err != nil {
-			return nil, stateError(err)
+			return nil, err
 		}
-		res := &v1.ListAppsResponse{}
-		for i, app := range apps {
-			if err := stillWanted(ctx, i); err != nil {
-				return nil, connect.NewError(connect.CodeCanceled, err)
-			}
-			if pages.done() {
-				break
-			}
-			if msg.IdContains != "" && !strings.Contains(app.GetId(), msg.IdContains) {
-				continue
-			}
-			if msg.CmdContains != "" && !strings.Contains(app.GetCmd(), msg.CmdContains) {
-				continue
-			}
-			if msg.Label != "" && !selector.matches(app.GetLabels()) {
-				continue
-			}
-			if !pages.take(app.GetId()) {
-				continue
-			}
-			sum, err := summarize(st, app)
-			if err != nil {
-				return nil, err
-			}
-			res.Apps = append(res.Apps, app)
-			res.Summaries = append(res.Summaries, sum)
-		}
-		res.NextPageToken = pages.next()
-		return connect.NewResponse(res), nil
+		return connect.NewResponse(answer(res)), nil
 	}, func(ctx context.Context, pc *peerClients) (*connect.Response[v1.ListAppsResponse], error) {
 		return pc.app.ListApps(ctx, forwarded(ctx, msg))
 	})
+}
+
+// listApps computes a ListApps answer from st. It yields the processor
+// between chunks of apps, so that a write's goroutines are not kept waiting
+// behind a long listing, and stops when the client has gone.
+func (a *appService) listApps(ctx context.Context, st *fsm.Snapshot, msg *v1.ListAppsRequest, selector labelSelector, pages *pager) (*v1.ListAppsResponse, error) {
+	apps, err := st.Apps()
+	if err != nil {
+		return nil, stateError(err)
+	}
+	n := len(apps)
+	if pages.size > 0 {
+		n = min(n, pages.size)
+	}
+	sums, err := newAppSummaries(st, n)
+	if err != nil {
+		return nil, err
+	}
+	res := &v1.ListAppsResponse{}
+	for i, app := range apps {
+		if err := stillWanted(ctx, i); err != nil {
+			return nil, connect.NewError(connect.CodeCanceled, err)
+		}
+		if pages.done() {
+			break
+		}
+		if msg.IdContains != "" && !strings.Contains(app.GetId(), msg.IdContains) {
+			continue
+		}
+		if msg.CmdContains != "" && !strings.Contains(app.GetCmd(), msg.CmdContains) {
+			continue
+		}
+		if msg.Label != "" && !selector.matches(app.GetLabels()) {
+			continue
+		}
+		if !pages.take(app.GetId()) {
+			continue
+		}
+		sum, err := sums.summary(app)
+		if err != nil {
+			return nil, err
+		}
+		res.Apps = append(res.Apps, app)
+		res.Summaries = append(res.Summaries, sum)
+	}
+	res.NextPageToken = pages.next()
+	return res, nil
 }
 
 // alreadyApplied returns the deployment an earlier attempt of this request

@@ -2,7 +2,9 @@ package rpc_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
 	"sync"
@@ -14,6 +16,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
+	"github.com/berth-dev/berth/proto/berth/v1/berthv1connect"
 )
 
 // Benchmarks of app creation through the API (Connect protocol over a
@@ -139,8 +142,55 @@ func BenchmarkCreateAppThreeFollowerMetrics(b *testing.B) {
 // clients list them all in a loop; sequential creates measure what that
 // load costs a write (issue 11: 100 listing clients once kept any call from
 // finishing). Listings beyond the server's slots are shed (429), and the
-// listing clients back off as a client is told to.
+// listing clients back off as a client is told to. The listing clients run
+// in the benchmark's process and decode every answer.
 func BenchmarkCreateAppUnderListLoad(b *testing.B) {
+	benchCreateUnderListLoad(b, func(s *server) func(context.Context) error {
+		c := clientsFor(s)
+		return func(ctx context.Context) error {
+			_, err := c.app.ListApps(ctx, connect.NewRequest(&v1.ListAppsRequest{}))
+			return err
+		}
+	})
+}
+
+// BenchmarkCreateAppUnderRawListLoad is BenchmarkCreateAppUnderListLoad
+// with listing clients that read each answer (gzip, as connect clients ask
+// for it) and drop it undecoded, as clients on other machines cost this one
+// nothing to decode: the server's own cost of the listings.
+func BenchmarkCreateAppUnderRawListLoad(b *testing.B) {
+	benchCreateUnderListLoad(b, func(s *server) func(context.Context) error {
+		url := s.url() + berthv1connect.AppServiceListAppsProcedure
+		return func(ctx context.Context) error {
+			req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, http.NoBody)
+			if err != nil {
+				return err
+			}
+			req.Header.Set("Content-Type", "application/proto")
+			req.Header.Set("Connect-Protocol-Version", "1")
+			req.Header.Set("Accept-Encoding", "gzip")
+			res, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return err
+			}
+			defer res.Body.Close()
+			if _, err := io.Copy(io.Discard, res.Body); err != nil {
+				return err
+			}
+			if res.StatusCode == http.StatusTooManyRequests {
+				return connect.NewError(connect.CodeResourceExhausted, errors.New(res.Status))
+			}
+			if res.StatusCode != http.StatusOK {
+				return errors.New(res.Status)
+			}
+			return nil
+		}
+	})
+}
+
+// benchCreateUnderListLoad runs sequential creates on a server holding
+// 2,000 apps while 100 clients list (newLister gives each its call).
+func benchCreateUnderListLoad(b *testing.B, newLister func(*server) func(context.Context) error) {
 	s := startCluster(b, 1, clusterOpts{onDisk: true})[0]
 	for i := range 2_000 {
 		id := fmt.Sprintf("/load/app-%05d", i)
@@ -151,12 +201,12 @@ func BenchmarkCreateAppUnderListLoad(b *testing.B) {
 	var listed, shed atomic.Int64
 	var wg sync.WaitGroup
 	for range 100 {
-		c := clientsFor(s)
+		list := newLister(s)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for ctx.Err() == nil {
-				_, err := c.app.ListApps(ctx, connect.NewRequest(&v1.ListAppsRequest{}))
+				err := list(ctx)
 				switch connect.CodeOf(err) {
 				case connect.CodeResourceExhausted:
 					shed.Add(1)

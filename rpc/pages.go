@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"runtime"
 )
 
 // pager cuts a listing into pages. Items come sorted by a unique key; a
@@ -58,10 +59,15 @@ func (p *pager) next() string {
 }
 
 // stillWanted checks, every so often in a long listing, whether the client
-// is still there: work nobody waits for stops.
+// is still there: work nobody waits for stops. It also yields the
+// processor there, so that a write's goroutines, ready to run, do not wait
+// for the listing's time slice to end.
 func stillWanted(ctx context.Context, i int) error {
-	if i%256 == 0 && ctx.Err() != nil {
-		return ctx.Err()
+	if i%256 != 0 {
+		return nil
 	}
-	return nil
+	if i > 0 {
+		runtime.Gosched()
+	}
+	return ctx.Err()
 }

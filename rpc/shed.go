@@ -1,9 +1,11 @@
 package rpc
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"strconv"
 	"sync"
 	"time"
@@ -181,9 +183,69 @@ func (l *listLimiter) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 		if err != nil {
 			return nil, err
 		}
-		defer release()
+		if h, ok := ctx.Value(listSlotKey{}).(*listSlot); ok {
+			// Held until the answer is encoded (holdListSlots).
+			h.release = release
+		} else {
+			defer release()
+		}
 		return next(ctx, req)
 	}
+}
+
+// listSlot carries a listing's slot from the interceptor that takes it to
+// holdListSlots, which gives it back once the answer is encoded.
+type listSlot struct{ release func() }
+
+type listSlotKey struct{}
+
+// holdListSlots makes a listing hold its slot while its answer is encoded
+// and compressed, not only while it is computed: answering a few thousand
+// apps costs as much as computing the answer (more once answers are shared,
+// listcache.go), and a slot that ended before let that cost grow with the
+// number of clients, beside the writes. The answer (unary) is encoded into
+// a buffer, the slot given back, and then the buffer written: a client that
+// reads slowly holds no slot.
+func holdListSlots(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !heavyReads[r.URL.Path] {
+			next.ServeHTTP(w, r)
+			return
+		}
+		h := &listSlot{}
+		buf := &bufferedResponse{header: w.Header()}
+		next.ServeHTTP(buf, r.WithContext(context.WithValue(r.Context(), listSlotKey{}, h)))
+		if h.release != nil {
+			h.release()
+		}
+		if buf.code != 0 {
+			w.WriteHeader(buf.code)
+		}
+		_, _ = w.Write(buf.body.Bytes())
+	})
+}
+
+// bufferedResponse keeps a unary answer in memory: its header map is the
+// real response's (trailers declared in it are sent after the body).
+type bufferedResponse struct {
+	header http.Header
+	code   int
+	body   bytes.Buffer
+}
+
+func (b *bufferedResponse) Header() http.Header { return b.header }
+
+func (b *bufferedResponse) WriteHeader(code int) {
+	if b.code == 0 {
+		b.code = code
+	}
+}
+
+func (b *bufferedResponse) Write(p []byte) (int, error) {
+	if b.code == 0 {
+		b.code = http.StatusOK
+	}
+	return b.body.Write(p)
 }
 
 func (l *listLimiter) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {

@@ -71,6 +71,14 @@ type appWritten struct {
 // entry; gives it a new version and a deployment; commits it; and
 // publishes an api_post_event.
 func (s *Server) writeApp(ctx context.Context, w appWrite) (appWritten, error) {
+	// The change is decided from this server's store: a leader new in its
+	// term must first have applied every entry committed before (once per
+	// term), or it could answer NotFound for an app whose create was
+	// acknowledged, or "nothing to change" for a change a committed entry
+	// undid.
+	if err := s.caughtUp(ctx); err != nil {
+		return appWritten{}, err
+	}
 	st := s.store().Snapshot()
 	d, err := alreadyApplied(st, w.requestID)
 	if err != nil {
