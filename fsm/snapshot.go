@@ -17,8 +17,19 @@ import (
 )
 
 // snapshotMagic starts every snapshot; the trailing digit is the format
-// version.
-const snapshotMagic = "BERTHSNAP1\n"
+// version. Format 2 stores each instance once: format 1 also stored its
+// reservation and volumes as records of their own (tags 4 and 5), which
+// ReadSnapshot skips, as they are in the instance.
+const (
+	snapshotMagic   = "BERTHSNAP2\n"
+	snapshotMagicV1 = "BERTHSNAP1\n"
+)
+
+// Record tags of format 1 that format 2 no longer has.
+const (
+	tagReservationV1 = 4
+	tagVolumeV1      = 5
+)
 
 // maxRecordBytes bounds one snapshot record, so a corrupt length cannot make
 // Restore allocate without limit.
@@ -75,25 +86,23 @@ func WriteSnapshot(db *memdb.MemDB, w io.Writer) error {
 		return fmt.Errorf("write snapshot header: %w", err)
 	}
 	tx := db.Txn(false)
-	var lenBuf [binary.MaxVarintLen64]byte
+	var buf []byte
+	enc := proto.MarshalOptions{}
 	for _, t := range tables {
 		it, err := tx.Get(t.name, "id")
 		if err != nil {
 			return fmt.Errorf("snapshot table %s: %w", t.name, err)
 		}
 		for raw := it.Next(); raw != nil; raw = it.Next() {
-			b, err := proto.Marshal(raw.(proto.Message))
-			if err != nil {
+			msg := raw.(proto.Message)
+			// One buffer for every record: tag, length, message.
+			size := enc.Size(msg)
+			buf = append(buf[:0], t.tag)
+			buf = binary.AppendUvarint(buf, uint64(size))
+			if buf, err = enc.MarshalAppend(buf, msg); err != nil {
 				return fmt.Errorf("snapshot table %s: %w", t.name, err)
 			}
-			n := binary.PutUvarint(lenBuf[:], uint64(len(b)))
-			if err := bw.WriteByte(t.tag); err != nil {
-				return fmt.Errorf("write snapshot: %w", err)
-			}
-			if _, err := bw.Write(lenBuf[:n]); err != nil {
-				return fmt.Errorf("write snapshot: %w", err)
-			}
-			if _, err := bw.Write(b); err != nil {
+			if _, err := bw.Write(buf); err != nil {
 				return fmt.Errorf("write snapshot: %w", err)
 			}
 		}
@@ -134,8 +143,9 @@ func ReadSnapshot(r io.Reader) (*Store, error) {
 	if _, err := io.ReadFull(br, magic); err != nil {
 		return nil, fmt.Errorf("read snapshot header: %w", err)
 	}
-	if string(magic) != snapshotMagic {
-		return nil, fmt.Errorf("read snapshot: not a Berth snapshot (header %q)", magic)
+	v1Format := string(magic) == snapshotMagicV1
+	if string(magic) != snapshotMagic && !v1Format {
+		return nil, fmt.Errorf("read snapshot: not a Berth snapshot of a format this server reads (header %q)", magic)
 	}
 	byTag := map[byte]int{}
 	for i, t := range tables {
@@ -144,6 +154,7 @@ func ReadSnapshot(r io.Reader) (*Store, error) {
 	s := NewStore()
 	tx := s.db.Txn(true)
 	defer tx.Abort()
+	var buf []byte
 	for n := 0; ; n++ {
 		tag, err := br.ReadByte()
 		if err != nil {
@@ -153,7 +164,8 @@ func ReadSnapshot(r io.Reader) (*Store, error) {
 			break
 		}
 		i, ok := byTag[tag]
-		if !ok {
+		derived := v1Format && (tag == tagReservationV1 || tag == tagVolumeV1)
+		if !ok && !derived {
 			return nil, fmt.Errorf("read snapshot record %d: unknown table tag %d", n, tag)
 		}
 		size, err := binary.ReadUvarint(br)
@@ -163,9 +175,16 @@ func ReadSnapshot(r io.Reader) (*Store, error) {
 		if size > maxRecordBytes {
 			return nil, fmt.Errorf("read snapshot record %d: %d bytes exceeds the %d limit", n, size, maxRecordBytes)
 		}
-		buf := make([]byte, size)
+		// The record buffer is reused: Unmarshal copies what it keeps.
+		if uint64(cap(buf)) < size {
+			buf = make([]byte, size)
+		}
+		buf = buf[:size]
 		if _, err := io.ReadFull(br, buf); err != nil {
 			return nil, fmt.Errorf("read snapshot record %d: %w", n, err)
+		}
+		if derived {
+			continue
 		}
 		msg := tables[i].new()
 		if err := proto.Unmarshal(buf, msg); err != nil {
