@@ -147,55 +147,33 @@ func ReadSnapshot(r io.Reader) (*Store, error) {
 	if string(magic) != snapshotMagic && !v1Format {
 		return nil, fmt.Errorf("read snapshot: not a Berth snapshot of a format this server reads (header %q)", magic)
 	}
-	byTag := map[byte]int{}
-	for i, t := range tables {
-		byTag[t.tag] = i
-	}
+	// Records are decoded on one goroutine and inserted on this one: on
+	// more than one core a restore takes about as long as the slower of
+	// the two, not their sum.
+	records := make(chan recordBatch, 4)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer close(records)
+		decodeRecords(br, v1Format, records, stop)
+	}()
+	// On return, stop the decoder and wait for it: it reads r, which the
+	// caller closes.
+	defer func() { close(stop); <-done }()
+
 	s := NewStore()
 	tx := s.db.Txn(true)
 	defer tx.Abort()
-	var buf []byte
-	for n := 0; ; n++ {
-		tag, err := br.ReadByte()
-		if err != nil {
-			return nil, fmt.Errorf("read snapshot record %d: %w (truncated?)", n, err)
+	for batch := range records {
+		for _, rec := range batch.records {
+			if err := tx.Insert(tables[rec.table].name, rec.msg); err != nil {
+				return nil, fmt.Errorf("restore %s: %w", tables[rec.table].name, err)
+			}
 		}
-		if tag == 0 {
-			break
+		if batch.err != nil {
+			return nil, batch.err
 		}
-		i, ok := byTag[tag]
-		derived := v1Format && (tag == tagReservationV1 || tag == tagVolumeV1)
-		if !ok && !derived {
-			return nil, fmt.Errorf("read snapshot record %d: unknown table tag %d", n, tag)
-		}
-		size, err := binary.ReadUvarint(br)
-		if err != nil {
-			return nil, fmt.Errorf("read snapshot record %d: %w", n, err)
-		}
-		if size > maxRecordBytes {
-			return nil, fmt.Errorf("read snapshot record %d: %d bytes exceeds the %d limit", n, size, maxRecordBytes)
-		}
-		// The record buffer is reused: Unmarshal copies what it keeps.
-		if uint64(cap(buf)) < size {
-			buf = make([]byte, size)
-		}
-		buf = buf[:size]
-		if _, err := io.ReadFull(br, buf); err != nil {
-			return nil, fmt.Errorf("read snapshot record %d: %w", n, err)
-		}
-		if derived {
-			continue
-		}
-		msg := tables[i].new()
-		if err := proto.Unmarshal(buf, msg); err != nil {
-			return nil, fmt.Errorf("read snapshot record %d (%s): %w", n, tables[i].name, err)
-		}
-		if err := tx.Insert(tables[i].name, msg); err != nil {
-			return nil, fmt.Errorf("restore %s: %w", tables[i].name, err)
-		}
-	}
-	if _, err := br.ReadByte(); !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("read snapshot: data after the end marker")
 	}
 	if err := recountAppTotals(tx); err != nil {
 		return nil, fmt.Errorf("read snapshot: count apps: %w", err)
@@ -212,4 +190,95 @@ func ReadSnapshot(r io.Reader) (*Store, error) {
 	tx.Commit()
 	s.lastIndex.Store(index)
 	return s, nil
+}
+
+// recordBatch is a run of decoded snapshot records, and the error that
+// ended the stream, if any, after them.
+type recordBatch struct {
+	records []record
+	err     error
+}
+
+// record is one decoded snapshot record: an index into tables and the
+// message.
+type record struct {
+	table int
+	msg   proto.Message
+}
+
+// decodeRecords reads and decodes the records after the header up to the
+// end marker and the end of the stream, in batches. The last batch
+// carries the error that ended the stream early; after the last batch,
+// the stream had nothing after the end marker.
+func decodeRecords(br *bufio.Reader, v1Format bool, out chan<- recordBatch, stop <-chan struct{}) {
+	const batchSize = 256
+	byTag := map[byte]int{}
+	for i, t := range tables {
+		byTag[t.tag] = i
+	}
+	batch := recordBatch{records: make([]record, 0, batchSize)}
+	send := func() bool {
+		select {
+		case out <- batch:
+			batch = recordBatch{records: make([]record, 0, batchSize)}
+			return true
+		case <-stop:
+			return false
+		}
+	}
+	fail := func(err error) {
+		batch.err = err
+		send()
+	}
+	var buf []byte
+	for n := 0; ; n++ {
+		tag, err := br.ReadByte()
+		if err != nil {
+			fail(fmt.Errorf("read snapshot record %d: %w (truncated?)", n, err))
+			return
+		}
+		if tag == 0 {
+			break
+		}
+		i, ok := byTag[tag]
+		derived := v1Format && (tag == tagReservationV1 || tag == tagVolumeV1)
+		if !ok && !derived {
+			fail(fmt.Errorf("read snapshot record %d: unknown table tag %d", n, tag))
+			return
+		}
+		size, err := binary.ReadUvarint(br)
+		if err != nil {
+			fail(fmt.Errorf("read snapshot record %d: %w", n, err))
+			return
+		}
+		if size > maxRecordBytes {
+			fail(fmt.Errorf("read snapshot record %d: %d bytes exceeds the %d limit", n, size, maxRecordBytes))
+			return
+		}
+		// The record buffer is reused: Unmarshal copies what it keeps.
+		if uint64(cap(buf)) < size {
+			buf = make([]byte, size)
+		}
+		buf = buf[:size]
+		if _, err := io.ReadFull(br, buf); err != nil {
+			fail(fmt.Errorf("read snapshot record %d: %w", n, err))
+			return
+		}
+		if derived {
+			continue
+		}
+		msg := tables[i].new()
+		if err := proto.Unmarshal(buf, msg); err != nil {
+			fail(fmt.Errorf("read snapshot record %d (%s): %w", n, tables[i].name, err))
+			return
+		}
+		batch.records = append(batch.records, record{table: i, msg: msg})
+		if len(batch.records) == batchSize && !send() {
+			return
+		}
+	}
+	if _, err := br.ReadByte(); !errors.Is(err, io.EOF) {
+		batch.err = fmt.Errorf("read snapshot: data after the end marker")
+	}
+	send()
 }
