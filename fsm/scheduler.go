@@ -153,6 +153,7 @@ func putInstance(tx *memdb.Txn, index uint64, inst *v1.Instance) error {
 	}
 	inst = proto.Clone(inst).(*v1.Instance)
 	inst.ModifyIndex = index
+	compactInstance(inst)
 	if t := inst.GetTask(); t != nil && t.GetId() != "" {
 		owner, err := instanceByTask(tx, t.GetId())
 		if err != nil {

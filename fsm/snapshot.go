@@ -272,6 +272,9 @@ func decodeRecords(br *bufio.Reader, v1Format bool, out chan<- recordBatch, stop
 			fail(fmt.Errorf("read snapshot record %d (%s): %w", n, tables[i].name, err))
 			return
 		}
+		if inst, ok := msg.(*v1.Instance); ok {
+			compactInstance(inst)
+		}
 		batch.records = append(batch.records, record{table: i, msg: msg})
 		if len(batch.records) == batchSize && !send() {
 			return
