@@ -135,6 +135,21 @@ func BenchmarkState100k(b *testing.B) {
 	}
 }
 
+// BenchmarkFailover100kResident: issue 14's failover figure, 100,000
+// resident instances (40 apps of 2,500) placed through the scheduler on
+// 1,000 simulated mesos-local agents, then kill -9 of the leader with all
+// of them running (benchFailoverOn: subscribed, reconciled, and every
+// instance keeps its task id).
+//
+//	go test -run '^$' -bench Failover100kResident -benchtime 1x -timeout 3h ./e2e/
+func BenchmarkFailover100kResident(b *testing.B) {
+	var apps []failoverApp
+	for i := range 40 {
+		apps = append(apps, failoverApp{id: fmt.Sprintf("/db-%02d", i), instances: 2500, resident: true})
+	}
+	benchFailoverOn(b, 1000, apps)
+}
+
 // latencies makes n sequential calls (after n/10 unmeasured ones) and
 // returns the median and the 99th percentile.
 func latencies(b *testing.B, n int, call func(context.Context) error) (p50, p99 time.Duration) {
