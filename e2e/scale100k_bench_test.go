@@ -49,6 +49,7 @@ import (
 var (
 	stateInstances = flag.Int("state-instances", 100_000, "instances of BenchmarkState100k (apps of 1,000)")
 	readCalls      = flag.Int("read-calls", 2000, "calls per read figure of BenchmarkState100k")
+	stateServerEnv = flag.String("state-server-env", "", "NAME=VALUE set in the environment of BenchmarkState100k's servers (e.g. GOMEMLIMIT=300MiB)")
 )
 
 func BenchmarkState100k(b *testing.B) {
@@ -57,6 +58,9 @@ func BenchmarkState100k(b *testing.B) {
 	data := scaleSnapshot(b, apps, perApp)
 	b.Logf("snapshot of %d instances: %.1f MiB", apps*perApp, float64(len(data))/(1<<20))
 
+	if name, value, ok := strings.Cut(*stateServerEnv, "="); ok {
+		b.Setenv(name, value)
+	}
 	c := startStateCluster(b)
 	b.ResetTimer()
 	// On this shared machine a young cluster may still change leaders:

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime/debug"
 	"strconv"
 	"time"
 
@@ -119,7 +120,8 @@ func WriteSnapshot(db *memdb.MemDB, w io.Writer) error {
 // woken so they re-read from the new one.
 func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
-	s, err := ReadSnapshot(rc)
+	in := &countingReader{r: rc}
+	s, err := ReadSnapshot(in)
 	if err != nil {
 		return err
 	}
@@ -133,7 +135,30 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	old := f.state.Swap(s)
 	old.notify()
 	s.notify()
+	if in.n >= returnMemoryAfter {
+		// A large restore leaves the old store and the decoding's
+		// garbage behind, as much again as the state: give it back to
+		// the system now rather than keep it mapped until the heap
+		// grows into it.
+		debug.FreeOSMemory()
+	}
 	return nil
+}
+
+// returnMemoryAfter is the snapshot size from which Restore returns the
+// freed memory to the system at once (about 25,000 instances).
+const returnMemoryAfter = 16 << 20
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // ReadSnapshot builds a store from a snapshot stream.
