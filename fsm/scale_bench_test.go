@@ -78,6 +78,40 @@ func BenchmarkSnapshot100kInstances(b *testing.B) {
 	b.ReportMetric(restoreCPU.Seconds()/float64(b.N), "restore-cpu-s")
 }
 
+// BenchmarkRestore100kInstances is the restore of
+// BenchmarkSnapshot100kInstances alone: the state is built, saved to a
+// file and dropped, then each iteration restores the file into a new
+// FSM, as a follower installing a snapshot does.
+//
+//	go test -run '^$' -bench Restore100k -benchtime 3x ./fsm/
+func BenchmarkRestore100kInstances(b *testing.B) {
+	f := scaleState(b, 100, 1000)
+	snap, err := f.Snapshot()
+	if err != nil {
+		b.Fatal(err)
+	}
+	out := &fileSink{path: filepath.Join(b.TempDir(), "state.bin")}
+	if err := snap.Persist(out); err != nil {
+		b.Fatal(err)
+	}
+	runtime.GC()
+	var cpu time.Duration
+	b.ResetTimer()
+	for range b.N {
+		start := processCPU(b)
+		in, err := os.Open(out.path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		g := New(nil)
+		if err := g.Restore(in); err != nil {
+			b.Fatal(err)
+		}
+		cpu += processCPU(b) - start
+	}
+	b.ReportMetric(cpu.Seconds()/float64(b.N), "restore-cpu-s")
+}
+
 // scaleState returns an FSM holding apps resident apps of perApp running
 // instances each (reservation, volume, task, as the scheduler stores
 // them), written through the FSM as scheduler plans of 500 instances.
