@@ -79,13 +79,13 @@ func applyAppDelete(tx *memdb.Txn, e logEntry, cmd *v1.AppDeleteCommand) (string
 	// Every instance of a removed app is decommissioned in the same entry,
 	// so no instance can outlive its app unnoticed: the scheduler destroys
 	// their volumes and releases their reservations.
-	it, err := tx.Get(tableInstances, "app", id)
+	insts, err := (&Snapshot{tx: tx}).InstancesByApp(id)
 	if err != nil {
 		return cmd.GetRequestId(), err
 	}
 	var decommission []*v1.Instance
-	for raw := it.Next(); raw != nil; raw = it.Next() {
-		inst := proto.Clone(raw.(*v1.Instance)).(*v1.Instance)
+	for _, cur := range insts {
+		inst := proto.Clone(cur).(*v1.Instance)
 		inst.Goal = v1.Goal_GOAL_DECOMMISSIONED
 		decommission = append(decommission, inst)
 	}

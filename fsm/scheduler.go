@@ -1,6 +1,8 @@
 package fsm
 
 import (
+	"slices"
+
 	"github.com/hashicorp/go-memdb"
 	"google.golang.org/protobuf/proto"
 
@@ -125,8 +127,8 @@ func cancelDeployments(tx *memdb.Txn, ids []string) error {
 	return nil
 }
 
-// putInstance upserts an instance and keeps the reservations and volumes
-// tables, which are derived from instances, in step with it.
+// putInstance upserts an instance. Its berth's volumes are indexed with it:
+// a persistence id belongs to one instance (invariant 2).
 func putInstance(tx *memdb.Txn, index uint64, inst *v1.Instance) error {
 	if inst.GetId() == "" {
 		return refuse(ErrInvalid, "instance id is empty")
@@ -151,75 +153,41 @@ func putInstance(tx *memdb.Txn, index uint64, inst *v1.Instance) error {
 	}
 	inst = proto.Clone(inst).(*v1.Instance)
 	inst.ModifyIndex = index
+	compactInstance(inst)
 	if t := inst.GetTask(); t != nil && t.GetId() != "" {
-		owner, err := tx.First(tableInstances, "task", t.GetId())
+		owner, err := instanceByTask(tx, t.GetId())
 		if err != nil {
 			return err
 		}
-		if owner != nil && owner.(*v1.Instance).GetId() != inst.GetId() {
-			return refuse(ErrConflict, "task %s already belongs to instance %s", t.GetId(), owner.(*v1.Instance).GetId())
+		if owner != nil && owner.GetId() != inst.GetId() {
+			return refuse(ErrConflict, "task %s already belongs to instance %s", t.GetId(), owner.GetId())
 		}
 	}
-	if raw != nil && proto.Equal(raw.(*v1.Instance).GetReservation(), inst.GetReservation()) {
-		// Most instance writes (task status, goal, health) leave the
-		// reservation as it was: its derived rows stay as they are,
-		// instead of being deleted and inserted again with every index.
-		return tx.Insert(tableInstances, inst)
-	}
-	if err := deleteDerived(tx, inst.GetId()); err != nil {
-		return err
-	}
-	if err := tx.Insert(tableInstances, inst); err != nil {
-		return err
-	}
-	r := inst.GetReservation()
-	if r == nil || r.GetState() == v1.ReservationState_RESERVATION_STATE_NONE ||
-		r.GetState() == v1.ReservationState_RESERVATION_STATE_UNSPECIFIED {
-		return nil
-	}
-	if r.GetInstanceId() != inst.GetId() {
-		r = proto.Clone(r).(*v1.Reservation)
-		r.InstanceId = inst.GetId()
-	}
-	if err := tx.Insert(tableReservation, r); err != nil {
-		return err
-	}
-	for _, v := range r.GetVolumes() {
-		if v.GetPersistenceId() == "" {
+	vols := activeReservation(inst).GetVolumes()
+	for i, v := range vols {
+		pid := v.GetPersistenceId()
+		if pid == "" {
 			return refuse(ErrInvalid, "instance %s has a volume without persistence id", inst.GetId())
 		}
-		owner, err := tx.First(tableVolumes, "id", v.GetPersistenceId())
-		if err != nil {
-			return err
+		owner := inst.GetId()
+		if !slices.ContainsFunc(vols[:i], func(w *v1.LocalVolume) bool { return w.GetPersistenceId() == pid }) {
+			raw, err := tx.First(tableInstances, "volume", pid)
+			if err != nil {
+				return err
+			}
+			if raw == nil {
+				continue
+			}
+			if owner = raw.(*v1.Instance).GetId(); owner == inst.GetId() {
+				continue
+			}
 		}
-		if owner != nil {
-			return refuse(ErrConflict, "volume %s already belongs to instance %s",
-				v.GetPersistenceId(), owner.(*v1.LocalVolume).GetInstanceId())
-		}
-		if v.GetInstanceId() != inst.GetId() || v.GetAgentId() != r.GetAgentId() {
-			v = proto.Clone(v).(*v1.LocalVolume)
-			v.InstanceId = inst.GetId()
-			v.AgentId = r.GetAgentId()
-		}
-		if err := tx.Insert(tableVolumes, v); err != nil {
-			return err
-		}
+		return refuse(ErrConflict, "volume %s already belongs to instance %s", pid, owner)
 	}
-	return nil
+	return tx.Insert(tableInstances, inst)
 }
 
 func deleteInstance(tx *memdb.Txn, id string) error {
-	if err := deleteDerived(tx, id); err != nil {
-		return err
-	}
 	_, err := tx.DeleteAll(tableInstances, "id", id)
-	return err
-}
-
-func deleteDerived(tx *memdb.Txn, instanceID string) error {
-	if _, err := tx.DeleteAll(tableReservation, "id", instanceID); err != nil {
-		return err
-	}
-	_, err := tx.DeleteAll(tableVolumes, "instance", instanceID)
 	return err
 }

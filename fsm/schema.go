@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/hashicorp/go-memdb"
 	"google.golang.org/protobuf/proto"
@@ -14,8 +15,6 @@ const (
 	tableApps        = "apps"
 	tableAppVersions = "app_versions"
 	tableInstances   = "instances"
-	tableReservation = "reservations"
-	tableVolumes     = "volumes"
 	tableDeployments = "deployments"
 	tableMeta        = "meta"
 	tableRequests    = "requests"
@@ -62,6 +61,24 @@ func (f funcIndex) FromArgs(args ...any) ([]byte, error) {
 	return []byte(s + "\x00"), nil
 }
 
+// funcMultiIndex indexes an object by several strings that a function
+// derives from it (an instance's volumes' persistence ids).
+type funcMultiIndex struct {
+	fn func(obj any) []string
+}
+
+func (f funcMultiIndex) FromObject(obj any) (bool, [][]byte, error) {
+	var vals [][]byte
+	for _, s := range f.fn(obj) {
+		if s != "" {
+			vals = append(vals, []byte(s+"\x00"))
+		}
+	}
+	return len(vals) > 0, vals, nil
+}
+
+func (f funcMultiIndex) FromArgs(args ...any) ([]byte, error) { return funcIndex{}.FromArgs(args...) }
+
 // tables is the one list of the store's tables: each with its record tag
 // in snapshots, its message type and its indexes. The tags are part of the
 // snapshot format: never reuse or renumber them. A new table is one entry
@@ -82,23 +99,35 @@ var tables = []struct {
 		}}},
 		"app": {Name: "app", Indexer: &memdb.StringFieldIndex{Field: "AppId"}},
 	}},
+	// An instance's app and task are found through the primary index:
+	// their ids carry the instance id's prefix (invariant 5, ids.go). The
+	// "app" and "task" indexes hold only the instances whose ids do not
+	// follow that format, so a lookup stays exact for any id while a
+	// state of 100,000 instances spends no index entries on them.
 	{3, tableInstances, func() proto.Message { return new(v1.Instance) }, map[string]*memdb.IndexSchema{
-		"id":  {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Id"}},
-		"app": {Name: "app", Indexer: &memdb.StringFieldIndex{Field: "AppId"}},
+		"id": {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Id"}},
+		"app": {Name: "app", AllowMissing: true, Indexer: funcIndex{func(o any) (string, bool) {
+			i := o.(*v1.Instance)
+			return i.GetAppId(), !strings.HasPrefix(i.GetId(), instanceIDPrefix(i.GetAppId()))
+		}}},
 		"task": {Name: "task", Unique: true, AllowMissing: true, Indexer: funcIndex{func(o any) (string, bool) {
-			t := o.(*v1.Instance).GetTask()
-			return t.GetId(), t != nil
+			i := o.(*v1.Instance)
+			t := i.GetTask().GetId()
+			return t, InstanceIDOfTask(t) != i.GetId()
+		}}},
+		// volume: the persistence ids of the instance's berth, each
+		// owned by one instance (invariant 2; putInstance checks it).
+		"volume": {Name: "volume", Unique: true, AllowMissing: true, Indexer: funcMultiIndex{func(o any) []string {
+			r := activeReservation(o.(*v1.Instance))
+			ids := make([]string, 0, len(r.GetVolumes()))
+			for _, v := range r.GetVolumes() {
+				ids = append(ids, v.GetPersistenceId())
+			}
+			return ids
 		}}},
 	}},
-	{4, tableReservation, func() proto.Message { return new(v1.Reservation) }, map[string]*memdb.IndexSchema{
-		"id":    {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "InstanceId"}},
-		"agent": {Name: "agent", AllowMissing: true, Indexer: &memdb.StringFieldIndex{Field: "AgentId"}},
-	}},
-	{5, tableVolumes, func() proto.Message { return new(v1.LocalVolume) }, map[string]*memdb.IndexSchema{
-		"id":       {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "PersistenceId"}},
-		"instance": {Name: "instance", Indexer: &memdb.StringFieldIndex{Field: "InstanceId"}},
-		"agent":    {Name: "agent", AllowMissing: true, Indexer: &memdb.StringFieldIndex{Field: "AgentId"}},
-	}},
+	// Tags 4 and 5 were the reservations and volumes tables, copies of
+	// what each instance holds (format 1). Never reuse them.
 	{6, tableDeployments, func() proto.Message { return new(v1.Deployment) }, map[string]*memdb.IndexSchema{
 		"id":  {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Id"}},
 		"app": {Name: "app", AllowMissing: true, Indexer: &memdb.StringSliceFieldIndex{Field: "AffectedApps"}},

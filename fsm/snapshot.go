@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime/debug"
 	"strconv"
 	"time"
 
@@ -17,8 +18,19 @@ import (
 )
 
 // snapshotMagic starts every snapshot; the trailing digit is the format
-// version.
-const snapshotMagic = "BERTHSNAP1\n"
+// version. Format 2 stores each instance once: format 1 also stored its
+// reservation and volumes as records of their own (tags 4 and 5), which
+// ReadSnapshot skips, as they are in the instance.
+const (
+	snapshotMagic   = "BERTHSNAP2\n"
+	snapshotMagicV1 = "BERTHSNAP1\n"
+)
+
+// Record tags of format 1 that format 2 no longer has.
+const (
+	tagReservationV1 = 4
+	tagVolumeV1      = 5
+)
 
 // maxRecordBytes bounds one snapshot record, so a corrupt length cannot make
 // Restore allocate without limit.
@@ -75,25 +87,23 @@ func WriteSnapshot(db *memdb.MemDB, w io.Writer) error {
 		return fmt.Errorf("write snapshot header: %w", err)
 	}
 	tx := db.Txn(false)
-	var lenBuf [binary.MaxVarintLen64]byte
+	var buf []byte
+	enc := proto.MarshalOptions{}
 	for _, t := range tables {
 		it, err := tx.Get(t.name, "id")
 		if err != nil {
 			return fmt.Errorf("snapshot table %s: %w", t.name, err)
 		}
 		for raw := it.Next(); raw != nil; raw = it.Next() {
-			b, err := proto.Marshal(raw.(proto.Message))
-			if err != nil {
+			msg := raw.(proto.Message)
+			// One buffer for every record: tag, length, message.
+			size := enc.Size(msg)
+			buf = append(buf[:0], t.tag)
+			buf = binary.AppendUvarint(buf, uint64(size))
+			if buf, err = enc.MarshalAppend(buf, msg); err != nil {
 				return fmt.Errorf("snapshot table %s: %w", t.name, err)
 			}
-			n := binary.PutUvarint(lenBuf[:], uint64(len(b)))
-			if err := bw.WriteByte(t.tag); err != nil {
-				return fmt.Errorf("write snapshot: %w", err)
-			}
-			if _, err := bw.Write(lenBuf[:n]); err != nil {
-				return fmt.Errorf("write snapshot: %w", err)
-			}
-			if _, err := bw.Write(b); err != nil {
+			if _, err := bw.Write(buf); err != nil {
 				return fmt.Errorf("write snapshot: %w", err)
 			}
 		}
@@ -110,7 +120,8 @@ func WriteSnapshot(db *memdb.MemDB, w io.Writer) error {
 // woken so they re-read from the new one.
 func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
-	s, err := ReadSnapshot(rc)
+	in := &countingReader{r: rc}
+	s, err := ReadSnapshot(in)
 	if err != nil {
 		return err
 	}
@@ -124,7 +135,30 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	old := f.state.Swap(s)
 	old.notify()
 	s.notify()
+	if in.n >= returnMemoryAfter {
+		// A large restore leaves the old store and the decoding's
+		// garbage behind, as much again as the state: give it back to
+		// the system now rather than keep it mapped until the heap
+		// grows into it.
+		debug.FreeOSMemory()
+	}
 	return nil
+}
+
+// returnMemoryAfter is the snapshot size from which Restore returns the
+// freed memory to the system at once (about 25,000 instances).
+const returnMemoryAfter = 16 << 20
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // ReadSnapshot builds a store from a snapshot stream.
@@ -134,49 +168,37 @@ func ReadSnapshot(r io.Reader) (*Store, error) {
 	if _, err := io.ReadFull(br, magic); err != nil {
 		return nil, fmt.Errorf("read snapshot header: %w", err)
 	}
-	if string(magic) != snapshotMagic {
-		return nil, fmt.Errorf("read snapshot: not a Berth snapshot (header %q)", magic)
+	v1Format := string(magic) == snapshotMagicV1
+	if string(magic) != snapshotMagic && !v1Format {
+		return nil, fmt.Errorf("read snapshot: not a Berth snapshot of a format this server reads (header %q)", magic)
 	}
-	byTag := map[byte]int{}
-	for i, t := range tables {
-		byTag[t.tag] = i
-	}
+	// Records are decoded on one goroutine and inserted on this one: on
+	// more than one core a restore takes about as long as the slower of
+	// the two, not their sum.
+	records := make(chan recordBatch, 4)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer close(records)
+		decodeRecords(br, v1Format, records, stop)
+	}()
+	// On return, stop the decoder and wait for it: it reads r, which the
+	// caller closes.
+	defer func() { close(stop); <-done }()
+
 	s := NewStore()
 	tx := s.db.Txn(true)
 	defer tx.Abort()
-	for n := 0; ; n++ {
-		tag, err := br.ReadByte()
-		if err != nil {
-			return nil, fmt.Errorf("read snapshot record %d: %w (truncated?)", n, err)
+	for batch := range records {
+		for _, rec := range batch.records {
+			if err := tx.Insert(tables[rec.table].name, rec.msg); err != nil {
+				return nil, fmt.Errorf("restore %s: %w", tables[rec.table].name, err)
+			}
 		}
-		if tag == 0 {
-			break
+		if batch.err != nil {
+			return nil, batch.err
 		}
-		i, ok := byTag[tag]
-		if !ok {
-			return nil, fmt.Errorf("read snapshot record %d: unknown table tag %d", n, tag)
-		}
-		size, err := binary.ReadUvarint(br)
-		if err != nil {
-			return nil, fmt.Errorf("read snapshot record %d: %w", n, err)
-		}
-		if size > maxRecordBytes {
-			return nil, fmt.Errorf("read snapshot record %d: %d bytes exceeds the %d limit", n, size, maxRecordBytes)
-		}
-		buf := make([]byte, size)
-		if _, err := io.ReadFull(br, buf); err != nil {
-			return nil, fmt.Errorf("read snapshot record %d: %w", n, err)
-		}
-		msg := tables[i].new()
-		if err := proto.Unmarshal(buf, msg); err != nil {
-			return nil, fmt.Errorf("read snapshot record %d (%s): %w", n, tables[i].name, err)
-		}
-		if err := tx.Insert(tables[i].name, msg); err != nil {
-			return nil, fmt.Errorf("restore %s: %w", tables[i].name, err)
-		}
-	}
-	if _, err := br.ReadByte(); !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("read snapshot: data after the end marker")
 	}
 	if err := recountAppTotals(tx); err != nil {
 		return nil, fmt.Errorf("read snapshot: count apps: %w", err)
@@ -193,4 +215,98 @@ func ReadSnapshot(r io.Reader) (*Store, error) {
 	tx.Commit()
 	s.lastIndex.Store(index)
 	return s, nil
+}
+
+// recordBatch is a run of decoded snapshot records, and the error that
+// ended the stream, if any, after them.
+type recordBatch struct {
+	records []record
+	err     error
+}
+
+// record is one decoded snapshot record: an index into tables and the
+// message.
+type record struct {
+	table int
+	msg   proto.Message
+}
+
+// decodeRecords reads and decodes the records after the header up to the
+// end marker and the end of the stream, in batches. The last batch
+// carries the error that ended the stream early; after the last batch,
+// the stream had nothing after the end marker.
+func decodeRecords(br *bufio.Reader, v1Format bool, out chan<- recordBatch, stop <-chan struct{}) {
+	const batchSize = 256
+	byTag := map[byte]int{}
+	for i, t := range tables {
+		byTag[t.tag] = i
+	}
+	batch := recordBatch{records: make([]record, 0, batchSize)}
+	send := func() bool {
+		select {
+		case out <- batch:
+			batch = recordBatch{records: make([]record, 0, batchSize)}
+			return true
+		case <-stop:
+			return false
+		}
+	}
+	fail := func(err error) {
+		batch.err = err
+		send()
+	}
+	var buf []byte
+	for n := 0; ; n++ {
+		tag, err := br.ReadByte()
+		if err != nil {
+			fail(fmt.Errorf("read snapshot record %d: %w (truncated?)", n, err))
+			return
+		}
+		if tag == 0 {
+			break
+		}
+		i, ok := byTag[tag]
+		derived := v1Format && (tag == tagReservationV1 || tag == tagVolumeV1)
+		if !ok && !derived {
+			fail(fmt.Errorf("read snapshot record %d: unknown table tag %d", n, tag))
+			return
+		}
+		size, err := binary.ReadUvarint(br)
+		if err != nil {
+			fail(fmt.Errorf("read snapshot record %d: %w", n, err))
+			return
+		}
+		if size > maxRecordBytes {
+			fail(fmt.Errorf("read snapshot record %d: %d bytes exceeds the %d limit", n, size, maxRecordBytes))
+			return
+		}
+		// The record buffer is reused: Unmarshal copies what it keeps.
+		if uint64(cap(buf)) < size {
+			buf = make([]byte, size)
+		}
+		buf = buf[:size]
+		if _, err := io.ReadFull(br, buf); err != nil {
+			fail(fmt.Errorf("read snapshot record %d: %w", n, err))
+			return
+		}
+		if derived {
+			continue
+		}
+		msg := tables[i].new()
+		if err := proto.Unmarshal(buf, msg); err != nil {
+			fail(fmt.Errorf("read snapshot record %d (%s): %w", n, tables[i].name, err))
+			return
+		}
+		if inst, ok := msg.(*v1.Instance); ok {
+			compactInstance(inst)
+		}
+		batch.records = append(batch.records, record{table: i, msg: msg})
+		if len(batch.records) == batchSize && !send() {
+			return
+		}
+	}
+	if _, err := br.ReadByte(); !errors.Is(err, io.EOF) {
+		batch.err = fmt.Errorf("read snapshot: data after the end marker")
+	}
+	send()
 }

@@ -3,13 +3,16 @@ package fsm
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-memdb"
+	"google.golang.org/protobuf/proto"
 
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
 )
@@ -161,32 +164,141 @@ func (s *Snapshot) Instances() ([]*v1.Instance, error) {
 
 // InstancesByApp returns the instances of one app, sorted by id.
 func (s *Snapshot) InstancesByApp(appID string) ([]*v1.Instance, error) {
-	return all[*v1.Instance](s, tableInstances, "app", appID)
+	// Ids in the format found by their prefix (other apps may share it),
+	// merged with the few indexed by app because they are not.
+	byPrefix, err := all[*v1.Instance](s, tableInstances, "id_prefix", instanceIDPrefix(appID))
+	if err != nil {
+		return nil, err
+	}
+	out := byPrefix[:0]
+	for _, inst := range byPrefix {
+		if inst.GetAppId() == appID {
+			out = append(out, inst)
+		}
+	}
+	others, err := all[*v1.Instance](s, tableInstances, "app", appID)
+	if err != nil || len(others) == 0 {
+		return out, err
+	}
+	out = append(out, others...)
+	slices.SortFunc(out, func(a, b *v1.Instance) int { return strings.Compare(a.GetId(), b.GetId()) })
+	return out, nil
 }
 
 // InstanceByTaskID returns the instance whose current task has this id, or nil.
 func (s *Snapshot) InstanceByTaskID(taskID string) (*v1.Instance, error) {
-	return first[*v1.Instance](s, tableInstances, "task", taskID)
+	return instanceByTask(s.tx, taskID)
+}
+
+// instanceByTask finds the instance whose current task is taskID: the
+// instance the id names, or one indexed by task because its task id does
+// not follow the format.
+func instanceByTask(tx *memdb.Txn, taskID string) (*v1.Instance, error) {
+	if id := InstanceIDOfTask(taskID); id != "" {
+		raw, err := tx.First(tableInstances, "id", id)
+		if err != nil {
+			return nil, fmt.Errorf("read %s by id: %w", tableInstances, err)
+		}
+		if inst, _ := raw.(*v1.Instance); inst.GetTask().GetId() == taskID {
+			return inst, nil
+		}
+	}
+	raw, err := tx.First(tableInstances, "task", taskID)
+	if err != nil || raw == nil {
+		return nil, err
+	}
+	return raw.(*v1.Instance), nil
+}
+
+// activeReservation is the instance's berth, or nil when it has none
+// (no reservation, or one in state NONE).
+func activeReservation(inst *v1.Instance) *v1.Reservation {
+	r := inst.GetReservation()
+	if r.GetState() == v1.ReservationState_RESERVATION_STATE_NONE ||
+		r.GetState() == v1.ReservationState_RESERVATION_STATE_UNSPECIFIED {
+		return nil
+	}
+	return r
+}
+
+// reservationOf is the instance's berth as Reservation returns it: with
+// the instance's id.
+func reservationOf(inst *v1.Instance) *v1.Reservation {
+	r := activeReservation(inst)
+	if r != nil && r.GetInstanceId() != inst.GetId() {
+		r = proto.Clone(r).(*v1.Reservation)
+		r.InstanceId = inst.GetId()
+	}
+	return r
+}
+
+// volumeOf is one volume of the instance's berth as Volume returns it:
+// with the instance's and the agent's id.
+func volumeOf(inst *v1.Instance, v *v1.LocalVolume) *v1.LocalVolume {
+	r := inst.GetReservation()
+	if v.GetInstanceId() != inst.GetId() || v.GetAgentId() != r.GetAgentId() {
+		v = proto.Clone(v).(*v1.LocalVolume)
+		v.InstanceId = inst.GetId()
+		v.AgentId = r.GetAgentId()
+	}
+	return v
 }
 
 // Reservation returns the reservation of an instance, or nil if it has none.
 func (s *Snapshot) Reservation(instanceID string) (*v1.Reservation, error) {
-	return first[*v1.Reservation](s, tableReservation, "id", instanceID)
+	inst, err := s.Instance(instanceID)
+	if err != nil || inst == nil {
+		return nil, err
+	}
+	return reservationOf(inst), nil
 }
 
-// ReservationsByAgent returns the reservations made on one agent.
+// ReservationsByAgent returns the reservations made on one agent. It reads
+// every instance (nothing on the hot paths asks it; an index would cost
+// every instance memory).
 func (s *Snapshot) ReservationsByAgent(agentID string) ([]*v1.Reservation, error) {
-	return all[*v1.Reservation](s, tableReservation, "agent", agentID)
+	insts, err := s.Instances()
+	if err != nil {
+		return nil, err
+	}
+	var out []*v1.Reservation
+	for _, inst := range insts {
+		if r := reservationOf(inst); r != nil && r.GetAgentId() == agentID {
+			out = append(out, r)
+		}
+	}
+	return out, nil
 }
 
 // Volume returns the persistent volume with the given persistence id, or nil.
 func (s *Snapshot) Volume(persistenceID string) (*v1.LocalVolume, error) {
-	return first[*v1.LocalVolume](s, tableVolumes, "id", persistenceID)
+	inst, err := first[*v1.Instance](s, tableInstances, "volume", persistenceID)
+	if err != nil || inst == nil {
+		return nil, err
+	}
+	for _, v := range inst.GetReservation().GetVolumes() {
+		if v.GetPersistenceId() == persistenceID {
+			return volumeOf(inst, v), nil
+		}
+	}
+	return nil, nil
 }
 
 // Volumes returns every known persistent volume, sorted by persistence id.
+// It reads every instance.
 func (s *Snapshot) Volumes() ([]*v1.LocalVolume, error) {
-	return all[*v1.LocalVolume](s, tableVolumes, "id")
+	insts, err := s.Instances()
+	if err != nil {
+		return nil, err
+	}
+	var out []*v1.LocalVolume
+	for _, inst := range insts {
+		for _, v := range activeReservation(inst).GetVolumes() {
+			out = append(out, volumeOf(inst, v))
+		}
+	}
+	slices.SortFunc(out, func(a, b *v1.LocalVolume) int { return strings.Compare(a.GetPersistenceId(), b.GetPersistenceId()) })
+	return out, nil
 }
 
 // Deployment returns the deployment with the given id, or nil.

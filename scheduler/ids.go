@@ -2,17 +2,17 @@ package scheduler
 
 import (
 	"fmt"
-	"strings"
+
+	"github.com/berth-dev/berth/fsm"
 )
 
 // Identity of instances, tasks and persistence ids (invariant 5). The app
-// model's rules live in package appmodel.
+// model's rules live in package appmodel; the id formats the store relies
+// on for its lookups, in package fsm (ids.go).
 
 // appSlug is the app id without the leading slash, with '/' replaced by '_':
 // the prefix of instance ids, task ids and persistence ids.
-func appSlug(appID string) string {
-	return strings.ReplaceAll(strings.Trim(appID, "/"), "/", "_")
-}
+func appSlug(appID string) string { return fsm.AppSlug(appID) }
 
 // instanceIDFor builds "<app>.instance-<uuid>".
 func instanceIDFor(appID, uuid string) string {
@@ -26,13 +26,7 @@ func taskIDFor(instanceID string, incarnation uint32) string {
 
 // instanceIDOfTask returns the instance id a task id was built from by
 // taskIDFor, or "" if it is not one of ours.
-func instanceIDOfTask(taskID string) string {
-	i := strings.LastIndex(taskID, "._app.")
-	if i < 0 {
-		return ""
-	}
-	return taskID[:i]
-}
+func instanceIDOfTask(taskID string) string { return fsm.InstanceIDOfTask(taskID) }
 
 // persistenceIDFor builds "<app_id_with_underscores>#<containerPath>#<uuid>".
 func persistenceIDFor(appID, containerPath, uuid string) string {

@@ -1,0 +1,393 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/berth-dev/berth/appmodel"
+	"github.com/berth-dev/berth/fsm"
+	v1 "github.com/berth-dev/berth/proto/berth/v1"
+	"github.com/berth-dev/berth/proto/berth/v1/berthv1connect"
+)
+
+// Issue 14's state figures on real servers: three `berth server`
+// processes are given a state of 100,000 resident instances (100 apps of
+// 1,000, each with its berth and a running task, as the scheduler stores
+// them) by an operator snapshot restore, then the benchmark measures
+//
+//	restored:  the restore call → every server answers with the whole state
+//	RSS:       each server's VmRSS (/proc/<pid>/status) after a forced GC,
+//	           and its Go heap in use
+//	reads:     p50 / p99 of GetApp, and of ListTasks of one app (1,000
+//	           tasks, and a small app of 3), on the leader and on a follower
+//
+//	go test -run '^$' -bench State100k -benchtime 1x -timeout 30m ./e2e/
+//
+// The servers have no Mesos master (its address answers nothing), so the
+// state stays as restored while it is measured: the scheduler keeps trying
+// to subscribe and writes nothing. Failover with 100,000 running tasks
+// needs them running in mesos-local: BenchmarkFailover100kResident.
+
+var (
+	stateInstances = flag.Int("state-instances", 100_000, "instances of BenchmarkState100k (apps of 1,000)")
+	readCalls      = flag.Int("read-calls", 2000, "calls per read figure of BenchmarkState100k")
+	stateServerEnv = flag.String("state-server-env", "", "NAME=VALUE set in the environment of BenchmarkState100k's servers (e.g. GOMEMLIMIT=300MiB)")
+)
+
+func BenchmarkState100k(b *testing.B) {
+	const perApp = 1000
+	apps := max(1, *stateInstances/perApp)
+	data := scaleSnapshot(b, apps, perApp)
+	b.Logf("snapshot of %d instances: %.1f MiB", apps*perApp, float64(len(data))/(1<<20))
+
+	if name, value, ok := strings.Cut(*stateServerEnv, "="); ok {
+		b.Setenv(name, value)
+	}
+	c := startStateCluster(b)
+	b.ResetTimer()
+	// On this shared machine a young cluster may still change leaders:
+	// a restore refused for want of one is tried again (and timed from
+	// the attempt that succeeds).
+	var start time.Time
+	var restoredLeader time.Duration
+	for attempt := 1; ; attempt++ {
+		lead := c.waitAgreed(c.servers)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		start = time.Now()
+		_, err := lead.cluster.RestoreSnapshot(ctx, connect.NewRequest(&v1.RestoreSnapshotRequest{Data: data}))
+		cancel()
+		restoredLeader = time.Since(start)
+		if err == nil {
+			break
+		}
+		if connect.CodeOf(err) != connect.CodeUnavailable || attempt == 5 {
+			b.Fatalf("restore through %s (attempt %d): %v", lead.name, attempt, err)
+		}
+		b.Logf("restore through %s (attempt %d): %v; again", lead.name, attempt, err)
+	}
+	last := fmt.Sprintf("/db-%03d", apps-1)
+	for _, s := range c.servers {
+		waitUntil(b, 10*time.Minute, s.name+" to hold the restored state", func() bool {
+			return s.appTasks(last) == perApp
+		})
+	}
+	restored := time.Since(start)
+	b.StopTimer()
+	b.ReportMetric(restoredLeader.Seconds(), "restore-leader-s")
+	b.ReportMetric(restored.Seconds(), "restore-all-s")
+
+	for i, s := range c.servers {
+		rss, heap := s.memory(b)
+		b.Logf("%s: VmRSS %.0f MiB, Go heap in use %.0f MiB", s.name, rss, heap)
+		b.ReportMetric(rss, fmt.Sprintf("s%d-rss-MiB", i+1))
+		b.ReportMetric(heap, fmt.Sprintf("s%d-heap-MiB", i+1))
+	}
+
+	lead := c.waitAgreed(c.servers)
+	follower := c.others(lead)[0]
+	mid := fmt.Sprintf("/db-%03d", apps/2)
+	for _, r := range []struct {
+		role string
+		s    *stateServer
+	}{{"leader", lead}, {"follower", follower}} {
+		for _, q := range []struct {
+			name string
+			call func(context.Context) error
+		}{
+			{"get-app", func(ctx context.Context) error {
+				_, err := r.s.apps.GetApp(ctx, connect.NewRequest(&v1.GetAppRequest{Id: mid}))
+				return err
+			}},
+			{"list-tasks-1000", func(ctx context.Context) error {
+				res, err := r.s.tasks.ListTasks(ctx, connect.NewRequest(&v1.ListTasksRequest{AppId: mid}))
+				if err == nil && len(res.Msg.GetTasks()) != perApp {
+					err = fmt.Errorf("%d tasks, want %d", len(res.Msg.GetTasks()), perApp)
+				}
+				return err
+			}},
+			{"list-tasks-3", func(ctx context.Context) error {
+				res, err := r.s.tasks.ListTasks(ctx, connect.NewRequest(&v1.ListTasksRequest{AppId: "/small"}))
+				if err == nil && len(res.Msg.GetTasks()) != 3 {
+					err = fmt.Errorf("%d tasks, want 3", len(res.Msg.GetTasks()))
+				}
+				return err
+			}},
+		} {
+			p50, p99 := latencies(b, *readCalls, q.call)
+			b.Logf("%s %s: p50 %v, p99 %v", r.role, q.name, p50, p99)
+			b.ReportMetric(float64(p50.Microseconds())/1000, r.role+"-"+q.name+"-p50-ms")
+			b.ReportMetric(float64(p99.Microseconds())/1000, r.role+"-"+q.name+"-p99-ms")
+		}
+	}
+}
+
+// BenchmarkFailover100kResident: issue 14's failover figure, 100,000
+// resident instances (40 apps of 2,500) placed through the scheduler on
+// 1,000 simulated mesos-local agents, then kill -9 of the leader with all
+// of them running (benchFailoverOn: subscribed, reconciled, and every
+// instance keeps its task id).
+//
+//	go test -run '^$' -bench Failover100kResident -benchtime 1x -timeout 3h ./e2e/
+func BenchmarkFailover100kResident(b *testing.B) {
+	var apps []failoverApp
+	for i := range 40 {
+		apps = append(apps, failoverApp{id: fmt.Sprintf("/db-%02d", i), instances: 2500, resident: true})
+	}
+	benchFailoverOn(b, 1000, apps)
+}
+
+// latencies makes n sequential calls (after n/10 unmeasured ones) and
+// returns the median and the 99th percentile.
+func latencies(b *testing.B, n int, call func(context.Context) error) (p50, p99 time.Duration) {
+	b.Helper()
+	ds := make([]time.Duration, 0, n)
+	for i := range n + n/10 {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		start := time.Now()
+		err := call(ctx)
+		d := time.Since(start)
+		cancel()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if i >= n/10 {
+			ds = append(ds, d)
+		}
+	}
+	slices.Sort(ds)
+	return ds[len(ds)/2], ds[len(ds)*99/100]
+}
+
+// stateServer is a benchServer whose process can be asked for its memory.
+type stateServer struct {
+	*benchServer
+}
+
+type stateCluster struct {
+	*benchCluster
+	servers []*stateServer
+}
+
+func (c *stateCluster) others(not *stateServer) []*stateServer {
+	var out []*stateServer
+	for _, s := range c.servers {
+		if s != not {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func (c *stateCluster) waitAgreed(among []*stateServer) *stateServer {
+	c.b.Helper()
+	var bs []*benchServer
+	for _, s := range among {
+		bs = append(bs, s.benchServer)
+	}
+	lead := c.benchCluster.waitAgreed(bs)
+	for _, s := range among {
+		if s.benchServer == lead {
+			return s
+		}
+	}
+	c.b.Fatalf("leader %s is not among the servers", lead.name)
+	return nil
+}
+
+// startStateCluster starts three servers with pprof and no Mesos master.
+func startStateCluster(b testing.TB) *stateCluster {
+	b.Helper()
+	c := &stateCluster{benchCluster: &benchCluster{b: b}}
+	noMesos := "http://" + freePort(b)
+	for i := 0; i < 3; i++ {
+		s := &benchServer{server: server{name: fmt.Sprintf("s%d", i+1), api: freePort(b), raft: freePort(b), gossip: freePort(b)}, debug: freePort(b)}
+		base := "http://" + s.api
+		s.apps, s.tasks, s.cluster = newBenchClients(base)
+		c.benchCluster.servers = append(c.benchCluster.servers, s)
+		c.servers = append(c.servers, &stateServer{s})
+	}
+	for _, s := range c.servers {
+		args := []string{"server", "--node-name", s.name, "--data-dir", b.TempDir(),
+			"--api-addr", s.api, "--raft-addr", s.raft, "--gossip-addr", s.gossip,
+			"--bootstrap-expect", "3", "--mesos-master", noMesos, "--debug-addr", s.debug}
+		for _, o := range c.servers {
+			if o != s {
+				args = append(args, "--join", o.gossip)
+			}
+		}
+		s.p = startProc(b, s.name, args...)
+	}
+	for _, s := range c.servers {
+		waitUntil(b, 2*time.Minute, "the API of "+s.name, func() bool {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_, err := s.apps.ListApps(ctx, connect.NewRequest(&v1.ListAppsRequest{}))
+			return err == nil
+		})
+	}
+	return c
+}
+
+// appTasks is how many tasks s lists for an app (-1 on error).
+func (s *stateServer) appTasks(appID string) int {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res, err := s.tasks.ListTasks(ctx, connect.NewRequest(&v1.ListTasksRequest{AppId: appID}))
+	if err != nil {
+		return -1
+	}
+	return len(res.Msg.GetTasks())
+}
+
+// memory forces a GC in the server (pprof's heap?gc=1), lets the runtime
+// return freed pages, and reads the process's VmRSS and the Go heap in
+// use, in MiB.
+func (s *stateServer) memory(b *testing.B) (rss, heap float64) {
+	b.Helper()
+	var body []byte
+	for range 2 {
+		res, err := http.Get("http://" + s.debug + "/debug/pprof/heap?gc=1&debug=1")
+		if err != nil {
+			b.Fatalf("heap of %s: %v", s.name, err)
+		}
+		body, err = io.ReadAll(res.Body)
+		res.Body.Close()
+		if err != nil {
+			b.Fatal(err)
+		}
+		time.Sleep(5 * time.Second) // the background scavenger returns pages
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, "# HeapInuse = "); ok {
+			n, _ := strconv.ParseFloat(v, 64)
+			heap = n / (1 << 20)
+		}
+	}
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.p.cmd.Process.Pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	sc := bufio.NewScanner(bytes.NewReader(status))
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+			rss = kb / 1024
+		}
+	}
+	return rss, heap
+}
+
+// scaleSnapshot builds, through the FSM, the state of apps resident apps
+// of perApp running instances each plus a small app "/small" of 3, and
+// returns it as a file of `berth cluster snapshot save`.
+func scaleSnapshot(b *testing.B, apps, perApp int) []byte {
+	b.Helper()
+	f := fsm.New(nil)
+	var index uint64
+	apply := func(t v1.CommandType, msg proto.Message) {
+		data, err := fsm.Encode(t, msg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		index++
+		if res := f.Apply(&raft.Log{Index: index, Term: 1, Type: raft.LogCommand, Data: data}).(*fsm.ApplyResult); res.Err != nil {
+			b.Fatalf("apply %s: %v", t, res.Err)
+		}
+	}
+	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	apply(v1.CommandType_COMMAND_TYPE_FRAMEWORK_ID_SET, &v1.FrameworkIDSetCommand{FrameworkId: "berth-scale-fw"})
+	add := func(appID string, n int) {
+		spec := failoverApp{id: appID, instances: n, resident: true}
+		app, err := appmodel.Parse([]byte(spec.json()))
+		if err != nil {
+			b.Fatal(err)
+		}
+		app.Version = proto.String(now.Format(time.RFC3339Nano))
+		apply(v1.CommandType_COMMAND_TYPE_APP_CREATE, &v1.AppCreateCommand{App: app})
+		slug := fsm.AppSlug(appID)
+		var batch []*v1.Instance
+		for i := range n {
+			uuid := fmt.Sprintf("%08x-7c2d-4f0e-9d7b-%012x", index, i)
+			id := slug + ".instance-" + uuid
+			agent := fmt.Sprintf("0b6f1e2a-5d3c-4e8f-9a7b-c1d2e3f40000-S%d", (int(index)*perApp+i)%1000)
+			host := fmt.Sprintf("agent-%d.example", (int(index)*perApp+i)%1000)
+			ts := timestamppb.New(now)
+			batch = append(batch, &v1.Instance{
+				Id: id, AppId: appID, AppVersion: app.GetVersion(), Goal: v1.Goal_GOAL_RUNNING, Resident: true,
+				Incarnation: 1, CreatedAt: ts, MaxEpoch: 1,
+				Reservation: &v1.Reservation{
+					InstanceId: id, State: v1.ReservationState_RESERVATION_STATE_RESERVED, AgentId: agent, Hostname: host,
+					Role: "berth", Principal: "berth", Cpus: 0.01, Mem: 4, Disk: 0, Epoch: 1,
+					Volumes: []*v1.LocalVolume{{
+						PersistenceId: slug + "#data#" + uuid, InstanceId: id, ContainerPath: "data", SizeMib: 1, AgentId: agent,
+					}},
+				},
+				Task: &v1.Task{
+					Id: id + "._app.1", AgentId: agent, Hostname: host, State: "TASK_RUNNING",
+					StagedAt: ts, StartedAt: ts, UpdatedAt: ts, AppVersion: app.GetVersion(),
+				},
+			})
+			if len(batch) == 500 || i == n-1 {
+				apply(v1.CommandType_COMMAND_TYPE_SCHEDULER_PLAN, &v1.SchedulerPlanCommand{PutInstances: batch})
+				batch = nil
+			}
+		}
+	}
+	for a := range apps {
+		add(fmt.Sprintf("/db-%03d", a), perApp)
+	}
+	add("/small", 3)
+
+	snap, err := f.Snapshot()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var payload memSink
+	if err := snap.Persist(&payload); err != nil {
+		b.Fatal(err)
+	}
+	// The file format of `berth cluster snapshot save` (cluster/snapshot.go).
+	hdr, err := json.Marshal(map[string]any{
+		"format": 1, "id": "scale-100k", "index": index, "term": 1, "size": payload.Len(),
+		"raft_snapshot_version": 1, "node_name": "bench", "created_at": now,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var out bytes.Buffer
+	fmt.Fprintf(&out, "BERTH-SNAPSHOT 1\n%s\n", hdr)
+	out.Write(payload.Bytes())
+	fmt.Fprintf(&out, "sha256 %x\n", sha256.Sum256(payload.Bytes()))
+	return out.Bytes()
+}
+
+// memSink is a raft.SnapshotSink in memory.
+type memSink struct{ bytes.Buffer }
+
+func (*memSink) ID() string    { return "bench" }
+func (*memSink) Cancel() error { return nil }
+func (*memSink) Close() error  { return nil }
+
+func newBenchClients(base string) (berthv1connect.AppServiceClient, berthv1connect.TaskServiceClient, berthv1connect.ClusterServiceClient) {
+	return berthv1connect.NewAppServiceClient(http.DefaultClient, base),
+		berthv1connect.NewTaskServiceClient(http.DefaultClient, base),
+		berthv1connect.NewClusterServiceClient(http.DefaultClient, base)
+}
