@@ -141,3 +141,55 @@ func BenchmarkAcceptOperations10kAgentsConcurrent(b *testing.B) {
 	}
 	b.ReportMetric(float64(ops)/elapsed.Seconds(), "ops/s")
 }
+
+// BenchmarkAcceptResidentBatch measures what a resident scheduler's large
+// ACCEPT costs the master: each call carries, for residentPerAccept
+// instances, RESERVE (labelled cpus, mem, disk), CREATE (a persistent
+// volume on the reserved disk) and LAUNCH (a simulated task on them), as
+// Berth sends when an allocation round places many instances on one agent.
+// Status updates are not acknowledged, to measure the ACCEPT alone.
+func BenchmarkAcceptResidentBatch(b *testing.B) {
+	const residentPerAccept = 750
+	c := startWith(b, Config{
+		Listen:             "127.0.0.1:0",
+		Agents:             100,
+		AgentResources:     "cpus:8;mem:32768;disk:100000;ports:[31000-32000]",
+		Simulate:           true,
+		AllocationInterval: 100 * time.Millisecond,
+		Logger:             testLogger(),
+	})
+	s := subscribe(b, c, berthInfo())
+	s.noAck = true
+	var pending []mesos.Offer
+	b.ResetTimer()
+	start := time.Now()
+	ops := 0
+	for n := 0; ops < b.N; n++ {
+		if len(pending) == 0 {
+			pending = nextOffers(b, s)
+		}
+		o := pending[0]
+		pending = pending[1:]
+		var batch calls.OfferOperations
+		for k := 0; k < residentPerAccept; k++ {
+			id := fmt.Sprintf("i%d-%d", n, k)
+			l := labels("berth_instance_id", id)
+			res := []mesos.Resource{
+				reserved(scalar("cpus", 0.01), "berth", "berth", l),
+				reserved(scalar("mem", 4), "berth", "berth", l),
+			}
+			disk := reserved(scalar("disk", 1), "berth", "berth", l)
+			vol := volume(disk, id+"#data", "data")
+			batch = append(batch, calls.OpReserve(append(append([]mesos.Resource(nil), res...), disk)...), calls.OpCreate(vol))
+			batch = append(batch, calls.OpLaunch(shellTask("t-"+id, o, "x", append(append([]mesos.Resource(nil), res...), vol))))
+		}
+		s.mustCall(calls.Accept(batch.WithOffers(o.ID)).With(calls.RefuseSeconds(0)))
+		ops += len(batch)
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	if n := len(c.Operations()); n < ops {
+		b.Fatalf("%d operations recorded, %d sent", n, ops)
+	}
+	b.ReportMetric(float64(ops)/elapsed.Seconds(), "ops/s")
+}
