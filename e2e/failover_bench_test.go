@@ -299,7 +299,11 @@ func benchFailoverOn(b *testing.B, agents int, apps []failoverApp) {
 	rates := map[string]float64{"placed/s": float64(total) / placed.Seconds()}
 	c.writeLogs(b, lead, "placed")
 	if allResident(apps) {
+		// With -bench-logs, a stop or start still waiting after 5 minutes
+		// leaves the processes' output for a look.
+		stuck := time.AfterFunc(5*time.Minute, func() { c.writeLogs(b, lead, "stuck") })
 		stopStart(b, api, apps, total, rates)
+		stuck.Stop()
 		c.writeLogs(b, lead, "restarted")
 	}
 	reReconciled := regexp.MustCompile(`msg="reconciliation complete" component=scheduler tasks=` + strconv.Itoa(total) + ` `)
