@@ -185,7 +185,7 @@ func (s *Scheduler) subscribe(ctx context.Context) error {
 	endpoint := strings.TrimRight(s.cfg.MesosMaster, "/") + "/api/v1/scheduler"
 	opts := []httpcli.Opt{
 		httpcli.Endpoint(endpoint),
-		httpcli.Codec(codecs.ByMediaType[codecs.MediaTypeProtobuf]),
+		httpcli.Codec(largeFrames(codecs.ByMediaType[codecs.MediaTypeProtobuf], maxEventBytes)),
 	}
 	cfgOpts := append([]httpcli.ConfigOpt(nil), httpcli.DefaultConfigOpt...)
 	if s.cfg.Secret != "" {

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
+	"github.com/mesos/mesos-go/api/v1/lib/encoding"
+	"github.com/mesos/mesos-go/api/v1/lib/encoding/framing"
 	"github.com/mesos/mesos-go/api/v1/lib/httpcli"
 	"github.com/mesos/mesos-go/api/v1/lib/scheduler"
 	"github.com/mesos/mesos-go/api/v1/lib/scheduler/calls"
@@ -239,4 +241,28 @@ func callsClient(sub *subscription, cfg []httpcli.ConfigOpt, codec httpcli.Opt) 
 	return func(ctx context.Context, c *scheduler.Call) (mesos.Response, error) {
 		return cli.Do(c, httpcli.Context(ctx), httpcli.Header("Mesos-Stream-Id", streamID))
 	}, nil
+}
+
+// maxEventBytes is the largest event the scheduler decodes from its
+// subscription. mesos-go's HTTP client reads the stream in RecordIO frames
+// of at most 4 MiB, but a master sends an allocation round's offers as one
+// event, and each offer carries every reservation and volume on its agent:
+// 1,000 agents with 10 berths each make about 15 MiB.
+const maxEventBytes = 256 << 20
+
+// largeFrames returns codec with its decoder reading RecordIO frames of up
+// to max bytes (mesos-go's reader embeds a bufio.Scanner whose limit can be
+// raised before the first read; a reader without one is left alone).
+func largeFrames(codec encoding.Codec, max int) encoding.Codec {
+	dec := codec.NewDecoder
+	codec.NewDecoder = func(s encoding.Source) encoding.Decoder {
+		return dec(func() framing.Reader {
+			r := s()
+			if b, ok := r.(interface{ Buffer([]byte, int) }); ok {
+				b.Buffer(make([]byte, 64<<10), max)
+			}
+			return r
+		})
+	}
+	return codec
 }

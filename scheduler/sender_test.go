@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,10 @@ import (
 	"time"
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
+	"github.com/mesos/mesos-go/api/v1/lib/encoding"
+	"github.com/mesos/mesos-go/api/v1/lib/encoding/codecs"
+	"github.com/mesos/mesos-go/api/v1/lib/encoding/framing"
+	"github.com/mesos/mesos-go/api/v1/lib/recordio"
 	"github.com/mesos/mesos-go/api/v1/lib/scheduler"
 	"github.com/mesos/mesos-go/api/v1/lib/scheduler/calls"
 )
@@ -145,4 +150,46 @@ func TestSenderFailedAcceptDeclinesItsOffer(t *testing.T) {
 	}
 	cancel()
 	<-done
+}
+
+// The subscription decodes an OFFERS event larger than mesos-go's 4 MiB
+// RecordIO frame (an allocation round over agents holding many berths), as
+// it decodes a small one; the stock codec fails on it.
+func TestSubscriptionDecodesEventsOverFourMiB(t *testing.T) {
+	ev := scheduler.Event{Type: scheduler.Event_OFFERS, Offers: &scheduler.Event_Offers{}}
+	for i := 0; i < 1000; i++ {
+		o := mesos.Offer{ID: mesos.OfferID{Value: fmt.Sprintf("O%d", i)}, FrameworkID: mesos.FrameworkID{Value: "fw"},
+			AgentID: mesos.AgentID{Value: fmt.Sprintf("A%d", i)}, Hostname: "host"}
+		for k := 0; k < 30; k++ {
+			o.Resources = append(o.Resources, mesos.Resource{Name: "disk", Type: mesos.SCALAR.Enum(),
+				Scalar: &mesos.Value_Scalar{Value: 1}, Role: strPtr("berth"),
+				Reservation: &mesos.Resource_ReservationInfo{Labels: &mesos.Labels{Labels: []mesos.Label{
+					{Key: LabelInstanceID, Value: strPtr(fmt.Sprintf("db.instance-%0100d", i*10+k))}}}}})
+		}
+		ev.Offers.Offers = append(ev.Offers.Offers, o)
+	}
+	b, err := ev.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) <= 4<<20 {
+		t.Fatalf("test event of %d bytes is not over 4 MiB", len(b))
+	}
+	stream := append([]byte(fmt.Sprintf("%d\n", len(b))), b...)
+	decode := func(c encoding.Codec) (*scheduler.Event, error) {
+		var got scheduler.Event
+		src := func() framing.Reader { return recordio.NewReader(bytes.NewReader(stream)) }
+		return &got, c.NewDecoder(src).Decode(&got)
+	}
+	proto := codecs.ByMediaType[codecs.MediaTypeProtobuf]
+	if _, err := decode(proto); err == nil {
+		t.Fatal("the stock codec decoded a frame over 4 MiB; this test no longer shows the limit")
+	}
+	got, err := decode(largeFrames(proto, maxEventBytes))
+	if err != nil {
+		t.Fatalf("decode a %d-byte event: %v", len(b), err)
+	}
+	if n := len(got.GetOffers().GetOffers()); n != 1000 {
+		t.Fatalf("decoded %d offers, want 1000", n)
+	}
 }
