@@ -47,6 +47,10 @@ var failovers = flag.Int("failovers", 1, "leader kills per iteration of the Benc
 // during the first 30 s of placement (the servers then serve pprof).
 var placementProfile = flag.String("placement-profile", "", "file for a 30 s CPU profile of the leader while BenchmarkFailover* places its tasks")
 
+// benchLogs, when set, names a directory for each process's output and
+// the leader's scheduler metrics, written once the tasks are placed.
+var benchLogs = flag.String("bench-logs", "", "directory for the processes' output and the leader's /metrics after BenchmarkFailover* placed its tasks")
+
 // BenchmarkFailover10Tasks: one stateless app with 6 instances and two
 // resident apps (persistent volume) with 2 each.
 func BenchmarkFailover10Tasks(b *testing.B) {
@@ -76,6 +80,16 @@ func BenchmarkFailover10kResident(b *testing.B) {
 		{id: "/db-b", instances: 2500, resident: true},
 		{id: "/db-c", instances: 2500, resident: true},
 		{id: "/db-d", instances: 2500, resident: true},
+	})
+}
+
+// BenchmarkFailover1kResident is BenchmarkFailover10kResident at a tenth
+// of the scale (1,000 resident instances on 100 agents): a quicker check
+// of the same path, stop + start included.
+func BenchmarkFailover1kResident(b *testing.B) {
+	benchFailoverOn(b, 100, []failoverApp{
+		{id: "/db-a", instances: 500, resident: true},
+		{id: "/db-b", instances: 500, resident: true},
 	})
 }
 
@@ -281,6 +295,9 @@ func benchFailoverOn(b *testing.B, agents int, apps []failoverApp) {
 		b.Errorf("placement profile: %v", err)
 	}
 	b.Logf("%d tasks running %s after the first create (%.0f/s)", total, placed.Round(time.Millisecond), float64(total)/placed.Seconds())
+	// Reported after the failovers: b.ResetTimer drops metrics reported before it.
+	rates := map[string]float64{"placed/s": float64(total) / placed.Seconds()}
+	c.writeLogs(b, lead, "placed")
 	reReconciled := regexp.MustCompile(`msg="reconciliation complete" component=scheduler tasks=` + strconv.Itoa(total) + ` `)
 
 	var elected, agreed, subscribed, reconciled []time.Duration
@@ -351,12 +368,131 @@ func benchFailoverOn(b *testing.B, agents int, apps []failoverApp) {
 		b.StartTimer()
 	}
 	b.StopTimer()
+	if allResident(apps) {
+		// After the failovers, so that they are measured on the state
+		// placement left, as before this figure existed. With -bench-logs,
+		// a stop or start still waiting after 5 minutes leaves the
+		// processes' output for a look.
+		lead = c.waitAgreed(c.servers)
+		api = c.others(lead)[0]
+		stuck := time.AfterFunc(5*time.Minute, func() { c.writeLogs(b, lead, "stuck") })
+		stopStart(b, api, apps, total, rates)
+		stuck.Stop()
+		c.writeLogs(b, lead, "restarted")
+	}
 	reportFailover(b, "elected", elected)
 	reportFailover(b, "agreed", agreed)
 	reportFailover(b, "subscribed", subscribed)
 	reportFailover(b, "reconciled", reconciled)
 	b.ReportMetric(float64(total), "tasks")
+	for unit, v := range rates {
+		b.ReportMetric(v, unit)
+	}
 	b.Logf("%d tasks: elected %v, agreed %v, subscribed %v, reconciled %v", total, elected, agreed, subscribed, reconciled)
+}
+
+func allResident(apps []failoverApp) bool {
+	for _, a := range apps {
+		if !a.resident {
+			return false
+		}
+	}
+	return len(apps) > 0
+}
+
+// berths lists instance id → agent id of the running tasks through s.
+func (s *benchServer) berths(b testing.TB) map[string]string {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	res, err := s.tasks.ListTasks(ctx, connect.NewRequest(&v1.ListTasksRequest{}))
+	if err != nil {
+		b.Fatalf("list tasks through %s: %v", s.name, err)
+	}
+	out := map[string]string{}
+	for _, t := range res.Msg.GetTasks() {
+		if t.GetState() == "TASK_RUNNING" {
+			out[t.GetInstanceId()] = t.GetAgentId()
+		}
+	}
+	return out
+}
+
+// stopStart is issue 14's stop + start figure: scale every (resident) app
+// to 0 instances, time until no task runs, scale them back, time until
+// every instance runs again, and check that each came back on its berth
+// (same instance, same agent).
+func stopStart(b *testing.B, api *benchServer, apps []failoverApp, total int, rates map[string]float64) {
+	before := api.berths(b)
+	if len(before) != total {
+		b.Fatalf("before the stop: %d running, want %d", len(before), total)
+	}
+	scale := func(instances func(failoverApp) int32) {
+		for _, a := range apps {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			_, err := api.apps.UpdateApp(ctx, connect.NewRequest(&v1.UpdateAppRequest{
+				Id: a.id, App: &v1.App{Instances: ptr(instances(a))}, Partial: true, Force: true}))
+			cancel()
+			if err != nil {
+				b.Fatalf("scale %s: %v", a.id, err)
+			}
+		}
+	}
+	start := time.Now()
+	scale(func(failoverApp) int32 { return 0 })
+	waitUntil(b, 30*time.Minute, "every task stopped", func() bool {
+		run, _, err := api.runningTasks(b)
+		return err == nil && len(run) == 0
+	})
+	stopped := time.Since(start)
+	start = time.Now()
+	scale(func(a failoverApp) int32 { return int32(a.instances) })
+	waitUntil(b, 30*time.Minute, fmt.Sprintf("%d tasks running again", total), func() bool {
+		run, _, err := api.runningTasks(b)
+		return err == nil && len(run) == total
+	})
+	started := time.Since(start)
+	after := api.berths(b)
+	for iid, agent := range before {
+		if after[iid] != agent {
+			b.Fatalf("instance %s ran on %s before the stop, on %q after the start", iid, agent, after[iid])
+		}
+	}
+	b.Logf("stop of %d: %s (%.0f/s); start on their berths: %s (%.0f/s); stop + start %.0f/s", total,
+		stopped.Round(time.Millisecond), float64(total)/stopped.Seconds(), started.Round(time.Millisecond),
+		float64(total)/started.Seconds(), float64(total)/(stopped+started).Seconds())
+	rates["stopped/s"] = float64(total) / stopped.Seconds()
+	rates["restarted/s"] = float64(total) / started.Seconds()
+}
+
+// writeLogs writes, with -bench-logs, every process's output so far and
+// the leader's scheduler and FSM metrics into the directory, the file
+// names prefixed with stage.
+func (c *benchCluster) writeLogs(b *testing.B, lead *benchServer, stage string) {
+	dir := *benchLogs
+	if dir == "" {
+		return
+	}
+	write := func(name, text string) {
+		if err := os.WriteFile(fmt.Sprintf("%s/%s-%s", dir, stage, name), []byte(text), 0o644); err != nil {
+			b.Errorf("bench logs: %v", err)
+		}
+	}
+	write("mesos-local.log", c.mesos.out.String())
+	for _, s := range c.servers {
+		write(s.name+".log", s.p.out.String())
+	}
+	res, err := http.Get("http://" + lead.api + "/metrics")
+	if err != nil {
+		b.Errorf("leader metrics: %v", err)
+		return
+	}
+	defer res.Body.Close()
+	m, err := io.ReadAll(res.Body)
+	if err != nil {
+		b.Errorf("leader metrics: %v", err)
+		return
+	}
+	write(lead.name+".metrics", string(m))
 }
 
 // waitAgreed waits until the listed servers agree on a leader among them.

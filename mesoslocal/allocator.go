@@ -37,6 +37,15 @@ func (c *Cluster) allocationLoop() {
 
 const maxOffersPerEvent = 1000
 
+// maxOffersEventBytes bounds the encoded offers of one OFFERS event, well
+// under mesos-go's 4 MiB frame limit (an offer alone larger than this
+// still goes out, alone in its event).
+const maxOffersEventBytes = 1 << 20
+
+func newOffersEvent() *scheduler.Event {
+	return &scheduler.Event{Type: scheduler.Event_OFFERS, Offers: &scheduler.Event_Offers{}}
+}
+
 // kickAllocation asks for an allocation round soon (coalesced).
 func (c *Cluster) kickAllocation() {
 	select {
@@ -137,16 +146,22 @@ func (c *Cluster) allocate(now time.Time) {
 			continue
 		}
 		// Large rounds are split so that no event exceeds mesos-go's 4 MiB
-		// RecordIO frame limit.
-		for len(offers) > 0 {
-			n := min(len(offers), maxOffersPerEvent)
-			ev := &scheduler.Event{Type: scheduler.Event_OFFERS, Offers: &scheduler.Event_Offers{Offers: make([]mesos.Offer, 0, n)}}
-			for _, o := range offers[:n] {
-				ev.Offers.Offers = append(ev.Offers.Offers, c.renderOffer(o))
+		// RecordIO frame limit: by count, and by size, since an agent's
+		// offer carries every reservation and volume on it (1,000 offers of
+		// 10 labelled berths each are about 15 MiB).
+		ev := newOffersEvent()
+		size := 0
+		for _, o := range offers {
+			mo := c.renderOffer(o)
+			n := mo.Size()
+			if len(ev.Offers.Offers) > 0 && (len(ev.Offers.Offers) == maxOffersPerEvent || size+n > maxOffersEventBytes) {
+				c.sendEvent(fw, ev)
+				ev, size = newOffersEvent(), 0
 			}
-			c.sendEvent(fw, ev)
-			offers = offers[n:]
+			ev.Offers.Offers = append(ev.Offers.Offers, mo)
+			size += n
 		}
+		c.sendEvent(fw, ev)
 	}
 	if c.afterAllocate != nil {
 		c.afterAllocate(now, fws)

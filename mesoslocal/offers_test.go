@@ -1,6 +1,7 @@
 package mesoslocal
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -329,4 +330,43 @@ func mustUpgrade(t *testing.T, r mesos.Resource) mesos.Resource {
 		t.Fatal(err)
 	}
 	return u
+}
+
+// An allocation round whose offers together exceed what mesos-go decodes
+// in one RecordIO frame (4 MiB) is sent in several OFFERS events, each of
+// at most maxOffersEventBytes of offers: a scheduler holding thousands of
+// berths (each agent's offer carries all of its reservations and volumes)
+// keeps its subscription.
+func TestLargeOfferRoundIsSplitBySize(t *testing.T) {
+	var attrs []string
+	for i := 0; i < 150; i++ {
+		attrs = append(attrs, fmt.Sprintf("attribute_number_%03d:a_fairly_long_attribute_value_to_make_offers_large_%03d", i, i))
+	}
+	const agents = 300 // well under maxOffersPerEvent: only the size splits
+	c := startCluster(t, func(cfg *Config) {
+		cfg.Agents = agents
+		cfg.Simulate = true
+		cfg.AgentAttributes = strings.Join(attrs, ";")
+	})
+	s := subscribe(t, c, frameworkInfo("*"))
+	got, events, total := 0, 0, 0
+	for got < agents {
+		e := s.tryAwait(func(e *scheduler.Event) bool { return e.Type == scheduler.Event_OFFERS }, time.Minute)
+		if e == nil {
+			t.Fatalf("%d of %d offers within a minute", got, agents)
+		}
+		size := 0
+		for i := range e.Offers.Offers {
+			size += e.Offers.Offers[i].Size()
+		}
+		if len(e.Offers.Offers) > 1 && size > maxOffersEventBytes {
+			t.Fatalf("an OFFERS event of %d offers carries %d bytes of offers, more than %d", len(e.Offers.Offers), size, maxOffersEventBytes)
+		}
+		got += len(e.Offers.Offers)
+		total += size
+		events++
+	}
+	if total <= maxOffersEventBytes || events < 2 {
+		t.Fatalf("%d bytes of offers in %d events; the test needs a round larger than one event", total, events)
+	}
 }

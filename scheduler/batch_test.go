@@ -250,11 +250,11 @@ func TestLoopStatusBatchWriteAhead(t *testing.T) {
 	var commits int
 	fail := true
 	var queuedAtCommit int
-	var out *lanes
+	var out *sender
 	deps := Deps{
 		Store: func() Store { return store },
 		Commit: func(_ context.Context, plan *v1.SchedulerPlanCommand) error {
-			queuedAtCommit = len(out.other.queue) + len(out.offers.queue)
+			queuedAtCommit = len(out.queued())
 			if fail {
 				return errors.New("not leader")
 			}
@@ -268,18 +268,18 @@ func TestLoopStatusBatchWriteAhead(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	s := New(h.cfg, deps)
-	out = &lanes{offers: newSender(ctx, nil, "fw-1", s.log), other: newSender(ctx, nil, "fw-1", s.log)}
+	out = newSender(ctx, nil, "fw-1", s.log)
 	l := &loop{s: s, ctx: ctx, out: out}
 
 	l.apply(StatusUpdates{Statuses: statuses})
-	if n := len(out.other.queue) + len(out.offers.queue); n != 0 || published != 0 || queuedAtCommit != 0 {
+	if n := len(out.queued()); n != 0 || published != 0 || queuedAtCommit != 0 {
 		t.Fatalf("failed commit: %d calls queued, %d events published, %d queued before commit; want none", n, published, queuedAtCommit)
 	}
 
 	fail = false
 	l.apply(StatusUpdates{Statuses: statuses})
 	acks := 0
-	for _, c := range out.other.queue {
+	for _, c := range out.queued() {
 		if c.Type == scheduler.Call_ACKNOWLEDGE {
 			acks++
 		}

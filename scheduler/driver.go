@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os/user"
 	"runtime/debug"
 	"strings"
@@ -184,19 +185,19 @@ func (s *Scheduler) subscribe(ctx context.Context) error {
 	endpoint := strings.TrimRight(s.cfg.MesosMaster, "/") + "/api/v1/scheduler"
 	opts := []httpcli.Opt{
 		httpcli.Endpoint(endpoint),
-		httpcli.Codec(codecs.ByMediaType[codecs.MediaTypeProtobuf]),
+		httpcli.Codec(largeFrames(codecs.ByMediaType[codecs.MediaTypeProtobuf], maxEventBytes)),
 	}
-	var extra []httpcli.ConfigOpt
+	cfgOpts := append([]httpcli.ConfigOpt(nil), httpcli.DefaultConfigOpt...)
 	if s.cfg.Secret != "" {
-		extra = append(extra, httpcli.BasicAuth(s.cfg.Principal, s.cfg.Secret))
+		cfgOpts = append(cfgOpts, httpcli.BasicAuth(s.cfg.Principal, s.cfg.Secret))
 	}
 	if s.cfg.MesosTLS != nil {
-		extra = append(extra, httpcli.TLSConfig(s.cfg.MesosTLS))
+		cfgOpts = append(cfgOpts, httpcli.TLSConfig(s.cfg.MesosTLS))
 	}
-	if len(extra) > 0 {
-		cfgOpts := append(append([]httpcli.ConfigOpt(nil), httpcli.DefaultConfigOpt...), extra...)
-		opts = append(opts, httpcli.Do(httpcli.With(cfgOpts...)))
-	}
+	// Keep a connection per call in flight (and the subscription's) open.
+	cfgOpts = append(cfgOpts, httpcli.Transport(func(t *http.Transport) { t.MaxIdleConnsPerHost = senderWorkers + 2 }))
+	var subInfo subscription
+	opts = append(opts, httpcli.Do(httpcli.With(append(cfgOpts, httpcli.WrapRoundTripper(subInfo.observe))...)))
 	cli := httpcli.New(opts...)
 	caller := httpsched.NewCaller(cli)
 	sub := calls.Subscribe(s.frameworkInfo(fid))
@@ -290,13 +291,13 @@ func (s *Scheduler) subscribe(ctx context.Context) error {
 	s.deps.Live.start(hc, rc)
 	defer s.deps.Live.stop()
 
-	// Two lanes: offer calls (ACCEPT, DECLINE), which a master may take a
-	// while to answer, and everything else (ACKNOWLEDGE, KILL, RECONCILE,
-	// REVIVE), so that acknowledgements never wait behind big ACCEPTs.
-	out := &lanes{offers: newSender(sctx, caller, fid, s.log), other: newSender(sctx, caller, fid, s.log)}
-	wg.Add(2)
-	go func() { defer wg.Done(); out.offers.run() }()
-	go func() { defer wg.Done(); out.other.run() }()
+	send, err := callsClient(&subInfo, cfgOpts, httpcli.Codec(codecs.ByMediaType[codecs.MediaTypeProtobuf]))
+	if err != nil {
+		return err
+	}
+	out := newSender(sctx, send, fid, s.log)
+	wg.Add(1)
+	go func() { defer wg.Done(); out.run() }()
 
 	agentStates := make(chan AgentStates)
 	wg.Add(1)
@@ -375,7 +376,7 @@ func (s *Scheduler) errorEvent(msg string) error {
 type loop struct {
 	s         *Scheduler
 	ctx       context.Context
-	out       *lanes
+	out       *sender
 	health    *healthChecker
 	readiness *readinessChecker
 	snaps     snapshots
@@ -470,35 +471,43 @@ func (l *loop) apply(in Input) {
 	if obs != nil {
 		obs.Decided(inputKind(in), time.Since(now))
 	}
-	if d.Plan != nil {
-		start := time.Now()
-		err := l.s.deps.Commit(l.ctx, d.Plan)
-		if obs != nil {
-			obs.PlanCommitted(time.Since(start), err == nil)
+	parts, rest := splitPlan(d, maxPlanInstances)
+	for k, part := range parts {
+		if part.plan != nil {
+			start := time.Now()
+			err := l.s.deps.Commit(l.ctx, part.plan)
+			if obs != nil {
+				obs.PlanCommitted(time.Since(start), err == nil)
+			}
+			if err != nil {
+				l.snaps.drop()
+				// Not committed: send nothing that depends on it. Offers are
+				// declined so they are not held; the memory is dropped so that
+				// whatever it recorded as sent is decided again.
+				// Usually a conflict with a concurrent API write to an instance
+				// (the FSM's compare-and-set), or lost leadership.
+				l.s.log.Warn("scheduler plan not committed; deciding again", "err", err, "input", fmt.Sprintf("%T", in), "part", k+1, "of", len(parts))
+				l.s.mem = l.s.mem.afterFailedCommit(d)
+				if k == 0 {
+					l.declineOffers(in)
+				} else {
+					l.declineAccepts(parts[k:])
+				}
+				return
+			}
+			l.snaps.committed(store, part.plan)
 		}
-		if err != nil {
-			l.snaps.drop()
-			// Not committed: send nothing that depends on it. Offers are
-			// declined so they are not held; the memory is dropped so that
-			// whatever it recorded as sent is decided again.
-			// Usually a conflict with a concurrent API write to an instance
-			// (the FSM's compare-and-set), or lost leadership.
-			l.s.log.Warn("scheduler plan not committed; deciding again", "err", err, "input", fmt.Sprintf("%T", in))
-			l.s.mem = l.s.mem.afterFailedCommit(d)
-			l.declineOffers(in)
-			return
+		if k == 0 && l.out.failedAccept() {
+			// Launches recorded as staging may never have reached the
+			// master; reconciliation will tell.
+			l.s.mem.reconcileNow = true
 		}
-		l.snaps.committed(store, d.Plan)
+		l.out.enqueue(part.calls...)
 	}
+	l.out.enqueue(rest...)
 	if obs != nil {
 		observe(obs, in, d, placed)
 	}
-	if l.out.failedAccept() {
-		// Launches recorded as staging may never have reached the master;
-		// reconciliation will tell.
-		l.s.mem.reconcileNow = true
-	}
-	l.out.enqueue(d.Calls...)
 	for _, f := range d.TaskFailures {
 		LogTaskFailure(l.s.log, f)
 	}
@@ -529,6 +538,22 @@ func (l *loop) apply(in Input) {
 	}
 }
 
+// declineAccepts declines the offers of the ACCEPTs of plan parts that
+// were not committed (those of the parts before were accepted).
+func (l *loop) declineAccepts(parts []planPart) {
+	var ids []mesos.OfferID
+	for _, p := range parts {
+		for _, c := range p.calls {
+			if c.Type == scheduler.Call_ACCEPT {
+				ids = append(ids, c.Accept.OfferIDs...)
+			}
+		}
+	}
+	if len(ids) > 0 && l.ctx.Err() == nil {
+		l.out.enqueue(calls.Decline(ids...).With(calls.RefuseSeconds(time.Second)))
+	}
+}
+
 // declineOffers declines the offers of an input that was not acted on, so
 // that they are not held.
 func (l *loop) declineOffers(in Input) {
@@ -544,116 +569,4 @@ func (l *loop) declineOffers(in Input) {
 	if obs := l.s.deps.Observer; obs != nil {
 		obs.Offers(len(ids), len(ids), 0)
 	}
-}
-
-// lanes routes calls to two senders, each sending in order.
-type lanes struct{ offers, other *sender }
-
-func (l *lanes) enqueue(cs ...*scheduler.Call) {
-	for _, c := range cs {
-		switch c.Type {
-		case scheduler.Call_ACCEPT, scheduler.Call_DECLINE:
-			l.offers.enqueue(c)
-		default:
-			l.other.enqueue(c)
-		}
-	}
-}
-
-func (l *lanes) failedAccept() bool { return l.offers.failedAccept() }
-
-// sender sends calls to the master in order from its own goroutine, so
-// that a slow master never stalls the event loop (and with it the reading
-// of the subscription stream). Calls are queued only after their plan
-// committed; once ctx ends nothing more is sent.
-type sender struct {
-	ctx    context.Context
-	caller calls.Caller
-	fid    string
-	log    *slog.Logger
-
-	mu       sync.Mutex
-	queue    []*scheduler.Call
-	wake     chan struct{}
-	acceptKO bool
-}
-
-func newSender(ctx context.Context, caller calls.Caller, fid string, log *slog.Logger) *sender {
-	return &sender{ctx: ctx, caller: caller, fid: fid, log: log, wake: make(chan struct{}, 1)}
-}
-
-func (o *sender) enqueue(cs ...*scheduler.Call) {
-	if len(cs) == 0 {
-		return
-	}
-	o.mu.Lock()
-	o.queue = append(o.queue, cs...)
-	o.mu.Unlock()
-	select {
-	case o.wake <- struct{}{}:
-	default:
-	}
-}
-
-// failedAccept reports (and clears) whether an ACCEPT failed since the
-// last call.
-func (o *sender) failedAccept() bool {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	f := o.acceptKO
-	o.acceptKO = false
-	return f
-}
-
-func (o *sender) run() {
-	for {
-		select {
-		case <-o.ctx.Done():
-			return
-		case <-o.wake:
-		}
-		for {
-			o.mu.Lock()
-			if len(o.queue) == 0 {
-				o.mu.Unlock()
-				break
-			}
-			c := o.queue[0]
-			o.queue[0] = nil
-			o.queue = o.queue[1:]
-			o.mu.Unlock()
-			if o.ctx.Err() != nil {
-				return // leadership lost: stop sending at once
-			}
-			if err := o.send(c); err != nil && c.Type == scheduler.Call_ACCEPT {
-				o.mu.Lock()
-				o.acceptKO = true
-				o.mu.Unlock()
-				// The master may not have seen the ACCEPT and would then hold
-				// the offer forever (no offer timeout by default): decline
-				// it. Declining an offer already used is harmless.
-				if o.ctx.Err() == nil {
-					_ = o.send(calls.Decline(c.Accept.OfferIDs...).With(calls.RefuseSeconds(time.Second)))
-				}
-			}
-		}
-	}
-}
-
-func (o *sender) send(c *scheduler.Call) error {
-	c.FrameworkID = &mesos.FrameworkID{Value: o.fid}
-	resp, err := o.caller.Call(o.ctx, c)
-	if resp != nil {
-		_ = resp.Close()
-	}
-	if err != nil {
-		if o.ctx.Err() == nil {
-			o.log.Warn("mesos call failed", "call", c.Type.String(), "instance_ids", callInstances(c), "err", err)
-		}
-		return fmt.Errorf("%s: %w", c.Type, err)
-	}
-	if c.Type != scheduler.Call_DECLINE && o.log.Enabled(o.ctx, slog.LevelDebug) {
-		o.log.Debug("mesos call sent", "call", c.Type.String(), "operations", operationNames(c), "instance_ids", callInstances(c))
-	}
-	return nil
 }
