@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -592,18 +593,85 @@ type fault struct {
 	inject func(n *nemesis) (heal func(), desc string)
 }
 
+// kill9 kills s and holds its ports while it is down: other test binaries
+// on the machine draw ports from the same range, and one that took a down
+// server's port kept it from coming back ("address already in use"). The
+// returned func releases them and restarts s.
+func (n *nemesis) kill9(s *nemesisServer) (restart func()) {
+	s.p.kill9()
+	var held []int
+	for _, a := range []struct {
+		typ  int
+		addr string
+	}{{syscall.SOCK_STREAM, s.api}, {syscall.SOCK_STREAM, s.raft}, {syscall.SOCK_STREAM, s.gossip}, {syscall.SOCK_DGRAM, s.gossip}} {
+		if fd, err := bindOnly(a.typ, a.addr); err == nil {
+			held = append(held, fd)
+		}
+	}
+	return func() {
+		for _, fd := range held {
+			_ = syscall.Close(fd)
+		}
+		n.restart(s)
+	}
+}
+
+// bindOnly binds a socket to addr without listening and without
+// SO_REUSEADDR: no other socket can bind the port, and a connection to it
+// is refused, as to a server that is down.
+func bindOnly(typ int, addr string) (int, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return -1, err
+	}
+	sa := &syscall.SockaddrInet4{}
+	if sa.Port, err = strconv.Atoi(port); err != nil {
+		return -1, err
+	}
+	copy(sa.Addr[:], net.ParseIP(host).To4())
+	fd, err := syscall.Socket(syscall.AF_INET, typ|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	if err := syscall.Bind(fd, sa); err != nil {
+		_ = syscall.Close(fd)
+		return -1, err
+	}
+	return fd, nil
+}
+
+// restart starts s again, retrying while another process holds one of its
+// ports (the window between releasing and binding them is short, not
+// empty).
+func (n *nemesis) restart(s *nemesisServer) {
+	n.t.Helper()
+	for attempt := 1; ; attempt++ {
+		s.p.restart()
+		select {
+		case <-s.p.done:
+			out := tail(s.p.out.String(), 5)
+			if attempt >= 30 || !strings.Contains(out, "address already in use") {
+				n.t.Fatalf("restart %s: it exited:\n%s", s.name, out)
+			}
+			n.t.Logf("restart %s: a port of its is taken (attempt %d); trying again", s.name, attempt)
+			time.Sleep(2 * time.Second)
+		case <-time.After(3 * time.Second):
+			return
+		}
+	}
+}
+
 var nemesisFaults = []fault{
 	{"kill-leader", func(n *nemesis) (func(), string) {
 		lead := n.leader(n.servers)
-		lead.p.kill9()
+		restart := n.kill9(lead)
 		n.leader(n.others(lead))
-		return func() { lead.p.restart() }, "kill -9 leader " + lead.name
+		return restart, "kill -9 leader " + lead.name
 	}},
 	{"kill-follower", func(n *nemesis) (func(), string) {
 		lead := n.leader(n.servers)
 		f := n.others(lead)[n.rng.IntN(2)]
-		f.p.kill9()
-		return func() { f.p.restart() }, "kill -9 follower " + f.name
+		return n.kill9(f), "kill -9 follower " + f.name
 	}},
 	{"partition", func(n *nemesis) (func(), string) {
 		s, role := n.target()
