@@ -12,13 +12,11 @@ import (
 
 var errNoSpace = errors.New("write raft.db: no space left on device (injected)")
 
-// TestDiskFailureStepsDownOnce: a leader whose log cannot be written steps
-// down once and stays a follower while its disk fails; the others elect a
-// leader among themselves and no election storm follows (the term stays
-// put); members say why; when the disk recovers the server catches up on
-// its own. (A full disk once made leadership flap about once a second.)
-func TestDiskFailureStepsDownOnce(t *testing.T) {
-	var sick atomic.Value // name of the server whose disk fails
+// startSickableCluster starts three servers whose Raft log appends fail
+// with errNoSpace on the server named in sick ("" : none).
+func startSickableCluster(t *testing.T) ([]*tnode, *atomic.Value) {
+	t.Helper()
+	sick := &atomic.Value{}
 	sick.Store("")
 	nodes := startCluster(t, 3, func(c *Config) {
 		name := c.NodeName
@@ -30,6 +28,16 @@ func TestDiskFailureStepsDownOnce(t *testing.T) {
 			return nil
 		}
 	})
+	return nodes, sick
+}
+
+// TestDiskFailureStepsDownOnce: a leader whose log cannot be written steps
+// down once and stays a follower while its disk fails; the others elect a
+// leader among themselves and no election storm follows (the term stays
+// put); members say why; when the disk recovers the server catches up on
+// its own. (A full disk once made leadership flap about once a second.)
+func TestDiskFailureStepsDownOnce(t *testing.T) {
+	nodes, sick := startSickableCluster(t)
 	leader := checkOneCluster(t, nodes)
 	set(t, nodes, "before", "1")
 
@@ -109,18 +117,7 @@ func TestDiskFailureAlone(t *testing.T) {
 // never resumed, while heartbeats kept flowing: hashicorp/raft#612, found by
 // the nemesis suite's disk-full fault.)
 func TestFollowerCatchesUpAfterItsDiskFailed(t *testing.T) {
-	var sick atomic.Value // name of the server whose disk fails
-	sick.Store("")
-	nodes := startCluster(t, 3, func(c *Config) {
-		name := c.NodeName
-		c.DiskProbeInterval = 200 * time.Millisecond
-		c.logFault = func() error {
-			if sick.Load() == name {
-				return errNoSpace
-			}
-			return nil
-		}
-	})
+	nodes, sick := startSickableCluster(t)
 	leader := checkOneCluster(t, nodes)
 	f := follower(nodes, leader)
 	set(t, nodes, "before", "1")
