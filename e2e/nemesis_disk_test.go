@@ -32,9 +32,15 @@ import (
 const nemesisDiskSize = 256 << 20
 
 // nemesisDiskTermClimb bounds how far the Raft term may climb while one
-// server's disk is full: the step-down of a full leader costs an election
-// or two, an election storm costs one per election timeout.
-const nemesisDiskTermClimb = 3
+// server's disk is full, up to the others agreeing on a leader: the
+// step-down of a full leader costs an election, or a few split ones on a
+// busy machine; an election storm costs one per election timeout for as
+// long as the disk stays full.
+const nemesisDiskTermClimb = 6
+
+// nemesisDiskQuiet is how long, once the others lead, the term must stay
+// put while the disk is still full: several election timeouts.
+const nemesisDiskQuiet = 3 * time.Second
 
 // diskFaultUnavailable says why this machine cannot run the disk-full
 // fault ("" when it can): it mounts and unmounts a tiny tmpfs.
@@ -163,6 +169,12 @@ var diskFullFault = fault{"disk-full", func(n *nemesis) (func(), string) {
 		// the full server did.
 		lead := n.leader(rest)
 		got := raftTerm(rest)
+		// Once the others lead, no election may start while the disk stays
+		// full: a storm starts one per election timeout (1 s).
+		time.Sleep(nemesisDiskQuiet)
+		if later := raftTerm(rest); later != got {
+			t.Errorf("%s: the Raft term went from %d to %d in %s after the others had a leader: elections kept starting", desc, got, later, nemesisDiskQuiet)
+		}
 		if got > term+nemesisDiskTermClimb {
 			t.Errorf("%s: the Raft term climbed from %d to %d: an election storm", desc, term, got)
 		}
@@ -170,7 +182,7 @@ var diskFullFault = fault{"disk-full", func(n *nemesis) (func(), string) {
 		if reason == "" {
 			reason = "no disk error reported (yet)"
 		}
-		t.Logf("%s: term %d → %d while full; %s leads; %s says of %s: %s", desc, term, got, lead.name, lead.name, s.name, reason)
+		t.Logf("%s: term %d → %d while full, then steady for %s; %s leads; %s says of %s: %s", desc, term, got, nemesisDiskQuiet, lead.name, lead.name, s.name, reason)
 		if s.leaderSeen() == s.name {
 			t.Errorf("%s: %s still calls itself the leader with a full disk", desc, s.name)
 		}
