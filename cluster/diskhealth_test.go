@@ -2,7 +2,9 @@ package cluster
 
 import (
 	"errors"
+	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -10,13 +12,11 @@ import (
 
 var errNoSpace = errors.New("write raft.db: no space left on device (injected)")
 
-// TestDiskFailureStepsDownOnce: a leader whose log cannot be written steps
-// down once and stays a follower while its disk fails; the others elect a
-// leader among themselves and no election storm follows (the term stays
-// put); members say why; when the disk recovers the server catches up on
-// its own. (A full disk once made leadership flap about once a second.)
-func TestDiskFailureStepsDownOnce(t *testing.T) {
-	var sick atomic.Value // name of the server whose disk fails
+// startSickableCluster starts three servers whose Raft log appends fail
+// with errNoSpace on the server named in sick ("" : none).
+func startSickableCluster(t *testing.T) ([]*tnode, *atomic.Value) {
+	t.Helper()
+	sick := &atomic.Value{}
 	sick.Store("")
 	nodes := startCluster(t, 3, func(c *Config) {
 		name := c.NodeName
@@ -28,6 +28,16 @@ func TestDiskFailureStepsDownOnce(t *testing.T) {
 			return nil
 		}
 	})
+	return nodes, sick
+}
+
+// TestDiskFailureStepsDownOnce: a leader whose log cannot be written steps
+// down once and stays a follower while its disk fails; the others elect a
+// leader among themselves and no election storm follows (the term stays
+// put); members say why; when the disk recovers the server catches up on
+// its own. (A full disk once made leadership flap about once a second.)
+func TestDiskFailureStepsDownOnce(t *testing.T) {
+	nodes, sick := startSickableCluster(t)
 	leader := checkOneCluster(t, nodes)
 	set(t, nodes, "before", "1")
 
@@ -98,4 +108,43 @@ func TestDiskFailureAlone(t *testing.T) {
 	fail.Store(false)
 	waitLeader(t, nodes, 30*time.Second)
 	set(t, nodes, "c", "3")
+}
+
+// TestFollowerCatchesUpAfterItsDiskFailed: a follower whose log cannot be
+// written while the leader keeps appending gets the log again once its disk
+// recovers. (With hashicorp/raft's pipelined replication the leader's
+// replication to it deadlocked on the follower's first refused append and
+// never resumed, while heartbeats kept flowing: hashicorp/raft#612, found by
+// the nemesis suite's disk-full fault.)
+func TestFollowerCatchesUpAfterItsDiskFailed(t *testing.T) {
+	nodes, sick := startSickableCluster(t)
+	leader := checkOneCluster(t, nodes)
+	f := follower(nodes, leader)
+	set(t, nodes, "before", "1")
+
+	sick.Store(f.cfg.NodeName)
+	// Concurrent writes while the follower refuses them, so that several
+	// appends to it are in flight when it refuses the first.
+	var wg sync.WaitGroup
+	for w := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 100 {
+				_, _, _ = leader.node.Apply(ctxTimeout(t, 5*time.Second), []byte(fmt.Sprintf("set during-%d-%d 2", w, i)))
+			}
+		}()
+	}
+	wg.Wait()
+	set(t, without(nodes, f), "during-last", "2")
+	sick.Store("")
+	waitFor(t, 15*time.Second, "the follower's disk to be healthy again", func() error {
+		if e := f.node.DiskError(); e != "" {
+			return errors.New(e)
+		}
+		return nil
+	})
+	set(t, without(nodes, f), "after", "3")
+	waitHas(t, nodes, "during-last", "2")
+	waitHas(t, nodes, "after", "3")
 }

@@ -324,6 +324,13 @@ func (n *Node) openTransport() error {
 		MaxPool: 3,
 		Timeout: 10 * time.Second,
 		Logger:  n.hc.Named("raft-net"),
+		// No pipelined replication: when a follower refuses an append (its
+		// disk is full), hashicorp/raft's pipeline can deadlock, and the
+		// leader then sends it heartbeats but never another entry, so it
+		// never catches up (hashicorp/raft#612; found by the nemesis
+		// suite's disk-full fault). HashiCorp measured little gain from
+		// pipelining (raft#541).
+		MaxRPCsInFlight: 1,
 	}
 	if n.cfg.RaftTLS != nil {
 		layer, err := newTLSStreamLayer(n.cfg.RaftBind, advertise, n.cfg.RaftTLS, n.log)

@@ -339,7 +339,12 @@ func (s *Scheduler) subscribe(ctx context.Context) error {
 			// the own-commit patch may miss, every TickInterval the
 			// level-triggered pass sees the store as it is (a scale-down
 			// must never wait for an unrelated write). onTick walks every
-			// instance anyway, so this adds a constant factor to it.
+			// instance anyway, so this adds a constant factor to it. It
+			// stays as insurance: in one nemesis run (issue 11) a decision
+			// re-started an instance that the scale-down just before it had
+			// stopped, as if on a view older than the write, and the cause
+			// was not found (BENCHMARKS.md, "the fault suite"); with this,
+			// any such view lasts one TickInterval at most.
 			l.snaps.drop()
 			l.apply(Tick{})
 		case <-watch:
