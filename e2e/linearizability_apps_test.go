@@ -5,8 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -456,34 +454,7 @@ func appMapHistory(all []porcupine.Operation) (ops []porcupine.Operation, end in
 // visualization and the history, when they are not linearizable.
 func checkAppMapHistory(t *testing.T, ops []porcupine.Operation, faults []porcupine.Annotation) {
 	t.Helper()
-	began := time.Now()
-	result, info := porcupine.CheckOperationsVerbose(appMapModel, ops, 3*time.Minute)
-	t.Logf("porcupine: %s in %s", result, time.Since(began).Round(time.Millisecond))
-	if result == porcupine.Ok {
-		return
-	}
-	info.AddAnnotations(faults)
-	// Not t.TempDir: it is removed when the test ends.
-	dir, err := os.MkdirTemp("", "berth-linearizability-apps-")
-	if err != nil {
-		t.Fatalf("porcupine: %s; cannot keep the visualization: %v", result, err)
-	}
-	path := filepath.Join(dir, "linearizability.html")
-	if err := porcupine.VisualizePath(appMapModel, info, path); err != nil {
-		t.Errorf("write the visualization: %v", err)
-	}
-	var b strings.Builder
-	for _, op := range ops {
-		fmt.Fprintf(&b, "client=%d call=%d return=%d %s [%v]\n", op.ClientId, op.Call, op.Return,
-			appMapModel.DescribeOperation(op.Input, op.Output), op.Metadata)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "history.txt"), []byte(b.String()), 0o644); err != nil {
-		t.Errorf("write the history: %v", err)
-	}
-	if result == porcupine.Unknown {
-		t.Fatalf("porcupine could not decide within its time limit; visualization: %s", path)
-	}
-	t.Fatalf("the app map's history is not linearizable; visualization: %s (history in %s)", path, filepath.Join(dir, "history.txt"))
+	checkLinearizable(t, "app map", appMapModel, ops, faults, 3*time.Minute)
 }
 
 // TestLinearizableAppMapUnderFaults checks that creates, updates, scales,

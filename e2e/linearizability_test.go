@@ -493,34 +493,7 @@ func TestLinearizableRegisterUnderFaults(t *testing.T) {
 	t.Logf("history: %d ops over %.1fs; writes ok %d, unknown %d (%d never read, left out), failed %d; reads ok %d, failed %d; %d kills, %d pauses; errors %v",
 		len(ops), time.Duration(end).Seconds(), okW, unkW, dropped, failW, okR, failR, kills, pauses, samples)
 
-	began := time.Now()
-	result, info := porcupine.CheckOperationsVerbose(registerModel, ops, 2*time.Minute)
-	t.Logf("porcupine: %s in %s", result, time.Since(began).Round(time.Millisecond))
-	if result != porcupine.Ok {
-		info.AddAnnotations(faults)
-		// Not t.TempDir: it is removed when the test ends, and the files
-		// are what a reader needs afterwards.
-		dir, err := os.MkdirTemp("", "berth-linearizability-")
-		if err != nil {
-			t.Fatalf("porcupine: %s; cannot keep the visualization: %v", result, err)
-		}
-		path := filepath.Join(dir, "linearizability.html")
-		if err := porcupine.VisualizePath(registerModel, info, path); err != nil {
-			t.Errorf("write the visualization: %v", err)
-		}
-		var b strings.Builder
-		for _, op := range ops {
-			fmt.Fprintf(&b, "client=%d call=%d return=%d %s [%v]\n", op.ClientId, op.Call, op.Return,
-				registerModel.DescribeOperation(op.Input, op.Output), op.Metadata)
-		}
-		if err := os.WriteFile(filepath.Join(dir, "history.txt"), []byte(b.String()), 0o644); err != nil {
-			t.Errorf("write the history: %v", err)
-		}
-		if result == porcupine.Unknown {
-			t.Fatalf("porcupine could not decide within its time limit; visualization: %s", path)
-		}
-		t.Fatalf("history is not linearizable; visualization: %s (history in %s)", path, filepath.Join(dir, "history.txt"))
-	}
+	checkLinearizable(t, "register", registerModel, ops, faults, 2*time.Minute)
 
 	// The check must not pass vacuously.
 	if okW < 50 || okR < 50 {
@@ -566,4 +539,41 @@ func TestRegisterModelCatchesViolations(t *testing.T) {
 			t.Errorf("%s: porcupine says %s, want %s", c.name, got, c.want)
 		}
 	}
+}
+
+// checkLinearizable runs porcupine on ops (a history of model's
+// operations, what names it in messages) and fails t when they are not
+// linearizable or porcupine cannot decide within timeout, keeping a
+// visualization with the faults as annotations and the history as text.
+func checkLinearizable(t *testing.T, what string, model porcupine.Model, ops []porcupine.Operation, faults []porcupine.Annotation, timeout time.Duration) {
+	t.Helper()
+	began := time.Now()
+	result, info := porcupine.CheckOperationsVerbose(model, ops, timeout)
+	t.Logf("porcupine: %s in %s", result, time.Since(began).Round(time.Millisecond))
+	if result == porcupine.Ok {
+		return
+	}
+	info.AddAnnotations(faults)
+	// Not t.TempDir: it is removed when the test ends, and the files are
+	// what a reader needs afterwards.
+	dir, err := os.MkdirTemp("", "berth-linearizability-")
+	if err != nil {
+		t.Fatalf("porcupine: %s; cannot keep the visualization: %v", result, err)
+	}
+	path := filepath.Join(dir, "linearizability.html")
+	if err := porcupine.VisualizePath(model, info, path); err != nil {
+		t.Errorf("write the visualization: %v", err)
+	}
+	var b strings.Builder
+	for _, op := range ops {
+		fmt.Fprintf(&b, "client=%d call=%d return=%d %s [%v]\n", op.ClientId, op.Call, op.Return,
+			model.DescribeOperation(op.Input, op.Output), op.Metadata)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "history.txt"), []byte(b.String()), 0o644); err != nil {
+		t.Errorf("write the history: %v", err)
+	}
+	if result == porcupine.Unknown {
+		t.Fatalf("porcupine could not decide within its time limit; visualization: %s", path)
+	}
+	t.Fatalf("the %s history is not linearizable; visualization: %s (history in %s)", what, path, filepath.Join(dir, "history.txt"))
 }
