@@ -142,30 +142,39 @@ func startBenchCluster(b testing.TB, agents int) *benchCluster {
 	c.mesos = startProc(b, "mesos-local", "mesos-local", "--listen", mesosAddr, "--work-dir", b.TempDir(),
 		"--simulate", "--agents", strconv.Itoa(agents), "--agent-resources", agentResources)
 	waitUntil(b, time.Minute, "mesos-local to answer", func() bool { return len(mesosStateOrNil(mesosAddr)) > 0 })
+	c.servers = startBenchServers(b, "http://"+mesosAddr, *placementProfile != "")
+	return c
+}
+
+// startBenchServers starts three servers of one cluster on the Mesos
+// master at mesosMaster (with pprof on a debug address when debug) and
+// waits until each one's API answers.
+func startBenchServers(b testing.TB, mesosMaster string, debug bool) []*benchServer {
+	b.Helper()
+	var servers []*benchServer
 	for i := 0; i < 3; i++ {
 		s := &benchServer{server: server{name: fmt.Sprintf("s%d", i+1), api: freePort(b), raft: freePort(b), gossip: freePort(b)}}
-		base := "http://" + s.api
-		s.apps = berthv1connect.NewAppServiceClient(http.DefaultClient, base)
-		s.tasks = berthv1connect.NewTaskServiceClient(http.DefaultClient, base)
-		s.cluster = berthv1connect.NewClusterServiceClient(http.DefaultClient, base)
-		c.servers = append(c.servers, s)
+		if debug {
+			s.debug = freePort(b)
+		}
+		s.apps, s.tasks, s.cluster = newBenchClients("http://" + s.api)
+		servers = append(servers, s)
 	}
-	for _, s := range c.servers {
+	for _, s := range servers {
 		args := []string{"server", "--node-name", s.name, "--data-dir", b.TempDir(),
 			"--api-addr", s.api, "--raft-addr", s.raft, "--gossip-addr", s.gossip,
-			"--bootstrap-expect", "3", "--mesos-master", "http://" + mesosAddr}
-		for _, o := range c.servers {
+			"--bootstrap-expect", "3", "--mesos-master", mesosMaster}
+		for _, o := range servers {
 			if o != s {
 				args = append(args, "--join", o.gossip)
 			}
 		}
-		if *placementProfile != "" {
-			s.debug = freePort(b)
+		if s.debug != "" {
 			args = append(args, "--debug-addr", s.debug)
 		}
 		s.p = startProc(b, s.name, args...)
 	}
-	for _, s := range c.servers {
+	for _, s := range servers {
 		waitUntil(b, 2*time.Minute, "the API of "+s.name, func() bool {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
@@ -173,7 +182,7 @@ func startBenchCluster(b testing.TB, agents int) *benchCluster {
 			return err == nil
 		})
 	}
-	return c
+	return servers
 }
 
 // leaderSeenBy is the leader's name as s reports it ("" if unknown).

@@ -216,32 +216,10 @@ func (c *stateCluster) waitAgreed(among []*stateServer) *stateServer {
 func startStateCluster(b testing.TB) *stateCluster {
 	b.Helper()
 	c := &stateCluster{benchCluster: &benchCluster{b: b}}
-	noMesos := "http://" + freePort(b)
-	for i := 0; i < 3; i++ {
-		s := &benchServer{server: server{name: fmt.Sprintf("s%d", i+1), api: freePort(b), raft: freePort(b), gossip: freePort(b)}, debug: freePort(b)}
-		base := "http://" + s.api
-		s.apps, s.tasks, s.cluster = newBenchClients(base)
-		c.benchCluster.servers = append(c.benchCluster.servers, s)
+	// No master listens at this address: the state stays as restored.
+	c.benchCluster.servers = startBenchServers(b, "http://"+freePort(b), true)
+	for _, s := range c.benchCluster.servers {
 		c.servers = append(c.servers, &stateServer{s})
-	}
-	for _, s := range c.servers {
-		args := []string{"server", "--node-name", s.name, "--data-dir", b.TempDir(),
-			"--api-addr", s.api, "--raft-addr", s.raft, "--gossip-addr", s.gossip,
-			"--bootstrap-expect", "3", "--mesos-master", noMesos, "--debug-addr", s.debug}
-		for _, o := range c.servers {
-			if o != s {
-				args = append(args, "--join", o.gossip)
-			}
-		}
-		s.p = startProc(b, s.name, args...)
-	}
-	for _, s := range c.servers {
-		waitUntil(b, 2*time.Minute, "the API of "+s.name, func() bool {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			_, err := s.apps.ListApps(ctx, connect.NewRequest(&v1.ListAppsRequest{}))
-			return err == nil
-		})
 	}
 	return c
 }
