@@ -34,6 +34,8 @@ type agentCheckpoint struct {
 	Resources   []mesos.Resource      `json:"resources"`
 	Frameworks  []mesos.FrameworkInfo `json:"frameworks,omitempty"`
 	Tasks       []taskCheckpoint      `json:"tasks,omitempty"`
+	// APIPort is the port of the agent's own listener (agentapi.go).
+	APIPort int32 `json:"api_port,omitempty"`
 }
 
 type taskCheckpoint struct {
@@ -46,6 +48,7 @@ type taskCheckpoint struct {
 	PID         int                `json:"pid,omitempty"`
 	PIDStart    string             `json:"pid_start,omitempty"`
 	Sandbox     string             `json:"sandbox,omitempty"`
+	ContainerID string             `json:"container_id,omitempty"`
 }
 
 func (c *Cluster) agentsDir() string { return filepath.Join(c.cfg.WorkDir, "agents") }
@@ -145,6 +148,7 @@ func (c *Cluster) recoverAgents() error {
 		}
 		a.deactivated = cp.Deactivated
 		a.drain = cp.Drain
+		a.apiPort = cp.APIPort
 		if c.machineDown(a) {
 			a.down, a.active = true, false
 		}
@@ -196,7 +200,7 @@ func (c *Cluster) recoverTasks(a *agent, tcs []taskCheckpoint) {
 			fw.recovered = true
 		}
 		t := &task{info: tc.Info, fwID: tc.FrameworkID, agent: a, executorID: tc.ExecutorID, role: tc.Role,
-			state: state, sandbox: tc.Sandbox, user: fi.User}
+			state: state, sandbox: tc.Sandbox, user: fi.User, containerID: tc.ContainerID}
 		t.res, _ = upgradeResources(tc.Info.Resources)
 		if len(tc.Pending) > 0 {
 			t.status = tc.Pending[len(tc.Pending)-1]
@@ -229,7 +233,7 @@ func (c *Cluster) checkpointAgent(a *agent) {
 		return
 	}
 	cp := agentCheckpoint{ID: a.id, Index: a.index, Hostname: a.hostname, Gone: a.gone, Resources: render(a.res.totalSet(), formatPostRefinement, ""),
-		Attributes: a.attrs, Deactivated: a.deactivated, Drain: a.drain}
+		Attributes: a.attrs, Deactivated: a.deactivated, Drain: a.drain, APIPort: a.apiPort}
 	fids := make([]string, 0, len(a.fwInfos))
 	for id := range a.fwInfos {
 		fids = append(fids, id)
@@ -249,7 +253,8 @@ func (c *Cluster) checkpointAgent(a *agent) {
 					continue
 				}
 				cp.Tasks = append(cp.Tasks, taskCheckpoint{FrameworkID: id, Role: t.role, ExecutorID: t.executorID,
-					Info: t.info, State: t.state.String(), Pending: t.pending, PID: t.pid, PIDStart: t.pidStart, Sandbox: t.sandbox})
+					Info: t.info, State: t.state.String(), Pending: t.pending, PID: t.pid, PIDStart: t.pidStart, Sandbox: t.sandbox,
+					ContainerID: t.containerID})
 			}
 		}
 		sort.Slice(cp.Tasks, func(i, j int) bool { return cp.Tasks[i].Info.TaskID.Value < cp.Tasks[j].Info.TaskID.Value })

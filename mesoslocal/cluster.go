@@ -164,6 +164,12 @@ func (c *Cluster) Start(ctx context.Context) error {
 		c.cancel()
 		return fmt.Errorf("mesos-local: recover agents: %w", err)
 	}
+	if err := c.startAgentAPIs(ctx); err != nil {
+		ln.Close()
+		c.closeAgentAPIs()
+		c.cancel()
+		return fmt.Errorf("mesos-local: %w", err)
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/api/v1/scheduler", c.handleScheduler)
 	mux.HandleFunc("/api/v1", c.handleOperator)
@@ -239,6 +245,7 @@ func (c *Cluster) Close() error {
 			}
 		}
 	}
+	c.closeAgentAPIs()
 	c.mu.Unlock()
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

@@ -323,6 +323,9 @@ func (c *Cluster) agentUpdate(t *task, st mesos.TaskStatus) {
 	if st.Source == nil {
 		st.Source = mesos.SOURCE_EXECUTOR.Enum()
 	}
+	if t.containerID != "" && st.ContainerStatus == nil {
+		st.ContainerStatus = &mesos.ContainerStatus{ContainerID: &mesos.ContainerID{Value: t.containerID}}
+	}
 	ts := nowSeconds()
 	st.Timestamp = &ts
 	if t.state == mesos.TASK_KILLING && st.GetState() == mesos.TASK_RUNNING {
@@ -390,6 +393,9 @@ func (c *Cluster) retryUpdates(now time.Time) {
 func (c *Cluster) releaseTask(t *task) {
 	t.alive = false
 	delete(t.agent.tasks, t)
+	if len(t.agent.nested) > 0 {
+		c.killNested(t.agent, t) // nested containers die with their parent
+	}
 	t.agent.res.release(t.res...)
 	c.markDirty(t.agent)
 	if g := t.group; g != nil {

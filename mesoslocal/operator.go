@@ -164,7 +164,7 @@ func (c *Cluster) agentPort() int32 {
 // (Offer.url): scheme, hostname, ip when the listener has a specific one,
 // port, and the agent's libprocess path.
 func (c *Cluster) agentURL(a *agent) *mesos.URL {
-	u := &mesos.URL{Scheme: "http", Address: mesos.Address{Hostname: proto.String(a.hostname), Port: c.agentPort()}, Path: proto.String("/slave(1)")}
+	u := &mesos.URL{Scheme: "http", Address: mesos.Address{Hostname: proto.String(a.hostname), Port: c.agentPortOf(a)}, Path: proto.String("/slave(1)")}
 	if host, _, err := net.SplitHostPort(c.Addr()); err == nil {
 		if ip := net.ParseIP(host); ip != nil && !ip.IsUnspecified() {
 			u.Address.IP = proto.String(ip.String())
@@ -174,7 +174,7 @@ func (c *Cluster) agentURL(a *agent) *mesos.URL {
 }
 
 func (c *Cluster) agentInfo(a *agent) mesos.AgentInfo {
-	port := c.agentPort()
+	port := c.agentPortOf(a)
 	return mesos.AgentInfo{Hostname: a.hostname, Port: &port, ID: &mesos.AgentID{Value: a.id}, Resources: render(a.res.totalSet(), formatEndpoint, ""),
 		Attributes: a.attrs}
 }
@@ -184,7 +184,7 @@ func (c *Cluster) renderAgent(a *agent) master.Response_GetAgents_Agent {
 		AgentInfo:          c.agentInfo(a),
 		Active:             a.active,
 		Version:            mesosVersion,
-		PID:                proto.String("slave(1)@" + net.JoinHostPort(*c.machineOf(a).IP, strconv.Itoa(int(c.agentPort())))),
+		PID:                proto.String("slave(1)@" + net.JoinHostPort(*c.machineOf(a).IP, strconv.Itoa(int(c.agentPortOf(a))))),
 		RegisteredTime:     timeInfo(a.regTime),
 		TotalResources:     render(a.res.totalSet(), formatEndpoint, ""),
 		AllocatedResources: render(a.allocated(), formatEndpoint, ""),

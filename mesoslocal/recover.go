@@ -140,6 +140,9 @@ func (c *Cluster) adoptTask(t *task, pid int, start string) {
 	a := t.agent
 	t.alive = true
 	t.pid, t.pidStart = pid, start
+	if t.containerID == "" {
+		t.containerID = newUUIDString()
+	}
 	t.started = time.Now()
 	a.tasks[t] = struct{}{}
 	a.res.use(t.res...)

@@ -171,6 +171,7 @@ func (c *Cluster) startProcTask(t *task) {
 	r := newProcRunner(c, t)
 	t.runner = r
 	t.sandbox = spec.sandbox
+	t.containerID = newUUIDString()
 	t.started = time.Now()
 	c.wg.Add(1)
 	go func() {

@@ -69,11 +69,14 @@ type task struct {
 	retryAt    time.Time
 	retryDelay time.Duration
 
-	runner   taskRunner
-	sandbox  string
-	pid      int
-	pidStart string
-	started  time.Time
+	runner  taskRunner
+	sandbox string
+	// containerID is the task's container (ContainerStatus.container_id;
+	// the parent of its nested containers, agentapi.go). Real tasks only.
+	containerID string
+	pid         int
+	pidStart    string
+	started     time.Time
 }
 
 // execGroup is a default executor running a task group (LAUNCH_GROUP).
@@ -109,6 +112,12 @@ type agent struct {
 	offers  map[*offer]struct{}
 	fwInfos map[string]mesos.FrameworkInfo // checkpointed frameworks
 	dir     string
+
+	// api is the agent's own listener, apiPort its port (checkpointed), and
+	// nested the containers launched in its tasks (agentapi.go).
+	api     *agentAPI
+	apiPort int32
+	nested  map[string]*nestedContainer
 
 	dirty  bool      // queued in Cluster.dirty for the next allocation round
 	wakeAt time.Time // a filter on its free resources expires then (zero: none)
