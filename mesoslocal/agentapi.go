@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -177,41 +176,12 @@ func (c *Cluster) killNested(a *agent, parent *task) {
 
 func (c *Cluster) agentAPIHandler(a *agent) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodPost {
-			w.Header().Set("Allow", "POST")
-			writeError(w, http.StatusMethodNotAllowed, "Expecting a 'POST' request, received '"+r.Method+"'")
-			return
-		}
-		k, code, msg := requestCodec(r)
-		if code != 0 {
-			writeError(w, code, msg)
-			return
-		}
-		rk, ok := responseCodec(r)
-		if !ok {
-			writeError(w, http.StatusNotAcceptable, "Expecting 'Accept' to allow application/json or application/x-protobuf")
-			return
-		}
-		body, err := io.ReadAll(io.LimitReader(r.Body, maxBodyBytes))
-		if err != nil {
-			writeError(w, http.StatusBadRequest, "Failed to read request body: "+err.Error())
-			return
-		}
 		var call agentapi.Call
-		if err := k.unmarshal(body, &call); err != nil {
-			writeError(w, http.StatusBadRequest, "Failed to parse body into Call protobuf: "+err.Error())
+		rk, ok := readCall(w, r, &call)
+		if !ok {
 			return
 		}
-		respond := func(resp *agentapi.Response) {
-			b, err := rk.marshal(resp)
-			if err != nil {
-				writeError(w, http.StatusInternalServerError, err.Error())
-				return
-			}
-			w.Header().Set("Content-Type", string(rk))
-			w.WriteHeader(http.StatusOK)
-			w.Write(b)
-		}
+		respond := func(resp *agentapi.Response) { respondWith(w, rk, resp) }
 		c.mu.Lock()
 		up := a.active && !c.closed
 		c.mu.Unlock()

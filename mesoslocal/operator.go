@@ -20,41 +20,12 @@ func (c *Cluster) handleOperator(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", "POST")
-		writeError(w, http.StatusMethodNotAllowed, "Expecting a 'POST' request, received '"+r.Method+"'")
-		return
-	}
-	k, code, msg := requestCodec(r)
-	if code != 0 {
-		writeError(w, code, msg)
-		return
-	}
-	rk, ok := responseCodec(r)
-	if !ok {
-		writeError(w, http.StatusNotAcceptable, "Expecting 'Accept' to allow application/json or application/x-protobuf")
-		return
-	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxBodyBytes))
-	if err != nil {
-		writeError(w, http.StatusBadRequest, "Failed to read request body: "+err.Error())
-		return
-	}
 	var call master.Call
-	if err := k.unmarshal(body, &call); err != nil {
-		writeError(w, http.StatusBadRequest, "Failed to parse body into Call protobuf: "+err.Error())
+	rk, ok := readCall(w, r, &call)
+	if !ok {
 		return
 	}
-	respond := func(resp *master.Response) {
-		b, err := rk.marshal(resp)
-		if err != nil {
-			writeError(w, http.StatusInternalServerError, err.Error())
-			return
-		}
-		w.Header().Set("Content-Type", string(rk))
-		w.WriteHeader(http.StatusOK)
-		w.Write(b)
-	}
+	respond := func(resp *master.Response) { respondWith(w, rk, resp) }
 	switch call.Type {
 	case master.Call_GET_HEALTH:
 		respond(&master.Response{Type: master.Response_GET_HEALTH, GetHealth: &master.Response_GetHealth{Healthy: true}})
@@ -134,6 +105,48 @@ func (c *Cluster) handleOperator(w http.ResponseWriter, r *http.Request) {
 	default:
 		writeError(w, http.StatusNotImplemented, "mesos-local does not implement operator call "+call.Type.String())
 	}
+}
+
+// readCall reads a POSTed operator call (JSON or protobuf) into call and
+// negotiates the response encoding; on failure it has answered already.
+func readCall(w http.ResponseWriter, r *http.Request, call proto.Message) (codec, bool) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		writeError(w, http.StatusMethodNotAllowed, "Expecting a 'POST' request, received '"+r.Method+"'")
+		return "", false
+	}
+	k, code, msg := requestCodec(r)
+	if code != 0 {
+		writeError(w, code, msg)
+		return "", false
+	}
+	rk, ok := responseCodec(r)
+	if !ok {
+		writeError(w, http.StatusNotAcceptable, "Expecting 'Accept' to allow application/json or application/x-protobuf")
+		return "", false
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxBodyBytes))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "Failed to read request body: "+err.Error())
+		return "", false
+	}
+	if err := k.unmarshal(body, call); err != nil {
+		writeError(w, http.StatusBadRequest, "Failed to parse body into Call protobuf: "+err.Error())
+		return "", false
+	}
+	return rk, true
+}
+
+// respondWith writes a 200 response encoded as rk.
+func respondWith(w http.ResponseWriter, rk codec, resp proto.Message) {
+	b, err := rk.marshal(resp)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", string(rk))
+	w.WriteHeader(http.StatusOK)
+	w.Write(b)
 }
 
 func versionInfo() mesos.VersionInfo {
