@@ -22,8 +22,9 @@ const (
 	// BackupStop stops the task for the copy and starts it again on the
 	// same berth: the default, consistent for any app.
 	BackupStop = "stop"
-	// BackupOnline would copy while the task runs, between the policy's
-	// pre and post commands. Reserved: validation refuses it for now.
+	// BackupOnline copies while the task runs, inside it (a Mesos nested
+	// container in the task's container), between the policy's pre and
+	// post commands, which make the files consistent.
 	BackupOnline = "online"
 )
 
@@ -86,12 +87,11 @@ func validateBackup(v *validator, app *v1.App) {
 		}
 	}
 	v.oneOf("backup.consistency", b.Consistency, []string{BackupStop, BackupOnline})
-	if b.GetConsistency() == BackupOnline {
-		// A copy beside the running task needs the volume attached to two
-		// tasks (Mesos' shared persistent volumes); invariant 2 allows
-		// one. Refused rather than run as "stop", where a pre command
-		// meant for a running app (a CHECKPOINT) would fail.
-		v.add("backup.consistency", `"online" is not supported yet: a berth's volume is attached to one task at a time; use "stop" (the task is stopped for the copy)`)
+	if b.GetConsistency() == BackupOnline && strings.TrimSpace(b.GetPreCommand()) == "" {
+		// Files copied one by one while the app writes are consistent only
+		// if the app is told first (a database's backup mode, a CHECKPOINT,
+		// a pause); a copy that may not restore is worse than a stop.
+		v.add("backup.preCommand", `is required with "consistency": "online": a command that makes the files on the volume consistent while the app runs (e.g. a CHECKPOINT, a database's backup mode, a pause of writes), undone by backup.postCommand; or use "consistency": "stop"`)
 	}
 	if b.MoveTimeout != nil {
 		if d, err := time.ParseDuration(b.GetMoveTimeout()); err != nil || d < MinMoveTimeout {

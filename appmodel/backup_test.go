@@ -78,7 +78,7 @@ func TestBackupPolicyValidation(t *testing.T) {
 		{"negative keep", `{"target": "file:///b", "retention": {"keep": -1}}`, "backup.retention.keep", "greater than or equal to 0", false},
 		{"bad age", `{"target": "file:///b", "retention": {"maxAge": "soon"}}`, "backup.retention.maxAge", "positive duration", false},
 		{"bad consistency", `{"target": "file:///b", "consistency": "lazy"}`, "backup.consistency", "allowed: stop, online", false},
-		{"online", `{"target": "file:///b", "consistency": "online", "preCommand": "psql -c CHECKPOINT"}`, "backup.consistency", "not supported yet", false},
+		{"online without a pre command", `{"target": "file:///b", "consistency": "online"}`, "backup.preCommand", `required with "consistency": "online"`, false},
 		{"unknown secret", `{"target": "file:///b", "env": {"K": {"secret": "nope"}}}`, `backup.env["K"].secret`, "must name one of the app's secrets", false},
 		{"not resident", `{"target": "file:///b"}`, "backup", "persistent volume", true},
 		{"bad move timeout", `{"target": "file:///b", "moveTimeout": "soon"}`, "backup.moveTimeout", `at least 10s such as "15m" (got "soon")`, false},
@@ -97,6 +97,10 @@ func TestBackupPolicyValidation(t *testing.T) {
 			}
 			t.Errorf("want %s: ...%s..., got %v", tc.field, tc.want, vs)
 		})
+	}
+	// Online with a pre command is valid.
+	if vs := Validate(mustParse(t, `{"id": "/db", "cmd": "x", `+resident+`, "backup": {"target": "file:///b", "consistency": "online", "preCommand": "psql -c CHECKPOINT"}}`)); len(vs) != 0 {
+		t.Errorf("online backup policy refused: %v", vs)
 	}
 	// A typo inside the extension is named like any other.
 	if _, err := Parse([]byte(`{"id": "/db", "backup": {"taget": "file:///b"}}`)); err == nil || !strings.Contains(err.Error(), "backup.taget") {

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -155,4 +156,25 @@ func (t *Target) Manifests(ctx context.Context) ([]string, error) {
 		return nil
 	})
 	return ids, err
+}
+
+// HasManifest says whether the target raw holds backup id's manifest (a
+// readable one): false, with no error, when the target or the manifest is
+// not there.
+func HasManifest(ctx context.Context, raw string, env map[string]string, id string) (bool, error) {
+	t, err := OpenExisting(ctx, raw, env)
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	defer t.Close()
+	if _, _, err := t.ManifestWithSum(ctx, id); err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return false, nil
+		}
+		return false, err
+	}
+	return true, nil
 }

@@ -63,8 +63,10 @@ func putBackup(tx *memdb.Txn, b *v1.Backup) error {
 		return refuse(ErrInvalid, "backup %s: unknown kind %s", b.GetId(), b.GetKind())
 	case b.GetState() < v1.BackupState_BACKUP_STATE_PENDING || b.GetState() > v1.BackupState_BACKUP_STATE_FAILED:
 		return refuse(ErrInvalid, "backup %s: unknown state %s", b.GetId(), b.GetState())
-	case b.GetState() == v1.BackupState_BACKUP_STATE_RUNNING && b.GetTaskId() == "":
-		return refuse(ErrInvalid, "backup %s: a running copy needs its task_id", b.GetId())
+	case b.GetState() == v1.BackupState_BACKUP_STATE_RUNNING && b.GetTaskId() == "" && b.GetContainerId() == "":
+		return refuse(ErrInvalid, "backup %s: a running copy needs its task_id (a copy task) or container_id (an online copy)", b.GetId())
+	case b.GetContainerId() != "" && (b.GetParentContainerId() == "" || b.GetAgentId() == ""):
+		return refuse(ErrInvalid, "backup %s: an online copy's container_id needs its parent_container_id and agent_id", b.GetId())
 	}
 	raw, err := tx.First(tableBackups, "id", b.GetId())
 	if err != nil {

@@ -183,7 +183,7 @@ func (p *planner) tickBackups() {
 			continue
 		}
 		i := p.inst(b.GetInstanceId())
-		if p.tickMove(b, i) {
+		if p.tickMove(b, i) || p.tickOnline(b, i) {
 			continue
 		}
 		if i == nil || goalOf(i) == v1.Goal_GOAL_DECOMMISSIONED || !hasBerth(i) {
@@ -272,6 +272,18 @@ func (p *planner) launchCopy(b *v1.Backup, a *v1.App, i *v1.Instance, o *mesos.O
 // server, in its volume-copy mode, on the berth's reserved resources with
 // the volume mounted at its container path as for the app's task.
 func copyTaskInfo(a *v1.App, b *v1.Backup, taskID string, o *mesos.Offer, resources []mesos.Resource, binaryURL string) mesos.TaskInfo {
+	return mesos.TaskInfo{
+		Name:      taskName(a.GetId()) + "-" + kindName(b),
+		TaskID:    mesos.TaskID{Value: taskID},
+		AgentID:   o.AgentID,
+		Resources: resources,
+		Command:   copyCommand(a, b, `"$MESOS_SANDBOX"/`+shellQuote(b.GetContainerPath()), binaryURL),
+	}
+}
+
+// copyCommand is the berth binary, fetched from a Berth server into the
+// sandbox, in its volume-copy mode on the volume at dir (a shell word).
+func copyCommand(a *v1.App, b *v1.Backup, dir, binaryURL string) *mesos.CommandInfo {
 	pol := a.GetBackup()
 	env := map[string]string{
 		"BERTH_BACKUP_ID":     b.GetId(),
@@ -280,7 +292,6 @@ func copyTaskInfo(a *v1.App, b *v1.Backup, taskID string, o *mesos.Offer, resour
 		"BERTH_INSTANCE_ID":   b.GetInstanceId(),
 	}
 	args := []string{"./berth", "volume"}
-	dir := `"$MESOS_SANDBOX"/` + shellQuote(b.GetContainerPath())
 	if b.GetKind() == v1.BackupKind_BACKUP_KIND_RESTORE {
 		args = append(args, "restore", "--wipe", "--backup", shellQuote(b.GetSourceBackupId()))
 		if b.GetManifestSha256() != "" {
@@ -308,13 +319,7 @@ func copyTaskInfo(a *v1.App, b *v1.Backup, taskID string, o *mesos.Offer, resour
 	if a.User != nil && *a.User != "" {
 		cmd.User = strPtr(*a.User)
 	}
-	return mesos.TaskInfo{
-		Name:      taskName(a.GetId()) + "-" + kindName(b),
-		TaskID:    mesos.TaskID{Value: taskID},
-		AgentID:   o.AgentID,
-		Resources: resources,
-		Command:   cmd,
-	}
+	return cmd
 }
 
 // shellQuote quotes s for sh.
@@ -376,7 +381,7 @@ func (p *planner) copyStatus(b *v1.Backup, s mesos.TaskStatus) {
 // reconciliation.
 func (p *planner) copyTasks(into map[string]string) {
 	for _, id := range p.sortedBackupIDs() {
-		if b := p.backup(id); b.GetState() == v1.BackupState_BACKUP_STATE_RUNNING {
+		if b := p.backup(id); b.GetState() == v1.BackupState_BACKUP_STATE_RUNNING && b.GetTaskId() != "" {
 			into[b.GetTaskId()] = b.GetAgentId()
 		}
 	}

@@ -93,6 +93,10 @@ type Config struct {
 	// go through (server --migration-target). Without it such apps are not
 	// migrated automatically.
 	MigrationTarget string
+	// BackupManifest says whether a backup's manifest is on its target: an
+	// online copy whose container's outcome is lost (its task ended, its
+	// agent restarted) succeeded only if it is. Without it such copies fail.
+	BackupManifest ManifestCheck
 	// Logger receives structured logs (default slog.Default()).
 	Logger *slog.Logger
 }

@@ -109,6 +109,8 @@ func Decide(state *State, in Input, now time.Time, cfg Config) Decision {
 		p.onAgentStates(in)
 	case InverseOffers:
 		p.onInverseOffers(in.Offers)
+	case NestedCopyResult:
+		p.onNestedCopy(in)
 	}
 	return p.finish()
 }

@@ -303,7 +303,9 @@ func (s *Scheduler) subscribe(ctx context.Context) error {
 	wg.Add(1)
 	go func() { defer wg.Done(); s.watchAgents(sctx, agentStates) }()
 
-	l := &loop{s: s, ctx: sctx, out: out, health: hc, readiness: rc}
+	copies := s.nestedCopier(sctx)
+	defer copies.wait()
+	l := &loop{s: s, ctx: sctx, out: out, health: hc, readiness: rc, copies: copies}
 	l.apply(Subscribed{FrameworkID: fid})
 	l.apply(Tick{})
 
@@ -363,6 +365,8 @@ func (s *Scheduler) subscribe(ctx context.Context) error {
 			l.apply(r)
 		case st := <-agentStates:
 			l.apply(st)
+		case r := <-copies.resultsChan():
+			l.apply(r)
 		}
 		if l.fatal != nil {
 			return l.fatal
@@ -384,6 +388,7 @@ type loop struct {
 	out       *sender
 	health    *healthChecker
 	readiness *readinessChecker
+	copies    *nestedCopier
 	snaps     snapshots
 	fatal     error
 }
@@ -537,6 +542,7 @@ func (l *loop) apply(in Input) {
 		}
 		l.health.sync(healthTargets(after))
 		l.readiness.sync(readinessTargets(after))
+		l.copies.sync(nestedCopyTargets(after, l.s.cfg.BinaryURL))
 		if l.s.deps.Live != nil {
 			l.s.deps.Live.syncWaiting(waitingInstances(after))
 		}

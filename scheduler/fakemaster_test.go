@@ -344,7 +344,8 @@ func (m *fakeMaster) handle(c *scheduler.Call) {
 }
 
 func (m *fakeMaster) status(taskID, agentID string, st mesos.TaskState, src mesos.TaskStatus_Source, withUUID bool) {
-	s := mesos.TaskStatus{TaskID: mesos.TaskID{Value: taskID}, State: &st, Source: &src}
+	s := mesos.TaskStatus{TaskID: mesos.TaskID{Value: taskID}, State: &st, Source: &src,
+		ContainerStatus: &mesos.ContainerStatus{ContainerID: &mesos.ContainerID{Value: fakeContainerID(taskID)}}}
 	if agentID != "" {
 		s.AgentID = &mesos.AgentID{Value: agentID}
 	}
@@ -354,6 +355,9 @@ func (m *fakeMaster) status(taskID, agentID string, st mesos.TaskState, src meso
 	}
 	m.pending = append(m.pending, s)
 }
+
+// fakeContainerID is a task's container id ('.' is reserved in them).
+func fakeContainerID(taskID string) string { return "ctr-" + strings.ReplaceAll(taskID, ".", "-") }
 
 // finish ends a task and frees what it used.
 func (m *fakeMaster) finish(a *fakeAgent, t *fakeTask, st mesos.TaskState) {

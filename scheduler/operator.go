@@ -35,16 +35,21 @@ func NewOperatorClient(cfg Config) (*OperatorClient, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	return &OperatorClient{
+		endpoint:  strings.TrimRight(cfg.MesosMaster, "/") + "/api/v1",
+		hc:        &http.Client{Transport: mesosTransport(cfg), Timeout: operatorTimeout},
+		principal: cfg.Principal,
+		secret:    cfg.Secret,
+	}, nil
+}
+
+// mesosTransport is an HTTP transport with the framework's TLS settings.
+func mesosTransport(cfg Config) *http.Transport {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	if cfg.MesosTLS != nil {
 		tr.TLSClientConfig = cfg.MesosTLS
 	}
-	return &OperatorClient{
-		endpoint:  strings.TrimRight(cfg.MesosMaster, "/") + "/api/v1",
-		hc:        &http.Client{Transport: tr, Timeout: operatorTimeout},
-		principal: cfg.Principal,
-		secret:    cfg.Secret,
-	}, nil
+	return tr
 }
 
 // OperatorError is a call the master refused: its HTTP status and message.
@@ -61,30 +66,12 @@ func (e *OperatorError) Error() string {
 // Call sends one operator call and decodes the response (empty for calls
 // that answer with no body).
 func (c *OperatorClient) Call(ctx context.Context, call *master.Call) (*master.Response, error) {
-	body, err := proto.Marshal(call)
-	if err != nil {
-		return nil, fmt.Errorf("encode %v: %w", call.Type, err)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.endpoint, bytes.NewReader(body))
+	b, status, err := postCall(ctx, c.hc, c.endpoint, c.principal, c.secret, call, call.Type)
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Content-Type", "application/x-protobuf")
-	req.Header.Set("Accept", "application/x-protobuf")
-	if c.secret != "" {
-		req.SetBasicAuth(c.principal, c.secret)
-	}
-	res, err := c.hc.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("%v to %s: %w", call.Type, c.endpoint, err)
-	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(res.Body, maxOperatorResponse))
-	if err != nil {
-		return nil, fmt.Errorf("%v to %s: read response: %w", call.Type, c.endpoint, err)
-	}
-	if res.StatusCode/100 != 2 {
-		return nil, &OperatorError{Call: call.Type, Status: res.StatusCode, Message: strings.TrimSpace(string(b))}
+	if status/100 != 2 {
+		return nil, &OperatorError{Call: call.Type, Status: status, Message: strings.TrimSpace(string(b))}
 	}
 	out := &master.Response{}
 	if len(b) > 0 {
@@ -93,4 +80,33 @@ func (c *OperatorClient) Call(ctx context.Context, call *master.Call) (*master.R
 		}
 	}
 	return out, nil
+}
+
+// postCall POSTs a protobuf-encoded v1 operator call (to a master or an
+// agent) with the framework's credentials, and returns the response's
+// body and status.
+func postCall(ctx context.Context, hc *http.Client, url, principal, secret string, call proto.Message, what fmt.Stringer) ([]byte, int, error) {
+	body, err := proto.Marshal(call)
+	if err != nil {
+		return nil, 0, fmt.Errorf("encode %v: %w", what, err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return nil, 0, err
+	}
+	req.Header.Set("Content-Type", "application/x-protobuf")
+	req.Header.Set("Accept", "application/x-protobuf")
+	if secret != "" {
+		req.SetBasicAuth(principal, secret)
+	}
+	res, err := hc.Do(req)
+	if err != nil {
+		return nil, 0, fmt.Errorf("%v to %s: %w", what, url, err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(res.Body, maxOperatorResponse))
+	if err != nil {
+		return nil, res.StatusCode, fmt.Errorf("%v to %s: read response: %w", what, url, err)
+	}
+	return b, res.StatusCode, nil
 }

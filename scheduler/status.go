@@ -68,7 +68,8 @@ func (p *planner) onStatus(s mesos.TaskStatus) {
 	confirm := resState(i) == v1.ReservationState_RESERVATION_STATE_PENDING &&
 		(agentID == "" || agentID == i.GetReservation().GetAgentId()) &&
 		(s.GetSource() != mesos.SOURCE_MASTER || state == stStarting || state == stRunning || state == stKilling)
-	if prevState == state && !healthChanged && !mesosChanged && !confirm {
+	cid := containerIDOf(s) // recorded once known (a reconciliation reports it too)
+	if prevState == state && !healthChanged && !mesosChanged && !confirm && (cid == "" || cid == old.GetContainerId()) {
 		return // nothing new to record: just acknowledge
 	}
 
@@ -83,6 +84,9 @@ func (p *planner) onStatus(s mesos.TaskStatus) {
 	}
 	if agentID != "" {
 		t.AgentId = agentID
+	}
+	if cid != "" {
+		t.ContainerId = cid
 	}
 	t.UpdatedAt = p.ts()
 	if state == stRunning && t.StartedAt == nil {

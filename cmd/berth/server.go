@@ -24,6 +24,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/berth-dev/berth/appmodel"
+	"github.com/berth-dev/berth/backup"
 	"github.com/berth-dev/berth/cluster"
 	"github.com/berth-dev/berth/fsm"
 	"github.com/berth-dev/berth/metrics"
@@ -370,6 +371,15 @@ func runServer(ctx context.Context, o *serverOptions, logger *slog.Logger, ready
 
 	state := fsm.New(logger.With("component", "fsm"))
 	state.SetObserver(reg.FSM)
+	// An online copy whose container's outcome is lost is decided by its
+	// target: succeeded only if the backup's manifest is there.
+	schedCfg.BackupManifest = func(ctx context.Context, b *v1.Backup) (bool, error) {
+		env := map[string]string{}
+		if app, err := state.State().Snapshot().App(b.GetAppId()); err == nil && app != nil {
+			env = appmodel.BackupEnv(app)
+		}
+		return backup.HasManifest(ctx, b.GetTarget(), env, b.GetId())
+	}
 	node, err := cluster.New(cluster.Config{
 		NodeName:          o.nodeName,
 		DataDir:           filepath.Clean(o.dataDir),

@@ -3285,8 +3285,10 @@ type BackupPolicy struct {
 	Schedule  *string          `protobuf:"bytes,2,opt,name=schedule,proto3,oneof" json:"schedule,omitempty"`
 	Retention *BackupRetention `protobuf:"bytes,3,opt,name=retention,proto3" json:"retention,omitempty"`
 	// consistency is "stop" (default: the task is stopped for the copy and
-	// started again on the same berth). "online" (a copy beside the running
-	// task) is reserved and refused for now.
+	// started again on the same berth) or "online": the copy runs inside the
+	// running task (a Mesos nested container) between pre_command and
+	// post_command, which "online" requires (they make the files
+	// consistent: a database's backup mode, a CHECKPOINT, a pause).
 	Consistency *string `protobuf:"bytes,4,opt,name=consistency,proto3,oneof" json:"consistency,omitempty"`
 	// pre_command and post_command run (sh -c) in the copy task, before and
 	// after the copy, with the volume as working directory.

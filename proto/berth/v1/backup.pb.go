@@ -84,7 +84,8 @@ const (
 	// stop consistency) and waits for an offer of the berth's resources.
 	BackupState_BACKUP_STATE_PENDING BackupState = 1
 	// BACKUP_STATE_RUNNING: the copy task (task_id) was committed and
-	// launched on the berth.
+	// launched on the berth, or (online) the nested container
+	// (container_id) was committed and launched in the app's task.
 	BackupState_BACKUP_STATE_RUNNING   BackupState = 2
 	BackupState_BACKUP_STATE_SUCCEEDED BackupState = 3
 	BackupState_BACKUP_STATE_FAILED    BackupState = 4
@@ -196,7 +197,22 @@ type Backup struct {
 	MigrationId string `protobuf:"bytes,29,opt,name=migration_id,json=migrationId,proto3" json:"migration_id,omitempty"`
 	// replace is true for a move whose old berth is lost (agent gone or
 	// unreachable): it is not waited for nor kept to fall back on.
-	Replace       bool `protobuf:"varint,30,opt,name=replace,proto3" json:"replace,omitempty"`
+	Replace bool `protobuf:"varint,30,opt,name=replace,proto3" json:"replace,omitempty"`
+	// An online copy (consistency "online", or a migration's live copy)
+	// runs as a Mesos nested container inside the app's running task,
+	// launched through the agent's operator API: container_id is the nested
+	// container's id (its value), parent_container_id the task's container
+	// (Mesos' "parent.child" form when nested) and parent_task_id that
+	// task. All are committed (state RUNNING) before LAUNCH_CONTAINER is
+	// sent. task_id stays empty: no copy task of its own.
+	ContainerId       string `protobuf:"bytes,31,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
+	ParentContainerId string `protobuf:"bytes,32,opt,name=parent_container_id,json=parentContainerId,proto3" json:"parent_container_id,omitempty"`
+	ParentTaskId      string `protobuf:"bytes,33,opt,name=parent_task_id,json=parentTaskId,proto3" json:"parent_task_id,omitempty"`
+	// live is true for a migration's live copy: an online copy made while
+	// the task runs so that the stop-consistency copy after it uploads only
+	// the chunks that changed meanwhile. Its own consistency does not
+	// matter (the stop copy is the one restored).
+	Live          bool `protobuf:"varint,34,opt,name=live,proto3" json:"live,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -437,6 +453,34 @@ func (x *Backup) GetMigrationId() string {
 func (x *Backup) GetReplace() bool {
 	if x != nil {
 		return x.Replace
+	}
+	return false
+}
+
+func (x *Backup) GetContainerId() string {
+	if x != nil {
+		return x.ContainerId
+	}
+	return ""
+}
+
+func (x *Backup) GetParentContainerId() string {
+	if x != nil {
+		return x.ParentContainerId
+	}
+	return ""
+}
+
+func (x *Backup) GetParentTaskId() string {
+	if x != nil {
+		return x.ParentTaskId
+	}
+	return ""
+}
+
+func (x *Backup) GetLive() bool {
+	if x != nil {
+		return x.Live
 	}
 	return false
 }
@@ -1422,7 +1466,7 @@ var File_berth_v1_backup_proto protoreflect.FileDescriptor
 
 const file_berth_v1_backup_proto_rawDesc = "" +
 	"\n" +
-	"\x15berth/v1/backup.proto\x12\bberth.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9d\b\n" +
+	"\x15berth/v1/backup.proto\x12\bberth.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xaa\t\n" +
 	"\x06Backup\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
 	"\x06app_id\x18\x02 \x01(\tR\x05appId\x12\x1f\n" +
@@ -1461,7 +1505,11 @@ const file_berth_v1_backup_proto_rawDesc = "" +
 	"from_agent\x18\x1b \x01(\tR\tfromAgent\x12\x18\n" +
 	"\amigrate\x18\x1c \x01(\bR\amigrate\x12!\n" +
 	"\fmigration_id\x18\x1d \x01(\tR\vmigrationId\x12\x18\n" +
-	"\areplace\x18\x1e \x01(\bR\areplace\"s\n" +
+	"\areplace\x18\x1e \x01(\bR\areplace\x12!\n" +
+	"\fcontainer_id\x18\x1f \x01(\tR\vcontainerId\x12.\n" +
+	"\x13parent_container_id\x18  \x01(\tR\x11parentContainerId\x12$\n" +
+	"\x0eparent_task_id\x18! \x01(\tR\fparentTaskId\x12\x12\n" +
+	"\x04live\x18\" \x01(\bR\x04live\"s\n" +
 	"\x16MigrateInstanceRequest\x12\x1f\n" +
 	"\vinstance_id\x18\x01 \x01(\tR\n" +
 	"instanceId\x12\x19\n" +

@@ -833,8 +833,13 @@ type Task struct {
 	// committed on change only.
 	MesosHealthy   *bool `protobuf:"varint,17,opt,name=mesos_healthy,json=mesosHealthy,proto3,oneof" json:"mesos_healthy,omitempty"`
 	CheckedHealthy *bool `protobuf:"varint,18,opt,name=checked_healthy,json=checkedHealthy,proto3,oneof" json:"checked_healthy,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// container_id is the task's Mesos container (TaskStatus
+	// container_status.container_id, in Mesos' "parent.child" form for a
+	// nested one): the parent of the nested containers an online backup or
+	// a migration's live copy runs in.
+	ContainerId   string `protobuf:"bytes,19,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Task) Reset() {
@@ -991,6 +996,13 @@ func (x *Task) GetCheckedHealthy() bool {
 		return *x.CheckedHealthy
 	}
 	return false
+}
+
+func (x *Task) GetContainerId() string {
+	if x != nil {
+		return x.ContainerId
+	}
+	return ""
 }
 
 // TaskFailure describes a task that ended unexpectedly, as Marathon's
@@ -1478,7 +1490,7 @@ const file_berth_v1_state_proto_rawDesc = "" +
 	"instanceId\x12%\n" +
 	"\x0econtainer_path\x18\x03 \x01(\tR\rcontainerPath\x12\x19\n" +
 	"\bsize_mib\x18\x04 \x01(\x01R\asizeMib\x12\x19\n" +
-	"\bagent_id\x18\x05 \x01(\tR\aagentId\"\xc8\x05\n" +
+	"\bagent_id\x18\x05 \x01(\tR\aagentId\"\xeb\x05\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
 	"\bagent_id\x18\x02 \x01(\tR\aagentId\x12\x1a\n" +
@@ -1501,7 +1513,8 @@ const file_berth_v1_state_proto_rawDesc = "" +
 	"\asandbox\x18\x0f \x01(\tR\asandbox\x12\x1b\n" +
 	"\tagent_url\x18\x10 \x01(\tR\bagentUrl\x12(\n" +
 	"\rmesos_healthy\x18\x11 \x01(\bH\x02R\fmesosHealthy\x88\x01\x01\x12,\n" +
-	"\x0fchecked_healthy\x18\x12 \x01(\bH\x03R\x0echeckedHealthy\x88\x01\x01B\n" +
+	"\x0fchecked_healthy\x18\x12 \x01(\bH\x03R\x0echeckedHealthy\x88\x01\x01\x12!\n" +
+	"\fcontainer_id\x18\x13 \x01(\tR\vcontainerIdB\n" +
 	"\n" +
 	"\b_healthyB\b\n" +
 	"\x06_readyB\x10\n" +

@@ -1732,8 +1732,10 @@ export type BackupPolicy = Message<"berth.v1.BackupPolicy"> & {
 
   /**
    * consistency is "stop" (default: the task is stopped for the copy and
-   * started again on the same berth). "online" (a copy beside the running
-   * task) is reserved and refused for now.
+   * started again on the same berth) or "online": the copy runs inside the
+   * running task (a Mesos nested container) between pre_command and
+   * post_command, which "online" requires (they make the files
+   * consistent: a database's backup mode, a CHECKPOINT, a pause).
    *
    * @generated from field: optional string consistency = 4;
    */
