@@ -336,7 +336,10 @@ func NewRestore(a *v1.App, i *v1.Instance, src *v1.Backup, id string, now time.T
 // NewMigration returns the PENDING copy step of a migration of instance
 // i off its agent: a stop-consistency backup of its berth to the app's
 // backup target, or to serverTarget (the server's --migration-target) when
-// the app has none; "" when neither is set.
+// the app has none; nil when neither is set. It starts live: a first copy
+// runs while the task runs (uploading the bulk of the chunks), then the
+// task is stopped for the stop-consistency copy, which uploads only the
+// chunks that changed meanwhile (docs/MIGRATION.md).
 func NewMigration(a *v1.App, i *v1.Instance, id, serverTarget string, now time.Time) *v1.Backup {
 	target := a.GetBackup().GetTarget()
 	if target == "" {
@@ -349,6 +352,7 @@ func NewMigration(a *v1.App, i *v1.Instance, id, serverTarget string, now time.T
 	b.Target = target
 	b.Consistency = BackupStop
 	b.Migrate, b.MigrationId, b.FromAgent = true, id, i.GetReservation().GetAgentId()
+	b.Live = true
 	return b
 }
 

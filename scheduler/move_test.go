@@ -283,6 +283,14 @@ func TestMaintenanceMigratesAndThenAcceptsInverseOffer(t *testing.T) {
 	} else if r := d.Calls[0].GetDeclineInverseOffers().GetFilters().GetRefuseSeconds(); r != inverseRefuseMoving.Seconds() {
 		t.Fatalf("declined for %vs while the berth is migrating off, want %v", r, inverseRefuseMoving.Seconds())
 	}
+	// The live copy runs in the task first; then the task stops for the
+	// final copy.
+	if !b.GetLive() || b.GetContainerId() == "" {
+		t.Fatalf("the migration did not start with a live copy: %v", b)
+	}
+	h.decide(NestedCopyResult{BackupID: b.GetId(), ContainerID: b.GetContainerId(), Succeeded: true})
+	h.settle()
+	b = h.backupRecord(b.GetId())
 	h.finishTask(b.GetTaskId(), mesos.TASK_FINISHED)
 	h.deliver()
 	h.settle()

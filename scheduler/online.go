@@ -78,8 +78,8 @@ func (p *planner) tickOnline(b *v1.Backup, i *v1.Instance) bool {
 	t := i.GetTask()
 	if !taskLive(t) {
 		if b.GetLive() {
-			// Nothing runs to copy beside: the stop copy that follows does it all.
-			p.failBackup(b.GetId(), "skipped: the task does not run")
+			// Nothing runs to copy beside: the stop copy does it all.
+			p.endLiveCopy(b, "skipped: the task does not run")
 			return true
 		}
 		return false // copied by a copy task, as in stop consistency
@@ -112,6 +112,14 @@ func (p *planner) onNestedCopy(r NestedCopyResult) {
 	if b == nil || b.GetState() != v1.BackupState_BACKUP_STATE_RUNNING || b.GetContainerId() != r.ContainerID {
 		return // decided already (a result reported twice, or by another leader)
 	}
+	if b.GetLive() {
+		msg := "done"
+		if !r.Succeeded {
+			msg = "failed (" + r.Message + "): the stop copy copies everything"
+		}
+		p.endLiveCopy(b, msg)
+		return
+	}
 	if !r.Succeeded {
 		p.failBackup(b.GetId(), r.Message)
 		return
@@ -121,6 +129,24 @@ func (p *planner) onNestedCopy(r NestedCopyResult) {
 	e.FinishedAt = p.ts()
 	p.backupEvent(e, "")
 	p.moveCopyEnded(e)
+}
+
+// endLiveCopy ends a migration's live copy, whatever its outcome (it only
+// warms the target: the stop copy is the one restored): the record is
+// PENDING again, for the stop-consistency copy, which stops the task.
+func (p *planner) endLiveCopy(b *v1.Backup, outcome string) {
+	e := p.editBackup(b.GetId())
+	if e == nil {
+		e = b
+	}
+	e.Live = false
+	e.State = v1.BackupState_BACKUP_STATE_PENDING
+	e.ContainerId, e.ParentContainerId, e.ParentTaskId, e.AgentId = "", "", "", ""
+	e.StartedAt = nil
+	p.backupEvent(e, "live copy "+outcome+"; the task stops for the final copy of what changed")
+	if i := p.inst(b.GetInstanceId()); i != nil && moveOf(i, b) != nil {
+		p.setStep(p.edit(i.GetId()), stepCopy, "live copy "+outcome+"; stopping the task for the final copy")
+	}
 }
 
 // NestedCopyTarget is a nested copy the leader must launch (again) and

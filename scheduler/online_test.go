@@ -3,6 +3,9 @@ package scheduler
 import (
 	"strings"
 	"testing"
+	"time"
+
+	mesos "github.com/mesos/mesos-go/api/v1/lib"
 
 	"github.com/berth-dev/berth/appmodel"
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
@@ -144,5 +147,89 @@ func TestOnlineBackupEndsWithTheInstance(t *testing.T) {
 	h.tick()
 	if b := h.backupRecord("bk1"); b.GetState() != v1.BackupState_BACKUP_STATE_FAILED || !strings.Contains(b.GetError(), "removed") {
 		t.Fatalf("online backup of a removed instance: %v", b)
+	}
+}
+
+// A migration starts with a live copy inside the running task (the task
+// keeps running), then stops the task for the final stop-consistency copy
+// and restores on the new berth as before; a leader failover at each step
+// resumes it, and downtime is counted from the stop, not from the start.
+func TestMigrationLiveCopyThenStopCopy(t *testing.T) {
+	h, app, inst := movingHarness(t, &v1.BackupPolicy{Target: "file:///b"})
+	appTask := inst.GetTask().GetId()
+	from := inst.GetReservation().GetAgentId()
+	h.putBackup(appmodel.NewMigration(app, inst, "m1", "", h.now))
+	h.restart() // failover before the leader saw the record
+	h.tick()
+	b := h.backupRecord("m1")
+	if !b.GetLive() || b.GetState() != v1.BackupState_BACKUP_STATE_RUNNING || b.GetParentTaskId() != appTask || len(h.mem.kills) != 0 {
+		t.Fatalf("live copy: %v (kills %v)", b, h.mem.kills)
+	}
+	if m := h.only("/pg").GetMove(); m.GetStep() != stepCopy || m.GetStoppedAt() != nil {
+		t.Fatalf("move during the live copy: %v", m)
+	}
+	h.restart() // failover during the live copy: the same copy is followed
+	h.advance(30 * time.Second)
+	h.settle()
+	if got := nestedCopyTargets(h.state(), testBinaryURL); len(got) != 1 || got[0].BackupID != "m1" {
+		t.Fatalf("targets after failover: %v", got)
+	}
+	if got := h.only("/pg").GetTask(); got.GetId() != appTask || got.GetState() != stRunning {
+		t.Fatalf("the task stopped during the live copy: %v", got)
+	}
+	stop := h.now
+	h.decide(NestedCopyResult{BackupID: "m1", ContainerID: b.GetContainerId(), Succeeded: true})
+	b = h.backupRecord("m1")
+	if b.GetLive() || b.GetState() != v1.BackupState_BACKUP_STATE_PENDING || b.GetContainerId() != "" {
+		t.Fatalf("after the live copy: %v", b)
+	}
+	h.restart() // failover between the live copy and the stop copy
+	h.tick()
+	if h.mem.kills[appTask].reason != killBackup {
+		t.Fatalf("the task was not stopped for the final copy: %v", h.mem.kills)
+	}
+	h.deliver()
+	h.advance(time.Second)
+	h.tick()
+	h.offers()
+	copyID := inst.GetId() + "._backup.m1"
+	if b := h.backupRecord("m1"); b.GetState() != v1.BackupState_BACKUP_STATE_RUNNING || b.GetTaskId() != copyID || b.GetAgentId() != from {
+		t.Fatalf("final copy: %v", b)
+	}
+	h.advance(2 * time.Second)
+	h.finishTask(copyID, mesos.TASK_FINISHED)
+	h.deliver()
+	h.settle()
+	restoreID := inst.GetId() + "._restore.m1-restore"
+	if launchedTask(h, restoreID) == nil {
+		t.Fatalf("restore not launched: %v", h.master.log)
+	}
+	h.advance(2 * time.Second)
+	h.finishTask(restoreID, mesos.TASK_FINISHED)
+	h.deliver()
+	h.settle()
+	h.advance(time.Minute)
+	h.settle()
+	got := h.only("/pg")
+	m := got.GetMove()
+	if got.GetReservation().GetAgentId() == from || got.GetTask().GetState() != stRunning || m.GetStep() != stepDone {
+		t.Fatalf("after the migration: %v", got)
+	}
+	if down := time.Duration(m.GetDowntimeMs()) * time.Millisecond; down <= 0 || down > h.now.Sub(stop) || m.GetStoppedAt().AsTime().Before(stop) {
+		t.Fatalf("downtime %v counted from %v, the live copy ended at %v", down, m.GetStoppedAt().AsTime(), stop)
+	}
+}
+
+// A migration of an instance whose task does not run skips the live copy.
+func TestMigrationLiveCopySkippedWithoutATask(t *testing.T) {
+	h, app, inst := movingHarness(t, &v1.BackupPolicy{Target: "file:///b"})
+	h.master.crash(inst.GetTask().GetId())
+	h.deliver()
+	h.putBackup(appmodel.NewMigration(app, inst, "m1", "", h.now))
+	h.tick()
+	h.offers()
+	if b := h.backupRecord("m1"); b.GetLive() || b.GetContainerId() != "" || b.GetState() != v1.BackupState_BACKUP_STATE_RUNNING ||
+		b.GetTaskId() != inst.GetId()+"._backup.m1" {
+		t.Fatalf("migration of a stopped instance: %v", b)
 	}
 }
