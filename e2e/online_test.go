@@ -72,3 +72,24 @@ func TestOnlineBackupWhileTheAppWrites(t *testing.T) {
 	}
 	t.Logf("restored: a = b = %s; the restored task %s runs", strings.TrimSpace(string(a)), restored.ID)
 }
+
+// A migration of PostgreSQL with 100,000 rows: the live copy uploads the
+// bulk while PostgreSQL serves, then the task stops for the final copy,
+// which uploads only the chunks that changed; the downtime is that delta
+// copy, the restore and the start.
+func TestMigratePostgresLiveCopy(t *testing.T) {
+	api, first := pgOnAgents(t, func(def string) string { return def })
+	execAt(t, first, "INSERT INTO berth_seed SELECT g, repeat(md5(g::text), 8) FROM generate_series(20001, 100000) g")
+	start := time.Now()
+	out := mustCLI(t, api, "instance", "migrate", first.InstanceID, "--wait")
+	t.Logf("berth instance migrate --wait (%s):\n%s", time.Since(start).Round(time.Millisecond), out)
+	m := downtimeRE.FindStringSubmatch(out[strings.LastIndex(out, "done:"):])
+	if m == nil || !strings.Contains(out, "migrate live copy from "+first.AgentID) || !strings.Contains(out, "migrate copy from "+first.AgentID) {
+		t.Fatalf("migrate output (a live copy, then the copy):\n%s", out)
+	}
+	t.Logf("migration downtime with a live copy (stop → new task running): %s", m[1])
+	moved := waitHealthy(t, api, "/postgres", func(tk taskJSON) bool { return tk.AgentID != first.AgentID })
+	if n := rowsAt(t, moved); n != 100000 {
+		t.Fatalf("after the migration: %d rows, want 100000", n)
+	}
+}

@@ -18,8 +18,12 @@ import (
 // the latest backup when the old berth is lost). Every step is committed
 // before the Mesos call it leads to (invariant 1):
 //
-//	copy      the migration's backup record runs on the old berth (the app's
-//	          task stopped, as any stop-consistency backup)
+//	live copy the migration's backup record first runs inside the app's
+//	          running task (a nested container, online.go): it uploads the
+//	          bulk of the volume's chunks while the app serves
+//	copy      the same record runs on the old berth (the app's task
+//	          stopped, as any stop-consistency backup): only the chunks
+//	          changed since the live copy are uploaded
 //	stopping  the move's restore record is PENDING; the app's task is killed
 //	placing   the task is gone: the old berth is kept in Move.previous and
 //	          the instance's reservation reset (epoch kept), so the next
@@ -60,6 +64,7 @@ const (
 	moveRestore = "restore"
 	moveReplace = "replace"
 
+	stepLive     = "live copy"
 	stepCopy     = "copy"
 	stepStopping = "stopping"
 	stepPlacing  = "placing"
@@ -126,8 +131,11 @@ func (p *planner) tickMove(b *v1.Backup, i *v1.Instance) bool {
 			Id: b.GetMigrationId(), Kind: moveKind(b), FromAgent: b.GetFromAgent(), ToAgent: b.GetToAgent(),
 			CreatedAt: p.ts(), Step: stepCopy,
 		}
-		if moveRecord(b) {
+		switch {
+		case moveRecord(b):
 			e.Move.Step = stepStopping
+		case b.GetLive():
+			e.Move.Step = stepLive
 		}
 		p.changed[e.GetId()] = true
 		p.setStep(e, e.Move.Step, "started")

@@ -165,7 +165,7 @@ func TestMigrationLiveCopyThenStopCopy(t *testing.T) {
 	if !b.GetLive() || b.GetState() != v1.BackupState_BACKUP_STATE_RUNNING || b.GetParentTaskId() != appTask || len(h.mem.kills) != 0 {
 		t.Fatalf("live copy: %v (kills %v)", b, h.mem.kills)
 	}
-	if m := h.only("/pg").GetMove(); m.GetStep() != stepCopy || m.GetStoppedAt() != nil {
+	if m := h.only("/pg").GetMove(); m.GetStep() != stepLive || m.GetStoppedAt() != nil {
 		t.Fatalf("move during the live copy: %v", m)
 	}
 	h.restart() // failover during the live copy: the same copy is followed
@@ -182,6 +182,9 @@ func TestMigrationLiveCopyThenStopCopy(t *testing.T) {
 	b = h.backupRecord("m1")
 	if b.GetLive() || b.GetState() != v1.BackupState_BACKUP_STATE_PENDING || b.GetContainerId() != "" {
 		t.Fatalf("after the live copy: %v", b)
+	}
+	if m := h.only("/pg").GetMove(); m.GetStep() != stepCopy {
+		t.Fatalf("move after the live copy: %v", m)
 	}
 	h.restart() // failover between the live copy and the stop copy
 	h.tick()
