@@ -88,22 +88,30 @@ func (c *Cluster) AgentURL(id string) string {
 	if a == nil {
 		return ""
 	}
-	host, _, err := net.SplitHostPort(c.Addr())
-	if err != nil {
-		return ""
-	}
-	return "http://" + net.JoinHostPort(host, strconv.Itoa(int(c.agentPortOf(a))))
+	return "http://" + net.JoinHostPort(c.agentHost(a), strconv.Itoa(int(c.agentPortOf(a))))
 }
 
-// startAgentAPIs gives every real agent its listener, on its checkpointed
-// port when that is free. Called from Start before serving.
+// agentHost is the address an agent's listener binds: the master's bind
+// address, or, when that is a specific one and the agent has a loopback
+// address of its own (Config.DistinctHosts: 127.0.0.<n>, which its PID
+// names), that address.
+func (c *Cluster) agentHost(a *agent) string {
+	host, _, _ := net.SplitHostPort(c.Addr())
+	if mip := net.ParseIP(host); mip != nil && mip.IsUnspecified() {
+		return host // every address, the agents' loopback ones included
+	}
+	if ip := net.ParseIP(a.hostname); ip != nil && ip.IsLoopback() {
+		return ip.String()
+	}
+	return host
+}
+
+// startAgentAPIs gives every real agent its listener (on agentHost), on
+// its checkpointed port when that is free. Called from Start before
+// serving.
 func (c *Cluster) startAgentAPIs(ctx context.Context) error {
 	if c.cfg.Simulate {
 		return nil
-	}
-	host, _, err := net.SplitHostPort(c.Addr())
-	if err != nil {
-		return err
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -111,6 +119,8 @@ func (c *Cluster) startAgentAPIs(ctx context.Context) error {
 		if a.gone {
 			continue
 		}
+		host := c.agentHost(a)
+		var err error
 		var lc net.ListenConfig
 		var ln net.Listener
 		if a.apiPort != 0 {

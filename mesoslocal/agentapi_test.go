@@ -216,3 +216,18 @@ func TestAgentAPIPortSurvivesRestart(t *testing.T) {
 		t.Fatalf("GET_HEALTH after restart: %d %s", code, body)
 	}
 }
+
+// TestAgentAPIDistinctHosts: with an address per agent, each agent's API
+// listens on its own address, the one its PID names.
+func TestAgentAPIDistinctHosts(t *testing.T) {
+	c := startCluster(t, func(cfg *Config) { cfg.Agents, cfg.DistinctHosts = 2, true })
+	for _, ag := range operator(t, c, &master.Call{Type: master.Call_GET_AGENTS}).GetGetAgents().GetAgents() {
+		_, addr, _ := strings.Cut(ag.GetPID(), "@")
+		if !strings.HasPrefix(addr, ag.AgentInfo.Hostname+":") {
+			t.Errorf("agent %s on %s has PID %s", ag.AgentInfo.GetID().GetValue(), ag.AgentInfo.Hostname, ag.GetPID())
+		}
+		if code, _, body := agentCall(t, "http://"+addr, &agentapi.Call{Type: agentapi.Call_GET_HEALTH}); code != http.StatusOK {
+			t.Errorf("agent API at its PID %s: %d %s", addr, code, body)
+		}
+	}
+}

@@ -178,10 +178,8 @@ func (c *Cluster) agentPort() int32 {
 // port, and the agent's libprocess path.
 func (c *Cluster) agentURL(a *agent) *mesos.URL {
 	u := &mesos.URL{Scheme: "http", Address: mesos.Address{Hostname: proto.String(a.hostname), Port: c.agentPortOf(a)}, Path: proto.String("/slave(1)")}
-	if host, _, err := net.SplitHostPort(c.Addr()); err == nil {
-		if ip := net.ParseIP(host); ip != nil && !ip.IsUnspecified() {
-			u.Address.IP = proto.String(ip.String())
-		}
+	if ip := net.ParseIP(c.agentHost(a)); ip != nil && !ip.IsUnspecified() {
+		u.Address.IP = proto.String(ip.String())
 	}
 	return u
 }
