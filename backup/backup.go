@@ -39,7 +39,21 @@ type Options struct {
 	// (512 KiB, 8 MiB, 2^20: restic's); tests use small chunks.
 	MinChunk, MaxChunk uint
 	AverageBits        int
+	// Parent is an earlier backup of the same directory (a migration's
+	// live copy): a regular file whose size and modification time are
+	// those the parent recorded, and which had not been modified for
+	// racyWindow before the parent began, takes the parent's chunks
+	// without being read again (the quick check of rsync, with git's
+	// guard against files changed in the same clock tick as the scan).
+	// Only chunks the target holds are reused.
+	Parent *Manifest
 }
+
+// racyWindow is how long before its backup began a file must have been
+// unmodified for a later backup to trust its size and modification time:
+// a write just after the scan may keep both (a coarse clock, an overwrite
+// in place) while the copy read the old content.
+const racyWindow = 2 * time.Second
 
 // Progress reports how far a backup or restore got.
 type Progress struct {
@@ -146,6 +160,12 @@ func (t *Target) Backup(ctx context.Context, dir string, opts Options) (*Result,
 		prog.Elapsed = now.Sub(start)
 		opts.Progress(prog)
 	}
+	parent := map[string]*File{}
+	if opts.Parent != nil {
+		for i := range opts.Parent.Files {
+			parent[opts.Parent.Files[i].Path] = &opts.Parent.Files[i]
+		}
+	}
 	inRun := map[string]bool{} // chunks queued in this backup
 	unique := map[string]bool{}
 	ch := chunker.New(nil, t.pol)
@@ -160,7 +180,19 @@ func (t *Target) Backup(ctx context.Context, dir string, opts Options) (*Result,
 			continue
 		}
 		f := e.file
-		if f.Type == TypeFile {
+		if p := unchanged(parent[f.Path], e, opts.Parent, have); p != nil {
+			f.Chunks, f.SHA256, f.Size = p.Chunks, p.SHA256, p.Size
+			for _, r := range p.Chunks {
+				unique[r.Hash] = true
+			}
+			prog.Chunks += len(p.Chunks)
+			prog.Bytes += p.Size
+			report(false)
+			m.Totals.Files++
+			m.Totals.Bytes += p.Size
+			m.Totals.Chunks += len(p.Chunks)
+			m.Totals.ReusedFiles++
+		} else if f.Type == TypeFile {
 			refs, sum, n, err := t.chunkFile(ctx, filepath.Join(dir, filepath.FromSlash(f.Path)), ch, buf, opts, func(hash string, data []byte) {
 				prog.Chunks++
 				unique[hash] = true
@@ -285,8 +317,25 @@ func (t *Target) getChunk(ctx context.Context, ref ChunkRef) ([]byte, error) {
 
 var errCorrupt = errors.New("corrupt chunk")
 
+// unchanged returns the parent's entry of a regular file it may reuse
+// (see Options.Parent), or nil.
+func unchanged(p *File, e scanned, parent *Manifest, have map[string]int64) *File {
+	f := e.file
+	if p == nil || f.Type != TypeFile || p.Type != TypeFile || p.Size != e.size || !p.ModTime.Equal(f.ModTime) ||
+		!p.ModTime.Before(parent.Created.Add(-racyWindow)) {
+		return nil
+	}
+	for _, r := range p.Chunks {
+		if _, ok := have[r.Hash]; !ok {
+			return nil
+		}
+	}
+	return p
+}
+
 type scanned struct {
 	file    File
+	size    int64 // a regular file's size when scanned
 	skipped bool
 }
 
@@ -329,6 +378,8 @@ func scan(dir string) ([]scanned, int64, error) {
 		case info.Mode().IsRegular():
 			f.Type = TypeFile
 			total += info.Size()
+			out = append(out, scanned{file: f, size: info.Size()})
+			return nil
 		case info.IsDir():
 			f.Type = TypeDir
 		case info.Mode()&fs.ModeSymlink != 0:

@@ -401,3 +401,42 @@ func TestOpenExistingCreatesNothing(t *testing.T) {
 	must(t, err)
 	tg.Close()
 }
+
+// A backup with a parent takes the unchanged files from it unread, and
+// reads again every file whose size or modification time differs, or
+// that was modified too close to the parent's start to trust its time; the
+// result restores exactly the directory.
+func TestBackupReusesUnchangedFilesOfParent(t *testing.T) {
+	ctx := context.Background()
+	tg, _ := fileTarget(t)
+	src := t.TempDir()
+	old := time.Now().Add(-time.Hour)
+	for _, name := range []string{"quiet", "grows", "rewritten", "racy"} {
+		must(t, os.WriteFile(filepath.Join(src, name), bytes.Repeat([]byte(name), 5000), 0o644))
+		must(t, os.Chtimes(filepath.Join(src, name), old, old))
+	}
+	created := time.Now()
+	// "racy" was modified within racyWindow of the parent's start: its
+	// recorded time cannot be trusted.
+	must(t, os.Chtimes(filepath.Join(src, "racy"), created.Add(-time.Second), created.Add(-time.Second)))
+	parent, err := tg.Backup(ctx, src, Options{ID: "live", Created: created})
+	must(t, err)
+
+	must(t, os.WriteFile(filepath.Join(src, "grows"), bytes.Repeat([]byte("grows"), 6000), 0o644))
+	// Same size, new content: the write moved its modification time.
+	must(t, os.WriteFile(filepath.Join(src, "rewritten"), bytes.Repeat([]byte("REWRITTEN"), 5000), 0o644))
+	// "racy": new content of the same size with the same time as recorded.
+	racyTime := created.Add(-time.Second)
+	must(t, os.WriteFile(filepath.Join(src, "racy"), bytes.Repeat([]byte("RACY"), 5000), 0o644))
+	must(t, os.Chtimes(filepath.Join(src, "racy"), racyTime, racyTime))
+
+	res, err := tg.Backup(ctx, src, Options{ID: "live", Parent: parent.Manifest})
+	must(t, err)
+	if got := res.Manifest.Totals.ReusedFiles; got != 1 {
+		t.Fatalf("reused %d files, want 1 (quiet)", got)
+	}
+	dst := t.TempDir()
+	_, err = tg.Restore(ctx, "live", dst, RestoreOptions{ManifestSHA256: res.ManifestSHA256})
+	must(t, err)
+	assertSameTree(t, src, dst)
+}

@@ -50,6 +50,9 @@ type Totals struct {
 	// target lacked, and their compressed size.
 	NewChunks int   `json:"newChunks"`
 	NewBytes  int64 `json:"newBytes"`
+	// ReusedFiles are the files taken unread from a parent backup
+	// (Options.Parent).
+	ReusedFiles int `json:"reusedFiles,omitempty"`
 }
 
 // File is one entry of the volume. Paths are slash-separated and relative

@@ -110,8 +110,14 @@ func volumeBackupCmd() *cobra.Command {
 					fmt.Fprintln(out, err)
 				}
 			}
-			res, err := t.Backup(ctx, dir, backup.Options{ID: id, App: app, Instance: instance, Workers: workers,
-				Progress: report, ProgressEvery: 2 * time.Second})
+			opts := backup.Options{ID: id, App: app, Instance: instance, Workers: workers, Progress: report, ProgressEvery: 2 * time.Second}
+			// An earlier copy under the same id (a migration's live copy):
+			// files unchanged since are taken from it without being read.
+			if parent, perr := t.Manifest(ctx, id, ""); perr == nil {
+				opts.Parent = parent
+				fmt.Fprintf(out, "backup %s: an earlier copy under this id (%s) lends its unchanged files\n", id, parent.Created.Format(time.RFC3339))
+			}
+			res, err := t.Backup(ctx, dir, opts)
 			_ = t.ClearProgress(context.WithoutCancel(ctx), id)
 			// The post command runs whatever the copy's outcome: it ends
 			// what the pre command began (a backup mode, a lock).
@@ -122,8 +128,8 @@ func volumeBackupCmd() *cobra.Command {
 				return err
 			}
 			tot := res.Manifest.Totals
-			fmt.Fprintf(out, "backup %s: %d files, %d bytes, %d chunks (%d new, %d bytes uploaded) in %s, %.1f MB/s\n",
-				id, tot.Files, tot.Bytes, tot.Chunks, tot.NewChunks, tot.NewBytes, res.Elapsed.Round(time.Millisecond),
+			fmt.Fprintf(out, "backup %s: %d files (%d unchanged, not read), %d bytes, %d chunks (%d new, %d bytes uploaded) in %s, %.1f MB/s\n",
+				id, tot.Files, tot.ReusedFiles, tot.Bytes, tot.Chunks, tot.NewChunks, tot.NewBytes, res.Elapsed.Round(time.Millisecond),
 				float64(tot.Bytes)/res.Elapsed.Seconds()/1e6)
 			return json.NewEncoder(c.OutOrStdout()).Encode(map[string]any{"id": id, "manifestSha256": res.ManifestSHA256, "totals": tot})
 		},
