@@ -231,3 +231,31 @@ func TestAgentAPIDistinctHosts(t *testing.T) {
 		}
 	}
 }
+
+// TestAgentAPINestedDiesWithItsAgent: a stopped agent takes its tasks'
+// nested containers with it (mesos-local does not recover them) and
+// answers no agent call until it is back.
+func TestAgentAPINestedDiesWithItsAgent(t *testing.T) {
+	c := startCluster(t, nil)
+	s := subscribe(t, c, berthInfo())
+	o, st := startVolumeTask(t, s, "app1")
+	url := c.AgentURL(o.AgentID.Value)
+	parent := st.GetContainerStatus().GetContainerID().GetValue()
+	if code, _, body := agentCall(t, url, launchContainer(nestedID(parent, "copy"), `echo $$ > pid; exec sleep 1000`)); code != http.StatusOK {
+		t.Fatalf("LAUNCH_CONTAINER: %d %s", code, body)
+	}
+	sandbox := c.taskSandbox(t, s.fwID, "app1")
+	var pid int
+	eventually(t, "nested pid written", func() bool {
+		b, _ := os.ReadFile(filepath.Join(sandbox, "containers", "copy", "pid"))
+		pid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+		return pid > 0
+	})
+	if err := c.StopAgent(o.AgentID.Value); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "nested process gone with its agent", func() bool { return !processAlive(pid) })
+	if code, _, _ := agentCall(t, url, waitContainer(nestedID(parent, "copy"))); code != http.StatusServiceUnavailable {
+		t.Fatalf("WAIT_CONTAINER on a stopped agent: %d, want 503", code)
+	}
+}
