@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -162,5 +163,42 @@ func TestBackupsPostgres100kOnThreeAgents(t *testing.T) {
 	}
 	if replaced.BerthEpoch != "3" || replaced.InstanceID != first.InstanceID {
 		t.Fatalf("replacement: %+v", replaced)
+	}
+}
+
+// TestBackupThroughputBySize measures, for volumes of
+// BERTH_BENCH_BACKUP_MB (comma-separated MB, e.g. "10,100,300") of random
+// (incompressible) bytes on berth dev --agents 2 with a file:// target,
+// the throughput of a full backup and of its restore onto the other agent
+// (the volume's bytes over the copy or restore task's run). Skipped
+// unless set: it is a measurement for BENCHMARKS.md, not a check.
+func TestBackupThroughputBySize(t *testing.T) {
+	sizes := os.Getenv("BERTH_BENCH_BACKUP_MB")
+	if sizes == "" {
+		t.Skip("set BERTH_BENCH_BACKUP_MB=10,100,300 to measure")
+	}
+	dataDir := traversableTempDir(t)
+	target := backupTargetDir(t, dataDir)
+	api, mesosAddr := freePort(t), freePort(t)
+	startProc(t, "dev", "dev", "--data-dir", dataDir, "--api-addr", api, "--mesos-listen", mesosAddr, "--agents", "2")
+	waitAPI(t, api)
+	for _, mb := range strings.Split(sizes, ",") {
+		app := "/blob" + mb
+		def := strings.Replace(blobApp(app, mustAtoi(t, mb)), `"instances": 1,`, `"instances": 1, "backup": {"target": "file://`+target+`"},`, 1)
+		mustCLI(t, api, "app", "add", writeFile(t, "blob"+mb+".json", def), "--wait")
+		first := waitHealthy(t, api, app, nil)
+		b := backupDone(t, api, app)
+		var to string
+		for id := range agentsByID(t, api) {
+			if id != first.AgentID {
+				to = id
+			}
+		}
+		mustCLI(t, api, "restore", app, "--instance", first.InstanceID, "--backup", b.ID, "--to-agent", to, "--wait")
+		r := restoreOf(t, api, app, b.ID)
+		t.Logf("%s MB: backup %s in %s (%s), %s bytes uploaded; restore onto the other agent %s (%s)", mb,
+			b.Bytes, b.took().Round(100*time.Millisecond), mbPerSecond(b.bytes(), b.took()), b.BytesUploaded,
+			r.took().Round(100*time.Millisecond), mbPerSecond(b.bytes(), r.took()))
+		mustCLI(t, api, "app", "remove", app, "--wait")
 	}
 }
