@@ -72,14 +72,16 @@ func (l masterTaskLists) liveTasksOf(instanceID string) []string {
 }
 
 // onlyOneLive samples, every 100 ms until stopped, mesos-local's tasks and
-// the task processes of the instance, and returns the moments when it had
-// more than one live task (in mesos-local's state, or with processes).
+// the task processes of the instance; stop (safe to call again) returns the
+// moments when it had more than one live task (in mesos-local's state, or
+// with processes).
 func onlyOneLive(t *testing.T, mesosAddr, owner, instanceID string) (stop func() []string) {
 	t.Helper()
 	var (
 		mu         sync.Mutex
 		violations []string
 		wg         sync.WaitGroup
+		once       sync.Once
 	)
 	done := make(chan struct{})
 	wg.Add(1)
@@ -121,7 +123,7 @@ func onlyOneLive(t *testing.T, mesosAddr, owner, instanceID string) (stop func()
 		}
 	}()
 	return func() []string {
-		close(done)
+		once.Do(func() { close(done) })
 		wg.Wait()
 		mu.Lock()
 		defer mu.Unlock()
@@ -190,17 +192,12 @@ func partitionDuringMove(t *testing.T, step string) {
 	}
 
 	stopSampling := onlyOneLive(t, mesosAddr, dev.owner, first.InstanceID)
-	sampling := true
-	defer func() {
-		if sampling {
-			stopSampling()
-		}
-	}()
+	defer stopSampling()
 
 	start := time.Now()
 	mustCLI(t, api, "instance", "migrate", first.InstanceID, "--to-agent", to)
 	// The step's task running on the agent to cut off.
-	var copyTask string
+	var stepTask string
 	eventually(t, 3*time.Minute, "the move's "+step+" task running", func() bool {
 		m := movesByInstance(t, api, app)[first.InstanceID]
 		if m.Move.Step == stepFailedE2E || m.Move.Step == stepDoneE2E {
@@ -212,27 +209,27 @@ func partitionDuringMove(t *testing.T, step string) {
 		l, ok := masterTaskState(mesosAddr)
 		for _, tk := range l.Tasks {
 			if ok && strings.HasPrefix(tk.TaskID.Value, first.InstanceID+taskMarker) && tk.State == "TASK_RUNNING" && tk.AgentID.Value == partitioned {
-				copyTask = tk.TaskID.Value
+				stepTask = tk.TaskID.Value
 				return true
 			}
 		}
 		return false
 	})
 	faultCall(t, mesosAddr, "partition", partitioned)
-	t.Logf("agent %s partitioned %s after the migrate request, at step %q, task %s", partitioned, time.Since(start).Round(100*time.Millisecond), step, copyTask)
+	t.Logf("agent %s partitioned %s after the migrate request, at step %q, task %s", partitioned, time.Since(start).Round(100*time.Millisecond), step, stepTask)
 
 	// Unreachable, and waited for: the move holds at its step.
 	eventually(t, time.Minute, "the "+step+" task unreachable", func() bool {
 		l, ok := masterTaskState(mesosAddr)
 		for _, tk := range append(l.Tasks, l.UnreachableTasks...) {
-			if ok && tk.TaskID.Value == copyTask && tk.State == "TASK_UNREACHABLE" {
+			if ok && tk.TaskID.Value == stepTask && tk.State == "TASK_UNREACHABLE" {
 				return true
 			}
 		}
 		return false
 	})
 	unreachableAt := time.Now()
-	for range 15 { // about 10 s of scheduler decisions with the task unreachable
+	for range 15 { // 15 looks (5–30 s, with the CLI's start) at the move with its task unreachable
 		m := movesByInstance(t, api, app)[first.InstanceID]
 		if m.Move.Step != step || m.Move.Error != "" {
 			t.Fatalf("with the %s task unreachable the move went on: %+v", step, m.Move)
@@ -286,7 +283,6 @@ func partitionDuringMove(t *testing.T, step string) {
 		procs := taskProcessesOf(dev.owner)
 		return len(reservedResources(t, mesosAddr)) == 0 && len(vols) == 0 && len(procs) == 0
 	})
-	sampling = false
 	if v := stopSampling(); len(v) > 0 {
 		t.Fatalf("the instance had two live tasks %d time(s): %s", len(v), strings.Join(v, "\n"))
 	}
