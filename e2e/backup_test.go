@@ -15,15 +15,38 @@ import (
 type backupJSON struct {
 	ID             string `json:"id"`
 	InstanceID     string `json:"instanceId"`
+	Kind           string `json:"kind"`
 	State          string `json:"state"`
 	Bytes          string `json:"bytes"`
 	ChunksTotal    string `json:"chunksTotal"`
 	ChunksNew      string `json:"chunksNew"`
+	BytesUploaded  string `json:"bytesUploaded"`
 	ManifestSha256 string `json:"manifestSha256"`
 	Scheduled      bool   `json:"scheduled"`
+	SourceBackupID string `json:"sourceBackupId"`
+	StartedAt      string `json:"startedAt"`
+	FinishedAt     string `json:"finishedAt"`
 }
 
 func (b backupJSON) chunksNew() int { n, _ := strconv.Atoi(b.ChunksNew); return n }
+
+func (b backupJSON) bytes() int64 { n, _ := strconv.ParseInt(b.Bytes, 10, 64); return n }
+
+func (b backupJSON) bytesUploaded() int64 {
+	n, _ := strconv.ParseInt(b.BytesUploaded, 10, 64)
+	return n
+}
+
+// took is how long the copy task ran (started → finished), zero when
+// either is unknown.
+func (b backupJSON) took() time.Duration {
+	s, err1 := time.Parse(time.RFC3339Nano, b.StartedAt)
+	f, err2 := time.Parse(time.RFC3339Nano, b.FinishedAt)
+	if err1 != nil || err2 != nil {
+		return 0
+	}
+	return f.Sub(s)
+}
 
 func listBackups(t *testing.T, api, app string) []backupJSON {
 	t.Helper()
@@ -61,13 +84,7 @@ func backupDone(t *testing.T, api, app string) backupJSON {
 func TestBackupRestorePostgres(t *testing.T) {
 	requirePostgres(t)
 	dataDir := traversableTempDir(t)
-	target := filepath.Join(dataDir, "backups")
-	if err := os.Mkdir(target, 0o777); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(target, 0o777); err != nil { // the copy task runs as user postgres
-		t.Fatal(err)
-	}
+	target := backupTargetDir(t, dataDir)
 	api, mesosAddr := freePort(t), freePort(t)
 	startProc(t, "dev", "dev", "--data-dir", dataDir, "--api-addr", api, "--mesos-listen", mesosAddr, "--agents", "1")
 	waitAPI(t, api)
@@ -146,4 +163,19 @@ func TestBackupRestorePostgres(t *testing.T) {
 	if err != nil || len(manifests) != 2 {
 		t.Fatalf("manifests after pruning: %v, %v", manifests, err)
 	}
+}
+
+// backupTargetDir makes a directory for a file:// backup target under
+// parent, writable by the copy task (it runs as the app's user, e.g.
+// postgres).
+func backupTargetDir(t *testing.T, parent string) string {
+	t.Helper()
+	target := filepath.Join(parent, "backups")
+	if err := os.Mkdir(target, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(target, 0o777); err != nil { // against the umask
+		t.Fatal(err)
+	}
+	return target
 }

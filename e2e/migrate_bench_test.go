@@ -24,12 +24,7 @@ func TestMigrateDowntimeBySize(t *testing.T) {
 	waitAPI(t, api)
 	for _, mb := range strings.Split(sizes, ",") {
 		app := "/blob" + mb
-		def := fmt.Sprintf(`{"id": %q, "instances": 1, "cpus": 0.2, "mem": 64, "disk": 0,
-  "cmd": "test -f data/blob || { head -c %sM /dev/urandom > data/blob.tmp && sync && mv data/blob.tmp data/blob; }; sleep 100000",
-  "healthChecks": [{"protocol": "COMMAND", "command": {"value": "test -f data/blob"}, "intervalSeconds": 1, "gracePeriodSeconds": 300}],
-  "container": {"type": "MESOS", "volumes": [{"containerPath": "data", "mode": "RW", "persistent": {"size": %s}}]}}`,
-			app, mb, fmt.Sprint(mustAtoi(t, mb)+64))
-		mustCLI(t, api, "app", "add", writeFile(t, "blob"+mb+".json", def), "--wait")
+		mustCLI(t, api, "app", "add", writeFile(t, "blob"+mb+".json", blobApp(app, mustAtoi(t, mb))), "--wait")
 		first := waitHealthy(t, api, app, nil)
 		start := time.Now()
 		out := mustCLI(t, api, "instance", "migrate", first.InstanceID, "--wait")
@@ -51,4 +46,15 @@ func mustAtoi(t *testing.T, s string) int {
 		t.Fatalf("size %q: %v", s, err)
 	}
 	return n
+}
+
+// blobApp is a resident app whose first start writes mb MB of random
+// (incompressible) bytes to data/blob in its volume; it is healthy once
+// the file is complete.
+func blobApp(id string, mb int) string {
+	return fmt.Sprintf(`{"id": %q, "instances": 1, "cpus": 0.2, "mem": 64, "disk": 0,
+  "cmd": "test -f data/blob || { head -c %dM /dev/urandom > data/blob.tmp && sync && mv data/blob.tmp data/blob; }; sleep 100000",
+  "healthChecks": [{"protocol": "COMMAND", "command": {"value": "test -f data/blob"}, "intervalSeconds": 1, "gracePeriodSeconds": 300}],
+  "container": {"type": "MESOS", "volumes": [{"containerPath": "data", "mode": "RW", "persistent": {"size": %d}}]}}`,
+		id, mb, mb+64)
 }

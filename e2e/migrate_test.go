@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -122,13 +121,7 @@ func TestMigratePostgres(t *testing.T) {
 // agent is marked gone: the instance is restored from its latest backup
 // onto another agent, with the backup's rows (the writes since are lost).
 func TestReplacePostgresFromBackupOnGone(t *testing.T) {
-	target := filepath.Join(traversableTempDir(t), "backups")
-	if err := os.Mkdir(target, 0o777); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(target, 0o777); err != nil { // the copy task runs as user postgres
-		t.Fatal(err)
-	}
+	target := backupTargetDir(t, traversableTempDir(t))
 	api, first := pgOnAgents(t, func(def string) string {
 		return strings.Replace(def, `"instances": 1,`, `"instances": 1, "backup": {"target": "file://`+target+`", "replaceFromBackup": true},`, 1)
 	})
@@ -157,13 +150,7 @@ func TestReplacePostgresFromBackupOnGone(t *testing.T) {
 // migration copies through the app's own target, so only what changed
 // since the backup is uploaded while PostgreSQL is stopped.
 func TestAutoMigratePostgresOffMaintenance(t *testing.T) {
-	target := filepath.Join(traversableTempDir(t), "backups")
-	if err := os.Mkdir(target, 0o777); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(target, 0o777); err != nil { // the copy task runs as user postgres
-		t.Fatal(err)
-	}
+	target := backupTargetDir(t, traversableTempDir(t))
 	api, first := pgOnAgents(t, func(def string) string {
 		return strings.Replace(def, `"instances": 1,`, `"instances": 1, "backup": {"target": "file://`+target+`"},`, 1)
 	})

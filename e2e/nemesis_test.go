@@ -248,14 +248,26 @@ func (n *nemesis) client(ctx context.Context, app string, s *nemesisServer, rng 
 	}
 }
 
-// taskProcesses maps each instance to the pids of its live task processes:
-// processes carrying the mark of mesos-local's process in their
-// environment (tasks inherit it) whose parent is not a process of the same
-// task (PostgreSQL's backends, each in a session of its own, are children
-// of the postmaster; a task's own process has mesos-local or, adopted
-// after a restart, init as its parent).
+// taskProcesses maps each instance to the pids of its live task processes
+// (taskProcessesOf mesos-local's).
 func (n *nemesis) taskProcesses() map[string][]int {
-	mark := "\x00" + ownerEnv + "=" + n.mesos.owner + "\x00"
+	out := map[string][]int{}
+	for taskID, pids := range taskProcessesOf(n.mesos.owner) {
+		inst := instanceOfTask(taskID)
+		out[inst] = append(out[inst], pids...)
+	}
+	return out
+}
+
+// taskProcessesOf maps each task to the pids of its live processes:
+// processes carrying the owner mark of the process that runs the agents
+// (mesos-local, or berth dev) in their environment (tasks inherit it)
+// whose parent is not a process of the same task (PostgreSQL's backends,
+// each in a session of its own, are children of the postmaster; a task's
+// own process has mesos-local or, adopted after a restart, init as its
+// parent).
+func taskProcessesOf(owner string) map[string][]int {
+	mark := "\x00" + ownerEnv + "=" + owner + "\x00"
 	type proc struct{ pid, ppid int }
 	byTask := map[string][]proc{}
 	entries, err := os.ReadDir("/proc")
@@ -298,8 +310,7 @@ func (n *nemesis) taskProcesses() map[string][]int {
 		}
 		for _, p := range ps {
 			if !own[p.ppid] {
-				inst := instanceOfTask(taskID)
-				out[inst] = append(out[inst], p.pid)
+				out[taskID] = append(out[taskID], p.pid)
 			}
 		}
 	}

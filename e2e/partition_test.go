@@ -21,20 +21,26 @@ type masterTask struct {
 }
 
 func masterTasks(mesosAddr string) ([]masterTask, bool) {
+	l, ok := masterTaskState(mesosAddr)
+	return l.Tasks, ok
+}
+
+// masterTaskState is mesos-local's GET_STATE tasks: live and unreachable.
+func masterTaskState(mesosAddr string) (masterTaskLists, bool) {
 	resp, err := http.Post("http://"+mesosAddr+"/api/v1", "application/json", strings.NewReader(`{"type":"GET_STATE"}`))
 	if err != nil {
-		return nil, false
+		return masterTaskLists{}, false
 	}
 	defer resp.Body.Close()
 	var st struct {
 		GetState struct {
-			GetTasks struct{ Tasks []masterTask } `json:"get_tasks"`
+			GetTasks masterTaskLists `json:"get_tasks"`
 		} `json:"get_state"`
 	}
 	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&st) != nil {
-		return nil, false
+		return masterTaskLists{}, false
 	}
-	return st.GetState.GetTasks.Tasks, true
+	return st.GetState.GetTasks, true
 }
 
 func faultCall(t *testing.T, mesosAddr, what, agentID string) {

@@ -286,8 +286,14 @@ func (r *procRunner) supervise(s procSpec, env []string, cred *credential, pid i
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	health := make(chan healthResult, 1)
+	checksDone := make(chan struct{}) // closed when no health check runs any more
 	if hc := ti.HealthCheck; hc != nil {
-		go runHealthChecks(ctx, hc, s, env, cred, launched, health)
+		go func() {
+			defer close(checksDone)
+			runHealthChecks(ctx, hc, s, env, cred, launched, health)
+		}()
+	} else {
+		close(checksDone)
 	}
 	var (
 		killed, killedByHealth bool
@@ -310,6 +316,11 @@ func (r *procRunner) supervise(s procSpec, env []string, cred *credential, pid i
 		case err := <-exited:
 			killGroup(syscall.SIGKILL) // leftovers of the process group
 			cancel()
+			// A check in flight is killed and reaped before the end is
+			// reported: the framework may give the task's resources and
+			// volume to another task as soon as it reads it (a Mesos agent
+			// reports an executor's end once its container is destroyed).
+			<-checksDone
 			r.report(terminalStatus(err, killed, killedByHealth, s.lostState), nil)
 			return
 		case req := <-r.killCh:
