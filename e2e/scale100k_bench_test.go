@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -50,6 +51,7 @@ var (
 	stateInstances = flag.Int("state-instances", 100_000, "instances of BenchmarkState100k (apps of 1,000)")
 	readCalls      = flag.Int("read-calls", 2000, "calls per read figure of BenchmarkState100k")
 	stateServerEnv = flag.String("state-server-env", "", "NAME=VALUE set in the environment of BenchmarkState100k's servers (e.g. GOMEMLIMIT=300MiB)")
+	stateProfiles  = flag.String("state-profiles", "", "directory: BenchmarkState100k also saves, per read figure, a CPU profile and an execution trace of the server it reads from, taken over extra calls")
 )
 
 func BenchmarkState100k(b *testing.B) {
@@ -131,6 +133,9 @@ func BenchmarkState100k(b *testing.B) {
 				return err
 			}},
 		} {
+			if *stateProfiles != "" {
+				r.s.profile(b, *stateProfiles, r.role+"-"+q.name, q.call)
+			}
 			p50, p99 := latencies(b, *readCalls, q.call)
 			b.Logf("%s %s: p50 %v, p99 %v", r.role, q.name, p50, p99)
 			b.ReportMetric(float64(p50.Microseconds())/1000, r.role+"-"+q.name+"-p50-ms")
@@ -233,6 +238,46 @@ func (s *stateServer) appTasks(appID string) int {
 		return -1
 	}
 	return len(res.Msg.GetTasks())
+}
+
+// profile saves a 5 s CPU profile and a 1 s execution trace of s to dir
+// (name.cpu.pprof, name.trace), while calling call in a loop.
+func (s *stateServer) profile(b *testing.B, dir, name string, call func(context.Context) error) {
+	b.Helper()
+	for _, p := range []struct{ path, file string }{
+		{"profile?seconds=5", name + ".cpu.pprof"},
+		{"trace?seconds=1", name + ".trace"},
+	} {
+		done := make(chan error, 1)
+		go func() {
+			res, err := http.Get("http://" + s.debug + "/debug/pprof/" + p.path)
+			if err == nil {
+				var data []byte
+				data, err = io.ReadAll(res.Body)
+				res.Body.Close()
+				if err == nil {
+					err = os.WriteFile(filepath.Join(dir, p.file), data, 0o644)
+				}
+			}
+			done <- err
+		}()
+		for calling := true; calling; {
+			select {
+			case err := <-done:
+				if err != nil {
+					b.Fatalf("profile %s of %s: %v", p.file, s.name, err)
+				}
+				calling = false
+			default:
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				err := call(ctx)
+				cancel()
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	}
 }
 
 // memory forces a GC in the server (pprof's heap?gc=1), lets the runtime
