@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -93,6 +94,14 @@ func BenchmarkState100k(b *testing.B) {
 	}
 	restored := time.Since(start)
 	b.StopTimer()
+	// Where the restore's time went: each server's log lines about it.
+	for _, s := range c.servers {
+		for _, line := range strings.Split(s.p.out.String(), "\n") {
+			if restoreStep.MatchString(line) {
+				b.Logf("%s: %s", s.name, line)
+			}
+		}
+	}
 	b.ReportMetric(restoredLeader.Seconds(), "restore-leader-s")
 	b.ReportMetric(restored.Seconds(), "restore-all-s")
 
@@ -158,6 +167,10 @@ func BenchmarkFailover100kResident(b *testing.B) {
 	}
 	benchFailoverOn(b, 1000, apps)
 }
+
+// restoreStep matches the log lines of a snapshot restore's steps (Berth's
+// and raft's).
+var restoreStep = regexp.MustCompile(`(?i)snapshot|restor`)
 
 // latencies makes n sequential calls (after n/10 unmeasured ones) and
 // returns the median and the 99th percentile.

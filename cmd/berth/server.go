@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math"
 	"net"
@@ -390,8 +389,10 @@ func runServer(ctx context.Context, o *serverOptions, logger *slog.Logger, ready
 		RaftTLS:           sec.raftTLS(),
 		GossipKey:         sec.gossipKey,
 		// Check a snapshot before Raft sees it: Raft cannot recover from
-		// an FSM that fails to restore.
-		VerifySnapshot: func(r io.Reader) error { return fsm.New(logger).Restore(io.NopCloser(r)) },
+		// an FSM that fails to restore. The store decoded to check it is
+		// the one the FSM's Restore then installs (same bytes).
+		VerifySnapshot:  state.PrepareRestore,
+		DiscardVerified: state.DiscardPrepared,
 		// Hold back command types that some server is too old to apply.
 		CheckProposal: fsm.CheckProposal,
 	})
