@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -16,6 +15,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -52,6 +53,7 @@ var (
 	stateInstances = flag.Int("state-instances", 100_000, "instances of BenchmarkState100k (apps of 1,000)")
 	readCalls      = flag.Int("read-calls", 2000, "calls per read figure of BenchmarkState100k")
 	stateServerEnv = flag.String("state-server-env", "", "NAME=VALUE set in the environment of BenchmarkState100k's servers (e.g. GOMEMLIMIT=300MiB)")
+	stateWrites    = flag.Int("state-writes", 10_000, "writes of BenchmarkState100k's write phase (creates and deletes of small apps through the leader; 8,192 make Raft take a snapshot)")
 	stateProfiles  = flag.String("state-profiles", "", "directory: BenchmarkState100k also saves, per read figure, a CPU profile and an execution trace of the server it reads from, taken over extra calls")
 )
 
@@ -110,6 +112,10 @@ func BenchmarkState100k(b *testing.B) {
 		b.Logf("%s: VmRSS %.0f MiB, Go heap in use %.0f MiB", s.name, rss, heap)
 		b.ReportMetric(rss, fmt.Sprintf("s%d-rss-MiB", i+1))
 		b.ReportMetric(heap, fmt.Sprintf("s%d-heap-MiB", i+1))
+	}
+
+	if *stateWrites > 0 {
+		c.writePhase(b, *stateWrites)
 	}
 
 	lead := c.waitAgreed(c.servers)
@@ -293,6 +299,111 @@ func (s *stateServer) profile(b *testing.B, dir, name string, call func(context.
 	}
 }
 
+// writePhase makes n writes through the leader (8 clients, each creating
+// then deleting small apps) while sampling every server's VmRSS every 100
+// writes, and
+// reports the largest sample and the CPU time each server used.
+func (c *stateCluster) writePhase(b *testing.B, n int) {
+	b.Helper()
+	lead := c.waitAgreed(c.servers)
+	cpu0 := make([]float64, len(c.servers))
+	peak := make([]float64, len(c.servers))
+	for i, s := range c.servers {
+		cpu0[i] = s.cpuSeconds(b)
+	}
+	var sampling sync.Mutex
+	sample := func() {
+		sampling.Lock()
+		defer sampling.Unlock()
+		for i, s := range c.servers {
+			peak[i] = max(peak[i], s.rss(b))
+		}
+	}
+	const clients = 8
+	var next atomic.Int64
+	errs := make(chan error, clients)
+	start := time.Now()
+	for w := range clients {
+		go func() {
+			for {
+				k := int(next.Add(1)) - 1
+				if k >= n {
+					errs <- nil
+					return
+				}
+				if k%100 == 0 {
+					sample()
+				}
+				id := fmt.Sprintf("/w%d-%d", w, k/2)
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				var err error
+				if k%2 == 0 {
+					app, perr := appmodel.Parse([]byte(fmt.Sprintf(`{"id": %q, "cmd": "sleep 1000", "instances": 0}`, id)))
+					if perr != nil {
+						err = perr
+					} else {
+						_, err = lead.apps.CreateApp(ctx, connect.NewRequest(&v1.CreateAppRequest{App: app}))
+					}
+				} else {
+					_, err = lead.apps.DeleteApp(ctx, connect.NewRequest(&v1.DeleteAppRequest{Id: id, Force: true}))
+				}
+				cancel()
+				if err != nil {
+					next.Store(int64(n))
+					errs <- fmt.Errorf("write %d (%s): %w", k, id, err)
+					return
+				}
+			}
+		}()
+	}
+	for range clients {
+		if err := <-errs; err != nil {
+			b.Fatal(err)
+		}
+	}
+	took := time.Since(start)
+	sample()
+	b.Logf("write phase: %d writes in %v (%.0f/s)", n, took.Round(time.Millisecond), float64(n)/took.Seconds())
+	for i, s := range c.servers {
+		cpu := s.cpuSeconds(b) - cpu0[i]
+		b.Logf("%s during the writes: VmRSS up to %.0f MiB, %.1f s CPU", s.name, peak[i], cpu)
+		b.ReportMetric(peak[i], fmt.Sprintf("s%d-rss-writes-MiB", i+1))
+		b.ReportMetric(cpu, fmt.Sprintf("s%d-cpu-writes-s", i+1))
+	}
+}
+
+// rss is the server's VmRSS in MiB.
+func (s *stateServer) rss(b *testing.B) float64 {
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.p.cmd.Process.Pid))
+	if err != nil {
+		b.Error(err)
+		return 0
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+// cpuSeconds is the CPU time (user + system) the server has used.
+func (s *stateServer) cpuSeconds(b *testing.B) float64 {
+	b.Helper()
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.p.cmd.Process.Pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	// The fields after the command name (in parentheses): utime and
+	// stime are the 12th and 13th, in clock ticks (100 per second).
+	_, rest, _ := strings.Cut(string(stat), ") ")
+	f := strings.Fields(rest)
+	utime, _ := strconv.ParseFloat(f[11], 64)
+	stime, _ := strconv.ParseFloat(f[12], 64)
+	return (utime + stime) / 100
+}
+
 // memory forces a GC in the server (pprof's heap?gc=1), lets the runtime
 // return freed pages, and reads the process's VmRSS and the Go heap in
 // use, in MiB.
@@ -317,18 +428,7 @@ func (s *stateServer) memory(b *testing.B) (rss, heap float64) {
 			heap = n / (1 << 20)
 		}
 	}
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.p.cmd.Process.Pid))
-	if err != nil {
-		b.Fatal(err)
-	}
-	sc := bufio.NewScanner(bytes.NewReader(status))
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
-			rss = kb / 1024
-		}
-	}
-	return rss, heap
+	return s.rss(b), heap
 }
 
 // scaleSnapshot builds, through the FSM, the state of apps resident apps

@@ -71,6 +71,7 @@ type serverOptions struct {
 
 	maxApps            int
 	maxInstances       int
+	memoryLimit        string
 	maxInstancesPerApp int
 	maxEnvBytes        int
 	heartbeatTimeout   time.Duration
@@ -123,6 +124,7 @@ func (o *serverOptions) registerLimits(fs *pflag.FlagSet) {
 	fs.IntVar(&o.maxInstances, "max-instances", rpc.DefaultMaxInstances, "most instances of all apps together")
 	fs.IntVar(&o.maxInstancesPerApp, "max-instances-per-app", appmodel.DefaultMaxInstances, "most instances of one app")
 	fs.IntVar(&o.maxEnvBytes, "max-env-bytes", appmodel.DefaultMaxEnvBytes, "most bytes of env names and values of one app")
+	fs.StringVar(&o.memoryLimit, "memory-limit", "", "soft limit on the server's memory (Go's GOMEMLIMIT, e.g. 300MiB): the garbage collector works harder near it; default: GOMEMLIMIT's, else none")
 }
 
 func (o *serverOptions) registerMesos(fs *pflag.FlagSet, master string) {
@@ -265,6 +267,9 @@ func runServer(ctx context.Context, o *serverOptions, logger *slog.Logger, ready
 	}
 	if o.dataDir == "" {
 		return errors.New("--data-dir: must be set")
+	}
+	if err := applyMemoryLimit(o.memoryLimit, logger); err != nil {
+		return err
 	}
 	paths := o.security.paths()
 	paths["--data-dir"], paths["--mesos-secret-file"] = &o.dataDir, &o.mesosSecretFile
