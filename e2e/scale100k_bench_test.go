@@ -300,7 +300,7 @@ func (s *stateServer) profile(b *testing.B, dir, name string, call func(context.
 }
 
 // writePhase makes n writes through the leader (8 clients, each creating
-// then deleting small apps) while sampling every server's VmRSS every 100
+// and deleting small apps) while sampling every server's VmRSS every 100
 // writes, and
 // reports the largest sample and the CPU time each server used.
 func (c *stateCluster) writePhase(b *testing.B, n int) {
@@ -323,10 +323,10 @@ func (c *stateCluster) writePhase(b *testing.B, n int) {
 	var next atomic.Int64
 	errs := make(chan error, clients)
 	start := time.Now()
-	for w := range clients {
+	for range clients {
 		go func() {
 			for {
-				k := int(next.Add(1)) - 1
+				k := int(next.Add(2)) - 2 // a create and its delete
 				if k >= n {
 					errs <- nil
 					return
@@ -334,21 +334,8 @@ func (c *stateCluster) writePhase(b *testing.B, n int) {
 				if k%100 == 0 {
 					sample()
 				}
-				id := fmt.Sprintf("/w%d-%d", w, k/2)
-				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-				var err error
-				if k%2 == 0 {
-					app, perr := appmodel.Parse([]byte(fmt.Sprintf(`{"id": %q, "cmd": "sleep 1000", "instances": 0}`, id)))
-					if perr != nil {
-						err = perr
-					} else {
-						_, err = lead.apps.CreateApp(ctx, connect.NewRequest(&v1.CreateAppRequest{App: app}))
-					}
-				} else {
-					_, err = lead.apps.DeleteApp(ctx, connect.NewRequest(&v1.DeleteAppRequest{Id: id, Force: true}))
-				}
-				cancel()
-				if err != nil {
+				id := fmt.Sprintf("/w-%d", k/2)
+				if err := createDelete(lead, id); err != nil {
 					next.Store(int64(n))
 					errs <- fmt.Errorf("write %d (%s): %w", k, id, err)
 					return
@@ -370,6 +357,21 @@ func (c *stateCluster) writePhase(b *testing.B, n int) {
 		b.ReportMetric(peak[i], fmt.Sprintf("s%d-rss-writes-MiB", i+1))
 		b.ReportMetric(cpu, fmt.Sprintf("s%d-cpu-writes-s", i+1))
 	}
+}
+
+// createDelete creates a small app through s and deletes it: two writes.
+func createDelete(s *stateServer, id string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	app, err := appmodel.Parse([]byte(fmt.Sprintf(`{"id": %q, "cmd": "sleep 1000", "instances": 0}`, id)))
+	if err != nil {
+		return err
+	}
+	if _, err := s.apps.CreateApp(ctx, connect.NewRequest(&v1.CreateAppRequest{App: app})); err != nil {
+		return err
+	}
+	_, err = s.apps.DeleteApp(ctx, connect.NewRequest(&v1.DeleteAppRequest{Id: id, Force: true}))
+	return err
 }
 
 // rss is the server's VmRSS in MiB.
