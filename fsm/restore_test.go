@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"math"
+	"runtime/debug"
 	"testing"
 
 	"github.com/hashicorp/raft"
@@ -136,5 +138,55 @@ func TestRestoreInstallsThePreparedStore(t *testing.T) {
 	}
 	if got := appIDs(f); fmt.Sprint(got) != "[/a1 /a2]" {
 		t.Errorf("apps after a refused PrepareRestore = %v, want [/a1 /a2]", got)
+	}
+}
+
+// TestRestoreLiftsTheMemoryLimit: while a restore holds two states the
+// soft memory limit is lifted (else the GC runs without pause), and put
+// back once the new state is installed or the prepared one dropped.
+func TestRestoreLiftsTheMemoryLimit(t *testing.T) {
+	const limit = 1 << 30
+	old := debug.SetMemoryLimit(limit)
+	defer debug.SetMemoryLimit(old)
+	current := func() int64 { return debug.SetMemoryLimit(-1) }
+
+	release := liftMemoryLimit()
+	inner := liftMemoryLimit()
+	if current() != math.MaxInt64 {
+		t.Fatalf("limit while lifted = %d, want none", current())
+	}
+	inner()
+	inner() // a second call changes nothing
+	if current() != math.MaxInt64 {
+		t.Fatalf("limit after the inner lift ended = %d, want none while the outer lasts", current())
+	}
+	release()
+	if current() != limit {
+		t.Fatalf("limit after every lift ended = %d, want %d", current(), limit)
+	}
+
+	data := snapshotOf(t, "/a")
+	f := New(nil)
+	if err := f.PrepareRestore(bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	if current() != math.MaxInt64 {
+		t.Errorf("limit while a prepared state waits = %d, want none", current())
+	}
+	if err := f.Restore(io.NopCloser(bytes.NewReader(data))); err != nil {
+		t.Fatal(err)
+	}
+	if current() != limit {
+		t.Errorf("limit after Restore = %d, want %d", current(), limit)
+	}
+	if err := f.PrepareRestore(bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	f.DiscardPrepared()
+	if current() != limit {
+		t.Errorf("limit after DiscardPrepared = %d, want %d", current(), limit)
+	}
+	if err := f.PrepareRestore(bytes.NewReader(data[:len(data)-3])); err == nil || current() != limit {
+		t.Errorf("PrepareRestore of bad data: %v, limit %d after, want an error and %d", err, current(), limit)
 	}
 }

@@ -8,8 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"runtime/debug"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-memdb"
@@ -127,6 +129,10 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	start := time.Now()
 	in := &countingReader{r: rc}
 	prepared := f.takePrepared()
+	if prepared != nil {
+		defer prepared.release()
+	}
+	defer liftMemoryLimit()()
 	var s *Store
 	if prepared != nil {
 		// Read it whole (hashing is 2-3% of decoding) and keep it, to
@@ -193,24 +199,33 @@ func (f *FSM) returnMemory() {
 // it, then Raft restores it. DiscardPrepared drops it.
 func (f *FSM) PrepareRestore(r io.Reader) error {
 	f.DiscardPrepared()
+	// Two states are live from here until Restore installs this one.
+	release := liftMemoryLimit()
 	h := sha256.New()
 	in := &countingReader{r: io.TeeReader(r, h)}
 	s, err := ReadSnapshot(in)
+	if err == nil {
+		// ReadSnapshot stops at the end tag: anything after it is
+		// hashed too, as Restore hashes the whole stream.
+		if _, err = io.Copy(io.Discard, in); err != nil {
+			err = fmt.Errorf("read snapshot: %w", err)
+		}
+	}
 	if err != nil {
+		release()
 		return err
 	}
-	// ReadSnapshot stops at the end tag: anything after it is hashed too,
-	// as Restore hashes the whole stream.
-	if _, err := io.Copy(io.Discard, in); err != nil {
-		return fmt.Errorf("read snapshot: %w", err)
-	}
-	f.prepared.Store(&preparedRestore{store: s, sum: [sha256.Size]byte(h.Sum(nil)), size: in.n})
+	f.prepared.Store(&preparedRestore{store: s, sum: [sha256.Size]byte(h.Sum(nil)), size: in.n, release: release})
 	return nil
 }
 
 // DiscardPrepared drops the store PrepareRestore kept, if any (a restore
 // that did not reach Restore).
-func (f *FSM) DiscardPrepared() { f.prepared.Store(nil) }
+func (f *FSM) DiscardPrepared() {
+	if p := f.takePrepared(); p != nil {
+		p.release()
+	}
+}
 
 func (f *FSM) takePrepared() *preparedRestore { return f.prepared.Swap(nil) }
 
@@ -219,6 +234,42 @@ type preparedRestore struct {
 	store *Store
 	sum   [sha256.Size]byte
 	size  int64
+	// release ends the memory limit's lift for it (once).
+	release func()
+}
+
+// Lifts of the runtime's soft memory limit (see liftMemoryLimit).
+var (
+	limitMu    sync.Mutex
+	limitLifts int
+	limitSaved int64
+)
+
+// liftMemoryLimit lifts the Go runtime's soft memory limit (--memory-limit,
+// GOMEMLIMIT) while a restore holds two states, the current store and the
+// one being built, and returns the function that puts it back (once). A
+// limit sized for one state would make the garbage collector run without
+// pause for the whole restore: with a 300 MiB limit and 100,000 instances
+// the servers starved Raft's heartbeats and leaders stepped down until
+// the restore gave up (BenchmarkState100k). Once the new store is
+// installed the old one is garbage and the limit holds again.
+func liftMemoryLimit() (release func()) {
+	limitMu.Lock()
+	defer limitMu.Unlock()
+	if limitLifts == 0 {
+		limitSaved = debug.SetMemoryLimit(math.MaxInt64)
+	}
+	limitLifts++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			limitMu.Lock()
+			defer limitMu.Unlock()
+			if limitLifts--; limitLifts == 0 {
+				debug.SetMemoryLimit(limitSaved)
+			}
+		})
+	}
 }
 
 // returnMemoryAfter is the snapshot size from which Restore returns the
