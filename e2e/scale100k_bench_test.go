@@ -54,7 +54,7 @@ var (
 	readCalls      = flag.Int("read-calls", 2000, "calls per read figure of BenchmarkState100k")
 	stateServerEnv = flag.String("state-server-env", "", "NAME=VALUE set in the environment of BenchmarkState100k's servers (e.g. GOMEMLIMIT=300MiB)")
 	stateWrites    = flag.Int("state-writes", 10_000, "writes of BenchmarkState100k's write phase (creates and deletes of small apps through the leader; 8,192 make Raft take a snapshot)")
-	stateProfiles  = flag.String("state-profiles", "", "directory: BenchmarkState100k also saves, per read figure, a CPU profile and an execution trace of the server it reads from, taken over extra calls")
+	stateProfiles  = flag.String("state-profiles", "", "directory: BenchmarkState100k also saves a CPU profile and an execution trace of the leader's first 6 s of the restore, and per read figure of the server it reads from, taken over extra calls")
 )
 
 func BenchmarkState100k(b *testing.B) {
@@ -76,10 +76,22 @@ func BenchmarkState100k(b *testing.B) {
 	for attempt := 1; ; attempt++ {
 		lead := c.waitAgreed(c.servers)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		var profiled []<-chan error
+		if *stateProfiles != "" {
+			// The leader's first seconds of the restore: the upload, the
+			// checks, its own restore.
+			profiled = append(profiled, lead.saveProfile(*stateProfiles, "profile?seconds=6", "restore-leader.cpu.pprof"),
+				lead.saveProfile(*stateProfiles, "trace?seconds=6", "restore-leader.trace"))
+		}
 		start = time.Now()
 		_, err := lead.cluster.RestoreSnapshot(ctx, connect.NewRequest(&v1.RestoreSnapshotRequest{Data: data}))
 		cancel()
 		restoredLeader = time.Since(start)
+		for _, done := range profiled {
+			if perr := <-done; perr != nil {
+				b.Fatalf("profile of the restore on %s: %v", lead.name, perr)
+			}
+		}
 		if err == nil {
 			break
 		}
@@ -267,19 +279,7 @@ func (s *stateServer) profile(b *testing.B, dir, name string, call func(context.
 		{"profile?seconds=5", name + ".cpu.pprof"},
 		{"trace?seconds=1", name + ".trace"},
 	} {
-		done := make(chan error, 1)
-		go func() {
-			res, err := http.Get("http://" + s.debug + "/debug/pprof/" + p.path)
-			if err == nil {
-				var data []byte
-				data, err = io.ReadAll(res.Body)
-				res.Body.Close()
-				if err == nil {
-					err = os.WriteFile(filepath.Join(dir, p.file), data, 0o644)
-				}
-			}
-			done <- err
-		}()
+		done := s.saveProfile(dir, p.path, p.file)
 		for calling := true; calling; {
 			select {
 			case err := <-done:
@@ -404,6 +404,25 @@ func (s *stateServer) cpuSeconds(b *testing.B) float64 {
 	utime, _ := strconv.ParseFloat(f[11], 64)
 	stime, _ := strconv.ParseFloat(f[12], 64)
 	return (utime + stime) / 100
+}
+
+// saveProfile fetches /debug/pprof/path from s into dir/file; the channel
+// gets the outcome.
+func (s *stateServer) saveProfile(dir, path, file string) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		res, err := http.Get("http://" + s.debug + "/debug/pprof/" + path)
+		if err == nil {
+			var data []byte
+			data, err = io.ReadAll(res.Body)
+			res.Body.Close()
+			if err == nil {
+				err = os.WriteFile(filepath.Join(dir, file), data, 0o644)
+			}
+		}
+		done <- err
+	}()
+	return done
 }
 
 // memory forces a GC in the server (pprof's heap?gc=1), lets the runtime
