@@ -135,8 +135,8 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer liftMemoryLimit()()
 	var s *Store
 	if prepared != nil {
-		// Read it whole (hashing is 2-3% of decoding) and keep it, to
-		// decode it after all should it differ.
+		// Read and hash it whole (a fraction of decoding it), keeping
+		// the bytes to decode them after all should they differ.
 		buf := bytes.NewBuffer(make([]byte, 0, prepared.size))
 		h := sha256.New()
 		if _, err := io.Copy(io.MultiWriter(buf, h), in); err != nil {
@@ -249,10 +249,10 @@ var (
 // GOMEMLIMIT) while a restore holds two states, the current store and the
 // one being built, and returns the function that puts it back (once). A
 // limit sized for one state would make the garbage collector run without
-// pause for the whole restore: with a 300 MiB limit and 100,000 instances
-// the servers starved Raft's heartbeats and leaders stepped down until
-// the restore gave up (BenchmarkState100k). Once the new store is
-// installed the old one is garbage and the limit holds again.
+// pause for the whole restore (100,000 instances: ~500 MiB live during
+// the restore against a 300 MiB limit; BenchmarkState100k's leaders
+// stepped down). Once the new store is installed the old one is garbage
+// and the limit holds again.
 func liftMemoryLimit() (release func()) {
 	limitMu.Lock()
 	defer limitMu.Unlock()
@@ -273,7 +273,7 @@ func liftMemoryLimit() (release func()) {
 }
 
 // returnMemoryAfter is the snapshot size from which Restore returns the
-// freed memory to the system at once (about 25,000 instances).
+// freed memory to the system (about 25,000 instances).
 const returnMemoryAfter = 16 << 20
 
 // countingReader counts the bytes read through it.
