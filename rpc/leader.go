@@ -121,7 +121,7 @@ func onLeaderFor[Res any](ctx context.Context, s *Server, hdr http.Header, forwa
 			return nil, connect.NewError(connect.CodeUnavailable, errors.New("this server is not the leader"))
 		} else if _, _, addr := s.clu.Leader(); addr != "" {
 			markForwarded(ctx)
-			actx, cancel := context.WithCancel(ctx)
+			actx, cancel := ctx, context.CancelFunc(func() {})
 			if forwardTimeout > 0 {
 				actx, cancel = context.WithTimeout(ctx, forwardTimeout)
 			}
