@@ -89,6 +89,11 @@ type Config struct {
 	// hands it to Raft (for example by restoring it into a scratch FSM):
 	// raft panics if the FSM fails to restore a snapshot.
 	VerifySnapshot func(data io.Reader) error
+	// DiscardVerified, if set, is called when a RestoreSnapshot is over
+	// (raft.Restore returned, or it failed before): VerifySnapshot may keep
+	// what it decoded for the FSM's Restore of the same data, which a
+	// failed restore never reached.
+	DiscardVerified func()
 	// CheckProposal, if set, is asked by Apply before proposing an entry,
 	// with the gossiped version of every server in the Raft configuration
 	// ("" when unknown). An error refuses the proposal (ErrRefused): the

@@ -151,6 +151,7 @@ func (n *Node) RestoreSnapshot(ctx context.Context, r io.Reader) (SnapshotInfo, 
 	if !n.IsLeader() {
 		return SnapshotInfo{}, ErrNotLeader
 	}
+	received := time.Now()
 	info, tmp, err := n.readSnapshot(ctx, r)
 	if err != nil {
 		return SnapshotInfo{}, fmt.Errorf("restore snapshot: %w", err)
@@ -158,8 +159,13 @@ func (n *Node) RestoreSnapshot(ctx context.Context, r io.Reader) (SnapshotInfo, 
 	cleanup := func() {
 		tmp.Close()
 		os.Remove(tmp.Name())
+		if n.cfg.DiscardVerified != nil {
+			n.cfg.DiscardVerified()
+		}
 	}
+	n.log.Info("snapshot to restore received and checksummed", "bytes", info.Size, "took", time.Since(received).Round(time.Millisecond))
 	if n.cfg.VerifySnapshot != nil {
+		verifying := time.Now()
 		if _, err := tmp.Seek(0, io.SeekStart); err != nil {
 			cleanup()
 			return SnapshotInfo{}, fmt.Errorf("restore snapshot: %w", err)
@@ -168,6 +174,7 @@ func (n *Node) RestoreSnapshot(ctx context.Context, r io.Reader) (SnapshotInfo, 
 			cleanup()
 			return SnapshotInfo{}, fmt.Errorf("restore snapshot: data rejected: %w", err)
 		}
+		n.log.Info("snapshot to restore verified", "took", time.Since(verifying).Round(time.Millisecond))
 	}
 	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
 		cleanup()
@@ -189,7 +196,10 @@ func (n *Node) RestoreSnapshot(ctx context.Context, r io.Reader) (SnapshotInfo, 
 	done := make(chan error, 1)
 	go func() {
 		defer cleanup()
-		done <- n.raft.Restore(meta, tmp, timeout)
+		started := time.Now()
+		err := n.raft.Restore(meta, tmp, timeout)
+		n.log.Info("raft restore returned (snapshot installed here and on a quorum)", "took", time.Since(started).Round(time.Millisecond), "err", err)
+		done <- err
 	}()
 	select {
 	case err := <-done:

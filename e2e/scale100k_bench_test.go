@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -11,9 +10,13 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -50,6 +53,8 @@ var (
 	stateInstances = flag.Int("state-instances", 100_000, "instances of BenchmarkState100k (apps of 1,000)")
 	readCalls      = flag.Int("read-calls", 2000, "calls per read figure of BenchmarkState100k")
 	stateServerEnv = flag.String("state-server-env", "", "NAME=VALUE set in the environment of BenchmarkState100k's servers (e.g. GOMEMLIMIT=300MiB)")
+	stateWrites    = flag.Int("state-writes", 10_000, "writes of BenchmarkState100k's write phase (creates and deletes of small apps through the leader; 8,192 make Raft take a snapshot)")
+	stateProfiles  = flag.String("state-profiles", "", "directory: BenchmarkState100k also saves a CPU profile and an execution trace of the leader's first 6 s of the restore, and per read figure of the server it reads from, taken over extra calls")
 )
 
 func BenchmarkState100k(b *testing.B) {
@@ -71,10 +76,22 @@ func BenchmarkState100k(b *testing.B) {
 	for attempt := 1; ; attempt++ {
 		lead := c.waitAgreed(c.servers)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		var profiled []<-chan error
+		if *stateProfiles != "" {
+			// The leader's first seconds of the restore: the upload, the
+			// checks, its own restore.
+			profiled = append(profiled, lead.saveProfile(*stateProfiles, "profile?seconds=6", "restore-leader.cpu.pprof"),
+				lead.saveProfile(*stateProfiles, "trace?seconds=6", "restore-leader.trace"))
+		}
 		start = time.Now()
 		_, err := lead.cluster.RestoreSnapshot(ctx, connect.NewRequest(&v1.RestoreSnapshotRequest{Data: data}))
 		cancel()
 		restoredLeader = time.Since(start)
+		for _, done := range profiled {
+			if perr := <-done; perr != nil {
+				b.Fatalf("profile of the restore on %s: %v", lead.name, perr)
+			}
+		}
 		if err == nil {
 			break
 		}
@@ -91,6 +108,14 @@ func BenchmarkState100k(b *testing.B) {
 	}
 	restored := time.Since(start)
 	b.StopTimer()
+	// Where the restore's time went: each server's log lines about it.
+	for _, s := range c.servers {
+		for _, line := range strings.Split(s.p.out.String(), "\n") {
+			if restoreStep.MatchString(line) {
+				b.Logf("%s: %s", s.name, line)
+			}
+		}
+	}
 	b.ReportMetric(restoredLeader.Seconds(), "restore-leader-s")
 	b.ReportMetric(restored.Seconds(), "restore-all-s")
 
@@ -99,6 +124,10 @@ func BenchmarkState100k(b *testing.B) {
 		b.Logf("%s: VmRSS %.0f MiB, Go heap in use %.0f MiB", s.name, rss, heap)
 		b.ReportMetric(rss, fmt.Sprintf("s%d-rss-MiB", i+1))
 		b.ReportMetric(heap, fmt.Sprintf("s%d-heap-MiB", i+1))
+	}
+
+	if *stateWrites > 0 {
+		c.writePhase(b, *stateWrites)
 	}
 
 	lead := c.waitAgreed(c.servers)
@@ -131,6 +160,9 @@ func BenchmarkState100k(b *testing.B) {
 				return err
 			}},
 		} {
+			if *stateProfiles != "" {
+				r.s.profile(b, *stateProfiles, r.role+"-"+q.name, q.call)
+			}
 			p50, p99 := latencies(b, *readCalls, q.call)
 			b.Logf("%s %s: p50 %v, p99 %v", r.role, q.name, p50, p99)
 			b.ReportMetric(float64(p50.Microseconds())/1000, r.role+"-"+q.name+"-p50-ms")
@@ -153,6 +185,10 @@ func BenchmarkFailover100kResident(b *testing.B) {
 	}
 	benchFailoverOn(b, 1000, apps)
 }
+
+// restoreStep matches the log lines of a snapshot restore's steps (Berth's
+// and raft's).
+var restoreStep = regexp.MustCompile(`(?i)snapshot|restor`)
 
 // latencies makes n sequential calls (after n/10 unmeasured ones) and
 // returns the median and the 99th percentile.
@@ -235,6 +271,160 @@ func (s *stateServer) appTasks(appID string) int {
 	return len(res.Msg.GetTasks())
 }
 
+// profile saves a 5 s CPU profile and a 1 s execution trace of s to dir
+// (name.cpu.pprof, name.trace), while calling call in a loop.
+func (s *stateServer) profile(b *testing.B, dir, name string, call func(context.Context) error) {
+	b.Helper()
+	for _, p := range []struct{ path, file string }{
+		{"profile?seconds=5", name + ".cpu.pprof"},
+		{"trace?seconds=1", name + ".trace"},
+	} {
+		done := s.saveProfile(dir, p.path, p.file)
+		for calling := true; calling; {
+			select {
+			case err := <-done:
+				if err != nil {
+					b.Fatalf("profile %s of %s: %v", p.file, s.name, err)
+				}
+				calling = false
+			default:
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				err := call(ctx)
+				cancel()
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	}
+}
+
+// writePhase makes n writes through the leader (8 clients, each creating
+// and deleting small apps) while sampling every server's VmRSS every 100
+// writes, and
+// reports the largest sample and the CPU time each server used.
+func (c *stateCluster) writePhase(b *testing.B, n int) {
+	b.Helper()
+	lead := c.waitAgreed(c.servers)
+	cpu0 := make([]float64, len(c.servers))
+	peak := make([]float64, len(c.servers))
+	for i, s := range c.servers {
+		cpu0[i] = s.cpuSeconds(b)
+	}
+	var sampling sync.Mutex
+	sample := func() {
+		sampling.Lock()
+		defer sampling.Unlock()
+		for i, s := range c.servers {
+			peak[i] = max(peak[i], s.rss(b))
+		}
+	}
+	const clients = 8
+	var next atomic.Int64
+	errs := make(chan error, clients)
+	start := time.Now()
+	for range clients {
+		go func() {
+			for {
+				k := int(next.Add(2)) - 2 // a create and its delete
+				if k >= n {
+					errs <- nil
+					return
+				}
+				if k%100 == 0 {
+					sample()
+				}
+				id := fmt.Sprintf("/w-%d", k/2)
+				if err := createDelete(lead, id); err != nil {
+					next.Store(int64(n))
+					errs <- fmt.Errorf("write %d (%s): %w", k, id, err)
+					return
+				}
+			}
+		}()
+	}
+	for range clients {
+		if err := <-errs; err != nil {
+			b.Fatal(err)
+		}
+	}
+	took := time.Since(start)
+	sample()
+	b.Logf("write phase: %d writes in %v (%.0f/s)", n, took.Round(time.Millisecond), float64(n)/took.Seconds())
+	for i, s := range c.servers {
+		cpu := s.cpuSeconds(b) - cpu0[i]
+		b.Logf("%s during the writes: VmRSS up to %.0f MiB, %.1f s CPU", s.name, peak[i], cpu)
+		b.ReportMetric(peak[i], fmt.Sprintf("s%d-rss-writes-MiB", i+1))
+		b.ReportMetric(cpu, fmt.Sprintf("s%d-cpu-writes-s", i+1))
+	}
+}
+
+// createDelete creates a small app through s and deletes it: two writes.
+func createDelete(s *stateServer, id string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	app, err := appmodel.Parse([]byte(fmt.Sprintf(`{"id": %q, "cmd": "sleep 1000", "instances": 0}`, id)))
+	if err != nil {
+		return err
+	}
+	if _, err := s.apps.CreateApp(ctx, connect.NewRequest(&v1.CreateAppRequest{App: app})); err != nil {
+		return err
+	}
+	_, err = s.apps.DeleteApp(ctx, connect.NewRequest(&v1.DeleteAppRequest{Id: id, Force: true}))
+	return err
+}
+
+// rss is the server's VmRSS in MiB.
+func (s *stateServer) rss(b *testing.B) float64 {
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.p.cmd.Process.Pid))
+	if err != nil {
+		b.Error(err)
+		return 0
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+// cpuSeconds is the CPU time (user + system) the server has used.
+func (s *stateServer) cpuSeconds(b *testing.B) float64 {
+	b.Helper()
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.p.cmd.Process.Pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	// The fields after the command name (in parentheses): utime and
+	// stime are the 12th and 13th, in clock ticks (100 per second).
+	_, rest, _ := strings.Cut(string(stat), ") ")
+	f := strings.Fields(rest)
+	utime, _ := strconv.ParseFloat(f[11], 64)
+	stime, _ := strconv.ParseFloat(f[12], 64)
+	return (utime + stime) / 100
+}
+
+// saveProfile fetches /debug/pprof/path from s into dir/file; the channel
+// gets the outcome.
+func (s *stateServer) saveProfile(dir, path, file string) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		res, err := http.Get("http://" + s.debug + "/debug/pprof/" + path)
+		if err == nil {
+			var data []byte
+			data, err = io.ReadAll(res.Body)
+			res.Body.Close()
+			if err == nil {
+				err = os.WriteFile(filepath.Join(dir, file), data, 0o644)
+			}
+		}
+		done <- err
+	}()
+	return done
+}
+
 // memory forces a GC in the server (pprof's heap?gc=1), lets the runtime
 // return freed pages, and reads the process's VmRSS and the Go heap in
 // use, in MiB.
@@ -259,18 +449,7 @@ func (s *stateServer) memory(b *testing.B) (rss, heap float64) {
 			heap = n / (1 << 20)
 		}
 	}
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.p.cmd.Process.Pid))
-	if err != nil {
-		b.Fatal(err)
-	}
-	sc := bufio.NewScanner(bytes.NewReader(status))
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
-			rss = kb / 1024
-		}
-	}
-	return rss, heap
+	return s.rss(b), heap
 }
 
 // scaleSnapshot builds, through the FSM, the state of apps resident apps

@@ -55,6 +55,11 @@ type FSM struct {
 	logger   *slog.Logger
 	state    atomic.Pointer[Store]
 	observer Observer
+	// prepared is the store PrepareRestore decoded for the next Restore.
+	prepared atomic.Pointer[preparedRestore]
+	// returning is set while freed memory is being returned to the
+	// system after a large restore.
+	returning atomic.Bool
 }
 
 // Observer is told how long each applied entry and each snapshot took (the

@@ -3,6 +3,7 @@ package fsm
 import (
 	"context"
 	"fmt"
+	"iter"
 	"slices"
 	"sort"
 	"strconv"
@@ -164,25 +165,46 @@ func (s *Snapshot) Instances() ([]*v1.Instance, error) {
 
 // InstancesByApp returns the instances of one app, sorted by id.
 func (s *Snapshot) InstancesByApp(appID string) ([]*v1.Instance, error) {
-	// Ids in the format found by their prefix (other apps may share it),
-	// merged with the few indexed by app because they are not.
-	byPrefix, err := all[*v1.Instance](s, tableInstances, "id_prefix", instanceIDPrefix(appID))
+	seq, err := s.InstancesOfApp(appID)
 	if err != nil {
 		return nil, err
 	}
-	out := byPrefix[:0]
-	for _, inst := range byPrefix {
-		if inst.GetAppId() == appID {
-			out = append(out, inst)
-		}
+	out := slices.Collect(seq)
+	// Ids in the format come in id order; the few that are not follow.
+	if !slices.IsSortedFunc(out, compareIDs) {
+		slices.SortFunc(out, compareIDs)
 	}
-	others, err := all[*v1.Instance](s, tableInstances, "app", appID)
-	if err != nil || len(others) == 0 {
-		return out, err
-	}
-	out = append(out, others...)
-	slices.SortFunc(out, func(a, b *v1.Instance) int { return strings.Compare(a.GetId(), b.GetId()) })
 	return out, nil
+}
+
+func compareIDs(a, b *v1.Instance) int { return strings.Compare(a.GetId(), b.GetId()) }
+
+// InstancesOfApp returns the instances of one app, in no promised order,
+// as a sequence to range over once: a pass over an app of thousands (its
+// summary) without building their list.
+func (s *Snapshot) InstancesOfApp(appID string) (iter.Seq[*v1.Instance], error) {
+	// Ids in the format found by their prefix (other apps may share it),
+	// then the few indexed by app because they are not.
+	byPrefix, err := s.tx.Get(tableInstances, "id_prefix", instanceIDPrefix(appID))
+	if err != nil {
+		return nil, fmt.Errorf("read %s by id prefix: %w", tableInstances, err)
+	}
+	others, err := s.tx.Get(tableInstances, "app", appID)
+	if err != nil {
+		return nil, fmt.Errorf("read %s by app: %w", tableInstances, err)
+	}
+	return func(yield func(*v1.Instance) bool) {
+		for raw := byPrefix.Next(); raw != nil; raw = byPrefix.Next() {
+			if inst := raw.(*v1.Instance); inst.GetAppId() == appID && !yield(inst) {
+				return
+			}
+		}
+		for raw := others.Next(); raw != nil; raw = others.Next() {
+			if !yield(raw.(*v1.Instance)) {
+				return
+			}
+		}
+	}, nil
 }
 
 // InstanceByTaskID returns the instance whose current task has this id, or nil.

@@ -3,6 +3,7 @@ package rpc
 import (
 	"context"
 	"fmt"
+	"iter"
 	"slices"
 	"strings"
 	"time"
@@ -194,7 +195,7 @@ func (a *appService) CreateApp(ctx context.Context, req *connect.Request[v1.Crea
 // tasksRunning/tasksHealthy/... fields, and lists the app's fields Berth
 // does not act upon.
 func summarize(st *fsm.Snapshot, app *v1.App) (*v1.AppSummary, error) {
-	insts, err := st.InstancesByApp(app.GetId())
+	insts, err := st.InstancesOfApp(app.GetId())
 	if err != nil {
 		return nil, stateError(err)
 	}
@@ -207,9 +208,10 @@ func summarize(st *fsm.Snapshot, app *v1.App) (*v1.AppSummary, error) {
 
 // summaryOf is the summary of app given its instances and its running
 // deployments (oldest first).
-func summaryOf(app *v1.App, insts []*v1.Instance, running []*v1.Deployment) *v1.AppSummary {
+func summaryOf(app *v1.App, insts iter.Seq[*v1.Instance], running []*v1.Deployment) *v1.AppSummary {
 	sum := &v1.AppSummary{Unsupported: appmodel.Unsupported(app)}
-	for _, inst := range insts {
+	for inst := range insts {
+		sum.LastTaskFailure = laterFailure(sum.LastTaskFailure, inst.GetLastFailure())
 		if inst.GetGoal() == v1.Goal_GOAL_STOPPED {
 			sum.InstancesStopped++
 		}
@@ -237,7 +239,6 @@ func summaryOf(app *v1.App, insts []*v1.Instance, running []*v1.Deployment) *v1.
 	for _, d := range running {
 		sum.Deployments = append(sum.Deployments, d.GetId())
 	}
-	sum.LastTaskFailure = lastTaskFailure(insts)
 	return sum
 }
 

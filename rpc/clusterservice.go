@@ -152,7 +152,10 @@ func (c *clusterService) RestoreSnapshot(ctx context.Context, req *connect.Reque
 	if len(msg.Data) == 0 {
 		return nil, invalid("data", "must not be empty")
 	}
-	return onLeader(ctx, c.Server, req.Header(), func(ctx context.Context) (*connect.Response[v1.RestoreSnapshotResponse], error) {
+	// A restore of a large state takes longer than ForwardTimeout on the
+	// leader: a forward that gave up would restore it twice.
+	return onLeaderFor(ctx, c.Server, req.Header(), 0, func(ctx context.Context) (*connect.Response[v1.RestoreSnapshotResponse], error) {
+		c.log.Info("snapshot restore requested", "bytes", len(msg.Data))
 		meta, err := c.clu.RestoreSnapshot(ctx, bytes.NewReader(msg.Data))
 		if err != nil {
 			if !c.clu.IsLeader() {

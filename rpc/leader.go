@@ -85,6 +85,17 @@ func onLeader[Res any](ctx context.Context, s *Server, hdr http.Header,
 	local func(context.Context) (*connect.Response[Res], error),
 	remote func(context.Context, *peerClients) (*connect.Response[Res], error),
 ) (*connect.Response[Res], error) {
+	return onLeaderFor(ctx, s, hdr, s.cfg.ForwardTimeout, local, remote)
+}
+
+// onLeaderFor is onLeader with forwardTimeout bounding one forward to the
+// leader instead of Config.ForwardTimeout; 0: only ctx bounds it (a call
+// that takes long on the leader, such as a snapshot restore, and must not
+// be sent twice because a forward gave up while the leader still works).
+func onLeaderFor[Res any](ctx context.Context, s *Server, hdr http.Header, forwardTimeout time.Duration,
+	local func(context.Context) (*connect.Response[Res], error),
+	remote func(context.Context, *peerClients) (*connect.Response[Res], error),
+) (*connect.Response[Res], error) {
 	deadline := time.Now().Add(s.cfg.LeaderWait)
 	backoff := 20 * time.Millisecond
 	var lastErr error
@@ -110,7 +121,10 @@ func onLeader[Res any](ctx context.Context, s *Server, hdr http.Header,
 			return nil, connect.NewError(connect.CodeUnavailable, errors.New("this server is not the leader"))
 		} else if _, _, addr := s.clu.Leader(); addr != "" {
 			markForwarded(ctx)
-			actx, cancel := context.WithTimeout(ctx, s.cfg.ForwardTimeout)
+			actx, cancel := ctx, context.CancelFunc(func() {})
+			if forwardTimeout > 0 {
+				actx, cancel = context.WithTimeout(ctx, forwardTimeout)
+			}
 			res, err := remote(actx, s.peer(addr))
 			timedOut := actx.Err() != nil && ctx.Err() == nil
 			cancel()

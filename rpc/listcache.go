@@ -3,6 +3,7 @@ package rpc
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 
 	"google.golang.org/protobuf/proto"
@@ -74,7 +75,7 @@ func (a *appSummaries) summary(app *v1.App) (*v1.AppSummary, error) {
 	if !a.bulk {
 		return summarize(a.st, app)
 	}
-	return summaryOf(app, a.insts[app.GetId()], a.running[app.GetId()]), nil
+	return summaryOf(app, slices.Values(a.insts[app.GetId()]), a.running[app.GetId()]), nil
 }
 
 // appListCache keeps the ListApps answers computed at the newest store

@@ -130,9 +130,11 @@ func (s *Server) checkResults(ctx context.Context, appID string) map[string]*v1.
 
 // withCheckResults adds the leader's check results to task views (after
 // the Mesos check's, see withMesosCheck), in the order of the app's
-// healthChecks.
-func (s *Server) withCheckResults(ctx context.Context, appID string, tasks []*v1.TaskView) {
-	if len(tasks) == 0 {
+// healthChecks. On a follower that is a call to the leader, made only when
+// a task can have such results (mayHaveCheckResults): it was most of a
+// follower's listing time for apps without leader-run checks.
+func (s *Server) withCheckResults(ctx context.Context, st *fsm.Snapshot, appID string, tasks []*v1.TaskView) {
+	if !mayHaveCheckResults(st, tasks) {
 		return
 	}
 	byTask := s.checkResults(ctx, appID)
@@ -145,6 +147,50 @@ func (s *Server) withCheckResults(ctx context.Context, appID string, tasks []*v1
 			tv.ReadinessCheckResults = r.GetReadinessCheckResults()
 		}
 	}
+}
+
+// mayHaveCheckResults reports whether the leader can hold check results
+// for any of tasks: a task that has not ended, whose app runs checks the
+// leader makes (HTTP, HTTPS or TCP health checks, as the task's own app
+// version or the current one says, or readiness checks). When the state
+// cannot tell, it answers true.
+func mayHaveCheckResults(st *fsm.Snapshot, tasks []*v1.TaskView) bool {
+	seen := map[[2]string]bool{}
+	for _, tv := range tasks {
+		if tv.GetState() == "" || isTerminal(tv.GetState()) {
+			continue
+		}
+		key := [2]string{tv.GetAppId(), tv.GetVersion()}
+		if seen[key] {
+			continue
+		}
+		seen[key] = true
+		current, err := st.App(tv.GetAppId())
+		if err != nil || current == nil || leaderChecks(current) {
+			return true
+		}
+		if tv.GetVersion() == "" || tv.GetVersion() == current.GetVersion() {
+			continue
+		}
+		own, err := st.AppVersion(tv.GetAppId(), tv.GetVersion())
+		if err != nil || leaderChecks(own) {
+			return true
+		}
+	}
+	return false
+}
+
+// leaderChecks reports whether the leader runs checks for tasks of app.
+func leaderChecks(app *v1.App) bool {
+	if len(app.GetReadinessChecks()) > 0 {
+		return true
+	}
+	for _, hc := range app.GetHealthChecks() {
+		if appmodel.IsMarathonCheck(hc) {
+			return true
+		}
+	}
+	return false
 }
 
 // withMesosCheck adds to a running task's view the result of its app's

@@ -64,3 +64,35 @@ func snapshotData(t *testing.T, file []byte) []byte {
 	}
 	return parts[2][:hdr.Size]
 }
+
+// TestRestoreThroughFollowerOutlastsForwardTimeout: a restore forwarded to
+// the leader is waited for however long it takes there (a large state
+// takes seconds), not given up after ForwardTimeout and sent again, which
+// restored a 100,000-instance state twice and failed the call.
+func TestRestoreThroughFollowerOutlastsForwardTimeout(t *testing.T) {
+	// Every forward gives up after 1 ms: no restore is that fast.
+	servers := startCluster(t, 3, clusterOpts{forwardTimeout: time.Millisecond})
+	leader := waitLeader(t, servers)
+	lc, fc := clientsFor(leader), clientsFor(followerOf(servers))
+	ctx := ctxFor(t, time.Minute)
+	create := func(id string) {
+		t.Helper()
+		app := mustApp(t, fmt.Sprintf(`{"id": %q, "cmd": "sleep 1000", "instances": 0}`, id))
+		if _, err := lc.app.CreateApp(ctx, connect.NewRequest(&v1.CreateAppRequest{App: app})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	create("/kept")
+	snap, err := lc.cluster.SaveSnapshot(ctx, connect.NewRequest(&v1.SaveSnapshotRequest{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	create("/lost")
+	if _, err := fc.cluster.RestoreSnapshot(ctx, connect.NewRequest(&v1.RestoreSnapshotRequest{Data: snap.Msg.Data})); err != nil {
+		t.Fatalf("restore through a follower: %v", err)
+	}
+	read := fsm.NewTestReader(t, leader.fsm.State)
+	if read.App("/kept") == nil || read.App("/lost") != nil {
+		t.Fatal("the leader's state is not the snapshot's after the restore returned")
+	}
+}

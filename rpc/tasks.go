@@ -144,7 +144,7 @@ func (t *taskService) ListTasks(ctx context.Context, req *connect.Request[v1.Lis
 			}
 		}
 		res.NextPageToken = pages.next()
-		t.withCheckResults(ctx, appmodel.NormalizeID(msg.AppId), res.Tasks)
+		t.withCheckResults(ctx, st, appmodel.NormalizeID(msg.AppId), res.Tasks)
 		return connect.NewResponse(res), nil
 	}, func(ctx context.Context, pc *peerClients) (*connect.Response[v1.ListTasksResponse], error) {
 		return pc.task.ListTasks(ctx, forwarded(ctx, msg))

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math"
 	"net"
@@ -73,6 +72,7 @@ type serverOptions struct {
 
 	maxApps            int
 	maxInstances       int
+	memoryLimit        string
 	maxInstancesPerApp int
 	maxEnvBytes        int
 	heartbeatTimeout   time.Duration
@@ -125,6 +125,7 @@ func (o *serverOptions) registerLimits(fs *pflag.FlagSet) {
 	fs.IntVar(&o.maxInstances, "max-instances", rpc.DefaultMaxInstances, "most instances of all apps together")
 	fs.IntVar(&o.maxInstancesPerApp, "max-instances-per-app", appmodel.DefaultMaxInstances, "most instances of one app")
 	fs.IntVar(&o.maxEnvBytes, "max-env-bytes", appmodel.DefaultMaxEnvBytes, "most bytes of env names and values of one app")
+	fs.StringVar(&o.memoryLimit, "memory-limit", "", "soft limit on the server's memory (Go's GOMEMLIMIT, e.g. 300MiB): the garbage collector works harder near it; default: GOMEMLIMIT's, else none")
 }
 
 func (o *serverOptions) registerMesos(fs *pflag.FlagSet, master string) {
@@ -268,6 +269,9 @@ func runServer(ctx context.Context, o *serverOptions, logger *slog.Logger, ready
 	if o.dataDir == "" {
 		return errors.New("--data-dir: must be set")
 	}
+	if err := applyMemoryLimit(o.memoryLimit, logger); err != nil {
+		return err
+	}
 	paths := o.security.paths()
 	paths["--data-dir"], paths["--mesos-secret-file"] = &o.dataDir, &o.mesosSecretFile
 	if err := absolutePaths(paths); err != nil {
@@ -400,8 +404,10 @@ func runServer(ctx context.Context, o *serverOptions, logger *slog.Logger, ready
 		RaftTLS:           sec.raftTLS(),
 		GossipKey:         sec.gossipKey,
 		// Check a snapshot before Raft sees it: Raft cannot recover from
-		// an FSM that fails to restore.
-		VerifySnapshot: func(r io.Reader) error { return fsm.New(logger).Restore(io.NopCloser(r)) },
+		// an FSM that fails to restore. The store decoded to check it is
+		// the one the FSM's Restore then installs (same bytes).
+		VerifySnapshot:  state.PrepareRestore,
+		DiscardVerified: state.DiscardPrepared,
 		// Hold back command types that some server is too old to apply.
 		CheckProposal: fsm.CheckProposal,
 	})
