@@ -476,6 +476,8 @@ func (l *loop) apply(in Input) {
 	if obs != nil {
 		obs.Decided(inputKind(in), time.Since(now))
 	}
+	// Early calls imply nothing the plan records: they need not wait for it.
+	l.out.enqueue(d.Early...)
 	parts, rest := splitPlan(d, maxPlanInstances)
 	for k, part := range parts {
 		if part.plan != nil {
