@@ -391,8 +391,9 @@ type loop struct {
 	readiness *readinessChecker
 	snaps     snapshots
 	fatal     error
-	// inflight is the decision whose plan is being committed (pipeline.go).
-	inflight *decided
+	// inflight are the decisions whose plans are being committed, oldest
+	// first (pipeline.go).
+	inflight []*decided
 }
 
 // maxStatusBatch bounds the status updates decided (and committed) together.

@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"time"
@@ -10,39 +11,47 @@ import (
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
-// The driver decides the next input while the previous plan commits.
+// The driver decides the next input while the previous plan commits, and
+// commits both at once.
 //
 // A Raft commit takes tens to hundreds of milliseconds on three servers,
 // and the loop used to do nothing meanwhile: placement was one decision,
 // then one commit, then the next decision, one after the other. Now at
-// most two decisions are on their way:
+// most maxInFlight decisions are on their way (loop.inflight, oldest
+// first). With a plan in flight, the next input is decided speculatively
+// on the committed state with that plan applied on top (overlay) and with
+// a copy of the leader's memory. Then:
 //
-//   - the one in flight (loop.inflight): decided, its plan committing in
-//     the background, its calls queued part by part as they commit (as
-//     before: invariant 1, each part's calls after that part committed);
-//   - the next one, decided speculatively on the committed state with the
-//     in-flight plan applied on top (overlay) and with a copy of the
-//     leader's memory. It is kept aside until the plan in flight is done.
+//   - if the new decision writes no instance, deployment or backup record
+//     that the plan in flight writes, its plan starts committing at once,
+//     beside the other (Raft appends and replicates both together). Their
+//     records are disjoint, so the FSM's result does not depend on which
+//     applies first. Its calls, early ones included, are queued only once
+//     its own part committed and the plan under it committed: they may
+//     depend on it (a KILL for a goal it set, an ACCEPT on resources it
+//     left). If the plan under it does not commit, none of them is sent;
+//     its own plan may have committed (its launches recorded but never
+//     sent, as after a leader's crash between commit and send), so the
+//     memory is dropped, which reconciles, and its input is decided again
+//     on the state as it now is;
+//   - if it writes a record the plan in flight writes (its copy carries
+//     the index it was read at, from before that commit: the FSM's
+//     compare-and-set would refuse it), or it has calls but no plan, it is
+//     held until the plan in flight is done, then adopted as decided (no
+//     overlap, the plan committed) or discarded whole and its input
+//     decided again;
+//   - a decision with neither plan nor calls (acknowledgements of soft
+//     state at most) is done at once.
 //
-// Then:
-//
-//   - if the plan in flight committed, and the next decision writes no
-//     instance, deployment or backup record that it wrote (the FSM's
-//     compare-and-set would refuse it: its copies carry the index they
-//     were read at, from before the commit), the next decision is adopted:
-//     its memory becomes the leader's and its plan starts committing. Its
-//     calls, early ones included, go out only after its own plan commits,
-//     which is after the previous one (commits stay one after the other,
-//     in order);
-//   - otherwise (the plan in flight failed: lost leadership, a conflict
-//     with an API write; or the decisions overlap) the speculative decision
-//     is discarded whole, nothing of it sent and its memory dropped, and
-//     its input is decided again on the state as it now is.
-//
-// Nothing is ever sent on the strength of a plan that is not committed:
-// a speculative decision's calls may depend on the plan under it (a KILL
-// for a goal it set, an acknowledgement of a status it recorded), so they
-// wait for it too.
+// Invariant 1 holds: nothing is sent on the strength of a plan that is not
+// committed, whether its own or one it was decided on.
+
+// maxInFlight bounds the decisions whose plans commit at once.
+const maxInFlight = 2
+
+// errDiscarded is the outcome of a decision made on top of a plan that
+// did not commit: nothing of it was sent.
+var errDiscarded = errors.New("decided on top of a plan that did not commit")
 
 // decided is one decision on its way through commit and send.
 type decided struct {
@@ -59,17 +68,17 @@ type decided struct {
 	done         chan struct{}
 	committed    int             // parts committed (calls queued)
 	took         []time.Duration // per part with a plan
-	err          error           // why part committed+1 did not commit
+	err          error           // why part committed+1 did not commit, or errDiscarded
 	failedAccept bool
 }
 
-// committing returns a channel closed when the plan in flight is done
-// (nil, never ready, when none is).
+// committing returns a channel closed when the oldest plan in flight is
+// done (nil, never ready, when none is).
 func (l *loop) committing() <-chan struct{} {
-	if l.inflight == nil {
+	if len(l.inflight) == 0 {
 		return nil
 	}
-	return l.inflight.done
+	return l.inflight[0].done
 }
 
 // apply decides on in and carries it through: it returns once everything
@@ -79,31 +88,54 @@ func (l *loop) apply(in Input) {
 	l.flush()
 }
 
-// submit decides on in. With no plan in flight the decision's plan starts
-// committing in the background and submit returns. With one in flight, in
-// is decided on top of it, then submit waits for it and resolves both (see
-// above).
+// submit decides on in, on top of the plan in flight if there is one (see
+// above), and starts committing its plan in the background. With
+// maxInFlight plans in flight it first waits for the oldest.
 func (l *loop) submit(in Input) {
+	for len(l.inflight) >= maxInFlight && l.ctx.Err() == nil {
+		l.finishOldest()
+	}
 	if l.ctx.Err() != nil {
 		return
 	}
-	prev := l.inflight
-	if prev == nil {
+	if len(l.inflight) == 0 {
 		if d := l.decide(in, nil); d != nil {
-			l.start(d)
+			l.start(d, nil)
 		}
 		return
 	}
+	prev := l.inflight[len(l.inflight)-1]
 	next := l.decide(in, prev)
-	<-prev.done
-	ok := l.finish(prev)
-	if next == nil || l.ctx.Err() != nil {
+	if next == nil {
 		return
 	}
-	if !ok || overlaps(prev.d.Plan, next.d.Plan) {
-		l.s.log.Debug("decision made during a commit discarded; deciding again", "input", fmt.Sprintf("%T", in), "committed", ok)
+	switch {
+	case next.d.Plan != nil && !overlaps(prev.d.Plan, next.d.Plan):
+		// Committed beside prev, sent once prev committed too.
+		l.s.mem = next.mem
+		l.start(next, prev)
+		return
+	case next.d.Plan == nil && len(next.d.Calls) == 0:
+		// Nothing that depends on prev (acknowledgements of soft state at
+		// most): done at once.
+		l.s.mem = next.mem
+		l.start(next, nil)
+		return
+	}
+	// Its calls depend on prev's plan, or it writes what prev writes:
+	// held until prev is done, then adopted or decided again.
+	for len(l.inflight) > 0 {
+		if !l.finishOldest() {
+			prev = nil
+		}
+	}
+	if l.ctx.Err() != nil {
+		return
+	}
+	if prev == nil || overlaps(prev.d.Plan, next.d.Plan) {
+		l.s.log.Debug("decision made during a commit discarded; deciding again", "input", fmt.Sprintf("%T", in))
 		if d := l.decide(in, nil); d != nil {
-			l.start(d)
+			l.start(d, nil)
 		}
 		return
 	}
@@ -111,25 +143,63 @@ func (l *loop) submit(in Input) {
 		next.mem.reconcileNow = true
 	}
 	l.s.mem = next.mem
-	l.start(next)
+	l.start(next, nil)
 }
 
-// flush waits for the plan in flight, if any, and finishes it.
+// finishOldest waits for the oldest plan in flight and finishes it. When it
+// did not commit, what was decided on top of it is discarded (nothing of
+// it was sent) and its inputs are decided again. It reports whether the
+// oldest plan committed.
+func (l *loop) finishOldest() bool {
+	p := l.inflight[0]
+	<-p.done
+	l.inflight = l.inflight[1:]
+	if l.finish(p) {
+		return true
+	}
+	doomed := l.inflight
+	l.inflight = nil
+	for _, q := range doomed {
+		<-q.done
+		l.discard(q)
+	}
+	for _, q := range doomed {
+		l.submit(q.in)
+	}
+	return false
+}
+
+// discard ends a decision made on top of a plan that did not commit: none
+// of its calls went out. Parts of its own plan may have committed (launches
+// recorded but never sent): the reconciliation that afterFailedCommit asks
+// for tells the truth about them.
+func (l *loop) discard(q *decided) {
+	if obs := l.s.deps.Observer; obs != nil {
+		for k, took := range q.took {
+			obs.PlanCommitted(took, k < q.committed)
+		}
+	}
+	l.snaps.drop()
+	l.s.mem.reconcileNow = true
+	l.s.log.Warn("scheduler decision discarded: the plan it was decided on did not commit; deciding again",
+		"input", fmt.Sprintf("%T", q.in), "err", q.err, "parts_committed", q.committed, "of", len(q.parts))
+}
+
+// flush waits for every plan in flight and finishes them.
 func (l *loop) flush() {
-	if p := l.inflight; p != nil {
-		<-p.done
-		l.finish(p)
+	for len(l.inflight) > 0 {
+		l.finishOldest()
 	}
 }
 
-// abandon ends the session's pipeline: cancel makes a commit in flight
-// return, which is waited for; nothing more is sent.
+// abandon ends the session's pipeline: cancel makes the commits in flight
+// return, which are waited for; nothing more is sent.
 func (l *loop) abandon(cancel func()) {
 	cancel()
-	if p := l.inflight; p != nil {
+	for _, p := range l.inflight {
 		<-p.done
-		l.inflight = nil
 	}
+	l.inflight = nil
 }
 
 // decide snapshots and decides on in, on the committed state, or with on
@@ -163,14 +233,19 @@ func (l *loop) decide(in Input, on *decided) *decided {
 	return &decided{in: in, d: d, store: store, now: now, placed: placed, mem: mem, parts: parts, rest: rest}
 }
 
-// start sends the decision's early calls and commits its plan in the
-// background, part after part, queueing each part's calls once it (and
-// every part before it) committed. A decision without a plan is finished
-// at once.
-func (l *loop) start(dd *decided) {
-	// Early calls imply nothing the plan records: they need not wait for it.
-	l.out.enqueue(dd.d.Early...)
+// start commits the decision's plan in the background, part after part,
+// queueing each part's calls once it (and every part before it)
+// committed. With after set (a decision in flight that this one was
+// decided on top of) nothing is queued, early calls included, before
+// after's plan committed; if it does not, nothing at all. Without after,
+// early calls are queued at once. A decision without a plan (after must be
+// nil then) is finished at once.
+func (l *loop) start(dd *decided, after *decided) {
 	dd.done = make(chan struct{})
+	if after == nil {
+		// Early calls imply nothing the plan records: they need not wait for it.
+		l.out.enqueue(dd.d.Early...)
+	}
 	if dd.d.Plan == nil {
 		for _, part := range dd.parts {
 			l.out.enqueue(part.calls...)
@@ -180,7 +255,7 @@ func (l *loop) start(dd *decided) {
 		l.finish(dd)
 		return
 	}
-	l.inflight = dd
+	l.inflight = append(l.inflight, dd)
 	commit, out, ctx := l.s.deps.Commit, l.out, l.ctx
 	go func() {
 		defer close(dd.done)
@@ -193,6 +268,15 @@ func (l *loop) start(dd *decided) {
 					dd.err = err
 					return
 				}
+			}
+			if after != nil {
+				<-after.done
+				if after.err != nil {
+					dd.err = errDiscarded
+					return
+				}
+				after = nil
+				out.enqueue(dd.d.Early...)
 			}
 			if k == 0 && out.failedAccept() {
 				// Launches recorded as staging may never have reached the
@@ -209,9 +293,6 @@ func (l *loop) start(dd *decided) {
 // the calls after the last part, publishes and reports; on failure it
 // drops what the decision assumed. It reports whether the plan committed.
 func (l *loop) finish(dd *decided) bool {
-	if l.inflight == dd {
-		l.inflight = nil
-	}
 	obs := l.s.deps.Observer
 	if obs != nil {
 		for k, took := range dd.took {

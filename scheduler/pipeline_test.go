@@ -3,6 +3,7 @@ package scheduler
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,8 +28,7 @@ type commitRequest struct {
 }
 
 // pipelineRig is a driver loop over a harness store whose commits the test
-// answers one by one, checking that commits never overlap and that no call
-// reaches the sender before the plan it depends on committed.
+// answers one by one, in any order.
 type pipelineRig struct {
 	t       *testing.T
 	h       *harness
@@ -42,16 +42,10 @@ type pipelineRig struct {
 func newPipelineRig(t *testing.T, h *harness) *pipelineRig {
 	r := &pipelineRig{t: t, h: h, commits: make(chan commitRequest),
 		obs: &signalling{recorder: recorder{ops: map[string]int{}}, decided: make(chan string, 16)}}
-	busy := make(chan struct{}, 1)
+	var applyMu sync.Mutex // the FSM applies one entry at a time
 	deps := Deps{
 		Store: func() Store { return h.store },
 		Commit: func(ctx context.Context, plan *v1.SchedulerPlanCommand) error {
-			select {
-			case busy <- struct{}{}:
-			default:
-				t.Error("two plans committing at once")
-			}
-			defer func() { <-busy }()
 			req := commitRequest{plan: plan, reply: make(chan error, 1)}
 			select {
 			case r.commits <- req:
@@ -63,6 +57,8 @@ func newPipelineRig(t *testing.T, h *harness) *pipelineRig {
 				if err != nil {
 					return err
 				}
+				applyMu.Lock()
+				defer applyMu.Unlock()
 				return h.store.commit(plan)
 			case <-ctx.Done():
 				return ctx.Err()
@@ -110,18 +106,17 @@ func (r *pipelineRig) checkSent() {
 	}
 }
 
-// twoDecisions submits in1, whose plan starts committing, then in2 in
-// the background, decided on top of it; it returns in1's commit request
-// (unanswered) and a channel closed when in2's submit returns.
-func (r *pipelineRig) twoDecisions(in1, in2 Input) (commitRequest, <-chan struct{}) {
+// twoDecisions submits in1, whose plan starts committing, then in2,
+// decided on top of it, and returns the two commit requests (unanswered)
+// in the order they were made.
+func (r *pipelineRig) twoDecisions(in1, in2 Input) (commitRequest, commitRequest) {
 	r.t.Helper()
 	r.l.submit(in1)
 	r.decided()
 	first := r.nextCommit()
-	second := make(chan struct{})
-	go func() { defer close(second); r.l.submit(in2) }()
-	r.decided() // decided while the first plan is still committing
-	return first, second
+	r.l.submit(in2)
+	r.decided()
+	return first, r.nextCommit()
 }
 
 // acceptedOffers returns the offers of the ACCEPTs queued.
@@ -160,22 +155,17 @@ func twoOfferRounds(t *testing.T) (*harness, mesos.Offer, mesos.Offer) {
 }
 
 // The next decision is made while the plan in flight commits, on top of
-// it (it places the instances the first did not), and is adopted as it
-// was decided once that plan committed: its plan commits after the
-// first, and its ACCEPT goes out only after its own commit.
+// it (it places the instances the first did not), and its plan commits
+// beside the first; its calls go out only once both committed, even when
+// its own commit is done first.
 func TestPipelineDecidesOnTopOfThePlanInFlight(t *testing.T) {
 	h, o1, o2 := twoOfferRounds(t)
 	r := newPipelineRig(t, h)
 
-	first, second := r.twoDecisions(Offers{Offers: []mesos.Offer{o1}}, Offers{Offers: []mesos.Offer{o2}})
+	first, next := r.twoDecisions(Offers{Offers: []mesos.Offer{o1}}, Offers{Offers: []mesos.Offer{o2}})
 	if n := len(first.plan.GetPutInstances()); n != 4 {
 		t.Fatalf("first plan places %d instances, want 4", n)
 	}
-	if n := len(acceptedOffers(r.out.queued())); n != 0 {
-		t.Fatalf("%d ACCEPTs queued before the first plan committed", n)
-	}
-	first.reply <- nil
-	next := r.nextCommit()
 	// Decided on top of the first: the other four instances.
 	for _, i := range next.plan.GetPutInstances() {
 		for _, j := range first.plan.GetPutInstances() {
@@ -187,12 +177,13 @@ func TestPipelineDecidesOnTopOfThePlanInFlight(t *testing.T) {
 	if n := len(next.plan.GetPutInstances()); n != 4 {
 		t.Fatalf("second plan places %d instances, want 4", n)
 	}
-	if acc := acceptedOffers(r.out.queued()); !acc[o1.ID.Value] || acc[o2.ID.Value] {
-		t.Fatalf("accepted before the second commit: %v; want %s only", acc, o1.ID.Value)
-	}
-	r.checkSent()
 	next.reply <- nil
-	<-second
+	// The second committed first: still nothing of it may go out.
+	waitFor(t, func() bool { return hasBerth(h.store.instance(next.plan.GetPutInstances()[0].GetId())) })
+	if n := len(acceptedOffers(r.out.queued())); n != 0 {
+		t.Fatalf("%d ACCEPTs queued before the first plan committed", n)
+	}
+	first.reply <- nil
 	r.l.flush()
 	if acc := acceptedOffers(r.out.queued()); !acc[o1.ID.Value] || !acc[o2.ID.Value] {
 		t.Fatalf("accepted %v, want both offers", acc)
@@ -205,25 +196,34 @@ func TestPipelineDecidesOnTopOfThePlanInFlight(t *testing.T) {
 	}
 }
 
+// waitFor polls cond (a goroutine of the pipeline is to finish).
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for start := time.Now(); !cond(); time.Sleep(time.Millisecond) {
+		if time.Since(start) > time.Minute {
+			t.Fatal("condition not reached")
+		}
+	}
+}
+
 // A plan that fails to commit takes down what was decided on top of it:
-// nothing of the speculative decision is committed or sent, its memory is
-// dropped, and its input is decided again on the state as it is.
+// nothing of that decision is sent, even though its own plan committed,
+// the memory is dropped (reconciliation will tell about the launches it
+// recorded), and its input is decided again on the state as it is.
 func TestPipelineFailedPlanDiscardsTheDecisionOnTop(t *testing.T) {
 	h, o1, o2 := twoOfferRounds(t)
 	r := newPipelineRig(t, h)
 
-	first, second := r.twoDecisions(Offers{Offers: []mesos.Offer{o1}}, Offers{Offers: []mesos.Offer{o2}})
+	first, next := r.twoDecisions(Offers{Offers: []mesos.Offer{o1}}, Offers{Offers: []mesos.Offer{o2}})
+	next.reply <- nil
 	first.reply <- errors.New("compare-and-set refused")
+	done := make(chan struct{})
+	go func() { defer close(done); r.l.flush() }()
 	r.decided() // the second input, decided again
 	again := r.nextCommit()
-	// On the state without the failed plan: four of the eight instances,
-	// any of them (the ones the failed plan had taken are free again).
-	if n := len(again.plan.GetPutInstances()); n != 4 {
-		t.Fatalf("the second input decided again places %d instances, want 4", n)
-	}
 	queued := r.out.queued()
 	if acc := acceptedOffers(queued); len(acc) != 0 {
-		t.Fatalf("ACCEPTs %v queued before the second input's own plan committed", acc)
+		t.Fatalf("ACCEPTs %v queued: the first plan failed and the second input's new plan is not committed", acc)
 	}
 	declined := false
 	for _, c := range queued {
@@ -235,21 +235,32 @@ func TestPipelineFailedPlanDiscardsTheDecisionOnTop(t *testing.T) {
 		t.Fatalf("the failed plan's offer %s was not declined: %v", o1.ID.Value, queued)
 	}
 	again.reply <- nil
-	<-second
-	r.l.flush()
-	if acc := acceptedOffers(r.out.queued()); len(acc) != 1 || !acc[o2.ID.Value] {
-		t.Fatalf("accepted %v, want %s only", acc, o2.ID.Value)
+	<-done
+	for _, c := range r.out.queued() {
+		if c.Type != scheduler.Call_ACCEPT {
+			continue
+		}
+		if c.Accept.OfferIDs[0].Value != o2.ID.Value {
+			t.Fatalf("ACCEPT of %v, want %s only", c.Accept.OfferIDs, o2.ID.Value)
+		}
+		for _, id := range callInstances(c) {
+			for _, i := range next.plan.GetPutInstances() {
+				if i.GetId() == id {
+					t.Fatalf("ACCEPT names %s, placed by the discarded decision", id)
+				}
+			}
+		}
 	}
 	r.checkSent()
 	if !r.l.s.mem.reconcileNow {
-		t.Fatal("the memory was not reset after the failed commit")
+		t.Fatal("no reconciliation asked for after the failed commit")
 	}
 }
 
 // Two decisions writing the same instance: the second, decided on the
-// first's uncommitted copy, is decided again once the first committed
-// (its compare-and-set would fail otherwise), and the store ends as if
-// they had been decided one after the other.
+// first's uncommitted copy, is not committed beside it but decided again
+// once the first committed (its compare-and-set would fail otherwise), and
+// the store ends as if they had been decided one after the other.
 func TestPipelineOverlappingDecisionIsDecidedAgain(t *testing.T) {
 	h, o1, _ := twoOfferRounds(t)
 	h.decide(Offers{Offers: []mesos.Offer{o1}})
@@ -265,7 +276,12 @@ func TestPipelineOverlappingDecisionIsDecidedAgain(t *testing.T) {
 		return mesos.TaskStatus{TaskID: mesos.TaskID{Value: task.GetId()}, AgentID: &mesos.AgentID{Value: task.GetAgentId()},
 			State: &st, Source: &src, UUID: []byte(uuid)}
 	}
-	first, second := r.twoDecisions(StatusUpdate{Status: status(mesos.TASK_RUNNING, "u-1")}, StatusUpdate{Status: status(mesos.TASK_FAILED, "u-2")})
+	r.l.submit(StatusUpdate{Status: status(mesos.TASK_RUNNING, "u-1")})
+	r.decided()
+	first := r.nextCommit()
+	second := make(chan struct{})
+	go func() { defer close(second); r.l.submit(StatusUpdate{Status: status(mesos.TASK_FAILED, "u-2")}) }()
+	r.decided()
 	first.reply <- nil
 	r.decided() // decided again: it wrote the instance the first plan wrote
 	again := r.nextCommit()
@@ -287,28 +303,27 @@ func TestPipelineOverlappingDecisionIsDecidedAgain(t *testing.T) {
 	}
 }
 
-// A failover mid-pipeline: the session ends (leadership lost) while one
-// plan commits and the next decision waits on top of it. The commit
-// returns, nothing more is queued, nothing is decided again, and the
-// commit's goroutine is gone when abandon returns.
+// A failover mid-pipeline: the session ends (leadership lost) while two
+// plans commit, the second decided on top of the first. Their commits
+// return, nothing is queued, nothing is decided again, and no goroutine is
+// left once abandon returns.
 func TestPipelineFailoverMidPipeline(t *testing.T) {
 	h, o1, o2 := twoOfferRounds(t)
 	r := newPipelineRig(t, h)
 
-	// The first commit is never answered: leadership is lost meanwhile.
-	_, second := r.twoDecisions(Offers{Offers: []mesos.Offer{o1}}, Offers{Offers: []mesos.Offer{o2}})
-	r.cancel()
-	<-second
+	// Neither commit is answered: leadership is lost meanwhile.
+	r.twoDecisions(Offers{Offers: []mesos.Offer{o1}}, Offers{Offers: []mesos.Offer{o2}})
 	r.l.abandon(r.cancel)
-	if r.l.inflight != nil {
-		t.Fatal("a plan still in flight after abandon")
+	if len(r.l.inflight) != 0 {
+		t.Fatal("plans still in flight after abandon")
 	}
 	if q := r.out.queued(); len(q) != 0 {
 		t.Fatalf("%d calls queued after the session ended: %v", len(q), q)
 	}
+	r.l.submit(Tick{}) // the session is over: decides nothing
 	select {
 	case k := <-r.obs.decided:
-		t.Fatalf("decided again (%s) after the session ended", k)
+		t.Fatalf("decided (%s) after the session ended", k)
 	default:
 	}
 	for _, i := range h.store.instances() {
