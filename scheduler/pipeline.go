@@ -372,15 +372,35 @@ func overlay(st *State, plan *v1.SchedulerPlanCommand, mem *Memory) *State {
 	}
 	if len(plan.GetPutInstances()) > 0 || len(plan.GetDeleteInstances()) > 0 {
 		o.Instances = maps.Clone(st.Instances)
+		same := len(plan.GetDeleteInstances()) == 0 // the same instance ids
+		byTask := make(map[string]*v1.Instance, len(plan.GetPutInstances()))
 		for _, i := range plan.GetPutInstances() {
+			if _, ok := o.Instances[i.GetId()]; !ok {
+				same = false
+			}
 			o.Instances[i.GetId()] = i
+			if t := i.GetTask().GetId(); t != "" {
+				byTask[t] = i
+			}
 		}
 		for _, id := range plan.GetDeleteInstances() {
 			delete(o.Instances, id)
 		}
-		// The store's task index does not know the plan's tasks yet: look
-		// tasks up in the overlay's own instances.
-		o.lookup = nil
+		if same {
+			o.sorted = st.sorted
+		}
+		// The store's task index does not know the plan's tasks yet: they
+		// are looked up in the plan first. (An instance the store finds
+		// whose task the plan replaced is not the overlay's: instanceByTask
+		// then falls back to indexing the overlay's instances.)
+		if base := st.lookup; base != nil {
+			o.lookup = func(taskID string) (*v1.Instance, error) {
+				if i, ok := byTask[taskID]; ok {
+					return i, nil
+				}
+				return base(taskID)
+			}
+		}
 	}
 	if len(plan.GetPutDeployments()) > 0 || len(plan.GetDeleteDeployments()) > 0 {
 		o.Deployments = maps.Clone(st.Deployments)

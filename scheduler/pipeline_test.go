@@ -9,6 +9,7 @@ import (
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
 	"github.com/mesos/mesos-go/api/v1/lib/scheduler"
+	"google.golang.org/protobuf/proto"
 
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
 )
@@ -338,5 +339,43 @@ func TestPipelineFailoverMidPipeline(t *testing.T) {
 		if i.GetTask().GetState() != stRunning {
 			t.Fatalf("after the failover: %s %v", i.GetId(), i.GetTask())
 		}
+	}
+}
+
+// The overlay a speculative decision reads is the store with the plan in
+// flight applied: its tasks are found by id (the store's task index does
+// not know them yet), its deletions and replaced tasks are gone, and the
+// state under it is unchanged.
+func TestOverlayAppliesThePlanInFlight(t *testing.T) {
+	h, o1, _ := twoOfferRounds(t)
+	h.decide(Offers{Offers: []mesos.Offer{o1}})
+	st := h.state()
+	placed := h.store.instance(h.instancesOf("/db")[0].GetId())
+	other := h.store.instance(h.instancesOf("/db")[7].GetId())
+	if placed.GetTask().GetId() == "" || hasBerth(other) {
+		t.Fatalf("setup: %v / %v", placed.GetTask(), other.GetReservation())
+	}
+	relaunched := proto.Clone(placed).(*v1.Instance)
+	relaunched.Task.Id = placed.GetId() + "._app.2"
+	launched := proto.Clone(other).(*v1.Instance)
+	launched.Task = &v1.Task{Id: other.GetId() + "._app.1", State: stStaging}
+	gone := h.instancesOf("/db")[1].GetId()
+	plan := &v1.SchedulerPlanCommand{PutInstances: []*v1.Instance{relaunched, launched}, DeleteInstances: []string{gone}}
+
+	o := overlay(st, plan, st.Mem.clone())
+	if got := o.instanceByTask(launched.Task.Id); got != launched {
+		t.Fatalf("task launched by the plan: found %v", got)
+	}
+	if got := o.instanceByTask(relaunched.Task.Id); got != relaunched {
+		t.Fatalf("task relaunched by the plan: found %v", got)
+	}
+	if got := o.instanceByTask(placed.GetTask().GetId()); got != nil {
+		t.Fatalf("the task the plan replaced is still found: %v", got)
+	}
+	if o.Instances[gone] != nil || len(o.sortedInstanceIDs()) != 7 {
+		t.Fatalf("deleted instance still there: %d ids", len(o.sortedInstanceIDs()))
+	}
+	if st.Instances[gone] == nil || st.instanceByTask(placed.GetTask().GetId()) == nil || len(st.sortedInstanceIDs()) != 8 {
+		t.Fatal("the state under the overlay changed")
 	}
 }
