@@ -303,7 +303,7 @@ func (s *Scheduler) subscribe(ctx context.Context) error {
 	wg.Add(1)
 	go func() { defer wg.Done(); s.watchAgents(sctx, agentStates) }()
 
-	l := &loop{s: s, ctx: sctx, out: out, health: hc, readiness: rc}
+	l := &loop{s: s, ctx: sctx, out: out, health: hc, readiness: rc, beside: commitBeside}
 	// A plan still committing when the session ends is waited for (its
 	// Commit returns once sctx is cancelled): nothing outlives the session.
 	defer l.abandon(cancel)
@@ -394,6 +394,8 @@ type loop struct {
 	// inflight are the decisions whose plans are being committed, oldest
 	// first (pipeline.go).
 	inflight []*decided
+	// beside: see commitBeside.
+	beside bool
 }
 
 // maxStatusBatch bounds the status updates decided (and committed) together.

@@ -12,7 +12,7 @@ import (
 )
 
 // The driver decides the next input while the previous plan commits, and
-// commits both at once.
+// can commit both at once (commitBeside).
 //
 // A Raft commit takes tens to hundreds of milliseconds on three servers,
 // and the loop used to do nothing meanwhile: placement was one decision,
@@ -22,8 +22,9 @@ import (
 // on the committed state with that plan applied on top (overlay) and with
 // a copy of the leader's memory. Then:
 //
-//   - if the new decision writes no instance, deployment or backup record
-//     that the plan in flight writes, its plan starts committing at once,
+//   - with commitBeside, if the new decision writes no instance,
+//     deployment or backup record that the plan in flight writes, its
+//     plan starts committing at once,
 //     beside the other (Raft appends and replicates both together). Their
 //     records are disjoint, so the FSM's result does not depend on which
 //     applies first. Its calls, early ones included, are queued only once
@@ -34,20 +35,32 @@ import (
 //     sent, as after a leader's crash between commit and send), so the
 //     memory is dropped, which reconciles, and its input is decided again
 //     on the state as it now is;
-//   - if it writes a record the plan in flight writes (its copy carries
-//     the index it was read at, from before that commit: the FSM's
-//     compare-and-set would refuse it), or it has calls but no plan, it is
-//     held until the plan in flight is done, then adopted as decided (no
-//     overlap, the plan committed) or discarded whole and its input
-//     decided again;
+//   - otherwise (and always without commitBeside) it is held until the
+//     plan in flight is done, then adopted as decided if that plan
+//     committed and the two write no record in common, or else discarded
+//     whole (nothing of it was sent, its memory dropped) and its input
+//     decided again on the state as it now is. (A record written by both
+//     would be refused by the FSM's compare-and-set: the new decision's
+//     copy carries the index it was read at, from before that commit.)
 //   - a decision with neither plan nor calls (acknowledgements of soft
 //     state at most) is done at once.
 //
 // Invariant 1 holds: nothing is sent on the strength of a plan that is not
 // committed, whether its own or one it was decided on.
 
-// maxInFlight bounds the decisions whose plans commit at once.
+// maxInFlight bounds the decisions on their way at once: one committing
+// and one decided on top of it.
 const maxInFlight = 2
+
+// commitBeside is whether a decision made on top of the plan in flight
+// commits beside it when their records are disjoint (see above). Off by
+// default: measured on the 1,000- and 10,000-instance benchmarks
+// (BENCHMARKS.md), committing beside made more, smaller commits (the
+// loop no longer waited, so status batches were smaller) and each commit
+// costs about as much Raft and FSM work as a larger one, plus the periodic
+// pass its store change triggers; deciding during the commit and then
+// committing one plan after the other placed faster. The tests run both.
+const commitBeside = false
 
 // errDiscarded is the outcome of a decision made on top of a plan that
 // did not commit: nothing of it was sent.
@@ -110,7 +123,7 @@ func (l *loop) submit(in Input) {
 		return
 	}
 	switch {
-	case next.d.Plan != nil && !overlaps(prev.d.Plan, next.d.Plan):
+	case l.beside && next.d.Plan != nil && !overlaps(prev.d.Plan, next.d.Plan):
 		// Committed beside prev, sent once prev committed too.
 		l.s.mem = next.mem
 		l.start(next, prev)

@@ -162,6 +162,7 @@ func twoOfferRounds(t *testing.T) (*harness, mesos.Offer, mesos.Offer) {
 func TestPipelineDecidesOnTopOfThePlanInFlight(t *testing.T) {
 	h, o1, o2 := twoOfferRounds(t)
 	r := newPipelineRig(t, h)
+	r.l.beside = true
 
 	first, next := r.twoDecisions(Offers{Offers: []mesos.Offer{o1}}, Offers{Offers: []mesos.Offer{o2}})
 	if n := len(first.plan.GetPutInstances()); n != 4 {
@@ -214,6 +215,7 @@ func waitFor(t *testing.T, cond func() bool) {
 func TestPipelineFailedPlanDiscardsTheDecisionOnTop(t *testing.T) {
 	h, o1, o2 := twoOfferRounds(t)
 	r := newPipelineRig(t, h)
+	r.l.beside = true
 
 	first, next := r.twoDecisions(Offers{Offers: []mesos.Offer{o1}}, Offers{Offers: []mesos.Offer{o2}})
 	next.reply <- nil
@@ -311,9 +313,19 @@ func TestPipelineOverlappingDecisionIsDecidedAgain(t *testing.T) {
 func TestPipelineFailoverMidPipeline(t *testing.T) {
 	h, o1, o2 := twoOfferRounds(t)
 	r := newPipelineRig(t, h)
+	r.l.beside = true
 
 	// Neither commit is answered: leadership is lost meanwhile.
 	r.twoDecisions(Offers{Offers: []mesos.Offer{o1}}, Offers{Offers: []mesos.Offer{o2}})
+	r.afterLostLeadership()
+}
+
+// afterLostLeadership checks a session ended with plans in flight: abandon
+// leaves none, nothing was queued, committed or decided after, and the
+// next leader places everything from the committed state.
+func (r *pipelineRig) afterLostLeadership() {
+	t, h := r.t, r.h
+	t.Helper()
 	r.l.abandon(r.cancel)
 	if len(r.l.inflight) != 0 {
 		t.Fatal("plans still in flight after abandon")
@@ -378,4 +390,123 @@ func TestOverlayAppliesThePlanInFlight(t *testing.T) {
 	if st.Instances[gone] == nil || st.instanceByTask(placed.GetTask().GetId()) == nil || len(st.sortedInstanceIDs()) != 8 {
 		t.Fatal("the state under the overlay changed")
 	}
+}
+
+// Without commitBeside: the next decision is made while the plan in
+// flight commits, on top of it (it places the instances the first did
+// not), and is adopted as it was decided once that plan committed: its
+// plan commits after the first (never beside it), and its ACCEPT goes out
+// only after its own commit.
+// heldDecisions submits in1, whose plan starts committing, then in2 in
+// the background, decided on top of it and held (without commitBeside);
+// it returns in1's commit request (unanswered) and a channel closed when
+// in2's submit returns.
+func (r *pipelineRig) heldDecisions(in1, in2 Input) (commitRequest, <-chan struct{}) {
+	r.t.Helper()
+	r.l.submit(in1)
+	r.decided()
+	first := r.nextCommit()
+	second := make(chan struct{})
+	go func() { defer close(second); r.l.submit(in2) }()
+	r.decided() // decided while the first plan is still committing
+	return first, second
+}
+
+func TestPipelineHeldDecisionAdoptedAfterTheCommit(t *testing.T) {
+	h, o1, o2 := twoOfferRounds(t)
+	r := newPipelineRig(t, h)
+
+	first, second := r.heldDecisions(Offers{Offers: []mesos.Offer{o1}}, Offers{Offers: []mesos.Offer{o2}})
+	if n := len(first.plan.GetPutInstances()); n != 4 {
+		t.Fatalf("first plan places %d instances, want 4", n)
+	}
+	if n := len(acceptedOffers(r.out.queued())); n != 0 {
+		t.Fatalf("%d ACCEPTs queued before the first plan committed", n)
+	}
+	first.reply <- nil
+	next := r.nextCommit()
+	// Decided on top of the first: the other four instances.
+	for _, i := range next.plan.GetPutInstances() {
+		for _, j := range first.plan.GetPutInstances() {
+			if i.GetId() == j.GetId() {
+				t.Fatalf("the second plan places %s again", i.GetId())
+			}
+		}
+	}
+	if n := len(next.plan.GetPutInstances()); n != 4 {
+		t.Fatalf("second plan places %d instances, want 4", n)
+	}
+	if acc := acceptedOffers(r.out.queued()); !acc[o1.ID.Value] || acc[o2.ID.Value] {
+		t.Fatalf("accepted before the second commit: %v; want %s only", acc, o1.ID.Value)
+	}
+	r.checkSent()
+	next.reply <- nil
+	<-second
+	r.l.flush()
+	if acc := acceptedOffers(r.out.queued()); !acc[o1.ID.Value] || !acc[o2.ID.Value] {
+		t.Fatalf("accepted %v, want both offers", acc)
+	}
+	r.checkSent()
+	select {
+	case k := <-r.obs.decided:
+		t.Fatalf("a third decision (%s): the second was decided again", k)
+	default:
+	}
+}
+
+// Without commitBeside: a plan that fails to commit takes down what was
+// decided on top of it: nothing of that decision is committed or sent,
+// its memory is dropped, and its input is decided again on the state as
+// it is.
+func TestPipelineHeldDecisionDiscardedWhenThePlanFails(t *testing.T) {
+	h, o1, o2 := twoOfferRounds(t)
+	r := newPipelineRig(t, h)
+
+	first, second := r.heldDecisions(Offers{Offers: []mesos.Offer{o1}}, Offers{Offers: []mesos.Offer{o2}})
+	first.reply <- errors.New("compare-and-set refused")
+	r.decided() // the second input, decided again
+	again := r.nextCommit()
+	// On the state without the failed plan: four of the eight instances,
+	// any of them (the ones the failed plan had taken are free again).
+	if n := len(again.plan.GetPutInstances()); n != 4 {
+		t.Fatalf("the second input decided again places %d instances, want 4", n)
+	}
+	queued := r.out.queued()
+	if acc := acceptedOffers(queued); len(acc) != 0 {
+		t.Fatalf("ACCEPTs %v queued before the second input's own plan committed", acc)
+	}
+	declined := false
+	for _, c := range queued {
+		if c.Type == scheduler.Call_DECLINE && c.Decline.OfferIDs[0].Value == o1.ID.Value {
+			declined = true
+		}
+	}
+	if !declined {
+		t.Fatalf("the failed plan's offer %s was not declined: %v", o1.ID.Value, queued)
+	}
+	again.reply <- nil
+	<-second
+	r.l.flush()
+	if acc := acceptedOffers(r.out.queued()); len(acc) != 1 || !acc[o2.ID.Value] {
+		t.Fatalf("accepted %v, want %s only", acc, o2.ID.Value)
+	}
+	r.checkSent()
+	if !r.l.s.mem.reconcileNow {
+		t.Fatal("the memory was not reset after the failed commit")
+	}
+}
+
+// Without commitBeside, a failover mid-pipeline: the session ends (leadership lost) while one
+// plan commits and the next decision waits on top of it. The commit
+// returns, nothing more is queued, nothing is decided again, and the
+// commit's goroutine is gone when abandon returns.
+func TestPipelineFailoverWhileHeld(t *testing.T) {
+	h, o1, o2 := twoOfferRounds(t)
+	r := newPipelineRig(t, h)
+
+	// The first commit is never answered: leadership is lost meanwhile.
+	_, second := r.heldDecisions(Offers{Offers: []mesos.Offer{o1}}, Offers{Offers: []mesos.Offer{o2}})
+	r.cancel()
+	<-second
+	r.afterLostLeadership()
 }
