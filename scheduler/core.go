@@ -73,10 +73,16 @@ type Decision struct {
 	// an offer, whether the offer served the app and if not why (see
 	// ReasonFunnel). They are kept in the leader's memory only.
 	OfferOutcomes []OfferOutcome
+	// Early are calls that imply nothing Plan records (acknowledgements of
+	// status updates kept as soft state, see onStatus): they may be sent
+	// before Plan commits (before Calls), and are sent even if it does not.
+	Early []*scheduler.Call
 }
 
 // Empty is true when the decision neither commits nor sends anything.
-func (d Decision) Empty() bool { return d.Plan == nil && len(d.Calls) == 0 && len(d.Events) == 0 }
+func (d Decision) Empty() bool {
+	return d.Plan == nil && len(d.Calls) == 0 && len(d.Early) == 0 && len(d.Events) == 0
+}
 
 // Decide is the scheduler's pure core: given a snapshot of committed state
 // (and the leader's memory in state.Mem, which it updates), one input and
@@ -131,6 +137,9 @@ type planner struct {
 	held    map[string]bool // apps whose rollout a forced cancel stopped (lazy, see rolloutHeld)
 	report  *ReconciliationReport
 	created int // instances created in this decision (see Config.MaxNewInstancesPerDecision)
+	// early holds calls that depend on nothing the plan records
+	// (acknowledgements of updates kept as soft state): see Decision.Early.
+	early []*scheduler.Call
 	// failures recorded on instances in this decision (see recordFailure).
 	failures []*v1.TaskFailure
 	// byApp lists the instance ids of each app during a tick.
@@ -279,6 +288,7 @@ func (p *planner) finish() Decision {
 	}
 	p.flushChanged()
 	d.Calls = p.calls
+	d.Early = p.early
 	d.Events = p.events
 	d.Reconciliation = p.report
 	d.TaskFailures = p.failures
@@ -616,7 +626,7 @@ func (p *planner) tickInstance(id string) {
 		case t.KillRequestedAt != nil && t.GetState() != stUnreachable:
 			p.kill(t, killOperator, killGrace(a))
 		case t.GetState() == stStaging && t.StagedAt != nil && p.cfg.StagingTimeout > 0 &&
-			p.now.Sub(t.StagedAt.AsTime()) > p.cfg.StagingTimeout:
+			p.now.Sub(t.StagedAt.AsTime()) > p.cfg.StagingTimeout && !p.startingTask(t.GetId()):
 			// A launch that never got anywhere: ask the master, then kill.
 			if rec, ok := p.st.Mem.kills[t.GetId()]; !ok || p.now.Sub(rec.at) >= p.cfg.KillRetryInterval {
 				p.call(calls.Reconcile(calls.ReconcileTasks(map[string]string{t.GetId(): t.GetAgentId()})))
@@ -644,6 +654,13 @@ func (p *planner) tickInstance(id string) {
 		// has nothing to keep; scaling up creates a new one.
 		p.forget(id)
 	}
+}
+
+// startingTask is true for a task whose TASK_STARTING was received but
+// not committed (see onStatus): it left staging.
+func (p *planner) startingTask(taskID string) bool {
+	_, ok := p.st.Mem.starting[taskID]
+	return ok
 }
 
 // maxUnknownKills bounds the KILLs sent for a task Berth does not know:

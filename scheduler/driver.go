@@ -305,7 +305,10 @@ func (s *Scheduler) subscribe(ctx context.Context) error {
 
 	copies := s.nestedCopier(sctx)
 	defer copies.wait()
-	l := &loop{s: s, ctx: sctx, out: out, health: hc, readiness: rc, copies: copies}
+	l := &loop{s: s, ctx: sctx, out: out, health: hc, readiness: rc, copies: copies, beside: commitBeside}
+	// A plan still committing when the session ends is waited for (its
+	// Commit returns once sctx is cancelled): nothing outlives the session.
+	defer l.abandon(cancel)
 	l.apply(Subscribed{FrameworkID: fid})
 	l.apply(Tick{})
 
@@ -348,7 +351,7 @@ func (s *Scheduler) subscribe(ctx context.Context) error {
 			// was not found (BENCHMARKS.md, "the fault suite"); with this,
 			// any such view lasts one TickInterval at most.
 			l.snaps.drop()
-			l.apply(Tick{})
+			l.submit(Tick{})
 		case <-watch:
 			// Coalesce bursts of commits (our own included) into one pass.
 			watch = nil
@@ -358,15 +361,17 @@ func (s *Scheduler) subscribe(ctx context.Context) error {
 		case <-coalesce:
 			coalesce = nil
 			watch = s.deps.Store().Watch()
-			l.apply(Tick{})
+			l.submit(Tick{})
 		case r := <-hc.results:
-			l.apply(r)
+			l.submit(r)
 		case r := <-rc.results:
-			l.apply(r)
+			l.submit(r)
 		case st := <-agentStates:
-			l.apply(st)
+			l.submit(st)
 		case r := <-copies.resultsChan():
-			l.apply(r)
+			l.submit(r)
+		case <-l.committing():
+			l.flush()
 		}
 		if l.fatal != nil {
 			return l.fatal
@@ -391,6 +396,11 @@ type loop struct {
 	copies    *nestedCopier
 	snaps     snapshots
 	fatal     error
+	// inflight are the decisions whose plans are being committed, oldest
+	// first (pipeline.go).
+	inflight []*decided
+	// beside: see commitBeside.
+	beside bool
 }
 
 // maxStatusBatch bounds the status updates decided (and committed) together.
@@ -407,9 +417,9 @@ func (l *loop) events(e *scheduler.Event, queued <-chan *scheduler.Event) error 
 	}
 	statuses, next := drainUpdates(e, queued, maxStatusBatch)
 	if len(statuses) == 1 {
-		l.apply(StatusUpdate{Status: statuses[0]})
+		l.submit(StatusUpdate{Status: statuses[0]})
 	} else {
-		l.apply(StatusUpdates{Statuses: statuses})
+		l.submit(StatusUpdates{Statuses: statuses})
 	}
 	if next == nil {
 		return nil
@@ -442,111 +452,21 @@ func drainUpdates(first *scheduler.Event, queued <-chan *scheduler.Event, max in
 func (l *loop) event(e *scheduler.Event) error {
 	switch e.GetType() {
 	case scheduler.Event_OFFERS:
-		l.apply(Offers{Offers: e.GetOffers().GetOffers()})
+		l.submit(Offers{Offers: e.GetOffers().GetOffers()})
 	case scheduler.Event_UPDATE:
-		l.apply(StatusUpdate{Status: e.GetUpdate().GetStatus()})
+		l.submit(StatusUpdate{Status: e.GetUpdate().GetStatus()})
 	case scheduler.Event_ERROR:
 		return l.s.errorEvent(e.GetError().GetMessage())
 	case scheduler.Event_FAILURE:
 		f := e.GetFailure()
 		l.s.log.Warn("mesos failure event", "agent_id", f.GetAgentID().GetValue(), "executor_id", f.GetExecutorID().GetValue(), "status", f.GetStatus())
 	case scheduler.Event_INVERSE_OFFERS:
-		l.apply(InverseOffers{Offers: e.GetInverseOffers().GetInverseOffers()})
+		l.submit(InverseOffers{Offers: e.GetInverseOffers().GetInverseOffers()})
 	case scheduler.Event_RESCIND, scheduler.Event_RESCIND_INVERSE_OFFER, scheduler.Event_HEARTBEAT, scheduler.Event_SUBSCRIBED:
 	default:
 		l.s.log.Debug("ignored mesos event", "type", e.GetType().String())
 	}
 	return nil
-}
-
-// apply runs one decision: snapshot, decide, commit, then send and publish.
-func (l *loop) apply(in Input) {
-	if l.ctx.Err() != nil {
-		return
-	}
-	store := l.s.deps.Store()
-	st, err := l.snaps.get(store, l.s.mem)
-	if err != nil {
-		l.s.log.Error("cannot read the state store; deciding nothing", "err", err, "input", fmt.Sprintf("%T", in))
-		l.declineOffers(in)
-		return
-	}
-	obs := l.s.deps.Observer
-	now := time.Now()
-	var placed []time.Duration
-	if obs != nil {
-		placed = placements(st, in, now)
-	}
-	d := Decide(st, in, now, l.s.cfg)
-	if obs != nil {
-		obs.Decided(inputKind(in), time.Since(now))
-	}
-	parts, rest := splitPlan(d, maxPlanInstances)
-	for k, part := range parts {
-		if part.plan != nil {
-			start := time.Now()
-			err := l.s.deps.Commit(l.ctx, part.plan)
-			if obs != nil {
-				obs.PlanCommitted(time.Since(start), err == nil)
-			}
-			if err != nil {
-				l.snaps.drop()
-				// Not committed: send nothing that depends on it. Offers are
-				// declined so they are not held; the memory is dropped so that
-				// whatever it recorded as sent is decided again.
-				// Usually a conflict with a concurrent API write to an instance
-				// (the FSM's compare-and-set), or lost leadership.
-				l.s.log.Warn("scheduler plan not committed; deciding again", "err", err, "input", fmt.Sprintf("%T", in), "part", k+1, "of", len(parts))
-				l.s.mem = l.s.mem.afterFailedCommit(d)
-				if k == 0 {
-					l.declineOffers(in)
-				} else {
-					l.declineAccepts(parts[k:])
-				}
-				return
-			}
-			l.snaps.committed(store, part.plan)
-		}
-		if k == 0 && l.out.failedAccept() {
-			// Launches recorded as staging may never have reached the
-			// master; reconciliation will tell.
-			l.s.mem.reconcileNow = true
-		}
-		l.out.enqueue(part.calls...)
-	}
-	l.out.enqueue(rest...)
-	if obs != nil {
-		observe(obs, in, d, placed)
-	}
-	for _, f := range d.TaskFailures {
-		LogTaskFailure(l.s.log, f)
-	}
-	l.s.deps.Live.recordOffers(d.OfferOutcomes, now)
-	if r := d.Reconciliation; r != nil {
-		if r.Complete() {
-			l.s.log.Info("reconciliation complete", "tasks", r.Tasks, "took", r.Took)
-		} else {
-			l.s.log.Warn("reconciliation incomplete", "tasks", r.Tasks, "missing", r.Missing, "took", r.Took)
-		}
-	}
-	if l.s.deps.Publish != nil {
-		for _, e := range d.Events {
-			l.s.deps.Publish(e)
-		}
-	}
-	if _, ok := in.(Tick); ok {
-		after, err := l.snaps.get(l.s.deps.Store(), l.s.mem)
-		if err != nil {
-			l.s.log.Error("cannot read the state store; health and readiness checks unchanged", "err", err)
-			return
-		}
-		l.health.sync(healthTargets(after))
-		l.readiness.sync(readinessTargets(after))
-		l.copies.sync(nestedCopyTargets(after, l.s.cfg.BinaryURL))
-		if l.s.deps.Live != nil {
-			l.s.deps.Live.syncWaiting(waitingInstances(after))
-		}
-	}
 }
 
 // declineAccepts declines the offers of the ACCEPTs of plan parts that

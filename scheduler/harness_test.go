@@ -186,6 +186,14 @@ func (h *harness) decide(in Input) Decision {
 	h.t.Helper()
 	st := h.state()
 	d := Decide(st, in, h.now, h.cfg)
+	if !h.dropCalls {
+		// Early calls go out before the plan commits.
+		for _, c := range d.Early {
+			h.checkWriteAhead(c)
+			h.sent = append(h.sent, c)
+			h.master.handle(c)
+		}
+	}
 	if d.Plan != nil {
 		if err := h.store.commit(d.Plan); err != nil {
 			h.t.Fatalf("the FSM refused the plan of %T: %v", in, err)

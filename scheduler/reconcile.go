@@ -110,6 +110,8 @@ func (m *Memory) afterFailedCommit(d Decision) *Memory {
 	n := NewMemory()
 	n.reconcileNow = true
 	n.recon = m.recon
+	// What Mesos reported, not what the plan decided: still true.
+	n.starting = m.starting
 	if d.Reconciliation != nil {
 		n.recon.active = true
 	}

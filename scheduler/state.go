@@ -205,6 +205,11 @@ type Memory struct {
 	// the first): an automatic migration starts only when one of them,
 	// active and not the instance's own, fits the app's constraints.
 	agentStates map[string]AgentState
+	// starting holds the tasks whose TASK_STARTING was acknowledged
+	// without being committed (see onStatus), with whether that status
+	// confirmed the instance's pending reservation: the confirmation is
+	// committed with the task's next recorded status.
+	starting map[string]bool
 }
 
 // NewMemory returns an empty memory, as after a failover.
@@ -215,6 +220,7 @@ func NewMemory() *Memory {
 		demand:      map[string]bool{},
 		configEqual: map[string]bool{},
 		unmovable:   map[string]bool{},
+		starting:    map[string]bool{},
 	}
 }
 

@@ -18,9 +18,16 @@ func (p *planner) onStatus(s mesos.TaskStatus) {
 	taskID := s.TaskID.Value
 	state := s.GetState().String()
 	agentID := s.GetAgentID().GetValue()
+	unbound := false // the acknowledgement depends on nothing in the plan
 	defer func() {
-		if len(s.UUID) > 0 && agentID != "" {
-			p.call(calls.Acknowledge(agentID, taskID, s.UUID))
+		if len(s.UUID) == 0 || agentID == "" {
+			return
+		}
+		ack := calls.Acknowledge(agentID, taskID, s.UUID)
+		if unbound {
+			p.early = append(p.early, ack)
+		} else {
+			p.call(ack)
 		}
 	}()
 	p.reconAnswered(taskID)
@@ -68,6 +75,39 @@ func (p *planner) onStatus(s mesos.TaskStatus) {
 	confirm := resState(i) == v1.ReservationState_RESERVATION_STATE_PENDING &&
 		(agentID == "" || agentID == i.GetReservation().GetAgentId()) &&
 		(s.GetSource() != mesos.SOURCE_MASTER || state == stStarting || state == stRunning || state == stKilling)
+	if state == stStarting && prevState == stStaging {
+		// TASK_STARTING of a task whose launch is committed is soft state:
+		// it is acknowledged at once, without a commit of its own, and the
+		// instance keeps TASK_STAGING in the store until the next status
+		// (TASK_RUNNING, or how it ended) is recorded. The Mesos contract
+		// is that a scheduler acknowledges an update once it has handled
+		// it durably; here there is nothing durable to handle:
+		//   - nothing decides on STARTING versus STAGING except the staging
+		//     timeout (tickInstance), which reads Mem.starting too; health
+		//     and readiness checks start at TASK_RUNNING, and the API shows
+		//     both states alike ("staging");
+		//   - the reservation this status confirms (PENDING → RESERVED) is
+		//     remembered and committed with the task's next recorded status;
+		//     until then the task is live, so the pending reservation's
+		//     timeout does not apply;
+		//   - a new leader (or this one after a failed commit) reconciles,
+		//     and the master answers with the task's latest state, so a
+		//     STARTING it never recorded comes back if it still matters.
+		// Without this, each launch costs two commits in a row before its
+		// RUNNING can be recorded: Mesos agents (and mesos-local) forward a
+		// task's next update only once the previous one is acknowledged.
+		p.st.Mem.starting[taskID] = p.st.Mem.starting[taskID] || confirm
+		unbound = true
+		p.event(&v1.Event{
+			Type: "status_update_event", AppId: i.GetAppId(), InstanceId: i.GetId(), TaskId: taskID,
+			TaskState: state, Message: s.GetMessage(), AgentId: old.GetAgentId(), Host: old.GetHostname(),
+		})
+		return
+	}
+	if confirmed, ok := p.st.Mem.starting[taskID]; ok {
+		delete(p.st.Mem.starting, taskID)
+		confirm = confirm || (confirmed && resState(i) == v1.ReservationState_RESERVATION_STATE_PENDING)
+	}
 	cid := containerIDOf(s) // recorded once known (a reconciliation reports it too)
 	if prevState == state && !healthChanged && !mesosChanged && !confirm && (cid == "" || cid == old.GetContainerId()) {
 		return // nothing new to record: just acknowledge
