@@ -613,13 +613,18 @@ func (p *planner) tickInstance(id string) {
 			p.kill(t, killGoal, killGrace(a))
 		case t.KillRequestedAt != nil && t.GetState() != stUnreachable:
 			p.kill(t, killOperator, killGrace(a))
-		case t.GetState() == stStaging && t.StagedAt != nil && p.cfg.StagingTimeout > 0 &&
-			p.now.Sub(t.StagedAt.AsTime()) > p.cfg.StagingTimeout:
-			// A launch that never got anywhere: ask the master, then kill.
-			if rec, ok := p.st.Mem.kills[t.GetId()]; !ok || p.now.Sub(rec.at) >= p.cfg.KillRetryInterval {
+		case p.stagingTimedOut(t):
+			// A launch that seems to have got nowhere, or whose updates are
+			// still queued behind others: ask the master. Only its answer
+			// that the task is still staging kills it (onStatus); a KILL
+			// already sent is resent when due.
+			if at, ok := p.st.Mem.stagingAsked[t.GetId()]; !ok || p.now.Sub(at) >= p.cfg.KillRetryInterval {
+				p.st.Mem.stagingAsked[t.GetId()] = p.now
 				p.call(calls.Reconcile(calls.ReconcileTasks(map[string]string{t.GetId(): t.GetAgentId()})))
 			}
-			p.kill(t, killStaging, 0)
+			if rec, ok := p.st.Mem.kills[t.GetId()]; ok && rec.reason == killStaging {
+				p.kill(t, killStaging, 0)
+			}
 		}
 		return
 	}
@@ -642,6 +647,13 @@ func (p *planner) tickInstance(id string) {
 		// has nothing to keep; scaling up creates a new one.
 		p.forget(id)
 	}
+}
+
+// stagingTimedOut is true for a task recorded as TASK_STAGING for longer
+// than the staging timeout.
+func (p *planner) stagingTimedOut(t *v1.Task) bool {
+	return t.GetState() == stStaging && t.StagedAt != nil && p.cfg.StagingTimeout > 0 &&
+		p.now.Sub(t.StagedAt.AsTime()) > p.cfg.StagingTimeout
 }
 
 // maxUnknownKills bounds the KILLs sent for a task Berth does not know:
