@@ -121,9 +121,10 @@ type benchServer struct {
 
 // benchCluster is mesos-local (simulated agents) plus three servers.
 type benchCluster struct {
-	b       testing.TB
-	mesos   *proc
-	servers []*benchServer
+	b         testing.TB
+	mesos     *proc
+	mesosAddr string
+	servers   []*benchServer
 }
 
 // tasksPerAgent is how many of the benchmark's small tasks one simulated
@@ -139,6 +140,7 @@ func startBenchCluster(b testing.TB, agents int) *benchCluster {
 	b.Helper()
 	c := &benchCluster{b: b}
 	mesosAddr := freePort(b)
+	c.mesosAddr = mesosAddr
 	c.mesos = startProc(b, "mesos-local", "mesos-local", "--listen", mesosAddr, "--work-dir", b.TempDir(),
 		"--simulate", "--agents", strconv.Itoa(agents), "--agent-resources", agentResources)
 	waitUntil(b, time.Minute, "mesos-local to answer", func() bool { return len(mesosStateOrNil(mesosAddr)) > 0 })
@@ -487,6 +489,13 @@ func (c *benchCluster) writeLogs(b *testing.B, lead *benchServer, stage string) 
 		}
 	}
 	write("mesos-local.log", c.mesos.out.String())
+	if res, err := http.Get("http://" + c.mesosAddr + "/metrics/snapshot"); err == nil {
+		m, err := io.ReadAll(res.Body)
+		_ = res.Body.Close()
+		if err == nil {
+			write("mesos-local.metrics", string(m))
+		}
+	}
 	for _, s := range c.servers {
 		write(s.name+".log", s.p.out.String())
 	}
