@@ -18,7 +18,8 @@ func (c *Cluster) launch(fw *framework, a *agent, role string, pool *rindex, tas
 	var launched []string
 	var launchedRes rset
 	for i := range tasks {
-		ti := deepCopy(&tasks[i])
+		// The tasks are the decoded call's, dropped after it: no deep copy.
+		ti := tasks[i]
 		res, err := c.validateTask(fw, a, role, pool, &ti, false)
 		if err != nil {
 			c.taskError(fw, &ti, mesos.REASON_TASK_INVALID, err)
@@ -190,7 +191,7 @@ func (c *Cluster) validateTask(fw *framework, a *agent, role string, pool *rinde
 	if err := checkAllocation(ti.Resources, role); err != nil {
 		return nil, err
 	}
-	res, err := upgradeResources(ti.Resources)
+	res, err := canonResources(ti.Resources) // ti is the caller's own copy
 	if err != nil {
 		return nil, err
 	}
