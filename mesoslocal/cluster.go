@@ -263,7 +263,7 @@ func (c *Cluster) Operations() []OperationRecord {
 	out := append([]OperationRecord(nil), c.ops...)
 	for i := range out {
 		if out[i].res != nil {
-			out[i].Resources = out[i].res.String()
+			out[i].Resources = rset(nil).plus(out[i].res...).String()
 		}
 	}
 	return out
@@ -306,7 +306,7 @@ func (c *Cluster) recordOp(op string, fw *framework, agentID string, taskIDs, pe
 		attrs = append(attrs, "persistence_ids", persistenceIDs)
 	}
 	if len(res) > 0 && c.log.Enabled(context.Background(), slog.LevelDebug) {
-		attrs = append(attrs, "resources", res.String())
+		attrs = append(attrs, "resources", rset(nil).plus(res...).String())
 	}
 	c.log.Info("operation applied", attrs...)
 }

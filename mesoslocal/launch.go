@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/gogo/protobuf/proto"
@@ -26,7 +27,7 @@ func (c *Cluster) launch(fw *framework, a *agent, role string, pool *rindex, tas
 			continue
 		}
 		pool.sub(res...)
-		launchedRes = launchedRes.plus(res...)
+		launchedRes = append(launchedRes, res...) // merged when formatted
 		c.addTask(fw, a, role, ti, res, nil)
 		launched = append(launched, ti.TaskID.Value)
 	}
@@ -41,8 +42,8 @@ func (c *Cluster) launch(fw *framework, a *agent, role string, pool *rindex, tas
 func volumeIDs(s rset) []string {
 	var ids []string
 	for i := range s {
-		if p := s[i].GetDisk().GetPersistence(); p != nil {
-			ids = append(ids, p.ID)
+		if p := s[i].GetDisk().GetPersistence(); p != nil && !slices.Contains(ids, p.ID) {
+			ids = append(ids, p.ID) // once, even if tasks share a volume
 		}
 	}
 	return ids
