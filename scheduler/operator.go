@@ -79,7 +79,10 @@ func (c *OperatorClient) Call(ctx context.Context, call *master.Call) (*master.R
 		return nil, fmt.Errorf("%v to %s: %w", call.Type, c.endpoint, err)
 	}
 	defer res.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(res.Body, maxOperatorResponse))
+	if res.ContentLength > maxOperatorResponse {
+		return nil, fmt.Errorf("%v to %s: a response of %d bytes is over the limit of %d", call.Type, c.endpoint, res.ContentLength, maxOperatorResponse)
+	}
+	b, err := readResponse(res)
 	if err != nil {
 		return nil, fmt.Errorf("%v to %s: read response: %w", call.Type, c.endpoint, err)
 	}
@@ -93,4 +96,18 @@ func (c *OperatorClient) Call(ctx context.Context, call *master.Call) (*master.R
 		}
 	}
 	return out, nil
+}
+
+// readResponse reads a response body of at most maxOperatorResponse bytes,
+// into one buffer when its length is known (io.ReadAll would copy a large
+// GET_AGENTS response many times over as its buffer grows).
+func readResponse(res *http.Response) ([]byte, error) {
+	if n := res.ContentLength; n > 0 {
+		b := make([]byte, n)
+		if _, err := io.ReadFull(res.Body, b); err != nil {
+			return nil, err
+		}
+		return b, nil
+	}
+	return io.ReadAll(io.LimitReader(res.Body, maxOperatorResponse))
 }
