@@ -129,6 +129,9 @@ type planner struct {
 	held    map[string]bool // apps whose rollout a forced cancel stopped (lazy, see rolloutHeld)
 	report  *ReconciliationReport
 	created int // instances created in this decision (see Config.MaxNewInstancesPerDecision)
+	// askStaging are the tasks staging past the timeout to ask the master
+	// about, task id → agent id (tickInstance; one RECONCILE per tick).
+	askStaging map[string]string
 	// failures recorded on instances in this decision (see recordFailure).
 	failures []*v1.TaskFailure
 	// byApp lists the instance ids of each app during a tick.
@@ -421,8 +424,13 @@ func (p *planner) onTick() {
 		p.upgradeApp(p.st.Apps[appID], byApp[appID])
 	}
 	p.tickBackups()
+	p.askStaging = map[string]string{}
 	for _, id := range p.allInstanceIDs() {
 		p.tickInstance(id)
+	}
+	if len(p.askStaging) > 0 {
+		// One call for all (a status backlog may hold thousands).
+		p.call(calls.Reconcile(calls.ReconcileTasks(p.askStaging)))
 	}
 	p.retryUnknownKills()
 	p.tickDeployments()
@@ -620,7 +628,7 @@ func (p *planner) tickInstance(id string) {
 			// already sent is resent when due.
 			if at, ok := p.st.Mem.stagingAsked[t.GetId()]; !ok || p.now.Sub(at) >= p.cfg.KillRetryInterval {
 				p.st.Mem.stagingAsked[t.GetId()] = p.now
-				p.call(calls.Reconcile(calls.ReconcileTasks(map[string]string{t.GetId(): t.GetAgentId()})))
+				p.askStaging[t.GetId()] = t.GetAgentId()
 			}
 			if rec, ok := p.st.Mem.kills[t.GetId()]; ok && rec.reason == killStaging {
 				p.kill(t, killStaging, 0)

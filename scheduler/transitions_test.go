@@ -147,28 +147,43 @@ func TestStagingTimeoutKillsATaskTheMasterReportsStaging(t *testing.T) {
 func TestStagingTimeoutUnderStatusBacklogKillsNothing(t *testing.T) {
 	h := newHarness(t)
 	h.master.addAgent("A1", "host1", 4, 1024, 1000, 31000, 31010, nil)
-	h.store.putApp(residentApp("/pg", "v1", 1), "")
+	h.store.putApp(residentApp("/pg", "v1", 3), "")
 	h.tick()
 	h.offers() // launched: STARTING and RUNNING are queued, not delivered
-	i := h.only("/pg")
-	if i.Task.State != stStaging {
-		t.Fatalf("task %s, want staging until its updates arrive", i.Task.State)
+	before := map[string]string{}
+	for _, i := range h.instancesOf("/pg") {
+		if i.Task.State != stStaging {
+			t.Fatalf("task %s, want staging until its updates arrive", i.Task.State)
+		}
+		before[i.Id] = i.Task.Id
 	}
+	asked := 0
 	for range 3 { // well past the timeout, and past a KILL's retry interval
 		h.advance(3 * time.Minute)
 		for _, c := range h.tick().Calls {
-			if c.Type == scheduler.Call_KILL {
+			switch c.Type {
+			case scheduler.Call_KILL:
 				t.Fatalf("KILL of %s while the master has it running", c.Kill.TaskID.Value)
+			case scheduler.Call_RECONCILE:
+				if n := len(c.Reconcile.Tasks); n != len(before) {
+					t.Fatalf("RECONCILE of %d tasks, want one call for all %d", n, len(before))
+				}
+				asked++
 			}
 		}
 	}
+	if asked == 0 {
+		t.Fatal("the master was never asked about the tasks staging past the timeout")
+	}
 	h.deliver() // the backlog: STARTING, RUNNING, then the master's answers
 	h.settle()
-	if n := len(h.master.liveTasks()); n != 1 {
-		t.Fatalf("%d live tasks in the master", n)
+	if n := len(h.master.liveTasks()); n != len(before) {
+		t.Fatalf("%d live tasks in the master, want %d", n, len(before))
 	}
-	if got := h.only("/pg"); got.Task.Id != i.Task.Id || got.Task.State != stRunning || got.Incarnation != 1 {
-		t.Fatalf("after the backlog: %v, want task %s running, incarnation 1", got, i.Task.Id)
+	for _, got := range h.instancesOf("/pg") {
+		if got.Task.Id != before[got.Id] || got.Task.State != stRunning || got.Incarnation != 1 {
+			t.Fatalf("after the backlog: %v, want task %s running, incarnation 1", got, before[got.Id])
+		}
 	}
 	for _, c := range h.sent {
 		if c.Type == scheduler.Call_KILL {
