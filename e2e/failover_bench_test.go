@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
@@ -350,6 +351,10 @@ func benchFailoverOn(b *testing.B, agents int, apps []failoverApp) {
 			}
 			*m.acc = append(*m.acc, at.Sub(killed))
 		}
+		// Kept at once (a benchmark's log is printed only when it ends,
+		// after the stop + start at 100,000 that may outlast a session).
+		c.writeFile(b, fmt.Sprintf("failover-%d.txt", i+1), fmt.Sprintf("%d tasks: elected %v, agreed %v, subscribed %v, reconciled %v\n",
+			total, elected[len(elected)-1], agreed[len(agreed)-1], subscribed[len(subscribed)-1], reconciled[len(reconciled)-1]))
 
 		// No task was restarted: same instances, same task ids, all running.
 		for _, s := range survivors {
@@ -483,11 +488,7 @@ func (c *benchCluster) writeLogs(b *testing.B, lead *benchServer, stage string) 
 	if dir == "" {
 		return
 	}
-	write := func(name, text string) {
-		if err := os.WriteFile(fmt.Sprintf("%s/%s-%s", dir, stage, name), []byte(text), 0o644); err != nil {
-			b.Errorf("bench logs: %v", err)
-		}
-	}
+	write := func(name, text string) { c.writeFile(b, stage+"-"+name, text) }
 	write("mesos-local.log", c.mesos.out.String())
 	if res, err := http.Get("http://" + c.mesosAddr + "/metrics/snapshot"); err == nil {
 		m, err := io.ReadAll(res.Body)
@@ -511,6 +512,16 @@ func (c *benchCluster) writeLogs(b *testing.B, lead *benchServer, stage string) 
 		return
 	}
 	write(lead.name+".metrics", string(m))
+}
+
+// writeFile writes a file into the -bench-logs directory, if one is given.
+func (c *benchCluster) writeFile(b *testing.B, name, text string) {
+	if *benchLogs == "" {
+		return
+	}
+	if err := os.WriteFile(filepath.Join(*benchLogs, name), []byte(text), 0o644); err != nil {
+		b.Errorf("bench logs: %v", err)
+	}
 }
 
 // waitAgreed waits until the listed servers agree on a leader among them.
