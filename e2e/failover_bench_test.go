@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
@@ -121,9 +122,10 @@ type benchServer struct {
 
 // benchCluster is mesos-local (simulated agents) plus three servers.
 type benchCluster struct {
-	b       testing.TB
-	mesos   *proc
-	servers []*benchServer
+	b         testing.TB
+	mesos     *proc
+	mesosAddr string
+	servers   []*benchServer
 }
 
 // tasksPerAgent is how many of the benchmark's small tasks one simulated
@@ -139,6 +141,7 @@ func startBenchCluster(b testing.TB, agents int) *benchCluster {
 	b.Helper()
 	c := &benchCluster{b: b}
 	mesosAddr := freePort(b)
+	c.mesosAddr = mesosAddr
 	c.mesos = startProc(b, "mesos-local", "mesos-local", "--listen", mesosAddr, "--work-dir", b.TempDir(),
 		"--simulate", "--agents", strconv.Itoa(agents), "--agent-resources", agentResources)
 	waitUntil(b, time.Minute, "mesos-local to answer", func() bool { return len(mesosStateOrNil(mesosAddr)) > 0 })
@@ -348,6 +351,10 @@ func benchFailoverOn(b *testing.B, agents int, apps []failoverApp) {
 			}
 			*m.acc = append(*m.acc, at.Sub(killed))
 		}
+		// Kept at once (a benchmark's log is printed only when it ends,
+		// after the stop + start at 100,000 that may outlast a session).
+		c.writeFile(b, fmt.Sprintf("failover-%d.txt", i+1), fmt.Sprintf("%d tasks: elected %v, agreed %v, subscribed %v, reconciled %v\n",
+			total, elected[len(elected)-1], agreed[len(agreed)-1], subscribed[len(subscribed)-1], reconciled[len(reconciled)-1]))
 
 		// No task was restarted: same instances, same task ids, all running.
 		for _, s := range survivors {
@@ -481,12 +488,15 @@ func (c *benchCluster) writeLogs(b *testing.B, lead *benchServer, stage string) 
 	if dir == "" {
 		return
 	}
-	write := func(name, text string) {
-		if err := os.WriteFile(fmt.Sprintf("%s/%s-%s", dir, stage, name), []byte(text), 0o644); err != nil {
-			b.Errorf("bench logs: %v", err)
+	write := func(name, text string) { c.writeFile(b, stage+"-"+name, text) }
+	write("mesos-local.log", c.mesos.out.String())
+	if res, err := http.Get("http://" + c.mesosAddr + "/metrics/snapshot"); err == nil {
+		m, err := io.ReadAll(res.Body)
+		_ = res.Body.Close()
+		if err == nil {
+			write("mesos-local.metrics", string(m))
 		}
 	}
-	write("mesos-local.log", c.mesos.out.String())
 	for _, s := range c.servers {
 		write(s.name+".log", s.p.out.String())
 	}
@@ -502,6 +512,16 @@ func (c *benchCluster) writeLogs(b *testing.B, lead *benchServer, stage string) 
 		return
 	}
 	write(lead.name+".metrics", string(m))
+}
+
+// writeFile writes a file into the -bench-logs directory, if one is given.
+func (c *benchCluster) writeFile(b *testing.B, name, text string) {
+	if *benchLogs == "" {
+		return
+	}
+	if err := os.WriteFile(filepath.Join(*benchLogs, name), []byte(text), 0o644); err != nil {
+		b.Errorf("bench logs: %v", err)
+	}
 }
 
 // waitAgreed waits until the listed servers agree on a leader among them.

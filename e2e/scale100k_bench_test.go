@@ -178,17 +178,25 @@ func BenchmarkState100k(b *testing.B) {
 // instance keeps its task id).
 //
 //	go test -run '^$' -bench Failover100kResident -benchtime 1x -timeout 3h ./e2e/
+//
+// -args -failover100k-apps 8 runs the same at a fifth of the scale (8 apps
+// of 2,500 on 200 agents: the same 100 instances per agent).
 func BenchmarkFailover100kResident(b *testing.B) {
+	if *failover100kApps < 1 {
+		b.Fatalf("-failover100k-apps %d: must be at least 1", *failover100kApps)
+	}
 	var apps []failoverApp
-	for i := range 40 {
+	for i := range *failover100kApps {
 		apps = append(apps, failoverApp{id: fmt.Sprintf("/db-%02d", i), instances: 2500, resident: true})
 	}
-	benchFailoverOn(b, 1000, apps)
+	benchFailoverOn(b, *failover100kApps*25, apps)
 }
 
 // restoreStep matches the log lines of a snapshot restore's steps (Berth's
 // and raft's).
 var restoreStep = regexp.MustCompile(`(?i)snapshot|restor`)
+
+var failover100kApps = flag.Int("failover100k-apps", 40, "apps of 2,500 resident instances in BenchmarkFailover100kResident, on 25 agents each")
 
 // latencies makes n sequential calls (after n/10 unmeasured ones) and
 // returns the median and the 99th percentile.

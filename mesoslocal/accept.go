@@ -274,7 +274,7 @@ func (c *Cluster) reserve(fw *framework, a *agent, role string, pool *rindex, op
 	if err := checkAllocation(op.Resources, role); err != nil {
 		return err
 	}
-	res, err := upgradeResources(op.Resources)
+	res, err := canonResources(op.Resources)
 	if err != nil {
 		return err
 	}
@@ -321,7 +321,7 @@ func (c *Cluster) unreserve(fw *framework, a *agent, role string, pool *rindex, 
 	if err := checkAllocation(in, role); err != nil {
 		return err
 	}
-	res, err := upgradeResources(in)
+	res, err := canonResources(in)
 	if err != nil {
 		return err
 	}
@@ -369,7 +369,7 @@ func (c *Cluster) create(fw *framework, a *agent, role string, pool *rindex, in 
 	if err := checkAllocation(in, role); err != nil {
 		return err
 	}
-	vols, err := upgradeResources(in)
+	vols, err := canonResources(in)
 	if err != nil {
 		return err
 	}
@@ -413,10 +413,10 @@ func (c *Cluster) create(fw *framework, a *agent, role string, pool *rindex, in 
 			return fmt.Errorf("volumes[%d] (%q): %v", i, p.ID, err)
 		}
 		vrole := reservationRole(v)
-		if ids[vrole+"\x00"+p.ID] || a.hasVolume(vrole, p.ID) {
+		if ids[volumeKey(vrole, p.ID)] || a.hasVolume(vrole, p.ID) {
 			return fmt.Errorf("volumes[%d]: persistence ID %q is already in use for role %q on agent %s", i, p.ID, vrole, a.id)
 		}
-		ids[vrole+"\x00"+p.ID] = true
+		ids[volumeKey(vrole, p.ID)] = true
 		source = append(source, withoutVolume(*v))
 		pids = append(pids, p.ID)
 	}
@@ -439,15 +439,7 @@ func (c *Cluster) create(fw *framework, a *agent, role string, pool *rindex, in 
 	return nil
 }
 
-func (a *agent) hasVolume(role, id string) bool {
-	for i := range a.res.ents {
-		e := &a.res.ents[i]
-		if p := e.total.GetDisk().GetPersistence(); e.live && p != nil && p.ID == id && reservationRole(&e.total) == role {
-			return true
-		}
-	}
-	return false
-}
+func (a *agent) hasVolume(role, id string) bool { return a.res.hasVolume(role, id) }
 
 func (c *Cluster) destroy(fw *framework, a *agent, role string, pool *rindex, in []mesos.Resource) error {
 	if len(in) == 0 {
@@ -456,7 +448,7 @@ func (c *Cluster) destroy(fw *framework, a *agent, role string, pool *rindex, in
 	if err := checkAllocation(in, role); err != nil {
 		return err
 	}
-	vols, err := upgradeResources(in)
+	vols, err := canonResources(in)
 	if err != nil {
 		return err
 	}

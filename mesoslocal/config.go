@@ -34,7 +34,8 @@ type Config struct {
 	// Simulate runs tasks without processes (see SimTaskDuration).
 	Simulate bool
 	// Logger receives structured logs, including one "operation applied"
-	// line per operation. Default: slog.Default().
+	// line per operation (with its resources at debug level). Default:
+	// slog.Default().
 	Logger *slog.Logger
 
 	// Hostname is the agents' hostname in offers (default "127.0.0.1", or

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/gogo/protobuf/proto"
@@ -18,14 +19,15 @@ func (c *Cluster) launch(fw *framework, a *agent, role string, pool *rindex, tas
 	var launched []string
 	var launchedRes rset
 	for i := range tasks {
-		ti := deepCopy(&tasks[i])
+		// The tasks are the decoded call's, dropped after it: no deep copy.
+		ti := tasks[i]
 		res, err := c.validateTask(fw, a, role, pool, &ti, false)
 		if err != nil {
 			c.taskError(fw, &ti, mesos.REASON_TASK_INVALID, err)
 			continue
 		}
 		pool.sub(res...)
-		launchedRes = launchedRes.plus(res...)
+		launchedRes = append(launchedRes, res...) // merged when formatted
 		c.addTask(fw, a, role, ti, res, nil)
 		launched = append(launched, ti.TaskID.Value)
 	}
@@ -40,8 +42,8 @@ func (c *Cluster) launch(fw *framework, a *agent, role string, pool *rindex, tas
 func volumeIDs(s rset) []string {
 	var ids []string
 	for i := range s {
-		if p := s[i].GetDisk().GetPersistence(); p != nil {
-			ids = append(ids, p.ID)
+		if p := s[i].GetDisk().GetPersistence(); p != nil && !slices.Contains(ids, p.ID) {
+			ids = append(ids, p.ID) // once, even if tasks share a volume
 		}
 	}
 	return ids
@@ -190,7 +192,7 @@ func (c *Cluster) validateTask(fw *framework, a *agent, role string, pool *rinde
 	if err := checkAllocation(ti.Resources, role); err != nil {
 		return nil, err
 	}
-	res, err := upgradeResources(ti.Resources)
+	res, err := canonResources(ti.Resources) // ti is the caller's own copy
 	if err != nil {
 		return nil, err
 	}

@@ -145,6 +145,8 @@ func respondWith(w http.ResponseWriter, rk codec, resp proto.Message) {
 		return
 	}
 	w.Header().Set("Content-Type", string(rk))
+	// Announced, so that a client can size its buffer (or refuse).
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
 	w.WriteHeader(http.StatusOK)
 	w.Write(b)
 }
@@ -184,20 +186,25 @@ func (c *Cluster) agentURL(a *agent) *mesos.URL {
 	return u
 }
 
-func (c *Cluster) agentInfo(a *agent) mesos.AgentInfo {
+// agentInfo describes an agent with its total resources as rendered.
+func (c *Cluster) agentInfo(a *agent, total []mesos.Resource) mesos.AgentInfo {
 	port := c.agentPortOf(a)
-	return mesos.AgentInfo{Hostname: a.hostname, Port: &port, ID: &mesos.AgentID{Value: a.id}, Resources: render(a.res.totalSet(), formatEndpoint, ""),
+	return mesos.AgentInfo{Hostname: a.hostname, Port: &port, ID: &mesos.AgentID{Value: a.id}, Resources: total,
 		Attributes: a.attrs}
 }
 
 func (c *Cluster) renderAgent(a *agent) master.Response_GetAgents_Agent {
+	// The total is rendered once for both fields (responses are encoded,
+	// never changed): with thousands of reservations per agent it is most
+	// of a GET_AGENTS, built under the master lock.
+	total := render(a.res.totalSet(), formatEndpoint, "")
 	return master.Response_GetAgents_Agent{
-		AgentInfo:          c.agentInfo(a),
+		AgentInfo:          c.agentInfo(a, total),
 		Active:             a.active,
 		Version:            mesosVersion,
 		PID:                proto.String("slave(1)@" + net.JoinHostPort(*c.machineOf(a).IP, strconv.Itoa(int(c.agentPortOf(a))))),
 		RegisteredTime:     timeInfo(a.regTime),
-		TotalResources:     render(a.res.totalSet(), formatEndpoint, ""),
+		TotalResources:     total,
 		AllocatedResources: render(a.allocated(), formatEndpoint, ""),
 		OfferedResources:   render(a.offered(), formatEndpoint, ""),
 		Deactivated:        proto.Bool(a.deactivated),

@@ -281,6 +281,10 @@ type ledger struct {
 	dead  int
 	nfree int // live entries with free resources
 
+	// vols counts the live entries of each persistent volume, by
+	// volumeKey: CREATE checks a persistence id is free without a scan.
+	vols map[string]int
+
 	version uint64                  // counts changes (for consistency checks)
 	journal map[string]journalEntry // see beginJournal
 }
@@ -298,7 +302,7 @@ type journalEntry struct {
 }
 
 func newLedger(total rset) *ledger {
-	l := &ledger{pos: make(map[string]int, len(total))}
+	l := &ledger{pos: make(map[string]int, len(total)), vols: map[string]int{}}
 	l.addTotal(total...)
 	return l
 }
@@ -348,7 +352,18 @@ func (l *ledger) addTotal(rs ...mesos.Resource) {
 		l.pos[key] = len(l.ents)
 		l.ents = append(l.ents, lentry{key: key, total: *o, free: *o, live: true})
 		l.nfree++
+		if p := o.GetDisk().GetPersistence(); p != nil {
+			l.vols[volumeKey(reservationRole(o), p.ID)]++
+		}
 	}
+}
+
+func volumeKey(role, persistenceID string) string { return role + "\x00" + persistenceID }
+
+// hasVolume reports whether the total holds the persistent volume id of
+// role.
+func (l *ledger) hasVolume(role, persistenceID string) bool {
+	return l.vols[volumeKey(role, persistenceID)] > 0
 }
 
 // subTotal removes free resources from the total.
@@ -444,6 +459,12 @@ func (l *ledger) remove(j int) {
 		l.nfree--
 	}
 	delete(l.pos, e.key)
+	if p := e.total.GetDisk().GetPersistence(); p != nil {
+		k := volumeKey(reservationRole(&e.total), p.ID)
+		if l.vols[k]--; l.vols[k] <= 0 {
+			delete(l.vols, k)
+		}
+	}
 	*e = lentry{}
 	l.dead++
 	if l.dead > 32 && l.dead > len(l.ents)/2 {

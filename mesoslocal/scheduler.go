@@ -29,7 +29,7 @@ func (c *Cluster) handleScheduler(w http.ResponseWriter, r *http.Request) {
 		writeError(w, code, msg)
 		return
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxBodyBytes+1))
+	body, err := readBody(r)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "Failed to read request body: "+err.Error())
 		return
@@ -72,6 +72,23 @@ func (c *Cluster) handleScheduler(w http.ResponseWriter, r *http.Request) {
 }
 
 // validateCall mirrors scheduler::call::validate.
+// readBody reads a request body of at most maxBodyBytes+1 bytes into one
+// buffer sized by Content-Length when it is given (io.ReadAll grows its
+// buffer step by step: a large ACCEPT was copied a dozen times).
+func readBody(r *http.Request) ([]byte, error) {
+	if n := r.ContentLength; n > 0 && n <= maxBodyBytes {
+		// One byte more than announced: the read ends at the body's end (a
+		// truncated body then fails to decode).
+		buf := make([]byte, n+1)
+		read, err := io.ReadFull(r.Body, buf)
+		if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
+			return nil, err
+		}
+		return buf[:read], nil
+	}
+	return io.ReadAll(io.LimitReader(r.Body, maxBodyBytes+1))
+}
+
 func validateCall(call *scheduler.Call) error {
 	need := func(ok bool, field string) error {
 		if !ok {

@@ -141,7 +141,9 @@ func (s *Scheduler) watchAgents(ctx context.Context, out chan<- AgentStates) {
 	warned := false
 	for {
 		pctx, cancel := context.WithTimeout(ctx, operatorTimeout)
+		start := time.Now()
 		st, err := pollAgents(pctx, op)
+		took := time.Since(start)
 		cancel()
 		if err != nil && ctx.Err() == nil && !warned {
 			s.log.Warn("agent states: the master's operator API did not answer; draining agents are known only from their tasks' updates", "err", err)
@@ -158,7 +160,21 @@ func (s *Scheduler) watchAgents(ctx context.Context, out chan<- AgentStates) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(s.cfg.AgentPollInterval):
+		case <-time.After(agentPollWait(s.cfg.AgentPollInterval, took)):
 		}
 	}
+}
+
+// agentPollCost is the largest share of the time the agent poll may take
+// (1/agentPollCost), whether it succeeds or not.
+const agentPollCost = 20
+
+// agentPollWait is the wait before the next agent poll: the configured
+// interval, or agentPollCost times what the last poll took when that is
+// longer. GET_AGENTS carries every agent's resources: with 100,000
+// resident instances it is hundreds of MB that the master builds under
+// its lock and the leader reads and decodes; polled every 10 s it took
+// most of both (and, over the response limit, never even succeeded).
+func agentPollWait(interval, took time.Duration) time.Duration {
+	return max(interval, agentPollCost*took)
 }

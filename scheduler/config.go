@@ -52,8 +52,10 @@ type Config struct {
 	// KillRetryInterval resends a KILL that had no effect (default 30s,
 	// plus the app's kill grace period).
 	KillRetryInterval time.Duration
-	// StagingTimeout reconciles and kills a task stuck in TASK_STAGING
-	// (default 5m; negative disables).
+	// StagingTimeout asks the master about a task recorded as TASK_STAGING
+	// for longer, and kills it once the master answers that it is still
+	// staging (default 5m; negative disables). The age alone never kills:
+	// the task's updates may be queued behind others.
 	StagingTimeout time.Duration
 	// BackoffResetAfter resets an instance's failure count when its task ran
 	// at least this long (default 60s).

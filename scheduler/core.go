@@ -140,6 +140,9 @@ type planner struct {
 	// early holds calls that depend on nothing the plan records
 	// (acknowledgements of updates kept as soft state): see Decision.Early.
 	early []*scheduler.Call
+	// askStaging are the tasks staging past the timeout to ask the master
+	// about, task id → agent id (tickInstance; one RECONCILE per tick).
+	askStaging map[string]string
 	// failures recorded on instances in this decision (see recordFailure).
 	failures []*v1.TaskFailure
 	// byApp lists the instance ids of each app during a tick.
@@ -433,8 +436,13 @@ func (p *planner) onTick() {
 		p.upgradeApp(p.st.Apps[appID], byApp[appID])
 	}
 	p.tickBackups()
+	p.askStaging = map[string]string{}
 	for _, id := range p.allInstanceIDs() {
 		p.tickInstance(id)
+	}
+	if len(p.askStaging) > 0 {
+		// One call for all (a status backlog may hold thousands).
+		p.call(calls.Reconcile(calls.ReconcileTasks(p.askStaging)))
 	}
 	p.retryUnknownKills()
 	p.tickDeployments()
@@ -625,13 +633,18 @@ func (p *planner) tickInstance(id string) {
 			p.kill(t, killGoal, killGrace(a))
 		case t.KillRequestedAt != nil && t.GetState() != stUnreachable:
 			p.kill(t, killOperator, killGrace(a))
-		case t.GetState() == stStaging && t.StagedAt != nil && p.cfg.StagingTimeout > 0 &&
-			p.now.Sub(t.StagedAt.AsTime()) > p.cfg.StagingTimeout && !p.startingTask(t.GetId()):
-			// A launch that never got anywhere: ask the master, then kill.
-			if rec, ok := p.st.Mem.kills[t.GetId()]; !ok || p.now.Sub(rec.at) >= p.cfg.KillRetryInterval {
-				p.call(calls.Reconcile(calls.ReconcileTasks(map[string]string{t.GetId(): t.GetAgentId()})))
+		case p.stagingTimedOut(t) && !p.startingTask(t.GetId()):
+			// A launch that seems to have got nowhere, or whose updates are
+			// still queued behind others: ask the master. Only its answer
+			// that the task is still staging kills it (onStatus); a KILL
+			// already sent is resent when due.
+			if at, ok := p.st.Mem.stagingAsked[t.GetId()]; !ok || p.now.Sub(at) >= p.cfg.KillRetryInterval {
+				p.st.Mem.stagingAsked[t.GetId()] = p.now
+				p.askStaging[t.GetId()] = t.GetAgentId()
 			}
-			p.kill(t, killStaging, 0)
+			if rec, ok := p.st.Mem.kills[t.GetId()]; ok && rec.reason == killStaging {
+				p.kill(t, killStaging, 0)
+			}
 		}
 		return
 	}
@@ -661,6 +674,13 @@ func (p *planner) tickInstance(id string) {
 func (p *planner) startingTask(taskID string) bool {
 	_, ok := p.st.Mem.starting[taskID]
 	return ok
+}
+
+// stagingTimedOut is true for a task recorded as TASK_STAGING for longer
+// than the staging timeout.
+func (p *planner) stagingTimedOut(t *v1.Task) bool {
+	return t.GetState() == stStaging && t.StagedAt != nil && p.cfg.StagingTimeout > 0 &&
+		p.now.Sub(t.StagedAt.AsTime()) > p.cfg.StagingTimeout
 }
 
 // maxUnknownKills bounds the KILLs sent for a task Berth does not know:

@@ -220,22 +220,33 @@ func (s *Scheduler) subscribe(ctx context.Context) error {
 
 	// Buffered so that events keep being read while a decision commits:
 	// status updates queued meanwhile are then decided together.
+	decoded := make(chan *scheduler.Event, maxStatusBatch)
 	events := make(chan *scheduler.Event, maxStatusBatch)
+	// decodeErr is sent once every event decoded before the error is in
+	// events.
 	decodeErr := make(chan error, 1)
-	wg.Add(1)
+	var streamErr error
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
+		defer close(decoded)
 		for {
 			var e scheduler.Event
 			if err := resp.Decode(&e); err != nil {
-				decodeErr <- err
+				streamErr = err
 				return
 			}
 			select {
-			case events <- &e:
+			case decoded <- &e:
 			case <-sctx.Done():
 				return
 			}
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		if offersFirst(sctx, decoded, events, maxReadAhead) {
+			decodeErr <- streamErr
 		}
 	}()
 
@@ -245,7 +256,11 @@ func (s *Scheduler) subscribe(ctx context.Context) error {
 	case <-sctx.Done():
 		return sctx.Err()
 	case err := <-decodeErr:
-		return fmt.Errorf("read subscription: %w", err)
+		select {
+		case first = <-events: // decoded before the error
+		default:
+			return fmt.Errorf("read subscription: %w", err)
+		}
 	case first = <-events:
 	case <-time.After(30 * time.Second):
 		return errors.New("no SUBSCRIBED event within 30s")
@@ -324,6 +339,13 @@ func (s *Scheduler) subscribe(ctx context.Context) error {
 		case <-sctx.Done():
 			return sctx.Err()
 		case err := <-decodeErr:
+			// The events decoded before the error first (an ERROR event
+			// the master sent before closing the stream says why).
+			for len(events) > 0 {
+				if err := l.events(<-events, events); err != nil {
+					return err
+				}
+			}
 			return fmt.Errorf("subscription stream: %w", err)
 		case <-watchdog.C:
 			return fmt.Errorf("no event from the master for %s", silence)
@@ -405,6 +427,104 @@ type loop struct {
 
 // maxStatusBatch bounds the status updates decided (and committed) together.
 const maxStatusBatch = 512
+
+// maxReadAhead bounds the events read from the subscription ahead of the
+// decisions (offersFirst).
+const maxReadAhead = 1 << 16
+
+// offersFirst passes the events of in to out in order, except that an
+// OFFERS event overtakes the UPDATEs (and HEARTBEATs) queued before it
+// when there are offersFirstBacklog of them or more, never any other
+// event; up to max events are read ahead of out. The
+// master sends offers and status updates on one stream: with 100,000
+// tasks starting, an allocation round's offers (one per agent) sat behind
+// minutes of updates, held by the master as outstanding while instances
+// waited for them. Deciding an offer before updates that came earlier is
+// safe: the scheduler then knows less than the offer reflects (a task it
+// still thinks live has ended), never more, so it can only decline what
+// it could have used, which the next offer brings back.
+//
+// It returns true once in is closed and every event was handed on, false
+// when ctx ends first.
+func offersFirst(ctx context.Context, in <-chan *scheduler.Event, out chan<- *scheduler.Event, max int) bool {
+	q := eventQueue{minBacklog: offersFirstBacklog}
+	for {
+		recv := in
+		if q.len() >= max {
+			recv = nil
+		}
+		var send chan<- *scheduler.Event
+		if q.len() > 0 {
+			send = out
+		} else if in == nil {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case e, ok := <-recv:
+			if !ok {
+				in = nil
+				continue
+			}
+			q.push(e)
+		case send <- q.peek():
+			q.pop()
+		}
+	}
+}
+
+// offersFirstBacklog is how many updates must be queued before an OFFERS
+// event overtakes them: below it (the leader keeping up) events keep the
+// master's order exactly, and an offer never comes before the update
+// that freed what it holds.
+const offersFirstBacklog = 2 * maxStatusBatch
+
+// eventQueue orders events for offersFirst: an OFFERS event that only
+// UPDATEs and HEARTBEATs precede goes to prio, handed on before the rest.
+type eventQueue struct {
+	prio, rest []*scheduler.Event
+	barriers   int // events in rest that are neither UPDATE nor HEARTBEAT
+	minBacklog int // events in rest before an OFFERS may overtake them
+}
+
+func (q *eventQueue) len() int { return len(q.prio) + len(q.rest) }
+
+func (q *eventQueue) push(e *scheduler.Event) {
+	switch t := e.GetType(); {
+	case t == scheduler.Event_OFFERS && q.barriers == 0 && len(q.rest) >= q.minBacklog:
+		q.prio = append(q.prio, e)
+	case t == scheduler.Event_UPDATE || t == scheduler.Event_HEARTBEAT:
+		q.rest = append(q.rest, e)
+	default:
+		q.rest = append(q.rest, e)
+		q.barriers++
+	}
+}
+
+// peek is the next event to hand on (nil if none).
+func (q *eventQueue) peek() *scheduler.Event {
+	switch {
+	case len(q.prio) > 0:
+		return q.prio[0]
+	case len(q.rest) > 0:
+		return q.rest[0]
+	}
+	return nil
+}
+
+func (q *eventQueue) pop() {
+	if len(q.prio) > 0 {
+		q.prio[0] = nil
+		q.prio = q.prio[1:]
+		return
+	}
+	if t := q.rest[0].GetType(); t != scheduler.Event_UPDATE && t != scheduler.Event_HEARTBEAT {
+		q.barriers--
+	}
+	q.rest[0] = nil
+	q.rest = q.rest[1:]
+}
 
 // events handles e and, when it is an UPDATE, the UPDATEs already queued
 // behind it (without waiting for more: a lone update is not delayed), as

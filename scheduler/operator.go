@@ -104,9 +104,26 @@ func postCall(ctx context.Context, hc *http.Client, url, principal, secret strin
 		return nil, 0, fmt.Errorf("%v to %s: %w", what, url, err)
 	}
 	defer res.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(res.Body, maxOperatorResponse))
+	if res.ContentLength > maxOperatorResponse {
+		return nil, res.StatusCode, fmt.Errorf("%v to %s: a response of %d bytes is over the limit of %d", what, url, res.ContentLength, maxOperatorResponse)
+	}
+	b, err := readResponse(res)
 	if err != nil {
 		return nil, res.StatusCode, fmt.Errorf("%v to %s: read response: %w", what, url, err)
 	}
 	return b, res.StatusCode, nil
+}
+
+// readResponse reads a response body of at most maxOperatorResponse bytes,
+// into one buffer when its length is known (io.ReadAll would copy a large
+// GET_AGENTS response many times over as its buffer grows).
+func readResponse(res *http.Response) ([]byte, error) {
+	if n := res.ContentLength; n > 0 {
+		b := make([]byte, n)
+		if _, err := io.ReadFull(res.Body, b); err != nil {
+			return nil, err
+		}
+		return b, nil
+	}
+	return io.ReadAll(io.LimitReader(res.Body, maxOperatorResponse))
 }

@@ -487,6 +487,7 @@ func overlaps(prev, next *v1.SchedulerPlanCommand) bool {
 func (m *Memory) clone() *Memory {
 	c := *m
 	c.kills = maps.Clone(m.kills)
+	c.stagingAsked = maps.Clone(m.stagingAsked)
 	c.agents = maps.Clone(m.agents)
 	c.demand = maps.Clone(m.demand)
 	c.configEqual = maps.Clone(m.configEqual)

@@ -190,7 +190,11 @@ const (
 // updates it as part of a decision; it never holds anything that must
 // survive a failover.
 type Memory struct {
-	kills         map[string]killRecord
+	kills map[string]killRecord
+	// stagingAsked holds when the master was last asked about a task
+	// staging past the timeout (it is killed once the master answers
+	// that it still is).
+	stagingAsked  map[string]time.Time
 	agents        map[string]agentInfo
 	lastReconcile time.Time
 	reconcileNow  bool
@@ -215,12 +219,13 @@ type Memory struct {
 // NewMemory returns an empty memory, as after a failover.
 func NewMemory() *Memory {
 	return &Memory{
-		kills:       map[string]killRecord{},
-		agents:      map[string]agentInfo{},
-		demand:      map[string]bool{},
-		configEqual: map[string]bool{},
-		unmovable:   map[string]bool{},
-		starting:    map[string]bool{},
+		kills:        map[string]killRecord{},
+		stagingAsked: map[string]time.Time{},
+		agents:       map[string]agentInfo{},
+		demand:       map[string]bool{},
+		configEqual:  map[string]bool{},
+		unmovable:    map[string]bool{},
+		starting:     map[string]bool{},
 	}
 }
 

@@ -58,6 +58,15 @@ func (p *planner) onStatus(s mesos.TaskStatus) {
 		return
 	}
 	old := i.GetTask()
+	if state == stStaging && s.GetSource() == mesos.SOURCE_MASTER && p.stagingTimedOut(old) {
+		// The master says the task is still staging past the timeout: a
+		// launch stuck on its agent. (Without the master's word a task is
+		// never killed for its age: under a status backlog its RUNNING may
+		// be queued behind thousands of other updates.)
+		p.kill(old, killStaging, 0)
+	} else {
+		delete(p.st.Mem.stagingAsked, taskID)
+	}
 	a := p.st.Apps[i.GetAppId()]
 	prevState := old.GetState()
 	healthChanged, mesosChanged := false, false

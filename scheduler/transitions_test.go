@@ -101,15 +101,94 @@ func TestStagingTimeout(t *testing.T) {
 	h.master.rescindAll() // the driver declines offers whose ACCEPT failed
 	h.advance(6 * time.Minute)
 	d := h.tick()
-	got := callTypes(d)
-	if len(got) < 2 || got[0] != "RECONCILE" || got[1] != "KILL" {
-		t.Fatalf("calls %v", got)
+	if got := callTypes(d); !reflect.DeepEqual(got, []string{"RECONCILE"}) {
+		t.Fatalf("calls %v, want the master asked first", got)
 	}
-	h.deliver()
+	h.deliver() // the master does not know the task: TASK_GONE
 	h.advance(2 * time.Second)
 	h.settle()
 	if i := h.only("/web"); i.Task.State != stRunning || i.Incarnation != 2 {
 		t.Fatalf("after staging timeout: %v", i)
+	}
+}
+
+// A task the master still reports as staging past the staging timeout
+// (stuck on its agent) is killed once the master says so; the instance
+// then relaunches.
+func TestStagingTimeoutKillsATaskTheMasterReportsStaging(t *testing.T) {
+	h := newHarness(t)
+	h.master.addAgent("A1", "host1", 4, 1024, 1000, 31000, 31010, nil)
+	h.store.putApp(residentApp("/pg", "v1", 1), "")
+	h.tick()
+	h.offers()
+	// The agent never starts it: no update, the master keeps it staging.
+	i := h.only("/pg")
+	h.master.pending = nil
+	h.master.agents[i.Reservation.AgentId].tasks[i.Task.Id].state = mesos.TASK_STAGING
+	h.advance(6 * time.Minute)
+	if got := callTypes(h.tick()); !reflect.DeepEqual(got, []string{"RECONCILE"}) {
+		t.Fatalf("calls %v, want the master asked first", got)
+	}
+	h.deliver() // TASK_STAGING from the master → KILL
+	if h.master.agents[i.Reservation.AgentId].tasks[i.Task.Id].state != mesos.TASK_KILLED {
+		t.Fatalf("stuck task not killed: %v", h.master.log)
+	}
+	h.advance(2 * time.Second)
+	h.settle()
+	if i := h.only("/pg"); i.Task.State != stRunning || i.Incarnation != 2 {
+		t.Fatalf("after staging timeout: %v", i)
+	}
+}
+
+// A task whose updates are queued behind a status backlog longer than the
+// staging timeout (the 100,000-instance benchmark's leader was minutes
+// behind its master) is not killed: the master, asked, answers that it
+// runs, and the queued updates then arrive.
+func TestStagingTimeoutUnderStatusBacklogKillsNothing(t *testing.T) {
+	h := newHarness(t)
+	h.master.addAgent("A1", "host1", 4, 1024, 1000, 31000, 31010, nil)
+	h.store.putApp(residentApp("/pg", "v1", 3), "")
+	h.tick()
+	h.offers() // launched: STARTING and RUNNING are queued, not delivered
+	before := map[string]string{}
+	for _, i := range h.instancesOf("/pg") {
+		if i.Task.State != stStaging {
+			t.Fatalf("task %s, want staging until its updates arrive", i.Task.State)
+		}
+		before[i.Id] = i.Task.Id
+	}
+	asked := 0
+	for range 3 { // well past the timeout, and past a KILL's retry interval
+		h.advance(3 * time.Minute)
+		for _, c := range h.tick().Calls {
+			switch c.Type {
+			case scheduler.Call_KILL:
+				t.Fatalf("KILL of %s while the master has it running", c.Kill.TaskID.Value)
+			case scheduler.Call_RECONCILE:
+				if n := len(c.Reconcile.Tasks); n != len(before) {
+					t.Fatalf("RECONCILE of %d tasks, want one call for all %d", n, len(before))
+				}
+				asked++
+			}
+		}
+	}
+	if asked == 0 {
+		t.Fatal("the master was never asked about the tasks staging past the timeout")
+	}
+	h.deliver() // the backlog: STARTING, RUNNING, then the master's answers
+	h.settle()
+	if n := len(h.master.liveTasks()); n != len(before) {
+		t.Fatalf("%d live tasks in the master, want %d", n, len(before))
+	}
+	for _, got := range h.instancesOf("/pg") {
+		if got.Task.Id != before[got.Id] || got.Task.State != stRunning || got.Incarnation != 1 {
+			t.Fatalf("after the backlog: %v, want task %s running, incarnation 1", got, before[got.Id])
+		}
+	}
+	for _, c := range h.sent {
+		if c.Type == scheduler.Call_KILL {
+			t.Fatalf("KILL of %s sent", c.Kill.TaskID.Value)
+		}
 	}
 }
 
