@@ -122,7 +122,10 @@ func requirePostgres(t *testing.T) {
 func traversableTempDir(t *testing.T) string {
 	t.Helper()
 	d := t.TempDir()
-	for p := d; p != "/" && p != os.TempDir(); p = filepath.Dir(p) {
+	// Only the directories below the temp root: never the root itself
+	// (TMPDIR may be spelt "/tmp/", and /tmp must keep its sticky 1777).
+	root := filepath.Clean(os.TempDir())
+	for p := d; strings.HasPrefix(p, root+string(filepath.Separator)); p = filepath.Dir(p) {
 		if err := os.Chmod(p, 0o755); err != nil {
 			t.Fatal(err)
 		}
