@@ -228,15 +228,7 @@ func TestPipelineFailedPlanDiscardsTheDecisionOnTop(t *testing.T) {
 	if acc := acceptedOffers(queued); len(acc) != 0 {
 		t.Fatalf("ACCEPTs %v queued: the first plan failed and the second input's new plan is not committed", acc)
 	}
-	declined := false
-	for _, c := range queued {
-		if c.Type == scheduler.Call_DECLINE && c.Decline.OfferIDs[0].Value == o1.ID.Value {
-			declined = true
-		}
-	}
-	if !declined {
-		t.Fatalf("the failed plan's offer %s was not declined: %v", o1.ID.Value, queued)
-	}
+	mustDecline(t, queued, o1)
 	again.reply <- nil
 	<-done
 	for _, c := range r.out.queued() {
@@ -475,15 +467,7 @@ func TestPipelineHeldDecisionDiscardedWhenThePlanFails(t *testing.T) {
 	if acc := acceptedOffers(queued); len(acc) != 0 {
 		t.Fatalf("ACCEPTs %v queued before the second input's own plan committed", acc)
 	}
-	declined := false
-	for _, c := range queued {
-		if c.Type == scheduler.Call_DECLINE && c.Decline.OfferIDs[0].Value == o1.ID.Value {
-			declined = true
-		}
-	}
-	if !declined {
-		t.Fatalf("the failed plan's offer %s was not declined: %v", o1.ID.Value, queued)
-	}
+	mustDecline(t, queued, o1)
 	again.reply <- nil
 	<-second
 	r.l.flush()
@@ -509,4 +493,15 @@ func TestPipelineFailoverWhileHeld(t *testing.T) {
 	r.cancel()
 	<-second
 	r.afterLostLeadership()
+}
+
+// mustDecline fails the test unless calls decline the failed plan's offer o.
+func mustDecline(t *testing.T, calls []*scheduler.Call, o mesos.Offer) {
+	t.Helper()
+	for _, c := range calls {
+		if c.Type == scheduler.Call_DECLINE && c.Decline.OfferIDs[0].Value == o.ID.Value {
+			return
+		}
+	}
+	t.Fatalf("the failed plan's offer %s was not declined: %v", o.ID.Value, calls)
 }
