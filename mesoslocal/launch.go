@@ -364,8 +364,10 @@ func (c *Cluster) forwardUpdate(t *task) {
 		delete(c.retrying, t)
 		return
 	}
-	if c.partitioned(t.agent) {
-		return // held on the agent until it reregisters (partition.go)
+	if c.partitions[t.agent.id] != nil {
+		// Cut off (partition.go): held on the agent until the partition
+		// heals, from its start, not only once the master has noticed.
+		return
 	}
 	fw := c.frameworks[t.fwID]
 	c.sendEvent(fw, &scheduler.Event{Type: scheduler.Event_UPDATE, Update: &scheduler.Event_Update{Status: t.pending[0]}})

@@ -144,11 +144,13 @@ func (c *Cluster) markUnreachable(a *agent, p *partition) {
 	c.operatorEvent(func() *master.Event { return agentRemovedEvent(a) })
 }
 
-// sortedTasks are the framework's live tasks on the agent, by id.
+// sortedTasks are the framework's tasks on the agent that the master
+// still counts as live, by id: the live ones, and those that ended while
+// the partition held their end on the agent (the master never heard of it).
 func sortedTasks(fw *framework, a *agent) []*task {
 	var out []*task
 	for _, t := range fw.tasks {
-		if t.agent == a && t.alive {
+		if t.agent == a && (t.alive || endHeld(t)) {
 			out = append(out, t)
 		}
 	}
@@ -174,6 +176,15 @@ func (c *Cluster) HealAgent(id string) error {
 	delete(c.partitions, id)
 	a := c.agents[id]
 	if !p.unreachable {
+		// What the agent held meanwhile reaches the master now.
+		for _, fw := range c.sortedFrameworks() {
+			for _, t := range fw.tasks {
+				if t.agent == a && len(t.pending) > 0 {
+					t.retryDelay = 0
+					c.forwardUpdate(t)
+				}
+			}
+		}
 		c.log.Info("fault injection: partition healed before the agent was marked unreachable", "agent_id", id)
 		return nil
 	}
@@ -192,6 +203,13 @@ func (c *Cluster) HealAgent(id string) error {
 			if len(t.pending) > 0 {
 				// What the agent reported meanwhile (an end, a health
 				// change) comes first and says more.
+				if !t.alive {
+					// Ended while cut off: the master learns it now.
+					st := lastAgentStatus(t)
+					c.countTaskState(t.state, st.GetState())
+					t.state = st.GetState()
+					t.status = st
+				}
 				t.retryDelay = 0
 				c.forwardUpdate(t)
 				continue
@@ -218,6 +236,12 @@ func (c *Cluster) HealAgent(id string) error {
 	c.operatorEvent(func() *master.Event { return agentAddedEvent(c, a) })
 	c.kickAllocation()
 	return nil
+}
+
+// endHeld is true for a task that ended on a partitioned agent whose end
+// has not reached the master yet.
+func endHeld(t *task) bool {
+	return !t.alive && len(t.pending) > 0 && isTerminal(t.pending[len(t.pending)-1].GetState())
 }
 
 // lastAgentStatus is the last status of the task from before the master

@@ -124,3 +124,40 @@ func TestFaultInjectionIsOffByDefault(t *testing.T) {
 		t.Fatalf("fault endpoint without fault injection: %d", resp.StatusCode)
 	}
 }
+
+// A task that ends while its agent is cut off, before the master marks the
+// agent unreachable: the master never heard of the end, so it reports the
+// task unreachable like the others, and the end arrives after the heal.
+func TestPartitionTaskEndedBeforeUnreachable(t *testing.T) {
+	c := startCluster(t, func(cfg *Config) {
+		cfg.FaultInjection = true
+		cfg.AgentPingTimeout = 2 * time.Second
+	})
+	s := subscribe(t, c, berthInfo())
+	o := s.awaitOffer("any", nil)
+	agentID := o.AgentID.Value
+	done := filepath.Join(t.TempDir(), "done")
+	launch(s, o, smallTask("t", o, "while [ ! -e "+done+" ]; do sleep 0.05; done"))
+	s.awaitUpdate("t", mesos.TASK_RUNNING)
+	if code, body := faultPost(t, c, "partition", agentID); code != http.StatusOK {
+		t.Fatalf("partition: %d %s", code, body)
+	}
+	if err := os.WriteFile(done, nil, 0o644); err != nil { // the task ends, cut off
+		t.Fatal(err)
+	}
+	if e := s.tryAwait(func(e *scheduler.Event) bool {
+		return e.Type == scheduler.Event_UPDATE && e.Update.Status.GetState() == mesos.TASK_FINISHED
+	}, time.Second); e != nil {
+		t.Fatalf("the end of a task on a cut-off agent reached the framework: %v", e.Update.Status)
+	}
+	st := s.awaitUpdate("t", mesos.TASK_UNREACHABLE)
+	if st.GetSource() != mesos.SOURCE_MASTER {
+		t.Fatalf("unreachable status %v", st)
+	}
+	s.mustCall(calls.Reconcile(calls.ReconcileTasks(map[string]string{"t": agentID})))
+	s.awaitUpdate("t", mesos.TASK_UNREACHABLE)
+	if code, body := faultPost(t, c, "heal", agentID); code != http.StatusOK {
+		t.Fatalf("heal: %d %s", code, body)
+	}
+	s.awaitUpdate("t", mesos.TASK_FINISHED)
+}
