@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"crypto/rand"
 	"encoding/json"
 	"net/http"
 	"os"
@@ -86,7 +87,17 @@ func partitionedAgentReturns(t *testing.T, midMove bool) {
 	eventually(t, time.Minute, "three agents", func() bool { return len(agentsByID(t, api)) == 3 })
 	mustCLI(t, api, "app", "add", "--wait", writeFile(t, "part.json", markerApp("/part",
 		`, "unreachableStrategy": {"inactiveAfterSeconds": 5, "expungeAfterSeconds": 600}, "backup": {"target": "file://`+target+`", "replaceFromBackup": true}`)))
-	onlyTask(t, api, "/part", nil)
+	pre := onlyTask(t, api, "/part", nil)
+	if midMove {
+		// Enough data that the restore onto the new berth takes seconds:
+		// a replacement of a near-empty volume is done within one poll
+		// of the move's step, and the heal would come after it.
+		ballast := make([]byte, 96<<20)
+		rand.Read(ballast)
+		if err := os.WriteFile(filepath.Join(volumeDir(dataDir, pre.agentTaskJSON), "ballast"), ballast, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	backupDone(t, api, "/part")
 	first := onlyTask(t, api, "/part", nil)
 	marker := readVolumeFile(t, dataDir, first.agentTaskJSON, "marker")
