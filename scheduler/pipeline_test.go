@@ -169,16 +169,7 @@ func TestPipelineDecidesOnTopOfThePlanInFlight(t *testing.T) {
 		t.Fatalf("first plan places %d instances, want 4", n)
 	}
 	// Decided on top of the first: the other four instances.
-	for _, i := range next.plan.GetPutInstances() {
-		for _, j := range first.plan.GetPutInstances() {
-			if i.GetId() == j.GetId() {
-				t.Fatalf("the second plan places %s again", i.GetId())
-			}
-		}
-	}
-	if n := len(next.plan.GetPutInstances()); n != 4 {
-		t.Fatalf("second plan places %d instances, want 4", n)
-	}
+	mustPlaceTheOthers(t, first.plan, next.plan)
 	next.reply <- nil
 	// The second committed first: still nothing of it may go out.
 	waitFor(t, func() bool { return hasBerth(h.store.instance(next.plan.GetPutInstances()[0].GetId())) })
@@ -418,16 +409,7 @@ func TestPipelineHeldDecisionAdoptedAfterTheCommit(t *testing.T) {
 	first.reply <- nil
 	next := r.nextCommit()
 	// Decided on top of the first: the other four instances.
-	for _, i := range next.plan.GetPutInstances() {
-		for _, j := range first.plan.GetPutInstances() {
-			if i.GetId() == j.GetId() {
-				t.Fatalf("the second plan places %s again", i.GetId())
-			}
-		}
-	}
-	if n := len(next.plan.GetPutInstances()); n != 4 {
-		t.Fatalf("second plan places %d instances, want 4", n)
-	}
+	mustPlaceTheOthers(t, first.plan, next.plan)
 	if acc := acceptedOffers(r.out.queued()); !acc[o1.ID.Value] || acc[o2.ID.Value] {
 		t.Fatalf("accepted before the second commit: %v; want %s only", acc, o1.ID.Value)
 	}
@@ -504,4 +486,20 @@ func mustDecline(t *testing.T, calls []*scheduler.Call, o mesos.Offer) {
 		}
 	}
 	t.Fatalf("the failed plan's offer %s was not declined: %v", o.ID.Value, calls)
+}
+
+// mustPlaceTheOthers fails the test unless next, decided on top of first,
+// places four instances, none of those first places.
+func mustPlaceTheOthers(t *testing.T, first, next *v1.SchedulerPlanCommand) {
+	t.Helper()
+	for _, i := range next.GetPutInstances() {
+		for _, j := range first.GetPutInstances() {
+			if i.GetId() == j.GetId() {
+				t.Fatalf("the second plan places %s again", i.GetId())
+			}
+		}
+	}
+	if n := len(next.GetPutInstances()); n != 4 {
+		t.Fatalf("second plan places %d instances, want 4", n)
+	}
 }
