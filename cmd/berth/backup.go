@@ -182,7 +182,8 @@ func restoreCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			res, err := cl.backups.Restore(c.Context(), connect.NewRequest(&v1.RestoreRequest{AppId: args[0], InstanceId: instance, BackupId: backupID, ToAgent: toAgent}))
+			ctx, events := moveEventsFirst(c.Context(), cl, wait && toAgent != "")
+			res, err := cl.backups.Restore(ctx, connect.NewRequest(&v1.RestoreRequest{AppId: args[0], InstanceId: instance, BackupId: backupID, ToAgent: toAgent}))
 			if err != nil {
 				return err
 			}
@@ -193,7 +194,7 @@ func restoreCmd() *cobra.Command {
 				return backupTable(c, []*v1.Backup{res.Msg.GetRestore()})
 			}
 			if toAgent != "" {
-				return waitMove(c.Context(), c, cl, res.Msg.GetRestore())
+				return waitMove(ctx, c, cl, res.Msg.GetRestore(), events)
 			}
 			return waitBackups(c.Context(), c, cl, args[0], []*v1.Backup{res.Msg.GetRestore()})
 		},

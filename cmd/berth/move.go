@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
+	"sync"
 	"time"
 
 	"connectrpc.com/connect"
@@ -30,11 +32,12 @@ func instanceMigrateCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			res, err := cl.backups.MigrateInstance(c.Context(), connect.NewRequest(&v1.MigrateInstanceRequest{InstanceId: args[0], ToAgent: toAgent}))
+			ctx, events := moveEventsFirst(c.Context(), cl, wait)
+			res, err := cl.backups.MigrateInstance(ctx, connect.NewRequest(&v1.MigrateInstanceRequest{InstanceId: args[0], ToAgent: toAgent}))
 			if err != nil {
 				return err
 			}
-			return moveStarted(c, cl, res.Msg, res.Msg.GetBackup(), wait)
+			return moveStarted(ctx, c, cl, res.Msg, res.Msg.GetBackup(), events)
 		},
 	}
 	c.Flags().StringVar(&toAgent, "to-agent", "", "agent (id or hostname) of the new berth (default: any other agent)")
@@ -54,11 +57,12 @@ func instanceReplaceCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			res, err := cl.backups.ReplaceInstance(c.Context(), connect.NewRequest(&v1.ReplaceInstanceRequest{InstanceId: args[0], BackupId: fromBackup, ToAgent: toAgent}))
+			ctx, events := moveEventsFirst(c.Context(), cl, wait)
+			res, err := cl.backups.ReplaceInstance(ctx, connect.NewRequest(&v1.ReplaceInstanceRequest{InstanceId: args[0], BackupId: fromBackup, ToAgent: toAgent}))
 			if err != nil {
 				return err
 			}
-			return moveStarted(c, cl, res.Msg, res.Msg.GetRestore(), wait)
+			return moveStarted(ctx, c, cl, res.Msg, res.Msg.GetRestore(), events)
 		},
 	}
 	c.Flags().StringVar(&fromBackup, "from-backup", "latest", "backup id, or latest (the instance's newest succeeded backup)")
@@ -67,10 +71,11 @@ func instanceReplaceCmd() *cobra.Command {
 	return c
 }
 
-// moveStarted prints a started move, or follows it with --wait.
-func moveStarted(c *cobra.Command, cl *clients, msg proto.Message, b *v1.Backup, wait bool) error {
-	if wait {
-		return waitMove(c.Context(), c, cl, b)
+// moveStarted prints a started move, or follows it with --wait (events
+// not nil).
+func moveStarted(ctx context.Context, c *cobra.Command, cl *clients, msg proto.Message, b *v1.Backup, events <-chan *v1.Event) error {
+	if events != nil {
+		return waitMove(ctx, c, cl, b, events)
 	}
 	if flagOutput == "json" {
 		return printJSON(c.OutOrStdout(), msg)
@@ -110,23 +115,77 @@ func moveText(m *v1.Move) string {
 	return s
 }
 
-// waitMove follows a move: the copy's progress from the event stream, and
-// the instance's move steps (polled, so a lost stream cannot hang it)
-// until it is done or failed.
-func waitMove(ctx context.Context, c *cobra.Command, cl *clients, b *v1.Backup) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	out := c.OutOrStdout()
-	fmt.Fprintf(out, "%s %s of instance %s\n", moveVerb(b), b.GetMigrationId(), b.GetInstanceId())
+// moveEventsFirst attaches to the copy and move events before a move is
+// requested (when follow is set), so that --wait misses none of its steps:
+// a step, such as a live copy of a small volume, can be over before the
+// first poll of the task list. The events come on the returned channel
+// until ctx (the returned one, cancelled with the command) ends; nil
+// without follow. A stream that cannot be attached leaves the channel
+// empty: the poll in waitMove still follows the move.
+func moveEventsFirst(ctx context.Context, cl *clients, follow bool) (context.Context, <-chan *v1.Event) {
+	if !follow {
+		return ctx, nil
+	}
+	ch := make(chan *v1.Event, 4096)
+	attached := make(chan struct{})
 	go func() {
-		stream, err := cl.events.StreamEvents(ctx, connect.NewRequest(&v1.StreamEventsRequest{AppId: b.GetAppId(), Types: []string{"backup_progress"}}))
+		defer close(ch)
+		stream, err := cl.events.StreamEvents(ctx, connect.NewRequest(&v1.StreamEventsRequest{
+			Types: []string{"backup_progress", "instance_move_event"}}))
 		if err != nil {
+			close(attached)
 			return
 		}
 		defer stream.Close()
+		once := sync.OnceFunc(func() { close(attached) })
+		defer once()
 		for stream.Receive() {
-			ev := stream.Msg()
-			if ev.GetInstanceId() == b.GetInstanceId() {
+			once() // the first event is event_stream_attached
+			select {
+			case ch <- stream.Msg():
+			default: // a slow terminal: the poll still reports each step
+			}
+		}
+	}()
+	select {
+	case <-attached:
+	case <-time.After(10 * time.Second):
+	case <-ctx.Done():
+	}
+	return ctx, ch
+}
+
+// waitMove follows a move: its steps with their reasons and the copy's
+// progress from the event stream, and the instance's move steps (polled,
+// so a lost stream cannot hang it) until it is done or failed.
+func waitMove(ctx context.Context, c *cobra.Command, cl *clients, b *v1.Backup, events <-chan *v1.Event) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	out := &lockedWriter{w: c.OutOrStdout()}
+	fmt.Fprintf(out, "%s %s of instance %s\n", moveVerb(b), b.GetMigrationId(), b.GetInstanceId())
+	go func() {
+		for {
+			var ev *v1.Event
+			select {
+			case <-ctx.Done():
+				return
+			case ev = <-events:
+				if ev == nil {
+					return
+				}
+			}
+			if ev.GetInstanceId() != b.GetInstanceId() {
+				continue
+			}
+			if ev.GetType() == "instance_move_event" {
+				// Each step with its reason (a live copy skipped or
+				// failed says why), as the scheduler published it.
+				if ev.GetMove().GetId() == b.GetMigrationId() {
+					fmt.Fprintf(out, "  event: %s\n", ev.GetMessage())
+				}
+				continue
+			}
+			if ev.GetType() == "backup_progress" {
 				fmt.Fprintf(out, "  %s %s: %s (%.1f MB/s)\n", kindOf(ev.GetBackup()), ev.GetBackup().GetId(), ev.GetMessage(), ev.GetRateBytesPerSecond()/1e6)
 			}
 		}
@@ -161,4 +220,16 @@ func waitMove(ctx context.Context, c *cobra.Command, cl *clients, b *v1.Backup) 
 		case <-time.After(time.Second):
 		}
 	}
+}
+
+// lockedWriter serialises the writes of waitMove's two goroutines.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
