@@ -60,7 +60,13 @@ func onlyTask(t *testing.T, api, app string, accept func(moveTaskJSON) bool) mov
 // volumeDir is where mesos-local keeps a berth's volume under berth dev's
 // data directory.
 func volumeDir(dataDir string, tk agentTaskJSON) string {
-	return filepath.Join(dataDir, "mesos", "agents", tk.AgentID, "volumes", "roles", "berth", tk.LocalVolumes[0].PersistenceID)
+	return mesosVolumeDir(filepath.Join(dataDir, "mesos"), tk)
+}
+
+// mesosVolumeDir is where mesos-local keeps a berth's volume under its
+// work directory.
+func mesosVolumeDir(workDir string, tk agentTaskJSON) string {
+	return filepath.Join(workDir, "agents", tk.AgentID, "volumes", "roles", "berth", tk.LocalVolumes[0].PersistenceID)
 }
 
 func readVolumeFile(t *testing.T, dataDir string, tk agentTaskJSON, name string) string {
