@@ -1000,6 +1000,7 @@ func (n *Node) Leave(ctx context.Context) error {
 	}
 
 	n.members.setLocalStatus(self, StatusLeft)
+	announced := time.Now()
 	leaveTimeout := 5 * time.Second
 	if d, err := timeoutFrom(ctx); err == nil && d > 0 && d < leaveTimeout {
 		leaveTimeout = d
@@ -1021,6 +1022,15 @@ func (n *Node) Leave(ctx context.Context) error {
 	}
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
+	// A leader that removes a server stops replicating to it as soon as it
+	// appends the new configuration, after one last attempt to send it
+	// (hashicorp/raft's startStopReplication): if that attempt fails (a
+	// busy machine, a dropped connection), this server never learns of its
+	// removal. A leader that contacted us after we announced our departure
+	// and then went silent has removed us (or is gone, and the next leader
+	// removes a server gossip says left): that ends the wait too. Without
+	// any leader in contact since, the wait goes on.
+	silent := 5 * n.cfg.HeartbeatTimeout
 	for {
 		c, err := n.configuration()
 		if err != nil {
@@ -1028,6 +1038,11 @@ func (n *Node) Leave(ctx context.Context) error {
 		}
 		if !hasServer(c, self) {
 			n.log.Info("left the cluster; removed from the raft configuration", "node", self)
+			return nil
+		}
+		if last := n.raft.LastContact(); !n.IsLeader() && last.After(announced) && time.Since(last) > silent {
+			n.log.Info("left the cluster; the leader stopped replicating to this server (removed from its configuration)",
+				"node", self, "last_contact", last)
 			return nil
 		}
 		select {
