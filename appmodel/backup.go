@@ -31,6 +31,10 @@ const (
 // HasBackup is true when the app declares a backup target.
 func HasBackup(app *v1.App) bool { return app.GetBackup().GetTarget() != "" }
 
+// RunsInImage is the container image the app's task runs in, "" for a
+// task on the agent's own filesystem.
+func RunsInImage(app *v1.App) string { return app.GetContainer().GetDocker().GetImage() }
+
 // BackupConsistency is the app's backup consistency mode, defaulted.
 func BackupConsistency(app *v1.App) string {
 	if c := app.GetBackup().GetConsistency(); c != "" {
@@ -92,6 +96,11 @@ func validateBackup(v *validator, app *v1.App) {
 		// if the app is told first (a database's backup mode, a CHECKPOINT,
 		// a pause); a copy that may not restore is worse than a stop.
 		v.add("backup.preCommand", `is required with "consistency": "online": a command that makes the files on the volume consistent while the app runs (e.g. a CHECKPOINT, a database's backup mode, a pause of writes), undone by backup.postCommand; or use "consistency": "stop"`)
+	}
+	if img := RunsInImage(app); b.GetConsistency() == BackupOnline && img != "" {
+		// The copy runs in a nested container, which would need the
+		// task's own root filesystem (docs/BACKUPS.md "Online backups").
+		v.add("backup.consistency", `"online" is not supported for an app whose task runs in a container image (container.docker.image %q): the online copy runs beside the task without its image; use "consistency": "stop"`, img)
 	}
 	if b.MoveTimeout != nil {
 		if d, err := time.ParseDuration(b.GetMoveTimeout()); err != nil || d < MinMoveTimeout {

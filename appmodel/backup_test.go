@@ -102,6 +102,15 @@ func TestBackupPolicyValidation(t *testing.T) {
 	if vs := Validate(mustParse(t, `{"id": "/db", "cmd": "x", `+resident+`, "backup": {"target": "file:///b", "consistency": "online", "preCommand": "psql -c CHECKPOINT"}}`)); len(vs) != 0 {
 		t.Errorf("online backup policy refused: %v", vs)
 	}
+	// Online in a container image is refused, naming the image.
+	image := `"container": {"type": "DOCKER", "docker": {"image": "postgres:16"}, "volumes": [{"containerPath": "d", "persistent": {"size": 1}}]}`
+	vs := Validate(mustParse(t, `{"id": "/db", `+image+`, "backup": {"target": "file:///b", "consistency": "online", "preCommand": "psql -c CHECKPOINT"}}`))
+	if len(vs) != 1 || vs[0].Field != "backup.consistency" || !strings.Contains(vs[0].Description, `container image (container.docker.image "postgres:16")`) {
+		t.Errorf("online backup of an image app: %v", vs)
+	}
+	if vs := Validate(mustParse(t, `{"id": "/db", `+image+`, "backup": {"target": "file:///b"}}`)); len(vs) != 0 {
+		t.Errorf("stop backup of an image app refused: %v", vs)
+	}
 	// A typo inside the extension is named like any other.
 	if _, err := Parse([]byte(`{"id": "/db", "backup": {"taget": "file:///b"}}`)); err == nil || !strings.Contains(err.Error(), "backup.taget") {
 		t.Errorf("typo in backup: %v", err)

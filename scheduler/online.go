@@ -88,6 +88,17 @@ func (p *planner) tickOnline(b *v1.Backup, i *v1.Instance) bool {
 		resState(i) != v1.ReservationState_RESERVATION_STATE_RESERVED {
 		return true // starting, killing or unreachable: wait, never stop it
 	}
+	if img := appmodel.RunsInImage(p.st.Apps[i.GetAppId()]); img != "" {
+		// A nested container would need the task's image (docs/BACKUPS.md);
+		// validation refuses online backups of such apps, so only a
+		// migration's live copy gets here.
+		if b.GetLive() {
+			p.endLiveCopy(b, "skipped: the task runs in container image "+img)
+		} else {
+			p.failBackup(b.GetId(), "an online copy cannot run beside a task in container image "+img+`: use "consistency": "stop"`)
+		}
+		return true
+	}
 	if p.cfg.BinaryURL == "" {
 		p.failBackup(b.GetId(), "the scheduler has no URL of the berth binary to fetch (server --advertise-api)")
 		return true

@@ -236,3 +236,29 @@ func TestMigrationLiveCopySkippedWithoutATask(t *testing.T) {
 		t.Fatalf("migration of a stopped instance: %v", b)
 	}
 }
+
+// A migration of an app whose task runs in a container image skips the
+// live copy (a nested container would need the image) and says so; the
+// task is stopped for the stop-consistency copy, as without a live copy.
+func TestMigrationLiveCopySkippedForAnImageTask(t *testing.T) {
+	h, app, inst := movingHarness(t, &v1.BackupPolicy{Target: "file:///b"}, func(a *v1.App) {
+		a.Container.Type = strPtr("MESOS")
+		a.Container.Docker = &v1.Docker{Image: "postgres:16"}
+	})
+	h.putBackup(appmodel.NewMigration(app, inst, "m1", "", h.now))
+	h.tick()
+	if b := h.backupRecord("m1"); b.GetLive() || b.GetContainerId() != "" || b.GetState() != v1.BackupState_BACKUP_STATE_PENDING {
+		t.Fatalf("migration of an image task: %v", b)
+	}
+	skipped := false
+	for _, e := range h.events {
+		skipped = skipped || (e.Type == "instance_move_event" && strings.Contains(e.Message, "live copy skipped: the task runs in container image postgres:16"))
+	}
+	if !skipped {
+		t.Fatalf("no event says why the live copy was skipped: %v", h.eventTypes())
+	}
+	h.tick()
+	if h.mem.kills[inst.GetTask().GetId()].reason != killBackup {
+		t.Fatalf("the task was not stopped for the copy: %v", h.mem.kills)
+	}
+}
