@@ -52,6 +52,18 @@ var placementProfile = flag.String("placement-profile", "", "file for a 30 s CPU
 // the leader's scheduler metrics, written once the tasks are placed.
 var benchLogs = flag.String("bench-logs", "", "directory for the processes' output and the leader's /metrics after BenchmarkFailover* placed its tasks")
 
+// heapProfiles, when set, names a directory for each server's heap profile
+// (after a forced GC), VmRSS and Go heap in use, taken after placement and
+// after each failover (the servers then serve pprof).
+var heapProfiles = flag.String("heap-profile", "", "directory: BenchmarkFailover* saves each server's heap profile (after a forced GC) and writes its VmRSS and Go heap in use, after placement and after each failover")
+
+// serverEnv is set in the environment of the BenchmarkFailover* servers.
+var serverEnv = flag.String("failover-server-env", "", "NAME=VALUE set in the environment of BenchmarkFailover*'s servers (e.g. BERTH_MEMORY_LIMIT=300MiB)")
+
+// stopStartToo: the resident BenchmarkFailover* also time a stop + start
+// of every instance after the failovers (minutes at 100,000).
+var stopStartToo = flag.Bool("stop-start", true, "BenchmarkFailover* with resident apps also stop and start every instance after the failovers")
+
 // BenchmarkFailover10Tasks: one stateless app with 6 instances and two
 // resident apps (persistent volume) with 2 each.
 func BenchmarkFailover10Tasks(b *testing.B) {
@@ -145,7 +157,7 @@ func startBenchCluster(b testing.TB, agents int) *benchCluster {
 	c.mesos = startProc(b, "mesos-local", "mesos-local", "--listen", mesosAddr, "--work-dir", b.TempDir(),
 		"--simulate", "--agents", strconv.Itoa(agents), "--agent-resources", agentResources)
 	waitUntil(b, time.Minute, "mesos-local to answer", func() bool { return len(mesosStateOrNil(mesosAddr)) > 0 })
-	c.servers = startBenchServers(b, "http://"+mesosAddr, *placementProfile != "")
+	c.servers = startBenchServers(b, "http://"+mesosAddr, *placementProfile != "" || *heapProfiles != "")
 	return c
 }
 
@@ -281,6 +293,9 @@ func benchFailoverOn(b *testing.B, agents int, apps []failoverApp) {
 	if agents == 0 {
 		agents = max(2, (total+tasksPerAgent-1)/tasksPerAgent)
 	}
+	if name, value, ok := strings.Cut(*serverEnv, "="); ok {
+		b.Setenv(name, value)
+	}
 	c := startBenchCluster(b, agents)
 	lead := c.waitAgreed(c.servers)
 	api := c.others(lead)[0]
@@ -310,6 +325,7 @@ func benchFailoverOn(b *testing.B, agents int, apps []failoverApp) {
 	// Reported after the failovers: b.ResetTimer drops metrics reported before it.
 	rates := map[string]float64{"placed/s": float64(total) / placed.Seconds()}
 	c.writeLogs(b, lead, "placed")
+	c.writeMemory(b, lead, "placed")
 	reReconciled := regexp.MustCompile(`msg="reconciliation complete" component=scheduler tasks=` + strconv.Itoa(total) + ` `)
 
 	var elected, agreed, subscribed, reconciled []time.Duration
@@ -381,10 +397,11 @@ func benchFailoverOn(b *testing.B, agents int, apps []failoverApp) {
 			run, _, err := lead.runningTasks(b)
 			return err == nil && len(run) == total
 		})
+		c.writeMemory(b, newLead, fmt.Sprintf("failover-%d", i+1))
 		b.StartTimer()
 	}
 	b.StopTimer()
-	if allResident(apps) {
+	if allResident(apps) && *stopStartToo {
 		// After the failovers, so that they are measured on the state
 		// placement left, as before this figure existed. With -bench-logs,
 		// a stop or start still waiting after 5 minutes leaves the
@@ -512,6 +529,33 @@ func (c *benchCluster) writeLogs(b *testing.B, lead *benchServer, stage string) 
 		return
 	}
 	write(lead.name+".metrics", string(m))
+}
+
+// writeMemory, with -heap-profile, forces a GC in every server, saves its
+// heap profile as DIR/stage-role-name.heap.pprof and writes each one's
+// VmRSS and Go heap in use into DIR/stage-memory.txt (and the log).
+func (c *benchCluster) writeMemory(b *testing.B, lead *benchServer, stage string) {
+	dir := *heapProfiles
+	if dir == "" {
+		return
+	}
+	var text strings.Builder
+	for _, s := range c.servers {
+		role := "follower"
+		if s == lead {
+			role = "leader"
+		}
+		rss, heap := s.memory(b)
+		if err := <-s.saveProfile(dir, "heap?gc=1", fmt.Sprintf("%s-%s-%s.heap.pprof", stage, role, s.name)); err != nil {
+			b.Errorf("heap profile of %s: %v", s.name, err)
+		}
+		line := fmt.Sprintf("%s %s (%s): VmRSS %.0f MiB, Go heap in use %.0f MiB", stage, s.name, role, rss, heap)
+		b.Log(line)
+		text.WriteString(line + "\n")
+	}
+	if err := os.WriteFile(filepath.Join(dir, stage+"-memory.txt"), []byte(text.String()), 0o644); err != nil {
+		b.Errorf("heap profiles: %v", err)
+	}
 }
 
 // writeFile writes a file into the -bench-logs directory, if one is given.
