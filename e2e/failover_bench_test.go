@@ -545,13 +545,13 @@ func (c *benchCluster) writeMemory(b *testing.B, lead *benchServer, stage string
 		if s == lead {
 			role = "leader"
 		}
-		rss, heap := s.memory(b)
+		rss, heap, stats := s.memStats(b)
 		if err := <-s.saveProfile(dir, "heap?gc=1", fmt.Sprintf("%s-%s-%s.heap.pprof", stage, role, s.name)); err != nil {
 			b.Errorf("heap profile of %s: %v", s.name, err)
 		}
 		line := fmt.Sprintf("%s %s (%s): VmRSS %.0f MiB, Go heap in use %.0f MiB", stage, s.name, role, rss, heap)
 		b.Log(line)
-		text.WriteString(line + "\n")
+		text.WriteString(line + "\n" + strings.Join(stats, "\n") + "\n")
 	}
 	if err := os.WriteFile(filepath.Join(dir, stage+"-memory.txt"), []byte(text.String()), 0o644); err != nil {
 		b.Errorf("heap profiles: %v", err)

@@ -438,6 +438,14 @@ func (s *benchServer) saveProfile(dir, path, file string) <-chan error {
 // use, in MiB.
 func (s *benchServer) memory(b *testing.B) (rss, heap float64) {
 	b.Helper()
+	rss, heap, _ = s.memStats(b)
+	return rss, heap
+}
+
+// memStats is memory with the runtime's MemStats lines of the heap
+// profile's text form ("# HeapAlloc = ...", ...).
+func (s *benchServer) memStats(b *testing.B) (rss, heap float64, stats []string) {
+	b.Helper()
 	var body []byte
 	for range 2 {
 		res, err := http.Get("http://" + s.debug + "/debug/pprof/heap?gc=1&debug=1")
@@ -456,8 +464,11 @@ func (s *benchServer) memory(b *testing.B) (rss, heap float64) {
 			n, _ := strconv.ParseFloat(v, 64)
 			heap = n / (1 << 20)
 		}
+		if strings.HasPrefix(line, "# ") && strings.Contains(line, " = ") && !strings.HasPrefix(line, "# Pause") {
+			stats = append(stats, line)
+		}
 	}
-	return s.rss(b), heap
+	return s.rss(b), heap, stats
 }
 
 // scaleSnapshot builds, through the FSM, the state of apps resident apps
