@@ -549,13 +549,30 @@ func (c *benchCluster) writeMemory(b *testing.B, lead *benchServer, stage string
 		if err := <-s.saveProfile(dir, "heap?gc=1", fmt.Sprintf("%s-%s-%s.heap.pprof", stage, role, s.name)); err != nil {
 			b.Errorf("heap profile of %s: %v", s.name, err)
 		}
-		line := fmt.Sprintf("%s %s (%s): VmRSS %.0f MiB, Go heap in use %.0f MiB", stage, s.name, role, rss, heap)
+		line := fmt.Sprintf("%s %s (%s): VmRSS %.0f MiB (%s), Go heap in use %.0f MiB", stage, s.name, role, rss, s.rssParts(), heap)
 		b.Log(line)
 		text.WriteString(line + "\n" + strings.Join(stats, "\n") + "\n")
 	}
 	if err := os.WriteFile(filepath.Join(dir, stage+"-memory.txt"), []byte(text.String()), 0o644); err != nil {
 		b.Errorf("heap profiles: %v", err)
 	}
+}
+
+// rssParts is the process's RssAnon, RssFile and RssShmem lines of
+// /proc/<pid>/status ("" if unreadable): a memory-mapped file (raft's
+// boltdb log) counts in VmRSS as RssFile.
+func (s *benchServer) rssParts() string {
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.p.cmd.Process.Pid))
+	if err != nil {
+		return ""
+	}
+	var parts []string
+	for _, line := range strings.Split(string(status), "\n") {
+		if strings.HasPrefix(line, "Rss") {
+			parts = append(parts, strings.Join(strings.Fields(line), " "))
+		}
+	}
+	return strings.Join(parts, ", ")
 }
 
 // writeFile writes a file into the -bench-logs directory, if one is given.
