@@ -344,7 +344,7 @@ func benchFailoverOn(b *testing.B, agents int, apps []failoverApp) {
 	// Reported after the failovers: b.ResetTimer drops metrics reported before it.
 	rates := map[string]float64{"placed/s": float64(total) / placed.Seconds()}
 	c.writeLogs(b, lead, "placed")
-	c.writeMemory(b, lead, "placed")
+	c.writeMemory(b, lead, nil, "placed")
 	reReconciled := regexp.MustCompile(`msg="reconciliation complete" component=scheduler tasks=` + strconv.Itoa(total) + ` `)
 
 	var elected, agreed, subscribed, reconciled []time.Duration
@@ -416,7 +416,7 @@ func benchFailoverOn(b *testing.B, agents int, apps []failoverApp) {
 			n, err := lead.runningCount()
 			return err == nil && n == total
 		})
-		c.writeMemory(b, newLead, fmt.Sprintf("failover-%d", i+1))
+		c.writeMemory(b, newLead, lead, fmt.Sprintf("failover-%d", i+1))
 		b.StartTimer()
 	}
 	b.StopTimer()
@@ -552,8 +552,10 @@ func (c *benchCluster) writeLogs(b *testing.B, lead *benchServer, stage string) 
 
 // writeMemory, with -heap-profile, forces a GC in every server, saves its
 // heap profile as DIR/stage-role-name.heap.pprof and writes each one's
-// VmRSS and Go heap in use into DIR/stage-memory.txt (and the log).
-func (c *benchCluster) writeMemory(b *testing.B, lead *benchServer, stage string) {
+// VmRSS and Go heap in use into DIR/stage-memory.txt (and the log). The
+// role is leader, follower, or restarted (the killed leader, a follower
+// again, restarted).
+func (c *benchCluster) writeMemory(b *testing.B, lead, restarted *benchServer, stage string) {
 	dir := *heapProfiles
 	if dir == "" {
 		return
@@ -561,8 +563,11 @@ func (c *benchCluster) writeMemory(b *testing.B, lead *benchServer, stage string
 	var text strings.Builder
 	for _, s := range c.servers {
 		role := "follower"
-		if s == lead {
+		switch s {
+		case lead:
 			role = "leader"
+		case restarted:
+			role = "restarted"
 		}
 		rss, heap, stats := s.memStats(b)
 		if err := <-s.saveProfile(dir, "heap?gc=1", fmt.Sprintf("%s-%s-%s.heap.pprof", stage, role, s.name)); err != nil {
