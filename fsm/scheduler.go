@@ -132,8 +132,8 @@ func cancelDeployments(tx *memdb.Txn, ids []string) error {
 //
 // The store keeps inst itself (with its modify index set and its strings
 // shared): the caller hands over a message nothing else holds, one decoded
-// from the log entry or a copy. Cloning it here again doubled what every
-// instance write allocated on every server (issue 14).
+// from the log entry or a copy. Cloning it here again allocated a second
+// copy of every instance written, on every server (issue 14).
 func putInstance(tx *memdb.Txn, index uint64, inst *v1.Instance) error {
 	if inst.GetId() == "" {
 		return refuse(ErrInvalid, "instance id is empty")
