@@ -289,7 +289,7 @@ func (n *Node) openStores() (raft.LogStore, raft.StableStore, raft.SnapshotStore
 		return nil, nil, nil, fmt.Errorf("open raft log %s: %w", dbPath, err)
 	}
 	n.bolt = bolt
-	logs, err := raft.NewLogCache(512, bolt)
+	logs, err := newLogCache(bolt, logCacheEntries, logCacheBytes)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("raft log cache: %w", err)
 	}

@@ -52,6 +52,18 @@ var placementProfile = flag.String("placement-profile", "", "file for a 30 s CPU
 // the leader's scheduler metrics, written once the tasks are placed.
 var benchLogs = flag.String("bench-logs", "", "directory for the processes' output and the leader's /metrics after BenchmarkFailover* placed its tasks")
 
+// heapProfiles, when set, names a directory for each server's heap profile
+// (after a forced GC), VmRSS and Go heap in use, taken after placement and
+// after each failover (the servers then serve pprof).
+var heapProfiles = flag.String("heap-profile", "", "directory: BenchmarkFailover* saves each server's heap profile (after a forced GC) and writes its VmRSS and Go heap in use, after placement and after each failover")
+
+// serverEnv is set in the environment of the BenchmarkFailover* servers.
+var serverEnv = flag.String("failover-server-env", "", "NAME=VALUE set in the environment of BenchmarkFailover*'s servers (e.g. BERTH_MEMORY_LIMIT=300MiB)")
+
+// stopStartToo: the resident BenchmarkFailover* also time a stop + start
+// of every instance after the failovers (minutes at 100,000).
+var stopStartToo = flag.Bool("stop-start", true, "BenchmarkFailover* with resident apps also stop and start every instance after the failovers")
+
 // BenchmarkFailover10Tasks: one stateless app with 6 instances and two
 // resident apps (persistent volume) with 2 each.
 func BenchmarkFailover10Tasks(b *testing.B) {
@@ -145,7 +157,7 @@ func startBenchCluster(b testing.TB, agents int) *benchCluster {
 	c.mesos = startProc(b, "mesos-local", "mesos-local", "--listen", mesosAddr, "--work-dir", b.TempDir(),
 		"--simulate", "--agents", strconv.Itoa(agents), "--agent-resources", agentResources)
 	waitUntil(b, time.Minute, "mesos-local to answer", func() bool { return len(mesosStateOrNil(mesosAddr)) > 0 })
-	c.servers = startBenchServers(b, "http://"+mesosAddr, *placementProfile != "")
+	c.servers = startBenchServers(b, "http://"+mesosAddr, *placementProfile != "" || *heapProfiles != "")
 	return c
 }
 
@@ -246,6 +258,25 @@ func (s *benchServer) runningTasks(b testing.TB) (map[string]string, int, error)
 	return out, other, nil
 }
 
+// runningCount is how many tasks s counts TASK_RUNNING in its app
+// summaries: what the benchmarks poll while they wait. Listing every task
+// every 200 ms (runningTasks) built and encoded 100,000 task views per
+// call, 130 MB of live heap on the server polled, which made that server's
+// memory the benchmark's rather than Berth's.
+func (s *benchServer) runningCount() (int, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	res, err := s.apps.ListApps(ctx, connect.NewRequest(&v1.ListAppsRequest{}))
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, sum := range res.Msg.GetSummaries() {
+		n += int(sum.GetTasksRunning())
+	}
+	return n, nil
+}
+
 // logTime finds the first line of out that matches re and returns its
 // slog time.
 func logTime(out string, re *regexp.Regexp) (time.Time, bool) {
@@ -281,6 +312,9 @@ func benchFailoverOn(b *testing.B, agents int, apps []failoverApp) {
 	if agents == 0 {
 		agents = max(2, (total+tasksPerAgent-1)/tasksPerAgent)
 	}
+	if name, value, ok := strings.Cut(*serverEnv, "="); ok {
+		b.Setenv(name, value)
+	}
 	c := startBenchCluster(b, agents)
 	lead := c.waitAgreed(c.servers)
 	api := c.others(lead)[0]
@@ -299,8 +333,8 @@ func benchFailoverOn(b *testing.B, agents int, apps []failoverApp) {
 		}
 	}
 	waitUntil(b, 60*time.Minute, fmt.Sprintf("%d tasks running", total), func() bool {
-		run, _, err := api.runningTasks(b)
-		return err == nil && len(run) == total
+		n, err := api.runningCount()
+		return err == nil && n == total
 	})
 	placed := time.Since(placeStart)
 	if err := <-profiled; err != nil {
@@ -310,6 +344,7 @@ func benchFailoverOn(b *testing.B, agents int, apps []failoverApp) {
 	// Reported after the failovers: b.ResetTimer drops metrics reported before it.
 	rates := map[string]float64{"placed/s": float64(total) / placed.Seconds()}
 	c.writeLogs(b, lead, "placed")
+	c.writeMemory(b, lead, nil, "placed")
 	reReconciled := regexp.MustCompile(`msg="reconciliation complete" component=scheduler tasks=` + strconv.Itoa(total) + ` `)
 
 	var elected, agreed, subscribed, reconciled []time.Duration
@@ -378,13 +413,14 @@ func benchFailoverOn(b *testing.B, agents int, apps []failoverApp) {
 			if lead.leaderSeenBy() != newLead.name {
 				return false
 			}
-			run, _, err := lead.runningTasks(b)
-			return err == nil && len(run) == total
+			n, err := lead.runningCount()
+			return err == nil && n == total
 		})
+		c.writeMemory(b, newLead, lead, fmt.Sprintf("failover-%d", i+1))
 		b.StartTimer()
 	}
 	b.StopTimer()
-	if allResident(apps) {
+	if allResident(apps) && *stopStartToo {
 		// After the failovers, so that they are measured on the state
 		// placement left, as before this figure existed. With -bench-logs,
 		// a stop or start still waiting after 5 minutes leaves the
@@ -456,15 +492,15 @@ func stopStart(b *testing.B, api *benchServer, apps []failoverApp, total int, ra
 	start := time.Now()
 	scale(func(failoverApp) int32 { return 0 })
 	waitUntil(b, 30*time.Minute, "every task stopped", func() bool {
-		run, _, err := api.runningTasks(b)
-		return err == nil && len(run) == 0
+		n, err := api.runningCount()
+		return err == nil && n == 0
 	})
 	stopped := time.Since(start)
 	start = time.Now()
 	scale(func(a failoverApp) int32 { return int32(a.instances) })
 	waitUntil(b, 30*time.Minute, fmt.Sprintf("%d tasks running again", total), func() bool {
-		run, _, err := api.runningTasks(b)
-		return err == nil && len(run) == total
+		n, err := api.runningCount()
+		return err == nil && n == total
 	})
 	started := time.Since(start)
 	after := api.berths(b)
@@ -512,6 +548,55 @@ func (c *benchCluster) writeLogs(b *testing.B, lead *benchServer, stage string) 
 		return
 	}
 	write(lead.name+".metrics", string(m))
+}
+
+// writeMemory, with -heap-profile, forces a GC in every server, saves its
+// heap profile as DIR/stage-role-name.heap.pprof and writes each one's
+// VmRSS and Go heap in use into DIR/stage-memory.txt (and the log). The
+// role is leader, follower, or restarted (the killed leader, a follower
+// again, restarted).
+func (c *benchCluster) writeMemory(b *testing.B, lead, restarted *benchServer, stage string) {
+	dir := *heapProfiles
+	if dir == "" {
+		return
+	}
+	var text strings.Builder
+	for _, s := range c.servers {
+		role := "follower"
+		switch s {
+		case lead:
+			role = "leader"
+		case restarted:
+			role = "restarted"
+		}
+		rss, heap, stats := s.memStats(b)
+		if err := <-s.saveProfile(dir, "heap?gc=1", fmt.Sprintf("%s-%s-%s.heap.pprof", stage, role, s.name)); err != nil {
+			b.Errorf("heap profile of %s: %v", s.name, err)
+		}
+		line := fmt.Sprintf("%s %s (%s): VmRSS %.0f MiB (%s), Go heap in use %.0f MiB", stage, s.name, role, rss, s.rssParts(), heap)
+		b.Log(line)
+		text.WriteString(line + "\n" + strings.Join(stats, "\n") + "\n")
+	}
+	if err := os.WriteFile(filepath.Join(dir, stage+"-memory.txt"), []byte(text.String()), 0o644); err != nil {
+		b.Errorf("heap profiles: %v", err)
+	}
+}
+
+// rssParts is the process's RssAnon, RssFile and RssShmem lines of
+// /proc/<pid>/status ("" if unreadable): a memory-mapped file (raft's
+// boltdb log) counts in VmRSS as RssFile.
+func (s *benchServer) rssParts() string {
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.p.cmd.Process.Pid))
+	if err != nil {
+		return ""
+	}
+	var parts []string
+	for _, line := range strings.Split(string(status), "\n") {
+		if strings.HasPrefix(line, "Rss") {
+			parts = append(parts, strings.Join(strings.Fields(line), " "))
+		}
+	}
+	return strings.Join(parts, ", ")
 }
 
 // writeFile writes a file into the -bench-logs directory, if one is given.

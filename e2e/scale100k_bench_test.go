@@ -383,7 +383,7 @@ func createDelete(s *stateServer, id string) error {
 }
 
 // rss is the server's VmRSS in MiB.
-func (s *stateServer) rss(b *testing.B) float64 {
+func (s *benchServer) rss(b *testing.B) float64 {
 	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.p.cmd.Process.Pid))
 	if err != nil {
 		b.Error(err)
@@ -399,7 +399,7 @@ func (s *stateServer) rss(b *testing.B) float64 {
 }
 
 // cpuSeconds is the CPU time (user + system) the server has used.
-func (s *stateServer) cpuSeconds(b *testing.B) float64 {
+func (s *benchServer) cpuSeconds(b *testing.B) float64 {
 	b.Helper()
 	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.p.cmd.Process.Pid))
 	if err != nil {
@@ -416,7 +416,7 @@ func (s *stateServer) cpuSeconds(b *testing.B) float64 {
 
 // saveProfile fetches /debug/pprof/path from s into dir/file; the channel
 // gets the outcome.
-func (s *stateServer) saveProfile(dir, path, file string) <-chan error {
+func (s *benchServer) saveProfile(dir, path, file string) <-chan error {
 	done := make(chan error, 1)
 	go func() {
 		res, err := http.Get("http://" + s.debug + "/debug/pprof/" + path)
@@ -436,7 +436,15 @@ func (s *stateServer) saveProfile(dir, path, file string) <-chan error {
 // memory forces a GC in the server (pprof's heap?gc=1), lets the runtime
 // return freed pages, and reads the process's VmRSS and the Go heap in
 // use, in MiB.
-func (s *stateServer) memory(b *testing.B) (rss, heap float64) {
+func (s *benchServer) memory(b *testing.B) (rss, heap float64) {
+	b.Helper()
+	rss, heap, _ = s.memStats(b)
+	return rss, heap
+}
+
+// memStats is memory with the runtime's MemStats lines of the heap
+// profile's text form ("# HeapAlloc = ...", ...).
+func (s *benchServer) memStats(b *testing.B) (rss, heap float64, stats []string) {
 	b.Helper()
 	var body []byte
 	for range 2 {
@@ -456,8 +464,11 @@ func (s *stateServer) memory(b *testing.B) (rss, heap float64) {
 			n, _ := strconv.ParseFloat(v, 64)
 			heap = n / (1 << 20)
 		}
+		if strings.HasPrefix(line, "# ") && strings.Contains(line, " = ") && !strings.HasPrefix(line, "# Pause") {
+			stats = append(stats, line)
+		}
 	}
-	return s.rss(b), heap
+	return s.rss(b), heap, stats
 }
 
 // scaleSnapshot builds, through the FSM, the state of apps resident apps

@@ -553,3 +553,52 @@ func TestAppTotals(t *testing.T) {
 		t.Fatalf("after a restore: %+v, want 1 app, 5 instances", got)
 	}
 }
+
+// The store keeps the message decoded from the entry (putInstance does not
+// copy it again): it must share nothing with the entry's bytes, and a later
+// write, or an app delete that decommissions it, must leave a stored
+// message that a reader already holds as it was (readers share them).
+func TestStoredInstancesAreImmutable(t *testing.T) {
+	a := newApplier(t)
+	a.mustApply(v1.CommandType_COMMAND_TYPE_APP_CREATE, &v1.AppCreateCommand{App: testApp("/db", v1Time)})
+	data, err := Encode(v1.CommandType_COMMAND_TYPE_SCHEDULER_PLAN, &v1.SchedulerPlanCommand{
+		PutInstances: []*v1.Instance{residentInstance("db.instance-1", "/db", "agent-1", "db#data#1")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.index++
+	if res := a.f.Apply(&raft.Log{Index: a.index, Term: 1, Type: raft.LogCommand, Data: data}).(*ApplyResult); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	for i := range data {
+		data[i] = 'x' // raft may reuse or drop the entry's buffer
+	}
+	held := a.f.State().Snapshot()
+	first, err := held.Instance("db.instance-1")
+	if err != nil || first == nil {
+		t.Fatalf("instance after the plan: %v, %v", first, err)
+	}
+	want := proto.Clone(first).(*v1.Instance)
+	if first.GetId() != "db.instance-1" || first.GetTask().GetId() != "db.instance-1._app.1" || first.GetModifyIndex() != a.index {
+		t.Fatalf("stored instance %v: id, task id or modify index not as written at %d", first, a.index)
+	}
+
+	next := proto.Clone(first).(*v1.Instance)
+	next.Goal = v1.Goal_GOAL_STOPPED
+	next.Task.State = "TASK_KILLED"
+	a.mustApply(v1.CommandType_COMMAND_TYPE_SCHEDULER_PLAN, &v1.SchedulerPlanCommand{PutInstances: []*v1.Instance{next}})
+	second, _ := a.f.State().Snapshot().Instance("db.instance-1")
+	if second.GetGoal() != v1.Goal_GOAL_STOPPED || second == first {
+		t.Fatalf("after the second write the store holds %v, want a new message with goal stopped", second)
+	}
+	wantSecond := proto.Clone(second).(*v1.Instance)
+	a.mustApply(v1.CommandType_COMMAND_TYPE_APP_DELETE, &v1.AppDeleteCommand{AppId: "/db"})
+	if got, _ := a.f.State().Snapshot().Instance("db.instance-1"); got.GetGoal() != v1.Goal_GOAL_DECOMMISSIONED {
+		t.Fatalf("after the app delete the store holds %v, want it decommissioned", got)
+	}
+	for _, held := range []struct{ got, want *v1.Instance }{{first, want}, {second, wantSecond}} {
+		if !proto.Equal(held.got, held.want) {
+			t.Fatalf("a message a reader held changed under it:\n got %v\nwant %v", held.got, held.want)
+		}
+	}
+}

@@ -129,6 +129,11 @@ func cancelDeployments(tx *memdb.Txn, ids []string) error {
 
 // putInstance upserts an instance. Its berth's volumes are indexed with it:
 // a persistence id belongs to one instance (invariant 2).
+//
+// The store keeps inst itself (with its modify index set and its strings
+// shared): the caller hands over a message nothing else holds, one decoded
+// from the log entry or a copy. Cloning it here again allocated a second
+// copy of every instance written, on every server (issue 14).
 func putInstance(tx *memdb.Txn, index uint64, inst *v1.Instance) error {
 	if inst.GetId() == "" {
 		return refuse(ErrInvalid, "instance id is empty")
@@ -151,7 +156,6 @@ func putInstance(tx *memdb.Txn, index uint64, inst *v1.Instance) error {
 		return refuse(ErrConflict, "instance %s changed meanwhile (written at index %d, this write read index %d)",
 			inst.GetId(), stored, inst.GetModifyIndex())
 	}
-	inst = proto.Clone(inst).(*v1.Instance)
 	inst.ModifyIndex = index
 	compactInstance(inst)
 	if t := inst.GetTask(); t != nil && t.GetId() != "" {
