@@ -119,10 +119,12 @@ func (c *clusterService) RestoreSnapshot(ctx context.Context, req *connect.Reque
 }
 
 // RestoreSnapshotStream is RestoreSnapshot in chunks. The leader reads the
-// upload straight into cluster.RestoreSnapshot's temporary file; a
-// follower first keeps it in a file (Config.SpoolDir), so that it can send
-// it again when the leader it forwarded to turns out not to be the leader
-// any more, then forwards it as a stream.
+// upload straight into cluster.RestoreSnapshot (which checks it in a
+// temporary file of its own) and keeps a copy in a file (Config.SpoolDir);
+// a follower first receives the whole upload into that file. Either can
+// then send it (again) to whichever server leads: a leader that loses
+// leadership during a large restore (while the followers install it, on a
+// loaded machine) must not make the client send it again.
 func (c *clusterService) RestoreSnapshotStream(ctx context.Context, stream *connect.ClientStream[v1.SnapshotChunk]) (*connect.Response[v1.RestoreSnapshotResponse], error) {
 	hdr := stream.RequestHeader()
 	leading := c.clu.IsLeader()
@@ -134,50 +136,55 @@ func (c *clusterService) RestoreSnapshotStream(ctx context.Context, stream *conn
 	if err := up.start(); err != nil {
 		return nil, err
 	}
-	var src io.Reader = up
-	size := up.size
-	// rewind makes src readable from the start for one more attempt: the
-	// client's stream can be read once.
-	rewind := func() error {
-		if up.read > 0 {
-			return connect.NewError(connect.CodeAborted, errors.New("restore snapshot: the leader changed while the snapshot was being received; send it again"))
+	copied, err := os.CreateTemp(c.cfg.SpoolDir, "restore-upload-*.snap")
+	if err != nil {
+		return nil, connect.NewError(connect.CodeInternal, fmt.Errorf("restore snapshot: keep the upload: %w", err))
+	}
+	defer func() {
+		copied.Close()
+		os.Remove(copied.Name())
+	}()
+	// src is what the next attempt reads: on the leader, first the upload
+	// as it arrives (copied as it is read); after that, or to forward it,
+	// the copy, once the rest of the upload has joined it.
+	var src io.Reader = io.TeeReader(up, copied)
+	first := leading
+	rewind := func(forward bool) error {
+		if first && !forward {
+			first = false
+			return nil
+		}
+		first = false
+		_, err := io.Copy(copied, up)
+		if err == nil {
+			src = copied
+			_, err = copied.Seek(0, io.SeekStart)
+		}
+		if err != nil {
+			if ce, ok := asUploadError(err); ok {
+				return ce
+			}
+			return connect.NewError(connect.CodeInternal, fmt.Errorf("restore snapshot: keep the upload: %w", err))
 		}
 		return nil
 	}
 	if !leading {
-		f, n, err := c.spool(ctx, up)
-		if err != nil {
+		if err := rewind(true); err != nil {
 			return nil, err
-		}
-		defer func() {
-			f.Close()
-			os.Remove(f.Name())
-		}()
-		src, size = f, n
-		rewind = func() error {
-			if _, err := f.Seek(0, io.SeekStart); err != nil {
-				return connect.NewError(connect.CodeInternal, fmt.Errorf("restore snapshot: rewind the received snapshot: %w", err))
-			}
-			return nil
 		}
 	}
 	return onLeaderFor(ctx, c.Server, hdr, 0, func(ctx context.Context) (*connect.Response[v1.RestoreSnapshotResponse], error) {
-		if err := rewind(); err != nil {
+		if err := rewind(false); err != nil {
 			return nil, err
 		}
-		return c.restore(ctx, src, size)
+		return c.restore(ctx, src, max(up.size, up.received))
 	}, func(ctx context.Context, pc *peerClients) (*connect.Response[v1.RestoreSnapshotResponse], error) {
-		if err := rewind(); err != nil {
+		if err := rewind(true); err != nil {
 			return nil, err
 		}
 		h := make(http.Header)
 		markForwardedRequest(ctx, h)
-		res, err := UploadSnapshot(ctx, pc.cluster, h, src, size)
-		if ce, ok := asUploadError(err); ok {
-			// Our client's upload failed, not the leader.
-			return nil, ce
-		}
-		return res, err
+		return UploadSnapshot(ctx, pc.cluster, h, src, up.received)
 	})
 }
 
@@ -198,25 +205,6 @@ func (c *clusterService) restore(ctx context.Context, r io.Reader, size int64) (
 	}
 	c.log.Info("snapshot restored through the api", "index", meta.Index, "term", meta.Term)
 	return connect.NewResponse(&v1.RestoreSnapshotResponse{}), nil
-}
-
-// spool copies the rest of an upload into a temporary file in
-// Config.SpoolDir and returns it with its size.
-func (c *clusterService) spool(ctx context.Context, up *uploadReader) (*os.File, int64, error) {
-	f, err := os.CreateTemp(c.cfg.SpoolDir, "restore-upload-*.snap")
-	if err != nil {
-		return nil, 0, connect.NewError(connect.CodeInternal, fmt.Errorf("restore snapshot: keep the upload: %w", err))
-	}
-	n, err := io.Copy(f, up)
-	if err != nil {
-		f.Close()
-		os.Remove(f.Name())
-		if ce, ok := asUploadError(err); ok {
-			return nil, 0, ce
-		}
-		return nil, 0, connect.NewError(connect.CodeInternal, fmt.Errorf("restore snapshot: keep the upload: %w", err))
-	}
-	return f, n, nil
 }
 
 // asUploadError returns err as the Connect error of the upload that failed
@@ -326,7 +314,6 @@ func (u *uploadReader) Read(p []byte) (int, error) {
 	}
 	n := copy(p, u.rest)
 	u.rest = u.rest[n:]
-	u.read += int64(n)
 	return n, nil
 }
 

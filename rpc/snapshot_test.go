@@ -3,6 +3,7 @@ package rpc_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -308,28 +309,84 @@ func TestRestoreStreamOverLimitRefusedEarly(t *testing.T) {
 	}
 }
 
-// uploadSink is a leader whose restore reads the snapshot and keeps
-// nothing: what a restore's upload costs the API server alone.
+// uploadSink is a leader whose restore reads the snapshot and keeps only
+// its size and SHA-256: what a restore's upload costs the API server
+// alone.
 type uploadSink struct {
 	rpc.Cluster // nil: a restore calls only what is below
 	received    atomic.Int64
+	sum         atomic.Value // [32]byte
 }
 
 func (u *uploadSink) IsLeader() bool { return true }
 
 func (u *uploadSink) RestoreSnapshot(ctx context.Context, r io.Reader) (rpc.SnapshotMeta, error) {
-	n, err := io.Copy(io.Discard, r)
+	h := sha256.New()
+	n, err := io.Copy(h, r)
 	u.received.Store(n)
+	u.sum.Store([32]byte(h.Sum(nil)))
 	return rpc.SnapshotMeta{Index: 1, Term: 1}, err
 }
 
-// startSink serves an API whose cluster is an uploadSink, over HTTP/1.1.
-func startSink(t testing.TB) (berthv1connect.ClusterServiceClient, *uploadSink) {
-	sink := &uploadSink{}
-	api := rpc.NewServer(rpc.Config{Store: fsm.New(testLogger(t)).State, Cluster: sink, Logger: testLogger(t)})
+// startAPI serves an API whose cluster is clu, over HTTP/1.1, and returns
+// its address.
+func startAPI(t testing.TB, clu rpc.Cluster) string {
+	api := rpc.NewServer(rpc.Config{Store: fsm.New(testLogger(t)).State, Cluster: clu, Logger: testLogger(t), SpoolDir: t.TempDir()})
 	hs := httptest.NewServer(api.Handler())
 	t.Cleanup(hs.Close)
-	return berthv1connect.NewClusterServiceClient(hs.Client(), hs.URL, rpc.WithSnapshotCodec()), sink
+	return hs.Listener.Addr().String()
+}
+
+// startSink serves an API whose cluster is an uploadSink.
+func startSink(t testing.TB) (berthv1connect.ClusterServiceClient, *uploadSink) {
+	sink := &uploadSink{}
+	return berthv1connect.NewClusterServiceClient(http.DefaultClient, "http://"+startAPI(t, sink), rpc.WithSnapshotCodec()), sink
+}
+
+// fallingLeader leads until it has read part of a restore, then loses
+// leadership to the server at next (as a leader does when its followers,
+// installing a large snapshot on a loaded machine, miss its lease).
+type fallingLeader struct {
+	rpc.Cluster
+	next    string
+	leading atomic.Bool
+}
+
+func (f *fallingLeader) IsLeader() bool { return f.leading.Load() }
+
+func (f *fallingLeader) Leader() (string, string, string) {
+	if f.leading.Load() {
+		return "a", "", "self"
+	}
+	return "b", "", f.next
+}
+
+func (f *fallingLeader) RestoreSnapshot(ctx context.Context, r io.Reader) (rpc.SnapshotMeta, error) {
+	if _, err := io.CopyN(io.Discard, r, 3<<20+17); err != nil {
+		return rpc.SnapshotMeta{}, err
+	}
+	f.leading.Store(false)
+	return rpc.SnapshotMeta{}, errors.New("leadership lost while committing log")
+}
+
+// TestRestoreStreamOutlivesLeaderChange: a leader that loses leadership
+// after reading part of an upload sends the whole of it to the new leader
+// (from its copy, and the rest of the stream): the client sends it once.
+func TestRestoreStreamOutlivesLeaderChange(t *testing.T) {
+	const size = 8<<20 + 5
+	data, _ := io.ReadAll(&countingReader{n: size})
+	for _, declared := range []int64{size, 0} {
+		sink := &uploadSink{}
+		first := &fallingLeader{next: startAPI(t, sink)}
+		first.leading.Store(true)
+		cl := berthv1connect.NewClusterServiceClient(http.DefaultClient, "http://"+startAPI(t, first), rpc.WithSnapshotCodec())
+		if _, err := rpc.UploadSnapshot(ctxFor(t, time.Minute), cl, nil, bytes.NewReader(data), declared); err != nil {
+			t.Fatalf("size given %d: %v", declared, err)
+		}
+		if sink.received.Load() != size || sink.sum.Load() != sha256.Sum256(data) {
+			t.Fatalf("size given %d: the new leader restored %d bytes (want %d) or other bytes", declared, sink.received.Load(), size)
+		}
+	}
 }
 
 // heapGrowthDuring returns how far the live heap (as the collector found
