@@ -126,7 +126,7 @@ func (o *serverOptions) registerLimits(fs *pflag.FlagSet) {
 	fs.IntVar(&o.maxInstances, "max-instances", rpc.DefaultMaxInstances, "most instances of all apps together")
 	fs.IntVar(&o.maxInstancesPerApp, "max-instances-per-app", appmodel.DefaultMaxInstances, "most instances of one app")
 	fs.IntVar(&o.maxEnvBytes, "max-env-bytes", appmodel.DefaultMaxEnvBytes, "most bytes of env names and values of one app")
-	fs.StringVar(&o.maxSnapshotSize, "max-snapshot-size", "1GiB", "largest snapshot `berth cluster snapshot restore` may send (e.g. 2GiB)")
+	fs.StringVar(&o.maxSnapshotSize, "max-snapshot-size", "1GiB", "largest snapshot a restore may send (berth cluster snapshot restore; e.g. 2GiB)")
 	fs.StringVar(&o.memoryLimit, "memory-limit", "", "soft limit on the server's memory (Go's GOMEMLIMIT, e.g. 300MiB): the garbage collector works harder near it; default: GOMEMLIMIT's, else none")
 }
 
