@@ -111,16 +111,18 @@ func TestAuthorizeEveryPolicyAndClass(t *testing.T) {
 	}
 	// Spot checks of the classes, so that a row that drifts is noticed.
 	for procedure, want := range map[string]Permission{
-		berthv1connect.AppServiceCreateAppProcedure:               PermWrite,
-		berthv1connect.AppServiceGetAppProcedure:                  PermRead,
-		berthv1connect.TaskServiceKillTaskProcedure:               PermWrite,
-		berthv1connect.DeploymentServiceCancelDeploymentProcedure: PermWrite,
-		berthv1connect.ClusterServiceRemovePeerProcedure:          PermOperator,
-		berthv1connect.ClusterServiceRestoreSnapshotProcedure:     PermManagement,
-		berthv1connect.ClusterServiceSaveSnapshotProcedure:        PermManagement,
-		berthv1connect.ACLServiceCreateTokenProcedure:             PermManagement,
-		berthv1connect.ACLServiceTokenSelfProcedure:               PermToken,
-		berthv1connect.ACLServiceBootstrapProcedure:               PermAnonymous,
+		berthv1connect.AppServiceCreateAppProcedure:                 PermWrite,
+		berthv1connect.AppServiceGetAppProcedure:                    PermRead,
+		berthv1connect.TaskServiceKillTaskProcedure:                 PermWrite,
+		berthv1connect.DeploymentServiceCancelDeploymentProcedure:   PermWrite,
+		berthv1connect.ClusterServiceRemovePeerProcedure:            PermOperator,
+		berthv1connect.ClusterServiceRestoreSnapshotProcedure:       PermManagement,
+		berthv1connect.ClusterServiceSaveSnapshotProcedure:          PermManagement,
+		berthv1connect.ClusterServiceRestoreSnapshotStreamProcedure: PermManagement,
+		berthv1connect.ClusterServiceSaveSnapshotStreamProcedure:    PermManagement,
+		berthv1connect.ACLServiceCreateTokenProcedure:               PermManagement,
+		berthv1connect.ACLServiceTokenSelfProcedure:                 PermToken,
+		berthv1connect.ACLServiceBootstrapProcedure:                 PermAnonymous,
 	} {
 		if got := Table[procedure].Permission; got != want {
 			t.Errorf("%s needs %d, want %d", procedure, got, want)

@@ -179,8 +179,10 @@ var Table = map[string]Rule{
 	berthv1connect.ClusterServiceTransferLeadershipProcedure: operatorW,
 	// A snapshot holds every app's env and every token's hash; restoring
 	// one replaces the tokens: management only, as in Consul and Nomad.
-	berthv1connect.ClusterServiceSaveSnapshotProcedure:    {Permission: PermManagement},
-	berthv1connect.ClusterServiceRestoreSnapshotProcedure: managementW,
+	berthv1connect.ClusterServiceSaveSnapshotProcedure:          {Permission: PermManagement},
+	berthv1connect.ClusterServiceRestoreSnapshotProcedure:       managementW,
+	berthv1connect.ClusterServiceSaveSnapshotStreamProcedure:    {Permission: PermManagement},
+	berthv1connect.ClusterServiceRestoreSnapshotStreamProcedure: managementW,
 	// Leave retires the server that receives it (operator work, like
 	// removing a peer).
 	berthv1connect.ClusterServiceLeaveProcedure: operatorW,

@@ -29,6 +29,7 @@ import (
 	"github.com/berth-dev/berth/fsm"
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
 	"github.com/berth-dev/berth/proto/berth/v1/berthv1connect"
+	"github.com/berth-dev/berth/rpc"
 )
 
 // Issue 14's state figures on real servers: three `berth server`
@@ -36,7 +37,10 @@ import (
 // 1,000, each with its berth and a running task, as the scheduler stores
 // them) by an operator snapshot restore, then the benchmark measures
 //
-//	restored:  the restore call → every server answers with the whole state
+//	restored:  the restore call (streamed, as the CLI sends it) → every
+//	           server answers with the whole state
+//	saved:     a streamed save of it to a file, through the leader and
+//	           through a follower
 //	RSS:       each server's VmRSS (/proc/<pid>/status) after a forced GC,
 //	           and its Go heap in use
 //	reads:     p50 / p99 of GetApp, and of ListTasks of one app (1,000
@@ -50,11 +54,12 @@ import (
 // needs them running in mesos-local: BenchmarkFailover100kResident.
 
 var (
-	stateInstances = flag.Int("state-instances", 100_000, "instances of BenchmarkState100k (apps of 1,000)")
-	readCalls      = flag.Int("read-calls", 2000, "calls per read figure of BenchmarkState100k")
-	stateServerEnv = flag.String("state-server-env", "", "NAME=VALUE set in the environment of BenchmarkState100k's servers (e.g. GOMEMLIMIT=300MiB)")
-	stateWrites    = flag.Int("state-writes", 10_000, "writes of BenchmarkState100k's write phase (creates and deletes of small apps through the leader; 8,192 make Raft take a snapshot)")
-	stateProfiles  = flag.String("state-profiles", "", "directory: BenchmarkState100k also saves a CPU profile and an execution trace of the leader's first 6 s of the restore, and per read figure of the server it reads from, taken over extra calls")
+	stateInstances    = flag.Int("state-instances", 100_000, "instances of BenchmarkState100k (apps of 1,000)")
+	readCalls         = flag.Int("read-calls", 2000, "calls per read figure of BenchmarkState100k")
+	stateServerEnv    = flag.String("state-server-env", "", "NAME=VALUE set in the environment of BenchmarkState100k's servers (e.g. GOMEMLIMIT=300MiB)")
+	stateWrites       = flag.Int("state-writes", 10_000, "writes of BenchmarkState100k's write phase (creates and deletes of small apps through the leader; 8,192 make Raft take a snapshot)")
+	stateRestoreWhole = flag.Bool("state-restore-whole", false, "BenchmarkState100k sends the snapshot in one RestoreSnapshot message, as CLIs before RestoreSnapshotStream did")
+	stateProfiles     = flag.String("state-profiles", "", "directory: BenchmarkState100k also saves a CPU profile and an execution trace of the leader's first 6 s of the restore, and per read figure of the server it reads from, taken over extra calls")
 )
 
 func BenchmarkState100k(b *testing.B) {
@@ -84,7 +89,12 @@ func BenchmarkState100k(b *testing.B) {
 				lead.saveProfile(*stateProfiles, "trace?seconds=6", "restore-leader.trace"))
 		}
 		start = time.Now()
-		_, err := lead.cluster.RestoreSnapshot(ctx, connect.NewRequest(&v1.RestoreSnapshotRequest{Data: data}))
+		var err error
+		if *stateRestoreWhole {
+			_, err = lead.cluster.RestoreSnapshot(ctx, connect.NewRequest(&v1.RestoreSnapshotRequest{Data: data}))
+		} else {
+			_, err = rpc.UploadSnapshot(ctx, lead.cluster, nil, bytes.NewReader(data), int64(len(data)))
+		}
 		cancel()
 		restoredLeader = time.Since(start)
 		for _, done := range profiled {
@@ -108,12 +118,21 @@ func BenchmarkState100k(b *testing.B) {
 	}
 	restored := time.Since(start)
 	b.StopTimer()
-	// Where the restore's time went: each server's log lines about it.
+	// Where the restore's time went: each server's log lines about it
+	// (the benchmark's output keeps only its first lines: with
+	// -state-profiles they are in DIR/restore-steps.log too).
+	var steps strings.Builder
 	for _, s := range c.servers {
 		for _, line := range strings.Split(s.p.out.String(), "\n") {
 			if restoreStep.MatchString(line) {
 				b.Logf("%s: %s", s.name, line)
+				fmt.Fprintf(&steps, "%s: %s\n", s.name, line)
 			}
+		}
+	}
+	if *stateProfiles != "" {
+		if err := os.WriteFile(filepath.Join(*stateProfiles, "restore-steps.log"), []byte(steps.String()), 0o644); err != nil {
+			b.Fatal(err)
 		}
 	}
 	b.ReportMetric(restoredLeader.Seconds(), "restore-leader-s")
@@ -124,6 +143,18 @@ func BenchmarkState100k(b *testing.B) {
 		b.Logf("%s: VmRSS %.0f MiB, Go heap in use %.0f MiB", s.name, rss, heap)
 		b.ReportMetric(rss, fmt.Sprintf("s%d-rss-MiB", i+1))
 		b.ReportMetric(heap, fmt.Sprintf("s%d-heap-MiB", i+1))
+	}
+
+	// Saving it back, streamed to a file as `berth cluster snapshot save`
+	// does: through the leader, then through a follower (which relays the
+	// leader's stream).
+	for _, r := range []struct {
+		role string
+		s    *stateServer
+	}{{"leader", c.waitAgreed(c.servers)}, {"follower", c.others(c.waitAgreed(c.servers))[0]}} {
+		took, size := saveSnapshotFile(b, r.s, filepath.Join(b.TempDir(), r.role+".snap"))
+		b.Logf("snapshot save through the %s (%s): %v, %.1f MiB", r.role, r.s.name, took.Round(time.Millisecond), float64(size)/(1<<20))
+		b.ReportMetric(took.Seconds(), "save-"+r.role+"-s")
 	}
 
 	if *stateWrites > 0 {
@@ -190,6 +221,32 @@ func BenchmarkFailover100kResident(b *testing.B) {
 		apps = append(apps, failoverApp{id: fmt.Sprintf("/db-%02d", i), instances: 2500, resident: true})
 	}
 	benchFailoverOn(b, *failover100kApps*25, apps)
+}
+
+// saveSnapshotFile saves a snapshot through s into path, streamed, and
+// returns how long it took and the file's size.
+func saveSnapshotFile(b *testing.B, s *stateServer, path string) (time.Duration, int64) {
+	b.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	start := time.Now()
+	if _, err := rpc.DownloadSnapshot(ctx, s.cluster, connect.NewRequest(&v1.SaveSnapshotRequest{}), f); err != nil {
+		b.Fatalf("save through %s: %v", s.name, err)
+	}
+	if err := f.Sync(); err != nil {
+		b.Fatal(err)
+	}
+	took := time.Since(start)
+	st, err := f.Stat()
+	if err != nil {
+		b.Fatal(err)
+	}
+	return took, st.Size()
 }
 
 // restoreStep matches the log lines of a snapshot restore's steps (Berth's
@@ -565,5 +622,5 @@ func (*memSink) Close() error  { return nil }
 func newBenchClients(base string) (berthv1connect.AppServiceClient, berthv1connect.TaskServiceClient, berthv1connect.ClusterServiceClient) {
 	return berthv1connect.NewAppServiceClient(http.DefaultClient, base),
 		berthv1connect.NewTaskServiceClient(http.DefaultClient, base),
-		berthv1connect.NewClusterServiceClient(http.DefaultClient, base)
+		berthv1connect.NewClusterServiceClient(http.DefaultClient, base, rpc.WithSnapshotCodec())
 }

@@ -3,6 +3,8 @@ package rpc_test
 import (
 	"bytes"
 	"context"
+	"errors"
+	"io"
 	"net/http"
 	"regexp"
 	"strings"
@@ -329,8 +331,8 @@ func TestACLOffIsOpen(t *testing.T) {
 	}
 }
 
-// TestInterceptorEveryMethodEveryPolicy calls every unary and server-stream
-// procedure of the ACL table on a live server with an empty request, with
+// TestInterceptorEveryMethodEveryPolicy calls every unary, server-stream
+// and client-stream procedure of the ACL table on a live server with an empty request, with
 // no token and with a token of every policy (and a prefixed one), and
 // checks the interceptor's decision against acl.Authorize: refused calls
 // get Unauthenticated or PermissionDenied, allowed calls get past the
@@ -369,7 +371,13 @@ func TestInterceptorEveryMethodEveryPolicy(t *testing.T) {
 			case strings.HasPrefix(procedure, "/grpc.reflection."):
 				cancel()
 				continue // bidi streams need HTTP/2; open to all, as the table says
-			case procedure == berthv1connect.EventServiceStreamEventsProcedure || procedure == berthv1connect.TaskServiceReadTaskLogProcedure || procedure == acl.HealthWatchProcedure:
+			case procedure == berthv1connect.ClusterServiceRestoreSnapshotStreamProcedure:
+				stream := client.CallClientStream(cctx)
+				if err = stream.Send(&emptypb.Empty{}); err == nil || errors.Is(err, io.EOF) {
+					_, err = stream.CloseAndReceive()
+				}
+			case procedure == berthv1connect.EventServiceStreamEventsProcedure || procedure == berthv1connect.TaskServiceReadTaskLogProcedure ||
+				procedure == acl.HealthWatchProcedure || procedure == berthv1connect.ClusterServiceSaveSnapshotStreamProcedure:
 				var stream *connect.ServerStreamForClient[emptypb.Empty]
 				stream, err = client.CallServerStream(cctx, connect.NewRequest(&emptypb.Empty{}))
 				if err == nil {

@@ -341,9 +341,15 @@ func (s *Server) audit(ctx context.Context) {
 // again.
 func forwarded[T any](ctx context.Context, msg *T) *connect.Request[T] {
 	req := connect.NewRequest(msg)
-	req.Header().Set(forwardedHeader, "1")
-	if c := callerFrom(ctx); c != nil && c.secret != "" {
-		req.Header().Set("Authorization", "Bearer "+c.secret)
-	}
+	markForwardedRequest(ctx, req.Header())
 	return req
+}
+
+// markForwardedRequest sets the headers of a request forwarded to the
+// leader (forwarded's, for a client stream's request headers).
+func markForwardedRequest(ctx context.Context, h http.Header) {
+	h.Set(forwardedHeader, "1")
+	if c := callerFrom(ctx); c != nil && c.secret != "" {
+		h.Set("Authorization", "Bearer "+c.secret)
+	}
 }

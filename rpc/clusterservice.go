@@ -1,7 +1,6 @@
 package rpc
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -118,55 +117,6 @@ func (c *clusterService) TransferLeadership(ctx context.Context, req *connect.Re
 		}
 	}, func(ctx context.Context, pc *peerClients) (*connect.Response[v1.TransferLeadershipResponse], error) {
 		return pc.cluster.TransferLeadership(ctx, forwarded(ctx, msg))
-	})
-}
-
-// SaveSnapshot returns a snapshot of the replicated state, taken on the
-// leader once it has applied everything committed before its term: it holds
-// every write acknowledged before the call, whichever server received it. A
-// follower's store may lag the leader's, so a follower forwards.
-func (c *clusterService) SaveSnapshot(ctx context.Context, req *connect.Request[v1.SaveSnapshotRequest]) (*connect.Response[v1.SaveSnapshotResponse], error) {
-	msg := req.Msg
-	return onLeader(ctx, c.Server, req.Header(), func(ctx context.Context) (*connect.Response[v1.SaveSnapshotResponse], error) {
-		if err := c.caughtUp(ctx); err != nil {
-			return nil, err
-		}
-		var buf bytes.Buffer
-		meta, err := c.clu.SaveSnapshot(ctx, &buf)
-		if err != nil {
-			if !c.clu.IsLeader() {
-				return nil, &notLeaderError{err}
-			}
-			return nil, connect.NewError(connect.CodeUnavailable, prefixed("save snapshot", err))
-		}
-		return connect.NewResponse(&v1.SaveSnapshotResponse{Data: buf.Bytes(), Index: meta.Index, Term: meta.Term}), nil
-	}, func(ctx context.Context, pc *peerClients) (*connect.Response[v1.SaveSnapshotResponse], error) {
-		return pc.cluster.SaveSnapshot(ctx, forwarded(ctx, msg))
-	})
-}
-
-// RestoreSnapshot replaces the replicated state with a snapshot (on the
-// leader).
-func (c *clusterService) RestoreSnapshot(ctx context.Context, req *connect.Request[v1.RestoreSnapshotRequest]) (*connect.Response[v1.RestoreSnapshotResponse], error) {
-	msg := req.Msg
-	if len(msg.Data) == 0 {
-		return nil, invalid("data", "must not be empty")
-	}
-	// A restore of a large state takes longer than ForwardTimeout on the
-	// leader: a forward that gave up would restore it twice.
-	return onLeaderFor(ctx, c.Server, req.Header(), 0, func(ctx context.Context) (*connect.Response[v1.RestoreSnapshotResponse], error) {
-		c.log.Info("snapshot restore requested", "bytes", len(msg.Data))
-		meta, err := c.clu.RestoreSnapshot(ctx, bytes.NewReader(msg.Data))
-		if err != nil {
-			if !c.clu.IsLeader() {
-				return nil, &notLeaderError{err}
-			}
-			return nil, connect.NewError(connect.CodeInvalidArgument, prefixed("restore snapshot", err))
-		}
-		c.log.Info("snapshot restored through the api", "index", meta.Index, "term", meta.Term)
-		return connect.NewResponse(&v1.RestoreSnapshotResponse{}), nil
-	}, func(ctx context.Context, pc *peerClients) (*connect.Response[v1.RestoreSnapshotResponse], error) {
-		return pc.cluster.RestoreSnapshot(ctx, forwarded(ctx, msg))
 	})
 }
 

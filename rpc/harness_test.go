@@ -123,6 +123,14 @@ type clusterOpts struct {
 	ui http.Handler
 	// forwardTimeout is Config.ForwardTimeout (0: the default).
 	forwardTimeout time.Duration
+	// maxSnapshotBytes is Config.MaxSnapshotBytes (0: the default).
+	maxSnapshotBytes int
+	// patientRaft sets Raft's heartbeat, election and lease timeouts to
+	// 2 s: the in-memory transport has no heartbeat fast path, so a
+	// follower installing a snapshot of a few MiB (slow under the race
+	// detector) answers no heartbeat meanwhile, and with the 250 ms
+	// default lease the leader steps down after every restore.
+	patientRaft bool
 }
 
 // startServer starts one server; join is the gossip address of a running
@@ -159,9 +167,15 @@ func startServer(t testing.TB, name string, network *cluster.InmemNetwork, expec
 		ReconcileInterval: 100 * time.Millisecond,
 		RetryJoinInterval: 200 * time.Millisecond,
 		ReconnectInterval: 500 * time.Millisecond,
+		// As berth server does: a snapshot is checked before raft sees it.
+		VerifySnapshot:  f.PrepareRestore,
+		DiscardVerified: f.DiscardPrepared,
 	}
 	if join != "" {
 		cfg.Join = []string{join}
+	}
+	if o.patientRaft {
+		cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = 2*time.Second, 2*time.Second, 2*time.Second
 	}
 	if o.onDisk {
 		cfg.InMemory, cfg.Network = false, nil
@@ -180,21 +194,23 @@ func startServer(t testing.TB, name string, network *cluster.InmemNetwork, expec
 	}
 	broker := rpc.NewEventBroker(0, log)
 	api := rpc.NewServer(rpc.Config{
-		Store:           f.State,
-		Cluster:         clusteradapter.New(node),
-		Events:          broker,
-		Publisher:       broker,
-		Logger:          log,
-		LeaderWait:      o.leaderWait,
-		ForwardTimeout:  o.forwardTimeout,
-		MaxRequestBytes: o.maxRequestBytes,
-		OnLeft:          o.onLeft,
-		MaxApps:         o.maxApps,
-		MaxInstances:    o.maxInstances,
-		ACLEnabled:      o.aclEnabled,
-		TaskUsers:       o.taskUsers,
-		DefaultTaskUser: o.defaultTaskUser,
-		Metrics:         reg,
+		Store:            f.State,
+		Cluster:          clusteradapter.New(node),
+		Events:           broker,
+		Publisher:        broker,
+		Logger:           log,
+		LeaderWait:       o.leaderWait,
+		ForwardTimeout:   o.forwardTimeout,
+		MaxRequestBytes:  o.maxRequestBytes,
+		MaxSnapshotBytes: o.maxSnapshotBytes,
+		SpoolDir:         t.TempDir(),
+		OnLeft:           o.onLeft,
+		MaxApps:          o.maxApps,
+		MaxInstances:     o.maxInstances,
+		ACLEnabled:       o.aclEnabled,
+		TaskUsers:        o.taskUsers,
+		DefaultTaskUser:  o.defaultTaskUser,
+		Metrics:          reg,
 
 		SchedulerSubscribed: o.schedulerSubscribed,
 		MesosOperator:       o.mesosOperator,

@@ -52,8 +52,9 @@ func (s *Server) peer(addr string) *peerClients {
 	if strings.Contains(addr, "://") {
 		base = addr
 	}
-	// Snapshots travel whole in one message, both ways.
-	opts := []connect.ClientOption{connect.WithSendMaxBytes(s.cfg.MaxSnapshotBytes), connect.WithReadMaxBytes(s.cfg.MaxSnapshotBytes)}
+	// Snapshots travel whole in one message, both ways (RestoreSnapshot
+	// and SaveSnapshot), or in chunks (snapshotCodec).
+	opts := []connect.ClientOption{connect.WithSendMaxBytes(s.cfg.MaxSnapshotBytes), connect.WithReadMaxBytes(s.cfg.MaxSnapshotBytes), WithSnapshotCodec()}
 	pc := &peerClients{
 		addr:       addr,
 		app:        berthv1connect.NewAppServiceClient(s.httpClient, base, opts...),
@@ -96,6 +97,36 @@ func onLeaderFor[Res any](ctx context.Context, s *Server, hdr http.Header, forwa
 	local func(context.Context) (*connect.Response[Res], error),
 	remote func(context.Context, *peerClients) (*connect.Response[Res], error),
 ) (*connect.Response[Res], error) {
+	return leaderCall(ctx, s, hdr, forwardTimeout, func(ctx context.Context) (*connect.Response[Res], error) {
+		res, err := local(ctx)
+		if err == nil {
+			// The index the write is applied at: a forwarding
+			// follower makes its later reads wait for it, and a
+			// client may send it back as minIndexHeader.
+			res.Header().Set(indexHeader, strconv.FormatUint(s.store().LastIndex(), 10))
+			s.audit(ctx)
+		}
+		return res, err
+	}, func(ctx context.Context, pc *peerClients) (*connect.Response[Res], error) {
+		res, err := remote(ctx, pc)
+		if err == nil {
+			s.noteForwarded(res.Header().Get(indexHeader))
+		}
+		return res, err
+	})
+}
+
+// leaderCall is onLeaderFor's loop for any kind of answer (a stream's
+// too): local runs when this server leads, and is tried again through the
+// new leader when it fails with a *notLeaderError; remote runs against the
+// leader's API, and is tried again when it fails with Unavailable or its
+// forwardTimeout. A stream's local or remote must therefore fail with
+// neither once it has sent something of its answer.
+func leaderCall[T any](ctx context.Context, s *Server, hdr http.Header, forwardTimeout time.Duration,
+	local func(context.Context) (T, error),
+	remote func(context.Context, *peerClients) (T, error),
+) (T, error) {
+	var zero T
 	deadline := time.Now().Add(s.cfg.LeaderWait)
 	backoff := 20 * time.Millisecond
 	var lastErr error
@@ -103,22 +134,14 @@ func onLeaderFor[Res any](ctx context.Context, s *Server, hdr http.Header, forwa
 		if s.clu.IsLeader() {
 			res, err := local(ctx)
 			var nle *notLeaderError
-			if err == nil {
-				// The index the write is applied at: a forwarding
-				// follower makes its later reads wait for it, and a
-				// client may send it back as minIndexHeader.
-				res.Header().Set(indexHeader, strconv.FormatUint(s.store().LastIndex(), 10))
-				s.audit(ctx)
-				return res, nil
-			}
-			if !errors.As(err, &nle) {
+			if err == nil || !errors.As(err, &nle) {
 				return res, err
 			}
 			lastErr = err
 		} else if hdr.Get(forwardedHeader) != "" {
 			// Forwarded to us, but we are not the leader (any more): let
 			// the forwarding server find the new leader.
-			return nil, connect.NewError(connect.CodeUnavailable, errors.New("this server is not the leader"))
+			return zero, errNotLeaderHere()
 		} else if _, _, addr := s.clu.Leader(); addr != "" {
 			markForwarded(ctx)
 			actx, cancel := ctx, context.CancelFunc(func() {})
@@ -129,7 +152,6 @@ func onLeaderFor[Res any](ctx context.Context, s *Server, hdr http.Header, forwa
 			timedOut := actx.Err() != nil && ctx.Err() == nil
 			cancel()
 			if err == nil {
-				s.noteForwarded(res.Header().Get(indexHeader))
 				return res, nil
 			}
 			if connect.CodeOf(err) != connect.CodeUnavailable && !timedOut {
@@ -138,24 +160,30 @@ func onLeaderFor[Res any](ctx context.Context, s *Server, hdr http.Header, forwa
 			lastErr = fmt.Errorf("leader at %s: %w", addr, err)
 		}
 		if ctx.Err() != nil {
-			return nil, ctxError(ctx.Err())
+			return zero, ctxError(ctx.Err())
 		}
 		if time.Now().After(deadline) {
 			msg := fmt.Sprintf("no leader available after %s", s.cfg.LeaderWait)
 			if lastErr != nil {
 				msg += ": " + lastErr.Error()
 			}
-			return nil, connect.NewError(connect.CodeUnavailable, errors.New(msg))
+			return zero, connect.NewError(connect.CodeUnavailable, errors.New(msg))
 		}
 		t := time.NewTimer(backoff)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return nil, ctxError(ctx.Err())
+			return zero, ctxError(ctx.Err())
 		case <-t.C:
 		}
 		backoff = min(backoff*2, 250*time.Millisecond)
 	}
+}
+
+// errNotLeaderHere answers a forwarded request that reached a server that
+// is not the leader (any more).
+func errNotLeaderHere() error {
+	return connect.NewError(connect.CodeUnavailable, errors.New("this server is not the leader"))
 }
 
 // indexHeader carries, on the response to a write, the log index the

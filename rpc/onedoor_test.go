@@ -22,6 +22,7 @@ var rawBytesAllowed = map[protoreflect.FullName]string{
 	// A whole snapshot of the state, parsed by fsm.ReadSnapshot and
 	// replaced at once by Raft; it never becomes an FSM command.
 	"berth.v1.RestoreSnapshotRequest.data": "whole-state restore, an operator action",
+	"berth.v1.SnapshotChunk.data":          "the same, streamed in chunks",
 }
 
 // TestNoRawCommandEndpoint walks every method of every Berth service and

@@ -114,8 +114,13 @@ type Config struct {
 	// definitions are additionally limited to MaxAppBytes when parsed from
 	// files).
 	MaxRequestBytes int
-	// MaxSnapshotBytes bounds RestoreSnapshot requests (default 1 GiB).
+	// MaxSnapshotBytes bounds RestoreSnapshot requests and the snapshots
+	// RestoreSnapshotStream takes (default 1 GiB).
 	MaxSnapshotBytes int
+	// SpoolDir is where a follower keeps a snapshot streamed to it while
+	// it forwards it to the leader (default: the system's temporary
+	// directory).
+	SpoolDir string
 	// LeaderWait is how long a write waits for a leader (during an
 	// election) before failing with Unavailable (default 10 s).
 	LeaderWait time.Duration
@@ -381,11 +386,12 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle(berthv1connect.NewACLServiceHandler(&aclService{s}, opts...))
 	mux.Handle(berthv1connect.NewBackupServiceHandler(&backupService{s}, opts...))
 	clusterOpts := []connect.HandlerOption{
-		// Snapshots travel whole in one message.
+		// Snapshots travel whole in one message (RestoreSnapshot).
 		connect.WithReadMaxBytes(s.cfg.MaxSnapshotBytes),
 		connect.WithRecover(s.recoverPanic),
 		connect.WithInterceptors(interceptors...),
 		connect.WithCompressMinBytes(compressMinBytes),
+		WithSnapshotCodec(),
 	}
 	mux.Handle(berthv1connect.NewClusterServiceHandler(&clusterService{s}, clusterOpts...))
 	mux.Handle(berthv1connect.NewKeyringServiceHandler(&keyringService{s}, opts...))

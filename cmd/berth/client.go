@@ -20,6 +20,7 @@ import (
 
 	"github.com/berth-dev/berth/appmodel"
 	"github.com/berth-dev/berth/proto/berth/v1/berthv1connect"
+	"github.com/berth-dev/berth/rpc"
 )
 
 // defaultAPIAddr is where a local server listens unless told otherwise.
@@ -130,7 +131,7 @@ func newClients() (*clients, error) {
 		tasks:       berthv1connect.NewTaskServiceClient(hc, u),
 		deployments: berthv1connect.NewDeploymentServiceClient(hc, u),
 		events:      berthv1connect.NewEventServiceClient(hc, u),
-		cluster:     berthv1connect.NewClusterServiceClient(hc, u),
+		cluster:     berthv1connect.NewClusterServiceClient(hc, u, rpc.WithSnapshotCodec()),
 		keyring:     berthv1connect.NewKeyringServiceClient(hc, u),
 		agents:      berthv1connect.NewAgentServiceClient(hc, u),
 		acl:         berthv1connect.NewACLServiceClient(hc, u),

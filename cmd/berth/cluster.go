@@ -1,7 +1,7 @@
 package main
 
 import (
-	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
+	"github.com/berth-dev/berth/rpc"
 )
 
 func init() {
@@ -158,22 +159,57 @@ func clusterSnapshotSaveCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			res, err := cl.cluster.SaveSnapshot(c.Context(), connect.NewRequest(&v1.SaveSnapshotRequest{}))
+			// Written next to FILE and renamed once complete: FILE is
+			// never a partial snapshot.
+			tmp := args[0] + ".tmp"
+			f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+			if err != nil {
+				return fmt.Errorf("write snapshot: %w", err)
+			}
+			defer os.Remove(tmp) // after the rename: nothing
+			meta, size, err := saveSnapshot(c.Context(), cl, f)
+			if cerr := f.Close(); err == nil && cerr != nil {
+				err = fmt.Errorf("write snapshot: %w", cerr)
+			}
 			if err != nil {
 				return err
-			}
-			tmp := args[0] + ".tmp"
-			if err := os.WriteFile(tmp, res.Msg.GetData(), 0o600); err != nil {
-				return fmt.Errorf("write snapshot: %w", err)
 			}
 			if err := os.Rename(tmp, args[0]); err != nil {
 				return fmt.Errorf("write snapshot: %w", err)
 			}
 			fmt.Fprintf(c.OutOrStdout(), "Saved snapshot at index %d (term %d, %d bytes) to %s\n",
-				res.Msg.GetIndex(), res.Msg.GetTerm(), len(res.Msg.GetData()), args[0])
+				meta.Index, meta.Term, size, args[0])
 			return nil
 		},
 	}
+}
+
+// saveSnapshot streams a snapshot into f (SaveSnapshotStream), or takes it
+// in one message from a server too old to stream it, and returns it with
+// its size.
+func saveSnapshot(ctx context.Context, cl *clients, f *os.File) (rpc.SnapshotMeta, int64, error) {
+	meta, err := rpc.DownloadSnapshot(ctx, cl.cluster, connect.NewRequest(&v1.SaveSnapshotRequest{}), f)
+	size, serr := f.Seek(0, io.SeekCurrent)
+	if serr != nil {
+		return rpc.SnapshotMeta{}, 0, fmt.Errorf("write snapshot: %w", serr)
+	}
+	if connect.CodeOf(err) == connect.CodeUnimplemented && size == 0 {
+		res, uerr := cl.cluster.SaveSnapshot(ctx, connect.NewRequest(&v1.SaveSnapshotRequest{}))
+		if uerr != nil {
+			return rpc.SnapshotMeta{}, 0, uerr
+		}
+		if _, err := f.Write(res.Msg.GetData()); err != nil {
+			return rpc.SnapshotMeta{}, 0, fmt.Errorf("write snapshot: %w", err)
+		}
+		meta, size, err = rpc.SnapshotMeta{Index: res.Msg.GetIndex(), Term: res.Msg.GetTerm()}, int64(len(res.Msg.GetData())), nil
+	}
+	if err != nil {
+		return rpc.SnapshotMeta{}, 0, err
+	}
+	if err := f.Sync(); err != nil {
+		return rpc.SnapshotMeta{}, 0, fmt.Errorf("write snapshot: %w", err)
+	}
+	return meta, size, nil
 }
 
 func clusterSnapshotRestoreCmd() *cobra.Command {
@@ -191,17 +227,35 @@ func clusterSnapshotRestoreCmd() *cobra.Command {
 				return fmt.Errorf("read snapshot: %w", err)
 			}
 			defer f.Close()
-			var buf bytes.Buffer
-			if _, err := io.Copy(&buf, f); err != nil {
+			st, err := f.Stat()
+			if err != nil {
 				return fmt.Errorf("read snapshot: %w", err)
 			}
-			if _, err := cl.cluster.RestoreSnapshot(c.Context(), connect.NewRequest(&v1.RestoreSnapshotRequest{Data: buf.Bytes()})); err != nil {
+			_, err = rpc.UploadSnapshot(c.Context(), cl.cluster, nil, f, st.Size())
+			if connect.CodeOf(err) == connect.CodeUnimplemented {
+				// A server too old to take it in chunks.
+				err = restoreWhole(c.Context(), cl, f)
+			}
+			if err != nil {
 				return err
 			}
-			fmt.Fprintf(c.OutOrStdout(), "Restored snapshot %s (%d bytes)\n", args[0], buf.Len())
+			fmt.Fprintf(c.OutOrStdout(), "Restored snapshot %s (%d bytes)\n", args[0], st.Size())
 			return nil
 		},
 	}
+}
+
+// restoreWhole sends the snapshot file f in one RestoreSnapshot message.
+func restoreWhole(ctx context.Context, cl *clients, f *os.File) error {
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("read snapshot: %w", err)
+	}
+	data, err := io.ReadAll(f)
+	if err != nil {
+		return fmt.Errorf("read snapshot: %w", err)
+	}
+	_, err = cl.cluster.RestoreSnapshot(ctx, connect.NewRequest(&v1.RestoreSnapshotRequest{Data: data}))
+	return err
 }
 
 func clusterLeaveCmd() *cobra.Command {

@@ -9,17 +9,19 @@ import (
 	"strings"
 )
 
-// memoryLimitUnits are the suffixes --memory-limit takes, as GOMEMLIMIT.
-var memoryLimitUnits = []struct {
+// sizeUnits are the suffixes --memory-limit and --max-snapshot-size take,
+// as GOMEMLIMIT.
+var sizeUnits = []struct {
 	suffix string
 	bytes  int64
 }{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"B", 1}}
 
-// parseMemoryLimit reads a size as GOMEMLIMIT writes it ("300MiB",
-// "1GiB", "314572800"): a whole number of bytes with an optional unit.
-func parseMemoryLimit(s string) (int64, error) {
+// parseSize reads the value of the size flag named flag as GOMEMLIMIT
+// writes sizes ("300MiB", "1GiB", "314572800"): a whole number of bytes
+// with an optional unit.
+func parseSize(flag, s string) (int64, error) {
 	num, mult := s, int64(1)
-	for _, u := range memoryLimitUnits {
+	for _, u := range sizeUnits {
 		if n, ok := strings.CutSuffix(s, u.suffix); ok {
 			num, mult = n, u.bytes
 			break
@@ -27,7 +29,7 @@ func parseMemoryLimit(s string) (int64, error) {
 	}
 	n, err := strconv.ParseInt(num, 10, 64)
 	if err != nil || n <= 0 || n > math.MaxInt64/mult {
-		return 0, fmt.Errorf("--memory-limit: %q is not a positive size such as 300MiB or 2GiB", s)
+		return 0, fmt.Errorf("%s: %q is not a positive size such as 300MiB or 2GiB", flag, s)
 	}
 	return n * mult, nil
 }
@@ -41,7 +43,7 @@ func applyMemoryLimit(value string, logger *slog.Logger) error {
 	if value == "" {
 		return nil
 	}
-	limit, err := parseMemoryLimit(value)
+	limit, err := parseSize("--memory-limit", value)
 	if err != nil {
 		return err
 	}

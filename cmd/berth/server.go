@@ -73,6 +73,7 @@ type serverOptions struct {
 	maxApps            int
 	maxInstances       int
 	memoryLimit        string
+	maxSnapshotSize    string
 	maxInstancesPerApp int
 	maxEnvBytes        int
 	heartbeatTimeout   time.Duration
@@ -125,6 +126,7 @@ func (o *serverOptions) registerLimits(fs *pflag.FlagSet) {
 	fs.IntVar(&o.maxInstances, "max-instances", rpc.DefaultMaxInstances, "most instances of all apps together")
 	fs.IntVar(&o.maxInstancesPerApp, "max-instances-per-app", appmodel.DefaultMaxInstances, "most instances of one app")
 	fs.IntVar(&o.maxEnvBytes, "max-env-bytes", appmodel.DefaultMaxEnvBytes, "most bytes of env names and values of one app")
+	fs.StringVar(&o.maxSnapshotSize, "max-snapshot-size", "1GiB", "largest snapshot a restore may send (berth cluster snapshot restore; e.g. 2GiB)")
 	fs.StringVar(&o.memoryLimit, "memory-limit", "", "soft limit on the server's memory (Go's GOMEMLIMIT, e.g. 300MiB): the garbage collector works harder near it; default: GOMEMLIMIT's, else none")
 }
 
@@ -270,6 +272,10 @@ func runServer(ctx context.Context, o *serverOptions, logger *slog.Logger, ready
 		return errors.New("--data-dir: must be set")
 	}
 	if err := applyMemoryLimit(o.memoryLimit, logger); err != nil {
+		return err
+	}
+	maxSnapshot, err := parseSize("--max-snapshot-size", o.maxSnapshotSize)
+	if err != nil {
 		return err
 	}
 	paths := o.security.paths()
@@ -445,7 +451,10 @@ func runServer(ctx context.Context, o *serverOptions, logger *slog.Logger, ready
 		},
 		MaxApps:      o.maxApps,
 		MaxInstances: o.maxInstances,
-		OnLeft:       func() { left.Store(true); leftCluster() },
+		// A follower keeps a streamed snapshot here while forwarding it.
+		SpoolDir:         o.dataDir,
+		MaxSnapshotBytes: int(maxSnapshot),
+		OnLeft:           func() { left.Store(true); leftCluster() },
 		// Marathon's /v2 REST API, next to Connect on the same address.
 		REST: marathon.New(marathon.Config{
 			Store: state.State, Version: version, MesosMaster: o.mesosMaster,

@@ -4719,6 +4719,81 @@ func (*RestoreSnapshotResponse) Descriptor() ([]byte, []int) {
 	return file_berth_v1_service_proto_rawDescGZIP(), []int{72}
 }
 
+// SnapshotChunk is one piece of a snapshot file in SaveSnapshotStream and
+// RestoreSnapshotStream.
+type SnapshotChunk struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// data is the next bytes of the file.
+	Data []byte `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	// size is the whole file's size in bytes: set in the first message of a
+	// restore (0: not given; the server then counts the bytes as they come).
+	Size int64 `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	// index and term of the last log entry the snapshot holds: set in the
+	// last message of a save, which has no data.
+	Index         uint64 `protobuf:"varint,3,opt,name=index,proto3" json:"index,omitempty"`
+	Term          uint64 `protobuf:"varint,4,opt,name=term,proto3" json:"term,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotChunk) Reset() {
+	*x = SnapshotChunk{}
+	mi := &file_berth_v1_service_proto_msgTypes[73]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotChunk) ProtoMessage() {}
+
+func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_v1_service_proto_msgTypes[73]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotChunk.ProtoReflect.Descriptor instead.
+func (*SnapshotChunk) Descriptor() ([]byte, []int) {
+	return file_berth_v1_service_proto_rawDescGZIP(), []int{73}
+}
+
+func (x *SnapshotChunk) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *SnapshotChunk) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *SnapshotChunk) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *SnapshotChunk) GetTerm() uint64 {
+	if x != nil {
+		return x.Term
+	}
+	return 0
+}
+
 var File_berth_v1_service_proto protoreflect.FileDescriptor
 
 const file_berth_v1_service_proto_rawDesc = "" +
@@ -5051,7 +5126,12 @@ const file_berth_v1_service_proto_rawDesc = "" +
 	"\x04term\x18\x03 \x01(\x04R\x04term\",\n" +
 	"\x16RestoreSnapshotRequest\x12\x12\n" +
 	"\x04data\x18\x01 \x01(\fR\x04data\"\x19\n" +
-	"\x17RestoreSnapshotResponse*T\n" +
+	"\x17RestoreSnapshotResponse\"a\n" +
+	"\rSnapshotChunk\x12\x12\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\x12\x12\n" +
+	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x14\n" +
+	"\x05index\x18\x03 \x01(\x04R\x05index\x12\x12\n" +
+	"\x04term\x18\x04 \x01(\x04R\x04term*T\n" +
 	"\x0fReadConsistency\x12 \n" +
 	"\x1cREAD_CONSISTENCY_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bREAD_CONSISTENCY_CONSISTENT\x10\x01*`\n" +
@@ -5084,7 +5164,7 @@ const file_berth_v1_service_proto_rawDesc = "" +
 	"\rGetDeployment\x12\x1e.berth.v1.GetDeploymentRequest\x1a\x1f.berth.v1.GetDeploymentResponse\"\x03\x90\x02\x01\x12Y\n" +
 	"\x10CancelDeployment\x12!.berth.v1.CancelDeploymentRequest\x1a\".berth.v1.CancelDeploymentResponse2P\n" +
 	"\fEventService\x12@\n" +
-	"\fStreamEvents\x12\x1d.berth.v1.StreamEventsRequest\x1a\x0f.berth.v1.Event0\x012\xbe\x05\n" +
+	"\fStreamEvents\x12\x1d.berth.v1.StreamEventsRequest\x1a\x0f.berth.v1.Event0\x012\xe5\x06\n" +
 	"\x0eClusterService\x12C\n" +
 	"\aMembers\x12\x18.berth.v1.MembersRequest\x1a\x19.berth.v1.MembersResponse\"\x03\x90\x02\x01\x12@\n" +
 	"\x06Leader\x12\x17.berth.v1.LeaderRequest\x1a\x18.berth.v1.LeaderResponse\"\x03\x90\x02\x01\x12I\n" +
@@ -5093,7 +5173,9 @@ const file_berth_v1_service_proto_rawDesc = "" +
 	"RemovePeer\x12\x1b.berth.v1.RemovePeerRequest\x1a\x1c.berth.v1.RemovePeerResponse\x12_\n" +
 	"\x12TransferLeadership\x12#.berth.v1.TransferLeadershipRequest\x1a$.berth.v1.TransferLeadershipResponse\x12M\n" +
 	"\fSaveSnapshot\x12\x1d.berth.v1.SaveSnapshotRequest\x1a\x1e.berth.v1.SaveSnapshotResponse\x12V\n" +
-	"\x0fRestoreSnapshot\x12 .berth.v1.RestoreSnapshotRequest\x1a!.berth.v1.RestoreSnapshotResponse\x128\n" +
+	"\x0fRestoreSnapshot\x12 .berth.v1.RestoreSnapshotRequest\x1a!.berth.v1.RestoreSnapshotResponse\x12N\n" +
+	"\x12SaveSnapshotStream\x12\x1d.berth.v1.SaveSnapshotRequest\x1a\x17.berth.v1.SnapshotChunk0\x01\x12U\n" +
+	"\x15RestoreSnapshotStream\x12\x17.berth.v1.SnapshotChunk\x1a!.berth.v1.RestoreSnapshotResponse(\x01\x128\n" +
 	"\x05Leave\x12\x16.berth.v1.LeaveRequest\x1a\x17.berth.v1.LeaveResponse\x12O\n" +
 	"\vMesosStatus\x12\x1c.berth.v1.MesosStatusRequest\x1a\x1d.berth.v1.MesosStatusResponse\"\x03\x90\x02\x01B\x90\x01\n" +
 	"\fcom.berth.v1B\fServiceProtoP\x01Z1github.com/berth-dev/berth/proto/berth/v1;berthv1\xa2\x02\x03BXX\xaa\x02\bBerth.V1\xca\x02\bBerth\\V1\xe2\x02\x14Berth\\V1\\GPBMetadata\xea\x02\tBerth::V1b\x06proto3"
@@ -5111,7 +5193,7 @@ func file_berth_v1_service_proto_rawDescGZIP() []byte {
 }
 
 var file_berth_v1_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_berth_v1_service_proto_msgTypes = make([]protoimpl.MessageInfo, 73)
+var file_berth_v1_service_proto_msgTypes = make([]protoimpl.MessageInfo, 74)
 var file_berth_v1_service_proto_goTypes = []any{
 	(ReadConsistency)(0),               // 0: berth.v1.ReadConsistency
 	(TaskLogFile)(0),                   // 1: berth.v1.TaskLogFile
@@ -5188,26 +5270,27 @@ var file_berth_v1_service_proto_goTypes = []any{
 	(*SaveSnapshotResponse)(nil),       // 72: berth.v1.SaveSnapshotResponse
 	(*RestoreSnapshotRequest)(nil),     // 73: berth.v1.RestoreSnapshotRequest
 	(*RestoreSnapshotResponse)(nil),    // 74: berth.v1.RestoreSnapshotResponse
-	(*App)(nil),                        // 75: berth.v1.App
-	(*TaskFailure)(nil),                // 76: berth.v1.TaskFailure
-	(*Move)(nil),                       // 77: berth.v1.Move
-	(*Deployment)(nil),                 // 78: berth.v1.Deployment
-	(*Backup)(nil),                     // 79: berth.v1.Backup
+	(*SnapshotChunk)(nil),              // 75: berth.v1.SnapshotChunk
+	(*App)(nil),                        // 76: berth.v1.App
+	(*TaskFailure)(nil),                // 77: berth.v1.TaskFailure
+	(*Move)(nil),                       // 78: berth.v1.Move
+	(*Deployment)(nil),                 // 79: berth.v1.Deployment
+	(*Backup)(nil),                     // 80: berth.v1.Backup
 }
 var file_berth_v1_service_proto_depIdxs = []int32{
-	75, // 0: berth.v1.ParseAppResponse.app:type_name -> berth.v1.App
-	75, // 1: berth.v1.RenderAppRequest.app:type_name -> berth.v1.App
-	75, // 2: berth.v1.CreateAppRequest.app:type_name -> berth.v1.App
-	75, // 3: berth.v1.CreateAppResponse.app:type_name -> berth.v1.App
+	76, // 0: berth.v1.ParseAppResponse.app:type_name -> berth.v1.App
+	76, // 1: berth.v1.RenderAppRequest.app:type_name -> berth.v1.App
+	76, // 2: berth.v1.CreateAppRequest.app:type_name -> berth.v1.App
+	76, // 3: berth.v1.CreateAppResponse.app:type_name -> berth.v1.App
 	0,  // 4: berth.v1.GetAppRequest.consistency:type_name -> berth.v1.ReadConsistency
-	75, // 5: berth.v1.GetAppResponse.app:type_name -> berth.v1.App
+	76, // 5: berth.v1.GetAppResponse.app:type_name -> berth.v1.App
 	10, // 6: berth.v1.GetAppResponse.summary:type_name -> berth.v1.AppSummary
-	76, // 7: berth.v1.AppSummary.last_task_failure:type_name -> berth.v1.TaskFailure
+	77, // 7: berth.v1.AppSummary.last_task_failure:type_name -> berth.v1.TaskFailure
 	0,  // 8: berth.v1.ListAppsRequest.consistency:type_name -> berth.v1.ReadConsistency
-	75, // 9: berth.v1.ListAppsResponse.apps:type_name -> berth.v1.App
+	76, // 9: berth.v1.ListAppsResponse.apps:type_name -> berth.v1.App
 	10, // 10: berth.v1.ListAppsResponse.summaries:type_name -> berth.v1.AppSummary
-	75, // 11: berth.v1.UpdateAppRequest.app:type_name -> berth.v1.App
-	75, // 12: berth.v1.UpdateAppResponse.app:type_name -> berth.v1.App
+	76, // 11: berth.v1.UpdateAppRequest.app:type_name -> berth.v1.App
+	76, // 12: berth.v1.UpdateAppResponse.app:type_name -> berth.v1.App
 	25, // 13: berth.v1.GetQueueResponse.queue:type_name -> berth.v1.QueueEntry
 	26, // 14: berth.v1.QueueEntry.processed_offers_summary:type_name -> berth.v1.ProcessedOffersSummary
 	28, // 15: berth.v1.QueueEntry.last_unused_offers:type_name -> berth.v1.UnusedOffer
@@ -5223,19 +5306,19 @@ var file_berth_v1_service_proto_depIdxs = []int32{
 	40, // 25: berth.v1.TaskView.local_volumes:type_name -> berth.v1.TaskLocalVolume
 	29, // 26: berth.v1.TaskView.health_check_results:type_name -> berth.v1.HealthCheckResult
 	30, // 27: berth.v1.TaskView.readiness_check_results:type_name -> berth.v1.ReadinessCheckResult
-	76, // 28: berth.v1.TaskView.last_failure:type_name -> berth.v1.TaskFailure
-	77, // 29: berth.v1.TaskView.move:type_name -> berth.v1.Move
+	77, // 28: berth.v1.TaskView.last_failure:type_name -> berth.v1.TaskFailure
+	78, // 29: berth.v1.TaskView.move:type_name -> berth.v1.Move
 	39, // 30: berth.v1.KillTaskResponse.task:type_name -> berth.v1.TaskView
-	78, // 31: berth.v1.ListDeploymentsResponse.deployments:type_name -> berth.v1.Deployment
+	79, // 31: berth.v1.ListDeploymentsResponse.deployments:type_name -> berth.v1.Deployment
 	45, // 32: berth.v1.ListDeploymentsResponse.current_actions:type_name -> berth.v1.CurrentActions
 	46, // 33: berth.v1.CurrentActions.actions:type_name -> berth.v1.CurrentAction
 	30, // 34: berth.v1.CurrentAction.readiness_check_results:type_name -> berth.v1.ReadinessCheckResult
-	78, // 35: berth.v1.GetDeploymentResponse.deployment:type_name -> berth.v1.Deployment
+	79, // 35: berth.v1.GetDeploymentResponse.deployment:type_name -> berth.v1.Deployment
 	45, // 36: berth.v1.GetDeploymentResponse.current_actions:type_name -> berth.v1.CurrentActions
-	78, // 37: berth.v1.Event.deployment:type_name -> berth.v1.Deployment
-	75, // 38: berth.v1.Event.app:type_name -> berth.v1.App
-	79, // 39: berth.v1.Event.backup:type_name -> berth.v1.Backup
-	77, // 40: berth.v1.Event.move:type_name -> berth.v1.Move
+	79, // 37: berth.v1.Event.deployment:type_name -> berth.v1.Deployment
+	76, // 38: berth.v1.Event.app:type_name -> berth.v1.App
+	80, // 39: berth.v1.Event.backup:type_name -> berth.v1.Backup
+	78, // 40: berth.v1.Event.move:type_name -> berth.v1.Move
 	55, // 41: berth.v1.MesosStatusResponse.agents:type_name -> berth.v1.MesosAgent
 	56, // 42: berth.v1.MesosAgent.total:type_name -> berth.v1.MesosResources
 	56, // 43: berth.v1.MesosAgent.allocated:type_name -> berth.v1.MesosResources
@@ -5269,38 +5352,42 @@ var file_berth_v1_service_proto_depIdxs = []int32{
 	69, // 71: berth.v1.ClusterService.TransferLeadership:input_type -> berth.v1.TransferLeadershipRequest
 	71, // 72: berth.v1.ClusterService.SaveSnapshot:input_type -> berth.v1.SaveSnapshotRequest
 	73, // 73: berth.v1.ClusterService.RestoreSnapshot:input_type -> berth.v1.RestoreSnapshotRequest
-	57, // 74: berth.v1.ClusterService.Leave:input_type -> berth.v1.LeaveRequest
-	53, // 75: berth.v1.ClusterService.MesosStatus:input_type -> berth.v1.MesosStatusRequest
-	7,  // 76: berth.v1.AppService.CreateApp:output_type -> berth.v1.CreateAppResponse
-	9,  // 77: berth.v1.AppService.GetApp:output_type -> berth.v1.GetAppResponse
-	12, // 78: berth.v1.AppService.ListApps:output_type -> berth.v1.ListAppsResponse
-	14, // 79: berth.v1.AppService.UpdateApp:output_type -> berth.v1.UpdateAppResponse
-	16, // 80: berth.v1.AppService.DeleteApp:output_type -> berth.v1.DeleteAppResponse
-	18, // 81: berth.v1.AppService.ListAppVersions:output_type -> berth.v1.ListAppVersionsResponse
-	20, // 82: berth.v1.AppService.RestartApp:output_type -> berth.v1.RestartAppResponse
-	22, // 83: berth.v1.AppService.ResetDelay:output_type -> berth.v1.ResetDelayResponse
-	24, // 84: berth.v1.AppService.GetQueue:output_type -> berth.v1.GetQueueResponse
-	3,  // 85: berth.v1.AppService.ParseApp:output_type -> berth.v1.ParseAppResponse
-	5,  // 86: berth.v1.AppService.RenderApp:output_type -> berth.v1.RenderAppResponse
-	38, // 87: berth.v1.TaskService.ListTasks:output_type -> berth.v1.ListTasksResponse
-	42, // 88: berth.v1.TaskService.KillTask:output_type -> berth.v1.KillTaskResponse
-	36, // 89: berth.v1.TaskService.ReadTaskLog:output_type -> berth.v1.ReadTaskLogResponse
-	34, // 90: berth.v1.TaskService.ListCheckResults:output_type -> berth.v1.ListCheckResultsResponse
-	44, // 91: berth.v1.DeploymentService.ListDeployments:output_type -> berth.v1.ListDeploymentsResponse
-	48, // 92: berth.v1.DeploymentService.GetDeployment:output_type -> berth.v1.GetDeploymentResponse
-	50, // 93: berth.v1.DeploymentService.CancelDeployment:output_type -> berth.v1.CancelDeploymentResponse
-	52, // 94: berth.v1.EventService.StreamEvents:output_type -> berth.v1.Event
-	61, // 95: berth.v1.ClusterService.Members:output_type -> berth.v1.MembersResponse
-	63, // 96: berth.v1.ClusterService.Leader:output_type -> berth.v1.LeaderResponse
-	66, // 97: berth.v1.ClusterService.ListPeers:output_type -> berth.v1.ListPeersResponse
-	68, // 98: berth.v1.ClusterService.RemovePeer:output_type -> berth.v1.RemovePeerResponse
-	70, // 99: berth.v1.ClusterService.TransferLeadership:output_type -> berth.v1.TransferLeadershipResponse
-	72, // 100: berth.v1.ClusterService.SaveSnapshot:output_type -> berth.v1.SaveSnapshotResponse
-	74, // 101: berth.v1.ClusterService.RestoreSnapshot:output_type -> berth.v1.RestoreSnapshotResponse
-	58, // 102: berth.v1.ClusterService.Leave:output_type -> berth.v1.LeaveResponse
-	54, // 103: berth.v1.ClusterService.MesosStatus:output_type -> berth.v1.MesosStatusResponse
-	76, // [76:104] is the sub-list for method output_type
-	48, // [48:76] is the sub-list for method input_type
+	71, // 74: berth.v1.ClusterService.SaveSnapshotStream:input_type -> berth.v1.SaveSnapshotRequest
+	75, // 75: berth.v1.ClusterService.RestoreSnapshotStream:input_type -> berth.v1.SnapshotChunk
+	57, // 76: berth.v1.ClusterService.Leave:input_type -> berth.v1.LeaveRequest
+	53, // 77: berth.v1.ClusterService.MesosStatus:input_type -> berth.v1.MesosStatusRequest
+	7,  // 78: berth.v1.AppService.CreateApp:output_type -> berth.v1.CreateAppResponse
+	9,  // 79: berth.v1.AppService.GetApp:output_type -> berth.v1.GetAppResponse
+	12, // 80: berth.v1.AppService.ListApps:output_type -> berth.v1.ListAppsResponse
+	14, // 81: berth.v1.AppService.UpdateApp:output_type -> berth.v1.UpdateAppResponse
+	16, // 82: berth.v1.AppService.DeleteApp:output_type -> berth.v1.DeleteAppResponse
+	18, // 83: berth.v1.AppService.ListAppVersions:output_type -> berth.v1.ListAppVersionsResponse
+	20, // 84: berth.v1.AppService.RestartApp:output_type -> berth.v1.RestartAppResponse
+	22, // 85: berth.v1.AppService.ResetDelay:output_type -> berth.v1.ResetDelayResponse
+	24, // 86: berth.v1.AppService.GetQueue:output_type -> berth.v1.GetQueueResponse
+	3,  // 87: berth.v1.AppService.ParseApp:output_type -> berth.v1.ParseAppResponse
+	5,  // 88: berth.v1.AppService.RenderApp:output_type -> berth.v1.RenderAppResponse
+	38, // 89: berth.v1.TaskService.ListTasks:output_type -> berth.v1.ListTasksResponse
+	42, // 90: berth.v1.TaskService.KillTask:output_type -> berth.v1.KillTaskResponse
+	36, // 91: berth.v1.TaskService.ReadTaskLog:output_type -> berth.v1.ReadTaskLogResponse
+	34, // 92: berth.v1.TaskService.ListCheckResults:output_type -> berth.v1.ListCheckResultsResponse
+	44, // 93: berth.v1.DeploymentService.ListDeployments:output_type -> berth.v1.ListDeploymentsResponse
+	48, // 94: berth.v1.DeploymentService.GetDeployment:output_type -> berth.v1.GetDeploymentResponse
+	50, // 95: berth.v1.DeploymentService.CancelDeployment:output_type -> berth.v1.CancelDeploymentResponse
+	52, // 96: berth.v1.EventService.StreamEvents:output_type -> berth.v1.Event
+	61, // 97: berth.v1.ClusterService.Members:output_type -> berth.v1.MembersResponse
+	63, // 98: berth.v1.ClusterService.Leader:output_type -> berth.v1.LeaderResponse
+	66, // 99: berth.v1.ClusterService.ListPeers:output_type -> berth.v1.ListPeersResponse
+	68, // 100: berth.v1.ClusterService.RemovePeer:output_type -> berth.v1.RemovePeerResponse
+	70, // 101: berth.v1.ClusterService.TransferLeadership:output_type -> berth.v1.TransferLeadershipResponse
+	72, // 102: berth.v1.ClusterService.SaveSnapshot:output_type -> berth.v1.SaveSnapshotResponse
+	74, // 103: berth.v1.ClusterService.RestoreSnapshot:output_type -> berth.v1.RestoreSnapshotResponse
+	75, // 104: berth.v1.ClusterService.SaveSnapshotStream:output_type -> berth.v1.SnapshotChunk
+	74, // 105: berth.v1.ClusterService.RestoreSnapshotStream:output_type -> berth.v1.RestoreSnapshotResponse
+	58, // 106: berth.v1.ClusterService.Leave:output_type -> berth.v1.LeaveResponse
+	54, // 107: berth.v1.ClusterService.MesosStatus:output_type -> berth.v1.MesosStatusResponse
+	78, // [78:108] is the sub-list for method output_type
+	48, // [48:78] is the sub-list for method input_type
 	48, // [48:48] is the sub-list for extension type_name
 	48, // [48:48] is the sub-list for extension extendee
 	0,  // [0:48] is the sub-list for field type_name
@@ -5322,7 +5409,7 @@ func file_berth_v1_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_berth_v1_service_proto_rawDesc), len(file_berth_v1_service_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   73,
+			NumMessages:   74,
 			NumExtensions: 0,
 			NumServices:   5,
 		},

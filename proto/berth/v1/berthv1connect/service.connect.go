@@ -104,6 +104,12 @@ const (
 	// ClusterServiceRestoreSnapshotProcedure is the fully-qualified name of the ClusterService's
 	// RestoreSnapshot RPC.
 	ClusterServiceRestoreSnapshotProcedure = "/berth.v1.ClusterService/RestoreSnapshot"
+	// ClusterServiceSaveSnapshotStreamProcedure is the fully-qualified name of the ClusterService's
+	// SaveSnapshotStream RPC.
+	ClusterServiceSaveSnapshotStreamProcedure = "/berth.v1.ClusterService/SaveSnapshotStream"
+	// ClusterServiceRestoreSnapshotStreamProcedure is the fully-qualified name of the ClusterService's
+	// RestoreSnapshotStream RPC.
+	ClusterServiceRestoreSnapshotStreamProcedure = "/berth.v1.ClusterService/RestoreSnapshotStream"
 	// ClusterServiceLeaveProcedure is the fully-qualified name of the ClusterService's Leave RPC.
 	ClusterServiceLeaveProcedure = "/berth.v1.ClusterService/Leave"
 	// ClusterServiceMesosStatusProcedure is the fully-qualified name of the ClusterService's
@@ -879,10 +885,26 @@ type ClusterServiceClient interface {
 	RemovePeer(context.Context, *connect.Request[v1.RemovePeerRequest]) (*connect.Response[v1.RemovePeerResponse], error)
 	// TransferLeadership hands leadership to another server.
 	TransferLeadership(context.Context, *connect.Request[v1.TransferLeadershipRequest]) (*connect.Response[v1.TransferLeadershipResponse], error)
-	// SaveSnapshot returns a snapshot of the whole replicated state.
+	// SaveSnapshot returns a snapshot of the whole replicated state in one
+	// message. SaveSnapshotStream sends the same bytes in chunks, without
+	// holding the whole snapshot in the memory of either side.
 	SaveSnapshot(context.Context, *connect.Request[v1.SaveSnapshotRequest]) (*connect.Response[v1.SaveSnapshotResponse], error)
-	// RestoreSnapshot replaces the whole replicated state with a snapshot.
+	// RestoreSnapshot replaces the whole replicated state with a snapshot
+	// sent in one message. RestoreSnapshotStream takes the same bytes in
+	// chunks.
 	RestoreSnapshot(context.Context, *connect.Request[v1.RestoreSnapshotRequest]) (*connect.Response[v1.RestoreSnapshotResponse], error)
+	// SaveSnapshotStream streams a snapshot file of the whole replicated
+	// state (the bytes SaveSnapshot returns) in chunks of about 1 MiB; the
+	// last message carries no data, only the snapshot's index and term. A
+	// stream that ends without that message, or with an error, is
+	// incomplete.
+	SaveSnapshotStream(context.Context, *connect.Request[v1.SaveSnapshotRequest]) (*connect.ServerStreamForClient[v1.SnapshotChunk], error)
+	// RestoreSnapshotStream replaces the whole replicated state with a
+	// snapshot file sent in chunks, in order. The first message should give
+	// the file's size, so that a snapshot over the server's limit is refused
+	// before it is sent; the file's own header and SHA-256 trailer make a
+	// truncated or corrupted upload fail before anything is applied.
+	RestoreSnapshotStream(context.Context) *connect.ClientStreamForClient[v1.SnapshotChunk, v1.RestoreSnapshotResponse]
 	// Leave makes the server that receives it leave the cluster for good: a
 	// leader hands leadership over, the server is removed from the Raft
 	// configuration (never below the servers' minimum quorum), and then it
@@ -949,6 +971,18 @@ func NewClusterServiceClient(httpClient connect.HTTPClient, baseURL string, opts
 			connect.WithSchema(clusterServiceMethods.ByName("RestoreSnapshot")),
 			connect.WithClientOptions(opts...),
 		),
+		saveSnapshotStream: connect.NewClient[v1.SaveSnapshotRequest, v1.SnapshotChunk](
+			httpClient,
+			baseURL+ClusterServiceSaveSnapshotStreamProcedure,
+			connect.WithSchema(clusterServiceMethods.ByName("SaveSnapshotStream")),
+			connect.WithClientOptions(opts...),
+		),
+		restoreSnapshotStream: connect.NewClient[v1.SnapshotChunk, v1.RestoreSnapshotResponse](
+			httpClient,
+			baseURL+ClusterServiceRestoreSnapshotStreamProcedure,
+			connect.WithSchema(clusterServiceMethods.ByName("RestoreSnapshotStream")),
+			connect.WithClientOptions(opts...),
+		),
 		leave: connect.NewClient[v1.LeaveRequest, v1.LeaveResponse](
 			httpClient,
 			baseURL+ClusterServiceLeaveProcedure,
@@ -967,15 +1001,17 @@ func NewClusterServiceClient(httpClient connect.HTTPClient, baseURL string, opts
 
 // clusterServiceClient implements ClusterServiceClient.
 type clusterServiceClient struct {
-	members            *connect.Client[v1.MembersRequest, v1.MembersResponse]
-	leader             *connect.Client[v1.LeaderRequest, v1.LeaderResponse]
-	listPeers          *connect.Client[v1.ListPeersRequest, v1.ListPeersResponse]
-	removePeer         *connect.Client[v1.RemovePeerRequest, v1.RemovePeerResponse]
-	transferLeadership *connect.Client[v1.TransferLeadershipRequest, v1.TransferLeadershipResponse]
-	saveSnapshot       *connect.Client[v1.SaveSnapshotRequest, v1.SaveSnapshotResponse]
-	restoreSnapshot    *connect.Client[v1.RestoreSnapshotRequest, v1.RestoreSnapshotResponse]
-	leave              *connect.Client[v1.LeaveRequest, v1.LeaveResponse]
-	mesosStatus        *connect.Client[v1.MesosStatusRequest, v1.MesosStatusResponse]
+	members               *connect.Client[v1.MembersRequest, v1.MembersResponse]
+	leader                *connect.Client[v1.LeaderRequest, v1.LeaderResponse]
+	listPeers             *connect.Client[v1.ListPeersRequest, v1.ListPeersResponse]
+	removePeer            *connect.Client[v1.RemovePeerRequest, v1.RemovePeerResponse]
+	transferLeadership    *connect.Client[v1.TransferLeadershipRequest, v1.TransferLeadershipResponse]
+	saveSnapshot          *connect.Client[v1.SaveSnapshotRequest, v1.SaveSnapshotResponse]
+	restoreSnapshot       *connect.Client[v1.RestoreSnapshotRequest, v1.RestoreSnapshotResponse]
+	saveSnapshotStream    *connect.Client[v1.SaveSnapshotRequest, v1.SnapshotChunk]
+	restoreSnapshotStream *connect.Client[v1.SnapshotChunk, v1.RestoreSnapshotResponse]
+	leave                 *connect.Client[v1.LeaveRequest, v1.LeaveResponse]
+	mesosStatus           *connect.Client[v1.MesosStatusRequest, v1.MesosStatusResponse]
 }
 
 // Members calls berth.v1.ClusterService.Members.
@@ -1013,6 +1049,16 @@ func (c *clusterServiceClient) RestoreSnapshot(ctx context.Context, req *connect
 	return c.restoreSnapshot.CallUnary(ctx, req)
 }
 
+// SaveSnapshotStream calls berth.v1.ClusterService.SaveSnapshotStream.
+func (c *clusterServiceClient) SaveSnapshotStream(ctx context.Context, req *connect.Request[v1.SaveSnapshotRequest]) (*connect.ServerStreamForClient[v1.SnapshotChunk], error) {
+	return c.saveSnapshotStream.CallServerStream(ctx, req)
+}
+
+// RestoreSnapshotStream calls berth.v1.ClusterService.RestoreSnapshotStream.
+func (c *clusterServiceClient) RestoreSnapshotStream(ctx context.Context) *connect.ClientStreamForClient[v1.SnapshotChunk, v1.RestoreSnapshotResponse] {
+	return c.restoreSnapshotStream.CallClientStream(ctx)
+}
+
 // Leave calls berth.v1.ClusterService.Leave.
 func (c *clusterServiceClient) Leave(ctx context.Context, req *connect.Request[v1.LeaveRequest]) (*connect.Response[v1.LeaveResponse], error) {
 	return c.leave.CallUnary(ctx, req)
@@ -1035,10 +1081,26 @@ type ClusterServiceHandler interface {
 	RemovePeer(context.Context, *connect.Request[v1.RemovePeerRequest]) (*connect.Response[v1.RemovePeerResponse], error)
 	// TransferLeadership hands leadership to another server.
 	TransferLeadership(context.Context, *connect.Request[v1.TransferLeadershipRequest]) (*connect.Response[v1.TransferLeadershipResponse], error)
-	// SaveSnapshot returns a snapshot of the whole replicated state.
+	// SaveSnapshot returns a snapshot of the whole replicated state in one
+	// message. SaveSnapshotStream sends the same bytes in chunks, without
+	// holding the whole snapshot in the memory of either side.
 	SaveSnapshot(context.Context, *connect.Request[v1.SaveSnapshotRequest]) (*connect.Response[v1.SaveSnapshotResponse], error)
-	// RestoreSnapshot replaces the whole replicated state with a snapshot.
+	// RestoreSnapshot replaces the whole replicated state with a snapshot
+	// sent in one message. RestoreSnapshotStream takes the same bytes in
+	// chunks.
 	RestoreSnapshot(context.Context, *connect.Request[v1.RestoreSnapshotRequest]) (*connect.Response[v1.RestoreSnapshotResponse], error)
+	// SaveSnapshotStream streams a snapshot file of the whole replicated
+	// state (the bytes SaveSnapshot returns) in chunks of about 1 MiB; the
+	// last message carries no data, only the snapshot's index and term. A
+	// stream that ends without that message, or with an error, is
+	// incomplete.
+	SaveSnapshotStream(context.Context, *connect.Request[v1.SaveSnapshotRequest], *connect.ServerStream[v1.SnapshotChunk]) error
+	// RestoreSnapshotStream replaces the whole replicated state with a
+	// snapshot file sent in chunks, in order. The first message should give
+	// the file's size, so that a snapshot over the server's limit is refused
+	// before it is sent; the file's own header and SHA-256 trailer make a
+	// truncated or corrupted upload fail before anything is applied.
+	RestoreSnapshotStream(context.Context, *connect.ClientStream[v1.SnapshotChunk]) (*connect.Response[v1.RestoreSnapshotResponse], error)
 	// Leave makes the server that receives it leave the cluster for good: a
 	// leader hands leadership over, the server is removed from the Raft
 	// configuration (never below the servers' minimum quorum), and then it
@@ -1101,6 +1163,18 @@ func NewClusterServiceHandler(svc ClusterServiceHandler, opts ...connect.Handler
 		connect.WithSchema(clusterServiceMethods.ByName("RestoreSnapshot")),
 		connect.WithHandlerOptions(opts...),
 	)
+	clusterServiceSaveSnapshotStreamHandler := connect.NewServerStreamHandler(
+		ClusterServiceSaveSnapshotStreamProcedure,
+		svc.SaveSnapshotStream,
+		connect.WithSchema(clusterServiceMethods.ByName("SaveSnapshotStream")),
+		connect.WithHandlerOptions(opts...),
+	)
+	clusterServiceRestoreSnapshotStreamHandler := connect.NewClientStreamHandler(
+		ClusterServiceRestoreSnapshotStreamProcedure,
+		svc.RestoreSnapshotStream,
+		connect.WithSchema(clusterServiceMethods.ByName("RestoreSnapshotStream")),
+		connect.WithHandlerOptions(opts...),
+	)
 	clusterServiceLeaveHandler := connect.NewUnaryHandler(
 		ClusterServiceLeaveProcedure,
 		svc.Leave,
@@ -1130,6 +1204,10 @@ func NewClusterServiceHandler(svc ClusterServiceHandler, opts ...connect.Handler
 			clusterServiceSaveSnapshotHandler.ServeHTTP(w, r)
 		case ClusterServiceRestoreSnapshotProcedure:
 			clusterServiceRestoreSnapshotHandler.ServeHTTP(w, r)
+		case ClusterServiceSaveSnapshotStreamProcedure:
+			clusterServiceSaveSnapshotStreamHandler.ServeHTTP(w, r)
+		case ClusterServiceRestoreSnapshotStreamProcedure:
+			clusterServiceRestoreSnapshotStreamHandler.ServeHTTP(w, r)
 		case ClusterServiceLeaveProcedure:
 			clusterServiceLeaveHandler.ServeHTTP(w, r)
 		case ClusterServiceMesosStatusProcedure:
@@ -1169,6 +1247,14 @@ func (UnimplementedClusterServiceHandler) SaveSnapshot(context.Context, *connect
 
 func (UnimplementedClusterServiceHandler) RestoreSnapshot(context.Context, *connect.Request[v1.RestoreSnapshotRequest]) (*connect.Response[v1.RestoreSnapshotResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("berth.v1.ClusterService.RestoreSnapshot is not implemented"))
+}
+
+func (UnimplementedClusterServiceHandler) SaveSnapshotStream(context.Context, *connect.Request[v1.SaveSnapshotRequest], *connect.ServerStream[v1.SnapshotChunk]) error {
+	return connect.NewError(connect.CodeUnimplemented, errors.New("berth.v1.ClusterService.SaveSnapshotStream is not implemented"))
+}
+
+func (UnimplementedClusterServiceHandler) RestoreSnapshotStream(context.Context, *connect.ClientStream[v1.SnapshotChunk]) (*connect.Response[v1.RestoreSnapshotResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("berth.v1.ClusterService.RestoreSnapshotStream is not implemented"))
 }
 
 func (UnimplementedClusterServiceHandler) Leave(context.Context, *connect.Request[v1.LeaveRequest]) (*connect.Response[v1.LeaveResponse], error) {
