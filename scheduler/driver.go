@@ -325,6 +325,7 @@ func (s *Scheduler) subscribe(ctx context.Context) error {
 	// Commit returns once sctx is cancelled): nothing outlives the session.
 	defer l.abandon(cancel)
 	l.apply(Subscribed{FrameworkID: fid})
+	l.snaps.full()
 	l.apply(Tick{})
 
 	silence := 5 * heartbeat
@@ -372,7 +373,7 @@ func (s *Scheduler) subscribe(ctx context.Context) error {
 			// stopped, as if on a view older than the write, and the cause
 			// was not found (BENCHMARKS.md, "the fault suite"); with this,
 			// any such view lasts one TickInterval at most.
-			l.snaps.drop()
+			l.snaps.full()
 			l.submit(Tick{})
 		case <-watch:
 			// Coalesce bursts of commits (our own included) into one pass.
@@ -381,9 +382,12 @@ func (s *Scheduler) subscribe(ctx context.Context) error {
 				coalesce = time.After(25 * time.Millisecond)
 			}
 		case <-coalesce:
+			// A pass over what the commits changed (changes.go).
 			coalesce = nil
 			watch = s.deps.Store().Watch()
-			l.submit(Tick{})
+			if tick, ok := l.changesTick(); ok {
+				l.submit(tick)
+			}
 		case r := <-hc.results:
 			l.submit(r)
 		case r := <-rc.results:
@@ -399,6 +403,27 @@ func (s *Scheduler) subscribe(ctx context.Context) error {
 			return l.fatal
 		}
 	}
+}
+
+// changesTick returns the pass over what changed since the last pass: a
+// scoped one, or the full one when a change could not be named; ok false
+// when nothing changed that a pass has not seen.
+func (l *loop) changesTick() (tick Tick, ok bool) {
+	// Read the store first: a write the driver did not make is named by
+	// comparing the fresh read with the one before.
+	if _, err := l.snaps.get(l.s.deps.Store(), l.s.mem); err != nil {
+		l.snaps.full()
+		return Tick{}, true
+	}
+	ch, known := l.snaps.take()
+	switch {
+	case !known:
+		l.snaps.full()
+		return Tick{}, true
+	case ch.Empty():
+		return Tick{}, false
+	}
+	return Tick{Changes: ch}, true
 }
 
 func (s *Scheduler) errorEvent(msg string) error {

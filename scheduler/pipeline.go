@@ -76,6 +76,8 @@ type decided struct {
 	mem    *Memory // the memory the decision was made with
 	parts  []planPart
 	rest   []*scheduler.Call
+	// changes names what the plan writes, for the next scoped pass.
+	changes *Changes
 
 	// Written by the commit goroutine, read once done is closed.
 	done         chan struct{}
@@ -243,7 +245,11 @@ func (l *loop) decide(in Input, on *decided) *decided {
 		obs.Decided(inputKind(in), time.Since(now))
 	}
 	parts, rest := splitPlan(d, maxPlanInstances)
-	return &decided{in: in, d: d, store: store, now: now, placed: placed, mem: mem, parts: parts, rest: rest}
+	var changes *Changes
+	if d.Plan != nil {
+		changes = planChanges(st, d.Plan)
+	}
+	return &decided{in: in, d: d, store: store, now: now, placed: placed, mem: mem, parts: parts, rest: rest, changes: changes}
 }
 
 // start commits the decision's plan in the background, part after part,
@@ -269,6 +275,9 @@ func (l *loop) start(dd *decided, after *decided) {
 		return
 	}
 	l.inflight = append(l.inflight, dd)
+	// Noted as it starts: a pass decided from now on is decided on top of
+	// it, and its store change may come before the loop finishes it.
+	l.snaps.note(dd.changes)
 	commit, out, ctx := l.s.deps.Commit, l.out, l.ctx
 	go func() {
 		defer close(dd.done)
