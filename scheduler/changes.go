@@ -3,7 +3,9 @@ package scheduler
 import (
 	"maps"
 	"slices"
+	"strings"
 
+	"github.com/berth-dev/berth/appmodel"
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
@@ -177,7 +179,7 @@ func diffStates(old, cur *State) *Changes {
 // Everything else (the time-based rules, unknown kills, the periodic
 // revive) is left to the full pass.
 func (p *planner) onChanges(ch *Changes) {
-	apps := slices.Sorted(maps.Keys(ch.Apps))
+	apps := slices.Sorted(maps.Keys(p.withDependents(ch.Apps)))
 	p.byApp = make(map[string][]string, len(apps))
 	for _, appID := range apps {
 		p.idsOf(appID)
@@ -216,4 +218,21 @@ func (p *planner) touched(ch *Changes) []string {
 		ids[id] = true
 	}
 	return slices.Sorted(maps.Keys(ids))
+}
+
+// withDependents returns apps with the apps that depend on one of them
+// added (their start waits for those: dependencyPending).
+func (p *planner) withDependents(apps map[string]bool) map[string]bool {
+	out := maps.Clone(apps)
+	for id, a := range p.st.Apps {
+		for _, dep := range a.GetDependencies() {
+			dep = appmodel.NormalizeID(dep)
+			for changed := range apps {
+				if changed == dep || strings.HasPrefix(changed, dep+"/") {
+					out[id] = true
+				}
+			}
+		}
+	}
+	return out
 }

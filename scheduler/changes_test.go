@@ -271,3 +271,26 @@ func TestChangesNameWhatWasWritten(t *testing.T) {
 		t.Fatal("a swapped store's changes are named; the next pass must be the full one")
 	}
 }
+
+// An app waiting for the apps it depends on starts in the pass over the
+// change that made them ready, not a periodic pass later.
+func TestChangesPassStartsTheDependentApp(t *testing.T) {
+	h := newHarness(t)
+	h.master.addAgent("A1", "host1", 4, 1024, 1000, 31000, 31010, nil)
+	db := residentApp("/shop/db", "v1", 1)
+	db.HealthChecks = []*v1.HealthCheck{{Protocol: proto.String("TCP"), PortIndex: proto.Int32(0)}}
+	web := statelessApp("/shop/web", "v1", 2)
+	web.Dependencies = []string{"/shop"}
+	h.store.putApp(db, "d-db")
+	h.store.putApp(web, "d-web")
+	h.settle()
+	h.changes()
+	if n := len(h.instancesOf("/shop/web")); n != 0 {
+		t.Fatalf("/shop/web has %d instances before /shop/db is healthy", n)
+	}
+	h.decide(HealthResult{TaskID: h.only("/shop/db").GetTask().GetId(), Healthy: true})
+	h.changes()
+	if n := len(h.instancesOf("/shop/web")); n != 2 {
+		t.Fatalf("/shop/web has %d instances after the pass over /shop/db's health, want 2", n)
+	}
+}
