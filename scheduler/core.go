@@ -243,18 +243,7 @@ func (p *planner) current(stored []string, appID string) []string {
 		return stored
 	}
 	sort.Strings(created)
-	out := make([]string, 0, len(stored)+len(created))
-	k := 0
-	for _, id := range stored {
-		for k < len(created) && created[k] < id {
-			out = append(out, created[k])
-			k++
-		}
-		if !p.del[id] {
-			out = append(out, id)
-		}
-	}
-	return append(out, created[k:]...)
+	return mergeIDs(stored, created, p.del)
 }
 
 // idsOf returns the app's instance ids as the pass saw them when it began

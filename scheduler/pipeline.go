@@ -410,7 +410,7 @@ func overlay(st *State, plan *v1.SchedulerPlanCommand, mem *Memory) *State {
 			delete(o.Instances, id)
 		}
 		if same {
-			o.sorted = st.sorted
+			o.sorted, o.byApp = st.sorted, st.byApp
 		}
 		// The store's task index does not know the plan's tasks yet: they
 		// are looked up in the plan first. (An instance the store finds

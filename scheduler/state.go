@@ -219,6 +219,25 @@ func (s *State) updated(added, removed []string) {
 		gone[id] = true
 	}
 	added = slices.Sorted(slices.Values(added))
+	s.sorted = mergeIDs(sorted, added, gone)
+	if byApp == nil || len(removed) > 0 {
+		return // rebuilt when next asked
+	}
+	// Placement adds instances: merge them into their apps' lists.
+	byAppAdded := map[string][]string{}
+	for _, id := range added {
+		a := s.Instances[id].GetAppId()
+		byAppAdded[a] = append(byAppAdded[a], id)
+	}
+	s.byApp = maps.Clone(byApp) // the old map may be shared (overlay)
+	for a, ids := range byAppAdded {
+		s.byApp[a] = mergeIDs(byApp[a], ids, nil)
+	}
+}
+
+// mergeIDs returns the sorted ids of sorted without those gone, and of
+// added (sorted, none in sorted).
+func mergeIDs(sorted, added []string, gone map[string]bool) []string {
 	out := make([]string, 0, len(sorted)+len(added))
 	k := 0
 	for _, id := range sorted {
@@ -230,7 +249,7 @@ func (s *State) updated(added, removed []string) {
 			out = append(out, id)
 		}
 	}
-	s.sorted = append(out, added[k:]...)
+	return append(out, added[k:]...)
 }
 
 func (s *State) sortedAppIDs() []string {
