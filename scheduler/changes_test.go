@@ -5,6 +5,7 @@ import (
 	"slices"
 	"sort"
 	"testing"
+	"time"
 
 	"github.com/mesos/mesos-go/api/v1/lib/scheduler"
 	"google.golang.org/protobuf/proto"
@@ -292,5 +293,23 @@ func TestChangesPassStartsTheDependentApp(t *testing.T) {
 	h.changes()
 	if n := len(h.instancesOf("/shop/web")); n != 2 {
 		t.Fatalf("/shop/web has %d instances after the pass over /shop/db's health, want 2", n)
+	}
+}
+
+// The periodic full pass keeps its interval while it is cheap, and takes
+// at most about a tenth of the loop's time when it is not (a full pass
+// over 100,000 instances on a loaded machine), never spaced more than ten
+// intervals apart.
+func TestFullPassGap(t *testing.T) {
+	for _, c := range []struct{ took, want time.Duration }{
+		{0, time.Second},
+		{20 * time.Millisecond, time.Second},
+		{100 * time.Millisecond, time.Second},
+		{300 * time.Millisecond, 3 * time.Second},
+		{5 * time.Second, 10 * time.Second},
+	} {
+		if got := fullPassGap(time.Second, c.took); got != c.want {
+			t.Errorf("fullPassGap(1s, %v) = %v, want %v", c.took, got, c.want)
+		}
 	}
 }

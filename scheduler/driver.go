@@ -372,7 +372,12 @@ func (s *Scheduler) subscribe(ctx context.Context) error {
 			// re-started an instance that the scale-down just before it had
 			// stopped, as if on a view older than the write, and the cause
 			// was not found (BENCHMARKS.md, "the fault suite"); with this,
-			// any such view lasts one TickInterval at most.
+			// any such view lasts one TickInterval at most (fullPassGap
+			// when the pass is slow).
+			if time.Since(l.fullAt) < fullPassGap(s.cfg.TickInterval, l.fullTook) {
+				continue
+			}
+			l.fullAt = time.Now()
 			l.snaps.full()
 			l.submit(Tick{})
 		case <-watch:
@@ -403,6 +408,18 @@ func (s *Scheduler) subscribe(ctx context.Context) error {
 			return l.fatal
 		}
 	}
+}
+
+// fullPassGap is the least time from the start of a full pass that took
+// took to the next: TickInterval, or ten times the pass when that is
+// longer, up to ten TickIntervals. With 100,000 instances on a loaded
+// machine a full pass takes most of a second; one a second would leave the
+// loop little time for anything else. Changes are passed over at once by
+// the scoped passes, so a longer gap delays only the time-based rules
+// (staging timeout, pending reservations, backoff, kill retries), which
+// count in seconds or minutes.
+func fullPassGap(interval, took time.Duration) time.Duration {
+	return max(interval, min(10*took, 10*interval))
 }
 
 // changesTick returns the pass over what changed since the last pass: a
@@ -448,6 +465,10 @@ type loop struct {
 	inflight []*decided
 	// beside: see commitBeside.
 	beside bool
+	// fullAt is when the last full pass the ticker asked for started;
+	// fullTook is how long the last full pass took to decide (fullPassGap).
+	fullAt   time.Time
+	fullTook time.Duration
 }
 
 // maxStatusBatch bounds the status updates decided (and committed) together.

@@ -241,8 +241,12 @@ func (l *loop) decide(in Input, on *decided) *decided {
 		placed = placements(st, in, now)
 	}
 	d := Decide(st, in, now, l.s.cfg)
+	took := time.Since(now)
 	if obs != nil {
-		obs.Decided(inputKind(in), time.Since(now))
+		obs.Decided(inputKind(in), took)
+	}
+	if t, ok := in.(Tick); ok && t.Changes == nil {
+		l.fullTook = took
 	}
 	parts, rest := splitPlan(d, maxPlanInstances)
 	var changes *Changes
