@@ -313,3 +313,17 @@ func TestFullPassGap(t *testing.T) {
 		}
 	}
 }
+
+// An app id that names no app (a record without one) changes nothing in
+// a pass: in particular, the instances the pass creates for other apps
+// are not taken for its instances and decommissioned.
+func TestChangesPassWithAnEmptyAppID(t *testing.T) {
+	h := twoAppsRunning(t)
+	h.store.putApp(residentApp("/a", "v2", 4), "")
+	h.state()
+	h.snaps.take()
+	h.decide(Tick{Changes: &Changes{Apps: map[string]bool{"/a": true, "": true}}})
+	if got := goalsOf(h, "/a"); !slices.Equal(got, []v1.Goal{v1.Goal_GOAL_RUNNING, v1.Goal_GOAL_RUNNING, v1.Goal_GOAL_RUNNING, v1.Goal_GOAL_RUNNING}) {
+		t.Fatalf("/a's goals after the pass: %v, want 4 running", got)
+	}
+}

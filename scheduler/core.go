@@ -219,23 +219,23 @@ func (p *planner) forget(id string) {
 
 // allInstanceIDs lists current instances (state plus created), sorted.
 func (p *planner) allInstanceIDs() []string {
-	return p.current(p.st.sortedInstanceIDs(), "")
+	return p.current(p.st.sortedInstanceIDs(), func(*v1.Instance) bool { return true })
 }
 
 // appInstanceIDs lists an app's current instances (state plus created),
 // sorted.
 func (p *planner) appInstanceIDs(appID string) []string {
-	return p.current(p.st.instanceIDsOf(appID), appID)
+	return p.current(p.st.instanceIDsOf(appID), func(i *v1.Instance) bool { return i.GetAppId() == appID })
 }
 
 // current returns the sorted ids stored, without those deleted in this
-// decision and with those it created (of app appID, or of every app when
-// appID is ""), sorted. It returns stored itself (shared: not to be
-// modified) when the decision changed nothing there.
-func (p *planner) current(stored []string, appID string) []string {
+// decision and with those it created that of says belong, sorted. It
+// returns stored itself (shared: not to be modified) when the decision
+// changed nothing there.
+func (p *planner) current(stored []string, of func(*v1.Instance) bool) []string {
 	var created []string
 	for id, i := range p.put {
-		if _, ok := p.st.Instances[id]; !ok && (appID == "" || i.GetAppId() == appID) {
+		if _, ok := p.st.Instances[id]; !ok && of(i) {
 			created = append(created, id)
 		}
 	}
