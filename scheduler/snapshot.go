@@ -15,8 +15,9 @@ import (
 // that commit is the only entry applied since (the store's index moved by
 // exactly one). Anything else (an API write, a snapshot restore, a Raft
 // entry that skipped the FSM) takes a fresh snapshot. The driver's periodic
-// tick drops the snapshot first, so that at least once per TickInterval a
-// decision reads the store as it is, whatever this cache may have missed.
+// full pass drops the snapshot first, so that at least once per
+// TickInterval (fullPassGap, when passes are slow) a decision reads the
+// store as it is, whatever this cache may have missed.
 //
 // It also keeps what changed for the next scoped pass (see changes.go):
 // the driver notes what its plans write, and a fresh read names what
