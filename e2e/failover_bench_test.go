@@ -50,8 +50,6 @@ var placementProfile = flag.String("placement-profile", "", "file for a 30 s CPU
 
 // benchLogs, when set, names a directory for each process's output and
 // the leader's scheduler metrics, written once the tasks are placed.
-var benchStopStart = flag.Bool("stop-start", true, "BenchmarkFailover* also stop and start every resident instance after the failovers (false: placement and failover only, e.g. at 100,000 in a short session)")
-
 var benchLogs = flag.String("bench-logs", "", "directory for the processes' output and the leader's /metrics after BenchmarkFailover* placed its tasks")
 
 // BenchmarkFailover10Tasks: one stateless app with 6 instances and two
@@ -389,7 +387,7 @@ func benchFailoverOn(b *testing.B, agents int, apps []failoverApp) {
 		b.StartTimer()
 	}
 	b.StopTimer()
-	if allResident(apps) && *benchStopStart {
+	if allResident(apps) {
 		// After the failovers, so that they are measured on the state
 		// placement left, as before this figure existed. With -bench-logs,
 		// a stop or start still waiting after 5 minutes leaves the
