@@ -15,7 +15,7 @@ type Scheduler struct {
 	operations   *prometheus.CounterVec
 	planCommit   *prometheus.HistogramVec
 	decisions    *prometheus.CounterVec
-	decideTime   prometheus.Histogram
+	decideTime   *prometheus.HistogramVec
 	placement    prometheus.Histogram
 	reconcile    prometheus.Histogram
 	missing      prometheus.Gauge
@@ -44,13 +44,13 @@ func newScheduler() *Scheduler {
 		}, []string{"result"}),
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "berth_scheduler_decisions_total",
-			Help: "Scheduler decisions made, by input (offers, status, statuses, tick, health, readiness, subscribed).",
+			Help: "Scheduler decisions made, by input (offers, status, statuses, tick: the full periodic pass, changes: the pass over what commits changed, health, readiness, subscribed, other).",
 		}, []string{"input"}),
-		decideTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+		decideTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "berth_scheduler_decision_duration_seconds",
-			Help:    "Time the pure core takes to decide on one input.",
+			Help:    "Time the pure core takes to decide on one input, by input (as berth_scheduler_decisions_total).",
 			Buckets: latencyBuckets,
-		}),
+		}, []string{"input"}),
 		placement: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "berth_scheduler_placement_duration_seconds",
 			Help:    "Time from a launch's commit (the intent) to its task's first TASK_RUNNING.",
@@ -107,15 +107,16 @@ func (s *Scheduler) register(reg prometheus.Registerer) {
 	for _, r := range []string{"healthy", "unhealthy"} {
 		s.health.WithLabelValues(r)
 	}
-	for _, in := range []string{"subscribed", "offers", "status", "statuses", "tick", "health", "readiness"} {
+	for _, in := range []string{"subscribed", "offers", "status", "statuses", "tick", "changes", "health", "readiness", "other"} {
 		s.decisions.WithLabelValues(in)
+		s.decideTime.WithLabelValues(in)
 	}
 }
 
 // Decided implements scheduler.Observer.
 func (s *Scheduler) Decided(input string, took time.Duration) {
 	s.decisions.WithLabelValues(input).Inc()
-	s.decideTime.Observe(took.Seconds())
+	s.decideTime.WithLabelValues(input).Observe(took.Seconds())
 }
 
 // Offers implements scheduler.Observer.

@@ -45,8 +45,11 @@ type HealthResult struct {
 }
 
 // Tick asks for a level-triggered pass over desired versus actual state:
-// scaling, kills, timeouts, deployments, reconciliation and revives.
-type Tick struct{}
+// scaling, kills, timeouts, deployments, reconciliation and revives. With
+// Changes nil it is the full pass over every app and instance (the
+// periodic one, whose time-based rules need it); otherwise the same rules
+// applied only to what Changes names (see onChanges).
+type Tick struct{ Changes *Changes }
 
 func (Subscribed) isInput()    {}
 func (Offers) isInput()        {}
@@ -110,7 +113,11 @@ func Decide(state *State, in Input, now time.Time, cfg Config) Decision {
 	case ReadinessResult:
 		p.onReadiness(in)
 	case Tick:
-		p.onTick()
+		if in.Changes != nil {
+			p.onChanges(in.Changes)
+		} else {
+			p.onTick()
+		}
 	case AgentStates:
 		p.onAgentStates(in)
 	case InverseOffers:
@@ -212,24 +219,45 @@ func (p *planner) forget(id string) {
 
 // allInstanceIDs lists current instances (state plus created), sorted.
 func (p *planner) allInstanceIDs() []string {
-	ids := append([]string(nil), p.st.sortedInstanceIDs()...) // filtered in place below
-	extra := false
-	for id := range p.put {
-		if _, ok := p.st.Instances[id]; !ok {
-			ids = append(ids, id)
-			extra = true
+	return p.current(p.st.sortedInstanceIDs(), func(*v1.Instance) bool { return true })
+}
+
+// appInstanceIDs lists an app's current instances (state plus created),
+// sorted.
+func (p *planner) appInstanceIDs(appID string) []string {
+	return p.current(p.st.instanceIDsOf(appID), func(i *v1.Instance) bool { return i.GetAppId() == appID })
+}
+
+// current returns the sorted ids stored, without those deleted in this
+// decision and with those it created that of says belong, sorted. It
+// returns stored itself (shared: not to be modified) when the decision
+// changed nothing there.
+func (p *planner) current(stored []string, of func(*v1.Instance) bool) []string {
+	var created []string
+	for id, i := range p.put {
+		if _, ok := p.st.Instances[id]; !ok && of(i) {
+			created = append(created, id)
 		}
 	}
-	if extra {
-		sort.Strings(ids)
+	if len(created) == 0 && len(p.del) == 0 {
+		return stored
 	}
-	out := ids[:0]
-	for _, id := range ids {
-		if !p.del[id] {
-			out = append(out, id)
+	sort.Strings(created)
+	return mergeIDs(stored, created, p.del)
+}
+
+// idsOf returns the app's instance ids as the pass saw them when it began
+// (p.byApp), computing them for an app it has not listed.
+func (p *planner) idsOf(appID string) []string {
+	ids, ok := p.byApp[appID]
+	if !ok {
+		ids = p.appInstanceIDs(appID)
+		if p.byApp == nil {
+			p.byApp = map[string][]string{}
 		}
+		p.byApp[appID] = ids
 	}
-	return out
+	return ids
 }
 
 func (p *planner) ts() *timestamppb.Timestamp { return timestamppb.New(p.now) }
@@ -409,49 +437,77 @@ func (p *planner) ready(i *v1.Instance, a *v1.App) bool {
 
 // onTick is the level-triggered pass.
 func (p *planner) onTick() {
-	byApp := map[string][]string{}
-	for _, id := range p.allInstanceIDs() {
-		i := p.inst(id)
-		byApp[i.GetAppId()] = append(byApp[i.GetAppId()], id)
+	p.byApp = map[string][]string{}
+	withInstances := p.st.appsWithInstances()
+	for _, appID := range withInstances {
+		p.idsOf(appID)
 	}
-	p.byApp = byApp
-	for _, appID := range p.st.sortedAppIDs() {
-		p.resetOutdatedBackoff(p.st.Apps[appID], byApp[appID])
-		p.scaleApp(p.st.Apps[appID], byApp[appID])
-	}
+	p.scaleApps(p.st.sortedAppIDs())
 	// Instances of removed apps are decommissioned (the FSM normally does it
 	// in the delete entry; this covers anything left behind).
-	for appID, ids := range byApp {
-		if _, ok := p.st.Apps[appID]; ok {
-			continue
-		}
-		for _, id := range ids {
-			if goalOf(p.inst(id)) != v1.Goal_GOAL_DECOMMISSIONED {
-				p.edit(id).Goal = v1.Goal_GOAL_DECOMMISSIONED
-				p.changed[id] = true
-			}
-		}
-	}
-	for _, appID := range p.st.sortedAppIDs() {
-		p.upgradeApp(p.st.Apps[appID], byApp[appID])
-	}
+	p.decommissionRemoved(withInstances)
+	p.upgradeApps(p.st.sortedAppIDs())
 	p.tickBackups()
-	p.askStaging = map[string]string{}
-	for _, id := range p.allInstanceIDs() {
-		p.tickInstance(id)
-	}
-	if len(p.askStaging) > 0 {
-		// One call for all (a status backlog may hold thousands).
-		p.call(calls.Reconcile(calls.ReconcileTasks(p.askStaging)))
-	}
+	p.tickInstances(p.allInstanceIDs())
 	p.retryUnknownKills()
-	p.tickDeployments()
+	p.tickDeployments(nil)
 	if p.st.Mem.reconcileNow || (p.cfg.ReconcileInterval > 0 && p.now.Sub(p.st.Mem.lastReconcile) >= p.cfg.ReconcileInterval) {
 		p.st.Mem.reconcileNow = false
 		p.reconcile()
 	}
 	p.reconCheck()
 	p.maybeRevive()
+}
+
+// scaleApps scales the apps named (see scaleApp), with the instance ids
+// the pass began with.
+func (p *planner) scaleApps(appIDs []string) {
+	for _, appID := range appIDs {
+		if a := p.st.Apps[appID]; a != nil {
+			p.resetOutdatedBackoff(a, p.idsOf(appID))
+			p.scaleApp(a, p.idsOf(appID))
+		}
+	}
+}
+
+// upgradeApps upgrades the apps named (see upgradeApp).
+func (p *planner) upgradeApps(appIDs []string) {
+	for _, appID := range appIDs {
+		if a := p.st.Apps[appID]; a != nil {
+			p.upgradeApp(a, p.idsOf(appID))
+		}
+	}
+}
+
+// decommissionRemoved decommissions the instances of those of the apps
+// named that no longer exist.
+func (p *planner) decommissionRemoved(appIDs []string) {
+	for _, appID := range appIDs {
+		if _, ok := p.st.Apps[appID]; ok {
+			continue
+		}
+		for _, id := range p.idsOf(appID) {
+			if i := p.inst(id); i != nil && goalOf(i) != v1.Goal_GOAL_DECOMMISSIONED {
+				p.edit(id).Goal = v1.Goal_GOAL_DECOMMISSIONED
+				p.changed[id] = true
+			}
+		}
+	}
+}
+
+// tickInstances runs tickInstance over ids (sorted), asking the master
+// about the tasks staging past the timeout in one call.
+func (p *planner) tickInstances(ids []string) {
+	p.askStaging = map[string]string{}
+	for _, id := range ids {
+		if p.inst(id) != nil {
+			p.tickInstance(id)
+		}
+	}
+	if len(p.askStaging) > 0 {
+		// One call for all (a status backlog may hold thousands).
+		p.call(calls.Reconcile(calls.ReconcileTasks(p.askStaging)))
+	}
 }
 
 // scaleApp makes the number of goal-Running instances equal app.instances:
@@ -723,25 +779,34 @@ func (p *planner) retryUnknownKills() {
 // again periodically while such work remains. Berth never suppresses:
 // garbage collection by offer needs offers.
 func (p *planner) maybeRevive() {
-	demand := map[string]bool{}
-	fresh := false
-	for _, id := range p.allInstanceIDs() {
-		i := p.inst(id)
-		if p.wantsOffer(i) {
-			demand[id] = true
-			if !p.st.Mem.demand[id] {
-				fresh = true
-			}
-		}
-	}
-	p.st.Mem.demand = demand
-	if len(demand) == 0 {
+	old := p.st.Mem.demand
+	p.st.Mem.demand = map[string]bool{}
+	fresh := p.noteDemand(p.allInstanceIDs(), old)
+	if len(p.st.Mem.demand) == 0 {
 		return
 	}
 	if fresh || p.now.Sub(p.st.Mem.lastRevive) >= p.cfg.ReviveInterval {
-		p.st.Mem.lastRevive = p.now
-		p.call(calls.Revive())
+		p.revive()
 	}
+}
+
+// noteDemand records in the memory's demand which of ids (current or
+// gone) want an offer, and reports whether one of them did not in was.
+func (p *planner) noteDemand(ids []string, was map[string]bool) (fresh bool) {
+	for _, id := range ids {
+		if i := p.inst(id); i != nil && p.wantsOffer(i) {
+			fresh = fresh || !was[id] // was may be the demand itself
+			p.st.Mem.demand[id] = true
+		} else {
+			delete(p.st.Mem.demand, id)
+		}
+	}
+	return fresh
+}
+
+func (p *planner) revive() {
+	p.st.Mem.lastRevive = p.now
+	p.call(calls.Revive())
 }
 
 // wantsOffer is true for an instance that needs an offer to progress.

@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 
 	"google.golang.org/protobuf/proto"
@@ -14,11 +15,13 @@ import (
 // affected app has converged, FAILED when an affected app cannot converge
 // (an invalid task, a container that failed to launch three times in a row,
 // or an instance crash-looping past the threshold). Instances keep being
-// relaunched with backoff either way.
-func (p *planner) tickDeployments() {
+// relaunched with backoff either way. With apps set, only the deployments
+// affecting one of those apps are looked at.
+func (p *planner) tickDeployments(apps map[string]bool) {
 	ids := make([]string, 0, len(p.st.Deployments))
 	for id, d := range p.st.Deployments {
-		if d.GetStatus() == v1.DeploymentStatus_DEPLOYMENT_STATUS_RUNNING {
+		if d.GetStatus() == v1.DeploymentStatus_DEPLOYMENT_STATUS_RUNNING &&
+			(apps == nil || slices.ContainsFunc(d.GetAffectedApps(), func(a string) bool { return apps[a] })) {
 			ids = append(ids, id)
 		}
 	}
@@ -26,17 +29,16 @@ func (p *planner) tickDeployments() {
 		return
 	}
 	sort.Strings(ids)
-	byApp := map[string][]*v1.Instance{}
-	for _, id := range p.allInstanceIDs() {
-		i := p.inst(id)
-		byApp[i.GetAppId()] = append(byApp[i.GetAppId()], i)
-	}
 	for _, id := range ids {
 		d := p.st.Deployments[id]
 		converged := true
 		failure := ""
 		for _, appID := range d.GetAffectedApps() {
-			ok, msg := p.appConverged(appID, byApp[appID])
+			var insts []*v1.Instance
+			for _, iid := range p.appInstanceIDs(appID) {
+				insts = append(insts, p.inst(iid))
+			}
+			ok, msg := p.appConverged(appID, insts)
 			if msg != "" && failure == "" {
 				failure = msg
 			}

@@ -325,6 +325,7 @@ func (s *Scheduler) subscribe(ctx context.Context) error {
 	// Commit returns once sctx is cancelled): nothing outlives the session.
 	defer l.abandon(cancel)
 	l.apply(Subscribed{FrameworkID: fid})
+	l.snaps.full()
 	l.apply(Tick{})
 
 	silence := 5 * heartbeat
@@ -371,8 +372,13 @@ func (s *Scheduler) subscribe(ctx context.Context) error {
 			// re-started an instance that the scale-down just before it had
 			// stopped, as if on a view older than the write, and the cause
 			// was not found (BENCHMARKS.md, "the fault suite"); with this,
-			// any such view lasts one TickInterval at most.
-			l.snaps.drop()
+			// any such view lasts one TickInterval at most (fullPassGap
+			// when the pass is slow).
+			if time.Since(l.fullAt) < fullPassGap(s.cfg.TickInterval, l.fullTook) {
+				continue
+			}
+			l.fullAt = time.Now()
+			l.snaps.full()
 			l.submit(Tick{})
 		case <-watch:
 			// Coalesce bursts of commits (our own included) into one pass.
@@ -381,9 +387,12 @@ func (s *Scheduler) subscribe(ctx context.Context) error {
 				coalesce = time.After(25 * time.Millisecond)
 			}
 		case <-coalesce:
+			// A pass over what the commits changed (changes.go).
 			coalesce = nil
 			watch = s.deps.Store().Watch()
-			l.submit(Tick{})
+			if tick, ok := l.changesTick(); ok {
+				l.submit(tick)
+			}
 		case r := <-hc.results:
 			l.submit(r)
 		case r := <-rc.results:
@@ -399,6 +408,39 @@ func (s *Scheduler) subscribe(ctx context.Context) error {
 			return l.fatal
 		}
 	}
+}
+
+// fullPassGap is the least time from the start of a full pass that took
+// took to the next: TickInterval, or ten times the pass when that is
+// longer, up to ten TickIntervals. With 100,000 instances on a loaded
+// machine a full pass takes most of a second; one a second would leave the
+// loop little time for anything else. Changes are passed over at once by
+// the scoped passes, so a longer gap delays only the time-based rules
+// (staging timeout, pending reservations, backoff, kill retries), which
+// count in seconds or minutes.
+func fullPassGap(interval, took time.Duration) time.Duration {
+	return max(interval, min(10*took, 10*interval))
+}
+
+// changesTick returns the pass over what changed since the last pass: a
+// scoped one, or the full one when a change could not be named; ok false
+// when nothing changed that a pass has not seen.
+func (l *loop) changesTick() (tick Tick, ok bool) {
+	// Read the store first: a write the driver did not make is named by
+	// comparing the fresh read with the one before.
+	if _, err := l.snaps.get(l.s.deps.Store(), l.s.mem); err != nil {
+		l.snaps.full()
+		return Tick{}, true
+	}
+	ch, known := l.snaps.take()
+	switch {
+	case !known:
+		l.snaps.full()
+		return Tick{}, true
+	case ch.Empty():
+		return Tick{}, false
+	}
+	return Tick{Changes: ch}, true
 }
 
 func (s *Scheduler) errorEvent(msg string) error {
@@ -423,6 +465,10 @@ type loop struct {
 	inflight []*decided
 	// beside: see commitBeside.
 	beside bool
+	// fullAt is when the last full pass the ticker asked for started;
+	// fullTook is how long the last full pass took to decide (fullPassGap).
+	fullAt   time.Time
+	fullTook time.Duration
 }
 
 // maxStatusBatch bounds the status updates decided (and committed) together.

@@ -195,6 +195,7 @@ func (h *harness) decide(in Input) Decision {
 		}
 	}
 	if d.Plan != nil {
+		h.snaps.note(planChanges(st, d.Plan)) // as the driver does, for h.changes
 		if err := h.store.commit(d.Plan); err != nil {
 			h.t.Fatalf("the FSM refused the plan of %T: %v", in, err)
 		}
@@ -360,8 +361,10 @@ func (h *harness) settle() {
 		before := h.fingerprint()
 		h.tick()
 		h.deliver()
+		h.changes() // as the driver does after a commit
 		h.offers()
 		h.deliver()
+		h.changes()
 		h.tick()
 		h.deliver()
 		if h.fingerprint() == before {

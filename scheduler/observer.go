@@ -53,6 +53,9 @@ func inputKind(in Input) string {
 	case StatusUpdates:
 		return "statuses"
 	case Tick:
+		if in.(Tick).Changes != nil {
+			return "changes"
+		}
 		return "tick"
 	case HealthResult:
 		return "health"

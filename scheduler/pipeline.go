@@ -76,6 +76,8 @@ type decided struct {
 	mem    *Memory // the memory the decision was made with
 	parts  []planPart
 	rest   []*scheduler.Call
+	// changes names what the plan writes, for the next scoped pass.
+	changes *Changes
 
 	// Written by the commit goroutine, read once done is closed.
 	done         chan struct{}
@@ -239,11 +241,19 @@ func (l *loop) decide(in Input, on *decided) *decided {
 		placed = placements(st, in, now)
 	}
 	d := Decide(st, in, now, l.s.cfg)
+	took := time.Since(now)
 	if obs != nil {
-		obs.Decided(inputKind(in), time.Since(now))
+		obs.Decided(inputKind(in), took)
+	}
+	if t, ok := in.(Tick); ok && t.Changes == nil {
+		l.fullTook = took
 	}
 	parts, rest := splitPlan(d, maxPlanInstances)
-	return &decided{in: in, d: d, store: store, now: now, placed: placed, mem: mem, parts: parts, rest: rest}
+	var changes *Changes
+	if d.Plan != nil {
+		changes = planChanges(st, d.Plan)
+	}
+	return &decided{in: in, d: d, store: store, now: now, placed: placed, mem: mem, parts: parts, rest: rest, changes: changes}
 }
 
 // start commits the decision's plan in the background, part after part,
@@ -269,6 +279,9 @@ func (l *loop) start(dd *decided, after *decided) {
 		return
 	}
 	l.inflight = append(l.inflight, dd)
+	// Noted as it starts: a pass decided from now on is decided on top of
+	// it, and its store change may come before the loop finishes it.
+	l.snaps.note(dd.changes)
 	commit, out, ctx := l.s.deps.Commit, l.out, l.ctx
 	go func() {
 		defer close(dd.done)
@@ -401,7 +414,7 @@ func overlay(st *State, plan *v1.SchedulerPlanCommand, mem *Memory) *State {
 			delete(o.Instances, id)
 		}
 		if same {
-			o.sorted = st.sorted
+			o.sorted, o.byApp = st.sorted, st.byApp
 		}
 		// The store's task index does not know the plan's tasks yet: they
 		// are looked up in the plan first. (An instance the store finds

@@ -101,10 +101,18 @@ func TestRandomizedLifecycle(t *testing.T) {
 				}
 				h.store.putApp(web, "")
 			default:
-				h.tick()
+				// The pass a store change triggers (scoped to what changed,
+				// checked against the full pass) or the periodic one.
+				if intn(2, "scoped") == 0 {
+					h.changes()
+				} else {
+					h.tick()
+				}
 				h.deliver()
+				h.changes()
 				h.offers()
 				h.deliver()
+				h.changes()
 			}
 		}
 		// Quiesce: partitions heal, time passes, the system settles.

@@ -15,13 +15,29 @@ import (
 // that commit is the only entry applied since (the store's index moved by
 // exactly one). Anything else (an API write, a snapshot restore, a Raft
 // entry that skipped the FSM) takes a fresh snapshot. The driver's periodic
-// tick drops the snapshot first, so that at least once per TickInterval a
-// decision reads the store as it is, whatever this cache may have missed.
+// full pass drops the snapshot first, so that at least once per
+// TickInterval (fullPassGap, when passes are slow) a decision reads the
+// store as it is, whatever this cache may have missed.
+//
+// It also keeps what changed for the next scoped pass (see changes.go):
+// the driver notes what its plans write, and a fresh read names what
+// differs from the read before it.
 type snapshots struct {
 	store Store
 	st    *State
 	watch <-chan struct{}
 	index uint64
+
+	// last is the latest State read (kept when dropped): a fresh read is
+	// compared with it. pending is what changed since the last pass took
+	// it; unknown is set when a change could not be named (no read before,
+	// or a swapped store), so the next pass must be the full one; covered
+	// is set by full until the next read, which the full pass looks at
+	// whole.
+	last    *State
+	pending Changes
+	unknown bool
+	covered bool
 }
 
 // get returns a State of store's current content with mem as its memory.
@@ -39,8 +55,34 @@ func (c *snapshots) get(store Store, mem *Memory) (*State, error) {
 		c.drop()
 		return nil, err
 	}
-	c.store, c.st, c.watch, c.index = store, st, watch, view.Index()
+	switch {
+	case c.covered:
+	case c.last != nil && c.store == store:
+		c.pending.add(diffStates(c.last, st))
+	default:
+		c.unknown = true
+	}
+	c.covered = false
+	c.store, c.st, c.watch, c.index, c.last = store, st, watch, view.Index(), st
 	return st, nil
+}
+
+// note adds what a plan of the driver's writes to what changed.
+func (c *snapshots) note(ch *Changes) { c.pending.add(ch) }
+
+// take returns what changed since the last take, or ok false when that
+// cannot be named (the next pass must be the full one).
+func (c *snapshots) take() (ch *Changes, ok bool) {
+	taken, unknown := c.pending, c.unknown
+	c.pending, c.unknown = Changes{}, false
+	return &taken, !unknown
+}
+
+// full drops the snapshot for the full pass: it reads the store afresh
+// and looks at everything, so what changed so far is covered.
+func (c *snapshots) full() {
+	c.drop()
+	c.pending, c.unknown, c.covered = Changes{}, false, true
 }
 
 // committed updates the snapshot after plan was committed and applied to
@@ -58,10 +100,23 @@ func (c *snapshots) committed(store Store, plan *v1.SchedulerPlanCommand) {
 		return
 	}
 	st := c.st
+	var added, removed []string
+	seen := map[string]bool{}
 	refresh := func(id string) error {
+		if seen[id] {
+			return nil // the view's record is in place already
+		}
+		seen[id] = true
 		cur, err := view.Instance(id)
 		if err != nil {
 			return err
+		}
+		_, had := st.Instances[id]
+		switch {
+		case cur != nil && !had:
+			added = append(added, id)
+		case cur == nil && had:
+			removed = append(removed, id)
 		}
 		if cur != nil {
 			st.Instances[id] = cur
@@ -101,7 +156,7 @@ func (c *snapshots) committed(store Store, plan *v1.SchedulerPlanCommand) {
 	}
 	// Lazy reads now go to the view that holds the refreshed instances.
 	st.lookup, st.AppVersion = view.InstanceByTaskID, view.AppVersion
-	st.changed()
+	st.updated(added, removed)
 	c.watch = watch
 	c.index = view.Index()
 }

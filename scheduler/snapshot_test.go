@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"slices"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
@@ -28,6 +29,14 @@ func sameState(t tb, st *State, s Store) {
 	for id, d := range fresh.Deployments {
 		if st.Deployments[id] != d {
 			t.Fatalf("deployment %s in the snapshot is not the stored one", id)
+		}
+	}
+	if got, want := st.appsWithInstances(), fresh.appsWithInstances(); !slices.Equal(got, want) {
+		t.Fatalf("apps with instances %v, want %v", got, want)
+	}
+	for _, a := range fresh.appsWithInstances() {
+		if got, want := st.instanceIDsOf(a), fresh.instanceIDsOf(a); !slices.Equal(got, want) {
+			t.Fatalf("instances of %s %v, want %v", a, got, want)
 		}
 	}
 	if got, want := st.sortedInstanceIDs(), fresh.sortedInstanceIDs(); len(got) != len(want) {

@@ -2,6 +2,8 @@ package scheduler
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"time"
 
@@ -48,7 +50,8 @@ type State struct {
 
 	byTask map[string]string
 	lookup func(taskID string) (*v1.Instance, error)
-	sorted []string // sortedInstanceIDs, computed once
+	sorted []string            // sortedInstanceIDs, computed once
+	byApp  map[string][]string // instanceIDsOf, computed once
 }
 
 // NewState reads apps, instances and deployments from the one view r, so
@@ -88,6 +91,9 @@ func NewState(r StateReader, mem *Memory) (*State, error) {
 	}
 	for _, i := range insts {
 		st.Instances[i.GetId()] = i
+	}
+	if ids := instanceIDs(insts); ids != nil {
+		st.sorted = ids // the store lists them in id order: no sort
 	}
 	for _, d := range deps {
 		st.Deployments[d.GetId()] = d
@@ -151,11 +157,99 @@ func (s *State) sortedInstanceIDs() []string {
 	return ids
 }
 
+// instanceIDs returns the ids of insts when they are sorted and distinct,
+// else nil.
+func instanceIDs(insts []*v1.Instance) []string {
+	ids := make([]string, len(insts))
+	for k, i := range insts {
+		ids[k] = i.GetId()
+		if k > 0 && ids[k-1] >= ids[k] {
+			return nil
+		}
+	}
+	return ids
+}
+
+// instanceIDsOf returns the sorted ids of an app's instances. The slice is
+// shared by every caller: do not modify it.
+func (s *State) instanceIDsOf(appID string) []string {
+	if s.byApp == nil {
+		s.byApp = map[string][]string{}
+		for _, id := range s.sortedInstanceIDs() {
+			a := s.Instances[id].GetAppId()
+			s.byApp[a] = append(s.byApp[a], id)
+		}
+	}
+	return s.byApp[appID]
+}
+
+// appsWithInstances returns the ids of the apps that have instances (apps
+// removed included), sorted.
+func (s *State) appsWithInstances() []string {
+	s.instanceIDsOf("")
+	return slices.Sorted(maps.Keys(s.byApp))
+}
+
 // changed drops what was derived from Instances, after the driver updated
 // some in place (see snapshots).
 func (s *State) changed() {
 	s.byTask = nil
 	s.sorted = nil
+	s.byApp = nil
+}
+
+// updated is changed for an update in place that added the instances
+// added and removed those removed (ids absent before, present before):
+// the sorted ids are merged rather than sorted again, and kept when the
+// set of ids is the same (a status batch).
+func (s *State) updated(added, removed []string) {
+	sorted, byApp := s.sorted, s.byApp
+	s.changed()
+	if sorted == nil {
+		return
+	}
+	if len(added) == 0 && len(removed) == 0 {
+		// Same ids, hence the same apps' lists (an instance's app never
+		// changes).
+		s.sorted, s.byApp = sorted, byApp
+		return
+	}
+	gone := make(map[string]bool, len(removed))
+	for _, id := range removed {
+		gone[id] = true
+	}
+	added = slices.Sorted(slices.Values(added))
+	s.sorted = mergeIDs(sorted, added, gone)
+	if byApp == nil || len(removed) > 0 {
+		return // rebuilt when next asked
+	}
+	// Placement adds instances: merge them into their apps' lists.
+	byAppAdded := map[string][]string{}
+	for _, id := range added {
+		a := s.Instances[id].GetAppId()
+		byAppAdded[a] = append(byAppAdded[a], id)
+	}
+	s.byApp = maps.Clone(byApp) // the old map may be shared (overlay)
+	for a, ids := range byAppAdded {
+		s.byApp[a] = mergeIDs(byApp[a], ids, nil)
+	}
+}
+
+// mergeIDs returns the sorted ids of sorted without those gone, and of
+// added (sorted, none in sorted).
+func mergeIDs(sorted, added []string, gone map[string]bool) []string {
+	out := make([]string, 0, len(sorted)+len(added))
+	k := 0
+	for _, id := range sorted {
+		for k < len(added) && added[k] < id {
+			out = append(out, added[k])
+			k++
+		}
+		if !gone[id] {
+			out = append(out, id)
+		}
+	}
+	return append(out, added[k:]...)
 }
 
 func (s *State) sortedAppIDs() []string {
