@@ -4,6 +4,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // serverArgs returns the flags of a single-node server with fresh ports. The
@@ -152,6 +153,17 @@ func TestCLIErrors(t *testing.T) {
 	if r.err == nil || !strings.Contains(r.stderr, "already_exists") {
 		t.Errorf("duplicate add: err=%v stderr=%q, want already_exists", r.err, r.stderr)
 	}
+	// A Raft timing a server cannot keep is refused, naming the flags; the
+	// three raised together are accepted (slow or overloaded machines).
+	_, bad := serverArgs(t, t.TempDir())
+	lease := startProc(t, "lease", append(bad, "--raft-leader-lease-timeout", "2s")...)
+	if code := lease.exitCode(t, time.Minute); code == 0 || !strings.Contains(lease.out.String(), "--raft-leader-lease-timeout 2s: must not be negative nor exceed --raft-heartbeat-timeout 500ms") {
+		t.Errorf("a lease over the heartbeat timeout: exit %d, output %q", code, lease.out.String())
+	}
+	slowAPI, slow := serverArgs(t, t.TempDir())
+	startProc(t, "slow", append(slow, "--raft-heartbeat-timeout", "2s", "--raft-election-timeout", "2s", "--raft-leader-lease-timeout", "1s")...)
+	waitAPI(t, slowAPI)
+	mustCLI(t, slowAPI, "app", "add", testdata(t, "marathon/sleep-app.json"))
 	// An unreachable server is a clear error too.
 	r = cli(t, freePort(t), "app", "list")
 	if r.err == nil || !strings.Contains(r.stderr, "Error:") {

@@ -78,6 +78,7 @@ type serverOptions struct {
 	maxEnvBytes        int
 	heartbeatTimeout   time.Duration
 	electionTimeout    time.Duration
+	leaderLease        time.Duration
 	logLevel           string
 
 	security securityOptions
@@ -115,6 +116,7 @@ func (o *serverOptions) registerServer(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.leaveOnTerminate, "leave-on-terminate", false, "leave the Raft configuration on SIGTERM/SIGINT (for a server being retired; a restart must not leave)")
 	fs.DurationVar(&o.heartbeatTimeout, "raft-heartbeat-timeout", cluster.DefaultHeartbeatTimeout, "Raft heartbeat timeout")
 	fs.DurationVar(&o.electionTimeout, "raft-election-timeout", cluster.DefaultElectionTimeout, "Raft election timeout")
+	fs.DurationVar(&o.leaderLease, "raft-leader-lease-timeout", 0, "how long a leader keeps leading without hearing from a quorum; at most --raft-heartbeat-timeout (default: the smaller of 250ms and the heartbeat timeout). Raise all three together on slow or overloaded machines, where leadership changes often")
 	o.security.register(fs)
 	o.registerMesos(fs, "http://127.0.0.1:5050")
 	o.registerLimits(fs)
@@ -299,6 +301,9 @@ func runServer(ctx context.Context, o *serverOptions, logger *slog.Logger, ready
 		MesosTLS:              sec.mesosTLS,
 		Logger:                logger,
 	}
+	if o.leaderLease < 0 || o.leaderLease > o.heartbeatTimeout {
+		return fmt.Errorf("--raft-leader-lease-timeout %s: must not be negative nor exceed --raft-heartbeat-timeout %s (raise both)", o.leaderLease, o.heartbeatTimeout)
+	}
 	if o.mesosSecretFile != "" {
 		secret, err := os.ReadFile(o.mesosSecretFile)
 		if err != nil {
@@ -391,24 +396,25 @@ func runServer(ctx context.Context, o *serverOptions, logger *slog.Logger, ready
 		return backup.HasManifest(ctx, b.GetTarget(), env, b.GetId())
 	}
 	node, err := cluster.New(cluster.Config{
-		NodeName:          o.nodeName,
-		DataDir:           filepath.Clean(o.dataDir),
-		RaftBind:          o.raftAddr,
-		RaftAdvertise:     o.raftAdvertise,
-		GossipBind:        o.gossipAddr,
-		GossipAdvertise:   o.gossipAdvertise,
-		APIAddr:           advertise,
-		Join:              o.join,
-		BootstrapExpect:   o.bootstrapExpect,
-		FSM:               state,
-		Logger:            logger,
-		Version:           version,
-		DeadServerCleanup: o.deadServerCleanup,
-		MinQuorum:         o.minQuorum,
-		HeartbeatTimeout:  o.heartbeatTimeout,
-		ElectionTimeout:   o.electionTimeout,
-		RaftTLS:           sec.raftTLS(),
-		GossipKey:         sec.gossipKey,
+		NodeName:           o.nodeName,
+		DataDir:            filepath.Clean(o.dataDir),
+		RaftBind:           o.raftAddr,
+		RaftAdvertise:      o.raftAdvertise,
+		GossipBind:         o.gossipAddr,
+		GossipAdvertise:    o.gossipAdvertise,
+		APIAddr:            advertise,
+		Join:               o.join,
+		BootstrapExpect:    o.bootstrapExpect,
+		FSM:                state,
+		Logger:             logger,
+		Version:            version,
+		DeadServerCleanup:  o.deadServerCleanup,
+		MinQuorum:          o.minQuorum,
+		HeartbeatTimeout:   o.heartbeatTimeout,
+		ElectionTimeout:    o.electionTimeout,
+		LeaderLeaseTimeout: o.leaderLease,
+		RaftTLS:            sec.raftTLS(),
+		GossipKey:          sec.gossipKey,
 		// Check a snapshot before Raft sees it: Raft cannot recover from
 		// an FSM that fails to restore. The store decoded to check it is
 		// the one the FSM's Restore then installs (same bytes).
