@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/mesos/mesos-go/api/v1/lib/scheduler"
+
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
@@ -50,14 +52,19 @@ func (p *planner) startReconTracking() {
 }
 
 // reconAsked records that explicit reconciliation was sent for tasks.
-func (p *planner) reconAsked(tasks map[string]string) {
+func (p *planner) reconAsked(tasks []scheduler.Call_Reconcile_Task) {
 	r := &p.st.Mem.recon
 	if !r.active {
 		return
 	}
-	for id := range tasks {
-		r.asked[id] = true
-		r.awaiting[id] = true
+	if len(r.asked) == 0 {
+		// Sized once: 100,000 tasks grown from empty cost more than the
+		// rest of the subscription's decision.
+		r.asked, r.awaiting = make(map[string]bool, len(tasks)), make(map[string]bool, len(tasks))
+	}
+	for _, t := range tasks {
+		r.asked[t.TaskID.Value] = true
+		r.awaiting[t.TaskID.Value] = true
 	}
 }
 

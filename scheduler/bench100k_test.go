@@ -1,0 +1,70 @@
+package scheduler
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	v1 "github.com/berth-dev/berth/proto/berth/v1"
+)
+
+// state100k is the committed state of 100 resident apps of 1,000 running
+// instances each on 1,000 agents, as a leader holds it: each instance a
+// copy of one the harness placed, with its own ids.
+func state100k(b *testing.B) (*State, Config) {
+	b.Helper()
+	h := newHarness(b)
+	h.skipStateCheck = true
+	h.master.addAgent("A000", "host000", 16, 16384, 100000, 31000, 32000, nil)
+	h.store.putApp(residentApp("/tpl", "v1", 1), "")
+	h.settle()
+	tpl := h.only("/tpl")
+	if tpl.GetTask().GetState() != stRunning {
+		b.Fatalf("template instance not running: %v", tpl)
+	}
+	st := &State{FrameworkID: "fw", Apps: map[string]*v1.App{}, Instances: map[string]*v1.Instance{},
+		Deployments: map[string]*v1.Deployment{}, Backups: map[string]*v1.Backup{}, Mem: NewMemory()}
+	for a := range 100 {
+		app := residentApp(fmt.Sprintf("/bench-%03d", a), "v1", 1000)
+		st.Apps[app.GetId()] = app
+		for j := range 1000 {
+			i := proto.Clone(tpl).(*v1.Instance)
+			i.Id = fmt.Sprintf("bench-%03d.instance-%06d", a, j)
+			i.AppId = app.GetId()
+			i.Task.Id = i.GetId() + "._app.1"
+			agent := fmt.Sprintf("A%03d", (a*1000+j)%1000)
+			i.Task.AgentId, i.Reservation.AgentId = agent, agent
+			st.Instances[i.GetId()] = i
+		}
+	}
+	return st, h.cfg
+}
+
+// BenchmarkSubscribed100k is a new leader's first decision with 100,000
+// running tasks: the explicit reconciliation of every live task (issue
+// 14: "reconciled ≤ 3 s" starts with it).
+func BenchmarkSubscribed100k(b *testing.B) {
+	decide100k(b, Subscribed{FrameworkID: "fw"}, func(d Decision) {
+		if n := len(d.Calls); n < 2 || len(d.Calls[0].GetReconcile().GetTasks()) != 100_000 {
+			b.Fatalf("subscribed: %d calls, the first reconciling %d tasks", n, len(d.Calls[0].GetReconcile().GetTasks()))
+		}
+	})
+}
+
+// BenchmarkFullPass100k is the level-triggered pass over the same state
+// with nothing to do (with a fresh memory, so it reconciles too).
+func BenchmarkFullPass100k(b *testing.B) { decide100k(b, Tick{}, func(Decision) {}) }
+
+// decide100k decides in on state100k b.N times, each with a fresh memory.
+func decide100k(b *testing.B, in Input, check func(Decision)) {
+	st, cfg := state100k(b)
+	now := time.Unix(1_800_000_000, 0)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		st.Mem = NewMemory()
+		check(Decide(st, in, now, cfg))
+	}
+}
