@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,6 +15,13 @@ import (
 // instances each on 1,000 agents, as a leader holds it: each instance a
 // copy of one the harness placed, with its own ids.
 func state100k(b *testing.B) (*State, Config) {
+	st, cfg, _ := state100kOn(b)
+	return st, cfg
+}
+
+// state100kOn is state100k with the harness's fake master, whose agent
+// A000 holds the template instance.
+func state100kOn(b *testing.B) (*State, Config, *harness) {
 	b.Helper()
 	h := newHarness(b)
 	h.skipStateCheck = true
@@ -39,7 +47,7 @@ func state100k(b *testing.B) (*State, Config) {
 			st.Instances[i.GetId()] = i
 		}
 	}
-	return st, h.cfg
+	return st, h.cfg, h
 }
 
 // BenchmarkSubscribed100k is a new leader's first decision with 100,000
@@ -66,5 +74,39 @@ func decide100k(b *testing.B, in Input, check func(Decision)) {
 	for range b.N {
 		st.Mem = NewMemory()
 		check(Decide(st, in, now, cfg))
+	}
+}
+
+// BenchmarkOffers100kConstrained is an offer round from 100 free agents
+// while each of the 100 apps (hostname UNIQUE) has one new instance to
+// place among its 1,000 running ones: each app's placed values are
+// counted over its own instances, not over all 100,000.
+func BenchmarkOffers100kConstrained(b *testing.B) {
+	st, cfg, h := state100kOn(b)
+	for id, a := range st.Apps {
+		a = proto.Clone(a).(*v1.App)
+		a.Constraints = constraintList([]string{"hostname", "UNIQUE"})
+		a.Instances = proto.Int32(1001)
+		st.Apps[id] = a
+		tpl := st.Instances[strings.TrimPrefix(id, "/")+".instance-000000"]
+		i := proto.Clone(tpl).(*v1.Instance)
+		i.Id = strings.TrimPrefix(id, "/") + ".instance-new"
+		i.Reservation, i.Task, i.AgentAttributes = nil, nil, nil
+		st.Instances[i.GetId()] = i
+	}
+	st.sorted, st.byApp = nil, nil
+	for n := range 100 {
+		h.master.addAgent(fmt.Sprintf("F%03d", n), fmt.Sprintf("free%03d", n), 16, 16384, 100000, 31000, 32000, nil)
+	}
+	offers := h.master.makeOffers()
+	now := time.Unix(1_800_000_000, 0)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		st.Mem = NewMemory()
+		d := Decide(st, Offers{Offers: offers}, now, cfg)
+		if len(d.Plan.GetPutInstances()) != 100 {
+			b.Fatalf("placed %d of the 100 new instances", len(d.Plan.GetPutInstances()))
+		}
 	}
 }

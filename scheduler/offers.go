@@ -497,7 +497,7 @@ func (p *planner) placedValues(a *v1.App, cs []appmodel.Placement, r *offerRound
 			m[c.Field] = &placedValues{counts: map[string]int{}}
 		}
 	}
-	for _, id := range p.allInstanceIDs() {
+	for _, id := range p.appInstanceIDs(a.GetId()) {
 		i := p.inst(id)
 		if i.GetAppId() != a.GetId() || goalOf(i) == v1.Goal_GOAL_DECOMMISSIONED {
 			continue
