@@ -4,7 +4,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -52,24 +51,10 @@ func TestLeaderKillDuringMigration(t *testing.T) {
 	stopSampling := onlyOneLive(t, c.mesosAddr, c.mesos.owner, first.InstanceID)
 	defer stopSampling()
 	// The final copy takes the files unchanged since the live copy from
-	// it unread (docs/MIGRATION.md) and could be over before a kill: the
-	// blob's mtime moves (its content does not) until that kill, so the
-	// final copy reads all of it again.
-	blob, done := filepath.Join(oldVolume, "blob"), make(chan struct{})
-	var once sync.Once
-	stopTouching := func() { once.Do(func() { close(done) }) }
+	// it unread (docs/MIGRATION.md) and could be over before a kill:
+	// keepTouching makes it read the blob whole again.
+	stopTouching := keepTouching(filepath.Join(oldVolume, "blob"))
 	defer stopTouching()
-	go func() {
-		for {
-			select {
-			case <-done:
-				return
-			case <-time.After(200 * time.Millisecond):
-				now := time.Now()
-				_ = os.Chtimes(blob, now, now)
-			}
-		}
-	}()
 
 	start := time.Now()
 	mustCLI(t, api, "instance", "migrate", first.InstanceID, "--to-agent", to)

@@ -131,6 +131,28 @@ func onlyOneLive(t *testing.T, mesosAddr, owner, instanceID string) (stop func()
 	}
 }
 
+// keepTouching moves the file's mtime (not its content) every 200 ms until
+// the returned stop (safe to call again): a migration's final copy takes
+// the files unchanged since its live copy from it unread
+// (docs/MIGRATION.md), and so reads this one whole again, which keeps the
+// copy step long enough to be caught in.
+func keepTouching(path string) (stop func()) {
+	done := make(chan struct{})
+	var once sync.Once
+	go func() {
+		for {
+			select {
+			case <-done:
+				return
+			case <-time.After(200 * time.Millisecond):
+				now := time.Now()
+				_ = os.Chtimes(path, now, now)
+			}
+		}
+	}()
+	return func() { once.Do(func() { close(done) }) }
+}
+
 func fileSHA256(t *testing.T, path string) string {
 	t.Helper()
 	f, err := os.Open(path)
@@ -196,25 +218,10 @@ func partitionDuringMove(t *testing.T, step string) {
 
 	stopTouching := func() {}
 	if step == stepCopyE2E {
-		// The final copy takes the files unchanged since the live copy
-		// from it unread (docs/MIGRATION.md) and would be over within the
-		// ping timeout: the blob's mtime moves (its content does not)
-		// until the copy step, so the final copy reads all of it again.
-		blob, done := filepath.Join(oldVolume, "blob"), make(chan struct{})
-		var once sync.Once
-		stopTouching = func() { once.Do(func() { close(done) }) }
+		// The final copy would be over within the ping timeout: keep it
+		// reading the whole blob (keepTouching).
+		stopTouching = keepTouching(filepath.Join(oldVolume, "blob"))
 		defer stopTouching()
-		go func() {
-			for {
-				select {
-				case <-done:
-					return
-				case <-time.After(200 * time.Millisecond):
-					now := time.Now()
-					_ = os.Chtimes(blob, now, now)
-				}
-			}
-		}()
 	}
 	start := time.Now()
 	mustCLI(t, api, "instance", "migrate", first.InstanceID, "--to-agent", to)
