@@ -65,20 +65,48 @@ func newBrowser(t *testing.T, api string, appIDs ...string) *browser {
 		chromedp.UserDataDir(t.TempDir()),
 		chromedp.WindowSize(1400, 1000),
 	)
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancelTab := chromedp.NewContext(allocCtx)
+	// A chromedp context allocates its browser once: after a failed start
+	// (Chromium slow to print its DevTools address on a loaded machine, or
+	// dead at start) the same context must not be used again, since
+	// chromedp then starts a second browser on it and panics when that one
+	// exits (seen in CI). So each attempt gets its own allocator and
+	// context, the start has a deadline, and nothing else touches the
+	// context before it succeeded.
+	var (
+		ctx                    context.Context
+		cancelTab, cancelAlloc context.CancelFunc
+		startErr               error
+	)
+	for attempt := 1; attempt <= 3; attempt++ {
+		allocCtx, cAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+		tabCtx, cTab := chromedp.NewContext(allocCtx)
+		// The browser process lives as long as the context that starts
+		// it, so the start runs on tabCtx itself, and the deadline cancels
+		// that context.
+		started := make(chan error, 1)
+		go func() { started <- chromedp.Do(tabCtx) }()
+		select {
+		case startErr = <-started:
+		case <-time.After(uiTimeout):
+			cTab()
+			startErr = fmt.Errorf("no answer within %s (%v)", uiTimeout, <-started)
+		}
+		if startErr == nil {
+			ctx, cancelTab, cancelAlloc = tabCtx, cTab, cAlloc
+			break
+		}
+		cTab()
+		cAlloc()
+		t.Logf("start chromium %s (attempt %d of 3): %v", path, attempt, startErr)
+	}
+	if startErr != nil {
+		t.Fatalf("start chromium %s: %v", path, startErr)
+	}
 	b := &browser{t: t, ctx: ctx, base: "http://" + api + "/ui/"}
 	// What the page logs (uncaught exceptions above all) goes to the test
 	// log when the test fails.
 	var console syncBuffer
 	messages := chromedp.Console(ctx)
-	start, cancelStart := context.WithTimeout(ctx, uiTimeout)
-	defer cancelStart()
-	if err := chromedp.Do(start); err != nil {
-		cancelTab()
-		cancelAlloc()
-		t.Fatalf("start chromium %s: %v", path, err)
-	}
 	go func() {
 		for m, err := range messages {
 			if err != nil {
