@@ -64,6 +64,9 @@ func newBrowser(t *testing.T, api string, appIDs ...string) *browser {
 		chromedp.Flag("disable-component-update", true),
 		chromedp.UserDataDir(t.TempDir()),
 		chromedp.WindowSize(1400, 1000),
+		// chromedp gives Chromium 20 s to print its DevTools address,
+		// which a loaded CI machine can exceed.
+		chromedp.WSURLReadTimeout(uiTimeout),
 	)
 	// A chromedp context allocates its browser once: after a failed start
 	// (Chromium slow to print its DevTools address on a loaded machine, or
