@@ -57,6 +57,13 @@ var benchLogs = flag.String("bench-logs", "", "directory for the processes' outp
 // after each failover (the servers then serve pprof).
 var heapProfiles = flag.String("heap-profile", "", "directory: BenchmarkFailover* saves each server's heap profile (after a forced GC) and writes its VmRSS and Go heap in use, after placement and after each failover")
 
+// failoverProfile, when set, names a directory for CPU profiles and
+// execution traces of the surviving servers, taken from the kill of the
+// leader on (which survivor leads is not known yet, so both are profiled).
+var failoverProfile = flag.String("failover-profile", "", "directory: BenchmarkFailover* saves a CPU profile (-failover-profile-seconds) and a 5 s execution trace of each surviving server from each leader kill on, as failover-N-sX.cpu and .trace")
+
+var failoverProfileSeconds = flag.Int("failover-profile-seconds", 10, "length of the -failover-profile CPU profiles")
+
 // serverEnv is set in the environment of the BenchmarkFailover* servers.
 var serverEnv = flag.String("failover-server-env", "", "NAME=VALUE set in the environment of BenchmarkFailover*'s servers (e.g. BERTH_MEMORY_LIMIT=300MiB)")
 
@@ -157,7 +164,7 @@ func startBenchCluster(b testing.TB, agents int) *benchCluster {
 	c.mesos = startProc(b, "mesos-local", "mesos-local", "--listen", mesosAddr, "--work-dir", b.TempDir(),
 		"--simulate", "--agents", strconv.Itoa(agents), "--agent-resources", agentResources)
 	waitUntil(b, time.Minute, "mesos-local to answer", func() bool { return len(mesosStateOrNil(mesosAddr)) > 0 })
-	c.servers = startBenchServers(b, "http://"+mesosAddr, *placementProfile != "" || *heapProfiles != "")
+	c.servers = startBenchServers(b, "http://"+mesosAddr, *placementProfile != "" || *heapProfiles != "" || *failoverProfile != "")
 	return c
 }
 
@@ -365,6 +372,15 @@ func benchFailoverOn(b *testing.B, agents int, apps []failoverApp) {
 
 		killed := time.Now()
 		lead.p.kill9()
+		var profiled []<-chan error
+		if *failoverProfile != "" {
+			for _, s := range survivors {
+				name := fmt.Sprintf("failover-%d-%s", i+1, s.name)
+				profiled = append(profiled,
+					s.saveProfile(*failoverProfile, fmt.Sprintf("profile?seconds=%d", *failoverProfileSeconds), name+".cpu"),
+					s.saveProfile(*failoverProfile, "trace?seconds=5", name+".trace"))
+			}
+		}
 		var newLead *benchServer
 		waitUntilEvery(b, 2*time.Minute, 10*time.Millisecond, "the survivors to agree on a new leader", func() bool {
 			newLead = agreedLeader(survivors)
@@ -376,6 +392,14 @@ func benchFailoverOn(b *testing.B, agents int, apps []failoverApp) {
 			return reReconciled.MatchString(out())
 		})
 		b.StopTimer()
+		for _, done := range profiled {
+			if err := <-done; err != nil {
+				b.Errorf("failover profile: %v", err)
+			}
+		}
+		if *failoverProfile != "" {
+			b.Logf("failover %d: the new leader is %s", i+1, newLead.name)
+		}
 		for _, m := range []struct {
 			re  *regexp.Regexp
 			acc *[]time.Duration

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	mesos "github.com/mesos/mesos-go/api/v1/lib"
 	"google.golang.org/protobuf/proto"
 
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
@@ -107,6 +108,46 @@ func BenchmarkOffers100kConstrained(b *testing.B) {
 		d := Decide(st, Offers{Offers: offers}, now, cfg)
 		if len(d.Plan.GetPutInstances()) != 100 {
 			b.Fatalf("placed %d of the 100 new instances", len(d.Plan.GetPutInstances()))
+		}
+	}
+}
+
+// BenchmarkReconcileAnswers100k is what a new leader decides between its
+// subscription and "reconciliation complete" with 100,000 running tasks:
+// the master's 100,000 answers (TASK_RUNNING, as recorded), in batches of
+// maxStatusBatch as the driver hands them on. One op is all 100,000.
+func BenchmarkReconcileAnswers100k(b *testing.B) {
+	st, cfg := state100k(b)
+	now := time.Unix(1_800_000_000, 0)
+	var statuses []mesos.TaskStatus
+	for _, i := range st.Instances {
+		statuses = append(statuses, mesos.TaskStatus{
+			TaskID:  mesos.TaskID{Value: i.GetTask().GetId()},
+			State:   mesos.TASK_RUNNING.Enum(),
+			AgentID: &mesos.AgentID{Value: i.GetTask().GetAgentId()},
+			Source:  mesos.SOURCE_MASTER.Enum(),
+			Reason:  mesos.REASON_RECONCILIATION.Enum(),
+		})
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		b.StopTimer()
+		st.Mem = NewMemory()
+		Decide(st, Subscribed{FrameworkID: "fw"}, now, cfg)
+		b.StartTimer()
+		var report *ReconciliationReport
+		for k := 0; k < len(statuses); k += maxStatusBatch {
+			d := Decide(st, StatusUpdates{Statuses: statuses[k:min(k+maxStatusBatch, len(statuses))]}, now, cfg)
+			if d.Plan != nil {
+				b.Fatalf("answers that change nothing committed a plan of %d instances", len(d.Plan.GetPutInstances()))
+			}
+			if d.Reconciliation != nil {
+				report = d.Reconciliation
+			}
+		}
+		if report == nil || !report.Complete() || report.Tasks != 100_000 {
+			b.Fatalf("reconciliation report %+v, want 100,000 tasks complete", report)
 		}
 	}
 }
