@@ -336,7 +336,9 @@ func TestKill9KeepsAcknowledgedWrites(t *testing.T) {
 	}
 	dir := t.TempDir()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestKill9Child$", "-test.v")
-	cmd.Env = append(os.Environ(), "BERTH_CLUSTER_CHILD_DIR="+dir)
+	// The child dies by SIGKILL, so the temp dirs its testing.T makes are
+	// never removed by it: they go under this test's, which is.
+	cmd.Env = append(os.Environ(), "BERTH_CLUSTER_CHILD_DIR="+dir, "TMPDIR="+t.TempDir())
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
