@@ -42,8 +42,7 @@ const noticeDeactivated = "agent deactivated"
 // gone) are left to those.
 func (p *planner) onAgentStates(in AgentStates) {
 	p.st.Mem.agentStates = in.Agents
-	for _, id := range p.allInstanceIDs() {
-		i := p.inst(id)
+	for id, i := range p.instances() {
 		agentID := instanceAgent(i)
 		st, ok := in.Agents[agentID]
 		if !ok {

@@ -41,8 +41,7 @@ func moveEnded(m *v1.Move) time.Time {
 
 // tickAutoMoves starts the moves that agents' states call for.
 func (p *planner) tickAutoMoves() {
-	for _, id := range p.allInstanceIDs() {
-		i := p.inst(id)
+	for id, i := range p.instances() {
 		a := p.st.Apps[i.GetAppId()]
 		if a == nil || goalOf(i) != v1.Goal_GOAL_RUNNING || !i.GetResident() || p.activeOp(id) != nil {
 			continue
@@ -102,8 +101,7 @@ func (p *planner) autoMigrate(i *v1.Instance, a *v1.App) {
 // berthsOn is true when an instance of ours has a berth (current, or the
 // previous one of a move in progress) on the agent.
 func (p *planner) berthsOn(agentID string) bool {
-	for _, id := range p.allInstanceIDs() {
-		i := p.inst(id)
+	for _, i := range p.instances() {
 		if hasBerth(i) && i.GetReservation().GetAgentId() == agentID {
 			return true
 		}

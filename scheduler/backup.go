@@ -227,8 +227,7 @@ func (p *planner) scheduleBackups() {
 				}
 			}
 		}
-		for _, iid := range p.allInstanceIDs() {
-			i := p.inst(iid)
+		for iid, i := range p.instances() {
 			if i.GetAppId() != appID || resState(i) != v1.ReservationState_RESERVATION_STATE_RESERVED ||
 				goalOf(i) == v1.Goal_GOAL_DECOMMISSIONED || p.activeOp(iid) != nil {
 				continue

@@ -95,7 +95,7 @@ func BenchmarkOffers100kConstrained(b *testing.B) {
 		i.Reservation, i.Task, i.AgentAttributes = nil, nil, nil
 		st.Instances[i.GetId()] = i
 	}
-	st.sorted, st.byApp = nil, nil
+	st.changed()
 	for n := range 100 {
 		h.master.addAgent(fmt.Sprintf("F%03d", n), fmt.Sprintf("free%03d", n), 16, 16384, 100000, 31000, 32000, nil)
 	}

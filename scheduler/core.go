@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"iter"
 	"slices"
 	"sort"
 	"strings"
@@ -162,6 +163,9 @@ type planner struct {
 	// indexes the active ones by instance (lazy, see activeOp).
 	bput     map[string]*v1.Backup
 	opByInst map[string]string
+	// memoID and memo: the stored instance inst last looked up (see inst).
+	memoID string
+	memo   *v1.Instance
 }
 
 func newPlanner(st *State, now time.Time, cfg Config) *planner {
@@ -192,7 +196,37 @@ func (p *planner) inst(id string) *v1.Instance {
 			return i
 		}
 	}
-	return p.st.Instances[id]
+	// A pass looks an instance up several times in a row (tickInstance):
+	// the stored one last looked up, or handed out by each, is kept.
+	if id == p.memoID && id != "" {
+		return p.memo
+	}
+	i := p.st.Instances[id]
+	p.memoID, p.memo = id, i
+	return i
+}
+
+// each yields the ids of ids with their current instances (as inst gives
+// them; nil for one deleted meanwhile). When ids is a list the state keeps
+// (every id, or one app's), the stored instances come from the state's
+// parallel list instead of a map lookup each.
+func (p *planner) each(ids []string) iter.Seq2[string, *v1.Instance] {
+	return func(yield func(string, *v1.Instance) bool) {
+		stored := p.st.ordered(ids)
+		for k, id := range ids {
+			if stored != nil {
+				p.memoID, p.memo = id, stored[k]
+			}
+			if !yield(id, p.inst(id)) {
+				return
+			}
+		}
+	}
+}
+
+// instances is each over every current instance (allInstanceIDs).
+func (p *planner) instances() iter.Seq2[string, *v1.Instance] {
+	return p.each(p.allInstanceIDs())
 }
 
 // edit returns a working copy of an instance that will be committed.
@@ -522,8 +556,8 @@ func (p *planner) decommissionRemoved(appIDs []string) {
 // about the tasks staging past the timeout in one call.
 func (p *planner) tickInstances(ids []string) {
 	p.askStaging = map[string]string{}
-	for _, id := range ids {
-		if p.inst(id) != nil {
+	for id, i := range p.each(ids) {
+		if i != nil {
 			p.tickInstance(id)
 		}
 	}
@@ -543,8 +577,7 @@ func (p *planner) scaleApp(a *v1.App, ids []string) {
 		return
 	}
 	var running, stopped []*v1.Instance
-	for _, id := range ids {
-		i := p.inst(id)
+	for _, i := range p.each(ids) {
 		switch goalOf(i) {
 		case v1.Goal_GOAL_RUNNING:
 			running = append(running, i)
@@ -640,8 +673,7 @@ func (p *planner) upgradeApp(a *v1.App, ids []string) {
 	}
 	var live []*v1.Instance
 	down := 0
-	for _, id := range ids {
-		i := p.inst(id)
+	for _, i := range p.each(ids) {
 		if goalOf(i) != v1.Goal_GOAL_RUNNING {
 			continue
 		}

@@ -67,8 +67,7 @@ func (p *planner) noteOfferedAgents(offers []mesos.Offer) {
 		o := &offers[idx]
 		notices[o.AgentID.Value] = maintenanceNotice(o.Unavailability)
 	}
-	for _, id := range p.allInstanceIDs() {
-		i := p.inst(id)
+	for id, i := range p.instances() {
 		if n, ok := notices[instanceAgent(i)]; ok {
 			p.setNotice(id, n)
 		}
@@ -159,8 +158,7 @@ const inverseRefuseMoving = 15 * time.Second
 // berthsMayLeave is true when a berth on the agent belongs to an instance
 // that has not been found unable to migrate (automove.go).
 func (p *planner) berthsMayLeave(agentID string) bool {
-	for _, id := range p.allInstanceIDs() {
-		i := p.inst(id)
+	for id, i := range p.instances() {
 		if (instanceAgent(i) == agentID || i.GetMove().GetPrevious().GetAgentId() == agentID) && !p.st.Mem.unmovable[id] {
 			return true
 		}
@@ -196,8 +194,7 @@ func (p *planner) onInverseOffers(ios []mesos.InverseOffer) {
 	if len(vacated) > 0 {
 		p.call(calls.AcceptInverseOffers(vacated...))
 	}
-	for _, id := range p.allInstanceIDs() {
-		i := p.inst(id)
+	for id, i := range p.instances() {
 		n, ok := byAgent[instanceAgent(i)]
 		if !ok {
 			continue

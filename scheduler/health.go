@@ -265,8 +265,7 @@ func (h *healthChecker) probe(ctx context.Context, hc *v1.HealthCheck, t healthT
 // healthTargets lists the running tasks with leader-run checks.
 func healthTargets(st *State) []healthTarget {
 	var out []healthTarget
-	for _, id := range st.sortedInstanceIDs() {
-		i := st.Instances[id]
+	for _, i := range st.instancesInOrder() {
 		t := i.GetTask()
 		if t.GetState() != stRunning || t.KillRequestedAt != nil {
 			continue

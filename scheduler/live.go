@@ -74,8 +74,7 @@ type waitingSet map[string]*appOffers
 // no live task: those waiting for an offer (or their launch backoff).
 func waitingInstances(st *State) waitingSet {
 	out := waitingSet{}
-	for _, id := range st.sortedInstanceIDs() {
-		i := st.Instances[id]
+	for _, i := range st.instancesInOrder() {
 		if goalOf(i) != v1.Goal_GOAL_RUNNING || taskLive(i.GetTask()) || st.Apps[i.GetAppId()] == nil {
 			continue
 		}
@@ -88,7 +87,7 @@ func waitingInstances(st *State) waitingSet {
 			w = &appOffers{since: since}
 			out[i.GetAppId()] = w
 		}
-		w.instances = append(w.instances, id)
+		w.instances = append(w.instances, i.GetId())
 		if since.Before(w.since) {
 			w.since = since
 		}

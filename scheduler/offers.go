@@ -51,8 +51,7 @@ func (p *planner) onOffers(offers []mesos.Offer) {
 		badWhy:      map[string][]string{},
 		values:      map[string]map[string]*placedValues{},
 	}
-	for _, id := range p.allInstanceIDs() {
-		i := p.inst(id)
+	for id, i := range p.instances() {
 		if p.st.Apps[i.GetAppId()] == nil {
 			continue
 		}
@@ -119,8 +118,7 @@ func (p *planner) onOffers(offers []mesos.Offer) {
 // up by our own filter.
 func (p *planner) refuseFor() time.Duration {
 	refuse := p.cfg.RefuseSeconds
-	for _, id := range p.allInstanceIDs() {
-		i := p.inst(id)
+	for _, i := range p.instances() {
 		if goalOf(i) != v1.Goal_GOAL_RUNNING || taskLive(i.GetTask()) || i.GetLaunchNotBefore() == nil {
 			continue
 		}
@@ -497,8 +495,7 @@ func (p *planner) placedValues(a *v1.App, cs []appmodel.Placement, r *offerRound
 			m[c.Field] = &placedValues{counts: map[string]int{}}
 		}
 	}
-	for _, id := range p.appInstanceIDs(a.GetId()) {
-		i := p.inst(id)
+	for _, i := range p.each(p.appInstanceIDs(a.GetId())) {
 		if i.GetAppId() != a.GetId() || goalOf(i) == v1.Goal_GOAL_DECOMMISSIONED {
 			continue
 		}

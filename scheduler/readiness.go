@@ -77,8 +77,7 @@ func readinessTargets(st *State) []readinessTarget {
 		return nil
 	}
 	var out []readinessTarget
-	for _, id := range st.sortedInstanceIDs() {
-		i := st.Instances[id]
+	for _, i := range st.instancesInOrder() {
 		t := i.GetTask()
 		a := st.Apps[i.GetAppId()]
 		if a == nil || !deploying[a.GetId()] || len(a.GetReadinessChecks()) == 0 || goalOf(i) != v1.Goal_GOAL_RUNNING ||

@@ -190,8 +190,7 @@ func (p *planner) rollStateless(a *v1.App, ids []string) bool {
 		return false
 	}
 	var old, fresh []*v1.Instance
-	for _, id := range ids {
-		i := p.inst(id)
+	for _, i := range p.each(ids) {
 		if goalOf(i) != v1.Goal_GOAL_RUNNING {
 			continue
 		}

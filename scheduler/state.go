@@ -52,6 +52,13 @@ type State struct {
 	lookup func(taskID string) (*v1.Instance, error)
 	sorted []string            // sortedInstanceIDs, computed once
 	byApp  map[string][]string // instanceIDsOf, computed once
+	// The instances of sorted and of byApp's lists, in the same order
+	// (instancesInOrder, appInstancesInOrder): a pass that walks them
+	// reads each instance without a map lookup. At 100,000 instances
+	// the lookups were a quarter of a new leader's CPU: each costs cache
+	// misses on the key, the map's group and the stored key.
+	inOrder   []*v1.Instance
+	inOrderOf map[string][]*v1.Instance
 }
 
 // NewState reads apps, instances and deployments from the one view r, so
@@ -106,6 +113,16 @@ func NewState(r StateReader, mem *Memory) (*State, error) {
 
 // instanceByTask finds the instance whose current task has the given id.
 func (s *State) instanceByTask(taskID string) *v1.Instance {
+	// An app task's id names its instance (taskIDFor): when that instance's
+	// current task is this one, it is the one (the store lets one task
+	// belong to one instance), found without the store's index, whose
+	// lookups were a tenth of a new leader's CPU while 100,000 tasks
+	// answered its reconciliation.
+	if id := instanceIDOfTask(taskID); id != "" {
+		if i := s.Instances[id]; i != nil && i.GetTask().GetId() == taskID {
+			return i
+		}
+	}
 	if s.lookup != nil && s.byTask == nil {
 		// Use the store's index, checked against this snapshot (the
 		// driver may have refreshed some instances after its commit).
@@ -175,8 +192,9 @@ func instanceIDs(insts []*v1.Instance) []string {
 func (s *State) instanceIDsOf(appID string) []string {
 	if s.byApp == nil {
 		s.byApp = map[string][]string{}
-		for _, id := range s.sortedInstanceIDs() {
-			a := s.Instances[id].GetAppId()
+		insts := s.instancesInOrder()
+		for k, id := range s.sortedInstanceIDs() {
+			a := insts[k].GetAppId()
 			s.byApp[a] = append(s.byApp[a], id)
 		}
 	}
@@ -196,6 +214,63 @@ func (s *State) changed() {
 	s.byTask = nil
 	s.sorted = nil
 	s.byApp = nil
+	s.inOrder = nil
+	s.inOrderOf = nil
+}
+
+// instancesInOrder returns the instances of sortedInstanceIDs, in its
+// order. The slice is shared: do not modify it.
+func (s *State) instancesInOrder() []*v1.Instance {
+	if s.inOrder == nil {
+		s.inOrder = lookupAll(s.Instances, s.sortedInstanceIDs())
+	}
+	return s.inOrder
+}
+
+// appInstancesInOrder returns the instances of instanceIDsOf(appID), in
+// its order. The slice is shared: do not modify it.
+func (s *State) appInstancesInOrder(appID string) []*v1.Instance {
+	if l, ok := s.inOrderOf[appID]; ok {
+		return l
+	}
+	l := lookupAll(s.Instances, s.instanceIDsOf(appID))
+	if s.inOrderOf == nil {
+		s.inOrderOf = map[string][]*v1.Instance{}
+	}
+	s.inOrderOf[appID] = l
+	return l
+}
+
+func lookupAll(insts map[string]*v1.Instance, ids []string) []*v1.Instance {
+	l := make([]*v1.Instance, len(ids))
+	for k, id := range ids {
+		l[k] = insts[id]
+	}
+	return l
+}
+
+// ordered returns the stored instances parallel to ids when ids is one of
+// the lists the state keeps (every id, or one app's), else nil.
+func (s *State) ordered(ids []string) []*v1.Instance {
+	if len(ids) == 0 {
+		return nil
+	}
+	if sameList(ids, s.sorted) {
+		return s.instancesInOrder()
+	}
+	if s.byApp != nil {
+		if first := s.Instances[ids[0]]; first != nil {
+			if app := first.GetAppId(); sameList(ids, s.byApp[app]) {
+				return s.appInstancesInOrder(app)
+			}
+		}
+	}
+	return nil
+}
+
+// sameList reports whether a and b are the same slice (not equal ones).
+func sameList(a, b []string) bool {
+	return len(a) > 0 && len(a) == len(b) && &a[0] == &b[0]
 }
 
 // updated is changed for an update in place that added the instances

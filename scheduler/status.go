@@ -258,8 +258,7 @@ func (p *planner) taskEnded(e *v1.Instance, a *v1.App, s mesos.TaskStatus) {
 // delays by configRef), so deploying a new version resets it; a pure scale
 // keeps it.
 func (p *planner) resetOutdatedBackoff(a *v1.App, ids []string) {
-	for _, id := range ids {
-		i := p.inst(id)
+	for id, i := range p.each(ids) {
 		if goalOf(i) != v1.Goal_GOAL_RUNNING || taskLive(i.GetTask()) ||
 			(i.GetLaunchNotBefore() == nil && i.GetConsecutiveFailures() == 0) || !p.outdated(i, a) {
 			continue
