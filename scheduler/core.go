@@ -79,6 +79,10 @@ type Decision struct {
 	// an offer, whether the offer served the app and if not why (see
 	// ReasonFunnel). They are kept in the leader's memory only.
 	OfferOutcomes []OfferOutcome
+	// Placed has, for each status of the input that is its task's first
+	// TASK_RUNNING, the time since the launch was committed (the task's
+	// StagedAt): berth_scheduler_placement_seconds.
+	Placed []time.Duration
 	// Early are calls that imply nothing Plan records (acknowledgements of
 	// status updates kept as soft state, see onStatus): they may be sent
 	// before Plan commits (before Calls), and are sent even if it does not.
@@ -159,6 +163,7 @@ type planner struct {
 	byApp map[string][]string
 	// offerOutcomes of the offers matched in this decision.
 	offerOutcomes []OfferOutcome
+	placed        []time.Duration // see Decision.Placed
 	// bput holds the backup records edited in this decision; opByInst
 	// indexes the active ones by instance (lazy, see activeOp).
 	bput     map[string]*v1.Backup
@@ -365,6 +370,7 @@ func (p *planner) finish() Decision {
 	d.Reconciliation = p.report
 	d.TaskFailures = p.failures
 	d.OfferOutcomes = p.offerOutcomes
+	d.Placed = p.placed
 	return d
 }
 
@@ -848,8 +854,8 @@ func (p *planner) maybeRevive() {
 // noteDemand records in the memory's demand which of ids (current or
 // gone) want an offer, and reports whether one of them did not in was.
 func (p *planner) noteDemand(ids []string, was map[string]bool) (fresh bool) {
-	for _, id := range ids {
-		if i := p.inst(id); i != nil && p.wantsOffer(i) {
+	for id, i := range p.each(ids) {
+		if i != nil && p.wantsOffer(i) {
 			fresh = fresh || !was[id] // was may be the demand itself
 			p.st.Mem.demand[id] = true
 		} else {

@@ -66,26 +66,10 @@ func inputKind(in Input) string {
 	}
 }
 
-// placements returns, for each status of in that is its task's first
-// TASK_RUNNING, the time since the launch was committed (the intent). It
-// reads st before the decision (the snapshot cache updates it in place).
-func placements(st *State, in Input, now time.Time) []time.Duration {
-	var out []time.Duration
-	switch in := in.(type) {
-	case StatusUpdate:
-		out = appendPlacement(out, st, in.Status, now)
-	case StatusUpdates:
-		for _, s := range in.Statuses {
-			out = appendPlacement(out, st, s, now)
-		}
-	}
-	return out
-}
-
 // observe reports one committed decision d on input in to o, with the
 // placements computed before it.
-func observe(o Observer, in Input, d Decision, placed []time.Duration) {
-	for _, p := range placed {
+func observe(o Observer, in Input, d Decision) {
+	for _, p := range d.Placed {
 		o.Placed(p)
 	}
 	switch in := in.(type) {
@@ -146,24 +130,6 @@ func countOperations(o Observer, cs []*scheduler.Call) {
 	if kills > 0 {
 		o.OperationsSent("KILL", kills)
 	}
-}
-
-// appendPlacement appends the time from a launch's commit to its task's
-// first TASK_RUNNING, when s is that.
-func appendPlacement(out []time.Duration, st *State, s mesos.TaskStatus, now time.Time) []time.Duration {
-	if s.GetState() != mesos.TASK_RUNNING {
-		return out
-	}
-	tid := s.GetTaskID().Value
-	iid := instanceIDOfTask(tid)
-	if iid == "" {
-		return out
-	}
-	t := st.Instances[iid].GetTask()
-	if t.GetId() != tid || t.GetState() == stRunning || t.GetStagedAt() == nil {
-		return out
-	}
-	return append(out, now.Sub(t.GetStagedAt().AsTime()))
 }
 
 // callInstances returns the instances a call acts on (from task ids and

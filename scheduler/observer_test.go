@@ -60,7 +60,7 @@ func TestObserveCountsOffersOperationsAndOutcomes(t *testing.T) {
 		Events:         []*v1.Event{{Type: "deployment_success"}, {Type: "deployment_failed"}, {Type: "status_update_event"}},
 		Reconciliation: &ReconciliationReport{Tasks: 4, Missing: 1},
 	}
-	observe(r, Offers{Offers: make([]mesos.Offer, 3)}, d, nil)
+	observe(r, Offers{Offers: make([]mesos.Offer, 3)}, d)
 	if r.offers != [3]int{3, 2, 1} {
 		t.Errorf("offers received/declined/accepted = %v, want [3 2 1]", r.offers)
 	}
@@ -82,7 +82,7 @@ func TestObserveCountsOffersOperationsAndOutcomes(t *testing.T) {
 	if got := callInstances(d.Calls[2]); !slices.Equal(got, []string{"other.instance-2"}) {
 		t.Errorf("instances of the KILL: %v", got)
 	}
-	observe(r, HealthResult{Healthy: false}, Decision{}, nil)
+	observe(r, HealthResult{Healthy: false}, Decision{})
 	if !slices.Equal(r.health, []bool{false}) {
 		t.Errorf("health results: %v", r.health)
 	}
@@ -98,6 +98,7 @@ func TestPlacementsTimeTheFirstRunningOnly(t *testing.T) {
 	status := func(tid string, s mesos.TaskState) mesos.TaskStatus {
 		return mesos.TaskStatus{TaskID: mesos.TaskID{Value: tid}, State: s.Enum()}
 	}
+	placements := func(st *State, in Input, now time.Time) []time.Duration { return Decide(st, in, now, Config{}).Placed }
 	got := placements(st, StatusUpdates{Statuses: []mesos.TaskStatus{
 		status(taskIDFor("a.instance-1", 2), mesos.TASK_RUNNING), // first RUNNING: 4s after its launch committed
 		status(taskIDFor("a.instance-2", 1), mesos.TASK_RUNNING), // already running: not a placement

@@ -68,14 +68,13 @@ var errDiscarded = errors.New("decided on top of a plan that did not commit")
 
 // decided is one decision on its way through commit and send.
 type decided struct {
-	in     Input
-	d      Decision
-	store  Store
-	now    time.Time
-	placed []time.Duration
-	mem    *Memory // the memory the decision was made with
-	parts  []planPart
-	rest   []*scheduler.Call
+	in    Input
+	d     Decision
+	store Store
+	now   time.Time
+	mem   *Memory // the memory the decision was made with
+	parts []planPart
+	rest  []*scheduler.Call
 	// changes names what the plan writes, for the next scoped pass.
 	changes *Changes
 
@@ -236,10 +235,6 @@ func (l *loop) decide(in Input, on *decided) *decided {
 	}
 	obs := l.s.deps.Observer
 	now := time.Now()
-	var placed []time.Duration
-	if obs != nil {
-		placed = placements(st, in, now)
-	}
 	d := Decide(st, in, now, l.s.cfg)
 	took := time.Since(now)
 	if obs != nil {
@@ -253,7 +248,7 @@ func (l *loop) decide(in Input, on *decided) *decided {
 	if d.Plan != nil {
 		changes = planChanges(st, d.Plan)
 	}
-	return &decided{in: in, d: d, store: store, now: now, placed: placed, mem: mem, parts: parts, rest: rest, changes: changes}
+	return &decided{in: in, d: d, store: store, now: now, mem: mem, parts: parts, rest: rest, changes: changes}
 }
 
 // start commits the decision's plan in the background, part after part,
@@ -354,7 +349,7 @@ func (l *loop) finish(dd *decided) bool {
 	d := dd.d
 	l.out.enqueue(dd.rest...)
 	if obs != nil {
-		observe(obs, in, d, dd.placed)
+		observe(obs, in, d)
 	}
 	for _, f := range d.TaskFailures {
 		LogTaskFailure(l.s.log, f)

@@ -191,14 +191,36 @@ func instanceIDs(insts []*v1.Instance) []string {
 // shared by every caller: do not modify it.
 func (s *State) instanceIDsOf(appID string) []string {
 	if s.byApp == nil {
-		s.byApp = map[string][]string{}
-		insts := s.instancesInOrder()
-		for k, id := range s.sortedInstanceIDs() {
-			a := insts[k].GetAppId()
-			s.byApp[a] = append(s.byApp[a], id)
-		}
+		s.byAppInOrder()
 	}
 	return s.byApp[appID]
+}
+
+// byAppInOrder computes byApp, and the matching inOrderOf lists, from the
+// sorted ids. An app's instance ids share its prefix (instanceIDFor), so
+// they mostly lie in one run of the sorted ids: that run is the app's
+// list, a part of the sorted slice, without a copy or a map access per
+// instance. An app whose ids lie in several runs (another app's slug can
+// extend this one's prefix) gets them copied together.
+func (s *State) byAppInOrder() {
+	ids, insts := s.sortedInstanceIDs(), s.instancesInOrder()
+	s.byApp = map[string][]string{}
+	s.inOrderOf = map[string][]*v1.Instance{}
+	start := 0
+	for k := 1; k <= len(ids); k++ {
+		a := insts[start].GetAppId()
+		if k < len(ids) && insts[k].GetAppId() == a {
+			continue
+		}
+		if prev, ok := s.byApp[a]; ok {
+			s.byApp[a] = append(slices.Clip(prev), ids[start:k]...)
+			s.inOrderOf[a] = append(slices.Clip(s.inOrderOf[a]), insts[start:k]...)
+		} else {
+			s.byApp[a] = ids[start:k:k]
+			s.inOrderOf[a] = insts[start:k:k]
+		}
+		start = k
+	}
 }
 
 // appsWithInstances returns the ids of the apps that have instances (apps

@@ -58,6 +58,12 @@ func (p *planner) onStatus(s mesos.TaskStatus) {
 		return
 	}
 	old := i.GetTask()
+	if state == stRunning && old.GetState() != stRunning && old.GetStagedAt() != nil {
+		// Timed here, where the instance is at hand: a lookup per status
+		// before the decision cost a new leader a tenth of a second per
+		// 100,000 reconciliation answers.
+		p.placed = append(p.placed, p.now.Sub(old.GetStagedAt().AsTime()))
+	}
 	if state == stStaging && s.GetSource() == mesos.SOURCE_MASTER && p.stagingTimedOut(old) {
 		// The master says the task is still staging past the timeout: a
 		// launch stuck on its agent. (Without the master's word a task is
