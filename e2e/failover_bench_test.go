@@ -60,7 +60,7 @@ var heapProfiles = flag.String("heap-profile", "", "directory: BenchmarkFailover
 // failoverProfile, when set, names a directory for CPU profiles and
 // execution traces of the surviving servers, taken from the kill of the
 // leader on (which survivor leads is not known yet, so both are profiled).
-var failoverProfile = flag.String("failover-profile", "", "directory: BenchmarkFailover* saves a CPU profile (-failover-profile-seconds) and a 5 s execution trace of each surviving server from each leader kill on, as failover-N-sX.cpu and .trace")
+var failoverProfile = flag.String("failover-profile", "", "directory: BenchmarkFailover* saves a CPU profile (-failover-profile-seconds) and a 5 s execution trace of each surviving server, and a CPU profile of mesos-local, from each leader kill on, as failover-N-sX.cpu and .trace and failover-N-mesos-local.cpu")
 
 var failoverProfileSeconds = flag.Int("failover-profile-seconds", 10, "length of the -failover-profile CPU profiles")
 
@@ -145,6 +145,8 @@ type benchCluster struct {
 	mesos     *proc
 	mesosAddr string
 	servers   []*benchServer
+	// mesosDebug is mesos-local's pprof address, with -failover-profile.
+	mesosDebug string
 }
 
 // tasksPerAgent is how many of the benchmark's small tasks one simulated
@@ -161,8 +163,13 @@ func startBenchCluster(b testing.TB, agents int) *benchCluster {
 	c := &benchCluster{b: b}
 	mesosAddr := freePort(b)
 	c.mesosAddr = mesosAddr
-	c.mesos = startProc(b, "mesos-local", "mesos-local", "--listen", mesosAddr, "--work-dir", b.TempDir(),
-		"--simulate", "--agents", strconv.Itoa(agents), "--agent-resources", agentResources)
+	args := []string{"mesos-local", "--listen", mesosAddr, "--work-dir", b.TempDir(),
+		"--simulate", "--agents", strconv.Itoa(agents), "--agent-resources", agentResources}
+	if *failoverProfile != "" {
+		c.mesosDebug = freePort(b)
+		args = append(args, "--debug-addr", c.mesosDebug)
+	}
+	c.mesos = startProc(b, "mesos-local", args...)
 	waitUntil(b, time.Minute, "mesos-local to answer", func() bool { return len(mesosStateOrNil(mesosAddr)) > 0 })
 	c.servers = startBenchServers(b, "http://"+mesosAddr, *placementProfile != "" || *heapProfiles != "" || *failoverProfile != "")
 	return c
@@ -380,6 +387,8 @@ func benchFailoverOn(b *testing.B, agents int, apps []failoverApp) {
 					s.saveProfile(*failoverProfile, fmt.Sprintf("profile?seconds=%d", *failoverProfileSeconds), name+".cpu"),
 					s.saveProfile(*failoverProfile, "trace?seconds=5", name+".trace"))
 			}
+			ml := &benchServer{debug: c.mesosDebug}
+			profiled = append(profiled, ml.saveProfile(*failoverProfile, fmt.Sprintf("profile?seconds=%d", *failoverProfileSeconds), fmt.Sprintf("failover-%d-mesos-local.cpu", i+1)))
 		}
 		var newLead *benchServer
 		waitUntilEvery(b, 2*time.Minute, 10*time.Millisecond, "the survivors to agree on a new leader", func() bool {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/signal"
@@ -22,6 +23,7 @@ func newMesosLocalCmd() *cobra.Command {
 		logLevel  string
 		logFormat string
 		simRun    time.Duration
+		debugAddr string
 	)
 	cmd := &cobra.Command{
 		Use:   "mesos-local",
@@ -42,6 +44,19 @@ without processes.`,
 			}
 			cfg.Logger = logger
 			cfg.SimTaskDuration = simRun
+			if debugAddr != "" {
+				// Go's pprof, as berth server --debug-addr serves it.
+				if err := loopbackOnly("--debug-addr", debugAddr); err != nil {
+					return err
+				}
+				l, err := listenSide("--debug-addr", debugAddr)
+				if err != nil {
+					return err
+				}
+				sideCtx, stopSide := context.WithCancel(context.Background())
+				defer serveSide(sideCtx, "pprof", l, pprofHandler(), logger)()
+				defer stopSide()
+			}
 			c, err := mesoslocal.New(cfg)
 			if err != nil {
 				return err
@@ -71,6 +86,7 @@ without processes.`,
 	f.StringVar(&cfg.AgentAttributes, "agent-attributes", os.Getenv("BERTH_MESOS_LOCAL_AGENT_ATTRIBUTES"), `agents' attributes, "rack:r1;zone:a"; several specs separated by '|' go to the agents in turn (env BERTH_MESOS_LOCAL_AGENT_ATTRIBUTES)`)
 	f.BoolVar(&cfg.FaultInjection, "fault-injection", false, "serve /fault/partition and /fault/heal?agent_id=ID to cut an agent off the master and reconnect it (for tests and demos; not a Mesos API)")
 	f.DurationVar(&cfg.AgentPingTimeout, "agent-ping-timeout", 75*time.Second, "how long a partitioned agent stays registered before it is marked unreachable (Mesos: agent_ping_timeout × max_agent_ping_timeouts)")
+	f.StringVar(&debugAddr, "debug-addr", "", "loopback host:port to serve Go's pprof on (/debug/pprof/; off by default)")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.StringVar(&logFormat, "log-format", "text", "text or json")
 	return cmd
