@@ -315,12 +315,13 @@ func (s *Scheduler) subscribe(ctx context.Context) error {
 	go func() { defer wg.Done(); out.run() }()
 
 	agentStates := make(chan AgentStates)
+	reconciled := make(chan struct{})
 	wg.Add(1)
-	go func() { defer wg.Done(); s.watchAgents(sctx, agentStates) }()
+	go func() { defer wg.Done(); s.watchAgents(sctx, agentStates, reconciled) }()
 
 	copies := s.nestedCopier(sctx)
 	defer copies.wait()
-	l := &loop{s: s, ctx: sctx, out: out, health: hc, readiness: rc, copies: copies, beside: commitBeside}
+	l := &loop{s: s, ctx: sctx, out: out, health: hc, readiness: rc, copies: copies, beside: commitBeside, reconciled: reconciled}
 	// A plan still committing when the session ends is waited for (its
 	// Commit returns once sctx is cancelled): nothing outlives the session.
 	defer l.abandon(cancel)
@@ -469,6 +470,9 @@ type loop struct {
 	// fullTook is how long the last full pass took to decide (fullPassGap).
 	fullAt   time.Time
 	fullTook time.Duration
+	// reconciled is closed once the reconciliation sent on subscribe has
+	// ended (complete or not): the agent poll waits for it (watchAgents).
+	reconciled chan struct{}
 }
 
 // maxStatusBatch bounds the status updates decided (and committed) together.

@@ -356,6 +356,10 @@ func (l *loop) finish(dd *decided) bool {
 	}
 	l.s.deps.Live.recordOffers(d.OfferOutcomes, dd.now)
 	if r := d.Reconciliation; r != nil {
+		if l.reconciled != nil {
+			close(l.reconciled)
+			l.reconciled = nil
+		}
 		if r.Complete() {
 			l.s.log.Info("reconciliation complete", "tasks", r.Tasks, "took", r.Took)
 		} else {
