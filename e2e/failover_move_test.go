@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -118,24 +117,8 @@ func TestLeaderKillDuringMigration(t *testing.T) {
 	if moved.Move.Step != stepDoneE2E {
 		t.Fatalf("after two leader kills the move %s: %s", moved.Move.Step, moved.Move.Error)
 	}
-	now := onlyTask(t, api, app, func(tk moveTaskJSON) bool { return tk.Healthy != nil && *tk.Healthy })
+	now := checkMovedOnce(t, api, app, first, to, sum, func(tk agentTaskJSON) string { return clusterVolumeDir(c, tk) }, oldVolume, target)
 	t.Logf("moved to %s in %s, downtime %s ms", now.AgentID, time.Since(start).Round(100*time.Millisecond), now.Move.DowntimeMs)
-	if now.AgentID != to || now.BerthEpoch != "2" || now.InstanceID != first.InstanceID ||
-		now.LocalVolumes[0].PersistenceID == first.LocalVolumes[0].PersistenceID {
-		t.Fatalf("after the move: %+v (it was %+v, to agent %s)", now, first, to)
-	}
-	if got := fileSHA256(t, filepath.Join(clusterVolumeDir(c, now.agentTaskJSON), "blob")); got != sum {
-		t.Fatalf("the moved volume's blob has SHA-256 %s, the original %s", got, sum)
-	}
-	eventually(t, 2*time.Minute, "the old berth destroyed", func() bool {
-		d, ok := reservedDisk(t, api, first.AgentID)
-		_, err := os.Stat(oldVolume)
-		return ok && d == 0 && os.IsNotExist(err)
-	})
-	eventually(t, time.Minute, "the staging copy deleted", func() bool {
-		ids, _ := os.ReadDir(filepath.Join(target, "manifests"))
-		return len(ids) == 0
-	})
 
 	mustCLI(t, api, "app", "remove", app, "--wait")
 	eventually(t, 2*time.Minute, "every reservation, volume and task process gone", func() bool {

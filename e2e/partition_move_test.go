@@ -153,6 +153,34 @@ func keepTouching(path string) (stop func()) {
 	return func() { once.Do(func() { close(done) }) }
 }
 
+// checkMovedOnce checks how a move of first's instance to agent to ended,
+// once the move is done: the instance healthy on to, at berth epoch 2, on
+// a new volume (in the directory volDir gives) whose blob has the SHA-256
+// sum of the original; the old berth destroyed (its reserved disk released
+// and oldVolume gone) and the staging copy deleted from the backup target
+// at target. It returns the instance's task.
+func checkMovedOnce(t *testing.T, api, app string, first moveTaskJSON, to, sum string, volDir func(agentTaskJSON) string, oldVolume, target string) moveTaskJSON {
+	t.Helper()
+	now := onlyTask(t, api, app, func(tk moveTaskJSON) bool { return tk.Healthy != nil && *tk.Healthy })
+	if now.AgentID != to || now.BerthEpoch != "2" || now.InstanceID != first.InstanceID ||
+		now.LocalVolumes[0].PersistenceID == first.LocalVolumes[0].PersistenceID {
+		t.Fatalf("after the move: %+v (it was %+v, to agent %s)", now, first, to)
+	}
+	if got := fileSHA256(t, filepath.Join(volDir(now.agentTaskJSON), "blob")); got != sum {
+		t.Fatalf("the moved volume's blob has SHA-256 %s, the original %s", got, sum)
+	}
+	eventually(t, 2*time.Minute, "the old berth destroyed", func() bool {
+		d, ok := reservedDisk(t, api, first.AgentID)
+		_, err := os.Stat(oldVolume)
+		return ok && d == 0 && os.IsNotExist(err)
+	})
+	eventually(t, time.Minute, "the staging copy deleted", func() bool {
+		ids, _ := os.ReadDir(filepath.Join(target, "manifests"))
+		return len(ids) == 0
+	})
+	return now
+}
+
 func fileSHA256(t *testing.T, path string) string {
 	t.Helper()
 	f, err := os.Open(path)
@@ -287,25 +315,10 @@ func partitionDuringMove(t *testing.T, step string) {
 	if moved.Move.Step != stepDoneE2E {
 		t.Fatalf("after the heal the move %s: %s", moved.Move.Step, moved.Move.Error)
 	}
-	now := onlyTask(t, api, app, func(tk moveTaskJSON) bool { return tk.Healthy != nil && *tk.Healthy })
+	healedAfter := time.Since(healed)
+	now := checkMovedOnce(t, api, app, first, to, sum, func(tk agentTaskJSON) string { return volumeDir(dataDir, tk) }, oldVolume, filepath.Join(dataDir, "migration"))
 	t.Logf("heal → the move done and the instance healthy on %s: %s (downtime %s ms, whole move %s)",
-		now.AgentID, time.Since(healed).Round(100*time.Millisecond), now.Move.DowntimeMs, time.Since(start).Round(100*time.Millisecond))
-	if now.AgentID != to || now.BerthEpoch != "2" || now.InstanceID != first.InstanceID ||
-		now.LocalVolumes[0].PersistenceID == first.LocalVolumes[0].PersistenceID {
-		t.Fatalf("after the move: %+v (it was %+v, to agent %s)", now, first, to)
-	}
-	if got := fileSHA256(t, filepath.Join(volumeDir(dataDir, now.agentTaskJSON), "blob")); got != sum {
-		t.Fatalf("the moved volume's blob has SHA-256 %s, the original %s", got, sum)
-	}
-	eventually(t, 2*time.Minute, "the old berth destroyed", func() bool {
-		d, ok := reservedDisk(t, api, first.AgentID)
-		_, err := os.Stat(oldVolume)
-		return ok && d == 0 && os.IsNotExist(err)
-	})
-	eventually(t, time.Minute, "the staging copy deleted", func() bool {
-		ids, _ := os.ReadDir(filepath.Join(dataDir, "migration", "manifests"))
-		return len(ids) == 0
-	})
+		now.AgentID, healedAfter.Round(100*time.Millisecond), now.Move.DowntimeMs, time.Since(start).Round(100*time.Millisecond))
 
 	mustCLI(t, api, "app", "remove", app, "--wait")
 	eventually(t, 2*time.Minute, "every reservation, volume and task process gone", func() bool {
