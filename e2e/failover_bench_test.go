@@ -227,18 +227,8 @@ func (s *benchServer) leaderSeenBy() string {
 
 // agreedLeader returns the leader every listed server names, or nil.
 func agreedLeader(among []*benchServer) *benchServer {
-	id := among[0].leaderSeenBy()
-	for _, s := range among[1:] {
-		if id == "" || s.leaderSeenBy() != id {
-			return nil
-		}
-	}
-	for _, s := range among {
-		if s.name == id {
-			return s
-		}
-	}
-	return nil
+	lead, _ := agreedAmong(among, func(s *benchServer) string { return s.name }, (*benchServer).leaderSeenBy)
+	return lead
 }
 
 func (c *benchCluster) others(not *benchServer) []*benchServer {

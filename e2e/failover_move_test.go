@@ -1,10 +1,17 @@
 package e2e
 
 import (
+	"context"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"connectrpc.com/connect"
+
+	v1 "github.com/berth-dev/berth/proto/berth/v1"
+	"github.com/berth-dev/berth/proto/berth/v1/berthv1connect"
 )
 
 // A migration whose leader is killed (kill -9) three times on the way
@@ -58,28 +65,55 @@ func TestLeaderKillDuringMigration(t *testing.T) {
 	start := time.Now()
 	mustCLI(t, api, "instance", "migrate", first.InstanceID, "--to-agent", to)
 	alive := c.servers
-	killAt := func(step, kind, taskMarker string) *server {
+	moveEnded := func(step string) {
 		t.Helper()
-		eventually(t, 3*time.Minute, "the move's "+step+" step running", func() bool {
-			m := movesByInstance(t, api, app)[first.InstanceID]
-			if m.Move.Step == stepFailedE2E || m.Move.Step == stepDoneE2E {
-				t.Fatalf("the move ended (%s: %s) before its %s step was seen: make the volume bigger", m.Move.Step, m.Move.Error, step)
-			}
-			if m.Move.Step != step || recordState(t, api, app, kind) != "BACKUP_STATE_RUNNING" {
-				return false
-			}
-			if taskMarker == "" {
+		m := movesByInstance(t, api, app)[first.InstanceID]
+		if m.Move.Step == stepFailedE2E || m.Move.Step == stepDoneE2E {
+			t.Fatalf("the move ended (%s: %s) before its %s step was seen: make the volume bigger", m.Move.Step, m.Move.Error, step)
+		}
+	}
+	taskRunning := func(taskMarker string) bool {
+		l, ok := masterTaskState(c.mesosAddr)
+		for _, tk := range l.Tasks {
+			if ok && strings.HasPrefix(tk.TaskID.Value, first.InstanceID+taskMarker) && tk.State == "TASK_RUNNING" {
 				return true
 			}
-			l, ok := masterTaskState(c.mesosAddr)
-			for _, tk := range l.Tasks {
-				if ok && strings.HasPrefix(tk.TaskID.Value, first.InstanceID+taskMarker) && tk.State == "TASK_RUNNING" {
+		}
+		return false
+	}
+	killAt := func(step, kind, taskMarker string) *server {
+		t.Helper()
+		// The leader is found first, over the API rather than with the
+		// CLI (a process per question, seconds at load): the kill must
+		// follow the step's start at once.
+		lead := agreedLeaderFast(t, alive)
+		if taskMarker == "" {
+			eventually(t, 3*time.Minute, "the move's "+step+" step running", func() bool {
+				moveEnded(step)
+				m := movesByInstance(t, api, app)[first.InstanceID]
+				return m.Move.Step == step && recordState(t, api, app, kind) == "BACKUP_STATE_RUNNING"
+			})
+		} else {
+			// The step's own task RUNNING on the master is the step
+			// running. The master is asked every 50 ms and the CLI only
+			// every 2 s: at load a CLI round trip takes seconds, and a
+			// step such as the restore of the volume can be over within
+			// a few (the test once missed it so).
+			asked := time.Now()
+			waitUntilEvery(t, 3*time.Minute, 50*time.Millisecond, "the move's "+step+" task running", func() bool {
+				if taskRunning(taskMarker) {
 					return true
 				}
-			}
-			return false
-		})
-		lead := c.waitLeader(alive)
+				if time.Since(asked) > 2*time.Second {
+					moveEnded(step)
+					asked = time.Now()
+				}
+				return false
+			})
+		}
+		if leaderSeenBy(lead) != lead.name {
+			lead = agreedLeaderFast(t, alive) // leadership moved meanwhile
+		}
 		lead.p.kill9()
 		var survivors []*server
 		for _, s := range alive {
@@ -88,7 +122,7 @@ func TestLeaderKillDuringMigration(t *testing.T) {
 			}
 		}
 		alive = survivors
-		next := c.waitLeader(alive)
+		next := agreedLeaderFast(t, alive)
 		for _, s := range alive {
 			if s != next {
 				api = s.api
@@ -101,11 +135,13 @@ func TestLeaderKillDuringMigration(t *testing.T) {
 	// container's id before the launch is sent).
 	firstKilled := killAt("live copy", "BACKUP_KIND_BACKUP", "")
 	firstKilled.p.restart()
+	// Back in the count at once: it may be the next leader (a leader
+	// looked for among the others only would never be found), and with
+	// it killing the third leader leaves a quorum of three.
+	alive = append(alive, firstKilled)
 	// The stop copy: the copy task running on the old berth.
 	killAt(stepCopyE2E, "BACKUP_KIND_BACKUP", "._backup.")
 	stopTouching()
-	alive = append(alive, firstKilled)
-	c.waitLeader(alive) // the restarted server is back and agrees
 	// The restore: the restore task running on the new berth.
 	killAt(stepRestoreE2E, "BACKUP_KIND_RESTORE", "._restore.")
 
@@ -134,4 +170,29 @@ func TestLeaderKillDuringMigration(t *testing.T) {
 // volume.
 func clusterVolumeDir(c *testCluster, tk agentTaskJSON) string {
 	return mesosVolumeDir(c.mesosDir, tk)
+}
+
+// leaderSeenBy is the leader s names over the API ("" if it names none or
+// does not answer within 2 s).
+func leaderSeenBy(s *server) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	res, err := berthv1connect.NewClusterServiceClient(http.DefaultClient, "http://"+s.api).Leader(ctx, connect.NewRequest(&v1.LeaderRequest{}))
+	if err != nil {
+		return ""
+	}
+	return res.Msg.GetId()
+}
+
+// agreedLeaderFast is waitLeader over the API: the leader every server
+// of among names, asked every 50 ms.
+func agreedLeaderFast(t *testing.T, among []*server) *server {
+	t.Helper()
+	var lead *server
+	waitUntilEvery(t, 2*time.Minute, 50*time.Millisecond, "an agreed leader", func() bool {
+		var ok bool
+		lead, ok = agreedAmong(among, func(s *server) string { return s.name }, leaderSeenBy)
+		return ok
+	})
+	return lead
 }

@@ -94,24 +94,32 @@ func (c *testCluster) waitLeader(among []*server) *server {
 	c.t.Helper()
 	var lead *server
 	eventually(c.t, 2*time.Minute, "an agreed leader", func() bool {
-		id := leaderOf(c.t, among[0])
-		if id == "" {
-			return false
-		}
-		for _, s := range among[1:] {
-			if leaderOf(c.t, s) != id {
-				return false
-			}
-		}
-		for _, s := range among {
-			if s.name == id {
-				lead = s
-				return true
-			}
-		}
-		return false
+		var ok bool
+		lead, ok = agreedAmong(among, func(s *server) string { return s.name }, func(s *server) string { return leaderOf(c.t, s) })
+		return ok
 	})
 	return lead
+}
+
+// agreedAmong returns the server of among that every one of them names as
+// the leader (seen asks one which), if there is one.
+func agreedAmong[S any](among []S, name, seen func(S) string) (S, bool) {
+	var none S
+	id := seen(among[0])
+	if id == "" {
+		return none, false
+	}
+	for _, s := range among[1:] {
+		if seen(s) != id {
+			return none, false
+		}
+	}
+	for _, s := range among {
+		if name(s) == id {
+			return s, true
+		}
+	}
+	return none, false
 }
 
 // stableLeader waits for an agreed leader that is still the leader after

@@ -110,19 +110,9 @@ func agreedLeaderOf(t *testing.T, among []*linServer) *linServer {
 	t.Helper()
 	var lead *linServer
 	eventually(t, 3*time.Minute, "an agreed leader", func() bool {
-		id := among[0].leaderSeen()
-		for _, s := range among[1:] {
-			if id == "" || s.leaderSeen() != id {
-				return false
-			}
-		}
-		for _, s := range among {
-			if s.name == id {
-				lead = s
-				return true
-			}
-		}
-		return false
+		var ok bool
+		lead, ok = agreedAmong(among, func(s *linServer) string { return s.name }, (*linServer).leaderSeen)
+		return ok
 	})
 	return lead
 }
