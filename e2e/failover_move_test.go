@@ -145,14 +145,7 @@ func TestLeaderKillDuringMigration(t *testing.T) {
 	// The restore: the restore task running on the new berth.
 	killAt(stepRestoreE2E, "BACKUP_KIND_RESTORE", "._restore.")
 
-	var moved moveTaskJSON
-	eventually(t, 5*time.Minute, "the move to end", func() bool {
-		moved = movesByInstance(t, api, app)[first.InstanceID]
-		return moved.Move.Step == stepDoneE2E || moved.Move.Step == stepFailedE2E
-	})
-	if moved.Move.Step != stepDoneE2E {
-		t.Fatalf("after two leader kills the move %s: %s", moved.Move.Step, moved.Move.Error)
-	}
+	waitMoveDone(t, api, app, first.InstanceID, "after three leader kills")
 	now := checkMovedOnce(t, api, app, first, to, sum, func(tk agentTaskJSON) string { return clusterVolumeDir(c, tk) }, oldVolume, target)
 	t.Logf("moved to %s in %s, downtime %s ms", now.AgentID, time.Since(start).Round(100*time.Millisecond), now.Move.DowntimeMs)
 

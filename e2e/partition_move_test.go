@@ -153,6 +153,20 @@ func keepTouching(path string) (stop func()) {
 	return func() { once.Do(func() { close(done) }) }
 }
 
+// waitMoveDone waits until the instance's move has ended, and fails the
+// test unless it ended done; after says what the move went through.
+func waitMoveDone(t *testing.T, api, app, instanceID, after string) {
+	t.Helper()
+	var moved moveTaskJSON
+	eventually(t, 5*time.Minute, "the move to end "+after, func() bool {
+		moved = movesByInstance(t, api, app)[instanceID]
+		return moved.Move.Step == stepDoneE2E || moved.Move.Step == stepFailedE2E
+	})
+	if moved.Move.Step != stepDoneE2E {
+		t.Fatalf("%s the move %s: %s", after, moved.Move.Step, moved.Move.Error)
+	}
+}
+
 // checkMovedOnce checks how a move of first's instance to agent to ended,
 // once the move is done: the instance healthy on to, at berth epoch 2, on
 // a new volume (in the directory volDir gives) whose blob has the SHA-256
@@ -307,14 +321,7 @@ func partitionDuringMove(t *testing.T, step string) {
 
 	faultCall(t, mesosAddr, "heal", partitioned)
 	healed := time.Now()
-	var moved moveTaskJSON
-	eventually(t, 5*time.Minute, "the move to end after the heal", func() bool {
-		moved = movesByInstance(t, api, app)[first.InstanceID]
-		return moved.Move.Step == stepDoneE2E || moved.Move.Step == stepFailedE2E
-	})
-	if moved.Move.Step != stepDoneE2E {
-		t.Fatalf("after the heal the move %s: %s", moved.Move.Step, moved.Move.Error)
-	}
+	waitMoveDone(t, api, app, first.InstanceID, "after the heal")
 	healedAfter := time.Since(healed)
 	now := checkMovedOnce(t, api, app, first, to, sum, func(tk agentTaskJSON) string { return volumeDir(dataDir, tk) }, oldVolume, filepath.Join(dataDir, "migration"))
 	t.Logf("heal → the move done and the instance healthy on %s: %s (downtime %s ms, whole move %s)",

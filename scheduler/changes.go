@@ -137,36 +137,9 @@ func diffStates(old, cur *State) *Changes {
 			c.app(id)
 		}
 	}
-	for id, i := range cur.Instances {
-		if o, ok := old.Instances[id]; !ok || o != i {
-			c.instance(id, i.GetAppId())
-		}
-	}
-	for id, i := range old.Instances {
-		if _, ok := cur.Instances[id]; !ok {
-			c.instance(id, i.GetAppId())
-		}
-	}
-	for id, d := range cur.Deployments {
-		if old.Deployments[id] != d {
-			c.deployment(d)
-		}
-	}
-	for id, d := range old.Deployments {
-		if _, ok := cur.Deployments[id]; !ok {
-			c.deployment(d)
-		}
-	}
-	for id, b := range cur.Backups {
-		if old.Backups[id] != b {
-			c.backup(b)
-		}
-	}
-	for id, b := range old.Backups {
-		if _, ok := cur.Backups[id]; !ok {
-			c.backup(b)
-		}
-	}
+	eachChanged(old.Instances, cur.Instances, func(i *v1.Instance) { c.instance(i.GetId(), i.GetAppId()) })
+	eachChanged(old.Deployments, cur.Deployments, c.deployment)
+	eachChanged(old.Backups, cur.Backups, c.backup)
 	return c
 }
 
@@ -235,4 +208,20 @@ func (p *planner) withDependents(apps map[string]bool) map[string]bool {
 		}
 	}
 	return out
+}
+
+// eachChanged calls fn with each record of cur that old lacks or holds in
+// another message (the store hands out the same message until a record
+// is written again), and each record of old that cur lacks.
+func eachChanged[V comparable](old, cur map[string]V, fn func(V)) {
+	for id, v := range cur {
+		if o, ok := old[id]; !ok || o != v {
+			fn(v)
+		}
+	}
+	for id, v := range old {
+		if _, ok := cur[id]; !ok {
+			fn(v)
+		}
+	}
 }
