@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -267,25 +268,51 @@ func partitionDuringMove(t *testing.T, step string) {
 	}
 	start := time.Now()
 	mustCLI(t, api, "instance", "migrate", first.InstanceID, "--to-agent", to)
-	// The step's task running on the agent to cut off.
+	// The step's task running on the agent to cut off, paused (SIGSTOP to
+	// its process group: mesos-local starts each task in its own session)
+	// as soon as its process shows, until the heal, so that it cannot end
+	// before the partition: on a quiet machine the restore of the volume
+	// can take less than a second, and CI once partitioned the agent of a
+	// restore that had just finished. Processes are looked for every 50 ms;
+	// the CLI, seconds per call at load, only every 2 s.
 	var stepTask string
-	eventually(t, 3*time.Minute, "the move's "+step+" task running", func() bool {
-		m := movesByInstance(t, api, app)[first.InstanceID]
-		if m.Move.Step == stepFailedE2E || m.Move.Step == stepDoneE2E {
-			t.Fatalf("the move ended (%s: %s) before its %s step was seen: make the volume bigger", m.Move.Step, m.Move.Error, step)
+	var paused []int
+	signalGroups := func(sig syscall.Signal) {
+		for _, pid := range paused {
+			_ = syscall.Kill(-pid, sig)
 		}
-		if m.Move.Kind != "migrate" || m.Move.Step != step {
+	}
+	defer signalGroups(syscall.SIGCONT)
+	asked := time.Now()
+	waitUntilEvery(t, 3*time.Minute, 50*time.Millisecond, "the move's "+step+" task running", func() bool {
+		if stepTask == "" {
+			for id, pids := range taskProcessesOf(dev.owner) {
+				if strings.HasPrefix(id, first.InstanceID+taskMarker) {
+					stepTask, paused = id, pids
+					signalGroups(syscall.SIGSTOP)
+				}
+			}
+		}
+		if stepTask == "" {
+			if time.Since(asked) > 2*time.Second {
+				asked = time.Now()
+				if m := movesByInstance(t, api, app)[first.InstanceID]; m.Move.Step == stepFailedE2E || m.Move.Step == stepDoneE2E {
+					t.Fatalf("the move ended (%s: %s) before its %s step was seen: make the volume bigger", m.Move.Step, m.Move.Error, step)
+				}
+			}
 			return false
 		}
 		l, ok := masterTaskState(mesosAddr)
 		for _, tk := range l.Tasks {
-			if ok && strings.HasPrefix(tk.TaskID.Value, first.InstanceID+taskMarker) && tk.State == "TASK_RUNNING" && tk.AgentID.Value == partitioned {
-				stepTask = tk.TaskID.Value
+			if ok && tk.TaskID.Value == stepTask && tk.State == "TASK_RUNNING" && tk.AgentID.Value == partitioned {
 				return true
 			}
 		}
 		return false
 	})
+	if m := movesByInstance(t, api, app)[first.InstanceID]; m.Move.Kind != "migrate" || m.Move.Step != step {
+		t.Fatalf("with its task %s running, the move is %s at %q, want migrate at %q", stepTask, m.Move.Kind, m.Move.Step, step)
+	}
 	stopTouching()
 	faultCall(t, mesosAddr, "partition", partitioned)
 	t.Logf("agent %s partitioned %s after the migrate request, at step %q, task %s", partitioned, time.Since(start).Round(100*time.Millisecond), step, stepTask)
@@ -320,6 +347,7 @@ func partitionDuringMove(t *testing.T, step string) {
 	t.Logf("the %s task unreachable, waited for: %s with the move held at %q", step, time.Since(unreachableAt).Round(100*time.Millisecond), step)
 
 	faultCall(t, mesosAddr, "heal", partitioned)
+	signalGroups(syscall.SIGCONT)
 	healed := time.Now()
 	waitMoveDone(t, api, app, first.InstanceID, "after the heal")
 	healedAfter := time.Since(healed)
