@@ -215,15 +215,7 @@ func startBenchServers(b testing.TB, mesosMaster string, debug bool) []*benchSer
 }
 
 // leaderSeenBy is the leader's name as s reports it ("" if unknown).
-func (s *benchServer) leaderSeenBy() string {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	res, err := s.cluster.Leader(ctx, connect.NewRequest(&v1.LeaderRequest{}))
-	if err != nil {
-		return ""
-	}
-	return res.Msg.GetId()
-}
+func (s *benchServer) leaderSeenBy() string { return leaderNamedBy(s.cluster) }
 
 // agreedLeader returns the leader every listed server names, or nil.
 func agreedLeader(among []*benchServer) *benchServer {

@@ -168,9 +168,15 @@ func clusterVolumeDir(c *testCluster, tk agentTaskJSON) string {
 // leaderSeenBy is the leader s names over the API ("" if it names none or
 // does not answer within 2 s).
 func leaderSeenBy(s *server) string {
+	return leaderNamedBy(berthv1connect.NewClusterServiceClient(http.DefaultClient, "http://"+s.api))
+}
+
+// leaderNamedBy is the leader's name as the server behind c reports it
+// ("" if it names none or does not answer within 2 s).
+func leaderNamedBy(c berthv1connect.ClusterServiceClient) string {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	res, err := berthv1connect.NewClusterServiceClient(http.DefaultClient, "http://"+s.api).Leader(ctx, connect.NewRequest(&v1.LeaderRequest{}))
+	res, err := c.Leader(ctx, connect.NewRequest(&v1.LeaderRequest{}))
 	if err != nil {
 		return ""
 	}

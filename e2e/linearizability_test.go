@@ -94,15 +94,7 @@ type linServer struct {
 }
 
 // leaderSeen is the leader's name as s reports it ("" if unknown).
-func (s *linServer) leaderSeen() string {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	res, err := s.cluster.Leader(ctx, connect.NewRequest(&v1.LeaderRequest{}))
-	if err != nil {
-		return ""
-	}
-	return res.Msg.GetId()
-}
+func (s *linServer) leaderSeen() string { return leaderNamedBy(s.cluster) }
 
 // agreedLeaderOf waits until every listed server names the same leader
 // among them, and returns it.
