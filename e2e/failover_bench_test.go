@@ -12,7 +12,9 @@ import (
 	"regexp"
 	"sort"
 	"strconv"
+	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -315,6 +317,7 @@ func benchFailoverOn(b *testing.B, agents int, apps []failoverApp) {
 	lead := c.waitAgreed(c.servers)
 	api := c.others(lead)[0]
 	placeStart := time.Now()
+	placeCPU := c.meterCPU()
 	profiled := profileLeader(b, lead)
 	for _, a := range apps {
 		app, err := appmodel.Parse([]byte(a.json()))
@@ -339,6 +342,7 @@ func benchFailoverOn(b *testing.B, agents int, apps []failoverApp) {
 	b.Logf("%d tasks running %s after the first create (%.0f/s)", total, placed.Round(time.Millisecond), float64(total)/placed.Seconds())
 	// Reported after the failovers: b.ResetTimer drops metrics reported before it.
 	rates := map[string]float64{"placed/s": float64(total) / placed.Seconds()}
+	placeCPU.report(b, "placement", placed, total, rates)
 	c.writeLogs(b, lead, "placed")
 	c.writeMemory(b, lead, nil, "placed")
 	reReconciled := regexp.MustCompile(`msg="reconciliation complete" component=scheduler tasks=` + strconv.Itoa(total) + ` `)
@@ -446,7 +450,7 @@ func benchFailoverOn(b *testing.B, agents int, apps []failoverApp) {
 		lead = c.waitAgreed(c.servers)
 		api = c.others(lead)[0]
 		stuck := time.AfterFunc(5*time.Minute, func() { c.writeLogs(b, lead, "stuck") })
-		stopStart(b, api, apps, total, rates)
+		stopStart(b, c, api, apps, total, rates)
 		stuck.Stop()
 		c.writeLogs(b, lead, "restarted")
 	}
@@ -491,7 +495,7 @@ func (s *benchServer) berths(b testing.TB) map[string]string {
 // to 0 instances, time until no task runs, scale them back, time until
 // every instance runs again, and check that each came back on its berth
 // (same instance, same agent).
-func stopStart(b *testing.B, api *benchServer, apps []failoverApp, total int, rates map[string]float64) {
+func stopStart(b *testing.B, c *benchCluster, api *benchServer, apps []failoverApp, total int, rates map[string]float64) {
 	before := api.berths(b)
 	if len(before) != total {
 		b.Fatalf("before the stop: %d running, want %d", len(before), total)
@@ -508,19 +512,23 @@ func stopStart(b *testing.B, api *benchServer, apps []failoverApp, total int, ra
 		}
 	}
 	start := time.Now()
+	cpu := c.meterCPU()
 	scale(func(failoverApp) int32 { return 0 })
 	waitUntil(b, 30*time.Minute, "every task stopped", func() bool {
 		n, err := api.runningCount()
 		return err == nil && n == 0
 	})
 	stopped := time.Since(start)
+	cpu.report(b, "stop", stopped, total, rates)
 	start = time.Now()
+	cpu = c.meterCPU()
 	scale(func(a failoverApp) int32 { return int32(a.instances) })
 	waitUntil(b, 30*time.Minute, fmt.Sprintf("%d tasks running again", total), func() bool {
 		n, err := api.runningCount()
 		return err == nil && n == total
 	})
 	started := time.Since(start)
+	cpu.report(b, "start", started, total, rates)
 	after := api.berths(b)
 	for iid, agent := range before {
 		if after[iid] != agent {
@@ -704,4 +712,92 @@ func profileLeader(b *testing.B, lead *benchServer) <-chan error {
 		done <- errors.Join(err, <-traced)
 	}()
 	return done
+}
+
+// procCPU is the CPU time (user + system) process p has used, in seconds.
+func procCPU(p *proc) (float64, error) {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+	if err != nil {
+		return 0, err
+	}
+	// The fields after the command name (in parentheses): utime and
+	// stime are the 12th and 13th, in clock ticks (100 per second).
+	_, rest, _ := strings.Cut(string(stat), ") ")
+	f := strings.Fields(rest)
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: %d fields", p.cmd.Process.Pid, len(f))
+	}
+	utime, _ := strconv.ParseFloat(f[11], 64)
+	stime, _ := strconv.ParseFloat(f[12], 64)
+	return (utime + stime) / 100, nil
+}
+
+// selfCPU is the CPU time (user + system) this process (the benchmark's
+// client) has used, in seconds.
+func selfCPU() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
+}
+
+// cpuMeter measures the CPU time a benchmark's processes use over one
+// phase: each server, mesos-local and this process (the client). On a
+// machine whose cores they share, it tells a phase bound by CPU (the sum
+// near cores × wall time) from one that waits, and what each instance
+// costs in CPU across the whole system.
+type cpuMeter struct {
+	names []string
+	procs []*proc // nil: this process
+	start []float64
+}
+
+// meterCPU starts measuring the cluster's current processes.
+func (c *benchCluster) meterCPU() *cpuMeter {
+	m := &cpuMeter{}
+	add := func(name string, p *proc) {
+		cpu := selfCPU()
+		if p != nil {
+			var err error
+			if cpu, err = procCPU(p); err != nil {
+				return // not running
+			}
+		}
+		m.names, m.procs, m.start = append(m.names, name), append(m.procs, p), append(m.start, cpu)
+	}
+	for _, s := range c.servers {
+		add(s.name, s.p)
+	}
+	add("mesos-local", c.mesos)
+	add("client", nil)
+	return m
+}
+
+// report logs the CPU each process used since meterCPU over a phase of
+// wall time that handled n instances, and puts into rates (reported as
+// the benchmark's metrics) the total per instance as "<phase>-cpu-us/inst"
+// and the share of the machine's cores used as "<phase>-cpu-%".
+func (m *cpuMeter) report(b *testing.B, phase string, wall time.Duration, n int, rates map[string]float64) {
+	var parts []string
+	total := 0.0
+	for i, p := range m.procs {
+		cpu := selfCPU()
+		if p != nil {
+			var err error
+			if cpu, err = procCPU(p); err != nil {
+				parts = append(parts, m.names[i]+" (gone)")
+				continue
+			}
+		}
+		used := cpu - m.start[i]
+		total += used
+		parts = append(parts, fmt.Sprintf("%s %.2f s", m.names[i], used))
+	}
+	share := 100 * total / (wall.Seconds() * float64(runtime.NumCPU()))
+	perInst := 1e6 * total / float64(n)
+	b.Logf("%s CPU: %s; total %.2f s over %s on %d cores (%.0f%% of them), %.0f µs per instance",
+		phase, strings.Join(parts, ", "), total, wall.Round(time.Millisecond), runtime.NumCPU(), share, perInst)
+	rates[phase+"-cpu-us/inst"] = perInst
+	rates[phase+"-cpu-%"] = share
 }

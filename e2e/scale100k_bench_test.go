@@ -458,17 +458,11 @@ func (s *benchServer) rss(b *testing.B) float64 {
 // cpuSeconds is the CPU time (user + system) the server has used.
 func (s *benchServer) cpuSeconds(b *testing.B) float64 {
 	b.Helper()
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.p.cmd.Process.Pid))
+	cpu, err := procCPU(s.p)
 	if err != nil {
 		b.Fatal(err)
 	}
-	// The fields after the command name (in parentheses): utime and
-	// stime are the 12th and 13th, in clock ticks (100 per second).
-	_, rest, _ := strings.Cut(string(stat), ") ")
-	f := strings.Fields(rest)
-	utime, _ := strconv.ParseFloat(f[11], 64)
-	stime, _ := strconv.ParseFloat(f[12], 64)
-	return (utime + stime) / 100
+	return cpu
 }
 
 // saveProfile fetches /debug/pprof/path from s into dir/file; the channel
