@@ -48,7 +48,10 @@ var failovers = flag.Int("failovers", 1, "leader kills per iteration of the Benc
 
 // placementProfile, when set, names a file for a CPU profile of the leader
 // during the first 30 s of placement (the servers then serve pprof).
-var placementProfile = flag.String("placement-profile", "", "file for a 30 s CPU profile of the leader while BenchmarkFailover* places its tasks")
+var placementProfile = flag.String("placement-profile", "", "file for a CPU profile of the leader while BenchmarkFailover* places its tasks (-placement-profile-seconds), with the other servers' and mesos-local's beside it as FILE.sN and FILE.mesos-local")
+
+// placementProfileSeconds is the length of the -placement-profile profiles.
+var placementProfileSeconds = flag.Int("placement-profile-seconds", 30, "length of the -placement-profile CPU profiles")
 
 // benchLogs, when set, names a directory for each process's output and
 // the leader's scheduler metrics, written once the tasks are placed.
@@ -167,7 +170,7 @@ func startBenchCluster(b testing.TB, agents int) *benchCluster {
 	c.mesosAddr = mesosAddr
 	args := []string{"mesos-local", "--listen", mesosAddr, "--work-dir", b.TempDir(),
 		"--simulate", "--agents", strconv.Itoa(agents), "--agent-resources", agentResources}
-	if *failoverProfile != "" {
+	if *failoverProfile != "" || *placementProfile != "" {
 		c.mesosDebug = freePort(b)
 		args = append(args, "--debug-addr", c.mesosDebug)
 	}
@@ -318,7 +321,7 @@ func benchFailoverOn(b *testing.B, agents int, apps []failoverApp) {
 	api := c.others(lead)[0]
 	placeStart := time.Now()
 	placeCPU := c.meterCPU()
-	profiled := profileLeader(b, lead)
+	profiled := profileLeader(b, c, lead)
 	for _, a := range apps {
 		app, err := appmodel.Parse([]byte(a.json()))
 		if err != nil {
@@ -678,12 +681,12 @@ func waitUntilEvery(tb testing.TB, timeout, period time.Duration, what string, c
 	}
 }
 
-// profileLeader fetches, in the background, a 30 s CPU profile from the
-// leader into -placement-profile and a 5 s execution trace (from 5 s in)
+// profileLeader fetches, in the background, a CPU profile from the leader
+// into -placement-profile (and from the others beside it) and a 5 s execution trace (from 5 s in)
 // into the same name + ".trace" (`go tool trace -pprof=sync` shows where
 // the leader's goroutines wait); the channel gets the outcome (nil at once
 // without the flag).
-func profileLeader(b *testing.B, lead *benchServer) <-chan error {
+func profileLeader(b *testing.B, c *benchCluster, lead *benchServer) <-chan error {
 	done := make(chan error, 1)
 	if *placementProfile == "" {
 		done <- nil
@@ -708,7 +711,20 @@ func profileLeader(b *testing.B, lead *benchServer) <-chan error {
 			time.Sleep(5 * time.Second)
 			traced <- fetch("/debug/pprof/trace?seconds=5", *placementProfile+".trace")
 		}()
-		err := fetch("/debug/pprof/profile?seconds=30", *placementProfile)
+		profile := fmt.Sprintf("profile?seconds=%d", *placementProfileSeconds)
+		// The others over the same time, beside it: FILE.sN and
+		// FILE.mesos-local.
+		dir, base := filepath.Split(*placementProfile)
+		var others []<-chan error
+		for _, s := range c.others(lead) {
+			others = append(others, s.saveProfile(dir, profile, base+"."+s.name))
+		}
+		ml := &benchServer{debug: c.mesosDebug}
+		others = append(others, ml.saveProfile(dir, profile, base+".mesos-local"))
+		err := fetch("/debug/pprof/"+profile, *placementProfile)
+		for _, o := range others {
+			err = errors.Join(err, <-o)
+		}
 		done <- errors.Join(err, <-traced)
 	}()
 	return done

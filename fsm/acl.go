@@ -4,8 +4,6 @@ import (
 	"encoding/hex"
 	"strings"
 
-	"github.com/hashicorp/go-memdb"
-
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
@@ -19,7 +17,7 @@ func init() {
 // that token is deleted (as Nomad does).
 const metaACLBootstrapped = "acl_bootstrapped"
 
-func applyACLTokenCreate(tx *memdb.Txn, _ logEntry, cmd *v1.ACLTokenCreateCommand) (string, error) {
+func applyACLTokenCreate(tx *txn, _ logEntry, cmd *v1.ACLTokenCreateCommand) (string, error) {
 	tok := cmd.GetToken()
 	if err := checkToken(tok); err != nil {
 		return cmd.GetRequestId(), err
@@ -72,7 +70,7 @@ func checkToken(tok *v1.ACLToken) error {
 	return nil
 }
 
-func applyACLTokenDelete(tx *memdb.Txn, _ logEntry, cmd *v1.ACLTokenDeleteCommand) (string, error) {
+func applyACLTokenDelete(tx *txn, _ logEntry, cmd *v1.ACLTokenDeleteCommand) (string, error) {
 	raw, err := tx.First(tableACLTokens, "id", cmd.GetAccessorId())
 	if err != nil {
 		return cmd.GetRequestId(), err

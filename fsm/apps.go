@@ -18,7 +18,7 @@ func init() {
 	registerCommand(v1.CommandType_COMMAND_TYPE_APP_DELETE, "", applyAppDelete)
 }
 
-func applyAppCreate(tx *memdb.Txn, e logEntry, cmd *v1.AppCreateCommand) (string, error) {
+func applyAppCreate(tx *txn, e logEntry, cmd *v1.AppCreateCommand) (string, error) {
 	index := e.index
 	app := cmd.GetApp()
 	if app.GetId() == "" {
@@ -37,7 +37,7 @@ func applyAppCreate(tx *memdb.Txn, e logEntry, cmd *v1.AppCreateCommand) (string
 	return cmd.GetRequestId(), putAll(tx, index, cmd.GetDeployment(), nil, cmd.GetPutInstances())
 }
 
-func applyAppUpdate(tx *memdb.Txn, e logEntry, cmd *v1.AppUpdateCommand) (string, error) {
+func applyAppUpdate(tx *txn, e logEntry, cmd *v1.AppUpdateCommand) (string, error) {
 	index := e.index
 	app := cmd.GetApp()
 	raw, err := tx.First(tableApps, "id", app.GetId())
@@ -57,7 +57,7 @@ func applyAppUpdate(tx *memdb.Txn, e logEntry, cmd *v1.AppUpdateCommand) (string
 	return cmd.GetRequestId(), putAll(tx, index, cmd.GetDeployment(), cmd.GetCancelDeployments(), cmd.GetPutInstances())
 }
 
-func applyAppDelete(tx *memdb.Txn, e logEntry, cmd *v1.AppDeleteCommand) (string, error) {
+func applyAppDelete(tx *txn, e logEntry, cmd *v1.AppDeleteCommand) (string, error) {
 	index := e.index
 	id := cmd.GetAppId()
 	raw, err := tx.First(tableApps, "id", id)
@@ -70,7 +70,7 @@ func applyAppDelete(tx *memdb.Txn, e logEntry, cmd *v1.AppDeleteCommand) (string
 	if err := tx.Delete(tableApps, raw); err != nil {
 		return cmd.GetRequestId(), err
 	}
-	if err := addAppTotals(tx, -1, -int64(raw.(*v1.App).GetInstances())); err != nil {
+	if err := addAppTotals(tx.Txn, -1, -int64(raw.(*v1.App).GetInstances())); err != nil {
 		return cmd.GetRequestId(), err
 	}
 	if _, err := tx.DeleteAll(tableAppVersions, "app", id); err != nil {
@@ -79,7 +79,7 @@ func applyAppDelete(tx *memdb.Txn, e logEntry, cmd *v1.AppDeleteCommand) (string
 	// Every instance of a removed app is decommissioned in the same entry,
 	// so no instance can outlive its app unnoticed: the scheduler destroys
 	// their volumes and releases their reservations.
-	insts, err := (&Snapshot{tx: tx}).InstancesByApp(id)
+	insts, err := (&Snapshot{tx: tx.Txn, inst: tx.inst}).InstancesByApp(id)
 	if err != nil {
 		return cmd.GetRequestId(), err
 	}
@@ -98,7 +98,7 @@ func applyAppDelete(tx *memdb.Txn, e logEntry, cmd *v1.AppDeleteCommand) (string
 }
 
 // putApp stores the app as current and records the version in its history.
-func putApp(tx *memdb.Txn, app *v1.App) error {
+func putApp(tx *txn, app *v1.App) error {
 	if app.GetVersion() == "" {
 		return refuse(ErrInvalid, "app %s has no version", app.GetId())
 	}
@@ -113,7 +113,7 @@ func putApp(tx *memdb.Txn, app *v1.App) error {
 	if err := tx.Insert(tableApps, app); err != nil {
 		return err
 	}
-	if err := addAppTotals(tx, apps, instances); err != nil {
+	if err := addAppTotals(tx.Txn, apps, instances); err != nil {
 		return err
 	}
 	return tx.Insert(tableAppVersions, &v1.AppVersion{AppId: app.GetId(), Version: app.GetVersion(), App: app})
@@ -121,7 +121,7 @@ func putApp(tx *memdb.Txn, app *v1.App) error {
 
 // putAll stores an optional deployment, cancels deployments and upserts
 // instances: the parts that app commands share.
-func putAll(tx *memdb.Txn, index uint64, d *v1.Deployment, cancel []string, instances []*v1.Instance) error {
+func putAll(tx *txn, index uint64, d *v1.Deployment, cancel []string, instances []*v1.Instance) error {
 	if err := cancelDeployments(tx, cancel); err != nil {
 		return err
 	}

@@ -4,8 +4,6 @@ import (
 	"slices"
 	"sort"
 
-	"github.com/hashicorp/go-memdb"
-
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
@@ -25,7 +23,7 @@ func BackupActive(b *v1.Backup) bool {
 	return s == v1.BackupState_BACKUP_STATE_PENDING || s == v1.BackupState_BACKUP_STATE_RUNNING
 }
 
-func applyBackupPut(tx *memdb.Txn, e logEntry, cmd *v1.BackupPutCommand) (string, error) {
+func applyBackupPut(tx *txn, e logEntry, cmd *v1.BackupPutCommand) (string, error) {
 	if t := cmd.GetIfLeaderTerm(); t != 0 && t != e.term {
 		return cmd.GetRequestId(), refuse(ErrConflict, "backup update decided in term %d reached the log in term %d", t, e.term)
 	}
@@ -53,7 +51,7 @@ func applyBackupPut(tx *memdb.Txn, e logEntry, cmd *v1.BackupPutCommand) (string
 // putBackup stores a backup record under the rules every writer meets:
 // a finished backup keeps its outcome, and an instance has at most one
 // backup or restore in progress.
-func putBackup(tx *memdb.Txn, b *v1.Backup) error {
+func putBackup(tx *txn, b *v1.Backup) error {
 	switch {
 	case b.GetId() == "":
 		return refuse(ErrInvalid, "backup id is empty")
@@ -102,7 +100,7 @@ func kindWord(b *v1.Backup) string {
 	return "backup"
 }
 
-func applyBackupDelete(tx *memdb.Txn, _ logEntry, cmd *v1.BackupDeleteCommand) (string, error) {
+func applyBackupDelete(tx *txn, _ logEntry, cmd *v1.BackupDeleteCommand) (string, error) {
 	for _, id := range cmd.GetIds() {
 		raw, err := tx.First(tableBackups, "id", id)
 		if err != nil {

@@ -122,7 +122,7 @@ func TestBackupsInSnapshot(t *testing.T) {
 	a := newApplier(t)
 	a.mustApply(cmdPut, putBackups(backupRecord("b1", "i1", bPending, 1), backupRecord("b2", "i2", bSucceeded, 2)))
 	var buf bytes.Buffer
-	if err := WriteSnapshot(a.f.State().db, &buf); err != nil {
+	if err := WriteSnapshot(a.f.State().Snapshot(), &buf); err != nil {
 		t.Fatal(err)
 	}
 	st, err := ReadSnapshot(&buf)

@@ -12,7 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/go-memdb"
 	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/proto"
 
@@ -132,7 +131,7 @@ func (f *FSM) apply(l *raft.Log) any {
 // that only advances the index) and records its outcome.
 func (f *FSM) applyEntry(s *Store, t v1.CommandType, spec *commandSpec, e logEntry, buf []byte) *ApplyResult {
 	index := e.index
-	tx := s.db.Txn(true)
+	tx := s.write()
 	defer tx.Abort()
 
 	var reqID string
@@ -159,7 +158,7 @@ func (f *FSM) applyEntry(s *Store, t v1.CommandType, spec *commandSpec, e logEnt
 	if err != nil {
 		// Discard partial writes, but remember the outcome of the request.
 		tx.Abort()
-		tx = s.db.Txn(true)
+		tx = s.write()
 		defer tx.Abort()
 	}
 	if reqID != "" {
@@ -175,7 +174,7 @@ func (f *FSM) applyEntry(s *Store, t v1.CommandType, spec *commandSpec, e logEnt
 }
 
 // lookupRequest returns the recorded outcome of a request id, or nil.
-func lookupRequest(tx *memdb.Txn, reqID string) (*ApplyResult, error) {
+func lookupRequest(tx *txn, reqID string) (*ApplyResult, error) {
 	raw, err := tx.First(tableRequests, "id", reqID)
 	if err != nil || raw == nil {
 		return nil, err
@@ -192,7 +191,7 @@ func lookupRequest(tx *memdb.Txn, reqID string) (*ApplyResult, error) {
 	return res, nil
 }
 
-func recordRequest(tx *memdb.Txn, reqID string, index uint64, outcome error) error {
+func recordRequest(tx *txn, reqID string, index uint64, outcome error) error {
 	rec := &v1.RequestRecord{RequestId: reqID, Index: index}
 	if outcome != nil {
 		rec.ErrorMessage = outcome.Error()

@@ -532,7 +532,7 @@ func TestAppTotals(t *testing.T) {
 	}
 
 	// A snapshot without the totals (as older servers wrote them).
-	tx := a.f.State().db.Txn(true)
+	tx := a.f.State().write()
 	if _, err := tx.DeleteAll(tableMeta, "id", metaAppTotals); err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/hashicorp/go-memdb"
 	"google.golang.org/protobuf/proto"
 
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
@@ -39,7 +38,7 @@ type commandSpec struct {
 	// apply applies a decoded payload inside a write transaction. The
 	// returned error is the command's outcome; the transaction commits
 	// whatever apply wrote only when it returns nil.
-	apply func(tx *memdb.Txn, e logEntry, msg proto.Message) (requestID string, err error)
+	apply func(tx *txn, e logEntry, msg proto.Message) (requestID string, err error)
 	// since is the first server version that applies the command; the
 	// leader does not propose it before every server runs at least that
 	// version (see CheckProposal). "" for the commands of the first
@@ -55,7 +54,7 @@ var commands = map[v1.CommandType]commandSpec{}
 // registerCommand adds a command type to the registry. since is the first
 // server version that knows it ("" for the first release). A type
 // registered twice, or out of range, is a programming error.
-func registerCommand[M proto.Message](t v1.CommandType, since string, apply func(tx *memdb.Txn, e logEntry, cmd M) (string, error)) {
+func registerCommand[M proto.Message](t v1.CommandType, since string, apply func(tx *txn, e logEntry, cmd M) (string, error)) {
 	if t <= 0 || t >= IgnoreUnknownTypeFlag {
 		panic(fmt.Sprintf("fsm: command type %d out of range 1..127", t))
 	}
@@ -70,7 +69,7 @@ func registerCommand[M proto.Message](t v1.CommandType, since string, apply func
 	var zero M
 	commands[t] = commandSpec{
 		newMsg: func() proto.Message { return zero.ProtoReflect().New().Interface() },
-		apply: func(tx *memdb.Txn, e logEntry, msg proto.Message) (string, error) {
+		apply: func(tx *txn, e logEntry, msg proto.Message) (string, error) {
 			return apply(tx, e, msg.(M))
 		},
 		since: since,

@@ -5,7 +5,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/hashicorp/go-memdb"
 	"github.com/hashicorp/raft"
 
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
@@ -42,7 +41,7 @@ func TestEncodeChecksThePayloadType(t *testing.T) {
 // release is proposed only once every server runs that release.
 func TestCheckProposalWaitsForEveryServer(t *testing.T) {
 	const newType v1.CommandType = 100
-	registerCommand(newType, "0.2.0", func(*memdb.Txn, logEntry, *v1.MetaRecord) (string, error) { return "", nil })
+	registerCommand(newType, "0.2.0", func(*txn, logEntry, *v1.MetaRecord) (string, error) { return "", nil })
 	t.Cleanup(func() { delete(commands, newType) })
 	newCmd, err := Encode(newType, &v1.MetaRecord{})
 	if err != nil {

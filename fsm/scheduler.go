@@ -3,7 +3,6 @@ package fsm
 import (
 	"slices"
 
-	"github.com/hashicorp/go-memdb"
 	"google.golang.org/protobuf/proto"
 
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
@@ -15,7 +14,7 @@ func init() {
 	registerCommand(v1.CommandType_COMMAND_TYPE_DEPLOYMENT_CANCEL, "", applyDeploymentCancel)
 }
 
-func applyFrameworkIDSet(tx *memdb.Txn, _ logEntry, cmd *v1.FrameworkIDSetCommand) (string, error) {
+func applyFrameworkIDSet(tx *txn, _ logEntry, cmd *v1.FrameworkIDSetCommand) (string, error) {
 	if cmd.GetFrameworkId() == "" {
 		return "", refuse(ErrInvalid, "framework id is empty")
 	}
@@ -36,7 +35,7 @@ func applyFrameworkIDSet(tx *memdb.Txn, _ logEntry, cmd *v1.FrameworkIDSetComman
 // that term: a plan decided by the leader of one term must not apply in a
 // later one, whose leader may have changed what the plan read. The term is
 // the entry's own (raft.Log.Term), the same on every replica.
-func applySchedulerPlan(tx *memdb.Txn, e logEntry, cmd *v1.SchedulerPlanCommand) (string, error) {
+func applySchedulerPlan(tx *txn, e logEntry, cmd *v1.SchedulerPlanCommand) (string, error) {
 	index := e.index
 	if t := cmd.GetIfLeaderTerm(); t != 0 && t != e.term {
 		return "", refuse(ErrConflict, "scheduler plan decided in term %d reached the log in term %d", t, e.term)
@@ -69,7 +68,7 @@ func applySchedulerPlan(tx *memdb.Txn, e logEntry, cmd *v1.SchedulerPlanCommand)
 	return "", nil
 }
 
-func applyDeploymentCancel(tx *memdb.Txn, _ logEntry, cmd *v1.DeploymentCancelCommand) (string, error) {
+func applyDeploymentCancel(tx *txn, _ logEntry, cmd *v1.DeploymentCancelCommand) (string, error) {
 	for _, id := range cmd.GetDeploymentIds() {
 		raw, err := tx.First(tableDeployments, "id", id)
 		if err != nil {
@@ -82,7 +81,7 @@ func applyDeploymentCancel(tx *memdb.Txn, _ logEntry, cmd *v1.DeploymentCancelCo
 	return cmd.GetRequestId(), cancelDeployments(tx, cmd.GetDeploymentIds())
 }
 
-func putDeployment(tx *memdb.Txn, d *v1.Deployment) error {
+func putDeployment(tx *txn, d *v1.Deployment) error {
 	if d.GetId() == "" {
 		return refuse(ErrInvalid, "deployment id is empty")
 	}
@@ -104,7 +103,7 @@ func putDeployment(tx *memdb.Txn, d *v1.Deployment) error {
 
 // cancelDeployments marks running deployments cancelled; finished ones keep
 // their outcome.
-func cancelDeployments(tx *memdb.Txn, ids []string) error {
+func cancelDeployments(tx *txn, ids []string) error {
 	for _, id := range ids {
 		raw, err := tx.First(tableDeployments, "id", id)
 		if err != nil {
@@ -134,36 +133,29 @@ func cancelDeployments(tx *memdb.Txn, ids []string) error {
 // shared): the caller hands over a message nothing else holds, one decoded
 // from the log entry or a copy. Cloning it here again allocated a second
 // copy of every instance written, on every server (issue 14).
-func putInstance(tx *memdb.Txn, index uint64, inst *v1.Instance) error {
+func putInstance(tx *txn, index uint64, inst *v1.Instance) error {
 	if inst.GetId() == "" {
 		return refuse(ErrInvalid, "instance id is empty")
 	}
 	if inst.GetAppId() == "" {
 		return refuse(ErrInvalid, "instance %s has no app id", inst.GetId())
 	}
-	raw, err := tx.First(tableInstances, "id", inst.GetId())
-	if err != nil {
-		return err
-	}
+	cur := tx.inst.get(inst.GetId())
 	var stored uint64
-	if raw != nil {
-		stored = raw.(*v1.Instance).GetModifyIndex()
+	if cur != nil {
+		stored = cur.GetModifyIndex()
 	}
-	if raw == nil && inst.GetModifyIndex() != 0 {
+	if cur == nil && inst.GetModifyIndex() != 0 {
 		return refuse(ErrConflict, "instance %s was deleted meanwhile", inst.GetId())
 	}
-	if raw != nil && stored != inst.GetModifyIndex() {
+	if cur != nil && stored != inst.GetModifyIndex() {
 		return refuse(ErrConflict, "instance %s changed meanwhile (written at index %d, this write read index %d)",
 			inst.GetId(), stored, inst.GetModifyIndex())
 	}
 	inst.ModifyIndex = index
 	compactInstance(inst)
 	if t := inst.GetTask(); t != nil && t.GetId() != "" {
-		owner, err := instanceByTask(tx, t.GetId())
-		if err != nil {
-			return err
-		}
-		if owner != nil && owner.GetId() != inst.GetId() {
+		if owner := instanceByTask(tx.inst, t.GetId()); owner != nil && owner.GetId() != inst.GetId() {
 			return refuse(ErrConflict, "task %s already belongs to instance %s", t.GetId(), owner.GetId())
 		}
 	}
@@ -175,23 +167,21 @@ func putInstance(tx *memdb.Txn, index uint64, inst *v1.Instance) error {
 		}
 		owner := inst.GetId()
 		if !slices.ContainsFunc(vols[:i], func(w *v1.LocalVolume) bool { return w.GetPersistenceId() == pid }) {
-			raw, err := tx.First(tableInstances, "volume", pid)
-			if err != nil {
-				return err
-			}
-			if raw == nil {
+			held := tx.inst.byVolumeID(pid)
+			if held == nil {
 				continue
 			}
-			if owner = raw.(*v1.Instance).GetId(); owner == inst.GetId() {
+			if owner = held.GetId(); owner == inst.GetId() {
 				continue
 			}
 		}
 		return refuse(ErrConflict, "volume %s already belongs to instance %s", pid, owner)
 	}
-	return tx.Insert(tableInstances, inst)
+	tx.inst.put(inst)
+	return nil
 }
 
-func deleteInstance(tx *memdb.Txn, id string) error {
-	_, err := tx.DeleteAll(tableInstances, "id", id)
-	return err
+func deleteInstance(tx *txn, id string) error {
+	tx.inst.delete(id)
+	return nil
 }

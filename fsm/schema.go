@@ -1,9 +1,6 @@
 package fsm
 
 import (
-	"fmt"
-	"strings"
-
 	"github.com/hashicorp/go-memdb"
 	"google.golang.org/protobuf/proto"
 
@@ -35,52 +32,9 @@ const (
 	metaAppTotals = "app_totals"
 )
 
-// funcIndex indexes an object by a string that a function derives from it. It
-// lets the schema index nested fields (an instance's task id, a reservation's
-// agent) that memdb's reflection-based indexers cannot reach.
-type funcIndex struct {
-	fn func(obj any) (string, bool)
-}
-
-func (f funcIndex) FromObject(obj any) (bool, []byte, error) {
-	s, ok := f.fn(obj)
-	if !ok || s == "" {
-		return false, nil, nil
-	}
-	return true, []byte(s + "\x00"), nil
-}
-
-func (f funcIndex) FromArgs(args ...any) ([]byte, error) {
-	if len(args) != 1 {
-		return nil, fmt.Errorf("must provide exactly one argument")
-	}
-	s, ok := args[0].(string)
-	if !ok {
-		return nil, fmt.Errorf("argument must be a string: %#v", args[0])
-	}
-	return []byte(s + "\x00"), nil
-}
-
-// funcMultiIndex indexes an object by several strings that a function
-// derives from it (an instance's volumes' persistence ids).
-type funcMultiIndex struct {
-	fn func(obj any) []string
-}
-
-func (f funcMultiIndex) FromObject(obj any) (bool, [][]byte, error) {
-	var vals [][]byte
-	for _, s := range f.fn(obj) {
-		if s != "" {
-			vals = append(vals, []byte(s+"\x00"))
-		}
-	}
-	return len(vals) > 0, vals, nil
-}
-
-func (f funcMultiIndex) FromArgs(args ...any) ([]byte, error) { return funcIndex{}.FromArgs(args...) }
-
 // tables is the one list of the store's tables: each with its record tag
-// in snapshots, its message type and its indexes. The tags are part of the
+// in snapshots, its message type and its memdb indexes (none for the
+// instances, kept in an instanceSet). The tags are part of the
 // snapshot format: never reuse or renumber them. A new table is one entry
 // here; the schema and the snapshot format both derive from this list.
 var tables = []struct {
@@ -99,33 +53,8 @@ var tables = []struct {
 		}}},
 		"app": {Name: "app", Indexer: &memdb.StringFieldIndex{Field: "AppId"}},
 	}},
-	// An instance's app and task are found through the primary index:
-	// their ids carry the instance id's prefix (invariant 5, ids.go). The
-	// "app" and "task" indexes hold only the instances whose ids do not
-	// follow that format, so a lookup stays exact for any id while a
-	// state of 100,000 instances spends no index entries on them.
-	{3, tableInstances, func() proto.Message { return new(v1.Instance) }, map[string]*memdb.IndexSchema{
-		"id": {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Id"}},
-		"app": {Name: "app", AllowMissing: true, Indexer: funcIndex{func(o any) (string, bool) {
-			i := o.(*v1.Instance)
-			return i.GetAppId(), !strings.HasPrefix(i.GetId(), instanceIDPrefix(i.GetAppId()))
-		}}},
-		"task": {Name: "task", Unique: true, AllowMissing: true, Indexer: funcIndex{func(o any) (string, bool) {
-			i := o.(*v1.Instance)
-			t := i.GetTask().GetId()
-			return t, InstanceIDOfTask(t) != i.GetId()
-		}}},
-		// volume: the persistence ids of the instance's berth, each
-		// owned by one instance (invariant 2; putInstance checks it).
-		"volume": {Name: "volume", Unique: true, AllowMissing: true, Indexer: funcMultiIndex{func(o any) []string {
-			r := activeReservation(o.(*v1.Instance))
-			ids := make([]string, 0, len(r.GetVolumes()))
-			for _, v := range r.GetVolumes() {
-				ids = append(ids, v.GetPersistenceId())
-			}
-			return ids
-		}}},
-	}},
+	// The instances are not in memdb: see instanceSet (instances.go).
+	{3, tableInstances, func() proto.Message { return new(v1.Instance) }, nil},
 	// Tags 4 and 5 were the reservations and volumes tables, copies of
 	// what each instance holds (format 1). Never reuse them.
 	{6, tableDeployments, func() proto.Message { return new(v1.Deployment) }, map[string]*memdb.IndexSchema{
@@ -153,7 +82,9 @@ var tables = []struct {
 func schema() *memdb.DBSchema {
 	db := &memdb.DBSchema{Tables: map[string]*memdb.TableSchema{}}
 	for _, t := range tables {
-		db.Tables[t.name] = &memdb.TableSchema{Name: t.name, Indexes: t.indexes}
+		if t.indexes != nil {
+			db.Tables[t.name] = &memdb.TableSchema{Name: t.name, Indexes: t.indexes}
+		}
 	}
 	return db
 }

@@ -8,13 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"math"
 	"runtime/debug"
 	"strconv"
 	"sync"
 	"time"
 
-	"github.com/hashicorp/go-memdb"
 	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/proto"
 
@@ -43,12 +43,11 @@ const maxRecordBytes = 64 << 20
 // Snapshot captures the store at this point of the log. Persist runs later,
 // concurrently with Apply, on an immutable memdb snapshot.
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
-	s := f.State()
-	return &snapshot{db: s.db.Snapshot(), observer: f.observer}, nil
+	return &snapshot{view: f.State().Snapshot(), observer: f.observer}, nil
 }
 
 type snapshot struct {
-	db       *memdb.MemDB
+	view     *Snapshot
 	observer Observer
 }
 
@@ -56,7 +55,7 @@ type snapshot struct {
 func (s *snapshot) Persist(sink raft.SnapshotSink) error {
 	start := time.Now()
 	cw := &countingWriter{w: sink}
-	if err := WriteSnapshot(s.db, cw); err != nil {
+	if err := WriteSnapshot(s.view, cw); err != nil {
 		_ = sink.Cancel()
 		return err
 	}
@@ -84,22 +83,20 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 // Release is a no-op: the memdb snapshot is garbage collected.
 func (s *snapshot) Release() {}
 
-// WriteSnapshot writes every table of db to w in the snapshot format.
-func WriteSnapshot(db *memdb.MemDB, w io.Writer) error {
+// WriteSnapshot writes every table of the store view to w in the snapshot
+// format.
+func WriteSnapshot(view *Snapshot, w io.Writer) error {
 	bw := bufio.NewWriterSize(w, 1<<16)
 	if _, err := bw.WriteString(snapshotMagic); err != nil {
 		return fmt.Errorf("write snapshot header: %w", err)
 	}
-	tx := db.Txn(false)
 	var buf []byte
 	enc := proto.MarshalOptions{}
 	for _, t := range tables {
-		it, err := tx.Get(t.name, "id")
-		if err != nil {
-			return fmt.Errorf("snapshot table %s: %w", t.name, err)
-		}
-		for raw := it.Next(); raw != nil; raw = it.Next() {
-			msg := raw.(proto.Message)
+		for msg, err := range view.records(t.name, t.indexes == nil) {
+			if err != nil {
+				return fmt.Errorf("snapshot table %s: %w", t.name, err)
+			}
 			// One buffer for every record: tag, length, message.
 			size := enc.Size(msg)
 			buf = append(buf[:0], t.tag)
@@ -319,6 +316,12 @@ func ReadSnapshot(r io.Reader) (*Store, error) {
 	defer tx.Abort()
 	for batch := range records {
 		for _, rec := range batch.records {
+			if inst, ok := rec.msg.(*v1.Instance); ok {
+				// The new store is not published yet: its set is
+				// written in place.
+				s.inst.put(inst)
+				continue
+			}
 			if err := tx.Insert(tables[rec.table].name, rec.msg); err != nil {
 				return nil, fmt.Errorf("restore %s: %w", tables[rec.table].name, err)
 			}
@@ -436,4 +439,29 @@ func decodeRecords(br *bufio.Reader, v1Format bool, out chan<- recordBatch, stop
 		batch.err = fmt.Errorf("read snapshot: data after the end marker")
 	}
 	send()
+}
+
+// records yields the records of one table in id order: from memdb, or
+// from the instance set.
+func (s *Snapshot) records(table string, instances bool) iter.Seq2[proto.Message, error] {
+	return func(yield func(proto.Message, error) bool) {
+		if instances {
+			for i := range s.inst.all() {
+				if !yield(i, nil) {
+					return
+				}
+			}
+			return
+		}
+		it, err := s.tx.Get(table, "id")
+		if err != nil {
+			yield(nil, err)
+			return
+		}
+		for raw := it.Next(); raw != nil; raw = it.Next() {
+			if !yield(raw.(proto.Message), nil) {
+				return
+			}
+		}
+	}
 }

@@ -28,8 +28,28 @@ type Store struct {
 	db        *memdb.MemDB
 	lastIndex atomic.Uint64
 
+	// pub orders the publication of a write (memdb's commit and inst)
+	// with the taking of snapshots, so that a snapshot's tables and
+	// instances are of the same index.
+	pub  sync.RWMutex
+	inst *instanceSet // the instances table (instances.go), as published
+
 	mu    sync.Mutex
 	watch chan struct{}
+}
+
+// txn is a write transaction of the store: memdb's, for every table but
+// the instances, and a clone of the instance set, published together by
+// commit. Abort (memdb's) drops both: the clone is never published.
+type txn struct {
+	*memdb.Txn
+	inst *instanceSet
+}
+
+// write starts a write transaction. Only the FSM's apply (one goroutine)
+// and a restore building its own store write.
+func (s *Store) write() *txn {
+	return &txn{Txn: s.db.Txn(true), inst: s.inst.clone()}
 }
 
 // NewStore returns an empty store.
@@ -39,7 +59,7 @@ func NewStore() *Store {
 		// The schema is static; an error here is a programming error.
 		panic("fsm: invalid state store schema: " + err.Error())
 	}
-	return &Store{db: db, watch: make(chan struct{})}
+	return &Store{db: db, inst: newInstanceSet(), watch: make(chan struct{})}
 }
 
 // Watch returns a channel that is closed at the next change to the store.
@@ -63,15 +83,18 @@ func (s *Store) LastIndex() uint64 { return s.lastIndex.Load() }
 
 // commit commits tx (nil: a new one), recording index as the store's
 // applied index in the same transaction, and wakes the watchers.
-func (s *Store) commit(tx *memdb.Txn, index uint64) {
+func (s *Store) commit(tx *txn, index uint64) {
 	if tx == nil {
-		tx = s.db.Txn(true)
+		tx = s.write()
 		defer tx.Abort()
 	}
 	if err := tx.Insert(tableMeta, &v1.MetaRecord{Key: metaAppliedIndex, Value: strconv.FormatUint(index, 10)}); err != nil {
 		panic(fmt.Sprintf("fsm: record applied index %d: %v", index, err))
 	}
+	s.pub.Lock()
 	tx.Commit()
+	s.inst = tx.inst
+	s.pub.Unlock()
 	s.lastIndex.Store(index)
 	s.notify()
 }
@@ -86,13 +109,16 @@ func (s *Store) commit(tx *memdb.Txn, index uint64) {
 // not modify them (proto.Clone first).
 type Snapshot struct {
 	tx    *memdb.Txn
+	inst  *instanceSet
 	index uint64
 }
 
 // Snapshot returns a view of the store as it is now.
 func (s *Store) Snapshot() *Snapshot {
+	s.pub.RLock()
 	tx := s.db.Txn(false)
-	snap := &Snapshot{tx: tx}
+	snap := &Snapshot{tx: tx, inst: s.inst}
+	s.pub.RUnlock()
 	if raw, err := tx.First(tableMeta, "id", metaAppliedIndex); err == nil && raw != nil {
 		snap.index, _ = strconv.ParseUint(raw.(*v1.MetaRecord).GetValue(), 10, 64)
 	}
@@ -155,12 +181,16 @@ func (s *Snapshot) AppVersions(id string) ([]string, error) {
 
 // Instance returns the instance with the given id, or nil.
 func (s *Snapshot) Instance(id string) (*v1.Instance, error) {
-	return first[*v1.Instance](s, tableInstances, "id", id)
+	return s.inst.get(id), nil
 }
 
 // Instances returns every instance, sorted by id.
 func (s *Snapshot) Instances() ([]*v1.Instance, error) {
-	return all[*v1.Instance](s, tableInstances, "id")
+	out := make([]*v1.Instance, 0, s.inst.len())
+	for i := range s.inst.all() {
+		out = append(out, i)
+	}
+	return out, nil
 }
 
 // InstancesByApp returns the instances of one app, sorted by id.
@@ -183,53 +213,24 @@ func compareIDs(a, b *v1.Instance) int { return strings.Compare(a.GetId(), b.Get
 // as a sequence to range over once: a pass over an app of thousands (its
 // summary) without building their list.
 func (s *Snapshot) InstancesOfApp(appID string) (iter.Seq[*v1.Instance], error) {
-	// Ids in the format found by their prefix (other apps may share it),
-	// then the few indexed by app because they are not.
-	byPrefix, err := s.tx.Get(tableInstances, "id_prefix", instanceIDPrefix(appID))
-	if err != nil {
-		return nil, fmt.Errorf("read %s by id prefix: %w", tableInstances, err)
-	}
-	others, err := s.tx.Get(tableInstances, "app", appID)
-	if err != nil {
-		return nil, fmt.Errorf("read %s by app: %w", tableInstances, err)
-	}
-	return func(yield func(*v1.Instance) bool) {
-		for raw := byPrefix.Next(); raw != nil; raw = byPrefix.Next() {
-			if inst := raw.(*v1.Instance); inst.GetAppId() == appID && !yield(inst) {
-				return
-			}
-		}
-		for raw := others.Next(); raw != nil; raw = others.Next() {
-			if !yield(raw.(*v1.Instance)) {
-				return
-			}
-		}
-	}, nil
+	return s.inst.ofApp(appID), nil
 }
 
 // InstanceByTaskID returns the instance whose current task has this id, or nil.
 func (s *Snapshot) InstanceByTaskID(taskID string) (*v1.Instance, error) {
-	return instanceByTask(s.tx, taskID)
+	return instanceByTask(s.inst, taskID), nil
 }
 
 // instanceByTask finds the instance whose current task is taskID: the
 // instance the id names, or one indexed by task because its task id does
 // not follow the format.
-func instanceByTask(tx *memdb.Txn, taskID string) (*v1.Instance, error) {
+func instanceByTask(set *instanceSet, taskID string) *v1.Instance {
 	if id := InstanceIDOfTask(taskID); id != "" {
-		raw, err := tx.First(tableInstances, "id", id)
-		if err != nil {
-			return nil, fmt.Errorf("read %s by id: %w", tableInstances, err)
-		}
-		if inst, _ := raw.(*v1.Instance); inst.GetTask().GetId() == taskID {
-			return inst, nil
+		if inst := set.get(id); inst.GetTask().GetId() == taskID {
+			return inst
 		}
 	}
-	raw, err := tx.First(tableInstances, "task", taskID)
-	if err != nil || raw == nil {
-		return nil, err
-	}
-	return raw.(*v1.Instance), nil
+	return set.byOddTask(taskID)
 }
 
 // activeReservation is the instance's berth, or nil when it has none
@@ -294,9 +295,9 @@ func (s *Snapshot) ReservationsByAgent(agentID string) ([]*v1.Reservation, error
 
 // Volume returns the persistent volume with the given persistence id, or nil.
 func (s *Snapshot) Volume(persistenceID string) (*v1.LocalVolume, error) {
-	inst, err := first[*v1.Instance](s, tableInstances, "volume", persistenceID)
-	if err != nil || inst == nil {
-		return nil, err
+	inst := s.inst.byVolumeID(persistenceID)
+	if inst == nil {
+		return nil, nil
 	}
 	for _, v := range inst.GetReservation().GetVolumes() {
 		if v.GetPersistenceId() == persistenceID {
