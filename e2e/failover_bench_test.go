@@ -525,6 +525,28 @@ func stopStart(b *testing.B, c *benchCluster, api *benchServer, apps []failoverA
 	cpu.report(b, "stop", stopped, total, rates)
 	start = time.Now()
 	cpu = c.meterCPU()
+	// With -placement-profile, the start is profiled too: the leader's
+	// CPU into FILE.start (the others' beside it, FILE.start.sN).
+	var profiled <-chan error
+	if *placementProfile != "" {
+		dir, base := filepath.Split(*placementProfile)
+		lead := c.waitAgreed(c.servers)
+		profile := fmt.Sprintf("profile?seconds=%d", *placementProfileSeconds)
+		var all []<-chan error
+		all = append(all, lead.saveProfile(dir, profile, base+".start"))
+		for _, s := range c.others(lead) {
+			all = append(all, s.saveProfile(dir, profile, base+".start."+s.name))
+		}
+		done := make(chan error, 1)
+		go func() {
+			var err error
+			for _, e := range all {
+				err = errors.Join(err, <-e)
+			}
+			done <- err
+		}()
+		profiled = done
+	}
 	scale(func(a failoverApp) int32 { return int32(a.instances) })
 	waitUntil(b, 30*time.Minute, fmt.Sprintf("%d tasks running again", total), func() bool {
 		n, err := api.runningCount()
@@ -532,6 +554,11 @@ func stopStart(b *testing.B, c *benchCluster, api *benchServer, apps []failoverA
 	})
 	started := time.Since(start)
 	cpu.report(b, "start", started, total, rates)
+	if profiled != nil {
+		if err := <-profiled; err != nil {
+			b.Errorf("start profile: %v", err)
+		}
+	}
 	after := api.berths(b)
 	for iid, agent := range before {
 		if after[iid] != agent {

@@ -498,15 +498,43 @@ func overlaps(prev, next *v1.SchedulerPlanCommand) bool {
 // nothing the copy records reaches the original.
 func (m *Memory) clone() *Memory {
 	c := *m
-	c.kills = maps.Clone(m.kills)
-	c.stagingAsked = maps.Clone(m.stagingAsked)
-	c.agents = maps.Clone(m.agents)
-	c.demand = maps.Clone(m.demand)
-	c.configEqual = maps.Clone(m.configEqual)
-	c.unmovable = maps.Clone(m.unmovable)
-	c.agentStates = maps.Clone(m.agentStates)
-	c.starting = maps.Clone(m.starting)
-	c.recon.asked = maps.Clone(m.recon.asked)
-	c.recon.awaiting = maps.Clone(m.recon.awaiting)
+	c.kills = copyMap(m.kills)
+	c.stagingAsked = copyMap(m.stagingAsked)
+	c.agents = copyMap(m.agents)
+	c.demand = copyMap(m.demand)
+	c.configEqual = copyMap(m.configEqual)
+	c.unmovable = copyMap(m.unmovable)
+	c.agentStates = copyMap(m.agentStates)
+	c.starting = copyMap(m.starting)
+	if m.recon.active {
+		c.recon.asked = copyMap(m.recon.asked)
+		c.recon.awaiting = copyMap(m.recon.awaiting)
+	}
+	// Once the reconciliation is reported (inactive), its sets are only
+	// read (reconAsked and reconAnswered write while active), so the copy
+	// shares them: after a reconciliation of 10,000 tasks, copying them
+	// for each decision made during a commit was a third of the time the
+	// leader spent copying its memory while the stopped apps started
+	// again. A memory that afterFailedCommit reactivates takes them over
+	// from one whose decisions on top were all discarded.
 	return &c
+}
+
+// copyMap copies m. maps.Clone copies the map's whole table, as large as
+// the map ever grew: the kills of a stop of 10,000 instances left a table
+// of 10,000 slots, copied for every decision made during a commit long
+// after the last kill was done. A map of few entries is copied entry by
+// entry into a table of its size.
+func copyMap[M ~map[K]V, K comparable, V any](m M) M {
+	if m == nil {
+		return nil
+	}
+	if len(m) > 256 {
+		return maps.Clone(m)
+	}
+	c := make(M, len(m))
+	for k, v := range m {
+		c[k] = v
+	}
+	return c
 }
