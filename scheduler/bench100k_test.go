@@ -151,3 +151,25 @@ func BenchmarkReconcileAnswers100k(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkOverlay100k is the state a decision made during a commit
+// reads, at 100,000 instances: a plan in flight of 500 instance writes
+// laid on the committed state, and taken off again.
+//
+//	go test -run '^$' -bench Overlay100k -benchmem ./scheduler/
+func BenchmarkOverlay100k(b *testing.B) {
+	st, _ := state100k(b)
+	plan := &v1.SchedulerPlanCommand{}
+	for _, id := range st.sortedInstanceIDs()[:500] {
+		plan.PutInstances = append(plan.PutInstances, proto.Clone(st.Instances[id]).(*v1.Instance))
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		o, undo := overlay(st, plan, st.Mem)
+		if len(o.Instances) != 100_000 {
+			b.Fatalf("%d instances in the overlay", len(o.Instances))
+		}
+		undo()
+	}
+}

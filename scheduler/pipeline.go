@@ -231,7 +231,10 @@ func (l *loop) decide(in Input, on *decided) *decided {
 	mem := l.s.mem
 	if on != nil {
 		mem = mem.clone()
-		st = overlay(st, on.d.Plan, mem)
+		var undo func()
+		st, undo = overlay(st, on.d.Plan, mem)
+		// The committed state is read again only after undo.
+		defer undo()
 	}
 	obs := l.s.deps.Observer
 	now := time.Now()
@@ -388,29 +391,57 @@ func (l *loop) finish(dd *decided) bool {
 }
 
 // overlay returns st with plan applied on top, for a decision made while
-// plan commits, with mem as its memory. st itself is not changed.
-func overlay(st *State, plan *v1.SchedulerPlanCommand, mem *Memory) *State {
+// plan commits, with mem as its memory, and the function that takes the
+// plan off st again. The overlay writes the plan's instances into st's
+// own map, and undo puts back what they replaced: a copy of the map was
+// 10–20 ms and 3.5 MB per decision made during a commit with 100,000
+// instances. Until undo, st is read only through the overlay (the loop's
+// goroutine decides on one or the other, never both at once); its other
+// maps are copied when the plan writes them.
+func overlay(st *State, plan *v1.SchedulerPlanCommand, mem *Memory) (*State, func()) {
 	o := *st
 	o.Mem = mem
 	o.changed()
+	undo := func() {}
 	if plan == nil {
-		return &o
+		return &o, undo
 	}
 	if len(plan.GetPutInstances()) > 0 || len(plan.GetDeleteInstances()) > 0 {
-		o.Instances = maps.Clone(st.Instances)
+		type was struct {
+			inst *v1.Instance
+			ok   bool
+		}
+		prev := make(map[string]was, len(plan.GetPutInstances())+len(plan.GetDeleteInstances()))
+		keep := func(id string) {
+			if _, saved := prev[id]; !saved {
+				i, ok := st.Instances[id]
+				prev[id] = was{i, ok}
+			}
+		}
 		same := len(plan.GetDeleteInstances()) == 0 // the same instance ids
 		byTask := make(map[string]*v1.Instance, len(plan.GetPutInstances()))
 		for _, i := range plan.GetPutInstances() {
-			if _, ok := o.Instances[i.GetId()]; !ok {
+			if _, ok := st.Instances[i.GetId()]; !ok {
 				same = false
 			}
-			o.Instances[i.GetId()] = i
+			keep(i.GetId())
+			st.Instances[i.GetId()] = i
 			if t := i.GetTask().GetId(); t != "" {
 				byTask[t] = i
 			}
 		}
 		for _, id := range plan.GetDeleteInstances() {
-			delete(o.Instances, id)
+			keep(id)
+			delete(st.Instances, id)
+		}
+		undo = func() {
+			for id, w := range prev {
+				if w.ok {
+					st.Instances[id] = w.inst
+				} else {
+					delete(st.Instances, id)
+				}
+			}
 		}
 		if same {
 			o.sorted, o.byApp = st.sorted, st.byApp
@@ -443,7 +474,7 @@ func overlay(st *State, plan *v1.SchedulerPlanCommand, mem *Memory) *State {
 			o.Backups[b.GetId()] = b
 		}
 	}
-	return &o
+	return &o, undo
 }
 
 // overlaps is true when next writes a record that prev writes: decided

@@ -3,6 +3,7 @@ package scheduler
 import (
 	"context"
 	"errors"
+	"maps"
 	"sync"
 	"testing"
 	"time"
@@ -339,8 +340,8 @@ func (r *pipelineRig) afterLostLeadership() {
 
 // The overlay a speculative decision reads is the store with the plan in
 // flight applied: its tasks are found by id (the store's task index does
-// not know them yet), its deletions and replaced tasks are gone, and the
-// state under it is unchanged.
+// not know them yet), its deletions and replaced tasks are gone, and once
+// it is undone the state under it is as it was.
 func TestOverlayAppliesThePlanInFlight(t *testing.T) {
 	h, o1, _ := twoOfferRounds(t)
 	h.decide(Offers{Offers: []mesos.Offer{o1}})
@@ -357,7 +358,8 @@ func TestOverlayAppliesThePlanInFlight(t *testing.T) {
 	gone := h.instancesOf("/db")[1].GetId()
 	plan := &v1.SchedulerPlanCommand{PutInstances: []*v1.Instance{relaunched, launched}, DeleteInstances: []string{gone}}
 
-	o := overlay(st, plan, st.Mem.clone())
+	before := maps.Clone(st.Instances)
+	o, undo := overlay(st, plan, st.Mem.clone())
 	if got := o.instanceByTask(launched.Task.Id); got != launched {
 		t.Fatalf("task launched by the plan: found %v", got)
 	}
@@ -369,6 +371,10 @@ func TestOverlayAppliesThePlanInFlight(t *testing.T) {
 	}
 	if o.Instances[gone] != nil || len(o.sortedInstanceIDs()) != 7 {
 		t.Fatalf("deleted instance still there: %d ids", len(o.sortedInstanceIDs()))
+	}
+	undo()
+	if !maps.Equal(st.Instances, before) {
+		t.Fatal("the state under the overlay is not as it was after undo")
 	}
 	if st.Instances[gone] == nil || st.instanceByTask(placed.GetTask().GetId()) == nil || len(st.sortedInstanceIDs()) != 8 {
 		t.Fatal("the state under the overlay changed")
