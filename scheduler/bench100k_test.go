@@ -9,6 +9,8 @@ import (
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
 	"google.golang.org/protobuf/proto"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	v1 "github.com/berth-dev/berth/proto/berth/v1"
 )
 
@@ -171,5 +173,41 @@ func BenchmarkOverlay100k(b *testing.B) {
 			b.Fatalf("%d instances in the overlay", len(o.Instances))
 		}
 		undo()
+	}
+}
+
+// BenchmarkOffersMostlyFull is an offer round of 1,000 agents, each with
+// room for 5 of the 10,000 new instances waiting (10 apps of 1,000): 5,000
+// are placed, and every offer, once full, meets the 5,000 that wait on.
+func BenchmarkOffersMostlyFull(b *testing.B) {
+	h := newHarness(b)
+	h.skipStateCheck = true
+	st := &State{FrameworkID: "fw", Apps: map[string]*v1.App{}, Instances: map[string]*v1.Instance{},
+		Deployments: map[string]*v1.Deployment{}, Backups: map[string]*v1.Backup{}, Mem: NewMemory()}
+	created := timestamppb.New(time.Unix(1_800_000_000, 0))
+	for a := range 10 {
+		app := residentApp(fmt.Sprintf("/wait-%02d", a), "v1", 1000)
+		st.Apps[app.GetId()] = app
+		for j := range 1000 {
+			id := fmt.Sprintf("wait-%02d.instance-%06d", a, j)
+			st.Instances[id] = &v1.Instance{Id: id, AppId: app.GetId(), AppVersion: "v1", Goal: v1.Goal_GOAL_RUNNING,
+				Reservation: &v1.Reservation{InstanceId: id, State: v1.ReservationState_RESERVATION_STATE_NONE},
+				CreatedAt:   created, Resident: true}
+		}
+	}
+	for n := range 1000 {
+		// residentApp's instance: 0.5 cpus, 64 MiB, 110 MiB of disk, a port.
+		h.master.addAgent(fmt.Sprintf("F%04d", n), fmt.Sprintf("free%04d", n), 2.5, 1024, 1000, 31000, 32000, nil)
+	}
+	offers := h.master.makeOffers()
+	now := time.Unix(1_800_000_001, 0)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		st.Mem = NewMemory()
+		d := Decide(st, Offers{Offers: offers}, now, h.cfg)
+		if n := len(d.Plan.GetPutInstances()); n != 5000 {
+			b.Fatalf("placed %d, want 5,000", n)
+		}
 	}
 }

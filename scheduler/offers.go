@@ -15,7 +15,11 @@ import (
 
 // offerRound is the per-decision context of offer matching.
 type offerRound struct {
-	cands       []string // instances to place on unreserved resources, in order
+	cands       []string        // instances to place on unreserved resources, in order
+	candApps    []string        // the app of each of cands
+	moves       map[string]bool // the cands that are moves' new berths
+	left        map[string]int  // per app, its cands not placed yet (moves aside)
+	first       int             // cands before it are all placed
 	placed      map[string]bool
 	constraints map[string][]appmodel.Placement
 	badApps     map[string]bool
@@ -77,6 +81,17 @@ func (p *planner) onOffers(offers []mesos.Offer) {
 		}
 		return r.cands[x] < r.cands[y]
 	})
+	r.candApps = make([]string, len(r.cands))
+	r.moves, r.left = map[string]bool{}, map[string]int{}
+	for k, id := range r.cands {
+		i := p.inst(id)
+		r.candApps[k] = i.GetAppId()
+		if p.movePlacing(i) != nil {
+			r.moves[id] = true
+		} else {
+			r.left[i.GetAppId()]++
+		}
+	}
 
 	refuse := p.refuseFor()
 	var declines []mesos.OfferID
@@ -229,12 +244,31 @@ func (p *planner) matchOffer(o *mesos.Offer, v *offerView, r *offerRound) []meso
 		}
 	}
 
+	// New berths, oldest instance first. An instance that does not fit
+	// the offer (resources, constraints) says that every other instance of
+	// its app does not either: they ask for the same resources under the
+	// same constraints, the offer's free resources only shrink, and an
+	// app's placed values change only when one of its own is placed. So
+	// the app's other instances are skipped for this offer (its reasons
+	// are noted once, as often as they would be: per app), and once every
+	// app waiting has not fitted, the offer is done. (A move's new berth
+	// has conditions of its own: always tried.) Without this, each of 1,000
+	// offers walked every instance still waiting, 3.4 s and 1.4 GB for
+	// 10,000 waiting (BenchmarkOffersMostlyFull).
 	var placeOps []mesos.Offer_Operation
-	for _, iid := range r.cands {
+	var failed map[string]bool
+	for k := r.first; k < len(r.cands); k++ {
+		iid := r.cands[k]
 		if p.cfg.MaxInstancesPerOffer > 0 && nLaunch >= p.cfg.MaxInstancesPerOffer {
 			break
 		}
-		if r.placed[iid] || collected[iid] {
+		if r.placed[iid] {
+			if k == r.first {
+				r.first++
+			}
+			continue
+		}
+		if collected[iid] || failed[r.candApps[k]] {
 			continue // a berth is not re-made where its stale one is being collected
 		}
 		i := p.inst(iid)
@@ -242,10 +276,28 @@ func (p *planner) matchOffer(o *mesos.Offer, v *offerView, r *offerRound) []meso
 		ops, why, ok := p.place(a, i, o, v, r)
 		if !ok {
 			r.notes.decline(a.GetId(), why...)
+			if r.moves[iid] {
+				continue
+			}
+			if failed == nil {
+				failed = map[string]bool{}
+			}
+			failed[a.GetId()] = true
+			if len(failed) == len(r.left) && len(r.moves) == 0 {
+				break // every app waiting has met an instance that does not fit
+			}
 			continue
 		}
 		r.notes.use(a.GetId())
 		r.placed[iid] = true
+		if r.moves[iid] {
+			delete(r.moves, iid)
+		} else if r.left[a.GetId()]--; r.left[a.GetId()] == 0 {
+			delete(r.left, a.GetId())
+		}
+		if k == r.first {
+			r.first++
+		}
 		placeOps = append(placeOps, ops...)
 		nLaunch++
 	}
