@@ -102,7 +102,7 @@ func MachineWindow(s maintenance.Schedule, m mesos.MachineID) *maintenance.Windo
 
 // pollAgents reads the agents' states from the master's operator API.
 func pollAgents(ctx context.Context, op *OperatorClient) (AgentStates, error) {
-	res, err := op.Call(ctx, &master.Call{Type: master.Call_GET_AGENTS})
+	res, err := op.getAgentsLean(ctx)
 	if err != nil {
 		return AgentStates{}, err
 	}

@@ -1,0 +1,118 @@
+package scheduler
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/gogo/protobuf/proto"
+	"github.com/mesos/mesos-go/api/v1/lib/master"
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// The agent poll needs of GET_AGENTS each agent's identity, activity,
+// drain and machine, not its resources: total, allocated and offered
+// resources list every berth on the agent (a reservation and a volume,
+// with their labels, per instance), and with 100,000 berths decoding them
+// took several seconds of the leader's CPU per poll (6% of the placing
+// leader's CPU at 100,000; BENCHMARKS.md, issue 14). The response is
+// decoded without them: the fields are dropped from the encoded bytes
+// before mesos-go decodes the rest.
+
+// Field numbers of mesos.master.Response (master.proto).
+const (
+	responseGetAgents       = 10 // Response.get_agents
+	getAgentsAgents         = 1  // Response.GetAgents.agents
+	agentTotalResources     = 7  // Response.GetAgents.Agent.total_resources
+	agentAllocatedResources = 8  // .allocated_resources
+	agentOfferedResources   = 9  // .offered_resources
+	agentResourceProviders  = 11 // .resource_providers
+)
+
+// getAgentsLean calls GET_AGENTS and decodes the answer without the
+// agents' resources.
+func (c *OperatorClient) getAgentsLean(ctx context.Context) (*master.Response, error) {
+	call := &master.Call{Type: master.Call_GET_AGENTS}
+	b, status, err := postCall(ctx, c.hc, c.endpoint, c.principal, c.secret, call, call.Type)
+	if err != nil {
+		return nil, err
+	}
+	if status/100 != 2 {
+		return nil, &OperatorError{Call: call.Type, Status: status, Message: strings.TrimSpace(string(b))}
+	}
+	lean, err := withoutAgentResources(b)
+	if err != nil {
+		return nil, fmt.Errorf("%v to %s: decode response: %w", call.Type, c.endpoint, err)
+	}
+	out := &master.Response{}
+	if err := proto.Unmarshal(lean, out); err != nil {
+		return nil, fmt.Errorf("%v to %s: decode response: %w", call.Type, c.endpoint, err)
+	}
+	return out, nil
+}
+
+// withoutAgentResources returns an encoded master.Response with the
+// resource fields of its GET_AGENTS agents left out; every other field is
+// kept as it was.
+func withoutAgentResources(b []byte) ([]byte, error) {
+	return filterField(b, responseGetAgents, func(getAgents []byte) ([]byte, error) {
+		return filterField(getAgents, getAgentsAgents, func(agent []byte) ([]byte, error) {
+			return dropFields(agent, agentTotalResources, agentAllocatedResources, agentOfferedResources, agentResourceProviders)
+		})
+	})
+}
+
+// filterField copies the encoded message b, passing the contents of each
+// length-delimited field num through f.
+func filterField(b []byte, num protowire.Number, f func([]byte) ([]byte, error)) ([]byte, error) {
+	out := make([]byte, 0, len(b))
+	for len(b) > 0 {
+		n, typ, tagLen := protowire.ConsumeTag(b)
+		if tagLen < 0 {
+			return nil, protowire.ParseError(tagLen)
+		}
+		valLen := protowire.ConsumeFieldValue(n, typ, b[tagLen:])
+		if valLen < 0 {
+			return nil, protowire.ParseError(valLen)
+		}
+		field := b[:tagLen+valLen]
+		b = b[tagLen+valLen:]
+		if n != num || typ != protowire.BytesType {
+			out = append(out, field...)
+			continue
+		}
+		v, _ := protowire.ConsumeBytes(field[tagLen:])
+		nv, err := f(v)
+		if err != nil {
+			return nil, err
+		}
+		out = protowire.AppendTag(out, n, typ)
+		out = protowire.AppendBytes(out, nv)
+	}
+	return out, nil
+}
+
+// dropFields copies the encoded message b without the fields numbered
+// drop.
+func dropFields(b []byte, drop ...protowire.Number) ([]byte, error) {
+	out := make([]byte, 0, 256)
+	for len(b) > 0 {
+		n, typ, tagLen := protowire.ConsumeTag(b)
+		if tagLen < 0 {
+			return nil, protowire.ParseError(tagLen)
+		}
+		valLen := protowire.ConsumeFieldValue(n, typ, b[tagLen:])
+		if valLen < 0 {
+			return nil, protowire.ParseError(valLen)
+		}
+		skip := false
+		for _, d := range drop {
+			skip = skip || n == d
+		}
+		if !skip {
+			out = append(out, b[:tagLen+valLen]...)
+		}
+		b = b[tagLen+valLen:]
+	}
+	return out, nil
+}
