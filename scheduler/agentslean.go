@@ -3,6 +3,7 @@ package scheduler
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/gogo/protobuf/proto"
@@ -65,37 +66,36 @@ func withoutAgentResources(b []byte) ([]byte, error) {
 // filterField copies the encoded message b, passing the contents of each
 // length-delimited field num through f.
 func filterField(b []byte, num protowire.Number, f func([]byte) ([]byte, error)) ([]byte, error) {
-	out := make([]byte, 0, len(b))
-	for len(b) > 0 {
-		n, typ, tagLen := protowire.ConsumeTag(b)
-		if tagLen < 0 {
-			return nil, protowire.ParseError(tagLen)
-		}
-		valLen := protowire.ConsumeFieldValue(n, typ, b[tagLen:])
-		if valLen < 0 {
-			return nil, protowire.ParseError(valLen)
-		}
-		field := b[:tagLen+valLen]
-		b = b[tagLen+valLen:]
+	return rewrite(b, len(b), func(out []byte, n protowire.Number, typ protowire.Type, field []byte, tagLen int) ([]byte, error) {
 		if n != num || typ != protowire.BytesType {
-			out = append(out, field...)
-			continue
+			return append(out, field...), nil
 		}
 		v, _ := protowire.ConsumeBytes(field[tagLen:])
 		nv, err := f(v)
 		if err != nil {
 			return nil, err
 		}
-		out = protowire.AppendTag(out, n, typ)
-		out = protowire.AppendBytes(out, nv)
-	}
-	return out, nil
+		return protowire.AppendBytes(protowire.AppendTag(out, n, typ), nv), nil
+	})
 }
 
 // dropFields copies the encoded message b without the fields numbered
 // drop.
 func dropFields(b []byte, drop ...protowire.Number) ([]byte, error) {
-	out := make([]byte, 0, 256)
+	return rewrite(b, 256, func(out []byte, n protowire.Number, _ protowire.Type, field []byte, _ int) ([]byte, error) {
+		if slices.Contains(drop, n) {
+			return out, nil
+		}
+		return append(out, field...), nil
+	})
+}
+
+// rewrite builds a message from the fields of the encoded message b: each
+// field (its tag and value, the tag tagLen bytes long) is handed to f with
+// what was built so far, and f returns it with what it makes of the field
+// appended.
+func rewrite(b []byte, size int, f func(out []byte, n protowire.Number, typ protowire.Type, field []byte, tagLen int) ([]byte, error)) ([]byte, error) {
+	out := make([]byte, 0, size)
 	for len(b) > 0 {
 		n, typ, tagLen := protowire.ConsumeTag(b)
 		if tagLen < 0 {
@@ -105,12 +105,9 @@ func dropFields(b []byte, drop ...protowire.Number) ([]byte, error) {
 		if valLen < 0 {
 			return nil, protowire.ParseError(valLen)
 		}
-		skip := false
-		for _, d := range drop {
-			skip = skip || n == d
-		}
-		if !skip {
-			out = append(out, b[:tagLen+valLen]...)
+		var err error
+		if out, err = f(out, n, typ, b[:tagLen+valLen], tagLen); err != nil {
+			return nil, err
 		}
 		b = b[tagLen+valLen:]
 	}
