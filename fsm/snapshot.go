@@ -41,7 +41,8 @@ const (
 const maxRecordBytes = 64 << 20
 
 // Snapshot captures the store at this point of the log. Persist runs later,
-// concurrently with Apply, on an immutable memdb snapshot.
+// concurrently with Apply, on an immutable view of the store (memdb's
+// read transaction and the instance set of the same index).
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	return &snapshot{view: f.State().Snapshot(), observer: f.observer}, nil
 }
@@ -80,7 +81,7 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// Release is a no-op: the memdb snapshot is garbage collected.
+// Release is a no-op: the view is garbage collected.
 func (s *snapshot) Release() {}
 
 // WriteSnapshot writes every table of the store view to w in the snapshot

@@ -2,11 +2,8 @@ package scheduler
 
 import (
 	"context"
-	"fmt"
 	"slices"
-	"strings"
 
-	"github.com/gogo/protobuf/proto"
 	"github.com/mesos/mesos-go/api/v1/lib/master"
 	"google.golang.org/protobuf/encoding/protowire"
 )
@@ -33,23 +30,7 @@ const (
 // getAgentsLean calls GET_AGENTS and decodes the answer without the
 // agents' resources.
 func (c *OperatorClient) getAgentsLean(ctx context.Context) (*master.Response, error) {
-	call := &master.Call{Type: master.Call_GET_AGENTS}
-	b, status, err := postCall(ctx, c.hc, c.endpoint, c.principal, c.secret, call, call.Type)
-	if err != nil {
-		return nil, err
-	}
-	if status/100 != 2 {
-		return nil, &OperatorError{Call: call.Type, Status: status, Message: strings.TrimSpace(string(b))}
-	}
-	lean, err := withoutAgentResources(b)
-	if err != nil {
-		return nil, fmt.Errorf("%v to %s: decode response: %w", call.Type, c.endpoint, err)
-	}
-	out := &master.Response{}
-	if err := proto.Unmarshal(lean, out); err != nil {
-		return nil, fmt.Errorf("%v to %s: decode response: %w", call.Type, c.endpoint, err)
-	}
-	return out, nil
+	return c.call(ctx, &master.Call{Type: master.Call_GET_AGENTS}, withoutAgentResources)
 }
 
 // withoutAgentResources returns an encoded master.Response with the

@@ -66,12 +66,23 @@ func (e *OperatorError) Error() string {
 // Call sends one operator call and decodes the response (empty for calls
 // that answer with no body).
 func (c *OperatorClient) Call(ctx context.Context, call *master.Call) (*master.Response, error) {
+	return c.call(ctx, call, nil)
+}
+
+// call sends one operator call and decodes the response, passing its
+// encoded bytes through filter first when there is one.
+func (c *OperatorClient) call(ctx context.Context, call *master.Call, filter func([]byte) ([]byte, error)) (*master.Response, error) {
 	b, status, err := postCall(ctx, c.hc, c.endpoint, c.principal, c.secret, call, call.Type)
 	if err != nil {
 		return nil, err
 	}
 	if status/100 != 2 {
 		return nil, &OperatorError{Call: call.Type, Status: status, Message: strings.TrimSpace(string(b))}
+	}
+	if filter != nil {
+		if b, err = filter(b); err != nil {
+			return nil, fmt.Errorf("%v to %s: decode response: %w", call.Type, c.endpoint, err)
+		}
 	}
 	out := &master.Response{}
 	if len(b) > 0 {
